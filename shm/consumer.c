@@ -1,0 +1,457 @@
+/* consumer.c -- the owner's side of the ring: create, consume in order,
+ * release space, unblock dead producers, advance the durable cursors.
+ *
+ * The state of the position the consumer reads next (read_pos):
+ *
+ *            producer claims                 producer commits
+ *   EMPTY ------------------> CLAIMED ------------------------> COMMITTED
+ *   (word 0, pos == tail)     (word 0 or CLAIMED|size,           (word = length)
+ *                              pos < tail)                            |
+ *                                 | stuck > unblock timeout and       | ring_next() verifies,
+ *                                 | its process is gone:              | delivers, read_pos +=
+ *                                 | unblock() pads, reports ABORT     v
+ *                                 +---------------------------> CONSUMED --ring_release()-->
+ *                                                               zeroed, head moves: EMPTY
+ *
+ * Every frame is checked before it is delivered (lengths against the data
+ * area and the tail, type, lsn == position, checksum).  A bad frame stops
+ * the consumer with RK_ECORRUPT and a message; it never guesses past it.
+ *
+ * Threads: one consumer thread per ring; ring_set_durable() and
+ * ring_set_replicated() may be called from other threads.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ring.h"
+#include "segment.h"
+
+#define ABORT_FRAME_SIZE (FRAME_HEADER_SIZE + 8)
+#define SLEEP_SLICE_MS 1 /* bounds a wake lost to the producer's fence-free check */
+#define SPIN_BEFORE_SLEEP 2000
+
+struct ring_owner {
+    struct ring_header *hdr;
+    uint8_t *data;
+    size_t map_size;
+    int fd;
+    uint64_t mask;
+    uint64_t capacity;
+    uint64_t read_pos;     /* next position to read; head <= read_pos <= tail */
+    uint64_t stuck_pos;    /* position where a claim was first seen stuck */
+    uint64_t stuck_since;  /* CLOCK_MONOTONIC ns of that */
+    uint32_t n_aborts;     /* ABORT frames made since the last release */
+    uint32_t n_pending;    /* of them, not yet delivered */
+    uint8_t aborts[RING_MAX_PRODUCERS][ABORT_FRAME_SIZE];
+    char name[RK_NAME_MAX + 1];
+    char err[512];
+};
+
+static void take_ownership(ring_owner *o, uint64_t epoch)
+{
+    struct ring_header *h = o->hdr;
+    uint32_t pid = (uint32_t)getpid();
+
+    atomic_store(&h->epoch, epoch);
+    atomic_store(&h->owner_start_time, ring_process_start_time(pid));
+    atomic_store(&h->owner_pid, pid);
+    o->read_pos = atomic_load_explicit(&h->head, memory_order_acquire);
+    o->stuck_pos = UINT64_MAX;
+}
+
+static int init_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    int rc;
+
+    rc = pthread_mutexattr_init(&attr);
+    if (rc)
+        return rc;
+    rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (!rc)
+        rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (!rc)
+        rc = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return rc;
+}
+
+int ring_create(const char *name, const ring_create_opts *opts, ring_owner **out, char *err,
+                size_t err_size)
+{
+    char path[128];
+    ring_owner *o = NULL;
+    struct ring_header *h;
+    uint64_t start;
+    int rc, created = 0;
+
+    *out = NULL;
+    rc = seg_check_name(name, err, err_size);
+    if (rc)
+        return rc;
+    if (!opts || opts->capacity < RING_MIN_CAPACITY || opts->capacity > RING_MAX_CAPACITY ||
+        (opts->capacity & (opts->capacity - 1))) {
+        seg_error(err, err_size, "ring capacity %llu must be a power of two from %u to %llu bytes",
+                  opts ? (unsigned long long)opts->capacity : 0ull, RING_MIN_CAPACITY,
+                  (unsigned long long)RING_MAX_CAPACITY);
+        return RK_EINVAL;
+    }
+    start = opts->start_lsn ? frame_align(opts->start_lsn) : FRAME_ALIGN;
+    if (start < opts->start_lsn || start > UINT64_MAX / 2) {
+        seg_error(err, err_size, "start LSN %llu out of range", (unsigned long long)opts->start_lsn);
+        return RK_EINVAL;
+    }
+    o = calloc(1, sizeof *o);
+    if (!o)
+        return ENOMEM;
+    o->fd = -1;
+    seg_path(name, path, sizeof path);
+    o->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (o->fd < 0) {
+        rc = errno;
+        if (rc == EEXIST) {
+            rc = RK_EEXIST;
+            seg_error(err, err_size, "ring '%s' already exists (%s): take it over, or remove it if "
+                      "no node uses it", name, path);
+        } else {
+            seg_error(err, err_size, "cannot create %s: %s", path, strerror(rc));
+        }
+        goto fail;
+    }
+    created = 1;
+    o->map_size = RING_HEADER_SIZE + opts->capacity;
+    /* fchmod: the mode is 0600 whatever the umask; posix_fallocate: a full
+     * /dev/shm fails here, not later with SIGBUS in an engine */
+    if (fchmod(o->fd, 0600) != 0 || (rc = posix_fallocate(o->fd, 0, (off_t)o->map_size)) != 0) {
+        rc = rc ? rc : errno;
+        seg_error(err, err_size, "cannot size %s to %zu bytes: %s", path, o->map_size, strerror(rc));
+        goto fail;
+    }
+    h = mmap(NULL, o->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, o->fd, 0);
+    if (h == MAP_FAILED) {
+        rc = errno;
+        seg_error(err, err_size, "cannot map %s: %s", path, strerror(rc));
+        goto fail;
+    }
+    o->hdr = h;
+    o->data = (uint8_t *)h + RING_HEADER_SIZE;
+    o->capacity = opts->capacity;
+    o->mask = opts->capacity - 1;
+    h->format = RING_FORMAT;
+    h->header_size = RING_HEADER_SIZE;
+    h->capacity = opts->capacity;
+    h->start_lsn = start;
+    h->created_ns = seg_now_ns(CLOCK_REALTIME);
+    h->owner_uid = (uint32_t)geteuid();
+    h->unblock_timeout_ms = opts->unblock_timeout_ms ? opts->unblock_timeout_ms : RING_DEFAULT_UNBLOCK_MS;
+    h->max_frame = opts->capacity / 4 < FRAME_MAX_LENGTH ? (uint32_t)(opts->capacity / 4) : FRAME_MAX_LENGTH;
+    atomic_store(&h->tail, start);
+    atomic_store(&h->head, start);
+    atomic_store(&h->durable_lsn, start - 1);
+    atomic_store(&h->replicated_lsn, start - 1);
+    rc = init_mutex(&h->dir_lock);
+    if (rc) {
+        seg_error(err, err_size, "cannot initialise the directory mutex: %s", strerror(rc));
+        goto fail;
+    }
+    take_ownership(o, opts->epoch);
+    snprintf(o->name, sizeof o->name, "%s", name);
+    /* release: every field above is visible before the magic that makes
+     * the segment valid to attachers */
+    atomic_store_explicit(&h->magic, RING_MAGIC, memory_order_release);
+    *out = o;
+    return 0;
+fail:
+    if (o->hdr)
+        munmap(o->hdr, o->map_size);
+    if (o->fd >= 0)
+        close(o->fd);
+    if (created)
+        unlink(path);
+    free(o);
+    return rc;
+}
+
+int ring_reopen(const char *name, uint64_t epoch, ring_owner **out, char *err, size_t err_size)
+{
+    ring_owner *o;
+    struct ring_header *h;
+    uint32_t owner;
+    int rc;
+
+    *out = NULL;
+    o = calloc(1, sizeof *o);
+    if (!o)
+        return ENOMEM;
+    o->fd = -1;
+    rc = ring_map_existing(name, 1, &o->fd, &o->hdr, &o->map_size, err, err_size);
+    if (rc)
+        goto fail;
+    h = o->hdr;
+    owner = atomic_load(&h->owner_pid);
+    if (owner && owner != (uint32_t)getpid() && ring_process_alive(owner, atomic_load(&h->owner_start_time))) {
+        rc = RK_EBUSY;
+        seg_error(err, err_size, "ring '%s' is owned by the live node pid %u: stop it first", name, owner);
+        goto fail;
+    }
+    o->data = (uint8_t *)h + h->header_size;
+    o->capacity = h->capacity;
+    o->mask = h->capacity - 1;
+    snprintf(o->name, sizeof o->name, "%s", name);
+    take_ownership(o, epoch);
+    *out = o;
+    return 0;
+fail:
+    if (o->hdr)
+        munmap(o->hdr, o->map_size);
+    if (o->fd >= 0)
+        close(o->fd);
+    free(o);
+    return rc;
+}
+
+void ring_close(ring_owner *o, int unlink_segment)
+{
+    if (!o)
+        return;
+    if (atomic_load(&o->hdr->owner_pid) == (uint32_t)getpid())
+        atomic_store(&o->hdr->owner_pid, 0);
+    munmap(o->hdr, o->map_size);
+    close(o->fd);
+    if (unlink_segment)
+        ring_unlink(o->name);
+    free(o);
+}
+
+const char *ring_error(const ring_owner *o) { return o->err; }
+struct ring_header *ring_header_of(ring_owner *o) { return o->hdr; }
+uint8_t *ring_data_of(ring_owner *o) { return o->data; }
+
+static inline _Atomic uint32_t *word_at(ring_owner *o, uint64_t pos)
+{
+    return (_Atomic uint32_t *)(o->data + (pos & o->mask));
+}
+
+static int corrupt_at(ring_owner *o, uint64_t pos, const char *why)
+{
+    atomic_fetch_add_explicit(&o->hdr->n_corrupt, 1, memory_order_relaxed);
+    seg_error(o->err, sizeof o->err, "ring '%s': corrupt frame at position %" PRIu64 ": %s; the ring "
+              "stops here, nothing before it is lost", o->name, pos, why);
+    return RK_ECORRUPT;
+}
+
+/* Marks slot id dead and queues an ABORT frame for it at position pos. */
+static void queue_abort(ring_owner *o, uint16_t id, uint64_t pos)
+{
+    struct ring_producer_slot *s = &o->hdr->producers[id];
+    uint32_t attached = SLOT_ATTACHED;
+    uint8_t session[8];
+    uint64_t sess = atomic_load(&s->session);
+
+    if (o->n_aborts >= RING_MAX_PRODUCERS)
+        return; /* cannot happen: a slot dies once, then is not attached */
+    if (!atomic_compare_exchange_strong(&s->state, &attached, SLOT_DEAD))
+        return; /* reported already, or re-attached meanwhile */
+    for (int i = 0; i < 8; i++)
+        session[i] = (uint8_t)(sess >> (8 * i));
+    frame_encode(o->aborts[o->n_aborts++], FRAME_ABORT, 0, id, pos, NULL, 0, session, 8);
+    o->n_pending++;
+}
+
+/* Marks every attached producer whose process is gone dead, with an ABORT
+ * at pos.  Returns how many it found. */
+static int sweep_dead(ring_owner *o, uint64_t pos)
+{
+    int n = 0;
+
+    for (uint16_t i = 0; i < RING_MAX_PRODUCERS; i++) {
+        struct ring_producer_slot *s = &o->hdr->producers[i];
+        if (atomic_load(&s->state) == SLOT_ATTACHED && !ring_process_alive(s->pid, s->start_time)) {
+            queue_abort(o, i, pos);
+            n++;
+        }
+    }
+    return n;
+}
+
+static void count_unblocked(ring_owner *o, uint64_t bytes)
+{
+    atomic_fetch_add_explicit(&o->hdr->n_unblocked, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&o->hdr->n_unblocked_bytes, bytes, memory_order_relaxed);
+}
+
+/* The claim at read_pos has been stuck past the unblock timeout.  If its
+ * producer's process is gone, skip the claimed space (it is zeroed at
+ * release, like any consumed space) and report the producer.  Returns 1
+ * when read_pos moved, 0 when the claim must still wait, or RK_ECORRUPT. */
+static int unblock(ring_owner *o, uint64_t tail, uint32_t word)
+{
+    uint64_t pos = o->read_pos, idx = pos & o->mask, end;
+    struct frame_header *f = (struct frame_header *)(o->data + idx);
+
+    if (word & FRAME_CLAIMED) {
+        uint32_t size = word & ~FRAME_CLAIMED;
+        uint16_t id = f->producer;
+        struct ring_producer_slot *s;
+
+        if (size < FRAME_HEADER_SIZE || size % FRAME_ALIGN || size > o->hdr->max_frame ||
+            idx + size > o->capacity || size > tail - pos || f->lsn != pos || id >= RING_MAX_PRODUCERS)
+            return corrupt_at(o, pos, "claim marker with an impossible size, lsn or producer");
+        s = &o->hdr->producers[id];
+        if (atomic_load(&s->state) == SLOT_ATTACHED && ring_process_alive(s->pid, s->start_time))
+            return 0;
+        queue_abort(o, id, pos);
+        o->read_pos = pos + size;
+        count_unblocked(o, size);
+        return 1;
+    }
+    /* No marker: the producer died between its fetch-add and its first
+     * store.  Its claim ends where the next non-zero word begins (every
+     * unclaimed byte is zero); if nothing follows it yet, wait. */
+    for (end = pos + FRAME_ALIGN; end < tail; end += FRAME_ALIGN) {
+        if (atomic_load_explicit(word_at(o, end), memory_order_acquire) != 0)
+            break;
+    }
+    if (end >= tail)
+        return 0;
+    if (sweep_dead(o, pos) == 0)
+        return 0; /* nobody is dead: a live producer is slow, keep waiting */
+    o->read_pos = end;
+    count_unblocked(o, end - pos);
+    return 1;
+}
+
+int ring_next(ring_owner *o, ring_frame *f)
+{
+    struct ring_header *h = o->hdr;
+    char why[200];
+
+    for (;;) {
+        uint64_t pos = o->read_pos, idx = pos & o->mask, tail;
+        uint32_t word;
+        int rc;
+
+        if (o->n_pending) {
+            uint8_t *a = o->aborts[o->n_aborts - o->n_pending--];
+            return frame_decode(a, ABORT_FRAME_SIZE, f, NULL, 0) == 0 ? 1 : RK_ECORRUPT;
+        }
+        /* acquire: pairs with the producer's release store of the commit
+         * word; the frame's bytes are visible once the length is */
+        word = atomic_load_explicit(word_at(o, pos), memory_order_acquire);
+        if (word == 0 || (word & FRAME_CLAIMED)) {
+            /* acquire: claims are made before markers are written */
+            tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+            if (tail == pos && word == 0)
+                return 0;
+            if (tail < pos || tail - atomic_load(&h->head) > o->capacity + (uint64_t)h->max_frame * RING_MAX_PRODUCERS)
+                return corrupt_at(o, pos, "tail cursor out of range");
+            uint64_t now = seg_now_ns(CLOCK_MONOTONIC);
+            if (o->stuck_pos != pos) {
+                o->stuck_pos = pos;
+                o->stuck_since = now;
+                return 0;
+            }
+            if (now - o->stuck_since < (uint64_t)h->unblock_timeout_ms * 1000000u)
+                return 0;
+            rc = unblock(o, tail, word);
+            if (rc <= 0) {
+                if (rc == 0)
+                    o->stuck_since = now; /* check the process again later */
+                return rc;
+            }
+            continue;
+        }
+        o->stuck_pos = UINT64_MAX;
+        tail = UINT64_MAX;
+        if (o->data[idx + 4] == FRAME_PAD) {
+            tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+            if (word < FRAME_PAD_MIN || word % FRAME_ALIGN || idx + word > o->capacity || word > tail - pos)
+                return corrupt_at(o, pos, "padding with an impossible length");
+            o->read_pos += word;
+            continue;
+        }
+        rc = frame_decode(o->data + idx, o->capacity - idx, f, why, sizeof why);
+        if (rc)
+            return corrupt_at(o, pos, why);
+        if (f->lsn != pos)
+            return corrupt_at(o, pos, "the frame's LSN is not its position");
+        if (f->producer >= RING_MAX_PRODUCERS || f->type == FRAME_ABORT)
+            return corrupt_at(o, pos, "frame names no valid producer");
+        tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+        if (frame_align(f->raw_len) > tail - pos)
+            return corrupt_at(o, pos, "frame runs past the tail");
+        o->read_pos += frame_align(f->raw_len);
+        atomic_store_explicit(&h->n_consumed, atomic_load_explicit(&h->n_consumed, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        return 1;
+    }
+}
+
+int ring_wait_ready(ring_owner *o, int timeout_ms)
+{
+    struct ring_header *h = o->hdr;
+    uint64_t deadline = seg_now_ns(CLOCK_MONOTONIC) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+
+    for (int spin = 0;; spin++) {
+        uint32_t word = atomic_load_explicit(word_at(o, o->read_pos), memory_order_acquire);
+        uint32_t seq;
+
+        if (o->n_pending || (word != 0 && !(word & FRAME_CLAIMED)))
+            return 1;
+        if (timeout_ms <= 0 || seg_now_ns(CLOCK_MONOTONIC) >= deadline) {
+            /* a claim that is not moving needs ring_next() to time it */
+            return atomic_load_explicit(&h->tail, memory_order_acquire) != o->read_pos;
+        }
+        if (spin < SPIN_BEFORE_SLEEP) {
+            __builtin_ia32_pause();
+            continue;
+        }
+        atomic_store_explicit(&h->consumer_sleeping, 1, memory_order_relaxed);
+        /* seq_cst fence: the sleeping flag is visible before we re-check
+         * the commit word (see publish() in ring.c for the other side) */
+        atomic_thread_fence(memory_order_seq_cst);
+        seq = atomic_load_explicit(&h->consumer_seq, memory_order_acquire);
+        word = atomic_load_explicit(word_at(o, o->read_pos), memory_order_acquire);
+        if (word == 0 || (word & FRAME_CLAIMED))
+            ring_futex_wait(&h->consumer_seq, seq, SLEEP_SLICE_MS);
+        atomic_store_explicit(&h->consumer_sleeping, 0, memory_order_relaxed);
+    }
+}
+
+void ring_release(ring_owner *o)
+{
+    struct ring_header *h = o->hdr;
+    uint64_t head = atomic_load_explicit(&h->head, memory_order_relaxed);
+    uint64_t len = o->read_pos - head, idx = head & o->mask;
+
+    if (len) {
+        uint64_t first = o->capacity - idx < len ? o->capacity - idx : len;
+        /* restore "unclaimed bytes are zero" before producers may reuse them */
+        memset(o->data + idx, 0, first);
+        memset(o->data, 0, len - first);
+        seg_cursor_advance(&h->head, &h->head_seq, &h->n_head_waiters, o->read_pos);
+    }
+    /* ABORT frames already delivered are released too; keep the rest */
+    memmove(o->aborts[0], o->aborts[o->n_aborts - o->n_pending], (size_t)o->n_pending * ABORT_FRAME_SIZE);
+    o->n_aborts = o->n_pending;
+}
+
+void ring_set_durable(ring_owner *o, uint64_t lsn)
+{
+    struct ring_header *h = o->hdr;
+    seg_cursor_advance(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, lsn);
+}
+
+void ring_set_replicated(ring_owner *o, uint64_t lsn)
+{
+    struct ring_header *h = o->hdr;
+    seg_cursor_advance(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters, lsn);
+}

@@ -1,0 +1,541 @@
+/* ring.c -- the engine's side of the ring: attach, tables, and writing
+ * records without a system call.
+ *
+ * Writing a record (ring_write):
+ *
+ *   pre-check room against the cached head (re-read head only when the
+ *   ring looks full; wait on the head futex or fail, as the producer chose)
+ *        |
+ *   fetch-add tail  ->  the claim [pos, pos + need)
+ *        |
+ *   carve the claim: the frame where it fits before the end of the data
+ *   area, PAD frames over what is left (a frame never straddles the end)
+ *        |
+ *   marker: lsn, producer, then commit word = CLAIMED | size   (release)
+ *        |
+ *   key, value, checksum, then commit word = length             (release)
+ *        |
+ *   wake the consumer only if it sleeps (a load that stays in our cache)
+ *
+ * The pre-check makes a claim only when there is room for it, so tail never
+ * runs ahead of head by more than the capacity plus what producers racing
+ * for the last room claim at the same instant; such a producer waits for
+ * the consumer (its space is promised to it and must be filled).
+ *
+ * Threads: a handle belongs to one thread at a time; any number of handles
+ * in any number of processes share one ring.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "ring.h"
+#include "segment.h"
+
+struct rk_ring {
+    struct ring_header *hdr;
+    uint8_t *data;
+    size_t map_size;
+    int fd;
+    uint64_t mask;        /* capacity - 1 */
+    uint64_t capacity;
+    uint64_t cached_head; /* our last read of hdr->head */
+    uint32_t max_frame;
+    uint16_t producer;    /* our slot id */
+    int full_policy;
+    int full_timeout_ms;
+    struct ring_producer_slot *slot;
+    char *errmsg;
+    size_t errmsg_size;
+};
+
+const char *rk_version(int *major, int *minor, int *patch)
+{
+    if (major)
+        *major = RK_VERSION_MAJOR;
+    if (minor)
+        *minor = RK_VERSION_MINOR;
+    if (patch)
+        *patch = RK_VERSION_PATCH;
+#define RK_STR2(x) #x
+#define RK_STR(x) RK_STR2(x)
+    return RK_STR(RK_VERSION_MAJOR) "." RK_STR(RK_VERSION_MINOR) "." RK_STR(RK_VERSION_PATCH);
+}
+
+const char *rk_strerror(int err)
+{
+    static const char *const msgs[] = {
+        [RK_EINVAL - RK_EINVAL] = "invalid argument",
+        [RK_ETOOBIG - RK_EINVAL] = "record too large for this ring (see rk_ring_max_record)",
+        [RK_EFULL - RK_EINVAL] = "ring full",
+        [RK_ETIMEDOUT - RK_EINVAL] = "timed out",
+        [RK_ENOTFOUND - RK_EINVAL] = "not found",
+        [RK_EBADRING - RK_EINVAL] = "not a usable ringkeep ring",
+        [RK_EVERSION - RK_EINVAL] = "unsupported format version",
+        [RK_ECORRUPT - RK_EINVAL] = "corrupt data (checksum or structure)",
+        [RK_ETABLES - RK_EINVAL] = "table directory full",
+        [RK_EPRODUCERS - RK_EINVAL] = "producer registry full",
+        [RK_EBUSY - RK_EINVAL] = "producer name attached by a live process",
+        [RK_EEXIST - RK_EINVAL] = "ring already exists",
+    };
+    if (err == 0)
+        return "success";
+    if (err > 0)
+        return strerror(err);
+    if (err >= RK_EINVAL && err < RK_ELAST)
+        return msgs[err - RK_EINVAL];
+    return "unknown error";
+}
+
+/* Locks the directory mutex.  A holder that died leaves it consistent: every
+ * change under it is a few plain stores that are valid at any prefix. */
+int ring_dir_lock(struct ring_header *h)
+{
+    int rc = pthread_mutex_lock(&h->dir_lock);
+
+    if (rc == EOWNERDEAD)
+        rc = pthread_mutex_consistent(&h->dir_lock);
+    return rc;
+}
+
+static void set_err(rk_ring *r, const char *msg)
+{
+    seg_error(r->errmsg, r->errmsg_size, "%s", msg);
+}
+
+/* -------------------------------------------------------------- writing */
+
+/* Waits until head >= target.  With RK_FULL_FAIL (and bounded) returns
+ * RK_EFULL; with RK_FULL_WAIT, RK_ETIMEDOUT after full_timeout_ms. */
+static int wait_for_room(rk_ring *r, uint64_t target, int bounded)
+{
+    struct ring_header *h = r->hdr;
+    int rc;
+
+    if (bounded && r->full_policy == RK_FULL_FAIL)
+        return RK_EFULL;
+    rc = seg_cursor_wait(&h->head, &h->head_seq, &h->n_head_waiters, target,
+                         bounded && r->full_timeout_ms > 0 ? r->full_timeout_ms : -1);
+    r->cached_head = atomic_load_explicit(&h->head, memory_order_acquire);
+    return rc;
+}
+
+/* Commits a PAD frame over [pos, pos + len), split at the end of the data
+ * area.  Every piece is a multiple of 8 bytes, so at least FRAME_PAD_MIN. */
+static void write_pad(rk_ring *r, uint64_t pos, uint64_t len)
+{
+    while (len) {
+        uint64_t idx = pos & r->mask;
+        uint64_t piece = r->capacity - idx < len ? r->capacity - idx : len;
+        uint8_t *p = r->data + idx;
+
+        p[4] = FRAME_PAD;
+        /* release: the type byte is visible before the length commits it */
+        atomic_store_explicit((_Atomic uint32_t *)p, (uint32_t)piece, memory_order_release);
+        pos += piece;
+        len -= piece;
+    }
+}
+
+/* Claims room for a frame of `size` aligned bytes and returns its position
+ * with the claim marker written.  The frame's memory is zero. */
+static int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
+{
+    struct ring_header *h = r->hdr;
+
+    for (;;) {
+        uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+        uint64_t idx = tail & r->mask;
+        uint64_t need = size + (idx + size > r->capacity ? r->capacity - idx : 0);
+        uint64_t pos, end, first;
+        int rc;
+
+        if (tail + need - r->cached_head > r->capacity) {
+            /* acquire: the consumer zeroed the space before it released it */
+            r->cached_head = atomic_load_explicit(&h->head, memory_order_acquire);
+            if (tail + need - r->cached_head > r->capacity) {
+                rc = wait_for_room(r, tail + need - r->capacity, 1);
+                if (rc)
+                    return rc;
+                continue;
+            }
+        }
+        /* relaxed: the claim orders nothing by itself; the commit word's
+         * release store publishes the frame */
+        pos = atomic_fetch_add_explicit(&h->tail, need, memory_order_relaxed);
+        end = pos + need;
+        while (end - r->cached_head > r->capacity) {
+            /* another producer took the room between our check and our
+             * fetch-add: this space is ours and must be filled, so wait */
+            r->cached_head = atomic_load_explicit(&h->head, memory_order_acquire);
+            if (end - r->cached_head > r->capacity)
+                wait_for_room(r, end - r->capacity, 0);
+        }
+        idx = pos & r->mask;
+        first = idx + size <= r->capacity ? 0 : r->capacity - idx;
+        if (need - first < size) {
+            write_pad(r, pos, need);
+            continue;
+        }
+        write_pad(r, pos, first);
+        write_pad(r, pos + first + size, need - first - size);
+        *pos_out = pos + first;
+        return 0;
+    }
+}
+
+static inline struct frame_header *frame_at(rk_ring *r, uint64_t pos)
+{
+    return (struct frame_header *)(r->data + (pos & r->mask));
+}
+
+/* Writes the claim marker: the consumer reads lsn and producer from a
+ * claimed frame when its producer dies before committing. */
+static inline void mark_claimed(rk_ring *r, struct frame_header *f, uint64_t pos, uint32_t size)
+{
+    f->lsn = pos;
+    f->producer = r->producer;
+    /* release: lsn and producer are visible before the marker */
+    atomic_store_explicit((_Atomic uint32_t *)&f->length, FRAME_CLAIMED | size, memory_order_release);
+}
+
+static inline void publish(rk_ring *r, struct frame_header *f, uint32_t length, uint8_t type,
+                           uint16_t table)
+{
+    struct ring_header *h = r->hdr;
+
+    f->type = type;
+    f->table = table;
+    f->checksum = XXH3_64bits_withSeed((uint8_t *)f + 16, length - 16, frame_seed(length, type, 0, table));
+    /* release: every byte of the frame is visible before its length */
+    atomic_store_explicit((_Atomic uint32_t *)&f->length, length, memory_order_release);
+    /* relaxed: statistics for `ring inspect`, read by nobody on a hot path */
+    atomic_store_explicit(&r->slot->last_lsn, f->lsn, memory_order_relaxed);
+    atomic_store_explicit(&r->slot->n_records,
+                          atomic_load_explicit(&r->slot->n_records, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    /* relaxed: this line changes only when the consumer goes to sleep, so
+     * the load hits our cache.  Without a fence a wake can be missed when
+     * the consumer falls asleep at this instant; its sleep is bounded by a
+     * short slice, which limits the delay to that slice. */
+    if (atomic_load_explicit(&h->consumer_sleeping, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&h->consumer_seq, 1, memory_order_release);
+        ring_futex_wake(&h->consumer_seq);
+    }
+}
+
+static int check_size(const rk_ring *r, uint32_t klen, uint32_t vlen, uint32_t *size)
+{
+    uint64_t length = (uint64_t)FRAME_HEADER_SIZE + klen + vlen;
+
+    if (klen > RK_KEY_MAX || frame_align(length) > r->max_frame)
+        return RK_ETOOBIG;
+    *size = frame_align(length);
+    return 0;
+}
+
+static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key, uint32_t klen,
+                      const void *val, uint32_t vlen, uint64_t *lsn_out)
+{
+    struct frame_header *f;
+    uint32_t size;
+    uint64_t pos;
+    int rc;
+
+    if (!r || (klen && !key) || (vlen && !val))
+        return RK_EINVAL;
+    rc = check_size(r, klen, vlen, &size);
+    if (rc)
+        return rc;
+    rc = claim(r, size, &pos);
+    if (rc)
+        return rc;
+    f = frame_at(r, pos);
+    mark_claimed(r, f, pos, size);
+    f->klen = klen;
+    if (klen)
+        memcpy(f + 1, key, klen);
+    if (vlen)
+        memcpy((uint8_t *)(f + 1) + klen, val, vlen);
+    publish(r, f, FRAME_HEADER_SIZE + klen + vlen, type, table);
+    if (lsn_out)
+        *lsn_out = pos;
+    return 0;
+}
+
+int rk_put(rk_ring *r, uint16_t table, const void *key, uint32_t klen, const void *val, uint32_t vlen,
+           uint64_t *lsn_out)
+{
+    return ring_write(r, FRAME_PUT, table, key, klen, val, vlen, lsn_out);
+}
+
+int rk_del(rk_ring *r, uint16_t table, const void *key, uint32_t klen, uint64_t *lsn_out)
+{
+    return ring_write(r, FRAME_DEL, table, key, klen, NULL, 0, lsn_out);
+}
+
+int rk_mark(rk_ring *r, uint64_t height, uint64_t *lsn_out)
+{
+    uint8_t le[8];
+
+    for (int i = 0; i < 8; i++)
+        le[i] = (uint8_t)(height >> (8 * i));
+    return ring_write(r, FRAME_MARK, 0, NULL, 0, le, 8, lsn_out);
+}
+
+int rk_claim_record(rk_ring *r, uint16_t table, uint32_t klen, uint32_t vlen, rk_claim *c)
+{
+    struct frame_header *f;
+    uint32_t size;
+    uint64_t pos;
+    int rc;
+
+    if (!r || !c)
+        return RK_EINVAL;
+    rc = check_size(r, klen, vlen, &size);
+    if (rc)
+        return rc;
+    rc = claim(r, size, &pos);
+    if (rc)
+        return rc;
+    f = frame_at(r, pos);
+    mark_claimed(r, f, pos, size);
+    f->klen = klen;
+    f->table = table;
+    c->key = f + 1;
+    c->val = (uint8_t *)(f + 1) + klen;
+    c->frame_ = f;
+    c->len_ = FRAME_HEADER_SIZE + klen + vlen;
+    c->vlen_ = vlen;
+    return 0;
+}
+
+int rk_commit(rk_ring *r, rk_claim *c, uint64_t *lsn_out)
+{
+    struct frame_header *f;
+
+    if (!r || !c || !c->frame_)
+        return RK_EINVAL;
+    f = c->frame_;
+    publish(r, f, c->len_, FRAME_PUT, f->table);
+    if (lsn_out)
+        *lsn_out = f->lsn;
+    c->frame_ = NULL;
+    return 0;
+}
+
+uint32_t rk_ring_max_record(const rk_ring *r) { return r ? r->max_frame - FRAME_HEADER_SIZE : 0; }
+
+uint64_t ring_test_claim_without_marker(rk_ring *r, uint32_t size)
+{
+    return atomic_fetch_add_explicit(&r->hdr->tail, frame_align(size), memory_order_relaxed);
+}
+
+/* -------------------------------------------------------------- waiting */
+
+int rk_wait(rk_ring *r, uint64_t lsn, rk_level level, int timeout_ms)
+{
+    struct ring_header *h;
+
+    if (!r)
+        return RK_EINVAL;
+    h = r->hdr;
+    if (lsn >= atomic_load_explicit(&h->tail, memory_order_acquire))
+        return RK_EINVAL; /* no record has this LSN yet */
+    switch (level) {
+    case RK_WRITTEN:
+        return 0;
+    case RK_DURABLE:
+        return seg_cursor_wait(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, lsn, timeout_ms);
+    case RK_REPLICATED:
+        return seg_cursor_wait(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters, lsn,
+                               timeout_ms);
+    }
+    return RK_EINVAL;
+}
+
+/* -------------------------------------------------------------- tables */
+
+int rk_table(rk_ring *r, const char *name, uint16_t *table_id)
+{
+    struct ring_header *h;
+    size_t n = name ? strlen(name) : 0;
+    int rc;
+
+    if (!r || !table_id || n == 0 || n > RK_NAME_MAX)
+        return RK_EINVAL;
+    h = r->hdr;
+    /* fast path without the lock: entries are never changed once used */
+    for (uint32_t i = 0; i < RING_MAX_TABLES; i++) {
+        /* acquire: the name was written before used */
+        if (!atomic_load_explicit(&h->tables[i].used, memory_order_acquire))
+            break;
+        if (strncmp(h->tables[i].name, name, RK_NAME_MAX + 1) == 0) {
+            *table_id = (uint16_t)i;
+            return 0;
+        }
+    }
+    rc = ring_dir_lock(h);
+    if (rc)
+        return rc;
+    rc = RK_ETABLES;
+    for (uint32_t i = 0; i < RING_MAX_TABLES; i++) {
+        struct ring_table_entry *t = &h->tables[i];
+        if (!atomic_load_explicit(&t->used, memory_order_acquire)) {
+            memset(t->name, 0, sizeof t->name);
+            memcpy(t->name, name, n);
+            /* release: the name is visible before the entry counts */
+            atomic_store_explicit(&t->used, 1, memory_order_release);
+            atomic_store_explicit(&h->n_tables, i + 1, memory_order_relaxed);
+            *table_id = (uint16_t)i;
+            rc = 0;
+            break;
+        }
+        if (strncmp(t->name, name, RK_NAME_MAX + 1) == 0) {
+            *table_id = (uint16_t)i;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->dir_lock);
+    return rc;
+}
+
+/* -------------------------------------------------------------- attach */
+
+/* Finds or takes the slot for `name` and starts a new session in it. */
+static int register_producer(rk_ring *r, const char *name, uint64_t *session)
+{
+    struct ring_header *h = r->hdr;
+    struct ring_producer_slot *slot = NULL;
+    uint32_t pid = (uint32_t)getpid();
+    int rc;
+
+    rc = ring_dir_lock(h);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < RING_MAX_PRODUCERS; i++) {
+        struct ring_producer_slot *s = &h->producers[i];
+        uint32_t state = atomic_load(&s->state);
+        if (state == SLOT_FREE) {
+            if (!slot) {
+                slot = s;
+                memset(s->name, 0, sizeof s->name);
+                memcpy(s->name, name, strlen(name));
+                atomic_store(&h->n_producers, i + 1);
+            }
+            break;
+        }
+        if (strncmp(s->name, name, RK_NAME_MAX + 1) == 0) {
+            if (state == SLOT_ATTACHED && ring_process_alive(s->pid, s->start_time)) {
+                seg_error(r->errmsg, r->errmsg_size,
+                          "producer '%s' is already attached by live pid %u: attach under another "
+                          "name, or stop that process", name, s->pid);
+                rc = RK_EBUSY;
+                goto out;
+            }
+            slot = s;
+            break;
+        }
+    }
+    if (!slot) {
+        seg_error(r->errmsg, r->errmsg_size, "the ring's %d producer slots are all taken",
+                  RING_MAX_PRODUCERS);
+        rc = RK_EPRODUCERS;
+        goto out;
+    }
+    slot->pid = pid;
+    slot->start_time = ring_process_start_time(pid);
+    slot->attach_ns = seg_now_ns(CLOCK_REALTIME);
+    *session = atomic_fetch_add(&slot->session, 1) + 1;
+    atomic_store(&slot->state, SLOT_ATTACHED);
+    r->slot = slot;
+    r->producer = (uint16_t)(slot - h->producers);
+out:
+    pthread_mutex_unlock(&h->dir_lock);
+    return rc;
+}
+
+int rk_ring_attach(const char *ring_name, const rk_ring_opts *opts, rk_ring **out)
+{
+    static const rk_ring_opts defaults = {0};
+    const char *producer;
+    struct frame_attach attach = {0};
+    rk_ring *r = NULL;
+    uint64_t session = 0;
+    int rc;
+
+    if (!opts)
+        opts = &defaults;
+    if (!out)
+        return RK_EINVAL;
+    *out = NULL;
+    producer = opts->producer ? opts->producer : "default";
+    if (seg_check_name(producer, opts->errmsg, opts->errmsg_size) ||
+        (opts->full_policy != RK_FULL_WAIT && opts->full_policy != RK_FULL_FAIL)) {
+        if (opts->full_policy != RK_FULL_WAIT && opts->full_policy != RK_FULL_FAIL)
+            seg_error(opts->errmsg, opts->errmsg_size, "full_policy %d is neither RK_FULL_WAIT nor "
+                      "RK_FULL_FAIL", opts->full_policy);
+        return RK_EINVAL;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r)
+        return ENOMEM;
+    r->fd = -1;
+    r->errmsg = opts->errmsg;
+    r->errmsg_size = opts->errmsg_size;
+    r->full_policy = opts->full_policy;
+    r->full_timeout_ms = opts->full_timeout_ms;
+    rc = ring_map_existing(ring_name, 1, &r->fd, &r->hdr, &r->map_size, r->errmsg, r->errmsg_size);
+    if (rc)
+        goto fail;
+    r->data = (uint8_t *)r->hdr + r->hdr->header_size;
+    r->capacity = r->hdr->capacity;
+    r->mask = r->capacity - 1;
+    r->max_frame = r->hdr->max_frame;
+    r->cached_head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+    rc = register_producer(r, producer, &session);
+    if (rc)
+        goto fail;
+    /* The ATTACH frame tells the node, in stream order, that a new session
+     * of this producer begins: whatever it left open before is void. */
+    attach.session = session;
+    attach.pid = (uint32_t)getpid();
+    rc = ring_write(r, FRAME_ATTACH, 0, producer, (uint32_t)strlen(producer), &attach, sizeof attach,
+                    NULL);
+    if (rc) {
+        set_err(r, "cannot write the ATTACH record: the ring is full and the node is not draining it");
+        atomic_store(&r->slot->state, SLOT_DETACHED);
+        goto fail;
+    }
+    *out = r;
+    return 0;
+fail:
+    if (r->hdr)
+        munmap(r->hdr, r->map_size);
+    if (r->fd >= 0)
+        close(r->fd);
+    free(r);
+    return rc;
+}
+
+void rk_ring_detach(rk_ring *r)
+{
+    if (!r)
+        return;
+    if (r->slot && ring_dir_lock(r->hdr) == 0) {
+        if (r->slot->pid == (uint32_t)getpid())
+            atomic_store(&r->slot->state, SLOT_DETACHED);
+        pthread_mutex_unlock(&r->hdr->dir_lock);
+    }
+    munmap(r->hdr, r->map_size);
+    close(r->fd);
+    free(r);
+}

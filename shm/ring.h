@@ -1,0 +1,152 @@
+/* ring.h -- the node's side of the shared-memory ring (private to ringkeep).
+ *
+ * The owner creates the segment, consumes frames in order, releases space,
+ * and advances the durable and replicated cursors that engines wait on.
+ * There is one owner (consumer) per ring at a time.
+ */
+#ifndef RK_RING_H
+#define RK_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ring_format.h"
+
+/* ------------------------------------------------------------ frame codec */
+
+/* One decoded frame.  Pointers point into the buffer that was decoded. */
+typedef struct ring_frame {
+    uint8_t type;          /* enum frame_type */
+    uint8_t flags;
+    uint16_t table;
+    uint16_t producer;
+    uint64_t lsn;
+    const uint8_t *key;
+    uint32_t klen;
+    const uint8_t *val;
+    uint32_t vlen;
+    const uint8_t *raw;    /* the whole frame as stored (commit word first) */
+    uint32_t raw_len;      /* its exact length (not aligned) */
+} ring_frame;
+
+/* Decodes and verifies the data frame at buf (avail bytes readable).
+ * Returns 0, or RK_ECORRUPT with a reason in why (if not NULL) when any
+ * length, type or checksum is wrong.  Never reads outside buf[0..avail). */
+int frame_decode(const uint8_t *buf, size_t avail, ring_frame *f, char *why, size_t why_size);
+
+/* Encodes a data frame into buf (frame_align(32 + klen + vlen) bytes, which
+ * the caller provides), committed, with its checksum.  Returns its length. */
+uint32_t frame_encode(uint8_t *buf, uint8_t type, uint16_t table, uint16_t producer, uint64_t lsn,
+                      const void *key, uint32_t klen, const void *val, uint32_t vlen);
+
+/* ------------------------------------------------------------ the owner */
+
+typedef struct ring_owner ring_owner;
+
+typedef struct ring_create_opts {
+    uint64_t capacity;           /* data bytes: a power of two, at least
+                                    RING_MIN_CAPACITY */
+    uint64_t start_lsn;          /* first position (LSNs continue from it);
+                                    0 = 8 */
+    uint64_t epoch;              /* the owner's epoch */
+    uint32_t unblock_timeout_ms; /* 0 = RING_DEFAULT_UNBLOCK_MS */
+} ring_create_opts;
+
+/* Creates /dev/shm/ringkeep.<name> (O_CREAT|O_EXCL, mode 0600 whatever the
+ * umask) and becomes its owner.  RK_EEXIST if it exists.  On failure a
+ * one-line reason is written to err.  *out is released with ring_close(). */
+int ring_create(const char *name, const ring_create_opts *opts, ring_owner **out, char *err,
+                size_t err_size);
+
+/* Takes over a ring left by an earlier owner (a node that stopped or
+ * crashed), after checking it as rk_ring_attach() does and checking that
+ * the earlier owner is gone.  Consumption resumes at the ring's head. */
+int ring_reopen(const char *name, uint64_t epoch, ring_owner **out, char *err, size_t err_size);
+
+/* Unmaps; with unlink_segment, removes the segment too.  NULL is a no-op. */
+void ring_close(ring_owner *o, int unlink_segment);
+
+/* Removes /dev/shm/ringkeep.<name>. */
+int ring_unlink(const char *name);
+
+/* Returns the next committed frame in *f (valid until ring_release()):
+ *   1  a frame (PUT, DEL, MARK, ATTACH, or ABORT for a dead producer);
+ *   0  nothing ready yet (empty, or the next frame is still being written);
+ *   RK_ECORRUPT  the next frame is corrupt: the ring stops there; the
+ *                reason is in ring_error().  Nothing before it is lost.
+ * PAD frames are skipped.  A claim stuck longer than the unblock timeout
+ * whose producer's process is gone is turned into padding, counted, and
+ * reported as an ABORT frame. */
+int ring_next(ring_owner *o, ring_frame *f);
+
+/* Sleeps until a frame may be ready or timeout_ms passes (0 = just check).
+ * Returns 1 when something may be ready, 0 on timeout. */
+int ring_wait_ready(ring_owner *o, int timeout_ms);
+
+/* Gives back the space of every frame returned so far (zeroes it and moves
+ * head), and wakes producers waiting for space. */
+void ring_release(ring_owner *o);
+
+/* Moves the durable / replicated cursor to lsn (never backwards) and wakes
+ * engines waiting in rk_wait(). */
+void ring_set_durable(ring_owner *o, uint64_t lsn);
+void ring_set_replicated(ring_owner *o, uint64_t lsn);
+
+/* The reason for the last error of o. */
+const char *ring_error(const ring_owner *o);
+
+/* The mapped header, for the node's status and tests. */
+struct ring_header *ring_header_of(ring_owner *o);
+uint8_t *ring_data_of(ring_owner *o);
+
+/* ------------------------------------------------------------ inspection */
+
+typedef struct ring_info {
+    char path[128];
+    uint32_t format;
+    uint64_t capacity, start_lsn, epoch, created_ns;
+    uint32_t owner_pid, owner_alive, owner_uid, mode;
+    uint32_t unblock_timeout_ms, max_frame;
+    uint64_t tail, head, durable_lsn, replicated_lsn;
+    uint64_t n_consumed, n_unblocked, n_unblocked_bytes, n_corrupt;
+    uint32_t n_tables, n_producers;
+    struct {
+        char name[RK_NAME_MAX + 1];
+        uint16_t id;
+    } tables[RING_MAX_TABLES];
+    struct {
+        char name[RK_NAME_MAX + 1];
+        uint16_t id;
+        uint32_t state, pid, alive;
+        uint64_t session, last_lsn, n_records, attach_ns;
+    } producers[RING_MAX_PRODUCERS];
+} ring_info;
+
+/* Reads the header of ring `name` without changing anything, after the same
+ * checks as rk_ring_attach(). */
+int ring_inspect(const char *name, ring_info *info, char *err, size_t err_size);
+
+/* ------------------------------------------------------------ internals
+ * shared by ring.c and consumer.c */
+
+/* Maps and checks an existing segment (magic, format, size, owner uid,
+ * permissions).  Writes a reason to err on failure. */
+int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_header **hdr_out,
+                      size_t *map_size_out, char *err, size_t err_size);
+
+/* 1 if the process pid, started at start_time (0 = do not check), is alive
+ * (a zombie counts as dead). */
+int ring_process_alive(uint32_t pid, uint64_t start_time);
+
+/* The start time of process pid (/proc/<pid>/stat field 22), 0 if unknown. */
+uint64_t ring_process_start_time(uint32_t pid);
+
+/* Futex wait/wake on a 32-bit word in shared memory. */
+int ring_futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms);
+void ring_futex_wake(_Atomic uint32_t *word);
+
+/* For tests: claims size bytes by fetch-add and returns without writing the
+ * claim marker, as a producer killed right after its fetch-add would. */
+uint64_t ring_test_claim_without_marker(rk_ring *r, uint32_t size);
+
+#endif

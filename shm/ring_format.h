@@ -1,0 +1,187 @@
+/* ring_format.h -- the layout of a ring segment and of the frames in it.
+ *
+ * A segment is /dev/shm/ringkeep.<name>: a header of RING_HEADER_SIZE bytes,
+ * then a data area of `capacity` bytes (a power of two).  Positions in the
+ * record stream are 64-bit byte counts that never wrap; a position's place in
+ * the data area is (position & (capacity - 1)).  A record's LSN is the
+ * position of its frame.
+ *
+ * Changing anything here means bumping RING_FORMAT.  Invariants:
+ *   head <= every unconsumed frame < tail;  tail - head <= capacity;
+ *   only producers advance tail; only the owner (node) advances head,
+ *   durable_lsn and replicated_lsn;  durable_lsn < head is not required
+ *   (the node releases ring space only after the journal holds it, so in
+ *   practice durable_lsn >= every released LSN).
+ *   Every byte in [head, head + capacity) that no producer has claimed is 0.
+ */
+#ifndef RK_RING_FORMAT_H
+#define RK_RING_FORMAT_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ringkeep.h"
+
+#define RING_MAGIC 0x474e524bu /* "KRNG" little-endian */
+#define RING_FORMAT 1u
+#define RING_CACHE_LINE 64
+#define RING_MAX_TABLES 256
+#define RING_MAX_PRODUCERS 64
+#define RING_MIN_CAPACITY (64u * 1024)
+#define RING_MAX_CAPACITY (1ull << 36)
+#define RING_DEFAULT_UNBLOCK_MS 1000u
+#define RING_SHM_PREFIX "ringkeep."
+
+/* ---------------------------------------------------------------- frames
+ *
+ * Every frame starts at a multiple of FRAME_ALIGN and never straddles the
+ * end of the data area.  Its first word is the commit word:
+ *   0                      nothing claimed here yet (or claimed, no marker);
+ *   FRAME_CLAIMED | size   claimed by a producer that is writing it; size is
+ *                          the aligned size it occupies;
+ *   length                 committed; length is the exact byte count of
+ *                          header + key + value, it occupies align8(length).
+ * The producer stores the committed length last, with release order.
+ *
+ * A data frame (PUT, DEL, MARK, ATTACH) has the 32-byte header below.  A PAD
+ * frame is only the first 8 bytes (length, type) and may be 8 bytes long.
+ * checksum = XXH3_64bits_withSeed(frame + 16, length - 16, frame_seed(...)),
+ * where the seed packs length, type, flags and table, so that every header
+ * byte and every payload byte is covered. */
+#define FRAME_ALIGN 8u
+#define FRAME_HEADER_SIZE 32u
+#define FRAME_PAD_MIN 8u
+#define FRAME_CLAIMED 0x80000000u
+#define FRAME_MAX_LENGTH (1u << 30)
+
+enum frame_type {
+    FRAME_PUT = 1,    /* key, value */
+    FRAME_DEL = 2,    /* key */
+    FRAME_MARK = 3,   /* value: height, 8 bytes little-endian */
+    FRAME_PAD = 4,    /* skipped space: the end of the data area, or a claim
+                         that could not be used */
+    FRAME_ATTACH = 5, /* a producer (re)attached: key = producer name, value =
+                         struct frame_attach.  Any open group of this producer
+                         id written before it is void. */
+    FRAME_ABORT = 6,  /* never in the ring: made by the consumer when it
+                         unblocks a dead producer; producer = the dead one,
+                         lsn = where its claim was.  Its open group is void. */
+};
+
+struct frame_header {
+    uint32_t length;   /* commit word, see above */
+    uint8_t type;      /* enum frame_type */
+    uint8_t flags;     /* 0 */
+    uint16_t table;    /* PUT, DEL: table id; else 0 */
+    uint64_t checksum; /* XXH3 of the rest, see above */
+    uint64_t lsn;      /* the frame's position */
+    uint16_t producer; /* producer slot id */
+    uint16_t reserved; /* 0 */
+    uint32_t klen;     /* key bytes; value bytes = length - 32 - klen */
+};
+_Static_assert(sizeof(struct frame_header) == FRAME_HEADER_SIZE, "frame header is 32 bytes");
+
+struct frame_attach {
+    uint64_t session; /* the producer slot's session after this attach */
+    uint32_t pid;     /* the attaching process */
+    uint32_t flags;   /* 0 */
+};
+
+static inline uint32_t frame_align(uint64_t n) { return (uint32_t)((n + FRAME_ALIGN - 1) & ~(uint64_t)(FRAME_ALIGN - 1)); }
+
+static inline uint64_t frame_seed(uint32_t length, uint8_t type, uint8_t flags, uint16_t table)
+{
+    return (uint64_t)length | (uint64_t)type << 32 | (uint64_t)flags << 40 | (uint64_t)table << 48;
+}
+
+/* ---------------------------------------------------------------- header */
+
+enum slot_state { SLOT_FREE = 0, SLOT_ATTACHED = 1, SLOT_DETACHED = 2, SLOT_DEAD = 3 };
+
+struct ring_table_entry {
+    char name[RK_NAME_MAX + 1]; /* NUL-terminated; written under dir_lock */
+    _Atomic uint32_t used;      /* 1 once name is set (release; read with acquire) */
+    uint32_t pad_[3];
+};
+_Static_assert(sizeof(struct ring_table_entry) == 64, "table entry is one line");
+
+struct ring_producer_slot {
+    char name[RK_NAME_MAX + 1];     /* written under dir_lock; kept for the ring's
+                                       life: a slot id always means one name */
+    _Atomic uint32_t state;         /* enum slot_state; under dir_lock, and the
+                                       consumer sets DEAD */
+    uint32_t pid;                   /* attached process; under dir_lock */
+    uint64_t start_time;            /* its start time (/proc stat field 22), so
+                                       that a reused pid is not taken for it */
+    _Atomic uint64_t session;       /* +1 at every attach; under dir_lock */
+    uint64_t attach_ns;             /* CLOCK_REALTIME of the last attach */
+    /* the producer's own line, written at every commit */
+    alignas(RING_CACHE_LINE) _Atomic uint64_t last_lsn; /* LSN of its last commit */
+    _Atomic uint64_t n_records;                          /* records committed */
+};
+_Static_assert(sizeof(struct ring_producer_slot) == 192, "producer slot is three lines");
+
+struct ring_header {
+    /* identity: written once by the owner before magic is published */
+    _Atomic uint32_t magic;      /* RING_MAGIC, stored last with release */
+    uint32_t format;             /* RING_FORMAT */
+    uint64_t header_size;        /* RING_HEADER_SIZE: data area offset */
+    uint64_t capacity;           /* data area bytes, a power of two */
+    uint64_t start_lsn;          /* the first position of this ring */
+    uint64_t created_ns;         /* CLOCK_REALTIME at creation */
+    uint32_t owner_uid;          /* uid of the creator */
+    uint32_t unblock_timeout_ms; /* how long a stuck claim waits before the
+                                    consumer checks its producer is dead */
+    uint32_t max_frame;          /* largest frame, aligned: capacity / 4 */
+    uint32_t reserved_;
+    /* ownership: the node that consumes; rewritten when a node takes over */
+    _Atomic uint64_t epoch;      /* the owner's epoch */
+    _Atomic uint32_t owner_pid;  /* the consuming node, 0 when none */
+    uint32_t reserved2_;
+    _Atomic uint64_t owner_start_time;
+
+    /* producers only: next position to claim (fetch-add) */
+    alignas(RING_CACHE_LINE) _Atomic uint64_t tail;
+
+    /* consumer only: next position not yet released; producers read it when
+     * the ring looks full.  head_seq/n_head_waiters: futex for producers
+     * waiting for space. */
+    alignas(RING_CACHE_LINE) _Atomic uint64_t head;
+    _Atomic uint32_t head_seq;
+    _Atomic uint32_t n_head_waiters;
+
+    /* consumer sleeping on an empty ring: producers read this after every
+     * commit (it stays in their cache while unchanged), wake when set. */
+    alignas(RING_CACHE_LINE) _Atomic uint32_t consumer_sleeping;
+    _Atomic uint32_t consumer_seq;
+
+    /* owner only: everything at or below durable_lsn is in the journal */
+    alignas(RING_CACHE_LINE) _Atomic uint64_t durable_lsn;
+    _Atomic uint32_t durable_seq;
+    _Atomic uint32_t n_durable_waiters;
+
+    /* owner only: durable on min_replicas standbys */
+    alignas(RING_CACHE_LINE) _Atomic uint64_t replicated_lsn;
+    _Atomic uint32_t replicated_seq;
+    _Atomic uint32_t n_replicated_waiters;
+
+    /* consumer's counters, for `ring inspect` */
+    alignas(RING_CACHE_LINE) _Atomic uint64_t n_consumed;   /* frames delivered */
+    _Atomic uint64_t n_unblocked;                            /* dead claims padded */
+    _Atomic uint64_t n_unblocked_bytes;
+    _Atomic uint64_t n_corrupt;                              /* corrupt frames seen */
+
+    /* table directory and producer registry: changed under dir_lock, a
+     * robust process-shared mutex (a holder that dies does not wedge it). */
+    alignas(RING_CACHE_LINE) pthread_mutex_t dir_lock;
+    _Atomic uint32_t n_tables;
+    _Atomic uint32_t n_producers;
+    alignas(RING_CACHE_LINE) struct ring_table_entry tables[RING_MAX_TABLES];
+    alignas(RING_CACHE_LINE) struct ring_producer_slot producers[RING_MAX_PRODUCERS];
+};
+
+#define RING_HEADER_SIZE ((sizeof(struct ring_header) + 4095) & ~(size_t)4095)
+
+#endif

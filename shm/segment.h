@@ -1,0 +1,30 @@
+/* segment.h -- helpers shared by the producer and consumer sides of the
+ * ring (private to shm/). */
+#ifndef RK_SEGMENT_H
+#define RK_SEGMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "ring_format.h"
+
+__attribute__((format(printf, 3, 4))) void seg_error(char *err, size_t err_size, const char *fmt, ...);
+int seg_check_name(const char *name, char *err, size_t err_size);
+void seg_path(const char *name, char *path, size_t path_size);
+uint64_t seg_now_ns(clockid_t clock);
+
+/* Moves *cursor forward to value (never back) and wakes its waiters. */
+void seg_cursor_advance(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
+                        uint64_t value);
+
+/* Sleeps until *cursor >= target or timeout_ms (< 0: no limit) passes.
+ * Returns 0 or RK_ETIMEDOUT. */
+int seg_cursor_wait(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
+                    uint64_t target, int timeout_ms);
+
+/* Locks the table directory / producer registry mutex (robust: a holder
+ * that died leaves it usable). */
+int ring_dir_lock(struct ring_header *h);
+
+#endif
