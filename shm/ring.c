@@ -235,7 +235,9 @@ static int check_size(const rk_ring *r, uint32_t klen, uint32_t vlen, uint32_t *
 {
     uint64_t length = (uint64_t)FRAME_HEADER_SIZE + klen + vlen;
 
-    if (klen > RK_KEY_MAX || frame_align(length) > r->max_frame)
+    /* max_frame is a multiple of 8: comparing the unaligned length in 64
+     * bits is exact and cannot overflow */
+    if (klen > RK_KEY_MAX || length > r->max_frame)
         return RK_ETOOBIG;
     *size = frame_align(length);
     return 0;

@@ -101,6 +101,13 @@ uint8_t *ring_data_of(ring_owner *o);
 
 /* ------------------------------------------------------------ inspection */
 
+struct ring_producer_info {
+    char name[RK_NAME_MAX + 1];
+    uint16_t id;
+    uint32_t state, pid, alive;
+    uint64_t session, last_lsn, n_records, attach_ns;
+};
+
 typedef struct ring_info {
     char path[128];
     uint32_t format;
@@ -114,12 +121,7 @@ typedef struct ring_info {
         char name[RK_NAME_MAX + 1];
         uint16_t id;
     } tables[RING_MAX_TABLES];
-    struct {
-        char name[RK_NAME_MAX + 1];
-        uint16_t id;
-        uint32_t state, pid, alive;
-        uint64_t session, last_lsn, n_records, attach_ns;
-    } producers[RING_MAX_PRODUCERS];
+    struct ring_producer_info producers[RING_MAX_PRODUCERS];
 } ring_info;
 
 /* Reads the header of ring `name` without changing anything, after the same

@@ -90,11 +90,11 @@ uint64_t ring_process_start_time(uint32_t pid)
     p = strrchr(buf, ')');
     if (!p)
         return 0;
-    /* field 3 is the state; field 22 the start time: skip 19 fields after it */
+    /* field 3 is the state; field 22 the start time */
     if (p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
         return 0;
     p += 3;
-    for (int field = 4; field < 22 && p; field++) {
+    for (int field = 4; field <= 22 && p; field++) {
         p = strchr(p, ' ');
         if (p)
             p++;

@@ -1,0 +1,16 @@
+/* cli.h -- the subcommands of the `ringkeep` binary (private to cli/). */
+#ifndef RK_CLI_H
+#define RK_CLI_H
+
+#include <stdio.h>
+
+int cmd_ring(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* Writes s as a JSON string (with quotes) to out. */
+void cli_json_string(FILE *out, const char *s);
+
+/* Parses a byte count with an optional K/M/G suffix (powers of 1024). */
+int cli_parse_size(const char *s, unsigned long long *out);
+
+#endif

@@ -1,0 +1,84 @@
+/* main.c -- the `ringkeep` command: parses the subcommand and dispatches.
+ * Each subcommand lives in its own cmd_*.c and parses its own flags.
+ * Exit status: 0 success, 1 failure, 2 usage error. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ringkeep.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ringkeep COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  demo [--producers N] [--records N] [--value-size B] [--capacity BYTES]\n"
+            "                       producers write a ring, a consumer drains and verifies it,\n"
+            "                       with live progress and a throughput summary\n"
+            "  ring inspect NAME [--json]\n"
+            "                       print a ring's header: capacity, fill, cursors, producers, tables\n"
+            "  ring rm NAME         remove a ring segment (/dev/shm/ringkeep.NAME)\n"
+            "  version              print the version\n"
+            "  help                 print this\n");
+}
+
+void cli_json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f)
+            fprintf(out, "\\u%04x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+int cli_parse_size(const char *s, unsigned long long *out)
+{
+    char *end = NULL;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': v <<= 10; end++; break;
+    case 'm': case 'M': v <<= 20; end++; break;
+    case 'g': case 'G': v <<= 30; end++; break;
+    default: break;
+    }
+    if (*end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "ring") == 0)
+        return cmd_ring(argc - 1, argv + 1);
+    if (strcmp(argv[1], "demo") == 0)
+        return cmd_demo(argc - 1, argv + 1);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("ringkeep %s\n", rk_version(NULL, NULL, NULL));
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "ringkeep: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,476 @@
+/* test_ring.c -- unit tests of the ring in one process: every frame type
+ * round trip, zero-length and maximum sizes, oversize refused, wrap-around
+ * and padding over many laps, LSNs from a start position, tables, the
+ * producer registry, full policies, rk_wait, and error strings.  Every test
+ * compares the bytes that come out of the consumer with the bytes that
+ * went in. */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ring.h"
+
+static char ring_name[64];
+static ring_owner *owner;
+static char err[512];
+
+static void make_ring(uint64_t capacity, uint64_t start_lsn)
+{
+    ring_create_opts co = {.capacity = capacity, .start_lsn = start_lsn};
+    snprintf(ring_name, sizeof ring_name, "test_ring.%d", (int)getpid());
+    ring_unlink(ring_name);
+    ck_assert_msg(ring_create(ring_name, &co, &owner, err, sizeof err) == 0, "%s", err);
+}
+
+static void teardown(void)
+{
+    ring_close(owner, 1);
+    owner = NULL;
+}
+
+static rk_ring *attach(const char *producer, int policy, int timeout_ms)
+{
+    rk_ring_opts ro = {.producer = producer, .full_policy = policy, .full_timeout_ms = timeout_ms,
+                       .errmsg = err, .errmsg_size = sizeof err};
+    rk_ring *r = NULL;
+    int rc = rk_ring_attach(ring_name, &ro, &r);
+    ck_assert_msg(rc == 0, "attach %s: %s (%s)", producer, rk_strerror(rc), err);
+    return r;
+}
+
+/* Next non-ATTACH frame; fails the test if there is none. */
+static ring_frame next_data(void)
+{
+    ring_frame f;
+    int rc;
+    do {
+        rc = ring_next(owner, &f);
+        ck_assert_msg(rc == 1, "ring_next returned %d: %s", rc, ring_error(owner));
+    } while (f.type == FRAME_ATTACH);
+    return f;
+}
+
+static void fill(uint8_t *buf, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(seed >> 16);
+    }
+}
+
+START_TEST(every_frame_type_round_trips)
+{
+    make_ring(1 << 20, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    uint16_t t;
+    uint64_t l_put, l_del, l_mark, l_claim;
+    rk_claim c;
+    ring_frame f;
+
+    ck_assert_int_eq(rk_table(r, "orders", &t), 0);
+    ck_assert_int_eq(rk_put(r, t, "key1", 4, "value-1", 7, &l_put), 0);
+    ck_assert_int_eq(rk_del(r, t, "key2", 4, &l_del), 0);
+    ck_assert_int_eq(rk_mark(r, 0x0102030405060708ull, &l_mark), 0);
+    ck_assert_int_eq(rk_claim_record(r, t, 3, 5, &c), 0);
+    memcpy(c.key, "zck", 3);
+    memcpy(c.val, "zcval", 5);
+    ck_assert_int_eq(rk_commit(r, &c, &l_claim), 0);
+    ck_assert(l_put < l_del && l_del < l_mark && l_mark < l_claim);
+
+    ck_assert_int_eq(ring_next(owner, &f), 1);
+    ck_assert_int_eq(f.type, FRAME_ATTACH);
+    ck_assert_int_eq(f.klen, 1);
+    ck_assert_mem_eq(f.key, "p", 1);
+    ck_assert_int_eq(f.vlen, sizeof(struct frame_attach));
+    uint16_t producer = f.producer;
+
+    f = next_data();
+    ck_assert_int_eq(f.type, FRAME_PUT);
+    ck_assert_int_eq(f.table, t);
+    ck_assert_int_eq(f.producer, producer);
+    ck_assert_uint_eq(f.lsn, l_put);
+    ck_assert_int_eq(f.klen, 4);
+    ck_assert_mem_eq(f.key, "key1", 4);
+    ck_assert_int_eq(f.vlen, 7);
+    ck_assert_mem_eq(f.val, "value-1", 7);
+
+    f = next_data();
+    ck_assert_int_eq(f.type, FRAME_DEL);
+    ck_assert_uint_eq(f.lsn, l_del);
+    ck_assert_int_eq(f.klen, 4);
+    ck_assert_mem_eq(f.key, "key2", 4);
+    ck_assert_int_eq(f.vlen, 0);
+
+    f = next_data();
+    ck_assert_int_eq(f.type, FRAME_MARK);
+    ck_assert_uint_eq(f.lsn, l_mark);
+    ck_assert_int_eq(f.vlen, 8);
+    ck_assert_mem_eq(f.val, "\x08\x07\x06\x05\x04\x03\x02\x01", 8);
+
+    f = next_data();
+    ck_assert_int_eq(f.type, FRAME_PUT);
+    ck_assert_uint_eq(f.lsn, l_claim);
+    ck_assert_mem_eq(f.key, "zck", 3);
+    ck_assert_mem_eq(f.val, "zcval", 5);
+
+    ck_assert_int_eq(ring_next(owner, &f), 0);
+    ring_release(owner);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+START_TEST(zero_length_and_maximum_sizes)
+{
+    make_ring(1 << 20, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    uint32_t max = rk_ring_max_record(r);
+    uint8_t *big = malloc(max + 1);
+    ring_frame f;
+    uint64_t lsn;
+
+    ck_assert_uint_eq(max, (1 << 20) / 4 - FRAME_HEADER_SIZE);
+    fill(big, max + 1, 7);
+    ck_assert_int_eq(rk_put(r, 0, NULL, 0, NULL, 0, &lsn), 0);
+    ck_assert_int_eq(rk_put(r, 0, "k", 1, NULL, 0, NULL), 0);
+    ck_assert_int_eq(rk_put(r, 0, NULL, 0, "v", 1, NULL), 0);
+    ck_assert_int_eq(rk_put(r, 0, big, RK_KEY_MAX, big + 1, max - RK_KEY_MAX, NULL), 0);
+    ck_assert_int_eq(rk_put(r, 0, NULL, 0, big, max, NULL), 0);
+
+    f = next_data();
+    ck_assert(f.klen == 0 && f.vlen == 0 && f.lsn == lsn);
+    f = next_data();
+    ck_assert(f.klen == 1 && f.vlen == 0 && f.key[0] == 'k');
+    f = next_data();
+    ck_assert(f.klen == 0 && f.vlen == 1 && f.val[0] == 'v');
+    f = next_data();
+    ck_assert_uint_eq(f.klen, RK_KEY_MAX);
+    ck_assert_uint_eq(f.vlen, max - RK_KEY_MAX);
+    ck_assert(memcmp(f.key, big, RK_KEY_MAX) == 0 && memcmp(f.val, big + 1, f.vlen) == 0);
+    ring_release(owner);
+    f = next_data();
+    ck_assert_uint_eq(f.vlen, max);
+    ck_assert(memcmp(f.val, big, max) == 0);
+    ring_release(owner);
+    free(big);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+START_TEST(oversize_is_refused_and_nothing_is_written)
+{
+    make_ring(1 << 20, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    uint32_t max = rk_ring_max_record(r);
+    uint8_t *big = calloc(1, (size_t)max + RK_KEY_MAX + 16);
+    uint64_t tail = atomic_load(&ring_header_of(owner)->tail);
+    rk_claim c;
+    ring_frame f;
+
+    ck_assert_int_eq(rk_put(r, 0, big, RK_KEY_MAX + 1, NULL, 0, NULL), RK_ETOOBIG);
+    ck_assert_int_eq(rk_put(r, 0, NULL, 0, big, max + 1, NULL), RK_ETOOBIG);
+    ck_assert_int_eq(rk_put(r, 0, big, 1, big, max, NULL), RK_ETOOBIG);
+    ck_assert_int_eq(rk_put(r, 0, NULL, 0, big, UINT32_MAX, NULL), RK_ETOOBIG);
+    ck_assert_int_eq(rk_claim_record(r, 0, UINT32_MAX, UINT32_MAX, &c), RK_ETOOBIG);
+    ck_assert_int_eq(rk_put(r, 0, NULL, 5, NULL, 0, NULL), RK_EINVAL);
+    ck_assert_str_eq(rk_strerror(RK_ETOOBIG), "record too large for this ring (see rk_ring_max_record)");
+    ck_assert_uint_eq(atomic_load(&ring_header_of(owner)->tail), tail);
+    /* the ring still works */
+    ck_assert_int_eq(rk_put(r, 0, "a", 1, "b", 1, NULL), 0);
+    f = next_data();
+    ck_assert(f.klen == 1 && f.key[0] == 'a' && f.vlen == 1 && f.val[0] == 'b');
+    free(big);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+/* Many laps of a small ring with sizes that do not divide it: frames never
+ * straddle the end, padding is skipped, every byte arrives. */
+START_TEST(wrap_around_with_padding)
+{
+    const uint64_t cap = RING_MIN_CAPACITY;
+    make_ring(cap, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    uint8_t key[64], val[3000], expect_k[64], expect_v[3000];
+    uint64_t prev = 0, n_in = 0, n_out = 0;
+    ring_frame f;
+
+    for (uint32_t i = 0; i < 20000; i++) {
+        uint32_t kl = i % 61, vl = (i * 7919) % 2900;
+        uint64_t lsn;
+        fill(key, kl, i);
+        fill(val, vl, ~i);
+        int rc = rk_put(r, (uint16_t)(i % 5), key, kl, val, vl, &lsn);
+        if (rc == RK_EFULL) {
+            /* drain, then retry the same record */
+            ring_release(owner);
+            i--;
+            continue;
+        }
+        ck_assert_int_eq(rc, 0);
+        ck_assert(lsn > prev);
+        prev = lsn;
+        n_in++;
+        int got;
+        while ((got = ring_next(owner, &f)) == 1) {
+            if (f.type == FRAME_ATTACH)
+                continue;
+            uint32_t j = (uint32_t)n_out;
+            uint32_t ekl = j % 61, evl = (j * 7919) % 2900;
+            fill(expect_k, ekl, j);
+            fill(expect_v, evl, ~j);
+            ck_assert_uint_eq(f.klen, ekl);
+            ck_assert_uint_eq(f.vlen, evl);
+            ck_assert_int_eq(f.table, j % 5);
+            ck_assert(memcmp(f.key, expect_k, ekl) == 0 && memcmp(f.val, expect_v, evl) == 0);
+            ck_assert((f.lsn & (cap - 1)) + f.raw_len <= cap);
+            n_out++;
+        }
+        ck_assert_int_eq(got, 0);
+        if (i % 3 == 0)
+            ring_release(owner);
+    }
+    ring_release(owner);
+    ck_assert_uint_eq(n_in, n_out);
+    struct ring_header *h = ring_header_of(owner);
+    ck_assert_msg(atomic_load(&h->tail) - h->start_lsn > 100 * cap, "only %llu laps",
+                  (unsigned long long)((atomic_load(&h->tail) - h->start_lsn) / cap));
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+START_TEST(lsns_continue_from_the_start_position)
+{
+    make_ring(1 << 16, 1000001);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    uint64_t lsn, prev = 0;
+
+    ck_assert_uint_eq(ring_header_of(owner)->start_lsn, 1000008);
+    for (int i = 0; i < 1000; i++) {
+        ck_assert_int_eq(rk_put(r, 0, &i, sizeof i, NULL, 0, &lsn), 0);
+        ck_assert(lsn > prev && lsn >= 1000008);
+        prev = lsn;
+        ring_frame f = next_data();
+        ck_assert_uint_eq(f.lsn, lsn);
+        ck_assert_mem_eq(f.key, &i, sizeof i);
+        ring_release(owner);
+    }
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+START_TEST(tables_are_shared_by_name)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *a = attach("a", RK_FULL_FAIL, 0), *b = attach("b", RK_FULL_FAIL, 0);
+    uint16_t t1, t2, t3, t4;
+    char name[64];
+
+    ck_assert_int_eq(rk_table(a, "orders", &t1), 0);
+    ck_assert_int_eq(rk_table(a, "fills", &t2), 0);
+    ck_assert_int_eq(rk_table(b, "orders", &t3), 0);
+    ck_assert_int_eq(rk_table(b, "fills", &t4), 0);
+    ck_assert(t1 != t2 && t1 == t3 && t2 == t4);
+    memset(name, 'x', sizeof name);
+    name[RK_NAME_MAX + 1] = '\0';
+    ck_assert_int_eq(rk_table(a, name, &t1), RK_EINVAL);
+    ck_assert_int_eq(rk_table(a, "", &t1), RK_EINVAL);
+    for (int i = 2; i < RING_MAX_TABLES; i++) {
+        snprintf(name, sizeof name, "t%d", i);
+        ck_assert_int_eq(rk_table(i % 2 ? a : b, name, &t1), 0);
+        ck_assert_int_eq(t1, i);
+    }
+    ck_assert_int_eq(rk_table(a, "one-too-many", &t1), RK_ETABLES);
+    ck_assert_int_eq(rk_table(b, "t200", &t1), 0);
+    ck_assert_int_eq(t1, 200);
+    rk_ring_detach(a);
+    rk_ring_detach(b);
+    teardown();
+}
+END_TEST
+
+START_TEST(producer_names_are_exclusive_while_alive)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *a = attach("engine", RK_FULL_FAIL, 0), *again = NULL;
+    rk_ring_opts ro = {.producer = "engine", .errmsg = err, .errmsg_size = sizeof err};
+    struct frame_attach fa1, fa2;
+    ring_frame f;
+    uint16_t id;
+
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &again), RK_EBUSY);
+    ck_assert_ptr_null(again);
+    ck_assert_msg(strstr(err, "already attached by live pid") != NULL, "%s", err);
+    ck_assert_int_eq(ring_next(owner, &f), 1);
+    memcpy(&fa1, f.val, sizeof fa1);
+    id = f.producer;
+    rk_ring_detach(a);
+    a = attach("engine", RK_FULL_FAIL, 0);
+    ck_assert_int_eq(ring_next(owner, &f), 1);
+    ck_assert_int_eq(f.type, FRAME_ATTACH);
+    memcpy(&fa2, f.val, sizeof fa2);
+    ck_assert_int_eq(f.producer, id); /* a name keeps its slot */
+    ck_assert_uint_eq(fa2.session, fa1.session + 1);
+    ck_assert_uint_eq(fa2.pid, (uint32_t)getpid());
+    rk_ring_detach(a);
+
+    ro.producer = "bad/name";
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &again), RK_EINVAL);
+    ro.producer = "p";
+    ro.full_policy = 7;
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &again), RK_EINVAL);
+    teardown();
+}
+END_TEST
+
+START_TEST(producer_registry_full)
+{
+    make_ring(1 << 20, 0);
+    rk_ring *rs[RING_MAX_PRODUCERS] = {0}, *extra = NULL;
+    rk_ring_opts ro = {.producer = "overflow", .errmsg = err, .errmsg_size = sizeof err};
+    char name[32];
+
+    for (int i = 0; i < RING_MAX_PRODUCERS; i++) {
+        snprintf(name, sizeof name, "p%d", i);
+        rs[i] = attach(name, RK_FULL_FAIL, 0);
+    }
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &extra), RK_EPRODUCERS);
+    for (int i = 0; i < RING_MAX_PRODUCERS; i++)
+        rk_ring_detach(rs[i]);
+    teardown();
+}
+END_TEST
+
+START_TEST(full_policies_in_one_process)
+{
+    make_ring(RING_MIN_CAPACITY, 0);
+    rk_ring *f = attach("fail", RK_FULL_FAIL, 0), *w = attach("wait", RK_FULL_WAIT, 50);
+    uint8_t val[1000];
+    uint64_t n = 0;
+    int rc;
+
+    fill(val, sizeof val, 1);
+    while ((rc = rk_put(f, 0, &n, sizeof n, val, sizeof val, NULL)) == 0)
+        n++;
+    ck_assert_int_eq(rc, RK_EFULL);
+    ck_assert(n > 30 && n < 70);
+    ck_assert_int_eq(rk_put(w, 0, &n, sizeof n, val, sizeof val, NULL), RK_ETIMEDOUT);
+    /* draining makes room; every record written before EFULL is there */
+    uint64_t seen = 0;
+    ring_frame fr;
+    while (ring_next(owner, &fr) == 1) {
+        if (fr.type != FRAME_PUT)
+            continue;
+        ck_assert_mem_eq(fr.key, &seen, sizeof seen);
+        ck_assert(memcmp(fr.val, val, sizeof val) == 0);
+        seen++;
+    }
+    ck_assert_uint_eq(seen, n);
+    ring_release(owner);
+    ck_assert_int_eq(rk_put(f, 0, &n, sizeof n, val, sizeof val, NULL), 0);
+    ck_assert_int_eq(rk_put(w, 0, &n, sizeof n, val, sizeof val, NULL), 0);
+    rk_ring_detach(f);
+    rk_ring_detach(w);
+    teardown();
+}
+END_TEST
+
+START_TEST(wait_levels_follow_the_cursors)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    uint64_t lsn1, lsn2;
+
+    ck_assert_int_eq(rk_put(r, 0, "a", 1, "1", 1, &lsn1), 0);
+    ck_assert_int_eq(rk_put(r, 0, "b", 1, "2", 1, &lsn2), 0);
+    ck_assert_int_eq(rk_wait(r, lsn2, RK_WRITTEN, 0), 0);
+    ck_assert_int_eq(rk_wait(r, lsn2 + 1000, RK_WRITTEN, 0), RK_EINVAL);
+    ck_assert_int_eq(rk_wait(r, lsn1, RK_DURABLE, 10), RK_ETIMEDOUT);
+    ring_set_durable(owner, lsn1);
+    ck_assert_int_eq(rk_wait(r, lsn1, RK_DURABLE, 0), 0);
+    ck_assert_int_eq(rk_wait(r, lsn2, RK_DURABLE, 10), RK_ETIMEDOUT);
+    ck_assert_int_eq(rk_wait(r, lsn1, RK_REPLICATED, 10), RK_ETIMEDOUT);
+    ring_set_replicated(owner, lsn2);
+    ck_assert_int_eq(rk_wait(r, lsn2, RK_REPLICATED, -1), 0);
+    ring_set_durable(owner, lsn1 - 8); /* never moves backwards */
+    ck_assert_uint_eq(atomic_load(&ring_header_of(owner)->durable_lsn), lsn1);
+    ck_assert_int_eq(rk_wait(r, lsn1, (rk_level)9, 0), RK_EINVAL);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+START_TEST(consumer_waits_and_wakes)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    ring_frame f;
+
+    while (ring_next(owner, &f) == 1)
+        ;
+    ring_release(owner);
+    ck_assert_int_eq(ring_wait_ready(owner, 20), 0);
+    ck_assert_int_eq(rk_put(r, 0, "k", 1, "v", 1, NULL), 0);
+    ck_assert_int_eq(ring_wait_ready(owner, 1000), 1);
+    ck_assert_int_eq(ring_next(owner, &f), 1);
+    ck_assert_mem_eq(f.key, "k", 1);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+START_TEST(errors_have_descriptions)
+{
+    for (int e = RK_EINVAL; e < RK_ELAST; e++)
+        ck_assert_msg(strcmp(rk_strerror(e), "unknown error") != 0, "code %d", e);
+    ck_assert_str_eq(rk_strerror(0), "success");
+    ck_assert_str_eq(rk_strerror(ENOENT), strerror(ENOENT));
+    ck_assert_str_eq(rk_strerror(-1), "unknown error");
+    int major = -1;
+    ck_assert_str_eq(rk_version(&major, NULL, NULL), "0.1.0");
+    ck_assert_int_eq(major, RK_VERSION_MAJOR);
+    rk_ring_detach(NULL);
+    ring_close(NULL, 0);
+}
+END_TEST
+
+static Suite *ring_suite(void)
+{
+    Suite *s = suite_create("ring");
+    TCase *tc = tcase_create("core");
+
+    tcase_set_timeout(tc, 0);
+    tcase_add_test(tc, every_frame_type_round_trips);
+    tcase_add_test(tc, zero_length_and_maximum_sizes);
+    tcase_add_test(tc, oversize_is_refused_and_nothing_is_written);
+    tcase_add_test(tc, wrap_around_with_padding);
+    tcase_add_test(tc, lsns_continue_from_the_start_position);
+    tcase_add_test(tc, tables_are_shared_by_name);
+    tcase_add_test(tc, producer_names_are_exclusive_while_alive);
+    tcase_add_test(tc, producer_registry_full);
+    tcase_add_test(tc, full_policies_in_one_process);
+    tcase_add_test(tc, wait_levels_follow_the_cursors);
+    tcase_add_test(tc, consumer_waits_and_wakes);
+    tcase_add_test(tc, errors_have_descriptions);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(ring_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
