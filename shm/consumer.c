@@ -65,6 +65,16 @@ static void take_ownership(ring_owner *o, uint64_t epoch)
     atomic_store(&h->owner_pid, pid);
     o->read_pos = atomic_load_explicit(&h->head, memory_order_acquire);
     o->stuck_pos = UINT64_MAX;
+    /* An earlier consumer that died between zeroing released space and
+     * moving head left frames it had consumed half-zeroed: finish that
+     * release.  Zeroing again is harmless: producers do not write between
+     * head and release_to before head moves. */
+    uint64_t release_to = atomic_load_explicit(&h->release_to, memory_order_relaxed);
+    if (release_to > o->read_pos && release_to <= atomic_load(&h->tail) &&
+        release_to - o->read_pos <= o->capacity && release_to % FRAME_ALIGN == 0) {
+        o->read_pos = release_to;
+        ring_release(o);
+    }
 }
 
 static int init_mutex(pthread_mutex_t *m)
@@ -434,6 +444,9 @@ void ring_release(ring_owner *o)
 
     if (len) {
         uint64_t first = o->capacity - idx < len ? o->capacity - idx : len;
+        /* relaxed: only consumers read release_to, and only after taking
+         * ownership from a dead one (take_ownership) */
+        atomic_store_explicit(&h->release_to, o->read_pos, memory_order_relaxed);
         /* restore "unclaimed bytes are zero" before producers may reuse them */
         memset(o->data + idx, 0, first);
         memset(o->data, 0, len - first);

@@ -151,6 +151,9 @@ struct ring_header {
     alignas(RING_CACHE_LINE) _Atomic uint64_t head;
     _Atomic uint32_t head_seq;
     _Atomic uint32_t n_head_waiters;
+    _Atomic uint64_t release_to; /* consumer only: where the release being
+                                    made will move head; a consumer that dies
+                                    while zeroing is finished by the next */
 
     /* consumer sleeping on an empty ring: producers read this after every
      * commit (it stays in their cache while unchanged), wake when set. */

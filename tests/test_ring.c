@@ -427,6 +427,40 @@ START_TEST(consumer_waits_and_wakes)
 }
 END_TEST
 
+/* A consumer that dies after zeroing released space but before moving head
+ * leaves half-zeroed frames at head: the next owner finishes the release
+ * and resumes at the first frame not consumed. */
+START_TEST(consumer_killed_mid_release_is_finished_by_the_next)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    struct ring_header *h = ring_header_of(owner);
+    uint64_t head = atomic_load(&h->head), end = 0;
+    ring_frame f;
+
+    for (uint32_t i = 0; i < 10; i++)
+        ck_assert_int_eq(rk_put(r, 1, &i, sizeof i, "value", 5, NULL), 0);
+    for (int i = 0; i < 6; i++) { /* ATTACH and five puts */
+        ck_assert_int_eq(ring_next(owner, &f), 1);
+        end = f.lsn + frame_align(f.raw_len);
+    }
+    /* what ring_release does, cut off after half the zeroing */
+    atomic_store(&h->release_to, end);
+    memset(ring_data_of(owner) + (head & (h->capacity - 1)), 0, (end - head) / 2);
+    ring_close(owner, 0);
+    ck_assert_int_eq(ring_reopen(ring_name, 1, &owner, err, sizeof err), 0);
+    ck_assert_uint_eq(atomic_load(&ring_header_of(owner)->head), end);
+    for (uint32_t i = 5; i < 10; i++) {
+        f = next_data();
+        ck_assert_mem_eq(f.key, &i, sizeof i);
+        ck_assert_mem_eq(f.val, "value", 5);
+    }
+    ck_assert_int_eq(ring_next(owner, &f), 0);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
 START_TEST(errors_have_descriptions)
 {
     for (int e = RK_EINVAL; e < RK_ELAST; e++)
@@ -459,6 +493,7 @@ static Suite *ring_suite(void)
     tcase_add_test(tc, full_policies_in_one_process);
     tcase_add_test(tc, wait_levels_follow_the_cursors);
     tcase_add_test(tc, consumer_waits_and_wakes);
+    tcase_add_test(tc, consumer_killed_mid_release_is_finished_by_the_next);
     tcase_add_test(tc, errors_have_descriptions);
     suite_add_tcase(s, tc);
     return s;

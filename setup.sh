@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# setup.sh -- one command from a fresh Debian 12 machine to a running ringkeep.
+#
+#   ./setup.sh demo    install what is missing, build, run the demo
+#   ./setup.sh test    install what is missing, build with -Werror and run
+#                      every test; then the same suite under ASan+UBSan; then
+#                      the fuzz targets briefly (this is what CI runs)
+#   ./setup.sh build   install what is missing and build only
+#
+# Debian packages are installed only when missing (with sudo when not root).
+# Builds go to build/ (release), build-asan/ and build-fuzz/.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+jobs=$(nproc 2>/dev/null || echo 2)
+
+packages=(build-essential cmake ninja-build pkg-config
+          libzmq3-dev libdb5.3-dev libmsgpack-dev libzstd-dev libxxhash-dev check libinih-dev
+          clang libclang-rt-14-dev)
+
+install_missing() {
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "setup: installing ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+build() { # build DIR [cmake options...]
+    local dir=$1; shift
+    cmake -S . -B "$dir" -G Ninja -Wno-dev "$@" >/dev/null
+    ninja -C "$dir" -j "$jobs"
+}
+
+run_tests() { # run_tests DIR
+    ctest --test-dir "$1" --output-on-failure -j 1
+}
+
+fuzz_briefly() {
+    build build-fuzz -DCMAKE_C_COMPILER=clang -DRK_FUZZ=ON -DRK_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    local seconds=${RK_FUZZ_SECONDS:-30}
+    for target in build-fuzz/tests/fuzz_*; do
+        [ -x "$target" ] || continue
+        case "$target" in *_replay) continue ;; esac
+        local name=${target##*/fuzz_}
+        local work status=0
+        work=$(mktemp -d)
+        echo "setup: fuzzing $name for ${seconds}s (corpus tests/fuzz/corpus/$name)"
+        "$target" -max_total_time="$seconds" -print_final_stats=1 "$work" "tests/fuzz/corpus/$name" \
+            >"$work.log" 2>&1 || status=$?
+        if [ $status -ne 0 ]; then
+            tail -n 60 "$work.log"
+            echo "setup: fuzz target $name failed (exit $status)"
+            return 1
+        fi
+        grep -E "^stat::(number_of_executed_units|peak_rss_mb)" "$work.log" || true
+        rm -rf "$work" "$work.log"
+    done
+}
+
+cmd=${1:-}
+case "$cmd" in
+demo)
+    install_missing
+    build build -DRK_WERROR=ON
+    shift
+    exec ./build/ringkeep demo "$@"
+    ;;
+test)
+    install_missing
+    echo "setup: release build (-Werror) and tests"
+    build build -DRK_WERROR=ON
+    run_tests build
+    echo "setup: ASan+UBSan build and tests"
+    build build-asan -DRK_WERROR=ON -DRK_SANITIZE=ON -DRK_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_tests build-asan
+    fuzz_briefly
+    echo "setup: all tests passed"
+    ;;
+build)
+    install_missing
+    build build -DRK_WERROR=ON
+    ;;
+*)
+    echo "usage: ./setup.sh demo|test|build" >&2
+    exit 2
+    ;;
+esac
