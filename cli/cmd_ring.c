@@ -1,6 +1,7 @@
-/* cmd_ring.c -- `ringkeep ring inspect NAME [--json]` and `ringkeep ring rm
- * NAME`.  inspect maps the segment read-only after the same checks an
- * engine's attach makes, and changes nothing. */
+/* cmd_ring.c -- `ringkeep ring create|inspect|rm NAME`.
+ * inspect maps the segment read-only after the same checks an engine's
+ * attach makes, and changes nothing.  create makes a ring with no node
+ * behind it (engines can write until it is full; a node takes it over). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,14 +88,31 @@ static void print_json(const char *name, const ring_info *in)
 
 static int ring_usage(void)
 {
-    fprintf(stderr, "usage: ringkeep ring inspect NAME [--json]\n"
+    fprintf(stderr, "usage: ringkeep ring create NAME [--capacity BYTES] [--start-lsn N]\n"
+                    "       ringkeep ring inspect NAME [--json]\n"
                     "       ringkeep ring rm NAME\n");
     return 2;
+}
+
+static int ring_create_cmd(const char *name, unsigned long long capacity, unsigned long long start_lsn)
+{
+    ring_create_opts co = {.capacity = capacity, .start_lsn = start_lsn};
+    ring_owner *o = NULL;
+    char err[512] = "";
+    int rc = ring_create(name, &co, &o, err, sizeof err);
+
+    if (rc) {
+        fprintf(stderr, "ringkeep: %s\n", err[0] ? err : rk_strerror(rc));
+        return 1;
+    }
+    ring_close(o, 0);
+    return 0;
 }
 
 int cmd_ring(int argc, char **argv)
 {
     const char *name = NULL;
+    unsigned long long capacity = 4 << 20, start_lsn = 0;
     int json = 0, rc;
 
     if (argc < 3)
@@ -102,11 +120,21 @@ int cmd_ring(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = 1;
+        else if (strcmp(argv[i], "--capacity") == 0 && i + 1 < argc &&
+                 cli_parse_size(argv[i + 1], &capacity) == 0)
+            i++;
+        else if (strcmp(argv[i], "--start-lsn") == 0 && i + 1 < argc &&
+                 cli_parse_size(argv[i + 1], &start_lsn) == 0)
+            i++;
         else if (argv[i][0] == '-' || name)
             return ring_usage();
         else
             name = argv[i];
     }
+    if (!name)
+        return ring_usage();
+    if (strcmp(argv[1], "create") == 0 && !json)
+        return ring_create_cmd(name, capacity, start_lsn);
     if (!name)
         return ring_usage();
     if (strcmp(argv[1], "inspect") == 0) {

@@ -18,6 +18,8 @@ static void usage(FILE *out)
             "  demo [--producers N] [--records N] [--value-size B] [--capacity BYTES]\n"
             "                       producers write a ring, a consumer drains and verifies it,\n"
             "                       with live progress and a throughput summary\n"
+            "  ring create NAME [--capacity BYTES] [--start-lsn N]\n"
+            "                       create a ring with no node behind it (default 4M)\n"
             "  ring inspect NAME [--json]\n"
             "                       print a ring's header: capacity, fill, cursors, producers, tables\n"
             "  ring rm NAME         remove a ring segment (/dev/shm/ringkeep.NAME)\n"

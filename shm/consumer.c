@@ -36,7 +36,8 @@
 
 #define ABORT_FRAME_SIZE (FRAME_HEADER_SIZE + 8)
 #define SLEEP_SLICE_MS 1 /* bounds a wake lost to the producer's fence-free check */
-#define SPIN_BEFORE_SLEEP 2000
+#define SPIN_BEFORE_SLEEP 200 /* polls before sleeping */
+#define SPIN_PAUSES 32        /* pauses between two polls (~1-4 us) */
 
 struct ring_owner {
     struct ring_header *hdr;
@@ -47,7 +48,9 @@ struct ring_owner {
     uint64_t capacity;
     uint64_t read_pos;     /* next position to read; head <= read_pos <= tail */
     uint64_t stuck_pos;    /* position where a claim was first seen stuck */
-    uint64_t stuck_since;  /* CLOCK_MONOTONIC ns of that */
+    uint64_t stuck_since;  /* CLOCK_MONOTONIC_COARSE ns of that */
+    uint64_t cached_tail;  /* our last read of hdr->tail */
+    int corrupt;           /* ring_next() found corruption at read_pos */
     uint32_t n_aborts;     /* ABORT frames made since the last release */
     uint32_t n_pending;    /* of them, not yet delivered */
     uint8_t aborts[RING_MAX_PRODUCERS][ABORT_FRAME_SIZE];
@@ -252,44 +255,36 @@ static inline _Atomic uint32_t *word_at(ring_owner *o, uint64_t pos)
 
 static int corrupt_at(ring_owner *o, uint64_t pos, const char *why)
 {
+    o->corrupt = 1;
     atomic_fetch_add_explicit(&o->hdr->n_corrupt, 1, memory_order_relaxed);
     seg_error(o->err, sizeof o->err, "ring '%s': corrupt frame at position %" PRIu64 ": %s; the ring "
               "stops here, nothing before it is lost", o->name, pos, why);
     return RK_ECORRUPT;
 }
 
-/* Marks slot id dead and queues an ABORT frame for it at position pos. */
-static void queue_abort(ring_owner *o, uint16_t id, uint64_t pos)
+/* Queues an ABORT frame for session `session` of slot id at position pos;
+ * with mark_dead, also marks the slot dead (if that session still holds
+ * it and nobody reported it yet).  Returns 1 if queued. */
+static int queue_abort(ring_owner *o, uint16_t id, uint64_t session, uint64_t pos, int mark_dead)
 {
     struct ring_producer_slot *s = &o->hdr->producers[id];
     uint32_t attached = SLOT_ATTACHED;
-    uint8_t session[8];
-    uint64_t sess = atomic_load(&s->session);
+    uint8_t le[8];
 
     if (o->n_aborts >= RING_MAX_PRODUCERS)
-        return; /* cannot happen: a slot dies once, then is not attached */
-    if (!atomic_compare_exchange_strong(&s->state, &attached, SLOT_DEAD))
-        return; /* reported already, or re-attached meanwhile */
+        return 0; /* cannot happen: at most one per slot between releases */
+    if (mark_dead && !atomic_compare_exchange_strong(&s->state, &attached, SLOT_DEAD))
+        return 0; /* reported already, or re-attached meanwhile */
     for (int i = 0; i < 8; i++)
-        session[i] = (uint8_t)(sess >> (8 * i));
-    frame_encode(o->aborts[o->n_aborts++], FRAME_ABORT, 0, id, pos, NULL, 0, session, 8);
+        le[i] = (uint8_t)(session >> (8 * i));
+    frame_encode(o->aborts[o->n_aborts++], FRAME_ABORT, 0, id, pos, NULL, 0, le, 8);
     o->n_pending++;
+    return 1;
 }
 
-/* Marks every attached producer whose process is gone dead, with an ABORT
- * at pos.  Returns how many it found. */
-static int sweep_dead(ring_owner *o, uint64_t pos)
+static int slot_alive(const struct ring_producer_slot *s)
 {
-    int n = 0;
-
-    for (uint16_t i = 0; i < RING_MAX_PRODUCERS; i++) {
-        struct ring_producer_slot *s = &o->hdr->producers[i];
-        if (atomic_load(&s->state) == SLOT_ATTACHED && !ring_process_alive(s->pid, s->start_time)) {
-            queue_abort(o, i, pos);
-            n++;
-        }
-    }
-    return n;
+    return atomic_load(&s->state) == SLOT_ATTACHED && ring_process_alive(s->pid, s->start_time);
 }
 
 static void count_unblocked(ring_owner *o, uint64_t bytes)
@@ -298,45 +293,134 @@ static void count_unblocked(ring_owner *o, uint64_t bytes)
     atomic_fetch_add_explicit(&o->hdr->n_unblocked_bytes, bytes, memory_order_relaxed);
 }
 
-/* The claim at read_pos has been stuck past the unblock timeout.  If its
- * producer's process is gone, skip the claimed space (it is zeroed at
- * release, like any consumed space) and report the producer.  Returns 1
- * when read_pos moved, 0 when the claim must still wait, or RK_ECORRUPT. */
-static int unblock(ring_owner *o, uint64_t tail, uint32_t word)
+/* A claim marked at read_pos has been stuck past the unblock timeout.  It
+ * is dead if the session that wrote the marker no longer holds the slot,
+ * or its process is gone.  Returns 1 when read_pos moved past it, 0 when it
+ * must still wait, or RK_ECORRUPT. */
+static int unblock_marked(ring_owner *o, uint64_t tail, uint32_t word)
 {
-    uint64_t pos = o->read_pos, idx = pos & o->mask, end;
-    struct frame_header *f = (struct frame_header *)(o->data + idx);
+    uint64_t pos = o->read_pos, idx = pos & o->mask;
+    const struct frame_header *f = (const struct frame_header *)(o->data + idx);
+    uint32_t size = word & ~FRAME_CLAIMED;
+    uint16_t id = f->producer;
+    uint64_t session = f->checksum; /* the marker keeps the session there */
+    struct ring_producer_slot *s;
 
-    if (word & FRAME_CLAIMED) {
-        uint32_t size = word & ~FRAME_CLAIMED;
-        uint16_t id = f->producer;
-        struct ring_producer_slot *s;
-
-        if (size < FRAME_HEADER_SIZE || size % FRAME_ALIGN || size > o->hdr->max_frame ||
-            idx + size > o->capacity || size > tail - pos || f->lsn != pos || id >= RING_MAX_PRODUCERS)
-            return corrupt_at(o, pos, "claim marker with an impossible size, lsn or producer");
-        s = &o->hdr->producers[id];
-        if (atomic_load(&s->state) == SLOT_ATTACHED && ring_process_alive(s->pid, s->start_time))
+    if (size < FRAME_HEADER_SIZE || size % FRAME_ALIGN || size > o->hdr->max_frame ||
+        idx + size > o->capacity || size > tail - pos || f->lsn != pos || id >= RING_MAX_PRODUCERS)
+        return corrupt_at(o, pos, "claim marker with an impossible size, lsn or producer");
+    s = &o->hdr->producers[id];
+    if (atomic_load(&s->session) == session) {
+        if (slot_alive(s))
             return 0;
-        queue_abort(o, id, pos);
-        o->read_pos = pos + size;
-        count_unblocked(o, size);
-        return 1;
+        queue_abort(o, id, session, pos, 1);
+    } else {
+        /* that session is over: the producer re-attached, and its ATTACH
+         * frame voids the rest of the old session's group anyway */
+        queue_abort(o, id, session, pos, 0);
     }
-    /* No marker: the producer died between its fetch-add and its first
-     * store.  Its claim ends where the next non-zero word begins (every
-     * unclaimed byte is zero); if nothing follows it yet, wait. */
-    for (end = pos + FRAME_ALIGN; end < tail; end += FRAME_ALIGN) {
+    o->read_pos = pos + size;
+    count_unblocked(o, size);
+    return 1;
+}
+
+/* No marker at read_pos: a producer claimed the space (tail is past it)
+ * and has not written its marker after the unblock timeout.  Whose claim?
+ * A live producer's claim is announced in its slot (claim_pos) from before
+ * its fetch-add until after its marker.  If no live producer's claim covers
+ * read_pos, the claim is a dead process's: it ends where the next frame
+ * starts, which is the next non-zero word (unclaimed bytes are zero) or the
+ * start of a live producer's claim, whichever comes first.  Dead producers
+ * that were claiming are reported.  Returns 1, 0 or RK_ECORRUPT as above. */
+static int unblock_unmarked(ring_owner *o, uint64_t tail)
+{
+    uint64_t pos = o->read_pos, limit = tail, end;
+    uint16_t dead[RING_MAX_PRODUCERS];
+    int n_dead = 0;
+
+    for (uint16_t i = 0; i < RING_MAX_PRODUCERS; i++) {
+        struct ring_producer_slot *s = &o->hdr->producers[i];
+        /* acquire: pairs with the producer's release stores of claim_pos,
+         * so claim_len, and a marker written before CLAIM_NONE, are seen */
+        uint64_t cp = atomic_load_explicit(&s->claim_pos, memory_order_acquire);
+        uint64_t len = atomic_load_explicit(&s->claim_len, memory_order_relaxed);
+        int covers = cp == CLAIM_UNKNOWN || (cp != CLAIM_NONE && cp <= pos && pos - cp < len);
+
+        if (cp == CLAIM_NONE || atomic_load(&s->state) != SLOT_ATTACHED)
+            continue;
+        if (slot_alive(s)) {
+            if (covers)
+                return 0; /* a live producer between its fetch-add and its marker */
+            if (cp > pos && cp < limit)
+                limit = cp;
+        } else if (covers) {
+            dead[n_dead++] = i;
+        }
+    }
+    /* acquire: a claim that ended after we looked at its slot left its
+     * marker (or padding) here */
+    if (atomic_load_explicit(word_at(o, pos), memory_order_acquire) != 0)
+        return 1; /* not stuck any more: read it normally */
+    for (end = pos + FRAME_ALIGN; end < limit; end += FRAME_ALIGN) {
         if (atomic_load_explicit(word_at(o, end), memory_order_acquire) != 0)
             break;
     }
     if (end >= tail)
-        return 0;
-    if (sweep_dead(o, pos) == 0)
-        return 0; /* nobody is dead: a live producer is slow, keep waiting */
+        return 0; /* nothing after it yet: where it ends is unknown, wait */
+    if (end - pos > o->hdr->max_frame * 2u)
+        return corrupt_at(o, pos, "zeroed span longer than any claim");
+    for (int i = 0; i < n_dead; i++)
+        queue_abort(o, dead[i], atomic_load(&o->hdr->producers[dead[i]].session), pos, 1);
     o->read_pos = end;
     count_unblocked(o, end - pos);
     return 1;
+}
+
+/* read_pos holds no committed frame.  Returns 0 (empty, or a claim still
+ * in progress), 1 (a dead claim was skipped: read on), or RK_ECORRUPT. */
+static int not_committed(ring_owner *o, uint32_t word)
+{
+    struct ring_header *h = o->hdr;
+    uint64_t pos = o->read_pos, tail;
+    /* coarse clock: a few ns, and the timeout is tens of ms at least */
+    uint64_t now = seg_now_ns(CLOCK_MONOTONIC_COARSE);
+    int rc;
+
+    if ((word & FRAME_CLAIMED) && (word - FRAME_CLAIMED < FRAME_HEADER_SIZE || word % FRAME_ALIGN ||
+                                   word - FRAME_CLAIMED > h->max_frame ||
+                                   (pos & o->mask) + (word - FRAME_CLAIMED) > o->capacity))
+        return corrupt_at(o, pos, "claim marker with an impossible size, lsn or producer");
+    if (o->stuck_pos != pos) {
+        o->stuck_pos = pos;
+        o->stuck_since = now;
+        return 0;
+    }
+    /* tail is read only once the position has been quiet for the whole
+     * unblock timeout: on the busy path it stays in the producers' caches */
+    if (now - o->stuck_since < (uint64_t)h->unblock_timeout_ms * 1000000u)
+        return 0;
+    o->stuck_since = now; /* look again one timeout later */
+    /* acquire: the claims counted in tail are visible with their slots */
+    tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+    if (tail == pos && word == 0)
+        return 0; /* empty */
+    if (tail < pos || tail - atomic_load_explicit(&h->head, memory_order_relaxed) > ring_tail_allowance(h))
+        return corrupt_at(o, pos, "tail cursor out of range");
+    o->cached_tail = tail;
+    rc = word & FRAME_CLAIMED ? unblock_marked(o, tail, word) : unblock_unmarked(o, tail);
+    if (rc == 1)
+        o->stuck_pos = UINT64_MAX;
+    return rc;
+}
+
+/* Re-reads tail when a frame seems to reach past the last value we read. */
+static int within_tail(ring_owner *o, uint64_t end)
+{
+    if (end <= o->cached_tail)
+        return 1;
+    /* acquire: the frame was claimed before tail was advanced past it */
+    o->cached_tail = atomic_load_explicit(&o->hdr->tail, memory_order_acquire);
+    return end <= o->cached_tail;
 }
 
 int ring_next(ring_owner *o, ring_frame *f)
@@ -345,7 +429,7 @@ int ring_next(ring_owner *o, ring_frame *f)
     char why[200];
 
     for (;;) {
-        uint64_t pos = o->read_pos, idx = pos & o->mask, tail;
+        uint64_t pos = o->read_pos, idx = pos & o->mask;
         uint32_t word;
         int rc;
 
@@ -353,38 +437,30 @@ int ring_next(ring_owner *o, ring_frame *f)
             uint8_t *a = o->aborts[o->n_aborts - o->n_pending--];
             return frame_decode(a, ABORT_FRAME_SIZE, f, NULL, 0) == 0 ? 1 : RK_ECORRUPT;
         }
+        if (o->corrupt)
+            return RK_ECORRUPT; /* stopped for good at read_pos */
+        /* relaxed: head is ours.  A whole capacity read and not released:
+         * the next bytes are the ones already read; release first. */
+        if (pos - atomic_load_explicit(&h->head, memory_order_relaxed) >= o->capacity)
+            return 0;
         /* acquire: pairs with the producer's release store of the commit
          * word; the frame's bytes are visible once the length is */
         word = atomic_load_explicit(word_at(o, pos), memory_order_acquire);
         if (word == 0 || (word & FRAME_CLAIMED)) {
-            /* acquire: claims are made before markers are written */
-            tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-            if (tail == pos && word == 0)
-                return 0;
-            if (tail < pos || tail - atomic_load(&h->head) > o->capacity + (uint64_t)h->max_frame * RING_MAX_PRODUCERS)
-                return corrupt_at(o, pos, "tail cursor out of range");
-            uint64_t now = seg_now_ns(CLOCK_MONOTONIC);
-            if (o->stuck_pos != pos) {
-                o->stuck_pos = pos;
-                o->stuck_since = now;
-                return 0;
-            }
-            if (now - o->stuck_since < (uint64_t)h->unblock_timeout_ms * 1000000u)
-                return 0;
-            rc = unblock(o, tail, word);
-            if (rc <= 0) {
-                if (rc == 0)
-                    o->stuck_since = now; /* check the process again later */
+            rc = not_committed(o, word);
+            if (rc <= 0)
                 return rc;
-            }
             continue;
         }
         o->stuck_pos = UINT64_MAX;
-        tail = UINT64_MAX;
         if (o->data[idx + 4] == FRAME_PAD) {
-            tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-            if (word < FRAME_PAD_MIN || word % FRAME_ALIGN || idx + word > o->capacity || word > tail - pos)
-                return corrupt_at(o, pos, "padding with an impossible length");
+            /* a PAD is only its 8-byte header over zeroed space: a flipped
+             * type byte of a real frame would have non-zero bytes here */
+            static const uint8_t zero[FRAME_HEADER_SIZE];
+            uint32_t check = word < FRAME_HEADER_SIZE ? word : FRAME_HEADER_SIZE;
+            if (word < FRAME_PAD_MIN || word % FRAME_ALIGN || idx + word > o->capacity ||
+                !within_tail(o, pos + word) || memcmp(o->data + idx + 5, zero, check - 5) != 0)
+                return corrupt_at(o, pos, "padding with an impossible length or contents");
             o->read_pos += word;
             continue;
         }
@@ -395,14 +471,23 @@ int ring_next(ring_owner *o, ring_frame *f)
             return corrupt_at(o, pos, "the frame's LSN is not its position");
         if (f->producer >= RING_MAX_PRODUCERS || f->type == FRAME_ABORT)
             return corrupt_at(o, pos, "frame names no valid producer");
-        tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-        if (frame_align(f->raw_len) > tail - pos)
+        if (!within_tail(o, pos + frame_align(f->raw_len)))
             return corrupt_at(o, pos, "frame runs past the tail");
         o->read_pos += frame_align(f->raw_len);
+        /* relaxed: a statistic; only this thread writes it */
         atomic_store_explicit(&h->n_consumed, atomic_load_explicit(&h->n_consumed, memory_order_relaxed) + 1,
                               memory_order_relaxed);
         return 1;
     }
+}
+
+/* 1 if ring_next() has something to look at without waiting. */
+static int ready(ring_owner *o)
+{
+    /* acquire: as in ring_next() */
+    uint32_t word = atomic_load_explicit(word_at(o, o->read_pos), memory_order_acquire);
+
+    return o->n_pending || o->corrupt || (word != 0 && !(word & FRAME_CLAIMED));
 }
 
 int ring_wait_ready(ring_owner *o, int timeout_ms)
@@ -410,18 +495,23 @@ int ring_wait_ready(ring_owner *o, int timeout_ms)
     struct ring_header *h = o->hdr;
     uint64_t deadline = seg_now_ns(CLOCK_MONOTONIC) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
 
+    /* relaxed: head is ours.  Nothing can be read before a release. */
+    if (o->read_pos - atomic_load_explicit(&h->head, memory_order_relaxed) >= o->capacity)
+        return 0;
     for (int spin = 0;; spin++) {
-        uint32_t word = atomic_load_explicit(word_at(o, o->read_pos), memory_order_acquire);
         uint32_t seq;
 
-        if (o->n_pending || (word != 0 && !(word & FRAME_CLAIMED)))
+        if (ready(o))
             return 1;
-        if (timeout_ms <= 0 || seg_now_ns(CLOCK_MONOTONIC) >= deadline) {
+        if (timeout_ms <= 0 || (spin % 64 == 0 && seg_now_ns(CLOCK_MONOTONIC) >= deadline)) {
             /* a claim that is not moving needs ring_next() to time it */
             return atomic_load_explicit(&h->tail, memory_order_acquire) != o->read_pos;
         }
         if (spin < SPIN_BEFORE_SLEEP) {
-            __builtin_ia32_pause();
+            /* poll the frame being written only now and then: each look
+             * takes its cache line away from the producer writing it */
+            for (int i = 0; i < SPIN_PAUSES; i++)
+                __builtin_ia32_pause();
             continue;
         }
         atomic_store_explicit(&h->consumer_sleeping, 1, memory_order_relaxed);
@@ -429,8 +519,7 @@ int ring_wait_ready(ring_owner *o, int timeout_ms)
          * the commit word (see publish() in ring.c for the other side) */
         atomic_thread_fence(memory_order_seq_cst);
         seq = atomic_load_explicit(&h->consumer_seq, memory_order_acquire);
-        word = atomic_load_explicit(word_at(o, o->read_pos), memory_order_acquire);
-        if (word == 0 || (word & FRAME_CLAIMED))
+        if (!ready(o))
             ring_futex_wait(&h->consumer_seq, seq, SLEEP_SLICE_MS);
         atomic_store_explicit(&h->consumer_sleeping, 0, memory_order_relaxed);
     }

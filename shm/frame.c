@@ -42,6 +42,9 @@ int frame_decode(const uint8_t *buf, size_t avail, ring_frame *f, char *why, siz
     if (h.length < FRAME_HEADER_SIZE || h.length > avail || h.length > FRAME_MAX_LENGTH)
         return corrupt(why, why_size, "frame length %u out of range (available %zu)", h.length,
                        avail);
+    if (h.flags != 0 || h.reserved != 0)
+        return corrupt(why, why_size, "reserved header fields set (flags 0x%02x, reserved 0x%04x)", h.flags,
+                       h.reserved);
     if (h.klen > h.length - FRAME_HEADER_SIZE || h.klen > RK_KEY_MAX)
         return corrupt(why, why_size, "key length %u exceeds frame length %u", h.klen, h.length);
     switch (h.type) {

@@ -49,6 +49,7 @@ struct rk_ring {
     uint64_t cached_head; /* our last read of hdr->head */
     uint32_t max_frame;
     uint16_t producer;    /* our slot id */
+    uint64_t session;     /* our session in that slot */
     int full_policy;
     int full_timeout_ms;
     struct ring_producer_slot *slot;
@@ -144,13 +145,15 @@ static void write_pad(rk_ring *r, uint64_t pos, uint64_t len)
     }
 }
 
-/* Claims room for a frame of `size` aligned bytes and returns its position
- * with the claim marker written.  The frame's memory is zero. */
+/* Claims room for a frame of `size` aligned bytes and returns its position.
+ * On return the slot's claim_pos holds the claim, the frame's memory is
+ * zero, and the caller must write the claim marker next (mark_claimed). */
 static int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
 {
     struct ring_header *h = r->hdr;
 
     for (;;) {
+        /* relaxed: a guess for the room check; the fetch-add decides */
         uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
         uint64_t idx = tail & r->mask;
         uint64_t need = size + (idx + size > r->capacity ? r->capacity - idx : 0);
@@ -167,9 +170,13 @@ static int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
                 continue;
             }
         }
-        /* relaxed: the claim orders nothing by itself; the commit word's
-         * release store publishes the frame */
-        pos = atomic_fetch_add_explicit(&h->tail, need, memory_order_relaxed);
+        atomic_store_explicit(&r->slot->claim_pos, CLAIM_UNKNOWN, memory_order_relaxed);
+        /* release: whoever sees this claim in tail sees claim_pos UNKNOWN
+         * (or later values), so a live claim is never taken for a dead one */
+        pos = atomic_fetch_add_explicit(&h->tail, need, memory_order_release);
+        atomic_store_explicit(&r->slot->claim_len, need, memory_order_relaxed);
+        /* release: claim_len is visible before claim_pos */
+        atomic_store_explicit(&r->slot->claim_pos, pos, memory_order_release);
         end = pos + need;
         while (end - r->cached_head > r->capacity) {
             /* another producer took the room between our check and our
@@ -182,6 +189,8 @@ static int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
         first = idx + size <= r->capacity ? 0 : r->capacity - idx;
         if (need - first < size) {
             write_pad(r, pos, need);
+            /* release: the padding is visible before the claim is over */
+            atomic_store_explicit(&r->slot->claim_pos, CLAIM_NONE, memory_order_release);
             continue;
         }
         write_pad(r, pos, first);
@@ -196,17 +205,21 @@ static inline struct frame_header *frame_at(rk_ring *r, uint64_t pos)
     return (struct frame_header *)(r->data + (pos & r->mask));
 }
 
-/* Writes the claim marker: the consumer reads lsn and producer from a
- * claimed frame when its producer dies before committing. */
+/* Writes the claim marker.  The consumer reads lsn, producer and session
+ * (kept in the checksum field until the commit) from a claimed frame whose
+ * producer dies before committing it. */
 static inline void mark_claimed(rk_ring *r, struct frame_header *f, uint64_t pos, uint32_t size)
 {
     f->lsn = pos;
     f->producer = r->producer;
-    /* release: lsn and producer are visible before the marker */
+    f->checksum = r->session;
+    /* release: lsn, producer and session are visible before the marker */
     atomic_store_explicit((_Atomic uint32_t *)&f->length, FRAME_CLAIMED | size, memory_order_release);
+    /* release: the marker is visible before the claim is over */
+    atomic_store_explicit(&r->slot->claim_pos, CLAIM_NONE, memory_order_release);
 }
 
-static inline void publish(rk_ring *r, struct frame_header *f, uint32_t length, uint8_t type,
+static inline void publish(rk_ring *r, struct frame_header *f, uint64_t lsn, uint32_t length, uint8_t type,
                            uint16_t table)
 {
     struct ring_header *h = r->hdr;
@@ -214,18 +227,21 @@ static inline void publish(rk_ring *r, struct frame_header *f, uint32_t length, 
     f->type = type;
     f->table = table;
     f->checksum = XXH3_64bits_withSeed((uint8_t *)f + 16, length - 16, frame_seed(length, type, 0, table));
-    /* release: every byte of the frame is visible before its length */
+    /* release: every byte of the frame is visible before its length.  From
+     * here on the consumer may release and zero the frame: not read it. */
     atomic_store_explicit((_Atomic uint32_t *)&f->length, length, memory_order_release);
-    /* relaxed: statistics for `ring inspect`, read by nobody on a hot path */
-    atomic_store_explicit(&r->slot->last_lsn, f->lsn, memory_order_relaxed);
+    /* relaxed: statistics for `ring inspect`, on our own cache line */
+    atomic_store_explicit(&r->slot->last_lsn, lsn, memory_order_relaxed);
     atomic_store_explicit(&r->slot->n_records,
                           atomic_load_explicit(&r->slot->n_records, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    /* relaxed: this line changes only when the consumer goes to sleep, so
-     * the load hits our cache.  Without a fence a wake can be missed when
-     * the consumer falls asleep at this instant; its sleep is bounded by a
-     * short slice, which limits the delay to that slice. */
-    if (atomic_load_explicit(&h->consumer_sleeping, memory_order_relaxed)) {
+    /* relaxed load: this line changes only when the consumer goes to sleep,
+     * so the load hits our cache.  The exchange makes one producer, not
+     * every one, pay the wake.  Without a fence a wake can be missed when
+     * the consumer falls asleep at this instant; its sleep is a short
+     * slice, which bounds the delay. */
+    if (atomic_load_explicit(&h->consumer_sleeping, memory_order_relaxed) &&
+        atomic_exchange_explicit(&h->consumer_sleeping, 0, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&h->consumer_seq, 1, memory_order_release);
         ring_futex_wake(&h->consumer_seq);
     }
@@ -266,7 +282,7 @@ static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key,
         memcpy(f + 1, key, klen);
     if (vlen)
         memcpy((uint8_t *)(f + 1) + klen, val, vlen);
-    publish(r, f, FRAME_HEADER_SIZE + klen + vlen, type, table);
+    publish(r, f, pos, FRAME_HEADER_SIZE + klen + vlen, type, table);
     if (lsn_out)
         *lsn_out = pos;
     return 0;
@@ -322,13 +338,15 @@ int rk_claim_record(rk_ring *r, uint16_t table, uint32_t klen, uint32_t vlen, rk
 int rk_commit(rk_ring *r, rk_claim *c, uint64_t *lsn_out)
 {
     struct frame_header *f;
+    uint64_t lsn;
 
     if (!r || !c || !c->frame_)
         return RK_EINVAL;
     f = c->frame_;
-    publish(r, f, c->len_, FRAME_PUT, f->table);
+    lsn = f->lsn; /* read before the commit: after it the frame is not ours */
+    publish(r, f, lsn, c->len_, FRAME_PUT, f->table);
     if (lsn_out)
-        *lsn_out = f->lsn;
+        *lsn_out = lsn;
     c->frame_ = NULL;
     return 0;
 }
@@ -337,7 +355,9 @@ uint32_t rk_ring_max_record(const rk_ring *r) { return r ? r->max_frame - FRAME_
 
 uint64_t ring_test_claim_without_marker(rk_ring *r, uint32_t size)
 {
-    return atomic_fetch_add_explicit(&r->hdr->tail, frame_align(size), memory_order_relaxed);
+    /* as claim() does up to its fetch-add */
+    atomic_store_explicit(&r->slot->claim_pos, CLAIM_UNKNOWN, memory_order_relaxed);
+    return atomic_fetch_add_explicit(&r->hdr->tail, frame_align(size), memory_order_release);
 }
 
 /* -------------------------------------------------------------- waiting */
@@ -457,6 +477,7 @@ static int register_producer(rk_ring *r, const char *name, uint64_t *session)
     slot->start_time = ring_process_start_time(pid);
     slot->attach_ns = seg_now_ns(CLOCK_REALTIME);
     *session = atomic_fetch_add(&slot->session, 1) + 1;
+    atomic_store(&slot->claim_pos, CLAIM_NONE);
     atomic_store(&slot->state, SLOT_ATTACHED);
     r->slot = slot;
     r->producer = (uint16_t)(slot - h->producers);
@@ -506,6 +527,7 @@ int rk_ring_attach(const char *ring_name, const rk_ring_opts *opts, rk_ring **ou
     rc = register_producer(r, producer, &session);
     if (rc)
         goto fail;
+    r->session = session;
     /* The ATTACH frame tells the node, in stream order, that a new session
      * of this producer begins: whatever it left open before is void. */
     attach.session = session;

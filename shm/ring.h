@@ -71,16 +71,20 @@ int ring_unlink(const char *name);
 
 /* Returns the next committed frame in *f (valid until ring_release()):
  *   1  a frame (PUT, DEL, MARK, ATTACH, or ABORT for a dead producer);
- *   0  nothing ready yet (empty, or the next frame is still being written);
- *   RK_ECORRUPT  the next frame is corrupt: the ring stops there; the
- *                reason is in ring_error().  Nothing before it is lost.
+ *   0  nothing ready yet: empty, or the next frame is still being written,
+ *      or a whole capacity has been read since the last ring_release()
+ *      (release, then read on);
+ *   RK_ECORRUPT  the next frame is corrupt: the ring stops there for good
+ *                (every later call returns RK_ECORRUPT); the reason is in
+ *                ring_error().  Nothing before it is lost.
  * PAD frames are skipped.  A claim stuck longer than the unblock timeout
  * whose producer's process is gone is turned into padding, counted, and
  * reported as an ABORT frame. */
 int ring_next(ring_owner *o, ring_frame *f);
 
 /* Sleeps until a frame may be ready or timeout_ms passes (0 = just check).
- * Returns 1 when something may be ready, 0 on timeout. */
+ * Returns 1 when something may be ready, 0 on timeout, and 0 at once when a
+ * whole capacity has been read since the last ring_release(). */
 int ring_wait_ready(ring_owner *o, int timeout_ms);
 
 /* Gives back the space of every frame returned so far (zeroes it and moves

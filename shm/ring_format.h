@@ -7,7 +7,8 @@
  * position of its frame.
  *
  * Changing anything here means bumping RING_FORMAT.  Invariants:
- *   head <= every unconsumed frame < tail;  tail - head <= capacity;
+ *   head <= every unconsumed frame < tail;  the consumer reads at most
+ *   capacity bytes past head;  tail - head <= ring_tail_allowance();
  *   only producers advance tail; only the owner (node) advances head,
  *   durable_lsn and replicated_lsn;  durable_lsn < head is not required
  *   (the node releases ring space only after the journal holds it, so in
@@ -40,7 +41,9 @@
  * end of the data area.  Its first word is the commit word:
  *   0                      nothing claimed here yet (or claimed, no marker);
  *   FRAME_CLAIMED | size   claimed by a producer that is writing it; size is
- *                          the aligned size it occupies;
+ *                          the aligned size it occupies; lsn, producer and
+ *                          (in the checksum field) the producer's session
+ *                          are already set;
  *   length                 committed; length is the exact byte count of
  *                          header + key + value, it occupies align8(length).
  * The producer stores the committed length last, with release order.
@@ -117,11 +120,21 @@ struct ring_producer_slot {
                                        that a reused pid is not taken for it */
     _Atomic uint64_t session;       /* +1 at every attach; under dir_lock */
     uint64_t attach_ns;             /* CLOCK_REALTIME of the last attach */
-    /* the producer's own line, written at every commit */
+    /* the producer's own line, written at every record */
     alignas(RING_CACHE_LINE) _Atomic uint64_t last_lsn; /* LSN of its last commit */
     _Atomic uint64_t n_records;                          /* records committed */
+    _Atomic uint64_t claim_pos; /* CLAIM_NONE; CLAIM_UNKNOWN from just before
+                                   its fetch-add until it knows the position;
+                                   then the claim's start until the claim
+                                   marker is written.  Lets the consumer tell
+                                   a live producer's unmarked claim from a
+                                   dead one's. */
+    _Atomic uint64_t claim_len; /* bytes of that claim; set before claim_pos */
 };
 _Static_assert(sizeof(struct ring_producer_slot) == 192, "producer slot is three lines");
+
+#define CLAIM_NONE 0
+#define CLAIM_UNKNOWN UINT64_MAX
 
 struct ring_header {
     /* identity: written once by the owner before magic is published */
@@ -186,5 +199,13 @@ struct ring_header {
 };
 
 #define RING_HEADER_SIZE ((sizeof(struct ring_header) + 4095) & ~(size_t)4095)
+
+/* How far tail may run ahead of head: the capacity, plus what producers
+ * racing for the last room may claim at once (each at most one claim of a
+ * frame and the padding before it, both under max_frame). */
+static inline uint64_t ring_tail_allowance(const struct ring_header *h)
+{
+    return h->capacity + 2 * (uint64_t)h->max_frame * RING_MAX_PRODUCERS;
+}
 
 #endif

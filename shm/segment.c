@@ -206,7 +206,8 @@ int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_h
     if (rc)
         return rc;
     seg_path(name, path, sizeof path);
-    fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO planted under the name must not hang us */
+    fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         rc = errno;
         if (rc == ENOENT)
@@ -271,9 +272,13 @@ int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_h
                   RING_FORMAT);
         goto fail;
     }
-    if (h->header_size != RING_HEADER_SIZE || !is_power_of_two(h->capacity) ||
-        h->capacity < RING_MIN_CAPACITY || h->capacity > RING_MAX_CAPACITY ||
-        h->header_size + h->capacity != (uint64_t)st.st_size) {
+    if (!is_power_of_two(h->capacity) || h->capacity < RING_MIN_CAPACITY || h->capacity > RING_MAX_CAPACITY) {
+        seg_error(err, err_size, "%s header gives capacity %llu bytes, not a power of two from %u to %llu: "
+                  "the segment is damaged or foreign; remove it", path, (unsigned long long)h->capacity,
+                  RING_MIN_CAPACITY, (unsigned long long)RING_MAX_CAPACITY);
+        goto fail;
+    }
+    if (h->header_size != RING_HEADER_SIZE || h->header_size + h->capacity != (uint64_t)st.st_size) {
         seg_error(err, err_size, "%s header says header %llu + capacity %llu bytes but the file has %lld: "
                   "the segment is damaged or foreign; remove it",
                   path, (unsigned long long)h->header_size, (unsigned long long)h->capacity,
@@ -294,7 +299,7 @@ int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_h
     }
     head = atomic_load_explicit(&h->head, memory_order_acquire);
     tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-    if (head > tail || tail - head > h->capacity || head % FRAME_ALIGN || tail % FRAME_ALIGN ||
+    if (head > tail || tail - head > ring_tail_allowance(h) || head % FRAME_ALIGN || tail % FRAME_ALIGN ||
         head < h->start_lsn) {
         rc = RK_ECORRUPT;
         seg_error(err, err_size, "%s has cursors out of range (head %llu, tail %llu, capacity %llu): "
