@@ -36,8 +36,9 @@
 
 #define ABORT_FRAME_SIZE (FRAME_HEADER_SIZE + 8)
 #define SLEEP_SLICE_MS 1 /* bounds a wake lost to the producer's fence-free check */
-#define SPIN_BEFORE_SLEEP 200 /* polls before sleeping */
-#define SPIN_PAUSES 32        /* pauses between two polls (~1-4 us) */
+#define SPIN_BEFORE_SLEEP 64 /* polls before sleeping (~1 ms) */
+#define SPIN_PAUSES 128 /* pauses before the first poll, doubling up to 8
+                           times that (a pause is 20-140 cycles) */
 
 struct ring_owner {
     struct ring_header *hdr;
@@ -501,16 +502,19 @@ int ring_wait_ready(ring_owner *o, int timeout_ms)
     for (int spin = 0;; spin++) {
         uint32_t seq;
 
-        if (ready(o))
+        /* the caller has just found nothing: look again only after a pause */
+        if (spin > 0 && ready(o))
             return 1;
         if (timeout_ms <= 0 || (spin % 64 == 0 && seg_now_ns(CLOCK_MONOTONIC) >= deadline)) {
             /* a claim that is not moving needs ring_next() to time it */
             return atomic_load_explicit(&h->tail, memory_order_acquire) != o->read_pos;
         }
         if (spin < SPIN_BEFORE_SLEEP) {
-            /* poll the frame being written only now and then: each look
-             * takes its cache line away from the producer writing it */
-            for (int i = 0; i < SPIN_PAUSES; i++)
+            /* poll the frame being written only now and then, less and
+             * less often: each look takes its cache line away from the
+             * producer writing it, and a later look finds more to read */
+            int n_pauses = SPIN_PAUSES << (spin < 3 ? spin : 3);
+            for (int i = 0; i < n_pauses; i++)
                 __builtin_ia32_pause();
             continue;
         }
