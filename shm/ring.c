@@ -147,10 +147,42 @@ static void write_pad(rk_ring *r, uint64_t pos, uint64_t len)
     }
 }
 
+/* The claim [pos, pos + need) is ours (claim_pos announces it).  Waits
+ * until it has room, then places the frame of `size` bytes in it where it
+ * does not straddle the end, padding the rest.  Returns 0 with the frame's
+ * position, or 1 when the frame did not fit (all padding: claim again). */
+__attribute__((noinline)) static int claim_raced(rk_ring *r, uint64_t pos, uint64_t need, uint32_t size,
+                                                 uint64_t *pos_out)
+{
+    struct ring_header *h = r->hdr;
+    uint64_t end = pos + need, idx, first;
+
+    while (end - r->cached_head > r->capacity) {
+        /* another producer took the room between our check and our
+         * fetch-add: this space is ours and must be filled, so wait */
+        r->cached_head = atomic_load_explicit(&h->head, memory_order_acquire);
+        if (end - r->cached_head > r->capacity)
+            wait_for_room(r, end - r->capacity, 0);
+    }
+    idx = pos & r->mask;
+    first = idx + size <= r->capacity ? 0 : r->capacity - idx;
+    if (need - first < size) {
+        write_pad(r, pos, need);
+        /* release: the padding is visible before the claim is over */
+        atomic_store_explicit(&r->slot->claim_pos, CLAIM_NONE, memory_order_release);
+        return 1;
+    }
+    write_pad(r, pos, first);
+    write_pad(r, pos + first + size, need - first - size);
+    *pos_out = pos + first;
+    return 0;
+}
+
 /* Claims room for a frame of `size` aligned bytes and returns its position.
  * On return the slot's claim_pos holds the claim, the frame's memory is
- * zero, and the caller must write the claim marker next (mark_claimed). */
-static int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
+ * zero, and the caller must write the claim marker next (mark_claimed).
+ * The general case: waits for room, pads around the end of the data area. */
+__attribute__((noinline)) static int claim_slow(rk_ring *r, uint32_t size, uint64_t *pos_out)
 {
     struct ring_header *h = r->hdr;
 
@@ -159,7 +191,7 @@ static int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
         uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
         uint64_t idx = tail & r->mask;
         uint64_t need = size + (idx + size > r->capacity ? r->capacity - idx : 0);
-        uint64_t pos, end, first;
+        uint64_t pos;
         int rc;
 
         if (tail + need - r->cached_head > r->capacity) {
@@ -179,26 +211,8 @@ static int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
         atomic_store_explicit(&r->slot->claim_len, need, memory_order_relaxed);
         /* release: claim_len is visible before claim_pos */
         atomic_store_explicit(&r->slot->claim_pos, pos, memory_order_release);
-        end = pos + need;
-        while (end - r->cached_head > r->capacity) {
-            /* another producer took the room between our check and our
-             * fetch-add: this space is ours and must be filled, so wait */
-            r->cached_head = atomic_load_explicit(&h->head, memory_order_acquire);
-            if (end - r->cached_head > r->capacity)
-                wait_for_room(r, end - r->capacity, 0);
-        }
-        idx = pos & r->mask;
-        first = idx + size <= r->capacity ? 0 : r->capacity - idx;
-        if (need - first < size) {
-            write_pad(r, pos, need);
-            /* release: the padding is visible before the claim is over */
-            atomic_store_explicit(&r->slot->claim_pos, CLAIM_NONE, memory_order_release);
-            continue;
-        }
-        write_pad(r, pos, first);
-        write_pad(r, pos + first + size, need - first - size);
-        *pos_out = pos + first;
-        return 0;
+        if (claim_raced(r, pos, need, size, pos_out) == 0)
+            return 0;
     }
 }
 
@@ -218,6 +232,35 @@ static inline void prefetch_ahead(const rk_ring *r, uint64_t pos)
     __builtin_prefetch(p, 1, 3);
     __builtin_prefetch(p + RING_CACHE_LINE, 1, 3);
 #endif
+}
+
+/* The common case of claim_slow(), inlined: room by the cached head, no
+ * padding needed.  Anything else goes to claim_slow(). */
+static inline int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
+{
+    struct ring_header *h = r->hdr;
+    /* relaxed: a guess for the room check; the fetch-add decides */
+    uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed), pos;
+
+    if (__builtin_expect(tail + size - r->cached_head > r->capacity || (tail & r->mask) + size > r->capacity,
+                         0))
+        return claim_slow(r, size, pos_out);
+    atomic_store_explicit(&r->slot->claim_pos, CLAIM_UNKNOWN, memory_order_relaxed);
+    /* release: as in claim_slow() */
+    pos = atomic_fetch_add_explicit(&h->tail, size, memory_order_release);
+    atomic_store_explicit(&r->slot->claim_len, size, memory_order_relaxed);
+    /* release: claim_len is visible before claim_pos */
+    atomic_store_explicit(&r->slot->claim_pos, pos, memory_order_release);
+    if (__builtin_expect(pos + size - r->cached_head > r->capacity || (pos & r->mask) + size > r->capacity, 0)) {
+        /* another producer moved tail since our look: handle this claim
+         * as claim_slow() handles a claim that raced, and claim again if
+         * it ended up as padding */
+        if (claim_raced(r, pos, size, size, pos_out) == 0)
+            return 0;
+        return claim_slow(r, size, pos_out);
+    }
+    *pos_out = pos;
+    return 0;
 }
 
 static inline struct frame_header *frame_at(rk_ring *r, uint64_t pos)
