@@ -236,7 +236,8 @@ static int crash_drill(ring_owner *o, const char *ring)
             if (f.type == FRAME_ABORT) {
                 aborted = 1;
                 printf("  consumer: producer slot %u is dead; its claim became padding, its open group is "
-                       "void (after %.0f ms)\n", f.producer, (now_s() - start) * 1000);
+                       "void (after %.0f ms)\n",
+                       f.producer, (now_s() - start) * 1000);
             }
             if (f.type == FRAME_PUT && f.vlen == 15 && memcmp(f.val, "after the crash", 15) == 0)
                 after = 1;
@@ -305,8 +306,8 @@ int cmd_demo(int argc, char **argv)
     for (int i = 0; i < opt.n_producers; i++) {
         int ok = tally[i].next_seq == opt.n_records && tally[i].n_bad == 0 &&
                  tally[i].n_marks == opt.n_records / DEMO_BLOCK;
-        printf("  engine-%d           %" PRIu64 " puts, %" PRIu64 " marks, %" PRIu64
-               " bad: %s\n", i, tally[i].next_seq, tally[i].n_marks, tally[i].n_bad,
+        printf("  engine-%d           %" PRIu64 " puts, %" PRIu64 " marks, %" PRIu64 " bad: %s\n", i,
+               tally[i].next_seq, tally[i].n_marks, tally[i].n_bad,
                ok ? "every record once, in order, byte-identical" : "MISMATCH");
         failed |= !ok;
     }

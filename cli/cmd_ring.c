@@ -13,10 +13,14 @@
 static const char *state_name(uint32_t state)
 {
     switch (state) {
-    case SLOT_ATTACHED: return "attached";
-    case SLOT_DETACHED: return "detached";
-    case SLOT_DEAD: return "dead";
-    default: return "free";
+    case SLOT_ATTACHED:
+        return "attached";
+    case SLOT_DETACHED:
+        return "detached";
+    case SLOT_DEAD:
+        return "dead";
+    default:
+        return "free";
     }
 }
 
@@ -30,7 +34,10 @@ static void print_human(const char *name, const ring_info *in)
            (double)in->capacity / (1 << 20), in->max_frame);
     printf("fill        %" PRIu64 " bytes (%.1f%%)\n", fill, 100.0 * (double)fill / (double)in->capacity);
     printf("owner       pid %u (%s), epoch %" PRIu64 "\n", in->owner_pid,
-           in->owner_pid == 0 ? "none" : in->owner_alive ? "alive" : "gone", in->epoch);
+           in->owner_pid == 0 ? "none"
+           : in->owner_alive  ? "alive"
+                              : "gone",
+           in->epoch);
     printf("cursors     head %" PRIu64 "  tail %" PRIu64 "  durable %" PRIu64 "  replicated %" PRIu64
            "  (first LSN %" PRIu64 ")\n",
            in->head, in->tail, in->durable_lsn, in->replicated_lsn, in->start_lsn);
@@ -47,8 +54,10 @@ static void print_human(const char *name, const ring_info *in)
         printf("  %3u  %-20s %-9s pid %-7u %-5s session %-4" PRIu64 " records %-10" PRIu64
                " last LSN %" PRIu64 "\n",
                p->id, p->name, state_name(p->state), p->pid,
-               p->state != SLOT_ATTACHED ? "" : p->alive ? "alive" : "gone", p->session, p->n_records,
-               p->last_lsn);
+               p->state != SLOT_ATTACHED ? ""
+               : p->alive                ? "alive"
+                                         : "gone",
+               p->session, p->n_records, p->last_lsn);
     }
 }
 

@@ -11,20 +11,19 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ringkeep COMMAND [ARGS]\n"
-            "\n"
-            "commands:\n"
-            "  demo [--producers N] [--records N] [--value-size B] [--capacity BYTES]\n"
-            "                       producers write a ring, a consumer drains and verifies it,\n"
-            "                       with live progress and a throughput summary\n"
-            "  ring create NAME [--capacity BYTES] [--start-lsn N]\n"
-            "                       create a ring with no node behind it (default 4M)\n"
-            "  ring inspect NAME [--json]\n"
-            "                       print a ring's header: capacity, fill, cursors, producers, tables\n"
-            "  ring rm NAME         remove a ring segment (/dev/shm/ringkeep.NAME)\n"
-            "  version              print the version\n"
-            "  help                 print this\n");
+    fprintf(out, "usage: ringkeep COMMAND [ARGS]\n"
+                 "\n"
+                 "commands:\n"
+                 "  demo [--producers N] [--records N] [--value-size B] [--capacity BYTES]\n"
+                 "                       producers write a ring, a consumer drains and verifies it,\n"
+                 "                       with live progress and a throughput summary\n"
+                 "  ring create NAME [--capacity BYTES] [--start-lsn N]\n"
+                 "                       create a ring with no node behind it (default 4M)\n"
+                 "  ring inspect NAME [--json]\n"
+                 "                       print a ring's header: capacity, fill, cursors, producers, tables\n"
+                 "  ring rm NAME         remove a ring segment (/dev/shm/ringkeep.NAME)\n"
+                 "  version              print the version\n"
+                 "  help                 print this\n");
 }
 
 void cli_json_string(FILE *out, const char *s)
@@ -51,10 +50,23 @@ int cli_parse_size(const char *s, unsigned long long *out)
     if (errno || end == s)
         return -1;
     switch (*end) {
-    case 'k': case 'K': v <<= 10; end++; break;
-    case 'm': case 'M': v <<= 20; end++; break;
-    case 'g': case 'G': v <<= 30; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        v <<= 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        v <<= 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        v <<= 30;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end)
         return -1;

@@ -37,18 +37,18 @@ const char *rk_version(int *major, int *minor, int *patch);
 
 /* ringkeep's own error codes (errno values are positive, these negative). */
 enum {
-    RK_EINVAL = -30800,  /* an argument is out of range or NULL */
-    RK_ETOOBIG,          /* record larger than the ring accepts */
-    RK_EFULL,            /* ring full and the producer chose RK_FULL_FAIL */
-    RK_ETIMEDOUT,        /* the wait ran out of time */
-    RK_ENOTFOUND,        /* no such key, table or producer */
-    RK_EBADRING,         /* the segment is not a usable ringkeep ring */
-    RK_EVERSION,         /* the segment has a format this library cannot read */
-    RK_ECORRUPT,         /* a checksum or structural check failed */
-    RK_ETABLES,          /* the ring's table directory is full */
-    RK_EPRODUCERS,       /* the ring's producer registry is full */
-    RK_EBUSY,            /* the producer name is attached by a live process */
-    RK_EEXIST,           /* the ring already exists */
+    RK_EINVAL = -30800, /* an argument is out of range or NULL */
+    RK_ETOOBIG,         /* record larger than the ring accepts */
+    RK_EFULL,           /* ring full and the producer chose RK_FULL_FAIL */
+    RK_ETIMEDOUT,       /* the wait ran out of time */
+    RK_ENOTFOUND,       /* no such key, table or producer */
+    RK_EBADRING,        /* the segment is not a usable ringkeep ring */
+    RK_EVERSION,        /* the segment has a format this library cannot read */
+    RK_ECORRUPT,        /* a checksum or structural check failed */
+    RK_ETABLES,         /* the ring's table directory is full */
+    RK_EPRODUCERS,      /* the ring's producer registry is full */
+    RK_EBUSY,           /* the producer name is attached by a live process */
+    RK_EEXIST,          /* the ring already exists */
     RK_ELAST
 };
 
@@ -105,8 +105,8 @@ int rk_table(rk_ring *r, const char *name, uint16_t *table_id);
 
 /* Writes PUT(table, key, value).  key may be NULL when klen is 0, val when
  * vlen is 0.  On success *lsn_out (if not NULL) is the record's LSN. */
-int rk_put(rk_ring *r, uint16_t table, const void *key, uint32_t klen, const void *val,
-           uint32_t vlen, uint64_t *lsn_out);
+int rk_put(rk_ring *r, uint16_t table, const void *key, uint32_t klen, const void *val, uint32_t vlen,
+           uint64_t *lsn_out);
 
 /* Writes DEL(table, key). */
 int rk_del(rk_ring *r, uint16_t table, const void *key, uint32_t klen, uint64_t *lsn_out);

@@ -35,10 +35,11 @@
 #include "segment.h"
 
 #define ABORT_FRAME_SIZE (FRAME_HEADER_SIZE + 8)
-#define SLEEP_SLICE_MS 1 /* bounds a wake lost to the producer's fence-free check */
+#define SLEEP_SLICE_MS 1     /* bounds a wake lost to the producer's fence-free check */
 #define SPIN_BEFORE_SLEEP 64 /* polls before sleeping (~1 ms) */
-#define SPIN_PAUSES 128 /* pauses before the first poll, doubling up to 8
-                           times that (a pause is 20-140 cycles) */
+#define SPIN_PAUSES                                                                                          \
+    128 /* pauses before the first poll, doubling up to 8                                                    \
+           times that (a pause is 20-140 cycles) */
 
 struct ring_owner {
     struct ring_header *hdr;
@@ -47,13 +48,13 @@ struct ring_owner {
     int fd;
     uint64_t mask;
     uint64_t capacity;
-    uint64_t read_pos;     /* next position to read; head <= read_pos <= tail */
-    uint64_t stuck_pos;    /* position where a claim was first seen stuck */
-    uint64_t stuck_since;  /* CLOCK_MONOTONIC_COARSE ns of that */
-    uint64_t cached_tail;  /* our last read of hdr->tail */
-    int corrupt;           /* ring_next() found corruption at read_pos */
-    uint32_t n_aborts;     /* ABORT frames made since the last release */
-    uint32_t n_pending;    /* of them, not yet delivered */
+    uint64_t read_pos;    /* next position to read; head <= read_pos <= tail */
+    uint64_t stuck_pos;   /* position where a claim was first seen stuck */
+    uint64_t stuck_since; /* CLOCK_MONOTONIC_COARSE ns of that */
+    uint64_t cached_tail; /* our last read of hdr->tail */
+    int corrupt;          /* ring_next() found corruption at read_pos */
+    uint32_t n_aborts;    /* ABORT frames made since the last release */
+    uint32_t n_pending;   /* of them, not yet delivered */
     uint8_t aborts[RING_MAX_PRODUCERS][ABORT_FRAME_SIZE];
     char name[RK_NAME_MAX + 1];
     char err[512];
@@ -98,8 +99,7 @@ static int init_mutex(pthread_mutex_t *m)
     return rc;
 }
 
-int ring_create(const char *name, const ring_create_opts *opts, ring_owner **out, char *err,
-                size_t err_size)
+int ring_create(const char *name, const ring_create_opts *opts, ring_owner **out, char *err, size_t err_size)
 {
     char path[128];
     ring_owner *o = NULL;
@@ -133,8 +133,10 @@ int ring_create(const char *name, const ring_create_opts *opts, ring_owner **out
         rc = errno;
         if (rc == EEXIST) {
             rc = RK_EEXIST;
-            seg_error(err, err_size, "ring '%s' already exists (%s): take it over, or remove it if "
-                      "no node uses it", name, path);
+            seg_error(err, err_size,
+                      "ring '%s' already exists (%s): take it over, or remove it if "
+                      "no node uses it",
+                      name, path);
         } else {
             seg_error(err, err_size, "cannot create %s: %s", path, strerror(rc));
         }
@@ -211,7 +213,8 @@ int ring_reopen(const char *name, uint64_t epoch, ring_owner **out, char *err, s
         goto fail;
     h = o->hdr;
     owner = atomic_load(&h->owner_pid);
-    if (owner && owner != (uint32_t)getpid() && ring_process_alive(owner, atomic_load(&h->owner_start_time))) {
+    if (owner && owner != (uint32_t)getpid() &&
+        ring_process_alive(owner, atomic_load(&h->owner_start_time))) {
         rc = RK_EBUSY;
         seg_error(err, err_size, "ring '%s' is owned by the live node pid %u: stop it first", name, owner);
         goto fail;
@@ -245,9 +248,18 @@ void ring_close(ring_owner *o, int unlink_segment)
     free(o);
 }
 
-const char *ring_error(const ring_owner *o) { return o->err; }
-struct ring_header *ring_header_of(ring_owner *o) { return o->hdr; }
-uint8_t *ring_data_of(ring_owner *o) { return o->data; }
+const char *ring_error(const ring_owner *o)
+{
+    return o->err;
+}
+struct ring_header *ring_header_of(ring_owner *o)
+{
+    return o->hdr;
+}
+uint8_t *ring_data_of(ring_owner *o)
+{
+    return o->data;
+}
 
 static inline _Atomic uint32_t *word_at(ring_owner *o, uint64_t pos)
 {
@@ -258,8 +270,10 @@ static int corrupt_at(ring_owner *o, uint64_t pos, const char *why)
 {
     o->corrupt = 1;
     atomic_fetch_add_explicit(&o->hdr->n_corrupt, 1, memory_order_relaxed);
-    seg_error(o->err, sizeof o->err, "ring '%s': corrupt frame at position %" PRIu64 ": %s; the ring "
-              "stops here, nothing before it is lost", o->name, pos, why);
+    seg_error(o->err, sizeof o->err,
+              "ring '%s': corrupt frame at position %" PRIu64 ": %s; the ring "
+              "stops here, nothing before it is lost",
+              o->name, pos, why);
     return RK_ECORRUPT;
 }
 
@@ -387,9 +401,9 @@ static int not_committed(ring_owner *o, uint32_t word)
     uint64_t now = seg_now_ns(CLOCK_MONOTONIC_COARSE);
     int rc;
 
-    if ((word & FRAME_CLAIMED) && (word - FRAME_CLAIMED < FRAME_HEADER_SIZE || word % FRAME_ALIGN ||
-                                   word - FRAME_CLAIMED > h->max_frame ||
-                                   (pos & o->mask) + (word - FRAME_CLAIMED) > o->capacity))
+    if ((word & FRAME_CLAIMED) &&
+        (word - FRAME_CLAIMED < FRAME_HEADER_SIZE || word % FRAME_ALIGN ||
+         word - FRAME_CLAIMED > h->max_frame || (pos & o->mask) + (word - FRAME_CLAIMED) > o->capacity))
         return corrupt_at(o, pos, "claim marker with an impossible size, lsn or producer");
     if (o->stuck_pos != pos) {
         o->stuck_pos = pos;

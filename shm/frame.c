@@ -15,8 +15,7 @@
 
 #include "ring.h"
 
-__attribute__((format(printf, 3, 4))) static int corrupt(char *why, size_t why_size,
-                                                         const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int corrupt(char *why, size_t why_size, const char *fmt, ...)
 {
     va_list ap;
 
@@ -34,14 +33,13 @@ int frame_decode(const uint8_t *buf, size_t avail, ring_frame *f, char *why, siz
     uint64_t sum;
 
     if (avail < FRAME_HEADER_SIZE)
-        return corrupt(why, why_size, "frame header needs %u bytes, only %zu available",
-                       FRAME_HEADER_SIZE, avail);
+        return corrupt(why, why_size, "frame header needs %u bytes, only %zu available", FRAME_HEADER_SIZE,
+                       avail);
     memcpy(&h, buf, sizeof h);
     if (h.length & FRAME_CLAIMED)
         return corrupt(why, why_size, "frame not committed (commit word 0x%08x)", h.length);
     if (h.length < FRAME_HEADER_SIZE || h.length > avail || h.length > FRAME_MAX_LENGTH)
-        return corrupt(why, why_size, "frame length %u out of range (available %zu)", h.length,
-                       avail);
+        return corrupt(why, why_size, "frame length %u out of range (available %zu)", h.length, avail);
     if (h.flags != 0 || h.reserved != 0)
         return corrupt(why, why_size, "reserved header fields set (flags 0x%02x, reserved 0x%04x)", h.flags,
                        h.reserved);
@@ -55,15 +53,14 @@ int frame_decode(const uint8_t *buf, size_t avail, ring_frame *f, char *why, siz
         break;
     case FRAME_MARK:
         if (h.length != FRAME_HEADER_SIZE + 8 || h.klen != 0)
-            return corrupt(why, why_size, "MARK frame of length %u, key %u (want 40, 0)",
-                           h.length, h.klen);
+            return corrupt(why, why_size, "MARK frame of length %u, key %u (want 40, 0)", h.length, h.klen);
         break;
     default:
         return corrupt(why, why_size, "unknown frame type %u", h.type);
     }
     if (h.type == FRAME_DEL && h.length != FRAME_HEADER_SIZE + h.klen)
         return corrupt(why, why_size, "DEL frame carries %u value bytes",
-                           h.length - FRAME_HEADER_SIZE - h.klen);
+                       h.length - FRAME_HEADER_SIZE - h.klen);
     sum = XXH3_64bits_withSeed(buf + 16, h.length - 16, frame_seed(h.length, h.type, h.flags, h.table));
     if (sum != h.checksum)
         return corrupt(why, why_size, "checksum mismatch (stored %016llx, computed %016llx)",

@@ -46,12 +46,12 @@ struct rk_ring {
     uint8_t *data;
     size_t map_size;
     int fd;
-    uint64_t mask;        /* capacity - 1 */
+    uint64_t mask; /* capacity - 1 */
     uint64_t capacity;
     uint64_t cached_head; /* our last read of hdr->head */
     uint32_t max_frame;
-    uint16_t producer;    /* our slot id */
-    uint64_t session;     /* our session in that slot */
+    uint16_t producer; /* our slot id */
+    uint64_t session;  /* our session in that slot */
     int full_policy;
     int full_timeout_ms;
     struct ring_producer_slot *slot;
@@ -251,7 +251,8 @@ static inline int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
     atomic_store_explicit(&r->slot->claim_len, size, memory_order_relaxed);
     /* release: claim_len is visible before claim_pos */
     atomic_store_explicit(&r->slot->claim_pos, pos, memory_order_release);
-    if (__builtin_expect(pos + size - r->cached_head > r->capacity || (pos & r->mask) + size > r->capacity, 0)) {
+    if (__builtin_expect(pos + size - r->cached_head > r->capacity || (pos & r->mask) + size > r->capacity,
+                         0)) {
         /* another producer moved tail since our look: handle this claim
          * as claim_slow() handles a claim that raced, and claim again if
          * it ended up as padding */
@@ -415,7 +416,10 @@ int rk_commit(rk_ring *r, rk_claim *c, uint64_t *lsn_out)
     return 0;
 }
 
-uint32_t rk_ring_max_record(const rk_ring *r) { return r ? r->max_frame - FRAME_HEADER_SIZE : 0; }
+uint32_t rk_ring_max_record(const rk_ring *r)
+{
+    return r ? r->max_frame - FRAME_HEADER_SIZE : 0;
+}
 
 uint64_t ring_test_claim_without_marker(rk_ring *r, uint32_t size)
 {
@@ -523,7 +527,8 @@ static int register_producer(rk_ring *r, const char *name, uint64_t *session)
             if (state == SLOT_ATTACHED && ring_process_alive(s->pid, s->start_time)) {
                 seg_error(r->errmsg, r->errmsg_size,
                           "producer '%s' is already attached by live pid %u: attach under another "
-                          "name, or stop that process", name, s->pid);
+                          "name, or stop that process",
+                          name, s->pid);
                 rc = RK_EBUSY;
                 goto out;
             }
@@ -568,8 +573,10 @@ int rk_ring_attach(const char *ring_name, const rk_ring_opts *opts, rk_ring **ou
     if (seg_check_name(producer, opts->errmsg, opts->errmsg_size) ||
         (opts->full_policy != RK_FULL_WAIT && opts->full_policy != RK_FULL_FAIL)) {
         if (opts->full_policy != RK_FULL_WAIT && opts->full_policy != RK_FULL_FAIL)
-            seg_error(opts->errmsg, opts->errmsg_size, "full_policy %d is neither RK_FULL_WAIT nor "
-                      "RK_FULL_FAIL", opts->full_policy);
+            seg_error(opts->errmsg, opts->errmsg_size,
+                      "full_policy %d is neither RK_FULL_WAIT nor "
+                      "RK_FULL_FAIL",
+                      opts->full_policy);
         return RK_EINVAL;
     }
     r = calloc(1, sizeof *r);
@@ -596,8 +603,7 @@ int rk_ring_attach(const char *ring_name, const rk_ring_opts *opts, rk_ring **ou
      * of this producer begins: whatever it left open before is void. */
     attach.session = session;
     attach.pid = (uint32_t)getpid();
-    rc = ring_write(r, FRAME_ATTACH, 0, producer, (uint32_t)strlen(producer), &attach, sizeof attach,
-                    NULL);
+    rc = ring_write(r, FRAME_ATTACH, 0, producer, (uint32_t)strlen(producer), &attach, sizeof attach, NULL);
     if (rc) {
         set_err(r, "cannot write the ATTACH record: the ring is full and the node is not draining it");
         atomic_store(&r->slot->state, SLOT_DETACHED);

@@ -16,7 +16,7 @@
 
 /* One decoded frame.  Pointers point into the buffer that was decoded. */
 typedef struct ring_frame {
-    uint8_t type;          /* enum frame_type */
+    uint8_t type; /* enum frame_type */
     uint8_t flags;
     uint16_t table;
     uint16_t producer;
@@ -25,8 +25,8 @@ typedef struct ring_frame {
     uint32_t klen;
     const uint8_t *val;
     uint32_t vlen;
-    const uint8_t *raw;    /* the whole frame as stored (commit word first) */
-    uint32_t raw_len;      /* its exact length (not aligned) */
+    const uint8_t *raw; /* the whole frame as stored (commit word first) */
+    uint32_t raw_len;   /* its exact length (not aligned) */
 } ring_frame;
 
 /* Decodes and verifies the data frame at buf (avail bytes readable).
@@ -55,8 +55,7 @@ typedef struct ring_create_opts {
 /* Creates /dev/shm/ringkeep.<name> (O_CREAT|O_EXCL, mode 0600 whatever the
  * umask) and becomes its owner.  RK_EEXIST if it exists.  On failure a
  * one-line reason is written to err.  *out is released with ring_close(). */
-int ring_create(const char *name, const ring_create_opts *opts, ring_owner **out, char *err,
-                size_t err_size);
+int ring_create(const char *name, const ring_create_opts *opts, ring_owner **out, char *err, size_t err_size);
 
 /* Takes over a ring left by an earlier owner (a node that stopped or
  * crashed), after checking it as rk_ring_attach() does and checking that

@@ -92,7 +92,10 @@ struct frame_attach {
     uint32_t flags;   /* 0 */
 };
 
-static inline uint32_t frame_align(uint64_t n) { return (uint32_t)((n + FRAME_ALIGN - 1) & ~(uint64_t)(FRAME_ALIGN - 1)); }
+static inline uint32_t frame_align(uint64_t n)
+{
+    return (uint32_t)((n + FRAME_ALIGN - 1) & ~(uint64_t)(FRAME_ALIGN - 1));
+}
 
 static inline uint64_t frame_seed(uint32_t length, uint8_t type, uint8_t flags, uint16_t table)
 {
@@ -111,24 +114,23 @@ struct ring_table_entry {
 _Static_assert(sizeof(struct ring_table_entry) == 64, "table entry is one line");
 
 struct ring_producer_slot {
-    char name[RK_NAME_MAX + 1];     /* written under dir_lock; kept for the ring's
-                                       life: a slot id always means one name */
-    _Atomic uint32_t state;         /* enum slot_state; under dir_lock, and the
-                                       consumer sets DEAD */
-    uint32_t pid;                   /* attached process; under dir_lock */
-    uint64_t start_time;            /* its start time (/proc stat field 22), so
-                                       that a reused pid is not taken for it */
-    _Atomic uint64_t session;       /* +1 at every attach; under dir_lock */
-    uint64_t attach_ns;             /* CLOCK_REALTIME of the last attach */
+    char name[RK_NAME_MAX + 1]; /* written under dir_lock; kept for the ring's
+                                   life: a slot id always means one name */
+    _Atomic uint32_t state;     /* enum slot_state; under dir_lock, and the
+                                   consumer sets DEAD */
+    uint32_t pid;               /* attached process; under dir_lock */
+    uint64_t start_time;        /* its start time (/proc stat field 22), so
+                                   that a reused pid is not taken for it */
+    _Atomic uint64_t session;   /* +1 at every attach; under dir_lock */
+    uint64_t attach_ns;         /* CLOCK_REALTIME of the last attach */
     /* the producer's own line, written at every record */
     alignas(RING_CACHE_LINE) _Atomic uint64_t last_lsn; /* LSN of its last commit */
-    _Atomic uint64_t n_records;                          /* records committed */
-    _Atomic uint64_t claim_pos; /* CLAIM_NONE; CLAIM_UNKNOWN from just before
-                                   its fetch-add until it knows the position;
-                                   then the claim's start until the claim
-                                   marker is written.  Lets the consumer tell
-                                   a live producer's unmarked claim from a
-                                   dead one's. */
+    _Atomic uint64_t n_records;                         /* records committed */
+    /* CLAIM_NONE; CLAIM_UNKNOWN from just before its fetch-add until it knows
+     * the position; then the claim's start until the claim marker is written.
+     * Lets the consumer tell a live producer's unmarked claim from a dead
+     * one's. */
+    _Atomic uint64_t claim_pos;
     _Atomic uint64_t claim_len; /* bytes of that claim; set before claim_pos */
 };
 _Static_assert(sizeof(struct ring_producer_slot) == 192, "producer slot is three lines");
@@ -150,8 +152,8 @@ struct ring_header {
     uint32_t max_frame;          /* largest frame, aligned: capacity / 4 */
     uint32_t reserved_;
     /* ownership: the node that consumes; rewritten when a node takes over */
-    _Atomic uint64_t epoch;      /* the owner's epoch */
-    _Atomic uint32_t owner_pid;  /* the consuming node, 0 when none */
+    _Atomic uint64_t epoch;     /* the owner's epoch */
+    _Atomic uint32_t owner_pid; /* the consuming node, 0 when none */
     uint32_t reserved2_;
     _Atomic uint64_t owner_start_time;
 
@@ -184,10 +186,10 @@ struct ring_header {
     _Atomic uint32_t n_replicated_waiters;
 
     /* consumer's counters, for `ring inspect` */
-    alignas(RING_CACHE_LINE) _Atomic uint64_t n_consumed;   /* frames delivered */
-    _Atomic uint64_t n_unblocked;                            /* dead claims padded */
+    alignas(RING_CACHE_LINE) _Atomic uint64_t n_consumed; /* frames delivered */
+    _Atomic uint64_t n_unblocked;                         /* dead claims padded */
     _Atomic uint64_t n_unblocked_bytes;
-    _Atomic uint64_t n_corrupt;                              /* corrupt frames seen */
+    _Atomic uint64_t n_corrupt; /* corrupt frames seen */
 
     /* table directory and producer registry: changed under dir_lock, a
      * robust process-shared mutex (a holder that dies does not wedge it). */

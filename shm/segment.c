@@ -47,10 +47,9 @@ int seg_check_name(const char *name, char *err, size_t err_size)
     }
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.')) {
-            seg_error(err, err_size, "ring name '%s' has '%c': use letters, digits, '_', '-', '.'",
-                      name, c);
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-' || c == '.')) {
+            seg_error(err, err_size, "ring name '%s' has '%c': use letters, digits, '_', '-', '.'", name, c);
             return RK_EINVAL;
         }
     }
@@ -189,7 +188,10 @@ int seg_cursor_wait(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uin
     return rc;
 }
 
-static int is_power_of_two(uint64_t x) { return x && !(x & (x - 1)); }
+static int is_power_of_two(uint64_t x)
+{
+    return x && !(x & (x - 1));
+}
 
 int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_header **hdr_out,
                       size_t *map_size_out, char *err, size_t err_size)
@@ -211,8 +213,8 @@ int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_h
     if (fd < 0) {
         rc = errno;
         if (rc == ENOENT)
-            seg_error(err, err_size, "ring '%s' does not exist (%s): start the node that owns it first",
-                      name, path);
+            seg_error(err, err_size, "ring '%s' does not exist (%s): start the node that owns it first", name,
+                      path);
         else
             seg_error(err, err_size, "cannot open ring '%s' (%s): %s", name, path, strerror(rc));
         goto fail;
@@ -228,20 +230,24 @@ int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_h
         goto fail;
     }
     if (st.st_uid != geteuid()) {
-        seg_error(err, err_size, "%s belongs to uid %u, not to this process (uid %u): run as uid %u, "
-                  "or remove the file if it is stale", path, (unsigned)st.st_uid, (unsigned)geteuid(),
-                  (unsigned)st.st_uid);
+        seg_error(err, err_size,
+                  "%s belongs to uid %u, not to this process (uid %u): run as uid %u, "
+                  "or remove the file if it is stale",
+                  path, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)st.st_uid);
         goto fail;
     }
     if (st.st_mode & 077) {
-        seg_error(err, err_size, "%s has mode %04o; a ring must be private to its user (0600): "
-                  "remove it and let the node create it again", path, (unsigned)(st.st_mode & 07777));
+        seg_error(err, err_size,
+                  "%s has mode %04o; a ring must be private to its user (0600): "
+                  "remove it and let the node create it again",
+                  path, (unsigned)(st.st_mode & 07777));
         goto fail;
     }
     if ((uint64_t)st.st_size < RING_HEADER_SIZE + RING_MIN_CAPACITY) {
-        seg_error(err, err_size, "%s is %lld bytes, too small to be a ringkeep ring (at least %llu): "
-                  "remove it", path, (long long)st.st_size,
-                  (unsigned long long)(RING_HEADER_SIZE + RING_MIN_CAPACITY));
+        seg_error(err, err_size,
+                  "%s is %lld bytes, too small to be a ringkeep ring (at least %llu): "
+                  "remove it",
+                  path, (long long)st.st_size, (unsigned long long)(RING_HEADER_SIZE + RING_MIN_CAPACITY));
         goto fail;
     }
     map_size = (size_t)st.st_size;
@@ -256,30 +262,36 @@ int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_h
      * other header field */
     magic = atomic_load_explicit(&h->magic, memory_order_acquire);
     if (magic == 0) {
-        seg_error(err, err_size, "%s is not initialised: a node is creating it, or one crashed while "
-                  "creating it (then remove it)", path);
+        seg_error(err, err_size,
+                  "%s is not initialised: a node is creating it, or one crashed while "
+                  "creating it (then remove it)",
+                  path);
         goto fail;
     }
     if (magic != RING_MAGIC) {
-        seg_error(err, err_size, "%s is not a ringkeep ring (magic 0x%08x, expected 0x%08x): remove it",
-                  path, magic, RING_MAGIC);
+        seg_error(err, err_size, "%s is not a ringkeep ring (magic 0x%08x, expected 0x%08x): remove it", path,
+                  magic, RING_MAGIC);
         goto fail;
     }
     if (h->format != RING_FORMAT) {
         rc = RK_EVERSION;
-        seg_error(err, err_size, "%s has ring format %u, this library reads format %u: stop its node and "
-                  "remove the ring, or use the ringkeep version that made it", path, h->format,
-                  RING_FORMAT);
+        seg_error(err, err_size,
+                  "%s has ring format %u, this library reads format %u: stop its node and "
+                  "remove the ring, or use the ringkeep version that made it",
+                  path, h->format, RING_FORMAT);
         goto fail;
     }
     if (!is_power_of_two(h->capacity) || h->capacity < RING_MIN_CAPACITY || h->capacity > RING_MAX_CAPACITY) {
-        seg_error(err, err_size, "%s header gives capacity %llu bytes, not a power of two from %u to %llu: "
-                  "the segment is damaged or foreign; remove it", path, (unsigned long long)h->capacity,
-                  RING_MIN_CAPACITY, (unsigned long long)RING_MAX_CAPACITY);
+        seg_error(err, err_size,
+                  "%s header gives capacity %llu bytes, not a power of two from %u to %llu: "
+                  "the segment is damaged or foreign; remove it",
+                  path, (unsigned long long)h->capacity, RING_MIN_CAPACITY,
+                  (unsigned long long)RING_MAX_CAPACITY);
         goto fail;
     }
     if (h->header_size != RING_HEADER_SIZE || h->header_size + h->capacity != (uint64_t)st.st_size) {
-        seg_error(err, err_size, "%s header says header %llu + capacity %llu bytes but the file has %lld: "
+        seg_error(err, err_size,
+                  "%s header says header %llu + capacity %llu bytes but the file has %lld: "
                   "the segment is damaged or foreign; remove it",
                   path, (unsigned long long)h->header_size, (unsigned long long)h->capacity,
                   (long long)st.st_size);
@@ -292,9 +304,10 @@ int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_h
     }
     if (h->max_frame != (h->capacity / 4 < FRAME_MAX_LENGTH ? h->capacity / 4 : FRAME_MAX_LENGTH) ||
         h->unblock_timeout_ms == 0 || h->start_lsn % FRAME_ALIGN || h->start_lsn == 0) {
-        seg_error(err, err_size, "%s has inconsistent limits (max frame %u, unblock %u ms, start %llu): "
-                  "remove it", path, h->max_frame, h->unblock_timeout_ms,
-                  (unsigned long long)h->start_lsn);
+        seg_error(err, err_size,
+                  "%s has inconsistent limits (max frame %u, unblock %u ms, start %llu): "
+                  "remove it",
+                  path, h->max_frame, h->unblock_timeout_ms, (unsigned long long)h->start_lsn);
         goto fail;
     }
     head = atomic_load_explicit(&h->head, memory_order_acquire);
@@ -302,10 +315,10 @@ int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_h
     if (head > tail || tail - head > ring_tail_allowance(h) || head % FRAME_ALIGN || tail % FRAME_ALIGN ||
         head < h->start_lsn) {
         rc = RK_ECORRUPT;
-        seg_error(err, err_size, "%s has cursors out of range (head %llu, tail %llu, capacity %llu): "
-                  "the segment was overwritten; stop the node and remove it", path,
-                  (unsigned long long)head, (unsigned long long)tail,
-                  (unsigned long long)h->capacity);
+        seg_error(err, err_size,
+                  "%s has cursors out of range (head %llu, tail %llu, capacity %llu): "
+                  "the segment was overwritten; stop the node and remove it",
+                  path, (unsigned long long)head, (unsigned long long)tail, (unsigned long long)h->capacity);
         goto fail;
     }
     *fd_out = fd;

@@ -34,8 +34,11 @@ static void teardown(void)
 
 static rk_ring *attach(const char *producer, int policy, int timeout_ms)
 {
-    rk_ring_opts ro = {.producer = producer, .full_policy = policy, .full_timeout_ms = timeout_ms,
-                       .errmsg = err, .errmsg_size = sizeof err};
+    rk_ring_opts ro = {.producer = producer,
+                       .full_policy = policy,
+                       .full_timeout_ms = timeout_ms,
+                       .errmsg = err,
+                       .errmsg_size = sizeof err};
     rk_ring *r = NULL;
     int rc = rk_ring_attach(ring_name, &ro, &r);
     ck_assert_msg(rc == 0, "attach %s: %s (%s)", producer, rk_strerror(rc), err);
