@@ -43,7 +43,7 @@ run_tests() { # run_tests DIR
 }
 
 fuzz_briefly() {
-    build build-fuzz -DCMAKE_C_COMPILER=clang -DRK_FUZZ=ON -DRK_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    build build-fuzz -DCMAKE_C_COMPILER=clang -DRK_WERROR=ON -DRK_FUZZ=ON -DRK_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
     local seconds=${RK_FUZZ_SECONDS:-30}
     for target in build-fuzz/tests/fuzz_*; do
         [ -x "$target" ] || continue

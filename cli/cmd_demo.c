@@ -108,7 +108,7 @@ static void check_frame(const ring_frame *f, struct producer_tally *t, int p, un
 
 static int parse_opts(int argc, char **argv, struct demo_opts *o)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         unsigned long long v = 0;
         if (i + 1 >= argc || cli_parse_size(argv[i + 1], &v) != 0) {
             fprintf(stderr, "usage: ringkeep demo [--producers N] [--records N] [--value-size B] "
@@ -128,7 +128,6 @@ static int parse_opts(int argc, char **argv, struct demo_opts *o)
                     argv[i], argv[i + 1], DEMO_MAX_PRODUCERS);
             return 2;
         }
-        i++;
     }
     return 0;
 }
