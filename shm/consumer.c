@@ -484,7 +484,9 @@ int ring_next(ring_owner *o, ring_frame *f)
             return corrupt_at(o, pos, why);
         if (f->lsn != pos)
             return corrupt_at(o, pos, "the frame's LSN is not its position");
-        if (f->producer >= RING_MAX_PRODUCERS || f->type == FRAME_ABORT)
+        if (f->type == FRAME_ABORT || f->type == FRAME_TABLE)
+            return corrupt_at(o, pos, "a frame only the node makes is in the ring");
+        if (f->producer >= RING_MAX_PRODUCERS)
             return corrupt_at(o, pos, "frame names no valid producer");
         if (!within_tail(o, pos + frame_align(f->raw_len)))
             return corrupt_at(o, pos, "frame runs past the tail");

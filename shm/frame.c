@@ -50,6 +50,7 @@ int frame_decode(const uint8_t *buf, size_t avail, ring_frame *f, char *why, siz
     case FRAME_DEL:
     case FRAME_ATTACH:
     case FRAME_ABORT:
+    case FRAME_TABLE:
         break;
     case FRAME_MARK:
         if (h.length != FRAME_HEADER_SIZE + 8 || h.klen != 0)

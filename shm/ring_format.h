@@ -70,7 +70,11 @@ enum frame_type {
                          id written before it is void. */
     FRAME_ABORT = 6,  /* never in the ring: made by the consumer when it
                          unblocks a dead producer; producer = the dead one,
-                         lsn = where its claim was.  Its open group is void. */
+                         lsn = where its claim was, value = its session.
+                         Its open group is void. */
+    FRAME_TABLE = 7,  /* never in the ring: made by the node in the journal
+                         before the first frame that uses a table id it has
+                         not journaled yet; table = the id, key = its name */
 };
 
 struct frame_header {

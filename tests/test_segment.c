@@ -912,7 +912,7 @@ static const struct corruption {
     {"lsn-last-lap", c_lsn_last_lap, "the frame's LSN is not its position", 0},
     {"producer-64", c_producer_past_registry, "frame names no valid producer", 0},
     {"producer-ffff", c_producer_ffff, "frame names no valid producer", 0},
-    {"abort-in-ring", c_abort_in_ring, "frame names no valid producer", 0},
+    {"abort-in-ring", c_abort_in_ring, "a frame only the node makes is in the ring", 0},
     {"mark-length", c_mark_length, "MARK frame of length 36, key 0", 0},
     {"del-value", c_del_value, "DEL frame carries 5 value bytes", 0},
     {"claim-size", c_claim_size, "claim marker with an impossible size", 0},
@@ -1147,7 +1147,7 @@ static void assert_decoded_sane(const uint8_t *buf, size_t avail, const ring_fra
     ck_assert_uint_eq((uint64_t)FRAME_HEADER_SIZE + f->klen + f->vlen, f->raw_len);
     ck_assert_uint_le(f->klen, RK_KEY_MAX);
     ck_assert(f->type == FRAME_PUT || f->type == FRAME_DEL || f->type == FRAME_MARK ||
-              f->type == FRAME_ATTACH || f->type == FRAME_ABORT);
+              f->type == FRAME_ATTACH || f->type == FRAME_ABORT || f->type == FRAME_TABLE);
 }
 
 START_TEST(truncated_frames_never_read_past_avail)

@@ -74,6 +74,7 @@ static void check_frame(const uint8_t *buf, size_t avail, const ring_frame *f)
     case FRAME_PUT:
     case FRAME_ATTACH:
     case FRAME_ABORT:
+    case FRAME_TABLE:
         break;
     case FRAME_DEL:
         REQUIRE(f->vlen == 0);

@@ -1,0 +1,128 @@
+/* store.h -- the node's data directory: lock, Berkeley DB environment,
+ * journal and meta databases (private to ringkeep).
+ *
+ * Layout of a data directory DIR:
+ *   DIR/LOCK          flock()ed exclusively by the one process that owns DIR;
+ *                     holds that process's pid as text
+ *   DIR/db/           the Berkeley DB transactional environment (log files,
+ *                     region files, databases journal.db, meta.db, state.db)
+ *   DIR/checkpoints/  checkpoint files (issue 4)
+ *
+ * The journal is a btree keyed by batch sequence (8 bytes, big-endian, so
+ * that key order is sequence order).  Each value is one journal entry: the
+ * frames of one drained batch exactly as they were in the ring, zstd-
+ * compressed, with a header and an XXH64 trailer (journal_encode).  Sequences
+ * start at 1 and have no gaps.
+ */
+#ifndef RK_STORE_H
+#define RK_STORE_H
+
+#include <db.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JOURNAL_MAGIC 0x454a4b52u /* "RKJE" little-endian */
+#define JOURNAL_VERSION 1u
+#define JOURNAL_MAX_RAW (64u << 20) /* largest uncompressed body accepted */
+
+/* The fixed header at the start of every journal entry; all fields little-
+ * endian.  The body (body_len bytes) follows, then the trailer: the XXH64
+ * (seed 0) of header and body, in canonical (big-endian) form. */
+struct journal_header {
+    uint32_t magic;     /* JOURNAL_MAGIC */
+    uint16_t version;   /* JOURNAL_VERSION */
+    uint16_t flags;     /* JOURNAL_ZSTD if the body is one zstd frame */
+    uint64_t seq;       /* batch sequence, = the database key */
+    uint64_t epoch;     /* epoch of the node that wrote it */
+    uint64_t first_lsn; /* LSN of the first frame */
+    uint64_t last_lsn;  /* LSN of the last frame */
+    uint64_t next_lsn;  /* ring position just past the batch: every ring
+                           frame below it is in this or an earlier entry */
+    uint32_t n_frames;
+    uint32_t raw_len;   /* bytes of frames once decompressed */
+    uint32_t body_len;  /* bytes of body as stored */
+    uint32_t reserved;  /* 0 */
+};
+#define JOURNAL_ZSTD 1u
+#define JOURNAL_HEADER_SIZE 64u
+#define JOURNAL_TRAILER_SIZE 8u
+
+/* A decoded entry.  frames points at raw_len bytes of frames, each at an
+ * 8-byte aligned offset (as in the ring), every one already verified with
+ * frame_decode(); it is owned by the entry (journal_entry_free). */
+typedef struct journal_entry {
+    struct journal_header h;
+    uint8_t *frames;
+} journal_entry;
+
+/* Encodes an entry for the frames[0..frames_len) (8-aligned frames as
+ * copied from the ring) into a malloc'd buffer *out of *out_len bytes.
+ * h->seq, epoch, first_lsn, last_lsn, next_lsn, n_frames are taken from h;
+ * the rest is filled in.  level is the zstd level (1 = fast). */
+int journal_encode(const struct journal_header *h, const uint8_t *frames, size_t frames_len, int level,
+                   uint8_t **out, size_t *out_len);
+
+/* Decodes and verifies buf[0..len): magic, version, lengths against len,
+ * XXH64, decompression to exactly raw_len bytes, then every frame
+ * (frame_decode, 8-byte alignment, count = n_frames, LSNs increasing and
+ * within [first_lsn, last_lsn]).  Never reads outside buf; never allocates
+ * more than JOURNAL_MAX_RAW + a constant whatever the header claims.
+ * Returns 0, RK_ECORRUPT with a reason in why, RK_EVERSION, or ENOMEM. */
+int journal_decode(const uint8_t *buf, size_t len, journal_entry *e, char *why, size_t why_size);
+void journal_entry_free(journal_entry *e);
+
+/* ------------------------------------------------------------ the store */
+
+typedef struct store store;
+
+enum { STORE_CREATE = 1 }; /* create db/ and checkpoints/ if missing */
+
+/* Opens the data directory dir (which must exist): takes DIR/LOCK
+ * (RK_EBUSY naming the pid that holds it), opens the environment with
+ * recovery (DB_RECOVER), and the journal and meta databases.  cache_mb is
+ * the BDB cache size.  On failure writes a one-line reason to err. */
+int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char *err, size_t err_size);
+
+/* Closes the databases and the environment and releases the lock.  NULL is
+ * a no-op. */
+void store_close(store *s);
+
+DB_ENV *store_env(store *s);
+DB *store_meta(store *s);
+const char *store_dir(const store *s);
+
+/* Appends entry (already encoded) under key seq in its own transaction,
+ * committed with sync.  Any failure is returned as is (BDB codes or errno):
+ * the caller treats it as fatal. */
+int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t len);
+
+/* The header of the last journal entry in *h (decoded and verified);
+ * RK_ENOTFOUND when the journal is empty. */
+int store_journal_last(store *s, struct journal_header *h);
+
+/* Reads and decodes entry seq; RK_ENOTFOUND if there is none. */
+int store_journal_get(store *s, uint64_t seq, journal_entry *e, char *why, size_t why_size);
+
+/* Removes journal entries with sequence < seq (retention, issue 4). */
+int store_journal_trim(store *s, uint64_t seq);
+
+/* Translates a Berkeley DB or errno code into a message. */
+const char *store_strerror(int err);
+
+/* ------------------------------------------------------------ the I/O seam
+ * Every write, fsync, open, rename, unlink and ftruncate of the store, BDB's
+ * own included (db_env_set_func_*), goes through these, so that a test can
+ * make one fail.  RK_FAULT in the environment arms a fault at start:
+ *   RK_FAULT=fsync:EIO:3     the 3rd fsync from now on fails with EIO
+ *   RK_FAULT=write:ENOSPC:10 the 10th write or pwrite fails with ENOSPC
+ * (ops: fsync, write, open, rename; errors: EIO, ENOSPC, EROFS, ENOMEM).
+ * Once a fault fired, every later call of that op fails the same way. */
+void sys_install(void);
+int sys_fault_arm(const char *spec);
+int sys_fsync(int fd);
+ssize_t sys_write(int fd, const void *buf, size_t n);
+ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off);
+int sys_open(const char *path, int flags, ...);
+int sys_rename(const char *from, const char *to);
+
+#endif
