@@ -133,6 +133,49 @@ int rk_commit(rk_ring *r, rk_claim *c, uint64_t *lsn_out);
 /* The largest klen + vlen a record in r may have. */
 uint32_t rk_ring_max_record(const rk_ring *r);
 
+/* ---------------------------------------------------------------- state
+ * Restoring an engine: a state handle is one consistent view of the node's
+ * state tables at a group boundary, including everything that was durable
+ * when it was opened (the node finishes applying first).  It is a private
+ * copy: reading it never blocks the node, and an engine that dies while
+ * reading leaves nothing behind that the node needs.
+ *
+ * The intended restart: open the state, rebuild in-memory structures from
+ * it, read the last height, re-attach to the ring and carry on from
+ * height + 1. */
+
+typedef struct rk_state rk_state;
+
+/* Opens the state of source: a node's data directory, whether a node runs
+ * on it or not.  On success *out is a handle the caller owns and releases
+ * with rk_state_close(). */
+int rk_state_open(const char *source, rk_state **out);
+
+/* Releases s.  NULL is a no-op. */
+void rk_state_close(rk_state *s);
+
+/* The LSN of the last record applied in this view (0 if none). */
+uint64_t rk_state_lsn(const rk_state *s);
+
+/* The height of the last MARK applied for producer; RK_ENOTFOUND if that
+ * producer has no group applied. */
+int rk_state_height(const rk_state *s, const char *producer, uint64_t *height);
+
+/* Looks key up in table.  On success *val is a malloc'd copy of the value
+ * (the caller frees it; NULL when vlen is 0) and *vlen its length;
+ * RK_ENOTFOUND if there is no such key or table. */
+int rk_state_get(rk_state *s, const char *table, const void *key, uint32_t klen, void **val,
+                 uint32_t *vlen);
+
+typedef int (*rk_scan_fn)(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen);
+
+/* Calls fn for every key of table that starts with prefix (plen 0: all),
+ * in key order (bytewise).  fn returning non-zero stops the scan, and that
+ * value is returned.  The pointers passed to fn are valid during the call
+ * only.  A table that does not exist scans as empty. */
+int rk_state_scan(rk_state *s, const char *table, const void *prefix, uint32_t plen, rk_scan_fn fn,
+                  void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,58 @@
+/* config.h -- the node's configuration: an INI file read with libinih,
+ * then command-line overrides, then checks (private to ringkeep).
+ *
+ * Every key is known and validated: an unknown section or key, a bad value
+ * or a missing directory is a one-line error naming the file, the line and
+ * the key ("node.ini:12: [drain] batch_records = abc: not a number"), and
+ * the node does not start.  config/primary.ini documents every key. */
+#ifndef RK_CONFIG_H
+#define RK_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringkeep.h"
+
+enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+
+struct node_config {
+    char file[PATH_MAX];           /* the INI file read, "" if none */
+    /* [node] */
+    char role[16];                 /* role: "primary" (standby: issue 5) */
+    char data_dir[PATH_MAX];       /* data_dir: must exist */
+    int log_level;                 /* log_level: debug|info|warn|error */
+    /* [ring] */
+    char ring_name[RK_NAME_MAX + 1]; /* name */
+    uint64_t ring_capacity;        /* capacity: bytes, power of two, K/M/G */
+    uint32_t unblock_timeout_ms;   /* unblock_timeout_ms */
+    /* [drain] */
+    uint32_t batch_records;        /* batch_records: cut a batch at this many frames */
+    uint64_t batch_bytes;          /* batch_bytes: ... or this many bytes */
+    uint32_t batch_time_us;        /* batch_time_us: ... or this long after its first frame */
+    int zstd_level;                /* zstd_level: 1..19 */
+    /* [apply] */
+    uint32_t max_lag_entries;      /* max_lag_entries: drain pauses when apply is this far behind */
+    /* [storage] */
+    uint32_t cache_mb;             /* cache_mb: Berkeley DB cache */
+};
+
+/* Fills c with the defaults (documented in config/primary.ini). */
+void node_config_defaults(struct node_config *c);
+
+/* Reads path into c (over what c holds).  On error writes
+ * "PATH:LINE: [section] key = value: reason" to err and returns RK_EINVAL
+ * (or an errno when the file cannot be read). */
+int node_config_load(const char *path, struct node_config *c, char *err, size_t err_size);
+
+/* Sets one key, as the file would ("drain", "batch_records", "100"); for
+ * command-line overrides.  origin names where the value came from in
+ * error messages ("--set"). */
+int node_config_set(struct node_config *c, const char *section, const char *key, const char *value,
+                    const char *origin, char *err, size_t err_size);
+
+/* Checks what only makes sense once everything is set: data_dir exists and
+ * is a directory, ring name valid, role supported. */
+int node_config_check(const struct node_config *c, char *err, size_t err_size);
+
+#endif
