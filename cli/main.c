@@ -11,19 +11,24 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: ringkeep COMMAND [ARGS]\n"
-                 "\n"
-                 "commands:\n"
-                 "  demo [--producers N] [--records N] [--value-size B] [--capacity BYTES]\n"
-                 "                       producers write a ring, a consumer drains and verifies it,\n"
-                 "                       with live progress and a throughput summary\n"
-                 "  ring create NAME [--capacity BYTES] [--start-lsn N]\n"
-                 "                       create a ring with no node behind it (default 4M)\n"
-                 "  ring inspect NAME [--json]\n"
-                 "                       print a ring's header: capacity, fill, cursors, producers, tables\n"
-                 "  ring rm NAME         remove a ring segment (/dev/shm/ringkeep.NAME)\n"
-                 "  version              print the version\n"
-                 "  help                 print this\n");
+    fprintf(out,
+            "usage: ringkeep COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  demo [--producers N] [--records N] [--value-size B] [--capacity BYTES]\n"
+            "                       producers write a ring, a consumer drains and verifies it,\n"
+            "                       with live progress and a throughput summary\n"
+            "  node -c FILE [--data-dir DIR] [--ring NAME] [--log-level L] [--set SECTION.KEY=VALUE]\n"
+            "                       run a primary node: drain the ring into the journal, apply to state\n"
+            "  status (-c FILE | -d DATA_DIR) [--json]\n"
+            "                       ask a running node for its status (exit 3: no node running)\n"
+            "  ring create NAME [--capacity BYTES] [--start-lsn N]\n"
+            "                       create a ring with no node behind it (default 4M)\n"
+            "  ring inspect NAME [--json]\n"
+            "                       print a ring's header: capacity, fill, cursors, producers, tables\n"
+            "  ring rm NAME         remove a ring segment (/dev/shm/ringkeep.NAME)\n"
+            "  version              print the version\n"
+            "  help                 print this\n");
 }
 
 void cli_json_string(FILE *out, const char *s)
@@ -84,6 +89,10 @@ int main(int argc, char **argv)
         return cmd_ring(argc - 1, argv + 1);
     if (strcmp(argv[1], "demo") == 0)
         return cmd_demo(argc - 1, argv + 1);
+    if (strcmp(argv[1], "node") == 0)
+        return cmd_node(argc - 1, argv + 1);
+    if (strcmp(argv[1], "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("ringkeep %s\n", rk_version(NULL, NULL, NULL));
         return 0;

@@ -17,42 +17,56 @@
 enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
 struct node_config {
-    char file[PATH_MAX];           /* the INI file read, "" if none */
+    char file[PATH_MAX]; /* the INI file read, "" if none */
     /* [node] */
-    char role[16];                 /* role: "primary" (standby: issue 5) */
-    char data_dir[PATH_MAX];       /* data_dir: must exist */
-    int log_level;                 /* log_level: debug|info|warn|error */
+    char role[16];                       /* role: "primary" (standby: issue 5) */
+    char data_dir[PATH_MAX];             /* data_dir: must exist */
+    char data_dir_origin[PATH_MAX + 16]; /* where data_dir was set ("PATH:LINE" or the
+                                            origin given to node_config_set), for
+                                            node_config_check's messages; "" if unset */
+    int log_level;                       /* log_level: debug|info|warn|error */
     /* [ring] */
     char ring_name[RK_NAME_MAX + 1]; /* name */
-    uint64_t ring_capacity;        /* capacity: bytes, power of two, K/M/G */
-    uint32_t unblock_timeout_ms;   /* unblock_timeout_ms */
+    uint64_t ring_capacity;          /* capacity: bytes, power of two, K/M/G */
+    uint32_t unblock_timeout_ms;     /* unblock_timeout_ms */
     /* [drain] */
-    uint32_t batch_records;        /* batch_records: cut a batch at this many frames */
-    uint64_t batch_bytes;          /* batch_bytes: ... or this many bytes */
-    uint32_t batch_time_us;        /* batch_time_us: ... or this long after its first frame */
-    int zstd_level;                /* zstd_level: 1..19 */
+    uint32_t batch_records; /* batch_records: cut a batch at this many frames */
+    uint64_t batch_bytes;   /* batch_bytes: ... or this many bytes */
+    uint32_t batch_time_us; /* batch_time_us: ... or this long after its first frame */
+    int zstd_level;         /* zstd_level: 1..19 */
     /* [apply] */
-    uint32_t max_lag_entries;      /* max_lag_entries: drain pauses when apply is this far behind */
+    uint32_t max_lag_entries; /* max_lag_entries: drain pauses when apply is this far behind */
     /* [storage] */
-    uint32_t cache_mb;             /* cache_mb: Berkeley DB cache */
+    uint32_t cache_mb; /* cache_mb: Berkeley DB cache */
 };
 
-/* Fills c with the defaults (documented in config/primary.ini). */
+/* Fills c with the defaults (documented in config/primary.ini).  data_dir
+ * and the ring name have no default: they are "" until set. */
 void node_config_defaults(struct node_config *c);
 
 /* Reads path into c (over what c holds).  On error writes
  * "PATH:LINE: [section] key = value: reason" to err and returns RK_EINVAL
- * (or an errno when the file cannot be read). */
+ * (or an errno when the file cannot be read).
+ *   - only the first error is reported; c is left unchanged on any error;
+ *   - a line that libinih cannot parse gives "PATH:LINE: syntax error";
+ *   - a key given twice is an error naming both lines;
+ *   - lines may be indented (there are no continuation lines), comments
+ *     start a line with '#' or ';', or follow a value after " ;";
+ *   - a line is at most 198 bytes (libinih's line buffer). */
 int node_config_load(const char *path, struct node_config *c, char *err, size_t err_size);
 
 /* Sets one key, as the file would ("drain", "batch_records", "100"); for
  * command-line overrides.  origin names where the value came from in
- * error messages ("--set"). */
+ * error messages ("--set": "--set: [drain] batch_records = x: not a number");
+ * NULL means "--set".  Spaces around value are ignored, as in the file.
+ * Returns 0 or RK_EINVAL; c is unchanged on error. */
 int node_config_set(struct node_config *c, const char *section, const char *key, const char *value,
                     const char *origin, char *err, size_t err_size);
 
 /* Checks what only makes sense once everything is set: data_dir exists and
- * is a directory, ring name valid, role supported. */
+ * is a directory, ring name valid, role supported (and every number in its
+ * range, for a struct filled by code).  Returns 0 or RK_EINVAL with a
+ * one-line reason in err. */
 int node_config_check(const struct node_config *c, char *err, size_t err_size);
 
 #endif

@@ -39,9 +39,9 @@ struct journal_header {
     uint64_t next_lsn;  /* ring position just past the batch: every ring
                            frame below it is in this or an earlier entry */
     uint32_t n_frames;
-    uint32_t raw_len;   /* bytes of frames once decompressed */
-    uint32_t body_len;  /* bytes of body as stored */
-    uint32_t reserved;  /* 0 */
+    uint32_t raw_len;  /* bytes of frames once decompressed */
+    uint32_t body_len; /* bytes of body as stored */
+    uint32_t reserved; /* 0 */
 };
 #define JOURNAL_ZSTD 1u
 #define JOURNAL_HEADER_SIZE 64u
@@ -70,6 +70,27 @@ int journal_encode(const struct journal_header *h, const uint8_t *frames, size_t
  * Returns 0, RK_ECORRUPT with a reason in why, RK_EVERSION, or ENOMEM. */
 int journal_decode(const uint8_t *buf, size_t len, journal_entry *e, char *why, size_t why_size);
 void journal_entry_free(journal_entry *e);
+/* (On failure e holds no frames, so journal_entry_free(e) is a no-op;
+ * journal_entry_free sets e->frames to NULL.  journal_encode returns
+ * RK_EINVAL for frames that break the rules below, ENOMEM, and leaves *out
+ * NULL then.) */
+
+/* The rules an entry's frames keep, checked by journal_encode (RK_EINVAL)
+ * and journal_decode (RK_ECORRUPT) alike:
+ *   - at least one frame; raw_len a multiple of 8, at most JOURNAL_MAX_RAW;
+ *     frames back to back at 8-aligned offsets, each passing frame_decode(),
+ *     the last one ending (aligned) exactly at raw_len; the bytes that align
+ *     a frame are zero; PAD frames never appear (the drain copies frames,
+ *     not the ring's padding);
+ *   - n_frames frames; producer ids below RING_MAX_PRODUCERS;
+ *   - LSNs strictly increasing (a FRAME_TABLE frame, which has no ring
+ *     position, takes the LSN just below the frame it precedes);
+ *   - the first frame's LSN is first_lsn, the last one's last_lsn, and
+ *     next_lsn > last_lsn;
+ *   - flags only JOURNAL_ZSTD, reserved 0; a zstd body is exactly one zstd
+ *     frame that states its content size, equal to raw_len; a plain body
+ *     has body_len == raw_len.
+ * journal_encode stores the body plain when zstd does not make it smaller. */
 
 /* ------------------------------------------------------------ the store */
 
@@ -82,6 +103,11 @@ enum { STORE_CREATE = 1 }; /* create db/ and checkpoints/ if missing */
  * recovery (DB_RECOVER), and the journal and meta databases.  cache_mb is
  * the BDB cache size.  On failure writes a one-line reason to err. */
 int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char *err, size_t err_size);
+/* (cache_mb 0: Berkeley DB's default cache.  Without STORE_CREATE, db/ and
+ * checkpoints/ must exist.  Errors: ENOENT / ENOTDIR for the directory,
+ * RK_EBUSY, errno values, BDB codes.  Opening includes recovery, so it
+ * takes as long as the log since the last checkpoint; store_close()
+ * checkpoints.) */
 
 /* Closes the databases and the environment and releases the lock.  NULL is
  * a no-op. */
@@ -103,11 +129,24 @@ int store_journal_last(store *s, struct journal_header *h);
 /* Reads and decodes entry seq; RK_ENOTFOUND if there is none. */
 int store_journal_get(store *s, uint64_t seq, journal_entry *e, char *why, size_t why_size);
 
-/* Removes journal entries with sequence < seq (retention, issue 4). */
+/* Removes journal entries with sequence < seq (retention, issue 4).
+ * Deletes in transactions of a bounded number of entries each. */
 int store_journal_trim(store *s, uint64_t seq);
 
-/* Translates a Berkeley DB or errno code into a message. */
+/* Translates a Berkeley DB or errno code into a message.
+ * RK_E* codes too (rk_strerror). */
 const char *store_strerror(int err);
+
+/* Copies into buf (always NUL-terminated, "" if none) the last message the
+ * store recorded: Berkeley DB's own words for its last error (set_errcall),
+ * or the reason store_journal_last() found an entry corrupt.  Any thread. */
+void store_last_error(store *s, char *buf, size_t size);
+
+/* After store_journal_append() failed (other than DB_KEYEXIST or
+ * RK_EINVAL), the store is in a sticky error state: every later append
+ * returns that first error without touching the disk, so that nothing is
+ * acknowledged after a failed fsync or write.  Returns that error, or 0. */
+int store_failed(store *s);
 
 /* ------------------------------------------------------------ the I/O seam
  * Every write, fsync, open, rename, unlink and ftruncate of the store, BDB's
@@ -116,7 +155,14 @@ const char *store_strerror(int err);
  *   RK_FAULT=fsync:EIO:3     the 3rd fsync from now on fails with EIO
  *   RK_FAULT=write:ENOSPC:10 the 10th write or pwrite fails with ENOSPC
  * (ops: fsync, write, open, rename; errors: EIO, ENOSPC, EROFS, ENOMEM).
- * Once a fault fired, every later call of that op fails the same way. */
+ * Once a fault fired, every later call of that op fails the same way.
+ * Also ops unlink and ftruncate (sys_unlink, sys_ftruncate).  The sys_*
+ * functions return as POSIX does (-1 and errno); BDB gets adapters with
+ * its own conventions (see sys.c).  sys_install() is idempotent (once per
+ * process); an RK_FAULT it cannot parse is reported on stderr and arms
+ * nothing.  sys_fault_arm() arms one op (restarting its count; "" or NULL
+ * disarms every op) and returns 0, or RK_EINVAL for a spec it cannot
+ * parse. */
 void sys_install(void);
 int sys_fault_arm(const char *spec);
 int sys_fsync(int fd);
@@ -124,5 +170,7 @@ ssize_t sys_write(int fd, const void *buf, size_t n);
 ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off);
 int sys_open(const char *path, int flags, ...);
 int sys_rename(const char *from, const char *to);
+int sys_unlink(const char *path);
+int sys_ftruncate(int fd, off_t len);
 
 #endif

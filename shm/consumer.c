@@ -248,6 +248,8 @@ void ring_close(ring_owner *o, int unlink_segment)
     free(o);
 }
 
+uint64_t ring_read_pos(const ring_owner *o) { return o->read_pos; }
+
 const char *ring_error(const ring_owner *o)
 {
     return o->err;

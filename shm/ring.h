@@ -95,6 +95,10 @@ void ring_release(ring_owner *o);
 void ring_set_durable(ring_owner *o, uint64_t lsn);
 void ring_set_replicated(ring_owner *o, uint64_t lsn);
 
+/* The position just past the last frame ring_next() returned (or skipped):
+ * every frame below it has been read. */
+uint64_t ring_read_pos(const ring_owner *o);
+
 /* The reason for the last error of o. */
 const char *ring_error(const ring_owner *o);
 

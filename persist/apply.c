@@ -1,0 +1,650 @@
+/* apply.c -- the journal applied to the state tables, one atomic group at a
+ * time (see apply.h for the rules and the meta records).
+ *
+ * A frame's way through the applier (apply_frame):
+ *
+ *   TABLE  ------------------------> table map (id -> name)
+ *   ATTACH ---- discard_group() ---> slot map (slot -> producer name)
+ *   ABORT  ---- discard_group()
+ *   PUT/DEL, lsn > producer's applied LSN ---> held in the producer's open group
+ *   MARK,    lsn > producer's applied LSN ---> apply_group(): the held frames go
+ *            into the current transaction with the producer's new mark
+ *   anything at or below the producer's applied LSN: applied before a crash,
+ *   skipped.
+ *
+ * commit() ends the transaction after whole journal entries (so only at
+ * group boundaries), writing the restart point: the first entry of the
+ * oldest group still open, or the next entry if none is.
+ *
+ * Meta values are little-endian structs (x86-64).  Threads: one thread.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "apply.h"
+#include "log.h"
+#include "ring.h"
+
+#define STATE_FILE "state.db"
+#define MAX_TABLES 4096
+
+struct held_group {
+    uint8_t *buf; /* the held frames, each at an 8-aligned offset */
+    size_t len, cap;
+    uint32_t n_frames;
+    uint64_t start_seq; /* journal entry of its first frame */
+};
+
+struct producer {
+    char name[RK_NAME_MAX + 1];
+    struct producer_meta m;
+    int dirty; /* m changed in the open transaction */
+    struct held_group open;
+};
+
+struct table {
+    char name[RK_NAME_MAX + 1];
+    DB *db;
+};
+
+struct applier {
+    store *s;
+    DB_ENV *env;
+    DB *meta;
+    DB_TXN *txn;          /* the open transaction, or NULL */
+    uint32_t txn_records; /* records applied in it */
+    struct apply_meta am;
+    uint64_t next_seq; /* next journal entry to read */
+    /* ring ids of the current ring, from TABLE and ATTACH frames */
+    char table_map[RING_MAX_TABLES][RK_NAME_MAX + 1];
+    char slot_map[RING_MAX_PRODUCERS][RK_NAME_MAX + 1];
+    int maps_dirty;
+    struct producer *producers;
+    size_t n_producers;
+    struct table *tables;
+    size_t n_tables;
+};
+
+/* ------------------------------------------------------------ meta */
+
+static int meta_get(applier *a, DB_TXN *txn, const char *key, void *val, size_t len)
+{
+    DBT k = {.data = (void *)key, .size = (u_int32_t)strlen(key)};
+    DBT v = {.data = val, .ulen = (u_int32_t)len, .flags = DB_DBT_USERMEM};
+    int rc = a->meta->get(a->meta, txn, &k, &v, 0);
+
+    if (rc == DB_NOTFOUND)
+        return RK_ENOTFOUND;
+    if (rc == 0 && v.size != len)
+        return RK_ECORRUPT;
+    return rc;
+}
+
+static int meta_put(applier *a, const char *key, const void *val, size_t len)
+{
+    DBT k = {.data = (void *)key, .size = (u_int32_t)strlen(key)};
+    DBT v = {.data = (void *)val, .size = (u_int32_t)len};
+
+    return a->meta->put(a->meta, a->txn, &k, &v, 0);
+}
+
+struct maps_record {
+    char table_map[RING_MAX_TABLES][RK_NAME_MAX + 1];
+    char slot_map[RING_MAX_PRODUCERS][RK_NAME_MAX + 1];
+};
+
+/* ------------------------------------------------------------ lookups */
+
+static struct producer *producer_by_name(applier *a, const char *name)
+{
+    struct producer *p;
+    char key[RK_NAME_MAX + 3];
+
+    for (size_t i = 0; i < a->n_producers; i++)
+        if (strcmp(a->producers[i].name, name) == 0)
+            return &a->producers[i];
+    p = realloc(a->producers, (a->n_producers + 1) * sizeof *p);
+    if (!p)
+        return NULL;
+    a->producers = p;
+    p = &a->producers[a->n_producers++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(key, sizeof key, "p:%s", name);
+    if (meta_get(a, a->txn, key, &p->m, sizeof p->m) != 0)
+        memset(&p->m, 0, sizeof p->m);
+    return p;
+}
+
+static struct producer *producer_of_slot(applier *a, uint16_t slot)
+{
+    if (slot >= RING_MAX_PRODUCERS || a->slot_map[slot][0] == '\0')
+        return NULL;
+    return producer_by_name(a, a->slot_map[slot]);
+}
+
+/* The database of table `name`, opened (and created) in the open
+ * transaction the first time. */
+static int table_db(applier *a, const char *name, int create, DB **out)
+{
+    char subname[RK_NAME_MAX + 3];
+    struct table *t;
+    DB *db = NULL;
+    int rc;
+
+    for (size_t i = 0; i < a->n_tables; i++) {
+        if (strcmp(a->tables[i].name, name) == 0) {
+            *out = a->tables[i].db;
+            return 0;
+        }
+    }
+    if (a->n_tables >= MAX_TABLES)
+        return RK_ETABLES;
+    t = realloc(a->tables, (a->n_tables + 1) * sizeof *t);
+    if (!t)
+        return ENOMEM;
+    a->tables = t;
+    snprintf(subname, sizeof subname, "t:%s", name);
+    rc = db_create(&db, a->env, 0);
+    if (rc)
+        return rc;
+    /* opened in a transaction (the open one, or its own), so that the
+     * handle can be used in transactions */
+    rc = db->open(db, a->txn, STATE_FILE, subname, DB_BTREE,
+                  (create ? DB_CREATE : 0) | (a->txn ? 0 : DB_AUTO_COMMIT) | DB_THREAD, 0600);
+    if (rc) {
+        db->close(db, 0);
+        return rc == ENOENT ? RK_ENOTFOUND : rc;
+    }
+    t = &a->tables[a->n_tables++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->db = db;
+    *out = db;
+    return 0;
+}
+
+/* ------------------------------------------------------------ groups */
+
+static int hold(struct held_group *g, const ring_frame *f, uint64_t seq)
+{
+    size_t need = frame_align(f->raw_len);
+
+    if (g->len + need > g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 4096;
+        uint8_t *buf;
+        while (cap < g->len + need)
+            cap *= 2;
+        buf = realloc(g->buf, cap);
+        if (!buf)
+            return ENOMEM;
+        g->buf = buf;
+        g->cap = cap;
+    }
+    if (g->n_frames == 0)
+        g->start_seq = seq;
+    memcpy(g->buf + g->len, f->raw, f->raw_len);
+    g->len += need;
+    g->n_frames++;
+    return 0;
+}
+
+static void discard_group(applier *a, struct producer *p, const ring_frame *why)
+{
+    if (p->open.n_frames && why->lsn > p->m.discard_lsn) {
+        a->am.n_discarded++;
+        log_msg(LOG_WARN, "open group discarded",
+                "producer=%s records=%u first_seq=%" PRIu64 " reason=%s lsn=%" PRIu64, p->name,
+                p->open.n_frames, p->open.start_seq, why->type == FRAME_ABORT ? "died" : "re-attached",
+                why->lsn);
+    }
+    if (why->lsn > p->m.discard_lsn) {
+        p->m.discard_lsn = why->lsn;
+        p->dirty = 1;
+    }
+    p->open.len = 0;
+    p->open.n_frames = 0;
+}
+
+static int begin(applier *a)
+{
+    if (a->txn)
+        return 0;
+    a->txn_records = 0;
+    return a->env->txn_begin(a->env, NULL, &a->txn, 0);
+}
+
+/* Applies p's held frames and its MARK at mark in the open transaction. */
+static int apply_group(applier *a, struct producer *p, const ring_frame *mark)
+{
+    uint64_t height = 0;
+    int rc = 0;
+
+    for (size_t off = 0; off < p->open.len;) {
+        const uint8_t *raw = p->open.buf + off;
+        struct frame_header h;
+        DB *db = NULL;
+
+        memcpy(&h, raw, sizeof h);
+        off += frame_align(h.length);
+        if (a->table_map[h.table][0] == '\0')
+            return RK_ECORRUPT; /* checked when held */
+        rc = table_db(a, a->table_map[h.table], 1, &db);
+        if (rc)
+            return rc;
+        DBT k = {.data = (void *)(raw + FRAME_HEADER_SIZE), .size = h.klen};
+        if (h.type == FRAME_PUT) {
+            DBT v = {.data = (void *)(raw + FRAME_HEADER_SIZE + h.klen),
+                     .size = h.length - FRAME_HEADER_SIZE - h.klen};
+            rc = db->put(db, a->txn, &k, &v, 0);
+        } else {
+            rc = db->del(db, a->txn, &k, 0);
+            if (rc == DB_NOTFOUND)
+                rc = 0;
+        }
+        if (rc)
+            return rc;
+        a->am.n_records++;
+        a->txn_records++;
+    }
+    for (int i = 0; i < 8; i++)
+        height |= (uint64_t)mark->val[i] << (8 * i);
+    p->m.applied_lsn = mark->lsn;
+    p->m.height = height;
+    p->m.n_groups++;
+    p->dirty = 1;
+    p->open.len = 0;
+    p->open.n_frames = 0;
+    a->am.n_groups++;
+    a->am.applied_lsn = mark->lsn;
+    return 0;
+}
+
+static int apply_frame(applier *a, const ring_frame *f, uint64_t seq, char *err, size_t err_size)
+{
+    struct producer *p;
+    char name[RK_NAME_MAX + 1];
+
+    switch (f->type) {
+    case FRAME_TABLE:
+        if (f->klen == 0 || f->klen > RK_NAME_MAX || f->table >= RING_MAX_TABLES)
+            goto bad;
+        memcpy(name, f->key, f->klen);
+        name[f->klen] = '\0';
+        if (strcmp(a->table_map[f->table], name) != 0) {
+            snprintf(a->table_map[f->table], sizeof a->table_map[f->table], "%s", name);
+            a->maps_dirty = 1;
+        }
+        return 0;
+    case FRAME_ATTACH:
+        if (f->klen == 0 || f->klen > RK_NAME_MAX || f->producer >= RING_MAX_PRODUCERS)
+            goto bad;
+        memcpy(name, f->key, f->klen);
+        name[f->klen] = '\0';
+        p = producer_by_name(a, name);
+        if (!p)
+            return ENOMEM;
+        discard_group(a, p, f);
+        if (strcmp(a->slot_map[f->producer], name) != 0) {
+            snprintf(a->slot_map[f->producer], sizeof a->slot_map[f->producer], "%s", name);
+            a->maps_dirty = 1;
+        }
+        return 0;
+    default:
+        break;
+    }
+    p = producer_of_slot(a, f->producer);
+    if (!p)
+        goto bad;
+    if (f->type == FRAME_ABORT) {
+        discard_group(a, p, f);
+        return 0;
+    }
+    if (f->lsn <= p->m.applied_lsn)
+        return 0; /* applied before a crash */
+    if (f->type == FRAME_MARK)
+        return apply_group(a, p, f);
+    if (a->table_map[f->table][0] == '\0')
+        goto bad;
+    return hold(&p->open, f, seq);
+bad:
+    snprintf(err, err_size,
+             "journal entry %" PRIu64 ": frame at LSN %" PRIu64 " (type %u) names an unknown "
+             "table or producer",
+             seq, f->lsn, f->type);
+    return RK_ECORRUPT;
+}
+
+static int commit(applier *a)
+{
+    char key[RK_NAME_MAX + 3];
+    uint64_t restart = a->am.applied_seq + 1;
+    int rc;
+
+    if (!a->txn)
+        return 0;
+    for (size_t i = 0; i < a->n_producers; i++) {
+        struct producer *p = &a->producers[i];
+        if (p->open.n_frames && p->open.start_seq < restart)
+            restart = p->open.start_seq;
+        if (!p->dirty)
+            continue;
+        snprintf(key, sizeof key, "p:%s", p->name);
+        rc = meta_put(a, key, &p->m, sizeof p->m);
+        if (rc)
+            return rc;
+        p->dirty = 0;
+    }
+    a->am.restart_seq = restart;
+    rc = meta_put(a, "applied", &a->am, sizeof a->am);
+    if (!rc && a->maps_dirty) {
+        struct maps_record *m = malloc(sizeof *m);
+        if (!m)
+            return ENOMEM;
+        memcpy(m->table_map, a->table_map, sizeof m->table_map);
+        memcpy(m->slot_map, a->slot_map, sizeof m->slot_map);
+        rc = meta_put(a, "maps", m, sizeof *m);
+        free(m);
+        a->maps_dirty = 0;
+    }
+    if (rc)
+        return rc;
+    /* no sync: the journal is durable, a lost transaction is applied again */
+    rc = a->txn->commit(a->txn, DB_TXN_NOSYNC);
+    a->txn = NULL;
+    return rc;
+}
+
+int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size_t err_size)
+{
+    journal_entry e = {0};
+    int rc = 0;
+
+    while (a->next_seq <= upto) {
+        ring_frame f;
+        rc = store_journal_get(a->s, a->next_seq, &e, err, err_size);
+        if (rc == RK_ENOTFOUND) {
+            rc = 0;
+            break;
+        }
+        if (rc)
+            break;
+        rc = begin(a);
+        for (size_t off = 0; !rc && off < e.h.raw_len; off += frame_align(f.raw_len)) {
+            rc = frame_decode(e.frames + off, e.h.raw_len - off, &f, err, err_size);
+            if (!rc)
+                rc = apply_frame(a, &f, a->next_seq, err, err_size);
+        }
+        journal_entry_free(&e);
+        if (rc)
+            break;
+        if (a->next_seq > a->am.applied_seq)
+            a->am.applied_seq = a->next_seq;
+        a->next_seq++;
+        if (a->txn_records >= max_records) {
+            rc = commit(a);
+            if (rc)
+                break;
+        }
+    }
+    if (!rc)
+        rc = commit(a);
+    if (rc && a->txn) {
+        /* a failed transaction leaves the held groups and counters ahead of
+         * the database: the caller treats this as fatal and restarts */
+        a->txn->abort(a->txn);
+        a->txn = NULL;
+    }
+    if (rc && err && !err[0])
+        snprintf(err, err_size, "apply: %s", store_strerror(rc));
+    return rc;
+}
+
+struct apply_meta applier_meta(const applier *a)
+{
+    return a->am;
+}
+
+int applier_open(store *s, applier **out, char *err, size_t err_size)
+{
+    applier *a = calloc(1, sizeof *a);
+    struct maps_record *m = NULL;
+    int rc;
+
+    if (!a)
+        return ENOMEM;
+    a->s = s;
+    a->env = store_env(s);
+    a->meta = store_meta(s);
+    rc = meta_get(a, NULL, "applied", &a->am, sizeof a->am);
+    if (rc == RK_ENOTFOUND) {
+        memset(&a->am, 0, sizeof a->am);
+        a->am.restart_seq = 1;
+        rc = 0;
+    }
+    if (rc)
+        goto fail;
+    m = malloc(sizeof *m);
+    if (!m) {
+        rc = ENOMEM;
+        goto fail;
+    }
+    rc = meta_get(a, NULL, "maps", m, sizeof *m);
+    if (rc == 0) {
+        memcpy(a->table_map, m->table_map, sizeof a->table_map);
+        memcpy(a->slot_map, m->slot_map, sizeof a->slot_map);
+    } else if (rc == RK_ENOTFOUND) {
+        rc = 0;
+    } else {
+        goto fail;
+    }
+    /* open groups are not in the database: read them again from the
+     * first entry of the oldest one */
+    a->next_seq = a->am.restart_seq ? a->am.restart_seq : 1;
+    free(m);
+    *out = a;
+    return 0;
+fail:
+    snprintf(err, err_size, "cannot read the applier's state from meta.db: %s", store_strerror(rc));
+    free(m);
+    free(a);
+    return rc;
+}
+
+void applier_close(applier *a)
+{
+    if (!a)
+        return;
+    if (a->txn)
+        a->txn->abort(a->txn);
+    for (size_t i = 0; i < a->n_tables; i++)
+        a->tables[i].db->close(a->tables[i].db, 0);
+    for (size_t i = 0; i < a->n_producers; i++)
+        free(a->producers[i].open.buf);
+    free(a->tables);
+    free(a->producers);
+    free(a);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+/* Copies every record of src (read in txn) into dst. */
+static int copy_db(DB *src, DB_TXN *txn, DB *dst)
+{
+    DBC *cur = NULL;
+    DBT k = {0}, v = {0};
+    int rc = src->cursor(src, txn, &cur, 0);
+
+    while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0)
+        rc = dst->put(dst, NULL, &k, &v, 0);
+    if (rc == DB_NOTFOUND)
+        rc = 0;
+    if (cur)
+        cur->close(cur);
+    return rc;
+}
+
+static int open_snapshot_db(DB_ENV *env, const char *file, const char *subname, DB **out)
+{
+    DB *db = NULL;
+    int rc = db_create(&db, env, 0);
+
+    if (!rc)
+        rc = db->open(db, NULL, file, subname, DB_BTREE, DB_CREATE, 0600);
+    if (rc && db) {
+        db->close(db, 0);
+        db = NULL;
+    }
+    *out = db;
+    return rc;
+}
+
+int applier_snapshot(applier *a, const char *path, char *err, size_t err_size)
+{
+    char dir[PATH_MAX], file[PATH_MAX], tmp[PATH_MAX + 8], tmp_path[2 * PATH_MAX + 16];
+    DB_ENV *senv = NULL;
+    DB *master = NULL, *dst = NULL;
+    DB_TXN *txn = NULL;
+    DBC *cur = NULL;
+    DBT k = {0}, v = {0};
+    const char *slash = strrchr(path, '/');
+    int rc, fd;
+
+    if (!slash || (size_t)(slash - path) >= sizeof dir) {
+        snprintf(err, err_size, "snapshot path %s has no directory", path);
+        return RK_EINVAL;
+    }
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    snprintf(file, sizeof file, "%s", slash + 1);
+    snprintf(tmp, sizeof tmp, "%s.tmp", file);
+    mkdir(dir, 0700);
+    /* a private environment of its own: one file, several subdatabases */
+    rc = db_env_create(&senv, 0);
+    if (!rc)
+        rc = senv->set_cachesize(senv, 0, 32u << 20, 1);
+    if (!rc)
+        rc = senv->open(senv, dir, DB_CREATE | DB_INIT_MPOOL | DB_PRIVATE, 0600);
+    if (rc)
+        goto out;
+    snprintf(tmp_path, sizeof tmp_path, "%s/%s", dir, tmp);
+    unlink(tmp_path); /* left by a snapshot cut short */
+    rc = a->env->txn_begin(a->env, NULL, &txn, 0);
+    if (rc)
+        goto out;
+    /* the meta subdatabase: what was applied, and every producer's mark */
+    rc = open_snapshot_db(senv, tmp, "meta", &dst);
+    if (!rc) {
+        DBT mk = {.data = "applied", .size = 7}, mv = {.data = &a->am, .size = sizeof a->am};
+        rc = dst->put(dst, NULL, &mk, &mv, 0);
+    }
+    for (size_t i = 0; !rc && i < a->n_producers; i++) {
+        char key[RK_NAME_MAX + 3];
+        snprintf(key, sizeof key, "p:%s", a->producers[i].name);
+        DBT mk = {.data = key, .size = (u_int32_t)strlen(key)};
+        DBT mv = {.data = &a->producers[i].m, .size = sizeof a->producers[i].m};
+        rc = dst->put(dst, NULL, &mk, &mv, 0);
+    }
+    /* producers that this applier has not met since it opened */
+    if (!rc)
+        rc = a->meta->cursor(a->meta, txn, &cur, 0);
+    while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
+        if (k.size > 2 && memcmp(k.data, "p:", 2) == 0) {
+            DBT have = {0};
+            if (dst->get(dst, NULL, &k, &have, 0) == DB_NOTFOUND)
+                rc = dst->put(dst, NULL, &k, &v, 0);
+        }
+    }
+    if (rc == DB_NOTFOUND)
+        rc = 0;
+    if (cur) {
+        cur->close(cur);
+        cur = NULL;
+    }
+    if (dst) {
+        dst->close(dst, 0);
+        dst = NULL;
+    }
+    if (rc)
+        goto out;
+    /* every table: the subdatabases of state.db */
+    rc = db_create(&master, a->env, 0);
+    if (!rc)
+        rc = master->open(master, txn, STATE_FILE, NULL, DB_BTREE, DB_RDONLY | DB_THREAD, 0);
+    if (rc == ENOENT) {
+        rc = 0; /* no table yet */
+    } else if (!rc) {
+        rc = master->cursor(master, txn, &cur, 0);
+        while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
+            char name[RK_NAME_MAX + 1], sub[RK_NAME_MAX + 3];
+            DB *src = NULL;
+            if (k.size < 3 || k.size - 2 > RK_NAME_MAX || memcmp(k.data, "t:", 2) != 0)
+                continue;
+            memcpy(name, (char *)k.data + 2, k.size - 2);
+            name[k.size - 2] = '\0';
+            snprintf(sub, sizeof sub, "t:%s", name);
+            rc = table_db(a, name, 0, &src);
+            if (!rc)
+                rc = open_snapshot_db(senv, tmp, sub, &dst);
+            if (!rc)
+                rc = copy_db(src, txn, dst);
+            if (dst) {
+                dst->close(dst, 0);
+                dst = NULL;
+            }
+        }
+        if (rc == DB_NOTFOUND)
+            rc = 0;
+    }
+    if (cur) {
+        cur->close(cur);
+        cur = NULL;
+    }
+    if (master) {
+        master->close(master, 0);
+        master = NULL;
+    }
+    if (rc)
+        goto out;
+    /* close the file's databases (done above) and the environment, so that
+     * every page is written, then make it durable under its final name */
+    senv->close(senv, 0);
+    senv = NULL;
+    fd = open(tmp_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || sys_fsync(fd) != 0) {
+        rc = errno;
+        if (fd >= 0)
+            close(fd);
+        goto out;
+    }
+    close(fd);
+    if (sys_rename(tmp_path, path) != 0) {
+        rc = errno;
+        goto out;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        sys_fsync(fd);
+        close(fd);
+    }
+out:
+    if (cur)
+        cur->close(cur);
+    if (dst)
+        dst->close(dst, 0);
+    if (master)
+        master->close(master, 0);
+    if (txn)
+        txn->commit(txn, 0);
+    if (senv)
+        senv->close(senv, 0);
+    if (rc)
+        snprintf(err, err_size, "snapshot %s: %s", path, store_strerror(rc));
+    return rc;
+}

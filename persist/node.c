@@ -1,0 +1,703 @@
+/* node.c -- the primary node: drains the ring into the journal, applies the
+ * journal to the state tables, answers on its control endpoint.
+ *
+ *   main thread (drain)            apply thread              control thread
+ *   ring_next -> batch             waits for journal_seq     ZMQ REP on
+ *   journal append (sync)  ---->   applier_run               ipc://DIR/control.sock
+ *   ring_set_durable, release      snapshots on request <--- "snapshot", "status"
+ *   pauses when apply lags  <----  applied_seq
+ *
+ * Drain never waits on apply except when apply is more than
+ * max_lag_entries behind: then it stops taking frames from the ring, and the
+ * ring's back-pressure reaches the engines.  A failed journal write (fsync
+ * included) or apply is fatal: logged, then _exit(1) at once, so that
+ * nothing after it is acknowledged; the next start recovers (DB_RECOVER)
+ * and carries on from the journal.
+ *
+ * Exactly once: a journal entry records next_lsn, the ring position just
+ * past its batch; at start the node skips every ring frame below the last
+ * entry's next_lsn, so a frame journaled before a crash is not journaled
+ * again, and a frame the crash cut off is still in the ring (head moves
+ * only after the journal commit).
+ *
+ * Threads: the three above; shared counters are atomics, the journal/apply
+ * hand-off is under `lock`.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "apply.h"
+#include "log.h"
+#include "node.h"
+#include "ring.h"
+#include "store.h"
+
+#define RING_RECORD_KEY "ring"
+#define EPOCH_KEY "epoch"
+#define APPLY_TXN_RECORDS 20000
+#define CONTROL_MAX_MSG 256
+
+/* The identity of the ring this data directory drains, in meta.db. */
+struct ring_record {
+    uint64_t created_ns;
+    uint64_t capacity;
+    char name[RK_NAME_MAX + 1];
+};
+
+struct node {
+    const struct node_config *c;
+    store *s;
+    applier *a;
+    ring_owner *ring;
+    uint64_t epoch;
+    char endpoint[PATH_MAX + 32];
+
+    pthread_mutex_t lock;
+    pthread_cond_t journal_cond; /* journal_seq moved, drain done, or a request */
+    pthread_cond_t apply_cond;   /* applied_seq moved, or a snapshot finished */
+    uint64_t journal_seq;        /* last entry journaled (under lock) */
+    uint64_t applied_seq;        /* last entry applied (under lock) */
+    int drain_done;              /* drain stopped: apply finishes and exits */
+    int snapshot_wanted;         /* a snapshot is asked for (under lock) */
+    uint64_t snapshot_id;        /* +1 per snapshot made */
+    char snapshot_path[PATH_MAX];
+    char snapshot_err[512];
+
+    /* for status: written by one thread, read by the control thread */
+    _Atomic uint64_t n_batches, n_records, durable_lsn, applied_lsn, n_discarded, n_groups;
+    _Atomic uint64_t start_ns;
+    _Atomic uint64_t drained_pos; /* ring position the journal covers */
+    _Atomic int stop;
+};
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+__attribute__((noreturn)) static void fatal(const char *msg, const char *detail)
+{
+    log_msg(LOG_ERROR, msg, "error=\"%s\" action=exit", detail);
+    _exit(1);
+}
+
+void node_control_endpoint(const char *dir, char *out, size_t out_size)
+{
+    if ((size_t)snprintf(out, out_size, "ipc://%s/control.sock", dir) >= out_size)
+        out[0] = '\0';
+}
+
+/* ------------------------------------------------------------ meta */
+
+static int meta_read(store *s, const char *key, void *val, size_t len)
+{
+    DB *meta = store_meta(s);
+    DBT k = {.data = (void *)key, .size = (u_int32_t)strlen(key)};
+    DBT v = {.data = val, .ulen = (u_int32_t)len, .flags = DB_DBT_USERMEM};
+    int rc = meta->get(meta, NULL, &k, &v, 0);
+
+    if (rc == DB_NOTFOUND)
+        return RK_ENOTFOUND;
+    return rc == 0 && v.size != len ? RK_ECORRUPT : rc;
+}
+
+static int meta_write(store *s, const char *key, const void *val, size_t len)
+{
+    DB *meta = store_meta(s);
+    DBT k = {.data = (void *)key, .size = (u_int32_t)strlen(key)};
+    DBT v = {.data = (void *)val, .size = (u_int32_t)len};
+
+    /* DB_AUTO_COMMIT with the environment's default: a synced commit */
+    return meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT);
+}
+
+/* ------------------------------------------------------------ the ring */
+
+/* Creates the ring, or takes over the one an earlier run of this data
+ * directory left, refusing a ring this data directory did not make. */
+static int open_ring(struct node *n, uint64_t next_lsn)
+{
+    const struct node_config *c = n->c;
+    struct ring_record rec = {0}, mine = {0};
+    char err[512] = "";
+    int rc, have = meta_read(n->s, RING_RECORD_KEY, &mine, sizeof mine) == 0;
+
+    rc = ring_reopen(c->ring_name, n->epoch, &n->ring, err, sizeof err);
+    if (rc == ENOENT) {
+        ring_create_opts co = {.capacity = c->ring_capacity,
+                               .start_lsn = next_lsn,
+                               .epoch = n->epoch,
+                               .unblock_timeout_ms = c->unblock_timeout_ms};
+        rc = ring_create(c->ring_name, &co, &n->ring, err, sizeof err);
+        if (rc) {
+            log_msg(LOG_ERROR, "cannot create the ring", "ring=%s error=\"%s\"", c->ring_name, err);
+            return rc;
+        }
+        rec.created_ns = ring_header_of(n->ring)->created_ns;
+        rec.capacity = c->ring_capacity;
+        snprintf(rec.name, sizeof rec.name, "%s", c->ring_name);
+        rc = meta_write(n->s, RING_RECORD_KEY, &rec, sizeof rec);
+        if (rc)
+            return rc;
+        log_msg(LOG_INFO, "ring created", "ring=%s capacity=%" PRIu64 " start_lsn=%" PRIu64, c->ring_name,
+                c->ring_capacity, ring_header_of(n->ring)->start_lsn);
+        return 0;
+    }
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot take over the ring", "ring=%s error=\"%s\"", c->ring_name, err);
+        return rc;
+    }
+    struct ring_header *h = ring_header_of(n->ring);
+    if (!have || mine.created_ns != h->created_ns || strcmp(mine.name, c->ring_name) != 0) {
+        log_msg(LOG_ERROR, "ring was not made by this data directory's node",
+                "ring=%s data_dir=\"%s\" hint=\"if it is stale, remove it: ringkeep ring rm %s\"",
+                c->ring_name, c->data_dir, c->ring_name);
+        ring_close(n->ring, 0);
+        n->ring = NULL;
+        return RK_EBADRING;
+    }
+    /* every frame below head was released, so must be in the journal */
+    if (atomic_load(&h->head) > (next_lsn > h->start_lsn ? next_lsn : h->start_lsn)) {
+        log_msg(LOG_ERROR, "ring released frames the journal does not hold",
+                "ring=%s head=%" PRIu64 " journal_next_lsn=%" PRIu64, c->ring_name, atomic_load(&h->head),
+                next_lsn);
+        ring_close(n->ring, 0);
+        n->ring = NULL;
+        return RK_ECORRUPT;
+    }
+    if (h->capacity != c->ring_capacity)
+        log_msg(LOG_WARN, "ring keeps its capacity",
+                "ring=%s capacity=%" PRIu64 " configured=%" PRIu64 " hint=\"stop engines and node, remove "
+                "the ring to change it\"",
+                c->ring_name, h->capacity, c->ring_capacity);
+    log_msg(LOG_INFO, "ring taken over", "ring=%s head=%" PRIu64 " tail=%" PRIu64, c->ring_name,
+            atomic_load(&h->head), atomic_load(&h->tail));
+    return 0;
+}
+
+/* ------------------------------------------------------------ drain */
+
+struct batch {
+    uint8_t *buf;
+    size_t len, cap;
+    uint32_t n_frames;
+    uint64_t first_lsn, last_lsn, last_ring_lsn;
+    uint64_t first_ns;
+    uint8_t table_sent[RING_MAX_TABLES]; /* TABLE frame journaled this run */
+};
+
+static int batch_room(struct batch *b, size_t need)
+{
+    if (b->len + need <= b->cap)
+        return 0;
+    size_t cap = b->cap * 2;
+    while (cap < b->len + need)
+        cap *= 2;
+    uint8_t *buf = realloc(b->buf, cap);
+    if (!buf)
+        return ENOMEM;
+    b->buf = buf;
+    b->cap = cap;
+    return 0;
+}
+
+static void batch_add(struct batch *b, const uint8_t *raw, uint32_t raw_len, uint64_t lsn)
+{
+    memcpy(b->buf + b->len, raw, raw_len);
+    memset(b->buf + b->len + raw_len, 0, frame_align(raw_len) - raw_len);
+    b->len += frame_align(raw_len);
+    if (b->n_frames++ == 0)
+        b->first_lsn = lsn;
+    b->last_lsn = lsn;
+}
+
+/* Adds frame f, after a TABLE frame naming its table if this run has not
+ * journaled one yet. */
+static int batch_frame(struct node *n, struct batch *b, const ring_frame *f)
+{
+    struct ring_header *h = ring_header_of(n->ring);
+    int rc = batch_room(b, frame_align(f->raw_len) + FRAME_HEADER_SIZE + RK_NAME_MAX + 8);
+
+    if (rc)
+        return rc;
+    if ((f->type == FRAME_PUT || f->type == FRAME_DEL) && !b->table_sent[f->table]) {
+        char name[RK_NAME_MAX + 1];
+        /* acquire: the name is written before the entry is marked used */
+        if (!atomic_load_explicit(&h->tables[f->table].used, memory_order_acquire))
+            return RK_ECORRUPT;
+        memcpy(name, h->tables[f->table].name, RK_NAME_MAX);
+        name[RK_NAME_MAX] = '\0';
+        /* LSN f->lsn - 1: no frame has it (frames are 8-aligned), and it
+         * sorts just before the frame that needs the name */
+        uint32_t len = frame_encode(b->buf + b->len, FRAME_TABLE, f->table, 0, f->lsn - 1, name,
+                                    (uint32_t)strlen(name), NULL, 0);
+        b->len += frame_align(len);
+        if (b->n_frames++ == 0)
+            b->first_lsn = f->lsn - 1;
+        b->table_sent[f->table] = 1;
+    }
+    batch_add(b, f->raw, f->raw_len, f->lsn);
+    if (f->type != FRAME_ABORT)
+        b->last_ring_lsn = f->lsn;
+    return 0;
+}
+
+static void journal_batch(struct node *n, struct batch *b, uint64_t seq)
+{
+    struct journal_header jh = {.seq = seq,
+                                .epoch = n->epoch,
+                                .first_lsn = b->first_lsn,
+                                .last_lsn = b->last_lsn,
+                                .next_lsn = ring_read_pos(n->ring),
+                                .n_frames = b->n_frames};
+    uint8_t *entry = NULL;
+    size_t entry_len = 0;
+    uint64_t records = 0;
+    int rc;
+
+    rc = journal_encode(&jh, b->buf, b->len, n->c->zstd_level, &entry, &entry_len);
+    if (rc)
+        fatal("cannot encode a journal entry", rk_strerror(rc));
+    rc = store_journal_append(n->s, seq, entry, entry_len);
+    free(entry);
+    if (rc)
+        fatal("journal write failed: nothing after it is acknowledged", store_strerror(rc));
+    /* the entry is durable: now, and only now, engines may learn it */
+    if (b->last_ring_lsn)
+        ring_set_durable(n->ring, b->last_ring_lsn);
+    ring_release(n->ring);
+    for (size_t off = 0; off < b->len;) {
+        struct frame_header fh;
+        memcpy(&fh, b->buf + off, sizeof fh);
+        records += fh.type == FRAME_PUT || fh.type == FRAME_DEL || fh.type == FRAME_MARK;
+        off += frame_align(fh.length);
+    }
+    atomic_fetch_add(&n->n_batches, 1);
+    atomic_fetch_add(&n->n_records, records);
+    if (b->last_ring_lsn)
+        atomic_store(&n->durable_lsn, b->last_ring_lsn);
+    atomic_store(&n->drained_pos, jh.next_lsn);
+    pthread_mutex_lock(&n->lock);
+    n->journal_seq = seq;
+    pthread_cond_broadcast(&n->journal_cond);
+    pthread_mutex_unlock(&n->lock);
+    b->len = 0;
+    b->n_frames = 0;
+    b->last_ring_lsn = 0;
+}
+
+/* Waits while apply is more than max_lag_entries behind.  Returns 1 if it
+ * had to wait. */
+static int wait_for_apply(struct node *n)
+{
+    int waited = 0;
+
+    pthread_mutex_lock(&n->lock);
+    while (n->journal_seq - n->applied_seq > n->c->max_lag_entries && !got_signal) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        waited = 1;
+        pthread_cond_timedwait(&n->apply_cond, &n->lock, &ts);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return waited;
+}
+
+static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
+{
+    const struct node_config *c = n->c;
+    struct batch b = {.cap = (size_t)c->batch_bytes * 2 + (1u << 20)};
+    ring_frame f;
+    int rc = 0;
+
+    b.buf = malloc(b.cap);
+    if (!b.buf)
+        fatal("out of memory", "batch buffer");
+    while (!got_signal) {
+        int empty = 0;
+
+        if (wait_for_apply(n))
+            log_msg(LOG_DEBUG, "drain paused for apply", "journal_seq=%" PRIu64, seq);
+        /* a batch ends at batch_records frames, batch_bytes, batch_time_us
+         * after its first frame, or when the ring runs empty */
+        rc = 0;
+        while (b.n_frames < c->batch_records && b.len < c->batch_bytes) {
+            rc = ring_next(n->ring, &f);
+            if (rc != 1) {
+                empty = rc == 0;
+                break;
+            }
+            rc = 0;
+            if (f.lsn < next_lsn)
+                continue; /* journaled before a restart: exactly once */
+            rc = batch_frame(n, &b, &f);
+            if (rc)
+                break;
+            if (b.n_frames == 1)
+                b.first_ns = now_ns();
+            else if (c->batch_time_us && now_ns() - b.first_ns >= (uint64_t)c->batch_time_us * 1000u)
+                break;
+        }
+        if (b.n_frames)
+            journal_batch(n, &b, ++seq);
+        else {
+            ring_release(n->ring); /* frames skipped as already journaled */
+            atomic_store(&n->drained_pos, ring_read_pos(n->ring));
+        }
+        if (rc == RK_ECORRUPT)
+            fatal("the ring holds a corrupt frame; what came before it is journaled", ring_error(n->ring));
+        if (rc)
+            fatal("drain failed", rk_strerror(rc));
+        if (empty)
+            ring_wait_ready(n->ring, 100);
+    }
+    /* SIGTERM/SIGINT: the batch in hand is journaled above; stop here */
+    free(b.buf);
+}
+
+/* ------------------------------------------------------------ apply */
+
+static void make_snapshot(struct node *n)
+{
+    char path[PATH_MAX], err[512] = "";
+    int rc;
+
+    snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 ".db", store_dir(n->s),
+             (uint64_t)getpid(), n->snapshot_id + 1);
+    rc = applier_snapshot(n->a, path, err, sizeof err);
+    pthread_mutex_lock(&n->lock);
+    n->snapshot_id++;
+    n->snapshot_wanted = 0;
+    if (rc) {
+        snprintf(n->snapshot_err, sizeof n->snapshot_err, "%s", err[0] ? err : store_strerror(rc));
+        n->snapshot_path[0] = '\0';
+    } else {
+        snprintf(n->snapshot_path, sizeof n->snapshot_path, "%s", path);
+        n->snapshot_err[0] = '\0';
+    }
+    pthread_cond_broadcast(&n->apply_cond);
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void *apply_main(void *arg)
+{
+    struct node *n = arg;
+    char err[512];
+
+    for (;;) {
+        uint64_t upto;
+        int done, want_snapshot;
+
+        pthread_mutex_lock(&n->lock);
+        while (n->applied_seq == n->journal_seq && !n->drain_done && !n->snapshot_wanted)
+            pthread_cond_wait(&n->journal_cond, &n->lock);
+        upto = n->journal_seq;
+        done = n->drain_done;
+        want_snapshot = n->snapshot_wanted;
+        pthread_mutex_unlock(&n->lock);
+
+        err[0] = '\0';
+        int rc = applier_run(n->a, upto, APPLY_TXN_RECORDS, err, sizeof err);
+        if (rc)
+            fatal("apply failed", err[0] ? err : store_strerror(rc));
+        struct apply_meta am = applier_meta(n->a);
+        atomic_store(&n->applied_lsn, am.applied_lsn);
+        atomic_store(&n->n_discarded, am.n_discarded);
+        atomic_store(&n->n_groups, am.n_groups);
+        pthread_mutex_lock(&n->lock);
+        n->applied_seq = upto;
+        pthread_cond_broadcast(&n->apply_cond);
+        pthread_mutex_unlock(&n->lock);
+        if (want_snapshot)
+            make_snapshot(n);
+        if (done && upto == n->journal_seq)
+            break;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ control */
+
+static int status_json(struct node *n, char *out, size_t out_size)
+{
+    struct ring_header *h = ring_header_of(n->ring);
+    uint64_t tail = atomic_load(&h->tail), head = atomic_load(&h->head);
+    uint64_t durable = atomic_load(&h->durable_lsn), applied = atomic_load(&n->applied_lsn);
+    double secs = (double)(now_ns() - atomic_load(&n->start_ns)) / 1e9;
+    uint64_t journal_seq, applied_seq;
+
+    pthread_mutex_lock(&n->lock);
+    journal_seq = n->journal_seq;
+    applied_seq = n->applied_seq;
+    pthread_mutex_unlock(&n->lock);
+    return snprintf(out, out_size,
+                    "{\"role\":\"%s\",\"epoch\":%" PRIu64 ",\"pid\":%d,\"data_dir\":\"%s\",\"ring\":\"%s\","
+                    "\"ring_capacity\":%" PRIu64 ",\"ring_fill\":%" PRIu64 ",\"written_lsn\":%" PRIu64
+                    ",\"durable_lsn\":%" PRIu64 ",\"applied_lsn\":%" PRIu64 ",\"durable_lag_bytes\":%" PRIu64
+                    ",\"journal_seq\":%" PRIu64 ",\"applied_seq\":%" PRIu64 ",\"apply_lag_entries\":%" PRIu64
+                    ",\"batches\":%" PRIu64 ",\"records\":%" PRIu64 ",\"records_per_s\":%.0f"
+                    ",\"groups_applied\":%" PRIu64 ",\"groups_discarded\":%" PRIu64
+                    ",\"uptime_s\":%.0f,\"last_error\":null}",
+                    n->c->role, n->epoch, (int)getpid(), n->c->data_dir, n->c->ring_name, h->capacity,
+                    tail - head, tail, durable, applied, tail > durable ? tail - durable : 0, journal_seq,
+                    applied_seq, journal_seq - applied_seq, atomic_load(&n->n_batches),
+                    atomic_load(&n->n_records), secs > 0 ? (double)atomic_load(&n->n_records) / secs : 0.0,
+                    atomic_load(&n->n_groups), atomic_load(&n->n_discarded), secs);
+}
+
+static void answer_snapshot(struct node *n, char *out, size_t out_size)
+{
+    struct ring_header *h = ring_header_of(n->ring);
+    /* acquire: what was claimed before the request */
+    uint64_t target = atomic_load_explicit(&h->tail, memory_order_acquire), id;
+    uint64_t bound_ms = 2ull * h->unblock_timeout_ms + 5000;
+
+    /* Everything written to the ring before the request goes into the
+     * snapshot: an engine restarting after a crash then never sees a
+     * height older than groups it already wrote (it would write them
+     * again).  Bounded: a claim that stays open (a producer stuck between
+     * claim and commit) does not hold the snapshot up for ever. */
+    for (uint64_t waited = 0; atomic_load(&n->drained_pos) < target && waited < bound_ms && !got_signal;
+         waited++) {
+        usleep(1000);
+    }
+    pthread_mutex_lock(&n->lock);
+    id = n->snapshot_id;
+    n->snapshot_wanted = 1;
+    pthread_cond_broadcast(&n->journal_cond);
+    while (n->snapshot_id == id && !atomic_load(&n->stop))
+        pthread_cond_wait(&n->apply_cond, &n->lock);
+    if (n->snapshot_id == id)
+        snprintf(out, out_size, "error node is stopping");
+    else if (n->snapshot_err[0])
+        snprintf(out, out_size, "error %s", n->snapshot_err);
+    else
+        snprintf(out, out_size, "ok %s", n->snapshot_path);
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void *control_main(void *arg)
+{
+    struct node *n = arg;
+    void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
+    int64_t max_msg = CONTROL_MAX_MSG;
+    int linger = 0, timeout = 100;
+    char req[CONTROL_MAX_MSG + 1], *reply = malloc(65536);
+
+    if (!sock || !reply || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) ||
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout) || zmq_bind(sock, n->endpoint)) {
+        log_msg(LOG_ERROR, "control endpoint unavailable", "endpoint=%s error=\"%s\"", n->endpoint,
+                zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    while (!atomic_load(&n->stop)) {
+        int len = zmq_recv(sock, req, CONTROL_MAX_MSG, 0);
+        if (len < 0)
+            continue; /* timeout: look at stop again */
+        req[len < CONTROL_MAX_MSG ? len : CONTROL_MAX_MSG] = '\0';
+        if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0)
+            status_json(n, reply, 65536);
+        else if (strcmp(req, "snapshot") == 0)
+            answer_snapshot(n, reply, 65536);
+        else
+            snprintf(reply, 65536, "error unknown request");
+        zmq_send(sock, reply, strlen(reply), 0);
+    }
+out:
+    if (sock)
+        zmq_close(sock);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    free(reply);
+    return NULL;
+}
+
+int node_request(const char *dir, const char *request, int timeout_ms, char **reply)
+{
+    char lock_path[PATH_MAX + 8], endpoint[PATH_MAX + 32];
+    void *ctx = NULL, *sock = NULL;
+    int linger = 0, fd, rc = 0, len;
+    char *buf = NULL;
+
+    *reply = NULL;
+    snprintf(lock_path, sizeof lock_path, "%s/LOCK", dir);
+    fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ENOENT;
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        close(fd); /* nobody holds it: no node */
+        return ENOENT;
+    }
+    close(fd);
+    node_control_endpoint(dir, endpoint, sizeof endpoint);
+    buf = malloc(65537);
+    ctx = zmq_ctx_new();
+    sock = ctx ? zmq_socket(ctx, ZMQ_REQ) : NULL;
+    if (!buf || !sock || zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms) || zmq_connect(sock, endpoint) ||
+        zmq_send(sock, request, strlen(request), 0) < 0) {
+        rc = buf ? EIO : ENOMEM;
+        goto out;
+    }
+    len = zmq_recv(sock, buf, 65536, 0);
+    if (len < 0) {
+        rc = RK_ETIMEDOUT;
+        goto out;
+    }
+    buf[len < 65536 ? len : 65536] = '\0';
+    *reply = buf;
+    buf = NULL;
+out:
+    free(buf);
+    if (sock)
+        zmq_close(sock);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return rc;
+}
+
+/* ------------------------------------------------------------ run */
+
+/* Snapshots are unlinked by the engine that opens them; one whose engine
+ * died before that, or that an earlier run was writing, is removed here
+ * once it is a minute old. */
+static void remove_old_snapshots(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    time_t now = time(NULL);
+
+    while (d && (de = readdir(d)) != NULL) {
+        char path[PATH_MAX + 300];
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 60)
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+}
+
+int node_run(const struct node_config *c)
+{
+    struct node n = {.c = c};
+    struct journal_header last = {0};
+    pthread_t apply_thread, control_thread;
+    int rc, have_apply = 0, have_control = 0;
+    char err[512] = "", path[PATH_MAX + 32];
+    sigset_t block, old;
+    struct sigaction sa = {.sa_handler = on_signal};
+
+    log_set_level(c->log_level);
+    pthread_mutex_init(&n.lock, NULL);
+    pthread_cond_init(&n.journal_cond, NULL);
+    pthread_cond_init(&n.apply_cond, NULL);
+    atomic_store(&n.start_ns, now_ns());
+    rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &n.s, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot open the data directory", "data_dir=\"%s\" error=\"%s\"", c->data_dir,
+                err);
+        return 1;
+    }
+    if (meta_read(n.s, EPOCH_KEY, &n.epoch, sizeof n.epoch) != 0) {
+        n.epoch = 1;
+        rc = meta_write(n.s, EPOCH_KEY, &n.epoch, sizeof n.epoch);
+        if (rc)
+            fatal("cannot write meta.db", store_strerror(rc));
+    }
+    rc = store_journal_last(n.s, &last);
+    if (rc && rc != RK_ENOTFOUND) {
+        log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));
+        goto out;
+    }
+    rc = applier_open(n.s, &n.a, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
+        goto out;
+    }
+    n.journal_seq = last.seq;
+    n.applied_seq = applier_meta(n.a).applied_seq;
+    if (n.applied_seq > n.journal_seq)
+        n.applied_seq = n.journal_seq;
+    rc = open_ring(&n, last.next_lsn);
+    if (rc)
+        goto out;
+    atomic_store(&n.drained_pos, atomic_load(&ring_header_of(n.ring)->head));
+    snprintf(path, sizeof path, "%s/snapshots", c->data_dir);
+    mkdir(path, 0700);
+    remove_old_snapshots(path);
+    snprintf(path, sizeof path, "%s/control.sock", c->data_dir);
+    unlink(path); /* stale: we hold the data directory's lock */
+    node_control_endpoint(c->data_dir, n.endpoint, sizeof n.endpoint);
+
+    /* threads do not take the signals; the drain loop sees them */
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    have_apply = pthread_create(&apply_thread, NULL, apply_main, &n) == 0;
+    have_control = pthread_create(&control_thread, NULL, control_main, &n) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!have_apply || !have_control)
+        fatal("cannot start threads", strerror(errno));
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    log_msg(LOG_INFO, "node started",
+            "role=%s epoch=%" PRIu64 " data_dir=\"%s\" ring=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
+            " pid=%d",
+            c->role, n.epoch, c->data_dir, c->ring_name, n.journal_seq, n.applied_seq, (int)getpid());
+
+    drain(&n, last.seq, last.next_lsn);
+
+    log_msg(LOG_INFO, "stopping: applying what is journaled", "signal=%d journal_seq=%" PRIu64,
+            (int)got_signal, n.journal_seq);
+    pthread_mutex_lock(&n.lock);
+    n.drain_done = 1;
+    pthread_cond_broadcast(&n.journal_cond);
+    pthread_mutex_unlock(&n.lock);
+    pthread_join(apply_thread, NULL);
+    atomic_store(&n.stop, 1);
+    pthread_mutex_lock(&n.lock);
+    pthread_cond_broadcast(&n.apply_cond);
+    pthread_mutex_unlock(&n.lock);
+    pthread_join(control_thread, NULL);
+    log_msg(LOG_INFO, "node stopped", "journal_seq=%" PRIu64 " applied_seq=%" PRIu64, n.journal_seq,
+            n.applied_seq);
+    rc = 0;
+out:
+    applier_close(n.a);
+    ring_close(n.ring, 0);
+    store_close(n.s);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,607 @@
+/* store.c -- the node's data directory: DIR/LOCK, the Berkeley DB
+ * environment in DIR/db, and the journal and meta databases in it.
+ *
+ * Design: one process owns a data directory, and proves it with an flock()
+ * on DIR/LOCK held for as long as the store is open; that is also what
+ * makes DB_RECOVER safe (recovery needs the environment to itself).  The
+ * journal is a btree keyed by the batch sequence in big-endian, so that
+ * key order is sequence order; every append is its own transaction,
+ * committed with DB_TXN_SYNC, so an append that returned 0 is on disk.
+ * Berkeley DB's error codes are returned as they are and translated into
+ * words in one place (store_strerror, bdb_fail); BDB's own messages are
+ * kept (errcall) for store_last_error().
+ *
+ *   closed --store_open--> open --store_journal_append fails--> failed
+ *     ^                     |                                     |
+ *     +---- store_close ----+------------- store_close -----------+
+ * In "failed" every append returns the first error: nothing is
+ * acknowledged after a failed fsync or write (SQLite's pager ERROR state).
+ *
+ * Threads: after store_open, every function may be called from any thread
+ * (the handles are opened with DB_THREAD); store_open and store_close are
+ * not concurrent with anything else on the same store.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ringkeep.h"
+#include "store.h"
+
+#define LOCK_FILE "LOCK"
+#define DB_DIR "db"
+#define CHECKPOINT_DIR "checkpoints"
+#define JOURNAL_DB "journal.db"
+#define META_DB "meta.db"
+#define MAX_DEADLOCK_RETRIES 8 /* an append chosen as a deadlock victim is retried this often */
+#define TRIM_BATCH 1000        /* deletes per trim transaction */
+
+struct store {
+    char *dir;          /* the data directory as given */
+    int lock_fd;        /* DIR/LOCK, flock()ed; -1 when not open */
+    DB_ENV *env;        /* DIR/db */
+    DB *journal;        /* journal.db: seq (8 bytes big-endian) -> entry */
+    DB *meta;           /* meta.db: for the applier and the node */
+    _Atomic int failed; /* first append error (sticky), 0 while healthy */
+    pthread_mutex_t msg_lock;
+    char msg[512]; /* last message (BDB's errcall, or a decode reason); under msg_lock */
+};
+
+/* ------------------------------------------------------------ messages */
+
+const char *store_strerror(int err)
+{
+    if (err == 0)
+        return "success";
+    if (err >= RK_EINVAL && err < RK_ELAST)
+        return rk_strerror(err);
+    return db_strerror(err); /* BDB's codes, and strerror() for errno values */
+}
+
+static void set_message(store *s, const char *msg)
+{
+    pthread_mutex_lock(&s->msg_lock);
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    pthread_mutex_unlock(&s->msg_lock);
+}
+
+/* BDB's errcall: keeps its words so that errors can be reported whole. */
+static void bdb_errcall(const DB_ENV *env, const char *prefix, const char *msg)
+{
+    (void)prefix;
+    if (env->app_private)
+        set_message(env->app_private, msg);
+}
+
+void store_last_error(store *s, char *buf, size_t size)
+{
+    if (!buf || !size)
+        return;
+    buf[0] = '\0';
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->msg_lock);
+    snprintf(buf, size, "%s", s->msg);
+    pthread_mutex_unlock(&s->msg_lock);
+}
+
+__attribute__((format(printf, 4, 5))) static int fail_msg(char *err, size_t err_size, int rc, const char *fmt,
+                                                          ...)
+{
+    va_list ap;
+
+    if (err && err_size) {
+        va_start(ap, fmt);
+        vsnprintf(err, err_size, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* The one place a BDB failure becomes a message: "<what>: <code's words>",
+ * then BDB's own message if it left one. */
+static int bdb_fail(store *s, int rc, char *err, size_t err_size, const char *what)
+{
+    char bdb[sizeof s->msg];
+
+    store_last_error(s, bdb, sizeof bdb);
+    if (bdb[0])
+        return fail_msg(err, err_size, rc, "%s: %s (Berkeley DB: %s)", what, store_strerror(rc), bdb);
+    return fail_msg(err, err_size, rc, "%s: %s", what, store_strerror(rc));
+}
+
+/* ------------------------------------------------------------ the directory */
+
+static char *path_join(const char *dir, const char *name)
+{
+    char *p = NULL;
+
+    if (asprintf(&p, "%s/%s", dir, name) < 0)
+        return NULL;
+    return p;
+}
+
+/* fsyncs the directory path, so that entries created in it are durable. */
+static int fsync_dir(const char *path)
+{
+    int fd = sys_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return errno;
+    if (sys_fsync(fd) != 0)
+        rc = errno;
+    close(fd);
+    return rc;
+}
+
+/* Takes DIR/LOCK and writes our pid into it. */
+static int take_lock(store *s, char *err, size_t err_size)
+{
+    char *path = path_join(s->dir, LOCK_FILE), pid_text[32];
+    ssize_t n;
+    int rc = 0, len;
+
+    if (!path)
+        return fail_msg(err, err_size, ENOMEM, "out of memory");
+    s->lock_fd = sys_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->lock_fd < 0) {
+        rc = fail_msg(err, err_size, errno, "cannot open %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) {
+            rc = fail_msg(err, err_size, errno, "cannot lock %s: %s", path, strerror(errno));
+            goto out;
+        }
+        n = pread(s->lock_fd, pid_text, sizeof pid_text - 1, 0);
+        pid_text[n > 0 ? n : 0] = '\0';
+        pid_text[strcspn(pid_text, "\n")] = '\0';
+        if (pid_text[0])
+            rc = fail_msg(err, err_size, RK_EBUSY,
+                          "data directory %s is in use by pid %s: one node per data directory", s->dir,
+                          pid_text);
+        else
+            rc = fail_msg(err, err_size, RK_EBUSY,
+                          "data directory %s is in use by a process that is starting: one node per data "
+                          "directory",
+                          s->dir);
+        goto out;
+    }
+    len = snprintf(pid_text, sizeof pid_text, "%ld\n", (long)getpid());
+    if (sys_ftruncate(s->lock_fd, 0) != 0 || sys_pwrite(s->lock_fd, pid_text, (size_t)len, 0) != len)
+        rc = fail_msg(err, err_size, errno ? errno : EIO, "cannot write our pid into %s: %s", path,
+                      strerror(errno ? errno : EIO));
+out:
+    free(path);
+    return rc;
+}
+
+/* Makes (with STORE_CREATE) or checks DIR/name, a directory. */
+static int prepare_subdir(store *s, const char *name, int flags, int *created, char *err, size_t err_size)
+{
+    char *path = path_join(s->dir, name);
+    struct stat st;
+    int rc = 0;
+
+    if (!path)
+        return fail_msg(err, err_size, ENOMEM, "out of memory");
+    if ((flags & STORE_CREATE) && mkdir(path, 0700) == 0) {
+        *created = 1;
+        goto out;
+    }
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT)
+            rc = fail_msg(err, err_size, ENOENT,
+                          "data directory %s is not initialised: %s is missing (open it with create once)",
+                          s->dir, path);
+        else
+            rc = fail_msg(err, err_size, errno, "cannot use %s: %s", path, strerror(errno));
+    } else if (!S_ISDIR(st.st_mode)) {
+        rc = fail_msg(err, err_size, ENOTDIR, "%s is not a directory", path);
+    }
+out:
+    free(path);
+    return rc;
+}
+
+/* ------------------------------------------------------------ open, close */
+
+static int open_db(store *s, DB **db, const char *file, char *err, size_t err_size)
+{
+    char what[300];
+    int rc;
+
+    rc = db_create(db, s->env, 0);
+    if (rc == 0)
+        rc = (*db)->open(*db, NULL, file, NULL, DB_BTREE, DB_AUTO_COMMIT | DB_CREATE | DB_THREAD, 0600);
+    if (rc) {
+        snprintf(what, sizeof what, "cannot open %s in %s/%s", file, s->dir, DB_DIR);
+        return bdb_fail(s, rc, err, err_size, what);
+    }
+    return 0;
+}
+
+static int open_env(store *s, uint32_t cache_mb, char *err, size_t err_size)
+{
+    char *home = path_join(s->dir, DB_DIR), what[300];
+    int rc;
+
+    if (!home)
+        return fail_msg(err, err_size, ENOMEM, "out of memory");
+    rc = db_env_create(&s->env, 0);
+    if (rc) {
+        s->env = NULL;
+        snprintf(what, sizeof what, "cannot create a Berkeley DB environment handle for %s", home);
+        rc = bdb_fail(s, rc, err, err_size, what);
+        goto out;
+    }
+    s->env->app_private = s;
+    s->env->set_errcall(s->env, bdb_errcall);
+    if (cache_mb)
+        rc = s->env->set_cachesize(s->env, cache_mb / 1024, (cache_mb % 1024) * 1024u * 1024u, 1);
+    if (rc == 0)
+        rc = s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 0); /* retention removes logs */
+    if (rc == 0)
+        rc = s->env->set_lk_detect(s->env, DB_LOCK_DEFAULT); /* a deadlock picks a victim, never hangs */
+    if (rc == 0)
+        rc = s->env->open(s->env, home,
+                          DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER |
+                              DB_THREAD,
+                          0600);
+    if (rc) {
+        snprintf(what, sizeof what, "cannot open the Berkeley DB environment in %s", home);
+        rc = bdb_fail(s, rc, err, err_size, what);
+    }
+out:
+    free(home);
+    return rc;
+}
+
+int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char *err, size_t err_size)
+{
+    store *s = NULL;
+    struct stat st;
+    int rc, created = 0;
+    char *db_dir = NULL;
+
+    if (err && err_size)
+        err[0] = '\0';
+    if (!out)
+        return fail_msg(err, err_size, RK_EINVAL, "store_open: out is NULL");
+    *out = NULL;
+    if (!dir || !*dir)
+        return fail_msg(err, err_size, RK_EINVAL, "store_open: no data directory given");
+    if (stat(dir, &st) != 0) {
+        if (errno == ENOENT)
+            return fail_msg(err, err_size, ENOENT, "data directory %s does not exist", dir);
+        return fail_msg(err, err_size, errno, "cannot use data directory %s: %s", dir, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return fail_msg(err, err_size, ENOTDIR, "data directory %s is not a directory", dir);
+    sys_install();
+
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return fail_msg(err, err_size, ENOMEM, "out of memory");
+    s->lock_fd = -1;
+    pthread_mutex_init(&s->msg_lock, NULL);
+    s->dir = strdup(dir);
+    db_dir = path_join(dir, DB_DIR);
+    if (!s->dir || !db_dir) {
+        rc = fail_msg(err, err_size, ENOMEM, "out of memory");
+        goto fail;
+    }
+    rc = take_lock(s, err, err_size);
+    if (rc)
+        goto fail;
+    rc = prepare_subdir(s, DB_DIR, flags, &created, err, err_size);
+    if (rc == 0)
+        rc = prepare_subdir(s, CHECKPOINT_DIR, flags, &created, err, err_size);
+    if (rc)
+        goto fail;
+    if (created) {
+        rc = fsync_dir(dir);
+        if (rc) {
+            rc = fail_msg(err, err_size, rc, "cannot fsync data directory %s: %s", dir, strerror(rc));
+            goto fail;
+        }
+    }
+    rc = open_env(s, cache_mb, err, err_size);
+    if (rc == 0)
+        rc = open_db(s, &s->journal, JOURNAL_DB, err, err_size);
+    if (rc == 0)
+        rc = open_db(s, &s->meta, META_DB, err, err_size);
+    if (rc)
+        goto fail;
+    rc = fsync_dir(db_dir); /* the database files and first log file, when new */
+    if (rc) {
+        rc = fail_msg(err, err_size, rc, "cannot fsync %s: %s", db_dir, strerror(rc));
+        goto fail;
+    }
+    set_message(s, "");
+    free(db_dir);
+    *out = s;
+    return 0;
+fail:
+    atomic_store(&s->failed, rc); /* no checkpoint on the way out */
+    store_close(s);
+    free(db_dir);
+    return rc;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    if (s->env && s->journal && s->meta && atomic_load(&s->failed) == 0)
+        s->env->txn_checkpoint(s->env, 0, 0, 0); /* shortens the next recovery; failure is harmless */
+    if (s->journal)
+        s->journal->close(s->journal, 0);
+    if (s->meta)
+        s->meta->close(s->meta, 0);
+    if (s->env)
+        s->env->close(s->env, 0);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the flock */
+    pthread_mutex_destroy(&s->msg_lock);
+    free(s->dir);
+    free(s);
+}
+
+DB_ENV *store_env(store *s)
+{
+    return s ? s->env : NULL;
+}
+
+DB *store_meta(store *s)
+{
+    return s ? s->meta : NULL;
+}
+
+const char *store_dir(const store *s)
+{
+    return s ? s->dir : NULL;
+}
+
+int store_failed(store *s)
+{
+    return s ? atomic_load(&s->failed) : RK_EINVAL;
+}
+
+/* ------------------------------------------------------------ the journal */
+
+static void seq_key(uint8_t key[8], uint64_t seq)
+{
+    for (int i = 0; i < 8; i++)
+        key[i] = (uint8_t)(seq >> (56 - 8 * i));
+}
+
+static uint64_t key_seq(const uint8_t key[8])
+{
+    uint64_t seq = 0;
+
+    for (int i = 0; i < 8; i++)
+        seq = seq << 8 | key[i];
+    return seq;
+}
+
+/* The seq field of an encoded entry's header (little-endian at offset 8). */
+static uint64_t entry_seq(const uint8_t *entry)
+{
+    uint64_t seq = 0;
+
+    for (int i = 7; i >= 0; i--)
+        seq = seq << 8 | entry[offsetof(struct journal_header, seq) + i];
+    return seq;
+}
+
+int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t len)
+{
+    uint8_t key_bytes[8];
+    DBT key = {0}, data = {0};
+    DB_TXN *txn = NULL;
+    int rc, failed;
+
+    if (!s || !entry || len < JOURNAL_HEADER_SIZE + JOURNAL_TRAILER_SIZE || len > UINT32_MAX ||
+        entry_seq(entry) != seq)
+        return RK_EINVAL;
+    failed = atomic_load(&s->failed);
+    if (failed)
+        return failed;
+    seq_key(key_bytes, seq);
+    key.data = key_bytes;
+    key.size = sizeof key_bytes;
+    data.data = (void *)entry;
+    data.size = (uint32_t)len;
+    for (int attempt = 0;; attempt++) {
+        rc = s->env->txn_begin(s->env, NULL, &txn, 0);
+        if (rc)
+            break;
+        rc = s->journal->put(s->journal, txn, &key, &data, DB_NOOVERWRITE);
+        if (rc == 0) {
+            rc = txn->commit(txn, DB_TXN_SYNC); /* the handle is gone whatever it returns */
+        } else {
+            int abort_rc = txn->abort(txn);
+            if (abort_rc && rc == DB_KEYEXIST)
+                rc = abort_rc;
+        }
+        txn = NULL;
+        if ((rc != DB_LOCK_DEADLOCK && rc != DB_LOCK_NOTGRANTED) || attempt + 1 >= MAX_DEADLOCK_RETRIES)
+            break;
+    }
+    if (rc && rc != DB_KEYEXIST) {
+        int expected = 0;
+        atomic_compare_exchange_strong(&s->failed, &expected, rc);
+    }
+    return rc;
+}
+
+/* Reads one entry with a cursor (flag DB_LAST) or by key (DB_SET) into a
+ * malloc'd block; *key_out is the sequence found. */
+static int read_entry(store *s, uint32_t how, uint64_t seq, uint64_t *key_out, void **data_out,
+                      size_t *len_out)
+{
+    uint8_t key_bytes[8];
+    DBT key = {0}, data = {0};
+    DBC *cursor = NULL;
+    int rc, close_rc;
+
+    seq_key(key_bytes, seq);
+    key.data = key_bytes;
+    key.size = key.ulen = sizeof key_bytes;
+    key.flags = DB_DBT_USERMEM;
+    data.flags = DB_DBT_MALLOC;
+    rc = s->journal->cursor(s->journal, NULL, &cursor, 0);
+    if (rc)
+        return rc;
+    rc = cursor->get(cursor, &key, &data, how);
+    close_rc = cursor->close(cursor);
+    if (rc == 0 && close_rc)
+        rc = close_rc;
+    if (rc == DB_NOTFOUND) {
+        rc = RK_ENOTFOUND;
+    } else if (rc == 0 && key.size != sizeof key_bytes) {
+        rc = RK_ECORRUPT;
+    } else if (rc == 0) {
+        *key_out = key_seq(key_bytes);
+        *data_out = data.data;
+        *len_out = data.size;
+        return 0;
+    }
+    free(data.data);
+    return rc;
+}
+
+/* Decodes an entry read under key seq and checks it says seq. */
+static int decode_entry(uint64_t seq, const void *data, size_t len, journal_entry *e, char *why,
+                        size_t why_size)
+{
+    int rc = journal_decode(data, len, e, why, why_size);
+
+    if (rc == 0 && e->h.seq != seq) {
+        if (why && why_size)
+            snprintf(why, why_size, "journal entry %" PRIu64 ": stored under key %" PRIu64, e->h.seq, seq);
+        journal_entry_free(e);
+        rc = RK_ECORRUPT;
+    }
+    return rc;
+}
+
+int store_journal_last(store *s, struct journal_header *h)
+{
+    journal_entry e = {0};
+    void *data = NULL;
+    size_t len = 0;
+    uint64_t seq = 0;
+    char why[256] = "";
+    int rc;
+
+    if (!s || !h)
+        return RK_EINVAL;
+    rc = read_entry(s, DB_LAST, 0, &seq, &data, &len);
+    if (rc == RK_ECORRUPT)
+        set_message(s, "journal.db: a key that is not 8 bytes");
+    if (rc)
+        goto out;
+    rc = decode_entry(seq, data, len, &e, why, sizeof why);
+    if (rc) {
+        set_message(s, why);
+        goto out;
+    }
+    *h = e.h;
+out:
+    journal_entry_free(&e);
+    free(data);
+    return rc;
+}
+
+int store_journal_get(store *s, uint64_t seq, journal_entry *e, char *why, size_t why_size)
+{
+    void *data = NULL;
+    size_t len = 0;
+    uint64_t found = 0;
+    int rc;
+
+    if (why && why_size)
+        why[0] = '\0';
+    if (!s || !e)
+        return RK_EINVAL;
+    memset(e, 0, sizeof *e);
+    rc = read_entry(s, DB_SET, seq, &found, &data, &len);
+    if (rc == RK_ENOTFOUND && why && why_size)
+        snprintf(why, why_size, "journal entry %" PRIu64 " not found", seq);
+    else if (rc && why && why_size)
+        snprintf(why, why_size, "journal entry %" PRIu64 ": cannot read it: %s", seq, store_strerror(rc));
+    if (rc == 0)
+        rc = decode_entry(seq, data, len, e, why, why_size);
+    free(data);
+    return rc;
+}
+
+/* Deletes up to TRIM_BATCH entries below seq in one transaction; *n_deleted
+ * says how many. */
+static int trim_some(store *s, uint64_t seq, uint32_t *n_deleted)
+{
+    uint8_t key_bytes[8];
+    DBT key = {0}, data = {0};
+    DB_TXN *txn = NULL;
+    DBC *cursor = NULL;
+    int rc, end_rc;
+
+    *n_deleted = 0;
+    key.data = key_bytes;
+    key.ulen = sizeof key_bytes;
+    key.flags = DB_DBT_USERMEM;
+    data.flags = DB_DBT_USERMEM | DB_DBT_PARTIAL; /* only the keys are needed */
+    rc = s->env->txn_begin(s->env, NULL, &txn, 0);
+    if (rc)
+        return rc;
+    rc = s->journal->cursor(s->journal, txn, &cursor, 0);
+    for (uint32_t i = 0; rc == 0 && i < TRIM_BATCH; i++) {
+        rc = cursor->get(cursor, &key, &data, i == 0 ? DB_FIRST : DB_NEXT);
+        if (rc == 0 && (key.size != sizeof key_bytes || key_seq(key_bytes) >= seq))
+            break;
+        if (rc == 0)
+            rc = cursor->del(cursor, 0);
+        if (rc == 0)
+            (*n_deleted)++;
+    }
+    if (rc == DB_NOTFOUND)
+        rc = 0;
+    if (cursor) {
+        end_rc = cursor->close(cursor);
+        if (rc == 0)
+            rc = end_rc;
+    }
+    if (rc == 0) {
+        rc = txn->commit(txn, 0);
+    } else {
+        txn->abort(txn);
+        *n_deleted = 0;
+    }
+    return rc;
+}
+
+int store_journal_trim(store *s, uint64_t seq)
+{
+    uint32_t n_deleted = TRIM_BATCH;
+    int rc = 0;
+
+    if (!s)
+        return RK_EINVAL;
+    /* each round deletes TRIM_BATCH entries or ends the loop: bounded by the
+     * journal's size */
+    while (rc == 0 && n_deleted == TRIM_BATCH)
+        rc = trim_some(s, seq, &n_deleted);
+    return rc;
+}

@@ -1,0 +1,520 @@
+/* test_node.c -- the node end to end, with real processes: engines write a
+ * deterministic stream through the ring while the node is SIGKILLed and
+ * restarted many times; engines are killed mid-group and restarted from
+ * the restored state; fsync and write failures are injected.  Every check
+ * compares the state (read through rk_state_open) with a model computed
+ * from the stream: every group of a producer up to its applied height is
+ * there byte for byte, nothing of a later group is, no group is partial,
+ * nothing is duplicated.
+ *
+ * The node runs in a forked child (node_run), the engines in other forked
+ * children; the test process is the killer and the checker.  No time
+ * limits: every wait has a generous bound that fails the test instead of
+ * hanging it.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "node.h"
+#include "ring.h"
+#include "ringkeep.h"
+
+#define N_PRODUCERS 2
+#define KEYS_PER_PRODUCER 300
+#define RECORDS_PER_GROUP 12
+#define BOUND_S 300 /* no wait in these tests takes this long unless broken */
+
+static char data_dir[256], ring_name[64];
+
+/* ------------------------------------------------------------ the stream
+ * Group g (from 1) of producer p: RECORDS_PER_GROUP records, each a PUT or
+ * a DEL of one of the producer's own keys, then MARK(g).  Pure function of
+ * (p, g, i): the model of the state after groups 1..h is computed by
+ * replaying them. */
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+struct op {
+    int del;
+    char table[8];
+    char key[32];
+    uint32_t klen;
+    uint8_t val[256];
+    uint32_t vlen;
+};
+
+static void make_op(int p, uint64_t g, int i, struct op *o)
+{
+    uint64_t r = mix(((uint64_t)p << 48) ^ (g << 8) ^ (uint64_t)i);
+    uint32_t k = (uint32_t)(r % KEYS_PER_PRODUCER);
+
+    o->del = (r >> 20) % 7 == 0;
+    snprintf(o->table, sizeof o->table, "t%d", (int)((r >> 24) % 3));
+    o->klen = (uint32_t)snprintf(o->key, sizeof o->key, "p%d/k%05u", p, k);
+    o->vlen = (uint32_t)((r >> 32) % 200);
+    for (uint32_t j = 0; j < o->vlen; j++)
+        o->val[j] = (uint8_t)mix(r + j);
+}
+
+/* model[p][table][key] -> value after groups 1..h of p */
+struct model_entry {
+    int present;
+    uint8_t val[256];
+    uint32_t vlen;
+};
+static struct model_entry model[N_PRODUCERS][3][KEYS_PER_PRODUCER];
+static uint64_t model_height[N_PRODUCERS];
+
+/* Brings model[p] to height (from where it is, or from scratch when it is
+ * ahead). */
+static void model_build(int p, uint64_t height)
+{
+    struct op o;
+
+    if (model_height[p] > height) {
+        memset(model[p], 0, sizeof model[p]);
+        model_height[p] = 0;
+    }
+    for (uint64_t g = model_height[p] + 1; g <= height; g++) {
+        for (int i = 0; i < RECORDS_PER_GROUP; i++) {
+            make_op(p, g, i, &o);
+            struct model_entry *e = &model[p][o.table[1] - '0'][atoi(o.key + 4)];
+            e->present = !o.del;
+            if (!o.del) {
+                memcpy(e->val, o.val, o.vlen);
+                e->vlen = o.vlen;
+            }
+        }
+    }
+    model_height[p] = height;
+}
+
+struct scan_check {
+    int p, t;
+    int n_seen;
+    char why[200];
+};
+
+static int check_key(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct scan_check *sc = arg;
+    char k[32];
+    int n;
+
+    if (klen >= sizeof k) {
+        snprintf(sc->why, sizeof sc->why, "key of %u bytes", klen);
+        return 1;
+    }
+    memcpy(k, key, klen);
+    k[klen] = '\0';
+    n = atoi(k + 4);
+    if (n < 0 || n >= KEYS_PER_PRODUCER || !model[sc->p][sc->t][n].present) {
+        snprintf(sc->why, sizeof sc->why, "key %s in t%d is not in the model (partial or duplicated group)",
+                 k, sc->t);
+        return 1;
+    }
+    if (vlen != model[sc->p][sc->t][n].vlen || memcmp(val, model[sc->p][sc->t][n].val, vlen) != 0) {
+        snprintf(sc->why, sizeof sc->why, "key %s in t%d has a value the model does not (%u bytes)", k, sc->t,
+                 vlen);
+        return 1;
+    }
+    sc->n_seen++;
+    return 0;
+}
+
+/* Opens the state and checks it equals the model of every producer at the
+ * height the state reports.  Returns the heights. */
+static void check_state(uint64_t heights[N_PRODUCERS])
+{
+    rk_state *s = NULL;
+    int rc = rk_state_open(data_dir, &s);
+
+    ck_assert_msg(rc == 0, "rk_state_open(%s): %s", data_dir, rk_strerror(rc));
+    for (int p = 0; p < N_PRODUCERS; p++) {
+        char name[16], prefix[8];
+        uint64_t h = 0;
+        snprintf(name, sizeof name, "eng%d", p);
+        rc = rk_state_height(s, name, &h);
+        ck_assert_msg(rc == 0 || rc == RK_ENOTFOUND, "height: %s", rk_strerror(rc));
+        heights[p] = h;
+        model_build(p, h);
+        snprintf(prefix, sizeof prefix, "p%d/", p);
+        for (int t = 0; t < 3; t++) {
+            struct scan_check sc = {.p = p, .t = t};
+            char table[4];
+            int expect = 0;
+            snprintf(table, sizeof table, "t%d", t);
+            rc = rk_state_scan(s, table, prefix, (uint32_t)strlen(prefix), check_key, &sc);
+            ck_assert_msg(rc == 0, "producer %d at height %llu: %s", p, (unsigned long long)h, sc.why);
+            for (int k = 0; k < KEYS_PER_PRODUCER; k++)
+                expect += model[p][t][k].present;
+            ck_assert_msg(sc.n_seen == expect, "producer %d table t%d at height %llu: %d keys, model has %d",
+                          p, t, (unsigned long long)h, sc.n_seen, expect);
+        }
+    }
+    rk_state_close(s);
+}
+
+/* ------------------------------------------------------------ processes */
+
+static void setup(void)
+{
+    memset(model, 0, sizeof model);
+    memset(model_height, 0, sizeof model_height);
+    snprintf(data_dir, sizeof data_dir, "/tmp/rk-test-node.%d", (int)getpid());
+    snprintf(ring_name, sizeof ring_name, "test_node.%d", (int)getpid());
+    ck_assert_int_eq(mkdir(data_dir, 0700), 0);
+    ring_unlink(ring_name);
+}
+
+static void teardown(void)
+{
+    char cmd[512];
+    ring_unlink(ring_name);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static pid_t start_node(const char *fault)
+{
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct node_config c;
+        char err[512];
+        if (fault)
+            setenv("RK_FAULT", fault, 1);
+        else
+            unsetenv("RK_FAULT");
+        node_config_defaults(&c);
+        if (node_config_set(&c, "node", "data_dir", data_dir, "test", err, sizeof err) ||
+            node_config_set(&c, "ring", "name", ring_name, "test", err, sizeof err) ||
+            node_config_set(&c, "ring", "capacity", "256K", "test", err, sizeof err) ||
+            node_config_set(&c, "ring", "unblock_timeout_ms", "50", "test", err, sizeof err) ||
+            node_config_set(&c, "drain", "batch_records", "64", "test", err, sizeof err) ||
+            node_config_set(&c, "node", "log_level", "warn", "test", err, sizeof err)) {
+            fprintf(stderr, "test config: %s\n", err);
+            _exit(99);
+        }
+        _exit(node_run(&c));
+    }
+    /* the ring exists once the node is up */
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        char path[128];
+        struct stat st;
+        snprintf(path, sizeof path, "/dev/shm/ringkeep.%s", ring_name);
+        if (stat(path, &st) == 0)
+            return pid;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            ck_abort_msg("node exited at start (status %d)", status);
+        usleep(10000);
+    }
+    ck_abort_msg("node did not create its ring");
+    return pid;
+}
+
+static int stop(pid_t pid, int sig)
+{
+    int status = 0;
+    kill(pid, sig);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+/* An engine: attaches as eng<p>, restores its height from the state, and
+ * writes groups height+1 .. n_groups, waiting for the last to be durable.
+ * With kill_in_group > 0 it SIGKILLs itself in the middle of that group. */
+static pid_t start_engine(int p, uint64_t n_groups, uint64_t kill_in_group)
+{
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid != 0)
+        return pid;
+    char name[16], why[256] = "";
+    rk_ring_opts ro = {.producer = name, .errmsg = why, .errmsg_size = sizeof why};
+    rk_ring *r = NULL;
+    rk_state *s = NULL;
+    uint64_t h = 0, lsn = 0;
+    uint16_t tables[3];
+    struct op o;
+    snprintf(name, sizeof name, "eng%d", p);
+    if (rk_state_open(data_dir, &s) != 0)
+        _exit(10);
+    if (rk_state_height(s, name, &h) != 0)
+        h = 0;
+    rk_state_close(s);
+    for (int tries = 0; rk_ring_attach(ring_name, &ro, &r) != 0; tries++) {
+        if (tries > BOUND_S * 10)
+            _exit(11);
+        usleep(100000); /* the node may be restarting */
+    }
+    for (int t = 0; t < 3; t++) {
+        char tn[4];
+        snprintf(tn, sizeof tn, "t%d", t);
+        if (rk_table(r, tn, &tables[t]))
+            _exit(12);
+    }
+    for (uint64_t g = h + 1; g <= n_groups; g++) {
+        for (int i = 0; i < RECORDS_PER_GROUP; i++) {
+            make_op(p, g, i, &o);
+            if (g == kill_in_group && i == RECORDS_PER_GROUP / 2)
+                raise(SIGKILL);
+            uint16_t t = tables[o.table[1] - '0'];
+            int rc =
+                o.del ? rk_del(r, t, o.key, o.klen, NULL) : rk_put(r, t, o.key, o.klen, o.val, o.vlen, NULL);
+            if (rc)
+                _exit(13);
+        }
+        if (rk_mark(r, g, &lsn))
+            _exit(14);
+    }
+    if (lsn && rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000) != 0)
+        _exit(15);
+    rk_ring_detach(r);
+    _exit(0);
+}
+
+static void wait_engine(pid_t pid)
+{
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "engine failed: status %d", status);
+}
+
+/* ------------------------------------------------------------ tests */
+
+/* The node SIGKILLed at 60 random moments while two engines write: after
+ * every kill the state (applied by rk_state_open from the journal) equals
+ * the model at the heights it reports, and heights never go back. */
+START_TEST(node_killed_at_random_moments_loses_nothing_durable)
+{
+    const uint64_t n_groups = 40000;
+    uint64_t heights[N_PRODUCERS], prev[N_PRODUCERS] = {0};
+    pid_t node = start_node(NULL), engines[N_PRODUCERS];
+    unsigned seed = (unsigned)getpid();
+    int kills = 0;
+
+    for (int p = 0; p < N_PRODUCERS; p++)
+        engines[p] = start_engine(p, n_groups, 0);
+    for (; kills < 60; kills++) {
+        usleep(20000 + (useconds_t)(rand_r(&seed) % 150000));
+        stop(node, SIGKILL);
+        check_state(heights);
+        for (int p = 0; p < N_PRODUCERS; p++) {
+            ck_assert_msg(heights[p] >= prev[p], "producer %d went back from %llu to %llu", p,
+                          (unsigned long long)prev[p], (unsigned long long)heights[p]);
+            prev[p] = heights[p];
+        }
+        node = start_node(NULL);
+    }
+    for (int p = 0; p < N_PRODUCERS; p++)
+        wait_engine(engines[p]);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    check_state(heights);
+    for (int p = 0; p < N_PRODUCERS; p++)
+        ck_assert_uint_eq(heights[p], n_groups);
+}
+END_TEST
+
+/* Engines SIGKILLed in the middle of a group, then restarted: they restore
+ * their height and write on; the half group is never applied. */
+START_TEST(engine_killed_mid_group_is_never_applied_in_part)
+{
+    uint64_t heights[N_PRODUCERS];
+    pid_t node = start_node(NULL);
+
+    for (int round = 1; round <= 5; round++) {
+        pid_t e[N_PRODUCERS];
+        for (int p = 0; p < N_PRODUCERS; p++)
+            e[p] = start_engine(p, (uint64_t)round * 100, (uint64_t)round * 100 - 7 + (uint64_t)p);
+        for (int p = 0; p < N_PRODUCERS; p++) {
+            int status;
+            ck_assert_int_eq(waitpid(e[p], &status, 0), e[p]);
+            ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                          "engine did not die in its group");
+        }
+        check_state(heights);
+        for (int p = 0; p < N_PRODUCERS; p++)
+            ck_assert_uint_le(heights[p], (uint64_t)round * 100 - 8 + (uint64_t)p);
+        /* and once more without a kill, to the end of the round */
+        for (int p = 0; p < N_PRODUCERS; p++)
+            e[p] = start_engine(p, (uint64_t)round * 100, 0);
+        for (int p = 0; p < N_PRODUCERS; p++)
+            wait_engine(e[p]);
+        check_state(heights);
+        for (int p = 0; p < N_PRODUCERS; p++)
+            ck_assert_uint_eq(heights[p], (uint64_t)round * 100);
+    }
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
+/* An fsync that fails makes the node exit without acknowledging: an engine
+ * waiting for durability does not get it from that node; after a restart
+ * without the fault everything arrives and the state is the model's. */
+static void fault_case(const char *fault)
+{
+    uint64_t heights[N_PRODUCERS];
+    pid_t node = start_node(fault), e;
+    int status;
+
+    e = start_engine(0, 400, 0);
+    ck_assert_int_eq(waitpid(node, &status, 0), node);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "node with %s exited with status %d", fault,
+                  status);
+    /* the engine is still waiting for durability: the failed write was not
+     * acknowledged */
+    ck_assert_int_eq(waitpid(e, &status, WNOHANG), 0);
+    check_state(heights);
+    node = start_node(NULL);
+    wait_engine(e);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 400);
+}
+
+START_TEST(fsync_eio_is_fatal_and_recovers)
+{
+    fault_case("fsync:EIO:40");
+}
+END_TEST
+
+START_TEST(write_enospc_is_fatal_and_recovers)
+{
+    fault_case("write:ENOSPC:60");
+}
+END_TEST
+
+START_TEST(second_node_and_foreign_ring_are_refused)
+{
+    pid_t node = start_node(NULL), other;
+    int status;
+    char other_ring[80], path[128];
+    ring_owner *o = NULL;
+    ring_create_opts co = {.capacity = 1 << 16};
+    char err[256];
+
+    /* a second node on the same data directory */
+    other = fork();
+    if (other == 0) {
+        struct node_config c;
+        node_config_defaults(&c);
+        node_config_set(&c, "node", "data_dir", data_dir, "test", err, sizeof err);
+        snprintf(other_ring, sizeof other_ring, "%s.b", ring_name);
+        node_config_set(&c, "ring", "name", other_ring, "test", err, sizeof err);
+        _exit(node_run(&c));
+    }
+    ck_assert_int_eq(waitpid(other, &status, 0), other);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "second node started");
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+
+    /* a ring this data directory did not make */
+    snprintf(other_ring, sizeof other_ring, "%s.f", ring_name);
+    ck_assert_int_eq(ring_create(other_ring, &co, &o, err, sizeof err), 0);
+    ring_close(o, 0);
+    other = fork();
+    if (other == 0) {
+        struct node_config c;
+        node_config_defaults(&c);
+        node_config_set(&c, "node", "data_dir", data_dir, "test", err, sizeof err);
+        node_config_set(&c, "ring", "name", other_ring, "test", err, sizeof err);
+        _exit(node_run(&c));
+    }
+    ck_assert_int_eq(waitpid(other, &status, 0), other);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "node took a foreign ring");
+    snprintf(path, sizeof path, "/dev/shm/ringkeep.%s", other_ring);
+    ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
+/* get, scan by prefix and height while the node runs and engines write,
+ * then from the stopped node's data directory. */
+START_TEST(restore_api_live_and_stopped)
+{
+    uint64_t heights[N_PRODUCERS];
+    pid_t node = start_node(NULL), e[N_PRODUCERS];
+    rk_state *s = NULL;
+    void *val = NULL;
+    uint32_t vlen = 0;
+
+    for (int p = 0; p < N_PRODUCERS; p++)
+        e[p] = start_engine(p, 3000, 0);
+    for (int i = 0; i < 5; i++) {
+        usleep(100000);
+        check_state(heights); /* live, under load */
+    }
+    for (int p = 0; p < N_PRODUCERS; p++)
+        wait_engine(e[p]);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 3000);
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    model_build(0, 3000);
+    for (int k = 0; k < KEYS_PER_PRODUCER; k++) {
+        char key[32];
+        int klen = snprintf(key, sizeof key, "p0/k%05d", k);
+        int rc = rk_state_get(s, "t1", key, (uint32_t)klen, &val, &vlen);
+        if (model[0][1][k].present) {
+            ck_assert_int_eq(rc, 0);
+            ck_assert_uint_eq(vlen, model[0][1][k].vlen);
+            ck_assert(vlen == 0 || memcmp(val, model[0][1][k].val, vlen) == 0);
+        } else {
+            ck_assert_int_eq(rc, RK_ENOTFOUND);
+        }
+        free(val);
+    }
+    ck_assert_int_eq(rk_state_get(s, "no-such-table", "x", 1, &val, &vlen), RK_ENOTFOUND);
+    ck_assert_uint_gt(rk_state_lsn(s), 0);
+    rk_state_close(s);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    check_state(heights); /* stopped: the data directory itself */
+    ck_assert_uint_eq(heights[1], 3000);
+}
+END_TEST
+
+static Suite *node_suite(void)
+{
+    Suite *s = suite_create("node");
+    TCase *tc = tcase_create("node");
+
+    tcase_set_timeout(tc, 0);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, restore_api_live_and_stopped);
+    tcase_add_test(tc, second_node_and_foreign_ring_are_refused);
+    tcase_add_test(tc, engine_killed_mid_group_is_never_applied_in_part);
+    tcase_add_test(tc, fsync_eio_is_fatal_and_recovers);
+    tcase_add_test(tc, write_enospc_is_fatal_and_recovers);
+    tcase_add_test(tc, node_killed_at_random_moments_loses_nothing_durable);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(node_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
