@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup.sh -- one command from a fresh Debian 12 machine to a running ringkeep.
 #
-#   ./setup.sh demo    install what is missing, build, run the demo
+#   ./setup.sh demo    install what is missing, build, run the demo (a node
+#                      with the order book engine: examples/demo.sh)
 #   ./setup.sh test    install what is missing, build with -Werror and run
 #                      every test; then the same suite under ASan+UBSan; then
 #                      the fuzz targets briefly (this is what CI runs)
@@ -69,8 +70,7 @@ case "$cmd" in
 demo)
     install_missing
     build build -DRK_WERROR=ON
-    shift
-    exec ./build/ringkeep demo "$@"
+    exec ./examples/demo.sh build
     ;;
 test)
     install_missing

@@ -467,7 +467,7 @@ static int status_json(struct node *n, char *out, size_t out_size)
                     ",\"groups_applied\":%" PRIu64 ",\"groups_discarded\":%" PRIu64
                     ",\"uptime_s\":%.0f,\"last_error\":null}",
                     n->c->role, n->epoch, (int)getpid(), n->c->data_dir, n->c->ring_name, h->capacity,
-                    tail - head, tail, durable, applied, tail > durable ? tail - durable : 0, journal_seq,
+                    tail - head, tail, durable, applied, tail - atomic_load(&n->drained_pos), journal_seq,
                     applied_seq, journal_seq - applied_seq, atomic_load(&n->n_batches),
                     atomic_load(&n->n_records), secs > 0 ? (double)atomic_load(&n->n_records) / secs : 0.0,
                     atomic_load(&n->n_groups), atomic_load(&n->n_discarded), secs);
