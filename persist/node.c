@@ -76,6 +76,7 @@ struct node {
     uint64_t snapshot_id;        /* +1 per snapshot made */
     char snapshot_path[PATH_MAX];
     char snapshot_err[512];
+    char last_error[512]; /* the last error the node survived (under lock) */
 
     /* for status: written by one thread, read by the control thread */
     _Atomic uint64_t n_batches, n_records, durable_lsn, applied_lsn, n_discarded, n_groups;
@@ -398,7 +399,9 @@ static void make_snapshot(struct node *n)
     n->snapshot_wanted = 0;
     if (rc) {
         snprintf(n->snapshot_err, sizeof n->snapshot_err, "%s", err[0] ? err : store_strerror(rc));
+        snprintf(n->last_error, sizeof n->last_error, "%s", n->snapshot_err);
         n->snapshot_path[0] = '\0';
+        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", n->snapshot_err);
     } else {
         snprintf(n->snapshot_path, sizeof n->snapshot_path, "%s", path);
         n->snapshot_err[0] = '\0';
@@ -454,9 +457,22 @@ static int status_json(struct node *n, char *out, size_t out_size)
     double secs = (double)(now_ns() - atomic_load(&n->start_ns)) / 1e9;
     uint64_t journal_seq, applied_seq;
 
+    char last_error[600] = "null";
+    size_t e = 0;
+
     pthread_mutex_lock(&n->lock);
     journal_seq = n->journal_seq;
     applied_seq = n->applied_seq;
+    if (n->last_error[0]) { /* the only kind of error a running node survives */
+        last_error[e++] = '"';
+        for (const char *p = n->last_error; *p && e < sizeof last_error - 3; p++) {
+            if (*p == '"' || *p == '\\')
+                last_error[e++] = '\\';
+            last_error[e++] = (unsigned char)*p < 0x20 ? ' ' : *p;
+        }
+        last_error[e++] = '"';
+        last_error[e] = '\0';
+    }
     pthread_mutex_unlock(&n->lock);
     return snprintf(out, out_size,
                     "{\"role\":\"%s\",\"epoch\":%" PRIu64 ",\"pid\":%d,\"data_dir\":\"%s\",\"ring\":\"%s\","
@@ -465,12 +481,12 @@ static int status_json(struct node *n, char *out, size_t out_size)
                     ",\"journal_seq\":%" PRIu64 ",\"applied_seq\":%" PRIu64 ",\"apply_lag_entries\":%" PRIu64
                     ",\"batches\":%" PRIu64 ",\"records\":%" PRIu64 ",\"records_per_s\":%.0f"
                     ",\"groups_applied\":%" PRIu64 ",\"groups_discarded\":%" PRIu64
-                    ",\"uptime_s\":%.0f,\"last_error\":null}",
+                    ",\"uptime_s\":%.0f,\"last_error\":%s}",
                     n->c->role, n->epoch, (int)getpid(), n->c->data_dir, n->c->ring_name, h->capacity,
                     tail - head, tail, durable, applied, tail - atomic_load(&n->drained_pos), journal_seq,
                     applied_seq, journal_seq - applied_seq, atomic_load(&n->n_batches),
                     atomic_load(&n->n_records), secs > 0 ? (double)atomic_load(&n->n_records) / secs : 0.0,
-                    atomic_load(&n->n_groups), atomic_load(&n->n_discarded), secs);
+                    atomic_load(&n->n_groups), atomic_load(&n->n_discarded), secs, last_error);
 }
 
 static void answer_snapshot(struct node *n, char *out, size_t out_size)
