@@ -130,7 +130,7 @@ static int check_key(void *arg, const void *key, uint32_t klen, const void *val,
                  k, sc->t);
         return 1;
     }
-    if (vlen != model[sc->p][sc->t][n].vlen || memcmp(val, model[sc->p][sc->t][n].val, vlen) != 0) {
+    if (vlen != model[sc->p][sc->t][n].vlen || (vlen && memcmp(val, model[sc->p][sc->t][n].val, vlen) != 0)) {
         snprintf(sc->why, sizeof sc->why, "key %s in t%d has a value the model does not (%u bytes)", k, sc->t,
                  vlen);
         return 1;
