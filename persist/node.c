@@ -337,6 +337,7 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
     const struct node_config *c = n->c;
     struct batch b = {.cap = (size_t)c->batch_bytes * 2 + (1u << 20)};
     ring_frame f;
+    uint64_t last_sweep = 0;
     int rc = 0;
 
     b.buf = malloc(b.cap);
@@ -357,7 +358,7 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
                 break;
             }
             rc = 0;
-            if (f.lsn < next_lsn)
+            if (f.lsn < next_lsn && f.type != FRAME_ABORT)
                 continue; /* journaled before a restart: exactly once */
             rc = batch_frame(n, &b, &f);
             if (rc)
@@ -377,8 +378,17 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
             fatal("the ring holds a corrupt frame; what came before it is journaled", ring_error(n->ring));
         if (rc)
             fatal("drain failed", rk_strerror(rc));
-        if (empty)
+        if (empty) {
+            /* a producer that died outside a claim: its open group is
+             * void; once per unblock timeout while the ring is idle */
+            uint64_t now = now_ns();
+            if (now - last_sweep >= (uint64_t)c->unblock_timeout_ms * 1000000u) {
+                last_sweep = now;
+                if (ring_sweep_dead(n->ring) > 0)
+                    continue;
+            }
             ring_wait_ready(n->ring, 100);
+        }
     }
     /* SIGTERM/SIGINT: the batch in hand is journaled above; stop here */
     free(b.buf);

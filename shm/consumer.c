@@ -248,7 +248,10 @@ void ring_close(ring_owner *o, int unlink_segment)
     free(o);
 }
 
-uint64_t ring_read_pos(const ring_owner *o) { return o->read_pos; }
+uint64_t ring_read_pos(const ring_owner *o)
+{
+    return o->read_pos;
+}
 
 const char *ring_error(const ring_owner *o)
 {
@@ -386,11 +389,44 @@ static int unblock_unmarked(ring_owner *o, uint64_t tail)
         return 0; /* nothing after it yet: where it ends is unknown, wait */
     if (end - pos > o->hdr->max_frame * 2u)
         return corrupt_at(o, pos, "zeroed span longer than any claim");
-    for (int i = 0; i < n_dead; i++)
-        queue_abort(o, dead[i], atomic_load(&o->hdr->producers[dead[i]].session), pos, 1);
+    /* LSNs pos, pos + 1, ...: unique (no frame starts inside the skipped
+     * space) and in order */
+    for (int i = 0; i < n_dead && i < (int)FRAME_ALIGN; i++)
+        queue_abort(o, dead[i], atomic_load(&o->hdr->producers[dead[i]].session), pos + (uint64_t)i, 1);
     o->read_pos = end;
     count_unblocked(o, end - pos);
     return 1;
+}
+
+int ring_sweep_dead(ring_owner *o)
+{
+    struct ring_header *h = o->hdr;
+    struct {
+        uint16_t id;
+        uint64_t lsn;
+    } found[RING_MAX_PRODUCERS];
+    int n = 0;
+
+    for (uint16_t i = 0; i < RING_MAX_PRODUCERS; i++) {
+        struct ring_producer_slot *s = &h->producers[i];
+        /* relaxed: the process is gone, its last stores are long visible */
+        uint64_t last = atomic_load_explicit(&s->last_lsn, memory_order_relaxed);
+        if (atomic_load(&s->state) != SLOT_ATTACHED || slot_alive(s) ||
+            atomic_load(&s->claim_pos) != CLAIM_NONE || last >= o->read_pos)
+            continue; /* alive, or its claim or frames are still ahead */
+        found[n].id = i;
+        found[n].lsn = last + 1; /* no frame has it (frames are 8-aligned) */
+        for (int j = n++; j > 0 && found[j - 1].lsn > found[j].lsn; j--) {
+            uint16_t id = found[j].id;
+            uint64_t lsn = found[j].lsn;
+            found[j] = found[j - 1];
+            found[j - 1].id = id;
+            found[j - 1].lsn = lsn;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        queue_abort(o, found[i].id, atomic_load(&h->producers[found[i].id].session), found[i].lsn, 1);
+    return n;
 }
 
 /* read_pos holds no committed frame.  Returns 0 (empty, or a claim still

@@ -81,6 +81,12 @@ int ring_unlink(const char *name);
  * reported as an ABORT frame. */
 int ring_next(ring_owner *o, ring_frame *f);
 
+/* Finds producers whose process died outside a claim with a group perhaps
+ * open, marks them dead and queues an ABORT frame for each (lsn: just past
+ * the producer's last frame; ring_next() delivers them next).  Call it when
+ * the ring is empty.  Returns how many it found. */
+int ring_sweep_dead(ring_owner *o);
+
 /* Sleeps until a frame may be ready or timeout_ms passes (0 = just check).
  * Returns 1 when something may be ready, 0 on timeout, and 0 at once when a
  * whole capacity has been read since the last ring_release(). */

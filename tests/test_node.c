@@ -301,6 +301,23 @@ static void wait_engine(pid_t pid)
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "engine failed: status %d", status);
 }
 
+/* Polls the node's status until groups_discarded reaches want (bounded). */
+static uint64_t wait_discarded(uint64_t want)
+{
+    uint64_t got = 0;
+
+    for (int i = 0; i < BOUND_S * 100 && got < want; i++) {
+        char *reply = NULL, *p;
+        if (node_request(data_dir, "status", 5000, &reply) == 0 &&
+            (p = strstr(reply, "\"groups_discarded\":")))
+            got = strtoull(p + strlen("\"groups_discarded\":"), NULL, 10);
+        free(reply);
+        if (got < want)
+            usleep(10000);
+    }
+    return got;
+}
+
 /* ------------------------------------------------------------ tests */
 
 /* The node SIGKILLed at 60 random moments while two engines write: after
@@ -356,6 +373,9 @@ START_TEST(engine_killed_mid_group_is_never_applied_in_part)
         check_state(heights);
         for (int p = 0; p < N_PRODUCERS; p++)
             ck_assert_uint_le(heights[p], (uint64_t)round * 100 - 8 + (uint64_t)p);
+        /* the node finds the dead engines on its own (they died outside a
+         * claim) and discards their open groups */
+        ck_assert_uint_eq(wait_discarded((uint64_t)round * N_PRODUCERS), (uint64_t)round * N_PRODUCERS);
         /* and once more without a kill, to the end of the round */
         for (int p = 0; p < N_PRODUCERS; p++)
             e[p] = start_engine(p, (uint64_t)round * 100, 0);
