@@ -78,18 +78,7 @@ static const struct key_spec keys[] = {
 
 #define WHY_SIZE 512 /* a reason, before "ORIGIN: [section] key = value: " */
 
-static void put_error(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void put_error(char *err, size_t err_size, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !err_size)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
+#define put_error seg_error
 
 static void put_key_error(char *err, size_t err_size, const char *origin, const char *section,
                           const char *key, const char *value, const char *why)

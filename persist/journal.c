@@ -32,6 +32,7 @@
 #include <zstd_errors.h>
 
 #include "ring.h"
+#include "segment.h"
 #include "store.h"
 
 /* Byte offsets of the header fields; struct journal_header is the same
@@ -58,17 +59,7 @@ static_assert(sizeof(XXH64_canonical_t) == JOURNAL_TRAILER_SIZE, "trailer is 8 b
 
 /* ------------------------------------------------------------ helpers */
 
-__attribute__((format(printf, 3, 4))) static int corrupt(char *why, size_t why_size, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why && why_size) {
-        va_start(ap, fmt);
-        vsnprintf(why, why_size, fmt, ap);
-        va_end(ap);
-    }
-    return RK_ECORRUPT;
-}
+#define corrupt(why, why_size, ...) seg_fail(why, why_size, RK_ECORRUPT, __VA_ARGS__)
 
 static void put_le16(uint8_t *p, uint16_t v)
 {

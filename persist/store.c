@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "ringkeep.h"
+#include "segment.h"
 #include "store.h"
 
 #define LOCK_FILE "LOCK"
@@ -95,18 +96,7 @@ void store_last_error(store *s, char *buf, size_t size)
     pthread_mutex_unlock(&s->msg_lock);
 }
 
-__attribute__((format(printf, 4, 5))) static int fail_msg(char *err, size_t err_size, int rc, const char *fmt,
-                                                          ...)
-{
-    va_list ap;
-
-    if (err && err_size) {
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
+#define fail_msg(err, err_size, rc, ...) seg_fail(err, err_size, rc, __VA_ARGS__)
 
 /* The one place a BDB failure becomes a message: "<what>: <code's words>",
  * then BDB's own message if it left one. */

@@ -6,7 +6,7 @@
  * checksum covers every header field and every payload byte.
  * Pure functions; any thread.
  */
-#include <stdarg.h>
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
 
@@ -14,18 +14,9 @@
 #include <xxhash.h>
 
 #include "ring.h"
+#include "segment.h"
 
-__attribute__((format(printf, 3, 4))) static int corrupt(char *why, size_t why_size, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why && why_size) {
-        va_start(ap, fmt);
-        vsnprintf(why, why_size, fmt, ap);
-        va_end(ap);
-    }
-    return RK_ECORRUPT;
-}
+#define corrupt(why, why_size, ...) seg_fail(why, why_size, RK_ECORRUPT, __VA_ARGS__)
 
 int frame_decode(const uint8_t *buf, size_t avail, ring_frame *f, char *why, size_t why_size)
 {

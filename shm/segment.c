@@ -36,6 +36,18 @@ void seg_error(char *err, size_t err_size, const char *fmt, ...)
     va_end(ap);
 }
 
+int seg_fail(char *err, size_t err_size, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err && err_size) {
+        va_start(ap, fmt);
+        vsnprintf(err, err_size, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
 int seg_check_name(const char *name, char *err, size_t err_size)
 {
     size_t n = name ? strlen(name) : 0;

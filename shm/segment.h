@@ -9,7 +9,12 @@
 
 #include "ring_format.h"
 
+/* Writes a one-line reason into err (if not NULL); every "why"/"err"
+ * buffer of shm/ and persist/ is filled through it. */
 __attribute__((format(printf, 3, 4))) void seg_error(char *err, size_t err_size, const char *fmt, ...);
+
+/* seg_error, then returns rc. */
+__attribute__((format(printf, 4, 5))) int seg_fail(char *err, size_t err_size, int rc, const char *fmt, ...);
 int seg_check_name(const char *name, char *err, size_t err_size);
 void seg_path(const char *name, char *path, size_t path_size);
 uint64_t seg_now_ns(clockid_t clock);
