@@ -59,7 +59,11 @@ echo "2. the engine starts again: it restores its books and positions from the n
 "$ob" --ring "$ring" --data-dir "$dir" --blocks "$blocks" --digest >"$dir/after-crash" 2>"$dir/restore.log" &
 eng=$!
 progress $eng engine
-wait $eng
+if ! wait $eng; then
+    echo "demo FAILED: the restarted engine failed:"
+    sed 's/^/   /' "$dir/restore.log"
+    exit 1
+fi
 sed 's/^/   /' "$dir/restore.log"
 echo
 

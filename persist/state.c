@@ -288,7 +288,7 @@ int rk_state_scan(rk_state *s, const char *table, const void *prefix, uint32_t p
         rc = cur->get(cur, &k, &v, DB_FIRST);
     }
     while (rc == 0) {
-        if (k.size < plen || memcmp(k.data, prefix, plen) != 0)
+        if (plen && (k.size < plen || memcmp(k.data, prefix, plen) != 0))
             break;
         stop = fn(arg, k.data, k.size, v.data, v.size);
         if (stop)
