@@ -85,7 +85,7 @@ const char *rk_strerror(int err)
         [RK_ECORRUPT - RK_EINVAL] = "corrupt data (checksum or structure)",
         [RK_ETABLES - RK_EINVAL] = "table directory full",
         [RK_EPRODUCERS - RK_EINVAL] = "producer registry full",
-        [RK_EBUSY - RK_EINVAL] = "producer name attached by a live process",
+        [RK_EBUSY - RK_EINVAL] = "in use by a live process (a producer name, ring or data directory)",
         [RK_EEXIST - RK_EINVAL] = "ring already exists",
     };
     if (err == 0)
