@@ -47,7 +47,7 @@ enum {
     RK_ECORRUPT,        /* a checksum or structural check failed */
     RK_ETABLES,         /* the ring's table directory is full */
     RK_EPRODUCERS,      /* the ring's producer registry is full */
-    RK_EBUSY,           /* the producer name is attached by a live process */
+    RK_EBUSY,           /* in use by a live process: producer name, ring, data directory */
     RK_EEXIST,          /* the ring already exists */
     RK_ELAST
 };
