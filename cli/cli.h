@@ -8,6 +8,7 @@ int cmd_ring(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_node(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
 
 /* Writes s as a JSON string (with quotes) to out. */
 void cli_json_string(FILE *out, const char *s);

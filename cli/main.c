@@ -22,6 +22,10 @@ static void usage(FILE *out)
             "                       run a primary node: drain the ring into the journal, apply to state\n"
             "  status (-c FILE | -d DATA_DIR) [--json]\n"
             "                       ask a running node for its status (exit 3: no node running)\n"
+            "  checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
+            "  checkpoint verify FILE... | --all [-d DATA_DIR]\n"
+            "  checkpoint export FILE\n"
+            "                       list, check (offline) and dump checkpoint files\n"
             "  ring create NAME [--capacity BYTES] [--start-lsn N]\n"
             "                       create a ring with no node behind it (default 4M)\n"
             "  ring inspect NAME [--json]\n"
@@ -93,6 +97,8 @@ int main(int argc, char **argv)
         return cmd_node(argc - 1, argv + 1);
     if (strcmp(argv[1], "status") == 0)
         return cmd_status(argc - 1, argv + 1);
+    if (strcmp(argv[1], "checkpoint") == 0)
+        return cmd_checkpoint(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("ringkeep %s\n", rk_version(NULL, NULL, NULL));
         return 0;

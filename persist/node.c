@@ -645,6 +645,10 @@ int node_run(const struct node_config *c)
     sigset_t block, old;
     struct sigaction sa = {.sa_handler = on_signal};
 
+    /* first of all: a SIGTERM during start-up stops the node cleanly once
+     * it is up, and never runs a handler inherited from a parent */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     log_set_level(c->log_level);
     pthread_mutex_init(&n.lock, NULL);
     pthread_cond_init(&n.journal_cond, NULL);
@@ -697,8 +701,6 @@ int node_run(const struct node_config *c)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!have_apply || !have_control)
         fatal("cannot start threads", strerror(errno));
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     log_msg(LOG_INFO, "node started",
             "role=%s epoch=%" PRIu64 " data_dir=\"%s\" ring=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
             " pid=%d",

@@ -1,0 +1,370 @@
+/* cmd_checkpoint.c -- `ringkeep checkpoint list|verify|export`: offline
+ * inspection of checkpoint files (persist/checkpoint.c), no node needed.
+ *
+ * Design: every command verifies a file completely (ckpt_verify: trailer,
+ * header, every frame and entry, the digest) before it reports anything as
+ * good, and export writes nothing of a file that fails: the verifier hands
+ * entries out only once the whole file has passed.  Export's encoding is
+ * in the usage text; the encoder here is its definition.
+ *
+ * Threads: one.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "config.h"
+
+static int checkpoint_usage(void)
+{
+    fprintf(stderr,
+            "usage: ringkeep checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
+            "           every checkpoint of DATA_DIR/checkpoints, newest first, each verified in full:\n"
+            "           journal seq, LSN, epoch, creation time, size, entries, digest, producer heights,\n"
+            "           verified yes/no (exit 1 if any file fails)\n"
+            "       ringkeep checkpoint verify (FILE... | --all [-d DATA_DIR | -c FILE])\n"
+            "           verify offline; one line per file: 'PATH: ok ...' or 'PATH: BAD: reason'\n"
+            "           exit 0 when every file is good, 1 otherwise\n"
+            "       ringkeep checkpoint export FILE\n"
+            "           verify FILE, then write its entries to stdout as JSON lines, in file order:\n"
+            "             {\"table\":T,\"key\":K,\"value\":V}\n"
+            "           each of T, K, V is a JSON string when its bytes are printable UTF-8 (valid,\n"
+            "           shortest-form UTF-8 with no code point below U+0020, no U+007F..U+009F;\n"
+            "           '\"' and '\\' escaped, nothing else), otherwise an object\n"
+            "           {\"base64\":\"...\"} holding the bytes in standard base64 (RFC 4648, with\n"
+            "           padding); empty bytes are \"\".  Nothing is written if FILE fails to verify.\n");
+    return 2;
+}
+
+/* The checkpoint folder named by -d DATA_DIR or -c FILE (the node's
+ * configuration); 0, or 2 after printing why. */
+static int resolve_dir(const char *data_dir, const char *config, char *out, size_t out_size)
+{
+    struct node_config *c = NULL;
+    char err[1024] = "";
+    int rc = 0;
+
+    if (data_dir && config)
+        return checkpoint_usage();
+    if (config) {
+        c = malloc(sizeof *c);
+        if (!c)
+            return 1;
+        node_config_defaults(c);
+        if (node_config_load(config, c, err, sizeof err) != 0) {
+            fprintf(stderr, "ringkeep checkpoint: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+        data_dir = c->data_dir;
+    }
+    if (!data_dir || !data_dir[0]) {
+        rc = checkpoint_usage();
+        goto out;
+    }
+    snprintf(out, out_size, "%s/checkpoints", data_dir);
+out:
+    free(c);
+    return rc;
+}
+
+static void format_time(uint64_t ns, char *buf, size_t size)
+{
+    time_t secs = (time_t)(ns / 1000000000u);
+    struct tm tm;
+
+    if (!gmtime_r(&secs, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "?");
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* ------------------------------------------------------------ list */
+
+static void list_text(const char *path, const struct ckpt_info *in, int verified, const char *why)
+{
+    char when[32];
+
+    format_time(in->created_ns, when, sizeof when);
+    printf("%-20" PRIu64 " %-12" PRIu64 " %-5" PRIu64 " %-20s %-12" PRIu64 " %-10" PRIu64 " %016" PRIx64
+           " %-3s ",
+           in->journal_seq, in->lsn, in->epoch, in->created_ns ? when : "-", file_size(path), in->n_entries,
+           in->digest, verified ? "yes" : "no");
+    for (uint32_t i = 0; i < in->n_producers; i++)
+        printf("%s%s=%" PRIu64, i ? "," : "", in->producers[i].name, in->producers[i].height);
+    printf("%s\n", in->n_producers ? "" : "-");
+    if (!verified)
+        printf("    %s\n", why);
+}
+
+static void list_json(const char *path, const struct ckpt_info *in, int verified, const char *why, int first)
+{
+    char when[32];
+
+    format_time(in->created_ns, when, sizeof when);
+    printf("%s{\"path\":", first ? "" : ",");
+    cli_json_string(stdout, path);
+    if (in->major == 0) { /* not even the header could be read */
+        printf(",\"journal_seq\":%" PRIu64 ",\"size\":%" PRIu64 ",\"verified\":false,\"error\":",
+               in->journal_seq, file_size(path));
+        cli_json_string(stdout, why);
+        printf("}");
+        return;
+    }
+    printf(",\"journal_seq\":%" PRIu64 ",\"lsn\":%" PRIu64 ",\"epoch\":%" PRIu64 ",\"created_ns\":%" PRIu64
+           ",\"created\":\"%s\",\"size\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"digest\":\"%016" PRIx64
+           "\",\"format\":\"%u.%u\",\"heights\":{",
+           in->journal_seq, in->lsn, in->epoch, in->created_ns, when, file_size(path), in->n_entries,
+           in->digest, in->major, in->minor);
+    for (uint32_t i = 0; i < in->n_producers; i++) {
+        printf("%s", i ? "," : "");
+        cli_json_string(stdout, in->producers[i].name);
+        printf(":%" PRIu64, in->producers[i].height);
+    }
+    printf("},\"verified\":%s", verified ? "true" : "false");
+    if (!verified) {
+        printf(",\"error\":");
+        cli_json_string(stdout, why);
+    }
+    printf("}");
+}
+
+static int list_cmd(const char *dir, int json)
+{
+    char **paths = NULL, err[1024];
+    size_t n = 0;
+    int rc = ckpt_list(dir, &paths, &n), n_bad = 0;
+
+    if (rc) {
+        fprintf(stderr, "ringkeep checkpoint: cannot list %s: %s\n", dir, rc > 0 ? strerror(rc) : "invalid");
+        return 1;
+    }
+    if (json)
+        printf("[");
+    else
+        printf("%-20s %-12s %-5s %-20s %-12s %-10s %-16s %-3s %s\n", "SEQ", "LSN", "EPOCH", "CREATED", "SIZE",
+               "ENTRIES", "DIGEST", "OK", "HEIGHTS");
+    for (size_t i = 0; i < n; i++) {
+        struct ckpt_info in;
+        int verified = ckpt_verify(paths[i], &in, NULL, NULL, err, sizeof err) == 0;
+
+        /* a file that fails: show what its header says, if it says anything */
+        if (!verified && ckpt_read_info(paths[i], &in, NULL, 0) != 0) {
+            memset(&in, 0, sizeof in);
+            in.journal_seq = strtoull(strrchr(paths[i], '/') + 1, NULL, 10);
+        }
+        n_bad += !verified;
+        if (json)
+            list_json(paths[i], &in, verified, err, i == 0);
+        else
+            list_text(paths[i], &in, verified, err);
+        ckpt_info_free(&in);
+    }
+    if (json)
+        printf("]\n");
+    ckpt_list_free(paths, n);
+    return n_bad ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ verify */
+
+static int verify_one(const char *path)
+{
+    char err[1024] = "";
+    struct ckpt_info in;
+    int rc = ckpt_verify(path, &in, NULL, NULL, err, sizeof err);
+
+    if (rc) {
+        /* err names the path already */
+        printf("%s: BAD: %s\n", path, strncmp(err, path, strlen(path)) == 0 ? err + strlen(path) + 2 : err);
+        return 1;
+    }
+    printf("%s: ok (format %u.%u, journal seq %" PRIu64 ", LSN %" PRIu64 ", %" PRIu64 " entries in %" PRIu32
+           " tables, digest %016" PRIx64 ")\n",
+           path, in.major, in.minor, in.journal_seq, in.lsn, in.n_entries, in.n_tables, in.digest);
+    ckpt_info_free(&in);
+    return 0;
+}
+
+/* ------------------------------------------------------------ export */
+
+/* Length of the valid, printable UTF-8 sequence at s[0..n), or 0. */
+static size_t printable_char(const uint8_t *s, size_t n)
+{
+    uint32_t cp, min;
+    size_t len;
+
+    if (s[0] < 0x80)
+        return s[0] >= 0x20 && s[0] != 0x7f;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2, cp = s[0] & 0x1f, min = 0x80;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3, cp = s[0] & 0x0f, min = 0x800;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4, cp = s[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+        return 0;
+    return len;
+}
+
+static int is_printable(const uint8_t *s, size_t n)
+{
+    /* each step consumes at least one byte: bounded */
+    for (size_t i = 0; i < n;) {
+        size_t len = printable_char(s + i, n - i);
+        if (len == 0)
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static void put_bytes(FILE *out, const uint8_t *s, size_t n)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    if (is_printable(s, n)) {
+        fputc('"', out);
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == '"' || s[i] == '\\')
+                fputc('\\', out);
+            fputc(s[i], out);
+        }
+        fputc('"', out);
+        return;
+    }
+    fputs("{\"base64\":\"", out);
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v =
+            (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) | (i + 2 < n ? s[i + 2] : 0);
+        fputc(b64[v >> 18 & 63], out);
+        fputc(b64[v >> 12 & 63], out);
+        fputc(i + 1 < n ? b64[v >> 6 & 63] : '=', out);
+        fputc(i + 2 < n ? b64[v & 63] : '=', out);
+    }
+    fputs("\"}", out);
+}
+
+static int export_entry(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
+                        uint32_t vlen)
+{
+    FILE *out = arg;
+
+    fputs("{\"table\":", out);
+    put_bytes(out, (const uint8_t *)table, strlen(table));
+    fputs(",\"key\":", out);
+    put_bytes(out, key, klen);
+    fputs(",\"value\":", out);
+    put_bytes(out, val, vlen);
+    fputs("}\n", out);
+    return ferror(out) ? EIO : 0;
+}
+
+static int export_cmd(const char *path)
+{
+    char err[1024] = "";
+    int rc = ckpt_verify(path, NULL, export_entry, stdout, err, sizeof err);
+
+    if (rc == 0 && fflush(stdout) != 0)
+        rc = errno ? errno : EIO;
+    if (rc == EIO && !err[0])
+        snprintf(err, sizeof err, "cannot write the export: %s", strerror(EIO));
+    if (rc) {
+        fprintf(stderr, "ringkeep checkpoint export: %s\n", err[0] ? err : strerror(rc > 0 ? rc : EIO));
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+/* `ringkeep checkpoint ...`: argv[0] is "checkpoint".  Exit status 0, 1
+ * (a file is bad or cannot be read), 2 (usage).  (Declared in cli.h too.) */
+int cmd_checkpoint(int argc, char **argv);
+
+int cmd_checkpoint(int argc, char **argv)
+{
+    const char *data_dir = NULL, *config = NULL;
+    char dir[4200];
+    int json = 0, all = 0, n_files = 0, rc;
+
+    if (argc < 2)
+        return checkpoint_usage();
+    if (strcmp(argv[1], "export") == 0) {
+        if (argc != 3 || argv[2][0] == '-')
+            return checkpoint_usage();
+        return export_cmd(argv[2]);
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--all") == 0)
+            all = 1;
+        else if ((strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--data-dir") == 0) && i + 1 < argc)
+            data_dir = argv[++i];
+        else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            config = argv[++i];
+        else if (argv[i][0] == '-')
+            return checkpoint_usage();
+        else
+            n_files++;
+    }
+    if (strcmp(argv[1], "list") == 0) {
+        if (all || n_files)
+            return checkpoint_usage();
+        rc = resolve_dir(data_dir, config, dir, sizeof dir);
+        return rc ? rc : list_cmd(dir, json);
+    }
+    if (strcmp(argv[1], "verify") == 0) {
+        int n_bad = 0;
+
+        if (json || all == (n_files > 0) || (!all && (data_dir || config)))
+            return checkpoint_usage();
+        if (all) {
+            char **paths = NULL;
+            size_t n = 0;
+
+            rc = resolve_dir(data_dir, config, dir, sizeof dir);
+            if (rc)
+                return rc;
+            rc = ckpt_list(dir, &paths, &n);
+            if (rc) {
+                fprintf(stderr, "ringkeep checkpoint: cannot list %s: %s\n", dir,
+                        rc > 0 ? strerror(rc) : "invalid");
+                return 1;
+            }
+            if (n == 0)
+                fprintf(stderr, "ringkeep checkpoint: no checkpoints in %s\n", dir);
+            for (size_t i = 0; i < n; i++)
+                n_bad += verify_one(paths[i]);
+            ckpt_list_free(paths, n);
+        } else {
+            for (int i = 2; i < argc; i++)
+                n_bad += verify_one(argv[i]);
+        }
+        return n_bad ? 1 : 0;
+    }
+    return checkpoint_usage();
+}
