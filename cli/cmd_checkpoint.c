@@ -19,13 +19,16 @@
 #include <time.h>
 
 #include "checkpoint.h"
+#include "node.h"
 #include "cli.h"
 #include "config.h"
 
 static int checkpoint_usage(void)
 {
     fprintf(stderr,
-            "usage: ringkeep checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
+            "usage: ringkeep checkpoint create [-d DATA_DIR | -c FILE]\n"
+            "           ask the node running on DATA_DIR for a checkpoint now; prints its file\n"
+            "       ringkeep checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
             "           every checkpoint of DATA_DIR/checkpoints, newest first, each verified in full:\n"
             "           journal seq, LSN, epoch, creation time, size, entries, digest, producer heights,\n"
             "           verified yes/no (exit 1 if any file fails)\n"
@@ -330,6 +333,28 @@ int cmd_checkpoint(int argc, char **argv)
             return checkpoint_usage();
         else
             n_files++;
+    }
+    if (strcmp(argv[1], "create") == 0) {
+        char *reply = NULL;
+        if (json || all || n_files)
+            return checkpoint_usage();
+        rc = resolve_dir(data_dir, config, dir, sizeof dir);
+        if (rc)
+            return rc;
+        dir[strlen(dir) - strlen("/checkpoints")] = '\0'; /* the data directory */
+        rc = node_request(dir, "checkpoint", 600000, &reply);
+        if (rc) {
+            fprintf(stderr, "ringkeep checkpoint: %s: %s\n", dir,
+                    rc == ENOENT ? "no node is running on this data directory" : rk_strerror(rc));
+            return rc == ENOENT ? 3 : 1;
+        }
+        if (strncmp(reply, "ok ", 3) == 0)
+            printf("%s\n", reply + 3);
+        else
+            fprintf(stderr, "ringkeep checkpoint: the node could not take a checkpoint: %s\n", reply);
+        rc = strncmp(reply, "ok ", 3) == 0 ? 0 : 1;
+        free(reply);
+        return rc;
     }
     if (strcmp(argv[1], "list") == 0) {
         if (all || n_files)

@@ -29,8 +29,10 @@
 #include <unistd.h>
 
 #include "apply.h"
+#include "checkpoint.h"
 #include "log.h"
 #include "ring.h"
+#include "segment.h"
 
 #define STATE_FILE "state.db"
 #define MAX_TABLES 4096
@@ -220,6 +222,38 @@ static int begin(applier *a)
     return a->env->txn_begin(a->env, NULL, &a->txn, 0);
 }
 
+/* Applies one PUT or DEL to db (table `table`) and keeps the state digest:
+ * the old value's term leaves it, the new value's term joins it.  One
+ * cursor positioning finds the old value and replaces it in place. */
+static int apply_record(applier *a, DB *db, const char *table, const struct frame_header *h,
+                        const uint8_t *raw)
+{
+    const uint8_t *key = raw + FRAME_HEADER_SIZE, *val = key + h->klen;
+    uint32_t vlen = h->length - FRAME_HEADER_SIZE - h->klen;
+    DBT k = {.data = (void *)key, .size = h->klen}, old = {0};
+    DBT v = {.data = (void *)val, .size = vlen};
+    DBC *cur = NULL;
+    int rc = db->cursor(db, a->txn, &cur, 0), found;
+
+    if (rc)
+        return rc;
+    rc = cur->get(cur, &k, &old, DB_SET | DB_RMW);
+    found = rc == 0;
+    if (rc == DB_NOTFOUND)
+        rc = 0;
+    if (!rc && found)
+        a->am.digest -= ckpt_entry_digest(table, key, h->klen, old.data, old.size);
+    if (!rc && h->type == FRAME_PUT) {
+        rc = found ? cur->put(cur, &k, &v, DB_CURRENT) : db->put(db, a->txn, &k, &v, 0);
+        if (!rc)
+            a->am.digest += ckpt_entry_digest(table, key, h->klen, val, vlen);
+    } else if (!rc && found) {
+        rc = cur->del(cur, 0);
+    }
+    cur->close(cur);
+    return rc;
+}
+
 /* Applies p's held frames and its MARK at mark in the open transaction. */
 static int apply_group(applier *a, struct producer *p, const ring_frame *mark)
 {
@@ -238,16 +272,7 @@ static int apply_group(applier *a, struct producer *p, const ring_frame *mark)
         rc = table_db(a, a->table_map[h.table], 1, &db);
         if (rc)
             return rc;
-        DBT k = {.data = (void *)(raw + FRAME_HEADER_SIZE), .size = h.klen};
-        if (h.type == FRAME_PUT) {
-            DBT v = {.data = (void *)(raw + FRAME_HEADER_SIZE + h.klen),
-                     .size = h.length - FRAME_HEADER_SIZE - h.klen};
-            rc = db->put(db, a->txn, &k, &v, 0);
-        } else {
-            rc = db->del(db, a->txn, &k, 0);
-            if (rc == DB_NOTFOUND)
-                rc = 0;
-        }
+        rc = apply_record(a, db, a->table_map[h.table], &h, raw);
         if (rc)
             return rc;
         a->am.n_records++;
@@ -646,5 +671,137 @@ out:
         senv->close(senv, 0);
     if (rc)
         snprintf(err, err_size, "snapshot %s: %s", path, store_strerror(rc));
+    return rc;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+/* Fills info->producers from meta.db's "p:" records (read in txn). */
+static int checkpoint_producers(applier *a, DB_TXN *txn, struct ckpt_info *info)
+{
+    DBC *cur = NULL;
+    DBT k = {0}, v = {0};
+    int rc = a->meta->cursor(a->meta, txn, &cur, 0);
+
+    while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
+        struct producer_meta m;
+        struct ckpt_producer *p;
+        if (k.size < 3 || k.size - 2 > RK_NAME_MAX || memcmp(k.data, "p:", 2) != 0 || v.size != sizeof m)
+            continue;
+        memcpy(&m, v.data, sizeof m);
+        if (m.n_groups == 0)
+            continue;
+        p = realloc(info->producers, (info->n_producers + 1) * sizeof *p);
+        if (!p) {
+            rc = ENOMEM;
+            break;
+        }
+        info->producers = p;
+        p = &info->producers[info->n_producers++];
+        memset(p, 0, sizeof *p);
+        memcpy(p->name, (char *)k.data + 2, k.size - 2);
+        p->height = m.height;
+        p->applied_lsn = m.applied_lsn;
+    }
+    if (cur)
+        cur->close(cur);
+    return rc == DB_NOTFOUND ? 0 : rc;
+}
+
+/* Adds every entry of every table (in name order, keys in byte order). */
+static int checkpoint_tables(applier *a, DB_TXN *txn, ckpt_writer *w)
+{
+    DB *master = NULL;
+    DBC *cur = NULL, *tcur = NULL;
+    DBT k = {0}, v = {0}, tk = {0}, tv = {0};
+    int rc = db_create(&master, a->env, 0);
+
+    if (!rc)
+        rc = master->open(master, txn, STATE_FILE, NULL, DB_BTREE, DB_RDONLY | DB_THREAD, 0);
+    if (rc == ENOENT) {
+        rc = 0; /* no table yet */
+        goto out;
+    }
+    if (!rc)
+        rc = master->cursor(master, txn, &cur, 0);
+    while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
+        char name[RK_NAME_MAX + 1];
+        DB *src = NULL;
+        if (k.size < 3 || k.size - 2 > RK_NAME_MAX || memcmp(k.data, "t:", 2) != 0)
+            continue;
+        memcpy(name, (char *)k.data + 2, k.size - 2);
+        name[k.size - 2] = '\0';
+        rc = table_db(a, name, 0, &src);
+        if (!rc)
+            rc = src->cursor(src, txn, &tcur, 0);
+        while (!rc && (rc = tcur->get(tcur, &tk, &tv, DB_NEXT)) == 0)
+            rc = ckpt_writer_add(w, name, tk.data, tk.size, tv.data, tv.size);
+        if (rc == DB_NOTFOUND)
+            rc = 0;
+        if (tcur) {
+            tcur->close(tcur);
+            tcur = NULL;
+        }
+    }
+    if (rc == DB_NOTFOUND)
+        rc = 0;
+out:
+    if (cur)
+        cur->close(cur);
+    if (master)
+        master->close(master, 0);
+    return rc;
+}
+
+int applier_checkpoint(applier *a, const char *dir, uint64_t epoch, int zstd_level, uint32_t keep,
+                       char *path_out, size_t path_size, char *err, size_t err_size)
+{
+    struct ckpt_info info = {0}, written = {0};
+    ckpt_writer *w = NULL;
+    DB_TXN *txn = NULL;
+    char **paths = NULL;
+    size_t n_paths = 0;
+    int rc;
+
+    info.epoch = epoch;
+    info.journal_seq = a->am.applied_seq;
+    info.lsn = a->am.applied_lsn;
+    rc = a->env->txn_begin(a->env, NULL, &txn, 0);
+    if (!rc)
+        rc = checkpoint_producers(a, txn, &info);
+    if (!rc)
+        rc = ckpt_writer_open(dir, &info, zstd_level, &w, err, err_size);
+    if (!rc)
+        rc = checkpoint_tables(a, txn, w);
+    if (txn)
+        txn->commit(txn, 0); /* read only */
+    if (rc) {
+        ckpt_writer_abort(w);
+        goto out;
+    }
+    rc = ckpt_writer_finish(w, path_out, path_size, err, err_size);
+    if (rc)
+        goto out;
+    rc = ckpt_read_info(path_out, &written, err, err_size);
+    if (!rc && written.digest != a->am.digest) {
+        seg_error(err, err_size,
+                  "checkpoint %s: the tables' digest %016llx differs from the one apply keeps "
+                  "(%016llx): state and apply disagree",
+                  path_out, (unsigned long long)written.digest, (unsigned long long)a->am.digest);
+        unlink(path_out);
+        rc = RK_ECORRUPT;
+        goto out;
+    }
+    /* retention: the newest `keep` stay */
+    if (!rc && ckpt_list(dir, &paths, &n_paths) == 0) {
+        for (size_t i = keep; i < n_paths; i++)
+            unlink(paths[i]);
+        ckpt_list_free(paths, n_paths);
+    }
+out:
+    ckpt_info_free(&info);
+    ckpt_info_free(&written);
+    if (rc && err && !err[0])
+        seg_error(err, err_size, "checkpoint: %s", store_strerror(rc));
     return rc;
 }

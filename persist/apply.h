@@ -39,6 +39,8 @@ struct apply_meta {
     uint64_t n_groups;    /* groups applied */
     uint64_t n_records;   /* PUT/DEL records applied */
     uint64_t n_discarded; /* groups discarded (producer died or re-attached) */
+    uint64_t digest;      /* state digest: sum of ckpt_entry_digest() over
+                             every entry, kept up to date per operation */
 };
 
 struct producer_meta {
@@ -70,5 +72,13 @@ struct apply_meta applier_meta(const applier *a);
  * applier's own view, which is at a group boundary once applier_run has
  * returned.  The file is written to path.tmp, fsynced and renamed. */
 int applier_snapshot(applier *a, const char *path, char *err, size_t err_size);
+
+/* Writes a checkpoint of every state table into folder dir (checkpoint.h),
+ * from the applier's view (a group boundary once applier_run has returned),
+ * checking that the digest of what it wrote equals the one apply keeps.
+ * Then removes all but the newest `keep` checkpoints.  The new file's path
+ * goes to path_out. */
+int applier_checkpoint(applier *a, const char *dir, uint64_t epoch, int zstd_level, uint32_t keep,
+                       char *path_out, size_t path_size, char *err, size_t err_size);
 
 #endif

@@ -73,6 +73,9 @@ static const struct key_spec keys[] = {
     {"drain", "zstd_level", KEY_INT, FIELD(zstd_level), 1, 19, false, "1"},
     {"apply", "max_lag_entries", KEY_U32, FIELD(max_lag_entries), 1, 1000000, false, "4096"},
     {"storage", "cache_mb", KEY_U32, FIELD(cache_mb), 16, 65536, false, "256"},
+    {"checkpoint", "every_seconds", KEY_U32, FIELD(ckpt_every_seconds), 0, 86400, false, "60"},
+    {"checkpoint", "every_records", KEY_SIZE, FIELD(ckpt_every_records), 0, 1000000000000ull, false, "0"},
+    {"checkpoint", "keep", KEY_U32, FIELD(ckpt_keep), 1, 10000, false, "5"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 

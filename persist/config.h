@@ -36,6 +36,10 @@ struct node_config {
     int zstd_level;         /* zstd_level: 1..19 */
     /* [apply] */
     uint32_t max_lag_entries; /* max_lag_entries: drain pauses when apply is this far behind */
+    /* [checkpoint] */
+    uint32_t ckpt_every_seconds; /* every_seconds: take one this often (0: never by time) */
+    uint64_t ckpt_every_records; /* every_records: ... and after this many records (0: never) */
+    uint32_t ckpt_keep;          /* keep: checkpoints kept, newest first */
     /* [storage] */
     uint32_t cache_mb; /* cache_mb: Berkeley DB cache */
 };

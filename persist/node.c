@@ -41,6 +41,7 @@
 #include <zmq.h>
 
 #include "apply.h"
+#include "checkpoint.h"
 #include "log.h"
 #include "node.h"
 #include "ring.h"
@@ -50,6 +51,8 @@
 #define EPOCH_KEY "epoch"
 #define APPLY_TXN_RECORDS 20000
 #define CONTROL_MAX_MSG 256
+
+enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
 
 /* The identity of the ring this data directory drains, in meta.db. */
 struct ring_record {
@@ -72,14 +75,16 @@ struct node {
     uint64_t journal_seq;        /* last entry journaled (under lock) */
     uint64_t applied_seq;        /* last entry applied (under lock) */
     int drain_done;              /* drain stopped: apply finishes and exits */
-    int snapshot_wanted;         /* a snapshot is asked for (under lock) */
-    uint64_t snapshot_id;        /* +1 per snapshot made */
-    char snapshot_path[PATH_MAX];
-    char snapshot_err[512];
-    char last_error[512]; /* the last error the node survived (under lock) */
+    int wanted;                  /* REQ_* asked of the apply thread (under lock) */
+    uint64_t request_id;         /* +1 per request answered */
+    char request_path[PATH_MAX]; /* the answer: a file made, or */
+    char request_err[512];       /* why it could not be */
+    uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
+    char ckpt_path[PATH_MAX];    /* its file (under lock) */
+    char last_error[512];        /* the last error the node survived (under lock) */
 
     /* for status: written by one thread, read by the control thread */
-    _Atomic uint64_t n_batches, n_records, durable_lsn, applied_lsn, n_discarded, n_groups;
+    _Atomic uint64_t n_batches, n_records, durable_lsn, applied_lsn, n_discarded, n_groups, digest;
     _Atomic uint64_t start_ns;
     _Atomic uint64_t drained_pos; /* ring position the journal covers */
     _Atomic int stop;
@@ -396,45 +401,85 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
 
 /* ------------------------------------------------------------ apply */
 
-static void make_snapshot(struct node *n)
+/* Makes what the control thread asked for (REQ_*), or a checkpoint the
+ * triggers asked for (ask == REQ_CHECKPOINT, nobody waiting), and records
+ * the answer. */
+static void serve(struct node *n, int ask, int answering)
 {
+    const struct node_config *c = n->c;
     char path[PATH_MAX], err[512] = "";
     int rc;
 
-    snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 ".db", store_dir(n->s),
-             (uint64_t)getpid(), n->snapshot_id + 1);
-    rc = applier_snapshot(n->a, path, err, sizeof err);
-    pthread_mutex_lock(&n->lock);
-    n->snapshot_id++;
-    n->snapshot_wanted = 0;
-    if (rc) {
-        snprintf(n->snapshot_err, sizeof n->snapshot_err, "%s", err[0] ? err : store_strerror(rc));
-        snprintf(n->last_error, sizeof n->last_error, "%s", n->snapshot_err);
-        n->snapshot_path[0] = '\0';
-        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", n->snapshot_err);
+    if (ask == REQ_SNAPSHOT) {
+        snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 ".db", store_dir(n->s),
+                 (uint64_t)getpid(), n->request_id + 1);
+        rc = applier_snapshot(n->a, path, err, sizeof err);
+    } else if (applier_meta(n->a).applied_seq == n->ckpt_seq && n->ckpt_seq) {
+        pthread_mutex_lock(&n->lock);
+        snprintf(path, sizeof path, "%s", n->ckpt_path); /* nothing new since */
+        pthread_mutex_unlock(&n->lock);
+        rc = 0;
     } else {
-        snprintf(n->snapshot_path, sizeof n->snapshot_path, "%s", path);
-        n->snapshot_err[0] = '\0';
+        char dir[PATH_MAX + 16];
+        snprintf(dir, sizeof dir, "%s/checkpoints", c->data_dir);
+        rc = applier_checkpoint(n->a, dir, n->epoch, c->zstd_level, c->ckpt_keep, path, sizeof path, err,
+                                sizeof err);
+        if (!rc) {
+            struct apply_meta am = applier_meta(n->a);
+            log_msg(LOG_INFO, "checkpoint taken",
+                    "file=\"%s\" journal_seq=%" PRIu64 " lsn=%" PRIu64 " digest=%016" PRIx64, path,
+                    am.applied_seq, am.applied_lsn, am.digest);
+            pthread_mutex_lock(&n->lock);
+            n->ckpt_seq = am.applied_seq;
+            snprintf(n->ckpt_path, sizeof n->ckpt_path, "%s", path);
+            pthread_mutex_unlock(&n->lock);
+        }
     }
-    pthread_cond_broadcast(&n->apply_cond);
+    if (rc)
+        log_msg(LOG_ERROR, ask == REQ_SNAPSHOT ? "snapshot failed" : "checkpoint failed", "error=\"%s\"",
+                err[0] ? err : store_strerror(rc));
+    pthread_mutex_lock(&n->lock);
+    if (rc)
+        snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
+    if (answering) {
+        n->request_id++;
+        n->wanted = 0;
+        if (rc) {
+            snprintf(n->request_err, sizeof n->request_err, "%s", err[0] ? err : store_strerror(rc));
+            n->request_path[0] = '\0';
+        } else {
+            snprintf(n->request_path, sizeof n->request_path, "%s", path);
+            n->request_err[0] = '\0';
+        }
+        pthread_cond_broadcast(&n->apply_cond);
+    }
     pthread_mutex_unlock(&n->lock);
 }
 
 static void *apply_main(void *arg)
 {
     struct node *n = arg;
+    const struct node_config *c = n->c;
+    uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0;
     char err[512];
 
     for (;;) {
         uint64_t upto;
-        int done, want_snapshot;
+        int done, wanted;
 
         pthread_mutex_lock(&n->lock);
-        while (n->applied_seq == n->journal_seq && !n->drain_done && !n->snapshot_wanted)
-            pthread_cond_wait(&n->journal_cond, &n->lock);
+        while (n->applied_seq == n->journal_seq && !n->drain_done && !n->wanted) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1; /* look at the checkpoint timer now and then */
+            pthread_cond_timedwait(&n->journal_cond, &n->lock, &ts);
+            if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull &&
+                n->applied_seq != n->ckpt_seq)
+                break;
+        }
         upto = n->journal_seq;
         done = n->drain_done;
-        want_snapshot = n->snapshot_wanted;
+        wanted = n->wanted;
         pthread_mutex_unlock(&n->lock);
 
         err[0] = '\0';
@@ -445,12 +490,24 @@ static void *apply_main(void *arg)
         atomic_store(&n->applied_lsn, am.applied_lsn);
         atomic_store(&n->n_discarded, am.n_discarded);
         atomic_store(&n->n_groups, am.n_groups);
+        atomic_store(&n->digest, am.digest);
         pthread_mutex_lock(&n->lock);
         n->applied_seq = upto;
         pthread_cond_broadcast(&n->apply_cond);
         pthread_mutex_unlock(&n->lock);
-        if (want_snapshot)
-            make_snapshot(n);
+        if (wanted) {
+            serve(n, wanted, 1);
+        } else if (am.applied_seq != n->ckpt_seq &&
+                   ((c->ckpt_every_seconds &&
+                     now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull) ||
+                    (c->ckpt_every_records && am.n_records - records_at_ckpt >= c->ckpt_every_records) ||
+                    (done && upto == n->journal_seq))) {
+            serve(n, REQ_CHECKPOINT, 0); /* on a trigger, and at a clean stop */
+        }
+        if (wanted == REQ_CHECKPOINT || n->ckpt_seq == am.applied_seq) {
+            last_ckpt_ns = now_ns();
+            records_at_ckpt = am.n_records;
+        }
         if (done && upto == n->journal_seq)
             break;
     }
@@ -473,6 +530,7 @@ static int status_json(struct node *n, char *out, size_t out_size)
     pthread_mutex_lock(&n->lock);
     journal_seq = n->journal_seq;
     applied_seq = n->applied_seq;
+    uint64_t ckpt_seq = n->ckpt_seq;
     if (n->last_error[0]) { /* the only kind of error a running node survives */
         last_error[e++] = '"';
         for (const char *p = n->last_error; *p && e < sizeof last_error - 3; p++) {
@@ -491,15 +549,17 @@ static int status_json(struct node *n, char *out, size_t out_size)
                     ",\"journal_seq\":%" PRIu64 ",\"applied_seq\":%" PRIu64 ",\"apply_lag_entries\":%" PRIu64
                     ",\"batches\":%" PRIu64 ",\"records\":%" PRIu64 ",\"records_per_s\":%.0f"
                     ",\"groups_applied\":%" PRIu64 ",\"groups_discarded\":%" PRIu64
-                    ",\"uptime_s\":%.0f,\"last_error\":%s}",
+                    ",\"uptime_s\":%.0f,\"state_digest\":\"%016" PRIx64 "\""
+                    ",\"checkpoint_seq\":%" PRIu64 ",\"last_error\":%s}",
                     n->c->role, n->epoch, (int)getpid(), n->c->data_dir, n->c->ring_name, h->capacity,
                     tail - head, tail, durable, applied, tail - atomic_load(&n->drained_pos), journal_seq,
                     applied_seq, journal_seq - applied_seq, atomic_load(&n->n_batches),
                     atomic_load(&n->n_records), secs > 0 ? (double)atomic_load(&n->n_records) / secs : 0.0,
-                    atomic_load(&n->n_groups), atomic_load(&n->n_discarded), secs, last_error);
+                    atomic_load(&n->n_groups), atomic_load(&n->n_discarded), secs, atomic_load(&n->digest),
+                    ckpt_seq, last_error);
 }
 
-static void answer_snapshot(struct node *n, char *out, size_t out_size)
+static void answer_request(struct node *n, int ask, char *out, size_t out_size)
 {
     struct ring_header *h = ring_header_of(n->ring);
     /* acquire: what was claimed before the request */
@@ -516,17 +576,17 @@ static void answer_snapshot(struct node *n, char *out, size_t out_size)
         usleep(1000);
     }
     pthread_mutex_lock(&n->lock);
-    id = n->snapshot_id;
-    n->snapshot_wanted = 1;
+    id = n->request_id;
+    n->wanted = ask;
     pthread_cond_broadcast(&n->journal_cond);
-    while (n->snapshot_id == id && !atomic_load(&n->stop))
+    while (n->request_id == id && !atomic_load(&n->stop))
         pthread_cond_wait(&n->apply_cond, &n->lock);
-    if (n->snapshot_id == id)
+    if (n->request_id == id)
         snprintf(out, out_size, "error node is stopping");
-    else if (n->snapshot_err[0])
-        snprintf(out, out_size, "error %s", n->snapshot_err);
+    else if (n->request_err[0])
+        snprintf(out, out_size, "error %s", n->request_err);
     else
-        snprintf(out, out_size, "ok %s", n->snapshot_path);
+        snprintf(out, out_size, "ok %s", n->request_path);
     pthread_mutex_unlock(&n->lock);
 }
 
@@ -553,7 +613,9 @@ static void *control_main(void *arg)
         if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0)
             status_json(n, reply, 65536);
         else if (strcmp(req, "snapshot") == 0)
-            answer_snapshot(n, reply, 65536);
+            answer_request(n, REQ_SNAPSHOT, reply, 65536);
+        else if (strcmp(req, "checkpoint") == 0)
+            answer_request(n, REQ_CHECKPOINT, reply, 65536);
         else
             snprintf(reply, 65536, "error unknown request");
         zmq_send(sock, reply, strlen(reply), 0);
@@ -684,6 +746,20 @@ int node_run(const struct node_config *c)
     if (rc)
         goto out;
     atomic_store(&n.drained_pos, atomic_load(&ring_header_of(n.ring)->head));
+    {
+        /* the newest checkpoint: nothing to take again until apply moves */
+        char **paths = NULL;
+        size_t n_paths = 0;
+        struct ckpt_info info = {0};
+        snprintf(path, sizeof path, "%s/checkpoints", c->data_dir);
+        if (ckpt_list(path, &paths, &n_paths) == 0 && n_paths &&
+            ckpt_read_info(paths[0], &info, err, sizeof err) == 0) {
+            n.ckpt_seq = info.journal_seq;
+            snprintf(n.ckpt_path, sizeof n.ckpt_path, "%s", paths[0]);
+        }
+        ckpt_info_free(&info);
+        ckpt_list_free(paths, n_paths);
+    }
     snprintf(path, sizeof path, "%s/snapshots", c->data_dir);
     mkdir(path, 0700);
     remove_old_snapshots(path);

@@ -352,6 +352,7 @@ static const char *const all_keys[][2] = {
     {"ring", "name"},           {"ring", "capacity"},         {"ring", "unblock_timeout_ms"},
     {"drain", "batch_records"}, {"drain", "batch_bytes"},     {"drain", "batch_time_us"},
     {"drain", "zstd_level"},    {"apply", "max_lag_entries"}, {"storage", "cache_mb"},
+    {"checkpoint", "every_seconds"}, {"checkpoint", "every_records"}, {"checkpoint", "keep"},
 };
 #define N_ALL_KEYS (sizeof all_keys / sizeof all_keys[0])
 
@@ -408,7 +409,7 @@ END_TEST
 #define NAME_48 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuv"
 #define R_NAME_LEN(n) "ring name '" n "' must be 1 to 47 characters and not start with '.'"
 #define R_NAME_CHAR(n, c) "ring name '" n "' has '" c "': use letters, digits, '_', '-', '.'"
-#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage])"
+#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage], [checkpoint])"
 
 static const struct bad_value {
     const char *section, *key, *value, *reason;

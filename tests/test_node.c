@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "config.h"
 #include "node.h"
 #include "ring.h"
@@ -511,6 +512,77 @@ START_TEST(restore_api_live_and_stopped)
 }
 END_TEST
 
+/* A checkpoint of the live node holds exactly the state: every entry is
+ * the one rk_state reads, nothing more, and its digest is the sum of the
+ * entries' terms. */
+struct ckpt_check {
+    rk_state *s;
+    uint64_t n, digest;
+    char why[200];
+};
+
+static int check_ckpt_entry(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
+                            uint32_t vlen)
+{
+    struct ckpt_check *cc = arg;
+    void *got = NULL;
+    uint32_t got_len = 0;
+    int rc = rk_state_get(cc->s, table, key, klen, &got, &got_len);
+
+    if (rc || got_len != vlen || (vlen && memcmp(got, val, vlen) != 0)) {
+        snprintf(cc->why, sizeof cc->why, "entry %llu of table %s differs from the state (%s)",
+                 (unsigned long long)cc->n, table, rk_strerror(rc));
+        free(got);
+        return 1;
+    }
+    free(got);
+    cc->n++;
+    cc->digest += ckpt_entry_digest(table, key, klen, val, vlen);
+    return 0;
+}
+
+static int count_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    (void)key, (void)klen, (void)val, (void)vlen;
+    (*(uint64_t *)arg)++;
+    return 0;
+}
+
+START_TEST(checkpoint_of_a_live_node_equals_its_state)
+{
+    pid_t node = start_node(NULL), e[N_PRODUCERS];
+    struct ckpt_info info = {0};
+    struct ckpt_check cc = {0};
+    uint64_t n_state = 0;
+    char *reply = NULL, err[512] = "";
+
+    for (int p = 0; p < N_PRODUCERS; p++)
+        e[p] = start_engine(p, 2000, 0);
+    for (int p = 0; p < N_PRODUCERS; p++)
+        wait_engine(e[p]);
+    ck_assert_int_eq(node_request(data_dir, "checkpoint", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "checkpoint: %s", reply);
+    ck_assert_int_eq(rk_state_open(data_dir, &cc.s), 0);
+    ck_assert_msg(ckpt_verify(reply + 3, &info, check_ckpt_entry, &cc, err, sizeof err) == 0, "%s %s", err,
+                  cc.why);
+    for (int t = 0; t < 3; t++) {
+        char table[4];
+        snprintf(table, sizeof table, "t%d", t);
+        ck_assert_int_eq(rk_state_scan(cc.s, table, NULL, 0, count_entry, &n_state), 0);
+    }
+    ck_assert_uint_eq(cc.n, n_state);
+    ck_assert_uint_eq(info.n_entries, n_state);
+    ck_assert_uint_eq(info.digest, cc.digest);
+    ck_assert_uint_eq(info.n_producers, N_PRODUCERS);
+    for (uint32_t i = 0; i < info.n_producers; i++)
+        ck_assert_uint_eq(info.producers[i].height, 2000);
+    ckpt_info_free(&info);
+    rk_state_close(cc.s);
+    free(reply);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -519,6 +591,7 @@ static Suite *node_suite(void)
     tcase_set_timeout(tc, 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, restore_api_live_and_stopped);
+    tcase_add_test(tc, checkpoint_of_a_live_node_equals_its_state);
     tcase_add_test(tc, second_node_and_foreign_ring_are_refused);
     tcase_add_test(tc, engine_killed_mid_group_is_never_applied_in_part);
     tcase_add_test(tc, fsync_eio_is_fatal_and_recovers);
