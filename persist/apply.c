@@ -504,7 +504,7 @@ static int copy_db(DB *src, DB_TXN *txn, DB *dst)
 {
     DBC *cur = NULL;
     DBT k = {0}, v = {0};
-    int rc = src->cursor(src, txn, &cur, 0);
+    int rc = src->cursor(src, txn, &cur, DB_READ_COMMITTED);
 
     while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0)
         rc = dst->put(dst, NULL, &k, &v, 0);
@@ -578,7 +578,7 @@ int applier_snapshot(applier *a, const char *path, char *err, size_t err_size)
     }
     /* producers that this applier has not met since it opened */
     if (!rc)
-        rc = a->meta->cursor(a->meta, txn, &cur, 0);
+        rc = a->meta->cursor(a->meta, txn, &cur, DB_READ_COMMITTED);
     while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
         if (k.size > 2 && memcmp(k.data, "p:", 2) == 0) {
             DBT have = {0};
@@ -605,7 +605,7 @@ int applier_snapshot(applier *a, const char *path, char *err, size_t err_size)
     if (rc == ENOENT) {
         rc = 0; /* no table yet */
     } else if (!rc) {
-        rc = master->cursor(master, txn, &cur, 0);
+        rc = master->cursor(master, txn, &cur, DB_READ_COMMITTED);
         while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
             char name[RK_NAME_MAX + 1], sub[RK_NAME_MAX + 3];
             DB *src = NULL;
@@ -681,7 +681,7 @@ static int checkpoint_producers(applier *a, DB_TXN *txn, struct ckpt_info *info)
 {
     DBC *cur = NULL;
     DBT k = {0}, v = {0};
-    int rc = a->meta->cursor(a->meta, txn, &cur, 0);
+    int rc = a->meta->cursor(a->meta, txn, &cur, DB_READ_COMMITTED);
 
     while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
         struct producer_meta m;
@@ -723,7 +723,7 @@ static int checkpoint_tables(applier *a, DB_TXN *txn, ckpt_writer *w)
         goto out;
     }
     if (!rc)
-        rc = master->cursor(master, txn, &cur, 0);
+        rc = master->cursor(master, txn, &cur, DB_READ_COMMITTED);
     while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
         char name[RK_NAME_MAX + 1];
         DB *src = NULL;
@@ -733,7 +733,7 @@ static int checkpoint_tables(applier *a, DB_TXN *txn, ckpt_writer *w)
         name[k.size - 2] = '\0';
         rc = table_db(a, name, 0, &src);
         if (!rc)
-            rc = src->cursor(src, txn, &tcur, 0);
+            rc = src->cursor(src, txn, &tcur, DB_READ_COMMITTED);
         while (!rc && (rc = tcur->get(tcur, &tk, &tv, DB_NEXT)) == 0)
             rc = ckpt_writer_add(w, name, tk.data, tk.size, tv.data, tv.size);
         if (rc == DB_NOTFOUND)

@@ -49,7 +49,7 @@
 
 #define RING_RECORD_KEY "ring"
 #define EPOCH_KEY "epoch"
-#define APPLY_TXN_RECORDS 20000
+#define APPLY_STEP_ENTRIES 16 /* apply publishes its progress at least this often */
 #define CONTROL_MAX_MSG 256
 
 enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
@@ -370,7 +370,8 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
                 break;
             if (b.n_frames == 1)
                 b.first_ns = now_ns();
-            else if (c->batch_time_us && now_ns() - b.first_ns >= (uint64_t)c->batch_time_us * 1000u)
+            else if (c->batch_time_us && (b.n_frames & 63) == 0 && /* the clock costs: look now and then */
+                     now_ns() - b.first_ns >= (uint64_t)c->batch_time_us * 1000u)
                 break;
         }
         if (b.n_frames)
@@ -464,7 +465,7 @@ static void *apply_main(void *arg)
     char err[512];
 
     for (;;) {
-        uint64_t upto;
+        uint64_t upto, journal_seq;
         int done, wanted;
 
         pthread_mutex_lock(&n->lock);
@@ -477,13 +478,17 @@ static void *apply_main(void *arg)
                 n->applied_seq != n->ckpt_seq)
                 break;
         }
-        upto = n->journal_seq;
+        /* in steps, so that a drain waiting for apply to catch up sees
+         * progress as it is made, not after the whole backlog */
+        journal_seq = n->journal_seq;
+        upto = journal_seq - n->applied_seq > APPLY_STEP_ENTRIES ? n->applied_seq + APPLY_STEP_ENTRIES
+                                                                 : journal_seq;
         done = n->drain_done;
         wanted = n->wanted;
         pthread_mutex_unlock(&n->lock);
 
         err[0] = '\0';
-        int rc = applier_run(n->a, upto, APPLY_TXN_RECORDS, err, sizeof err);
+        int rc = applier_run(n->a, upto, STORE_TXN_RECORDS, err, sizeof err);
         if (rc)
             fatal("apply failed", err[0] ? err : store_strerror(rc));
         struct apply_meta am = applier_meta(n->a);
@@ -495,7 +500,7 @@ static void *apply_main(void *arg)
         n->applied_seq = upto;
         pthread_cond_broadcast(&n->apply_cond);
         pthread_mutex_unlock(&n->lock);
-        if (wanted) {
+        if (wanted && upto == journal_seq) { /* caught up with what the request saw */
             serve(n, wanted, 1);
         } else if (am.applied_seq != n->ckpt_seq &&
                    ((c->ckpt_every_seconds &&

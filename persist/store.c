@@ -243,6 +243,17 @@ static int open_env(store *s, uint32_t cache_mb, char *err, size_t err_size)
         rc = s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 0); /* retention removes logs */
     if (rc == 0)
         rc = s->env->set_lk_detect(s->env, DB_LOCK_DEFAULT); /* a deadlock picks a victim, never hangs */
+    /* BDB's default lock table (about 1000 entries) runs out in one apply
+     * transaction of a few thousand random puts into a large tree, and
+     * then every writer fails with ENOMEM: size it for the applier's
+     * transactions (STORE_TXN_RECORDS), the drain's appends and snapshot
+     * copies at once. */
+    if (rc == 0)
+        rc = s->env->set_lk_max_locks(s->env, STORE_MAX_LOCKS);
+    if (rc == 0)
+        rc = s->env->set_lk_max_objects(s->env, STORE_MAX_LOCKS);
+    if (rc == 0)
+        rc = s->env->set_lk_max_lockers(s->env, 4096);
     if (rc == 0)
         rc = s->env->open(s->env, home,
                           DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER |

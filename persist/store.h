@@ -96,6 +96,11 @@ void journal_entry_free(journal_entry *e);
 
 typedef struct store store;
 
+/* Records one apply transaction may hold, and the lock table sized for it
+ * (a random put into a large tree locks a leaf and a few internal pages). */
+#define STORE_TXN_RECORDS 4000u
+#define STORE_MAX_LOCKS 200000u
+
 enum { STORE_CREATE = 1 }; /* create db/ and checkpoints/ if missing */
 
 /* Opens the data directory dir (which must exist): takes DIR/LOCK

@@ -583,6 +583,54 @@ START_TEST(checkpoint_of_a_live_node_equals_its_state)
 }
 END_TEST
 
+/* A state far larger than a Berkeley DB lock table's defaults: apply
+ * transactions, a checkpoint and a restore copy all of it (regression: the
+ * default lock table ran out at ~150k keys and the node died). */
+START_TEST(large_state_applies_checkpoints_and_restores)
+{
+    const uint32_t n_keys = 300000, per_group = 1000;
+    pid_t node = start_node(NULL), e;
+    struct ckpt_info info = {0};
+    rk_state *s = NULL;
+    uint64_t n = 0, h = 0;
+    char *reply = NULL, err[512] = "";
+    int status;
+
+    e = fork();
+    if (e == 0) {
+        rk_ring_opts ro = {.producer = "bulk"};
+        rk_ring *r = NULL;
+        uint16_t t;
+        uint64_t lsn = 0;
+        if (rk_ring_attach(ring_name, &ro, &r) || rk_table(r, "bulk", &t))
+            _exit(1);
+        for (uint32_t i = 0; i < n_keys; i++) {
+            uint64_t k = mix(i); /* random order into the tree */
+            if (rk_put(r, t, &k, sizeof k, &i, sizeof i, NULL))
+                _exit(2);
+            if ((i + 1) % per_group == 0 && rk_mark(r, (i + 1) / per_group, &lsn))
+                _exit(3);
+        }
+        _exit(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000) ? 4 : 0);
+    }
+    ck_assert_int_eq(waitpid(e, &status, 0), e);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bulk engine failed: %d", status);
+    ck_assert_int_eq(node_request(data_dir, "checkpoint", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "checkpoint: %s", reply);
+    ck_assert_msg(ckpt_verify(reply + 3, &info, NULL, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(info.n_entries, n_keys);
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    ck_assert_int_eq(rk_state_scan(s, "bulk", NULL, 0, count_entry, &n), 0);
+    ck_assert_uint_eq(n, n_keys);
+    ck_assert_int_eq(rk_state_height(s, "bulk", &h), 0);
+    ck_assert_uint_eq(h, n_keys / per_group);
+    rk_state_close(s);
+    ckpt_info_free(&info);
+    free(reply);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -592,6 +640,7 @@ static Suite *node_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, restore_api_live_and_stopped);
     tcase_add_test(tc, checkpoint_of_a_live_node_equals_its_state);
+    tcase_add_test(tc, large_state_applies_checkpoints_and_restores);
     tcase_add_test(tc, second_node_and_foreign_ring_are_refused);
     tcase_add_test(tc, engine_killed_mid_group_is_never_applied_in_part);
     tcase_add_test(tc, fsync_eio_is_fatal_and_recovers);
