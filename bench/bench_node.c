@@ -21,7 +21,7 @@
  * first --apply-records records) is copied into a fresh data directory and
  * applied there with applier_run() in this process, timed alone; the same
  * PUTs, in the same transactions (the applier's commit points, computed
- * from its rule: after a journal entry once APPLY_TXN_RECORDS records are
+ * from its rule: after a journal entry once STORE_TXN_RECORDS records are
  * in the transaction), go into a fresh transactional environment with the
  * same cache (and a lock table that holds those transactions), committed
  * with DB_TXN_NOSYNC as the applier commits.  It prints both rates,
@@ -118,7 +118,7 @@
 #define WAITER_NAME "w0"
 #define RING_CAPACITY "64M"
 #define CACHE_MB 256u            /* the node's default cache_mb; the raw baseline uses the same */
-#define APPLY_TXN_RECORDS 20000u /* = APPLY_TXN_RECORDS in persist/node.c (private there) */
+#define APPLY_TXN_RECORDS STORE_TXN_RECORDS /* what the node passes to applier_run */
 #define ZSTD_LEVEL 1             /* the node's default zstd_level */
 #define MAX_RATES 8
 #define MAX_REPEAT 9
