@@ -147,8 +147,10 @@ uint32_t rk_ring_max_record(const rk_ring *r);
 typedef struct rk_state rk_state;
 
 /* Opens the state of source: a node's data directory, whether a node runs
- * on it or not.  On success *out is a handle the caller owns and releases
- * with rk_state_close(). */
+ * on it or not, or a checkpoint file (checkpoints/<seq>.rkcp: a backtest
+ * resuming from its last checkpoint without a node), which is verified
+ * whole first (RK_ECORRUPT, RK_EVERSION if it fails).  On success *out is
+ * a handle the caller owns and releases with rk_state_close(). */
 int rk_state_open(const char *source, rk_state **out);
 
 /* Releases s.  NULL is a no-op. */

@@ -10,6 +10,8 @@
  *   - no node runs: this process takes the data directory's lock itself,
  *     recovers the environment, applies the journal, writes the snapshot and
  *     lets the lock go.
+ *   - a checkpoint file: verified whole (nothing is used from a file that
+ *     fails), then written as a snapshot in a private temporary folder.
  * The handle opens every subdatabase, then unlinks the file: the copy is
  * private to the engine, and nothing is left behind if the engine dies.
  *
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #include "apply.h"
+#include "checkpoint.h"
 #include "node.h"
 #include "ringkeep.h"
 #include "store.h"
@@ -144,6 +147,98 @@ static int snapshot_here(const char *dir, char *path, size_t path_size)
     return rc;
 }
 
+/* ------------------------------------------------------------ checkpoint files */
+
+/* Loads a checkpoint into a snapshot file (the layout open_snapshot reads). */
+struct ckpt_load {
+    DB_ENV *env;
+    const char *file;
+    DB *db; /* the table being filled */
+    char table[RK_NAME_MAX + 1];
+};
+
+static int load_entry(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
+                      uint32_t vlen)
+{
+    struct ckpt_load *l = arg;
+    DBT k = {.data = (void *)key, .size = klen}, v = {.data = (void *)val, .size = vlen};
+    int rc;
+
+    if (!l->db || strcmp(l->table, table) != 0) {
+        char sub[RK_NAME_MAX + 3];
+        if (l->db)
+            l->db->close(l->db, 0);
+        l->db = NULL;
+        snprintf(l->table, sizeof l->table, "%s", table);
+        snprintf(sub, sizeof sub, "t:%s", table);
+        rc = db_create(&l->db, l->env, 0);
+        if (!rc)
+            rc = l->db->open(l->db, NULL, l->file, sub, DB_BTREE, DB_CREATE, 0600);
+        if (rc)
+            return rc;
+    }
+    return l->db->put(l->db, NULL, &k, &v, 0);
+}
+
+/* Verifies checkpoint `path` whole, then writes it as a snapshot file in a
+ * private temporary folder; *snap_path is that file. */
+static int snapshot_from_checkpoint(const char *path, char *snap_path, size_t snap_size, char *dir,
+                                    size_t dir_size)
+{
+    struct ckpt_info info = {0};
+    struct ckpt_load l = {.file = "state.db"};
+    struct apply_meta am = {0};
+    DB *meta = NULL;
+    char err[512];
+    const char *tmp = getenv("TMPDIR");
+    int rc;
+
+    snprintf(dir, dir_size, "%s/ringkeep-restore.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(dir))
+        return errno;
+    snprintf(snap_path, snap_size, "%s/%s", dir, l.file);
+    rc = db_env_create(&l.env, 0);
+    if (!rc)
+        rc = l.env->set_cachesize(l.env, 0, 64u << 20, 1);
+    if (!rc)
+        rc = l.env->open(l.env, dir, DB_CREATE | DB_INIT_MPOOL | DB_PRIVATE, 0600);
+    /* entries are handed over only once the whole file has verified */
+    if (!rc)
+        rc = ckpt_verify(path, &info, load_entry, &l, err, sizeof err);
+    if (l.db)
+        l.db->close(l.db, 0);
+    if (!rc)
+        rc = db_create(&meta, l.env, 0);
+    if (!rc)
+        rc = meta->open(meta, NULL, l.file, "meta", DB_BTREE, DB_CREATE, 0600);
+    if (!rc) {
+        am.applied_seq = info.journal_seq;
+        am.applied_lsn = info.lsn;
+        am.n_records = info.n_entries;
+        am.digest = info.digest;
+        DBT k = {.data = "applied", .size = 7}, v = {.data = &am, .size = sizeof am};
+        rc = meta->put(meta, NULL, &k, &v, 0);
+    }
+    for (uint32_t i = 0; !rc && i < info.n_producers; i++) {
+        struct producer_meta m = {
+            .applied_lsn = info.producers[i].applied_lsn, .height = info.producers[i].height, .n_groups = 1};
+        char key[RK_NAME_MAX + 3];
+        snprintf(key, sizeof key, "p:%s", info.producers[i].name);
+        DBT k = {.data = key, .size = (u_int32_t)strlen(key)}, v = {.data = &m, .size = sizeof m};
+        rc = meta->put(meta, NULL, &k, &v, 0);
+    }
+    if (meta)
+        meta->close(meta, 0);
+    if (l.env)
+        l.env->close(l.env, 0);
+    ckpt_info_free(&info);
+    if (rc) {
+        unlink(snap_path);
+        rmdir(dir);
+    }
+    return rc;
+}
+
 int rk_state_open(const char *source, rk_state **out)
 {
     rk_state *s = NULL;
@@ -156,8 +251,24 @@ int rk_state_open(const char *source, rk_state **out)
     *out = NULL;
     if (stat(source, &st) != 0)
         return errno;
+    if (S_ISREG(st.st_mode)) {
+        /* a checkpoint file: verified whole, then read like a snapshot */
+        char dir[PATH_MAX];
+        rc = snapshot_from_checkpoint(source, path, sizeof path, dir, sizeof dir);
+        if (rc)
+            return rc;
+        s = calloc(1, sizeof *s);
+        rc = s ? open_snapshot(path, s) : ENOMEM;
+        rmdir(dir); /* empty: open_snapshot unlinked the file */
+        if (rc) {
+            rk_state_close(s);
+            return rc;
+        }
+        *out = s;
+        return 0;
+    }
     if (!S_ISDIR(st.st_mode))
-        return RK_EINVAL; /* checkpoint files: not available yet */
+        return RK_EINVAL;
     rc = node_request(source, "snapshot", SNAPSHOT_WAIT_MS, &reply);
     if (rc == 0) {
         if (strncmp(reply, "ok ", 3) != 0) {
