@@ -634,37 +634,62 @@ out:
     return NULL;
 }
 
+/* The pid written in DIR/LOCK if a process holds the lock, 0 if none. */
+static long lock_holder(const char *lock_path)
+{
+    char text[32] = "";
+    long pid = 0;
+    int fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0) { /* held: a node runs */
+        ssize_t n = read(fd, text, sizeof text - 1);
+        pid = n > 0 ? strtol(text, NULL, 10) : 0;
+        if (pid <= 0)
+            pid = -1; /* held, pid not written yet */
+    }
+    close(fd);
+    return pid;
+}
+
 int node_request(const char *dir, const char *request, int timeout_ms, char **reply)
 {
     char lock_path[PATH_MAX + 8], endpoint[PATH_MAX + 32];
     void *ctx = NULL, *sock = NULL;
-    int linger = 0, fd, rc = 0, len;
+    int linger = 0, slice = 200, rc = 0, len = -1;
+    long holder;
     char *buf = NULL;
 
     *reply = NULL;
     snprintf(lock_path, sizeof lock_path, "%s/LOCK", dir);
-    fd = open(lock_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ENOENT;
-    if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
-        close(fd); /* nobody holds it: no node */
-        return ENOENT;
-    }
-    close(fd);
+    holder = lock_holder(lock_path);
+    if (holder == 0)
+        return ENOENT; /* nobody holds the lock: no node */
     node_control_endpoint(dir, endpoint, sizeof endpoint);
     buf = malloc(65537);
     ctx = zmq_ctx_new();
     sock = ctx ? zmq_socket(ctx, ZMQ_REQ) : NULL;
     if (!buf || !sock || zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms) || zmq_connect(sock, endpoint) ||
+        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &slice, sizeof slice) || zmq_connect(sock, endpoint) ||
         zmq_send(sock, request, strlen(request), 0) < 0) {
         rc = buf ? EIO : ENOMEM;
         goto out;
     }
-    len = zmq_recv(sock, buf, 65536, 0);
-    if (len < 0) {
-        rc = RK_ETIMEDOUT;
-        goto out;
+    /* wait in slices: a node that dies (or is replaced) meanwhile never
+     * answers, and waiting out the whole timeout for it would be wrong */
+    for (int waited = 0; len < 0; waited += slice) {
+        len = zmq_recv(sock, buf, 65536, 0);
+        if (len >= 0)
+            break;
+        if (lock_holder(lock_path) != holder) {
+            rc = EAGAIN; /* the node went away: ask again */
+            goto out;
+        }
+        if (waited >= timeout_ms) {
+            rc = RK_ETIMEDOUT;
+            goto out;
+        }
     }
     buf[len < 65536 ? len : 65536] = '\0';
     *reply = buf;

@@ -17,9 +17,10 @@ int node_run(const struct node_config *c);
  * "ipc://DIR/control.sock". */
 void node_control_endpoint(const char *dir, char *out, size_t out_size);
 
-/* Sends request ("status", "status-json", "snapshot") to the node on dir
+/* Sends request ("status", "snapshot", "checkpoint") to the node on dir
  * and returns its reply (malloc'd, NUL-terminated) in *reply.  ENOENT when
- * no node runs there, RK_ETIMEDOUT when it does not answer in timeout_ms. */
+ * no node runs there, EAGAIN when the node stopped or was replaced before
+ * it answered, RK_ETIMEDOUT when it does not answer in timeout_ms. */
 int node_request(const char *dir, const char *request, int timeout_ms, char **reply);
 
 #endif

@@ -269,7 +269,11 @@ int rk_state_open(const char *source, rk_state **out)
     }
     if (!S_ISDIR(st.st_mode))
         return RK_EINVAL;
-    rc = node_request(source, "snapshot", SNAPSHOT_WAIT_MS, &reply);
+    /* a node that dies or restarts while asked is asked again (or, gone,
+     * replaced by this process); bounded */
+    for (int tries = 0;
+         (rc = node_request(source, "snapshot", SNAPSHOT_WAIT_MS, &reply)) == EAGAIN && tries < 600; tries++)
+        usleep(100000);
     if (rc == 0) {
         if (strncmp(reply, "ok ", 3) != 0) {
             free(reply); /* the node could not write the snapshot; it logged why */
