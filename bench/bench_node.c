@@ -101,6 +101,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "apply.h"
 #include "config.h"
 #include "node.h"
@@ -117,9 +118,9 @@
 #define PRODUCER_NAME "p0"
 #define WAITER_NAME "w0"
 #define RING_CAPACITY "64M"
-#define CACHE_MB 256u            /* the node's default cache_mb; the raw baseline uses the same */
+#define CACHE_MB 256u                       /* the node's default cache_mb; the raw baseline uses the same */
 #define APPLY_TXN_RECORDS STORE_TXN_RECORDS /* what the node passes to applier_run */
-#define ZSTD_LEVEL 1             /* the node's default zstd_level */
+#define ZSTD_LEVEL 1                        /* the node's default zstd_level */
 #define MAX_RATES 8
 #define MAX_REPEAT 9
 #define DEFAULT_SECONDS 5.0
@@ -208,14 +209,6 @@ static uint32_t *model_build(uint64_t n_puts, uint64_t *n_keys)
 }
 
 /* ------------------------------------------------------------ clocks */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void sleep_until(uint64_t t_ns)
 {
@@ -1462,29 +1455,6 @@ static void read_machine(struct machine *m)
     }
 }
 
-/* Prints s as a JSON string. */
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", (unsigned char)*s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
-
-static void json_array(const double *v, int n)
-{
-    putchar('[');
-    for (int i = 0; i < n; i++)
-        printf("%s%.0f", i ? "," : "", v[i]);
-    putchar(']');
-}
-
 static void json_machine(const struct machine *m)
 {
     printf(",\"nproc\":%ld,\"cpu\":", m->nproc);
@@ -1638,11 +1608,6 @@ static void print_apply(const struct options *opt, const struct machine *m, cons
         printf("}\n");
     }
     fflush(stdout);
-}
-
-static const char *met(int ok)
-{
-    return ok ? "met" : "not met";
 }
 
 /* The issue's targets, for information: they never change the exit status. */

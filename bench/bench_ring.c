@@ -71,6 +71,7 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include "bench_util.h"
 #include "ring.h"
 #include "ringkeep.h"
 
@@ -146,14 +147,6 @@ static uint64_t hist_quantile(const struct hist *h, double q)
 }
 
 /* ------------------------------------------------------------ clocks */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* rdtscp waits until every earlier instruction has executed. */
 static inline uint64_t tsc_now(void)
@@ -944,21 +937,6 @@ static void read_machine(struct machine *m)
         snprintf(m->kernel, sizeof m->kernel, "unknown");
 }
 
-/* Prints s as a JSON string. */
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", (unsigned char)*s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
-
 static void print_header(const struct options *opt, const struct machine *m)
 {
     printf("bench_ring: ringkeep shared-memory ring vs a bare two-process memcpy ring\n");
@@ -981,15 +959,6 @@ static void print_header(const struct options *opt, const struct machine *m)
            RELEASE_FRAMES, RELEASE_BYTES / 1024);
     printf("\n%4s %6s %9s %10s %8s %7s %7s %8s %7s %10s %9s\n", "prod", "value", "records", "records/s",
            "MB/s", "p50 ns", "p99 ns", "p999 ns", "ovh ns", "base rec/s", "ours/base");
-}
-
-/* Prints n values as a JSON array. */
-static void json_array(const double *v, int n)
-{
-    putchar('[');
-    for (int i = 0; i < n; i++)
-        printf("%s%.0f", i ? "," : "", v[i]);
-    putchar(']');
 }
 
 static void print_result(const struct options *opt, const struct machine *m, const struct result *res)
@@ -1019,11 +988,6 @@ static void print_result(const struct options *opt, const struct machine *m, con
         printf("}\n");
     }
     fflush(stdout);
-}
-
-static const char *met(int ok)
-{
-    return ok ? "met" : "not met";
 }
 
 /* The issue's targets, for information: they never change the exit status. */
