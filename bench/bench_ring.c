@@ -915,26 +915,7 @@ struct machine {
 
 static void read_machine(struct machine *m)
 {
-    char line[512];
-    struct utsname u;
-    FILE *f = fopen("/proc/cpuinfo", "r");
-
-    m->nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    snprintf(m->cpu, sizeof m->cpu, "unknown");
-    while (f && fgets(line, sizeof line, f)) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) == 0 && colon) {
-            snprintf(m->cpu, sizeof m->cpu, "%s", colon + 2);
-            m->cpu[strcspn(m->cpu, "\n")] = '\0';
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-    if (uname(&u) == 0)
-        snprintf(m->kernel, sizeof m->kernel, "%.30s %.90s", u.sysname, u.release);
-    else
-        snprintf(m->kernel, sizeof m->kernel, "unknown");
+    bench_read_host(&m->nproc, m->cpu, sizeof m->cpu, m->kernel, sizeof m->kernel);
 }
 
 static void print_header(const struct options *opt, const struct machine *m)

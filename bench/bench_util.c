@@ -4,7 +4,9 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench_util.h"
 
@@ -41,4 +43,28 @@ uint64_t now_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void bench_read_host(long *nproc, char *cpu, size_t cpu_size, char *kernel, size_t kernel_size)
+{
+    char line[512];
+    struct utsname u;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+
+    *nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(cpu, cpu_size, "unknown");
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon) {
+            snprintf(cpu, cpu_size, "%s", colon + 2);
+            cpu[strcspn(cpu, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    if (uname(&u) == 0)
+        snprintf(kernel, kernel_size, "%.30s %.90s", u.sysname, u.release);
+    else
+        snprintf(kernel, kernel_size, "unknown");
 }
