@@ -37,6 +37,12 @@
  *   "tables"     array of [name (str), n_entries (uint >= 1)], names
  *                strictly increasing (only tables with entries appear)
  *   "n_entries", "raw_size" (sum of the frames' raw_len), "digest"  uint
+ * and, from format 1.1, optionally (checkpoint.h, struct ckpt_replay):
+ *   "replay"     array of 7: [restart_seq, n_groups, n_records, n_discarded
+ *                (uint), producers: array of [name (str), applied_lsn,
+ *                height, n_groups, discard_lsn (uint)], table ids: array
+ *                of [id (uint < 65536), name (str)], producer slots: array
+ *                of [slot (uint < 65536), name (str)]]
  * Names are 1..RK_NAME_MAX bytes without NUL.  A file of a minor version
  * newer than ours may carry other keys, which are skipped; in a file of
  * our minor or older an unknown key is corruption.  The fixed 32 bytes,
@@ -145,10 +151,15 @@ void ckpt_info_free(struct ckpt_info *info)
         return;
     free(info->producers);
     free(info->tables);
+    free(info->replay.producers);
+    free(info->replay.table_ids);
+    free(info->replay.slots);
     info->producers = NULL;
     info->tables = NULL;
     info->n_producers = 0;
     info->n_tables = 0;
+    memset(&info->replay, 0, sizeof info->replay);
+    info->has_replay = 0;
 }
 
 /* 1..RK_NAME_MAX bytes, no NUL. */
@@ -393,6 +404,7 @@ enum header_key {
     K_N_ENTRIES,
     K_RAW_SIZE,
     K_DIGEST,
+    K_REPLAY, /* 1.1, optional */
     N_KEYS
 };
 
@@ -400,6 +412,7 @@ static const char *const key_names[N_KEYS] = {
     [K_EPOCH] = "epoch",         [K_JOURNAL_SEQ] = "journal_seq", [K_LSN] = "lsn",
     [K_CREATED] = "created_ns",  [K_PRODUCERS] = "producers",     [K_TABLES] = "tables",
     [K_N_ENTRIES] = "n_entries", [K_RAW_SIZE] = "raw_size",       [K_DIGEST] = "digest",
+    [K_REPLAY] = "replay",
 };
 
 static int find_key(const uint8_t *s, uint32_t len)
@@ -481,6 +494,83 @@ static int decode_tables(struct mp_reader *r, struct ckpt_info *info, char *err,
     return 0;
 }
 
+/* "replay" (format 1.1): see the layout above. */
+static int decode_map_entries(struct mp_reader *r, const char *what, struct ckpt_map_entry **out,
+                              uint32_t *n_out, char *err, size_t err_size)
+{
+    enum mp_status s;
+    uint32_t n, n_fields;
+
+    if ((s = mp_read_container(r, 0, &n)) != MP_OK)
+        return corrupt(err, err_size, "header: replay %s %s", what, mp_status_text(s));
+    *out = calloc(n ? n : 1, sizeof **out); /* n <= bytes left: bounded */
+    if (!*out)
+        return seg_fail(err, err_size, ENOMEM, "header: out of memory for %" PRIu32 " %s", n, what);
+    *n_out = n;
+    for (uint32_t i = 0; i < n; i++) {
+        struct ckpt_map_entry *m = &(*out)[i];
+        const uint8_t *name;
+        uint64_t id;
+        uint32_t len;
+
+        if ((s = mp_read_container(r, 0, &n_fields)) != MP_OK || n_fields != 2 ||
+            (s = mp_read_uint(r, &id)) != MP_OK || (s = mp_read_raw(r, 1, &name, &len)) != MP_OK)
+            return corrupt(err, err_size, "header: replay %s %" PRIu32 " is not [id, name] (%s)", what, i,
+                           s == MP_OK ? "wrong element count" : mp_status_text(s));
+        if (id > UINT16_MAX || !name_ok(name, len))
+            return corrupt(err, err_size, "header: replay %s %" PRIu32 " has id %" PRIu64 " or a bad name",
+                           what, i, id);
+        m->id = (uint32_t)id;
+        memcpy(m->name, name, len);
+        m->name[len] = '\0';
+    }
+    return 0;
+}
+
+static int decode_replay(struct mp_reader *r, struct ckpt_info *info, char *err, size_t err_size)
+{
+    struct ckpt_replay *rp = &info->replay;
+    enum mp_status s;
+    uint32_t n, n_fields;
+    int rc;
+
+    if ((s = mp_read_container(r, 0, &n_fields)) != MP_OK || n_fields != 7 ||
+        (s = mp_read_uint(r, &rp->restart_seq)) != MP_OK || (s = mp_read_uint(r, &rp->n_groups)) != MP_OK ||
+        (s = mp_read_uint(r, &rp->n_records)) != MP_OK || (s = mp_read_uint(r, &rp->n_discarded)) != MP_OK)
+        return corrupt(err, err_size, "header: \"replay\" is not [restart_seq, groups, records, discarded, ...] (%s)",
+                       s == MP_OK ? "wrong element count" : mp_status_text(s));
+    if ((s = mp_read_container(r, 0, &n)) != MP_OK)
+        return corrupt(err, err_size, "header: replay producers %s", mp_status_text(s));
+    rp->producers = calloc(n ? n : 1, sizeof *rp->producers);
+    if (!rp->producers)
+        return seg_fail(err, err_size, ENOMEM, "header: out of memory for %" PRIu32 " producers", n);
+    rp->n_producers = n;
+    for (uint32_t i = 0; i < n; i++) {
+        struct ckpt_replay_producer *p = &rp->producers[i];
+        const uint8_t *name;
+        uint32_t len;
+
+        if ((s = mp_read_container(r, 0, &n_fields)) != MP_OK || n_fields != 5 ||
+            (s = mp_read_raw(r, 1, &name, &len)) != MP_OK || (s = mp_read_uint(r, &p->applied_lsn)) != MP_OK ||
+            (s = mp_read_uint(r, &p->height)) != MP_OK || (s = mp_read_uint(r, &p->n_groups)) != MP_OK ||
+            (s = mp_read_uint(r, &p->discard_lsn)) != MP_OK)
+            return corrupt(err, err_size,
+                           "header: replay producer %" PRIu32
+                           " is not [name, applied_lsn, height, groups, discard_lsn] (%s)",
+                           i, s == MP_OK ? "wrong element count" : mp_status_text(s));
+        if (!name_ok(name, len))
+            return corrupt(err, err_size, "header: replay producer %" PRIu32 " has a bad name", i);
+        memcpy(p->name, name, len);
+        p->name[len] = '\0';
+    }
+    rc = decode_map_entries(r, "table id", &rp->table_ids, &rp->n_table_ids, err, err_size);
+    if (!rc)
+        rc = decode_map_entries(r, "producer slot", &rp->slots, &rp->n_slots, err, err_size);
+    if (!rc)
+        info->has_replay = 1;
+    return rc;
+}
+
 /* Decodes the map[0..len) of a file of version major.minor into info. */
 static int decode_map(const uint8_t *map, size_t len, struct ckpt_info *info, char *err, size_t err_size)
 {
@@ -503,6 +593,8 @@ static int decode_map(const uint8_t *map, size_t len, struct ckpt_info *info, ch
         if (s != MP_OK)
             return corrupt(err, err_size, "header: key %" PRIu32 " %s", i, mp_status_text(s));
         k = find_key(kname, klen);
+        if (k == K_REPLAY && info->minor < 1)
+            k = -1; /* not a key of format 1.0 */
         if (k < 0) {
             if (info->minor <= CKPT_MINOR)
                 return corrupt(err, err_size, "header: unknown key \"%.*s\" in a format %u.%u file",
@@ -524,6 +616,11 @@ static int decode_map(const uint8_t *map, size_t len, struct ckpt_info *info, ch
             continue;
         case K_TABLES:
             rc = decode_tables(&r, info, err, err_size);
+            if (rc)
+                return rc;
+            continue;
+        case K_REPLAY:
+            rc = decode_replay(&r, info, err, err_size);
             if (rc)
                 return rc;
             continue;
@@ -557,7 +654,7 @@ static int decode_map(const uint8_t *map, size_t len, struct ckpt_info *info, ch
     if (r.left != 0)
         return corrupt(err, err_size, "header: %zu bytes after the map", r.left);
     for (int k = 0; k < N_KEYS; k++)
-        if (!(seen & (1u << k)))
+        if (!(seen & (1u << k)) && k != K_REPLAY)
             return corrupt(err, err_size, "header: key \"%s\" is missing", key_names[k]);
     for (uint32_t i = 0; i < info->n_tables; i++) {
         if (info->tables[i].n_entries > UINT64_MAX - sum)
@@ -1213,6 +1310,25 @@ int ckpt_writer_open(const char *dir, const struct ckpt_info *info, int zstd_lev
     }
     if (info->n_producers)
         memcpy(w->info.producers, info->producers, info->n_producers * sizeof *info->producers);
+    if (info->has_replay) {
+        const struct ckpt_replay *src = &info->replay;
+        struct ckpt_replay *dst = &w->info.replay;
+        *dst = *src;
+        dst->producers = calloc(src->n_producers + 1, sizeof *dst->producers);
+        dst->table_ids = calloc(src->n_table_ids + 1, sizeof *dst->table_ids);
+        dst->slots = calloc(src->n_slots + 1, sizeof *dst->slots);
+        w->info.has_replay = 1;
+        if (!dst->producers || !dst->table_ids || !dst->slots) {
+            rc = seg_fail(err, err_size, ENOMEM, "checkpoint writer: out of memory");
+            goto fail;
+        }
+        if (src->n_producers)
+            memcpy(dst->producers, src->producers, src->n_producers * sizeof *src->producers);
+        if (src->n_table_ids)
+            memcpy(dst->table_ids, src->table_ids, src->n_table_ids * sizeof *src->table_ids);
+        if (src->n_slots)
+            memcpy(dst->slots, src->slots, src->n_slots * sizeof *src->slots);
+    }
     snprintf(spool, sizeof spool, "%s/.spool-%020" PRIu64 "-%ld-%u.tmp", dir, info->journal_seq,
              (long)getpid(), __atomic_fetch_add(&spool_counter, 1, __ATOMIC_RELAXED));
     w->spool_fd = sys_open(spool, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -1303,7 +1419,7 @@ static int pack_header(const struct ckpt_info *info, msgpack_sbuffer *sb)
 
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 #define KEY(k) (bad |= msgpack_pack_str_with_body(&pk, key_names[k], strlen(key_names[k])))
-    bad |= msgpack_pack_map(&pk, N_KEYS);
+    bad |= msgpack_pack_map(&pk, info->has_replay ? N_KEYS : N_KEYS - 1);
     KEY(K_EPOCH);
     bad |= msgpack_pack_uint64(&pk, info->epoch);
     KEY(K_JOURNAL_SEQ);
@@ -1334,6 +1450,35 @@ static int pack_header(const struct ckpt_info *info, msgpack_sbuffer *sb)
     bad |= msgpack_pack_uint64(&pk, info->raw_size);
     KEY(K_DIGEST);
     bad |= msgpack_pack_uint64(&pk, info->digest);
+    if (info->has_replay) {
+        const struct ckpt_replay *rp = &info->replay;
+        KEY(K_REPLAY);
+        bad |= msgpack_pack_array(&pk, 7);
+        bad |= msgpack_pack_uint64(&pk, rp->restart_seq);
+        bad |= msgpack_pack_uint64(&pk, rp->n_groups);
+        bad |= msgpack_pack_uint64(&pk, rp->n_records);
+        bad |= msgpack_pack_uint64(&pk, rp->n_discarded);
+        bad |= msgpack_pack_array(&pk, rp->n_producers);
+        for (uint32_t i = 0; i < rp->n_producers; i++) {
+            const struct ckpt_replay_producer *p = &rp->producers[i];
+            bad |= msgpack_pack_array(&pk, 5);
+            bad |= msgpack_pack_str_with_body(&pk, p->name, strnlen(p->name, RK_NAME_MAX));
+            bad |= msgpack_pack_uint64(&pk, p->applied_lsn);
+            bad |= msgpack_pack_uint64(&pk, p->height);
+            bad |= msgpack_pack_uint64(&pk, p->n_groups);
+            bad |= msgpack_pack_uint64(&pk, p->discard_lsn);
+        }
+        for (int m = 0; m < 2; m++) {
+            const struct ckpt_map_entry *e = m ? rp->slots : rp->table_ids;
+            uint32_t n = m ? rp->n_slots : rp->n_table_ids;
+            bad |= msgpack_pack_array(&pk, n);
+            for (uint32_t i = 0; i < n; i++) {
+                bad |= msgpack_pack_array(&pk, 2);
+                bad |= msgpack_pack_uint32(&pk, e[i].id);
+                bad |= msgpack_pack_str_with_body(&pk, e[i].name, strnlen(e[i].name, RK_NAME_MAX));
+            }
+        }
+    }
 #undef KEY
     return bad ? ENOMEM : 0;
 }

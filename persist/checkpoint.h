@@ -29,7 +29,7 @@
 #include "ringkeep.h"
 
 #define CKPT_MAJOR 1u
-#define CKPT_MINOR 0u
+#define CKPT_MINOR 1u
 #define CKPT_SUFFIX ".rkcp"
 
 /* Limits a reader holds every file to, whatever it claims (checkpoint.c
@@ -52,6 +52,33 @@ struct ckpt_table {
     uint64_t n_entries;
 };
 
+/* Format 1.1: what a restore needs to go on applying the journal after
+ * the checkpoint exactly as the node that took it would have: the apply
+ * restart point (the first journal entry of the oldest group still open
+ * at the checkpoint), the counters, every producer's apply record, and the
+ * ring's table-id and producer-slot maps then in force.  A 1.0 file has
+ * none (has_replay 0): its state loads, but no journal can follow it. */
+struct ckpt_replay_producer {
+    char name[RK_NAME_MAX + 1];
+    uint64_t applied_lsn, height, n_groups, discard_lsn; /* apply.h's producer_meta */
+};
+
+struct ckpt_map_entry {
+    uint32_t id; /* table id, or producer slot */
+    char name[RK_NAME_MAX + 1];
+};
+
+struct ckpt_replay {
+    uint64_t restart_seq;
+    uint64_t n_groups, n_records, n_discarded;
+    uint32_t n_producers;
+    struct ckpt_replay_producer *producers;
+    uint32_t n_table_ids;
+    struct ckpt_map_entry *table_ids;
+    uint32_t n_slots;
+    struct ckpt_map_entry *slots;
+};
+
 /* What a checkpoint's header says.  Arrays are owned by the struct
  * (ckpt_info_free). */
 struct ckpt_info {
@@ -67,6 +94,8 @@ struct ckpt_info {
     struct ckpt_producer *producers;
     uint32_t n_tables;
     struct ckpt_table *tables;
+    int has_replay; /* format >= 1.1 and the writer was given one */
+    struct ckpt_replay replay;
 };
 
 void ckpt_info_free(struct ckpt_info *info);

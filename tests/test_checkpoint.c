@@ -968,9 +968,13 @@ START_TEST(test_unknown_major_refused)
     snprintf(path, sizeof path, "%s/00000000000000000005.rkcp", dir);
     write_file(path, buf, len);
     ck_assert_int_eq(ckpt_verify(path, NULL, NULL, NULL, err, sizeof err), RK_EVERSION);
-    ck_assert_msg(strstr(err, "checkpoint format 2.0, this ringkeep reads 1.x"), "%s", err);
+    {
+        char want[64];
+        snprintf(want, sizeof want, "checkpoint format 2.%u, this ringkeep reads 1.x", CKPT_MINOR);
+        ck_assert_msg(strstr(err, want), "%s", err);
+    }
     ck_assert_int_eq(ckpt_read_info(path, &info, err, sizeof err), RK_EVERSION);
-    ck_assert_msg(strstr(err, "2.0") && strstr(err, "1.x"), "%s", err);
+    ck_assert_msg(strstr(err, "2.") && strstr(err, "1.x"), "%s", err);
     buf[4] = 0;
     buf[6] = 3;
     ck_assert_int_eq(ckpt_verify_buffer(buf, len, NULL, NULL, NULL, NULL, err, sizeof err), RK_EVERSION);
@@ -1134,17 +1138,17 @@ END_TEST
 
 /* ------------------------------------------------------------ golden */
 
-static void golden_path(char *path, size_t size)
+static void golden_path(char *path, size_t size, unsigned minor)
 {
     const char *env = getenv("RK_GOLDEN_DIR");
     const char *slash = strrchr(__FILE__, '/');
 
     if (env)
-        snprintf(path, size, "%s/checkpoint-v1.0.rkcp", env);
+        snprintf(path, size, "%s/checkpoint-v1.%u.rkcp", env, minor);
     else if (slash)
-        snprintf(path, size, "%.*s/golden/checkpoint-v1.0.rkcp", (int)(slash - __FILE__), __FILE__);
+        snprintf(path, size, "%.*s/golden/checkpoint-v1.%u.rkcp", (int)(slash - __FILE__), __FILE__, minor);
     else
-        snprintf(path, size, "golden/checkpoint-v1.0.rkcp");
+        snprintf(path, size, "golden/checkpoint-v1.%u.rkcp", minor);
 }
 
 START_TEST(test_golden_file_loads)
@@ -1155,10 +1159,26 @@ START_TEST(test_golden_file_loads)
     uint8_t key[64], val[64];
     uint64_t digest = 0;
 
-    golden_path(path, sizeof path);
+    /* _i: the minor version of the golden file (every one committed keeps
+     * loading: 1.0 without the replay record, 1.1 with it) */
+    golden_path(path, sizeof path, (unsigned)_i);
     ck_assert_msg(ckpt_verify(path, &info, collect, &back, err, sizeof err) == 0, "%s", err);
     ck_assert_uint_eq(info.major, 1);
-    ck_assert_uint_eq(info.minor, 0);
+    ck_assert_uint_eq(info.minor, (unsigned)_i);
+    ck_assert_int_eq(info.has_replay, _i >= 1);
+    if (info.has_replay) {
+        const struct ckpt_replay *rp = &info.replay;
+        ck_assert_uint_eq(rp->restart_seq, GOLDEN_RESTART_SEQ);
+        ck_assert_uint_eq(rp->n_groups, GOLDEN_GROUPS);
+        ck_assert_uint_eq(rp->n_records, GOLDEN_RECORDS);
+        ck_assert_uint_eq(rp->n_discarded, GOLDEN_DISCARDED);
+        ck_assert_uint_eq(rp->n_producers, 3);
+        ck_assert(memcmp(rp->producers, golden_replay_producers, sizeof golden_replay_producers) == 0);
+        ck_assert_uint_eq(rp->n_table_ids, 3);
+        ck_assert(memcmp(rp->table_ids, golden_table_ids, sizeof golden_table_ids) == 0);
+        ck_assert_uint_eq(rp->n_slots, 2);
+        ck_assert(memcmp(rp->slots, golden_slots, sizeof golden_slots) == 0);
+    }
     ck_assert_uint_eq(info.epoch, GOLDEN_EPOCH);
     ck_assert_uint_eq(info.journal_seq, GOLDEN_JOURNAL_SEQ);
     ck_assert_uint_eq(info.lsn, GOLDEN_LSN);
@@ -1220,7 +1240,7 @@ Suite *checkpoint_suite(void)
     tcase_add_test(bad, test_header_keys_strict);
     tcase_add_test(ver, test_unknown_major_refused);
     tcase_add_test(ver, test_higher_minor_loads);
-    tcase_add_test(ver, test_golden_file_loads);
+    tcase_add_loop_test(ver, test_golden_file_loads, 0, (int)CKPT_MINOR + 1);
     tcase_add_test(files, test_mode_0600_under_umask_0);
     tcase_add_test(files, test_abort_leaves_nothing);
     tcase_add_test(files, test_fsync_failure_leaves_no_checkpoint);

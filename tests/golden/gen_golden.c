@@ -1,5 +1,7 @@
-/* gen_golden.c -- writes tests/golden/checkpoint-v1.0.rkcp, the committed
- * checkpoint that test_checkpoint loads to prove old files keep loading.
+/* gen_golden.c -- writes tests/golden/checkpoint-v<major>.<minor>.rkcp for
+ * the format this source has (checkpoint-v1.0.rkcp came from the 1.0
+ * writer, checkpoint-v1.1.rkcp adds the replay record), the committed
+ * checkpoints that test_checkpoint loads to prove old files keep loading.
  * Its content is golden_content.h.  Regenerate only on purpose (a format
  * change that keeps old files readable adds a new golden file beside this
  * one instead).  Not built by CMake; from the top of the repository:
@@ -37,6 +39,17 @@ int main(int argc, char **argv)
     info.created_ns = GOLDEN_CREATED_NS;
     info.n_producers = 2;
     info.producers = (struct ckpt_producer *)golden_producers;
+    info.has_replay = CKPT_MINOR >= 1;
+    info.replay.restart_seq = GOLDEN_RESTART_SEQ;
+    info.replay.n_groups = GOLDEN_GROUPS;
+    info.replay.n_records = GOLDEN_RECORDS;
+    info.replay.n_discarded = GOLDEN_DISCARDED;
+    info.replay.n_producers = 3;
+    info.replay.producers = (struct ckpt_replay_producer *)golden_replay_producers;
+    info.replay.n_table_ids = 3;
+    info.replay.table_ids = (struct ckpt_map_entry *)golden_table_ids;
+    info.replay.n_slots = 2;
+    info.replay.slots = (struct ckpt_map_entry *)golden_slots;
     if (ckpt_writer_open(argv[1], &info, 3, &w, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         return 1;

@@ -26,6 +26,20 @@ static const struct ckpt_producer golden_producers[2] = {
     {"risk", 77, 123456},
 };
 
+/* Format 1.1 adds the replay record (checkpoint-v1.1.rkcp carries this
+ * one; checkpoint-v1.0.rkcp has none). */
+static const struct ckpt_replay_producer golden_replay_producers[3] = {
+    {"matcher", 123450, 1000, 1000, 0},
+    {"risk", 123456, 77, 77, 99000},
+    {"idle", 0, 0, 0, 5000},
+};
+static const struct ckpt_map_entry golden_table_ids[3] = {{1, "accounts"}, {2, "orders"}, {7, "positions"}};
+static const struct ckpt_map_entry golden_slots[2] = {{0, "matcher"}, {3, "risk"}};
+#define GOLDEN_RESTART_SEQ 40ull
+#define GOLDEN_GROUPS 1077ull
+#define GOLDEN_RECORDS 5000ull
+#define GOLDEN_DISCARDED 1ull
+
 /* Entry i (0..49) in file order: table, key and value into the buffers
  * (each at least 64 bytes). */
 static inline void golden_entry(unsigned i, const char **table, uint8_t *key, uint32_t *klen, uint8_t *val,
