@@ -349,7 +349,11 @@ bad:
 static int commit(applier *a)
 {
     char key[RK_NAME_MAX + 3];
-    uint64_t restart = a->am.applied_seq + 1;
+    /* every entry before next_seq has been read; a group still open began
+     * at its start_seq.  (Not applied_seq + 1: while entries are read
+     * again after a restart, next_seq is below it, and a group that began
+     * in an entry not yet re-read must not lose its start.) */
+    uint64_t restart = a->next_seq;
     int rc;
 
     if (!a->txn)
@@ -676,64 +680,177 @@ out:
 
 /* ------------------------------------------------------------ checkpoints */
 
-/* Fills info->producers from meta.db's "p:" records (read in txn). */
-static int checkpoint_producers(applier *a, DB_TXN *txn, struct ckpt_info *info)
+struct ckpt_job {
+    DB_ENV *env;
+    DB *meta;
+    DB_TXN *txn; /* DB_TXN_SNAPSHOT: the state as of applier_checkpoint_begin */
+    uint64_t epoch;
+};
+
+int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
 {
+    ckpt_job *j = calloc(1, sizeof *j);
+    int rc;
+
+    *out = NULL;
+    if (!j)
+        return ENOMEM;
+    if (a->txn) {
+        free(j);
+        return RK_EINVAL; /* only between applier_run calls: at a group boundary */
+    }
+    j->env = a->env;
+    j->meta = a->meta;
+    j->epoch = epoch;
+    /* A snapshot (MVCC, the environment is DB_MULTIVERSION): it sees what
+     * was committed before it began -- every group applier_run applied,
+     * with the meta records of the same transactions -- takes no read
+     * locks and never blocks apply, whose writes copy the pages it holds. */
+    rc = a->env->txn_begin(a->env, NULL, &j->txn, DB_TXN_SNAPSHOT);
+    if (rc) {
+        free(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+void ckpt_job_free(ckpt_job *j)
+{
+    if (!j)
+        return;
+    if (j->txn)
+        j->txn->commit(j->txn, 0); /* read only */
+    free(j);
+}
+
+/* Fills info (header and replay record) from meta.db as the snapshot sees
+ * it: "applied", every "p:" record and "maps". */
+static int checkpoint_meta(ckpt_job *j, struct ckpt_info *info)
+{
+    struct ckpt_replay *rp = &info->replay;
+    struct apply_meta am;
+    struct maps_record *maps = NULL;
     DBC *cur = NULL;
     DBT k = {0}, v = {0};
-    int rc = a->meta->cursor(a->meta, txn, &cur, DB_READ_COMMITTED);
+    DBT ak = {.data = "applied", .size = 7}, av = {.data = &am, .ulen = sizeof am, .flags = DB_DBT_USERMEM};
+    DBT mk = {.data = "maps", .size = 4}, mv = {.ulen = sizeof *maps, .flags = DB_DBT_USERMEM};
+    int rc = j->meta->get(j->meta, j->txn, &ak, &av, 0);
 
+    if (rc == DB_NOTFOUND) {
+        memset(&am, 0, sizeof am);
+        am.restart_seq = 1;
+        rc = 0;
+    } else if (!rc && av.size != sizeof am) {
+        return RK_ECORRUPT;
+    }
+    if (rc)
+        return rc;
+    info->epoch = j->epoch;
+    info->journal_seq = am.applied_seq;
+    info->lsn = am.applied_lsn;
+    info->digest = am.digest; /* what the tables must add up to (checked after) */
+    info->has_replay = 1;
+    rp->restart_seq = am.restart_seq;
+    rp->n_groups = am.n_groups;
+    rp->n_records = am.n_records;
+    rp->n_discarded = am.n_discarded;
+    rc = j->meta->cursor(j->meta, j->txn, &cur, 0);
     while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
         struct producer_meta m;
-        struct ckpt_producer *p;
+        void *grown;
         if (k.size < 3 || k.size - 2 > RK_NAME_MAX || memcmp(k.data, "p:", 2) != 0 || v.size != sizeof m)
             continue;
         memcpy(&m, v.data, sizeof m);
-        if (m.n_groups == 0)
-            continue;
-        p = realloc(info->producers, (info->n_producers + 1) * sizeof *p);
-        if (!p) {
+        grown = realloc(rp->producers, (rp->n_producers + 1) * sizeof *rp->producers);
+        if (!grown) {
             rc = ENOMEM;
             break;
         }
-        info->producers = p;
-        p = &info->producers[info->n_producers++];
+        rp->producers = grown;
+        struct ckpt_replay_producer *rpp = &rp->producers[rp->n_producers++];
+        memset(rpp, 0, sizeof *rpp);
+        memcpy(rpp->name, (char *)k.data + 2, k.size - 2);
+        rpp->applied_lsn = m.applied_lsn;
+        rpp->height = m.height;
+        rpp->n_groups = m.n_groups;
+        rpp->discard_lsn = m.discard_lsn;
+        if (m.n_groups == 0)
+            continue; /* the header lists producers with a mark */
+        grown = realloc(info->producers, (info->n_producers + 1) * sizeof *info->producers);
+        if (!grown) {
+            rc = ENOMEM;
+            break;
+        }
+        info->producers = grown;
+        struct ckpt_producer *p = &info->producers[info->n_producers++];
         memset(p, 0, sizeof *p);
-        memcpy(p->name, (char *)k.data + 2, k.size - 2);
+        memcpy(p->name, rpp->name, sizeof p->name);
         p->height = m.height;
         p->applied_lsn = m.applied_lsn;
     }
     if (cur)
         cur->close(cur);
+    if (rc != DB_NOTFOUND)
+        return rc;
+    maps = malloc(sizeof *maps);
+    rp->table_ids = calloc(RING_MAX_TABLES, sizeof *rp->table_ids);
+    rp->slots = calloc(RING_MAX_PRODUCERS, sizeof *rp->slots);
+    if (!maps || !rp->table_ids || !rp->slots) {
+        free(maps);
+        return ENOMEM;
+    }
+    mv.data = maps;
+    rc = j->meta->get(j->meta, j->txn, &mk, &mv, 0);
+    if (rc == 0 && mv.size != sizeof *maps)
+        rc = RK_ECORRUPT;
+    if (rc == 0) {
+        for (uint32_t i = 0; i < RING_MAX_TABLES; i++)
+            if (maps->table_map[i][0]) {
+                rp->table_ids[rp->n_table_ids].id = i;
+                memcpy(rp->table_ids[rp->n_table_ids++].name, maps->table_map[i], RK_NAME_MAX + 1);
+            }
+        for (uint32_t i = 0; i < RING_MAX_PRODUCERS; i++)
+            if (maps->slot_map[i][0]) {
+                rp->slots[rp->n_slots].id = i;
+                memcpy(rp->slots[rp->n_slots++].name, maps->slot_map[i], RK_NAME_MAX + 1);
+            }
+    }
+    free(maps);
     return rc == DB_NOTFOUND ? 0 : rc;
 }
 
-/* Adds every entry of every table (in name order, keys in byte order). */
-static int checkpoint_tables(applier *a, DB_TXN *txn, ckpt_writer *w)
+/* Adds every entry of every table (in name order, keys in byte order) as
+ * the snapshot sees them, through handles of its own (the applier's are
+ * its thread's). */
+static int checkpoint_tables(ckpt_job *j, ckpt_writer *w)
 {
     DB *master = NULL;
     DBC *cur = NULL, *tcur = NULL;
     DBT k = {0}, v = {0}, tk = {0}, tv = {0};
-    int rc = db_create(&master, a->env, 0);
+    int rc = db_create(&master, j->env, 0);
 
     if (!rc)
-        rc = master->open(master, txn, STATE_FILE, NULL, DB_BTREE, DB_RDONLY | DB_THREAD, 0);
+        rc = master->open(master, j->txn, STATE_FILE, NULL, DB_BTREE, DB_RDONLY | DB_THREAD, 0);
     if (rc == ENOENT) {
         rc = 0; /* no table yet */
         goto out;
     }
     if (!rc)
-        rc = master->cursor(master, txn, &cur, DB_READ_COMMITTED);
+        rc = master->cursor(master, j->txn, &cur, 0);
     while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
-        char name[RK_NAME_MAX + 1];
+        char name[RK_NAME_MAX + 1], sub[RK_NAME_MAX + 3];
         DB *src = NULL;
         if (k.size < 3 || k.size - 2 > RK_NAME_MAX || memcmp(k.data, "t:", 2) != 0)
             continue;
         memcpy(name, (char *)k.data + 2, k.size - 2);
         name[k.size - 2] = '\0';
-        rc = table_db(a, name, 0, &src);
+        snprintf(sub, sizeof sub, "t:%s", name);
+        rc = db_create(&src, j->env, 0);
         if (!rc)
-            rc = src->cursor(src, txn, &tcur, DB_READ_COMMITTED);
+            rc = src->open(src, j->txn, STATE_FILE, sub, DB_BTREE, DB_RDONLY | DB_THREAD, 0);
+        if (!rc)
+            rc = src->cursor(src, j->txn, &tcur, 0);
         while (!rc && (rc = tcur->get(tcur, &tk, &tv, DB_NEXT)) == 0)
             rc = ckpt_writer_add(w, name, tk.data, tk.size, tv.data, tv.size);
         if (rc == DB_NOTFOUND)
@@ -742,6 +859,8 @@ static int checkpoint_tables(applier *a, DB_TXN *txn, ckpt_writer *w)
             tcur->close(tcur);
             tcur = NULL;
         }
+        if (src)
+            src->close(src, 0);
     }
     if (rc == DB_NOTFOUND)
         rc = 0;
@@ -753,55 +872,178 @@ out:
     return rc;
 }
 
-int applier_checkpoint(applier *a, const char *dir, uint64_t epoch, int zstd_level, uint32_t keep,
-                       char *path_out, size_t path_size, char *err, size_t err_size)
+int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out, size_t path_size,
+                   struct ckpt_info *written, char *err, size_t err_size)
 {
-    struct ckpt_info info = {0}, written = {0};
+    struct ckpt_info info = {0};
     ckpt_writer *w = NULL;
-    DB_TXN *txn = NULL;
-    char **paths = NULL;
-    size_t n_paths = 0;
     int rc;
 
-    info.epoch = epoch;
-    info.journal_seq = a->am.applied_seq;
-    info.lsn = a->am.applied_lsn;
-    rc = a->env->txn_begin(a->env, NULL, &txn, 0);
-    if (!rc)
-        rc = checkpoint_producers(a, txn, &info);
+    memset(written, 0, sizeof *written);
+    rc = checkpoint_meta(j, &info);
     if (!rc)
         rc = ckpt_writer_open(dir, &info, zstd_level, &w, err, err_size);
     if (!rc)
-        rc = checkpoint_tables(a, txn, w);
-    if (txn)
-        txn->commit(txn, 0); /* read only */
+        rc = checkpoint_tables(j, w);
+    j->txn->commit(j->txn, 0); /* read only; the pages it held are free */
+    j->txn = NULL;
     if (rc) {
         ckpt_writer_abort(w);
         goto out;
     }
     rc = ckpt_writer_finish(w, path_out, path_size, err, err_size);
-    if (rc)
-        goto out;
-    rc = ckpt_read_info(path_out, &written, err, err_size);
-    if (!rc && written.digest != a->am.digest) {
+    if (!rc)
+        rc = ckpt_read_info(path_out, written, err, err_size);
+    if (!rc && written->digest != info.digest) {
         seg_error(err, err_size,
                   "checkpoint %s: the tables' digest %016llx differs from the one apply keeps "
                   "(%016llx): state and apply disagree",
-                  path_out, (unsigned long long)written.digest, (unsigned long long)a->am.digest);
+                  path_out, (unsigned long long)written->digest, (unsigned long long)info.digest);
         unlink(path_out);
         rc = RK_ECORRUPT;
-        goto out;
-    }
-    /* retention: the newest `keep` stay */
-    if (!rc && ckpt_list(dir, &paths, &n_paths) == 0) {
-        for (size_t i = keep; i < n_paths; i++)
-            unlink(paths[i]);
-        ckpt_list_free(paths, n_paths);
     }
 out:
     ckpt_info_free(&info);
-    ckpt_info_free(&written);
+    if (rc)
+        ckpt_info_free(written);
     if (rc && err && !err[0])
         seg_error(err, err_size, "checkpoint: %s", store_strerror(rc));
+    return rc;
+}
+
+/* ------------------------------------------------------------ loading */
+
+struct load {
+    applier *a;
+    uint64_t n, digest;
+    char table[RK_NAME_MAX + 1];
+    DB *db;
+    int (*progress)(void *arg, uint64_t done, uint64_t total);
+    void *progress_arg;
+    uint64_t total;
+};
+
+#define LOAD_TXN_ENTRIES 20000u
+
+static int load_entry(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
+                      uint32_t vlen)
+{
+    struct load *l = arg;
+    applier *a = l->a;
+    DBT k = {.data = (void *)key, .size = klen}, v = {.data = (void *)val, .size = vlen};
+    int rc;
+
+    if (strcmp(table, l->table) != 0) {
+        rc = table_db(a, table, 1, &l->db);
+        if (rc)
+            return rc;
+        snprintf(l->table, sizeof l->table, "%s", table);
+    }
+    /* keys arrive in order: each put lands at the end of its tree */
+    rc = l->db->put(l->db, a->txn, &k, &v, 0);
+    if (rc)
+        return rc;
+    l->digest += ckpt_entry_digest(table, key, klen, val, vlen);
+    if (++l->n % LOAD_TXN_ENTRIES == 0) {
+        rc = a->txn->commit(a->txn, DB_TXN_NOSYNC);
+        a->txn = NULL;
+        if (!rc)
+            rc = begin(a);
+        if (!rc && l->progress)
+            rc = l->progress(l->progress_arg, l->n, l->total);
+    }
+    return rc;
+}
+
+int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info,
+                            int (*progress)(void *arg, uint64_t done, uint64_t total), void *progress_arg,
+                            char *err, size_t err_size)
+{
+    struct load l = {.a = a, .progress = progress, .progress_arg = progress_arg};
+    struct ckpt_info hdr = {0};
+    int rc;
+
+    memset(info, 0, sizeof *info);
+    if (a->am.applied_seq != 0 || a->am.n_groups != 0 || a->n_tables != 0 || a->txn) {
+        seg_error(err, err_size, "cannot load a checkpoint into a data directory that holds state already");
+        return RK_EINVAL;
+    }
+    rc = ckpt_read_info(path, &hdr, err, err_size);
+    l.total = hdr.n_entries;
+    ckpt_info_free(&hdr);
+    if (rc)
+        return rc;
+    rc = begin(a);
+    if (rc)
+        goto out;
+    /* verified whole before the first entry is handed out */
+    rc = ckpt_verify(path, info, load_entry, &l, err, err_size);
+    if (rc)
+        goto out;
+    if (l.digest != info->digest) { /* ckpt_verify checked it too; belt and braces */
+        seg_error(err, err_size, "checkpoint %s: loaded digest %016" PRIx64 " differs from its header's", path,
+                  l.digest);
+        rc = RK_ECORRUPT;
+        goto out;
+    }
+    a->am.digest = info->digest;
+    a->am.applied_seq = info->journal_seq;
+    a->am.applied_lsn = info->lsn;
+    if (info->has_replay) {
+        const struct ckpt_replay *rp = &info->replay;
+        a->am.restart_seq = rp->restart_seq;
+        a->am.n_groups = rp->n_groups;
+        a->am.n_records = rp->n_records;
+        a->am.n_discarded = rp->n_discarded;
+        for (uint32_t i = 0; i < rp->n_producers; i++) {
+            struct producer *p = producer_by_name(a, rp->producers[i].name);
+            if (!p) {
+                rc = ENOMEM;
+                goto out;
+            }
+            p->m.applied_lsn = rp->producers[i].applied_lsn;
+            p->m.height = rp->producers[i].height;
+            p->m.n_groups = rp->producers[i].n_groups;
+            p->m.discard_lsn = rp->producers[i].discard_lsn;
+            p->dirty = 1;
+        }
+        for (uint32_t i = 0; i < rp->n_table_ids; i++)
+            if (rp->table_ids[i].id < RING_MAX_TABLES)
+                snprintf(a->table_map[rp->table_ids[i].id], RK_NAME_MAX + 1, "%s", rp->table_ids[i].name);
+        for (uint32_t i = 0; i < rp->n_slots; i++)
+            if (rp->slots[i].id < RING_MAX_PRODUCERS)
+                snprintf(a->slot_map[rp->slots[i].id], RK_NAME_MAX + 1, "%s", rp->slots[i].name);
+        a->maps_dirty = 1;
+    } else {
+        /* format 1.0: the marks, but no replay point; what follows the
+         * checkpoint in a journal cannot be applied after it */
+        for (uint32_t i = 0; i < info->n_producers; i++) {
+            struct producer *p = producer_by_name(a, info->producers[i].name);
+            if (!p) {
+                rc = ENOMEM;
+                goto out;
+            }
+            p->m.applied_lsn = info->producers[i].applied_lsn;
+            p->m.height = info->producers[i].height;
+            p->dirty = 1;
+        }
+    }
+    a->next_seq = a->am.restart_seq > info->journal_seq + 1 || !info->has_replay ? info->journal_seq + 1
+                                                                                  : a->am.restart_seq;
+    a->am.restart_seq = a->next_seq;
+    /* commit() writes "applied" (restart point: no group is open), the
+     * producers and the maps with the last entries */
+    rc = commit(a);
+    if (!rc && progress)
+        rc = progress(progress_arg, l.n, l.total);
+out:
+    if (rc && a->txn) {
+        a->txn->abort(a->txn);
+        a->txn = NULL;
+    }
+    if (rc)
+        ckpt_info_free(info);
+    if (rc && err && !err[0])
+        seg_error(err, err_size, "loading %s: %s", path, store_strerror(rc));
     return rc;
 }

@@ -29,6 +29,7 @@
 
 #include <stdint.h>
 
+#include "checkpoint.h"
 #include "ring_format.h"
 #include "store.h"
 
@@ -73,12 +74,33 @@ struct apply_meta applier_meta(const applier *a);
  * returned.  The file is written to path.tmp, fsynced and renamed. */
 int applier_snapshot(applier *a, const char *path, char *err, size_t err_size);
 
-/* Writes a checkpoint of every state table into folder dir (checkpoint.h),
- * from the applier's view (a group boundary once applier_run has returned),
- * checking that the digest of what it wrote equals the one apply keeps.
- * Then removes all but the newest `keep` checkpoints.  The new file's path
- * goes to path_out. */
-int applier_checkpoint(applier *a, const char *dir, uint64_t epoch, int zstd_level, uint32_t keep,
-                       char *path_out, size_t path_size, char *err, size_t err_size);
+/* Checkpoints, in two steps so that apply stalls only for the first.
+ * applier_checkpoint_begin, on the applier's thread between applier_run
+ * calls (a group boundary), opens a snapshot transaction (MVCC) on what
+ * has been committed.  ckpt_job_write, on any thread while apply goes on,
+ * writes every state table as that snapshot sees it into folder dir
+ * (checkpoint.h, with the replay record: the restart point, counters,
+ * producers and maps of the same snapshot), reads it back, checks that
+ * the digest of what it wrote equals the one apply kept, and puts the
+ * new file's header in *written (ckpt_info_free) and its path in
+ * path_out.  ckpt_job_free ends the snapshot (any thread). */
+typedef struct ckpt_job ckpt_job;
+int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out);
+int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out, size_t path_size,
+                   struct ckpt_info *written, char *err, size_t err_size);
+void ckpt_job_free(ckpt_job *j);
+
+/* Loads checkpoint file path into a's store, which must hold no state
+ * yet (a new data directory): verified whole first (nothing is loaded
+ * from a file that fails), then every entry, the state digest, the
+ * producers' marks and, from a format 1.1 file, the replay record, so
+ * that applier_run goes on from the checkpoint's restart point exactly as
+ * the node that took it would have.  A 1.0 file has no replay record: the
+ * next entry read is journal_seq + 1.  progress, when not NULL, is called
+ * now and then with entries loaded and the total (non-zero stops).  The
+ * header goes to *info (ckpt_info_free). */
+int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info,
+                            int (*progress)(void *arg, uint64_t done, uint64_t total), void *progress_arg,
+                            char *err, size_t err_size);
 
 #endif

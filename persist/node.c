@@ -423,8 +423,13 @@ static void serve(struct node *n, int ask, int answering)
     } else {
         char dir[PATH_MAX + 16];
         snprintf(dir, sizeof dir, "%s/checkpoints", c->data_dir);
-        rc = applier_checkpoint(n->a, dir, n->epoch, c->zstd_level, c->ckpt_keep, path, sizeof path, err,
-                                sizeof err);
+        ckpt_job *job = NULL;
+        struct ckpt_info written = {0};
+        rc = applier_checkpoint_begin(n->a, n->epoch, &job);
+        if (!rc)
+            rc = ckpt_job_write(job, dir, c->zstd_level, path, sizeof path, &written, err, sizeof err);
+        ckpt_job_free(job);
+        ckpt_info_free(&written);
         if (!rc) {
             struct apply_meta am = applier_meta(n->a);
             log_msg(LOG_INFO, "checkpoint taken",

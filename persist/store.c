@@ -241,6 +241,11 @@ static int open_env(store *s, uint32_t cache_mb, char *err, size_t err_size)
         rc = s->env->set_cachesize(s->env, cache_mb / 1024, (cache_mb % 1024) * 1024u * 1024u, 1);
     if (rc == 0)
         rc = s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 0); /* retention removes logs */
+    /* multiversion: a checkpoint reads a snapshot (DB_TXN_SNAPSHOT) without
+     * read locks, and apply's writes copy the pages it holds instead of
+     * waiting for it */
+    if (rc == 0)
+        rc = s->env->set_flags(s->env, DB_MULTIVERSION, 1);
     if (rc == 0)
         rc = s->env->set_lk_detect(s->env, DB_LOCK_DEFAULT); /* a deadlock picks a victim, never hangs */
     /* BDB's default lock table (about 1000 entries) runs out in one apply
