@@ -1047,3 +1047,13 @@ out:
         seg_error(err, err_size, "loading %s: %s", path, store_strerror(rc));
     return rc;
 }
+
+int applier_producer_height(applier *a, const char *name, uint64_t *height)
+{
+    struct producer *p = producer_by_name(a, name);
+
+    if (!p)
+        return ENOMEM;
+    *height = p->m.height;
+    return p->m.n_groups ? 0 : RK_ENOTFOUND;
+}

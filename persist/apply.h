@@ -74,6 +74,10 @@ struct apply_meta applier_meta(const applier *a);
  * returned.  The file is written to path.tmp, fsynced and renamed. */
 int applier_snapshot(applier *a, const char *path, char *err, size_t err_size);
 
+/* The height of producer name's last MARK applied (RK_ENOTFOUND: none
+ * yet). */
+int applier_producer_height(applier *a, const char *name, uint64_t *height);
+
 /* Checkpoints, in two steps so that apply stalls only for the first.
  * applier_checkpoint_begin, on the applier's thread between applier_run
  * calls (a group boundary), opens a snapshot transaction (MVCC) on what

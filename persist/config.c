@@ -21,6 +21,7 @@
  * thread, on different structs. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -41,6 +42,8 @@ enum key_kind {
     KEY_ROLE,      /* char[]: "primary" */
     KEY_DIR,       /* char[PATH_MAX]: a path, checked by node_config_check */
     KEY_RING_NAME, /* char[RK_NAME_MAX + 1]: seg_check_name() rules */
+    KEY_PRODUCER,  /* char[RK_NAME_MAX + 1]: a producer name, 1..RK_NAME_MAX bytes, or empty */
+    KEY_BOOL,      /* bool: yes/no, true/false, on/off, 1/0 */
     KEY_LOG_LEVEL, /* int: log_level_parse() */
     KEY_U32,       /* uint32_t: decimal in [min, max] */
     KEY_INT,       /* int: decimal in [min, max] */
@@ -76,6 +79,11 @@ static const struct key_spec keys[] = {
     {"checkpoint", "every_seconds", KEY_U32, FIELD(ckpt_every_seconds), 0, 86400, false, "60"},
     {"checkpoint", "every_records", KEY_SIZE, FIELD(ckpt_every_records), 0, 1000000000000ull, false, "0"},
     {"checkpoint", "keep", KEY_U32, FIELD(ckpt_keep), 1, 10000, false, "5"},
+    {"checkpoint", "keep_hourly", KEY_U32, FIELD(ckpt_keep_hourly), 0, 24 * 366, false, "0"},
+    {"checkpoint", "keep_daily", KEY_U32, FIELD(ckpt_keep_daily), 0, 3660, false, "0"},
+    {"checkpoint", "every_heights", KEY_SIZE, FIELD(ckpt_every_heights), 0, UINT64_MAX / 2, false, "0"},
+    {"checkpoint", "height_producer", KEY_PRODUCER, FIELD(ckpt_height_producer), 0, 0, false, ""},
+    {"checkpoint", "trim_journal", KEY_BOOL, FIELD(trim_journal), 0, 0, false, "yes"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -279,6 +287,24 @@ static int key_set(struct node_config *c, const struct key_spec *k, const char *
         if (seg_check_name(value, why, why_size))
             return RK_EINVAL;
         memcpy(field(c, k), value, len + 1);
+        return 0;
+    case KEY_PRODUCER:
+        if (len > RK_NAME_MAX || memchr(value, '/', len)) {
+            snprintf(why, why_size, "not a producer name (at most %d bytes)", RK_NAME_MAX);
+            return RK_EINVAL;
+        }
+        memcpy(field(c, k), value, len + 1);
+        return 0;
+    case KEY_BOOL:
+        if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "on") || !strcmp(value, "1")) {
+            *(bool *)field(c, k) = true;
+        } else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "off") ||
+                   !strcmp(value, "0")) {
+            *(bool *)field(c, k) = false;
+        } else {
+            snprintf(why, why_size, "not yes or no");
+            return RK_EINVAL;
+        }
         return 0;
     case KEY_LOG_LEVEL:
         if (log_level_parse(value, &level)) {
@@ -584,6 +610,13 @@ int node_config_check(const struct node_config *c, char *err, size_t err_size)
         }
     }
 
+    if (c->ckpt_every_heights && !c->ckpt_height_producer[0]) {
+        put_error(err, err_size,
+                  "%s: [checkpoint] every_heights = %" PRIu64
+                  ": needs height_producer, the producer whose heights count",
+                  where, c->ckpt_every_heights);
+        return RK_EINVAL;
+    }
     if (!c->data_dir[0]) {
         put_error(err, err_size, "%s: [node] data_dir is not set: it is required and has no default", where);
         return RK_EINVAL;

@@ -10,6 +10,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ringkeep.h"
@@ -40,6 +41,11 @@ struct node_config {
     uint32_t ckpt_every_seconds; /* every_seconds: take one this often (0: never by time) */
     uint64_t ckpt_every_records; /* every_records: ... and after this many records (0: never) */
     uint32_t ckpt_keep;          /* keep: checkpoints kept, newest first */
+    uint32_t ckpt_keep_hourly;   /* keep_hourly: also the newest of each of the last N hours */
+    uint32_t ckpt_keep_daily;    /* keep_daily: also the newest of each of the last N days */
+    uint64_t ckpt_every_heights; /* every_heights: after this many heights of height_producer (0: never) */
+    char ckpt_height_producer[RK_NAME_MAX + 1]; /* height_producer */
+    bool trim_journal;           /* trim_journal: remove journal entries no kept checkpoint needs */
     /* [storage] */
     uint32_t cache_mb; /* cache_mb: Berkeley DB cache */
 };

@@ -35,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,7 +46,9 @@
 #include "checkpoint.h"
 #include "log.h"
 #include "node.h"
+#include "retain.h"
 #include "ring.h"
+#include "segment.h"
 #include "store.h"
 
 #define RING_RECORD_KEY "ring"
@@ -80,12 +84,19 @@ struct node {
     char request_path[PATH_MAX]; /* the answer: a file made, or */
     char request_err[512];       /* why it could not be */
     uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
+    pthread_cond_t ckpt_cond;    /* a job for the checkpoint thread, or stop */
+    ckpt_job *job;               /* handed to the checkpoint thread (under lock) */
+    int job_answering;           /* job answers the request being served */
+    int ckpt_busy;               /* a checkpoint is being written (under lock) */
+    int ckpt_pending;            /* a trigger fired while busy (under lock) */
+    int ckpt_stop;               /* the checkpoint thread exits (under lock) */
     char ckpt_path[PATH_MAX];    /* its file (under lock) */
     char last_error[512];        /* the last error the node survived (under lock) */
 
     /* for status: written by one thread, read by the control thread */
     _Atomic uint64_t n_batches, n_records, durable_lsn, applied_lsn, n_discarded, n_groups, digest;
     _Atomic uint64_t start_ns;
+    _Atomic uint64_t n_checkpoints, journal_floor;
     _Atomic uint64_t drained_pos; /* ring position the journal covers */
     _Atomic int stop;
 };
@@ -402,85 +413,206 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
 
 /* ------------------------------------------------------------ apply */
 
-/* Makes what the control thread asked for (REQ_*), or a checkpoint the
- * triggers asked for (ask == REQ_CHECKPOINT, nobody waiting), and records
- * the answer. */
-static void serve(struct node *n, int ask, int answering)
+/* Records the answer to the request being served (under lock). */
+static void answer_locked(struct node *n, int rc, const char *path, const char *err)
 {
-    const struct node_config *c = n->c;
+    n->request_id++;
+    if (rc) {
+        snprintf(n->request_err, sizeof n->request_err, "%s", err[0] ? err : store_strerror(rc));
+        n->request_path[0] = '\0';
+    } else {
+        snprintf(n->request_path, sizeof n->request_path, "%s", path);
+        n->request_err[0] = '\0';
+    }
+    pthread_cond_broadcast(&n->apply_cond);
+}
+
+/* A snapshot file for rk_state_open, made on the apply thread (it reads
+ * the applier's own view) and answered. */
+static void serve_snapshot(struct node *n)
+{
     char path[PATH_MAX], err[512] = "";
     int rc;
 
-    if (ask == REQ_SNAPSHOT) {
-        snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 ".db", store_dir(n->s),
-                 (uint64_t)getpid(), n->request_id + 1);
-        rc = applier_snapshot(n->a, path, err, sizeof err);
-    } else if (applier_meta(n->a).applied_seq == n->ckpt_seq && n->ckpt_seq) {
-        pthread_mutex_lock(&n->lock);
-        snprintf(path, sizeof path, "%s", n->ckpt_path); /* nothing new since */
-        pthread_mutex_unlock(&n->lock);
-        rc = 0;
-    } else {
-        char dir[PATH_MAX + 16];
-        snprintf(dir, sizeof dir, "%s/checkpoints", c->data_dir);
-        ckpt_job *job = NULL;
-        struct ckpt_info written = {0};
-        rc = applier_checkpoint_begin(n->a, n->epoch, &job);
-        if (!rc)
-            rc = ckpt_job_write(job, dir, c->zstd_level, path, sizeof path, &written, err, sizeof err);
-        ckpt_job_free(job);
-        ckpt_info_free(&written);
-        if (!rc) {
-            struct apply_meta am = applier_meta(n->a);
-            log_msg(LOG_INFO, "checkpoint taken",
-                    "file=\"%s\" journal_seq=%" PRIu64 " lsn=%" PRIu64 " digest=%016" PRIx64, path,
-                    am.applied_seq, am.applied_lsn, am.digest);
-            pthread_mutex_lock(&n->lock);
-            n->ckpt_seq = am.applied_seq;
-            snprintf(n->ckpt_path, sizeof n->ckpt_path, "%s", path);
-            pthread_mutex_unlock(&n->lock);
-        }
-    }
+    snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 ".db", store_dir(n->s),
+             (uint64_t)getpid(), n->request_id + 1);
+    rc = applier_snapshot(n->a, path, err, sizeof err);
     if (rc)
-        log_msg(LOG_ERROR, ask == REQ_SNAPSHOT ? "snapshot failed" : "checkpoint failed", "error=\"%s\"",
-                err[0] ? err : store_strerror(rc));
+        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
     pthread_mutex_lock(&n->lock);
     if (rc)
         snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
-    if (answering) {
-        n->request_id++;
-        n->wanted = 0;
-        if (rc) {
-            snprintf(n->request_err, sizeof n->request_err, "%s", err[0] ? err : store_strerror(rc));
-            n->request_path[0] = '\0';
-        } else {
-            snprintf(n->request_path, sizeof n->request_path, "%s", path);
-            n->request_err[0] = '\0';
+    n->wanted = 0;
+    answer_locked(n, rc, path, err);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* On the apply thread, between applier_run calls (a group boundary):
+ * hands a checkpoint of what is applied now to the checkpoint thread.
+ * answering: a `checkpoint` request waits for it.  Returns 0 if handed
+ * over or answered at once (nothing new since the newest checkpoint),
+ * RK_EBUSY if a checkpoint is still being written (the caller tries
+ * again once it is done). */
+static int start_checkpoint(struct node *n, int answering)
+{
+    ckpt_job *job = NULL;
+    char path[PATH_MAX];
+    int rc;
+
+    pthread_mutex_lock(&n->lock);
+    if (n->ckpt_busy) {
+        n->ckpt_pending = 1;
+        pthread_mutex_unlock(&n->lock);
+        return RK_EBUSY;
+    }
+    n->ckpt_pending = 0;
+    if (n->ckpt_seq && n->ckpt_seq == applier_meta(n->a).applied_seq) {
+        if (answering) { /* nothing new since: that one is the answer */
+            snprintf(path, sizeof path, "%s", n->ckpt_path);
+            n->wanted = 0;
+            answer_locked(n, 0, path, "");
         }
-        pthread_cond_broadcast(&n->apply_cond);
+        pthread_mutex_unlock(&n->lock);
+        return 0;
     }
     pthread_mutex_unlock(&n->lock);
+    rc = applier_checkpoint_begin(n->a, n->epoch, &job);
+    pthread_mutex_lock(&n->lock);
+    if (rc) {
+        log_msg(LOG_ERROR, "checkpoint failed", "error=\"cannot begin a snapshot: %s\"", store_strerror(rc));
+        snprintf(n->last_error, sizeof n->last_error, "checkpoint: cannot begin a snapshot: %s",
+                 store_strerror(rc));
+        if (answering) {
+            n->wanted = 0;
+            answer_locked(n, rc, "", n->last_error);
+        }
+    } else {
+        n->job = job;
+        n->job_answering = answering;
+        n->ckpt_busy = 1;
+        if (answering)
+            n->wanted = 0; /* the checkpoint thread answers */
+        pthread_cond_broadcast(&n->ckpt_cond);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return 0;
+}
+
+/* Waits (apply thread) until no checkpoint is being written. */
+static void wait_checkpoint_idle(struct node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    while (n->ckpt_busy)
+        pthread_cond_wait(&n->journal_cond, &n->lock);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* The checkpoint thread: writes each job from its snapshot while drain and
+ * apply go on, then applies retention, trims the journal to what the kept
+ * checkpoints need, and checkpoints Berkeley DB's log (DB_LOG_AUTO_REMOVE
+ * then removes the log files recovery no longer needs).  It runs at nice
+ * 10: on a loaded host, engines, drain and apply get the CPU first. */
+static void *ckpt_main(void *arg)
+{
+    struct node *n = arg;
+    const struct node_config *c = n->c;
+    struct retain_policy policy = {c->ckpt_keep, c->ckpt_keep_hourly, c->ckpt_keep_daily};
+    char dir[PATH_MAX + 16], path[PATH_MAX], err[512];
+
+    snprintf(dir, sizeof dir, "%s/checkpoints", c->data_dir);
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        log_msg(LOG_DEBUG, "checkpoint thread keeps normal priority", "error=\"%s\"", strerror(errno));
+    pthread_mutex_lock(&n->lock);
+    for (;;) {
+        struct ckpt_info written = {0};
+        uint64_t floor = UINT64_MAX, t0;
+        uint32_t removed = 0;
+        ckpt_job *job;
+        int answering, rc;
+
+        while (!n->job && !n->ckpt_stop)
+            pthread_cond_wait(&n->ckpt_cond, &n->lock);
+        if (!n->job)
+            break;
+        job = n->job;
+        answering = n->job_answering;
+        n->job = NULL;
+        pthread_mutex_unlock(&n->lock);
+
+        err[0] = '\0';
+        t0 = now_ns();
+        rc = ckpt_job_write(job, dir, c->zstd_level, path, sizeof path, &written, err, sizeof err);
+        ckpt_job_free(job);
+        if (!rc) {
+            log_msg(LOG_INFO, "checkpoint taken",
+                    "file=\"%s\" journal_seq=%" PRIu64 " lsn=%" PRIu64 " entries=%" PRIu64 " digest=%016" PRIx64
+                    " ms=%.1f",
+                    path, written.journal_seq, written.lsn, written.n_entries, written.digest,
+                    (double)(now_ns() - t0) / 1e6);
+            if (retain_apply(dir, &policy, seg_now_ns(CLOCK_REALTIME), &floor, &removed) != 0)
+                floor = UINT64_MAX; /* cannot list: trim nothing */
+            if (removed)
+                log_msg(LOG_INFO, "old checkpoints removed", "count=%" PRIu32, removed);
+            if (c->trim_journal && floor != UINT64_MAX) {
+                int trc = store_journal_trim(n->s, floor);
+                if (trc)
+                    log_msg(LOG_WARN, "journal trim failed", "below=%" PRIu64 " error=\"%s\"", floor,
+                            store_strerror(trc));
+                else
+                    atomic_store(&n->journal_floor, floor);
+            }
+            /* and the BDB log files recovery no longer needs */
+            uint32_t n_logs = 0;
+            int lrc = store_log_trim(n->s, &n_logs);
+            if (lrc)
+                log_msg(LOG_WARN, "log trim failed", "error=\"%s\"", store_strerror(lrc));
+            else if (n_logs)
+                log_msg(LOG_DEBUG, "log files removed", "count=%" PRIu32, n_logs);
+        } else {
+            log_msg(LOG_ERROR, "checkpoint failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
+        }
+        pthread_mutex_lock(&n->lock);
+        if (rc) {
+            snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
+        } else {
+            n->ckpt_seq = written.journal_seq;
+            snprintf(n->ckpt_path, sizeof n->ckpt_path, "%s", path);
+            atomic_fetch_add(&n->n_checkpoints, 1);
+        }
+        ckpt_info_free(&written);
+        if (answering)
+            answer_locked(n, rc, path, err);
+        n->ckpt_busy = 0;
+        pthread_cond_broadcast(&n->journal_cond); /* apply may wait for this one */
+    }
+    pthread_mutex_unlock(&n->lock);
+    return NULL;
 }
 
 static void *apply_main(void *arg)
 {
     struct node *n = arg;
     const struct node_config *c = n->c;
-    uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0;
+    uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0, height_at_ckpt = 0;
     char err[512];
 
+    if (c->ckpt_every_heights)
+        applier_producer_height(n->a, c->ckpt_height_producer, &height_at_ckpt);
+    records_at_ckpt = applier_meta(n->a).n_records;
     for (;;) {
-        uint64_t upto, journal_seq;
-        int done, wanted;
+        uint64_t upto, journal_seq, height = 0;
+        int done, wanted, due;
 
         pthread_mutex_lock(&n->lock);
-        while (n->applied_seq == n->journal_seq && !n->drain_done && !n->wanted) {
+        while (n->applied_seq == n->journal_seq && !n->drain_done &&
+               !(n->wanted == REQ_SNAPSHOT || (n->wanted && !n->ckpt_busy)) &&
+               !(n->ckpt_pending && !n->ckpt_busy)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1; /* look at the checkpoint timer now and then */
             pthread_cond_timedwait(&n->journal_cond, &n->lock, &ts);
             if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull &&
-                n->applied_seq != n->ckpt_seq)
+                n->applied_seq != n->ckpt_seq && !n->ckpt_busy)
                 break;
         }
         /* in steps, so that a drain waiting for apply to catch up sees
@@ -490,6 +622,7 @@ static void *apply_main(void *arg)
                                                                  : journal_seq;
         done = n->drain_done;
         wanted = n->wanted;
+        due = n->ckpt_pending;
         pthread_mutex_unlock(&n->lock);
 
         err[0] = '\0';
@@ -505,21 +638,39 @@ static void *apply_main(void *arg)
         n->applied_seq = upto;
         pthread_cond_broadcast(&n->apply_cond);
         pthread_mutex_unlock(&n->lock);
-        if (wanted && upto == journal_seq) { /* caught up with what the request saw */
-            serve(n, wanted, 1);
-        } else if (am.applied_seq != n->ckpt_seq &&
-                   ((c->ckpt_every_seconds &&
-                     now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull) ||
-                    (c->ckpt_every_records && am.n_records - records_at_ckpt >= c->ckpt_every_records) ||
-                    (done && upto == n->journal_seq))) {
-            serve(n, REQ_CHECKPOINT, 0); /* on a trigger, and at a clean stop */
+        if (c->ckpt_every_heights &&
+            applier_producer_height(n->a, c->ckpt_height_producer, &height) == 0 &&
+            height / c->ckpt_every_heights > height_at_ckpt / c->ckpt_every_heights)
+            due = 1; /* crossed a multiple of every_heights */
+        if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull)
+            due = 1;
+        if (c->ckpt_every_records && am.n_records - records_at_ckpt >= c->ckpt_every_records)
+            due = 1;
+        if (wanted == REQ_SNAPSHOT && upto == journal_seq) {
+            serve_snapshot(n);
+        } else if (wanted == REQ_CHECKPOINT && upto == journal_seq) {
+            /* caught up with what the request saw */
+            if (start_checkpoint(n, 1) == 0)
+                due = 0;
+        } else if (due) {
+            if (start_checkpoint(n, 0) != 0)
+                due = 0; /* pending: taken once the one being written is done */
+        } else {
+            due = 0;
         }
-        if (wanted == REQ_CHECKPOINT || n->ckpt_seq == am.applied_seq) {
+        if (due || (wanted == REQ_CHECKPOINT && upto == journal_seq)) {
             last_ckpt_ns = now_ns();
             records_at_ckpt = am.n_records;
+            if (c->ckpt_every_heights)
+                height_at_ckpt = height;
         }
-        if (done && upto == n->journal_seq)
+        if (done && upto == n->journal_seq) {
+            /* a clean stop: one last checkpoint of everything applied */
+            wait_checkpoint_idle(n);
+            if (am.applied_seq != n->ckpt_seq && start_checkpoint(n, 0) == 0)
+                wait_checkpoint_idle(n);
             break;
+        }
     }
     return NULL;
 }
@@ -541,6 +692,7 @@ static int status_json(struct node *n, char *out, size_t out_size)
     journal_seq = n->journal_seq;
     applied_seq = n->applied_seq;
     uint64_t ckpt_seq = n->ckpt_seq;
+    int ckpt_busy = n->ckpt_busy;
     if (n->last_error[0]) { /* the only kind of error a running node survives */
         last_error[e++] = '"';
         for (const char *p = n->last_error; *p && e < sizeof last_error - 3; p++) {
@@ -560,13 +712,15 @@ static int status_json(struct node *n, char *out, size_t out_size)
                     ",\"batches\":%" PRIu64 ",\"records\":%" PRIu64 ",\"records_per_s\":%.0f"
                     ",\"groups_applied\":%" PRIu64 ",\"groups_discarded\":%" PRIu64
                     ",\"uptime_s\":%.0f,\"state_digest\":\"%016" PRIx64 "\""
-                    ",\"checkpoint_seq\":%" PRIu64 ",\"last_error\":%s}",
+                    ",\"checkpoint_seq\":%" PRIu64 ",\"checkpoints_taken\":%" PRIu64
+                    ",\"checkpoint_running\":%s,\"journal_trimmed_below\":%" PRIu64 ",\"last_error\":%s}",
                     n->c->role, n->epoch, (int)getpid(), n->c->data_dir, n->c->ring_name, h->capacity,
                     tail - head, tail, durable, applied, tail - atomic_load(&n->drained_pos), journal_seq,
                     applied_seq, journal_seq - applied_seq, atomic_load(&n->n_batches),
                     atomic_load(&n->n_records), secs > 0 ? (double)atomic_load(&n->n_records) / secs : 0.0,
                     atomic_load(&n->n_groups), atomic_load(&n->n_discarded), secs, atomic_load(&n->digest),
-                    ckpt_seq, last_error);
+                    ckpt_seq, atomic_load(&n->n_checkpoints), ckpt_busy ? "true" : "false",
+                    atomic_load(&n->journal_floor), last_error);
 }
 
 static void answer_request(struct node *n, int ask, char *out, size_t out_size)
@@ -736,8 +890,8 @@ int node_run(const struct node_config *c)
 {
     struct node n = {.c = c};
     struct journal_header last = {0};
-    pthread_t apply_thread, control_thread;
-    int rc, have_apply = 0, have_control = 0;
+    pthread_t apply_thread, control_thread, ckpt_thread;
+    int rc, have_apply = 0, have_control = 0, have_ckpt = 0;
     char err[512] = "", path[PATH_MAX + 32];
     sigset_t block, old;
     struct sigaction sa = {.sa_handler = on_signal};
@@ -750,6 +904,7 @@ int node_run(const struct node_config *c)
     pthread_mutex_init(&n.lock, NULL);
     pthread_cond_init(&n.journal_cond, NULL);
     pthread_cond_init(&n.apply_cond, NULL);
+    pthread_cond_init(&n.ckpt_cond, NULL);
     atomic_store(&n.start_ns, now_ns());
     rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &n.s, err, sizeof err);
     if (rc) {
@@ -807,10 +962,11 @@ int node_run(const struct node_config *c)
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    have_apply = pthread_create(&apply_thread, NULL, apply_main, &n) == 0;
+    have_ckpt = pthread_create(&ckpt_thread, NULL, ckpt_main, &n) == 0;
+    have_apply = have_ckpt && pthread_create(&apply_thread, NULL, apply_main, &n) == 0;
     have_control = pthread_create(&control_thread, NULL, control_main, &n) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!have_apply || !have_control)
+    if (!have_apply || !have_control || !have_ckpt)
         fatal("cannot start threads", strerror(errno));
     log_msg(LOG_INFO, "node started",
             "role=%s epoch=%" PRIu64 " data_dir=\"%s\" ring=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
@@ -826,6 +982,11 @@ int node_run(const struct node_config *c)
     pthread_cond_broadcast(&n.journal_cond);
     pthread_mutex_unlock(&n.lock);
     pthread_join(apply_thread, NULL);
+    pthread_mutex_lock(&n.lock);
+    n.ckpt_stop = 1;
+    pthread_cond_broadcast(&n.ckpt_cond);
+    pthread_mutex_unlock(&n.lock);
+    pthread_join(ckpt_thread, NULL);
     atomic_store(&n.stop, 1);
     pthread_mutex_lock(&n.lock);
     pthread_cond_broadcast(&n.apply_cond);

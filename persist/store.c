@@ -572,7 +572,12 @@ static int trim_some(store *s, uint64_t seq, uint32_t *n_deleted)
     rc = s->env->txn_begin(s->env, NULL, &txn, 0);
     if (rc)
         return rc;
-    rc = s->journal->cursor(s->journal, txn, &cursor, 0);
+    /* the lowest priority: if trimming ever deadlocks with the drain's
+     * append (page locks of a reverse split), the detector picks this
+     * transaction, never the append, whose failure would stop the node */
+    rc = txn->set_priority(txn, 0);
+    if (rc == 0)
+        rc = s->journal->cursor(s->journal, txn, &cursor, 0);
     for (uint32_t i = 0; rc == 0 && i < TRIM_BATCH; i++) {
         rc = cursor->get(cursor, &key, &data, i == 0 ? DB_FIRST : DB_NEXT);
         if (rc == 0 && (key.size != sizeof key_bytes || key_seq(key_bytes) >= seq))
@@ -607,7 +612,33 @@ int store_journal_trim(store *s, uint64_t seq)
         return RK_EINVAL;
     /* each round deletes TRIM_BATCH entries or ends the loop: bounded by the
      * journal's size */
-    while (rc == 0 && n_deleted == TRIM_BATCH)
+    for (int deadlocks = 0; (rc == 0 || (rc == DB_LOCK_DEADLOCK && deadlocks++ < 100)) &&
+                            n_deleted == TRIM_BATCH;) {
         rc = trim_some(s, seq, &n_deleted);
+        if (rc == DB_LOCK_DEADLOCK)
+            n_deleted = TRIM_BATCH; /* chosen as the victim: that round again */
+    }
+    return rc;
+}
+
+int store_log_trim(store *s, uint32_t *n_removed)
+{
+    char **list = NULL;
+    int rc;
+
+    *n_removed = 0;
+    /* a checkpoint first: the log before it is then needed by nobody
+     * (every transaction that wrote there has ended, its pages are in the
+     * database files) */
+    rc = s->env->txn_checkpoint(s->env, 0, 0, 0);
+    if (!rc)
+        rc = s->env->log_archive(s->env, &list, DB_ARCH_ABS);
+    for (char **p = list; !rc && p && *p; p++) {
+        if (sys_unlink(*p) == 0)
+            (*n_removed)++;
+        else
+            rc = errno;
+    }
+    free(list); /* one allocation, BDB's own (log_archive) */
     return rc;
 }

@@ -138,6 +138,12 @@ int store_journal_get(store *s, uint64_t seq, journal_entry *e, char *why, size_
  * Deletes in transactions of a bounded number of entries each. */
 int store_journal_trim(store *s, uint64_t seq);
 
+/* Checkpoints the Berkeley DB environment and removes the log files that
+ * recovery no longer needs (DB_ENV->log_archive; the DB_LOG_AUTO_REMOVE
+ * flag alone was seen to leave them in place).  *n_removed: files removed.
+ * Any thread. */
+int store_log_trim(store *s, uint32_t *n_removed);
+
 /* Translates a Berkeley DB or errno code into a message.
  * RK_E* codes too (rk_strerror). */
 const char *store_strerror(int err);
