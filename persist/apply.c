@@ -72,6 +72,11 @@ struct applier {
     size_t n_producers;
     struct table *tables;
     size_t n_tables;
+    /* applier_watch_height: stop after the entry in which this producer's
+     * height crossed a multiple of watch_every */
+    char watch_name[RK_NAME_MAX + 1];
+    uint64_t watch_every, watch_last;
+    int watch_hit;
 };
 
 /* ------------------------------------------------------------ meta */
@@ -416,6 +421,14 @@ int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size
         if (a->next_seq > a->am.applied_seq)
             a->am.applied_seq = a->next_seq;
         a->next_seq++;
+        if (a->watch_every) {
+            struct producer *w = producer_by_name(a, a->watch_name);
+            if (w && w->m.height / a->watch_every > a->watch_last / a->watch_every) {
+                a->watch_last = w->m.height;
+                a->watch_hit = 1;
+                break; /* committed below: a group boundary right after the crossing */
+            }
+        }
         if (a->txn_records >= max_records) {
             rc = commit(a);
             if (rc)
@@ -1048,12 +1061,26 @@ out:
     return rc;
 }
 
-int applier_producer_height(applier *a, const char *name, uint64_t *height)
+uint64_t applier_read_upto(const applier *a)
 {
-    struct producer *p = producer_by_name(a, name);
+    return a->next_seq - 1;
+}
 
-    if (!p)
-        return ENOMEM;
-    *height = p->m.height;
-    return p->m.n_groups ? 0 : RK_ENOTFOUND;
+void applier_watch_height(applier *a, const char *name, uint64_t every)
+{
+    struct producer *p;
+
+    snprintf(a->watch_name, sizeof a->watch_name, "%s", name);
+    a->watch_every = every;
+    p = every ? producer_by_name(a, name) : NULL;
+    a->watch_last = p ? p->m.height : 0;
+    a->watch_hit = 0;
+}
+
+int applier_height_crossed(applier *a)
+{
+    int hit = a->watch_hit;
+
+    a->watch_hit = 0;
+    return hit;
 }

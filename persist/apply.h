@@ -74,9 +74,16 @@ struct apply_meta applier_meta(const applier *a);
  * returned.  The file is written to path.tmp, fsynced and renamed. */
 int applier_snapshot(applier *a, const char *path, char *err, size_t err_size);
 
-/* The height of producer name's last MARK applied (RK_ENOTFOUND: none
- * yet). */
-int applier_producer_height(applier *a, const char *name, uint64_t *height);
+/* The last journal entry applier_run has read (it may stop before the
+ * `upto` it was given: applier_watch_height). */
+uint64_t applier_read_upto(const applier *a);
+
+/* Makes applier_run stop (after committing) at the end of the journal
+ * entry in which producer name's height crosses a multiple of every (0:
+ * never), so that a checkpoint can be taken right there;
+ * applier_height_crossed() then says so once. */
+void applier_watch_height(applier *a, const char *name, uint64_t every);
+int applier_height_crossed(applier *a);
 
 /* Checkpoints, in two steps so that apply stalls only for the first.
  * applier_checkpoint_begin, on the applier's thread between applier_run

@@ -593,14 +593,13 @@ static void *apply_main(void *arg)
 {
     struct node *n = arg;
     const struct node_config *c = n->c;
-    uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0, height_at_ckpt = 0;
+    uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0;
     char err[512];
 
-    if (c->ckpt_every_heights)
-        applier_producer_height(n->a, c->ckpt_height_producer, &height_at_ckpt);
+    applier_watch_height(n->a, c->ckpt_height_producer, c->ckpt_every_heights);
     records_at_ckpt = applier_meta(n->a).n_records;
     for (;;) {
-        uint64_t upto, journal_seq, height = 0;
+        uint64_t upto, journal_seq;
         int done, wanted, due;
 
         pthread_mutex_lock(&n->lock);
@@ -634,14 +633,21 @@ static void *apply_main(void *arg)
         atomic_store(&n->n_discarded, am.n_discarded);
         atomic_store(&n->n_groups, am.n_groups);
         atomic_store(&n->digest, am.digest);
+        if (applier_read_upto(n->a) < upto)
+            upto = applier_read_upto(n->a); /* stopped early (every_heights) */
         pthread_mutex_lock(&n->lock);
         n->applied_seq = upto;
         pthread_cond_broadcast(&n->apply_cond);
         pthread_mutex_unlock(&n->lock);
-        if (c->ckpt_every_heights &&
-            applier_producer_height(n->a, c->ckpt_height_producer, &height) == 0 &&
-            height / c->ckpt_every_heights > height_at_ckpt / c->ckpt_every_heights)
-            due = 1; /* crossed a multiple of every_heights */
+        if (applier_height_crossed(n->a)) {
+            /* every_heights: applier_run stopped right after the entry in
+             * which the producer crossed a multiple of it.  That point is
+             * checkpointed even if the one before is still being written:
+             * apply waits for it (engines wait only if apply then falls
+             * max_lag_entries behind) */
+            wait_checkpoint_idle(n);
+            due = 1;
+        }
         if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull)
             due = 1;
         if (c->ckpt_every_records && am.n_records - records_at_ckpt >= c->ckpt_every_records)
@@ -661,8 +667,6 @@ static void *apply_main(void *arg)
         if (due || (wanted == REQ_CHECKPOINT && upto == journal_seq)) {
             last_ckpt_ns = now_ns();
             records_at_ckpt = am.n_records;
-            if (c->ckpt_every_heights)
-                height_at_ckpt = height;
         }
         if (done && upto == n->journal_seq) {
             /* a clean stop: one last checkpoint of everything applied */
@@ -886,6 +890,27 @@ static void remove_old_snapshots(const char *dir)
         closedir(d);
 }
 
+/* A checkpoint being written when a node was killed leaves a hidden temp
+ * file (.<seq>.rkcp.tmp-<pid>) in checkpoints/; it is never listed or
+ * taken as a checkpoint, and is removed here (this node holds the data
+ * directory's lock, so no one else writes there). */
+static void remove_checkpoint_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    while (d && (de = readdir(d)) != NULL) {
+        char path[PATH_MAX + 300];
+        if (de->d_name[0] != '.' || !strstr(de->d_name, CKPT_SUFFIX ".tmp"))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (unlink(path) == 0)
+            log_msg(LOG_INFO, "unfinished checkpoint removed", "file=\"%s\"", path);
+    }
+    if (d)
+        closedir(d);
+}
+
 int node_run(const struct node_config *c)
 {
     struct node n = {.c = c};
@@ -953,6 +978,8 @@ int node_run(const struct node_config *c)
     snprintf(path, sizeof path, "%s/snapshots", c->data_dir);
     mkdir(path, 0700);
     remove_old_snapshots(path);
+    snprintf(path, sizeof path, "%s/checkpoints", c->data_dir);
+    remove_checkpoint_temps(path);
     snprintf(path, sizeof path, "%s/control.sock", c->data_dir);
     unlink(path); /* stale: we hold the data directory's lock */
     node_control_endpoint(c->data_dir, n.endpoint, sizeof n.endpoint);

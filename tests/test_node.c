@@ -29,6 +29,7 @@
 #include "node.h"
 #include "ring.h"
 #include "ringkeep.h"
+#include "store.h"
 
 #define N_PRODUCERS 2
 #define KEYS_PER_PRODUCER 300
@@ -36,6 +37,8 @@
 #define BOUND_S 300 /* no wait in these tests takes this long unless broken */
 
 static char data_dir[256], ring_name[64];
+/* extra "section", "key", "value" triples for the next start_node(), NULL-ended */
+static const char *const *node_extra;
 
 /* ------------------------------------------------------------ the stream
  * Group g (from 1) of producer p: RECORDS_PER_GROUP records, each a PUT or
@@ -177,6 +180,7 @@ static void check_state(uint64_t heights[N_PRODUCERS])
 
 static void setup(void)
 {
+    node_extra = NULL;
     memset(model, 0, sizeof model);
     memset(model_height, 0, sizeof model_height);
     snprintf(data_dir, sizeof data_dir, "/tmp/rk-test-node.%d", (int)getpid());
@@ -215,6 +219,11 @@ static pid_t start_node(const char *fault)
             fprintf(stderr, "test config: %s\n", err);
             _exit(99);
         }
+        for (const char *const *x = node_extra; x && x[0]; x += 3)
+            if (node_config_set(&c, x[0], x[1], x[2], "test", err, sizeof err)) {
+                fprintf(stderr, "test config: %s\n", err);
+                _exit(99);
+            }
         _exit(node_run(&c));
     }
     /* the ring exists once the node is up */
@@ -289,8 +298,13 @@ static pid_t start_engine(int p, uint64_t n_groups, uint64_t kill_in_group)
         if (rk_mark(r, g, &lsn))
             _exit(14);
     }
-    if (lsn && rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000) != 0)
-        _exit(15);
+    if (lsn) {
+        int rc = rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000);
+        if (rc) {
+            fprintf(stderr, "engine %d: rk_wait(%llu, durable): %s\n", p, (unsigned long long)lsn, rk_strerror(rc));
+            _exit(15);
+        }
+    }
     rk_ring_detach(r);
     _exit(0);
 }
@@ -694,6 +708,220 @@ START_TEST(large_state_applies_checkpoints_and_restores)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ checkpoint thread */
+
+/* Writes n_keys PUTs of 8-byte keys into table "bulk" as producer "bulk",
+ * a MARK every 1000, and waits until they are durable. */
+static void write_bulk(uint32_t n_keys)
+{
+    pid_t e = fork();
+    int status;
+
+    ck_assert_int_ge(e, 0);
+    if (e == 0) {
+        rk_ring_opts ro = {.producer = "bulk"};
+        rk_ring *r = NULL;
+        uint16_t t;
+        uint64_t lsn = 0;
+        uint8_t val[100];
+        if (rk_ring_attach(ring_name, &ro, &r) || rk_table(r, "bulk", &t))
+            _exit(1);
+        for (uint32_t i = 0; i < n_keys; i++) {
+            uint64_t k = mix(i);
+            memset(val, (int)i, sizeof val);
+            if (rk_put(r, t, &k, sizeof k, val, sizeof val, NULL))
+                _exit(2);
+            if ((i + 1) % 1000 == 0 && rk_mark(r, (i + 1) / 1000, &lsn))
+                _exit(3);
+        }
+        _exit(lsn && rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000) ? 4 : 0);
+    }
+    ck_assert_int_eq(waitpid(e, &status, 0), e);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bulk engine failed: %d", status);
+}
+
+/* Every checkpoint file listed verifies; returns how many there are and
+ * the newest's journal seq. */
+static size_t check_all_checkpoints(uint64_t *newest_seq)
+{
+    char dir[PATH_MAX], err[512], **paths = NULL;
+    size_t n = 0;
+
+    snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
+    ck_assert_int_eq(ckpt_list(dir, &paths, &n), 0);
+    *newest_seq = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ckpt_info info = {0};
+        ck_assert_msg(ckpt_verify(paths[i], &info, NULL, NULL, err, sizeof err) == 0, "%s: %s", paths[i], err);
+        if (i == 0)
+            *newest_seq = info.journal_seq;
+        ckpt_info_free(&info);
+    }
+    ckpt_list_free(paths, n);
+    return n;
+}
+
+static uint64_t status_field(const char *field)
+{
+    char *reply = NULL, key[64], *p;
+    uint64_t v = UINT64_MAX;
+
+    snprintf(key, sizeof key, "\"%s\":", field);
+    if (node_request(data_dir, "status", 5000, &reply) == 0 && (p = strstr(reply, key)))
+        v = strtoull(p + strlen(key), NULL, 10);
+    free(reply);
+    return v;
+}
+
+/* Waits until the node has applied all it journaled and no checkpoint is
+ * being written (bounded). */
+static void wait_node_idle(void)
+{
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        char *reply = NULL;
+        int idle = node_request(data_dir, "status", 5000, &reply) == 0 &&
+                   strstr(reply, "\"apply_lag_entries\":0,") && strstr(reply, "\"checkpoint_running\":false");
+        free(reply);
+        if (idle)
+            return;
+        usleep(10000);
+    }
+    ck_abort_msg("the node did not become idle");
+}
+
+/* The node SIGKILLed at random moments while a checkpoint of a state of
+ * 100k keys is being written (by its own thread, from a snapshot): every
+ * checkpoint file there is still verifies, the newest never goes back, an
+ * unfinished one is never listed, the state is whole after each restart,
+ * and the next start removes the unfinished temp files. */
+START_TEST(node_killed_while_checkpointing_keeps_previous_checkpoints)
+{
+    static const char *const extra[] = {"checkpoint", "every_seconds", "0", "checkpoint", "keep", "3", NULL};
+    uint64_t heights[N_PRODUCERS], newest = 0, prev_newest = 0, t0, full_ms;
+    char *reply = NULL;
+    pid_t node, asker;
+    int status;
+
+    node_extra = extra;
+    node = start_node(NULL);
+    write_bulk(100000);
+    t0 = (uint64_t)time(NULL);
+    {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        ck_assert_int_eq(node_request(data_dir, "checkpoint", BOUND_S * 1000, &reply), 0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "checkpoint: %s", reply);
+        free(reply);
+        full_ms = (uint64_t)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000) + 1;
+    }
+    (void)t0;
+    srand((unsigned)getpid());
+    for (int round = 1; round <= 8; round++) {
+        pid_t e = start_engine(round % N_PRODUCERS, (uint64_t)round * 50, 0); /* something new to checkpoint */
+        wait_engine(e);
+        asker = fork();
+        ck_assert_int_ge(asker, 0);
+        if (asker == 0) {
+            char *r = NULL;
+            node_request(data_dir, "checkpoint", BOUND_S * 1000, &r); /* the node dies under it */
+            _exit(0);
+        }
+        usleep((useconds_t)(rand() % (int)(full_ms * 1200 + 1))); /* 0 .. 1.2 x a whole checkpoint */
+        stop(node, SIGKILL);
+        ck_assert_int_eq(waitpid(asker, &status, 0), asker);
+        ck_assert_uint_ge(check_all_checkpoints(&newest), 1);
+        ck_assert_uint_ge(newest, prev_newest);
+        prev_newest = newest;
+        node = start_node(NULL);
+        check_state(heights); /* whole groups, at the heights the state reports */
+    }
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    ck_assert_uint_ge(check_all_checkpoints(&newest), 1);
+    {
+        char dir[PATH_MAX], cmd[PATH_MAX + 64];
+        snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
+        node = start_node(NULL); /* removes what the kills left */
+        ck_assert_int_eq(stop(node, SIGTERM), 0);
+        snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -q '^\\.'", dir);
+        ck_assert_msg(system(cmd) != 0, "a temp file is left in %s", dir);
+    }
+}
+END_TEST
+
+/* every_heights: checkpoints follow the named producer's heights; keep
+ * leaves the newest two; the journal is trimmed to what they need; the
+ * Berkeley DB log does not grow without bound; a restart applies on from
+ * there and the state is whole. */
+START_TEST(height_trigger_retention_and_trimming)
+{
+    static const char *const extra[] = {"checkpoint", "every_seconds", "0",    "checkpoint", "every_heights",
+                                        "100",        "checkpoint",    "height_producer", "eng0",
+                                        "checkpoint", "keep",          "2",    NULL};
+    uint64_t heights[N_PRODUCERS], newest = 0, taken, floor;
+    char dir[PATH_MAX], err[512], **paths = NULL;
+    size_t n = 0;
+    pid_t node, e;
+
+    node_extra = extra;
+    node = start_node(NULL);
+    e = start_engine(0, 1000, 0);
+    wait_engine(e);
+    wait_node_idle();
+    taken = status_field("checkpoints_taken");
+    floor = status_field("journal_trimmed_below");
+    /* one per multiple of 100 crossed (an entry holds at most 64 records:
+     * under 5 groups, never two multiples) */
+    ck_assert_msg(taken >= 9 && taken <= 11, "%llu checkpoints for 1000 heights every 100",
+                  (unsigned long long)taken);
+    ck_assert_uint_eq(check_all_checkpoints(&newest), 2);
+    snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
+    ck_assert_int_eq(ckpt_list(dir, &paths, &n), 0);
+    {
+        struct ckpt_info info[2];
+        uint64_t h[2];
+        for (int i = 0; i < 2; i++) {
+            ck_assert_int_eq(ckpt_read_info(paths[i], &info[i], err, sizeof err), 0);
+            ck_assert_int_eq(info[i].has_replay, 1);
+            ck_assert_uint_eq(info[i].n_producers, 1);
+            h[i] = info[i].producers[0].height;
+        }
+        /* each taken right after the journal entry that crossed a multiple
+         * of 100: within the groups one entry holds */
+        ck_assert_msg(h[0] == 1000 && h[1] >= 900 && h[1] % 100 < 5, "heights %llu and %llu",
+                      (unsigned long long)h[0], (unsigned long long)h[1]);
+        ck_assert_uint_eq(floor, info[1].replay.restart_seq); /* the oldest kept one's need */
+        ck_assert_uint_gt(floor, 1);
+        ckpt_info_free(&info[0]);
+        ckpt_info_free(&info[1]);
+    }
+    ckpt_list_free(paths, n);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    {
+        store *st = NULL;
+        journal_entry je = {0};
+        char why[256];
+        ck_assert_int_eq(store_open(data_dir, 0, 0, &st, err, sizeof err), 0);
+        ck_assert_int_eq(store_journal_get(st, floor - 1, &je, why, sizeof why), RK_ENOTFOUND);
+        ck_assert_int_eq(store_journal_get(st, floor, &je, why, sizeof why), 0);
+        journal_entry_free(&je);
+        store_close(st);
+    }
+    {
+        char cmd[PATH_MAX + 64];
+        snprintf(cmd, sizeof cmd, "test $(ls '%s/db' | grep -c '^log\\.') -le 3", data_dir);
+        ck_assert_msg(system(cmd) == 0, "Berkeley DB log files were not removed");
+    }
+    node = start_node(NULL);
+    e = start_engine(0, 1100, 0); /* goes on from the trimmed journal */
+    wait_engine(e);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 1100);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -704,6 +932,8 @@ static Suite *node_suite(void)
     tcase_add_test(tc, restore_api_live_and_stopped);
     tcase_add_test(tc, checkpoint_of_a_live_node_equals_its_state);
     tcase_add_test(tc, large_state_applies_checkpoints_and_restores);
+    tcase_add_test(tc, node_killed_while_checkpointing_keeps_previous_checkpoints);
+    tcase_add_test(tc, height_trigger_retention_and_trimming);
     tcase_add_test(tc, second_node_and_foreign_ring_are_refused);
     tcase_add_test(tc, engine_killed_mid_group_is_never_applied_in_part);
     tcase_add_test(tc, fsync_eio_is_fatal_and_recovers);
