@@ -443,6 +443,14 @@ static int plan(store *src, const struct restore_opts *o, struct plan *p, char *
                 rc = find_mark(src, o, paths[i], &p->info, last_j, &p->cut_lsn, &point_seq, err, err_size);
                 if (rc)
                     goto out;
+                if (p->cut_lsn < p->info.lsn) {
+                    /* the MARK is older than groups the checkpoint holds
+                     * (a producer that went back in height): an older one */
+                    ckpt_info_free(&p->info);
+                    p->cut_lsn = 0;
+                    n_past++;
+                    continue;
+                }
             }
         }
         chosen = 1;
