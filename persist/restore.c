@@ -40,6 +40,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
 #include "restore.h"
 #include "ring.h"
@@ -48,6 +49,22 @@
 
 #define REPLAY_STEP 64u /* journal entries applied between progress reports */
 #define ZSTD_LEVEL 1    /* a cut entry is encoded again as the drain does */
+
+/* The Berkeley DB cache restore's environments get when the caller gives
+ * none: the node's default ([storage] cache_mb).  BDB's own default (256
+ * KiB) runs out in one apply transaction under MVCC (ENOMEM). */
+static uint32_t default_cache_mb(void)
+{
+    struct node_config *c = malloc(sizeof *c);
+    uint32_t mb = 256;
+
+    if (c) {
+        node_config_defaults(c);
+        mb = c->cache_mb;
+    }
+    free(c);
+    return mb;
+}
 
 /* What plan() settles before DIR is made. */
 struct plan {
@@ -640,8 +657,8 @@ static int on_load(void *arg, uint64_t done, uint64_t total)
     return o->progress ? o->progress(o->progress_arg, RESTORE_LOADING, done, total) : 0;
 }
 
-static int build(store *src, const struct restore_opts *o, const struct plan *p, struct restore_result *res,
-                 char *err, size_t err_size)
+static int build(store *src, const struct restore_opts *o, uint32_t cache_mb, const struct plan *p,
+                 struct restore_result *res, char *err, size_t err_size)
 {
     struct ckpt_info loaded = {0};
     store *dst = NULL;
@@ -652,7 +669,7 @@ static int build(store *src, const struct restore_opts *o, const struct plan *p,
 
     if (mkdir(o->to_dir, 0700) != 0 && errno != EEXIST)
         return seg_fail(err, err_size, errno, "cannot create %s: %s", o->to_dir, strerror(errno));
-    rc = store_open(o->to_dir, STORE_CREATE, o->cache_mb, &dst, err, err_size);
+    rc = store_open(o->to_dir, STORE_CREATE, cache_mb, &dst, err, err_size);
     if (!rc)
         rc = applier_open(dst, &a, err, err_size);
     if (!rc)
@@ -707,6 +724,7 @@ int restore_run(const struct restore_opts *o, struct restore_result *res, char *
 {
     struct plan p = {0};
     store *src = NULL;
+    uint32_t cache_mb;
     int rc, existed = 0, made = 0;
 
     if (err && err_size)
@@ -718,7 +736,8 @@ int restore_run(const struct restore_opts *o, struct restore_result *res, char *
     rc = check_target(o->to_dir, &existed, err, err_size);
     if (rc)
         return rc;
-    rc = store_open(o->src_dir, 0, o->cache_mb, &src, err, err_size);
+    cache_mb = o->cache_mb ? o->cache_mb : default_cache_mb();
+    rc = store_open(o->src_dir, 0, cache_mb, &src, err, err_size);
     if (rc == RK_EBUSY) {
         size_t len = strlen(err);
         snprintf(err + len, err_size - len,
@@ -730,7 +749,13 @@ int restore_run(const struct restore_opts *o, struct restore_result *res, char *
     if (rc)
         goto out;
     made = 1;
-    rc = build(src, o, &p, res, err, err_size);
+    rc = build(src, o, cache_mb, &p, res, err, err_size);
+    if (rc == ENOMEM) {
+        size_t len = strlen(err);
+        snprintf(err + len, err_size - len,
+                 " (Berkeley DB cache of %" PRIu32 " MB: give a larger [storage] cache_mb with -c FILE)",
+                 cache_mb);
+    }
     if (rc)
         goto out;
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", p.ckpt);
@@ -814,7 +839,7 @@ int restore_import(const char *to_dir, struct restore_entry *entries, size_t n, 
         rc = seg_fail(err, err_size, errno, "cannot create %s: %s", to_dir, strerror(errno));
         goto out;
     }
-    rc = store_open(to_dir, STORE_CREATE, 0, &dst, err, err_size);
+    rc = store_open(to_dir, STORE_CREATE, default_cache_mb(), &dst, err, err_size);
     if (rc)
         goto out;
     snprintf(dir, sizeof dir, "%s/checkpoints", to_dir);

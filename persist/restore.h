@@ -51,7 +51,7 @@ struct restore_opts {
     uint64_t seq;         /* RESTORE_SEQ */
     const char *producer; /* RESTORE_HEIGHT */
     uint64_t height;      /* RESTORE_HEIGHT */
-    uint32_t cache_mb;    /* Berkeley DB cache of each environment (0: default) */
+    uint32_t cache_mb;    /* Berkeley DB cache of each environment (0: the node's default) */
     /* Called now and then (not more than a few times a second is up to the
      * callee); non-zero stops the restore (that value is returned). */
     int (*progress)(void *arg, enum restore_phase phase, uint64_t done, uint64_t total);
