@@ -176,8 +176,13 @@ static int parse_line(struct import *im, const char *line, size_t len, uint64_t 
                  memchr(table, '\0', tlen) ? " with a NUL" : "", RK_NAME_MAX);
         goto out;
     }
-    if (klen > RK_KEY_MAX || vlen > UINT32_MAX) {
+    if (klen > RK_KEY_MAX) {
         snprintf(why, why_size, "key of %zu bytes (at most %u)", klen, RK_KEY_MAX);
+        goto out;
+    }
+    if (vlen > CKPT_MAX_ENTRY) {
+        snprintf(why, why_size, "value of %zu bytes (a checkpoint entry holds at most %u)", vlen,
+                 CKPT_MAX_ENTRY);
         goto out;
     }
     if (im->n == im->cap) {
