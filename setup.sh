@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 packages=(build-essential cmake ninja-build pkg-config
-          libzmq3-dev libdb5.3-dev libmsgpack-dev libzstd-dev libxxhash-dev check libinih-dev
+          libzmq3-dev libdb5.3-dev libmsgpack-dev libzstd-dev libxxhash-dev check libinih-dev libjansson-dev
           clang libclang-rt-14-dev)
 
 install_missing() {

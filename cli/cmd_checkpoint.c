@@ -1,4 +1,4 @@
-/* cmd_checkpoint.c -- `ringkeep checkpoint list|verify|export`: offline
+/* cmd_checkpoint.c -- `ringkeep checkpoint list|verify|export` (import: cmd_import.c): offline
  * inspection of checkpoint files (persist/checkpoint.c), no node needed.
  *
  * Design: every command verifies a file completely (ckpt_verify: trailer,
@@ -42,7 +42,11 @@ static int checkpoint_usage(void)
             "           shortest-form UTF-8 with no code point below U+0020, no U+007F..U+009F;\n"
             "           '\"' and '\\' escaped, nothing else), otherwise an object\n"
             "           {\"base64\":\"...\"} holding the bytes in standard base64 (RFC 4648, with\n"
-            "           padding); empty bytes are \"\".  Nothing is written if FILE fails to verify.\n");
+            "           padding); empty bytes are \"\".  Nothing is written if FILE fails to verify.\n"
+            "       ringkeep checkpoint import FILE --to DIR\n"
+            "           the reverse: a new data directory DIR holding exactly the entries of FILE (JSON\n"
+            "           lines as export writes them; - is stdin), as its checkpoint\n"
+            "           DIR/checkpoints/00000000000000000000.rkcp; a bad line is refused naming it\n");
     return 2;
 }
 
@@ -320,6 +324,8 @@ int cmd_checkpoint(int argc, char **argv)
             return checkpoint_usage();
         return export_cmd(argv[2]);
     }
+    if (strcmp(argv[1], "import") == 0)
+        return cmd_checkpoint_import(argc - 1, argv + 1);
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = 1;

@@ -26,6 +26,11 @@ static void usage(FILE *out)
             "  checkpoint verify FILE... | --all [-d DATA_DIR]\n"
             "  checkpoint export FILE\n"
             "                       list, check (offline) and dump checkpoint files\n"
+            "  checkpoint import FILE --to DIR\n"
+            "                       a new data directory holding the state of an export (JSON lines)\n"
+            "  restore --to DIR (-d DATA_DIR | -c FILE) [--checkpoint FILE] [--height P:N | --seq S]\n"
+            "                       a new data directory from a stopped node's checkpoint and journal,\n"
+            "                       to the latest point, a journal seq or a producer's height\n"
             "  ring create NAME [--capacity BYTES] [--start-lsn N]\n"
             "                       create a ring with no node behind it (default 4M)\n"
             "  ring inspect NAME [--json]\n"
@@ -99,6 +104,8 @@ int main(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(argv[1], "checkpoint") == 0)
         return cmd_checkpoint(argc - 1, argv + 1);
+    if (strcmp(argv[1], "restore") == 0)
+        return cmd_restore(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("ringkeep %s\n", rk_version(NULL, NULL, NULL));
         return 0;

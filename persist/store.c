@@ -452,7 +452,7 @@ int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t le
     return rc;
 }
 
-/* Reads one entry with a cursor (flag DB_LAST) or by key (DB_SET) into a
+/* Reads one entry with a cursor (flag DB_FIRST, DB_LAST) or by key (DB_SET) into a
  * malloc'd block; *key_out is the sequence found. */
 static int read_entry(store *s, uint32_t how, uint64_t seq, uint64_t *key_out, void **data_out,
                       size_t *len_out)
@@ -551,6 +551,35 @@ int store_journal_get(store *s, uint64_t seq, journal_entry *e, char *why, size_
     if (rc == 0)
         rc = decode_entry(seq, data, len, e, why, why_size);
     free(data);
+    return rc;
+}
+
+int store_journal_first(store *s, uint64_t *seq)
+{
+    void *data = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!s || !seq)
+        return RK_EINVAL;
+    rc = read_entry(s, DB_FIRST, 0, seq, &data, &len);
+    free(data);
+    return rc;
+}
+
+int store_journal_get_raw(store *s, uint64_t seq, uint8_t **entry, size_t *len)
+{
+    void *data = NULL;
+    uint64_t found = 0;
+    int rc;
+
+    if (!s || !entry || !len)
+        return RK_EINVAL;
+    *entry = NULL;
+    *len = 0;
+    rc = read_entry(s, DB_SET, seq, &found, &data, len);
+    if (rc == 0)
+        *entry = data;
     return rc;
 }
 

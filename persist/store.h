@@ -134,6 +134,16 @@ int store_journal_last(store *s, struct journal_header *h);
 /* Reads and decodes entry seq; RK_ENOTFOUND if there is none. */
 int store_journal_get(store *s, uint64_t seq, journal_entry *e, char *why, size_t why_size);
 
+/* The sequence of the first journal entry in *seq (a trimmed journal no
+ * longer starts at 1); RK_ENOTFOUND when the journal is empty. */
+int store_journal_first(store *s, uint64_t *seq);
+
+/* Reads entry seq as stored (encoded, not decoded or verified) into a
+ * malloc'd block *entry of *len bytes, which the caller frees: for copying
+ * entries between journals byte for byte (restore, replication).
+ * RK_ENOTFOUND if there is none. */
+int store_journal_get_raw(store *s, uint64_t seq, uint8_t **entry, size_t *len);
+
 /* Removes journal entries with sequence < seq (retention, issue 4).
  * Deletes in transactions of a bounded number of entries each. */
 int store_journal_trim(store *s, uint64_t seq);

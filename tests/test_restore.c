@@ -1,0 +1,862 @@
+/* test_restore.c -- restore (persist/restore.c, `ringkeep restore`) end to
+ * end, with real processes: a node, engines writing deterministic groups
+ * through the public ring API (every MARK's LSN recorded), checkpoints on
+ * request, a clean stop; then new data directories restored from it to
+ * the latest point, to journal sequences and to heights, each compared
+ * entry by entry and by digest with the stopped source or with a model of
+ * the state at that point.
+ *
+ * The model of a point: a producer's groups apply at their MARK in LSN
+ * order, so the state at a cut LSN holds, for each producer q, its groups
+ * 1..h_q where h_q is its last MARK at or below the cut.  Producers write
+ * disjoint keys ("p<q>/..."), so that state is model_q(h_q) for every q.
+ *
+ * The source data directory is built once (unchecked fixture); every test
+ * restores into folders of its own.  No time limits.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apply.h"
+#include "checkpoint.h"
+#include "config.h"
+#include "node.h"
+#include "restore.h"
+#include "ring.h"
+#include "ringkeep.h"
+#include "store.h"
+
+#define N_ENGINES 3 /* eng0, eng1 in the shared source; eng2 alone in its own */
+#define N_TABLES 3
+#define KEYS_PER_PRODUCER 300
+#define RECORDS_PER_GROUP 12
+#define MAX_GROUPS 700
+#define PHASE_GROUPS 200 /* the shared source: 3 phases, a checkpoint after the first two */
+#define BOUND_S 300
+
+static char root[256], src_dir[300], ring_name[64], ringkeep_bin[PATH_MAX];
+static char ckpt_a[PATH_MAX], ckpt_b[PATH_MAX];
+static uint64_t (*mark_lsn)[MAX_GROUPS + 1]; /* [engine][height]: shared with the engines */
+
+/* ------------------------------------------------------------ the stream */
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+struct op {
+    int del, table;
+    char key[32];
+    uint32_t klen;
+    uint8_t val[256];
+    uint32_t vlen;
+};
+
+static void make_op(int p, uint64_t g, int i, struct op *o)
+{
+    uint64_t r = mix(((uint64_t)p << 48) ^ (g << 8) ^ (uint64_t)i);
+
+    o->del = (r >> 20) % 7 == 0;
+    o->table = (int)((r >> 24) % N_TABLES);
+    o->klen = (uint32_t)snprintf(o->key, sizeof o->key, "p%d/k%05u", p, (unsigned)(r % KEYS_PER_PRODUCER));
+    o->vlen = (uint32_t)((r >> 32) % 200);
+    for (uint32_t j = 0; j < o->vlen; j++)
+        o->val[j] = (uint8_t)mix(r + j);
+}
+
+/* A state read back (or modelled), in scan order: tables t0..t2, keys in
+ * byte order. */
+struct entry {
+    int table;
+    char key[32];
+    uint32_t klen;
+    uint8_t val[256];
+    uint32_t vlen;
+};
+
+struct dump {
+    struct entry *e;
+    size_t n, cap;
+    uint64_t digest;
+    uint64_t height[N_ENGINES];
+};
+
+static void dump_add(struct dump *d, int table, const void *key, uint32_t klen, const void *val,
+                     uint32_t vlen)
+{
+    char tname[4];
+
+    ck_assert_uint_lt(klen, sizeof d->e[0].key);
+    ck_assert_uint_le(vlen, sizeof d->e[0].val);
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 1024;
+        d->e = realloc(d->e, d->cap * sizeof *d->e);
+        ck_assert_ptr_nonnull(d->e);
+    }
+    struct entry *e = &d->e[d->n++];
+    e->table = table;
+    memcpy(e->key, key, klen);
+    e->klen = klen;
+    if (vlen)
+        memcpy(e->val, val, vlen);
+    e->vlen = vlen;
+    snprintf(tname, sizeof tname, "t%d", table);
+    d->digest += ckpt_entry_digest(tname, key, klen, val, vlen);
+}
+
+/* model state of producer p after groups 1..h */
+static void model_add(struct dump *d, const uint64_t height[N_ENGINES])
+{
+    static struct {
+        int present;
+        uint8_t val[256];
+        uint32_t vlen;
+    } m[N_ENGINES][N_TABLES][KEYS_PER_PRODUCER];
+    struct op o;
+
+    memset(m, 0, sizeof m);
+    for (int p = 0; p < N_ENGINES; p++) {
+        for (uint64_t g = 1; g <= height[p]; g++) {
+            for (int i = 0; i < RECORDS_PER_GROUP; i++) {
+                make_op(p, g, i, &o);
+                int k = atoi(o.key + 4);
+                m[p][o.table][k].present = !o.del;
+                memcpy(m[p][o.table][k].val, o.val, o.vlen);
+                m[p][o.table][k].vlen = o.vlen;
+            }
+        }
+        d->height[p] = height[p];
+    }
+    for (int t = 0; t < N_TABLES; t++)
+        for (int p = 0; p < N_ENGINES; p++)
+            for (int k = 0; k < KEYS_PER_PRODUCER; k++)
+                if (m[p][t][k].present) {
+                    char key[32];
+                    int klen = snprintf(key, sizeof key, "p%d/k%05d", p, k);
+                    dump_add(d, t, key, (uint32_t)klen, m[p][t][k].val, m[p][t][k].vlen);
+                }
+}
+
+struct scan_arg {
+    struct dump *d;
+    int table;
+};
+
+static int scan_add(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct scan_arg *sa = arg;
+    dump_add(sa->d, sa->table, key, klen, val, vlen);
+    return 0;
+}
+
+/* Reads the whole state of data directory dir (no node running there). */
+static void dump_dir(const char *dir, struct dump *d)
+{
+    rk_state *s = NULL;
+    int rc = rk_state_open(dir, &s);
+
+    ck_assert_msg(rc == 0, "rk_state_open(%s): %s", dir, rk_strerror(rc));
+    for (int t = 0; t < N_TABLES; t++) {
+        struct scan_arg sa = {.d = d, .table = t};
+        char tname[4];
+        snprintf(tname, sizeof tname, "t%d", t);
+        rc = rk_state_scan(s, tname, NULL, 0, scan_add, &sa);
+        ck_assert_msg(rc == 0 || rc == RK_ENOTFOUND, "scan %s: %s", tname, rk_strerror(rc));
+    }
+    for (int p = 0; p < N_ENGINES; p++) {
+        char name[16];
+        snprintf(name, sizeof name, "eng%d", p);
+        d->height[p] = 0;
+        rk_state_height(s, name, &d->height[p]);
+    }
+    rk_state_close(s);
+}
+
+/* Entry by entry, byte for byte, then the digest and the heights. */
+static void dump_compare(const struct dump *got, const struct dump *want, const char *what)
+{
+    for (size_t i = 0; i < got->n && i < want->n; i++) {
+        const struct entry *g = &got->e[i], *w = &want->e[i];
+        ck_assert_msg(g->table == w->table && g->klen == w->klen && memcmp(g->key, w->key, g->klen) == 0,
+                      "%s: entry %zu is t%d/%.*s, want t%d/%.*s", what, i, g->table, (int)g->klen, g->key,
+                      w->table, (int)w->klen, w->key);
+        ck_assert_msg(g->vlen == w->vlen && (g->vlen == 0 || memcmp(g->val, w->val, g->vlen) == 0),
+                      "%s: entry %zu (t%d/%.*s): value differs (%u bytes, want %u)", what, i, g->table,
+                      (int)g->klen, g->key, g->vlen, w->vlen);
+    }
+    ck_assert_msg(got->n == want->n, "%s: %zu entries, want %zu", what, got->n, want->n);
+    ck_assert_msg(got->digest == want->digest, "%s: digest differs", what);
+    for (int p = 0; p < N_ENGINES; p++)
+        ck_assert_msg(got->height[p] == want->height[p], "%s: eng%d at height %llu, want %llu", what, p,
+                      (unsigned long long)got->height[p], (unsigned long long)want->height[p]);
+}
+
+static void dump_free(struct dump *d)
+{
+    free(d->e);
+    memset(d, 0, sizeof *d);
+}
+
+/* The heights at cut LSN: each engine's last MARK at or below it. */
+static void heights_at(uint64_t cut, const int *engines, int n_engines, uint64_t height[N_ENGINES])
+{
+    memset(height, 0, N_ENGINES * sizeof *height);
+    for (int i = 0; i < n_engines; i++) {
+        int p = engines[i];
+        for (uint64_t g = 1; g <= MAX_GROUPS && mark_lsn[p][g]; g++)
+            if (mark_lsn[p][g] <= cut)
+                height[p] = g;
+    }
+}
+
+/* ------------------------------------------------------------ processes */
+
+static pid_t start_node(const char *dir, const char *ring)
+{
+    char path[128];
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct node_config c;
+        char err[512];
+        node_config_defaults(&c);
+        if (node_config_set(&c, "node", "data_dir", dir, "test", err, sizeof err) ||
+            node_config_set(&c, "ring", "name", ring, "test", err, sizeof err) ||
+            node_config_set(&c, "ring", "capacity", "256K", "test", err, sizeof err) ||
+            node_config_set(&c, "drain", "batch_records", "64", "test", err, sizeof err) ||
+            node_config_set(&c, "checkpoint", "every_seconds", "0", "test", err, sizeof err) ||
+            node_config_set(&c, "node", "log_level", "warn", "test", err, sizeof err)) {
+            fprintf(stderr, "test config: %s\n", err);
+            _exit(99);
+        }
+        _exit(node_run(&c));
+    }
+    snprintf(path, sizeof path, "/dev/shm/ringkeep.%s", ring);
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        struct stat st;
+        int status;
+        char *reply = NULL;
+        /* up: the ring exists and the control endpoint answers */
+        if (stat(path, &st) == 0 && node_request(dir, "status", 5000, &reply) == 0) {
+            free(reply);
+            return pid;
+        }
+        free(reply);
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            ck_abort_msg("node exited at start (status %d)", status);
+        usleep(10000);
+    }
+    ck_abort_msg("node did not start");
+    return pid;
+}
+
+static void stop_node(pid_t pid)
+{
+    int status = 0;
+
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "node stopped with status %d", status);
+}
+
+/* Engine eng<p> writes groups from..to (each RECORDS_PER_GROUP records and
+ * MARK(g)), records each MARK's LSN in mark_lsn, waits for durability. */
+static pid_t start_engine(const char *ring, int p, uint64_t from, uint64_t to)
+{
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid != 0)
+        return pid;
+    char name[16], why[256] = "";
+    rk_ring_opts ro = {.producer = name, .errmsg = why, .errmsg_size = sizeof why};
+    rk_ring *r = NULL;
+    uint16_t tables[N_TABLES];
+    uint64_t lsn = 0;
+    struct op o;
+
+    snprintf(name, sizeof name, "eng%d", p);
+    if (rk_ring_attach(ring, &ro, &r) != 0) {
+        fprintf(stderr, "engine %s: %s\n", name, why);
+        _exit(11);
+    }
+    for (int t = 0; t < N_TABLES; t++) {
+        char tn[4];
+        snprintf(tn, sizeof tn, "t%d", t);
+        if (rk_table(r, tn, &tables[t]))
+            _exit(12);
+    }
+    for (uint64_t g = from; g <= to; g++) {
+        for (int i = 0; i < RECORDS_PER_GROUP; i++) {
+            make_op(p, g, i, &o);
+            uint16_t t = tables[o.table];
+            if (o.del ? rk_del(r, t, o.key, o.klen, NULL) : rk_put(r, t, o.key, o.klen, o.val, o.vlen, NULL))
+                _exit(13);
+        }
+        if (rk_mark(r, g, &lsn))
+            _exit(14);
+        mark_lsn[p][g] = lsn;
+    }
+    if (rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000) != 0)
+        _exit(15);
+    rk_ring_detach(r);
+    _exit(0);
+}
+
+static void wait_engine(pid_t pid)
+{
+    int status = 0;
+
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "engine failed: status %d", status);
+}
+
+static void take_checkpoint(const char *dir, char *path, size_t size)
+{
+    char *reply = NULL;
+
+    ck_assert_int_eq(node_request(dir, "checkpoint", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "checkpoint: %s", reply);
+    snprintf(path, size, "%s", reply + 3);
+    free(reply);
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(system(cmd) == 0, "command failed: %s", cmd);
+}
+
+/* ------------------------------------------------------------ fixture */
+
+/* Once for all tests: eng0 and eng1 write 3 phases of PHASE_GROUPS groups
+ * at once (so that their groups interleave in the journal), checkpoints A
+ * and B after the first two, and the clean stop's checkpoint after the
+ * third. */
+static void build_source(void)
+{
+    pid_t node, e[2];
+
+    snprintf(root, sizeof root, "/tmp/rk-test-restore.%d", (int)getpid());
+    snprintf(src_dir, sizeof src_dir, "%s/src", root);
+    snprintf(ring_name, sizeof ring_name, "test_restore.%d", (int)getpid());
+    mark_lsn =
+        mmap(NULL, N_ENGINES * sizeof *mark_lsn, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(mark_lsn, MAP_FAILED);
+    ck_assert_int_eq(mkdir(root, 0700), 0);
+    ck_assert_int_eq(mkdir(src_dir, 0700), 0);
+    ring_unlink(ring_name);
+    node = start_node(src_dir, ring_name);
+    for (int phase = 0; phase < 3; phase++) {
+        for (int p = 0; p < 2; p++)
+            e[p] = start_engine(ring_name, p, (uint64_t)phase * PHASE_GROUPS + 1,
+                                (uint64_t)(phase + 1) * PHASE_GROUPS);
+        for (int p = 0; p < 2; p++)
+            wait_engine(e[p]);
+        if (phase == 0)
+            take_checkpoint(src_dir, ckpt_a, sizeof ckpt_a);
+        if (phase == 1)
+            take_checkpoint(src_dir, ckpt_b, sizeof ckpt_b);
+    }
+    stop_node(node);
+    ring_unlink(ring_name);
+}
+
+static void remove_source(void)
+{
+    if (root[0])
+        sh("rm -rf '%s'", root);
+    ring_unlink(ring_name);
+    if (mark_lsn)
+        munmap(mark_lsn, N_ENGINES * sizeof *mark_lsn);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+struct notices {
+    char text[4096];
+    int n;
+};
+
+static void collect_notice(void *arg, const char *msg)
+{
+    struct notices *ns = arg;
+    size_t len = strlen(ns->text);
+
+    snprintf(ns->text + len, sizeof ns->text - len, "%s\n", msg);
+    ns->n++;
+}
+
+static int restore_to(const char *to, enum restore_target target, uint64_t seq, const char *producer,
+                      uint64_t height, const char *checkpoint, struct restore_result *res, struct notices *ns,
+                      char *err, size_t err_size)
+{
+    struct restore_opts o = {.src_dir = src_dir,
+                             .to_dir = to,
+                             .checkpoint = checkpoint,
+                             .target = target,
+                             .seq = seq,
+                             .producer = producer,
+                             .height = height,
+                             .notice = collect_notice,
+                             .notice_arg = ns};
+    return restore_run(&o, res, err, err_size);
+}
+
+/* The digest apply keeps in a stopped data directory. */
+static uint64_t applied_digest(const char *dir)
+{
+    store *s = NULL;
+    applier *a = NULL;
+    char err[512];
+    uint64_t digest;
+
+    ck_assert_msg(store_open(dir, 0, 0, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    digest = applier_meta(a).digest;
+    applier_close(a);
+    store_close(s);
+    return digest;
+}
+
+/* ------------------------------------------------------------ tests */
+
+/* Latest point: from the newest checkpoint (the clean stop's), and from
+ * checkpoint A with two phases of journal replayed; both equal the stopped
+ * source entry by entry, by digest and by heights.  A node started on the
+ * restored folder serves that state and goes on from it. */
+START_TEST(restore_latest_equals_the_stopped_source)
+{
+    struct dump src = {0}, got = {0}, want = {0};
+    struct restore_result res;
+    struct notices ns = {0};
+    char to[400], err[2048] = "", ring2[80];
+    pid_t node, e;
+    int rc;
+
+    dump_dir(src_dir, &src);
+    ck_assert_uint_eq(src.height[0], 3 * PHASE_GROUPS);
+    ck_assert_uint_eq(src.height[1], 3 * PHASE_GROUPS);
+    ck_assert_uint_eq(src.digest, applied_digest(src_dir));
+
+    snprintf(to, sizeof to, "%s/latest", root);
+    rc = restore_to(to, RESTORE_LATEST, 0, NULL, 0, NULL, &res, &ns, err, sizeof err);
+    ck_assert_msg(rc == 0, "restore: %s", err);
+    ck_assert_int_eq(ns.n, 0);
+    ck_assert_uint_eq(res.applied.digest, src.digest);
+    dump_dir(to, &got);
+    dump_compare(&got, &src, "latest from the newest checkpoint");
+    restore_result_free(&res);
+    dump_free(&got);
+
+    snprintf(to, sizeof to, "%s/latest-from-a", root);
+    rc = restore_to(to, RESTORE_LATEST, 0, NULL, 0, ckpt_a, &res, &ns, err, sizeof err);
+    ck_assert_msg(rc == 0, "restore: %s", err);
+    ck_assert_str_eq(res.checkpoint, ckpt_a);
+    ck_assert_uint_gt(res.n_replayed, 10);
+    ck_assert_uint_eq(res.applied.digest, src.digest);
+    ck_assert_uint_eq(res.n_producers, 2);
+    dump_dir(to, &got);
+    dump_compare(&got, &src, "latest from checkpoint A plus the journal");
+    restore_result_free(&res);
+    dump_free(&got);
+
+    /* a node on the restored folder: eng0 goes on for 50 groups */
+    snprintf(ring2, sizeof ring2, "%s.r", ring_name);
+    ring_unlink(ring2);
+    node = start_node(to, ring2);
+    e = start_engine(ring2, 0, 3 * PHASE_GROUPS + 1, 3 * PHASE_GROUPS + 50);
+    wait_engine(e);
+    stop_node(node);
+    ring_unlink(ring2);
+    uint64_t h[N_ENGINES] = {3 * PHASE_GROUPS + 50, 3 * PHASE_GROUPS, 0};
+    model_add(&want, h);
+    dump_dir(to, &got);
+    dump_compare(&got, &want, "restored folder after a node went on");
+    dump_free(&got);
+    dump_free(&want);
+    dump_free(&src);
+}
+END_TEST
+
+/* Heights of eng0 and eng1 that straddle both checkpoints: each restored
+ * state is the model at that MARK's LSN -- eng1's group open there is not
+ * applied. */
+START_TEST(restore_to_heights_of_two_producers_equals_the_model)
+{
+    /* phase 2 began after both ended phase 1 and checkpoint A was taken */
+    const uint64_t targets[][2] = {{1, 201}, {0, 250}, {0, 333}, {1, 457}, {0, 599}, {1, 600}};
+    const int engines[] = {0, 1};
+    uint32_t n_cut = 0;
+
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        int p = (int)targets[i][0];
+        uint64_t n = targets[i][1], h[N_ENGINES];
+        struct dump got = {0}, want = {0};
+        struct restore_result res;
+        struct notices ns = {0};
+        char to[400], name[16], err[2048] = "";
+        int rc;
+
+        snprintf(name, sizeof name, "eng%d", p);
+        snprintf(to, sizeof to, "%s/h-%s-%llu", root, name, (unsigned long long)n);
+        rc = restore_to(to, RESTORE_HEIGHT, 0, name, n, NULL, &res, &ns, err, sizeof err);
+        ck_assert_msg(rc == 0, "restore to %s:%llu: %s", name, (unsigned long long)n, err);
+        heights_at(mark_lsn[p][n], engines, 2, h);
+        ck_assert_uint_eq(h[p], n);
+        ck_assert_uint_eq(res.applied.applied_lsn, mark_lsn[p][n]);
+        model_add(&want, h);
+        dump_dir(to, &got);
+        ck_assert_uint_eq(res.applied.digest, want.digest);
+        dump_compare(&got, &want, to);
+        n_cut += res.n_frames_cut;
+        dump_free(&got);
+        dump_free(&want);
+        restore_result_free(&res);
+    }
+    /* the points fell inside journal entries: frames after the MARK (the
+     * other producer's open group among them) were cut */
+    ck_assert_uint_gt(n_cut, 0);
+    /* eng0:150 is before checkpoint A, the oldest */
+    struct restore_result res;
+    struct notices ns = {0};
+    char to[400], err[2048] = "";
+    snprintf(to, sizeof to, "%s/h-too-early", root);
+    ck_assert_int_eq(restore_to(to, RESTORE_HEIGHT, 0, "eng0", 150, NULL, &res, &ns, err, sizeof err),
+                     RK_ENOTFOUND);
+    ck_assert_msg(strstr(err, "height eng0:150 is before the oldest usable checkpoint"), "%s", err);
+    ck_assert_int_eq(access(to, F_OK), -1);
+}
+END_TEST
+
+/* --seq S: the state after entry S is the model at that entry's last LSN. */
+START_TEST(restore_to_a_seq_equals_the_model)
+{
+    const int engines[] = {0, 1};
+    struct journal_header last;
+    uint64_t seqs[5], h[N_ENGINES];
+    store *s = NULL;
+    char err[2048] = "";
+
+    ck_assert_msg(store_open(src_dir, 0, 0, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_last(s, &last), 0);
+    ck_assert_uint_gt(last.seq, 40);
+    /* from checkpoint A's own entry (exactly the checkpoint) on */
+    struct ckpt_info a;
+    ck_assert_int_eq(ckpt_read_info(ckpt_a, &a, err, sizeof err), 0);
+    ck_assert_uint_lt(a.journal_seq + 10, last.seq);
+    seqs[0] = a.journal_seq;
+    seqs[1] = a.journal_seq + 1;
+    seqs[2] = (a.journal_seq + last.seq) / 2;
+    seqs[3] = last.seq - 3;
+    seqs[4] = last.seq;
+    ckpt_info_free(&a);
+    for (int i = 0; i < 5; i++) {
+        struct dump got = {0}, want = {0};
+        struct restore_result res;
+        struct notices ns = {0};
+        journal_entry e = {0};
+        char to[400];
+
+        ck_assert_int_eq(store_journal_get(s, seqs[i], &e, err, sizeof err), 0);
+        heights_at(e.h.last_lsn, engines, 2, h);
+        journal_entry_free(&e);
+        snprintf(to, sizeof to, "%s/seq-%llu", root, (unsigned long long)seqs[i]);
+        store_close(s); /* restore takes the source's lock */
+        s = NULL;
+        ck_assert_msg(restore_to(to, RESTORE_SEQ, seqs[i], NULL, 0, NULL, &res, &ns, err, sizeof err) == 0,
+                      "restore --seq %llu: %s", (unsigned long long)seqs[i], err);
+        ck_assert_uint_eq(res.applied.applied_seq, seqs[i]);
+        model_add(&want, h);
+        dump_dir(to, &got);
+        dump_compare(&got, &want, to);
+        dump_free(&got);
+        dump_free(&want);
+        restore_result_free(&res);
+        ck_assert_msg(store_open(src_dir, 0, 0, &s, err, sizeof err) == 0, "%s", err);
+    }
+    store_close(s);
+}
+END_TEST
+
+/* The newest checkpoint damaged (one byte flipped, in a copy of the
+ * source): restore says so, uses the previous one, and the journal replay
+ * brings it to the same state. */
+START_TEST(damaged_newest_checkpoint_falls_back_to_the_previous)
+{
+    char copy[400], to[400], err[2048] = "", ckdir[500], **paths = NULL;
+    struct dump src = {0}, got = {0};
+    struct restore_result res;
+    struct notices ns = {0};
+    size_t n = 0;
+    FILE *f;
+
+    snprintf(copy, sizeof copy, "%s/src-damaged", root);
+    sh("cp -a '%s' '%s'", src_dir, copy);
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", copy);
+    ck_assert_int_eq(ckpt_list(ckdir, &paths, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    f = fopen(paths[0], "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 300, SEEK_SET), 0);
+    int c = fgetc(f);
+    ck_assert_int_eq(fseek(f, 300, SEEK_SET), 0);
+    fputc(c ^ 0x01, f);
+    ck_assert_int_eq(fclose(f), 0);
+
+    struct restore_opts o = {.src_dir = copy, .to_dir = to, .notice = collect_notice, .notice_arg = &ns};
+    snprintf(to, sizeof to, "%s/fallback", root);
+    ck_assert_msg(restore_run(&o, &res, err, sizeof err) == 0, "restore: %s", err);
+    ck_assert_int_eq(ns.n, 1);
+    ck_assert_msg(strstr(ns.text, paths[0]) && strstr(ns.text, "fails verification") &&
+                      strstr(ns.text, "falling back to the previous one"),
+                  "notice: %s", ns.text);
+    ck_assert_str_eq(res.checkpoint, paths[1]);
+    ck_assert_uint_eq(res.n_bad_checkpoints, 1);
+    ck_assert_uint_gt(res.n_replayed, 0);
+    dump_dir(src_dir, &src);
+    dump_dir(to, &got);
+    dump_compare(&got, &src, "fallback");
+    dump_free(&src);
+    dump_free(&got);
+    restore_result_free(&res);
+    ckpt_list_free(paths, n);
+}
+END_TEST
+
+/* One producer, checkpoints at heights 100 and 250 and 400 (clean stop):
+ * exact checkpoint points, cut entries in between, and the points that
+ * cannot be reached. */
+START_TEST(restore_to_heights_of_one_producer)
+{
+    const int engines[] = {2};
+    const uint64_t ok[] = {100, 101, 180, 250, 333, 399, 400};
+    char dir[400], ring[80], ck[PATH_MAX], err[2048] = "";
+    struct restore_result res;
+    struct notices ns = {0};
+    pid_t node, e;
+
+    snprintf(dir, sizeof dir, "%s/one", root);
+    snprintf(ring, sizeof ring, "%s.one", ring_name);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ring_unlink(ring);
+    node = start_node(dir, ring);
+    e = start_engine(ring, 2, 1, 100);
+    wait_engine(e);
+    take_checkpoint(dir, ck, sizeof ck);
+    e = start_engine(ring, 2, 101, 250);
+    wait_engine(e);
+    take_checkpoint(dir, ck, sizeof ck);
+    e = start_engine(ring, 2, 251, 400);
+    wait_engine(e);
+    stop_node(node);
+    ring_unlink(ring);
+
+    struct restore_opts o = {.src_dir = dir,
+                             .target = RESTORE_HEIGHT,
+                             .producer = "eng2",
+                             .notice = collect_notice,
+                             .notice_arg = &ns};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        struct dump got = {0}, want = {0};
+        uint64_t h[N_ENGINES];
+        char to[500];
+        snprintf(to, sizeof to, "%s/one-%llu", root, (unsigned long long)ok[i]);
+        o.to_dir = to;
+        o.height = ok[i];
+        ck_assert_msg(restore_run(&o, &res, err, sizeof err) == 0, "height %llu: %s",
+                      (unsigned long long)ok[i], err);
+        heights_at(mark_lsn[2][ok[i]], engines, 1, h);
+        model_add(&want, h);
+        dump_dir(to, &got);
+        dump_compare(&got, &want, to);
+        if (ok[i] == 100 || ok[i] == 250 || ok[i] == 400)
+            ck_assert_uint_eq(res.n_replayed, 0); /* exactly a checkpoint */
+        else
+            ck_assert_uint_gt(res.n_replayed, 0);
+        dump_free(&got);
+        dump_free(&want);
+        restore_result_free(&res);
+    }
+    ck_assert_int_eq(ns.n, 0);
+
+    /* before the oldest checkpoint, beyond the last mark: refused, and
+     * nothing is left behind */
+    char to[500];
+    snprintf(to, sizeof to, "%s/one-bad", root);
+    o.to_dir = to;
+    o.height = 50;
+    ck_assert_int_eq(restore_run(&o, &res, err, sizeof err), RK_ENOTFOUND);
+    ck_assert_msg(strstr(err, "before the oldest usable checkpoint"), "%s", err);
+    o.height = 401;
+    ck_assert_int_eq(restore_run(&o, &res, err, sizeof err), RK_ENOTFOUND);
+    ck_assert_msg(strstr(err, "no MARK with height 401") &&
+                      strstr(err, "nearest heights seen: 400 below, none above"),
+                  "%s", err);
+    o.producer = "nobody";
+    ck_assert_int_eq(restore_run(&o, &res, err, sizeof err), RK_ENOTFOUND);
+    ck_assert_msg(strstr(err, "producer nobody has no MARK"), "%s", err);
+    ck_assert_int_eq(access(to, F_OK), -1);
+}
+END_TEST
+
+/* What restore refuses, each with a message saying what to do. */
+START_TEST(restore_refusals)
+{
+    char to[400], copy[400], err[2048] = "", golden[PATH_MAX];
+    struct restore_result res;
+    struct notices ns = {0};
+    int rc;
+
+    /* a folder that is not empty */
+    snprintf(to, sizeof to, "%s/full", root);
+    ck_assert_int_eq(mkdir(to, 0700), 0);
+    sh("touch '%s/precious'", to);
+    rc = restore_to(to, RESTORE_LATEST, 0, NULL, 0, NULL, &res, &ns, err, sizeof err);
+    ck_assert_int_eq(rc, RK_EEXIST);
+    ck_assert_msg(strstr(err, "is not empty (it holds precious)"), "%s", err);
+    sh("test -f '%s/precious'", to);
+
+    /* an empty folder is fine; a seq beyond the journal is not */
+    snprintf(to, sizeof to, "%s/empty", root);
+    ck_assert_int_eq(mkdir(to, 0700), 0);
+    rc = restore_to(to, RESTORE_SEQ, 1000000, NULL, 0, NULL, &res, &ns, err, sizeof err);
+    ck_assert_int_eq(rc, RK_ENOTFOUND);
+    ck_assert_msg(strstr(err, "beyond the end of"), "%s", err);
+    rc = restore_to(to, RESTORE_SEQ, 5, NULL, 0, ckpt_b, &res, &ns, err, sizeof err);
+    ck_assert_int_eq(rc, RK_ENOTFOUND);
+    ck_assert_msg(strstr(err, "is past journal seq 5"), "%s", err);
+    rc = restore_to(to, RESTORE_LATEST, 0, NULL, 0, NULL, &res, &ns, err, sizeof err);
+    ck_assert_msg(rc == 0, "into an empty folder: %s", err);
+    restore_result_free(&res);
+
+    /* a format 1.0 checkpoint restores its own point only */
+    snprintf(golden, sizeof golden, "%s/checkpoint-v1.0.rkcp", RK_GOLDEN_DIR);
+    snprintf(to, sizeof to, "%s/old", root);
+    rc = restore_to(to, RESTORE_SEQ, 43, NULL, 0, golden, &res, &ns, err, sizeof err);
+    ck_assert_int_eq(rc, RK_EINVAL);
+    ck_assert_msg(strstr(err, "is format 1.0: it has no replay record") && strstr(err, "--seq 42"), "%s",
+                  err);
+    ck_assert_int_eq(access(to, F_OK), -1);
+
+    /* a node running on the source */
+    snprintf(copy, sizeof copy, "%s/src-busy", root);
+    sh("cp -a '%s' '%s'", src_dir, copy);
+    char ring2[80];
+    snprintf(ring2, sizeof ring2, "%s.busy", ring_name);
+    ring_unlink(ring2);
+    pid_t node = start_node(copy, ring2);
+    struct restore_opts o = {.src_dir = copy, .to_dir = to};
+    rc = restore_run(&o, &res, err, sizeof err);
+    stop_node(node);
+    ring_unlink(ring2);
+    ck_assert_int_eq(rc, RK_EBUSY);
+    char pid_text[32];
+    snprintf(pid_text, sizeof pid_text, "pid %d", (int)node);
+    ck_assert_msg(strstr(err, pid_text) && strstr(err, "stop that node first"), "%s", err);
+
+    /* a journal trimmed past what checkpoint A needs */
+    store *s = NULL;
+    struct ckpt_info info;
+    ck_assert_int_eq(ckpt_read_info(ckpt_a, &info, err, sizeof err), 0);
+    ck_assert_msg(store_open(copy, 0, 0, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_trim(s, info.replay.restart_seq + 1), 0);
+    store_close(s);
+    o.checkpoint = ckpt_a;
+    rc = restore_run(&o, &res, err, sizeof err);
+    ck_assert_int_eq(rc, RK_ECORRUPT);
+    ck_assert_msg(strstr(err, "older entries were trimmed"), "%s", err);
+    ckpt_info_free(&info);
+    ck_assert_int_eq(access(to, F_OK), -1);
+}
+END_TEST
+
+/* `ringkeep restore`: the summary line, progress and fallback on stderr,
+ * exit statuses. */
+START_TEST(restore_command_line)
+{
+    char cmd[3 * PATH_MAX], line[4096] = "", to[400];
+    FILE *p;
+    int status;
+
+    snprintf(to, sizeof to, "%s/cli", root);
+    snprintf(cmd, sizeof cmd, "'%s' restore --to '%s' -d '%s' --height eng1:457 2>&1", ringkeep_bin, to,
+             src_dir);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t len = fread(line, 1, sizeof line - 1, p);
+    line[len] = '\0';
+    status = pclose(p);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit %d: %s", status, line);
+    ck_assert_msg(strstr(line, "eng1=457") && strstr(line, "from checkpoint") && strstr(line, "digest "),
+                  "summary: %s", line);
+
+    snprintf(cmd, sizeof cmd, "'%s' restore --to '%s' -d '%s' > /dev/null 2>&1", ringkeep_bin, to, src_dir);
+    status = system(cmd);
+    ck_assert_int_eq(WEXITSTATUS(status), 1); /* not empty */
+    snprintf(cmd, sizeof cmd, "'%s' restore --to '%s' > /dev/null 2>&1", ringkeep_bin, to);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "'%s' restore --to x -d y --height eng1 > /dev/null 2>&1", ringkeep_bin);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "'%s' restore --to x -d y --seq 4 --height a:1 > /dev/null 2>&1", ringkeep_bin);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+}
+END_TEST
+
+static Suite *restore_suite(void)
+{
+    Suite *s = suite_create("restore");
+    TCase *tc = tcase_create("restore");
+
+    tcase_set_timeout(tc, 0);
+    tcase_add_unchecked_fixture(tc, build_source, remove_source);
+    tcase_add_test(tc, restore_latest_equals_the_stopped_source);
+    tcase_add_test(tc, restore_to_heights_of_two_producers_equals_the_model);
+    tcase_add_test(tc, restore_to_a_seq_equals_the_model);
+    tcase_add_test(tc, damaged_newest_checkpoint_falls_back_to_the_previous);
+    tcase_add_test(tc, restore_to_heights_of_one_producer);
+    tcase_add_test(tc, restore_refusals);
+    tcase_add_test(tc, restore_command_line);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    SRunner *sr;
+    int failed;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_restore PATH/TO/ringkeep\n");
+        return 2;
+    }
+    snprintf(ringkeep_bin, sizeof ringkeep_bin, "%s", argv[1]);
+    sr = srunner_create(restore_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
