@@ -49,6 +49,7 @@ enum {
     RK_EPRODUCERS,      /* the ring's producer registry is full */
     RK_EBUSY,           /* in use by a live process: producer name, ring, data directory */
     RK_EEXIST,          /* the ring already exists */
+    RK_ESTALE,          /* a message from an epoch lower than this node's (refused) */
     RK_ELAST
 };
 

@@ -87,6 +87,7 @@ const char *rk_strerror(int err)
         [RK_EPRODUCERS - RK_EINVAL] = "producer registry full",
         [RK_EBUSY - RK_EINVAL] = "in use by a live process (a producer name, ring or data directory)",
         [RK_EEXIST - RK_EINVAL] = "ring already exists",
+        [RK_ESTALE - RK_EINVAL] = "message from a lower (stale) epoch",
     };
     if (err == 0)
         return "success";

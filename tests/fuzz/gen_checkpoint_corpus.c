@@ -8,7 +8,7 @@
  * built by CMake; from the top of the repository:
  *
  *   cc -std=c11 -Iinclude -Ishm -Ipersist -Itests -o /tmp/gen_checkpoint_corpus \
- *      tests/fuzz/gen_checkpoint_corpus.c persist/checkpoint.c persist/sys.c shm/segment.c \
+ *      tests/fuzz/gen_checkpoint_corpus.c persist/checkpoint.c persist/mpread.c persist/sys.c shm/segment.c \
  *      -lmsgpackc -lzstd -lxxhash -ldb-5.3 -lpthread
  *   rm -rf tests/fuzz/corpus/checkpoint && mkdir tests/fuzz/corpus/checkpoint
  *   /tmp/gen_checkpoint_corpus tests/fuzz/corpus/checkpoint

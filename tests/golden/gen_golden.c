@@ -7,7 +7,7 @@
  * one instead).  Not built by CMake; from the top of the repository:
  *
  *   cc -std=c11 -Iinclude -Ishm -Ipersist -o /tmp/gen_golden tests/golden/gen_golden.c \
- *      persist/checkpoint.c persist/sys.c shm/segment.c -lmsgpackc -lzstd -lxxhash -ldb-5.3 -lpthread
+ *      persist/checkpoint.c persist/mpread.c persist/sys.c shm/segment.c -lmsgpackc -lzstd -lxxhash -ldb-5.3 -lpthread
  *   /tmp/gen_golden tests/golden
  *
  * It prints the digest to pin as GOLDEN_DIGEST in golden_content.h.
