@@ -210,6 +210,12 @@ static int open_ring(struct node *n, uint64_t next_lsn)
                 "ring=%s capacity=%" PRIu64 " configured=%" PRIu64 " hint=\"stop engines and node, remove "
                 "the ring to change it\"",
                 c->ring_name, h->capacity, c->ring_capacity);
+    /* what the journal holds is durable: a node killed between its
+     * journal commit and moving the durable cursor leaves engines waiting
+     * on frames that are already in the journal (and that the drain now
+     * skips), so the cursor covers them at once, not at the next batch */
+    if (next_lsn > h->start_lsn)
+        ring_set_durable(n->ring, next_lsn - 1);
     log_msg(LOG_INFO, "ring taken over", "ring=%s head=%" PRIu64 " tail=%" PRIu64, c->ring_name,
             atomic_load(&h->head), atomic_load(&h->tail));
     return 0;

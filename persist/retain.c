@@ -79,7 +79,11 @@ int retain_apply(const char *dir, const struct retain_policy *p, uint64_t now_ns
             continue;
         }
         created[n] = info.created_ns;
-        restart[n] = info.has_replay ? info.replay.restart_seq : UINT64_MAX;
+        /* a restore from it replays from its restart point, and reads its
+         * own last entry (the journal position it continues from) */
+        restart[n] = !info.has_replay ? UINT64_MAX
+                     : info.replay.restart_seq < info.journal_seq ? info.replay.restart_seq
+                                                                  : info.journal_seq;
         index[n++] = i;
         ckpt_info_free(&info);
     }

@@ -10,8 +10,9 @@
  * per hour for a day, besides the last few.
  *
  * The journal is trimmed to what the oldest kept checkpoint needs: its
- * restart point (the first entry of the oldest group open at it), so a
- * restore can start from any kept checkpoint and replay from there.
+ * restart point (the first entry of the oldest group open at it) or its
+ * own last entry, whichever is older, so a restore can start from any
+ * kept checkpoint and replay from there.
  * Threads: pure functions, and retain_apply touches only files.
  */
 #ifndef RK_RETAIN_H
@@ -35,7 +36,8 @@ void retain_select(const uint64_t *created_ns, size_t n, uint64_t now_ns, const 
  * kept (files that fail to read their header are neither counted nor
  * removed: they are left for an operator, and logged).  *journal_floor
  * gets the lowest journal sequence a kept checkpoint needs (its replay
- * record's restart point; a checkpoint of format 1.0 needs none), or
+ * record's restart point, or its journal_seq if lower; a checkpoint of
+ * format 1.0 needs none), or
  * UINT64_MAX when no kept checkpoint needs one.  *n_removed: files
  * removed.  0, or an errno value (the folder cannot be listed). */
 int retain_apply(const char *dir, const struct retain_policy *p, uint64_t now_ns, uint64_t *journal_floor,

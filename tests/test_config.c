@@ -311,6 +311,14 @@ static void expect_defaults_except_required(const struct node_config *c)
     ck_assert_int_eq(c->zstd_level, 1);
     ck_assert_uint_eq(c->max_lag_entries, 4096);
     ck_assert_uint_eq(c->cache_mb, 256);
+    ck_assert_uint_eq(c->ckpt_every_seconds, 60);
+    ck_assert_uint_eq(c->ckpt_every_records, 0);
+    ck_assert_uint_eq(c->ckpt_keep, 5);
+    ck_assert_uint_eq(c->ckpt_keep_hourly, 0);
+    ck_assert_uint_eq(c->ckpt_keep_daily, 0);
+    ck_assert_uint_eq(c->ckpt_every_heights, 0);
+    ck_assert_str_eq(c->ckpt_height_producer, "");
+    ck_assert(c->trim_journal);
 }
 
 START_TEST(defaults_are_documented_values)
@@ -353,6 +361,8 @@ static const char *const all_keys[][2] = {
     {"drain", "batch_records"}, {"drain", "batch_bytes"},     {"drain", "batch_time_us"},
     {"drain", "zstd_level"},    {"apply", "max_lag_entries"}, {"storage", "cache_mb"},
     {"checkpoint", "every_seconds"}, {"checkpoint", "every_records"}, {"checkpoint", "keep"},
+    {"checkpoint", "keep_hourly"},   {"checkpoint", "keep_daily"},    {"checkpoint", "every_heights"},
+    {"checkpoint", "height_producer"}, {"checkpoint", "trim_journal"},
 };
 #define N_ALL_KEYS (sizeof all_keys / sizeof all_keys[0])
 
@@ -485,6 +495,13 @@ static const struct bad_value {
      "unknown key (keys in [drain] are batch_records, batch_bytes, batch_time_us, zstd_level)"},
     {"apply", "lag", "1", "unknown key (keys in [apply] are max_lag_entries)"},
     {"storage", "cache", "1", "unknown key (keys in [storage] are cache_mb)"},
+    {"checkpoint", "keep_hourly", "8785", "out of range (0..8784)"},
+    {"checkpoint", "keep_daily", "3661", "out of range (0..3660)"},
+    {"checkpoint", "keep_daily", "a week", R_NUMBER},
+    {"checkpoint", "every_heights", "ten", R_SIZE},
+    {"checkpoint", "height_producer", NAME_48, "not a producer name (at most 47 bytes)"},
+    {"checkpoint", "trim_journal", "maybe", "not yes or no"},
+    {"checkpoint", "trim_journal", "", "not yes or no"},
     {"Drain", "batch_records", "100", R_SECTIONS},
     {"replica", "port", "7000", R_SECTIONS},
 };
@@ -512,6 +529,33 @@ START_TEST(bad_value_is_refused_with_file_line_and_key)
     ck_assert_int_eq(node_config_set(&c, b->section, b->key, b->value, "--set", err, sizeof err), RK_EINVAL);
     ck_assert_str_eq(err, expect("--set: [%s] %s = %s: %s", b->section, b->key, b->value, b->reason));
     ck_assert_msg(memcmp(&c, &before, sizeof c) == 0, "a failed set changed the config");
+}
+END_TEST
+
+/* every_heights needs the producer whose heights it counts; yes/no forms */
+START_TEST(height_trigger_needs_a_producer)
+{
+    struct node_config c;
+    char dir[PATH_MAX];
+
+    snprintf(dir, sizeof dir, "%s", tmp_dir);
+    node_config_defaults(&c);
+    ck_assert_int_eq(node_config_set(&c, "node", "data_dir", dir, "test", err, sizeof err), 0);
+    ck_assert_int_eq(node_config_set(&c, "ring", "name", "r", "test", err, sizeof err), 0);
+    ck_assert_int_eq(node_config_set(&c, "checkpoint", "every_heights", "100", "test", err, sizeof err), 0);
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_msg(strstr(err, "[checkpoint] every_heights = 100: needs height_producer"), "%s", err);
+    ck_assert_int_eq(node_config_set(&c, "checkpoint", "height_producer", "matcher", "test", err, sizeof err),
+                     0);
+    ck_assert_msg(node_config_check(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.ckpt_height_producer, "matcher");
+    static const char *const yes[] = {"yes", "true", "on", "1"}, *const no[] = {"no", "false", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(node_config_set(&c, "checkpoint", "trim_journal", no[i], "test", err, sizeof err), 0);
+        ck_assert(!c.trim_journal);
+        ck_assert_int_eq(node_config_set(&c, "checkpoint", "trim_journal", yes[i], "test", err, sizeof err), 0);
+        ck_assert(c.trim_journal);
+    }
 }
 END_TEST
 
@@ -1145,6 +1189,7 @@ static Suite *config_suite(void)
     tc = new_tcase(s, "values");
     tcase_add_loop_test(tc, bad_value_is_refused_with_file_line_and_key, 0, N_BAD_VALUES);
     tcase_add_test(tc, edge_values_are_accepted);
+    tcase_add_test(tc, height_trigger_needs_a_producer);
     tcase_add_test(tc, set_overrides_what_the_file_said);
 
     tc = new_tcase(s, "file");
