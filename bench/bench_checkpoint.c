@@ -138,9 +138,9 @@
 #define DEFAULT_VALUE_SIZE 100u
 #define MIN_VALUE_SIZE 16u /* index and version */
 #define MAX_VALUE_SIZE 65536u
-#define DEFAULT_REPEAT 3 /* verify, load, data-directory load */
+#define DEFAULT_REPEAT 2 /* verify, load, data-directory load */
 #define MAX_REPEAT 9
-#define DEFAULT_ROUNDS 2 /* window pairs per load */
+#define DEFAULT_ROUNDS 1 /* window pairs per load */
 #define MAX_ROUNDS 8
 #define DEFAULT_RATE 50000ull
 #define DEFAULT_BURST 300000ull
@@ -1381,51 +1381,62 @@ static const char *load_name(int load)
     return load == W_BURST ? "burst" : "paced";
 }
 
-static void print_windows(const struct options *opt, const struct result *res)
+static void print_window_header(const struct options *opt)
 {
-    if (!opt->json) {
-        printf("throughput while a checkpoint is taken (ckpt) and without (base); burst: %" PRIu64
-               " PUTs unpaced;\n"
-               "paced: %.0fk PUTs/s, base for %.1f s, ckpt until the request is answered.  coverage: share of\n"
-               "first -> last put during which the checkpoint was running (spool seen -> answered).\n",
-               opt->burst, (double)opt->rate / 1e3, opt->paced_s);
-        printf("%5s %4s %8s %9s %9s %8s %8s %8s %8s %8s %8s %8s %6s\n", "load", "", "PUTs", "puts/s", "durable/s",
-               "ack p50", "p99", "p99.9", "max", "samples", "ckpt s", "node ms", "cover");
+    if (opt->json)
+        return;
+    printf("throughput while a checkpoint is taken (ckpt) and without (base); burst: %" PRIu64
+           " PUTs unpaced;\n"
+           "paced: %.0fk PUTs/s, base for %.1f s, ckpt until the request is answered.  ckpt s: request\n"
+           "round trip; node ms: the node's write (log ms=); cover: share of first -> last put during\n"
+           "which the checkpoint was running (spool open -> answered).\n",
+           opt->burst, (double)opt->rate / 1e3, opt->paced_s);
+    printf("%5s %4s %8s %9s %9s %8s %8s %8s %8s %8s %8s %8s %6s\n", "load", "", "PUTs", "puts/s", "durable/s",
+           "ack p50", "p99", "p99.9", "max", "samples", "ckpt s", "node ms", "cover");
+    fflush(stdout);
+}
+
+static void print_window(const struct options *opt, const struct window *w)
+{
+    if (opt->json) {
+        printf("{\"bench\":\"checkpoint\",\"kind\":\"window\",\"load\":\"%s\",\"checkpoint\":%s"
+               ",\"offered_per_s\":%" PRIu64 ",\"puts\":%" PRIu64 ",\"puts_per_s\":%.0f,\"durable_per_s\":%.0f"
+               ",\"ack_p50_us\":%.1f,\"ack_p99_us\":%.1f,\"ack_p999_us\":%.1f,\"ack_max_us\":%.1f"
+               ",\"samples\":%" PRIu64 ",\"samples_dropped\":%" PRIu64
+               ",\"checkpoint_s\":%.3f,\"checkpoint_node_ms\":%.1f,\"spool_seen_ms\":%.1f,\"coverage\":%.3f}\n",
+               load_name(w->load), w->checkpoint ? "true" : "false", w->load == W_PACED ? opt->rate : 0,
+               w->r.n_puts, rate_of(&w->r), durable_rate_of(&w->r), (double)w->r.lat_p50 / 1e3,
+               (double)w->r.lat_p99 / 1e3, (double)w->r.lat_p999 / 1e3, (double)w->r.lat_max / 1e3, w->r.n_samples,
+               w->r.n_dropped, w->ckpt_s, w->ckpt_ms, w->spool_ms, w->coverage);
+        fflush(stdout);
+        return;
     }
-    for (int i = 0; i < res->n_windows; i++) {
-        const struct window *w = &res->windows[i];
-        if (opt->json) {
-            printf("{\"bench\":\"checkpoint\",\"kind\":\"window\",\"load\":\"%s\",\"checkpoint\":%s"
-                   ",\"offered_per_s\":%" PRIu64 ",\"puts\":%" PRIu64 ",\"puts_per_s\":%.0f,\"durable_per_s\":%.0f"
-                   ",\"ack_p50_us\":%.1f,\"ack_p99_us\":%.1f,\"ack_p999_us\":%.1f,\"ack_max_us\":%.1f"
-                   ",\"samples\":%" PRIu64 ",\"samples_dropped\":%" PRIu64
-                   ",\"checkpoint_s\":%.3f,\"checkpoint_node_ms\":%.1f,\"spool_seen_ms\":%.1f,\"coverage\":%.3f}\n",
-                   load_name(w->load), w->checkpoint ? "true" : "false", w->load == W_PACED ? opt->rate : 0,
-                   w->r.n_puts, rate_of(&w->r), durable_rate_of(&w->r), (double)w->r.lat_p50 / 1e3,
-                   (double)w->r.lat_p99 / 1e3, (double)w->r.lat_p999 / 1e3, (double)w->r.lat_max / 1e3,
-                   w->r.n_samples, w->r.n_dropped, w->ckpt_s, w->ckpt_ms, w->spool_ms, w->coverage);
+    printf("%5s %4s %8" PRIu64 " %8.0fk %8.0fk %6.2fms %6.2fms %6.2fms %6.2fms %8" PRIu64, load_name(w->load),
+           w->checkpoint ? "ckpt" : "base", w->r.n_puts, rate_of(&w->r) / 1e3, durable_rate_of(&w->r) / 1e3,
+           (double)w->r.lat_p50 / 1e6, (double)w->r.lat_p99 / 1e6, (double)w->r.lat_p999 / 1e6,
+           (double)w->r.lat_max / 1e6, w->r.n_samples);
+    if (w->checkpoint)
+        printf(" %8.2f %8.0f %5.0f%%\n", w->ckpt_s, w->ckpt_ms, w->coverage * 100);
+    else
+        printf("\n");
+    if (w->r.n_dropped)
+        printf("%10s (%" PRIu64 " latency samples not taken: the sample array was full)\n", "", w->r.n_dropped);
+    fflush(stdout);
+}
+
+static void print_window_summary(const struct options *opt, const struct result *res)
+{
+    if (opt->json)
+        return;
+    for (int load = W_BURST; load <= W_PACED; load++) {
+        double pb, db, lb, pc, dc, lc;
+        int nb, nc;
+        window_means(res, load, 0, &pb, &db, &lb, &nb);
+        window_means(res, load, 1, &pc, &dc, &lc, &nc);
+        if (!nb || !nc)
             continue;
-        }
-        printf("%5s %4s %8" PRIu64 " %8.0fk %8.0fk %6.2fms %6.2fms %6.2fms %6.2fms %8" PRIu64, load_name(w->load),
-               w->checkpoint ? "ckpt" : "base", w->r.n_puts, rate_of(&w->r) / 1e3, durable_rate_of(&w->r) / 1e3,
-               (double)w->r.lat_p50 / 1e6, (double)w->r.lat_p99 / 1e6, (double)w->r.lat_p999 / 1e6,
-               (double)w->r.lat_max / 1e6, w->r.n_samples);
-        if (w->checkpoint)
-            printf(" %8.2f %8.0f %5.0f%%\n", w->ckpt_s, w->ckpt_ms, w->coverage * 100);
-        else
-            printf("\n");
-    }
-    if (!opt->json) {
-        for (int load = W_BURST; load <= W_PACED; load++) {
-            double pb, db, lb, pc, dc, lc;
-            int nb, nc;
-            window_means(res, load, 0, &pb, &db, &lb, &nb);
-            window_means(res, load, 1, &pc, &dc, &lc, &nc);
-            if (!nb || !nc)
-                continue;
-            printf("%s, mean of %d: puts/s ckpt/base %.3f (%.0fk / %.0fk), durable/s %.3f, ack p99 %.2f / %.2f ms\n",
-                   load_name(load), nc, pc / pb, pc / 1e3, pb / 1e3, dc / db, lc / 1e3, lb / 1e3);
-        }
+        printf("%s, mean of %d: puts/s ckpt/base %.3f (%.0fk / %.0fk), durable/s %.3f, ack p99 %.2f / %.2f ms\n",
+               load_name(load), nc, pc / pb, pc / 1e3, pb / 1e3, dc / db, lc / 1e3, lb / 1e3);
     }
     fflush(stdout);
 }
@@ -1683,8 +1694,8 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
     res->have_files = 1;
     print_static(opt, res);
 
-    if (!opt->json && opt->rounds)
-        fprintf(stderr, "bench_checkpoint: %d rounds of windows...\n", opt->rounds);
+    if (opt->rounds)
+        print_window_header(opt);
     for (int round = 0; round < opt->rounds; round++) {
         for (int load = W_BURST; load <= W_PACED; load++) {
             for (int k = 0; k < 2; k++) {
@@ -1692,13 +1703,12 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
                 rc = run_window(dir, log_path, opt, load, checkpoint, prev_path, &res->windows[res->n_windows]);
                 if (rc)
                     goto fail;
-                res->n_windows++;
+                print_window(opt, &res->windows[res->n_windows++]);
             }
         }
     }
     *have_windows = res->n_windows > 0;
-    if (*have_windows)
-        print_windows(opt, res);
+    print_window_summary(opt, res);
 
     command_post(CMD_EXIT, 0, 0, 1);
     if (waitpid((pid_t)g_producer_pid, NULL, 0) == (pid_t)g_producer_pid)
