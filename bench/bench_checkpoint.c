@@ -11,7 +11,7 @@
  * (index, version): the checks replay them.
  *
  * Phases, all against one node (forked, node_run(): defaults plus data
- * directory, ring name, ring 64 MiB, cache CACHE_MB, checkpoint
+ * directory, ring name, ring 64 MiB, cache --cache-mb, checkpoint
  * every_seconds 0 so that only requests take checkpoints, log_level info
  * into DATA/../node.log, where "checkpoint taken ... ms=" is read):
  *   fill      one producer process (public API only) writes every key once
@@ -130,8 +130,7 @@
 #define PRODUCER_NAME "p0"
 #define WAITER_NAME "w0"
 #define RING_CAPACITY "64M"
-#define CACHE_MB 512u /* the node's and the data-directory load's Berkeley DB cache */
-#define CACHE_MB_TEXT "512"
+#define DEFAULT_CACHE_MB 512u /* the node's and the data-directory load's Berkeley DB cache */
 #define DEFAULT_KEYS 1000000ull
 #define MIN_KEYS GROUP_RECORDS
 #define MAX_KEYS 100000000ull
@@ -266,6 +265,7 @@ static struct ctl *g_ctl;
 static uint32_t *g_versions; /* shared: the producer's version of every key (written by it only) */
 static uint64_t g_keys;
 static uint32_t g_value_size;
+static uint32_t g_cache_mb;
 
 /* ------------------------------------------------------------ cleanup */
 
@@ -345,7 +345,7 @@ static int node_main(const void *arg)
 {
     const struct node_args *na = arg;
     struct node_config c;
-    char err[512];
+    char err[512], cache_mb[16];
     int fd = open(na->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 
     if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) {
@@ -353,11 +353,12 @@ static int node_main(const void *arg)
         return 1;
     }
     close(fd);
+    snprintf(cache_mb, sizeof cache_mb, "%u", g_cache_mb);
     node_config_defaults(&c);
     if (node_config_set(&c, "node", "data_dir", na->dir, "bench", err, sizeof err) ||
         node_config_set(&c, "ring", "name", na->ring_name, "bench", err, sizeof err) ||
         node_config_set(&c, "ring", "capacity", RING_CAPACITY, "bench", err, sizeof err) ||
-        node_config_set(&c, "storage", "cache_mb", CACHE_MB_TEXT, "bench", err, sizeof err) ||
+        node_config_set(&c, "storage", "cache_mb", cache_mb, "bench", err, sizeof err) ||
         node_config_set(&c, "checkpoint", "every_seconds", "0", "bench", err, sizeof err) ||
         node_config_set(&c, "node", "log_level", "info", "bench", err, sizeof err) ||
         node_config_check(&c, err, sizeof err)) {
@@ -893,7 +894,7 @@ static int check_state(rk_state *s, const char *what, uint64_t height)
 
 struct options {
     uint64_t keys, rate, burst;
-    uint32_t value_size;
+    uint32_t value_size, cache_mb;
     int repeat, rounds, json;
     double paced_s;
     unsigned watchdog_s;
@@ -1092,7 +1093,7 @@ static int phase_dir_load(const char *base, struct result *res, int repeat)
             return errno;
         }
         t0 = now_ns();
-        rc = store_open(dir, STORE_CREATE, CACHE_MB, &s, err, sizeof err);
+        rc = store_open(dir, STORE_CREATE, g_cache_mb, &s, err, sizeof err);
         if (!rc)
             rc = applier_open(s, &a, err, sizeof err);
         t1 = now_ns();
@@ -1306,7 +1307,8 @@ static void print_header(const struct options *opt, const char *base)
         json_string(kernel);
         printf(",\"loadavg\":");
         json_string(loadavg);
-        printf(",\"keys\":%" PRIu64 ",\"key_size\":%u,\"value_size\":%u}\n", opt->keys, KEY_SIZE, opt->value_size);
+        printf(",\"keys\":%" PRIu64 ",\"key_size\":%u,\"value_size\":%u,\"cache_mb\":%u}\n", opt->keys, KEY_SIZE,
+               opt->value_size, g_cache_mb);
         return;
     }
     printf("bench_checkpoint: checkpoints of %" PRIu64 " keys (%u B keys, %u B values)\n", opt->keys, KEY_SIZE,
@@ -1316,7 +1318,7 @@ static void print_header(const struct options *opt, const char *base)
     printf("node: forked, defaults (zstd 1, batches of 8192, synced group commit) with a %s ring,\n"
            "      cache %u MiB, checkpoints only on request; one producer process, public API,\n"
            "      a MARK every %u PUTs.  Times: median of %d (each run listed), warm page cache.\n\n",
-           RING_CAPACITY, CACHE_MB, GROUP_RECORDS, opt->repeat);
+           RING_CAPACITY, g_cache_mb, GROUP_RECORDS, opt->repeat);
 }
 
 static void print_runs(const char *label, const struct runs *r)
@@ -1474,7 +1476,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: bench_checkpoint [--keys N] [--value-size B] [--repeat N] [--rounds N] [--rate R]\n"
-            "                        [--burst N] [--paced-seconds S] [--watchdog S] [--json]\n"
+            "                        [--burst N] [--paced-seconds S] [--cache-mb M] [--watchdog S] [--json]\n"
             "  --keys N         distinct keys in the state (default %llu)\n"
             "  --value-size B   bytes per value, %u to %u (default %u)\n"
             "  --repeat N       runs of verify, load and the data-directory load (default %d)\n"
@@ -1482,10 +1484,11 @@ static void usage(FILE *f)
             "  --rate R         paced load, PUTs/s (default %llu)\n"
             "  --burst N        unpaced load, PUTs per window (default %llu)\n"
             "  --paced-seconds S  paced window without a checkpoint (default %.0f)\n"
+            "  --cache-mb M     Berkeley DB cache of the node and of the data-directory load (default %u)\n"
             "  --watchdog S     seconds the whole run may take before everything is killed (default %d)\n"
             "  --json           one JSON object per part instead of the tables\n",
             DEFAULT_KEYS, MIN_VALUE_SIZE, MAX_VALUE_SIZE, DEFAULT_VALUE_SIZE, DEFAULT_REPEAT, DEFAULT_ROUNDS,
-            DEFAULT_RATE, DEFAULT_BURST, DEFAULT_PACED_S, DEFAULT_WATCHDOG_S);
+            DEFAULT_RATE, DEFAULT_BURST, DEFAULT_PACED_S, DEFAULT_CACHE_MB, DEFAULT_WATCHDOG_S);
 }
 
 static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -1504,7 +1507,8 @@ static int parse_options(int argc, char **argv, struct options *opt)
         {"repeat", required_argument, NULL, 'n'}, {"rounds", required_argument, NULL, 'r'},
         {"rate", required_argument, NULL, 'R'},   {"burst", required_argument, NULL, 'b'},
         {"paced-seconds", required_argument, NULL, 's'}, {"watchdog", required_argument, NULL, 'w'},
-        {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+        {"cache-mb", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
@@ -1520,6 +1524,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
     opt->burst = DEFAULT_BURST;
     opt->paced_s = DEFAULT_PACED_S;
     opt->watchdog_s = DEFAULT_WATCHDOG_S;
+    opt->cache_mb = DEFAULT_CACHE_MB;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 'k':
@@ -1576,6 +1581,13 @@ static int parse_options(int argc, char **argv, struct options *opt)
                 return -1;
             }
             opt->watchdog_s = (unsigned)v;
+            break;
+        case 'c':
+            if (parse_u64(optarg, 16, 65536, &v)) {
+                fprintf(stderr, "bench_checkpoint: --cache-mb must be 16 to 65536\n");
+                return -1;
+            }
+            opt->cache_mb = (uint32_t)v;
             break;
         case 'j':
             opt->json = 1;
@@ -1737,6 +1749,7 @@ int main(int argc, char **argv)
         return 2;
     g_keys = opt.keys;
     g_value_size = opt.value_size;
+    g_cache_mb = opt.cache_mb;
     g_ctl = mmap(NULL, sizeof *g_ctl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     g_versions = mmap(NULL, g_keys * sizeof *g_versions, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     res = calloc(1, sizeof *res);
