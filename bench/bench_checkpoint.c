@@ -266,6 +266,7 @@ static uint32_t *g_versions; /* shared: the producer's version of every key (wri
 static uint64_t g_keys;
 static uint32_t g_value_size;
 static uint32_t g_cache_mb;
+static const char *g_db_config; /* --db-config: a file copied to the node's DATA/db/DB_CONFIG, or NULL */
 
 /* ------------------------------------------------------------ cleanup */
 
@@ -1315,6 +1316,8 @@ static void print_header(const struct options *opt, const char *base)
            opt->value_size);
     printf("machine: %ld CPUs, %s, %s; load average at start %s; data under %s\n", nproc, cpu, kernel,
            loadavg, base);
+    if (g_db_config)
+        printf("Berkeley DB: the node's environment has DB_CONFIG from %s\n", g_db_config);
     printf("node: forked, defaults (zstd 1, batches of 8192, synced group commit) with a %s ring,\n"
            "      cache %u MiB, checkpoints only on request; one producer process, public API,\n"
            "      a MARK every %u PUTs.  Times: median of %d (each run listed), warm page cache.\n\n",
@@ -1476,7 +1479,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: bench_checkpoint [--keys N] [--value-size B] [--repeat N] [--rounds N] [--rate R]\n"
-            "                        [--burst N] [--paced-seconds S] [--cache-mb M] [--watchdog S] [--json]\n"
+            "                        [--burst N] [--paced-seconds S] [--cache-mb M] [--db-config FILE]\n"
+            "                        [--watchdog S] [--json]\n"
             "  --keys N         distinct keys in the state (default %llu)\n"
             "  --value-size B   bytes per value, %u to %u (default %u)\n"
             "  --repeat N       runs of verify, load and the data-directory load (default %d)\n"
@@ -1485,6 +1489,7 @@ static void usage(FILE *f)
             "  --burst N        unpaced load, PUTs per window (default %llu)\n"
             "  --paced-seconds S  paced window without a checkpoint (default %.0f)\n"
             "  --cache-mb M     Berkeley DB cache of the node and of the data-directory load (default %u)\n"
+            "  --db-config FILE copied as DB_CONFIG into the node's Berkeley DB environment (DATA/db)\n"
             "  --watchdog S     seconds the whole run may take before everything is killed (default %d)\n"
             "  --json           one JSON object per part instead of the tables\n",
             DEFAULT_KEYS, MIN_VALUE_SIZE, MAX_VALUE_SIZE, DEFAULT_VALUE_SIZE, DEFAULT_REPEAT, DEFAULT_ROUNDS,
@@ -1507,7 +1512,8 @@ static int parse_options(int argc, char **argv, struct options *opt)
         {"repeat", required_argument, NULL, 'n'}, {"rounds", required_argument, NULL, 'r'},
         {"rate", required_argument, NULL, 'R'},   {"burst", required_argument, NULL, 'b'},
         {"paced-seconds", required_argument, NULL, 's'}, {"watchdog", required_argument, NULL, 'w'},
-        {"cache-mb", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
+        {"cache-mb", required_argument, NULL, 'c'}, {"db-config", required_argument, NULL, 'd'},
+        {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1589,6 +1595,9 @@ static int parse_options(int argc, char **argv, struct options *opt)
             }
             opt->cache_mb = (uint32_t)v;
             break;
+        case 'd':
+            g_db_config = optarg;
+            break;
         case 'j':
             opt->json = 1;
             break;
@@ -1608,6 +1617,31 @@ static int parse_options(int argc, char **argv, struct options *opt)
 }
 
 /* ------------------------------------------------------------ main */
+
+/* Copies --db-config to dir/db/DB_CONFIG (the store's environment reads
+ * it when it opens). */
+static int copy_db_config(const char *dir)
+{
+    char db[160], path[192], buf[4096];
+    FILE *in = fopen(g_db_config, "r"), *out = NULL;
+    size_t n;
+    int rc = 0;
+
+    snprintf(db, sizeof db, "%s/db", dir);
+    snprintf(path, sizeof path, "%s/DB_CONFIG", db);
+    if (!in || mkdir(db, 0700) != 0 || !(out = fopen(path, "w")))
+        rc = errno ? errno : EIO;
+    while (!rc && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            rc = errno ? errno : EIO;
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0 && !rc)
+        rc = errno;
+    if (rc)
+        fprintf(stderr, "bench_checkpoint: --db-config %s -> %s: %s\n", g_db_config, path, strerror(rc));
+    return rc;
+}
 
 /* Prints the node's log (the last lines) when something failed. */
 static void print_log_tail(const char *log_path)
@@ -1648,6 +1682,8 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
         fprintf(stderr, "bench_checkpoint: mkdir %s: %s\n", dir, strerror(errno));
         return errno;
     }
+    if (g_db_config && (rc = copy_db_config(dir)) != 0)
+        return rc;
     pid = spawn(node_main, &na);
     if (pid < 0)
         return errno;
