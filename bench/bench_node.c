@@ -377,6 +377,9 @@ static int node_main(const void *arg)
         node_config_set(&c, "ring", "name", names[1], "bench", err, sizeof err) ||
         node_config_set(&c, "ring", "capacity", RING_CAPACITY, "bench", err, sizeof err) ||
         node_config_set(&c, "node", "log_level", "warn", "bench", err, sizeof err) ||
+        /* the apply passes read this journal after the node stopped: its
+         * last checkpoint must not trim it */
+        node_config_set(&c, "checkpoint", "trim_journal", "no", "bench", err, sizeof err) ||
         node_config_check(&c, err, sizeof err)) {
         fprintf(stderr, "bench_node: node config: %s\n", err);
         return 1;
