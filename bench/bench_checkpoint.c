@@ -286,7 +286,8 @@ static void kill_and_reap(volatile sig_atomic_t *pid)
 
 static void on_fatal_signal(int sig)
 {
-    static const char msg[] = "bench_checkpoint: watchdog or signal: killing children, removing ring and data\n";
+    static const char msg[] =
+        "bench_checkpoint: watchdog or signal: killing children, removing ring and data\n";
     ssize_t unused;
 
     unused = write(STDERR_FILENO, msg, sizeof msg - 1);
@@ -679,8 +680,8 @@ static int children_alive(void)
     return 0;
 }
 
-/* Posts a command; with wait, waits for it to finish and returns its rc. */
-static int command_post(int kind, uint64_t rate, uint64_t max_records, uint32_t sample_every)
+/* Posts a command to the producer (command_wait waits for it). */
+static void command_post(int kind, uint64_t rate, uint64_t max_records, uint32_t sample_every)
 {
     struct ctl *ctl = g_ctl;
 
@@ -691,9 +692,9 @@ static int command_post(int kind, uint64_t rate, uint64_t max_records, uint32_t 
     atomic_store(&ctl->stop, 0);
     /* release: the fields above before the command number */
     atomic_fetch_add_explicit(&ctl->cmd, 1, memory_order_release);
-    return 0;
 }
 
+/* Waits until the producer has finished the last command; its rc. */
 static int command_wait(void)
 {
     struct ctl *ctl = g_ctl;
@@ -857,8 +858,8 @@ static int check_entry(void *arg, const void *key, uint32_t klen, const void *va
         uint64_t got_version = 0;
         memcpy(&got_version, (const uint8_t *)val + 8, g_value_size - 8 < 8 ? g_value_size - 8 : 8);
         snprintf(sc->why, sizeof sc->why,
-                 "key %" PRIu64 ": not the value of its last PUT (version %" PRIu32 "; the value says %" PRIu64
-                 ")",
+                 "key %" PRIu64 ": not the value of its last PUT (version %" PRIu32
+                 "; the value says %" PRIu64 ")",
                  index, g_versions[index], got_version);
         return 1;
     }
@@ -885,7 +886,8 @@ static int check_state(rk_state *s, const char *what, uint64_t height)
         return RK_ECORRUPT;
     }
     if (sc.n_seen != g_keys) {
-        fprintf(stderr, "bench_checkpoint: %s: %" PRIu64 " keys, want %" PRIu64 "\n", what, sc.n_seen, g_keys);
+        fprintf(stderr, "bench_checkpoint: %s: %" PRIu64 " keys, want %" PRIu64 "\n", what, sc.n_seen,
+                g_keys);
         return RK_ECORRUPT;
     }
     return 0;
@@ -926,10 +928,10 @@ struct window {
     int load;       /* W_BURST, W_PACED */
     int checkpoint; /* 1: a checkpoint was being taken */
     struct window_result r;
-    double ckpt_s;    /* request sent -> answered */
-    double ckpt_ms;   /* the node's log: ckpt_job_write */
-    double spool_ms;  /* request sent -> spool file seen */
-    double coverage;  /* share of first put -> last put inside spool seen -> answered */
+    double ckpt_s;   /* request sent -> answered */
+    double ckpt_ms;  /* the node's log: ckpt_job_write */
+    double spool_ms; /* request sent -> spool file seen */
+    double coverage; /* share of first put -> last put inside spool seen -> answered */
 };
 
 struct result {
@@ -1107,7 +1109,8 @@ static int phase_dir_load(const char *base, struct result *res, int repeat)
         store_close(s);
         res->dir_load.s[res->dir_load.n++] = (double)(t2 - t1) / 1e9;
         res->dir_total.s[res->dir_total.n++] = (double)(now_ns() - t0) / 1e9;
-        if (!rc && (am.digest != res->digest || am.applied_seq != info.journal_seq || info.n_entries != g_keys)) {
+        if (!rc &&
+            (am.digest != res->digest || am.applied_seq != info.journal_seq || info.n_entries != g_keys)) {
             snprintf(err, sizeof err,
                      "the data directory holds digest %016" PRIx64 " at seq %" PRIu64 ", the file %016" PRIx64
                      " at seq %" PRIu64,
@@ -1142,8 +1145,8 @@ static int phase_dir_load(const char *base, struct result *res, int repeat)
  * own thread, the producer starts once the spool file is there, and (paced)
  * stops when the request is answered.  Without: the same load, paced for
  * paced_s. */
-static int run_window(const char *dir, const char *log_path, const struct options *opt, int load, int checkpoint,
-                      char *prev_path, struct window *w)
+static int run_window(const char *dir, const char *log_path, const struct options *opt, int load,
+                      int checkpoint, char *prev_path, struct window *w)
 {
     char path[PATH_MAX];
     struct node_status st;
@@ -1176,7 +1179,8 @@ static int run_window(const char *dir, const char *log_path, const struct option
         for (uint64_t deadline = now_ns() + SPOOL_WAIT_NS; !t_spool;) {
             /* acquire: pairs with the request thread's release */
             if (atomic_load_explicit(&req.finished, memory_order_acquire)) {
-                fprintf(stderr, "bench_checkpoint: the checkpoint was answered before its spool file was seen\n");
+                fprintf(stderr,
+                        "bench_checkpoint: the checkpoint was answered before its spool file was seen\n");
                 rc = RK_ECORRUPT;
                 goto out;
             }
@@ -1308,12 +1312,12 @@ static void print_header(const struct options *opt, const char *base)
         json_string(kernel);
         printf(",\"loadavg\":");
         json_string(loadavg);
-        printf(",\"keys\":%" PRIu64 ",\"key_size\":%u,\"value_size\":%u,\"cache_mb\":%u}\n", opt->keys, KEY_SIZE,
-               opt->value_size, g_cache_mb);
+        printf(",\"keys\":%" PRIu64 ",\"key_size\":%u,\"value_size\":%u,\"cache_mb\":%u}\n", opt->keys,
+               KEY_SIZE, opt->value_size, g_cache_mb);
         return;
     }
-    printf("bench_checkpoint: checkpoints of %" PRIu64 " keys (%u B keys, %u B values)\n", opt->keys, KEY_SIZE,
-           opt->value_size);
+    printf("bench_checkpoint: checkpoints of %" PRIu64 " keys (%u B keys, %u B values)\n", opt->keys,
+           KEY_SIZE, opt->value_size);
     printf("machine: %ld CPUs, %s, %s; load average at start %s; data under %s\n", nproc, cpu, kernel,
            loadavg, base);
     if (g_db_config)
@@ -1346,11 +1350,12 @@ static void print_static(const struct options *opt, const struct result *res)
 {
     if (opt->json) {
         printf("{\"bench\":\"checkpoint\",\"kind\":\"file\",\"keys\":%" PRIu64 ",\"fill_puts_per_s\":%.0f"
-               ",\"fill_durable_per_s\":%.0f,\"fill_applied_s\":%.2f,\"create_ms\":%.1f,\"create_node_write_ms\":%.1f"
+               ",\"fill_durable_per_s\":%.0f,\"fill_applied_s\":%.2f,\"create_ms\":%.1f,\"create_node_write_"
+               "ms\":%.1f"
                ",\"file_bytes\":%" PRIu64 ",\"raw_bytes\":%" PRIu64 ",\"entries\":%" PRIu64,
-               opt->keys, (double)res->fill_puts / res->fill_put_s, (double)res->fill_puts / res->fill_durable_s,
-               res->fill_caught_s, res->create_s * 1e3, res->create_log_ms, res->file_size, res->raw_size,
-               res->n_entries);
+               opt->keys, (double)res->fill_puts / res->fill_put_s,
+               (double)res->fill_puts / res->fill_durable_s, res->fill_caught_s, res->create_s * 1e3,
+               res->create_log_ms, res->file_size, res->raw_size, res->n_entries);
         json_runs("verify", &res->verify);
         json_runs("load_rk_state_open", &res->load);
         json_runs("scan_all", &res->scan);
@@ -1360,10 +1365,12 @@ static void print_static(const struct options *opt, const struct result *res)
         fflush(stdout);
         return;
     }
-    printf("fill: %" PRIu64 " PUTs at %.0fk/s (durable %.0fk/s); apply caught up %.1f s after the first put\n\n",
+    printf("fill: %" PRIu64
+           " PUTs at %.0fk/s (durable %.0fk/s); apply caught up %.1f s after the first put\n\n",
            res->fill_puts, (double)res->fill_puts / res->fill_put_s / 1e3,
            (double)res->fill_puts / res->fill_durable_s / 1e3, res->fill_caught_s);
-    printf("checkpoint file: %" PRIu64 " entries, %.1f MiB on disk (%.1f MiB of msgpack before zstd, ratio %.2f)\n",
+    printf("checkpoint file: %" PRIu64
+           " entries, %.1f MiB on disk (%.1f MiB of msgpack before zstd, ratio %.2f)\n",
            res->n_entries, (double)res->file_size / 1048576.0, (double)res->raw_size / 1048576.0,
            res->file_size ? (double)res->raw_size / (double)res->file_size : 0);
     printf("  %-58s %8.3f s  (one run)\n", "create: checkpoint request round trip", res->create_s);
@@ -1404,15 +1411,16 @@ static void print_window_header(const struct options *opt)
 static void print_window(const struct options *opt, const struct window *w)
 {
     if (opt->json) {
-        printf("{\"bench\":\"checkpoint\",\"kind\":\"window\",\"load\":\"%s\",\"checkpoint\":%s"
-               ",\"offered_per_s\":%" PRIu64 ",\"puts\":%" PRIu64 ",\"puts_per_s\":%.0f,\"durable_per_s\":%.0f"
-               ",\"ack_p50_us\":%.1f,\"ack_p99_us\":%.1f,\"ack_p999_us\":%.1f,\"ack_max_us\":%.1f"
-               ",\"samples\":%" PRIu64 ",\"samples_dropped\":%" PRIu64
-               ",\"checkpoint_s\":%.3f,\"checkpoint_node_ms\":%.1f,\"spool_seen_ms\":%.1f,\"coverage\":%.3f}\n",
-               load_name(w->load), w->checkpoint ? "true" : "false", w->load == W_PACED ? opt->rate : 0,
-               w->r.n_puts, rate_of(&w->r), durable_rate_of(&w->r), (double)w->r.lat_p50 / 1e3,
-               (double)w->r.lat_p99 / 1e3, (double)w->r.lat_p999 / 1e3, (double)w->r.lat_max / 1e3, w->r.n_samples,
-               w->r.n_dropped, w->ckpt_s, w->ckpt_ms, w->spool_ms, w->coverage);
+        printf(
+            "{\"bench\":\"checkpoint\",\"kind\":\"window\",\"load\":\"%s\",\"checkpoint\":%s"
+            ",\"offered_per_s\":%" PRIu64 ",\"puts\":%" PRIu64 ",\"puts_per_s\":%.0f,\"durable_per_s\":%.0f"
+            ",\"ack_p50_us\":%.1f,\"ack_p99_us\":%.1f,\"ack_p999_us\":%.1f,\"ack_max_us\":%.1f"
+            ",\"samples\":%" PRIu64 ",\"samples_dropped\":%" PRIu64
+            ",\"checkpoint_s\":%.3f,\"checkpoint_node_ms\":%.1f,\"spool_seen_ms\":%.1f,\"coverage\":%.3f}\n",
+            load_name(w->load), w->checkpoint ? "true" : "false", w->load == W_PACED ? opt->rate : 0,
+            w->r.n_puts, rate_of(&w->r), durable_rate_of(&w->r), (double)w->r.lat_p50 / 1e3,
+            (double)w->r.lat_p99 / 1e3, (double)w->r.lat_p999 / 1e3, (double)w->r.lat_max / 1e3,
+            w->r.n_samples, w->r.n_dropped, w->ckpt_s, w->ckpt_ms, w->spool_ms, w->coverage);
         fflush(stdout);
         return;
     }
@@ -1425,7 +1433,8 @@ static void print_window(const struct options *opt, const struct window *w)
     else
         printf("\n");
     if (w->r.n_dropped)
-        printf("%10s (%" PRIu64 " latency samples not taken: the sample array was full)\n", "", w->r.n_dropped);
+        printf("%10s (%" PRIu64 " latency samples not taken: the sample array was full)\n", "",
+               w->r.n_dropped);
     fflush(stdout);
 }
 
@@ -1440,8 +1449,9 @@ static void print_window_summary(const struct options *opt, const struct result 
         window_means(res, load, 1, &pc, &dc, &lc, &nc);
         if (!nb || !nc)
             continue;
-        printf("%s, mean of %d: puts/s ckpt/base %.3f (%.0fk / %.0fk), durable/s %.3f, ack p99 %.2f / %.2f ms\n",
-               load_name(load), nc, pc / pb, pc / 1e3, pb / 1e3, dc / db, lc / 1e3, lb / 1e3);
+        printf(
+            "%s, mean of %d: puts/s ckpt/base %.3f (%.0fk / %.0fk), durable/s %.3f, ack p99 %.2f / %.2f ms\n",
+            load_name(load), nc, pc / pb, pc / 1e3, pb / 1e3, dc / db, lc / 1e3, lb / 1e3);
     }
     fflush(stdout);
 }
@@ -1454,9 +1464,11 @@ static void print_targets(const struct options *opt, const struct result *res, i
     if (opt->json || !res->have_files)
         return;
     printf("\ntargets (information only; this run's figures):\n");
-    printf("  create  %.3f s <= 2 s: %s (request round trip; the node's write alone %.3f s: %s)\n", res->create_s,
-           met(res->create_s <= 2.0), res->create_log_ms / 1e3, met(res->create_log_ms <= 2000));
-    printf("  verify  %.3f s <= 0.5 s: %s\n", runs_median(&res->verify), met(runs_median(&res->verify) <= 0.5));
+    printf("  create  %.3f s <= 2 s: %s (request round trip; the node's write alone %.3f s: %s)\n",
+           res->create_s, met(res->create_s <= 2.0), res->create_log_ms / 1e3,
+           met(res->create_log_ms <= 2000));
+    printf("  verify  %.3f s <= 0.5 s: %s\n", runs_median(&res->verify),
+           met(runs_median(&res->verify) <= 0.5));
     printf("  load    %.3f s <= 1 s: %s (rk_state_open of the file)\n", runs_median(&res->load),
            met(runs_median(&res->load) <= 1.0));
     printf("  restore %.3f s <= 3 s: %s (load into a data directory, store_open .. store_close; the\n"
@@ -1477,23 +1489,24 @@ static void print_targets(const struct options *opt, const struct result *res, i
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: bench_checkpoint [--keys N] [--value-size B] [--repeat N] [--rounds N] [--rate R]\n"
-            "                        [--burst N] [--paced-seconds S] [--cache-mb M] [--db-config FILE]\n"
-            "                        [--watchdog S] [--json]\n"
-            "  --keys N         distinct keys in the state (default %llu)\n"
-            "  --value-size B   bytes per value, %u to %u (default %u)\n"
-            "  --repeat N       runs of verify, load and the data-directory load (default %d)\n"
-            "  --rounds N       pairs of windows (with and without a checkpoint) per load; 0: none (default %d)\n"
-            "  --rate R         paced load, PUTs/s (default %llu)\n"
-            "  --burst N        unpaced load, PUTs per window (default %llu)\n"
-            "  --paced-seconds S  paced window without a checkpoint (default %.0f)\n"
-            "  --cache-mb M     Berkeley DB cache of the node and of the data-directory load (default %u)\n"
-            "  --db-config FILE copied as DB_CONFIG into the node's Berkeley DB environment (DATA/db)\n"
-            "  --watchdog S     seconds the whole run may take before everything is killed (default %d)\n"
-            "  --json           one JSON object per part instead of the tables\n",
-            DEFAULT_KEYS, MIN_VALUE_SIZE, MAX_VALUE_SIZE, DEFAULT_VALUE_SIZE, DEFAULT_REPEAT, DEFAULT_ROUNDS,
-            DEFAULT_RATE, DEFAULT_BURST, DEFAULT_PACED_S, DEFAULT_CACHE_MB, DEFAULT_WATCHDOG_S);
+    fprintf(
+        f,
+        "usage: bench_checkpoint [--keys N] [--value-size B] [--repeat N] [--rounds N] [--rate R]\n"
+        "                        [--burst N] [--paced-seconds S] [--cache-mb M] [--db-config FILE]\n"
+        "                        [--watchdog S] [--json]\n"
+        "  --keys N         distinct keys in the state (default %llu)\n"
+        "  --value-size B   bytes per value, %u to %u (default %u)\n"
+        "  --repeat N       runs of verify, load and the data-directory load (default %d)\n"
+        "  --rounds N       pairs of windows (with and without a checkpoint) per load; 0: none (default %d)\n"
+        "  --rate R         paced load, PUTs/s (default %llu)\n"
+        "  --burst N        unpaced load, PUTs per window (default %llu)\n"
+        "  --paced-seconds S  paced window without a checkpoint (default %.0f)\n"
+        "  --cache-mb M     Berkeley DB cache of the node and of the data-directory load (default %u)\n"
+        "  --db-config FILE copied as DB_CONFIG into the node's Berkeley DB environment (DATA/db)\n"
+        "  --watchdog S     seconds the whole run may take before everything is killed (default %d)\n"
+        "  --json           one JSON object per part instead of the tables\n",
+        DEFAULT_KEYS, MIN_VALUE_SIZE, MAX_VALUE_SIZE, DEFAULT_VALUE_SIZE, DEFAULT_REPEAT, DEFAULT_ROUNDS,
+        DEFAULT_RATE, DEFAULT_BURST, DEFAULT_PACED_S, DEFAULT_CACHE_MB, DEFAULT_WATCHDOG_S);
 }
 
 static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -1508,11 +1521,16 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 static int parse_options(int argc, char **argv, struct options *opt)
 {
     static const struct option longopts[] = {
-        {"keys", required_argument, NULL, 'k'},   {"value-size", required_argument, NULL, 'v'},
-        {"repeat", required_argument, NULL, 'n'}, {"rounds", required_argument, NULL, 'r'},
-        {"rate", required_argument, NULL, 'R'},   {"burst", required_argument, NULL, 'b'},
-        {"paced-seconds", required_argument, NULL, 's'}, {"watchdog", required_argument, NULL, 'w'},
-        {"cache-mb", required_argument, NULL, 'c'}, {"db-config", required_argument, NULL, 'd'},
+        {"keys", required_argument, NULL, 'k'},
+        {"value-size", required_argument, NULL, 'v'},
+        {"repeat", required_argument, NULL, 'n'},
+        {"rounds", required_argument, NULL, 'r'},
+        {"rate", required_argument, NULL, 'R'},
+        {"burst", required_argument, NULL, 'b'},
+        {"paced-seconds", required_argument, NULL, 's'},
+        {"watchdog", required_argument, NULL, 'w'},
+        {"cache-mb", required_argument, NULL, 'c'},
+        {"db-config", required_argument, NULL, 'd'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -1703,7 +1721,8 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
         return errno;
     g_producer_pid = pid;
     /* acquire: pairs with the producer's release of ready */
-    for (deadline = now_ns() + 30 * 1000000000ull; !atomic_load_explicit(&g_ctl->ready, memory_order_acquire);) {
+    for (deadline = now_ns() + 30 * 1000000000ull;
+         !atomic_load_explicit(&g_ctl->ready, memory_order_acquire);) {
         if ((rc = children_alive()) != 0)
             goto fail;
         if (now_ns() > deadline) {
@@ -1748,7 +1767,8 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
         for (int load = W_BURST; load <= W_PACED; load++) {
             for (int k = 0; k < 2; k++) {
                 int checkpoint = (round % 2 == 0) ? k == 0 : k == 1; /* alternate which goes first */
-                rc = run_window(dir, log_path, opt, load, checkpoint, prev_path, &res->windows[res->n_windows]);
+                rc = run_window(dir, log_path, opt, load, checkpoint, prev_path,
+                                &res->windows[res->n_windows]);
                 if (rc)
                     goto fail;
                 print_window(opt, &res->windows[res->n_windows++]);
@@ -1764,8 +1784,13 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
     rc = phase_final(dir, res);
     if (rc)
         goto fail;
-    if (!opt->json)
-        printf("\nend: the node stopped cleanly; its last checkpoint (%" PRIu64 " updates after the fill) loaded\n"
+    if (opt->json)
+        printf("{\"bench\":\"checkpoint\",\"kind\":\"final\",\"updates\":%" PRIu64
+               ",\"last_checkpoint_load_ms\":%.1f,\"equals_model\":true}\n",
+               g_ctl->n_puts_total - g_keys, res->final_load_s * 1e3);
+    else
+        printf("\nend: the node stopped cleanly; its last checkpoint (%" PRIu64
+               " updates after the fill) loaded\n"
                "     through rk_state_open in %.3f s equals the model, every entry\n",
                g_ctl->n_puts_total - g_keys, res->final_load_s);
     return 0;
@@ -1787,7 +1812,8 @@ int main(int argc, char **argv)
     g_value_size = opt.value_size;
     g_cache_mb = opt.cache_mb;
     g_ctl = mmap(NULL, sizeof *g_ctl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    g_versions = mmap(NULL, g_keys * sizeof *g_versions, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    g_versions =
+        mmap(NULL, g_keys * sizeof *g_versions, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     res = calloc(1, sizeof *res);
     if (g_ctl == MAP_FAILED || g_versions == MAP_FAILED || !res) {
         fprintf(stderr, "bench_checkpoint: out of memory\n");
@@ -1813,8 +1839,9 @@ out:
         remove_tree(g_base_dir);
     alarm(0);
     if (rc)
-        fprintf(stderr, "bench_checkpoint: a check failed or a process died: the figures printed before it are "
-                        "valid, the rest was not measured\n");
+        fprintf(stderr,
+                "bench_checkpoint: a check failed or a process died: the figures printed before it are "
+                "valid, the rest was not measured\n");
     free(res);
     return rc;
 }
