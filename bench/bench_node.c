@@ -81,7 +81,6 @@
 #include <db.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -208,21 +207,6 @@ static uint32_t *model_build(uint64_t n_puts, uint64_t *n_keys)
     return last;
 }
 
-/* ------------------------------------------------------------ clocks */
-
-static void sleep_until(uint64_t t_ns)
-{
-    struct timespec ts = {.tv_sec = (time_t)(t_ns / 1000000000u), .tv_nsec = (long)(t_ns % 1000000000u)};
-
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
-static void sleep_ns(uint64_t ns)
-{
-    sleep_until(now_ns() + ns);
-}
-
 /* ------------------------------------------------------------ shared state */
 
 /* One load configuration, as the producer child sees it. */
@@ -306,19 +290,6 @@ static void set_fatal_handlers(void (*handler)(int))
     sigaction(SIGALRM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-static void remove_tree(const char *path)
-{
-    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ------------------------------------------------------------ environments */
@@ -406,6 +377,9 @@ static int node_main(const void *arg)
         node_config_set(&c, "ring", "name", names[1], "bench", err, sizeof err) ||
         node_config_set(&c, "ring", "capacity", RING_CAPACITY, "bench", err, sizeof err) ||
         node_config_set(&c, "node", "log_level", "warn", "bench", err, sizeof err) ||
+        /* the apply passes read this journal after the node stopped: its
+         * last checkpoint must not trim it */
+        node_config_set(&c, "checkpoint", "trim_journal", "no", "bench", err, sizeof err) ||
         node_config_check(&c, err, sizeof err)) {
         fprintf(stderr, "bench_node: node config: %s\n", err);
         return 1;
@@ -464,24 +438,6 @@ static void *waiter_main(void *arg)
     }
     w->n_waited = i;
     return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-/* The q-quantile of sorted v[0..n): the smallest value with at least q * n
- * values at or below it. */
-static uint64_t quantile(const uint64_t *v, uint64_t n, double q)
-{
-    uint64_t rank = (uint64_t)(q * (double)n);
-
-    if ((double)rank < q * (double)n)
-        rank++;
-    return n ? v[rank ? rank - 1 : 0] : 0;
 }
 
 static int attach(const char *ring_name, const char *producer, rk_ring **out)
