@@ -40,7 +40,7 @@ build() { # build DIR [cmake options...]
 }
 
 run_tests() { # run_tests DIR
-    ctest --test-dir "$1" --output-on-failure -j 1
+    ctest --test-dir "$1" --output-on-failure -j 2
 }
 
 fuzz_briefly() {

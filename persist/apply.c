@@ -165,7 +165,7 @@ static int table_db(applier *a, const char *name, int create, DB **out)
     /* opened in a transaction (the open one, or its own), so that the
      * handle can be used in transactions */
     rc = db->open(db, a->txn, STATE_FILE, subname, DB_BTREE,
-                  (create ? DB_CREATE : 0) | (a->txn ? 0 : DB_AUTO_COMMIT) | DB_THREAD, 0600);
+                  (create ? DB_CREATE : 0) | (a->txn ? 0 : DB_AUTO_COMMIT) | DB_THREAD | DB_MULTIVERSION, 0600);
     if (rc) {
         db->close(db, 0);
         return rc == ENOENT ? RK_ENOTFOUND : rc;
@@ -715,7 +715,9 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
     j->env = a->env;
     j->meta = a->meta;
     j->epoch = epoch;
-    /* A snapshot (MVCC, the environment is DB_MULTIVERSION): it sees what
+    /* A snapshot (MVCC: meta.db and the state tables are opened
+     * DB_MULTIVERSION; the journal is not, so the drain's appends never
+     * copy pages for a reader that does not read them): it sees what
      * was committed before it began -- every group applier_run applied,
      * with the meta records of the same transactions -- takes no read
      * locks and never blocks apply, whose writes copy the pages it holds. */
@@ -844,7 +846,7 @@ static int checkpoint_tables(ckpt_job *j, ckpt_writer *w)
     int rc = db_create(&master, j->env, 0);
 
     if (!rc)
-        rc = master->open(master, j->txn, STATE_FILE, NULL, DB_BTREE, DB_RDONLY | DB_THREAD, 0);
+        rc = master->open(master, j->txn, STATE_FILE, NULL, DB_BTREE, DB_RDONLY | DB_THREAD | DB_MULTIVERSION, 0);
     if (rc == ENOENT) {
         rc = 0; /* no table yet */
         goto out;
@@ -861,7 +863,7 @@ static int checkpoint_tables(ckpt_job *j, ckpt_writer *w)
         snprintf(sub, sizeof sub, "t:%s", name);
         rc = db_create(&src, j->env, 0);
         if (!rc)
-            rc = src->open(src, j->txn, STATE_FILE, sub, DB_BTREE, DB_RDONLY | DB_THREAD, 0);
+            rc = src->open(src, j->txn, STATE_FILE, sub, DB_BTREE, DB_RDONLY | DB_THREAD | DB_MULTIVERSION, 0);
         if (!rc)
             rc = src->cursor(src, j->txn, &tcur, 0);
         while (!rc && (rc = tcur->get(tcur, &tk, &tv, DB_NEXT)) == 0)
@@ -934,38 +936,72 @@ struct load {
     int (*progress)(void *arg, uint64_t done, uint64_t total);
     void *progress_arg;
     uint64_t total;
+    /* the entries of the current table not yet put, as a DB_MULTIPLE_KEY
+     * buffer: one DB->put per buffer, not per entry */
+    DBT bulk;
+    void *bulk_at;
+    uint32_t bulk_n;
 };
 
-#define LOAD_TXN_ENTRIES 20000u
+#define LOAD_BULK_BYTES (8u << 20)
+
+/* Puts what the bulk buffer holds and commits (without sync: the load is
+ * synced when the applier commits its meta; a new data directory that a
+ * crash cut short is not used: restore and import remove it or refuse). */
+static int load_flush(struct load *l)
+{
+    applier *a = l->a;
+    int rc = 0;
+
+    if (l->bulk_n) {
+        DBT none = {0};
+        rc = l->db->put(l->db, a->txn, &l->bulk, &none, DB_MULTIPLE_KEY);
+        l->n += l->bulk_n;
+        l->bulk_n = 0;
+    }
+    DB_MULTIPLE_WRITE_INIT(l->bulk_at, &l->bulk);
+    if (!rc) {
+        rc = a->txn->commit(a->txn, DB_TXN_NOSYNC);
+        a->txn = NULL;
+    }
+    if (!rc)
+        rc = begin(a);
+    if (!rc && l->progress)
+        rc = l->progress(l->progress_arg, l->n, l->total);
+    return rc;
+}
 
 static int load_entry(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
                       uint32_t vlen)
 {
     struct load *l = arg;
-    applier *a = l->a;
-    DBT k = {.data = (void *)key, .size = klen}, v = {.data = (void *)val, .size = vlen};
     int rc;
 
     if (strcmp(table, l->table) != 0) {
-        rc = table_db(a, table, 1, &l->db);
+        rc = l->db ? load_flush(l) : 0;
+        if (!rc)
+            rc = table_db(l->a, table, 1, &l->db);
         if (rc)
             return rc;
         snprintf(l->table, sizeof l->table, "%s", table);
     }
-    /* keys arrive in order: each put lands at the end of its tree */
-    rc = l->db->put(l->db, a->txn, &k, &v, 0);
-    if (rc)
-        return rc;
     l->digest += ckpt_entry_digest(table, key, klen, val, vlen);
-    if (++l->n % LOAD_TXN_ENTRIES == 0) {
-        rc = a->txn->commit(a->txn, DB_TXN_NOSYNC);
-        a->txn = NULL;
-        if (!rc)
-            rc = begin(a);
-        if (!rc && l->progress)
-            rc = l->progress(l->progress_arg, l->n, l->total);
+    /* keys arrive in order: each one lands at the end of its tree */
+    DB_MULTIPLE_KEY_WRITE_NEXT(l->bulk_at, &l->bulk, key, klen, val, vlen);
+    if (!l->bulk_at) { /* full: put what it holds, then this one */
+        rc = load_flush(l);
+        if (rc)
+            return rc;
+        DB_MULTIPLE_KEY_WRITE_NEXT(l->bulk_at, &l->bulk, key, klen, val, vlen);
+        if (!l->bulk_at) { /* larger than a whole buffer: on its own */
+            DBT k = {.data = (void *)key, .size = klen}, v = {.data = (void *)val, .size = vlen};
+            DB_MULTIPLE_WRITE_INIT(l->bulk_at, &l->bulk);
+            l->n++;
+            return l->db->put(l->db, l->a->txn, &k, &v, 0);
+        }
     }
-    return rc;
+    l->bulk_n++;
+    return 0;
 }
 
 int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info,
@@ -986,11 +1022,21 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
     ckpt_info_free(&hdr);
     if (rc)
         return rc;
+    l.bulk.data = malloc(LOAD_BULK_BYTES);
+    l.bulk.ulen = LOAD_BULK_BYTES;
+    l.bulk.flags = DB_DBT_USERMEM;
+    if (!l.bulk.data) {
+        rc = ENOMEM;
+        goto out;
+    }
+    DB_MULTIPLE_WRITE_INIT(l.bulk_at, &l.bulk);
     rc = begin(a);
     if (rc)
         goto out;
     /* verified whole before the first entry is handed out */
     rc = ckpt_verify(path, info, load_entry, &l, err, err_size);
+    if (!rc && l.db)
+        rc = load_flush(&l);
     if (rc)
         goto out;
     if (l.digest != info->digest) { /* ckpt_verify checked it too; belt and braces */
@@ -1050,6 +1096,7 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
     if (!rc && progress)
         rc = progress(progress_arg, l.n, l.total);
 out:
+    free(l.bulk.data);
     if (rc && a->txn) {
         a->txn->abort(a->txn);
         a->txn = NULL;

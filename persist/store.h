@@ -100,6 +100,7 @@ typedef struct store store;
  * (a random put into a large tree locks a leaf and a few internal pages). */
 #define STORE_TXN_RECORDS 4000u
 #define STORE_MAX_LOCKS 200000u
+#define STORE_MAX_TXNS 200000u /* transaction table (see store.c: multiversion) */
 
 enum { STORE_CREATE = 1 }; /* create db/ and checkpoints/ if missing */
 
