@@ -669,7 +669,7 @@ static int build(store *src, const struct restore_opts *o, uint32_t cache_mb, co
 
     if (mkdir(o->to_dir, 0700) != 0 && errno != EEXIST)
         return seg_fail(err, err_size, errno, "cannot create %s: %s", o->to_dir, strerror(errno));
-    rc = store_open(o->to_dir, STORE_CREATE, cache_mb, &dst, err, err_size);
+    rc = store_open(o->to_dir, STORE_CREATE | STORE_BUILDING, cache_mb, &dst, err, err_size);
     if (!rc)
         rc = applier_open(dst, &a, err, err_size);
     if (!rc)
@@ -704,6 +704,13 @@ static int build(store *src, const struct restore_opts *o, uint32_t cache_mb, co
     rc = read_marks(dst, res);
     if (rc)
         seg_error(err, err_size, "cannot read the producers' marks in %s: %s", o->to_dir, store_strerror(rc));
+    if (!rc) {
+        applier_close(a); /* its transactions are committed */
+        a = NULL;
+        rc = store_built(dst); /* all of it durable, then the BUILDING marker goes */
+        if (rc)
+            seg_error(err, err_size, "cannot make %s durable: %s", o->to_dir, store_strerror(rc));
+    }
 out:
     ckpt_info_free(&loaded);
     applier_close(a);
@@ -839,7 +846,7 @@ int restore_import(const char *to_dir, struct restore_entry *entries, size_t n, 
         rc = seg_fail(err, err_size, errno, "cannot create %s: %s", to_dir, strerror(errno));
         goto out;
     }
-    rc = store_open(to_dir, STORE_CREATE, default_cache_mb(), &dst, err, err_size);
+    rc = store_open(to_dir, STORE_CREATE | STORE_BUILDING, default_cache_mb(), &dst, err, err_size);
     if (rc)
         goto out;
     snprintf(dir, sizeof dir, "%s/checkpoints", to_dir);
@@ -860,6 +867,13 @@ int restore_import(const char *to_dir, struct restore_entry *entries, size_t n, 
         rc = applier_open(dst, &a, err, err_size);
     if (!rc)
         rc = applier_load_checkpoint(a, ckpt_path, info, NULL, NULL, err, err_size);
+    if (!rc) {
+        applier_close(a);
+        a = NULL;
+        rc = store_built(dst); /* durable, then the BUILDING marker goes */
+        if (rc)
+            seg_error(err, err_size, "cannot make %s durable: %s", to_dir, store_strerror(rc));
+    }
 out:
     applier_close(a);
     store_close(dst);

@@ -54,6 +54,7 @@ struct store {
     DB *journal;        /* journal.db: seq (8 bytes big-endian) -> entry */
     DB *meta;           /* meta.db: for the applier and the node */
     _Atomic int failed; /* first append error (sticky), 0 while healthy */
+    int building;       /* STORE_BUILDING: appends not synced until store_built */
     pthread_mutex_t msg_lock;
     char msg[512]; /* last message (BDB's errcall, or a decode reason); under msg_lock */
 };
@@ -311,6 +312,35 @@ int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char 
     rc = take_lock(s, err, err_size);
     if (rc)
         goto fail;
+    {
+        char *marker = path_join(dir, STORE_BUILDING_FILE);
+        int fd;
+        if (!marker) {
+            rc = fail_msg(err, err_size, ENOMEM, "out of memory");
+            goto fail;
+        }
+        if (!(flags & STORE_BUILDING) && stat(marker, &st) == 0) {
+            rc = fail_msg(err, err_size, RK_EBUSY,
+                          "data directory %s holds an unfinished restore or import (%s): remove the "
+                          "folder and run it again",
+                          dir, STORE_BUILDING_FILE);
+            free(marker);
+            goto fail;
+        }
+        if (flags & STORE_BUILDING) {
+            fd = sys_open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            if (fd < 0 || fsync_dir(dir) != 0) {
+                rc = fail_msg(err, err_size, errno ? errno : EIO, "cannot create %s", marker);
+                if (fd >= 0)
+                    close(fd);
+                free(marker);
+                goto fail;
+            }
+            close(fd);
+            s->building = 1;
+        }
+        free(marker);
+    }
     rc = prepare_subdir(s, DB_DIR, flags, &created, err, err_size);
     if (rc == 0)
         rc = prepare_subdir(s, CHECKPOINT_DIR, flags, &created, err, err_size);
@@ -436,7 +466,9 @@ int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t le
             break;
         rc = s->journal->put(s->journal, txn, &key, &data, DB_NOOVERWRITE);
         if (rc == 0) {
-            rc = txn->commit(txn, DB_TXN_SYNC); /* the handle is gone whatever it returns */
+            /* the handle is gone whatever it returns; while a data
+             * directory is built, store_built() syncs it all at the end */
+            rc = txn->commit(txn, s->building ? DB_TXN_NOSYNC : DB_TXN_SYNC);
         } else {
             int abort_rc = txn->abort(txn);
             if (abort_rc && rc == DB_KEYEXIST)
@@ -670,5 +702,28 @@ int store_log_trim(store *s, uint32_t *n_removed)
             rc = errno;
     }
     free(list); /* one allocation, BDB's own (log_archive) */
+    return rc;
+}
+
+int store_built(store *s)
+{
+    char *marker;
+    int rc;
+
+    if (!s || !s->building)
+        return RK_EINVAL;
+    /* everything durable first: the log, then the pages */
+    rc = s->env->log_flush(s->env, NULL);
+    if (!rc)
+        rc = s->env->txn_checkpoint(s->env, 0, 0, DB_FORCE);
+    if (rc)
+        return rc;
+    marker = path_join(s->dir, STORE_BUILDING_FILE);
+    if (!marker)
+        return ENOMEM;
+    rc = sys_unlink(marker) == 0 ? fsync_dir(s->dir) : errno;
+    free(marker);
+    if (!rc)
+        s->building = 0;
     return rc;
 }

@@ -102,7 +102,16 @@ typedef struct store store;
 #define STORE_MAX_LOCKS 200000u
 #define STORE_MAX_TXNS 200000u /* transaction table (see store.c: multiversion) */
 
-enum { STORE_CREATE = 1 }; /* create db/ and checkpoints/ if missing */
+enum {
+    STORE_CREATE = 1,  /* create db/ and checkpoints/ if missing */
+    STORE_BUILDING = 2 /* a new data directory being built (restore, import): see store_built */
+};
+
+/* The marker of a data directory being built: made by store_open with
+ * STORE_BUILDING, removed by store_built once everything is durable.  A
+ * directory that still has it (the builder was killed) is refused by
+ * store_open without STORE_BUILDING: it holds part of a state. */
+#define STORE_BUILDING_FILE "BUILDING"
 
 /* Opens the data directory dir (which must exist): takes DIR/LOCK
  * (RK_EBUSY naming the pid that holds it), opens the environment with
@@ -154,6 +163,12 @@ int store_journal_trim(store *s, uint64_t seq);
  * flag alone was seen to leave them in place).  *n_removed: files removed.
  * Any thread. */
 int store_log_trim(store *s, uint32_t *n_removed);
+
+/* For a store opened with STORE_BUILDING, whose journal appends are not
+ * synced one by one: flushes the log, checkpoints the environment (every
+ * page on disk), then removes the BUILDING marker.  0 or an error (the
+ * marker stays). */
+int store_built(store *s);
 
 /* Translates a Berkeley DB or errno code into a message.
  * RK_E* codes too (rk_strerror). */

@@ -1801,6 +1801,44 @@ static TCase *new_tcase(Suite *s, const char *name)
     return tc;
 }
 
+
+/* A data directory being built (restore, import): its marker is made by
+ * STORE_BUILDING, a directory that still has it is refused, store_built
+ * makes it durable and removes the marker, and the entries are there. */
+START_TEST(unfinished_build_is_refused)
+{
+    char marker[400];
+    struct stat st;
+    store *s, *again = NULL;
+    journal_entry e = {0};
+
+    new_data_dir("building");
+    snprintf(marker, sizeof marker, "%s/%s", data_dir, STORE_BUILDING_FILE);
+    s = open_store(STORE_CREATE | STORE_BUILDING);
+    ck_assert_int_eq(stat(marker, &st), 0);
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        ck_assert_int_eq(append_seq(s, seq), 0);
+    store_close(s); /* as if the builder stopped here */
+    ck_assert_int_eq(store_open(data_dir, 0, CACHE_MB, &again, err, sizeof err), RK_EBUSY);
+    ck_assert_ptr_null(again);
+    assert_has(err, "unfinished restore or import");
+    assert_has(err, "remove the folder");
+    s = open_store(STORE_BUILDING);
+    ck_assert_int_eq(append_seq(s, 6), 0);
+    ck_assert_int_eq(store_built(s), 0);
+    ck_assert_int_ne(stat(marker, &st), 0);
+    store_close(s);
+    s = open_store(0);
+    for (uint64_t seq = 1; seq <= 6; seq++) {
+        ck_assert_int_eq(store_journal_get(s, seq, &e, why, sizeof why), 0);
+        journal_entry_free(&e);
+    }
+    ck_assert_int_eq(store_built(s), RK_EINVAL); /* not being built */
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1840,6 +1878,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, seam_fails_from_the_nth_call_and_stays_failed);
     tcase_add_test(tc, database_files_are_closed_on_exec);
     tcase_add_test(tc, store_strerror_covers_every_source);
+    tcase_add_test(tc, unfinished_build_is_refused);
     return s;
 }
 
