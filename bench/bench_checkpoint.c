@@ -28,16 +28,19 @@
  *   verify    ckpt_verify(path) in this process, no callback: trailer,
  *             header, every frame and entry, counts, digest (the file is in
  *             the page cache: the node has just written and read it).
- *   load      rk_state_open(path): verifies the file whole, writes it as a
- *             private snapshot (Berkeley DB, 64 MiB cache, in $TMPDIR or
- *             /tmp) and opens it.  Reading every entry back
+ *   load      rk_state_open(path): verifies the file whole and holds its
+ *             entries in memory (state.c).  Reading every entry back
  *             (rk_state_scan) is timed apart.
  *   data dir  applier_load_checkpoint into a fresh data directory:
  *             store_open(STORE_CREATE) .. applier_open ..
  *             applier_load_checkpoint .. applier_close .. store_close (which
- *             checkpoints the environment), timed whole.  This is the step
- *             `ringkeep restore` is built on (that command, being built
- *             elsewhere, adds the journal replay after the checkpoint).
+ *             checkpoints the environment), timed whole: the step
+ *             `ringkeep restore` is built on.
+ *   restore   at the end, the node stopped: restore_run() (what `ringkeep
+ *             restore` runs) of its data directory to the latest point
+ *             into a new one, timed from the call to its return (the new
+ *             directory durable); its digest must equal the newest
+ *             checkpoint's.
  *   windows   the engine's throughput and durable-ack latency, in pairs:
  *             with a checkpoint being taken and without.  State size is the
  *             same in both (the producer only updates existing keys, drawn
@@ -123,6 +126,7 @@
 #include "bench_util.h"
 #include "apply.h"
 #include "checkpoint.h"
+#include "restore.h"
 #include "config.h"
 #include "node.h"
 #include "ring.h"
@@ -281,6 +285,7 @@ static volatile sig_atomic_t g_node_pid, g_producer_pid, g_ring_set;
 static char g_ring_path[128];
 static char g_ring_name[RK_NAME_MAX + 1];
 static char g_base_dir[64];
+static double g_restore_s = -1; /* phase_restore's time, when it ran */
 
 static void kill_and_reap(volatile sig_atomic_t *pid)
 {
@@ -1484,9 +1489,14 @@ static void print_targets(const struct options *opt, const struct result *res, i
            met(runs_median(&res->verify) <= 0.5));
     printf("  load    %.3f s <= 1 s: %s (rk_state_open of the file)\n", runs_median(&res->load),
            met(runs_median(&res->load) <= 1.0));
-    printf("  restore %.3f s <= 3 s: %s (load into a data directory, store_open .. store_close; the\n"
-           "          restore command, not on this branch, adds the journal replay)\n",
-           runs_median(&res->dir_total), met(runs_median(&res->dir_total) <= 3.0));
+    if (g_restore_s >= 0)
+        printf("  restore %.3f s <= 3 s: %s (ringkeep restore to the latest point, restore_run; the load\n"
+               "          alone into a data directory, store_open .. store_close: %.3f s)\n",
+               g_restore_s, met(g_restore_s <= 3.0), runs_median(&res->dir_total));
+    else
+        printf("  restore: not measured (the run stopped before it); the load alone into a data\n"
+               "          directory, store_open .. store_close: %.3f s\n",
+               runs_median(&res->dir_total));
     if (!have_windows)
         return;
     for (int load = W_BURST; load <= W_PACED; load++) {
@@ -1698,6 +1708,54 @@ static void print_log_tail(const char *log_path)
     fclose(f);
 }
 
+/* `ringkeep restore` of the stopped node's data directory to its latest
+ * point (its newest checkpoint, taken at the clean stop, plus whatever
+ * journal follows it), timed as restore_run() from the first call to the
+ * return, the restored directory durable; checked: its digest equals the
+ * newest checkpoint's. */
+static int phase_restore(const char *dir, const struct options *opt)
+{
+    char to[256], ckpt_dir[256], err[1024] = "", **paths = NULL;
+    struct restore_opts ro = {.src_dir = dir, .to_dir = to, .target = RESTORE_LATEST, .cache_mb = 512};
+    struct restore_result rr;
+    struct ckpt_info info = {0};
+    size_t n_paths = 0;
+    double t0, secs;
+    int rc;
+
+    snprintf(to, sizeof to, "%s/restored", g_base_dir);
+    snprintf(ckpt_dir, sizeof ckpt_dir, "%s/checkpoints", dir);
+    t0 = (double)now_ns() / 1e9;
+    rc = restore_run(&ro, &rr, err, sizeof err);
+    secs = (double)now_ns() / 1e9 - t0;
+    g_restore_s = secs;
+    if (rc) {
+        fprintf(stderr, "bench_checkpoint: restore: %s\n", err);
+        return rc;
+    }
+    if (ckpt_list(ckpt_dir, &paths, &n_paths) != 0 || n_paths == 0 ||
+        ckpt_read_info(paths[0], &info, err, sizeof err) != 0 || info.digest != rr.applied.digest) {
+        fprintf(stderr, "bench_checkpoint: the restored digest %016" PRIx64 " is not the checkpoint's %016" PRIx64
+                        "\n", rr.applied.digest, info.digest);
+        rc = RK_ECORRUPT;
+    }
+    ckpt_list_free(paths, n_paths);
+    ckpt_info_free(&info);
+    if (!rc) {
+        if (opt->json)
+            printf("{\"bench\":\"checkpoint\",\"kind\":\"restore\",\"s\":%.3f,\"loaded\":%" PRIu64
+                   ",\"replayed\":%" PRIu64 ",\"target_s\":3}\n",
+                   secs, rr.n_loaded, rr.n_replayed);
+        else
+            printf("\nrestore: `ringkeep restore` (restore_run) of the stopped node to its latest point: %.3f s\n"
+                   "         (%" PRIu64 " entries loaded, %" PRIu64 " journal entries replayed; digest equals the "
+                   "checkpoint's); target 3 s: %s\n",
+                   secs, rr.n_loaded, rr.n_replayed, secs <= 3.0 ? "met" : "not met");
+    }
+    restore_result_free(&rr);
+    return rc;
+}
+
 static int run(const struct options *opt, struct result *res, int *have_windows)
 {
     char dir[128], log_path[128], ring_name[RK_NAME_MAX + 1], prev_path[PATH_MAX] = "";
@@ -1808,6 +1866,9 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
     if (waitpid((pid_t)g_producer_pid, NULL, 0) == (pid_t)g_producer_pid)
         g_producer_pid = 0;
     rc = phase_final(dir, res);
+    if (rc)
+        goto fail;
+    rc = phase_restore(dir, opt);
     if (rc)
         goto fail;
     if (opt->json)
