@@ -698,7 +698,10 @@ struct ckpt_job {
     DB *meta;
     DB_TXN *txn; /* DB_TXN_SNAPSHOT: the state as of applier_checkpoint_begin */
     uint64_t epoch;
+    struct ckpt_info info; /* header and replay record, read in begin */
 };
+
+static int checkpoint_meta(ckpt_job *j, struct ckpt_info *info);
 
 int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
 {
@@ -726,6 +729,15 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
         free(j);
         return rc;
     }
+    /* read meta.db in the snapshot now, on the applier's thread: Berkeley
+     * DB fixes a snapshot's view at its first read, not at txn_begin (a
+     * checkpoint thread that read first, later, saw groups applied after
+     * this point: test_node caught a checkpoint 79 heights late) */
+    rc = checkpoint_meta(j, &j->info);
+    if (rc) {
+        ckpt_job_free(j);
+        return rc;
+    }
     *out = j;
     return 0;
 }
@@ -736,6 +748,7 @@ void ckpt_job_free(ckpt_job *j)
         return;
     if (j->txn)
         j->txn->commit(j->txn, 0); /* read only */
+    ckpt_info_free(&j->info);
     free(j);
 }
 
@@ -890,14 +903,12 @@ out:
 int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out, size_t path_size,
                    struct ckpt_info *written, char *err, size_t err_size)
 {
-    struct ckpt_info info = {0};
+    const struct ckpt_info *info = &j->info;
     ckpt_writer *w = NULL;
     int rc;
 
     memset(written, 0, sizeof *written);
-    rc = checkpoint_meta(j, &info);
-    if (!rc)
-        rc = ckpt_writer_open(dir, &info, zstd_level, &w, err, err_size);
+    rc = ckpt_writer_open(dir, info, zstd_level, &w, err, err_size);
     if (!rc)
         rc = checkpoint_tables(j, w);
     j->txn->commit(j->txn, 0); /* read only; the pages it held are free */
@@ -909,16 +920,15 @@ int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out,
     rc = ckpt_writer_finish(w, path_out, path_size, err, err_size);
     if (!rc)
         rc = ckpt_read_info(path_out, written, err, err_size);
-    if (!rc && written->digest != info.digest) {
+    if (!rc && written->digest != info->digest) {
         seg_error(err, err_size,
                   "checkpoint %s: the tables' digest %016llx differs from the one apply keeps "
                   "(%016llx): state and apply disagree",
-                  path_out, (unsigned long long)written->digest, (unsigned long long)info.digest);
+                  path_out, (unsigned long long)written->digest, (unsigned long long)info->digest);
         unlink(path_out);
         rc = RK_ECORRUPT;
     }
 out:
-    ckpt_info_free(&info);
     if (rc)
         ckpt_info_free(written);
     if (rc && err && !err[0])
