@@ -363,6 +363,9 @@ static const char *const all_keys[][2] = {
     {"checkpoint", "every_seconds"}, {"checkpoint", "every_records"}, {"checkpoint", "keep"},
     {"checkpoint", "keep_hourly"},   {"checkpoint", "keep_daily"},    {"checkpoint", "every_heights"},
     {"checkpoint", "height_producer"}, {"checkpoint", "trim_journal"},
+    {"replication", "publish"}, {"replication", "serve"}, {"replication", "primary_publish"},
+    {"replication", "primary_serve"}, {"replication", "node_id"}, {"replication", "min_replicas"},
+    {"replication", "heartbeat_ms"},
 };
 #define N_ALL_KEYS (sizeof all_keys / sizeof all_keys[0])
 
@@ -419,15 +422,17 @@ END_TEST
 #define NAME_48 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuv"
 #define R_NAME_LEN(n) "ring name '" n "' must be 1 to 47 characters and not start with '.'"
 #define R_NAME_CHAR(n, c) "ring name '" n "' has '" c "': use letters, digits, '_', '-', '.'"
-#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage], [checkpoint])"
+#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage], [checkpoint], [replication])"
 
 static const struct bad_value {
     const char *section, *key, *value, *reason;
 } bad_values[] = {
-    {"node", "role", "standby", "role standby is not available in this version"},
-    {"node", "role", "replica", "not a role (primary)"},
-    {"node", "role", "Primary", "not a role (primary)"},
-    {"node", "role", "", "not a role (primary)"},
+    {"node", "role", "replica", "not a role (primary, standby)"},
+    {"node", "role", "Primary", "not a role (primary, standby)"},
+    {"node", "role", "", "not a role (primary, standby)"},
+    {"replication", "publish", "udp://x", "not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)"},
+    {"replication", "min_replicas", "65", "out of range (0..64)"},
+    {"replication", "heartbeat_ms", "5", "out of range (10..60000)"},
     {"node", "data_dir", "", "empty: give the data directory's path"},
     {"node", "log_level", "verbose", R_LEVEL},
     {"node", "log_level", "INFO", R_LEVEL},
@@ -916,12 +921,25 @@ START_TEST(check_wants_a_ring_name_and_role_primary)
 
     strcpy(c.role, "standby");
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
-    ck_assert_str_eq(err,
-                     "configuration: [node] role = standby: role standby is not available in this version");
+    ck_assert_str_eq(err, "configuration: [node] role = standby: needs [replication] primary_publish, "
+                          "primary_serve and node_id");
+    strcpy(c.repl_primary_publish, "tcp://127.0.0.1:7701");
+    strcpy(c.repl_primary_serve, "tcp://127.0.0.1:7702");
+    strcpy(c.repl_node_id, "standby-a");
+    ck_assert_msg(node_config_check(&c, err, sizeof err) == 0, "%s", err);
+    c.repl_primary_publish[0] = c.repl_primary_serve[0] = c.repl_node_id[0] = '\0';
     strcpy(c.role, "");
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
-    ck_assert_str_eq(err, "configuration: [node] role = : not a role (primary)");
+    ck_assert_str_eq(err, "configuration: [node] role = : not a role (primary, standby)");
     strcpy(c.role, "primary");
+    strcpy(c.repl_publish, "tcp://127.0.0.1:7701");
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] publish and serve: set both or neither");
+    c.repl_publish[0] = '\0';
+    c.repl_min_replicas = 1;
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] min_replicas = 1: needs publish and serve (standbys to ack)");
+    c.repl_min_replicas = 0;
 
     strcpy(c.ring_name, "bad name");
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
