@@ -740,7 +740,12 @@ START_TEST(unknown_section_and_key_in_a_longer_file)
                                  ini_path));
     ck_assert_int_eq(load_text("[node]\nrole = primary\n[replication]\n; peers\npeer = b:7000\n", &c),
                      RK_EINVAL);
-    ck_assert_str_eq(err, expect("%s:5: [replication] peer = b:7000: " R_SECTIONS, ini_path));
+    ck_assert_str_eq(err, expect("%s:5: [replication] peer = b:7000: unknown key (keys in [replication] are "
+                                 "publish, serve, primary_publish, primary_serve, node_id, min_replicas, "
+                                 "heartbeat_ms)",
+                                 ini_path));
+    ck_assert_int_eq(load_text("[node]\nrole = primary\n[replica]\npeer = b:7000\n", &c), RK_EINVAL);
+    ck_assert_str_eq(err, expect("%s:4: [replica] peer = b:7000: " R_SECTIONS, ini_path));
 }
 END_TEST
 
@@ -802,7 +807,7 @@ START_TEST(long_line_and_nul_byte_are_refused)
     /* an error on an earlier line comes first */
     snprintf(text, sizeof text, "[node]\nrole = x\ndata_dir = %sd\n", dir);
     ck_assert_int_eq(load_text(text, &c), RK_EINVAL);
-    ck_assert_str_eq(err, expect("%s:2: [node] role = x: not a role (primary)", ini_path));
+    ck_assert_str_eq(err, expect("%s:2: [node] role = x: not a role (primary, standby)", ini_path));
 
     /* a NUL byte would hide the rest of its line */
     write_file(ini_path, with_nul, sizeof with_nul - 1);
