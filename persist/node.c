@@ -570,6 +570,11 @@ static void *ckpt_main(void *arg)
                 floor = UINT64_MAX; /* cannot list: trim nothing */
             if (removed)
                 log_msg(LOG_INFO, "old checkpoints removed", "count=%" PRIu32, removed);
+            if (n->repl) {
+                uint64_t needed = n->repl->trim_floor(n->repl->arg); /* standbys following */
+                if (needed < floor)
+                    floor = needed;
+            }
             if (c->trim_journal && floor != UINT64_MAX) {
                 int trc = store_journal_trim(n->s, floor);
                 if (trc)

@@ -37,6 +37,10 @@ struct node_replicator {
     /* checkpoint thread, after checkpoint file path was written and
      * verified */
     void (*checkpointed)(void *arg, const char *path);
+    /* checkpoint thread, before trimming the journal: the lowest entry a
+     * standby it knows still needs (UINT64_MAX: none); the journal is not
+     * trimmed past it */
+    uint64_t (*trim_floor)(void *arg);
     /* control thread: JSON members (",\"key\":value...") to add to status */
     void (*status)(void *arg, char *out, size_t out_size);
     /* main thread, at stop, after drain and apply finished */

@@ -18,7 +18,9 @@
  * never beyond the durable cursor), and the cursor moves to the
  * min_replicas-th highest LSN the standbys acknowledged.  With
  * min_replicas = 0 the node moves the replicated cursor with the durable
- * one and acks only feed status and heartbeats.
+ * one and acks only feed status and heartbeats.  The journal is not
+ * trimmed past what a standby this primary knows (one that said HELLO
+ * since it started) still needs.
  *
  * Bad input: a message that does not decode, has the wrong frames, a type
  * a standby does not send, or breaks a rule is logged and its peer is
@@ -91,6 +93,7 @@ struct repl_primary {
     uint64_t replicated_lsn;
     uint64_t start_ns;
     uint64_t n_dropped_peers;
+    _Atomic uint64_t needed_from; /* lowest acked_seq + 1 of the known standbys (UINT64_MAX: none) */
     int has_newest;
     struct wire_checkpoint newest; /* producers owned */
     struct peer peers[WIRE_MAX_STANDBYS];
@@ -231,6 +234,16 @@ static struct peer *peer_by_route(struct repl_primary *p, const uint8_t *route, 
     return NULL;
 }
 
+/* What the known standbys still need: the journal is not trimmed past it. */
+static void update_needed(struct repl_primary *p)
+{
+    uint64_t needed = UINT64_MAX;
+    for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
+        if (p->peers[i].used && p->peers[i].acked_seq + 1 < needed)
+            needed = p->peers[i].acked_seq + 1;
+    atomic_store(&p->needed_from, needed);
+}
+
 static void drop_peer(struct repl_primary *p, const struct link_in *in, const char *why)
 {
     struct peer *peer = peer_by_route(p, in->route, in->route_len);
@@ -240,6 +253,7 @@ static void drop_peer(struct repl_primary *p, const struct link_in *in, const ch
     if (peer)
         memset(peer, 0, sizeof *peer);
     p->n_dropped_peers++;
+    update_needed(p);
 }
 
 static void update_replicated(struct repl_primary *p)
@@ -280,6 +294,7 @@ static void acked(struct repl_primary *p, struct peer *peer, uint64_t seq, uint6
         lsn = durable;
     if (lsn > peer->acked_lsn)
         peer->acked_lsn = lsn;
+    update_needed(p);
     update_replicated(p);
 }
 
@@ -326,6 +341,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         log_msg(LOG_INFO, "standby said hello", "standby=\"%s\" last_seq=%" PRIu64, h->node_id, h->last_seq);
     }
     peer->used = 1;
+    update_needed(p);
     memcpy(peer->route, in->route, in->route_len);
     peer->route_len = in->route_len;
     snprintf(peer->id, sizeof peer->id, "%s", h->node_id);
@@ -627,6 +643,12 @@ static void hook_checkpointed(void *arg, const char *path)
     wake(p);
 }
 
+static uint64_t hook_trim_floor(void *arg)
+{
+    struct repl_primary *p = arg;
+    return atomic_load(&p->needed_from);
+}
+
 static void hook_status(void *arg, char *out, size_t out_size)
 {
     struct repl_primary *p = arg;
@@ -678,6 +700,7 @@ int repl_node_run(const struct node_config *c)
         return 1;
     p->c = c;
     p->efd = -1;
+    atomic_store(&p->needed_from, UINT64_MAX);
     pthread_mutex_init(&p->lock, NULL);
     snprintf(p->status, sizeof p->status, ",\"publish\":\"%s\",\"serve\":\"%s\",\"min_replicas\":%" PRIu32,
              c->repl_publish, c->repl_serve, c->repl_min_replicas);
@@ -685,6 +708,7 @@ int repl_node_run(const struct node_config *c)
                                     .start = hook_start,
                                     .journaled = hook_journaled,
                                     .checkpointed = hook_checkpointed,
+                                    .trim_floor = hook_trim_floor,
                                     .status = hook_status,
                                     .stop = hook_stop};
     rc = node_run_with(c, &hooks);

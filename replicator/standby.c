@@ -50,7 +50,7 @@
 #define DEALER_HWM 1000
 #define DIGEST_HISTORY 4096 /* (seq, digest) after each recent entry applied */
 #define HELLO_RETRY_NS 1000000000ull
-#define FETCH_RETRY_NS 2000000000ull
+#define FETCH_RETRY_NS 500000000ull
 #define APPLY_STEP 64 /* entries applied between looks at the sockets */
 #define RECV_BURST 256
 #define STATUS_MAX 8192
@@ -79,6 +79,7 @@ struct standby {
     struct digest_at history[DIGEST_HISTORY];
     uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
     uint64_t n_journal_msgs;
+    uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
     int stop_error; /* cannot go on: the main loop ends, exit 1 */
 
@@ -242,8 +243,11 @@ static void on_entries(struct standby *sb, const struct wire_entries *es)
 {
     sb->fetching = 0;
     for (uint32_t i = 0; i < es->n_entries; i++) {
-        if (take_entry(sb, es->entries[i].seq, es->entries[i].bytes, es->entries[i].len))
+        if (take_entry(sb, es->entries[i].seq, es->entries[i].bytes, es->entries[i].len)) {
+            if (!sb->first_fetched)
+                sb->first_fetched = es->entries[i].seq;
             sb->n_fetched++;
+        }
         else if (es->entries[i].seq > sb->last_seq)
             break; /* a bad one: fetched again from there */
     }
@@ -397,14 +401,14 @@ static void update_status(struct standby *sb)
              ",\"applied_seq\":%" PRIu64 ",\"acked_seq\":%" PRIu64 ",\"primary_journal_seq\":%" PRIu64
              ",\"lag_entries\":%" PRIu64 ",\"lag_ms\":%" PRIu64 ",\"state_digest\":\"%016" PRIx64 "\""
              ",\"primary_digest\":\"%016" PRIx64 "\",\"primary_digest_seq\":%" PRIu64 ",\"digest_match\":%s"
-             ",\"digest_compared_seq\":%" PRIu64 ",\"fetched\":%" PRIu64 ",\"gaps\":%" PRIu64
+             ",\"digest_compared_seq\":%" PRIu64 ",\"fetched\":%" PRIu64 ",\"first_fetched_seq\":%" PRIu64 ",\"gaps\":%" PRIu64
              ",\"duplicates\":%" PRIu64 ",\"bad_entries\":%" PRIu64 ",\"refused_epoch\":%" PRIu64
              ",\"malformed\":%" PRIu64 ",\"groups_applied\":%" PRIu64 ",\"records\":%" PRIu64 "}",
              sb->epoch, (int)getpid(), sb->c->data_dir, sb->c->repl_node_id, sb->c->repl_primary_serve,
              sb->c->repl_primary_publish, sb->welcomed ? "true" : "false", sb->last_seq, am.applied_seq,
              sb->acked_seq, sb->primary_seq, sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0,
              sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0, am.digest, sb->hb_digest, sb->hb_digest_seq,
-             match, sb->digest_compared_seq, sb->n_fetched, sb->n_gaps, sb->n_duplicates, sb->n_bad,
+             match, sb->digest_compared_seq, sb->n_fetched, sb->first_fetched, sb->n_gaps, sb->n_duplicates, sb->n_bad,
              sb->n_refused, sb->n_malformed, am.n_groups, am.n_records);
     pthread_mutex_lock(&sb->lock);
     memcpy(sb->status, text, sizeof text);
