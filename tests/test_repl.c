@@ -295,13 +295,12 @@ static void engine_write(struct engine *e, uint64_t n_groups)
  * the primary's last sequence.  Returns its status (malloc'd). */
 static char *wait_caught_up(const char *dir)
 {
-    char *p = status_of(primary_dir);
-    uint64_t seq = json_u64(p, "journal_seq");
-    ck_assert_msg(seq > 0, "primary status: %s", p ? p : "(none)");
-    free(p);
+    uint64_t seq = 0;
     for (int i = 0; i < BOUND_S * 100; i++) {
-        char *s = status_of(dir);
-        if (s && json_u64(s, "journal_seq") == seq && json_u64(s, "applied_seq") == seq &&
+        char *p = status_of(primary_dir), *s = status_of(dir);
+        seq = json_u64(p, "journal_seq"); /* it may still journal a detach */
+        free(p);
+        if (seq && s && json_u64(s, "journal_seq") == seq && json_u64(s, "applied_seq") == seq &&
             json_true(s, "digest_match") && json_u64(s, "digest_compared_seq") == seq)
             return s;
         free(s);
@@ -472,9 +471,41 @@ static void send_frames(void *sock, const void *name, size_t name_len, const voi
     ck_assert_int_ge(zmq_send(sock, body, body_len, 0), 0);
 }
 
+/* Makes dir's node start at epoch (as a promotion would have left it). */
+static void set_epoch(const char *dir, uint64_t epoch)
+{
+    char err[512];
+    store *s = NULL;
+    ck_assert_msg(store_open(dir, STORE_CREATE, 16, &s, err, sizeof err) == 0, "%s", err);
+    DB *meta = store_meta(s);
+    DBT k = {.data = "epoch", .size = 5}, v = {.data = &epoch, .size = sizeof epoch};
+    ck_assert_int_eq(meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT), 0);
+    store_close(s);
+}
+
+/* Receives one reply on a DEALER (bounded) and decodes it. */
+static void recv_reply(void *sock, struct wire_msg *m, uint8_t *body, size_t body_size)
+{
+    char name[16], why[256];
+    int n = -1, b = -1, more = 0;
+    size_t more_size = sizeof more;
+    for (int i = 0; i < BOUND_S * 10 && n < 0; i++) {
+        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 100) == 1)
+            n = zmq_recv(sock, name, sizeof name, 0);
+    }
+    ck_assert_int_ge(n, 0);
+    ck_assert_int_eq(zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_size), 0);
+    ck_assert_int_eq(more, 1);
+    b = zmq_recv(sock, body, body_size, 0);
+    ck_assert_int_ge(b, 0);
+    ck_assert_msg(wire_decode(name, (size_t)n, body, (size_t)b, m, why, sizeof why) == 0, "%s", why);
+}
+
 START_TEST(bad_input_is_refused_and_others_unaffected)
 {
     struct engine e;
+    set_epoch(primary_dir, 2); /* the standby starts at 1 and adopts 2 */
     pid_t primary = start(primary_dir, NULL, NULL, NULL);
     pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
     void *ctx = zmq_ctx_new(), *rogue = zmq_socket(ctx, ZMQ_DEALER);
@@ -497,10 +528,25 @@ START_TEST(bad_input_is_refused_and_others_unaffected)
     zmq_setsockopt(rogue, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(rogue, ZMQ_ROUTING_ID, "rogue", 5);
     ck_assert_int_eq(zmq_connect(rogue, serve_ep), 0);
+    /* a peer of an old epoch: refused with ERROR 1 naming the primary's */
+    {
+        struct wire_msg old = {.type = WIRE_HELLO, .epoch = 1}, got;
+        uint8_t reply_body[1024];
+        snprintf(old.u.hello.node_id, sizeof old.u.hello.node_id, "old");
+        ck_assert_int_eq(wire_encode(&old, &body, &body_len, why, sizeof why), 0);
+        send_frames(rogue, "HELLO", 5, body, body_len);
+        free(body);
+        body = NULL;
+        recv_reply(rogue, &got, reply_body, sizeof reply_body);
+        ck_assert_int_eq(got.type, WIRE_ERROR);
+        ck_assert_uint_eq(got.epoch, 2);
+        ck_assert_uint_eq(got.u.error.code, WIRE_ERR_EPOCH);
+        wire_msg_free(&got);
+    }
     for (size_t i = 0; i < sizeof junk; i++)
         junk[i] = (uint8_t)mix(i);
     send_frames(rogue, junk, 7, junk + 7, 300);
-    struct wire_msg m = {.type = WIRE_HELLO, .epoch = 1};
+    struct wire_msg m = {.type = WIRE_HELLO, .epoch = 2};
     snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "rogue");
     ck_assert_int_eq(wire_encode(&m, &body, &body_len, why, sizeof why), 0);
     send_frames(rogue, "HELLO", 5, body, body_len - 1); /* truncated */
@@ -524,6 +570,7 @@ START_TEST(bad_input_is_refused_and_others_unaffected)
     char *st = wait_caught_up(standby_dir[0]), *stp = status_of(primary_dir);
     ck_assert_msg(json_u64(stp, "peers_dropped") >= 3, "primary: %s", stp);
     ck_assert_uint_eq(json_u64(st, "malformed"), 0);
+    ck_assert_uint_eq(json_u64(st, "epoch"), 2); /* adopted */
     free(st);
     free(stp);
     zmq_close(rogue);
