@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "link.h"
 
@@ -113,4 +115,36 @@ uint64_t link_realtime_ns(void)
 uint64_t link_monotonic_ns(void)
 {
     return clock_ns(CLOCK_MONOTONIC);
+}
+
+int link_file_xxh64(int fd, uint64_t *out)
+{
+    XXH64_state_t *st = XXH64_createState();
+    uint8_t *buf = malloc(1u << 20);
+    off_t off = 0;
+    int rc = 0;
+
+    if (!st || !buf) {
+        rc = ENOMEM;
+        goto out;
+    }
+    XXH64_reset(st, 0);
+    for (;;) {
+        ssize_t n = pread(fd, buf, 1u << 20, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        XXH64_update(st, buf, (size_t)n);
+        off += n;
+    }
+    *out = XXH64_digest(st);
+out:
+    XXH64_freeState(st);
+    free(buf);
+    return rc;
 }

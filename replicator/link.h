@@ -40,6 +40,10 @@ struct link_in {
 int link_recv(void *sock, int with_route, struct link_in *in, char *why, size_t why_size);
 void link_in_free(struct link_in *in);
 
+/* XXH64 (seed 0) of the whole file open at fd, read with pread; 0 or an
+ * errno. */
+int link_file_xxh64(int fd, uint64_t *out);
+
 /* CLOCK_REALTIME and CLOCK_MONOTONIC in ns. */
 uint64_t link_realtime_ns(void);
 uint64_t link_monotonic_ns(void);

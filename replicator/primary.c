@@ -22,6 +22,10 @@
  * trimmed past what a standby this primary knows (one that said HELLO
  * since it started) still needs.
  *
+ * SNAPSHOT serves a checkpoint file of checkpoints/ in chunks, with the
+ * XXH64 of the whole file (computed once per file).  A standby acks every
+ * heartbeat; one silent for PEER_SILENT_BEATS heartbeats is forgotten.
+ *
  * Bad input: a message that does not decode, has the wrong frames, a type
  * a standby does not send, or breaks a rule is logged and its peer is
  * dropped (forgotten until it says HELLO again); the others are served as
@@ -41,7 +45,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -56,6 +62,7 @@
 #define SEQ_CACHE 8192   /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
 #define RECV_BURST 256   /* requests served before looking at the eventfd again */
 #define STATUS_MAX 4096
+#define PEER_SILENT_BEATS 20 /* a standby silent this many heartbeats is forgotten (it acks each one) */
 
 struct peer {
     int used;
@@ -64,6 +71,7 @@ struct peer {
     char id[WIRE_NAME_MAX + 1];
     uint64_t acked_seq; /* highest durable_seq it acknowledged */
     uint64_t acked_lsn; /* the LSN that covers */
+    uint64_t heard_ns;  /* monotonic: its last message */
 };
 
 struct seq_info {
@@ -98,6 +106,9 @@ struct repl_primary {
     struct wire_checkpoint newest; /* producers owned */
     struct peer peers[WIRE_MAX_STANDBYS];
     struct seq_info *cache;
+    /* XXH64 of the checkpoint file served last (SNAPSHOT asks it in chunks) */
+    char xxh_name[WIRE_FILE_MAX + 1];
+    uint64_t xxh_size, xxh_mtime_ns, xxh;
 };
 
 /* ------------------------------------------------------------ entries */
@@ -341,6 +352,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         log_msg(LOG_INFO, "standby said hello", "standby=\"%s\" last_seq=%" PRIu64, h->node_id, h->last_seq);
     }
     peer->used = 1;
+    peer->heard_ns = link_monotonic_ns();
     update_needed(p);
     memcpy(peer->route, in->route, in->route_len);
     peer->route_len = in->route_len;
@@ -411,6 +423,56 @@ out:
     free(entries);
 }
 
+static void on_snapshot(struct repl_primary *p, const struct link_in *in)
+{
+    const struct wire_snapshot *r = &in->m.u.snapshot;
+    char path[PATH_MAX + WIRE_FILE_MAX + 16];
+    size_t name_len = strlen(r->name);
+    uint8_t *data = NULL;
+    struct stat st;
+    int fd = -1;
+
+    snprintf(path, sizeof path, "%s/checkpoints/%s", p->c->data_dir, r->name);
+    if (name_len < sizeof CKPT_SUFFIX || strcmp(r->name + name_len - (sizeof CKPT_SUFFIX - 1), CKPT_SUFFIX) != 0 ||
+        r->name[0] == '.' || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
+        reply_error(p, in, WIRE_ERR_NO_FILE, "no such checkpoint file");
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size, mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+    if (strcmp(p->xxh_name, r->name) != 0 || p->xxh_size != size || p->xxh_mtime_ns != mtime) {
+        if (link_file_xxh64(fd, &p->xxh) != 0) {
+            p->xxh_name[0] = '\0';
+            reply_error(p, in, WIRE_ERR_NO_FILE, "checkpoint file unreadable");
+            goto out;
+        }
+        snprintf(p->xxh_name, sizeof p->xxh_name, "%s", r->name);
+        p->xxh_size = size;
+        p->xxh_mtime_ns = mtime;
+    }
+    if (r->offset > size) {
+        reply_error(p, in, WIRE_ERR_BAD_REQUEST, "offset beyond the end of the file");
+        goto out;
+    }
+    size_t len = size - r->offset < r->max_len ? (size_t)(size - r->offset) : r->max_len;
+    data = malloc(len ? len : 1);
+    if (!data || (len && pread(fd, data, len, (off_t)r->offset) != (ssize_t)len)) {
+        reply_error(p, in, WIRE_ERR_NO_FILE, "checkpoint file unreadable");
+        goto out;
+    }
+    struct wire_msg m = {.type = WIRE_CHUNK, .epoch = p->epoch};
+    snprintf(m.u.chunk.name, sizeof m.u.chunk.name, "%s", r->name);
+    m.u.chunk.offset = r->offset;
+    m.u.chunk.total_size = size;
+    m.u.chunk.file_xxh64 = p->xxh;
+    m.u.chunk.data = data;
+    m.u.chunk.len = (uint32_t)len;
+    reply(p, in, &m);
+out:
+    free(data);
+    if (fd >= 0)
+        close(fd);
+}
+
 static void serve(struct repl_primary *p)
 {
     struct node_progress np;
@@ -443,11 +505,16 @@ static void serve(struct repl_primary *p)
         } else if (in.m.type == WIRE_FETCH) {
             on_fetch(p, &in, &np);
         } else if (in.m.type == WIRE_SNAPSHOT) {
-            reply_error(p, &in, WIRE_ERR_BAD_REQUEST, "SNAPSHOT is not served by this version");
+            on_snapshot(p, &in);
         } else {
             struct peer *peer = peer_by_route(p, in.route, in.route_len);
             if (peer)
                 acked(p, peer, in.m.u.ack.durable_seq, np.journal_seq);
+        }
+        if (rc == 0) {
+            struct peer *peer = peer_by_route(p, in.route, in.route_len);
+            if (peer)
+                peer->heard_ns = link_monotonic_ns();
         }
         link_in_free(&in);
     }
@@ -460,6 +527,7 @@ static void heartbeat(struct repl_primary *p)
     struct node_progress np;
     struct wire_standby standbys[WIRE_MAX_STANDBYS];
     uint64_t now = link_monotonic_ns();
+    uint64_t silent_ns = (uint64_t)p->c->repl_heartbeat_ms * 1000000u * PEER_SILENT_BEATS;
     uint32_t n = 0;
     char why[256], text[STATUS_MAX];
     size_t len = 0;
@@ -468,6 +536,14 @@ static void heartbeat(struct repl_primary *p)
     memset(standbys, 0, sizeof standbys);
     for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++) {
         struct peer *peer = &p->peers[i];
+        if (peer->used && now - peer->heard_ns > silent_ns) {
+            /* gone: it no longer holds the journal back nor counts for
+             * min_replicas; it says HELLO when it comes back */
+            log_msg(LOG_INFO, "standby silent: forgotten", "standby=\"%s\" acked_seq=%" PRIu64, peer->id,
+                    peer->acked_seq);
+            memset(peer, 0, sizeof *peer);
+            update_needed(p);
+        }
         if (!peer->used)
             continue;
         struct wire_standby *s = &standbys[n++];

@@ -7,6 +7,11 @@
  *     └── a heartbeat that does not list us (the          │   checksum, heartbeat ahead:
  *         primary restarted), ERROR 1 (adopt its epoch) ──┘   FETCH last+1.. (standby_fetch)
  *
+ *   WELCOME with first_seq > last+1, or ERROR 2 (trimmed) ──> BOOTSTRAP (standby_bootstrap):
+ *     set our data aside (db/ -> set-aside/db-<ns>/, never deleted), SNAPSHOT the newest
+ *     checkpoint in chunks into checkpoints/.<name>.part (resumable), check its XXH64,
+ *     rename, applier_load_checkpoint, then FETCH from its restart point ──> FOLLOWING
+ *
  * Design: one thread (the main one) owns the SUB and DEALER sockets, the
  * store and the applier: entries are stored strictly in sequence order,
  * each verified with journal_decode before it is appended (the same bytes
@@ -20,8 +25,7 @@
  * sequence.  A restart (SIGKILL included) carries on from the journal's
  * last entry: HELLO says it, and only what is missing is fetched.
  *
- * Not built: bootstrap from a checkpoint (when the primary no longer holds
- * our next entry the standby logs it and exits 1), CURVE.
+ * Not built: CURVE.
  *
  * Threads: main (above) and the control thread (ipc://DIR/control.sock,
  * answering "status"); `lock` guards the status text between them.
@@ -35,7 +39,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apply.h"
@@ -82,6 +88,14 @@ struct standby {
     uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
     int stop_error; /* cannot go on: the main loop ends, exit 1 */
+    /* bootstrap from a checkpoint (standby_bootstrap) */
+    int bootstrapping;
+    char snap_name[WIRE_FILE_MAX + 1];
+    int snap_fd;               /* checkpoints/.<name>.part */
+    uint64_t snap_offset;      /* bytes of it we hold */
+    uint64_t snap_total, snap_xxh; /* as the first chunk said (0: no chunk yet) */
+    uint64_t snap_ns;          /* when the last SNAPSHOT was sent */
+    uint64_t n_bootstraps;
 
     pthread_mutex_t lock;
     char status[STATUS_MAX]; /* the status JSON (under lock) */
@@ -145,7 +159,7 @@ static void send_hello(struct standby *sb)
 
 static void standby_fetch(struct standby *sb)
 {
-    if (!sb->welcomed || sb->fetching || sb->primary_seq <= sb->last_seq)
+    if (!sb->welcomed || sb->fetching || sb->bootstrapping || sb->primary_seq <= sb->last_seq)
         return;
     struct wire_msg m = {.type = WIRE_FETCH};
     m.u.fetch.from_seq = sb->last_seq + 1;
@@ -155,9 +169,9 @@ static void standby_fetch(struct standby *sb)
     sb->fetch_ns = link_monotonic_ns();
 }
 
-static void send_ack(struct standby *sb)
+static void send_ack(struct standby *sb, int keepalive)
 {
-    if (sb->last_seq <= sb->acked_seq)
+    if (sb->last_seq <= sb->acked_seq && !keepalive)
         return;
     struct wire_msg m = {.type = WIRE_ACK};
     m.u.ack.durable_seq = sb->last_seq;
@@ -226,6 +240,10 @@ static void on_journal(struct standby *sb, const struct wire_entry *j)
     const uint8_t *bytes = j->bytes;
 
     sb->n_journal_msgs++;
+    if (sb->bootstrapping) {
+        knows_primary_holds(sb, j->seq);
+        return;
+    }
     if (sb->drop_every && sb->n_journal_msgs % sb->drop_every == 0) {
         knows_primary_holds(sb, j->seq - 1); /* lost on the way, as a PUB drop would */
         return;
@@ -242,6 +260,8 @@ static void on_journal(struct standby *sb, const struct wire_entry *j)
 static void on_entries(struct standby *sb, const struct wire_entries *es)
 {
     sb->fetching = 0;
+    if (sb->bootstrapping)
+        return;
     for (uint32_t i = 0; i < es->n_entries; i++) {
         if (take_entry(sb, es->entries[i].seq, es->entries[i].bytes, es->entries[i].len)) {
             if (!sb->first_fetched)
@@ -253,16 +273,160 @@ static void on_entries(struct standby *sb, const struct wire_entries *es)
     }
 }
 
+/* ------------------------------------------------------------ bootstrap */
+
+static void send_snapshot(struct standby *sb)
+{
+    struct wire_msg m = {.type = WIRE_SNAPSHOT};
+    snprintf(m.u.snapshot.name, sizeof m.u.snapshot.name, "%s", sb->snap_name);
+    m.u.snapshot.offset = sb->snap_offset;
+    m.u.snapshot.max_len = WIRE_CHUNK_MAX;
+    send_msg(sb, &m);
+    sb->snap_ns = link_monotonic_ns();
+}
+
+/* Moves db/ aside (never deleting it) and opens a new, empty store. */
+static int set_aside(struct standby *sb)
+{
+    char from[PATH_MAX + 8], dir[PATH_MAX + 16], to[PATH_MAX + 64], err[512] = "";
+    uint64_t epoch = sb->epoch;
+    int rc;
+
+    applier_close(sb->a);
+    sb->a = NULL;
+    store_close(sb->s);
+    sb->s = NULL;
+    snprintf(from, sizeof from, "%s/db", sb->c->data_dir);
+    snprintf(dir, sizeof dir, "%s/set-aside", sb->c->data_dir);
+    snprintf(to, sizeof to, "%s/db-%" PRIu64, dir, link_realtime_ns());
+    if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || rename(from, to) != 0) {
+        log_msg(LOG_ERROR, "cannot set the data aside", "to=\"%s\" error=\"%s\"", to, strerror(errno));
+        return errno;
+    }
+    log_msg(LOG_WARN, "data set aside for a bootstrap", "to=\"%s\" last_seq=%" PRIu64, to, sb->last_seq);
+    rc = store_open(sb->c->data_dir, STORE_CREATE, sb->c->cache_mb, &sb->s, err, sizeof err);
+    if (rc || (rc = epoch_adopt(sb, epoch)) != 0 || (rc = applier_open(sb->s, &sb->a, err, sizeof err)) != 0) {
+        log_msg(LOG_ERROR, "cannot open a new store after setting the data aside", "error=\"%s\"",
+                err[0] ? err : store_strerror(rc));
+        return rc ? rc : EIO;
+    }
+    sb->last_seq = sb->acked_seq = 0;
+    memset(sb->history, 0, sizeof sb->history);
+    return 0;
+}
+
+static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *ck)
+{
+    char path[PATH_MAX + WIRE_FILE_MAX + 32];
+    struct apply_meta am = applier_meta(sb->a);
+    struct stat st;
+
+    if (sb->bootstrapping)
+        return 0;
+    log_msg(LOG_WARN, "the primary no longer holds the entries this standby needs: bootstrapping",
+            "last_seq=%" PRIu64 " checkpoint=%s checkpoint_seq=%" PRIu64, sb->last_seq, ck->name, ck->journal_seq);
+    if ((sb->last_seq || am.applied_seq || am.n_groups || am.restart_seq > 1) && set_aside(sb) != 0)
+        return 1;
+    snprintf(sb->snap_name, sizeof sb->snap_name, "%s", ck->name);
+    snprintf(path, sizeof path, "%s/checkpoints/.%s.part", sb->c->data_dir, ck->name);
+    sb->snap_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (sb->snap_fd < 0 || fstat(sb->snap_fd, &st) != 0) {
+        log_msg(LOG_ERROR, "cannot write the checkpoint", "file=\"%s\" error=\"%s\"", path, strerror(errno));
+        return 1;
+    }
+    sb->snap_offset = (uint64_t)st.st_size; /* resumed where an earlier run stopped */
+    sb->snap_total = sb->snap_xxh = 0;
+    sb->bootstrapping = 1;
+    sb->fetching = 0;
+    send_snapshot(sb);
+    return 0;
+}
+
+static void snapshot_restart(struct standby *sb, const char *why)
+{
+    log_msg(LOG_WARN, "checkpoint download starts over", "file=%s error=\"%s\"", sb->snap_name, why);
+    if (ftruncate(sb->snap_fd, 0) != 0)
+        log_msg(LOG_WARN, "cannot truncate the partial checkpoint", "error=\"%s\"", strerror(errno));
+    sb->snap_offset = sb->snap_total = sb->snap_xxh = 0;
+}
+
+/* The whole file is here: check, install and load it.  1: cannot go on. */
+static int snapshot_finish(struct standby *sb)
+{
+    char part[PATH_MAX + WIRE_FILE_MAX + 32], path[PATH_MAX + WIRE_FILE_MAX + 32], err[512] = "";
+    struct ckpt_info info = {0};
+    uint64_t xxh = 0;
+    int rc;
+
+    if (fsync(sb->snap_fd) != 0 || link_file_xxh64(sb->snap_fd, &xxh) != 0) {
+        log_msg(LOG_ERROR, "cannot write the checkpoint", "error=\"%s\"", strerror(errno));
+        return 1;
+    }
+    if (xxh != sb->snap_xxh) {
+        snapshot_restart(sb, "XXH64 of the assembled file differs");
+        send_snapshot(sb);
+        return 0;
+    }
+    close(sb->snap_fd);
+    sb->snap_fd = -1;
+    snprintf(part, sizeof part, "%s/checkpoints/.%s.part", sb->c->data_dir, sb->snap_name);
+    snprintf(path, sizeof path, "%s/checkpoints/%s", sb->c->data_dir, sb->snap_name);
+    if (rename(part, path) != 0) {
+        log_msg(LOG_ERROR, "cannot install the checkpoint", "file=\"%s\" error=\"%s\"", path, strerror(errno));
+        return 1;
+    }
+    rc = applier_load_checkpoint(sb->a, path, &info, NULL, NULL, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot load the checkpoint", "file=\"%s\" error=\"%s\"", path,
+                err[0] ? err : store_strerror(rc));
+        ckpt_info_free(&info);
+        return 1;
+    }
+    uint64_t restart = info.has_replay ? info.replay.restart_seq : info.journal_seq + 1;
+    sb->history[info.journal_seq % DIGEST_HISTORY] = (struct digest_at){info.journal_seq, info.digest};
+    sb->last_seq = restart - 1; /* our journal starts at the checkpoint's restart point */
+    sb->acked_seq = 0;
+    sb->bootstrapping = 0;
+    sb->n_bootstraps++;
+    log_msg(LOG_INFO, "bootstrapped from a checkpoint",
+            "file=\"%s\" journal_seq=%" PRIu64 " restart_seq=%" PRIu64 " entries=%" PRIu64, path, info.journal_seq,
+            restart, info.n_entries);
+    ckpt_info_free(&info);
+    return 0;
+}
+
+static int on_chunk(struct standby *sb, const struct wire_chunk *c)
+{
+    if (!sb->bootstrapping || strcmp(c->name, sb->snap_name) != 0 || c->offset != sb->snap_offset)
+        return 0; /* an answer to a request we repeated */
+    if (sb->snap_total && (c->total_size != sb->snap_total || c->file_xxh64 != sb->snap_xxh)) {
+        snapshot_restart(sb, "the file changed");
+        send_snapshot(sb);
+        return 0;
+    }
+    sb->snap_total = c->total_size;
+    sb->snap_xxh = c->file_xxh64;
+    if (c->len && pwrite(sb->snap_fd, c->data, c->len, (off_t)c->offset) != (ssize_t)c->len) {
+        log_msg(LOG_ERROR, "cannot write the checkpoint", "error=\"%s\"", strerror(errno));
+        return 1;
+    }
+    sb->snap_offset += c->len;
+    if (sb->snap_offset < sb->snap_total) {
+        send_snapshot(sb);
+        return 0;
+    }
+    return snapshot_finish(sb);
+}
+
 static int on_welcome(struct standby *sb, const struct wire_welcome *w)
 {
     sb->welcomed = 1;
     knows_primary_holds(sb, w->last_seq);
     if (w->first_seq > sb->last_seq + 1 && w->last_seq >= w->first_seq) {
-        log_msg(LOG_ERROR, "the primary no longer holds the entries this standby needs",
-                "last_seq=%" PRIu64 " primary_first_seq=%" PRIu64 " error=\"bootstrap from a checkpoint is not "
-                "built in this version\" hint=\"start this standby on an empty data directory made with "
-                "ringkeep restore from a copy of the primary\"",
-                sb->last_seq, w->first_seq);
+        if (w->has_checkpoint)
+            return standby_bootstrap(sb, &w->checkpoint);
+        log_msg(LOG_ERROR, "the primary no longer holds the entries this standby needs and has no checkpoint",
+                "last_seq=%" PRIu64 " primary_first_seq=%" PRIu64, sb->last_seq, w->first_seq);
         sb->stop_error = 1;
         return 1;
     }
@@ -300,6 +464,8 @@ static void on_heartbeat(struct standby *sb, const struct wire_heartbeat *hb)
     compare_digest(sb);
     for (uint32_t i = 0; i < hb->n_standbys; i++)
         listed |= strcmp(hb->standbys[i].id, sb->c->repl_node_id) == 0;
+    if (sb->welcomed && !sb->bootstrapping)
+        send_ack(sb, 1); /* also tells the primary we are alive */
     /* a primary that restarted has forgotten us: say HELLO again */
     if (!listed && sb->welcomed && link_monotonic_ns() - sb->hello_ns > HELLO_RETRY_NS)
         send_hello(sb);
@@ -335,7 +501,10 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
             on_heartbeat(sb, &in.m.u.heartbeat);
             break;
         case WIRE_CHECKPOINT:
-            break; /* a standby does not bootstrap in this version */
+            break; /* the newest one comes in WELCOME when needed */
+        case WIRE_CHUNK:
+            done = sb->stop_error = on_chunk(sb, &in.m.u.chunk);
+            break;
         case WIRE_WELCOME:
             done = on_welcome(sb, &in.m.u.welcome);
             break;
@@ -348,11 +517,13 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
             sb->fetching = 0;
             if (in.m.u.error.code == WIRE_ERR_EPOCH) {
                 send_hello(sb);
-            } else if (in.m.u.error.code == WIRE_ERR_TRIMMED) {
-                log_msg(LOG_ERROR, "the primary no longer holds the entries this standby needs",
-                        "last_seq=%" PRIu64 " error=\"bootstrap from a checkpoint is not built in this version\"",
-                        sb->last_seq);
-                sb->stop_error = done = 1;
+            } else if (in.m.u.error.code == WIRE_ERR_TRIMMED || in.m.u.error.code == WIRE_ERR_NO_FILE) {
+                if (sb->bootstrapping) { /* the checkpoint was removed meanwhile: the newest one */
+                    close(sb->snap_fd);
+                    sb->snap_fd = -1;
+                    sb->bootstrapping = 0;
+                }
+                send_hello(sb); /* WELCOME names the newest checkpoint */
             }
             break;
         default:
@@ -362,6 +533,8 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
         }
     }
     link_in_free(&in);
+    if (done)
+        sb->stop_error = 1;
     return done;
 }
 
@@ -403,13 +576,13 @@ static void update_status(struct standby *sb)
              ",\"primary_digest\":\"%016" PRIx64 "\",\"primary_digest_seq\":%" PRIu64 ",\"digest_match\":%s"
              ",\"digest_compared_seq\":%" PRIu64 ",\"fetched\":%" PRIu64 ",\"first_fetched_seq\":%" PRIu64 ",\"gaps\":%" PRIu64
              ",\"duplicates\":%" PRIu64 ",\"bad_entries\":%" PRIu64 ",\"refused_epoch\":%" PRIu64
-             ",\"malformed\":%" PRIu64 ",\"groups_applied\":%" PRIu64 ",\"records\":%" PRIu64 "}",
+             ",\"malformed\":%" PRIu64 ",\"bootstraps\":%" PRIu64 ",\"bootstrapping\":%s,\"groups_applied\":%" PRIu64 ",\"records\":%" PRIu64 "}",
              sb->epoch, (int)getpid(), sb->c->data_dir, sb->c->repl_node_id, sb->c->repl_primary_serve,
              sb->c->repl_primary_publish, sb->welcomed ? "true" : "false", sb->last_seq, am.applied_seq,
              sb->acked_seq, sb->primary_seq, sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0,
              sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0, am.digest, sb->hb_digest, sb->hb_digest_seq,
              match, sb->digest_compared_seq, sb->n_fetched, sb->first_fetched, sb->n_gaps, sb->n_duplicates, sb->n_bad,
-             sb->n_refused, sb->n_malformed, am.n_groups, am.n_records);
+             sb->n_refused, sb->n_malformed, sb->n_bootstraps, sb->bootstrapping ? "true" : "false", am.n_groups, am.n_records);
     pthread_mutex_lock(&sb->lock);
     memcpy(sb->status, text, sizeof text);
     pthread_mutex_unlock(&sb->lock);
@@ -497,6 +670,7 @@ int standby_run(const struct node_config *c)
         return 1;
     sb->c = c;
     sb->digest_match = -1;
+    sb->snap_fd = -1;
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
     sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
     pthread_mutex_init(&sb->lock, NULL);
@@ -554,12 +728,16 @@ int standby_run(const struct node_config *c)
             if (a < 0 && b < 0)
                 break;
         }
-        send_ack(sb); /* after the appends' commits (synced) */
+        if (sb->stop_error)
+            break;
+        send_ack(sb, 0); /* after the appends' commits (synced) */
         uint64_t now = link_monotonic_ns();
         if (!sb->welcomed && now - sb->hello_ns > HELLO_RETRY_NS)
             send_hello(sb);
         if (sb->fetching && now - sb->fetch_ns > FETCH_RETRY_NS)
             sb->fetching = 0; /* lost (the primary restarted?): ask again */
+        if (sb->bootstrapping && now - sb->snap_ns > FETCH_RETRY_NS)
+            send_snapshot(sb);
         standby_fetch(sb);
         if (apply_some(sb) != 0)
             break;
@@ -583,6 +761,8 @@ out:
         zmq_close(sb->dealer);
     if (sb->ctx)
         zmq_ctx_term(sb->ctx);
+    if (sb->snap_fd >= 0)
+        close(sb->snap_fd);
     applier_close(sb->a);
     store_close(sb->s);
     pthread_mutex_destroy(&sb->lock);
