@@ -1,8 +1,11 @@
-/* cmd_monitor.c -- `ringkeep monitor ENDPOINT [--json] [--count N]`:
+/* cmd_monitor.c -- `ringkeep monitor ENDPOINT [--json] [--count N]
+ * [--curve-server-key K --curve-public-key K --curve-secret-key K]`:
  * subscribes to a primary's publish endpoint for checkpoint notices (rk.c)
  * and heartbeats (rk.h) -- never journal entries -- and prints each as it
  * comes: one line of key=value, or with --json one JSON object per line.
- * --count N exits after N messages (for scripts).  A message that does not
+ * --count N exits after N messages (for scripts).  With the three CURVE
+ * keys (Z85: the primary's public key, then this monitor's authorized
+ * pair) it connects to a primary that runs with curve = yes.  A message that does not
  * decode is reported on stderr and skipped. */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -83,7 +86,7 @@ static void print_checkpoint(const struct wire_msg *m, int json)
 
 int cmd_monitor(int argc, char **argv)
 {
-    const char *endpoint = NULL;
+    const char *endpoint = NULL, *server_key = NULL, *public_key = NULL, *secret_key = NULL;
     int json = 0, rc = 1;
     long count = 0, seen = 0;
     void *ctx = NULL, *sub = NULL;
@@ -94,20 +97,28 @@ int cmd_monitor(int argc, char **argv)
             json = 1;
         else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
             count = strtol(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--curve-server-key") == 0 && i + 1 < argc)
+            server_key = argv[++i];
+        else if (strcmp(argv[i], "--curve-public-key") == 0 && i + 1 < argc)
+            public_key = argv[++i];
+        else if (strcmp(argv[i], "--curve-secret-key") == 0 && i + 1 < argc)
+            secret_key = argv[++i];
         else if (argv[i][0] != '-' && !endpoint)
             endpoint = argv[i];
         else
             endpoint = NULL, i = argc;
     }
-    if (!endpoint || count < 0) {
-        fprintf(stderr, "usage: ringkeep monitor ENDPOINT [--json] [--count N]\n");
+    if (!endpoint || count < 0 || !server_key != !public_key || !server_key != !secret_key) {
+        fprintf(stderr, "usage: ringkeep monitor ENDPOINT [--json] [--count N]\n"
+                        "       [--curve-server-key Z85 --curve-public-key Z85 --curve-secret-key Z85]\n");
         return 2;
     }
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     ctx = zmq_ctx_new();
     sub = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
-    if (!sub || link_setup(sub, 1000) || zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "rk.h", 4) ||
+    if (!sub || link_setup(sub, 1000) ||
+        (server_key && link_curve_client(sub, server_key, public_key, secret_key)) || zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "rk.h", 4) ||
         zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "rk.c", 4) || zmq_connect(sub, endpoint)) {
         fprintf(stderr, "ringkeep monitor: %s: %s\n", endpoint, zmq_strerror(zmq_errno()));
         goto out;

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zmq.h>
 
 #include "config.h"
 #include "log.h"
@@ -41,6 +42,8 @@
 enum key_kind {
     KEY_ROLE,      /* char[]: "primary" or "standby" */
     KEY_ENDPOINT,  /* char[CONFIG_ENDPOINT_MAX + 1]: "tcp://..." or "ipc://...", or empty */
+    KEY_Z85,       /* char[CONFIG_Z85_KEY + 1]: a CURVE key, 40 characters of Z85, or empty */
+    KEY_FILE,      /* char[PATH_MAX]: a file's path, or empty */
     KEY_DIR,       /* char[PATH_MAX]: a path, checked by node_config_check */
     KEY_RING_NAME, /* char[RK_NAME_MAX + 1]: seg_check_name() rules */
     KEY_PRODUCER,  /* char[RK_NAME_MAX + 1]: a producer name, 1..RK_NAME_MAX bytes, or empty */
@@ -92,6 +95,11 @@ static const struct key_spec keys[] = {
     {"replication", "node_id", KEY_PRODUCER, FIELD(repl_node_id), 0, 0, false, ""},
     {"replication", "min_replicas", KEY_U32, FIELD(repl_min_replicas), 0, 64, false, "0"},
     {"replication", "heartbeat_ms", KEY_U32, FIELD(repl_heartbeat_ms), 10, 60000, false, "1000"},
+    {"replication", "curve", KEY_BOOL, FIELD(curve), 0, 0, false, "no"},
+    {"replication", "curve_secret_key", KEY_Z85, FIELD(curve_secret_key), 0, 0, false, ""},
+    {"replication", "curve_public_key", KEY_Z85, FIELD(curve_public_key), 0, 0, false, ""},
+    {"replication", "curve_server_key", KEY_Z85, FIELD(curve_server_key), 0, 0, false, ""},
+    {"replication", "authorized_keys", KEY_FILE, FIELD(curve_authorized_keys), 0, 0, false, ""},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -282,6 +290,22 @@ static int key_set(struct node_config *c, const struct key_spec *k, const char *
         }
         if (len && strncmp(value, "tcp://", 6) != 0 && strncmp(value, "ipc://", 6) != 0) {
             snprintf(why, why_size, "not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)");
+            return RK_EINVAL;
+        }
+        memcpy(field(c, k), value, len + 1);
+        return 0;
+    case KEY_Z85: {
+        uint8_t raw[32];
+        if (len && (len != CONFIG_Z85_KEY || !zmq_z85_decode(raw, value))) {
+            snprintf(why, why_size, "not a CURVE key (40 characters of Z85, as zmq_curve_keypair makes)");
+            return RK_EINVAL;
+        }
+        memcpy(field(c, k), value, len + 1);
+        return 0;
+    }
+    case KEY_FILE:
+        if (len >= k->size) {
+            snprintf(why, why_size, "path longer than %zu bytes", k->size - 1);
             return RK_EINVAL;
         }
         memcpy(field(c, k), value, len + 1);
@@ -603,6 +627,19 @@ int node_config_check(const struct node_config *c, char *err, size_t err_size)
         put_error(err, err_size,
                   "%s: [replication] min_replicas = %" PRIu32 ": needs publish and serve (standbys to ack)",
                   where, c->repl_min_replicas);
+        return RK_EINVAL;
+    }
+    if (c->curve && (!c->curve_secret_key[0] || !c->curve_public_key[0] ||
+                     (standby ? !c->curve_server_key[0] : !c->curve_authorized_keys[0]))) {
+        put_error(err, err_size,
+                  "%s: [replication] curve = yes: needs curve_secret_key, curve_public_key and %s", where,
+                  standby ? "curve_server_key (the primary's public key)" : "authorized_keys (the standbys' keys)");
+        return RK_EINVAL;
+    }
+    if (!c->curve && (c->curve_secret_key[0] || c->curve_public_key[0] || c->curve_server_key[0] ||
+                      c->curve_authorized_keys[0])) {
+        put_error(err, err_size, "%s: [replication] CURVE keys are set but curve = no: set curve = yes or remove them",
+                  where);
         return RK_EINVAL;
     }
     if (!standby && !c->ring_name[0]) { /* a standby owns no ring */

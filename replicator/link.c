@@ -28,6 +28,27 @@ int link_setup(void *sock, int hwm)
     return 0;
 }
 
+int link_curve_server(void *sock, const char *secret_key)
+{
+    int one = 1;
+    const char *domain = "ringkeep";
+
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret_key, strlen(secret_key)) ||
+        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)))
+        return zmq_errno();
+    return 0;
+}
+
+int link_curve_client(void *sock, const char *server_key, const char *public_key, const char *secret_key)
+{
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_key, strlen(server_key)) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, public_key, strlen(public_key)) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret_key, strlen(secret_key)))
+        return zmq_errno();
+    return 0;
+}
+
 int link_send(void *sock, const uint8_t *route, size_t route_len, const struct wire_msg *m, char *why,
               size_t why_size)
 {

@@ -17,6 +17,12 @@
  * of hwm messages, ZMQ_LINGER 0.  0 or the zmq errno. */
 int link_setup(void *sock, int hwm);
 
+/* CURVE: a server (the primary's sockets) with its secret key, or a
+ * client with the server's public key and its own pair (Z85 text).  Before
+ * bind/connect.  0 or the zmq errno. */
+int link_curve_server(void *sock, const char *secret_key);
+int link_curve_client(void *sock, const char *server_key, const char *public_key, const char *secret_key);
+
 /* Encodes m and sends it (without blocking: a full queue drops it and
  * returns EAGAIN) as [route,] name, body.  route NULL: no routing frame. */
 int link_send(void *sock, const uint8_t *route, size_t route_len, const struct wire_msg *m, char *why,

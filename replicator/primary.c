@@ -22,6 +22,11 @@
  * trimmed past what a standby this primary knows (one that said HELLO
  * since it started) still needs.
  *
+ * CURVE (curve = yes): both sockets are CURVE servers, and this thread
+ * also answers ZeroMQ's authentication requests (ZAP, on
+ * inproc://zeromq.zap.01 of its context): a client key not in
+ * authorized_keys fails the handshake and receives nothing.
+ *
  * SNAPSHOT serves a checkpoint file of checkpoints/ in chunks, with the
  * XXH64 of the whole file (computed once per file).  A standby acks every
  * heartbeat; one silent for PEER_SILENT_BEATS heartbeats is forgotten.
@@ -86,6 +91,10 @@ struct repl_primary {
     store *s;
     ring_owner *ring;
     void *ctx, *pub, *router;
+    void *zap;                 /* CURVE: the ZAP handler (inproc://zeromq.zap.01), NULL without CURVE */
+    uint8_t (*authorized)[32]; /* CURVE: client public keys allowed */
+    size_t n_authorized;
+    uint64_t n_refused_keys;
     int efd;
     pthread_t thread;
     int running;
@@ -520,6 +529,95 @@ static void serve(struct repl_primary *p)
     }
 }
 
+/* ------------------------------------------------------------ CURVE */
+
+/* Reads the authorized_keys file: one Z85 key per line, '#' comments. */
+static int load_authorized(struct repl_primary *p)
+{
+    FILE *f = fopen(p->c->curve_authorized_keys, "re");
+    char line[256];
+    unsigned lineno = 0;
+
+    if (!f) {
+        log_msg(LOG_ERROR, "cannot read authorized_keys", "file=\"%s\" error=\"%s\"",
+                p->c->curve_authorized_keys, strerror(errno));
+        return errno;
+    }
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strcspn(line, "\r\n");
+        lineno++;
+        line[len] = '\0';
+        while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+            line[--len] = '\0';
+        if (len == 0 || line[0] == '#')
+            continue;
+        void *grown = realloc(p->authorized, (p->n_authorized + 1) * sizeof *p->authorized);
+        if (!grown) {
+            fclose(f);
+            return ENOMEM;
+        }
+        p->authorized = grown;
+        if (len != CONFIG_Z85_KEY || !zmq_z85_decode(p->authorized[p->n_authorized], line)) {
+            log_msg(LOG_ERROR, "authorized_keys: not a CURVE public key (40 characters of Z85)",
+                    "file=\"%s\" line=%u", p->c->curve_authorized_keys, lineno);
+            fclose(f);
+            return RK_EINVAL;
+        }
+        p->n_authorized++;
+    }
+    fclose(f);
+    if (!p->n_authorized) {
+        log_msg(LOG_ERROR, "authorized_keys holds no key", "file=\"%s\"", p->c->curve_authorized_keys);
+        return RK_EINVAL;
+    }
+    return 0;
+}
+
+/* One ZAP request (RFC 27): frames version, request id, domain, address,
+ * identity, mechanism, then the client's 32-byte public key for CURVE.
+ * 200 when the key is authorized, 400 otherwise. */
+static void serve_zap(struct repl_primary *p)
+{
+    zmq_msg_t frames[8];
+    int n = 0, more = 1;
+    size_t more_size = sizeof more;
+
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, p->zap, n ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        if (zmq_getsockopt(p->zap, ZMQ_RCVMORE, &more, &more_size))
+            more = 0;
+        if (n < 8)
+            frames[n++] = part;
+        else
+            zmq_msg_close(&part);
+    }
+    if (n < 2)
+        goto out;
+    int ok = 0;
+    if (n >= 7 && zmq_msg_size(&frames[5]) == 5 && memcmp(zmq_msg_data(&frames[5]), "CURVE", 5) == 0 &&
+        zmq_msg_size(&frames[6]) == 32)
+        for (size_t i = 0; i < p->n_authorized && !ok; i++)
+            ok = memcmp(p->authorized[i], zmq_msg_data(&frames[6]), 32) == 0;
+    if (!ok) {
+        p->n_refused_keys++;
+        log_msg(LOG_WARN, "CURVE peer refused: key not in authorized_keys", NULL);
+    }
+    zmq_send(p->zap, "1.0", 3, ZMQ_SNDMORE);
+    zmq_send(p->zap, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), ZMQ_SNDMORE);
+    zmq_send(p->zap, ok ? "200" : "400", 3, ZMQ_SNDMORE);
+    zmq_send(p->zap, ok ? "OK" : "not authorized", ok ? 2 : 14, ZMQ_SNDMORE);
+    zmq_send(p->zap, "", 0, ZMQ_SNDMORE);
+    zmq_send(p->zap, "", 0, 0);
+out:
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&frames[i]);
+}
+
 /* ------------------------------------------------------------ heartbeat */
 
 static void heartbeat(struct repl_primary *p)
@@ -575,9 +673,11 @@ static void heartbeat(struct repl_primary *p)
     len = (size_t)snprintf(text, sizeof text,
                            ",\"publish\":\"%s\",\"serve\":\"%s\",\"min_replicas\":%" PRIu32
                            ",\"replicated_lsn\":%" PRIu64 ",\"n_standbys\":%" PRIu32
-                           ",\"peers_dropped\":%" PRIu64 ",\"standbys\":\"",
+                           ",\"peers_dropped\":%" PRIu64 ",\"curve\":%s,\"curve_keys_refused\":%" PRIu64
+                           ",\"standbys\":\"",
                            p->c->repl_publish, p->c->repl_serve, p->c->repl_min_replicas,
-                           atomic_load(&ring_header_of(p->ring)->replicated_lsn), n, p->n_dropped_peers);
+                           atomic_load(&ring_header_of(p->ring)->replicated_lsn), n, p->n_dropped_peers,
+                           p->zap ? "true" : "false", p->n_refused_keys);
     for (uint32_t i = 0; i < n && len < sizeof text; i++)
         len += (size_t)snprintf(text + len, sizeof text - len,
                                 "%s%s acked_seq=%" PRIu64 " lag_entries=%" PRIu64 " lag_ms=%" PRIu64,
@@ -600,12 +700,21 @@ static void *replicator_main(void *arg)
     while (!atomic_load(&p->stop)) {
         uint64_t now = link_monotonic_ns();
         long timeout_ms = now >= next_hb ? 0 : (long)((next_hb - now) / 1000000u) + 1;
-        zmq_pollitem_t items[2] = {{.socket = p->router, .events = ZMQ_POLLIN},
-                                   {.fd = p->efd, .events = ZMQ_POLLIN}};
+        zmq_pollitem_t items[3] = {{.socket = p->router, .events = ZMQ_POLLIN},
+                                   {.fd = p->efd, .events = ZMQ_POLLIN},
+                                   {.socket = p->zap, .events = ZMQ_POLLIN}};
         char path[PATH_MAX] = "";
 
-        if (zmq_poll(items, 2, timeout_ms) < 0 && zmq_errno() != EINTR)
+        if (zmq_poll(items, p->zap ? 3 : 2, timeout_ms) < 0 && zmq_errno() != EINTR)
             break;
+        if (p->zap && (items[2].revents & ZMQ_POLLIN))
+            for (int i = 0; i < RECV_BURST; i++) {
+                int ev = 0;
+                size_t ev_size = sizeof ev;
+                if (zmq_getsockopt(p->zap, ZMQ_EVENTS, &ev, &ev_size) || !(ev & ZMQ_POLLIN))
+                    break;
+                serve_zap(p);
+            }
         if (items[1].revents & ZMQ_POLLIN) {
             uint64_t v;
             if (read(p->efd, &v, sizeof v) < 0 && errno != EAGAIN)
@@ -680,6 +789,20 @@ static int hook_start(void *arg, struct node *n, store *s, ring_owner *ring)
         log_msg(LOG_ERROR, "cannot set replication socket options", "error=\"%s\"", zmq_strerror(rc));
         return rc;
     }
+    if (p->c->curve) {
+        /* the ZAP handler first: CURVE handshakes wait for its answers */
+        int linger = 0;
+        if ((rc = load_authorized(p)) != 0)
+            return rc;
+        p->zap = zmq_socket(p->ctx, ZMQ_REP);
+        if (!p->zap || zmq_setsockopt(p->zap, ZMQ_LINGER, &linger, sizeof linger) ||
+            zmq_bind(p->zap, "inproc://zeromq.zap.01") || link_curve_server(p->pub, p->c->curve_secret_key) ||
+            link_curve_server(p->router, p->c->curve_secret_key)) {
+            rc = zmq_errno();
+            log_msg(LOG_ERROR, "cannot set up CURVE", "error=\"%s\"", zmq_strerror(rc));
+            return rc;
+        }
+    }
     if (zmq_bind(p->pub, p->c->repl_publish) != 0) {
         rc = zmq_errno();
         log_msg(LOG_ERROR, "cannot bind the publish endpoint", "endpoint=%s error=\"%s\"", p->c->repl_publish,
@@ -752,6 +875,9 @@ static void primary_free(struct repl_primary *p)
         zmq_close(p->pub);
     if (p->router)
         zmq_close(p->router);
+    if (p->zap)
+        zmq_close(p->zap);
+    free(p->authorized);
     if (p->ctx)
         zmq_ctx_term(p->ctx);
     if (p->efd >= 0)

@@ -25,7 +25,7 @@
  * sequence.  A restart (SIGKILL included) carries on from the journal's
  * last entry: HELLO says it, and only what is missing is fetched.
  *
- * Not built: CURVE.
+ * With curve = yes both sockets are CURVE clients of the primary.
  *
  * Threads: main (above) and the control thread (ipc://DIR/control.sock,
  * answering "status"); `lock` guards the status text between them.
@@ -644,6 +644,12 @@ static int open_sockets(struct standby *sb)
     if (!sb->sub || !sb->dealer)
         return ENOMEM;
     if ((rc = link_setup(sb->sub, SUB_HWM)) || (rc = link_setup(sb->dealer, DEALER_HWM)))
+        return rc;
+    if (sb->c->curve &&
+        ((rc = link_curve_client(sb->sub, sb->c->curve_server_key, sb->c->curve_public_key,
+                                 sb->c->curve_secret_key)) ||
+         (rc = link_curve_client(sb->dealer, sb->c->curve_server_key, sb->c->curve_public_key,
+                                 sb->c->curve_secret_key))))
         return rc;
     if (zmq_setsockopt(sb->dealer, ZMQ_ROUTING_ID, sb->c->repl_node_id, strlen(sb->c->repl_node_id)) ||
         zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.j", 4) || zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.h", 4) ||

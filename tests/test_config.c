@@ -365,7 +365,8 @@ static const char *const all_keys[][2] = {
     {"checkpoint", "height_producer"}, {"checkpoint", "trim_journal"},
     {"replication", "publish"}, {"replication", "serve"}, {"replication", "primary_publish"},
     {"replication", "primary_serve"}, {"replication", "node_id"}, {"replication", "min_replicas"},
-    {"replication", "heartbeat_ms"},
+    {"replication", "heartbeat_ms"}, {"replication", "curve"}, {"replication", "curve_secret_key"},
+    {"replication", "curve_public_key"}, {"replication", "curve_server_key"}, {"replication", "authorized_keys"},
 };
 #define N_ALL_KEYS (sizeof all_keys / sizeof all_keys[0])
 
@@ -433,6 +434,8 @@ static const struct bad_value {
     {"replication", "publish", "udp://x", "not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)"},
     {"replication", "min_replicas", "65", "out of range (0..64)"},
     {"replication", "heartbeat_ms", "5", "out of range (10..60000)"},
+    {"replication", "curve_secret_key", "abc", "not a CURVE key (40 characters of Z85, as zmq_curve_keypair makes)"},
+    {"replication", "curve", "maybe", "not yes or no"},
     {"node", "data_dir", "", "empty: give the data directory's path"},
     {"node", "log_level", "verbose", R_LEVEL},
     {"node", "log_level", "INFO", R_LEVEL},
@@ -742,7 +745,8 @@ START_TEST(unknown_section_and_key_in_a_longer_file)
                      RK_EINVAL);
     ck_assert_str_eq(err, expect("%s:5: [replication] peer = b:7000: unknown key (keys in [replication] are "
                                  "publish, serve, primary_publish, primary_serve, node_id, min_replicas, "
-                                 "heartbeat_ms)",
+                                 "heartbeat_ms, curve, curve_secret_key, curve_public_key, curve_server_key, "
+                                 "authorized_keys)",
                                  ini_path));
     ck_assert_int_eq(load_text("[node]\nrole = primary\n[replica]\npeer = b:7000\n", &c), RK_EINVAL);
     ck_assert_str_eq(err, expect("%s:4: [replica] peer = b:7000: " R_SECTIONS, ini_path));
@@ -945,6 +949,17 @@ START_TEST(check_wants_a_ring_name_and_role_primary)
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
     ck_assert_str_eq(err, "configuration: [replication] min_replicas = 1: needs publish and serve (standbys to ack)");
     c.repl_min_replicas = 0;
+    /* CURVE half configured */
+    c.curve = true;
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] curve = yes: needs curve_secret_key, curve_public_key and "
+                          "authorized_keys (the standbys' keys)");
+    c.curve = false;
+    strcpy(c.curve_secret_key, "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6");
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] CURVE keys are set but curve = no: set curve = yes or "
+                          "remove them");
+    c.curve_secret_key[0] = '\0';
 
     strcpy(c.ring_name, "bad name");
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);

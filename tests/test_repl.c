@@ -726,6 +726,106 @@ START_TEST(standby_away_past_retention_bootstraps_from_a_checkpoint)
 }
 END_TEST
 
+/* Counts messages arriving on sock during about ms milliseconds. */
+static int count_messages(void *sock, int ms)
+{
+    int n = 0;
+    for (int waited = 0; waited < ms; waited += 50) {
+        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+        while (zmq_poll(&it, 1, 50) == 1) {
+            char buf[256];
+            zmq_recv(sock, buf, sizeof buf, 0);
+            n++;
+        }
+    }
+    return n;
+}
+
+START_TEST(curve_only_authorized_peers_receive_anything)
+{
+    char pp[41], ps[41], ap[41], as[41], rp[41], rs[41], keys_file[300];
+    ck_assert_int_eq(zmq_curve_keypair(pp, ps), 0);
+    ck_assert_int_eq(zmq_curve_keypair(ap, as), 0);
+    ck_assert_int_eq(zmq_curve_keypair(rp, rs), 0);
+    snprintf(keys_file, sizeof keys_file, "%s/authorized_keys", primary_dir);
+    FILE *f = fopen(keys_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "# standby-a\n%s\n", ap);
+    fclose(f);
+    const char *const pextra[] = {"replication", "curve", "yes", "replication", "curve_secret_key", ps,
+                                  "replication", "curve_public_key", pp, "replication", "authorized_keys",
+                                  keys_file, NULL};
+    const char *const sextra[] = {"replication", "curve", "yes", "replication", "curve_secret_key", as,
+                                  "replication", "curve_public_key", ap, "replication", "curve_server_key",
+                                  pp, NULL};
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, pextra, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", sextra, NULL);
+
+    /* unauthorized: a CURVE SUB and DEALER with a key not in the file, a
+     * plain SUB */
+    void *ctx = zmq_ctx_new(), *rsub = zmq_socket(ctx, ZMQ_SUB), *rdealer = zmq_socket(ctx, ZMQ_DEALER),
+         *psub = zmq_socket(ctx, ZMQ_SUB);
+    int linger = 0;
+    for (void **s = (void *[]){rsub, rdealer, psub, NULL}; *s; s++)
+        zmq_setsockopt(*s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(rsub, ZMQ_CURVE_SERVERKEY, pp, 40);
+    zmq_setsockopt(rsub, ZMQ_CURVE_PUBLICKEY, rp, 40);
+    zmq_setsockopt(rsub, ZMQ_CURVE_SECRETKEY, rs, 40);
+    zmq_setsockopt(rdealer, ZMQ_CURVE_SERVERKEY, pp, 40);
+    zmq_setsockopt(rdealer, ZMQ_CURVE_PUBLICKEY, rp, 40);
+    zmq_setsockopt(rdealer, ZMQ_CURVE_SECRETKEY, rs, 40);
+    zmq_setsockopt(rsub, ZMQ_SUBSCRIBE, "", 0);
+    zmq_setsockopt(psub, ZMQ_SUBSCRIBE, "", 0);
+    ck_assert_int_eq(zmq_connect(rsub, publish_ep), 0);
+    ck_assert_int_eq(zmq_connect(psub, publish_ep), 0);
+    ck_assert_int_eq(zmq_connect(rdealer, serve_ep), 0);
+    struct wire_msg m = {.type = WIRE_HELLO, .epoch = 1};
+    uint8_t *body = NULL;
+    size_t body_len = 0;
+    char why[256];
+    snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "rogue");
+    ck_assert_int_eq(wire_encode(&m, &body, &body_len, why, sizeof why), 0);
+    zmq_send(rdealer, "HELLO", 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(rdealer, body, body_len, ZMQ_DONTWAIT);
+    free(body);
+
+    engine_attach(&e);
+    engine_write(&e, 60);
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    /* heartbeats every 50 ms meanwhile: the unauthorized got none */
+    ck_assert_int_eq(count_messages(rsub, 500), 0);
+    ck_assert_int_eq(count_messages(psub, 100), 0);
+    ck_assert_int_eq(count_messages(rdealer, 100), 0);
+    char *p = status_of(primary_dir);
+    ck_assert_msg(json_true(p, "curve") && json_u64(p, "curve_keys_refused") >= 2, "primary: %s", p);
+    ck_assert_msg(strstr(p, "standby-a acked_seq=") && !strstr(p, "rogue"), "primary: %s", p);
+    free(p);
+
+    /* an authorized monitor does receive */
+    char cmd[1024], line[4096] = "";
+    snprintf(cmd, sizeof cmd,
+             "'%s' monitor %s --json --count 1 --curve-server-key '%s' --curve-public-key '%s' "
+             "--curve-secret-key '%s'",
+             ringkeep_bin, publish_ep, pp, ap, as);
+    FILE *mon = popen(cmd, "r");
+    ck_assert_ptr_nonnull(mon);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, mon));
+    ck_assert_int_eq(pclose(mon), 0);
+    ck_assert_msg(strncmp(line, "{\"type\":\"heartbeat\",", 20) == 0, "%s", line);
+
+    zmq_close(rsub);
+    zmq_close(psub);
+    zmq_close(rdealer);
+    zmq_ctx_term(ctx);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    check_same_journal(standby_dir[0]);
+    check_state(standby_dir[0], e.height);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -736,6 +836,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, bad_input_is_refused_and_others_unaffected);
     tcase_add_test(tc, standby_survives_a_primary_restart_and_monitor_prints);
     tcase_add_test(tc, standby_away_past_retention_bootstraps_from_a_checkpoint);
+    tcase_add_test(tc, curve_only_authorized_peers_receive_anything);
     suite_add_tcase(s, tc);
     return s;
 }
