@@ -115,6 +115,12 @@ struct repl_primary {
     struct wire_checkpoint newest; /* producers owned */
     struct peer peers[WIRE_MAX_STANDBYS];
     struct seq_info *cache;
+    /* routing ids dropped for a bad message: ignored until they say HELLO */
+    struct {
+        uint8_t route[LINK_ROUTE_MAX + 1];
+        size_t len;
+    } dropped[WIRE_MAX_STANDBYS];
+    size_t n_dropped_next;
     /* XXH64 of the checkpoint file served last (SNAPSHOT asks it in chunks) */
     char xxh_name[WIRE_FILE_MAX + 1];
     uint64_t xxh_size, xxh_mtime_ns, xxh;
@@ -272,8 +278,26 @@ static void drop_peer(struct repl_primary *p, const struct link_in *in, const ch
             peer ? peer->id : "(unknown)", why);
     if (peer)
         memset(peer, 0, sizeof *peer);
+    if (in->route_len) {
+        size_t slot = p->n_dropped_next++ % WIRE_MAX_STANDBYS;
+        memcpy(p->dropped[slot].route, in->route, in->route_len);
+        p->dropped[slot].len = in->route_len;
+    }
     p->n_dropped_peers++;
     update_needed(p);
+}
+
+/* A dropped routing id: ignored until it says HELLO (which forgives it). */
+static int is_dropped(struct repl_primary *p, const struct link_in *in, int forgive)
+{
+    for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
+        if (p->dropped[i].len == in->route_len && in->route_len &&
+            memcmp(p->dropped[i].route, in->route, in->route_len) == 0) {
+            if (forgive)
+                p->dropped[i].len = 0;
+            return !forgive;
+        }
+    return 0;
 }
 
 static void update_replicated(struct repl_primary *p)
@@ -502,6 +526,8 @@ static void serve(struct repl_primary *p)
                    in.m.type != WIRE_SNAPSHOT) {
             snprintf(why, sizeof why, "%s is not a request", wire_type_name(in.m.type));
             drop_peer(p, &in, why);
+        } else if (is_dropped(p, &in, in.m.type == WIRE_HELLO)) {
+            log_msg(LOG_DEBUG, "message from a dropped peer ignored", "type=%s", wire_type_name(in.m.type));
         } else if (wire_check_epoch(p->epoch, in.m.epoch, &newer, why, sizeof why) != 0) {
             log_msg(LOG_WARN, "request from a lower epoch refused", "error=\"%s\"", why);
             reply_error(p, &in, WIRE_ERR_EPOCH, "your epoch is lower than mine");
