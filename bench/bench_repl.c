@@ -195,9 +195,10 @@ static void wait_cost(rk_ring *r, uint16_t t, uint64_t *seq, int groups)
             rk_wait(r, lsn, (rk_level)level, -1);
         }
         double secs = (double)(now_ns() - start) / 1e9;
-        printf("| wait for %s after each group of %d | %.0f groups/s | %.0f records/s | %.0f us per group |\n",
-               level == RK_DURABLE ? "RK_DURABLE" : "RK_REPLICATED", MARK_EVERY, groups / secs,
-               groups * MARK_EVERY / secs, secs * 1e6 / groups);
+        printf(
+            "| wait for %s after each group of %d | %.0f groups/s | %.0f records/s | %.0f us per group |\n",
+            level == RK_DURABLE ? "RK_DURABLE" : "RK_REPLICATED", MARK_EVERY, groups / secs,
+            groups * MARK_EVERY / secs, secs * 1e6 / groups);
     }
 }
 
@@ -226,8 +227,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "attach failed\n");
         return 1;
     }
-    printf("replication lag (a MARK every %d records, 64-byte values, one standby on loopback TCP)\n\n", MARK_EVERY);
-    printf("| offered | achieved | mark -> durable p50 / p99 | mark -> replicated p50 / p99 | marks |\n|---|---|---|---|---|\n");
+    printf("replication lag (a MARK every %d records, 64-byte values, one standby on loopback TCP)\n\n",
+           MARK_EVERY);
+    printf("| offered | achieved | mark -> durable p50 / p99 | mark -> replicated p50 / p99 | marks "
+           "|\n|---|---|---|---|---|\n");
     lag_run(r, t, &seq, 10000, quick ? 1 : 5);
     lag_run(r, t, &seq, 100000, quick ? 1 : 5);
     printf("\ncost of waiting\n\n");

@@ -32,23 +32,25 @@ static void print_heartbeat(const struct wire_msg *m, int json)
     const struct wire_heartbeat *h = &m->u.heartbeat;
 
     if (json)
-        printf("{\"type\":\"heartbeat\",\"epoch\":%" PRIu64 ",\"journal_seq\":%" PRIu64 ",\"applied_seq\":%" PRIu64
-               ",\"durable_lsn\":%" PRIu64 ",\"applied_lsn\":%" PRIu64 ",\"digest\":\"%016" PRIx64
-               "\",\"digest_seq\":%" PRIu64 ",\"time_ns\":%" PRIu64 ",\"standbys\":[",
-               m->epoch, h->journal_seq, h->applied_seq, h->durable_lsn, h->applied_lsn, h->digest, h->digest_seq,
-               h->time_ns);
+        printf("{\"type\":\"heartbeat\",\"epoch\":%" PRIu64 ",\"journal_seq\":%" PRIu64
+               ",\"applied_seq\":%" PRIu64 ",\"durable_lsn\":%" PRIu64 ",\"applied_lsn\":%" PRIu64
+               ",\"digest\":\"%016" PRIx64 "\",\"digest_seq\":%" PRIu64 ",\"time_ns\":%" PRIu64
+               ",\"standbys\":[",
+               m->epoch, h->journal_seq, h->applied_seq, h->durable_lsn, h->applied_lsn, h->digest,
+               h->digest_seq, h->time_ns);
     else
-        printf("heartbeat epoch=%" PRIu64 " journal_seq=%" PRIu64 " applied_seq=%" PRIu64 " durable_lsn=%" PRIu64
-               " applied_lsn=%" PRIu64 " digest=%016" PRIx64 " digest_seq=%" PRIu64 " standbys=%" PRIu32,
-               m->epoch, h->journal_seq, h->applied_seq, h->durable_lsn, h->applied_lsn, h->digest, h->digest_seq,
-               h->n_standbys);
+        printf("heartbeat epoch=%" PRIu64 " journal_seq=%" PRIu64 " applied_seq=%" PRIu64
+               " durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64 " digest=%016" PRIx64 " digest_seq=%" PRIu64
+               " standbys=%" PRIu32,
+               m->epoch, h->journal_seq, h->applied_seq, h->durable_lsn, h->applied_lsn, h->digest,
+               h->digest_seq, h->n_standbys);
     for (uint32_t i = 0; i < h->n_standbys; i++) {
         const struct wire_standby *s = &h->standbys[i];
         if (json) {
             printf("%s{\"id\":", i ? "," : "");
             cli_json_string(stdout, s->id);
-            printf(",\"acked_seq\":%" PRIu64 ",\"lag_entries\":%" PRIu64 ",\"lag_ms\":%" PRIu64 "}", s->acked_seq,
-                   s->lag_entries, s->lag_ms);
+            printf(",\"acked_seq\":%" PRIu64 ",\"lag_entries\":%" PRIu64 ",\"lag_ms\":%" PRIu64 "}",
+                   s->acked_seq, s->lag_entries, s->lag_ms);
         } else {
             printf(" %s:acked_seq=%" PRIu64 ",lag_entries=%" PRIu64 ",lag_ms=%" PRIu64, s->id, s->acked_seq,
                    s->lag_entries, s->lag_ms);
@@ -64,8 +66,8 @@ static void print_checkpoint(const struct wire_msg *m, int json)
     if (json) {
         printf("{\"type\":\"checkpoint\",\"epoch\":%" PRIu64 ",\"name\":", m->epoch);
         cli_json_string(stdout, c->name);
-        printf(",\"journal_seq\":%" PRIu64 ",\"lsn\":%" PRIu64 ",\"size\":%" PRIu64 ",\"digest\":\"%016" PRIx64
-               "\",\"created_ns\":%" PRIu64 ",\"producers\":[",
+        printf(",\"journal_seq\":%" PRIu64 ",\"lsn\":%" PRIu64 ",\"size\":%" PRIu64
+               ",\"digest\":\"%016" PRIx64 "\",\"created_ns\":%" PRIu64 ",\"producers\":[",
                c->journal_seq, c->lsn, c->size, c->digest, c->created_ns);
     } else {
         printf("checkpoint epoch=%" PRIu64 " name=%s journal_seq=%" PRIu64 " lsn=%" PRIu64 " size=%" PRIu64
@@ -118,8 +120,9 @@ int cmd_monitor(int argc, char **argv)
     ctx = zmq_ctx_new();
     sub = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
     if (!sub || link_setup(sub, 1000) ||
-        (server_key && link_curve_client(sub, server_key, public_key, secret_key)) || zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "rk.h", 4) ||
-        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "rk.c", 4) || zmq_connect(sub, endpoint)) {
+        (server_key && link_curve_client(sub, server_key, public_key, secret_key)) ||
+        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "rk.h", 4) || zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "rk.c", 4) ||
+        zmq_connect(sub, endpoint)) {
         fprintf(stderr, "ringkeep monitor: %s: %s\n", endpoint, zmq_strerror(zmq_errno()));
         goto out;
     }

@@ -633,12 +633,14 @@ int node_config_check(const struct node_config *c, char *err, size_t err_size)
                      (standby ? !c->curve_server_key[0] : !c->curve_authorized_keys[0]))) {
         put_error(err, err_size,
                   "%s: [replication] curve = yes: needs curve_secret_key, curve_public_key and %s", where,
-                  standby ? "curve_server_key (the primary's public key)" : "authorized_keys (the standbys' keys)");
+                  standby ? "curve_server_key (the primary's public key)"
+                          : "authorized_keys (the standbys' keys)");
         return RK_EINVAL;
     }
     if (!c->curve && (c->curve_secret_key[0] || c->curve_public_key[0] || c->curve_server_key[0] ||
                       c->curve_authorized_keys[0])) {
-        put_error(err, err_size, "%s: [replication] CURVE keys are set but curve = no: set curve = yes or remove them",
+        put_error(err, err_size,
+                  "%s: [replication] CURVE keys are set but curve = no: set curve = yes or remove them",
                   where);
         return RK_EINVAL;
     }

@@ -62,10 +62,10 @@
 #include "replicator.h"
 #include "store.h"
 
-#define PUB_HWM 10000    /* messages queued per subscriber before PUB drops (a standby then fetches) */
-#define ROUTER_HWM 1000  /* messages queued per standby on the ROUTER */
-#define SEQ_CACHE 8192   /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
-#define RECV_BURST 256   /* requests served before looking at the eventfd again */
+#define PUB_HWM 10000   /* messages queued per subscriber before PUB drops (a standby then fetches) */
+#define ROUTER_HWM 1000 /* messages queued per standby on the ROUTER */
+#define SEQ_CACHE 8192  /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
+#define RECV_BURST 256  /* requests served before looking at the eventfd again */
 #define STATUS_MAX 4096
 #define PEER_SILENT_BEATS 20 /* a standby silent this many heartbeats is forgotten (it acks each one) */
 
@@ -466,12 +466,14 @@ static void on_snapshot(struct repl_primary *p, const struct link_in *in)
     int fd = -1;
 
     snprintf(path, sizeof path, "%s/checkpoints/%s", p->c->data_dir, r->name);
-    if (name_len < sizeof CKPT_SUFFIX || strcmp(r->name + name_len - (sizeof CKPT_SUFFIX - 1), CKPT_SUFFIX) != 0 ||
-        r->name[0] == '.' || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
+    if (name_len < sizeof CKPT_SUFFIX ||
+        strcmp(r->name + name_len - (sizeof CKPT_SUFFIX - 1), CKPT_SUFFIX) != 0 || r->name[0] == '.' ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
         reply_error(p, in, WIRE_ERR_NO_FILE, "no such checkpoint file");
         goto out;
     }
-    uint64_t size = (uint64_t)st.st_size, mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+    uint64_t size = (uint64_t)st.st_size,
+             mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
     if (strcmp(p->xxh_name, r->name) != 0 || p->xxh_size != size || p->xxh_mtime_ns != mtime) {
         if (link_file_xxh64(fd, &p->xxh) != 0) {
             p->xxh_name[0] = '\0';

@@ -71,16 +71,16 @@ struct standby {
     applier *a;
     void *ctx, *sub, *dealer;
     uint64_t epoch;
-    uint64_t last_seq;       /* last entry in our journal (durable) */
-    uint64_t acked_seq;      /* last ACK sent */
-    uint64_t primary_seq;    /* highest entry we know the primary holds */
-    uint64_t behind_ns;      /* since when last_seq < primary_seq (0: caught up) */
-    int welcomed;            /* WELCOME received since the last HELLO */
-    uint64_t hello_ns;       /* when HELLO was sent */
-    int fetching;            /* a FETCH is outstanding */
-    uint64_t fetch_ns;       /* when it was sent */
+    uint64_t last_seq;    /* last entry in our journal (durable) */
+    uint64_t acked_seq;   /* last ACK sent */
+    uint64_t primary_seq; /* highest entry we know the primary holds */
+    uint64_t behind_ns;   /* since when last_seq < primary_seq (0: caught up) */
+    int welcomed;         /* WELCOME received since the last HELLO */
+    uint64_t hello_ns;    /* when HELLO was sent */
+    int fetching;         /* a FETCH is outstanding */
+    uint64_t fetch_ns;    /* when it was sent */
     uint64_t hb_digest, hb_digest_seq, hb_journal_seq;
-    int digest_match;        /* -1 not compared yet, 0 differs, 1 equal */
+    int digest_match; /* -1 not compared yet, 0 differs, 1 equal */
     uint64_t digest_compared_seq;
     struct digest_at history[DIGEST_HISTORY];
     uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
@@ -91,10 +91,10 @@ struct standby {
     /* bootstrap from a checkpoint (standby_bootstrap) */
     int bootstrapping;
     char snap_name[WIRE_FILE_MAX + 1];
-    int snap_fd;               /* checkpoints/.<name>.part */
-    uint64_t snap_offset;      /* bytes of it we hold */
+    int snap_fd;                   /* checkpoints/.<name>.part */
+    uint64_t snap_offset;          /* bytes of it we hold */
     uint64_t snap_total, snap_xxh; /* as the first chunk said (0: no chunk yet) */
-    uint64_t snap_ns;          /* when the last SNAPSHOT was sent */
+    uint64_t snap_ns;              /* when the last SNAPSHOT was sent */
     uint64_t n_bootstraps;
 
     pthread_mutex_t lock;
@@ -267,8 +267,7 @@ static void on_entries(struct standby *sb, const struct wire_entries *es)
             if (!sb->first_fetched)
                 sb->first_fetched = es->entries[i].seq;
             sb->n_fetched++;
-        }
-        else if (es->entries[i].seq > sb->last_seq)
+        } else if (es->entries[i].seq > sb->last_seq)
             break; /* a bad one: fetched again from there */
     }
 }
@@ -305,7 +304,8 @@ static int set_aside(struct standby *sb)
     }
     log_msg(LOG_WARN, "data set aside for a bootstrap", "to=\"%s\" last_seq=%" PRIu64, to, sb->last_seq);
     rc = store_open(sb->c->data_dir, STORE_CREATE, sb->c->cache_mb, &sb->s, err, sizeof err);
-    if (rc || (rc = epoch_adopt(sb, epoch)) != 0 || (rc = applier_open(sb->s, &sb->a, err, sizeof err)) != 0) {
+    if (rc || (rc = epoch_adopt(sb, epoch)) != 0 ||
+        (rc = applier_open(sb->s, &sb->a, err, sizeof err)) != 0) {
         log_msg(LOG_ERROR, "cannot open a new store after setting the data aside", "error=\"%s\"",
                 err[0] ? err : store_strerror(rc));
         return rc ? rc : EIO;
@@ -324,7 +324,8 @@ static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *c
     if (sb->bootstrapping)
         return 0;
     log_msg(LOG_WARN, "the primary no longer holds the entries this standby needs: bootstrapping",
-            "last_seq=%" PRIu64 " checkpoint=%s checkpoint_seq=%" PRIu64, sb->last_seq, ck->name, ck->journal_seq);
+            "last_seq=%" PRIu64 " checkpoint=%s checkpoint_seq=%" PRIu64, sb->last_seq, ck->name,
+            ck->journal_seq);
     if ((sb->last_seq || am.applied_seq || am.n_groups || am.restart_seq > 1) && set_aside(sb) != 0)
         return 1;
     snprintf(sb->snap_name, sizeof sb->snap_name, "%s", ck->name);
@@ -372,7 +373,8 @@ static int snapshot_finish(struct standby *sb)
     snprintf(part, sizeof part, "%s/checkpoints/.%s.part", sb->c->data_dir, sb->snap_name);
     snprintf(path, sizeof path, "%s/checkpoints/%s", sb->c->data_dir, sb->snap_name);
     if (rename(part, path) != 0) {
-        log_msg(LOG_ERROR, "cannot install the checkpoint", "file=\"%s\" error=\"%s\"", path, strerror(errno));
+        log_msg(LOG_ERROR, "cannot install the checkpoint", "file=\"%s\" error=\"%s\"", path,
+                strerror(errno));
         return 1;
     }
     rc = applier_load_checkpoint(sb->a, path, &info, NULL, NULL, err, sizeof err);
@@ -389,8 +391,8 @@ static int snapshot_finish(struct standby *sb)
     sb->bootstrapping = 0;
     sb->n_bootstraps++;
     log_msg(LOG_INFO, "bootstrapped from a checkpoint",
-            "file=\"%s\" journal_seq=%" PRIu64 " restart_seq=%" PRIu64 " entries=%" PRIu64, path, info.journal_seq,
-            restart, info.n_entries);
+            "file=\"%s\" journal_seq=%" PRIu64 " restart_seq=%" PRIu64 " entries=%" PRIu64, path,
+            info.journal_seq, restart, info.n_entries);
     ckpt_info_free(&info);
     return 0;
 }
@@ -574,15 +576,18 @@ static void update_status(struct standby *sb)
              ",\"applied_seq\":%" PRIu64 ",\"acked_seq\":%" PRIu64 ",\"primary_journal_seq\":%" PRIu64
              ",\"lag_entries\":%" PRIu64 ",\"lag_ms\":%" PRIu64 ",\"state_digest\":\"%016" PRIx64 "\""
              ",\"primary_digest\":\"%016" PRIx64 "\",\"primary_digest_seq\":%" PRIu64 ",\"digest_match\":%s"
-             ",\"digest_compared_seq\":%" PRIu64 ",\"fetched\":%" PRIu64 ",\"first_fetched_seq\":%" PRIu64 ",\"gaps\":%" PRIu64
-             ",\"duplicates\":%" PRIu64 ",\"bad_entries\":%" PRIu64 ",\"refused_epoch\":%" PRIu64
-             ",\"malformed\":%" PRIu64 ",\"bootstraps\":%" PRIu64 ",\"bootstrapping\":%s,\"groups_applied\":%" PRIu64 ",\"records\":%" PRIu64 "}",
+             ",\"digest_compared_seq\":%" PRIu64 ",\"fetched\":%" PRIu64 ",\"first_fetched_seq\":%" PRIu64
+             ",\"gaps\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"bad_entries\":%" PRIu64
+             ",\"refused_epoch\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"bootstraps\":%" PRIu64
+             ",\"bootstrapping\":%s,\"groups_applied\":%" PRIu64 ",\"records\":%" PRIu64 "}",
              sb->epoch, (int)getpid(), sb->c->data_dir, sb->c->repl_node_id, sb->c->repl_primary_serve,
              sb->c->repl_primary_publish, sb->welcomed ? "true" : "false", sb->last_seq, am.applied_seq,
-             sb->acked_seq, sb->primary_seq, sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0,
-             sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0, am.digest, sb->hb_digest, sb->hb_digest_seq,
-             match, sb->digest_compared_seq, sb->n_fetched, sb->first_fetched, sb->n_gaps, sb->n_duplicates, sb->n_bad,
-             sb->n_refused, sb->n_malformed, sb->n_bootstraps, sb->bootstrapping ? "true" : "false", am.n_groups, am.n_records);
+             sb->acked_seq, sb->primary_seq,
+             sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0,
+             sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0, am.digest, sb->hb_digest,
+             sb->hb_digest_seq, match, sb->digest_compared_seq, sb->n_fetched, sb->first_fetched, sb->n_gaps,
+             sb->n_duplicates, sb->n_bad, sb->n_refused, sb->n_malformed, sb->n_bootstraps,
+             sb->bootstrapping ? "true" : "false", am.n_groups, am.n_records);
     pthread_mutex_lock(&sb->lock);
     memcpy(sb->status, text, sizeof text);
     pthread_mutex_unlock(&sb->lock);
@@ -645,15 +650,16 @@ static int open_sockets(struct standby *sb)
         return ENOMEM;
     if ((rc = link_setup(sb->sub, SUB_HWM)) || (rc = link_setup(sb->dealer, DEALER_HWM)))
         return rc;
-    if (sb->c->curve &&
-        ((rc = link_curve_client(sb->sub, sb->c->curve_server_key, sb->c->curve_public_key,
-                                 sb->c->curve_secret_key)) ||
-         (rc = link_curve_client(sb->dealer, sb->c->curve_server_key, sb->c->curve_public_key,
-                                 sb->c->curve_secret_key))))
+    if (sb->c->curve && ((rc = link_curve_client(sb->sub, sb->c->curve_server_key, sb->c->curve_public_key,
+                                                 sb->c->curve_secret_key)) ||
+                         (rc = link_curve_client(sb->dealer, sb->c->curve_server_key, sb->c->curve_public_key,
+                                                 sb->c->curve_secret_key))))
         return rc;
     if (zmq_setsockopt(sb->dealer, ZMQ_ROUTING_ID, sb->c->repl_node_id, strlen(sb->c->repl_node_id)) ||
-        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.j", 4) || zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.h", 4) ||
-        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.c", 4) || zmq_connect(sb->sub, sb->c->repl_primary_publish) ||
+        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.j", 4) ||
+        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.h", 4) ||
+        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.c", 4) ||
+        zmq_connect(sb->sub, sb->c->repl_primary_publish) ||
         zmq_connect(sb->dealer, sb->c->repl_primary_serve))
         return zmq_errno();
     return 0;
@@ -682,7 +688,8 @@ int standby_run(const struct node_config *c)
     pthread_mutex_init(&sb->lock, NULL);
     rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &sb->s, err, sizeof err);
     if (rc) {
-        log_msg(LOG_ERROR, "cannot open the data directory", "data_dir=\"%s\" error=\"%s\"", c->data_dir, err);
+        log_msg(LOG_ERROR, "cannot open the data directory", "data_dir=\"%s\" error=\"%s\"", c->data_dir,
+                err);
         goto out;
     }
     if ((rc = epoch_load(sb)) != 0) {
@@ -717,8 +724,8 @@ int standby_run(const struct node_config *c)
     if (!have_control)
         goto out;
     log_msg(LOG_INFO, "standby started",
-            "node_id=%s epoch=%" PRIu64 " data_dir=\"%s\" primary=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
-            " pid=%d",
+            "node_id=%s epoch=%" PRIu64 " data_dir=\"%s\" primary=%s journal_seq=%" PRIu64
+            " applied_seq=%" PRIu64 " pid=%d",
             c->repl_node_id, sb->epoch, c->data_dir, c->repl_primary_serve, sb->last_seq,
             applier_meta(sb->a).applied_seq, (int)getpid());
 

@@ -336,7 +336,8 @@ static void check_same_journal(const char *dir)
         size_t na = 0, nb = 0;
         ck_assert_int_eq(store_journal_get_raw(a, seq, &ea, &na), 0);
         ck_assert_int_eq(store_journal_get_raw(b, seq, &eb, &nb), 0);
-        ck_assert_msg(na == nb && memcmp(ea, eb, na) == 0, "%s: entry %llu differs", dir, (unsigned long long)seq);
+        ck_assert_msg(na == nb && memcmp(ea, eb, na) == 0, "%s: entry %llu differs", dir,
+                      (unsigned long long)seq);
         free(ea);
         free(eb);
     }
@@ -644,7 +645,8 @@ START_TEST(standby_survives_a_primary_restart_and_monitor_prints)
             break;
         usleep(10000);
     }
-    ck_assert_msg(text && strstr(text, want_hb) && strstr(text, want_ck), "monitor printed: %s", text ? text : "");
+    ck_assert_msg(text && strstr(text, want_hb) && strstr(text, want_ck), "monitor printed: %s",
+                  text ? text : "");
     static const char hb_start[] = "{\"type\":\"heartbeat\",\"epoch\":1,";
     ck_assert_msg(strncmp(text, hb_start, sizeof hb_start - 1) == 0, "%.200s", text);
     free(text);
@@ -752,12 +754,22 @@ START_TEST(curve_only_authorized_peers_receive_anything)
     ck_assert_ptr_nonnull(f);
     fprintf(f, "# standby-a\n%s\n", ap);
     fclose(f);
-    const char *const pextra[] = {"replication", "curve", "yes", "replication", "curve_secret_key", ps,
-                                  "replication", "curve_public_key", pp, "replication", "authorized_keys",
-                                  keys_file, NULL};
-    const char *const sextra[] = {"replication", "curve", "yes", "replication", "curve_secret_key", as,
-                                  "replication", "curve_public_key", ap, "replication", "curve_server_key",
-                                  pp, NULL};
+    const char *const pextra[] = {
+        "replication",      "curve", "yes",         "replication",     "curve_secret_key", ps,  "replication",
+        "curve_public_key", pp,      "replication", "authorized_keys", keys_file,          NULL};
+    const char *const sextra[] = {"replication",
+                                  "curve",
+                                  "yes",
+                                  "replication",
+                                  "curve_secret_key",
+                                  as,
+                                  "replication",
+                                  "curve_public_key",
+                                  ap,
+                                  "replication",
+                                  "curve_server_key",
+                                  pp,
+                                  NULL};
     struct engine e;
     pid_t primary = start(primary_dir, NULL, pextra, NULL);
     pid_t sb = start(standby_dir[0], "standby-a", sextra, NULL);
