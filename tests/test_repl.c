@@ -475,6 +475,19 @@ static void send_frames(void *sock, const void *name, size_t name_len, const voi
     ck_assert_int_ge(zmq_send(sock, body, body_len, 0), 0);
 }
 
+static void wait_status(const char *dir, const char *what)
+{
+    for (int i = 0;; i++) {
+        char *p = status_of(dir);
+        int found = p && strstr(p, what);
+        free(p);
+        if (found)
+            return;
+        ck_assert_msg(i < BOUND_S * 100, "%s never showed %s", dir, what);
+        usleep(10000);
+    }
+}
+
 /* Makes dir's node start at epoch (as a promotion would have left it). */
 static void set_epoch(const char *dir, uint64_t epoch)
 {
@@ -575,6 +588,25 @@ START_TEST(bad_input_is_refused_and_others_unaffected)
     ck_assert_msg(json_u64(stp, "peers_dropped") >= 3, "primary: %s", stp);
     ck_assert_uint_eq(json_u64(st, "malformed"), 0);
     ck_assert_uint_eq(json_u64(st, "epoch"), 2); /* adopted */
+    /* a standby at a higher epoch (3) refuses every message of this
+     * primary (2) and stores nothing; the primary ignores its requests */
+    set_epoch(standby_dir[1], 3);
+    pid_t high = start(standby_dir[1], "standby-high", NULL, NULL);
+    wait_status(standby_dir[1], "\"refused_epoch\":");
+    for (int i = 0;; i++) {
+        char *h = status_of(standby_dir[1]);
+        int refused = json_u64(h, "refused_epoch") >= 3;
+        if (refused) {
+            ck_assert_uint_eq(json_u64(h, "journal_seq"), 0);
+            ck_assert_uint_eq(json_u64(h, "epoch"), 3);
+        }
+        free(h);
+        if (refused)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the standby at epoch 3 refused nothing");
+        usleep(10000);
+    }
+    ck_assert_int_eq(stop(high, SIGTERM), 0);
     free(st);
     free(stp);
     zmq_close(rogue);
@@ -657,19 +689,6 @@ START_TEST(standby_survives_a_primary_restart_and_monitor_prints)
     check_state(standby_dir[0], e.height);
 }
 END_TEST
-
-static void wait_status(const char *dir, const char *what)
-{
-    for (int i = 0;; i++) {
-        char *p = status_of(dir);
-        int found = p && strstr(p, what);
-        free(p);
-        if (found)
-            return;
-        ck_assert_msg(i < BOUND_S * 100, "%s never showed %s", dir, what);
-        usleep(10000);
-    }
-}
 
 static void checkpoint_now(void)
 {
