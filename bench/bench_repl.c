@@ -215,8 +215,8 @@ int main(int argc, char **argv)
     snprintf(pdir, sizeof pdir, "/tmp/rk-bench-repl.%d.p", pid);
     snprintf(sdir, sizeof sdir, "/tmp/rk-bench-repl.%d.s", pid);
     snprintf(ring, sizeof ring, "bench_repl.%d", pid);
-    snprintf(pub_ep, sizeof pub_ep, "tcp://127.0.0.1:%d", 40000 + pid % 10000 * 2);
-    snprintf(serve_ep, sizeof serve_ep, "tcp://127.0.0.1:%d", 40001 + pid % 10000 * 2);
+    snprintf(pub_ep, sizeof pub_ep, "tcp://127.0.0.1:%d", 12000 + pid % 4000 * 2);
+    snprintf(serve_ep, sizeof serve_ep, "tcp://127.0.0.1:%d", 12001 + pid % 4000 * 2);
     mkdir(pdir, 0700);
     mkdir(sdir, 0700);
     samples = calloc(MAX_SAMPLES, sizeof *samples);

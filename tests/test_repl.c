@@ -158,7 +158,7 @@ static void setup(void)
     ck_assert_int_eq(mkdir(primary_dir, 0700), 0);
     snprintf(ring_name, sizeof ring_name, "test_repl.%d", pid);
     snprintf(monitor_out, sizeof monitor_out, "/tmp/rk-test-repl.%d.monitor", pid);
-    port_base = 20000 + (pid % 10000) * 4;
+    port_base = 20000 + (pid % 3000) * 4; /* below the ephemeral range (32768..) */
     snprintf(publish_ep, sizeof publish_ep, "tcp://127.0.0.1:%d", port_base);
     snprintf(serve_ep, sizeof serve_ep, "tcp://127.0.0.1:%d", port_base + 1);
     ring_unlink(ring_name);
