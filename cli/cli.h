@@ -11,6 +11,7 @@ int cmd_status(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_checkpoint_import(int argc, char **argv); /* argv[0] is "import" */
 int cmd_restore(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 
 /* Writes s as a JSON string (with quotes) to out. */
 void cli_json_string(FILE *out, const char *s);

@@ -1,6 +1,7 @@
 /* cmd_node.c -- `ringkeep node -c FILE [flags]` and `ringkeep status`.
  * Parses flags, loads and checks the configuration, then hands over to
- * node_run() (persist/node.c).  Flags override the file. */
+ * repl_node_run() (replicator/primary.c: a primary, with or without
+ * standbys to serve, or a standby).  Flags override the file. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "cli.h"
 #include "config.h"
 #include "node.h"
+#include "replicator.h"
 
 static int node_usage(void)
 {
@@ -69,7 +71,7 @@ int cmd_node(int argc, char **argv)
         free(c);
         return 2;
     }
-    rc = node_run(c);
+    rc = repl_node_run(c);
     free(c);
     return rc;
 }

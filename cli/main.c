@@ -19,7 +19,11 @@ static void usage(FILE *out)
             "                       producers write a ring, a consumer drains and verifies it,\n"
             "                       with live progress and a throughput summary\n"
             "  node -c FILE [--data-dir DIR] [--ring NAME] [--log-level L] [--set SECTION.KEY=VALUE]\n"
-            "                       run a primary node: drain the ring into the journal, apply to state\n"
+            "                       run a node: a primary drains the ring into the journal, applies it\n"
+            "                       to state and serves standbys; a standby (role = standby) follows one\n"
+            "  monitor ENDPOINT [--json] [--count N] [--curve-server-key K --curve-public-key K\n"
+            "          --curve-secret-key K]\n"
+            "                       print a primary's checkpoint notices and heartbeats as they come\n"
             "  status (-c FILE | -d DATA_DIR) [--json]\n"
             "                       ask a running node for its status (exit 3: no node running)\n"
             "  checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
@@ -106,6 +110,8 @@ int main(int argc, char **argv)
         return cmd_checkpoint(argc - 1, argv + 1);
     if (strcmp(argv[1], "restore") == 0)
         return cmd_restore(argc - 1, argv + 1);
+    if (strcmp(argv[1], "monitor") == 0)
+        return cmd_monitor(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("ringkeep %s\n", rk_version(NULL, NULL, NULL));
         return 0;

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zmq.h>
 
 #include "config.h"
 #include "log.h"
@@ -39,7 +40,10 @@
 #define GIB ((uint64_t)1 << 30)
 
 enum key_kind {
-    KEY_ROLE,      /* char[]: "primary" */
+    KEY_ROLE,      /* char[]: "primary" or "standby" */
+    KEY_ENDPOINT,  /* char[CONFIG_ENDPOINT_MAX + 1]: "tcp://..." or "ipc://...", or empty */
+    KEY_Z85,       /* char[CONFIG_Z85_KEY + 1]: a CURVE key, 40 characters of Z85, or empty */
+    KEY_FILE,      /* char[PATH_MAX]: a file's path, or empty */
     KEY_DIR,       /* char[PATH_MAX]: a path, checked by node_config_check */
     KEY_RING_NAME, /* char[RK_NAME_MAX + 1]: seg_check_name() rules */
     KEY_PRODUCER,  /* char[RK_NAME_MAX + 1]: a producer name, 1..RK_NAME_MAX bytes, or empty */
@@ -84,6 +88,18 @@ static const struct key_spec keys[] = {
     {"checkpoint", "every_heights", KEY_SIZE, FIELD(ckpt_every_heights), 0, UINT64_MAX / 2, false, "0"},
     {"checkpoint", "height_producer", KEY_PRODUCER, FIELD(ckpt_height_producer), 0, 0, false, ""},
     {"checkpoint", "trim_journal", KEY_BOOL, FIELD(trim_journal), 0, 0, false, "yes"},
+    {"replication", "publish", KEY_ENDPOINT, FIELD(repl_publish), 0, 0, false, ""},
+    {"replication", "serve", KEY_ENDPOINT, FIELD(repl_serve), 0, 0, false, ""},
+    {"replication", "primary_publish", KEY_ENDPOINT, FIELD(repl_primary_publish), 0, 0, false, ""},
+    {"replication", "primary_serve", KEY_ENDPOINT, FIELD(repl_primary_serve), 0, 0, false, ""},
+    {"replication", "node_id", KEY_PRODUCER, FIELD(repl_node_id), 0, 0, false, ""},
+    {"replication", "min_replicas", KEY_U32, FIELD(repl_min_replicas), 0, 64, false, "0"},
+    {"replication", "heartbeat_ms", KEY_U32, FIELD(repl_heartbeat_ms), 10, 60000, false, "1000"},
+    {"replication", "curve", KEY_BOOL, FIELD(curve), 0, 0, false, "no"},
+    {"replication", "curve_secret_key", KEY_Z85, FIELD(curve_secret_key), 0, 0, false, ""},
+    {"replication", "curve_public_key", KEY_Z85, FIELD(curve_public_key), 0, 0, false, ""},
+    {"replication", "curve_server_key", KEY_Z85, FIELD(curve_server_key), 0, 0, false, ""},
+    {"replication", "authorized_keys", KEY_FILE, FIELD(curve_authorized_keys), 0, 0, false, ""},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -261,12 +277,35 @@ static int key_set(struct node_config *c, const struct key_spec *k, const char *
 
     switch (k->kind) {
     case KEY_ROLE:
-        if (strcmp(value, "standby") == 0) {
-            snprintf(why, why_size, "role standby is not available in this version");
+        if (strcmp(value, "primary") != 0 && strcmp(value, "standby") != 0) {
+            snprintf(why, why_size, "not a role (primary, standby)");
             return RK_EINVAL;
         }
-        if (strcmp(value, "primary") != 0) {
-            snprintf(why, why_size, "not a role (primary)");
+        memcpy(field(c, k), value, len + 1);
+        return 0;
+    case KEY_ENDPOINT:
+        if (len > CONFIG_ENDPOINT_MAX) {
+            snprintf(why, why_size, "endpoint longer than %d bytes", CONFIG_ENDPOINT_MAX);
+            return RK_EINVAL;
+        }
+        if (len && strncmp(value, "tcp://", 6) != 0 && strncmp(value, "ipc://", 6) != 0) {
+            snprintf(why, why_size, "not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)");
+            return RK_EINVAL;
+        }
+        memcpy(field(c, k), value, len + 1);
+        return 0;
+    case KEY_Z85: {
+        uint8_t raw[32];
+        if (len && (len != CONFIG_Z85_KEY || !zmq_z85_decode(raw, value))) {
+            snprintf(why, why_size, "not a CURVE key (40 characters of Z85, as zmq_curve_keypair makes)");
+            return RK_EINVAL;
+        }
+        memcpy(field(c, k), value, len + 1);
+        return 0;
+    }
+    case KEY_FILE:
+        if (len >= k->size) {
+            snprintf(why, why_size, "path longer than %zu bytes", k->size - 1);
             return RK_EINVAL;
         }
         memcpy(field(c, k), value, len + 1);
@@ -569,18 +608,48 @@ int node_config_check(const struct node_config *c, char *err, size_t err_size)
     }
     where = c->file[0] ? c->file : "configuration";
 
-    if (strcmp(c->role, "primary") != 0) {
-        put_error(err, err_size, "%s: [node] role = %s: %s", where, c->role,
-                  strcmp(c->role, "standby") == 0 ? "role standby is not available in this version"
-                                                  : "not a role (primary)");
+    bool standby = strcmp(c->role, "standby") == 0;
+    if (strcmp(c->role, "primary") != 0 && !standby) {
+        put_error(err, err_size, "%s: [node] role = %s: not a role (primary, standby)", where, c->role);
         return RK_EINVAL;
     }
-    if (!c->ring_name[0]) {
+    if (standby && (!c->repl_primary_publish[0] || !c->repl_primary_serve[0] || !c->repl_node_id[0])) {
+        put_error(err, err_size,
+                  "%s: [node] role = standby: needs [replication] primary_publish, primary_serve and node_id",
+                  where);
+        return RK_EINVAL;
+    }
+    if (!standby && !c->repl_publish[0] != !c->repl_serve[0]) {
+        put_error(err, err_size, "%s: [replication] publish and serve: set both or neither", where);
+        return RK_EINVAL;
+    }
+    if (!standby && c->repl_min_replicas && !c->repl_serve[0]) {
+        put_error(err, err_size,
+                  "%s: [replication] min_replicas = %" PRIu32 ": needs publish and serve (standbys to ack)",
+                  where, c->repl_min_replicas);
+        return RK_EINVAL;
+    }
+    if (c->curve && (!c->curve_secret_key[0] || !c->curve_public_key[0] ||
+                     (standby ? !c->curve_server_key[0] : !c->curve_authorized_keys[0]))) {
+        put_error(err, err_size,
+                  "%s: [replication] curve = yes: needs curve_secret_key, curve_public_key and %s", where,
+                  standby ? "curve_server_key (the primary's public key)"
+                          : "authorized_keys (the standbys' keys)");
+        return RK_EINVAL;
+    }
+    if (!c->curve && (c->curve_secret_key[0] || c->curve_public_key[0] || c->curve_server_key[0] ||
+                      c->curve_authorized_keys[0])) {
+        put_error(err, err_size,
+                  "%s: [replication] CURVE keys are set but curve = no: set curve = yes or remove them",
+                  where);
+        return RK_EINVAL;
+    }
+    if (!standby && !c->ring_name[0]) { /* a standby owns no ring */
         put_error(err, err_size, "%s: [ring] name is not set: it is required (the ring engines attach to)",
                   where);
         return RK_EINVAL;
     }
-    if (seg_check_name(c->ring_name, why, sizeof why)) {
+    if (c->ring_name[0] && seg_check_name(c->ring_name, why, sizeof why)) {
         put_error(err, err_size, "%s: [ring] name = %s: %s", where, c->ring_name, why);
         return RK_EINVAL;
     }

@@ -17,10 +17,13 @@
 
 enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
+#define CONFIG_ENDPOINT_MAX 255 /* a ZeroMQ endpoint in [replication] */
+#define CONFIG_Z85_KEY 40       /* a CURVE key in Z85 text */
+
 struct node_config {
     char file[PATH_MAX]; /* the INI file read, "" if none */
     /* [node] */
-    char role[16];                       /* role: "primary" (standby: issue 5) */
+    char role[16];                       /* role: "primary" or "standby" */
     char data_dir[PATH_MAX];             /* data_dir: must exist */
     char data_dir_origin[PATH_MAX + 16]; /* where data_dir was set ("PATH:LINE" or the
                                             origin given to node_config_set), for
@@ -48,6 +51,19 @@ struct node_config {
     bool trim_journal;           /* trim_journal: remove journal entries no kept checkpoint needs */
     /* [storage] */
     uint32_t cache_mb; /* cache_mb: Berkeley DB cache */
+    /* [replication] (endpoints: "" when unset) */
+    char repl_publish[CONFIG_ENDPOINT_MAX + 1];         /* publish: primary's PUB bind */
+    char repl_serve[CONFIG_ENDPOINT_MAX + 1];           /* serve: primary's ROUTER bind */
+    char repl_primary_publish[CONFIG_ENDPOINT_MAX + 1]; /* primary_publish: a standby's SUB connect */
+    char repl_primary_serve[CONFIG_ENDPOINT_MAX + 1];   /* primary_serve: a standby's DEALER connect */
+    char repl_node_id[RK_NAME_MAX + 1];                 /* node_id: this node's name among standbys */
+    uint32_t repl_min_replicas;                         /* min_replicas: acks that make a record replicated */
+    uint32_t repl_heartbeat_ms;                         /* heartbeat_ms: heartbeat interval */
+    bool curve;                                         /* curve: CURVE on every replication socket */
+    char curve_secret_key[CONFIG_Z85_KEY + 1];          /* curve_secret_key: this node's (Z85) */
+    char curve_public_key[CONFIG_Z85_KEY + 1];          /* curve_public_key: this node's (Z85) */
+    char curve_server_key[CONFIG_Z85_KEY + 1];          /* curve_server_key: a standby: the primary's public key */
+    char curve_authorized_keys[PATH_MAX];               /* authorized_keys: a primary: file of client public keys */
 };
 
 /* Fills c with the defaults (documented in config/primary.ini).  data_dir
@@ -74,8 +90,11 @@ int node_config_set(struct node_config *c, const char *section, const char *key,
                     const char *origin, char *err, size_t err_size);
 
 /* Checks what only makes sense once everything is set: data_dir exists and
- * is a directory, ring name valid, role supported (and every number in its
- * range, for a struct filled by code).  Returns 0 or RK_EINVAL with a
+ * is a directory, ring name valid (a primary's), role supported (and every
+ * number in its range, for a struct filled by code), [replication] keys
+ * consistent with the role (a standby needs primary_publish, primary_serve
+ * and node_id; publish and serve go together; min_replicas > 0 needs them;
+ * curve = yes needs the role's whole key set, and keys need curve = yes).  Returns 0 or RK_EINVAL with a
  * one-line reason in err. */
 int node_config_check(const struct node_config *c, char *err, size_t err_size);
 

@@ -65,6 +65,7 @@ struct ring_record {
 
 struct node {
     const struct node_config *c;
+    const struct node_replicator *repl; /* NULL: none */
     store *s;
     applier *a;
     ring_owner *ring;
@@ -76,6 +77,7 @@ struct node {
     pthread_cond_t apply_cond;   /* applied_seq moved, or a snapshot finished */
     uint64_t journal_seq;        /* last entry journaled (under lock) */
     uint64_t applied_seq;        /* last entry applied (under lock) */
+    uint64_t digest_at;          /* state digest after applied_seq (under lock) */
     int drain_done;              /* drain stopped: apply finishes and exits */
     int wanted;                  /* REQ_* asked of the apply thread (under lock) */
     uint64_t request_id;         /* +1 per request answered */
@@ -212,8 +214,11 @@ static int open_ring(struct node *n, uint64_t next_lsn)
      * journal commit and moving the durable cursor leaves engines waiting
      * on frames that are already in the journal (and that the drain now
      * skips), so the cursor covers them at once, not at the next batch */
-    if (next_lsn > h->start_lsn)
+    if (next_lsn > h->start_lsn) {
         ring_set_durable(n->ring, next_lsn - 1);
+        if (c->repl_min_replicas == 0)
+            ring_set_replicated(n->ring, next_lsn - 1);
+    }
     log_msg(LOG_INFO, "ring taken over", "ring=%s head=%" PRIu64 " tail=%" PRIu64, c->ring_name,
             atomic_load(&h->head), atomic_load(&h->tail));
     return 0;
@@ -306,9 +311,13 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq)
     free(entry);
     if (rc)
         fatal("journal write failed: nothing after it is acknowledged", store_strerror(rc));
-    /* the entry is durable: now, and only now, engines may learn it */
-    if (b->last_ring_lsn)
+    /* the entry is durable: now, and only now, engines may learn it;
+     * with min_replicas 0 nothing waits for standbys */
+    if (b->last_ring_lsn) {
         ring_set_durable(n->ring, b->last_ring_lsn);
+        if (n->c->repl_min_replicas == 0)
+            ring_set_replicated(n->ring, b->last_ring_lsn);
+    }
     ring_release(n->ring);
     for (size_t off = 0; off < b->len;) {
         struct frame_header fh;
@@ -325,6 +334,8 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq)
     n->journal_seq = seq;
     pthread_cond_broadcast(&n->journal_cond);
     pthread_mutex_unlock(&n->lock);
+    if (n->repl)
+        n->repl->journaled(n->repl->arg, seq);
     b->len = 0;
     b->n_frames = 0;
     b->last_ring_lsn = 0;
@@ -558,6 +569,11 @@ static void *ckpt_main(void *arg)
                 floor = UINT64_MAX; /* cannot list: trim nothing */
             if (removed)
                 log_msg(LOG_INFO, "old checkpoints removed", "count=%" PRIu32, removed);
+            if (n->repl) {
+                uint64_t needed = n->repl->trim_floor(n->repl->arg); /* standbys following */
+                if (needed < floor)
+                    floor = needed;
+            }
             if (c->trim_journal && floor != UINT64_MAX) {
                 int trc = store_journal_trim(n->s, floor);
                 if (trc)
@@ -576,6 +592,8 @@ static void *ckpt_main(void *arg)
         } else {
             log_msg(LOG_ERROR, "checkpoint failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
         }
+        if (!rc && n->repl)
+            n->repl->checkpointed(n->repl->arg, path);
         pthread_mutex_lock(&n->lock);
         if (rc) {
             snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
@@ -642,6 +660,7 @@ static void *apply_main(void *arg)
             upto = applier_read_upto(n->a); /* stopped early (every_heights) */
         pthread_mutex_lock(&n->lock);
         n->applied_seq = upto;
+        n->digest_at = am.digest;
         pthread_cond_broadcast(&n->apply_cond);
         pthread_mutex_unlock(&n->lock);
         if (applier_height_crossed(n->a)) {
@@ -694,8 +713,11 @@ static int status_json(struct node *n, char *out, size_t out_size)
     double secs = (double)(now_ns() - atomic_load(&n->start_ns)) / 1e9;
     uint64_t journal_seq, applied_seq;
 
-    char last_error[600] = "null";
+    char last_error[600] = "null", repl[8192] = "";
     size_t e = 0;
+
+    if (n->repl)
+        n->repl->status(n->repl->arg, repl, sizeof repl);
 
     pthread_mutex_lock(&n->lock);
     journal_seq = n->journal_seq;
@@ -722,14 +744,27 @@ static int status_json(struct node *n, char *out, size_t out_size)
                     ",\"groups_applied\":%" PRIu64 ",\"groups_discarded\":%" PRIu64
                     ",\"uptime_s\":%.0f,\"state_digest\":\"%016" PRIx64 "\""
                     ",\"checkpoint_seq\":%" PRIu64 ",\"checkpoints_taken\":%" PRIu64
-                    ",\"checkpoint_running\":%s,\"journal_trimmed_below\":%" PRIu64 ",\"last_error\":%s}",
+                    ",\"checkpoint_running\":%s,\"journal_trimmed_below\":%" PRIu64 ",\"last_error\":%s%s}",
                     n->c->role, n->epoch, (int)getpid(), n->c->data_dir, n->c->ring_name, h->capacity,
                     tail - head, tail, durable, applied, tail - atomic_load(&n->drained_pos), journal_seq,
                     applied_seq, journal_seq - applied_seq, atomic_load(&n->n_batches),
                     atomic_load(&n->n_records), secs > 0 ? (double)atomic_load(&n->n_records) / secs : 0.0,
                     atomic_load(&n->n_groups), atomic_load(&n->n_discarded), secs, atomic_load(&n->digest),
                     ckpt_seq, atomic_load(&n->n_checkpoints), ckpt_busy ? "true" : "false",
-                    atomic_load(&n->journal_floor), last_error);
+                    atomic_load(&n->journal_floor), last_error, repl);
+}
+
+void node_progress(struct node *n, struct node_progress *p)
+{
+    pthread_mutex_lock(&n->lock);
+    p->journal_seq = n->journal_seq;
+    p->applied_seq = n->applied_seq;
+    p->digest = n->digest_at;
+    p->digest_seq = n->applied_seq;
+    pthread_mutex_unlock(&n->lock);
+    p->epoch = n->epoch;
+    p->durable_lsn = atomic_load(&ring_header_of(n->ring)->durable_lsn);
+    p->applied_lsn = atomic_load(&n->applied_lsn);
 }
 
 static void answer_request(struct node *n, int ask, char *out, size_t out_size)
@@ -918,7 +953,17 @@ static void remove_checkpoint_temps(const char *dir)
 
 int node_run(const struct node_config *c)
 {
-    struct node n = {.c = c};
+    if (c->repl_publish[0] || c->repl_serve[0] || strcmp(c->role, "primary") != 0) {
+        log_msg(LOG_ERROR, "replication is configured but this program has no replicator",
+                "hint=\"run it with ringkeep node\"");
+        return 1;
+    }
+    return node_run_with(c, NULL);
+}
+
+int node_run_with(const struct node_config *c, const struct node_replicator *r)
+{
+    struct node n = {.c = c, .repl = r};
     struct journal_header last = {0};
     pthread_t apply_thread, control_thread, ckpt_thread;
     int rc, have_apply = 0, have_control = 0, have_ckpt = 0;
@@ -962,6 +1007,7 @@ int node_run(const struct node_config *c)
     n.applied_seq = applier_meta(n.a).applied_seq;
     if (n.applied_seq > n.journal_seq)
         n.applied_seq = n.journal_seq;
+    n.digest_at = applier_meta(n.a).digest;
     rc = open_ring(&n, last.next_lsn);
     if (rc)
         goto out;
@@ -1000,6 +1046,8 @@ int node_run(const struct node_config *c)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!have_apply || !have_control || !have_ckpt)
         fatal("cannot start threads", strerror(errno));
+    if (r && r->start(r->arg, &n, n.s, n.ring) != 0)
+        fatal("cannot start the replicator", "see the lines above");
     log_msg(LOG_INFO, "node started",
             "role=%s epoch=%" PRIu64 " data_dir=\"%s\" ring=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
             " pid=%d",
@@ -1019,6 +1067,8 @@ int node_run(const struct node_config *c)
     pthread_cond_broadcast(&n.ckpt_cond);
     pthread_mutex_unlock(&n.lock);
     pthread_join(ckpt_thread, NULL);
+    if (r)
+        r->stop(r->arg);
     atomic_store(&n.stop, 1);
     pthread_mutex_lock(&n.lock);
     pthread_cond_broadcast(&n.apply_cond);

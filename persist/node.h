@@ -6,12 +6,60 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "ring.h"
+#include "store.h"
+
+struct node;
+
+/* What a primary's replicator sees of the node (node_progress). */
+struct node_progress {
+    uint64_t epoch;
+    uint64_t journal_seq; /* last entry journaled */
+    uint64_t applied_seq; /* last entry applied */
+    uint64_t durable_lsn; /* the ring's durable cursor */
+    uint64_t applied_lsn; /* LSN of the last MARK applied */
+    uint64_t digest;      /* state digest after applying ... */
+    uint64_t digest_seq;  /* ... up to this entry (a group boundary) */
+};
+
+/* A replicator riding on a primary node (replicator/primary.c).  The node
+ * calls these from its own threads; the replicator keeps its own thread
+ * and must not block them.  arg is passed back to each. */
+struct node_replicator {
+    void *arg;
+    /* main thread, once the threads run and before drain starts; the
+     * store, ring and progress stay valid until stop.  Non-zero: the node
+     * stops (exit 1). */
+    int (*start)(void *arg, struct node *n, store *s, ring_owner *ring);
+    /* drain thread, after entry seq was appended (and the durable cursor
+     * moved) */
+    void (*journaled)(void *arg, uint64_t seq);
+    /* checkpoint thread, after checkpoint file path was written and
+     * verified */
+    void (*checkpointed)(void *arg, const char *path);
+    /* checkpoint thread, before trimming the journal: the lowest entry a
+     * standby it knows still needs (UINT64_MAX: none); the journal is not
+     * trimmed past it */
+    uint64_t (*trim_floor)(void *arg);
+    /* control thread: JSON members (",\"key\":value...") to add to status */
+    void (*status)(void *arg, char *out, size_t out_size);
+    /* main thread, at stop, after drain and apply finished */
+    void (*stop)(void *arg);
+};
 
 /* Runs a primary node with configuration c until SIGTERM or SIGINT (then
  * finishes the batch in hand, applies what is journaled and returns 0), or
  * a fatal error (logged; returns non-zero, and never acknowledges anything
  * that was not made durable). */
 int node_run(const struct node_config *c);
+
+/* node_run with a replicator (NULL: none).  node_run refuses a
+ * configuration with [replication] publish set: only a program that links
+ * the replicator (`ringkeep node`) serves standbys. */
+int node_run_with(const struct node_config *c, const struct node_replicator *r);
+
+/* A consistent copy of the node's cursors; any thread. */
+void node_progress(struct node *n, struct node_progress *p);
 
 /* The control endpoint of the node on data directory dir:
  * "ipc://DIR/control.sock". */

@@ -363,6 +363,10 @@ static const char *const all_keys[][2] = {
     {"checkpoint", "every_seconds"}, {"checkpoint", "every_records"}, {"checkpoint", "keep"},
     {"checkpoint", "keep_hourly"},   {"checkpoint", "keep_daily"},    {"checkpoint", "every_heights"},
     {"checkpoint", "height_producer"}, {"checkpoint", "trim_journal"},
+    {"replication", "publish"}, {"replication", "serve"}, {"replication", "primary_publish"},
+    {"replication", "primary_serve"}, {"replication", "node_id"}, {"replication", "min_replicas"},
+    {"replication", "heartbeat_ms"}, {"replication", "curve"}, {"replication", "curve_secret_key"},
+    {"replication", "curve_public_key"}, {"replication", "curve_server_key"}, {"replication", "authorized_keys"},
 };
 #define N_ALL_KEYS (sizeof all_keys / sizeof all_keys[0])
 
@@ -419,15 +423,19 @@ END_TEST
 #define NAME_48 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuv"
 #define R_NAME_LEN(n) "ring name '" n "' must be 1 to 47 characters and not start with '.'"
 #define R_NAME_CHAR(n, c) "ring name '" n "' has '" c "': use letters, digits, '_', '-', '.'"
-#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage], [checkpoint])"
+#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage], [checkpoint], [replication])"
 
 static const struct bad_value {
     const char *section, *key, *value, *reason;
 } bad_values[] = {
-    {"node", "role", "standby", "role standby is not available in this version"},
-    {"node", "role", "replica", "not a role (primary)"},
-    {"node", "role", "Primary", "not a role (primary)"},
-    {"node", "role", "", "not a role (primary)"},
+    {"node", "role", "replica", "not a role (primary, standby)"},
+    {"node", "role", "Primary", "not a role (primary, standby)"},
+    {"node", "role", "", "not a role (primary, standby)"},
+    {"replication", "publish", "udp://x", "not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)"},
+    {"replication", "min_replicas", "65", "out of range (0..64)"},
+    {"replication", "heartbeat_ms", "5", "out of range (10..60000)"},
+    {"replication", "curve_secret_key", "abc", "not a CURVE key (40 characters of Z85, as zmq_curve_keypair makes)"},
+    {"replication", "curve", "maybe", "not yes or no"},
     {"node", "data_dir", "", "empty: give the data directory's path"},
     {"node", "log_level", "verbose", R_LEVEL},
     {"node", "log_level", "INFO", R_LEVEL},
@@ -735,7 +743,13 @@ START_TEST(unknown_section_and_key_in_a_longer_file)
                                  ini_path));
     ck_assert_int_eq(load_text("[node]\nrole = primary\n[replication]\n; peers\npeer = b:7000\n", &c),
                      RK_EINVAL);
-    ck_assert_str_eq(err, expect("%s:5: [replication] peer = b:7000: " R_SECTIONS, ini_path));
+    ck_assert_str_eq(err, expect("%s:5: [replication] peer = b:7000: unknown key (keys in [replication] are "
+                                 "publish, serve, primary_publish, primary_serve, node_id, min_replicas, "
+                                 "heartbeat_ms, curve, curve_secret_key, curve_public_key, curve_server_key, "
+                                 "authorized_keys)",
+                                 ini_path));
+    ck_assert_int_eq(load_text("[node]\nrole = primary\n[replica]\npeer = b:7000\n", &c), RK_EINVAL);
+    ck_assert_str_eq(err, expect("%s:4: [replica] peer = b:7000: " R_SECTIONS, ini_path));
 }
 END_TEST
 
@@ -797,7 +811,7 @@ START_TEST(long_line_and_nul_byte_are_refused)
     /* an error on an earlier line comes first */
     snprintf(text, sizeof text, "[node]\nrole = x\ndata_dir = %sd\n", dir);
     ck_assert_int_eq(load_text(text, &c), RK_EINVAL);
-    ck_assert_str_eq(err, expect("%s:2: [node] role = x: not a role (primary)", ini_path));
+    ck_assert_str_eq(err, expect("%s:2: [node] role = x: not a role (primary, standby)", ini_path));
 
     /* a NUL byte would hide the rest of its line */
     write_file(ini_path, with_nul, sizeof with_nul - 1);
@@ -916,12 +930,36 @@ START_TEST(check_wants_a_ring_name_and_role_primary)
 
     strcpy(c.role, "standby");
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
-    ck_assert_str_eq(err,
-                     "configuration: [node] role = standby: role standby is not available in this version");
+    ck_assert_str_eq(err, "configuration: [node] role = standby: needs [replication] primary_publish, "
+                          "primary_serve and node_id");
+    strcpy(c.repl_primary_publish, "tcp://127.0.0.1:7701");
+    strcpy(c.repl_primary_serve, "tcp://127.0.0.1:7702");
+    strcpy(c.repl_node_id, "standby-a");
+    ck_assert_msg(node_config_check(&c, err, sizeof err) == 0, "%s", err);
+    c.repl_primary_publish[0] = c.repl_primary_serve[0] = c.repl_node_id[0] = '\0';
     strcpy(c.role, "");
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
-    ck_assert_str_eq(err, "configuration: [node] role = : not a role (primary)");
+    ck_assert_str_eq(err, "configuration: [node] role = : not a role (primary, standby)");
     strcpy(c.role, "primary");
+    strcpy(c.repl_publish, "tcp://127.0.0.1:7701");
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] publish and serve: set both or neither");
+    c.repl_publish[0] = '\0';
+    c.repl_min_replicas = 1;
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] min_replicas = 1: needs publish and serve (standbys to ack)");
+    c.repl_min_replicas = 0;
+    /* CURVE half configured */
+    c.curve = true;
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] curve = yes: needs curve_secret_key, curve_public_key and "
+                          "authorized_keys (the standbys' keys)");
+    c.curve = false;
+    strcpy(c.curve_secret_key, "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6");
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] CURVE keys are set but curve = no: set curve = yes or "
+                          "remove them");
+    c.curve_secret_key[0] = '\0';
 
     strcpy(c.ring_name, "bad name");
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);

@@ -1,0 +1,948 @@
+/* primary.c -- the primary's replicator: publishes what the node journals
+ * and checkpoints, answers standbys, and moves the ring's replicated cursor
+ * by their acknowledgements.
+ *
+ *   drain thread ---- journaled(seq) ----> eventfd ---+
+ *   checkpoint thread - checkpointed(path) -> eventfd -+--> replicator thread
+ *                                                      |    PUB  (bind publish): rk.j rk.c rk.h
+ *   standbys (DEALER) <------------------------------> |    ROUTER (bind serve): HELLO FETCH ACK
+ *                                                      |    ring_set_replicated()
+ *
+ * Design: ZeroMQ sockets are not thread safe, so one thread owns both; the
+ * node's threads only write to an eventfd (and, for a checkpoint, a path
+ * under `lock`).  The replicator reads each new entry back from the store
+ * (store_journal_get_raw: the bytes exactly as stored) and publishes it; a
+ * standby that misses one (PUB drops at its high-water mark, or it
+ * connected late) FETCHes it over the ROUTER.  An ACK names the standby's
+ * durable journal sequence; that entry's LSNs are covered (next_lsn - 1,
+ * never beyond the durable cursor), and the cursor moves to the
+ * min_replicas-th highest LSN the standbys acknowledged.  With
+ * min_replicas = 0 the node moves the replicated cursor with the durable
+ * one and acks only feed status and heartbeats.  The journal is not
+ * trimmed past what a standby this primary knows (one that said HELLO
+ * since it started) still needs.
+ *
+ * CURVE (curve = yes): both sockets are CURVE servers, and this thread
+ * also answers ZeroMQ's authentication requests (ZAP, on
+ * inproc://zeromq.zap.01 of its context): a client key not in
+ * authorized_keys fails the handshake and receives nothing.
+ *
+ * SNAPSHOT serves a checkpoint file of checkpoints/ in chunks, with the
+ * XXH64 of the whole file (computed once per file).  A standby acks every
+ * heartbeat; one silent for PEER_SILENT_BEATS heartbeats is forgotten.
+ *
+ * Bad input: a message that does not decode, has the wrong frames, a type
+ * a standby does not send, or breaks a rule is logged and its peer is
+ * dropped (forgotten until it says HELLO again); the others are served as
+ * before.  ZMQ_MAXMSGSIZE makes ZeroMQ cut a peer sending an oversized
+ * frame.
+ *
+ * Threads: the replicator thread owns the sockets, peers and caches;
+ * `lock` guards the pending checkpoint path and the status text the
+ * control thread reads.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "link.h"
+#include "log.h"
+#include "node.h"
+#include "replicator.h"
+#include "store.h"
+
+#define PUB_HWM 10000   /* messages queued per subscriber before PUB drops (a standby then fetches) */
+#define ROUTER_HWM 1000 /* messages queued per standby on the ROUTER */
+#define SEQ_CACHE 8192  /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
+#define RECV_BURST 256  /* requests served before looking at the eventfd again */
+#define STATUS_MAX 4096
+#define PEER_SILENT_BEATS 20 /* a standby silent this many heartbeats is forgotten (it acks each one) */
+
+struct peer {
+    int used;
+    uint8_t route[LINK_ROUTE_MAX + 1];
+    size_t route_len;
+    char id[WIRE_NAME_MAX + 1];
+    uint64_t acked_seq; /* highest durable_seq it acknowledged */
+    uint64_t acked_lsn; /* the LSN that covers */
+    uint64_t heard_ns;  /* monotonic: its last message */
+};
+
+struct seq_info {
+    uint64_t seq;          /* which entry this slot holds (0: none) */
+    uint64_t covered_lsn;  /* next_lsn - 1 */
+    uint64_t journaled_ns; /* monotonic, when it was published */
+};
+
+struct repl_primary {
+    const struct node_config *c;
+    struct node *node;
+    store *s;
+    ring_owner *ring;
+    void *ctx, *pub, *router;
+    void *zap;                 /* CURVE: the ZAP handler (inproc://zeromq.zap.01), NULL without CURVE */
+    uint8_t (*authorized)[32]; /* CURVE: client public keys allowed */
+    size_t n_authorized;
+    uint64_t n_refused_keys;
+    int efd;
+    pthread_t thread;
+    int running;
+    _Atomic int stop;
+
+    pthread_mutex_t lock;
+    char ckpt_pending[PATH_MAX]; /* a checkpoint to announce (under lock) */
+    char status[STATUS_MAX];     /* status members (under lock) */
+
+    /* the replicator thread's own */
+    uint64_t epoch;
+    uint64_t published_seq;
+    uint64_t replicated_lsn;
+    uint64_t start_ns;
+    uint64_t n_dropped_peers;
+    _Atomic uint64_t needed_from; /* lowest acked_seq + 1 of the known standbys (UINT64_MAX: none) */
+    int has_newest;
+    struct wire_checkpoint newest; /* producers owned */
+    struct peer peers[WIRE_MAX_STANDBYS];
+    struct seq_info *cache;
+    /* routing ids dropped for a bad message: ignored until they say HELLO */
+    struct {
+        uint8_t route[LINK_ROUTE_MAX + 1];
+        size_t len;
+    } dropped[WIRE_MAX_STANDBYS];
+    size_t n_dropped_next;
+    /* XXH64 of the checkpoint file served last (SNAPSHOT asks it in chunks) */
+    char xxh_name[WIRE_FILE_MAX + 1];
+    uint64_t xxh_size, xxh_mtime_ns, xxh;
+};
+
+/* ------------------------------------------------------------ entries */
+
+static uint64_t header_next_lsn(const uint8_t *entry, size_t len)
+{
+    uint64_t v = 0;
+    if (len < JOURNAL_HEADER_SIZE)
+        return 0;
+    for (int i = 7; i >= 0; i--) /* little-endian at offset 40 */
+        v = (v << 8) | entry[40 + i];
+    return v;
+}
+
+static void cache_put(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len)
+{
+    struct seq_info *si = &p->cache[seq % SEQ_CACHE];
+    uint64_t next = header_next_lsn(entry, len);
+
+    si->seq = seq;
+    si->covered_lsn = next ? next - 1 : 0;
+    si->journaled_ns = link_monotonic_ns();
+}
+
+/* The LSN that entry seq's acknowledgement covers (0 if unknown). */
+static uint64_t covered_lsn(struct repl_primary *p, uint64_t seq)
+{
+    struct seq_info *si = &p->cache[seq % SEQ_CACHE];
+    uint8_t *entry = NULL;
+    size_t len = 0;
+
+    if (si->seq != seq) {
+        if (store_journal_get_raw(p->s, seq, &entry, &len) != 0)
+            return 0;
+        uint64_t next = header_next_lsn(entry, len);
+        free(entry);
+        return next ? next - 1 : 0;
+    }
+    return si->covered_lsn;
+}
+
+static void publish_entries(struct repl_primary *p, uint64_t upto)
+{
+    char why[256];
+
+    for (uint64_t seq = p->published_seq + 1; seq <= upto; seq++) {
+        uint8_t *entry = NULL;
+        size_t len = 0;
+        int rc = store_journal_get_raw(p->s, seq, &entry, &len);
+        if (rc) {
+            log_msg(LOG_WARN, "cannot read a journal entry to publish", "seq=%" PRIu64 " error=\"%s\"", seq,
+                    store_strerror(rc));
+            continue; /* standbys fetch it, or learn it was trimmed */
+        }
+        cache_put(p, seq, entry, len);
+        struct wire_msg m = {.type = WIRE_JOURNAL, .epoch = p->epoch};
+        m.u.journal.seq = seq;
+        m.u.journal.bytes = entry;
+        m.u.journal.len = len;
+        rc = link_send(p->pub, NULL, 0, &m, why, sizeof why);
+        if (rc && rc != EAGAIN)
+            log_msg(LOG_WARN, "cannot publish a journal entry", "seq=%" PRIu64 " error=\"%s\"", seq, why);
+        free(entry);
+    }
+    if (upto > p->published_seq)
+        p->published_seq = upto;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+static int checkpoint_record(const char *path, struct wire_checkpoint *out)
+{
+    struct ckpt_info info = {0};
+    char err[512];
+    FILE *f = NULL;
+    const char *base = strrchr(path, '/');
+    int rc = ckpt_read_info(path, &info, err, sizeof err);
+
+    memset(out, 0, sizeof *out);
+    if (rc) {
+        log_msg(LOG_WARN, "cannot read a checkpoint to announce", "file=\"%s\" error=\"%s\"", path, err);
+        return rc;
+    }
+    out->journal_seq = info.journal_seq;
+    out->lsn = info.lsn;
+    out->digest = info.digest;
+    out->created_ns = info.created_ns;
+    snprintf(out->name, sizeof out->name, "%s", base ? base + 1 : path);
+    f = fopen(path, "rb");
+    if (f && fseeko(f, 0, SEEK_END) == 0)
+        out->size = (uint64_t)ftello(f);
+    if (f)
+        fclose(f);
+    out->n_producers = info.n_producers <= WIRE_MAX_PRODUCERS ? info.n_producers : WIRE_MAX_PRODUCERS;
+    out->producers = out->n_producers ? calloc(out->n_producers, sizeof *out->producers) : NULL;
+    if (out->n_producers && !out->producers) {
+        ckpt_info_free(&info);
+        return ENOMEM;
+    }
+    for (uint32_t i = 0; i < out->n_producers; i++) {
+        snprintf(out->producers[i].name, sizeof out->producers[i].name, "%s", info.producers[i].name);
+        out->producers[i].height = info.producers[i].height;
+    }
+    ckpt_info_free(&info);
+    return out->size ? 0 : RK_ECORRUPT;
+}
+
+static void announce_checkpoint(struct repl_primary *p, const char *path)
+{
+    struct wire_checkpoint rec;
+    char why[256];
+
+    if (checkpoint_record(path, &rec) != 0) {
+        free(rec.producers);
+        return;
+    }
+    free(p->newest.producers);
+    p->newest = rec;
+    p->has_newest = 1;
+    struct wire_msg m = {.type = WIRE_CHECKPOINT, .epoch = p->epoch};
+    m.u.checkpoint = rec;
+    int rc = link_send(p->pub, NULL, 0, &m, why, sizeof why);
+    if (rc && rc != EAGAIN)
+        log_msg(LOG_WARN, "cannot publish a checkpoint notice", "error=\"%s\"", why);
+}
+
+/* ------------------------------------------------------------ standbys */
+
+static struct peer *peer_by_route(struct repl_primary *p, const uint8_t *route, size_t len)
+{
+    for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
+        if (p->peers[i].used && p->peers[i].route_len == len && memcmp(p->peers[i].route, route, len) == 0)
+            return &p->peers[i];
+    return NULL;
+}
+
+/* What the known standbys still need: the journal is not trimmed past it. */
+static void update_needed(struct repl_primary *p)
+{
+    uint64_t needed = UINT64_MAX;
+    for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
+        if (p->peers[i].used && p->peers[i].acked_seq + 1 < needed)
+            needed = p->peers[i].acked_seq + 1;
+    atomic_store(&p->needed_from, needed);
+}
+
+static void drop_peer(struct repl_primary *p, const struct link_in *in, const char *why)
+{
+    struct peer *peer = peer_by_route(p, in->route, in->route_len);
+
+    log_msg(LOG_WARN, "bad message from a peer: dropped", "standby=\"%s\" error=\"%s\"",
+            peer ? peer->id : "(unknown)", why);
+    if (peer)
+        memset(peer, 0, sizeof *peer);
+    if (in->route_len) {
+        size_t slot = p->n_dropped_next++ % WIRE_MAX_STANDBYS;
+        memcpy(p->dropped[slot].route, in->route, in->route_len);
+        p->dropped[slot].len = in->route_len;
+    }
+    p->n_dropped_peers++;
+    update_needed(p);
+}
+
+/* A dropped routing id: ignored until it says HELLO (which forgives it). */
+static int is_dropped(struct repl_primary *p, const struct link_in *in, int forgive)
+{
+    for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
+        if (p->dropped[i].len == in->route_len && in->route_len &&
+            memcmp(p->dropped[i].route, in->route, in->route_len) == 0) {
+            if (forgive)
+                p->dropped[i].len = 0;
+            return !forgive;
+        }
+    return 0;
+}
+
+static void update_replicated(struct repl_primary *p)
+{
+    uint64_t lsns[WIRE_MAX_STANDBYS];
+    uint32_t k = p->c->repl_min_replicas, n = 0;
+
+    if (k == 0)
+        return; /* the node moves it with the durable cursor */
+    for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
+        if (p->peers[i].used)
+            lsns[n++] = p->peers[i].acked_lsn;
+    if (n < k)
+        return;
+    /* the k-th highest: sort descending (n <= 64) */
+    for (uint32_t i = 1; i < n; i++)
+        for (uint32_t j = i; j > 0 && lsns[j] > lsns[j - 1]; j--) {
+            uint64_t t = lsns[j];
+            lsns[j] = lsns[j - 1];
+            lsns[j - 1] = t;
+        }
+    if (lsns[k - 1] > p->replicated_lsn) {
+        p->replicated_lsn = lsns[k - 1];
+        ring_set_replicated(p->ring, p->replicated_lsn);
+    }
+}
+
+static void acked(struct repl_primary *p, struct peer *peer, uint64_t seq, uint64_t journal_seq)
+{
+    if (seq > journal_seq)
+        seq = journal_seq; /* more than this primary holds: not ours to count */
+    if (seq <= peer->acked_seq)
+        return;
+    uint64_t lsn = covered_lsn(p, seq);
+    uint64_t durable = atomic_load(&ring_header_of(p->ring)->durable_lsn);
+    peer->acked_seq = seq;
+    if (lsn > durable)
+        lsn = durable;
+    if (lsn > peer->acked_lsn)
+        peer->acked_lsn = lsn;
+    update_needed(p);
+    update_replicated(p);
+}
+
+static void reply(struct repl_primary *p, const struct link_in *in, const struct wire_msg *m)
+{
+    char why[256];
+    int rc = link_send(p->router, in->route, in->route_len, m, why, sizeof why);
+
+    if (rc && rc != EAGAIN && rc != EHOSTUNREACH)
+        log_msg(LOG_WARN, "cannot answer a standby", "error=\"%s\"", why);
+}
+
+static void reply_error(struct repl_primary *p, const struct link_in *in, uint32_t code, const char *text)
+{
+    struct wire_msg m = {.type = WIRE_ERROR, .epoch = p->epoch};
+    m.u.error.code = code;
+    snprintf(m.u.error.text, sizeof m.u.error.text, "%s", text);
+    reply(p, in, &m);
+}
+
+static uint64_t first_seq(struct repl_primary *p, uint64_t journal_seq)
+{
+    uint64_t first = 0;
+    return store_journal_first(p->s, &first) == 0 ? first : journal_seq + 1;
+}
+
+static void on_hello(struct repl_primary *p, const struct link_in *in, const struct node_progress *np)
+{
+    const struct wire_hello *h = &in->m.u.hello;
+    struct peer *peer = peer_by_route(p, in->route, in->route_len);
+
+    for (size_t i = 0; !peer && i < WIRE_MAX_STANDBYS; i++)
+        if (p->peers[i].used && strcmp(p->peers[i].id, h->node_id) == 0)
+            peer = &p->peers[i]; /* the same standby, reconnected */
+    for (size_t i = 0; !peer && i < WIRE_MAX_STANDBYS; i++)
+        if (!p->peers[i].used)
+            peer = &p->peers[i];
+    if (!peer) {
+        reply_error(p, in, WIRE_ERR_BAD_REQUEST, "too many standbys");
+        return;
+    }
+    if (!peer->used || strcmp(peer->id, h->node_id) != 0) {
+        memset(peer, 0, sizeof *peer);
+        log_msg(LOG_INFO, "standby said hello", "standby=\"%s\" last_seq=%" PRIu64, h->node_id, h->last_seq);
+    }
+    peer->used = 1;
+    peer->heard_ns = link_monotonic_ns();
+    update_needed(p);
+    memcpy(peer->route, in->route, in->route_len);
+    peer->route_len = in->route_len;
+    snprintf(peer->id, sizeof peer->id, "%s", h->node_id);
+    /* what its journal holds is fsynced: as good as an ACK */
+    acked(p, peer, h->last_seq, np->journal_seq);
+
+    struct wire_msg m = {.type = WIRE_WELCOME, .epoch = p->epoch};
+    m.u.welcome.first_seq = first_seq(p, np->journal_seq);
+    m.u.welcome.last_seq = np->journal_seq;
+    if (m.u.welcome.first_seq > m.u.welcome.last_seq + 1)
+        m.u.welcome.first_seq = m.u.welcome.last_seq + 1;
+    if (p->has_newest && p->newest.journal_seq <= np->journal_seq) {
+        m.u.welcome.has_checkpoint = 1;
+        m.u.welcome.checkpoint = p->newest;
+    }
+    reply(p, in, &m);
+}
+
+static void on_fetch(struct repl_primary *p, const struct link_in *in, const struct node_progress *np)
+{
+    const struct wire_fetch *f = &in->m.u.fetch;
+    struct wire_entry *entries = NULL;
+    uint8_t **bufs = NULL;
+    uint32_t n = 0;
+    size_t bytes = 0;
+    uint64_t to = f->to_seq < np->journal_seq ? f->to_seq : np->journal_seq;
+    int more = 0;
+
+    if (f->from_seq < first_seq(p, np->journal_seq) && f->from_seq <= np->journal_seq) {
+        reply_error(p, in, WIRE_ERR_TRIMMED, "entries asked for are no longer held");
+        return;
+    }
+    entries = calloc(WIRE_MAX_ENTRIES, sizeof *entries);
+    bufs = calloc(WIRE_MAX_ENTRIES, sizeof *bufs);
+    if (!entries || !bufs)
+        goto out;
+    for (uint64_t seq = f->from_seq; seq <= to; seq++) {
+        if (n == WIRE_MAX_ENTRIES || bytes >= WIRE_ENTRIES_TARGET) {
+            more = 1;
+            break;
+        }
+        size_t len = 0;
+        int rc = store_journal_get_raw(p->s, seq, &bufs[n], &len);
+        if (rc) {
+            more = n > 0; /* trimmed meanwhile: the next FETCH is told */
+            if (n == 0) {
+                reply_error(p, in, WIRE_ERR_TRIMMED, "entries asked for are no longer held");
+                goto out;
+            }
+            break;
+        }
+        entries[n].seq = seq;
+        entries[n].bytes = bufs[n];
+        entries[n].len = len;
+        bytes += len;
+        n++;
+    }
+    struct wire_msg m = {.type = WIRE_ENTRIES, .epoch = p->epoch};
+    m.u.entries.n_entries = n;
+    m.u.entries.entries = entries;
+    m.u.entries.more = more;
+    reply(p, in, &m);
+out:
+    for (uint32_t i = 0; bufs && i < n; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(entries);
+}
+
+static void on_snapshot(struct repl_primary *p, const struct link_in *in)
+{
+    const struct wire_snapshot *r = &in->m.u.snapshot;
+    char path[PATH_MAX + WIRE_FILE_MAX + 16];
+    size_t name_len = strlen(r->name);
+    uint8_t *data = NULL;
+    struct stat st;
+    int fd = -1;
+
+    snprintf(path, sizeof path, "%s/checkpoints/%s", p->c->data_dir, r->name);
+    if (name_len < sizeof CKPT_SUFFIX ||
+        strcmp(r->name + name_len - (sizeof CKPT_SUFFIX - 1), CKPT_SUFFIX) != 0 || r->name[0] == '.' ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
+        reply_error(p, in, WIRE_ERR_NO_FILE, "no such checkpoint file");
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size,
+             mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+    if (strcmp(p->xxh_name, r->name) != 0 || p->xxh_size != size || p->xxh_mtime_ns != mtime) {
+        if (link_file_xxh64(fd, &p->xxh) != 0) {
+            p->xxh_name[0] = '\0';
+            reply_error(p, in, WIRE_ERR_NO_FILE, "checkpoint file unreadable");
+            goto out;
+        }
+        snprintf(p->xxh_name, sizeof p->xxh_name, "%s", r->name);
+        p->xxh_size = size;
+        p->xxh_mtime_ns = mtime;
+    }
+    if (r->offset > size) {
+        reply_error(p, in, WIRE_ERR_BAD_REQUEST, "offset beyond the end of the file");
+        goto out;
+    }
+    size_t len = size - r->offset < r->max_len ? (size_t)(size - r->offset) : r->max_len;
+    data = malloc(len ? len : 1);
+    if (!data || (len && pread(fd, data, len, (off_t)r->offset) != (ssize_t)len)) {
+        reply_error(p, in, WIRE_ERR_NO_FILE, "checkpoint file unreadable");
+        goto out;
+    }
+    struct wire_msg m = {.type = WIRE_CHUNK, .epoch = p->epoch};
+    snprintf(m.u.chunk.name, sizeof m.u.chunk.name, "%s", r->name);
+    m.u.chunk.offset = r->offset;
+    m.u.chunk.total_size = size;
+    m.u.chunk.file_xxh64 = p->xxh;
+    m.u.chunk.data = data;
+    m.u.chunk.len = (uint32_t)len;
+    reply(p, in, &m);
+out:
+    free(data);
+    if (fd >= 0)
+        close(fd);
+}
+
+static void serve(struct repl_primary *p)
+{
+    struct node_progress np;
+
+    node_progress(p->node, &np);
+    for (int i = 0; i < RECV_BURST; i++) {
+        struct link_in in;
+        char why[512] = "";
+        int newer = 0, rc = link_recv(p->router, 1, &in, why, sizeof why);
+
+        if (rc == EAGAIN || rc == EINTR) {
+            link_in_free(&in);
+            break;
+        }
+        if (rc) {
+            drop_peer(p, &in, why);
+        } else if (in.m.type != WIRE_HELLO && in.m.type != WIRE_FETCH && in.m.type != WIRE_ACK &&
+                   in.m.type != WIRE_SNAPSHOT) {
+            snprintf(why, sizeof why, "%s is not a request", wire_type_name(in.m.type));
+            drop_peer(p, &in, why);
+        } else if (is_dropped(p, &in, in.m.type == WIRE_HELLO)) {
+            log_msg(LOG_DEBUG, "message from a dropped peer ignored", "type=%s", wire_type_name(in.m.type));
+        } else if (wire_check_epoch(p->epoch, in.m.epoch, &newer, why, sizeof why) != 0) {
+            log_msg(LOG_WARN, "request from a lower epoch refused", "error=\"%s\"", why);
+            reply_error(p, &in, WIRE_ERR_EPOCH, "your epoch is lower than mine");
+        } else if (newer) {
+            /* promotion is not built: a higher epoch is not followed here */
+            log_msg(LOG_ERROR, "request from a higher epoch: another node was promoted; ignored",
+                    "epoch=%" PRIu64 " theirs=%" PRIu64, p->epoch, in.m.epoch);
+        } else if (in.m.type == WIRE_HELLO) {
+            on_hello(p, &in, &np);
+        } else if (in.m.type == WIRE_FETCH) {
+            on_fetch(p, &in, &np);
+        } else if (in.m.type == WIRE_SNAPSHOT) {
+            on_snapshot(p, &in);
+        } else {
+            struct peer *peer = peer_by_route(p, in.route, in.route_len);
+            if (peer)
+                acked(p, peer, in.m.u.ack.durable_seq, np.journal_seq);
+        }
+        if (rc == 0) {
+            struct peer *peer = peer_by_route(p, in.route, in.route_len);
+            if (peer)
+                peer->heard_ns = link_monotonic_ns();
+        }
+        link_in_free(&in);
+    }
+}
+
+/* ------------------------------------------------------------ CURVE */
+
+/* Reads the authorized_keys file: one Z85 key per line, '#' comments. */
+static int load_authorized(struct repl_primary *p)
+{
+    FILE *f = fopen(p->c->curve_authorized_keys, "re");
+    char line[256];
+    unsigned lineno = 0;
+
+    if (!f) {
+        log_msg(LOG_ERROR, "cannot read authorized_keys", "file=\"%s\" error=\"%s\"",
+                p->c->curve_authorized_keys, strerror(errno));
+        return errno;
+    }
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strcspn(line, "\r\n");
+        lineno++;
+        line[len] = '\0';
+        while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+            line[--len] = '\0';
+        if (len == 0 || line[0] == '#')
+            continue;
+        void *grown = realloc(p->authorized, (p->n_authorized + 1) * sizeof *p->authorized);
+        if (!grown) {
+            fclose(f);
+            return ENOMEM;
+        }
+        p->authorized = grown;
+        if (len != CONFIG_Z85_KEY || !zmq_z85_decode(p->authorized[p->n_authorized], line)) {
+            log_msg(LOG_ERROR, "authorized_keys: not a CURVE public key (40 characters of Z85)",
+                    "file=\"%s\" line=%u", p->c->curve_authorized_keys, lineno);
+            fclose(f);
+            return RK_EINVAL;
+        }
+        p->n_authorized++;
+    }
+    fclose(f);
+    if (!p->n_authorized) {
+        log_msg(LOG_ERROR, "authorized_keys holds no key", "file=\"%s\"", p->c->curve_authorized_keys);
+        return RK_EINVAL;
+    }
+    return 0;
+}
+
+/* One ZAP request (RFC 27): frames version, request id, domain, address,
+ * identity, mechanism, then the client's 32-byte public key for CURVE.
+ * 200 when the key is authorized, 400 otherwise. */
+static void serve_zap(struct repl_primary *p)
+{
+    zmq_msg_t frames[8];
+    int n = 0, more = 1;
+    size_t more_size = sizeof more;
+
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, p->zap, n ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        if (zmq_getsockopt(p->zap, ZMQ_RCVMORE, &more, &more_size))
+            more = 0;
+        if (n < 8)
+            frames[n++] = part;
+        else
+            zmq_msg_close(&part);
+    }
+    if (n < 2)
+        goto out;
+    int ok = 0;
+    if (n >= 7 && zmq_msg_size(&frames[5]) == 5 && memcmp(zmq_msg_data(&frames[5]), "CURVE", 5) == 0 &&
+        zmq_msg_size(&frames[6]) == 32)
+        for (size_t i = 0; i < p->n_authorized && !ok; i++)
+            ok = memcmp(p->authorized[i], zmq_msg_data(&frames[6]), 32) == 0;
+    if (!ok) {
+        p->n_refused_keys++;
+        log_msg(LOG_WARN, "CURVE peer refused: key not in authorized_keys", NULL);
+    }
+    zmq_send(p->zap, "1.0", 3, ZMQ_SNDMORE);
+    zmq_send(p->zap, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), ZMQ_SNDMORE);
+    zmq_send(p->zap, ok ? "200" : "400", 3, ZMQ_SNDMORE);
+    zmq_send(p->zap, ok ? "OK" : "not authorized", ok ? 2 : 14, ZMQ_SNDMORE);
+    zmq_send(p->zap, "", 0, ZMQ_SNDMORE);
+    zmq_send(p->zap, "", 0, 0);
+out:
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&frames[i]);
+}
+
+/* ------------------------------------------------------------ heartbeat */
+
+static void heartbeat(struct repl_primary *p)
+{
+    struct node_progress np;
+    struct wire_standby standbys[WIRE_MAX_STANDBYS];
+    uint64_t now = link_monotonic_ns();
+    uint64_t silent_ns = (uint64_t)p->c->repl_heartbeat_ms * 1000000u * PEER_SILENT_BEATS;
+    uint32_t n = 0;
+    char why[256], text[STATUS_MAX];
+    size_t len = 0;
+
+    node_progress(p->node, &np);
+    memset(standbys, 0, sizeof standbys);
+    for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++) {
+        struct peer *peer = &p->peers[i];
+        if (peer->used && now - peer->heard_ns > silent_ns) {
+            /* gone: it no longer holds the journal back nor counts for
+             * min_replicas; it says HELLO when it comes back */
+            log_msg(LOG_INFO, "standby silent: forgotten", "standby=\"%s\" acked_seq=%" PRIu64, peer->id,
+                    peer->acked_seq);
+            memset(peer, 0, sizeof *peer);
+            update_needed(p);
+        }
+        if (!peer->used)
+            continue;
+        struct wire_standby *s = &standbys[n++];
+        snprintf(s->id, sizeof s->id, "%s", peer->id);
+        s->acked_seq = peer->acked_seq < np.journal_seq ? peer->acked_seq : np.journal_seq;
+        s->lag_entries = np.journal_seq - s->acked_seq;
+        if (s->lag_entries) {
+            struct seq_info *si = &p->cache[(s->acked_seq + 1) % SEQ_CACHE];
+            uint64_t since = si->seq == s->acked_seq + 1 ? si->journaled_ns : p->start_ns;
+            s->lag_ms = now > since ? (now - since) / 1000000u : 0;
+        }
+    }
+    struct wire_msg m = {.type = WIRE_HEARTBEAT, .epoch = p->epoch};
+    struct wire_heartbeat *hb = &m.u.heartbeat;
+    hb->journal_seq = np.journal_seq;
+    hb->applied_seq = np.applied_seq;
+    hb->durable_lsn = np.durable_lsn;
+    hb->applied_lsn = np.applied_lsn < np.durable_lsn ? np.applied_lsn : np.durable_lsn;
+    hb->digest = np.digest;
+    hb->digest_seq = np.digest_seq;
+    hb->n_standbys = n;
+    hb->standbys = standbys;
+    hb->time_ns = link_realtime_ns();
+    int rc = link_send(p->pub, NULL, 0, &m, why, sizeof why);
+    if (rc && rc != EAGAIN)
+        log_msg(LOG_WARN, "cannot publish a heartbeat", "error=\"%s\"", why);
+
+    /* the status members the control thread shows */
+    len = (size_t)snprintf(text, sizeof text,
+                           ",\"publish\":\"%s\",\"serve\":\"%s\",\"min_replicas\":%" PRIu32
+                           ",\"replicated_lsn\":%" PRIu64 ",\"n_standbys\":%" PRIu32
+                           ",\"peers_dropped\":%" PRIu64 ",\"curve\":%s,\"curve_keys_refused\":%" PRIu64
+                           ",\"standbys\":\"",
+                           p->c->repl_publish, p->c->repl_serve, p->c->repl_min_replicas,
+                           atomic_load(&ring_header_of(p->ring)->replicated_lsn), n, p->n_dropped_peers,
+                           p->zap ? "true" : "false", p->n_refused_keys);
+    for (uint32_t i = 0; i < n && len < sizeof text; i++)
+        len += (size_t)snprintf(text + len, sizeof text - len,
+                                "%s%s acked_seq=%" PRIu64 " lag_entries=%" PRIu64 " lag_ms=%" PRIu64,
+                                i ? "; " : "", standbys[i].id, standbys[i].acked_seq, standbys[i].lag_entries,
+                                standbys[i].lag_ms);
+    if (len < sizeof text)
+        snprintf(text + len, sizeof text - len, "\"");
+    pthread_mutex_lock(&p->lock);
+    snprintf(p->status, sizeof p->status, "%s", text);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ------------------------------------------------------------ the thread */
+
+static void *replicator_main(void *arg)
+{
+    struct repl_primary *p = arg;
+    uint64_t interval = (uint64_t)p->c->repl_heartbeat_ms * 1000000u, next_hb = link_monotonic_ns();
+
+    while (!atomic_load(&p->stop)) {
+        uint64_t now = link_monotonic_ns();
+        long timeout_ms = now >= next_hb ? 0 : (long)((next_hb - now) / 1000000u) + 1;
+        zmq_pollitem_t items[3] = {{.socket = p->router, .events = ZMQ_POLLIN},
+                                   {.fd = p->efd, .events = ZMQ_POLLIN},
+                                   {.socket = p->zap, .events = ZMQ_POLLIN}};
+        char path[PATH_MAX] = "";
+
+        if (zmq_poll(items, p->zap ? 3 : 2, timeout_ms) < 0 && zmq_errno() != EINTR)
+            break;
+        if (p->zap && (items[2].revents & ZMQ_POLLIN))
+            for (int i = 0; i < RECV_BURST; i++) {
+                int ev = 0;
+                size_t ev_size = sizeof ev;
+                if (zmq_getsockopt(p->zap, ZMQ_EVENTS, &ev, &ev_size) || !(ev & ZMQ_POLLIN))
+                    break;
+                serve_zap(p);
+            }
+        if (items[1].revents & ZMQ_POLLIN) {
+            uint64_t v;
+            if (read(p->efd, &v, sizeof v) < 0 && errno != EAGAIN)
+                break;
+        }
+        /* every loop: cheap, and nothing journaled is left unpublished */
+        struct node_progress np;
+        node_progress(p->node, &np);
+        if (np.journal_seq > p->published_seq)
+            publish_entries(p, np.journal_seq);
+        pthread_mutex_lock(&p->lock);
+        snprintf(path, sizeof path, "%s", p->ckpt_pending);
+        p->ckpt_pending[0] = '\0';
+        pthread_mutex_unlock(&p->lock);
+        if (path[0])
+            announce_checkpoint(p, path);
+        if (items[0].revents & ZMQ_POLLIN)
+            serve(p);
+        if (link_monotonic_ns() >= next_hb) {
+            heartbeat(p);
+            next_hb = link_monotonic_ns() + interval;
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ node hooks */
+
+static void wake(struct repl_primary *p)
+{
+    uint64_t one = 1;
+    if (write(p->efd, &one, sizeof one) < 0)
+        log_msg(LOG_DEBUG, "replicator wake-up lost", "error=\"%s\"", strerror(errno));
+}
+
+static int hook_start(void *arg, struct node *n, store *s, ring_owner *ring)
+{
+    struct repl_primary *p = arg;
+    struct node_progress np;
+    char dir[PATH_MAX + 16], **paths = NULL;
+    size_t n_paths = 0;
+    int rc = 0;
+
+    p->node = n;
+    p->s = s;
+    p->ring = ring;
+    node_progress(n, &np);
+    p->epoch = np.epoch;
+    p->published_seq = np.journal_seq; /* older entries: standbys fetch them */
+    p->start_ns = link_monotonic_ns();
+    snprintf(dir, sizeof dir, "%s/checkpoints", p->c->data_dir);
+    if (ckpt_list(dir, &paths, &n_paths) == 0 && n_paths) {
+        struct wire_checkpoint rec;
+        if (checkpoint_record(paths[0], &rec) == 0) {
+            p->newest = rec;
+            p->has_newest = 1;
+        } else {
+            free(rec.producers);
+        }
+    }
+    ckpt_list_free(paths, n_paths);
+    p->cache = calloc(SEQ_CACHE, sizeof *p->cache);
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    p->ctx = zmq_ctx_new();
+    p->pub = p->ctx ? zmq_socket(p->ctx, ZMQ_PUB) : NULL;
+    p->router = p->ctx ? zmq_socket(p->ctx, ZMQ_ROUTER) : NULL;
+    if (!p->cache || p->efd < 0 || !p->pub || !p->router) {
+        log_msg(LOG_ERROR, "cannot start the replicator", "error=\"%s\"", strerror(errno));
+        return ENOMEM;
+    }
+    if ((rc = link_setup(p->pub, PUB_HWM)) != 0 || (rc = link_setup(p->router, ROUTER_HWM)) != 0) {
+        log_msg(LOG_ERROR, "cannot set replication socket options", "error=\"%s\"", zmq_strerror(rc));
+        return rc;
+    }
+    if (p->c->curve) {
+        /* the ZAP handler first: CURVE handshakes wait for its answers */
+        int linger = 0;
+        if ((rc = load_authorized(p)) != 0)
+            return rc;
+        p->zap = zmq_socket(p->ctx, ZMQ_REP);
+        if (!p->zap || zmq_setsockopt(p->zap, ZMQ_LINGER, &linger, sizeof linger) ||
+            zmq_bind(p->zap, "inproc://zeromq.zap.01") || link_curve_server(p->pub, p->c->curve_secret_key) ||
+            link_curve_server(p->router, p->c->curve_secret_key)) {
+            rc = zmq_errno();
+            log_msg(LOG_ERROR, "cannot set up CURVE", "error=\"%s\"", zmq_strerror(rc));
+            return rc;
+        }
+    }
+    if (zmq_bind(p->pub, p->c->repl_publish) != 0) {
+        rc = zmq_errno();
+        log_msg(LOG_ERROR, "cannot bind the publish endpoint", "endpoint=%s error=\"%s\"", p->c->repl_publish,
+                zmq_strerror(rc));
+        return rc;
+    }
+    if (zmq_bind(p->router, p->c->repl_serve) != 0) {
+        rc = zmq_errno();
+        log_msg(LOG_ERROR, "cannot bind the serve endpoint", "endpoint=%s error=\"%s\"", p->c->repl_serve,
+                zmq_strerror(rc));
+        return rc;
+    }
+    rc = pthread_create(&p->thread, NULL, replicator_main, p);
+    if (rc)
+        return rc;
+    p->running = 1;
+    log_msg(LOG_INFO, "replication started",
+            "publish=%s serve=%s min_replicas=%" PRIu32 " heartbeat_ms=%" PRIu32 " journal_seq=%" PRIu64,
+            p->c->repl_publish, p->c->repl_serve, p->c->repl_min_replicas, p->c->repl_heartbeat_ms,
+            np.journal_seq);
+    return 0;
+}
+
+static void hook_journaled(void *arg, uint64_t seq)
+{
+    (void)seq;
+    wake(arg);
+}
+
+static void hook_checkpointed(void *arg, const char *path)
+{
+    struct repl_primary *p = arg;
+
+    pthread_mutex_lock(&p->lock);
+    snprintf(p->ckpt_pending, sizeof p->ckpt_pending, "%s", path);
+    pthread_mutex_unlock(&p->lock);
+    wake(p);
+}
+
+static uint64_t hook_trim_floor(void *arg)
+{
+    struct repl_primary *p = arg;
+    return atomic_load(&p->needed_from);
+}
+
+static void hook_status(void *arg, char *out, size_t out_size)
+{
+    struct repl_primary *p = arg;
+
+    pthread_mutex_lock(&p->lock);
+    snprintf(out, out_size, "%s", p->status);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void hook_stop(void *arg)
+{
+    struct repl_primary *p = arg;
+
+    if (p->running) {
+        atomic_store(&p->stop, 1);
+        wake(p);
+        pthread_join(p->thread, NULL);
+        p->running = 0;
+    }
+}
+
+static void primary_free(struct repl_primary *p)
+{
+    if (p->pub)
+        zmq_close(p->pub);
+    if (p->router)
+        zmq_close(p->router);
+    if (p->zap)
+        zmq_close(p->zap);
+    free(p->authorized);
+    if (p->ctx)
+        zmq_ctx_term(p->ctx);
+    if (p->efd >= 0)
+        close(p->efd);
+    free(p->cache);
+    free(p->newest.producers);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+int repl_node_run(const struct node_config *c)
+{
+    struct repl_primary *p = NULL;
+    int rc;
+
+    if (strcmp(c->role, "standby") == 0)
+        return standby_run(c);
+    if (!c->repl_publish[0])
+        return node_run(c);
+    p = calloc(1, sizeof *p);
+    if (!p)
+        return 1;
+    p->c = c;
+    p->efd = -1;
+    atomic_store(&p->needed_from, UINT64_MAX);
+    pthread_mutex_init(&p->lock, NULL);
+    snprintf(p->status, sizeof p->status, ",\"publish\":\"%s\",\"serve\":\"%s\",\"min_replicas\":%" PRIu32,
+             c->repl_publish, c->repl_serve, c->repl_min_replicas);
+    struct node_replicator hooks = {.arg = p,
+                                    .start = hook_start,
+                                    .journaled = hook_journaled,
+                                    .checkpointed = hook_checkpointed,
+                                    .trim_floor = hook_trim_floor,
+                                    .status = hook_status,
+                                    .stop = hook_stop};
+    rc = node_run_with(c, &hooks);
+    hook_stop(p);
+    primary_free(p);
+    return rc;
+}

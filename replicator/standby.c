@@ -1,0 +1,784 @@
+/* standby.c -- a standby: follows a primary into its own data directory.
+ *
+ *   start ── HELLO ──> WAITING ── WELCOME ──> FOLLOWING ──┐
+ *     ^  (again each second          (standby_on_welcome)  │ rk.j seq = last+1: verify, append
+ *     |   without an answer)                              │   (fsync), ACK, apply
+ *     |                                                   │ rk.j seq > last+1 (a gap), bad
+ *     └── a heartbeat that does not list us (the          │   checksum, heartbeat ahead:
+ *         primary restarted), ERROR 1 (adopt its epoch) ──┘   FETCH last+1.. (standby_fetch)
+ *
+ *   WELCOME with first_seq > last+1, or ERROR 2 (trimmed) ──> BOOTSTRAP (standby_bootstrap):
+ *     set our data aside (db/ -> set-aside/db-<ns>/, never deleted), SNAPSHOT the newest
+ *     checkpoint in chunks into checkpoints/.<name>.part (resumable), check its XXH64,
+ *     rename, applier_load_checkpoint, then FETCH from its restart point ──> FOLLOWING
+ *
+ * Design: one thread (the main one) owns the SUB and DEALER sockets, the
+ * store and the applier: entries are stored strictly in sequence order,
+ * each verified with journal_decode before it is appended (the same bytes
+ * as the primary's, committed with sync by store_journal_append), and the
+ * ACK for the last one goes out after that commit.  A gap is fetched,
+ * never skipped; a duplicate is ignored; an entry that fails verification
+ * is not stored and is fetched again; a message from a lower epoch is
+ * refused.  Apply uses the primary's code (applier_run), one entry at a
+ * time, and remembers the state digest after each recent entry, so that a
+ * heartbeat's (digest_seq, digest) can be compared with ours at the same
+ * sequence.  A restart (SIGKILL included) carries on from the journal's
+ * last entry: HELLO says it, and only what is missing is fetched.
+ *
+ * With curve = yes both sockets are CURVE clients of the primary.
+ *
+ * Threads: main (above) and the control thread (ipc://DIR/control.sock,
+ * answering "status"); `lock` guards the status text between them.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apply.h"
+#include "link.h"
+#include "log.h"
+#include "node.h"
+#include "replicator.h"
+#include "store.h"
+
+#define EPOCH_KEY "epoch"
+#define SUB_HWM 10000
+#define DEALER_HWM 1000
+#define DIGEST_HISTORY 4096 /* (seq, digest) after each recent entry applied */
+#define HELLO_RETRY_NS 1000000000ull
+#define FETCH_RETRY_NS 500000000ull
+#define APPLY_STEP 64 /* entries applied between looks at the sockets */
+#define RECV_BURST 256
+#define STATUS_MAX 8192
+
+struct digest_at {
+    uint64_t seq, digest;
+};
+
+struct standby {
+    const struct node_config *c;
+    store *s;
+    applier *a;
+    void *ctx, *sub, *dealer;
+    uint64_t epoch;
+    uint64_t last_seq;    /* last entry in our journal (durable) */
+    uint64_t acked_seq;   /* last ACK sent */
+    uint64_t primary_seq; /* highest entry we know the primary holds */
+    uint64_t behind_ns;   /* since when last_seq < primary_seq (0: caught up) */
+    int welcomed;         /* WELCOME received since the last HELLO */
+    uint64_t hello_ns;    /* when HELLO was sent */
+    int fetching;         /* a FETCH is outstanding */
+    uint64_t fetch_ns;    /* when it was sent */
+    uint64_t hb_digest, hb_digest_seq, hb_journal_seq;
+    int digest_match; /* -1 not compared yet, 0 differs, 1 equal */
+    uint64_t digest_compared_seq;
+    struct digest_at history[DIGEST_HISTORY];
+    uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
+    uint64_t n_journal_msgs;
+    uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
+    uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
+    int stop_error; /* cannot go on: the main loop ends, exit 1 */
+    /* bootstrap from a checkpoint (standby_bootstrap) */
+    int bootstrapping;
+    char snap_name[WIRE_FILE_MAX + 1];
+    int snap_fd;                   /* checkpoints/.<name>.part */
+    uint64_t snap_offset;          /* bytes of it we hold */
+    uint64_t snap_total, snap_xxh; /* as the first chunk said (0: no chunk yet) */
+    uint64_t snap_ns;              /* when the last SNAPSHOT was sent */
+    uint64_t n_bootstraps;
+
+    pthread_mutex_t lock;
+    char status[STATUS_MAX]; /* the status JSON (under lock) */
+    _Atomic int stop;
+};
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+/* ------------------------------------------------------------ meta */
+
+static int epoch_load(struct standby *sb)
+{
+    DB *meta = store_meta(sb->s);
+    DBT k = {.data = (void *)EPOCH_KEY, .size = (u_int32_t)strlen(EPOCH_KEY)};
+    DBT v = {.data = &sb->epoch, .ulen = sizeof sb->epoch, .flags = DB_DBT_USERMEM};
+
+    if (meta->get(meta, NULL, &k, &v, 0) == 0 && v.size == sizeof sb->epoch)
+        return 0;
+    sb->epoch = 1;
+    v = (DBT){.data = &sb->epoch, .size = sizeof sb->epoch};
+    return meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT);
+}
+
+static int epoch_adopt(struct standby *sb, uint64_t epoch)
+{
+    DB *meta = store_meta(sb->s);
+    DBT k = {.data = (void *)EPOCH_KEY, .size = (u_int32_t)strlen(EPOCH_KEY)};
+    DBT v = {.data = &epoch, .size = sizeof epoch};
+
+    log_msg(LOG_INFO, "adopting a higher epoch", "epoch=%" PRIu64 " new=%" PRIu64, sb->epoch, epoch);
+    sb->epoch = epoch;
+    return meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static void send_msg(struct standby *sb, struct wire_msg *m)
+{
+    char why[256];
+    m->epoch = sb->epoch;
+    int rc = link_send(sb->dealer, NULL, 0, m, why, sizeof why);
+    if (rc && rc != EAGAIN)
+        log_msg(LOG_WARN, "cannot send to the primary", "error=\"%s\"", why);
+}
+
+static void send_hello(struct standby *sb)
+{
+    struct wire_msg m = {.type = WIRE_HELLO};
+    snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "%s", sb->c->repl_node_id);
+    m.u.hello.last_seq = sb->last_seq;
+    send_msg(sb, &m);
+    sb->welcomed = 0;
+    sb->fetching = 0;
+    sb->hello_ns = link_monotonic_ns();
+}
+
+static void standby_fetch(struct standby *sb)
+{
+    if (!sb->welcomed || sb->fetching || sb->bootstrapping || sb->primary_seq <= sb->last_seq)
+        return;
+    struct wire_msg m = {.type = WIRE_FETCH};
+    m.u.fetch.from_seq = sb->last_seq + 1;
+    m.u.fetch.to_seq = sb->primary_seq;
+    send_msg(sb, &m);
+    sb->fetching = 1;
+    sb->fetch_ns = link_monotonic_ns();
+}
+
+static void send_ack(struct standby *sb, int keepalive)
+{
+    if (sb->last_seq <= sb->acked_seq && !keepalive)
+        return;
+    struct wire_msg m = {.type = WIRE_ACK};
+    m.u.ack.durable_seq = sb->last_seq;
+    send_msg(sb, &m);
+    sb->acked_seq = sb->last_seq;
+}
+
+static void knows_primary_holds(struct standby *sb, uint64_t seq)
+{
+    if (seq > sb->primary_seq)
+        sb->primary_seq = seq;
+    if (sb->primary_seq > sb->last_seq && !sb->behind_ns)
+        sb->behind_ns = link_monotonic_ns();
+}
+
+/* ------------------------------------------------------------ entries */
+
+/* Stores entry seq if it is the next one and verifies; 1 stored, 0 not. */
+static int take_entry(struct standby *sb, uint64_t seq, const uint8_t *bytes, size_t len)
+{
+    journal_entry e = {0};
+    char why[256];
+    int rc;
+
+    if (seq <= sb->last_seq) {
+        sb->n_duplicates++;
+        return 0;
+    }
+    knows_primary_holds(sb, seq);
+    if (seq != sb->last_seq + 1) {
+        sb->n_gaps++;
+        return 0; /* fetched: standby_fetch asks from last_seq + 1 */
+    }
+    rc = journal_decode(bytes, len, &e, why, sizeof why);
+    journal_entry_free(&e);
+    if (rc == 0 && e.h.seq != seq) {
+        snprintf(why, sizeof why, "header seq %" PRIu64 " in the entry for %" PRIu64, e.h.seq, seq);
+        rc = RK_ECORRUPT;
+    }
+    if (rc == 0 && e.h.epoch > sb->epoch) {
+        snprintf(why, sizeof why, "entry of epoch %" PRIu64 " above ours", e.h.epoch);
+        rc = RK_ECORRUPT;
+    }
+    if (rc) {
+        sb->n_bad++;
+        log_msg(LOG_WARN, "journal entry fails verification: fetching it again",
+                "seq=%" PRIu64 " error=\"%s\"", seq, why);
+        return 0;
+    }
+    rc = store_journal_append(sb->s, seq, bytes, len);
+    if (rc) {
+        /* nothing after a failed write or fsync is acknowledged */
+        log_msg(LOG_ERROR, "journal write failed: nothing after it is acknowledged",
+                "seq=%" PRIu64 " error=\"%s\" action=exit", seq, store_strerror(rc));
+        _exit(1);
+    }
+    sb->last_seq = seq;
+    if (sb->last_seq >= sb->primary_seq)
+        sb->behind_ns = 0;
+    return 1;
+}
+
+static void on_journal(struct standby *sb, const struct wire_entry *j)
+{
+    uint8_t *copy = NULL;
+    const uint8_t *bytes = j->bytes;
+
+    sb->n_journal_msgs++;
+    if (sb->bootstrapping) {
+        knows_primary_holds(sb, j->seq);
+        return;
+    }
+    if (sb->drop_every && sb->n_journal_msgs % sb->drop_every == 0) {
+        knows_primary_holds(sb, j->seq - 1); /* lost on the way, as a PUB drop would */
+        return;
+    }
+    if (sb->corrupt_every && sb->n_journal_msgs % sb->corrupt_every == 0 && (copy = malloc(j->len))) {
+        memcpy(copy, j->bytes, j->len);
+        copy[j->len - 1] ^= 0x5a; /* the trailer's last byte */
+        bytes = copy;
+    }
+    take_entry(sb, j->seq, bytes, j->len);
+    free(copy);
+}
+
+static void on_entries(struct standby *sb, const struct wire_entries *es)
+{
+    sb->fetching = 0;
+    if (sb->bootstrapping)
+        return;
+    for (uint32_t i = 0; i < es->n_entries; i++) {
+        if (take_entry(sb, es->entries[i].seq, es->entries[i].bytes, es->entries[i].len)) {
+            if (!sb->first_fetched)
+                sb->first_fetched = es->entries[i].seq;
+            sb->n_fetched++;
+        } else if (es->entries[i].seq > sb->last_seq)
+            break; /* a bad one: fetched again from there */
+    }
+}
+
+/* ------------------------------------------------------------ bootstrap */
+
+static void send_snapshot(struct standby *sb)
+{
+    struct wire_msg m = {.type = WIRE_SNAPSHOT};
+    snprintf(m.u.snapshot.name, sizeof m.u.snapshot.name, "%s", sb->snap_name);
+    m.u.snapshot.offset = sb->snap_offset;
+    m.u.snapshot.max_len = WIRE_CHUNK_MAX;
+    send_msg(sb, &m);
+    sb->snap_ns = link_monotonic_ns();
+}
+
+/* Moves db/ aside (never deleting it) and opens a new, empty store. */
+static int set_aside(struct standby *sb)
+{
+    char from[PATH_MAX + 8], dir[PATH_MAX + 16], to[PATH_MAX + 64], err[512] = "";
+    uint64_t epoch = sb->epoch;
+    int rc;
+
+    applier_close(sb->a);
+    sb->a = NULL;
+    store_close(sb->s);
+    sb->s = NULL;
+    snprintf(from, sizeof from, "%s/db", sb->c->data_dir);
+    snprintf(dir, sizeof dir, "%s/set-aside", sb->c->data_dir);
+    snprintf(to, sizeof to, "%s/db-%" PRIu64, dir, link_realtime_ns());
+    if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || rename(from, to) != 0) {
+        log_msg(LOG_ERROR, "cannot set the data aside", "to=\"%s\" error=\"%s\"", to, strerror(errno));
+        return errno;
+    }
+    log_msg(LOG_WARN, "data set aside for a bootstrap", "to=\"%s\" last_seq=%" PRIu64, to, sb->last_seq);
+    rc = store_open(sb->c->data_dir, STORE_CREATE, sb->c->cache_mb, &sb->s, err, sizeof err);
+    if (rc || (rc = epoch_adopt(sb, epoch)) != 0 ||
+        (rc = applier_open(sb->s, &sb->a, err, sizeof err)) != 0) {
+        log_msg(LOG_ERROR, "cannot open a new store after setting the data aside", "error=\"%s\"",
+                err[0] ? err : store_strerror(rc));
+        return rc ? rc : EIO;
+    }
+    sb->last_seq = sb->acked_seq = 0;
+    memset(sb->history, 0, sizeof sb->history);
+    return 0;
+}
+
+static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *ck)
+{
+    char path[PATH_MAX + WIRE_FILE_MAX + 32];
+    struct apply_meta am = applier_meta(sb->a);
+    struct stat st;
+
+    if (sb->bootstrapping)
+        return 0;
+    log_msg(LOG_WARN, "the primary no longer holds the entries this standby needs: bootstrapping",
+            "last_seq=%" PRIu64 " checkpoint=%s checkpoint_seq=%" PRIu64, sb->last_seq, ck->name,
+            ck->journal_seq);
+    if ((sb->last_seq || am.applied_seq || am.n_groups || am.restart_seq > 1) && set_aside(sb) != 0)
+        return 1;
+    snprintf(sb->snap_name, sizeof sb->snap_name, "%s", ck->name);
+    snprintf(path, sizeof path, "%s/checkpoints/.%s.part", sb->c->data_dir, ck->name);
+    sb->snap_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (sb->snap_fd < 0 || fstat(sb->snap_fd, &st) != 0) {
+        log_msg(LOG_ERROR, "cannot write the checkpoint", "file=\"%s\" error=\"%s\"", path, strerror(errno));
+        return 1;
+    }
+    sb->snap_offset = (uint64_t)st.st_size; /* resumed where an earlier run stopped */
+    sb->snap_total = sb->snap_xxh = 0;
+    sb->bootstrapping = 1;
+    sb->fetching = 0;
+    send_snapshot(sb);
+    return 0;
+}
+
+static void snapshot_restart(struct standby *sb, const char *why)
+{
+    log_msg(LOG_WARN, "checkpoint download starts over", "file=%s error=\"%s\"", sb->snap_name, why);
+    if (ftruncate(sb->snap_fd, 0) != 0)
+        log_msg(LOG_WARN, "cannot truncate the partial checkpoint", "error=\"%s\"", strerror(errno));
+    sb->snap_offset = sb->snap_total = sb->snap_xxh = 0;
+}
+
+/* The whole file is here: check, install and load it.  1: cannot go on. */
+static int snapshot_finish(struct standby *sb)
+{
+    char part[PATH_MAX + WIRE_FILE_MAX + 32], path[PATH_MAX + WIRE_FILE_MAX + 32], err[512] = "";
+    struct ckpt_info info = {0};
+    uint64_t xxh = 0;
+    int rc;
+
+    if (fsync(sb->snap_fd) != 0 || link_file_xxh64(sb->snap_fd, &xxh) != 0) {
+        log_msg(LOG_ERROR, "cannot write the checkpoint", "error=\"%s\"", strerror(errno));
+        return 1;
+    }
+    if (xxh != sb->snap_xxh) {
+        snapshot_restart(sb, "XXH64 of the assembled file differs");
+        send_snapshot(sb);
+        return 0;
+    }
+    close(sb->snap_fd);
+    sb->snap_fd = -1;
+    snprintf(part, sizeof part, "%s/checkpoints/.%s.part", sb->c->data_dir, sb->snap_name);
+    snprintf(path, sizeof path, "%s/checkpoints/%s", sb->c->data_dir, sb->snap_name);
+    if (rename(part, path) != 0) {
+        log_msg(LOG_ERROR, "cannot install the checkpoint", "file=\"%s\" error=\"%s\"", path,
+                strerror(errno));
+        return 1;
+    }
+    rc = applier_load_checkpoint(sb->a, path, &info, NULL, NULL, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot load the checkpoint", "file=\"%s\" error=\"%s\"", path,
+                err[0] ? err : store_strerror(rc));
+        ckpt_info_free(&info);
+        return 1;
+    }
+    uint64_t restart = info.has_replay ? info.replay.restart_seq : info.journal_seq + 1;
+    sb->history[info.journal_seq % DIGEST_HISTORY] = (struct digest_at){info.journal_seq, info.digest};
+    sb->last_seq = restart - 1; /* our journal starts at the checkpoint's restart point */
+    sb->acked_seq = 0;
+    sb->bootstrapping = 0;
+    sb->n_bootstraps++;
+    log_msg(LOG_INFO, "bootstrapped from a checkpoint",
+            "file=\"%s\" journal_seq=%" PRIu64 " restart_seq=%" PRIu64 " entries=%" PRIu64, path,
+            info.journal_seq, restart, info.n_entries);
+    ckpt_info_free(&info);
+    return 0;
+}
+
+static int on_chunk(struct standby *sb, const struct wire_chunk *c)
+{
+    if (!sb->bootstrapping || strcmp(c->name, sb->snap_name) != 0 || c->offset != sb->snap_offset)
+        return 0; /* an answer to a request we repeated */
+    if (sb->snap_total && (c->total_size != sb->snap_total || c->file_xxh64 != sb->snap_xxh)) {
+        snapshot_restart(sb, "the file changed");
+        send_snapshot(sb);
+        return 0;
+    }
+    sb->snap_total = c->total_size;
+    sb->snap_xxh = c->file_xxh64;
+    if (c->len && pwrite(sb->snap_fd, c->data, c->len, (off_t)c->offset) != (ssize_t)c->len) {
+        log_msg(LOG_ERROR, "cannot write the checkpoint", "error=\"%s\"", strerror(errno));
+        return 1;
+    }
+    sb->snap_offset += c->len;
+    if (sb->snap_offset < sb->snap_total) {
+        send_snapshot(sb);
+        return 0;
+    }
+    return snapshot_finish(sb);
+}
+
+static int on_welcome(struct standby *sb, const struct wire_welcome *w)
+{
+    sb->welcomed = 1;
+    knows_primary_holds(sb, w->last_seq);
+    if (w->first_seq > sb->last_seq + 1 && w->last_seq >= w->first_seq) {
+        if (w->has_checkpoint)
+            return standby_bootstrap(sb, &w->checkpoint);
+        log_msg(LOG_ERROR, "the primary no longer holds the entries this standby needs and has no checkpoint",
+                "last_seq=%" PRIu64 " primary_first_seq=%" PRIu64, sb->last_seq, w->first_seq);
+        sb->stop_error = 1;
+        return 1;
+    }
+    if (sb->last_seq > w->last_seq)
+        log_msg(LOG_WARN, "this standby holds entries the primary does not",
+                "last_seq=%" PRIu64 " primary_last_seq=%" PRIu64, sb->last_seq, w->last_seq);
+    log_msg(LOG_INFO, "following the primary",
+            "primary=%s last_seq=%" PRIu64 " primary_first_seq=%" PRIu64 " primary_last_seq=%" PRIu64,
+            sb->c->repl_primary_serve, sb->last_seq, w->first_seq, w->last_seq);
+    return 0;
+}
+
+static void compare_digest(struct standby *sb)
+{
+    const struct digest_at *d = &sb->history[sb->hb_digest_seq % DIGEST_HISTORY];
+
+    if (sb->hb_digest_seq == 0 || d->seq != sb->hb_digest_seq)
+        return;
+    int match = d->digest == sb->hb_digest;
+    if (!match && sb->digest_match != 0)
+        log_msg(LOG_ERROR, "state digest differs from the primary's",
+                "seq=%" PRIu64 " ours=%016" PRIx64 " primary=%016" PRIx64, d->seq, d->digest, sb->hb_digest);
+    sb->digest_match = match;
+    sb->digest_compared_seq = d->seq;
+}
+
+static void on_heartbeat(struct standby *sb, const struct wire_heartbeat *hb)
+{
+    int listed = 0;
+
+    knows_primary_holds(sb, hb->journal_seq);
+    sb->hb_journal_seq = hb->journal_seq;
+    sb->hb_digest = hb->digest;
+    sb->hb_digest_seq = hb->digest_seq;
+    compare_digest(sb);
+    for (uint32_t i = 0; i < hb->n_standbys; i++)
+        listed |= strcmp(hb->standbys[i].id, sb->c->repl_node_id) == 0;
+    if (sb->welcomed && !sb->bootstrapping)
+        send_ack(sb, 1); /* also tells the primary we are alive */
+    /* a primary that restarted has forgotten us: say HELLO again */
+    if (!listed && sb->welcomed && link_monotonic_ns() - sb->hello_ns > HELLO_RETRY_NS)
+        send_hello(sb);
+}
+
+/* One message from either socket; returns 1 when the standby must stop. */
+static int on_message(struct standby *sb, void *sock, int from_dealer)
+{
+    struct link_in in;
+    char why[512] = "";
+    int newer = 0, done = 0, rc = link_recv(sock, 0, &in, why, sizeof why);
+
+    if (rc == EAGAIN || rc == EINTR) {
+        link_in_free(&in);
+        return -1; /* nothing more */
+    }
+    if (rc) {
+        sb->n_malformed++;
+        log_msg(LOG_WARN, "malformed message from the primary: refused", "socket=%s error=\"%s\"",
+                from_dealer ? "serve" : "publish", why);
+    } else if (wire_check_epoch(sb->epoch, in.m.epoch, &newer, why, sizeof why) != 0) {
+        sb->n_refused++;
+        log_msg(LOG_WARN, "message from a lower epoch refused", "type=%s error=\"%s\"",
+                wire_type_name(in.m.type), why);
+    } else {
+        if (newer && epoch_adopt(sb, in.m.epoch) != 0)
+            log_msg(LOG_WARN, "cannot record the new epoch", "epoch=%" PRIu64, in.m.epoch);
+        switch (in.m.type) {
+        case WIRE_JOURNAL:
+            on_journal(sb, &in.m.u.journal);
+            break;
+        case WIRE_HEARTBEAT:
+            on_heartbeat(sb, &in.m.u.heartbeat);
+            break;
+        case WIRE_CHECKPOINT:
+            break; /* the newest one comes in WELCOME when needed */
+        case WIRE_CHUNK:
+            done = sb->stop_error = on_chunk(sb, &in.m.u.chunk);
+            break;
+        case WIRE_WELCOME:
+            done = on_welcome(sb, &in.m.u.welcome);
+            break;
+        case WIRE_ENTRIES:
+            on_entries(sb, &in.m.u.entries);
+            break;
+        case WIRE_ERROR:
+            log_msg(LOG_WARN, "the primary refused a request", "code=%" PRIu32 " error=\"%s\"",
+                    in.m.u.error.code, in.m.u.error.text);
+            sb->fetching = 0;
+            if (in.m.u.error.code == WIRE_ERR_EPOCH) {
+                send_hello(sb);
+            } else if (in.m.u.error.code == WIRE_ERR_TRIMMED || in.m.u.error.code == WIRE_ERR_NO_FILE) {
+                if (sb->bootstrapping) { /* the checkpoint was removed meanwhile: the newest one */
+                    close(sb->snap_fd);
+                    sb->snap_fd = -1;
+                    sb->bootstrapping = 0;
+                }
+                send_hello(sb); /* WELCOME names the newest checkpoint */
+            }
+            break;
+        default:
+            sb->n_malformed++;
+            log_msg(LOG_WARN, "unexpected message from the primary: refused", "type=%s",
+                    wire_type_name(in.m.type));
+        }
+    }
+    link_in_free(&in);
+    if (done)
+        sb->stop_error = 1;
+    return done;
+}
+
+/* ------------------------------------------------------------ apply */
+
+static int apply_some(struct standby *sb)
+{
+    char err[512] = "";
+
+    for (int i = 0; i < APPLY_STEP; i++) {
+        uint64_t applied = applier_meta(sb->a).applied_seq;
+        if (applied >= sb->last_seq)
+            return 0;
+        int rc = applier_run(sb->a, applied + 1, STORE_TXN_RECORDS, err, sizeof err);
+        if (rc) {
+            log_msg(LOG_ERROR, "apply failed", "error=\"%s\" action=exit", err[0] ? err : store_strerror(rc));
+            return rc;
+        }
+        struct apply_meta am = applier_meta(sb->a);
+        sb->history[am.applied_seq % DIGEST_HISTORY] = (struct digest_at){am.applied_seq, am.digest};
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ status */
+
+static void update_status(struct standby *sb)
+{
+    struct apply_meta am = applier_meta(sb->a);
+    uint64_t now = link_monotonic_ns();
+    char text[STATUS_MAX];
+    const char *match = sb->digest_match < 0 ? "null" : sb->digest_match ? "true" : "false";
+
+    snprintf(text, sizeof text,
+             "{\"role\":\"standby\",\"epoch\":%" PRIu64 ",\"pid\":%d,\"data_dir\":\"%s\",\"node_id\":\"%s\","
+             "\"primary\":\"%s\",\"primary_publish\":\"%s\",\"connected\":%s,\"journal_seq\":%" PRIu64
+             ",\"applied_seq\":%" PRIu64 ",\"acked_seq\":%" PRIu64 ",\"primary_journal_seq\":%" PRIu64
+             ",\"lag_entries\":%" PRIu64 ",\"lag_ms\":%" PRIu64 ",\"state_digest\":\"%016" PRIx64 "\""
+             ",\"primary_digest\":\"%016" PRIx64 "\",\"primary_digest_seq\":%" PRIu64 ",\"digest_match\":%s"
+             ",\"digest_compared_seq\":%" PRIu64 ",\"fetched\":%" PRIu64 ",\"first_fetched_seq\":%" PRIu64
+             ",\"gaps\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"bad_entries\":%" PRIu64
+             ",\"refused_epoch\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"bootstraps\":%" PRIu64
+             ",\"bootstrapping\":%s,\"groups_applied\":%" PRIu64 ",\"records\":%" PRIu64 "}",
+             sb->epoch, (int)getpid(), sb->c->data_dir, sb->c->repl_node_id, sb->c->repl_primary_serve,
+             sb->c->repl_primary_publish, sb->welcomed ? "true" : "false", sb->last_seq, am.applied_seq,
+             sb->acked_seq, sb->primary_seq,
+             sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0,
+             sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0, am.digest, sb->hb_digest,
+             sb->hb_digest_seq, match, sb->digest_compared_seq, sb->n_fetched, sb->first_fetched, sb->n_gaps,
+             sb->n_duplicates, sb->n_bad, sb->n_refused, sb->n_malformed, sb->n_bootstraps,
+             sb->bootstrapping ? "true" : "false", am.n_groups, am.n_records);
+    pthread_mutex_lock(&sb->lock);
+    memcpy(sb->status, text, sizeof text);
+    pthread_mutex_unlock(&sb->lock);
+}
+
+static void *control_main(void *arg)
+{
+    struct standby *sb = arg;
+    char endpoint[PATH_MAX + 32], req[257], reply[STATUS_MAX];
+    void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
+    int64_t max_msg = 256;
+    int linger = 0, timeout = 100;
+
+    node_control_endpoint(sb->c->data_dir, endpoint, sizeof endpoint);
+    if (!sock || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) ||
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout) || zmq_bind(sock, endpoint)) {
+        log_msg(LOG_ERROR, "control endpoint unavailable", "endpoint=%s error=\"%s\"", endpoint,
+                zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    while (!atomic_load(&sb->stop)) {
+        int len = zmq_recv(sock, req, sizeof req - 1, 0);
+        if (len < 0)
+            continue;
+        req[len < (int)sizeof req - 1 ? len : (int)sizeof req - 1] = '\0';
+        if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0) {
+            pthread_mutex_lock(&sb->lock);
+            snprintf(reply, sizeof reply, "%s", sb->status);
+            pthread_mutex_unlock(&sb->lock);
+        } else {
+            snprintf(reply, sizeof reply, "error %.200s is not served by a standby", req);
+        }
+        zmq_send(sock, reply, strlen(reply), 0);
+    }
+out:
+    if (sock)
+        zmq_close(sock);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ run */
+
+static uint32_t env_u32(const char *name)
+{
+    const char *v = getenv(name);
+    return v ? (uint32_t)strtoul(v, NULL, 10) : 0;
+}
+
+static int open_sockets(struct standby *sb)
+{
+    int rc;
+
+    sb->ctx = zmq_ctx_new();
+    sb->sub = sb->ctx ? zmq_socket(sb->ctx, ZMQ_SUB) : NULL;
+    sb->dealer = sb->ctx ? zmq_socket(sb->ctx, ZMQ_DEALER) : NULL;
+    if (!sb->sub || !sb->dealer)
+        return ENOMEM;
+    if ((rc = link_setup(sb->sub, SUB_HWM)) || (rc = link_setup(sb->dealer, DEALER_HWM)))
+        return rc;
+    if (sb->c->curve && ((rc = link_curve_client(sb->sub, sb->c->curve_server_key, sb->c->curve_public_key,
+                                                 sb->c->curve_secret_key)) ||
+                         (rc = link_curve_client(sb->dealer, sb->c->curve_server_key, sb->c->curve_public_key,
+                                                 sb->c->curve_secret_key))))
+        return rc;
+    if (zmq_setsockopt(sb->dealer, ZMQ_ROUTING_ID, sb->c->repl_node_id, strlen(sb->c->repl_node_id)) ||
+        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.j", 4) ||
+        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.h", 4) ||
+        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.c", 4) ||
+        zmq_connect(sb->sub, sb->c->repl_primary_publish) ||
+        zmq_connect(sb->dealer, sb->c->repl_primary_serve))
+        return zmq_errno();
+    return 0;
+}
+
+int standby_run(const struct node_config *c)
+{
+    struct standby *sb = calloc(1, sizeof *sb);
+    struct journal_header last = {0};
+    struct sigaction sa = {.sa_handler = on_signal};
+    char err[512] = "", path[PATH_MAX + 32];
+    pthread_t control;
+    sigset_t block, old;
+    int rc = 0, have_control = 0, status = 1;
+
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    log_set_level(c->log_level);
+    if (!sb)
+        return 1;
+    sb->c = c;
+    sb->digest_match = -1;
+    sb->snap_fd = -1;
+    sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
+    sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
+    pthread_mutex_init(&sb->lock, NULL);
+    rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &sb->s, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot open the data directory", "data_dir=\"%s\" error=\"%s\"", c->data_dir,
+                err);
+        goto out;
+    }
+    if ((rc = epoch_load(sb)) != 0) {
+        log_msg(LOG_ERROR, "cannot read the epoch", "error=\"%s\"", store_strerror(rc));
+        goto out;
+    }
+    rc = store_journal_last(sb->s, &last);
+    if (rc && rc != RK_ENOTFOUND) {
+        log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));
+        goto out;
+    }
+    sb->last_seq = sb->acked_seq = last.seq;
+    rc = applier_open(sb->s, &sb->a, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
+        goto out;
+    }
+    if ((rc = open_sockets(sb)) != 0) {
+        log_msg(LOG_ERROR, "cannot connect to the primary", "primary=%s error=\"%s\"", c->repl_primary_serve,
+                zmq_strerror(rc));
+        goto out;
+    }
+    update_status(sb);
+    snprintf(path, sizeof path, "%s/control.sock", c->data_dir);
+    unlink(path); /* stale: we hold the data directory's lock */
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    have_control = pthread_create(&control, NULL, control_main, sb) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!have_control)
+        goto out;
+    log_msg(LOG_INFO, "standby started",
+            "node_id=%s epoch=%" PRIu64 " data_dir=\"%s\" primary=%s journal_seq=%" PRIu64
+            " applied_seq=%" PRIu64 " pid=%d",
+            c->repl_node_id, sb->epoch, c->data_dir, c->repl_primary_serve, sb->last_seq,
+            applier_meta(sb->a).applied_seq, (int)getpid());
+
+    send_hello(sb);
+    while (!got_signal && !sb->stop_error) {
+        zmq_pollitem_t items[2] = {{.socket = sb->sub, .events = ZMQ_POLLIN},
+                                   {.socket = sb->dealer, .events = ZMQ_POLLIN}};
+        int busy = applier_meta(sb->a).applied_seq < sb->last_seq;
+        if (zmq_poll(items, 2, busy ? 0 : 50) < 0 && zmq_errno() != EINTR)
+            break;
+        for (int i = 0; i < RECV_BURST && !sb->stop_error; i++) {
+            int a = on_message(sb, sb->dealer, 1), b = on_message(sb, sb->sub, 0);
+            if (a < 0 && b < 0)
+                break;
+        }
+        if (sb->stop_error)
+            break;
+        send_ack(sb, 0); /* after the appends' commits (synced) */
+        uint64_t now = link_monotonic_ns();
+        if (!sb->welcomed && now - sb->hello_ns > HELLO_RETRY_NS)
+            send_hello(sb);
+        if (sb->fetching && now - sb->fetch_ns > FETCH_RETRY_NS)
+            sb->fetching = 0; /* lost (the primary restarted?): ask again */
+        if (sb->bootstrapping && now - sb->snap_ns > FETCH_RETRY_NS)
+            send_snapshot(sb);
+        standby_fetch(sb);
+        if (apply_some(sb) != 0)
+            break;
+        compare_digest(sb);
+        update_status(sb);
+    }
+    if (got_signal) {
+        while (applier_meta(sb->a).applied_seq < sb->last_seq && apply_some(sb) == 0)
+            ;
+        status = 0;
+        log_msg(LOG_INFO, "standby stopped", "journal_seq=%" PRIu64 " applied_seq=%" PRIu64, sb->last_seq,
+                applier_meta(sb->a).applied_seq);
+    }
+out:
+    atomic_store(&sb->stop, 1);
+    if (have_control)
+        pthread_join(control, NULL);
+    if (sb->sub)
+        zmq_close(sb->sub);
+    if (sb->dealer)
+        zmq_close(sb->dealer);
+    if (sb->ctx)
+        zmq_ctx_term(sb->ctx);
+    if (sb->snap_fd >= 0)
+        close(sb->snap_fd);
+    applier_close(sb->a);
+    store_close(sb->s);
+    pthread_mutex_destroy(&sb->lock);
+    free(sb);
+    return status;
+}

@@ -1,0 +1,883 @@
+/* test_repl.c -- replication end to end, with real processes on loopback:
+ * a primary node (repl_node_run with [replication] publish/serve) and
+ * standbys (role standby) in forked children; the test process is the
+ * engine (it writes a deterministic stream through the ring), the killer
+ * and the checker.
+ *
+ *   - two standbys under a steady stream, one losing every 7th published
+ *     entry (a gap: fetched) and SIGKILLed and restarted mid-stream
+ *     (catches up from the journal), the other seeing every 5th entry
+ *     corrupted (fetched again): both end with the primary's journal byte
+ *     for byte, its state digest, and the state of the model;
+ *   - min_replicas = 1: rk_wait(RK_REPLICATED) does not return while no
+ *     standby runs, and once it returns the standby's own journal (read
+ *     after SIGKILLing it) holds the record;
+ *   - random bytes on both sockets, malformed, truncated and oversized
+ *     messages, a peer of an old epoch: refused, the standby unaffected.
+ *
+ * No time limits: every wait is a bounded loop that fails the test.
+ * Endpoints are tcp://127.0.0.1 ports derived from the pid. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "config.h"
+#include "node.h"
+#include "replicator.h"
+#include "ring.h"
+#include "ringkeep.h"
+#include "store.h"
+#include "wire.h"
+
+#define KEYS 300
+#define RECORDS_PER_GROUP 12
+#define BOUND_S 120 /* no wait here takes this long unless broken */
+
+static char primary_dir[256], standby_dir[2][256], ring_name[64];
+static char publish_ep[64], serve_ep[64], monitor_out[256];
+static const char *ringkeep_bin; /* the ringkeep binary (argv[1]), for `ringkeep monitor` */
+static int port_base;
+
+/* ------------------------------------------------------------ the stream */
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+struct op {
+    int del, table;
+    char key[32];
+    uint32_t klen;
+    uint8_t val[200];
+    uint32_t vlen;
+};
+
+static void make_op(uint64_t g, int i, struct op *o)
+{
+    uint64_t r = mix((g << 8) ^ (uint64_t)i ^ 0x5151);
+    o->del = (r >> 20) % 7 == 0;
+    o->table = (int)((r >> 24) % 3);
+    o->klen = (uint32_t)snprintf(o->key, sizeof o->key, "k%05u", (unsigned)(r % KEYS));
+    o->vlen = (uint32_t)((r >> 32) % 200);
+    for (uint32_t j = 0; j < o->vlen; j++)
+        o->val[j] = (uint8_t)mix(r + j);
+}
+
+struct model_entry {
+    int present;
+    uint8_t val[200];
+    uint32_t vlen;
+};
+static struct model_entry model[3][KEYS];
+
+static void model_build(uint64_t height)
+{
+    struct op o;
+    memset(model, 0, sizeof model);
+    for (uint64_t g = 1; g <= height; g++)
+        for (int i = 0; i < RECORDS_PER_GROUP; i++) {
+            make_op(g, i, &o);
+            struct model_entry *e = &model[o.table][atoi(o.key + 1)];
+            e->present = !o.del;
+            memcpy(e->val, o.val, o.vlen);
+            e->vlen = o.vlen;
+        }
+}
+
+struct scan_check {
+    int t, n_seen, bad;
+};
+
+static int check_key(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct scan_check *sc = arg;
+    char k[32];
+    if (klen >= sizeof k)
+        return sc->bad = 1;
+    memcpy(k, key, klen);
+    k[klen] = '\0';
+    struct model_entry *e = &model[sc->t][atoi(k + 1)];
+    if (!e->present || e->vlen != vlen || (vlen && memcmp(e->val, val, vlen) != 0))
+        return sc->bad = 1;
+    sc->n_seen++;
+    return 0;
+}
+
+/* The state in dir (no node running there) equals the model at height. */
+static void check_state(const char *dir, uint64_t height)
+{
+    rk_state *s = NULL;
+    uint64_t h = 0;
+    int rc = rk_state_open(dir, &s);
+
+    ck_assert_msg(rc == 0, "rk_state_open(%s): %s", dir, rk_strerror(rc));
+    ck_assert_int_eq(rk_state_height(s, "eng", &h), 0);
+    ck_assert_msg(h == height, "%s: height %llu, wrote %llu", dir, (unsigned long long)h,
+                  (unsigned long long)height);
+    model_build(h);
+    for (int t = 0; t < 3; t++) {
+        struct scan_check sc = {.t = t};
+        char table[4];
+        int expect = 0;
+        snprintf(table, sizeof table, "t%d", t);
+        rc = rk_state_scan(s, table, "k", 1, check_key, &sc);
+        ck_assert_msg(rc == 0 && !sc.bad, "%s: table %s differs from the model", dir, table);
+        for (int k = 0; k < KEYS; k++)
+            expect += model[t][k].present;
+        ck_assert_int_eq(sc.n_seen, expect);
+    }
+    rk_state_close(s);
+}
+
+/* ------------------------------------------------------------ processes */
+
+static void setup(void)
+{
+    int pid = (int)getpid();
+    snprintf(primary_dir, sizeof primary_dir, "/tmp/rk-test-repl.%d.p", pid);
+    for (int i = 0; i < 2; i++) {
+        snprintf(standby_dir[i], sizeof standby_dir[i], "/tmp/rk-test-repl.%d.s%d", pid, i);
+        ck_assert_int_eq(mkdir(standby_dir[i], 0700), 0);
+    }
+    ck_assert_int_eq(mkdir(primary_dir, 0700), 0);
+    snprintf(ring_name, sizeof ring_name, "test_repl.%d", pid);
+    snprintf(monitor_out, sizeof monitor_out, "/tmp/rk-test-repl.%d.monitor", pid);
+    port_base = 20000 + (pid % 3000) * 4; /* below the ephemeral range (32768..) */
+    snprintf(publish_ep, sizeof publish_ep, "tcp://127.0.0.1:%d", port_base);
+    snprintf(serve_ep, sizeof serve_ep, "tcp://127.0.0.1:%d", port_base + 1);
+    ring_unlink(ring_name);
+}
+
+static void teardown(void)
+{
+    char cmd[2048];
+    ring_unlink(ring_name);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s' '%s'", primary_dir, standby_dir[0], standby_dir[1],
+             monitor_out);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static char *status_of(const char *dir)
+{
+    char *reply = NULL;
+    return node_request(dir, "status", 2000, &reply) == 0 ? reply : NULL;
+}
+
+static uint64_t json_u64(const char *json, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = json ? strstr(json, k) : NULL;
+    return p ? strtoull(p + strlen(k) + (p[strlen(k)] == '"'), NULL, p[strlen(k)] == '"' ? 16 : 10) : 0;
+}
+
+static int json_true(const char *json, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":true", key);
+    return json && strstr(json, k) != NULL;
+}
+
+/* Starts a node on dir (primary when standby_id is NULL) and waits until
+ * it answers as itself. extra: "section", "key", "value" triples, NULL-ended. */
+static pid_t start(const char *dir, const char *standby_id, const char *const *extra, const char *env)
+{
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct node_config c;
+        char err[512];
+        if (env)
+            putenv((char *)env);
+        node_config_defaults(&c);
+        int rc = node_config_set(&c, "node", "data_dir", dir, "test", err, sizeof err) ||
+                 node_config_set(&c, "node", "log_level", "warn", "test", err, sizeof err) ||
+                 node_config_set(&c, "replication", "heartbeat_ms", "50", "test", err, sizeof err);
+        if (standby_id)
+            rc = rc || node_config_set(&c, "node", "role", "standby", "test", err, sizeof err) ||
+                 node_config_set(&c, "replication", "node_id", standby_id, "test", err, sizeof err) ||
+                 node_config_set(&c, "replication", "primary_publish", publish_ep, "test", err, sizeof err) ||
+                 node_config_set(&c, "replication", "primary_serve", serve_ep, "test", err, sizeof err);
+        else
+            rc = rc || node_config_set(&c, "ring", "name", ring_name, "test", err, sizeof err) ||
+                 node_config_set(&c, "ring", "capacity", "1M", "test", err, sizeof err) ||
+                 node_config_set(&c, "drain", "batch_records", "64", "test", err, sizeof err) ||
+                 node_config_set(&c, "replication", "publish", publish_ep, "test", err, sizeof err) ||
+                 node_config_set(&c, "replication", "serve", serve_ep, "test", err, sizeof err);
+        for (const char *const *x = extra; !rc && x && x[0]; x += 3)
+            rc = node_config_set(&c, x[0], x[1], x[2], "test", err, sizeof err);
+        if (rc || node_config_check(&c, err, sizeof err)) {
+            fprintf(stderr, "test config: %s\n", err);
+            _exit(99);
+        }
+        _exit(repl_node_run(&c));
+    }
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        char want[32], *reply = status_of(dir);
+        int status, up;
+        snprintf(want, sizeof want, "\"pid\":%d,", (int)pid);
+        up = reply && strstr(reply, want);
+        free(reply);
+        if (up)
+            return pid;
+        ck_assert_msg(waitpid(pid, &status, WNOHANG) != pid, "node on %s exited at start (%d)", dir, status);
+        usleep(10000);
+    }
+    ck_abort_msg("node on %s did not come up", dir);
+    return pid;
+}
+
+static int stop(pid_t pid, int sig)
+{
+    int status = 0;
+    kill(pid, sig);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+/* The engine: this process, producer "eng". */
+struct engine {
+    rk_ring *r;
+    uint16_t tables[3];
+    uint64_t height, lsn;
+};
+
+static void engine_attach(struct engine *e)
+{
+    rk_ring_opts ro = {.producer = "eng", .full_timeout_ms = 0};
+    memset(e, 0, sizeof *e);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &e->r), 0);
+    for (int t = 0; t < 3; t++) {
+        char tn[4];
+        snprintf(tn, sizeof tn, "t%d", t);
+        ck_assert_int_eq(rk_table(e->r, tn, &e->tables[t]), 0);
+    }
+}
+
+static void engine_write(struct engine *e, uint64_t n_groups)
+{
+    struct op o;
+    for (uint64_t g = e->height + 1; g <= e->height + n_groups; g++) {
+        for (int i = 0; i < RECORDS_PER_GROUP; i++) {
+            make_op(g, i, &o);
+            uint16_t t = e->tables[o.table];
+            int rc = o.del ? rk_del(e->r, t, o.key, o.klen, NULL)
+                           : rk_put(e->r, t, o.key, o.klen, o.val, o.vlen, NULL);
+            ck_assert_int_eq(rc, 0);
+        }
+        ck_assert_int_eq(rk_mark(e->r, g, &e->lsn), 0);
+        if (g % 20 == 0)
+            usleep(2000); /* a steady stream, not one burst */
+    }
+    e->height += n_groups;
+    ck_assert_int_eq(rk_wait(e->r, e->lsn, RK_DURABLE, BOUND_S * 1000), 0);
+}
+
+/* Waits until the standby on dir holds and has applied everything the
+ * primary journaled and its digest was found equal to the primary's at
+ * the primary's last sequence.  Returns its status (malloc'd). */
+static char *wait_caught_up(const char *dir)
+{
+    uint64_t seq = 0;
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        char *p = status_of(primary_dir), *s = status_of(dir);
+        seq = json_u64(p, "journal_seq"); /* it may still journal a detach */
+        free(p);
+        if (seq && s && json_u64(s, "journal_seq") == seq && json_u64(s, "applied_seq") == seq &&
+            json_true(s, "digest_match") && json_u64(s, "digest_compared_seq") == seq)
+            return s;
+        free(s);
+        usleep(10000);
+    }
+    char *s = status_of(dir);
+    ck_abort_msg("standby %s did not catch up with seq %llu: %s", dir, (unsigned long long)seq, s ? s : "");
+    return NULL;
+}
+
+/* Every entry of the primary's journal is in dir's, byte for byte. */
+static void check_same_journal(const char *dir)
+{
+    char err[512];
+    store *a = NULL, *b = NULL;
+    struct journal_header la, lb;
+
+    ck_assert_msg(store_open(primary_dir, 0, 16, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(store_open(dir, 0, 16, &b, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_last(a, &la), 0);
+    ck_assert_int_eq(store_journal_last(b, &lb), 0);
+    ck_assert_uint_eq(la.seq, lb.seq);
+    /* the primary trims its journal after its last checkpoint at stop; a
+     * standby that bootstrapped holds entries from a checkpoint's restart
+     * point on */
+    uint64_t first = 0, first_b = 0;
+    ck_assert_int_eq(store_journal_first(a, &first), 0);
+    ck_assert_int_eq(store_journal_first(b, &first_b), 0);
+    if (first_b > first)
+        first = first_b;
+    for (uint64_t seq = first; seq <= la.seq; seq++) {
+        uint8_t *ea = NULL, *eb = NULL;
+        size_t na = 0, nb = 0;
+        ck_assert_int_eq(store_journal_get_raw(a, seq, &ea, &na), 0);
+        ck_assert_int_eq(store_journal_get_raw(b, seq, &eb, &nb), 0);
+        ck_assert_msg(na == nb && memcmp(ea, eb, na) == 0, "%s: entry %llu differs", dir,
+                      (unsigned long long)seq);
+        free(ea);
+        free(eb);
+    }
+    store_close(a);
+    store_close(b);
+}
+
+static const char *digest_of(const char *json, char out[17])
+{
+    const char *p = json ? strstr(json, "\"state_digest\":\"") : NULL;
+    ck_assert_ptr_nonnull(p);
+    memcpy(out, p + 16, 16);
+    out[16] = '\0';
+    return out;
+}
+
+/* ------------------------------------------------------------ tests */
+
+START_TEST(two_standbys_reach_the_primary_state)
+{
+    struct engine e;
+    char dp[17], d0[17], d1[17];
+    pid_t primary = start(primary_dir, NULL, NULL, NULL);
+    pid_t s0 = start(standby_dir[0], "standby-a", NULL, "RK_TEST_DROP_JOURNAL=7");
+    pid_t s1 = start(standby_dir[1], "standby-b", NULL, "RK_TEST_CORRUPT_JOURNAL=5");
+
+    engine_attach(&e);
+    engine_write(&e, 150);
+    /* standby-a SIGKILLed mid-stream, restarted: it carries on from its journal */
+    ck_assert_int_eq(WTERMSIG(stop(s0, SIGKILL)), SIGKILL);
+    engine_write(&e, 100);
+    s0 = start(standby_dir[0], "standby-a", NULL, "RK_TEST_DROP_JOURNAL=7");
+    engine_write(&e, 150);
+    rk_ring_detach(e.r);
+
+    char *st0 = wait_caught_up(standby_dir[0]), *st1 = wait_caught_up(standby_dir[1]);
+    char *stp = status_of(primary_dir);
+    ck_assert_str_eq(digest_of(st0, d0), digest_of(stp, dp));
+    ck_assert_str_eq(digest_of(st1, d1), dp);
+    /* the hooks did their damage and it was repaired */
+    ck_assert_msg(json_u64(st0, "gaps") > 0 && json_u64(st0, "fetched") > 0, "standby-a: %s", st0);
+    /* restarted, standby-a fetched only what it lacked, not from entry 1 */
+    ck_assert_msg(json_u64(st0, "first_fetched_seq") > 1, "standby-a: %s", st0);
+    ck_assert_msg(json_u64(st1, "bad_entries") > 0 && json_u64(st1, "fetched") > 0, "standby-b: %s", st1);
+    ck_assert_msg(strstr(stp, "standby-a acked_seq=") && strstr(stp, "standby-b acked_seq="), "%s", stp);
+    free(st0);
+    free(st1);
+    free(stp);
+
+    ck_assert_int_eq(stop(s0, SIGTERM), 0);
+    ck_assert_int_eq(stop(s1, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    for (int i = 0; i < 2; i++) {
+        check_same_journal(standby_dir[i]);
+        check_state(standby_dir[i], e.height);
+    }
+    check_state(primary_dir, e.height);
+}
+END_TEST
+
+/* Reads dir's journal for a frame with LSN lsn. */
+static int journal_holds_lsn(const char *dir, uint64_t lsn)
+{
+    char err[512];
+    store *s = NULL;
+    struct journal_header last;
+    int found = 0;
+
+    ck_assert_msg(store_open(dir, 0, 16, &s, err, sizeof err) == 0, "%s", err);
+    if (store_journal_last(s, &last) == 0)
+        for (uint64_t seq = 1; seq <= last.seq && !found; seq++) {
+            journal_entry je = {0};
+            ck_assert_int_eq(store_journal_get(s, seq, &je, err, sizeof err), 0);
+            for (size_t off = 0; off < je.h.raw_len && !found;) {
+                ring_frame f;
+                ck_assert_int_eq(frame_decode(je.frames + off, je.h.raw_len - off, &f, NULL, 0), 0);
+                found = f.lsn == lsn;
+                off += frame_align(f.raw_len);
+            }
+            journal_entry_free(&je);
+        }
+    store_close(s);
+    return found;
+}
+
+START_TEST(replicated_wait_returns_once_a_standby_holds_the_record)
+{
+    static const char *const extra[] = {"replication", "min_replicas", "1", NULL};
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, extra, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 5);
+    /* durable, but no standby: not replicated */
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, 300), RK_ETIMEDOUT);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    /* each record, as soon as the wait returns: the standby holds it
+     * durably (killed at once, read from its own journal) */
+    for (int round = 0; round < 3; round++) {
+        engine_write(&e, 3);
+        ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+        if (round == 2)
+            ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
+    }
+    ck_assert_msg(journal_holds_lsn(standby_dir[0], e.lsn), "standby lacks LSN %llu after RK_REPLICATED",
+                  (unsigned long long)e.lsn);
+    /* the standby gone: a new record stays unreplicated */
+    engine_write(&e, 1);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, 300), RK_ETIMEDOUT);
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+}
+END_TEST
+
+/* Random bytes straight to a TCP port (not even a ZeroMQ greeting). */
+static void send_raw(int port, unsigned seed)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    uint8_t junk[4096];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)mix(seed + i);
+    ck_assert_int_ge(fd, 0);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
+        (void)!write(fd, junk, sizeof junk);
+    close(fd);
+}
+
+static void send_frames(void *sock, const void *name, size_t name_len, const void *body, size_t body_len)
+{
+    ck_assert_int_ge(zmq_send(sock, name, name_len, ZMQ_SNDMORE), 0);
+    ck_assert_int_ge(zmq_send(sock, body, body_len, 0), 0);
+}
+
+static void wait_status(const char *dir, const char *what)
+{
+    for (int i = 0;; i++) {
+        char *p = status_of(dir);
+        int found = p && strstr(p, what);
+        free(p);
+        if (found)
+            return;
+        ck_assert_msg(i < BOUND_S * 100, "%s never showed %s", dir, what);
+        usleep(10000);
+    }
+}
+
+/* Makes dir's node start at epoch (as a promotion would have left it). */
+static void set_epoch(const char *dir, uint64_t epoch)
+{
+    char err[512];
+    store *s = NULL;
+    ck_assert_msg(store_open(dir, STORE_CREATE, 16, &s, err, sizeof err) == 0, "%s", err);
+    DB *meta = store_meta(s);
+    DBT k = {.data = "epoch", .size = 5}, v = {.data = &epoch, .size = sizeof epoch};
+    ck_assert_int_eq(meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT), 0);
+    store_close(s);
+}
+
+/* Receives one reply on a DEALER (bounded) and decodes it. */
+static void recv_reply(void *sock, struct wire_msg *m, uint8_t *body, size_t body_size)
+{
+    char name[16], why[256];
+    int n = -1, b = -1, more = 0;
+    size_t more_size = sizeof more;
+    for (int i = 0; i < BOUND_S * 10 && n < 0; i++) {
+        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 100) == 1)
+            n = zmq_recv(sock, name, sizeof name, 0);
+    }
+    ck_assert_int_ge(n, 0);
+    ck_assert_int_eq(zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_size), 0);
+    ck_assert_int_eq(more, 1);
+    b = zmq_recv(sock, body, body_size, 0);
+    ck_assert_int_ge(b, 0);
+    ck_assert_msg(wire_decode(name, (size_t)n, body, (size_t)b, m, why, sizeof why) == 0, "%s", why);
+}
+
+START_TEST(bad_input_is_refused_and_others_unaffected)
+{
+    struct engine e;
+    set_epoch(primary_dir, 2); /* the standby starts at 1 and adopts 2 */
+    pid_t primary = start(primary_dir, NULL, NULL, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    void *ctx = zmq_ctx_new(), *rogue = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    uint8_t *body = NULL, junk[512];
+    size_t body_len = 0;
+    char why[256];
+
+    engine_attach(&e);
+    engine_write(&e, 50);
+    free(wait_caught_up(standby_dir[0]));
+
+    /* random bytes on both ports */
+    for (unsigned i = 0; i < 8; i++) {
+        send_raw(port_base, i);
+        send_raw(port_base + 1, 100 + i);
+    }
+    /* a DEALER saying nonsense: random frames, a truncated HELLO, a reply
+     * type, a lower epoch (0), one frame only, an oversized frame */
+    zmq_setsockopt(rogue, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(rogue, ZMQ_ROUTING_ID, "rogue", 5);
+    ck_assert_int_eq(zmq_connect(rogue, serve_ep), 0);
+    /* a peer of an old epoch: refused with ERROR 1 naming the primary's */
+    {
+        struct wire_msg old = {.type = WIRE_HELLO, .epoch = 1}, got;
+        uint8_t reply_body[1024];
+        snprintf(old.u.hello.node_id, sizeof old.u.hello.node_id, "old");
+        ck_assert_int_eq(wire_encode(&old, &body, &body_len, why, sizeof why), 0);
+        send_frames(rogue, "HELLO", 5, body, body_len);
+        free(body);
+        body = NULL;
+        recv_reply(rogue, &got, reply_body, sizeof reply_body);
+        ck_assert_int_eq(got.type, WIRE_ERROR);
+        ck_assert_uint_eq(got.epoch, 2);
+        ck_assert_uint_eq(got.u.error.code, WIRE_ERR_EPOCH);
+        wire_msg_free(&got);
+    }
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)mix(i);
+    send_frames(rogue, junk, 7, junk + 7, 300);
+    struct wire_msg m = {.type = WIRE_HELLO, .epoch = 2};
+    snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "rogue");
+    ck_assert_int_eq(wire_encode(&m, &body, &body_len, why, sizeof why), 0);
+    send_frames(rogue, "HELLO", 5, body, body_len - 1); /* truncated */
+    send_frames(rogue, "WELCOME", 7, body, body_len);   /* not a request */
+    body[2] = 0x00;                                     /* HELLO of epoch 0 */
+    send_frames(rogue, "HELLO", 5, body, body_len);
+    ck_assert_int_ge(zmq_send(rogue, "ACK", 3, 0), 0); /* one frame */
+    free(body);
+    {
+        size_t big = (size_t)wire_max_msg_size() + 1;
+        uint8_t *huge = calloc(1, big);
+        ck_assert_ptr_nonnull(huge);
+        send_frames(rogue, "FETCH", 5, huge, big);
+        free(huge);
+    }
+    /* the lower-epoch HELLO was answered with ERROR 1 (if the rogue was
+     * not dropped for the oversized frame first); either way the primary
+     * and the standby carry on */
+    engine_write(&e, 50);
+    rk_ring_detach(e.r);
+    char *st = wait_caught_up(standby_dir[0]), *stp = status_of(primary_dir);
+    ck_assert_msg(json_u64(stp, "peers_dropped") >= 3, "primary: %s", stp);
+    ck_assert_uint_eq(json_u64(st, "malformed"), 0);
+    ck_assert_uint_eq(json_u64(st, "epoch"), 2); /* adopted */
+    /* a standby at a higher epoch (3) refuses every message of this
+     * primary (2) and stores nothing; the primary ignores its requests */
+    set_epoch(standby_dir[1], 3);
+    pid_t high = start(standby_dir[1], "standby-high", NULL, NULL);
+    wait_status(standby_dir[1], "\"refused_epoch\":");
+    for (int i = 0;; i++) {
+        char *h = status_of(standby_dir[1]);
+        int refused = json_u64(h, "refused_epoch") >= 3;
+        if (refused) {
+            ck_assert_uint_eq(json_u64(h, "journal_seq"), 0);
+            ck_assert_uint_eq(json_u64(h, "epoch"), 3);
+        }
+        free(h);
+        if (refused)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the standby at epoch 3 refused nothing");
+        usleep(10000);
+    }
+    ck_assert_int_eq(stop(high, SIGTERM), 0);
+    free(st);
+    free(stp);
+    zmq_close(rogue);
+    zmq_ctx_term(ctx);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    check_same_journal(standby_dir[0]);
+    check_state(standby_dir[0], e.height);
+}
+END_TEST
+
+START_TEST(standby_survives_a_primary_restart_and_monitor_prints)
+{
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, NULL, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    pid_t mon = fork();
+
+    ck_assert_int_ge(mon, 0);
+    if (mon == 0) {
+        FILE *out = freopen(monitor_out, "w", stdout);
+        if (!out)
+            _exit(98);
+        execl(ringkeep_bin, ringkeep_bin, "monitor", publish_ep, "--json", (char *)NULL);
+        _exit(97);
+    }
+    engine_attach(&e);
+    engine_write(&e, 40);
+    free(wait_caught_up(standby_dir[0]));
+    /* the primary killed and restarted under the standby and the engine */
+    ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
+    primary = start(primary_dir, NULL, NULL, NULL);
+    engine_write(&e, 40);
+    /* the standby says HELLO again to the new primary (which then keeps
+     * the journal it needs through the checkpoint's trim) */
+    for (int i = 0;; i++) {
+        char *p = status_of(primary_dir);
+        int listed = p && strstr(p, "standby-a acked_seq=");
+        free(p);
+        if (listed)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the restarted primary never heard from the standby");
+        usleep(10000);
+    }
+    char *reply = NULL;
+    ck_assert_int_eq(node_request(primary_dir, "checkpoint", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "checkpoint: %s", reply);
+    free(reply);
+    char *st = wait_caught_up(standby_dir[0]);
+    uint64_t seq = json_u64(st, "journal_seq");
+    free(st);
+    rk_ring_detach(e.r);
+
+    /* the monitor saw heartbeats up to that sequence and the checkpoint */
+    char want_hb[64], want_ck[64], *text = NULL;
+    snprintf(want_hb, sizeof want_hb, "\"journal_seq\":%llu,", (unsigned long long)seq);
+    snprintf(want_ck, sizeof want_ck, "{\"type\":\"checkpoint\",\"epoch\":1,\"name\":\"");
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        FILE *f = fopen(monitor_out, "r");
+        size_t cap = 0;
+        free(text);
+        text = NULL;
+        if (f) {
+            ck_assert_int_ge(getdelim(&text, &cap, '\0', f), -1);
+            fclose(f);
+        }
+        if (text && strstr(text, want_hb) && strstr(text, want_ck) && strstr(text, "\"id\":\"standby-a\""))
+            break;
+        usleep(10000);
+    }
+    ck_assert_msg(text && strstr(text, want_hb) && strstr(text, want_ck), "monitor printed: %s",
+                  text ? text : "");
+    static const char hb_start[] = "{\"type\":\"heartbeat\",\"epoch\":1,";
+    ck_assert_msg(strncmp(text, hb_start, sizeof hb_start - 1) == 0, "%.200s", text);
+    free(text);
+    ck_assert_int_eq(stop(mon, SIGTERM), 0);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    check_same_journal(standby_dir[0]);
+    check_state(standby_dir[0], e.height);
+}
+END_TEST
+
+static void checkpoint_now(void)
+{
+    char *reply = NULL;
+    ck_assert_int_eq(node_request(primary_dir, "checkpoint", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "checkpoint: %s", reply);
+    free(reply);
+}
+
+START_TEST(standby_away_past_retention_bootstraps_from_a_checkpoint)
+{
+    static const char *const extra[] = {"checkpoint", "keep", "1", "checkpoint", "every_seconds", "0", NULL};
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, extra, NULL);
+    pid_t s0 = start(standby_dir[0], "standby-a", NULL, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 60);
+    char *st = wait_caught_up(standby_dir[0]);
+    uint64_t away_at = json_u64(st, "journal_seq");
+    free(st);
+    ck_assert_int_eq(stop(s0, SIGTERM), 0);
+    /* the primary forgets it, then checkpoints twice and trims its journal
+     * past where the standby stopped */
+    wait_status(primary_dir, "\"n_standbys\":0,");
+    engine_write(&e, 60);
+    checkpoint_now();
+    engine_write(&e, 60);
+    checkpoint_now();
+    char *p = status_of(primary_dir);
+    ck_assert_msg(json_u64(p, "journal_trimmed_below") > away_at + 1, "primary: %s (standby at %llu)", p,
+                  (unsigned long long)away_at);
+    free(p);
+    /* the standby that was away, and a new empty one, bootstrap */
+    s0 = start(standby_dir[0], "standby-a", NULL, NULL);
+    pid_t s1 = start(standby_dir[1], "standby-b", NULL, NULL);
+    engine_write(&e, 30);
+    rk_ring_detach(e.r);
+    for (int i = 0; i < 2; i++) {
+        st = wait_caught_up(standby_dir[i]);
+        ck_assert_msg(json_u64(st, "bootstraps") == 1, "%s", st);
+        free(st);
+    }
+    ck_assert_int_eq(stop(s0, SIGTERM), 0);
+    ck_assert_int_eq(stop(s1, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    for (int i = 0; i < 2; i++) {
+        check_same_journal(standby_dir[i]);
+        check_state(standby_dir[i], e.height);
+    }
+    /* what standby-a held before is set aside, not deleted */
+    char aside[300];
+    snprintf(aside, sizeof aside, "%s/set-aside", standby_dir[0]);
+    struct stat sta;
+    ck_assert_int_eq(stat(aside, &sta), 0);
+}
+END_TEST
+
+/* Counts messages arriving on sock during about ms milliseconds. */
+static int count_messages(void *sock, int ms)
+{
+    int n = 0;
+    for (int waited = 0; waited < ms; waited += 50) {
+        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+        while (zmq_poll(&it, 1, 50) == 1) {
+            char buf[256];
+            zmq_recv(sock, buf, sizeof buf, 0);
+            n++;
+        }
+    }
+    return n;
+}
+
+START_TEST(curve_only_authorized_peers_receive_anything)
+{
+    char pp[41], ps[41], ap[41], as[41], rp[41], rs[41], keys_file[300];
+    ck_assert_int_eq(zmq_curve_keypair(pp, ps), 0);
+    ck_assert_int_eq(zmq_curve_keypair(ap, as), 0);
+    ck_assert_int_eq(zmq_curve_keypair(rp, rs), 0);
+    snprintf(keys_file, sizeof keys_file, "%s/authorized_keys", primary_dir);
+    FILE *f = fopen(keys_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "# standby-a\n%s\n", ap);
+    fclose(f);
+    const char *const pextra[] = {
+        "replication",      "curve", "yes",         "replication",     "curve_secret_key", ps,  "replication",
+        "curve_public_key", pp,      "replication", "authorized_keys", keys_file,          NULL};
+    const char *const sextra[] = {"replication",
+                                  "curve",
+                                  "yes",
+                                  "replication",
+                                  "curve_secret_key",
+                                  as,
+                                  "replication",
+                                  "curve_public_key",
+                                  ap,
+                                  "replication",
+                                  "curve_server_key",
+                                  pp,
+                                  NULL};
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, pextra, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", sextra, NULL);
+
+    /* unauthorized: a CURVE SUB and DEALER with a key not in the file, a
+     * plain SUB */
+    void *ctx = zmq_ctx_new(), *rsub = zmq_socket(ctx, ZMQ_SUB), *rdealer = zmq_socket(ctx, ZMQ_DEALER),
+         *psub = zmq_socket(ctx, ZMQ_SUB);
+    int linger = 0;
+    for (void **s = (void *[]){rsub, rdealer, psub, NULL}; *s; s++)
+        zmq_setsockopt(*s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(rsub, ZMQ_CURVE_SERVERKEY, pp, 40);
+    zmq_setsockopt(rsub, ZMQ_CURVE_PUBLICKEY, rp, 40);
+    zmq_setsockopt(rsub, ZMQ_CURVE_SECRETKEY, rs, 40);
+    zmq_setsockopt(rdealer, ZMQ_CURVE_SERVERKEY, pp, 40);
+    zmq_setsockopt(rdealer, ZMQ_CURVE_PUBLICKEY, rp, 40);
+    zmq_setsockopt(rdealer, ZMQ_CURVE_SECRETKEY, rs, 40);
+    zmq_setsockopt(rsub, ZMQ_SUBSCRIBE, "", 0);
+    zmq_setsockopt(psub, ZMQ_SUBSCRIBE, "", 0);
+    ck_assert_int_eq(zmq_connect(rsub, publish_ep), 0);
+    ck_assert_int_eq(zmq_connect(psub, publish_ep), 0);
+    ck_assert_int_eq(zmq_connect(rdealer, serve_ep), 0);
+    struct wire_msg m = {.type = WIRE_HELLO, .epoch = 1};
+    uint8_t *body = NULL;
+    size_t body_len = 0;
+    char why[256];
+    snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "rogue");
+    ck_assert_int_eq(wire_encode(&m, &body, &body_len, why, sizeof why), 0);
+    zmq_send(rdealer, "HELLO", 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(rdealer, body, body_len, ZMQ_DONTWAIT);
+    free(body);
+
+    engine_attach(&e);
+    engine_write(&e, 60);
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    /* heartbeats every 50 ms meanwhile: the unauthorized got none */
+    ck_assert_int_eq(count_messages(rsub, 500), 0);
+    ck_assert_int_eq(count_messages(psub, 100), 0);
+    ck_assert_int_eq(count_messages(rdealer, 100), 0);
+    char *p = status_of(primary_dir);
+    ck_assert_msg(json_true(p, "curve") && json_u64(p, "curve_keys_refused") >= 2, "primary: %s", p);
+    ck_assert_msg(strstr(p, "standby-a acked_seq=") && !strstr(p, "rogue"), "primary: %s", p);
+    free(p);
+
+    /* an authorized monitor does receive */
+    char cmd[1024], line[4096] = "";
+    snprintf(cmd, sizeof cmd,
+             "'%s' monitor %s --json --count 1 --curve-server-key '%s' --curve-public-key '%s' "
+             "--curve-secret-key '%s'",
+             ringkeep_bin, publish_ep, pp, ap, as);
+    FILE *mon = popen(cmd, "r");
+    ck_assert_ptr_nonnull(mon);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, mon));
+    ck_assert_int_eq(pclose(mon), 0);
+    ck_assert_msg(strncmp(line, "{\"type\":\"heartbeat\",", 20) == 0, "%s", line);
+
+    zmq_close(rsub);
+    zmq_close(psub);
+    zmq_close(rdealer);
+    zmq_ctx_term(ctx);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    check_same_journal(standby_dir[0]);
+    check_state(standby_dir[0], e.height);
+}
+END_TEST
+
+static Suite *repl_suite(void)
+{
+    Suite *s = suite_create("repl");
+    TCase *tc = tcase_create("loopback");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, two_standbys_reach_the_primary_state);
+    tcase_add_test(tc, replicated_wait_returns_once_a_standby_holds_the_record);
+    tcase_add_test(tc, bad_input_is_refused_and_others_unaffected);
+    tcase_add_test(tc, standby_survives_a_primary_restart_and_monitor_prints);
+    tcase_add_test(tc, standby_away_past_retention_bootstraps_from_a_checkpoint);
+    tcase_add_test(tc, curve_only_authorized_peers_receive_anything);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    ringkeep_bin = argc > 1 ? argv[1] : "ringkeep";
+    SRunner *sr = srunner_create(repl_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
