@@ -62,8 +62,10 @@
 #include "replicator.h"
 #include "store.h"
 
-#define PUB_HWM 10000   /* messages queued per subscriber before PUB drops (a standby then fetches) */
-#define ROUTER_HWM 1000 /* messages queued per standby on the ROUTER */
+#define PUB_HWM 256    /* messages queued per subscriber before PUB drops (a standby then fetches);
+                          entries are up to batch_bytes (4 MiB) each: bounded memory per subscriber */
+#define ROUTER_HWM 16  /* replies queued per standby on the ROUTER (ENTRIES are up to 8 MiB) */
+#define ROUTER_MAX_REQUEST 4096 /* every request (HELLO, FETCH, SNAPSHOT, ACK) is far smaller */
 #define SEQ_CACHE 8192  /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
 #define RECV_BURST 256  /* requests served before looking at the eventfd again */
 #define STATUS_MAX 4096
@@ -327,8 +329,12 @@ static void update_replicated(struct repl_primary *p)
 
 static void acked(struct repl_primary *p, struct peer *peer, uint64_t seq, uint64_t journal_seq)
 {
+    /* More than this primary holds: that journal is another history (a
+     * primary restored to an earlier point, or a wiped one); counting it,
+     * even lowered to journal_seq, would tell engines that records are
+     * replicated which no standby holds.  on_hello refuses such a peer. */
     if (seq > journal_seq)
-        seq = journal_seq; /* more than this primary holds: not ours to count */
+        return;
     if (seq <= peer->acked_seq)
         return;
     uint64_t lsn = covered_lsn(p, seq);
@@ -384,14 +390,28 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         memset(peer, 0, sizeof *peer);
         log_msg(LOG_INFO, "standby said hello", "standby=\"%s\" last_seq=%" PRIu64, h->node_id, h->last_seq);
     }
-    peer->used = 1;
-    peer->heard_ns = link_monotonic_ns();
-    update_needed(p);
-    memcpy(peer->route, in->route, in->route_len);
-    peer->route_len = in->route_len;
-    snprintf(peer->id, sizeof peer->id, "%s", h->node_id);
-    /* what its journal holds is fsynced: as good as an ACK */
-    acked(p, peer, h->last_seq, np->journal_seq);
+    if (h->last_seq > np->journal_seq) {
+        log_msg(LOG_WARN, "standby refused: its journal is ahead of this primary's (another history)",
+                "standby=\"%s\" last_seq=%" PRIu64 " journal_seq=%" PRIu64, h->node_id, h->last_seq,
+                np->journal_seq);
+        /* neither counted nor listed; WELCOME tells it this primary holds
+         * less, and it sets its data aside and bootstraps */
+        peer->used = 0;
+        update_needed(p);
+    } else {
+        /* what it says now is what it holds: an older ACK of the same id
+         * (before it lost its data, say) no longer counts */
+        peer->acked_seq = 0;
+        peer->acked_lsn = 0;
+        peer->used = 1;
+        peer->heard_ns = link_monotonic_ns();
+        update_needed(p);
+        memcpy(peer->route, in->route, in->route_len);
+        peer->route_len = in->route_len;
+        snprintf(peer->id, sizeof peer->id, "%s", h->node_id);
+        /* what its journal holds is fsynced: as good as an ACK */
+        acked(p, peer, h->last_seq, np->journal_seq);
+    }
 
     struct wire_msg m = {.type = WIRE_WELCOME, .epoch = p->epoch};
     m.u.welcome.first_seq = first_seq(p, np->journal_seq);
@@ -816,6 +836,25 @@ static int hook_start(void *arg, struct node *n, store *s, ring_owner *ring)
     if ((rc = link_setup(p->pub, PUB_HWM)) != 0 || (rc = link_setup(p->router, ROUTER_HWM)) != 0) {
         log_msg(LOG_ERROR, "cannot set replication socket options", "error=\"%s\"", zmq_strerror(rc));
         return rc;
+    }
+    {
+        /* requests are small: a peer sending more is cut by ZeroMQ; a
+         * standby that reconnects with its id takes over the old
+         * connection (a half-open one from a crashed host would otherwise
+         * shadow it: libzmq ignores a second peer with the same id);
+         * ZMTP heartbeats find dead connections */
+        int64_t max_req = ROUTER_MAX_REQUEST;
+        int one = 1, ivl = 1000, timeout = 5000;
+        if (zmq_setsockopt(p->router, ZMQ_MAXMSGSIZE, &max_req, sizeof max_req) ||
+            zmq_setsockopt(p->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one) ||
+            zmq_setsockopt(p->router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
+            zmq_setsockopt(p->router, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout) ||
+            zmq_setsockopt(p->pub, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
+            zmq_setsockopt(p->pub, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout)) {
+            rc = zmq_errno();
+            log_msg(LOG_ERROR, "cannot set replication socket options", "error=\"%s\"", zmq_strerror(rc));
+            return rc;
+        }
     }
     if (p->c->curve) {
         /* the ZAP handler first: CURVE handshakes wait for its answers */

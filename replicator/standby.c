@@ -77,6 +77,8 @@ struct standby {
     uint64_t behind_ns;   /* since when last_seq < primary_seq (0: caught up) */
     int welcomed;         /* WELCOME received since the last HELLO */
     uint64_t hello_ns;    /* when HELLO was sent */
+    uint64_t hello_last_seq; /* the last_seq it said */
+    uint64_t fetch_from;     /* from_seq of the FETCH outstanding */
     int fetching;         /* a FETCH is outstanding */
     uint64_t fetch_ns;    /* when it was sent */
     uint64_t hb_digest, hb_digest_seq, hb_journal_seq;
@@ -151,6 +153,7 @@ static void send_hello(struct standby *sb)
     struct wire_msg m = {.type = WIRE_HELLO};
     snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "%s", sb->c->repl_node_id);
     m.u.hello.last_seq = sb->last_seq;
+    sb->hello_last_seq = sb->last_seq;
     send_msg(sb, &m);
     sb->welcomed = 0;
     sb->fetching = 0;
@@ -163,6 +166,7 @@ static void standby_fetch(struct standby *sb)
         return;
     struct wire_msg m = {.type = WIRE_FETCH};
     m.u.fetch.from_seq = sb->last_seq + 1;
+    sb->fetch_from = m.u.fetch.from_seq;
     m.u.fetch.to_seq = sb->primary_seq;
     send_msg(sb, &m);
     sb->fetching = 1;
@@ -259,7 +263,10 @@ static void on_journal(struct standby *sb, const struct wire_entry *j)
 
 static void on_entries(struct standby *sb, const struct wire_entries *es)
 {
-    sb->fetching = 0;
+    /* only the answer to the FETCH outstanding ends it: a late answer to
+     * an earlier one (a slow link) must not start yet another */
+    if (es->n_entries == 0 || es->entries[0].seq == sb->fetch_from)
+        sb->fetching = 0;
     if (sb->bootstrapping)
         return;
     for (uint32_t i = 0; i < es->n_entries; i++) {
@@ -384,6 +391,17 @@ static int snapshot_finish(struct standby *sb)
         ckpt_info_free(&info);
         return 1;
     }
+    {
+        /* the load is committed without sync: make it durable before an
+         * ACK can count this standby */
+        uint32_t n_logs = 0;
+        rc = store_log_trim(sb->s, &n_logs);
+        if (rc) {
+            log_msg(LOG_ERROR, "cannot make the loaded checkpoint durable", "error=\"%s\"", store_strerror(rc));
+            ckpt_info_free(&info);
+            return 1;
+        }
+    }
     uint64_t restart = info.has_replay ? info.replay.restart_seq : info.journal_seq + 1;
     sb->history[info.journal_seq % DIGEST_HISTORY] = (struct digest_at){info.journal_seq, info.digest};
     sb->last_seq = restart - 1; /* our journal starts at the checkpoint's restart point */
@@ -432,9 +450,18 @@ static int on_welcome(struct standby *sb, const struct wire_welcome *w)
         sb->stop_error = 1;
         return 1;
     }
-    if (sb->last_seq > w->last_seq)
-        log_msg(LOG_WARN, "this standby holds entries the primary does not",
-                "last_seq=%" PRIu64 " primary_last_seq=%" PRIu64, sb->last_seq, w->last_seq);
+    if (sb->hello_last_seq > w->last_seq) {
+        /* entries the primary never had (it was restored or wiped): this
+         * journal is another history; following would drop the new
+         * entries as duplicates.  Set it aside and bootstrap, or stop. */
+        log_msg(LOG_ERROR, "this standby holds entries the primary does not: another history",
+                "last_seq=%" PRIu64 " primary_last_seq=%" PRIu64 " action=%s", sb->hello_last_seq, w->last_seq,
+                w->has_checkpoint ? "bootstrap" : "stop");
+        if (w->has_checkpoint)
+            return standby_bootstrap(sb, &w->checkpoint);
+        sb->stop_error = 1;
+        return 1;
+    }
     log_msg(LOG_INFO, "following the primary",
             "primary=%s last_seq=%" PRIu64 " primary_first_seq=%" PRIu64 " primary_last_seq=%" PRIu64,
             sb->c->repl_primary_serve, sb->last_seq, w->first_seq, w->last_seq);
@@ -706,6 +733,14 @@ int standby_run(const struct node_config *c)
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
         goto out;
+    }
+    {
+        /* after a bootstrap the journal may hold nothing yet: what the
+         * loaded checkpoint covers (every entry before its restart point,
+         * made durable before the load was acknowledged) is held too */
+        uint64_t restart = applier_meta(sb->a).restart_seq;
+        if (restart > 0 && restart - 1 > sb->last_seq)
+            sb->last_seq = sb->acked_seq = restart - 1;
     }
     if ((rc = open_sockets(sb)) != 0) {
         log_msg(LOG_ERROR, "cannot connect to the primary", "primary=%s error=\"%s\"", c->repl_primary_serve,

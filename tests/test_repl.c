@@ -747,6 +747,64 @@ START_TEST(standby_away_past_retention_bootstraps_from_a_checkpoint)
 }
 END_TEST
 
+
+/* A primary that lost its data (wiped, or restored to an earlier point)
+ * and a standby that still holds the old, longer history: the standby's
+ * HELLO and ACKs above the primary's journal are not counted (with
+ * min_replicas 1, rk_wait(RK_REPLICATED) keeps waiting), and WELCOME
+ * tells the standby it holds entries the primary never had: it sets them
+ * aside and bootstraps from the primary's checkpoint, then follows. */
+START_TEST(standby_of_another_history_bootstraps_and_is_not_counted)
+{
+    static const char *const extra[] = {"replication", "min_replicas", "1", "checkpoint", "every_seconds", "0",
+                                        NULL};
+    struct engine e;
+    char cmd[600], aside[300];
+    struct stat st_aside;
+    pid_t primary = start(primary_dir, NULL, extra, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 80);
+    char *st = wait_caught_up(standby_dir[0]);
+    free(st);
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    /* the primary loses everything */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s'", primary_dir, primary_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ring_unlink(ring_name);
+    primary = start(primary_dir, NULL, extra, NULL);
+    engine_attach(&e);
+    engine_write(&e, 5); /* heights 1..5 again, a much shorter journal */
+    checkpoint_now();
+    sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    /* whatever the standby says first, it holds none of the new records */
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, 300), RK_ETIMEDOUT);
+    st = wait_caught_up(standby_dir[0]);
+    ck_assert_msg(json_u64(st, "bootstraps") == 1, "%s", st);
+    free(st);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    /* restarted right after its bootstrap, it goes on from the checkpoint,
+     * and follows what comes next */
+    ck_assert_int_eq(stop(sb, SIGKILL) & 0x7f, SIGKILL);
+    sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    engine_write(&e, 10);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    st = wait_caught_up(standby_dir[0]);
+    ck_assert_msg(json_u64(st, "bootstraps") == 0, "%s", st); /* no second copy */
+    free(st);
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    check_same_journal(standby_dir[0]);
+    check_state(standby_dir[0], e.height);
+    snprintf(aside, sizeof aside, "%s/set-aside", standby_dir[0]);
+    ck_assert_int_eq(stat(aside, &st_aside), 0); /* the old history is kept, not deleted */
+}
+END_TEST
+
 /* Counts messages arriving on sock during about ms milliseconds. */
 static int count_messages(void *sock, int ms)
 {
@@ -867,6 +925,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, bad_input_is_refused_and_others_unaffected);
     tcase_add_test(tc, standby_survives_a_primary_restart_and_monitor_prints);
     tcase_add_test(tc, standby_away_past_retention_bootstraps_from_a_checkpoint);
+    tcase_add_test(tc, standby_of_another_history_bootstraps_and_is_not_counted);
     tcase_add_test(tc, curve_only_authorized_peers_receive_anything);
     suite_add_tcase(s, tc);
     return s;
