@@ -169,7 +169,6 @@
 #define COMMAND_NS (600 * 1000000000ull) /* one producer command at most */
 #define SPOOL_WAIT_NS (60 * 1000000000ull)
 #define SPOOL_POLL_NS 200000ull
-#define WAITER_IDLE_NS 20000
 #define POLL_NS 1000000ull
 
 /* ------------------------------------------------------------ the stream */
@@ -287,15 +286,6 @@ static char g_ring_name[RK_NAME_MAX + 1];
 static char g_base_dir[64];
 static double g_restore_s = -1; /* phase_restore's time, when it ran */
 
-static void kill_and_reap(volatile sig_atomic_t *pid)
-{
-    if (*pid > 0) {
-        kill((pid_t)*pid, SIGKILL);
-        waitpid((pid_t)*pid, NULL, 0);
-        *pid = 0;
-    }
-}
-
 static void on_fatal_signal(int sig)
 {
     static const char msg[] =
@@ -304,52 +294,16 @@ static void on_fatal_signal(int sig)
 
     unused = write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)unused;
-    kill_and_reap(&g_producer_pid);
-    kill_and_reap(&g_node_pid);
+    bench_kill_and_reap(&g_producer_pid);
+    bench_kill_and_reap(&g_node_pid);
     if (g_ring_set)
         unlink(g_ring_path);
-    if (g_base_dir[0]) { /* fork and execve are async-signal-safe */
-        pid_t pid = fork();
-        if (pid == 0) {
-            execl("/bin/rm", "rm", "-rf", "--", g_base_dir, (char *)NULL);
-            _exit(127);
-        }
-        if (pid > 0)
-            waitpid(pid, NULL, 0);
-    }
+    if (g_base_dir[0])
+        bench_remove_tree_by_rm(g_base_dir); /* async-signal-safe */
     _exit(sig == SIGALRM ? 3 : 128 + sig);
 }
 
-static void set_fatal_handlers(void (*handler)(int))
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = handler;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 /* ------------------------------------------------------------ children */
-
-typedef int (*child_fn)(const void *arg);
-
-static pid_t spawn(child_fn fn, const void *arg)
-{
-    pid_t parent = getpid(), pid;
-
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        set_fatal_handlers(SIG_DFL);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-            _exit(1);
-        _exit(fn(arg) == 0 ? 0 : 1);
-    }
-    return pid;
-}
 
 struct node_args {
     const char *dir, *ring_name, *log_path;
@@ -382,80 +336,12 @@ static int node_main(const void *arg)
     return node_run(&c);
 }
 
-struct sample {
-    uint64_t lsn, t_put;
-};
-
-/* The producer's samples and its waiter thread (as in bench_node): the
- * producer writes samples[i], then n_published = i + 1 (release); the
- * waiter reads n_published (acquire), then samples[0..n).  done (release
- * after the last publish) says no more will come. */
-struct waiter {
-    rk_ring *ring;
-    struct sample *samples;
-    uint64_t *latency;
-    uint64_t capacity;
-    alignas(64) _Atomic uint64_t n_published;
-    alignas(64) _Atomic int done;
-    uint64_t n_waited; /* waiter: written before it exits, read after join */
-    int rc;
-};
-
-static void *waiter_main(void *arg)
-{
-    struct waiter *w = arg;
-    uint64_t i = 0;
-
-    for (;;) {
-        /* acquire: pairs with the producer's release; samples[0..n) are written */
-        uint64_t n = atomic_load_explicit(&w->n_published, memory_order_acquire);
-        if (i == n) {
-            /* acquire: pairs with the release of done, after the last publish */
-            if (atomic_load_explicit(&w->done, memory_order_acquire) &&
-                atomic_load_explicit(&w->n_published, memory_order_acquire) == i)
-                break;
-            sleep_ns(WAITER_IDLE_NS);
-            continue;
-        }
-        for (; i < n; i++) {
-            int rc = rk_wait(w->ring, w->samples[i].lsn, RK_DURABLE, DURABLE_TIMEOUT_MS);
-            uint64_t t = now_ns();
-            if (rc) {
-                fprintf(stderr, "bench_checkpoint: waiter: rk_wait(%" PRIu64 ", RK_DURABLE): %s\n",
-                        w->samples[i].lsn, rk_strerror(rc));
-                w->rc = rc;
-                w->n_waited = i;
-                return NULL;
-            }
-            w->latency[i] = t - w->samples[i].t_put;
-        }
-    }
-    w->n_waited = i;
-    return NULL;
-}
-
-static int attach(const char *ring_name, const char *producer, rk_ring **out)
-{
-    char errmsg[256] = "";
-    rk_ring_opts opts = {.producer = producer,
-                         .full_policy = RK_FULL_WAIT,
-                         .full_timeout_ms = FULL_TIMEOUT_MS,
-                         .errmsg = errmsg,
-                         .errmsg_size = sizeof errmsg};
-    int rc = rk_ring_attach(ring_name, &opts, out);
-
-    if (rc)
-        fprintf(stderr, "bench_checkpoint: producer: rk_ring_attach(%s, %s): %s: %s\n", ring_name, producer,
-                rk_strerror(rc), errmsg);
-    return rc;
-}
-
 struct producer {
     rk_ring *ring;
     uint16_t table;
     uint64_t n_updates; /* updates over all windows: picks the next key */
     uint8_t *val;
-    struct waiter w;
+    struct bench_waiter w;
 };
 
 /* Runs the posted command: fill (every key once, version 0) or a window
@@ -463,7 +349,7 @@ struct producer {
  * GROUP_RECORDS PUTs and at the end; waits until the last MARK is durable. */
 static int produce(struct producer *p, struct ctl *ctl, struct window_result *res)
 {
-    struct waiter *w = &p->w;
+    struct bench_waiter *w = &p->w;
     uint8_t key[KEY_SIZE];
     uint64_t seq = 0, lsn = 0, mark_lsn = 0, n_marks = 0, t0, now;
     uint64_t burst = ctl->rate ? ctl->rate * BURST_NS / 1000000000u : 0;
@@ -555,7 +441,7 @@ static int run_command(struct producer *p, struct ctl *ctl)
     atomic_store(&p->w.done, 0);
     p->w.n_waited = 0;
     p->w.rc = 0;
-    rc = pthread_create(&thread, NULL, waiter_main, &p->w);
+    rc = pthread_create(&thread, NULL, bench_waiter_main, &p->w);
     if (rc) {
         fprintf(stderr, "bench_checkpoint: producer: pthread_create: %s\n", strerror(rc));
         return rc;
@@ -588,6 +474,8 @@ static int producer_main(const void *arg)
     int rc;
 
     prctl(PR_SET_TIMERSLACK, 1000ul); /* 1 us: pacing sleeps end when asked */
+    p.w.prog = "bench_checkpoint";
+    p.w.durable_timeout_ms = DURABLE_TIMEOUT_MS;
     p.w.capacity = MAX_SAMPLES;
     p.w.samples = malloc(MAX_SAMPLES * sizeof *p.w.samples);
     p.w.latency = malloc(MAX_SAMPLES * sizeof *p.w.latency);
@@ -597,9 +485,9 @@ static int producer_main(const void *arg)
         rc = ENOMEM;
         goto out;
     }
-    rc = attach(ring_name, PRODUCER_NAME, &p.ring);
+    rc = bench_attach("bench_checkpoint", ring_name, PRODUCER_NAME, FULL_TIMEOUT_MS, &p.ring);
     if (!rc)
-        rc = attach(ring_name, WAITER_NAME, &p.w.ring);
+        rc = bench_attach("bench_checkpoint", ring_name, WAITER_NAME, FULL_TIMEOUT_MS, &p.w.ring);
     if (!rc && (rc = rk_table(p.ring, TABLE_NAME, &p.table)) != 0)
         fprintf(stderr, "bench_checkpoint: producer: rk_table: %s\n", rk_strerror(rc));
     if (rc)
@@ -635,23 +523,6 @@ out:
 
 /* ------------------------------------------------------------ the owner's side */
 
-/* The number after "\"key\":" in json, or a hex string value when hex. */
-static int json_field(const char *json, const char *key, int hex, uint64_t *out)
-{
-    char pattern[64];
-    const char *p;
-
-    snprintf(pattern, sizeof pattern, "\"%s\":", key);
-    p = strstr(json, pattern);
-    if (!p)
-        return RK_ENOTFOUND;
-    p += strlen(pattern);
-    if (hex && *p == '"')
-        p++;
-    *out = strtoull(p, NULL, hex ? 16 : 10);
-    return 0;
-}
-
 struct node_status {
     uint64_t records, journal_seq, applied_seq, digest;
     int ckpt_running;
@@ -662,10 +533,10 @@ static int node_status(const char *dir, struct node_status *st)
     char *reply = NULL;
     int rc = node_request(dir, "status", STATUS_TIMEOUT_MS, &reply);
 
-    if (!rc && (json_field(reply, "records", 0, &st->records) ||
-                json_field(reply, "journal_seq", 0, &st->journal_seq) ||
-                json_field(reply, "applied_seq", 0, &st->applied_seq) ||
-                json_field(reply, "state_digest", 1, &st->digest)))
+    if (!rc && (bench_json_field(reply, "records", 0, &st->records) ||
+                bench_json_field(reply, "journal_seq", 0, &st->journal_seq) ||
+                bench_json_field(reply, "applied_seq", 0, &st->applied_seq) ||
+                bench_json_field(reply, "state_digest", 1, &st->digest)))
         rc = RK_ECORRUPT;
     if (!rc)
         st->ckpt_running = strstr(reply, "\"checkpoint_running\":true") != NULL;
@@ -1777,7 +1648,7 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
     }
     if (g_db_config && (rc = copy_db_config(dir)) != 0)
         return rc;
-    pid = spawn(node_main, &na);
+    pid = bench_spawn(node_main, &na);
     if (pid < 0)
         return errno;
     g_node_pid = pid;
@@ -1791,7 +1662,7 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
         }
         sleep_ns(10 * POLL_NS);
     }
-    pid = spawn(producer_main, ring_name);
+    pid = bench_spawn(producer_main, ring_name);
     if (pid < 0)
         return errno;
     g_producer_pid = pid;
@@ -1906,7 +1777,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_checkpoint: out of memory\n");
         return 1;
     }
-    set_fatal_handlers(on_fatal_signal);
+    bench_set_fatal_handlers(on_fatal_signal);
     alarm(opt.watchdog_s);
     if (!mkdtemp(base_template)) {
         fprintf(stderr, "bench_checkpoint: mkdtemp: %s\n", strerror(errno));
@@ -1917,8 +1788,8 @@ int main(int argc, char **argv)
     rc = run(&opt, res, &have_windows) == 0 ? 0 : 1;
     print_targets(&opt, res, have_windows);
 out:
-    kill_and_reap(&g_producer_pid);
-    kill_and_reap(&g_node_pid);
+    bench_kill_and_reap(&g_producer_pid);
+    bench_kill_and_reap(&g_node_pid);
     if (g_ring_set)
         ring_unlink(g_ring_name); /* the node leaves its ring for engines when it stops */
     g_ring_set = 0;

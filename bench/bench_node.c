@@ -140,7 +140,6 @@
 #define CATCH_UP_MS 300000             /* apply catches up with the journal within this long */
 #define POLL_NS 5000000ull             /* the owner looks at its children this often */
 #define STATUS_POLL_MAX_NS 50000000ull /* catch-up: status polls at most this far apart */
-#define WAITER_IDLE_NS 20000           /* waiter: sleep when it has waited for every sample */
 #define STATUS_TIMEOUT_MS 2000
 #define RAW_LOCKS 200000 /* raw baseline: lock table for its largest transaction */
 #define PROBE_FSYNCS 200 /* fsync probe: appends of PROBE_SIZE, each fsynced */
@@ -242,28 +241,6 @@ static volatile sig_atomic_t g_ring_set;
 static char g_ring_path[128];
 static char g_base_dir[64];
 
-static void kill_and_reap(volatile sig_atomic_t *pid)
-{
-    if (*pid > 0) {
-        kill((pid_t)*pid, SIGKILL);
-        waitpid((pid_t)*pid, NULL, 0);
-        *pid = 0;
-    }
-}
-
-/* fork, execve and waitpid are async-signal-safe: the handler may use this. */
-static void remove_tree_by_rm(const char *path)
-{
-    pid_t pid = fork();
-
-    if (pid == 0) {
-        execl("/bin/rm", "rm", "-rf", "--", path, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0)
-        waitpid(pid, NULL, 0);
-}
-
 static void on_fatal_signal(int sig)
 {
     static const char msg[] = "bench_node: watchdog or signal: killing children, removing ring and data\n";
@@ -271,25 +248,13 @@ static void on_fatal_signal(int sig)
 
     unused = write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)unused;
-    kill_and_reap(&g_producer_pid);
-    kill_and_reap(&g_node_pid);
+    bench_kill_and_reap(&g_producer_pid);
+    bench_kill_and_reap(&g_node_pid);
     if (g_ring_set)
         unlink(g_ring_path);
     if (g_base_dir[0])
-        remove_tree_by_rm(g_base_dir);
+        bench_remove_tree_by_rm(g_base_dir);
     _exit(sig == SIGALRM ? 3 : 128 + sig);
-}
-
-static void set_fatal_handlers(void (*handler)(int))
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = handler;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* ------------------------------------------------------------ environments */
@@ -349,23 +314,6 @@ static void set_ring(const char *name)
 
 /* ------------------------------------------------------------ children */
 
-typedef int (*child_fn)(const void *arg);
-
-static pid_t spawn(child_fn fn, const void *arg)
-{
-    pid_t parent = getpid(), pid;
-
-    fflush(NULL); /* no buffered output duplicated into the child */
-    pid = fork();
-    if (pid == 0) {
-        set_fatal_handlers(SIG_DFL);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-            _exit(1);
-        _exit(fn(arg) == 0 ? 0 : 1);
-    }
-    return pid;
-}
-
 static int node_main(const void *arg)
 {
     const char *const *names = arg; /* data_dir, ring name */
@@ -387,79 +335,11 @@ static int node_main(const void *arg)
     return node_run(&c);
 }
 
-struct sample {
-    uint64_t lsn;
-    uint64_t t_put;
-};
-
-/* The producer's samples and its waiter thread.  The producer writes
- * samples[i], then publishes n_published = i + 1 (release); the waiter
- * reads n_published (acquire), then samples[0..n).  done (release after the
- * last publish) says no more will come. */
-struct waiter {
-    rk_ring *ring; /* the waiter's own handle */
-    struct sample *samples;
-    uint64_t *latency; /* waiter: ns per sample */
-    uint64_t capacity;
-    alignas(64) _Atomic uint64_t n_published;
-    alignas(64) _Atomic int done;
-    uint64_t n_waited; /* waiter: written before it exits, read after join */
-    int rc;            /* waiter: first rk_wait failure */
-};
-
-static void *waiter_main(void *arg)
-{
-    struct waiter *w = arg;
-    uint64_t i = 0;
-
-    for (;;) {
-        /* acquire: pairs with the producer's release; samples[0..n) are written */
-        uint64_t n = atomic_load_explicit(&w->n_published, memory_order_acquire);
-        if (i == n) {
-            /* acquire: pairs with the release of done, after the last publish */
-            if (atomic_load_explicit(&w->done, memory_order_acquire) &&
-                atomic_load_explicit(&w->n_published, memory_order_acquire) == i)
-                break;
-            sleep_ns(WAITER_IDLE_NS);
-            continue;
-        }
-        for (; i < n; i++) {
-            int rc = rk_wait(w->ring, w->samples[i].lsn, RK_DURABLE, DURABLE_TIMEOUT_MS);
-            uint64_t t = now_ns();
-            if (rc) {
-                fprintf(stderr, "bench_node: waiter: rk_wait(%" PRIu64 ", RK_DURABLE): %s\n",
-                        w->samples[i].lsn, rk_strerror(rc));
-                w->rc = rc;
-                w->n_waited = i;
-                return NULL;
-            }
-            w->latency[i] = t - w->samples[i].t_put;
-        }
-    }
-    w->n_waited = i;
-    return NULL;
-}
-
-static int attach(const char *ring_name, const char *producer, rk_ring **out)
-{
-    char errmsg[256] = "";
-    rk_ring_opts opts = {.producer = producer,
-                         .full_policy = RK_FULL_WAIT,
-                         .full_timeout_ms = FULL_TIMEOUT_MS,
-                         .errmsg = errmsg,
-                         .errmsg_size = sizeof errmsg};
-    int rc = rk_ring_attach(ring_name, &opts, out);
-
-    if (rc)
-        fprintf(stderr, "bench_node: producer: rk_ring_attach(%s, %s): %s: %s\n", ring_name, producer,
-                rk_strerror(rc), errmsg);
-    return rc;
-}
-
 /* Writes PUTs (a MARK after every GROUP_RECORDS) for duration_ns at rate,
  * sampling lsn and time for the waiter; ends with a MARK and waits for it
  * to be durable. */
-static int produce(const struct load *L, struct ctl *ctl, rk_ring *ring, uint16_t table, struct waiter *w)
+static int produce(const struct load *L, struct ctl *ctl, rk_ring *ring, uint16_t table,
+                   struct bench_waiter *w)
 {
     uint8_t key[KEY_SIZE], val[VALUE_SIZE];
     uint64_t seq = 0, height = 0, lsn = 0, mark_lsn = 0, n_samples = 0, t0, now = 0;
@@ -535,7 +415,7 @@ static int producer_main(const void *arg)
 {
     const struct load *L = arg;
     struct ctl *ctl = g_ctl;
-    struct waiter w = {0};
+    struct bench_waiter w = {.prog = "bench_node", .durable_timeout_ms = DURABLE_TIMEOUT_MS};
     rk_ring *ring = NULL;
     pthread_t thread;
     int rc, have_thread = 0;
@@ -558,9 +438,9 @@ static int producer_main(const void *arg)
         rc = ENOMEM;
         goto out;
     }
-    rc = attach(L->ring_name, PRODUCER_NAME, &ring);
+    rc = bench_attach("bench_node", L->ring_name, PRODUCER_NAME, FULL_TIMEOUT_MS, &ring);
     if (!rc)
-        rc = attach(L->ring_name, WAITER_NAME, &w.ring);
+        rc = bench_attach("bench_node", L->ring_name, WAITER_NAME, FULL_TIMEOUT_MS, &w.ring);
     if (rc)
         goto out;
     rc = rk_table(ring, TABLE_NAME, &table);
@@ -568,7 +448,7 @@ static int producer_main(const void *arg)
         fprintf(stderr, "bench_node: producer: rk_table: %s\n", rk_strerror(rc));
         goto out;
     }
-    rc = pthread_create(&thread, NULL, waiter_main, &w);
+    rc = pthread_create(&thread, NULL, bench_waiter_main, &w);
     if (rc) {
         fprintf(stderr, "bench_node: producer: pthread_create: %s\n", strerror(rc));
         goto out;
@@ -616,20 +496,6 @@ out:
 
 /* ------------------------------------------------------------ the node's status */
 
-/* The number after "\"key\":" in json. */
-static int json_u64(const char *json, const char *key, uint64_t *out)
-{
-    char pattern[64];
-    const char *p;
-
-    snprintf(pattern, sizeof pattern, "\"%s\":", key);
-    p = strstr(json, pattern);
-    if (!p)
-        return RK_ENOTFOUND;
-    *out = strtoull(p + strlen(pattern), NULL, 10);
-    return 0;
-}
-
 struct node_status {
     uint64_t records, batches, journal_seq, applied_seq;
 };
@@ -639,9 +505,10 @@ static int node_status(const char *dir, struct node_status *st)
     char *reply = NULL;
     int rc = node_request(dir, "status", STATUS_TIMEOUT_MS, &reply);
 
-    if (!rc && (json_u64(reply, "records", &st->records) || json_u64(reply, "batches", &st->batches) ||
-                json_u64(reply, "journal_seq", &st->journal_seq) ||
-                json_u64(reply, "applied_seq", &st->applied_seq)))
+    if (!rc && (bench_json_field(reply, "records", 0, &st->records) ||
+                bench_json_field(reply, "batches", 0, &st->batches) ||
+                bench_json_field(reply, "journal_seq", 0, &st->journal_seq) ||
+                bench_json_field(reply, "applied_seq", 0, &st->applied_seq)))
         rc = RK_ECORRUPT;
     free(reply);
     return rc;
@@ -833,7 +700,7 @@ static int run_load(const char *dir, const char *ring_name, const struct load *L
     set_ring(ring_name);
     if (make_data_dir(dir) != 0 || fsync_probe(dir, &res->fsync_p50_us, &res->fsync_p99_us) != 0)
         goto out;
-    node = spawn(node_main, names);
+    node = bench_spawn(node_main, names);
     if (node < 0) {
         fprintf(stderr, "bench_node: fork: %s\n", strerror(errno));
         goto out;
@@ -841,7 +708,7 @@ static int run_load(const char *dir, const char *ring_name, const struct load *L
     g_node_pid = node;
     if (wait_node_up(dir, node) != 0)
         goto out;
-    producer = spawn(producer_main, L);
+    producer = bench_spawn(producer_main, L);
     if (producer < 0) {
         fprintf(stderr, "bench_node: fork: %s\n", strerror(errno));
         goto out;
@@ -1752,7 +1619,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_node: mmap: %s\n", strerror(errno));
         return 1;
     }
-    set_fatal_handlers(on_fatal_signal);
+    bench_set_fatal_handlers(on_fatal_signal);
     if (!mkdtemp(base_template)) {
         fprintf(stderr, "bench_node: mkdtemp: %s\n", strerror(errno));
         goto out;

@@ -244,18 +244,6 @@ static void on_fatal_signal(int sig)
     _exit(sig == SIGALRM ? 3 : 128 + sig);
 }
 
-static void set_fatal_handlers(void (*handler)(int))
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = handler;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 /* ------------------------------------------------------------ children */
 
 /* Counts this child as ready, then waits for the owner's go. */
@@ -658,7 +646,7 @@ static pid_t spawn(child_fn fn, const struct run *r, int index, int slot)
     fflush(NULL); /* no buffered output duplicated into the child */
     pid = fork();
     if (pid == 0) {
-        set_fatal_handlers(SIG_DFL);
+        bench_set_fatal_handlers(SIG_DFL);
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
             _exit(1);
         _exit(fn(r, index) == 0 ? 0 : 1);
@@ -1164,7 +1152,7 @@ int main(int argc, char **argv)
         return 2;
     snprintf(ring_name, sizeof ring_name, "bench.%d", (int)getpid());
     snprintf(g_ring_path, sizeof g_ring_path, "/dev/shm/" RING_SHM_PREFIX "%s", ring_name);
-    set_fatal_handlers(on_fatal_signal);
+    bench_set_fatal_handlers(on_fatal_signal);
     read_machine(&m);
     m.ticks_per_ns = tsc_calibrate();
     results = calloc((size_t)(opt.n_sizes * opt.n_producer_counts), sizeof *results);

@@ -1,13 +1,19 @@
 /* bench_util.c -- small helpers shared by the benchmarks: JSON strings and
  * arrays, the monotonic clock in ns and sleeps on it, exact quantiles of
- * sorted samples, "met"/"not met" for target lines, removing a tree.
- * Any thread. */
+ * sorted samples, "met"/"not met" for target lines, removing a tree, the
+ * fatal-signal handlers, forking children, a number in a status reply,
+ * attaching a producer, and the waiter thread that rk_waits on sampled
+ * LSNs.  Any thread. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,4 +118,120 @@ void bench_read_host(long *nproc, char *cpu, size_t cpu_size, char *kernel, size
         snprintf(kernel, kernel_size, "%.30s %.90s", u.sysname, u.release);
     else
         snprintf(kernel, kernel_size, "unknown");
+}
+
+void bench_kill_and_reap(volatile sig_atomic_t *pid)
+{
+    if (*pid > 0) {
+        kill((pid_t)*pid, SIGKILL);
+        waitpid((pid_t)*pid, NULL, 0);
+        *pid = 0;
+    }
+}
+
+void bench_remove_tree_by_rm(const char *path)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        execl("/bin/rm", "rm", "-rf", "--", path, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+void bench_set_fatal_handlers(void (*handler)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+pid_t bench_spawn(bench_child_fn fn, const void *arg)
+{
+    pid_t parent = getpid(), pid;
+
+    fflush(NULL); /* no buffered output duplicated into the child */
+    pid = fork();
+    if (pid == 0) {
+        bench_set_fatal_handlers(SIG_DFL);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(1);
+        _exit(fn(arg) == 0 ? 0 : 1);
+    }
+    return pid;
+}
+
+int bench_json_field(const char *json, const char *key, int hex, uint64_t *out)
+{
+    char pattern[64];
+    const char *p;
+
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    p = strstr(json, pattern);
+    if (!p)
+        return RK_ENOTFOUND;
+    p += strlen(pattern);
+    if (hex && *p == '"')
+        p++;
+    *out = strtoull(p, NULL, hex ? 16 : 10);
+    return 0;
+}
+
+int bench_attach(const char *prog, const char *ring_name, const char *producer, int full_timeout_ms,
+                 rk_ring **out)
+{
+    char errmsg[256] = "";
+    rk_ring_opts opts = {.producer = producer,
+                         .full_policy = RK_FULL_WAIT,
+                         .full_timeout_ms = full_timeout_ms,
+                         .errmsg = errmsg,
+                         .errmsg_size = sizeof errmsg};
+    int rc = rk_ring_attach(ring_name, &opts, out);
+
+    if (rc)
+        fprintf(stderr, "%s: producer: rk_ring_attach(%s, %s): %s: %s\n", prog, ring_name, producer,
+                rk_strerror(rc), errmsg);
+    return rc;
+}
+
+#define WAITER_IDLE_NS 20000 /* waiter: sleep when it has waited for every sample */
+
+void *bench_waiter_main(void *arg)
+{
+    struct bench_waiter *w = arg;
+    uint64_t i = 0;
+
+    for (;;) {
+        /* acquire: pairs with the producer's release; samples[0..n) are written */
+        uint64_t n = atomic_load_explicit(&w->n_published, memory_order_acquire);
+        if (i == n) {
+            /* acquire: pairs with the release of done, after the last publish */
+            if (atomic_load_explicit(&w->done, memory_order_acquire) &&
+                atomic_load_explicit(&w->n_published, memory_order_acquire) == i)
+                break;
+            sleep_ns(WAITER_IDLE_NS);
+            continue;
+        }
+        for (; i < n; i++) {
+            int rc = rk_wait(w->ring, w->samples[i].lsn, RK_DURABLE, w->durable_timeout_ms);
+            uint64_t t = now_ns();
+            if (rc) {
+                fprintf(stderr, "%s: waiter: rk_wait(%" PRIu64 ", RK_DURABLE): %s\n", w->prog,
+                        w->samples[i].lsn, rk_strerror(rc));
+                w->rc = rc;
+                w->n_waited = i;
+                return NULL;
+            }
+            w->latency[i] = t - w->samples[i].t_put;
+        }
+    }
+    w->n_waited = i;
+    return NULL;
 }

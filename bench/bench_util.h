@@ -1,12 +1,20 @@
 /* bench_util.h -- small helpers shared by the benchmarks (JSON output,
  * the monotonic clock and sleeps, quantiles, target lines, removing a
- * directory tree). */
+ * directory tree, the fatal-signal handlers and forked children, a number
+ * in a status reply, and the producer's waiter thread that measures
+ * durable latency of sampled LSNs). */
 #ifndef RK_BENCH_UTIL_H
 #define RK_BENCH_UTIL_H
 
+#include <signal.h>
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
+
+#include "ringkeep.h"
 
 /* Prints n values as a JSON array. */
 void json_array(const double *v, int n);
@@ -26,5 +34,56 @@ uint64_t quantile(const uint64_t *v, uint64_t n, double q);
 void remove_tree(const char *path);
 /* The machine: online CPUs, the CPU model, the kernel. */
 void bench_read_host(long *nproc, char *cpu, size_t cpu_size, char *kernel, size_t kernel_size);
+
+/* Kills *pid with SIGKILL, reaps it and sets *pid to 0 (nothing when *pid
+ * <= 0).  Async-signal-safe. */
+void bench_kill_and_reap(volatile sig_atomic_t *pid);
+/* Runs rm -rf -- path in a forked child and waits for it.  fork, execve and
+ * waitpid are async-signal-safe: a signal handler may use this. */
+void bench_remove_tree_by_rm(const char *path);
+/* Sets handler for SIGALRM (the watchdog), SIGINT and SIGTERM. */
+void bench_set_fatal_handlers(void (*handler)(int));
+
+typedef int (*bench_child_fn)(const void *arg);
+/* Forks a child that resets the fatal handlers, dies with its parent
+ * (PR_SET_PDEATHSIG) and exits 0 when fn(arg) returns 0, else 1.  Flushes
+ * stdio first.  Returns the child's pid (-1: fork failed). */
+pid_t bench_spawn(bench_child_fn fn, const void *arg);
+
+/* The number after "\"key\":" in json, or a hex string value when hex.
+ * RK_ENOTFOUND when key is not there. */
+int bench_json_field(const char *json, const char *key, int hex, uint64_t *out);
+
+/* Attaches to ring_name as producer (RK_FULL_WAIT, full_timeout_ms); on
+ * failure prints "prog: producer: rk_ring_attach(...)" to stderr. */
+int bench_attach(const char *prog, const char *ring_name, const char *producer, int full_timeout_ms,
+                 rk_ring **out);
+
+struct bench_sample {
+    uint64_t lsn, t_put;
+};
+
+/* The producer's samples and its waiter thread.  The producer writes
+ * samples[i], then publishes n_published = i + 1 (release); the waiter
+ * reads n_published (acquire), then samples[0..n).  done (release after the
+ * last publish) says no more will come. */
+struct bench_waiter {
+    const char *prog;       /* for messages */
+    int durable_timeout_ms; /* one rk_wait waits at most this long */
+    rk_ring *ring;          /* the waiter's own handle */
+    struct bench_sample *samples;
+    uint64_t *latency; /* waiter: ns per sample */
+    uint64_t capacity;
+    alignas(64) _Atomic uint64_t n_published;
+    alignas(64) _Atomic int done;
+    uint64_t n_waited; /* waiter: written before it exits, read after join */
+    int rc;            /* waiter: first rk_wait failure */
+};
+
+/* The waiter thread (arg: struct bench_waiter *): rk_wait(RK_DURABLE) on
+ * every published sample in turn, latency[i] = the time it returned -
+ * t_put; stops at the first failure (rc, n_waited) or when done and all
+ * are waited for. */
+void *bench_waiter_main(void *arg);
 
 #endif

@@ -27,6 +27,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "node.h"
+#include "node_harness.h"
 #include "ring.h"
 #include "ringkeep.h"
 #include "store.h"
@@ -46,15 +47,6 @@ static pid_t node_pid; /* the node start_node() started last */
  * a DEL of one of the producer's own keys, then MARK(g).  Pure function of
  * (p, g, i): the model of the state after groups 1..h is computed by
  * replaying them. */
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-}
 
 struct op {
     int del;
@@ -227,33 +219,9 @@ static pid_t start_node(const char *fault)
             }
         _exit(node_run(&c));
     }
-    /* up once it answers on its control endpoint as itself (the ring may
-     * be left from a node before it, and the data directory's lock is
-     * taken before the answer can come) */
-    for (int i = 0; i < BOUND_S * 100; i++) {
-        char *reply = NULL, want[32];
-        int status, up;
-        snprintf(want, sizeof want, "\"pid\":%d,", (int)pid);
-        up = node_request(data_dir, "status", 1000, &reply) == 0 && strstr(reply, want);
-        free(reply);
-        if (up) {
-            node_pid = pid;
-            return pid;
-        }
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            ck_abort_msg("node exited at start (status %d)", status);
-        usleep(10000);
-    }
-    ck_abort_msg("node did not come up");
+    wait_node_answers(data_dir, pid, BOUND_S, 1000);
+    node_pid = pid;
     return pid;
-}
-
-static int stop(pid_t pid, int sig)
-{
-    int status = 0;
-    kill(pid, sig);
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    return status;
 }
 
 /* An engine: attaches as eng<p>, restores its height from the state, and
@@ -284,12 +252,8 @@ static pid_t start_engine(int p, uint64_t n_groups, uint64_t kill_in_group)
             _exit(11);
         usleep(100000); /* the node may be restarting */
     }
-    for (int t = 0; t < 3; t++) {
-        char tn[4];
-        snprintf(tn, sizeof tn, "t%d", t);
-        if (rk_table(r, tn, &tables[t]))
-            _exit(12);
-    }
+    if (open_tables(r, 3, tables))
+        _exit(12);
     for (uint64_t g = h + 1; g <= n_groups; g++) {
         for (int i = 0; i < RECORDS_PER_GROUP; i++) {
             make_op(p, g, i, &o);

@@ -34,6 +34,7 @@
 
 #include "config.h"
 #include "node.h"
+#include "node_harness.h"
 #include "replicator.h"
 #include "ring.h"
 #include "ringkeep.h"
@@ -50,15 +51,6 @@ static const char *ringkeep_bin; /* the ringkeep binary (argv[1]), for `ringkeep
 static int port_base;
 
 /* ------------------------------------------------------------ the stream */
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-}
 
 struct op {
     int del, table;
@@ -229,27 +221,8 @@ static pid_t start(const char *dir, const char *standby_id, const char *const *e
         }
         _exit(repl_node_run(&c));
     }
-    for (int i = 0; i < BOUND_S * 100; i++) {
-        char want[32], *reply = status_of(dir);
-        int status, up;
-        snprintf(want, sizeof want, "\"pid\":%d,", (int)pid);
-        up = reply && strstr(reply, want);
-        free(reply);
-        if (up)
-            return pid;
-        ck_assert_msg(waitpid(pid, &status, WNOHANG) != pid, "node on %s exited at start (%d)", dir, status);
-        usleep(10000);
-    }
-    ck_abort_msg("node on %s did not come up", dir);
+    wait_node_answers(dir, pid, BOUND_S, 2000);
     return pid;
-}
-
-static int stop(pid_t pid, int sig)
-{
-    int status = 0;
-    kill(pid, sig);
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    return status;
 }
 
 /* The engine: this process, producer "eng". */
@@ -264,11 +237,7 @@ static void engine_attach(struct engine *e)
     rk_ring_opts ro = {.producer = "eng", .full_timeout_ms = 0};
     memset(e, 0, sizeof *e);
     ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &e->r), 0);
-    for (int t = 0; t < 3; t++) {
-        char tn[4];
-        snprintf(tn, sizeof tn, "t%d", t);
-        ck_assert_int_eq(rk_table(e->r, tn, &e->tables[t]), 0);
-    }
+    ck_assert_int_eq(open_tables(e->r, 3, e->tables), 0);
 }
 
 static void engine_write(struct engine *e, uint64_t n_groups)

@@ -32,6 +32,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "node.h"
+#include "node_harness.h"
 #include "restore.h"
 #include "ring.h"
 #include "ringkeep.h"
@@ -50,15 +51,6 @@ static char ckpt_a[PATH_MAX], ckpt_b[PATH_MAX];
 static uint64_t (*mark_lsn)[MAX_GROUPS + 1]; /* [engine][height]: shared with the engines */
 
 /* ------------------------------------------------------------ the stream */
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-}
 
 struct op {
     int del, table;
@@ -269,10 +261,8 @@ static pid_t start_node(const char *dir, const char *ring)
 
 static void stop_node(pid_t pid)
 {
-    int status = 0;
+    int status = stop(pid, SIGTERM);
 
-    kill(pid, SIGTERM);
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "node stopped with status %d", status);
 }
 
@@ -297,12 +287,8 @@ static pid_t start_engine(const char *ring, int p, uint64_t from, uint64_t to)
         fprintf(stderr, "engine %s: %s\n", name, why);
         _exit(11);
     }
-    for (int t = 0; t < N_TABLES; t++) {
-        char tn[4];
-        snprintf(tn, sizeof tn, "t%d", t);
-        if (rk_table(r, tn, &tables[t]))
-            _exit(12);
-    }
+    if (open_tables(r, N_TABLES, tables))
+        _exit(12);
     for (uint64_t g = from; g <= to; g++) {
         for (int i = 0; i < RECORDS_PER_GROUP; i++) {
             make_op(p, g, i, &o);

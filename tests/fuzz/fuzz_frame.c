@@ -21,20 +21,9 @@
 #include <string.h>
 
 #include "ring.h"
+#include "fuzz_require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                                        \
-    do {                                                                                                     \
-        if (!(cond))                                                                                         \
-            broken(#cond, __LINE__);                                                                         \
-    } while (0)
-
-static void broken(const char *what, int line)
-{
-    fprintf(stderr, "fuzz_frame.c:%d: invariant broken: %s\n", line, what);
-    abort();
-}
 
 /* A copy of src[0..n) in a heap block of exactly n bytes.  malloc(0) may
  * give NULL, which frame_decode() must not touch with avail 0. */

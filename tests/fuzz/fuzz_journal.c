@@ -37,22 +37,11 @@
 
 #include "ring.h"
 #include "store.h"
+#include "fuzz_require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define WRAP_MAX (1u << 20) /* largest middle part compressed in pass 3 */
-
-#define REQUIRE(cond)                                                                                        \
-    do {                                                                                                     \
-        if (!(cond))                                                                                         \
-            broken(#cond, __LINE__);                                                                         \
-    } while (0)
-
-static void broken(const char *what, int line)
-{
-    fprintf(stderr, "fuzz_journal.c:%d: invariant broken: %s\n", line, what);
-    abort();
-}
 
 /* A copy of src[0..n) in a heap block of exactly n bytes (NULL for 0). */
 static uint8_t *exact_copy(const uint8_t *src, size_t n)

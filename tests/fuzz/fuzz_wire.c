@@ -21,20 +21,9 @@
 #include <string.h>
 
 #include "wire.h"
+#include "fuzz_require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                                        \
-    do {                                                                                                     \
-        if (!(cond))                                                                                         \
-            broken(#cond, __LINE__);                                                                         \
-    } while (0)
-
-static void broken(const char *what, int line)
-{
-    fprintf(stderr, "fuzz_wire.c:%d: invariant broken: %s\n", line, what);
-    abort();
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
