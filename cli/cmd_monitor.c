@@ -27,6 +27,18 @@ static void on_signal(int sig)
     stop_monitor = 1;
 }
 
+/* Prints a name a peer sent, in text mode: bytes outside printable ASCII
+ * (a newline could forge a line) as \xHH. */
+static void print_name(const char *name)
+{
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+        if (*c > 0x20 && *c < 0x7f && *c != '\\')
+            putchar(*c);
+        else
+            printf("\\x%02x", *c);
+    }
+}
+
 static void print_heartbeat(const struct wire_msg *m, int json)
 {
     const struct wire_heartbeat *h = &m->u.heartbeat;
@@ -52,8 +64,10 @@ static void print_heartbeat(const struct wire_msg *m, int json)
             printf(",\"acked_seq\":%" PRIu64 ",\"lag_entries\":%" PRIu64 ",\"lag_ms\":%" PRIu64 "}",
                    s->acked_seq, s->lag_entries, s->lag_ms);
         } else {
-            printf(" %s:acked_seq=%" PRIu64 ",lag_entries=%" PRIu64 ",lag_ms=%" PRIu64, s->id, s->acked_seq,
-                   s->lag_entries, s->lag_ms);
+            putchar(' ');
+            print_name(s->id);
+            printf(":acked_seq=%" PRIu64 ",lag_entries=%" PRIu64 ",lag_ms=%" PRIu64, s->acked_seq, s->lag_entries,
+                   s->lag_ms);
         }
     }
     printf(json ? "]}\n" : "\n");
@@ -70,9 +84,10 @@ static void print_checkpoint(const struct wire_msg *m, int json)
                ",\"digest\":\"%016" PRIx64 "\",\"created_ns\":%" PRIu64 ",\"producers\":[",
                c->journal_seq, c->lsn, c->size, c->digest, c->created_ns);
     } else {
-        printf("checkpoint epoch=%" PRIu64 " name=%s journal_seq=%" PRIu64 " lsn=%" PRIu64 " size=%" PRIu64
-               " digest=%016" PRIx64 " producers=%" PRIu32,
-               m->epoch, c->name, c->journal_seq, c->lsn, c->size, c->digest, c->n_producers);
+        printf("checkpoint epoch=%" PRIu64 " name=", m->epoch);
+        print_name(c->name);
+        printf(" journal_seq=%" PRIu64 " lsn=%" PRIu64 " size=%" PRIu64 " digest=%016" PRIx64 " producers=%" PRIu32,
+               c->journal_seq, c->lsn, c->size, c->digest, c->n_producers);
     }
     for (uint32_t i = 0; i < c->n_producers; i++) {
         if (json) {
@@ -80,7 +95,9 @@ static void print_checkpoint(const struct wire_msg *m, int json)
             cli_json_string(stdout, c->producers[i].name);
             printf(",\"height\":%" PRIu64 "}", c->producers[i].height);
         } else {
-            printf(" %s:%" PRIu64, c->producers[i].name, c->producers[i].height);
+            putchar(' ');
+            print_name(c->producers[i].name);
+            printf(":%" PRIu64, c->producers[i].height);
         }
     }
     printf(json ? "]}\n" : "\n");
