@@ -169,8 +169,7 @@ static int name_ok(const uint8_t *s, uint32_t len)
     return len >= 1 && len <= RK_NAME_MAX && !memchr(s, '\0', len);
 }
 
-/* bytewise order, a prefix first: <0, 0, >0 */
-static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+int ckpt_key_cmp(const void *a, size_t alen, const void *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
     int c = n ? memcmp(a, b, n) : 0;
@@ -579,7 +578,7 @@ static int check_entry(struct body_check *b, const uint8_t *tname, uint32_t tlen
         b->table = next;
         t = &info->tables[next];
         b->table_seen = 0;
-    } else if (key_cmp(key, klen, b->prev_key, b->prev_klen) <= 0) {
+    } else if (ckpt_key_cmp(key, klen, b->prev_key, b->prev_klen) <= 0) {
         return corrupt(err, err_size,
                        "entry %" PRIu64 ": key of %" PRIu32
                        " bytes in table '%s' is not above the previous key",
@@ -1181,7 +1180,7 @@ int ckpt_writer_add(ckpt_writer *w, const char *table, const void *key, uint32_t
         return RK_EINVAL;
     t = w->info.n_tables ? &w->info.tables[w->info.n_tables - 1] : NULL;
     cmp = t ? strcmp(table, t->name) : 1;
-    if (cmp < 0 || (cmp == 0 && key_cmp(key, klen, w->prev_key, w->prev_klen) <= 0))
+    if (cmp < 0 || (cmp == 0 && ckpt_key_cmp(key, klen, w->prev_key, w->prev_klen) <= 0))
         return RK_EINVAL;
     if (klen > w->prev_key_size) {
         uint8_t *grown = realloc(w->prev_key, klen);

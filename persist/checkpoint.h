@@ -100,6 +100,9 @@ struct ckpt_info {
 
 void ckpt_info_free(struct ckpt_info *info);
 
+/* The order of keys within a table: bytewise, a prefix first (<0, 0, >0). */
+int ckpt_key_cmp(const void *a, size_t alen, const void *b, size_t blen);
+
 /* One entry's term of the state digest. */
 uint64_t ckpt_entry_digest(const char *table, const void *key, uint32_t klen, const void *val, uint32_t vlen);
 

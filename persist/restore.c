@@ -782,16 +782,6 @@ out:
 
 /* ------------------------------------------------------------ import */
 
-static int key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
-{
-    uint32_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
-
 /* The checkpoint's order: tables by name (strcmp), keys bytewise. */
 static int entry_cmp(const void *pa, const void *pb)
 {
@@ -800,7 +790,7 @@ static int entry_cmp(const void *pa, const void *pb)
 
     if (c)
         return c;
-    c = key_cmp(a->key, a->klen, b->key, b->klen);
+    c = ckpt_key_cmp(a->key, a->klen, b->key, b->klen);
     if (c)
         return c;
     return a->line < b->line ? -1 : a->line > b->line; /* the earlier line first in messages */
@@ -836,7 +826,7 @@ int restore_import(const char *to_dir, struct restore_entry *entries, size_t n, 
         qsort(entries, n, sizeof *entries, entry_cmp);
     for (size_t i = 1; i < n; i++)
         if (strcmp(entries[i].table, entries[i - 1].table) == 0 &&
-            key_cmp(entries[i].key, entries[i].klen, entries[i - 1].key, entries[i - 1].klen) == 0)
+            ckpt_key_cmp(entries[i].key, entries[i].klen, entries[i - 1].key, entries[i - 1].klen) == 0)
             return seg_fail(err, err_size, RK_EINVAL,
                             "line %" PRIu64 ": table %s, this key is given already on line %" PRIu64
                             ": a state holds one value per key",

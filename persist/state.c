@@ -272,13 +272,6 @@ static const struct mem_table *mem_find_table(const rk_state *s, const char *tab
     return NULL;
 }
 
-/* bytewise, a prefix first: <0, 0, >0 */
-static int mem_key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
-{
-    uint32_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    return c ? c : (alen > blen) - (alen < blen);
-}
 
 /* The first entry of t whose key is >= key. */
 static size_t mem_lower_bound(const struct mem_table *t, const void *key, uint32_t klen)
@@ -287,7 +280,7 @@ static size_t mem_lower_bound(const struct mem_table *t, const void *key, uint32
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (mem_key_cmp(t->e[mid].key, t->e[mid].klen, key, klen) < 0)
+        if (ckpt_key_cmp(t->e[mid].key, t->e[mid].klen, key, klen) < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -424,7 +417,7 @@ int rk_state_get(rk_state *s, const char *table, const void *key, uint32_t klen,
     if (s->mem) {
         const struct mem_table *t = mem_find_table(s, table);
         size_t i = t ? mem_lower_bound(t, key, klen) : 0;
-        if (!t || i == t->n || mem_key_cmp(t->e[i].key, t->e[i].klen, key, klen) != 0)
+        if (!t || i == t->n || ckpt_key_cmp(t->e[i].key, t->e[i].klen, key, klen) != 0)
             return RK_ENOTFOUND;
         if (t->e[i].vlen) { /* the caller's copy, as from Berkeley DB (DB_DBT_MALLOC) */
             *val = malloc(t->e[i].vlen);
