@@ -4,8 +4,15 @@
  *   main thread (drain)            apply thread              control thread
  *   ring_next -> batch             waits for journal_seq     ZMQ REP on
  *   journal append (sync)  ---->   applier_run               ipc://DIR/control.sock
- *   ring_set_durable, release      snapshots on request <--- "snapshot", "status"
- *   pauses when apply lags  <----  applied_seq
+ *   ring_set_durable, release      snapshots on request <--- "snapshot", "status",
+ *   pauses when apply lags  <----  applied_seq               "checkpoint"
+ *                                  checkpoint triggers:
+ *                                  snapshot txn begun  ---->  checkpoint thread: writes
+ *                                                             the file from it, retention,
+ *                                                             journal and BDB log trimming
+ * With replication hooks (node_run_with), the drain and checkpoint threads
+ * also wake the replicator's thread (replicator/primary.c), which owns the
+ * ZeroMQ sockets and reads what it publishes back from the journal.
  *
  * Drain never waits on apply except when apply is more than
  * max_lag_entries behind: then it stops taking frames from the ring, and the
@@ -20,8 +27,9 @@
  * again, and a frame the crash cut off is still in the ring (head moves
  * only after the journal commit).
  *
- * Threads: the three above; shared counters are atomics, the journal/apply
- * hand-off is under `lock`.
+ * Threads: the four above (and the replicator's); shared counters are
+ * atomics, the journal/apply and apply/checkpoint hand-offs are under
+ * `lock`.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
