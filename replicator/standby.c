@@ -547,12 +547,23 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
             if (in.m.u.error.code == WIRE_ERR_EPOCH) {
                 send_hello(sb);
             } else if (in.m.u.error.code == WIRE_ERR_TRIMMED || in.m.u.error.code == WIRE_ERR_NO_FILE) {
-                if (sb->bootstrapping) { /* the checkpoint was removed meanwhile: the newest one */
+                if (sb->bootstrapping) {
+                    /* the checkpoint was removed meanwhile: its partial copy
+                     * goes, and the newest one is downloaded instead */
+                    char part[PATH_MAX + WIRE_FILE_MAX + 32];
+                    snprintf(part, sizeof part, "%s/checkpoints/.%s.part", sb->c->data_dir, sb->snap_name);
                     close(sb->snap_fd);
                     sb->snap_fd = -1;
                     sb->bootstrapping = 0;
+                    unlink(part);
                 }
                 send_hello(sb); /* WELCOME names the newest checkpoint */
+            } else if (in.m.u.error.code == WIRE_ERR_BAD_REQUEST && sb->bootstrapping) {
+                /* e.g. a partial copy longer than the file served (a
+                 * checkpoint taken again under the same name): asking
+                 * again from the same offset would loop for ever */
+                snapshot_restart(sb, in.m.u.error.text);
+                send_snapshot(sb);
             }
             break;
         default:

@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "checkpoint.h"
 #include "config.h"
 #include "node.h"
 #include "node_harness.h"
@@ -691,6 +692,25 @@ START_TEST(standby_away_past_retention_bootstraps_from_a_checkpoint)
     ck_assert_msg(json_u64(p, "journal_trimmed_below") > away_at + 1, "primary: %s (standby at %llu)", p,
                   (unsigned long long)away_at);
     free(p);
+    /* the new one holds a partial copy of that checkpoint longer than the
+     * file (as if one of the same name had been taken before): it must
+     * start that download over, not ask for it from there for ever */
+    {
+        char dir[300], part[600], **paths = NULL;
+        size_t n_paths = 0;
+        snprintf(dir, sizeof dir, "%s/checkpoints", primary_dir);
+        ck_assert_int_eq(ckpt_list(dir, &paths, &n_paths), 0);
+        ck_assert_uint_ge(n_paths, 1);
+        snprintf(dir, sizeof dir, "%s/checkpoints", standby_dir[1]);
+        mkdir(dir, 0700);
+        snprintf(part, sizeof part, "%s/.%s.part", dir, strrchr(paths[0], '/') + 1);
+        FILE *f = fopen(part, "w");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fseek(f, 64L << 20, SEEK_SET), 0);
+        ck_assert_int_eq(fputc('x', f), 'x');
+        ck_assert_int_eq(fclose(f), 0);
+        ckpt_list_free(paths, n_paths);
+    }
     /* the standby that was away, and a new empty one, bootstrap */
     s0 = start(standby_dir[0], "standby-a", NULL, NULL);
     pid_t s1 = start(standby_dir[1], "standby-b", NULL, NULL);
