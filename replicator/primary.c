@@ -65,6 +65,7 @@
 #define PUB_HWM 256    /* messages queued per subscriber before PUB drops (a standby then fetches);
                           entries are up to batch_bytes (4 MiB) each: bounded memory per subscriber */
 #define ROUTER_HWM 16  /* replies queued per standby on the ROUTER (ENTRIES are up to 8 MiB) */
+#define XXH_CACHE 4 /* checkpoint files whose XXH64 is kept */
 #define ROUTER_MAX_REQUEST 4096 /* every request (HELLO, FETCH, SNAPSHOT, ACK) is far smaller */
 #define SEQ_CACHE 8192  /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
 #define RECV_BURST 256  /* requests served before looking at the eventfd again */
@@ -123,9 +124,14 @@ struct repl_primary {
         size_t len;
     } dropped[WIRE_MAX_STANDBYS];
     size_t n_dropped_next;
-    /* XXH64 of the checkpoint file served last (SNAPSHOT asks it in chunks) */
-    char xxh_name[WIRE_FILE_MAX + 1];
-    uint64_t xxh_size, xxh_mtime_ns, xxh;
+    /* XXH64 of the checkpoint files served lately (SNAPSHOT asks for them in
+     * chunks; hashing a file once per chunk would stall this thread): a
+     * few entries, by name, size and mtime, the oldest replaced */
+    struct {
+        char name[WIRE_FILE_MAX + 1];
+        uint64_t size, mtime_ns, xxh, used;
+    } xxh_cache[XXH_CACHE];
+    uint64_t xxh_clock;
 };
 
 /* ------------------------------------------------------------ entries */
@@ -494,16 +500,28 @@ static void on_snapshot(struct repl_primary *p, const struct link_in *in)
     }
     uint64_t size = (uint64_t)st.st_size,
              mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
-    if (strcmp(p->xxh_name, r->name) != 0 || p->xxh_size != size || p->xxh_mtime_ns != mtime) {
-        if (link_file_xxh64(fd, &p->xxh) != 0) {
-            p->xxh_name[0] = '\0';
+    size_t slot = 0;
+    int cached = 0;
+    for (size_t i = 0; i < XXH_CACHE && !cached; i++) {
+        if (strcmp(p->xxh_cache[i].name, r->name) == 0 && p->xxh_cache[i].size == size &&
+            p->xxh_cache[i].mtime_ns == mtime) {
+            slot = i;
+            cached = 1;
+        } else if (p->xxh_cache[i].used < p->xxh_cache[slot].used) {
+            slot = i; /* the least recently used, to be replaced */
+        }
+    }
+    if (!cached) {
+        if (link_file_xxh64(fd, &p->xxh_cache[slot].xxh) != 0) {
+            p->xxh_cache[slot].name[0] = '\0';
             reply_error(p, in, WIRE_ERR_NO_FILE, "checkpoint file unreadable");
             goto out;
         }
-        snprintf(p->xxh_name, sizeof p->xxh_name, "%s", r->name);
-        p->xxh_size = size;
-        p->xxh_mtime_ns = mtime;
+        snprintf(p->xxh_cache[slot].name, sizeof p->xxh_cache[slot].name, "%s", r->name);
+        p->xxh_cache[slot].size = size;
+        p->xxh_cache[slot].mtime_ns = mtime;
     }
+    p->xxh_cache[slot].used = ++p->xxh_clock;
     if (r->offset > size) {
         reply_error(p, in, WIRE_ERR_BAD_REQUEST, "offset beyond the end of the file");
         goto out;
@@ -518,7 +536,7 @@ static void on_snapshot(struct repl_primary *p, const struct link_in *in)
     snprintf(m.u.chunk.name, sizeof m.u.chunk.name, "%s", r->name);
     m.u.chunk.offset = r->offset;
     m.u.chunk.total_size = size;
-    m.u.chunk.file_xxh64 = p->xxh;
+    m.u.chunk.file_xxh64 = p->xxh_cache[slot].xxh;
     m.u.chunk.data = data;
     m.u.chunk.len = (uint32_t)len;
     reply(p, in, &m);
