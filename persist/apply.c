@@ -670,11 +670,7 @@ int applier_snapshot(applier *a, const char *path, char *err, size_t err_size)
         rc = errno;
         goto out;
     }
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        sys_fsync(fd);
-        close(fd);
-    }
+    sys_fsync_dir(dir); /* the snapshot is private and remade on demand: best effort */
 out:
     if (cur)
         cur->close(cur);

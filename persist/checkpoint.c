@@ -1366,18 +1366,6 @@ static const char *writer_error_text(int rc)
     return rc > 0 ? strerror(rc) : "zstd refused the data, or the header exceeds its limit";
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = sys_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-
-    if (fd < 0)
-        return errno;
-    if (sys_fsync(fd) != 0)
-        rc = errno;
-    close(fd);
-    return rc;
-}
-
 int ckpt_writer_finish(ckpt_writer *w, char *path_out, size_t path_size, char *err, size_t err_size)
 {
     char tmp[4300], final[4300], verify_err[512];
@@ -1435,7 +1423,7 @@ int ckpt_writer_finish(ckpt_writer *w, char *path_out, size_t path_size, char *e
         goto out;
     }
     renamed = 1;
-    rc = fsync_dir(w->dir);
+    rc = sys_fsync_dir(w->dir);
     if (rc) {
         seg_error(err, err_size, "fsync of folder %s failed: %s", w->dir, strerror(rc));
         goto out;

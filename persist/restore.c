@@ -134,18 +134,6 @@ static void remove_made(const char *dir, int existed)
         rmdir(dir);
 }
 
-static int fsync_path(const char *path, int flags)
-{
-    int fd = sys_open(path, flags | O_CLOEXEC), rc = 0;
-
-    if (fd < 0)
-        return errno;
-    if (sys_fsync(fd) != 0)
-        rc = errno;
-    close(fd);
-    return rc;
-}
-
 /* Copies checkpoint file from into folder dir under the same base name
  * (or <journal seq>.rkcp when its name does not have that pattern, so that
  * a node lists it), mode 0600, fsynced with the folder. */
@@ -192,7 +180,7 @@ static int copy_checkpoint(const char *from, const char *dir, uint64_t journal_s
         rc = seg_fail(err, err_size, errno, "cannot fsync %s: %s", to, strerror(errno));
         goto out;
     }
-    rc = fsync_path(dir, O_RDONLY | O_DIRECTORY);
+    rc = sys_fsync_dir(dir);
     if (rc)
         seg_error(err, err_size, "cannot fsync %s: %s", dir, strerror(rc));
 out:

@@ -122,19 +122,6 @@ static char *path_join(const char *dir, const char *name)
     return p;
 }
 
-/* fsyncs the directory path, so that entries created in it are durable. */
-static int fsync_dir(const char *path)
-{
-    int fd = sys_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-
-    if (fd < 0)
-        return errno;
-    if (sys_fsync(fd) != 0)
-        rc = errno;
-    close(fd);
-    return rc;
-}
-
 /* Takes DIR/LOCK and writes our pid into it. */
 static int take_lock(store *s, char *err, size_t err_size)
 {
@@ -340,7 +327,7 @@ int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char 
         }
         if (flags & STORE_BUILDING) {
             fd = sys_open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-            if (fd < 0 || fsync_dir(dir) != 0) {
+            if (fd < 0 || sys_fsync_dir(dir) != 0) {
                 rc = fail_msg(err, err_size, errno ? errno : EIO, "cannot create %s", marker);
                 if (fd >= 0)
                     close(fd);
@@ -358,7 +345,7 @@ int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char 
     if (rc)
         goto fail;
     if (created) {
-        rc = fsync_dir(dir);
+        rc = sys_fsync_dir(dir);
         if (rc) {
             rc = fail_msg(err, err_size, rc, "cannot fsync data directory %s: %s", dir, strerror(rc));
             goto fail;
@@ -371,7 +358,7 @@ int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char 
         rc = open_db(s, &s->meta, META_DB, DB_MULTIVERSION, err, err_size);
     if (rc)
         goto fail;
-    rc = fsync_dir(db_dir); /* the database files and first log file, when new */
+    rc = sys_fsync_dir(db_dir); /* the database files and first log file, when new */
     if (rc) {
         rc = fail_msg(err, err_size, rc, "cannot fsync %s: %s", db_dir, strerror(rc));
         goto fail;
@@ -732,7 +719,7 @@ int store_built(store *s)
     marker = path_join(s->dir, STORE_BUILDING_FILE);
     if (!marker)
         return ENOMEM;
-    rc = sys_unlink(marker) == 0 ? fsync_dir(s->dir) : errno;
+    rc = sys_unlink(marker) == 0 ? sys_fsync_dir(s->dir) : errno;
     free(marker);
     if (!rc)
         s->building = 0;

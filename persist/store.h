@@ -203,6 +203,9 @@ int store_failed(store *s);
 void sys_install(void);
 int sys_fault_arm(const char *spec);
 int sys_fsync(int fd);
+/* fsyncs directory path (through sys_open and sys_fsync), so that the
+ * entries created or renamed in it are durable: 0 or an errno value. */
+int sys_fsync_dir(const char *path);
 ssize_t sys_write(int fd, const void *buf, size_t n);
 ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off);
 int sys_open(const char *path, int flags, ...);

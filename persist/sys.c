@@ -129,6 +129,19 @@ int sys_fsync(int fd)
     return fsync(fd);
 }
 
+int sys_fsync_dir(const char *path)
+{
+    int fd = sys_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return errno;
+    if (sys_fsync(fd) != 0)
+        rc = errno;
+    close(fd);
+    return rc;
+}
+
+
 ssize_t sys_write(int fd, const void *buf, size_t n)
 {
     int err = fault_check(OP_WRITE);
