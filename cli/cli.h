@@ -16,6 +16,14 @@ int cmd_monitor(int argc, char **argv);
 /* Writes s as a JSON string (with quotes) to out. */
 void cli_json_string(FILE *out, const char *s);
 
+struct node_config;
+
+/* Loads the node configuration file (defaults first, then the file's keys,
+ * checked as `ringkeep node` checks them) for command prog.  The caller
+ * frees it; NULL after printing why ("ringkeep <prog>: file:line: ...")
+ * or when out of memory. */
+struct node_config *cli_load_config(const char *prog, const char *file);
+
 /* Parses a byte count with an optional K/M/G suffix (powers of 1024). */
 int cli_parse_size(const char *s, unsigned long long *out);
 

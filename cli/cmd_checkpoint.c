@@ -55,21 +55,14 @@ static int checkpoint_usage(void)
 static int resolve_dir(const char *data_dir, const char *config, char *out, size_t out_size)
 {
     struct node_config *c = NULL;
-    char err[1024] = "";
     int rc = 0;
 
     if (data_dir && config)
         return checkpoint_usage();
     if (config) {
-        c = malloc(sizeof *c);
+        c = cli_load_config("checkpoint", config);
         if (!c)
-            return 1;
-        node_config_defaults(c);
-        if (node_config_load(config, c, err, sizeof err) != 0) {
-            fprintf(stderr, "ringkeep checkpoint: %s\n", err);
-            rc = 2;
-            goto out;
-        }
+            return 2;
         data_dir = c->data_dir;
     }
     if (!data_dir || !data_dir[0]) {

@@ -130,15 +130,9 @@ int cmd_restore(int argc, char **argv)
     if (!o.to_dir || (o.src_dir && config) || (!o.src_dir && !config))
         return restore_usage();
     if (config) {
-        c = malloc(sizeof *c);
+        c = cli_load_config("restore", config);
         if (!c)
-            return 1;
-        node_config_defaults(c);
-        if (node_config_load(config, c, err, sizeof err) != 0) {
-            fprintf(stderr, "ringkeep restore: %s\n", err);
-            free(c);
             return 2;
-        }
         o.src_dir = c->data_dir;
         o.cache_mb = c->cache_mb;
     }

@@ -1,12 +1,14 @@
 /* main.c -- the `ringkeep` command: parses the subcommand and dispatches.
  * Each subcommand lives in its own cmd_*.c and parses its own flags.
  * Exit status: 0 success, 1 failure, 2 usage error. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"
 #include "ringkeep.h"
 
 static void usage(FILE *out)
@@ -42,6 +44,24 @@ static void usage(FILE *out)
             "  ring rm NAME         remove a ring segment (/dev/shm/ringkeep.NAME)\n"
             "  version              print the version\n"
             "  help                 print this\n");
+}
+
+struct node_config *cli_load_config(const char *prog, const char *file)
+{
+    struct node_config *c = malloc(sizeof *c);
+    char err[1024] = "";
+
+    if (!c) {
+        fprintf(stderr, "ringkeep %s: out of memory\n", prog);
+        return NULL;
+    }
+    node_config_defaults(c);
+    if (node_config_load(file, c, err, sizeof err) != 0) {
+        fprintf(stderr, "ringkeep %s: %s\n", prog, err);
+        free(c);
+        return NULL;
+    }
+    return c;
 }
 
 void cli_json_string(FILE *out, const char *s)
