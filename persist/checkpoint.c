@@ -179,6 +179,8 @@ int ckpt_key_cmp(const void *a, size_t alen, const void *b, size_t blen)
     return alen < blen ? -1 : alen > blen;
 }
 
+#define SPOOL_PREFIX ".spool-"
+
 /* The journal sequence a base name <20 digits>.rkcp carries; 0 when name
  * does not have that pattern (or is NULL). */
 static int name_seq(const char *name, uint64_t *seq)
@@ -1143,7 +1145,7 @@ int ckpt_writer_open(const char *dir, const struct ckpt_info *info, int zstd_lev
         if (src->n_slots)
             memcpy(dst->slots, src->slots, src->n_slots * sizeof *src->slots);
     }
-    snprintf(spool, sizeof spool, "%s/.spool-%020" PRIu64 "-%ld-%u.tmp", dir, info->journal_seq,
+    snprintf(spool, sizeof spool, "%s/" SPOOL_PREFIX "%020" PRIu64 "-%ld-%u.tmp", dir, info->journal_seq,
              (long)getpid(), __atomic_fetch_add(&spool_counter, 1, __ATOMIC_RELAXED));
     w->spool_fd = sys_open(spool, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (w->spool_fd < 0) {
@@ -1295,6 +1297,17 @@ static int pack_header(const struct ckpt_info *info, msgpack_sbuffer *sb)
     }
 #undef KEY
     return bad ? ENOMEM : 0;
+}
+
+int ckpt_is_temp_name(const char *name)
+{
+    size_t len = strlen(name);
+
+    if (name[0] != '.')
+        return 0;
+    if (strncmp(name, SPOOL_PREFIX, strlen(SPOOL_PREFIX)) == 0)
+        return len > 4 && strcmp(name + len - 4, ".tmp") == 0;
+    return strstr(name, CKPT_SUFFIX ".tmp-") != NULL;
 }
 
 /* Writes prefix, map, the spooled body and the trailer to fd. */

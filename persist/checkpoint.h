@@ -126,6 +126,12 @@ int ckpt_writer_add(ckpt_writer *w, const char *table, const void *key, uint32_t
  * ckpt_verify and returns its path in path_out.  Frees w in every case. */
 int ckpt_writer_finish(ckpt_writer *w, char *path_out, size_t path_size, char *err, size_t err_size);
 
+/* Whether a base name in a checkpoints folder is one of a writer's temp
+ * files: the body spool (.spool-*.tmp, unlinked at once, left only by a
+ * kill in between) or the file being finished (.<seq>.rkcp.tmp-<pid>).
+ * Such files are never listed; a node removes them at start. */
+int ckpt_is_temp_name(const char *name);
+
 /* Drops an unfinished checkpoint (removes its temp file).  NULL is a
  * no-op. */
 void ckpt_writer_abort(ckpt_writer *w);

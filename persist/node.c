@@ -938,9 +938,9 @@ static void remove_old_snapshots(const char *dir)
         closedir(d);
 }
 
-/* A checkpoint being written when a node was killed leaves a hidden temp
- * file (.<seq>.rkcp.tmp-<pid>) in checkpoints/; it is never listed or
- * taken as a checkpoint, and is removed here (this node holds the data
+/* A checkpoint being written when a node was killed leaves hidden temp
+ * files (ckpt_is_temp_name) in checkpoints/; they are never listed or
+ * taken as a checkpoint, and are removed here (this node holds the data
  * directory's lock, so no one else writes there). */
 static void remove_checkpoint_temps(const char *dir)
 {
@@ -949,7 +949,7 @@ static void remove_checkpoint_temps(const char *dir)
 
     while (d && (de = readdir(d)) != NULL) {
         char path[PATH_MAX + 300];
-        if (de->d_name[0] != '.' || !strstr(de->d_name, CKPT_SUFFIX ".tmp"))
+        if (!ckpt_is_temp_name(de->d_name))
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
         if (unlink(path) == 0)

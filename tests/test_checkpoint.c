@@ -1110,7 +1110,8 @@ START_TEST(test_list_order)
 {
     char *dir = make_dir(), path[4300], **paths = NULL;
     static const uint64_t seqs[] = {3, 12, 7, 100000000000ull};
-    static const char *junk[] = {".00000000000000000099.rkcp.tmp-1", "abc.rkcp", "123.rkcp",
+    static const char *junk[] = {".00000000000000000099.rkcp.tmp-1", ".spool-00000000000000000099-1-0.tmp",
+                                 "abc.rkcp", "123.rkcp",
                                  "0000000000000000001x.rkcp", "00000000000000000050.rkcp.bak"};
     struct entries es = {0};
     size_t n = 0;
@@ -1131,6 +1132,12 @@ START_TEST(test_list_order)
     ckpt_list_free(paths, n);
     ck_assert_int_eq(ckpt_list("/nonexistent/dir", &paths, &n), ENOENT);
     ck_assert_uint_eq(n, 0);
+    /* the writer's temp names, and only those, are what a start removes */
+    ck_assert(ckpt_is_temp_name(junk[0]) && ckpt_is_temp_name(junk[1]));
+    for (size_t i = 2; i < sizeof junk / sizeof junk[0]; i++)
+        ck_assert(!ckpt_is_temp_name(junk[i]));
+    ck_assert(!ckpt_is_temp_name("00000000000000000007.rkcp"));
+    ck_assert(!ckpt_is_temp_name(".hidden"));
     entries_free(&es);
     remove_dir(dir);
 }
