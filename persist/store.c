@@ -442,27 +442,39 @@ static uint64_t entry_seq(const uint8_t *entry)
 
 int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t len)
 {
+    return store_journal_append_many(s, seq, &entry, &len, 1);
+}
+
+int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens,
+                              size_t n)
+{
     uint8_t key_bytes[8];
     DBT key = {0}, data = {0};
     DB_TXN *txn = NULL;
     int rc, failed;
 
-    if (!s || !entry || len < JOURNAL_HEADER_SIZE + JOURNAL_TRAILER_SIZE || len > UINT32_MAX ||
-        entry_seq(entry) != seq)
+    if (!s || !entries || !lens || n == 0)
         return RK_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!entries[i] || lens[i] < JOURNAL_HEADER_SIZE + JOURNAL_TRAILER_SIZE || lens[i] > UINT32_MAX ||
+            entry_seq(entries[i]) != first_seq + i)
+            return RK_EINVAL;
     failed = atomic_load(&s->failed);
     if (failed)
         return failed;
-    seq_key(key_bytes, seq);
     key.data = key_bytes;
     key.size = sizeof key_bytes;
-    data.data = (void *)entry;
-    data.size = (uint32_t)len;
     for (int attempt = 0;; attempt++) {
         rc = s->env->txn_begin(s->env, NULL, &txn, 0);
         if (rc)
             break;
-        rc = s->journal->put(s->journal, txn, &key, &data, DB_NOOVERWRITE);
+        rc = 0;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            seq_key(key_bytes, first_seq + i);
+            data.data = (void *)entries[i];
+            data.size = (uint32_t)lens[i];
+            rc = s->journal->put(s->journal, txn, &key, &data, DB_NOOVERWRITE);
+        }
         if (rc == 0) {
             /* the handle is gone whatever it returns; while a data
              * directory is built, store_built() syncs it all at the end */

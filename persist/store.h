@@ -137,6 +137,14 @@ const char *store_dir(const store *s);
  * the caller treats it as fatal. */
 int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t len);
 
+/* Appends n entries (already encoded) under keys first_seq, first_seq + 1,
+ * ... in one transaction committed with sync (one fsync for them all: a
+ * standby storing a burst of entries).  All or none are stored; errors as
+ * store_journal_append, RK_EINVAL when an entry's header does not carry
+ * its sequence. */
+int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens,
+                              size_t n);
+
 /* The header of the last journal entry in *h (decoded and verified);
  * RK_ENOTFOUND when the journal is empty. */
 int store_journal_last(store *s, struct journal_header *h);

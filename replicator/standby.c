@@ -2,7 +2,7 @@
  *
  *   start ── HELLO ──> WAITING ── WELCOME ──> FOLLOWING ──┐
  *     ^  (again each second          (standby_on_welcome)  │ rk.j seq = last+1: verify, append
- *     |   without an answer)                              │   (fsync), ACK, apply
+ *     |   without an answer)                              │   (one fsync a burst), ACK
  *     |                                                   │ rk.j seq > last+1 (a gap), bad
  *     └── a heartbeat that does not list us (the          │   checksum, heartbeat ahead:
  *         primary restarted), ERROR 1 (adopt its epoch) ──┘   FETCH last+1.. (standby_fetch)
@@ -12,23 +12,34 @@
  *     checkpoint in chunks into checkpoints/.<name>.part (resumable), check its XXH64,
  *     rename, applier_load_checkpoint, then FETCH from its restart point ──> FOLLOWING
  *
- * Design: one thread (the main one) owns the SUB and DEALER sockets, the
- * store and the applier: entries are stored strictly in sequence order,
- * each verified with journal_decode before it is appended (the same bytes
- * as the primary's, committed with sync by store_journal_append), and the
- * ACK for the last one goes out after that commit.  A gap is fetched,
- * never skipped; a duplicate is ignored; an entry that fails verification
- * is not stored and is fetched again; a message from a lower epoch is
- * refused.  Apply uses the primary's code (applier_run), one entry at a
- * time, and remembers the state digest after each recent entry, so that a
- * heartbeat's (digest_seq, digest) can be compared with ours at the same
- * sequence.  A restart (SIGKILL included) carries on from the journal's
- * last entry: HELLO says it, and only what is missing is fetched.
+ * Design: one thread (the main one) owns the SUB and DEALER sockets and
+ * the journal: entries are stored strictly in sequence order, each
+ * verified with journal_decode before it is kept (the same bytes as the
+ * primary's).  The entries of one burst of messages (a FETCH answer, or
+ * what the PUB stream brought meanwhile) are appended in one transaction
+ * committed with sync (store_journal_append_many: one fsync for the
+ * burst), and the ACK for the last one goes out after that commit.  A gap
+ * is fetched, never skipped; a duplicate is ignored; an entry that fails
+ * verification is not stored and is fetched again; a message from a lower
+ * epoch is refused.  Any other message is handled only once the entries
+ * before it are durable.
+ *
+ * The apply thread applies what is durable with the primary's code
+ * (applier_run), one entry at a time, and remembers the state digest after
+ * each recent entry, so that a heartbeat's (digest_seq, digest) can be
+ * compared with ours at the same sequence.  Apply is off the path of the
+ * ACK: a standby acknowledges what it holds durably, however far its
+ * apply lags (at a lower CPU priority, APPLY_NICE, so that on a busy host
+ * storing and acknowledging come first).  It is stopped while a bootstrap
+ * replaces the store.  A restart (SIGKILL included) carries on from the
+ * journal's last entry: HELLO says it, and only what is missing is
+ * fetched.
  *
  * With curve = yes both sockets are CURVE clients of the primary.
  *
- * Threads: main (above) and the control thread (ipc://DIR/control.sock,
- * answering "status"); `lock` guards the status text between them.
+ * Threads: main (above), apply, and the control thread
+ * (ipc://DIR/control.sock, answering "status"); `lock` guards the status
+ * text, the digest history, the apply counters and apply_upto.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,8 +69,10 @@
 #define DIGEST_HISTORY 4096 /* (seq, digest) after each recent entry applied */
 #define HELLO_RETRY_NS 1000000000ull
 #define FETCH_RETRY_NS 500000000ull
-#define APPLY_STEP 64 /* entries applied between looks at the sockets */
 #define RECV_BURST 256
+#define PEND_MAX_ENTRIES 1024         /* entries kept for one commit, at most */
+#define PEND_MAX_BYTES (16u << 20)    /* ... and bytes */
+#define APPLY_NICE 5                  /* the apply thread's nice, above the process's */
 #define STATUS_MAX 8192
 
 struct digest_at {
@@ -72,6 +86,12 @@ struct standby {
     void *ctx, *sub, *dealer;
     uint64_t epoch;
     uint64_t last_seq;    /* last entry in our journal (durable) */
+    uint64_t recv_seq;    /* last entry verified: in the journal or pending (>= last_seq) */
+    /* verified entries recv_seq - n_pend + 1 .. recv_seq, waiting for
+     * their commit (flush_pending): copies in pend_buf at pend_off */
+    uint8_t *pend_buf;
+    size_t pend_len, pend_cap, n_pend;
+    size_t pend_off[PEND_MAX_ENTRIES], pend_lens[PEND_MAX_ENTRIES];
     uint64_t acked_seq;   /* last ACK sent */
     uint64_t primary_seq; /* highest entry we know the primary holds */
     uint64_t behind_ns;   /* since when last_seq < primary_seq (0: caught up) */
@@ -98,6 +118,15 @@ struct standby {
     uint64_t snap_total, snap_xxh; /* as the first chunk said (0: no chunk yet) */
     uint64_t snap_ns;              /* when the last SNAPSHOT was sent */
     uint64_t n_bootstraps;
+
+    /* the apply thread */
+    pthread_t apply_thread;
+    int apply_running;
+    int apply_quit;           /* under lock: 1 stop now, 2 stop once all is applied */
+    uint64_t apply_upto;      /* under lock: what is durable, for apply */
+    struct apply_meta am;     /* under lock: the applier's meta after its last entry */
+    pthread_cond_t apply_cond; /* apply_upto or apply_quit changed */
+    _Atomic int apply_failed;
 
     pthread_mutex_t lock;
     char status[STATUS_MAX]; /* the status JSON (under lock) */
@@ -135,6 +164,95 @@ static int epoch_adopt(struct standby *sb, uint64_t epoch)
     log_msg(LOG_INFO, "adopting a higher epoch", "epoch=%" PRIu64 " new=%" PRIu64, sb->epoch, epoch);
     sb->epoch = epoch;
     return meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT);
+}
+
+/* ------------------------------------------------------------ apply */
+
+static void *apply_main(void *arg)
+{
+    struct standby *sb = arg;
+    char err[512] = "";
+
+    /* best effort: where it is refused (a lower limit), apply runs at the
+     * process's priority */
+    errno = 0;
+    int nice_now = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0)
+        setpriority(PRIO_PROCESS, (id_t)gettid(), nice_now + APPLY_NICE);
+    pthread_mutex_lock(&sb->lock);
+    for (;;) {
+        uint64_t applied = sb->am.applied_seq;
+        if (sb->apply_quit == 1 || (sb->apply_quit == 2 && applied >= sb->apply_upto))
+            break;
+        if (applied >= sb->apply_upto) {
+            pthread_cond_wait(&sb->apply_cond, &sb->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&sb->lock);
+        /* one entry at a time: the digest after each is kept */
+        int rc = applier_run(sb->a, applied + 1, STORE_TXN_RECORDS, err, sizeof err);
+        struct apply_meta am = applier_meta(sb->a);
+        pthread_mutex_lock(&sb->lock);
+        if (rc) {
+            log_msg(LOG_ERROR, "apply failed", "error=\"%s\" action=exit", err[0] ? err : store_strerror(rc));
+            atomic_store(&sb->apply_failed, 1);
+            break;
+        }
+        sb->history[am.applied_seq % DIGEST_HISTORY] = (struct digest_at){am.applied_seq, am.digest};
+        sb->am = am;
+    }
+    pthread_mutex_unlock(&sb->lock);
+    return NULL;
+}
+
+/* Starts the apply thread on the current applier (main thread; signals
+ * stay with the main thread).  0 or an errno. */
+static int apply_start(struct standby *sb)
+{
+    sigset_t block, old;
+    int rc;
+
+    if (sb->apply_running)
+        return 0;
+    pthread_mutex_lock(&sb->lock);
+    sb->am = applier_meta(sb->a);
+    sb->apply_upto = sb->last_seq;
+    sb->apply_quit = 0;
+    pthread_mutex_unlock(&sb->lock);
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    rc = pthread_create(&sb->apply_thread, NULL, apply_main, sb);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+        sb->apply_running = 1;
+    else
+        log_msg(LOG_ERROR, "cannot start the apply thread", "error=\"%s\"", strerror(rc));
+    return rc;
+}
+
+/* Stops the apply thread: at once (finish 0, after the entry in hand) or
+ * once it has applied all that is durable (finish 1). */
+static void apply_stop(struct standby *sb, int finish)
+{
+    if (!sb->apply_running)
+        return;
+    pthread_mutex_lock(&sb->lock);
+    sb->apply_quit = finish ? 2 : 1;
+    pthread_cond_signal(&sb->apply_cond);
+    pthread_mutex_unlock(&sb->lock);
+    pthread_join(sb->apply_thread, NULL);
+    sb->apply_running = 0;
+}
+
+/* A copy of what apply has done (any thread but apply's). */
+static struct apply_meta applied_meta(struct standby *sb)
+{
+    pthread_mutex_lock(&sb->lock);
+    struct apply_meta am = sb->am;
+    pthread_mutex_unlock(&sb->lock);
+    return am;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -193,19 +311,52 @@ static void knows_primary_holds(struct standby *sb, uint64_t seq)
 
 /* ------------------------------------------------------------ entries */
 
-/* Stores entry seq if it is the next one and verifies; 1 stored, 0 not. */
+/* Appends the pending entries in one transaction committed with sync;
+ * then they are durable (last_seq), may be acknowledged, and apply is told.
+ * A failed write or fsync ends the process: nothing after it is
+ * acknowledged. */
+static void flush_pending(struct standby *sb)
+{
+    const uint8_t *ptrs[PEND_MAX_ENTRIES];
+    uint64_t first;
+    int rc;
+
+    if (sb->n_pend == 0)
+        return;
+    first = sb->recv_seq - sb->n_pend + 1;
+    for (size_t i = 0; i < sb->n_pend; i++)
+        ptrs[i] = sb->pend_buf + sb->pend_off[i];
+    rc = store_journal_append_many(sb->s, first, ptrs, sb->pend_lens, sb->n_pend);
+    if (rc) {
+        log_msg(LOG_ERROR, "journal write failed: nothing after it is acknowledged",
+                "seq=%" PRIu64 " entries=%zu error=\"%s\" action=exit", first, sb->n_pend, store_strerror(rc));
+        _exit(1);
+    }
+    sb->n_pend = 0;
+    sb->pend_len = 0;
+    sb->last_seq = sb->recv_seq;
+    if (sb->last_seq >= sb->primary_seq)
+        sb->behind_ns = 0;
+    pthread_mutex_lock(&sb->lock);
+    sb->apply_upto = sb->last_seq;
+    pthread_cond_signal(&sb->apply_cond);
+    pthread_mutex_unlock(&sb->lock);
+}
+
+/* Verifies entry seq if it is the next one and keeps it for the next
+ * commit; 1 kept, 0 not. */
 static int take_entry(struct standby *sb, uint64_t seq, const uint8_t *bytes, size_t len)
 {
     journal_entry e = {0};
     char why[256];
     int rc;
 
-    if (seq <= sb->last_seq) {
+    if (seq <= sb->recv_seq) {
         sb->n_duplicates++;
         return 0;
     }
     knows_primary_holds(sb, seq);
-    if (seq != sb->last_seq + 1) {
+    if (seq != sb->recv_seq + 1) {
         sb->n_gaps++;
         return 0; /* fetched: standby_fetch asks from last_seq + 1 */
     }
@@ -225,16 +376,23 @@ static int take_entry(struct standby *sb, uint64_t seq, const uint8_t *bytes, si
                 "seq=%" PRIu64 " error=\"%s\"", seq, why);
         return 0;
     }
-    rc = store_journal_append(sb->s, seq, bytes, len);
-    if (rc) {
-        /* nothing after a failed write or fsync is acknowledged */
-        log_msg(LOG_ERROR, "journal write failed: nothing after it is acknowledged",
-                "seq=%" PRIu64 " error=\"%s\" action=exit", seq, store_strerror(rc));
-        _exit(1);
+    if (sb->n_pend == PEND_MAX_ENTRIES || sb->pend_len + len > PEND_MAX_BYTES)
+        flush_pending(sb);
+    if (sb->pend_len + len > sb->pend_cap) {
+        size_t cap = sb->pend_len + len > PEND_MAX_BYTES ? sb->pend_len + len : PEND_MAX_BYTES;
+        uint8_t *buf = realloc(sb->pend_buf, cap);
+        if (!buf) {
+            log_msg(LOG_ERROR, "out of memory for journal entries", "seq=%" PRIu64 " action=exit", seq);
+            _exit(1);
+        }
+        sb->pend_buf = buf;
+        sb->pend_cap = cap;
     }
-    sb->last_seq = seq;
-    if (sb->last_seq >= sb->primary_seq)
-        sb->behind_ns = 0;
+    memcpy(sb->pend_buf + sb->pend_len, bytes, len);
+    sb->pend_off[sb->n_pend] = sb->pend_len;
+    sb->pend_lens[sb->n_pend++] = len;
+    sb->pend_len += len;
+    sb->recv_seq = seq;
     return 1;
 }
 
@@ -274,7 +432,7 @@ static void on_entries(struct standby *sb, const struct wire_entries *es)
             if (!sb->first_fetched)
                 sb->first_fetched = es->entries[i].seq;
             sb->n_fetched++;
-        } else if (es->entries[i].seq > sb->last_seq)
+        } else if (es->entries[i].seq > sb->recv_seq)
             break; /* a bad one: fetched again from there */
     }
 }
@@ -317,19 +475,21 @@ static int set_aside(struct standby *sb)
                 err[0] ? err : store_strerror(rc));
         return rc ? rc : EIO;
     }
-    sb->last_seq = sb->acked_seq = 0;
-    memset(sb->history, 0, sizeof sb->history);
+    sb->last_seq = sb->recv_seq = sb->acked_seq = 0;
+    memset(sb->history, 0, sizeof sb->history); /* apply is stopped */
     return 0;
 }
 
 static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *ck)
 {
     char path[PATH_MAX + WIRE_FILE_MAX + 32];
-    struct apply_meta am = applier_meta(sb->a);
+    struct apply_meta am;
     struct stat st;
 
     if (sb->bootstrapping)
         return 0;
+    apply_stop(sb, 0); /* the main loop starts it again once bootstrapped or given up */
+    am = applier_meta(sb->a);
     log_msg(LOG_WARN, "the primary no longer holds the entries this standby needs: bootstrapping",
             "last_seq=%" PRIu64 " checkpoint=%s checkpoint_seq=%" PRIu64, sb->last_seq, ck->name,
             ck->journal_seq);
@@ -404,7 +564,7 @@ static int snapshot_finish(struct standby *sb)
     }
     uint64_t restart = info.has_replay ? info.replay.restart_seq : info.journal_seq + 1;
     sb->history[info.journal_seq % DIGEST_HISTORY] = (struct digest_at){info.journal_seq, info.digest};
-    sb->last_seq = restart - 1; /* our journal starts at the checkpoint's restart point */
+    sb->last_seq = sb->recv_seq = restart - 1; /* our journal starts at the checkpoint's restart point */
     sb->acked_seq = 0;
     sb->bootstrapping = 0;
     sb->n_bootstraps++;
@@ -470,7 +630,9 @@ static int on_welcome(struct standby *sb, const struct wire_welcome *w)
 
 static void compare_digest(struct standby *sb)
 {
-    const struct digest_at *d = &sb->history[sb->hb_digest_seq % DIGEST_HISTORY];
+    pthread_mutex_lock(&sb->lock);
+    struct digest_at d0 = sb->history[sb->hb_digest_seq % DIGEST_HISTORY], *d = &d0;
+    pthread_mutex_unlock(&sb->lock);
 
     if (sb->hb_digest_seq == 0 || d->seq != sb->hb_digest_seq)
         return;
@@ -520,6 +682,10 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
         log_msg(LOG_WARN, "message from a lower epoch refused", "type=%s error=\"%s\"",
                 wire_type_name(in.m.type), why);
     } else {
+        /* anything but entries is handled once the entries before it are
+         * durable (a heartbeat's ACK, HELLO's last_seq, a bootstrap) */
+        if (in.m.type != WIRE_JOURNAL && in.m.type != WIRE_ENTRIES)
+            flush_pending(sb);
         if (newer && epoch_adopt(sb, in.m.epoch) != 0)
             log_msg(LOG_WARN, "cannot record the new epoch", "epoch=%" PRIu64, in.m.epoch);
         switch (in.m.type) {
@@ -578,32 +744,11 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
     return done;
 }
 
-/* ------------------------------------------------------------ apply */
-
-static int apply_some(struct standby *sb)
-{
-    char err[512] = "";
-
-    for (int i = 0; i < APPLY_STEP; i++) {
-        uint64_t applied = applier_meta(sb->a).applied_seq;
-        if (applied >= sb->last_seq)
-            return 0;
-        int rc = applier_run(sb->a, applied + 1, STORE_TXN_RECORDS, err, sizeof err);
-        if (rc) {
-            log_msg(LOG_ERROR, "apply failed", "error=\"%s\" action=exit", err[0] ? err : store_strerror(rc));
-            return rc;
-        }
-        struct apply_meta am = applier_meta(sb->a);
-        sb->history[am.applied_seq % DIGEST_HISTORY] = (struct digest_at){am.applied_seq, am.digest};
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ status */
 
 static void update_status(struct standby *sb)
 {
-    struct apply_meta am = applier_meta(sb->a);
+    struct apply_meta am = applied_meta(sb);
     uint64_t now = link_monotonic_ns();
     char text[STATUS_MAX];
     const char *match = sb->digest_match < 0 ? "null" : sb->digest_match ? "true" : "false";
@@ -724,6 +869,7 @@ int standby_run(const struct node_config *c)
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
     sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
     pthread_mutex_init(&sb->lock, NULL);
+    pthread_cond_init(&sb->apply_cond, NULL);
     rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &sb->s, err, sizeof err);
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the data directory", "data_dir=\"%s\" error=\"%s\"", c->data_dir,
@@ -739,7 +885,7 @@ int standby_run(const struct node_config *c)
         log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));
         goto out;
     }
-    sb->last_seq = sb->acked_seq = last.seq;
+    sb->last_seq = sb->recv_seq = sb->acked_seq = last.seq;
     rc = applier_open(sb->s, &sb->a, err, sizeof err);
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
@@ -751,7 +897,7 @@ int standby_run(const struct node_config *c)
          * made durable before the load was acknowledged) is held too */
         uint64_t restart = applier_meta(sb->a).restart_seq;
         if (restart > 0 && restart - 1 > sb->last_seq)
-            sb->last_seq = sb->acked_seq = restart - 1;
+            sb->last_seq = sb->recv_seq = sb->acked_seq = restart - 1;
     }
     if ((rc = open_sockets(sb)) != 0) {
         log_msg(LOG_ERROR, "cannot connect to the primary", "primary=%s error=\"%s\"", c->repl_primary_serve,
@@ -776,11 +922,12 @@ int standby_run(const struct node_config *c)
             applier_meta(sb->a).applied_seq, (int)getpid());
 
     send_hello(sb);
-    while (!got_signal && !sb->stop_error) {
+    while (!got_signal && !sb->stop_error && !atomic_load(&sb->apply_failed)) {
         zmq_pollitem_t items[2] = {{.socket = sb->sub, .events = ZMQ_POLLIN},
                                    {.socket = sb->dealer, .events = ZMQ_POLLIN}};
-        int busy = applier_meta(sb->a).applied_seq < sb->last_seq;
-        if (zmq_poll(items, 2, busy ? 0 : 50) < 0 && zmq_errno() != EINTR)
+        if (!sb->bootstrapping && !sb->apply_running && apply_start(sb) != 0)
+            break;
+        if (zmq_poll(items, 2, 50) < 0 && zmq_errno() != EINTR)
             break;
         for (int i = 0; i < RECV_BURST && !sb->stop_error; i++) {
             int a = on_message(sb, sb->dealer, 1), b = on_message(sb, sb->sub, 0);
@@ -789,7 +936,8 @@ int standby_run(const struct node_config *c)
         }
         if (sb->stop_error)
             break;
-        send_ack(sb, 0); /* after the appends' commits (synced) */
+        flush_pending(sb);
+        send_ack(sb, 0); /* after the appends' commit (synced) */
         uint64_t now = link_monotonic_ns();
         if (!sb->welcomed && now - sb->hello_ns > HELLO_RETRY_NS)
             send_hello(sb);
@@ -798,19 +946,18 @@ int standby_run(const struct node_config *c)
         if (sb->bootstrapping && now - sb->snap_ns > FETCH_RETRY_NS)
             send_snapshot(sb);
         standby_fetch(sb);
-        if (apply_some(sb) != 0)
-            break;
         compare_digest(sb);
         update_status(sb);
     }
-    if (got_signal) {
-        while (applier_meta(sb->a).applied_seq < sb->last_seq && apply_some(sb) == 0)
-            ;
-        status = 0;
+    if (got_signal && !sb->stop_error && !atomic_load(&sb->apply_failed)) {
+        flush_pending(sb);
+        apply_stop(sb, 1); /* all that is durable is applied */
+        status = atomic_load(&sb->apply_failed) ? 1 : 0;
         log_msg(LOG_INFO, "standby stopped", "journal_seq=%" PRIu64 " applied_seq=%" PRIu64, sb->last_seq,
                 applier_meta(sb->a).applied_seq);
     }
 out:
+    apply_stop(sb, 0);
     atomic_store(&sb->stop, 1);
     if (have_control)
         pthread_join(control, NULL);
@@ -824,7 +971,9 @@ out:
         close(sb->snap_fd);
     applier_close(sb->a);
     store_close(sb->s);
+    pthread_cond_destroy(&sb->apply_cond);
     pthread_mutex_destroy(&sb->lock);
+    free(sb->pend_buf);
     free(sb);
     return status;
 }
