@@ -170,9 +170,11 @@ static void lag_run(rk_ring *r, uint16_t t, uint64_t *seq, double rate, double s
     pthread_create(&th, NULL, waiter, NULL);
     for (uint64_t i = 0; i < n_records; i++) {
         uint64_t due = start + (uint64_t)((double)i * 1e9 / rate), now;
-        while ((now = now_ns()) < due) /* sleep, not spin: two vCPUs hold both nodes too */
-            if (due - now > 60000)
-                usleep((useconds_t)((due - now) / 1000 - 50));
+        /* sleep, never spin: two vCPUs hold both nodes too, and a spinning
+         * producer takes a quarter of one.  A sleep lasts at least ~60 us
+         * here, so at 100k/s records come in bursts of a few */
+        if ((now = now_ns()) < due)
+            usleep((useconds_t)((due - now) / 1000 + 1));
         put_record(r, t, (*seq)++);
         if ((i + 1) % MARK_EVERY == 0) {
             uint64_t lsn;

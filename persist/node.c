@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -545,6 +546,8 @@ static void *ckpt_main(void *arg)
     struct retain_policy policy = {c->ckpt_keep, c->ckpt_keep_hourly, c->ckpt_keep_daily};
     char dir[PATH_MAX + 16], path[PATH_MAX], err[512];
 
+    pthread_setname_np(pthread_self(), "rk-checkpoint"); /* top -H, perf, gdb */
+
     snprintf(dir, sizeof dir, "%s/checkpoints", c->data_dir);
     pthread_mutex_lock(&n->lock);
     for (;;) {
@@ -620,12 +623,22 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
+void node_thread_nice(int delta)
+{
+    errno = 0;
+    int now = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0)
+        setpriority(PRIO_PROCESS, (id_t)gettid(), now + delta); /* Linux: per thread */
+}
+
 static void *apply_main(void *arg)
 {
     struct node *n = arg;
     const struct node_config *c = n->c;
     uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0;
     char err[512];
+
+    pthread_setname_np(pthread_self(), "rk-apply"); /* top -H, perf, gdb */
 
     applier_watch_height(n->a, c->ckpt_height_producer, c->ckpt_every_heights);
     records_at_ckpt = applier_meta(n->a).n_records;
@@ -813,6 +826,8 @@ static void *control_main(void *arg)
     int64_t max_msg = CONTROL_MAX_MSG;
     int linger = 0, timeout = 100;
     char req[CONTROL_MAX_MSG + 1], *reply = malloc(65536);
+
+    pthread_setname_np(pthread_self(), "rk-control"); /* top -H, perf, gdb */
 
     if (!sock || !reply || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) ||
         zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||

@@ -58,6 +58,16 @@ int node_run(const struct node_config *c);
  * the replicator (`ringkeep node`) serves standbys. */
 int node_run_with(const struct node_config *c, const struct node_replicator *r);
 
+/* A standby's apply thread runs this much nicer than the process: on a
+ * busy host storing and acknowledging come first, and its apply lag holds
+ * nothing up (the primary's apply runs at the node's priority: its lag
+ * past max_lag_entries stalls drain). */
+#define NODE_APPLY_NICE 5
+
+/* Makes the calling thread delta nicer than the process (best effort: a
+ * refusal leaves it at the process's priority). */
+void node_thread_nice(int delta);
+
 /* A consistent copy of the node's cursors; any thread. */
 void node_progress(struct node *n, struct node_progress *p);
 

@@ -763,6 +763,8 @@ static void *replicator_main(void *arg)
     struct repl_primary *p = arg;
     uint64_t interval = (uint64_t)p->c->repl_heartbeat_ms * 1000000u, next_hb = link_monotonic_ns();
 
+    pthread_setname_np(pthread_self(), "rk-replicator"); /* top -H, perf, gdb */
+
     while (!atomic_load(&p->stop)) {
         uint64_t now = link_monotonic_ns();
         long timeout_ms = now >= next_hb ? 0 : (long)((next_hb - now) / 1000000u) + 1;

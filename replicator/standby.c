@@ -29,7 +29,7 @@
  * each recent entry, so that a heartbeat's (digest_seq, digest) can be
  * compared with ours at the same sequence.  Apply is off the path of the
  * ACK: a standby acknowledges what it holds durably, however far its
- * apply lags (at a lower CPU priority, APPLY_NICE, so that on a busy host
+ * apply lags (at a lower CPU priority, NODE_APPLY_NICE, so that on a busy host
  * storing and acknowledging come first).  It is stopped while a bootstrap
  * replaces the store.  A restart (SIGKILL included) carries on from the
  * journal's last entry: HELLO says it, and only what is missing is
@@ -51,7 +51,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,7 +71,6 @@
 #define RECV_BURST 256
 #define PEND_MAX_ENTRIES 1024         /* entries kept for one commit, at most */
 #define PEND_MAX_BYTES (16u << 20)    /* ... and bytes */
-#define APPLY_NICE 5                  /* the apply thread's nice, above the process's */
 #define STATUS_MAX 8192
 
 struct digest_at {
@@ -173,12 +171,9 @@ static void *apply_main(void *arg)
     struct standby *sb = arg;
     char err[512] = "";
 
-    /* best effort: where it is refused (a lower limit), apply runs at the
-     * process's priority */
-    errno = 0;
-    int nice_now = getpriority(PRIO_PROCESS, 0);
-    if (errno == 0)
-        setpriority(PRIO_PROCESS, (id_t)gettid(), nice_now + APPLY_NICE);
+    pthread_setname_np(pthread_self(), "rk-apply"); /* top -H, perf, gdb */
+
+    node_thread_nice(NODE_APPLY_NICE);
     pthread_mutex_lock(&sb->lock);
     for (;;) {
         uint64_t applied = sb->am.applied_seq;
@@ -783,6 +778,8 @@ static void *control_main(void *arg)
     void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
     int64_t max_msg = 256;
     int linger = 0, timeout = 100;
+
+    pthread_setname_np(pthread_self(), "rk-control"); /* top -H, perf, gdb */
 
     node_control_endpoint(sb->c->data_dir, endpoint, sizeof endpoint);
     if (!sock || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) ||
