@@ -1405,6 +1405,64 @@ START_TEST(duplicate_seq_is_refused)
 }
 END_TEST
 
+/* store_journal_append_many: n entries in one synced transaction, stored
+ * byte for byte; all or none (an entry of another sequence, or one already
+ * there, in the middle stores none of them). */
+START_TEST(append_many_is_all_or_none)
+{
+    enum { N = 40 };
+    struct batch b[N + 2];
+    uint8_t *entry[N + 2];
+    size_t len[N + 2];
+    store *s;
+
+    new_data_dir("many");
+    s = open_store(STORE_CREATE);
+    for (uint64_t i = 0; i < N + 2; i++)
+        entry_for(i + 1, &b[i], &entry[i], &len[i]);
+    ck_assert_int_eq(store_journal_append_many(s, 1, (const uint8_t *const *)entry, len, 10), 0);
+    /* entry 12 where 11 belongs: none of 11..20 is stored */
+    {
+        const uint8_t *wrong[10];
+        size_t wrong_len[10];
+        for (int i = 0; i < 10; i++) {
+            wrong[i] = entry[10 + i + (i == 5)];
+            wrong_len[i] = len[10 + i + (i == 5)];
+        }
+        ck_assert_int_eq(store_journal_append_many(s, 11, wrong, wrong_len, 10), RK_EINVAL);
+    }
+    ck_assert_int_eq(entry_present(s, 11), 0);
+    ck_assert_int_eq(store_journal_append_many(s, 11, (const uint8_t *const *)entry + 10, len + 10, 0), RK_EINVAL);
+    /* 9..12: 9 and 10 are there already; 11 and 12 are not stored either */
+    ck_assert_int_eq(store_journal_append_many(s, 9, (const uint8_t *const *)entry + 8, len + 8, 4), DB_KEYEXIST);
+    ck_assert_int_eq(store_failed(s), 0);
+    ck_assert_int_eq(entry_present(s, 11), 0);
+    ck_assert_int_eq(entry_present(s, 12), 0);
+    ck_assert_int_eq(store_journal_append_many(s, 11, (const uint8_t *const *)entry + 10, len + 10, N - 10), 0);
+    store_close(s);
+
+    s = open_store(0);
+    for (uint64_t seq = 1; seq <= N + 2; seq++) {
+        uint8_t *got = NULL;
+        size_t got_len = 0;
+        int rc = store_journal_get_raw(s, seq, &got, &got_len);
+        if (seq > N) {
+            ck_assert_int_eq(rc, RK_ENOTFOUND);
+        } else {
+            ck_assert_int_eq(rc, 0);
+            ck_assert_uint_eq(got_len, len[seq - 1]);
+            ck_assert_mem_eq(got, entry[seq - 1], got_len);
+        }
+        free(got);
+    }
+    store_close(s);
+    for (int i = 0; i < N + 2; i++) {
+        free(entry[i]);
+        batch_free(&b[i]);
+    }
+}
+END_TEST
+
 START_TEST(trim_removes_entries_below_seq)
 {
     const uint64_t n = 1100; /* more than one trim transaction */
@@ -1867,6 +1925,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, second_open_is_busy_and_names_the_pid);
     tcase_add_test(tc, append_last_get_round_trip_across_reopen);
     tcase_add_test(tc, duplicate_seq_is_refused);
+    tcase_add_test(tc, append_many_is_all_or_none);
     tcase_add_test(tc, trim_removes_entries_below_seq);
     tcase_add_test(tc, corrupt_entry_in_the_database_is_reported);
     tcase_add_loop_test(tc, acknowledged_entries_survive_sigkill, 0, 2);
