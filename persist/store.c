@@ -510,13 +510,21 @@ static int read_entry(store *s, uint32_t how, uint64_t seq, uint64_t *key_out, v
     key.size = key.ulen = sizeof key_bytes;
     key.flags = DB_DBT_USERMEM;
     data.flags = DB_DBT_MALLOC;
-    rc = s->journal->cursor(s->journal, NULL, &cursor, 0);
-    if (rc)
-        return rc;
-    rc = cursor->get(cursor, &key, &data, how);
-    close_rc = cursor->close(cursor);
-    if (rc == 0 && close_rc)
-        rc = close_rc;
+    /* a read outside a transaction has nothing to undo: a deadlock with
+     * an append (the detector may pick the reader) is simply tried again */
+    for (int attempt = 0;; attempt++) {
+        rc = s->journal->cursor(s->journal, NULL, &cursor, 0);
+        if (rc)
+            return rc;
+        rc = cursor->get(cursor, &key, &data, how);
+        close_rc = cursor->close(cursor);
+        if (rc == 0 && close_rc)
+            rc = close_rc;
+        if ((rc != DB_LOCK_DEADLOCK && rc != DB_LOCK_NOTGRANTED) || attempt + 1 >= MAX_DEADLOCK_RETRIES)
+            break;
+        free(data.data);
+        data.data = NULL;
+    }
     if (rc == DB_NOTFOUND) {
         rc = RK_ENOTFOUND;
     } else if (rc == 0 && key.size != sizeof key_bytes) {

@@ -66,6 +66,7 @@
 #define SUB_HWM 10000
 #define DEALER_HWM 1000
 #define DIGEST_HISTORY 4096 /* (seq, digest) after each recent entry applied */
+#define HB_HISTORY 256      /* the primary's (digest_seq, digest) from recent heartbeats */
 #define HELLO_RETRY_NS 1000000000ull
 #define FETCH_RETRY_NS 500000000ull
 #define RECV_BURST 256
@@ -99,11 +100,16 @@ struct standby {
     uint64_t fetch_from;     /* from_seq of the FETCH outstanding */
     int fetching;         /* a FETCH is outstanding */
     uint64_t fetch_ns;    /* when it was sent */
-    uint64_t hb_digest, hb_digest_seq, hb_journal_seq;
+    uint64_t hb_digest, hb_digest_seq, hb_journal_seq; /* the last heartbeat's */
+    /* recent heartbeats' digests: apply may reach their sequence only
+     * later, when it lags */
+    struct digest_at hb_history[HB_HISTORY];
+    uint32_t hb_history_n; /* heartbeats recorded (the newest at (n - 1) % HB_HISTORY) */
     int digest_match; /* -1 not compared yet, 0 differs, 1 equal */
     uint64_t digest_compared_seq;
     struct digest_at history[DIGEST_HISTORY];
     uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
+    uint32_t apply_slow_ms;             /* test hook (RK_TEST_APPLY_SLOW_MS): a pause before each entry applied */
     uint64_t n_journal_msgs;
     uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
@@ -121,6 +127,7 @@ struct standby {
     pthread_t apply_thread;
     int apply_running;
     int apply_quit;           /* under lock: 1 stop now, 2 stop once all is applied */
+    int apply_done;           /* under lock: the apply thread has ended */
     uint64_t apply_upto;      /* under lock: what is durable, for apply */
     struct apply_meta am;     /* under lock: the applier's meta after its last entry */
     pthread_cond_t apply_cond; /* apply_upto or apply_quit changed */
@@ -131,11 +138,12 @@ struct standby {
     _Atomic int stop;
 };
 
-static volatile sig_atomic_t got_signal;
+static volatile sig_atomic_t got_signal, n_signals;
 
 static void on_signal(int sig)
 {
     got_signal = sig;
+    n_signals++;
 }
 
 /* ------------------------------------------------------------ meta */
@@ -184,6 +192,8 @@ static void *apply_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&sb->lock);
+        if (sb->apply_slow_ms)
+            usleep(sb->apply_slow_ms * 1000u);
         /* one entry at a time: the digest after each is kept */
         int rc = applier_run(sb->a, applied + 1, STORE_TXN_RECORDS, err, sizeof err);
         struct apply_meta am = applier_meta(sb->a);
@@ -196,6 +206,7 @@ static void *apply_main(void *arg)
         sb->history[am.applied_seq % DIGEST_HISTORY] = (struct digest_at){am.applied_seq, am.digest};
         sb->am = am;
     }
+    sb->apply_done = 1;
     pthread_mutex_unlock(&sb->lock);
     return NULL;
 }
@@ -213,6 +224,7 @@ static int apply_start(struct standby *sb)
     sb->am = applier_meta(sb->a);
     sb->apply_upto = sb->last_seq;
     sb->apply_quit = 0;
+    sb->apply_done = 0;
     pthread_mutex_unlock(&sb->lock);
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
@@ -241,11 +253,52 @@ static void apply_stop(struct standby *sb, int finish)
     sb->apply_running = 0;
 }
 
-/* A copy of what apply has done (any thread but apply's). */
+/* A clean stop (main thread): everything durable is applied first, as on
+ * a primary; apply may lag far behind a standby's journal, so progress is
+ * logged, and a second SIGTERM/SIGINT stops apply after the entry in hand
+ * (the rest is applied at the next start).  Not during a bootstrap: there
+ * is nothing whole to apply to. */
+static void apply_finish(struct standby *sb)
+{
+    sig_atomic_t signals = n_signals;
+    uint64_t last_log = 0;
+
+    if (sb->bootstrapping || (!sb->apply_running && apply_start(sb) != 0))
+        return;
+    pthread_mutex_lock(&sb->lock);
+    sb->apply_quit = 2;
+    pthread_cond_signal(&sb->apply_cond);
+    while (!sb->apply_done) {
+        uint64_t now = link_monotonic_ns();
+        if (n_signals != signals && sb->apply_quit == 2) {
+            sb->apply_quit = 1;
+            pthread_cond_signal(&sb->apply_cond);
+            log_msg(LOG_WARN, "stopping before all that is journaled is applied (a second signal)",
+                    "applied_seq=%" PRIu64 " journal_seq=%" PRIu64, sb->am.applied_seq, sb->apply_upto);
+        } else if (now - last_log >= 5000000000ull && sb->apply_quit == 2) {
+            if (last_log)
+                log_msg(LOG_INFO, "applying what is journaled before stopping",
+                        "applied_seq=%" PRIu64 " journal_seq=%" PRIu64 " hint=\"a second SIGTERM stops now\"",
+                        sb->am.applied_seq, sb->apply_upto);
+            last_log = now;
+        }
+        pthread_mutex_unlock(&sb->lock);
+        usleep(20000);
+        pthread_mutex_lock(&sb->lock);
+    }
+    pthread_mutex_unlock(&sb->lock);
+    apply_stop(sb, 1); /* joins */
+}
+
+/* A copy of what apply has done (main thread). */
 static struct apply_meta applied_meta(struct standby *sb)
 {
+    struct apply_meta am = {0};
+
+    if (!sb->apply_running)
+        return sb->a ? applier_meta(sb->a) : am; /* stopped: the applier is the main thread's */
     pthread_mutex_lock(&sb->lock);
-    struct apply_meta am = sb->am;
+    am = sb->am;
     pthread_mutex_unlock(&sb->lock);
     return am;
 }
@@ -623,20 +676,31 @@ static int on_welcome(struct standby *sb, const struct wire_welcome *w)
     return 0;
 }
 
+/* Compares our digest with the primary's at the newest heartbeat's
+ * sequence that apply has reached and whose digest we still hold. */
 static void compare_digest(struct standby *sb)
 {
-    pthread_mutex_lock(&sb->lock);
-    struct digest_at d0 = sb->history[sb->hb_digest_seq % DIGEST_HISTORY], *d = &d0;
-    pthread_mutex_unlock(&sb->lock);
+    uint32_t n = sb->hb_history_n < HB_HISTORY ? sb->hb_history_n : HB_HISTORY;
 
-    if (sb->hb_digest_seq == 0 || d->seq != sb->hb_digest_seq)
+    for (uint32_t i = 0; i < n; i++) {
+        const struct digest_at *hb = &sb->hb_history[(sb->hb_history_n - 1 - i) % HB_HISTORY];
+        if (hb->seq == 0)
+            continue;
+        pthread_mutex_lock(&sb->lock);
+        struct digest_at ours = sb->history[hb->seq % DIGEST_HISTORY];
+        pthread_mutex_unlock(&sb->lock);
+        if (ours.seq != hb->seq)
+            continue; /* not applied yet, or too long ago */
+        if (hb->seq == sb->digest_compared_seq)
+            return; /* compared already */
+        int match = ours.digest == hb->digest;
+        if (!match && sb->digest_match != 0)
+            log_msg(LOG_ERROR, "state digest differs from the primary's",
+                    "seq=%" PRIu64 " ours=%016" PRIx64 " primary=%016" PRIx64, hb->seq, ours.digest, hb->digest);
+        sb->digest_match = match;
+        sb->digest_compared_seq = hb->seq;
         return;
-    int match = d->digest == sb->hb_digest;
-    if (!match && sb->digest_match != 0)
-        log_msg(LOG_ERROR, "state digest differs from the primary's",
-                "seq=%" PRIu64 " ours=%016" PRIx64 " primary=%016" PRIx64, d->seq, d->digest, sb->hb_digest);
-    sb->digest_match = match;
-    sb->digest_compared_seq = d->seq;
+    }
 }
 
 static void on_heartbeat(struct standby *sb, const struct wire_heartbeat *hb)
@@ -647,6 +711,8 @@ static void on_heartbeat(struct standby *sb, const struct wire_heartbeat *hb)
     sb->hb_journal_seq = hb->journal_seq;
     sb->hb_digest = hb->digest;
     sb->hb_digest_seq = hb->digest_seq;
+    if (hb->digest_seq)
+        sb->hb_history[sb->hb_history_n++ % HB_HISTORY] = (struct digest_at){hb->digest_seq, hb->digest};
     compare_digest(sb);
     for (uint32_t i = 0; i < hb->n_standbys; i++)
         listed |= strcmp(hb->standbys[i].id, sb->c->repl_node_id) == 0;
@@ -865,6 +931,7 @@ int standby_run(const struct node_config *c)
     sb->snap_fd = -1;
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
     sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
+    sb->apply_slow_ms = env_u32("RK_TEST_APPLY_SLOW_MS");
     pthread_mutex_init(&sb->lock, NULL);
     pthread_cond_init(&sb->apply_cond, NULL);
     rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &sb->s, err, sizeof err);
@@ -948,7 +1015,7 @@ int standby_run(const struct node_config *c)
     }
     if (got_signal && !sb->stop_error && !atomic_load(&sb->apply_failed)) {
         flush_pending(sb);
-        apply_stop(sb, 1); /* all that is durable is applied */
+        apply_finish(sb); /* all that is durable is applied (unless signalled twice) */
         status = atomic_load(&sb->apply_failed) ? 1 : 0;
         log_msg(LOG_INFO, "standby stopped", "journal_seq=%" PRIu64 " applied_seq=%" PRIu64, sb->last_seq,
                 applier_meta(sb->a).applied_seq);

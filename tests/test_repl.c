@@ -33,6 +33,7 @@
 #include <zmq.h>
 
 #include "checkpoint.h"
+#include "apply.h"
 #include "config.h"
 #include "node.h"
 #include "node_harness.h"
@@ -365,6 +366,69 @@ START_TEST(two_standbys_reach_the_primary_state)
         check_state(standby_dir[i], e.height);
     }
     check_state(primary_dir, e.height);
+}
+END_TEST
+
+/* What the node on dir (stopped) had applied, and its journal's last
+ * entry, read without applying anything (rk_state_open would apply the
+ * rest). */
+static void applied_of(const char *dir, uint64_t *applied, uint64_t *last)
+{
+    char err[512];
+    store *s = NULL;
+    applier *a = NULL;
+    struct journal_header h;
+
+    ck_assert_msg(store_open(dir, 0, 16, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_last(s, &h), 0);
+    *applied = applier_meta(a).applied_seq;
+    *last = h.seq;
+    applier_close(a);
+    store_close(s);
+}
+
+/* A standby acknowledges what it holds durably however far its apply lags
+ * (RK_TEST_APPLY_SLOW_MS slows it); a SIGTERM applies everything before
+ * exit 0; a second SIGTERM stops at once (exit 0, the rest applied at the
+ * next start). */
+START_TEST(standby_acks_while_apply_lags_and_a_clean_stop_applies_all)
+{
+    static const char *const one_replica[] = {"replication", "min_replicas", "1", NULL};
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, one_replica, NULL);
+    pid_t s0 = start(standby_dir[0], "standby-a", NULL, "RK_TEST_APPLY_SLOW_MS=20");
+    uint64_t applied, last;
+    char *st;
+    int status;
+
+    engine_attach(&e);
+    engine_write(&e, 100);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    st = status_of(standby_dir[0]);
+    ck_assert_msg(st && json_u64(st, "applied_seq") < json_u64(st, "journal_seq"), "%s", st ? st : "");
+    free(st);
+    ck_assert_int_eq(stop(s0, SIGTERM), 0);
+    applied_of(standby_dir[0], &applied, &last); /* everything applied before the exit */
+    ck_assert_msg(applied == last, "applied %llu of %llu", (unsigned long long)applied, (unsigned long long)last);
+
+    s0 = start(standby_dir[0], "standby-a", NULL, "RK_TEST_APPLY_SLOW_MS=300");
+    engine_write(&e, 100);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    kill(s0, SIGTERM);
+    usleep(100000);
+    kill(s0, SIGTERM);
+    ck_assert_int_eq(waitpid(s0, &status, 0), s0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    applied_of(standby_dir[0], &applied, &last);
+    ck_assert_msg(applied < last, "applied %llu of %llu", (unsigned long long)applied, (unsigned long long)last);
+    s0 = start(standby_dir[0], "standby-a", NULL, NULL); /* applies the rest */
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    ck_assert_int_eq(stop(s0, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    check_same_journal(standby_dir[0]);
+    check_state(standby_dir[0], e.height);
 }
 END_TEST
 
@@ -911,6 +975,7 @@ static Suite *repl_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, two_standbys_reach_the_primary_state);
     tcase_add_test(tc, replicated_wait_returns_once_a_standby_holds_the_record);
+    tcase_add_test(tc, standby_acks_while_apply_lags_and_a_clean_stop_applies_all);
     tcase_add_test(tc, bad_input_is_refused_and_others_unaffected);
     tcase_add_test(tc, standby_survives_a_primary_restart_and_monitor_prints);
     tcase_add_test(tc, standby_away_past_retention_bootstraps_from_a_checkpoint);
