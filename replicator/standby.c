@@ -180,7 +180,6 @@ static void *apply_main(void *arg)
     char err[512] = "";
 
     pthread_setname_np(pthread_self(), "rk-apply"); /* top -H, perf, gdb */
-
     node_thread_nice(NODE_APPLY_NICE);
     pthread_mutex_lock(&sb->lock);
     for (;;) {
