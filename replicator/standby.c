@@ -259,7 +259,6 @@ static void apply_stop(struct standby *sb, int finish)
  * is nothing whole to apply to. */
 static void apply_finish(struct standby *sb)
 {
-    sig_atomic_t signals = n_signals;
     uint64_t last_log = 0;
 
     if (sb->bootstrapping || (!sb->apply_running && apply_start(sb) != 0))
@@ -269,7 +268,7 @@ static void apply_finish(struct standby *sb)
     pthread_cond_signal(&sb->apply_cond);
     while (!sb->apply_done) {
         uint64_t now = link_monotonic_ns();
-        if (n_signals != signals && sb->apply_quit == 2) {
+        if (n_signals > 1 && sb->apply_quit == 2) { /* the first one stopped the standby */
             sb->apply_quit = 1;
             pthread_cond_signal(&sb->apply_cond);
             log_msg(LOG_WARN, "stopping before all that is journaled is applied (a second signal)",
