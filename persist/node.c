@@ -62,6 +62,7 @@
 #define EPOCH_KEY "epoch"
 #define APPLY_STEP_ENTRIES 16 /* apply publishes its progress at least this often */
 #define CONTROL_MAX_MSG 256
+#define CONTROL_MAX_REPLY 65536
 
 enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
 
@@ -819,36 +820,29 @@ static void answer_request(struct node *n, int ask, char *out, size_t out_size)
     pthread_mutex_unlock(&n->lock);
 }
 
-static void *control_main(void *arg)
+void node_control_serve(const char *endpoint, _Atomic int *stop,
+                        void (*answer)(void *arg, const char *request, char *reply, size_t reply_size), void *arg)
 {
-    struct node *n = arg;
     void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
     int64_t max_msg = CONTROL_MAX_MSG;
     int linger = 0, timeout = 100;
-    char req[CONTROL_MAX_MSG + 1], *reply = malloc(65536);
+    char req[CONTROL_MAX_MSG + 1], *reply = malloc(CONTROL_MAX_REPLY);
 
     pthread_setname_np(pthread_self(), "rk-control"); /* top -H, perf, gdb */
-
     if (!sock || !reply || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) ||
         zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout) || zmq_bind(sock, n->endpoint)) {
-        log_msg(LOG_ERROR, "control endpoint unavailable", "endpoint=%s error=\"%s\"", n->endpoint,
+        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout) || zmq_bind(sock, endpoint)) {
+        log_msg(LOG_ERROR, "control endpoint unavailable", "endpoint=%s error=\"%s\"", endpoint,
                 zmq_strerror(zmq_errno()));
         goto out;
     }
-    while (!atomic_load(&n->stop)) {
+    while (!atomic_load(stop)) {
         int len = zmq_recv(sock, req, CONTROL_MAX_MSG, 0);
         if (len < 0)
             continue; /* timeout: look at stop again */
         req[len < CONTROL_MAX_MSG ? len : CONTROL_MAX_MSG] = '\0';
-        if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0)
-            status_json(n, reply, 65536);
-        else if (strcmp(req, "snapshot") == 0)
-            answer_request(n, REQ_SNAPSHOT, reply, 65536);
-        else if (strcmp(req, "checkpoint") == 0)
-            answer_request(n, REQ_CHECKPOINT, reply, 65536);
-        else
-            snprintf(reply, 65536, "error unknown request");
+        reply[0] = '\0';
+        answer(arg, req, reply, CONTROL_MAX_REPLY);
         zmq_send(sock, reply, strlen(reply), 0);
     }
 out:
@@ -857,6 +851,27 @@ out:
     if (ctx)
         zmq_ctx_term(ctx);
     free(reply);
+}
+
+static void control_answer(void *arg, const char *req, char *reply, size_t reply_size)
+{
+    struct node *n = arg;
+
+    if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0)
+        status_json(n, reply, reply_size);
+    else if (strcmp(req, "snapshot") == 0)
+        answer_request(n, REQ_SNAPSHOT, reply, reply_size);
+    else if (strcmp(req, "checkpoint") == 0)
+        answer_request(n, REQ_CHECKPOINT, reply, reply_size);
+    else
+        snprintf(reply, reply_size, "error unknown request");
+}
+
+static void *control_main(void *arg)
+{
+    struct node *n = arg;
+
+    node_control_serve(n->endpoint, &n->stop, control_answer, n);
     return NULL;
 }
 

@@ -3,6 +3,7 @@
 #ifndef RK_NODE_H
 #define RK_NODE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -74,6 +75,13 @@ void node_progress(struct node *n, struct node_progress *p);
 /* The control endpoint of the node on data directory dir:
  * "ipc://DIR/control.sock". */
 void node_control_endpoint(const char *dir, char *out, size_t out_size);
+
+/* Serves the control endpoint (ZeroMQ REP, requests up to 256 bytes) on the
+ * calling thread until *stop: answer() writes the reply to each request
+ * (NUL-terminated, at most reply_size bytes).  For the node's and a
+ * standby's control threads. */
+void node_control_serve(const char *endpoint, _Atomic int *stop,
+                        void (*answer)(void *arg, const char *request, char *reply, size_t reply_size), void *arg);
 
 /* Sends request ("status", "snapshot", "checkpoint") to the node on dir
  * and returns its reply (malloc'd, NUL-terminated) in *reply.  ENOENT when

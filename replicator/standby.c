@@ -835,43 +835,26 @@ static void update_status(struct standby *sb)
     pthread_mutex_unlock(&sb->lock);
 }
 
+static void control_answer(void *arg, const char *req, char *reply, size_t reply_size)
+{
+    struct standby *sb = arg;
+
+    if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0) {
+        pthread_mutex_lock(&sb->lock);
+        snprintf(reply, reply_size, "%s", sb->status);
+        pthread_mutex_unlock(&sb->lock);
+    } else {
+        snprintf(reply, reply_size, "error %.200s is not served by a standby", req);
+    }
+}
+
 static void *control_main(void *arg)
 {
     struct standby *sb = arg;
-    char endpoint[PATH_MAX + 32], req[257], reply[STATUS_MAX];
-    void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
-    int64_t max_msg = 256;
-    int linger = 0, timeout = 100;
-
-    pthread_setname_np(pthread_self(), "rk-control"); /* top -H, perf, gdb */
+    char endpoint[PATH_MAX + 32];
 
     node_control_endpoint(sb->c->data_dir, endpoint, sizeof endpoint);
-    if (!sock || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) ||
-        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout) || zmq_bind(sock, endpoint)) {
-        log_msg(LOG_ERROR, "control endpoint unavailable", "endpoint=%s error=\"%s\"", endpoint,
-                zmq_strerror(zmq_errno()));
-        goto out;
-    }
-    while (!atomic_load(&sb->stop)) {
-        int len = zmq_recv(sock, req, sizeof req - 1, 0);
-        if (len < 0)
-            continue;
-        req[len < (int)sizeof req - 1 ? len : (int)sizeof req - 1] = '\0';
-        if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0) {
-            pthread_mutex_lock(&sb->lock);
-            snprintf(reply, sizeof reply, "%s", sb->status);
-            pthread_mutex_unlock(&sb->lock);
-        } else {
-            snprintf(reply, sizeof reply, "error %.200s is not served by a standby", req);
-        }
-        zmq_send(sock, reply, strlen(reply), 0);
-    }
-out:
-    if (sock)
-        zmq_close(sock);
-    if (ctx)
-        zmq_ctx_term(ctx);
+    node_control_serve(endpoint, &sb->stop, control_answer, sb);
     return NULL;
 }
 
