@@ -432,6 +432,43 @@ START_TEST(standby_acks_while_apply_lags_and_a_clean_stop_applies_all)
 }
 END_TEST
 
+/* While a standby's apply lags, its digest is still compared with the
+ * primary's: at the sequences of earlier heartbeats, once apply reaches
+ * them (the newest heartbeat's sequence is always ahead of it). */
+START_TEST(digest_compared_while_apply_lags)
+{
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, NULL, NULL);
+    pid_t s0 = start(standby_dir[0], "standby-a", NULL, "RK_TEST_APPLY_SLOW_MS=25");
+    int compared_behind = 0;
+    char *st = NULL;
+
+    engine_attach(&e);
+    for (int i = 0; i < 20; i++) {
+        engine_write(&e, 20);
+        usleep(20000);
+    }
+    rk_ring_detach(e.r);
+    for (int i = 0; i < BOUND_S * 100 && !compared_behind; i++) {
+        free(st);
+        st = status_of(standby_dir[0]);
+        uint64_t journal = json_u64(st, "journal_seq"), applied = json_u64(st, "applied_seq");
+        uint64_t compared = json_u64(st, "digest_compared_seq");
+        ck_assert_msg(!(st && strstr(st, "\"digest_match\":false")), "digest differs: %s", st);
+        compared_behind = json_true(st, "digest_match") && compared > 0 && applied < journal;
+        if (st && applied == journal && journal > 0 && json_u64(st, "primary_journal_seq") == journal)
+            break; /* caught up */
+        usleep(10000);
+    }
+    ck_assert_msg(compared_behind, "no digest compared while apply lagged: %s", st ? st : "");
+    free(st);
+    free(wait_caught_up(standby_dir[0]));
+    ck_assert_int_eq(stop(s0, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    check_state(standby_dir[0], e.height);
+}
+END_TEST
+
 /* Reads dir's journal for a frame with LSN lsn. */
 static int journal_holds_lsn(const char *dir, uint64_t lsn)
 {
@@ -976,6 +1013,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, two_standbys_reach_the_primary_state);
     tcase_add_test(tc, replicated_wait_returns_once_a_standby_holds_the_record);
     tcase_add_test(tc, standby_acks_while_apply_lags_and_a_clean_stop_applies_all);
+    tcase_add_test(tc, digest_compared_while_apply_lags);
     tcase_add_test(tc, bad_input_is_refused_and_others_unaffected);
     tcase_add_test(tc, standby_survives_a_primary_restart_and_monitor_prints);
     tcase_add_test(tc, standby_away_past_retention_bootstraps_from_a_checkpoint);
