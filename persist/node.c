@@ -548,7 +548,6 @@ static void *ckpt_main(void *arg)
     char dir[PATH_MAX + 16], path[PATH_MAX], err[512];
 
     pthread_setname_np(pthread_self(), "rk-checkpoint"); /* top -H, perf, gdb */
-
     snprintf(dir, sizeof dir, "%s/checkpoints", c->data_dir);
     pthread_mutex_lock(&n->lock);
     for (;;) {
@@ -640,7 +639,6 @@ static void *apply_main(void *arg)
     char err[512];
 
     pthread_setname_np(pthread_self(), "rk-apply"); /* top -H, perf, gdb */
-
     applier_watch_height(n->a, c->ckpt_height_producer, c->ckpt_every_heights);
     records_at_ckpt = applier_meta(n->a).n_records;
     for (;;) {
