@@ -316,6 +316,17 @@ static void check_same_journal(const char *dir)
     store_close(b);
 }
 
+/* Stops the standby on standby_dir[0] and the primary cleanly; the
+ * standby's journal is the primary's byte for byte and its state the
+ * model's at height. */
+static void stop_and_check(pid_t standby, pid_t primary, uint64_t height)
+{
+    ck_assert_int_eq(stop(standby, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    check_same_journal(standby_dir[0]);
+    check_state(standby_dir[0], height);
+}
+
 static const char *digest_of(const char *json, char out[17])
 {
     const char *p = json ? strstr(json, "\"state_digest\":\"") : NULL;
@@ -425,10 +436,7 @@ START_TEST(standby_acks_while_apply_lags_and_a_clean_stop_applies_all)
     s0 = start(standby_dir[0], "standby-a", NULL, NULL); /* applies the rest */
     rk_ring_detach(e.r);
     free(wait_caught_up(standby_dir[0]));
-    ck_assert_int_eq(stop(s0, SIGTERM), 0);
-    ck_assert_int_eq(stop(primary, SIGTERM), 0);
-    check_same_journal(standby_dir[0]);
-    check_state(standby_dir[0], e.height);
+    stop_and_check(s0, primary, e.height);
 }
 END_TEST
 
@@ -463,9 +471,7 @@ START_TEST(digest_compared_while_apply_lags)
     ck_assert_msg(compared_behind, "no digest compared while apply lagged: %s", st ? st : "");
     free(st);
     free(wait_caught_up(standby_dir[0]));
-    ck_assert_int_eq(stop(s0, SIGTERM), 0);
-    ck_assert_int_eq(stop(primary, SIGTERM), 0);
-    check_state(standby_dir[0], e.height);
+    stop_and_check(s0, primary, e.height);
 }
 END_TEST
 
@@ -682,10 +688,7 @@ START_TEST(bad_input_is_refused_and_others_unaffected)
     free(stp);
     zmq_close(rogue);
     zmq_ctx_term(ctx);
-    ck_assert_int_eq(stop(sb, SIGTERM), 0);
-    ck_assert_int_eq(stop(primary, SIGTERM), 0);
-    check_same_journal(standby_dir[0]);
-    check_state(standby_dir[0], e.height);
+    stop_and_check(sb, primary, e.height);
 }
 END_TEST
 
@@ -754,10 +757,7 @@ START_TEST(standby_survives_a_primary_restart_and_monitor_prints)
     ck_assert_msg(strncmp(text, hb_start, sizeof hb_start - 1) == 0, "%.200s", text);
     free(text);
     ck_assert_int_eq(stop(mon, SIGTERM), 0);
-    ck_assert_int_eq(stop(sb, SIGTERM), 0);
-    ck_assert_int_eq(stop(primary, SIGTERM), 0);
-    check_same_journal(standby_dir[0]);
-    check_state(standby_dir[0], e.height);
+    stop_and_check(sb, primary, e.height);
 }
 END_TEST
 
@@ -886,10 +886,7 @@ START_TEST(standby_of_another_history_bootstraps_and_is_not_counted)
     ck_assert_msg(json_u64(st, "bootstraps") == 0, "%s", st); /* no second copy */
     free(st);
     rk_ring_detach(e.r);
-    ck_assert_int_eq(stop(sb, SIGTERM), 0);
-    ck_assert_int_eq(stop(primary, SIGTERM), 0);
-    check_same_journal(standby_dir[0]);
-    check_state(standby_dir[0], e.height);
+    stop_and_check(sb, primary, e.height);
     snprintf(aside, sizeof aside, "%s/set-aside", standby_dir[0]);
     ck_assert_int_eq(stat(aside, &st_aside), 0); /* the old history is kept, not deleted */
 }
@@ -998,10 +995,7 @@ START_TEST(curve_only_authorized_peers_receive_anything)
     zmq_close(psub);
     zmq_close(rdealer);
     zmq_ctx_term(ctx);
-    ck_assert_int_eq(stop(sb, SIGTERM), 0);
-    ck_assert_int_eq(stop(primary, SIGTERM), 0);
-    check_same_journal(standby_dir[0]);
-    check_state(standby_dir[0], e.height);
+    stop_and_check(sb, primary, e.height);
 }
 END_TEST
 
