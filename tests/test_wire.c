@@ -27,6 +27,7 @@
 #include <msgpack.h>
 
 #include "ring.h"
+#include "sample_entry.h"
 #include "store.h"
 #include "wire.h"
 
@@ -49,38 +50,12 @@ const char *__asan_default_options(void)
 
 /* ------------------------------------------------------------ journal entries */
 
-/* A real journal entry (journal_encode) of n_puts PUTs and a MARK, for seq
- * and epoch; malloc'd. */
+/* A real journal entry (sample_entry.h); malloc'd. */
 static uint8_t *make_entry(uint64_t seq, uint64_t epoch, unsigned n_puts, size_t *len)
 {
-    uint8_t frames[8192];
-    struct journal_header h = {.seq = seq, .epoch = epoch};
-    uint64_t pos = 4096 * seq;
-    size_t used = 0;
-    uint8_t *out = NULL;
-    uint8_t height[8] = {(uint8_t)seq, 0, 0, 0, 0, 0, 0, 0};
+    uint8_t *out = sample_entry(seq, epoch, n_puts, len);
 
-    for (unsigned i = 0; i <= n_puts; i++) {
-        char key[16], val[32];
-        int klen = snprintf(key, sizeof key, "k%u", i),
-            vlen = snprintf(val, sizeof val, "v%u-%" PRIu64, i, seq);
-        int mark = i == n_puts;
-        uint32_t size = mark ? frame_align(FRAME_HEADER_SIZE + 8)
-                             : frame_align(FRAME_HEADER_SIZE + (uint64_t)klen + (uint64_t)vlen);
-
-        ck_assert_uint_le(used + size, sizeof frames);
-        if (mark)
-            frame_encode(frames + used, FRAME_MARK, 0, 0, pos, NULL, 0, height, 8);
-        else
-            frame_encode(frames + used, FRAME_PUT, 1, 0, pos, key, (uint32_t)klen, val, (uint32_t)vlen);
-        if (h.n_frames++ == 0)
-            h.first_lsn = pos;
-        h.last_lsn = pos;
-        used += size;
-        pos += size;
-    }
-    h.next_lsn = pos;
-    ck_assert_int_eq(journal_encode(&h, frames, used, 1, &out, len), 0);
+    ck_assert_ptr_nonnull(out);
     return out;
 }
 

@@ -8,7 +8,7 @@
  * elements a later revision might append (accepted).  Not built by CMake;
  * from the top of the repository:
  *
- *   cc -std=c11 -Iinclude -Ishm -Ipersist -Ireplicator -o /tmp/gen_wire_corpus \
+ *   cc -std=c11 -Iinclude -Ishm -Ipersist -Ireplicator -Itests -o /tmp/gen_wire_corpus \
  *      tests/fuzz/gen_wire_corpus.c replicator/wire.c persist/mpread.c persist/journal.c \
  *      shm/frame.c shm/segment.c -lmsgpackc -lzstd -lxxhash
  *   rm -rf tests/fuzz/corpus/wire && mkdir tests/fuzz/corpus/wire
@@ -25,6 +25,7 @@
 #include <msgpack.h>
 
 #include "ring.h"
+#include "sample_entry.h"
 #include "store.h"
 #include "wire.h"
 
@@ -44,35 +45,13 @@ static void write_out(const char *name, enum wire_type t, const uint8_t *body, s
     }
 }
 
-/* A journal entry of n_puts PUTs and a MARK (as test_wire.c makes them). */
+/* A journal entry of n_puts PUTs and a MARK (tests/sample_entry.h, as
+ * test_wire.c makes them). */
 static uint8_t *make_entry(uint64_t seq, uint64_t epoch, unsigned n_puts, size_t *len)
 {
-    uint8_t frames[8192], height[8] = {(uint8_t)seq};
-    struct journal_header h = {.seq = seq, .epoch = epoch};
-    uint64_t pos = 4096 * seq;
-    size_t used = 0;
-    uint8_t *out = NULL;
+    uint8_t *out = sample_entry(seq, epoch, n_puts, len);
 
-    for (unsigned i = 0; i <= n_puts; i++) {
-        char key[16], val[32];
-        int klen = snprintf(key, sizeof key, "k%u", i), vlen = snprintf(val, sizeof val, "v%u", i);
-        int mark = i == n_puts;
-        uint32_t size = frame_align(FRAME_HEADER_SIZE + (mark ? 8u : (uint64_t)klen + (uint64_t)vlen));
-
-        if (used + size > sizeof frames)
-            exit(1);
-        if (mark)
-            frame_encode(frames + used, FRAME_MARK, 0, 0, pos, NULL, 0, height, 8);
-        else
-            frame_encode(frames + used, FRAME_PUT, 1, 0, pos, key, (uint32_t)klen, val, (uint32_t)vlen);
-        if (h.n_frames++ == 0)
-            h.first_lsn = pos;
-        h.last_lsn = pos;
-        used += size;
-        pos += size;
-    }
-    h.next_lsn = pos;
-    if (journal_encode(&h, frames, used, 1, &out, len) != 0)
+    if (!out)
         exit(1);
     return out;
 }
