@@ -316,15 +316,23 @@ static void check_same_journal(const char *dir)
     store_close(b);
 }
 
-/* Stops the standby on standby_dir[0] and the primary cleanly; the
- * standby's journal is the primary's byte for byte and its state the
- * model's at height. */
+/* Stops the n standbys (on standby_dir[0..n-1]), then the primary,
+ * cleanly; each standby's journal is the primary's byte for byte and its
+ * state the model's at height. */
+static void stop_all_and_check(const pid_t *standbys, int n, pid_t primary, uint64_t height)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(stop(standbys[i], SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    for (int i = 0; i < n; i++) {
+        check_same_journal(standby_dir[i]);
+        check_state(standby_dir[i], height);
+    }
+}
+
 static void stop_and_check(pid_t standby, pid_t primary, uint64_t height)
 {
-    ck_assert_int_eq(stop(standby, SIGTERM), 0);
-    ck_assert_int_eq(stop(primary, SIGTERM), 0);
-    check_same_journal(standby_dir[0]);
-    check_state(standby_dir[0], height);
+    stop_all_and_check(&standby, 1, primary, height);
 }
 
 static const char *digest_of(const char *json, char out[17])
@@ -369,13 +377,7 @@ START_TEST(two_standbys_reach_the_primary_state)
     free(st1);
     free(stp);
 
-    ck_assert_int_eq(stop(s0, SIGTERM), 0);
-    ck_assert_int_eq(stop(s1, SIGTERM), 0);
-    ck_assert_int_eq(stop(primary, SIGTERM), 0);
-    for (int i = 0; i < 2; i++) {
-        check_same_journal(standby_dir[i]);
-        check_state(standby_dir[i], e.height);
-    }
+    stop_all_and_check((pid_t[]){s0, s1}, 2, primary, e.height);
     check_state(primary_dir, e.height);
 }
 END_TEST
@@ -822,13 +824,7 @@ START_TEST(standby_away_past_retention_bootstraps_from_a_checkpoint)
         ck_assert_msg(json_u64(st, "bootstraps") == 1, "%s", st);
         free(st);
     }
-    ck_assert_int_eq(stop(s0, SIGTERM), 0);
-    ck_assert_int_eq(stop(s1, SIGTERM), 0);
-    ck_assert_int_eq(stop(primary, SIGTERM), 0);
-    for (int i = 0; i < 2; i++) {
-        check_same_journal(standby_dir[i]);
-        check_state(standby_dir[i], e.height);
-    }
+    stop_all_and_check((pid_t[]){s0, s1}, 2, primary, e.height);
     /* what standby-a held before is set aside, not deleted */
     char aside[300];
     snprintf(aside, sizeof aside, "%s/set-aside", standby_dir[0]);
