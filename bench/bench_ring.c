@@ -64,7 +64,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -639,18 +638,23 @@ static int base_consumer(const struct run *r, int index)
 
 /* ------------------------------------------------------------ owner */
 
+struct child_call {
+    child_fn fn;
+    const struct run *r;
+    int index;
+};
+
+static int call_child(const void *arg)
+{
+    const struct child_call *c = arg;
+    return c->fn(c->r, c->index);
+}
+
 static pid_t spawn(child_fn fn, const struct run *r, int index, int slot)
 {
-    pid_t parent = getpid(), pid;
+    struct child_call call = {fn, r, index}; /* the child has its own copy after fork */
+    pid_t pid = bench_spawn(call_child, &call);
 
-    fflush(NULL); /* no buffered output duplicated into the child */
-    pid = fork();
-    if (pid == 0) {
-        bench_set_fatal_handlers(SIG_DFL);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-            _exit(1);
-        _exit(fn(r, index) == 0 ? 0 : 1);
-    }
     if (pid > 0)
         g_child_pids[slot] = pid;
     return pid;
