@@ -31,22 +31,7 @@
 #include "store.h"
 #include "wire.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define RK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RK_ASAN 1
-#endif
-#endif
-
-#ifdef RK_ASAN
-const char *__asan_default_options(void);
-/* any allocation above 256 MiB is a failure of the test */
-const char *__asan_default_options(void)
-{
-    return "max_allocation_size_mb=256:allocator_may_return_null=0";
-}
-#endif
+#include "asan_limits.h" /* any allocation above 256 MiB fails the test */
 
 /* ------------------------------------------------------------ journal entries */
 
