@@ -1192,11 +1192,11 @@ static void print_header(const struct options *opt, const char *base)
     bench_read_host(&nproc, cpu, sizeof cpu, kernel, sizeof kernel);
     if (opt->json) {
         printf("{\"bench\":\"checkpoint\",\"kind\":\"machine\",\"nproc\":%ld,\"cpu\":", nproc);
-        json_string(cpu);
+        bench_json_string(cpu);
         printf(",\"kernel\":");
-        json_string(kernel);
+        bench_json_string(kernel);
         printf(",\"loadavg\":");
-        json_string(loadavg);
+        bench_json_string(loadavg);
         printf(",\"keys\":%" PRIu64 ",\"key_size\":%u,\"value_size\":%u,\"cache_mb\":%u}\n", opt->keys,
                KEY_SIZE, opt->value_size, g_cache_mb);
         return;
@@ -1228,7 +1228,7 @@ static void json_runs(const char *key, const struct runs *r)
     for (int i = 0; i < r->n; i++)
         ms[i] = r->s[i] * 1e3;
     printf(",\"%s_ms\":%.1f,\"%s_ms_runs\":", key, runs_median(r) * 1e3, key);
-    json_array(ms, r->n);
+    bench_json_array(ms, r->n);
 }
 
 static void print_static(const struct options *opt, const struct result *res)

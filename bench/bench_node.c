@@ -1263,9 +1263,9 @@ static void read_machine(struct machine *m)
 static void json_machine(const struct machine *m)
 {
     printf(",\"nproc\":%ld,\"cpu\":", m->nproc);
-    json_string(m->cpu);
+    bench_json_string(m->cpu);
     printf(",\"tmp_fs\":");
-    json_string(m->tmp_fs);
+    bench_json_string(m->tmp_fs);
 }
 
 static void print_header(const struct options *opt, const struct machine *m, const char *base)
@@ -1402,9 +1402,9 @@ static void print_apply(const struct options *opt, const struct machine *m, cons
                ",\"transactions\":%" PRIu64 ",\"zstd_ratio\":%.3f,\"apply_per_s\":%.0f,\"apply_per_s_runs\":",
                src->rate, a->n_records, a->n_groups, a->n_entries, a->n_commits, a->zstd_ratio,
                a->apply_per_s);
-        json_array(a->apply_runs, a->n_runs);
+        bench_json_array(a->apply_runs, a->n_runs);
         printf(",\"raw_bdb_per_s\":%.0f,\"raw_bdb_per_s_runs\":", a->raw_per_s);
-        json_array(a->raw_runs, a->n_runs);
+        bench_json_array(a->raw_runs, a->n_runs);
         printf(",\"ratio\":%.4f,\"node_apply_per_s\":%.0f,\"encode_per_s\":%.0f,\"append_per_s\":%.0f"
                ",\"read_decode_per_s\":%.0f",
                a->apply_per_s / a->raw_per_s, src->node_apply_per_s, a->encode_per_s, a->append_per_s,

@@ -949,15 +949,15 @@ static void print_result(const struct options *opt, const struct machine *m, con
                ",\"capacity\":%" PRIu64 ",\"records_per_s\":%.0f,\"records_per_s_runs\":",
                res->n_producers, res->value_size, KEY_SIZE, res->n_records, opt->capacity,
                res->records_per_s);
-        json_array(res->runs, res->n_runs);
+        bench_json_array(res->runs, res->n_runs);
         printf(",\"mb_per_s\":%.1f,\"timed_records_per_s\":%.0f,\"put_p50_ns\":%.1f,\"put_p99_ns\":%.1f"
                ",\"put_p999_ns\":%.1f,\"timing_overhead_ns\":%.1f,\"baseline_producers\":1"
                ",\"baseline_records_per_s\":%.0f,\"baseline_records_per_s_runs\":",
                mb, res->timed_records_per_s, res->p50_ns, res->p99_ns, res->p999_ns, res->overhead_ns,
                res->baseline_records_per_s);
-        json_array(res->baseline_runs, res->n_runs);
+        bench_json_array(res->baseline_runs, res->n_runs);
         printf(",\"ratio\":%.4f,\"nproc\":%ld,\"cpu\":", ratio, m->nproc);
-        json_string(m->cpu);
+        bench_json_string(m->cpu);
         printf("}\n");
     }
     fflush(stdout);

@@ -19,7 +19,7 @@
 
 #include "bench_util.h"
 
-void json_array(const double *v, int n)
+void bench_json_array(const double *v, int n)
 {
     putchar('[');
     for (int i = 0; i < n; i++)
@@ -27,7 +27,7 @@ void json_array(const double *v, int n)
     putchar(']');
 }
 
-void json_string(const char *s)
+void bench_json_string(const char *s)
 {
     putchar('"');
     for (; *s; s++) {

@@ -17,9 +17,9 @@
 #include "ringkeep.h"
 
 /* Prints n values as a JSON array. */
-void json_array(const double *v, int n);
+void bench_json_array(const double *v, int n);
 /* Prints s as a JSON string. */
-void json_string(const char *s);
+void bench_json_string(const char *s);
 const char *met(int ok);
 uint64_t now_ns(void);
 /* Sleeps until t_ns on the monotonic clock (now_ns), or for ns. */

@@ -2,6 +2,8 @@
 #ifndef RK_CLI_H
 #define RK_CLI_H
 
+#include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 
 int cmd_ring(int argc, char **argv);
@@ -13,8 +15,13 @@ int cmd_checkpoint_import(int argc, char **argv); /* argv[0] is "import" */
 int cmd_restore(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 
-/* Writes s as a JSON string (with quotes) to out. */
-void cli_json_string(FILE *out, const char *s);
+/* Prints v as one line of compact JSON on stdout (Jansson) and drops the
+ * reference; 0, or 1 after saying why (v NULL: out of memory). */
+int cli_print_json(json_t *v);
+
+/* Writes the bytes s[0..n) as text for a terminal: control bytes, DEL and
+ * '\\' as \xHH (a newline in a name cannot forge a line), the rest as is. */
+void cli_print_bytes(FILE *out, const void *s, size_t n);
 
 struct node_config;
 

@@ -19,9 +19,10 @@
 #include <time.h>
 
 #include "checkpoint.h"
-#include "node.h"
 #include "cli.h"
 #include "config.h"
+#include "json_bytes.h"
+#include "node.h"
 
 static int checkpoint_usage(void)
 {
@@ -102,43 +103,52 @@ static void list_text(const char *path, const struct ckpt_info *in, int verified
            " %-3s ",
            in->journal_seq, in->lsn, in->epoch, in->created_ns ? when : "-", file_size(path), in->n_entries,
            in->digest, verified ? "yes" : "no");
-    for (uint32_t i = 0; i < in->n_producers; i++)
-        printf("%s%s=%" PRIu64, i ? "," : "", in->producers[i].name, in->producers[i].height);
+    for (uint32_t i = 0; i < in->n_producers; i++) {
+        printf("%s", i ? "," : "");
+        cli_print_bytes(stdout, in->producers[i].name, strlen(in->producers[i].name));
+        printf("=%" PRIu64, in->producers[i].height);
+    }
     printf("%s\n", in->n_producers ? "" : "-");
     if (!verified)
         printf("    %s\n", why);
 }
 
-static void list_json(const char *path, const struct ckpt_info *in, int verified, const char *why, int first)
+/* One checkpoint as a JSON object (new reference; NULL when out of memory). */
+static json_t *list_json(const char *path, const struct ckpt_info *in, int verified, const char *why)
 {
-    char when[32];
+    json_t *heights = json_object(), *obj;
+    char when[32], digest[17], format[24];
 
+    if (in->major == 0) /* not even the header could be read */
+        return json_pack("{s:o, s:o, s:o, s:b, s:o}", "path", json_cstr(path), "journal_seq",
+                         json_uint(in->journal_seq), "size", json_uint(file_size(path)), "verified", 0, "error",
+                         json_cstr(why));
     format_time(in->created_ns, when, sizeof when);
-    printf("%s{\"path\":", first ? "" : ",");
-    cli_json_string(stdout, path);
-    if (in->major == 0) { /* not even the header could be read */
-        printf(",\"journal_seq\":%" PRIu64 ",\"size\":%" PRIu64 ",\"verified\":false,\"error\":",
-               in->journal_seq, file_size(path));
-        cli_json_string(stdout, why);
-        printf("}");
-        return;
+    snprintf(digest, sizeof digest, "%016" PRIx64, in->digest);
+    snprintf(format, sizeof format, "%u.%u", in->major, in->minor);
+    /* producer names are bytes: a name that is not UTF-8 becomes its key
+     * in base64 (Jansson keys must be UTF-8) */
+    for (uint32_t i = 0; heights && i < in->n_producers; i++) {
+        const char *name = in->producers[i].name;
+        json_t *key = json_cstr(name);
+        const char *k = json_is_string(key) ? name : json_string_value(json_object_get(key, "base64"));
+        if (!k || json_object_set_new(heights, k, json_uint(in->producers[i].height)) != 0) {
+            json_decref(heights);
+            heights = NULL;
+        }
+        json_decref(key);
     }
-    printf(",\"journal_seq\":%" PRIu64 ",\"lsn\":%" PRIu64 ",\"epoch\":%" PRIu64 ",\"created_ns\":%" PRIu64
-           ",\"created\":\"%s\",\"size\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"digest\":\"%016" PRIx64
-           "\",\"format\":\"%u.%u\",\"heights\":{",
-           in->journal_seq, in->lsn, in->epoch, in->created_ns, when, file_size(path), in->n_entries,
-           in->digest, in->major, in->minor);
-    for (uint32_t i = 0; i < in->n_producers; i++) {
-        printf("%s", i ? "," : "");
-        cli_json_string(stdout, in->producers[i].name);
-        printf(":%" PRIu64, in->producers[i].height);
+    /* "o" steals its reference, even when json_pack fails */
+    obj = json_pack("{s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:s, s:s, s:o, s:b}", "path", json_cstr(path),
+                    "journal_seq", json_uint(in->journal_seq), "lsn", json_uint(in->lsn), "epoch",
+                    json_uint(in->epoch), "created_ns", json_uint(in->created_ns), "created", when, "size",
+                    json_uint(file_size(path)), "entries", json_uint(in->n_entries), "digest", digest, "format",
+                    format, "heights", heights, "verified", verified);
+    if (obj && !verified && json_object_set_new(obj, "error", json_cstr(why)) != 0) {
+        json_decref(obj);
+        obj = NULL;
     }
-    printf("},\"verified\":%s", verified ? "true" : "false");
-    if (!verified) {
-        printf(",\"error\":");
-        cli_json_string(stdout, why);
-    }
-    printf("}");
+    return obj;
 }
 
 static int list_cmd(const char *dir, int json)
@@ -146,13 +156,14 @@ static int list_cmd(const char *dir, int json)
     char **paths = NULL, err[1024];
     size_t n = 0;
     int rc = ckpt_list(dir, &paths, &n), n_bad = 0;
+    json_t *list = NULL;
 
     if (rc) {
         fprintf(stderr, "ringkeep checkpoint: cannot list %s: %s\n", dir, rc > 0 ? strerror(rc) : "invalid");
         return 1;
     }
     if (json)
-        printf("[");
+        list = json_array();
     else
         printf("%-20s %-12s %-5s %-20s %-12s %-10s %-16s %-3s %s\n", "SEQ", "LSN", "EPOCH", "CREATED", "SIZE",
                "ENTRIES", "DIGEST", "OK", "HEIGHTS");
@@ -166,14 +177,16 @@ static int list_cmd(const char *dir, int json)
             in.journal_seq = strtoull(strrchr(paths[i], '/') + 1, NULL, 10);
         }
         n_bad += !verified;
-        if (json)
-            list_json(paths[i], &in, verified, err, i == 0);
-        else
+        if (json && list && json_array_append_new(list, list_json(paths[i], &in, verified, err)) != 0) {
+            json_decref(list);
+            list = NULL;
+        } else if (!json) {
             list_text(paths[i], &in, verified, err);
+        }
         ckpt_info_free(&in);
     }
-    if (json)
-        printf("]\n");
+    if (json && cli_print_json(list) != 0)
+        n_bad++;
     ckpt_list_free(paths, n);
     return n_bad ? 1 : 0;
 }
@@ -241,45 +254,28 @@ static int is_printable(const uint8_t *s, size_t n)
     return 1;
 }
 
-static void put_bytes(FILE *out, const uint8_t *s, size_t n)
+/* The export encoding of s[0..n): a string when printable UTF-8, else
+ * {"base64":"..."} (NULL when out of memory). */
+static json_t *export_bytes(const uint8_t *s, size_t n)
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    if (is_printable(s, n)) {
-        fputc('"', out);
-        for (size_t i = 0; i < n; i++) {
-            if (s[i] == '"' || s[i] == '\\')
-                fputc('\\', out);
-            fputc(s[i], out);
-        }
-        fputc('"', out);
-        return;
-    }
-    fputs("{\"base64\":\"", out);
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v =
-            (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) | (i + 2 < n ? s[i + 2] : 0);
-        fputc(b64[v >> 18 & 63], out);
-        fputc(b64[v >> 12 & 63], out);
-        fputc(i + 1 < n ? b64[v >> 6 & 63] : '=', out);
-        fputc(i + 2 < n ? b64[v & 63] : '=', out);
-    }
-    fputs("\"}", out);
+    return is_printable(s, n) ? json_stringn((const char *)s, n) : json_base64(s, n);
 }
 
 static int export_entry(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
                         uint32_t vlen)
 {
     FILE *out = arg;
+    /* "o" steals its reference, even when json_pack fails */
+    json_t *obj = json_pack("{s:o, s:o, s:o}", "table", export_bytes((const uint8_t *)table, strlen(table)), "key",
+                            export_bytes(key, klen), "value", export_bytes(val, vlen));
+    int rc = obj ? json_dumpf(obj, out, JSON_COMPACT) : -1;
 
-    fputs("{\"table\":", out);
-    put_bytes(out, (const uint8_t *)table, strlen(table));
-    fputs(",\"key\":", out);
-    put_bytes(out, key, klen);
-    fputs(",\"value\":", out);
-    put_bytes(out, val, vlen);
-    fputs("}\n", out);
-    return ferror(out) ? EIO : 0;
+    json_decref(obj);
+    if (!obj)
+        return ENOMEM;
+    if (rc != 0 || fputc('\n', out) == EOF || ferror(out))
+        return EIO;
+    return 0;
 }
 
 static int export_cmd(const char *path)

@@ -18,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "cli.h"
+#include "json_bytes.h"
 #include "restore.h"
+#include "ringkeep.h"
 
 static int import_usage(void)
 {
@@ -36,93 +36,23 @@ static int import_usage(void)
     return 2;
 }
 
-/* Decodes canonical standard base64 (RFC 4648, padded) s[0..n) into a
- * malloc'd *out of *out_len bytes; -1 when s is not. */
-static int base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len)
-{
-    uint8_t *buf;
-    size_t len = 0, pad = 0;
-
-    if (n % 4)
-        return -1;
-    if (n && s[n - 1] == '=')
-        pad = n >= 2 && s[n - 2] == '=' ? 2 : 1;
-    buf = malloc(n / 4 * 3 + 1);
-    if (!buf)
-        return -1;
-    for (size_t i = 0; i < n; i += 4) {
-        uint32_t v = 0;
-        for (size_t j = 0; j < 4; j++) {
-            char c = s[i + j];
-            uint32_t d;
-            if (c >= 'A' && c <= 'Z')
-                d = (uint32_t)(c - 'A');
-            else if (c >= 'a' && c <= 'z')
-                d = (uint32_t)(c - 'a' + 26);
-            else if (c >= '0' && c <= '9')
-                d = (uint32_t)(c - '0' + 52);
-            else if (c == '+')
-                d = 62;
-            else if (c == '/')
-                d = 63;
-            else if (c == '=' && i + j >= n - pad)
-                d = 0;
-            else
-                goto bad;
-            v = v << 6 | d;
-        }
-        buf[len++] = (uint8_t)(v >> 16);
-        if (i + 4 < n || pad < 2)
-            buf[len++] = (uint8_t)(v >> 8);
-        if (i + 4 < n || pad < 1)
-            buf[len++] = (uint8_t)v;
-        /* the bits padding stands for must be zero: one encoding per value */
-        if (i + 4 == n && ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff))))
-            goto bad;
-    }
-    *out = buf;
-    *out_len = len;
-    return 0;
-bad:
-    free(buf);
-    return -1;
-}
-
 /* One field: a JSON string (its bytes) or {"base64":"..."}.  0, or -1
  * with the reason in why. */
 static int field_bytes(json_t *obj, const char *name, uint8_t **out, size_t *out_len, char *why,
                        size_t why_size)
 {
-    json_t *v = json_object_get(obj, name), *b;
+    json_t *v = json_object_get(obj, name);
+    int rc = v ? json_bytes_of(v, out, out_len) : RK_EINVAL;
 
-    *out = NULL;
-    *out_len = 0;
-    if (!v) {
+    if (!v)
         snprintf(why, why_size, "no \"%s\" field", name);
-        return -1;
-    }
-    if (json_is_string(v)) {
-        size_t n = json_string_length(v);
-        *out = malloc(n + 1);
-        if (!*out) {
-            snprintf(why, why_size, "out of memory");
-            return -1;
-        }
-        memcpy(*out, json_string_value(v), n);
-        (*out)[n] = '\0';
-        *out_len = n;
-        return 0;
-    }
-    b = json_is_object(v) ? json_object_get(v, "base64") : NULL;
-    if (!b || json_object_size(v) != 1 || !json_is_string(b)) {
+    else if (rc == RK_EINVAL)
         snprintf(why, why_size, "\"%s\" is not a string or {\"base64\":\"...\"}", name);
-        return -1;
-    }
-    if (base64_decode(json_string_value(b), json_string_length(b), out, out_len) != 0) {
+    else if (rc == RK_ECORRUPT)
         snprintf(why, why_size, "\"%s\": not canonical padded base64 (RFC 4648)", name);
-        return -1;
-    }
-    return 0;
+    else if (rc)
+        snprintf(why, why_size, "out of memory");
+    return rc ? -1 : 0;
 }
 
 struct import {

@@ -16,6 +16,7 @@
 #include <zmq.h>
 
 #include "cli.h"
+#include "json_bytes.h"
 #include "link.h"
 #include "wire.h"
 
@@ -27,80 +28,91 @@ static void on_signal(int sig)
     stop_monitor = 1;
 }
 
-/* Prints a name a peer sent, in text mode: bytes outside printable ASCII
- * (a newline could forge a line) as \xHH. */
+/* Prints a name a peer sent, in text mode (cli_print_bytes: a newline
+ * cannot forge a line). */
 static void print_name(const char *name)
 {
-    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
-        if (*c > 0x20 && *c < 0x7f && *c != '\\')
-            putchar(*c);
-        else
-            printf("\\x%02x", *c);
-    }
+    cli_print_bytes(stdout, name, strlen(name));
 }
 
-static void print_heartbeat(const struct wire_msg *m, int json)
+/* JSON: one object per line, through Jansson; the names a peer sent keep
+ * their bytes (json_bytes.h).  "o" steals its reference, even when
+ * json_pack fails. */
+static void print_heartbeat_json(const struct wire_msg *m)
+{
+    const struct wire_heartbeat *h = &m->u.heartbeat;
+    json_t *standbys = json_array();
+    char digest[17];
+
+    snprintf(digest, sizeof digest, "%016" PRIx64, h->digest);
+    for (uint32_t i = 0; standbys && i < h->n_standbys; i++) {
+        const struct wire_standby *s = &h->standbys[i];
+        if (json_array_append_new(standbys, json_pack("{s:o, s:o, s:o, s:o}", "id", json_cstr(s->id), "acked_seq",
+                                                      json_uint(s->acked_seq), "lag_entries",
+                                                      json_uint(s->lag_entries), "lag_ms", json_uint(s->lag_ms))) !=
+            0) {
+            json_decref(standbys);
+            standbys = NULL;
+        }
+    }
+    cli_print_json(json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}", "type", "heartbeat", "epoch",
+                             json_uint(m->epoch), "journal_seq", json_uint(h->journal_seq), "applied_seq",
+                             json_uint(h->applied_seq), "durable_lsn", json_uint(h->durable_lsn), "applied_lsn",
+                             json_uint(h->applied_lsn), "digest", digest, "digest_seq", json_uint(h->digest_seq),
+                             "time_ns", json_uint(h->time_ns), "standbys", standbys));
+}
+
+static void print_checkpoint_json(const struct wire_msg *m)
+{
+    const struct wire_checkpoint *c = &m->u.checkpoint;
+    json_t *producers = json_array();
+    char digest[17];
+
+    snprintf(digest, sizeof digest, "%016" PRIx64, c->digest);
+    for (uint32_t i = 0; producers && i < c->n_producers; i++)
+        if (json_array_append_new(producers, json_pack("{s:o, s:o}", "name", json_cstr(c->producers[i].name),
+                                                       "height", json_uint(c->producers[i].height))) != 0) {
+            json_decref(producers);
+            producers = NULL;
+        }
+    cli_print_json(json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o}", "type", "checkpoint", "epoch",
+                             json_uint(m->epoch), "name", json_cstr(c->name), "journal_seq",
+                             json_uint(c->journal_seq), "lsn", json_uint(c->lsn), "size", json_uint(c->size),
+                             "digest", digest, "created_ns", json_uint(c->created_ns), "producers", producers));
+}
+
+static void print_heartbeat(const struct wire_msg *m)
 {
     const struct wire_heartbeat *h = &m->u.heartbeat;
 
-    if (json)
-        printf("{\"type\":\"heartbeat\",\"epoch\":%" PRIu64 ",\"journal_seq\":%" PRIu64
-               ",\"applied_seq\":%" PRIu64 ",\"durable_lsn\":%" PRIu64 ",\"applied_lsn\":%" PRIu64
-               ",\"digest\":\"%016" PRIx64 "\",\"digest_seq\":%" PRIu64 ",\"time_ns\":%" PRIu64
-               ",\"standbys\":[",
-               m->epoch, h->journal_seq, h->applied_seq, h->durable_lsn, h->applied_lsn, h->digest,
-               h->digest_seq, h->time_ns);
-    else
-        printf("heartbeat epoch=%" PRIu64 " journal_seq=%" PRIu64 " applied_seq=%" PRIu64
-               " durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64 " digest=%016" PRIx64 " digest_seq=%" PRIu64
-               " standbys=%" PRIu32,
-               m->epoch, h->journal_seq, h->applied_seq, h->durable_lsn, h->applied_lsn, h->digest,
-               h->digest_seq, h->n_standbys);
+    printf("heartbeat epoch=%" PRIu64 " journal_seq=%" PRIu64 " applied_seq=%" PRIu64 " durable_lsn=%" PRIu64
+           " applied_lsn=%" PRIu64 " digest=%016" PRIx64 " digest_seq=%" PRIu64 " standbys=%" PRIu32,
+           m->epoch, h->journal_seq, h->applied_seq, h->durable_lsn, h->applied_lsn, h->digest, h->digest_seq,
+           h->n_standbys);
     for (uint32_t i = 0; i < h->n_standbys; i++) {
         const struct wire_standby *s = &h->standbys[i];
-        if (json) {
-            printf("%s{\"id\":", i ? "," : "");
-            cli_json_string(stdout, s->id);
-            printf(",\"acked_seq\":%" PRIu64 ",\"lag_entries\":%" PRIu64 ",\"lag_ms\":%" PRIu64 "}",
-                   s->acked_seq, s->lag_entries, s->lag_ms);
-        } else {
-            putchar(' ');
-            print_name(s->id);
-            printf(":acked_seq=%" PRIu64 ",lag_entries=%" PRIu64 ",lag_ms=%" PRIu64, s->acked_seq, s->lag_entries,
-                   s->lag_ms);
-        }
+        putchar(' ');
+        print_name(s->id);
+        printf(":acked_seq=%" PRIu64 ",lag_entries=%" PRIu64 ",lag_ms=%" PRIu64, s->acked_seq, s->lag_entries,
+               s->lag_ms);
     }
-    printf(json ? "]}\n" : "\n");
+    putchar('\n');
 }
 
-static void print_checkpoint(const struct wire_msg *m, int json)
+static void print_checkpoint(const struct wire_msg *m)
 {
     const struct wire_checkpoint *c = &m->u.checkpoint;
 
-    if (json) {
-        printf("{\"type\":\"checkpoint\",\"epoch\":%" PRIu64 ",\"name\":", m->epoch);
-        cli_json_string(stdout, c->name);
-        printf(",\"journal_seq\":%" PRIu64 ",\"lsn\":%" PRIu64 ",\"size\":%" PRIu64
-               ",\"digest\":\"%016" PRIx64 "\",\"created_ns\":%" PRIu64 ",\"producers\":[",
-               c->journal_seq, c->lsn, c->size, c->digest, c->created_ns);
-    } else {
-        printf("checkpoint epoch=%" PRIu64 " name=", m->epoch);
-        print_name(c->name);
-        printf(" journal_seq=%" PRIu64 " lsn=%" PRIu64 " size=%" PRIu64 " digest=%016" PRIx64 " producers=%" PRIu32,
-               c->journal_seq, c->lsn, c->size, c->digest, c->n_producers);
-    }
+    printf("checkpoint epoch=%" PRIu64 " name=", m->epoch);
+    print_name(c->name);
+    printf(" journal_seq=%" PRIu64 " lsn=%" PRIu64 " size=%" PRIu64 " digest=%016" PRIx64 " producers=%" PRIu32,
+           c->journal_seq, c->lsn, c->size, c->digest, c->n_producers);
     for (uint32_t i = 0; i < c->n_producers; i++) {
-        if (json) {
-            printf("%s{\"name\":", i ? "," : "");
-            cli_json_string(stdout, c->producers[i].name);
-            printf(",\"height\":%" PRIu64 "}", c->producers[i].height);
-        } else {
-            putchar(' ');
-            print_name(c->producers[i].name);
-            printf(":%" PRIu64, c->producers[i].height);
-        }
+        putchar(' ');
+        print_name(c->producers[i].name);
+        printf(":%" PRIu64, c->producers[i].height);
     }
-    printf(json ? "]}\n" : "\n");
+    putchar('\n');
 }
 
 int cmd_monitor(int argc, char **argv)
@@ -151,9 +163,9 @@ int cmd_monitor(int argc, char **argv)
             continue;
         int r = link_recv(sub, 0, &in, why, sizeof why);
         if (r == 0 && in.m.type == WIRE_HEARTBEAT)
-            print_heartbeat(&in.m, json);
+            json ? print_heartbeat_json(&in.m) : print_heartbeat(&in.m);
         else if (r == 0 && in.m.type == WIRE_CHECKPOINT)
-            print_checkpoint(&in.m, json);
+            json ? print_checkpoint_json(&in.m) : print_checkpoint(&in.m);
         else if (r != EAGAIN)
             fprintf(stderr, "ringkeep monitor: message refused: %s\n", r ? why : "not rk.h or rk.c");
         if (r == 0)

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "json_bytes.h"
 #include "node.h"
 #include "replicator.h"
 
@@ -76,28 +77,62 @@ int cmd_node(int argc, char **argv)
     return rc;
 }
 
-/* Prints the node's flat JSON status object as "key  value" lines. */
-static void print_status(const char *json)
+/* A status value as text: bytes (a string or {"base64"}) through
+ * cli_print_bytes, anything else as compact JSON. */
+static void print_value(const json_t *v)
 {
-    const char *p = strchr(json, '{');
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    char *text = NULL;
 
-    while (p && *p && *p != '}') {
-        const char *k = strchr(p, '"'), *ke, *v, *ve;
-        if (!k || !(ke = strchr(k + 1, '"')) || ke[1] != ':')
-            break;
-        v = ke + 2;
-        if (*v == '"') {
-            ve = strchr(v + 1, '"');
-            if (!ve)
-                break;
-            printf("%-20.*s %.*s\n", (int)(ke - k - 1), k + 1, (int)(ve - v - 1), v + 1);
-            ve++;
-        } else {
-            ve = v + strcspn(v, ",}");
-            printf("%-20.*s %.*s\n", (int)(ke - k - 1), k + 1, (int)(ve - v), v);
-        }
-        p = ve;
+    if (json_bytes_of(v, &bytes, &len) == 0) {
+        cli_print_bytes(stdout, bytes, len);
+    } else if ((text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY))) {
+        fputs(text, stdout);
     }
+    free(bytes);
+    free(text);
+}
+
+/* Prints the node's status object as "key  value" lines; an array of
+ * objects (a primary's standbys) as one indented line per element. */
+static int print_status(const char *reply)
+{
+    json_error_t err;
+    json_t *st = json_loads(reply, 0, &err), *v, *elem, *m;
+    const char *key, *mkey;
+    size_t i;
+
+    if (!json_is_object(st)) {
+        fprintf(stderr, "ringkeep status: the node's answer is not a JSON object: %s\n", reply);
+        json_decref(st);
+        return 1;
+    }
+    json_object_foreach(st, key, v)
+    {
+        printf("%-20s ", key);
+        if (json_is_array(v)) {
+            printf("%zu\n", json_array_size(v));
+            json_array_foreach(v, i, elem)
+            {
+                printf("  ");
+                if (json_is_object(elem))
+                    json_object_foreach(elem, mkey, m)
+                    {
+                        printf(" %s=", mkey);
+                        print_value(m);
+                    }
+                else
+                    print_value(elem);
+                putchar('\n');
+            }
+            continue;
+        }
+        print_value(v);
+        putchar('\n');
+    }
+    json_decref(st);
+    return 0;
 }
 
 int cmd_status(int argc, char **argv)
@@ -146,8 +181,8 @@ int cmd_status(int argc, char **argv)
     if (json)
         printf("%s\n", reply);
     else
-        print_status(reply);
+        rc = print_status(reply);
     free(reply);
     free(c);
-    return 0;
+    return rc;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json_bytes.h"
 #include "ring.h"
 
 static const char *state_name(uint32_t state)
@@ -61,38 +62,36 @@ static void print_human(const char *name, const ring_info *in)
     }
 }
 
-static void print_json(const char *name, const ring_info *in)
+static int print_json(const char *name, const ring_info *in)
 {
-    printf("{\"ring\":");
-    cli_json_string(stdout, name);
-    printf(",\"path\":");
-    cli_json_string(stdout, in->path);
-    printf(",\"mode\":\"%04o\",\"uid\":%u,\"format\":%u,\"capacity\":%" PRIu64 ",\"max_frame\":%u"
-           ",\"fill\":%" PRIu64 ",\"owner_pid\":%u,\"owner_alive\":%s,\"epoch\":%" PRIu64
-           ",\"start_lsn\":%" PRIu64 ",\"head\":%" PRIu64 ",\"tail\":%" PRIu64 ",\"durable_lsn\":%" PRIu64
-           ",\"replicated_lsn\":%" PRIu64 ",\"consumed\":%" PRIu64 ",\"unblocked\":%" PRIu64
-           ",\"unblocked_bytes\":%" PRIu64 ",\"corrupt\":%" PRIu64 ",\"unblock_timeout_ms\":%u",
-           in->mode, in->owner_uid, in->format, in->capacity, in->max_frame, in->tail - in->head,
-           in->owner_pid, in->owner_alive ? "true" : "false", in->epoch, in->start_lsn, in->head, in->tail,
-           in->durable_lsn, in->replicated_lsn, in->n_consumed, in->n_unblocked, in->n_unblocked_bytes,
-           in->n_corrupt, in->unblock_timeout_ms);
-    printf(",\"tables\":[");
-    for (uint32_t i = 0; i < in->n_tables; i++) {
-        printf("%s{\"id\":%u,\"name\":", i ? "," : "", in->tables[i].id);
-        cli_json_string(stdout, in->tables[i].name);
-        printf("}");
-    }
-    printf("],\"producers\":[");
-    for (uint32_t i = 0; i < in->n_producers; i++) {
+    json_t *tables = json_array(), *producers = json_array();
+    char mode[8];
+
+    snprintf(mode, sizeof mode, "%04o", in->mode);
+    for (uint32_t i = 0; tables && i < in->n_tables; i++)
+        json_array_append_new(tables,
+                              json_pack("{s:i, s:o}", "id", (int)in->tables[i].id, "name", json_cstr(in->tables[i].name)));
+    for (uint32_t i = 0; producers && i < in->n_producers; i++) {
         const struct ring_producer_info *p = &in->producers[i];
-        printf("%s{\"id\":%u,\"name\":", i ? "," : "", p->id);
-        cli_json_string(stdout, p->name);
-        printf(",\"state\":\"%s\",\"pid\":%u,\"alive\":%s,\"session\":%" PRIu64 ",\"records\":%" PRIu64
-               ",\"last_lsn\":%" PRIu64 "}",
-               state_name(p->state), p->pid, p->alive ? "true" : "false", p->session, p->n_records,
-               p->last_lsn);
+        json_array_append_new(producers, json_pack("{s:i, s:o, s:s, s:o, s:b, s:o, s:o, s:o}", "id", (int)p->id,
+                                                   "name", json_cstr(p->name), "state", state_name(p->state),
+                                                   "pid", json_uint(p->pid), "alive", p->alive, "session",
+                                                   json_uint(p->session), "records", json_uint(p->n_records),
+                                                   "last_lsn", json_uint(p->last_lsn)));
     }
-    printf("]}\n");
+    /* "o" steals its reference, even when json_pack fails */
+    return cli_print_json(json_pack(
+        "{s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+        " s:o, s:o, s:o}",
+        "ring", json_cstr(name), "path", json_cstr(in->path), "mode", mode, "uid", json_uint(in->owner_uid),
+        "format", json_uint(in->format), "capacity", json_uint(in->capacity), "max_frame", json_uint(in->max_frame),
+        "fill", json_uint(in->tail - in->head), "owner_pid", json_uint(in->owner_pid), "owner_alive",
+        in->owner_alive, "epoch", json_uint(in->epoch), "start_lsn", json_uint(in->start_lsn), "head",
+        json_uint(in->head), "tail", json_uint(in->tail), "durable_lsn", json_uint(in->durable_lsn),
+        "replicated_lsn", json_uint(in->replicated_lsn), "consumed", json_uint(in->n_consumed), "unblocked",
+        json_uint(in->n_unblocked), "unblocked_bytes", json_uint(in->n_unblocked_bytes), "corrupt",
+        json_uint(in->n_corrupt), "unblock_timeout_ms", json_uint(in->unblock_timeout_ms), "tables", tables,
+        "producers", producers));
 }
 
 static int ring_usage(void)
@@ -157,7 +156,7 @@ int cmd_ring(int argc, char **argv)
         rc = ring_inspect(name, info, err, sizeof err);
         if (rc == 0) {
             if (json)
-                print_json(name, info);
+                rc = print_json(name, info);
             else
                 print_human(name, info);
         } else {

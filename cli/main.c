@@ -64,18 +64,30 @@ struct node_config *cli_load_config(const char *prog, const char *file)
     return c;
 }
 
-void cli_json_string(FILE *out, const char *s)
+int cli_print_json(json_t *v)
 {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7f)
-            fprintf(out, "\\u%04x", *p);
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    int rc = text ? 0 : 1;
+
+    if (text)
+        printf("%s\n", text);
+    else
+        fprintf(stderr, "ringkeep: cannot write the JSON (out of memory)\n");
+    free(text);
+    json_decref(v);
+    return rc;
+}
+
+void cli_print_bytes(FILE *out, const void *s, size_t n)
+{
+    const unsigned char *c = s;
+
+    for (size_t i = 0; i < n; i++) {
+        if (c[i] < 0x20 || c[i] == 0x7f || c[i] == '\\')
+            fprintf(out, "\\x%02x", c[i]);
         else
-            fputc(*p, out);
+            fputc(c[i], out);
     }
-    fputc('"', out);
 }
 
 int cli_parse_size(const char *s, unsigned long long *out)

@@ -51,6 +51,7 @@
 
 #include "apply.h"
 #include "checkpoint.h"
+#include "json_bytes.h"
 #include "log.h"
 #include "node.h"
 #include "retain.h"
@@ -725,53 +726,56 @@ static void *apply_main(void *arg)
 
 /* ------------------------------------------------------------ control */
 
-static int status_json(struct node *n, char *out, size_t out_size)
+/* The status object, built with Jansson: names and paths keep their bytes
+ * (json_bytes.h), the replicator adds its members; written to out as one
+ * line of compact JSON, or "error ..." when it does not fit. */
+static void status_json(struct node *n, char *out, size_t out_size)
 {
     struct ring_header *h = ring_header_of(n->ring);
     uint64_t tail = atomic_load(&h->tail), head = atomic_load(&h->head);
     uint64_t durable = atomic_load(&h->durable_lsn), applied = atomic_load(&n->applied_lsn);
     double secs = (double)(now_ns() - atomic_load(&n->start_ns)) / 1e9;
-    uint64_t journal_seq, applied_seq;
-
-    char last_error[600] = "null", repl[8192] = "";
-    size_t e = 0;
-
-    if (n->repl)
-        n->repl->status(n->repl->arg, repl, sizeof repl);
+    uint64_t n_records = atomic_load(&n->n_records);
+    uint64_t journal_seq, applied_seq, ckpt_seq;
+    char digest[17];
+    json_t *last_error = NULL, *st = NULL;
+    size_t len = 0;
+    int ckpt_busy;
 
     pthread_mutex_lock(&n->lock);
     journal_seq = n->journal_seq;
     applied_seq = n->applied_seq;
-    uint64_t ckpt_seq = n->ckpt_seq;
-    int ckpt_busy = n->ckpt_busy;
-    if (n->last_error[0]) { /* the only kind of error a running node survives */
-        last_error[e++] = '"';
-        for (const char *p = n->last_error; *p && e < sizeof last_error - 3; p++) {
-            if (*p == '"' || *p == '\\')
-                last_error[e++] = '\\';
-            last_error[e++] = (unsigned char)*p < 0x20 ? ' ' : *p;
-        }
-        last_error[e++] = '"';
-        last_error[e] = '\0';
-    }
+    ckpt_seq = n->ckpt_seq;
+    ckpt_busy = n->ckpt_busy;
+    /* the only kind of error a running node survives */
+    last_error = n->last_error[0] ? json_cstr(n->last_error) : json_null();
     pthread_mutex_unlock(&n->lock);
-    return snprintf(out, out_size,
-                    "{\"role\":\"%s\",\"epoch\":%" PRIu64 ",\"pid\":%d,\"data_dir\":\"%s\",\"ring\":\"%s\","
-                    "\"ring_capacity\":%" PRIu64 ",\"ring_fill\":%" PRIu64 ",\"written_lsn\":%" PRIu64
-                    ",\"durable_lsn\":%" PRIu64 ",\"applied_lsn\":%" PRIu64 ",\"durable_lag_bytes\":%" PRIu64
-                    ",\"journal_seq\":%" PRIu64 ",\"applied_seq\":%" PRIu64 ",\"apply_lag_entries\":%" PRIu64
-                    ",\"batches\":%" PRIu64 ",\"records\":%" PRIu64 ",\"records_per_s\":%.0f"
-                    ",\"groups_applied\":%" PRIu64 ",\"groups_discarded\":%" PRIu64
-                    ",\"uptime_s\":%.0f,\"state_digest\":\"%016" PRIx64 "\""
-                    ",\"checkpoint_seq\":%" PRIu64 ",\"checkpoints_taken\":%" PRIu64
-                    ",\"checkpoint_running\":%s,\"journal_trimmed_below\":%" PRIu64 ",\"last_error\":%s%s}",
-                    n->c->role, n->epoch, (int)getpid(), n->c->data_dir, n->c->ring_name, h->capacity,
-                    tail - head, tail, durable, applied, tail - atomic_load(&n->drained_pos), journal_seq,
-                    applied_seq, journal_seq - applied_seq, atomic_load(&n->n_batches),
-                    atomic_load(&n->n_records), secs > 0 ? (double)atomic_load(&n->n_records) / secs : 0.0,
-                    atomic_load(&n->n_groups), atomic_load(&n->n_discarded), secs, atomic_load(&n->digest),
-                    ckpt_seq, atomic_load(&n->n_checkpoints), ckpt_busy ? "true" : "false",
-                    atomic_load(&n->journal_floor), last_error, repl);
+    snprintf(digest, sizeof digest, "%016" PRIx64, atomic_load(&n->digest));
+    /* "o" steals its reference, even when json_pack fails */
+    st = json_pack("{s:s, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+                   " s:o, s:o, s:o, s:s, s:o, s:o, s:b, s:o, s:o}",
+                   "role", n->c->role, "epoch", json_uint(n->epoch), "pid", (int)getpid(), "data_dir",
+                   json_cstr(n->c->data_dir), "ring", json_cstr(n->c->ring_name), "ring_capacity",
+                   json_uint(h->capacity), "ring_fill", json_uint(tail - head), "written_lsn", json_uint(tail),
+                   "durable_lsn", json_uint(durable), "applied_lsn", json_uint(applied), "durable_lag_bytes",
+                   json_uint(tail - atomic_load(&n->drained_pos)), "journal_seq", json_uint(journal_seq),
+                   "applied_seq", json_uint(applied_seq), "apply_lag_entries", json_uint(journal_seq - applied_seq),
+                   "batches", json_uint(atomic_load(&n->n_batches)), "records", json_uint(n_records),
+                   "records_per_s", json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
+                   json_uint(atomic_load(&n->n_groups)), "groups_discarded", json_uint(atomic_load(&n->n_discarded)),
+                   "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "checkpoint_seq", json_uint(ckpt_seq),
+                   "checkpoints_taken", json_uint(atomic_load(&n->n_checkpoints)), "checkpoint_running",
+                   ckpt_busy, "journal_trimmed_below", json_uint(atomic_load(&n->journal_floor)), "last_error",
+                   last_error);
+    if (st && n->repl)
+        n->repl->status(n->repl->arg, st);
+    if (st)
+        len = json_dumpb(st, out, out_size - 1, JSON_COMPACT);
+    if (len > 0 && len < out_size)
+        out[len] = '\0';
+    else
+        snprintf(out, out_size, "error the status does not fit in %zu bytes (or out of memory)", out_size);
+    json_decref(st);
 }
 
 void node_progress(struct node *n, struct node_progress *p)

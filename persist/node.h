@@ -3,6 +3,7 @@
 #ifndef RK_NODE_H
 #define RK_NODE_H
 
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -42,8 +43,9 @@ struct node_replicator {
      * standby it knows still needs (UINT64_MAX: none); the journal is not
      * trimmed past it */
     uint64_t (*trim_floor)(void *arg);
-    /* control thread: JSON members (",\"key\":value...") to add to status */
-    void (*status)(void *arg, char *out, size_t out_size);
+    /* control thread: adds the replicator's members to the status object
+     * (json_object_set_new and the like; the object stays the node's) */
+    void (*status)(void *arg, json_t *status);
     /* main thread, at stop, after drain and apply finished */
     void (*stop)(void *arg);
 };

@@ -38,8 +38,8 @@
  * frame.
  *
  * Threads: the replicator thread owns the sockets, peers and caches;
- * `lock` guards the pending checkpoint path and the status text the
- * control thread reads.
+ * `lock` guards the pending checkpoint path and the status members (a
+ * Jansson object) the control thread reads.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -57,6 +57,7 @@
 
 #include "checkpoint.h"
 #include "link.h"
+#include "json_bytes.h"
 #include "log.h"
 #include "node.h"
 #include "replicator.h"
@@ -69,7 +70,6 @@
 #define ROUTER_MAX_REQUEST 4096 /* every request (HELLO, FETCH, SNAPSHOT, ACK) is far smaller */
 #define SEQ_CACHE 8192  /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
 #define RECV_BURST 256  /* requests served before looking at the eventfd again */
-#define STATUS_MAX 4096
 #define PEER_SILENT_BEATS 20 /* a standby silent this many heartbeats is forgotten (it acks each one) */
 
 struct peer {
@@ -105,7 +105,7 @@ struct repl_primary {
 
     pthread_mutex_t lock;
     char ckpt_pending[PATH_MAX]; /* a checkpoint to announce (under lock) */
-    char status[STATUS_MAX];     /* status members (under lock) */
+    json_t *status;              /* status members, an object (under lock; replaced whole) */
 
     /* the replicator thread's own */
     uint64_t epoch;
@@ -686,6 +686,14 @@ out:
 
 /* ------------------------------------------------------------ heartbeat */
 
+/* The status members known from the configuration alone (new object, NULL
+ * when out of memory). */
+static json_t *status_members(const struct node_config *c)
+{
+    return json_pack("{s:o, s:o, s:o}", "publish", json_cstr(c->repl_publish), "serve", json_cstr(c->repl_serve),
+                     "min_replicas", json_uint(c->repl_min_replicas));
+}
+
 static void heartbeat(struct repl_primary *p)
 {
     struct node_progress np;
@@ -693,8 +701,8 @@ static void heartbeat(struct repl_primary *p)
     uint64_t now = link_monotonic_ns();
     uint64_t silent_ns = (uint64_t)p->c->repl_heartbeat_ms * 1000000u * PEER_SILENT_BEATS;
     uint32_t n = 0;
-    char why[256], text[STATUS_MAX];
-    size_t len = 0;
+    char why[256];
+    json_t *members = NULL, *list = NULL, *extra = NULL, *old = NULL;
 
     node_progress(p->node, &np);
     memset(standbys, 0, sizeof standbys);
@@ -735,25 +743,35 @@ static void heartbeat(struct repl_primary *p)
     if (rc && rc != EAGAIN)
         log_msg(LOG_WARN, "cannot publish a heartbeat", "error=\"%s\"", why);
 
-    /* the status members the control thread shows */
-    len = (size_t)snprintf(text, sizeof text,
-                           ",\"publish\":\"%s\",\"serve\":\"%s\",\"min_replicas\":%" PRIu32
-                           ",\"replicated_lsn\":%" PRIu64 ",\"n_standbys\":%" PRIu32
-                           ",\"peers_dropped\":%" PRIu64 ",\"curve\":%s,\"curve_keys_refused\":%" PRIu64
-                           ",\"standbys\":\"",
-                           p->c->repl_publish, p->c->repl_serve, p->c->repl_min_replicas,
-                           atomic_load(&ring_header_of(p->ring)->replicated_lsn), n, p->n_dropped_peers,
-                           p->zap ? "true" : "false", p->n_refused_keys);
-    for (uint32_t i = 0; i < n && len < sizeof text; i++)
-        len += (size_t)snprintf(text + len, sizeof text - len,
-                                "%s%s acked_seq=%" PRIu64 " lag_entries=%" PRIu64 " lag_ms=%" PRIu64,
-                                i ? "; " : "", standbys[i].id, standbys[i].acked_seq, standbys[i].lag_entries,
-                                standbys[i].lag_ms);
-    if (len < sizeof text)
-        snprintf(text + len, sizeof text - len, "\"");
+    /* the status members the control thread shows: every standby an
+     * object; ids are bytes a peer chose (json_bytes.h) */
+    list = json_array();
+    for (uint32_t i = 0; list && i < n; i++)
+        if (json_array_append_new(list, json_pack("{s:o, s:o, s:o, s:o}", "id", json_cstr(standbys[i].id),
+                                                  "acked_seq", json_uint(standbys[i].acked_seq), "lag_entries",
+                                                  json_uint(standbys[i].lag_entries), "lag_ms",
+                                                  json_uint(standbys[i].lag_ms))) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    extra = list ? json_pack("{s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
+                             json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)), "n_standbys",
+                             json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "curve", p->zap != NULL,
+                             "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
+                 : NULL; /* "o" steals list, even when json_pack fails */
+    members = status_members(p->c);
+    if (!members || !extra || json_object_update(members, extra) != 0) {
+        /* out of memory: the status keeps the previous members */
+        json_decref(members);
+        json_decref(extra);
+        return;
+    }
+    json_decref(extra);
     pthread_mutex_lock(&p->lock);
-    snprintf(p->status, sizeof p->status, "%s", text);
+    old = p->status;
+    p->status = members;
     pthread_mutex_unlock(&p->lock);
+    json_decref(old);
 }
 
 /* ------------------------------------------------------------ the thread */
@@ -935,12 +953,13 @@ static uint64_t hook_trim_floor(void *arg)
     return atomic_load(&p->needed_from);
 }
 
-static void hook_status(void *arg, char *out, size_t out_size)
+static void hook_status(void *arg, json_t *status)
 {
     struct repl_primary *p = arg;
 
+    /* a copy: the replicator thread drops its object when it makes the next */
     pthread_mutex_lock(&p->lock);
-    snprintf(out, out_size, "%s", p->status);
+    json_object_update_new(status, json_deep_copy(p->status));
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -971,6 +990,7 @@ static void primary_free(struct repl_primary *p)
         close(p->efd);
     free(p->cache);
     free(p->newest.producers);
+    json_decref(p->status);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -991,8 +1011,7 @@ int repl_node_run(const struct node_config *c)
     p->efd = -1;
     atomic_store(&p->needed_from, UINT64_MAX);
     pthread_mutex_init(&p->lock, NULL);
-    snprintf(p->status, sizeof p->status, ",\"publish\":\"%s\",\"serve\":\"%s\",\"min_replicas\":%" PRIu32,
-             c->repl_publish, c->repl_serve, c->repl_min_replicas);
+    p->status = status_members(c);
     struct node_replicator hooks = {.arg = p,
                                     .start = hook_start,
                                     .journaled = hook_journaled,

@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "apply.h"
+#include "json_bytes.h"
 #include "link.h"
 #include "log.h"
 #include "node.h"
@@ -72,7 +73,6 @@
 #define RECV_BURST 256
 #define PEND_MAX_ENTRIES 1024         /* entries kept for one commit, at most */
 #define PEND_MAX_BYTES (16u << 20)    /* ... and bytes */
-#define STATUS_MAX 8192
 
 struct digest_at {
     uint64_t seq, digest;
@@ -110,6 +110,8 @@ struct standby {
     struct digest_at history[DIGEST_HISTORY];
     uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
     uint32_t apply_slow_ms;             /* test hook (RK_TEST_APPLY_SLOW_MS): a pause before each entry applied */
+    const char *apply_gate;             /* test hook (RK_TEST_APPLY_GATE=FILE): apply takes an entry only
+                                           while FILE exists (NULL: no gate) */
     uint64_t n_journal_msgs;
     uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
@@ -134,7 +136,7 @@ struct standby {
     _Atomic int apply_failed;
 
     pthread_mutex_t lock;
-    char status[STATUS_MAX]; /* the status JSON (under lock) */
+    char *status; /* the status JSON, malloc'd by Jansson (under lock; replaced whole) */
     _Atomic int stop;
 };
 
@@ -191,6 +193,13 @@ static void *apply_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&sb->lock);
+        if (sb->apply_gate && access(sb->apply_gate, F_OK) != 0) {
+            /* test hook: held until the gate opens or a stop at once (both
+             * looked at again every millisecond) */
+            usleep(1000);
+            pthread_mutex_lock(&sb->lock);
+            continue;
+        }
         if (sb->apply_slow_ms)
             usleep(sb->apply_slow_ms * 1000u);
         /* one entry at a time: the digest after each is kept */
@@ -805,34 +814,47 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
 
 /* ------------------------------------------------------------ status */
 
+/* Builds the status object with Jansson (names, paths and endpoints keep
+ * their bytes: json_bytes.h) and keeps it as text for the control thread;
+ * out of memory: the previous status stays. */
 static void update_status(struct standby *sb)
 {
     struct apply_meta am = applied_meta(sb);
     uint64_t now = link_monotonic_ns();
-    char text[STATUS_MAX];
-    const char *match = sb->digest_match < 0 ? "null" : sb->digest_match ? "true" : "false";
+    char digest[17], primary_digest[17];
+    json_t *st = NULL;
+    char *text = NULL, *old = NULL;
 
-    snprintf(text, sizeof text,
-             "{\"role\":\"standby\",\"epoch\":%" PRIu64 ",\"pid\":%d,\"data_dir\":\"%s\",\"node_id\":\"%s\","
-             "\"primary\":\"%s\",\"primary_publish\":\"%s\",\"connected\":%s,\"journal_seq\":%" PRIu64
-             ",\"applied_seq\":%" PRIu64 ",\"acked_seq\":%" PRIu64 ",\"primary_journal_seq\":%" PRIu64
-             ",\"lag_entries\":%" PRIu64 ",\"lag_ms\":%" PRIu64 ",\"state_digest\":\"%016" PRIx64 "\""
-             ",\"primary_digest\":\"%016" PRIx64 "\",\"primary_digest_seq\":%" PRIu64 ",\"digest_match\":%s"
-             ",\"digest_compared_seq\":%" PRIu64 ",\"fetched\":%" PRIu64 ",\"first_fetched_seq\":%" PRIu64
-             ",\"gaps\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"bad_entries\":%" PRIu64
-             ",\"refused_epoch\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"bootstraps\":%" PRIu64
-             ",\"bootstrapping\":%s,\"groups_applied\":%" PRIu64 ",\"records\":%" PRIu64 "}",
-             sb->epoch, (int)getpid(), sb->c->data_dir, sb->c->repl_node_id, sb->c->repl_primary_serve,
-             sb->c->repl_primary_publish, sb->welcomed ? "true" : "false", sb->last_seq, am.applied_seq,
-             sb->acked_seq, sb->primary_seq,
-             sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0,
-             sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0, am.digest, sb->hb_digest,
-             sb->hb_digest_seq, match, sb->digest_compared_seq, sb->n_fetched, sb->first_fetched, sb->n_gaps,
-             sb->n_duplicates, sb->n_bad, sb->n_refused, sb->n_malformed, sb->n_bootstraps,
-             sb->bootstrapping ? "true" : "false", am.n_groups, am.n_records);
+    snprintf(digest, sizeof digest, "%016" PRIx64, am.digest);
+    snprintf(primary_digest, sizeof primary_digest, "%016" PRIx64, sb->hb_digest);
+    /* "o" steals its reference, even when json_pack fails */
+    st = json_pack("{s:s, s:o, s:i, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o,"
+                   " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
+                   "role", "standby", "epoch", json_uint(sb->epoch), "pid", (int)getpid(), "data_dir",
+                   json_cstr(sb->c->data_dir), "node_id", json_cstr(sb->c->repl_node_id), "primary",
+                   json_cstr(sb->c->repl_primary_serve), "primary_publish", json_cstr(sb->c->repl_primary_publish),
+                   "connected", sb->welcomed, "journal_seq", json_uint(sb->last_seq), "applied_seq",
+                   json_uint(am.applied_seq), "acked_seq", json_uint(sb->acked_seq), "primary_journal_seq",
+                   json_uint(sb->primary_seq), "lag_entries",
+                   json_uint(sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0), "lag_ms",
+                   json_uint(sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0), "state_digest", digest,
+                   "primary_digest", primary_digest, "primary_digest_seq", json_uint(sb->hb_digest_seq),
+                   "digest_match", sb->digest_match < 0 ? json_null() : json_boolean(sb->digest_match),
+                   "digest_compared_seq", json_uint(sb->digest_compared_seq), "fetched", json_uint(sb->n_fetched),
+                   "first_fetched_seq", json_uint(sb->first_fetched), "gaps", json_uint(sb->n_gaps), "duplicates",
+                   json_uint(sb->n_duplicates), "bad_entries", json_uint(sb->n_bad), "refused_epoch",
+                   json_uint(sb->n_refused), "malformed", json_uint(sb->n_malformed), "bootstraps",
+                   json_uint(sb->n_bootstraps), "bootstrapping", sb->bootstrapping, "groups_applied",
+                   json_uint(am.n_groups), "records", json_uint(am.n_records));
+    text = st ? json_dumps(st, JSON_COMPACT) : NULL;
+    json_decref(st);
+    if (!text)
+        return;
     pthread_mutex_lock(&sb->lock);
-    memcpy(sb->status, text, sizeof text);
+    old = sb->status;
+    sb->status = text;
     pthread_mutex_unlock(&sb->lock);
+    free(old);
 }
 
 static void control_answer(void *arg, const char *req, char *reply, size_t reply_size)
@@ -841,7 +863,7 @@ static void control_answer(void *arg, const char *req, char *reply, size_t reply
 
     if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0) {
         pthread_mutex_lock(&sb->lock);
-        snprintf(reply, reply_size, "%s", sb->status);
+        snprintf(reply, reply_size, "%s", sb->status ? sb->status : "error no status yet (out of memory)");
         pthread_mutex_unlock(&sb->lock);
     } else {
         snprintf(reply, reply_size, "error %.200s is not served by a standby", req);
@@ -913,6 +935,7 @@ int standby_run(const struct node_config *c)
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
     sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
     sb->apply_slow_ms = env_u32("RK_TEST_APPLY_SLOW_MS");
+    sb->apply_gate = getenv("RK_TEST_APPLY_GATE");
     pthread_mutex_init(&sb->lock, NULL);
     pthread_cond_init(&sb->apply_cond, NULL);
     rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &sb->s, err, sizeof err);
@@ -1018,6 +1041,7 @@ out:
     store_close(sb->s);
     pthread_cond_destroy(&sb->apply_cond);
     pthread_mutex_destroy(&sb->lock);
+    free(sb->status);
     free(sb->pend_buf);
     free(sb);
     return status;

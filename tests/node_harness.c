@@ -41,6 +41,27 @@ void wait_node_answers(const char *dir, pid_t pid, int bound_s, int request_ms)
     ck_abort_msg("node on %s did not come up", dir);
 }
 
+void wait_signal_taken(pid_t pid, int sig)
+{
+    const uint64_t bit = 1ull << (sig - 1);
+    char path[64], line[256];
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    for (int i = 0;; i++) {
+        uint64_t pending = 0;
+        FILE *f = fopen(path, "r");
+        ck_assert_msg(f != NULL, "%s: the process is gone", path);
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "SigPnd:", 7) == 0 || strncmp(line, "ShdPnd:", 7) == 0)
+                pending |= strtoull(line + 7, NULL, 16);
+        fclose(f);
+        if (!(pending & bit))
+            return;
+        ck_assert_msg(i < 1000000, "signal %d to %d is still pending", sig, (int)pid);
+        usleep(100);
+    }
+}
+
 int stop(pid_t pid, int sig)
 {
     int status = 0;

@@ -20,6 +20,11 @@ uint64_t mix(uint64_t x);
  * fails the test when it exits first or does not answer in time. */
 void wait_node_answers(const char *dir, pid_t pid, int bound_s, int request_ms);
 
+/* Waits (bounded) until the signal sig, sent to pid, is no longer pending
+ * (/proc/PID/status: ShdPnd, SigPnd): a thread of pid took it, so the same
+ * signal sent again is delivered on its own, not merged with this one. */
+void wait_signal_taken(pid_t pid, int sig);
+
 /* Sends sig to pid and reaps it; returns its wait status. */
 int stop(pid_t pid, int sig);
 

@@ -26,6 +26,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "json_bytes.h"
 #include "node.h"
 #include "node_harness.h"
 #include "ring.h"
@@ -186,7 +187,8 @@ static void teardown(void)
 {
     char cmd[512];
     ring_unlink(ring_name);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
+    /* as setup named it: a test may have moved data_dir below it */
+    snprintf(cmd, sizeof cmd, "rm -rf '/tmp/rk-test-node.%d'", (int)getpid());
     ck_assert_int_eq(system(cmd), 0);
 }
 
@@ -466,6 +468,48 @@ START_TEST(second_node_and_foreign_ring_are_refused)
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "node took a foreign ring");
     snprintf(path, sizeof path, "/dev/shm/ringkeep.%s", other_ring);
     ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
+/* The status of a node on data directory dir (below setup's), parsed
+ * with Jansson: the node answers JSON, and data_dir holds dir's bytes. */
+static void status_keeps_data_dir(const char *name)
+{
+    char base[sizeof data_dir], *reply = NULL;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+
+    snprintf(base, sizeof base, "%s", data_dir);
+    ck_assert_int_lt(snprintf(data_dir, sizeof data_dir, "%s/%s", base, name), (int)sizeof data_dir);
+    ck_assert_int_eq(mkdir(data_dir, 0700), 0);
+    pid_t node = start_node(NULL);
+    ck_assert_int_eq(node_request(data_dir, "status", 5000, &reply), 0);
+    json_t *st = json_loads(reply, 0, &jerr);
+    ck_assert_msg(json_is_object(st), "the status is not JSON (%s): %s", jerr.text, reply);
+    ck_assert_msg(json_bytes_of(json_object_get(st, "data_dir"), &bytes, &len) == 0, "data_dir: %s", reply);
+    ck_assert_msg(len == strlen(data_dir) && memcmp(bytes, data_dir, len) == 0, "data_dir: %s", reply);
+    ck_assert_int_eq(json_integer_value(json_object_get(st, "pid")), node);
+    free(bytes);
+    json_decref(st);
+    free(reply);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    snprintf(data_dir, sizeof data_dir, "%s", base);
+}
+
+/* Status JSON was written with printf: a quote, a backslash or a newline
+ * in the data directory's name made it invalid JSON (issue 9, point 8). */
+START_TEST(status_json_keeps_the_bytes_of_a_strange_data_dir)
+{
+    status_keeps_data_dir("a \"quoted\" back\\slash\nnew line \xc3\xa9t\xc3\xa9");
+}
+END_TEST
+
+/* Bytes that are not UTF-8 (Jansson refuses them in a string) still give a
+ * status: data_dir is then {"base64":...} holding them. */
+START_TEST(status_json_of_a_data_dir_that_is_not_utf8)
+{
+    status_keeps_data_dir("latin1 \xe9t\xe9 \xff");
 }
 END_TEST
 
@@ -933,6 +977,12 @@ static Suite *node_suite(void)
     tcase_add_test(tc, fsync_eio_is_fatal_and_recovers);
     tcase_add_test(tc, write_enospc_is_fatal_and_recovers);
     tcase_add_test(tc, node_killed_at_random_moments_loses_nothing_durable);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("status"); /* CK_RUN_CASE=status runs only these */
+    tcase_set_timeout(tc, 0);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, status_json_keeps_the_bytes_of_a_strange_data_dir);
+    tcase_add_test(tc, status_json_of_a_data_dir_that_is_not_utf8);
     suite_add_tcase(s, tc);
     return s;
 }
