@@ -31,6 +31,11 @@ struct node_config;
  * or when out of memory. */
 struct node_config *cli_load_config(const char *prog, const char *file);
 
+/* How every command answers --help and a bad option (getopt_long has
+ * named it already): help prints usage on stdout and returns 0; otherwise
+ * usage goes to stderr and the exit status is 2. */
+int cli_usage(void (*usage)(FILE *out), int help);
+
 /* Parses a byte count with an optional K/M/G suffix (powers of 1024). */
 int cli_parse_size(const char *s, unsigned long long *out);
 

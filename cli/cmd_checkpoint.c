@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +25,12 @@
 #include "json_bytes.h"
 #include "node.h"
 
-static int checkpoint_usage(void)
+static void print_checkpoint_usage(FILE *out)
 {
-    fprintf(stderr,
+    fprintf(out,
             "usage: ringkeep checkpoint create [-d DATA_DIR | -c FILE]\n"
-            "           ask the node running on DATA_DIR for a checkpoint now; prints its file\n"
+            "           ask the node running on DATA_DIR for a checkpoint now; prints its file (when\n"
+            "           nothing was applied since the newest checkpoint, that one, and says so on stderr)\n"
             "       ringkeep checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
             "           every checkpoint of DATA_DIR/checkpoints, newest first, each verified in full:\n"
             "           journal seq, LSN, epoch, creation time, size, entries, digest, producer heights,\n"
@@ -47,8 +49,13 @@ static int checkpoint_usage(void)
             "       ringkeep checkpoint import FILE --to DIR\n"
             "           the reverse: a new data directory DIR holding exactly the entries of FILE (JSON\n"
             "           lines as export writes them; - is stdin), as its checkpoint\n"
-            "           DIR/checkpoints/00000000000000000000.rkcp; a bad line is refused naming it\n");
-    return 2;
+            "           DIR/checkpoints/00000000000000000000.rkcp; a bad line is refused naming it\n"
+            "       ringkeep checkpoint [COMMAND] --help\n");
+}
+
+static int checkpoint_usage(void)
+{
+    return cli_usage(print_checkpoint_usage, 0);
 }
 
 /* The checkpoint folder named by -d DATA_DIR or -c FILE (the node's
@@ -121,8 +128,8 @@ static json_t *list_json(const char *path, const struct ckpt_info *in, int verif
 
     if (in->major == 0) /* not even the header could be read */
         return json_pack("{s:o, s:o, s:o, s:b, s:o}", "path", json_cstr(path), "journal_seq",
-                         json_uint(in->journal_seq), "size", json_uint(file_size(path)), "verified", 0, "error",
-                         json_cstr(why));
+                         json_uint(in->journal_seq), "size", json_uint(file_size(path)), "verified", 0,
+                         "error", json_cstr(why));
     format_time(in->created_ns, when, sizeof when);
     snprintf(digest, sizeof digest, "%016" PRIx64, in->digest);
     snprintf(format, sizeof format, "%u.%u", in->major, in->minor);
@@ -142,8 +149,8 @@ static json_t *list_json(const char *path, const struct ckpt_info *in, int verif
     obj = json_pack("{s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:s, s:s, s:o, s:b}", "path", json_cstr(path),
                     "journal_seq", json_uint(in->journal_seq), "lsn", json_uint(in->lsn), "epoch",
                     json_uint(in->epoch), "created_ns", json_uint(in->created_ns), "created", when, "size",
-                    json_uint(file_size(path)), "entries", json_uint(in->n_entries), "digest", digest, "format",
-                    format, "heights", heights, "verified", verified);
+                    json_uint(file_size(path)), "entries", json_uint(in->n_entries), "digest", digest,
+                    "format", format, "heights", heights, "verified", verified);
     if (obj && !verified && json_object_set_new(obj, "error", json_cstr(why)) != 0) {
         json_decref(obj);
         obj = NULL;
@@ -266,8 +273,8 @@ static int export_entry(void *arg, const char *table, const void *key, uint32_t 
 {
     FILE *out = arg;
     /* "o" steals its reference, even when json_pack fails */
-    json_t *obj = json_pack("{s:o, s:o, s:o}", "table", export_bytes((const uint8_t *)table, strlen(table)), "key",
-                            export_bytes(key, klen), "value", export_bytes(val, vlen));
+    json_t *obj = json_pack("{s:o, s:o, s:o}", "table", export_bytes((const uint8_t *)table, strlen(table)),
+                            "key", export_bytes(key, klen), "value", export_bytes(val, vlen));
     int rc = obj ? json_dumpf(obj, out, JSON_COMPACT) : -1;
 
     json_decref(obj);
@@ -294,6 +301,38 @@ static int export_cmd(const char *path)
     return 0;
 }
 
+/* ------------------------------------------------------------ create */
+
+/* The identity (device, inode) of every checkpoint file in dir, in a
+ * malloc'd *out; how many (0 when none, or when dir cannot be listed). */
+static size_t files_of(const char *dir, struct stat **out)
+{
+    char **paths = NULL;
+    size_t n = 0, n_out = 0;
+
+    *out = NULL;
+    if (ckpt_list(dir, &paths, &n) != 0)
+        return 0;
+    if (n && (*out = malloc(n * sizeof **out)))
+        for (size_t i = 0; i < n; i++)
+            n_out += stat(paths[i], &(*out)[n_out]) == 0;
+    ckpt_list_free(paths, n);
+    return n_out;
+}
+
+/* path is one of the files files_of saw. */
+static int existed(const char *path, const struct stat *before, size_t n)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (before[i].st_dev == st.st_dev && before[i].st_ino == st.st_ino)
+            return 1;
+    return 0;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 /* `ringkeep checkpoint ...`: argv[0] is "checkpoint".  Exit status 0, 1
@@ -302,53 +341,73 @@ int cmd_checkpoint(int argc, char **argv);
 
 int cmd_checkpoint(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"data-dir", required_argument, NULL, 'd'}, {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},           {"all", no_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     const char *data_dir = NULL, *config = NULL;
     char dir[4200];
-    int json = 0, all = 0, n_files = 0, rc;
+    int json = 0, all = 0, n_files = 0, rc, ch;
 
     if (argc < 2)
         return checkpoint_usage();
-    if (strcmp(argv[1], "export") == 0) {
-        if (argc != 3 || argv[2][0] == '-')
-            return checkpoint_usage();
-        return export_cmd(argv[2]);
-    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)
+        return cli_usage(print_checkpoint_usage, 1);
     if (strcmp(argv[1], "import") == 0)
         return cmd_checkpoint_import(argc - 1, argv + 1);
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
+    /* argv[1] is the command: getopt_long starts after it */
+    optind = 0;
+    while ((ch = getopt_long(argc - 1, argv + 1, "d:c:", opts, NULL)) != -1) {
+        if (ch == 'h' || ch == '?')
+            return cli_usage(print_checkpoint_usage, ch == 'h');
+        if (ch == 'd')
+            data_dir = optarg;
+        else if (ch == 'c')
+            config = optarg;
+        else if (ch == 'j')
             json = 1;
-        else if (strcmp(argv[i], "--all") == 0)
-            all = 1;
-        else if ((strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--data-dir") == 0) && i + 1 < argc)
-            data_dir = argv[++i];
-        else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-            config = argv[++i];
-        else if (argv[i][0] == '-')
-            return checkpoint_usage();
         else
-            n_files++;
+            all = 1;
+    }
+    char **files = argv + 1 + optind;
+    n_files = argc - 1 - optind;
+    if (strcmp(argv[1], "export") == 0) {
+        if (n_files != 1 || json || all || data_dir || config)
+            return checkpoint_usage();
+        return export_cmd(files[0]);
     }
     if (strcmp(argv[1], "create") == 0) {
         char *reply = NULL;
+        struct stat *before = NULL;
+        size_t n_before = 0;
         if (json || all || n_files)
             return checkpoint_usage();
         rc = resolve_dir(data_dir, config, dir, sizeof dir);
         if (rc)
             return rc;
+        /* the files there now: an answer among them is not a new checkpoint */
+        n_before = files_of(dir, &before);
         dir[strlen(dir) - strlen("/checkpoints")] = '\0'; /* the data directory */
         rc = node_request(dir, "checkpoint", 600000, &reply);
         if (rc) {
             fprintf(stderr, "ringkeep checkpoint: %s: %s\n", dir,
                     rc == ENOENT ? "no node is running on this data directory" : rk_strerror(rc));
+            free(before);
             return rc == ENOENT ? 3 : 1;
         }
-        if (strncmp(reply, "ok ", 3) == 0)
+        if (strncmp(reply, "ok ", 3) == 0) {
+            if (existed(reply + 3, before, n_before))
+                fprintf(stderr,
+                        "ringkeep checkpoint: nothing new was applied since the last checkpoint: "
+                        "returning the existing checkpoint %s\n",
+                        reply + 3);
             printf("%s\n", reply + 3);
-        else
+        } else {
             fprintf(stderr, "ringkeep checkpoint: the node could not take a checkpoint: %s\n", reply);
+        }
         rc = strncmp(reply, "ok ", 3) == 0 ? 0 : 1;
         free(reply);
+        free(before);
         return rc;
     }
     if (strcmp(argv[1], "list") == 0) {
@@ -381,8 +440,8 @@ int cmd_checkpoint(int argc, char **argv)
                 n_bad += verify_one(paths[i]);
             ckpt_list_free(paths, n);
         } else {
-            for (int i = 2; i < argc; i++)
-                n_bad += verify_one(argv[i]);
+            for (int i = 0; i < n_files; i++)
+                n_bad += verify_one(files[i]);
         }
         return n_bad ? 1 : 0;
     }

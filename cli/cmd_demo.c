@@ -14,6 +14,7 @@
  * memory) only, so the demo does not move the durable cursor.
  */
 #define _GNU_SOURCE
+#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -106,29 +107,48 @@ static void check_frame(const ring_frame *f, struct producer_tally *t, int p, un
     t->next_seq = seq + 1;
 }
 
+static void demo_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ringkeep demo [--producers N] [--records N] [--value-size B] [--capacity BYTES]\n"
+            "  N producers (1-%d) write N records each (values of B <= 65536 bytes) into a ring of\n"
+            "  BYTES (K/M/G suffixes), a consumer drains and verifies every record, with live\n"
+            "  progress and a throughput summary\n",
+            DEMO_MAX_PRODUCERS);
+}
+
+/* 0, 1 after --help (usage printed), or 2 (usage error). */
 static int parse_opts(int argc, char **argv, struct demo_opts *o)
 {
-    for (int i = 1; i < argc; i += 2) {
+    static const struct option opts[] = {{"producers", required_argument, NULL, 'p'},
+                                         {"records", required_argument, NULL, 'r'},
+                                         {"value-size", required_argument, NULL, 'v'},
+                                         {"capacity", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int ch, index;
+
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "", opts, &index)) != -1) {
         unsigned long long v = 0;
-        if (i + 1 >= argc || cli_parse_size(argv[i + 1], &v) != 0) {
-            fprintf(stderr, "usage: ringkeep demo [--producers N] [--records N] [--value-size B] "
-                            "[--capacity BYTES]\n");
-            return 2;
-        }
-        if (strcmp(argv[i], "--producers") == 0 && v >= 1 && v <= DEMO_MAX_PRODUCERS)
+        if (ch == 'h' || ch == '?')
+            return cli_usage(demo_usage, ch == 'h') == 0 ? 1 : 2;
+        if (cli_parse_size(optarg, &v) == 0 && ch == 'p' && v >= 1 && v <= DEMO_MAX_PRODUCERS)
             o->n_producers = (int)v;
-        else if (strcmp(argv[i], "--records") == 0 && v >= 1)
+        else if (cli_parse_size(optarg, &v) == 0 && ch == 'r' && v >= 1)
             o->n_records = v;
-        else if (strcmp(argv[i], "--value-size") == 0 && v <= 65536)
+        else if (cli_parse_size(optarg, &v) == 0 && ch == 'v' && v <= 65536)
             o->value_size = (unsigned)v;
-        else if (strcmp(argv[i], "--capacity") == 0)
+        else if (cli_parse_size(optarg, &v) == 0 && ch == 'c')
             o->capacity = v;
         else {
-            fprintf(stderr, "ringkeep demo: bad option %s %s (producers 1-%d, value size <= 65536)\n",
-                    argv[i], argv[i + 1], DEMO_MAX_PRODUCERS);
+            fprintf(stderr, "ringkeep demo: bad option --%s %s (producers 1-%d, value size <= 65536)\n",
+                    opts[index].name, optarg, DEMO_MAX_PRODUCERS);
             return 2;
         }
     }
+    if (optind < argc)
+        return cli_usage(demo_usage, 0);
     return 0;
 }
 
@@ -269,7 +289,7 @@ int cmd_demo(int argc, char **argv)
 
     rc = parse_opts(argc, argv, &opt);
     if (rc)
-        return rc;
+        return rc == 1 ? 0 : rc; /* 1: --help */
     co.capacity = opt.capacity;
     snprintf(ring, sizeof ring, "demo.%d", (int)getpid());
     rc = ring_create(ring, &co, &o, err, sizeof err);

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +24,9 @@
 #include "restore.h"
 #include "ringkeep.h"
 
-static int import_usage(void)
+static void print_import_usage(FILE *out)
 {
-    fprintf(stderr,
+    fprintf(out,
             "usage: ringkeep checkpoint import FILE --to DIR\n"
             "  FILE (or - for stdin) holds JSON lines as `ringkeep checkpoint export` writes them:\n"
             "    {\"table\":T,\"key\":K,\"value\":V}, each a JSON string or {\"base64\":\"...\"}\n"
@@ -33,7 +34,6 @@ static int import_usage(void)
             "  with it as checkpoint DIR/checkpoints/00000000000000000000.rkcp; no producers, no journal.\n"
             "  A table and key given twice, or any malformed line, is refused naming the line; then\n"
             "  DIR is not made.\n");
-    return 2;
 }
 
 /* One field: a JSON string (its bytes) or {"base64":"..."}.  0, or -1
@@ -153,19 +153,21 @@ int cmd_checkpoint_import(int argc, char **argv)
     uint64_t line_no = 0;
     ssize_t len;
     FILE *in = NULL;
-    int rc = 1;
+    int rc = 1, ch;
+    static const struct option opts[] = {
+        {"to", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
-    /* argv[0] is "import" */
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
-            to = argv[++i];
-        else if (!file && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0))
-            file = argv[i];
-        else
-            return import_usage();
+    /* argv[0] is "import"; FILE may be "-" (stdin), which getopt_long
+     * leaves as an argument */
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (ch == 'h' || ch == '?')
+            return cli_usage(print_import_usage, ch == 'h');
+        to = optarg;
     }
-    if (!file || !to)
-        return import_usage();
+    if (optind != argc - 1 || !to)
+        return cli_usage(print_import_usage, 0);
+    file = argv[optind];
     in = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
     if (!in) {
         fprintf(stderr, "ringkeep checkpoint import: cannot open %s: %s\n", file, strerror(errno));

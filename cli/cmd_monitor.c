@@ -8,6 +8,7 @@
  * pair) it connects to a primary that runs with curve = yes.  A message that does not
  * decode is reported on stderr and skipped. */
 #define _GNU_SOURCE
+#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -47,19 +48,20 @@ static void print_heartbeat_json(const struct wire_msg *m)
     snprintf(digest, sizeof digest, "%016" PRIx64, h->digest);
     for (uint32_t i = 0; standbys && i < h->n_standbys; i++) {
         const struct wire_standby *s = &h->standbys[i];
-        if (json_array_append_new(standbys, json_pack("{s:o, s:o, s:o, s:o}", "id", json_cstr(s->id), "acked_seq",
-                                                      json_uint(s->acked_seq), "lag_entries",
-                                                      json_uint(s->lag_entries), "lag_ms", json_uint(s->lag_ms))) !=
-            0) {
+        if (json_array_append_new(standbys,
+                                  json_pack("{s:o, s:o, s:o, s:o}", "id", json_cstr(s->id), "acked_seq",
+                                            json_uint(s->acked_seq), "lag_entries", json_uint(s->lag_entries),
+                                            "lag_ms", json_uint(s->lag_ms))) != 0) {
             json_decref(standbys);
             standbys = NULL;
         }
     }
-    cli_print_json(json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}", "type", "heartbeat", "epoch",
-                             json_uint(m->epoch), "journal_seq", json_uint(h->journal_seq), "applied_seq",
-                             json_uint(h->applied_seq), "durable_lsn", json_uint(h->durable_lsn), "applied_lsn",
-                             json_uint(h->applied_lsn), "digest", digest, "digest_seq", json_uint(h->digest_seq),
-                             "time_ns", json_uint(h->time_ns), "standbys", standbys));
+    cli_print_json(json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}", "type", "heartbeat",
+                             "epoch", json_uint(m->epoch), "journal_seq", json_uint(h->journal_seq),
+                             "applied_seq", json_uint(h->applied_seq), "durable_lsn",
+                             json_uint(h->durable_lsn), "applied_lsn", json_uint(h->applied_lsn), "digest",
+                             digest, "digest_seq", json_uint(h->digest_seq), "time_ns", json_uint(h->time_ns),
+                             "standbys", standbys));
 }
 
 static void print_checkpoint_json(const struct wire_msg *m)
@@ -78,7 +80,8 @@ static void print_checkpoint_json(const struct wire_msg *m)
     cli_print_json(json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o}", "type", "checkpoint", "epoch",
                              json_uint(m->epoch), "name", json_cstr(c->name), "journal_seq",
                              json_uint(c->journal_seq), "lsn", json_uint(c->lsn), "size", json_uint(c->size),
-                             "digest", digest, "created_ns", json_uint(c->created_ns), "producers", producers));
+                             "digest", digest, "created_ns", json_uint(c->created_ns), "producers",
+                             producers));
 }
 
 static void print_heartbeat(const struct wire_msg *m)
@@ -105,7 +108,8 @@ static void print_checkpoint(const struct wire_msg *m)
 
     printf("checkpoint epoch=%" PRIu64 " name=", m->epoch);
     print_name(c->name);
-    printf(" journal_seq=%" PRIu64 " lsn=%" PRIu64 " size=%" PRIu64 " digest=%016" PRIx64 " producers=%" PRIu32,
+    printf(" journal_seq=%" PRIu64 " lsn=%" PRIu64 " size=%" PRIu64 " digest=%016" PRIx64
+           " producers=%" PRIu32,
            c->journal_seq, c->lsn, c->size, c->digest, c->n_producers);
     for (uint32_t i = 0; i < c->n_producers; i++) {
         putchar(' ');
@@ -115,35 +119,51 @@ static void print_checkpoint(const struct wire_msg *m)
     putchar('\n');
 }
 
+static void monitor_usage(FILE *out)
+{
+    fprintf(out, "usage: ringkeep monitor ENDPOINT [--json] [--count N]\n"
+                 "       [--curve-server-key Z85 --curve-public-key Z85 --curve-secret-key Z85]\n"
+                 "  prints a primary's checkpoint notices and heartbeats (ENDPOINT: its publish endpoint)\n"
+                 "  as they come, one line each (--json: one JSON object each); --count N exits after N\n");
+}
+
 int cmd_monitor(int argc, char **argv)
 {
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"curve-server-key", required_argument, NULL, 's'},
+                                         {"curve-public-key", required_argument, NULL, 'p'},
+                                         {"curve-secret-key", required_argument, NULL, 'k'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *endpoint = NULL, *server_key = NULL, *public_key = NULL, *secret_key = NULL;
-    int json = 0, rc = 1;
+    int json = 0, rc = 1, ch;
     long count = 0, seen = 0;
     void *ctx = NULL, *sub = NULL;
     struct sigaction sa = {.sa_handler = on_signal};
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end = NULL;
+        if (ch == 'h' || ch == '?')
+            return cli_usage(monitor_usage, ch == 'h');
+        if (ch == 'j') {
             json = 1;
-        else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
-            count = strtol(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--curve-server-key") == 0 && i + 1 < argc)
-            server_key = argv[++i];
-        else if (strcmp(argv[i], "--curve-public-key") == 0 && i + 1 < argc)
-            public_key = argv[++i];
-        else if (strcmp(argv[i], "--curve-secret-key") == 0 && i + 1 < argc)
-            secret_key = argv[++i];
-        else if (argv[i][0] != '-' && !endpoint)
-            endpoint = argv[i];
-        else
-            endpoint = NULL, i = argc;
+        } else if (ch == 'n') {
+            count = strtol(optarg, &end, 10);
+            if (*end || !optarg[0] || count < 0)
+                return cli_usage(monitor_usage, 0);
+        } else if (ch == 's') {
+            server_key = optarg;
+        } else if (ch == 'p') {
+            public_key = optarg;
+        } else {
+            secret_key = optarg;
+        }
     }
-    if (!endpoint || count < 0 || !server_key != !public_key || !server_key != !secret_key) {
-        fprintf(stderr, "usage: ringkeep monitor ENDPOINT [--json] [--count N]\n"
-                        "       [--curve-server-key Z85 --curve-public-key Z85 --curve-secret-key Z85]\n");
-        return 2;
-    }
+    if (optind != argc - 1 || !server_key != !public_key || !server_key != !secret_key)
+        return cli_usage(monitor_usage, 0);
+    endpoint = argv[optind];
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     ctx = zmq_ctx_new();

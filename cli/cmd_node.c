@@ -4,6 +4,7 @@
  * standbys to serve, or a standby).  Flags override the file. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,58 +14,82 @@
 #include "json_bytes.h"
 #include "node.h"
 #include "replicator.h"
+#include "ringkeep.h"
 
-static int node_usage(void)
+static void node_usage(FILE *out)
 {
-    fprintf(stderr, "usage: ringkeep node -c FILE [--data-dir DIR] [--ring NAME] [--log-level LEVEL]\n"
-                    "                     [--set SECTION.KEY=VALUE]...\n");
-    return 2;
+    fprintf(out, "usage: ringkeep node [-c FILE] [--data-dir DIR] [--ring NAME] [--log-level LEVEL]\n"
+                 "                     [--set SECTION.KEY=VALUE]...\n"
+                 "  runs a node until SIGTERM: a primary drains the ring into its journal, applies it to\n"
+                 "  state and serves standbys; a standby ([node] role = standby) follows its primary.\n"
+                 "  FILE (INI, see config/primary.ini) is optional: the flags, applied over the file in\n"
+                 "  order, and the defaults can configure a node alone (--data-dir and --ring at least).\n");
+}
+
+static const struct option node_opts[] = {{"config", required_argument, NULL, 'c'},
+                                          {"data-dir", required_argument, NULL, 'd'},
+                                          {"ring", required_argument, NULL, 'r'},
+                                          {"log-level", required_argument, NULL, 'l'},
+                                          {"set", required_argument, NULL, 's'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+
+/* One flag of `ringkeep node` onto c (-c excepted); 0 or non-zero with
+ * the reason in err. */
+static int node_flag(struct node_config *c, int ch, const char *flag, const char *value, char *err,
+                     size_t err_size)
+{
+    char section[32], key[64];
+    const char *dot, *eq;
+
+    switch (ch) {
+    case 'd':
+        return node_config_set(c, "node", "data_dir", value, flag, err, err_size);
+    case 'r':
+        return node_config_set(c, "ring", "name", value, flag, err, err_size);
+    case 'l':
+        return node_config_set(c, "node", "log_level", value, flag, err, err_size);
+    default: /* 's' */
+        if (!(dot = strchr(value, '.')) || !(eq = strchr(dot, '=')) ||
+            (size_t)(dot - value) >= sizeof section || (size_t)(eq - dot - 1) >= sizeof key) {
+            snprintf(err, err_size, "--set %s: want SECTION.KEY=VALUE", value);
+            return RK_EINVAL;
+        }
+        snprintf(section, sizeof section, "%.*s", (int)(dot - value), value);
+        snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
+        return node_config_set(c, section, key, eq + 1, flag, err, err_size);
+    }
 }
 
 int cmd_node(int argc, char **argv)
 {
-    struct node_config *c = malloc(sizeof *c);
+    struct node_config *c = NULL;
     char err[1024] = "";
     const char *file = NULL;
-    int rc = 0;
+    int rc = 0, ch, index;
 
-    if (!c)
+    /* first pass: -c, --help and bad options; the second applies the
+     * flags over the file, in their order */
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "c:d:", node_opts, NULL)) != -1) {
+        if (ch == 'h' || ch == '?')
+            return cli_usage(node_usage, ch == 'h');
+        if (ch == 'c')
+            file = optarg;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ringkeep node: unexpected argument '%s'\n", argv[optind]);
+        return cli_usage(node_usage, 0);
+    }
+    if (!(c = malloc(sizeof *c)))
         return 1;
     node_config_defaults(c);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-            file = argv[++i];
-        else if (i + 1 >= argc || argv[i][0] != '-') {
-            free(c);
-            return node_usage();
-        } else {
-            i++;
-        }
-    }
     if (file)
         rc = node_config_load(file, c, err, sizeof err);
-    for (int i = 1; !rc && i < argc; i += 2) {
-        const char *flag = argv[i], *value = argv[i + 1];
-        char section[32], key[64];
-        const char *dot, *eq;
-        if (strcmp(flag, "-c") == 0)
-            continue;
-        if (strcmp(flag, "--data-dir") == 0)
-            rc = node_config_set(c, "node", "data_dir", value, flag, err, sizeof err);
-        else if (strcmp(flag, "--ring") == 0)
-            rc = node_config_set(c, "ring", "name", value, flag, err, sizeof err);
-        else if (strcmp(flag, "--log-level") == 0)
-            rc = node_config_set(c, "node", "log_level", value, flag, err, sizeof err);
-        else if (strcmp(flag, "--set") == 0 && (dot = strchr(value, '.')) && (eq = strchr(dot, '=')) &&
-                 (size_t)(dot - value) < sizeof section && (size_t)(eq - dot - 1) < sizeof key) {
-            snprintf(section, sizeof section, "%.*s", (int)(dot - value), value);
-            snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
-            rc = node_config_set(c, section, key, eq + 1, flag, err, sizeof err);
-        } else {
-            free(c);
-            return node_usage();
-        }
-    }
+    optind = 0;
+    while (!rc && (ch = getopt_long(argc, argv, "c:d:", node_opts, &index)) != -1)
+        if (ch != 'c')
+            rc = node_flag(c, ch, ch == 'd' ? "--data-dir" : node_opts[index].name, optarg, err, sizeof err);
     if (!rc)
         rc = node_config_check(c, err, sizeof err);
     if (rc) {
@@ -135,40 +160,47 @@ static int print_status(const char *reply)
     return 0;
 }
 
+static void status_usage(FILE *out)
+{
+    fprintf(out, "usage: ringkeep status (-c FILE | -d DATA_DIR) [--json]\n"
+                 "  asks the node running on DATA_DIR (or the one FILE configures) for its status: one\n"
+                 "  \"key value\" line each, or with --json the node's JSON object.  Exit 3 when no node\n"
+                 "  runs there.\n");
+}
+
 int cmd_status(int argc, char **argv)
 {
-    struct node_config *c = malloc(sizeof *c);
-    const char *dir = NULL;
-    char err[1024] = "", *reply = NULL;
-    int json = 0, rc = 0;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"data-dir", required_argument, NULL, 'd'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct node_config *c = NULL;
+    const char *dir = NULL, *file = NULL;
+    char *reply = NULL;
+    int json = 0, rc = 0, ch;
 
-    if (!c)
-        return 1;
-    node_config_defaults(c);
-    for (int i = 1; !rc && i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "c:d:", opts, NULL)) != -1) {
+        if (ch == 'h' || ch == '?')
+            return cli_usage(status_usage, ch == 'h');
+        if (ch == 'c')
+            file = optarg;
+        else if (ch == 'd')
+            dir = optarg;
+        else
             json = 1;
-        else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-            rc = node_config_load(argv[++i], c, err, sizeof err);
-        else if ((strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--data-dir") == 0) && i + 1 < argc)
-            dir = argv[++i];
-        else {
-            fprintf(stderr, "usage: ringkeep status (-c FILE | -d DATA_DIR) [--json]\n");
-            free(c);
+    }
+    if (optind < argc || !dir == !file)
+        return cli_usage(status_usage, 0);
+    if (file) {
+        if (!(c = cli_load_config("status", file)))
             return 2;
-        }
-    }
-    if (rc) {
-        fprintf(stderr, "ringkeep status: %s\n", err);
-        free(c);
-        return 2;
-    }
-    if (!dir)
         dir = c->data_dir;
+    }
     if (!dir[0]) {
-        fprintf(stderr, "usage: ringkeep status (-c FILE | -d DATA_DIR) [--json]\n");
         free(c);
-        return 2;
+        return cli_usage(status_usage, 0);
     }
     rc = node_request(dir, "status", 5000, &reply);
     if (rc) {

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,9 @@
 #include "config.h"
 #include "restore.h"
 
-static int restore_usage(void)
+static void print_restore_usage(FILE *out)
 {
-    fprintf(stderr,
+    fprintf(out,
             "usage: ringkeep restore --to DIR (-d DATA_DIR | -c FILE) [--checkpoint FILE]\n"
             "                        [--height PRODUCER:N | --seq S]\n"
             "  builds the new data directory DIR (it must not exist, or be empty) from the stopped\n"
@@ -33,7 +34,6 @@ static int restore_usage(void)
             "  The checkpoint is the newest of DATA_DIR/checkpoints that verifies and is at or before\n"
             "  the point (a newer one that fails verification is passed over, and said so), or FILE.\n"
             "  A node started on DIR serves exactly that state.  Exit 0 done, 1 failed, 2 usage.\n");
-    return 2;
 }
 
 struct progress {
@@ -94,41 +94,48 @@ int cmd_restore(int argc, char **argv)
     const char *config = NULL;
     char err[2048] = "";
     double secs;
-    int rc;
+    int rc, ch;
+    static const struct option opts[] = {
+        {"to", required_argument, NULL, 't'},     {"data-dir", required_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'}, {"checkpoint", required_argument, NULL, 'k'},
+        {"height", required_argument, NULL, 'H'}, {"seq", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "d:c:", opts, NULL)) != -1) {
         char *end = NULL;
-        if (i + 1 >= argc)
-            return restore_usage();
-        if (strcmp(a, "--to") == 0) {
-            o.to_dir = argv[++i];
-        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--data-dir") == 0) {
-            o.src_dir = argv[++i];
-        } else if (strcmp(a, "-c") == 0) {
-            config = argv[++i];
-        } else if (strcmp(a, "--checkpoint") == 0) {
-            o.checkpoint = argv[++i];
-        } else if (strcmp(a, "--height") == 0 && o.target == RESTORE_LATEST) {
+        if (ch == 'h' || ch == '?')
+            return cli_usage(print_restore_usage, ch == 'h');
+        if (ch == 't') {
+            o.to_dir = optarg;
+        } else if (ch == 'd') {
+            o.src_dir = optarg;
+        } else if (ch == 'c') {
+            config = optarg;
+        } else if (ch == 'k') {
+            o.checkpoint = optarg;
+        } else if (o.target != RESTORE_LATEST) { /* --height and --seq: one of them, once */
+            return cli_usage(print_restore_usage, 0);
+        } else if (ch == 'H') {
             o.target = RESTORE_HEIGHT;
-            if (parse_height(argv[++i], &o.producer, &o.height) != 0) {
-                fprintf(stderr, "ringkeep restore: --height %s: want PRODUCER:N (N a height)\n", argv[i]);
-                return 2;
-            }
-        } else if (strcmp(a, "--seq") == 0 && o.target == RESTORE_LATEST) {
-            o.target = RESTORE_SEQ;
-            errno = 0;
-            o.seq = strtoull(argv[++i], &end, 10);
-            if (errno || *end || argv[i][0] == '-' || !argv[i][0]) {
-                fprintf(stderr, "ringkeep restore: --seq %s: want a journal sequence number\n", argv[i]);
+            if (parse_height(optarg, &o.producer, &o.height) != 0) {
+                fprintf(stderr, "ringkeep restore: --height %s: want PRODUCER:N (N a height)\n", optarg);
                 return 2;
             }
         } else {
-            return restore_usage();
+            o.target = RESTORE_SEQ;
+            errno = 0;
+            o.seq = strtoull(optarg, &end, 10);
+            if (errno || *end || optarg[0] == '-' || !optarg[0]) {
+                fprintf(stderr, "ringkeep restore: --seq %s: want a journal sequence number\n", optarg);
+                return 2;
+            }
         }
     }
+    if (optind < argc)
+        return cli_usage(print_restore_usage, 0);
     if (!o.to_dir || (o.src_dir && config) || (!o.src_dir && !config))
-        return restore_usage();
+        return cli_usage(print_restore_usage, 0);
     if (config) {
         c = cli_load_config("restore", config);
         if (!c)

@@ -2,6 +2,7 @@
  * inspect maps the segment read-only after the same checks an engine's
  * attach makes, and changes nothing.  create makes a ring with no node
  * behind it (engines can write until it is full; a node takes it over). */
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,37 +70,44 @@ static int print_json(const char *name, const ring_info *in)
 
     snprintf(mode, sizeof mode, "%04o", in->mode);
     for (uint32_t i = 0; tables && i < in->n_tables; i++)
-        json_array_append_new(tables,
-                              json_pack("{s:i, s:o}", "id", (int)in->tables[i].id, "name", json_cstr(in->tables[i].name)));
+        json_array_append_new(tables, json_pack("{s:i, s:o}", "id", (int)in->tables[i].id, "name",
+                                                json_cstr(in->tables[i].name)));
     for (uint32_t i = 0; producers && i < in->n_producers; i++) {
         const struct ring_producer_info *p = &in->producers[i];
-        json_array_append_new(producers, json_pack("{s:i, s:o, s:s, s:o, s:b, s:o, s:o, s:o}", "id", (int)p->id,
-                                                   "name", json_cstr(p->name), "state", state_name(p->state),
-                                                   "pid", json_uint(p->pid), "alive", p->alive, "session",
-                                                   json_uint(p->session), "records", json_uint(p->n_records),
-                                                   "last_lsn", json_uint(p->last_lsn)));
+        json_array_append_new(
+            producers, json_pack("{s:i, s:o, s:s, s:o, s:b, s:o, s:o, s:o}", "id", (int)p->id, "name",
+                                 json_cstr(p->name), "state", state_name(p->state), "pid", json_uint(p->pid),
+                                 "alive", p->alive, "session", json_uint(p->session), "records",
+                                 json_uint(p->n_records), "last_lsn", json_uint(p->last_lsn)));
     }
     /* "o" steals its reference, even when json_pack fails */
     return cli_print_json(json_pack(
         "{s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
         " s:o, s:o, s:o}",
         "ring", json_cstr(name), "path", json_cstr(in->path), "mode", mode, "uid", json_uint(in->owner_uid),
-        "format", json_uint(in->format), "capacity", json_uint(in->capacity), "max_frame", json_uint(in->max_frame),
-        "fill", json_uint(in->tail - in->head), "owner_pid", json_uint(in->owner_pid), "owner_alive",
-        in->owner_alive, "epoch", json_uint(in->epoch), "start_lsn", json_uint(in->start_lsn), "head",
-        json_uint(in->head), "tail", json_uint(in->tail), "durable_lsn", json_uint(in->durable_lsn),
-        "replicated_lsn", json_uint(in->replicated_lsn), "consumed", json_uint(in->n_consumed), "unblocked",
-        json_uint(in->n_unblocked), "unblocked_bytes", json_uint(in->n_unblocked_bytes), "corrupt",
-        json_uint(in->n_corrupt), "unblock_timeout_ms", json_uint(in->unblock_timeout_ms), "tables", tables,
-        "producers", producers));
+        "format", json_uint(in->format), "capacity", json_uint(in->capacity), "max_frame",
+        json_uint(in->max_frame), "fill", json_uint(in->tail - in->head), "owner_pid",
+        json_uint(in->owner_pid), "owner_alive", in->owner_alive, "epoch", json_uint(in->epoch), "start_lsn",
+        json_uint(in->start_lsn), "head", json_uint(in->head), "tail", json_uint(in->tail), "durable_lsn",
+        json_uint(in->durable_lsn), "replicated_lsn", json_uint(in->replicated_lsn), "consumed",
+        json_uint(in->n_consumed), "unblocked", json_uint(in->n_unblocked), "unblocked_bytes",
+        json_uint(in->n_unblocked_bytes), "corrupt", json_uint(in->n_corrupt), "unblock_timeout_ms",
+        json_uint(in->unblock_timeout_ms), "tables", tables, "producers", producers));
+}
+
+static void print_ring_usage(FILE *out)
+{
+    fprintf(out, "usage: ringkeep ring create NAME [--capacity BYTES] [--start-lsn N]\n"
+                 "           a ring with no node behind it (default 4M; K/M/G suffixes)\n"
+                 "       ringkeep ring inspect NAME [--json]\n"
+                 "           its header: capacity, fill, owner, cursors, counters, tables, producers\n"
+                 "       ringkeep ring rm NAME\n"
+                 "           removes /dev/shm/ringkeep.NAME\n");
 }
 
 static int ring_usage(void)
 {
-    fprintf(stderr, "usage: ringkeep ring create NAME [--capacity BYTES] [--start-lsn N]\n"
-                    "       ringkeep ring inspect NAME [--json]\n"
-                    "       ringkeep ring rm NAME\n");
-    return 2;
+    return cli_usage(print_ring_usage, 0);
 }
 
 static int ring_create_cmd(const char *name, unsigned long long capacity, unsigned long long start_lsn)
@@ -121,30 +129,32 @@ int cmd_ring(int argc, char **argv)
 {
     const char *name = NULL;
     unsigned long long capacity = 4 << 20, start_lsn = 0;
-    int json = 0, rc;
+    int json = 0, rc, ch;
+    static const struct option opts[] = {{"capacity", required_argument, NULL, 'c'},
+                                         {"start-lsn", required_argument, NULL, 's'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
 
-    if (argc < 3)
+    if (argc < 2)
         return ring_usage();
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)
+        return cli_usage(print_ring_usage, 1);
+    /* argv[1] is the command: getopt_long starts after it */
+    optind = 0;
+    while ((ch = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+        if (ch == 'h' || ch == '?')
+            return cli_usage(print_ring_usage, ch == 'h');
+        if (ch == 'j')
             json = 1;
-        else if (strcmp(argv[i], "--capacity") == 0 && i + 1 < argc &&
-                 cli_parse_size(argv[i + 1], &capacity) == 0)
-            i++;
-        else if (strcmp(argv[i], "--start-lsn") == 0 && i + 1 < argc &&
-                 cli_parse_size(argv[i + 1], &start_lsn) == 0)
-            i++;
-        else if (argv[i][0] == '-' || name)
+        else if (cli_parse_size(optarg, ch == 'c' ? &capacity : &start_lsn) != 0)
             return ring_usage();
-        else
-            name = argv[i];
     }
-    if (!name)
+    if (optind != argc - 2)
         return ring_usage();
+    name = argv[1 + optind];
     if (strcmp(argv[1], "create") == 0 && !json)
         return ring_create_cmd(name, capacity, start_lsn);
-    if (!name)
-        return ring_usage();
     if (strcmp(argv[1], "inspect") == 0) {
         char err[512] = "";
         ring_info *info = malloc(sizeof *info);

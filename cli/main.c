@@ -20,7 +20,7 @@ static void usage(FILE *out)
             "  demo [--producers N] [--records N] [--value-size B] [--capacity BYTES]\n"
             "                       producers write a ring, a consumer drains and verifies it,\n"
             "                       with live progress and a throughput summary\n"
-            "  node -c FILE [--data-dir DIR] [--ring NAME] [--log-level L] [--set SECTION.KEY=VALUE]\n"
+            "  node [-c FILE] [--data-dir DIR] [--ring NAME] [--log-level L] [--set SECTION.KEY=VALUE]\n"
             "                       run a node: a primary drains the ring into the journal, applies it\n"
             "                       to state and serves standbys; a standby (role = standby) follows one\n"
             "  monitor ENDPOINT [--json] [--count N] [--curve-server-key K --curve-public-key K\n"
@@ -43,7 +43,15 @@ static void usage(FILE *out)
             "                       print a ring's header: capacity, fill, cursors, producers, tables\n"
             "  ring rm NAME         remove a ring segment (/dev/shm/ringkeep.NAME)\n"
             "  version              print the version\n"
-            "  help                 print this\n");
+            "  help                 print this\n"
+            "\n"
+            "`ringkeep COMMAND --help` prints a command's own usage.\n");
+}
+
+static void version_usage(FILE *out)
+{
+    fprintf(out, "usage: ringkeep version\n"
+                 "  prints the version of ringkeep (the library's, which this binary links)\n");
 }
 
 struct node_config *cli_load_config(const char *prog, const char *file)
@@ -88,6 +96,12 @@ void cli_print_bytes(FILE *out, const void *s, size_t n)
         else
             fputc(c[i], out);
     }
+}
+
+int cli_usage(void (*print_usage)(FILE *out), int help)
+{
+    print_usage(help ? stdout : stderr);
+    return help ? 0 : 2;
 }
 
 int cli_parse_size(const char *s, unsigned long long *out)
@@ -145,6 +159,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "monitor") == 0)
         return cmd_monitor(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        if (argc > 2)
+            return cli_usage(version_usage, argc == 3 && strcmp(argv[2], "--help") == 0);
         printf("ringkeep %s\n", rk_version(NULL, NULL, NULL));
         return 0;
     }

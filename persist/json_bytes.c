@@ -19,7 +19,8 @@ json_t *json_base64(const void *s, size_t n)
     if (!text)
         return NULL;
     for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)b[i] << 16 | (i + 1 < n ? (uint32_t)b[i + 1] << 8 : 0) | (i + 2 < n ? b[i + 2] : 0);
+        uint32_t v =
+            (uint32_t)b[i] << 16 | (i + 1 < n ? (uint32_t)b[i + 1] << 8 : 0) | (i + 2 < n ? b[i + 2] : 0);
         text[len++] = digits[v >> 18 & 63];
         text[len++] = digits[v >> 12 & 63];
         text[len++] = i + 1 < n ? digits[v >> 6 & 63] : '=';
