@@ -104,12 +104,14 @@ void rk_ring_detach(rk_ring *r);
  * and stores its id in *table_id.  Ids are shared by all producers. */
 int rk_table(rk_ring *r, const char *name, uint16_t *table_id);
 
-/* Writes PUT(table, key, value).  key may be NULL when klen is 0, val when
- * vlen is 0.  On success *lsn_out (if not NULL) is the record's LSN. */
+/* Writes PUT(table, key, value).  table is an id rk_table() returned on
+ * this ring (to any producer); any other id is refused with RK_EINVAL and
+ * nothing is written.  key may be NULL when klen is 0, val when vlen is 0.
+ * On success *lsn_out (if not NULL) is the record's LSN. */
 int rk_put(rk_ring *r, uint16_t table, const void *key, uint32_t klen, const void *val, uint32_t vlen,
            uint64_t *lsn_out);
 
-/* Writes DEL(table, key). */
+/* Writes DEL(table, key); table as for rk_put(). */
 int rk_del(rk_ring *r, uint16_t table, const void *key, uint32_t klen, uint64_t *lsn_out);
 
 /* Writes MARK(height): ends this producer's atomic group.  Heights are the
@@ -125,7 +127,8 @@ int rk_wait(rk_ring *r, uint64_t lsn, rk_level level, int timeout_ms);
  * vlen-byte value and points c->key and c->val into the ring.  The caller
  * fills both and calls rk_commit() before any other call on r.  Until then
  * the node waits at this record; a producer that dies holding a claim is
- * unblocked by the node after the ring's unblock timeout. */
+ * unblocked by the node after the ring's unblock timeout.  table as for
+ * rk_put(): an id not registered is RK_EINVAL, and nothing is claimed. */
 int rk_claim_record(rk_ring *r, uint16_t table, uint32_t klen, uint32_t vlen, rk_claim *c);
 
 /* Publishes a record claimed with rk_claim_record(). */

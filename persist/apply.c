@@ -272,7 +272,7 @@ static int apply_group(applier *a, struct producer *p, const ring_frame *mark)
 
         memcpy(&h, raw, sizeof h);
         off += frame_align(h.length);
-        if (a->table_map[h.table][0] == '\0')
+        if (h.table >= RING_MAX_TABLES || a->table_map[h.table][0] == '\0')
             return RK_ECORRUPT; /* checked when held */
         rc = table_db(a, a->table_map[h.table], 1, &db);
         if (rc)
@@ -340,8 +340,8 @@ static int apply_frame(applier *a, const ring_frame *f, uint64_t seq, char *err,
         return 0; /* applied before a crash */
     if (f->type == FRAME_MARK)
         return apply_group(a, p, f);
-    if (a->table_map[f->table][0] == '\0')
-        goto bad;
+    if (f->table >= RING_MAX_TABLES || a->table_map[f->table][0] == '\0')
+        goto bad; /* (frame_decode refuses ids >= RING_MAX_TABLES already) */
     return hold(&p->open, f, seq);
 bad:
     snprintf(err, err_size,

@@ -280,6 +280,8 @@ static int batch_frame(struct node *n, struct batch *b, const ring_frame *f)
 
     if (rc)
         return rc;
+    if (f->table >= RING_MAX_TABLES)
+        return RK_ECORRUPT; /* frame_decode refuses it: not reached */
     if ((f->type == FRAME_PUT || f->type == FRAME_DEL) && !b->table_sent[f->table]) {
         char name[RK_NAME_MAX + 1];
         /* acquire: the name is written before the entry is marked used */

@@ -34,6 +34,8 @@ int frame_decode(const uint8_t *buf, size_t avail, ring_frame *f, char *why, siz
     if (h.flags != 0 || h.reserved != 0)
         return corrupt(why, why_size, "reserved header fields set (flags 0x%02x, reserved 0x%04x)", h.flags,
                        h.reserved);
+    if (h.table >= RING_MAX_TABLES)
+        return corrupt(why, why_size, "table id %u out of range (a ring has %u)", h.table, RING_MAX_TABLES);
     if (h.klen > h.length - FRAME_HEADER_SIZE || h.klen > RK_KEY_MAX)
         return corrupt(why, why_size, "key length %u exceeds frame length %u", h.klen, h.length);
     switch (h.type) {

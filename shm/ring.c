@@ -55,6 +55,8 @@ struct rk_ring {
     int full_policy;
     int full_timeout_ms;
     struct ring_producer_slot *slot;
+    uint64_t known_tables[RING_MAX_TABLES / 64]; /* bit per table id seen
+                                                    registered in the ring */
     char *errmsg;
     size_t errmsg_size;
 };
@@ -324,6 +326,24 @@ static int check_size(const rk_ring *r, uint32_t klen, uint32_t vlen, uint32_t *
     return 0;
 }
 
+/* 1 if table is an id that rk_table() returned on this ring (to any
+ * producer).  A directory entry, once used, never changes: an id seen used
+ * is remembered in the handle, and the shared line is read only once. */
+static inline int table_registered(rk_ring *r, uint16_t table)
+{
+    uint64_t bit = 1ull << (table % 64);
+
+    if (table >= RING_MAX_TABLES)
+        return 0;
+    if (r->known_tables[table / 64] & bit)
+        return 1;
+    /* acquire: pairs with rk_table()'s release store of used */
+    if (!atomic_load_explicit(&r->hdr->tables[table].used, memory_order_acquire))
+        return 0;
+    r->known_tables[table / 64] |= bit;
+    return 1;
+}
+
 static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key, uint32_t klen,
                       const void *val, uint32_t vlen, uint64_t *lsn_out)
 {
@@ -357,11 +377,15 @@ static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key,
 int rk_put(rk_ring *r, uint16_t table, const void *key, uint32_t klen, const void *val, uint32_t vlen,
            uint64_t *lsn_out)
 {
+    if (!r || !table_registered(r, table))
+        return RK_EINVAL;
     return ring_write(r, FRAME_PUT, table, key, klen, val, vlen, lsn_out);
 }
 
 int rk_del(rk_ring *r, uint16_t table, const void *key, uint32_t klen, uint64_t *lsn_out)
 {
+    if (!r || !table_registered(r, table))
+        return RK_EINVAL;
     return ring_write(r, FRAME_DEL, table, key, klen, NULL, 0, lsn_out);
 }
 
@@ -381,7 +405,7 @@ int rk_claim_record(rk_ring *r, uint16_t table, uint32_t klen, uint32_t vlen, rk
     uint64_t pos;
     int rc;
 
-    if (!r || !c)
+    if (!r || !c || !table_registered(r, table))
         return RK_EINVAL;
     rc = check_size(r, klen, vlen, &size);
     if (rc)

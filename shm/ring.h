@@ -31,7 +31,9 @@ typedef struct ring_frame {
 
 /* Decodes and verifies the data frame at buf (avail bytes readable).
  * Returns 0, or RK_ECORRUPT with a reason in why (if not NULL) when any
- * length, type or checksum is wrong.  Never reads outside buf[0..avail). */
+ * length, type, table id (>= RING_MAX_TABLES) or checksum is wrong, so
+ * that every reader of frames (ring, journal, wire, apply) may index by
+ * f->table.  Never reads outside buf[0..avail). */
 int frame_decode(const uint8_t *buf, size_t avail, ring_frame *f, char *why, size_t why_size);
 
 /* Encodes a data frame into buf (frame_align(32 + klen + vlen) bytes, which

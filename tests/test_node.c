@@ -960,6 +960,54 @@ START_TEST(height_trigger_retention_and_trimming)
 }
 END_TEST
 
+/* An engine that writes to table ids it never got from rk_table (300, one
+ * past the last a ring has, one nobody registered) gets RK_EINVAL from
+ * every call and writes nothing; the node goes on, and the groups of two
+ * other engines writing meanwhile are all applied, equal to the model. */
+START_TEST(bad_table_id_is_refused_and_the_node_goes_on)
+{
+    uint64_t heights[N_PRODUCERS];
+    pid_t node = start_node(NULL), bad, e[N_PRODUCERS];
+    int status;
+
+    for (int p = 0; p < N_PRODUCERS; p++)
+        e[p] = start_engine(p, 300, 0);
+    bad = fork();
+    ck_assert_int_ge(bad, 0);
+    if (bad == 0) {
+        rk_ring_opts ro = {.producer = "bad"};
+        rk_ring *r = NULL;
+        rk_claim c;
+        const uint16_t ids[] = {300, RING_MAX_TABLES, 200};
+        uint16_t t0;
+        int n_accepted = 0;
+        if (rk_ring_attach(ring_name, &ro, &r) || rk_table(r, "t0", &t0))
+            _exit(99);
+        for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+            n_accepted += rk_put(r, ids[i], "k", 1, "v", 1, NULL) != RK_EINVAL;
+            n_accepted += rk_del(r, ids[i], "k", 1, NULL) != RK_EINVAL;
+            if (rk_claim_record(r, ids[i], 1, 1, &c) == 0) {
+                n_accepted++;
+                rk_commit(r, &c, NULL);
+            }
+        }
+        if (rk_put(r, t0, "bad/k", 5, "v", 1, NULL) || rk_mark(r, 1, NULL))
+            _exit(98);
+        rk_ring_detach(r);
+        _exit(n_accepted);
+    }
+    for (int p = 0; p < N_PRODUCERS; p++)
+        wait_engine(e[p]);
+    ck_assert_int_eq(waitpid(bad, &status, 0), bad);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the engine with bad table ids: %d calls accepted (status %d)", WEXITSTATUS(status), status);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    check_state(heights);
+    for (int p = 0; p < N_PRODUCERS; p++)
+        ck_assert_uint_eq(heights[p], 300);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -973,6 +1021,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, node_killed_while_checkpointing_keeps_previous_checkpoints);
     tcase_add_test(tc, height_trigger_retention_and_trimming);
     tcase_add_test(tc, second_node_and_foreign_ring_are_refused);
+    tcase_add_test(tc, bad_table_id_is_refused_and_the_node_goes_on);
     tcase_add_test(tc, engine_killed_mid_group_is_never_applied_in_part);
     tcase_add_test(tc, fsync_eio_is_fatal_and_recovers);
     tcase_add_test(tc, write_enospc_is_fatal_and_recovers);

@@ -45,6 +45,18 @@ static rk_ring *attach(const char *producer, int policy, int timeout_ms)
     return r;
 }
 
+/* Registers tables "t0" .. "t<n-1>" in a new ring: their ids are 0 .. n-1. */
+static void register_tables(rk_ring *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char name[16];
+        uint16_t id;
+        snprintf(name, sizeof name, "t%d", i);
+        ck_assert_int_eq(rk_table(r, name, &id), 0);
+        ck_assert_int_eq(id, i);
+    }
+}
+
 /* Next non-ATTACH frame; fails the test if there is none. */
 static ring_frame next_data(void)
 {
@@ -131,6 +143,7 @@ START_TEST(zero_length_and_maximum_sizes)
 {
     make_ring(1 << 20, 0);
     rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 1);
     uint32_t max = rk_ring_max_record(r);
     uint8_t *big = malloc(max + 1);
     ring_frame f;
@@ -169,6 +182,7 @@ START_TEST(oversize_is_refused_and_nothing_is_written)
 {
     make_ring(1 << 20, 0);
     rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 1);
     uint32_t max = rk_ring_max_record(r);
     uint8_t *big = calloc(1, (size_t)max + RK_KEY_MAX + 16);
     uint64_t tail = atomic_load(&ring_header_of(owner)->tail);
@@ -200,6 +214,7 @@ START_TEST(wrap_around_with_padding)
     const uint64_t cap = RING_MIN_CAPACITY;
     make_ring(cap, 0);
     rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 5);
     uint8_t key[64], val[3000], expect_k[64], expect_v[3000];
     uint64_t prev = 0, n_in = 0, n_out = 0;
     ring_frame f;
@@ -253,6 +268,7 @@ START_TEST(lsns_continue_from_the_start_position)
 {
     make_ring(1 << 16, 1000001);
     rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 1);
     uint64_t lsn, prev = 0;
 
     ck_assert_uint_eq(ring_header_of(owner)->start_lsn, 1000008);
@@ -356,6 +372,7 @@ START_TEST(full_policies_in_one_process)
 {
     make_ring(RING_MIN_CAPACITY, 0);
     rk_ring *f = attach("fail", RK_FULL_FAIL, 0), *w = attach("wait", RK_FULL_WAIT, 50);
+    register_tables(f, 1);
     uint8_t val[1000];
     uint64_t n = 0;
     int rc;
@@ -390,6 +407,7 @@ START_TEST(wait_levels_follow_the_cursors)
 {
     make_ring(1 << 16, 0);
     rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 1);
     uint64_t lsn1, lsn2;
 
     ck_assert_int_eq(rk_put(r, 0, "a", 1, "1", 1, &lsn1), 0);
@@ -415,6 +433,7 @@ START_TEST(consumer_waits_and_wakes)
 {
     make_ring(1 << 16, 0);
     rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 1);
     ring_frame f;
 
     while (ring_next(owner, &f) == 1)
@@ -437,6 +456,7 @@ START_TEST(consumer_killed_mid_release_is_finished_by_the_next)
 {
     make_ring(1 << 16, 0);
     rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 2);
     struct ring_header *h = ring_header_of(owner);
     uint64_t head = atomic_load(&h->head), end = 0;
     ring_frame f;
@@ -459,6 +479,84 @@ START_TEST(consumer_killed_mid_release_is_finished_by_the_next)
         ck_assert_mem_eq(f.val, "value", 5);
     }
     ck_assert_int_eq(ring_next(owner, &f), 0);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+/* An id rk_table() did not return on this ring is refused by every call
+ * that takes one, and nothing is written: the data area, tail and the
+ * producer's counters are byte for byte what they were.  An id another
+ * producer registers later is accepted. */
+START_TEST(unregistered_table_id_is_refused_and_nothing_is_written)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0), *other = attach("other", RK_FULL_FAIL, 0);
+    struct ring_header *h = ring_header_of(owner);
+    size_t cap = h->capacity;
+    uint8_t *before = malloc(cap);
+    const uint16_t bad[] = {1, 2, 255, RING_MAX_TABLES, 300, UINT16_MAX};
+    uint64_t tail, lsn;
+    struct ring_producer_slot slot;
+    rk_claim c = {0};
+    ring_frame f;
+    uint16_t id;
+
+    register_tables(r, 1);
+    ck_assert_int_eq(rk_put(r, 0, "k0", 2, "v0", 2, NULL), 0);
+    tail = atomic_load(&h->tail);
+    memcpy(before, ring_data_of(owner), cap);
+    memcpy(&slot, &h->producers[0], sizeof slot);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(rk_put(r, bad[i], "k", 1, "v", 1, &lsn), RK_EINVAL);
+        ck_assert_int_eq(rk_del(r, bad[i], "k", 1, &lsn), RK_EINVAL);
+        ck_assert_int_eq(rk_claim_record(r, bad[i], 1, 1, &c), RK_EINVAL);
+        ck_assert_ptr_null(c.frame_);
+    }
+    ck_assert_uint_eq(atomic_load(&h->tail), tail);
+    ck_assert_uint_eq(atomic_load(&h->head), h->start_lsn);
+    ck_assert(memcmp(before, ring_data_of(owner), cap) == 0);
+    ck_assert(memcmp(&slot, &h->producers[0], sizeof slot) == 0);
+    /* registered by another producer: the id is the ring's, not p's */
+    ck_assert_int_eq(rk_table(other, "t1", &id), 0);
+    ck_assert_int_eq(id, 1);
+    ck_assert_int_eq(rk_put(r, 1, "k1", 2, "v1", 2, &lsn), 0);
+    f = next_data();
+    ck_assert(f.table == 0 && f.klen == 2 && memcmp(f.key, "k0", 2) == 0 && memcmp(f.val, "v0", 2) == 0);
+    f = next_data();
+    ck_assert(f.table == 1 && f.lsn == lsn && memcmp(f.key, "k1", 2) == 0 && memcmp(f.val, "v1", 2) == 0);
+    ck_assert_int_eq(ring_next(owner, &f), 0);
+    free(before);
+    rk_ring_detach(r);
+    rk_ring_detach(other);
+    teardown();
+}
+END_TEST
+
+/* A committed frame with a valid checksum but a table id no ring can have
+ * (written around the API, as a bad library or a stray write would) is
+ * reported corrupt by the consumer, after every frame before it. */
+START_TEST(frame_with_an_out_of_range_table_id_is_corrupt)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    struct ring_header *h = ring_header_of(owner);
+    uint64_t lsn, pos;
+    uint32_t len;
+    ring_frame f;
+
+    register_tables(r, 1);
+    ck_assert_int_eq(rk_put(r, 0, "good", 4, "1", 1, &lsn), 0);
+    pos = atomic_load(&h->tail);
+    len = frame_encode(ring_data_of(owner) + (pos & (h->capacity - 1)), FRAME_PUT, 300, 0, pos, "bad", 3, "2",
+                       1);
+    atomic_fetch_add(&h->tail, frame_align(len));
+    f = next_data();
+    ck_assert(f.lsn == lsn && memcmp(f.key, "good", 4) == 0);
+    ck_assert_int_eq(ring_next(owner, &f), RK_ECORRUPT);
+    ck_assert_msg(strstr(ring_error(owner), "table id 300") != NULL, "%s", ring_error(owner));
+    ck_assert_uint_eq(ring_read_pos(owner), pos);
+    ck_assert_int_eq(ring_next(owner, &f), RK_ECORRUPT);
     rk_ring_detach(r);
     teardown();
 }
@@ -497,6 +595,8 @@ static Suite *ring_suite(void)
     tcase_add_test(tc, wait_levels_follow_the_cursors);
     tcase_add_test(tc, consumer_waits_and_wakes);
     tcase_add_test(tc, consumer_killed_mid_release_is_finished_by_the_next);
+    tcase_add_test(tc, unregistered_table_id_is_refused_and_nothing_is_written);
+    tcase_add_test(tc, frame_with_an_out_of_range_table_id_is_corrupt);
     tcase_add_test(tc, errors_have_descriptions);
     suite_add_tcase(s, tc);
     return s;

@@ -1248,9 +1248,10 @@ START_TEST(random_buffers_never_read_past_avail)
                 FRAME_HEADER_SIZE + (uint32_t)((r >> 8) % (avail - FRAME_HEADER_SIZE + 1 + (r % 3 == 0)));
             h.type = (uint8_t)((r >> 24) % 8);
             h.klen = (uint32_t)((r >> 32) % (h.length - FRAME_HEADER_SIZE + 2));
-            if (r & (1ull << 60)) { /* format 1 wants both zero */
+            if (r & (1ull << 60)) { /* format 1 wants both zero, and a table id a ring can have */
                 h.flags = 0;
                 h.reserved = 0;
+                h.table %= RING_MAX_TABLES;
             }
             memcpy(src, &h, sizeof h);
             if (r & (1ull << 61)) { /* and a valid checksum when it fits */

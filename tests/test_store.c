@@ -52,6 +52,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "apply.h"
 #include "ring.h"
 #include "store.h"
 
@@ -807,6 +808,7 @@ static const struct inside_case inside_cases[] = {
     {"plain body shorter than raw_len", "plain body of", 1},
     {"claimed commit word", "not committed", 0},
     {"alignment byte not zero", "frame 1 at offset 56: alignment byte 38 is not zero", 0},
+    {"table id out of range", "table id 300 out of range", 0},
 };
 #define N_INSIDE_CASES ((int)(sizeof inside_cases / sizeof inside_cases[0]))
 
@@ -897,6 +899,13 @@ START_TEST(corrupt_contents_are_refused_despite_a_good_checksum)
     case 17: /* the TABLE frame "orders" is 38 bytes long */
         frames[second_off + 38] = 1;
         break;
+    case 18: { /* the PUT "acct:1" (48 bytes, before the last MARK) in table 300, checksum valid */
+        size_t off = raw_len - 40 - 48;
+        uint64_t lsn;
+        memcpy(&lsn, frames + off + 16, 8);
+        frame_encode(frames + off, FRAME_PUT, 300, 1, lsn, "acct:1", 6, "100", 3);
+        break;
+    }
     default:
         ck_abort_msg("no case %d", _i);
     }
@@ -1897,6 +1906,107 @@ START_TEST(unfinished_build_is_refused)
 }
 END_TEST
 
+/* ------------------------------------------------------------ apply */
+
+/* Forges entry b (plain body, correct trailer, frames not checked by
+ * journal_encode) and appends it: the journal as a bad writer left it. */
+static void append_forged(store *s, const struct batch *b)
+{
+    struct journal_header h = header_for(b, b->len);
+    size_t len;
+    uint8_t *entry = forge(&h, b->buf, b->len, &len);
+
+    ck_assert_int_eq(store_journal_append(s, b->h.seq, entry, len), 0);
+    free(entry);
+}
+
+static void add_attach(struct batch *b, uint16_t slot, const char *name, uint64_t session)
+{
+    struct frame_attach attach = {.session = session, .pid = 4242, .flags = 0};
+
+    batch_add(b, FRAME_ATTACH, 0, slot, name, (uint32_t)strlen(name), &attach, sizeof attach);
+}
+
+static void add_le64(struct batch *b, uint8_t type, uint16_t slot, uint64_t v, uint64_t gap)
+{
+    uint8_t le[8];
+
+    put_le(le, v, 8);
+    batch_add_gap(b, type, 0, slot, NULL, 0, le, 8, gap);
+}
+
+/* Every key and value of state table `table` as "key=value;" in key order
+ * (the test's values are text). */
+static void state_text(store *s, const char *table, char *out, size_t out_size)
+{
+    char subname[RK_NAME_MAX + 3];
+    DB *db = NULL;
+    DBC *cur = NULL;
+    DBT k = {0}, v = {0};
+    size_t n = 0;
+    int rc;
+
+    out[0] = '\0';
+    snprintf(subname, sizeof subname, "t:%s", table);
+    ck_assert_int_eq(db_create(&db, store_env(s), 0), 0);
+    rc = db->open(db, NULL, "state.db", subname, DB_BTREE, DB_AUTO_COMMIT | DB_RDONLY, 0);
+    if (rc == ENOENT) {
+        db->close(db, 0);
+        return;
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(db->cursor(db, NULL, &cur, 0), 0);
+    while ((rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
+        int w = snprintf(out + n, out_size - n, "%.*s=%.*s;", (int)k.size, (char *)k.data, (int)v.size,
+                         (char *)v.data);
+        ck_assert(w > 0 && (size_t)w < out_size - n);
+        n += (size_t)w;
+    }
+    ck_assert_int_eq(rc, DB_NOTFOUND);
+    cur->close(cur);
+    db->close(db, 0);
+}
+
+/* A PUT naming table 256 (one past the last id a ring has), in a journal
+ * entry with a valid checksum: apply refuses the entry and applies nothing
+ * from it.  Unchecked, table_map[256] is the first slot of the map after
+ * it, the producer's name, and the record went into a table of that name. */
+START_TEST(apply_refuses_a_frame_with_an_out_of_range_table_id)
+{
+    struct batch b;
+    applier *a = NULL;
+    store *s;
+    char text[256];
+    int rc;
+
+    new_data_dir("apply-bad-table");
+    s = open_store(STORE_CREATE);
+    batch_init(&b, 1, 4096);
+    add_attach(&b, 0, "engine-1", 1);
+    batch_add(&b, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    batch_add(&b, FRAME_PUT, 0, 0, "good", 4, "1", 1);
+    batch_add(&b, FRAME_PUT, 256, 0, "bad", 3, "2", 1);
+    add_le64(&b, FRAME_MARK, 0, 1, 0);
+    append_forged(s, &b);
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    err[0] = '\0';
+    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == RK_ECORRUPT, "applier_run returned %d (%s)", rc, err);
+    assert_has(err, "table id 256 out of range");
+    ck_assert_uint_eq(applier_meta(a).n_records, 0);
+    ck_assert_uint_eq(applier_meta(a).n_groups, 0);
+    ck_assert_uint_eq(applier_meta(a).applied_seq, 0);
+    applier_close(a);
+    state_text(s, "t", text, sizeof text);
+    ck_assert_str_eq(text, "");
+    state_text(s, "engine-1", text, sizeof text);
+    ck_assert_str_eq(text, "");
+    batch_free(&b);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1938,6 +2048,9 @@ Suite *store_suite(void)
     tcase_add_test(tc, database_files_are_closed_on_exec);
     tcase_add_test(tc, store_strerror_covers_every_source);
     tcase_add_test(tc, unfinished_build_is_refused);
+
+    tc = new_tcase(s, "apply");
+    tcase_add_test(tc, apply_refuses_a_frame_with_an_out_of_range_table_id);
     return s;
 }
 
