@@ -5,7 +5,8 @@
  *
  *   TABLE  ------------------------> table map (id -> name)
  *   ATTACH ---- discard_group() ---> slot map (slot -> producer name)
- *   ABORT  ---- discard_group()
+ *   ABORT  ---- discard_group(), unless below the producer's discard_lsn
+ *              (an earlier session's, reported again after a restart)
  *   PUT/DEL, lsn > producer's applied LSN ---> held in the producer's open group
  *   MARK,    lsn > producer's applied LSN ---> apply_group(): the held frames go
  *            into the current transaction with the producer's new mark
@@ -333,6 +334,14 @@ static int apply_frame(applier *a, const ring_frame *f, uint64_t seq, char *err,
     if (!p)
         goto bad;
     if (f->type == FRAME_ABORT) {
+        /* An ABORT below the producer's last ATTACH (or ABORT) is about a
+         * session that ended before it: a consumer restarted from before a
+         * dead claim it had already reported reports it again.  The open
+         * group is the newer session's: keep it.  (Every ABORT of a session
+         * lies above that session's ATTACH, and the consumer delivers it
+         * before the next session's ATTACH, whose LSN is higher.) */
+        if (f->lsn < p->m.discard_lsn)
+            return 0;
         discard_group(a, p, f);
         return 0;
     }

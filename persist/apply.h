@@ -48,8 +48,9 @@ struct producer_meta {
     uint64_t applied_lsn; /* LSN of its last MARK applied */
     uint64_t height;      /* the height of that MARK */
     uint64_t n_groups;    /* its groups applied */
-    uint64_t discard_lsn; /* LSN of the last ATTACH/ABORT that ended a group
-                             of it (so a re-read does not count it twice) */
+    uint64_t discard_lsn; /* LSN of its last ATTACH/ABORT: a re-read does
+                             not count a discard twice, and an ABORT below
+                             it (of an earlier session) is ignored */
 };
 
 typedef struct applier applier;

@@ -1920,6 +1920,16 @@ static void append_forged(store *s, const struct batch *b)
     free(entry);
 }
 
+static void append_batch(store *s, const struct batch *b)
+{
+    uint8_t *entry;
+    size_t len;
+
+    encode_batch(b, 1, &entry, &len);
+    ck_assert_int_eq(store_journal_append(s, b->h.seq, entry, len), 0);
+    free(entry);
+}
+
 static void add_attach(struct batch *b, uint16_t slot, const char *name, uint64_t session)
 {
     struct frame_attach attach = {.session = session, .pid = 4242, .flags = 0};
@@ -2007,6 +2017,71 @@ START_TEST(apply_refuses_a_frame_with_an_out_of_range_table_id)
 }
 END_TEST
 
+/* Producer "eng" (slot 0) completes group 1 in session 1, writes x of
+ * group 2 and dies holding a claim at P: the consumer reports ABORT(P).
+ * It re-attaches (session 2) and writes a1, a2 of group 2; the node is
+ * killed after journaling all that (entry 1) and before releasing the
+ * ring, so the restarted consumer meets the dead claim at P again and
+ * journals a second ABORT(P) (entry 2) before a3 and MARK(2).  The second
+ * ABORT is about session 1: group 2 of session 2 is applied whole, x
+ * never.  _i = 1: the applier is closed and reopened between the entries
+ * (it re-reads entry 1 from its restart point). */
+START_TEST(stale_abort_does_not_discard_a_reattached_producers_group)
+{
+    struct batch b1, b2;
+    applier *a = NULL;
+    store *s;
+    struct apply_meta am;
+    uint64_t abort_lsn;
+    char text[256];
+    int rc;
+
+    new_data_dir(_i ? "apply-stale-abort-reopen" : "apply-stale-abort");
+    s = open_store(STORE_CREATE);
+    batch_init(&b1, 1, 4096);
+    add_attach(&b1, 0, "eng", 1);
+    batch_add(&b1, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    batch_add(&b1, FRAME_PUT, 0, 0, "k0", 2, "v0", 2);
+    add_le64(&b1, FRAME_MARK, 0, 1, 0);
+    batch_add(&b1, FRAME_PUT, 0, 0, "x", 1, "lost", 4);
+    abort_lsn = b1.pos;
+    add_le64(&b1, FRAME_ABORT, 0, 1, 24); /* the dead claim took 64 bytes */
+    add_attach(&b1, 0, "eng", 2);
+    batch_add(&b1, FRAME_PUT, 0, 0, "a1", 2, "1", 1);
+    batch_add(&b1, FRAME_PUT, 0, 0, "a2", 2, "2", 1);
+    batch_init(&b2, 2, abort_lsn);
+    add_le64(&b2, FRAME_ABORT, 0, 1, b1.h.next_lsn - abort_lsn - 40);
+    batch_add(&b2, FRAME_PUT, 0, 0, "a3", 2, "3", 1);
+    add_le64(&b2, FRAME_MARK, 0, 2, 0);
+    append_batch(s, &b1);
+    append_batch(s, &b2);
+
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    if (_i) {
+        rc = applier_run(a, 1, STORE_TXN_RECORDS, err, sizeof err);
+        ck_assert_msg(rc == 0, "applier_run: %s", err);
+        ck_assert_uint_eq(applier_meta(a).restart_seq, 1); /* a1, a2 open since entry 1 */
+        applier_close(a);
+        ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    }
+    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == 0, "applier_run: %s", err);
+    am = applier_meta(a);
+    ck_assert_uint_eq(am.applied_seq, 2);
+    ck_assert_uint_eq(am.n_records, 4);
+    ck_assert_uint_eq(am.n_groups, 2);
+    ck_assert_uint_eq(am.n_discarded, 1); /* x, by the first ABORT */
+    ck_assert_uint_eq(am.restart_seq, 3);
+    applier_close(a);
+    state_text(s, "t", text, sizeof text);
+    ck_assert_str_eq(text, "a1=1;a2=2;a3=3;k0=v0;");
+    batch_free(&b1);
+    batch_free(&b2);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2051,6 +2126,7 @@ Suite *store_suite(void)
 
     tc = new_tcase(s, "apply");
     tcase_add_test(tc, apply_refuses_a_frame_with_an_out_of_range_table_id);
+    tcase_add_loop_test(tc, stale_abort_does_not_discard_a_reattached_producers_group, 0, 2);
     return s;
 }
 
