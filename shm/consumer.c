@@ -9,9 +9,18 @@
  *                              pos < tail)                            |
  *                                 | stuck > unblock timeout and       | ring_next() verifies,
  *                                 | its process is gone:              | delivers, read_pos +=
- *                                 | unblock() pads, reports ABORT     v
- *                                 +---------------------------> CONSUMED --ring_release()-->
- *                                                               zeroed, head moves: EMPTY
+ *                                 | unblock_*() pads it in place,     v
+ *                                 | queues an ABORT                CONSUMED --ring_release()-->
+ *                                 +--------------------------->  zeroed, head moves: EMPTY
+ *
+ * A dead claim stays dead: it is turned into a PAD frame in the ring
+ * before read_pos moves past it, so a consumer that reads it again (the
+ * node killed after journaling the ABORT, before ring_release() moved
+ * head) skips it instead of reporting the producer again, perhaps after
+ * that producer attached anew.  The producer's slot is marked SLOT_DEAD
+ * only by ring_release(), once the caller has made the ABORT durable; a
+ * consumer killed before that leaves the slot attached, with no claim
+ * announced, and the next consumer's ring_sweep_dead() reports it.
  *
  * Every frame is checked before it is delivered (lengths against the data
  * area and the tail, type, lsn == position, checksum).  A bad frame stops
@@ -282,24 +291,62 @@ static int corrupt_at(ring_owner *o, uint64_t pos, const char *why)
     return RK_ECORRUPT;
 }
 
-/* Queues an ABORT frame for session `session` of slot id at position pos;
- * with mark_dead, also marks the slot dead (if that session still holds
- * it and nobody reported it yet).  Returns 1 if queued. */
-static int queue_abort(ring_owner *o, uint16_t id, uint64_t session, uint64_t pos, int mark_dead)
+/* The producer id and session an ABORT frame made by queue_abort() names. */
+static void abort_names(const uint8_t *frame, uint16_t *id, uint64_t *session)
 {
-    struct ring_producer_slot *s = &o->hdr->producers[id];
-    uint32_t attached = SLOT_ATTACHED;
+    struct frame_header h;
+
+    memcpy(&h, frame, sizeof h);
+    *id = h.producer;
+    *session = 0;
+    for (int i = 0; i < 8; i++)
+        *session |= (uint64_t)frame[FRAME_HEADER_SIZE + i] << (8 * i);
+}
+
+/* Queues an ABORT frame for session `session` of slot id at position pos,
+ * unless one for that session is queued already (since the last release).
+ * Returns 1 if queued. */
+static int queue_abort(ring_owner *o, uint16_t id, uint64_t session, uint64_t pos)
+{
     uint8_t le[8];
 
+    for (uint32_t i = 0; i < o->n_aborts; i++) {
+        uint16_t qid;
+        uint64_t qsession;
+        abort_names(o->aborts[i], &qid, &qsession);
+        if (qid == id && qsession == session)
+            return 0;
+    }
     if (o->n_aborts >= RING_MAX_PRODUCERS)
         return 0; /* cannot happen: at most one per slot between releases */
-    if (mark_dead && !atomic_compare_exchange_strong(&s->state, &attached, SLOT_DEAD))
-        return 0; /* reported already, or re-attached meanwhile */
     for (int i = 0; i < 8; i++)
         le[i] = (uint8_t)(session >> (8 * i));
     frame_encode(o->aborts[o->n_aborts++], FRAME_ABORT, 0, id, pos, NULL, 0, le, 8);
     o->n_pending++;
     return 1;
+}
+
+/* Marks the producers of the first n_delivered queued ABORT frames dead,
+ * where the session an ABORT names still holds its slot: nobody reports
+ * them again.  Called by ring_release(), after the caller made the frames
+ * durable.  Under dir_lock, so that a producer attaching at this moment is
+ * never marked. */
+static void mark_reported(ring_owner *o, uint32_t n_delivered)
+{
+    struct ring_header *h = o->hdr;
+
+    if (n_delivered == 0 || ring_dir_lock(h) != 0)
+        return; /* (not marked: ring_sweep_dead reports it again; apply
+                   ignores an ABORT below the last one) */
+    for (uint32_t i = 0; i < n_delivered; i++) {
+        uint16_t id;
+        uint64_t session;
+        uint32_t attached = SLOT_ATTACHED;
+        abort_names(o->aborts[i], &id, &session);
+        if (atomic_load(&h->producers[id].session) == session)
+            atomic_compare_exchange_strong(&h->producers[id].state, &attached, SLOT_DEAD);
+    }
+    pthread_mutex_unlock(&h->dir_lock);
 }
 
 static int slot_alive(const struct ring_producer_slot *s)
@@ -313,10 +360,54 @@ static void count_unblocked(ring_owner *o, uint64_t bytes)
     atomic_fetch_add_explicit(&o->hdr->n_unblocked_bytes, bytes, memory_order_relaxed);
 }
 
+/* Turns the dead claim at pos, marked CLAIMED | size, into a PAD frame of
+ * size bytes in place.  Each step is complete before the next, so a
+ * consumer killed between two leaves a state the next one handles:
+ *   1. the type byte PAD (flags and table 0) under the claim marker: a
+ *      producer never writes PAD there, so a marker with it means "found
+ *      dead, being padded" (unblock_marked finishes it);
+ *   2. the marker's lsn, producer, session and klen zeroed: a PAD's header
+ *      is zero past its type;
+ *   3. the commit word = size: a committed PAD, which ring_next() skips. */
+static void pad_claim(ring_owner *o, uint64_t pos, uint32_t size)
+{
+    uint8_t *p = o->data + (pos & o->mask);
+
+    /* relaxed: ordered before step 2 by the fence below */
+    atomic_store_explicit((_Atomic uint32_t *)(p + 4), (uint32_t)FRAME_PAD, memory_order_relaxed);
+    /* release fence: step 1 lands before step 2's stores */
+    atomic_thread_fence(memory_order_release);
+    memset(p + 8, 0, FRAME_HEADER_SIZE - 8);
+    /* release: steps 1 and 2 land before the PAD is committed */
+    atomic_store_explicit((_Atomic uint32_t *)p, size, memory_order_release);
+}
+
+/* Commits PAD frames over the unmarked dead span [pos, pos + len) in
+ * place, split at the end of the data area (pieces are multiples of 8).
+ * The commit word of each piece is 0 until its header is zeroed (a dead
+ * producer may have stored a marker's fields without the marker). */
+static void pad_span(ring_owner *o, uint64_t pos, uint64_t len)
+{
+    while (len) {
+        uint64_t idx = pos & o->mask;
+        uint64_t piece = o->capacity - idx < len ? o->capacity - idx : len;
+        uint8_t *p = o->data + idx;
+
+        memset(p + 4, 0, (piece < FRAME_HEADER_SIZE ? piece : FRAME_HEADER_SIZE) - 4);
+        p[4] = FRAME_PAD;
+        /* release: the zeroed header and the type land before the length
+         * commits the PAD */
+        atomic_store_explicit((_Atomic uint32_t *)p, (uint32_t)piece, memory_order_release);
+        pos += piece;
+        len -= piece;
+    }
+}
+
 /* A claim marked at read_pos has been stuck past the unblock timeout.  It
  * is dead if the session that wrote the marker no longer holds the slot,
- * or its process is gone.  Returns 1 when read_pos moved past it, 0 when it
- * must still wait, or RK_ECORRUPT. */
+ * or its process is gone; then it is padded in place (pad_claim) and the
+ * producer reported, if it is still attached.  Returns 1 when read_pos
+ * moved past it, 0 when it must still wait, or RK_ECORRUPT. */
 static int unblock_marked(ring_owner *o, uint64_t tail, uint32_t word)
 {
     uint64_t pos = o->read_pos, idx = pos & o->mask;
@@ -327,21 +418,55 @@ static int unblock_marked(ring_owner *o, uint64_t tail, uint32_t word)
     struct ring_producer_slot *s;
 
     if (size < FRAME_HEADER_SIZE || size % FRAME_ALIGN || size > o->hdr->max_frame ||
-        idx + size > o->capacity || size > tail - pos || f->lsn != pos || id >= RING_MAX_PRODUCERS)
+        idx + size > o->capacity || size > tail - pos)
+        return corrupt_at(o, pos, "claim marker with an impossible size, lsn or producer");
+    if (f->type == FRAME_PAD) {
+        /* an earlier consumer found it dead and was killed padding it:
+         * finish (its producer is still attached with no claim announced,
+         * so ring_sweep_dead reports it if that ABORT was not journaled) */
+        pad_claim(o, pos, size);
+        o->read_pos = pos + size;
+        return 1;
+    }
+    if (f->lsn != pos || id >= RING_MAX_PRODUCERS)
         return corrupt_at(o, pos, "claim marker with an impossible size, lsn or producer");
     s = &o->hdr->producers[id];
     if (atomic_load(&s->session) == session) {
         if (slot_alive(s))
             return 0;
-        queue_abort(o, id, session, pos, 1);
+        if (atomic_load(&s->state) == SLOT_ATTACHED)
+            queue_abort(o, id, session, pos); /* not if reported or detached */
     } else {
         /* that session is over: the producer re-attached, and its ATTACH
          * frame voids the rest of the old session's group anyway */
-        queue_abort(o, id, session, pos, 0);
+        queue_abort(o, id, session, pos);
     }
+    pad_claim(o, pos, size);
     o->read_pos = pos + size;
     count_unblocked(o, size);
     return 1;
+}
+
+/* The dead producer in slot id no longer announces its claim: from here
+ * on ring_sweep_dead() can find it (the claim is about to be padded and
+ * hidden from any later consumer).  Under dir_lock, and only while the
+ * same dead session holds the slot.  Returns 1 with its session. */
+static int forget_claim(ring_owner *o, uint16_t id, uint64_t *session)
+{
+    struct ring_header *h = o->hdr;
+    struct ring_producer_slot *s = &h->producers[id];
+    int dead;
+
+    if (ring_dir_lock(h) != 0)
+        return 0;
+    dead = atomic_load(&s->state) == SLOT_ATTACHED && !ring_process_alive(s->pid, s->start_time);
+    if (dead) {
+        *session = atomic_load(&s->session);
+        /* release: stored before the padding (pad_span's release stores) */
+        atomic_store_explicit(&s->claim_pos, CLAIM_NONE, memory_order_release);
+    }
+    pthread_mutex_unlock(&h->dir_lock);
+    return dead;
 }
 
 /* No marker at read_pos: a producer claimed the space (tail is past it)
@@ -350,12 +475,14 @@ static int unblock_marked(ring_owner *o, uint64_t tail, uint32_t word)
  * its fetch-add until after its marker.  If no live producer's claim covers
  * read_pos, the claim is a dead process's: it ends where the next frame
  * starts, which is the next non-zero word (unclaimed bytes are zero) or the
- * start of a live producer's claim, whichever comes first.  Dead producers
- * that were claiming are reported.  Returns 1, 0 or RK_ECORRUPT as above. */
+ * start of a live producer's claim, whichever comes first.  It is padded in
+ * place, and dead producers that were claiming are reported.  Returns 1, 0
+ * or RK_ECORRUPT as above. */
 static int unblock_unmarked(ring_owner *o, uint64_t tail)
 {
     uint64_t pos = o->read_pos, limit = tail, end;
     uint16_t dead[RING_MAX_PRODUCERS];
+    uint64_t sessions[RING_MAX_PRODUCERS];
     int n_dead = 0;
 
     for (uint16_t i = 0; i < RING_MAX_PRODUCERS; i++) {
@@ -389,10 +516,16 @@ static int unblock_unmarked(ring_owner *o, uint64_t tail)
         return 0; /* nothing after it yet: where it ends is unknown, wait */
     if (end - pos > o->hdr->max_frame * 2u)
         return corrupt_at(o, pos, "zeroed span longer than any claim");
+    for (int i = 0; i < n_dead; i++)
+        if (!forget_claim(o, dead[i], &sessions[i]))
+            dead[i] = RING_MAX_PRODUCERS; /* re-attached meanwhile: its ATTACH voids */
+    pad_span(o, pos, end - pos);
     /* LSNs pos, pos + 1, ...: unique (no frame starts inside the skipped
-     * space) and in order */
-    for (int i = 0; i < n_dead && i < (int)FRAME_ALIGN; i++)
-        queue_abort(o, dead[i], atomic_load(&o->hdr->producers[dead[i]].session), pos + (uint64_t)i, 1);
+     * space) and in order.  More than 8 dead at one position: the rest
+     * are found by ring_sweep_dead (their claims are forgotten above). */
+    for (int i = 0, n = 0; i < n_dead && n < (int)FRAME_ALIGN; i++)
+        if (dead[i] < RING_MAX_PRODUCERS)
+            n += queue_abort(o, dead[i], sessions[i], pos + (uint64_t)n);
     o->read_pos = end;
     count_unblocked(o, end - pos);
     return 1;
@@ -401,12 +534,16 @@ static int unblock_unmarked(ring_owner *o, uint64_t tail)
 int ring_sweep_dead(ring_owner *o)
 {
     struct ring_header *h = o->hdr;
-    struct {
+    struct swept {
         uint16_t id;
-        uint64_t lsn;
+        uint64_t lsn, session;
     } found[RING_MAX_PRODUCERS];
-    int n = 0;
+    int n = 0, n_queued = 0;
 
+    /* under dir_lock: a producer attaching now is not taken for the dead
+     * session it replaces (its session, pid and state change together) */
+    if (ring_dir_lock(h) != 0)
+        return 0;
     for (uint16_t i = 0; i < RING_MAX_PRODUCERS; i++) {
         struct ring_producer_slot *s = &h->producers[i];
         /* relaxed: the process is gone, its last stores are long visible */
@@ -416,17 +553,17 @@ int ring_sweep_dead(ring_owner *o)
             continue; /* alive, or its claim or frames are still ahead */
         found[n].id = i;
         found[n].lsn = last + 1; /* no frame has it (frames are 8-aligned) */
+        found[n].session = atomic_load(&s->session);
         for (int j = n++; j > 0 && found[j - 1].lsn > found[j].lsn; j--) {
-            uint16_t id = found[j].id;
-            uint64_t lsn = found[j].lsn;
+            struct swept t = found[j];
             found[j] = found[j - 1];
-            found[j - 1].id = id;
-            found[j - 1].lsn = lsn;
+            found[j - 1] = t;
         }
     }
+    pthread_mutex_unlock(&h->dir_lock);
     for (int i = 0; i < n; i++)
-        queue_abort(o, found[i].id, atomic_load(&h->producers[found[i].id].session), found[i].lsn, 1);
-    return n;
+        n_queued += queue_abort(o, found[i].id, found[i].session, found[i].lsn);
+    return n_queued;
 }
 
 /* read_pos holds no committed frame.  Returns 0 (empty, or a claim still
@@ -599,7 +736,9 @@ void ring_release(ring_owner *o)
         memset(o->data, 0, len - first);
         seg_cursor_advance(&h->head, &h->head_seq, &h->n_head_waiters, o->read_pos);
     }
-    /* ABORT frames already delivered are released too; keep the rest */
+    /* ABORT frames already delivered are released too (their producers
+     * marked dead now: the caller made them durable); keep the rest */
+    mark_reported(o, o->n_aborts - o->n_pending);
     memmove(o->aborts[0], o->aborts[o->n_aborts - o->n_pending], (size_t)o->n_pending * ABORT_FRAME_SIZE);
     o->n_aborts = o->n_pending;
 }

@@ -79,14 +79,16 @@ int ring_unlink(const char *name);
  *                (every later call returns RK_ECORRUPT); the reason is in
  *                ring_error().  Nothing before it is lost.
  * PAD frames are skipped.  A claim stuck longer than the unblock timeout
- * whose producer's process is gone is turned into padding, counted, and
+ * whose producer's process is gone is turned into padding in place (so a
+ * consumer that reads it again after a restart skips it), counted, and
  * reported as an ABORT frame. */
 int ring_next(ring_owner *o, ring_frame *f);
 
-/* Finds producers whose process died outside a claim with a group perhaps
- * open, marks them dead and queues an ABORT frame for each (lsn: just past
+/* Finds producers whose process died outside a claim (or whose dead claim
+ * was padded by a consumer killed before its ABORT was released) with a
+ * group perhaps open, and queues an ABORT frame for each (lsn: just past
  * the producer's last frame; ring_next() delivers them next).  Call it when
- * the ring is empty.  Returns how many it found. */
+ * the ring is empty.  Returns how many it queued. */
 int ring_sweep_dead(ring_owner *o);
 
 /* Sleeps until a frame may be ready or timeout_ms passes (0 = just check).
@@ -95,7 +97,9 @@ int ring_sweep_dead(ring_owner *o);
 int ring_wait_ready(ring_owner *o, int timeout_ms);
 
 /* Gives back the space of every frame returned so far (zeroes it and moves
- * head), and wakes producers waiting for space. */
+ * head), and wakes producers waiting for space.  The producers of the ABORT
+ * frames returned so far are marked dead here (nobody reports them again):
+ * call it only once those frames are durable. */
 void ring_release(ring_owner *o);
 
 /* Moves the durable / replicated cursor to lsn (never backwards) and wakes

@@ -1629,6 +1629,245 @@ START_TEST(capacity_not_a_power_of_two_is_named)
 }
 END_TEST
 
+/* A producer that attached, registered table "t" and died holding a claim:
+ * with marker, a record claimed with rk_claim_record (its key half
+ * written); without, only its fetch-add of 64 bytes
+ * (ring_test_claim_without_marker).  Returns the claim's position. */
+static uint64_t die_holding_claim(const char *producer, int marker)
+{
+    int fds[2], status;
+    uint64_t pos = 0;
+    pid_t pid;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        rk_ring_opts ro = {.producer = producer, .full_policy = RK_FULL_FAIL};
+        rk_ring *r = NULL;
+        rk_claim c;
+        uint16_t t;
+        if (rk_ring_attach(ring_name, &ro, &r) || rk_table(r, "t", &t))
+            _exit(1);
+        if (marker) {
+            if (rk_claim_record(r, t, 3, 5, &c))
+                _exit(2);
+            memcpy(c.key, "ab", 2);
+            pos = ((const struct frame_header *)c.frame_)->lsn;
+        } else {
+            pos = ring_test_claim_without_marker(r, 64);
+        }
+        _exit(write(fds[1], &pos, sizeof pos) == sizeof pos ? 0 : 3);
+    }
+    close(fds[1]);
+    ck_assert_int_eq(read(fds[0], &pos, sizeof pos), sizeof pos);
+    close(fds[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return pos;
+}
+
+/* Reads frames of o into got[0..max) until the one at LSN `until` has come
+ * (a dead claim before it is unblocked within a few of the 2 ms steps).
+ * Returns how many. */
+static int read_until(ring_owner *o, uint64_t until, ring_frame *got, int max)
+{
+    int n = 0;
+
+    for (int step = 0; step < UNBLOCK_STEPS; step++) {
+        int rc = ring_next(o, &got[n]);
+        ck_assert_msg(rc >= 0, "ring_next: %s", ring_error(o));
+        if (rc == 0) {
+            pause_ms(2);
+            continue;
+        }
+        if (got[n++].lsn == until)
+            return n;
+        ck_assert_int_lt(n, max);
+    }
+    ck_abort_msg("the frame at %llu did not come", (unsigned long long)until);
+    return n;
+}
+
+static const ring_frame *find_type(const ring_frame *f, int n, uint8_t type)
+{
+    for (int i = 0; i < n; i++)
+        if (f[i].type == type)
+            return &f[i];
+    return NULL;
+}
+
+static uint64_t le64_of(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* The dead claim at pos is a committed PAD frame of size bytes: its commit
+ * word is the size, its header zero past the type. */
+static void assert_padded(ring_owner *o, uint64_t pos, uint32_t size)
+{
+    static const uint8_t zero[FRAME_HEADER_SIZE];
+    const uint8_t *p = ring_data_of(o) + (pos & (CAPACITY - 1));
+    uint32_t word;
+
+    memcpy(&word, p, 4);
+    ck_assert_uint_eq(word, size);
+    ck_assert_int_eq(p[4], FRAME_PAD);
+    ck_assert(memcmp(p + 5, zero, FRAME_HEADER_SIZE - 5) == 0);
+}
+
+/* A dead claim was only skipped, never padded (consumer.c unblock_marked):
+ * a node killed after journaling the ABORT and before releasing the ring
+ * met the claim again after its restart, and as its producer had attached
+ * again meanwhile (another session holds the slot), reported it again, an
+ * ABORT that discarded the new session's open group.  The claim is padded
+ * in place before the consumer moves past it; the restarted consumer reads
+ * exactly the frames the first one did, without the ABORT. */
+START_TEST(dead_claim_is_padded_and_not_reported_again_after_a_restart)
+{
+    ring_create_opts co = {.capacity = CAPACITY, .unblock_timeout_ms = 1};
+    rk_ring_opts ro = {.producer = "doomed", .full_policy = RK_FULL_FAIL};
+    ring_owner *o = NULL;
+    rk_ring *again = NULL;
+    ring_frame got[8], reread[8];
+    const ring_frame *abort_frame;
+    uint64_t claim, a1;
+    uint16_t t;
+    int n, m;
+
+    name_ring("padded");
+    ck_assert_msg(ring_create(ring_name, &co, &o, err, sizeof err) == 0, "%s", err);
+    claim = die_holding_claim("doomed", 1);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &again), 0); /* session 2 */
+    ck_assert_int_eq(rk_table(again, "t", &t), 0);
+    ck_assert_int_eq(rk_put(again, t, "a1", 2, "1", 1, &a1), 0);
+    n = read_until(o, a1, got, 8);
+    ck_assert_int_eq(n, 4); /* ATTACH, ABORT, ATTACH, a1 */
+    abort_frame = find_type(got, n, FRAME_ABORT);
+    ck_assert_ptr_nonnull(abort_frame);
+    ck_assert_uint_eq(abort_frame->lsn, claim);
+    ck_assert_uint_eq(le64_of(abort_frame->val), 1);
+    /* killed before ring_release: the next consumer starts at head again */
+    ring_close(o, 0);
+    ck_assert_msg(ring_reopen(ring_name, 2, &o, err, sizeof err) == 0, "%s", err);
+    m = read_until(o, a1, reread, 8);
+    ck_assert_msg(find_type(reread, m, FRAME_ABORT) == NULL, "the dead claim at %llu was reported again",
+                  (unsigned long long)claim);
+    ck_assert_int_eq(m, n - 1);
+    for (int i = 0, j = 0; i < n; i++) {
+        if (got[i].type == FRAME_ABORT)
+            continue;
+        ck_assert_uint_eq(reread[j].lsn, got[i].lsn);
+        ck_assert_uint_eq(reread[j].raw_len, got[i].raw_len);
+        ck_assert(memcmp(reread[j].raw, got[i].raw, got[i].raw_len) == 0);
+        j++;
+    }
+    assert_padded(o, claim, 40);
+    ring_release(o);
+    ck_assert_int_eq(ring_sweep_dead(o), 0);
+    rk_ring_detach(again);
+    ring_close(o, 1);
+}
+END_TEST
+
+/* The consumer marked a dead producer SLOT_DEAD when it made the ABORT
+ * frame, before the node had journaled it: a node killed in between left
+ * a slot that nobody would report again, and the producer's open group
+ * held in apply until it attached again.  The slot is marked only at
+ * ring_release(); a consumer that restarts from before the (now padded)
+ * claim does not report it at the claim, but ring_sweep_dead() does.
+ * _i = 1: a claim with a marker; 0: a fetch-add without one. */
+START_TEST(dead_producer_not_released_is_reported_again_by_the_next_consumer)
+{
+    ring_create_opts co = {.capacity = CAPACITY, .unblock_timeout_ms = 1};
+    rk_ring_opts ro = {.producer = "live", .full_policy = RK_FULL_FAIL};
+    ring_owner *o = NULL;
+    rk_ring *live = NULL;
+    ring_frame got[8], f;
+    const ring_frame *abort_frame;
+    uint64_t claim, after, attach_lsn;
+    uint16_t t, doomed;
+    int n;
+
+    name_ring(_i ? "notreleased" : "notreleased0");
+    ck_assert_msg(ring_create(ring_name, &co, &o, err, sizeof err) == 0, "%s", err);
+    claim = die_holding_claim("doomed", _i);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &live), 0);
+    ck_assert_int_eq(rk_table(live, "t", &t), 0);
+    ck_assert_int_eq(rk_put(live, t, "k", 1, "v", 1, &after), 0);
+    n = read_until(o, after, got, 8);
+    ck_assert_int_eq(n, 4); /* ATTACH doomed, ABORT, ATTACH live, k */
+    ck_assert_int_eq(got[0].type, FRAME_ATTACH);
+    doomed = got[0].producer;
+    attach_lsn = got[0].lsn;
+    abort_frame = find_type(got, n, FRAME_ABORT);
+    ck_assert_ptr_nonnull(abort_frame);
+    ck_assert_uint_eq(abort_frame->lsn, claim);
+    ck_assert_uint_eq(abort_frame->producer, doomed);
+    ring_close(o, 0); /* killed before ring_release */
+    ck_assert_msg(ring_reopen(ring_name, 2, &o, err, sizeof err) == 0, "%s", err);
+    n = read_until(o, after, got, 8);
+    ck_assert_int_eq(n, 3);
+    ck_assert_ptr_null(find_type(got, n, FRAME_ABORT));
+    ck_assert_int_eq(ring_sweep_dead(o), 1);
+    ck_assert_int_eq(ring_next(o, &f), 1);
+    ck_assert_int_eq(f.type, FRAME_ABORT);
+    ck_assert_uint_eq(f.producer, doomed);
+    ck_assert_uint_eq(f.lsn, attach_lsn + 1); /* just past its last frame */
+    ck_assert_uint_eq(le64_of(f.val), 1);
+    assert_padded(o, claim, _i ? 40 : 64);
+    ck_assert_uint_eq(atomic_load(&ring_header_of(o)->producers[doomed].claim_pos), CLAIM_NONE);
+    ck_assert_uint_eq(atomic_load(&ring_header_of(o)->producers[doomed].state), SLOT_ATTACHED);
+    ring_release(o);
+    ck_assert_uint_eq(atomic_load(&ring_header_of(o)->producers[doomed].state), SLOT_DEAD);
+    ck_assert_int_eq(ring_sweep_dead(o), 0);
+    rk_ring_detach(live);
+    ring_close(o, 1);
+}
+END_TEST
+
+/* A consumer killed half way through padding a dead claim (the marker
+ * holds the PAD type and its fields are zeroed, pad_claim() steps 1 and 2)
+ * is not a corrupt marker: the next consumer finishes the padding, and
+ * ring_sweep_dead() reports the producer. */
+START_TEST(claim_padded_half_way_by_a_killed_consumer_is_finished)
+{
+    ring_create_opts co = {.capacity = CAPACITY, .unblock_timeout_ms = 1};
+    rk_ring_opts ro = {.producer = "live", .full_policy = RK_FULL_FAIL};
+    ring_owner *o = NULL;
+    rk_ring *live = NULL;
+    ring_frame got[8], f;
+    uint64_t claim, after;
+    uint16_t t;
+    uint8_t *p;
+    int n;
+
+    name_ring("halfpadded");
+    ck_assert_msg(ring_create(ring_name, &co, &o, err, sizeof err) == 0, "%s", err);
+    claim = die_holding_claim("doomed", 1);
+    p = ring_data_of(o) + (claim & (CAPACITY - 1));
+    memset(p + 4, 0, FRAME_HEADER_SIZE - 4);
+    p[4] = FRAME_PAD;
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &live), 0);
+    ck_assert_int_eq(rk_table(live, "t", &t), 0);
+    ck_assert_int_eq(rk_put(live, t, "k", 1, "v", 1, &after), 0);
+    n = read_until(o, after, got, 8);
+    ck_assert_int_eq(n, 3); /* ATTACH doomed, ATTACH live, k */
+    ck_assert_ptr_null(find_type(got, n, FRAME_ABORT));
+    assert_padded(o, claim, 40);
+    ck_assert_int_eq(ring_sweep_dead(o), 1);
+    ck_assert_int_eq(ring_next(o, &f), 1);
+    ck_assert_int_eq(f.type, FRAME_ABORT);
+    ck_assert_uint_eq(f.producer, got[0].producer);
+    ring_release(o);
+    rk_ring_detach(live);
+    ring_close(o, 1);
+}
+END_TEST
+
 /* ------------------------------------------------------------- runner */
 
 static TCase *new_tcase(Suite *s, const char *name)
@@ -1681,6 +1920,9 @@ static Suite *segment_suite(void)
     tcase_add_test(tc, unmarked_claim_of_a_live_producer_is_not_skipped_for_a_dead_one);
     tcase_add_test(tc, attach_frame_turned_into_padding_is_not_skipped);
     tcase_add_test(tc, capacity_not_a_power_of_two_is_named);
+    tcase_add_test(tc, dead_claim_is_padded_and_not_reported_again_after_a_restart);
+    tcase_add_loop_test(tc, dead_producer_not_released_is_reported_again_by_the_next_consumer, 0, 2);
+    tcase_add_test(tc, claim_padded_half_way_by_a_killed_consumer_is_finished);
     return s;
 }
 
