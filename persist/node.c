@@ -51,6 +51,7 @@
 
 #include "apply.h"
 #include "checkpoint.h"
+#include "crashsim.h"
 #include "json_bytes.h"
 #include "log.h"
 #include "node.h"
@@ -1094,6 +1095,7 @@ int node_run_with(const struct node_config *c, const struct node_replicator *r)
             "role=%s epoch=%" PRIu64 " data_dir=\"%s\" ring=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
             " pid=%d",
             c->role, n.epoch, c->data_dir, c->ring_name, n.journal_seq, n.applied_seq, (int)getpid());
+    crashsim_serving(); /* a simulated power cut with option "serving" counts from here */
 
     drain(&n, last.seq, last.next_lsn);
 

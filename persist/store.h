@@ -207,7 +207,7 @@ int store_failed(store *s);
  * process); an RK_FAULT it cannot parse is reported on stderr and arms
  * nothing.  sys_fault_arm() arms one op (restarting its count; "" or NULL
  * disarms every op) and returns 0, or RK_EINVAL for a spec it cannot
- * parse. */
+ * parse.  RK_CRASHSIM arms the power-loss simulation (crashsim.h). */
 void sys_install(void);
 int sys_fault_arm(const char *spec);
 int sys_fsync(int fd);

@@ -25,6 +25,10 @@
  *      ^                                      |                   |
  *      +------- sys_fault_arm(NULL or "") ----+-------------------+
  *
+ * RK_CRASHSIM (read by sys_install too) arms the power-loss simulation of
+ * crashsim.c: every wrapper then hands its call, after the fault check, to
+ * its crashsim_* twin, which does it and keeps what a power cut would lose.
+ *
  * Threads: any.  Counters and slots are atomics; arming while other threads
  * do I/O is allowed (a call racing with the arm may count or not).
  */
@@ -39,6 +43,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crashsim.h"
 #include "ringkeep.h"
 #include "store.h"
 
@@ -126,6 +131,8 @@ int sys_fsync(int fd)
         errno = err;
         return -1;
     }
+    if (crashsim_active())
+        return crashsim_fsync(fd);
     return fsync(fd);
 }
 
@@ -150,6 +157,8 @@ ssize_t sys_write(int fd, const void *buf, size_t n)
         errno = err;
         return -1;
     }
+    if (crashsim_active())
+        return crashsim_write(fd, buf, n);
     return write(fd, buf, n);
 }
 
@@ -161,6 +170,8 @@ ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off)
         errno = err;
         return -1;
     }
+    if (crashsim_active())
+        return crashsim_pwrite(fd, buf, n, off);
     return pwrite(fd, buf, n, off);
 }
 
@@ -178,6 +189,8 @@ int sys_open(const char *path, int flags, ...)
         errno = err;
         return -1;
     }
+    if (crashsim_active())
+        return crashsim_open(path, flags, (mode_t)mode);
     return open(path, flags, (mode_t)mode);
 }
 
@@ -189,6 +202,8 @@ int sys_rename(const char *from, const char *to)
         errno = err;
         return -1;
     }
+    if (crashsim_active())
+        return crashsim_rename(from, to);
     return rename(from, to);
 }
 
@@ -200,6 +215,8 @@ int sys_unlink(const char *path)
         errno = err;
         return -1;
     }
+    if (crashsim_active())
+        return crashsim_unlink(path);
     return unlink(path);
 }
 
@@ -211,6 +228,8 @@ int sys_ftruncate(int fd, off_t len)
         errno = err;
         return -1;
     }
+    if (crashsim_active())
+        return crashsim_ftruncate(fd, len);
     return ftruncate(fd, len);
 }
 
@@ -303,6 +322,13 @@ static void install(void)
                 "level=error msg=\"RK_FAULT not understood: no fault armed\" RK_FAULT=\"%s\" "
                 "want=\"op:ERR:N, op one of fsync write open rename unlink ftruncate, ERR one of "
                 "EIO ENOSPC EROFS ENOMEM, N >= 1\"\n",
+                spec);
+    spec = getenv("RK_CRASHSIM");
+    if (spec && *spec && crashsim_configure(spec) != 0)
+        fprintf(stderr,
+                "level=error msg=\"RK_CRASHSIM not understood: no power cut armed\" RK_CRASHSIM=\"%s\" "
+                "want=\"at:N or seed:S[,within:M], then any of serving, torn, sector:B, report:PATH "
+                "(last)\"\n",
                 spec);
 }
 
