@@ -35,12 +35,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "crashsim.h"
@@ -278,9 +280,43 @@ static ssize_t bdb_pwrite(int fd, const void *buf, size_t n, off_t off)
     return (ssize_t)n;
 }
 
+/* The length of path's folder part ("" for a bare name). */
+static size_t parent_len(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    return slash ? (size_t)(slash - path) + (slash == path) : 0;
+}
+
+static int same_parent(const char *a, const char *b)
+{
+    size_t len = parent_len(a);
+
+    return len == parent_len(b) && memcmp(a, b, len) == 0;
+}
+
+/* fsyncs the folder that holds path: 0 or an errno value. */
+static int fsync_parent(const char *path)
+{
+    char dir[PATH_MAX];
+    size_t len = parent_len(path);
+
+    if (len >= sizeof dir)
+        return ENAMETOOLONG;
+    snprintf(dir, sizeof dir, "%.*s", (int)len, len ? path : ".");
+    return sys_fsync_dir(dir);
+}
+
+/* Berkeley DB never fsyncs a folder, so a file it creates (a new log file,
+ * a database: written as a temp file __db.* and renamed into place) could
+ * be lost by a power cut with the transactions committed in it, although
+ * each of its writes was fsynced (found by the power-loss simulation,
+ * test_powerloss; regression tests in test_crashsim).  Its adapters for
+ * open and rename fsync the folder after creating or renaming an entry. */
 static int bdb_open(const char *path, int flags, ...)
 {
-    int mode = 0;
+    int mode = 0, existed, fd, rc;
+    struct stat st;
     va_list ap;
 
     if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
@@ -288,12 +324,26 @@ static int bdb_open(const char *path, int flags, ...)
         mode = va_arg(ap, int);
         va_end(ap);
     }
-    return sys_open(path, flags | O_CLOEXEC, mode);
+    existed = !(flags & O_CREAT) || stat(path, &st) == 0;
+    fd = sys_open(path, flags | O_CLOEXEC, mode);
+    if (fd >= 0 && !existed && (rc = fsync_parent(path)) != 0) {
+        close(fd);
+        errno = rc;
+        return -1;
+    }
+    return fd;
 }
 
 static int bdb_rename(const char *from, const char *to)
 {
-    return sys_rename(from, to) == 0 ? 0 : errno;
+    int rc;
+
+    if (sys_rename(from, to) != 0)
+        return errno;
+    rc = fsync_parent(to);
+    if (rc == 0 && !same_parent(from, to))
+        rc = fsync_parent(from);
+    return rc;
 }
 
 static int bdb_unlink(const char *path)
