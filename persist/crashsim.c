@@ -28,10 +28,12 @@
  * Threads: every call takes `cs.lock` and holds it across the real I/O,
  * so the undo follows the order in which operations reached the files;
  * the cut never releases it, so no seam call of any thread completes
- * after the power went.  crashsim_active() is a relaxed load: arming is
- * done before the seam is used (sys_install) or by a test between calls.
+ * after the power went, and the rollback itself runs in a forked child
+ * while the whole process is stopped (SIGSTOP), then SIGKILLs it.  crashsim_active() is a relaxed load:
+ * arming is done before the seam is used (sys_install) or by a test between calls.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -54,6 +56,7 @@
 #define MIN_SECTOR 512u
 #define MAX_SECTOR 65536u
 #define HIDDEN_PREFIX ".crashsim-"
+#define STOP_POLLS 10000 /* 100 us apart: how long the cut waits for the process to stop */
 
 enum cs_op { CS_WRITE, CS_FSYNC, CS_OPEN, CS_RENAME, CS_UNLINK, CS_FTRUNCATE, CS_CUT };
 
@@ -474,12 +477,54 @@ static void undo_entry(const struct entry_op *e, FILE *detail, struct cut_stats 
             e->from ? e->from : "");
 }
 
+/* Waits (bounded) until every thread of process pid is stopped. */
+static void wait_stopped(pid_t pid)
+{
+    char path[64];
+
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    for (int tries = 0; tries < STOP_POLLS; tries++) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+        int all_stopped = 1;
+        if (!d)
+            return;
+        while (all_stopped && (de = readdir(d)) != NULL) {
+            char stat_path[384], text[512], *close_paren;
+            FILE *f;
+            size_t n;
+            if (de->d_name[0] == '.')
+                continue;
+            snprintf(stat_path, sizeof stat_path, "%s/%s/stat", path, de->d_name);
+            f = fopen(stat_path, "r");
+            if (!f)
+                continue; /* the thread is gone */
+            n = fread(text, 1, sizeof text - 1, f);
+            fclose(f);
+            text[n] = '\0';
+            close_paren = strrchr(text, ')'); /* "tid (name) S ...": the name may hold anything */
+            if (close_paren && close_paren[1] == ' ' && !strchr("TtZX", close_paren[2]))
+                all_stopped = 0;
+        }
+        closedir(d);
+        if (all_stopped)
+            return;
+        usleep(100);
+    }
+}
+
+/* The power goes.  Other threads of the process must not see the files
+ * change under them (a region file that Berkeley DB has mapped, cut
+ * short, raises SIGBUS; a page rolled back, read by another thread, can
+ * make it exit on its own): so a child process does the rollback while
+ * this whole process is stopped, then kills it. */
 static _Noreturn void cut(enum cs_op op, const char *path, int fd)
 {
     struct cut_stats st = {0};
     char target[PATH_MAX] = "", proc[64], *details = NULL;
     size_t details_len = 0;
-    FILE *detail = open_memstream(&details, &details_len);
+    pid_t victim = getpid(), pid;
+    FILE *detail;
 
     if (path) {
         snprintf(target, sizeof target, "%s", path);
@@ -488,6 +533,15 @@ static _Noreturn void cut(enum cs_op op, const char *path, int fd)
         ssize_t len = readlink(proc, target, sizeof target - 1);
         target[len > 0 ? len : 0] = '\0';
     }
+    pid = fork();
+    if (pid > 0)
+        for (;;)
+            pause(); /* stopped, then killed, by the child */
+    if (pid == 0) {
+        kill(victim, SIGSTOP);
+        wait_stopped(victim);
+    } /* else no child: roll back from here, other threads running */
+    detail = open_memstream(&details, &details_len);
     if (!detail)
         detail = fopen("/dev/null", "w");
     for (size_t i = 0; i < cs.n_files; i++)
@@ -509,7 +563,9 @@ static _Noreturn void cut(enum cs_op op, const char *path, int fd)
             fclose(out);
         }
     }
-    kill(getpid(), SIGKILL);
+    kill(victim, SIGKILL);
+    if (pid == 0)
+        _exit(0);
     for (;;)
         pause();
 }
