@@ -22,6 +22,7 @@
  * not concurrent with anything else on the same store.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -220,6 +221,37 @@ static int open_db(store *s, DB **db, const char *file, uint32_t flags, char *er
     return 0;
 }
 
+/* Berkeley DB's region files (__db.001, __db.002, ...) hold no data:
+ * recovery (DB_RECOVER) removes and remakes them.  They grow by writes BDB
+ * never fsyncs, so after a power cut one can be shorter than its header
+ * says, and BDB then dies of SIGBUS as it maps the old environment to
+ * remove it (found by the power-loss simulation, test_powerloss).  We hold
+ * DIR/LOCK, so nobody has them mapped: they are removed before the
+ * environment is opened.  0 or an errno value. */
+static int remove_region_files(const char *home)
+{
+    DIR *d = opendir(home);
+    struct dirent *de;
+    int rc = 0;
+
+    if (!d)
+        return errno == ENOENT ? 0 : errno;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        char *path;
+        if (strlen(name) != 8 || strncmp(name, "__db.", 5) != 0 || strspn(name + 5, "0123456789") != 3)
+            continue; /* not a region file (__db.<hex> is a database being created) */
+        path = path_join(home, name);
+        if (!path)
+            rc = ENOMEM;
+        else if (sys_unlink(path) != 0 && errno != ENOENT)
+            rc = errno;
+        free(path);
+    }
+    closedir(d);
+    return rc;
+}
+
 static int open_env(store *s, uint32_t cache_mb, char *err, size_t err_size)
 {
     char *home = path_join(s->dir, DB_DIR), what[300];
@@ -259,6 +291,10 @@ static int open_env(store *s, uint32_t cache_mb, char *err, size_t err_size)
         rc = s->env->set_lk_max_objects(s->env, STORE_MAX_LOCKS);
     if (rc == 0)
         rc = s->env->set_lk_max_lockers(s->env, 4096);
+    if (rc == 0 && (rc = remove_region_files(home)) != 0) {
+        rc = fail_msg(err, err_size, rc, "cannot remove the old region files in %s: %s", home, strerror(rc));
+        goto out;
+    }
     if (rc == 0)
         rc = s->env->open(s->env, home,
                           DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER |

@@ -18,7 +18,9 @@
  *            place) and a log file it started, each holding committed
  *            transactions, survive a cut after a checkpoint: regressions
  *            for the missing folder fsyncs in sys.c's bdb_rename and
- *            bdb_open, which the power-loss loop found.
+ *            bdb_open; region files cut short do not stop the store from
+ *            opening (recovery used to die of SIGBUS), found by
+ *            test_powerloss.
  *
  * How: each case forks a child that prepares its files with plain system
  * calls (written, fsynced, folder fsynced: on disk), arms the simulation,
@@ -653,6 +655,51 @@ START_TEST(berkeley_db_new_log_file_survives_a_cut)
 }
 END_TEST
 
+/* Berkeley DB's region files (__db.001 ...) grow by writes it never
+ * fsyncs: after a power cut one can be shorter than its header says.  The
+ * node must start anyway (it used to die of SIGBUS in recovery, found by
+ * test_powerloss).  The region files of a killed store are cut to a third
+ * of their size, whole pages, as a torn cut leaves them. */
+static void open_store_and_exit(void)
+{
+    char e[512];
+    store *s = NULL;
+
+    _exit(store_open(dir, STORE_CREATE, 16, &s, e, sizeof e) == 0 ? 0 : 1);
+}
+
+START_TEST(region_files_cut_short_are_remade)
+{
+    int status = 0, n_cut = 0;
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        open_store_and_exit(); /* regions left behind, as by a kill */
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "store_open: status %d", status);
+    for (int i = 1; i <= 9; i++) {
+        char name[16];
+        struct stat st;
+        snprintf(name, sizeof name, "db/__db.%03d", i);
+        if (stat(in_dir(name), &st) != 0)
+            continue;
+        ck_assert_int_eq(truncate(in_dir(name), st.st_size / 3 / 4096 * 4096), 0);
+        n_cut++;
+    }
+    ck_assert_int_gt(n_cut, 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        open_store_and_exit();
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "store_open after the regions were cut short: %s %d",
+                  WIFSIGNALED(status) ? "signal" : "status",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+END_TEST
+
 Suite *crashsim_suite(void)
 {
     Suite *s = suite_create("crashsim");
@@ -681,6 +728,7 @@ Suite *crashsim_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, berkeley_db_created_database_survives_a_cut);
     tcase_add_test(tc, berkeley_db_new_log_file_survives_a_cut);
+    tcase_add_test(tc, region_files_cut_short_are_remade);
     suite_add_tcase(s, tc);
     return s;
 }
