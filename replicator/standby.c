@@ -109,9 +109,7 @@ struct standby {
     uint64_t digest_compared_seq;
     struct digest_at history[DIGEST_HISTORY];
     uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
-    uint32_t apply_slow_ms;             /* test hook (RK_TEST_APPLY_SLOW_MS): a pause before each entry applied */
-    const char *apply_gate;             /* test hook (RK_TEST_APPLY_GATE=FILE): apply takes an entry only
-                                           while FILE exists (NULL: no gate) */
+    const char *apply_gate;             /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): apply_gate_limit */
     uint64_t n_journal_msgs;
     uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
@@ -176,6 +174,24 @@ static int epoch_adopt(struct standby *sb, uint64_t epoch)
 
 /* ------------------------------------------------------------ apply */
 
+/* Test hook RK_TEST_APPLY_GATE=FILE, so that tests hold apply where they
+ * want it instead of slowing it and hoping: the last entry apply may take
+ * now is the number FILE holds, every entry when FILE is empty, none when
+ * there is no FILE (tests replace it with a rename). */
+static uint64_t apply_gate_limit(const char *path)
+{
+    char text[32];
+    size_t n = 0;
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return 0;
+    n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return n ? strtoull(text, NULL, 10) : UINT64_MAX;
+}
+
 static void *apply_main(void *arg)
 {
     struct standby *sb = arg;
@@ -193,15 +209,13 @@ static void *apply_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&sb->lock);
-        if (sb->apply_gate && access(sb->apply_gate, F_OK) != 0) {
-            /* test hook: held until the gate opens or a stop at once (both
-             * looked at again every millisecond) */
+        if (sb->apply_gate && applied + 1 > apply_gate_limit(sb->apply_gate)) {
+            /* test hook: held until the gate lets the entry through or a
+             * stop at once (both looked at again every millisecond) */
             usleep(1000);
             pthread_mutex_lock(&sb->lock);
             continue;
         }
-        if (sb->apply_slow_ms)
-            usleep(sb->apply_slow_ms * 1000u);
         /* one entry at a time: the digest after each is kept */
         int rc = applier_run(sb->a, applied + 1, STORE_TXN_RECORDS, err, sizeof err);
         struct apply_meta am = applier_meta(sb->a);
@@ -934,7 +948,6 @@ int standby_run(const struct node_config *c)
     sb->snap_fd = -1;
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
     sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
-    sb->apply_slow_ms = env_u32("RK_TEST_APPLY_SLOW_MS");
     sb->apply_gate = getenv("RK_TEST_APPLY_GATE");
     pthread_mutex_init(&sb->lock, NULL);
     pthread_cond_init(&sb->apply_cond, NULL);

@@ -1173,7 +1173,7 @@ static void lockstep_producer_main(struct procs *p, const void *arg)
     CCHECK(rc == 0, "rk_wait on an LSN the replicated cursor passed: %s", rk_strerror(rc));
     expect_timeout(r, lsn, RK_DURABLE, &h->durable_lsn, lsn - 1);
     expect_timeout(r, lsn, RK_REPLICATED, &h->replicated_lsn, lsn - 1);
-    /* it moves durable to our LSN after a delay, while we sleep in rk_wait */
+    /* it moves durable to our LSN once we wait in rk_wait */
     pipe_send(ls->to_consumer[1], MSG_ADVANCE_DURABLE);
     rc = rk_wait(r, lsn, RK_DURABLE, DEADLINE_MS);
     CCHECK(rc == 0, "rk_wait(RK_DURABLE): %s", rk_strerror(rc));
@@ -1224,10 +1224,13 @@ static void lockstep_consumer_main(struct procs *p, const void *arg)
     ring_set_replicated(o, lsn - 1);
     pipe_send(ls->to_producer[1], lsn);
     CCHECK(pipe_recv(ls->to_consumer[0]) == MSG_ADVANCE_DURABLE, "expected MSG_ADVANCE_DURABLE");
-    usleep(100000);
+    /* the cursor moves while the producer waits, whatever the scheduler
+     * does (a 100 ms sleep stood here): rk_wait counts itself in
+     * n_durable_waiters before it first looks at the cursor */
+    child_await(&p->hdr->n_durable_waiters, "the producer's rk_wait(RK_DURABLE)");
     ring_set_durable(o, lsn);
     CCHECK(pipe_recv(ls->to_consumer[0]) == MSG_ADVANCE_REPLICATED, "expected MSG_ADVANCE_REPLICATED");
-    usleep(100000);
+    child_await(&p->hdr->n_replicated_waiters, "the producer's rk_wait(RK_REPLICATED)");
     ring_set_replicated(o, lsn);
     CCHECK(pipe_recv(ls->to_consumer[0]) == MSG_DONE, "expected MSG_DONE");
 }
