@@ -1191,14 +1191,11 @@ static void print_header(const struct options *opt, const char *base)
     }
     bench_read_host(&nproc, cpu, sizeof cpu, kernel, sizeof kernel);
     if (opt->json) {
-        printf("{\"bench\":\"checkpoint\",\"kind\":\"machine\",\"nproc\":%ld,\"cpu\":", nproc);
-        bench_json_string(cpu);
-        printf(",\"kernel\":");
-        bench_json_string(kernel);
-        printf(",\"loadavg\":");
-        bench_json_string(loadavg);
-        printf(",\"keys\":%" PRIu64 ",\"key_size\":%u,\"value_size\":%u,\"cache_mb\":%u}\n", opt->keys,
-               KEY_SIZE, opt->value_size, g_cache_mb);
+        bench_print_json(json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:i, s:i, s:i}", "bench",
+                                   "checkpoint", "kind", "machine", "nproc", (int)nproc, "cpu", cpu, "kernel",
+                                   kernel, "loadavg", loadavg, "keys", (json_int_t)opt->keys, "key_size",
+                                   KEY_SIZE, "value_size", (int)opt->value_size, "cache_mb",
+                                   (int)g_cache_mb));
         return;
     }
     printf("bench_checkpoint: checkpoints of %" PRIu64 " keys (%u B keys, %u B values)\n", opt->keys,
@@ -1221,32 +1218,48 @@ static void print_runs(const char *label, const struct runs *r)
     printf("\n");
 }
 
-static void json_runs(const char *key, const struct runs *r)
+/* Adds "<key>_ms" (the median) and "<key>_ms_runs" to obj (NULL when
+ * obj is NULL or out of memory). */
+static json_t *json_runs(json_t *obj, const char *key, const struct runs *r)
 {
     double ms[MAX_REPEAT];
+    char name[96];
 
     for (int i = 0; i < r->n; i++)
         ms[i] = r->s[i] * 1e3;
-    printf(",\"%s_ms\":%.1f,\"%s_ms_runs\":", key, runs_median(r) * 1e3, key);
-    bench_json_array(ms, r->n);
+    snprintf(name, sizeof name, "%s_ms", key);
+    if (obj && json_object_set_new(obj, name, bench_real(runs_median(r) * 1e3, 1)) == 0) {
+        snprintf(name, sizeof name, "%s_ms_runs", key);
+        if (json_object_set_new(obj, name, bench_ints(ms, r->n)) == 0)
+            return obj;
+    }
+    json_decref(obj);
+    return NULL;
 }
 
 static void print_static(const struct options *opt, const struct result *res)
 {
     if (opt->json) {
-        printf("{\"bench\":\"checkpoint\",\"kind\":\"file\",\"keys\":%" PRIu64 ",\"fill_puts_per_s\":%.0f"
-               ",\"fill_durable_per_s\":%.0f,\"fill_applied_s\":%.2f,\"create_ms\":%.1f,\"create_node_write_"
-               "ms\":%.1f"
-               ",\"file_bytes\":%" PRIu64 ",\"raw_bytes\":%" PRIu64 ",\"entries\":%" PRIu64,
-               opt->keys, (double)res->fill_puts / res->fill_put_s,
-               (double)res->fill_puts / res->fill_durable_s, res->fill_caught_s, res->create_s * 1e3,
-               res->create_log_ms, res->file_size, res->raw_size, res->n_entries);
-        json_runs("verify", &res->verify);
-        json_runs("load_rk_state_open", &res->load);
-        json_runs("scan_all", &res->scan);
-        json_runs("data_dir_load", &res->dir_load);
-        json_runs("data_dir_total", &res->dir_total);
-        printf(",\"data_dir_readback_ms\":%.1f}\n", res->dir_readback_s * 1e3);
+        json_t *obj =
+            json_pack("{s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "bench", "checkpoint",
+                      "kind", "file", "keys", (json_int_t)opt->keys, "fill_puts_per_s",
+                      bench_int((double)res->fill_puts / res->fill_put_s), "fill_durable_per_s",
+                      bench_int((double)res->fill_puts / res->fill_durable_s), "fill_applied_s",
+                      bench_real(res->fill_caught_s, 2), "create_ms", bench_real(res->create_s * 1e3, 1),
+                      "create_node_write_ms", bench_real(res->create_log_ms, 1), "file_bytes",
+                      (json_int_t)res->file_size, "raw_bytes", (json_int_t)res->raw_size, "entries",
+                      (json_int_t)res->n_entries);
+        obj = json_runs(obj, "verify", &res->verify);
+        obj = json_runs(obj, "load_rk_state_open", &res->load);
+        obj = json_runs(obj, "scan_all", &res->scan);
+        obj = json_runs(obj, "data_dir_load", &res->dir_load);
+        obj = json_runs(obj, "data_dir_total", &res->dir_total);
+        if (obj &&
+            json_object_set_new(obj, "data_dir_readback_ms", bench_real(res->dir_readback_s * 1e3, 1))) {
+            json_decref(obj);
+            obj = NULL;
+        }
+        bench_print_json(obj);
         fflush(stdout);
         return;
     }
@@ -1296,17 +1309,18 @@ static void print_window_header(const struct options *opt)
 static void print_window(const struct options *opt, const struct window *w)
 {
     if (opt->json) {
-        printf(
-            "{\"bench\":\"checkpoint\",\"kind\":\"window\",\"load\":\"%s\",\"checkpoint\":%s,\"warm_up\":%s"
-            ",\"offered_per_s\":%" PRIu64 ",\"puts\":%" PRIu64 ",\"puts_per_s\":%.0f,\"durable_per_s\":%.0f"
-            ",\"ack_p50_us\":%.1f,\"ack_p99_us\":%.1f,\"ack_p999_us\":%.1f,\"ack_max_us\":%.1f"
-            ",\"samples\":%" PRIu64 ",\"samples_dropped\":%" PRIu64
-            ",\"checkpoint_s\":%.3f,\"checkpoint_node_ms\":%.1f,\"spool_seen_ms\":%.1f,\"coverage\":%.3f}\n",
-            load_name(w->load), w->checkpoint ? "true" : "false", w->warm_up ? "true" : "false",
-            w->load == W_PACED ? opt->rate : 0, w->r.n_puts, rate_of(&w->r), durable_rate_of(&w->r),
-            (double)w->r.lat_p50 / 1e3, (double)w->r.lat_p99 / 1e3, (double)w->r.lat_p999 / 1e3,
-            (double)w->r.lat_max / 1e3, w->r.n_samples, w->r.n_dropped, w->ckpt_s, w->ckpt_ms, w->spool_ms,
-            w->coverage);
+        bench_print_json(json_pack(
+            "{s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}",
+            "bench", "checkpoint", "kind", "window", "load", load_name(w->load), "checkpoint", w->checkpoint,
+            "warm_up", w->warm_up, "offered_per_s", (json_int_t)(w->load == W_PACED ? opt->rate : 0), "puts",
+            (json_int_t)w->r.n_puts, "puts_per_s", bench_int(rate_of(&w->r)), "durable_per_s",
+            bench_int(durable_rate_of(&w->r)), "ack_p50_us", bench_real((double)w->r.lat_p50 / 1e3, 1),
+            "ack_p99_us", bench_real((double)w->r.lat_p99 / 1e3, 1), "ack_p999_us",
+            bench_real((double)w->r.lat_p999 / 1e3, 1), "ack_max_us",
+            bench_real((double)w->r.lat_max / 1e3, 1), "samples", (json_int_t)w->r.n_samples,
+            "samples_dropped", (json_int_t)w->r.n_dropped, "checkpoint_s", bench_real(w->ckpt_s, 3),
+            "checkpoint_node_ms", bench_real(w->ckpt_ms, 1), "spool_seen_ms", bench_real(w->spool_ms, 1),
+            "coverage", bench_real(w->coverage, 3)));
         fflush(stdout);
         return;
     }
@@ -1614,9 +1628,9 @@ static int phase_restore(const char *dir, const struct options *opt)
     ckpt_info_free(&info);
     if (!rc) {
         if (opt->json)
-            printf("{\"bench\":\"checkpoint\",\"kind\":\"restore\",\"s\":%.3f,\"loaded\":%" PRIu64
-                   ",\"replayed\":%" PRIu64 ",\"target_s\":3}\n",
-                   secs, rr.n_loaded, rr.n_replayed);
+            bench_print_json(json_pack("{s:s, s:s, s:o, s:I, s:I, s:i}", "bench", "checkpoint", "kind",
+                                       "restore", "s", bench_real(secs, 3), "loaded", (json_int_t)rr.n_loaded,
+                                       "replayed", (json_int_t)rr.n_replayed, "target_s", 3));
         else
             printf("\nrestore: `ringkeep restore` (restore_run) of the stopped node to its latest point: %.3f s\n"
                    "         (%" PRIu64 " entries loaded, %" PRIu64 " journal entries replayed; digest equals the "
@@ -1743,9 +1757,10 @@ static int run(const struct options *opt, struct result *res, int *have_windows)
     if (rc)
         goto fail;
     if (opt->json)
-        printf("{\"bench\":\"checkpoint\",\"kind\":\"final\",\"updates\":%" PRIu64
-               ",\"last_checkpoint_load_ms\":%.1f,\"equals_model\":true}\n",
-               g_ctl->n_puts_total - g_keys, res->final_load_s * 1e3);
+        bench_print_json(json_pack("{s:s, s:s, s:I, s:o, s:b}", "bench", "checkpoint", "kind", "final",
+                                   "updates", (json_int_t)(g_ctl->n_puts_total - g_keys),
+                                   "last_checkpoint_load_ms", bench_real(res->final_load_s * 1e3, 1),
+                                   "equals_model", 1));
     else
         printf("\nend: the node stopped cleanly; its last checkpoint (%" PRIu64
                " updates after the fill) loaded\n"

@@ -1260,12 +1260,17 @@ static void read_machine(struct machine *m)
     }
 }
 
-static void json_machine(const struct machine *m)
+/* Adds the machine's members to a JSON object (obj may be NULL). */
+static json_t *json_machine(json_t *obj, const struct machine *m)
 {
-    printf(",\"nproc\":%ld,\"cpu\":", m->nproc);
-    bench_json_string(m->cpu);
-    printf(",\"tmp_fs\":");
-    bench_json_string(m->tmp_fs);
+    json_t *more = json_pack("{s:i, s:s, s:s}", "nproc", (int)m->nproc, "cpu", m->cpu, "tmp_fs", m->tmp_fs);
+
+    if (!obj || !more || json_object_update(obj, more) != 0) {
+        json_decref(obj);
+        obj = NULL;
+    }
+    json_decref(more);
+    return obj;
 }
 
 static void print_header(const struct options *opt, const struct machine *m, const char *base)
@@ -1331,8 +1336,8 @@ static void print_load(const struct options *opt, const struct machine *m, const
         if (!opt->json)
             printf("%7s FAILED (see the messages above)\n", name);
         else
-            printf("{\"bench\":\"node\",\"kind\":\"load\",\"offered_per_s\":%" PRIu64 ",\"failed\":true}\n",
-                   r->rate);
+            bench_print_json(json_pack("{s:s, s:s, s:I, s:b}", "bench", "node", "kind", "load",
+                                       "offered_per_s", (json_int_t)r->rate, "failed", 1));
         fflush(stdout);
         return;
     }
@@ -1346,20 +1351,22 @@ static void print_load(const struct options *opt, const struct machine *m, const
             printf("%7s (%" PRIu64 " latency samples not taken: the sample array was full)\n", "",
                    r->n_dropped);
     } else {
-        printf("{\"bench\":\"node\",\"kind\":\"load\",\"offered_per_s\":%" PRIu64 ",\"records\":%" PRIu64
-               ",\"marks\":%" PRIu64 ",\"key_size\":%u,\"value_size\":%u,\"key_space\":%u"
-               ",\"puts_per_s\":%.0f,\"durable_per_s\":%.0f,\"batches\":%" PRIu64
-               ",\"records_per_batch\":%.1f,\"ack_p50_us\":%.1f,\"ack_p99_us\":%.1f,\"ack_p999_us\":%.1f"
-               ",\"ack_max_us\":%.1f,\"ack_mean_us\":%.1f,\"samples\":%" PRIu64
-               ",\"samples_dropped\":%" PRIu64
-               ",\"schedule_lag_max_us\":%.1f,\"apply_lag_ms\":%.1f,\"node_apply_per_s\":%.0f"
-               ",\"fsync_probe_p50_us\":%.1f,\"fsync_probe_p99_us\":%.1f",
-               r->rate, r->n_puts, r->n_marks, KEY_SIZE, VALUE_SIZE, KEY_SPACE, put_per_s, durable_per_s,
-               r->batches, per_batch, r->p50_us, r->p99_us, r->p999_us, r->max_us, r->mean_us, r->n_samples,
-               r->n_dropped, r->max_lag_us, r->apply_lag_ms, r->node_apply_per_s, r->fsync_p50_us,
-               r->fsync_p99_us);
-        json_machine(m);
-        printf("}\n");
+        bench_print_json(json_machine(
+            json_pack(
+                "{s:s, s:s, s:I, s:I, s:I, s:i, s:i, s:i, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:I,"
+                " s:I, s:o, s:o, s:o, s:o, s:o}",
+                "bench", "node", "kind", "load", "offered_per_s", (json_int_t)r->rate, "records",
+                (json_int_t)r->n_puts, "marks", (json_int_t)r->n_marks, "key_size", KEY_SIZE, "value_size",
+                VALUE_SIZE, "key_space", KEY_SPACE, "puts_per_s", bench_int(put_per_s), "durable_per_s",
+                bench_int(durable_per_s), "batches", (json_int_t)r->batches, "records_per_batch",
+                bench_real(per_batch, 1), "ack_p50_us", bench_real(r->p50_us, 1), "ack_p99_us",
+                bench_real(r->p99_us, 1), "ack_p999_us", bench_real(r->p999_us, 1), "ack_max_us",
+                bench_real(r->max_us, 1), "ack_mean_us", bench_real(r->mean_us, 1), "samples",
+                (json_int_t)r->n_samples, "samples_dropped", (json_int_t)r->n_dropped, "schedule_lag_max_us",
+                bench_real(r->max_lag_us, 1), "apply_lag_ms", bench_real(r->apply_lag_ms, 1),
+                "node_apply_per_s", bench_int(r->node_apply_per_s), "fsync_probe_p50_us",
+                bench_real(r->fsync_p50_us, 1), "fsync_probe_p99_us", bench_real(r->fsync_p99_us, 1)),
+            m));
     }
     fflush(stdout);
 }
@@ -1397,20 +1404,19 @@ static void print_apply(const struct options *opt, const struct machine *m, cons
                ZSTD_LEVEL, a->encode_per_s / 1e3, a->append_per_s / 1e3,
                a->append_per_s * (double)a->n_entries / (double)a->n_records, a->read_per_s / 1e3);
     } else {
-        printf("{\"bench\":\"node\",\"kind\":\"apply\",\"source_offered_per_s\":%" PRIu64
-               ",\"records\":%" PRIu64 ",\"groups\":%" PRIu64 ",\"entries\":%" PRIu64
-               ",\"transactions\":%" PRIu64 ",\"zstd_ratio\":%.3f,\"apply_per_s\":%.0f,\"apply_per_s_runs\":",
-               src->rate, a->n_records, a->n_groups, a->n_entries, a->n_commits, a->zstd_ratio,
-               a->apply_per_s);
-        bench_json_array(a->apply_runs, a->n_runs);
-        printf(",\"raw_bdb_per_s\":%.0f,\"raw_bdb_per_s_runs\":", a->raw_per_s);
-        bench_json_array(a->raw_runs, a->n_runs);
-        printf(",\"ratio\":%.4f,\"node_apply_per_s\":%.0f,\"encode_per_s\":%.0f,\"append_per_s\":%.0f"
-               ",\"read_decode_per_s\":%.0f",
-               a->apply_per_s / a->raw_per_s, src->node_apply_per_s, a->encode_per_s, a->append_per_s,
-               a->read_per_s);
-        json_machine(m);
-        printf("}\n");
+        bench_print_json(json_machine(
+            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                      "bench", "node", "kind", "apply", "source_offered_per_s", (json_int_t)src->rate,
+                      "records", (json_int_t)a->n_records, "groups", (json_int_t)a->n_groups, "entries",
+                      (json_int_t)a->n_entries, "transactions", (json_int_t)a->n_commits, "zstd_ratio",
+                      bench_real(a->zstd_ratio, 3), "apply_per_s", bench_int(a->apply_per_s),
+                      "apply_per_s_runs", bench_ints(a->apply_runs, a->n_runs), "raw_bdb_per_s",
+                      bench_int(a->raw_per_s), "raw_bdb_per_s_runs", bench_ints(a->raw_runs, a->n_runs),
+                      "ratio", bench_real(a->apply_per_s / a->raw_per_s, 4), "node_apply_per_s",
+                      bench_int(src->node_apply_per_s), "encode_per_s", bench_int(a->encode_per_s),
+                      "append_per_s", bench_int(a->append_per_s), "read_decode_per_s",
+                      bench_int(a->read_per_s)),
+            m));
     }
     fflush(stdout);
 }

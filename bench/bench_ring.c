@@ -945,20 +945,19 @@ static void print_result(const struct options *opt, const struct machine *m, con
                res->p999_ns, res->overhead_ns, res->baseline_records_per_s / 1e6, ratio,
                res->n_producers > 1 ? "  (vs 1-producer baseline)" : "");
     } else {
-        printf("{\"bench\":\"ring\",\"producers\":%d,\"value_size\":%u,\"key_size\":%u,\"records\":%" PRIu64
-               ",\"capacity\":%" PRIu64 ",\"records_per_s\":%.0f,\"records_per_s_runs\":",
-               res->n_producers, res->value_size, KEY_SIZE, res->n_records, opt->capacity,
-               res->records_per_s);
-        bench_json_array(res->runs, res->n_runs);
-        printf(",\"mb_per_s\":%.1f,\"timed_records_per_s\":%.0f,\"put_p50_ns\":%.1f,\"put_p99_ns\":%.1f"
-               ",\"put_p999_ns\":%.1f,\"timing_overhead_ns\":%.1f,\"baseline_producers\":1"
-               ",\"baseline_records_per_s\":%.0f,\"baseline_records_per_s_runs\":",
-               mb, res->timed_records_per_s, res->p50_ns, res->p99_ns, res->p999_ns, res->overhead_ns,
-               res->baseline_records_per_s);
-        bench_json_array(res->baseline_runs, res->n_runs);
-        printf(",\"ratio\":%.4f,\"nproc\":%ld,\"cpu\":", ratio, m->nproc);
-        bench_json_string(m->cpu);
-        printf("}\n");
+        bench_print_json(json_pack(
+            "{s:s, s:i, s:i, s:i, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:i,"
+            " s:s}",
+            "bench", "ring", "producers", res->n_producers, "value_size", (int)res->value_size, "key_size",
+            (int)KEY_SIZE, "records", (json_int_t)res->n_records, "capacity", (json_int_t)opt->capacity,
+            "records_per_s", bench_int(res->records_per_s), "records_per_s_runs",
+            bench_ints(res->runs, res->n_runs), "mb_per_s", bench_real(mb, 1), "timed_records_per_s",
+            bench_int(res->timed_records_per_s), "put_p50_ns", bench_real(res->p50_ns, 1), "put_p99_ns",
+            bench_real(res->p99_ns, 1), "put_p999_ns", bench_real(res->p999_ns, 1), "timing_overhead_ns",
+            bench_real(res->overhead_ns, 1), "baseline_producers", 1, "baseline_records_per_s",
+            bench_int(res->baseline_records_per_s), "baseline_records_per_s_runs",
+            bench_ints(res->baseline_runs, res->n_runs), "ratio", bench_real(ratio, 4), "nproc",
+            (int)m->nproc, "cpu", m->cpu));
     }
     fflush(stdout);
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,26 +20,37 @@
 
 #include "bench_util.h"
 
-void bench_json_array(const double *v, int n)
+json_t *bench_real(double v, int decimals)
 {
-    putchar('[');
-    for (int i = 0; i < n; i++)
-        printf("%s%.0f", i ? "," : "", v[i]);
-    putchar(']');
+    double scale = pow(10, decimals);
+
+    return json_real(round(v * scale) / scale);
 }
 
-void bench_json_string(const char *s)
+json_t *bench_int(double v)
 {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", (unsigned char)*s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
+    return json_integer((json_int_t)llround(v));
+}
+
+json_t *bench_ints(const double *v, int n)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; a && i < n; i++)
+        if (json_array_append_new(a, bench_int(v[i])) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
+}
+
+void bench_print_json(json_t *obj)
+{
+    if (!obj || json_dumpf(obj, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15)) != 0)
+        fprintf(stderr, "bench: cannot write the JSON (out of memory)\n");
+    else
+        putchar('\n');
+    json_decref(obj);
 }
 
 const char *met(int ok)
@@ -170,18 +182,17 @@ pid_t bench_spawn(bench_child_fn fn, const void *arg)
 
 int bench_json_field(const char *json, const char *key, int hex, uint64_t *out)
 {
-    char pattern[64];
-    const char *p;
+    json_t *obj = json_loads(json, 0, NULL), *v = json_object_get(obj, key);
+    int rc = 0;
 
-    snprintf(pattern, sizeof pattern, "\"%s\":", key);
-    p = strstr(json, pattern);
-    if (!p)
-        return RK_ENOTFOUND;
-    p += strlen(pattern);
-    if (hex && *p == '"')
-        p++;
-    *out = strtoull(p, NULL, hex ? 16 : 10);
-    return 0;
+    if (json_is_integer(v) && !hex)
+        *out = (uint64_t)json_integer_value(v);
+    else if (json_is_string(v) && hex)
+        *out = strtoull(json_string_value(v), NULL, 16);
+    else
+        rc = RK_ENOTFOUND;
+    json_decref(obj);
+    return rc;
 }
 
 int bench_attach(const char *prog, const char *ring_name, const char *producer, int full_timeout_ms,

@@ -1,4 +1,5 @@
-/* bench_util.h -- small helpers shared by the benchmarks (JSON output,
+/* bench_util.h -- small helpers shared by the benchmarks (JSON output
+ * through Jansson,
  * the monotonic clock and sleeps, quantiles, target lines, removing a
  * directory tree, the fatal-signal handlers and forked children, a number
  * in a status reply, and the producer's waiter thread that measures
@@ -6,6 +7,7 @@
 #ifndef RK_BENCH_UTIL_H
 #define RK_BENCH_UTIL_H
 
+#include <jansson.h>
 #include <signal.h>
 #include <stdalign.h>
 #include <stdatomic.h>
@@ -16,10 +18,16 @@
 
 #include "ringkeep.h"
 
-/* Prints n values as a JSON array. */
-void bench_json_array(const double *v, int n);
-/* Prints s as a JSON string. */
-void bench_json_string(const char *s);
+/* JSON output is built with Jansson ("o" in json_pack steals the value). */
+/* v rounded to `decimals` places, as a JSON real. */
+json_t *bench_real(double v, int decimals);
+/* v rounded to an integer, as a JSON integer (rates, counts). */
+json_t *bench_int(double v);
+/* n values rounded to integers, as a JSON array (NULL: out of memory). */
+json_t *bench_ints(const double *v, int n);
+/* Prints obj as one line of compact JSON and drops the reference; reals
+ * with up to 15 significant digits (the values are rounded already). */
+void bench_print_json(json_t *obj);
 const char *met(int ok);
 uint64_t now_ns(void);
 /* Sleeps until t_ns on the monotonic clock (now_ns), or for ns. */
@@ -50,8 +58,8 @@ typedef int (*bench_child_fn)(const void *arg);
  * stdio first.  Returns the child's pid (-1: fork failed). */
 pid_t bench_spawn(bench_child_fn fn, const void *arg);
 
-/* The number after "\"key\":" in json, or a hex string value when hex.
- * RK_ENOTFOUND when key is not there. */
+/* Member key of the JSON object json (a node's status): an integer, or
+ * with hex a string of hex digits.  RK_ENOTFOUND when it is not there. */
 int bench_json_field(const char *json, const char *key, int hex, uint64_t *out);
 
 /* Attaches to ring_name as producer (RK_FULL_WAIT, full_timeout_ms); on
