@@ -22,7 +22,8 @@
  * and carries on from the journal.
  *
  * Exactly once: a journal entry records next_lsn, the ring position just
- * past its batch; at start the node skips every ring frame below the last
+ * past its batch (never past a frame the drain read but could not add:
+ * journal_batch); at start the node skips every ring frame below the last
  * entry's next_lsn, so a frame journaled before a crash is not journaled
  * again, and a frame the crash cut off is still in the ring (head moves
  * only after the journal commit).
@@ -305,13 +306,20 @@ static int batch_frame(struct node *n, struct batch *b, const ring_frame *f)
     return 0;
 }
 
-static void journal_batch(struct node *n, struct batch *b, uint64_t seq)
+/* Journals batch b as entry seq.  next_lsn is the ring position before
+ * the first frame the batch does not hold: every frame below it is in this
+ * or an earlier entry (the drain passes the position before a frame it
+ * read but could not add).  The ring is released only when next_lsn is
+ * where the drain has read to; otherwise the frames past next_lsn stay in
+ * the ring (the drain is about to stop), and a restart reads them again
+ * from head, skipping those below next_lsn. */
+static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_t next_lsn)
 {
     struct journal_header jh = {.seq = seq,
                                 .epoch = n->epoch,
                                 .first_lsn = b->first_lsn,
                                 .last_lsn = b->last_lsn,
-                                .next_lsn = ring_read_pos(n->ring),
+                                .next_lsn = next_lsn,
                                 .n_frames = b->n_frames};
     uint8_t *entry = NULL;
     size_t entry_len = 0;
@@ -332,7 +340,8 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq)
         if (n->c->repl_min_replicas == 0)
             ring_set_replicated(n->ring, b->last_ring_lsn);
     }
-    ring_release(n->ring);
+    if (next_lsn == ring_read_pos(n->ring))
+        ring_release(n->ring);
     for (size_t off = 0; off < b->len;) {
         struct frame_header fh;
         memcpy(&fh, b->buf + off, sizeof fh);
@@ -382,7 +391,7 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
     const struct node_config *c = n->c;
     struct batch b = {.cap = (size_t)c->batch_bytes * 2 + (1u << 20)};
     ring_frame f;
-    uint64_t last_sweep = 0;
+    uint64_t last_sweep = 0, pos = 0;
     int rc = 0;
 
     b.buf = malloc(b.cap);
@@ -397,6 +406,7 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
          * after its first frame, or when the ring runs empty */
         rc = 0;
         while (b.n_frames < c->batch_records && b.len < c->batch_bytes) {
+            pos = ring_read_pos(n->ring); /* before f: the journal's next_lsn if f cannot be added */
             rc = ring_next(n->ring, &f);
             if (rc != 1) {
                 empty = rc == 0;
@@ -414,9 +424,11 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
                      now_ns() - b.first_ns >= (uint64_t)c->batch_time_us * 1000u)
                 break;
         }
-        if (b.n_frames)
-            journal_batch(n, &b, ++seq);
-        else {
+        /* on a failure, f was read but is not in the batch: the journal's
+         * next_lsn stops before it and the ring keeps it (issue 9.2) */
+        if (b.n_frames) {
+            journal_batch(n, &b, ++seq, rc ? pos : ring_read_pos(n->ring));
+        } else if (!rc) {
             ring_release(n->ring); /* frames skipped as already journaled */
             atomic_store(&n->drained_pos, ring_read_pos(n->ring));
         }
