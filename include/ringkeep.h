@@ -50,6 +50,7 @@ enum {
     RK_EBUSY,           /* in use by a live process: producer name, ring, data directory */
     RK_EEXIST,          /* the ring already exists */
     RK_ESTALE,          /* a message from an epoch lower than this node's (refused) */
+    RK_EUNDRAINED,      /* rk_state_open with no node: the ring holds records not yet journaled */
     RK_ELAST
 };
 
@@ -153,8 +154,13 @@ typedef struct rk_state rk_state;
 /* Opens the state of source: a node's data directory, whether a node runs
  * on it or not, or a checkpoint file (checkpoints/<seq>.rkcp: a backtest
  * resuming from its last checkpoint without a node), which is verified
- * whole first (RK_ECORRUPT, RK_EVERSION if it fails).  On success *out is
- * a handle the caller owns and releases with rk_state_close(). */
+ * whole first (RK_ECORRUPT, RK_EVERSION if it fails).  With no node on a
+ * data directory whose ring still holds records the journal does not
+ * (the node stopped or died while engines wrote), it refuses with
+ * RK_EUNDRAINED: that state would be older than what the engines wrote,
+ * and an engine resuming from it would write those groups again.  Start
+ * the node (it journals them) and open again.  On success *out is a
+ * handle the caller owns and releases with rk_state_close(). */
 int rk_state_open(const char *source, rk_state **out);
 
 /* Releases s.  NULL is a no-op. */

@@ -61,20 +61,12 @@
 #include "segment.h"
 #include "store.h"
 
-#define RING_RECORD_KEY "ring"
 #define EPOCH_KEY "epoch"
 #define APPLY_STEP_ENTRIES 16 /* apply publishes its progress at least this often */
 #define CONTROL_MAX_MSG 256
 #define CONTROL_MAX_REPLY 65536
 
 enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
-
-/* The identity of the ring this data directory drains, in meta.db. */
-struct ring_record {
-    uint64_t created_ns;
-    uint64_t capacity;
-    char name[RK_NAME_MAX + 1];
-};
 
 struct node {
     const struct node_config *c;
@@ -93,6 +85,9 @@ struct node {
     uint64_t digest_at;          /* state digest after applied_seq (under lock) */
     int drain_done;              /* drain stopped: apply finishes and exits */
     int wanted;                  /* REQ_* asked of the apply thread (under lock) */
+    uint64_t wanted_seq;         /* the request is served at the first group boundary at or
+                                    after this entry: the journal held everything written to
+                                    the ring before the request once it was here (under lock) */
     uint64_t request_id;         /* +1 per request answered */
     char request_path[PATH_MAX]; /* the answer: a file made, or */
     char request_err[512];       /* why it could not be */
@@ -171,9 +166,9 @@ static int meta_write(store *s, const char *key, const void *val, size_t len)
 static int open_ring(struct node *n, uint64_t next_lsn)
 {
     const struct node_config *c = n->c;
-    struct ring_record rec = {0}, mine = {0};
+    struct store_ring_record rec = {0}, mine = {0};
     char err[512] = "";
-    int rc, have = meta_read(n->s, RING_RECORD_KEY, &mine, sizeof mine) == 0;
+    int rc, have = store_ring_record(n->s, &mine) == 0;
 
     rc = ring_reopen(c->ring_name, n->epoch, &n->ring, err, sizeof err);
     if (rc == ENOENT) {
@@ -189,7 +184,7 @@ static int open_ring(struct node *n, uint64_t next_lsn)
         rec.created_ns = ring_header_of(n->ring)->created_ns;
         rec.capacity = c->ring_capacity;
         snprintf(rec.name, sizeof rec.name, "%s", c->ring_name);
-        rc = meta_write(n->s, RING_RECORD_KEY, &rec, sizeof rec);
+        rc = meta_write(n->s, STORE_RING_KEY, &rec, sizeof rec);
         if (rc)
             return rc;
         log_msg(LOG_INFO, "ring created", "ring=%s capacity=%" PRIu64 " start_lsn=%" PRIu64, c->ring_name,
@@ -352,11 +347,13 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     atomic_fetch_add(&n->n_records, records);
     if (b->last_ring_lsn)
         atomic_store(&n->durable_lsn, b->last_ring_lsn);
-    atomic_store(&n->drained_pos, jh.next_lsn);
     pthread_mutex_lock(&n->lock);
     n->journal_seq = seq;
     pthread_cond_broadcast(&n->journal_cond);
     pthread_mutex_unlock(&n->lock);
+    /* after journal_seq: a request that sees drained_pos past its point
+     * then reads a journal_seq that holds it (answer_request) */
+    atomic_store(&n->drained_pos, jh.next_lsn);
     if (n->repl)
         n->repl->journaled(n->repl->arg, seq);
     b->len = 0;
@@ -653,12 +650,16 @@ static void *apply_main(void *arg)
     const struct node_config *c = n->c;
     uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0;
     char err[512];
+    /* a test hook: apply sleeps this long before each step, so that it
+     * runs behind the journal under any load (test_node) */
+    const char *slow = getenv("RK_TEST_APPLY_SLOW_MS");
+    unsigned slow_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0;
 
     pthread_setname_np(pthread_self(), "rk-apply"); /* top -H, perf, gdb */
     applier_watch_height(n->a, c->ckpt_height_producer, c->ckpt_every_heights);
     records_at_ckpt = applier_meta(n->a).n_records;
     for (;;) {
-        uint64_t upto, journal_seq;
+        uint64_t upto, journal_seq, wanted_seq;
         int done, wanted, due;
 
         pthread_mutex_lock(&n->lock);
@@ -680,8 +681,11 @@ static void *apply_main(void *arg)
                                                                  : journal_seq;
         done = n->drain_done;
         wanted = n->wanted;
+        wanted_seq = n->wanted_seq;
         due = n->ckpt_pending;
         pthread_mutex_unlock(&n->lock);
+        if (slow_ms)
+            usleep(slow_ms * 1000u);
 
         err[0] = '\0';
         int rc = applier_run(n->a, upto, STORE_TXN_RECORDS, err, sizeof err);
@@ -712,10 +716,12 @@ static void *apply_main(void *arg)
             due = 1;
         if (c->ckpt_every_records && am.n_records - records_at_ckpt >= c->ckpt_every_records)
             due = 1;
-        if (wanted == REQ_SNAPSHOT && upto == journal_seq) {
+        /* a request is served at the first group boundary that holds what
+         * was written before it, not at the journal's end: under steady
+         * writes apply may never reach that (issue 9.5) */
+        if (wanted == REQ_SNAPSHOT && upto >= wanted_seq) {
             serve_snapshot(n);
-        } else if (wanted == REQ_CHECKPOINT && upto == journal_seq) {
-            /* caught up with what the request saw */
+        } else if (wanted == REQ_CHECKPOINT && upto >= wanted_seq) {
             if (start_checkpoint(n, 1) == 0)
                 due = 0;
         } else if (due) {
@@ -724,7 +730,7 @@ static void *apply_main(void *arg)
         } else {
             due = 0;
         }
-        if (due || (wanted == REQ_CHECKPOINT && upto == journal_seq)) {
+        if (due || (wanted == REQ_CHECKPOINT && upto >= wanted_seq)) {
             last_ckpt_ns = now_ns();
             records_at_ckpt = am.n_records;
         }
@@ -825,6 +831,7 @@ static void answer_request(struct node *n, int ask, char *out, size_t out_size)
     pthread_mutex_lock(&n->lock);
     id = n->request_id;
     n->wanted = ask;
+    n->wanted_seq = n->journal_seq; /* holds the request's point (journal_batch) */
     pthread_cond_broadcast(&n->journal_cond);
     while (n->request_id == id && !atomic_load(&n->stop))
         pthread_cond_wait(&n->apply_cond, &n->lock);

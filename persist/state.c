@@ -9,7 +9,12 @@
  *     and answers with its path;
  *   - no node runs: this process takes the data directory's lock itself,
  *     recovers the environment, applies the journal, writes the snapshot and
- *     lets the lock go.
+ *     lets the lock go; it refuses (RK_EUNDRAINED) while the ring still
+ *     holds records the journal does not: that state would be older than
+ *     what the engines wrote, and an engine resuming from it would write
+ *     those groups again (issue 9.4).  It does not drain them itself: the
+ *     ring's consumer (take-over, dead producers' ABORTs, the replicated
+ *     cursor, which needs the node's replication settings) is the node's.
  *   - a checkpoint file: verified whole (nothing is used from a file that
  *     fails), then held in memory: its entries are sorted by table and key
  *     already, so each table is an array searched by bisection, and no
@@ -155,7 +160,9 @@ static int open_snapshot(const char *path, rk_state *s)
     return rc;
 }
 
-/* No node on dir: make the snapshot in this process. */
+/* No node on dir: make the snapshot in this process, unless the ring holds
+ * records the journal does not (RK_EUNDRAINED: checked under the data
+ * directory's lock, so no node can start and drain meanwhile). */
 static int snapshot_here(const char *dir, char *path, size_t path_size)
 {
     store *st = NULL;
@@ -163,6 +170,8 @@ static int snapshot_here(const char *dir, char *path, size_t path_size)
     char err[512] = "";
     int rc = store_open(dir, 0, 64, &st, err, sizeof err);
 
+    if (!rc)
+        rc = store_ring_undrained(st, err, sizeof err);
     if (!rc)
         rc = applier_open(st, &a, err, sizeof err);
     if (!rc)

@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ring.h"
 #include "ringkeep.h"
 #include "segment.h"
 #include "store.h"
@@ -447,6 +448,64 @@ const char *store_dir(const store *s)
 int store_failed(store *s)
 {
     return s ? atomic_load(&s->failed) : RK_EINVAL;
+}
+
+/* ------------------------------------------------------------ the ring */
+
+int store_ring_record(store *s, struct store_ring_record *rec)
+{
+    DBT k = {.data = STORE_RING_KEY, .size = (u_int32_t)strlen(STORE_RING_KEY)};
+    DBT v = {.data = rec, .ulen = sizeof *rec, .flags = DB_DBT_USERMEM};
+    int rc = s->meta->get(s->meta, NULL, &k, &v, 0);
+
+    if (rc == DB_NOTFOUND)
+        return RK_ENOTFOUND;
+    return rc == 0 && v.size != sizeof *rec ? RK_ECORRUPT : rc;
+}
+
+int store_ring_undrained(store *s, char *err, size_t err_size)
+{
+    struct store_ring_record rec;
+    struct journal_header last = {0};
+    ring_info *info = NULL;
+    uint64_t journaled;
+    int rc = store_ring_record(s, &rec);
+
+    if (rc == RK_ENOTFOUND)
+        return 0;
+    if (rc) {
+        snprintf(err, err_size, "cannot read the ring record in meta.db: %s", store_strerror(rc));
+        return rc;
+    }
+    rc = store_journal_last(s, &last);
+    if (rc && rc != RK_ENOTFOUND) {
+        snprintf(err, err_size, "cannot read the journal: %s", store_strerror(rc));
+        return rc;
+    }
+    info = malloc(sizeof *info);
+    if (!info)
+        return ENOMEM;
+    rc = ring_inspect(rec.name, info, err, err_size);
+    if (rc == ENOENT || (rc == 0 && info->created_ns != rec.created_ns)) {
+        rc = 0; /* no ring, or not ours: nothing of ours is waiting */
+        goto out;
+    }
+    if (rc)
+        goto out;
+    /* frames below the journal's next_lsn or below head are journaled */
+    journaled = last.next_lsn > info->head ? last.next_lsn : info->head;
+    if (journaled < info->start_lsn)
+        journaled = info->start_lsn;
+    if (info->tail > journaled) {
+        snprintf(err, err_size,
+                 "ring %s holds %" PRIu64 " bytes of records past the journal (tail %" PRIu64
+                 ", journaled to %" PRIu64 "): start the node",
+                 rec.name, info->tail - journaled, info->tail, journaled);
+        rc = RK_EUNDRAINED;
+    }
+out:
+    free(info);
+    return rc;
 }
 
 /* ------------------------------------------------------------ the journal */

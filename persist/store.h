@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ringkeep.h"
+
 #define JOURNAL_MAGIC 0x454a4b52u /* "RKJE" little-endian */
 #define JOURNAL_VERSION 1u
 #define JOURNAL_MAX_RAW (64u << 20) /* largest uncompressed body accepted */
@@ -177,6 +179,29 @@ int store_log_trim(store *s, uint32_t *n_removed);
  * page on disk), then removes the BUILDING marker.  0 or an error (the
  * marker stays). */
 int store_built(store *s);
+
+/* The identity of the ring a data directory drains, in meta.db under
+ * STORE_RING_KEY: written by the node when it creates the ring, checked
+ * when it takes a ring over. */
+#define STORE_RING_KEY "ring"
+struct store_ring_record {
+    uint64_t created_ns; /* the ring header's created_ns */
+    uint64_t capacity;
+    char name[RK_NAME_MAX + 1];
+};
+
+/* The data directory's ring record in *rec; RK_ENOTFOUND when no node
+ * ever made a ring for it (a standby's, a restored one). */
+int store_ring_record(store *s, struct store_ring_record *rec);
+
+/* For a reader holding the data directory's lock with no node running
+ * (rk_state_open): RK_EUNDRAINED, with the figures in err, when the
+ * directory's ring holds records past the journal's next_lsn (the node
+ * stopped or died while engines wrote); 0 when it holds none, or when
+ * there is no ring or only a ring of that name this directory did not
+ * make (the node would refuse it).  Other errors (the ring cannot be
+ * inspected, the journal read) are returned with a reason in err. */
+int store_ring_undrained(store *s, char *err, size_t err_size);
 
 /* Translates a Berkeley DB or errno code into a message.
  * RK_E* codes too (rk_strerror). */

@@ -90,6 +90,7 @@ const char *rk_strerror(int err)
         [RK_EBUSY - RK_EINVAL] = "in use by a live process (a producer name, ring or data directory)",
         [RK_EEXIST - RK_EINVAL] = "ring already exists",
         [RK_ESTALE - RK_EINVAL] = "message from a lower (stale) epoch",
+        [RK_EUNDRAINED - RK_EINVAL] = "the ring holds records the node has not journaled: start the node",
     };
     if (err == 0)
         return "success";

@@ -237,9 +237,35 @@ static pid_t start_node(const char *fault)
     return pid;
 }
 
+/* In an engine child: writes groups from+1 .. to of producer p on r
+ * (tables as open_tables() gave them), the LSN of the last MARK in *lsn.
+ * With kill_in_group > 0 the process SIGKILLs itself in the middle of that
+ * group.  Exits the child (13, 14) when a call fails. */
+static void write_groups(rk_ring *r, const uint16_t tables[3], int p, uint64_t from, uint64_t to,
+                         uint64_t kill_in_group, uint64_t *lsn)
+{
+    struct op o;
+
+    for (uint64_t g = from + 1; g <= to; g++) {
+        for (int i = 0; i < RECORDS_PER_GROUP; i++) {
+            make_op(p, g, i, &o);
+            if (g == kill_in_group && i == RECORDS_PER_GROUP / 2)
+                raise(SIGKILL);
+            uint16_t t = tables[o.table[1] - '0'];
+            int rc =
+                o.del ? rk_del(r, t, o.key, o.klen, NULL) : rk_put(r, t, o.key, o.klen, o.val, o.vlen, NULL);
+            if (rc)
+                _exit(13);
+        }
+        if (rk_mark(r, g, lsn))
+            _exit(14);
+    }
+}
+
 /* An engine: attaches as eng<p>, restores its height from the state, and
  * writes groups height+1 .. n_groups, waiting for the last to be durable.
- * With kill_in_group > 0 it SIGKILLs itself in the middle of that group. */
+ * With kill_in_group > 0 it SIGKILLs itself in the middle of that group.
+ * Exits 10 when rk_state_open fails. */
 static pid_t start_engine(int p, uint64_t n_groups, uint64_t kill_in_group)
 {
     pid_t pid = fork();
@@ -253,7 +279,6 @@ static pid_t start_engine(int p, uint64_t n_groups, uint64_t kill_in_group)
     rk_state *s = NULL;
     uint64_t h = 0, lsn = 0;
     uint16_t tables[3];
-    struct op o;
     snprintf(name, sizeof name, "eng%d", p);
     if (rk_state_open(data_dir, &s) != 0)
         _exit(10);
@@ -267,20 +292,7 @@ static pid_t start_engine(int p, uint64_t n_groups, uint64_t kill_in_group)
     }
     if (open_tables(r, 3, tables))
         _exit(12);
-    for (uint64_t g = h + 1; g <= n_groups; g++) {
-        for (int i = 0; i < RECORDS_PER_GROUP; i++) {
-            make_op(p, g, i, &o);
-            if (g == kill_in_group && i == RECORDS_PER_GROUP / 2)
-                raise(SIGKILL);
-            uint16_t t = tables[o.table[1] - '0'];
-            int rc =
-                o.del ? rk_del(r, t, o.key, o.klen, NULL) : rk_put(r, t, o.key, o.klen, o.val, o.vlen, NULL);
-            if (rc)
-                _exit(13);
-        }
-        if (rk_mark(r, g, &lsn))
-            _exit(14);
-    }
+    write_groups(r, tables, p, h, n_groups, kill_in_group, &lsn);
     if (lsn) {
         int rc = rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000);
         if (rc) {
@@ -361,8 +373,10 @@ static uint64_t wait_field(const char *field, uint64_t want, const pid_t *writer
 /* ------------------------------------------------------------ tests */
 
 /* The node SIGKILLed at 60 random moments while two engines write: after
- * every kill the state (applied by rk_state_open from the journal) equals
- * the model at the heights it reports, and heights never go back. */
+ * every kill and restart the state equals the model at the heights it
+ * reports, and heights never go back.  (Between the kill and the restart
+ * rk_state_open refuses while the ring holds what the engines wrote
+ * meanwhile: state_open_with_no_node_refuses_while_the_ring_holds_records.) */
 START_TEST(node_killed_at_random_moments_loses_nothing_durable)
 {
     const uint64_t n_groups = 40000;
@@ -378,13 +392,13 @@ START_TEST(node_killed_at_random_moments_loses_nothing_durable)
          * by time: a loaded machine would move every kill to the start) */
         wait_field("records", (uint64_t)(rand_r(&seed) % 20000), engines, N_PRODUCERS);
         stop(node, SIGKILL);
+        node = start_node(NULL);
         check_state(heights);
         for (int p = 0; p < N_PRODUCERS; p++) {
             ck_assert_msg(heights[p] >= prev[p], "producer %d went back from %llu to %llu", p,
                           (unsigned long long)prev[p], (unsigned long long)heights[p]);
             prev[p] = heights[p];
         }
-        node = start_node(NULL);
     }
     for (int p = 0; p < N_PRODUCERS; p++)
         wait_engine(engines[p]);
@@ -446,9 +460,11 @@ static void fault_case(const char *fault)
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "node with %s exited with status %d", fault,
                   status);
     /* the engine is still waiting for durability: the failed write was not
-     * acknowledged */
+     * acknowledged, and its records are still in the ring, so the state
+     * is not opened without a node */
     ck_assert_int_eq(waitpid(e, &status, WNOHANG), 0);
-    check_state(heights);
+    rk_state *s = NULL;
+    ck_assert_int_eq(rk_state_open(data_dir, &s), RK_EUNDRAINED);
     node = start_node(NULL);
     wait_engine(e);
     ck_assert_int_eq(stop(node, SIGTERM), 0);
@@ -1138,6 +1154,117 @@ START_TEST(frame_the_drain_could_not_add_is_not_skipped)
 }
 END_TEST
 
+/* The node is killed after 200 groups are durable; with no node, the
+ * engine writes groups 201..300 into the ring.  rk_state_open with no node
+ * then refuses (RK_EUNDRAINED): the state it would build holds 200 groups,
+ * and an engine resuming from it writes 201..300 again (the issue saw
+ * 5000 groups applied for 4000 written).  An engine restarting before the
+ * node gets the refusal; once the node runs it resumes at 300, and the
+ * node applied every group exactly once: 400 groups for 400 written. */
+START_TEST(state_open_with_no_node_refuses_while_the_ring_holds_records)
+{
+    uint64_t heights[N_PRODUCERS], h = 0;
+    rk_state *s = NULL;
+    pid_t node = start_node(NULL), e = start_engine(0, 200, 0);
+    int rc, status;
+
+    wait_engine(e);
+    stop(node, SIGKILL);
+    node_pid = 0;
+    e = fork();
+    ck_assert_int_ge(e, 0);
+    if (e == 0) { /* no node: the groups stay in the ring */
+        rk_ring_opts ro = {.producer = "eng0"};
+        rk_ring *r = NULL;
+        uint16_t tables[3];
+        uint64_t lsn = 0;
+        if (rk_ring_attach(ring_name, &ro, &r) || open_tables(r, 3, tables))
+            _exit(12);
+        write_groups(r, tables, 0, 200, 300, 0, &lsn);
+        rk_ring_detach(r);
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(e, &status, 0), e);
+    ck_assert_int_eq(status, 0);
+
+    rc = rk_state_open(data_dir, &s);
+    if (rc == 0)
+        rk_state_height(s, "eng0", &h);
+    rk_state_close(s);
+    ck_assert_msg(rc == RK_EUNDRAINED, "rk_state_open with no node and groups 201..300 in the ring: %s, height %llu",
+                  rk_strerror(rc), (unsigned long long)h);
+    e = start_engine(0, 400, 0); /* restarts before the node: refused */
+    ck_assert_int_eq(waitpid(e, &status, 0), e);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 10, "engine with no node: status %d", status);
+
+    node = start_node(NULL);
+    e = start_engine(0, 400, 0);
+    wait_engine(e);
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("groups_applied"), 400);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 400);
+}
+END_TEST
+
+/* rk_state_open on a live node while an engine writes without pause, with
+ * apply slowed (RK_TEST_APPLY_SLOW_MS) so that it stays max_lag_entries
+ * behind the journal: the state is served at the first group boundary
+ * holding what was written before the request, while the engine still
+ * writes.  Before the fix the node waited for apply to reach the journal's
+ * end, which it only did once the engine stopped: the state came at the
+ * end of the writes. */
+START_TEST(snapshot_under_steady_writes_is_served_at_the_request_point)
+{
+    static const char *const extra[] = {"apply", "max_lag_entries", "64", NULL};
+    struct shared {
+        _Atomic uint64_t height; /* engine: last group written (rk_mark returned) */
+        _Atomic int stop;        /* test: stop writing */
+    } *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    const uint64_t max_groups = 20000; /* the load's bound in count (about 25 s at this apply rate) */
+    uint64_t heights[N_PRODUCERS], asked, ended;
+    pid_t node, e;
+
+    ck_assert_ptr_ne(sh, MAP_FAILED);
+    atomic_store(&sh->height, 0);
+    atomic_store(&sh->stop, 0);
+    node_extra = extra;
+    setenv("RK_TEST_APPLY_SLOW_MS", "100", 1);
+    node = start_node(NULL);
+    unsetenv("RK_TEST_APPLY_SLOW_MS");
+    e = fork();
+    ck_assert_int_ge(e, 0);
+    if (e == 0) {
+        rk_ring_opts ro = {.producer = "eng0"};
+        rk_ring *r = NULL;
+        uint16_t tables[3];
+        uint64_t lsn = 0;
+        if (rk_ring_attach(ring_name, &ro, &r) || open_tables(r, 3, tables))
+            _exit(12);
+        for (uint64_t g = 1; g <= max_groups && !atomic_load(&sh->stop); g++) {
+            write_groups(r, tables, 0, g - 1, g, 0, &lsn);
+            atomic_store(&sh->height, g);
+        }
+        rk_ring_detach(r);
+        _exit(0);
+    }
+    for (int i = 0; i < BOUND_S * 100 && atomic_load(&sh->height) < 100; i++)
+        usleep(10000);
+    asked = atomic_load(&sh->height);
+    ck_assert_uint_ge(asked, 100);
+    check_state(heights); /* whole groups, equal to the model */
+    atomic_store(&sh->stop, 1);
+    wait_engine(e);
+    ended = atomic_load(&sh->height);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    munmap(sh, sizeof *sh);
+    ck_assert_msg(heights[0] >= asked && heights[0] < ended,
+                  "asked when %llu groups were written, answered at %llu; the writes ended at %llu",
+                  (unsigned long long)asked, (unsigned long long)heights[0], (unsigned long long)ended);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -1161,6 +1288,8 @@ static Suite *node_suite(void)
     tcase_set_timeout(tc, 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, frame_the_drain_could_not_add_is_not_skipped);
+    tcase_add_test(tc, state_open_with_no_node_refuses_while_the_ring_holds_records);
+    tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
     suite_add_tcase(s, tc);
     tc = tcase_create("status"); /* CK_RUN_CASE=status runs only these */
     tcase_set_timeout(tc, 0);
