@@ -773,21 +773,22 @@ static void status_json(struct node *n, char *out, size_t out_size)
     pthread_mutex_unlock(&n->lock);
     snprintf(digest, sizeof digest, "%016" PRIx64, atomic_load(&n->digest));
     /* "o" steals its reference, even when json_pack fails */
-    st = json_pack("{s:s, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-                   " s:o, s:o, s:o, s:s, s:o, s:o, s:b, s:o, s:o}",
-                   "role", n->c->role, "epoch", json_uint(n->epoch), "pid", (int)getpid(), "data_dir",
-                   json_cstr(n->c->data_dir), "ring", json_cstr(n->c->ring_name), "ring_capacity",
-                   json_uint(h->capacity), "ring_fill", json_uint(tail - head), "written_lsn", json_uint(tail),
-                   "durable_lsn", json_uint(durable), "applied_lsn", json_uint(applied), "durable_lag_bytes",
-                   json_uint(tail - atomic_load(&n->drained_pos)), "journal_seq", json_uint(journal_seq),
-                   "applied_seq", json_uint(applied_seq), "apply_lag_entries", json_uint(journal_seq - applied_seq),
-                   "batches", json_uint(atomic_load(&n->n_batches)), "records", json_uint(n_records),
-                   "records_per_s", json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
-                   json_uint(atomic_load(&n->n_groups)), "groups_discarded", json_uint(atomic_load(&n->n_discarded)),
-                   "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "checkpoint_seq", json_uint(ckpt_seq),
-                   "checkpoints_taken", json_uint(atomic_load(&n->n_checkpoints)), "checkpoint_running",
-                   ckpt_busy, "journal_trimmed_below", json_uint(atomic_load(&n->journal_floor)), "last_error",
-                   last_error);
+    st = json_pack(
+        "{s:s, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+        " s:o, s:o, s:o, s:s, s:o, s:o, s:b, s:o, s:o}",
+        "role", n->c->role, "epoch", json_uint(n->epoch), "pid", (int)getpid(), "data_dir",
+        json_cstr(n->c->data_dir), "ring", json_cstr(n->c->ring_name), "ring_capacity",
+        json_uint(h->capacity), "ring_fill", json_uint(tail - head), "written_lsn", json_uint(tail),
+        "durable_lsn", json_uint(durable), "applied_lsn", json_uint(applied), "durable_lag_bytes",
+        json_uint(tail - atomic_load(&n->drained_pos)), "journal_seq", json_uint(journal_seq), "applied_seq",
+        json_uint(applied_seq), "apply_lag_entries", json_uint(journal_seq - applied_seq), "batches",
+        json_uint(atomic_load(&n->n_batches)), "records", json_uint(n_records), "records_per_s",
+        json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
+        json_uint(atomic_load(&n->n_groups)), "groups_discarded", json_uint(atomic_load(&n->n_discarded)),
+        "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "checkpoint_seq",
+        json_uint(ckpt_seq), "checkpoints_taken", json_uint(atomic_load(&n->n_checkpoints)),
+        "checkpoint_running", ckpt_busy, "journal_trimmed_below", json_uint(atomic_load(&n->journal_floor)),
+        "last_error", last_error);
     if (st && n->repl)
         n->repl->status(n->repl->arg, st);
     if (st)

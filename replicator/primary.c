@@ -690,8 +690,8 @@ out:
  * when out of memory). */
 static json_t *status_members(const struct node_config *c)
 {
-    return json_pack("{s:o, s:o, s:o}", "publish", json_cstr(c->repl_publish), "serve", json_cstr(c->repl_serve),
-                     "min_replicas", json_uint(c->repl_min_replicas));
+    return json_pack("{s:o, s:o, s:o}", "publish", json_cstr(c->repl_publish), "serve",
+                     json_cstr(c->repl_serve), "min_replicas", json_uint(c->repl_min_replicas));
 }
 
 static void heartbeat(struct repl_primary *p)
@@ -748,17 +748,18 @@ static void heartbeat(struct repl_primary *p)
     list = json_array();
     for (uint32_t i = 0; list && i < n; i++)
         if (json_array_append_new(list, json_pack("{s:o, s:o, s:o, s:o}", "id", json_cstr(standbys[i].id),
-                                                  "acked_seq", json_uint(standbys[i].acked_seq), "lag_entries",
-                                                  json_uint(standbys[i].lag_entries), "lag_ms",
+                                                  "acked_seq", json_uint(standbys[i].acked_seq),
+                                                  "lag_entries", json_uint(standbys[i].lag_entries), "lag_ms",
                                                   json_uint(standbys[i].lag_ms))) != 0) {
             json_decref(list);
             list = NULL;
         }
-    extra = list ? json_pack("{s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
-                             json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)), "n_standbys",
-                             json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "curve", p->zap != NULL,
-                             "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
-                 : NULL; /* "o" steals list, even when json_pack fails */
+    extra =
+        list ? json_pack("{s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
+                         json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)), "n_standbys",
+                         json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "curve",
+                         p->zap != NULL, "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
+             : NULL; /* "o" steals list, even when json_pack fails */
     members = status_members(p->c);
     if (!members || !extra || json_object_update(members, extra) != 0) {
         /* out of memory: the status keeps the previous members */

@@ -109,7 +109,7 @@ struct standby {
     uint64_t digest_compared_seq;
     struct digest_at history[DIGEST_HISTORY];
     uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
-    const char *apply_gate;             /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): apply_gate_limit */
+    const char *apply_gate; /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): apply_gate_limit */
     uint64_t n_journal_msgs;
     uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
@@ -842,24 +842,25 @@ static void update_status(struct standby *sb)
     snprintf(digest, sizeof digest, "%016" PRIx64, am.digest);
     snprintf(primary_digest, sizeof primary_digest, "%016" PRIx64, sb->hb_digest);
     /* "o" steals its reference, even when json_pack fails */
-    st = json_pack("{s:s, s:o, s:i, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o,"
-                   " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
-                   "role", "standby", "epoch", json_uint(sb->epoch), "pid", (int)getpid(), "data_dir",
-                   json_cstr(sb->c->data_dir), "node_id", json_cstr(sb->c->repl_node_id), "primary",
-                   json_cstr(sb->c->repl_primary_serve), "primary_publish", json_cstr(sb->c->repl_primary_publish),
-                   "connected", sb->welcomed, "journal_seq", json_uint(sb->last_seq), "applied_seq",
-                   json_uint(am.applied_seq), "acked_seq", json_uint(sb->acked_seq), "primary_journal_seq",
-                   json_uint(sb->primary_seq), "lag_entries",
-                   json_uint(sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0), "lag_ms",
-                   json_uint(sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0), "state_digest", digest,
-                   "primary_digest", primary_digest, "primary_digest_seq", json_uint(sb->hb_digest_seq),
-                   "digest_match", sb->digest_match < 0 ? json_null() : json_boolean(sb->digest_match),
-                   "digest_compared_seq", json_uint(sb->digest_compared_seq), "fetched", json_uint(sb->n_fetched),
-                   "first_fetched_seq", json_uint(sb->first_fetched), "gaps", json_uint(sb->n_gaps), "duplicates",
-                   json_uint(sb->n_duplicates), "bad_entries", json_uint(sb->n_bad), "refused_epoch",
-                   json_uint(sb->n_refused), "malformed", json_uint(sb->n_malformed), "bootstraps",
-                   json_uint(sb->n_bootstraps), "bootstrapping", sb->bootstrapping, "groups_applied",
-                   json_uint(am.n_groups), "records", json_uint(am.n_records));
+    st = json_pack(
+        "{s:s, s:o, s:i, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o,"
+        " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
+        "role", "standby", "epoch", json_uint(sb->epoch), "pid", (int)getpid(), "data_dir",
+        json_cstr(sb->c->data_dir), "node_id", json_cstr(sb->c->repl_node_id), "primary",
+        json_cstr(sb->c->repl_primary_serve), "primary_publish", json_cstr(sb->c->repl_primary_publish),
+        "connected", sb->welcomed, "journal_seq", json_uint(sb->last_seq), "applied_seq",
+        json_uint(am.applied_seq), "acked_seq", json_uint(sb->acked_seq), "primary_journal_seq",
+        json_uint(sb->primary_seq), "lag_entries",
+        json_uint(sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0), "lag_ms",
+        json_uint(sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0), "state_digest", digest,
+        "primary_digest", primary_digest, "primary_digest_seq", json_uint(sb->hb_digest_seq), "digest_match",
+        sb->digest_match < 0 ? json_null() : json_boolean(sb->digest_match), "digest_compared_seq",
+        json_uint(sb->digest_compared_seq), "fetched", json_uint(sb->n_fetched), "first_fetched_seq",
+        json_uint(sb->first_fetched), "gaps", json_uint(sb->n_gaps), "duplicates",
+        json_uint(sb->n_duplicates), "bad_entries", json_uint(sb->n_bad), "refused_epoch",
+        json_uint(sb->n_refused), "malformed", json_uint(sb->n_malformed), "bootstraps",
+        json_uint(sb->n_bootstraps), "bootstrapping", sb->bootstrapping, "groups_applied",
+        json_uint(am.n_groups), "records", json_uint(am.n_records));
     text = st ? json_dumps(st, JSON_COMPACT) : NULL;
     json_decref(st);
     if (!text)

@@ -163,8 +163,8 @@ static void teardown(void)
 {
     char cmd[2048];
     ring_unlink(ring_name);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s' '%s' '%s.gate' '%s.gate.tmp'", primary_dir, standby_dir[0],
-             standby_dir[1], monitor_out, standby_dir[0], standby_dir[0]);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s' '%s' '%s.gate' '%s.gate.tmp'", primary_dir,
+             standby_dir[0], standby_dir[1], monitor_out, standby_dir[0], standby_dir[0]);
     ck_assert_int_eq(system(cmd), 0);
 }
 
@@ -212,7 +212,8 @@ static int standby_listed(const char *json, const char *id)
         found |= json_is_string(v) && json_string_length(v) == strlen(id) &&
                  memcmp(json_string_value(v), id, strlen(id)) == 0 &&
                  json_is_integer(json_object_get(sb, "acked_seq")) &&
-                 json_is_integer(json_object_get(sb, "lag_entries")) && json_is_integer(json_object_get(sb, "lag_ms"));
+                 json_is_integer(json_object_get(sb, "lag_entries")) &&
+                 json_is_integer(json_object_get(sb, "lag_ms"));
     }
     json_decref(st);
     return found;
@@ -489,7 +490,8 @@ START_TEST(standby_acks_while_apply_lags_and_a_clean_stop_applies_all)
     engine_write(&e, 100);
     ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
     st = status_of(standby_dir[0]);
-    ck_assert_msg(st && json_u64(st, "applied_seq") == 0 && json_u64(st, "journal_seq") > 0, "%s", st ? st : "");
+    ck_assert_msg(st && json_u64(st, "applied_seq") == 0 && json_u64(st, "journal_seq") > 0, "%s",
+                  st ? st : "");
     free(st);
     /* the stop waits for apply: the gate opens only once it was asked */
     ck_assert_int_eq(kill(s0, SIGTERM), 0);
