@@ -337,9 +337,41 @@ static void check_after_cut(const char *when)
 #define N_OPS 7
 static const char *const op_names[N_OPS] = {"write", "fsync", "open", "rename", "unlink", "ftruncate", "cut"};
 
-/* Reads the report's crash lines from line first_line on: counts per op
- * into n_by_op; returns the number of crash lines read. */
-static int read_cuts(int first_line, unsigned n_by_op[N_OPS], char *last, size_t last_size)
+/* Where the cuts fell: the file the cut call was about, by kind. */
+#define N_TARGETS 7
+static const char *const target_names[N_TARGETS] = {"log",         "journal.db",  "state.db", "meta.db",
+                                                    "checkpoints", "region/temp", "other"};
+
+static int target_kind(const char *line)
+{
+    const char *t = strstr(line, " target="), *base;
+    size_t len;
+
+    if (!t)
+        return N_TARGETS - 1;
+    t += 8;
+    len = strcspn(t, " ");
+    for (base = t + len; base > t && base[-1] != '/'; base--)
+        ;
+    if (strncmp(base, "log.", 4) == 0)
+        return 0;
+    for (int k = 1; k <= 3; k++)
+        if (strncmp(base, target_names[k], strlen(target_names[k])) == 0)
+            return k;
+    if (memmem(t, len, "/checkpoints", 12))
+        return 4;
+    if (strncmp(base, "__db.", 5) == 0)
+        return 5;
+    return N_TARGETS - 1;
+}
+
+struct cut_counts {
+    unsigned by_op[N_OPS], by_target[N_TARGETS];
+};
+
+/* Reads the report's crash lines from line first_line on into counts;
+ * returns the number of crash lines read; the last one in last. */
+static int read_cuts(int first_line, struct cut_counts *counts, char *last, size_t last_size)
 {
     FILE *f = fopen(report, "r");
     char line[1024];
@@ -355,8 +387,9 @@ static int read_cuts(int first_line, unsigned n_by_op[N_OPS], char *last, size_t
             char want[32];
             snprintf(want, sizeof want, " op=%s ", op_names[op]);
             if (strstr(line, want))
-                n_by_op[op]++;
+                counts->by_op[op]++;
         }
+        counts->by_target[target_kind(line)]++;
     }
     fclose(f);
     return n - first_line;
@@ -384,7 +417,8 @@ START_TEST(power_cuts_at_random_points_lose_nothing_durable)
     long points = env_number("RK_POWERLOSS_POINTS", POINTS_DEFAULT);
     long sector = env_number("RK_POWERLOSS_SECTOR", 4096);
     uint64_t seed = (uint64_t)env_number("RK_POWERLOSS_SEED", (long)(time(NULL) ^ getpid()));
-    unsigned n_by_op[N_OPS] = {0}, n_torn = 0, n_start = 0, n_uncut = 0;
+    struct cut_counts counts = {{0}, {0}};
+    unsigned n_torn = 0, n_start = 0, n_uncut = 0;
     int n_cuts = 0;
     double t0 = now_s();
     char last[1024] = "";
@@ -455,7 +489,7 @@ START_TEST(power_cuts_at_random_points_lose_nothing_durable)
             n_uncut++;
         } else {
             assert_cut(status);
-            ck_assert_msg(read_cuts(n_cuts, n_by_op, last, sizeof last) == 1, "no report line for round %ld",
+            ck_assert_msg(read_cuts(n_cuts, &counts, last, sizeof last) == 1, "no report line for round %ld",
                           round);
             n_cuts++;
             n_torn += torn;
@@ -466,12 +500,16 @@ START_TEST(power_cuts_at_random_points_lose_nothing_durable)
         check_after_cut(when);
         (void)!truncate(node_log, 0);
     }
-    printf("powerloss: %d power cuts (%u torn, %u in start-up) in %.1f s: write %u, fsync %u, open %u, "
-           "rename %u, "
-           "unlink %u, ftruncate %u; %u rounds without a cut; %u checkpoint checks; heights eng0 %" PRIu64
-           " eng1 %" PRIu64 "; every acknowledged group present\n",
-           n_cuts, n_torn, n_start, now_s() - t0, n_by_op[0], n_by_op[1], n_by_op[2], n_by_op[3], n_by_op[4],
-           n_by_op[5], n_uncut, n_ckpt_checks, seen[0], seen[1]);
+    printf(
+        "powerloss: %d power cuts (%u torn, %u in start-up) in %.1f s: write %u, fsync %u, open %u, rename "
+        "%u, "
+        "unlink %u, ftruncate %u; in log files %u, journal.db %u, state.db %u, meta.db %u, checkpoints %u, "
+        "region/temp %u, other %u; %u rounds without a cut; %u checkpoint checks; heights eng0 %" PRIu64
+        " eng1 %" PRIu64 "; every acknowledged group present\n",
+        n_cuts, n_torn, n_start, now_s() - t0, counts.by_op[0], counts.by_op[1], counts.by_op[2],
+        counts.by_op[3], counts.by_op[4], counts.by_op[5], counts.by_target[0], counts.by_target[1],
+        counts.by_target[2], counts.by_target[3], counts.by_target[4], counts.by_target[5],
+        counts.by_target[6], n_uncut, n_ckpt_checks, seen[0], seen[1]);
 }
 END_TEST
 
