@@ -107,6 +107,7 @@ struct node {
     _Atomic uint64_t n_checkpoints, journal_floor;
     _Atomic uint64_t drained_pos; /* ring position the journal covers */
     _Atomic int stop;
+    int test_kill_after_abort; /* RK_TEST_KILL_AFTER_ABORT set: a test hook (journal_batch) */
 };
 
 static volatile sig_atomic_t got_signal;
@@ -301,6 +302,19 @@ static int batch_frame(struct node *n, struct batch *b, const ring_frame *f)
     return 0;
 }
 
+/* 1 if the batch holds an ABORT frame (a dead producer reported). */
+static int batch_has_abort(const struct batch *b)
+{
+    for (size_t off = 0; off < b->len;) {
+        struct frame_header fh;
+        memcpy(&fh, b->buf + off, sizeof fh);
+        if (fh.type == FRAME_ABORT)
+            return 1;
+        off += frame_align(fh.length);
+    }
+    return 0;
+}
+
 /* Journals batch b as entry seq.  next_lsn is the ring position before
  * the first frame the batch does not hold: every frame below it is in this
  * or an earlier entry (the drain passes the position before a frame it
@@ -328,6 +342,10 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     free(entry);
     if (rc)
         fatal("journal write failed: nothing after it is acknowledged", store_strerror(rc));
+    /* test hook: the node killed between journaling a dead producer's
+     * ABORT and releasing its claim (tests/test_node.c) */
+    if (n->test_kill_after_abort && batch_has_abort(b))
+        raise(SIGKILL);
     /* the entry is durable: now, and only now, engines may learn it;
      * with min_replicas 0 nothing waits for standbys */
     if (b->last_ring_lsn) {
@@ -1026,7 +1044,7 @@ int node_run(const struct node_config *c)
 
 int node_run_with(const struct node_config *c, const struct node_replicator *r)
 {
-    struct node n = {.c = c, .repl = r};
+    struct node n = {.c = c, .repl = r, .test_kill_after_abort = getenv("RK_TEST_KILL_AFTER_ABORT") != NULL};
     struct journal_header last = {0};
     pthread_t apply_thread, control_thread, ckpt_thread;
     int rc, have_apply = 0, have_control = 0, have_ckpt = 0;

@@ -1265,6 +1265,99 @@ START_TEST(snapshot_under_steady_writes_is_served_at_the_request_point)
 }
 END_TEST
 
+static void expect_value(rk_state *s, const char *key, const char *want)
+{
+    void *val = NULL;
+    uint32_t vlen = 0;
+    int rc = rk_state_get(s, "t0", key, (uint32_t)strlen(key), &val, &vlen);
+
+    ck_assert_msg(rc == 0, "key %s: %s", key, rk_strerror(rc));
+    ck_assert_msg(vlen == strlen(want) && memcmp(val, want, vlen) == 0, "key %s: %u bytes, want \"%s\"", key,
+                  vlen, want);
+    free(val);
+}
+
+static int count_key(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    (void)key, (void)klen, (void)val, (void)vlen;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* An engine dies holding a claim; its producer attaches again and writes
+ * a1, a2 behind the dead claim; the node (RK_TEST_KILL_AFTER_ABORT) is
+ * SIGKILLed right after journaling the claim's ABORT with them, before it
+ * releases the ring.  a3 and MARK(2) are written while it is down.  The
+ * restarted node reads the ring again from before the dead claim: the
+ * claim must not be reported again (that ABORT discarded a1 and a2, and a3
+ * was applied as a partial group).  The whole group is applied, once. */
+START_TEST(stale_abort_after_a_restart_keeps_the_reattached_group)
+{
+    rk_ring_opts ro = {.producer = "x"};
+    rk_ring *r = NULL;
+    rk_state *s = NULL;
+    uint64_t lsn, height = 0;
+    uint16_t t;
+    pid_t node, engine;
+    int status, ready[2], n_keys = 0;
+    char c;
+
+    setenv("RK_TEST_KILL_AFTER_ABORT", "1", 1);
+    node = start_node(NULL);
+    unsetenv("RK_TEST_KILL_AFTER_ABORT");
+    ck_assert_int_eq(pipe(ready), 0);
+    engine = fork();
+    ck_assert_int_ge(engine, 0);
+    if (engine == 0) {
+        rk_claim claim;
+        if (rk_ring_attach(ring_name, &ro, &r) || rk_table(r, "t0", &t) ||
+            rk_put(r, t, "k0", 2, "v0", 2, NULL) || rk_mark(r, 1, NULL) || rk_claim_record(r, t, 2, 4, &claim))
+            _exit(1);
+        memcpy(claim.key, "zz", 2);
+        if (write(ready[1], "c", 1) != 1)
+            _exit(2);
+        pause(); /* SIGKILLed holding the claim */
+        _exit(3);
+    }
+    close(ready[1]);
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    /* the node cannot find the claim dead before the producer is back */
+    ck_assert_int_eq(kill(node, SIGSTOP), 0);
+    ck_assert_int_eq(waitpid(node, &status, WUNTRACED), node);
+    ck_assert(WIFSTOPPED(status));
+    status = stop(engine, SIGKILL);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &r), 0);
+    ck_assert_int_eq(rk_table(r, "t0", &t), 0);
+    ck_assert_int_eq(rk_put(r, t, "a1", 2, "1", 1, NULL), 0);
+    ck_assert_int_eq(rk_put(r, t, "a2", 2, "2", 1, NULL), 0);
+    ck_assert_int_eq(kill(node, SIGCONT), 0);
+    ck_assert_int_eq(waitpid(node, &status, 0), node);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the node was not killed by the hook (%d)",
+                  status);
+    node_pid = 0;
+    ck_assert_int_eq(rk_put(r, t, "a3", 2, "3", 1, NULL), 0);
+    ck_assert_int_eq(rk_mark(r, 2, &lsn), 0);
+    node = start_node(NULL);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    ck_assert_int_eq(rk_state_height(s, "x", &height), 0);
+    ck_assert_uint_eq(height, 2);
+    expect_value(s, "k0", "v0");
+    expect_value(s, "a1", "1");
+    expect_value(s, "a2", "2");
+    expect_value(s, "a3", "3");
+    ck_assert_int_eq(rk_state_scan(s, "t0", NULL, 0, count_key, &n_keys), 0);
+    ck_assert_int_eq(n_keys, 4);
+    rk_state_close(s);
+    ck_assert_uint_eq(status_field("groups_applied"), 2);
+    ck_assert_uint_eq(status_field("groups_discarded"), 0);
+    rk_ring_detach(r);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -1278,7 +1371,6 @@ static Suite *node_suite(void)
     tcase_add_test(tc, node_killed_while_checkpointing_keeps_previous_checkpoints);
     tcase_add_test(tc, height_trigger_retention_and_trimming);
     tcase_add_test(tc, second_node_and_foreign_ring_are_refused);
-    tcase_add_test(tc, bad_table_id_is_refused_and_the_node_goes_on);
     tcase_add_test(tc, engine_killed_mid_group_is_never_applied_in_part);
     tcase_add_test(tc, fsync_eio_is_fatal_and_recovers);
     tcase_add_test(tc, write_enospc_is_fatal_and_recovers);
@@ -1288,6 +1380,8 @@ static Suite *node_suite(void)
     tcase_set_timeout(tc, 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, frame_the_drain_could_not_add_is_not_skipped);
+    tcase_add_test(tc, bad_table_id_is_refused_and_the_node_goes_on);
+    tcase_add_test(tc, stale_abort_after_a_restart_keeps_the_reattached_group);
     tcase_add_test(tc, state_open_with_no_node_refuses_while_the_ring_holds_records);
     tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
     suite_add_tcase(s, tc);

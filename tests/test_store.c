@@ -22,6 +22,10 @@
  *            the failed one either absent or whole; RK_FAULT from the
  *            environment; fault specs; the Nth-call counting; Berkeley DB's
  *            files opened through the seam are close-on-exec.
+ *   apply    applier_run refuses an entry whose frame names a table id
+ *            out of range and applies nothing of it; an ABORT reported
+ *            again after a restart (below the producer's last ATTACH) does
+ *            not discard the re-attached session's group.
  *
  * How: data directories live under one base directory per runner
  * (/tmp/rk-test-store-XXXXXX), which main() removes at the end, even after
