@@ -533,6 +533,8 @@ static _Noreturn void cut(enum cs_op op, const char *path, int fd)
         ssize_t len = readlink(proc, target, sizeof target - 1);
         target[len > 0 ? len : 0] = '\0';
     }
+    /* the child of a multi-threaded process may use malloc and stdio:
+     * glibc (and ASan's allocator) take their locks around fork */
     pid = fork();
     if (pid > 0)
         for (;;)
