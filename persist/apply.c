@@ -930,7 +930,7 @@ int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out,
                   "checkpoint %s: the tables' digest %016llx differs from the one apply keeps "
                   "(%016llx): state and apply disagree",
                   path_out, (unsigned long long)written->digest, (unsigned long long)info->digest);
-        unlink(path_out);
+        sys_unlink(path_out);
         rc = RK_ECORRUPT;
     }
 out:

@@ -493,6 +493,8 @@ static void serve_snapshot(struct node *n)
     snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 ".db", store_dir(n->s),
              (uint64_t)getpid(), n->request_id + 1);
     rc = applier_snapshot(n->a, path, err, sizeof err);
+    if (rc && sys_io_failed())
+        fatal("snapshot failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
     if (rc)
         log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
     pthread_mutex_lock(&n->lock);
@@ -601,6 +603,11 @@ static void *ckpt_main(void *arg)
         t0 = now_ns();
         rc = ckpt_job_write(job, dir, c->zstd_level, path, sizeof path, &written, err, sizeof err);
         ckpt_job_free(job);
+        /* a failed write or fsync is fatal here as in the journal: the
+         * next fsync of the same file may pass on what this one lost */
+        if (rc && sys_io_failed())
+            fatal("checkpoint write failed: a failed write or fsync is never retried",
+                  err[0] ? err : store_strerror(rc));
         if (!rc) {
             log_msg(LOG_INFO, "checkpoint taken",
                     "file=\"%s\" journal_seq=%" PRIu64 " lsn=%" PRIu64 " entries=%" PRIu64 " digest=%016" PRIx64
@@ -618,18 +625,24 @@ static void *ckpt_main(void *arg)
             }
             if (c->trim_journal && floor != UINT64_MAX) {
                 int trc = store_journal_trim(n->s, floor);
-                if (trc)
-                    log_msg(LOG_WARN, "journal trim failed", "below=%" PRIu64 " error=\"%s\"", floor,
+                /* a deadlock victim, again and again, aborted whole: tried at the next checkpoint */
+                if (trc == DB_LOCK_DEADLOCK)
+                    log_msg(LOG_WARN, "journal trim given up", "below=%" PRIu64 " error=\"%s\"", floor,
                             store_strerror(trc));
+                else if (trc)
+                    fatal("journal trim failed: its commit writes and fsyncs the log", store_strerror(trc));
                 else
                     atomic_store(&n->journal_floor, floor);
             }
-            /* and the BDB log files recovery no longer needs */
+            /* and the BDB log files recovery no longer needs; a failure
+             * here (the Berkeley DB checkpoint's writes and fsyncs of
+             * state.db and the journal) leaves pages only the log can redo */
             uint32_t n_logs = 0;
             int lrc = store_log_trim(n->s, &n_logs);
             if (lrc)
-                log_msg(LOG_WARN, "log trim failed", "error=\"%s\"", store_strerror(lrc));
-            else if (n_logs)
+                fatal("Berkeley DB checkpoint or log trim failed: the next start recovers from the log",
+                      store_strerror(lrc));
+            if (n_logs)
                 log_msg(LOG_DEBUG, "log files removed", "count=%" PRIu32, n_logs);
         } else {
             log_msg(LOG_ERROR, "checkpoint failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
@@ -1025,7 +1038,7 @@ static void remove_checkpoint_temps(const char *dir)
         if (!ckpt_is_temp_name(de->d_name))
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (unlink(path) == 0)
+        if (sys_unlink(path) == 0)
             log_msg(LOG_INFO, "unfinished checkpoint removed", "file=\"%s\"", path);
     }
     if (d)

@@ -655,7 +655,7 @@ static int build(store *src, const struct restore_opts *o, uint32_t cache_mb, co
     uint64_t next, start;
     int rc;
 
-    if (mkdir(o->to_dir, 0700) != 0 && errno != EEXIST)
+    if (sys_mkdir(o->to_dir, 0700) != 0 && errno != EEXIST)
         return seg_fail(err, err_size, errno, "cannot create %s: %s", o->to_dir, strerror(errno));
     rc = store_open(o->to_dir, STORE_CREATE | STORE_BUILDING, cache_mb, &dst, err, err_size);
     if (!rc)
@@ -820,7 +820,7 @@ int restore_import(const char *to_dir, struct restore_entry *entries, size_t n, 
                             ": a state holds one value per key",
                             entries[i].line, entries[i].table, entries[i - 1].line);
     made = 1;
-    if (mkdir(to_dir, 0700) != 0 && errno != EEXIST) {
+    if (sys_mkdir(to_dir, 0700) != 0 && errno != EEXIST) {
         rc = seg_fail(err, err_size, errno, "cannot create %s: %s", to_dir, strerror(errno));
         goto out;
     }

@@ -16,6 +16,9 @@
  *     +---- store_close ----+------------- store_close -----------+
  * In "failed" every append returns the first error: nothing is
  * acknowledged after a failed fsync or write (SQLite's pager ERROR state).
+ * A failed fsync or write anywhere in the process (sys_io_failed, e.g. of
+ * a checkpoint or of state.db) puts the store there too, also when it
+ * happens while an append's commit is under way.
  *
  * Threads: after store_open, every function may be called from any thread
  * (the handles are opened with DB_THREAD); store_open and store_close are
@@ -186,7 +189,7 @@ static int prepare_subdir(store *s, const char *name, int flags, int *created, c
 
     if (!path)
         return fail_msg(err, err_size, ENOMEM, "out of memory");
-    if ((flags & STORE_CREATE) && mkdir(path, 0700) == 0) {
+    if ((flags & STORE_CREATE) && sys_mkdir(path, 0700) == 0) {
         *created = 1;
         goto out;
     }
@@ -415,8 +418,10 @@ void store_close(store *s)
 {
     if (!s)
         return;
-    if (s->env && s->journal && s->meta && atomic_load(&s->failed) == 0)
-        s->env->txn_checkpoint(s->env, 0, 0, 0); /* shortens the next recovery; failure is harmless */
+    /* a checkpoint shortens the next recovery (its failure is harmless);
+     * not after a failed write or fsync: recovery redoes from the log */
+    if (s->env && s->journal && s->meta && atomic_load(&s->failed) == 0 && sys_io_failed() == 0)
+        s->env->txn_checkpoint(s->env, 0, 0, 0);
     if (s->journal)
         s->journal->close(s->journal, 0);
     if (s->meta)
@@ -555,6 +560,8 @@ int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const
             entry_seq(entries[i]) != first_seq + i)
             return RK_EINVAL;
     failed = atomic_load(&s->failed);
+    if (!failed && (failed = sys_io_failed()) != 0)
+        atomic_compare_exchange_strong(&s->failed, &(int){0}, failed);
     if (failed)
         return failed;
     key.data = key_bytes;
@@ -583,6 +590,11 @@ int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const
         if ((rc != DB_LOCK_DEADLOCK && rc != DB_LOCK_NOTGRANTED) || attempt + 1 >= MAX_DEADLOCK_RETRIES)
             break;
     }
+    /* a write or fsync that failed anywhere in the process before this
+     * commit returned (another thread's included) may have cost pages a
+     * later fsync, ours, no longer reports: not acknowledged */
+    if (rc == 0 && sys_io_failed())
+        rc = sys_io_failed();
     if (rc && rc != DB_KEYEXIST) {
         int expected = 0;
         atomic_compare_exchange_strong(&s->failed, &expected, rc);
@@ -806,6 +818,11 @@ int store_log_trim(store *s, uint32_t *n_removed)
      * (every transaction that wrote there has ended, its pages are in the
      * database files) */
     rc = s->env->txn_checkpoint(s->env, 0, 0, 0);
+    /* ... unless a write or fsync failed anywhere: the checkpoint's own
+     * fsyncs may then pass on pages the kernel dropped, and only the log
+     * can redo them */
+    if (!rc)
+        rc = sys_io_failed();
     if (!rc)
         rc = s->env->log_archive(s->env, &list, DB_ARCH_ABS);
     for (char **p = list; !rc && p && *p; p++) {
@@ -829,6 +846,8 @@ int store_built(store *s)
     rc = s->env->log_flush(s->env, NULL);
     if (!rc)
         rc = s->env->txn_checkpoint(s->env, 0, 0, DB_FORCE);
+    if (!rc)
+        rc = sys_io_failed(); /* one that failed earlier is not reported again */
     if (rc)
         return rc;
     marker = path_join(s->dir, STORE_BUILDING_FILE);

@@ -219,22 +219,37 @@ void store_last_error(store *s, char *buf, size_t size);
 int store_failed(store *s);
 
 /* ------------------------------------------------------------ the I/O seam
- * Every write, fsync, open, rename, unlink and ftruncate of the store, BDB's
- * own included (db_env_set_func_*), goes through these, so that a test can
- * make one fail.  RK_FAULT in the environment arms a fault at start:
- *   RK_FAULT=fsync:EIO:3     the 3rd fsync from now on fails with EIO
- *   RK_FAULT=write:ENOSPC:10 the 10th write or pwrite fails with ENOSPC
- * (ops: fsync, write, open, rename; errors: EIO, ENOSPC, EROFS, ENOMEM).
- * Once a fault fired, every later call of that op fails the same way.
- * Also ops unlink and ftruncate (sys_unlink, sys_ftruncate).  The sys_*
- * functions return as POSIX does (-1 and errno); BDB gets adapters with
- * its own conventions (see sys.c).  sys_install() is idempotent (once per
- * process); an RK_FAULT it cannot parse is reported on stderr and arms
+ * Every write, fsync, open, rename, unlink, ftruncate and mkdir of the
+ * store, BDB's own included (db_env_set_func_*), goes through these, so
+ * that a test can make one fail.  RK_FAULT in the environment arms a fault
+ * at start:
+ *   RK_FAULT=fsync:EIO:3     the 3rd fsync from now on fails with EIO, and every one after it
+ *   RK_FAULT=write:ENOSPC:10 the 10th write or pwrite fails with ENOSPC, and every one after it
+ *   RK_FAULT=fsync:EIO:once@2:*state.db:rk-checkpoint
+ *                            only the 2nd fsync of a file matching the glob
+ *                            *state.db made by a thread named rk-checkpoint
+ *                            fails; the ones before and after it succeed (as
+ *                            Linux reports a writeback error once)
+ * (ops: fsync, write, open, rename, unlink, ftruncate, mkdir; errors: EIO,
+ * ENOSPC, EROFS, ENOMEM; the globs are fnmatch patterns, '*' matching '/'
+ * too: PATH_GLOB against the file's path (an fd's /proc/self/fd link, either
+ * name of a rename), THREAD_GLOB against the calling thread's name).  The
+ * sys_* functions return as POSIX does (-1 and errno); BDB gets adapters
+ * with its own conventions (see sys.c).  sys_install() is idempotent (once
+ * per process); an RK_FAULT it cannot parse is reported on stderr and arms
  * nothing.  sys_fault_arm() arms one op (restarting its count; "" or NULL
- * disarms every op) and returns 0, or RK_EINVAL for a spec it cannot
- * parse.  RK_CRASHSIM arms the power-loss simulation (crashsim.h). */
+ * disarms every op) and returns 0, RK_EINVAL for a spec it cannot parse,
+ * or ENOMEM.  A process that forked after sys_install() does not read
+ * RK_FAULT again: it calls sys_fault_arm().  RK_CRASHSIM arms the
+ * power-loss simulation (crashsim.h). */
 void sys_install(void);
 int sys_fault_arm(const char *spec);
+/* The errno of the first fsync, write or pwrite through the seam that
+ * failed in this process (injected or not), 0 while none did.  It never
+ * goes back to 0: a failed fsync may have dropped dirty pages that a later
+ * fsync no longer reports (fsyncgate), so nothing written after it is
+ * acknowledged (store_journal_append_many). */
+int sys_io_failed(void);
 int sys_fsync(int fd);
 /* fsyncs directory path (through sys_open and sys_fsync), so that the
  * entries created or renamed in it are durable: 0 or an errno value. */
@@ -245,5 +260,6 @@ int sys_open(const char *path, int flags, ...);
 int sys_rename(const char *from, const char *to);
 int sys_unlink(const char *path);
 int sys_ftruncate(int fd, off_t len);
+int sys_mkdir(const char *path, mode_t mode);
 
 #endif

@@ -1,14 +1,25 @@
 /* sys.c -- the I/O seam of the store: every write, fsync, open, rename,
- * unlink and ftruncate of the data directory, Berkeley DB's own included,
- * goes through the sys_* wrappers below, so that a test (or a drill, with
- * RK_FAULT in the environment) can make the Nth call of one kind fail.
+ * unlink, ftruncate and mkdir of the data directory, Berkeley DB's own
+ * included, goes through the sys_* wrappers below, so that a test (or a
+ * drill, with RK_FAULT in the environment) can make the Nth call of one
+ * kind fail.
  *
- * Design: one fault slot per kind of call.  A slot is disarmed (fire_at 0)
- * or armed to fail from the fire_at-th call counted since sys_fault_arm();
- * once it fired it stays fired (the counter only grows), as a real failing
- * disk would.  A disarmed slot costs one atomic load per call.  sys_install()
- * hands the wrappers to Berkeley DB (db_env_set_func_*, process-global, so
- * before any environment is opened) and reads RK_FAULT, once per process.
+ * Design: one fault per kind of call, armed by a spec
+ *   op:ERR:N[:PATH_GLOB[:THREAD_GLOB]]       the Nth matching call and every one after it fail
+ *   op:ERR:once@N[:PATH_GLOB[:THREAD_GLOB]]  only the Nth matching call fails
+ * A call matches when the file it works on (for an fd: its /proc/self/fd
+ * link; rename: either name) matches PATH_GLOB and the calling thread's
+ * name matches THREAD_GLOB (fnmatch; an empty or missing glob matches
+ * all).  The sticky fault is a disk that broke; the once fault is Linux's
+ * writeback error, reported to one fsync and then forgotten (fsyncgate),
+ * which is why every failed fsync or write is also remembered for the
+ * whole process (sys_io_failed): the journal acknowledges nothing after
+ * one, whoever saw it.  An armed fault is immutable once published (a new
+ * arm publishes a new one), so a call racing with an arm sees one whole;
+ * replaced ones are kept until exit.  A disarmed op costs one atomic load
+ * per call.  sys_install() hands the wrappers to Berkeley DB
+ * (db_env_set_func_*, process-global, so before any environment is
+ * opened) and reads RK_FAULT, once per process.
  *
  * The sys_* functions keep the POSIX convention (-1 and errno).  Berkeley
  * DB 5.3 expects other conventions from its replacements (os/os_*.c), so
@@ -21,20 +32,22 @@
  * adds O_CLOEXEC.  Note that with a replacement write installed BDB sends
  * every write through it (seek + write), never through pwrite.
  *
- *   disarmed --sys_fault_arm("op:ERR:N")--> armed --Nth call--> fired
- *      ^                                      |                   |
- *      +------- sys_fault_arm(NULL or "") ----+-------------------+
+ *   disarmed --sys_fault_arm(spec)--> armed --Nth matching call--> fired
+ *      ^                                |                            | once: armed
+ *      +---- sys_fault_arm(NULL or "") -+----------------------------+ again, never fires
  *
  * RK_CRASHSIM (read by sys_install too) arms the power-loss simulation of
  * crashsim.c: every wrapper then hands its call, after the fault check, to
  * its crashsim_* twin, which does it and keeps what a power cut would lose.
  *
- * Threads: any.  Counters and slots are atomics; arming while other threads
- * do I/O is allowed (a call racing with the arm may count or not).
+ * Threads: any.  Faults are published with release stores and read with
+ * acquire loads; counters are atomics; arming while other threads do I/O
+ * is allowed (a call racing with the arm may count or not).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -49,11 +62,11 @@
 #include "ringkeep.h"
 #include "store.h"
 
-enum sys_op { OP_FSYNC, OP_WRITE, OP_OPEN, OP_RENAME, OP_UNLINK, OP_FTRUNCATE, N_OPS };
+enum sys_op { OP_FSYNC, OP_WRITE, OP_OPEN, OP_RENAME, OP_UNLINK, OP_FTRUNCATE, OP_MKDIR, N_OPS };
 
 static const char *const op_names[N_OPS] = {
-    [OP_FSYNC] = "fsync",   [OP_WRITE] = "write",   [OP_OPEN] = "open",
-    [OP_RENAME] = "rename", [OP_UNLINK] = "unlink", [OP_FTRUNCATE] = "ftruncate",
+    [OP_FSYNC] = "fsync",   [OP_WRITE] = "write", [OP_OPEN] = "open",           [OP_RENAME] = "rename",
+    [OP_UNLINK] = "unlink", [OP_MKDIR] = "mkdir", [OP_FTRUNCATE] = "ftruncate",
 };
 
 static const struct {
@@ -61,81 +74,182 @@ static const struct {
     int value;
 } fault_errors[] = {{"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EROFS", EROFS}, {"ENOMEM", ENOMEM}};
 
-struct fault_slot {
-    _Atomic uint64_t fire_at; /* 0: disarmed; else the call number that fails first */
-    _Atomic uint64_t n_calls; /* calls counted since the slot was armed */
-    _Atomic int err;          /* errno the failing calls report */
+#define THREAD_GLOB_MAX 64
+
+/* One armed fault; only n_calls changes after it is published. */
+struct fault {
+    uint64_t fire_at;                  /* the matching call (from 1) that fails (first) */
+    int err;                           /* errno the failing call reports */
+    int once;                          /* 1: only call fire_at fails; 0: every one from it on */
+    char path_glob[PATH_MAX];          /* "": any file */
+    char thread_glob[THREAD_GLOB_MAX]; /* "": any thread */
+    _Atomic uint64_t n_calls;          /* matching calls counted */
+    struct fault *next_retired;        /* on the retired list once replaced */
 };
 
-static struct fault_slot slots[N_OPS];
+static _Atomic(struct fault *) armed[N_OPS]; /* NULL: disarmed */
+static pthread_mutex_t retire_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fault *retired; /* replaced faults: a racing call may still read one (under retire_lock) */
+/* the first failed fsync or write of the process (its errno), 0 while none */
+static _Atomic int io_error;
 static pthread_once_t install_once = PTHREAD_ONCE_INIT;
 
-/* 0 when the call may go ahead, else the errno it must fail with. */
-static int fault_check(enum sys_op op)
+/* The file fd refers to, from its /proc/self/fd link ("" if unknown). */
+static void fd_path(int fd, char *out, size_t size)
 {
-    struct fault_slot *slot = &slots[op];
-    uint64_t fire_at = atomic_load_explicit(&slot->fire_at, memory_order_acquire); /* pairs with arm */
+    char link[64];
+    ssize_t n;
 
-    if (fire_at == 0)
-        return 0;
-    if (atomic_fetch_add_explicit(&slot->n_calls, 1, memory_order_relaxed) + 1 < fire_at)
-        return 0;
-    return atomic_load_explicit(&slot->err, memory_order_relaxed);
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    n = readlink(link, out, size - 1);
+    out[n > 0 ? n : 0] = '\0';
 }
 
-static void disarm_all(void)
+static int call_matches(const struct fault *f, int fd, const char *path, const char *path2)
 {
-    for (int op = 0; op < N_OPS; op++)
-        atomic_store_explicit(&slots[op].fire_at, 0, memory_order_release);
+    if (f->thread_glob[0]) {
+        char name[THREAD_GLOB_MAX] = "";
+        if (pthread_getname_np(pthread_self(), name, sizeof name) != 0 ||
+            fnmatch(f->thread_glob, name, 0) != 0)
+            return 0;
+    }
+    if (f->path_glob[0]) {
+        char of_fd[PATH_MAX];
+        if (fd >= 0) {
+            fd_path(fd, of_fd, sizeof of_fd);
+            path = of_fd;
+        }
+        return (path && fnmatch(f->path_glob, path, 0) == 0) ||
+               (path2 && fnmatch(f->path_glob, path2, 0) == 0);
+    }
+    return 1;
+}
+
+/* 0 when the call may go ahead, else the errno it must fail with.  fd
+ * (-1: none) or path and path2 (NULL: none) name the file it works on. */
+static int fault_check(enum sys_op op, int fd, const char *path, const char *path2)
+{
+    struct fault *f = atomic_load_explicit(&armed[op], memory_order_acquire); /* pairs with arm: f is whole */
+    uint64_t n;
+
+    if (!f || !call_matches(f, fd, path, path2))
+        return 0;
+    n = atomic_fetch_add_explicit(&f->n_calls, 1, memory_order_relaxed) + 1;
+    if (n < f->fire_at || (f->once && n > f->fire_at))
+        return 0;
+    return f->err;
+}
+
+/* Passes rc and errno on; a failed fsync or write (rc < 0, errno not a
+ * retry) is remembered if it is the process's first. */
+static ssize_t io_result(ssize_t rc)
+{
+    int err = errno, none = 0;
+
+    /* seq_cst: a journal commit that returns after this failure was
+     * recorded sees it (store_journal_append_many checks after commit) */
+    if (rc < 0 && err != EINTR && err != EAGAIN)
+        atomic_compare_exchange_strong(&io_error, &none, err);
+    errno = err;
+    return rc;
+}
+
+int sys_io_failed(void)
+{
+    return atomic_load(&io_error); /* seq_cst: see io_result */
+}
+
+/* Publishes f (NULL: disarms) for op; the one it replaces is retired. */
+static void publish(enum sys_op op, struct fault *f)
+{
+    /* release: a call that loads f sees it whole */
+    struct fault *old = atomic_exchange_explicit(&armed[op], f, memory_order_acq_rel);
+
+    if (old) {
+        pthread_mutex_lock(&retire_lock);
+        old->next_retired = retired;
+        retired = old;
+        pthread_mutex_unlock(&retire_lock);
+    }
+}
+
+/* Copies the field of spec from p up to the next ':' (or the end) into
+ * out; returns where the next field starts (NULL at the end), or sets
+ * *bad when it does not fit. */
+static const char *take_field(const char *p, char *out, size_t size, int *bad)
+{
+    const char *colon = strchr(p, ':');
+    size_t len = colon ? (size_t)(colon - p) : strlen(p);
+
+    if (len >= size)
+        *bad = 1;
+    else
+        snprintf(out, size, "%.*s", (int)len, p);
+    return colon ? colon + 1 : NULL;
 }
 
 int sys_fault_arm(const char *spec)
 {
-    const char *colon1, *colon2;
+    char op_name[16] = "", err_name[16] = "", count[32] = "";
+    const char *p = spec, *digits;
     unsigned long long nth;
+    struct fault *f;
     char *end;
-    int op, err = 0;
+    int op, bad = 0;
 
     if (!spec || !*spec) {
-        disarm_all();
+        for (op = 0; op < N_OPS; op++)
+            publish(op, NULL);
         return 0;
     }
-    colon1 = strchr(spec, ':');
-    colon2 = colon1 ? strchr(colon1 + 1, ':') : NULL;
-    if (!colon2 || colon2[1] < '0' || colon2[1] > '9')
-        return RK_EINVAL;
+    f = calloc(1, sizeof *f);
+    if (!f)
+        return ENOMEM;
+    p = take_field(p, op_name, sizeof op_name, &bad);
+    if (p)
+        p = take_field(p, err_name, sizeof err_name, &bad);
+    if (!p)
+        goto invalid;
+    p = take_field(p, count, sizeof count, &bad);
+    if (p)
+        p = take_field(p, f->path_glob, sizeof f->path_glob, &bad);
+    if (p && strlen(p) >= sizeof f->thread_glob)
+        bad = 1;
+    else if (p)
+        snprintf(f->thread_glob, sizeof f->thread_glob, "%s", p);
+    f->once = strncmp(count, "once@", 5) == 0;
+    digits = count + (f->once ? 5 : 0);
+    if (bad || digits[0] < '0' || digits[0] > '9')
+        goto invalid;
     errno = 0;
-    nth = strtoull(colon2 + 1, &end, 10);
+    nth = strtoull(digits, &end, 10);
     if (*end != '\0' || errno || nth == 0)
-        return RK_EINVAL;
+        goto invalid;
+    f->fire_at = nth;
     for (op = 0; op < N_OPS; op++)
-        if (strlen(op_names[op]) == (size_t)(colon1 - spec) && memcmp(spec, op_names[op], colon1 - spec) == 0)
+        if (strcmp(op_name, op_names[op]) == 0)
             break;
     for (size_t i = 0; i < sizeof fault_errors / sizeof fault_errors[0]; i++)
-        if (strlen(fault_errors[i].name) == (size_t)(colon2 - colon1 - 1) &&
-            memcmp(colon1 + 1, fault_errors[i].name, colon2 - colon1 - 1) == 0)
-            err = fault_errors[i].value;
-    if (op == N_OPS || err == 0)
-        return RK_EINVAL;
-    atomic_store_explicit(&slots[op].fire_at, 0, memory_order_release);
-    atomic_store_explicit(&slots[op].n_calls, 0, memory_order_relaxed);
-    atomic_store_explicit(&slots[op].err, err, memory_order_relaxed);
-    /* release: a call that sees fire_at sees the counter reset and err */
-    atomic_store_explicit(&slots[op].fire_at, nth, memory_order_release);
+        if (strcmp(err_name, fault_errors[i].name) == 0)
+            f->err = fault_errors[i].value;
+    if (op == N_OPS || f->err == 0)
+        goto invalid;
+    publish(op, f);
     return 0;
+invalid:
+    free(f);
+    return RK_EINVAL;
 }
 
 int sys_fsync(int fd)
 {
-    int err = fault_check(OP_FSYNC);
+    int err = fault_check(OP_FSYNC, fd, NULL, NULL);
 
     if (err) {
         errno = err;
-        return -1;
+        return (int)io_result(-1);
     }
-    if (crashsim_active())
-        return crashsim_fsync(fd);
-    return fsync(fd);
+    return (int)io_result(crashsim_active() ? crashsim_fsync(fd) : fsync(fd));
 }
 
 int sys_fsync_dir(const char *path)
@@ -150,36 +264,31 @@ int sys_fsync_dir(const char *path)
     return rc;
 }
 
-
 ssize_t sys_write(int fd, const void *buf, size_t n)
 {
-    int err = fault_check(OP_WRITE);
+    int err = fault_check(OP_WRITE, fd, NULL, NULL);
 
     if (err) {
         errno = err;
-        return -1;
+        return io_result(-1);
     }
-    if (crashsim_active())
-        return crashsim_write(fd, buf, n);
-    return write(fd, buf, n);
+    return io_result(crashsim_active() ? crashsim_write(fd, buf, n) : write(fd, buf, n));
 }
 
 ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-    int err = fault_check(OP_WRITE);
+    int err = fault_check(OP_WRITE, fd, NULL, NULL);
 
     if (err) {
         errno = err;
-        return -1;
+        return io_result(-1);
     }
-    if (crashsim_active())
-        return crashsim_pwrite(fd, buf, n, off);
-    return pwrite(fd, buf, n, off);
+    return io_result(crashsim_active() ? crashsim_pwrite(fd, buf, n, off) : pwrite(fd, buf, n, off));
 }
 
 int sys_open(const char *path, int flags, ...)
 {
-    int err = fault_check(OP_OPEN), mode = 0;
+    int err = fault_check(OP_OPEN, -1, path, NULL), mode = 0;
     va_list ap;
 
     if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
@@ -198,7 +307,7 @@ int sys_open(const char *path, int flags, ...)
 
 int sys_rename(const char *from, const char *to)
 {
-    int err = fault_check(OP_RENAME);
+    int err = fault_check(OP_RENAME, -1, from, to);
 
     if (err) {
         errno = err;
@@ -211,7 +320,7 @@ int sys_rename(const char *from, const char *to)
 
 int sys_unlink(const char *path)
 {
-    int err = fault_check(OP_UNLINK);
+    int err = fault_check(OP_UNLINK, -1, path, NULL);
 
     if (err) {
         errno = err;
@@ -224,7 +333,7 @@ int sys_unlink(const char *path)
 
 int sys_ftruncate(int fd, off_t len)
 {
-    int err = fault_check(OP_FTRUNCATE);
+    int err = fault_check(OP_FTRUNCATE, fd, NULL, NULL);
 
     if (err) {
         errno = err;
@@ -233,6 +342,17 @@ int sys_ftruncate(int fd, off_t len)
     if (crashsim_active())
         return crashsim_ftruncate(fd, len);
     return ftruncate(fd, len);
+}
+
+int sys_mkdir(const char *path, mode_t mode)
+{
+    int err = fault_check(OP_MKDIR, -1, path, NULL);
+
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return mkdir(path, mode);
 }
 
 /* ------------------------------------------------------------ BDB's adapters */
@@ -368,11 +488,12 @@ static void install(void)
     db_env_set_func_unlink(bdb_unlink);
     db_env_set_func_ftruncate(bdb_ftruncate);
     if (spec && *spec && sys_fault_arm(spec) != 0)
-        fprintf(stderr,
-                "level=error msg=\"RK_FAULT not understood: no fault armed\" RK_FAULT=\"%s\" "
-                "want=\"op:ERR:N, op one of fsync write open rename unlink ftruncate, ERR one of "
-                "EIO ENOSPC EROFS ENOMEM, N >= 1\"\n",
-                spec);
+        fprintf(
+            stderr,
+            "level=error msg=\"RK_FAULT not understood: no fault armed\" RK_FAULT=\"%s\" "
+            "want=\"op:ERR:N or op:ERR:once@N, then :PATH_GLOB and :THREAD_GLOB optionally; op one of "
+            "fsync write open rename unlink ftruncate mkdir, ERR one of EIO ENOSPC EROFS ENOMEM, N >= 1\"\n",
+            spec);
     spec = getenv("RK_CRASHSIM");
     if (spec && *spec && crashsim_configure(spec) != 0)
         fprintf(stderr,

@@ -8,9 +8,12 @@
  *         primary restarted), ERROR 1 (adopt its epoch) ──┘   FETCH last+1.. (standby_fetch)
  *
  *   WELCOME with first_seq > last+1, or ERROR 2 (trimmed) ──> BOOTSTRAP (standby_bootstrap):
- *     set our data aside (db/ -> set-aside/db-<ns>/, never deleted), SNAPSHOT the newest
- *     checkpoint in chunks into checkpoints/.<name>.part (resumable), check its XXH64,
- *     rename, applier_load_checkpoint, then FETCH from its restart point ──> FOLLOWING
+ *     set our data aside (db/ -> set-aside/db-<ns>/, never deleted; both folders fsynced),
+ *     SNAPSHOT the newest checkpoint in chunks into checkpoints/.<name>.part (resumable),
+ *     fsync it, check its XXH64, rename, fsync checkpoints/, applier_load_checkpoint, then
+ *     FETCH from its restart point ──> FOLLOWING.  All of it through the I/O seam (sys_*);
+ *     a failed write, fsync or rename removes the copy and stops the standby (exit 1,
+ *     bootstrap_fail): the next start downloads again.
  *
  * Design: one thread (the main one) owns the SUB and DEALER sockets and
  * the journal: entries are stored strictly in sequence order, each
@@ -518,7 +521,8 @@ static void send_snapshot(struct standby *sb)
     sb->snap_ns = link_monotonic_ns();
 }
 
-/* Moves db/ aside (never deleting it) and opens a new, empty store. */
+/* Moves db/ aside (never deleting it), makes the move durable (both
+ * folders fsynced) and opens a new, empty store.  0 or an errno value. */
 static int set_aside(struct standby *sb)
 {
     char from[PATH_MAX + 8], dir[PATH_MAX + 16], to[PATH_MAX + 64], err[512] = "";
@@ -532,21 +536,55 @@ static int set_aside(struct standby *sb)
     snprintf(from, sizeof from, "%s/db", sb->c->data_dir);
     snprintf(dir, sizeof dir, "%s/set-aside", sb->c->data_dir);
     snprintf(to, sizeof to, "%s/db-%" PRIu64, dir, link_realtime_ns());
-    if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || rename(from, to) != 0) {
-        log_msg(LOG_ERROR, "cannot set the data aside", "to=\"%s\" error=\"%s\"", to, strerror(errno));
-        return errno;
+    rc = (sys_mkdir(dir, 0700) != 0 && errno != EEXIST) || sys_rename(from, to) != 0 ? errno : 0;
+    /* durable before the new db/ is made: after a crash the old data is
+     * in set-aside/, never in db/ beside a new store's files */
+    if (rc == 0)
+        rc = sys_fsync_dir(dir);
+    if (rc == 0)
+        rc = sys_fsync_dir(sb->c->data_dir);
+    if (rc) {
+        log_msg(LOG_ERROR, "bootstrap failed: cannot set the data aside",
+                "to=\"%s\" error=\"%s\" action=exit", to, strerror(rc));
+        return rc;
     }
     log_msg(LOG_WARN, "data set aside for a bootstrap", "to=\"%s\" last_seq=%" PRIu64, to, sb->last_seq);
     rc = store_open(sb->c->data_dir, STORE_CREATE, sb->c->cache_mb, &sb->s, err, sizeof err);
     if (rc || (rc = epoch_adopt(sb, epoch)) != 0 ||
         (rc = applier_open(sb->s, &sb->a, err, sizeof err)) != 0) {
-        log_msg(LOG_ERROR, "cannot open a new store after setting the data aside", "error=\"%s\"",
-                err[0] ? err : store_strerror(rc));
+        log_msg(LOG_ERROR, "bootstrap failed: cannot open a new store after setting the data aside",
+                "error=\"%s\" action=exit", err[0] ? err : store_strerror(rc));
         return rc ? rc : EIO;
     }
     sb->last_seq = sb->recv_seq = sb->acked_seq = 0;
     memset(sb->history, 0, sizeof sb->history); /* apply is stopped */
     return 0;
+}
+
+static void part_path(const struct standby *sb, char *out, size_t size)
+{
+    snprintf(out, size, "%s/checkpoints/.%s.part", sb->c->data_dir, sb->snap_name);
+}
+
+/* A bootstrap that cannot go on (a write, fsync or rename of the copy
+ * failed: what is on disk is not trusted): the partial copy and, when
+ * given, the installed file are removed, and the standby stops (exit 1);
+ * the next start downloads the checkpoint again.  Returns 1. */
+static int bootstrap_fail(struct standby *sb, const char *what, int err, const char *installed)
+{
+    char part[PATH_MAX + WIRE_FILE_MAX + 32];
+
+    if (sb->snap_fd >= 0)
+        close(sb->snap_fd);
+    sb->snap_fd = -1;
+    sb->bootstrapping = 0;
+    part_path(sb, part, sizeof part);
+    sys_unlink(part);
+    if (installed)
+        sys_unlink(installed);
+    log_msg(LOG_ERROR, what, "file=\"%s\" error=\"%s\" action=exit hint=\"%s\"", installed ? installed : part,
+            strerror(err), "the copy is removed: the next start downloads the checkpoint again");
+    return 1;
 }
 
 static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *ck)
@@ -565,12 +603,10 @@ static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *c
     if ((sb->last_seq || am.applied_seq || am.n_groups || am.restart_seq > 1) && set_aside(sb) != 0)
         return 1;
     snprintf(sb->snap_name, sizeof sb->snap_name, "%s", ck->name);
-    snprintf(path, sizeof path, "%s/checkpoints/.%s.part", sb->c->data_dir, ck->name);
-    sb->snap_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (sb->snap_fd < 0 || fstat(sb->snap_fd, &st) != 0) {
-        log_msg(LOG_ERROR, "cannot write the checkpoint", "file=\"%s\" error=\"%s\"", path, strerror(errno));
-        return 1;
-    }
+    part_path(sb, path, sizeof path);
+    sb->snap_fd = sys_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (sb->snap_fd < 0 || fstat(sb->snap_fd, &st) != 0)
+        return bootstrap_fail(sb, "bootstrap failed: cannot open the checkpoint copy", errno, NULL);
     sb->snap_offset = (uint64_t)st.st_size; /* resumed where an earlier run stopped */
     sb->snap_total = sb->snap_xxh = 0;
     sb->bootstrapping = 1;
@@ -579,44 +615,46 @@ static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *c
     return 0;
 }
 
-static void snapshot_restart(struct standby *sb, const char *why)
+/* The partial copy is emptied and asked for from its start.  1: cannot go on. */
+static int snapshot_restart(struct standby *sb, const char *why)
 {
     log_msg(LOG_WARN, "checkpoint download starts over", "file=%s error=\"%s\"", sb->snap_name, why);
-    if (ftruncate(sb->snap_fd, 0) != 0)
-        log_msg(LOG_WARN, "cannot truncate the partial checkpoint", "error=\"%s\"", strerror(errno));
+    if (sys_ftruncate(sb->snap_fd, 0) != 0)
+        return bootstrap_fail(sb, "bootstrap failed: cannot truncate the checkpoint copy", errno, NULL);
     sb->snap_offset = sb->snap_total = sb->snap_xxh = 0;
+    send_snapshot(sb);
+    return 0;
 }
 
-/* The whole file is here: check, install and load it.  1: cannot go on. */
+/* The whole file is here: make it durable, check it, install it (rename,
+ * then fsync the folder) and load it.  1: cannot go on. */
 static int snapshot_finish(struct standby *sb)
 {
     char part[PATH_MAX + WIRE_FILE_MAX + 32], path[PATH_MAX + WIRE_FILE_MAX + 32], err[512] = "";
+    char dir[PATH_MAX + 16];
     struct ckpt_info info = {0};
     uint64_t xxh = 0;
     int rc;
 
-    if (fsync(sb->snap_fd) != 0 || link_file_xxh64(sb->snap_fd, &xxh) != 0) {
-        log_msg(LOG_ERROR, "cannot write the checkpoint", "error=\"%s\"", strerror(errno));
-        return 1;
-    }
-    if (xxh != sb->snap_xxh) {
-        snapshot_restart(sb, "XXH64 of the assembled file differs");
-        send_snapshot(sb);
-        return 0;
-    }
+    if (sys_fsync(sb->snap_fd) != 0)
+        return bootstrap_fail(sb, "bootstrap failed: cannot fsync the checkpoint copy", errno, NULL);
+    if ((rc = link_file_xxh64(sb->snap_fd, &xxh)) != 0)
+        return bootstrap_fail(sb, "bootstrap failed: cannot read the checkpoint copy back", rc, NULL);
+    if (xxh != sb->snap_xxh)
+        return snapshot_restart(sb, "XXH64 of the assembled file differs");
     close(sb->snap_fd);
     sb->snap_fd = -1;
-    snprintf(part, sizeof part, "%s/checkpoints/.%s.part", sb->c->data_dir, sb->snap_name);
-    snprintf(path, sizeof path, "%s/checkpoints/%s", sb->c->data_dir, sb->snap_name);
-    if (rename(part, path) != 0) {
-        log_msg(LOG_ERROR, "cannot install the checkpoint", "file=\"%s\" error=\"%s\"", path,
-                strerror(errno));
-        return 1;
-    }
+    part_path(sb, part, sizeof part);
+    snprintf(dir, sizeof dir, "%s/checkpoints", sb->c->data_dir);
+    snprintf(path, sizeof path, "%s/%s", dir, sb->snap_name);
+    if (sys_rename(part, path) != 0)
+        return bootstrap_fail(sb, "bootstrap failed: cannot install the checkpoint", errno, NULL);
+    if ((rc = sys_fsync_dir(dir)) != 0)
+        return bootstrap_fail(sb, "bootstrap failed: cannot fsync the checkpoints folder", rc, path);
     rc = applier_load_checkpoint(sb->a, path, &info, NULL, NULL, err, sizeof err);
     if (rc) {
-        log_msg(LOG_ERROR, "cannot load the checkpoint", "file=\"%s\" error=\"%s\"", path,
-                err[0] ? err : store_strerror(rc));
+        log_msg(LOG_ERROR, "bootstrap failed: cannot load the checkpoint",
+                "file=\"%s\" error=\"%s\" action=exit", path, err[0] ? err : store_strerror(rc));
         ckpt_info_free(&info);
         return 1;
     }
@@ -626,7 +664,8 @@ static int snapshot_finish(struct standby *sb)
         uint32_t n_logs = 0;
         rc = store_log_trim(sb->s, &n_logs);
         if (rc) {
-            log_msg(LOG_ERROR, "cannot make the loaded checkpoint durable", "error=\"%s\"", store_strerror(rc));
+            log_msg(LOG_ERROR, "bootstrap failed: cannot make the loaded checkpoint durable",
+                    "error=\"%s\" action=exit", store_strerror(rc));
             ckpt_info_free(&info);
             return 1;
         }
@@ -648,16 +687,18 @@ static int on_chunk(struct standby *sb, const struct wire_chunk *c)
 {
     if (!sb->bootstrapping || strcmp(c->name, sb->snap_name) != 0 || c->offset != sb->snap_offset)
         return 0; /* an answer to a request we repeated */
-    if (sb->snap_total && (c->total_size != sb->snap_total || c->file_xxh64 != sb->snap_xxh)) {
-        snapshot_restart(sb, "the file changed");
-        send_snapshot(sb);
-        return 0;
-    }
+    if (sb->snap_total && (c->total_size != sb->snap_total || c->file_xxh64 != sb->snap_xxh))
+        return snapshot_restart(sb, "the file changed");
     sb->snap_total = c->total_size;
     sb->snap_xxh = c->file_xxh64;
-    if (c->len && pwrite(sb->snap_fd, c->data, c->len, (off_t)c->offset) != (ssize_t)c->len) {
-        log_msg(LOG_ERROR, "cannot write the checkpoint", "error=\"%s\"", strerror(errno));
-        return 1;
+    for (size_t done = 0; done < c->len;) {
+        ssize_t w = sys_pwrite(sb->snap_fd, c->data + done, c->len - done, (off_t)(c->offset + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return bootstrap_fail(sb, "bootstrap failed: cannot write the checkpoint copy",
+                                  w < 0 ? errno : EIO, NULL);
+        done += (size_t)w;
     }
     sb->snap_offset += c->len;
     if (sb->snap_offset < sb->snap_total) {
@@ -768,8 +809,14 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
          * durable (a heartbeat's ACK, HELLO's last_seq, a bootstrap) */
         if (in.m.type != WIRE_JOURNAL && in.m.type != WIRE_ENTRIES)
             flush_pending(sb);
-        if (newer && epoch_adopt(sb, in.m.epoch) != 0)
-            log_msg(LOG_WARN, "cannot record the new epoch", "epoch=%" PRIu64, in.m.epoch);
+        if (newer && (rc = epoch_adopt(sb, in.m.epoch)) != 0) {
+            /* a synced commit that failed: nothing more is taken or acknowledged */
+            log_msg(LOG_ERROR, "cannot record the new epoch", "epoch=%" PRIu64 " error=\"%s\" action=exit",
+                    in.m.epoch, store_strerror(rc));
+            link_in_free(&in);
+            sb->stop_error = 1;
+            return 1;
+        }
         switch (in.m.type) {
         case WIRE_JOURNAL:
             on_journal(sb, &in.m.u.journal);
@@ -799,19 +846,18 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
                     /* the checkpoint was removed meanwhile: its partial copy
                      * goes, and the newest one is downloaded instead */
                     char part[PATH_MAX + WIRE_FILE_MAX + 32];
-                    snprintf(part, sizeof part, "%s/checkpoints/.%s.part", sb->c->data_dir, sb->snap_name);
+                    part_path(sb, part, sizeof part);
                     close(sb->snap_fd);
                     sb->snap_fd = -1;
                     sb->bootstrapping = 0;
-                    unlink(part);
+                    sys_unlink(part);
                 }
                 send_hello(sb); /* WELCOME names the newest checkpoint */
             } else if (in.m.u.error.code == WIRE_ERR_BAD_REQUEST && sb->bootstrapping) {
                 /* e.g. a partial copy longer than the file served (a
                  * checkpoint taken again under the same name): asking
                  * again from the same offset would loop for ever */
-                snapshot_restart(sb, in.m.u.error.text);
-                send_snapshot(sb);
+                done = snapshot_restart(sb, in.m.u.error.text);
             }
             break;
         default:

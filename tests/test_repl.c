@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -232,9 +233,11 @@ static int some_line_lists(const char *text, const char *id)
     return found;
 }
 
-/* Starts a node on dir (primary when standby_id is NULL) and waits until
- * it answers as itself. extra: "section", "key", "value" triples, NULL-ended. */
-static pid_t start(const char *dir, const char *standby_id, const char *const *extra, const char *env)
+/* Forks a node on dir (primary when standby_id is NULL). extra:
+ * "section", "key", "value" triples, NULL-ended; env: "NAME=value" put in
+ * its environment; fault: armed in it (sys_fault_arm), NULL: none. */
+static pid_t spawn(const char *dir, const char *standby_id, const char *const *extra, const char *env,
+                   const char *fault)
 {
     pid_t pid = fork();
 
@@ -244,6 +247,13 @@ static pid_t start(const char *dir, const char *standby_id, const char *const *e
         char err[512];
         if (env)
             putenv((char *)env);
+        /* RK_FAULT is read once per process, and this one may have read
+         * it before the fork (check_same_journal's store_open) */
+        sys_install();
+        if (sys_fault_arm(fault) != 0) {
+            fprintf(stderr, "test fault not understood: %s\n", fault);
+            _exit(98);
+        }
         node_config_defaults(&c);
         int rc = node_config_set(&c, "node", "data_dir", dir, "test", err, sizeof err) ||
                  node_config_set(&c, "node", "log_level", "warn", "test", err, sizeof err) ||
@@ -267,6 +277,15 @@ static pid_t start(const char *dir, const char *standby_id, const char *const *e
         }
         _exit(repl_node_run(&c));
     }
+    return pid;
+}
+
+/* Starts a node on dir (as spawn, without a fault) and waits until it
+ * answers as itself. */
+static pid_t start(const char *dir, const char *standby_id, const char *const *extra, const char *env)
+{
+    pid_t pid = spawn(dir, standby_id, extra, env, NULL);
+
     wait_node_answers(dir, pid, BOUND_S, 2000);
     return pid;
 }
@@ -873,30 +892,42 @@ static void checkpoint_now(void)
     free(reply);
 }
 
-START_TEST(standby_away_past_retention_bootstraps_from_a_checkpoint)
+/* The primary's settings for the bootstrap tests: one checkpoint kept,
+ * taken only on request. */
+static const char *const keep_one[] = {"checkpoint", "keep", "1", "checkpoint", "every_seconds", "0", NULL};
+
+/* standby-a (standby_dir[0]) follows the primary (started with keep_one),
+ * then stops; the primary forgets it, checkpoints twice and trims its
+ * journal past where standby-a stopped: at its next start it must set
+ * its data aside and bootstrap.  The engine e is attached. */
+static void leave_standby_behind(struct engine *e)
 {
-    static const char *const extra[] = {"checkpoint", "keep", "1", "checkpoint", "every_seconds", "0", NULL};
-    struct engine e;
-    pid_t primary = start(primary_dir, NULL, extra, NULL);
     pid_t s0 = start(standby_dir[0], "standby-a", NULL, NULL);
 
-    engine_attach(&e);
-    engine_write(&e, 60);
+    engine_attach(e);
+    engine_write(e, 60);
     char *st = wait_caught_up(standby_dir[0]);
     uint64_t away_at = json_u64(st, "journal_seq");
     free(st);
     ck_assert_int_eq(stop(s0, SIGTERM), 0);
-    /* the primary forgets it, then checkpoints twice and trims its journal
-     * past where the standby stopped */
     wait_status(primary_dir, "\"n_standbys\":0,");
-    engine_write(&e, 60);
+    engine_write(e, 60);
     checkpoint_now();
-    engine_write(&e, 60);
+    engine_write(e, 60);
     checkpoint_now();
     char *p = status_of(primary_dir);
     ck_assert_msg(json_u64(p, "journal_trimmed_below") > away_at + 1, "primary: %s (standby at %llu)", p,
                   (unsigned long long)away_at);
     free(p);
+}
+
+START_TEST(standby_away_past_retention_bootstraps_from_a_checkpoint)
+{
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, keep_one, NULL), s0;
+    char *st;
+
+    leave_standby_behind(&e);
     /* the new one holds a partial copy of that checkpoint longer than the
      * file (as if one of the same name had been taken before): it must
      * start that download over, not ask for it from there for ever */
@@ -935,6 +966,83 @@ START_TEST(standby_away_past_retention_bootstraps_from_a_checkpoint)
 }
 END_TEST
 
+/* A write, fsync, rename or mkdir failing (once) during a bootstrap: the
+ * standby exits 1 and leaves nothing untrusted in checkpoints/ (no partial
+ * copy, no installed file whose folder entry may not be durable); started
+ * again without the fault, it bootstraps and follows.  The bootstrap used
+ * to write around the I/O seam (plain open, pwrite, fsync, rename, mkdir),
+ * so these faults never fired, and it never fsynced a folder. */
+static const struct {
+    const char *step;
+    const char *fault;
+} bootstrap_faults[] = {
+    {"set-aside folder made", "mkdir:EIO:once@1:*/set-aside"},
+    {"set-aside folder fsync", "fsync:EIO:once@1:*/set-aside"},
+    {"checkpoint copy write", "write:EIO:once@1:*.part"},
+    {"checkpoint copy fsync", "fsync:EIO:once@1:*.part"},
+    {"checkpoint copy renamed into place", "rename:EIO:once@1:*.part"},
+    {"checkpoints folder fsync", "fsync:EIO:once@1:*/checkpoints"},
+};
+#define N_BOOTSTRAP_FAULTS ((int)(sizeof bootstrap_faults / sizeof bootstrap_faults[0]))
+
+/* The names in dir other than . and .., joined by spaces into out;
+ * returns how many. */
+static int list_dir(const char *dir, char *out, size_t size)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+
+    out[0] = '\0';
+    while (d && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        n++;
+        snprintf(out + strlen(out), size - strlen(out), "%s ", de->d_name);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+START_TEST(standby_failing_during_bootstrap_leaves_no_untrusted_checkpoint)
+{
+    const char *step = bootstrap_faults[_i].step, *fault = bootstrap_faults[_i].fault;
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, keep_one, NULL), s0;
+    char dir[300], names[1024];
+    int status = 0, ended = 0;
+
+    leave_standby_behind(&e);
+    s0 = spawn(standby_dir[0], "standby-a", NULL, NULL, fault);
+    for (int i = 0; i < BOUND_S * 100 && !ended; i++) {
+        ended = waitpid(s0, &status, WNOHANG) == s0;
+        if (!ended) {
+            char *st = status_of(standby_dir[0]);
+            uint64_t n = json_u64(st, "bootstraps");
+            free(st);
+            if (n) {
+                stop(s0, SIGKILL);
+                ck_abort_msg("%s: the fault never fired (%s): the standby bootstrapped", step, fault);
+            }
+            usleep(10000);
+        }
+    }
+    ck_assert_msg(ended, "%s: the standby neither bootstrapped nor ended (%s)", step, fault);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s: the standby ended with status %d", step,
+                  status);
+    snprintf(dir, sizeof dir, "%s/checkpoints", standby_dir[0]);
+    ck_assert_msg(list_dir(dir, names, sizeof names) == 0, "%s: left in %s: %s", step, dir, names);
+    /* again, without the fault */
+    s0 = start(standby_dir[0], "standby-a", NULL, NULL);
+    engine_write(&e, 30);
+    rk_ring_detach(e.r);
+    char *st = wait_caught_up(standby_dir[0]);
+    ck_assert_msg(json_u64(st, "bootstraps") == 1, "%s: %s", step, st);
+    free(st);
+    stop_and_check(s0, primary, e.height);
+}
+END_TEST
 
 /* A primary that lost its data (wiped, or restored to an earlier point)
  * and a standby that still holds the old, longer history: the standby's
@@ -1111,6 +1219,11 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, standby_away_past_retention_bootstraps_from_a_checkpoint);
     tcase_add_test(tc, standby_of_another_history_bootstraps_and_is_not_counted);
     tcase_add_test(tc, curve_only_authorized_peers_receive_anything);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_loop_test(tc, standby_failing_during_bootstrap_leaves_no_untrusted_checkpoint, 0,
+                        N_BOOTSTRAP_FAULTS);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -20,8 +20,11 @@
  *            fail, the store stays failed, and a fresh process reopening
  *            the directory (recovery) finds every acknowledged entry and
  *            the failed one either absent or whole; RK_FAULT from the
- *            environment; fault specs; the Nth-call counting; Berkeley DB's
- *            files opened through the seam are close-on-exec.
+ *            environment; fault specs; the Nth-call counting; the once
+ *            mode (only the Nth call matching a path and a thread name
+ *            fails) and that a store acknowledges nothing after a failed
+ *            fsync anywhere; Berkeley DB's files opened through the seam
+ *            are close-on-exec.
  *   apply    applier_run refuses an entry whose frame names a table id
  *            out of range and applies nothing of it; an ABORT reported
  *            again after a restart (below the producer's last ATTACH) does
@@ -42,6 +45,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1772,6 +1776,102 @@ static void child_counts_calls(void *arg)
     close(fd);
 }
 
+/* The once mode, as Linux reports a writeback error: only the Nth
+ * matching call fails, the ones before and after it pass; PATH_GLOB and
+ * THREAD_GLOB choose which calls count.  The failure is remembered
+ * (sys_io_failed), and a store then acknowledges nothing more, although
+ * its own fsyncs would pass again. */
+static void child_once_fault(void *arg)
+{
+    char a[400], b[400], c[400];
+    int fa, fb;
+    store *s = NULL;
+    int rc;
+
+    (void)arg;
+    snprintf(a, sizeof a, "%s/a", data_dir);
+    snprintf(b, sizeof b, "%s/b", data_dir);
+    snprintf(c, sizeof c, "%s/c", data_dir);
+    fa = sys_open(a, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    fb = sys_open(b, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    CHILD_REQUIRE(fa >= 0 && fb >= 0, "sys_open: %s", strerror(errno));
+
+    /* only the 2nd fsync fails */
+    CHILD_REQUIRE(sys_fault_arm("fsync:EIO:once@2") == 0, "arm");
+    CHILD_REQUIRE(sys_fsync(fa) == 0, "fsync 1");
+    errno = 0;
+    CHILD_REQUIRE(sys_fsync(fa) == -1 && errno == EIO, "fsync 2 did not fail with EIO (errno %d)", errno);
+    for (int i = 3; i <= 5; i++)
+        CHILD_REQUIRE(sys_fsync(fa) == 0, "fsync %d after the once fault failed: %s", i, strerror(errno));
+    CHILD_REQUIRE(sys_io_failed() == EIO, "the failed fsync is not remembered: %d", sys_io_failed());
+
+    /* only writes to a file matching the glob count */
+    CHILD_REQUIRE(sys_fault_arm("write:ENOSPC:once@2:*/b") == 0, "arm with a path");
+    CHILD_REQUIRE(sys_write(fb, "1", 1) == 1, "write 1 to b");
+    for (int i = 0; i < 3; i++)
+        CHILD_REQUIRE(sys_write(fa, "x", 1) == 1, "a write to a counted");
+    errno = 0;
+    CHILD_REQUIRE(sys_pwrite(fb, "2", 1, 1) == -1 && errno == ENOSPC, "write 2 to b did not fail (errno %d)",
+                  errno);
+    CHILD_REQUIRE(sys_write(fb, "3", 1) == 1 && sys_write(fa, "y", 1) == 1, "writes after the once fault");
+
+    /* only calls of a thread with a matching name count; either name of
+     * a rename matches */
+    CHILD_REQUIRE(pthread_setname_np(pthread_self(), "other") == 0, "name the thread");
+    CHILD_REQUIRE(sys_fault_arm("rename:EROFS:once@1:*/c:rk-seam*") == 0, "arm with a thread");
+    CHILD_REQUIRE(sys_rename(a, c) == 0 && sys_rename(c, a) == 0, "renames of another thread counted");
+    CHILD_REQUIRE(pthread_setname_np(pthread_self(), "rk-seam-test") == 0, "name the thread");
+    CHILD_REQUIRE(sys_rename(a, b) == 0, "a rename of other files counted");
+    CHILD_REQUIRE(sys_rename(b, a) == 0, "a rename of other files counted");
+    errno = 0;
+    CHILD_REQUIRE(sys_rename(a, c) == -1 && errno == EROFS, "rename to c did not fail (errno %d)", errno);
+    CHILD_REQUIRE(sys_rename(a, c) == 0 && sys_rename(c, a) == 0, "renames after the once fault");
+    close(fa);
+    close(fb);
+
+    /* the store: its own fsyncs pass, but after a failed fsync anywhere
+     * it acknowledges nothing (entries 1..3 were appended before) */
+    CHILD_REQUIRE(sys_fault_arm(NULL) == 0, "disarm");
+    rc = store_open(data_dir, 0, CACHE_MB, &s, err, sizeof err);
+    CHILD_REQUIRE(rc == 0, "store_open: %s", err);
+    rc = append_seq(s, 4);
+    report->rc[0] = rc;
+    report->rc[1] = store_failed(s);
+    store_close(s);
+}
+
+/* Appends entries 1..3 in a process that never armed a fault. */
+static void child_append_three(void *arg)
+{
+    store *s = NULL;
+    int rc = store_open(data_dir, STORE_CREATE, CACHE_MB, &s, err, sizeof err);
+
+    (void)arg;
+    CHILD_REQUIRE(rc == 0, "store_open: %s", err);
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        CHILD_REQUIRE(append_seq(s, seq) == 0, "append %" PRIu64, seq);
+    store_close(s);
+}
+
+START_TEST(seam_once_fault_fails_one_matching_call_then_passes)
+{
+    store *s;
+
+    map_report();
+    new_data_dir("once");
+    run_child(child_append_three, NULL);
+    run_child(child_once_fault, NULL);
+    ck_assert_msg(report->rc[0] == EIO, "an append after a failed fsync returned %d (%s), want EIO",
+                  report->rc[0], store_strerror(report->rc[0]));
+    ck_assert_int_eq(report->rc[1], EIO);
+    s = open_store(0);
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        ck_assert_msg(entry_present(s, seq) == 1, "entry %" PRIu64 " is missing", seq);
+    ck_assert_int_eq(entry_present(s, 4), 0);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(seam_fails_from_the_nth_call_and_stays_failed)
 {
     map_report();
@@ -1817,6 +1917,11 @@ START_TEST(fault_specs_are_parsed_strictly)
                                        "rename:ENOMEM:1",
                                        "unlink:EIO:3",
                                        "ftruncate:EIO:4",
+                                       "mkdir:EIO:1",
+                                       "fsync:EIO:once@1",
+                                       "write:ENOSPC:once@3:*/journal.db",
+                                       "fsync:EIO:2:*:rk-checkpoint",
+                                       "fsync:EIO:once@2::rk-*",
                                        "",
                                        NULL};
     static const char *const bad[] = {"fsync",
@@ -1831,6 +1936,11 @@ START_TEST(fault_specs_are_parsed_strictly)
                                       "fsync::1",
                                       "FSYNC:EIO:1",
                                       "fsync:eio:1",
+                                      "fsync:EIO:once@0",
+                                      "fsync:EIO:once@",
+                                      "fsync:EIO:once1",
+                                      "fsync:EIO:twice@1",
+                                      "fsync:EIO:once@1x:*",
                                       "fsync:EIO:99999999999999999999999"};
     pid_t pid = fork();
 
@@ -2124,6 +2234,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, fault_from_the_environment_fails_store_open);
     tcase_add_test(tc, fault_specs_are_parsed_strictly);
     tcase_add_test(tc, seam_fails_from_the_nth_call_and_stays_failed);
+    tcase_add_test(tc, seam_once_fault_fails_one_matching_call_then_passes);
     tcase_add_test(tc, database_files_are_closed_on_exec);
     tcase_add_test(tc, store_strerror_covers_every_source);
     tcase_add_test(tc, unfinished_build_is_refused);
