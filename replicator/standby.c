@@ -170,9 +170,16 @@ static int epoch_adopt(struct standby *sb, uint64_t epoch)
     DBT k = {.data = (void *)EPOCH_KEY, .size = (u_int32_t)strlen(EPOCH_KEY)};
     DBT v = {.data = &epoch, .size = sizeof epoch};
 
+    int rc;
+
     log_msg(LOG_INFO, "adopting a higher epoch", "epoch=%" PRIu64 " new=%" PRIu64, sb->epoch, epoch);
     sb->epoch = epoch;
-    return meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT);
+    /* a deadlock victim (apply writes meta.db too) undid nothing durable: again */
+    for (int attempt = 0;; attempt++) {
+        rc = meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT);
+        if (rc != DB_LOCK_DEADLOCK || attempt >= 8)
+            return rc;
+    }
 }
 
 /* ------------------------------------------------------------ apply */
