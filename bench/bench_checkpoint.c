@@ -124,14 +124,14 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "apply.h"
-#include "checkpoint.h"
-#include "restore.h"
-#include "config.h"
-#include "node.h"
-#include "ring.h"
+#include "persist/apply.h"
+#include "persist/checkpoint.h"
+#include "persist/restore.h"
+#include "persist/config.h"
+#include "persist/node.h"
+#include "shm/ring.h"
 #include "ringkeep.h"
-#include "store.h"
+#include "persist/store.h"
 
 #define KEY_SIZE 16u
 #define KEY_SEED 0x6b657973ull    /* "keys" */

@@ -101,12 +101,12 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "apply.h"
-#include "config.h"
-#include "node.h"
-#include "ring.h"
+#include "persist/apply.h"
+#include "persist/config.h"
+#include "persist/node.h"
+#include "shm/ring.h"
 #include "ringkeep.h"
-#include "store.h"
+#include "persist/store.h"
 
 #define KEY_SIZE 8u
 #define VALUE_SIZE 64u

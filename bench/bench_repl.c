@@ -32,10 +32,10 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "config.h"
-#include "node.h"
-#include "replicator.h"
-#include "ring.h"
+#include "persist/config.h"
+#include "persist/node.h"
+#include "replicator/replicator.h"
+#include "shm/ring.h"
 #include "ringkeep.h"
 
 #define MARK_EVERY 100

@@ -71,7 +71,7 @@
 #include <x86intrin.h>
 
 #include "bench_util.h"
-#include "ring.h"
+#include "shm/ring.h"
 #include "ringkeep.h"
 
 #define MAX_PRODUCERS 4

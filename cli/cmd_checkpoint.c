@@ -19,11 +19,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "checkpoint.h"
-#include "cli.h"
-#include "config.h"
-#include "json_bytes.h"
-#include "node.h"
+#include "persist/checkpoint.h"
+#include "cli/cli.h"
+#include "persist/config.h"
+#include "persist/json_bytes.h"
+#include "persist/node.h"
 
 static void print_checkpoint_usage(FILE *out)
 {

@@ -24,8 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "ring.h"
+#include "cli/cli.h"
+#include "shm/ring.h"
 
 #define DEMO_BLOCK 1000 /* records per MARK */
 #define DEMO_MAX_PRODUCERS 8

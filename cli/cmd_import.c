@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "json_bytes.h"
-#include "restore.h"
+#include "cli/cli.h"
+#include "persist/json_bytes.h"
+#include "persist/restore.h"
 #include "ringkeep.h"
 
 static void print_import_usage(FILE *out)

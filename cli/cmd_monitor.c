@@ -16,10 +16,10 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "cli.h"
-#include "json_bytes.h"
-#include "link.h"
-#include "wire.h"
+#include "cli/cli.h"
+#include "persist/json_bytes.h"
+#include "replicator/link.h"
+#include "replicator/wire.h"
 
 static volatile sig_atomic_t stop_monitor;
 

@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "config.h"
-#include "json_bytes.h"
-#include "node.h"
-#include "replicator.h"
+#include "cli/cli.h"
+#include "persist/config.h"
+#include "persist/json_bytes.h"
+#include "persist/node.h"
+#include "replicator/replicator.h"
 #include "ringkeep.h"
 
 static void node_usage(FILE *out)

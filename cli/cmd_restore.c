@@ -15,9 +15,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
-#include "config.h"
-#include "restore.h"
+#include "cli/cli.h"
+#include "persist/config.h"
+#include "persist/restore.h"
 
 static void print_restore_usage(FILE *out)
 {

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "json_bytes.h"
-#include "ring.h"
+#include "cli/cli.h"
+#include "persist/json_bytes.h"
+#include "shm/ring.h"
 
 static const char *state_name(uint32_t state)
 {

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "config.h"
+#include "cli/cli.h"
+#include "persist/config.h"
 #include "ringkeep.h"
 
 static void usage(FILE *out)

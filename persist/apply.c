@@ -29,11 +29,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "apply.h"
-#include "checkpoint.h"
-#include "log.h"
-#include "ring.h"
-#include "segment.h"
+#include "persist/apply.h"
+#include "persist/checkpoint.h"
+#include "persist/log.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
 
 #define STATE_FILE "state.db"
 #define MAX_TABLES 4096

@@ -29,9 +29,9 @@
 
 #include <stdint.h>
 
-#include "checkpoint.h"
-#include "ring_format.h"
-#include "store.h"
+#include "persist/checkpoint.h"
+#include "shm/ring_format.h"
+#include "persist/store.h"
 
 struct apply_meta {
     uint64_t restart_seq; /* first journal entry to read after a restart */

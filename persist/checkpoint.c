@@ -97,11 +97,11 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#include "bytes.h"
-#include "checkpoint.h"
-#include "mpread.h"
-#include "segment.h"
-#include "store.h"
+#include "persist/bytes.h"
+#include "persist/checkpoint.h"
+#include "persist/mpread.h"
+#include "shm/segment.h"
+#include "persist/store.h"
 
 #define CKPT_MAGIC "RKCP"
 #define PREFIX_SIZE 32u

@@ -31,9 +31,9 @@
 #include <sys/stat.h>
 #include <zmq.h>
 
-#include "config.h"
-#include "log.h"
-#include "segment.h"
+#include "persist/config.h"
+#include "persist/log.h"
+#include "shm/segment.h"
 
 #define KIB ((uint64_t)1 << 10)
 #define MIB ((uint64_t)1 << 20)

@@ -48,7 +48,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "crashsim.h"
+#include "persist/crashsim.h"
 #include "ringkeep.h"
 
 #define DEFAULT_WITHIN 10000u

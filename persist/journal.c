@@ -31,10 +31,10 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#include "ring.h"
-#include "bytes.h"
-#include "segment.h"
-#include "store.h"
+#include "shm/ring.h"
+#include "persist/bytes.h"
+#include "shm/segment.h"
+#include "persist/store.h"
 
 /* Byte offsets of the header fields; struct journal_header is the same
  * layout on the little-endian targets we build for. */

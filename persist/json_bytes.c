@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_bytes.h"
+#include "persist/json_bytes.h"
 #include "ringkeep.h"
 
 json_t *json_base64(const void *s, size_t n)

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "persist/log.h"
 
 static const char *const level_names[] = {
     [LOG_DEBUG] = "debug",

@@ -13,7 +13,7 @@
 #ifndef RK_LOG_H
 #define RK_LOG_H
 
-#include "config.h"
+#include "persist/config.h"
 
 #define LOG_LINE_MAX 4096 /* bytes in a line, '\n' included (PIPE_BUF: atomic on a pipe) */
 

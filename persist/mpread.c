@@ -9,7 +9,7 @@
  *
  * Threads: pure functions; any thread.
  */
-#include "mpread.h"
+#include "persist/mpread.h"
 
 const char *mp_status_text(enum mp_status s)
 {

@@ -50,16 +50,16 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "apply.h"
-#include "checkpoint.h"
-#include "crashsim.h"
-#include "json_bytes.h"
-#include "log.h"
-#include "node.h"
-#include "retain.h"
-#include "ring.h"
-#include "segment.h"
-#include "store.h"
+#include "persist/apply.h"
+#include "persist/checkpoint.h"
+#include "persist/crashsim.h"
+#include "persist/json_bytes.h"
+#include "persist/log.h"
+#include "persist/node.h"
+#include "persist/retain.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
+#include "persist/store.h"
 
 #define EPOCH_KEY "epoch"
 #define APPLY_STEP_ENTRIES 16 /* apply publishes its progress at least this often */

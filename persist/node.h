@@ -7,9 +7,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "config.h"
-#include "ring.h"
-#include "store.h"
+#include "persist/config.h"
+#include "shm/ring.h"
+#include "persist/store.h"
 
 struct node;
 

@@ -40,12 +40,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
-#include "restore.h"
-#include "ring.h"
-#include "segment.h"
-#include "store.h"
+#include "persist/config.h"
+#include "persist/log.h"
+#include "persist/restore.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
+#include "persist/store.h"
 
 #define REPLAY_STEP 64u /* journal entries applied between progress reports */
 #define ZSTD_LEVEL 1    /* a cut entry is encoded again as the drain does */

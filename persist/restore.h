@@ -31,8 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "apply.h"
-#include "checkpoint.h"
+#include "persist/apply.h"
+#include "persist/checkpoint.h"
 
 enum restore_target { RESTORE_LATEST = 0, RESTORE_SEQ, RESTORE_HEIGHT };
 

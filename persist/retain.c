@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
-#include "log.h"
-#include "retain.h"
-#include "store.h"
+#include "persist/checkpoint.h"
+#include "persist/log.h"
+#include "persist/retain.h"
+#include "persist/store.h"
 
 #define NS_PER_HOUR (3600ull * 1000000000ull)
 #define NS_PER_DAY (24ull * NS_PER_HOUR)

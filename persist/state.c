@@ -35,11 +35,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "apply.h"
-#include "checkpoint.h"
-#include "node.h"
+#include "persist/apply.h"
+#include "persist/checkpoint.h"
+#include "persist/node.h"
 #include "ringkeep.h"
-#include "store.h"
+#include "persist/store.h"
 
 #define SNAPSHOT_WAIT_MS 600000 /* a node applying a long backlog first */
 

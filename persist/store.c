@@ -39,10 +39,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ring.h"
+#include "shm/ring.h"
 #include "ringkeep.h"
-#include "segment.h"
-#include "store.h"
+#include "shm/segment.h"
+#include "persist/store.h"
 
 #define LOCK_FILE "LOCK"
 #define DB_DIR "db"

@@ -58,9 +58,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "crashsim.h"
+#include "persist/crashsim.h"
 #include "ringkeep.h"
-#include "store.h"
+#include "persist/store.h"
 
 enum sys_op { OP_FSYNC, OP_WRITE, OP_OPEN, OP_RENAME, OP_UNLINK, OP_FTRUNCATE, OP_MKDIR, N_OPS };
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "link.h"
+#include "replicator/link.h"
 
 int link_setup(void *sock, int hwm)
 {

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
-#include "wire.h"
+#include "replicator/wire.h"
 
 #define LINK_ROUTE_MAX 255 /* a ROUTER routing id */
 

@@ -55,13 +55,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "link.h"
-#include "json_bytes.h"
-#include "log.h"
-#include "node.h"
-#include "replicator.h"
-#include "store.h"
+#include "persist/checkpoint.h"
+#include "replicator/link.h"
+#include "persist/json_bytes.h"
+#include "persist/log.h"
+#include "persist/node.h"
+#include "replicator/replicator.h"
+#include "persist/store.h"
 
 #define PUB_HWM 256    /* messages queued per subscriber before PUB drops (a standby then fetches);
                           entries are up to batch_bytes (4 MiB) each: bounded memory per subscriber */

@@ -4,7 +4,7 @@
 #ifndef RK_REPLICATOR_H
 #define RK_REPLICATOR_H
 
-#include "config.h"
+#include "persist/config.h"
 
 /* Runs the node c describes until SIGTERM/SIGINT or a fatal error, as
  * node_run does: a standby (role = standby: standby_run), or a primary,

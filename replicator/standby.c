@@ -58,13 +58,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "apply.h"
-#include "json_bytes.h"
-#include "link.h"
-#include "log.h"
-#include "node.h"
-#include "replicator.h"
-#include "store.h"
+#include "persist/apply.h"
+#include "persist/json_bytes.h"
+#include "replicator/link.h"
+#include "persist/log.h"
+#include "persist/node.h"
+#include "replicator/replicator.h"
+#include "persist/store.h"
 
 #define EPOCH_KEY "epoch"
 #define SUB_HWM 10000

@@ -47,10 +47,10 @@
 
 #include <msgpack.h>
 
-#include "bytes.h"
-#include "mpread.h"
-#include "segment.h"
-#include "wire.h"
+#include "persist/bytes.h"
+#include "persist/mpread.h"
+#include "shm/segment.h"
+#include "replicator/wire.h"
 
 /* Offsets in a journal entry's header (store.h, struct journal_header,
  * written little-endian by journal_encode). */

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "ringkeep.h"
-#include "store.h"
+#include "persist/store.h"
 
 #define WIRE_VERSION 1u
 

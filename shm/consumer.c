@@ -40,8 +40,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ring.h"
-#include "segment.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
 
 #define ABORT_FRAME_SIZE (FRAME_HEADER_SIZE + 8)
 #define SLEEP_SLICE_MS 1     /* bounds a wake lost to the producer's fence-free check */

@@ -13,8 +13,8 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "ring.h"
-#include "segment.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
 
 #define corrupt(why, why_size, ...) seg_fail(why, why_size, RK_ECORRUPT, __VA_ARGS__)
 

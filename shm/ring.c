@@ -36,8 +36,8 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "ring.h"
-#include "segment.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
 
 #define PREFETCH_DISTANCE 1024 /* bytes ahead of the frame being written */
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ring_format.h"
+#include "shm/ring_format.h"
 
 /* ------------------------------------------------------------ frame codec */
 

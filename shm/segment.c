@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ring.h"
-#include "segment.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
 
 void seg_error(char *err, size_t err_size, const char *fmt, ...)
 {

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "ring_format.h"
+#include "shm/ring_format.h"
 
 /* Writes a one-line reason into err (if not NULL); every "why"/"err"
  * buffer of shm/ and persist/ is filled through it. */

@@ -7,8 +7,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "ring.h"
-#include "store.h"
+#include "shm/ring.h"
+#include "persist/store.h"
 
 /* n_puts PUTs ("k<i>" = "v<i>-<seq>") and a MARK at height seq % 256, for
  * seq and epoch; malloc'd, its length in *len.  NULL if it does not fit

@@ -30,9 +30,9 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "checkpoint.h"
+#include "persist/checkpoint.h"
 #include "golden/golden_content.h"
-#include "store.h"
+#include "persist/store.h"
 
 #include "asan_limits.h" /* any allocation above 256 MiB fails the test */
 

@@ -45,8 +45,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
+#include "persist/config.h"
+#include "persist/log.h"
 
 static pid_t runner_pid;
 static char tmp_dir[64]; /* "/tmp/rk-config.<runner pid>.XXXXXX" */

@@ -40,9 +40,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "crashsim.h"
+#include "persist/crashsim.h"
 #include "ringkeep.h"
-#include "store.h"
+#include "persist/store.h"
 
 Suite *crashsim_suite(void);
 

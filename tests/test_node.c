@@ -27,14 +27,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "config.h"
-#include "json_bytes.h"
-#include "node.h"
+#include "persist/checkpoint.h"
+#include "persist/config.h"
+#include "persist/json_bytes.h"
+#include "persist/node.h"
 #include "node_harness.h"
-#include "ring.h"
+#include "shm/ring.h"
 #include "ringkeep.h"
-#include "store.h"
+#include "persist/store.h"
 
 #define N_PRODUCERS 2
 #define KEYS_PER_PRODUCER 300

@@ -54,10 +54,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "node.h"
+#include "persist/checkpoint.h"
+#include "persist/node.h"
 #include "node_harness.h"
-#include "ring.h"
+#include "shm/ring.h"
 #include "ringkeep.h"
 
 #define N_PRODUCERS 2

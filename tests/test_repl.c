@@ -34,16 +34,16 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "checkpoint.h"
-#include "apply.h"
-#include "config.h"
-#include "node.h"
+#include "persist/checkpoint.h"
+#include "persist/apply.h"
+#include "persist/config.h"
+#include "persist/node.h"
 #include "node_harness.h"
-#include "replicator.h"
-#include "ring.h"
+#include "replicator/replicator.h"
+#include "shm/ring.h"
 #include "ringkeep.h"
-#include "store.h"
-#include "wire.h"
+#include "persist/store.h"
+#include "replicator/wire.h"
 
 #define KEYS 300
 #define RECORDS_PER_GROUP 12

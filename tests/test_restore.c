@@ -28,15 +28,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "apply.h"
-#include "checkpoint.h"
-#include "config.h"
-#include "node.h"
+#include "persist/apply.h"
+#include "persist/checkpoint.h"
+#include "persist/config.h"
+#include "persist/node.h"
 #include "node_harness.h"
-#include "restore.h"
-#include "ring.h"
+#include "persist/restore.h"
+#include "shm/ring.h"
 #include "ringkeep.h"
-#include "store.h"
+#include "persist/store.h"
 
 #define N_ENGINES 3 /* eng0, eng1 in the shared source; eng2 alone in its own */
 #define N_TABLES 3

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "retain.h"
+#include "persist/checkpoint.h"
+#include "persist/retain.h"
 
 #define S 1000000000ull
 #define H (3600ull * S)

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ring.h"
+#include "shm/ring.h"
 
 static char ring_name[64];
 static ring_owner *owner;

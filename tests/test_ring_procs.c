@@ -50,7 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ring.h"
+#include "shm/ring.h"
 
 #define DEFAULT_RECORDS 10000000ull   /* the stream test's records in all */
 #define LONG_DEADLINE_MS (10 * 60000) /* the stream test */

@@ -42,7 +42,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "ring.h"
+#include "shm/ring.h"
 
 #define CAPACITY ((uint64_t)RING_MIN_CAPACITY)
 #define N_RANDOM_SEEDS 300

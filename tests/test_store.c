@@ -60,9 +60,9 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "apply.h"
-#include "ring.h"
-#include "store.h"
+#include "persist/apply.h"
+#include "shm/ring.h"
+#include "persist/store.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define RK_TEST_ASAN 1

@@ -26,10 +26,10 @@
 
 #include <msgpack.h>
 
-#include "ring.h"
+#include "shm/ring.h"
 #include "sample_entry.h"
-#include "store.h"
-#include "wire.h"
+#include "persist/store.h"
+#include "replicator/wire.h"
 
 #include "asan_limits.h" /* any allocation above 256 MiB fails the test */
 

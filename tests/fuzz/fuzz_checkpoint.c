@@ -20,7 +20,7 @@
 
 #include <xxhash.h>
 
-#include "checkpoint.h"
+#include "persist/checkpoint.h"
 #include "fuzz_require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -35,8 +35,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "ring.h"
-#include "store.h"
+#include "shm/ring.h"
+#include "persist/store.h"
 #include "fuzz_require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wire.h"
+#include "replicator/wire.h"
 #include "fuzz_require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -7,7 +7,7 @@
  * sealed again so that the structure check is what must refuse them.  Not
  * built by CMake; from the top of the repository:
  *
- *   cc -std=c11 -Iinclude -Ishm -Ipersist -Itests -o /tmp/gen_checkpoint_corpus \
+ *   cc -std=c11 -Iinclude -I. -Itests -o /tmp/gen_checkpoint_corpus \
  *      tests/fuzz/gen_checkpoint_corpus.c persist/checkpoint.c persist/mpread.c persist/sys.c shm/segment.c \
  *      -lmsgpackc -lzstd -lxxhash -ldb-5.3 -lpthread
  *   rm -rf tests/fuzz/corpus/checkpoint && mkdir tests/fuzz/corpus/checkpoint
@@ -24,7 +24,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "checkpoint.h"
+#include "persist/checkpoint.h"
 #include "golden/golden_content.h"
 
 static const char *out_dir;

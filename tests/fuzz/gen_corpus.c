@@ -3,7 +3,7 @@
  * several frames and padding, and corrupt frames of every kind the decoder
  * refuses.  Not built by CMake; from the top of the repository:
  *
- *   cc -std=c11 -Iinclude -Ishm -o /tmp/gen_corpus tests/fuzz/gen_corpus.c shm/frame.c
+ *   cc -std=c11 -Iinclude -I. -o /tmp/gen_corpus tests/fuzz/gen_corpus.c shm/frame.c
  *   rm -rf tests/fuzz/corpus/frame && mkdir tests/fuzz/corpus/frame
  *   /tmp/gen_corpus tests/fuzz/corpus/frame
  *
@@ -17,7 +17,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "ring.h"
+#include "shm/ring.h"
 
 #define AREA_SIZE 1024
 

@@ -6,7 +6,7 @@
  * the corruption is what the decoder must find.  Not built by CMake; from
  * the top of the repository:
  *
- *   cc -std=c11 -Iinclude -Ishm -Ipersist -o /tmp/gen_journal_corpus \
+ *   cc -std=c11 -Iinclude -I. -o /tmp/gen_journal_corpus \
  *      tests/fuzz/gen_journal_corpus.c persist/journal.c shm/frame.c -lzstd -lxxhash
  *   rm -rf tests/fuzz/corpus/journal && mkdir tests/fuzz/corpus/journal
  *   /tmp/gen_journal_corpus tests/fuzz/corpus/journal
@@ -23,8 +23,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "ring.h"
-#include "store.h"
+#include "shm/ring.h"
+#include "persist/store.h"
 
 static const char *out_dir;
 

@@ -8,7 +8,7 @@
  * elements a later revision might append (accepted).  Not built by CMake;
  * from the top of the repository:
  *
- *   cc -std=c11 -Iinclude -Ishm -Ipersist -Ireplicator -Itests -o /tmp/gen_wire_corpus \
+ *   cc -std=c11 -Iinclude -I. -Itests -o /tmp/gen_wire_corpus \
  *      tests/fuzz/gen_wire_corpus.c replicator/wire.c persist/mpread.c persist/journal.c \
  *      shm/frame.c shm/segment.c -lmsgpackc -lzstd -lxxhash
  *   rm -rf tests/fuzz/corpus/wire && mkdir tests/fuzz/corpus/wire
@@ -24,10 +24,10 @@
 
 #include <msgpack.h>
 
-#include "ring.h"
+#include "shm/ring.h"
 #include "sample_entry.h"
-#include "store.h"
-#include "wire.h"
+#include "persist/store.h"
+#include "replicator/wire.h"
 
 static const char *out_dir;
 

@@ -6,7 +6,7 @@
  * change that keeps old files readable adds a new golden file beside this
  * one instead).  Not built by CMake; from the top of the repository:
  *
- *   cc -std=c11 -Iinclude -Ishm -Ipersist -o /tmp/gen_golden tests/golden/gen_golden.c \
+ *   cc -std=c11 -Iinclude -I. -o /tmp/gen_golden tests/golden/gen_golden.c \
  *      persist/checkpoint.c persist/mpread.c persist/sys.c shm/segment.c -lmsgpackc -lzstd -lxxhash -ldb-5.3 -lpthread
  *   /tmp/gen_golden tests/golden
  *
@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "checkpoint.h"
+#include "persist/checkpoint.h"
 #include "golden_content.h"
 
 int main(int argc, char **argv)

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "checkpoint.h"
+#include "persist/checkpoint.h"
 
 #define GOLDEN_EPOCH 3u
 #define GOLDEN_JOURNAL_SEQ 42u
