@@ -1,10 +1,7 @@
-/* cli.h -- the subcommands of the `ringkeep` binary (private to cli/). */
+/* cli.h -- the subcommands of the `ringkeep` binary, which main.c
+ * dispatches to (private to cli/).  Each lives in its own cmd_*.c. */
 #ifndef RK_CLI_H
 #define RK_CLI_H
-
-#include <jansson.h>
-#include <stddef.h>
-#include <stdio.h>
 
 int cmd_ring(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
@@ -14,29 +11,5 @@ int cmd_checkpoint(int argc, char **argv);
 int cmd_checkpoint_import(int argc, char **argv); /* argv[0] is "import" */
 int cmd_restore(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
-
-/* Prints v as one line of compact JSON on stdout (Jansson) and drops the
- * reference; 0, or 1 after saying why (v NULL: out of memory). */
-int cli_print_json(json_t *v);
-
-/* Writes the bytes s[0..n) as text for a terminal: control bytes, DEL and
- * '\\' as \xHH (a newline in a name cannot forge a line), the rest as is. */
-void cli_print_bytes(FILE *out, const void *s, size_t n);
-
-struct node_config;
-
-/* Loads the node configuration file (defaults first, then the file's keys,
- * checked as `ringkeep node` checks them) for command prog.  The caller
- * frees it; NULL after printing why ("ringkeep <prog>: file:line: ...")
- * or when out of memory. */
-struct node_config *cli_load_config(const char *prog, const char *file);
-
-/* How every command answers --help and a bad option (getopt_long has
- * named it already): help prints usage on stdout and returns 0; otherwise
- * usage goes to stderr and the exit status is 2. */
-int cli_usage(void (*usage)(FILE *out), int help);
-
-/* Parses a byte count with an optional K/M/G suffix (powers of 1024). */
-int cli_parse_size(const char *s, unsigned long long *out);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include "persist/checkpoint.h"
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "persist/config.h"
 #include "persist/json_bytes.h"
 #include "persist/node.h"

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "shm/ring.h"
 
 #define DEMO_BLOCK 1000 /* records per MARK */

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "persist/json_bytes.h"
 #include "persist/restore.h"
 #include "ringkeep.h"

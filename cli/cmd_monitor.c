@@ -17,6 +17,7 @@
 #include <zmq.h>
 
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "persist/json_bytes.h"
 #include "replicator/link.h"
 #include "replicator/wire.h"

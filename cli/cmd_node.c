@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "persist/config.h"
 #include "persist/json_bytes.h"
 #include "persist/node.h"

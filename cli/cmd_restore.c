@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "persist/config.h"
 #include "persist/restore.h"
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/util.h"
 #include "persist/json_bytes.h"
 #include "shm/ring.h"
 
