@@ -57,6 +57,14 @@
  *     missing or extra, the producer's height is its last MARK.  The apply
  *     copy checks every PUT of the journal against the model too, and the
  *     applier's counters against the copy.
+ *   - --opens N: while the producer writes, the owner opens the state
+ *     (rk_state_open on the live node, then rk_state_close) N times back to
+ *     back and reports the open latency (call to return) p50/p99/max; the
+ *     put phase lasts until the N opens are done (still bounded by
+ *     --records).  Each state must hold every group whose MARK the
+ *     producer wrote before the call (the producer publishes its height):
+ *     a state that does not is a failed run.  The apply and raw passes are
+ *     not run then.
  *   - Never fails on time: exit 0 when every run was correct, 1 when
  *     records were missing or wrong or a process failed (the node dying
  *     included; the other loads still run, each is independent), 2 on bad
@@ -122,6 +130,7 @@
 #define ZSTD_LEVEL 1                        /* the node's default zstd_level */
 #define MAX_RATES 8
 #define MAX_REPEAT 9
+#define MAX_OPENS 100000
 #define DEFAULT_SECONDS 5.0
 #define QUICK_SECONDS 1.0
 #define DEFAULT_RECORDS 2000000ull /* per load: bounds the max run and its apply backlog */
@@ -214,6 +223,7 @@ struct load {
     uint64_t duration_ns; /* of the put phase (ends at a group boundary) */
     uint64_t max_records;
     uint32_t sample_every;
+    uint32_t n_opens; /* --opens: state opens during the put phase */
     const char *ring_name;
 };
 
@@ -231,6 +241,8 @@ struct ctl {
     uint64_t max_lag_ns;                  /* producer: largest delay behind its schedule */
     uint64_t n_samples, n_dropped;        /* waiter: samples waited for; not taken (array full) */
     uint64_t lat_p50, lat_p99, lat_p999, lat_max, lat_mean; /* ns */
+    alignas(64) _Atomic uint64_t height; /* producer: its last MARK written (release) */
+    _Atomic uint32_t opens_done;         /* owner: its --opens are done; the put phase may end */
 };
 
 /* ------------------------------------------------------------ cleanup
@@ -353,7 +365,10 @@ static int produce(const struct load *L, struct ctl *ctl, rk_ring *ring, uint16_
     for (;;) {
         if (seq % GROUP_RECORDS == 0 && seq > 0) {
             now = now_ns();
-            if (seq >= L->max_records || now - t0 >= L->duration_ns)
+            /* acquire: orders nothing; the owner's opens are over */
+            if (seq >= L->max_records ||
+                (now - t0 >= L->duration_ns &&
+                 (!L->n_opens || atomic_load_explicit(&ctl->opens_done, memory_order_acquire))))
                 break;
         }
         if (L->rate) {
@@ -392,6 +407,8 @@ static int produce(const struct load *L, struct ctl *ctl, rk_ring *ring, uint16_
                 fprintf(stderr, "bench_node: producer: rk_mark(%" PRIu64 "): %s\n", height, rk_strerror(rc));
                 return rc;
             }
+            /* release: the MARK is in the ring before the owner reads this height */
+            atomic_store_explicit(&ctl->height, height, memory_order_release);
         }
     }
     ctl->t_last = now_ns();
@@ -610,7 +627,39 @@ struct load_result {
     double node_apply_per_s; /* PUTs / (first put -> apply caught up) */
     uint64_t n_samples, n_dropped;
     double p50_us, p99_us, p999_us, max_us, mean_us, max_lag_us;
+    uint32_t n_opens;                       /* --opens done */
+    double open_p50_ms, open_p99_ms, open_max_ms; /* rk_state_open call -> return */
+    uint64_t open_min_ahead;                /* fewest groups a state held past the height asked at */
 };
+
+/* --opens: one rk_state_open of the live node on dir, timed into *ns; the
+ * state must hold every group the producer had written when it was called
+ * (*ahead: how many more it holds). */
+static int state_open_once(const char *dir, struct ctl *ctl, uint64_t *ns, uint64_t *ahead)
+{
+    /* acquire: pairs with the producer's release after rk_mark */
+    uint64_t asked = atomic_load_explicit(&ctl->height, memory_order_acquire), height = 0, t0 = now_ns();
+    rk_state *s = NULL;
+    int rc = rk_state_open(dir, &s);
+
+    *ns = now_ns() - t0;
+    if (!rc)
+        rc = rk_state_height(s, PRODUCER_NAME, &height);
+    rk_state_close(s);
+    if (rc == RK_ENOTFOUND && asked == 0)
+        rc = 0;
+    if (rc) {
+        fprintf(stderr, "bench_node: rk_state_open(%s) under load: %s\n", dir, rk_strerror(rc));
+        return rc;
+    }
+    if (height < asked) {
+        fprintf(stderr, "bench_node: a state opened under load holds height %" PRIu64 ", but %" PRIu64
+                " was written before the call\n", height, asked);
+        return RK_ECORRUPT;
+    }
+    *ahead = height - asked;
+    return 0;
+}
 
 /* The disk as the node will find it: appends of PROBE_SIZE bytes to a new
  * file in dir, each followed by fsync (the node's commits are log appends
@@ -690,7 +739,7 @@ static int run_load(const char *dir, const char *ring_name, const struct load *L
     struct ctl *ctl = g_ctl;
     struct node_status st = {0};
     pid_t node = -1, producer = -1;
-    uint64_t deadline, t_caught = 0, next_status = 0;
+    uint64_t deadline, t_caught = 0, next_status = 0, *open_ns = NULL;
     int rc = -1, status = 0, reaped = 0;
 
     memset(res, 0, sizeof *res);
@@ -732,13 +781,37 @@ static int run_load(const char *dir, const char *ring_name, const struct load *L
     /* release: orders nothing the producer reads; it starts it */
     atomic_store_explicit(&ctl->go, 1, memory_order_release);
 
+    /* --opens: back to back while the producer writes */
+    if (L->n_opens) {
+        open_ns = malloc(L->n_opens * sizeof *open_ns);
+        if (!open_ns)
+            goto out;
+        res->open_min_ahead = UINT64_MAX;
+    }
+    while (open_ns && res->n_opens < L->n_opens && !(reaped = producer_exited(producer, &status))) {
+        uint64_t ahead = 0;
+        if (state_open_once(dir, ctl, &open_ns[res->n_opens], &ahead) != 0)
+            goto out;
+        if (ahead < res->open_min_ahead)
+            res->open_min_ahead = ahead;
+        res->n_opens++;
+    }
+    if (open_ns) {
+        /* release: orders nothing; the producer may end its put phase */
+        atomic_store_explicit(&ctl->opens_done, 1, memory_order_release);
+        qsort(open_ns, res->n_opens, sizeof *open_ns, cmp_u64);
+        res->open_p50_ms = (double)quantile(open_ns, res->n_opens, 0.50) / 1e6;
+        res->open_p99_ms = (double)quantile(open_ns, res->n_opens, 0.99) / 1e6;
+        res->open_max_ms = res->n_opens ? (double)open_ns[res->n_opens - 1] / 1e6 : 0;
+    }
+
     /* until the producer has exited and apply has caught up with a journal
      * that holds every record: poll.  A status request costs the node's
      * CPUs something (and ours a ZeroMQ context): after the last record is
      * durable, ask every POLL_NS, then at a tenth of the time waited so far,
      * at most every STATUS_POLL_MAX_NS; the catch-up time is known to that. */
     for (;;) {
-        if (!reaped && producer_exited(producer, &status)) {
+        if (reaped || producer_exited(producer, &status)) {
             reaped = 1;
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 fprintf(stderr, "bench_node: the producer failed (status %d)\n", status);
@@ -818,6 +891,7 @@ out:
     ring_unlink(ring_name); /* the node leaves its ring for engines when it stops */
     set_ring(NULL);
     alarm(0);
+    free(open_ns);
     return rc;
 }
 
@@ -1220,6 +1294,7 @@ struct options {
     uint64_t apply_records;
     int repeat;
     int quick, json;
+    uint32_t n_opens; /* --opens */
     unsigned watchdog_s;
     const char *db_config_file; /* --db-config, NULL if none */
 };
@@ -1368,6 +1443,18 @@ static void print_load(const struct options *opt, const struct machine *m, const
                 bench_real(r->fsync_p50_us, 1), "fsync_probe_p99_us", bench_real(r->fsync_p99_us, 1)),
             m));
     }
+    if (r->n_opens && !opt->json)
+        printf("%7s state opens under this load: %" PRIu32 ", p50 %.1f ms, p99 %.1f ms, max %.1f ms; each held"
+               " every group written before its call (and >= %" PRIu64 " more); p99 < 100 ms: %s\n",
+               "", r->n_opens, r->open_p50_ms, r->open_p99_ms, r->open_max_ms, r->open_min_ahead,
+               met(r->open_p99_ms < 100));
+    else if (r->n_opens)
+        bench_print_json(json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:I}", "bench", "node", "kind",
+                                   "state_opens", "offered_per_s", (json_int_t)r->rate, "opens",
+                                   (json_int_t)r->n_opens, "open_p50_ms", bench_real(r->open_p50_ms, 1),
+                                   "open_p99_ms", bench_real(r->open_p99_ms, 1), "open_max_ms",
+                                   bench_real(r->open_max_ms, 1), "fewest_groups_ahead",
+                                   (json_int_t)r->open_min_ahead));
     fflush(stdout);
 }
 
@@ -1448,7 +1535,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: bench_node [--rates 50000,200000,0] [--seconds S] [--records N] [--apply-records N]\n"
-            "                  [--repeat N] [--watchdog SECONDS] [--db-config FILE] [--quick] [--json]\n"
+            "                  [--repeat N] [--watchdog SECONDS] [--db-config FILE] [--opens N] [--quick]\n"
+            "                  [--json]\n"
             "  --rates        offered loads in PUTs/s, 0 = max (default 50000,200000,0)\n"
             "  --seconds S    put phase of each load (default %.0f; --quick: %.0f)\n"
             "  --records N    ... or at most this many PUTs (default %llu; --quick: %llu)\n"
@@ -1458,6 +1546,9 @@ static void usage(FILE *f)
             "  --watchdog S   seconds one configuration may take before everything is killed (default %d)\n"
             "  --db-config FILE  written as DB_CONFIG into every Berkeley DB environment the bench makes\n"
             "                 (node, applier, raw baseline), e.g. to size the lock table\n"
+            "  --opens N      per load, N rk_state_open calls back to back on the live node while the\n"
+            "                 producer writes (it writes until they are done); prints their latency\n"
+            "                 p50/p99/max; the apply and raw passes are not run\n"
             "  --json         one JSON object per configuration instead of the table\n",
             DEFAULT_SECONDS, QUICK_SECONDS, DEFAULT_RECORDS, QUICK_RECORDS, DEFAULT_APPLY_RECORDS,
             QUICK_APPLY_RECORDS, DEFAULT_REPEAT, DEFAULT_WATCHDOG_S);
@@ -1513,6 +1604,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
         {"watchdog", required_argument, NULL, 'w'},
         {"db-config", required_argument, NULL, 'd'},
         {"quick", no_argument, NULL, 'q'},
+        {"opens", required_argument, NULL, 'o'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -1580,6 +1672,14 @@ static int parse_options(int argc, char **argv, struct options *opt)
         case 'q':
             opt->quick = 1;
             break;
+        case 'o':
+            errno = 0;
+            opt->n_opens = (uint32_t)strtoul(optarg, &end, 10);
+            if (errno || *end || opt->n_opens < 1 || opt->n_opens > MAX_OPENS) {
+                fprintf(stderr, "bench_node: --opens must be 1 to %d\n", MAX_OPENS);
+                return -1;
+            }
+            break;
         case 'j':
             opt->json = 1;
             break;
@@ -1643,6 +1743,7 @@ int main(int argc, char **argv)
                          .duration_ns = (uint64_t)(opt.seconds * 1e9),
                          .max_records = opt.n_records,
                          .sample_every = opt.rates[i] ? 1 : MAX_SAMPLE_EVERY,
+                         .n_opens = opt.n_opens,
                          .ring_name = ring_name};
         snprintf(ring_name, sizeof ring_name, "bench_node.%d.%d", (int)getpid(), i + 1);
         snprintf(dir, sizeof dir, "%s/load-%d", g_base_dir, i + 1);
@@ -1656,7 +1757,9 @@ int main(int argc, char **argv)
         if (i != source)
             remove_tree(dir);
     }
-    if (loads[source].failed) {
+    if (opt.n_opens) {
+        /* the state-open mode measures opens only */
+    } else if (loads[source].failed) {
         fprintf(stderr, "bench_node: apply vs raw BDB not measured: its source run failed\n");
     } else {
         snprintf(dir, sizeof dir, "%s/load-%d", g_base_dir, source + 1);

@@ -1064,6 +1064,7 @@ int node_run_with(const struct node_config *c, const struct node_replicator *r)
     char err[512] = "", path[PATH_MAX + 32];
     sigset_t block, old;
     struct sigaction sa = {.sa_handler = on_signal};
+    uint64_t t_store = 0, t_applier = 0, t_ring = 0; /* where a start's time goes ("node started") */
 
     /* first of all: a SIGTERM during start-up stops the node cleanly once
      * it is up, and never runs a handler inherited from a parent */
@@ -1076,6 +1077,7 @@ int node_run_with(const struct node_config *c, const struct node_replicator *r)
     pthread_cond_init(&n.ckpt_cond, NULL);
     atomic_store(&n.start_ns, now_ns());
     rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &n.s, err, sizeof err);
+    t_store = now_ns();
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the data directory", "data_dir=\"%s\" error=\"%s\"", c->data_dir,
                 err);
@@ -1097,6 +1099,7 @@ int node_run_with(const struct node_config *c, const struct node_replicator *r)
         log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
         goto out;
     }
+    t_applier = now_ns();
     n.journal_seq = last.seq;
     n.applied_seq = applier_meta(n.a).applied_seq;
     if (n.applied_seq > n.journal_seq)
@@ -1105,6 +1108,7 @@ int node_run_with(const struct node_config *c, const struct node_replicator *r)
     rc = open_ring(&n, last.next_lsn);
     if (rc)
         goto out;
+    t_ring = now_ns();
     atomic_store(&n.drained_pos, atomic_load(&ring_header_of(n.ring)->head));
     {
         /* the newest checkpoint: nothing to take again until apply moves */
@@ -1144,8 +1148,10 @@ int node_run_with(const struct node_config *c, const struct node_replicator *r)
         fatal("cannot start the replicator", "see the lines above");
     log_msg(LOG_INFO, "node started",
             "role=%s epoch=%" PRIu64 " data_dir=\"%s\" ring=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
-            " pid=%d",
-            c->role, n.epoch, c->data_dir, c->ring_name, n.journal_seq, n.applied_seq, (int)getpid());
+            " pid=%d start_ms=%.1f store_open_ms=%.1f applier_open_ms=%.1f ring_ms=%.1f",
+            c->role, n.epoch, c->data_dir, c->ring_name, n.journal_seq, n.applied_seq, (int)getpid(),
+            (double)(now_ns() - atomic_load(&n.start_ns)) / 1e6, (double)(t_store - atomic_load(&n.start_ns)) / 1e6,
+            (double)(t_applier - t_store) / 1e6, (double)(t_ring - t_applier) / 1e6);
     crashsim_serving(); /* a simulated power cut with option "serving" counts from here */
 
     drain(&n, last.seq, last.next_lsn);
