@@ -58,8 +58,9 @@
  *     copy checks every PUT of the journal against the model too, and the
  *     applier's counters against the copy.
  *   - --opens N: while the producer writes, the owner opens the state
- *     (rk_state_open on the live node, then rk_state_close) N times back to
- *     back and reports the open latency (call to return) p50/p99/max; the
+ *     (rk_state_open on the live node, then rk_state_close) N times, open i
+ *     due at i * --seconds / N (at once if the one before ended later), and
+ *     reports the open latency (call to return) p50/p99/max; the
  *     put phase lasts until the N opens are done (still bounded by
  *     --records).  Each state must hold every group whose MARK the
  *     producer wrote before the call (the producer publishes its height):
@@ -328,7 +329,7 @@ static void set_ring(const char *name)
 
 static int node_main(const void *arg)
 {
-    const char *const *names = arg; /* data_dir, ring name */
+    const char *const *names = arg; /* data_dir, ring name, log level */
     struct node_config c;
     char err[512];
 
@@ -336,7 +337,7 @@ static int node_main(const void *arg)
     if (node_config_set(&c, "node", "data_dir", names[0], "bench", err, sizeof err) ||
         node_config_set(&c, "ring", "name", names[1], "bench", err, sizeof err) ||
         node_config_set(&c, "ring", "capacity", RING_CAPACITY, "bench", err, sizeof err) ||
-        node_config_set(&c, "node", "log_level", "warn", "bench", err, sizeof err) ||
+        node_config_set(&c, "node", "log_level", names[2], "bench", err, sizeof err) ||
         /* the apply passes read this journal after the node stopped: its
          * last checkpoint must not trim it */
         node_config_set(&c, "checkpoint", "trim_journal", "no", "bench", err, sizeof err) ||
@@ -735,7 +736,8 @@ static int producer_exited(pid_t pid, int *status)
 static int run_load(const char *dir, const char *ring_name, const struct load *L, unsigned watchdog_s,
                     struct load_result *res)
 {
-    const char *names[2] = {dir, ring_name};
+    /* --opens: the node's "state snapshot served" lines say where each open's time went */
+    const char *names[3] = {dir, ring_name, L->n_opens ? "info" : "warn"};
     struct ctl *ctl = g_ctl;
     struct node_status st = {0};
     pid_t node = -1, producer = -1;
@@ -788,8 +790,12 @@ static int run_load(const char *dir, const char *ring_name, const struct load *L
             goto out;
         res->open_min_ahead = UINT64_MAX;
     }
-    while (open_ns && res->n_opens < L->n_opens && !(reaped = producer_exited(producer, &status))) {
+    for (uint64_t t_go = now_ns(); open_ns && res->n_opens < L->n_opens;) {
         uint64_t ahead = 0;
+        /* spread over the put phase: open i is due at i * seconds / N (at once when late) */
+        sleep_until(t_go + res->n_opens * L->duration_ns / L->n_opens);
+        if ((reaped = producer_exited(producer, &status)) != 0)
+            break;
         if (state_open_once(dir, ctl, &open_ns[res->n_opens], &ahead) != 0)
             goto out;
         if (ahead < res->open_min_ahead)
@@ -1546,8 +1552,8 @@ static void usage(FILE *f)
             "  --watchdog S   seconds one configuration may take before everything is killed (default %d)\n"
             "  --db-config FILE  written as DB_CONFIG into every Berkeley DB environment the bench makes\n"
             "                 (node, applier, raw baseline), e.g. to size the lock table\n"
-            "  --opens N      per load, N rk_state_open calls back to back on the live node while the\n"
-            "                 producer writes (it writes until they are done); prints their latency\n"
+            "  --opens N      per load, N rk_state_open calls spread over --seconds on the live node while\n"
+            "                 the producer writes (it writes until they are done); prints their latency\n"
             "                 p50/p99/max; the apply and raw passes are not run\n"
             "  --json         one JSON object per configuration instead of the table\n",
             DEFAULT_SECONDS, QUICK_SECONDS, DEFAULT_RECORDS, QUICK_RECORDS, DEFAULT_APPLY_RECORDS,

@@ -565,7 +565,7 @@ int applier_snapshot(applier *a, const char *path, char *err, size_t err_size)
     DBC *cur = NULL;
     DBT k = {0}, v = {0};
     const char *slash = strrchr(path, '/');
-    int rc, fd;
+    int rc;
 
     if (!slash || (size_t)(slash - path) >= sizeof dir) {
         snprintf(err, err_size, "snapshot path %s has no directory", path);
@@ -664,17 +664,12 @@ int applier_snapshot(applier *a, const char *path, char *err, size_t err_size)
     if (rc)
         goto out;
     /* close the file's databases (done above) and the environment, so that
-     * every page is written, then make it durable under its final name */
+     * every page is written, then give it its final name.  No fsync: the
+     * file is private to the engine that asked, which opens and unlinks it
+     * at once; a crash of the host takes that engine too, and it asks
+     * again. */
     senv->close(senv, 0);
     senv = NULL;
-    fd = open(tmp_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || sys_fsync(fd) != 0) {
-        rc = errno;
-        if (fd >= 0)
-            close(fd);
-        goto out;
-    }
-    close(fd);
     if (sys_rename(tmp_path, path) != 0) {
         rc = errno;
         goto out;

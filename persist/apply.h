@@ -72,7 +72,8 @@ struct apply_meta applier_meta(const applier *a);
 /* Writes every state table and the producers' marks into a new standalone
  * Berkeley DB file at path (subdatabases "t:<table>" and "meta"), from the
  * applier's own view, which is at a group boundary once applier_run has
- * returned.  The file is written to path.tmp, fsynced and renamed. */
+ * returned.  The file is written to path.tmp and renamed; it is not
+ * fsynced (it is ephemeral: the engine opens and unlinks it at once). */
 int applier_snapshot(applier *a, const char *path, char *err, size_t err_size);
 
 /* The last journal entry applier_run has read (it may stop before the

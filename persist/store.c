@@ -808,6 +808,11 @@ int store_journal_trim(store *s, uint64_t seq)
     return rc;
 }
 
+int store_log_checkpoint(store *s, uint32_t kbytes)
+{
+    return s->env->txn_checkpoint(s->env, kbytes, 0, 0);
+}
+
 int store_log_trim(store *s, uint32_t *n_removed)
 {
     char **list = NULL;

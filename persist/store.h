@@ -174,6 +174,13 @@ int store_journal_trim(store *s, uint64_t seq);
  * Any thread. */
 int store_log_trim(store *s, uint32_t *n_removed);
 
+/* Checkpoints the Berkeley DB environment if at least kbytes of log were
+ * written since its last checkpoint (DB_ENV->txn_checkpoint's own test;
+ * cheap when not): recovery after a crash replays only the log since the
+ * last checkpoint, so this bounds the time a restart takes.  0 or the
+ * error (a failed write or fsync: the caller treats it as fatal). */
+int store_log_checkpoint(store *s, uint32_t kbytes);
+
 /* For a store opened with STORE_BUILDING, whose journal appends are not
  * synced one by one: flushes the log, checkpoints the environment (every
  * page on disk), then removes the BUILDING marker.  0 or an error (the
