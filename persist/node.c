@@ -700,7 +700,7 @@ static void *apply_main(void *arg)
     records_at_ckpt = applier_meta(n->a).n_records;
     for (;;) {
         uint64_t upto, journal_seq, wanted_seq;
-        int done, wanted, due;
+        int done, wanted, due, crossed;
 
         pthread_mutex_lock(&n->lock);
         while (n->applied_seq == n->journal_seq && !n->drain_done &&
@@ -744,12 +744,23 @@ static void *apply_main(void *arg)
         rc = store_log_checkpoint(n->s, LOG_CHECKPOINT_KB);
         if (rc)
             fatal("Berkeley DB checkpoint failed", store_strerror(rc));
+        crossed = applier_height_crossed(n->a);
+        if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull)
+            due = 1;
+        if (c->ckpt_every_records && am.n_records - records_at_ckpt >= c->ckpt_every_records)
+            due = 1;
         pthread_mutex_lock(&n->lock);
         n->applied_seq = upto;
         n->digest_at = am.digest;
+        /* due from the moment apply's progress shows: the status never
+         * says "caught up, no checkpoint running" while one is about to
+         * start (a test or an operator waiting for idle then saw the
+         * checkpoint folder change under it) */
+        if (crossed || due)
+            n->ckpt_pending = 1;
         pthread_cond_broadcast(&n->apply_cond);
         pthread_mutex_unlock(&n->lock);
-        if (applier_height_crossed(n->a)) {
+        if (crossed) {
             /* every_heights: applier_run stopped right after the entry in
              * which the producer crossed a multiple of it.  That point is
              * checkpointed even if the one before is still being written:
@@ -758,10 +769,6 @@ static void *apply_main(void *arg)
             wait_checkpoint_idle(n);
             due = 1;
         }
-        if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull)
-            due = 1;
-        if (c->ckpt_every_records && am.n_records - records_at_ckpt >= c->ckpt_every_records)
-            due = 1;
         /* a request is served at the first group boundary that holds what
          * was written before it, not at the journal's end: under steady
          * writes apply may never reach that (issue 9.5) */
@@ -813,7 +820,7 @@ static void status_json(struct node *n, char *out, size_t out_size)
     journal_seq = n->journal_seq;
     applied_seq = n->applied_seq;
     ckpt_seq = n->ckpt_seq;
-    ckpt_busy = n->ckpt_busy;
+    ckpt_busy = n->ckpt_busy || n->ckpt_pending; /* being written, or due and about to be */
     /* the only kind of error a running node survives */
     last_error = n->last_error[0] ? json_cstr(n->last_error) : json_null();
     pthread_mutex_unlock(&n->lock);
