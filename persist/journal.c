@@ -201,7 +201,7 @@ static int verify_frames(const struct journal_header *h, const uint8_t *frames, 
     if (prev_lsn != h->last_lsn)
         return corrupt(why, why_size, "last frame's LSN %" PRIu64 " is not last_lsn %" PRIu64, prev_lsn,
                        h->last_lsn);
-    if (h->next_lsn <= h->last_lsn)
+    if (h->next_lsn <= h->last_lsn) /* J1 */
         return corrupt(why, why_size, "next_lsn %" PRIu64 " is not past last_lsn %" PRIu64, h->next_lsn,
                        h->last_lsn);
     return 0;

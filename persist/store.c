@@ -497,7 +497,8 @@ int store_ring_undrained(store *s, char *err, size_t err_size)
     }
     if (rc)
         goto out;
-    /* frames below the journal's next_lsn or below head are journaled */
+    /* frames below the journal's next_lsn (J1) or below head (R6) are
+     * journaled */
     journaled = last.next_lsn > info->head ? last.next_lsn : info->head;
     if (journaled < info->start_lsn)
         journaled = info->start_lsn;
@@ -555,7 +556,7 @@ int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const
 
     if (!s || !entries || !lens || n == 0)
         return RK_EINVAL;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) /* J2: stored under the seq it says */
         if (!entries[i] || lens[i] < JOURNAL_HEADER_SIZE + JOURNAL_TRAILER_SIZE || lens[i] > UINT32_MAX ||
             entry_seq(entries[i]) != first_seq + i)
             return RK_EINVAL;
@@ -563,7 +564,7 @@ int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const
     if (!failed && (failed = sys_io_failed()) != 0)
         atomic_compare_exchange_strong(&s->failed, &(int){0}, failed);
     if (failed)
-        return failed;
+        return failed; /* J3 */
     key.data = key_bytes;
     key.size = sizeof key_bytes;
     for (int attempt = 0;; attempt++) {
@@ -575,7 +576,7 @@ int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const
             seq_key(key_bytes, first_seq + i);
             data.data = (void *)entries[i];
             data.size = (uint32_t)lens[i];
-            rc = s->journal->put(s->journal, txn, &key, &data, DB_NOOVERWRITE);
+            rc = s->journal->put(s->journal, txn, &key, &data, DB_NOOVERWRITE); /* J2 */
         }
         if (rc == 0) {
             /* the handle is gone whatever it returns; while a data

@@ -11,8 +11,32 @@
  * The journal is a btree keyed by batch sequence (8 bytes, big-endian, so
  * that key order is sequence order).  Each value is one journal entry: the
  * frames of one drained batch exactly as they were in the ring, zstd-
- * compressed, with a header and an XXH64 trailer (journal_encode).  Sequences
- * start at 1 and have no gaps.
+ * compressed, with a header and an XXH64 trailer (journal_encode).
+ *
+ * Invariants of the journal, cited by number where code relies on them
+ * (the ring's are R1..R8 in shm/ring_format.h, apply's A.. in
+ * persist/apply.h):
+ *
+ * J1  Every ring frame below an entry's next_lsn is in that entry or an
+ *     earlier one: next_lsn never passes a frame the journal does not
+ *     hold.  So the ring's durable_lsn and head never pass what the
+ *     journal holds (R6), and a node that restarts skips the frames below
+ *     the last entry's next_lsn (exactly once).  Within an entry
+ *     first_lsn <= last_lsn < next_lsn.
+ * J2  An entry is stored under the seq in its header, no seq twice, and
+ *     the entries form one run with no gap: appended at last seq + 1,
+ *     removed only from the front (store_journal_trim).  The run starts at
+ *     1, or where the checkpoint a journal continues from ends (trim, a
+ *     standby's bootstrap, restore).
+ * J3  An entry whose append returned 0 is on disk (committed with sync);
+ *     after an append failed, no later one is acknowledged (store_failed),
+ *     so the durable cursors never run ahead of the disk.
+ *
+ * journal_encode/journal_decode refuse an entry that breaks J1's rule
+ * within the entry, store_journal_append_many a seq that is not its key
+ * (J2): in every build, since entries come from disk and the wire.  The
+ * run of J2 and J1 across entries are kept by the appenders (the node's
+ * drain, a standby, restore).
  */
 #ifndef RK_STORE_H
 #define RK_STORE_H
@@ -88,7 +112,7 @@ void journal_entry_free(journal_entry *e);
  *   - LSNs strictly increasing (a FRAME_TABLE frame, which has no ring
  *     position, takes the LSN just below the frame it precedes);
  *   - the first frame's LSN is first_lsn, the last one's last_lsn, and
- *     next_lsn > last_lsn;
+ *     next_lsn > last_lsn (J1);
  *   - flags only JOURNAL_ZSTD, reserved 0; a zstd body is exactly one zstd
  *     frame that states its content size, equal to raw_len; a plain body
  *     has body_len == raw_len.
@@ -134,8 +158,8 @@ DB_ENV *store_env(store *s);
 DB *store_meta(store *s);
 const char *store_dir(const store *s);
 
-/* Appends entry (already encoded) under key seq in its own transaction,
- * committed with sync.  Any failure is returned as is (BDB codes or errno):
+/* Appends entry (already encoded) under key seq (J2) in its own
+ * transaction, committed with sync (J3).  Any failure is returned as is (BDB codes or errno):
  * the caller treats it as fatal. */
 int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t len);
 
@@ -164,8 +188,9 @@ int store_journal_first(store *s, uint64_t *seq);
  * RK_ENOTFOUND if there is none. */
 int store_journal_get_raw(store *s, uint64_t seq, uint8_t **entry, size_t *len);
 
-/* Removes journal entries with sequence < seq (retention, issue 4).
- * Deletes in transactions of a bounded number of entries each. */
+/* Removes journal entries with sequence < seq (retention, issue 4): from
+ * the front only, so the rest stays one run (J2).  Deletes in transactions
+ * of a bounded number of entries each. */
 int store_journal_trim(store *s, uint64_t seq);
 
 /* Checkpoints the Berkeley DB environment and removes the log files that

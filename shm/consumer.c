@@ -30,6 +30,7 @@
  * ring_set_replicated() may be called from other threads.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -57,7 +58,7 @@ struct ring_owner {
     int fd;
     uint64_t mask;
     uint64_t capacity;
-    uint64_t read_pos;    /* next position to read; head <= read_pos <= tail */
+    uint64_t read_pos;    /* next position to read; head <= read_pos <= tail (R1) */
     uint64_t stuck_pos;   /* position where a claim was first seen stuck */
     uint64_t stuck_since; /* CLOCK_MONOTONIC_COARSE ns of that */
     uint64_t cached_tail; /* our last read of hdr->tail */
@@ -77,12 +78,12 @@ static void take_ownership(ring_owner *o, uint64_t epoch)
     atomic_store(&h->epoch, epoch);
     atomic_store(&h->owner_start_time, ring_process_start_time(pid));
     atomic_store(&h->owner_pid, pid);
-    o->read_pos = atomic_load_explicit(&h->head, memory_order_acquire);
+    o->read_pos = atomic_load_explicit(&h->head, memory_order_acquire); /* R1 */
     o->stuck_pos = UINT64_MAX;
     /* An earlier consumer that died between zeroing released space and
      * moving head left frames it had consumed half-zeroed: finish that
-     * release.  Zeroing again is harmless: producers do not write between
-     * head and release_to before head moves. */
+     * release (R4).  Zeroing again is harmless: producers do not write
+     * between head and release_to before head moves (R2). */
     uint64_t release_to = atomic_load_explicit(&h->release_to, memory_order_relaxed);
     if (release_to > o->read_pos && release_to <= atomic_load(&h->tail) &&
         release_to - o->read_pos <= o->capacity && release_to % FRAME_ALIGN == 0) {
@@ -405,8 +406,8 @@ static void pad_span(ring_owner *o, uint64_t pos, uint64_t len)
 
 /* A claim marked at read_pos has been stuck past the unblock timeout.  It
  * is dead if the session that wrote the marker no longer holds the slot,
- * or its process is gone; then it is padded in place (pad_claim) and the
- * producer reported, if it is still attached.  Returns 1 when read_pos
+ * or its process is gone; then it is padded in place (pad_claim, R8) and
+ * the producer reported, if it is still attached.  Returns 1 when read_pos
  * moved past it, 0 when it must still wait, or RK_ECORRUPT. */
 static int unblock_marked(ring_owner *o, uint64_t tail, uint32_t word)
 {
@@ -472,10 +473,10 @@ static int forget_claim(ring_owner *o, uint16_t id, uint64_t *session)
 /* No marker at read_pos: a producer claimed the space (tail is past it)
  * and has not written its marker after the unblock timeout.  Whose claim?
  * A live producer's claim is announced in its slot (claim_pos) from before
- * its fetch-add until after its marker.  If no live producer's claim covers
- * read_pos, the claim is a dead process's: it ends where the next frame
- * starts, which is the next non-zero word (unclaimed bytes are zero) or the
- * start of a live producer's claim, whichever comes first.  It is padded in
+ * its fetch-add until after its marker (R7).  If no live producer's claim
+ * covers read_pos, the claim is a dead process's: it ends where the next
+ * frame starts, which is the next non-zero word (unclaimed bytes are zero,
+ * R4) or the start of a live producer's claim, whichever comes first.  It is padded in
  * place, and dead producers that were claiming are reported.  Returns 1, 0
  * or RK_ECORRUPT as above. */
 static int unblock_unmarked(ring_owner *o, uint64_t tail)
@@ -594,6 +595,7 @@ static int not_committed(ring_owner *o, uint32_t word)
     tail = atomic_load_explicit(&h->tail, memory_order_acquire);
     if (tail == pos && word == 0)
         return 0; /* empty */
+    /* R1, R2: tail is shared memory, so refused, not asserted */
     if (tail < pos || tail - atomic_load_explicit(&h->head, memory_order_relaxed) > ring_tail_allowance(h))
         return corrupt_at(o, pos, "tail cursor out of range");
     o->cached_tail = tail;
@@ -619,7 +621,7 @@ int ring_next(ring_owner *o, ring_frame *f)
     char why[200];
 
     for (;;) {
-        uint64_t pos = o->read_pos, idx = pos & o->mask;
+        uint64_t pos = o->read_pos, idx = pos & o->mask, head;
         uint32_t word;
         int rc;
 
@@ -630,8 +632,10 @@ int ring_next(ring_owner *o, ring_frame *f)
         if (o->corrupt)
             return RK_ECORRUPT; /* stopped for good at read_pos */
         /* relaxed: head is ours.  A whole capacity read and not released:
-         * the next bytes are the ones already read; release first. */
-        if (pos - atomic_load_explicit(&h->head, memory_order_relaxed) >= o->capacity)
+         * the next bytes are the ones already read; release first (R2). */
+        head = atomic_load_explicit(&h->head, memory_order_relaxed);
+        assert(head <= pos && pos % FRAME_ALIGN == 0); /* R1 */
+        if (pos - head >= o->capacity)
             return 0;
         /* acquire: pairs with the producer's release store of the commit
          * word; the frame's bytes are visible once the length is */
@@ -726,23 +730,26 @@ void ring_release(ring_owner *o)
     uint64_t head = atomic_load_explicit(&h->head, memory_order_relaxed);
     uint64_t len = o->read_pos - head, idx = head & o->mask;
 
+    assert(head <= o->read_pos && o->read_pos % FRAME_ALIGN == 0); /* R1 */
     if (len) {
         uint64_t first = o->capacity - idx < len ? o->capacity - idx : len;
         /* relaxed: only consumers read release_to, and only after taking
          * ownership from a dead one (take_ownership) */
         atomic_store_explicit(&h->release_to, o->read_pos, memory_order_relaxed);
-        /* restore "unclaimed bytes are zero" before producers may reuse them */
+        /* restore "unclaimed bytes are zero" (R4) before producers may
+         * reuse them; the caller journaled every frame below read_pos (R6) */
         memset(o->data + idx, 0, first);
         memset(o->data, 0, len - first);
         seg_cursor_advance(&h->head, &h->head_seq, &h->n_head_waiters, o->read_pos);
     }
     /* ABORT frames already delivered are released too (their producers
-     * marked dead now: the caller made them durable); keep the rest */
+     * marked dead now: the caller made them durable, R8); keep the rest */
     mark_reported(o, o->n_aborts - o->n_pending);
     memmove(o->aborts[0], o->aborts[o->n_aborts - o->n_pending], (size_t)o->n_pending * ABORT_FRAME_SIZE);
     o->n_aborts = o->n_pending;
 }
 
+/* R6: the caller passes an LSN the journal holds (J1 in persist/store.h) */
 void ring_set_durable(ring_owner *o, uint64_t lsn)
 {
     struct ring_header *h = o->hdr;

@@ -20,12 +20,15 @@
  * The pre-check makes a claim only when there is room for it, so tail never
  * runs ahead of head by more than the capacity plus what producers racing
  * for the last room claim at the same instant; such a producer waits for
- * the consumer (its space is promised to it and must be filled).
+ * the consumer (its space is promised to it and must be filled) before it
+ * writes (R2 in ring_format.h).  Frames never straddle the end (R5); a
+ * claim is announced in the slot while it has no marker (R7).
  *
  * Threads: a handle belongs to one thread at a time; any number of handles
  * in any number of processes share one ring.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -163,7 +166,7 @@ __attribute__((noinline)) static int claim_raced(rk_ring *r, uint64_t pos, uint6
 
     while (end - r->cached_head > r->capacity) {
         /* another producer took the room between our check and our
-         * fetch-add: this space is ours and must be filled, so wait */
+         * fetch-add: this space is ours and must be filled, so wait (R2) */
         r->cached_head = atomic_load_explicit(&h->head, memory_order_acquire);
         if (end - r->cached_head > r->capacity)
             wait_for_room(r, end - r->capacity, 0);
@@ -210,7 +213,8 @@ __attribute__((noinline)) static int claim_slow(rk_ring *r, uint32_t size, uint6
         }
         atomic_store_explicit(&r->slot->claim_pos, CLAIM_UNKNOWN, memory_order_relaxed);
         /* release: whoever sees this claim in tail sees claim_pos UNKNOWN
-         * (or later values), so a live claim is never taken for a dead one */
+         * (or later values), so a live claim is never taken for a dead one
+         * (R7) */
         pos = atomic_fetch_add_explicit(&h->tail, need, memory_order_release);
         atomic_store_explicit(&r->slot->claim_len, need, memory_order_relaxed);
         /* release: claim_len is visible before claim_pos */
@@ -273,9 +277,10 @@ static inline struct frame_header *frame_at(rk_ring *r, uint64_t pos)
     return (struct frame_header *)(r->data + (pos & r->mask));
 }
 
-/* Writes the claim marker.  The consumer reads lsn, producer and session
- * (kept in the checksum field until the commit) from a claimed frame whose
- * producer dies before committing it. */
+/* Writes the claim marker over the commit word, 0 until now (R4, R5).
+ * The consumer reads lsn, producer and session (kept in the checksum field
+ * until the commit) from a claimed frame whose producer dies before
+ * committing it. */
 static inline void mark_claimed(rk_ring *r, struct frame_header *f, uint64_t pos, uint32_t size)
 {
     f->lsn = pos;
@@ -295,8 +300,8 @@ static inline void publish(rk_ring *r, struct frame_header *f, uint64_t lsn, uin
     f->type = type;
     f->table = table;
     f->checksum = XXH3_64bits_withSeed((uint8_t *)f + 16, length - 16, frame_seed(length, type, 0, table));
-    /* release: every byte of the frame is visible before its length.  From
-     * here on the consumer may release and zero the frame: not read it. */
+    /* release: every byte of the frame is visible before its length (R5).
+     * From here on the consumer may release and zero the frame: not read it. */
     atomic_store_explicit((_Atomic uint32_t *)&f->length, length, memory_order_release);
     /* relaxed: statistics for `ring inspect`, on our own cache line */
     atomic_store_explicit(&r->slot->last_lsn, lsn, memory_order_relaxed);
@@ -361,6 +366,8 @@ static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key,
     rc = claim(r, size, &pos);
     if (rc)
         return rc;
+    /* R5: inside the data area; R2: within a capacity of (our view of) head */
+    assert((pos & r->mask) + size <= r->capacity && pos + size - r->cached_head <= r->capacity);
     f = frame_at(r, pos);
     mark_claimed(r, f, pos, size);
     prefetch_ahead(r, pos);
@@ -414,6 +421,7 @@ int rk_claim_record(rk_ring *r, uint16_t table, uint32_t klen, uint32_t vlen, rk
     rc = claim(r, size, &pos);
     if (rc)
         return rc;
+    assert((pos & r->mask) + size <= r->capacity && pos + size - r->cached_head <= r->capacity); /* R2, R5 */
     f = frame_at(r, pos);
     mark_claimed(r, f, pos, size);
     f->klen = klen;

@@ -6,14 +6,8 @@
  * the data area is (position & (capacity - 1)).  A record's LSN is the
  * position of its frame.
  *
- * Changing anything here means bumping RING_FORMAT.  Invariants:
- *   head <= every unconsumed frame < tail;  the consumer reads at most
- *   capacity bytes past head;  tail - head <= ring_tail_allowance();
- *   only producers advance tail; only the owner (node) advances head,
- *   durable_lsn and replicated_lsn;  durable_lsn < head is not required
- *   (the node releases ring space only after the journal holds it, so in
- *   practice durable_lsn >= every released LSN).
- *   Every byte in [head, head + capacity) that no producer has claimed is 0.
+ * Changing anything here means bumping RING_FORMAT.  The invariants the
+ * code relies on are numbered R1..R8 above struct ring_header.
  */
 #ifndef RK_RING_FORMAT_H
 #define RK_RING_FORMAT_H
@@ -142,6 +136,42 @@ _Static_assert(sizeof(struct ring_producer_slot) == 192, "producer slot is three
 #define CLAIM_NONE 0
 #define CLAIM_UNKNOWN UINT64_MAX
 
+/* Invariants of a ring, cited by number where code relies on them.
+ * Positions are 64-bit byte counts that never wrap; read_pos is the
+ * owner's own cursor (struct ring_owner, consumer.c): the position just
+ * past the last frame it has read (or skipped).
+ *
+ * R1  start_lsn <= head <= read_pos <= tail, each a multiple of FRAME_ALIGN.
+ * R2  read_pos - head <= capacity: the owner reads at most one capacity
+ *     past what it has released.  A producer writes its claim only once
+ *     claim end - head <= capacity, so it never overwrites a frame the
+ *     owner has not released; tail - head <= ring_tail_allowance().
+ * R3  Only producers move tail (fetch-add of multiples of FRAME_ALIGN);
+ *     only the owner moves head, release_to, durable_lsn and
+ *     replicated_lsn, and each of them only forward.
+ * R4  Every byte in [head, head + capacity) that no producer has claimed
+ *     is 0: the segment starts zeroed, and the owner zeroes what it
+ *     releases before it moves head (release_to lets the next owner finish
+ *     a release cut short).  A claim's commit word starts at 0.
+ * R5  A frame starts at a multiple of FRAME_ALIGN, never straddles the end
+ *     of the data area, and its lsn is its position.  Its commit word goes
+ *     0 -> FRAME_CLAIMED | size -> length, the length stored last (release).
+ * R6  Every frame at or below durable_lsn is in the journal (J1 in
+ *     persist/store.h), every one at or below replicated_lsn also on
+ *     min_replicas standbys; head passes a frame only once the journal
+ *     holds it (or it is padding).
+ * R7  A live producer announces its claim in its slot's claim_pos from
+ *     before its fetch-add on tail until after its claim marker: a claim at
+ *     read_pos that no live producer announces is a dead one's.
+ * R8  A dead producer's claim becomes padding in place before read_pos
+ *     passes it, so an owner that reads it again skips it; its slot is
+ *     marked SLOT_DEAD only once its ABORT frame is durable.
+ *
+ * Any process that maps the segment can damage it: what is read from it
+ * is checked and refused with RK_ECORRUPT (ring_map_existing, ring_next),
+ * never assert()ed.  assert() (debug and sanitizer builds) checks what a
+ * process keeps itself: the owner's head <= read_pos (R1), a producer's
+ * placement of its claim (R2, R5). */
 struct ring_header {
     /* identity: written once by the owner before magic is published */
     _Atomic uint32_t magic;      /* RING_MAGIC, stored last with release */
@@ -161,11 +191,11 @@ struct ring_header {
     uint32_t reserved2_;
     _Atomic uint64_t owner_start_time;
 
-    /* producers only: next position to claim (fetch-add) */
+    /* producers only: next position to claim (fetch-add; R1, R3) */
     alignas(RING_CACHE_LINE) _Atomic uint64_t tail;
 
-    /* consumer only: next position not yet released; producers read it when
-     * the ring looks full.  head_seq/n_head_waiters: futex for producers
+    /* consumer only: next position not yet released (R1-R4); producers
+     * read it when the ring looks full.  head_seq/n_head_waiters: futex for producers
      * waiting for space. */
     alignas(RING_CACHE_LINE) _Atomic uint64_t head;
     _Atomic uint32_t head_seq;
@@ -179,12 +209,12 @@ struct ring_header {
     alignas(RING_CACHE_LINE) _Atomic uint32_t consumer_sleeping;
     _Atomic uint32_t consumer_seq;
 
-    /* owner only: everything at or below durable_lsn is in the journal */
+    /* owner only: everything at or below durable_lsn is in the journal (R6) */
     alignas(RING_CACHE_LINE) _Atomic uint64_t durable_lsn;
     _Atomic uint32_t durable_seq;
     _Atomic uint32_t n_durable_waiters;
 
-    /* owner only: durable on min_replicas standbys */
+    /* owner only: durable on min_replicas standbys (R6) */
     alignas(RING_CACHE_LINE) _Atomic uint64_t replicated_lsn;
     _Atomic uint32_t replicated_seq;
     _Atomic uint32_t n_replicated_waiters;

@@ -154,7 +154,7 @@ void seg_cursor_advance(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic
     uint64_t cur = atomic_load_explicit(cursor, memory_order_relaxed);
 
     if (value <= cur)
-        return;
+        return; /* R3: cursors move only forward */
     /* release: whoever sees the new cursor sees what it covers */
     atomic_store_explicit(cursor, value, memory_order_release);
     /* seq_cst fence: orders the cursor store before the waiter-count load,
@@ -324,6 +324,7 @@ int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_h
     }
     head = atomic_load_explicit(&h->head, memory_order_acquire);
     tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+    /* R1, R2 on what another process wrote: refused, not asserted */
     if (head > tail || tail - head > ring_tail_allowance(h) || head % FRAME_ALIGN || tail % FRAME_ALIGN ||
         head < h->start_lsn) {
         rc = RK_ECORRUPT;
