@@ -655,6 +655,8 @@ int ring_next(ring_owner *o, ring_frame *f)
             if (word < FRAME_PAD_MIN || word % FRAME_ALIGN || idx + word > o->capacity ||
                 !within_tail(o, pos + word) || memcmp(o->data + idx + 5, zero, check - 5) != 0)
                 return corrupt_at(o, pos, "padding with an impossible length or contents");
+            if (pos + word - head > o->capacity) /* R2: no claim ends past head + capacity */
+                return corrupt_at(o, pos, "padding ends more than one capacity past the released head");
             o->read_pos += word;
             continue;
         }
@@ -669,6 +671,8 @@ int ring_next(ring_owner *o, ring_frame *f)
             return corrupt_at(o, pos, "frame names no valid producer");
         if (!within_tail(o, pos + frame_align(f->raw_len)))
             return corrupt_at(o, pos, "frame runs past the tail");
+        if (pos + frame_align(f->raw_len) - head > o->capacity) /* R2, as for padding */
+            return corrupt_at(o, pos, "frame ends more than one capacity past the released head");
         o->read_pos += frame_align(f->raw_len);
         /* relaxed: a statistic; only this thread writes it */
         atomic_store_explicit(&h->n_consumed, atomic_load_explicit(&h->n_consumed, memory_order_relaxed) + 1,

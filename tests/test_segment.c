@@ -819,6 +819,24 @@ static void c_pad_past_tail(struct live *l)
     set_tail(l, l->pos + 16);
 }
 
+/* Once the good records are read and released (head at l->pos, the
+ * area before it zeroed): two paddings each valid alone, the first to the
+ * end of the area, the second from its start over the first one, which is
+ * not released: read_pos would pass head + capacity and the consumer
+ * would skip whatever a producer wrote there (R2). */
+static void c_pad_past_window(struct live *l)
+{
+    uint64_t head = l->pos;
+    uint32_t to_end = (uint32_t)(CAPACITY - (l->pos & (CAPACITY - 1)));
+
+    ring_release(l->owner);
+    ck_assert_uint_eq(atomic_load(&l->hdr->head), head);
+    put_word(l, l->pos, to_end, FRAME_PAD);
+    l->pos += to_end; /* the consumer stops at the second */
+    put_word(l, l->pos, (uint32_t)(head & (CAPACITY - 1)) + 64, FRAME_PAD);
+    set_tail(l, l->pos + (head & (CAPACITY - 1)) + 64);
+}
+
 static void c_lsn_ahead(struct live *l)
 {
     put_frame(l, FRAME_PUT, 0, l->pos + 8, "key", "value");
@@ -908,6 +926,7 @@ static const struct corruption {
     {"pad-unaligned", c_pad_unaligned, "padding with an impossible length", 0},
     {"pad-past-area", c_pad_past_area, "padding with an impossible length", 0},
     {"pad-past-tail", c_pad_past_tail, "padding with an impossible length", 0},
+    {"pad-past-window", c_pad_past_window, "more than one capacity past the released head", 1},
     {"lsn-ahead", c_lsn_ahead, "the frame's LSN is not its position", 0},
     {"lsn-last-lap", c_lsn_last_lap, "the frame's LSN is not its position", 0},
     {"producer-64", c_producer_past_registry, "frame names no valid producer", 0},
