@@ -32,7 +32,7 @@
 #define CKPT_MINOR 1u
 #define CKPT_SUFFIX ".rkcp"
 
-/* Limits a reader holds every file to, whatever it claims (checkpoint.c
+/* Limits a reader holds every file to, whatever it claims (checkpoint_format.h
  * documents the layout): the msgpack header map, one encoded entry, and
  * the uncompressed bytes of one body frame (frames are cut after
  * CKPT_FRAME_TARGET bytes, so one holds at most that plus one entry). */

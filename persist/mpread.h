@@ -1,5 +1,5 @@
 /* mpread.h -- a small bounded reader of the msgpack wire format, for bytes
- * that must not be trusted: checkpoint files (checkpoint.c) and replication
+ * that must not be trusted: checkpoint files (checkpoint_read.c) and replication
  * messages (replicator/wire.c).  Private to ringkeep.
  *
  * Why not msgpack-c's unpacker: for an array or map header it allocates

@@ -1,0 +1,92 @@
+/* apply_impl.h -- the applier's insides, shared by the three files that
+ * make it up (private to persist/; nobody else includes this header):
+ *
+ *   apply.c    the journal applied to the state tables, group by group;
+ *              opening, closing, the transaction and the meta records;
+ *   export.c   what leaves the applier: snapshots (applier_snapshot) and
+ *              checkpoints (applier_checkpoint_begin, ckpt_job_*);
+ *   import.c   what enters it: a checkpoint loaded into a new data
+ *              directory (applier_load_checkpoint).
+ *
+ * Threads: an applier is used by one thread at a time (apply.h); every
+ * function here runs on that thread.  Only a ckpt_job, once begun, leaves
+ * it (export.c says how).
+ */
+#ifndef RK_APPLY_IMPL_H
+#define RK_APPLY_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "persist/apply.h"
+#include "shm/ring_format.h"
+
+#define STATE_FILE "state.db"
+#define MAX_TABLES 4096
+
+struct held_group {
+    uint8_t *buf; /* the held frames, each at an 8-aligned offset */
+    size_t len, cap;
+    uint32_t n_frames;
+    uint64_t start_seq; /* journal entry of its first frame */
+};
+
+struct producer {
+    char name[RK_NAME_MAX + 1];
+    struct producer_meta m;
+    int dirty; /* m changed in the open transaction */
+    struct held_group open;
+};
+
+struct table {
+    char name[RK_NAME_MAX + 1];
+    DB *db;
+};
+
+struct applier {
+    store *s;
+    DB_ENV *env;
+    DB *meta;
+    DB_TXN *txn;          /* the open transaction, or NULL */
+    uint32_t txn_records; /* records applied in it */
+    struct apply_meta am;
+    uint64_t next_seq; /* next journal entry to read */
+    /* ring ids of the current ring, from TABLE and ATTACH frames */
+    char table_map[RING_MAX_TABLES][RK_NAME_MAX + 1];
+    char slot_map[RING_MAX_PRODUCERS][RK_NAME_MAX + 1];
+    int maps_dirty;
+    struct producer *producers;
+    size_t n_producers;
+    struct table *tables;
+    size_t n_tables;
+    /* applier_watch_height: stop after the entry in which this producer's
+     * height crossed a multiple of watch_every */
+    char watch_name[RK_NAME_MAX + 1];
+    uint64_t watch_every, watch_last;
+    int watch_hit;
+};
+
+/* meta.db's "maps" value: the two maps as they are in struct applier. */
+struct maps_record {
+    char table_map[RING_MAX_TABLES][RK_NAME_MAX + 1];
+    char slot_map[RING_MAX_PRODUCERS][RK_NAME_MAX + 1];
+};
+
+/* Producer `name`, its record read from meta.db the first time; NULL when
+ * out of memory. */
+struct producer *apply_producer(applier *a, const char *name);
+
+/* The database of table `name`, opened (and, with create, created) in the
+ * open transaction the first time.  RK_ENOTFOUND when it does not exist
+ * and create is 0. */
+int apply_table_db(applier *a, const char *name, int create, DB **out);
+
+/* Opens a transaction unless one is open. */
+int apply_txn_begin(applier *a);
+
+/* Writes the dirty producers, "applied" (with the restart point) and, if
+ * they changed, the maps, then commits without sync.  No-op without an
+ * open transaction. */
+int apply_txn_commit(applier *a);
+
+#endif
