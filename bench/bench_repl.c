@@ -33,7 +33,8 @@
 
 #include "bench_util.h"
 #include "persist/config.h"
-#include "persist/node.h"
+#include "node/client.h"
+#include "node/node.h"
 #include "replicator/replicator.h"
 #include "shm/ring.h"
 #include "ringkeep.h"

@@ -24,7 +24,7 @@
 #include "cli/util.h"
 #include "persist/config.h"
 #include "persist/json_bytes.h"
-#include "persist/node.h"
+#include "node/client.h"
 
 static void print_checkpoint_usage(FILE *out)
 {

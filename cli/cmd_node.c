@@ -13,7 +13,7 @@
 #include "cli/util.h"
 #include "persist/config.h"
 #include "persist/json_bytes.h"
-#include "persist/node.h"
+#include "node/client.h"
 #include "replicator/replicator.h"
 #include "ringkeep.h"
 

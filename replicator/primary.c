@@ -59,7 +59,7 @@
 #include "replicator/link.h"
 #include "persist/json_bytes.h"
 #include "persist/log.h"
-#include "persist/node.h"
+#include "node/node.h"
 #include "replicator/replicator.h"
 #include "persist/store.h"
 

@@ -62,7 +62,8 @@
 #include "persist/json_bytes.h"
 #include "replicator/link.h"
 #include "persist/log.h"
-#include "persist/node.h"
+#include "node/client.h"
+#include "node/node.h"
 #include "replicator/replicator.h"
 #include "persist/store.h"
 

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "persist/node.h"
+#include "node/client.h"
 #include "node_harness.h"
 
 uint64_t mix(uint64_t x)

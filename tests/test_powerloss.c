@@ -55,7 +55,7 @@
 #include <unistd.h>
 
 #include "persist/checkpoint.h"
-#include "persist/node.h"
+#include "node/client.h"
 #include "node_harness.h"
 #include "shm/ring.h"
 #include "ringkeep.h"

@@ -55,7 +55,8 @@
 #include "persist/crashsim.h"
 #include "persist/json_bytes.h"
 #include "persist/log.h"
-#include "persist/node.h"
+#include "node/client.h"
+#include "node/node.h"
 #include "persist/retain.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
@@ -64,8 +65,6 @@
 #define EPOCH_KEY "epoch"
 #define APPLY_STEP_ENTRIES 16  /* apply publishes its progress at least this often */
 #define LOG_CHECKPOINT_KB 4096 /* apply checkpoints the BDB environment after this much log */
-#define CONTROL_MAX_MSG 256
-#define CONTROL_MAX_REPLY 65536
 
 enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
 
@@ -130,12 +129,6 @@ __attribute__((noreturn)) static void fatal(const char *msg, const char *detail)
 {
     log_msg(LOG_ERROR, msg, "error=\"%s\" action=exit", detail);
     _exit(1);
-}
-
-void node_control_endpoint(const char *dir, char *out, size_t out_size)
-{
-    if ((size_t)snprintf(out, out_size, "ipc://%s/control.sock", dir) >= out_size)
-        out[0] = '\0';
 }
 
 /* ------------------------------------------------------------ meta */
@@ -903,9 +896,9 @@ void node_control_serve(const char *endpoint, _Atomic int *stop,
                         void (*answer)(void *arg, const char *request, char *reply, size_t reply_size), void *arg)
 {
     void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
-    int64_t max_msg = CONTROL_MAX_MSG;
+    int64_t max_msg = NODE_CONTROL_MAX_REQUEST;
     int linger = 0, timeout = 100;
-    char req[CONTROL_MAX_MSG + 1], *reply = malloc(CONTROL_MAX_REPLY);
+    char req[NODE_CONTROL_MAX_REQUEST + 1], *reply = malloc(NODE_CONTROL_MAX_REPLY);
 
     pthread_setname_np(pthread_self(), "rk-control"); /* top -H, perf, gdb */
     if (!sock || !reply || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) ||
@@ -916,12 +909,12 @@ void node_control_serve(const char *endpoint, _Atomic int *stop,
         goto out;
     }
     while (!atomic_load(stop)) {
-        int len = zmq_recv(sock, req, CONTROL_MAX_MSG, 0);
+        int len = zmq_recv(sock, req, NODE_CONTROL_MAX_REQUEST, 0);
         if (len < 0)
             continue; /* timeout: look at stop again */
-        req[len < CONTROL_MAX_MSG ? len : CONTROL_MAX_MSG] = '\0';
+        req[len < NODE_CONTROL_MAX_REQUEST ? len : NODE_CONTROL_MAX_REQUEST] = '\0';
         reply[0] = '\0';
-        answer(arg, req, reply, CONTROL_MAX_REPLY);
+        answer(arg, req, reply, NODE_CONTROL_MAX_REPLY);
         zmq_send(sock, reply, strlen(reply), 0);
     }
 out:
@@ -952,75 +945,6 @@ static void *control_main(void *arg)
 
     node_control_serve(n->endpoint, &n->stop, control_answer, n);
     return NULL;
-}
-
-/* The pid written in DIR/LOCK if a process holds the lock, 0 if none. */
-static long lock_holder(const char *lock_path)
-{
-    char text[32] = "";
-    long pid = 0;
-    int fd = open(lock_path, O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0)
-        return 0;
-    if (flock(fd, LOCK_SH | LOCK_NB) != 0) { /* held: a node runs */
-        ssize_t n = read(fd, text, sizeof text - 1);
-        pid = n > 0 ? strtol(text, NULL, 10) : 0;
-        if (pid <= 0)
-            pid = -1; /* held, pid not written yet */
-    }
-    close(fd);
-    return pid;
-}
-
-int node_request(const char *dir, const char *request, int timeout_ms, char **reply)
-{
-    char lock_path[PATH_MAX + 8], endpoint[PATH_MAX + 32];
-    void *ctx = NULL, *sock = NULL;
-    int linger = 0, slice = 200, rc = 0, len = -1;
-    long holder;
-    char *buf = NULL;
-
-    *reply = NULL;
-    snprintf(lock_path, sizeof lock_path, "%s/LOCK", dir);
-    holder = lock_holder(lock_path);
-    if (holder == 0)
-        return ENOENT; /* nobody holds the lock: no node */
-    node_control_endpoint(dir, endpoint, sizeof endpoint);
-    buf = malloc(65537);
-    ctx = zmq_ctx_new();
-    sock = ctx ? zmq_socket(ctx, ZMQ_REQ) : NULL;
-    if (!buf || !sock || zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &slice, sizeof slice) || zmq_connect(sock, endpoint) ||
-        zmq_send(sock, request, strlen(request), 0) < 0) {
-        rc = buf ? EIO : ENOMEM;
-        goto out;
-    }
-    /* wait in slices: a node that dies (or is replaced) meanwhile never
-     * answers, and waiting out the whole timeout for it would be wrong */
-    for (int waited = 0; len < 0; waited += slice) {
-        len = zmq_recv(sock, buf, 65536, 0);
-        if (len >= 0)
-            break;
-        if (lock_holder(lock_path) != holder) {
-            rc = EAGAIN; /* the node went away: ask again */
-            goto out;
-        }
-        if (waited >= timeout_ms) {
-            rc = RK_ETIMEDOUT;
-            goto out;
-        }
-    }
-    buf[len < 65536 ? len : 65536] = '\0';
-    *reply = buf;
-    buf = NULL;
-out:
-    free(buf);
-    if (sock)
-        zmq_close(sock);
-    if (ctx)
-        zmq_ctx_term(ctx);
-    return rc;
 }
 
 /* ------------------------------------------------------------ run */

@@ -5,7 +5,8 @@
  * every producer's last MARK), written by applier_snapshot() at a group
  * boundary.  Where it comes from:
  *   - a node runs on the data directory: the node is asked over its control
- *     endpoint; it finishes applying what is durable, writes the snapshot
+ *     endpoint (node_request, client.c: this file is in libringkeep, the
+ *     node process is not); it finishes applying what is durable, writes the snapshot
  *     and answers with its path;
  *   - no node runs: this process takes the data directory's lock itself,
  *     recovers the environment, applies the journal, writes the snapshot and
@@ -29,6 +30,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +39,7 @@
 
 #include "persist/apply.h"
 #include "persist/checkpoint.h"
-#include "persist/node.h"
+#include "node/client.h"
 #include "ringkeep.h"
 #include "persist/store.h"
 

@@ -1,5 +1,12 @@
 /* node.h -- the primary node: drain, apply and the control endpoint
- * (private to ringkeep). */
+ * (private to ringkeep).
+ *
+ * node/ is the node process: its main loop, threads, signals, the server
+ * of the control endpoint and the status (node.c), and the small client of
+ * that endpoint with the engines' state reader (client.c, state.c), which
+ * are all of node/ that libringkeep carries.  It sits on replicator/,
+ * persist/ and shm/.  (replicator/ still includes this header: the role
+ * dispatch and the standby's process parts move here next, issue 10.1.) */
 #ifndef RK_NODE_H
 #define RK_NODE_H
 
@@ -74,21 +81,11 @@ void node_thread_nice(int delta);
 /* A consistent copy of the node's cursors; any thread. */
 void node_progress(struct node *n, struct node_progress *p);
 
-/* The control endpoint of the node on data directory dir:
- * "ipc://DIR/control.sock". */
-void node_control_endpoint(const char *dir, char *out, size_t out_size);
-
 /* Serves the control endpoint (ZeroMQ REP, requests up to 256 bytes) on the
  * calling thread until *stop: answer() writes the reply to each request
  * (NUL-terminated, at most reply_size bytes).  For the node's and a
  * standby's control threads. */
 void node_control_serve(const char *endpoint, _Atomic int *stop,
                         void (*answer)(void *arg, const char *request, char *reply, size_t reply_size), void *arg);
-
-/* Sends request ("status", "snapshot", "checkpoint") to the node on dir
- * and returns its reply (malloc'd, NUL-terminated) in *reply.  ENOENT when
- * no node runs there, EAGAIN when the node stopped or was replaced before
- * it answered, RK_ETIMEDOUT when it does not answer in timeout_ms. */
-int node_request(const char *dir, const char *request, int timeout_ms, char **reply);
 
 #endif
