@@ -14,7 +14,7 @@
 #include "persist/config.h"
 #include "persist/json_bytes.h"
 #include "node/client.h"
-#include "replicator/replicator.h"
+#include "node/node.h"
 #include "ringkeep.h"
 
 static void node_usage(FILE *out)

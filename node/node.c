@@ -10,9 +10,12 @@
  *                                  snapshot txn begun  ---->  checkpoint thread: writes
  *                                                             the file from it, retention,
  *                                                             journal and BDB log trimming
- * With replication hooks (node_run_with), the drain and checkpoint threads
- * also wake the replicator's thread (replicator/primary.c), which owns the
- * ZeroMQ sockets and reads what it publishes back from the journal.
+ * With a replicator (repl_node_run: [replication] publish set), the drain
+ * and checkpoint threads also wake the replicator's thread
+ * (replicator/primary.c, repl_primary_*), which owns the ZeroMQ sockets and
+ * reads what it publishes back from the journal.  A standby's role is
+ * replicator/standby.c's standby_run, which the node lends its control
+ * endpoint and the apply thread's priority (repl_standby_host).
  *
  * Drain never waits on apply except when apply is more than
  * max_lag_entries behind: then it stops taking frames from the ring, and the
@@ -57,6 +60,7 @@
 #include "persist/log.h"
 #include "node/client.h"
 #include "node/node.h"
+#include "replicator/replicator.h"
 #include "persist/retain.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
@@ -70,7 +74,7 @@ enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
 
 struct node {
     const struct node_config *c;
-    const struct node_replicator *repl; /* NULL: none */
+    struct repl_primary *repl; /* NULL: none */
     store *s;
     applier *a;
     ring_owner *ring;
@@ -368,7 +372,7 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
      * then reads a journal_seq that holds it (answer_request) */
     atomic_store(&n->drained_pos, jh.next_lsn);
     if (n->repl)
-        n->repl->journaled(n->repl->arg, seq);
+        repl_primary_journaled(n->repl, seq);
     b->len = 0;
     b->n_frames = 0;
     b->last_ring_lsn = 0;
@@ -621,7 +625,7 @@ static void *ckpt_main(void *arg)
             if (removed)
                 log_msg(LOG_INFO, "old checkpoints removed", "count=%" PRIu32, removed);
             if (n->repl) {
-                uint64_t needed = n->repl->trim_floor(n->repl->arg); /* standbys following */
+                uint64_t needed = repl_primary_trim_floor(n->repl); /* standbys following */
                 if (needed < floor)
                     floor = needed;
             }
@@ -650,7 +654,7 @@ static void *ckpt_main(void *arg)
             log_msg(LOG_ERROR, "checkpoint failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
         }
         if (!rc && n->repl)
-            n->repl->checkpointed(n->repl->arg, path);
+            repl_primary_checkpointed(n->repl, path);
         pthread_mutex_lock(&n->lock);
         if (rc) {
             snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
@@ -669,7 +673,15 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
-void node_thread_nice(int delta)
+/* A standby's apply thread runs this much nicer than the process: on a
+ * busy host storing and acknowledging come first, and its apply lag holds
+ * nothing up (the primary's apply runs at the node's priority: its lag
+ * past max_lag_entries stalls drain). */
+#define NODE_APPLY_NICE 5
+
+/* Makes the calling thread delta nicer than the process (best effort: a
+ * refusal leaves it at the process's priority). */
+static void node_thread_nice(int delta)
 {
     errno = 0;
     int now = getpriority(PRIO_PROCESS, 0);
@@ -836,7 +848,7 @@ static void status_json(struct node *n, char *out, size_t out_size)
         "checkpoint_running", ckpt_busy, "journal_trimmed_below", json_uint(atomic_load(&n->journal_floor)),
         "last_error", last_error);
     if (st && n->repl)
-        n->repl->status(n->repl->arg, st);
+        repl_primary_status(n->repl, st);
     if (st)
         len = json_dumpb(st, out, out_size - 1, JSON_COMPACT);
     if (len > 0 && len < out_size)
@@ -846,8 +858,12 @@ static void status_json(struct node *n, char *out, size_t out_size)
     json_decref(st);
 }
 
-void node_progress(struct node *n, struct node_progress *p)
+/* A consistent copy of the node's cursors, for the primary's replicator
+ * (repl_progress_fn); any thread. */
+static void node_progress(void *arg, struct repl_progress *p)
 {
+    struct node *n = arg;
+
     pthread_mutex_lock(&n->lock);
     p->journal_seq = n->journal_seq;
     p->applied_seq = n->applied_seq;
@@ -892,8 +908,13 @@ static void answer_request(struct node *n, int ask, char *out, size_t out_size)
     pthread_mutex_unlock(&n->lock);
 }
 
-void node_control_serve(const char *endpoint, _Atomic int *stop,
-                        void (*answer)(void *arg, const char *request, char *reply, size_t reply_size), void *arg)
+/* Serves the control endpoint (ZeroMQ REP, requests up to
+ * NODE_CONTROL_MAX_REQUEST bytes) on the calling thread until *stop:
+ * answer() writes the reply to each request (NUL-terminated, at most
+ * reply_size bytes).  For the primary's and a standby's control threads. */
+static void node_control_serve(const char *endpoint, _Atomic int *stop,
+                               void (*answer)(void *arg, const char *request, char *reply, size_t reply_size),
+                               void *arg)
 {
     void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
     int64_t max_msg = NODE_CONTROL_MAX_REQUEST;
@@ -992,6 +1013,8 @@ static void remove_checkpoint_temps(const char *dir)
         closedir(d);
 }
 
+static int run_primary(const struct node_config *c, struct repl_primary *r);
+
 int node_run(const struct node_config *c)
 {
     if (c->repl_publish[0] || c->repl_serve[0] || strcmp(c->role, "primary") != 0) {
@@ -999,10 +1022,47 @@ int node_run(const struct node_config *c)
                 "hint=\"run it with ringkeep node\"");
         return 1;
     }
-    return node_run_with(c, NULL);
+    return run_primary(c, NULL);
 }
 
-int node_run_with(const struct node_config *c, const struct node_replicator *r)
+/* The standby's apply thread: NODE_APPLY_NICE (repl_standby_host). */
+static void standby_apply_started(void)
+{
+    node_thread_nice(NODE_APPLY_NICE);
+}
+
+/* The standby's control thread (repl_standby_host). */
+static void standby_serve_control(const char *dir, _Atomic int *stop,
+                                  void (*answer)(void *arg, const char *request, char *reply,
+                                                 size_t reply_size),
+                                  void *arg)
+{
+    char endpoint[PATH_MAX + 32];
+
+    node_control_endpoint(dir, endpoint, sizeof endpoint);
+    node_control_serve(endpoint, stop, answer, arg);
+}
+
+int repl_node_run(const struct node_config *c)
+{
+    static const struct repl_standby_host standby_host = {.apply_thread_started = standby_apply_started,
+                                                          .serve_control = standby_serve_control};
+    struct repl_primary *p = NULL;
+    int rc;
+
+    if (strcmp(c->role, "standby") == 0)
+        return standby_run(c, &standby_host);
+    if (!c->repl_publish[0])
+        return node_run(c);
+    if (repl_primary_open(c, &p) != 0)
+        return 1;
+    rc = run_primary(c, p);
+    repl_primary_close(p);
+    return rc;
+}
+
+/* A primary, with replicator r (NULL: none). */
+static int run_primary(const struct node_config *c, struct repl_primary *r)
 {
     struct node n = {.c = c, .repl = r, .test_kill_after_abort = getenv("RK_TEST_KILL_AFTER_ABORT") != NULL};
     struct journal_header last = {0};
@@ -1091,7 +1151,7 @@ int node_run_with(const struct node_config *c, const struct node_replicator *r)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!have_apply || !have_control || !have_ckpt)
         fatal("cannot start threads", strerror(errno));
-    if (r && r->start(r->arg, &n, n.s, n.ring) != 0)
+    if (r && repl_primary_start(r, n.s, n.ring, node_progress, &n) != 0)
         fatal("cannot start the replicator", "see the lines above");
     log_msg(LOG_INFO, "node started",
             "role=%s epoch=%" PRIu64 " data_dir=\"%s\" ring=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
@@ -1116,7 +1176,7 @@ int node_run_with(const struct node_config *c, const struct node_replicator *r)
     pthread_mutex_unlock(&n.lock);
     pthread_join(ckpt_thread, NULL);
     if (r)
-        r->stop(r->arg);
+        repl_primary_stop(r);
     atomic_store(&n.stop, 1);
     pthread_mutex_lock(&n.lock);
     pthread_cond_broadcast(&n.apply_cond);

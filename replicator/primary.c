@@ -59,7 +59,6 @@
 #include "replicator/link.h"
 #include "persist/json_bytes.h"
 #include "persist/log.h"
-#include "node/node.h"
 #include "replicator/replicator.h"
 #include "persist/store.h"
 
@@ -90,7 +89,8 @@ struct seq_info {
 
 struct repl_primary {
     const struct node_config *c;
-    struct node *node;
+    repl_progress_fn *progress; /* the node's cursors (repl_primary_start) */
+    void *progress_arg;
     store *s;
     ring_owner *ring;
     void *ctx, *pub, *router;
@@ -377,7 +377,7 @@ static uint64_t first_seq(struct repl_primary *p, uint64_t journal_seq)
     return store_journal_first(p->s, &first) == 0 ? first : journal_seq + 1;
 }
 
-static void on_hello(struct repl_primary *p, const struct link_in *in, const struct node_progress *np)
+static void on_hello(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
 {
     const struct wire_hello *h = &in->m.u.hello;
     struct peer *peer = peer_by_route(p, in->route, in->route_len);
@@ -431,7 +431,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
     reply(p, in, &m);
 }
 
-static void on_fetch(struct repl_primary *p, const struct link_in *in, const struct node_progress *np)
+static void on_fetch(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
 {
     const struct wire_fetch *f = &in->m.u.fetch;
     struct wire_entry *entries = NULL;
@@ -548,9 +548,9 @@ out:
 
 static void serve(struct repl_primary *p)
 {
-    struct node_progress np;
+    struct repl_progress np;
 
-    node_progress(p->node, &np);
+    p->progress(p->progress_arg, &np);
     for (int i = 0; i < RECV_BURST; i++) {
         struct link_in in;
         char why[512] = "";
@@ -696,7 +696,7 @@ static json_t *status_members(const struct node_config *c)
 
 static void heartbeat(struct repl_primary *p)
 {
-    struct node_progress np;
+    struct repl_progress np;
     struct wire_standby standbys[WIRE_MAX_STANDBYS];
     uint64_t now = link_monotonic_ns();
     uint64_t silent_ns = (uint64_t)p->c->repl_heartbeat_ms * 1000000u * PEER_SILENT_BEATS;
@@ -704,7 +704,7 @@ static void heartbeat(struct repl_primary *p)
     char why[256];
     json_t *members = NULL, *list = NULL, *extra = NULL, *old = NULL;
 
-    node_progress(p->node, &np);
+    p->progress(p->progress_arg, &np);
     memset(standbys, 0, sizeof standbys);
     for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++) {
         struct peer *peer = &p->peers[i];
@@ -808,8 +808,8 @@ static void *replicator_main(void *arg)
                 break;
         }
         /* every loop: cheap, and nothing journaled is left unpublished */
-        struct node_progress np;
-        node_progress(p->node, &np);
+        struct repl_progress np;
+        p->progress(p->progress_arg, &np);
         if (np.journal_seq > p->published_seq)
             publish_entries(p, np.journal_seq);
         pthread_mutex_lock(&p->lock);
@@ -828,7 +828,7 @@ static void *replicator_main(void *arg)
     return NULL;
 }
 
-/* ------------------------------------------------------------ node hooks */
+/* ------------------------------------------------------------ what the node calls */
 
 static void wake(struct repl_primary *p)
 {
@@ -837,18 +837,19 @@ static void wake(struct repl_primary *p)
         log_msg(LOG_DEBUG, "replicator wake-up lost", "error=\"%s\"", strerror(errno));
 }
 
-static int hook_start(void *arg, struct node *n, store *s, ring_owner *ring)
+int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_progress_fn *progress,
+                       void *progress_arg)
 {
-    struct repl_primary *p = arg;
-    struct node_progress np;
+    struct repl_progress np;
     char dir[PATH_MAX + 16], **paths = NULL;
     size_t n_paths = 0;
     int rc = 0;
 
-    p->node = n;
+    p->progress = progress;
+    p->progress_arg = progress_arg;
     p->s = s;
     p->ring = ring;
-    node_progress(n, &np);
+    progress(progress_arg, &np);
     p->epoch = np.epoch;
     p->published_seq = np.journal_seq; /* older entries: standbys fetch them */
     p->start_ns = link_monotonic_ns();
@@ -932,42 +933,35 @@ static int hook_start(void *arg, struct node *n, store *s, ring_owner *ring)
     return 0;
 }
 
-static void hook_journaled(void *arg, uint64_t seq)
+void repl_primary_journaled(struct repl_primary *p, uint64_t seq)
 {
     (void)seq;
-    wake(arg);
+    wake(p);
 }
 
-static void hook_checkpointed(void *arg, const char *path)
+void repl_primary_checkpointed(struct repl_primary *p, const char *path)
 {
-    struct repl_primary *p = arg;
-
     pthread_mutex_lock(&p->lock);
     snprintf(p->ckpt_pending, sizeof p->ckpt_pending, "%s", path);
     pthread_mutex_unlock(&p->lock);
     wake(p);
 }
 
-static uint64_t hook_trim_floor(void *arg)
+uint64_t repl_primary_trim_floor(struct repl_primary *p)
 {
-    struct repl_primary *p = arg;
     return atomic_load(&p->needed_from);
 }
 
-static void hook_status(void *arg, json_t *status)
+void repl_primary_status(struct repl_primary *p, json_t *status)
 {
-    struct repl_primary *p = arg;
-
     /* a copy: the replicator thread drops its object when it makes the next */
     pthread_mutex_lock(&p->lock);
     json_object_update_new(status, json_deep_copy(p->status));
     pthread_mutex_unlock(&p->lock);
 }
 
-static void hook_stop(void *arg)
+void repl_primary_stop(struct repl_primary *p)
 {
-    struct repl_primary *p = arg;
-
     if (p->running) {
         atomic_store(&p->stop, 1);
         wake(p);
@@ -976,8 +970,27 @@ static void hook_stop(void *arg)
     }
 }
 
-static void primary_free(struct repl_primary *p)
+int repl_primary_open(const struct node_config *c, struct repl_primary **out)
 {
+    struct repl_primary *p = calloc(1, sizeof *p);
+
+    *out = NULL;
+    if (!p)
+        return ENOMEM;
+    p->c = c;
+    p->efd = -1;
+    atomic_store(&p->needed_from, UINT64_MAX);
+    pthread_mutex_init(&p->lock, NULL);
+    p->status = status_members(c);
+    *out = p;
+    return 0;
+}
+
+void repl_primary_close(struct repl_primary *p)
+{
+    if (!p)
+        return;
+    repl_primary_stop(p);
     if (p->pub)
         zmq_close(p->pub);
     if (p->router)
@@ -994,34 +1007,4 @@ static void primary_free(struct repl_primary *p)
     json_decref(p->status);
     pthread_mutex_destroy(&p->lock);
     free(p);
-}
-
-int repl_node_run(const struct node_config *c)
-{
-    struct repl_primary *p = NULL;
-    int rc;
-
-    if (strcmp(c->role, "standby") == 0)
-        return standby_run(c);
-    if (!c->repl_publish[0])
-        return node_run(c);
-    p = calloc(1, sizeof *p);
-    if (!p)
-        return 1;
-    p->c = c;
-    p->efd = -1;
-    atomic_store(&p->needed_from, UINT64_MAX);
-    pthread_mutex_init(&p->lock, NULL);
-    p->status = status_members(c);
-    struct node_replicator hooks = {.arg = p,
-                                    .start = hook_start,
-                                    .journaled = hook_journaled,
-                                    .checkpointed = hook_checkpointed,
-                                    .trim_floor = hook_trim_floor,
-                                    .status = hook_status,
-                                    .stop = hook_stop};
-    rc = node_run_with(c, &hooks);
-    hook_stop(p);
-    primary_free(p);
-    return rc;
 }

@@ -32,7 +32,7 @@
  * each recent entry, so that a heartbeat's (digest_seq, digest) can be
  * compared with ours at the same sequence.  Apply is off the path of the
  * ACK: a standby acknowledges what it holds durably, however far its
- * apply lags (at a lower CPU priority, NODE_APPLY_NICE, so that on a busy host
+ * apply lags (at a lower CPU priority, the node's NODE_APPLY_NICE, so that on a busy host
  * storing and acknowledging come first).  It is stopped while a bootstrap
  * replaces the store.  A restart (SIGKILL included) carries on from the
  * journal's last entry: HELLO says it, and only what is missing is
@@ -62,8 +62,6 @@
 #include "persist/json_bytes.h"
 #include "replicator/link.h"
 #include "persist/log.h"
-#include "node/client.h"
-#include "node/node.h"
 #include "replicator/replicator.h"
 #include "persist/store.h"
 
@@ -84,6 +82,7 @@ struct digest_at {
 
 struct standby {
     const struct node_config *c;
+    const struct repl_standby_host *host; /* the node's */
     store *s;
     applier *a;
     void *ctx, *sub, *dealer;
@@ -209,7 +208,7 @@ static void *apply_main(void *arg)
     char err[512] = "";
 
     pthread_setname_np(pthread_self(), "rk-apply"); /* top -H, perf, gdb */
-    node_thread_nice(NODE_APPLY_NICE);
+    sb->host->apply_thread_started();
     pthread_mutex_lock(&sb->lock);
     for (;;) {
         uint64_t applied = sb->am.applied_seq;
@@ -942,10 +941,8 @@ static void control_answer(void *arg, const char *req, char *reply, size_t reply
 static void *control_main(void *arg)
 {
     struct standby *sb = arg;
-    char endpoint[PATH_MAX + 32];
 
-    node_control_endpoint(sb->c->data_dir, endpoint, sizeof endpoint);
-    node_control_serve(endpoint, &sb->stop, control_answer, sb);
+    sb->host->serve_control(sb->c->data_dir, &sb->stop, control_answer, sb);
     return NULL;
 }
 
@@ -983,7 +980,7 @@ static int open_sockets(struct standby *sb)
     return 0;
 }
 
-int standby_run(const struct node_config *c)
+int standby_run(const struct node_config *c, const struct repl_standby_host *host)
 {
     struct standby *sb = calloc(1, sizeof *sb);
     struct journal_header last = {0};
@@ -999,6 +996,7 @@ int standby_run(const struct node_config *c)
     if (!sb)
         return 1;
     sb->c = c;
+    sb->host = host;
     sb->digest_match = -1;
     sb->snap_fd = -1;
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
