@@ -1,7 +1,7 @@
 /* cmd_node.c -- `ringkeep node -c FILE [flags]` and `ringkeep status`.
  * Parses flags, loads and checks the configuration, then hands over to
- * repl_node_run() (replicator/primary.c: a primary, with or without
- * standbys to serve, or a standby).  Flags override the file. */
+ * repl_node_run() (node/node.c: a primary, with or without standbys to
+ * serve, or a standby).  Flags override the file. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>

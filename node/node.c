@@ -1,4 +1,11 @@
-/* node.c -- the primary node: drains the ring into the journal, applies the
+/* node.c -- the node process: one program for every role.  The role is a
+ * field of the node (enum node_role), not a separate program: the main
+ * thread runs the role's loop, and the apply thread (apply_main), the
+ * control loop (control_main: status for every role, snapshot and
+ * checkpoint on a primary), the signal handling (catch_signals,
+ * start_thread) and the status reply are the same process parts for both.
+ *
+ * Primary (run_primary): drains the ring into the journal, applies the
  * journal to the state tables, answers on its control endpoint.
  *
  *   main thread (drain)            apply thread              control thread
@@ -13,9 +20,14 @@
  * With a replicator (repl_node_run: [replication] publish set), the drain
  * and checkpoint threads also wake the replicator's thread
  * (replicator/primary.c, repl_primary_*), which owns the ZeroMQ sockets and
- * reads what it publishes back from the journal.  A standby's role is
- * replicator/standby.c's standby_run, which the node lends its control
- * endpoint and the apply thread's priority (repl_standby_host).
+ * reads what it publishes back from the journal.
+ *
+ * Standby (run_standby): the main thread follows the primary
+ * (repl_standby_step, replicator/standby.c: entries stored, acknowledged,
+ * fetched, bootstrap) and rebuilds the status text after each step; the
+ * apply thread applies what the standby made durable (standby_durable),
+ * one entry at a time, at NODE_APPLY_NICE, and is stopped while a
+ * bootstrap replaces the store (standby_apply_stop), then started again.
  *
  * Drain never waits on apply except when apply is more than
  * max_lag_entries behind: then it stops taking frames from the ring, and the
@@ -31,9 +43,10 @@
  * again, and a frame the crash cut off is still in the ring (head moves
  * only after the journal commit).
  *
- * Threads: the four above (and the replicator's); shared counters are
- * atomics, the journal/apply and apply/checkpoint hand-offs are under
- * `lock`.
+ * Threads: a primary's four above (and the replicator's), a standby's
+ * main, apply and control threads; shared counters are atomics, the
+ * journal/apply and apply/checkpoint hand-offs, a standby's apply state
+ * and status text are under `lock`.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -72,9 +85,16 @@
 
 enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
 
+/* What the process is.  A field, not a program: the role's loop runs on
+ * the main thread, and the apply thread, the control loop, the signals
+ * and the status are the same for both. */
+enum node_role { ROLE_PRIMARY, ROLE_STANDBY };
+
 struct node {
     const struct node_config *c;
-    struct repl_primary *repl; /* NULL: none */
+    enum node_role role;
+    struct repl_primary *repl;     /* primary with [replication] publish, else NULL */
+    struct repl_standby *standby;  /* standby: the protocol's side (replicator/standby.c) */
     store *s;
     applier *a;
     ring_owner *ring;
@@ -113,13 +133,55 @@ struct node {
     _Atomic uint64_t drained_pos; /* ring position the journal covers */
     _Atomic int stop;
     int test_kill_after_abort; /* RK_TEST_KILL_AFTER_ABORT set: a test hook (journal_batch) */
+
+    /* a standby's apply thread, which a bootstrap stops and the main
+     * thread starts again (apply_start, apply_stop, apply_finish) */
+    pthread_t apply_thread;
+    int apply_running;        /* main thread's */
+    int apply_quit;           /* under lock: 1 stop now, 2 stop once all journaled is applied */
+    int apply_done;           /* under lock: the apply thread has ended */
+    struct apply_meta am;     /* under lock: the applier's meta after its last entry */
+    _Atomic int apply_failed; /* apply failed: the node stops (exit 1) */
+    const char *apply_gate;   /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): apply_gate_limit */
+    char *status_text;        /* a standby's status JSON, malloc'd by Jansson (under lock; replaced whole) */
 };
 
-static volatile sig_atomic_t got_signal;
+/* SIGTERM/SIGINT, for every role: the first stops the node cleanly; a
+ * second one stops a standby's apply before it has caught up
+ * (apply_finish). */
+static volatile sig_atomic_t got_signal, n_signals;
 
 static void on_signal(int sig)
 {
     got_signal = sig;
+    n_signals++;
+}
+
+/* First of all in every role: a SIGTERM during start-up stops the node
+ * cleanly once it is up, and never runs a handler inherited from a
+ * parent. */
+static void catch_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* Starts a thread that does not take the signals (the main thread sees
+ * them).  0 or an errno value. */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t block, old;
+    int rc;
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 static uint64_t now_ns(void)
@@ -689,9 +751,12 @@ static void node_thread_nice(int delta)
         setpriority(PRIO_PROCESS, (id_t)gettid(), now + delta); /* Linux: per thread */
 }
 
-static void *apply_main(void *arg)
+/* A primary's apply: in steps of up to APPLY_STEP_ENTRIES, checkpoints
+ * triggered and requests served between steps; once drain is done, what
+ * is journaled is applied and a last checkpoint taken.  A failure is
+ * fatal. */
+static void apply_primary(struct node *n)
 {
-    struct node *n = arg;
     const struct node_config *c = n->c;
     uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0;
     char err[512];
@@ -700,7 +765,6 @@ static void *apply_main(void *arg)
     const char *slow = getenv("RK_TEST_APPLY_SLOW_MS");
     unsigned slow_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0;
 
-    pthread_setname_np(pthread_self(), "rk-apply"); /* top -H, perf, gdb */
     applier_watch_height(n->a, c->ckpt_height_producer, c->ckpt_every_heights);
     records_at_ckpt = applier_meta(n->a).n_records;
     for (;;) {
@@ -800,7 +864,160 @@ static void *apply_main(void *arg)
             break;
         }
     }
+}
+
+/* Test hook RK_TEST_APPLY_GATE=FILE, so that tests hold a standby's apply
+ * where they want it instead of slowing it and hoping: the last entry
+ * apply may take now is the number FILE holds, every entry when FILE is
+ * empty, none when there is no FILE (tests replace it with a rename). */
+static uint64_t apply_gate_limit(const char *path)
+{
+    char text[32];
+    size_t len = 0;
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return 0;
+    len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    return len ? strtoull(text, NULL, 10) : UINT64_MAX;
+}
+
+/* A standby's apply: one entry at a time up to what is durable
+ * (journal_seq, which the standby moves: standby_durable), the digest
+ * after each handed to the standby for its comparison with the primary's;
+ * at NODE_APPLY_NICE.  Stops when told (apply_quit); a failure stops the
+ * node (apply_failed). */
+static void apply_standby(struct node *n)
+{
+    char err[512] = "";
+
+    node_thread_nice(NODE_APPLY_NICE);
+    pthread_mutex_lock(&n->lock);
+    for (;;) {
+        uint64_t applied = n->applied_seq;
+        if (n->apply_quit == 1 || (n->apply_quit == 2 && applied >= n->journal_seq))
+            break;
+        if (applied >= n->journal_seq) {
+            pthread_cond_wait(&n->journal_cond, &n->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&n->lock);
+        if (n->apply_gate && applied + 1 > apply_gate_limit(n->apply_gate)) {
+            /* test hook: held until the gate lets the entry through or a
+             * stop at once (both looked at again every millisecond) */
+            usleep(1000);
+            pthread_mutex_lock(&n->lock);
+            continue;
+        }
+        int rc = applier_run(n->a, applied + 1, STORE_TXN_RECORDS, err, sizeof err);
+        struct apply_meta am = applier_meta(n->a);
+        if (rc == 0)
+            repl_standby_applied(n->standby, am.applied_seq, am.digest);
+        pthread_mutex_lock(&n->lock);
+        if (rc) {
+            log_msg(LOG_ERROR, "apply failed", "error=\"%s\" action=exit", err[0] ? err : store_strerror(rc));
+            atomic_store(&n->apply_failed, 1);
+            break;
+        }
+        n->am = am;
+        n->applied_seq = am.applied_seq;
+        n->digest_at = am.digest;
+        pthread_cond_broadcast(&n->apply_cond);
+    }
+    n->apply_done = 1;
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* The apply thread, one for every role; what it does between entries is
+ * the role's. */
+static void *apply_main(void *arg)
+{
+    struct node *n = arg;
+
+    pthread_setname_np(pthread_self(), "rk-apply"); /* top -H, perf, gdb */
+    if (n->role == ROLE_STANDBY)
+        apply_standby(n);
+    else
+        apply_primary(n);
     return NULL;
+}
+
+/* Starts a standby's apply thread on the standby's current store and
+ * applier (main thread).  0 or an errno value. */
+static int apply_start(struct node *n)
+{
+    int rc;
+
+    if (n->apply_running)
+        return 0;
+    pthread_mutex_lock(&n->lock);
+    n->s = repl_standby_store(n->standby);
+    n->a = repl_standby_applier(n->standby);
+    n->am = applier_meta(n->a);
+    n->applied_seq = n->am.applied_seq;
+    n->digest_at = n->am.digest;
+    n->journal_seq = repl_standby_journal_seq(n->standby);
+    n->apply_quit = 0;
+    n->apply_done = 0;
+    pthread_mutex_unlock(&n->lock);
+    rc = start_thread(&n->apply_thread, apply_main, n);
+    if (rc == 0)
+        n->apply_running = 1;
+    else
+        log_msg(LOG_ERROR, "cannot start the apply thread", "error=\"%s\"", strerror(rc));
+    return rc;
+}
+
+/* Stops a standby's apply thread: at once (finish 0, after the entry in
+ * hand) or once it has applied all that is durable (finish 1). */
+static void apply_stop(struct node *n, int finish)
+{
+    if (!n->apply_running)
+        return;
+    pthread_mutex_lock(&n->lock);
+    n->apply_quit = finish ? 2 : 1;
+    pthread_cond_broadcast(&n->journal_cond);
+    pthread_mutex_unlock(&n->lock);
+    pthread_join(n->apply_thread, NULL);
+    n->apply_running = 0;
+}
+
+/* A standby's clean stop (main thread): everything durable is applied
+ * first, as on a primary; apply may lag far behind a standby's journal, so
+ * progress is logged, and a second SIGTERM/SIGINT stops apply after the
+ * entry in hand (the rest is applied at the next start).  Not during a
+ * bootstrap: there is nothing whole to apply to. */
+static void apply_finish(struct node *n)
+{
+    uint64_t last_log = 0;
+
+    if (repl_standby_bootstrapping(n->standby) || (!n->apply_running && apply_start(n) != 0))
+        return;
+    pthread_mutex_lock(&n->lock);
+    n->apply_quit = 2;
+    pthread_cond_broadcast(&n->journal_cond);
+    while (!n->apply_done) {
+        uint64_t now = now_ns();
+        if (n_signals > 1 && n->apply_quit == 2) { /* the first one stopped the standby */
+            n->apply_quit = 1;
+            pthread_cond_broadcast(&n->journal_cond);
+            log_msg(LOG_WARN, "stopping before all that is journaled is applied (a second signal)",
+                    "applied_seq=%" PRIu64 " journal_seq=%" PRIu64, n->am.applied_seq, n->journal_seq);
+        } else if (now - last_log >= 5000000000ull && n->apply_quit == 2) {
+            if (last_log)
+                log_msg(LOG_INFO, "applying what is journaled before stopping",
+                        "applied_seq=%" PRIu64 " journal_seq=%" PRIu64 " hint=\"a second SIGTERM stops now\"",
+                        n->am.applied_seq, n->journal_seq);
+            last_log = now;
+        }
+        pthread_mutex_unlock(&n->lock);
+        usleep(20000);
+        pthread_mutex_lock(&n->lock);
+    }
+    pthread_mutex_unlock(&n->lock);
+    apply_stop(n, 1); /* joins */
 }
 
 /* ------------------------------------------------------------ control */
@@ -946,12 +1163,28 @@ out:
     free(reply);
 }
 
+/* A standby's status reply: the text its main thread made last
+ * (standby_status). */
+static void standby_status_reply(struct node *n, char *reply, size_t reply_size)
+{
+    pthread_mutex_lock(&n->lock);
+    snprintf(reply, reply_size, "%s", n->status_text ? n->status_text : "error no status yet (out of memory)");
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* The control loop's answers, for every role: "status" (and its old name
+ * "status-json"); a primary also serves "snapshot" and "checkpoint". */
 static void control_answer(void *arg, const char *req, char *reply, size_t reply_size)
 {
     struct node *n = arg;
 
-    if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0)
-        status_json(n, reply, reply_size);
+    if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0) {
+        if (n->role == ROLE_STANDBY)
+            standby_status_reply(n, reply, reply_size);
+        else
+            status_json(n, reply, reply_size);
+    } else if (n->role == ROLE_STANDBY)
+        snprintf(reply, reply_size, "error %.200s is not served by a standby", req);
     else if (strcmp(req, "snapshot") == 0)
         answer_request(n, REQ_SNAPSHOT, reply, reply_size);
     else if (strcmp(req, "checkpoint") == 0)
@@ -966,6 +1199,19 @@ static void *control_main(void *arg)
 
     node_control_serve(n->endpoint, &n->stop, control_answer, n);
     return NULL;
+}
+
+/* Starts the control thread on ipc://DIR/control.sock (a socket file
+ * left by an earlier run is removed: we hold the data directory's lock).
+ * 0 or an errno value. */
+static int control_start(struct node *n, pthread_t *t)
+{
+    char path[PATH_MAX + 32];
+
+    snprintf(path, sizeof path, "%s/control.sock", n->c->data_dir);
+    unlink(path);
+    node_control_endpoint(n->c->data_dir, n->endpoint, sizeof n->endpoint);
+    return start_thread(t, control_main, n);
 }
 
 /* ------------------------------------------------------------ run */
@@ -1025,33 +1271,132 @@ int node_run(const struct node_config *c)
     return run_primary(c, NULL);
 }
 
-/* The standby's apply thread: NODE_APPLY_NICE (repl_standby_host). */
-static void standby_apply_started(void)
+/* Every role's start: signals, log level, the node's locks. */
+static void node_begin(struct node *n)
 {
-    node_thread_nice(NODE_APPLY_NICE);
+    catch_signals();
+    log_set_level(n->c->log_level);
+    pthread_mutex_init(&n->lock, NULL);
+    pthread_cond_init(&n->journal_cond, NULL);
+    pthread_cond_init(&n->apply_cond, NULL);
+    pthread_cond_init(&n->ckpt_cond, NULL);
+    atomic_store(&n->start_ns, now_ns());
 }
 
-/* The standby's control thread (repl_standby_host). */
-static void standby_serve_control(const char *dir, _Atomic int *stop,
-                                  void (*answer)(void *arg, const char *request, char *reply,
-                                                 size_t reply_size),
-                                  void *arg)
-{
-    char endpoint[PATH_MAX + 32];
+/* ------------------------------------------------------------ standby */
 
-    node_control_endpoint(dir, endpoint, sizeof endpoint);
-    node_control_serve(endpoint, stop, answer, arg);
+/* The standby's entries up to seq are durable: apply may take them
+ * (repl_standby_host, main thread). */
+static void standby_durable(void *arg, uint64_t seq)
+{
+    struct node *n = arg;
+
+    pthread_mutex_lock(&n->lock);
+    n->journal_seq = seq;
+    pthread_cond_broadcast(&n->journal_cond);
+    pthread_mutex_unlock(&n->lock);
 }
+
+/* A bootstrap replaces the store: apply stops first (repl_standby_host,
+ * main thread); the main loop starts it again. */
+static void standby_apply_stop(void *arg)
+{
+    apply_stop(arg, 0);
+}
+
+/* What apply has done (main thread). */
+static struct apply_meta standby_applied(struct node *n)
+{
+    struct apply_meta am = {0};
+    applier *a = repl_standby_applier(n->standby);
+
+    if (!n->apply_running)
+        return a ? applier_meta(a) : am; /* stopped: the applier is the main thread's */
+    pthread_mutex_lock(&n->lock);
+    am = n->am;
+    pthread_mutex_unlock(&n->lock);
+    return am;
+}
+
+/* Builds the standby's status and keeps it as text for the control
+ * thread (main thread); out of memory: the previous status stays. */
+static void standby_status(struct node *n)
+{
+    struct apply_meta am = standby_applied(n);
+    json_t *st = repl_standby_status(n->standby, &am);
+    char *text = st ? json_dumps(st, JSON_COMPACT) : NULL, *old = NULL;
+
+    json_decref(st);
+    if (!text)
+        return;
+    pthread_mutex_lock(&n->lock);
+    old = n->status_text;
+    n->status_text = text;
+    pthread_mutex_unlock(&n->lock);
+    free(old);
+}
+
+/* A standby: the main thread follows the primary (repl_standby_step), the
+ * apply thread applies what is durable; a bootstrap stops apply and the
+ * loop starts it again on the new store. */
+static int run_standby(const struct node_config *c)
+{
+    struct node n = {.c = c, .role = ROLE_STANDBY};
+    struct repl_standby_host host = {.arg = &n, .durable = standby_durable, .apply_stop = standby_apply_stop};
+    pthread_t control_thread;
+    int have_control = 0, stopped = 0, status = 1;
+
+    node_begin(&n);
+    n.apply_gate = getenv("RK_TEST_APPLY_GATE");
+    if (repl_standby_open(c, &host, &n.standby) != 0)
+        goto out;
+    standby_status(&n);
+    have_control = control_start(&n, &control_thread) == 0;
+    if (!have_control)
+        goto out;
+    repl_standby_start(n.standby);
+    while (!got_signal && !atomic_load(&n.apply_failed)) {
+        if (!repl_standby_bootstrapping(n.standby) && !n.apply_running && apply_start(&n) != 0) {
+            stopped = 1;
+            break;
+        }
+        if (repl_standby_step(n.standby, 50) != 0) {
+            stopped = 1;
+            break;
+        }
+        standby_status(&n);
+    }
+    if (got_signal && !stopped && !atomic_load(&n.apply_failed)) {
+        repl_standby_flush(n.standby);
+        apply_finish(&n); /* all that is durable is applied (unless signalled twice) */
+        status = atomic_load(&n.apply_failed) ? 1 : 0;
+        log_msg(LOG_INFO, "standby stopped", "journal_seq=%" PRIu64 " applied_seq=%" PRIu64,
+                repl_standby_journal_seq(n.standby), applier_meta(repl_standby_applier(n.standby)).applied_seq);
+    }
+out:
+    if (n.standby)
+        apply_stop(&n, 0);
+    atomic_store(&n.stop, 1);
+    if (have_control)
+        pthread_join(control_thread, NULL);
+    repl_standby_close(n.standby);
+    pthread_cond_destroy(&n.ckpt_cond);
+    pthread_cond_destroy(&n.apply_cond);
+    pthread_cond_destroy(&n.journal_cond);
+    pthread_mutex_destroy(&n.lock);
+    free(n.status_text);
+    return status;
+}
+
+/* ------------------------------------------------------------ run */
 
 int repl_node_run(const struct node_config *c)
 {
-    static const struct repl_standby_host standby_host = {.apply_thread_started = standby_apply_started,
-                                                          .serve_control = standby_serve_control};
     struct repl_primary *p = NULL;
     int rc;
 
     if (strcmp(c->role, "standby") == 0)
-        return standby_run(c, &standby_host);
+        return run_standby(c);
     if (!c->repl_publish[0])
         return node_run(c);
     if (repl_primary_open(c, &p) != 0)
@@ -1069,20 +1414,9 @@ static int run_primary(const struct node_config *c, struct repl_primary *r)
     pthread_t apply_thread, control_thread, ckpt_thread;
     int rc, have_apply = 0, have_control = 0, have_ckpt = 0;
     char err[512] = "", path[PATH_MAX + 32];
-    sigset_t block, old;
-    struct sigaction sa = {.sa_handler = on_signal};
     uint64_t t_store = 0, t_applier = 0, t_ring = 0; /* where a start's time goes ("node started") */
 
-    /* first of all: a SIGTERM during start-up stops the node cleanly once
-     * it is up, and never runs a handler inherited from a parent */
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    log_set_level(c->log_level);
-    pthread_mutex_init(&n.lock, NULL);
-    pthread_cond_init(&n.journal_cond, NULL);
-    pthread_cond_init(&n.apply_cond, NULL);
-    pthread_cond_init(&n.ckpt_cond, NULL);
-    atomic_store(&n.start_ns, now_ns());
+    node_begin(&n);
     rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &n.s, err, sizeof err);
     t_store = now_ns();
     if (rc) {
@@ -1136,19 +1470,11 @@ static int run_primary(const struct node_config *c, struct repl_primary *r)
     remove_old_snapshots(path);
     snprintf(path, sizeof path, "%s/checkpoints", c->data_dir);
     remove_checkpoint_temps(path);
-    snprintf(path, sizeof path, "%s/control.sock", c->data_dir);
-    unlink(path); /* stale: we hold the data directory's lock */
-    node_control_endpoint(c->data_dir, n.endpoint, sizeof n.endpoint);
 
     /* threads do not take the signals; the drain loop sees them */
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    have_ckpt = pthread_create(&ckpt_thread, NULL, ckpt_main, &n) == 0;
-    have_apply = have_ckpt && pthread_create(&apply_thread, NULL, apply_main, &n) == 0;
-    have_control = pthread_create(&control_thread, NULL, control_main, &n) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    have_ckpt = start_thread(&ckpt_thread, ckpt_main, &n) == 0;
+    have_apply = have_ckpt && start_thread(&apply_thread, apply_main, &n) == 0;
+    have_control = control_start(&n, &control_thread) == 0;
     if (!have_apply || !have_control || !have_ckpt)
         fatal("cannot start threads", strerror(errno));
     if (r && repl_primary_start(r, n.s, n.ring, node_progress, &n) != 0)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "persist/apply.h"
 #include "persist/config.h"
 #include "persist/store.h"
 #include "shm/ring.h"
@@ -70,21 +71,62 @@ void repl_primary_close(struct repl_primary *p);
 
 /* ------------------------------------------------------------ standby */
 
-/* What the node lends a standby (standby_run). */
+/* A standby's side of the protocol (standby.c): follows the primary at
+ * [replication] primary_publish and primary_serve into data directory
+ * c->data_dir, and bootstraps from its newest checkpoint when needed.  The
+ * node runs it: its main thread calls everything below but
+ * repl_standby_applied, which its apply thread calls. */
+struct repl_standby;
+
+/* What the node does for a standby; arg is passed back to each. */
 struct repl_standby_host {
-    /* the apply thread, as it starts: its priority (NODE_APPLY_NICE) */
-    void (*apply_thread_started)(void);
-    /* the control thread: serves the control endpoint of data directory
-     * dir until *stop, answer() writing each reply */
-    void (*serve_control)(const char *dir, _Atomic int *stop,
-                          void (*answer)(void *arg, const char *request, char *reply, size_t reply_size),
-                          void *arg);
+    void *arg;
+    /* main thread: entries up to seq are durable, apply may take them */
+    void (*durable)(void *arg, uint64_t seq);
+    /* main thread: stops the apply thread after the entry in hand and
+     * waits for it: a bootstrap is about to replace the store and the
+     * applier (the node starts apply again, on repl_standby_store and
+     * repl_standby_applier, once repl_standby_bootstrapping is 0) */
+    void (*apply_stop)(void *arg);
 };
 
-/* A standby: follows the primary at [replication] primary_publish and
- * primary_serve into data directory c->data_dir (see standby.c) until
- * SIGTERM/SIGINT or a fatal error.  Returns the exit status (0 after a
- * clean stop). */
-int standby_run(const struct node_config *c, const struct repl_standby_host *host);
+/* Opens the data directory (store, epoch, journal, applier) and connects
+ * to the primary; logs what fails and returns non-zero then.  *out is set
+ * in every case (NULL when out of memory): repl_standby_close. */
+int repl_standby_open(const struct node_config *c, const struct repl_standby_host *host,
+                      struct repl_standby **out);
+
+/* The store and the applier, for the node's apply thread: replaced by a
+ * bootstrap, while apply is stopped. */
+store *repl_standby_store(const struct repl_standby *sb);
+applier *repl_standby_applier(const struct repl_standby *sb);
+
+/* The last entry held durably (what apply may reach). */
+uint64_t repl_standby_journal_seq(const struct repl_standby *sb);
+
+/* 1 while a bootstrap is under way (apply stays stopped). */
+int repl_standby_bootstrapping(const struct repl_standby *sb);
+
+/* Logs that the standby started and says HELLO. */
+void repl_standby_start(struct repl_standby *sb);
+
+/* Waits up to timeout_ms for messages and handles them: entries stored
+ * (and acknowledged once durable), gaps fetched, bootstrap, heartbeats.
+ * 0 to go on; non-zero: the standby cannot go on (logged; exit 1). */
+int repl_standby_step(struct repl_standby *sb, int timeout_ms);
+
+/* Commits the entries verified but not yet stored (at a clean stop). */
+void repl_standby_flush(struct repl_standby *sb);
+
+/* Apply thread, after entry seq was applied: the state digest then, for
+ * the comparison with the primary's heartbeats. */
+void repl_standby_applied(struct repl_standby *sb, uint64_t seq, uint64_t digest);
+
+/* The standby's status object (a new reference; NULL when out of memory),
+ * with what apply has done (am). */
+json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *am);
+
+/* Closes the sockets, the applier and the store; NULL is a no-op. */
+void repl_standby_close(struct repl_standby *sb);
 
 #endif

@@ -27,28 +27,28 @@
  * epoch is refused.  Any other message is handled only once the entries
  * before it are durable.
  *
- * The apply thread applies what is durable with the primary's code
- * (applier_run), one entry at a time, and remembers the state digest after
- * each recent entry, so that a heartbeat's (digest_seq, digest) can be
- * compared with ours at the same sequence.  Apply is off the path of the
- * ACK: a standby acknowledges what it holds durably, however far its
- * apply lags (at a lower CPU priority, the node's NODE_APPLY_NICE, so that on a busy host
- * storing and acknowledging come first).  It is stopped while a bootstrap
- * replaces the store.  A restart (SIGKILL included) carries on from the
- * journal's last entry: HELLO says it, and only what is missing is
- * fetched.
+ * The node (node/node.c) runs this: its main loop calls repl_standby_step,
+ * its apply thread applies what is durable (host->durable tells it) with
+ * the primary's code (applier_run), one entry at a time, and hands us the
+ * state digest after each (repl_standby_applied), so that a heartbeat's
+ * (digest_seq, digest) can be compared with ours at the same sequence.
+ * Apply is off the path of the ACK: a standby acknowledges what it holds
+ * durably, however far its apply lags.  A bootstrap stops apply
+ * (host->apply_stop) before it replaces the store and the applier; the
+ * node starts it again on the new ones once the bootstrap is done.  A
+ * restart (SIGKILL included) carries on from the journal's last entry:
+ * HELLO says it, and only what is missing is fetched.  Signals, the
+ * control endpoint and the status reply are the node's.
  *
  * With curve = yes both sockets are CURVE clients of the primary.
  *
- * Threads: main (above), apply, and the control thread
- * (ipc://DIR/control.sock, answering "status"); `lock` guards the status
- * text, the digest history, the apply counters and apply_upto.
+ * Threads: the node's main thread (everything above) and its apply thread
+ * (repl_standby_applied only); `lock` guards the digest history.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,9 +80,9 @@ struct digest_at {
     uint64_t seq, digest;
 };
 
-struct standby {
+struct repl_standby {
     const struct node_config *c;
-    const struct repl_standby_host *host; /* the node's */
+    struct repl_standby_host host; /* the node's */
     store *s;
     applier *a;
     void *ctx, *sub, *dealer;
@@ -112,7 +112,6 @@ struct standby {
     uint64_t digest_compared_seq;
     struct digest_at history[DIGEST_HISTORY];
     uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
-    const char *apply_gate; /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): apply_gate_limit */
     uint64_t n_journal_msgs;
     uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
@@ -126,32 +125,12 @@ struct standby {
     uint64_t snap_ns;              /* when the last SNAPSHOT was sent */
     uint64_t n_bootstraps;
 
-    /* the apply thread */
-    pthread_t apply_thread;
-    int apply_running;
-    int apply_quit;           /* under lock: 1 stop now, 2 stop once all is applied */
-    int apply_done;           /* under lock: the apply thread has ended */
-    uint64_t apply_upto;      /* under lock: what is durable, for apply */
-    struct apply_meta am;     /* under lock: the applier's meta after its last entry */
-    pthread_cond_t apply_cond; /* apply_upto or apply_quit changed */
-    _Atomic int apply_failed;
-
-    pthread_mutex_t lock;
-    char *status; /* the status JSON, malloc'd by Jansson (under lock; replaced whole) */
-    _Atomic int stop;
+    pthread_mutex_t lock; /* the digest history */
 };
-
-static volatile sig_atomic_t got_signal, n_signals;
-
-static void on_signal(int sig)
-{
-    got_signal = sig;
-    n_signals++;
-}
 
 /* ------------------------------------------------------------ meta */
 
-static int epoch_load(struct standby *sb)
+static int epoch_load(struct repl_standby *sb)
 {
     DB *meta = store_meta(sb->s);
     DBT k = {.data = (void *)EPOCH_KEY, .size = (u_int32_t)strlen(EPOCH_KEY)};
@@ -164,7 +143,7 @@ static int epoch_load(struct standby *sb)
     return meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT);
 }
 
-static int epoch_adopt(struct standby *sb, uint64_t epoch)
+static int epoch_adopt(struct repl_standby *sb, uint64_t epoch)
 {
     DB *meta = store_meta(sb->s);
     DBT k = {.data = (void *)EPOCH_KEY, .size = (u_int32_t)strlen(EPOCH_KEY)};
@@ -184,159 +163,16 @@ static int epoch_adopt(struct standby *sb, uint64_t epoch)
 
 /* ------------------------------------------------------------ apply */
 
-/* Test hook RK_TEST_APPLY_GATE=FILE, so that tests hold apply where they
- * want it instead of slowing it and hoping: the last entry apply may take
- * now is the number FILE holds, every entry when FILE is empty, none when
- * there is no FILE (tests replace it with a rename). */
-static uint64_t apply_gate_limit(const char *path)
+void repl_standby_applied(struct repl_standby *sb, uint64_t seq, uint64_t digest)
 {
-    char text[32];
-    size_t n = 0;
-    FILE *f = fopen(path, "r");
-
-    if (!f)
-        return 0;
-    n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    return n ? strtoull(text, NULL, 10) : UINT64_MAX;
-}
-
-static void *apply_main(void *arg)
-{
-    struct standby *sb = arg;
-    char err[512] = "";
-
-    pthread_setname_np(pthread_self(), "rk-apply"); /* top -H, perf, gdb */
-    sb->host->apply_thread_started();
     pthread_mutex_lock(&sb->lock);
-    for (;;) {
-        uint64_t applied = sb->am.applied_seq;
-        if (sb->apply_quit == 1 || (sb->apply_quit == 2 && applied >= sb->apply_upto))
-            break;
-        if (applied >= sb->apply_upto) {
-            pthread_cond_wait(&sb->apply_cond, &sb->lock);
-            continue;
-        }
-        pthread_mutex_unlock(&sb->lock);
-        if (sb->apply_gate && applied + 1 > apply_gate_limit(sb->apply_gate)) {
-            /* test hook: held until the gate lets the entry through or a
-             * stop at once (both looked at again every millisecond) */
-            usleep(1000);
-            pthread_mutex_lock(&sb->lock);
-            continue;
-        }
-        /* one entry at a time: the digest after each is kept */
-        int rc = applier_run(sb->a, applied + 1, STORE_TXN_RECORDS, err, sizeof err);
-        struct apply_meta am = applier_meta(sb->a);
-        pthread_mutex_lock(&sb->lock);
-        if (rc) {
-            log_msg(LOG_ERROR, "apply failed", "error=\"%s\" action=exit", err[0] ? err : store_strerror(rc));
-            atomic_store(&sb->apply_failed, 1);
-            break;
-        }
-        sb->history[am.applied_seq % DIGEST_HISTORY] = (struct digest_at){am.applied_seq, am.digest};
-        sb->am = am;
-    }
-    sb->apply_done = 1;
+    sb->history[seq % DIGEST_HISTORY] = (struct digest_at){seq, digest};
     pthread_mutex_unlock(&sb->lock);
-    return NULL;
-}
-
-/* Starts the apply thread on the current applier (main thread; signals
- * stay with the main thread).  0 or an errno. */
-static int apply_start(struct standby *sb)
-{
-    sigset_t block, old;
-    int rc;
-
-    if (sb->apply_running)
-        return 0;
-    pthread_mutex_lock(&sb->lock);
-    sb->am = applier_meta(sb->a);
-    sb->apply_upto = sb->last_seq;
-    sb->apply_quit = 0;
-    sb->apply_done = 0;
-    pthread_mutex_unlock(&sb->lock);
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    rc = pthread_create(&sb->apply_thread, NULL, apply_main, sb);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc == 0)
-        sb->apply_running = 1;
-    else
-        log_msg(LOG_ERROR, "cannot start the apply thread", "error=\"%s\"", strerror(rc));
-    return rc;
-}
-
-/* Stops the apply thread: at once (finish 0, after the entry in hand) or
- * once it has applied all that is durable (finish 1). */
-static void apply_stop(struct standby *sb, int finish)
-{
-    if (!sb->apply_running)
-        return;
-    pthread_mutex_lock(&sb->lock);
-    sb->apply_quit = finish ? 2 : 1;
-    pthread_cond_signal(&sb->apply_cond);
-    pthread_mutex_unlock(&sb->lock);
-    pthread_join(sb->apply_thread, NULL);
-    sb->apply_running = 0;
-}
-
-/* A clean stop (main thread): everything durable is applied first, as on
- * a primary; apply may lag far behind a standby's journal, so progress is
- * logged, and a second SIGTERM/SIGINT stops apply after the entry in hand
- * (the rest is applied at the next start).  Not during a bootstrap: there
- * is nothing whole to apply to. */
-static void apply_finish(struct standby *sb)
-{
-    uint64_t last_log = 0;
-
-    if (sb->bootstrapping || (!sb->apply_running && apply_start(sb) != 0))
-        return;
-    pthread_mutex_lock(&sb->lock);
-    sb->apply_quit = 2;
-    pthread_cond_signal(&sb->apply_cond);
-    while (!sb->apply_done) {
-        uint64_t now = link_monotonic_ns();
-        if (n_signals > 1 && sb->apply_quit == 2) { /* the first one stopped the standby */
-            sb->apply_quit = 1;
-            pthread_cond_signal(&sb->apply_cond);
-            log_msg(LOG_WARN, "stopping before all that is journaled is applied (a second signal)",
-                    "applied_seq=%" PRIu64 " journal_seq=%" PRIu64, sb->am.applied_seq, sb->apply_upto);
-        } else if (now - last_log >= 5000000000ull && sb->apply_quit == 2) {
-            if (last_log)
-                log_msg(LOG_INFO, "applying what is journaled before stopping",
-                        "applied_seq=%" PRIu64 " journal_seq=%" PRIu64 " hint=\"a second SIGTERM stops now\"",
-                        sb->am.applied_seq, sb->apply_upto);
-            last_log = now;
-        }
-        pthread_mutex_unlock(&sb->lock);
-        usleep(20000);
-        pthread_mutex_lock(&sb->lock);
-    }
-    pthread_mutex_unlock(&sb->lock);
-    apply_stop(sb, 1); /* joins */
-}
-
-/* A copy of what apply has done (main thread). */
-static struct apply_meta applied_meta(struct standby *sb)
-{
-    struct apply_meta am = {0};
-
-    if (!sb->apply_running)
-        return sb->a ? applier_meta(sb->a) : am; /* stopped: the applier is the main thread's */
-    pthread_mutex_lock(&sb->lock);
-    am = sb->am;
-    pthread_mutex_unlock(&sb->lock);
-    return am;
 }
 
 /* ------------------------------------------------------------ requests */
 
-static void send_msg(struct standby *sb, struct wire_msg *m)
+static void send_msg(struct repl_standby *sb, struct wire_msg *m)
 {
     char why[256];
     m->epoch = sb->epoch;
@@ -345,7 +181,7 @@ static void send_msg(struct standby *sb, struct wire_msg *m)
         log_msg(LOG_WARN, "cannot send to the primary", "error=\"%s\"", why);
 }
 
-static void send_hello(struct standby *sb)
+static void send_hello(struct repl_standby *sb)
 {
     struct wire_msg m = {.type = WIRE_HELLO};
     snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "%s", sb->c->repl_node_id);
@@ -357,7 +193,7 @@ static void send_hello(struct standby *sb)
     sb->hello_ns = link_monotonic_ns();
 }
 
-static void standby_fetch(struct standby *sb)
+static void standby_fetch(struct repl_standby *sb)
 {
     if (!sb->welcomed || sb->fetching || sb->bootstrapping || sb->primary_seq <= sb->last_seq)
         return;
@@ -370,7 +206,7 @@ static void standby_fetch(struct standby *sb)
     sb->fetch_ns = link_monotonic_ns();
 }
 
-static void send_ack(struct standby *sb, int keepalive)
+static void send_ack(struct repl_standby *sb, int keepalive)
 {
     if (sb->last_seq <= sb->acked_seq && !keepalive)
         return;
@@ -380,7 +216,7 @@ static void send_ack(struct standby *sb, int keepalive)
     sb->acked_seq = sb->last_seq;
 }
 
-static void knows_primary_holds(struct standby *sb, uint64_t seq)
+static void knows_primary_holds(struct repl_standby *sb, uint64_t seq)
 {
     if (seq > sb->primary_seq)
         sb->primary_seq = seq;
@@ -394,7 +230,7 @@ static void knows_primary_holds(struct standby *sb, uint64_t seq)
  * then they are durable (last_seq), may be acknowledged, and apply is told.
  * A failed write or fsync ends the process: nothing after it is
  * acknowledged. */
-static void flush_pending(struct standby *sb)
+static void flush_pending(struct repl_standby *sb)
 {
     const uint8_t *ptrs[PEND_MAX_ENTRIES];
     uint64_t first;
@@ -416,15 +252,12 @@ static void flush_pending(struct standby *sb)
     sb->last_seq = sb->recv_seq;
     if (sb->last_seq >= sb->primary_seq)
         sb->behind_ns = 0;
-    pthread_mutex_lock(&sb->lock);
-    sb->apply_upto = sb->last_seq;
-    pthread_cond_signal(&sb->apply_cond);
-    pthread_mutex_unlock(&sb->lock);
+    sb->host.durable(sb->host.arg, sb->last_seq);
 }
 
 /* Verifies entry seq if it is the next one and keeps it for the next
  * commit; 1 kept, 0 not. */
-static int take_entry(struct standby *sb, uint64_t seq, const uint8_t *bytes, size_t len)
+static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *bytes, size_t len)
 {
     journal_entry e = {0};
     char why[256];
@@ -475,7 +308,7 @@ static int take_entry(struct standby *sb, uint64_t seq, const uint8_t *bytes, si
     return 1;
 }
 
-static void on_journal(struct standby *sb, const struct wire_entry *j)
+static void on_journal(struct repl_standby *sb, const struct wire_entry *j)
 {
     uint8_t *copy = NULL;
     const uint8_t *bytes = j->bytes;
@@ -498,7 +331,7 @@ static void on_journal(struct standby *sb, const struct wire_entry *j)
     free(copy);
 }
 
-static void on_entries(struct standby *sb, const struct wire_entries *es)
+static void on_entries(struct repl_standby *sb, const struct wire_entries *es)
 {
     /* only the answer to the FETCH outstanding ends it: a late answer to
      * an earlier one (a slow link) must not start yet another */
@@ -518,7 +351,7 @@ static void on_entries(struct standby *sb, const struct wire_entries *es)
 
 /* ------------------------------------------------------------ bootstrap */
 
-static void send_snapshot(struct standby *sb)
+static void send_snapshot(struct repl_standby *sb)
 {
     struct wire_msg m = {.type = WIRE_SNAPSHOT};
     snprintf(m.u.snapshot.name, sizeof m.u.snapshot.name, "%s", sb->snap_name);
@@ -530,7 +363,7 @@ static void send_snapshot(struct standby *sb)
 
 /* Moves db/ aside (never deleting it), makes the move durable (both
  * folders fsynced) and opens a new, empty store.  0 or an errno value. */
-static int set_aside(struct standby *sb)
+static int set_aside(struct repl_standby *sb)
 {
     char from[PATH_MAX + 8], dir[PATH_MAX + 16], to[PATH_MAX + 64], err[512] = "";
     uint64_t epoch = sb->epoch;
@@ -568,7 +401,7 @@ static int set_aside(struct standby *sb)
     return 0;
 }
 
-static void part_path(const struct standby *sb, char *out, size_t size)
+static void part_path(const struct repl_standby *sb, char *out, size_t size)
 {
     snprintf(out, size, "%s/checkpoints/.%s.part", sb->c->data_dir, sb->snap_name);
 }
@@ -577,7 +410,7 @@ static void part_path(const struct standby *sb, char *out, size_t size)
  * failed: what is on disk is not trusted): the partial copy and, when
  * given, the installed file are removed, and the standby stops (exit 1);
  * the next start downloads the checkpoint again.  Returns 1. */
-static int bootstrap_fail(struct standby *sb, const char *what, int err, const char *installed)
+static int bootstrap_fail(struct repl_standby *sb, const char *what, int err, const char *installed)
 {
     char part[PATH_MAX + WIRE_FILE_MAX + 32];
 
@@ -594,7 +427,7 @@ static int bootstrap_fail(struct standby *sb, const char *what, int err, const c
     return 1;
 }
 
-static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *ck)
+static int standby_bootstrap(struct repl_standby *sb, const struct wire_checkpoint *ck)
 {
     char path[PATH_MAX + WIRE_FILE_MAX + 32];
     struct apply_meta am;
@@ -602,7 +435,7 @@ static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *c
 
     if (sb->bootstrapping)
         return 0;
-    apply_stop(sb, 0); /* the main loop starts it again once bootstrapped or given up */
+    sb->host.apply_stop(sb->host.arg); /* the node starts it again once bootstrapped or given up */
     am = applier_meta(sb->a);
     log_msg(LOG_WARN, "the primary no longer holds the entries this standby needs: bootstrapping",
             "last_seq=%" PRIu64 " checkpoint=%s checkpoint_seq=%" PRIu64, sb->last_seq, ck->name,
@@ -623,7 +456,7 @@ static int standby_bootstrap(struct standby *sb, const struct wire_checkpoint *c
 }
 
 /* The partial copy is emptied and asked for from its start.  1: cannot go on. */
-static int snapshot_restart(struct standby *sb, const char *why)
+static int snapshot_restart(struct repl_standby *sb, const char *why)
 {
     log_msg(LOG_WARN, "checkpoint download starts over", "file=%s error=\"%s\"", sb->snap_name, why);
     if (sys_ftruncate(sb->snap_fd, 0) != 0)
@@ -635,7 +468,7 @@ static int snapshot_restart(struct standby *sb, const char *why)
 
 /* The whole file is here: make it durable, check it, install it (rename,
  * then fsync the folder) and load it.  1: cannot go on. */
-static int snapshot_finish(struct standby *sb)
+static int snapshot_finish(struct repl_standby *sb)
 {
     char part[PATH_MAX + WIRE_FILE_MAX + 32], path[PATH_MAX + WIRE_FILE_MAX + 32], err[512] = "";
     char dir[PATH_MAX + 16];
@@ -690,7 +523,7 @@ static int snapshot_finish(struct standby *sb)
     return 0;
 }
 
-static int on_chunk(struct standby *sb, const struct wire_chunk *c)
+static int on_chunk(struct repl_standby *sb, const struct wire_chunk *c)
 {
     if (!sb->bootstrapping || strcmp(c->name, sb->snap_name) != 0 || c->offset != sb->snap_offset)
         return 0; /* an answer to a request we repeated */
@@ -715,7 +548,7 @@ static int on_chunk(struct standby *sb, const struct wire_chunk *c)
     return snapshot_finish(sb);
 }
 
-static int on_welcome(struct standby *sb, const struct wire_welcome *w)
+static int on_welcome(struct repl_standby *sb, const struct wire_welcome *w)
 {
     sb->welcomed = 1;
     knows_primary_holds(sb, w->last_seq);
@@ -747,7 +580,7 @@ static int on_welcome(struct standby *sb, const struct wire_welcome *w)
 
 /* Compares our digest with the primary's at the newest heartbeat's
  * sequence that apply has reached and whose digest we still hold. */
-static void compare_digest(struct standby *sb)
+static void compare_digest(struct repl_standby *sb)
 {
     uint32_t n = sb->hb_history_n < HB_HISTORY ? sb->hb_history_n : HB_HISTORY;
 
@@ -772,7 +605,7 @@ static void compare_digest(struct standby *sb)
     }
 }
 
-static void on_heartbeat(struct standby *sb, const struct wire_heartbeat *hb)
+static void on_heartbeat(struct repl_standby *sb, const struct wire_heartbeat *hb)
 {
     int listed = 0;
 
@@ -793,7 +626,7 @@ static void on_heartbeat(struct standby *sb, const struct wire_heartbeat *hb)
 }
 
 /* One message from either socket; returns 1 when the standby must stop. */
-static int on_message(struct standby *sb, void *sock, int from_dealer)
+static int on_message(struct repl_standby *sb, void *sock, int from_dealer)
 {
     struct link_in in;
     char why[512] = "";
@@ -881,21 +714,16 @@ static int on_message(struct standby *sb, void *sock, int from_dealer)
 
 /* ------------------------------------------------------------ status */
 
-/* Builds the status object with Jansson (names, paths and endpoints keep
- * their bytes: json_bytes.h) and keeps it as text for the control thread;
- * out of memory: the previous status stays. */
-static void update_status(struct standby *sb)
+json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *applied)
 {
-    struct apply_meta am = applied_meta(sb);
+    struct apply_meta am = *applied;
     uint64_t now = link_monotonic_ns();
     char digest[17], primary_digest[17];
-    json_t *st = NULL;
-    char *text = NULL, *old = NULL;
 
     snprintf(digest, sizeof digest, "%016" PRIx64, am.digest);
     snprintf(primary_digest, sizeof primary_digest, "%016" PRIx64, sb->hb_digest);
     /* "o" steals its reference, even when json_pack fails */
-    st = json_pack(
+    return json_pack(
         "{s:s, s:o, s:i, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o,"
         " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
         "role", "standby", "epoch", json_uint(sb->epoch), "pid", (int)getpid(), "data_dir",
@@ -914,36 +742,6 @@ static void update_status(struct standby *sb)
         json_uint(sb->n_refused), "malformed", json_uint(sb->n_malformed), "bootstraps",
         json_uint(sb->n_bootstraps), "bootstrapping", sb->bootstrapping, "groups_applied",
         json_uint(am.n_groups), "records", json_uint(am.n_records));
-    text = st ? json_dumps(st, JSON_COMPACT) : NULL;
-    json_decref(st);
-    if (!text)
-        return;
-    pthread_mutex_lock(&sb->lock);
-    old = sb->status;
-    sb->status = text;
-    pthread_mutex_unlock(&sb->lock);
-    free(old);
-}
-
-static void control_answer(void *arg, const char *req, char *reply, size_t reply_size)
-{
-    struct standby *sb = arg;
-
-    if (strcmp(req, "status") == 0 || strcmp(req, "status-json") == 0) {
-        pthread_mutex_lock(&sb->lock);
-        snprintf(reply, reply_size, "%s", sb->status ? sb->status : "error no status yet (out of memory)");
-        pthread_mutex_unlock(&sb->lock);
-    } else {
-        snprintf(reply, reply_size, "error %.200s is not served by a standby", req);
-    }
-}
-
-static void *control_main(void *arg)
-{
-    struct standby *sb = arg;
-
-    sb->host->serve_control(sb->c->data_dir, &sb->stop, control_answer, sb);
-    return NULL;
 }
 
 /* ------------------------------------------------------------ run */
@@ -954,7 +752,7 @@ static uint32_t env_u32(const char *name)
     return v ? (uint32_t)strtoul(v, NULL, 10) : 0;
 }
 
-static int open_sockets(struct standby *sb)
+static int open_sockets(struct repl_standby *sb)
 {
     int rc;
 
@@ -980,50 +778,44 @@ static int open_sockets(struct standby *sb)
     return 0;
 }
 
-int standby_run(const struct node_config *c, const struct repl_standby_host *host)
+int repl_standby_open(const struct node_config *c, const struct repl_standby_host *host,
+                      struct repl_standby **out)
 {
-    struct standby *sb = calloc(1, sizeof *sb);
+    struct repl_standby *sb = calloc(1, sizeof *sb);
     struct journal_header last = {0};
-    struct sigaction sa = {.sa_handler = on_signal};
-    char err[512] = "", path[PATH_MAX + 32];
-    pthread_t control;
-    sigset_t block, old;
-    int rc = 0, have_control = 0, status = 1;
+    char err[512] = "";
+    int rc = 0;
 
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    log_set_level(c->log_level);
+    *out = sb;
     if (!sb)
-        return 1;
+        return ENOMEM;
     sb->c = c;
-    sb->host = host;
+    sb->host = *host;
     sb->digest_match = -1;
     sb->snap_fd = -1;
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
     sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
-    sb->apply_gate = getenv("RK_TEST_APPLY_GATE");
     pthread_mutex_init(&sb->lock, NULL);
-    pthread_cond_init(&sb->apply_cond, NULL);
     rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &sb->s, err, sizeof err);
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the data directory", "data_dir=\"%s\" error=\"%s\"", c->data_dir,
                 err);
-        goto out;
+        return rc;
     }
     if ((rc = epoch_load(sb)) != 0) {
         log_msg(LOG_ERROR, "cannot read the epoch", "error=\"%s\"", store_strerror(rc));
-        goto out;
+        return rc;
     }
     rc = store_journal_last(sb->s, &last);
     if (rc && rc != RK_ENOTFOUND) {
         log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));
-        goto out;
+        return rc;
     }
     sb->last_seq = sb->recv_seq = sb->acked_seq = last.seq;
     rc = applier_open(sb->s, &sb->a, err, sizeof err);
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
-        goto out;
+        return rc;
     }
     {
         /* after a bootstrap the journal may hold nothing yet: what the
@@ -1036,65 +828,78 @@ int standby_run(const struct node_config *c, const struct repl_standby_host *hos
     if ((rc = open_sockets(sb)) != 0) {
         log_msg(LOG_ERROR, "cannot connect to the primary", "primary=%s error=\"%s\"", c->repl_primary_serve,
                 zmq_strerror(rc));
-        goto out;
+        return rc;
     }
-    update_status(sb);
-    snprintf(path, sizeof path, "%s/control.sock", c->data_dir);
-    unlink(path); /* stale: we hold the data directory's lock */
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    have_control = pthread_create(&control, NULL, control_main, sb) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!have_control)
-        goto out;
+    return 0;
+}
+
+store *repl_standby_store(const struct repl_standby *sb)
+{
+    return sb->s;
+}
+
+applier *repl_standby_applier(const struct repl_standby *sb)
+{
+    return sb->a;
+}
+
+uint64_t repl_standby_journal_seq(const struct repl_standby *sb)
+{
+    return sb->last_seq;
+}
+
+int repl_standby_bootstrapping(const struct repl_standby *sb)
+{
+    return sb->bootstrapping;
+}
+
+void repl_standby_start(struct repl_standby *sb)
+{
     log_msg(LOG_INFO, "standby started",
             "node_id=%s epoch=%" PRIu64 " data_dir=\"%s\" primary=%s journal_seq=%" PRIu64
             " applied_seq=%" PRIu64 " pid=%d",
-            c->repl_node_id, sb->epoch, c->data_dir, c->repl_primary_serve, sb->last_seq,
+            sb->c->repl_node_id, sb->epoch, sb->c->data_dir, sb->c->repl_primary_serve, sb->last_seq,
             applier_meta(sb->a).applied_seq, (int)getpid());
-
     send_hello(sb);
-    while (!got_signal && !sb->stop_error && !atomic_load(&sb->apply_failed)) {
-        zmq_pollitem_t items[2] = {{.socket = sb->sub, .events = ZMQ_POLLIN},
-                                   {.socket = sb->dealer, .events = ZMQ_POLLIN}};
-        if (!sb->bootstrapping && !sb->apply_running && apply_start(sb) != 0)
+}
+
+int repl_standby_step(struct repl_standby *sb, int timeout_ms)
+{
+    zmq_pollitem_t items[2] = {{.socket = sb->sub, .events = ZMQ_POLLIN},
+                               {.socket = sb->dealer, .events = ZMQ_POLLIN}};
+
+    if (zmq_poll(items, 2, timeout_ms) < 0 && zmq_errno() != EINTR)
+        return 1;
+    for (int i = 0; i < RECV_BURST && !sb->stop_error; i++) {
+        int a = on_message(sb, sb->dealer, 1), b = on_message(sb, sb->sub, 0);
+        if (a < 0 && b < 0)
             break;
-        if (zmq_poll(items, 2, 50) < 0 && zmq_errno() != EINTR)
-            break;
-        for (int i = 0; i < RECV_BURST && !sb->stop_error; i++) {
-            int a = on_message(sb, sb->dealer, 1), b = on_message(sb, sb->sub, 0);
-            if (a < 0 && b < 0)
-                break;
-        }
-        if (sb->stop_error)
-            break;
-        flush_pending(sb);
-        send_ack(sb, 0); /* after the appends' commit (synced) */
-        uint64_t now = link_monotonic_ns();
-        if (!sb->welcomed && now - sb->hello_ns > HELLO_RETRY_NS)
-            send_hello(sb);
-        if (sb->fetching && now - sb->fetch_ns > FETCH_RETRY_NS)
-            sb->fetching = 0; /* lost (the primary restarted?): ask again */
-        if (sb->bootstrapping && now - sb->snap_ns > FETCH_RETRY_NS)
-            send_snapshot(sb);
-        standby_fetch(sb);
-        compare_digest(sb);
-        update_status(sb);
     }
-    if (got_signal && !sb->stop_error && !atomic_load(&sb->apply_failed)) {
-        flush_pending(sb);
-        apply_finish(sb); /* all that is durable is applied (unless signalled twice) */
-        status = atomic_load(&sb->apply_failed) ? 1 : 0;
-        log_msg(LOG_INFO, "standby stopped", "journal_seq=%" PRIu64 " applied_seq=%" PRIu64, sb->last_seq,
-                applier_meta(sb->a).applied_seq);
-    }
-out:
-    apply_stop(sb, 0);
-    atomic_store(&sb->stop, 1);
-    if (have_control)
-        pthread_join(control, NULL);
+    if (sb->stop_error)
+        return 1;
+    flush_pending(sb);
+    send_ack(sb, 0); /* after the appends' commit (synced) */
+    uint64_t now = link_monotonic_ns();
+    if (!sb->welcomed && now - sb->hello_ns > HELLO_RETRY_NS)
+        send_hello(sb);
+    if (sb->fetching && now - sb->fetch_ns > FETCH_RETRY_NS)
+        sb->fetching = 0; /* lost (the primary restarted?): ask again */
+    if (sb->bootstrapping && now - sb->snap_ns > FETCH_RETRY_NS)
+        send_snapshot(sb);
+    standby_fetch(sb);
+    compare_digest(sb);
+    return 0;
+}
+
+void repl_standby_flush(struct repl_standby *sb)
+{
+    flush_pending(sb);
+}
+
+void repl_standby_close(struct repl_standby *sb)
+{
+    if (!sb)
+        return;
     if (sb->sub)
         zmq_close(sb->sub);
     if (sb->dealer)
@@ -1105,10 +910,7 @@ out:
         close(sb->snap_fd);
     applier_close(sb->a);
     store_close(sb->s);
-    pthread_cond_destroy(&sb->apply_cond);
     pthread_mutex_destroy(&sb->lock);
-    free(sb->status);
     free(sb->pend_buf);
     free(sb);
-    return status;
 }
