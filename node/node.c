@@ -1020,12 +1020,26 @@ static void apply_finish(struct node *n)
     apply_stop(n, 1); /* joins */
 }
 
+/* What a standby's apply has done (main thread). */
+static struct apply_meta standby_applied(struct node *n)
+{
+    struct apply_meta am = {0};
+    applier *a = repl_standby_applier(n->standby);
+
+    if (!n->apply_running)
+        return a ? applier_meta(a) : am; /* stopped: the applier is the main thread's */
+    pthread_mutex_lock(&n->lock);
+    am = n->am;
+    pthread_mutex_unlock(&n->lock);
+    return am;
+}
+
 /* ------------------------------------------------------------ control */
 
-/* The status object, built with Jansson: names and paths keep their bytes
- * (json_bytes.h), the replicator adds its members; written to out as one
- * line of compact JSON, or "error ..." when it does not fit. */
-static void status_json(struct node *n, char *out, size_t out_size)
+/* A primary's status members, after the ones every role has
+ * (status_object): the ring, the journal, apply and checkpoints, then the
+ * replicator's.  A new reference; NULL when out of memory. */
+static json_t *primary_status(struct node *n)
 {
     struct ring_header *h = ring_header_of(n->ring);
     uint64_t tail = atomic_load(&h->tail), head = atomic_load(&h->head);
@@ -1035,7 +1049,6 @@ static void status_json(struct node *n, char *out, size_t out_size)
     uint64_t journal_seq, applied_seq, ckpt_seq;
     char digest[17];
     json_t *last_error = NULL, *st = NULL;
-    size_t len = 0;
     int ckpt_busy;
 
     pthread_mutex_lock(&n->lock);
@@ -1049,10 +1062,9 @@ static void status_json(struct node *n, char *out, size_t out_size)
     snprintf(digest, sizeof digest, "%016" PRIx64, atomic_load(&n->digest));
     /* "o" steals its reference, even when json_pack fails */
     st = json_pack(
-        "{s:s, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-        " s:o, s:o, s:o, s:s, s:o, s:o, s:b, s:o, s:o}",
-        "role", n->c->role, "epoch", json_uint(n->epoch), "pid", (int)getpid(), "data_dir",
-        json_cstr(n->c->data_dir), "ring", json_cstr(n->c->ring_name), "ring_capacity",
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+        " s:s, s:o, s:o, s:b, s:o, s:o}",
+        "ring", json_cstr(n->c->ring_name), "ring_capacity",
         json_uint(h->capacity), "ring_fill", json_uint(tail - head), "written_lsn", json_uint(tail),
         "durable_lsn", json_uint(durable), "applied_lsn", json_uint(applied), "durable_lag_bytes",
         json_uint(tail - atomic_load(&n->drained_pos)), "journal_seq", json_uint(journal_seq), "applied_seq",
@@ -1066,8 +1078,40 @@ static void status_json(struct node *n, char *out, size_t out_size)
         "last_error", last_error);
     if (st && n->repl)
         repl_primary_status(n->repl, st);
-    if (st)
-        len = json_dumpb(st, out, out_size - 1, JSON_COMPACT);
+    return st;
+}
+
+/* The status object, one builder for every role: what every node says
+ * (role, epoch, pid, data directory), then the role's members (a
+ * primary's, or a standby's from replicator/standby.c).  Names and paths
+ * keep their bytes (json_bytes.h).  A new reference; NULL when out of
+ * memory.  A primary's is built on the control thread at each request; a
+ * standby's on the main thread, which owns the standby's state
+ * (standby_status keeps it as text for the control thread). */
+static json_t *status_object(struct node *n)
+{
+    int standby = n->role == ROLE_STANDBY;
+    struct apply_meta am = standby ? standby_applied(n) : (struct apply_meta){0};
+    uint64_t epoch = standby ? repl_standby_epoch(n->standby) : n->epoch;
+    json_t *st = json_pack("{s:s, s:o, s:i, s:o}", "role", n->c->role, "epoch", json_uint(epoch), "pid",
+                           (int)getpid(), "data_dir", json_cstr(n->c->data_dir));
+    json_t *members = standby ? repl_standby_status(n->standby, &am) : primary_status(n);
+
+    if (!st || !members || json_object_update(st, members) != 0) {
+        json_decref(st);
+        st = NULL;
+    }
+    json_decref(members);
+    return st;
+}
+
+/* A primary's status reply: one line of compact JSON, or "error ..." when
+ * it does not fit. */
+static void status_json(struct node *n, char *out, size_t out_size)
+{
+    json_t *st = status_object(n);
+    size_t len = st ? json_dumpb(st, out, out_size - 1, JSON_COMPACT) : 0;
+
     if (len > 0 && len < out_size)
         out[len] = '\0';
     else
@@ -1304,26 +1348,11 @@ static void standby_apply_stop(void *arg)
     apply_stop(arg, 0);
 }
 
-/* What apply has done (main thread). */
-static struct apply_meta standby_applied(struct node *n)
-{
-    struct apply_meta am = {0};
-    applier *a = repl_standby_applier(n->standby);
-
-    if (!n->apply_running)
-        return a ? applier_meta(a) : am; /* stopped: the applier is the main thread's */
-    pthread_mutex_lock(&n->lock);
-    am = n->am;
-    pthread_mutex_unlock(&n->lock);
-    return am;
-}
-
 /* Builds the standby's status and keeps it as text for the control
  * thread (main thread); out of memory: the previous status stays. */
 static void standby_status(struct node *n)
 {
-    struct apply_meta am = standby_applied(n);
-    json_t *st = repl_standby_status(n->standby, &am);
+    json_t *st = status_object(n);
     char *text = st ? json_dumps(st, JSON_COMPACT) : NULL, *old = NULL;
 
     json_decref(st);

@@ -104,6 +104,9 @@ applier *repl_standby_applier(const struct repl_standby *sb);
 /* The last entry held durably (what apply may reach). */
 uint64_t repl_standby_journal_seq(const struct repl_standby *sb);
 
+/* The epoch this standby follows. */
+uint64_t repl_standby_epoch(const struct repl_standby *sb);
+
 /* 1 while a bootstrap is under way (apply stays stopped). */
 int repl_standby_bootstrapping(const struct repl_standby *sb);
 
@@ -122,8 +125,9 @@ void repl_standby_flush(struct repl_standby *sb);
  * the comparison with the primary's heartbeats. */
 void repl_standby_applied(struct repl_standby *sb, uint64_t seq, uint64_t digest);
 
-/* The standby's status object (a new reference; NULL when out of memory),
- * with what apply has done (am). */
+/* The standby's status members (a new object; NULL when out of memory),
+ * with what apply has done (am); the node puts role, epoch, pid and data
+ * directory before them. */
 json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *am);
 
 /* Closes the sockets, the applier and the store; NULL is a no-op. */

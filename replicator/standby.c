@@ -724,10 +724,9 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
     snprintf(primary_digest, sizeof primary_digest, "%016" PRIx64, sb->hb_digest);
     /* "o" steals its reference, even when json_pack fails */
     return json_pack(
-        "{s:s, s:o, s:i, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o,"
+        "{s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o,"
         " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
-        "role", "standby", "epoch", json_uint(sb->epoch), "pid", (int)getpid(), "data_dir",
-        json_cstr(sb->c->data_dir), "node_id", json_cstr(sb->c->repl_node_id), "primary",
+        "node_id", json_cstr(sb->c->repl_node_id), "primary",
         json_cstr(sb->c->repl_primary_serve), "primary_publish", json_cstr(sb->c->repl_primary_publish),
         "connected", sb->welcomed, "journal_seq", json_uint(sb->last_seq), "applied_seq",
         json_uint(am.applied_seq), "acked_seq", json_uint(sb->acked_seq), "primary_journal_seq",
@@ -846,6 +845,11 @@ applier *repl_standby_applier(const struct repl_standby *sb)
 uint64_t repl_standby_journal_seq(const struct repl_standby *sb)
 {
     return sb->last_seq;
+}
+
+uint64_t repl_standby_epoch(const struct repl_standby *sb)
+{
+    return sb->epoch;
 }
 
 int repl_standby_bootstrapping(const struct repl_standby *sb)
