@@ -23,6 +23,7 @@
  * used by one thread at a time; nothing here locks.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -81,14 +82,46 @@ struct producer *apply_producer(applier *a, const char *name)
     return p;
 }
 
+/* The producer attached in ring slot `slot`: by the slot's index, looked
+ * up by name only the first time after the slot's name was set. */
 static struct producer *producer_of_slot(applier *a, uint16_t slot)
 {
+    struct producer *p;
+
     if (slot >= RING_MAX_PRODUCERS || a->slot_map[slot][0] == '\0')
         return NULL;
-    return apply_producer(a, a->slot_map[slot]);
+    if (a->slot_producer[slot]) {
+        p = &a->producers[a->slot_producer[slot] - 1];
+        assert(strcmp(p->name, a->slot_map[slot]) == 0); /* A6 */
+        return p;
+    }
+    p = apply_producer(a, a->slot_map[slot]);
+    if (p)
+        a->slot_producer[slot] = (uint32_t)(p - a->producers) + 1;
+    return p;
 }
 
-int apply_table_db(applier *a, const char *name, int create, DB **out)
+void apply_map_table(applier *a, uint32_t id, const char *name)
+{
+    if (strcmp(a->table_map[id], name) == 0)
+        return;
+    snprintf(a->table_map[id], sizeof a->table_map[id], "%s", name);
+    a->table_index[id] = 0;
+    a->maps_dirty = 1;
+}
+
+void apply_map_slot(applier *a, uint32_t slot, const char *name)
+{
+    if (strcmp(a->slot_map[slot], name) == 0)
+        return;
+    snprintf(a->slot_map[slot], sizeof a->slot_map[slot], "%s", name);
+    a->slot_producer[slot] = 0;
+    a->maps_dirty = 1;
+}
+
+/* Table `name`'s index in a->tables, the table opened (and, with create,
+ * created) the first time. */
+static int table_at(applier *a, const char *name, int create, size_t *at)
 {
     char subname[RK_NAME_MAX + 3];
     struct table *t;
@@ -97,7 +130,7 @@ int apply_table_db(applier *a, const char *name, int create, DB **out)
 
     for (size_t i = 0; i < a->n_tables; i++) {
         if (strcmp(a->tables[i].name, name) == 0) {
-            *out = a->tables[i].db;
+            *at = i;
             return 0;
         }
     }
@@ -119,15 +152,46 @@ int apply_table_db(applier *a, const char *name, int create, DB **out)
         db->close(db, 0);
         return rc == ENOENT ? RK_ENOTFOUND : rc;
     }
+    *at = a->n_tables;
     t = &a->tables[a->n_tables++];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->db = db;
-    *out = db;
+    return 0;
+}
+
+int apply_table_db(applier *a, const char *name, int create, DB **out)
+{
+    size_t at;
+    int rc = table_at(a, name, create, &at);
+
+    if (!rc)
+        *out = a->tables[at].db;
+    return rc;
+}
+
+/* The table ring table id `id` names now (A6): by the id's index, looked
+ * up by name only the first time after the id's name was set. */
+static int table_of_id(applier *a, uint16_t id, struct table **out)
+{
+    size_t at;
+    int rc;
+
+    if (a->table_index[id]) {
+        *out = &a->tables[a->table_index[id] - 1];
+        assert(strcmp((*out)->name, a->table_map[id]) == 0); /* A6 */
+        return 0;
+    }
+    rc = table_at(a, a->table_map[id], 1, &at);
+    if (rc)
+        return rc;
+    a->table_index[id] = (uint32_t)at + 1;
+    *out = &a->tables[at];
     return 0;
 }
 
 /* ------------------------------------------------------------ groups */
 
+/* Holds a PUT or DEL of an open group until its MARK (A2). */
 static int hold(struct held_group *g, const ring_frame *f, uint64_t seq)
 {
     size_t need = frame_align(f->raw_len);
@@ -151,6 +215,7 @@ static int hold(struct held_group *g, const ring_frame *f, uint64_t seq)
     return 0;
 }
 
+/* An ATTACH or ABORT voids p's open group (A2). */
 static void discard_group(applier *a, struct producer *p, const ring_frame *why)
 {
     if (p->open.n_frames && why->lsn > p->m.discard_lsn) {
@@ -176,9 +241,10 @@ int apply_txn_begin(applier *a)
     return a->env->txn_begin(a->env, NULL, &a->txn, 0);
 }
 
-/* Applies one PUT or DEL to db (table `table`) and keeps the state digest:
- * the old value's term leaves it, the new value's term joins it.  One
- * cursor positioning finds the old value and replaces it in place. */
+/* Applies one PUT or DEL to db (table `table`) and keeps the state digest
+ * (A5): the old value's term leaves it, the new value's term joins it, in
+ * the same transaction.  One cursor positioning finds the old value and
+ * replaces it in place. */
 static int apply_record(applier *a, DB *db, const char *table, const struct frame_header *h,
                         const uint8_t *raw)
 {
@@ -208,30 +274,36 @@ static int apply_record(applier *a, DB *db, const char *table, const struct fram
     return rc;
 }
 
-/* Applies p's held frames and its MARK at mark in the open transaction. */
+/* Applies p's held frames and its MARK at mark in the open transaction:
+ * the whole group (A2), once (A3). */
 static int apply_group(applier *a, struct producer *p, const ring_frame *mark)
 {
     uint64_t height = 0;
+    uint32_t n_applied = 0;
     int rc = 0;
 
+    assert(a->txn && mark->lsn > p->m.applied_lsn); /* A2, A3 */
     for (size_t off = 0; off < p->open.len;) {
         const uint8_t *raw = p->open.buf + off;
         struct frame_header h;
-        DB *db = NULL;
+        struct table *t = NULL;
 
         memcpy(&h, raw, sizeof h);
         off += frame_align(h.length);
+        assert(h.lsn > p->m.applied_lsn && h.lsn < mark->lsn); /* A3 */
         if (h.table >= RING_MAX_TABLES || a->table_map[h.table][0] == '\0')
             return RK_ECORRUPT; /* checked when held */
-        rc = apply_table_db(a, a->table_map[h.table], 1, &db);
+        rc = table_of_id(a, h.table, &t);
         if (rc)
             return rc;
-        rc = apply_record(a, db, a->table_map[h.table], &h, raw);
+        rc = apply_record(a, t->db, t->name, &h, raw);
         if (rc)
             return rc;
         a->am.n_records++;
         a->txn_records++;
+        n_applied++;
     }
+    assert(n_applied == p->open.n_frames); /* A2: every held frame */
     for (int i = 0; i < 8; i++)
         height |= (uint64_t)mark->val[i] << (8 * i);
     p->m.applied_lsn = mark->lsn;
@@ -256,10 +328,7 @@ static int apply_frame(applier *a, const ring_frame *f, uint64_t seq, char *err,
             goto bad;
         memcpy(name, f->key, f->klen);
         name[f->klen] = '\0';
-        if (strcmp(a->table_map[f->table], name) != 0) {
-            snprintf(a->table_map[f->table], sizeof a->table_map[f->table], "%s", name);
-            a->maps_dirty = 1;
-        }
+        apply_map_table(a, f->table, name); /* A6 */
         return 0;
     case FRAME_ATTACH:
         if (f->klen == 0 || f->klen > RK_NAME_MAX || f->producer >= RING_MAX_PRODUCERS)
@@ -269,11 +338,8 @@ static int apply_frame(applier *a, const ring_frame *f, uint64_t seq, char *err,
         p = apply_producer(a, name);
         if (!p)
             return ENOMEM;
-        discard_group(a, p, f);
-        if (strcmp(a->slot_map[f->producer], name) != 0) {
-            snprintf(a->slot_map[f->producer], sizeof a->slot_map[f->producer], "%s", name);
-            a->maps_dirty = 1;
-        }
+        discard_group(a, p, f); /* A2 */
+        apply_map_slot(a, f->producer, name); /* A6 */
         return 0;
     default:
         break;
@@ -290,11 +356,11 @@ static int apply_frame(applier *a, const ring_frame *f, uint64_t seq, char *err,
          * before the next session's ATTACH, whose LSN is higher.) */
         if (f->lsn < p->m.discard_lsn)
             return 0;
-        discard_group(a, p, f);
+        discard_group(a, p, f); /* A2 */
         return 0;
     }
     if (f->lsn <= p->m.applied_lsn)
-        return 0; /* applied before a crash */
+        return 0; /* A3: applied before a crash */
     if (f->type == FRAME_MARK)
         return apply_group(a, p, f);
     if (f->table >= RING_MAX_TABLES || a->table_map[f->table][0] == '\0')
@@ -332,6 +398,9 @@ int apply_txn_commit(applier *a)
             return rc;
         p->dirty = 0;
     }
+    /* A4: restart at or before every open group and next_seq; written in
+     * the transaction that holds the groups' records and marks */
+    assert(restart <= a->next_seq && a->next_seq <= a->am.applied_seq + 1);
     a->am.restart_seq = restart;
     rc = meta_put(a, "applied", &a->am, sizeof a->am);
     if (!rc && a->maps_dirty) {
@@ -350,6 +419,19 @@ int apply_txn_commit(applier *a)
     rc = a->txn->commit(a->txn, DB_TXN_NOSYNC);
     a->txn = NULL;
     return rc;
+}
+
+/* The producer applier_watch_height names, by its index once found. */
+static struct producer *watched(applier *a)
+{
+    struct producer *p;
+
+    if (a->watch_producer != SIZE_MAX)
+        return &a->producers[a->watch_producer];
+    p = apply_producer(a, a->watch_name);
+    if (p)
+        a->watch_producer = (size_t)(p - a->producers);
+    return p;
 }
 
 int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size_t err_size)
@@ -375,11 +457,12 @@ int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size
         journal_entry_free(&e);
         if (rc)
             break;
+        /* A1: read, and every frame of it applied, held or skipped */
         if (a->next_seq > a->am.applied_seq)
             a->am.applied_seq = a->next_seq;
         a->next_seq++;
         if (a->watch_every) {
-            struct producer *w = apply_producer(a, a->watch_name);
+            struct producer *w = watched(a);
             if (w && w->m.height / a->watch_every > a->watch_last / a->watch_every) {
                 a->watch_last = w->m.height;
                 a->watch_hit = 1;
@@ -387,6 +470,7 @@ int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size
             }
         }
         if (a->txn_records >= max_records) {
+            /* A2: after a whole entry, so no group is in part in it */
             rc = apply_txn_commit(a);
             if (rc)
                 break;
@@ -421,6 +505,7 @@ int applier_open(store *s, applier **out, char *err, size_t err_size)
     a->s = s;
     a->env = store_env(s);
     a->meta = store_meta(s);
+    a->watch_producer = SIZE_MAX;
     rc = meta_get(a, NULL, "applied", &a->am, sizeof a->am);
     if (rc == RK_ENOTFOUND) {
         memset(&a->am, 0, sizeof a->am);
@@ -444,7 +529,7 @@ int applier_open(store *s, applier **out, char *err, size_t err_size)
         goto fail;
     }
     /* open groups are not in the database: read them again from the
-     * first entry of the oldest one */
+     * first entry of the oldest one (A4) */
     a->next_seq = a->am.restart_seq ? a->am.restart_seq : 1;
     free(m);
     *out = a;
@@ -482,7 +567,8 @@ void applier_watch_height(applier *a, const char *name, uint64_t every)
 
     snprintf(a->watch_name, sizeof a->watch_name, "%s", name);
     a->watch_every = every;
-    p = every ? apply_producer(a, name) : NULL;
+    a->watch_producer = SIZE_MAX;
+    p = every ? watched(a) : NULL;
     a->watch_last = p ? p->m.height : 0;
     a->watch_hit = 0;
 }

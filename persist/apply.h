@@ -33,6 +33,43 @@
 #include "shm/ring_format.h"
 #include "persist/store.h"
 
+/* Invariants of apply, cited by number where code relies on them (the
+ * ring's are R1.. in shm/ring_format.h, the journal's J1.. in
+ * persist/store.h).  next_seq is the applier's next journal entry to read
+ * (apply_impl.h); the rest are the fields below.
+ *
+ * A1  applied_seq <= journal_seq: an entry counts as applied only once it
+ *     was read from the journal (store_journal_get) and every frame of it
+ *     went through apply_frame; nothing the journal does not hold is
+ *     applied.  After a checkpoint load, applied_seq is the checkpoint's
+ *     journal_seq, where the journal continues (J2).
+ * A2  A group is applied whole or not at all: a producer's PUT/DEL frames
+ *     are held in memory until its MARK, then applied in one transaction
+ *     with the producer's new mark (applied_lsn, height); an ATTACH or an
+ *     ABORT (not below discard_lsn) voids the open group, which is never
+ *     applied in part.  A transaction ends only after whole journal
+ *     entries, with no group's records in it but complete ones.
+ * A3  Frames at or below their producer's applied_lsn (its last applied
+ *     MARK) are skipped: after a restart re-reads entries from
+ *     restart_seq, every group is applied exactly once.  So a group being
+ *     applied lies wholly above its producer's applied_lsn, and its MARK
+ *     above every frame of it.
+ * A4  restart_seq <= next_seq <= applied_seq + 1, and restart_seq is at or
+ *     before the first entry of every group still open: re-reading from
+ *     restart_seq finds every open group whole.  "applied", the
+ *     producers' marks and the groups' records are committed in the same
+ *     transaction, so after a crash state, restart point and marks agree.
+ * A5  digest = the sum of ckpt_entry_digest() over every entry of every
+ *     state table, kept in the transaction that changes the entry; a
+ *     checkpoint recomputes it from the tables it wrote and refuses to
+ *     publish a file that disagrees (ckpt_job_write).
+ * A6  A frame's table id and producer slot mean what the latest TABLE and
+ *     ATTACH frame before it in the journal set (the maps, persisted with
+ *     the transaction); what an id resolved to (the applier's table and
+ *     producer indexes) always names the table or producer its map names
+ *     now: a changed name clears it.
+ */
+
 struct apply_meta {
     uint64_t restart_seq; /* first journal entry to read after a restart */
     uint64_t applied_seq; /* last journal entry read and applied */

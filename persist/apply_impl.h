@@ -51,17 +51,26 @@ struct applier {
     uint32_t txn_records; /* records applied in it */
     struct apply_meta am;
     uint64_t next_seq; /* next journal entry to read */
-    /* ring ids of the current ring, from TABLE and ATTACH frames */
+    /* ring ids of the current ring, from TABLE and ATTACH frames; changed
+     * only through apply_map_table and apply_map_slot */
     char table_map[RING_MAX_TABLES][RK_NAME_MAX + 1];
     char slot_map[RING_MAX_PRODUCERS][RK_NAME_MAX + 1];
     int maps_dirty;
-    struct producer *producers;
+    /* the same ids resolved, so that a record costs no search by name
+     * (A6): table_index[id] is 1 + the index in tables of table_map[id]'s
+     * table, slot_producer[slot] 1 + the index in producers of
+     * slot_map[slot]'s producer; 0: not looked up yet.  Cleared for an id
+     * whose name changes. */
+    uint32_t table_index[RING_MAX_TABLES];
+    uint32_t slot_producer[RING_MAX_PRODUCERS];
+    struct producer *producers; /* never shrinks: an index stays valid */
     size_t n_producers;
-    struct table *tables;
+    struct table *tables; /* never shrinks either */
     size_t n_tables;
     /* applier_watch_height: stop after the entry in which this producer's
      * height crossed a multiple of watch_every */
     char watch_name[RK_NAME_MAX + 1];
+    size_t watch_producer; /* its index in producers (SIZE_MAX: not found yet) */
     uint64_t watch_every, watch_last;
     int watch_hit;
 };
@@ -80,6 +89,12 @@ struct producer *apply_producer(applier *a, const char *name);
  * open transaction the first time.  RK_ENOTFOUND when it does not exist
  * and create is 0. */
 int apply_table_db(applier *a, const char *name, int create, DB **out);
+
+/* Sets the name of ring table id `id` (< RING_MAX_TABLES) or of producer
+ * slot `slot` (< RING_MAX_PRODUCERS); when it changes, the maps are
+ * written with the next commit and what the id resolved to is forgotten. */
+void apply_map_table(applier *a, uint32_t id, const char *name);
+void apply_map_slot(applier *a, uint32_t slot, const char *name);
 
 /* Opens a transaction unless one is open. */
 int apply_txn_begin(applier *a);

@@ -224,7 +224,7 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
         return ENOMEM;
     if (a->txn) {
         free(j);
-        return RK_EINVAL; /* only between applier_run calls: at a group boundary */
+        return RK_EINVAL; /* only between applier_run calls: at a group boundary (A2) */
     }
     j->env = a->env;
     j->meta = a->meta;
@@ -431,7 +431,7 @@ int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out,
     rc = ckpt_writer_finish(w, path_out, path_size, err, err_size);
     if (!rc)
         rc = ckpt_read_info(path_out, written, err, err_size);
-    if (!rc && written->digest != info->digest) {
+    if (!rc && written->digest != info->digest) { /* A5 */
         seg_error(err, err_size,
                   "checkpoint %s: the tables' digest %016llx differs from the one apply keeps "
                   "(%016llx): state and apply disagree",

@@ -140,7 +140,7 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
         rc = RK_ECORRUPT;
         goto out;
     }
-    a->am.digest = info->digest;
+    a->am.digest = info->digest; /* A5: the entries just loaded add up to it */
     a->am.applied_seq = info->journal_seq;
     a->am.applied_lsn = info->lsn;
     if (info->has_replay) {
@@ -163,10 +163,10 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
         }
         for (uint32_t i = 0; i < rp->n_table_ids; i++)
             if (rp->table_ids[i].id < RING_MAX_TABLES)
-                snprintf(a->table_map[rp->table_ids[i].id], RK_NAME_MAX + 1, "%s", rp->table_ids[i].name);
+                apply_map_table(a, rp->table_ids[i].id, rp->table_ids[i].name);
         for (uint32_t i = 0; i < rp->n_slots; i++)
             if (rp->slots[i].id < RING_MAX_PRODUCERS)
-                snprintf(a->slot_map[rp->slots[i].id], RK_NAME_MAX + 1, "%s", rp->slots[i].name);
+                apply_map_slot(a, rp->slots[i].id, rp->slots[i].name);
         a->maps_dirty = 1;
     } else {
         /* format 1.0: the marks, but no replay point; what follows the
@@ -182,6 +182,8 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
             p->dirty = 1;
         }
     }
+    /* A1, A4: applied up to the checkpoint's journal_seq, reading goes on
+     * at most one past it */
     a->next_seq = a->am.restart_seq > info->journal_seq + 1 || !info->has_replay ? info->journal_seq + 1
                                                                                   : a->am.restart_seq;
     a->am.restart_seq = a->next_seq;

@@ -2196,6 +2196,84 @@ START_TEST(stale_abort_does_not_discard_a_reattached_producers_group)
 }
 END_TEST
 
+/* A ring made again gives its ids new names: table id 0 is "t", then "u",
+ * then "t" again, and producer slot 0 is "eng", then "feed", then "eng".
+ * Every record goes to the table its id names when its group is applied,
+ * every MARK to the producer its slot names (apply.h A6: what an id
+ * resolved to is forgotten when its name changes).  _i 1: the applier is
+ * reopened after the first entry, so the second resolves its ids afresh
+ * from the maps in meta.db. */
+START_TEST(renamed_table_ids_and_slots_apply_to_their_new_names)
+{
+    struct batch b1, b2, b3;
+    applier *a = NULL;
+    store *s;
+    struct apply_meta am;
+    struct producer_meta pm;
+    char text[256];
+    const char *names[] = {"eng", "feed"};
+    const uint64_t heights[] = {2, 7}, n_groups[] = {2, 1};
+    int rc;
+
+    new_data_dir(_i ? "apply-renamed-ids-reopen" : "apply-renamed-ids");
+    s = open_store(STORE_CREATE);
+    batch_init(&b1, 1, 4096);
+    add_attach(&b1, 0, "eng", 1);
+    batch_add(&b1, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    batch_add(&b1, FRAME_PUT, 0, 0, "k", 1, "1", 1);
+    add_le64(&b1, FRAME_MARK, 0, 1, 0);
+    batch_init(&b2, 2, b1.h.next_lsn);
+    batch_add(&b2, FRAME_TABLE, 0, 0, "u", 1, NULL, 0);
+    add_attach(&b2, 0, "feed", 1);
+    batch_add(&b2, FRAME_PUT, 0, 0, "k", 1, "2", 1);
+    add_le64(&b2, FRAME_MARK, 0, 7, 0);
+    batch_init(&b3, 3, b2.h.next_lsn);
+    batch_add(&b3, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    add_attach(&b3, 0, "eng", 2);
+    batch_add(&b3, FRAME_PUT, 0, 0, "j", 1, "3", 1);
+    add_le64(&b3, FRAME_MARK, 0, 2, 0);
+    append_batch(s, &b1);
+    append_batch(s, &b2);
+    append_batch(s, &b3);
+
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    if (_i) {
+        rc = applier_run(a, 1, STORE_TXN_RECORDS, err, sizeof err);
+        ck_assert_msg(rc == 0, "applier_run: %s", err);
+        applier_close(a);
+        ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    }
+    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == 0, "applier_run: %s", err);
+    am = applier_meta(a);
+    ck_assert_uint_eq(am.applied_seq, 3);
+    ck_assert_uint_eq(am.n_records, 3);
+    ck_assert_uint_eq(am.n_groups, 3);
+    ck_assert_uint_eq(am.n_discarded, 0);
+    applier_close(a);
+    state_text(s, "t", text, sizeof text);
+    ck_assert_str_eq(text, "j=3;k=1;");
+    state_text(s, "u", text, sizeof text);
+    ck_assert_str_eq(text, "k=2;");
+    for (int i = 0; i < 2; i++) {
+        char key[RK_NAME_MAX + 3];
+        DB *meta = store_meta(s);
+        DBT k = {.data = key}, v = {.data = &pm, .ulen = sizeof pm, .flags = DB_DBT_USERMEM};
+        snprintf(key, sizeof key, "p:%s", names[i]);
+        k.size = (u_int32_t)strlen(key);
+        ck_assert_int_eq(meta->get(meta, NULL, &k, &v, 0), 0);
+        ck_assert_uint_eq(v.size, sizeof pm);
+        ck_assert_uint_eq(pm.height, heights[i]);
+        ck_assert_uint_eq(pm.n_groups, n_groups[i]);
+    }
+    batch_free(&b1);
+    batch_free(&b2);
+    batch_free(&b3);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2242,6 +2320,7 @@ Suite *store_suite(void)
     tc = new_tcase(s, "apply");
     tcase_add_test(tc, apply_refuses_a_frame_with_an_out_of_range_table_id);
     tcase_add_loop_test(tc, stale_abort_does_not_discard_a_reattached_producers_group, 0, 2);
+    tcase_add_loop_test(tc, renamed_table_ids_and_slots_apply_to_their_new_names, 0, 2);
     return s;
 }
 
