@@ -1,8 +1,10 @@
 /* node.h -- the node process (private to ringkeep).
  *
- * node/ is the node process: its main loop and roles, threads, signals,
- * the server of the control endpoint and the status (node.c), and the
- * small client of that endpoint with the engines' state reader
+ * node/ is the node process, one program for every role: the parts every
+ * role shares (node.c: signals, the apply thread, the control endpoint's
+ * server, the status), a primary's role (primary.c) and a standby's
+ * (standby.c), with their shared state in internal.h; and the small
+ * client of the control endpoint with the engines' state reader
  * (client.c, state.c), which are all of node/ that libringkeep carries.
  * It sits on replicator/, persist/ and shm/, which never include it. */
 #ifndef RK_NODE_H

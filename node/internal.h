@@ -1,0 +1,123 @@
+/* internal.h -- the node process's parts shared by node.c (the process:
+ * roles, signals, threads, control loop, status), primary.c (a primary's
+ * drain, checkpoints and requests) and standby.c (a standby's apply and
+ * main loop).  Private to node/. */
+#ifndef RK_NODE_INTERNAL_H
+#define RK_NODE_INTERNAL_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "persist/apply.h"
+#include "persist/checkpoint.h"
+#include "persist/config.h"
+#include "persist/log.h"
+#include "persist/store.h"
+#include "replicator/replicator.h"
+#include "shm/ring.h"
+
+
+/* What the process is.  A field, not a program: the role's loop runs on
+ * the main thread, and the apply thread, the control loop, the signals
+ * and the status are the same for both. */
+enum node_role { ROLE_PRIMARY, ROLE_STANDBY };
+
+struct node {
+    const struct node_config *c;
+    enum node_role role;
+    struct repl_primary *repl;     /* primary with [replication] publish, else NULL */
+    struct repl_standby *standby;  /* standby: the protocol's side (replicator/standby.c) */
+    store *s;
+    applier *a;
+    ring_owner *ring;
+    uint64_t epoch;
+    char endpoint[PATH_MAX + 32];
+
+    pthread_mutex_t lock;
+    pthread_cond_t journal_cond; /* journal_seq moved, drain done, or a request */
+    pthread_cond_t apply_cond;   /* applied_seq moved, or a snapshot finished */
+    uint64_t journal_seq;        /* last entry journaled (under lock) */
+    uint64_t applied_seq;        /* last entry applied (under lock) */
+    uint64_t digest_at;          /* state digest after applied_seq (under lock) */
+    int drain_done;              /* drain stopped: apply finishes and exits */
+    int wanted;                  /* REQ_* asked of the apply thread (under lock) */
+    uint64_t wanted_seq;         /* the request is served at the first group boundary at or
+                                    after this entry: the journal held everything written to
+                                    the ring before the request once it was here (under lock) */
+    uint64_t wanted_ns;          /* when that request came (under lock) */
+    uint64_t request_id;         /* +1 per request answered */
+    char request_path[PATH_MAX]; /* the answer: a file made, or */
+    char request_err[512];       /* why it could not be */
+    uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
+    pthread_cond_t ckpt_cond;    /* a job for the checkpoint thread, or stop */
+    ckpt_job *job;               /* handed to the checkpoint thread (under lock) */
+    int job_answering;           /* job answers the request being served */
+    int ckpt_busy;               /* a checkpoint is being written (under lock) */
+    int ckpt_pending;            /* a trigger fired while busy (under lock) */
+    int ckpt_stop;               /* the checkpoint thread exits (under lock) */
+    char ckpt_path[PATH_MAX];    /* its file (under lock) */
+    char last_error[512];        /* the last error the node survived (under lock) */
+
+    /* for status: written by one thread, read by the control thread */
+    _Atomic uint64_t n_batches, n_records, durable_lsn, applied_lsn, n_discarded, n_groups, digest;
+    _Atomic uint64_t start_ns;
+    _Atomic uint64_t n_checkpoints, journal_floor;
+    _Atomic uint64_t drained_pos; /* ring position the journal covers */
+    _Atomic int stop;
+    int test_kill_after_abort; /* RK_TEST_KILL_AFTER_ABORT set: a test hook (journal_batch) */
+
+    /* a standby's apply thread, which a bootstrap stops and the main
+     * thread starts again (apply_start, apply_stop, apply_finish) */
+    pthread_t apply_thread;
+    int apply_running;        /* main thread's */
+    int apply_quit;           /* under lock: 1 stop now, 2 stop once all journaled is applied */
+    int apply_done;           /* under lock: the apply thread has ended */
+    struct apply_meta am;     /* under lock: the applier's meta after its last entry */
+    _Atomic int apply_failed; /* apply failed: the node stops (exit 1) */
+    const char *apply_gate;   /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): apply_gate_limit */
+    char *status_text;        /* a standby's status JSON, malloc'd by Jansson (under lock; replaced whole) */
+};
+
+/* SIGTERM/SIGINT, for every role (node.c: on_signal): the last signal
+ * caught (0: none) and how many. */
+extern volatile sig_atomic_t node_signal, node_n_signals;
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A failure nothing may be acknowledged after: logged, then _exit(1). */
+__attribute__((noreturn)) static inline void fatal(const char *msg, const char *detail)
+{
+    log_msg(LOG_ERROR, msg, "error=\"%s\" action=exit", detail);
+    _exit(1);
+}
+
+/* node.c: the process parts every role uses */
+void node_begin(struct node *n);
+int start_thread(pthread_t *t, void *(*fn)(void *), void *arg);
+void *apply_main(void *arg);
+int control_start(struct node *n, pthread_t *t);
+json_t *status_object(struct node *n);
+
+/* primary.c */
+int run_primary(const struct node_config *c, struct repl_primary *r);
+void apply_primary(struct node *n);
+json_t *primary_status(struct node *n);
+void primary_answer(struct node *n, const char *req, char *reply, size_t reply_size);
+
+/* standby.c */
+int run_standby(const struct node_config *c);
+void apply_standby(struct node *n);
+struct apply_meta standby_applied(struct node *n);
+
+#endif

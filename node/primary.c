@@ -1,0 +1,990 @@
+/* primary.c -- a primary's role in the node process (node.c): drains the
+ * ring into the journal, applies the journal to the state tables, takes
+ * checkpoints, serves snapshot and checkpoint requests.
+ *
+ *   main thread (drain)            apply thread              control thread (node.c)
+ *   ring_next -> batch             waits for journal_seq     ZMQ REP on
+ *   journal append (sync)  ---->   applier_run               ipc://DIR/control.sock
+ *   ring_set_durable, release      snapshots on request <--- "snapshot", "status",
+ *   pauses when apply lags  <----  applied_seq               "checkpoint"
+ *                                  checkpoint triggers:
+ *                                  snapshot txn begun  ---->  checkpoint thread: writes
+ *                                                             the file from it, retention,
+ *                                                             journal and BDB log trimming
+ * With a replicator (repl_node_run: [replication] publish set), the drain
+ * and checkpoint threads also wake the replicator's thread
+ * (replicator/primary.c, repl_primary_*), which owns the ZeroMQ sockets and
+ * reads what it publishes back from the journal.
+ *
+ * Drain never waits on apply except when apply is more than
+ * max_lag_entries behind: then it stops taking frames from the ring, and the
+ * ring's back-pressure reaches the engines.  A failed journal write (fsync
+ * included) or apply is fatal: logged, then _exit(1) at once, so that
+ * nothing after it is acknowledged; the next start recovers (DB_RECOVER)
+ * and carries on from the journal.
+ *
+ * Exactly once: a journal entry records next_lsn, the ring position just
+ * past its batch (never past a frame the drain read but could not add:
+ * journal_batch); at start the node skips every ring frame below the last
+ * entry's next_lsn, so a frame journaled before a crash is not journaled
+ * again, and a frame the crash cut off is still in the ring (head moves
+ * only after the journal commit).
+ *
+ * Threads: the four above (and the replicator's); shared counters are
+ * atomics, the journal/apply and apply/checkpoint hand-offs are under
+ * `lock`.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node/client.h"
+#include "node/internal.h"
+#include "node/node.h"
+#include "persist/apply.h"
+#include "persist/checkpoint.h"
+#include "persist/crashsim.h"
+#include "persist/json_bytes.h"
+#include "persist/log.h"
+#include "persist/retain.h"
+#include "persist/store.h"
+#include "replicator/replicator.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
+
+#define EPOCH_KEY "epoch"
+#define APPLY_STEP_ENTRIES 16  /* apply publishes its progress at least this often */
+#define LOG_CHECKPOINT_KB 4096 /* apply checkpoints the BDB environment after this much log */
+
+enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
+
+/* ------------------------------------------------------------ meta */
+
+static int meta_read(store *s, const char *key, void *val, size_t len)
+{
+    DB *meta = store_meta(s);
+    DBT k = {.data = (void *)key, .size = (u_int32_t)strlen(key)};
+    DBT v = {.data = val, .ulen = (u_int32_t)len, .flags = DB_DBT_USERMEM};
+    int rc = meta->get(meta, NULL, &k, &v, 0);
+
+    if (rc == DB_NOTFOUND)
+        return RK_ENOTFOUND;
+    return rc == 0 && v.size != len ? RK_ECORRUPT : rc;
+}
+
+static int meta_write(store *s, const char *key, const void *val, size_t len)
+{
+    DB *meta = store_meta(s);
+    DBT k = {.data = (void *)key, .size = (u_int32_t)strlen(key)};
+    DBT v = {.data = (void *)val, .size = (u_int32_t)len};
+
+    /* DB_AUTO_COMMIT with the environment's default: a synced commit */
+    return meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT);
+}
+
+/* ------------------------------------------------------------ the ring */
+
+/* Creates the ring, or takes over the one an earlier run of this data
+ * directory left, refusing a ring this data directory did not make. */
+static int open_ring(struct node *n, uint64_t next_lsn)
+{
+    const struct node_config *c = n->c;
+    struct store_ring_record rec = {0}, mine = {0};
+    char err[512] = "";
+    int rc, have = store_ring_record(n->s, &mine) == 0;
+
+    rc = ring_reopen(c->ring_name, n->epoch, &n->ring, err, sizeof err);
+    if (rc == ENOENT) {
+        ring_create_opts co = {.capacity = c->ring_capacity,
+                               .start_lsn = next_lsn,
+                               .epoch = n->epoch,
+                               .unblock_timeout_ms = c->unblock_timeout_ms};
+        rc = ring_create(c->ring_name, &co, &n->ring, err, sizeof err);
+        if (rc) {
+            log_msg(LOG_ERROR, "cannot create the ring", "ring=%s error=\"%s\"", c->ring_name, err);
+            return rc;
+        }
+        rec.created_ns = ring_header_of(n->ring)->created_ns;
+        rec.capacity = c->ring_capacity;
+        snprintf(rec.name, sizeof rec.name, "%s", c->ring_name);
+        rc = meta_write(n->s, STORE_RING_KEY, &rec, sizeof rec);
+        if (rc)
+            return rc;
+        log_msg(LOG_INFO, "ring created", "ring=%s capacity=%" PRIu64 " start_lsn=%" PRIu64, c->ring_name,
+                c->ring_capacity, ring_header_of(n->ring)->start_lsn);
+        return 0;
+    }
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot take over the ring", "ring=%s error=\"%s\"", c->ring_name, err);
+        return rc;
+    }
+    struct ring_header *h = ring_header_of(n->ring);
+    if (!have || mine.created_ns != h->created_ns || strcmp(mine.name, c->ring_name) != 0) {
+        log_msg(LOG_ERROR, "ring was not made by this data directory's node",
+                "ring=%s data_dir=\"%s\" hint=\"if it is stale, remove it: ringkeep ring rm %s\"",
+                c->ring_name, c->data_dir, c->ring_name);
+        ring_close(n->ring, 0);
+        n->ring = NULL;
+        return RK_EBADRING;
+    }
+    /* every frame below head was released, so must be in the journal */
+    if (atomic_load(&h->head) > (next_lsn > h->start_lsn ? next_lsn : h->start_lsn)) {
+        log_msg(LOG_ERROR, "ring released frames the journal does not hold",
+                "ring=%s head=%" PRIu64 " journal_next_lsn=%" PRIu64, c->ring_name, atomic_load(&h->head),
+                next_lsn);
+        ring_close(n->ring, 0);
+        n->ring = NULL;
+        return RK_ECORRUPT;
+    }
+    if (h->capacity != c->ring_capacity)
+        log_msg(LOG_WARN, "ring keeps its capacity",
+                "ring=%s capacity=%" PRIu64 " configured=%" PRIu64 " hint=\"stop engines and node, remove "
+                "the ring to change it\"",
+                c->ring_name, h->capacity, c->ring_capacity);
+    /* what the journal holds is durable: a node killed between its
+     * journal commit and moving the durable cursor leaves engines waiting
+     * on frames that are already in the journal (and that the drain now
+     * skips), so the cursor covers them at once, not at the next batch */
+    if (next_lsn > h->start_lsn) {
+        ring_set_durable(n->ring, next_lsn - 1);
+        if (c->repl_min_replicas == 0)
+            ring_set_replicated(n->ring, next_lsn - 1);
+    }
+    log_msg(LOG_INFO, "ring taken over", "ring=%s head=%" PRIu64 " tail=%" PRIu64, c->ring_name,
+            atomic_load(&h->head), atomic_load(&h->tail));
+    return 0;
+}
+
+/* ------------------------------------------------------------ drain */
+
+struct batch {
+    uint8_t *buf;
+    size_t len, cap;
+    uint32_t n_frames;
+    uint64_t first_lsn, last_lsn, last_ring_lsn;
+    uint64_t first_ns;
+    uint8_t table_sent[RING_MAX_TABLES]; /* TABLE frame journaled this run */
+};
+
+static int batch_room(struct batch *b, size_t need)
+{
+    if (b->len + need <= b->cap)
+        return 0;
+    size_t cap = b->cap * 2;
+    while (cap < b->len + need)
+        cap *= 2;
+    uint8_t *buf = realloc(b->buf, cap);
+    if (!buf)
+        return ENOMEM;
+    b->buf = buf;
+    b->cap = cap;
+    return 0;
+}
+
+static void batch_add(struct batch *b, const uint8_t *raw, uint32_t raw_len, uint64_t lsn)
+{
+    memcpy(b->buf + b->len, raw, raw_len);
+    memset(b->buf + b->len + raw_len, 0, frame_align(raw_len) - raw_len);
+    b->len += frame_align(raw_len);
+    if (b->n_frames++ == 0)
+        b->first_lsn = lsn;
+    b->last_lsn = lsn;
+}
+
+/* Adds frame f, after a TABLE frame naming its table if this run has not
+ * journaled one yet. */
+static int batch_frame(struct node *n, struct batch *b, const ring_frame *f)
+{
+    struct ring_header *h = ring_header_of(n->ring);
+    int rc = batch_room(b, frame_align(f->raw_len) + FRAME_HEADER_SIZE + RK_NAME_MAX + 8);
+
+    if (rc)
+        return rc;
+    if (f->table >= RING_MAX_TABLES)
+        return RK_ECORRUPT; /* frame_decode refuses it: not reached */
+    if ((f->type == FRAME_PUT || f->type == FRAME_DEL) && !b->table_sent[f->table]) {
+        char name[RK_NAME_MAX + 1];
+        /* acquire: the name is written before the entry is marked used */
+        if (!atomic_load_explicit(&h->tables[f->table].used, memory_order_acquire))
+            return RK_ECORRUPT;
+        memcpy(name, h->tables[f->table].name, RK_NAME_MAX);
+        name[RK_NAME_MAX] = '\0';
+        /* LSN f->lsn - 1: no frame has it (frames are 8-aligned), and it
+         * sorts just before the frame that needs the name */
+        uint32_t len = frame_encode(b->buf + b->len, FRAME_TABLE, f->table, 0, f->lsn - 1, name,
+                                    (uint32_t)strlen(name), NULL, 0);
+        b->len += frame_align(len);
+        if (b->n_frames++ == 0)
+            b->first_lsn = f->lsn - 1;
+        b->table_sent[f->table] = 1;
+    }
+    batch_add(b, f->raw, f->raw_len, f->lsn);
+    if (f->type != FRAME_ABORT)
+        b->last_ring_lsn = f->lsn;
+    return 0;
+}
+
+/* 1 if the batch holds an ABORT frame (a dead producer reported). */
+static int batch_has_abort(const struct batch *b)
+{
+    for (size_t off = 0; off < b->len;) {
+        struct frame_header fh;
+        memcpy(&fh, b->buf + off, sizeof fh);
+        if (fh.type == FRAME_ABORT)
+            return 1;
+        off += frame_align(fh.length);
+    }
+    return 0;
+}
+
+/* Journals batch b as entry seq.  next_lsn is the ring position before
+ * the first frame the batch does not hold: every frame below it is in this
+ * or an earlier entry (the drain passes the position before a frame it
+ * read but could not add).  The ring is released only when next_lsn is
+ * where the drain has read to; otherwise the frames past next_lsn stay in
+ * the ring (the drain is about to stop), and a restart reads them again
+ * from head, skipping those below next_lsn. */
+static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_t next_lsn)
+{
+    struct journal_header jh = {.seq = seq,
+                                .epoch = n->epoch,
+                                .first_lsn = b->first_lsn,
+                                .last_lsn = b->last_lsn,
+                                .next_lsn = next_lsn,
+                                .n_frames = b->n_frames};
+    uint8_t *entry = NULL;
+    size_t entry_len = 0;
+    uint64_t records = 0;
+    int rc;
+
+    rc = journal_encode(&jh, b->buf, b->len, n->c->zstd_level, &entry, &entry_len);
+    if (rc)
+        fatal("cannot encode a journal entry", rk_strerror(rc));
+    rc = store_journal_append(n->s, seq, entry, entry_len);
+    free(entry);
+    if (rc)
+        fatal("journal write failed: nothing after it is acknowledged", store_strerror(rc));
+    /* test hook: the node killed between journaling a dead producer's
+     * ABORT and releasing its claim (tests/test_node.c) */
+    if (n->test_kill_after_abort && batch_has_abort(b))
+        raise(SIGKILL);
+    /* the entry is durable: now, and only now, engines may learn it;
+     * with min_replicas 0 nothing waits for standbys */
+    if (b->last_ring_lsn) {
+        ring_set_durable(n->ring, b->last_ring_lsn);
+        if (n->c->repl_min_replicas == 0)
+            ring_set_replicated(n->ring, b->last_ring_lsn);
+    }
+    if (next_lsn == ring_read_pos(n->ring))
+        ring_release(n->ring);
+    for (size_t off = 0; off < b->len;) {
+        struct frame_header fh;
+        memcpy(&fh, b->buf + off, sizeof fh);
+        records += fh.type == FRAME_PUT || fh.type == FRAME_DEL || fh.type == FRAME_MARK;
+        off += frame_align(fh.length);
+    }
+    atomic_fetch_add(&n->n_batches, 1);
+    atomic_fetch_add(&n->n_records, records);
+    if (b->last_ring_lsn)
+        atomic_store(&n->durable_lsn, b->last_ring_lsn);
+    pthread_mutex_lock(&n->lock);
+    n->journal_seq = seq;
+    pthread_cond_broadcast(&n->journal_cond);
+    pthread_mutex_unlock(&n->lock);
+    /* after journal_seq: a request that sees drained_pos past its point
+     * then reads a journal_seq that holds it (answer_request) */
+    atomic_store(&n->drained_pos, jh.next_lsn);
+    if (n->repl)
+        repl_primary_journaled(n->repl, seq);
+    b->len = 0;
+    b->n_frames = 0;
+    b->last_ring_lsn = 0;
+}
+
+/* Waits while apply is more than max_lag_entries behind.  Returns 1 if it
+ * had to wait. */
+static int wait_for_apply(struct node *n)
+{
+    int waited = 0;
+
+    pthread_mutex_lock(&n->lock);
+    while (n->journal_seq - n->applied_seq > n->c->max_lag_entries && !node_signal) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        waited = 1;
+        pthread_cond_timedwait(&n->apply_cond, &n->lock, &ts);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return waited;
+}
+
+static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
+{
+    const struct node_config *c = n->c;
+    struct batch b = {.cap = (size_t)c->batch_bytes * 2 + (1u << 20)};
+    ring_frame f;
+    uint64_t last_sweep = 0, pos = 0;
+    int rc = 0;
+
+    b.buf = malloc(b.cap);
+    if (!b.buf)
+        fatal("out of memory", "batch buffer");
+    while (!node_signal) {
+        int empty = 0;
+
+        if (wait_for_apply(n))
+            log_msg(LOG_DEBUG, "drain paused for apply", "journal_seq=%" PRIu64, seq);
+        /* a batch ends at batch_records frames, batch_bytes, batch_time_us
+         * after its first frame, or when the ring runs empty */
+        rc = 0;
+        while (b.n_frames < c->batch_records && b.len < c->batch_bytes) {
+            pos = ring_read_pos(n->ring); /* before f: the journal's next_lsn if f cannot be added */
+            rc = ring_next(n->ring, &f);
+            if (rc != 1) {
+                empty = rc == 0;
+                break;
+            }
+            rc = 0;
+            if (f.lsn < next_lsn && f.type != FRAME_ABORT)
+                continue; /* journaled before a restart: exactly once */
+            rc = batch_frame(n, &b, &f);
+            if (rc)
+                break;
+            if (b.n_frames == 1)
+                b.first_ns = now_ns();
+            else if (c->batch_time_us && (b.n_frames & 63) == 0 && /* the clock costs: look now and then */
+                     now_ns() - b.first_ns >= (uint64_t)c->batch_time_us * 1000u)
+                break;
+        }
+        /* on a failure, f was read but is not in the batch: the journal's
+         * next_lsn stops before it and the ring keeps it (issue 9.2) */
+        if (b.n_frames) {
+            journal_batch(n, &b, ++seq, rc ? pos : ring_read_pos(n->ring));
+        } else if (!rc) {
+            ring_release(n->ring); /* frames skipped as already journaled */
+            atomic_store(&n->drained_pos, ring_read_pos(n->ring));
+        }
+        if (rc == RK_ECORRUPT)
+            fatal("the ring holds a corrupt frame; what came before it is journaled", ring_error(n->ring));
+        if (rc)
+            fatal("drain failed", rk_strerror(rc));
+        if (empty) {
+            /* a producer that died outside a claim: its open group is
+             * void; once per unblock timeout while the ring is idle */
+            uint64_t now = now_ns();
+            if (now - last_sweep >= (uint64_t)c->unblock_timeout_ms * 1000000u) {
+                last_sweep = now;
+                if (ring_sweep_dead(n->ring) > 0)
+                    continue;
+            }
+            ring_wait_ready(n->ring, 100);
+        }
+    }
+    /* SIGTERM/SIGINT: the batch in hand is journaled above; stop here */
+    free(b.buf);
+}
+
+/* ------------------------------------------------------------ apply */
+
+/* Records the answer to the request being served (under lock). */
+static void answer_locked(struct node *n, int rc, const char *path, const char *err)
+{
+    n->request_id++;
+    if (rc) {
+        snprintf(n->request_err, sizeof n->request_err, "%s", err[0] ? err : store_strerror(rc));
+        n->request_path[0] = '\0';
+    } else {
+        snprintf(n->request_path, sizeof n->request_path, "%s", path);
+        n->request_err[0] = '\0';
+    }
+    pthread_cond_broadcast(&n->apply_cond);
+}
+
+/* A snapshot file for rk_state_open, made on the apply thread (it reads
+ * the applier's own view) and answered. */
+static void serve_snapshot(struct node *n)
+{
+    char path[PATH_MAX], err[512] = "";
+    uint64_t t0 = now_ns(), wanted_ns;
+    int rc;
+
+    pthread_mutex_lock(&n->lock);
+    wanted_ns = n->wanted_ns;
+    pthread_mutex_unlock(&n->lock);
+    snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 ".db", store_dir(n->s),
+             (uint64_t)getpid(), n->request_id + 1);
+    rc = applier_snapshot(n->a, path, err, sizeof err);
+    if (rc && sys_io_failed())
+        fatal("snapshot failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
+    if (rc)
+        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
+    else /* where an rk_state_open's time goes: drain and apply reaching its point, the copy */
+        log_msg(LOG_INFO, "state snapshot served", "applied_seq=%" PRIu64 " wait_ms=%.1f export_ms=%.1f",
+                applier_meta(n->a).applied_seq, (double)(t0 - wanted_ns) / 1e6, (double)(now_ns() - t0) / 1e6);
+    pthread_mutex_lock(&n->lock);
+    if (rc)
+        snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
+    n->wanted = 0;
+    answer_locked(n, rc, path, err);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* On the apply thread, between applier_run calls (a group boundary):
+ * hands a checkpoint of what is applied now to the checkpoint thread.
+ * answering: a `checkpoint` request waits for it.  Returns 0 if handed
+ * over or answered at once (nothing new since the newest checkpoint),
+ * RK_EBUSY if a checkpoint is still being written (the caller tries
+ * again once it is done). */
+static int start_checkpoint(struct node *n, int answering)
+{
+    ckpt_job *job = NULL;
+    char path[PATH_MAX];
+    int rc;
+
+    pthread_mutex_lock(&n->lock);
+    if (n->ckpt_busy) {
+        n->ckpt_pending = 1;
+        pthread_mutex_unlock(&n->lock);
+        return RK_EBUSY;
+    }
+    n->ckpt_pending = 0;
+    if (n->ckpt_seq && n->ckpt_seq == applier_meta(n->a).applied_seq) {
+        if (answering) { /* nothing new since: that one is the answer */
+            snprintf(path, sizeof path, "%s", n->ckpt_path);
+            n->wanted = 0;
+            answer_locked(n, 0, path, "");
+        }
+        pthread_mutex_unlock(&n->lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&n->lock);
+    rc = applier_checkpoint_begin(n->a, n->epoch, &job);
+    pthread_mutex_lock(&n->lock);
+    if (rc) {
+        log_msg(LOG_ERROR, "checkpoint failed", "error=\"cannot begin a snapshot: %s\"", store_strerror(rc));
+        snprintf(n->last_error, sizeof n->last_error, "checkpoint: cannot begin a snapshot: %s",
+                 store_strerror(rc));
+        if (answering) {
+            n->wanted = 0;
+            answer_locked(n, rc, "", n->last_error);
+        }
+    } else {
+        n->job = job;
+        n->job_answering = answering;
+        n->ckpt_busy = 1;
+        if (answering)
+            n->wanted = 0; /* the checkpoint thread answers */
+        pthread_cond_broadcast(&n->ckpt_cond);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return 0;
+}
+
+/* Waits (apply thread) until no checkpoint is being written. */
+static void wait_checkpoint_idle(struct node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    while (n->ckpt_busy)
+        pthread_cond_wait(&n->journal_cond, &n->lock);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* The checkpoint thread: writes each job from its snapshot while drain and
+ * apply go on, then applies retention, trims the journal to what the kept
+ * checkpoints need, and removes the Berkeley DB log files recovery no
+ * longer needs (store_log_trim).  It runs at the
+ * node's priority: at nice 10 (tried first) a checkpoint of 1M keys under
+ * full load took 27-56 s instead of 6-10 s, and the snapshot held that
+ * long made apply copy far more pages (bench_checkpoint: the node drained
+ * at a fifth of its rate even after the checkpoint). */
+static void *ckpt_main(void *arg)
+{
+    struct node *n = arg;
+    const struct node_config *c = n->c;
+    struct retain_policy policy = {c->ckpt_keep, c->ckpt_keep_hourly, c->ckpt_keep_daily};
+    char dir[PATH_MAX + 16], path[PATH_MAX], err[512];
+
+    pthread_setname_np(pthread_self(), "rk-checkpoint"); /* top -H, perf, gdb */
+    snprintf(dir, sizeof dir, "%s/checkpoints", c->data_dir);
+    pthread_mutex_lock(&n->lock);
+    for (;;) {
+        struct ckpt_info written = {0};
+        uint64_t floor = UINT64_MAX, t0;
+        uint32_t removed = 0;
+        ckpt_job *job;
+        int answering, rc;
+
+        while (!n->job && !n->ckpt_stop)
+            pthread_cond_wait(&n->ckpt_cond, &n->lock);
+        if (!n->job)
+            break;
+        job = n->job;
+        answering = n->job_answering;
+        n->job = NULL;
+        pthread_mutex_unlock(&n->lock);
+
+        err[0] = '\0';
+        t0 = now_ns();
+        rc = ckpt_job_write(job, dir, c->zstd_level, path, sizeof path, &written, err, sizeof err);
+        ckpt_job_free(job);
+        /* a failed write or fsync is fatal here as in the journal: the
+         * next fsync of the same file may pass on what this one lost */
+        if (rc && sys_io_failed())
+            fatal("checkpoint write failed: a failed write or fsync is never retried",
+                  err[0] ? err : store_strerror(rc));
+        if (!rc) {
+            log_msg(LOG_INFO, "checkpoint taken",
+                    "file=\"%s\" journal_seq=%" PRIu64 " lsn=%" PRIu64 " entries=%" PRIu64 " digest=%016" PRIx64
+                    " ms=%.1f",
+                    path, written.journal_seq, written.lsn, written.n_entries, written.digest,
+                    (double)(now_ns() - t0) / 1e6);
+            if (retain_apply(dir, &policy, seg_now_ns(CLOCK_REALTIME), &floor, &removed) != 0)
+                floor = UINT64_MAX; /* cannot list: trim nothing */
+            if (removed)
+                log_msg(LOG_INFO, "old checkpoints removed", "count=%" PRIu32, removed);
+            if (n->repl) {
+                uint64_t needed = repl_primary_trim_floor(n->repl); /* standbys following */
+                if (needed < floor)
+                    floor = needed;
+            }
+            if (c->trim_journal && floor != UINT64_MAX) {
+                int trc = store_journal_trim(n->s, floor);
+                /* a deadlock victim, again and again, aborted whole: tried at the next checkpoint */
+                if (trc == DB_LOCK_DEADLOCK)
+                    log_msg(LOG_WARN, "journal trim given up", "below=%" PRIu64 " error=\"%s\"", floor,
+                            store_strerror(trc));
+                else if (trc)
+                    fatal("journal trim failed: its commit writes and fsyncs the log", store_strerror(trc));
+                else
+                    atomic_store(&n->journal_floor, floor);
+            }
+            /* and the BDB log files recovery no longer needs; a failure
+             * here (the Berkeley DB checkpoint's writes and fsyncs of
+             * state.db and the journal) leaves pages only the log can redo */
+            uint32_t n_logs = 0;
+            int lrc = store_log_trim(n->s, &n_logs);
+            if (lrc)
+                fatal("Berkeley DB checkpoint or log trim failed: the next start recovers from the log",
+                      store_strerror(lrc));
+            if (n_logs)
+                log_msg(LOG_DEBUG, "log files removed", "count=%" PRIu32, n_logs);
+        } else {
+            log_msg(LOG_ERROR, "checkpoint failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
+        }
+        if (!rc && n->repl)
+            repl_primary_checkpointed(n->repl, path);
+        pthread_mutex_lock(&n->lock);
+        if (rc) {
+            snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
+        } else {
+            n->ckpt_seq = written.journal_seq;
+            snprintf(n->ckpt_path, sizeof n->ckpt_path, "%s", path);
+            atomic_fetch_add(&n->n_checkpoints, 1);
+        }
+        ckpt_info_free(&written);
+        if (answering)
+            answer_locked(n, rc, path, err);
+        n->ckpt_busy = 0;
+        pthread_cond_broadcast(&n->journal_cond); /* apply may wait for this one */
+    }
+    pthread_mutex_unlock(&n->lock);
+    return NULL;
+}
+
+/* A primary's apply: in steps of up to APPLY_STEP_ENTRIES, checkpoints
+ * triggered and requests served between steps; once drain is done, what
+ * is journaled is applied and a last checkpoint taken.  A failure is
+ * fatal. */
+void apply_primary(struct node *n)
+{
+    const struct node_config *c = n->c;
+    uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0;
+    char err[512];
+    /* a test hook: apply sleeps this long before each step, so that it
+     * runs behind the journal under any load (test_node) */
+    const char *slow = getenv("RK_TEST_APPLY_SLOW_MS");
+    unsigned slow_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0;
+
+    applier_watch_height(n->a, c->ckpt_height_producer, c->ckpt_every_heights);
+    records_at_ckpt = applier_meta(n->a).n_records;
+    for (;;) {
+        uint64_t upto, journal_seq, wanted_seq;
+        int done, wanted, due, crossed;
+
+        pthread_mutex_lock(&n->lock);
+        while (n->applied_seq == n->journal_seq && !n->drain_done &&
+               !(n->wanted == REQ_SNAPSHOT || (n->wanted && !n->ckpt_busy)) &&
+               !(n->ckpt_pending && !n->ckpt_busy)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1; /* look at the checkpoint timer now and then */
+            pthread_cond_timedwait(&n->journal_cond, &n->lock, &ts);
+            if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull &&
+                n->applied_seq != n->ckpt_seq && !n->ckpt_busy)
+                break;
+        }
+        /* in steps, so that a drain waiting for apply to catch up sees
+         * progress as it is made, not after the whole backlog */
+        journal_seq = n->journal_seq;
+        upto = journal_seq - n->applied_seq > APPLY_STEP_ENTRIES ? n->applied_seq + APPLY_STEP_ENTRIES
+                                                                 : journal_seq;
+        done = n->drain_done;
+        wanted = n->wanted;
+        wanted_seq = n->wanted_seq;
+        due = n->ckpt_pending;
+        pthread_mutex_unlock(&n->lock);
+        if (slow_ms)
+            usleep(slow_ms * 1000u);
+
+        err[0] = '\0';
+        int rc = applier_run(n->a, upto, STORE_TXN_RECORDS, err, sizeof err);
+        if (rc)
+            fatal("apply failed", err[0] ? err : store_strerror(rc));
+        struct apply_meta am = applier_meta(n->a);
+        atomic_store(&n->applied_lsn, am.applied_lsn);
+        atomic_store(&n->n_discarded, am.n_discarded);
+        atomic_store(&n->n_groups, am.n_groups);
+        atomic_store(&n->digest, am.digest);
+        if (applier_read_upto(n->a) < upto)
+            upto = applier_read_upto(n->a); /* stopped early (every_heights) */
+        /* a restart after a crash replays the BDB log since the last
+         * checkpoint: without this, all the log since the last checkpoint
+         * file (every_seconds apart), seconds of recovery under load */
+        rc = store_log_checkpoint(n->s, LOG_CHECKPOINT_KB);
+        if (rc)
+            fatal("Berkeley DB checkpoint failed", store_strerror(rc));
+        crossed = applier_height_crossed(n->a);
+        if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull)
+            due = 1;
+        if (c->ckpt_every_records && am.n_records - records_at_ckpt >= c->ckpt_every_records)
+            due = 1;
+        pthread_mutex_lock(&n->lock);
+        n->applied_seq = upto;
+        n->digest_at = am.digest;
+        /* due from the moment apply's progress shows: the status never
+         * says "caught up, no checkpoint running" while one is about to
+         * start (a test or an operator waiting for idle then saw the
+         * checkpoint folder change under it) */
+        if (crossed || due)
+            n->ckpt_pending = 1;
+        pthread_cond_broadcast(&n->apply_cond);
+        pthread_mutex_unlock(&n->lock);
+        if (crossed) {
+            /* every_heights: applier_run stopped right after the entry in
+             * which the producer crossed a multiple of it.  That point is
+             * checkpointed even if the one before is still being written:
+             * apply waits for it (engines wait only if apply then falls
+             * max_lag_entries behind) */
+            wait_checkpoint_idle(n);
+            due = 1;
+        }
+        /* a request is served at the first group boundary that holds what
+         * was written before it, not at the journal's end: under steady
+         * writes apply may never reach that (issue 9.5) */
+        if (wanted == REQ_SNAPSHOT && upto >= wanted_seq) {
+            serve_snapshot(n);
+        } else if (wanted == REQ_CHECKPOINT && upto >= wanted_seq) {
+            if (start_checkpoint(n, 1) == 0)
+                due = 0;
+        } else if (due) {
+            if (start_checkpoint(n, 0) != 0)
+                due = 0; /* pending: taken once the one being written is done */
+        } else {
+            due = 0;
+        }
+        if (due || (wanted == REQ_CHECKPOINT && upto >= wanted_seq)) {
+            last_ckpt_ns = now_ns();
+            records_at_ckpt = am.n_records;
+        }
+        if (done && upto == n->journal_seq) {
+            /* a clean stop: one last checkpoint of everything applied */
+            wait_checkpoint_idle(n);
+            if (am.applied_seq != n->ckpt_seq && start_checkpoint(n, 0) == 0)
+                wait_checkpoint_idle(n);
+            break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ control */
+
+/* A primary's status members, after the ones every role has
+ * (status_object): the ring, the journal, apply and checkpoints, then the
+ * replicator's.  A new reference; NULL when out of memory. */
+json_t *primary_status(struct node *n)
+{
+    struct ring_header *h = ring_header_of(n->ring);
+    uint64_t tail = atomic_load(&h->tail), head = atomic_load(&h->head);
+    uint64_t durable = atomic_load(&h->durable_lsn), applied = atomic_load(&n->applied_lsn);
+    double secs = (double)(now_ns() - atomic_load(&n->start_ns)) / 1e9;
+    uint64_t n_records = atomic_load(&n->n_records);
+    uint64_t journal_seq, applied_seq, ckpt_seq;
+    char digest[17];
+    json_t *last_error = NULL, *st = NULL;
+    int ckpt_busy;
+
+    pthread_mutex_lock(&n->lock);
+    journal_seq = n->journal_seq;
+    applied_seq = n->applied_seq;
+    ckpt_seq = n->ckpt_seq;
+    ckpt_busy = n->ckpt_busy || n->ckpt_pending; /* being written, or due and about to be */
+    /* the only kind of error a running node survives */
+    last_error = n->last_error[0] ? json_cstr(n->last_error) : json_null();
+    pthread_mutex_unlock(&n->lock);
+    snprintf(digest, sizeof digest, "%016" PRIx64, atomic_load(&n->digest));
+    /* "o" steals its reference, even when json_pack fails */
+    st = json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+        " s:s, s:o, s:o, s:b, s:o, s:o}",
+        "ring", json_cstr(n->c->ring_name), "ring_capacity",
+        json_uint(h->capacity), "ring_fill", json_uint(tail - head), "written_lsn", json_uint(tail),
+        "durable_lsn", json_uint(durable), "applied_lsn", json_uint(applied), "durable_lag_bytes",
+        json_uint(tail - atomic_load(&n->drained_pos)), "journal_seq", json_uint(journal_seq), "applied_seq",
+        json_uint(applied_seq), "apply_lag_entries", json_uint(journal_seq - applied_seq), "batches",
+        json_uint(atomic_load(&n->n_batches)), "records", json_uint(n_records), "records_per_s",
+        json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
+        json_uint(atomic_load(&n->n_groups)), "groups_discarded", json_uint(atomic_load(&n->n_discarded)),
+        "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "checkpoint_seq",
+        json_uint(ckpt_seq), "checkpoints_taken", json_uint(atomic_load(&n->n_checkpoints)),
+        "checkpoint_running", ckpt_busy, "journal_trimmed_below", json_uint(atomic_load(&n->journal_floor)),
+        "last_error", last_error);
+    if (st && n->repl)
+        repl_primary_status(n->repl, st);
+    return st;
+}
+
+/* A consistent copy of the node's cursors, for the primary's replicator
+ * (repl_progress_fn); any thread. */
+static void node_progress(void *arg, struct repl_progress *p)
+{
+    struct node *n = arg;
+
+    pthread_mutex_lock(&n->lock);
+    p->journal_seq = n->journal_seq;
+    p->applied_seq = n->applied_seq;
+    p->digest = n->digest_at;
+    p->digest_seq = n->applied_seq;
+    pthread_mutex_unlock(&n->lock);
+    p->epoch = n->epoch;
+    p->durable_lsn = atomic_load(&ring_header_of(n->ring)->durable_lsn);
+    p->applied_lsn = atomic_load(&n->applied_lsn);
+}
+
+static void answer_request(struct node *n, int ask, char *out, size_t out_size)
+{
+    struct ring_header *h = ring_header_of(n->ring);
+    /* acquire: what was claimed before the request */
+    uint64_t target = atomic_load_explicit(&h->tail, memory_order_acquire), id;
+    uint64_t bound_ms = 2ull * h->unblock_timeout_ms + 5000, t_request = now_ns();
+
+    /* Everything written to the ring before the request goes into the
+     * snapshot: an engine restarting after a crash then never sees a
+     * height older than groups it already wrote (it would write them
+     * again).  Bounded: a claim that stays open (a producer stuck between
+     * claim and commit) does not hold the snapshot up for ever. */
+    for (uint64_t waited = 0; atomic_load(&n->drained_pos) < target && waited < bound_ms && !node_signal;
+         waited++) {
+        usleep(1000);
+    }
+    pthread_mutex_lock(&n->lock);
+    id = n->request_id;
+    n->wanted = ask;
+    n->wanted_seq = n->journal_seq; /* holds the request's point (journal_batch) */
+    n->wanted_ns = t_request;
+    pthread_cond_broadcast(&n->journal_cond);
+    while (n->request_id == id && !atomic_load(&n->stop))
+        pthread_cond_wait(&n->apply_cond, &n->lock);
+    if (n->request_id == id)
+        snprintf(out, out_size, "error node is stopping");
+    else if (n->request_err[0])
+        snprintf(out, out_size, "error %s", n->request_err);
+    else
+        snprintf(out, out_size, "ok %s", n->request_path);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* The control requests only a primary serves (the control loop,
+ * control_answer, answers "status" for every role). */
+void primary_answer(struct node *n, const char *req, char *reply, size_t reply_size)
+{
+    if (strcmp(req, "snapshot") == 0)
+        answer_request(n, REQ_SNAPSHOT, reply, reply_size);
+    else if (strcmp(req, "checkpoint") == 0)
+        answer_request(n, REQ_CHECKPOINT, reply, reply_size);
+    else
+        snprintf(reply, reply_size, "error unknown request");
+}
+
+/* ------------------------------------------------------------ run */
+
+/* Snapshots are unlinked by the engine that opens them; one whose engine
+ * died before that, or that an earlier run was writing, is removed here
+ * once it is a minute old. */
+static void remove_old_snapshots(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    time_t now = time(NULL);
+
+    while (d && (de = readdir(d)) != NULL) {
+        char path[PATH_MAX + 300];
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 60)
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* A checkpoint being written when a node was killed leaves hidden temp
+ * files (ckpt_is_temp_name) in checkpoints/; they are never listed or
+ * taken as a checkpoint, and are removed here (this node holds the data
+ * directory's lock, so no one else writes there). */
+static void remove_checkpoint_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    while (d && (de = readdir(d)) != NULL) {
+        char path[PATH_MAX + 300];
+        if (!ckpt_is_temp_name(de->d_name))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (sys_unlink(path) == 0)
+            log_msg(LOG_INFO, "unfinished checkpoint removed", "file=\"%s\"", path);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* A primary, with replicator r (NULL: none). */
+int run_primary(const struct node_config *c, struct repl_primary *r)
+{
+    struct node n = {.c = c, .repl = r, .test_kill_after_abort = getenv("RK_TEST_KILL_AFTER_ABORT") != NULL};
+    struct journal_header last = {0};
+    pthread_t apply_thread, control_thread, ckpt_thread;
+    int rc, have_apply = 0, have_control = 0, have_ckpt = 0;
+    char err[512] = "", path[PATH_MAX + 32];
+    uint64_t t_store = 0, t_applier = 0, t_ring = 0; /* where a start's time goes ("node started") */
+
+    node_begin(&n);
+    rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &n.s, err, sizeof err);
+    t_store = now_ns();
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot open the data directory", "data_dir=\"%s\" error=\"%s\"", c->data_dir,
+                err);
+        return 1;
+    }
+    if (meta_read(n.s, EPOCH_KEY, &n.epoch, sizeof n.epoch) != 0) {
+        n.epoch = 1;
+        rc = meta_write(n.s, EPOCH_KEY, &n.epoch, sizeof n.epoch);
+        if (rc)
+            fatal("cannot write meta.db", store_strerror(rc));
+    }
+    rc = store_journal_last(n.s, &last);
+    if (rc && rc != RK_ENOTFOUND) {
+        log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));
+        goto out;
+    }
+    rc = applier_open(n.s, &n.a, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
+        goto out;
+    }
+    t_applier = now_ns();
+    n.journal_seq = last.seq;
+    n.applied_seq = applier_meta(n.a).applied_seq;
+    if (n.applied_seq > n.journal_seq)
+        n.applied_seq = n.journal_seq;
+    n.digest_at = applier_meta(n.a).digest;
+    rc = open_ring(&n, last.next_lsn);
+    if (rc)
+        goto out;
+    t_ring = now_ns();
+    atomic_store(&n.drained_pos, atomic_load(&ring_header_of(n.ring)->head));
+    {
+        /* the newest checkpoint: nothing to take again until apply moves */
+        char **paths = NULL;
+        size_t n_paths = 0;
+        struct ckpt_info info = {0};
+        snprintf(path, sizeof path, "%s/checkpoints", c->data_dir);
+        if (ckpt_list(path, &paths, &n_paths) == 0 && n_paths &&
+            ckpt_read_info(paths[0], &info, err, sizeof err) == 0) {
+            n.ckpt_seq = info.journal_seq;
+            snprintf(n.ckpt_path, sizeof n.ckpt_path, "%s", paths[0]);
+        }
+        ckpt_info_free(&info);
+        ckpt_list_free(paths, n_paths);
+    }
+    snprintf(path, sizeof path, "%s/snapshots", c->data_dir);
+    mkdir(path, 0700);
+    remove_old_snapshots(path);
+    snprintf(path, sizeof path, "%s/checkpoints", c->data_dir);
+    remove_checkpoint_temps(path);
+
+    /* threads do not take the signals; the drain loop sees them */
+    have_ckpt = start_thread(&ckpt_thread, ckpt_main, &n) == 0;
+    have_apply = have_ckpt && start_thread(&apply_thread, apply_main, &n) == 0;
+    have_control = control_start(&n, &control_thread) == 0;
+    if (!have_apply || !have_control || !have_ckpt)
+        fatal("cannot start threads", strerror(errno));
+    if (r && repl_primary_start(r, n.s, n.ring, node_progress, &n) != 0)
+        fatal("cannot start the replicator", "see the lines above");
+    log_msg(LOG_INFO, "node started",
+            "role=%s epoch=%" PRIu64 " data_dir=\"%s\" ring=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
+            " pid=%d start_ms=%.1f store_open_ms=%.1f applier_open_ms=%.1f ring_ms=%.1f",
+            c->role, n.epoch, c->data_dir, c->ring_name, n.journal_seq, n.applied_seq, (int)getpid(),
+            (double)(now_ns() - atomic_load(&n.start_ns)) / 1e6, (double)(t_store - atomic_load(&n.start_ns)) / 1e6,
+            (double)(t_applier - t_store) / 1e6, (double)(t_ring - t_applier) / 1e6);
+    crashsim_serving(); /* a simulated power cut with option "serving" counts from here */
+
+    drain(&n, last.seq, last.next_lsn);
+
+    log_msg(LOG_INFO, "stopping: applying what is journaled", "signal=%d journal_seq=%" PRIu64,
+            (int)node_signal, n.journal_seq);
+    pthread_mutex_lock(&n.lock);
+    n.drain_done = 1;
+    pthread_cond_broadcast(&n.journal_cond);
+    pthread_mutex_unlock(&n.lock);
+    pthread_join(apply_thread, NULL);
+    pthread_mutex_lock(&n.lock);
+    n.ckpt_stop = 1;
+    pthread_cond_broadcast(&n.ckpt_cond);
+    pthread_mutex_unlock(&n.lock);
+    pthread_join(ckpt_thread, NULL);
+    if (r)
+        repl_primary_stop(r);
+    atomic_store(&n.stop, 1);
+    pthread_mutex_lock(&n.lock);
+    pthread_cond_broadcast(&n.apply_cond);
+    pthread_mutex_unlock(&n.lock);
+    pthread_join(control_thread, NULL);
+    log_msg(LOG_INFO, "node stopped", "journal_seq=%" PRIu64 " applied_seq=%" PRIu64, n.journal_seq,
+            n.applied_seq);
+    rc = 0;
+out:
+    applier_close(n.a);
+    ring_close(n.ring, 0);
+    store_close(n.s);
+    return rc ? 1 : 0;
+}

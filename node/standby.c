@@ -1,0 +1,295 @@
+/* standby.c -- a standby's role in the node process (node.c): the main
+ * thread follows the primary (repl_standby_step, replicator/standby.c:
+ * entries stored, acknowledged, fetched, bootstrap) and rebuilds the
+ * status text after each step; the apply thread applies what the standby
+ * made durable (standby_durable), one entry at a time, at NODE_APPLY_NICE,
+ * and is stopped while a bootstrap replaces the store (standby_apply_stop),
+ * then started again on the new one (apply_start).
+ *
+ *   main thread                              apply thread
+ *   repl_standby_step: store, ACK  ------->  applier_run (one entry)
+ *     standby_durable(seq)                   repl_standby_applied(seq, digest)
+ *   bootstrap: standby_apply_stop (joins)    ends; apply_start makes a new one
+ *   SIGTERM: apply_finish (waits; a second   ends once all durable is applied
+ *     signal: ends after the entry in hand)
+ *
+ * Threads: main, apply and the control thread (node.c); the apply state
+ * (journal_seq: what is durable, applied_seq, am, apply_quit, apply_done)
+ * and the status text are under `lock`.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "node/internal.h"
+#include "persist/apply.h"
+#include "persist/log.h"
+#include "persist/store.h"
+#include "replicator/replicator.h"
+
+/* A standby's apply thread runs this much nicer than the process: on a
+ * busy host storing and acknowledging come first, and its apply lag holds
+ * nothing up (the primary's apply runs at the node's priority: its lag
+ * past max_lag_entries stalls drain). */
+#define NODE_APPLY_NICE 5
+
+/* Makes the calling thread delta nicer than the process (best effort: a
+ * refusal leaves it at the process's priority). */
+static void node_thread_nice(int delta)
+{
+    errno = 0;
+    int now = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0)
+        setpriority(PRIO_PROCESS, (id_t)gettid(), now + delta); /* Linux: per thread */
+}
+
+/* Test hook RK_TEST_APPLY_GATE=FILE, so that tests hold a standby's apply
+ * where they want it instead of slowing it and hoping: the last entry
+ * apply may take now is the number FILE holds, every entry when FILE is
+ * empty, none when there is no FILE (tests replace it with a rename). */
+static uint64_t apply_gate_limit(const char *path)
+{
+    char text[32];
+    size_t len = 0;
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return 0;
+    len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    return len ? strtoull(text, NULL, 10) : UINT64_MAX;
+}
+
+/* A standby's apply: one entry at a time up to what is durable
+ * (journal_seq, which the standby moves: standby_durable), the digest
+ * after each handed to the standby for its comparison with the primary's;
+ * at NODE_APPLY_NICE.  Stops when told (apply_quit); a failure stops the
+ * node (apply_failed). */
+void apply_standby(struct node *n)
+{
+    char err[512] = "";
+
+    node_thread_nice(NODE_APPLY_NICE);
+    pthread_mutex_lock(&n->lock);
+    for (;;) {
+        uint64_t applied = n->applied_seq;
+        if (n->apply_quit == 1 || (n->apply_quit == 2 && applied >= n->journal_seq))
+            break;
+        if (applied >= n->journal_seq) {
+            pthread_cond_wait(&n->journal_cond, &n->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&n->lock);
+        if (n->apply_gate && applied + 1 > apply_gate_limit(n->apply_gate)) {
+            /* test hook: held until the gate lets the entry through or a
+             * stop at once (both looked at again every millisecond) */
+            usleep(1000);
+            pthread_mutex_lock(&n->lock);
+            continue;
+        }
+        int rc = applier_run(n->a, applied + 1, STORE_TXN_RECORDS, err, sizeof err);
+        struct apply_meta am = applier_meta(n->a);
+        if (rc == 0)
+            repl_standby_applied(n->standby, am.applied_seq, am.digest);
+        pthread_mutex_lock(&n->lock);
+        if (rc) {
+            log_msg(LOG_ERROR, "apply failed", "error=\"%s\" action=exit", err[0] ? err : store_strerror(rc));
+            atomic_store(&n->apply_failed, 1);
+            break;
+        }
+        n->am = am;
+        n->applied_seq = am.applied_seq;
+        n->digest_at = am.digest;
+        pthread_cond_broadcast(&n->apply_cond);
+    }
+    n->apply_done = 1;
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* Starts a standby's apply thread on the standby's current store and
+ * applier (main thread).  0 or an errno value. */
+static int apply_start(struct node *n)
+{
+    int rc;
+
+    if (n->apply_running)
+        return 0;
+    pthread_mutex_lock(&n->lock);
+    n->s = repl_standby_store(n->standby);
+    n->a = repl_standby_applier(n->standby);
+    n->am = applier_meta(n->a);
+    n->applied_seq = n->am.applied_seq;
+    n->digest_at = n->am.digest;
+    n->journal_seq = repl_standby_journal_seq(n->standby);
+    n->apply_quit = 0;
+    n->apply_done = 0;
+    pthread_mutex_unlock(&n->lock);
+    rc = start_thread(&n->apply_thread, apply_main, n);
+    if (rc == 0)
+        n->apply_running = 1;
+    else
+        log_msg(LOG_ERROR, "cannot start the apply thread", "error=\"%s\"", strerror(rc));
+    return rc;
+}
+
+/* Stops a standby's apply thread: at once (finish 0, after the entry in
+ * hand) or once it has applied all that is durable (finish 1). */
+static void apply_stop(struct node *n, int finish)
+{
+    if (!n->apply_running)
+        return;
+    pthread_mutex_lock(&n->lock);
+    n->apply_quit = finish ? 2 : 1;
+    pthread_cond_broadcast(&n->journal_cond);
+    pthread_mutex_unlock(&n->lock);
+    pthread_join(n->apply_thread, NULL);
+    n->apply_running = 0;
+}
+
+/* A standby's clean stop (main thread): everything durable is applied
+ * first, as on a primary; apply may lag far behind a standby's journal, so
+ * progress is logged, and a second SIGTERM/SIGINT stops apply after the
+ * entry in hand (the rest is applied at the next start).  Not during a
+ * bootstrap: there is nothing whole to apply to. */
+static void apply_finish(struct node *n)
+{
+    uint64_t last_log = 0;
+
+    if (repl_standby_bootstrapping(n->standby) || (!n->apply_running && apply_start(n) != 0))
+        return;
+    pthread_mutex_lock(&n->lock);
+    n->apply_quit = 2;
+    pthread_cond_broadcast(&n->journal_cond);
+    while (!n->apply_done) {
+        uint64_t now = now_ns();
+        if (node_n_signals > 1 && n->apply_quit == 2) { /* the first one stopped the standby */
+            n->apply_quit = 1;
+            pthread_cond_broadcast(&n->journal_cond);
+            log_msg(LOG_WARN, "stopping before all that is journaled is applied (a second signal)",
+                    "applied_seq=%" PRIu64 " journal_seq=%" PRIu64, n->am.applied_seq, n->journal_seq);
+        } else if (now - last_log >= 5000000000ull && n->apply_quit == 2) {
+            if (last_log)
+                log_msg(LOG_INFO, "applying what is journaled before stopping",
+                        "applied_seq=%" PRIu64 " journal_seq=%" PRIu64 " hint=\"a second SIGTERM stops now\"",
+                        n->am.applied_seq, n->journal_seq);
+            last_log = now;
+        }
+        pthread_mutex_unlock(&n->lock);
+        usleep(20000);
+        pthread_mutex_lock(&n->lock);
+    }
+    pthread_mutex_unlock(&n->lock);
+    apply_stop(n, 1); /* joins */
+}
+
+/* What a standby's apply has done (main thread). */
+struct apply_meta standby_applied(struct node *n)
+{
+    struct apply_meta am = {0};
+    applier *a = repl_standby_applier(n->standby);
+
+    if (!n->apply_running)
+        return a ? applier_meta(a) : am; /* stopped: the applier is the main thread's */
+    pthread_mutex_lock(&n->lock);
+    am = n->am;
+    pthread_mutex_unlock(&n->lock);
+    return am;
+}
+
+/* ------------------------------------------------------------ standby */
+
+/* The standby's entries up to seq are durable: apply may take them
+ * (repl_standby_host, main thread). */
+static void standby_durable(void *arg, uint64_t seq)
+{
+    struct node *n = arg;
+
+    pthread_mutex_lock(&n->lock);
+    n->journal_seq = seq;
+    pthread_cond_broadcast(&n->journal_cond);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* A bootstrap replaces the store: apply stops first (repl_standby_host,
+ * main thread); the main loop starts it again. */
+static void standby_apply_stop(void *arg)
+{
+    apply_stop(arg, 0);
+}
+
+/* Builds the standby's status and keeps it as text for the control
+ * thread (main thread); out of memory: the previous status stays. */
+static void standby_status(struct node *n)
+{
+    json_t *st = status_object(n);
+    char *text = st ? json_dumps(st, JSON_COMPACT) : NULL, *old = NULL;
+
+    json_decref(st);
+    if (!text)
+        return;
+    pthread_mutex_lock(&n->lock);
+    old = n->status_text;
+    n->status_text = text;
+    pthread_mutex_unlock(&n->lock);
+    free(old);
+}
+
+/* A standby: the main thread follows the primary (repl_standby_step), the
+ * apply thread applies what is durable; a bootstrap stops apply and the
+ * loop starts it again on the new store. */
+int run_standby(const struct node_config *c)
+{
+    struct node n = {.c = c, .role = ROLE_STANDBY};
+    struct repl_standby_host host = {.arg = &n, .durable = standby_durable, .apply_stop = standby_apply_stop};
+    pthread_t control_thread;
+    int have_control = 0, stopped = 0, status = 1;
+
+    node_begin(&n);
+    n.apply_gate = getenv("RK_TEST_APPLY_GATE");
+    if (repl_standby_open(c, &host, &n.standby) != 0)
+        goto out;
+    standby_status(&n);
+    have_control = control_start(&n, &control_thread) == 0;
+    if (!have_control)
+        goto out;
+    repl_standby_start(n.standby);
+    while (!node_signal && !atomic_load(&n.apply_failed)) {
+        if (!repl_standby_bootstrapping(n.standby) && !n.apply_running && apply_start(&n) != 0) {
+            stopped = 1;
+            break;
+        }
+        if (repl_standby_step(n.standby, 50) != 0) {
+            stopped = 1;
+            break;
+        }
+        standby_status(&n);
+    }
+    if (node_signal && !stopped && !atomic_load(&n.apply_failed)) {
+        repl_standby_flush(n.standby);
+        apply_finish(&n); /* all that is durable is applied (unless signalled twice) */
+        status = atomic_load(&n.apply_failed) ? 1 : 0;
+        log_msg(LOG_INFO, "standby stopped", "journal_seq=%" PRIu64 " applied_seq=%" PRIu64,
+                repl_standby_journal_seq(n.standby), applier_meta(repl_standby_applier(n.standby)).applied_seq);
+    }
+out:
+    if (n.standby)
+        apply_stop(&n, 0);
+    atomic_store(&n.stop, 1);
+    if (have_control)
+        pthread_join(control_thread, NULL);
+    repl_standby_close(n.standby);
+    pthread_cond_destroy(&n.ckpt_cond);
+    pthread_cond_destroy(&n.apply_cond);
+    pthread_cond_destroy(&n.journal_cond);
+    pthread_mutex_destroy(&n.lock);
+    free(n.status_text);
+    return status;
+}
