@@ -7,6 +7,7 @@ int cmd_ring(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_node(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_promote(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_checkpoint_import(int argc, char **argv); /* argv[0] is "import" */
 int cmd_restore(int argc, char **argv);

@@ -1,13 +1,17 @@
-/* cmd_node.c -- `ringkeep node -c FILE [flags]` and `ringkeep status`.
- * Parses flags, loads and checks the configuration, then hands over to
- * repl_node_run() (node/node.c: a primary, with or without standbys to
- * serve, or a standby).  Flags override the file. */
+/* cmd_node.c -- `ringkeep node -c FILE [flags]`, and the commands that ask
+ * a running node over its control endpoint: `ringkeep status`, `ringkeep
+ * promote`.  `node` parses flags, loads and checks the configuration, then
+ * hands over to repl_node_run() (node/node.c: a primary, with or without
+ * standbys to serve, or a standby), or node_promote() with --promote.
+ * Flags override the file. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/util.h"
@@ -20,11 +24,13 @@
 static void node_usage(FILE *out)
 {
     fprintf(out, "usage: ringkeep node [-c FILE] [--data-dir DIR] [--ring NAME] [--log-level LEVEL]\n"
-                 "                     [--set SECTION.KEY=VALUE]...\n"
+                 "                     [--set SECTION.KEY=VALUE]... [--promote]\n"
                  "  runs a node until SIGTERM: a primary drains the ring into its journal, applies it to\n"
                  "  state and serves standbys; a standby ([node] role = standby) follows its primary.\n"
                  "  FILE (INI, see config/primary.ini) is optional: the flags, applied over the file in\n"
-                 "  order, and the defaults can configure a node alone (--data-dir and --ring at least).\n");
+                 "  order, and the defaults can configure a node alone (--data-dir and --ring at least).\n"
+                 "  --promote: a standby's configuration, its standby stopped: start it as the primary, in\n"
+                 "  a new epoch, owning the ring its configuration names (see ringkeep promote).\n");
 }
 
 static const struct option node_opts[] = {{"config", required_argument, NULL, 'c'},
@@ -32,6 +38,7 @@ static const struct option node_opts[] = {{"config", required_argument, NULL, 'c
                                           {"ring", required_argument, NULL, 'r'},
                                           {"log-level", required_argument, NULL, 'l'},
                                           {"set", required_argument, NULL, 's'},
+                                          {"promote", no_argument, NULL, 'P'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
 
@@ -67,16 +74,17 @@ int cmd_node(int argc, char **argv)
     struct node_config *c = NULL;
     char err[1024] = "";
     const char *file = NULL;
-    int rc = 0, ch, index;
+    int rc = 0, ch, index, promote = 0;
 
-    /* first pass: -c, --help and bad options; the second applies the
-     * flags over the file, in their order */
+    /* first pass: -c, --promote, --help and bad options; the second
+     * applies the flags over the file, in their order */
     optind = 0;
     while ((ch = getopt_long(argc, argv, "c:d:", node_opts, NULL)) != -1) {
         if (ch == 'h' || ch == '?')
             return cli_usage(node_usage, ch == 'h');
         if (ch == 'c')
             file = optarg;
+        promote |= ch == 'P';
     }
     if (optind < argc) {
         fprintf(stderr, "ringkeep node: unexpected argument '%s'\n", argv[optind]);
@@ -89,7 +97,7 @@ int cmd_node(int argc, char **argv)
         rc = node_config_load(file, c, err, sizeof err);
     optind = 0;
     while (!rc && (ch = getopt_long(argc, argv, "c:d:", node_opts, &index)) != -1)
-        if (ch != 'c')
+        if (ch != 'c' && ch != 'P')
             rc = node_flag(c, ch, ch == 'd' ? "--data-dir" : node_opts[index].name, optarg, err, sizeof err);
     if (!rc)
         rc = node_config_check(c, err, sizeof err);
@@ -98,7 +106,12 @@ int cmd_node(int argc, char **argv)
         free(c);
         return 2;
     }
-    rc = repl_node_run(c);
+    if (promote && strcmp(c->role, "standby") != 0) {
+        fprintf(stderr, "ringkeep node: --promote is for a standby's configuration ([node] role = standby)\n");
+        free(c);
+        return 2;
+    }
+    rc = promote ? node_promote(c) : repl_node_run(c);
     free(c);
     return rc;
 }
@@ -161,6 +174,33 @@ static int print_status(const char *reply)
     return 0;
 }
 
+/* The data directory of -c FILE (loaded into *c, which the caller frees)
+ * or -d DIR (*dir already).  0, or the exit status after saying why. */
+static int node_dir(const char *prog, const char *file, const char **dir, struct node_config **c,
+                    void (*usage)(FILE *out))
+{
+    if (file) {
+        if (!(*c = cli_load_config(prog, file)))
+            return 2;
+        *dir = (*c)->data_dir;
+    }
+    if (!(*dir)[0]) {
+        free(*c);
+        *c = NULL;
+        return cli_usage(usage, 0);
+    }
+    return 0;
+}
+
+/* A node that did not answer: exit 3 when none runs on dir (as pg_ctl
+ * status does when no server runs), else 1. */
+static int no_answer(const char *prog, const char *dir, int rc)
+{
+    fprintf(stderr, "ringkeep %s: %s: %s\n", prog, dir,
+            rc == ENOENT ? "no node is running on this data directory" : rk_strerror(rc));
+    return rc == ENOENT ? 3 : 1;
+}
+
 static void status_usage(FILE *out)
 {
     fprintf(out, "usage: ringkeep status (-c FILE | -d DATA_DIR) [--json]\n"
@@ -194,27 +234,131 @@ int cmd_status(int argc, char **argv)
     }
     if (optind < argc || !dir == !file)
         return cli_usage(status_usage, 0);
-    if (file) {
-        if (!(c = cli_load_config("status", file)))
-            return 2;
-        dir = c->data_dir;
-    }
-    if (!dir[0]) {
-        free(c);
-        return cli_usage(status_usage, 0);
-    }
+    if ((rc = node_dir("status", file, &dir, &c, status_usage)) != 0)
+        return rc;
     rc = node_request(dir, "status", 5000, &reply);
     if (rc) {
-        /* exit 3 as pg_ctl status does when no server runs */
-        fprintf(stderr, "ringkeep status: %s: %s\n", dir,
-                rc == ENOENT ? "no node is running on this data directory" : rk_strerror(rc));
         free(c);
-        return rc == ENOENT ? 3 : 1;
+        return no_answer("status", dir, rc);
     }
     if (json)
         printf("%s\n", reply);
     else
         rc = print_status(reply);
+    free(reply);
+    free(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ promote */
+
+#define PROMOTE_WAIT_S 60
+#define PROMOTE_POLL_MS 20
+
+static void promote_usage(FILE *out)
+{
+    fprintf(out, "usage: ringkeep promote (-c FILE | -d DATA_DIR) [--no-wait] [--timeout SECONDS]\n"
+                 "  asks the standby running on DATA_DIR to become the primary, in the same process: it\n"
+                 "  stops following, journals and applies all it holds, starts a new epoch (committed\n"
+                 "  first) and creates the ring its configuration names at its next LSN.  Engines then\n"
+                 "  restore with rk_state_open(DATA_DIR) and carry on from their height + 1.  Waits until\n"
+                 "  the node answers as a primary (default %d s; --no-wait: returns once the standby took\n"
+                 "  the request).  Exit 0 promoted, 1 refused or not done in time, 3 no node runs there.\n"
+                 "  A stopped standby is promoted at start: ringkeep node -c FILE --promote.\n",
+            PROMOTE_WAIT_S);
+}
+
+/* The role and epoch of a status reply; 0 when they are not there. */
+static int role_of(const char *reply, char *role, size_t role_size, uint64_t *epoch)
+{
+    json_t *st = json_loads(reply, 0, NULL);
+    json_t *r = json_object_get(st, "role"), *e = json_object_get(st, "epoch");
+    int ok = json_is_string(r) && json_is_integer(e);
+
+    if (ok) {
+        snprintf(role, role_size, "%s", json_string_value(r));
+        *epoch = (uint64_t)json_integer_value(e);
+    }
+    json_decref(st);
+    return ok;
+}
+
+/* Polls the node on dir until it answers as a primary of an epoch above
+ * was (its control endpoint is down a moment while the roles change). */
+static int promote_wait(const char *dir, uint64_t was, unsigned timeout_s)
+{
+    char role[16] = "", *reply = NULL;
+    uint64_t epoch = 0;
+
+    for (uint64_t waited_ms = 0; waited_ms <= (uint64_t)timeout_s * 1000; waited_ms += PROMOTE_POLL_MS) {
+        if (node_request(dir, "status", 1000, &reply) == 0 && role_of(reply, role, sizeof role, &epoch) &&
+            strcmp(role, "primary") == 0 && epoch > was) {
+            free(reply);
+            printf("promoted: %s is the primary, epoch %llu\n", dir, (unsigned long long)epoch);
+            return 0;
+        }
+        free(reply);
+        reply = NULL;
+        usleep(PROMOTE_POLL_MS * 1000);
+    }
+    fprintf(stderr, "ringkeep promote: %s: not a primary after %u s (last seen: %s, epoch %llu); see the node's log\n",
+            dir, timeout_s, role[0] ? role : "no answer", (unsigned long long)epoch);
+    return 1;
+}
+
+int cmd_promote(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"data-dir", required_argument, NULL, 'd'},
+                                         {"no-wait", no_argument, NULL, 'n'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct node_config *c = NULL;
+    const char *dir = NULL, *file = NULL;
+    char *reply = NULL, role[16] = "", *end = NULL;
+    uint64_t epoch = 0;
+    unsigned long timeout_s = PROMOTE_WAIT_S;
+    int wait = 1, rc = 0, ch;
+
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "c:d:", opts, NULL)) != -1) {
+        if (ch == 'h' || ch == '?')
+            return cli_usage(promote_usage, ch == 'h');
+        if (ch == 'c')
+            file = optarg;
+        else if (ch == 'd')
+            dir = optarg;
+        else if (ch == 'n')
+            wait = 0;
+        else if ((timeout_s = strtoul(optarg, &end, 10)) == 0 || *end || timeout_s > 86400) {
+            fprintf(stderr, "ringkeep promote: --timeout %s: want seconds, 1 to 86400\n", optarg);
+            return 2;
+        }
+    }
+    if (optind < argc || !dir == !file)
+        return cli_usage(promote_usage, 0);
+    if ((rc = node_dir("promote", file, &dir, &c, promote_usage)) != 0)
+        return rc;
+    /* the epoch before: the promotion is done when the node is a primary
+     * of a higher one */
+    rc = node_request(dir, "status", 5000, &reply);
+    if (!rc && !role_of(reply, role, sizeof role, &epoch))
+        rc = RK_ECORRUPT;
+    free(reply);
+    reply = NULL;
+    if (!rc)
+        rc = node_request(dir, "promote", 5000, &reply);
+    if (rc) {
+        rc = no_answer("promote", dir, rc);
+    } else if (strncmp(reply, "ok", 2) != 0) {
+        fprintf(stderr, "ringkeep promote: %s: %s\n", dir, strncmp(reply, "error ", 6) == 0 ? reply + 6 : reply);
+        rc = 1;
+    } else if (!wait) {
+        printf("%s: %s\n", dir, reply + (reply[2] == ' ' ? 3 : 2));
+    } else {
+        rc = promote_wait(dir, epoch, (unsigned)timeout_s);
+    }
     free(reply);
     free(c);
     return rc;

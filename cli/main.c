@@ -19,13 +19,17 @@ static void usage(FILE *out)
             "                       producers write a ring, a consumer drains and verifies it,\n"
             "                       with live progress and a throughput summary\n"
             "  node [-c FILE] [--data-dir DIR] [--ring NAME] [--log-level L] [--set SECTION.KEY=VALUE]\n"
+            "       [--promote]\n"
             "                       run a node: a primary drains the ring into the journal, applies it\n"
             "                       to state and serves standbys; a standby (role = standby) follows one\n"
+            "                       (--promote: start a stopped standby as the primary, in a new epoch)\n"
             "  monitor ENDPOINT [--json] [--count N] [--curve-server-key K --curve-public-key K\n"
             "          --curve-secret-key K]\n"
             "                       print a primary's checkpoint notices and heartbeats as they come\n"
             "  status (-c FILE | -d DATA_DIR) [--json]\n"
             "                       ask a running node for its status (exit 3: no node running)\n"
+            "  promote (-c FILE | -d DATA_DIR) [--no-wait] [--timeout SECONDS]\n"
+            "                       make a running standby the primary, in the same process\n"
             "  checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
             "  checkpoint verify FILE... | --all [-d DATA_DIR]\n"
             "  checkpoint export FILE\n"
@@ -66,6 +70,8 @@ int main(int argc, char **argv)
         return cmd_node(argc - 1, argv + 1);
     if (strcmp(argv[1], "status") == 0)
         return cmd_status(argc - 1, argv + 1);
+    if (strcmp(argv[1], "promote") == 0)
+        return cmd_promote(argc - 1, argv + 1);
     if (strcmp(argv[1], "checkpoint") == 0)
         return cmd_checkpoint(argc - 1, argv + 1);
     if (strcmp(argv[1], "restore") == 0)

@@ -70,6 +70,8 @@ struct node {
     _Atomic uint64_t n_checkpoints, journal_floor;
     _Atomic uint64_t drained_pos; /* ring position the journal covers */
     _Atomic int stop;
+    _Atomic int promote;       /* a standby was asked to become the primary (control thread sets it) */
+    _Atomic int bootstrapping; /* a standby is replacing its store: it cannot be promoted (main thread's) */
     int test_kill_after_abort; /* RK_TEST_KILL_AFTER_ABORT set: a test hook (journal_batch) */
 
     /* a standby's apply thread, which a bootstrap stops and the main
@@ -109,14 +111,20 @@ void *apply_main(void *arg);
 int control_start(struct node *n, pthread_t *t);
 json_t *status_object(struct node *n);
 
-/* primary.c */
-int run_primary(const struct node_config *c, struct repl_primary *r);
+/* run_standby's status when the standby was asked to become the primary
+ * ("promote"): everything it holds is journaled and applied, its store
+ * closed; node.c then runs the role of a primary (node_promote). */
+#define NODE_PROMOTE 100
+
+/* primary.c: promote != 0 starts a new epoch (durably, first of all) */
+int run_primary(const struct node_config *c, struct repl_primary *r, int promote);
 void apply_primary(struct node *n);
 json_t *primary_status(struct node *n);
 void primary_answer(struct node *n, const char *req, char *reply, size_t reply_size);
 
 /* standby.c */
 int run_standby(const struct node_config *c);
+void standby_promote_answer(struct node *n, char *reply, size_t reply_size);
 void apply_standby(struct node *n);
 struct apply_meta standby_applied(struct node *n);
 

@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -180,7 +181,8 @@ static void standby_status_reply(struct node *n, char *reply, size_t reply_size)
 }
 
 /* The control loop's answers, for every role: "status" (and its old name
- * "status-json"); a primary also serves "snapshot" and "checkpoint". */
+ * "status-json"), "promote" (a standby's); a primary also serves
+ * "snapshot" and "checkpoint". */
 static void control_answer(void *arg, const char *req, char *reply, size_t reply_size)
 {
     struct node *n = arg;
@@ -190,6 +192,11 @@ static void control_answer(void *arg, const char *req, char *reply, size_t reply
             standby_status_reply(n, reply, reply_size);
         else
             status_json(n, reply, reply_size);
+    } else if (strcmp(req, "promote") == 0) {
+        if (n->role == ROLE_STANDBY)
+            standby_promote_answer(n, reply, reply_size);
+        else
+            snprintf(reply, reply_size, "error this node is a primary already (epoch %" PRIu64 ")", n->epoch);
     } else if (n->role == ROLE_STANDBY)
         snprintf(reply, reply_size, "error %.200s is not served by a standby", req);
     else
@@ -238,21 +245,63 @@ int node_run(const struct node_config *c)
                 "hint=\"run it with ringkeep node\"");
         return 1;
     }
-    return run_primary(c, NULL);
+    return run_primary(c, NULL, 0);
 }
 
-int repl_node_run(const struct node_config *c)
+/* A primary, with its replicator when [replication] publish is set. */
+static int primary_role(const struct node_config *c, int promote)
 {
     struct repl_primary *p = NULL;
     int rc;
 
-    if (strcmp(c->role, "standby") == 0)
-        return run_standby(c);
-    if (!c->repl_publish[0])
-        return node_run(c);
-    if (repl_primary_open(c, &p) != 0)
+    if (c->repl_publish[0] && repl_primary_open(c, &p) != 0)
         return 1;
-    rc = run_primary(c, p);
+    rc = run_primary(c, p, promote);
     repl_primary_close(p);
     return rc;
+}
+
+int node_promote_config(const struct node_config *c, struct node_config *out, char *err, size_t err_size)
+{
+    if (strcmp(c->role, "standby") != 0) {
+        snprintf(err, err_size, "only a standby is promoted ([node] role = %s)", c->role);
+        return RK_EINVAL;
+    }
+    *out = *c;
+    snprintf(out->role, sizeof out->role, "primary");
+    if (!out->ring_name[0]) {
+        snprintf(err, err_size, "a standby is promoted only when its configuration names the ring it will "
+                                "own ([ring] name, --ring)");
+        return RK_EINVAL;
+    }
+    return node_config_check(out, err, err_size);
+}
+
+int node_promote(const struct node_config *c)
+{
+    struct node_config *pc = malloc(sizeof *pc);
+    char err[1024] = "";
+    int rc = pc ? node_promote_config(c, pc, err, sizeof err) : ENOMEM;
+
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot promote", "error=\"%s\"", err[0] ? err : strerror(rc));
+        free(pc);
+        return 1;
+    }
+    rc = primary_role(pc, 1);
+    free(pc);
+    return rc;
+}
+
+int repl_node_run(const struct node_config *c)
+{
+    int rc;
+
+    if (strcmp(c->role, "standby") != 0)
+        return primary_role(c, 0);
+    rc = run_standby(c);
+    /* a promotion in the same process: the standby has journaled and
+     * applied all it holds and closed its store; the primary's role opens
+     * it again in a new epoch */
+    return rc == NODE_PROMOTE ? node_promote(c) : rc;
 }

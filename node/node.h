@@ -14,9 +14,22 @@
 
 /* Runs the node c describes until SIGTERM/SIGINT or a fatal error: a
  * standby (role = standby), or a primary, which also publishes and serves
- * standbys when [replication] publish and serve are set.  Returns the exit
- * status (0 after a clean stop).  `ringkeep node` runs this. */
+ * standbys when [replication] publish and serve are set.  A standby asked
+ * to "promote" (`ringkeep promote`) becomes a primary in the same process
+ * (node_promote).  Returns the exit status (0 after a clean stop).
+ * `ringkeep node` runs this. */
 int repl_node_run(const struct node_config *c);
+
+/* A standby's configuration c as the primary it becomes when promoted:
+ * role primary, and checked (it must name its ring).  0, or RK_EINVAL
+ * with the reason in err. */
+int node_promote_config(const struct node_config *c, struct node_config *out, char *err, size_t err_size);
+
+/* Promotion at start (`ringkeep node --promote`): runs standby
+ * configuration c, whose standby is stopped, as a primary in a new epoch
+ * (the one its data directory knows + 1, committed before anything else),
+ * as repl_node_run does after a live "promote".  Returns the exit status. */
+int node_promote(const struct node_config *c);
 
 /* Runs a primary node with configuration c, without replication, until
  * SIGTERM or SIGINT (then finishes the batch in hand, applies what is

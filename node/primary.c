@@ -878,7 +878,28 @@ static void remove_checkpoint_temps(const char *dir)
 }
 
 /* A primary, with replicator r (NULL: none). */
-int run_primary(const struct node_config *c, struct repl_primary *r)
+/* The node's epoch: the one the data directory holds (1 for a new one);
+ * a promotion takes the next one and commits it (a synced commit) before
+ * anything is written in it. */
+static int epoch_begin(struct node *n, int promote)
+{
+    uint64_t was = 0;
+    int rc = meta_read(n->s, EPOCH_KEY, &was, sizeof was);
+
+    if (rc && rc != RK_ENOTFOUND)
+        return rc;
+    if (!rc && !promote) {
+        n->epoch = was;
+        return 0;
+    }
+    n->epoch = was + 1;
+    rc = meta_write(n->s, EPOCH_KEY, &n->epoch, sizeof n->epoch);
+    if (!rc && promote)
+        log_msg(LOG_INFO, "promoted: a new epoch begins", "epoch=%" PRIu64 " previous=%" PRIu64, n->epoch, was);
+    return rc;
+}
+
+int run_primary(const struct node_config *c, struct repl_primary *r, int promote)
 {
     struct node n = {.c = c, .repl = r, .test_kill_after_abort = getenv("RK_TEST_KILL_AFTER_ABORT") != NULL};
     struct journal_header last = {0};
@@ -895,12 +916,9 @@ int run_primary(const struct node_config *c, struct repl_primary *r)
                 err);
         return 1;
     }
-    if (meta_read(n.s, EPOCH_KEY, &n.epoch, sizeof n.epoch) != 0) {
-        n.epoch = 1;
-        rc = meta_write(n.s, EPOCH_KEY, &n.epoch, sizeof n.epoch);
-        if (rc)
-            fatal("cannot write meta.db", store_strerror(rc));
-    }
+    rc = epoch_begin(&n, promote);
+    if (rc)
+        fatal("cannot read or write the epoch in meta.db", store_strerror(rc));
     rc = store_journal_last(n.s, &last);
     if (rc && rc != RK_ENOTFOUND) {
         log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));

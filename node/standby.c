@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "node/internal.h"
+#include "node/node.h"
 #include "persist/apply.h"
 #include "persist/log.h"
 #include "persist/store.h"
@@ -242,9 +243,36 @@ static void standby_status(struct node *n)
     free(old);
 }
 
+/* "promote" on a standby's control thread: accepted when the standby can
+ * become a primary (its configuration names a ring and checks as a
+ * primary's; it is not in the middle of a bootstrap, which leaves no whole
+ * state); the main loop then ends and run_standby returns NODE_PROMOTE.
+ * The reply comes at once: `ringkeep promote` waits for the status to say
+ * primary. */
+void standby_promote_answer(struct node *n, char *reply, size_t reply_size)
+{
+    struct node_config *pc = malloc(sizeof *pc);
+    char err[1024] = "";
+
+    if (!pc)
+        snprintf(reply, reply_size, "error out of memory");
+    else if (node_promote_config(n->c, pc, err, sizeof err) != 0)
+        snprintf(reply, reply_size, "error cannot promote: %s", err);
+    else if (atomic_load(&n->bootstrapping)) /* the main thread's, seen here through the atomic */
+        snprintf(reply, reply_size, "error cannot promote: the standby is bootstrapping from a checkpoint "
+                                    "(no whole state yet); try again once it follows");
+    else if (atomic_exchange(&n->promote, 1))
+        snprintf(reply, reply_size, "ok promotion under way");
+    else
+        snprintf(reply, reply_size, "ok promoting from epoch %" PRIu64, repl_standby_epoch(n->standby));
+    free(pc);
+}
+
 /* A standby: the main thread follows the primary (repl_standby_step), the
  * apply thread applies what is durable; a bootstrap stops apply and the
- * loop starts it again on the new store. */
+ * loop starts it again on the new store.  Asked to promote, it stops
+ * following, journals what it received, applies everything journaled and
+ * returns NODE_PROMOTE with its store closed. */
 int run_standby(const struct node_config *c)
 {
     struct node n = {.c = c, .role = ROLE_STANDBY};
@@ -261,7 +289,8 @@ int run_standby(const struct node_config *c)
     if (!have_control)
         goto out;
     repl_standby_start(n.standby);
-    while (!node_signal && !atomic_load(&n.apply_failed)) {
+    while (!node_signal && !atomic_load(&n.apply_failed) &&
+           !(atomic_load(&n.promote) && !repl_standby_bootstrapping(n.standby))) {
         if (!repl_standby_bootstrapping(n.standby) && !n.apply_running && apply_start(&n) != 0) {
             stopped = 1;
             break;
@@ -270,14 +299,19 @@ int run_standby(const struct node_config *c)
             stopped = 1;
             break;
         }
+        atomic_store(&n.bootstrapping, repl_standby_bootstrapping(n.standby));
         standby_status(&n);
     }
-    if (node_signal && !stopped && !atomic_load(&n.apply_failed)) {
+    if ((node_signal || atomic_load(&n.promote)) && !stopped && !atomic_load(&n.apply_failed)) {
+        if (!node_signal)
+            log_msg(LOG_INFO, "promoting: applying what is journaled", "journal_seq=%" PRIu64,
+                    repl_standby_journal_seq(n.standby));
         repl_standby_flush(n.standby);
         apply_finish(&n); /* all that is durable is applied (unless signalled twice) */
-        status = atomic_load(&n.apply_failed) ? 1 : 0;
-        log_msg(LOG_INFO, "standby stopped", "journal_seq=%" PRIu64 " applied_seq=%" PRIu64,
-                repl_standby_journal_seq(n.standby), applier_meta(repl_standby_applier(n.standby)).applied_seq);
+        status = atomic_load(&n.apply_failed) ? 1 : node_signal ? 0 : NODE_PROMOTE;
+        log_msg(LOG_INFO, status == NODE_PROMOTE ? "standby stopped following" : "standby stopped",
+                "journal_seq=%" PRIu64 " applied_seq=%" PRIu64, repl_standby_journal_seq(n.standby),
+                applier_meta(repl_standby_applier(n.standby)).applied_seq);
     }
 out:
     if (n.standby)

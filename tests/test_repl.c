@@ -51,6 +51,7 @@
 #define BOUND_S 120 /* no wait here takes this long unless broken */
 
 static char primary_dir[256], standby_dir[2][256], ring_name[64];
+static char ring_b[64]; /* the ring a promoted standby owns */
 static char publish_ep[64], serve_ep[64], monitor_out[256];
 static const char *ringkeep_bin; /* the ringkeep binary (argv[1]), for `ringkeep monitor` */
 static int port_base;
@@ -154,6 +155,8 @@ static void setup(void)
     }
     ck_assert_int_eq(mkdir(primary_dir, 0700), 0);
     snprintf(ring_name, sizeof ring_name, "test_repl.%d", pid);
+    snprintf(ring_b, sizeof ring_b, "test_repl_b.%d", pid);
+    ring_unlink(ring_b);
     snprintf(monitor_out, sizeof monitor_out, "/tmp/rk-test-repl.%d.monitor", pid);
     port_base = 20000 + (pid % 3000) * 4; /* below the ephemeral range (32768..) */
     snprintf(publish_ep, sizeof publish_ep, "tcp://127.0.0.1:%d", port_base);
@@ -165,6 +168,7 @@ static void teardown(void)
 {
     char cmd[2048];
     ring_unlink(ring_name);
+    ring_unlink(ring_b);
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s' '%s' '%s.gate' '%s.gate.tmp'", primary_dir,
              standby_dir[0], standby_dir[1], monitor_out, standby_dir[0], standby_dir[0]);
     ck_assert_int_eq(system(cmd), 0);
@@ -298,12 +302,17 @@ struct engine {
     uint64_t height, lsn;
 };
 
-static void engine_attach(struct engine *e)
+static void engine_attach_to(struct engine *e, const char *ring)
 {
     rk_ring_opts ro = {.producer = "eng", .full_timeout_ms = 0};
     memset(e, 0, sizeof *e);
-    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &e->r), 0);
+    ck_assert_int_eq(rk_ring_attach(ring, &ro, &e->r), 0);
     ck_assert_int_eq(open_tables(e->r, 3, e->tables), 0);
+}
+
+static void engine_attach(struct engine *e)
+{
+    engine_attach_to(e, ring_name);
 }
 
 static void engine_write(struct engine *e, uint64_t n_groups)
@@ -1206,6 +1215,206 @@ START_TEST(curve_only_authorized_peers_receive_anything)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ promotion */
+
+/* What a standby needs to be promoted: the ring it will own. */
+static const char *const own_ring_b[] = {"ring", "name", ring_b, "ring", "capacity", "1M", NULL};
+static const char *const min_one[] = {"replication", "min_replicas", "1", NULL};
+
+/* Runs `ringkeep ARGS...` (NULL-ended) with its stdout in out; returns its
+ * exit status. */
+static int run_cli(char *out, size_t out_size, const char *const *args)
+{
+    int fd[2];
+    pid_t pid;
+    size_t len = 0;
+    ssize_t got;
+    char *argv[32];
+    int n = 0, status = 0;
+
+    argv[n++] = (char *)ringkeep_bin;
+    for (; args[n - 1] && n < 31; n++)
+        argv[n] = (char *)args[n - 1];
+    argv[n] = NULL;
+    ck_assert_int_eq(pipe(fd), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        close(fd[0]);
+        close(fd[1]);
+        execv(ringkeep_bin, argv);
+        _exit(97);
+    }
+    close(fd[1]);
+    while (len + 1 < out_size && (got = read(fd[0], out + len, out_size - 1 - len)) > 0)
+        len += (size_t)got;
+    out[len] = '\0';
+    close(fd[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The journal of dir (no node running there) has consecutive LSNs across
+ * its epochs (an entry starts at the next_lsn of the one before), its
+ * epochs never go down, entries up to last_old are of epoch 1 and the
+ * ones after of epoch 2, and there is at least one of each. */
+static void check_journal_epochs(const char *dir, uint64_t last_old)
+{
+    char err[512];
+    store *s = NULL;
+    struct journal_header last = {0};
+    uint64_t first = 0, next_lsn = 0, n_new = 0;
+
+    ck_assert_msg(store_open(dir, 0, 16, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_first(s, &first), 0);
+    ck_assert_int_eq(store_journal_last(s, &last), 0);
+    ck_assert_msg(first <= last_old && last.seq > last_old, "journal %llu..%llu, promoted after %llu",
+                  (unsigned long long)first, (unsigned long long)last.seq, (unsigned long long)last_old);
+    for (uint64_t seq = first; seq <= last.seq; seq++) {
+        journal_entry je = {0};
+        uint8_t *raw = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(store_journal_get_raw(s, seq, &raw, &n), 0);
+        ck_assert_msg(journal_decode(raw, n, &je, err, sizeof err) == 0, "entry %llu: %s",
+                      (unsigned long long)seq, err);
+        ck_assert_msg(je.h.epoch == (seq <= last_old ? 1u : 2u), "entry %llu: epoch %llu",
+                      (unsigned long long)seq, (unsigned long long)je.h.epoch);
+        /* (a TABLE frame the drain puts before the frame needing its
+         * name takes that frame's LSN - 1: rounded up to the 8-byte
+         * alignment of frames, the entry starts where the last ended) */
+        ck_assert_msg(seq == first || (je.h.first_lsn + 7) / 8 * 8 == next_lsn,
+                      "entry %llu: first LSN %llu, want %llu",
+                      (unsigned long long)seq, (unsigned long long)je.h.first_lsn,
+                      (unsigned long long)next_lsn);
+        next_lsn = je.h.next_lsn;
+        n_new += seq > last_old;
+        journal_entry_free(&je);
+        free(raw);
+    }
+    ck_assert_uint_gt(n_new, 0);
+    store_close(s);
+}
+
+/* The engine after a failover: restores from the promoted node on dir
+ * (running), finds a height at least acked (every group it wrote that was
+ * acknowledged RK_REPLICATED) with the model's state, attaches to the
+ * promoted node's ring and carries on from height + 1. */
+static void engine_resume(struct engine *e, const char *dir, uint64_t acked)
+{
+    rk_state *st = NULL;
+    uint64_t h = 0;
+
+    ck_assert_int_eq(rk_state_open(dir, &st), 0);
+    ck_assert_int_eq(rk_state_height(st, "eng", &h), 0);
+    rk_state_close(st);
+    ck_assert_msg(h >= acked, "restored height %llu, but %llu groups were acknowledged replicated",
+                  (unsigned long long)h, (unsigned long long)acked);
+    engine_attach_to(e, ring_b);
+    e->height = h;
+}
+
+/* Promotion of a running standby (ringkeep promote) while its primary is
+ * dead: every group acknowledged RK_REPLICATED is in the new primary's
+ * state, the engine carries on against it, the journal goes on in epoch 2
+ * at the next LSN. */
+START_TEST(promote_a_running_standby)
+{
+    struct engine e;
+    char out[4096], *st = NULL, *reply = NULL;
+    pid_t primary = start(primary_dir, NULL, min_one, NULL);
+    pid_t plain = start(standby_dir[1], "standby-b", NULL, NULL); /* no ring of its own */
+    pid_t sb = start(standby_dir[0], "standby-a", own_ring_b, NULL);
+    uint64_t acked, last_old;
+
+    /* refused: a primary, and a standby that names no ring to own */
+    ck_assert_int_eq(node_request(primary_dir, "promote", 5000, &reply), 0);
+    ck_assert_msg(strstr(reply, "error this node is a primary already"), "%s", reply);
+    free(reply);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[1], NULL}), 1);
+    st = status_of(standby_dir[1]);
+    ck_assert_msg(st && strstr(st, "\"role\":\"standby\""), "refused, yet: %s", st ? st : "");
+    free(st);
+    ck_assert_int_eq(stop(plain, SIGTERM), 0);
+
+    engine_attach(&e);
+    engine_write(&e, 60);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    acked = e.height;
+    engine_write(&e, 20); /* durable on the primary, maybe not replicated */
+    ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
+    rk_ring_detach(e.r);
+
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}), 0);
+    ck_assert_msg(strstr(out, "is the primary, epoch 2"), "ringkeep promote printed: %s", out);
+    st = status_of(standby_dir[0]);
+    ck_assert_msg(st && strstr(st, "\"role\":\"primary\"") && json_u64(st, "epoch") == 2, "%s", st ? st : "");
+    ck_assert_int_eq(json_u64(st, "pid"), sb); /* the same process */
+    last_old = json_u64(st, "journal_seq");
+    free(st);
+    /* promote again: it is a primary already */
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}), 1);
+
+    engine_resume(&e, standby_dir[0], acked);
+    engine_write(&e, 30);
+    rk_ring_detach(e.r);
+    /* killed, so that its journal is not trimmed by a last checkpoint;
+     * the state is read with no node (the journal applied) */
+    ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
+    check_journal_epochs(standby_dir[0], last_old);
+    check_state(standby_dir[0], e.height);
+}
+END_TEST
+
+/* Promotion at start (ringkeep node --promote) of a stopped standby. */
+START_TEST(promote_a_stopped_standby_at_start)
+{
+    struct engine e;
+    char out[4096], *st = NULL, id_set[64], pub_set[128], serve_set[128];
+    pid_t primary = start(primary_dir, NULL, min_one, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    uint64_t acked, last_old;
+
+    engine_attach(&e);
+    engine_write(&e, 50);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    acked = e.height;
+    ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+
+    /* a primary's configuration is refused */
+    ck_assert_int_eq(run_cli(out, sizeof out,
+                             (const char *const[]){"node", "--data-dir", standby_dir[0], "--ring", ring_b,
+                                                   "--promote", NULL}),
+                     2);
+    snprintf(id_set, sizeof id_set, "replication.node_id=standby-a");
+    snprintf(pub_set, sizeof pub_set, "replication.primary_publish=%s", publish_ep);
+    snprintf(serve_set, sizeof serve_set, "replication.primary_serve=%s", serve_ep);
+    pid_t promoted = fork();
+    ck_assert_int_ge(promoted, 0);
+    if (promoted == 0) {
+        execl(ringkeep_bin, ringkeep_bin, "node", "--data-dir", standby_dir[0], "--ring", ring_b, "--set",
+              "ring.capacity=1M", "--set", "node.role=standby", "--set", id_set, "--set", pub_set, "--set",
+              serve_set, "--log-level", "warn", "--promote", (char *)NULL);
+        _exit(97);
+    }
+    wait_node_answers(standby_dir[0], promoted, BOUND_S, 2000);
+    st = status_of(standby_dir[0]);
+    ck_assert_msg(st && strstr(st, "\"role\":\"primary\"") && json_u64(st, "epoch") == 2, "%s", st ? st : "");
+    last_old = json_u64(st, "journal_seq");
+    free(st);
+
+    engine_resume(&e, standby_dir[0], acked);
+    engine_write(&e, 30);
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(WTERMSIG(stop(promoted, SIGKILL)), SIGKILL);
+    check_journal_epochs(standby_dir[0], last_old);
+    check_state(standby_dir[0], e.height);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -1220,6 +1429,8 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, standby_away_past_retention_bootstraps_from_a_checkpoint);
     tcase_add_test(tc, standby_of_another_history_bootstraps_and_is_not_counted);
     tcase_add_test(tc, curve_only_authorized_peers_receive_anything);
+    tcase_add_test(tc, promote_a_running_standby);
+    tcase_add_test(tc, promote_a_stopped_standby_at_start);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
