@@ -50,10 +50,12 @@ struct node {
     uint64_t wanted_seq;         /* the request is served at the first group boundary at or
                                     after this entry: the journal held everything written to
                                     the ring before the request once it was here (under lock) */
-    uint64_t wanted_ns;          /* when that request came (under lock) */
     uint64_t request_id;         /* +1 per request answered */
     char request_path[PATH_MAX]; /* the answer: a file made, or */
     char request_err[512];       /* why it could not be */
+    ckpt_job *snap_job;          /* a snapshot request's answer: begun by the apply thread, written
+                                    by the control thread that asked (under lock) */
+    uint64_t snap_begun_ns;      /* when it was begun (under lock) */
     uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
     pthread_cond_t ckpt_cond;    /* a job for the checkpoint thread, or stop */
     ckpt_job *job;               /* handed to the checkpoint thread (under lock) */

@@ -59,6 +59,7 @@
 #include "persist/json_bytes.h"
 #include "persist/log.h"
 #include "persist/retain.h"
+#include "persist/snapshot.h"
 #include "persist/store.h"
 #include "replicator/replicator.h"
 #include "shm/ring.h"
@@ -417,32 +418,32 @@ static void answer_locked(struct node *n, int rc, const char *path, const char *
     pthread_cond_broadcast(&n->apply_cond);
 }
 
-/* A snapshot file for rk_state_open, made on the apply thread (it reads
- * the applier's own view) and answered. */
-static void serve_snapshot(struct node *n)
+/* On the apply thread, between applier_run calls (a group boundary at or
+ * after the request's point): begins the snapshot the request being
+ * served gets -- an MVCC snapshot transaction, with what was applied and
+ * the producers' marks read in it now (applier_checkpoint_begin) -- and
+ * hands it to the control thread waiting in answer_request, which writes
+ * the file from it (write_snapshot) while apply goes on.  Copying the
+ * state here instead stalled apply for the whole copy: under steady
+ * writes apply then lagged, and each open waited longer than the last
+ * (issue 9.5). */
+static void begin_snapshot(struct node *n)
 {
-    char path[PATH_MAX], err[512] = "";
-    uint64_t t0 = now_ns(), wanted_ns;
-    int rc;
+    ckpt_job *job = NULL;
+    char err[512] = "";
+    int rc = applier_checkpoint_begin(n->a, n->epoch, &job);
 
-    pthread_mutex_lock(&n->lock);
-    wanted_ns = n->wanted_ns;
-    pthread_mutex_unlock(&n->lock);
-    snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 ".db", store_dir(n->s),
-             (uint64_t)getpid(), n->request_id + 1);
-    rc = applier_snapshot(n->a, path, err, sizeof err);
-    if (rc && sys_io_failed())
-        fatal("snapshot failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
-    if (rc)
-        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
-    else /* where an rk_state_open's time goes: drain and apply reaching its point, the copy */
-        log_msg(LOG_INFO, "state snapshot served", "applied_seq=%" PRIu64 " wait_ms=%.1f export_ms=%.1f",
-                applier_meta(n->a).applied_seq, (double)(t0 - wanted_ns) / 1e6, (double)(now_ns() - t0) / 1e6);
+    if (rc) {
+        snprintf(err, sizeof err, "snapshot: cannot begin a snapshot transaction: %s", store_strerror(rc));
+        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err);
+    }
     pthread_mutex_lock(&n->lock);
     if (rc)
-        snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
+        snprintf(n->last_error, sizeof n->last_error, "%s", err);
     n->wanted = 0;
-    answer_locked(n, rc, path, err);
+    n->snap_job = job;
+    n->snap_begun_ns = now_ns();
+    answer_locked(n, rc, "", err);
     pthread_mutex_unlock(&n->lock);
 }
 
@@ -699,7 +700,7 @@ void apply_primary(struct node *n)
          * was written before it, not at the journal's end: under steady
          * writes apply may never reach that (issue 9.5) */
         if (wanted == REQ_SNAPSHOT && upto >= wanted_seq) {
-            serve_snapshot(n);
+            begin_snapshot(n);
         } else if (wanted == REQ_CHECKPOINT && upto >= wanted_seq) {
             if (start_checkpoint(n, 1) == 0)
                 due = 0;
@@ -787,12 +788,44 @@ static void node_progress(void *arg, struct repl_progress *p)
     p->applied_lsn = atomic_load(&n->applied_lsn);
 }
 
+/* On the control thread: writes the snapshot file for the request it
+ * answers from job (begun by begin_snapshot), then the reply. */
+static void write_snapshot(struct node *n, ckpt_job *job, uint64_t id, uint64_t t_request, uint64_t t_begun,
+                           char *out, size_t out_size)
+{
+    char path[PATH_MAX], err[512] = "";
+    uint64_t n_entries = 0, applied_seq = ckpt_job_applied_seq(job), t0 = now_ns();
+    int rc;
+
+    snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 SNAP_SUFFIX, store_dir(n->s),
+             (uint64_t)getpid(), id);
+    rc = ckpt_job_snapshot(job, path, &n_entries, err, sizeof err);
+    ckpt_job_free(job);
+    if (rc && sys_io_failed())
+        fatal("snapshot failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
+    if (rc) {
+        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
+        pthread_mutex_lock(&n->lock);
+        snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
+        pthread_mutex_unlock(&n->lock);
+        snprintf(out, out_size, "error %s", err[0] ? err : store_strerror(rc));
+        return;
+    }
+    /* where an rk_state_open's time goes: drain and apply reaching its
+     * point (wait), the copy (export); the engine's load is its own */
+    log_msg(LOG_INFO, "state snapshot served",
+            "applied_seq=%" PRIu64 " entries=%" PRIu64 " wait_ms=%.1f export_ms=%.1f", applied_seq, n_entries,
+            (double)(t_begun - t_request) / 1e6, (double)(now_ns() - t0) / 1e6);
+    snprintf(out, out_size, "ok %s", path);
+}
+
 static void answer_request(struct node *n, int ask, char *out, size_t out_size)
 {
     struct ring_header *h = ring_header_of(n->ring);
     /* acquire: what was claimed before the request */
     uint64_t target = atomic_load_explicit(&h->tail, memory_order_acquire), id;
-    uint64_t bound_ms = 2ull * h->unblock_timeout_ms + 5000, t_request = now_ns();
+    uint64_t bound_ms = 2ull * h->unblock_timeout_ms + 5000, t_request = now_ns(), t_begun = 0;
+    ckpt_job *job = NULL;
 
     /* Everything written to the ring before the request goes into the
      * snapshot: an engine restarting after a crash then never sees a
@@ -807,17 +840,23 @@ static void answer_request(struct node *n, int ask, char *out, size_t out_size)
     id = n->request_id;
     n->wanted = ask;
     n->wanted_seq = n->journal_seq; /* holds the request's point (journal_batch) */
-    n->wanted_ns = t_request;
     pthread_cond_broadcast(&n->journal_cond);
     while (n->request_id == id && !atomic_load(&n->stop))
         pthread_cond_wait(&n->apply_cond, &n->lock);
-    if (n->request_id == id)
+    if (n->request_id == id) {
         snprintf(out, out_size, "error node is stopping");
-    else if (n->request_err[0])
+    } else if (n->request_err[0]) {
         snprintf(out, out_size, "error %s", n->request_err);
-    else
+    } else if (ask == REQ_SNAPSHOT) {
+        job = n->snap_job; /* begin_snapshot's, for this thread to write */
+        n->snap_job = NULL;
+        t_begun = n->snap_begun_ns;
+    } else {
         snprintf(out, out_size, "ok %s", n->request_path);
+    }
     pthread_mutex_unlock(&n->lock);
+    if (job)
+        write_snapshot(n, job, id + 1, t_request, t_begun, out, out_size);
 }
 
 /* The control requests only a primary serves (the control loop,

@@ -1,29 +1,29 @@
 /* state.c -- the engine's restore API: rk_state_*.
  *
- * A state handle reads a snapshot file: a standalone Berkeley DB file with
- * one subdatabase per table ("t:<name>") and "meta" (what was applied and
- * every producer's last MARK), written by applier_snapshot() at a group
- * boundary.  Where it comes from:
+ * A state handle holds one view of the state tables in memory: each table
+ * an array of entries sorted by key, searched by bisection.  Where it comes
+ * from:
  *   - a node runs on the data directory: the node is asked over its control
  *     endpoint (node_request, client.c: this file is in libringkeep, the
- *     node process is not); it finishes applying what is durable, writes the snapshot
- *     and answers with its path;
+ *     node process is not); it applies up to the first group boundary that
+ *     holds everything written before the request, writes a state snapshot
+ *     file (persist/snapshot.h) from an MVCC snapshot taken there, and
+ *     answers with its path.  The file is mapped, unlinked at once (the
+ *     copy is private to the engine, and nothing is left behind if the
+ *     engine dies), verified whole (magic, version, both checksums, every
+ *     length and the key order), and its entries are used in place;
  *   - no node runs: this process takes the data directory's lock itself,
- *     recovers the environment, applies the journal, writes the snapshot and
- *     lets the lock go; it refuses (RK_EUNDRAINED) while the ring still
- *     holds records the journal does not: that state would be older than
- *     what the engines wrote, and an engine resuming from it would write
- *     those groups again (issue 9.4).  It does not drain them itself: the
- *     ring's consumer (take-over, dead producers' ABORTs, the replicated
- *     cursor, which needs the node's replication settings) is the node's.
+ *     recovers the environment, applies the journal, writes the snapshot
+ *     file the same way and lets the lock go; it refuses (RK_EUNDRAINED)
+ *     while the ring still holds records the journal does not: that state
+ *     would be older than what the engines wrote, and an engine resuming
+ *     from it would write those groups again (issue 9.4).  It does not
+ *     drain them itself: the ring's consumer (take-over, dead producers'
+ *     ABORTs, the replicated cursor, which needs the node's replication
+ *     settings) is the node's.
  *   - a checkpoint file: verified whole (nothing is used from a file that
- *     fails), then held in memory: its entries are sorted by table and key
- *     already, so each table is an array searched by bisection, and no
- *     Berkeley DB file has to be written (that took 3x longer than the
- *     verification for a million entries).
- * A snapshot handle opens every subdatabase, then unlinks the file: the
- * copy is private to the engine, and nothing is left behind if the engine
- * dies.
+ *     fails), its entries copied into blocks of memory (they are
+ *     compressed in the file); they are sorted by table and key already.
  *
  * Threads: a handle belongs to one thread at a time.
  */
@@ -34,23 +34,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "node/client.h"
 #include "persist/apply.h"
 #include "persist/checkpoint.h"
-#include "node/client.h"
-#include "ringkeep.h"
+#include "persist/snapshot.h"
 #include "persist/store.h"
+#include "ringkeep.h"
 
 #define SNAPSHOT_WAIT_MS 600000 /* a node applying a long backlog first */
 
-struct state_table {
-    char name[RK_NAME_MAX + 1];
-    DB *db;
-};
-
-/* A checkpoint held in memory: entries point into blocks of copied bytes. */
+/* An entry: its bytes are in the mapped snapshot file, or copied into
+ * blocks (a checkpoint file's). */
 struct mem_entry {
     const uint8_t *key, *val;
     uint32_t klen, vlen;
@@ -69,98 +67,13 @@ struct mem_block {
 };
 
 struct rk_state {
-    /* from a snapshot file */
-    DB_ENV *env;
-    DB *meta;
-    struct apply_meta am;
-    struct state_table *tables;
-    size_t n_tables;
-    /* or from a checkpoint file (mem) */
-    int mem;
-    struct ckpt_info info;
-    struct mem_table *mt;
+    struct ckpt_info info; /* lsn and the producers' heights */
+    struct mem_table *mt;  /* tables by name */
     size_t n_mt;
-    struct mem_block *blocks;
+    struct mem_block *blocks; /* a checkpoint file's entries */
+    uint8_t *map;             /* a snapshot file's mapping */
+    size_t map_len;
 };
-
-static int open_db(DB_ENV *env, const char *file, const char *subname, DB **out)
-{
-    DB *db = NULL;
-    int rc = db_create(&db, env, 0);
-
-    if (!rc)
-        rc = db->open(db, NULL, file, subname, DB_BTREE, DB_RDONLY, 0);
-    if (rc && db) {
-        db->close(db, 0);
-        db = NULL;
-    }
-    *out = db;
-    return rc;
-}
-
-/* Opens snapshot `path` (every subdatabase), then unlinks it. */
-static int open_snapshot(const char *path, rk_state *s)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/'), *file;
-    DB *master = NULL;
-    DBC *cur = NULL;
-    DBT k = {0}, v = {0};
-    int rc;
-
-    if (!slash || (size_t)(slash - path) >= sizeof dir)
-        return RK_EINVAL;
-    memcpy(dir, path, (size_t)(slash - path));
-    dir[slash - path] = '\0';
-    file = slash + 1;
-    rc = db_env_create(&s->env, 0);
-    if (!rc)
-        rc = s->env->set_cachesize(s->env, 0, 64u << 20, 1);
-    if (!rc)
-        rc = s->env->open(s->env, dir, DB_CREATE | DB_INIT_MPOOL | DB_PRIVATE, 0600);
-    if (!rc)
-        rc = open_db(s->env, file, "meta", &s->meta);
-    if (!rc) {
-        DBT mk = {.data = "applied", .size = 7};
-        DBT mv = {.data = &s->am, .ulen = sizeof s->am, .flags = DB_DBT_USERMEM};
-        rc = s->meta->get(s->meta, NULL, &mk, &mv, 0);
-        if (rc == DB_NOTFOUND) {
-            memset(&s->am, 0, sizeof s->am);
-            rc = 0;
-        }
-    }
-    if (!rc)
-        rc = open_db(s->env, file, NULL, &master);
-    if (!rc)
-        rc = master->cursor(master, NULL, &cur, 0);
-    while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
-        char sub[RK_NAME_MAX + 3];
-        struct state_table *t;
-        if (k.size < 3 || k.size - 2 > RK_NAME_MAX || memcmp(k.data, "t:", 2) != 0)
-            continue;
-        t = realloc(s->tables, (s->n_tables + 1) * sizeof *t);
-        if (!t) {
-            rc = ENOMEM;
-            break;
-        }
-        s->tables = t;
-        t = &s->tables[s->n_tables];
-        memcpy(t->name, (char *)k.data + 2, k.size - 2);
-        t->name[k.size - 2] = '\0';
-        snprintf(sub, sizeof sub, "t:%s", t->name);
-        rc = open_db(s->env, file, sub, &t->db);
-        if (!rc)
-            s->n_tables++;
-    }
-    if (rc == DB_NOTFOUND)
-        rc = 0;
-    if (cur)
-        cur->close(cur);
-    if (master)
-        master->close(master, 0);
-    unlink(path);
-    return rc;
-}
 
 /* No node on dir: make the snapshot in this process, unless the ring holds
  * records the journal does not (RK_EUNDRAINED: checked under the data
@@ -169,7 +82,9 @@ static int snapshot_here(const char *dir, char *path, size_t path_size)
 {
     store *st = NULL;
     applier *a = NULL;
+    ckpt_job *job = NULL;
     char err[512] = "";
+    uint64_t n_entries = 0;
     int rc = store_open(dir, 0, 64, &st, err, sizeof err);
 
     if (!rc)
@@ -178,10 +93,18 @@ static int snapshot_here(const char *dir, char *path, size_t path_size)
         rc = applier_open(st, &a, err, sizeof err);
     if (!rc)
         rc = applier_run(a, UINT64_MAX, 20000, err, sizeof err);
+    if (!rc)
+        rc = applier_checkpoint_begin(a, 0, &job);
     if (!rc) {
-        snprintf(path, path_size, "%s/snapshots/restore-%d.db", dir, (int)getpid());
-        rc = applier_snapshot(a, path, err, sizeof err);
+        snprintf(path, path_size, "%s/snapshots", dir);
+        if (sys_mkdir(path, 0700) != 0 && errno != EEXIST)
+            rc = errno;
     }
+    if (!rc) {
+        snprintf(path, path_size, "%s/snapshots/restore-%d" SNAP_SUFFIX, dir, (int)getpid());
+        rc = ckpt_job_snapshot(job, path, &n_entries, err, sizeof err);
+    }
+    ckpt_job_free(job);
     applier_close(a);
     store_close(st);
     return rc;
@@ -256,10 +179,102 @@ static int open_checkpoint(const char *path, rk_state *s)
 {
     char err[512];
 
-    s->mem = 1;
     /* a file that fails says RK_ECORRUPT / RK_EVERSION; the reason is
      * the verifier's, which `ringkeep checkpoint verify` prints */
     return ckpt_verify(path, &s->info, mem_entry_add, s, err, sizeof err);
+}
+
+/* ------------------------------------------------------------ snapshot files */
+
+/* snap_verify's callbacks: a table's array is sized from its count (the
+ * file's checksums have passed; the count is bounded by its bytes), and
+ * its entries point into the mapping. */
+static int snap_table_add(void *arg, uint32_t i, const char *name, uint64_t n_entries)
+{
+    rk_state *s = arg;
+    struct mem_table *t = &s->mt[i];
+
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->e = malloc((n_entries ? n_entries : 1) * sizeof *t->e);
+    if (!t->e)
+        return ENOMEM;
+    t->cap = n_entries;
+    s->n_mt = i + 1;
+    return 0;
+}
+
+static int snap_entry_add(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    rk_state *s = arg;
+    struct mem_table *t = &s->mt[s->n_mt - 1];
+
+    if (t->n == t->cap)
+        return RK_ECORRUPT; /* not reached: snap_verify counts */
+    t->e[t->n++] = (struct mem_entry){.key = key, .val = val, .klen = klen, .vlen = vlen};
+    return 0;
+}
+
+/* Maps the state snapshot file at path, unlinks it, and verifies it whole
+ * while holding its entries in s (err: why it was refused). */
+static int open_snapshot(const char *path, rk_state *s, char *err, size_t err_size)
+{
+    struct snap_info info;
+    struct stat st;
+    int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return errno;
+    if (fstat(fd, &st) != 0)
+        rc = errno;
+    s->map_len = rc ? 0 : (size_t)st.st_size;
+    if (s->map_len) {
+        /* MAP_POPULATE: the pages are in the page cache (the node just
+         * wrote them); one call maps them all instead of a fault each */
+        void *map = mmap(NULL, s->map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        if (map == MAP_FAILED)
+            rc = errno;
+        else
+            s->map = map;
+    }
+    close(fd);
+    unlink(path); /* private to this engine: gone with it */
+    if (rc) {
+        s->map_len = 0;
+        return rc;
+    }
+    /* the table array first, its size from the header (verified below
+     * before any entry is used) */
+    if (s->map_len >= SNAP_HEADER_SIZE) {
+        struct snap_header h;
+        memcpy(&h, s->map, sizeof h);
+        if (h.n_tables <= s->map_len / sizeof(struct snap_table)) {
+            s->mt = calloc(h.n_tables ? h.n_tables : 1, sizeof *s->mt);
+            if (!s->mt)
+                return ENOMEM;
+        }
+    }
+    if (!s->mt) /* too short or too many tables: snap_verify says which */
+        return snap_verify(s->map, s->map_len, &info, NULL, NULL, NULL, err, err_size);
+    rc = snap_verify(s->map, s->map_len, &info, snap_table_add, snap_entry_add, s, err, err_size);
+    if (rc)
+        return rc;
+    s->info.lsn = info.h.am.applied_lsn;
+    s->info.journal_seq = info.h.am.applied_seq;
+    s->info.digest = info.h.am.digest;
+    s->info.producers = calloc(info.h.n_producers ? info.h.n_producers : 1, sizeof *s->info.producers);
+    if (!s->info.producers)
+        return ENOMEM;
+    for (uint64_t i = 0; i < info.h.n_producers; i++) {
+        struct snap_producer p;
+        snap_producer_at(&info, i, &p);
+        if (p.m.n_groups == 0)
+            continue; /* no group applied: no height */
+        struct ckpt_producer *cp = &s->info.producers[s->info.n_producers++];
+        memcpy(cp->name, p.name, sizeof cp->name);
+        cp->height = p.m.height;
+        cp->applied_lsn = p.m.applied_lsn;
+    }
+    return 0;
 }
 
 static void mem_free(rk_state *s)
@@ -272,6 +287,8 @@ static void mem_free(rk_state *s)
         free(s->blocks);
         s->blocks = next;
     }
+    if (s->map)
+        munmap(s->map, s->map_len);
     ckpt_info_free(&s->info);
 }
 
@@ -302,7 +319,7 @@ static size_t mem_lower_bound(const struct mem_table *t, const void *key, uint32
 int rk_state_open(const char *source, rk_state **out)
 {
     rk_state *s = NULL;
-    char path[PATH_MAX + 64], *reply = NULL;
+    char path[PATH_MAX + 64], err[512] = "", *reply = NULL;
     struct stat st;
     int rc;
 
@@ -348,7 +365,10 @@ int rk_state_open(const char *source, rk_state **out)
     s = calloc(1, sizeof *s);
     if (!s)
         return ENOMEM;
-    rc = open_snapshot(path, s);
+    /* a file this libringkeep cannot read says RK_EVERSION (node and
+     * library of different ringkeep versions) or RK_ECORRUPT; err has
+     * the reason */
+    rc = open_snapshot(path, s, err, sizeof err);
     if (rc) {
         rk_state_close(s);
         return rc;
@@ -362,146 +382,64 @@ void rk_state_close(rk_state *s)
     if (!s)
         return;
     mem_free(s);
-    for (size_t i = 0; i < s->n_tables; i++)
-        s->tables[i].db->close(s->tables[i].db, 0);
-    if (s->meta)
-        s->meta->close(s->meta, 0);
-    if (s->env)
-        s->env->close(s->env, 0);
-    free(s->tables);
     free(s);
 }
 
 uint64_t rk_state_lsn(const rk_state *s)
 {
-    return !s ? 0 : s->mem ? s->info.lsn : s->am.applied_lsn;
+    return s ? s->info.lsn : 0;
 }
 
 int rk_state_height(const rk_state *s, const char *producer, uint64_t *height)
 {
-    char key[RK_NAME_MAX + 3];
-    struct producer_meta m;
-    DBT k, v = {.data = &m, .ulen = sizeof m, .flags = DB_DBT_USERMEM};
-    int rc;
-
     if (!s || !producer || !height || strlen(producer) > RK_NAME_MAX)
         return RK_EINVAL;
-    if (s->mem) {
-        for (uint32_t i = 0; i < s->info.n_producers; i++)
-            if (strcmp(s->info.producers[i].name, producer) == 0) {
-                *height = s->info.producers[i].height;
-                return 0;
-            }
-        return RK_ENOTFOUND;
-    }
-    snprintf(key, sizeof key, "p:%s", producer);
-    memset(&k, 0, sizeof k);
-    k.data = key;
-    k.size = (u_int32_t)strlen(key);
-    rc = s->meta->get(s->meta, NULL, &k, &v, 0);
-    if (rc == DB_NOTFOUND || (rc == 0 && m.n_groups == 0))
-        return RK_ENOTFOUND;
-    if (rc)
-        return rc;
-    *height = m.height;
-    return 0;
-}
-
-static DB *find_table(const rk_state *s, const char *table)
-{
-    for (size_t i = 0; table && i < s->n_tables; i++)
-        if (strcmp(s->tables[i].name, table) == 0)
-            return s->tables[i].db;
-    return NULL;
+    for (uint32_t i = 0; i < s->info.n_producers; i++)
+        if (strcmp(s->info.producers[i].name, producer) == 0) {
+            *height = s->info.producers[i].height;
+            return 0;
+        }
+    return RK_ENOTFOUND;
 }
 
 int rk_state_get(rk_state *s, const char *table, const void *key, uint32_t klen, void **val, uint32_t *vlen)
 {
-    DB *db;
-    DBT k = {0}, v = {.flags = DB_DBT_MALLOC};
-    int rc;
+    const struct mem_table *t;
+    size_t i;
 
     if (!s || !val || !vlen || (klen && !key))
         return RK_EINVAL;
     *val = NULL;
     *vlen = 0;
-    if (s->mem) {
-        const struct mem_table *t = mem_find_table(s, table);
-        size_t i = t ? mem_lower_bound(t, key, klen) : 0;
-        if (!t || i == t->n || ckpt_key_cmp(t->e[i].key, t->e[i].klen, key, klen) != 0)
-            return RK_ENOTFOUND;
-        if (t->e[i].vlen) { /* the caller's copy, as from Berkeley DB (DB_DBT_MALLOC) */
-            *val = malloc(t->e[i].vlen);
-            if (!*val)
-                return ENOMEM;
-            memcpy(*val, t->e[i].val, t->e[i].vlen);
-        }
-        *vlen = t->e[i].vlen;
-        return 0;
-    }
-    db = find_table(s, table);
-    if (!db)
+    t = mem_find_table(s, table);
+    i = t ? mem_lower_bound(t, key, klen) : 0;
+    if (!t || i == t->n || ckpt_key_cmp(t->e[i].key, t->e[i].klen, key, klen) != 0)
         return RK_ENOTFOUND;
-    k.data = (void *)key;
-    k.size = klen;
-    rc = db->get(db, NULL, &k, &v, 0);
-    if (rc == DB_NOTFOUND)
-        return RK_ENOTFOUND;
-    if (rc)
-        return rc;
-    if (v.size == 0) {
-        free(v.data);
-        v.data = NULL;
+    if (t->e[i].vlen) { /* the caller's copy (NULL when empty) */
+        *val = malloc(t->e[i].vlen);
+        if (!*val)
+            return ENOMEM;
+        memcpy(*val, t->e[i].val, t->e[i].vlen);
     }
-    *val = v.data;
-    *vlen = v.size;
+    *vlen = t->e[i].vlen;
     return 0;
 }
 
 int rk_state_scan(rk_state *s, const char *table, const void *prefix, uint32_t plen, rk_scan_fn fn, void *arg)
 {
-    DB *db;
-    DBC *cur = NULL;
-    DBT k = {0}, v = {0};
-    int rc, stop = 0;
+    const struct mem_table *t;
 
     if (!s || !fn || (plen && !prefix))
         return RK_EINVAL;
-    if (s->mem) {
-        const struct mem_table *t = mem_find_table(s, table);
-        for (size_t i = t ? mem_lower_bound(t, prefix, plen) : 0; t && i < t->n; i++) {
-            const struct mem_entry *e = &t->e[i];
-            if (plen && (e->klen < plen || memcmp(e->key, prefix, plen) != 0))
-                break;
-            stop = fn(arg, e->key, e->klen, e->val, e->vlen);
-            if (stop)
-                return stop;
-        }
-        return 0;
-    }
-    db = find_table(s, table);
-    if (!db)
-        return 0;
-    rc = db->cursor(db, NULL, &cur, 0);
-    if (rc)
-        return rc;
-    if (plen) {
-        k.data = (void *)prefix;
-        k.size = plen;
-        rc = cur->get(cur, &k, &v, DB_SET_RANGE);
-    } else {
-        rc = cur->get(cur, &k, &v, DB_FIRST);
-    }
-    while (rc == 0) {
-        if (plen && (k.size < plen || memcmp(k.data, prefix, plen) != 0))
+    t = mem_find_table(s, table);
+    for (size_t i = t ? mem_lower_bound(t, prefix, plen) : 0; t && i < t->n; i++) {
+        const struct mem_entry *e = &t->e[i];
+        int stop;
+        if (plen && (e->klen < plen || memcmp(e->key, prefix, plen) != 0))
             break;
-        stop = fn(arg, k.data, k.size, v.data, v.size);
+        stop = fn(arg, e->key, e->klen, e->val, e->vlen);
         if (stop)
-            break;
-        rc = cur->get(cur, &k, &v, DB_NEXT);
+            return stop;
     }
-    cur->close(cur);
-    if (stop)
-        return stop;
-    return rc == DB_NOTFOUND || rc == 0 ? 0 : rc;
+    return 0;
 }

@@ -106,13 +106,6 @@ int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size
 /* What has been applied (a copy). */
 struct apply_meta applier_meta(const applier *a);
 
-/* Writes every state table and the producers' marks into a new standalone
- * Berkeley DB file at path (subdatabases "t:<table>" and "meta"), from the
- * applier's own view, which is at a group boundary once applier_run has
- * returned.  The file is written to path.tmp and renamed; it is not
- * fsynced (it is ephemeral: the engine opens and unlinks it at once). */
-int applier_snapshot(applier *a, const char *path, char *err, size_t err_size);
-
 /* The last journal entry applier_run has read (it may stop before the
  * `upto` it was given: applier_watch_height). */
 uint64_t applier_read_upto(const applier *a);
@@ -139,6 +132,14 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out);
 int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out, size_t path_size,
                    struct ckpt_info *written, char *err, size_t err_size);
 void ckpt_job_free(ckpt_job *j);
+/* The last journal entry applied in job j's snapshot. */
+uint64_t ckpt_job_applied_seq(const ckpt_job *j);
+/* Writes every state table as job j's snapshot sees it, with what was
+ * applied and every producer's record, into a state snapshot file at path
+ * (persist/snapshot.h; not fsynced: ephemeral), on any thread while apply
+ * goes on; *n_entries: how many entries it holds.  Ends the snapshot
+ * transaction; ckpt_job_free(j) still follows. */
+int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *err, size_t err_size);
 
 /* Loads checkpoint file path into a's store, which must hold no state
  * yet (a new data directory): verified whole first (nothing is loaded

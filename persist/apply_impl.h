@@ -3,8 +3,8 @@
  *
  *   apply.c    the journal applied to the state tables, group by group;
  *              opening, closing, the transaction and the meta records;
- *   export.c   what leaves the applier: snapshots (applier_snapshot) and
- *              checkpoints (applier_checkpoint_begin, ckpt_job_*);
+ *   export.c   what leaves the applier: checkpoints and state snapshots
+ *              (applier_checkpoint_begin, ckpt_job_*);
  *   import.c   what enters it: a checkpoint loaded into a new data
  *              directory (applier_load_checkpoint).
  *

@@ -1,22 +1,21 @@
-/* export.c -- what leaves the applier: snapshots and checkpoints of the
- * state tables (the contract is in apply.h).
+/* export.c -- what leaves the applier: checkpoints and snapshots of the
+ * state tables (the contract is in apply.h).  Both in two steps, so that
+ * apply stalls only for the first:
  *
- *   applier_snapshot   a standalone Berkeley DB file (subdatabases
- *                      "t:<table>" and "meta") copied from the applier's
- *                      own view, on the applier's thread; written to
- *                      path.tmp and renamed (not fsynced: ephemeral);
- *   checkpoints        in two steps, so that apply stalls only for the
- *                      first:
+ *   applier_checkpoint_begin --> job (MVCC snapshot txn, meta read)
+ *     --ckpt_job_write--> <seq>.rkcp written, read back, digest checked
+ *     --ckpt_job_snapshot--> a state snapshot file for an engine
+ *                            (persist/snapshot.h), not fsynced: ephemeral
+ *     --ckpt_job_free--> snapshot ended
  *
- *     applier_checkpoint_begin --> job (MVCC snapshot txn, meta read)
- *       --ckpt_job_write--> <seq>.rkcp written, read back, digest checked
- *       --ckpt_job_free--> snapshot ended
+ * Both read every table through cursor reads of many entries at a time
+ * (walk_tables, DB_MULTIPLE_KEY).
  *
- * Threads: applier_snapshot and applier_checkpoint_begin run on the
- * applier's thread between applier_run calls (a group boundary).  A job
- * then belongs to one thread at a time, any thread: ckpt_job_write reads
- * through its own Berkeley DB handles and its snapshot transaction, never
- * the applier's, and takes no locks that block apply.
+ * Threads: applier_checkpoint_begin runs on the applier's thread between
+ * applier_run calls (a group boundary).  A job then belongs to one thread
+ * at a time, any thread: ckpt_job_write and ckpt_job_snapshot read through
+ * their own Berkeley DB handles and the job's snapshot transaction, never
+ * the applier's, and take no locks that block apply.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,175 +31,8 @@
 #include "persist/apply.h"
 #include "persist/apply_impl.h"
 #include "persist/checkpoint.h"
+#include "persist/snapshot.h"
 #include "shm/segment.h"
-
-/* ------------------------------------------------------------ snapshots */
-
-/* Copies every record of src (read in txn) into dst. */
-static int copy_db(DB *src, DB_TXN *txn, DB *dst)
-{
-    DBC *cur = NULL;
-    DBT k = {0}, v = {0};
-    int rc = src->cursor(src, txn, &cur, DB_READ_COMMITTED);
-
-    while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0)
-        rc = dst->put(dst, NULL, &k, &v, 0);
-    if (rc == DB_NOTFOUND)
-        rc = 0;
-    if (cur)
-        cur->close(cur);
-    return rc;
-}
-
-static int open_snapshot_db(DB_ENV *env, const char *file, const char *subname, DB **out)
-{
-    DB *db = NULL;
-    int rc = db_create(&db, env, 0);
-
-    if (!rc)
-        rc = db->open(db, NULL, file, subname, DB_BTREE, DB_CREATE, 0600);
-    if (rc && db) {
-        db->close(db, 0);
-        db = NULL;
-    }
-    *out = db;
-    return rc;
-}
-
-int applier_snapshot(applier *a, const char *path, char *err, size_t err_size)
-{
-    char dir[PATH_MAX], file[PATH_MAX], tmp[PATH_MAX + 8], tmp_path[2 * PATH_MAX + 16];
-    DB_ENV *senv = NULL;
-    DB *master = NULL, *dst = NULL;
-    DB_TXN *txn = NULL;
-    DBC *cur = NULL;
-    DBT k = {0}, v = {0};
-    const char *slash = strrchr(path, '/');
-    int rc;
-
-    if (!slash || (size_t)(slash - path) >= sizeof dir) {
-        snprintf(err, err_size, "snapshot path %s has no directory", path);
-        return RK_EINVAL;
-    }
-    memcpy(dir, path, (size_t)(slash - path));
-    dir[slash - path] = '\0';
-    snprintf(file, sizeof file, "%s", slash + 1);
-    snprintf(tmp, sizeof tmp, "%s.tmp", file);
-    mkdir(dir, 0700);
-    /* a private environment of its own: one file, several subdatabases */
-    rc = db_env_create(&senv, 0);
-    if (!rc)
-        rc = senv->set_cachesize(senv, 0, 32u << 20, 1);
-    if (!rc)
-        rc = senv->open(senv, dir, DB_CREATE | DB_INIT_MPOOL | DB_PRIVATE, 0600);
-    if (rc)
-        goto out;
-    snprintf(tmp_path, sizeof tmp_path, "%s/%s", dir, tmp);
-    unlink(tmp_path); /* left by a snapshot cut short */
-    rc = a->env->txn_begin(a->env, NULL, &txn, 0);
-    if (rc)
-        goto out;
-    /* the meta subdatabase: what was applied, and every producer's mark */
-    rc = open_snapshot_db(senv, tmp, "meta", &dst);
-    if (!rc) {
-        DBT mk = {.data = "applied", .size = 7}, mv = {.data = &a->am, .size = sizeof a->am};
-        rc = dst->put(dst, NULL, &mk, &mv, 0);
-    }
-    for (size_t i = 0; !rc && i < a->n_producers; i++) {
-        char key[RK_NAME_MAX + 3];
-        snprintf(key, sizeof key, "p:%s", a->producers[i].name);
-        DBT mk = {.data = key, .size = (u_int32_t)strlen(key)};
-        DBT mv = {.data = &a->producers[i].m, .size = sizeof a->producers[i].m};
-        rc = dst->put(dst, NULL, &mk, &mv, 0);
-    }
-    /* producers that this applier has not met since it opened */
-    if (!rc)
-        rc = a->meta->cursor(a->meta, txn, &cur, DB_READ_COMMITTED);
-    while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
-        if (k.size > 2 && memcmp(k.data, "p:", 2) == 0) {
-            DBT have = {0};
-            if (dst->get(dst, NULL, &k, &have, 0) == DB_NOTFOUND)
-                rc = dst->put(dst, NULL, &k, &v, 0);
-        }
-    }
-    if (rc == DB_NOTFOUND)
-        rc = 0;
-    if (cur) {
-        cur->close(cur);
-        cur = NULL;
-    }
-    if (dst) {
-        dst->close(dst, 0);
-        dst = NULL;
-    }
-    if (rc)
-        goto out;
-    /* every table: the subdatabases of state.db */
-    rc = db_create(&master, a->env, 0);
-    if (!rc)
-        rc = master->open(master, txn, STATE_FILE, NULL, DB_BTREE, DB_RDONLY | DB_THREAD, 0);
-    if (rc == ENOENT) {
-        rc = 0; /* no table yet */
-    } else if (!rc) {
-        rc = master->cursor(master, txn, &cur, DB_READ_COMMITTED);
-        while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
-            char name[RK_NAME_MAX + 1], sub[RK_NAME_MAX + 3];
-            DB *src = NULL;
-            if (k.size < 3 || k.size - 2 > RK_NAME_MAX || memcmp(k.data, "t:", 2) != 0)
-                continue;
-            memcpy(name, (char *)k.data + 2, k.size - 2);
-            name[k.size - 2] = '\0';
-            snprintf(sub, sizeof sub, "t:%s", name);
-            rc = apply_table_db(a, name, 0, &src);
-            if (!rc)
-                rc = open_snapshot_db(senv, tmp, sub, &dst);
-            if (!rc)
-                rc = copy_db(src, txn, dst);
-            if (dst) {
-                dst->close(dst, 0);
-                dst = NULL;
-            }
-        }
-        if (rc == DB_NOTFOUND)
-            rc = 0;
-    }
-    if (cur) {
-        cur->close(cur);
-        cur = NULL;
-    }
-    if (master) {
-        master->close(master, 0);
-        master = NULL;
-    }
-    if (rc)
-        goto out;
-    /* close the file's databases (done above) and the environment, so that
-     * every page is written, then give it its final name.  No fsync: the
-     * file is private to the engine that asked, which opens and unlinks it
-     * at once; a crash of the host takes that engine too, and it asks
-     * again. */
-    senv->close(senv, 0);
-    senv = NULL;
-    if (sys_rename(tmp_path, path) != 0) {
-        rc = errno;
-        goto out;
-    }
-    sys_fsync_dir(dir); /* the snapshot is private and remade on demand: best effort */
-out:
-    if (cur)
-        cur->close(cur);
-    if (dst)
-        dst->close(dst, 0);
-    if (master)
-        master->close(master, 0);
-    if (txn)
-        txn->commit(txn, 0);
-    if (senv)
-        senv->close(senv, 0);
-    if (rc)
-        snprintf(err, err_size, "snapshot %s: %s", path, store_strerror(rc));
-    return rc;
-}
 
 /* ------------------------------------------------------------ checkpoints */
 
@@ -251,6 +83,11 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
     }
     *out = j;
     return 0;
+}
+
+uint64_t ckpt_job_applied_seq(const ckpt_job *j)
+{
+    return j->info.journal_seq;
 }
 
 void ckpt_job_free(ckpt_job *j)
@@ -359,15 +196,77 @@ static int checkpoint_meta(ckpt_job *j, struct ckpt_info *info)
     return rc == DB_NOTFOUND ? 0 : rc;
 }
 
-/* Adds every entry of every table (in name order, keys in byte order) as
- * the snapshot sees them, through handles of its own (the applier's are
- * its thread's). */
-static int checkpoint_tables(ckpt_job *j, ckpt_writer *w)
+/* What walk_tables calls: once per table before its entries, then for
+ * each entry (key and value point into the bulk buffer: valid during the
+ * call only).  Non-zero stops the walk and is returned. */
+struct table_visitor {
+    int (*table)(void *arg, const char *name);
+    int (*entry)(void *arg, const char *name, const void *key, uint32_t klen, const void *val, uint32_t vlen);
+    void *arg;
+};
+
+#define BULK_BUFFER (4u << 20) /* one DB_MULTIPLE_KEY read: about 50k small entries */
+
+/* Reads every entry of table db through cursor reads of many entries at a
+ * time (DB_MULTIPLE_KEY: one call copies a run of pages' entries, instead
+ * of one call per entry). */
+static int walk_table(DB *db, DB_TXN *txn, const char *name, const struct table_visitor *v, uint8_t **buf,
+                      uint32_t *buf_size)
+{
+    DBC *cur = NULL;
+    DBT bk = {0}, bv = {0};
+    int rc = db->cursor(db, txn, &cur, 0);
+
+    while (!rc) {
+        void *p;
+        bv.data = *buf;
+        bv.ulen = *buf_size;
+        bv.flags = DB_DBT_USERMEM;
+        rc = cur->get(cur, &bk, &bv, DB_NEXT | DB_MULTIPLE_KEY);
+        if (rc == DB_BUFFER_SMALL) { /* one entry larger than the buffer */
+            uint32_t size = *buf_size;
+            while (size < bv.size)
+                size *= 2;
+            uint8_t *grown = realloc(*buf, size);
+            if (!grown) {
+                rc = ENOMEM;
+                break;
+            }
+            *buf = grown;
+            *buf_size = size;
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            break;
+        DB_MULTIPLE_INIT(p, &bv);
+        for (;;) {
+            void *kd, *vd;
+            u_int32_t kl, vl;
+            DB_MULTIPLE_KEY_NEXT(p, &bv, kd, kl, vd, vl);
+            if (!p)
+                break;
+            rc = v->entry(v->arg, name, kd, kl, vd, vl);
+            if (rc)
+                break;
+        }
+    }
+    if (cur)
+        cur->close(cur);
+    return rc == DB_NOTFOUND ? 0 : rc;
+}
+
+/* Visits every entry of every table (in name order, keys in byte order) as
+ * the job's snapshot sees them, through handles of its own (the
+ * applier's are its thread's). */
+static int walk_tables(ckpt_job *j, const struct table_visitor *v)
 {
     DB *master = NULL;
-    DBC *cur = NULL, *tcur = NULL;
-    DBT k = {0}, v = {0}, tk = {0}, tv = {0};
-    int rc = db_create(&master, j->env, 0);
+    DBC *cur = NULL;
+    DBT k = {0}, d = {0};
+    uint32_t buf_size = BULK_BUFFER;
+    uint8_t *buf = malloc(buf_size);
+    int rc = buf ? db_create(&master, j->env, 0) : ENOMEM;
 
     if (!rc)
         rc = master->open(master, j->txn, STATE_FILE, NULL, DB_BTREE, DB_RDONLY | DB_THREAD | DB_MULTIVERSION, 0);
@@ -377,7 +276,7 @@ static int checkpoint_tables(ckpt_job *j, ckpt_writer *w)
     }
     if (!rc)
         rc = master->cursor(master, j->txn, &cur, 0);
-    while (!rc && (rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
+    while (!rc && (rc = cur->get(cur, &k, &d, DB_NEXT)) == 0) {
         char name[RK_NAME_MAX + 1], sub[RK_NAME_MAX + 3];
         DB *src = NULL;
         if (k.size < 3 || k.size - 2 > RK_NAME_MAX || memcmp(k.data, "t:", 2) != 0)
@@ -388,16 +287,10 @@ static int checkpoint_tables(ckpt_job *j, ckpt_writer *w)
         rc = db_create(&src, j->env, 0);
         if (!rc)
             rc = src->open(src, j->txn, STATE_FILE, sub, DB_BTREE, DB_RDONLY | DB_THREAD | DB_MULTIVERSION, 0);
+        if (!rc && v->table)
+            rc = v->table(v->arg, name);
         if (!rc)
-            rc = src->cursor(src, j->txn, &tcur, 0);
-        while (!rc && (rc = tcur->get(tcur, &tk, &tv, DB_NEXT)) == 0)
-            rc = ckpt_writer_add(w, name, tk.data, tk.size, tv.data, tv.size);
-        if (rc == DB_NOTFOUND)
-            rc = 0;
-        if (tcur) {
-            tcur->close(tcur);
-            tcur = NULL;
-        }
+            rc = walk_table(src, j->txn, name, v, &buf, &buf_size);
         if (src)
             src->close(src, 0);
     }
@@ -408,7 +301,14 @@ out:
         cur->close(cur);
     if (master)
         master->close(master, 0);
+    free(buf);
     return rc;
+}
+
+static int checkpoint_entry(void *arg, const char *name, const void *key, uint32_t klen, const void *val,
+                            uint32_t vlen)
+{
+    return ckpt_writer_add(arg, name, key, klen, val, vlen);
 }
 
 int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out, size_t path_size,
@@ -420,8 +320,10 @@ int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out,
 
     memset(written, 0, sizeof *written);
     rc = ckpt_writer_open(dir, info, zstd_level, &w, err, err_size);
-    if (!rc)
-        rc = checkpoint_tables(j, w);
+    if (!rc) {
+        struct table_visitor v = {.entry = checkpoint_entry, .arg = w};
+        rc = walk_tables(j, &v);
+    }
     j->txn->commit(j->txn, 0); /* read only; the pages it held are free */
     j->txn = NULL;
     if (rc) {
@@ -444,5 +346,61 @@ out:
         ckpt_info_free(written);
     if (rc && err && !err[0])
         seg_error(err, err_size, "checkpoint: %s", store_strerror(rc));
+    return rc;
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+static int snapshot_table(void *arg, const char *name)
+{
+    return snap_writer_table(arg, name);
+}
+
+static int snapshot_entry(void *arg, const char *name, const void *key, uint32_t klen, const void *val,
+                          uint32_t vlen)
+{
+    (void)name;
+    return snap_writer_add(arg, key, klen, val, vlen);
+}
+
+int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *err, size_t err_size)
+{
+    const struct ckpt_info *info = &j->info;
+    const struct ckpt_replay *rp = &info->replay;
+    struct apply_meta am = {.restart_seq = rp->restart_seq,
+                            .applied_seq = info->journal_seq,
+                            .applied_lsn = info->lsn,
+                            .n_groups = rp->n_groups,
+                            .n_records = rp->n_records,
+                            .n_discarded = rp->n_discarded,
+                            .digest = info->digest};
+    struct snap_producer *producers = calloc(rp->n_producers ? rp->n_producers : 1, sizeof *producers);
+    snap_writer *w = NULL;
+    int rc = producers ? snap_writer_open(path, &w, err, err_size) : ENOMEM;
+
+    *n_entries = 0;
+    if (!rc) {
+        struct table_visitor v = {.table = snapshot_table, .entry = snapshot_entry, .arg = w};
+        rc = walk_tables(j, &v);
+    }
+    j->txn->commit(j->txn, 0); /* read only; the pages it held are free */
+    j->txn = NULL;
+    if (rc) {
+        snap_writer_abort(w);
+        if (!err[0])
+            seg_error(err, err_size, "snapshot %s: %s", path, store_strerror(rc));
+        goto out;
+    }
+    for (uint32_t i = 0; i < rp->n_producers; i++) {
+        memcpy(producers[i].name, rp->producers[i].name, sizeof producers[i].name);
+        producers[i].m.applied_lsn = rp->producers[i].applied_lsn;
+        producers[i].m.height = rp->producers[i].height;
+        producers[i].m.n_groups = rp->producers[i].n_groups;
+        producers[i].m.discard_lsn = rp->producers[i].discard_lsn;
+    }
+    *n_entries = snap_writer_entries(w);
+    rc = snap_writer_finish(w, &am, producers, rp->n_producers, err, err_size);
+out:
+    free(producers);
     return rc;
 }

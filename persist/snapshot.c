@@ -1,0 +1,335 @@
+/* snapshot.c -- state snapshot files (the layout is in snapshot.h): the
+ * writer the node uses and the verifier libringkeep reads them with.
+ *
+ *   snap_writer_open --> snap_writer_table / snap_writer_add ... (entries
+ *     streamed through a buffer, hashed as they go out)
+ *   --> snap_writer_finish: producers and table directory appended, then
+ *     the header written at offset 0 with both hashes
+ *
+ * The reader maps the file and calls snap_verify, which checks the header
+ * and the body hash before it reads any length from the body, then walks
+ * every table's entries with their lengths bounded by the table's extent.
+ *
+ * Threads: a writer belongs to one thread; snap_verify touches only its
+ * arguments.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t inside the writer */
+#include <xxhash.h>
+
+#include "persist/checkpoint.h"
+#include "persist/snapshot.h"
+#include "persist/store.h"
+#include "shm/segment.h"
+
+#define SNAP_WRITE_BUFFER (1u << 20)
+
+/* ------------------------------------------------------------ writing */
+
+struct snap_writer {
+    int fd;
+    char path[4096];
+    uint8_t *buf; /* SNAP_WRITE_BUFFER bytes, not yet written */
+    size_t used;
+    uint64_t offset; /* file offset of buf[0] */
+    XXH3_state_t hash; /* of everything written after the header */
+    struct snap_table *tables;
+    size_t n_tables, cap_tables;
+    uint64_t n_entries;
+};
+
+/* Writes buf out (hashing it) and empties it. */
+static int writer_flush(snap_writer *w)
+{
+    size_t done = 0;
+
+    XXH3_64bits_update(&w->hash, w->buf, w->used);
+    while (done < w->used) {
+        ssize_t n = sys_write(w->fd, w->buf + done, w->used - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? errno : EIO;
+        done += (size_t)n;
+    }
+    w->offset += w->used;
+    w->used = 0;
+    return 0;
+}
+
+static int writer_put(snap_writer *w, const void *bytes, size_t n)
+{
+    while (n) {
+        size_t room = SNAP_WRITE_BUFFER - w->used, take = n < room ? n : room;
+        memcpy(w->buf + w->used, bytes, take);
+        w->used += take;
+        bytes = (const uint8_t *)bytes + take;
+        n -= take;
+        if (w->used == SNAP_WRITE_BUFFER) {
+            int rc = writer_flush(w);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int snap_writer_open(const char *path, snap_writer **out, char *err, size_t err_size)
+{
+    snap_writer *w = calloc(1, sizeof *w);
+
+    *out = NULL;
+    if (!w || !(w->buf = malloc(SNAP_WRITE_BUFFER))) {
+        free(w);
+        seg_error(err, err_size, "snapshot %s: out of memory", path);
+        return ENOMEM;
+    }
+    snprintf(w->path, sizeof w->path, "%s", path);
+    w->fd = sys_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (w->fd < 0) {
+        int rc = errno;
+        seg_error(err, err_size, "snapshot %s: %s", path, strerror(rc));
+        free(w->buf);
+        free(w);
+        return rc;
+    }
+    XXH3_64bits_reset(&w->hash);
+    /* the header's place: written last, when everything in it is known */
+    w->offset = SNAP_HEADER_SIZE;
+    if (lseek(w->fd, SNAP_HEADER_SIZE, SEEK_SET) != (off_t)SNAP_HEADER_SIZE) {
+        int rc = errno;
+        seg_error(err, err_size, "snapshot %s: %s", path, strerror(rc));
+        snap_writer_abort(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+/* The table being written: its size is where the writer is now. */
+static void table_end(snap_writer *w)
+{
+    if (w->n_tables) {
+        struct snap_table *t = &w->tables[w->n_tables - 1];
+        t->size = w->offset + w->used - t->offset;
+    }
+}
+
+int snap_writer_table(snap_writer *w, const char *name)
+{
+    struct snap_table *t;
+
+    if (strlen(name) > RK_NAME_MAX)
+        return RK_EINVAL;
+    table_end(w);
+    if (w->n_tables == w->cap_tables) {
+        size_t cap = w->cap_tables ? 2 * w->cap_tables : 16;
+        t = realloc(w->tables, cap * sizeof *t);
+        if (!t)
+            return ENOMEM;
+        w->tables = t;
+        w->cap_tables = cap;
+    }
+    t = &w->tables[w->n_tables++];
+    memset(t, 0, sizeof *t); /* the name's padding is hashed: zeros */
+    memcpy(t->name, name, strlen(name));
+    t->offset = w->offset + w->used;
+    return 0;
+}
+
+int snap_writer_add(snap_writer *w, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    uint32_t lens[2] = {klen, vlen};
+    int rc;
+
+    if (!w->n_tables)
+        return RK_EINVAL;
+    if (w->used + sizeof lens + klen + vlen <= SNAP_WRITE_BUFFER) { /* the usual case: no flush */
+        memcpy(w->buf + w->used, lens, sizeof lens);
+        memcpy(w->buf + w->used + sizeof lens, key, klen);
+        memcpy(w->buf + w->used + sizeof lens + klen, val, vlen);
+        w->used += sizeof lens + klen + vlen;
+    } else if ((rc = writer_put(w, lens, sizeof lens)) != 0 || (rc = writer_put(w, key, klen)) != 0 ||
+               (rc = writer_put(w, val, vlen)) != 0) {
+        return rc;
+    }
+    w->tables[w->n_tables - 1].n_entries++;
+    w->n_entries++;
+    return 0;
+}
+
+uint64_t snap_writer_entries(const snap_writer *w)
+{
+    return w->n_entries;
+}
+
+void snap_writer_abort(snap_writer *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0) {
+        close(w->fd);
+        sys_unlink(w->path);
+    }
+    free(w->tables);
+    free(w->buf);
+    free(w);
+}
+
+int snap_writer_finish(snap_writer *w, const struct apply_meta *am, const struct snap_producer *producers,
+                       size_t n_producers, char *err, size_t err_size)
+{
+    struct snap_header h;
+    uint8_t slot[SNAP_HEADER_SIZE] = {0};
+    int rc = 0;
+
+    table_end(w);
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, SNAP_MAGIC, sizeof h.magic);
+    h.major = SNAP_MAJOR;
+    h.minor = SNAP_MINOR;
+    h.producers_offset = w->offset + w->used;
+    h.tables_offset = h.producers_offset + n_producers * sizeof *producers;
+    h.n_producers = n_producers;
+    h.n_tables = w->n_tables;
+    h.n_entries = w->n_entries;
+    h.am = *am;
+    if (!rc)
+        rc = writer_put(w, producers, n_producers * sizeof *producers);
+    if (!rc)
+        rc = writer_put(w, w->tables, w->n_tables * sizeof *w->tables);
+    if (!rc)
+        rc = writer_flush(w);
+    if (!rc) {
+        h.file_size = w->offset;
+        h.body_hash = XXH3_64bits_digest(&w->hash);
+        h.header_hash = XXH3_64bits(&h, offsetof(struct snap_header, header_hash));
+        memcpy(slot, &h, sizeof h);
+        if (sys_pwrite(w->fd, slot, sizeof slot, 0) != (ssize_t)sizeof slot)
+            rc = errno ? errno : EIO;
+    }
+    if (!rc && close(w->fd) != 0)
+        rc = errno;
+    if (!rc)
+        w->fd = -1;
+    if (rc)
+        seg_error(err, err_size, "snapshot %s: %s", w->path, strerror(rc));
+    snap_writer_abort(w); /* the file stays once closed */
+    return rc;
+}
+
+/* ------------------------------------------------------------ reading */
+
+#define corrupt(err, err_size, ...) seg_fail(err, err_size, RK_ECORRUPT, "state snapshot: " __VA_ARGS__)
+
+void snap_producer_at(const struct snap_info *info, uint64_t i, struct snap_producer *out)
+{
+    memcpy(out, (const uint8_t *)info->producers + i * sizeof *out, sizeof *out);
+}
+
+/* A NUL-terminated name in a fixed field of RK_NAME_MAX + 1 bytes. */
+static int name_ok(const char *name)
+{
+    return memchr(name, '\0', RK_NAME_MAX + 1) != NULL && name[0] != '\0';
+}
+
+int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_table_fn table_fn,
+                snap_entry_fn entry_fn, void *arg, char *err, size_t err_size)
+{
+    struct snap_header *h = &info->h;
+    uint64_t next = SNAP_HEADER_SIZE, n_entries = 0;
+    char prev_name[RK_NAME_MAX + 1] = "";
+    int rc;
+
+    memset(info, 0, sizeof *info);
+    if (len >= sizeof SNAP_MAGIC - 1 && memcmp(buf, SNAP_MAGIC, sizeof SNAP_MAGIC - 1) != 0)
+        return corrupt(err, err_size, "not a ringkeep state snapshot (bad magic)");
+    if (len < SNAP_HEADER_SIZE)
+        return corrupt(err, err_size, "truncated: %zu bytes, the header alone is %u", len, SNAP_HEADER_SIZE);
+    memcpy(h, buf, sizeof *h);
+    if (h->major != SNAP_MAJOR) {
+        seg_error(err, err_size,
+                  "state snapshot format %" PRIu32 ".%" PRIu32 ", this libringkeep reads %u.x: the node and "
+                  "the engine's libringkeep come from different ringkeep versions",
+                  h->major, h->minor, SNAP_MAJOR);
+        return RK_EVERSION;
+    }
+    if (h->header_hash != XXH3_64bits(h, offsetof(struct snap_header, header_hash)))
+        return corrupt(err, err_size, "the header's checksum does not match");
+    if (h->file_size != len)
+        return corrupt(err, err_size, "%zu bytes, the header says %" PRIu64 " (truncated or extended)", len,
+                       h->file_size);
+    if (h->body_hash != XXH3_64bits(buf + SNAP_HEADER_SIZE, len - SNAP_HEADER_SIZE))
+        return corrupt(err, err_size, "the body's checksum does not match");
+    /* the body is what the writer wrote; its structure is checked still
+     * (a writer of another build, or a file made by hand) */
+    if (h->producers_offset < SNAP_HEADER_SIZE || h->producers_offset > len ||
+        h->n_producers > (len - h->producers_offset) / sizeof(struct snap_producer) ||
+        h->tables_offset != h->producers_offset + h->n_producers * sizeof(struct snap_producer) ||
+        h->n_tables > (len - h->tables_offset) / sizeof(struct snap_table) ||
+        h->tables_offset + h->n_tables * sizeof(struct snap_table) != len)
+        return corrupt(err, err_size, "producers at %" PRIu64 " and tables at %" PRIu64 " do not fit the file",
+                       h->producers_offset, h->tables_offset);
+    info->producers = (const struct snap_producer *)(buf + h->producers_offset);
+    info->tables = buf + h->tables_offset;
+    for (uint64_t i = 0; i < h->n_producers; i++) {
+        struct snap_producer p;
+        snap_producer_at(info, i, &p);
+        if (!name_ok(p.name))
+            return corrupt(err, err_size, "producer %" PRIu64 " has no valid name", i);
+    }
+    for (uint64_t i = 0; i < h->n_tables; i++) {
+        struct snap_table t;
+        const uint8_t *at, *end;
+        const uint8_t *prev_key = NULL;
+        uint32_t prev_klen = 0;
+
+        memcpy(&t, info->tables + i * sizeof t, sizeof t);
+        if (!name_ok(t.name) || (i && strcmp(prev_name, t.name) >= 0))
+            return corrupt(err, err_size, "table %" PRIu64 " has no valid name or is out of order", i);
+        memcpy(prev_name, t.name, sizeof prev_name);
+        if (t.offset != next || t.size > h->producers_offset - t.offset)
+            return corrupt(err, err_size, "table %" PRIu64 "'s entries at %" PRIu64 " do not follow the one before",
+                           i, t.offset);
+        next = t.offset + t.size;
+        if (t.n_entries > t.size / (2 * sizeof(uint32_t)))
+            return corrupt(err, err_size, "table %" PRIu64 " claims %" PRIu64 " entries, more than its bytes hold",
+                           i, t.n_entries);
+        if (table_fn && (rc = table_fn(arg, (uint32_t)i, t.name, t.n_entries)) != 0)
+            return rc;
+        at = buf + t.offset;
+        end = at + t.size;
+        for (uint64_t e = 0; e < t.n_entries; e++) {
+            uint32_t lens[2];
+            if ((size_t)(end - at) < sizeof lens)
+                return corrupt(err, err_size, "table %" PRIu64 " ends within entry %" PRIu64, i, e);
+            memcpy(lens, at, sizeof lens);
+            at += sizeof lens;
+            if ((uint64_t)lens[0] + lens[1] > (uint64_t)(end - at))
+                return corrupt(err, err_size, "table %" PRIu64 ": entry %" PRIu64 " runs past the table's end", i,
+                               e);
+            if (prev_key && ckpt_key_cmp(prev_key, prev_klen, at, lens[0]) >= 0)
+                return corrupt(err, err_size, "table %" PRIu64 ": entry %" PRIu64 " is out of key order", i, e);
+            if (entry_fn && (rc = entry_fn(arg, at, lens[0], at + lens[0], lens[1])) != 0)
+                return rc;
+            prev_key = at;
+            prev_klen = lens[0];
+            at += lens[0] + lens[1];
+        }
+        if (at != end)
+            return corrupt(err, err_size, "table %" PRIu64 " has bytes past its %" PRIu64 " entries", i,
+                           t.n_entries);
+        n_entries += t.n_entries;
+    }
+    if (next != h->producers_offset || n_entries != h->n_entries)
+        return corrupt(err, err_size, "the tables hold %" PRIu64 " entries, the header says %" PRIu64, n_entries,
+                       h->n_entries);
+    return 0;
+}

@@ -1,0 +1,123 @@
+/* snapshot.h -- state snapshot files: the state a live node hands an engine
+ * that opens it (rk_state_open), private to ringkeep.
+ *
+ * An internal contract between the node that writes the file
+ * (ckpt_job_snapshot, export.c) and the libringkeep that reads it
+ * (node/state.c), which may come from different builds: the file starts
+ * with a magic and a format version, and a reader refuses a major version
+ * it does not know (RK_EVERSION, naming both) and anything that fails its
+ * checks (RK_ECORRUPT, with the reason).  Made to be cheap at both ends:
+ * written in one sequential pass, no compression, no fsync (the file is
+ * ephemeral: the engine maps it and unlinks it at once); read in place
+ * from a mapping.
+ *
+ * Layout (host byte order: the node and its engines share a host):
+ *
+ *   header    struct snap_header, SNAP_HEADER_SIZE bytes at offset 0
+ *   entries   table by table (names ascending), keys ascending (bytewise,
+ *             a prefix first: ckpt_key_cmp), each entry
+ *             u32 klen, u32 vlen, key bytes, value bytes (unaligned)
+ *   producers n_producers x struct snap_producer, at producers_offset
+ *   tables    n_tables x struct snap_table, at tables_offset: each table's
+ *             entries are [offset, offset + size), one after the other
+ *             from SNAP_HEADER_SIZE up to producers_offset
+ *
+ * The header carries an XXH3-64 of itself (header_hash) and one of
+ * everything after it (body_hash); file_size must be the file's size, so
+ * a truncated file is told apart from a damaged one.
+ */
+#ifndef RK_SNAPSHOT_H
+#define RK_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "persist/apply.h"
+#include "ringkeep.h"
+
+#define SNAP_MAGIC "RKSNAP\r\n" /* 8 bytes, no NUL */
+#define SNAP_MAJOR 1u
+#define SNAP_MINOR 0u
+#define SNAP_HEADER_SIZE 256u
+#define SNAP_SUFFIX ".rksnap"
+
+struct snap_header {
+    char magic[8];              /* SNAP_MAGIC */
+    uint32_t major, minor;      /* SNAP_MAJOR, SNAP_MINOR of the writer */
+    uint64_t file_size;         /* the whole file, this header included */
+    uint64_t producers_offset;  /* end of the entries */
+    uint64_t tables_offset;     /* producers_offset + n_producers * sizeof (struct snap_producer) */
+    uint64_t n_producers;       /* every producer apply has a record of */
+    uint64_t n_tables;          /* state tables */
+    uint64_t n_entries;         /* entries of every table */
+    struct apply_meta am;       /* what was applied at the group boundary the state is at */
+    uint64_t body_hash;         /* XXH3_64bits of bytes [SNAP_HEADER_SIZE, file_size) */
+    uint64_t header_hash;       /* XXH3_64bits of the header before this field */
+};
+_Static_assert(sizeof(struct snap_header) <= SNAP_HEADER_SIZE, "the header fits its slot");
+
+struct snap_producer {
+    char name[RK_NAME_MAX + 1]; /* NUL-padded */
+    struct producer_meta m;     /* its record in meta.db (its last MARK applied) */
+};
+
+struct snap_table {
+    char name[RK_NAME_MAX + 1]; /* NUL-padded */
+    uint64_t n_entries;
+    uint64_t offset, size; /* its entries' bytes */
+};
+
+/* ------------------------------------------------------------ writing */
+
+typedef struct snap_writer snap_writer;
+
+/* Creates path (mode 0600, replacing a file of that name) for a snapshot
+ * written in one pass: tables in ascending name order (snap_writer_table),
+ * each table's entries in ascending key order (snap_writer_add), then
+ * snap_writer_finish.  Writes go through the I/O seam (sys_write).  No
+ * fsync: see above. */
+int snap_writer_open(const char *path, snap_writer **out, char *err, size_t err_size);
+int snap_writer_table(snap_writer *w, const char *name);
+int snap_writer_add(snap_writer *w, const void *key, uint32_t klen, const void *val, uint32_t vlen);
+
+/* Entries added so far. */
+uint64_t snap_writer_entries(const snap_writer *w);
+
+/* Writes the producers and the table directory, then the header with
+ * am, and closes the file.  Frees w in every case (the file is removed on
+ * a failure). */
+int snap_writer_finish(snap_writer *w, const struct apply_meta *am, const struct snap_producer *producers,
+                       size_t n_producers, char *err, size_t err_size);
+
+/* Drops an unfinished snapshot: closes and removes its file.  NULL is a
+ * no-op. */
+void snap_writer_abort(snap_writer *w);
+
+/* ------------------------------------------------------------ reading */
+
+/* What snap_verify found in a file; pointers point into the file's bytes. */
+struct snap_info {
+    struct snap_header h;
+    const struct snap_producer *producers; /* h.n_producers (unaligned: read with memcpy) */
+    const uint8_t *tables;                 /* h.n_tables struct snap_table (likewise) */
+};
+
+/* Called for every table before its entries (index i, its entry count),
+ * then for each of its entries in order; key and val point into the
+ * file's bytes.  Non-zero stops and is returned. */
+typedef int (*snap_table_fn)(void *arg, uint32_t i, const char *name, uint64_t n_entries);
+typedef int (*snap_entry_fn)(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen);
+
+/* Checks the file in buf[0..len) whole -- magic, version, sizes, both
+ * hashes, then every table and entry (every length before it is read, key
+ * order, counts) -- calling table_fn and entry_fn (either may be NULL) as
+ * it walks the entries.  0, or RK_EVERSION / RK_ECORRUPT with a reason in
+ * err; on a failure the callbacks may have seen part of the file: the
+ * caller drops what it built. */
+int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_table_fn table_fn,
+                snap_entry_fn entry_fn, void *arg, char *err, size_t err_size);
+
+/* One producer's record of a verified file (index i < h.n_producers). */
+void snap_producer_at(const struct snap_info *info, uint64_t i, struct snap_producer *out);
+
+#endif
