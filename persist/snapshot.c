@@ -263,6 +263,9 @@ int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_tab
     }
     if (h->header_hash != XXH3_64bits(h, offsetof(struct snap_header, header_hash)))
         return corrupt(err, err_size, "the header's checksum does not match");
+    for (size_t i = sizeof *h; i < SNAP_HEADER_SIZE; i++)
+        if (buf[i] != 0)
+            return corrupt(err, err_size, "the header's reserved byte %zu is not zero", i);
     if (h->file_size != len)
         return corrupt(err, err_size, "%zu bytes, the header says %" PRIu64 " (truncated or extended)", len,
                        h->file_size);

@@ -13,7 +13,7 @@
  *
  * Layout (host byte order: the node and its engines share a host):
  *
- *   header    struct snap_header, SNAP_HEADER_SIZE bytes at offset 0
+ *   header    struct snap_header at offset 0, zeros up to SNAP_HEADER_SIZE
  *   entries   table by table (names ascending), keys ascending (bytewise,
  *             a prefix first: ckpt_key_cmp), each entry
  *             u32 klen, u32 vlen, key bytes, value bytes (unaligned)

@@ -141,20 +141,21 @@ static int check_key(void *arg, const void *key, uint32_t klen, const void *val,
     return 0;
 }
 
-/* Opens the state and checks it equals the model of every producer at the
- * height the state reports.  Returns the heights. */
-static void check_state(uint64_t heights[N_PRODUCERS])
+/* 0 if state s equals the model of every producer at the height s
+ * reports (heights[p]; 0 when it has no group of p), else 1 with the
+ * reason in why.  No Check assertion: forked children use it too. */
+static int state_differs(rk_state *s, uint64_t heights[N_PRODUCERS], char *why, size_t why_size)
 {
-    rk_state *s = NULL;
-    int rc = rk_state_open(data_dir, &s);
-
-    ck_assert_msg(rc == 0, "rk_state_open(%s): %s", data_dir, rk_strerror(rc));
     for (int p = 0; p < N_PRODUCERS; p++) {
         char name[16], prefix[8];
         uint64_t h = 0;
+        int rc;
         snprintf(name, sizeof name, "eng%d", p);
         rc = rk_state_height(s, name, &h);
-        ck_assert_msg(rc == 0 || rc == RK_ENOTFOUND, "height: %s", rk_strerror(rc));
+        if (rc != 0 && rc != RK_ENOTFOUND) {
+            snprintf(why, why_size, "height of %s: %s", name, rk_strerror(rc));
+            return 1;
+        }
         heights[p] = h;
         model_build(p, h);
         snprintf(prefix, sizeof prefix, "p%d/", p);
@@ -164,13 +165,32 @@ static void check_state(uint64_t heights[N_PRODUCERS])
             int expect = 0;
             snprintf(table, sizeof table, "t%d", t);
             rc = rk_state_scan(s, table, prefix, (uint32_t)strlen(prefix), check_key, &sc);
-            ck_assert_msg(rc == 0, "producer %d at height %llu: %s", p, (unsigned long long)h, sc.why);
+            if (rc) {
+                snprintf(why, why_size, "producer %d at height %llu: %s", p, (unsigned long long)h, sc.why);
+                return 1;
+            }
             for (int k = 0; k < KEYS_PER_PRODUCER; k++)
                 expect += model[p][t][k].present;
-            ck_assert_msg(sc.n_seen == expect, "producer %d table t%d at height %llu: %d keys, model has %d",
-                          p, t, (unsigned long long)h, sc.n_seen, expect);
+            if (sc.n_seen != expect) {
+                snprintf(why, why_size, "producer %d table t%d at height %llu: %d keys, model has %d", p, t,
+                         (unsigned long long)h, sc.n_seen, expect);
+                return 1;
+            }
         }
     }
+    return 0;
+}
+
+/* Opens the state and checks it equals the model of every producer at the
+ * height the state reports.  Returns the heights. */
+static void check_state(uint64_t heights[N_PRODUCERS])
+{
+    rk_state *s = NULL;
+    char why[512] = "";
+    int rc = rk_state_open(data_dir, &s);
+
+    ck_assert_msg(rc == 0, "rk_state_open(%s): %s", data_dir, rk_strerror(rc));
+    ck_assert_msg(state_differs(s, heights, why, sizeof why) == 0, "%s", why);
     rk_state_close(s);
 }
 
@@ -1342,6 +1362,93 @@ START_TEST(snapshot_under_steady_writes_is_served_at_the_request_point)
 }
 END_TEST
 
+/* Engines write without pause while several engines open the state at
+ * the same time, again and again: the node begins each snapshot on its
+ * apply thread at a group boundary and writes it while apply goes on.
+ * Every state must be exactly the state after whole groups 1..h of each
+ * producer, equal to the model byte for byte, with h at or after what the
+ * producer had written when the open was called. */
+#define N_OPENERS 3
+#define OPENS_EACH 8
+START_TEST(concurrent_opens_under_writes_hold_a_group_boundary_after_each_request)
+{
+    struct shared {
+        _Atomic uint64_t height[N_PRODUCERS]; /* engine p: last group written (rk_mark returned) */
+        _Atomic int stop;                     /* test: stop writing */
+    } *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    const uint64_t max_groups = 20000; /* the writes' bound in count */
+    pid_t node, writers[N_PRODUCERS], openers[N_OPENERS];
+
+    ck_assert_ptr_ne(sh, MAP_FAILED);
+    memset(sh, 0, sizeof *sh);
+    node = start_node(NULL);
+    for (int p = 0; p < N_PRODUCERS; p++) {
+        writers[p] = fork();
+        ck_assert_int_ge(writers[p], 0);
+        if (writers[p] == 0) {
+            char name[16];
+            rk_ring_opts ro = {.producer = name};
+            rk_ring *r = NULL;
+            uint16_t tables[3];
+            uint64_t lsn = 0;
+            snprintf(name, sizeof name, "eng%d", p);
+            if (rk_ring_attach(ring_name, &ro, &r) || open_tables(r, 3, tables))
+                _exit(12);
+            for (uint64_t g = 1; g <= max_groups && !atomic_load(&sh->stop); g++) {
+                write_groups(r, tables, p, g - 1, g, 0, &lsn);
+                atomic_store(&sh->height[p], g); /* seq_cst: after its MARK is in the ring */
+            }
+            rk_ring_detach(r);
+            _exit(0);
+        }
+    }
+    for (int i = 0; i < BOUND_S * 100 && (atomic_load(&sh->height[0]) < 50 || atomic_load(&sh->height[1]) < 50);
+         i++)
+        usleep(10000);
+    for (int o = 0; o < N_OPENERS; o++) {
+        openers[o] = fork();
+        ck_assert_int_ge(openers[o], 0);
+        if (openers[o] != 0)
+            continue;
+        for (int i = 0; i < OPENS_EACH; i++) {
+            uint64_t asked[N_PRODUCERS], heights[N_PRODUCERS];
+            rk_state *s = NULL;
+            char why[512] = "";
+            for (int p = 0; p < N_PRODUCERS; p++)
+                asked[p] = atomic_load(&sh->height[p]);
+            int rc = rk_state_open(data_dir, &s);
+            if (rc) {
+                fprintf(stderr, "opener %d, open %d: rk_state_open: %s\n", o, i, rk_strerror(rc));
+                _exit(20);
+            }
+            if (state_differs(s, heights, why, sizeof why)) {
+                fprintf(stderr, "opener %d, open %d: %s\n", o, i, why);
+                _exit(21);
+            }
+            for (int p = 0; p < N_PRODUCERS; p++)
+                if (heights[p] < asked[p]) {
+                    fprintf(stderr, "opener %d, open %d: eng%d at height %llu, %llu written before the call\n", o,
+                            i, p, (unsigned long long)heights[p], (unsigned long long)asked[p]);
+                    _exit(22);
+                }
+            rk_state_close(s);
+        }
+        _exit(0);
+    }
+    for (int o = 0; o < N_OPENERS; o++) {
+        int status = 0;
+        ck_assert_int_eq(waitpid(openers[o], &status, 0), openers[o]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "opener %d: status %d (see stderr)", o,
+                      status);
+    }
+    atomic_store(&sh->stop, 1);
+    for (int p = 0; p < N_PRODUCERS; p++)
+        wait_engine(writers[p]);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    munmap(sh, sizeof *sh);
+}
+END_TEST
+
 static void expect_value(rk_state *s, const char *key, const char *want)
 {
     void *val = NULL;
@@ -1461,6 +1568,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, stale_abort_after_a_restart_keeps_the_reattached_group);
     tcase_add_test(tc, state_open_with_no_node_refuses_while_the_ring_holds_records);
     tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
+    tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     suite_add_tcase(s, tc);
     tc = tcase_create("fsync_once"); /* CK_RUN_CASE=fsync_once runs only these */
     tcase_set_timeout(tc, 0);
