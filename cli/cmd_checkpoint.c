@@ -35,9 +35,10 @@ static void print_checkpoint_usage(FILE *out)
             "       ringkeep checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
             "           every checkpoint of DATA_DIR/checkpoints, newest first, each verified in full:\n"
             "           journal seq, LSN, epoch, creation time, size, entries, digest, producer heights,\n"
-            "           verified yes/no (exit 1 if any file fails)\n"
+            "           verified yes/no (exit 1 if any file fails); --json adds the epoch history\n"
             "       ringkeep checkpoint verify (FILE... | --all [-d DATA_DIR | -c FILE])\n"
-            "           verify offline; one line per file: 'PATH: ok ...' or 'PATH: BAD: reason'\n"
+            "           verify offline; one line per file: 'PATH: ok ...' (with its epoch and the epoch\n"
+            "           history it carries) or 'PATH: BAD: reason'\n"
             "           exit 0 when every file is good, 1 otherwise\n"
             "       ringkeep checkpoint export FILE\n"
             "           verify FILE, then write its entries to stdout as JSON lines, in file order:\n"
@@ -102,6 +103,33 @@ static uint64_t file_size(const char *path)
 
 /* ------------------------------------------------------------ list */
 
+/* The epoch history a checkpoint carries (format 1.2), as text on out. */
+static void print_history(FILE *out, const struct ckpt_info *in)
+{
+    if (!in->n_history) {
+        fprintf(out, "none (format %u.%u)", in->major, in->minor);
+        return;
+    }
+    for (uint32_t i = 0; i < in->n_history; i++)
+        fprintf(out, "%sepoch %" PRIu64 " from seq %" PRIu64 " LSN %" PRIu64, i ? "; " : "",
+                in->history[i].epoch, in->history[i].first_seq, in->history[i].first_lsn);
+}
+
+/* The same as JSON: [[epoch, first_seq, first_lsn], ...] (new reference). */
+static json_t *history_json(const struct ckpt_info *in)
+{
+    json_t *list = json_array();
+
+    for (uint32_t i = 0; list && i < in->n_history; i++)
+        if (json_array_append_new(list, json_pack("[o, o, o]", json_uint(in->history[i].epoch),
+                                                  json_uint(in->history[i].first_seq),
+                                                  json_uint(in->history[i].first_lsn))) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    return list;
+}
+
 static void list_text(const char *path, const struct ckpt_info *in, int verified, const char *why)
 {
     char when[32];
@@ -152,6 +180,10 @@ static json_t *list_json(const char *path, const struct ckpt_info *in, int verif
                     json_uint(in->epoch), "created_ns", json_uint(in->created_ns), "created", when, "size",
                     json_uint(file_size(path)), "entries", json_uint(in->n_entries), "digest", digest,
                     "format", format, "heights", heights, "verified", verified);
+    if (obj && json_object_set_new(obj, "history", history_json(in)) != 0) {
+        json_decref(obj);
+        obj = NULL;
+    }
     if (obj && !verified && json_object_set_new(obj, "error", json_cstr(why)) != 0) {
         json_decref(obj);
         obj = NULL;
@@ -213,8 +245,10 @@ static int verify_one(const char *path)
         return 1;
     }
     printf("%s: ok (format %u.%u, journal seq %" PRIu64 ", LSN %" PRIu64 ", %" PRIu64 " entries in %" PRIu32
-           " tables, digest %016" PRIx64 ")\n",
-           path, in.major, in.minor, in.journal_seq, in.lsn, in.n_entries, in.n_tables, in.digest);
+           " tables, digest %016" PRIx64 "), epoch %" PRIu64 ", epoch history: ",
+           path, in.major, in.minor, in.journal_seq, in.lsn, in.n_entries, in.n_tables, in.digest, in.epoch);
+    print_history(stdout, &in);
+    printf("\n");
     ckpt_info_free(&in);
     return 0;
 }

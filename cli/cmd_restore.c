@@ -170,6 +170,8 @@ int cmd_restore(int argc, char **argv)
         printf("%s%s=%" PRIu64, i ? "," : "", res.producers[i].name, res.producers[i].height);
     printf("%s, %" PRIu64 " groups, digest %016" PRIx64 ", %.2f s\n", res.n_producers ? "" : "-",
            res.applied.n_groups, res.applied.digest, secs);
+    printf("restore: a node on %s writes in epoch %" PRIu64 " (epoch history of %" PRIu32 ")\n", o.to_dir,
+           res.epoch, res.n_history);
     restore_result_free(&res);
     free(c);
     return 0;

@@ -65,25 +65,12 @@
 #include "shm/ring.h"
 #include "shm/segment.h"
 
-#define EPOCH_KEY "epoch"
 #define APPLY_STEP_ENTRIES 16  /* apply publishes its progress at least this often */
 #define LOG_CHECKPOINT_KB 4096 /* apply checkpoints the BDB environment after this much log */
 
 enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
 
 /* ------------------------------------------------------------ meta */
-
-static int meta_read(store *s, const char *key, void *val, size_t len)
-{
-    DB *meta = store_meta(s);
-    DBT k = {.data = (void *)key, .size = (u_int32_t)strlen(key)};
-    DBT v = {.data = val, .ulen = (u_int32_t)len, .flags = DB_DBT_USERMEM};
-    int rc = meta->get(meta, NULL, &k, &v, 0);
-
-    if (rc == DB_NOTFOUND)
-        return RK_ENOTFOUND;
-    return rc == 0 && v.size != len ? RK_ECORRUPT : rc;
-}
 
 static int meta_write(store *s, const char *key, const void *val, size_t len)
 {
@@ -766,6 +753,10 @@ json_t *primary_status(struct node *n)
         json_uint(ckpt_seq), "checkpoints_taken", json_uint(atomic_load(&n->n_checkpoints)),
         "checkpoint_running", ckpt_busy, "journal_trimmed_below", json_uint(atomic_load(&n->journal_floor)),
         "last_error", last_error);
+    if (st && json_object_set_new(st, "epoch_history", json_uint(store_history_length(n->s))) != 0) {
+        json_decref(st);
+        st = NULL;
+    }
     if (st && n->repl)
         repl_primary_status(n->repl, st);
     return st;
@@ -917,23 +908,19 @@ static void remove_checkpoint_temps(const char *dir)
 }
 
 /* A primary, with replicator r (NULL: none). */
-/* The node's epoch: the one the data directory holds (1 for a new one);
- * a promotion takes the next one and commits it (a synced commit) before
- * anything is written in it. */
-static int epoch_begin(struct node *n, int promote)
+/* The node's epoch (the epoch history, persist/store.h): on a restart the
+ * one this directory began and still writes in, else a new one; a
+ * promotion always begins a new one, above every epoch known.  Either is
+ * committed (synced) with the history before anything is written in it. */
+static int epoch_begin(struct node *n, int promote, const struct journal_header *last)
 {
-    uint64_t was = 0;
-    int rc = meta_read(n->s, EPOCH_KEY, &was, sizeof was);
+    uint64_t was = store_epoch_seen(n->s);
+    int rc;
 
-    if (rc && rc != RK_ENOTFOUND)
-        return rc;
-    if (!rc && !promote) {
-        n->epoch = was;
-        return 0;
-    }
-    n->epoch = was + 1;
-    rc = meta_write(n->s, EPOCH_KEY, &n->epoch, sizeof n->epoch);
-    if (!rc && promote)
+    if (!promote)
+        return store_epoch_resume(n->s, last->seq + 1, last->next_lsn, &n->epoch);
+    rc = store_epoch_begin(n->s, 0, last->seq + 1, last->next_lsn, &n->epoch);
+    if (!rc)
         log_msg(LOG_INFO, "promoted: a new epoch begins", "epoch=%" PRIu64 " previous=%" PRIu64, n->epoch, was);
     return rc;
 }
@@ -955,14 +942,14 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
                 err);
         return 1;
     }
-    rc = epoch_begin(&n, promote);
-    if (rc)
-        fatal("cannot read or write the epoch in meta.db", store_strerror(rc));
     rc = store_journal_last(n.s, &last);
     if (rc && rc != RK_ENOTFOUND) {
         log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));
         goto out;
     }
+    rc = epoch_begin(&n, promote, &last);
+    if (rc)
+        fatal("cannot read or write the epoch history in meta.db", store_strerror(rc));
     rc = applier_open(n.s, &n.a, err, sizeof err);
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);

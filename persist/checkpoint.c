@@ -26,7 +26,7 @@ const char *const ckpt_key_names[N_KEYS] = {
     [K_EPOCH] = "epoch",         [K_JOURNAL_SEQ] = "journal_seq", [K_LSN] = "lsn",
     [K_CREATED] = "created_ns",  [K_PRODUCERS] = "producers",     [K_TABLES] = "tables",
     [K_N_ENTRIES] = "n_entries", [K_RAW_SIZE] = "raw_size",       [K_DIGEST] = "digest",
-    [K_REPLAY] = "replay",
+    [K_REPLAY] = "replay",       [K_HISTORY] = "history",
 };
 
 uint64_t ckpt_header_hash(const uint8_t *prefix, const uint8_t *map, size_t map_len)
@@ -60,6 +60,9 @@ void ckpt_info_free(struct ckpt_info *info)
     free(info->replay.producers);
     free(info->replay.table_ids);
     free(info->replay.slots);
+    free(info->history);
+    info->history = NULL;
+    info->n_history = 0;
     info->producers = NULL;
     info->tables = NULL;
     info->n_producers = 0;

@@ -6,7 +6,8 @@
  *            journal sequence, LSN, created (ns since the epoch), every
  *            producer's name/height/applied LSN, the table directory with
  *            each table's entry count, total entry count, uncompressed body
- *            size, state digest;
+ *            size, state digest, the replay record (1.1), the epoch
+ *            history of the directory it was taken in (1.2);
  *   body     zstd frames, each holding msgpack entries [table, key, value]
  *            (tables in name order, keys in byte order within a table);
  *   trailer  XXH64 (seed 0) of everything before it, canonical form.
@@ -27,9 +28,10 @@
 #include <stdint.h>
 
 #include "ringkeep.h"
+#include "persist/history.h"
 
 #define CKPT_MAJOR 1u
-#define CKPT_MINOR 1u
+#define CKPT_MINOR 2u
 #define CKPT_SUFFIX ".rkcp"
 
 /* Limits a reader holds every file to, whatever it claims (checkpoint_format.h
@@ -96,6 +98,13 @@ struct ckpt_info {
     struct ckpt_table *tables;
     int has_replay; /* format >= 1.1 and the writer was given one */
     struct ckpt_replay replay;
+    /* Format 1.2: the epoch history (persist/history.h) of the directory
+     * it was taken in, cut after journal_seq + 1 (history_cut): every
+     * epoch its state went through, and the one the next entry is in.
+     * n_history 0: none given, or an older file (whose implied history is
+     * its epoch alone). */
+    uint32_t n_history;
+    struct epoch_start *history;
 };
 
 void ckpt_info_free(struct ckpt_info *info);

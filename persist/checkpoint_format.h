@@ -45,6 +45,9 @@
  *                height, n_groups, discard_lsn (uint)], table ids: array
  *                of [id (uint < 65536), name (str)], producer slots: array
  *                of [slot (uint < 65536), name (str)]]
+ * and, from format 1.2, optionally (checkpoint.h, n_history/history):
+ *   "history"    array of [epoch, first_seq, first_lsn] (uint each), at
+ *                most HISTORY_MAX, keeping persist/history.h's H1 and H2
  * Names are 1..RK_NAME_MAX bytes without NUL.  A file of a minor version
  * newer than ours may carry other keys, which are skipped; in a file of
  * our minor or older an unknown key is corruption.  The fixed 32 bytes,
@@ -83,7 +86,8 @@ enum header_key {
     K_N_ENTRIES,
     K_RAW_SIZE,
     K_DIGEST,
-    K_REPLAY, /* 1.1, optional */
+    K_REPLAY,  /* 1.1, optional */
+    K_HISTORY, /* 1.2, optional */
     N_KEYS
 };
 

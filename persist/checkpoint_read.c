@@ -216,6 +216,35 @@ static int decode_replay(struct mp_reader *r, struct ckpt_info *info, char *err,
     return rc;
 }
 
+static int decode_history(struct mp_reader *r, struct ckpt_info *info, char *err, size_t err_size)
+{
+    enum mp_status s;
+    uint32_t n, n_fields;
+
+    if ((s = mp_read_container(r, 0, &n)) != MP_OK)
+        return corrupt(err, err_size, "header: \"history\" %s", mp_status_text(s));
+    if (n > HISTORY_MAX)
+        return corrupt(err, err_size, "header: history of %" PRIu32 " elements (at most %u)", n, HISTORY_MAX);
+    info->history = calloc(n ? n : 1, sizeof *info->history); /* n <= bytes left: bounded */
+    if (!info->history)
+        return seg_fail(err, err_size, ENOMEM, "header: out of memory for %" PRIu32 " epochs", n);
+    info->n_history = n;
+    for (uint32_t i = 0; i < n; i++) {
+        struct epoch_start *e = &info->history[i];
+        if ((s = mp_read_container(r, 0, &n_fields)) != MP_OK || n_fields != 3 ||
+            (s = mp_read_uint(r, &e->epoch)) != MP_OK || (s = mp_read_uint(r, &e->first_seq)) != MP_OK ||
+            (s = mp_read_uint(r, &e->first_lsn)) != MP_OK)
+            return corrupt(err, err_size, "header: history element %" PRIu32 " is not [epoch, first_seq, first_lsn] (%s)",
+                           i, s == MP_OK ? "wrong element count" : mp_status_text(s));
+    }
+    {
+        char why[200];
+        if (history_check(info->history, n, why, sizeof why) != 0)
+            return corrupt(err, err_size, "header: %s", why);
+    }
+    return 0;
+}
+
 /* Decodes the map[0..len) of a file of version major.minor into info. */
 static int decode_map(const uint8_t *map, size_t len, struct ckpt_info *info, char *err, size_t err_size)
 {
@@ -238,8 +267,8 @@ static int decode_map(const uint8_t *map, size_t len, struct ckpt_info *info, ch
         if (s != MP_OK)
             return corrupt(err, err_size, "header: key %" PRIu32 " %s", i, mp_status_text(s));
         k = find_key(kname, klen);
-        if (k == K_REPLAY && info->minor < 1)
-            k = -1; /* not a key of format 1.0 */
+        if ((k == K_REPLAY && info->minor < 1) || (k == K_HISTORY && info->minor < 2))
+            k = -1; /* not a key of that format */
         if (k < 0) {
             if (info->minor <= CKPT_MINOR)
                 return corrupt(err, err_size, "header: unknown key \"%.*s\" in a format %u.%u file",
@@ -266,6 +295,11 @@ static int decode_map(const uint8_t *map, size_t len, struct ckpt_info *info, ch
             continue;
         case K_REPLAY:
             rc = decode_replay(&r, info, err, err_size);
+            if (rc)
+                return rc;
+            continue;
+        case K_HISTORY:
+            rc = decode_history(&r, info, err, err_size);
             if (rc)
                 return rc;
             continue;
@@ -299,7 +333,7 @@ static int decode_map(const uint8_t *map, size_t len, struct ckpt_info *info, ch
     if (r.left != 0)
         return corrupt(err, err_size, "header: %zu bytes after the map", r.left);
     for (int k = 0; k < N_KEYS; k++)
-        if (!(seen & (1u << k)) && k != K_REPLAY)
+        if (!(seen & (1u << k)) && k != K_REPLAY && k != K_HISTORY)
             return corrupt(err, err_size, "header: key \"%s\" is missing", ckpt_key_names[k]);
     for (uint32_t i = 0; i < info->n_tables; i++) {
         if (info->tables[i].n_entries > UINT64_MAX - sum)

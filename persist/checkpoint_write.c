@@ -167,6 +167,15 @@ int ckpt_writer_open(const char *dir, const struct ckpt_info *info, int zstd_lev
         if (src->n_slots)
             memcpy(dst->slots, src->slots, src->n_slots * sizeof *src->slots);
     }
+    if (info->n_history) {
+        w->info.history = malloc(info->n_history * sizeof *w->info.history);
+        if (!w->info.history) {
+            rc = seg_fail(err, err_size, ENOMEM, "checkpoint writer: out of memory");
+            goto fail;
+        }
+        memcpy(w->info.history, info->history, info->n_history * sizeof *info->history);
+        w->info.n_history = info->n_history;
+    }
     snprintf(spool, sizeof spool, "%s/" SPOOL_PREFIX "%020" PRIu64 "-%ld-%u.tmp", dir, info->journal_seq,
              (long)getpid(), __atomic_fetch_add(&spool_counter, 1, __ATOMIC_RELAXED));
     w->spool_fd = sys_open(spool, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -257,7 +266,7 @@ static int pack_header(const struct ckpt_info *info, msgpack_sbuffer *sb)
 
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 #define KEY(k) (bad |= msgpack_pack_str_with_body(&pk, ckpt_key_names[k], strlen(ckpt_key_names[k])))
-    bad |= msgpack_pack_map(&pk, info->has_replay ? N_KEYS : N_KEYS - 1);
+    bad |= msgpack_pack_map(&pk, N_KEYS - !info->has_replay - !info->n_history);
     KEY(K_EPOCH);
     bad |= msgpack_pack_uint64(&pk, info->epoch);
     KEY(K_JOURNAL_SEQ);
@@ -315,6 +324,16 @@ static int pack_header(const struct ckpt_info *info, msgpack_sbuffer *sb)
                 bad |= msgpack_pack_uint32(&pk, e[i].id);
                 bad |= msgpack_pack_str_with_body(&pk, e[i].name, strnlen(e[i].name, RK_NAME_MAX));
             }
+        }
+    }
+    if (info->n_history) {
+        KEY(K_HISTORY);
+        bad |= msgpack_pack_array(&pk, info->n_history);
+        for (uint32_t i = 0; i < info->n_history; i++) {
+            bad |= msgpack_pack_array(&pk, 3);
+            bad |= msgpack_pack_uint64(&pk, info->history[i].epoch);
+            bad |= msgpack_pack_uint64(&pk, info->history[i].first_seq);
+            bad |= msgpack_pack_uint64(&pk, info->history[i].first_lsn);
         }
     }
 #undef KEY

@@ -77,6 +77,12 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
      * checkpoint thread that read first, later, saw groups applied after
      * this point: test_node caught a checkpoint 79 heights late) */
     rc = checkpoint_meta(j, &j->info);
+    /* the epochs its state went through and the one the next entry is in
+     * (only the history's end changes while apply runs) */
+    if (!rc)
+        rc = store_history(a->s, &j->info.history, &j->info.n_history);
+    if (!rc)
+        j->info.n_history = history_cut(j->info.history, j->info.n_history, j->info.journal_seq + 1);
     if (rc) {
         ckpt_job_free(j);
         return rc;

@@ -382,6 +382,14 @@ fail:
     return rc;
 }
 
+int journal_read_header(const uint8_t *buf, size_t len, struct journal_header *h)
+{
+    if (len < JOURNAL_HEADER_SIZE || get_le32(buf + OFF_MAGIC) != JOURNAL_MAGIC)
+        return RK_ECORRUPT;
+    read_header(buf, h);
+    return 0;
+}
+
 int journal_decode(const uint8_t *buf, size_t len, journal_entry *e, char *why, size_t why_size)
 {
     struct journal_header h;

@@ -638,6 +638,66 @@ static int read_marks(store *dst, struct restore_result *res)
     return rc == DB_NOTFOUND ? 0 : rc;
 }
 
+/* The newest epoch a checkpoint's header knows. */
+static uint64_t ckpt_newest_epoch(const struct ckpt_info *info)
+{
+    uint64_t e = info->epoch;
+
+    if (info->n_history && info->history[info->n_history - 1].epoch > e)
+        e = info->history[info->n_history - 1].epoch;
+    return e;
+}
+
+/* DIR's history up to the point: SRC's (the checkpoint's when SRC has
+ * none) cut after it; before any entry is copied (J4). */
+static int adopt_history(store *src, store *dst, const struct restore_opts *o, const struct plan *p, char *err,
+                         size_t err_size)
+{
+    struct epoch_start *h = NULL;
+    uint32_t n = 0;
+    char why[256] = "";
+    int rc = store_history(src, &h, &n);
+
+    if (!rc && n == 0 && p->info.n_history) {
+        h = malloc(p->info.n_history * sizeof *h);
+        rc = h ? 0 : ENOMEM;
+        n = h ? p->info.n_history : 0;
+        if (h)
+            memcpy(h, p->info.history, n * sizeof *h);
+    }
+    n = history_cut(h, n, p->last_seq ? p->last_seq : 1);
+    if (!rc && n)
+        rc = store_history_adopt(dst, h, n, why, sizeof why);
+    if (rc)
+        seg_error(err, err_size, "cannot give %s the epoch history of %s: %s", o->to_dir, o->src_dir,
+                  why[0] ? why : store_strerror(rc));
+    free(h);
+    return rc;
+}
+
+/* A new epoch for DIR, above every one SRC and the checkpoint knew,
+ * beginning at the entry after the point. */
+static int begin_epoch(store *src, store *dst, const struct restore_opts *o, const struct plan *p,
+                       struct restore_result *res, char *err, size_t err_size)
+{
+    struct journal_header last = {0};
+    uint64_t above = store_epoch_seen(src), next_lsn;
+    struct epoch_start *h = NULL;
+    int rc;
+
+    if (ckpt_newest_epoch(&p->info) > above)
+        above = ckpt_newest_epoch(&p->info);
+    rc = store_journal_last(dst, &last);
+    next_lsn = rc == 0 ? last.next_lsn : (p->info.lsn ? p->info.lsn + 1 : 0);
+    rc = store_epoch_begin(dst, above + 1, p->last_seq + 1, next_lsn, &res->epoch);
+    if (!rc)
+        rc = store_history(dst, &h, &res->n_history);
+    free(h);
+    if (rc)
+        seg_error(err, err_size, "cannot begin a new epoch in %s: %s", o->to_dir, store_strerror(rc));
+    return rc;
+}
+
 static int on_load(void *arg, uint64_t done, uint64_t total)
 {
     const struct restore_opts *o = arg;
@@ -668,6 +728,8 @@ static int build(store *src, const struct restore_opts *o, uint32_t cache_mb, co
     snprintf(ckpt_dir, sizeof ckpt_dir, "%s/checkpoints", o->to_dir);
     rc = copy_checkpoint(p->ckpt, ckpt_dir, loaded.journal_seq, err, err_size);
     if (!rc)
+        rc = adopt_history(src, dst, o, p, err, err_size);
+    if (!rc)
         rc = copy_journal(src, dst, o, p, res, err, err_size);
     if (rc)
         goto out;
@@ -692,6 +754,8 @@ static int build(store *src, const struct restore_opts *o, uint32_t cache_mb, co
     rc = read_marks(dst, res);
     if (rc)
         seg_error(err, err_size, "cannot read the producers' marks in %s: %s", o->to_dir, store_strerror(rc));
+    if (!rc)
+        rc = begin_epoch(src, dst, o, p, res, err, err_size);
     if (!rc) {
         applier_close(a); /* its transactions are committed */
         a = NULL;
@@ -827,6 +891,14 @@ int restore_import(const char *to_dir, struct restore_entry *entries, size_t n, 
     rc = store_open(to_dir, STORE_CREATE | STORE_BUILDING, default_cache_mb(), &dst, err, err_size);
     if (rc)
         goto out;
+    /* a new directory's first epoch, carried by its checkpoint */
+    rc = store_epoch_begin(dst, 1, 1, 0, &hdr.epoch);
+    if (!rc)
+        rc = store_history(dst, &hdr.history, &hdr.n_history);
+    if (rc) {
+        seg_error(err, err_size, "cannot begin an epoch in %s: %s", to_dir, store_strerror(rc));
+        goto out;
+    }
     snprintf(dir, sizeof dir, "%s/checkpoints", to_dir);
     rc = ckpt_writer_open(dir, &hdr, ZSTD_LEVEL, &w, err, err_size);
     for (size_t i = 0; !rc && i < n; i++) {
@@ -853,6 +925,7 @@ int restore_import(const char *to_dir, struct restore_entry *entries, size_t n, 
             seg_error(err, err_size, "cannot make %s durable: %s", to_dir, store_strerror(rc));
     }
 out:
+    free(hdr.history);
     applier_close(a);
     store_close(dst);
     if (rc && made)

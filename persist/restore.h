@@ -19,6 +19,14 @@
  * again), and applies them.  DIR's journal then ends at the point, so a
  * node started on DIR serves exactly that state and goes on from there.
  *
+ * DIR's epoch history is SRC's (or the checkpoint's, when SRC has none)
+ * cut at the point, plus a new epoch, higher than every epoch SRC and the
+ * checkpoint knew, that begins at the entry after the point: a node
+ * started on DIR writes a history of its own, which a standby that
+ * followed SRC past the point is told apart from (docs/PROTOCOL.md, fork
+ * point).  An import begins epoch 1 in its new directory, and its
+ * checkpoint carries that history.
+ *
  * DIR must not exist, or be an empty folder; it is never overwritten.  On
  * failure, what restore made in DIR is removed again.
  *
@@ -75,6 +83,8 @@ struct restore_result {
     struct apply_meta applied;       /* DIR's apply record at the end */
     uint32_t n_producers;            /* every producer with a MARK applied */
     struct ckpt_producer *producers; /* owned (restore_result_free) */
+    uint64_t epoch;                  /* the epoch DIR begins: above every one SRC and the checkpoint knew */
+    uint32_t n_history;              /* elements of DIR's epoch history, that one included */
 };
 
 void restore_result_free(struct restore_result *r);

@@ -43,6 +43,7 @@
 #include "ringkeep.h"
 #include "shm/segment.h"
 #include "persist/store.h"
+#include "persist/store_impl.h"
 
 #define LOCK_FILE "LOCK"
 #define DB_DIR "db"
@@ -58,6 +59,7 @@ struct store {
     DB_ENV *env;        /* DIR/db */
     DB *journal;        /* journal.db: seq (8 bytes big-endian) -> entry */
     DB *meta;           /* meta.db: for the applier and the node */
+    struct history *history; /* the epoch history (history.c), loaded at open */
     _Atomic int failed; /* first append error (sticky), 0 while healthy */
     int building;       /* STORE_BUILDING: appends not synced until store_built */
     pthread_mutex_t msg_lock;
@@ -396,6 +398,8 @@ int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char 
         rc = open_db(s, &s->journal, JOURNAL_DB, 0, err, err_size);
     if (rc == 0)
         rc = open_db(s, &s->meta, META_DB, DB_MULTIVERSION, err, err_size);
+    if (rc == 0)
+        rc = history_open(s, &s->history, err, err_size);
     if (rc)
         goto fail;
     rc = sys_fsync_dir(db_dir); /* the database files and first log file, when new */
@@ -422,6 +426,7 @@ void store_close(store *s)
      * not after a failed write or fsync: recovery redoes from the log */
     if (s->env && s->journal && s->meta && atomic_load(&s->failed) == 0 && sys_io_failed() == 0)
         s->env->txn_checkpoint(s->env, 0, 0, 0);
+    history_close(s->history);
     if (s->journal)
         s->journal->close(s->journal, 0);
     if (s->meta)
@@ -448,6 +453,11 @@ DB *store_meta(store *s)
 const char *store_dir(const store *s)
 {
     return s ? s->dir : NULL;
+}
+
+struct history *store_history_state(store *s)
+{
+    return s->history;
 }
 
 int store_failed(store *s)
@@ -531,14 +541,23 @@ static uint64_t key_seq(const uint8_t key[8])
     return seq;
 }
 
-/* The seq field of an encoded entry's header (little-endian at offset 8). */
-static uint64_t entry_seq(const uint8_t *entry)
+/* A little-endian uint64 of an encoded entry's header at offset off. */
+static uint64_t entry_le64(const uint8_t *entry, size_t off)
 {
-    uint64_t seq = 0;
+    uint64_t v = 0;
 
     for (int i = 7; i >= 0; i--)
-        seq = seq << 8 | entry[offsetof(struct journal_header, seq) + i];
-    return seq;
+        v = v << 8 | entry[off + i];
+    return v;
+}
+
+#define EPOCH_OFFSET offsetof(struct journal_header, epoch)
+#define FIRST_LSN_OFFSET offsetof(struct journal_header, first_lsn)
+
+/* The seq field of an encoded entry's header. */
+static uint64_t entry_seq(const uint8_t *entry)
+{
+    return entry_le64(entry, offsetof(struct journal_header, seq));
 }
 
 int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t len)
@@ -556,10 +575,17 @@ int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const
 
     if (!s || !entries || !lens || n == 0)
         return RK_EINVAL;
-    for (size_t i = 0; i < n; i++) /* J2: stored under the seq it says */
+    for (size_t i = 0; i < n; i++) { /* J2: stored under the seq it says; J4 */
+        char why[200];
         if (!entries[i] || lens[i] < JOURNAL_HEADER_SIZE + JOURNAL_TRAILER_SIZE || lens[i] > UINT32_MAX ||
             entry_seq(entries[i]) != first_seq + i)
             return RK_EINVAL;
+        if (history_entry_ok(s->history, first_seq + i, entry_le64(entries[i], EPOCH_OFFSET), 1, why,
+                             sizeof why) != 0) {
+            set_message(s, why);
+            return RK_EINVAL;
+        }
+    }
     failed = atomic_load(&s->failed);
     if (!failed && (failed = sys_io_failed()) != 0)
         atomic_compare_exchange_strong(&s->failed, &(int){0}, failed);
@@ -600,6 +626,9 @@ int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const
         int expected = 0;
         atomic_compare_exchange_strong(&s->failed, &expected, rc);
     }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        history_entry_appended(s->history, first_seq + i, entry_le64(entries[i], EPOCH_OFFSET),
+                               entry_le64(entries[i], FIRST_LSN_OFFSET));
     return rc;
 }
 
@@ -647,8 +676,9 @@ static int read_entry(store *s, uint32_t how, uint64_t seq, uint64_t *key_out, v
     return rc;
 }
 
-/* Decodes an entry read under key seq and checks it says seq. */
-static int decode_entry(uint64_t seq, const void *data, size_t len, journal_entry *e, char *why,
+/* Decodes an entry read under key seq and checks it says seq (J2) and
+ * carries its seq's epoch (J4). */
+static int decode_entry(store *s, uint64_t seq, const void *data, size_t len, journal_entry *e, char *why,
                         size_t why_size)
 {
     int rc = journal_decode(data, len, e, why, why_size);
@@ -656,9 +686,12 @@ static int decode_entry(uint64_t seq, const void *data, size_t len, journal_entr
     if (rc == 0 && e->h.seq != seq) {
         if (why && why_size)
             snprintf(why, why_size, "journal entry %" PRIu64 ": stored under key %" PRIu64, e->h.seq, seq);
-        journal_entry_free(e);
         rc = RK_ECORRUPT;
     }
+    if (rc == 0)
+        rc = history_entry_ok(s->history, seq, e->h.epoch, 0, why, why_size);
+    if (rc)
+        journal_entry_free(e);
     return rc;
 }
 
@@ -678,7 +711,7 @@ int store_journal_last(store *s, struct journal_header *h)
         set_message(s, "journal.db: a key that is not 8 bytes");
     if (rc)
         goto out;
-    rc = decode_entry(seq, data, len, &e, why, sizeof why);
+    rc = decode_entry(s, seq, data, len, &e, why, sizeof why);
     if (rc) {
         set_message(s, why);
         goto out;
@@ -708,7 +741,7 @@ int store_journal_get(store *s, uint64_t seq, journal_entry *e, char *why, size_
     else if (rc && why && why_size)
         snprintf(why, why_size, "journal entry %" PRIu64 ": cannot read it: %s", seq, store_strerror(rc));
     if (rc == 0)
-        rc = decode_entry(seq, data, len, e, why, why_size);
+        rc = decode_entry(s, seq, data, len, e, why, why_size);
     free(data);
     return rc;
 }
@@ -740,6 +773,29 @@ int store_journal_get_raw(store *s, uint64_t seq, uint8_t **entry, size_t *len)
     if (rc == 0)
         *entry = data;
     return rc;
+}
+
+int store_journal_headers(store *s, int (*fn)(void *arg, const struct journal_header *h), void *arg)
+{
+    uint8_t key_bytes[8], head[JOURNAL_HEADER_SIZE];
+    DBT key = {.data = key_bytes, .ulen = sizeof key_bytes, .flags = DB_DBT_USERMEM};
+    DBT data = {.data = head, .ulen = sizeof head, .dlen = sizeof head, .flags = DB_DBT_USERMEM | DB_DBT_PARTIAL};
+    struct journal_header h;
+    DBC *cursor = NULL;
+    int rc = s->journal->cursor(s->journal, NULL, &cursor, 0);
+
+    /* one step per entry: bounded by the journal */
+    while (rc == 0 && (rc = cursor->get(cursor, &key, &data, DB_NEXT)) == 0) {
+        if (key.size != sizeof key_bytes || journal_read_header(head, data.size, &h) != 0 ||
+            h.seq != key_seq(key_bytes)) {
+            rc = RK_ECORRUPT;
+            break;
+        }
+        rc = fn(arg, &h);
+    }
+    if (cursor)
+        cursor->close(cursor);
+    return rc == DB_NOTFOUND ? 0 : rc;
 }
 
 /* Deletes up to TRIM_BATCH entries below seq in one transaction; *n_deleted

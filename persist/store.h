@@ -31,6 +31,12 @@
  * J3  An entry whose append returned 0 is on disk (committed with sync);
  *     after an append failed, no later one is acknowledged (store_failed),
  *     so the durable cursors never run ahead of the disk.
+ * J4  An entry's epoch is the epoch its seq has in the directory's epoch
+ *     history (persist/history.h, H3), so epochs never go down along the
+ *     journal.  Checked on every append (RK_EINVAL) and every read
+ *     (store_journal_get, store_journal_last: RK_ECORRUPT).  A directory
+ *     whose history is implied by its journal (made before histories)
+ *     only keeps its entries' epochs non-decreasing.
  *
  * journal_encode/journal_decode refuse an entry that breaks J1's rule
  * within the entry, store_journal_append_many a seq that is not its key
@@ -46,6 +52,7 @@
 #include <stdint.h>
 
 #include "ringkeep.h"
+#include "persist/history.h"
 
 #define JOURNAL_MAGIC 0x454a4b52u /* "RKJE" little-endian */
 #define JOURNAL_VERSION 1u
@@ -96,6 +103,10 @@ int journal_encode(const struct journal_header *h, const uint8_t *frames, size_t
  * Returns 0, RK_ECORRUPT with a reason in why, RK_EVERSION, or ENOMEM. */
 int journal_decode(const uint8_t *buf, size_t len, journal_entry *e, char *why, size_t why_size);
 void journal_entry_free(journal_entry *e);
+/* Only the header of buf[0..len) into *h, nothing verified but the length
+ * and the magic (the trailer covers the whole entry): 0 or RK_ECORRUPT.
+ * For walking a journal's headers (the epochs it carries). */
+int journal_read_header(const uint8_t *buf, size_t len, struct journal_header *h);
 /* (On failure e holds no frames, so journal_entry_free(e) is a no-op;
  * journal_entry_free sets e->frames to NULL.  journal_encode returns
  * RK_EINVAL for frames that break the rules below, ENOMEM, and leaves *out
@@ -234,6 +245,64 @@ int store_ring_record(store *s, struct store_ring_record *rec);
  * make (the node would refuse it).  Other errors (the ring cannot be
  * inspected, the journal read) are returned with a reason in err. */
 int store_ring_undrained(store *s, char *err, size_t err_size);
+
+/* ------------------------------------------------------------ the epoch history
+ * (persist/history.h has the rules H1-H3 and the pure functions; history.c
+ * the code.)  Kept in meta.db, in the journal's environment:
+ *   STORE_HISTORY_KEY  the list (history_encode's bytes);
+ *   STORE_EPOCH_KEY    the highest epoch the directory has seen (uint64,
+ *                      host order; a standby raises it as it adopts one);
+ *   STORE_BEGAN_KEY    the epoch this directory last began itself (uint64).
+ * Every change commits them with sync before it returns, so nothing is
+ * written in an epoch the disk does not know.  A directory made before
+ * histories existed has no STORE_HISTORY_KEY: its history is the one its
+ * journal implies, an element (epoch, seq, first_lsn) at the first entry
+ * of each epoch its entries carry, the oldest entry held starting the
+ * first (H3: older sequences belong to that epoch); it is stored by the
+ * first change. */
+#define STORE_HISTORY_KEY "history"
+#define STORE_EPOCH_KEY "epoch"
+#define STORE_BEGAN_KEY "epoch_began"
+
+/* A copy of the history in a malloc'd array *h of *n elements (NULL when
+ * empty), which the caller frees.  0 or ENOMEM. */
+int store_history(store *s, struct epoch_start **h, uint32_t *n);
+
+/* The number of elements of the history. */
+uint32_t store_history_length(store *s);
+
+/* The history's epoch for journal sequence seq (H3; 0: no history). */
+uint64_t store_epoch_of(store *s, uint64_t seq);
+
+/* The epoch this directory last began itself (0: never). */
+uint64_t store_epoch_began(store *s);
+
+/* The highest epoch the directory has seen (STORE_EPOCH_KEY, or its
+ * history's newest when higher; 0: none). */
+uint64_t store_epoch_seen(store *s);
+
+/* Begins a new epoch: appends (E, first_seq, first_lsn), E higher than
+ * every epoch the history holds and every one the directory has seen, and
+ * at least epoch_min; commits it with sync, then *epoch = E.  first_seq is
+ * the journal's last seq + 1 (or where it goes on), first_lsn the next
+ * LSN (H2: neither below the last element's).  RK_EINVAL (H1, H2 broken,
+ * or HISTORY_MAX elements already), the store's sticky error, BDB codes:
+ * nothing is written in the new epoch then. */
+int store_epoch_begin(store *s, uint64_t epoch_min, uint64_t first_seq, uint64_t first_lsn, uint64_t *epoch);
+
+/* The epoch a node writing as primary on this directory writes in: the
+ * newest of its history when this directory began it itself and has seen
+ * none higher (a restart goes on in it); otherwise a new one begun at
+ * (next_seq, next_lsn) as store_epoch_begin does -- for a directory with
+ * no history yet, at the epoch STORE_EPOCH_KEY holds (1 when none). */
+int store_epoch_resume(store *s, uint64_t next_seq, uint64_t next_lsn, uint64_t *epoch);
+
+/* Replaces the history with list[0..n) (a standby taking its primary's,
+ * restore the source's cut at its point), committed with sync.  It must
+ * give every entry the journal holds the epoch the current one gives it
+ * (J4); RK_EINVAL with a reason in why otherwise, RK_ECORRUPT when list
+ * breaks H1/H2.  STORE_BEGAN_KEY is kept. */
+int store_history_adopt(store *s, const struct epoch_start *list, uint32_t n, char *why, size_t why_size);
 
 /* Translates a Berkeley DB or errno code into a message.
  * RK_E* codes too (rk_strerror). */

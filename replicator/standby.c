@@ -725,7 +725,7 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
     /* "o" steals its reference, even when json_pack fails */
     return json_pack(
         "{s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o,"
-        " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
+        " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o}",
         "node_id", json_cstr(sb->c->repl_node_id), "primary",
         json_cstr(sb->c->repl_primary_serve), "primary_publish", json_cstr(sb->c->repl_primary_publish),
         "connected", sb->welcomed, "journal_seq", json_uint(sb->last_seq), "applied_seq",
@@ -740,7 +740,8 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
         json_uint(sb->n_duplicates), "bad_entries", json_uint(sb->n_bad), "refused_epoch",
         json_uint(sb->n_refused), "malformed", json_uint(sb->n_malformed), "bootstraps",
         json_uint(sb->n_bootstraps), "bootstrapping", sb->bootstrapping, "groups_applied",
-        json_uint(am.n_groups), "records", json_uint(am.n_records));
+        json_uint(am.n_groups), "records", json_uint(am.n_records), "epoch_history",
+        json_uint(store_history_length(sb->s)));
 }
 
 /* ------------------------------------------------------------ run */

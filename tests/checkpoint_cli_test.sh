@@ -18,6 +18,12 @@ out=$("$RK" checkpoint verify "$TMP/good.rkcp") || fail "verify of the golden fi
 echo "$out" | grep -q ": ok (format 1.0, journal seq 42, LSN 123456, 50 entries in 3 tables, digest 4f710920e17c4425)" ||
     fail "verify output: $out"
 
+# verify shows the epoch history a 1.2 file carries, and says an older one has none
+out=$("$RK" checkpoint verify "$(dirname "$GOLDEN")/checkpoint-v1.2.rkcp") || fail "verify of golden 1.2: $out"
+echo "$out" | grep -q ": ok (format 1.2, .*), epoch 3, epoch history: epoch 1 from seq 1 LSN 8; epoch 3 from seq 40 LSN 120000$" ||
+    fail "verify output of 1.2: $out"
+echo "$("$RK" checkpoint verify "$TMP/good.rkcp")" | grep -q "epoch history: none (format 1.0)$" || fail "1.0 history"
+
 # export: 50 lines, text as strings, binary as base64, empty as ""
 "$RK" checkpoint export "$TMP/good.rkcp" > "$TMP/export.jsonl" || fail "export failed"
 [ "$(wc -l < "$TMP/export.jsonl")" -eq 50 ] || fail "export has $(wc -l < "$TMP/export.jsonl") lines, want 50"

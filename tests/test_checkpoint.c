@@ -1171,6 +1171,10 @@ START_TEST(test_golden_file_loads)
         ck_assert_uint_eq(rp->n_slots, 2);
         ck_assert(memcmp(rp->slots, golden_slots, sizeof golden_slots) == 0);
     }
+    /* 1.2 adds the epoch history; older files have none */
+    ck_assert_uint_eq(info.n_history, _i >= 2 ? 2 : 0);
+    if (info.n_history)
+        ck_assert(memcmp(info.history, golden_history, sizeof golden_history) == 0);
     ck_assert_uint_eq(info.epoch, GOLDEN_EPOCH);
     ck_assert_uint_eq(info.journal_seq, GOLDEN_JOURNAL_SEQ);
     ck_assert_uint_eq(info.lsn, GOLDEN_LSN);

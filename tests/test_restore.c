@@ -572,6 +572,8 @@ START_TEST(restore_to_a_seq_equals_the_model)
         heights_at(e.h.last_lsn, engines, 2, h);
         journal_entry_free(&e);
         snprintf(to, sizeof to, "%s/seq-%llu", root, (unsigned long long)seqs[i]);
+        uint64_t src_seen = store_epoch_seen(s), src_epoch_at = store_epoch_of(s, seqs[i]);
+        ck_assert_uint_ge(src_epoch_at, 1);
         store_close(s); /* restore takes the source's lock */
         s = NULL;
         ck_assert_msg(restore_to(to, RESTORE_SEQ, seqs[i], NULL, 0, NULL, &res, &ns, err, sizeof err) == 0,
@@ -582,6 +584,25 @@ START_TEST(restore_to_a_seq_equals_the_model)
         dump_compare(&got, &want, to);
         dump_free(&got);
         dump_free(&want);
+        {
+            /* DIR goes on in an epoch of its own, above every one the
+             * source knew, from the entry after the point; before it, the
+             * source's history */
+            struct epoch_start *hist = NULL;
+            uint32_t n_hist = 0;
+            store *d = NULL;
+            ck_assert_msg(store_open(to, 0, 0, &d, err, sizeof err) == 0, "%s", err);
+            ck_assert_int_eq(store_history(d, &hist, &n_hist), 0);
+            ck_assert_uint_eq(n_hist, res.n_history);
+            ck_assert_uint_ge(n_hist, 2);
+            ck_assert_uint_gt(res.epoch, src_seen);
+            ck_assert_uint_eq(hist[n_hist - 1].epoch, res.epoch);
+            ck_assert_uint_eq(hist[n_hist - 1].first_seq, seqs[i] + 1);
+            ck_assert_uint_eq(store_epoch_of(d, seqs[i]), src_epoch_at);
+            ck_assert_uint_eq(store_epoch_began(d), res.epoch);
+            free(hist);
+            store_close(d);
+        }
         restore_result_free(&res);
         ck_assert_msg(store_open(src_dir, 0, 0, &s, err, sizeof err) == 0, "%s", err);
     }

@@ -1,13 +1,14 @@
 /* gen_golden.c -- writes tests/golden/checkpoint-v<major>.<minor>.rkcp for
  * the format this source has (checkpoint-v1.0.rkcp came from the 1.0
- * writer, checkpoint-v1.1.rkcp adds the replay record), the committed
+ * writer, checkpoint-v1.1.rkcp adds the replay record, checkpoint-v1.2.rkcp
+ * the epoch history), the committed
  * checkpoints that test_checkpoint loads to prove old files keep loading.
  * Its content is golden_content.h.  Regenerate only on purpose (a format
  * change that keeps old files readable adds a new golden file beside this
  * one instead).  Not built by CMake; from the top of the repository:
  *
  *   cc -std=c11 -Iinclude -I. -o /tmp/gen_golden tests/golden/gen_golden.c \
- *      persist/checkpoint.c persist/mpread.c persist/sys.c shm/segment.c -lmsgpackc -lzstd -lxxhash -ldb-5.3 -lpthread
+ *      build/librkpersist.a build/librkshm.a -lmsgpackc -lzstd -lxxhash -ldb-5.3 -lpthread -lrt
  *   /tmp/gen_golden tests/golden
  *
  * It prints the digest to pin as GOLDEN_DIGEST in golden_content.h.
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
     info.replay.table_ids = (struct ckpt_map_entry *)golden_table_ids;
     info.replay.n_slots = 2;
     info.replay.slots = (struct ckpt_map_entry *)golden_slots;
+    info.n_history = CKPT_MINOR >= 2 ? 2 : 0;
+    info.history = (struct epoch_start *)golden_history;
     if (ckpt_writer_open(argv[1], &info, 3, &w, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         return 1;

@@ -37,6 +37,10 @@ static const struct ckpt_map_entry golden_table_ids[3] = {{1, "accounts"}, {2, "
 static const struct ckpt_map_entry golden_slots[2] = {{0, "matcher"}, {3, "risk"}};
 #define GOLDEN_RESTART_SEQ 40ull
 #define GOLDEN_GROUPS 1077ull
+/* Format 1.2 adds the epoch history (checkpoint-v1.2.rkcp carries this
+ * one; the older files have none): epoch 3, the checkpoint's, began at 40
+ * (its restart point: the journal entries after a restore to 39). */
+static const struct epoch_start golden_history[2] = {{1, 1, 8}, {3, 40, 120000}};
 #define GOLDEN_RECORDS 5000ull
 #define GOLDEN_DISCARDED 1ull
 

@@ -1,0 +1,543 @@
+/* history.c -- the epoch history: the pure functions of history.h, and the
+ * history a data directory keeps with its journal (store.h's
+ * store_history*, store_epoch_*).
+ *
+ * Design: the history lives in meta.db, in the journal's Berkeley DB
+ * environment, under STORE_HISTORY_KEY (history_encode's bytes); beside it
+ * STORE_EPOCH_KEY (the highest epoch the directory has seen) and
+ * STORE_BEGAN_KEY (the epoch this directory last began itself).  Every
+ * change writes them in one transaction committed with sync, before the
+ * caller writes anything in the new epoch.  The store keeps a copy in
+ * memory (loaded by history_open at store_open), which every journal read
+ * and append checks entries against (J4 in store.h).
+ *
+ * A directory made before histories existed has no STORE_HISTORY_KEY: its
+ * history is the one its journal implies (history_derive): one element per
+ * epoch its entries carry, at the first entry that carries it (the oldest
+ * entry held starts the first).  Nothing is written for it at open; the
+ * first change stores the whole list.  Until then appends only keep the
+ * entries' epochs non-decreasing, and the implied list grows with them.
+ *
+ *   implied --store_epoch_begin / store_history_adopt--> stored
+ *
+ * Threads: any; `lock` guards the copy in memory and is held across a
+ * change's transaction, so that readers never see a history the disk does
+ * not hold.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "persist/bytes.h"
+#include "persist/history.h"
+#include "persist/store.h"
+#include "persist/store_impl.h"
+#include "shm/segment.h"
+
+#define MAX_DEADLOCK_RETRIES 8
+
+#define corrupt(why, why_size, ...) seg_fail(why, why_size, RK_ECORRUPT, __VA_ARGS__)
+
+/* ------------------------------------------------------------ values */
+
+int history_check(const struct epoch_start *h, uint32_t n, char *why, size_t why_size)
+{
+    if (n > HISTORY_MAX)
+        return corrupt(why, why_size, "history of %" PRIu32 " elements (at most %u)", n, HISTORY_MAX);
+    for (uint32_t i = 0; i < n; i++) {
+        if (h[i].epoch == 0 || h[i].first_seq == 0)
+            return corrupt(why, why_size,
+                           "history element %" PRIu32 ": epoch %" PRIu64 " first_seq %" PRIu64
+                           " (H1, H2: both >= 1)",
+                           i, h[i].epoch, h[i].first_seq);
+        if (i == 0)
+            continue;
+        if (h[i].epoch <= h[i - 1].epoch)
+            return corrupt(why, why_size,
+                           "history element %" PRIu32 ": epoch %" PRIu64 " after %" PRIu64
+                           " (H1: strictly increasing)",
+                           i, h[i].epoch, h[i - 1].epoch);
+        if (h[i].first_seq < h[i - 1].first_seq || h[i].first_lsn < h[i - 1].first_lsn)
+            return corrupt(why, why_size,
+                           "history element %" PRIu32 ": first_seq %" PRIu64 " first_lsn %" PRIu64
+                           " below the one before (H2: non-decreasing)",
+                           i, h[i].first_seq, h[i].first_lsn);
+    }
+    return 0;
+}
+
+uint64_t history_epoch_of(const struct epoch_start *h, uint32_t n, uint64_t seq)
+{
+    uint32_t i = history_cut(h, n, seq);
+
+    if (n == 0)
+        return 0;
+    return i ? h[i - 1].epoch : h[0].epoch; /* H3 */
+}
+
+uint32_t history_cut(const struct epoch_start *h, uint32_t n, uint64_t upto)
+{
+    uint32_t i = 0;
+
+    while (i < n && h[i].first_seq <= upto) /* H2: sorted by first_seq */
+        i++;
+    return i;
+}
+
+/* The lowest seq at or above from where a or b begins an element (UINT64_MAX: none). */
+static uint64_t next_change(const struct epoch_start *a, uint32_t na, const struct epoch_start *b,
+                            uint32_t nb, uint64_t from)
+{
+    uint64_t best = UINT64_MAX;
+
+    for (uint32_t i = 0; i < na; i++)
+        if (a[i].first_seq >= from && a[i].first_seq < best)
+            best = a[i].first_seq;
+    for (uint32_t i = 0; i < nb; i++)
+        if (b[i].first_seq >= from && b[i].first_seq < best)
+            best = b[i].first_seq;
+    return best;
+}
+
+uint64_t history_fork(const struct epoch_start *a, uint32_t na, uint64_t last_a, const struct epoch_start *b,
+                      uint32_t nb, uint64_t last_b)
+{
+    uint64_t last = last_a < last_b ? last_a : last_b;
+
+    /* both epochs are constant between two changes: compare at 1 and at
+     * every change up to last (at most na + nb + 1 rounds) */
+    for (uint64_t seq = 1; seq <= last && seq != UINT64_MAX; seq = next_change(a, na, b, nb, seq + 1))
+        if (history_epoch_of(a, na, seq) != history_epoch_of(b, nb, seq))
+            return seq - 1;
+    return last;
+}
+
+void history_encode(const struct epoch_start *h, uint32_t n, uint8_t *out)
+{
+    for (uint32_t i = 0; i < n; i++, out += HISTORY_ELEMENT_SIZE) {
+        put_le64(out, h[i].epoch);
+        put_le64(out + 8, h[i].first_seq);
+        put_le64(out + 16, h[i].first_lsn);
+    }
+}
+
+int history_decode(const uint8_t *buf, size_t len, struct epoch_start **h, uint32_t *n, char *why,
+                   size_t why_size)
+{
+    size_t count = len / HISTORY_ELEMENT_SIZE;
+    int rc;
+
+    *h = NULL;
+    *n = 0;
+    if (len % HISTORY_ELEMENT_SIZE || count > HISTORY_MAX)
+        return corrupt(why, why_size, "history of %zu bytes (want a multiple of %u, at most %u elements)",
+                       len, HISTORY_ELEMENT_SIZE, HISTORY_MAX);
+    if (count == 0)
+        return 0;
+    *h = calloc(count, sizeof **h);
+    if (!*h)
+        return ENOMEM;
+    for (size_t i = 0; i < count; i++, buf += HISTORY_ELEMENT_SIZE)
+        (*h)[i] = (struct epoch_start){get_le64(buf), get_le64(buf + 8), get_le64(buf + 16)};
+    rc = history_check(*h, (uint32_t)count, why, why_size);
+    if (rc) {
+        free(*h);
+        *h = NULL;
+        return rc;
+    }
+    *n = (uint32_t)count;
+    return 0;
+}
+
+/* ------------------------------------------------------------ the directory's */
+
+struct history {
+    pthread_mutex_t lock;
+    struct epoch_start *e; /* H1-H3; NULL when n == 0 */
+    uint32_t n;
+    int stored;     /* meta.db holds it; 0: implied by the journal (history_derive) */
+    uint64_t began; /* STORE_BEGAN_KEY (0: this directory never began an epoch) */
+};
+
+static int meta_get_u64(store *s, const char *key, uint64_t *v)
+{
+    DB *meta = store_meta(s);
+    DBT k = {.data = (void *)key, .size = (u_int32_t)strlen(key)};
+    DBT d = {.data = v, .ulen = sizeof *v, .flags = DB_DBT_USERMEM};
+    int rc = meta->get(meta, NULL, &k, &d, 0);
+
+    *v = rc == 0 ? *v : 0;
+    if (rc == DB_NOTFOUND)
+        return 0;
+    return rc == 0 && d.size != sizeof *v ? RK_ECORRUPT : rc;
+}
+
+/* Appends (epoch, seq, lsn) to h's list in memory. */
+static int push(struct history *h, uint64_t epoch, uint64_t seq, uint64_t lsn)
+{
+    struct epoch_start *grown;
+
+    if (h->n == HISTORY_MAX)
+        return RK_EINVAL;
+    grown = realloc(h->e, (h->n + 1) * sizeof *grown);
+    if (!grown)
+        return ENOMEM;
+    h->e = grown;
+    h->e[h->n++] = (struct epoch_start){epoch, seq, lsn};
+    return 0;
+}
+
+struct derive {
+    struct history *h;
+    char *why;
+    size_t why_size;
+};
+
+static int derive_one(void *arg, const struct journal_header *jh)
+{
+    struct derive *d = arg;
+    struct history *h = d->h;
+    uint64_t last = h->n ? h->e[h->n - 1].epoch : 0;
+
+    if (jh->epoch == last)
+        return 0;
+    if (jh->epoch < last || jh->epoch == 0)
+        return corrupt(d->why, d->why_size,
+                       "journal entry %" PRIu64 " has epoch %" PRIu64 " after entries of epoch %" PRIu64
+                       " (epochs never go down)",
+                       jh->seq, jh->epoch, last);
+    return push(h, jh->epoch, jh->seq, jh->first_lsn);
+}
+
+/* The history a journal without a stored one implies (history.c's head). */
+static int history_derive(store *s, struct history *h, char *why, size_t why_size)
+{
+    struct derive d = {h, why, why_size};
+
+    return store_journal_headers(s, derive_one, &d);
+}
+
+int history_open(store *s, struct history **out, char *err, size_t err_size)
+{
+    struct history *h = calloc(1, sizeof *h);
+    DB *meta = store_meta(s);
+    DBT k = {.data = STORE_HISTORY_KEY, .size = (u_int32_t)strlen(STORE_HISTORY_KEY)};
+    DBT v = {.flags = DB_DBT_MALLOC};
+    char why[256] = "";
+    int rc;
+
+    *out = NULL;
+    if (!h)
+        return seg_fail(err, err_size, ENOMEM, "out of memory");
+    pthread_mutex_init(&h->lock, NULL);
+    rc = meta->get(meta, NULL, &k, &v, 0);
+    if (rc == 0) {
+        h->stored = 1;
+        rc = history_decode(v.data, v.size, &h->e, &h->n, why, sizeof why);
+    } else if (rc == DB_NOTFOUND) {
+        rc = history_derive(s, h, why, sizeof why);
+    }
+    free(v.data);
+    if (rc == 0)
+        rc = meta_get_u64(s, STORE_BEGAN_KEY, &h->began);
+    if (rc) {
+        seg_error(err, err_size, "cannot read the epoch history of %s: %s", store_dir(s),
+                  why[0] ? why : store_strerror(rc));
+        history_close(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+void history_close(struct history *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_destroy(&h->lock);
+    free(h->e);
+    free(h);
+}
+
+/* J4 for an entry about to be appended at seq with epoch: stored, the
+ * history's epoch for seq; implied, not below the last one.  Under lock. */
+static int entry_fits(const struct history *h, uint64_t seq, uint64_t epoch, int appending)
+{
+    uint64_t want = history_epoch_of(h->e, h->n, seq);
+
+    if (h->n == 0)
+        return 1;
+    if (!h->stored && appending)
+        return epoch >= h->e[h->n - 1].epoch;
+    return epoch == want;
+}
+
+int history_entry_ok(struct history *h, uint64_t seq, uint64_t epoch, int appending, char *why,
+                     size_t why_size)
+{
+    uint64_t want;
+    int ok;
+
+    pthread_mutex_lock(&h->lock);
+    ok = entry_fits(h, seq, epoch, appending);
+    want = history_epoch_of(h->e, h->n, seq);
+    pthread_mutex_unlock(&h->lock);
+    if (ok)
+        return 0;
+    return seg_fail(why, why_size, appending ? RK_EINVAL : RK_ECORRUPT,
+                    "journal entry %" PRIu64 " has epoch %" PRIu64 ", the epoch history says %" PRIu64
+                    " (J4)",
+                    seq, epoch, want);
+}
+
+void history_entry_appended(struct history *h, uint64_t seq, uint64_t epoch, uint64_t first_lsn)
+{
+    pthread_mutex_lock(&h->lock);
+    if (!h->stored && (h->n == 0 || epoch > h->e[h->n - 1].epoch))
+        push(h, epoch, seq, first_lsn); /* a full or failed list stays as it was: checks stay looser */
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Writes list[0..n), the highest epoch seen (raised to list's last) and,
+ * when began != 0, STORE_BEGAN_KEY, in one transaction committed with
+ * sync.  Under h->lock. */
+static int write_history(store *s, const struct epoch_start *list, uint32_t n, uint64_t began)
+{
+    DB_ENV *env = store_env(s);
+    DB *meta = store_meta(s);
+    uint8_t *bytes = malloc(n ? (size_t)n * HISTORY_ELEMENT_SIZE : 1);
+    uint64_t seen = 0, top = n ? list[n - 1].epoch : 0;
+    int rc = bytes ? 0 : ENOMEM;
+
+    if (bytes)
+        history_encode(list, n, bytes);
+    for (int attempt = 0; rc == 0; attempt++) {
+        DB_TXN *txn = NULL;
+        DBT hk = {.data = STORE_HISTORY_KEY, .size = (u_int32_t)strlen(STORE_HISTORY_KEY)};
+        DBT hv = {.data = bytes, .size = n * HISTORY_ELEMENT_SIZE};
+        DBT ek = {.data = STORE_EPOCH_KEY, .size = (u_int32_t)strlen(STORE_EPOCH_KEY)};
+        DBT ev = {.data = &seen, .ulen = sizeof seen, .size = sizeof seen, .flags = DB_DBT_USERMEM};
+        DBT bk = {.data = STORE_BEGAN_KEY, .size = (u_int32_t)strlen(STORE_BEGAN_KEY)};
+        DBT bv = {.data = &began, .size = sizeof began};
+
+        rc = env->txn_begin(env, NULL, &txn, 0);
+        if (rc)
+            break;
+        seen = 0;
+        rc = meta->get(meta, txn, &ek, &ev, DB_RMW);
+        if (rc == DB_NOTFOUND || (rc == 0 && ev.size != sizeof seen))
+            seen = 0, rc = 0;
+        if (seen < top)
+            seen = top;
+        ev.size = sizeof seen;
+        if (!rc)
+            rc = meta->put(meta, txn, &hk, &hv, 0);
+        if (!rc)
+            rc = meta->put(meta, txn, &ek, &ev, 0);
+        if (!rc && began)
+            rc = meta->put(meta, txn, &bk, &bv, 0);
+        if (!rc) {
+            rc = txn->commit(txn, DB_TXN_SYNC); /* durable before anything is written in it */
+        } else {
+            txn->abort(txn);
+        }
+        if ((rc != DB_LOCK_DEADLOCK && rc != DB_LOCK_NOTGRANTED) || attempt + 1 >= MAX_DEADLOCK_RETRIES)
+            break;
+    }
+    free(bytes);
+    return rc ? rc : sys_io_failed();
+}
+
+int store_history(store *s, struct epoch_start **h, uint32_t *n)
+{
+    struct history *hs = store_history_state(s);
+    int rc = 0;
+
+    *h = NULL;
+    *n = 0;
+    pthread_mutex_lock(&hs->lock);
+    if (hs->n) {
+        *h = malloc(hs->n * sizeof **h);
+        if (*h) {
+            memcpy(*h, hs->e, hs->n * sizeof **h);
+            *n = hs->n;
+        } else {
+            rc = ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&hs->lock);
+    return rc;
+}
+
+uint32_t store_history_length(store *s)
+{
+    struct history *hs = store_history_state(s);
+    uint32_t n;
+
+    pthread_mutex_lock(&hs->lock);
+    n = hs->n;
+    pthread_mutex_unlock(&hs->lock);
+    return n;
+}
+
+uint64_t store_epoch_of(store *s, uint64_t seq)
+{
+    struct history *hs = store_history_state(s);
+    uint64_t epoch;
+
+    pthread_mutex_lock(&hs->lock);
+    epoch = history_epoch_of(hs->e, hs->n, seq);
+    pthread_mutex_unlock(&hs->lock);
+    return epoch;
+}
+
+uint64_t store_epoch_began(store *s)
+{
+    struct history *hs = store_history_state(s);
+    uint64_t began;
+
+    pthread_mutex_lock(&hs->lock);
+    began = hs->began;
+    pthread_mutex_unlock(&hs->lock);
+    return began;
+}
+
+/* Appends (epoch, first_seq, first_lsn) and writes it all (write_history).
+ * Under hs->lock. */
+static int begin_locked(store *s, struct history *hs, uint64_t epoch, uint64_t first_seq, uint64_t first_lsn)
+{
+    struct epoch_start *list;
+    int rc;
+
+    if (first_seq == 0 || hs->n == HISTORY_MAX || (hs->n && epoch <= hs->e[hs->n - 1].epoch))
+        return RK_EINVAL; /* H1 */
+    if (hs->n && (first_seq < hs->e[hs->n - 1].first_seq || first_lsn < hs->e[hs->n - 1].first_lsn))
+        return RK_EINVAL; /* H2 */
+    list = malloc((hs->n + 1) * sizeof *list);
+    if (!list)
+        return ENOMEM;
+    if (hs->n)
+        memcpy(list, hs->e, hs->n * sizeof *list);
+    list[hs->n] = (struct epoch_start){epoch, first_seq, first_lsn};
+    rc = write_history(s, list, hs->n + 1, epoch);
+    if (rc) {
+        free(list);
+        return rc;
+    }
+    free(hs->e);
+    hs->e = list;
+    hs->n++;
+    hs->stored = 1;
+    hs->began = epoch;
+    return 0;
+}
+
+uint64_t store_epoch_seen(store *s)
+{
+    struct history *hs = store_history_state(s);
+    uint64_t seen = 0;
+
+    pthread_mutex_lock(&hs->lock);
+    if (meta_get_u64(s, STORE_EPOCH_KEY, &seen) != 0)
+        seen = 0;
+    if (hs->n && hs->e[hs->n - 1].epoch > seen)
+        seen = hs->e[hs->n - 1].epoch;
+    pthread_mutex_unlock(&hs->lock);
+    return seen;
+}
+
+int store_epoch_begin(store *s, uint64_t epoch_min, uint64_t first_seq, uint64_t first_lsn, uint64_t *epoch)
+{
+    struct history *hs = store_history_state(s);
+    uint64_t seen = 0, next;
+    int rc = store_failed(s);
+
+    if (rc)
+        return rc; /* nothing is begun after a failed write (J3) */
+    pthread_mutex_lock(&hs->lock);
+    rc = meta_get_u64(s, STORE_EPOCH_KEY, &seen);
+    /* higher than every epoch known: the history's and any seen */
+    next = hs->n ? hs->e[hs->n - 1].epoch + 1 : 1;
+    if (next <= seen)
+        next = seen + 1;
+    if (next < epoch_min)
+        next = epoch_min;
+    if (!rc)
+        rc = begin_locked(s, hs, next, first_seq, first_lsn);
+    if (!rc)
+        *epoch = next;
+    pthread_mutex_unlock(&hs->lock);
+    return rc;
+}
+
+int store_epoch_resume(store *s, uint64_t next_seq, uint64_t next_lsn, uint64_t *epoch)
+{
+    struct history *hs = store_history_state(s);
+    uint64_t seen = 0, newest;
+    int rc = store_failed(s);
+
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&hs->lock);
+    newest = hs->n ? hs->e[hs->n - 1].epoch : 0;
+    rc = meta_get_u64(s, STORE_EPOCH_KEY, &seen);
+    if (!rc && newest && hs->began == newest && seen <= newest) {
+        *epoch = newest; /* this directory wrote the newest epoch: a restart goes on in it */
+    } else if (!rc && !newest) {
+        /* no history yet (a new directory, or one whose journal is
+         * empty): it begins at the epoch it was given, 1 when none */
+        *epoch = seen ? seen : 1;
+        rc = begin_locked(s, hs, *epoch, next_seq, next_lsn);
+    } else if (!rc) {
+        *epoch = (seen > newest ? seen : newest) + 1;
+        rc = begin_locked(s, hs, *epoch, next_seq, next_lsn);
+    }
+    pthread_mutex_unlock(&hs->lock);
+    return rc;
+}
+
+int store_history_adopt(store *s, const struct epoch_start *list, uint32_t n, char *why, size_t why_size)
+{
+    struct history *hs = store_history_state(s);
+    struct journal_header last = {0};
+    struct epoch_start *copy = NULL;
+    int rc = history_check(list, n, why, why_size);
+
+    if (!rc)
+        rc = store_failed(s);
+    if (!rc) {
+        rc = store_journal_last(s, &last);
+        if (rc == RK_ENOTFOUND)
+            rc = 0;
+    }
+    if (rc)
+        return rc;
+    if (n && !(copy = malloc(n * sizeof *copy)))
+        return ENOMEM;
+    if (n)
+        memcpy(copy, list, n * sizeof *copy);
+    pthread_mutex_lock(&hs->lock);
+    /* J4 stays true for every entry held: the new history gives each the
+     * epoch the old one did */
+    if (hs->n && last.seq && history_fork(hs->e, hs->n, last.seq, list, n, last.seq) != last.seq)
+        rc = seg_fail(why, why_size, RK_EINVAL,
+                      "the history adopted gives other epochs to entries this journal holds (up to %" PRIu64
+                      ")",
+                      last.seq);
+    if (!rc)
+        rc = write_history(s, list, n, 0);
+    if (!rc) {
+        free(hs->e);
+        hs->e = copy;
+        copy = NULL;
+        hs->n = n;
+        hs->stored = 1;
+    }
+    pthread_mutex_unlock(&hs->lock);
+    free(copy);
+    return rc;
+}
