@@ -11,6 +11,8 @@
  *                                  snapshot txn begun  ---->  checkpoint thread: writes
  *                                                             the file from it, retention,
  *                                                             journal and BDB log trimming
+ *   log checkpoint thread: every LOG_CHECKPOINT_MS, a BDB checkpoint if
+ *   LOG_CHECKPOINT_KB of log were written since the last (bounds recovery)
  * With a replicator (repl_node_run: [replication] publish set), the drain
  * and checkpoint threads also wake the replicator's thread
  * (replicator/primary.c, repl_primary_*), which owns the ZeroMQ sockets and
@@ -30,7 +32,7 @@
  * again, and a frame the crash cut off is still in the ring (head moves
  * only after the journal commit).
  *
- * Threads: the four above (and the replicator's); shared counters are
+ * Threads: the five above (and the replicator's); shared counters are
  * atomics, the journal/apply and apply/checkpoint hand-offs are under
  * `lock`.
  */
@@ -66,7 +68,8 @@
 #include "shm/segment.h"
 
 #define APPLY_STEP_ENTRIES 16  /* apply publishes its progress at least this often */
-#define LOG_CHECKPOINT_KB 4096 /* apply checkpoints the BDB environment after this much log */
+#define LOG_CHECKPOINT_KB 4096 /* the BDB environment is checkpointed after this much log */
+#define LOG_CHECKPOINT_MS 50   /* how often the log checkpoint thread looks at the log */
 
 enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
 
@@ -596,6 +599,44 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
+/* The log checkpoint thread: a restart after a crash (DB_RECOVER) redoes
+ * the Berkeley DB log from the last checkpoint, so every LOG_CHECKPOINT_MS
+ * it checkpoints the environment if LOG_CHECKPOINT_KB of log were written
+ * since the last one.  Its own thread, because the drain writes that much
+ * log in tens of milliseconds under load: from the apply thread, between
+ * apply's steps, checkpoints came ~30 MiB of log apart and a restart
+ * redid up to 70 MiB (1-1.5 s; bench/restart_time.sh).  A checkpoint
+ * waits for no writer (BDB's txn_checkpoint runs beside them) and stops
+ * none: the drain and apply go on while it flushes.  A failure is fatal,
+ * as any failed write.  Exits when ckpt_stop is set. */
+static void *log_ckpt_main(void *arg)
+{
+    struct node *n = arg;
+
+    pthread_setname_np(pthread_self(), "rk-log-ckpt"); /* top -H, perf, gdb */
+    pthread_mutex_lock(&n->lock);
+    while (!n->ckpt_stop) {
+        struct timespec ts;
+        int rc;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += LOG_CHECKPOINT_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&n->ckpt_cond, &n->lock, &ts); /* ckpt_cond: also the stop */
+        if (n->ckpt_stop)
+            break;
+        pthread_mutex_unlock(&n->lock);
+        rc = store_log_checkpoint(n->s, LOG_CHECKPOINT_KB);
+        if (rc)
+            fatal("Berkeley DB checkpoint failed", store_strerror(rc));
+        pthread_mutex_lock(&n->lock);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return NULL;
+}
+
 /* A primary's apply: in steps of up to APPLY_STEP_ENTRIES, checkpoints
  * triggered and requests served between steps; once drain is done, what
  * is journaled is applied and a last checkpoint taken.  A failure is
@@ -652,12 +693,6 @@ void apply_primary(struct node *n)
         atomic_store(&n->digest, am.digest);
         if (applier_read_upto(n->a) < upto)
             upto = applier_read_upto(n->a); /* stopped early (every_heights) */
-        /* a restart after a crash replays the BDB log since the last
-         * checkpoint: without this, all the log since the last checkpoint
-         * file (every_seconds apart), seconds of recovery under load */
-        rc = store_log_checkpoint(n->s, LOG_CHECKPOINT_KB);
-        if (rc)
-            fatal("Berkeley DB checkpoint failed", store_strerror(rc));
         crossed = applier_height_crossed(n->a);
         if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull)
             due = 1;
@@ -929,8 +964,8 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
 {
     struct node n = {.c = c, .repl = r, .test_kill_after_abort = getenv("RK_TEST_KILL_AFTER_ABORT") != NULL};
     struct journal_header last = {0};
-    pthread_t apply_thread, control_thread, ckpt_thread;
-    int rc, have_apply = 0, have_control = 0, have_ckpt = 0;
+    pthread_t apply_thread, control_thread, ckpt_thread, log_ckpt_thread;
+    int rc, have_apply = 0, have_control = 0, have_ckpt = 0, have_log_ckpt = 0;
     char err[512] = "", path[PATH_MAX + 32];
     uint64_t t_store = 0, t_applier = 0, t_ring = 0; /* where a start's time goes ("node started") */
 
@@ -988,9 +1023,10 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
 
     /* threads do not take the signals; the drain loop sees them */
     have_ckpt = start_thread(&ckpt_thread, ckpt_main, &n) == 0;
-    have_apply = have_ckpt && start_thread(&apply_thread, apply_main, &n) == 0;
+    have_log_ckpt = have_ckpt && start_thread(&log_ckpt_thread, log_ckpt_main, &n) == 0;
+    have_apply = have_log_ckpt && start_thread(&apply_thread, apply_main, &n) == 0;
     have_control = control_start(&n, &control_thread) == 0;
-    if (!have_apply || !have_control || !have_ckpt)
+    if (!have_apply || !have_control || !have_ckpt || !have_log_ckpt)
         fatal("cannot start threads", strerror(errno));
     if (r && repl_primary_start(r, n.s, n.ring, node_progress, &n) != 0)
         fatal("cannot start the replicator", "see the lines above");
@@ -1016,6 +1052,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     pthread_cond_broadcast(&n.ckpt_cond);
     pthread_mutex_unlock(&n.lock);
     pthread_join(ckpt_thread, NULL);
+    pthread_join(log_ckpt_thread, NULL);
     if (r)
         repl_primary_stop(r);
     atomic_store(&n.stop, 1);

@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shm/ring.h"
@@ -52,6 +54,7 @@
 #define META_DB "meta.db"
 #define MAX_DEADLOCK_RETRIES 8 /* an append chosen as a deadlock victim is retried this often */
 #define TRIM_BATCH 1000        /* deletes per trim transaction */
+#define CHECKPOINT_YIELD_US 1000 /* a checkpoint's wait for a page a writer holds (BDB's: 1 s) */
 
 struct store {
     char *dir;          /* the data directory as given */
@@ -210,6 +213,55 @@ out:
     return rc;
 }
 
+/* ------------------------------------------------------------ checkpoints */
+
+/* Berkeley DB's checkpoint (txn_checkpoint -> __memp_sync_int) writes
+ * every dirty page; one that a writer holds at that moment is skipped and
+ * retried after __os_yield(env, 1, 0): a whole second.  Under load the
+ * drain's and apply's pages are nearly always held by someone, so a
+ * checkpoint took 1-2 s, its checkpoint LSN (where a recovery starts) was
+ * taken at its start, and a restart after a crash redid the 40-70 MiB of
+ * log the drain wrote meanwhile (bench/restart_time.sh: p99 1.3 s).  In a
+ * thread inside a checkpoint (in_checkpoint), a yield sleeps at most
+ * CHECKPOINT_YIELD_US: the checkpoint looks at the page again sooner; what
+ * it writes and when it is complete are unchanged.  Every other yield is
+ * BDB's own (os/os_yield.c: a sched_yield for 0, else a sleep). */
+static _Thread_local int in_checkpoint;
+
+static int bdb_yield(u_long secs, u_long usecs)
+{
+    uint64_t us = (uint64_t)secs * 1000000u + usecs;
+    struct timespec ts;
+
+    if (us == 0) {
+        sched_yield();
+        return 0;
+    }
+    if (in_checkpoint && us > CHECKPOINT_YIELD_US)
+        us = CHECKPOINT_YIELD_US;
+    ts.tv_sec = (time_t)(us / 1000000u);
+    ts.tv_nsec = (long)(us % 1000000u) * 1000;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+static void install_yield(void)
+{
+    db_env_set_func_yield(bdb_yield);
+}
+
+/* txn_checkpoint(kbytes, 0, flags) with the short yield; BDB's code */
+static int env_checkpoint(store *s, uint32_t kbytes, uint32_t flags)
+{
+    int rc;
+
+    in_checkpoint = 1;
+    rc = s->env->txn_checkpoint(s->env, kbytes, 0, flags);
+    in_checkpoint = 0;
+    return rc;
+}
+
 /* ------------------------------------------------------------ open, close */
 
 static int open_db(store *s, DB **db, const char *file, uint32_t flags, char *err, size_t err_size)
@@ -337,6 +389,10 @@ int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char 
     if (!S_ISDIR(st.st_mode))
         return fail_msg(err, err_size, ENOTDIR, "data directory %s is not a directory", dir);
     sys_install();
+    {
+        static pthread_once_t yield_once = PTHREAD_ONCE_INIT;
+        pthread_once(&yield_once, install_yield); /* process-global: before any environment opens */
+    }
 
     s = calloc(1, sizeof *s);
     if (!s)
@@ -425,7 +481,7 @@ void store_close(store *s)
     /* a checkpoint shortens the next recovery (its failure is harmless);
      * not after a failed write or fsync: recovery redoes from the log */
     if (s->env && s->journal && s->meta && atomic_load(&s->failed) == 0 && sys_io_failed() == 0)
-        s->env->txn_checkpoint(s->env, 0, 0, 0);
+        env_checkpoint(s, 0, 0);
     history_close(s->history);
     if (s->journal)
         s->journal->close(s->journal, 0);
@@ -867,7 +923,7 @@ int store_journal_trim(store *s, uint64_t seq)
 
 int store_log_checkpoint(store *s, uint32_t kbytes)
 {
-    return s->env->txn_checkpoint(s->env, kbytes, 0, 0);
+    return env_checkpoint(s, kbytes, 0);
 }
 
 int store_log_trim(store *s, uint32_t *n_removed)
@@ -879,7 +935,7 @@ int store_log_trim(store *s, uint32_t *n_removed)
     /* a checkpoint first: the log before it is then needed by nobody
      * (every transaction that wrote there has ended, its pages are in the
      * database files) */
-    rc = s->env->txn_checkpoint(s->env, 0, 0, 0);
+    rc = env_checkpoint(s, 0, 0);
     /* ... unless a write or fsync failed anywhere: the checkpoint's own
      * fsyncs may then pass on pages the kernel dropped, and only the log
      * can redo them */
@@ -907,7 +963,7 @@ int store_built(store *s)
     /* everything durable first: the log, then the pages */
     rc = s->env->log_flush(s->env, NULL);
     if (!rc)
-        rc = s->env->txn_checkpoint(s->env, 0, 0, DB_FORCE);
+        rc = env_checkpoint(s, 0, DB_FORCE);
     if (!rc)
         rc = sys_io_failed(); /* one that failed earlier is not reported again */
     if (rc)
