@@ -58,7 +58,7 @@ int node_request(const char *dir, const char *request, int timeout_ms, char **re
 {
     char lock_path[PATH_MAX + 8], endpoint[PATH_MAX + 32];
     void *ctx = NULL, *sock = NULL;
-    int linger = 0, slice = 200, rc = 0, len = -1;
+    int linger = 0, slice = 200, reconnect_ms = 10, rc = 0, len = -1;
     long holder;
     char *buf = NULL;
 
@@ -72,7 +72,10 @@ int node_request(const char *dir, const char *request, int timeout_ms, char **re
     ctx = zmq_ctx_new();
     sock = ctx ? zmq_socket(ctx, ZMQ_REQ) : NULL;
     if (!buf || !sock || zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &slice, sizeof slice) || zmq_connect(sock, endpoint) ||
+        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &slice, sizeof slice) ||
+        /* a node that holds LOCK but has not bound control.sock yet (it is
+         * starting: recovery) is tried again 10 ms apart, not ZeroMQ's 100 */
+        zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &reconnect_ms, sizeof reconnect_ms) || zmq_connect(sock, endpoint) ||
         zmq_send(sock, request, strlen(request), 0) < 0) {
         rc = buf ? EIO : ENOMEM;
         goto out;
