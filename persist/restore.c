@@ -460,6 +460,15 @@ static int plan(store *src, const struct restore_opts *o, struct plan *p, char *
         }
         chosen = 1;
     }
+    if (!chosen && o->follower && !o->checkpoint && o->target == RESTORE_SEQ && first_j == 1) {
+        /* a standby's rebuild with no checkpoint at or before the point:
+         * its journal holds everything, replayed onto an empty state */
+        p->ckpt[0] = '\0';
+        p->first_seq = 1;
+        p->last_seq = point_seq;
+        rc = 0;
+        goto out;
+    }
     if (!chosen) {
         if (o->checkpoint && n_past)
             rc = seg_fail(err, err_size, RK_ENOTFOUND,
@@ -650,8 +659,8 @@ static uint64_t ckpt_newest_epoch(const struct ckpt_info *info)
 
 /* DIR's history up to the point: SRC's (the checkpoint's when SRC has
  * none) cut after it; before any entry is copied (J4). */
-static int adopt_history(store *src, store *dst, const struct restore_opts *o, const struct plan *p, char *err,
-                         size_t err_size)
+static int adopt_history(store *src, store *dst, const struct restore_opts *o, const struct plan *p,
+                         char *err, size_t err_size)
 {
     struct epoch_start *h = NULL;
     uint32_t n = 0;
@@ -720,13 +729,14 @@ static int build(store *src, const struct restore_opts *o, uint32_t cache_mb, co
     rc = store_open(o->to_dir, STORE_CREATE | STORE_BUILDING, cache_mb, &dst, err, err_size);
     if (!rc)
         rc = applier_open(dst, &a, err, err_size);
-    if (!rc)
+    if (!rc && p->ckpt[0])
         rc = applier_load_checkpoint(a, p->ckpt, &loaded, on_load, (void *)o, err, err_size);
     if (rc)
         goto out;
     res->n_loaded = loaded.n_entries;
     snprintf(ckpt_dir, sizeof ckpt_dir, "%s/checkpoints", o->to_dir);
-    rc = copy_checkpoint(p->ckpt, ckpt_dir, loaded.journal_seq, err, err_size);
+    if (p->ckpt[0])
+        rc = copy_checkpoint(p->ckpt, ckpt_dir, loaded.journal_seq, err, err_size);
     if (!rc)
         rc = adopt_history(src, dst, o, p, err, err_size);
     if (!rc)
@@ -754,7 +764,7 @@ static int build(store *src, const struct restore_opts *o, uint32_t cache_mb, co
     rc = read_marks(dst, res);
     if (rc)
         seg_error(err, err_size, "cannot read the producers' marks in %s: %s", o->to_dir, store_strerror(rc));
-    if (!rc)
+    if (!rc && !o->follower)
         rc = begin_epoch(src, dst, o, p, res, err, err_size);
     if (!rc) {
         applier_close(a); /* its transactions are committed */
@@ -830,6 +840,43 @@ out:
             remove_made(o->to_dir, existed);
     }
     return rc;
+}
+
+/* ------------------------------------------------------------ rebuild */
+
+int restore_rebuild(const char *dir, uint64_t seq, uint32_t cache_mb, char *aside, size_t aside_size,
+                    char *err, size_t err_size)
+{
+    char aside_dir[PATH_MAX], to[PATH_MAX + 64], db[PATH_MAX + 8], new_db[PATH_MAX + 80];
+    uint64_t ns = seg_now_ns(CLOCK_REALTIME);
+    struct restore_result res;
+    int rc;
+
+    snprintf(aside_dir, sizeof aside_dir, "%s/set-aside", dir);
+    snprintf(to, sizeof to, "%s/.rebuild-%" PRIu64, aside_dir, ns);
+    snprintf(db, sizeof db, "%s/db", dir);
+    snprintf(new_db, sizeof new_db, "%s/db", to);
+    snprintf(aside, aside_size, "%s/db-%" PRIu64, aside_dir, ns);
+    if (sys_mkdir(aside_dir, 0700) != 0 && errno != EEXIST)
+        return seg_fail(err, err_size, errno, "cannot create %s: %s", aside_dir, strerror(errno));
+    struct restore_opts o = {
+        .src_dir = dir, .to_dir = to, .target = RESTORE_SEQ, .seq = seq, .cache_mb = cache_mb, .follower = 1};
+    rc = restore_run(&o, &res, err, err_size);
+    restore_result_free(&res);
+    if (rc)
+        return rc;
+    /* the old db/ aside first, durably: after a crash it is never beside
+     * the rebuilt one's files */
+    rc = sys_rename(db, aside) == 0 ? sys_fsync_dir(aside_dir) : errno;
+    if (!rc)
+        rc = sys_fsync_dir(dir);
+    if (!rc)
+        rc = sys_rename(new_db, db) == 0 ? sys_fsync_dir(dir) : errno;
+    if (rc)
+        return seg_fail(err, err_size, rc, "cannot move the rebuilt state of %s in place: %s", dir,
+                        strerror(rc));
+    remove_made(to, 0); /* what is left there is a copy: the lock file, the checkpoint */
+    return 0;
 }
 
 /* ------------------------------------------------------------ import */

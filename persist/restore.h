@@ -69,6 +69,11 @@ struct restore_opts {
      * message goes to the log (warn). */
     void (*notice)(void *arg, const char *msg);
     void *notice_arg;
+    /* A standby's rebuild (restore_rebuild): DIR takes SRC's history cut at
+     * the point and begins no epoch (it follows another's); and, when no
+     * checkpoint is at or before the point but SRC's journal holds every
+     * entry from 1, DIR starts from an empty state and replays it all. */
+    int follower;
 };
 
 struct restore_result {
@@ -88,6 +93,18 @@ struct restore_result {
 };
 
 void restore_result_free(struct restore_result *r);
+
+/* Rebuilds the stopped data directory dir to the state after journal
+ * entry seq (a standby setting aside entries past its fork point): a
+ * restore (follower) of dir into dir/set-aside/.rebuild-<ns>, then dir/db
+ * moves to dir/set-aside/db-<ns> (never deleted; its path in aside) and
+ * the rebuilt db/ takes its place, both folders fsynced after each move.
+ * A crash between the two moves leaves no db/: the node makes a new, empty
+ * one and follows from nothing.  0, or restore_run's errors (RK_ENOTFOUND,
+ * RK_ECORRUPT: dir cannot reach seq; a bootstrap from the primary must),
+ * errno values with one line in err. */
+int restore_rebuild(const char *dir, uint64_t seq, uint32_t cache_mb, char *aside, size_t aside_size,
+                    char *err, size_t err_size);
 
 /* Restores as above.  0, or an error with one line in err saying what is
  * wrong and what to do: RK_EBUSY (a node runs on SRC), RK_EEXIST (DIR not

@@ -62,14 +62,15 @@
 #include "replicator/replicator.h"
 #include "persist/store.h"
 
-#define PUB_HWM 256    /* messages queued per subscriber before PUB drops (a standby then fetches);
-                          entries are up to batch_bytes (4 MiB) each: bounded memory per subscriber */
-#define ROUTER_HWM 16  /* replies queued per standby on the ROUTER (ENTRIES are up to 8 MiB) */
-#define XXH_CACHE 4 /* checkpoint files whose XXH64 is kept */
+#define PUB_HWM                                                                                              \
+    256                         /* messages queued per subscriber before PUB drops (a standby then fetches); \
+                                   entries are up to batch_bytes (4 MiB) each: bounded memory per subscriber */
+#define ROUTER_HWM 16           /* replies queued per standby on the ROUTER (ENTRIES are up to 8 MiB) */
+#define XXH_CACHE 4             /* checkpoint files whose XXH64 is kept */
 #define ROUTER_MAX_REQUEST 4096 /* every request (HELLO, FETCH, SNAPSHOT, ACK) is far smaller */
-#define SEQ_CACHE 8192  /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
-#define RECV_BURST 256  /* requests served before looking at the eventfd again */
-#define PEER_SILENT_BEATS 20 /* a standby silent this many heartbeats is forgotten (it acks each one) */
+#define SEQ_CACHE 8192          /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
+#define RECV_BURST 256          /* requests served before looking at the eventfd again */
+#define PEER_SILENT_BEATS 20    /* a standby silent this many heartbeats is forgotten (it acks each one) */
 
 struct peer {
     int used;
@@ -377,6 +378,28 @@ static uint64_t first_seq(struct repl_primary *p, uint64_t journal_seq)
     return store_journal_first(p->s, &first) == 0 ? first : journal_seq + 1;
 }
 
+/* Whether the standby's last entry, as its HELLO describes it, is on this
+ * primary's history: the same epoch for its seq (log matching: an epoch
+ * has one writer), and the same bytes (XXH64) when both hold it.  Only
+ * then is what it holds counted; a standby ahead of this journal never is. */
+static int hello_matches(struct repl_primary *p, const struct wire_hello *h, uint64_t journal_seq)
+{
+    uint8_t *entry = NULL;
+    size_t len = 0;
+    int rc, same;
+
+    if (h->last_seq == 0)
+        return 1;
+    if (h->last_seq > journal_seq || store_epoch_of(p->s, h->last_seq) != h->last_epoch)
+        return 0;
+    rc = h->has_last_xxh ? store_journal_get_raw(p->s, h->last_seq, &entry, &len) : RK_ENOTFOUND;
+    if (rc == RK_ENOTFOUND)
+        return 1; /* trimmed here, or not held there: the epoch tells */
+    same = rc == 0 && wire_entry_xxh(entry, len) == h->last_xxh;
+    free(entry);
+    return same;
+}
+
 static void on_hello(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
 {
     const struct wire_hello *h = &in->m.u.hello;
@@ -396,12 +419,15 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         memset(peer, 0, sizeof *peer);
         log_msg(LOG_INFO, "standby said hello", "standby=\"%s\" last_seq=%" PRIu64, h->node_id, h->last_seq);
     }
-    if (h->last_seq > np->journal_seq) {
-        log_msg(LOG_WARN, "standby refused: its journal is ahead of this primary's (another history)",
-                "standby=\"%s\" last_seq=%" PRIu64 " journal_seq=%" PRIu64, h->node_id, h->last_seq,
-                np->journal_seq);
-        /* neither counted nor listed; WELCOME tells it this primary holds
-         * less, and it sets its data aside and bootstraps */
+    int matched = hello_matches(p, h, np->journal_seq);
+    if (!matched) {
+        log_msg(LOG_WARN, "standby not counted: its last entry is not on this primary's history",
+                "standby=\"%s\" last_seq=%" PRIu64 " last_epoch=%" PRIu64 " journal_seq=%" PRIu64
+                " epoch_here=%" PRIu64,
+                h->node_id, h->last_seq, h->last_epoch, np->journal_seq,
+                h->last_seq <= np->journal_seq ? store_epoch_of(p->s, h->last_seq) : 0);
+        /* neither counted nor listed; WELCOME tells it, with this
+         * history, and it sets aside what lies past the fork point */
         peer->used = 0;
         update_needed(p);
     } else {
@@ -420,6 +446,9 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
     }
 
     struct wire_msg m = {.type = WIRE_WELCOME, .epoch = p->epoch};
+    if (store_history(p->s, &m.u.welcome.history, &m.u.welcome.n_history) != 0)
+        return; /* out of memory: it says HELLO again */
+    m.u.welcome.matched = matched;
     m.u.welcome.first_seq = first_seq(p, np->journal_seq);
     m.u.welcome.last_seq = np->journal_seq;
     if (m.u.welcome.first_seq > m.u.welcome.last_seq + 1)
@@ -429,6 +458,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         m.u.welcome.checkpoint = p->newest;
     }
     reply(p, in, &m);
+    free(m.u.welcome.history);
 }
 
 static void on_fetch(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
@@ -560,7 +590,13 @@ static void serve(struct repl_primary *p)
             link_in_free(&in);
             break;
         }
-        if (rc) {
+        if (rc == RK_EVERSION && in.route_len) {
+            /* an older (or newer) peer: told so in our version, then dropped */
+            char text[WIRE_TEXT_MAX + 1];
+            snprintf(text, sizeof text, "this primary speaks protocol version %u: %.200s", WIRE_VERSION, why);
+            reply_error(p, &in, WIRE_ERR_VERSION, text);
+            drop_peer(p, &in, why);
+        } else if (rc) {
             drop_peer(p, &in, why);
         } else if (in.m.type != WIRE_HELLO && in.m.type != WIRE_FETCH && in.m.type != WIRE_ACK &&
                    in.m.type != WIRE_SNAPSHOT) {

@@ -62,6 +62,7 @@
 #include "persist/json_bytes.h"
 #include "replicator/link.h"
 #include "persist/log.h"
+#include "persist/restore.h"
 #include "replicator/replicator.h"
 #include "persist/store.h"
 
@@ -73,8 +74,8 @@
 #define HELLO_RETRY_NS 1000000000ull
 #define FETCH_RETRY_NS 500000000ull
 #define RECV_BURST 256
-#define PEND_MAX_ENTRIES 1024         /* entries kept for one commit, at most */
-#define PEND_MAX_BYTES (16u << 20)    /* ... and bytes */
+#define PEND_MAX_ENTRIES 1024      /* entries kept for one commit, at most */
+#define PEND_MAX_BYTES (16u << 20) /* ... and bytes */
 
 struct digest_at {
     uint64_t seq, digest;
@@ -87,35 +88,40 @@ struct repl_standby {
     applier *a;
     void *ctx, *sub, *dealer;
     uint64_t epoch;
-    uint64_t last_seq;    /* last entry in our journal (durable) */
-    uint64_t recv_seq;    /* last entry verified: in the journal or pending (>= last_seq) */
+    uint64_t last_seq; /* last entry in our journal (durable) */
+    uint64_t recv_seq; /* last entry verified: in the journal or pending (>= last_seq) */
     /* verified entries recv_seq - n_pend + 1 .. recv_seq, waiting for
      * their commit (flush_pending): copies in pend_buf at pend_off */
     uint8_t *pend_buf;
     size_t pend_len, pend_cap, n_pend;
     size_t pend_off[PEND_MAX_ENTRIES], pend_lens[PEND_MAX_ENTRIES];
-    uint64_t acked_seq;   /* last ACK sent */
-    uint64_t primary_seq; /* highest entry we know the primary holds */
-    uint64_t behind_ns;   /* since when last_seq < primary_seq (0: caught up) */
-    int welcomed;         /* WELCOME received since the last HELLO */
-    uint64_t hello_ns;    /* when HELLO was sent */
-    uint64_t hello_last_seq; /* the last_seq it said */
-    uint64_t fetch_from;     /* from_seq of the FETCH outstanding */
-    int fetching;         /* a FETCH is outstanding */
-    uint64_t fetch_ns;    /* when it was sent */
+    uint64_t acked_seq;               /* last ACK sent */
+    uint64_t primary_seq;             /* highest entry we know the primary holds */
+    uint64_t behind_ns;               /* since when last_seq < primary_seq (0: caught up) */
+    int welcomed;                     /* WELCOME received since the last HELLO */
+    int following;                    /* ... and our journal is on the primary's history: entries are taken */
+    struct epoch_start *primary_hist; /* the last WELCOME's history (owned) */
+    uint32_t n_primary_hist;
+    uint64_t n_set_aside;                              /* runs of entries set aside past a fork point */
+    uint64_t hello_ns;                                 /* when HELLO was sent */
+    uint64_t hello_last_seq;                           /* the last_seq it said */
+    uint64_t fetch_from;                               /* from_seq of the FETCH outstanding */
+    int fetching;                                      /* a FETCH is outstanding */
+    uint64_t fetch_ns;                                 /* when it was sent */
     uint64_t hb_digest, hb_digest_seq, hb_journal_seq; /* the last heartbeat's */
     /* recent heartbeats' digests: apply may reach their sequence only
      * later, when it lags */
     struct digest_at hb_history[HB_HISTORY];
     uint32_t hb_history_n; /* heartbeats recorded (the newest at (n - 1) % HB_HISTORY) */
-    int digest_match; /* -1 not compared yet, 0 differs, 1 equal */
+    int digest_match;      /* -1 not compared yet, 0 differs, 1 equal */
     uint64_t digest_compared_seq;
     struct digest_at history[DIGEST_HISTORY];
     uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
     uint64_t n_journal_msgs;
     uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
-    int stop_error; /* cannot go on: the main loop ends, exit 1 */
+    int stop_error;   /* cannot go on: the main loop ends, exit 1 */
+    int version_told; /* a message of another protocol version was logged as an error */
     /* bootstrap from a checkpoint (standby_bootstrap) */
     int bootstrapping;
     char snap_name[WIRE_FILE_MAX + 1];
@@ -181,14 +187,36 @@ static void send_msg(struct repl_standby *sb, struct wire_msg *m)
         log_msg(LOG_WARN, "cannot send to the primary", "error=\"%s\"", why);
 }
 
+/* What HELLO says of the last entry held: its epoch by our history, and
+ * its XXH64 when the journal holds it (not after a bootstrap, whose
+ * journal starts past the checkpoint). */
+static void describe_last(struct repl_standby *sb, struct wire_hello *h)
+{
+    uint8_t *entry = NULL;
+    size_t len = 0;
+
+    h->last_seq = sb->last_seq;
+    if (!sb->last_seq)
+        return;
+    h->last_epoch = store_epoch_of(sb->s, sb->last_seq);
+    if (!h->last_epoch)
+        h->last_epoch = sb->epoch; /* no history at all: what it knows */
+    if (store_journal_get_raw(sb->s, sb->last_seq, &entry, &len) == 0) {
+        h->has_last_xxh = 1;
+        h->last_xxh = wire_entry_xxh(entry, len);
+    }
+    free(entry);
+}
+
 static void send_hello(struct repl_standby *sb)
 {
     struct wire_msg m = {.type = WIRE_HELLO};
     snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "%s", sb->c->repl_node_id);
-    m.u.hello.last_seq = sb->last_seq;
+    describe_last(sb, &m.u.hello);
     sb->hello_last_seq = sb->last_seq;
     send_msg(sb, &m);
     sb->welcomed = 0;
+    sb->following = 0;
     sb->fetching = 0;
     sb->hello_ns = link_monotonic_ns();
 }
@@ -244,7 +272,8 @@ static void flush_pending(struct repl_standby *sb)
     rc = store_journal_append_many(sb->s, first, ptrs, sb->pend_lens, sb->n_pend);
     if (rc) {
         log_msg(LOG_ERROR, "journal write failed: nothing after it is acknowledged",
-                "seq=%" PRIu64 " entries=%zu error=\"%s\" action=exit", first, sb->n_pend, store_strerror(rc));
+                "seq=%" PRIu64 " entries=%zu error=\"%s\" action=exit", first, sb->n_pend,
+                store_strerror(rc));
         _exit(1);
     }
     sb->n_pend = 0;
@@ -263,6 +292,8 @@ static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *byte
     char why[256];
     int rc;
 
+    if (!sb->following)
+        return 0; /* not yet known to be on the primary's history: fetched once it is */
     if (seq <= sb->recv_seq) {
         sb->n_duplicates++;
         return 0;
@@ -278,8 +309,9 @@ static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *byte
         snprintf(why, sizeof why, "header seq %" PRIu64 " in the entry for %" PRIu64, e.h.seq, seq);
         rc = RK_ECORRUPT;
     }
-    if (rc == 0 && e.h.epoch > sb->epoch) {
-        snprintf(why, sizeof why, "entry of epoch %" PRIu64 " above ours", e.h.epoch);
+    if (rc == 0 && e.h.epoch != store_epoch_of(sb->s, seq)) { /* J4, on the wire */
+        snprintf(why, sizeof why, "entry of epoch %" PRIu64 " where the epoch history says %" PRIu64,
+                 e.h.epoch, store_epoch_of(sb->s, seq));
         rc = RK_ECORRUPT;
     }
     if (rc) {
@@ -350,6 +382,8 @@ static void on_entries(struct repl_standby *sb, const struct wire_entries *es)
 }
 
 /* ------------------------------------------------------------ bootstrap */
+
+static int adopt_primary_history(struct repl_standby *sb);
 
 static void send_snapshot(struct repl_standby *sb)
 {
@@ -515,6 +549,11 @@ static int snapshot_finish(struct repl_standby *sb)
     sb->last_seq = sb->recv_seq = restart - 1; /* our journal starts at the checkpoint's restart point */
     sb->acked_seq = 0;
     sb->bootstrapping = 0;
+    if (adopt_primary_history(sb) != 0) {
+        ckpt_info_free(&info);
+        return 1;
+    }
+    sb->following = 1;
     sb->n_bootstraps++;
     log_msg(LOG_INFO, "bootstrapped from a checkpoint",
             "file=\"%s\" journal_seq=%" PRIu64 " restart_seq=%" PRIu64 " entries=%" PRIu64, path,
@@ -548,10 +587,181 @@ static int on_chunk(struct repl_standby *sb, const struct wire_chunk *c)
     return snapshot_finish(sb);
 }
 
+/* Keeps WELCOME's history (a bootstrap or a rebuild adopts it later).
+ * 0 or ENOMEM. */
+static int keep_primary_history(struct repl_standby *sb, const struct wire_welcome *w)
+{
+    struct epoch_start *copy = malloc(w->n_history * sizeof *copy);
+
+    if (!copy)
+        return ENOMEM;
+    memcpy(copy, w->history, w->n_history * sizeof *copy);
+    free(sb->primary_hist);
+    sb->primary_hist = copy;
+    sb->n_primary_hist = w->n_history;
+    return 0;
+}
+
+/* Our history becomes the primary's (it agrees with every entry held:
+ * store_history_adopt checks); written only when it differs. */
+static int adopt_primary_history(struct repl_standby *sb)
+{
+    struct epoch_start *ours = NULL;
+    uint32_t n = 0;
+    char why[256] = "";
+    int rc = store_history(sb->s, &ours, &n);
+
+    if (!rc && (n != sb->n_primary_hist || memcmp(ours, sb->primary_hist, n * sizeof *ours) != 0))
+        rc = store_history_adopt(sb->s, sb->primary_hist, sb->n_primary_hist, why, sizeof why);
+    free(ours);
+    if (rc)
+        log_msg(LOG_ERROR, "cannot take the primary's epoch history", "error=\"%s\" action=exit",
+                why[0] ? why : store_strerror(rc));
+    return rc;
+}
+
+/* The fork point with the primary: the last entry both hold identically,
+ * as far as the histories tell (history_fork). */
+static uint64_t fork_point(struct repl_standby *sb, const struct wire_welcome *w)
+{
+    struct epoch_start *ours = NULL;
+    uint32_t n = 0;
+    uint64_t fork;
+
+    if (store_history(sb->s, &ours, &n) != 0)
+        return 0;
+    fork = history_fork(ours, n, sb->hello_last_seq, w->history, w->n_history, w->last_seq);
+    free(ours);
+    return fork;
+}
+
+/* Writes entries from..to of our journal, as they are, into
+ * DIR/set-aside/entries-<from>-<to>-lsn-<first>-<last>-<ns>.rkj: each entry
+ * preceded by its length (uint32, little-endian); fsynced with the folder.
+ * 0 or an errno value. */
+static int set_aside_entries(struct repl_standby *sb, uint64_t from, uint64_t to, char *path, size_t size)
+{
+    char dir[PATH_MAX + 16];
+    struct journal_header first = {0}, last = {0};
+    uint8_t *entry = NULL;
+    size_t len = 0;
+    int fd = -1, rc = 0;
+
+    snprintf(dir, sizeof dir, "%s/set-aside", sb->c->data_dir);
+    if (store_journal_get_raw(sb->s, from, &entry, &len) != 0 ||
+        journal_read_header(entry, len, &first) != 0) {
+        free(entry);
+        return RK_ECORRUPT;
+    }
+    free(entry);
+    entry = NULL;
+    if (store_journal_get_raw(sb->s, to, &entry, &len) != 0 || journal_read_header(entry, len, &last) != 0) {
+        free(entry);
+        return RK_ECORRUPT;
+    }
+    free(entry);
+    entry = NULL;
+    snprintf(path, size, "%s/entries-%" PRIu64 "-%" PRIu64 "-lsn-%" PRIu64 "-%" PRIu64 "-%" PRIu64 ".rkj",
+             dir, from, to, first.first_lsn, last.last_lsn, link_realtime_ns());
+    if (sys_mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return errno;
+    fd = sys_open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    for (uint64_t seq = from; rc == 0 && seq <= to; seq++) {
+        uint8_t prefix[4];
+        rc = store_journal_get_raw(sb->s, seq, &entry, &len);
+        for (int i = 0; rc == 0 && i < 4; i++)
+            prefix[i] = (uint8_t)(len >> (8 * i));
+        if (rc == 0 && (sys_write(fd, prefix, 4) != 4 || sys_write(fd, entry, len) != (ssize_t)len))
+            rc = errno ? errno : EIO;
+        free(entry);
+        entry = NULL;
+    }
+    if (rc == 0 && sys_fsync(fd) != 0)
+        rc = errno;
+    close(fd);
+    return rc ? rc : sys_fsync_dir(dir);
+}
+
+/* Reopens the store and the applier after a rebuild.  0 or an error. */
+static int reopen(struct repl_standby *sb)
+{
+    char err[512] = "";
+    int rc = store_open(sb->c->data_dir, STORE_CREATE, sb->c->cache_mb, &sb->s, err, sizeof err);
+
+    if (!rc)
+        rc = applier_open(sb->s, &sb->a, err, sizeof err);
+    if (rc)
+        log_msg(LOG_ERROR, "cannot open the data directory again after a rebuild", "error=\"%s\" action=exit",
+                err[0] ? err : store_strerror(rc));
+    return rc;
+}
+
+/* Our journal holds entries past the fork point: they are set aside (a
+ * file in set-aside/, never deleted), the state is rebuilt to the fork
+ * point (restore_rebuild), our history becomes the primary's, and HELLO
+ * says the fork point.  When that cannot be done (the entries past it are
+ * not all held, no checkpoint or journal reaches it), everything is set
+ * aside and we bootstrap from the primary's checkpoint.  1: stop. */
+static int diverged(struct repl_standby *sb, const struct wire_welcome *w, uint64_t fork)
+{
+    char file[PATH_MAX + 128] = "", aside[PATH_MAX + 64] = "", err[1024] = "";
+    uint64_t first = 0;
+    int rc;
+
+    if (fork == sb->hello_last_seq || store_journal_first(sb->s, &first) != 0 || first > fork + 1) {
+        /* the same epochs but other bytes (a primary that reused them),
+         * or entries past the fork point we do not hold */
+        log_msg(LOG_ERROR, "this standby's journal and the primary's share no entry it can rebuild to",
+                "last_seq=%" PRIu64 " fork_seq=%" PRIu64 " matched=%d action=%s", sb->hello_last_seq, fork,
+                w->matched, w->has_checkpoint ? "bootstrap" : "stop");
+        return w->has_checkpoint ? standby_bootstrap(sb, &w->checkpoint) : 1;
+    }
+    sb->host.apply_stop(sb->host.arg);
+    rc = set_aside_entries(sb, fork + 1, sb->hello_last_seq, file, sizeof file);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot set aside the entries past the fork point",
+                "file=\"%s\" error=\"%s\" action=exit", file, store_strerror(rc));
+        return 1;
+    }
+    log_msg(LOG_WARN, "entries past the fork point set aside: they are on no primary's history",
+            "from_seq=%" PRIu64 " to_seq=%" PRIu64 " file=\"%s\"", fork + 1, sb->hello_last_seq, file);
+    applier_close(sb->a);
+    sb->a = NULL;
+    store_close(sb->s);
+    sb->s = NULL;
+    rc = restore_rebuild(sb->c->data_dir, fork, sb->c->cache_mb, aside, sizeof aside, err, sizeof err);
+    if (rc)
+        log_msg(LOG_WARN, "cannot rebuild the state to the fork point",
+                "fork_seq=%" PRIu64 " error=\"%s\" action=%s", fork, err,
+                w->has_checkpoint ? "bootstrap" : "stop");
+    if (reopen(sb) != 0)
+        return 1;
+    if (rc)
+        return w->has_checkpoint ? standby_bootstrap(sb, &w->checkpoint) : 1;
+    if (adopt_primary_history(sb) != 0)
+        return 1;
+    log_msg(LOG_INFO, "state rebuilt to the fork point", "fork_seq=%" PRIu64 " old_db=\"%s\"", fork, aside);
+    sb->n_set_aside++;
+    sb->last_seq = sb->recv_seq = sb->acked_seq = fork;
+    memset(sb->history, 0, sizeof sb->history); /* apply is stopped */
+    sb->host.durable(sb->host.arg, fork);
+    send_hello(sb); /* the primary counts us from the fork point on */
+    return 0;
+}
+
 static int on_welcome(struct repl_standby *sb, const struct wire_welcome *w)
 {
+    uint64_t fork;
+
     sb->welcomed = 1;
     knows_primary_holds(sb, w->last_seq);
+    if (keep_primary_history(sb, w) != 0)
+        return 1;
+    fork = fork_point(sb, w);
+    if (fork < sb->hello_last_seq || !w->matched)
+        return diverged(sb, w, fork);
     if (w->first_seq > sb->last_seq + 1 && w->last_seq >= w->first_seq) {
         if (w->has_checkpoint)
             return standby_bootstrap(sb, &w->checkpoint);
@@ -560,18 +770,9 @@ static int on_welcome(struct repl_standby *sb, const struct wire_welcome *w)
         sb->stop_error = 1;
         return 1;
     }
-    if (sb->hello_last_seq > w->last_seq) {
-        /* entries the primary never had (it was restored or wiped): this
-         * journal is another history; following would drop the new
-         * entries as duplicates.  Set it aside and bootstrap, or stop. */
-        log_msg(LOG_ERROR, "this standby holds entries the primary does not: another history",
-                "last_seq=%" PRIu64 " primary_last_seq=%" PRIu64 " action=%s", sb->hello_last_seq, w->last_seq,
-                w->has_checkpoint ? "bootstrap" : "stop");
-        if (w->has_checkpoint)
-            return standby_bootstrap(sb, &w->checkpoint);
-        sb->stop_error = 1;
+    if (adopt_primary_history(sb) != 0)
         return 1;
-    }
+    sb->following = 1;
     log_msg(LOG_INFO, "following the primary",
             "primary=%s last_seq=%" PRIu64 " primary_first_seq=%" PRIu64 " primary_last_seq=%" PRIu64,
             sb->c->repl_primary_serve, sb->last_seq, w->first_seq, w->last_seq);
@@ -598,7 +799,8 @@ static void compare_digest(struct repl_standby *sb)
         int match = ours.digest == hb->digest;
         if (!match && sb->digest_match != 0)
             log_msg(LOG_ERROR, "state digest differs from the primary's",
-                    "seq=%" PRIu64 " ours=%016" PRIx64 " primary=%016" PRIx64, hb->seq, ours.digest, hb->digest);
+                    "seq=%" PRIu64 " ours=%016" PRIx64 " primary=%016" PRIx64, hb->seq, ours.digest,
+                    hb->digest);
         sb->digest_match = match;
         sb->digest_compared_seq = hb->seq;
         return;
@@ -636,7 +838,13 @@ static int on_message(struct repl_standby *sb, void *sock, int from_dealer)
         link_in_free(&in);
         return -1; /* nothing more */
     }
-    if (rc) {
+    if (rc == RK_EVERSION) {
+        sb->n_malformed++;
+        if (!sb->version_told++) /* once: a primary publishes many */
+            log_msg(LOG_ERROR, "the primary speaks another protocol version: nothing it sends is taken",
+                    "socket=%s error=\"%s\" hint=\"run the same ringkeep version on both\"",
+                    from_dealer ? "serve" : "publish", why);
+    } else if (rc) {
         sb->n_malformed++;
         log_msg(LOG_WARN, "malformed message from the primary: refused", "socket=%s error=\"%s\"",
                 from_dealer ? "serve" : "publish", why);
@@ -725,12 +933,11 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
     /* "o" steals its reference, even when json_pack fails */
     return json_pack(
         "{s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o,"
-        " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o}",
-        "node_id", json_cstr(sb->c->repl_node_id), "primary",
-        json_cstr(sb->c->repl_primary_serve), "primary_publish", json_cstr(sb->c->repl_primary_publish),
-        "connected", sb->welcomed, "journal_seq", json_uint(sb->last_seq), "applied_seq",
-        json_uint(am.applied_seq), "acked_seq", json_uint(sb->acked_seq), "primary_journal_seq",
-        json_uint(sb->primary_seq), "lag_entries",
+        " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o}",
+        "node_id", json_cstr(sb->c->repl_node_id), "primary", json_cstr(sb->c->repl_primary_serve),
+        "primary_publish", json_cstr(sb->c->repl_primary_publish), "connected", sb->welcomed, "journal_seq",
+        json_uint(sb->last_seq), "applied_seq", json_uint(am.applied_seq), "acked_seq",
+        json_uint(sb->acked_seq), "primary_journal_seq", json_uint(sb->primary_seq), "lag_entries",
         json_uint(sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0), "lag_ms",
         json_uint(sb->behind_ns ? (now - sb->behind_ns) / 1000000u : 0), "state_digest", digest,
         "primary_digest", primary_digest, "primary_digest_seq", json_uint(sb->hb_digest_seq), "digest_match",
@@ -741,7 +948,7 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
         json_uint(sb->n_refused), "malformed", json_uint(sb->n_malformed), "bootstraps",
         json_uint(sb->n_bootstraps), "bootstrapping", sb->bootstrapping, "groups_applied",
         json_uint(am.n_groups), "records", json_uint(am.n_records), "epoch_history",
-        json_uint(store_history_length(sb->s)));
+        json_uint(store_history_length(sb->s)), "set_aside_runs", json_uint(sb->n_set_aside));
 }
 
 /* ------------------------------------------------------------ run */
@@ -917,5 +1124,6 @@ void repl_standby_close(struct repl_standby *sb)
     store_close(sb->s);
     pthread_mutex_destroy(&sb->lock);
     free(sb->pend_buf);
+    free(sb->primary_hist);
     free(sb);
 }

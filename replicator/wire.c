@@ -65,8 +65,8 @@ static const char *const type_names[WIRE_N_TYPES] = {
 
 /* Elements of each body in version 1, version and epoch included. */
 static const uint32_t body_fields[WIRE_N_TYPES] = {
-    [WIRE_JOURNAL] = 4, [WIRE_CHECKPOINT] = 9, [WIRE_HEARTBEAT] = 10, [WIRE_HELLO] = 4,
-    [WIRE_FETCH] = 4,   [WIRE_SNAPSHOT] = 5,   [WIRE_ACK] = 3,        [WIRE_WELCOME] = 5,
+    [WIRE_JOURNAL] = 4, [WIRE_CHECKPOINT] = 9, [WIRE_HEARTBEAT] = 10, [WIRE_HELLO] = 6,
+    [WIRE_FETCH] = 4,   [WIRE_SNAPSHOT] = 5,   [WIRE_ACK] = 3,        [WIRE_WELCOME] = 7,
     [WIRE_ENTRIES] = 4, [WIRE_CHUNK] = 7,      [WIRE_ERROR] = 4,
 };
 
@@ -96,6 +96,9 @@ void wire_msg_free(struct wire_msg *m)
         free(m->u.welcome.checkpoint.producers);
         m->u.welcome.checkpoint.producers = NULL;
         m->u.welcome.checkpoint.n_producers = 0;
+        free(m->u.welcome.history);
+        m->u.welcome.history = NULL;
+        m->u.welcome.n_history = 0;
         break;
     case WIRE_HEARTBEAT:
         free(m->u.heartbeat.standbys);
@@ -110,6 +113,17 @@ void wire_msg_free(struct wire_msg *m)
     default:
         break;
     }
+}
+
+uint64_t wire_entry_xxh(const uint8_t *entry, size_t len)
+{
+    uint64_t v = 0;
+
+    if (len < WIRE_ENTRY_MIN)
+        return 0;
+    for (size_t i = len - JOURNAL_TRAILER_SIZE; i < len; i++) /* canonical: big-endian */
+        v = v << 8 | entry[i];
+    return v;
 }
 
 int wire_check_epoch(uint64_t current, uint64_t got, int *newer, char *why, size_t why_size)
@@ -238,6 +252,12 @@ static int check_msg(const struct wire_msg *m, int rc, char *why, size_t why_siz
         if (!name_ok(m->u.hello.node_id, sizeof m->u.hello.node_id))
             return seg_fail(why, why_size, rc, "%s: bad node_id (want 1..%d bytes, no NUL)", type,
                             WIRE_NAME_MAX);
+        if ((m->u.hello.last_seq == 0) != (m->u.hello.last_epoch == 0) ||
+            (m->u.hello.last_seq == 0 && m->u.hello.has_last_xxh))
+            return seg_fail(why, why_size, rc,
+                            "%s: last_seq %" PRIu64 " last_epoch %" PRIu64
+                            " (want both 0, with a nil checksum, or both >= 1)",
+                            type, m->u.hello.last_seq, m->u.hello.last_epoch);
         return 0;
     case WIRE_FETCH:
         if (m->u.fetch.from_seq == 0 || m->u.fetch.from_seq > m->u.fetch.to_seq)
@@ -263,6 +283,18 @@ static int check_msg(const struct wire_msg *m, int rc, char *why, size_t why_siz
                             "%s: first_seq %" PRIu64 " last_seq %" PRIu64
                             " (want 1 <= first_seq <= last_seq + 1)",
                             type, w->first_seq, w->last_seq);
+        if (w->n_history == 0 || w->n_history > WIRE_MAX_HISTORY || !w->history)
+            return seg_fail(why, why_size, rc, "%s: history of %" PRIu32 " elements (want 1..%u)", type,
+                            w->n_history, WIRE_MAX_HISTORY);
+        if ((err = history_check(w->history, w->n_history, why, why_size)) != 0) {
+            char inner[200];
+            snprintf(inner, sizeof inner, "%s", why);
+            return seg_fail(why, why_size, rc, "%s: %s", type, inner);
+        }
+        if (w->history[w->n_history - 1].epoch > m->epoch)
+            return seg_fail(why, why_size, rc,
+                            "%s: history's newest epoch %" PRIu64 " above the message's %" PRIu64, type,
+                            w->history[w->n_history - 1].epoch, m->epoch);
         if (!w->has_checkpoint)
             return 0;
         if ((err = checkpoint_ok(type, &w->checkpoint, rc, why, why_size)) != 0)
@@ -386,6 +418,8 @@ static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
     case WIRE_HELLO:
         rc |= pack_str(pk, m->u.hello.node_id);
         rc |= msgpack_pack_uint64(pk, m->u.hello.last_seq);
+        rc |= msgpack_pack_uint64(pk, m->u.hello.last_epoch);
+        rc |= m->u.hello.has_last_xxh ? msgpack_pack_uint64(pk, m->u.hello.last_xxh) : msgpack_pack_nil(pk);
         break;
     case WIRE_FETCH:
         rc |= msgpack_pack_uint64(pk, m->u.fetch.from_seq);
@@ -408,6 +442,15 @@ static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
         } else {
             rc |= msgpack_pack_nil(pk);
         }
+        rc |= msgpack_pack_array(pk, m->u.welcome.n_history);
+        for (uint32_t i = 0; i < m->u.welcome.n_history; i++) {
+            const struct epoch_start *e = &m->u.welcome.history[i];
+            rc |= msgpack_pack_array(pk, 3);
+            rc |= msgpack_pack_uint64(pk, e->epoch);
+            rc |= msgpack_pack_uint64(pk, e->first_seq);
+            rc |= msgpack_pack_uint64(pk, e->first_lsn);
+        }
+        rc |= m->u.welcome.matched ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
         break;
     case WIRE_ENTRIES:
         rc |= msgpack_pack_array(pk, m->u.entries.n_entries);
@@ -642,11 +685,67 @@ static int rd_entries(struct dec *d, struct wire_entries *es)
     return s == MP_OK ? 0 : bad(d, "more", s);
 }
 
+static int rd_history(struct dec *d, struct wire_welcome *w)
+{
+    uint32_t n, extra;
+    int rc;
+
+    if ((rc = rd_list(d, "history", WIRE_MAX_HISTORY, &n)))
+        return rc;
+    w->history = calloc(n ? n : 1, sizeof *w->history); /* n <= the bytes left */
+    if (!w->history)
+        return seg_fail(d->why, d->why_size, ENOMEM, "%s: out of memory for %" PRIu32 " epochs", d->type, n);
+    w->n_history = n;
+    for (uint32_t i = 0; i < n; i++) {
+        struct epoch_start *e = &w->history[i];
+        if ((rc = rd_record(d, "history element", 3, &extra)) || (rc = rd_uint(d, "epoch", &e->epoch)) ||
+            (rc = rd_uint(d, "first_seq", &e->first_seq)) || (rc = rd_uint(d, "first_lsn", &e->first_lsn)) ||
+            (rc = skip_extra(d, "history element", extra)))
+            return rc;
+    }
+    return 0;
+}
+
+static int rd_hello(struct dec *d, struct wire_hello *h)
+{
+    enum mp_status s;
+    int rc, is_nil;
+
+    if ((rc = rd_str(d, "node_id", h->node_id, WIRE_NAME_MAX)) ||
+        (rc = rd_uint(d, "last_seq", &h->last_seq)) || (rc = rd_uint(d, "last_epoch", &h->last_epoch)))
+        return rc;
+    if ((s = mp_read_nil(&d->r, &is_nil)) != MP_OK)
+        return bad(d, "last_xxh", s);
+    h->has_last_xxh = !is_nil;
+    return is_nil ? 0 : rd_uint(d, "last_xxh", &h->last_xxh);
+}
+
+static int rd_welcome(struct dec *d, struct wire_welcome *w)
+{
+    uint32_t extra;
+    enum mp_status s;
+    int rc, is_nil;
+
+    if ((rc = rd_uint(d, "first_seq", &w->first_seq)) || (rc = rd_uint(d, "last_seq", &w->last_seq)))
+        return rc;
+    if ((s = mp_read_nil(&d->r, &is_nil)) != MP_OK)
+        return bad(d, "checkpoint", s);
+    if (!is_nil) {
+        w->has_checkpoint = 1;
+        if ((rc = rd_record(d, "checkpoint", CHECKPOINT_FIELDS, &extra)) ||
+            (rc = rd_checkpoint(d, &w->checkpoint)) || (rc = skip_extra(d, "checkpoint", extra)))
+            return rc;
+    }
+    if ((rc = rd_history(d, w)))
+        return rc;
+    s = mp_read_bool(&d->r, &w->matched);
+    return s == MP_OK ? 0 : bad(d, "matched", s);
+}
+
 static int rd_fields(struct dec *d, struct wire_msg *m)
 {
-    uint32_t extra, len;
-    int rc, is_nil;
-    enum mp_status s;
+    uint32_t len;
+    int rc;
 
     switch (m->type) {
     case WIRE_JOURNAL:
@@ -660,9 +759,7 @@ static int rd_fields(struct dec *d, struct wire_msg *m)
     case WIRE_HEARTBEAT:
         return rd_heartbeat(d, &m->u.heartbeat);
     case WIRE_HELLO:
-        if ((rc = rd_str(d, "node_id", m->u.hello.node_id, WIRE_NAME_MAX)))
-            return rc;
-        return rd_uint(d, "last_seq", &m->u.hello.last_seq);
+        return rd_hello(d, &m->u.hello);
     case WIRE_FETCH:
         if ((rc = rd_uint(d, "from_seq", &m->u.fetch.from_seq)))
             return rc;
@@ -675,18 +772,7 @@ static int rd_fields(struct dec *d, struct wire_msg *m)
     case WIRE_ACK:
         return rd_uint(d, "durable_seq", &m->u.ack.durable_seq);
     case WIRE_WELCOME:
-        if ((rc = rd_uint(d, "first_seq", &m->u.welcome.first_seq)) ||
-            (rc = rd_uint(d, "last_seq", &m->u.welcome.last_seq)))
-            return rc;
-        if ((s = mp_read_nil(&d->r, &is_nil)) != MP_OK)
-            return bad(d, "checkpoint", s);
-        if (is_nil)
-            return 0;
-        m->u.welcome.has_checkpoint = 1;
-        if ((rc = rd_record(d, "checkpoint", CHECKPOINT_FIELDS, &extra)) ||
-            (rc = rd_checkpoint(d, &m->u.welcome.checkpoint)))
-            return rc;
-        return skip_extra(d, "checkpoint", extra);
+        return rd_welcome(d, &m->u.welcome);
     case WIRE_ENTRIES:
         return rd_entries(d, &m->u.entries);
     case WIRE_CHUNK:

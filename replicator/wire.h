@@ -20,17 +20,23 @@
 #include "ringkeep.h"
 #include "persist/store.h"
 
-#define WIRE_VERSION 1u
+/* Version 2 (issue 11): HELLO says the standby's last entry by (seq, epoch,
+ * XXH64), WELCOME carries the primary's epoch history and whether that
+ * entry is on it.  A peer of another version is refused: its messages do
+ * not decode (RK_EVERSION), and a primary answers such a request with
+ * ERROR WIRE_ERR_VERSION in its own version. */
+#define WIRE_VERSION 2u
 
 /* ------------------------------------------------------------ limits */
 
-#define WIRE_NAME_MAX RK_NAME_MAX /* node ids, producer names: 1..47 bytes, no NUL */
-#define WIRE_FILE_MAX 255u        /* checkpoint file names: 1..255 bytes */
-#define WIRE_TEXT_MAX 255u        /* ERROR text: 0..255 bytes, no NUL */
-#define WIRE_CHUNK_MAX (1u << 20) /* SNAPSHOT max_len and CHUNK data */
-#define WIRE_MAX_PRODUCERS 4096u  /* producers in a checkpoint notice */
-#define WIRE_MAX_STANDBYS 64u     /* standbys in a heartbeat */
-#define WIRE_MAX_ENTRIES 4096u    /* entries in one ENTRIES reply */
+#define WIRE_NAME_MAX RK_NAME_MAX    /* node ids, producer names: 1..47 bytes, no NUL */
+#define WIRE_FILE_MAX 255u           /* checkpoint file names: 1..255 bytes */
+#define WIRE_TEXT_MAX 255u           /* ERROR text: 0..255 bytes, no NUL */
+#define WIRE_CHUNK_MAX (1u << 20)    /* SNAPSHOT max_len and CHUNK data */
+#define WIRE_MAX_PRODUCERS 4096u     /* producers in a checkpoint notice */
+#define WIRE_MAX_STANDBYS 64u        /* standbys in a heartbeat */
+#define WIRE_MAX_ENTRIES 4096u       /* entries in one ENTRIES reply */
+#define WIRE_MAX_HISTORY HISTORY_MAX /* elements of WELCOME's epoch history */
 #define WIRE_ENTRIES_TARGET                                                                                  \
     (8u << 20) /* an ENTRIES reply stops adding                                                              \
                   entries past these bytes (it                                                               \
@@ -75,6 +81,7 @@ enum wire_error_code {
     WIRE_ERR_NO_FILE = 3,     /* no such checkpoint file (retention removed it?) */
     WIRE_ERR_NOT_PRIMARY = 4, /* this node is not the primary */
     WIRE_ERR_BAD_REQUEST = 5, /* the request decoded but cannot be served (from_seq > to_seq, ...) */
+    WIRE_ERR_VERSION = 6,     /* your protocol version is not mine (mine is the message's) */
 };
 
 struct wire_producer {
@@ -124,7 +131,11 @@ struct wire_entry {
 
 struct wire_hello {
     char node_id[WIRE_NAME_MAX + 1];
-    uint64_t last_seq; /* the last entry in the standby's journal (0: none) */
+    uint64_t last_seq;   /* the last entry the standby holds (0: none) */
+    uint64_t last_epoch; /* its epoch (its history's for last_seq); 0 iff last_seq is 0 */
+    int has_last_xxh;    /* 0: nil on the wire: the standby does not hold entry last_seq
+                            itself (its journal starts after a checkpoint), or last_seq is 0 */
+    uint64_t last_xxh;   /* the entry's XXH64 trailer (of its header and body) as a uint64 */
 };
 
 struct wire_welcome {
@@ -132,6 +143,11 @@ struct wire_welcome {
     uint64_t last_seq;                 /* none when first_seq == last_seq + 1 */
     int has_checkpoint;                /* 0: nil on the wire */
     struct wire_checkpoint checkpoint; /* the newest, when has_checkpoint */
+    uint32_t n_history;                /* 1..WIRE_MAX_HISTORY */
+    struct epoch_start *history;       /* the primary's epoch history (H1, H2) */
+    int matched;                       /* the HELLO's last entry is on this history: the primary
+                                          counts it; 0: nothing of this standby is counted until a
+                                          HELLO whose last entry is */
 };
 
 struct wire_fetch {
@@ -216,6 +232,12 @@ int wire_decode(const void *name, size_t name_len, const uint8_t *body, size_t b
 /* Frees the arrays a decoded m owns and empties them.  NULL is a no-op.
  * (Messages the caller built are the caller's to free.) */
 void wire_msg_free(struct wire_msg *m);
+
+/* What identifies an entry's bytes in HELLO: its XXH64 trailer (seed 0,
+ * over its 64-byte header and body; the header holds seq, epoch and LSNs),
+ * read from its canonical big-endian form; 0 for a buffer shorter than an
+ * entry. */
+uint64_t wire_entry_xxh(const uint8_t *entry, size_t len);
 
 /* The epoch rule: a node at epoch current accepts a message of epoch got
  * only if got >= current.  Returns 0 (and *newer = got > current: the

@@ -43,6 +43,7 @@
 #include "replicator/replicator.h"
 #include "shm/ring.h"
 #include "ringkeep.h"
+#include "persist/restore.h"
 #include "persist/store.h"
 #include "replicator/wire.h"
 
@@ -529,7 +530,8 @@ START_TEST(standby_acks_while_apply_lags_and_a_clean_stop_applies_all)
     ck_assert_int_eq(waitpid(s0, &status, 0), s0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
     applied_of(standby_dir[0], &applied, &last); /* everything applied before the exit */
-    ck_assert_msg(applied == last, "applied %llu of %llu", (unsigned long long)applied, (unsigned long long)last);
+    ck_assert_msg(applied == last, "applied %llu of %llu", (unsigned long long)applied,
+                  (unsigned long long)last);
     applied_before = applied;
 
     set_gate(gate, NULL); /* held again */
@@ -1062,8 +1064,8 @@ END_TEST
  * aside and bootstraps from the primary's checkpoint, then follows. */
 START_TEST(standby_of_another_history_bootstraps_and_is_not_counted)
 {
-    static const char *const extra[] = {"replication", "min_replicas", "1", "checkpoint", "every_seconds", "0",
-                                        NULL};
+    static const char *const extra[] = {
+        "replication", "min_replicas", "1", "checkpoint", "every_seconds", "0", NULL};
     struct engine e;
     char cmd[600], aside[300];
     struct stat st_aside;
@@ -1105,6 +1107,179 @@ START_TEST(standby_of_another_history_bootstraps_and_is_not_counted)
     stop_and_check(sb, primary, e.height);
     snprintf(aside, sizeof aside, "%s/set-aside", standby_dir[0]);
     ck_assert_int_eq(stat(aside, &st_aside), 0); /* the old history is kept, not deleted */
+}
+END_TEST
+
+/* dir's journal entries from..to as stored (malloc'd, the caller frees
+ * each and the arrays). */
+static void journal_raw(const char *dir, uint64_t from, uint64_t to, uint8_t ***entries, size_t **lens)
+{
+    char err[512];
+    store *s = NULL;
+
+    ck_assert_msg(store_open(dir, 0, 16, &s, err, sizeof err) == 0, "%s", err);
+    *entries = calloc(to - from + 1, sizeof **entries);
+    *lens = calloc(to - from + 1, sizeof **lens);
+    ck_assert(*entries && *lens);
+    for (uint64_t seq = from; seq <= to; seq++)
+        ck_assert_int_eq(store_journal_get_raw(s, seq, &(*entries)[seq - from], &(*lens)[seq - from]), 0);
+    store_close(s);
+}
+
+/* Entry seq of dir's journal equals bytes[0..len). */
+static int journal_entry_is(const char *dir, uint64_t seq, const uint8_t *bytes, size_t len)
+{
+    uint8_t **e = NULL;
+    size_t *n = NULL;
+    int same;
+
+    journal_raw(dir, seq, seq, &e, &n);
+    same = n[0] == len && memcmp(e[0], bytes, len) == 0;
+    free(e[0]);
+    free(e);
+    free(n);
+    return same;
+}
+
+/* The stale standby (issue 11): the primary is restored to an earlier
+ * point (a new epoch from there) while its standby holds the old history
+ * past that point.  A record written after the restore is acknowledged
+ * RK_REPLICATED only once the standby holds it: its journal then has the
+ * primary's entry for it, byte for byte.  The standby sets its entries
+ * past the fork point aside (set-aside/, the bytes it held), rebuilds its
+ * state to the fork point and follows: its journal is the primary's. */
+START_TEST(stale_standby_is_not_counted_past_the_fork_point)
+{
+    static const char *const extra[] = {"replication", "min_replicas", "1",    "checkpoint", "every_seconds",
+                                        "0",           "checkpoint",   "keep", "5",          NULL};
+    struct engine e;
+    struct journal_header last;
+    char restored[300], old[300], err[1024], cmd[1200];
+    uint8_t **held = NULL;
+    size_t *held_len = NULL;
+    pid_t primary = start(primary_dir, NULL, extra, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    store *st = NULL;
+
+    engine_attach(&e);
+    engine_write(&e, 30);
+    checkpoint_now();
+    engine_write(&e, 60);
+    free(wait_caught_up(standby_dir[0]));
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+
+    /* the point: half way between the checkpoint and the end */
+    ck_assert_msg(store_open(standby_dir[0], 0, 16, &st, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_last(st, &last), 0);
+    store_close(st);
+    uint64_t n_held = last.seq, point = last.seq / 2 + last.seq / 4;
+    journal_raw(standby_dir[0], point + 1, n_held, &held, &held_len);
+
+    /* restored to the point, in the primary's place */
+    snprintf(restored, sizeof restored, "%s.restored", primary_dir);
+    snprintf(old, sizeof old, "%s.old", primary_dir);
+    struct restore_opts ro = {
+        .src_dir = primary_dir, .to_dir = restored, .target = RESTORE_SEQ, .seq = point};
+    struct restore_result rr;
+    ck_assert_msg(restore_run(&ro, &rr, err, sizeof err) == 0, "restore: %s", err);
+    restore_result_free(&rr);
+    ck_assert_int_eq(rename(primary_dir, old), 0);
+    ck_assert_int_eq(rename(restored, primary_dir), 0);
+    ring_unlink(ring_name);
+    primary = start(primary_dir, NULL, extra, NULL);
+
+    /* new records, durable on the restored primary only; enough that its
+     * journal goes past what the standby holds */
+    rk_ring_opts opts = {.producer = "eng2", .full_timeout_ms = 0};
+    rk_ring *r = NULL;
+    uint16_t tables[3];
+    uint64_t first_lsn = 0, lsn = 0;
+    ck_assert_int_eq(rk_ring_attach(ring_name, &opts, &r), 0);
+    ck_assert_int_eq(open_tables(r, 3, tables), 0);
+    for (uint64_t g = 1; g <= 400; g++) {
+        char key[32];
+        uint32_t klen = (uint32_t)snprintf(key, sizeof key, "after-%llu", (unsigned long long)g);
+        ck_assert_int_eq(rk_put(r, tables[g % 3], key, klen, "v", 1, g == 1 ? &first_lsn : NULL), 0);
+        ck_assert_int_eq(rk_mark(r, g, &lsn), 0);
+        if (g % 20 == 0) {
+            ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+            char *stp = status_of(primary_dir);
+            uint64_t seq = json_u64(stp, "journal_seq");
+            free(stp);
+            if (seq > n_held + 5)
+                break;
+        }
+    }
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    /* no standby: nothing written after the restore is replicated */
+    ck_assert_int_eq(rk_wait(r, first_lsn, RK_REPLICATED, 300), RK_ETIMEDOUT);
+
+    /* the stale standby comes back; the first record after the restore
+     * is acknowledged only once it really holds it */
+    sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    ck_assert_int_eq(rk_wait(r, first_lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
+    uint8_t **sb_entry = NULL; /* what it holds there, compared once the primary is stopped */
+    size_t *sb_len = NULL;
+    journal_raw(standby_dir[0], point + 1, point + 1, &sb_entry, &sb_len);
+
+    /* it follows: the rest is replicated too, and its journal is the
+     * primary's byte for byte */
+    sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    free(wait_caught_up(standby_dir[0]));
+    rk_ring_detach(r);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    ck_assert_msg(journal_entry_is(primary_dir, point + 1, sb_entry[0], sb_len[0]),
+                  "RK_REPLICATED returned for LSN %llu but the standby's entry %llu was not the primary's",
+                  (unsigned long long)first_lsn, (unsigned long long)(point + 1));
+    free(sb_entry[0]);
+    free(sb_entry);
+    free(sb_len);
+    check_same_journal(standby_dir[0]);
+
+    /* what it held past the fork point is in set-aside/, as it was */
+    {
+        char dir[300], path[700] = "";
+        struct dirent *de;
+        DIR *d;
+        snprintf(dir, sizeof dir, "%s/set-aside", standby_dir[0]);
+        d = opendir(dir);
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d)) != NULL)
+            if (strncmp(de->d_name, "entries-", 8) == 0)
+                snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        closedir(d);
+        ck_assert_msg(path[0], "no entries file in %s", dir);
+        char want_prefix[100];
+        snprintf(want_prefix, sizeof want_prefix, "entries-%llu-%llu-lsn-", (unsigned long long)(point + 1),
+                 (unsigned long long)n_held);
+        ck_assert_msg(strstr(path, want_prefix) != NULL, "%s lacks %s", path, want_prefix);
+        FILE *f = fopen(path, "rb");
+        ck_assert_ptr_nonnull(f);
+        for (uint64_t i = 0; i < n_held - point; i++) {
+            uint8_t prefix[4], *bytes;
+            ck_assert_int_eq(fread(prefix, 1, 4, f), 4);
+            size_t len = (size_t)prefix[0] | (size_t)prefix[1] << 8 | (size_t)prefix[2] << 16 |
+                         (size_t)prefix[3] << 24;
+            ck_assert_uint_eq(len, held_len[i]);
+            bytes = malloc(len);
+            ck_assert_int_eq(fread(bytes, 1, len, f), len);
+            ck_assert_msg(memcmp(bytes, held[i], len) == 0, "set-aside entry %llu differs",
+                          (unsigned long long)(point + 1 + i));
+            free(bytes);
+            free(held[i]);
+        }
+        ck_assert_int_eq(fgetc(f), EOF);
+        fclose(f);
+    }
+    free(held);
+    free(held_len);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", old);
+    ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -1215,7 +1390,6 @@ START_TEST(curve_only_authorized_peers_receive_anything)
 }
 END_TEST
 
-
 /* ------------------------------------------------------------ promotion */
 
 /* What a standby needs to be promoted: the ring it will own. */
@@ -1285,9 +1459,8 @@ static void check_journal_epochs(const char *dir, uint64_t last_old)
          * name takes that frame's LSN - 1: rounded up to the 8-byte
          * alignment of frames, the entry starts where the last ended) */
         ck_assert_msg(seq == first || (je.h.first_lsn + 7) / 8 * 8 == next_lsn,
-                      "entry %llu: first LSN %llu, want %llu",
-                      (unsigned long long)seq, (unsigned long long)je.h.first_lsn,
-                      (unsigned long long)next_lsn);
+                      "entry %llu: first LSN %llu, want %llu", (unsigned long long)seq,
+                      (unsigned long long)je.h.first_lsn, (unsigned long long)next_lsn);
         next_lsn = je.h.next_lsn;
         n_new += seq > last_old;
         journal_entry_free(&je);
@@ -1332,7 +1505,8 @@ START_TEST(promote_a_running_standby)
     ck_assert_int_eq(node_request(primary_dir, "promote", 5000, &reply), 0);
     ck_assert_msg(strstr(reply, "error this node is a primary already"), "%s", reply);
     free(reply);
-    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[1], NULL}), 1);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[1], NULL}),
+                     1);
     st = status_of(standby_dir[1]);
     ck_assert_msg(st && strstr(st, "\"role\":\"standby\""), "refused, yet: %s", st ? st : "");
     free(st);
@@ -1346,7 +1520,8 @@ START_TEST(promote_a_running_standby)
     ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
     rk_ring_detach(e.r);
 
-    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}), 0);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
+                     0);
     ck_assert_msg(strstr(out, "is the primary, epoch 2"), "ringkeep promote printed: %s", out);
     st = status_of(standby_dir[0]);
     ck_assert_msg(st && strstr(st, "\"role\":\"primary\"") && json_u64(st, "epoch") == 2, "%s", st ? st : "");
@@ -1354,7 +1529,8 @@ START_TEST(promote_a_running_standby)
     last_old = json_u64(st, "journal_seq");
     free(st);
     /* promote again: it is a primary already */
-    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}), 1);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
+                     1);
 
     engine_resume(&e, standby_dir[0], acked);
     engine_write(&e, 30);
@@ -1428,6 +1604,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, standby_survives_a_primary_restart_and_monitor_prints);
     tcase_add_test(tc, standby_away_past_retention_bootstraps_from_a_checkpoint);
     tcase_add_test(tc, standby_of_another_history_bootstraps_and_is_not_counted);
+    tcase_add_test(tc, stale_standby_is_not_counted_past_the_fork_point);
     tcase_add_test(tc, curve_only_authorized_peers_receive_anything);
     tcase_add_test(tc, promote_a_running_standby);
     tcase_add_test(tc, promote_a_stopped_standby_at_start);

@@ -111,6 +111,9 @@ static struct wire_msg example_heartbeat(void)
     return m;
 }
 
+/* WELCOME's epoch history in the samples (the first element alone, or both). */
+static const struct epoch_start sample_history[2] = {{1, 1, 8}, {2, 900, 1u << 30}};
+
 /* Sample i of type t (i = 0, 1: two shapes of each). */
 static struct wire_msg sample(enum wire_type t, int i)
 {
@@ -135,6 +138,9 @@ static struct wire_msg sample(enum wire_type t, int i)
         snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "%s",
                  i ? "s" : "standby-with-a-name-of-47-bytes-exactly-123456");
         m.u.hello.last_seq = i ? 0 : 123456789012ull;
+        m.u.hello.last_epoch = i ? 0 : 7;
+        m.u.hello.has_last_xxh = !i;
+        m.u.hello.last_xxh = i ? 0 : 0x9e3779b97f4a7c15ull;
         break;
     case WIRE_FETCH:
         m.u.fetch = (struct wire_fetch){i ? 1 : 70000, i ? 1 : UINT64_MAX};
@@ -153,6 +159,9 @@ static struct wire_msg sample(enum wire_type t, int i)
         m.u.welcome.has_checkpoint = !i;
         if (!i)
             m.u.welcome.checkpoint = sample_checkpoint();
+        m.u.welcome.n_history = i ? 1 : 2;
+        m.u.welcome.history = (struct epoch_start *)sample_history;
+        m.u.welcome.matched = !i;
         break;
     case WIRE_ENTRIES:
         m.u.entries.n_entries = i ? 0 : 3;
@@ -233,6 +242,9 @@ static void assert_msg_eq(const struct wire_msg *a, const struct wire_msg *b)
     case WIRE_HELLO:
         ck_assert_str_eq(a->u.hello.node_id, b->u.hello.node_id);
         ck_assert_uint_eq(a->u.hello.last_seq, b->u.hello.last_seq);
+        ck_assert_uint_eq(a->u.hello.last_epoch, b->u.hello.last_epoch);
+        ck_assert_int_eq(a->u.hello.has_last_xxh, b->u.hello.has_last_xxh);
+        ck_assert_uint_eq(a->u.hello.last_xxh, b->u.hello.last_xxh);
         break;
     case WIRE_FETCH:
         ck_assert_uint_eq(a->u.fetch.from_seq, b->u.fetch.from_seq);
@@ -252,6 +264,10 @@ static void assert_msg_eq(const struct wire_msg *a, const struct wire_msg *b)
         ck_assert_int_eq(a->u.welcome.has_checkpoint, b->u.welcome.has_checkpoint);
         if (a->u.welcome.has_checkpoint)
             assert_checkpoint_eq(&a->u.welcome.checkpoint, &b->u.welcome.checkpoint);
+        ck_assert_uint_eq(a->u.welcome.n_history, b->u.welcome.n_history);
+        ck_assert(memcmp(a->u.welcome.history, b->u.welcome.history,
+                         a->u.welcome.n_history * sizeof *a->u.welcome.history) == 0);
+        ck_assert_int_eq(a->u.welcome.matched, b->u.welcome.matched);
         break;
     case WIRE_ENTRIES:
         ck_assert_uint_eq(a->u.entries.n_entries, b->u.entries.n_entries);
@@ -425,7 +441,8 @@ START_TEST(test_wrong_name_refused)
     for (int t = 0; t < WIRE_N_TYPES; t++)
         if (t != WIRE_FETCH && t != WIRE_HELLO && t != WIRE_ACK)
             expect_refused((enum wire_type)t, body, len, RK_ECORRUPT, NULL);
-    expect_refused(WIRE_HELLO, body, len, RK_ECORRUPT, "node_id has the wrong msgpack type");
+    /* HELLO has 6 elements in version 2: a FETCH body is too short for it */
+    expect_refused(WIRE_HELLO, body, len, RK_ECORRUPT, "body has 4 elements (want 6)");
     /* ACK is [v, e, durable_seq]: the name decides, and a FETCH body under
      * it reads as an ACK with one element a later revision appended */
     ck_assert_int_eq(wire_decode("ACK", 3, body, len, &out, why, sizeof why), 0);
@@ -532,23 +549,23 @@ START_TEST(test_huge_claims_refused)
     static const uint8_t array32_body[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01, 0x03, 0x05, 0x06};
     static const uint8_t map32_body[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0x01, 0x03};
     /* ENTRIES [1, 3, array32(2^32-1) ...] */
-    static const uint8_t entries_array32[] = {0x94, 0x01, 0x03, 0xdd, 0xff, 0xff,
+    static const uint8_t entries_array32[] = {0x94, 0x02, 0x03, 0xdd, 0xff, 0xff,
                                               0xff, 0xff, 0x92, 0x01, 0xc2};
     /* rk.c [1, 3, 1, 1, array32(2^32-1)...] */
-    static const uint8_t producers_array32[] = {0x99, 0x01, 0x03, 0x01, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff,
+    static const uint8_t producers_array32[] = {0x99, 0x02, 0x03, 0x01, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff,
                                                 0x92, 0xa1, 'p',  0x01, 0x01, 0x01, 0xa1, 'f',  0x01};
     /* rk.h standbys array32 */
-    static const uint8_t standbys_array32[] = {0x9a, 0x01, 0x03, 0x01, 0x01, 0x01, 0x01, 0x01,
+    static const uint8_t standbys_array32[] = {0x9a, 0x02, 0x03, 0x01, 0x01, 0x01, 0x01, 0x01,
                                                0x01, 0xdd, 0x7f, 0xff, 0xff, 0xff, 0x01};
     /* rk.j [1, 3, 7, bin32(2^32-1)] */
-    static const uint8_t entry_bin32[] = {0x94, 0x01, 0x03, 0x07, 0xc6, 0xff, 0xff, 0xff, 0xff, 0x00};
+    static const uint8_t entry_bin32[] = {0x94, 0x02, 0x03, 0x07, 0xc6, 0xff, 0xff, 0xff, 0xff, 0x00};
     /* CHUNK data bin32(2^31) */
-    static const uint8_t chunk_bin32[] = {0x97, 0x01, 0x03, 0xa1, 'f',  0x00, 0x01,
+    static const uint8_t chunk_bin32[] = {0x97, 0x02, 0x03, 0xa1, 'f',  0x00, 0x01,
                                           0x00, 0xc6, 0x80, 0x00, 0x00, 0x00};
     /* HELLO node_id str32(2^32-1) */
-    static const uint8_t hello_str32[] = {0x94, 0x01, 0x03, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a', 0x00};
+    static const uint8_t hello_str32[] = {0x96, 0x02, 0x03, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a', 0x00};
     /* ERROR text str16(65535) */
-    static const uint8_t error_str16[] = {0x94, 0x01, 0x03, 0x02, 0xda, 0xff, 0xff, 'a'};
+    static const uint8_t error_str16[] = {0x94, 0x02, 0x03, 0x02, 0xda, 0xff, 0xff, 'a'};
     const char *count = "claims more elements than bytes remain", *past = "runs past the end";
 
     expect_refused(WIRE_FETCH, array32_body, sizeof array32_body, RK_ECORRUPT, count);
@@ -568,18 +585,18 @@ START_TEST(test_wrong_types_refused)
 {
     static const uint8_t not_array[] = {0x81, 0x01, 0x01};
     static const uint8_t too_short[] = {0x91, 0x01};
-    static const uint8_t fetch_short[] = {0x93, 0x01, 0x03, 0x01};
-    static const uint8_t epoch_str[] = {0x94, 0x01, 0xa1, '3', 0x01, 0x02};
-    static const uint8_t epoch_negative[] = {0x94, 0x01, 0xff, 0x01, 0x02};
-    static const uint8_t epoch_float[] = {0x94, 0x01, 0xca, 0x40, 0x40, 0x00, 0x00, 0x01, 0x02};
-    static const uint8_t seq_bin[] = {0x94, 0x01, 0x03, 0xc4, 0x01, 0x01, 0x02};
-    static const uint8_t ack_nil[] = {0x93, 0x01, 0x03, 0xc0};
-    static const uint8_t entries_more_uint[] = {0x94, 0x01, 0x03, 0x90, 0x01};
-    static const uint8_t entries_entry_not_record[] = {0x94, 0x01, 0x03, 0x91, 0x07, 0xc2};
-    static const uint8_t welcome_ckpt_bool[] = {0x95, 0x01, 0x03, 0x01, 0x00, 0xc3};
-    static const uint8_t hello_bin_id[] = {0x94, 0x01, 0x03, 0xc4, 0x01, 'a', 0x00};
-    static const uint8_t error_code_too_big[] = {0x94, 0x01, 0x03, 0xce, 0x00, 0x01, 0x00, 0x00, 0xa0};
-    static const uint8_t snapshot_max_len_u64[] = {0x95, 0x01, 0x03, 0xa1, 'f', 0x00, 0xcf, 0,
+    static const uint8_t fetch_short[] = {0x93, 0x02, 0x03, 0x01};
+    static const uint8_t epoch_str[] = {0x94, 0x02, 0xa1, '3', 0x01, 0x02};
+    static const uint8_t epoch_negative[] = {0x94, 0x02, 0xff, 0x01, 0x02};
+    static const uint8_t epoch_float[] = {0x94, 0x02, 0xca, 0x40, 0x40, 0x00, 0x00, 0x01, 0x02};
+    static const uint8_t seq_bin[] = {0x94, 0x02, 0x03, 0xc4, 0x01, 0x01, 0x02};
+    static const uint8_t ack_nil[] = {0x93, 0x02, 0x03, 0xc0};
+    static const uint8_t entries_more_uint[] = {0x94, 0x02, 0x03, 0x90, 0x01};
+    static const uint8_t entries_entry_not_record[] = {0x94, 0x02, 0x03, 0x91, 0x07, 0xc2};
+    static const uint8_t welcome_ckpt_bool[] = {0x97, 0x02, 0x03, 0x01, 0x00, 0xc3, 0x90, 0xc3};
+    static const uint8_t hello_bin_id[] = {0x96, 0x02, 0x03, 0xc4, 0x01, 'a', 0x00};
+    static const uint8_t error_code_too_big[] = {0x94, 0x02, 0x03, 0xce, 0x00, 0x01, 0x00, 0x00, 0xa0};
+    static const uint8_t snapshot_max_len_u64[] = {0x95, 0x02, 0x03, 0xa1, 'f', 0x00, 0xcf, 0,
                                                    0,    0,    1,    0,    0,   0,    0};
 
     expect_refused(WIRE_ACK, not_array, sizeof not_array, RK_ECORRUPT, "wrong msgpack type");
@@ -605,19 +622,24 @@ END_TEST
 
 START_TEST(test_wrong_version_refused)
 {
-    static const uint8_t v2[] = {0x93, 0x02, 0x03, 0x05};
+    /* version 1 (the one before the epoch history) and 3 are refused as a
+     * whole, naming both versions */
+    static const uint8_t v1_hello[] = {0x94, 0x01, 0x01, 0xa2, 's', '1', 0x05};
+    static const uint8_t v3[] = {0x93, 0x03, 0x03, 0x05};
     static const uint8_t v0[] = {0x93, 0x00, 0x03, 0x05};
-    static const uint8_t v2_other_shape[] = {0x92, 0x02, 0xa1, 'x'};
+    static const uint8_t v3_other_shape[] = {0x92, 0x03, 0xa1, 'x'};
     static const uint8_t v_str[] = {0x93, 0xa1, '1', 0x03, 0x05};
-    static const uint8_t v1[] = {0x93, 0x01, 0x03, 0x05};
+    static const uint8_t v2[] = {0x93, 0x02, 0x03, 0x05};
     struct wire_msg m;
     char why[256];
 
-    expect_refused(WIRE_ACK, v2, sizeof v2, RK_EVERSION, "protocol version 2");
+    expect_refused(WIRE_HELLO, v1_hello, sizeof v1_hello, RK_EVERSION,
+                   "protocol version 1 (this node speaks 2)");
+    expect_refused(WIRE_ACK, v3, sizeof v3, RK_EVERSION, "protocol version 3");
     expect_refused(WIRE_ACK, v0, sizeof v0, RK_EVERSION, "protocol version 0");
-    expect_refused(WIRE_HEARTBEAT, v2_other_shape, sizeof v2_other_shape, RK_EVERSION, "protocol version 2");
+    expect_refused(WIRE_HEARTBEAT, v3_other_shape, sizeof v3_other_shape, RK_EVERSION, "protocol version 3");
     expect_refused(WIRE_ACK, v_str, sizeof v_str, RK_ECORRUPT, "version has the wrong msgpack type");
-    ck_assert_int_eq(wire_decode("ACK", 3, v1, sizeof v1, &m, why, sizeof why), 0);
+    ck_assert_int_eq(wire_decode("ACK", 3, v2, sizeof v2, &m, why, sizeof why), 0);
     ck_assert_uint_eq(m.epoch, 3);
     ck_assert_uint_eq(m.u.ack.durable_seq, 5);
 }
@@ -633,11 +655,13 @@ START_TEST(test_extra_elements_skipped)
     int rc;
 
     raw_init(&r);
-    msgpack_pack_array(&r.pk, 5); /* HELLO + one extra element: a map */
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_array(&r.pk, 7); /* HELLO + one extra element: a map */
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 4);
     raw_str(&r, "sb-1");
     msgpack_pack_uint8(&r.pk, 9);
+    msgpack_pack_uint8(&r.pk, 3);
+    msgpack_pack_nil(&r.pk);
     msgpack_pack_map(&r.pk, 1);
     raw_str(&r, "zone");
     msgpack_pack_array(&r.pk, 2);
@@ -651,7 +675,7 @@ START_TEST(test_extra_elements_skipped)
 
     raw_init(&r); /* rk.h with a standby record of 5 elements */
     msgpack_pack_array(&r.pk, 10);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     for (int i = 0; i < 6; i++)
         msgpack_pack_uint8(&r.pk, 10);
@@ -698,7 +722,7 @@ END_TEST
 /* Epoch 0 never appears on the wire (epochs start at 1). */
 START_TEST(test_epoch_zero_refused)
 {
-    static const uint8_t ack_epoch0[] = {0x93, 0x01, 0x00, 0x05};
+    static const uint8_t ack_epoch0[] = {0x93, 0x02, 0x00, 0x05};
     struct wire_msg m = sample(WIRE_ACK, 0);
     uint8_t *body;
     size_t len;
@@ -840,20 +864,24 @@ START_TEST(test_decoder_refuses_broken_rules)
     memset(long_name, 'n', sizeof long_name);
     long_name[WIRE_NAME_MAX + 1] = '\0';
     raw_init(&r); /* HELLO with a 48-byte node id */
-    msgpack_pack_array(&r.pk, 4);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_array(&r.pk, 6);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     raw_str(&r, long_name);
     msgpack_pack_uint8(&r.pk, 0);
+    msgpack_pack_uint8(&r.pk, 0);
+    msgpack_pack_nil(&r.pk);
     expect_refused(WIRE_HELLO, (uint8_t *)r.sb.data, r.sb.size, RK_ECORRUPT, "node_id of 48 bytes");
     msgpack_sbuffer_destroy(&r.sb);
 
     raw_init(&r); /* HELLO with a NUL in the node id */
-    msgpack_pack_array(&r.pk, 4);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_array(&r.pk, 6);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     msgpack_pack_str_with_body(&r.pk, "a\0b", 3);
     msgpack_pack_uint8(&r.pk, 0);
+    msgpack_pack_uint8(&r.pk, 0);
+    msgpack_pack_nil(&r.pk);
     expect_refused(WIRE_HELLO, (uint8_t *)r.sb.data, r.sb.size, RK_ECORRUPT, "no NUL");
     msgpack_sbuffer_destroy(&r.sb);
 
@@ -861,7 +889,7 @@ START_TEST(test_decoder_refuses_broken_rules)
     memset(long_name, 'f', WIRE_FILE_MAX + 1);
     raw_init(&r); /* SNAPSHOT with a 256-byte file name */
     msgpack_pack_array(&r.pk, 5);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     raw_str(&r, long_name);
     msgpack_pack_uint8(&r.pk, 0);
@@ -871,7 +899,7 @@ START_TEST(test_decoder_refuses_broken_rules)
 
     raw_init(&r); /* SNAPSHOT of "/" */
     msgpack_pack_array(&r.pk, 5);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     raw_str(&r, "/");
     msgpack_pack_uint8(&r.pk, 0);
@@ -884,7 +912,7 @@ START_TEST(test_decoder_refuses_broken_rules)
         ck_assert_ptr_nonnull(data);
         raw_init(&r); /* CHUNK of 1 MiB + 1 */
         msgpack_pack_array(&r.pk, 7);
-        msgpack_pack_uint8(&r.pk, 1);
+        msgpack_pack_uint8(&r.pk, WIRE_VERSION);
         msgpack_pack_uint8(&r.pk, 1);
         raw_str(&r, "f");
         msgpack_pack_uint8(&r.pk, 0);
@@ -898,7 +926,7 @@ START_TEST(test_decoder_refuses_broken_rules)
 
     raw_init(&r); /* ENTRIES of WIRE_MAX_ENTRIES + 1 (each too small: the count is what is refused) */
     msgpack_pack_array(&r.pk, 4);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     msgpack_pack_array(&r.pk, WIRE_MAX_ENTRIES + 1);
     for (unsigned i = 0; i <= WIRE_MAX_ENTRIES; i++) {
@@ -913,7 +941,7 @@ START_TEST(test_decoder_refuses_broken_rules)
 
     raw_init(&r); /* rk.h with 65 standbys */
     msgpack_pack_array(&r.pk, 10);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     for (int i = 0; i < 6; i++)
         msgpack_pack_uint8(&r.pk, 1);
@@ -931,7 +959,7 @@ START_TEST(test_decoder_refuses_broken_rules)
 
     raw_init(&r); /* rk.j whose entry is a short bin */
     msgpack_pack_array(&r.pk, 4);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     msgpack_pack_uint8(&r.pk, 1);
     msgpack_pack_bin_with_body(&r.pk, "RKJE", 4);
@@ -940,7 +968,7 @@ START_TEST(test_decoder_refuses_broken_rules)
 
     raw_init(&r); /* ERROR with 256 bytes of text */
     msgpack_pack_array(&r.pk, 4);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     msgpack_pack_uint8(&r.pk, 1);
     raw_str(&r, long_name);
@@ -949,7 +977,7 @@ START_TEST(test_decoder_refuses_broken_rules)
 
     raw_init(&r); /* a raw extension as a seq */
     msgpack_pack_array(&r.pk, 3);
-    msgpack_pack_uint8(&r.pk, 1);
+    msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 1);
     raw_bytes(&r, "\xd4\x01\x02", 3);
     expect_refused(WIRE_ACK, (uint8_t *)r.sb.data, r.sb.size, RK_ECORRUPT, "durable_seq has the wrong");
@@ -975,9 +1003,9 @@ END_TEST
 
 /* ------------------------------------------------------------ documentation */
 
-static const char doc_heartbeat_hex[] = "9a0103cd0412cd0410ce00530000ce0052e000cf9e3779b97f4a7c15cd041091"
+static const char doc_heartbeat_hex[] = "9a0203cd0412cd0410ce00530000ce0052e000cf9e3779b97f4a7c15cd041091"
                                         "94a97374616e6462792d61cd04110102cf17979cfe3d85cd15";
-static const char doc_checkpoint_hex[] = "990103cd03e8ce005000009192a96d6174636865722d31cd4e20ce001c2000cf"
+static const char doc_checkpoint_hex[] = "990203cd03e8ce005000009192a96d6174636865722d31cd4e20ce001c2000cf"
                                          "0123456789abcdefb93030303030303030303030303030303031303030"
                                          "2e726b6370cf17979cfe362a0000";
 

@@ -3,14 +3,14 @@
  * type, enum wire_type order) followed by a body.  Valid bodies of every
  * type made with wire_encode (with real journal entries from
  * journal_encode), and damaged ones of the kinds the decoder refuses:
- * truncated, a trailing byte, version 2, epoch 0, array32/bin32/str32
+ * truncated, a trailing byte, version 1 (an old peer), epoch 0, array32/bin32/str32
  * headers claiming billions, wrong types, broken rules; plus bodies with
  * elements a later revision might append (accepted).  Not built by CMake;
  * from the top of the repository:
  *
- *   cc -std=c11 -Iinclude -I. -Itests -o /tmp/gen_wire_corpus \
- *      tests/fuzz/gen_wire_corpus.c replicator/wire.c persist/mpread.c persist/journal.c \
- *      shm/frame.c shm/segment.c -lmsgpackc -lzstd -lxxhash
+ *   cc -std=c11 -Iinclude -I. -Itests -o /tmp/gen_wire_corpus tests/fuzz/gen_wire_corpus.c \
+ *      build/librkreplicator.a build/librkpersist.a build/librkshm.a \
+ *      -lmsgpackc -lzstd -lxxhash -ldb-5.3 -lpthread -lrt
  *   rm -rf tests/fuzz/corpus/wire && mkdir tests/fuzz/corpus/wire
  *   /tmp/gen_wire_corpus tests/fuzz/corpus/wire
  *
@@ -131,7 +131,12 @@ int main(int argc, char **argv)
     m = (struct wire_msg){.type = WIRE_HELLO, .epoch = 3};
     snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "standby-a");
     m.u.hello.last_seq = 1000;
+    m.u.hello.last_epoch = 2;
+    m.u.hello.has_last_xxh = 1;
+    m.u.hello.last_xxh = 0x0123456789abcdefull;
     valid("valid-hello", &m);
+    m.u.hello.has_last_xxh = 0; /* after a bootstrap: the entry is not held */
+    valid("valid-hello-no-xxh", &m);
     m = (struct wire_msg){.type = WIRE_FETCH, .epoch = 3, .u.fetch = {1001, 1042}};
     valid("valid-fetch", &m);
     m = (struct wire_msg){.type = WIRE_SNAPSHOT, .epoch = 3};
@@ -142,9 +147,10 @@ int main(int argc, char **argv)
     m = (struct wire_msg){.type = WIRE_ACK, .epoch = 3, .u.ack = {1041}};
     valid("valid-ack", &m);
     m = (struct wire_msg){.type = WIRE_WELCOME, .epoch = 3};
-    m.u.welcome = (struct wire_welcome){900, 1042, 1, ckpt};
+    static const struct epoch_start history[2] = {{1, 1, 8}, {3, 950, 4000000}};
+    m.u.welcome = (struct wire_welcome){900, 1042, 1, ckpt, 2, (struct epoch_start *)history, 1};
     valid("valid-welcome", &m);
-    m.u.welcome = (struct wire_welcome){1, 0, 0, {0}};
+    m.u.welcome = (struct wire_welcome){1, 0, 0, {0}, 1, (struct epoch_start *)history, 0};
     valid("valid-welcome-empty", &m);
     m = (struct wire_msg){.type = WIRE_ENTRIES, .epoch = 2};
     m.u.entries = (struct wire_entries){3, entries, 1};
@@ -177,31 +183,33 @@ int main(int argc, char **argv)
         raw("bad-heartbeat-trailing-byte", WIRE_HEARTBEAT, longer, len + 1);
         free(longer);
     }
-    body[1] = 0x02;
-    raw("bad-heartbeat-version-2", WIRE_HEARTBEAT, body, len);
     body[1] = 0x01;
+    raw("bad-heartbeat-version-1", WIRE_HEARTBEAT, body, len);
+    body[1] = 0x02;
     body[2] = 0x00;
     raw("bad-heartbeat-epoch-0", WIRE_HEARTBEAT, body, len);
     free(body);
 
     /* ------------------------------------------------ crafted */
     {
-        static const uint8_t entries_array32[] = {0x94, 0x01, 0x03, 0xdd, 0xff, 0xff,
+        static const uint8_t entries_array32[] = {0x94, 0x02, 0x03, 0xdd, 0xff, 0xff,
                                                   0xff, 0xff, 0x92, 0x01, 0xc2};
-        static const uint8_t body_array32[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01, 0x03, 0x05};
-        static const uint8_t entry_bin32[] = {0x94, 0x01, 0x03, 0x07, 0xc6, 0xff, 0xff, 0xff, 0xff, 0x00};
-        static const uint8_t hello_str32[] = {0x94, 0x01, 0x03, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a', 0x00};
-        static const uint8_t producers_array32[] = {0x99, 0x01, 0x03, 0x01, 0x01, 0xdd, 0xff,
+        static const uint8_t body_array32[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x02, 0x03, 0x05};
+        static const uint8_t entry_bin32[] = {0x94, 0x02, 0x03, 0x07, 0xc6, 0xff, 0xff, 0xff, 0xff, 0x00};
+        static const uint8_t hello_str32[] = {0x96, 0x02, 0x03, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a', 0x00};
+        static const uint8_t producers_array32[] = {0x99, 0x02, 0x03, 0x01, 0x01, 0xdd, 0xff,
                                                     0xff, 0xff, 0xff, 0x92, 0xa1, 'p',  0x01,
                                                     0x01, 0x01, 0xa1, 'f',  0x01};
-        static const uint8_t ack_map[] = {0x83, 0x01, 0x03, 0x05};
-        static const uint8_t fetch_backwards[] = {0x94, 0x01, 0x03, 0x09, 0x05};
-        static const uint8_t ack_epoch_str[] = {0x93, 0x01, 0xa1, '3', 0x05};
-        static const uint8_t snapshot_slash[] = {0x95, 0x01, 0x03, 0xa3, '.', '.', '/', 0x00, 0x01};
-        static const uint8_t welcome_first_past[] = {0x95, 0x01, 0x03, 0x09, 0x05, 0xc0};
+        static const uint8_t ack_map[] = {0x83, 0x02, 0x03, 0x05};
+        static const uint8_t fetch_backwards[] = {0x94, 0x02, 0x03, 0x09, 0x05};
+        static const uint8_t ack_epoch_str[] = {0x93, 0x02, 0xa1, '3', 0x05};
+        static const uint8_t snapshot_slash[] = {0x95, 0x02, 0x03, 0xa3, '.', '.', '/', 0x00, 0x01};
+        static const uint8_t welcome_first_past[] = {0x97, 0x02, 0x03, 0x09, 0x05, 0xc0,
+                                                     0x91, 0x93, 0x01, 0x01, 0x00, 0xc3};
         /* HELLO + a map a later revision appended */
-        static const uint8_t hello_extra[] = {0x95, 0x01, 0x03, 0xa2, 's', 'b', 0x09, 0x81, 0xa1, 'z', 0xc3};
-        static const uint8_t chunk_past_end[] = {0x97, 0x01, 0x03, 0xa1, 'f', 0x0a,
+        static const uint8_t hello_extra[] = {0x97, 0x02, 0x03, 0xa2, 's', 'b', 0x09,
+                                              0x02, 0xc0, 0x81, 0xa1, 'z', 0xc3};
+        static const uint8_t chunk_past_end[] = {0x97, 0x02, 0x03, 0xa1, 'f', 0x0a,
                                                  0x0b, 0x00, 0xc4, 0x02, 'x', 'y'};
         raw("bad-entries-array32-huge", WIRE_ENTRIES, entries_array32, sizeof entries_array32);
         raw("bad-body-array32-huge", WIRE_ACK, body_array32, sizeof body_array32);
