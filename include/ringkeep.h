@@ -51,6 +51,8 @@ enum {
     RK_EEXIST,          /* the ring already exists */
     RK_ESTALE,          /* a message from an epoch lower than this node's (refused) */
     RK_EUNDRAINED,      /* rk_state_open with no node: the ring holds records not yet journaled */
+    RK_EFENCED,         /* the ring's node stepped down: another node is the primary (a higher
+                           epoch); nothing more is written or acknowledged on this ring */
     RK_ELAST
 };
 
@@ -108,7 +110,10 @@ int rk_table(rk_ring *r, const char *name, uint16_t *table_id);
 /* Writes PUT(table, key, value).  table is an id rk_table() returned on
  * this ring (to any producer); any other id is refused with RK_EINVAL and
  * nothing is written.  key may be NULL when klen is 0, val when vlen is 0.
- * On success *lsn_out (if not NULL) is the record's LSN. */
+ * On success *lsn_out (if not NULL) is the record's LSN.  RK_EFENCED: the
+ * ring's node stepped down (a failover made another node the primary);
+ * nothing is written here any more: restore from the new primary
+ * (rk_state_open on its data directory) and attach to its ring. */
 int rk_put(rk_ring *r, uint16_t table, const void *key, uint32_t klen, const void *val, uint32_t vlen,
            uint64_t *lsn_out);
 
@@ -120,8 +125,9 @@ int rk_del(rk_ring *r, uint16_t table, const void *key, uint32_t klen, uint64_t 
 int rk_mark(rk_ring *r, uint64_t height, uint64_t *lsn_out);
 
 /* Waits until the record at lsn has reached level, or timeout_ms passes
- * (< 0: no limit).  Returns 0 or RK_ETIMEDOUT.  Sleeps in the kernel (futex);
- * it does not spin. */
+ * (< 0: no limit).  Returns 0, RK_ETIMEDOUT, or RK_EFENCED when the node
+ * stepped down before the record reached level (it never will here: see
+ * rk_put).  Sleeps in the kernel (futex); it does not spin. */
 int rk_wait(rk_ring *r, uint64_t lsn, rk_level level, int timeout_ms);
 
 /* Zero-copy write: claims room for a PUT with a klen-byte key and a

@@ -19,6 +19,7 @@
 #include "persist/config.h"
 #include "persist/log.h"
 #include "persist/store.h"
+#include "node/node.h"
 #include "replicator/replicator.h"
 #include "shm/ring.h"
 
@@ -73,6 +74,8 @@ struct node {
     _Atomic uint64_t drained_pos; /* ring position the journal covers */
     _Atomic int stop;
     _Atomic int promote;       /* a standby was asked to become the primary (control thread sets it) */
+    _Atomic uint64_t stepped_down; /* a primary's: the higher epoch it stepped down for, 0: none (step_down) */
+    int promoted;                  /* a primary's: it began a new epoch at this start (a promotion) */
     _Atomic int bootstrapping; /* a standby is replacing its store: it cannot be promoted (main thread's) */
     int test_kill_after_abort; /* RK_TEST_KILL_AFTER_ABORT set: a test hook (journal_batch) */
 

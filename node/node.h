@@ -31,6 +31,12 @@ int node_promote_config(const struct node_config *c, struct node_config *out, ch
  * as repl_node_run does after a live "promote".  Returns the exit status. */
 int node_promote(const struct node_config *c);
 
+/* The exit status of a primary that stepped down (a node of a higher
+ * epoch is the primary: `fence`, or a peer's message), and of one that
+ * then refuses to start as a primary again (start it as a standby, or
+ * promote it). */
+#define NODE_EXIT_FENCED 4
+
 /* Runs a primary node with configuration c, without replication, until
  * SIGTERM or SIGINT (then finishes the batch in hand, applies what is
  * journaled and returns 0), or a fatal error (logged; returns non-zero,

@@ -67,6 +67,7 @@
 #include "shm/ring.h"
 #include "shm/segment.h"
 
+#define FENCED_KEY "fenced_by" /* the epoch this node stepped down for (step_down) */
 #define APPLY_STEP_ENTRIES 16  /* apply publishes its progress at least this often */
 #define LOG_CHECKPOINT_KB 4096 /* the BDB environment is checkpointed after this much log */
 #define LOG_CHECKPOINT_MS 50   /* how often the log checkpoint thread looks at the log */
@@ -74,6 +75,18 @@
 enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
 
 /* ------------------------------------------------------------ meta */
+
+static int meta_read(store *s, const char *key, void *val, size_t len)
+{
+    DB *meta = store_meta(s);
+    DBT k = {.data = (void *)key, .size = (u_int32_t)strlen(key)};
+    DBT v = {.data = val, .ulen = (u_int32_t)len, .flags = DB_DBT_USERMEM};
+    int rc = meta->get(meta, NULL, &k, &v, 0);
+
+    if (rc == DB_NOTFOUND)
+        return RK_ENOTFOUND;
+    return rc == 0 && v.size != len ? RK_ECORRUPT : rc;
+}
 
 static int meta_write(store *s, const char *key, const void *val, size_t len)
 {
@@ -83,6 +96,37 @@ static int meta_write(store *s, const char *key, const void *val, size_t len)
 
     /* DB_AUTO_COMMIT with the environment's default: a synced commit */
     return meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT);
+}
+
+/* Steps down (R9 in shm/ring_format.h): a node of a higher epoch is the
+ * primary elsewhere.  Fences the ring first (from then on nothing is
+ * acknowledged: no cursor moves, producers get RK_EFENCED, waits end with
+ * it), then records the epoch it stepped down for (meta.db, synced: it
+ * never starts as a primary again unless promoted), and the drain stops;
+ * the node exits with NODE_EXIT_FENCED.  Any thread; once. */
+static void step_down(struct node *n, uint64_t epoch, const char *seen)
+{
+    int rc;
+
+    if (atomic_exchange(&n->stepped_down, epoch))
+        return;
+    ring_fence(n->ring);
+    rc = meta_write(n->s, STORE_EPOCH_KEY, &epoch, sizeof epoch); /* the highest seen */
+    if (!rc)
+        rc = meta_write(n->s, FENCED_KEY, &epoch, sizeof epoch);
+    if (rc)
+        fatal("stepped down (the ring is fenced), but cannot record it in meta.db", store_strerror(rc));
+    log_msg(LOG_ERROR, "stepped down: a node of a higher epoch is the primary; nothing more is acknowledged",
+            "epoch=%" PRIu64 " higher=%" PRIu64 " seen_in=\"%s\" action=exit", n->epoch, epoch, seen);
+}
+
+/* The replicator saw a higher epoch in a peer's message. */
+static void higher_epoch_seen(void *arg, uint64_t epoch)
+{
+    struct node *n = arg;
+
+    if (epoch > n->epoch)
+        step_down(n, epoch, "a peer's message");
 }
 
 /* ------------------------------------------------------------ the ring */
@@ -138,6 +182,18 @@ static int open_ring(struct node *n, uint64_t next_lsn)
         ring_close(n->ring, 0);
         n->ring = NULL;
         return RK_ECORRUPT;
+    }
+    if (ring_fenced(n->ring)) {
+        /* R9: cleared only by a node that begins a higher epoch than the
+         * one that stepped down: a promotion of this directory */
+        if (!n->promoted) {
+            log_msg(LOG_ERROR, "the ring was fenced when its node stepped down",
+                    "ring=%s hint=\"start this node as a standby, or promote it\"", c->ring_name);
+            ring_close(n->ring, 0);
+            n->ring = NULL;
+            return RK_EFENCED;
+        }
+        ring_unfence(n->ring);
     }
     if (h->capacity != c->ring_capacity)
         log_msg(LOG_WARN, "ring keeps its capacity",
@@ -337,7 +393,7 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
     b.buf = malloc(b.cap);
     if (!b.buf)
         fatal("out of memory", "batch buffer");
-    while (!node_signal) {
+    while (!node_signal && !atomic_load(&n->stepped_down)) {
         int empty = 0;
 
         if (wait_for_apply(n))
@@ -388,7 +444,8 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
             ring_wait_ready(n->ring, 100);
         }
     }
-    /* SIGTERM/SIGINT: the batch in hand is journaled above; stop here */
+    /* SIGTERM/SIGINT, or a step-down: the batch in hand is journaled above
+     * (after a step-down, not acknowledged); stop here */
     free(b.buf);
 }
 
@@ -450,6 +507,13 @@ static int start_checkpoint(struct node *n, int answering)
     int rc;
 
     pthread_mutex_lock(&n->lock);
+    if (atomic_load(&n->stepped_down)) {
+        /* what it journals from now on is nobody's: no checkpoint holds
+         * it (a rejoin sets it aside) */
+        n->ckpt_pending = 0;
+        pthread_mutex_unlock(&n->lock);
+        return RK_EFENCED;
+    }
     if (n->ckpt_busy) {
         n->ckpt_pending = 1;
         pthread_mutex_unlock(&n->lock);
@@ -889,7 +953,23 @@ static void answer_request(struct node *n, int ask, char *out, size_t out_size)
  * control_answer, answers "status" for every role). */
 void primary_answer(struct node *n, const char *req, char *reply, size_t reply_size)
 {
-    if (strcmp(req, "snapshot") == 0)
+    uint64_t epoch = 0;
+    char *end = NULL;
+
+    if (strncmp(req, "fence ", 6) == 0) {
+        /* "fence EPOCH": a node of that epoch is the primary (the drill,
+         * an operator) */
+        epoch = strtoull(req + 6, &end, 10);
+        if (!end || *end || epoch <= n->epoch) {
+            snprintf(reply, reply_size, "error fence wants an epoch above this node's (%" PRIu64 ")", n->epoch);
+        } else {
+            step_down(n, epoch, "a control request");
+            snprintf(reply, reply_size, "ok stepped down for epoch %" PRIu64, epoch);
+        }
+    } else if (atomic_load(&n->stepped_down)) {
+        snprintf(reply, reply_size, "error this node stepped down (epoch %" PRIu64 " is the primary elsewhere)",
+                 (uint64_t)atomic_load(&n->stepped_down));
+    } else if (strcmp(req, "snapshot") == 0)
         answer_request(n, REQ_SNAPSHOT, reply, reply_size);
     else if (strcmp(req, "checkpoint") == 0)
         answer_request(n, REQ_CHECKPOINT, reply, reply_size);
@@ -949,12 +1029,25 @@ static void remove_checkpoint_temps(const char *dir)
  * committed (synced) with the history before anything is written in it. */
 static int epoch_begin(struct node *n, int promote, const struct journal_header *last)
 {
-    uint64_t was = store_epoch_seen(n->s);
-    int rc;
+    uint64_t was = store_epoch_seen(n->s), fenced_by = 0;
+    int rc = meta_read(n->s, FENCED_KEY, &fenced_by, sizeof fenced_by);
 
+    if (rc && rc != RK_ENOTFOUND)
+        return rc;
+    if (fenced_by && !promote) {
+        /* a stepped-down primary never begins an epoch by itself: it
+         * would outrank the node it stepped down for */
+        log_msg(LOG_ERROR, "this node stepped down: it does not start as a primary again",
+                "fenced_by_epoch=%" PRIu64 " hint=\"start it as a standby of the new primary, or promote it "
+                "(ringkeep node --promote) to make it the primary in a new epoch\"",
+                fenced_by);
+        return RK_EFENCED;
+    }
     if (!promote)
         return store_epoch_resume(n->s, last->seq + 1, last->next_lsn, &n->epoch);
-    rc = store_epoch_begin(n->s, 0, last->seq + 1, last->next_lsn, &n->epoch);
+    rc = store_epoch_begin(n->s, fenced_by + 1, last->seq + 1, last->next_lsn, &n->epoch);
+    if (!rc && fenced_by)
+        rc = meta_write(n->s, FENCED_KEY, &(uint64_t){0}, sizeof(uint64_t));
     if (!rc)
         log_msg(LOG_INFO, "promoted: a new epoch begins", "epoch=%" PRIu64 " previous=%" PRIu64, n->epoch, was);
     return rc;
@@ -977,12 +1070,15 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
                 err);
         return 1;
     }
+    n.promoted = promote;
     rc = store_journal_last(n.s, &last);
     if (rc && rc != RK_ENOTFOUND) {
         log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));
         goto out;
     }
     rc = epoch_begin(&n, promote, &last);
+    if (rc == RK_EFENCED)
+        goto out;
     if (rc)
         fatal("cannot read or write the epoch history in meta.db", store_strerror(rc));
     rc = applier_open(n.s, &n.a, err, sizeof err);
@@ -1028,8 +1124,11 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     have_control = control_start(&n, &control_thread) == 0;
     if (!have_apply || !have_control || !have_ckpt || !have_log_ckpt)
         fatal("cannot start threads", strerror(errno));
-    if (r && repl_primary_start(r, n.s, n.ring, node_progress, &n) != 0)
-        fatal("cannot start the replicator", "see the lines above");
+    if (r) {
+        repl_primary_on_higher_epoch(r, higher_epoch_seen, &n);
+        if (repl_primary_start(r, n.s, n.ring, node_progress, &n) != 0)
+            fatal("cannot start the replicator", "see the lines above");
+    }
     log_msg(LOG_INFO, "node started",
             "role=%s epoch=%" PRIu64 " data_dir=\"%s\" ring=%s journal_seq=%" PRIu64 " applied_seq=%" PRIu64
             " pid=%d start_ms=%.1f store_open_ms=%.1f applier_open_ms=%.1f ring_ms=%.1f",
@@ -1067,5 +1166,7 @@ out:
     applier_close(n.a);
     ring_close(n.ring, 0);
     store_close(n.s);
+    if (rc == RK_EFENCED || atomic_load(&n.stepped_down))
+        return NODE_EXIT_FENCED;
     return rc ? 1 : 0;
 }

@@ -91,6 +91,8 @@ struct seq_info {
 struct repl_primary {
     const struct node_config *c;
     repl_progress_fn *progress; /* the node's cursors (repl_primary_start) */
+    void (*higher_epoch)(void *arg, uint64_t epoch); /* repl_primary_on_higher_epoch, NULL: none */
+    void *higher_epoch_arg;
     void *progress_arg;
     store *s;
     ring_owner *ring;
@@ -608,9 +610,12 @@ static void serve(struct repl_primary *p)
             log_msg(LOG_WARN, "request from a lower epoch refused", "error=\"%s\"", why);
             reply_error(p, &in, WIRE_ERR_EPOCH, "your epoch is lower than mine");
         } else if (newer) {
-            /* promotion is not built: a higher epoch is not followed here */
-            log_msg(LOG_ERROR, "request from a higher epoch: another node was promoted; ignored",
+            /* another node was promoted: this one steps down (the node
+             * fences its ring); the request is not served */
+            log_msg(LOG_ERROR, "request from a higher epoch: another node was promoted",
                     "epoch=%" PRIu64 " theirs=%" PRIu64, p->epoch, in.m.epoch);
+            if (p->higher_epoch)
+                p->higher_epoch(p->higher_epoch_arg, in.m.epoch);
         } else if (in.m.type == WIRE_HELLO) {
             on_hello(p, &in, &np);
         } else if (in.m.type == WIRE_FETCH) {
@@ -871,6 +876,12 @@ static void wake(struct repl_primary *p)
     uint64_t one = 1;
     if (write(p->efd, &one, sizeof one) < 0)
         log_msg(LOG_DEBUG, "replicator wake-up lost", "error=\"%s\"", strerror(errno));
+}
+
+void repl_primary_on_higher_epoch(struct repl_primary *p, void (*fn)(void *arg, uint64_t epoch), void *arg)
+{
+    p->higher_epoch = fn;
+    p->higher_epoch_arg = arg;
 }
 
 int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_progress_fn *progress,

@@ -43,6 +43,11 @@ int repl_primary_open(const struct node_config *c, struct repl_primary **out);
 /* Node's main thread, once its threads run and before drain starts: binds
  * the sockets and starts the replicator's thread.  s, ring and progress
  * stay valid until repl_primary_stop.  Non-zero: the node stops (exit 1). */
+/* Called (on the replicator's thread) with the epoch of a peer's message
+ * that is higher than this primary's: another node was promoted; the node
+ * steps down.  Set before repl_primary_start. */
+void repl_primary_on_higher_epoch(struct repl_primary *p, void (*fn)(void *arg, uint64_t epoch), void *arg);
+
 int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_progress_fn *progress,
                        void *progress_arg);
 

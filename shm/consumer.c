@@ -68,6 +68,7 @@ struct ring_owner {
     uint8_t aborts[RING_MAX_PRODUCERS][ABORT_FRAME_SIZE];
     char name[RK_NAME_MAX + 1];
     char err[512];
+    pthread_mutex_t cursor_lock; /* R9: the fence and the moves of durable_lsn/replicated_lsn */
 };
 
 static void take_ownership(ring_owner *o, uint64_t epoch)
@@ -137,6 +138,7 @@ int ring_create(const char *name, const ring_create_opts *opts, ring_owner **out
     if (!o)
         return ENOMEM;
     o->fd = -1;
+    pthread_mutex_init(&o->cursor_lock, NULL);
     seg_path(name, path, sizeof path);
     o->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (o->fd < 0) {
@@ -218,6 +220,7 @@ int ring_reopen(const char *name, uint64_t epoch, ring_owner **out, char *err, s
     if (!o)
         return ENOMEM;
     o->fd = -1;
+    pthread_mutex_init(&o->cursor_lock, NULL);
     rc = ring_map_existing(name, 1, &o->fd, &o->hdr, &o->map_size, err, err_size);
     if (rc)
         goto fail;
@@ -255,6 +258,7 @@ void ring_close(ring_owner *o, int unlink_segment)
     close(o->fd);
     if (unlink_segment)
         ring_unlink(o->name);
+    pthread_mutex_destroy(&o->cursor_lock);
     free(o);
 }
 
@@ -754,14 +758,52 @@ void ring_release(ring_owner *o)
 }
 
 /* R6: the caller passes an LSN the journal holds (J1 in persist/store.h) */
+/* The cursors move under cursor_lock and only while the ring is not
+ * fenced (R9): the drain moves durable_lsn, the replicator
+ * replicated_lsn, a step-down sets the fence, each on its own thread. */
 void ring_set_durable(ring_owner *o, uint64_t lsn)
 {
     struct ring_header *h = o->hdr;
-    seg_cursor_advance(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, lsn);
+
+    pthread_mutex_lock(&o->cursor_lock);
+    if (!atomic_load_explicit(&h->fenced, memory_order_relaxed))
+        seg_cursor_advance(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, lsn);
+    pthread_mutex_unlock(&o->cursor_lock);
 }
 
 void ring_set_replicated(ring_owner *o, uint64_t lsn)
 {
     struct ring_header *h = o->hdr;
-    seg_cursor_advance(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters, lsn);
+
+    pthread_mutex_lock(&o->cursor_lock);
+    if (!atomic_load_explicit(&h->fenced, memory_order_relaxed))
+        seg_cursor_advance(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters, lsn);
+    pthread_mutex_unlock(&o->cursor_lock);
+}
+
+void ring_fence(ring_owner *o)
+{
+    struct ring_header *h = o->hdr;
+
+    pthread_mutex_lock(&o->cursor_lock);
+    /* release: pairs with the acquire in seg_cursor_wait; after this store
+     * no cursor moves (both setters look under the same lock) */
+    atomic_store_explicit(&h->fenced, 1, memory_order_release);
+    pthread_mutex_unlock(&o->cursor_lock);
+    /* every waiter looks again: producers waiting for room, rk_wait */
+    seg_cursor_wake_all(&h->head_seq);
+    seg_cursor_wake_all(&h->durable_seq);
+    seg_cursor_wake_all(&h->replicated_seq);
+}
+
+int ring_fenced(const ring_owner *o)
+{
+    return (int)atomic_load_explicit(&o->hdr->fenced, memory_order_acquire);
+}
+
+void ring_unfence(ring_owner *o)
+{
+    pthread_mutex_lock(&o->cursor_lock);
+    atomic_store_explicit(&o->hdr->fenced, 0, memory_order_release);
+    pthread_mutex_unlock(&o->cursor_lock);
 }

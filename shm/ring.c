@@ -94,6 +94,8 @@ const char *rk_strerror(int err)
         [RK_EEXIST - RK_EINVAL] = "ring already exists",
         [RK_ESTALE - RK_EINVAL] = "message from a lower (stale) epoch",
         [RK_EUNDRAINED - RK_EINVAL] = "the ring holds records the node has not journaled: start the node",
+        [RK_EFENCED - RK_EINVAL] = "the node stepped down (another node is the primary, of a higher epoch): "
+                                   "restore from the new primary and write to its ring",
     };
     if (err == 0)
         return "success";
@@ -131,7 +133,7 @@ static int wait_for_room(rk_ring *r, uint64_t target, int bounded)
 
     if (bounded && r->full_policy == RK_FULL_FAIL)
         return RK_EFULL;
-    rc = seg_cursor_wait(&h->head, &h->head_seq, &h->n_head_waiters, target,
+    rc = seg_cursor_wait(&h->head, &h->head_seq, &h->n_head_waiters, &h->fenced, target,
                          bounded && r->full_timeout_ms > 0 ? r->full_timeout_ms : -1);
     r->cached_head = atomic_load_explicit(&h->head, memory_order_acquire);
     return rc;
@@ -320,6 +322,16 @@ static inline void publish(rk_ring *r, struct frame_header *f, uint64_t lsn, uin
     }
 }
 
+/* R9: a fenced ring takes no more records.  Relaxed: the check only
+ * spares a record nobody would make durable (a claim racing the fence is
+ * written and never acknowledged: the owner moves no cursor after it);
+ * the header's identity line holding it is read-mostly, so the load costs
+ * nothing on the write path. */
+static inline int ring_is_fenced(const rk_ring *r)
+{
+    return __builtin_expect(atomic_load_explicit(&r->hdr->fenced, memory_order_relaxed) != 0, 0);
+}
+
 static int check_size(const rk_ring *r, uint32_t klen, uint32_t vlen, uint32_t *size)
 {
     uint64_t length = (uint64_t)FRAME_HEADER_SIZE + klen + vlen;
@@ -360,6 +372,8 @@ static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key,
 
     if (!r || (klen && !key) || (vlen && !val))
         return RK_EINVAL;
+    if (ring_is_fenced(r))
+        return RK_EFENCED;
     rc = check_size(r, klen, vlen, &size);
     if (rc)
         return rc;
@@ -415,6 +429,8 @@ int rk_claim_record(rk_ring *r, uint16_t table, uint32_t klen, uint32_t vlen, rk
 
     if (!r || !c || !table_registered(r, table))
         return RK_EINVAL;
+    if (ring_is_fenced(r))
+        return RK_EFENCED;
     rc = check_size(r, klen, vlen, &size);
     if (rc)
         return rc;
@@ -477,10 +493,11 @@ int rk_wait(rk_ring *r, uint64_t lsn, rk_level level, int timeout_ms)
     case RK_WRITTEN:
         return 0;
     case RK_DURABLE:
-        return seg_cursor_wait(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, lsn, timeout_ms);
-    case RK_REPLICATED:
-        return seg_cursor_wait(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters, lsn,
+        return seg_cursor_wait(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, &h->fenced, lsn,
                                timeout_ms);
+    case RK_REPLICATED:
+        return seg_cursor_wait(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters, &h->fenced,
+                               lsn, timeout_ms);
     }
     return RK_EINVAL;
 }

@@ -103,9 +103,19 @@ int ring_wait_ready(ring_owner *o, int timeout_ms);
 void ring_release(ring_owner *o);
 
 /* Moves the durable / replicated cursor to lsn (never backwards) and wakes
- * engines waiting in rk_wait(). */
+ * engines waiting in rk_wait(); not once the ring is fenced (R9). */
 void ring_set_durable(ring_owner *o, uint64_t lsn);
 void ring_set_replicated(ring_owner *o, uint64_t lsn);
+
+/* The owner steps down (R9): from the return on, no cursor moves,
+ * producers get RK_EFENCED and every waiter that has not reached its
+ * level is woken to return RK_EFENCED.  The flag stays in the segment: a
+ * node that takes the ring over sees it (ring_fenced) and may clear it only
+ * when it runs in a higher epoch than the one that stepped down
+ * (ring_unfence). */
+void ring_fence(ring_owner *o);
+int ring_fenced(const ring_owner *o);
+void ring_unfence(ring_owner *o);
 
 /* The position just past the last frame ring_next() returned (or skipped):
  * every frame below it has been read. */

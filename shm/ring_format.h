@@ -7,7 +7,7 @@
  * position of its frame.
  *
  * Changing anything here means bumping RING_FORMAT.  The invariants the
- * code relies on are numbered R1..R8 above struct ring_header.
+ * code relies on are numbered R1..R9 above struct ring_header.
  */
 #ifndef RK_RING_FORMAT_H
 #define RK_RING_FORMAT_H
@@ -166,6 +166,13 @@ _Static_assert(sizeof(struct ring_producer_slot) == 192, "producer slot is three
  * R8  A dead producer's claim becomes padding in place before read_pos
  *     passes it, so an owner that reads it again skips it; its slot is
  *     marked SLOT_DEAD only once its ABORT frame is durable.
+ * R9  Once fenced is 1 (the owner stepped down: a higher epoch is primary
+ *     elsewhere), durable_lsn and replicated_lsn never move again: the
+ *     owner sets fenced and moves them under one lock (ring_fence,
+ *     ring_set_durable, ring_set_replicated).  Producers then claim
+ *     nothing (RK_EFENCED), and a wait whose cursor has not reached its
+ *     target ends with RK_EFENCED.  Only a node of a higher epoch than the
+ *     ring's clears it (ring_unfence, a promotion).
  *
  * Any process that maps the segment can damage it: what is read from it
  * is checked and refused with RK_ECORRUPT (ring_map_existing, ring_next),
@@ -188,7 +195,8 @@ struct ring_header {
     /* ownership: the node that consumes; rewritten when a node takes over */
     _Atomic uint64_t epoch;     /* the owner's epoch */
     _Atomic uint32_t owner_pid; /* the consuming node, 0 when none */
-    uint32_t reserved2_;
+    _Atomic uint32_t fenced;    /* 1: the owner stepped down (R9); 0 in rings made
+                                   before it existed (it was reserved, zero) */
     _Atomic uint64_t owner_start_time;
 
     /* producers only: next position to claim (fetch-add; R1, R3) */

@@ -167,8 +167,16 @@ void seg_cursor_advance(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic
     }
 }
 
+void seg_cursor_wake_all(_Atomic uint32_t *seq)
+{
+    /* release: a waiter that sees the new seq sees what was stored before
+     * (the fence) */
+    atomic_fetch_add_explicit(seq, 1, memory_order_release);
+    ring_futex_wake(seq);
+}
+
 int seg_cursor_wait(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
-                    uint64_t target, int timeout_ms)
+                    const _Atomic uint32_t *fenced, uint64_t target, int timeout_ms)
 {
     uint64_t deadline = timeout_ms >= 0 ? seg_now_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000u : 0;
     int rc = 0;
@@ -183,6 +191,12 @@ int seg_cursor_wait(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uin
         /* acquire: what the cursor covers is visible once we see it */
         if (atomic_load_explicit(cursor, memory_order_acquire) >= target)
             break;
+        /* acquire: pairs with ring_fence's release; the cursor was looked
+         * at first, so a target reached before the fence still returns 0 */
+        if (atomic_load_explicit(fenced, memory_order_acquire)) {
+            rc = RK_EFENCED;
+            break;
+        }
         if (timeout_ms >= 0) {
             uint64_t now = seg_now_ns(CLOCK_MONOTONIC);
             if (now >= deadline) {

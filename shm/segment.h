@@ -23,10 +23,14 @@ uint64_t seg_now_ns(clockid_t clock);
 void seg_cursor_advance(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
                         uint64_t value);
 
-/* Sleeps until *cursor >= target or timeout_ms (< 0: no limit) passes.
- * Returns 0 or RK_ETIMEDOUT. */
+/* Sleeps until *cursor >= target or timeout_ms (< 0: no limit) passes,
+ * or *fenced is set first (R9).  Returns 0, RK_ETIMEDOUT or RK_EFENCED. */
 int seg_cursor_wait(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
-                    uint64_t target, int timeout_ms);
+                    const _Atomic uint32_t *fenced, uint64_t target, int timeout_ms);
+
+/* Wakes every waiter on seq without moving its cursor (they look at the
+ * cursor and the fence again). */
+void seg_cursor_wake_all(_Atomic uint32_t *seq);
 
 /* Locks the table directory / producer registry mutex (robust: a holder
  * that died leaves it usable). */

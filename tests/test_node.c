@@ -203,6 +203,11 @@ static void setup(void)
     memset(model_height, 0, sizeof model_height);
     snprintf(data_dir, sizeof data_dir, "/tmp/rk-test-node.%d", (int)getpid());
     snprintf(ring_name, sizeof ring_name, "test_node.%d", (int)getpid());
+    /* a folder of this name is a dead run's (this pid is ours): CI saw
+     * one left by a run killed before its teardown */
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
+    ck_assert_int_eq(system(cmd), 0);
     ck_assert_int_eq(mkdir(data_dir, 0700), 0);
     ring_unlink(ring_name);
 }

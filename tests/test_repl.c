@@ -799,25 +799,7 @@ START_TEST(bad_input_is_refused_and_others_unaffected)
     ck_assert_msg(json_u64(stp, "peers_dropped") >= 3, "primary: %s", stp);
     ck_assert_uint_eq(json_u64(st, "malformed"), 0);
     ck_assert_uint_eq(json_u64(st, "epoch"), 2); /* adopted */
-    /* a standby at a higher epoch (3) refuses every message of this
-     * primary (2) and stores nothing; the primary ignores its requests */
-    set_epoch(standby_dir[1], 3);
-    pid_t high = start(standby_dir[1], "standby-high", NULL, NULL);
-    wait_status(standby_dir[1], "\"refused_epoch\":");
-    for (int i = 0;; i++) {
-        char *h = status_of(standby_dir[1]);
-        int refused = json_u64(h, "refused_epoch") >= 3;
-        if (refused) {
-            ck_assert_uint_eq(json_u64(h, "journal_seq"), 0);
-            ck_assert_uint_eq(json_u64(h, "epoch"), 3);
-        }
-        free(h);
-        if (refused)
-            break;
-        ck_assert_msg(i < BOUND_S * 100, "the standby at epoch 3 refused nothing");
-        usleep(10000);
-    }
-    ck_assert_int_eq(stop(high, SIGTERM), 0);
+    /* a standby at a higher epoch: a_primary_steps_down_on_a_standbys_higher_epoch */
     free(st);
     free(stp);
     zmq_close(rogue);
@@ -1591,6 +1573,77 @@ START_TEST(promote_a_stopped_standby_at_start)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ fencing */
+
+/* Waits for the node pid to exit by itself; returns its exit status. */
+static int exit_status_of(pid_t pid)
+{
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status), "the node was killed by signal %d", WTERMSIG(status));
+    return WEXITSTATUS(status);
+}
+
+/* A primary told of a higher epoch (a control request, then a standby's
+ * message) steps down: nothing more is acknowledged (a durable record
+ * waiting for RK_REPLICATED gets RK_EFENCED, writes get RK_EFENCED), what
+ * was acknowledged before stays so, it exits with NODE_EXIT_FENCED and
+ * does not start as a primary again. */
+START_TEST(a_primary_told_of_a_higher_epoch_steps_down)
+{
+    struct engine e;
+    char *reply = NULL;
+    uint64_t acked_lsn, open_lsn;
+    pid_t primary = start(primary_dir, NULL, min_one, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 20);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    acked_lsn = e.lsn;
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    engine_write(&e, 1); /* durable, and no standby to replicate it */
+    open_lsn = e.lsn;
+
+    ck_assert_int_eq(node_request(primary_dir, "fence 1", 5000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "error fence wants an epoch above", 32) == 0, "%s", reply);
+    free(reply);
+    ck_assert_int_eq(node_request(primary_dir, "fence 7", 5000, &reply), 0);
+    ck_assert_msg(strcmp(reply, "ok stepped down for epoch 7") == 0, "%s", reply);
+    free(reply);
+    ck_assert_int_eq(rk_wait(e.r, open_lsn, RK_REPLICATED, BOUND_S * 1000), RK_EFENCED);
+    ck_assert_int_eq(rk_wait(e.r, acked_lsn, RK_REPLICATED, 0), 0); /* acknowledged before: still */
+    ck_assert_int_eq(rk_put(e.r, e.tables[0], "k", 1, "v", 1, NULL), RK_EFENCED);
+    ck_assert_int_eq(rk_mark(e.r, e.height + 1, NULL), RK_EFENCED);
+    ck_assert_int_eq(exit_status_of(primary), NODE_EXIT_FENCED);
+    /* started again as a primary: refused, with the same status */
+    ck_assert_int_eq(exit_status_of(spawn(primary_dir, NULL, min_one, NULL, NULL)), NODE_EXIT_FENCED);
+    rk_ring_detach(e.r);
+}
+END_TEST
+
+/* The same when the higher epoch comes in a standby's HELLO. */
+START_TEST(a_primary_steps_down_on_a_standbys_higher_epoch)
+{
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, min_one, NULL), sb;
+
+    engine_attach(&e);
+    engine_write(&e, 5);
+    set_epoch(standby_dir[1], 3); /* a standby that followed a primary of epoch 3 */
+    sb = start(standby_dir[1], "standby-b", NULL, NULL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), RK_EFENCED);
+    ck_assert_int_eq(exit_status_of(primary), NODE_EXIT_FENCED);
+    /* the standby took nothing of the lower epoch */
+    char *h = status_of(standby_dir[1]);
+    ck_assert_msg(h && json_u64(h, "journal_seq") == 0 && json_u64(h, "epoch") == 3, "%s", h ? h : "");
+    free(h);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    rk_ring_detach(e.r);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -1608,6 +1661,8 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, curve_only_authorized_peers_receive_anything);
     tcase_add_test(tc, promote_a_running_standby);
     tcase_add_test(tc, promote_a_stopped_standby_at_start);
+    tcase_add_test(tc, a_primary_told_of_a_higher_epoch_steps_down);
+    tcase_add_test(tc, a_primary_steps_down_on_a_standbys_higher_epoch);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
