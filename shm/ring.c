@@ -94,8 +94,8 @@ const char *rk_strerror(int err)
         [RK_EEXIST - RK_EINVAL] = "ring already exists",
         [RK_ESTALE - RK_EINVAL] = "message from a lower (stale) epoch",
         [RK_EUNDRAINED - RK_EINVAL] = "the ring holds records the node has not journaled: start the node",
-        [RK_EFENCED - RK_EINVAL] = "the node stepped down (another node is the primary, of a higher epoch): "
-                                   "restore from the new primary and write to its ring",
+        [RK_EFENCED - RK_EINVAL] = ("the node stepped down (another node is the primary, of a higher epoch): "
+                                    "restore from the new primary and write to its ring"),
     };
     if (err == 0)
         return "success";
