@@ -1470,6 +1470,29 @@ static void engine_resume(struct engine *e, const char *dir, uint64_t acked)
     e->height = h;
 }
 
+/* After the promotion of the node pid on standby_dir[0]: that process
+ * answers as the primary of epoch 2; the engine resumes from it
+ * (engine_resume) and writes 30 groups; the node is then killed, so that
+ * no last checkpoint trims its journal, which goes on in epoch 2 at the
+ * next LSN; the state, read with no node (the journal applied), is the
+ * model's. */
+static void carry_on_after_promotion(struct engine *e, pid_t node, uint64_t acked)
+{
+    char *st = status_of(standby_dir[0]);
+    uint64_t last_old;
+
+    ck_assert_msg(st && strstr(st, "\"role\":\"primary\"") && json_u64(st, "epoch") == 2, "%s", st ? st : "");
+    ck_assert_int_eq(json_u64(st, "pid"), node); /* the same process */
+    last_old = json_u64(st, "journal_seq");
+    free(st);
+    engine_resume(e, standby_dir[0], acked);
+    engine_write(e, 30);
+    rk_ring_detach(e->r);
+    ck_assert_int_eq(WTERMSIG(stop(node, SIGKILL)), SIGKILL);
+    check_journal_epochs(standby_dir[0], last_old);
+    check_state(standby_dir[0], e->height);
+}
+
 /* Promotion of a running standby (ringkeep promote) while its primary is
  * dead: every group acknowledged RK_REPLICATED is in the new primary's
  * state, the engine carries on against it, the journal goes on in epoch 2
@@ -1481,7 +1504,7 @@ START_TEST(promote_a_running_standby)
     pid_t primary = start(primary_dir, NULL, min_one, NULL);
     pid_t plain = start(standby_dir[1], "standby-b", NULL, NULL); /* no ring of its own */
     pid_t sb = start(standby_dir[0], "standby-a", own_ring_b, NULL);
-    uint64_t acked, last_old;
+    uint64_t acked;
 
     /* refused: a primary, and a standby that names no ring to own */
     ck_assert_int_eq(node_request(primary_dir, "promote", 5000, &reply), 0);
@@ -1505,23 +1528,10 @@ START_TEST(promote_a_running_standby)
     ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
                      0);
     ck_assert_msg(strstr(out, "is the primary, epoch 2"), "ringkeep promote printed: %s", out);
-    st = status_of(standby_dir[0]);
-    ck_assert_msg(st && strstr(st, "\"role\":\"primary\"") && json_u64(st, "epoch") == 2, "%s", st ? st : "");
-    ck_assert_int_eq(json_u64(st, "pid"), sb); /* the same process */
-    last_old = json_u64(st, "journal_seq");
-    free(st);
     /* promote again: it is a primary already */
     ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
                      1);
-
-    engine_resume(&e, standby_dir[0], acked);
-    engine_write(&e, 30);
-    rk_ring_detach(e.r);
-    /* killed, so that its journal is not trimmed by a last checkpoint;
-     * the state is read with no node (the journal applied) */
-    ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
-    check_journal_epochs(standby_dir[0], last_old);
-    check_state(standby_dir[0], e.height);
+    carry_on_after_promotion(&e, sb, acked);
 }
 END_TEST
 
@@ -1529,10 +1539,10 @@ END_TEST
 START_TEST(promote_a_stopped_standby_at_start)
 {
     struct engine e;
-    char out[4096], *st = NULL, id_set[64], pub_set[128], serve_set[128];
+    char out[4096], id_set[64], pub_set[128], serve_set[128];
     pid_t primary = start(primary_dir, NULL, min_one, NULL);
     pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
-    uint64_t acked, last_old;
+    uint64_t acked;
 
     engine_attach(&e);
     engine_write(&e, 50);
@@ -1559,17 +1569,7 @@ START_TEST(promote_a_stopped_standby_at_start)
         _exit(97);
     }
     wait_node_answers(standby_dir[0], promoted, BOUND_S, 2000);
-    st = status_of(standby_dir[0]);
-    ck_assert_msg(st && strstr(st, "\"role\":\"primary\"") && json_u64(st, "epoch") == 2, "%s", st ? st : "");
-    last_old = json_u64(st, "journal_seq");
-    free(st);
-
-    engine_resume(&e, standby_dir[0], acked);
-    engine_write(&e, 30);
-    rk_ring_detach(e.r);
-    ck_assert_int_eq(WTERMSIG(stop(promoted, SIGKILL)), SIGKILL);
-    check_journal_epochs(standby_dir[0], last_old);
-    check_state(standby_dir[0], e.height);
+    carry_on_after_promotion(&e, promoted, acked);
 }
 END_TEST
 
