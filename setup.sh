@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # setup.sh -- one command from a fresh Debian 12 machine to a running ringkeep.
 #
-#   ./setup.sh demo    install what is missing, build, run the demo (a node
-#                      with the order book engine: examples/demo.sh)
+#   ./setup.sh demo    install what is missing, build, run the demo (a primary,
+#                      a standby and the order book engine, a crash of the
+#                      engine and a failover: examples/demo.sh)
 #   ./setup.sh test    install what is missing, build with -Werror and run
 #                      every test; then the same suite under ASan+UBSan; then
 #                      the fuzz targets briefly (this is what CI runs)

@@ -12,6 +12,8 @@
  *   block b   gen_block(seed, b)               the block's orders (h+1, h+2 ...)
  *             book_apply_block()               each change -> rk_put / rk_del
  *             rk_mark(b)                       the block is one atomic group
+ *             (--replicated: rk_wait(MARK, RK_REPLICATED) before the next
+ *             block, and the block's height noted in the --acked file)
  *   exit      rk_wait(last MARK, RK_DURABLE)   in the node's journal, fsynced
  *             rk_ring_detach()
  *
@@ -28,12 +30,16 @@
  *
  * Threads: one; the rk_ring handle and the engine belong to it.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, O_CLOEXEC */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <ringkeep.h>
 
@@ -44,6 +50,7 @@
 #define DEFAULT_PRODUCER "orderbook"
 #define FULL_TIMEOUT_MS 10000    /* longest wait for room in the ring */
 #define DURABLE_TIMEOUT_MS 60000 /* longest wait for the last block to be durable */
+#define REPLICATED_TIMEOUT_MS 60000 /* --replicated: longest wait for a block's MARK */
 #define KILL_AT_RECORD 10        /* --kill-after-block dies at this record of the block */
 
 struct options {
@@ -54,7 +61,8 @@ struct options {
     uint64_t n_blocks; /* run up to this block, counting restored ones */
     uint32_t orders_per_block;
     uint64_t kill_block; /* test hook: die in the middle of this block's group */
-    int offline, digest, dump, self_test;
+    const char *acked;   /* --acked: the file that notes acknowledged blocks */
+    int offline, digest, dump, self_test, replicated;
 };
 
 static const char usage[] =
@@ -69,6 +77,10 @@ static const char usage[] =
     "  --dump                 print the books and positions\n"
     "  --kill-after-block B   test hook: SIGKILL itself in the middle of block B's group\n"
     "                         (restart without it: the restart goes on from the node's state)\n"
+    "  --replicated           wait for each block's MARK to be RK_REPLICATED before the next\n"
+    "  --acked FILE           append a line to FILE (created if missing) when the engine first\n"
+    "                         writes (\"writing BLOCK UNIX_NS\") and, with --replicated, for each\n"
+    "                         acknowledged block (\"acked BLOCK RECORDS\": its records, MARK included)\n"
     "With --ring, the engine restores from the node's state in DIR (if the node has\n"
     "applied a block of the producer, default \"" DEFAULT_PRODUCER "\") and goes on from there.\n";
 
@@ -81,7 +93,37 @@ struct ring_sink {
     uint64_t block;     /* the block being written */
     unsigned n_records; /* records of it written so far */
     uint64_t kill_block;
+    int acked_fd;       /* --acked, or -1 */
+    int wrote;          /* the first record is in the ring (and noted) */
 };
+
+/* Appends line to the --acked file with one write(2): the kernel holds it
+ * once write returns, so it survives this process's SIGKILL. */
+static void note(struct ring_sink *rs, const char *line)
+{
+    size_t len = strlen(line);
+
+    if (rs->acked_fd >= 0 && write(rs->acked_fd, line, len) != (ssize_t)len)
+        fprintf(stderr, "orderbook: cannot note \"%.*s\" in the --acked file: %s\n", (int)len - 1, line,
+                strerror(errno));
+}
+
+/* After a record went to the ring: the first one is noted with the time
+ * (CLOCK_REALTIME, so that another process can compare it with its own). */
+static void wrote_record(struct ring_sink *rs)
+{
+    char line[96];
+    struct timespec ts;
+
+    rs->n_records++;
+    if (rs->wrote)
+        return;
+    rs->wrote = 1;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(line, sizeof line, "writing %" PRIu64 " %" PRIu64 "\n", rs->block,
+             (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+    note(rs, line);
+}
 
 /* The --kill-after-block hook: dies with the block's group open. */
 static void kill_mid_group(struct ring_sink *rs, unsigned at_record)
@@ -100,7 +142,8 @@ static int ring_put(void *arg, enum book_table table, const void *key, uint32_t 
     struct ring_sink *rs = arg;
     int rc = rk_put(rs->ring, rs->table_id[table], key, klen, val, vlen, NULL);
 
-    rs->n_records++;
+    if (!rc)
+        wrote_record(rs);
     kill_mid_group(rs, KILL_AT_RECORD);
     return rc;
 }
@@ -110,7 +153,8 @@ static int ring_del(void *arg, enum book_table table, const void *key, uint32_t 
     struct ring_sink *rs = arg;
     int rc = rk_del(rs->ring, rs->table_id[table], key, klen, NULL);
 
-    rs->n_records++;
+    if (!rc)
+        wrote_record(rs);
     kill_mid_group(rs, KILL_AT_RECORD);
     return rc;
 }
@@ -167,7 +211,8 @@ out:
 
 /* Runs blocks book_height(e) + 1 .. opt->n_blocks.  With rs, each block's
  * changes go to the ring and a MARK closes the block; *mark_lsn is the last
- * MARK's LSN. */
+ * MARK's LSN.  With opt->replicated, a block is acknowledged RK_REPLICATED
+ * (and noted) before the next one begins. */
 static int run_blocks(book_engine *e, const struct options *opt, struct ring_sink *rs, uint64_t *mark_lsn)
 {
     const book_sink sink = {ring_put, ring_del, rs};
@@ -193,6 +238,18 @@ static int run_blocks(book_engine *e, const struct options *opt, struct ring_sin
             rc = rk_mark(rs->ring, block, mark_lsn);
             if (rc)
                 fprintf(stderr, "orderbook: MARK %" PRIu64 ": %s\n", block, rk_strerror(rc));
+            else
+                wrote_record(rs);
+        }
+        if (rs && !rc && opt->replicated) {
+            char line[64];
+            rc = rk_wait(rs->ring, *mark_lsn, RK_REPLICATED, REPLICATED_TIMEOUT_MS);
+            if (rc)
+                fprintf(stderr, "orderbook: block %" PRIu64 " is not replicated after %d s: %s\n", block,
+                        REPLICATED_TIMEOUT_MS / 1000, rk_strerror(rc));
+            snprintf(line, sizeof line, "acked %" PRIu64 " %u\n", block, rs->n_records);
+            if (!rc)
+                note(rs, line);
         }
     }
     free(orders);
@@ -208,10 +265,15 @@ static int run_on_ring(book_engine *e, const struct options *opt)
                        .full_timeout_ms = FULL_TIMEOUT_MS,
                        .errmsg = why,
                        .errmsg_size = sizeof why};
-    struct ring_sink rs = {.kill_block = opt->kill_block};
+    struct ring_sink rs = {.kill_block = opt->kill_block, .acked_fd = -1};
     uint64_t restored_height, mark_lsn = 0;
     int rc;
 
+    if (opt->acked && (rs.acked_fd = open(opt->acked, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
+        rc = errno;
+        fprintf(stderr, "orderbook: --acked %s: %s\n", opt->acked, strerror(rc));
+        goto out;
+    }
     rc = restore_from_node(e, opt->data_dir, opt->producer);
     if (rc)
         goto out;
@@ -237,6 +299,8 @@ static int run_on_ring(book_engine *e, const struct options *opt)
                 book_height(e), DURABLE_TIMEOUT_MS / 1000, rk_strerror(rc));
 out:
     rk_ring_detach(rs.ring);
+    if (rs.acked_fd >= 0)
+        close(rs.acked_fd);
     return rc;
 }
 
@@ -271,6 +335,8 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->dump = 1;
         else if (strcmp(a, "--self-test") == 0)
             o->self_test = 1;
+        else if (strcmp(a, "--replicated") == 0)
+            o->replicated = 1;
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(usage, stdout);
             exit(0);
@@ -282,6 +348,8 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->data_dir = v, i++;
         else if (strcmp(a, "--producer") == 0)
             o->producer = v, i++;
+        else if (strcmp(a, "--acked") == 0)
+            o->acked = v, i++;
         else if (strcmp(a, "--seed") == 0)
             ok = parse_u64(v, UINT64_MAX, &o->seed) == 0, i++;
         else if (strcmp(a, "--blocks") == 0)
