@@ -12,5 +12,6 @@ int cmd_checkpoint(int argc, char **argv);
 int cmd_checkpoint_import(int argc, char **argv); /* argv[0] is "import" */
 int cmd_restore(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
+int cmd_drill(int argc, char **argv);
 
 #endif

@@ -30,6 +30,10 @@ static void usage(FILE *out)
             "                       ask a running node for its status (exit 3: no node running)\n"
             "  promote (-c FILE | -d DATA_DIR) [--no-wait] [--timeout SECONDS]\n"
             "                       make a running standby the primary, in the same process\n"
+            "  drill [--standbys N] [--rounds R] [--kill sigkill|sigstop|sigterm[,...]] [--records N]\n"
+            "        [--seed S] [--dir DIR] [--keep] [--set SECTION.KEY=VALUE]... [--json]\n"
+            "                       rehearse failover on this host: kill the primary, promote a standby,\n"
+            "                       restart the engine on it, rejoin the old primary; R rounds, a report\n"
             "  checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
             "  checkpoint verify FILE... | --all [-d DATA_DIR]\n"
             "  checkpoint export FILE\n"
@@ -78,6 +82,8 @@ int main(int argc, char **argv)
         return cmd_restore(argc - 1, argv + 1);
     if (strcmp(argv[1], "monitor") == 0)
         return cmd_monitor(argc - 1, argv + 1);
+    if (strcmp(argv[1], "drill") == 0)
+        return cmd_drill(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         if (argc > 2)
             return cli_usage(version_usage, argc == 3 && strcmp(argv[2], "--help") == 0);

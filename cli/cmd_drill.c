@@ -1,0 +1,1205 @@
+/* cmd_drill.c -- `ringkeep drill`: rehearses failover on this host with
+ * real processes and reports what an operator needs to know.
+ *
+ * It starts a primary and N standbys (this binary's own `ringkeep node`,
+ * in a temporary directory, on loopback ports) and an engine: a forked
+ * child that uses only the public API.  The engine restores with
+ * rk_state_open, attaches to the primary's ring and writes groups (a row
+ * per height in table "heights", whose value names the height and the
+ * engine's incarnation, plus churn in table "book"), waits RK_REPLICATED,
+ * and appends every acknowledged height to its own file.  Each round:
+ *
+ *   wait for a random number of acknowledgements ──► kill the primary
+ *   (SIGKILL, SIGTERM, or SIGSTOP: hung) ──► promote the standby that holds
+ *   most (the `promote` control request; done when it answers as the
+ *   primary of a higher epoch) ──► a new engine restores from it and
+ *   writes on ──► the other standbys are re-pointed (restarted with the new
+ *   primary's endpoints) ──► a SIGSTOPped primary is woken (SIGCONT), seen
+ *   answering, fenced with the `fence EPOCH` control request, and its
+ *   engine must get RK_EFENCED ──► the old primary's stale ring is removed
+ *   and its data directory started as a standby of the new primary (it
+ *   sets aside what diverged past the fork point) ──► it has caught up.
+ *
+ * At the end the engine stops, every node must reach the primary's journal
+ * sequence with an equal state digest, and every acknowledged height must
+ * be in the final primary's state with the bytes of the incarnation that
+ * had it acknowledged: a height lost and written again by a later
+ * incarnation does not count as present.  Any loss, digest mismatch,
+ * acknowledgement after a promotion by a woken primary, or a step that
+ * does not finish within its bound fails the drill (exit 1).
+ *
+ * Single-threaded; children are nodes (exec) and engines (fork).  Every
+ * wait is a bounded poll. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/util.h"
+#include "node/client.h"
+#include "node/node.h"
+#include "shm/ring.h"
+#include "ringkeep.h"
+
+#define DRILL_MAX_STANDBYS 4
+#define DRILL_MAX_ROUNDS 1000
+#define DRILL_MAX_SETS 16
+#define DRILL_STEP_S 60         /* no step of a round takes this long unless broken */
+#define DRILL_POLL_US 1000      /* polling interval of every wait */
+#define DRILL_GROUPS_PER_WAIT 4 /* the engine waits RK_REPLICATED once per this many groups */
+#define DRILL_ENGINE_WAIT_MS 60000
+#define DRILL_BOOK_KEYS 64
+
+enum kill_mode { KILL_SIGKILL, KILL_SIGSTOP, KILL_SIGTERM };
+static const char *const kill_names[] = {"sigkill", "sigstop", "sigterm"};
+
+struct drill_opts {
+    int n_standbys;
+    int n_rounds;
+    enum kill_mode kills[8]; /* cycled through, one per round */
+    int n_kills;
+    uint64_t records; /* the kill comes after 1..records acknowledged groups in a round */
+    int json, keep;
+    unsigned seed;
+    char dir[3072];                   /* "" : a temporary directory */
+    const char *sets[DRILL_MAX_SETS]; /* SECTION.KEY=VALUE for every node */
+    int n_sets;
+};
+
+/* One node: the same data directory, ring and ports for the whole drill;
+ * its role changes. */
+struct slot {
+    char dir[PATH_MAX];
+    char ring[RK_NAME_MAX + 1];
+    char publish[64], serve[64];
+    char id[32];
+    pid_t pid; /* 0: not running */
+    int primary;
+};
+
+/* What an engine's acknowledgement file says (read as it grows). */
+struct engine {
+    pid_t pid;
+    int incarnation;
+    char path[PATH_MAX];
+    int fd;
+    off_t offset;
+    char partial[128];
+    size_t partial_len;
+    int restored_seen, fenced;
+    uint64_t restored_height;
+    uint64_t first_write_ns; /* 0: not written yet */
+    uint64_t n_acks, max_ack;
+};
+
+/* Every height acknowledged, by which incarnation, when. */
+struct ack {
+    uint64_t height, ns;
+    int incarnation;
+};
+
+struct round_report {
+    int round;
+    enum kill_mode kill;
+    int old_primary, new_primary;
+    uint64_t new_epoch;
+    double promoted_ms, engine_ms; /* from the kill */
+    uint64_t acked_before;         /* highest height acknowledged when the primary was killed */
+    uint64_t restored_height;
+    uint64_t lost_at_restore;       /* acknowledged heights above the restored height */
+    uint64_t set_aside;             /* entries the old primary set aside when it rejoined */
+    char woke[160];                 /* SIGSTOP: what the woken primary did */
+    uint64_t acked_after_promotion; /* by the woken primary's engine: must be 0 */
+    char error[256];                /* a step that failed, "" */
+};
+
+struct drill {
+    struct drill_opts o;
+    char exe[PATH_MAX];
+    char dir[3072]; /* room left in a PATH_MAX for what goes under it */
+    int made_dir;
+    struct slot slots[DRILL_MAX_STANDBYS + 1];
+    int n_slots;
+    struct engine engines[2]; /* the current one, and a fenced one being watched */
+    struct ack *acks;
+    size_t n_acks, acks_cap;
+    struct round_report *rounds;
+    int n_rounds_done;
+    FILE *progress;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double ms_between(uint64_t from, uint64_t to)
+{
+    return to > from ? (double)(to - from) / 1e6 : 0;
+}
+
+/* ------------------------------------------------------------ the engine */
+
+/* The row of height h written by incarnation inc. */
+static void height_value(uint64_t h, int inc, uint8_t out[24])
+{
+    uint64_t words[3] = {h, (uint64_t)inc, (h ^ ((uint64_t)inc << 40)) * 0x9e3779b97f4a7c15u};
+    memcpy(out, words, sizeof words);
+}
+
+static void height_key(uint64_t h, uint8_t out[8])
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(h >> (56 - 8 * i)); /* big-endian: keys sort by height */
+}
+
+static volatile sig_atomic_t engine_stop;
+
+static void on_engine_term(int sig)
+{
+    (void)sig;
+    engine_stop = 1;
+}
+
+/* One line to the acknowledgement file, in one write(2): a reader never
+ * sees half of it unless the engine dies inside the call. */
+static int engine_note(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int engine_note(int fd, const char *fmt, ...)
+{
+    char line[96];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    return n > 0 && write(fd, line, (size_t)n) == n ? 0 : -1;
+}
+
+/* The engine child: restores from dir, writes on ring from height + 1
+ * until SIGTERM, appending "R height", "W ns" (first write), "A height ns"
+ * (acknowledged RK_REPLICATED) and "F" (fenced) to acks_path.  Exit 0
+ * stopped, 4 fenced, 1 anything else. */
+static int engine_run(const char *dir, const char *ring, const char *acks_path, int inc, uint64_t max_groups,
+                      uint64_t deadline_ns)
+{
+    char err[256] = "";
+    rk_ring_opts ro = {.producer = "drill", .errmsg = err, .errmsg_size = sizeof err};
+    struct sigaction sa = {.sa_handler = on_engine_term};
+    rk_state *st = NULL;
+    rk_ring *r = NULL;
+    uint16_t heights = 0, book = 0;
+    uint64_t h = 0, lsn = 0, first = 0;
+    uint8_t key[8], val[24];
+    int fd = open(acks_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), rc;
+
+    sigaction(SIGTERM, &sa, NULL);
+    if (fd < 0)
+        return 1;
+    rc = rk_state_open(dir, &st);
+    if (!rc) {
+        rc = rk_state_height(st, "drill", &h);
+        if (rc == RK_ENOTFOUND)
+            rc = 0, h = 0;
+    }
+    rk_state_close(st);
+    if (!rc)
+        rc = engine_note(fd, "R %" PRIu64 "\n", h) ? EIO : 0;
+    if (!rc)
+        rc = rk_ring_attach(ring, &ro, &r);
+    if (!rc)
+        rc = rk_table(r, "heights", &heights);
+    if (!rc)
+        rc = rk_table(r, "book", &book);
+    first = h + 1;
+    for (uint64_t g = first; !rc && !engine_stop && g < first + max_groups && now_ns() < deadline_ns; g++) {
+        uint64_t book_key = g % DRILL_BOOK_KEYS, gone = (g * 7) % DRILL_BOOK_KEYS;
+        height_key(g, key);
+        height_value(g, inc, val);
+        rc = rk_put(r, heights, key, sizeof key, val, sizeof val, NULL);
+        if (!rc)
+            rc = rk_put(r, book, &book_key, sizeof book_key, val, sizeof val, NULL);
+        if (!rc && g % 3 == 0)
+            rc = rk_del(r, book, &gone, sizeof gone, NULL);
+        if (!rc)
+            rc = rk_mark(r, g, &lsn);
+        if (!rc && g == first)
+            rc = engine_note(fd, "W %" PRIu64 "\n", now_ns()) ? EIO : 0;
+        if (rc || (g - first + 1) % DRILL_GROUPS_PER_WAIT != 0)
+            continue;
+        rc = rk_wait(r, lsn, RK_REPLICATED, DRILL_ENGINE_WAIT_MS);
+        uint64_t at = now_ns();
+        for (uint64_t a = g + 1 - DRILL_GROUPS_PER_WAIT; !rc && a <= g; a++)
+            rc = engine_note(fd, "A %" PRIu64 " %" PRIu64 "\n", a, at) ? EIO : 0;
+    }
+    if (rc == RK_EFENCED)
+        engine_note(fd, "F\n");
+    else if (rc)
+        fprintf(stderr, "drill engine %d: %s %s\n", inc, rk_strerror(rc), err);
+    rk_ring_detach(r);
+    close(fd);
+    return rc == RK_EFENCED ? 4 : rc ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ children */
+
+/* Runs `ringkeep node` for slot s: the primary, or a standby of primary
+ * p.  Its output goes to DIR/<id>.log. */
+static pid_t node_spawn(struct drill *d, struct slot *s, const struct slot *p)
+{
+    char log[PATH_MAX + 8], sets[8][320];
+    const char *argv[64];
+    int n = 0, k = 0;
+    pid_t pid;
+
+    snprintf(log, sizeof log, "%s/%s.log", d->dir, s->id);
+    snprintf(sets[k++], sizeof sets[0], "node.role=%s", p ? "standby" : "primary");
+    snprintf(sets[k++], sizeof sets[0], "replication.publish=%s", s->publish);
+    snprintf(sets[k++], sizeof sets[0], "replication.serve=%s", s->serve);
+    snprintf(sets[k++], sizeof sets[0], "replication.node_id=%s", s->id);
+    if (p) {
+        snprintf(sets[k++], sizeof sets[0], "replication.primary_publish=%s", p->publish);
+        snprintf(sets[k++], sizeof sets[0], "replication.primary_serve=%s", p->serve);
+    }
+    argv[n++] = d->exe;
+    argv[n++] = "node";
+    argv[n++] = "--data-dir";
+    argv[n++] = s->dir;
+    argv[n++] = "--ring";
+    argv[n++] = s->ring;
+    argv[n++] = "--log-level";
+    argv[n++] = "warn";
+    argv[n++] = "--set";
+    argv[n++] = "ring.capacity=4M";
+    argv[n++] = "--set";
+    argv[n++] = "replication.min_replicas=1";
+    argv[n++] = "--set";
+    argv[n++] = "replication.heartbeat_ms=50";
+    for (int i = 0; i < k; i++) {
+        argv[n++] = "--set";
+        argv[n++] = sets[i];
+    }
+    for (int i = 0; i < d->o.n_sets; i++) { /* the user's, last: they win */
+        argv[n++] = "--set";
+        argv[n++] = d->o.sets[i];
+    }
+    argv[n] = NULL;
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(d->exe, (char *const *)argv);
+        _exit(97);
+    }
+    s->pid = pid > 0 ? pid : 0;
+    s->primary = p == NULL;
+    return pid;
+}
+
+/* The reply to request from the node on dir parsed as JSON, or NULL. */
+static json_t *node_json(const char *dir, const char *request, int timeout_ms)
+{
+    char *reply = NULL;
+    json_t *v = node_request(dir, request, timeout_ms, &reply) == 0 ? json_loads(reply, 0, NULL) : NULL;
+
+    free(reply);
+    return v;
+}
+
+static uint64_t json_u64_of(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
+}
+
+static const char *json_str_of(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+/* The child pid has exited (reaped here, status in *status if not NULL;
+ * a pid not ours any more counts as exited). */
+static int exited(pid_t pid, int *status)
+{
+    int st = 0;
+    pid_t got;
+
+    if (pid <= 0)
+        return 1;
+    if ((got = waitpid(pid, &st, WNOHANG)) == 0)
+        return 0;
+    if (got < 0)
+        return 1;
+    if (status)
+        *status = st;
+    return 1;
+}
+
+/* Waits (bounded) until the node of slot s answers its status as itself;
+ * 0, or -1 with why in err. */
+static int node_wait_up(struct slot *s, char *err, size_t err_size)
+{
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+    int status = 0;
+
+    while (now_ns() < deadline) {
+        json_t *st = node_json(s->dir, "status", 1000);
+        int mine = st && json_u64_of(st, "pid") == (uint64_t)s->pid;
+        json_decref(st);
+        if (mine)
+            return 0;
+        if (exited(s->pid, &status)) {
+            snprintf(err, err_size, "%s exited (status %d) before answering; see its log", s->id,
+                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+            s->pid = 0;
+            return -1;
+        }
+        usleep(DRILL_POLL_US * 5);
+    }
+    snprintf(err, err_size, "%s did not answer within %d s", s->id, DRILL_STEP_S);
+    return -1;
+}
+
+/* Sends sig to pid and reaps it, waiting at most DRILL_STEP_S (then
+ * SIGKILL).  Returns the wait status. */
+static int stop_child(pid_t pid, int sig)
+{
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+    int status = 0;
+
+    if (pid <= 0)
+        return 0;
+    kill(pid, sig);
+    while (!exited(pid, &status)) {
+        if (now_ns() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return status;
+        }
+        usleep(DRILL_POLL_US);
+    }
+    return status;
+}
+
+static int engine_start(struct drill *d, struct engine *e, const struct slot *p, int inc)
+{
+    uint64_t deadline = now_ns() + ((uint64_t)d->o.n_rounds + 2) * 4 * DRILL_STEP_S * 1000000000u;
+
+    memset(e, 0, sizeof *e);
+    e->incarnation = inc;
+    e->fd = -1;
+    snprintf(e->path, sizeof e->path, "%s/engine-%d.acks", d->dir, inc);
+    fflush(NULL);
+    e->pid = fork();
+    if (e->pid == 0)
+        _exit(engine_run(p->dir, p->ring, e->path, inc, UINT64_MAX / 2, deadline));
+    return e->pid > 0 ? 0 : -1;
+}
+
+/* Reads what the engine appended since the last call. */
+static void engine_read(struct drill *d, struct engine *e)
+{
+    char buf[8192];
+    ssize_t got;
+
+    if (e->fd < 0 && (e->fd = open(e->path, O_RDONLY | O_CLOEXEC)) < 0)
+        return;
+    while ((got = pread(e->fd, buf, sizeof buf, e->offset)) > 0) {
+        e->offset += got;
+        for (ssize_t i = 0; i < got; i++) {
+            if (buf[i] != '\n') {
+                if (e->partial_len + 1 < sizeof e->partial)
+                    e->partial[e->partial_len++] = buf[i];
+                continue;
+            }
+            e->partial[e->partial_len] = '\0';
+            e->partial_len = 0;
+            uint64_t a = 0, b = 0;
+            if (sscanf(e->partial, "R %" SCNu64, &a) == 1) {
+                e->restored_seen = 1;
+                e->restored_height = a;
+            } else if (sscanf(e->partial, "W %" SCNu64, &a) == 1) {
+                e->first_write_ns = a;
+            } else if (sscanf(e->partial, "A %" SCNu64 " %" SCNu64, &a, &b) == 2) {
+                if (d->n_acks == d->acks_cap) {
+                    size_t cap = d->acks_cap ? d->acks_cap * 2 : 4096;
+                    struct ack *more = realloc(d->acks, cap * sizeof *more);
+                    if (!more)
+                        continue; /* counted as acknowledged below; the check then finds it absent */
+                    d->acks = more;
+                    d->acks_cap = cap;
+                }
+                d->acks[d->n_acks++] = (struct ack){.height = a, .ns = b, .incarnation = e->incarnation};
+                e->n_acks++;
+                e->max_ack = a > e->max_ack ? a : e->max_ack;
+            } else if (strcmp(e->partial, "F") == 0) {
+                e->fenced = 1;
+            }
+        }
+    }
+}
+
+static void engine_close(struct engine *e)
+{
+    if (e->fd >= 0)
+        close(e->fd);
+    e->fd = -1;
+    e->pid = 0;
+}
+
+/* ------------------------------------------------------------ set-aside */
+
+/* Entries in the set-aside/entries-<from>-<to>-... files of dir. */
+static uint64_t set_aside_entries(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    struct dirent *de;
+    uint64_t n = 0;
+    DIR *dp;
+
+    snprintf(path, sizeof path, "%s/set-aside", dir);
+    if (!(dp = opendir(path)))
+        return 0;
+    while ((de = readdir(dp))) {
+        uint64_t from = 0, to = 0;
+        if (sscanf(de->d_name, "entries-%" SCNu64 "-%" SCNu64 "-", &from, &to) == 2 && to >= from)
+            n += to - from + 1;
+    }
+    closedir(dp);
+    return n;
+}
+
+/* ------------------------------------------------------------ one round */
+
+static void progress(struct drill *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress(struct drill *d, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfprintf(d->progress, fmt, ap);
+    va_end(ap);
+    fputc('\n', d->progress);
+    fflush(d->progress);
+}
+
+static int primary_slot(const struct drill *d)
+{
+    for (int i = 0; i < d->n_slots; i++)
+        if (d->slots[i].primary)
+            return i;
+    return -1;
+}
+
+/* Waits until the engine e has acknowledged n groups in all, or has
+ * written (first write seen) when n is 0.  0, or -1 (bounded). */
+static int engine_wait(struct drill *d, struct engine *e, uint64_t n, int want_write)
+{
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+
+    for (;;) {
+        engine_read(d, e);
+        if (want_write ? e->first_write_ns != 0 : e->n_acks >= n)
+            return 0;
+        if (exited(e->pid, NULL)) {
+            e->pid = 0;
+            engine_read(d, e);
+            return want_write ? (e->first_write_ns ? 0 : -1) : (e->n_acks >= n ? 0 : -1);
+        }
+        if (now_ns() > deadline)
+            return -1;
+        usleep(DRILL_POLL_US);
+    }
+}
+
+/* The standby holding most (journal_seq), ties to the lowest slot after
+ * the old primary so that failover goes round.  -1 when none answers. */
+static int most_advanced(struct drill *d, int old)
+{
+    int best = -1;
+    uint64_t best_seq = 0;
+
+    for (int k = 1; k < d->n_slots; k++) {
+        int i = (old + k) % d->n_slots;
+        json_t *st = node_json(d->slots[i].dir, "status", 2000);
+        if (st && strcmp(json_str_of(st, "role"), "standby") == 0 &&
+            (best < 0 || json_u64_of(st, "journal_seq") > best_seq)) {
+            best = i;
+            best_seq = json_u64_of(st, "journal_seq");
+        }
+        json_decref(st);
+    }
+    return best;
+}
+
+/* Promotes slot i (control request "promote") and waits until it answers
+ * as a primary of an epoch above was; its new epoch in *epoch. */
+static int promote(struct drill *d, int i, uint64_t was, uint64_t *epoch, char *err, size_t err_size)
+{
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+    char *reply = NULL;
+    int rc = node_request(d->slots[i].dir, "promote", 5000, &reply);
+
+    if (rc || strncmp(reply, "ok", 2) != 0) {
+        snprintf(err, err_size, "promote %s: %s", d->slots[i].id, rc ? rk_strerror(rc) : reply);
+        free(reply);
+        return -1;
+    }
+    free(reply);
+    while (now_ns() < deadline) {
+        json_t *st = node_json(d->slots[i].dir, "status", 1000);
+        int done = st && strcmp(json_str_of(st, "role"), "primary") == 0 && json_u64_of(st, "epoch") > was;
+        *epoch = json_u64_of(st, "epoch");
+        json_decref(st);
+        if (done) {
+            d->slots[i].primary = 1;
+            return 0;
+        }
+        usleep(DRILL_POLL_US);
+    }
+    snprintf(err, err_size, "%s not a primary %d s after the promote request", d->slots[i].id, DRILL_STEP_S);
+    return -1;
+}
+
+/* Restarts slot i as a standby of the primary p, and waits until it has
+ * caught up: connected and holding at least the primary's journal_seq
+ * of when it started.  With rejoin, it is the old primary: its stale ring
+ * is removed first. */
+static int follow(struct drill *d, int i, int p, int rejoin, char *err, size_t err_size)
+{
+    struct slot *s = &d->slots[i];
+    uint64_t deadline, target;
+    json_t *st;
+
+    if (s->pid)
+        stop_child(s->pid, SIGTERM);
+    s->pid = 0;
+    if (rejoin) {
+        /* an old primary's ring: the new primary took no record of it
+         * that was not journaled, and a promotion of this directory must
+         * create a new one at its journal's next LSN, not take this one
+         * over */
+        ring_unlink(s->ring);
+    }
+    if (node_spawn(d, s, &d->slots[p]) <= 0 || node_wait_up(s, err, err_size) != 0)
+        return -1;
+    st = node_json(d->slots[p].dir, "status", 2000);
+    target = json_u64_of(st, "journal_seq");
+    json_decref(st);
+    deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+    while (now_ns() < deadline) {
+        int ok;
+        st = node_json(s->dir, "status", 1000);
+        ok = st && json_is_true(json_object_get(st, "connected")) && json_u64_of(st, "journal_seq") >= target;
+        json_decref(st);
+        if (ok)
+            return 0;
+        if (exited(s->pid, NULL)) {
+            s->pid = 0;
+            snprintf(err, err_size, "%s exited while catching up; see its log", s->id);
+            return -1;
+        }
+        usleep(DRILL_POLL_US * 5);
+    }
+    snprintf(err, err_size, "%s did not catch up with seq %" PRIu64 " in %d s", s->id, target, DRILL_STEP_S);
+    return -1;
+}
+
+/* SIGSTOP: wakes the old primary on slot i (stopped since the kill) after
+ * the promotion at promoted_ns: it must answer, be fenced by the request
+ * "fence EPOCH" (exit NODE_EXIT_FENCED), and its engine (old) must have
+ * had nothing acknowledged after the promotion above held (the height the
+ * new primary restored to) and get RK_EFENCED. */
+static int wake_and_fence(struct drill *d, int i, struct engine *old, uint64_t epoch, uint64_t promoted_ns,
+                          uint64_t held, struct round_report *r)
+{
+    struct slot *s = &d->slots[i];
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u, was_epoch = 0;
+    char req[64], role[16] = "", *reply = NULL;
+    int status = 0, answered = 0, exit_code = -1;
+    uint64_t n_late = 0;
+
+    kill(s->pid, SIGCONT);
+    while (!answered && now_ns() < deadline) {
+        json_t *st = node_json(s->dir, "status", 1000);
+        if (st) {
+            answered = 1;
+            snprintf(role, sizeof role, "%s", json_str_of(st, "role"));
+            was_epoch = json_u64_of(st, "epoch");
+        }
+        json_decref(st);
+        if (!answered)
+            usleep(DRILL_POLL_US);
+    }
+    snprintf(req, sizeof req, "fence %" PRIu64, epoch);
+    if (answered && node_request(s->dir, req, 5000, &reply) == 0) {
+        while (!exited(s->pid, &status) && now_ns() < deadline)
+            usleep(DRILL_POLL_US);
+        if (WIFEXITED(status))
+            exit_code = WEXITSTATUS(status);
+    }
+    free(reply);
+    if (exit_code < 0) {
+        stop_child(s->pid, SIGKILL);
+        status = 0;
+    }
+    s->pid = 0;
+    /* its engine: RK_EFENCED from its RK_REPLICATED wait, then exits 4 */
+    int engine_status = 0, engine_done = 0;
+    while (!(engine_done = exited(old->pid, &engine_status)) && now_ns() < deadline)
+        usleep(DRILL_POLL_US);
+    if (!engine_done)
+        stop_child(old->pid, SIGKILL);
+    engine_read(d, old);
+    /* an acknowledgement its engine saw only after the promotion is
+     * wrong when the new primary does not hold the height (it restored
+     * to held): one given by the woken primary on its own; a height the
+     * new primary holds was acknowledged by a standby before the stop,
+     * and the stopped primary could not pass that on in time */
+    for (size_t a = 0; a < d->n_acks; a++) {
+        int late = d->acks[a].incarnation == old->incarnation && d->acks[a].ns >= promoted_ns;
+        n_late += late;
+        r->acked_after_promotion += late && d->acks[a].height > held;
+    }
+    snprintf(r->woke, sizeof r->woke,
+             "%s%s of epoch %" PRIu64
+             "; fenced: %s; its engine: %s; acknowledged after the promotion: %" PRIu64
+             " not held by the new primary (%" PRIu64 " seen late, held)",
+             answered ? "answered as " : "did not answer", answered ? role : "", was_epoch,
+             exit_code == NODE_EXIT_FENCED ? "exit 4" : "NO", old->fenced ? "RK_EFENCED" : "NOT fenced",
+             r->acked_after_promotion, n_late - r->acked_after_promotion);
+    engine_close(old);
+    return answered && exit_code == NODE_EXIT_FENCED && old->fenced && r->acked_after_promotion == 0 ? 0 : -1;
+}
+
+static int run_round(struct drill *d, int round, struct round_report *r)
+{
+    struct engine *cur = &d->engines[0], *old = &d->engines[1];
+    int p = primary_slot(d), np;
+    uint64_t target, kill_ns, promoted_ns, old_epoch;
+    json_t *st = node_json(d->slots[p].dir, "status", 2000);
+
+    old_epoch = json_u64_of(st, "epoch");
+    json_decref(st);
+    r->round = round;
+    r->kill = d->o.kills[(round - 1) % d->o.n_kills];
+    r->old_primary = p;
+    r->new_primary = -1;
+    target = cur->n_acks + 1 + (uint64_t)rand() % d->o.records;
+    if (engine_wait(d, cur, target, 0) != 0) {
+        snprintf(r->error, sizeof r->error, "the engine did not get %" PRIu64 " acknowledgements in %d s",
+                 target, DRILL_STEP_S);
+        return -1;
+    }
+    usleep((useconds_t)(rand() % 3000)); /* a moment inside the engine's next groups */
+    engine_read(d, cur);
+    r->acked_before = 0;
+    for (size_t a = 0; a < d->n_acks; a++)
+        r->acked_before = d->acks[a].height > r->acked_before ? d->acks[a].height : r->acked_before;
+
+    kill_ns = now_ns();
+    if (r->kill == KILL_SIGSTOP) {
+        kill(d->slots[p].pid, SIGSTOP);
+    } else {
+        stop_child(d->slots[p].pid, r->kill == KILL_SIGKILL ? SIGKILL : SIGTERM);
+        d->slots[p].pid = 0;
+    }
+
+    np = most_advanced(d, p);
+    if (np < 0) {
+        snprintf(r->error, sizeof r->error, "no standby answers");
+        return -1;
+    }
+    r->new_primary = np;
+    if (promote(d, np, old_epoch, &r->new_epoch, r->error, sizeof r->error) != 0)
+        return -1;
+    d->slots[p].primary = 0;
+    promoted_ns = now_ns();
+    r->promoted_ms = ms_between(kill_ns, promoted_ns);
+
+    /* the engine: the old one is gone with its primary (a SIGSTOPped
+     * one's is watched until the woken primary is fenced) */
+    engine_read(d, cur);
+    if (r->kill == KILL_SIGSTOP) {
+        *old = *cur;
+    } else {
+        stop_child(cur->pid, SIGKILL);
+        engine_read(d, cur);
+        engine_close(cur);
+    }
+    size_t n_acked = d->n_acks; /* before the new engine's own */
+    if (engine_start(d, cur, &d->slots[np], round) != 0 || engine_wait(d, cur, 0, 1) != 0) {
+        snprintf(r->error, sizeof r->error, "the engine did not write on %s within %d s", d->slots[np].id,
+                 DRILL_STEP_S);
+        return -1;
+    }
+    r->engine_ms = ms_between(kill_ns, cur->first_write_ns);
+    r->restored_height = cur->restored_height;
+    for (size_t a = 0; a < n_acked; a++)
+        r->lost_at_restore += d->acks[a].height > cur->restored_height;
+
+    for (int i = 0; i < d->n_slots; i++)
+        if (i != np && i != p && follow(d, i, np, 0, r->error, sizeof r->error) != 0)
+            return -1;
+    if (r->kill == KILL_SIGSTOP &&
+        wake_and_fence(d, p, old, r->new_epoch, promoted_ns, cur->restored_height, r) != 0) {
+        snprintf(r->error, sizeof r->error, "the woken primary: %s", r->woke);
+        return -1;
+    }
+    uint64_t aside_before = set_aside_entries(d->slots[p].dir);
+    if (follow(d, p, np, 1, r->error, sizeof r->error) != 0)
+        return -1;
+    r->set_aside = set_aside_entries(d->slots[p].dir) - aside_before;
+    return 0;
+}
+
+/* ------------------------------------------------------------ the end */
+
+/* Stops the engine and waits until every node holds and has applied the
+ * primary's last entry with the primary's digest.  1 equal, 0 not (within
+ * the bound); *digest the primary's. */
+static int digests_equal(struct drill *d, char digest[17])
+{
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+    int p = primary_slot(d);
+
+    digest[0] = '\0';
+    while (now_ns() < deadline) {
+        json_t *pst = node_json(d->slots[p].dir, "status", 2000);
+        uint64_t seq = json_u64_of(pst, "journal_seq");
+        int all = pst != NULL;
+        snprintf(digest, 17, "%s", json_str_of(pst, "state_digest"));
+        for (int i = 0; all && i < d->n_slots; i++) {
+            json_t *st = i == p ? NULL : node_json(d->slots[i].dir, "status", 2000);
+            all = i == p ||
+                  (st && json_u64_of(st, "journal_seq") == seq && json_u64_of(st, "applied_seq") == seq &&
+                   strcmp(json_str_of(st, "state_digest"), digest) == 0);
+            json_decref(st);
+        }
+        json_decref(pst);
+        if (all)
+            return 1;
+        usleep(DRILL_POLL_US * 10);
+    }
+    return 0;
+}
+
+/* Acknowledged heights whose row on the final primary is missing or not
+ * the bytes of the incarnation that had it acknowledged. */
+static uint64_t lost_on(struct drill *d, const char *dir, char *err, size_t err_size)
+{
+    rk_state *st = NULL;
+    uint64_t lost = 0;
+    int rc = rk_state_open(dir, &st);
+
+    if (rc) {
+        snprintf(err, err_size, "cannot open the final primary's state: %s", rk_strerror(rc));
+        return d->n_acks;
+    }
+    for (size_t a = 0; a < d->n_acks; a++) {
+        uint8_t key[8], want[24];
+        void *val = NULL;
+        uint32_t vlen = 0;
+        height_key(d->acks[a].height, key);
+        height_value(d->acks[a].height, d->acks[a].incarnation, want);
+        rc = rk_state_get(st, "heights", key, sizeof key, &val, &vlen);
+        lost += rc != 0 || vlen != sizeof want || memcmp(val, want, sizeof want) != 0;
+        free(val);
+    }
+    rk_state_close(st);
+    return lost;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void cleanup(struct drill *d)
+{
+    for (int e = 0; e < 2; e++) {
+        if (d->engines[e].pid > 0)
+            stop_child(d->engines[e].pid, SIGKILL);
+        engine_close(&d->engines[e]);
+    }
+    for (int i = 0; i < d->n_slots; i++) {
+        if (d->slots[i].pid > 0) {
+            kill(d->slots[i].pid, SIGCONT);
+            stop_child(d->slots[i].pid, SIGTERM);
+        }
+        ring_unlink(d->slots[i].ring);
+    }
+    if (d->made_dir && !d->o.keep)
+        nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ------------------------------------------------------------ report */
+
+static double percentile(double *v, int n, double q)
+{
+    for (int i = 1; i < n; i++) /* insertion sort: a few hundred rounds at most */
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    if (n == 0)
+        return 0;
+    int idx = (int)(q * (n - 1) + 0.5);
+    return v[idx];
+}
+
+static json_t *round_json(const struct drill *d, const struct round_report *r)
+{
+    json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:f, s:f, s:I, s:I, s:I, s:I}", "round", r->round,
+                          "kill", kill_names[r->kill], "old_primary", d->slots[r->old_primary].id,
+                          "new_primary", r->new_primary >= 0 ? d->slots[r->new_primary].id : "", "epoch",
+                          (json_int_t)r->new_epoch, "kill_to_primary_ms", r->promoted_ms, "kill_to_engine_ms",
+                          r->engine_ms, "acked_before_kill", (json_int_t)r->acked_before, "restored_height",
+                          (json_int_t)r->restored_height, "lost_at_restore", (json_int_t)r->lost_at_restore,
+                          "set_aside_entries", (json_int_t)r->set_aside);
+    if (o && r->kill == KILL_SIGSTOP)
+        json_object_set_new(o, "woken_primary", json_string(r->woke));
+    if (o && r->error[0])
+        json_object_set_new(o, "error", json_string(r->error));
+    return o;
+}
+
+static int report(struct drill *d, uint64_t lost, int equal, const char *digest, const char *final_error,
+                  uint64_t seed)
+{
+    int n = d->n_rounds_done, failed = 0;
+    double promoted[DRILL_MAX_ROUNDS], engine[DRILL_MAX_ROUNDS];
+    uint64_t lost_restore = 0, aside = 0, after = 0;
+
+    for (int i = 0; i < n; i++) {
+        const struct round_report *r = &d->rounds[i];
+        promoted[i] = r->promoted_ms;
+        engine[i] = r->engine_ms;
+        lost_restore += r->lost_at_restore;
+        aside += r->set_aside;
+        after += r->acked_after_promotion;
+        failed |= r->error[0] != 0;
+    }
+    failed |= n < d->o.n_rounds || lost || lost_restore || after || !equal || final_error[0];
+    if (d->o.json) {
+        json_t *rounds = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(rounds, round_json(d, &d->rounds[i]));
+        json_t *o =
+            json_pack("{s:o, s:i, s:i, s:I, s:I, s:I, s:I, s:b, s:s, s:I, s:f, s:f, s:f, s:f, s:I, s:b}",
+                      "rounds", rounds, "rounds_done", n, "standbys", d->o.n_standbys, "seed",
+                      (json_int_t)seed, "acknowledged", (json_int_t)d->n_acks, "lost", (json_int_t)lost,
+                      "lost_at_restore", (json_int_t)lost_restore, "digests_equal", equal, "digest", digest,
+                      "set_aside_entries", (json_int_t)aside, "kill_to_primary_p50_ms",
+                      percentile(promoted, n, 0.5), "kill_to_primary_p99_ms", percentile(promoted, n, 0.99),
+                      "kill_to_engine_p50_ms", percentile(engine, n, 0.5), "kill_to_engine_p99_ms",
+                      percentile(engine, n, 0.99), "acked_after_promotion", (json_int_t)after, "ok", !failed);
+        if (o && final_error[0])
+            json_object_set_new(o, "error", json_string(final_error));
+        cli_print_json(o);
+        return failed;
+    }
+    printf("\nround kill     old -> new  epoch  to primary  to engine  acked  restored  lost  set aside\n");
+    for (int i = 0; i < n; i++) {
+        const struct round_report *r = &d->rounds[i];
+        printf("%5d %-7s  %3s -> %-3s %6" PRIu64 " %8.1f ms %7.1f ms %6" PRIu64 " %9" PRIu64 " %5" PRIu64
+               " %10" PRIu64 "%s%s\n",
+               r->round, kill_names[r->kill], d->slots[r->old_primary].id,
+               r->new_primary >= 0 ? d->slots[r->new_primary].id : "-", r->new_epoch, r->promoted_ms,
+               r->engine_ms, r->acked_before, r->restored_height, r->lost_at_restore, r->set_aside,
+               r->error[0] ? "  FAILED: " : "", r->error);
+        if (r->kill == KILL_SIGSTOP && r->woke[0])
+            printf("      woken primary: %s\n", r->woke);
+    }
+    printf("\ntotal: %d of %d rounds, %d standbys, seed %" PRIu64 "\n", n, d->o.n_rounds, d->o.n_standbys,
+           seed);
+    printf("  kill -> new primary accepting writes  p50 %.1f ms  p99 %.1f ms\n", percentile(promoted, n, 0.5),
+           percentile(promoted, n, 0.99));
+    printf("  kill -> engine writing again          p50 %.1f ms  p99 %.1f ms\n", percentile(engine, n, 0.5),
+           percentile(engine, n, 0.99));
+    printf("  acknowledged RK_REPLICATED            %zu heights\n", d->n_acks);
+    printf("  lost                                  %" PRIu64 " on the final primary, %" PRIu64
+           " above a restored height\n",
+           lost, lost_restore);
+    printf("  acknowledged by a woken old primary   %" PRIu64 "\n", after);
+    printf("  digests of all %d nodes               %s (%s)\n", d->n_slots, equal ? "equal" : "DIFFER",
+           digest[0] ? digest : "-");
+    printf("  entries set aside on old primaries    %" PRIu64 "\n", aside);
+    if (final_error[0])
+        printf("  error: %s\n", final_error);
+    printf("\ndrill %s\n", failed ? "FAILED" : "ok");
+    return failed;
+}
+
+/* ------------------------------------------------------------ options */
+
+static void drill_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ringkeep drill [--standbys N] [--rounds R] [--kill MODE[,MODE...]] [--records N]\n"
+            "                      [--seed S] [--dir DIR] [--keep] [--set SECTION.KEY=VALUE]... [--json]\n"
+            "  rehearses failover on this host: a primary and N standbys (1-%d, default 2) of this\n"
+            "  binary's `ringkeep node` on loopback ports, and an engine writing groups with RK_REPLICATED\n"
+            "  waits.  Each of R rounds (default 5) kills the primary after 1..N acknowledged groups\n"
+            "  (default 200), promotes the standby holding most, restarts the engine on it, re-points\n"
+            "  the other standbys and brings the old primary back as a standby.  MODE: sigkill,\n"
+            "  sigstop (hung; woken after the promotion, it must be fenced) or sigterm, cycled per\n"
+            "  round (default sigkill).  --dir: an existing empty directory instead of a temporary one\n"
+            "  (kept); --keep keeps the temporary one; --set applies to every node.  Prints progress,\n"
+            "  a table per round and the totals (--json: one JSON object).  Exit 0 when every round\n"
+            "  finished, no acknowledged height was lost and all digests are equal; else 1.\n",
+            DRILL_MAX_STANDBYS);
+}
+
+static int parse_kills(struct drill_opts *o, const char *arg)
+{
+    char copy[128], *save = NULL;
+
+    snprintf(copy, sizeof copy, "%s", arg);
+    o->n_kills = 0;
+    for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(m, kill_names[i]) == 0)
+                k = i;
+        if (k < 0 || o->n_kills == (int)(sizeof o->kills / sizeof o->kills[0]))
+            return -1;
+        o->kills[o->n_kills++] = (enum kill_mode)k;
+    }
+    return o->n_kills ? 0 : -1;
+}
+
+/* 0, 1 after --help, or 2 (usage error, said). */
+static int parse_opts(int argc, char **argv, struct drill_opts *o)
+{
+    static const struct option opts[] = {{"standbys", required_argument, NULL, 'n'},
+                                         {"rounds", required_argument, NULL, 'r'},
+                                         {"kill", required_argument, NULL, 'k'},
+                                         {"records", required_argument, NULL, 'R'},
+                                         {"seed", required_argument, NULL, 'S'},
+                                         {"dir", required_argument, NULL, 'd'},
+                                         {"keep", no_argument, NULL, 'K'},
+                                         {"set", required_argument, NULL, 's'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int ch, index = 0;
+
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "", opts, &index)) != -1) {
+        unsigned long long v = 0;
+        int ok = 1;
+        switch (ch) {
+        case 'h':
+        case '?':
+            return cli_usage(drill_usage, ch == 'h') == 0 ? 1 : 2;
+        case 'n':
+            ok = cli_parse_size(optarg, &v) == 0 && v >= 1 && v <= DRILL_MAX_STANDBYS;
+            o->n_standbys = (int)v;
+            break;
+        case 'r':
+            ok = cli_parse_size(optarg, &v) == 0 && v >= 1 && v <= DRILL_MAX_ROUNDS;
+            o->n_rounds = (int)v;
+            break;
+        case 'k':
+            ok = parse_kills(o, optarg) == 0;
+            break;
+        case 'R':
+            ok = cli_parse_size(optarg, &v) == 0 && v >= 1 && v <= 10000000;
+            o->records = v;
+            break;
+        case 'S':
+            ok = cli_parse_size(optarg, &v) == 0 && v <= UINT32_MAX;
+            o->seed = (unsigned)v;
+            break;
+        case 'd':
+            ok = strlen(optarg) < sizeof o->dir;
+            snprintf(o->dir, sizeof o->dir, "%s", optarg);
+            break;
+        case 'K':
+            o->keep = 1;
+            break;
+        case 's':
+            ok = o->n_sets < DRILL_MAX_SETS && strchr(optarg, '.') && strchr(optarg, '=');
+            if (ok)
+                o->sets[o->n_sets++] = optarg;
+            break;
+        default: /* 'j' */
+            o->json = 1;
+            break;
+        }
+        if (!ok) {
+            fprintf(stderr,
+                    "ringkeep drill: bad option --%s %s (standbys 1-%d, rounds 1-%d, kill "
+                    "sigkill|sigstop|sigterm, "
+                    "records 1-10000000, at most %d --set SECTION.KEY=VALUE)\n",
+                    opts[index].name, optarg ? optarg : "", DRILL_MAX_STANDBYS, DRILL_MAX_ROUNDS,
+                    DRILL_MAX_SETS);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ringkeep drill: unexpected argument '%s'\n", argv[optind]);
+        return cli_usage(drill_usage, 0);
+    }
+    return 0;
+}
+
+/* 1 when a TCP port on 127.0.0.1 can be bound now. */
+static int port_free(int port)
+{
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+    if (fd < 0)
+        return 0;
+    ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* The data directories, rings and ports of every node: two consecutive
+ * free loopback ports each, below the ephemeral range, from a base the
+ * pid picks. */
+static int make_slots(struct drill *d)
+{
+    int n_ports = 2 * d->n_slots, base = 0;
+    int pid = (int)getpid();
+
+    for (int attempt = 0; attempt < 200 && !base; attempt++) {
+        int b = 23000 + ((pid + attempt * 97) % 900) * 10, ok = 1;
+        for (int i = 0; ok && i < n_ports; i++)
+            ok = port_free(b + i);
+        base = ok ? b : 0;
+    }
+    if (!base) {
+        fprintf(stderr, "ringkeep drill: no %d free loopback ports found\n", n_ports);
+        return -1;
+    }
+    for (int i = 0; i < d->n_slots; i++) {
+        struct slot *s = &d->slots[i];
+        snprintf(s->id, sizeof s->id, "n%d", i);
+        char path[sizeof s->dir];
+        snprintf(path, sizeof path, "%s/%s", d->dir, s->id); /* (not into s: it is inside d) */
+        memcpy(s->dir, path, sizeof path);
+        snprintf(s->ring, sizeof s->ring, "drill.%d.%d", pid, i);
+        snprintf(s->publish, sizeof s->publish, "tcp://127.0.0.1:%d", base + 2 * i);
+        snprintf(s->serve, sizeof s->serve, "tcp://127.0.0.1:%d", base + 2 * i + 1);
+        if (mkdir(s->dir, 0700) != 0) {
+            fprintf(stderr, "ringkeep drill: %s: %s\n", s->dir, strerror(errno));
+            return -1;
+        }
+        ring_unlink(s->ring);
+    }
+    return 0;
+}
+
+int cmd_drill(int argc, char **argv)
+{
+    struct drill d = {.o = {.n_standbys = 2, .n_rounds = 5, .n_kills = 1, .records = 200, .seed = 0}};
+    char err[512] = "", digest[17] = "", final_error[sizeof err + 64] = "";
+    uint64_t lost = 0;
+    int rc, equal = 0;
+    ssize_t len;
+
+    d.o.kills[0] = KILL_SIGKILL;
+    d.o.seed = (unsigned)(now_ns() ^ (uint64_t)getpid());
+    if ((rc = parse_opts(argc, argv, &d.o)) != 0)
+        return rc == 1 ? 0 : rc;
+    d.progress = d.o.json ? stderr : stdout;
+    srand(d.o.seed);
+    if ((len = readlink("/proc/self/exe", d.exe, sizeof d.exe - 1)) <= 0) {
+        fprintf(stderr, "ringkeep drill: cannot find this binary: %s\n", strerror(errno));
+        return 1;
+    }
+    d.exe[len] = '\0';
+    if (d.o.dir[0]) {
+        snprintf(d.dir, sizeof d.dir, "%s", d.o.dir);
+    } else {
+        snprintf(d.dir, sizeof d.dir, "/tmp/rk-drill-XXXXXX");
+        if (!mkdtemp(d.dir)) {
+            fprintf(stderr, "ringkeep drill: cannot make a temporary directory: %s\n", strerror(errno));
+            return 1;
+        }
+        d.made_dir = 1;
+    }
+    d.n_slots = d.o.n_standbys + 1;
+    d.rounds = calloc((size_t)d.o.n_rounds, sizeof *d.rounds);
+    if (!d.rounds || make_slots(&d) != 0) {
+        cleanup(&d);
+        free(d.rounds);
+        return 1;
+    }
+    progress(&d,
+             "drill: %d standbys, %d rounds, kill %s%s, 1..%" PRIu64
+             " acknowledged groups per round, seed %u, in %s",
+             d.o.n_standbys, d.o.n_rounds, kill_names[d.o.kills[0]], d.o.n_kills > 1 ? ",..." : "",
+             d.o.records, d.o.seed, d.dir);
+
+    rc = node_spawn(&d, &d.slots[0], NULL) > 0 ? node_wait_up(&d.slots[0], err, sizeof err) : -1;
+    for (int i = 1; !rc && i < d.n_slots; i++)
+        rc = node_spawn(&d, &d.slots[i], &d.slots[0]) > 0 ? node_wait_up(&d.slots[i], err, sizeof err) : -1;
+    if (!rc && engine_start(&d, &d.engines[0], &d.slots[0], 0) != 0)
+        rc = -1;
+    if (rc) {
+        snprintf(final_error, sizeof final_error, "could not start: %s", err[0] ? err : "fork failed");
+    }
+    for (int round = 1; !rc && round <= d.o.n_rounds; round++) {
+        struct round_report *r = &d.rounds[round - 1];
+        rc = run_round(&d, round, r);
+        d.n_rounds_done = round;
+        progress(&d,
+                 "round %d/%d: %s %s -> %s (epoch %" PRIu64
+                 "): primary in %.1f ms, engine writing in %.1f ms, "
+                 "restored height %" PRIu64 " (acknowledged %" PRIu64 "), %" PRIu64 " set aside%s%s",
+                 round, d.o.n_rounds, kill_names[r->kill], d.slots[r->old_primary].id,
+                 r->new_primary >= 0 ? d.slots[r->new_primary].id : "-", r->new_epoch, r->promoted_ms,
+                 r->engine_ms, r->restored_height, r->acked_before, r->set_aside,
+                 r->error[0] ? ": FAILED: " : "", r->error);
+    }
+    if (!rc) {
+        /* the engine stops cleanly (its last group acknowledged or not:
+         * only what it recorded as acknowledged is checked) */
+        stop_child(d.engines[0].pid, SIGTERM);
+        engine_read(&d, &d.engines[0]);
+        engine_close(&d.engines[0]);
+        equal = digests_equal(&d, digest);
+        lost = lost_on(&d, d.slots[primary_slot(&d)].dir, final_error, sizeof final_error);
+    }
+    cleanup(&d);
+    rc = report(&d, lost, equal, digest, final_error, d.o.seed);
+    if (!d.made_dir || d.o.keep)
+        progress(&d, "drill: data directories and node logs kept in %s", d.dir);
+    free(d.rounds);
+    free(d.acks);
+    return rc ? 1 : 0;
+}
