@@ -56,6 +56,7 @@
 #include "cli/util.h"
 #include "node/client.h"
 #include "node/node.h"
+#include "persist/config.h"
 #include "shm/ring.h"
 #include "ringkeep.h"
 
@@ -82,14 +83,17 @@ struct drill_opts {
     char dir[3072];                   /* "" : a temporary directory */
     const char *sets[DRILL_MAX_SETS]; /* SECTION.KEY=VALUE for every node */
     int n_sets;
+    const char *configs[DRILL_MAX_STANDBYS + 1]; /* the nodes' files; none: made up */
+    int n_configs;
 };
 
 /* One node: the same data directory, ring and ports for the whole drill;
  * its role changes. */
 struct slot {
+    const char *config; /* its configuration file, NULL: the drill's own settings */
     char dir[PATH_MAX];
     char ring[RK_NAME_MAX + 1];
-    char publish[64], serve[64];
+    char publish[CONFIG_ENDPOINT_MAX + 1], serve[CONFIG_ENDPOINT_MAX + 1]; /* to connect to */
     char id[32];
     pid_t pid; /* 0: not running */
     int primary;
@@ -274,27 +278,34 @@ static pid_t node_spawn(struct drill *d, struct slot *s, const struct slot *p)
 
     snprintf(log, sizeof log, "%s/%s.log", d->dir, s->id);
     snprintf(sets[k++], sizeof sets[0], "node.role=%s", p ? "standby" : "primary");
-    snprintf(sets[k++], sizeof sets[0], "replication.publish=%s", s->publish);
-    snprintf(sets[k++], sizeof sets[0], "replication.serve=%s", s->serve);
-    snprintf(sets[k++], sizeof sets[0], "replication.node_id=%s", s->id);
+    if (!s->config) {
+        snprintf(sets[k++], sizeof sets[0], "replication.publish=%s", s->publish);
+        snprintf(sets[k++], sizeof sets[0], "replication.serve=%s", s->serve);
+        snprintf(sets[k++], sizeof sets[0], "replication.node_id=%s", s->id);
+    }
     if (p) {
         snprintf(sets[k++], sizeof sets[0], "replication.primary_publish=%s", p->publish);
         snprintf(sets[k++], sizeof sets[0], "replication.primary_serve=%s", p->serve);
     }
     argv[n++] = d->exe;
     argv[n++] = "node";
-    argv[n++] = "--data-dir";
-    argv[n++] = s->dir;
-    argv[n++] = "--ring";
-    argv[n++] = s->ring;
     argv[n++] = "--log-level";
     argv[n++] = "warn";
-    argv[n++] = "--set";
-    argv[n++] = "ring.capacity=4M";
-    argv[n++] = "--set";
-    argv[n++] = "replication.min_replicas=1";
-    argv[n++] = "--set";
-    argv[n++] = "replication.heartbeat_ms=50";
+    if (s->config) { /* the file's settings, but for the role and whom it follows */
+        argv[n++] = "-c";
+        argv[n++] = s->config;
+    } else {
+        argv[n++] = "--data-dir";
+        argv[n++] = s->dir;
+        argv[n++] = "--ring";
+        argv[n++] = s->ring;
+        argv[n++] = "--set";
+        argv[n++] = "ring.capacity=4M";
+        argv[n++] = "--set";
+        argv[n++] = "replication.min_replicas=1";
+        argv[n++] = "--set";
+        argv[n++] = "replication.heartbeat_ms=50";
+    }
     for (int i = 0; i < k; i++) {
         argv[n++] = "--set";
         argv[n++] = sets[i];
@@ -966,16 +977,20 @@ static void drill_usage(FILE *out)
     fprintf(out,
             "usage: ringkeep drill [--standbys N] [--rounds R] [--kill MODE[,MODE...]] [--records N]\n"
             "                      [--seed S] [--dir DIR] [--keep] [--set SECTION.KEY=VALUE]... [--json]\n"
+            "                      [PRIMARY.ini STANDBY.ini...]\n"
             "  rehearses failover on this host: a primary and N standbys (1-%d, default 2) of this\n"
             "  binary's `ringkeep node` on loopback ports, and an engine writing groups with RK_REPLICATED\n"
             "  waits.  Each of R rounds (default 5) kills the primary after 1..N acknowledged groups\n"
             "  (default 200), promotes the standby holding most, restarts the engine on it, re-points\n"
             "  the other standbys and brings the old primary back as a standby.  MODE: sigkill,\n"
             "  sigstop (hung; woken after the promotion, it must be fenced) or sigterm, cycled per\n"
-            "  round (default sigkill).  --dir: an existing empty directory instead of a temporary one\n"
-            "  (kept); --keep keeps the temporary one; --set applies to every node.  Prints progress,\n"
-            "  a table per round and the totals (--json: one JSON object).  Exit 0 when every round\n"
-            "  finished, no acknowledged height was lost and all digests are equal; else 1.\n",
+            "  round (default sigkill).  Configuration files: the nodes are theirs (the first starts as\n"
+            "  the primary; each names an empty data_dir, a ring not yet made, publish and serve), the\n"
+            "  drill sets only role and primary_publish/primary_serve.  --dir: an existing empty\n"
+            "  directory for logs (and, without files, the data) instead of a temporary one (kept);\n"
+            "  --keep keeps the temporary one; --set applies to every node.  Prints progress, a table\n"
+            "  per round and the totals (--json: one JSON object).  Exit 0 when every round finished,\n"
+            "  no acknowledged height was lost and all digests are equal; else 1.\n",
             DRILL_MAX_STANDBYS);
 }
 
@@ -1066,10 +1081,19 @@ static int parse_opts(int argc, char **argv, struct drill_opts *o)
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "ringkeep drill: unexpected argument '%s'\n", argv[optind]);
-        return cli_usage(drill_usage, 0);
+    for (; optind < argc; optind++) {
+        if (o->n_configs == DRILL_MAX_STANDBYS + 1) {
+            fprintf(stderr, "ringkeep drill: at most %d configuration files\n", DRILL_MAX_STANDBYS + 1);
+            return 2;
+        }
+        o->configs[o->n_configs++] = argv[optind];
     }
+    if (o->n_configs == 1) {
+        fprintf(stderr, "ringkeep drill: a primary's and at least one standby's configuration files\n");
+        return 2;
+    }
+    if (o->n_configs)
+        o->n_standbys = o->n_configs - 1;
     return 0;
 }
 
@@ -1123,6 +1147,69 @@ static int make_slots(struct drill *d)
     return 0;
 }
 
+/* endpoint (a bind address) as a standby on this host connects to it:
+ * a TCP endpoint on every address (host "*" or 0.0.0.0) becomes 127.0.0.1. */
+static void connect_form(const char *endpoint, char *out, size_t out_size)
+{
+    const char *port = strrchr(endpoint, ':');
+
+    if (port && (strncmp(endpoint, "tcp://*:", 8) == 0 || strncmp(endpoint, "tcp://0.0.0.0:", 14) == 0))
+        snprintf(out, out_size, "tcp://127.0.0.1%s", port);
+    else
+        snprintf(out, out_size, "%s", endpoint);
+}
+
+/* A data directory the drill may fill: it exists and is empty. */
+static int empty_dir(const char *path)
+{
+    DIR *dp = opendir(path);
+    struct dirent *de;
+    int empty = dp != NULL;
+
+    while (dp && (de = readdir(dp)))
+        empty &= strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+    if (dp)
+        closedir(dp);
+    return empty;
+}
+
+/* The nodes of the configuration files: each names an empty data
+ * directory (the drill writes its own data there), a ring that does not
+ * exist, and publish/serve endpoints; the first file's node starts as
+ * the primary. */
+static int slots_from_configs(struct drill *d)
+{
+    for (int i = 0; i < d->n_slots; i++) {
+        struct slot *s = &d->slots[i];
+        struct node_config *c = cli_load_config("drill", d->o.configs[i]);
+        char shm[RK_NAME_MAX + 32];
+        const char *why = NULL;
+
+        if (!c)
+            return -1;
+        snprintf(shm, sizeof shm, "/dev/shm/ringkeep.%s", c->ring_name);
+        if (!c->data_dir[0] || !empty_dir(c->data_dir))
+            why = "its data_dir must exist and be empty (the drill writes its own data there)";
+        else if (!c->ring_name[0] || access(shm, F_OK) == 0)
+            why = "it must name a [ring] name that no ring has yet";
+        else if (!c->repl_publish[0] || !c->repl_serve[0])
+            why = "it must set [replication] publish and serve";
+        if (why) {
+            fprintf(stderr, "ringkeep drill: %s: %s\n", d->o.configs[i], why);
+            free(c);
+            return -1;
+        }
+        s->config = d->o.configs[i];
+        snprintf(s->id, sizeof s->id, "n%d", i);
+        snprintf(s->dir, sizeof s->dir, "%s", c->data_dir);
+        snprintf(s->ring, sizeof s->ring, "%s", c->ring_name);
+        connect_form(c->repl_publish, s->publish, sizeof s->publish);
+        connect_form(c->repl_serve, s->serve, sizeof s->serve);
+        free(c);
+    }
+    return 0;
+}
+
 int cmd_drill(int argc, char **argv)
 {
     struct drill d = {.o = {.n_standbys = 2, .n_rounds = 5, .n_kills = 1, .records = 200, .seed = 0}};
@@ -1154,7 +1241,7 @@ int cmd_drill(int argc, char **argv)
     }
     d.n_slots = d.o.n_standbys + 1;
     d.rounds = calloc((size_t)d.o.n_rounds, sizeof *d.rounds);
-    if (!d.rounds || make_slots(&d) != 0) {
+    if (!d.rounds || (d.o.n_configs ? slots_from_configs(&d) : make_slots(&d)) != 0) {
         cleanup(&d);
         free(d.rounds);
         return 1;
@@ -1198,7 +1285,9 @@ int cmd_drill(int argc, char **argv)
     cleanup(&d);
     rc = report(&d, lost, equal, digest, final_error, d.o.seed);
     if (!d.made_dir || d.o.keep)
-        progress(&d, "drill: data directories and node logs kept in %s", d.dir);
+        progress(&d, "drill: node logs and engine files kept in %s", d.dir);
+    if (d.o.n_configs)
+        progress(&d, "drill: the data directories the configuration files name hold the drill's data now");
     free(d.rounds);
     free(d.acks);
     return rc ? 1 : 0;

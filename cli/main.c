@@ -31,7 +31,7 @@ static void usage(FILE *out)
             "  promote (-c FILE | -d DATA_DIR) [--no-wait] [--timeout SECONDS]\n"
             "                       make a running standby the primary, in the same process\n"
             "  drill [--standbys N] [--rounds R] [--kill sigkill|sigstop|sigterm[,...]] [--records N]\n"
-            "        [--seed S] [--dir DIR] [--keep] [--set SECTION.KEY=VALUE]... [--json]\n"
+            "        [--seed S] [--dir DIR] [--keep] [--set SECTION.KEY=VALUE]... [--json] [CONFIG...]\n"
             "                       rehearse failover on this host: kill the primary, promote a standby,\n"
             "                       restart the engine on it, rejoin the old primary; R rounds, a report\n"
             "  checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"

@@ -2,9 +2,10 @@
 # drill_test.sh -- `ringkeep drill` end to end: ROUNDS kill/promote rounds
 # under load (SIGKILL, SIGSTOP and SIGTERM in turn, two standbys) must
 # lose no acknowledged height, end with equal digests and fence every
-# woken primary; and a deliberately weakened run (min_replicas = 0, so
-# RK_REPLICATED means durable on the primary alone, and standbys that lose
-# every published entry and fetch it late) must report the loss and exit 1.
+# woken primary; and a deliberately weakened run, on configuration files
+# (min_replicas = 0, so RK_REPLICATED means durable on the primary alone,
+# and standbys that lose every published entry and fetch it late), must
+# report the loss and exit 1.
 # usage: drill_test.sh PATH/TO/ringkeep ROUNDS
 set -eu
 RK=$1
@@ -38,11 +39,33 @@ n_fenced=$(printf '%s' "$out" | grep -o 'fenced: exit 4; its engine: RK_EFENCED;
 [ "$n_stop" -eq "$n_fenced" ] || fail "$n_stop SIGSTOP rounds, $n_fenced woken primaries fenced: $out"
 [ "$(grep -c '^round [0-9]*/' "$TMP/progress")" -eq "$ROUNDS" ] || fail "progress lines: $(cat "$TMP/progress")"
 
-# the weakened run must be caught
+# the weakened run must be caught; it runs on configuration files (the
+# nodes' own settings: min_replicas = 0, slow heartbeats)
+port=$((24000 + $$ % 900 * 10))
+for i in 0 1; do
+    mkdir "$TMP/data$i"
+    cat > "$TMP/node$i.ini" <<INI
+[node]
+data_dir = $TMP/data$i
+[ring]
+name = drill-test.$$.$i
+capacity = 1M
+[replication]
+publish = tcp://*:$((port + 2 * i))
+serve = tcp://127.0.0.1:$((port + 2 * i + 1))
+node_id = node-$i
+min_replicas = 0
+heartbeat_ms = 2000
+INI
+done
 rc=0
-out=$(RK_TEST_DROP_JOURNAL=1 "$RK" drill --rounds 2 --standbys 1 --records 50 --kill sigkill \
-    --set replication.min_replicas=0 --set replication.heartbeat_ms=2000) || rc=$?
+out=$(RK_TEST_DROP_JOURNAL=1 "$RK" drill --rounds 2 --records 50 --kill sigkill --dir "$TMP" \
+    "$TMP/node0.ini" "$TMP/node1.ini") || rc=$?
 [ "$rc" -eq 1 ] || fail "weakened drill: exit $rc, want 1: $out"
 has "$out" 'lost  *[1-9][0-9]* on the final primary' || fail "weakened drill reports no loss: $out"
+has "$out" '^total: 2 of 2 rounds, 1 standbys' || fail "weakened drill did not run its rounds: $out"
 has "$out" '^drill FAILED$' || fail "weakened drill: $out"
+# a data directory that is not empty is refused (the drill would write into it)
+rc=0; "$RK" drill "$TMP/node0.ini" "$TMP/node1.ini" 2>"$TMP/err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q 'must exist and be empty' "$TMP/err" || fail "non-empty data_dir: exit $rc $(cat "$TMP/err")"
 echo "drill_test: ok ($ROUNDS rounds)"
