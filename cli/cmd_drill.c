@@ -126,13 +126,14 @@ struct round_report {
     int old_primary, new_primary;
     uint64_t new_epoch;
     double promoted_ms, engine_ms; /* from the kill */
+    double promotion_ms;           /* from the promote request to the node answering as the primary */
     uint64_t acked_before;         /* highest height acknowledged when the primary was killed */
     uint64_t restored_height;
     uint64_t lost_at_restore;       /* acknowledged heights above the restored height */
     uint64_t set_aside;             /* entries the old primary set aside when it rejoined */
-    char woke[160];                 /* SIGSTOP: what the woken primary did */
+    char woke[256];                 /* SIGSTOP: what the woken primary did */
     uint64_t acked_after_promotion; /* by the woken primary's engine: must be 0 */
-    char error[256];                /* a step that failed, "" */
+    char error[320];                /* a step that failed, "" */
 };
 
 struct drill {
@@ -571,9 +572,10 @@ static int most_advanced(struct drill *d, int old)
 
 /* Promotes slot i (control request "promote") and waits until it answers
  * as a primary of an epoch above was; its new epoch in *epoch. */
-static int promote(struct drill *d, int i, uint64_t was, uint64_t *epoch, char *err, size_t err_size)
+static int promote(struct drill *d, int i, uint64_t was, uint64_t *epoch, double *took_ms, char *err,
+                   size_t err_size)
 {
-    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+    uint64_t asked = now_ns(), deadline = asked + (uint64_t)DRILL_STEP_S * 1000000000u;
     char *reply = NULL;
     int rc = node_request(d->slots[i].dir, "promote", 5000, &reply);
 
@@ -589,6 +591,7 @@ static int promote(struct drill *d, int i, uint64_t was, uint64_t *epoch, char *
         *epoch = json_u64_of(st, "epoch");
         json_decref(st);
         if (done) {
+            *took_ms = ms_between(asked, now_ns());
             d->slots[i].primary = 1;
             return 0;
         }
@@ -700,9 +703,9 @@ static int wake_and_fence(struct drill *d, int i, struct engine *old, uint64_t e
     }
     snprintf(r->woke, sizeof r->woke,
              "%s%s of epoch %" PRIu64
-             "; fenced: %s; its engine: %s; acknowledged after the promotion: %" PRIu64
+             "; fenced on `%s`: %s; its engine: %s; acknowledged after the promotion: %" PRIu64
              " not held by the new primary (%" PRIu64 " seen late, held)",
-             answered ? "answered as " : "did not answer", answered ? role : "", was_epoch,
+             answered ? "answered as " : "did not answer", answered ? role : "", was_epoch, req,
              exit_code == NODE_EXIT_FENCED ? "exit 4" : "NO", old->fenced ? "RK_EFENCED" : "NOT fenced",
              r->acked_after_promotion, n_late - r->acked_after_promotion);
     engine_close(old);
@@ -748,7 +751,7 @@ static int run_round(struct drill *d, int round, struct round_report *r)
         return -1;
     }
     r->new_primary = np;
-    if (promote(d, np, old_epoch, &r->new_epoch, r->error, sizeof r->error) != 0)
+    if (promote(d, np, old_epoch, &r->new_epoch, &r->promotion_ms, r->error, sizeof r->error) != 0)
         return -1;
     d->slots[p].primary = 0;
     promoted_ns = now_ns();
@@ -889,15 +892,18 @@ static double percentile(double *v, int n, double q)
 
 static json_t *round_json(const struct drill *d, const struct round_report *r)
 {
-    json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:f, s:f, s:I, s:I, s:I, s:I}", "round", r->round,
-                          "kill", kill_names[r->kill], "old_primary", d->slots[r->old_primary].id,
-                          "new_primary", r->new_primary >= 0 ? d->slots[r->new_primary].id : "", "epoch",
-                          (json_int_t)r->new_epoch, "kill_to_primary_ms", r->promoted_ms, "kill_to_engine_ms",
-                          r->engine_ms, "acked_before_kill", (json_int_t)r->acked_before, "restored_height",
-                          (json_int_t)r->restored_height, "lost_at_restore", (json_int_t)r->lost_at_restore,
-                          "set_aside_entries", (json_int_t)r->set_aside);
+    json_t *o =
+        json_pack("{s:i, s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "round", r->round, "kill",
+                  kill_names[r->kill], "old_primary", d->slots[r->old_primary].id, "new_primary",
+                  r->new_primary >= 0 ? d->slots[r->new_primary].id : "", "epoch", (json_int_t)r->new_epoch,
+                  "promotion_ms", r->promotion_ms, "kill_to_primary_ms", r->promoted_ms, "kill_to_engine_ms",
+                  r->engine_ms, "acked_before_kill", (json_int_t)r->acked_before, "restored_height",
+                  (json_int_t)r->restored_height, "lost_at_restore", (json_int_t)r->lost_at_restore,
+                  "set_aside_entries", (json_int_t)r->set_aside);
     if (o && r->kill == KILL_SIGSTOP)
         json_object_set_new(o, "woken_primary", json_string(r->woke));
+    if (o && r->kill == KILL_SIGSTOP)
+        json_object_set_new(o, "acked_after_promotion", json_integer((json_int_t)r->acked_after_promotion));
     if (o && r->error[0])
         json_object_set_new(o, "error", json_string(r->error));
     return o;
@@ -907,12 +913,13 @@ static int report(struct drill *d, uint64_t lost, int equal, const char *digest,
                   uint64_t seed)
 {
     int n = d->n_rounds_done, failed = 0;
-    double promoted[DRILL_MAX_ROUNDS], engine[DRILL_MAX_ROUNDS];
+    double promoted[DRILL_MAX_ROUNDS], engine[DRILL_MAX_ROUNDS], promotion[DRILL_MAX_ROUNDS];
     uint64_t lost_restore = 0, aside = 0, after = 0;
 
     for (int i = 0; i < n; i++) {
         const struct round_report *r = &d->rounds[i];
         promoted[i] = r->promoted_ms;
+        promotion[i] = r->promotion_ms;
         engine[i] = r->engine_ms;
         lost_restore += r->lost_at_restore;
         aside += r->set_aside;
@@ -924,34 +931,38 @@ static int report(struct drill *d, uint64_t lost, int equal, const char *digest,
         json_t *rounds = json_array();
         for (int i = 0; i < n; i++)
             json_array_append_new(rounds, round_json(d, &d->rounds[i]));
-        json_t *o =
-            json_pack("{s:o, s:i, s:i, s:I, s:I, s:I, s:I, s:b, s:s, s:I, s:f, s:f, s:f, s:f, s:I, s:b}",
-                      "rounds", rounds, "rounds_done", n, "standbys", d->o.n_standbys, "seed",
-                      (json_int_t)seed, "acknowledged", (json_int_t)d->n_acks, "lost", (json_int_t)lost,
-                      "lost_at_restore", (json_int_t)lost_restore, "digests_equal", equal, "digest", digest,
-                      "set_aside_entries", (json_int_t)aside, "kill_to_primary_p50_ms",
-                      percentile(promoted, n, 0.5), "kill_to_primary_p99_ms", percentile(promoted, n, 0.99),
-                      "kill_to_engine_p50_ms", percentile(engine, n, 0.5), "kill_to_engine_p99_ms",
-                      percentile(engine, n, 0.99), "acked_after_promotion", (json_int_t)after, "ok", !failed);
+        json_t *o = json_pack(
+            "{s:o, s:i, s:i, s:I, s:I, s:I, s:I, s:b, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:b}",
+            "rounds", rounds, "rounds_done", n, "standbys", d->o.n_standbys, "seed", (json_int_t)seed,
+            "acknowledged", (json_int_t)d->n_acks, "lost", (json_int_t)lost, "lost_at_restore",
+            (json_int_t)lost_restore, "digests_equal", equal, "digest", digest, "set_aside_entries",
+            (json_int_t)aside, "promotion_p50_ms", percentile(promotion, n, 0.5), "promotion_p99_ms",
+            percentile(promotion, n, 0.99), "kill_to_primary_p50_ms", percentile(promoted, n, 0.5),
+            "kill_to_primary_p99_ms", percentile(promoted, n, 0.99), "kill_to_engine_p50_ms",
+            percentile(engine, n, 0.5), "kill_to_engine_p99_ms", percentile(engine, n, 0.99),
+            "acked_after_promotion", (json_int_t)after, "ok", !failed);
         if (o && final_error[0])
             json_object_set_new(o, "error", json_string(final_error));
         cli_print_json(o);
         return failed;
     }
-    printf("\nround kill     old -> new  epoch  to primary  to engine  acked  restored  lost  set aside\n");
+    printf("\nround kill     old -> new  epoch  promotion  to primary  to engine  acked  restored  lost  set "
+           "aside\n");
     for (int i = 0; i < n; i++) {
         const struct round_report *r = &d->rounds[i];
-        printf("%5d %-7s  %3s -> %-3s %6" PRIu64 " %8.1f ms %7.1f ms %6" PRIu64 " %9" PRIu64 " %5" PRIu64
-               " %10" PRIu64 "%s%s\n",
+        printf("%5d %-7s  %3s -> %-3s %6" PRIu64 " %7.1f ms %8.1f ms %7.1f ms %6" PRIu64 " %9" PRIu64
+               " %5" PRIu64 " %10" PRIu64 "%s%s\n",
                r->round, kill_names[r->kill], d->slots[r->old_primary].id,
-               r->new_primary >= 0 ? d->slots[r->new_primary].id : "-", r->new_epoch, r->promoted_ms,
-               r->engine_ms, r->acked_before, r->restored_height, r->lost_at_restore, r->set_aside,
-               r->error[0] ? "  FAILED: " : "", r->error);
+               r->new_primary >= 0 ? d->slots[r->new_primary].id : "-", r->new_epoch, r->promotion_ms,
+               r->promoted_ms, r->engine_ms, r->acked_before, r->restored_height, r->lost_at_restore,
+               r->set_aside, r->error[0] ? "  FAILED: " : "", r->error);
         if (r->kill == KILL_SIGSTOP && r->woke[0])
             printf("      woken primary: %s\n", r->woke);
     }
     printf("\ntotal: %d of %d rounds, %d standbys, seed %" PRIu64 "\n", n, d->o.n_rounds, d->o.n_standbys,
            seed);
+    printf("  promotion (request -> primary)        p50 %.1f ms  p99 %.1f ms\n",
+           percentile(promotion, n, 0.5), percentile(promotion, n, 0.99));
     printf("  kill -> new primary accepting writes  p50 %.1f ms  p99 %.1f ms\n", percentile(promoted, n, 0.5),
            percentile(promoted, n, 0.99));
     printf("  kill -> engine writing again          p50 %.1f ms  p99 %.1f ms\n", percentile(engine, n, 0.5),
@@ -961,8 +972,8 @@ static int report(struct drill *d, uint64_t lost, int equal, const char *digest,
            " above a restored height\n",
            lost, lost_restore);
     printf("  acknowledged by a woken old primary   %" PRIu64 "\n", after);
-    printf("  digests of all %d nodes               %s (%s)\n", d->n_slots, equal ? "equal" : "DIFFER",
-           digest[0] ? digest : "-");
+    printf("  digests of all %d nodes%*s%s (%s)\n", d->n_slots, d->n_slots < 10 ? 16 : 15, "",
+           equal ? "equal" : "DIFFER", digest[0] ? digest : "-");
     printf("  entries set aside on old primaries    %" PRIu64 "\n", aside);
     if (final_error[0])
         printf("  error: %s\n", final_error);
@@ -1266,11 +1277,11 @@ int cmd_drill(int argc, char **argv)
         d.n_rounds_done = round;
         progress(&d,
                  "round %d/%d: %s %s -> %s (epoch %" PRIu64
-                 "): primary in %.1f ms, engine writing in %.1f ms, "
+                 "): promoted in %.1f ms, primary %.1f ms and engine writing %.1f ms after the kill, "
                  "restored height %" PRIu64 " (acknowledged %" PRIu64 "), %" PRIu64 " set aside%s%s",
                  round, d.o.n_rounds, kill_names[r->kill], d.slots[r->old_primary].id,
-                 r->new_primary >= 0 ? d.slots[r->new_primary].id : "-", r->new_epoch, r->promoted_ms,
-                 r->engine_ms, r->restored_height, r->acked_before, r->set_aside,
+                 r->new_primary >= 0 ? d.slots[r->new_primary].id : "-", r->new_epoch, r->promotion_ms,
+                 r->promoted_ms, r->engine_ms, r->restored_height, r->acked_before, r->set_aside,
                  r->error[0] ? ": FAILED: " : "", r->error);
     }
     if (!rc) {

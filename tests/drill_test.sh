@@ -35,7 +35,7 @@ done
 has "$out" '"acknowledged":[1-9]' || fail "nothing was acknowledged: $out"
 # every woken primary was fenced, its engine told so
 n_stop=$(printf '%s' "$out" | grep -o '"kill":"sigstop"' | wc -l)
-n_fenced=$(printf '%s' "$out" | grep -o 'fenced: exit 4; its engine: RK_EFENCED; acknowledged after the promotion: 0 ' | wc -l)
+n_fenced=$(printf '%s' "$out" | grep -o 'exit 4; its engine: RK_EFENCED; acknowledged after the promotion: 0 ' | wc -l)
 [ "$n_stop" -eq "$n_fenced" ] || fail "$n_stop SIGSTOP rounds, $n_fenced woken primaries fenced: $out"
 [ "$(grep -c '^round [0-9]*/' "$TMP/progress")" -eq "$ROUNDS" ] || fail "progress lines: $(cat "$TMP/progress")"
 
