@@ -257,14 +257,17 @@ int cmd_status(int argc, char **argv)
 
 static void promote_usage(FILE *out)
 {
-    fprintf(out, "usage: ringkeep promote (-c FILE | -d DATA_DIR) [--no-wait] [--timeout SECONDS]\n"
-                 "  asks the standby running on DATA_DIR to become the primary, in the same process: it\n"
-                 "  stops following, journals and applies all it holds, starts a new epoch (committed\n"
-                 "  first) and creates the ring its configuration names at its next LSN.  Engines then\n"
-                 "  restore with rk_state_open(DATA_DIR) and carry on from their height + 1.  Waits until\n"
-                 "  the node answers as a primary (default %d s; --no-wait: returns once the standby took\n"
-                 "  the request).  Exit 0 promoted, 1 refused or not done in time, 3 no node runs there.\n"
-                 "  A stopped standby is promoted at start: ringkeep node -c FILE --promote.\n",
+    fprintf(out,
+            "usage: ringkeep promote (-c FILE | -d DATA_DIR) [--force] [--no-wait] [--timeout SECONDS]\n"
+            "  asks the standby running on DATA_DIR to become the primary, in the same process: it\n"
+            "  stops following, journals and applies all it holds, starts a new epoch (committed\n"
+            "  first) and creates the ring its configuration names at its next LSN.  Engines then\n"
+            "  restore with rk_state_open(DATA_DIR) and carry on from their height + 1.  Waits until\n"
+            "  the node answers as a primary (default %d s; --no-wait: returns once the standby took\n"
+            "  the request).  Refused when, by the primary's last heartbeat, another standby\n"
+            "  acknowledged more than this one holds (it prints both): promote that one, or --force.\n"
+            "  Exit 0 promoted, 1 refused or not done in time, 3 no node runs there.\n"
+            "  A stopped standby is promoted at start: ringkeep node -c FILE --promote.\n",
             PROMOTE_WAIT_S);
 }
 
@@ -311,6 +314,7 @@ int cmd_promote(int argc, char **argv)
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"data-dir", required_argument, NULL, 'd'},
                                          {"no-wait", no_argument, NULL, 'n'},
+                                         {"force", no_argument, NULL, 'f'},
                                          {"timeout", required_argument, NULL, 't'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -319,7 +323,7 @@ int cmd_promote(int argc, char **argv)
     char *reply = NULL, role[16] = "", *end = NULL;
     uint64_t epoch = 0;
     unsigned long timeout_s = PROMOTE_WAIT_S;
-    int wait = 1, rc = 0, ch;
+    int wait = 1, force = 0, rc = 0, ch;
 
     optind = 0;
     while ((ch = getopt_long(argc, argv, "c:d:", opts, NULL)) != -1) {
@@ -331,6 +335,8 @@ int cmd_promote(int argc, char **argv)
             dir = optarg;
         else if (ch == 'n')
             wait = 0;
+        else if (ch == 'f')
+            force = 1;
         else if ((timeout_s = strtoul(optarg, &end, 10)) == 0 || *end || timeout_s > 86400) {
             fprintf(stderr, "ringkeep promote: --timeout %s: want seconds, 1 to 86400\n", optarg);
             return 2;
@@ -348,16 +354,17 @@ int cmd_promote(int argc, char **argv)
     free(reply);
     reply = NULL;
     if (!rc)
-        rc = node_request(dir, "promote", 5000, &reply);
+        rc = node_request(dir, force ? "promote force" : "promote", 5000, &reply);
     if (rc) {
         rc = no_answer("promote", dir, rc);
     } else if (strncmp(reply, "ok", 2) != 0) {
         fprintf(stderr, "ringkeep promote: %s: %s\n", dir, strncmp(reply, "error ", 6) == 0 ? reply + 6 : reply);
         rc = 1;
-    } else if (!wait) {
-        printf("%s: %s\n", dir, reply + (reply[2] == ' ' ? 3 : 2));
     } else {
-        rc = promote_wait(dir, epoch, (unsigned)timeout_s);
+        printf("%s: %s\n", dir, reply + (reply[2] == ' ' ? 3 : 2));
+        fflush(stdout);
+        if (wait)
+            rc = promote_wait(dir, epoch, (unsigned)timeout_s);
     }
     free(reply);
     free(c);

@@ -28,7 +28,7 @@ static void usage(FILE *out)
             "                       print a primary's checkpoint notices and heartbeats as they come\n"
             "  status (-c FILE | -d DATA_DIR) [--json]\n"
             "                       ask a running node for its status (exit 3: no node running)\n"
-            "  promote (-c FILE | -d DATA_DIR) [--no-wait] [--timeout SECONDS]\n"
+            "  promote (-c FILE | -d DATA_DIR) [--force] [--no-wait] [--timeout SECONDS]\n"
             "                       make a running standby the primary, in the same process\n"
             "  drill [--standbys N] [--rounds R] [--kill sigkill|sigstop|sigterm[,...]] [--records N]\n"
             "        [--seed S] [--dir DIR] [--keep] [--set SECTION.KEY=VALUE]... [--json] [CONFIG...]\n"

@@ -129,7 +129,7 @@ void primary_answer(struct node *n, const char *req, char *reply, size_t reply_s
 
 /* standby.c */
 int run_standby(const struct node_config *c);
-void standby_promote_answer(struct node *n, char *reply, size_t reply_size);
+void standby_promote_answer(struct node *n, int force, char *reply, size_t reply_size);
 void apply_standby(struct node *n);
 struct apply_meta standby_applied(struct node *n);
 

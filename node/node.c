@@ -181,7 +181,7 @@ static void standby_status_reply(struct node *n, char *reply, size_t reply_size)
 }
 
 /* The control loop's answers, for every role: "status" (and its old name
- * "status-json"), "promote" (a standby's); a primary also serves
+ * "status-json"), "promote" and "promote force" (a standby's); a primary also serves
  * "snapshot" and "checkpoint". */
 static void control_answer(void *arg, const char *req, char *reply, size_t reply_size)
 {
@@ -192,9 +192,9 @@ static void control_answer(void *arg, const char *req, char *reply, size_t reply
             standby_status_reply(n, reply, reply_size);
         else
             status_json(n, reply, reply_size);
-    } else if (strcmp(req, "promote") == 0) {
+    } else if (strcmp(req, "promote") == 0 || strcmp(req, "promote force") == 0) {
         if (n->role == ROLE_STANDBY)
-            standby_promote_answer(n, reply, reply_size);
+            standby_promote_answer(n, req[7] != '\0', reply, reply_size);
         else
             snprintf(reply, reply_size, "error this node is a primary already (epoch %" PRIu64 ")", n->epoch);
     } else if (n->role == ROLE_STANDBY)

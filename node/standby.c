@@ -246,14 +246,29 @@ static void standby_status(struct node *n)
 /* "promote" on a standby's control thread: accepted when the standby can
  * become a primary (its configuration names a ring and checks as a
  * primary's; it is not in the middle of a bootstrap, which leaves no whole
- * state); the main loop then ends and run_standby returns NODE_PROMOTE.
- * The reply comes at once: `ringkeep promote` waits for the status to say
- * primary. */
-void standby_promote_answer(struct node *n, char *reply, size_t reply_size)
+ * state) and, unless force, no other standby acknowledged more than it
+ * holds according to the primary's last heartbeat (promoting it would
+ * drop what that one holds, acknowledged RK_REPLICATED maybe); the main
+ * loop then ends and run_standby returns NODE_PROMOTE.  Either reply
+ * gives what it holds against what was last acknowledged.  The reply
+ * comes at once: `ringkeep promote` waits for the status to say primary. */
+void standby_promote_answer(struct node *n, int force, char *reply, size_t reply_size)
 {
     struct node_config *pc = malloc(sizeof *pc);
-    char err[1024] = "";
+    struct repl_promote_view v;
+    char err[1024] = "", held[256];
 
+    repl_standby_promote_view(n->standby, &v);
+    if (v.other_id[0])
+        snprintf(held, sizeof held,
+                 "this standby holds journal_seq %" PRIu64 "; %s acknowledged %" PRIu64
+                 " (the primary's last heartbeat, epoch %" PRIu64 ")",
+                 v.held_seq, v.other_id, v.other_acked, v.heartbeat_epoch);
+    else
+        snprintf(held, sizeof held,
+                 "this standby holds journal_seq %" PRIu64
+                 "; no other standby in the primary's last heartbeat",
+                 v.held_seq);
     if (!pc)
         snprintf(reply, reply_size, "error out of memory");
     else if (node_promote_config(n->c, pc, err, sizeof err) != 0)
@@ -261,10 +276,17 @@ void standby_promote_answer(struct node *n, char *reply, size_t reply_size)
     else if (atomic_load(&n->bootstrapping)) /* the main thread's, seen here through the atomic */
         snprintf(reply, reply_size, "error cannot promote: the standby is bootstrapping from a checkpoint "
                                     "(no whole state yet); try again once it follows");
+    else if (!force && v.other_acked > v.held_seq)
+        snprintf(reply, reply_size,
+                 "error cannot promote: another standby acknowledged more than this one holds: %s; promote "
+                 "that one, or wait for this one to catch up, or --force (the entries after %" PRIu64
+                 " are then lost to the new epoch)",
+                 held, v.held_seq);
     else if (atomic_exchange(&n->promote, 1))
-        snprintf(reply, reply_size, "ok promotion under way");
+        snprintf(reply, reply_size, "ok promotion under way (%s)", held);
     else
-        snprintf(reply, reply_size, "ok promoting from epoch %" PRIu64, repl_standby_epoch(n->standby));
+        snprintf(reply, reply_size, "ok promoting from epoch %" PRIu64 " (%s)",
+                 repl_standby_epoch(n->standby), held);
     free(pc);
 }
 

@@ -42,6 +42,8 @@
 enum key_kind {
     KEY_ROLE,      /* char[]: "primary" or "standby" */
     KEY_ENDPOINT,  /* char[CONFIG_ENDPOINT_MAX + 1]: "tcp://..." or "ipc://...", or empty */
+    KEY_ENDPOINTS, /* char[CONFIG_ENDPOINT_MAX + 1]: 1..CONFIG_NODES_MAX endpoints, comma-separated, or empty
+                    */
     KEY_Z85,       /* char[CONFIG_Z85_KEY + 1]: a CURVE key, 40 characters of Z85, or empty */
     KEY_FILE,      /* char[PATH_MAX]: a file's path, or empty */
     KEY_DIR,       /* char[PATH_MAX]: a path, checked by node_config_check */
@@ -90,8 +92,8 @@ static const struct key_spec keys[] = {
     {"checkpoint", "trim_journal", KEY_BOOL, FIELD(trim_journal), 0, 0, false, "yes"},
     {"replication", "publish", KEY_ENDPOINT, FIELD(repl_publish), 0, 0, false, ""},
     {"replication", "serve", KEY_ENDPOINT, FIELD(repl_serve), 0, 0, false, ""},
-    {"replication", "primary_publish", KEY_ENDPOINT, FIELD(repl_primary_publish), 0, 0, false, ""},
-    {"replication", "primary_serve", KEY_ENDPOINT, FIELD(repl_primary_serve), 0, 0, false, ""},
+    {"replication", "primary_publish", KEY_ENDPOINTS, FIELD(repl_primary_publish), 0, 0, false, ""},
+    {"replication", "primary_serve", KEY_ENDPOINTS, FIELD(repl_primary_serve), 0, 0, false, ""},
     {"replication", "node_id", KEY_PRODUCER, FIELD(repl_node_id), 0, 0, false, ""},
     {"replication", "min_replicas", KEY_U32, FIELD(repl_min_replicas), 0, 64, false, "0"},
     {"replication", "heartbeat_ms", KEY_U32, FIELD(repl_heartbeat_ms), 10, 60000, false, "1000"},
@@ -266,6 +268,84 @@ static const void *field_const(const struct node_config *c, const struct key_spe
     return (const char *)c + k->offset;
 }
 
+/* ------------------------------------------------------------ endpoints */
+
+/* One endpoint of len bytes: "tcp://..." or "ipc://...", or empty.  0 or
+ * RK_EINVAL with the reason in why. */
+static int check_endpoint(const char *value, size_t len, char *why, size_t why_size)
+{
+    if (len > CONFIG_ENDPOINT_MAX) {
+        snprintf(why, why_size, "endpoint longer than %d bytes", CONFIG_ENDPOINT_MAX);
+        return RK_EINVAL;
+    }
+    if (len && strncmp(value, "tcp://", 6) != 0 && strncmp(value, "ipc://", 6) != 0) {
+        snprintf(why, why_size, "not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)");
+        return RK_EINVAL;
+    }
+    return 0;
+}
+
+/* The item of list that starts at *p (blanks around it skipped): its
+ * start and length; *p moves past its comma.  0 at the end of the list. */
+static int next_endpoint(const char **p, const char **item, size_t *len)
+{
+    const char *s = *p, *end;
+
+    if (!*s)
+        return 0;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    end = strchr(s, ',');
+    *p = end ? end + 1 : s + strlen(s);
+    if (!end)
+        end = s + strlen(s);
+    *item = s;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *len = (size_t)(end - s);
+    return 1;
+}
+
+/* A comma-separated list of 1..CONFIG_NODES_MAX endpoints, none empty. */
+static int check_endpoint_list(const char *list, char *why, size_t why_size)
+{
+    const char *p = list, *item;
+    size_t len;
+    uint32_t n = 0;
+
+    while (next_endpoint(&p, &item, &len)) {
+        if (++n > CONFIG_NODES_MAX) {
+            snprintf(why, why_size, "more than %d endpoints", CONFIG_NODES_MAX);
+            return RK_EINVAL;
+        }
+        if (!len) {
+            snprintf(why, why_size, "endpoint %" PRIu32 " of the list is empty", n);
+            return RK_EINVAL;
+        }
+        if (check_endpoint(item, len, why, why_size))
+            return RK_EINVAL;
+    }
+    if (!n || p[-1] == ',') {
+        snprintf(why, why_size, "the list ends with a comma");
+        return RK_EINVAL;
+    }
+    return 0;
+}
+
+uint32_t node_config_endpoints(const char *list, char (*out)[CONFIG_ENDPOINT_MAX + 1], uint32_t max)
+{
+    const char *p = list, *item;
+    size_t len;
+    uint32_t n = 0;
+
+    while (next_endpoint(&p, &item, &len) && len) {
+        if (n < max)
+            snprintf(out[n], CONFIG_ENDPOINT_MAX + 1, "%.*s", (int)len, item);
+        n++;
+    }
+    return n;
+}
+
 /* Checks value for k and stores it in c; origin is kept for data_dir.
  * Returns 0, or RK_EINVAL with the reason in why and c unchanged. */
 static int key_set(struct node_config *c, const struct key_spec *k, const char *value, const char *origin,
@@ -284,14 +364,17 @@ static int key_set(struct node_config *c, const struct key_spec *k, const char *
         memcpy(field(c, k), value, len + 1);
         return 0;
     case KEY_ENDPOINT:
+        if (check_endpoint(value, len, why, why_size))
+            return RK_EINVAL;
+        memcpy(field(c, k), value, len + 1);
+        return 0;
+    case KEY_ENDPOINTS:
         if (len > CONFIG_ENDPOINT_MAX) {
-            snprintf(why, why_size, "endpoint longer than %d bytes", CONFIG_ENDPOINT_MAX);
+            snprintf(why, why_size, "list longer than %d bytes", CONFIG_ENDPOINT_MAX);
             return RK_EINVAL;
         }
-        if (len && strncmp(value, "tcp://", 6) != 0 && strncmp(value, "ipc://", 6) != 0) {
-            snprintf(why, why_size, "not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)");
+        if (len && check_endpoint_list(value, why, why_size))
             return RK_EINVAL;
-        }
         memcpy(field(c, k), value, len + 1);
         return 0;
     case KEY_Z85: {
@@ -616,6 +699,14 @@ int node_config_check(const struct node_config *c, char *err, size_t err_size)
     if (standby && (!c->repl_primary_publish[0] || !c->repl_primary_serve[0] || !c->repl_node_id[0])) {
         put_error(err, err_size,
                   "%s: [node] role = standby: needs [replication] primary_publish, primary_serve and node_id",
+                  where);
+        return RK_EINVAL;
+    }
+    if (node_config_endpoints(c->repl_primary_publish, NULL, 0) !=
+        node_config_endpoints(c->repl_primary_serve, NULL, 0)) {
+        put_error(err, err_size,
+                  "%s: [replication] primary_publish and primary_serve: as many endpoints in each (the i-th "
+                  "of one and the i-th of the other are one node's)",
                   where);
         return RK_EINVAL;
     }

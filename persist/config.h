@@ -17,7 +17,8 @@
 
 enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
-#define CONFIG_ENDPOINT_MAX 255 /* a ZeroMQ endpoint in [replication] */
+#define CONFIG_ENDPOINT_MAX 255 /* a ZeroMQ endpoint in [replication], or a list of them */
+#define CONFIG_NODES_MAX 16     /* endpoints in primary_publish and primary_serve */
 #define CONFIG_Z85_KEY 40       /* a CURVE key in Z85 text */
 
 struct node_config {
@@ -54,8 +55,10 @@ struct node_config {
     /* [replication] (endpoints: "" when unset) */
     char repl_publish[CONFIG_ENDPOINT_MAX + 1];         /* publish: primary's PUB bind */
     char repl_serve[CONFIG_ENDPOINT_MAX + 1];           /* serve: primary's ROUTER bind */
-    char repl_primary_publish[CONFIG_ENDPOINT_MAX + 1]; /* primary_publish: a standby's SUB connect */
-    char repl_primary_serve[CONFIG_ENDPOINT_MAX + 1];   /* primary_serve: a standby's DEALER connect */
+    /* primary_publish and primary_serve: the cluster's nodes, a comma-separated list each, paired by
+     * position (node_config_endpoints); a standby's SUB and DEALER connect to each */
+    char repl_primary_publish[CONFIG_ENDPOINT_MAX + 1];
+    char repl_primary_serve[CONFIG_ENDPOINT_MAX + 1];
     char repl_node_id[RK_NAME_MAX + 1];                 /* node_id: this node's name among standbys */
     uint32_t repl_min_replicas;                         /* min_replicas: acks that make a record replicated */
     uint32_t repl_heartbeat_ms;                         /* heartbeat_ms: heartbeat interval */
@@ -89,11 +92,18 @@ int node_config_load(const char *path, struct node_config *c, char *err, size_t 
 int node_config_set(struct node_config *c, const char *section, const char *key, const char *value,
                     const char *origin, char *err, size_t err_size);
 
+/* The endpoints of list ([replication] primary_publish or primary_serve,
+ * checked when set): copies the first max of them, blanks around each
+ * removed, into out[0..] and returns how many the list holds (0 when
+ * empty).  out may be NULL when max is 0. */
+uint32_t node_config_endpoints(const char *list, char (*out)[CONFIG_ENDPOINT_MAX + 1], uint32_t max);
+
 /* Checks what only makes sense once everything is set: data_dir exists and
  * is a directory, ring name valid (a primary's), role supported (and every
  * number in its range, for a struct filled by code), [replication] keys
  * consistent with the role (a standby needs primary_publish, primary_serve
- * and node_id; publish and serve go together; min_replicas > 0 needs them;
+ * and node_id; primary_publish and primary_serve list as many endpoints;
+ * publish and serve go together; min_replicas > 0 needs them;
  * curve = yes needs the role's whole key set, and keys need curve = yes).  Returns 0 or RK_EINVAL with a
  * one-line reason in err. */
 int node_config_check(const struct node_config *c, char *err, size_t err_size);

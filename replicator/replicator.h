@@ -78,7 +78,12 @@ void repl_primary_close(struct repl_primary *p);
 
 /* A standby's side of the protocol (standby.c): follows the primary at
  * [replication] primary_publish and primary_serve into data directory
- * c->data_dir, and bootstraps from its newest checkpoint when needed.  The
+ * c->data_dir, and bootstraps from its newest checkpoint when needed.
+ * Given several nodes (the i-th endpoint of each list is node i), it
+ * follows the one whose heartbeats announce the highest epoch, moves to
+ * another when a higher one appears there (a standby promoted), and tells
+ * a primary of a lower epoch that it was deposed (a HELLO at its own
+ * epoch: that primary steps down).  The
  * node runs it: its main thread calls everything below but
  * repl_standby_applied, which its apply thread calls. */
 struct repl_standby;
@@ -134,6 +139,20 @@ void repl_standby_applied(struct repl_standby *sb, uint64_t seq, uint64_t digest
  * with what apply has done (am); the node puts role, epoch, pid and data
  * directory before them. */
 json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *am);
+
+/* What a promotion weighs ("which standby"): the last entry this standby
+ * held durably at the end of its last step, against the most another
+ * standby had acknowledged according to the followed primary's last
+ * heartbeat (other_id "" and other_acked 0: none was listed). */
+struct repl_promote_view {
+    uint64_t held_seq;
+    uint64_t other_acked;
+    uint64_t heartbeat_epoch; /* that heartbeat's epoch */
+    char other_id[RK_NAME_MAX + 1];
+};
+
+/* Any thread (the node's control thread answers "promote" with it). */
+void repl_standby_promote_view(struct repl_standby *sb, struct repl_promote_view *out);
 
 /* Closes the sockets, the applier and the store; NULL is a no-op. */
 void repl_standby_close(struct repl_standby *sb);

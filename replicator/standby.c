@@ -40,7 +40,20 @@
  * HELLO says it, and only what is missing is fetched.  Signals, the
  * control endpoint and the status reply are the node's.
  *
- * With curve = yes both sockets are CURVE clients of the primary.
+ * Several nodes ([replication] primary_publish and primary_serve list
+ * them): a SUB and a DEALER each (struct peer).  The SUBs of the nodes not
+ * followed take heartbeats only, for their epoch (on_other).  The node
+ * announcing the highest epoch is followed; a higher one elsewhere (a
+ * standby promoted there) moves the standby to it (repoint: epoch adopted
+ * durably, HELLO, the fork point as with any primary); a primary of a
+ * lower epoch than ours is told ours, which makes it step down
+ * (tell_deposed).
+ *
+ *   no primary (cur -1) ── heartbeat, epoch >= ours ──> follow it (repoint)
+ *   following node i ── node j's heartbeat, epoch > node i's ──> follow j (repoint)
+ *   any node ── heartbeat, epoch < ours ──> HELLO at our epoch (tell_deposed)
+ *
+ * With curve = yes every socket is a CURVE client of the primary.
  *
  * Threads: the node's main thread (everything above) and its apply thread
  * (repl_standby_applied only); `lock` guards the digest history.
@@ -81,12 +94,29 @@ struct digest_at {
     uint64_t seq, digest;
 };
 
+/* One node of the cluster ([replication] primary_publish and primary_serve,
+ * the i-th of each): a SUB on its publish endpoint (heartbeats; entries and
+ * checkpoint notices too while it is the one followed) and a DEALER on its
+ * serve endpoint (requests to the one followed; HELLO to tell a primary of
+ * a lower epoch that it was deposed). */
+struct peer {
+    char publish[CONFIG_ENDPOINT_MAX + 1], serve[CONFIG_ENDPOINT_MAX + 1];
+    void *sub, *dealer;
+    uint64_t epoch;   /* the epoch its last heartbeat announced (0: none seen) */
+    uint64_t told_ns; /* when it was last sent our epoch (a deposed primary) */
+};
+
 struct repl_standby {
     const struct node_config *c;
     struct repl_standby_host host; /* the node's */
     store *s;
     applier *a;
-    void *ctx, *sub, *dealer;
+    void *ctx;
+    struct peer peers[CONFIG_NODES_MAX];
+    uint32_t n_peers;
+    int cur;             /* the peer followed (-1: none yet: no heartbeat seen) */
+    void *sub, *dealer;  /* its sockets (NULL while none) */
+    uint64_t n_repoints; /* times it moved to a primary of a higher epoch */
     uint64_t epoch;
     uint64_t last_seq; /* last entry in our journal (durable) */
     uint64_t recv_seq; /* last entry verified: in the journal or pending (>= last_seq) */
@@ -109,6 +139,11 @@ struct repl_standby {
     int fetching;                                      /* a FETCH is outstanding */
     uint64_t fetch_ns;                                 /* when it was sent */
     uint64_t hb_digest, hb_digest_seq, hb_journal_seq; /* the last heartbeat's */
+    /* under lock, for a promotion's check (repl_standby_promote_view):
+     * the most another standby acknowledged in the followed primary's last
+     * heartbeat, and what we held at the end of the last step */
+    char other_id[WIRE_NAME_MAX + 1];
+    uint64_t other_acked, other_hb_epoch, held_seq;
     /* recent heartbeats' digests: apply may reach their sequence only
      * later, when it lags */
     struct digest_at hb_history[HB_HISTORY];
@@ -131,7 +166,7 @@ struct repl_standby {
     uint64_t snap_ns;              /* when the last SNAPSHOT was sent */
     uint64_t n_bootstraps;
 
-    pthread_mutex_t lock; /* the digest history */
+    pthread_mutex_t lock; /* the digest history, other_* and held_seq */
 };
 
 /* ------------------------------------------------------------ meta */
@@ -178,13 +213,26 @@ void repl_standby_applied(struct repl_standby *sb, uint64_t seq, uint64_t digest
 
 /* ------------------------------------------------------------ requests */
 
-static void send_msg(struct repl_standby *sb, struct wire_msg *m)
+/* Sends m at our epoch on dealer (nothing while it is NULL: no primary
+ * followed yet). */
+static void send_to(struct repl_standby *sb, void *dealer, struct wire_msg *m)
 {
     char why[256];
     m->epoch = sb->epoch;
-    int rc = link_send(sb->dealer, NULL, 0, m, why, sizeof why);
+    int rc = dealer ? link_send(dealer, NULL, 0, m, why, sizeof why) : 0;
     if (rc && rc != EAGAIN)
         log_msg(LOG_WARN, "cannot send to the primary", "error=\"%s\"", why);
+}
+
+static void send_msg(struct repl_standby *sb, struct wire_msg *m)
+{
+    send_to(sb, sb->dealer, m);
+}
+
+/* The followed primary's serve endpoint, for logs and status. */
+static const char *primary_name(const struct repl_standby *sb)
+{
+    return sb->cur >= 0 ? sb->peers[sb->cur].serve : "";
 }
 
 /* What HELLO says of the last entry held: its epoch by our history, and
@@ -208,11 +256,17 @@ static void describe_last(struct repl_standby *sb, struct wire_hello *h)
     free(entry);
 }
 
+static void hello_msg(struct repl_standby *sb, struct wire_msg *m)
+{
+    *m = (struct wire_msg){.type = WIRE_HELLO};
+    snprintf(m->u.hello.node_id, sizeof m->u.hello.node_id, "%s", sb->c->repl_node_id);
+    describe_last(sb, &m->u.hello);
+}
+
 static void send_hello(struct repl_standby *sb)
 {
-    struct wire_msg m = {.type = WIRE_HELLO};
-    snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "%s", sb->c->repl_node_id);
-    describe_last(sb, &m.u.hello);
+    struct wire_msg m;
+    hello_msg(sb, &m);
     sb->hello_last_seq = sb->last_seq;
     send_msg(sb, &m);
     sb->welcomed = 0;
@@ -438,6 +492,20 @@ static int set_aside(struct repl_standby *sb)
 static void part_path(const struct repl_standby *sb, char *out, size_t size)
 {
     snprintf(out, size, "%s/checkpoints/.%s.part", sb->c->data_dir, sb->snap_name);
+}
+
+/* The download under way stops and its partial copy goes (the checkpoint
+ * was removed, or another primary is followed): the next WELCOME names
+ * the checkpoint to download. */
+static void bootstrap_abandon(struct repl_standby *sb)
+{
+    char part[PATH_MAX + WIRE_FILE_MAX + 32];
+
+    part_path(sb, part, sizeof part);
+    close(sb->snap_fd);
+    sb->snap_fd = -1;
+    sb->bootstrapping = 0;
+    sys_unlink(part);
 }
 
 /* A bootstrap that cannot go on (a write, fsync or rename of the copy
@@ -775,7 +843,7 @@ static int on_welcome(struct repl_standby *sb, const struct wire_welcome *w)
     sb->following = 1;
     log_msg(LOG_INFO, "following the primary",
             "primary=%s last_seq=%" PRIu64 " primary_first_seq=%" PRIu64 " primary_last_seq=%" PRIu64,
-            sb->c->repl_primary_serve, sb->last_seq, w->first_seq, w->last_seq);
+            primary_name(sb), sb->last_seq, w->first_seq, w->last_seq);
     return 0;
 }
 
@@ -807,9 +875,10 @@ static void compare_digest(struct repl_standby *sb)
     }
 }
 
-static void on_heartbeat(struct repl_standby *sb, const struct wire_heartbeat *hb)
+static void on_heartbeat(struct repl_standby *sb, const struct wire_heartbeat *hb, uint64_t epoch)
 {
     int listed = 0;
+    const struct wire_standby *other = NULL;
 
     knows_primary_holds(sb, hb->journal_seq);
     sb->hb_journal_seq = hb->journal_seq;
@@ -818,13 +887,132 @@ static void on_heartbeat(struct repl_standby *sb, const struct wire_heartbeat *h
     if (hb->digest_seq)
         sb->hb_history[sb->hb_history_n++ % HB_HISTORY] = (struct digest_at){hb->digest_seq, hb->digest};
     compare_digest(sb);
-    for (uint32_t i = 0; i < hb->n_standbys; i++)
-        listed |= strcmp(hb->standbys[i].id, sb->c->repl_node_id) == 0;
+    for (uint32_t i = 0; i < hb->n_standbys; i++) {
+        const struct wire_standby *w = &hb->standbys[i];
+        if (strcmp(w->id, sb->c->repl_node_id) == 0)
+            listed = 1;
+        else if (!other || w->acked_seq > other->acked_seq)
+            other = w;
+    }
+    sb->peers[sb->cur].epoch = epoch;
+    pthread_mutex_lock(&sb->lock);
+    snprintf(sb->other_id, sizeof sb->other_id, "%s", other ? other->id : "");
+    sb->other_acked = other ? other->acked_seq : 0;
+    sb->other_hb_epoch = epoch;
+    pthread_mutex_unlock(&sb->lock);
     if (sb->welcomed && !sb->bootstrapping)
         send_ack(sb, 1); /* also tells the primary we are alive */
     /* a primary that restarted has forgotten us: say HELLO again */
     if (!listed && sb->welcomed && link_monotonic_ns() - sb->hello_ns > HELLO_RETRY_NS)
         send_hello(sb);
+}
+
+/* ------------------------------------------------------------ the cluster */
+
+/* Peer i runs a primary of a lower epoch than ours (deposed, and maybe not
+ * told: it was away, or hung): HELLO at our epoch makes it step down
+ * (docs/PROTOCOL.md, "Epochs").  At most once a second per peer. */
+static void tell_deposed(struct repl_standby *sb, uint32_t i)
+{
+    struct peer *pe = &sb->peers[i];
+    uint64_t now = link_monotonic_ns();
+    struct wire_msg m;
+
+    if (pe->told_ns && now - pe->told_ns < HELLO_RETRY_NS)
+        return;
+    hello_msg(sb, &m);
+    send_to(sb, pe->dealer, &m);
+    pe->told_ns = now;
+    log_msg(LOG_WARN, "a primary of a lower epoch runs: told of ours, it steps down",
+            "primary=%s its_epoch=%" PRIu64 " epoch=%" PRIu64, pe->serve, pe->epoch, sb->epoch);
+}
+
+/* Follows peer i, which announced itself primary of epoch, higher than the
+ * primary followed (or none was yet): the entries received are committed,
+ * the epoch adopted (durably, before anything of peer i is taken), the
+ * primary left behind is told of it, a download under way is dropped, and
+ * HELLO to peer i finds the fork point with it as with any primary
+ * (on_welcome).  1: the standby cannot go on. */
+static int repoint(struct repl_standby *sb, uint32_t i, uint64_t epoch)
+{
+    int old = sb->cur, rc;
+
+    flush_pending(sb);
+    if (epoch > sb->epoch && (rc = epoch_adopt(sb, epoch)) != 0) {
+        log_msg(LOG_ERROR, "cannot record the new epoch", "epoch=%" PRIu64 " error=\"%s\" action=exit", epoch,
+                store_strerror(rc));
+        sb->stop_error = 1;
+        return 1;
+    }
+    if (sb->bootstrapping)
+        bootstrap_abandon(sb);
+    if (old >= 0) {
+        zmq_setsockopt(sb->sub, ZMQ_UNSUBSCRIBE, "rk.j", 4);
+        zmq_setsockopt(sb->sub, ZMQ_UNSUBSCRIBE, "rk.c", 4);
+        if (sb->peers[old].epoch < sb->epoch)
+            tell_deposed(sb, (uint32_t)old);
+        sb->n_repoints++;
+    }
+    sb->cur = (int)i;
+    sb->sub = sb->peers[i].sub;
+    sb->dealer = sb->peers[i].dealer;
+    if (zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.j", 4) ||
+        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.c", 4)) {
+        log_msg(LOG_ERROR, "cannot subscribe to the primary", "primary=%s error=\"%s\" action=exit",
+                sb->peers[i].publish, zmq_strerror(zmq_errno()));
+        sb->stop_error = 1;
+        return 1;
+    }
+    /* what we knew of the primary left behind says nothing of this one */
+    sb->primary_seq = 0;
+    sb->behind_ns = 0;
+    sb->hb_digest = sb->hb_digest_seq = sb->hb_journal_seq = 0;
+    sb->hb_history_n = 0;
+    memset(sb->hb_history, 0, sizeof sb->hb_history);
+    sb->digest_match = -1;
+    sb->digest_compared_seq = 0;
+    pthread_mutex_lock(&sb->lock);
+    sb->other_id[0] = '\0';
+    sb->other_acked = sb->other_hb_epoch = 0;
+    pthread_mutex_unlock(&sb->lock);
+    log_msg(old >= 0 ? LOG_WARN : LOG_INFO, "following the primary of the highest epoch",
+            "primary=%s epoch=%" PRIu64 " before=%s last_seq=%" PRIu64, sb->peers[i].serve, epoch,
+            old >= 0 ? sb->peers[old].serve : "none", sb->last_seq);
+    send_hello(sb);
+    return 0;
+}
+
+/* Peer i (not the one followed) announced itself primary of epoch (a
+ * heartbeat): a lower epoch than ours is told it was deposed; a higher one
+ * than the followed primary's is followed.  1: stop. */
+static int on_peer_epoch(struct repl_standby *sb, uint32_t i, uint64_t epoch)
+{
+    sb->peers[i].epoch = epoch;
+    if (epoch < sb->epoch) {
+        tell_deposed(sb, i);
+        return 0;
+    }
+    if (sb->cur >= 0 && epoch <= sb->peers[sb->cur].epoch)
+        return 0; /* the same epoch is the same primary: one writer each */
+    return repoint(sb, i, epoch);
+}
+
+/* One message from peer i, which is not followed: only its heartbeats
+ * count, for their epoch.  -1: nothing waiting; 1: stop. */
+static int on_other(struct repl_standby *sb, uint32_t i, void *sock)
+{
+    struct link_in in;
+    char why[512] = "";
+    int done = 0, rc = link_recv(sock, 0, &in, why, sizeof why);
+
+    if (rc == EAGAIN || rc == EINTR) {
+        link_in_free(&in);
+        return -1;
+    }
+    if (rc == 0 && in.m.type == WIRE_HEARTBEAT)
+        done = on_peer_epoch(sb, i, in.m.epoch);
+    link_in_free(&in);
+    return done;
 }
 
 /* One message from either socket; returns 1 when the standby must stop. */
@@ -870,7 +1058,7 @@ static int on_message(struct repl_standby *sb, void *sock, int from_dealer)
             on_journal(sb, &in.m.u.journal);
             break;
         case WIRE_HEARTBEAT:
-            on_heartbeat(sb, &in.m.u.heartbeat);
+            on_heartbeat(sb, &in.m.u.heartbeat, in.m.epoch);
             break;
         case WIRE_CHECKPOINT:
             break; /* the newest one comes in WELCOME when needed */
@@ -890,17 +1078,9 @@ static int on_message(struct repl_standby *sb, void *sock, int from_dealer)
             if (in.m.u.error.code == WIRE_ERR_EPOCH) {
                 send_hello(sb);
             } else if (in.m.u.error.code == WIRE_ERR_TRIMMED || in.m.u.error.code == WIRE_ERR_NO_FILE) {
-                if (sb->bootstrapping) {
-                    /* the checkpoint was removed meanwhile: its partial copy
-                     * goes, and the newest one is downloaded instead */
-                    char part[PATH_MAX + WIRE_FILE_MAX + 32];
-                    part_path(sb, part, sizeof part);
-                    close(sb->snap_fd);
-                    sb->snap_fd = -1;
-                    sb->bootstrapping = 0;
-                    sys_unlink(part);
-                }
-                send_hello(sb); /* WELCOME names the newest checkpoint */
+                if (sb->bootstrapping)
+                    bootstrap_abandon(sb); /* the checkpoint was removed meanwhile: the newest one instead */
+                send_hello(sb);            /* WELCOME names the newest checkpoint */
             } else if (in.m.u.error.code == WIRE_ERR_BAD_REQUEST && sb->bootstrapping) {
                 /* e.g. a partial copy longer than the file served (a
                  * checkpoint taken again under the same name): asking
@@ -931,11 +1111,11 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
     snprintf(digest, sizeof digest, "%016" PRIx64, am.digest);
     snprintf(primary_digest, sizeof primary_digest, "%016" PRIx64, sb->hb_digest);
     /* "o" steals its reference, even when json_pack fails */
-    return json_pack(
+    json_t *st = json_pack(
         "{s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o,"
         " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o}",
-        "node_id", json_cstr(sb->c->repl_node_id), "primary", json_cstr(sb->c->repl_primary_serve),
-        "primary_publish", json_cstr(sb->c->repl_primary_publish), "connected", sb->welcomed, "journal_seq",
+        "node_id", json_cstr(sb->c->repl_node_id), "primary", json_cstr(primary_name(sb)), "primary_publish",
+        json_cstr(sb->cur >= 0 ? sb->peers[sb->cur].publish : ""), "connected", sb->welcomed, "journal_seq",
         json_uint(sb->last_seq), "applied_seq", json_uint(am.applied_seq), "acked_seq",
         json_uint(sb->acked_seq), "primary_journal_seq", json_uint(sb->primary_seq), "lag_entries",
         json_uint(sb->primary_seq > sb->last_seq ? sb->primary_seq - sb->last_seq : 0), "lag_ms",
@@ -949,6 +1129,28 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
         json_uint(sb->n_bootstraps), "bootstrapping", sb->bootstrapping, "groups_applied",
         json_uint(am.n_groups), "records", json_uint(am.n_records), "epoch_history",
         json_uint(store_history_length(sb->s)), "set_aside_runs", json_uint(sb->n_set_aside));
+    struct repl_promote_view v;
+    repl_standby_promote_view(sb, &v);
+    if (st &&
+        (json_object_set_new(st, "primary_epoch", json_uint(sb->cur >= 0 ? sb->peers[sb->cur].epoch : 0)) ||
+         json_object_set_new(st, "nodes", json_uint(sb->n_peers)) ||
+         json_object_set_new(st, "repoints", json_uint(sb->n_repoints)) ||
+         json_object_set_new(st, "other_acked_id", json_cstr(v.other_id)) ||
+         json_object_set_new(st, "other_acked_seq", json_uint(v.other_acked)))) {
+        json_decref(st);
+        st = NULL;
+    }
+    return st;
+}
+
+void repl_standby_promote_view(struct repl_standby *sb, struct repl_promote_view *out)
+{
+    pthread_mutex_lock(&sb->lock);
+    out->held_seq = sb->held_seq;
+    out->other_acked = sb->other_acked;
+    out->heartbeat_epoch = sb->other_hb_epoch;
+    snprintf(out->other_id, sizeof out->other_id, "%s", sb->other_id);
+    pthread_mutex_unlock(&sb->lock);
 }
 
 /* ------------------------------------------------------------ run */
@@ -959,29 +1161,51 @@ static uint32_t env_u32(const char *name)
     return v ? (uint32_t)strtoul(v, NULL, 10) : 0;
 }
 
+/* A SUB and a DEALER for each node of the cluster, connected (ZeroMQ
+ * connects in the background: a node down or not bound, a standby's, holds
+ * nothing up).  With one node it is followed from the start, as the
+ * primary; with several, the one whose heartbeat shows the highest epoch
+ * is (on_peer_epoch), and until then the SUBs take heartbeats only. */
 static int open_sockets(struct repl_standby *sb)
 {
+    char publish[CONFIG_NODES_MAX][CONFIG_ENDPOINT_MAX + 1], serve[CONFIG_NODES_MAX][CONFIG_ENDPOINT_MAX + 1];
     int rc;
 
+    sb->n_peers = node_config_endpoints(sb->c->repl_primary_publish, publish, CONFIG_NODES_MAX);
+    if (sb->n_peers != node_config_endpoints(sb->c->repl_primary_serve, serve, CONFIG_NODES_MAX) ||
+        sb->n_peers == 0 || sb->n_peers > CONFIG_NODES_MAX)
+        return EINVAL; /* node_config_check refuses it */
     sb->ctx = zmq_ctx_new();
-    sb->sub = sb->ctx ? zmq_socket(sb->ctx, ZMQ_SUB) : NULL;
-    sb->dealer = sb->ctx ? zmq_socket(sb->ctx, ZMQ_DEALER) : NULL;
-    if (!sb->sub || !sb->dealer)
+    if (!sb->ctx)
         return ENOMEM;
-    if ((rc = link_setup(sb->sub, SUB_HWM)) || (rc = link_setup(sb->dealer, DEALER_HWM)))
-        return rc;
-    if (sb->c->curve && ((rc = link_curve_client(sb->sub, sb->c->curve_server_key, sb->c->curve_public_key,
-                                                 sb->c->curve_secret_key)) ||
-                         (rc = link_curve_client(sb->dealer, sb->c->curve_server_key, sb->c->curve_public_key,
-                                                 sb->c->curve_secret_key))))
-        return rc;
-    if (zmq_setsockopt(sb->dealer, ZMQ_ROUTING_ID, sb->c->repl_node_id, strlen(sb->c->repl_node_id)) ||
-        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.j", 4) ||
-        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.h", 4) ||
-        zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.c", 4) ||
-        zmq_connect(sb->sub, sb->c->repl_primary_publish) ||
-        zmq_connect(sb->dealer, sb->c->repl_primary_serve))
-        return zmq_errno();
+    for (uint32_t i = 0; i < sb->n_peers; i++) {
+        struct peer *pe = &sb->peers[i];
+        memcpy(pe->publish, publish[i], sizeof pe->publish);
+        memcpy(pe->serve, serve[i], sizeof pe->serve);
+        pe->sub = zmq_socket(sb->ctx, ZMQ_SUB);
+        pe->dealer = zmq_socket(sb->ctx, ZMQ_DEALER);
+        if (!pe->sub || !pe->dealer)
+            return ENOMEM;
+        if ((rc = link_setup(pe->sub, SUB_HWM)) || (rc = link_setup(pe->dealer, DEALER_HWM)))
+            return rc;
+        if (sb->c->curve && ((rc = link_curve_client(pe->sub, sb->c->curve_server_key,
+                                                     sb->c->curve_public_key, sb->c->curve_secret_key)) ||
+                             (rc = link_curve_client(pe->dealer, sb->c->curve_server_key,
+                                                     sb->c->curve_public_key, sb->c->curve_secret_key))))
+            return rc;
+        if (zmq_setsockopt(pe->dealer, ZMQ_ROUTING_ID, sb->c->repl_node_id, strlen(sb->c->repl_node_id)) ||
+            zmq_setsockopt(pe->sub, ZMQ_SUBSCRIBE, "rk.h", 4) || zmq_connect(pe->sub, pe->publish) ||
+            zmq_connect(pe->dealer, pe->serve))
+            return zmq_errno();
+    }
+    if (sb->n_peers == 1) {
+        sb->cur = 0;
+        sb->sub = sb->peers[0].sub;
+        sb->dealer = sb->peers[0].dealer;
+        if (zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.j", 4) ||
+            zmq_setsockopt(sb->sub, ZMQ_SUBSCRIBE, "rk.c", 4))
+            return zmq_errno();
+    }
     return 0;
 }
 
@@ -1000,6 +1224,7 @@ int repl_standby_open(const struct node_config *c, const struct repl_standby_hos
     sb->host = *host;
     sb->digest_match = -1;
     sb->snap_fd = -1;
+    sb->cur = -1;
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
     sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
     pthread_mutex_init(&sb->lock, NULL);
@@ -1032,9 +1257,11 @@ int repl_standby_open(const struct node_config *c, const struct repl_standby_hos
         if (restart > 0 && restart - 1 > sb->last_seq)
             sb->last_seq = sb->recv_seq = sb->acked_seq = restart - 1;
     }
+    sb->held_seq = sb->last_seq;
     if ((rc = open_sockets(sb)) != 0) {
         log_msg(LOG_ERROR, "cannot connect to the primary", "primary=%s error=\"%s\"", c->repl_primary_serve,
-                zmq_strerror(rc));
+                rc == EINVAL ? "primary_publish and primary_serve list different numbers of endpoints"
+                             : zmq_strerror(rc));
         return rc;
     }
     return 0;
@@ -1072,25 +1299,42 @@ void repl_standby_start(struct repl_standby *sb)
             " applied_seq=%" PRIu64 " pid=%d",
             sb->c->repl_node_id, sb->epoch, sb->c->data_dir, sb->c->repl_primary_serve, sb->last_seq,
             applier_meta(sb->a).applied_seq, (int)getpid());
-    send_hello(sb);
+    if (sb->cur >= 0)
+        send_hello(sb);
+    else
+        log_msg(LOG_INFO, "waiting for a heartbeat to find the primary of the highest epoch",
+                "nodes=%" PRIu32, sb->n_peers);
 }
 
 int repl_standby_step(struct repl_standby *sb, int timeout_ms)
 {
-    zmq_pollitem_t items[2] = {{.socket = sb->sub, .events = ZMQ_POLLIN},
-                               {.socket = sb->dealer, .events = ZMQ_POLLIN}};
+    zmq_pollitem_t items[2 * CONFIG_NODES_MAX];
 
-    if (zmq_poll(items, 2, timeout_ms) < 0 && zmq_errno() != EINTR)
+    for (uint32_t p = 0; p < sb->n_peers; p++) {
+        items[2 * p] = (zmq_pollitem_t){.socket = sb->peers[p].sub, .events = ZMQ_POLLIN};
+        items[2 * p + 1] = (zmq_pollitem_t){.socket = sb->peers[p].dealer, .events = ZMQ_POLLIN};
+    }
+    if (zmq_poll(items, (int)(2 * sb->n_peers), timeout_ms) < 0 && zmq_errno() != EINTR)
         return 1;
     for (int i = 0; i < RECV_BURST && !sb->stop_error; i++) {
-        int a = on_message(sb, sb->dealer, 1), b = on_message(sb, sb->sub, 0);
-        if (a < 0 && b < 0)
+        int more = 0;
+        /* cur may change on the way (repoint): each socket is read as what it is then */
+        for (uint32_t p = 0; p < sb->n_peers && !sb->stop_error; p++) {
+            struct peer *pe = &sb->peers[p];
+            int a = (int)p == sb->cur ? on_message(sb, pe->dealer, 1) : on_other(sb, p, pe->dealer);
+            int b = (int)p == sb->cur ? on_message(sb, pe->sub, 0) : on_other(sb, p, pe->sub);
+            more |= a >= 0 || b >= 0;
+        }
+        if (!more)
             break;
     }
     if (sb->stop_error)
         return 1;
     flush_pending(sb);
     send_ack(sb, 0); /* after the appends' commit (synced) */
+    pthread_mutex_lock(&sb->lock);
+    sb->held_seq = sb->last_seq;
+    pthread_mutex_unlock(&sb->lock);
     uint64_t now = link_monotonic_ns();
     if (!sb->welcomed && now - sb->hello_ns > HELLO_RETRY_NS)
         send_hello(sb);
@@ -1112,10 +1356,12 @@ void repl_standby_close(struct repl_standby *sb)
 {
     if (!sb)
         return;
-    if (sb->sub)
-        zmq_close(sb->sub);
-    if (sb->dealer)
-        zmq_close(sb->dealer);
+    for (uint32_t i = 0; i < CONFIG_NODES_MAX; i++) {
+        if (sb->peers[i].sub)
+            zmq_close(sb->peers[i].sub);
+        if (sb->peers[i].dealer)
+            zmq_close(sb->peers[i].dealer);
+    }
     if (sb->ctx)
         zmq_ctx_term(sb->ctx);
     if (sb->snap_fd >= 0)

@@ -912,6 +912,65 @@ START_TEST(check_wants_an_existing_data_directory)
 }
 END_TEST
 
+START_TEST(endpoint_lists_pair_the_cluster_nodes)
+{
+    struct node_config c;
+    char list[CONFIG_NODES_MAX][CONFIG_ENDPOINT_MAX + 1], text[PATH_MAX + 256];
+
+    node_config_defaults(&c);
+    /* one endpoint, as before; a list with blanks around its commas */
+    ck_assert_int_eq(
+        node_config_set(&c, "replication", "primary_publish", "tcp://a:1", NULL, err, sizeof err), 0);
+    ck_assert_uint_eq(node_config_endpoints(c.repl_primary_publish, list, CONFIG_NODES_MAX), 1);
+    ck_assert_str_eq(list[0], "tcp://a:1");
+    ck_assert_int_eq(node_config_set(&c, "replication", "primary_publish",
+                                     "tcp://a:1 , ipc:///run/b,tcp://c:3", NULL, err, sizeof err),
+                     0);
+    ck_assert_uint_eq(node_config_endpoints(c.repl_primary_publish, list, CONFIG_NODES_MAX), 3);
+    ck_assert_str_eq(list[0], "tcp://a:1");
+    ck_assert_str_eq(list[1], "ipc:///run/b");
+    ck_assert_str_eq(list[2], "tcp://c:3");
+    ck_assert_uint_eq(node_config_endpoints(c.repl_primary_publish, list, 1), 3); /* counts past max */
+    ck_assert_uint_eq(node_config_endpoints("", NULL, 0), 0);
+
+    /* refused: an empty item, a trailing comma, something else than an endpoint, too many */
+    ck_assert_int_eq(
+        node_config_set(&c, "replication", "primary_serve", "tcp://a:1,,tcp://b:2", NULL, err, sizeof err),
+        RK_EINVAL);
+    ck_assert_str_eq(
+        err, "--set: [replication] primary_serve = tcp://a:1,,tcp://b:2: endpoint 2 of the list is empty");
+    ck_assert_int_eq(node_config_set(&c, "replication", "primary_serve", "tcp://a:1,", NULL, err, sizeof err),
+                     RK_EINVAL);
+    ck_assert_str_eq(err, "--set: [replication] primary_serve = tcp://a:1,: the list ends with a comma");
+    ck_assert_int_eq(
+        node_config_set(&c, "replication", "primary_serve", "tcp://a:1,http://b", NULL, err, sizeof err),
+        RK_EINVAL);
+    ck_assert_str_eq(err, "--set: [replication] primary_serve = tcp://a:1,http://b: not a ZeroMQ endpoint "
+                          "(tcp://HOST:PORT or ipc://PATH)");
+    text[0] = '\0';
+    for (int i = 0; i <= CONFIG_NODES_MAX; i++)
+        strcat(text, i ? ",tcp://h:1" : "tcp://h:1");
+    ck_assert_int_eq(node_config_set(&c, "replication", "primary_serve", text, NULL, err, sizeof err),
+                     RK_EINVAL);
+    ck_assert_msg(strstr(err, ": more than 16 endpoints"), "%s", err);
+
+    /* the i-th of each list is one node: as many in each */
+    snprintf(text, sizeof text,
+             "[node]\nrole = standby\ndata_dir = %s\n[replication]\nnode_id = s\n"
+             "primary_publish = tcp://a:1, tcp://b:1\nprimary_serve = tcp://a:2\n",
+             tmp_dir);
+    ck_assert_int_eq(load_text(text, &c), 0);
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err,
+                     expect("%s: [replication] primary_publish and primary_serve: as many endpoints in each "
+                            "(the i-th of one and the i-th of the other are one node's)",
+                            ini_path));
+    ck_assert_int_eq(
+        node_config_set(&c, "replication", "primary_serve", "tcp://a:2,tcp://b:2", NULL, err, sizeof err), 0);
+    ck_assert_msg(node_config_check(&c, err, sizeof err) == 0, "%s", err);
+}
+END_TEST
+
 START_TEST(check_wants_a_ring_name_and_role_primary)
 {
     struct node_config c;
@@ -1243,6 +1302,7 @@ static Suite *config_suite(void)
     tc = new_tcase(s, "check");
     tcase_add_test(tc, check_wants_an_existing_data_directory);
     tcase_add_test(tc, check_wants_a_ring_name_and_role_primary);
+    tcase_add_test(tc, endpoint_lists_pair_the_cluster_nodes);
 
     tc = new_tcase(s, "log");
     tcase_add_test(tc, log_lines_are_logfmt);

@@ -338,11 +338,11 @@ static void engine_write(struct engine *e, uint64_t n_groups)
 /* Waits until the standby on dir holds and has applied everything the
  * primary journaled and its digest was found equal to the primary's at
  * the primary's last sequence.  Returns its status (malloc'd). */
-static char *wait_caught_up(const char *dir)
+static char *wait_caught_up_with(const char *primary, const char *dir)
 {
     uint64_t seq = 0;
     for (int i = 0; i < BOUND_S * 100; i++) {
-        char *p = status_of(primary_dir), *s = status_of(dir);
+        char *p = status_of(primary), *s = status_of(dir);
         seq = json_u64(p, "journal_seq"); /* it may still journal a detach */
         free(p);
         if (seq && s && json_u64(s, "journal_seq") == seq && json_u64(s, "applied_seq") == seq &&
@@ -356,14 +356,20 @@ static char *wait_caught_up(const char *dir)
     return NULL;
 }
 
-/* Every entry of the primary's journal is in dir's, byte for byte. */
-static void check_same_journal(const char *dir)
+static char *wait_caught_up(const char *dir)
+{
+    return wait_caught_up_with(primary_dir, dir);
+}
+
+/* Every entry of the journal of primary (no node running there) is in
+ * dir's, byte for byte, and both end at the same entry. */
+static void check_journal_of(const char *primary, const char *dir)
 {
     char err[512];
     store *a = NULL, *b = NULL;
     struct journal_header la, lb;
 
-    ck_assert_msg(store_open(primary_dir, 0, 16, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(store_open(primary, 0, 16, &a, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(store_open(dir, 0, 16, &b, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(store_journal_last(a, &la), 0);
     ck_assert_int_eq(store_journal_last(b, &lb), 0);
@@ -388,6 +394,12 @@ static void check_same_journal(const char *dir)
     }
     store_close(a);
     store_close(b);
+}
+
+/* Every entry of the primary's journal is in dir's, byte for byte. */
+static void check_same_journal(const char *dir)
+{
+    check_journal_of(primary_dir, dir);
 }
 
 /* Stops the n standbys (on standby_dir[0..n-1]), then the primary,
@@ -1644,6 +1656,167 @@ START_TEST(a_primary_steps_down_on_a_standbys_higher_epoch)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the cluster */
+
+/* Waits for the node pid to exit by itself (bounded); returns its exit
+ * status. */
+static int exit_status_within(pid_t pid)
+{
+    int status = 0;
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        ck_assert_int_ge(got, 0);
+        if (got == pid) {
+            ck_assert_msg(WIFEXITED(status), "the node was killed by signal %d", WTERMSIG(status));
+            return WEXITSTATUS(status);
+        }
+        usleep(10000);
+    }
+    ck_abort_msg("node %d did not exit in %d s", (int)pid, BOUND_S);
+    return -1;
+}
+
+/* A status member as a string (a copy in out, "" when absent). */
+static const char *json_str(const char *json, const char *key, char *out, size_t size)
+{
+    json_t *st = json ? json_loads(json, 0, NULL) : NULL, *v = json_object_get(st, key);
+    snprintf(out, size, "%s", json_is_string(v) ? json_string_value(v) : "");
+    json_decref(st);
+    return out;
+}
+
+/* Two standbys given every node's endpoints (the primary's and standby-a's,
+ * standby-a's first: nothing binds them while it is a standby), a primary
+ * that hangs (SIGSTOP) and standby-a promoted: standby-b finds the primary
+ * of epoch 1 among the nodes at start, follows standby-a by itself once it
+ * announces epoch 2, acknowledges what the engine writes there
+ * (RK_REPLICATED with min_replicas = 1) and holds every entry of it, byte
+ * for byte; the old primary, woken, is told of epoch 2 by standby-b and
+ * steps down. */
+START_TEST(other_standby_repoints_to_the_promoted_one_and_the_old_primary_steps_down)
+{
+    struct engine e;
+    char out[4096], a_publish[64], a_serve[64], publish_list[160], serve_list[160], buf[256], *st = NULL;
+    uint64_t acked, last_old = 0;
+    int repointed = 0;
+
+    snprintf(a_publish, sizeof a_publish, "tcp://127.0.0.1:%d", port_base + 2);
+    snprintf(a_serve, sizeof a_serve, "tcp://127.0.0.1:%d", port_base + 3);
+    snprintf(publish_list, sizeof publish_list, "%s, %s", a_publish, publish_ep);
+    snprintf(serve_list, sizeof serve_list, "%s, %s", a_serve, serve_ep);
+    const char *const a_cfg[] = {
+        "ring",        "name",          ring_b,     "ring",        "capacity",        "1M",
+        "replication", "publish",       a_publish,  "replication", "serve",           a_serve,
+        "replication", "min_replicas",  "1",        "replication", "primary_publish", publish_list,
+        "replication", "primary_serve", serve_list, NULL};
+    const char *const b_cfg[] = {"replication",   "primary_publish", publish_list, "replication",
+                                 "primary_serve", serve_list,        NULL};
+    pid_t primary = start(primary_dir, NULL, min_one, NULL);
+    pid_t a = start(standby_dir[0], "standby-a", a_cfg, NULL);
+    pid_t b = start(standby_dir[1], "standby-b", b_cfg, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 60);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    acked = e.height;
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    free(wait_caught_up(standby_dir[1]));
+    ck_assert_int_eq(kill(primary, SIGSTOP), 0); /* a hung primary */
+
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
+                     0);
+    ck_assert_msg(strstr(out, "is the primary, epoch 2"), "ringkeep promote printed: %s", out);
+    st = status_of(standby_dir[0]);
+    last_old = json_u64(st, "journal_seq");
+    free(st);
+    for (int i = 0; i < BOUND_S * 100 && !repointed; i++) {
+        st = status_of(standby_dir[1]);
+        repointed = st && strcmp(json_str(st, "primary", buf, sizeof buf), a_serve) == 0 &&
+                    json_u64(st, "epoch") == 2 && json_u64(st, "primary_epoch") == 2 &&
+                    json_u64(st, "repoints") == 1 && status_true(st, "connected");
+        free(st);
+        if (!repointed)
+            usleep(10000);
+    }
+    st = status_of(standby_dir[1]);
+    ck_assert_msg(repointed, "standby-b did not follow the promoted node: %s", st ? st : "");
+    free(st);
+
+    engine_resume(&e, standby_dir[0], acked);
+    engine_write(&e, 30);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0); /* standby-b acknowledged */
+    rk_ring_detach(e.r);
+    free(wait_caught_up_with(standby_dir[0], standby_dir[1]));
+
+    ck_assert_int_eq(kill(primary, SIGCONT), 0);
+    ck_assert_int_eq(exit_status_within(primary), NODE_EXIT_FENCED);
+
+    ck_assert_int_eq(WTERMSIG(stop(a, SIGKILL)), SIGKILL); /* no last checkpoint trims its journal */
+    ck_assert_int_eq(stop(b, SIGTERM), 0);
+    check_journal_epochs(standby_dir[0], last_old);
+    check_journal_of(standby_dir[0], standby_dir[1]);
+    check_state(standby_dir[1], e.height);
+}
+END_TEST
+
+/* Which standby: standby-a sees the primary's heartbeats but not its serve
+ * endpoint (nothing binds the one it is given), so it holds nothing while
+ * standby-b acknowledged everything; its promotion is refused with both
+ * figures, and --force promotes it. */
+START_TEST(promote_refused_when_another_standby_acknowledged_more)
+{
+    struct engine e;
+    char out[4096], nowhere[64], buf[256], *st = NULL, *reply = NULL, want[128];
+    uint64_t journal_seq = 0;
+    int seen = 0;
+
+    snprintf(nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", port_base + 3);
+    const char *const cut_off[] = {"ring", "name",        ring_b,          "ring",  "capacity",
+                                   "1M",   "replication", "primary_serve", nowhere, NULL};
+    pid_t primary = start(primary_dir, NULL, min_one, NULL);
+    pid_t b = start(standby_dir[1], "standby-b", NULL, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 40);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    rk_ring_detach(e.r);
+    st = wait_caught_up(standby_dir[1]);
+    journal_seq = json_u64(st, "journal_seq");
+    free(st);
+    pid_t a = start(standby_dir[0], "standby-a", cut_off, NULL);
+    for (int i = 0; i < BOUND_S * 100 && !seen; i++) {
+        st = status_of(standby_dir[0]);
+        seen = st && json_u64(st, "other_acked_seq") == journal_seq &&
+               strcmp(json_str(st, "other_acked_id", buf, sizeof buf), "standby-b") == 0;
+        free(st);
+        if (!seen)
+            usleep(10000);
+    }
+    ck_assert_msg(seen, "standby-a never saw standby-b's acknowledgement of %llu",
+                  (unsigned long long)journal_seq);
+
+    ck_assert_int_eq(node_request(standby_dir[0], "promote", 5000, &reply), 0);
+    snprintf(want, sizeof want, "holds journal_seq 0; standby-b acknowledged %llu",
+             (unsigned long long)journal_seq);
+    ck_assert_msg(strncmp(reply, "error cannot promote", 20) == 0 && strstr(reply, want), "%s", reply);
+    free(reply);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
+                     1);
+    st = status_of(standby_dir[0]);
+    ck_assert_msg(st && strstr(st, "\"role\":\"standby\""), "refused, yet: %s", st ? st : "");
+    free(st);
+
+    ck_assert_int_eq(
+        run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], "--force", NULL}), 0);
+    ck_assert_msg(strstr(out, want) && strstr(out, "is the primary, epoch 2"), "ringkeep promote printed: %s",
+                  out);
+    ck_assert_int_eq(stop(a, SIGTERM), 0);
+    ck_assert_int_eq(stop(b, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -1663,6 +1836,11 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, promote_a_stopped_standby_at_start);
     tcase_add_test(tc, a_primary_told_of_a_higher_epoch_steps_down);
     tcase_add_test(tc, a_primary_steps_down_on_a_standbys_higher_epoch);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cluster"); /* several nodes' endpoints: CK_RUN_CASE=cluster */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, other_standby_repoints_to_the_promoted_one_and_the_old_primary_steps_down);
+    tcase_add_test(tc, promote_refused_when_another_standby_acknowledged_more);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
