@@ -1685,6 +1685,53 @@ static const char *json_str(const char *json, const char *key, char *out, size_t
     return out;
 }
 
+/* A cluster of the primary and standby-a, which binds port_base + 2 and
+ * + 3 once promoted; both standbys are given both nodes' endpoints,
+ * standby-a's first (nothing binds them while it is a standby). */
+struct cluster_eps {
+    char a_publish[64], a_serve[64], publish_list[160], serve_list[160];
+    const char *a_cfg[22]; /* standby-a's: its ring and endpoints, the lists, min_replicas */
+    const char *b_cfg[7];  /* standby-b's: the lists */
+};
+
+static void cluster_eps(struct cluster_eps *c, const char *a_min_replicas)
+{
+    snprintf(c->a_publish, sizeof c->a_publish, "tcp://127.0.0.1:%d", port_base + 2);
+    snprintf(c->a_serve, sizeof c->a_serve, "tcp://127.0.0.1:%d", port_base + 3);
+    snprintf(c->publish_list, sizeof c->publish_list, "%s, %s", c->a_publish, publish_ep);
+    snprintf(c->serve_list, sizeof c->serve_list, "%s, %s", c->a_serve, serve_ep);
+    const char *lists[] = {"replication", "primary_publish", c->publish_list,
+                           "replication", "primary_serve",   c->serve_list};
+    const char *a[] = {"ring",  "name",        ring_b,        "ring",         "capacity",
+                       "1M",    "replication", "publish",     c->a_publish,   "replication",
+                       "serve", c->a_serve,    "replication", "min_replicas", a_min_replicas};
+    memcpy(c->a_cfg, a, sizeof a);
+    memcpy(c->a_cfg + 15, lists, sizeof lists);
+    c->a_cfg[21] = NULL;
+    memcpy(c->b_cfg, lists, sizeof lists);
+    c->b_cfg[6] = NULL;
+}
+
+/* Waits until the standby on dir follows the node serving at serve, in
+ * epoch 2, after `repoints` moves, welcomed; returns its status. */
+static char *wait_following(const char *dir, const char *serve, uint64_t repoints)
+{
+    char buf[256], *st = NULL;
+
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        st = status_of(dir);
+        if (st && strcmp(json_str(st, "primary", buf, sizeof buf), serve) == 0 &&
+            json_u64(st, "epoch") == 2 && json_u64(st, "primary_epoch") == 2 &&
+            json_u64(st, "repoints") == repoints && status_true(st, "connected"))
+            return st;
+        free(st);
+        usleep(10000);
+    }
+    st = status_of(dir);
+    ck_abort_msg("%s does not follow %s: %s", dir, serve, st ? st : "");
+    return NULL;
+}
+
 /* Two standbys given every node's endpoints (the primary's and standby-a's,
  * standby-a's first: nothing binds them while it is a standby), a primary
  * that hangs (SIGSTOP) and standby-a promoted: standby-b finds the primary
@@ -1696,24 +1743,14 @@ static const char *json_str(const char *json, const char *key, char *out, size_t
 START_TEST(other_standby_repoints_to_the_promoted_one_and_the_old_primary_steps_down)
 {
     struct engine e;
-    char out[4096], a_publish[64], a_serve[64], publish_list[160], serve_list[160], buf[256], *st = NULL;
+    struct cluster_eps c;
+    char out[4096], *st = NULL;
     uint64_t acked, last_old = 0;
-    int repointed = 0;
 
-    snprintf(a_publish, sizeof a_publish, "tcp://127.0.0.1:%d", port_base + 2);
-    snprintf(a_serve, sizeof a_serve, "tcp://127.0.0.1:%d", port_base + 3);
-    snprintf(publish_list, sizeof publish_list, "%s, %s", a_publish, publish_ep);
-    snprintf(serve_list, sizeof serve_list, "%s, %s", a_serve, serve_ep);
-    const char *const a_cfg[] = {
-        "ring",        "name",          ring_b,     "ring",        "capacity",        "1M",
-        "replication", "publish",       a_publish,  "replication", "serve",           a_serve,
-        "replication", "min_replicas",  "1",        "replication", "primary_publish", publish_list,
-        "replication", "primary_serve", serve_list, NULL};
-    const char *const b_cfg[] = {"replication",   "primary_publish", publish_list, "replication",
-                                 "primary_serve", serve_list,        NULL};
+    cluster_eps(&c, "1");
     pid_t primary = start(primary_dir, NULL, min_one, NULL);
-    pid_t a = start(standby_dir[0], "standby-a", a_cfg, NULL);
-    pid_t b = start(standby_dir[1], "standby-b", b_cfg, NULL);
+    pid_t a = start(standby_dir[0], "standby-a", c.a_cfg, NULL);
+    pid_t b = start(standby_dir[1], "standby-b", c.b_cfg, NULL);
 
     engine_attach(&e);
     engine_write(&e, 60);
@@ -1730,18 +1767,7 @@ START_TEST(other_standby_repoints_to_the_promoted_one_and_the_old_primary_steps_
     st = status_of(standby_dir[0]);
     last_old = json_u64(st, "journal_seq");
     free(st);
-    for (int i = 0; i < BOUND_S * 100 && !repointed; i++) {
-        st = status_of(standby_dir[1]);
-        repointed = st && strcmp(json_str(st, "primary", buf, sizeof buf), a_serve) == 0 &&
-                    json_u64(st, "epoch") == 2 && json_u64(st, "primary_epoch") == 2 &&
-                    json_u64(st, "repoints") == 1 && status_true(st, "connected");
-        free(st);
-        if (!repointed)
-            usleep(10000);
-    }
-    st = status_of(standby_dir[1]);
-    ck_assert_msg(repointed, "standby-b did not follow the promoted node: %s", st ? st : "");
-    free(st);
+    free(wait_following(standby_dir[1], c.a_serve, 1)); /* by itself */
 
     engine_resume(&e, standby_dir[0], acked);
     engine_write(&e, 30);
@@ -1757,6 +1783,66 @@ START_TEST(other_standby_repoints_to_the_promoted_one_and_the_old_primary_steps_
     check_journal_epochs(standby_dir[0], last_old);
     check_journal_of(standby_dir[0], standby_dir[1]);
     check_state(standby_dir[1], e.height);
+}
+END_TEST
+
+/* standby-b holds entries standby-a never received (standby-a was down
+ * while the primary wrote them) when standby-a, started again while the
+ * primary hangs, is promoted: standby-b moves to it, sets aside what it
+ * holds past the fork point (a file in set-aside/ with exactly those
+ * entries' range), rebuilds its state and follows; both journals end
+ * byte-identical. */
+START_TEST(repointed_standby_sets_aside_what_the_new_primary_lacks)
+{
+    struct engine e;
+    struct cluster_eps c;
+    char out[4096], name[300], *st = NULL;
+    uint64_t acked, a_last, b_last;
+
+    cluster_eps(&c, "0");
+    pid_t primary = start(primary_dir, NULL, NULL, NULL);
+    pid_t a = start(standby_dir[0], "standby-a", c.a_cfg, NULL);
+    pid_t b = start(standby_dir[1], "standby-b", c.b_cfg, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 40);
+    free(wait_caught_up(standby_dir[0]));
+    acked = e.height;
+    ck_assert_int_eq(stop(a, SIGTERM), 0);
+    engine_write(&e, 20);
+    rk_ring_detach(e.r);
+    st = wait_caught_up(standby_dir[1]);
+    b_last = json_u64(st, "journal_seq");
+    free(st);
+    ck_assert_int_eq(kill(primary, SIGSTOP), 0);
+
+    a = start(standby_dir[0], "standby-a", c.a_cfg, NULL); /* finds no primary: waits */
+    st = status_of(standby_dir[0]);
+    a_last = json_u64(st, "journal_seq");
+    free(st);
+    ck_assert_uint_lt(a_last, b_last);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
+                     0);
+    st = wait_following(standby_dir[1], c.a_serve, 1);
+    ck_assert_uint_eq(json_u64(st, "set_aside_runs"), 1);
+    free(st);
+
+    engine_resume(&e, standby_dir[0], acked);
+    engine_write(&e, 10);
+    rk_ring_detach(e.r);
+    free(wait_caught_up_with(standby_dir[0], standby_dir[1]));
+    ck_assert_int_eq(kill(primary, SIGCONT), 0);
+    ck_assert_int_eq(exit_status_within(primary), NODE_EXIT_FENCED);
+
+    ck_assert_int_eq(WTERMSIG(stop(a, SIGKILL)), SIGKILL);
+    ck_assert_int_eq(stop(b, SIGTERM), 0);
+    check_journal_of(standby_dir[0], standby_dir[1]);
+    check_state(standby_dir[1], e.height);
+    snprintf(name, sizeof name, "%s/set-aside", standby_dir[1]);
+    ck_assert_int_ge(list_dir(name, out, sizeof out), 1);
+    snprintf(name, sizeof name, "entries-%llu-%llu-lsn-", (unsigned long long)a_last + 1,
+             (unsigned long long)b_last);
+    ck_assert_msg(strstr(out, name), "set-aside/ holds: %s (want %s...)", out, name);
 }
 END_TEST
 
@@ -1841,6 +1927,7 @@ static Suite *repl_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, other_standby_repoints_to_the_promoted_one_and_the_old_primary_steps_down);
     tcase_add_test(tc, promote_refused_when_another_standby_acknowledged_more);
+    tcase_add_test(tc, repointed_standby_sets_aside_what_the_new_primary_lacks);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
