@@ -68,6 +68,7 @@
 #define DRILL_GROUPS_PER_WAIT 4 /* the engine waits RK_REPLICATED once per this many groups */
 #define DRILL_ENGINE_WAIT_MS 60000
 #define DRILL_BOOK_KEYS 64
+#define DRILL_ENGINE_MAX_GROUPS 50000000u /* per engine: far more than any drill writes */
 
 enum kill_mode { KILL_SIGKILL, KILL_SIGSTOP, KILL_SIGTERM };
 static const char *const kill_names[] = {"sigkill", "sigstop", "sigterm"};
@@ -209,7 +210,10 @@ static int engine_run(const char *dir, const char *ring, const char *acks_path, 
                       uint64_t deadline_ns)
 {
     char err[256] = "";
-    rk_ring_opts ro = {.producer = "drill", .errmsg = err, .errmsg_size = sizeof err};
+    rk_ring_opts ro = {.producer = "drill",
+                       .full_timeout_ms = DRILL_ENGINE_WAIT_MS,
+                       .errmsg = err,
+                       .errmsg_size = sizeof err};
     struct sigaction sa = {.sa_handler = on_engine_term};
     rk_state *st = NULL;
     rk_ring *r = NULL;
@@ -430,7 +434,7 @@ static int engine_start(struct drill *d, struct engine *e, const struct slot *p,
     fflush(NULL);
     e->pid = fork();
     if (e->pid == 0)
-        _exit(engine_run(p->dir, p->ring, e->path, inc, UINT64_MAX / 2, deadline));
+        _exit(engine_run(p->dir, p->ring, e->path, inc, DRILL_ENGINE_MAX_GROUPS, deadline));
     return e->pid > 0 ? 0 : -1;
 }
 
