@@ -13,11 +13,12 @@
  *   (SIGKILL, SIGTERM, or SIGSTOP: hung) ──► promote the standby that holds
  *   most (the `promote` control request; done when it answers as the
  *   primary of a higher epoch) ──► a new engine restores from it and
- *   writes on ──► the other standbys are re-pointed (restarted with the new
- *   primary's endpoints) ──► a SIGSTOPped primary is woken (SIGCONT), seen
- *   answering, fenced with the `fence EPOCH` control request, and its
- *   engine must get RK_EFENCED ──► the old primary's stale ring is removed
- *   and its data directory started as a standby of the new primary (it
+ *   writes on ──► the other standbys, given every node's endpoints,
+ *   re-point by themselves: wait until they follow the new epoch ──► a
+ *   SIGSTOPped primary is woken (SIGCONT) and must step down (told by a
+ *   standby of the new epoch; with one standby, by the `fence EPOCH`
+ *   control request), its engine getting RK_EFENCED ──► the old primary's
+ *   stale ring is removed and its data directory started as a standby (it
  *   sets aside what diverged past the fork point) ──► it has caught up.
  *
  * At the end the engine stops, every node must reach the primary's journal
@@ -128,13 +129,14 @@ struct round_report {
     uint64_t new_epoch;
     double promoted_ms, engine_ms; /* from the kill */
     double promotion_ms;           /* from the promote request to the node answering as the primary */
+    double repointed_ms;           /* from the kill to every other standby following the new primary */
     uint64_t acked_before;         /* highest height acknowledged when the primary was killed */
     uint64_t restored_height;
     uint64_t lost_at_restore;       /* acknowledged heights above the restored height */
     uint64_t set_aside;             /* entries the old primary set aside when it rejoined */
-    char woke[256];                 /* SIGSTOP: what the woken primary did */
+    char woke[384];                 /* SIGSTOP: what the woken primary did */
     uint64_t acked_after_promotion; /* by the woken primary's engine: must be 0 */
-    char error[320];                /* a step that failed, "" */
+    char error[448];                /* a step that failed, "" */
 };
 
 struct drill {
@@ -272,25 +274,34 @@ static int engine_run(const char *dir, const char *ring, const char *acks_path, 
 
 /* ------------------------------------------------------------ children */
 
-/* Runs `ringkeep node` for slot s: the primary, or a standby of primary
- * p.  Its output goes to DIR/<id>.log. */
-static pid_t node_spawn(struct drill *d, struct slot *s, const struct slot *p)
+/* Runs `ringkeep node` for slot s: the primary, or a standby, given
+ * every node's endpoints (paired by position): it follows the primary of
+ * the highest epoch among them and re-points by itself when a standby is
+ * promoted.  Its output goes to DIR/<id>.log. */
+static pid_t node_spawn(struct drill *d, struct slot *s, int standby)
 {
-    char log[PATH_MAX + 8], sets[8][320];
+    char log[PATH_MAX + 8], sets[8][32 + (DRILL_MAX_STANDBYS + 1) * (CONFIG_ENDPOINT_MAX + 1)];
     const char *argv[64];
     int n = 0, k = 0;
     pid_t pid;
 
     snprintf(log, sizeof log, "%s/%s.log", d->dir, s->id);
-    snprintf(sets[k++], sizeof sets[0], "node.role=%s", p ? "standby" : "primary");
+    snprintf(sets[k++], sizeof sets[0], "node.role=%s", standby ? "standby" : "primary");
     if (!s->config) {
         snprintf(sets[k++], sizeof sets[0], "replication.publish=%s", s->publish);
         snprintf(sets[k++], sizeof sets[0], "replication.serve=%s", s->serve);
         snprintf(sets[k++], sizeof sets[0], "replication.node_id=%s", s->id);
     }
-    if (p) {
-        snprintf(sets[k++], sizeof sets[0], "replication.primary_publish=%s", p->publish);
-        snprintf(sets[k++], sizeof sets[0], "replication.primary_serve=%s", p->serve);
+    if (standby) {
+        size_t pub = (size_t)snprintf(sets[k], sizeof sets[0], "replication.primary_publish=");
+        size_t serve = (size_t)snprintf(sets[k + 1], sizeof sets[0], "replication.primary_serve=");
+        for (int i = 0; i < d->n_slots; i++) {
+            pub += (size_t)snprintf(sets[k] + pub, sizeof sets[0] - pub, "%s%s", i ? "," : "",
+                                    d->slots[i].publish);
+            serve += (size_t)snprintf(sets[k + 1] + serve, sizeof sets[0] - serve, "%s%s", i ? "," : "",
+                                      d->slots[i].serve);
+        }
+        k += 2;
     }
     argv[n++] = d->exe;
     argv[n++] = "node";
@@ -333,7 +344,7 @@ static pid_t node_spawn(struct drill *d, struct slot *s, const struct slot *p)
         _exit(97);
     }
     s->pid = pid > 0 ? pid : 0;
-    s->primary = p == NULL;
+    s->primary = !standby;
     return pid;
 }
 
@@ -605,28 +616,29 @@ static int promote(struct drill *d, int i, uint64_t was, uint64_t *epoch, double
     return -1;
 }
 
-/* Restarts slot i as a standby of the primary p, and waits until it has
- * caught up: connected and holding at least the primary's journal_seq
- * of when it started.  With rejoin, it is the old primary: its stale ring
- * is removed first. */
-static int follow(struct drill *d, int i, int p, int rejoin, char *err, size_t err_size)
+/* Waits until the standby on slot i follows the primary p of epoch (it
+ * re-points by itself) and has caught up: connected, holding at least the
+ * primary's journal_seq of when the wait began.  With rejoin, slot i is
+ * the old primary: it is (re)started as a standby first, its stale ring
+ * removed. */
+static int follow(struct drill *d, int i, int p, uint64_t epoch, int rejoin, char *err, size_t err_size)
 {
     struct slot *s = &d->slots[i];
     uint64_t deadline, target;
     json_t *st;
 
-    if (s->pid)
-        stop_child(s->pid, SIGTERM);
-    s->pid = 0;
     if (rejoin) {
+        if (s->pid)
+            stop_child(s->pid, SIGTERM);
+        s->pid = 0;
         /* an old primary's ring: the new primary took no record of it
          * that was not journaled, and a promotion of this directory must
          * create a new one at its journal's next LSN, not take this one
          * over */
         ring_unlink(s->ring);
+        if (node_spawn(d, s, 1) <= 0 || node_wait_up(s, err, err_size) != 0)
+            return -1;
     }
-    if (node_spawn(d, s, &d->slots[p]) <= 0 || node_wait_up(s, err, err_size) != 0)
-        return -1;
     st = node_json(d->slots[p].dir, "status", 2000);
     target = json_u64_of(st, "journal_seq");
     json_decref(st);
@@ -634,7 +646,8 @@ static int follow(struct drill *d, int i, int p, int rejoin, char *err, size_t e
     while (now_ns() < deadline) {
         int ok;
         st = node_json(s->dir, "status", 1000);
-        ok = st && json_is_true(json_object_get(st, "connected")) && json_u64_of(st, "journal_seq") >= target;
+        ok = st && json_is_true(json_object_get(st, "connected")) &&
+             json_u64_of(st, "primary_epoch") == epoch && json_u64_of(st, "journal_seq") >= target;
         json_decref(st);
         if (ok)
             return 0;
@@ -645,48 +658,49 @@ static int follow(struct drill *d, int i, int p, int rejoin, char *err, size_t e
         }
         usleep(DRILL_POLL_US * 5);
     }
-    snprintf(err, err_size, "%s did not catch up with seq %" PRIu64 " in %d s", s->id, target, DRILL_STEP_S);
+    snprintf(err, err_size, "%s did not follow %s (epoch %" PRIu64 ") up to seq %" PRIu64 " in %d s", s->id,
+             d->slots[p].id, epoch, target, DRILL_STEP_S);
     return -1;
 }
 
 /* SIGSTOP: wakes the old primary on slot i (stopped since the kill) after
- * the promotion at promoted_ns: it must answer, be fenced by the request
- * "fence EPOCH" (exit NODE_EXIT_FENCED), and its engine (old) must have
- * had nothing acknowledged after the promotion above held (the height the
- * new primary restored to) and get RK_EFENCED. */
+ * the promotion at promoted_ns.  It must step down (exit
+ * NODE_EXIT_FENCED): told by another standby, which follows the new
+ * primary and says HELLO at its epoch to a primary of a lower one; with a
+ * single standby (promoted) nobody tells it, and the drill sends the
+ * control request "fence EPOCH" once it answers.  Its engine (old) must
+ * get RK_EFENCED and must have had nothing acknowledged after the
+ * promotion above held (the height the new primary restored to). */
 static int wake_and_fence(struct drill *d, int i, struct engine *old, uint64_t epoch, uint64_t promoted_ns,
                           uint64_t held, struct round_report *r)
 {
     struct slot *s = &d->slots[i];
     uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u, was_epoch = 0;
-    char req[64], role[16] = "", *reply = NULL;
-    int status = 0, answered = 0, exit_code = -1;
+    char req[64] = "", role[16] = "", *reply = NULL, how[96], woke[64];
+    int status = 0, answered = 0, gone = 0, exit_code = -1, told_by_peer = d->n_slots > 2;
     uint64_t n_late = 0;
 
     kill(s->pid, SIGCONT);
-    while (!answered && now_ns() < deadline) {
-        json_t *st = node_json(s->dir, "status", 1000);
+    while (!(gone = exited(s->pid, &status)) && now_ns() < deadline) {
+        json_t *st = answered ? NULL : node_json(s->dir, "status", 500);
         if (st) {
             answered = 1;
             snprintf(role, sizeof role, "%s", json_str_of(st, "role"));
             was_epoch = json_u64_of(st, "epoch");
         }
         json_decref(st);
-        if (!answered)
-            usleep(DRILL_POLL_US);
+        if (answered && !told_by_peer && !req[0]) {
+            snprintf(req, sizeof req, "fence %" PRIu64, epoch);
+            node_request(s->dir, req, 5000, &reply);
+            free(reply);
+            reply = NULL;
+        }
+        usleep(DRILL_POLL_US);
     }
-    snprintf(req, sizeof req, "fence %" PRIu64, epoch);
-    if (answered && node_request(s->dir, req, 5000, &reply) == 0) {
-        while (!exited(s->pid, &status) && now_ns() < deadline)
-            usleep(DRILL_POLL_US);
-        if (WIFEXITED(status))
-            exit_code = WEXITSTATUS(status);
-    }
-    free(reply);
-    if (exit_code < 0) {
+    if (gone && WIFEXITED(status))
+        exit_code = WEXITSTATUS(status);
+    if (!gone)
         stop_child(s->pid, SIGKILL);
-        status = 0;
-    }
     s->pid = 0;
     /* its engine: RK_EFENCED from its RK_REPLICATED wait, then exits 4 */
     int engine_status = 0, engine_done = 0;
@@ -705,15 +719,22 @@ static int wake_and_fence(struct drill *d, int i, struct engine *old, uint64_t e
         n_late += late;
         r->acked_after_promotion += late && d->acks[a].height > held;
     }
+    if (told_by_peer)
+        snprintf(how, sizeof how, "stepped down, told by a standby of epoch %" PRIu64, epoch);
+    else
+        snprintf(how, sizeof how, "fenced on `%s`", req);
+    if (answered)
+        snprintf(woke, sizeof woke, "answered as %s of epoch %" PRIu64, role, was_epoch);
+    else
+        snprintf(woke, sizeof woke, "exited before answering");
     snprintf(r->woke, sizeof r->woke,
-             "%s%s of epoch %" PRIu64
-             "; fenced on `%s`: %s; its engine: %s; acknowledged after the promotion: %" PRIu64
+             "%s; %s: %s; its engine: %s; acknowledged after the promotion: %" PRIu64
              " not held by the new primary (%" PRIu64 " seen late, held)",
-             answered ? "answered as " : "did not answer", answered ? role : "", was_epoch, req,
-             exit_code == NODE_EXIT_FENCED ? "exit 4" : "NO", old->fenced ? "RK_EFENCED" : "NOT fenced",
-             r->acked_after_promotion, n_late - r->acked_after_promotion);
+             woke, how, exit_code == NODE_EXIT_FENCED ? "exit 4" : "NOT fenced",
+             old->fenced ? "RK_EFENCED" : "NOT fenced", r->acked_after_promotion,
+             n_late - r->acked_after_promotion);
     engine_close(old);
-    return answered && exit_code == NODE_EXIT_FENCED && old->fenced && r->acked_after_promotion == 0 ? 0 : -1;
+    return exit_code == NODE_EXIT_FENCED && old->fenced && r->acked_after_promotion == 0 ? 0 : -1;
 }
 
 static int run_round(struct drill *d, int round, struct round_report *r)
@@ -783,15 +804,16 @@ static int run_round(struct drill *d, int round, struct round_report *r)
         r->lost_at_restore += d->acks[a].height > cur->restored_height;
 
     for (int i = 0; i < d->n_slots; i++)
-        if (i != np && i != p && follow(d, i, np, 0, r->error, sizeof r->error) != 0)
+        if (i != np && i != p && follow(d, i, np, r->new_epoch, 0, r->error, sizeof r->error) != 0)
             return -1;
+    r->repointed_ms = ms_between(kill_ns, now_ns());
     if (r->kill == KILL_SIGSTOP &&
         wake_and_fence(d, p, old, r->new_epoch, promoted_ns, cur->restored_height, r) != 0) {
         snprintf(r->error, sizeof r->error, "the woken primary: %s", r->woke);
         return -1;
     }
     uint64_t aside_before = set_aside_entries(d->slots[p].dir);
-    if (follow(d, p, np, 1, r->error, sizeof r->error) != 0)
+    if (follow(d, p, np, r->new_epoch, 1, r->error, sizeof r->error) != 0)
         return -1;
     r->set_aside = set_aside_entries(d->slots[p].dir) - aside_before;
     return 0;
@@ -904,6 +926,8 @@ static json_t *round_json(const struct drill *d, const struct round_report *r)
                   r->engine_ms, "acked_before_kill", (json_int_t)r->acked_before, "restored_height",
                   (json_int_t)r->restored_height, "lost_at_restore", (json_int_t)r->lost_at_restore,
                   "set_aside_entries", (json_int_t)r->set_aside);
+    if (o)
+        json_object_set_new(o, "kill_to_standbys_following_ms", json_real(r->repointed_ms));
     if (o && r->kill == KILL_SIGSTOP)
         json_object_set_new(o, "woken_primary", json_string(r->woke));
     if (o && r->kill == KILL_SIGSTOP)
@@ -996,12 +1020,12 @@ static void drill_usage(FILE *out)
             "  rehearses failover on this host: a primary and N standbys (1-%d, default 2) of this\n"
             "  binary's `ringkeep node` on loopback ports, and an engine writing groups with RK_REPLICATED\n"
             "  waits.  Each of R rounds (default 5) kills the primary after 1..N acknowledged groups\n"
-            "  (default 200), promotes the standby holding most, restarts the engine on it, re-points\n"
-            "  the other standbys and brings the old primary back as a standby.  MODE: sigkill,\n"
+            "  (default 200), promotes the standby holding most, restarts the engine on it, waits for\n"
+            "  the other standbys to re-point and brings the old primary back as a standby.  MODE: sigkill,\n"
             "  sigstop (hung; woken after the promotion, it must be fenced) or sigterm, cycled per\n"
             "  round (default sigkill).  Configuration files: the nodes are theirs (the first starts as\n"
             "  the primary; each names an empty data_dir, a ring not yet made, publish and serve), the\n"
-            "  drill sets only role and primary_publish/primary_serve.  --dir: an existing empty\n"
+            "  drill sets only role and primary_publish/primary_serve (all nodes).  --dir: an empty\n"
             "  directory for logs (and, without files, the data) instead of a temporary one (kept);\n"
             "  --keep keeps the temporary one; --set applies to every node.  Prints progress, a table\n"
             "  per round and the totals (--json: one JSON object).  Exit 0 when every round finished,\n"
@@ -1267,9 +1291,9 @@ int cmd_drill(int argc, char **argv)
              d.o.n_standbys, d.o.n_rounds, kill_names[d.o.kills[0]], d.o.n_kills > 1 ? ",..." : "",
              d.o.records, d.o.seed, d.dir);
 
-    rc = node_spawn(&d, &d.slots[0], NULL) > 0 ? node_wait_up(&d.slots[0], err, sizeof err) : -1;
+    rc = node_spawn(&d, &d.slots[0], 0) > 0 ? node_wait_up(&d.slots[0], err, sizeof err) : -1;
     for (int i = 1; !rc && i < d.n_slots; i++)
-        rc = node_spawn(&d, &d.slots[i], &d.slots[0]) > 0 ? node_wait_up(&d.slots[i], err, sizeof err) : -1;
+        rc = node_spawn(&d, &d.slots[i], 1) > 0 ? node_wait_up(&d.slots[i], err, sizeof err) : -1;
     if (!rc && engine_start(&d, &d.engines[0], &d.slots[0], 0) != 0)
         rc = -1;
     if (rc) {
