@@ -56,6 +56,8 @@ struct node {
     char request_err[512];       /* why it could not be */
     ckpt_job *snap_job;          /* a snapshot request's answer: begun by the apply thread, written
                                     by the control thread that asked (under lock) */
+    int n_snap_jobs;             /* snapshots begun and not yet written: they read the store
+                                    (under lock; write_snapshot) */
     uint64_t snap_begun_ns;      /* when it was begun (under lock) */
     uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
     pthread_cond_t ckpt_cond;    /* a job for the checkpoint thread, or stop */
@@ -65,6 +67,8 @@ struct node {
     int ckpt_pending;            /* a trigger fired while busy (under lock) */
     int ckpt_stop;               /* the checkpoint thread exits (under lock) */
     char ckpt_path[PATH_MAX];    /* its file (under lock) */
+    pthread_t ckpt_thread, log_ckpt_thread;
+    int ckpt_threads;            /* which of them run (checkpoint_threads_start; main thread's) */
     char last_error[512];        /* the last error the node survived (under lock) */
 
     /* for status: written by one thread, read by the control thread */
@@ -120,6 +124,49 @@ json_t *status_object(struct node *n);
  * ("promote"): everything it holds is journaled and applied, its store
  * closed; node.c then runs the role of a primary (node_promote). */
 #define NODE_PROMOTE 100
+
+/* What the apply thread asks of itself (wanted). */
+enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
+
+/* checkpoint.c: checkpoints and snapshots, for every role (see there).
+ * On the apply thread, between applier_run calls: */
+void begin_snapshot(struct node *n);
+int start_checkpoint(struct node *n, int answering);
+void wait_checkpoint_idle(struct node *n);
+
+/* The apply thread's checkpoint triggers: every_seconds and every_records
+ * count from the last checkpoint handed over (checkpoint_clock_reset);
+ * every_heights is the applier's (applier_watch_height, set by
+ * checkpoint_clock_start). */
+struct checkpoint_clock {
+    uint64_t last_ns;    /* when the last checkpoint was handed over */
+    uint64_t records_at; /* records applied then */
+};
+void checkpoint_clock_start(struct node *n, struct checkpoint_clock *ck);
+void checkpoint_clock_reset(struct node *n, struct checkpoint_clock *ck);
+int checkpoint_time_due(const struct node *n, const struct checkpoint_clock *ck);
+int checkpoint_due(const struct node *n, const struct checkpoint_clock *ck, const struct apply_meta *am);
+
+/* The checkpoint and log checkpoint threads on n->s (main thread).
+ * Start: 0 or an errno value (neither runs then). */
+int checkpoint_threads_start(struct node *n);
+void checkpoint_threads_stop(struct node *n);
+
+/* Control thread: asks the apply thread for a snapshot or a checkpoint
+ * (REQ_*) at the first group boundary at or after the request's point
+ * (a primary's: what it journaled; a standby's: what it applied), waits
+ * for it, writes a snapshot's file, and puts the reply in out ("ok PATH"
+ * or "error ..."). */
+void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_t out_size);
+
+/* At start (main thread): snapshots/ made and emptied of old files,
+ * unfinished checkpoints removed; the newest checkpoint found (ckpt_seq,
+ * ckpt_path: nothing to take again until apply moves). */
+void checkpoint_dirs_prepare(struct node *n);
+void checkpoint_find_newest(struct node *n);
+
+/* Adds the checkpoint members to status st; non-zero when out of memory. */
+int checkpoint_status(struct node *n, json_t *st);
 
 /* primary.c: promote != 0 starts a new epoch (durably, first of all) */
 int run_primary(const struct node_config *c, struct repl_primary *r, int promote);

@@ -109,7 +109,7 @@ json_t *status_object(struct node *n)
                            (int)getpid(), "data_dir", json_cstr(n->c->data_dir));
     json_t *members = standby ? repl_standby_status(n->standby, &am) : primary_status(n);
 
-    if (!st || !members || json_object_update(st, members) != 0) {
+    if (!st || !members || json_object_update(st, members) != 0 || (standby && checkpoint_status(n, st) != 0)) {
         json_decref(st);
         st = NULL;
     }
@@ -180,9 +180,25 @@ static void standby_status_reply(struct node *n, char *reply, size_t reply_size)
     pthread_mutex_unlock(&n->lock);
 }
 
+/* A standby's "snapshot" and "checkpoint" (serve_request: at what it has
+ * applied), refused while a bootstrap replaces its store. */
+static void standby_answer(struct node *n, const char *req, char *reply, size_t reply_size)
+{
+    int ask = strcmp(req, "snapshot") == 0 ? REQ_SNAPSHOT : strcmp(req, "checkpoint") == 0 ? REQ_CHECKPOINT : 0;
+
+    if (!ask)
+        snprintf(reply, reply_size, "error %.200s is not served by a standby", req);
+    else if (atomic_load(&n->bootstrapping))
+        snprintf(reply, reply_size, "error the standby is bootstrapping from a checkpoint (no whole state "
+                                    "yet); try again once it follows");
+    else
+        serve_request(n, ask, now_ns(), reply, reply_size);
+}
+
 /* The control loop's answers, for every role: "status" (and its old name
- * "status-json"), "promote" and "promote force" (a standby's); a primary also serves
- * "snapshot" and "checkpoint". */
+ * "status-json"), "promote" and "promote force" (a standby's),
+ * "snapshot" and "checkpoint"; a primary's other requests through
+ * primary_answer. */
 static void control_answer(void *arg, const char *req, char *reply, size_t reply_size)
 {
     struct node *n = arg;
@@ -198,7 +214,7 @@ static void control_answer(void *arg, const char *req, char *reply, size_t reply
         else
             snprintf(reply, reply_size, "error this node is a primary already (epoch %" PRIu64 ")", n->epoch);
     } else if (n->role == ROLE_STANDBY)
-        snprintf(reply, reply_size, "error %.200s is not served by a standby", req);
+        standby_answer(n, req, reply, reply_size);
     else
         primary_answer(n, req, reply, reply_size);
 }

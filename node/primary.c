@@ -13,6 +13,8 @@
  *                                                             journal and BDB log trimming
  *   log checkpoint thread: every LOG_CHECKPOINT_MS, a BDB checkpoint if
  *   LOG_CHECKPOINT_KB of log were written since the last (bounds recovery)
+ * The checkpoint and snapshot parts are node/checkpoint.c's, shared with a
+ * standby's apply.
  * With a replicator (repl_node_run: [replication] publish set), the drain
  * and checkpoint threads also wake the replicator's thread
  * (replicator/primary.c, repl_primary_*), which owns the ZeroMQ sockets and
@@ -37,7 +39,6 @@
  * `lock`.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -48,7 +49,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,19 +60,12 @@
 #include "persist/crashsim.h"
 #include "persist/json_bytes.h"
 #include "persist/log.h"
-#include "persist/retain.h"
-#include "persist/snapshot.h"
 #include "persist/store.h"
 #include "replicator/replicator.h"
 #include "shm/ring.h"
-#include "shm/segment.h"
 
 #define FENCED_KEY "fenced_by" /* the epoch this node stepped down for (step_down) */
 #define APPLY_STEP_ENTRIES 16  /* apply publishes its progress at least this often */
-#define LOG_CHECKPOINT_KB 4096 /* the BDB environment is checkpointed after this much log */
-#define LOG_CHECKPOINT_MS 50   /* how often the log checkpoint thread looks at the log */
-
-enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
 
 /* ------------------------------------------------------------ meta */
 
@@ -451,272 +444,20 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
 
 /* ------------------------------------------------------------ apply */
 
-/* Records the answer to the request being served (under lock). */
-static void answer_locked(struct node *n, int rc, const char *path, const char *err)
-{
-    n->request_id++;
-    if (rc) {
-        snprintf(n->request_err, sizeof n->request_err, "%s", err[0] ? err : store_strerror(rc));
-        n->request_path[0] = '\0';
-    } else {
-        snprintf(n->request_path, sizeof n->request_path, "%s", path);
-        n->request_err[0] = '\0';
-    }
-    pthread_cond_broadcast(&n->apply_cond);
-}
-
-/* On the apply thread, between applier_run calls (a group boundary at or
- * after the request's point): begins the snapshot the request being
- * served gets -- an MVCC snapshot transaction, with what was applied and
- * the producers' marks read in it now (applier_checkpoint_begin) -- and
- * hands it to the control thread waiting in answer_request, which writes
- * the file from it (write_snapshot) while apply goes on.  Copying the
- * state here instead stalled apply for the whole copy: under steady
- * writes apply then lagged, and each open waited longer than the last
- * (issue 9.5). */
-static void begin_snapshot(struct node *n)
-{
-    ckpt_job *job = NULL;
-    char err[512] = "";
-    int rc = applier_checkpoint_begin(n->a, n->epoch, &job);
-
-    if (rc) {
-        snprintf(err, sizeof err, "snapshot: cannot begin a snapshot transaction: %s", store_strerror(rc));
-        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err);
-    }
-    pthread_mutex_lock(&n->lock);
-    if (rc)
-        snprintf(n->last_error, sizeof n->last_error, "%s", err);
-    n->wanted = 0;
-    n->snap_job = job;
-    n->snap_begun_ns = now_ns();
-    answer_locked(n, rc, "", err);
-    pthread_mutex_unlock(&n->lock);
-}
-
-/* On the apply thread, between applier_run calls (a group boundary):
- * hands a checkpoint of what is applied now to the checkpoint thread.
- * answering: a `checkpoint` request waits for it.  Returns 0 if handed
- * over or answered at once (nothing new since the newest checkpoint),
- * RK_EBUSY if a checkpoint is still being written (the caller tries
- * again once it is done). */
-static int start_checkpoint(struct node *n, int answering)
-{
-    ckpt_job *job = NULL;
-    char path[PATH_MAX];
-    int rc;
-
-    pthread_mutex_lock(&n->lock);
-    if (atomic_load(&n->stepped_down)) {
-        /* what it journals from now on is nobody's: no checkpoint holds
-         * it (a rejoin sets it aside) */
-        n->ckpt_pending = 0;
-        pthread_mutex_unlock(&n->lock);
-        return RK_EFENCED;
-    }
-    if (n->ckpt_busy) {
-        n->ckpt_pending = 1;
-        pthread_mutex_unlock(&n->lock);
-        return RK_EBUSY;
-    }
-    n->ckpt_pending = 0;
-    if (n->ckpt_seq && n->ckpt_seq == applier_meta(n->a).applied_seq) {
-        if (answering) { /* nothing new since: that one is the answer */
-            snprintf(path, sizeof path, "%s", n->ckpt_path);
-            n->wanted = 0;
-            answer_locked(n, 0, path, "");
-        }
-        pthread_mutex_unlock(&n->lock);
-        return 0;
-    }
-    pthread_mutex_unlock(&n->lock);
-    rc = applier_checkpoint_begin(n->a, n->epoch, &job);
-    pthread_mutex_lock(&n->lock);
-    if (rc) {
-        log_msg(LOG_ERROR, "checkpoint failed", "error=\"cannot begin a snapshot: %s\"", store_strerror(rc));
-        snprintf(n->last_error, sizeof n->last_error, "checkpoint: cannot begin a snapshot: %s",
-                 store_strerror(rc));
-        if (answering) {
-            n->wanted = 0;
-            answer_locked(n, rc, "", n->last_error);
-        }
-    } else {
-        n->job = job;
-        n->job_answering = answering;
-        n->ckpt_busy = 1;
-        if (answering)
-            n->wanted = 0; /* the checkpoint thread answers */
-        pthread_cond_broadcast(&n->ckpt_cond);
-    }
-    pthread_mutex_unlock(&n->lock);
-    return 0;
-}
-
-/* Waits (apply thread) until no checkpoint is being written. */
-static void wait_checkpoint_idle(struct node *n)
-{
-    pthread_mutex_lock(&n->lock);
-    while (n->ckpt_busy)
-        pthread_cond_wait(&n->journal_cond, &n->lock);
-    pthread_mutex_unlock(&n->lock);
-}
-
-/* The checkpoint thread: writes each job from its snapshot while drain and
- * apply go on, then applies retention, trims the journal to what the kept
- * checkpoints need, and removes the Berkeley DB log files recovery no
- * longer needs (store_log_trim).  It runs at the
- * node's priority: at nice 10 (tried first) a checkpoint of 1M keys under
- * full load took 27-56 s instead of 6-10 s, and the snapshot held that
- * long made apply copy far more pages (bench_checkpoint: the node drained
- * at a fifth of its rate even after the checkpoint). */
-static void *ckpt_main(void *arg)
-{
-    struct node *n = arg;
-    const struct node_config *c = n->c;
-    struct retain_policy policy = {c->ckpt_keep, c->ckpt_keep_hourly, c->ckpt_keep_daily};
-    char dir[PATH_MAX + 16], path[PATH_MAX], err[512];
-
-    pthread_setname_np(pthread_self(), "rk-checkpoint"); /* top -H, perf, gdb */
-    snprintf(dir, sizeof dir, "%s/checkpoints", c->data_dir);
-    pthread_mutex_lock(&n->lock);
-    for (;;) {
-        struct ckpt_info written = {0};
-        uint64_t floor = UINT64_MAX, t0;
-        uint32_t removed = 0;
-        ckpt_job *job;
-        int answering, rc;
-
-        while (!n->job && !n->ckpt_stop)
-            pthread_cond_wait(&n->ckpt_cond, &n->lock);
-        if (!n->job)
-            break;
-        job = n->job;
-        answering = n->job_answering;
-        n->job = NULL;
-        pthread_mutex_unlock(&n->lock);
-
-        err[0] = '\0';
-        t0 = now_ns();
-        rc = ckpt_job_write(job, dir, c->zstd_level, path, sizeof path, &written, err, sizeof err);
-        ckpt_job_free(job);
-        /* a failed write or fsync is fatal here as in the journal: the
-         * next fsync of the same file may pass on what this one lost */
-        if (rc && sys_io_failed())
-            fatal("checkpoint write failed: a failed write or fsync is never retried",
-                  err[0] ? err : store_strerror(rc));
-        if (!rc) {
-            log_msg(LOG_INFO, "checkpoint taken",
-                    "file=\"%s\" journal_seq=%" PRIu64 " lsn=%" PRIu64 " entries=%" PRIu64 " digest=%016" PRIx64
-                    " ms=%.1f",
-                    path, written.journal_seq, written.lsn, written.n_entries, written.digest,
-                    (double)(now_ns() - t0) / 1e6);
-            if (retain_apply(dir, &policy, seg_now_ns(CLOCK_REALTIME), &floor, &removed) != 0)
-                floor = UINT64_MAX; /* cannot list: trim nothing */
-            if (removed)
-                log_msg(LOG_INFO, "old checkpoints removed", "count=%" PRIu32, removed);
-            if (n->repl) {
-                uint64_t needed = repl_primary_trim_floor(n->repl); /* standbys following */
-                if (needed < floor)
-                    floor = needed;
-            }
-            if (c->trim_journal && floor != UINT64_MAX) {
-                int trc = store_journal_trim(n->s, floor);
-                /* a deadlock victim, again and again, aborted whole: tried at the next checkpoint */
-                if (trc == DB_LOCK_DEADLOCK)
-                    log_msg(LOG_WARN, "journal trim given up", "below=%" PRIu64 " error=\"%s\"", floor,
-                            store_strerror(trc));
-                else if (trc)
-                    fatal("journal trim failed: its commit writes and fsyncs the log", store_strerror(trc));
-                else
-                    atomic_store(&n->journal_floor, floor);
-            }
-            /* and the BDB log files recovery no longer needs; a failure
-             * here (the Berkeley DB checkpoint's writes and fsyncs of
-             * state.db and the journal) leaves pages only the log can redo */
-            uint32_t n_logs = 0;
-            int lrc = store_log_trim(n->s, &n_logs);
-            if (lrc)
-                fatal("Berkeley DB checkpoint or log trim failed: the next start recovers from the log",
-                      store_strerror(lrc));
-            if (n_logs)
-                log_msg(LOG_DEBUG, "log files removed", "count=%" PRIu32, n_logs);
-        } else {
-            log_msg(LOG_ERROR, "checkpoint failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
-        }
-        if (!rc && n->repl)
-            repl_primary_checkpointed(n->repl, path);
-        pthread_mutex_lock(&n->lock);
-        if (rc) {
-            snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
-        } else {
-            n->ckpt_seq = written.journal_seq;
-            snprintf(n->ckpt_path, sizeof n->ckpt_path, "%s", path);
-            atomic_fetch_add(&n->n_checkpoints, 1);
-        }
-        ckpt_info_free(&written);
-        if (answering)
-            answer_locked(n, rc, path, err);
-        n->ckpt_busy = 0;
-        pthread_cond_broadcast(&n->journal_cond); /* apply may wait for this one */
-    }
-    pthread_mutex_unlock(&n->lock);
-    return NULL;
-}
-
-/* The log checkpoint thread: a restart after a crash (DB_RECOVER) redoes
- * the Berkeley DB log from the last checkpoint, so every LOG_CHECKPOINT_MS
- * it checkpoints the environment if LOG_CHECKPOINT_KB of log were written
- * since the last one.  Its own thread, because the drain writes that much
- * log in tens of milliseconds under load: from the apply thread, between
- * apply's steps, checkpoints came ~30 MiB of log apart and a restart
- * redid up to 70 MiB (1-1.5 s; bench/restart_time.sh).  A checkpoint
- * waits for no writer (BDB's txn_checkpoint runs beside them) and stops
- * none: the drain and apply go on while it flushes.  A failure is fatal,
- * as any failed write.  Exits when ckpt_stop is set. */
-static void *log_ckpt_main(void *arg)
-{
-    struct node *n = arg;
-
-    pthread_setname_np(pthread_self(), "rk-log-ckpt"); /* top -H, perf, gdb */
-    pthread_mutex_lock(&n->lock);
-    while (!n->ckpt_stop) {
-        struct timespec ts;
-        int rc;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += LOG_CHECKPOINT_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&n->ckpt_cond, &n->lock, &ts); /* ckpt_cond: also the stop */
-        if (n->ckpt_stop)
-            break;
-        pthread_mutex_unlock(&n->lock);
-        rc = store_log_checkpoint(n->s, LOG_CHECKPOINT_KB);
-        if (rc)
-            fatal("Berkeley DB checkpoint failed", store_strerror(rc));
-        pthread_mutex_lock(&n->lock);
-    }
-    pthread_mutex_unlock(&n->lock);
-    return NULL;
-}
-
 /* A primary's apply: in steps of up to APPLY_STEP_ENTRIES, checkpoints
  * triggered and requests served between steps; once drain is done, what
  * is journaled is applied and a last checkpoint taken.  A failure is
  * fatal. */
 void apply_primary(struct node *n)
 {
-    const struct node_config *c = n->c;
-    uint64_t last_ckpt_ns = now_ns(), records_at_ckpt = 0;
+    struct checkpoint_clock ck;
     char err[512];
     /* a test hook: apply sleeps this long before each step, so that it
      * runs behind the journal under any load (test_node) */
     const char *slow = getenv("RK_TEST_APPLY_SLOW_MS");
     unsigned slow_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0;
 
-    applier_watch_height(n->a, c->ckpt_height_producer, c->ckpt_every_heights);
-    records_at_ckpt = applier_meta(n->a).n_records;
+    checkpoint_clock_start(n, &ck);
     for (;;) {
         uint64_t upto, journal_seq, wanted_seq;
         int done, wanted, due, crossed;
@@ -729,8 +470,7 @@ void apply_primary(struct node *n)
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1; /* look at the checkpoint timer now and then */
             pthread_cond_timedwait(&n->journal_cond, &n->lock, &ts);
-            if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull &&
-                n->applied_seq != n->ckpt_seq && !n->ckpt_busy)
+            if (checkpoint_time_due(n, &ck) && n->applied_seq != n->ckpt_seq && !n->ckpt_busy)
                 break;
         }
         /* in steps, so that a drain waiting for apply to catch up sees
@@ -758,9 +498,7 @@ void apply_primary(struct node *n)
         if (applier_read_upto(n->a) < upto)
             upto = applier_read_upto(n->a); /* stopped early (every_heights) */
         crossed = applier_height_crossed(n->a);
-        if (c->ckpt_every_seconds && now_ns() - last_ckpt_ns >= c->ckpt_every_seconds * 1000000000ull)
-            due = 1;
-        if (c->ckpt_every_records && am.n_records - records_at_ckpt >= c->ckpt_every_records)
+        if (checkpoint_due(n, &ck, &am))
             due = 1;
         pthread_mutex_lock(&n->lock);
         n->applied_seq = upto;
@@ -797,8 +535,7 @@ void apply_primary(struct node *n)
             due = 0;
         }
         if (due || (wanted == REQ_CHECKPOINT && upto >= wanted_seq)) {
-            last_ckpt_ns = now_ns();
-            records_at_ckpt = am.n_records;
+            checkpoint_clock_reset(n, &ck);
         }
         if (done && upto == n->journal_seq) {
             /* a clean stop: one last checkpoint of everything applied */
@@ -822,16 +559,13 @@ json_t *primary_status(struct node *n)
     uint64_t durable = atomic_load(&h->durable_lsn), applied = atomic_load(&n->applied_lsn);
     double secs = (double)(now_ns() - atomic_load(&n->start_ns)) / 1e9;
     uint64_t n_records = atomic_load(&n->n_records);
-    uint64_t journal_seq, applied_seq, ckpt_seq;
+    uint64_t journal_seq, applied_seq;
     char digest[17];
     json_t *last_error = NULL, *st = NULL;
-    int ckpt_busy;
 
     pthread_mutex_lock(&n->lock);
     journal_seq = n->journal_seq;
     applied_seq = n->applied_seq;
-    ckpt_seq = n->ckpt_seq;
-    ckpt_busy = n->ckpt_busy || n->ckpt_pending; /* being written, or due and about to be */
     /* the only kind of error a running node survives */
     last_error = n->last_error[0] ? json_cstr(n->last_error) : json_null();
     pthread_mutex_unlock(&n->lock);
@@ -839,7 +573,7 @@ json_t *primary_status(struct node *n)
     /* "o" steals its reference, even when json_pack fails */
     st = json_pack(
         "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-        " s:s, s:o, s:o, s:b, s:o, s:o}",
+        " s:s, s:o}",
         "ring", json_cstr(n->c->ring_name), "ring_capacity",
         json_uint(h->capacity), "ring_fill", json_uint(tail - head), "written_lsn", json_uint(tail),
         "durable_lsn", json_uint(durable), "applied_lsn", json_uint(applied), "durable_lag_bytes",
@@ -848,11 +582,9 @@ json_t *primary_status(struct node *n)
         json_uint(atomic_load(&n->n_batches)), "records", json_uint(n_records), "records_per_s",
         json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
         json_uint(atomic_load(&n->n_groups)), "groups_discarded", json_uint(atomic_load(&n->n_discarded)),
-        "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "checkpoint_seq",
-        json_uint(ckpt_seq), "checkpoints_taken", json_uint(atomic_load(&n->n_checkpoints)),
-        "checkpoint_running", ckpt_busy, "journal_trimmed_below", json_uint(atomic_load(&n->journal_floor)),
-        "last_error", last_error);
-    if (st && json_object_set_new(st, "epoch_history", json_uint(store_history_length(n->s))) != 0) {
+        "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "last_error", last_error);
+    if (st && (checkpoint_status(n, st) != 0 ||
+               json_object_set_new(st, "epoch_history", json_uint(store_history_length(n->s))) != 0)) {
         json_decref(st);
         st = NULL;
     }
@@ -878,75 +610,24 @@ static void node_progress(void *arg, struct repl_progress *p)
     p->applied_lsn = atomic_load(&n->applied_lsn);
 }
 
-/* On the control thread: writes the snapshot file for the request it
- * answers from job (begun by begin_snapshot), then the reply. */
-static void write_snapshot(struct node *n, ckpt_job *job, uint64_t id, uint64_t t_request, uint64_t t_begun,
-                           char *out, size_t out_size)
-{
-    char path[PATH_MAX], err[512] = "";
-    uint64_t n_entries = 0, applied_seq = ckpt_job_applied_seq(job), t0 = now_ns();
-    int rc;
-
-    snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 SNAP_SUFFIX, store_dir(n->s),
-             (uint64_t)getpid(), id);
-    rc = ckpt_job_snapshot(job, path, &n_entries, err, sizeof err);
-    ckpt_job_free(job);
-    if (rc && sys_io_failed())
-        fatal("snapshot failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
-    if (rc) {
-        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
-        pthread_mutex_lock(&n->lock);
-        snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
-        pthread_mutex_unlock(&n->lock);
-        snprintf(out, out_size, "error %s", err[0] ? err : store_strerror(rc));
-        return;
-    }
-    /* where an rk_state_open's time goes: drain and apply reaching its
-     * point (wait), the copy (export); the engine's load is its own */
-    log_msg(LOG_INFO, "state snapshot served",
-            "applied_seq=%" PRIu64 " entries=%" PRIu64 " wait_ms=%.1f export_ms=%.1f", applied_seq, n_entries,
-            (double)(t_begun - t_request) / 1e6, (double)(now_ns() - t0) / 1e6);
-    snprintf(out, out_size, "ok %s", path);
-}
-
+/* A snapshot or checkpoint request (REQ_*): everything written to the
+ * ring before it goes into the answer -- an engine restarting after a
+ * crash then never sees a height older than groups it already wrote (it
+ * would write them again) -- so the drain first reaches where the ring's
+ * tail was.  Bounded: a claim that stays open (a producer stuck between
+ * claim and commit) does not hold the snapshot up for ever. */
 static void answer_request(struct node *n, int ask, char *out, size_t out_size)
 {
     struct ring_header *h = ring_header_of(n->ring);
     /* acquire: what was claimed before the request */
-    uint64_t target = atomic_load_explicit(&h->tail, memory_order_acquire), id;
-    uint64_t bound_ms = 2ull * h->unblock_timeout_ms + 5000, t_request = now_ns(), t_begun = 0;
-    ckpt_job *job = NULL;
+    uint64_t target = atomic_load_explicit(&h->tail, memory_order_acquire);
+    uint64_t bound_ms = 2ull * h->unblock_timeout_ms + 5000, t_request = now_ns();
 
-    /* Everything written to the ring before the request goes into the
-     * snapshot: an engine restarting after a crash then never sees a
-     * height older than groups it already wrote (it would write them
-     * again).  Bounded: a claim that stays open (a producer stuck between
-     * claim and commit) does not hold the snapshot up for ever. */
     for (uint64_t waited = 0; atomic_load(&n->drained_pos) < target && waited < bound_ms && !node_signal;
          waited++) {
         usleep(1000);
     }
-    pthread_mutex_lock(&n->lock);
-    id = n->request_id;
-    n->wanted = ask;
-    n->wanted_seq = n->journal_seq; /* holds the request's point (journal_batch) */
-    pthread_cond_broadcast(&n->journal_cond);
-    while (n->request_id == id && !atomic_load(&n->stop))
-        pthread_cond_wait(&n->apply_cond, &n->lock);
-    if (n->request_id == id) {
-        snprintf(out, out_size, "error node is stopping");
-    } else if (n->request_err[0]) {
-        snprintf(out, out_size, "error %s", n->request_err);
-    } else if (ask == REQ_SNAPSHOT) {
-        job = n->snap_job; /* begin_snapshot's, for this thread to write */
-        n->snap_job = NULL;
-        t_begun = n->snap_begun_ns;
-    } else {
-        snprintf(out, out_size, "ok %s", n->request_path);
-    }
-    pthread_mutex_unlock(&n->lock);
-    if (job)
-        write_snapshot(n, job, id + 1, t_request, t_begun, out, out_size);
+    serve_request(n, ask, t_request, out, out_size);
 }
 
 /* The control requests only a primary serves (the control loop,
@@ -978,49 +659,6 @@ void primary_answer(struct node *n, const char *req, char *reply, size_t reply_s
 }
 
 /* ------------------------------------------------------------ run */
-
-/* Snapshots are unlinked by the engine that opens them; one whose engine
- * died before that, or that an earlier run was writing, is removed here
- * once it is a minute old. */
-static void remove_old_snapshots(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    time_t now = time(NULL);
-
-    while (d && (de = readdir(d)) != NULL) {
-        char path[PATH_MAX + 300];
-        struct stat st;
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 60)
-            unlink(path);
-    }
-    if (d)
-        closedir(d);
-}
-
-/* A checkpoint being written when a node was killed leaves hidden temp
- * files (ckpt_is_temp_name) in checkpoints/; they are never listed or
- * taken as a checkpoint, and are removed here (this node holds the data
- * directory's lock, so no one else writes there). */
-static void remove_checkpoint_temps(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-
-    while (d && (de = readdir(d)) != NULL) {
-        char path[PATH_MAX + 300];
-        if (!ckpt_is_temp_name(de->d_name))
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (sys_unlink(path) == 0)
-            log_msg(LOG_INFO, "unfinished checkpoint removed", "file=\"%s\"", path);
-    }
-    if (d)
-        closedir(d);
-}
 
 /* A primary, with replicator r (NULL: none). */
 /* The node's epoch (the epoch history, persist/store.h): on a restart the
@@ -1057,9 +695,9 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
 {
     struct node n = {.c = c, .repl = r, .test_kill_after_abort = getenv("RK_TEST_KILL_AFTER_ABORT") != NULL};
     struct journal_header last = {0};
-    pthread_t apply_thread, control_thread, ckpt_thread, log_ckpt_thread;
-    int rc, have_apply = 0, have_control = 0, have_ckpt = 0, have_log_ckpt = 0;
-    char err[512] = "", path[PATH_MAX + 32];
+    pthread_t apply_thread, control_thread;
+    int rc, have_apply = 0, have_control = 0, have_ckpt = 0;
+    char err[512] = "";
     uint64_t t_store = 0, t_applier = 0, t_ring = 0; /* where a start's time goes ("node started") */
 
     node_begin(&n);
@@ -1097,32 +735,14 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
         goto out;
     t_ring = now_ns();
     atomic_store(&n.drained_pos, atomic_load(&ring_header_of(n.ring)->head));
-    {
-        /* the newest checkpoint: nothing to take again until apply moves */
-        char **paths = NULL;
-        size_t n_paths = 0;
-        struct ckpt_info info = {0};
-        snprintf(path, sizeof path, "%s/checkpoints", c->data_dir);
-        if (ckpt_list(path, &paths, &n_paths) == 0 && n_paths &&
-            ckpt_read_info(paths[0], &info, err, sizeof err) == 0) {
-            n.ckpt_seq = info.journal_seq;
-            snprintf(n.ckpt_path, sizeof n.ckpt_path, "%s", paths[0]);
-        }
-        ckpt_info_free(&info);
-        ckpt_list_free(paths, n_paths);
-    }
-    snprintf(path, sizeof path, "%s/snapshots", c->data_dir);
-    mkdir(path, 0700);
-    remove_old_snapshots(path);
-    snprintf(path, sizeof path, "%s/checkpoints", c->data_dir);
-    remove_checkpoint_temps(path);
+    checkpoint_find_newest(&n);
+    checkpoint_dirs_prepare(&n);
 
     /* threads do not take the signals; the drain loop sees them */
-    have_ckpt = start_thread(&ckpt_thread, ckpt_main, &n) == 0;
-    have_log_ckpt = have_ckpt && start_thread(&log_ckpt_thread, log_ckpt_main, &n) == 0;
-    have_apply = have_log_ckpt && start_thread(&apply_thread, apply_main, &n) == 0;
+    have_ckpt = checkpoint_threads_start(&n) == 0;
+    have_apply = have_ckpt && start_thread(&apply_thread, apply_main, &n) == 0;
     have_control = control_start(&n, &control_thread) == 0;
-    if (!have_apply || !have_control || !have_ckpt || !have_log_ckpt)
+    if (!have_apply || !have_control || !have_ckpt)
         fatal("cannot start threads", strerror(errno));
     if (r) {
         repl_primary_on_higher_epoch(r, higher_epoch_seen, &n);
@@ -1146,12 +766,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     pthread_cond_broadcast(&n.journal_cond);
     pthread_mutex_unlock(&n.lock);
     pthread_join(apply_thread, NULL);
-    pthread_mutex_lock(&n.lock);
-    n.ckpt_stop = 1;
-    pthread_cond_broadcast(&n.ckpt_cond);
-    pthread_mutex_unlock(&n.lock);
-    pthread_join(ckpt_thread, NULL);
-    pthread_join(log_ckpt_thread, NULL);
+    checkpoint_threads_stop(&n);
     if (r)
         repl_primary_stop(r);
     atomic_store(&n.stop, 1);

@@ -12,6 +12,10 @@
  *   bootstrap: standby_apply_stop (joins)    ends; apply_start makes a new one
  *   SIGTERM: apply_finish (waits; a second   ends once all durable is applied
  *     signal: ends after the entry in hand)
+ *                                            between entries: checkpoints (the
+ *                                            checkpoint threads, node/checkpoint.c,
+ *                                            run while apply runs), snapshot and
+ *                                            checkpoint requests
  *
  * Threads: main, apply and the control thread (node.c); the apply state
  * (journal_seq: what is durable, applied_seq, am, apply_quit, apply_done)
@@ -72,20 +76,44 @@ static uint64_t apply_gate_limit(const char *path)
 /* A standby's apply: one entry at a time up to what is durable
  * (journal_seq, which the standby moves: standby_durable), the digest
  * after each handed to the standby for its comparison with the primary's;
- * at NODE_APPLY_NICE.  Stops when told (apply_quit); a failure stops the
- * node (apply_failed). */
+ * at NODE_APPLY_NICE.  Between entries (group boundaries of what it
+ * applied), checkpoints on the primary's triggers ([checkpoint]
+ * every_seconds, every_records, every_heights: the same entries as the
+ * primary's, since every_heights stops apply in the same entry), and the
+ * snapshot and checkpoint requests (serve_request: at once, at what is
+ * applied).  Unlike a primary's, its clean stop takes no last checkpoint:
+ * its journal (which that would trim) is what a rejoin after a failover
+ * rebuilds from.  Stops when told (apply_quit); a failure stops the node (apply_failed). */
 void apply_standby(struct node *n)
 {
+    struct checkpoint_clock ck;
     char err[512] = "";
 
     node_thread_nice(NODE_APPLY_NICE);
+    checkpoint_clock_start(n, &ck);
     pthread_mutex_lock(&n->lock);
     for (;;) {
         uint64_t applied = n->applied_seq;
+        int ask = n->wanted && applied >= n->wanted_seq && (n->wanted == REQ_SNAPSHOT || !n->ckpt_busy)
+                      ? n->wanted
+                      : 0;
+        int due = !n->ckpt_busy && (n->ckpt_pending || (checkpoint_time_due(n, &ck) && applied != n->ckpt_seq));
         if (n->apply_quit == 1 || (n->apply_quit == 2 && applied >= n->journal_seq))
             break;
+        if (ask || due) {
+            pthread_mutex_unlock(&n->lock);
+            if (ask == REQ_SNAPSHOT)
+                begin_snapshot(n);
+            else if (start_checkpoint(n, ask == REQ_CHECKPOINT) == 0)
+                checkpoint_clock_reset(n, &ck);
+            pthread_mutex_lock(&n->lock);
+            continue;
+        }
         if (applied >= n->journal_seq) {
-            pthread_cond_wait(&n->journal_cond, &n->lock);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1; /* look at the checkpoint timer now and then */
+            pthread_cond_timedwait(&n->journal_cond, &n->lock, &ts);
             continue;
         }
         pthread_mutex_unlock(&n->lock);
@@ -100,6 +128,13 @@ void apply_standby(struct node *n)
         struct apply_meta am = applier_meta(n->a);
         if (rc == 0)
             repl_standby_applied(n->standby, am.applied_seq, am.digest);
+        if (rc == 0 && applier_height_crossed(n->a)) {
+            /* every_heights: this entry, as on the primary, even if the
+             * one before is still being written */
+            wait_checkpoint_idle(n);
+            if (start_checkpoint(n, 0) == 0)
+                checkpoint_clock_reset(n, &ck);
+        }
         pthread_mutex_lock(&n->lock);
         if (rc) {
             log_msg(LOG_ERROR, "apply failed", "error=\"%s\" action=exit", err[0] ? err : store_strerror(rc));
@@ -109,14 +144,17 @@ void apply_standby(struct node *n)
         n->am = am;
         n->applied_seq = am.applied_seq;
         n->digest_at = am.digest;
+        if (checkpoint_due(n, &ck, &am))
+            n->ckpt_pending = 1;
         pthread_cond_broadcast(&n->apply_cond);
     }
     n->apply_done = 1;
     pthread_mutex_unlock(&n->lock);
 }
 
-/* Starts a standby's apply thread on the standby's current store and
- * applier (main thread).  0 or an errno value. */
+/* Starts a standby's apply thread, and the checkpoint threads, on the
+ * standby's current store and applier (main thread).  0 or an errno
+ * value. */
 static int apply_start(struct node *n)
 {
     int rc;
@@ -133,7 +171,13 @@ static int apply_start(struct node *n)
     n->apply_quit = 0;
     n->apply_done = 0;
     pthread_mutex_unlock(&n->lock);
-    rc = start_thread(&n->apply_thread, apply_main, n);
+    checkpoint_find_newest(n); /* a bootstrap brought one */
+    rc = checkpoint_threads_start(n);
+    if (rc == 0) {
+        rc = start_thread(&n->apply_thread, apply_main, n);
+        if (rc)
+            checkpoint_threads_stop(n);
+    }
     if (rc == 0)
         n->apply_running = 1;
     else
@@ -142,7 +186,10 @@ static int apply_start(struct node *n)
 }
 
 /* Stops a standby's apply thread: at once (finish 0, after the entry in
- * hand) or once it has applied all that is durable (finish 1). */
+ * hand) or once it has applied all that is durable (finish 1); then, the
+ * snapshots it began written (they read the store) and the checkpoint in
+ * hand written, the checkpoint threads: a bootstrap may replace the store
+ * next. */
 static void apply_stop(struct node *n, int finish)
 {
     if (!n->apply_running)
@@ -152,6 +199,11 @@ static void apply_stop(struct node *n, int finish)
     pthread_cond_broadcast(&n->journal_cond);
     pthread_mutex_unlock(&n->lock);
     pthread_join(n->apply_thread, NULL);
+    pthread_mutex_lock(&n->lock);
+    while (n->n_snap_jobs > 0)
+        pthread_cond_wait(&n->apply_cond, &n->lock);
+    pthread_mutex_unlock(&n->lock);
+    checkpoint_threads_stop(n);
     n->apply_running = 0;
 }
 
@@ -306,6 +358,7 @@ int run_standby(const struct node_config *c)
     n.apply_gate = getenv("RK_TEST_APPLY_GATE");
     if (repl_standby_open(c, &host, &n.standby) != 0)
         goto out;
+    checkpoint_dirs_prepare(&n);
     standby_status(&n);
     have_control = control_start(&n, &control_thread) == 0;
     if (!have_control)
@@ -339,6 +392,9 @@ out:
     if (n.standby)
         apply_stop(&n, 0);
     atomic_store(&n.stop, 1);
+    pthread_mutex_lock(&n.lock);
+    pthread_cond_broadcast(&n.apply_cond); /* a request waiting is told the node stops */
+    pthread_mutex_unlock(&n.lock);
     if (have_control)
         pthread_join(control_thread, NULL);
     repl_standby_close(n.standby);

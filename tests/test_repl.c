@@ -1585,6 +1585,260 @@ START_TEST(promote_a_stopped_standby_at_start)
 }
 END_TEST
 
+/* ------------------------------------------------------------ a standby's checkpoints */
+
+/* Checkpoints at every 20th height of the engine, three kept: for the
+ * primary and the standby alike. */
+static const char *const every_20[] = {"checkpoint", "every_heights",   "20", "checkpoint", "height_producer",
+                                       "eng",        "checkpoint",      "every_seconds", "0", "checkpoint",
+                                       "keep",       "3",               NULL};
+
+/* Waits until the node on dir has taken at least n checkpoints since it
+ * started and is writing none; returns its status (malloc'd). */
+static char *wait_checkpoints(const char *dir, uint64_t n)
+{
+    for (int i = 0;; i++) {
+        char *st = status_of(dir);
+        if (st && json_u64(st, "checkpoints_taken") >= n && !status_true(st, "checkpoint_running"))
+            return st;
+        ck_assert_msg(i < BOUND_S * 100, "%s took fewer than %llu checkpoints: %s", dir, (unsigned long long)n,
+                      st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+}
+
+/* What `ringkeep checkpoint export FILE` writes (malloc'd). */
+static char *export_of(const char *file)
+{
+    size_t size = 8u << 20;
+    char *out = malloc(size);
+
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(run_cli(out, size, (const char *const[]){"checkpoint", "export", file, NULL}), 0);
+    ck_assert_uint_lt(strlen(out), size - 1);
+    return out;
+}
+
+/* Each checkpoint of the standby on dir has one of the primary's at the
+ * same journal sequence, holding the same: LSN, epoch, entries, digest,
+ * and every entry byte for byte as export writes them.  Returns how many
+ * the standby keeps. */
+static size_t check_checkpoints_equal(const char *dir)
+{
+    char pdir[300], sdir[300], err[512], **pp = NULL, **sp = NULL;
+    size_t np = 0, ns = 0;
+
+    snprintf(pdir, sizeof pdir, "%s/checkpoints", primary_dir);
+    snprintf(sdir, sizeof sdir, "%s/checkpoints", dir);
+    ck_assert_int_eq(ckpt_list(pdir, &pp, &np), 0);
+    ck_assert_int_eq(ckpt_list(sdir, &sp, &ns), 0);
+    for (size_t i = 0; i < ns; i++) {
+        struct ckpt_info si = {0};
+        int found = 0;
+        ck_assert_msg(ckpt_read_info(sp[i], &si, err, sizeof err) == 0, "%s", err);
+        for (size_t j = 0; j < np && !found; j++) {
+            struct ckpt_info pi = {0};
+            ck_assert_msg(ckpt_read_info(pp[j], &pi, err, sizeof err) == 0, "%s", err);
+            if (pi.journal_seq == si.journal_seq) {
+                char *a = export_of(pp[j]), *b = export_of(sp[i]);
+                found = 1;
+                ck_assert_uint_eq(si.lsn, pi.lsn);
+                ck_assert_uint_eq(si.epoch, pi.epoch);
+                ck_assert_uint_eq(si.n_entries, pi.n_entries);
+                ck_assert_msg(si.digest == pi.digest, "seq %llu: digest %016llx, the primary's %016llx",
+                              (unsigned long long)si.journal_seq, (unsigned long long)si.digest,
+                              (unsigned long long)pi.digest);
+                ck_assert_msg(strcmp(a, b) == 0, "seq %llu: the entries differ from the primary's",
+                              (unsigned long long)si.journal_seq);
+                free(a);
+                free(b);
+            }
+            ckpt_info_free(&pi);
+        }
+        ck_assert_msg(found, "%s (seq %llu): the primary has no checkpoint at that seq", sp[i],
+                      (unsigned long long)si.journal_seq);
+        ckpt_info_free(&si);
+    }
+    ckpt_list_free(pp, np);
+    ckpt_list_free(sp, ns);
+    return ns;
+}
+
+/* A standby takes its checkpoints where the primary takes them (every
+ * 20th height: the same journal entries), with the same contents, keeps
+ * three and trims its journal below what they need, never past what it
+ * applied; SIGKILLed, it restarts on its trimmed journal and follows. */
+START_TEST(standby_checkpoints_equal_the_primarys_and_trim_its_journal)
+{
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, every_20, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", every_20, NULL);
+    char *st, *stp;
+
+    engine_attach(&e);
+    engine_write(&e, 200); /* heights 20, 40 .. 200: ten checkpoints on each */
+    free(wait_caught_up(standby_dir[0]));
+    st = wait_checkpoints(standby_dir[0], 10);
+    stp = wait_checkpoints(primary_dir, 10);
+    ck_assert_uint_eq(json_u64(st, "checkpoint_seq"), json_u64(stp, "checkpoint_seq"));
+    ck_assert_uint_eq(check_checkpoints_equal(standby_dir[0]), 3);
+    uint64_t floor = json_u64(st, "journal_trimmed_below");
+    ck_assert_msg(floor > 1 && floor <= json_u64(st, "checkpoint_seq"), "standby: %s", st);
+    free(st);
+    free(stp);
+    {
+        char err[512];
+        store *s = NULL;
+        uint64_t first = 0;
+        ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
+        ck_assert_msg(store_open(standby_dir[0], 0, 16, &s, err, sizeof err) == 0, "%s", err);
+        ck_assert_int_eq(store_journal_first(s, &first), 0);
+        ck_assert_uint_eq(first, floor);
+        store_close(s);
+    }
+    engine_write(&e, 40);
+    sb = start(standby_dir[0], "standby-a", every_20, NULL);
+    engine_write(&e, 20);
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    free(wait_checkpoints(standby_dir[0], 3)); /* 220, 240, 260 */
+    free(wait_checkpoints(primary_dir, 13));
+    ck_assert_uint_eq(check_checkpoints_equal(standby_dir[0]), 3);
+    stop_and_check(sb, primary, e.height);
+}
+END_TEST
+
+/* rk_state_open on a running standby: the state at a group boundary at or
+ * after what it had applied when asked, which is the primary's state at
+ * that height (the model's); with its apply held (RK_TEST_APPLY_GATE),
+ * exactly what it applied, however far its journal is ahead.  `ringkeep
+ * checkpoint create` on it: a checkpoint of what it applied. */
+START_TEST(state_open_on_a_running_standby_is_the_primarys_state)
+{
+    struct engine e;
+    char gate[300], env[320], limit[32], out[4096], err[512], digest[17];
+    struct ckpt_info info = {0};
+    char *st;
+
+    snprintf(gate, sizeof gate, "%s.gate", standby_dir[0]);
+    snprintf(env, sizeof env, "RK_TEST_APPLY_GATE=%s", gate);
+    set_gate(gate, "");
+    pid_t primary = start(primary_dir, NULL, NULL, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, env);
+
+    engine_attach(&e);
+    engine_write(&e, 60);
+    st = wait_caught_up(standby_dir[0]);
+    uint64_t held = json_u64(st, "applied_seq");
+    digest_of(st, digest);
+    free(st);
+    check_state(standby_dir[0], 60);
+
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)held);
+    set_gate(gate, limit);
+    engine_write(&e, 60);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    for (int i = 0;; i++) { /* the standby holds all of it, and applied none */
+        char *p = status_of(primary_dir);
+        uint64_t seq = json_u64(p, "journal_seq");
+        free(p);
+        st = status_of(standby_dir[0]);
+        int held_all = json_u64(st, "journal_seq") == seq;
+        ck_assert_msg(json_u64(st, "applied_seq") == held, "apply went past the gate: %s", st);
+        free(st);
+        if (held_all)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the standby did not receive seq %llu", (unsigned long long)seq);
+        usleep(10000);
+    }
+    check_state(standby_dir[0], 60);
+
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"checkpoint", "create", "-d", standby_dir[0],
+                                                                      NULL}),
+                     0);
+    out[strcspn(out, "\n")] = '\0';
+    ck_assert_msg(ckpt_read_info(out, &info, err, sizeof err) == 0, "%s: %s", out, err);
+    ck_assert_uint_eq(info.journal_seq, held);
+    ck_assert_uint_eq(info.digest, strtoull(digest, NULL, 16)); /* the primary's at held (digest_match) */
+    ckpt_info_free(&info);
+
+    set_gate(gate, "");
+    free(wait_caught_up(standby_dir[0]));
+    check_state(standby_dir[0], 120);
+    rk_ring_detach(e.r);
+    stop_and_check(sb, primary, e.height);
+}
+END_TEST
+
+/* A further standby bootstraps from a promoted node: the standby took a
+ * checkpoint and trimmed its journal while it followed; promoted, it
+ * serves that checkpoint to a new standby, which then fetches the rest
+ * (epoch 1 and epoch 2 entries) and holds everything; the promoted node's
+ * checkpoints go on from the standby's. */
+START_TEST(bootstrap_from_a_promoted_node)
+{
+    char pub2[64], serve2[64], out[4096], *st, *reply = NULL;
+    struct engine e;
+    uint64_t acked, ckpt_seq;
+
+    snprintf(pub2, sizeof pub2, "tcp://127.0.0.1:%d", port_base + 2);
+    snprintf(serve2, sizeof serve2, "tcp://127.0.0.1:%d", port_base + 3);
+    const char *const promotable[] = {"ring",        "name",    ring_b,          "ring",        "capacity",
+                                      "1M",          "replication", "publish",   pub2,          "replication",
+                                      "serve",       serve2,    "checkpoint",    "keep",        "1",
+                                      "checkpoint",  "every_seconds", "0",       NULL};
+    const char *const follow_promoted[] = {"replication", "primary_publish", pub2, "replication", "primary_serve",
+                                           serve2,        NULL};
+    pid_t primary = start(primary_dir, NULL, min_one, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", promotable, NULL);
+
+    engine_attach(&e);
+    for (int round = 0; round < 2; round++) {
+        engine_write(&e, 40);
+        free(wait_caught_up(standby_dir[0]));
+        ck_assert_int_eq(run_cli(out, sizeof out,
+                                 (const char *const[]){"checkpoint", "create", "-d", standby_dir[0], NULL}),
+                         0);
+    }
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    acked = e.height;
+    st = wait_checkpoints(standby_dir[0], 2);
+    ckpt_seq = json_u64(st, "checkpoint_seq");
+    ck_assert_msg(json_u64(st, "journal_trimmed_below") > 1, "the standby trimmed nothing: %s", st);
+    free(st);
+    ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
+    rk_ring_detach(e.r);
+
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}), 0);
+    st = status_of(standby_dir[0]);
+    ck_assert_msg(st && strstr(st, "\"role\":\"primary\"") && json_u64(st, "checkpoint_seq") == ckpt_seq, "%s",
+                  st ? st : "");
+    free(st);
+    engine_resume(&e, standby_dir[0], acked);
+    engine_write(&e, 30);
+
+    pid_t s1 = start(standby_dir[1], "standby-b", follow_promoted, NULL);
+    engine_write(&e, 20);
+    st = wait_caught_up_with(standby_dir[0], standby_dir[1]);
+    ck_assert_msg(json_u64(st, "bootstraps") == 1, "%s", st);
+    free(st);
+
+    ck_assert_int_eq(node_request(standby_dir[0], "checkpoint", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "checkpoint: %s", reply);
+    free(reply);
+    st = status_of(standby_dir[0]);
+    ck_assert_msg(json_u64(st, "checkpoint_seq") > ckpt_seq, "%s", st);
+    free(st);
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(stop(s1, SIGTERM), 0);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    check_journal_of(standby_dir[0], standby_dir[1]);
+    check_state(standby_dir[1], e.height);
+    check_state(standby_dir[0], e.height);
+}
+END_TEST
+
 
 /* ------------------------------------------------------------ fencing */
 
@@ -1928,6 +2182,12 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, other_standby_repoints_to_the_promoted_one_and_the_old_primary_steps_down);
     tcase_add_test(tc, promote_refused_when_another_standby_acknowledged_more);
     tcase_add_test(tc, repointed_standby_sets_aside_what_the_new_primary_lacks);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("standby_checkpoints"); /* CK_RUN_CASE=standby_checkpoints runs only these */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, standby_checkpoints_equal_the_primarys_and_trim_its_journal);
+    tcase_add_test(tc, state_open_on_a_running_standby_is_the_primarys_state);
+    tcase_add_test(tc, bootstrap_from_a_promoted_node);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -1,0 +1,529 @@
+/* checkpoint.c -- checkpoints and state snapshots, the same for every role:
+ * a primary takes them from the apply thread between its steps
+ * (apply_primary), a standby between the entries it applies
+ * (apply_standby), both at a group boundary of what they applied, so a
+ * standby's checkpoint at a journal sequence holds what the primary's at
+ * that sequence holds.
+ *
+ *   apply thread                      checkpoint thread (ckpt_main)
+ *   triggers (checkpoint_due,         writes the file from the snapshot,
+ *     every_heights), a request  -->  retention, journal and BDB log trim
+ *   start_checkpoint: snapshot
+ *     txn begun, job handed over      log checkpoint thread (log_ckpt_main):
+ *   begin_snapshot: a request's       a BDB checkpoint every LOG_CHECKPOINT_KB
+ *     snapshot txn, for the           of log (bounds recovery)
+ *     control thread to write
+ *     (serve_request, write_snapshot)
+ *
+ * The checkpoint threads work on the node's store; a standby, whose store
+ * a bootstrap replaces, runs them with its apply thread
+ * (checkpoint_threads_start, checkpoint_threads_stop) and waits for the
+ * snapshots being written (n_snap_jobs) before the store goes.
+ *
+ * Threads: apply, checkpoint, log checkpoint, control; the hand-offs are
+ * under `lock` (internal.h).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node/internal.h"
+#include "persist/apply.h"
+#include "persist/checkpoint.h"
+#include "persist/json_bytes.h"
+#include "persist/log.h"
+#include "persist/retain.h"
+#include "persist/snapshot.h"
+#include "persist/store.h"
+#include "replicator/replicator.h"
+#include "shm/segment.h"
+
+#define LOG_CHECKPOINT_KB 4096 /* the BDB environment is checkpointed after this much log */
+#define LOG_CHECKPOINT_MS 50   /* how often the log checkpoint thread looks at the log */
+
+/* The epoch a checkpoint or snapshot says: a primary's own; a standby's,
+ * the epoch it follows (the highest its directory has seen, meta.db), so
+ * that its checkpoint at a sequence says what the primary's would. */
+static uint64_t checkpoint_epoch(struct node *n)
+{
+    return n->role == ROLE_PRIMARY ? n->epoch : store_epoch_seen(n->s);
+}
+
+/* Records the answer to the request being served (under lock). */
+static void answer_locked(struct node *n, int rc, const char *path, const char *err)
+{
+    n->request_id++;
+    if (rc) {
+        snprintf(n->request_err, sizeof n->request_err, "%s", err[0] ? err : store_strerror(rc));
+        n->request_path[0] = '\0';
+    } else {
+        snprintf(n->request_path, sizeof n->request_path, "%s", path);
+        n->request_err[0] = '\0';
+    }
+    pthread_cond_broadcast(&n->apply_cond);
+}
+
+/* On the apply thread, between applier_run calls (a group boundary at or
+ * after the request's point): begins the snapshot the request being
+ * served gets -- an MVCC snapshot transaction, with what was applied and
+ * the producers' marks read in it now (applier_checkpoint_begin) -- and
+ * hands it to the control thread waiting in serve_request, which writes
+ * the file from it (write_snapshot) while apply goes on.  Copying the
+ * state here instead stalled apply for the whole copy: under steady
+ * writes apply then lagged, and each open waited longer than the last
+ * (issue 9.5). */
+void begin_snapshot(struct node *n)
+{
+    ckpt_job *job = NULL;
+    char err[512] = "";
+    int rc = applier_checkpoint_begin(n->a, checkpoint_epoch(n), &job);
+
+    if (rc) {
+        snprintf(err, sizeof err, "snapshot: cannot begin a snapshot transaction: %s", store_strerror(rc));
+        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err);
+    }
+    pthread_mutex_lock(&n->lock);
+    if (rc)
+        snprintf(n->last_error, sizeof n->last_error, "%s", err);
+    n->wanted = 0;
+    n->snap_job = job;
+    n->n_snap_jobs += job != NULL; /* until write_snapshot ends it */
+    n->snap_begun_ns = now_ns();
+    answer_locked(n, rc, "", err);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* On the apply thread, between applier_run calls (a group boundary):
+ * hands a checkpoint of what is applied now to the checkpoint thread.
+ * answering: a `checkpoint` request waits for it.  Returns 0 if handed
+ * over or answered at once (nothing new since the newest checkpoint),
+ * RK_EBUSY if a checkpoint is still being written (the caller tries
+ * again once it is done). */
+int start_checkpoint(struct node *n, int answering)
+{
+    ckpt_job *job = NULL;
+    char path[PATH_MAX];
+    int rc;
+
+    pthread_mutex_lock(&n->lock);
+    if (atomic_load(&n->stepped_down)) {
+        /* what it journals from now on is nobody's: no checkpoint holds
+         * it (a rejoin sets it aside) */
+        n->ckpt_pending = 0;
+        pthread_mutex_unlock(&n->lock);
+        return RK_EFENCED;
+    }
+    if (n->ckpt_busy) {
+        n->ckpt_pending = 1;
+        pthread_mutex_unlock(&n->lock);
+        return RK_EBUSY;
+    }
+    n->ckpt_pending = 0;
+    if (n->ckpt_seq && n->ckpt_seq == applier_meta(n->a).applied_seq) {
+        if (answering) { /* nothing new since: that one is the answer */
+            snprintf(path, sizeof path, "%s", n->ckpt_path);
+            n->wanted = 0;
+            answer_locked(n, 0, path, "");
+        }
+        pthread_mutex_unlock(&n->lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&n->lock);
+    rc = applier_checkpoint_begin(n->a, checkpoint_epoch(n), &job);
+    pthread_mutex_lock(&n->lock);
+    if (rc) {
+        log_msg(LOG_ERROR, "checkpoint failed", "error=\"cannot begin a snapshot: %s\"", store_strerror(rc));
+        snprintf(n->last_error, sizeof n->last_error, "checkpoint: cannot begin a snapshot: %s",
+                 store_strerror(rc));
+        if (answering) {
+            n->wanted = 0;
+            answer_locked(n, rc, "", n->last_error);
+        }
+    } else {
+        n->job = job;
+        n->job_answering = answering;
+        n->ckpt_busy = 1;
+        if (answering)
+            n->wanted = 0; /* the checkpoint thread answers */
+        pthread_cond_broadcast(&n->ckpt_cond);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return 0;
+}
+
+/* Waits (apply thread) until no checkpoint is being written. */
+void wait_checkpoint_idle(struct node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    while (n->ckpt_busy)
+        pthread_cond_wait(&n->journal_cond, &n->lock);
+    pthread_mutex_unlock(&n->lock);
+}
+
+void checkpoint_clock_start(struct node *n, struct checkpoint_clock *ck)
+{
+    applier_watch_height(n->a, n->c->ckpt_height_producer, n->c->ckpt_every_heights);
+    ck->last_ns = now_ns();
+    ck->records_at = applier_meta(n->a).n_records;
+}
+
+int checkpoint_time_due(const struct node *n, const struct checkpoint_clock *ck)
+{
+    return n->c->ckpt_every_seconds && now_ns() - ck->last_ns >= n->c->ckpt_every_seconds * 1000000000ull;
+}
+
+int checkpoint_due(const struct node *n, const struct checkpoint_clock *ck, const struct apply_meta *am)
+{
+    return checkpoint_time_due(n, ck) ||
+           (n->c->ckpt_every_records && am->n_records - ck->records_at >= n->c->ckpt_every_records);
+}
+
+void checkpoint_clock_reset(struct node *n, struct checkpoint_clock *ck)
+{
+    ck->last_ns = now_ns();
+    ck->records_at = applier_meta(n->a).n_records;
+}
+
+/* The checkpoint thread: writes each job from its snapshot while drain and
+ * apply go on, then applies retention, trims the journal to what the kept
+ * checkpoints need, and removes the Berkeley DB log files recovery no
+ * longer needs (store_log_trim).  A kept checkpoint never needs more than
+ * what its node applied, so a standby's journal keeps everything past its
+ * apply, and from the oldest kept checkpoint's restart point on: what its
+ * own restart and a promotion replay.  It runs at the node's priority: at
+ * nice 10 (tried first) a checkpoint of 1M keys under full load took
+ * 27-56 s instead of 6-10 s, and the snapshot held that long made apply
+ * copy far more pages (bench_checkpoint: the node drained at a fifth of
+ * its rate even after the checkpoint). */
+static void *ckpt_main(void *arg)
+{
+    struct node *n = arg;
+    const struct node_config *c = n->c;
+    struct retain_policy policy = {c->ckpt_keep, c->ckpt_keep_hourly, c->ckpt_keep_daily};
+    char dir[PATH_MAX + 16], path[PATH_MAX], err[512];
+
+    pthread_setname_np(pthread_self(), "rk-checkpoint"); /* top -H, perf, gdb */
+    snprintf(dir, sizeof dir, "%s/checkpoints", c->data_dir);
+    pthread_mutex_lock(&n->lock);
+    for (;;) {
+        struct ckpt_info written = {0};
+        uint64_t floor = UINT64_MAX, t0;
+        uint32_t removed = 0;
+        ckpt_job *job;
+        int answering, rc;
+
+        while (!n->job && !n->ckpt_stop)
+            pthread_cond_wait(&n->ckpt_cond, &n->lock);
+        if (!n->job)
+            break;
+        job = n->job;
+        answering = n->job_answering;
+        n->job = NULL;
+        pthread_mutex_unlock(&n->lock);
+
+        err[0] = '\0';
+        t0 = now_ns();
+        rc = ckpt_job_write(job, dir, c->zstd_level, path, sizeof path, &written, err, sizeof err);
+        ckpt_job_free(job);
+        /* a failed write or fsync is fatal here as in the journal: the
+         * next fsync of the same file may pass on what this one lost */
+        if (rc && sys_io_failed())
+            fatal("checkpoint write failed: a failed write or fsync is never retried",
+                  err[0] ? err : store_strerror(rc));
+        if (!rc) {
+            log_msg(LOG_INFO, "checkpoint taken",
+                    "file=\"%s\" journal_seq=%" PRIu64 " lsn=%" PRIu64 " entries=%" PRIu64 " digest=%016" PRIx64
+                    " ms=%.1f",
+                    path, written.journal_seq, written.lsn, written.n_entries, written.digest,
+                    (double)(now_ns() - t0) / 1e6);
+            if (retain_apply(dir, &policy, seg_now_ns(CLOCK_REALTIME), &floor, &removed) != 0)
+                floor = UINT64_MAX; /* cannot list: trim nothing */
+            if (removed)
+                log_msg(LOG_INFO, "old checkpoints removed", "count=%" PRIu32, removed);
+            if (n->repl) {
+                uint64_t needed = repl_primary_trim_floor(n->repl); /* standbys following */
+                if (needed < floor)
+                    floor = needed;
+            }
+            if (c->trim_journal && floor != UINT64_MAX) {
+                int trc = store_journal_trim(n->s, floor);
+                /* a deadlock victim, again and again, aborted whole: tried at the next checkpoint */
+                if (trc == DB_LOCK_DEADLOCK)
+                    log_msg(LOG_WARN, "journal trim given up", "below=%" PRIu64 " error=\"%s\"", floor,
+                            store_strerror(trc));
+                else if (trc)
+                    fatal("journal trim failed: its commit writes and fsyncs the log", store_strerror(trc));
+                else
+                    atomic_store(&n->journal_floor, floor);
+            }
+            /* and the BDB log files recovery no longer needs; a failure
+             * here (the Berkeley DB checkpoint's writes and fsyncs of
+             * state.db and the journal) leaves pages only the log can redo */
+            uint32_t n_logs = 0;
+            int lrc = store_log_trim(n->s, &n_logs);
+            if (lrc)
+                fatal("Berkeley DB checkpoint or log trim failed: the next start recovers from the log",
+                      store_strerror(lrc));
+            if (n_logs)
+                log_msg(LOG_DEBUG, "log files removed", "count=%" PRIu32, n_logs);
+        } else {
+            log_msg(LOG_ERROR, "checkpoint failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
+        }
+        if (!rc && n->repl)
+            repl_primary_checkpointed(n->repl, path);
+        pthread_mutex_lock(&n->lock);
+        if (rc) {
+            snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
+        } else {
+            n->ckpt_seq = written.journal_seq;
+            snprintf(n->ckpt_path, sizeof n->ckpt_path, "%s", path);
+            atomic_fetch_add(&n->n_checkpoints, 1);
+        }
+        ckpt_info_free(&written);
+        if (answering)
+            answer_locked(n, rc, path, err);
+        n->ckpt_busy = 0;
+        pthread_cond_broadcast(&n->journal_cond); /* apply may wait for this one */
+    }
+    pthread_mutex_unlock(&n->lock);
+    return NULL;
+}
+
+/* The log checkpoint thread: a restart after a crash (DB_RECOVER) redoes
+ * the Berkeley DB log from the last checkpoint, so every LOG_CHECKPOINT_MS
+ * it checkpoints the environment if LOG_CHECKPOINT_KB of log were written
+ * since the last one.  Its own thread, because the drain writes that much
+ * log in tens of milliseconds under load: from the apply thread, between
+ * apply's steps, checkpoints came ~30 MiB of log apart and a restart
+ * redid up to 70 MiB (1-1.5 s; bench/restart_time.sh).  A checkpoint
+ * waits for no writer (BDB's txn_checkpoint runs beside them) and stops
+ * none: the drain and apply go on while it flushes.  A failure is fatal,
+ * as any failed write.  Exits when ckpt_stop is set. */
+static void *log_ckpt_main(void *arg)
+{
+    struct node *n = arg;
+
+    pthread_setname_np(pthread_self(), "rk-log-ckpt"); /* top -H, perf, gdb */
+    pthread_mutex_lock(&n->lock);
+    while (!n->ckpt_stop) {
+        struct timespec ts;
+        int rc;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += LOG_CHECKPOINT_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&n->ckpt_cond, &n->lock, &ts); /* ckpt_cond: also the stop */
+        if (n->ckpt_stop)
+            break;
+        pthread_mutex_unlock(&n->lock);
+        rc = store_log_checkpoint(n->s, LOG_CHECKPOINT_KB);
+        if (rc)
+            fatal("Berkeley DB checkpoint failed", store_strerror(rc));
+        pthread_mutex_lock(&n->lock);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return NULL;
+}
+
+/* Stops the checkpoint thread (after the job it has, if any) and the log
+ * checkpoint thread, when started (ckpt_threads: bit 1 and bit 2). */
+void checkpoint_threads_stop(struct node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    n->ckpt_stop = 1;
+    pthread_cond_broadcast(&n->ckpt_cond);
+    pthread_mutex_unlock(&n->lock);
+    if (n->ckpt_threads & 1)
+        pthread_join(n->ckpt_thread, NULL);
+    if (n->ckpt_threads & 2)
+        pthread_join(n->log_ckpt_thread, NULL);
+    n->ckpt_threads = 0;
+}
+
+int checkpoint_threads_start(struct node *n)
+{
+    int rc;
+
+    pthread_mutex_lock(&n->lock);
+    n->ckpt_stop = 0;
+    pthread_mutex_unlock(&n->lock);
+    rc = start_thread(&n->ckpt_thread, ckpt_main, n);
+    if (rc == 0) {
+        n->ckpt_threads = 1;
+        rc = start_thread(&n->log_ckpt_thread, log_ckpt_main, n);
+    }
+    if (rc == 0)
+        n->ckpt_threads |= 2;
+    else
+        checkpoint_threads_stop(n);
+    return rc;
+}
+
+/* ------------------------------------------------------------ requests */
+
+/* On the control thread: writes the snapshot file for the request it
+ * answers from job (begun by begin_snapshot), then the reply. */
+static void write_snapshot(struct node *n, ckpt_job *job, uint64_t id, uint64_t t_request, uint64_t t_begun,
+                           char *out, size_t out_size)
+{
+    char path[PATH_MAX + 64], err[512] = "";
+    uint64_t n_entries = 0, applied_seq = ckpt_job_applied_seq(job), t0 = now_ns();
+    int rc;
+
+    snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 SNAP_SUFFIX, n->c->data_dir,
+             (uint64_t)getpid(), id);
+    rc = ckpt_job_snapshot(job, path, &n_entries, err, sizeof err);
+    ckpt_job_free(job);
+    pthread_mutex_lock(&n->lock);
+    n->n_snap_jobs--; /* the store may go now (a standby's bootstrap: apply_stop) */
+    pthread_cond_broadcast(&n->apply_cond);
+    pthread_mutex_unlock(&n->lock);
+    if (rc && sys_io_failed())
+        fatal("snapshot failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
+    if (rc) {
+        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
+        pthread_mutex_lock(&n->lock);
+        snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
+        pthread_mutex_unlock(&n->lock);
+        snprintf(out, out_size, "error %s", err[0] ? err : store_strerror(rc));
+        return;
+    }
+    /* where an rk_state_open's time goes: drain and apply reaching its
+     * point (wait), the copy (export); the engine's load is its own */
+    log_msg(LOG_INFO, "state snapshot served",
+            "applied_seq=%" PRIu64 " entries=%" PRIu64 " wait_ms=%.1f export_ms=%.1f", applied_seq, n_entries,
+            (double)(t_begun - t_request) / 1e6, (double)(now_ns() - t0) / 1e6);
+    snprintf(out, out_size, "ok %s", path);
+}
+
+void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_t out_size)
+{
+    uint64_t id, t_begun = 0;
+    ckpt_job *job = NULL;
+
+    pthread_mutex_lock(&n->lock);
+    id = n->request_id;
+    n->wanted = ask;
+    /* a primary's: the journal holds the request's point (journal_batch);
+     * a standby's: what it had applied when asked */
+    n->wanted_seq = n->role == ROLE_PRIMARY ? n->journal_seq : n->applied_seq;
+    pthread_cond_broadcast(&n->journal_cond);
+    while (n->request_id == id && !atomic_load(&n->stop))
+        pthread_cond_wait(&n->apply_cond, &n->lock);
+    if (n->request_id == id) {
+        snprintf(out, out_size, "error node is stopping");
+    } else if (n->request_err[0]) {
+        snprintf(out, out_size, "error %s", n->request_err);
+    } else if (ask == REQ_SNAPSHOT) {
+        job = n->snap_job; /* begin_snapshot's, for this thread to write */
+        n->snap_job = NULL;
+        t_begun = n->snap_begun_ns;
+    } else {
+        snprintf(out, out_size, "ok %s", n->request_path);
+    }
+    pthread_mutex_unlock(&n->lock);
+    if (job)
+        write_snapshot(n, job, id + 1, t_request, t_begun, out, out_size);
+}
+
+/* ------------------------------------------------------------ start */
+
+/* Snapshots are unlinked by the engine that opens them; one whose engine
+ * died before that, or that an earlier run was writing, is removed here
+ * once it is a minute old. */
+static void remove_old_snapshots(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    time_t now = time(NULL);
+
+    while (d && (de = readdir(d)) != NULL) {
+        char path[PATH_MAX + 300];
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 60)
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* A checkpoint being written when a node was killed leaves hidden temp
+ * files (ckpt_is_temp_name) in checkpoints/; they are never listed or
+ * taken as a checkpoint, and are removed here (this node holds the data
+ * directory's lock, so no one else writes there).  A standby's partial
+ * download (.NAME.part) is not one: its bootstrap resumes it. */
+static void remove_checkpoint_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    while (d && (de = readdir(d)) != NULL) {
+        char path[PATH_MAX + 300];
+        if (!ckpt_is_temp_name(de->d_name))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (sys_unlink(path) == 0)
+            log_msg(LOG_INFO, "unfinished checkpoint removed", "file=\"%s\"", path);
+    }
+    if (d)
+        closedir(d);
+}
+
+void checkpoint_dirs_prepare(struct node *n)
+{
+    char path[PATH_MAX + 32];
+
+    snprintf(path, sizeof path, "%s/snapshots", n->c->data_dir);
+    mkdir(path, 0700);
+    remove_old_snapshots(path);
+    snprintf(path, sizeof path, "%s/checkpoints", n->c->data_dir);
+    remove_checkpoint_temps(path);
+}
+
+void checkpoint_find_newest(struct node *n)
+{
+    char **paths = NULL, path[PATH_MAX + 32], err[512];
+    size_t n_paths = 0;
+    struct ckpt_info info = {0};
+
+    snprintf(path, sizeof path, "%s/checkpoints", n->c->data_dir);
+    pthread_mutex_lock(&n->lock);
+    n->ckpt_seq = 0;
+    n->ckpt_path[0] = '\0';
+    if (ckpt_list(path, &paths, &n_paths) == 0 && n_paths &&
+        ckpt_read_info(paths[0], &info, err, sizeof err) == 0) {
+        n->ckpt_seq = info.journal_seq;
+        snprintf(n->ckpt_path, sizeof n->ckpt_path, "%s", paths[0]);
+    }
+    pthread_mutex_unlock(&n->lock);
+    ckpt_info_free(&info);
+    ckpt_list_free(paths, n_paths);
+}
+
+int checkpoint_status(struct node *n, json_t *st)
+{
+    uint64_t ckpt_seq;
+    int ckpt_busy;
+
+    pthread_mutex_lock(&n->lock);
+    ckpt_seq = n->ckpt_seq;
+    ckpt_busy = n->ckpt_busy || n->ckpt_pending; /* being written, or due and about to be */
+    pthread_mutex_unlock(&n->lock);
+    return json_object_set_new(st, "checkpoint_seq", json_uint(ckpt_seq)) ||
+           json_object_set_new(st, "checkpoints_taken", json_uint(atomic_load(&n->n_checkpoints))) ||
+           json_object_set_new(st, "checkpoint_running", json_boolean(ckpt_busy)) ||
+           json_object_set_new(st, "journal_trimmed_below", json_uint(atomic_load(&n->journal_floor)));
+}
