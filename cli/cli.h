@@ -13,5 +13,6 @@ int cmd_checkpoint_import(int argc, char **argv); /* argv[0] is "import" */
 int cmd_restore(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 int cmd_drill(int argc, char **argv);
+int cmd_set_aside(int argc, char **argv);
 
 #endif

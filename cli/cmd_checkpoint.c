@@ -85,15 +85,6 @@ out:
     return rc;
 }
 
-static void format_time(uint64_t ns, char *buf, size_t size)
-{
-    time_t secs = (time_t)(ns / 1000000000u);
-    struct tm tm;
-
-    if (!gmtime_r(&secs, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, size, "?");
-}
-
 static uint64_t file_size(const char *path)
 {
     struct stat st;
@@ -134,7 +125,7 @@ static void list_text(const char *path, const struct ckpt_info *in, int verified
 {
     char when[32];
 
-    format_time(in->created_ns, when, sizeof when);
+    cli_format_time(in->created_ns, when, sizeof when);
     printf("%-20" PRIu64 " %-12" PRIu64 " %-5" PRIu64 " %-20s %-12" PRIu64 " %-10" PRIu64 " %016" PRIx64
            " %-3s ",
            in->journal_seq, in->lsn, in->epoch, in->created_ns ? when : "-", file_size(path), in->n_entries,
@@ -159,7 +150,7 @@ static json_t *list_json(const char *path, const struct ckpt_info *in, int verif
         return json_pack("{s:o, s:o, s:o, s:b, s:o}", "path", json_cstr(path), "journal_seq",
                          json_uint(in->journal_seq), "size", json_uint(file_size(path)), "verified", 0,
                          "error", json_cstr(why));
-    format_time(in->created_ns, when, sizeof when);
+    cli_format_time(in->created_ns, when, sizeof when);
     snprintf(digest, sizeof digest, "%016" PRIx64, in->digest);
     snprintf(format, sizeof format, "%u.%u", in->major, in->minor);
     /* producer names are bytes: a name that is not UTF-8 becomes its key
@@ -255,61 +246,13 @@ static int verify_one(const char *path)
 
 /* ------------------------------------------------------------ export */
 
-/* Length of the valid, printable UTF-8 sequence at s[0..n), or 0. */
-static size_t printable_char(const uint8_t *s, size_t n)
-{
-    uint32_t cp, min;
-    size_t len;
-
-    if (s[0] < 0x80)
-        return s[0] >= 0x20 && s[0] != 0x7f;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2, cp = s[0] & 0x1f, min = 0x80;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        len = 3, cp = s[0] & 0x0f, min = 0x800;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4, cp = s[0] & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
-        return 0;
-    return len;
-}
-
-static int is_printable(const uint8_t *s, size_t n)
-{
-    /* each step consumes at least one byte: bounded */
-    for (size_t i = 0; i < n;) {
-        size_t len = printable_char(s + i, n - i);
-        if (len == 0)
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
-/* The export encoding of s[0..n): a string when printable UTF-8, else
- * {"base64":"..."} (NULL when out of memory). */
-static json_t *export_bytes(const uint8_t *s, size_t n)
-{
-    return is_printable(s, n) ? json_stringn((const char *)s, n) : json_base64(s, n);
-}
-
 static int export_entry(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
                         uint32_t vlen)
 {
     FILE *out = arg;
     /* "o" steals its reference, even when json_pack fails */
-    json_t *obj = json_pack("{s:o, s:o, s:o}", "table", export_bytes((const uint8_t *)table, strlen(table)),
-                            "key", export_bytes(key, klen), "value", export_bytes(val, vlen));
+    json_t *obj = json_pack("{s:o, s:o, s:o}", "table", cli_export_bytes((const uint8_t *)table, strlen(table)),
+                            "key", cli_export_bytes(key, klen), "value", cli_export_bytes(val, vlen));
     int rc = obj ? json_dumpf(obj, out, JSON_COMPACT) : -1;
 
     json_decref(obj);

@@ -40,6 +40,10 @@ static void usage(FILE *out)
             "                       list, check (offline) and dump checkpoint files\n"
             "  checkpoint import FILE --to DIR\n"
             "                       a new data directory holding the state of an export (JSON lines)\n"
+            "  set-aside list (-d DATA_DIR | -c FILE) [--json]\n"
+            "  set-aside export (-d DATA_DIR | -c FILE) [RUN]\n"
+            "                       list and dump (JSON lines) the journal entries a former primary or\n"
+            "                       a standby set aside past its fork point with a newer primary\n"
             "  restore --to DIR (-d DATA_DIR | -c FILE) [--checkpoint FILE] [--height P:N | --seq S]\n"
             "                       a new data directory from a stopped node's checkpoint and journal,\n"
             "                       to the latest point, a journal seq or a producer's height\n"
@@ -78,6 +82,8 @@ int main(int argc, char **argv)
         return cmd_promote(argc - 1, argv + 1);
     if (strcmp(argv[1], "checkpoint") == 0)
         return cmd_checkpoint(argc - 1, argv + 1);
+    if (strcmp(argv[1], "set-aside") == 0)
+        return cmd_set_aside(argc - 1, argv + 1);
     if (strcmp(argv[1], "restore") == 0)
         return cmd_restore(argc - 1, argv + 1);
     if (strcmp(argv[1], "monitor") == 0)

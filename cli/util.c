@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "cli/util.h"
 #include "persist/config.h"
+#include "persist/json_bytes.h"
 
 struct node_config *cli_load_config(const char *prog, const char *file)
 {
@@ -92,4 +94,61 @@ int cli_parse_size(const char *s, unsigned long long *out)
         return -1;
     *out = v;
     return 0;
+}
+
+/* ------------------------------------------------------------ export */
+
+/* Length of the valid, printable UTF-8 sequence at s[0..n), or 0. */
+static size_t printable_char(const uint8_t *s, size_t n)
+{
+    uint32_t cp, min;
+    size_t len;
+
+    if (s[0] < 0x80)
+        return s[0] >= 0x20 && s[0] != 0x7f;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2, cp = s[0] & 0x1f, min = 0x80;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3, cp = s[0] & 0x0f, min = 0x800;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4, cp = s[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+        return 0;
+    return len;
+}
+
+static int is_printable(const uint8_t *s, size_t n)
+{
+    /* each step consumes at least one byte: bounded */
+    for (size_t i = 0; i < n;) {
+        size_t len = printable_char(s + i, n - i);
+        if (len == 0)
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+json_t *cli_export_bytes(const uint8_t *s, size_t n)
+{
+    return is_printable(s, n) ? json_stringn((const char *)s, n) : json_base64(s, n);
+}
+
+void cli_format_time(uint64_t ns, char *buf, size_t size)
+{
+    time_t secs = (time_t)(ns / 1000000000u);
+    struct tm tm;
+
+    if (!gmtime_r(&secs, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "?");
 }

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Prints v as one line of compact JSON on stdout (Jansson) and drops the
@@ -14,6 +15,15 @@ int cli_print_json(json_t *v);
 /* Writes the bytes s[0..n) as text for a terminal: control bytes, DEL and
  * '\\' as \xHH (a newline in a name cannot forge a line), the rest as is. */
 void cli_print_bytes(FILE *out, const void *s, size_t n);
+
+/* The export encoding of s[0..n) (`checkpoint export`, `set-aside
+ * export`): a JSON string when printable UTF-8, else {"base64":"..."}
+ * (json_bytes.h); a new reference, NULL when out of memory. */
+json_t *cli_export_bytes(const uint8_t *s, size_t n);
+
+/* A CLOCK_REALTIME time in ns as "YYYY-MM-DDTHH:MM:SSZ" ("?" if it has
+ * none) in buf. */
+void cli_format_time(uint64_t ns, char *buf, size_t size);
 
 struct node_config;
 

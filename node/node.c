@@ -33,6 +33,7 @@
 #include "node/node.h"
 #include "persist/json_bytes.h"
 #include "persist/log.h"
+#include "persist/set_aside.h"
 #include "replicator/replicator.h"
 
 /* ------------------------------------------------------------ signals */
@@ -95,7 +96,8 @@ void *apply_main(void *arg)
 
 /* The status object, one builder for every role: what every node says
  * (role, epoch, pid, data directory), then the role's members (a
- * primary's, or a standby's from replicator/standby.c).  Names and paths
+ * primary's, or a standby's from replicator/standby.c), then the runs the
+ * directory set aside (set_aside_json).  Names and paths
  * keep their bytes (json_bytes.h).  A new reference; NULL when out of
  * memory.  A primary's is built on the control thread at each request; a
  * standby's on the main thread, which owns the standby's state
@@ -109,11 +111,22 @@ json_t *status_object(struct node *n)
                            (int)getpid(), "data_dir", json_cstr(n->c->data_dir));
     json_t *members = standby ? repl_standby_status(n->standby, &am) : primary_status(n);
 
-    if (!st || !members || json_object_update(st, members) != 0 || (standby && checkpoint_status(n, st) != 0)) {
+    struct set_aside_run *runs = NULL;
+    size_t n_runs = 0;
+    json_t *aside = NULL;
+
+    /* what this directory set aside past a fork point (a former primary
+     * that rejoined, a standby): listed from set-aside/'s file names */
+    if (set_aside_list(n->c->data_dir, &runs, &n_runs) == 0)
+        aside = set_aside_json(runs, n_runs);
+    free(runs);
+    if (!st || !members || !aside || json_object_update(st, members) != 0 || json_object_update(st, aside) != 0 ||
+        (standby && checkpoint_status(n, st) != 0)) {
         json_decref(st);
         st = NULL;
     }
     json_decref(members);
+    json_decref(aside);
     return st;
 }
 
@@ -264,7 +277,11 @@ int node_run(const struct node_config *c)
     return run_primary(c, NULL, 0);
 }
 
-/* A primary, with its replicator when [replication] publish is set. */
+static int node_rejoin(const struct node_config *c);
+
+/* A primary, with its replicator when [replication] publish is set.  One
+ * that stepped down (NODE_EXIT_FENCED) with on_higher_epoch = rejoin goes
+ * on as a standby of the cluster's other nodes (node_rejoin). */
 static int primary_role(const struct node_config *c, int promote)
 {
     struct repl_primary *p = NULL;
@@ -274,6 +291,34 @@ static int primary_role(const struct node_config *c, int promote)
         return 1;
     rc = run_primary(c, p, promote);
     repl_primary_close(p);
+    return rc == NODE_EXIT_FENCED && c->rejoin_on_higher_epoch && !node_signal ? node_rejoin(c) : rc;
+}
+
+/* The standby a stepped-down primary becomes: its own configuration with
+ * role = standby (node_config_check refused on_higher_epoch = rejoin
+ * without primary_publish, primary_serve and node_id). */
+static int node_rejoin(const struct node_config *c)
+{
+    struct node_config *sc = malloc(sizeof *sc);
+    char err[1024] = "";
+    int rc;
+
+    if (!sc)
+        fatal("cannot rejoin as a standby", strerror(ENOMEM));
+    *sc = *c;
+    snprintf(sc->role, sizeof sc->role, "standby");
+    rc = node_config_check(sc, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot rejoin as a standby", "error=\"%s\"", err);
+        free(sc);
+        return NODE_EXIT_FENCED;
+    }
+    log_msg(LOG_WARN, "rejoining as a standby of the new primary (on_higher_epoch = rejoin)",
+            "primary_serve=%s", sc->repl_primary_serve);
+    rc = run_standby(sc);
+    /* promoted again: the primary's role, in a new epoch */
+    rc = rc == NODE_PROMOTE ? node_promote(sc) : rc;
+    free(sc);
     return rc;
 }
 

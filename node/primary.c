@@ -96,7 +96,8 @@ static int meta_write(store *s, const char *key, const void *val, size_t len)
  * acknowledged: no cursor moves, producers get RK_EFENCED, waits end with
  * it), then records the epoch it stepped down for (meta.db, synced: it
  * never starts as a primary again unless promoted), and the drain stops;
- * the node exits with NODE_EXIT_FENCED.  Any thread; once. */
+ * run_primary returns NODE_EXIT_FENCED (the node exits with it, or rejoins
+ * as a standby: on_higher_epoch, node.c).  Any thread; once. */
 static void step_down(struct node *n, uint64_t epoch, const char *seen)
 {
     int rc;
@@ -110,7 +111,8 @@ static void step_down(struct node *n, uint64_t epoch, const char *seen)
     if (rc)
         fatal("stepped down (the ring is fenced), but cannot record it in meta.db", store_strerror(rc));
     log_msg(LOG_ERROR, "stepped down: a node of a higher epoch is the primary; nothing more is acknowledged",
-            "epoch=%" PRIu64 " higher=%" PRIu64 " seen_in=\"%s\" action=exit", n->epoch, epoch, seen);
+            "epoch=%" PRIu64 " higher=%" PRIu64 " seen_in=\"%s\" action=%s", n->epoch, epoch, seen,
+            n->c->rejoin_on_higher_epoch ? "rejoin" : "exit");
 }
 
 /* The replicator saw a higher epoch in a peer's message. */

@@ -50,6 +50,7 @@ enum key_kind {
     KEY_RING_NAME, /* char[RK_NAME_MAX + 1]: seg_check_name() rules */
     KEY_PRODUCER,  /* char[RK_NAME_MAX + 1]: a producer name, 1..RK_NAME_MAX bytes, or empty */
     KEY_BOOL,      /* bool: yes/no, true/false, on/off, 1/0 */
+    KEY_ON_HIGHER, /* bool: "rejoin" (true) or "exit" (false) */
     KEY_LOG_LEVEL, /* int: log_level_parse() */
     KEY_U32,       /* uint32_t: decimal in [min, max] */
     KEY_INT,       /* int: decimal in [min, max] */
@@ -102,6 +103,7 @@ static const struct key_spec keys[] = {
     {"replication", "curve_public_key", KEY_Z85, FIELD(curve_public_key), 0, 0, false, ""},
     {"replication", "curve_server_key", KEY_Z85, FIELD(curve_server_key), 0, 0, false, ""},
     {"replication", "authorized_keys", KEY_FILE, FIELD(curve_authorized_keys), 0, 0, false, ""},
+    {"replication", "on_higher_epoch", KEY_ON_HIGHER, FIELD(rejoin_on_higher_epoch), 0, 0, false, "exit"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -362,6 +364,13 @@ static int key_set(struct node_config *c, const struct key_spec *k, const char *
             return RK_EINVAL;
         }
         memcpy(field(c, k), value, len + 1);
+        return 0;
+    case KEY_ON_HIGHER:
+        if (strcmp(value, "rejoin") != 0 && strcmp(value, "exit") != 0) {
+            snprintf(why, why_size, "not a choice (rejoin, exit)");
+            return RK_EINVAL;
+        }
+        *(bool *)field(c, k) = value[0] == 'r';
         return 0;
     case KEY_ENDPOINT:
         if (check_endpoint(value, len, why, why_size))
@@ -708,6 +717,15 @@ int node_config_check(const struct node_config *c, char *err, size_t err_size)
                   "%s: [replication] primary_publish and primary_serve: as many endpoints in each (the i-th "
                   "of one and the i-th of the other are one node's)",
                   where);
+        return RK_EINVAL;
+    }
+    if (c->rejoin_on_higher_epoch &&
+        (!c->repl_primary_publish[0] || !c->repl_primary_serve[0] || !c->repl_node_id[0] ||
+         (c->curve && !c->curve_server_key[0]))) {
+        put_error(err, err_size,
+                  "%s: [replication] on_higher_epoch = rejoin: needs what a standby of the other nodes needs: "
+                  "primary_publish, primary_serve, node_id%s",
+                  where, c->curve ? " and curve_server_key" : "");
         return RK_EINVAL;
     }
     if (!standby && !c->repl_publish[0] != !c->repl_serve[0]) {

@@ -60,6 +60,8 @@ struct node_config {
     char repl_primary_publish[CONFIG_ENDPOINT_MAX + 1];
     char repl_primary_serve[CONFIG_ENDPOINT_MAX + 1];
     char repl_node_id[RK_NAME_MAX + 1];                 /* node_id: this node's name among standbys */
+    bool rejoin_on_higher_epoch;                        /* on_higher_epoch: rejoin (a primary that steps down
+                                                           follows the new primary) or exit */
     uint32_t repl_min_replicas;                         /* min_replicas: acks that make a record replicated */
     uint32_t repl_heartbeat_ms;                         /* heartbeat_ms: heartbeat interval */
     bool curve;                                         /* curve: CURVE on every replication socket */
@@ -104,7 +106,8 @@ uint32_t node_config_endpoints(const char *list, char (*out)[CONFIG_ENDPOINT_MAX
  * consistent with the role (a standby needs primary_publish, primary_serve
  * and node_id; primary_publish and primary_serve list as many endpoints;
  * publish and serve go together; min_replicas > 0 needs them;
- * curve = yes needs the role's whole key set, and keys need curve = yes).  Returns 0 or RK_EINVAL with a
+ * curve = yes needs the role's whole key set, and keys need curve = yes;
+ * on_higher_epoch = rejoin needs what a standby needs).  Returns 0 or RK_EINVAL with a
  * one-line reason in err. */
 int node_config_check(const struct node_config *c, char *err, size_t err_size);
 

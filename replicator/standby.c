@@ -76,6 +76,7 @@
 #include "replicator/link.h"
 #include "persist/log.h"
 #include "persist/restore.h"
+#include "persist/set_aside.h"
 #include "replicator/replicator.h"
 #include "persist/store.h"
 
@@ -776,6 +777,7 @@ static int diverged(struct repl_standby *sb, const struct wire_welcome *w, uint6
 {
     char file[PATH_MAX + 128] = "", aside[PATH_MAX + 64] = "", err[1024] = "";
     uint64_t first = 0;
+    size_t n_ckpts = 0;
     int rc;
 
     if (fork == sb->hello_last_seq || store_journal_first(sb->s, &first) != 0 || first > fork + 1) {
@@ -795,6 +797,17 @@ static int diverged(struct repl_standby *sb, const struct wire_welcome *w, uint6
     }
     log_msg(LOG_WARN, "entries past the fork point set aside: they are on no primary's history",
             "from_seq=%" PRIu64 " to_seq=%" PRIu64 " file=\"%s\"", fork + 1, sb->hello_last_seq, file);
+    /* checkpoints of what was set aside (a former primary took them) go
+     * with it: no restore, bootstrap or engine may take them for ours */
+    rc = set_aside_checkpoints(sb->c->data_dir, fork, &n_ckpts, aside, sizeof aside, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot set aside the checkpoints past the fork point", "error=\"%s\" action=exit",
+                err);
+        return 1;
+    }
+    if (n_ckpts)
+        log_msg(LOG_WARN, "checkpoints past the fork point set aside", "checkpoints=%zu to=\"%s\"", n_ckpts,
+                aside);
     applier_close(sb->a);
     sb->a = NULL;
     store_close(sb->s);

@@ -20,7 +20,8 @@ cleanup() {
 trap cleanup EXIT
 
 for cmd in "" demo node status monitor checkpoint "checkpoint create" "checkpoint list" "checkpoint verify" \
-    "checkpoint export" "checkpoint import" restore ring "ring create" "ring inspect" "ring rm" version; do
+    "checkpoint export" "checkpoint import" restore ring "ring create" "ring inspect" "ring rm" version \
+    set-aside "set-aside list" "set-aside export"; do
     rc=0
     # shellcheck disable=SC2086 # cmd is one or two words
     "$rk" $cmd --help >"$dir/out" 2>"$dir/err" || rc=$?
@@ -36,6 +37,24 @@ for cmd in "" demo node status monitor checkpoint "checkpoint create" "checkpoin
     grep -q "^usage: ringkeep" "$dir/err" || fail "ringkeep $cmd --no-such-option: no usage on stderr"
 done
 "$rk" node --help | grep -q "^usage: ringkeep node \[-c FILE\]" || fail "node usage: -c FILE not optional"
+
+# set-aside: nothing set aside lists nothing; a run that is not journal
+# entries is listed from its name, and export writes none of it (exit 1)
+mkdir -p "$dir/sa/set-aside"
+"$rk" set-aside list -d "$dir/sa" >"$dir/out" 2>"$dir/err" || fail "set-aside list of nothing: exit $?"
+[ ! -s "$dir/out" ] || fail "set-aside list of nothing printed: $(cat "$dir/out")"
+"$rk" set-aside list -d "$dir/sa" --json | grep -qx '{"set_aside":\[\],"set_aside_entries":0}' ||
+    fail "set-aside list --json of nothing: $("$rk" set-aside list -d "$dir/sa" --json)"
+printf '\010\000\000\000not-an-entry' >"$dir/sa/set-aside/entries-5-6-lsn-40-96-1700000000000000000.rkj"
+"$rk" set-aside list -d "$dir/sa" | grep -q "seq 5..6  2 entries  lsn 40..96" ||
+    fail "set-aside list: $("$rk" set-aside list -d "$dir/sa")"
+rc=0
+"$rk" set-aside export -d "$dir/sa" >"$dir/out" 2>"$dir/err" || rc=$?
+[ $rc -eq 1 ] || fail "set-aside export of a bad run: exit $rc, want 1"
+[ ! -s "$dir/out" ] || fail "set-aside export of a bad run wrote: $(cat "$dir/out")"
+rc=0
+"$rk" set-aside export -d "$dir/sa" entries-9-9-lsn-1-1-1.rkj >"$dir/out" 2>"$dir/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "no such run" "$dir/err" || fail "set-aside export of no such run: exit $rc"
 "$rk" help | grep -q "^  node \[-c FILE\]" || fail "ringkeep help: node's -c FILE not optional"
 
 out=$("$rk" demo --records 200000 --producers 2 --capacity 256K)

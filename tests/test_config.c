@@ -367,6 +367,7 @@ static const char *const all_keys[][2] = {
     {"replication", "primary_serve"}, {"replication", "node_id"}, {"replication", "min_replicas"},
     {"replication", "heartbeat_ms"}, {"replication", "curve"}, {"replication", "curve_secret_key"},
     {"replication", "curve_public_key"}, {"replication", "curve_server_key"}, {"replication", "authorized_keys"},
+    {"replication", "on_higher_epoch"},
 };
 #define N_ALL_KEYS (sizeof all_keys / sizeof all_keys[0])
 
@@ -436,6 +437,7 @@ static const struct bad_value {
     {"replication", "heartbeat_ms", "5", "out of range (10..60000)"},
     {"replication", "curve_secret_key", "abc", "not a CURVE key (40 characters of Z85, as zmq_curve_keypair makes)"},
     {"replication", "curve", "maybe", "not yes or no"},
+    {"replication", "on_higher_epoch", "restart", "not a choice (rejoin, exit)"},
     {"node", "data_dir", "", "empty: give the data directory's path"},
     {"node", "log_level", "verbose", R_LEVEL},
     {"node", "log_level", "INFO", R_LEVEL},
@@ -746,7 +748,7 @@ START_TEST(unknown_section_and_key_in_a_longer_file)
     ck_assert_str_eq(err, expect("%s:5: [replication] peer = b:7000: unknown key (keys in [replication] are "
                                  "publish, serve, primary_publish, primary_serve, node_id, min_replicas, "
                                  "heartbeat_ms, curve, curve_secret_key, curve_public_key, curve_server_key, "
-                                 "authorized_keys)",
+                                 "authorized_keys, on_higher_epoch)",
                                  ini_path));
     ck_assert_int_eq(load_text("[node]\nrole = primary\n[replica]\npeer = b:7000\n", &c), RK_EINVAL);
     ck_assert_str_eq(err, expect("%s:4: [replica] peer = b:7000: " R_SECTIONS, ini_path));
@@ -995,6 +997,19 @@ START_TEST(check_wants_a_ring_name_and_role_primary)
     strcpy(c.repl_primary_serve, "tcp://127.0.0.1:7702");
     strcpy(c.repl_node_id, "standby-a");
     ck_assert_msg(node_config_check(&c, err, sizeof err) == 0, "%s", err);
+    c.repl_primary_publish[0] = c.repl_primary_serve[0] = c.repl_node_id[0] = '\0';
+    /* a primary that rejoins as a standby needs what a standby needs */
+    strcpy(c.role, "primary");
+    c.rejoin_on_higher_epoch = true;
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] on_higher_epoch = rejoin: needs what a standby of the "
+                          "other nodes needs: primary_publish, primary_serve, node_id");
+    strcpy(c.repl_primary_publish, "tcp://127.0.0.1:7701");
+    strcpy(c.repl_primary_serve, "tcp://127.0.0.1:7702");
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    strcpy(c.repl_node_id, "node-a");
+    ck_assert_msg(node_config_check(&c, err, sizeof err) == 0, "%s", err);
+    c.rejoin_on_higher_epoch = false;
     c.repl_primary_publish[0] = c.repl_primary_serve[0] = c.repl_node_id[0] = '\0';
     strcpy(c.role, "");
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);

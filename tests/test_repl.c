@@ -44,6 +44,7 @@
 #include "shm/ring.h"
 #include "ringkeep.h"
 #include "persist/restore.h"
+#include "persist/json_bytes.h"
 #include "persist/store.h"
 #include "replicator/wire.h"
 
@@ -54,6 +55,7 @@
 static char primary_dir[256], standby_dir[2][256], ring_name[64];
 static char ring_b[64]; /* the ring a promoted standby owns */
 static char publish_ep[64], serve_ep[64], monitor_out[256];
+static char publish_b[64], serve_b[64]; /* what a promoted standby binds while the old primary lives */
 static const char *ringkeep_bin; /* the ringkeep binary (argv[1]), for `ringkeep monitor` */
 static int port_base;
 
@@ -162,6 +164,8 @@ static void setup(void)
     port_base = 20000 + (pid % 3000) * 4; /* below the ephemeral range (32768..) */
     snprintf(publish_ep, sizeof publish_ep, "tcp://127.0.0.1:%d", port_base);
     snprintf(serve_ep, sizeof serve_ep, "tcp://127.0.0.1:%d", port_base + 1);
+    snprintf(publish_b, sizeof publish_b, "tcp://127.0.0.1:%d", port_base + 2);
+    snprintf(serve_b, sizeof serve_b, "tcp://127.0.0.1:%d", port_base + 3);
     ring_unlink(ring_name);
 }
 
@@ -336,7 +340,7 @@ static void engine_write(struct engine *e, uint64_t n_groups)
 }
 
 /* Waits until the standby on dir holds and has applied everything the
- * primary journaled and its digest was found equal to the primary's at
+ * primary on the directory primary journaled and its digest was found equal to the primary's at
  * the primary's last sequence.  Returns its status (malloc'd). */
 static char *wait_caught_up_with(const char *primary, const char *dir)
 {
@@ -1135,6 +1139,47 @@ static int journal_entry_is(const char *dir, uint64_t seq, const uint8_t *bytes,
     return same;
 }
 
+/* dir/set-aside holds one entries file, of entries from..to, and it
+ * holds held[0..to - from] byte for byte (each freed here). */
+static void check_set_aside(const char *dir_of, uint64_t from, uint64_t to, uint8_t **held, const size_t *held_len)
+{
+    char dir[300], path[700] = "", want_prefix[100];
+    struct dirent *de;
+    DIR *d;
+    int n_files = 0;
+
+    snprintf(dir, sizeof dir, "%s/set-aside", dir_of);
+    d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, "entries-", 8) == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            n_files++;
+        }
+    closedir(d);
+    ck_assert_msg(n_files == 1, "%d entries files in %s", n_files, dir);
+    snprintf(want_prefix, sizeof want_prefix, "entries-%llu-%llu-lsn-", (unsigned long long)from,
+             (unsigned long long)to);
+    ck_assert_msg(strstr(path, want_prefix) != NULL, "%s lacks %s", path, want_prefix);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    for (uint64_t i = 0; i < to - from + 1; i++) {
+        uint8_t prefix[4], *bytes;
+        ck_assert_int_eq(fread(prefix, 1, 4, f), 4);
+        size_t len = (size_t)prefix[0] | (size_t)prefix[1] << 8 | (size_t)prefix[2] << 16 |
+                     (size_t)prefix[3] << 24;
+        ck_assert_uint_eq(len, held_len[i]);
+        bytes = malloc(len);
+        ck_assert_int_eq(fread(bytes, 1, len, f), len);
+        ck_assert_msg(memcmp(bytes, held[i], len) == 0, "set-aside entry %llu differs",
+                      (unsigned long long)(from + i));
+        free(bytes);
+        free(held[i]);
+    }
+    ck_assert_int_eq(fgetc(f), EOF);
+    fclose(f);
+}
+
 /* The stale standby (issue 11): the primary is restored to an earlier
  * point (a new epoch from there) while its standby holds the old history
  * past that point.  A record written after the restore is acknowledged
@@ -1236,40 +1281,7 @@ START_TEST(stale_standby_is_not_counted_past_the_fork_point)
     check_same_journal(standby_dir[0]);
 
     /* what it held past the fork point is in set-aside/, as it was */
-    {
-        char dir[300], path[700] = "";
-        struct dirent *de;
-        DIR *d;
-        snprintf(dir, sizeof dir, "%s/set-aside", standby_dir[0]);
-        d = opendir(dir);
-        ck_assert_ptr_nonnull(d);
-        while ((de = readdir(d)) != NULL)
-            if (strncmp(de->d_name, "entries-", 8) == 0)
-                snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        closedir(d);
-        ck_assert_msg(path[0], "no entries file in %s", dir);
-        char want_prefix[100];
-        snprintf(want_prefix, sizeof want_prefix, "entries-%llu-%llu-lsn-", (unsigned long long)(point + 1),
-                 (unsigned long long)n_held);
-        ck_assert_msg(strstr(path, want_prefix) != NULL, "%s lacks %s", path, want_prefix);
-        FILE *f = fopen(path, "rb");
-        ck_assert_ptr_nonnull(f);
-        for (uint64_t i = 0; i < n_held - point; i++) {
-            uint8_t prefix[4], *bytes;
-            ck_assert_int_eq(fread(prefix, 1, 4, f), 4);
-            size_t len = (size_t)prefix[0] | (size_t)prefix[1] << 8 | (size_t)prefix[2] << 16 |
-                         (size_t)prefix[3] << 24;
-            ck_assert_uint_eq(len, held_len[i]);
-            bytes = malloc(len);
-            ck_assert_int_eq(fread(bytes, 1, len, f), len);
-            ck_assert_msg(memcmp(bytes, held[i], len) == 0, "set-aside entry %llu differs",
-                          (unsigned long long)(point + 1 + i));
-            free(bytes);
-            free(held[i]);
-        }
-        ck_assert_int_eq(fgetc(f), EOF);
-        fclose(f);
-    }
+    check_set_aside(standby_dir[0], point + 1, n_held, held, held_len);
     free(held);
     free(held_len);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", old);
@@ -2157,6 +2169,276 @@ START_TEST(promote_refused_when_another_standby_acknowledged_more)
 }
 END_TEST
 
+/* ------------------------------------------------------------ rejoin */
+
+/* A standby that will be promoted to serve on publish_b/serve_b; its own
+ * primary endpoints name those too, where no one serves while it is a
+ * standby of a primary that is gone (so it takes nothing more). */
+static const char *const serving_b[] = {"ring", "name", ring_b, "ring", "capacity", "1M", "replication",
+                                        "publish", publish_b, "replication", "serve", serve_b, NULL};
+static const char *const unreachable_b[] = {"ring", "name", ring_b, "ring", "capacity", "1M", "replication",
+                                            "publish", publish_b, "replication", "serve", serve_b,
+                                            "replication", "primary_publish", publish_b, "replication",
+                                            "primary_serve", serve_b, NULL};
+/* the old primary as a standby of the promoted one */
+static const char *const follow_b[] = {"replication", "primary_publish", publish_b, "replication",
+                                       "primary_serve", serve_b, NULL};
+/* a primary that rejoins as a standby of the promoted one */
+static const char *const rejoin_b[] = {"replication", "min_replicas", "1", "replication", "on_higher_epoch",
+                                       "rejoin", "replication", "primary_publish", publish_b, "replication",
+                                       "primary_serve", serve_b, "replication", "node_id", "old-primary", NULL};
+
+/* The divergence: the primary on primary_dir and its standby on
+ * standby_dir[0] (pid sb) hold 40 groups acknowledged
+ * RK_REPLICATED, a checkpoint among them; the standby is stopped; the
+ * primary journals 25 more groups RK_DURABLE and takes a checkpoint of
+ * them.  *fork is the standby's last entry, *acked its height. */
+static void diverge(struct engine *e, pid_t sb, uint64_t *fork, uint64_t *acked)
+{
+    char err[512];
+    store *st = NULL;
+    struct journal_header last;
+
+    engine_attach(e);
+    engine_write(e, 20);
+    checkpoint_now();
+    engine_write(e, 20);
+    ck_assert_int_eq(rk_wait(e->r, e->lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    *acked = e->height;
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    engine_write(e, 25); /* durable on the primary only */
+    checkpoint_now();    /* past the fork point */
+    ck_assert_msg(store_open(standby_dir[0], 0, 16, &st, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_last(st, &last), 0);
+    store_close(st);
+    *fork = last.seq;
+}
+
+/* The old primary's entries past the fork point, read once it is stopped. */
+static uint64_t held_past(uint64_t fork, uint8_t ***held, size_t **held_len)
+{
+    char err[512];
+    store *st = NULL;
+    struct journal_header last;
+
+    ck_assert_msg(store_open(primary_dir, 0, 16, &st, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_last(st, &last), 0);
+    store_close(st);
+    ck_assert_msg(last.seq > fork, "the old primary holds %llu entries, the standby %llu",
+                  (unsigned long long)last.seq, (unsigned long long)fork);
+    journal_raw(primary_dir, fork + 1, last.seq, held, held_len);
+    return last.seq;
+}
+
+/* `ringkeep set-aside export -d DIR` prints every frame of the one run
+ * set aside, entries from on, as one JSON line each, in order: they are
+ * the engine's groups first_height..last_height (make_op, then the MARK),
+ * and, when held is not NULL, exactly the frames of held[0..n) (seq, LSN,
+ * type, table id, key, value). */
+static void check_set_aside_export(const char *dir, uint64_t from, uint64_t first_height, uint64_t last_height,
+                                   uint8_t **held, const size_t *held_len, size_t n)
+{
+    size_t out_size = 64u << 20, n_lines = 0, at = 0;
+    char *out = malloc(out_size), *save = NULL;
+    json_t **lines = calloc(out_size / 64, sizeof *lines);
+
+    ck_assert(out && lines);
+    ck_assert_int_eq(run_cli(out, out_size, (const char *const[]){"set-aside", "export", "-d", dir, NULL}), 0);
+    for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        lines[n_lines] = json_loads(l, 0, NULL);
+        ck_assert_msg(lines[n_lines], "not JSON: %s", l);
+        n_lines++;
+    }
+    /* the engine's stream */
+    for (uint64_t g = first_height; g <= last_height; g++)
+        for (int i = 0; i <= RECORDS_PER_GROUP; i++) {
+            json_t *o = at < n_lines ? lines[at++] : NULL;
+            const char *type = json_string_value(json_object_get(o, "type"));
+            ck_assert_msg(o && type, "the export ends before height %llu", (unsigned long long)g);
+            ck_assert_uint_ge((uint64_t)json_integer_value(json_object_get(o, "seq")), from);
+            if (i == RECORDS_PER_GROUP) {
+                ck_assert_str_eq(type, "mark");
+                ck_assert_uint_eq((uint64_t)json_integer_value(json_object_get(o, "height")), g);
+                continue;
+            }
+            struct op op;
+            uint8_t *k = NULL, *v = NULL;
+            size_t kl = 0, vl = 0;
+            make_op(g, i, &op);
+            ck_assert_str_eq(type, op.del ? "del" : "put");
+            ck_assert_int_eq(json_bytes_of(json_object_get(o, "key"), &k, &kl), 0);
+            ck_assert(kl == op.klen && memcmp(k, op.key, kl) == 0);
+            if (!op.del) {
+                ck_assert_int_eq(json_bytes_of(json_object_get(o, "value"), &v, &vl), 0);
+                ck_assert(vl == op.vlen && (vl == 0 || memcmp(v, op.val, vl) == 0));
+            }
+            free(k);
+            free(v);
+        }
+    ck_assert_msg(at == n_lines, "the export has %zu lines, the stream %zu", n_lines, at);
+    /* the entries, frame for frame */
+    at = 0;
+    for (size_t i = 0; held && i < n; i++) {
+        journal_entry je = {0};
+        char err[256];
+        ck_assert_msg(journal_decode(held[i], held_len[i], &je, err, sizeof err) == 0, "%s", err);
+        for (uint32_t off = 0; off < je.h.raw_len;) {
+            ring_frame f;
+            json_t *o = at < n_lines ? lines[at++] : NULL;
+            ck_assert_int_eq(frame_decode(je.frames + off, je.h.raw_len - off, &f, NULL, 0), 0);
+            ck_assert_msg(o, "the export ends before entry %llu", (unsigned long long)(from + i));
+            ck_assert_uint_eq((uint64_t)json_integer_value(json_object_get(o, "seq")), from + i);
+            ck_assert_uint_eq((uint64_t)json_integer_value(json_object_get(o, "epoch")), je.h.epoch);
+            ck_assert_uint_eq((uint64_t)json_integer_value(json_object_get(o, "lsn")), f.lsn);
+            if (f.type == FRAME_PUT || f.type == FRAME_DEL) {
+                uint8_t *k = NULL;
+                size_t kl = 0;
+                ck_assert_uint_eq((uint64_t)json_integer_value(json_object_get(o, "table_id")), f.table);
+                ck_assert_int_eq(json_bytes_of(json_object_get(o, "key"), &k, &kl), 0);
+                ck_assert(kl == f.klen && memcmp(k, f.key, kl) == 0);
+                free(k);
+            }
+            off += frame_align(f.raw_len);
+        }
+        journal_entry_free(&je);
+    }
+    ck_assert(!held || at == n_lines);
+    for (size_t i = 0; i < n_lines; i++)
+        json_decref(lines[i]);
+    free(lines);
+    free(out);
+}
+
+/* What a rejoined old primary on primary_dir shows once it follows the
+ * promoted node on standby_dir[0] (engine e writing to it): the runs it
+ * set aside in its status and `ringkeep set-aside list`, exported frame
+ * for frame; after more writes its journal is the new primary's byte for
+ * byte and its state the model's; no checkpoint past the fork point is
+ * left among its checkpoints. */
+static void check_rejoined(struct engine *e, pid_t old, pid_t promoted, uint64_t fork, uint64_t old_last,
+                           uint64_t acked, uint8_t **held, size_t *held_len)
+{
+    char out[8192], *st;
+    json_t *j, *runs;
+
+    st = wait_caught_up_with(standby_dir[0], primary_dir);
+    j = json_loads(st, 0, NULL);
+    runs = json_object_get(j, "set_aside");
+    ck_assert_msg(json_array_size(runs) == 1, "%s", st);
+    json_t *run = json_array_get(runs, 0);
+    ck_assert_uint_eq((uint64_t)json_integer_value(json_object_get(run, "first_seq")), fork + 1);
+    ck_assert_uint_eq((uint64_t)json_integer_value(json_object_get(run, "last_seq")), old_last);
+    ck_assert_uint_eq((uint64_t)json_integer_value(json_object_get(run, "entries")), old_last - fork);
+    json_decref(j);
+    free(st);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"set-aside", "list", "-d", primary_dir, NULL}), 0);
+    char want[100];
+    snprintf(want, sizeof want, "seq %llu..%llu", (unsigned long long)(fork + 1), (unsigned long long)old_last);
+    ck_assert_msg(strstr(out, want), "set-aside list printed: %s", out);
+    check_set_aside_export(primary_dir, fork + 1, acked + 1, acked + 25, held, held_len, old_last - fork);
+
+    engine_write(e, 10);
+    free(wait_caught_up_with(standby_dir[0], primary_dir));
+    rk_ring_detach(e->r);
+    ck_assert_int_eq(stop(old, SIGTERM), 0);
+    ck_assert_int_eq(stop(promoted, SIGTERM), 0);
+    check_journal_of(standby_dir[0], primary_dir);
+    check_state(primary_dir, e->height);
+    if (held)
+        check_set_aside(primary_dir, fork + 1, old_last, held, held_len);
+    free(held);
+    free(held_len);
+    {
+        char dir[300], err[512];
+        char **paths = NULL;
+        size_t n = 0;
+        snprintf(dir, sizeof dir, "%s/checkpoints", primary_dir);
+        ck_assert_int_eq(ckpt_list(dir, &paths, &n), 0);
+        for (size_t i = 0; i < n; i++) {
+            struct ckpt_info info = {0};
+            ck_assert_msg(ckpt_read_info(paths[i], &info, err, sizeof err) == 0, "%s", err);
+            ck_assert_msg(info.epoch >= 2 || info.journal_seq <= fork,
+                          "%s: a checkpoint of the old history past the fork point %llu (seq %llu)", paths[i],
+                          (unsigned long long)fork, (unsigned long long)info.journal_seq);
+            ckpt_info_free(&info);
+        }
+        ckpt_list_free(paths, n);
+    }
+}
+
+/* A former primary started again as a standby (by an operator) after a
+ * failover it missed: it had journaled RK_DURABLE entries no standby got
+ * and was killed; the standby was promoted and took writes.  The old
+ * primary finds its fork point, sets exactly its entries past it aside
+ * (listed, exportable), rebuilds its state to it and follows. */
+START_TEST(a_former_primary_rejoins_with_a_divergent_tail)
+{
+    struct engine e;
+    char out[4096];
+    uint8_t **held = NULL;
+    size_t *held_len = NULL;
+    uint64_t fork = 0, acked = 0, old_last;
+    pid_t primary = start(primary_dir, NULL, min_one, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", serving_b, NULL);
+
+    diverge(&e, sb, &fork, &acked);
+    ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
+    rk_ring_detach(e.r);
+    old_last = held_past(fork, &held, &held_len);
+
+    sb = start(standby_dir[0], "standby-a", unreachable_b, NULL);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}), 0);
+    engine_resume(&e, standby_dir[0], acked);
+    engine_write(&e, 30);
+
+    pid_t old = start(primary_dir, "old-primary", follow_b, NULL);
+    check_rejoined(&e, old, sb, fork, old_last, acked, held, held_len);
+}
+END_TEST
+
+/* on_higher_epoch = rejoin: a running primary told `fence EPOCH` steps
+ * down and, in the same process, becomes a standby of the new primary:
+ * it sets aside its divergent tail and follows. */
+START_TEST(a_primary_told_of_a_higher_epoch_rejoins_as_a_standby)
+{
+    struct engine e;
+    char out[4096], *reply = NULL, *st;
+    uint64_t fork = 0, acked = 0, last_seq;
+    pid_t primary = start(primary_dir, NULL, rejoin_b, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", serving_b, NULL);
+
+    diverge(&e, sb, &fork, &acked);
+    st = status_of(primary_dir);
+    last_seq = json_u64(st, "journal_seq");
+    free(st);
+    sb = start(standby_dir[0], "standby-a", unreachable_b, NULL);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}), 0);
+
+    ck_assert_int_eq(node_request(primary_dir, "fence 2", 5000, &reply), 0);
+    ck_assert_msg(strcmp(reply, "ok stepped down for epoch 2") == 0, "%s", reply);
+    free(reply);
+    ck_assert_int_eq(rk_put(e.r, e.tables[0], "k", 1, "v", 1, NULL), RK_EFENCED);
+    rk_ring_detach(e.r);
+    /* the same process answers as a standby */
+    for (int i = 0;; i++) {
+        st = status_of(primary_dir);
+        if (st && strstr(st, "\"role\":\"standby\""))
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the old primary did not become a standby: %s", st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+    ck_assert_int_eq(json_u64(st, "pid"), primary);
+    free(st);
+    engine_resume(&e, standby_dir[0], acked);
+    engine_write(&e, 30);
+    free(wait_caught_up_with(standby_dir[0], primary_dir));
+    /* it rejoined in the same process: what it set aside is the engine's
+     * stream past the fork point (check_rejoined), and it follows */
+    check_rejoined(&e, primary, sb, fork, last_seq, acked, NULL, NULL);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -2188,6 +2470,11 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, standby_checkpoints_equal_the_primarys_and_trim_its_journal);
     tcase_add_test(tc, state_open_on_a_running_standby_is_the_primarys_state);
     tcase_add_test(tc, bootstrap_from_a_promoted_node);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rejoin"); /* CK_RUN_CASE=rejoin runs only these */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, a_former_primary_rejoins_with_a_divergent_tail);
+    tcase_add_test(tc, a_primary_told_of_a_higher_epoch_rejoins_as_a_standby);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
