@@ -2439,6 +2439,38 @@ START_TEST(a_primary_told_of_a_higher_epoch_rejoins_as_a_standby)
 }
 END_TEST
 
+/* on_higher_epoch = rejoin, the higher epoch in a peer's message: a
+ * standby of epoch 3 says HELLO; the primary steps down (its waits end
+ * with RK_EFENCED) and the same process goes on as a standby, in epoch 3,
+ * of the node its configuration names. */
+START_TEST(a_primary_reached_by_a_higher_epoch_rejoins_as_a_standby)
+{
+    struct engine e;
+    char *st = NULL;
+    pid_t primary = start(primary_dir, NULL, rejoin_b, NULL), sb;
+
+    engine_attach(&e);
+    engine_write(&e, 5);
+    set_epoch(standby_dir[1], 3); /* a standby that followed a primary of epoch 3 */
+    sb = start(standby_dir[1], "standby-b", NULL, NULL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), RK_EFENCED);
+    rk_ring_detach(e.r);
+    for (int i = 0;; i++) {
+        st = status_of(primary_dir);
+        if (st && strstr(st, "\"role\":\"standby\""))
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the old primary did not become a standby: %s", st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+    ck_assert_int_eq(json_u64(st, "pid"), primary);
+    ck_assert_uint_ge(json_u64(st, "epoch"), 3);
+    free(st);
+    ck_assert_int_eq(stop(sb, SIGTERM), 0);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -2475,6 +2507,7 @@ static Suite *repl_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, a_former_primary_rejoins_with_a_divergent_tail);
     tcase_add_test(tc, a_primary_told_of_a_higher_epoch_rejoins_as_a_standby);
+    tcase_add_test(tc, a_primary_reached_by_a_higher_epoch_rejoins_as_a_standby);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
