@@ -2366,6 +2366,24 @@ static void check_rejoined(struct engine *e, pid_t old, pid_t promoted, uint64_t
     }
 }
 
+/* Waits until the process pid on primary_dir answers as a standby (it
+ * stepped down and rejoined); returns its status (malloc'd). */
+static char *wait_rejoined(pid_t pid)
+{
+    char *st = NULL;
+
+    for (int i = 0;; i++) {
+        st = status_of(primary_dir);
+        if (st && strstr(st, "\"role\":\"standby\""))
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the old primary did not become a standby: %s", st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+    ck_assert_int_eq(json_u64(st, "pid"), pid);
+    return st;
+}
+
 /* A former primary started again as a standby (by an operator) after a
  * failover it missed: it had journaled RK_DURABLE entries no standby got
  * and was killed; the standby was promoted and took writes.  The old
@@ -2420,15 +2438,7 @@ START_TEST(a_primary_told_of_a_higher_epoch_rejoins_as_a_standby)
     ck_assert_int_eq(rk_put(e.r, e.tables[0], "k", 1, "v", 1, NULL), RK_EFENCED);
     rk_ring_detach(e.r);
     /* the same process answers as a standby */
-    for (int i = 0;; i++) {
-        st = status_of(primary_dir);
-        if (st && strstr(st, "\"role\":\"standby\""))
-            break;
-        ck_assert_msg(i < BOUND_S * 100, "the old primary did not become a standby: %s", st ? st : "");
-        free(st);
-        usleep(10000);
-    }
-    ck_assert_int_eq(json_u64(st, "pid"), primary);
+    st = wait_rejoined(primary);
     free(st);
     engine_resume(&e, standby_dir[0], acked);
     engine_write(&e, 30);
@@ -2455,15 +2465,7 @@ START_TEST(a_primary_reached_by_a_higher_epoch_rejoins_as_a_standby)
     sb = start(standby_dir[1], "standby-b", NULL, NULL);
     ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), RK_EFENCED);
     rk_ring_detach(e.r);
-    for (int i = 0;; i++) {
-        st = status_of(primary_dir);
-        if (st && strstr(st, "\"role\":\"standby\""))
-            break;
-        ck_assert_msg(i < BOUND_S * 100, "the old primary did not become a standby: %s", st ? st : "");
-        free(st);
-        usleep(10000);
-    }
-    ck_assert_int_eq(json_u64(st, "pid"), primary);
+    st = wait_rejoined(primary);
     ck_assert_uint_ge(json_u64(st, "epoch"), 3);
     free(st);
     ck_assert_int_eq(stop(sb, SIGTERM), 0);
