@@ -30,6 +30,9 @@ json_t *bench_ints(const double *v, int n);
 void bench_print_json(json_t *obj);
 const char *met(int ok);
 uint64_t now_ns(void);
+/* CPU time the calling thread has used: on a shared machine, what a pass
+ * cost, whoever else ran meanwhile. */
+uint64_t thread_cpu_ns(void);
 /* Sleeps until t_ns on the monotonic clock (now_ns), or for ns. */
 void sleep_until(uint64_t t_ns);
 void sleep_ns(uint64_t ns);

@@ -12,6 +12,8 @@
  *   PUT/DEL, lsn > producer's applied LSN ---> held in the producer's open group
  *   MARK,    lsn > producer's applied LSN ---> apply_group(): the held frames go
  *            into the current transaction with the producer's new mark
+ *            (pending, written to the tables in key order at commit:
+ *            apply_pending)
  *   anything at or below the producer's applied LSN: applied before a crash,
  *   skipped.
  *
@@ -241,41 +243,133 @@ int apply_txn_begin(applier *a)
     return a->env->txn_begin(a->env, NULL, &a->txn, 0);
 }
 
-/* Applies one PUT or DEL to db (table `table`) and keeps the state digest
- * (A5): the old value's term leaves it, the new value's term joins it, in
- * the same transaction.  One cursor positioning finds the old value and
- * replaces it in place. */
-static int apply_record(applier *a, DB *db, const char *table, const struct frame_header *h,
+/* Applies one PUT or DEL to table t through cur (t's cursor in the open
+ * transaction) and keeps the state digest (A5): the old value's term
+ * leaves it, the new value's term joins it, in the same transaction.  One
+ * cursor positioning finds the old value and replaces it in place. */
+static int apply_record(applier *a, DBC *cur, const struct table *t, const struct frame_header *h,
                         const uint8_t *raw)
 {
     const uint8_t *key = raw + FRAME_HEADER_SIZE, *val = key + h->klen;
     uint32_t vlen = h->length - FRAME_HEADER_SIZE - h->klen;
     DBT k = {.data = (void *)key, .size = h->klen}, old = {0};
     DBT v = {.data = (void *)val, .size = vlen};
-    DBC *cur = NULL;
-    int rc = db->cursor(db, a->txn, &cur, 0), found;
+    int rc = cur->get(cur, &k, &old, DB_SET | DB_RMW), found = rc == 0;
 
-    if (rc)
-        return rc;
-    rc = cur->get(cur, &k, &old, DB_SET | DB_RMW);
-    found = rc == 0;
     if (rc == DB_NOTFOUND)
         rc = 0;
     if (!rc && found)
-        a->am.digest -= ckpt_entry_digest(table, key, h->klen, old.data, old.size);
+        a->am.digest -= ckpt_entry_digest(t->name, key, h->klen, old.data, old.size);
     if (!rc && h->type == FRAME_PUT) {
-        rc = found ? cur->put(cur, &k, &v, DB_CURRENT) : db->put(db, a->txn, &k, &v, 0);
+        rc = cur->put(cur, &k, &v, found ? DB_CURRENT : DB_KEYFIRST);
         if (!rc)
-            a->am.digest += ckpt_entry_digest(table, key, h->klen, val, vlen);
+            a->am.digest += ckpt_entry_digest(t->name, key, h->klen, val, vlen);
     } else if (!rc && found) {
         rc = cur->del(cur, 0);
     }
-    cur->close(cur);
+    return rc;
+}
+
+/* Adds one record of a group being applied to a->pending, for table t. */
+static int pend(applier *a, uint32_t table, const uint8_t *raw, const struct frame_header *h)
+{
+    struct pending *pd = &a->pending;
+    size_t need = frame_align(h->length);
+
+    if (pd->len + need > pd->cap) {
+        size_t cap = pd->cap ? pd->cap * 2 : 1u << 16;
+        uint8_t *buf;
+        while (cap < pd->len + need)
+            cap *= 2;
+        buf = realloc(pd->buf, cap);
+        if (!buf)
+            return ENOMEM;
+        pd->buf = buf;
+        pd->cap = cap;
+    }
+    if (pd->n_records == pd->cap_records) {
+        size_t cap = pd->cap_records ? pd->cap_records * 2 : 1024;
+        struct pending_record *r = realloc(pd->records, cap * sizeof *r);
+        if (!r)
+            return ENOMEM;
+        pd->records = r;
+        pd->cap_records = cap;
+    }
+    memcpy(pd->buf + pd->len, raw, h->length);
+    pd->records[pd->n_records] = (struct pending_record){
+        .off = pd->len, .klen = h->klen, .table = table, .order = pd->n_records};
+    pd->n_records++;
+    pd->len += need;
+    return 0;
+}
+
+/* Berkeley DB's default btree order (bytes, then the shorter first), by
+ * table, then journal order. */
+static int pending_cmp(const void *x, const void *y)
+{
+    const struct pending_record *p = x, *q = y;
+    int c;
+
+    if (p->table != q->table)
+        return p->table < q->table ? -1 : 1;
+    c = memcmp(p->key, q->key, p->klen < q->klen ? p->klen : q->klen);
+    if (c)
+        return c;
+    if (p->klen != q->klen)
+        return p->klen < q->klen ? -1 : 1;
+    return p->order < q->order ? -1 : p->order > q->order;
+}
+
+/* Writes the open transaction's pending records to the tables, in key
+ * order: a B-tree walked in order touches each page once, in cache, where
+ * journal order (random keys) descends from the root into a different
+ * page for every record.  Of several records of one key only the last in
+ * journal order is written: what the key holds, and the digest (A5), are
+ * then the same as after all of them in turn (the earlier values' terms
+ * would join and leave again).  Whole groups only are pending (A2), and
+ * they commit together, so the order within the transaction is nobody's
+ * to see. */
+static int apply_pending(applier *a)
+{
+    struct pending *pd = &a->pending;
+    DBC *cur = NULL;
+    uint32_t cur_table = UINT32_MAX;
+    int rc = 0;
+
+    for (size_t i = 0; i < pd->n_records; i++)
+        pd->records[i].key = pd->buf + pd->records[i].off + FRAME_HEADER_SIZE;
+    qsort(pd->records, pd->n_records, sizeof *pd->records, pending_cmp);
+    for (size_t i = 0; !rc && i < pd->n_records; i++) {
+        const struct pending_record *r = &pd->records[i], *next = i + 1 < pd->n_records ? r + 1 : NULL;
+        struct frame_header h;
+        if (next && next->table == r->table && next->klen == r->klen && memcmp(next->key, r->key, r->klen) == 0)
+            continue; /* a later record of this key is written instead */
+        if (r->table != cur_table) {
+            if (cur)
+                rc = cur->close(cur);
+            cur = NULL;
+            cur_table = r->table;
+            if (!rc)
+                rc = a->tables[r->table].db->cursor(a->tables[r->table].db, a->txn, &cur, 0);
+            if (rc)
+                break;
+        }
+        memcpy(&h, pd->buf + r->off, sizeof h);
+        rc = apply_record(a, cur, &a->tables[r->table], &h, pd->buf + r->off);
+    }
+    if (cur) {
+        int close_rc = cur->close(cur);
+        if (!rc)
+            rc = close_rc;
+    }
+    pd->len = 0;
+    pd->n_records = 0;
     return rc;
 }
 
 /* Applies p's held frames and its MARK at mark in the open transaction:
- * the whole group (A2), once (A3). */
+ * the whole group (A2), once (A3); its records reach the tables when the
+ * transaction commits (apply_pending). */
 static int apply_group(applier *a, struct producer *p, const ring_frame *mark)
 {
     uint64_t height = 0;
@@ -294,9 +388,8 @@ static int apply_group(applier *a, struct producer *p, const ring_frame *mark)
         if (h.table >= RING_MAX_TABLES || a->table_map[h.table][0] == '\0')
             return RK_ECORRUPT; /* checked when held */
         rc = table_of_id(a, h.table, &t);
-        if (rc)
-            return rc;
-        rc = apply_record(a, t->db, t->name, &h, raw);
+        if (!rc)
+            rc = pend(a, (uint32_t)(t - a->tables), raw, &h);
         if (rc)
             return rc;
         a->am.n_records++;
@@ -386,6 +479,9 @@ int apply_txn_commit(applier *a)
 
     if (!a->txn)
         return 0;
+    rc = apply_pending(a);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < a->n_producers; i++) {
         struct producer *p = &a->producers[i];
         if (p->open.n_frames && p->open.start_seq < restart)
@@ -483,6 +579,8 @@ int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size
          * the database: the caller treats this as fatal and restarts */
         a->txn->abort(a->txn);
         a->txn = NULL;
+        a->pending.len = 0;
+        a->pending.n_records = 0;
     }
     if (rc && err && !err[0])
         snprintf(err, err_size, "apply: %s", store_strerror(rc));
@@ -553,6 +651,8 @@ void applier_close(applier *a)
         free(a->producers[i].open.buf);
     free(a->tables);
     free(a->producers);
+    free(a->pending.buf);
+    free(a->pending.records);
     free(a);
 }
 

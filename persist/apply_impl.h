@@ -43,12 +43,34 @@ struct table {
     DB *db;
 };
 
+/* One PUT or DEL of a group applied in the open transaction, waiting in
+ * struct pending to be written to its table when the transaction
+ * commits. */
+struct pending_record {
+    const uint8_t *key; /* into pending.buf; set when the records are sorted */
+    uint64_t off;       /* the frame's offset in pending.buf */
+    uint32_t klen;
+    uint32_t table; /* index in applier.tables */
+    uint64_t order; /* its place in the journal: equal keys keep it */
+};
+
+/* The records of the groups applied in the open transaction (A2: whole
+ * groups only), in journal order; apply_pending writes them sorted by
+ * table and key, the last one per key only (see apply.c). */
+struct pending {
+    uint8_t *buf; /* the frames, each at an 8-aligned offset */
+    size_t len, cap;
+    struct pending_record *records;
+    size_t n_records, cap_records;
+};
+
 struct applier {
     store *s;
     DB_ENV *env;
     DB *meta;
     DB_TXN *txn;          /* the open transaction, or NULL */
     uint32_t txn_records; /* records applied in it */
+    struct pending pending; /* those records, written at commit */
     struct apply_meta am;
     uint64_t next_seq; /* next journal entry to read */
     /* ring ids of the current ring, from TABLE and ATTACH frames; changed

@@ -2274,6 +2274,115 @@ START_TEST(renamed_table_ids_and_slots_apply_to_their_new_names)
 }
 END_TEST
 
+/* The sum of ckpt_entry_digest() over state table `table` (0 if it does
+ * not exist): the digest apply keeps must equal it summed over the tables
+ * (apply.h A5). */
+static uint64_t state_digest(store *s, const char *table)
+{
+    char subname[RK_NAME_MAX + 3];
+    DB *db = NULL;
+    DBC *cur = NULL;
+    DBT k = {0}, v = {0};
+    uint64_t sum = 0;
+    int rc;
+
+    snprintf(subname, sizeof subname, "t:%s", table);
+    ck_assert_int_eq(db_create(&db, store_env(s), 0), 0);
+    rc = db->open(db, NULL, "state.db", subname, DB_BTREE, DB_AUTO_COMMIT | DB_RDONLY, 0);
+    if (rc == ENOENT) {
+        db->close(db, 0);
+        return 0;
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(db->cursor(db, NULL, &cur, 0), 0);
+    while ((rc = cur->get(cur, &k, &v, DB_NEXT)) == 0)
+        sum += ckpt_entry_digest(table, k.data, k.size, v.data, v.size);
+    ck_assert_int_eq(rc, DB_NOTFOUND);
+    cur->close(cur);
+    db->close(db, 0);
+    return sum;
+}
+
+/* Apply writes a transaction's records sorted by table and key, the last
+ * of each key only (apply.c, apply_pending): the state and the digest
+ * must be what applying every record in journal order gives.  Two
+ * producers interleave groups that PUT, PUT again and DEL the same keys
+ * of two tables ("k" and "kk": a key and its prefix), DEL a key that is
+ * not there, and one group spans both entries; a group voided by a
+ * re-ATTACH writes a key that a later group of the other table also
+ * writes.  _i 0: both entries in one transaction; 1: a commit after every
+ * entry; 2: the applier reopened after entry 1 (it re-reads the open
+ * group from its restart point). */
+START_TEST(sorted_transaction_ends_as_journal_order_says)
+{
+    struct batch b1, b2;
+    applier *a = NULL;
+    store *s;
+    struct apply_meta am;
+    char text[256];
+    int rc;
+
+    new_data_dir("apply-sorted-txn");
+    s = open_store(STORE_CREATE);
+    batch_init(&b1, 1, 4096);
+    add_attach(&b1, 0, "eng", 1);
+    add_attach(&b1, 1, "feed", 1);
+    batch_add(&b1, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    batch_add(&b1, FRAME_PUT, 0, 0, "kk", 2, "a", 1);
+    batch_add(&b1, FRAME_TABLE, 1, 0, "u", 1, NULL, 0); /* (not two TABLE frames in a row: one LSN) */
+    batch_add(&b1, FRAME_PUT, 0, 1, "m", 1, "m1", 2);
+    batch_add(&b1, FRAME_PUT, 0, 0, "k", 1, "1", 1);
+    batch_add(&b1, FRAME_PUT, 1, 0, "k", 1, "9", 1);
+    add_le64(&b1, FRAME_MARK, 0, 1, 0);
+    add_le64(&b1, FRAME_MARK, 1, 1, 0);
+    batch_add(&b1, FRAME_PUT, 0, 0, "k", 1, "2", 1);
+    batch_add(&b1, FRAME_PUT, 0, 1, "k", 1, "3", 1);
+    batch_add(&b1, FRAME_DEL, 0, 0, "kk", 2, NULL, 0);
+    batch_add(&b1, FRAME_PUT, 0, 0, "j", 1, "j", 1);
+    batch_add(&b1, FRAME_DEL, 0, 0, "absent", 6, NULL, 0);
+    add_le64(&b1, FRAME_MARK, 0, 2, 0);
+    batch_init(&b2, 2, b1.h.next_lsn);
+    batch_add(&b2, FRAME_DEL, 0, 1, "m", 1, NULL, 0);
+    batch_add(&b2, FRAME_PUT, 0, 1, "m", 1, "m2", 2);
+    batch_add(&b2, FRAME_PUT, 0, 0, "k", 1, "lost", 4);
+    batch_add(&b2, FRAME_PUT, 0, 1, "a", 1, "x", 1);
+    add_le64(&b2, FRAME_MARK, 1, 2, 0);
+    add_attach(&b2, 0, "eng", 2);
+    batch_add(&b2, FRAME_PUT, 1, 0, "k", 1, "10", 2);
+    batch_add(&b2, FRAME_PUT, 1, 0, "k", 1, "11", 2);
+    batch_add(&b2, FRAME_PUT, 0, 0, "kk", 2, "b", 1);
+    add_le64(&b2, FRAME_MARK, 0, 3, 0);
+    append_batch(s, &b1);
+    append_batch(s, &b2);
+
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    if (_i == 2) {
+        rc = applier_run(a, 1, STORE_TXN_RECORDS, err, sizeof err);
+        ck_assert_msg(rc == 0, "applier_run: %s", err);
+        ck_assert_uint_eq(applier_meta(a).restart_seq, 1); /* feed's second group is open */
+        applier_close(a);
+        ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    }
+    rc = applier_run(a, UINT64_MAX, _i == 1 ? 1 : STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == 0, "applier_run: %s", err);
+    am = applier_meta(a);
+    ck_assert_uint_eq(am.applied_seq, 2);
+    ck_assert_uint_eq(am.n_groups, 5);
+    ck_assert_uint_eq(am.n_records, 15);
+    ck_assert_uint_eq(am.n_discarded, 1);
+    applier_close(a);
+    state_text(s, "t", text, sizeof text);
+    ck_assert_str_eq(text, "a=x;j=j;k=3;kk=b;m=m2;");
+    state_text(s, "u", text, sizeof text);
+    ck_assert_str_eq(text, "k=11;");
+    ck_assert_uint_eq(am.digest, state_digest(s, "t") + state_digest(s, "u"));
+    batch_free(&b1);
+    batch_free(&b2);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2321,6 +2430,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, apply_refuses_a_frame_with_an_out_of_range_table_id);
     tcase_add_loop_test(tc, stale_abort_does_not_discard_a_reattached_producers_group, 0, 2);
     tcase_add_loop_test(tc, renamed_table_ids_and_slots_apply_to_their_new_names, 0, 2);
+    tcase_add_loop_test(tc, sorted_transaction_ends_as_journal_order_says, 0, 3);
     return s;
 }
 
