@@ -122,7 +122,8 @@ json_t *status_object(struct node *n);
 
 /* run_standby's status when the standby was asked to become the primary
  * ("promote"): everything it holds is journaled and applied, its store
- * closed; node.c then runs the role of a primary (node_promote). */
+ * and applier handed over open; node.c then runs the role of a primary
+ * on them. */
 #define NODE_PROMOTE 100
 
 /* What the apply thread asks of itself (wanted). */
@@ -168,14 +169,26 @@ void checkpoint_find_newest(struct node *n);
 /* Adds the checkpoint members to status st; non-zero when out of memory. */
 int checkpoint_status(struct node *n, json_t *st);
 
-/* primary.c: promote != 0 starts a new epoch (durably, first of all) */
-int run_primary(const struct node_config *c, struct repl_primary *r, int promote);
+/* A data directory kept open across a live promotion: the standby's store
+ * and applier go to the primary's role as they are, so the promotion does
+ * not close the Berkeley DB environment and open it again with recovery
+ * (200 ms to 1 s here, most of a promotion).  Whoever holds it closes it. */
+struct node_handover {
+    store *s;
+    applier *a;
+};
+
+/* primary.c: promote != 0 starts a new epoch (durably, first of all); with
+ * open->s, the role takes open's store and applier (and clears open)
+ * instead of opening the data directory. */
+int run_primary(const struct node_config *c, struct repl_primary *r, int promote, struct node_handover *open);
 void apply_primary(struct node *n);
 json_t *primary_status(struct node *n);
 void primary_answer(struct node *n, const char *req, char *reply, size_t reply_size);
 
 /* standby.c */
-int run_standby(const struct node_config *c);
+/* NODE_PROMOTE comes with *out holding the open store and applier. */
+int run_standby(const struct node_config *c, struct node_handover *out);
 void standby_promote_answer(struct node *n, int force, char *reply, size_t reply_size);
 void apply_standby(struct node *n);
 struct apply_meta standby_applied(struct node *n);

@@ -274,23 +274,34 @@ int node_run(const struct node_config *c)
                 "hint=\"run it with ringkeep node\"");
         return 1;
     }
-    return run_primary(c, NULL, 0);
+    return run_primary(c, NULL, 0, NULL);
 }
 
 static int node_rejoin(const struct node_config *c);
+static int promote_role(const struct node_config *c, struct node_handover *open);
 
-/* A primary, with its replicator when [replication] publish is set.  One
+/* Closes what a handover still holds. */
+static void handover_close(struct node_handover *h)
+{
+    applier_close(h->a);
+    store_close(h->s);
+    h->a = NULL;
+    h->s = NULL;
+}
+
+/* A primary, with its replicator when [replication] publish is set; on
+ * open's store and applier when it holds them (a live promotion).  One
  * that stepped down (NODE_EXIT_FENCED) with on_higher_epoch = rejoin goes
  * on as a standby of the cluster's other nodes (node_rejoin). */
-static int primary_role(const struct node_config *c, int promote)
+static int primary_role(const struct node_config *c, int promote, struct node_handover *open)
 {
     struct repl_primary *p = NULL;
-    int rc;
+    int rc = 1;
 
-    if (c->repl_publish[0] && repl_primary_open(c, &p) != 0)
-        return 1;
-    rc = run_primary(c, p, promote);
+    if (!c->repl_publish[0] || repl_primary_open(c, &p) == 0)
+        rc = run_primary(c, p, promote, open);
     repl_primary_close(p);
+    handover_close(open);
     return rc == NODE_EXIT_FENCED && c->rejoin_on_higher_epoch && !node_signal ? node_rejoin(c) : rc;
 }
 
@@ -300,6 +311,7 @@ static int primary_role(const struct node_config *c, int promote)
 static int node_rejoin(const struct node_config *c)
 {
     struct node_config *sc = malloc(sizeof *sc);
+    struct node_handover open = {0};
     char err[1024] = "";
     int rc;
 
@@ -315,9 +327,11 @@ static int node_rejoin(const struct node_config *c)
     }
     log_msg(LOG_WARN, "rejoining as a standby of the new primary (on_higher_epoch = rejoin)",
             "primary_serve=%s", sc->repl_primary_serve);
-    rc = run_standby(sc);
-    /* promoted again: the primary's role, in a new epoch */
-    rc = rc == NODE_PROMOTE ? node_promote(sc) : rc;
+    rc = run_standby(sc, &open);
+    /* promoted again: the primary's role, in a new epoch, on the open store */
+    if (rc == NODE_PROMOTE)
+        rc = promote_role(sc, &open);
+    handover_close(&open);
     free(sc);
     return rc;
 }
@@ -338,7 +352,10 @@ int node_promote_config(const struct node_config *c, struct node_config *out, ch
     return node_config_check(out, err, err_size);
 }
 
-int node_promote(const struct node_config *c)
+/* The primary's role for standby configuration c, in a new epoch: on
+ * open's store and applier (a live promotion), or on the data directory
+ * opened anew. */
+static int promote_role(const struct node_config *c, struct node_handover *open)
 {
     struct node_config *pc = malloc(sizeof *pc);
     char err[1024] = "";
@@ -347,22 +364,34 @@ int node_promote(const struct node_config *c)
     if (rc) {
         log_msg(LOG_ERROR, "cannot promote", "error=\"%s\"", err[0] ? err : strerror(rc));
         free(pc);
+        handover_close(open);
         return 1;
     }
-    rc = primary_role(pc, 1);
+    rc = primary_role(pc, 1, open);
     free(pc);
     return rc;
 }
 
+int node_promote(const struct node_config *c)
+{
+    struct node_handover none = {0};
+
+    return promote_role(c, &none);
+}
+
 int repl_node_run(const struct node_config *c)
 {
+    struct node_handover open = {0};
     int rc;
 
     if (strcmp(c->role, "standby") != 0)
-        return primary_role(c, 0);
-    rc = run_standby(c);
+        return primary_role(c, 0, &open);
+    rc = run_standby(c, &open);
     /* a promotion in the same process: the standby has journaled and
-     * applied all it holds and closed its store; the primary's role opens
-     * it again in a new epoch */
-    return rc == NODE_PROMOTE ? node_promote(c) : rc;
+     * applied all it holds and hands its store and applier over open; the
+     * primary's role goes on with them in a new epoch */
+    if (rc == NODE_PROMOTE)
+        return promote_role(c, &open);
+    handover_close(&open);
+    return rc;
 }

@@ -693,7 +693,7 @@ static int epoch_begin(struct node *n, int promote, const struct journal_header 
     return rc;
 }
 
-int run_primary(const struct node_config *c, struct repl_primary *r, int promote)
+int run_primary(const struct node_config *c, struct repl_primary *r, int promote, struct node_handover *open)
 {
     struct node n = {.c = c, .repl = r, .test_kill_after_abort = getenv("RK_TEST_KILL_AFTER_ABORT") != NULL};
     struct journal_header last = {0};
@@ -703,7 +703,13 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     uint64_t t_store = 0, t_applier = 0, t_ring = 0; /* where a start's time goes ("node started") */
 
     node_begin(&n);
-    rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &n.s, err, sizeof err);
+    if (open && open->s) {
+        n.s = open->s, n.a = open->a;
+        open->s = NULL, open->a = NULL;
+        rc = 0;
+    } else {
+        rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &n.s, err, sizeof err);
+    }
     t_store = now_ns();
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the data directory", "data_dir=\"%s\" error=\"%s\"", c->data_dir,
@@ -721,7 +727,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
         goto out;
     if (rc)
         fatal("cannot read or write the epoch history in meta.db", store_strerror(rc));
-    rc = applier_open(n.s, &n.a, err, sizeof err);
+    rc = n.a ? 0 : applier_open(n.s, &n.a, err, sizeof err);
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
         goto out;

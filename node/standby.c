@@ -346,8 +346,8 @@ void standby_promote_answer(struct node *n, int force, char *reply, size_t reply
  * apply thread applies what is durable; a bootstrap stops apply and the
  * loop starts it again on the new store.  Asked to promote, it stops
  * following, journals what it received, applies everything journaled and
- * returns NODE_PROMOTE with its store closed. */
-int run_standby(const struct node_config *c)
+ * returns NODE_PROMOTE with its store and applier in *out, open. */
+int run_standby(const struct node_config *c, struct node_handover *out)
 {
     struct node n = {.c = c, .role = ROLE_STANDBY};
     struct repl_standby_host host = {.arg = &n, .durable = standby_durable, .apply_stop = standby_apply_stop};
@@ -397,6 +397,8 @@ out:
     pthread_mutex_unlock(&n.lock);
     if (have_control)
         pthread_join(control_thread, NULL);
+    if (status == NODE_PROMOTE)
+        repl_standby_hand_over(n.standby, &out->s, &out->a);
     repl_standby_close(n.standby);
     pthread_cond_destroy(&n.ckpt_cond);
     pthread_cond_destroy(&n.apply_cond);

@@ -156,5 +156,8 @@ void repl_standby_promote_view(struct repl_standby *sb, struct repl_promote_view
 
 /* Closes the sockets, the applier and the store; NULL is a no-op. */
 void repl_standby_close(struct repl_standby *sb);
+/* Gives the caller sb's store and applier, open (a promotion goes on with
+ * them): repl_standby_close then closes neither. */
+void repl_standby_hand_over(struct repl_standby *sb, store **s, applier **a);
 
 #endif

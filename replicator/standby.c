@@ -1365,6 +1365,14 @@ void repl_standby_flush(struct repl_standby *sb)
     flush_pending(sb);
 }
 
+void repl_standby_hand_over(struct repl_standby *sb, store **s, applier **a)
+{
+    *s = sb->s;
+    *a = sb->a;
+    sb->s = NULL;
+    sb->a = NULL;
+}
+
 void repl_standby_close(struct repl_standby *sb)
 {
     if (!sb)
