@@ -450,8 +450,9 @@ static void send_snapshot(struct repl_standby *sb)
     sb->snap_ns = link_monotonic_ns();
 }
 
-/* Moves db/ aside (never deleting it), makes the move durable (both
- * folders fsynced) and opens a new, empty store.  0 or an errno value. */
+/* Moves db/ aside (never deleting it), and this standby's checkpoints
+ * (set_aside_checkpoints), makes the moves durable (the folders fsynced)
+ * and opens a new, empty store.  0 or an errno value. */
 static int set_aside(struct repl_standby *sb)
 {
     char from[PATH_MAX + 8], dir[PATH_MAX + 16], to[PATH_MAX + 64], err[512] = "";
@@ -472,6 +473,18 @@ static int set_aside(struct repl_standby *sb)
         rc = sys_fsync_dir(dir);
     if (rc == 0)
         rc = sys_fsync_dir(sb->c->data_dir);
+    if (rc == 0) {
+        /* its checkpoints go with it: one of another history would pass
+         * for the newest (a standby takes checkpoints too) */
+        size_t n_ckpts = 0;
+        char ckpts[PATH_MAX + 64], cerr[512];
+        rc = set_aside_checkpoints(sb->c->data_dir, 0, &n_ckpts, ckpts, sizeof ckpts, cerr, sizeof cerr);
+        if (rc)
+            log_msg(LOG_ERROR, "bootstrap failed: cannot set the checkpoints aside", "error=\"%s\"", cerr);
+        else if (n_ckpts)
+            log_msg(LOG_WARN, "checkpoints set aside for a bootstrap", "checkpoints=%zu to=\"%s\"", n_ckpts,
+                    ckpts);
+    }
     if (rc) {
         log_msg(LOG_ERROR, "bootstrap failed: cannot set the data aside",
                 "to=\"%s\" error=\"%s\" action=exit", to, strerror(rc));

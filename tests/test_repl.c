@@ -1072,8 +1072,13 @@ START_TEST(standby_of_another_history_bootstraps_and_is_not_counted)
 
     engine_attach(&e);
     engine_write(&e, 80);
-    char *st = wait_caught_up(standby_dir[0]);
+    char *st = wait_caught_up(standby_dir[0]), *reply = NULL, own[64];
     free(st);
+    /* a checkpoint of the standby's own, of the history about to be lost */
+    ck_assert_int_eq(node_request(standby_dir[0], "checkpoint", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "checkpoint: %s", reply);
+    snprintf(own, sizeof own, "%.60s", strrchr(reply, '/') + 1);
+    free(reply);
     rk_ring_detach(e.r);
     ck_assert_int_eq(stop(sb, SIGTERM), 0);
     ck_assert_int_eq(stop(primary, SIGTERM), 0);
@@ -1105,6 +1110,22 @@ START_TEST(standby_of_another_history_bootstraps_and_is_not_counted)
     stop_and_check(sb, primary, e.height);
     snprintf(aside, sizeof aside, "%s/set-aside", standby_dir[0]);
     ck_assert_int_eq(stat(aside, &st_aside), 0); /* the old history is kept, not deleted */
+    /* its own checkpoint of the old history went with it: what
+     * checkpoints/ holds is the primary's, the newest of which the standby
+     * would otherwise have taken for its own newest */
+    {
+        char dir[300], pdir[300], names[1024], found[600];
+        snprintf(dir, sizeof dir, "%s/checkpoints", standby_dir[0]);
+        snprintf(pdir, sizeof pdir, "%s/checkpoints", primary_dir);
+        list_dir(dir, names, sizeof names);
+        for (char *name = strtok(names, " "); name; name = strtok(NULL, " ")) {
+            struct stat sp;
+            snprintf(found, sizeof found, "%s/%s", pdir, name);
+            ck_assert_msg(stat(found, &sp) == 0, "%s/%s is not one of the primary's", dir, name);
+        }
+        snprintf(cmd, sizeof cmd, "ls '%s'/checkpoints-*/'%s' > /dev/null", aside, own);
+        ck_assert_msg(system(cmd) == 0, "%s is not in %s/checkpoints-*/", own, aside);
+    }
 }
 END_TEST
 
