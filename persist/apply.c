@@ -336,6 +336,10 @@ static int apply_pending(applier *a)
     uint32_t cur_table = UINT32_MAX;
     int rc = 0;
 
+    if (pd->n_records == 0) { /* records may be NULL: qsort is not given it */
+        pd->len = 0;
+        return 0;
+    }
     for (size_t i = 0; i < pd->n_records; i++)
         pd->records[i].key = pd->buf + pd->records[i].off + FRAME_HEADER_SIZE;
     qsort(pd->records, pd->n_records, sizeof *pd->records, pending_cmp);
