@@ -127,7 +127,8 @@ static void higher_epoch_seen(void *arg, uint64_t epoch)
 /* ------------------------------------------------------------ the ring */
 
 /* Creates the ring, or takes over the one an earlier run of this data
- * directory left, refusing a ring this data directory did not make. */
+ * directory left, refusing a ring this data directory did not make; a
+ * promotion never takes one over (it is fenced and replaced). */
 static int open_ring(struct node *n, uint64_t next_lsn)
 {
     const struct node_config *c = n->c;
@@ -136,6 +137,7 @@ static int open_ring(struct node *n, uint64_t next_lsn)
     int rc, have = store_ring_record(n->s, &mine) == 0;
 
     rc = ring_reopen(c->ring_name, n->epoch, &n->ring, err, sizeof err);
+create:
     if (rc == ENOENT) {
         ring_create_opts co = {.capacity = c->ring_capacity,
                                .start_lsn = next_lsn,
@@ -169,6 +171,25 @@ static int open_ring(struct node *n, uint64_t next_lsn)
         n->ring = NULL;
         return RK_EBADRING;
     }
+    if (n->promoted) {
+        /* A promotion begins a new epoch at the journal's next LSN.  A ring
+         * this directory left holds frames of an earlier epoch that were
+         * never journaled, so never acknowledged; once the directory has
+         * followed another primary, the LSNs they sit at name other
+         * entries, and draining them would write an earlier engine's
+         * records into the new history.  The ring is fenced (R9: its
+         * engines get RK_EFENCED, restore from the state and write again)
+         * and removed, and a new one is made. */
+        log_msg(LOG_WARN, "a ring of an earlier epoch is fenced and removed",
+                "ring=%s head=%" PRIu64 " tail=%" PRIu64 " journal_next_lsn=%" PRIu64
+                " hint=\"frames past its head were never journaled: engines restore with rk_state_open\"",
+                c->ring_name, atomic_load(&h->head), atomic_load(&h->tail), next_lsn);
+        ring_fence(n->ring);
+        ring_close(n->ring, 1);
+        n->ring = NULL;
+        rc = ENOENT;
+        goto create;
+    }
     /* every frame below head was released, so must be in the journal */
     if (atomic_load(&h->head) > (next_lsn > h->start_lsn ? next_lsn : h->start_lsn)) {
         log_msg(LOG_ERROR, "ring released frames the journal does not hold",
@@ -179,16 +200,13 @@ static int open_ring(struct node *n, uint64_t next_lsn)
         return RK_ECORRUPT;
     }
     if (ring_fenced(n->ring)) {
-        /* R9: cleared only by a node that begins a higher epoch than the
-         * one that stepped down: a promotion of this directory */
-        if (!n->promoted) {
-            log_msg(LOG_ERROR, "the ring was fenced when its node stepped down",
-                    "ring=%s hint=\"start this node as a standby, or promote it\"", c->ring_name);
-            ring_close(n->ring, 0);
-            n->ring = NULL;
-            return RK_EFENCED;
-        }
-        ring_unfence(n->ring);
+        /* R9: only a promotion of this directory (a higher epoch) goes on
+         * past a ring fenced when its node stepped down: with a new ring */
+        log_msg(LOG_ERROR, "the ring was fenced when its node stepped down",
+                "ring=%s hint=\"start this node as a standby, or promote it\"", c->ring_name);
+        ring_close(n->ring, 0);
+        n->ring = NULL;
+        return RK_EFENCED;
     }
     if (h->capacity != c->ring_capacity)
         log_msg(LOG_WARN, "ring keeps its capacity",
