@@ -86,15 +86,34 @@ for v in 1.0 1.1 1.2; do
         fail "golden $v: $out"
 done
 
+# docs/FORMAT.md's worked journal entry, read from the document: monitor.py
+# decodes it and reaches the documented state and digest
+"$py" - "$src/docs/FORMAT.md" "$src/examples" <<'PY' || fail "the worked example of docs/FORMAT.md"
+import re, sys
+sys.path.insert(0, sys.argv[2])
+import monitor
+doc = open(sys.argv[1]).read()
+block = re.search(r"## Worked example: one journal entry.*?```\n(.*?)```", doc, re.S).group(1)
+entry = bytes.fromhex("".join(line.split("   ")[0].replace(" ", "")
+                              for line in block.splitlines() if not line.startswith("--")))
+state = monitor.State()
+for frame in monitor.decode_entry(entry, 1, 1)[1]:
+    state.apply_frame(frame)
+assert len(entry) == 312, len(entry)
+assert state.tables == {"accounts": {b"acct-00": b'{"balance":0,"ccy":"EUR"}'}}, state.tables
+assert state.digest == 0x351a6ca12501b72c, hex(state.digest)
+assert monitor.entry_digest("positions", b"", b"") == 0x914a2bd20e67c49b
+PY
+
 # 1. from the start of the journal, following while the engine writes
 start_node full no
 "$py" "$mon" --publish "ipc://$dir/full.pub" --serve "ipc://$dir/full.serve" --dump "$dir/full.dump" \
     >"$dir/full-monitor.log" 2>&1 &
 monpid=$!
 wait_until "the monitor's WELCOME" grep -q "^welcome: the primary holds entries 1\.\.0," "$dir/full-monitor.log"
-status=0 # (in the background, so that the shell does not report the kill)
-"$ob" --ring "$ring" --data-dir "$dir/full" --blocks 40 --kill-after-block 25 >/dev/null 2>"$dir/ob.log" &
-wait $! || status=$?
+status=0 # (in a subshell, so that the shell does not report the kill)
+("$ob" --ring "$ring" --data-dir "$dir/full" --blocks 40 --kill-after-block 25 >/dev/null 2>"$dir/ob.log" &
+    wait $!) 2>/dev/null || status=$?
 [ $status -eq 137 ] || fail "the engine did not die by SIGKILL (status $status)"
 # another order flow after the restart: the voided group's records are not written again
 "$ob" --ring "$ring" --data-dir "$dir/full" --blocks 60 --seed 2 >/dev/null 2>>"$dir/ob.log" || fail "orderbook restart"

@@ -25,9 +25,11 @@
 #include <string.h>
 
 #include <msgpack.h>
+#include <xxhash.h>
 
 #include "shm/ring.h"
 #include "sample_entry.h"
+#include "persist/checkpoint.h"
 #include "persist/store.h"
 #include "replicator/wire.h"
 
@@ -1029,11 +1031,96 @@ static void assert_doc_bytes(struct wire_msg m, const char *want)
     free(body);
 }
 
-/* The examples in docs/PROTOCOL.md are what the encoder makes. */
+/* docs/FORMAT.md's worked journal entry: seq 1, epoch 1, five frames as a
+ * node journals them: producer "matcher" attaches in slot 0, the TABLE
+ * frame the node adds before the first record of table id 1 ("accounts"),
+ * a PUT, a DEL of a key that is not there, and the MARK of height 1.  Its
+ * state afterwards: the one entry of the PUT.  The body is stored plain
+ * (flags 0: what journal_encode does when zstd would not make it smaller;
+ * here it would, and zstd's output is not the same in every version, so
+ * the documented bytes are the plain form, which every reader accepts).
+ * malloc'd. */
+static uint8_t *example_entry(size_t *len)
+{
+    static const char value[] = "{\"balance\":0,\"ccy\":\"EUR\"}";
+    uint8_t frames[512] = {0}, attach[16] = {0}, height[8] = {1};
+    uint32_t pid = 4242;
+    size_t off = 0;
+    uint8_t *out = NULL;
+
+    attach[0] = 1; /* struct frame_attach: session 1, pid 4242, flags 0 */
+    memcpy(attach + 8, &pid, 4);
+    off += frame_align(frame_encode(frames + off, FRAME_ATTACH, 0, 0, 4096, "matcher", 7, attach, 16));
+    off += frame_align(frame_encode(frames + off, FRAME_TABLE, 1, 0, 4151, "accounts", 8, NULL, 0));
+    off += frame_align(frame_encode(frames + off, FRAME_PUT, 1, 0, 4152, "acct-00", 7, value, sizeof value - 1));
+    off += frame_align(frame_encode(frames + off, FRAME_DEL, 1, 0, 4216, "acct-99", 7, NULL, 0));
+    off += frame_align(frame_encode(frames + off, FRAME_MARK, 0, 0, 4256, NULL, 0, height, 8));
+    struct journal_header h = {.magic = JOURNAL_MAGIC,
+                               .version = JOURNAL_VERSION,
+                               .seq = 1,
+                               .epoch = 1,
+                               .first_lsn = 4096,
+                               .last_lsn = 4256,
+                               .next_lsn = 4296,
+                               .n_frames = 5,
+                               .raw_len = (uint32_t)off,
+                               .body_len = (uint32_t)off};
+    XXH64_canonical_t trailer;
+    *len = JOURNAL_HEADER_SIZE + off + JOURNAL_TRAILER_SIZE;
+    out = malloc(*len);
+    if (!out)
+        return NULL;
+    memcpy(out, &h, sizeof h); /* the header's layout, little-endian (x86-64) */
+    memcpy(out + JOURNAL_HEADER_SIZE, frames, off);
+    XXH64_canonicalFromHash(&trailer, XXH64(out, JOURNAL_HEADER_SIZE + off, 0));
+    memcpy(out + JOURNAL_HEADER_SIZE + off, &trailer, sizeof trailer);
+    return out;
+}
+
+/* docs/FORMAT.md's worked digest: the terms of two entries of the golden
+ * checkpoint (an empty key and value among them) and their sum. */
+static void example_digests(uint64_t d[3])
+{
+    static const char value[] = "{\"balance\":0,\"ccy\":\"EUR\"}";
+
+    d[0] = ckpt_entry_digest("accounts", "acct-00", 7, value, sizeof value - 1);
+    d[1] = ckpt_entry_digest("positions", "", 0, "", 0);
+    d[2] = d[0] + d[1];
+}
+
+static const char doc_entry_hex[] =
+    "524b4a4501000000010000000000000001000000000000000010000000000000a010000000000000c810000000000000"
+    "05000000f0000000f00000000000000037000000050000004424976ed4c9d2ad00100000000000000000000007000000"
+    "6d6174636865720100000000000000921000000000000000280000000700010059a9bc0db1a822633710000000000000"
+    "00000000080000006163636f756e7473400000000100010044b31ed2b6e7fd6538100000000000000000000007000000"
+    "616363742d30307b2262616c616e6365223a302c22636379223a22455552227d270000000200010022478425d91cd23f"
+    "78100000000000000000000007000000616363742d393900280000000300000010881041c71a0b01a010000000000000"
+    "0000000000000000010000000000000025c652b211cef7ca";
+static const uint64_t doc_digests[3] = {0x351a6ca12501b72cull, 0x914a2bd20e67c49bull, 0xc664987333697bc7ull};
+
+/* The examples in docs/PROTOCOL.md and docs/FORMAT.md are what the encoders make. */
 START_TEST(test_documented_examples)
 {
+    size_t len = 0;
+    uint8_t *entry = example_entry(&len);
+    char *got = malloc(2 * len + 1);
+    journal_entry e = {0};
+    char why[256];
+    uint64_t d[3];
+
     assert_doc_bytes(example_heartbeat(), doc_heartbeat_hex);
     assert_doc_bytes(example_checkpoint(), doc_checkpoint_hex);
+    ck_assert_ptr_nonnull(entry);
+    ck_assert_ptr_nonnull(got);
+    hex(entry, len, got);
+    ck_assert_str_eq(got, doc_entry_hex);
+    ck_assert_int_eq(journal_decode(entry, len, &e, why, sizeof why), 0);
+    journal_entry_free(&e);
+    example_digests(d);
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(d[i], doc_digests[i]);
+    free(got);
+    free(entry);
 }
 END_TEST
 
@@ -1056,6 +1143,20 @@ static int print_examples(void)
         free(out);
         free(body);
     }
+    size_t len = 0;
+    uint8_t *entry = example_entry(&len);
+    char *out = entry ? malloc(2 * len + 1) : NULL;
+    uint64_t d[3];
+    if (!out) {
+        free(entry);
+        return 1;
+    }
+    hex(entry, len, out);
+    printf("journal entry (%zu bytes): %s\n", len, out);
+    free(out);
+    free(entry);
+    example_digests(d);
+    printf("digest terms: %016" PRIx64 " %016" PRIx64 ", sum %016" PRIx64 "\n", d[0], d[1], d[2]);
     return 0;
 }
 
