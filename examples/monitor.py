@@ -545,7 +545,7 @@ def main():
     ap.add_argument("--id", default=f"monitor-{os.getpid()}", help="the name said in HELLO (1..47 bytes)")
     ap.add_argument("--until-seq", type=int, help="exit 0 once the digest matches at this seq or later")
     ap.add_argument("--timeout", type=int, default=60, help="seconds to wait for an answer (default 60)")
-    ap.add_argument("--dump", help="write the state there (one 'table<TAB>key hex<TAB>value hex' line per entry)")
+    ap.add_argument("--dump", help="at exit, write the state there: one 'table<TAB>key hex<TAB>value hex' line per entry")
     ap.add_argument("--checkpoint", help="only verify this checkpoint file and print its header")
     ap.add_argument("--verbose", action="store_true", help="print every heartbeat")
     args = ap.parse_args()

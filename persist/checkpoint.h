@@ -16,7 +16,8 @@
  * A reader refuses an unknown major version naming both versions; an older
  * minor version still loads.
  *
- * The state digest: the sum (mod 2^64) over every entry of
+ * The state digest (docs/FORMAT.md, "The state digest", for outsiders): the
+ * sum (mod 2^64) over every entry of
  * XXH3_64bits_withSeed(value, vlen, XXH3_64bits(table "\0" key)) -- order
  * independent, so two nodes with equal state have equal digests however
  * they got there.  ckpt_entry_digest() computes one entry's term.
