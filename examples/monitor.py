@@ -69,6 +69,11 @@ def say(*words):
     print(*words, flush=True)
 
 
+def give_up(why):
+    say(f"monitor: {why}")
+    sys.exit(2)
+
+
 # ------------------------------------------------------------ the state
 
 
@@ -96,6 +101,9 @@ class State:
         self.table_ids = {}  # ring table id -> table name (TABLE frames)
         self.slots = {}  # ring producer slot -> producer name (ATTACH frames)
         self.next_seq = 1  # next journal entry to apply
+        # the checkpoint loaded (0: none): entries from its restart_seq up to
+        # it are read again, and the state is the checkpoint's until then
+        self.base_seq = 0
         self.n_groups = self.n_discarded = 0
 
     def producer(self, name):
@@ -348,7 +356,7 @@ class Link:
         of --timeout).  Returns the reply body, or ('ERROR', code, text)."""
         self.dealer.send_multipart([name.encode(), msgpack.packb([VERSION, self.epoch, *fields])])
         if not self.dealer.poll(self.args.timeout * 1000):
-            raise SystemExit(f"monitor: no answer to {name} from {self.args.serve} in {self.args.timeout} s")
+            give_up(f"no answer to {name} from {self.args.serve} in {self.args.timeout} s")
         frames = self.dealer.recv_multipart()
         m = self.body(frames[0].decode(errors="replace"), frames, (reply.encode(), b"ERROR"))
         if frames[0] == b"ERROR":
@@ -373,7 +381,7 @@ class Monitor:
     def first_heartbeat(self):
         while True:
             if not self.link.sub.poll(self.args.timeout * 1000):
-                raise SystemExit(f"monitor: no heartbeat from {self.args.publish} in {self.args.timeout} s")
+                give_up(f"no heartbeat from {self.args.publish} in {self.args.timeout} s")
             frames = self.link.sub.recv_multipart()
             if frames[0] == b"rk.h":
                 hb = self.link.body("rk.h", frames, (b"rk.h",))
@@ -396,7 +404,7 @@ class Monitor:
             f"newest checkpoint {checkpoint[5] if checkpoint else 'none'}")
         if first_seq > 1:
             if not checkpoint:
-                raise SystemExit("monitor: the journal does not start at 1 and there is no checkpoint")
+                give_up("the primary's journal does not start at 1 and it has no checkpoint")
             self.bootstrap(checkpoint[5])
 
     def bootstrap(self, name):
@@ -424,6 +432,7 @@ class Monitor:
             raise BadInput(f"checkpoint {name} has no replay record (format 1.0): no journal can follow it")
         say(f"bootstrap from checkpoint {name}: {len(data)} bytes, journal_seq {h['journal_seq']}, "
             f"{h['n_entries']} entries, digest {h['digest']:016x}; replay from entry {self.state.next_seq}")
+        self.state.base_seq = h["journal_seq"]
         self.digests[h["journal_seq"]] = h["digest"]
 
     # -------------------------------------------------------- following
@@ -433,7 +442,8 @@ class Monitor:
         for f in frames:
             self.state.apply_frame(f)
         self.state.next_seq = seq + 1
-        self.digests[seq] = self.state.digest
+        if seq >= self.state.base_seq:  # before it: not the state at seq
+            self.digests[seq] = self.state.digest
         self.digests.pop(seq - 65536, None)
 
     def fetch(self, to_seq):
@@ -465,7 +475,7 @@ class Monitor:
             ours = self.digests[seq]
             if ours != digest:
                 say(f"digest MISMATCH at seq {seq}: ours {ours:016x}, the primary's {what} {digest:016x}")
-                raise SystemExit(1)
+                sys.exit(1)
             if seq > self.last_match:
                 say(f"digest match at seq {seq}: {ours:016x} ({what}; "
                     f"{self.state.n_entries()} entries in {len(self.state.tables)} tables)")
@@ -524,8 +534,8 @@ class Monitor:
             if self.args.until_seq is not None and self.last_match >= self.args.until_seq:
                 return self.finish("done")
             if self.args.until_seq is not None and time.monotonic() > self.deadline:
-                raise SystemExit(f"monitor: seq {self.args.until_seq} not matched in {self.args.timeout} s "
-                                 f"(last match {self.last_match}, applied to {self.state.next_seq - 1})")
+                give_up(f"seq {self.args.until_seq} not matched in {self.args.timeout} s "
+                        f"(last match {self.last_match}, applied to {self.state.next_seq - 1})")
             if self.link.sub.poll(200):
                 self.on_published(self.link.sub.recv_multipart())
 
