@@ -1052,7 +1052,8 @@ static uint8_t *example_entry(size_t *len)
     memcpy(attach + 8, &pid, 4);
     off += frame_align(frame_encode(frames + off, FRAME_ATTACH, 0, 0, 4096, "matcher", 7, attach, 16));
     off += frame_align(frame_encode(frames + off, FRAME_TABLE, 1, 0, 4151, "accounts", 8, NULL, 0));
-    off += frame_align(frame_encode(frames + off, FRAME_PUT, 1, 0, 4152, "acct-00", 7, value, sizeof value - 1));
+    off +=
+        frame_align(frame_encode(frames + off, FRAME_PUT, 1, 0, 4152, "acct-00", 7, value, sizeof value - 1));
     off += frame_align(frame_encode(frames + off, FRAME_DEL, 1, 0, 4216, "acct-99", 7, NULL, 0));
     off += frame_align(frame_encode(frames + off, FRAME_MARK, 0, 0, 4256, NULL, 0, height, 8));
     struct journal_header h = {.magic = JOURNAL_MAGIC,
