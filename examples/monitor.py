@@ -5,11 +5,14 @@ its state digest against the primary's heartbeats.
 
   1. waits for a heartbeat (rk.h) and takes the primary's epoch from it
      (a request of a higher epoch would make the primary step down);
-  2. says HELLO (last_seq 0) and reads WELCOME: the entries the primary
-     holds and its newest checkpoint;
-  3. when the journal no longer starts at 1 (trim_journal = yes), downloads
-     that checkpoint with SNAPSHOT, verifies and loads it (FORMAT.md,
+  2. FETCHes entry 1; when the primary no longer holds it (trim_journal =
+     yes: ERROR code 2), says HELLO (last_seq 0) from a routing id of its
+     own, closed at once, to learn the newest checkpoint from WELCOME,
+     downloads it with SNAPSHOT, verifies and loads it (FORMAT.md,
      "Checkpoint files") and goes on from its replay record's restart_seq;
+  3. everything else goes out on a DEALER that never says HELLO (FETCH
+     and SNAPSHOT are served without one), so the primary does not list
+     the monitor as a standby or keep its journal for it;
   4. FETCHes the entries it lacks and applies them with the group rules
      (FORMAT.md, "Rebuilding the state"), then follows rk.j, fetching any
      gap;
@@ -63,6 +66,10 @@ ERR_EPOCH, ERR_TRIMMED, ERR_NO_FILE = 1, 2, 3
 
 class BadInput(Exception):
     """Something the primary sent breaks a rule of the documents."""
+
+
+class StartOver(Exception):
+    """The checkpoint being downloaded was removed: start again."""
 
 
 def say(*words):
@@ -323,22 +330,47 @@ def read_checkpoint(data, state=None):
 
 
 class Link:
-    """The SUB and DEALER sockets, and the requests."""
+    """The SUB and DEALER sockets, and the requests.
+
+    FETCH and SNAPSHOT go out on a DEALER that never says HELLO: the
+    primary serves them without one and does not list it as a standby.
+    HELLO, needed only for WELCOME's newest checkpoint, goes out on a
+    DEALER of its own, closed at once: the primary lists that routing id
+    as a standby until it forgets it (20 heartbeat intervals without a
+    message), and keeps its journal for it meanwhile (PROTOCOL.md, "Who
+    may ask what")."""
 
     def __init__(self, args):
         self.ctx = zmq.Context()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.dealer = self.ctx.socket(zmq.DEALER)
-        for s in (self.sub, self.dealer):
-            s.setsockopt(zmq.MAXMSGSIZE, WIRE_MSG_MAX)
-            s.setsockopt(zmq.LINGER, 0)
-        self.dealer.setsockopt(zmq.ROUTING_ID, args.id.encode())
+        self.sub = self.socket(zmq.SUB)
+        self.dealer = self.socket(zmq.DEALER)
         for topic in (b"rk.h", b"rk.c", b"rk.j"):
             self.sub.setsockopt(zmq.SUBSCRIBE, topic)
         self.sub.connect(args.publish)
         self.dealer.connect(args.serve)
         self.args = args
         self.epoch = 0  # the primary's, from its heartbeats and replies
+
+    def socket(self, kind):
+        s = self.ctx.socket(kind)
+        s.setsockopt(zmq.MAXMSGSIZE, WIRE_MSG_MAX)
+        s.setsockopt(zmq.LINGER, 0)
+        return s
+
+    def hello(self):
+        """HELLO with last_seq 0 from a DEALER of its own -> WELCOME body."""
+        s = self.socket(zmq.DEALER)
+        s.setsockopt(zmq.ROUTING_ID, self.args.id.encode())
+        s.connect(self.args.serve)
+        try:
+            while True:
+                w = self.request("HELLO", self.args.id, 0, 0, None, reply="WELCOME", sock=s)
+                if w[0] != "ERROR":
+                    return w
+                if w[1] != ERR_EPOCH:
+                    raise BadInput(f"HELLO refused: code {w[1]}: {w[2]}")
+        finally:
+            s.close()
 
     def body(self, name, frames, want):
         if len(frames) != 2 or frames[0] not in want:
@@ -351,13 +383,15 @@ class Link:
         self.epoch = m[1]
         return m
 
-    def request(self, name, *fields, reply):
+    def request(self, name, *fields, reply, sock=None):
         """Sends [v, e, fields...] and waits for its reply (a hang guard
-        of --timeout).  Returns the reply body, or ('ERROR', code, text)."""
-        self.dealer.send_multipart([name.encode(), msgpack.packb([VERSION, self.epoch, *fields])])
-        if not self.dealer.poll(self.args.timeout * 1000):
+        of --timeout).  Returns the reply body, or ('ERROR', code, text).
+        An ERROR code 1 (our epoch is lower) is adopted by body()."""
+        sock = sock or self.dealer
+        sock.send_multipart([name.encode(), msgpack.packb([VERSION, self.epoch, *fields])])
+        if not sock.poll(self.args.timeout * 1000):
             give_up(f"no answer to {name} from {self.args.serve} in {self.args.timeout} s")
-        frames = self.dealer.recv_multipart()
+        frames = sock.recv_multipart()
         m = self.body(frames[0].decode(errors="replace"), frames, (reply.encode(), b"ERROR"))
         if frames[0] == b"ERROR":
             return ("ERROR", m[2], m[3])
@@ -389,31 +423,46 @@ class Monitor:
                 return
 
     def start(self):
-        """HELLO, then from the start of the journal, or from a checkpoint."""
+        """From the start of the journal, or, when the primary no longer
+        holds entry 1, from its newest checkpoint (which HELLO names)."""
+        while True:
+            try:
+                return self.try_start()
+            except StartOver as e:
+                say(f"starting again: {e}")
+
+    def try_start(self):
         self.state = State()
         self.digests.clear()
         self.held.clear()
         while True:
-            w = self.link.request("HELLO", self.args.id, 0, 0, None, reply="WELCOME")
-            if w[0] != "ERROR":
+            r = self.link.request("FETCH", 1, 1, reply="ENTRIES")
+            if r[0] != "ERROR" or r[1] != ERR_EPOCH:
                 break
-            if w[1] != ERR_EPOCH:
-                raise BadInput(f"HELLO refused: code {w[1]}: {w[2]}")
+        if r[0] != "ERROR":
+            say("following from entry 1")
+            return
+        if r[1] != ERR_TRIMMED:
+            raise BadInput(f"FETCH refused: code {r[1]}: {r[2]}")
+        w = self.link.hello()
         first_seq, last_seq, checkpoint = w[2], w[3], w[4]
         say(f"welcome: the primary holds entries {first_seq}..{last_seq}, "
             f"newest checkpoint {checkpoint[5] if checkpoint else 'none'}")
-        if first_seq > 1:
-            if not checkpoint:
-                give_up("the primary's journal does not start at 1 and it has no checkpoint")
-            self.bootstrap(checkpoint[5])
+        if not checkpoint:
+            give_up("the primary's journal does not start at 1 and it has no checkpoint")
+        self.bootstrap(checkpoint[5])
 
     def bootstrap(self, name):
         data = bytearray()
         total = xxh = None
         while total is None or len(data) < total:
             c = self.link.request("SNAPSHOT", name, len(data), CHUNK_MAX, reply="CHUNK")
-            if c[0] == "ERROR":
+            if c[0] == "ERROR" and c[1] == ERR_NO_FILE:
+                raise StartOver(f"checkpoint {name} is gone ({c[2]})")
+            if c[0] == "ERROR" and c[1] != ERR_EPOCH:
                 raise BadInput(f"SNAPSHOT {name} refused: code {c[1]}: {c[2]}")
+            if c[0] == "ERROR":
+                continue  # asked at a lower epoch: the primary's is adopted
             _, _, cname, offset, size, file_xxh, chunk = c[:7]
             if cname != name or offset != len(data) or offset + len(chunk) > size:
                 raise BadInput(f"CHUNK of {cname} at {offset}+{len(chunk)} of {size}")
@@ -455,6 +504,8 @@ class Monitor:
                     say("the entries wanted are trimmed: starting again from the newest checkpoint")
                     self.start()
                     continue
+                if r[1] == ERR_EPOCH:
+                    continue  # asked at a lower epoch: the primary's is adopted
                 raise BadInput(f"FETCH refused: code {r[1]}: {r[2]}")
             entries, more = r[2], r[3]
             for seq, entry in entries:

@@ -110,7 +110,7 @@ start_node full no
 "$py" "$mon" --publish "ipc://$dir/full.pub" --serve "ipc://$dir/full.serve" --dump "$dir/full.dump" \
     >"$dir/full-monitor.log" 2>&1 &
 monpid=$!
-wait_until "the monitor's WELCOME" grep -q "^welcome: the primary holds entries 1\.\.0," "$dir/full-monitor.log"
+wait_until "the monitor starts" grep -q "^following from entry 1$" "$dir/full-monitor.log"
 status=0 # (in a subshell, so that the shell does not report the kill)
 ("$ob" --ring "$ring" --data-dir "$dir/full" --blocks 40 --kill-after-block 25 >/dev/null 2>"$dir/ob.log" &
     wait $!) 2>/dev/null || status=$?
@@ -122,6 +122,8 @@ wait_until "the node applies its journal" caught_up "$dir/full"
 seq=$(field journal_seq "$dir/full")
 digest=$(field state_digest "$dir/full")
 wait_until "the monitor matches at seq $seq" grep -q "^digest match at seq $seq: $digest " "$dir/full-monitor.log"
+# it asked without HELLO (FETCH): the primary does not list it as a standby
+[ "$(field n_standbys "$dir/full")" -eq 0 ] || fail "the monitor is listed as a standby"
 kill -TERM "$monpid"
 wait "$monpid" || fail "monitor.py exit status $?"
 monpid=
