@@ -17,6 +17,7 @@ set -euo pipefail
 rk=$1
 ob=$2
 src=$3
+export PYTHONDONTWRITEBYTECODE=1 # the example is imported: no __pycache__ in the source tree
 py=/usr/bin/python3 # Debian's python3-zmq etc. are for this one, not a pyenv python3
 mon=$src/examples/monitor.py
 dir=$(mktemp -d /tmp/rk-monitor-test.XXXXXX)
