@@ -2,16 +2,20 @@
 # monitor_test.sh -- examples/monitor.py, a follower written from
 # docs/PROTOCOL.md and docs/FORMAT.md alone, rebuilds a primary's state and
 # reaches its digest: keeps the documents honest.
-#   1. journal from the start (trim_journal = no): the monitor follows
-#      while the order book engine writes, is killed in the middle of a
-#      block (a group voided by the ATTACH of its restart) and carries on;
-#      the monitor must match the primary's digest at its last entry;
+#   1. journal from the start (trim_journal = no): the order book engine
+#      is killed in the middle of a block, the monitor starts (FETCH),
+#      the engine restarts (the ATTACH voids its open group) and carries
+#      on while the monitor follows rk.j; it must match the primary's
+#      digest at its last entry, and the primary must not list it;
 #   2. a primary with trim_journal = yes whose journal no longer starts at
 #      1: the monitor bootstraps from the checkpoint (SNAPSHOT), replays
 #      the journal after it, and must match too.
 # Each time its state, entry by entry, must equal a checkpoint the node
-# writes at the end (read by monitor.py --checkpoint), and the golden
-# checkpoint files must read with their pinned digest.
+# writes at the end (read by monitor.py --checkpoint).  Also: the golden
+# checkpoint files read with their pinned digest, FORMAT.md's worked entry
+# decodes to its documented state, and requests get what PROTOCOL.md says
+# (a malformed one no reply, another version ERROR 6, an oversized one a
+# cut connection).
 # usage: monitor_test.sh PATH/TO/ringkeep PATH/TO/orderbook SOURCE_DIR
 set -euo pipefail
 rk=$1
@@ -106,16 +110,18 @@ assert state.digest == 0x351a6ca12501b72c, hex(state.digest)
 assert monitor.entry_digest("positions", b"", b"") == 0x914a2bd20e67c49b
 PY
 
-# 1. from the start of the journal, following while the engine writes
+# 1. from the start of the journal: the monitor starts after the engine
+# was killed (it FETCHes what is journaled) and follows rk.j while the
+# engine writes again
 start_node full no
-"$py" "$mon" --publish "ipc://$dir/full.pub" --serve "ipc://$dir/full.serve" --dump "$dir/full.dump" \
-    >"$dir/full-monitor.log" 2>&1 &
-monpid=$!
-wait_until "the monitor starts" grep -q "^following from entry 1$" "$dir/full-monitor.log"
 status=0 # (in a subshell, so that the shell does not report the kill)
 ("$ob" --ring "$ring" --data-dir "$dir/full" --blocks 40 --kill-after-block 25 >/dev/null 2>"$dir/ob.log" &
     wait $!) 2>/dev/null || status=$?
 [ $status -eq 137 ] || fail "the engine did not die by SIGKILL (status $status)"
+"$py" "$mon" --publish "ipc://$dir/full.pub" --serve "ipc://$dir/full.serve" --dump "$dir/full.dump" \
+    >"$dir/full-monitor.log" 2>&1 &
+monpid=$!
+wait_until "the monitor starts" grep -q "^following from entry 1$" "$dir/full-monitor.log"
 # another order flow after the restart: the voided group's records are not written again
 "$ob" --ring "$ring" --data-dir "$dir/full" --blocks 60 --seed 2 >/dev/null 2>>"$dir/ob.log" || fail "orderbook restart"
 wait_until "the node applies its journal" caught_up "$dir/full"
@@ -128,10 +134,57 @@ wait_until "the monitor matches at seq $seq" grep -q "^digest match at seq $seq:
 kill -TERM "$monpid"
 wait "$monpid" || fail "monitor.py exit status $?"
 monpid=
-grep -q "^stopped: state at seq $seq, .*entries [1-9][0-9]* from rk.j" "$dir/full-monitor.log" ||
-    fail "the monitor took no entry from rk.j: $(tail -n 1 "$dir/full-monitor.log")"
+grep -q "^stopped: state at seq $seq, .*entries [1-9][0-9]* from rk.j, [1-9][0-9]* fetched)$" \
+    "$dir/full-monitor.log" || fail "the monitor did not both fetch and follow: $(tail -n 1 "$dir/full-monitor.log")"
 if grep -q "MISMATCH\|bad input" "$dir/full-monitor.log"; then fail "$(cat "$dir/full-monitor.log")"; fi
 same_state "$dir/full" "$dir/full.dump"
+
+# what a request gets, as docs/PROTOCOL.md says ("What a request to the
+# primary gets", Limits).  Replies come back in order on one DEALER, so
+# "no reply" shows as the next request's reply coming first.
+"$py" - "ipc://$dir/full.serve" "$(field epoch "$dir/full")" <<'PY' || fail "the documented answers to requests"
+import sys, msgpack, zmq
+serve, epoch = sys.argv[1], int(sys.argv[2])
+ctx = zmq.Context()
+def dealer(name):
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.ROUTING_ID, name)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(serve)
+    return s
+def send(s, name, body):
+    s.send_multipart([name, msgpack.packb(body) if isinstance(body, list) else body])
+def reply(s):
+    assert s.poll(60000), "no reply in 60 s"  # hang guard
+    name, body = s.recv_multipart()
+    return name, msgpack.unpackb(body, raw=False)
+# a malformed request: no reply, and the peer's next requests are ignored
+# until it says HELLO
+s = dealer(b"probe-malformed")
+send(s, b"FETCH", msgpack.packb({"not": "an array"}))
+send(s, b"FETCH", [2, epoch, 1, 1])
+send(s, b"HELLO", [2, epoch, "probe-malformed", 0, 0, None])
+send(s, b"FETCH", [2, epoch, 1, 1])
+name, body = reply(s)
+assert name == b"WELCOME", (name, body)
+name, body = reply(s)
+assert name == b"ENTRIES" and body[2][0][0] == 1, (name, body[:2])
+# another protocol version: ERROR code 6 in version 2, then dropped
+s = dealer(b"probe-version")
+send(s, b"FETCH", [1, epoch, 1, 1])
+name, body = reply(s)
+assert name == b"ERROR" and body[0] == 2 and body[2] == 6, (name, body)
+# a frame over 4096 bytes: the connection is cut, no reply; the DEALER
+# reconnects and a later request is served (sent until one is answered)
+s = dealer(b"probe-oversized")
+send(s, b"SNAPSHOT", [2, epoch, "x" * 5000, 0, 1])
+for attempt in range(600):  # hang guard
+    send(s, b"FETCH", [2, epoch, 1, 1])
+    if s.poll(100):
+        break
+name, body = reply(s)
+assert name == b"ENTRIES" and body[2][0][0] == 1, (name, body[:2])
+PY
 stop_node
 
 # 2. a trimmed journal: bootstrap from the checkpoint, then the journal
