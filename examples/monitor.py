@@ -21,8 +21,9 @@ its state digest against the primary's heartbeats.
 
 It never sends ACK: it holds nothing durably, and an ACK would count it
 as a standby holding what it acknowledges.  It prints one line per event;
-exit status 0 (--until-seq reached with a matching digest), 1 (a digest
-differs, or bad input from the primary), 2 (usage or no answer).
+exit status 0 (--until-seq reached with a matching digest, or stopped by
+SIGTERM or SIGINT), 1 (a digest differs, or bad input from the primary),
+2 (usage, or no answer).
 
 Also: monitor.py --checkpoint FILE verifies a checkpoint file and prints
 its header and digest (--dump writes its entries).
@@ -359,8 +360,7 @@ class Link:
 
     def hello(self):
         """HELLO with last_seq 0 from a DEALER of its own -> WELCOME body."""
-        s = self.socket(zmq.DEALER)
-        s.setsockopt(zmq.ROUTING_ID, self.args.id.encode())
+        s = self.socket(zmq.DEALER)  # its routing id: ZeroMQ's choice
         s.connect(self.args.serve)
         try:
             while True:
