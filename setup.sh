@@ -21,7 +21,9 @@ packages=(build-essential cmake ninja-build pkg-config
           clang libclang-rt-14-dev
           # examples/monitor.py and its test (run with /usr/bin/python3): ZeroMQ, msgpack, zstd and
           # xxHash bindings, the same libraries the C code uses, rather than a decoder of our own
-          python3-zmq python3-msgpack python3-zstandard python3-xxhash)
+          python3-zmq python3-msgpack python3-zstandard python3-xxhash
+          # automatic failover ([ha]): etcd, the coordinator, and libcurl for its v3 JSON gateway
+          libcurl4-openssl-dev etcd-server)
 
 install_missing() {
     local missing=()

@@ -14,5 +14,6 @@ int cmd_restore(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 int cmd_drill(int argc, char **argv);
 int cmd_set_aside(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 
 #endif

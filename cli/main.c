@@ -34,6 +34,8 @@ static void usage(FILE *out)
             "        [--seed S] [--dir DIR] [--keep] [--set SECTION.KEY=VALUE]... [--json] [CONFIG...]\n"
             "                       rehearse failover on this host: kill the primary, promote a standby,\n"
             "                       restart the engine on it, rejoin the old primary; R rounds, a report\n"
+            "  cluster status -c FILE [--json]\n"
+            "                       automatic failover ([ha]): who leads and each member, from etcd\n"
             "  checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
             "  checkpoint verify FILE... | --all [-d DATA_DIR]\n"
             "  checkpoint export FILE\n"
@@ -90,6 +92,8 @@ int main(int argc, char **argv)
         return cmd_monitor(argc - 1, argv + 1);
     if (strcmp(argv[1], "drill") == 0)
         return cmd_drill(argc - 1, argv + 1);
+    if (strcmp(argv[1], "cluster") == 0)
+        return cmd_cluster(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         if (argc > 2)
             return cli_usage(version_usage, argc == 3 && strcmp(argv[2], "--help") == 0);

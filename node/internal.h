@@ -19,6 +19,7 @@
 #include "persist/config.h"
 #include "persist/log.h"
 #include "persist/store.h"
+#include "node/ha.h"
 #include "node/node.h"
 #include "replicator/replicator.h"
 #include "shm/ring.h"
@@ -94,6 +95,10 @@ struct node {
     const char *apply_gate;   /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): apply_gate_limit */
     char *status_text;        /* a standby's status JSON, malloc'd by Jansson (under lock; replaced whole) */
 };
+
+/* Automatic failover ([ha]): the process's, started by repl_node_run and
+ * node_promote, NULL without [ha] (node.c); the roles attach to it. */
+extern struct ha *node_ha;
 
 /* SIGTERM/SIGINT, for every role (node.c: on_signal): the last signal
  * caught (0: none) and how many. */
@@ -183,6 +188,10 @@ struct node_handover {
  * instead of opening the data directory. */
 int run_primary(const struct node_config *c, struct repl_primary *r, int promote, struct node_handover *open);
 void apply_primary(struct node *n);
+/* Steps primary n down (its ring fenced at once, then recorded in meta.db):
+ * a node of epoch (>= n's) leads, or n lost the leader lease (why says
+ * which); run_primary then returns NODE_EXIT_FENCED.  Any thread; once. */
+void primary_step_down(struct node *n, uint64_t epoch, const char *why);
 json_t *primary_status(struct node *n);
 void primary_answer(struct node *n, const char *req, char *reply, size_t reply_size);
 

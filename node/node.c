@@ -43,6 +43,8 @@
  * (apply_finish). */
 volatile sig_atomic_t node_signal, node_n_signals;
 
+struct ha *node_ha;
+
 static void on_signal(int sig)
 {
     node_signal = sig;
@@ -302,7 +304,11 @@ static int primary_role(const struct node_config *c, int promote, struct node_ha
         rc = run_primary(c, p, promote, open);
     repl_primary_close(p);
     handover_close(open);
-    return rc == NODE_EXIT_FENCED && c->rejoin_on_higher_epoch && !node_signal ? node_rejoin(c) : rc;
+    /* with [ha], a primary that stepped down always rejoins: etcd decides
+     * who leads, and this node may be elected again */
+    return rc == NODE_EXIT_FENCED && (c->rejoin_on_higher_epoch || c->ha_etcd[0]) && !node_signal
+               ? node_rejoin(c)
+               : rc;
 }
 
 /* The standby a stepped-down primary becomes: its own configuration with
@@ -372,26 +378,50 @@ static int promote_role(const struct node_config *c, struct node_handover *open)
     return rc;
 }
 
+/* [ha]: the failover thread for the life of the process (node_ha). */
+static int ha_begin(const struct node_config *c)
+{
+    return c->ha_etcd[0] ? ha_start(c, &node_ha) : 0;
+}
+
+static void ha_end(void)
+{
+    ha_stop(node_ha);
+    node_ha = NULL;
+}
+
 int node_promote(const struct node_config *c)
 {
     struct node_handover none = {0};
+    int rc = ha_begin(c);
 
-    return promote_role(c, &none);
+    if (rc)
+        return 1;
+    rc = promote_role(c, &none);
+    ha_end();
+    return rc;
 }
 
 int repl_node_run(const struct node_config *c)
 {
     struct node_handover open = {0};
-    int rc;
+    int rc = ha_begin(c);
 
-    if (strcmp(c->role, "standby") != 0)
-        return primary_role(c, 0, &open);
+    if (rc)
+        return 1;
+    if (strcmp(c->role, "standby") != 0) {
+        rc = primary_role(c, 0, &open);
+        ha_end();
+        return rc;
+    }
     rc = run_standby(c, &open);
     /* a promotion in the same process: the standby has journaled and
      * applied all it holds and hands its store and applier over open; the
      * primary's role goes on with them in a new epoch */
     if (rc == NODE_PROMOTE)
-        return promote_role(c, &open);
-    handover_close(&open);
+        rc = promote_role(c, &open);
+    else
+        handover_close(&open);
+    ha_end();
     return rc;
 }

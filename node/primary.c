@@ -98,7 +98,7 @@ static int meta_write(store *s, const char *key, const void *val, size_t len)
  * never starts as a primary again unless promoted), and the drain stops;
  * run_primary returns NODE_EXIT_FENCED (the node exits with it, or rejoins
  * as a standby: on_higher_epoch, node.c).  Any thread; once. */
-static void step_down(struct node *n, uint64_t epoch, const char *seen)
+void primary_step_down(struct node *n, uint64_t epoch, const char *seen)
 {
     int rc;
 
@@ -110,9 +110,9 @@ static void step_down(struct node *n, uint64_t epoch, const char *seen)
         rc = meta_write(n->s, FENCED_KEY, &epoch, sizeof epoch);
     if (rc)
         fatal("stepped down (the ring is fenced), but cannot record it in meta.db", store_strerror(rc));
-    log_msg(LOG_ERROR, "stepped down: a node of a higher epoch is the primary; nothing more is acknowledged",
-            "epoch=%" PRIu64 " higher=%" PRIu64 " seen_in=\"%s\" action=%s", n->epoch, epoch, seen,
-            n->c->rejoin_on_higher_epoch ? "rejoin" : "exit");
+    log_msg(LOG_ERROR, "stepped down: nothing more is acknowledged",
+            "epoch=%" PRIu64 " fenced_by=%" PRIu64 " why=\"%s\" action=%s", n->epoch, epoch, seen,
+            n->c->rejoin_on_higher_epoch || n->c->ha_etcd[0] ? "rejoin" : "exit");
 }
 
 /* The replicator saw a higher epoch in a peer's message. */
@@ -121,7 +121,7 @@ static void higher_epoch_seen(void *arg, uint64_t epoch)
     struct node *n = arg;
 
     if (epoch > n->epoch)
-        step_down(n, epoch, "a peer's message");
+        primary_step_down(n, epoch, "a node of a higher epoch is the primary (a peer's message)");
 }
 
 /* ------------------------------------------------------------ the ring */
@@ -148,6 +148,8 @@ create:
             log_msg(LOG_ERROR, "cannot create the ring", "ring=%s error=\"%s\"", c->ring_name, err);
             return rc;
         }
+        if (c->ha_etcd[0])
+            ring_set_ack_deadline(n->ring, 0); /* nothing acknowledged until the leader key is ours */
         rec.created_ns = ring_header_of(n->ring)->created_ns;
         rec.capacity = c->ring_capacity;
         snprintf(rec.name, sizeof rec.name, "%s", c->ring_name);
@@ -213,6 +215,8 @@ create:
                 "ring=%s capacity=%" PRIu64 " configured=%" PRIu64 " hint=\"stop engines and node, remove "
                 "the ring to change it\"",
                 c->ring_name, h->capacity, c->ring_capacity);
+    if (c->ha_etcd[0])
+        ring_set_ack_deadline(n->ring, 0); /* nothing acknowledged until the leader key is ours */
     /* what the journal holds is durable: a node killed between its
      * journal commit and moving the durable cursor leaves engines waiting
      * on frames that are already in the journal (and that the drain now
@@ -664,7 +668,7 @@ void primary_answer(struct node *n, const char *req, char *reply, size_t reply_s
         if (!end || *end || epoch <= n->epoch) {
             snprintf(reply, reply_size, "error fence wants an epoch above this node's (%" PRIu64 ")", n->epoch);
         } else {
-            step_down(n, epoch, "a control request");
+            primary_step_down(n, epoch, "a node of a higher epoch is the primary (a control request)");
             snprintf(reply, reply_size, "ok stepped down for epoch %" PRIu64, epoch);
         }
     } else if (atomic_load(&n->stepped_down)) {
@@ -703,7 +707,9 @@ static int epoch_begin(struct node *n, int promote, const struct journal_header 
     }
     if (!promote)
         return store_epoch_resume(n->s, last->seq + 1, last->next_lsn, &n->epoch);
-    rc = store_epoch_begin(n->s, fenced_by + 1, last->seq + 1, last->next_lsn, &n->epoch);
+    /* automatic failover: the epoch etcd handed this node's election */
+    uint64_t min = ha_won_epoch(node_ha) > fenced_by + 1 ? ha_won_epoch(node_ha) : fenced_by + 1;
+    rc = store_epoch_begin(n->s, min, last->seq + 1, last->next_lsn, &n->epoch);
     if (!rc && fenced_by)
         rc = meta_write(n->s, FENCED_KEY, &(uint64_t){0}, sizeof(uint64_t));
     if (!rc)
@@ -770,6 +776,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     have_control = control_start(&n, &control_thread) == 0;
     if (!have_apply || !have_control || !have_ckpt)
         fatal("cannot start threads", strerror(errno));
+    ha_attach_primary(node_ha, &n);
     if (r) {
         repl_primary_on_higher_epoch(r, higher_epoch_seen, &n);
         if (repl_primary_start(r, n.s, n.ring, node_progress, &n) != 0)
@@ -804,6 +811,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
             n.applied_seq);
     rc = 0;
 out:
+    ha_detach(node_ha);
     applier_close(n.a);
     ring_close(n.ring, 0);
     store_close(n.s);

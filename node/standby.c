@@ -359,6 +359,7 @@ int run_standby(const struct node_config *c, struct node_handover *out)
     if (repl_standby_open(c, &host, &n.standby) != 0)
         goto out;
     checkpoint_dirs_prepare(&n);
+    ha_attach_standby(node_ha, &n);
     standby_status(&n);
     have_control = control_start(&n, &control_thread) == 0;
     if (!have_control)
@@ -375,6 +376,8 @@ int run_standby(const struct node_config *c, struct node_handover *out)
             break;
         }
         atomic_store(&n.bootstrapping, repl_standby_bootstrapping(n.standby));
+        ha_standby_progress(node_ha, repl_standby_journal_seq(n.standby), repl_standby_epoch(n.standby),
+                            !atomic_load(&n.bootstrapping));
         standby_status(&n);
     }
     if ((node_signal || atomic_load(&n.promote)) && !stopped && !atomic_load(&n.apply_failed)) {
@@ -389,6 +392,7 @@ int run_standby(const struct node_config *c, struct node_handover *out)
                 applier_meta(repl_standby_applier(n.standby)).applied_seq);
     }
 out:
+    ha_detach(node_ha);
     if (n.standby)
         apply_stop(&n, 0);
     atomic_store(&n.stop, 1);

@@ -49,6 +49,8 @@ enum key_kind {
     KEY_DIR,       /* char[PATH_MAX]: a path, checked by node_config_check */
     KEY_RING_NAME, /* char[RK_NAME_MAX + 1]: seg_check_name() rules */
     KEY_PRODUCER,  /* char[RK_NAME_MAX + 1]: a producer name, 1..RK_NAME_MAX bytes, or empty */
+    KEY_URLS,      /* char[CONFIG_ENDPOINT_MAX + 1]: 1..CONFIG_NODES_MAX http:// URLs, comma-separated, or empty */
+    KEY_HA_NAME,   /* char[RK_NAME_MAX + 1]: letters, digits, '.', '_', '-' (part of an etcd key), or empty */
     KEY_BOOL,      /* bool: yes/no, true/false, on/off, 1/0 */
     KEY_ON_HIGHER, /* bool: "rejoin" (true) or "exit" (false) */
     KEY_LOG_LEVEL, /* int: log_level_parse() */
@@ -104,6 +106,11 @@ static const struct key_spec keys[] = {
     {"replication", "curve_server_key", KEY_Z85, FIELD(curve_server_key), 0, 0, false, ""},
     {"replication", "authorized_keys", KEY_FILE, FIELD(curve_authorized_keys), 0, 0, false, ""},
     {"replication", "on_higher_epoch", KEY_ON_HIGHER, FIELD(rejoin_on_higher_epoch), 0, 0, false, "exit"},
+    {"ha", "etcd", KEY_URLS, FIELD(ha_etcd), 0, 0, false, ""},
+    {"ha", "cluster", KEY_HA_NAME, FIELD(ha_cluster), 0, 0, false, ""},
+    {"ha", "name", KEY_HA_NAME, FIELD(ha_name), 0, 0, false, ""},
+    {"ha", "ttl_ms", KEY_U32, FIELD(ha_ttl_ms), 1000, 600000, false, "5000"},
+    {"ha", "max_lag_entries", KEY_U32, FIELD(ha_max_lag_entries), 0, 1000000000, false, "100"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -334,6 +341,32 @@ static int check_endpoint_list(const char *list, char *why, size_t why_size)
     return 0;
 }
 
+/* [ha] etcd: http:// (or https://) URLs of etcd's client endpoints, as
+ * etcd --listen-client-urls gives them ("http://127.0.0.1:2379"). */
+static int check_url_list(const char *list, char *why, size_t why_size)
+{
+    const char *p = list, *item;
+    size_t len;
+    uint32_t n = 0;
+
+    while (next_endpoint(&p, &item, &len)) {
+        if (!len || ++n > CONFIG_NODES_MAX) {
+            snprintf(why, why_size, len ? "more than %d URLs" : "an empty URL in the list", CONFIG_NODES_MAX);
+            return RK_EINVAL;
+        }
+        if (!((len > 7 && strncmp(item, "http://", 7) == 0) || (len > 8 && strncmp(item, "https://", 8) == 0)) ||
+            memchr(item, ' ', len)) {
+            snprintf(why, why_size, "%.*s: not an etcd client URL (http://HOST:PORT)", (int)len, item);
+            return RK_EINVAL;
+        }
+    }
+    if (p > list && p[-1] == ',') {
+        snprintf(why, why_size, "an empty URL in the list");
+        return RK_EINVAL;
+    }
+    return 0;
+}
+
 uint32_t node_config_endpoints(const char *list, char (*out)[CONFIG_ENDPOINT_MAX + 1], uint32_t max)
 {
     const char *p = list, *item;
@@ -384,6 +417,22 @@ static int key_set(struct node_config *c, const struct key_spec *k, const char *
         }
         if (len && check_endpoint_list(value, why, why_size))
             return RK_EINVAL;
+        memcpy(field(c, k), value, len + 1);
+        return 0;
+    case KEY_URLS:
+        if (len > CONFIG_ENDPOINT_MAX) {
+            snprintf(why, why_size, "list longer than %d bytes", CONFIG_ENDPOINT_MAX);
+            return RK_EINVAL;
+        }
+        if (len && check_url_list(value, why, why_size))
+            return RK_EINVAL;
+        memcpy(field(c, k), value, len + 1);
+        return 0;
+    case KEY_HA_NAME:
+        if (len > RK_NAME_MAX || strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len) {
+            snprintf(why, why_size, "not a name (1 to %d letters, digits, '.', '_' or '-')", RK_NAME_MAX);
+            return RK_EINVAL;
+        }
         memcpy(field(c, k), value, len + 1);
         return 0;
     case KEY_Z85: {
@@ -726,6 +775,38 @@ int node_config_check(const struct node_config *c, char *err, size_t err_size)
                   "%s: [replication] on_higher_epoch = rejoin: needs what a standby of the other nodes needs: "
                   "primary_publish, primary_serve, node_id%s",
                   where, c->curve ? " and curve_server_key" : "");
+        return RK_EINVAL;
+    }
+    if (!c->ha_etcd[0] && (c->ha_cluster[0] || c->ha_name[0])) {
+        put_error(err, err_size, "%s: [ha] cluster or name is set but etcd is not: set [ha] etcd (etcd's client "
+                                 "URLs) or remove the [ha] section", where);
+        return RK_EINVAL;
+    }
+    if (c->ha_etcd[0] && !c->ha_cluster[0]) {
+        put_error(err, err_size, "%s: [ha] etcd is set: needs cluster (keys live under /ringkeep/<cluster>/)",
+                  where);
+        return RK_EINVAL;
+    }
+    if (c->ha_etcd[0] && !node_config_ha_name(c)[0]) {
+        put_error(err, err_size, "%s: [ha] etcd is set: needs name, or [replication] node_id", where);
+        return RK_EINVAL;
+    }
+    if (c->ha_etcd[0] && node_config_ha_name(c) == c->repl_node_id &&
+        strspn(c->repl_node_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+            strlen(c->repl_node_id)) {
+        put_error(err, err_size,
+                  "%s: [ha] name is not set and [replication] node_id = %s is not a member name (letters, digits, "
+                  "'.', '_', '-'): set [ha] name",
+                  where, c->repl_node_id);
+        return RK_EINVAL;
+    }
+    if (c->ha_etcd[0] && (!c->repl_publish[0] || !c->repl_serve[0] || !c->repl_primary_publish[0] ||
+                          !c->repl_primary_serve[0] || !c->repl_node_id[0] || !c->ring_name[0] ||
+                          (c->curve && !c->curve_server_key[0]))) {
+        put_error(err, err_size,
+                  "%s: [ha] etcd is set: every node may lead or follow, so it needs [replication] publish, serve, "
+                  "primary_publish, primary_serve, node_id%s and [ring] name",
+                  where, c->curve ? ", curve_server_key" : "");
         return RK_EINVAL;
     }
     if (!standby && !c->repl_publish[0] != !c->repl_serve[0]) {

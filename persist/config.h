@@ -69,7 +69,19 @@ struct node_config {
     char curve_public_key[CONFIG_Z85_KEY + 1];          /* curve_public_key: this node's (Z85) */
     char curve_server_key[CONFIG_Z85_KEY + 1];          /* curve_server_key: a standby: the primary's public key */
     char curve_authorized_keys[PATH_MAX];               /* authorized_keys: a primary: file of client public keys */
+    /* [ha] (automatic failover through etcd; ha_etcd "": off, nothing changes) */
+    char ha_etcd[CONFIG_ENDPOINT_MAX + 1];  /* etcd: etcd client URLs, comma-separated */
+    char ha_cluster[RK_NAME_MAX + 1];       /* cluster: keys live under /ringkeep/<cluster>/ */
+    char ha_name[RK_NAME_MAX + 1];          /* name: this node's member name ("": node_id) */
+    uint32_t ha_ttl_ms;                     /* ttl_ms: the leader lease */
+    uint32_t ha_max_lag_entries;            /* max_lag_entries: a standby further behind is not eligible */
 };
+
+/* [ha] name, or node_id when it is not set. */
+static inline const char *node_config_ha_name(const struct node_config *c)
+{
+    return c->ha_name[0] ? c->ha_name : c->repl_node_id;
+}
 
 /* Fills c with the defaults (documented in config/primary.ini).  data_dir
  * and the ring name have no default: they are "" until set. */
@@ -107,7 +119,8 @@ uint32_t node_config_endpoints(const char *list, char (*out)[CONFIG_ENDPOINT_MAX
  * and node_id; primary_publish and primary_serve list as many endpoints;
  * publish and serve go together; min_replicas > 0 needs them;
  * curve = yes needs the role's whole key set, and keys need curve = yes;
- * on_higher_epoch = rejoin needs what a standby needs).  Returns 0 or RK_EINVAL with a
+ * on_higher_epoch = rejoin needs what a standby needs; [ha] needs cluster,
+ * a name, and what both a primary and a standby need, ring name included).  Returns 0 or RK_EINVAL with a
  * one-line reason in err. */
 int node_config_check(const struct node_config *c, char *err, size_t err_size);
 

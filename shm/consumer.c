@@ -40,6 +40,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "shm/ring.h"
 #include "shm/segment.h"
@@ -69,6 +70,14 @@ struct ring_owner {
     char name[RK_NAME_MAX + 1];
     char err[512];
     pthread_mutex_t cursor_lock; /* R9: the fence and the moves of durable_lsn/replicated_lsn */
+    /* The leader lease (automatic failover, node/ha.c), under cursor_lock:
+     * with ack_limited, a cursor moves only while CLOCK_BOOTTIME is below
+     * ack_deadline_ns; a move asked after it is kept in held_durable /
+     * held_replicated and made when a renewed lease sets a later deadline
+     * (ring_set_ack_deadline). */
+    int ack_limited;
+    uint64_t ack_deadline_ns;
+    uint64_t held_durable, held_replicated;
 };
 
 static void take_ownership(ring_owner *o, uint64_t epoch)
@@ -761,13 +770,35 @@ void ring_release(ring_owner *o)
 /* The cursors move under cursor_lock and only while the ring is not
  * fenced (R9): the drain moves durable_lsn, the replicator
  * replicated_lsn, a step-down sets the fence, each on its own thread. */
+/* CLOCK_BOOTTIME in ns: it goes on counting while the machine or the VM
+ * is suspended, where CLOCK_MONOTONIC may stop. */
+static uint64_t boottime_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Under cursor_lock: 1 if a cursor may move now (the lease deadline,
+ * read on the acknowledgement path itself: a process paused past it
+ * acknowledges nothing when it wakes, whatever its other threads saw). */
+static int ack_allowed(const ring_owner *o)
+{
+    return !o->ack_limited || boottime_ns() < o->ack_deadline_ns;
+}
+
 void ring_set_durable(ring_owner *o, uint64_t lsn)
 {
     struct ring_header *h = o->hdr;
 
     pthread_mutex_lock(&o->cursor_lock);
-    if (!atomic_load_explicit(&h->fenced, memory_order_relaxed))
-        seg_cursor_advance(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, lsn);
+    if (!atomic_load_explicit(&h->fenced, memory_order_relaxed)) {
+        if (ack_allowed(o))
+            seg_cursor_advance(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, lsn);
+        else if (lsn > o->held_durable)
+            o->held_durable = lsn;
+    }
     pthread_mutex_unlock(&o->cursor_lock);
 }
 
@@ -776,9 +807,38 @@ void ring_set_replicated(ring_owner *o, uint64_t lsn)
     struct ring_header *h = o->hdr;
 
     pthread_mutex_lock(&o->cursor_lock);
-    if (!atomic_load_explicit(&h->fenced, memory_order_relaxed))
-        seg_cursor_advance(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters, lsn);
+    if (!atomic_load_explicit(&h->fenced, memory_order_relaxed)) {
+        if (ack_allowed(o))
+            seg_cursor_advance(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters, lsn);
+        else if (lsn > o->held_replicated)
+            o->held_replicated = lsn;
+    }
     pthread_mutex_unlock(&o->cursor_lock);
+}
+
+void ring_set_ack_deadline(ring_owner *o, uint64_t deadline_ns)
+{
+    struct ring_header *h = o->hdr;
+
+    pthread_mutex_lock(&o->cursor_lock);
+    o->ack_limited = 1;
+    if (deadline_ns > o->ack_deadline_ns)
+        o->ack_deadline_ns = deadline_ns;
+    if (!atomic_load_explicit(&h->fenced, memory_order_relaxed) && ack_allowed(o)) {
+        /* what was held back while the lease was not known to be ours */
+        if (o->held_durable)
+            seg_cursor_advance(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, o->held_durable);
+        if (o->held_replicated)
+            seg_cursor_advance(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters,
+                               o->held_replicated);
+        o->held_durable = o->held_replicated = 0;
+    }
+    pthread_mutex_unlock(&o->cursor_lock);
+}
+
+uint64_t ring_boottime_ns(void)
+{
+    return boottime_ns();
 }
 
 void ring_fence(ring_owner *o)

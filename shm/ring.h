@@ -107,6 +107,17 @@ void ring_release(ring_owner *o);
 void ring_set_durable(ring_owner *o, uint64_t lsn);
 void ring_set_replicated(ring_owner *o, uint64_t lsn);
 
+/* Automatic failover (node/ha.c): from the first call on, the durable
+ * and replicated cursors move only while ring_boottime_ns() is below the
+ * latest deadline_ns given (a deadline never moves back); a move asked
+ * later is held and made by the next call that gives a deadline still
+ * ahead.  The clock is read under the cursors' lock at each move, so a
+ * process paused past its deadline acknowledges nothing when it wakes. */
+void ring_set_ack_deadline(ring_owner *o, uint64_t deadline_ns);
+
+/* CLOCK_BOOTTIME in nanoseconds (it counts while a machine is suspended). */
+uint64_t ring_boottime_ns(void);
+
 /* The owner steps down (R9): from the return on, no cursor moves,
  * producers get RK_EFENCED and every waiter that has not reached its
  * level is woken to return RK_EFENCED.  The flag stays in the segment: a

@@ -368,8 +368,58 @@ static const char *const all_keys[][2] = {
     {"replication", "heartbeat_ms"}, {"replication", "curve"}, {"replication", "curve_secret_key"},
     {"replication", "curve_public_key"}, {"replication", "curve_server_key"}, {"replication", "authorized_keys"},
     {"replication", "on_higher_epoch"},
+    {"ha", "etcd"}, {"ha", "cluster"}, {"ha", "name"}, {"ha", "ttl_ms"}, {"ha", "max_lag_entries"},
 };
 #define N_ALL_KEYS (sizeof all_keys / sizeof all_keys[0])
+
+/* [ha]: nothing without etcd; with it, a cluster, a member name, and
+ * what both roles need (any node may lead or follow) */
+START_TEST(ha_section_needs_cluster_name_and_both_roles)
+{
+    struct node_config c;
+    char err_buf[1024];
+
+    node_config_defaults(&c);
+    strcpy(c.data_dir, "/tmp");
+    strcpy(c.ring_name, "orders");
+    ck_assert_msg(node_config_check(&c, err_buf, sizeof err_buf) == 0, "%s", err_buf);
+    strcpy(c.ha_cluster, "main");
+    ck_assert_int_eq(node_config_check(&c, err_buf, sizeof err_buf), RK_EINVAL);
+    ck_assert_str_eq(err_buf, "configuration: [ha] cluster or name is set but etcd is not: set [ha] etcd (etcd's "
+                          "client URLs) or remove the [ha] section");
+    strcpy(c.ha_etcd, "http://127.0.0.1:2379");
+    c.ha_cluster[0] = '\0';
+    ck_assert_int_eq(node_config_check(&c, err_buf, sizeof err_buf), RK_EINVAL);
+    ck_assert_str_eq(err_buf, "configuration: [ha] etcd is set: needs cluster (keys live under /ringkeep/<cluster>/)");
+    strcpy(c.ha_cluster, "main");
+    ck_assert_int_eq(node_config_check(&c, err_buf, sizeof err_buf), RK_EINVAL);
+    ck_assert_str_eq(err_buf, "configuration: [ha] etcd is set: needs name, or [replication] node_id");
+    strcpy(c.repl_node_id, "node a");
+    ck_assert_int_eq(node_config_check(&c, err_buf, sizeof err_buf), RK_EINVAL);
+    ck_assert_str_eq(err_buf, "configuration: [ha] name is not set and [replication] node_id = node a is not a member "
+                          "name (letters, digits, '.', '_', '-'): set [ha] name");
+    strcpy(c.ha_name, "a");
+    ck_assert_int_eq(node_config_check(&c, err_buf, sizeof err_buf), RK_EINVAL);
+    ck_assert_str_eq(err_buf, "configuration: [ha] etcd is set: every node may lead or follow, so it needs "
+                          "[replication] publish, serve, primary_publish, primary_serve, node_id and [ring] name");
+    strcpy(c.repl_publish, "tcp://127.0.0.1:7701");
+    strcpy(c.repl_serve, "tcp://127.0.0.1:7702");
+    strcpy(c.repl_primary_publish, "tcp://127.0.0.1:7701,tcp://127.0.0.1:7711");
+    strcpy(c.repl_primary_serve, "tcp://127.0.0.1:7702,tcp://127.0.0.1:7712");
+    ck_assert_msg(node_config_check(&c, err_buf, sizeof err_buf) == 0, "%s", err_buf);
+    ck_assert_str_eq(node_config_ha_name(&c), "a");
+    c.ha_name[0] = '\0';
+    strcpy(c.repl_node_id, "node-a");
+    ck_assert_msg(node_config_check(&c, err_buf, sizeof err_buf) == 0, "%s", err_buf);
+    ck_assert_str_eq(node_config_ha_name(&c), "node-a");
+    strcpy(c.role, "standby");
+    ck_assert_msg(node_config_check(&c, err_buf, sizeof err_buf) == 0, "%s", err_buf);
+    c.ring_name[0] = '\0'; /* a standby that cannot be promoted cannot be elected */
+    ck_assert_int_eq(node_config_check(&c, err_buf, sizeof err_buf), RK_EINVAL);
+    ck_assert_uint_eq(c.ha_ttl_ms, 5000);
+    ck_assert_uint_eq(c.ha_max_lag_entries, 100);
+}
+END_TEST
 
 START_TEST(example_primary_ini_comments_every_key)
 {
@@ -424,7 +474,7 @@ END_TEST
 #define NAME_48 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuv"
 #define R_NAME_LEN(n) "ring name '" n "' must be 1 to 47 characters and not start with '.'"
 #define R_NAME_CHAR(n, c) "ring name '" n "' has '" c "': use letters, digits, '_', '-', '.'"
-#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage], [checkpoint], [replication])"
+#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage], [checkpoint], [replication], [ha])"
 
 static const struct bad_value {
     const char *section, *key, *value, *reason;
@@ -438,6 +488,12 @@ static const struct bad_value {
     {"replication", "curve_secret_key", "abc", "not a CURVE key (40 characters of Z85, as zmq_curve_keypair makes)"},
     {"replication", "curve", "maybe", "not yes or no"},
     {"replication", "on_higher_epoch", "restart", "not a choice (rejoin, exit)"},
+    {"ha", "etcd", "127.0.0.1:2379", "127.0.0.1:2379: not an etcd client URL (http://HOST:PORT)"},
+    {"ha", "etcd", "http://127.0.0.1:2379,", "an empty URL in the list"},
+    {"ha", "cluster", "a/b", "not a name (1 to 47 letters, digits, '.', '_' or '-')"},
+    {"ha", "name", "node 1", "not a name (1 to 47 letters, digits, '.', '_' or '-')"},
+    {"ha", "ttl_ms", "999", "out of range (1000..600000)"},
+    {"ha", "max_lag_entries", "x", "not a number"},
     {"node", "data_dir", "", "empty: give the data directory's path"},
     {"node", "log_level", "verbose", R_LEVEL},
     {"node", "log_level", "INFO", R_LEVEL},
@@ -1318,6 +1374,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, check_wants_an_existing_data_directory);
     tcase_add_test(tc, check_wants_a_ring_name_and_role_primary);
     tcase_add_test(tc, endpoint_lists_pair_the_cluster_nodes);
+    tcase_add_test(tc, ha_section_needs_cluster_name_and_both_roles);
 
     tc = new_tcase(s, "log");
     tcase_add_test(tc, log_lines_are_logfmt);

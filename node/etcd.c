@@ -1,0 +1,486 @@
+/* etcd.c -- the client of etcd's v3 JSON gateway (etcd.h).
+ *
+ * Every call is one POST of a JSON body to one endpoint; a transport
+ * failure (refused, timed out, no answer) moves to the next endpoint, an
+ * answer ends the call.  The gateway writes 64-bit numbers as strings and
+ * keys and values in base64 (RFC 4648, with padding); an error comes back
+ * as {"error": ..., "message": ..., "code": N}.  libcurl has no public
+ * base64, and pulling in a crypto library for 40 lines would cost more
+ * than it saves: b64_encode and b64_decode are here.
+ *
+ * Threads: one thread per client at a time (a curl easy handle is not
+ * shared); curl_global_init runs once (pthread_once) before any handle.
+ */
+#define _GNU_SOURCE
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/etcd.h"
+#include "persist/config.h"
+
+#define ETCD_MAX_ANSWER (8u << 20) /* an answer larger than this is refused (EPROTO) */
+
+struct etcd {
+    CURL *curl;
+    char urls[CONFIG_NODES_MAX][CONFIG_ENDPOINT_MAX + 1];
+    uint32_t n_urls;
+    uint32_t current; /* the endpoint that answered last */
+    uint32_t timeout_ms;
+    char *answer; /* the last answer's body (NUL-terminated) */
+    size_t answer_len;
+    int answer_too_big;
+    char err[512];
+};
+
+/* ------------------------------------------------------------ base64 */
+
+static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* A malloc'd NUL-terminated base64 text of data[0..len); NULL: ENOMEM. */
+static char *b64_encode(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < len ? (uint32_t)p[i + 2] : 0);
+        *o++ = b64_alphabet[v >> 18 & 63];
+        *o++ = b64_alphabet[v >> 12 & 63];
+        *o++ = i + 1 < len ? b64_alphabet[v >> 6 & 63] : '=';
+        *o++ = i + 2 < len ? b64_alphabet[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+static int b64_value(char ch)
+{
+    const char *at = ch ? strchr(b64_alphabet, ch) : NULL;
+    return at ? (int)(at - b64_alphabet) : -1;
+}
+
+/* Decodes text into a malloc'd NUL-terminated string (*out); EPROTO when
+ * text is not base64 or the bytes hold a NUL, ENOMEM. */
+static int b64_decode(const char *text, char **out)
+{
+    size_t len = strlen(text), n = 0;
+    char *buf = NULL;
+
+    *out = NULL;
+    if (len % 4)
+        return EPROTO;
+    buf = malloc(len / 4 * 3 + 1);
+    if (!buf)
+        return ENOMEM;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        for (int j = 0; j < 4; j++)
+            v[j] = text[i + j] == '=' && i + 4 == len && j >= 2 ? 0 : b64_value(text[i + j]);
+        if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0 || (text[i + 2] == '=' && text[i + 3] != '=')) {
+            free(buf);
+            return EPROTO;
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        buf[n++] = (char)(w >> 16);
+        if (text[i + 2] != '=')
+            buf[n++] = (char)(w >> 8 & 255);
+        if (text[i + 3] != '=')
+            buf[n++] = (char)(w & 255);
+    }
+    buf[n] = '\0';
+    if (strlen(buf) != n) {
+        free(buf);
+        return EPROTO;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* ------------------------------------------------------------ transport */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    etcd *e = arg;
+    size_t len = size * nmemb;
+    char *grown;
+
+    if (e->answer_len + len > ETCD_MAX_ANSWER) {
+        e->answer_too_big = 1;
+        return 0; /* curl stops: CURLE_WRITE_ERROR */
+    }
+    grown = realloc(e->answer, e->answer_len + len + 1);
+    if (!grown)
+        return 0;
+    e->answer = grown;
+    memcpy(e->answer + e->answer_len, data, len);
+    e->answer_len += len;
+    e->answer[e->answer_len] = '\0';
+    return len;
+}
+
+int etcd_open(const char *urls, uint32_t timeout_ms, etcd **out)
+{
+    etcd *e = calloc(1, sizeof *e);
+
+    *out = NULL;
+    pthread_once(&curl_once, curl_init);
+    if (!e)
+        return ENOMEM;
+    e->n_urls = node_config_endpoints(urls, e->urls, CONFIG_NODES_MAX);
+    if (e->n_urls > CONFIG_NODES_MAX)
+        e->n_urls = CONFIG_NODES_MAX;
+    e->timeout_ms = timeout_ms;
+    e->curl = curl_init_rc == CURLE_OK ? curl_easy_init() : NULL;
+    if (!e->curl || e->n_urls == 0) {
+        int rc = e->n_urls == 0 ? EINVAL : ENOMEM;
+        etcd_close(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void etcd_close(etcd *e)
+{
+    if (!e)
+        return;
+    if (e->curl)
+        curl_easy_cleanup(e->curl);
+    free(e->answer);
+    free(e);
+}
+
+void etcd_set_timeout(etcd *e, uint32_t timeout_ms)
+{
+    e->timeout_ms = timeout_ms;
+}
+
+const char *etcd_error(const etcd *e)
+{
+    return e->err;
+}
+
+/* POSTs body (stolen) to path at each endpoint in turn until one answers
+ * with JSON: *answer (a new reference).  An answer holding "error" is
+ * EPROTO with etcd's message (and *answer NULL), unless it is "lease not
+ * found": ENOENT. */
+static int post(etcd *e, const char *path, json_t *body, json_t **answer)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char url[CONFIG_ENDPOINT_MAX + 64];
+    int rc = EHOSTUNREACH;
+
+    json_decref(body);
+    *answer = NULL;
+    e->err[0] = '\0';
+    if (!text) {
+        snprintf(e->err, sizeof e->err, "out of memory");
+        return ENOMEM;
+    }
+    for (uint32_t tried = 0; tried < e->n_urls && rc == EHOSTUNREACH; tried++) {
+        uint32_t i = (e->current + tried) % e->n_urls;
+        long status = 0;
+        CURLcode cc;
+
+        snprintf(url, sizeof url, "%s%s", e->urls[i], path);
+        free(e->answer);
+        e->answer = NULL;
+        e->answer_len = 0;
+        e->answer_too_big = 0;
+        curl_easy_reset(e->curl);
+        curl_easy_setopt(e->curl, CURLOPT_URL, url);
+        curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, text);
+        curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e->curl, CURLOPT_WRITEDATA, e);
+        curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS, (long)e->timeout_ms);
+        curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)e->timeout_ms);
+        curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */
+        curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        cc = curl_easy_perform(e->curl);
+        if (cc != CURLE_OK) {
+            snprintf(e->err, sizeof e->err, "etcd at %s: %s%s", e->urls[i], curl_easy_strerror(cc),
+                     e->answer_too_big ? " (answer too large)" : "");
+            continue; /* the next endpoint */
+        }
+        curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &status);
+        json_error_t jerr;
+        json_t *got = json_loadb(e->answer ? e->answer : "", e->answer_len, 0, &jerr);
+        if (!got || !json_is_object(got)) {
+            snprintf(e->err, sizeof e->err, "etcd at %s%s: HTTP %ld, not the JSON gateway's answer: %.120s",
+                     e->urls[i], path, status, e->answer ? e->answer : "");
+            json_decref(got);
+            /* a proxy or another server: try the next one */
+            continue;
+        }
+        e->current = i;
+        json_t *error = json_object_get(got, "error");
+        if (error) {
+            const char *msg = json_string_value(json_object_get(got, "message"));
+            if (!msg)
+                msg = json_string_value(error);
+            snprintf(e->err, sizeof e->err, "etcd at %s%s: %s", e->urls[i], path, msg ? msg : "error");
+            rc = msg && strstr(msg, "lease not found") ? ENOENT : EPROTO;
+            json_decref(got);
+            break;
+        }
+        *answer = got;
+        rc = 0;
+    }
+    free(text);
+    return rc;
+}
+
+/* A 64-bit number the gateway writes as a string (or, for small ones, a
+ * JSON integer); absent: 0. */
+static int64_t json_i64(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+
+    if (json_is_integer(v))
+        return (int64_t)json_integer_value(v);
+    if (json_is_string(v))
+        return strtoll(json_string_value(v), NULL, 10);
+    return 0;
+}
+
+static json_t *json_i64_string(int64_t v)
+{
+    char text[24];
+
+    snprintf(text, sizeof text, "%" PRId64, v);
+    return json_string(text);
+}
+
+/* "key": base64 of text, added to obj; -1 when out of memory. */
+static int set_b64(json_t *obj, const char *name, const char *text, size_t len)
+{
+    char *b = obj ? b64_encode(text, len) : NULL;
+    int rc = b ? json_object_set_new(obj, name, json_string(b)) : -1;
+
+    free(b);
+    return rc;
+}
+
+static int bad_answer(etcd *e, const char *what)
+{
+    snprintf(e->err, sizeof e->err, "etcd's answer to %s is not what the v3 gateway sends", what);
+    return EPROTO;
+}
+
+/* ------------------------------------------------------------ leases */
+
+int etcd_lease_grant(etcd *e, int64_t ttl_s, int64_t *id, int64_t *granted_ttl_s)
+{
+    json_t *ans = NULL;
+    int rc = post(e, "/v3/lease/grant", json_pack("{s:o}", "TTL", json_i64_string(ttl_s)), &ans);
+
+    if (rc)
+        return rc;
+    *id = json_i64(ans, "ID");
+    *granted_ttl_s = json_i64(ans, "TTL");
+    json_decref(ans);
+    return *id && *granted_ttl_s > 0 ? 0 : bad_answer(e, "lease grant");
+}
+
+int etcd_lease_keepalive(etcd *e, int64_t id, int64_t *ttl_s)
+{
+    json_t *ans = NULL;
+    int rc = post(e, "/v3/lease/keepalive", json_pack("{s:o}", "ID", json_i64_string(id)), &ans);
+
+    if (rc)
+        return rc;
+    json_t *result = json_object_get(ans, "result");
+    *ttl_s = json_i64(result, "TTL");
+    json_decref(ans);
+    if (!result)
+        return bad_answer(e, "lease keepalive");
+    if (*ttl_s <= 0) {
+        snprintf(e->err, sizeof e->err, "lease %" PRIx64 " expired", (uint64_t)id);
+        return ENOENT;
+    }
+    return 0;
+}
+
+int etcd_lease_revoke(etcd *e, int64_t id)
+{
+    json_t *ans = NULL;
+    int rc = post(e, "/v3/lease/revoke", json_pack("{s:o}", "ID", json_i64_string(id)), &ans);
+
+    json_decref(ans);
+    return rc;
+}
+
+int etcd_lease_time_left(etcd *e, int64_t id, int64_t *ttl_s)
+{
+    json_t *ans = NULL;
+    int rc = post(e, "/v3/lease/timetolive", json_pack("{s:o}", "ID", json_i64_string(id)), &ans);
+
+    if (rc)
+        return rc;
+    *ttl_s = json_i64(ans, "TTL");
+    json_decref(ans);
+    return *ttl_s < 0 ? ENOENT : 0;
+}
+
+/* ------------------------------------------------------------ keys */
+
+void etcd_kvs_free(struct etcd_kv *kvs, size_t n_kvs)
+{
+    for (size_t i = 0; kvs && i < n_kvs; i++) {
+        free(kvs[i].key);
+        free(kvs[i].value);
+    }
+    free(kvs);
+}
+
+int etcd_range(etcd *e, const char *key, int prefix, struct etcd_kv **kvs, size_t *n_kvs, int64_t *revision)
+{
+    json_t *body = json_object(), *ans = NULL, *list;
+    size_t len = strlen(key);
+    struct etcd_kv *out = NULL;
+    size_t n = 0;
+    int rc = set_b64(body, "key", key, len);
+
+    *kvs = NULL;
+    *n_kvs = 0;
+    if (!rc && prefix) {
+        /* the range [key, key with its last byte + 1): every key under it */
+        char *end = strdup(key);
+        if (end && len)
+            end[len - 1]++;
+        rc = end && len ? set_b64(body, "range_end", end, len) : -1;
+        free(end);
+    }
+    if (rc) {
+        json_decref(body);
+        snprintf(e->err, sizeof e->err, "out of memory");
+        return ENOMEM;
+    }
+    rc = post(e, "/v3/kv/range", body, &ans);
+    if (rc)
+        return rc;
+    *revision = json_i64(json_object_get(ans, "header"), "revision");
+    list = json_object_get(ans, "kvs");
+    if (list && !json_is_array(list)) {
+        json_decref(ans);
+        return bad_answer(e, "range");
+    }
+    out = calloc(json_array_size(list) + 1, sizeof *out);
+    if (!out) {
+        json_decref(ans);
+        return ENOMEM;
+    }
+    for (size_t i = 0; i < json_array_size(list); i++, n++) {
+        json_t *kv = json_array_get(list, i);
+        const char *k = json_string_value(json_object_get(kv, "key"));
+        const char *v = json_string_value(json_object_get(kv, "value"));
+        rc = k ? b64_decode(k, &out[n].key) : EPROTO;
+        if (!rc)
+            rc = b64_decode(v ? v : "", &out[n].value); /* an empty value is left out */
+        if (rc) {
+            n++;
+            break;
+        }
+        out[n].create_revision = json_i64(kv, "create_revision");
+        out[n].mod_revision = json_i64(kv, "mod_revision");
+        out[n].lease = json_i64(kv, "lease");
+    }
+    json_decref(ans);
+    if (rc) {
+        etcd_kvs_free(out, n);
+        return rc == EPROTO ? bad_answer(e, "range (a key or value)") : rc;
+    }
+    *kvs = out;
+    *n_kvs = n;
+    return 0;
+}
+
+/* A put request's body: key, value, lease. */
+static json_t *put_body(const char *key, const char *value, int64_t lease)
+{
+    json_t *body = json_object();
+
+    if (set_b64(body, "key", key, strlen(key)) || set_b64(body, "value", value, strlen(value)) ||
+        (lease && json_object_set_new(body, "lease", json_i64_string(lease)))) {
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+int etcd_put(etcd *e, const char *key, const char *value, int64_t lease)
+{
+    json_t *ans = NULL;
+    int rc = post(e, "/v3/kv/put", put_body(key, value, lease), &ans);
+
+    json_decref(ans);
+    return rc;
+}
+
+int etcd_txn(etcd *e, const struct etcd_compare *cmp, size_t n_cmp, const struct etcd_op *ops, size_t n_ops,
+             int *succeeded, int64_t *revision)
+{
+    static const char *const targets[] = {"CREATE", "MOD", "VALUE"};
+    static const char *const fields[] = {"create_revision", "mod_revision", "value"};
+    json_t *body = json_object(), *compare = json_array(), *success = json_array(), *ans = NULL;
+    int bad = !body || !compare || !success;
+
+    *succeeded = 0;
+    for (size_t i = 0; !bad && i < n_cmp; i++) {
+        json_t *c = json_pack("{s:s, s:s}", "result", "EQUAL", "target", targets[cmp[i].target]);
+        bad = !c || set_b64(c, "key", cmp[i].key, strlen(cmp[i].key)) ||
+              (cmp[i].target == ETCD_VALUE ? set_b64(c, fields[cmp[i].target], cmp[i].value, strlen(cmp[i].value))
+                                           : json_object_set_new(c, fields[cmp[i].target],
+                                                                 json_i64_string(cmp[i].revision)));
+        if (json_array_append_new(compare, c))
+            bad = 1;
+    }
+    for (size_t i = 0; !bad && i < n_ops; i++) {
+        json_t *req = NULL;
+        if (ops[i].value) {
+            req = put_body(ops[i].key, ops[i].value, ops[i].lease);
+            req = req ? json_pack("{s:o}", "request_put", req) : NULL;
+        } else {
+            json_t *del = json_object();
+            req = del && !set_b64(del, "key", ops[i].key, strlen(ops[i].key))
+                      ? json_pack("{s:o}", "request_delete_range", del)
+                      : (json_decref(del), NULL);
+        }
+        bad = !req || json_array_append_new(success, req);
+    }
+    if (bad) {
+        json_decref(compare);
+        json_decref(success);
+    }
+    /* set_new takes its reference even when it fails */
+    if (bad || json_object_set_new(body, "compare", compare) || json_object_set_new(body, "success", success)) {
+        json_decref(body);
+        snprintf(e->err, sizeof e->err, "out of memory");
+        return ENOMEM;
+    }
+    int rc = post(e, "/v3/kv/txn", body, &ans);
+    if (rc)
+        return rc;
+    *succeeded = json_is_true(json_object_get(ans, "succeeded"));
+    if (revision)
+        *revision = json_i64(json_object_get(ans, "header"), "revision");
+    json_decref(ans);
+    return 0;
+}

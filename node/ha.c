@@ -1,0 +1,622 @@
+/* ha.c -- automatic failover: etcd decides who leads ([ha] in the
+ * configuration; without it none of this runs).
+ *
+ * Keys, under /ringkeep/<cluster>/ (docs/HA.md):
+ *   leader          {"name", "epoch"}, attached to the leader's lease: a
+ *                   node acknowledges as primary only while it holds it
+ *   epoch           the last epoch etcd handed out (decimal): every
+ *                   election's transaction moves it, so epochs are ordered
+ *                   by etcd
+ *   members/<name>  {"name", "role", "epoch", "seq", "lag", "eligible",
+ *                   "pid"}, attached to that node's lease
+ *
+ * One thread (rk-ha) per process, for the life of the process: a node
+ * changes role (standby -> primary on a won election, primary -> standby
+ * when it steps down) and the role attaches itself (ha_attach_*) and
+ * detaches (ha_detach) around its run.  Every tick (ttl / 6):
+ *
+ *   keepalive (or grant)  ---> lease renewed at t0: the primary's ring may
+ *                              acknowledge until t0 + 2/3 ttl
+ *                              (ring_set_ack_deadline; etcd keeps the
+ *                              lease until at least t0 + ttl)
+ *   range /ringkeep/<cluster>/
+ *   put members/<name>
+ *   primary:  not leading -> take the leader key if it is free
+ *             (ha_acquire), step down if etcd knows a higher epoch;
+ *             leading -> the key must still be ours, and the lease
+ *             renewed before the deadline, else step down (self-fence)
+ *   standby:  leader key gone -> eligible (lag <= max_lag_entries) and no
+ *             live member ahead of it -> create-if-absent transaction with
+ *             the next epoch (ha_elect); won -> n->promote, and the
+ *             standby's loop hands over to the primary's role
+ *
+ *          grant/keepalive ok            ha_acquire / ha_elect won
+ *   NO LEASE -----------------> FOLLOWING ----------------------> LEADING
+ *      ^                          ^   ^                              |
+ *      | lease expired            |   +--- stepped down: lease ------+
+ *      +--------------------------+        revoked (stale_lease), new one
+ *
+ * The deadline is checked where acknowledgements happen (the ring's
+ * cursor moves, shm/consumer.c), not only here: a process paused past it
+ * (SIGSTOP, a hung VM) acknowledges nothing when it wakes, before this
+ * thread has run again.  Clock: CLOCK_BOOTTIME (ring_boottime_ns).
+ *
+ * Threads: the rk-ha thread owns the etcd client and its state; the role's
+ * attachment (role, n, the standby's progress) is under `lock`, and the
+ * thread calls into the role (step down, promote, the ring's deadline)
+ * only under it, so a role that detached is never touched.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "node/etcd.h"
+#include "node/ha.h"
+#include "node/internal.h"
+#include "persist/log.h"
+#include "shm/ring.h"
+
+#define HA_KEY_MAX (RK_NAME_MAX * 2 + 64)
+
+enum ha_role { HA_NONE, HA_PRIMARY, HA_STANDBY };
+
+struct ha {
+    const struct node_config *c;
+    etcd *e;
+    pthread_t thread;
+    _Atomic int stop;
+    uint32_t tick_ms;
+    char key_prefix[RK_NAME_MAX + 16]; /* /ringkeep/<cluster>/ */
+    char key_leader[HA_KEY_MAX], key_epoch[HA_KEY_MAX], key_me[HA_KEY_MAX];
+    const char *name;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a tick ends early: stop */
+    enum ha_role role;   /* under lock: who is attached */
+    struct node *n;      /* under lock: the attached role's node */
+    uint64_t sb_seq;     /* under lock: a standby's last entry held durably */
+    uint64_t sb_epoch;   /* under lock: the epoch it follows */
+    int sb_ready;        /* under lock: not bootstrapping (it could be promoted) */
+    _Atomic uint64_t won_epoch; /* the epoch of the election this node won (0: none) */
+
+    /* the rk-ha thread's own */
+    int64_t lease, stale_lease;  /* our lease (0: none); a lease to revoke once etcd answers */
+    uint64_t ttl_ns;             /* the lease's TTL as granted */
+    uint64_t ack_deadline;       /* boottime: acknowledgements allowed before it */
+    int leading;                 /* we hold the leader key ... */
+    int64_t leader_rev;          /* ... created at this revision */
+    uint64_t leader_seq_seen;    /* the leader's seq in its last member record */
+    uint64_t absent_since;       /* boottime the leader key was first seen gone (0: present) */
+    int last_unreachable;        /* etcd did not answer the last tick (logged once) */
+    char last_wait[160];         /* why a candidate waits (logged when it changes) */
+};
+
+/* The leader key's value, and a member's. */
+struct leader_view {
+    int present;
+    char name[RK_NAME_MAX + 1];
+    uint64_t epoch;
+    int64_t create_rev, mod_rev;
+};
+
+struct member_view {
+    char name[RK_NAME_MAX + 1];
+    char role[16];
+    uint64_t seq, epoch;
+    int eligible;
+};
+
+#define HA_MAX_MEMBERS 64
+
+struct cluster_view {
+    struct leader_view leader;
+    uint64_t counter;     /* the epoch key's value (0: absent) */
+    int64_t counter_rev;  /* its mod revision (0: absent) */
+    struct member_view members[HA_MAX_MEMBERS];
+    size_t n_members;
+};
+
+/* ------------------------------------------------------------ view */
+
+static uint64_t json_u64(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+/* Reads the cluster's keys (one range).  0 or the client's error. */
+static int read_cluster(struct ha *h, struct cluster_view *v)
+{
+    struct etcd_kv *kvs = NULL;
+    size_t n_kvs = 0, plen = strlen(h->key_prefix);
+    int64_t rev = 0;
+    int rc = etcd_range(h->e, h->key_prefix, 1, &kvs, &n_kvs, &rev);
+
+    memset(v, 0, sizeof *v);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n_kvs; i++) {
+        json_t *val = json_loads(kvs[i].value, 0, NULL);
+        if (strcmp(kvs[i].key, h->key_leader) == 0 && json_is_object(val)) {
+            v->leader.present = 1;
+            snprintf(v->leader.name, sizeof v->leader.name, "%s",
+                     json_string_value(json_object_get(val, "name")) ?: "");
+            v->leader.epoch = json_u64(val, "epoch");
+            v->leader.create_rev = kvs[i].create_revision;
+            v->leader.mod_rev = kvs[i].mod_revision;
+        } else if (strcmp(kvs[i].key, h->key_epoch) == 0) {
+            v->counter = strtoull(kvs[i].value, NULL, 10);
+            v->counter_rev = kvs[i].mod_revision;
+        } else if (strncmp(kvs[i].key + plen, "members/", 8) == 0 && json_is_object(val) &&
+                   v->n_members < HA_MAX_MEMBERS) {
+            struct member_view *m = &v->members[v->n_members++];
+            snprintf(m->name, sizeof m->name, "%s", json_string_value(json_object_get(val, "name")) ?: "");
+            snprintf(m->role, sizeof m->role, "%s", json_string_value(json_object_get(val, "role")) ?: "");
+            m->seq = json_u64(val, "seq");
+            m->epoch = json_u64(val, "epoch");
+            m->eligible = json_is_true(json_object_get(val, "eligible"));
+        }
+        json_decref(val);
+    }
+    etcd_kvs_free(kvs, n_kvs);
+    return 0;
+}
+
+/* ------------------------------------------------------------ lease */
+
+/* Renews (or grants) our lease; t0 is taken before the request leaves, so
+ * etcd holds the lease until at least t0 + ttl.  0, or the client's
+ * error (ENOENT: the lease expired, and a new one is granted next tick). */
+static int renew_lease(struct ha *h)
+{
+    uint64_t t0 = ring_boottime_ns();
+    int64_t ttl_s = 0;
+    int rc;
+
+    if (!h->lease) {
+        rc = etcd_lease_grant(h->e, ((int64_t)h->c->ha_ttl_ms + 999) / 1000, &h->lease, &ttl_s);
+        if (rc)
+            return rc;
+        h->ttl_ns = (uint64_t)ttl_s * 1000000000u;
+        log_msg(LOG_INFO, "etcd lease granted", "lease=%" PRIx64 " ttl_s=%" PRId64, (uint64_t)h->lease, ttl_s);
+    } else {
+        rc = etcd_lease_keepalive(h->e, h->lease, &ttl_s);
+        if (rc == ENOENT) {
+            log_msg(LOG_WARN, "etcd lease expired", "lease=%" PRIx64, (uint64_t)h->lease);
+            h->lease = 0;
+        }
+        if (rc)
+            return rc;
+    }
+    /* 2/3 of the TTL: a third of it is left for the clocks and the
+     * renewal's own time before anyone else can take the leader key */
+    h->ack_deadline = t0 + (uint64_t)ttl_s * 1000000000u * 2 / 3;
+    return 0;
+}
+
+/* A lease we no longer use (we stepped down while holding the leader key
+ * with it): revoked as soon as etcd answers, which deletes the leader key
+ * and our old member record, so that an election can run. */
+static void revoke_stale(struct ha *h)
+{
+    int rc;
+
+    if (!h->stale_lease)
+        return;
+    rc = etcd_lease_revoke(h->e, h->stale_lease);
+    if (rc == 0 || rc == ENOENT) {
+        log_msg(LOG_INFO, "etcd lease of the stepped-down leader revoked", "lease=%" PRIx64,
+                (uint64_t)h->stale_lease);
+        h->stale_lease = 0;
+    }
+}
+
+/* We stop leading: the lease that holds the leader key is put aside, to
+ * be revoked (revoke_stale), and a new one is granted for what follows. */
+static void stop_leading(struct ha *h)
+{
+    if (!h->leading)
+        return;
+    h->leading = 0;
+    atomic_store(&h->won_epoch, 0);
+    if (h->lease)
+        h->stale_lease = h->lease;
+    h->lease = 0;
+}
+
+/* ------------------------------------------------------------ members */
+
+/* Our member record, with our lease. */
+static void publish_member(struct ha *h, const char *role, uint64_t epoch, uint64_t seq, uint64_t lag,
+                           int eligible)
+{
+    json_t *val = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:i}", "name", h->name, "role", role, "epoch",
+                            (json_int_t)epoch, "seq", (json_int_t)seq, "lag", (json_int_t)lag, "eligible",
+                            eligible, "pid", (int)getpid());
+    char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
+
+    if (text && h->lease && etcd_put(h->e, h->key_me, text, h->lease) != 0)
+        log_msg(LOG_DEBUG, "cannot publish the member record", "error=\"%s\"", etcd_error(h->e));
+    free(text);
+    json_decref(val);
+}
+
+/* The leader key's value for epoch. */
+static char *leader_value(struct ha *h, uint64_t epoch)
+{
+    json_t *val = json_pack("{s:s, s:I}", "name", h->name, "epoch", (json_int_t)epoch);
+    char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
+
+    json_decref(val);
+    return text;
+}
+
+/* Takes the leader key if it is free and the epoch key still holds what
+ * v read: leader {name, epoch}, epoch key = counter, in one transaction.
+ * 1 won, 0 lost (someone else moved first), -1 etcd did not answer. */
+static int take_leader_key(struct ha *h, const struct cluster_view *v, uint64_t epoch, uint64_t counter)
+{
+    char *value = leader_value(h, epoch), counter_text[24];
+    struct etcd_compare cmp[2] = {{.key = h->key_leader, .target = ETCD_CREATE_REVISION, .revision = 0},
+                                  {.key = h->key_epoch, .target = ETCD_MOD_REVISION, .revision = v->counter_rev}};
+    struct etcd_op ops[2] = {{.key = h->key_leader, .value = value, .lease = h->lease},
+                             {.key = h->key_epoch, .value = counter_text}};
+    int won = 0, rc;
+    int64_t rev = 0;
+
+    if (!value)
+        return -1;
+    snprintf(counter_text, sizeof counter_text, "%" PRIu64, counter);
+    rc = etcd_txn(h->e, cmp, 2, ops, 2, &won, &rev);
+    free(value);
+    if (rc) {
+        log_msg(LOG_WARN, "etcd: the leader key's transaction failed", "error=\"%s\"", etcd_error(h->e));
+        return -1;
+    }
+    if (won) {
+        h->leading = 1;
+        h->leader_rev = rev;
+    }
+    return won;
+}
+
+/* ------------------------------------------------------------ primary */
+
+/* Under lock, a primary attached.  Steps it down (the ring fenced first,
+ * then recorded; run_primary returns and the node rejoins as a standby). */
+static void primary_fence(struct ha *h, uint64_t epoch, const char *why)
+{
+    struct node *n = h->n;
+
+    primary_step_down(n, epoch > n->epoch ? epoch : n->epoch, why);
+    stop_leading(h);
+}
+
+static void primary_tick(struct ha *h, const struct cluster_view *v)
+{
+    struct node *n = h->n;
+    uint64_t seq;
+
+    pthread_mutex_lock(&n->lock);
+    seq = n->journal_seq;
+    pthread_mutex_unlock(&n->lock);
+    publish_member(h, "primary", n->epoch, seq, 0, 1);
+    if (atomic_load(&n->stepped_down))
+        return;
+    if (h->leading) {
+        if (!v->leader.present || v->leader.create_rev != h->leader_rev) {
+            primary_fence(h, v->leader.present ? v->leader.epoch : v->counter,
+                          v->leader.present ? "etcd: another node holds the leader key"
+                                            : "etcd: the leader key is gone");
+            return;
+        }
+        if (v->leader.epoch != n->epoch) {
+            /* the promotion began a higher epoch than the one won (the
+             * data directory had seen it): etcd is told, under the key we
+             * hold */
+            char *value = leader_value(h, n->epoch), text[24];
+            struct etcd_compare cmp = {.key = h->key_leader, .target = ETCD_CREATE_REVISION,
+                                       .revision = h->leader_rev};
+            struct etcd_op ops[2] = {{.key = h->key_leader, .value = value, .lease = h->lease},
+                                     {.key = h->key_epoch, .value = text}};
+            int ok = 0;
+            snprintf(text, sizeof text, "%" PRIu64, n->epoch > v->counter ? n->epoch : v->counter);
+            if (value)
+                etcd_txn(h->e, &cmp, 1, ops, 2, &ok, NULL);
+            free(value);
+        }
+        ring_set_ack_deadline(n->ring, h->ack_deadline);
+        return;
+    }
+    /* not leading yet: a primary started by its configuration (or one
+     * promoted by hand) acknowledges nothing until it holds the key */
+    if (v->counter > n->epoch) {
+        primary_fence(h, v->counter, "etcd: a node of a higher epoch led after this one");
+        return;
+    }
+    if (v->leader.present) {
+        if (strcmp(v->leader.name, h->name) == 0 && v->leader.epoch == n->epoch) {
+            /* ours, from this node's run before a restart (its lease still
+             * alive): taken over with our lease */
+            char *value = leader_value(h, n->epoch);
+            struct etcd_compare cmp = {.key = h->key_leader, .target = ETCD_MOD_REVISION,
+                                       .revision = v->leader.mod_rev};
+            struct etcd_op op = {.key = h->key_leader, .value = value, .lease = h->lease};
+            int ok = 0;
+            int64_t rev = 0;
+            if (value && etcd_txn(h->e, &cmp, 1, &op, 1, &ok, &rev) == 0 && ok) {
+                h->leading = 1;
+                h->leader_rev = v->leader.create_rev;
+                log_msg(LOG_INFO, "etcd: leader key taken over from this node's earlier run",
+                        "epoch=%" PRIu64, n->epoch);
+            }
+            free(value);
+        } else if (v->leader.epoch > n->epoch) {
+            primary_fence(h, v->leader.epoch, "etcd: a node of a higher epoch holds the leader key");
+            return;
+        } else {
+            snprintf(h->last_wait, sizeof h->last_wait, "waiting for the leader key (held by %s, epoch %" PRIu64 ")",
+                     v->leader.name, v->leader.epoch);
+            return;
+        }
+    } else if (take_leader_key(h, v, n->epoch, n->epoch) == 1) {
+        log_msg(LOG_INFO, "etcd: leader key taken", "epoch=%" PRIu64, n->epoch);
+    }
+    if (h->leading) {
+        atomic_store(&h->won_epoch, n->epoch);
+        ring_set_ack_deadline(n->ring, h->ack_deadline);
+    }
+}
+
+/* ------------------------------------------------------------ standby */
+
+static void say_wait(struct ha *h, const char *why)
+{
+    if (strcmp(h->last_wait, why) != 0) {
+        snprintf(h->last_wait, sizeof h->last_wait, "%s", why);
+        log_msg(LOG_INFO, "etcd: the leader key is free; this standby waits", "why=\"%s\"", why);
+    }
+}
+
+static void standby_tick(struct ha *h, const struct cluster_view *v)
+{
+    struct node *n = h->n;
+    uint64_t seq = h->sb_seq, highest = h->leader_seq_seen, now = ring_boottime_ns();
+    int better = 0, primary_alive = 0, eligible;
+    char why[160];
+
+    for (size_t i = 0; i < v->n_members; i++) {
+        const struct member_view *m = &v->members[i];
+        if (strcmp(m->name, h->name) == 0)
+            continue;
+        if (m->seq > highest)
+            highest = m->seq;
+        if (strcmp(m->role, "primary") == 0)
+            primary_alive = 1;
+        else if (m->eligible && m->seq > seq)
+            better = 1;
+        if (v->leader.present && strcmp(m->name, v->leader.name) == 0)
+            h->leader_seq_seen = m->seq;
+    }
+    uint64_t lag = highest > seq ? highest - seq : 0;
+    eligible = h->sb_ready && lag <= h->c->ha_max_lag_entries && !atomic_load(&n->promote);
+    publish_member(h, "standby", h->sb_epoch, seq, lag, eligible);
+    if (v->leader.present) {
+        h->absent_since = 0;
+        h->last_wait[0] = '\0';
+        if (strcmp(v->leader.name, h->name) == 0 && !h->leading) {
+            /* ours from an earlier run of this node: let it go, so that
+             * the cluster elects */
+            struct etcd_compare cmp = {.key = h->key_leader, .target = ETCD_MOD_REVISION,
+                                       .revision = v->leader.mod_rev};
+            struct etcd_op op = {.key = h->key_leader};
+            int ok = 0;
+            if (etcd_txn(h->e, &cmp, 1, &op, 1, &ok, NULL) == 0 && ok)
+                log_msg(LOG_WARN, "etcd: this node's leader key from an earlier run deleted", "epoch=%" PRIu64,
+                        v->leader.epoch);
+        }
+        return;
+    }
+    if (h->leading || atomic_load(&n->promote))
+        return; /* won: the promotion is under way */
+    if (!h->absent_since)
+        h->absent_since = now;
+    if (!eligible) {
+        snprintf(why, sizeof why,
+                 h->sb_ready ? "not eligible: %" PRIu64 " entries behind, max_lag_entries %" PRIu32
+                             : "not eligible: bootstrapping",
+                 lag, h->c->ha_max_lag_entries);
+        say_wait(h, why);
+        return;
+    }
+    /* the most advanced live standby should win: defer to one ahead (and
+     * to a live primary about to take the key), for at most two TTLs */
+    if ((better || primary_alive) && now - h->absent_since < 2 * h->ttl_ns) {
+        say_wait(h, better ? "another live standby holds more entries" : "a primary is alive and takes the key");
+        return;
+    }
+    uint64_t base = v->counter > h->sb_epoch ? v->counter : h->sb_epoch;
+    int won = take_leader_key(h, v, base + 1, base + 1);
+    if (won == 1) {
+        atomic_store(&h->won_epoch, base + 1);
+        log_msg(LOG_WARN, "etcd: election won: promoting", "epoch=%" PRIu64 " seq=%" PRIu64 " lag=%" PRIu64,
+                base + 1, seq, lag);
+        atomic_store(&n->promote, 1);
+    }
+}
+
+/* ------------------------------------------------------------ thread */
+
+static void tick(struct ha *h)
+{
+    struct cluster_view *v = malloc(sizeof *v);
+    int rc;
+
+    if (!v)
+        return;
+    rc = renew_lease(h);
+    if (rc == 0)
+        revoke_stale(h);
+    if (rc == 0)
+        rc = read_cluster(h, v);
+    if (rc && rc != ENOENT) {
+        if (!h->last_unreachable)
+            log_msg(LOG_WARN, "etcd does not answer", "error=\"%s\"", etcd_error(h->e));
+        h->last_unreachable = 1;
+    } else if (rc == 0 && h->last_unreachable) {
+        log_msg(LOG_INFO, "etcd answers again", "lease=%" PRIx64, (uint64_t)h->lease);
+        h->last_unreachable = 0;
+    }
+    pthread_mutex_lock(&h->lock);
+    if (h->role == HA_PRIMARY && h->leading && ring_boottime_ns() >= h->ack_deadline) {
+        /* self-fencing: the lease was not renewed in time; etcd may let
+         * another node lead once it expires */
+        primary_fence(h, 0, "cannot renew the etcd lease before the deadline (2/3 of the TTL)");
+    } else if (rc == 0 && h->role == HA_PRIMARY) {
+        primary_tick(h, v);
+    } else if (rc == 0 && h->role == HA_STANDBY) {
+        standby_tick(h, v);
+    } else if (rc == ENOENT && h->role == HA_PRIMARY && h->leading) {
+        primary_fence(h, 0, "the etcd lease expired");
+    }
+    if (rc == ENOENT)
+        stop_leading(h);
+    pthread_mutex_unlock(&h->lock);
+    free(v);
+}
+
+static void *ha_main(void *arg)
+{
+    struct ha *h = arg;
+
+    pthread_setname_np(pthread_self(), "rk-ha");
+    while (!atomic_load(&h->stop)) {
+        tick(h);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)h->tick_ms * 1000000;
+        ts.tv_sec += ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        pthread_mutex_lock(&h->lock);
+        if (!atomic_load(&h->stop))
+            pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+        pthread_mutex_unlock(&h->lock);
+    }
+    return NULL;
+}
+
+int ha_start(const struct node_config *c, struct ha **out)
+{
+    struct ha *h = calloc(1, sizeof *h);
+    int rc;
+
+    *out = NULL;
+    if (!h)
+        return ENOMEM;
+    h->c = c;
+    h->name = node_config_ha_name(c);
+    h->tick_ms = c->ha_ttl_ms / 6 < 100 ? 100 : c->ha_ttl_ms / 6;
+    snprintf(h->key_prefix, sizeof h->key_prefix, "/ringkeep/%s/", c->ha_cluster);
+    snprintf(h->key_leader, sizeof h->key_leader, "%sleader", h->key_prefix);
+    snprintf(h->key_epoch, sizeof h->key_epoch, "%sepoch", h->key_prefix);
+    snprintf(h->key_me, sizeof h->key_me, "%smembers/%s", h->key_prefix, h->name);
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    rc = etcd_open(c->ha_etcd, h->tick_ms, &h->e);
+    if (!rc)
+        rc = start_thread(&h->thread, ha_main, h);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot start automatic failover", "error=\"%s\"", strerror(rc));
+        etcd_close(h->e);
+        free(h);
+        return rc;
+    }
+    log_msg(LOG_INFO, "automatic failover on", "etcd=\"%s\" cluster=%s name=%s ttl_ms=%" PRIu32, c->ha_etcd,
+            c->ha_cluster, h->name, c->ha_ttl_ms);
+    *out = h;
+    return 0;
+}
+
+void ha_stop(struct ha *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    atomic_store(&h->stop, 1);
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->thread, NULL);
+    /* a clean stop lets go at once: the leader key (and our member
+     * record) go with the lease, and the others elect without waiting for
+     * the TTL */
+    if (h->lease && etcd_lease_revoke(h->e, h->lease) == 0)
+        log_msg(LOG_INFO, "etcd lease revoked at stop", "leading=%d", h->leading);
+    if (h->stale_lease)
+        etcd_lease_revoke(h->e, h->stale_lease);
+    etcd_close(h->e);
+    pthread_cond_destroy(&h->cond);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+/* ------------------------------------------------------------ roles */
+
+void ha_attach_primary(struct ha *h, struct node *n)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->role = HA_PRIMARY;
+    h->n = n;
+    h->last_wait[0] = '\0';
+    if (h->leading && atomic_load(&h->won_epoch) && ring_boottime_ns() < h->ack_deadline)
+        ring_set_ack_deadline(n->ring, h->ack_deadline);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void ha_attach_standby(struct ha *h, struct node *n)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->role = HA_STANDBY;
+    h->n = n;
+    h->sb_ready = 0;
+    h->last_wait[0] = '\0';
+    pthread_mutex_unlock(&h->lock);
+}
+
+void ha_standby_progress(struct ha *h, uint64_t seq, uint64_t epoch, int ready)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->sb_seq = seq;
+    h->sb_epoch = epoch;
+    h->sb_ready = ready;
+    pthread_mutex_unlock(&h->lock);
+}
+
+void ha_detach(struct ha *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    if (h->role == HA_PRIMARY)
+        stop_leading(h); /* a primary's run ended: it stepped down, or the process stops */
+    h->role = HA_NONE;
+    h->n = NULL;
+    pthread_mutex_unlock(&h->lock);
+}
+
+uint64_t ha_won_epoch(struct ha *h)
+{
+    return h ? atomic_load(&h->won_epoch) : 0;
+}

@@ -1,0 +1,40 @@
+/* ha.h -- automatic failover through etcd (ha.c), for the node process's
+ * roles.  Private to node/. */
+#ifndef RK_NODE_HA_H
+#define RK_NODE_HA_H
+
+#include <stdint.h>
+
+#include "persist/config.h"
+
+struct ha;
+struct node;
+
+/* Starts the rk-ha thread for configuration c ([ha] etcd set; c stays
+ * valid until ha_stop): it grants a lease, publishes this node's member
+ * record and, as the role attached asks, takes or watches the leader key.
+ * 0 or an errno value (logged).  *out: ha_stop. */
+int ha_start(const struct node_config *c, struct ha **out);
+
+/* Stops the thread and revokes the lease (the leader key, if held, goes
+ * with it: the others elect at once); NULL is a no-op. */
+void ha_stop(struct ha *h);
+
+/* A role's main thread, around its run (h NULL: no [ha], no-ops).  A
+ * primary attaches once its ring is open (the ring acknowledges nothing
+ * until the leader key is ours: ring_set_ack_deadline), a standby once
+ * its replicator is open; either detaches before its node goes away. */
+void ha_attach_primary(struct ha *h, struct node *n);
+void ha_attach_standby(struct ha *h, struct node *n);
+void ha_detach(struct ha *h);
+
+/* A standby's main thread, after each step: its last entry held
+ * durably, the epoch it follows, and 0 while it bootstraps (no whole
+ * state: it cannot be promoted). */
+void ha_standby_progress(struct ha *h, uint64_t seq, uint64_t epoch, int ready);
+
+/* The epoch of the election this node won and leads in (0: none); a
+ * promotion begins at least this epoch. */
+uint64_t ha_won_epoch(struct ha *h);
+
+#endif
