@@ -426,14 +426,18 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
     }
     if (h->leading || atomic_load(&n->promote))
         return; /* won: the promotion is under way */
-    if (!h->absent_since)
-        h->absent_since = now;
     if (!eligible) {
         snprintf(why, sizeof why,
                  h->sb_ready ? "not eligible: %" PRIu64 " entries behind, max_lag_entries %" PRIu32
                              : "not eligible: bootstrapping",
                  lag, h->c->ha_max_lag_entries);
         say_wait(h, why);
+        return;
+    }
+    if (!h->absent_since) {
+        /* not at once: one tick for the members of a cluster starting to
+         * publish themselves (a primary still opening its store) */
+        h->absent_since = now;
         return;
     }
     /* the most advanced live standby should win: defer to one ahead (and
@@ -475,6 +479,12 @@ static void tick(struct ha *h)
         h->last_unreachable = 0;
     }
     pthread_mutex_lock(&h->lock);
+    if (rc == 0 && h->role == HA_NONE && !h->stale_lease)
+        /* starting, or between roles: a node about to run as a primary (its
+         * configuration's role, or an election won) says so at once, so
+         * that standbys leave it the key */
+        publish_member(h, h->leading || strcmp(h->c->role, "primary") == 0 ? "primary" : "standby",
+                       atomic_load(&h->won_epoch), 0, 0, 0);
     if (h->role == HA_PRIMARY && h->leading && ring_boottime_ns() >= h->ack_deadline) {
         /* self-fencing: the lease was not renewed in time; etcd may let
          * another node lead once it expires */

@@ -429,6 +429,62 @@ START_TEST(wait_levels_follow_the_cursors)
 }
 END_TEST
 
+/* Automatic failover: past the lease deadline no cursor moves, whoever
+ * asks (a process paused past it wakes with its drain and replicator
+ * threads mid-work); a move asked then is made once a renewed lease sets a
+ * later deadline, and never once the ring is fenced. */
+START_TEST(cursors_freeze_past_the_lease_deadline)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 1);
+    struct ring_header *h = ring_header_of(owner);
+    uint64_t lsn1, lsn2, lsn3, deadline;
+
+    ck_assert_int_eq(rk_put(r, 0, "a", 1, "1", 1, &lsn1), 0);
+    ck_assert_int_eq(rk_put(r, 0, "b", 1, "2", 1, &lsn2), 0);
+    ck_assert_int_eq(rk_put(r, 0, "c", 1, "3", 1, &lsn3), 0);
+    ring_set_ack_deadline(owner, 0); /* no lease yet */
+    ring_set_durable(owner, lsn1);
+    ring_set_replicated(owner, lsn1);
+    ck_assert_uint_lt(atomic_load(&h->durable_lsn), lsn1);
+    ck_assert_uint_lt(atomic_load(&h->replicated_lsn), lsn1);
+    ck_assert_int_eq(rk_wait(r, lsn1, RK_DURABLE, 10), RK_ETIMEDOUT);
+    /* the lease is ours until a minute from now: what was held moves */
+    ring_set_ack_deadline(owner, ring_boottime_ns() + 60000000000ull);
+    ck_assert_uint_eq(atomic_load(&h->durable_lsn), lsn1);
+    ck_assert_uint_eq(atomic_load(&h->replicated_lsn), lsn1);
+    ck_assert_int_eq(rk_wait(r, lsn1, RK_REPLICATED, 0), 0);
+    ring_set_durable(owner, lsn2);
+    ck_assert_uint_eq(atomic_load(&h->durable_lsn), lsn2);
+    ring_close(owner, 1);
+
+    /* a deadline that passes while nobody renews */
+    make_ring(1 << 16, 0);
+    h = ring_header_of(owner);
+    uint64_t replicated0 = atomic_load(&h->replicated_lsn);
+    deadline = ring_boottime_ns() + 20000000ull;
+    ring_set_ack_deadline(owner, deadline);
+    ring_set_durable(owner, 64);
+    ck_assert_uint_eq(atomic_load(&h->durable_lsn), 64);
+    for (uint64_t i = 0; ring_boottime_ns() < deadline && i < 1000000000ull; i++)
+        ; /* the clock passes the deadline (bounded) */
+    ring_set_durable(owner, 72);
+    ring_set_replicated(owner, 72);
+    ck_assert_uint_eq(atomic_load(&h->durable_lsn), 64);
+    ck_assert_uint_eq(atomic_load(&h->replicated_lsn), replicated0);
+    ring_set_ack_deadline(owner, deadline - 1); /* a deadline never moves back */
+    ck_assert_uint_eq(atomic_load(&h->durable_lsn), 64);
+    /* fenced (the node stepped down): a later deadline moves nothing */
+    ring_fence(owner);
+    ring_set_ack_deadline(owner, ring_boottime_ns() + 60000000000ull);
+    ck_assert_uint_eq(atomic_load(&h->durable_lsn), 64);
+    ck_assert_uint_eq(atomic_load(&h->replicated_lsn), replicated0);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
 START_TEST(consumer_waits_and_wakes)
 {
     make_ring(1 << 16, 0);
@@ -593,6 +649,7 @@ static Suite *ring_suite(void)
     tcase_add_test(tc, producer_registry_full);
     tcase_add_test(tc, full_policies_in_one_process);
     tcase_add_test(tc, wait_levels_follow_the_cursors);
+    tcase_add_test(tc, cursors_freeze_past_the_lease_deadline);
     tcase_add_test(tc, consumer_waits_and_wakes);
     tcase_add_test(tc, consumer_killed_mid_release_is_finished_by_the_next);
     tcase_add_test(tc, unregistered_table_id_is_refused_and_nothing_is_written);

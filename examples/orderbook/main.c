@@ -12,7 +12,8 @@
  *   block b   gen_block(seed, b)               the block's orders (h+1, h+2 ...)
  *             book_apply_block()               each change -> rk_put / rk_del
  *             rk_mark(b)                       the block is one atomic group
- *             (--replicated: rk_wait(MARK, RK_REPLICATED) before the next
+ *             (--replicated: rk_wait(MARK, RK_REPLICATED), --durable:
+ *             rk_wait(MARK, RK_DURABLE), before the next
  *             block, and the block's height noted in the --acked file)
  *   exit      rk_wait(last MARK, RK_DURABLE)   in the node's journal, fsynced
  *             rk_ring_detach()
@@ -62,7 +63,7 @@ struct options {
     uint32_t orders_per_block;
     uint64_t kill_block; /* test hook: die in the middle of this block's group */
     const char *acked;   /* --acked: the file that notes acknowledged blocks */
-    int offline, digest, dump, self_test, replicated;
+    int offline, digest, dump, self_test, replicated, durable;
 };
 
 static const char usage[] =
@@ -78,9 +79,11 @@ static const char usage[] =
     "  --kill-after-block B   test hook: SIGKILL itself in the middle of block B's group\n"
     "                         (restart without it: the restart goes on from the node's state)\n"
     "  --replicated           wait for each block's MARK to be RK_REPLICATED before the next\n"
+    "  --durable              the same with RK_DURABLE (journaled on the primary), noted likewise\n"
     "  --acked FILE           append a line to FILE (created if missing) when the engine first\n"
-    "                         writes (\"writing BLOCK UNIX_NS\") and, with --replicated, for each\n"
-    "                         acknowledged block (\"acked BLOCK RECORDS\": its records, MARK included)\n"
+    "                         writes (\"writing BLOCK UNIX_NS\") and, with --replicated or --durable,\n"
+    "                         for each acknowledged block (\"acked BLOCK RECORDS\": its records,\n"
+    "                         MARK included)\n"
     "With --ring, the engine restores from the node's state in DIR (if the node has\n"
     "applied a block of the producer, default \"" DEFAULT_PRODUCER "\") and goes on from there.\n";
 
@@ -241,12 +244,12 @@ static int run_blocks(book_engine *e, const struct options *opt, struct ring_sin
             else
                 wrote_record(rs);
         }
-        if (rs && !rc && opt->replicated) {
+        if (rs && !rc && (opt->replicated || opt->durable)) {
             char line[64];
-            rc = rk_wait(rs->ring, *mark_lsn, RK_REPLICATED, REPLICATED_TIMEOUT_MS);
+            rc = rk_wait(rs->ring, *mark_lsn, opt->replicated ? RK_REPLICATED : RK_DURABLE, REPLICATED_TIMEOUT_MS);
             if (rc)
-                fprintf(stderr, "orderbook: block %" PRIu64 " is not replicated after %d s: %s\n", block,
-                        REPLICATED_TIMEOUT_MS / 1000, rk_strerror(rc));
+                fprintf(stderr, "orderbook: block %" PRIu64 " is not %s after %d s: %s\n", block,
+                        opt->replicated ? "replicated" : "durable", REPLICATED_TIMEOUT_MS / 1000, rk_strerror(rc));
             snprintf(line, sizeof line, "acked %" PRIu64 " %u\n", block, rs->n_records);
             if (!rc)
                 note(rs, line);
@@ -337,6 +340,8 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->self_test = 1;
         else if (strcmp(a, "--replicated") == 0)
             o->replicated = 1;
+        else if (strcmp(a, "--durable") == 0)
+            o->durable = 1;
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(usage, stdout);
             exit(0);

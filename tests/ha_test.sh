@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# ha_test.sh -- automatic failover with a real etcd (issue 12): one etcd
+# (the Debian etcd-server's binary, loopback, a temporary data directory)
+# and three nodes with [ha] (ttl_ms 2000, max_lag_entries 0, min_replicas 1,
+# endpoints on ipc:// in the temporary directory), then in turn:
+#   1. a lagging standby never wins: n2 is down while the engine writes
+#      blocks acknowledged RK_REPLICATED, n0 (the primary) is paused and
+#      n2 started again behind (it cannot catch up from n0), n0 is
+#      SIGKILLed: n1 must lead; every acknowledged block is in
+#      n1's state (the engine restores there and finishes; its books equal
+#      an uninterrupted run's) and n2 ends with n1's digest;
+#   2. a paused primary: n1 is SIGSTOPped past the TTL under an engine
+#      acknowledging each block RK_DURABLE; a new primary is elected; woken,
+#      n1 acknowledges nothing more (the engine's acknowledged height does
+#      not move, it gets RK_EFENCED) and rejoins as a standby;
+#   3. etcd stopped: the primary fences itself (it steps down and goes on as
+#      a standby, which still answers status and state reads); etcd
+#      started again: a primary is elected in a higher epoch and the engine
+#      writes there, with no manual step.
+# usage: ha_test.sh PATH/TO/ringkeep PATH/TO/orderbook
+set -euo pipefail
+RK=$1
+OB=$2
+ETCD=$(command -v etcd || true)
+[ -n "$ETCD" ] || { echo "ha_test: FAIL: no etcd binary (./setup.sh installs etcd-server)" >&2; exit 1; }
+TMP=$(mktemp -d /tmp/rk-test-ha.XXXXXX)
+declare -A node_pid=()
+etcd_pid=
+engine_pid=
+
+cleanup() {
+    local p
+    for p in "${node_pid[@]}" $etcd_pid $engine_pid; do
+        kill -CONT "$p" 2>/dev/null || true
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    for i in 0 1 2; do "$RK" ring rm "ha-test.$$.$i" >/dev/null 2>&1 || true; done
+    [ -n "${HA_TEST_KEEP:-}" ] && echo "ha_test: kept $TMP" >&2 || rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+fail() {
+    echo "ha_test: FAIL: $*" >&2
+    for f in "$TMP"/n*.log "$TMP"/etcd.log "$TMP"/engine*.log; do
+        [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 15 "$f" >&2; }
+    done
+    exit 1
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# ------------------------------------------------------------ etcd
+# ports: tried from a pid-derived start; etcd that cannot bind exits, and
+# the next pair is tried
+etcd_port=
+etcd_run() { # etcd_run CLIENT_PORT: starts etcd on TMP/etcd; 0 once it answers
+    local c=$1
+    "$ETCD" --name ha-test --data-dir "$TMP/etcd" --listen-client-urls "http://127.0.0.1:$c" \
+        --advertise-client-urls "http://127.0.0.1:$c" --listen-peer-urls "http://127.0.0.1:$((c + 1))" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$((c + 1))" \
+        --initial-cluster "ha-test=http://127.0.0.1:$((c + 1))" \
+        --heartbeat-interval 100 --election-timeout 500 >>"$TMP/etcd.log" 2>&1 &
+    etcd_pid=$!
+    for _ in $(seq 200); do # bounded: 20 s
+        kill -0 "$etcd_pid" 2>/dev/null || { etcd_pid=; return 1; }
+        grep -q "ready to serve client requests" "$TMP/etcd.log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+start_etcd() {
+    local try c
+    for try in $(seq 0 19); do
+        c=$((20001 + ($$ * 7 + try * 131) % 6000 * 2))
+        : >"$TMP/etcd.log"
+        if etcd_run "$c"; then
+            etcd_port=$c
+            return 0
+        fi
+        [ -n "$etcd_pid" ] && kill -KILL "$etcd_pid" 2>/dev/null
+        etcd_pid=
+        rm -rf "$TMP/etcd"
+    done
+    fail "etcd would not start on any of 20 port pairs: $(tail -n 5 "$TMP/etcd.log")"
+}
+start_etcd
+
+# ------------------------------------------------------------ nodes
+pubs="ipc://$TMP/pub0,ipc://$TMP/pub1,ipc://$TMP/pub2"
+srvs="ipc://$TMP/srv0,ipc://$TMP/srv1,ipc://$TMP/srv2"
+for i in 0 1 2; do
+    mkdir "$TMP/d$i"
+    role=standby
+    [ $i -eq 0 ] && role=primary
+    cat >"$TMP/n$i.ini" <<INI
+[node]
+role = $role
+data_dir = $TMP/d$i
+[ring]
+name = ha-test.$$.$i
+capacity = 1M
+[checkpoint]
+every_seconds = 0
+[replication]
+publish = ipc://$TMP/pub$i
+serve = ipc://$TMP/srv$i
+primary_publish = $pubs
+primary_serve = $srvs
+node_id = n$i
+min_replicas = 1
+heartbeat_ms = 100
+on_higher_epoch = rejoin
+[ha]
+etcd = http://127.0.0.1:$etcd_port
+cluster = ha-test-$$
+ttl_ms = 2000
+max_lag_entries = 0
+INI
+done
+start_node() { "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" & node_pid[$1]=$!; }
+
+cluster() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null || true; }
+leader_of() { printf '%s' "$1" | sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
+member_role() { # member_role JSON NAME
+    printf '%s' "$1" | grep -o "{\"name\":\"$2\",\"role\":\"[a-z]*\"" | sed 's/.*"role":"\([a-z]*\)"/\1/'
+}
+wait_leader_not() { # wait_leader_not N: prints "INDEX EPOCH" once a node other than nN leads
+    local out l
+    for _ in $(seq 300); do # bounded: 30 s and more (each status asks etcd)
+        out=$(cluster)
+        l=$(leader_of "$out")
+        if [ -n "$l" ] && [ "${l%% *}" != "$1" ]; then
+            echo "$l"
+            return 0
+        fi
+        sleep 0.1
+    done
+    fail "no node other than n$1 leads: $out"
+}
+wait_primary() { # wait_primary N: until nN answers its status as a primary
+    local s
+    for _ in $(seq 300); do
+        s=$("$RK" status -c "$TMP/n$1.ini" --json 2>/dev/null || true)
+        [ "$(field role "$s")" = primary ] && return 0
+        sleep 0.1
+    done
+    fail "n$1 leads in etcd but does not answer as a primary: $s"
+}
+wait_role() { # wait_role NAME ROLE
+    local out
+    for _ in $(seq 300); do
+        out=$(cluster)
+        [ "$(member_role "$out" "$1")" = "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "$1 is not $2 in etcd: $out"
+}
+acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }
+field() { printf '%s' "$2" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
+
+for i in 0 1 2; do start_node $i; done
+for _ in $(seq 300); do
+    out=$(cluster)
+    [ "$(leader_of "$out")" = "0 1" ] && [ "$(member_role "$out" n1)" = standby ] &&
+        [ "$(member_role "$out" n2)" = standby ] && break
+    sleep 0.1
+done
+[ "$(leader_of "$out")" = "0 1" ] || fail "n0 does not lead at start: $out"
+echo "ha_test: etcd on 127.0.0.1:$etcd_port, n0 leads (epoch 1), n1 and n2 follow"
+
+# ------------------------------------------------------------ 1. SIGKILL, a lagging standby
+# n2 is down while the engine writes (n1 acknowledges); n0 is paused, so
+# that n2, started again, cannot catch up from it, then killed: n1 and n2
+# are both alive when n0's lease expires, n2 behind
+kill -KILL "${node_pid[2]}"
+wait "${node_pid[2]}" 2>/dev/null || true
+"$OB" --ring "ha-test.$$.0" --data-dir "$TMP/d0" --blocks 30 --replicated --acked "$TMP/acked1" \
+    2>"$TMP/engine1.log" || fail "the engine failed on n0"
+acked1=$(acked_height "$TMP/acked1")
+[ "$acked1" -eq 30 ] || fail "30 blocks written, $acked1 acknowledged"
+t_kill=$(now_ms)
+kill -STOP "${node_pid[0]}"
+start_node 2
+read -r lead epoch <<<"$(wait_leader_not 0)"
+t_led=$(now_ms)
+kill -KILL "${node_pid[0]}"
+wait "${node_pid[0]}" 2>/dev/null || true
+[ "$lead" -eq 1 ] || fail "n$lead leads after n0's loss: the caught-up standby is n1 (n2 lagged)"
+[ "$epoch" -ge 2 ] || fail "epoch $epoch after the election"
+competed=no
+grep -q 'this standby waits" why="not eligible: [1-9]' "$TMP/n2.log" && competed="yes (not eligible: behind)"
+wait_primary 1
+echo "ha_test: 1. n0 lost: n1 leads in epoch $epoch after $((t_led - t_kill)) ms (ttl 2000); n2, behind, saw the" \
+    "key free: $competed"
+# every acknowledged block is on n1: the engine restores there (its height
+# is the last block n1 applied) and finishes; the books equal a run with
+# no failover
+"$OB" --ring "ha-test.$$.1" --data-dir "$TMP/d1" --blocks 40 --replicated --acked "$TMP/acked1b" --digest \
+    >"$TMP/after1" 2>"$TMP/engine1b.log" || fail "the engine failed on n1"
+restored=$(sed -n 's/^orderbook: restored at height \([0-9]*\) .*/\1/p' "$TMP/engine1b.log")
+[ -n "$restored" ] && [ "$restored" -ge "$acked1" ] ||
+    fail "n1 restored the engine at height '${restored}', below the $acked1 blocks acknowledged RK_REPLICATED"
+"$OB" --offline --blocks 40 --digest >"$TMP/offline1"
+cmp -s "$TMP/after1" "$TMP/offline1" || fail "books after the failover differ from a run without it"
+# n2 re-pointed to n1 and holds the same state
+d1=$(field state_digest "$("$RK" status -c "$TMP/n1.ini" --json)")
+for _ in $(seq 300); do
+    s2=$("$RK" status -c "$TMP/n2.ini" --json 2>/dev/null || true)
+    [ "$(field state_digest "$s2")" = "$d1" ] && break
+    sleep 0.1
+done
+[ "$(field state_digest "$s2")" = "$d1" ] || fail "n2's digest $(field state_digest "$s2") is not n1's $d1"
+echo "ha_test:    restored at height $restored >= $acked1 acknowledged; books equal; n2's digest = n1's ($d1)"
+
+# ------------------------------------------------------------ 2. SIGSTOP past the TTL
+start_node 0 # it rejoins as a standby (etcd's epoch is higher than its own)
+wait_role n0 standby
+"$OB" --ring "ha-test.$$.1" --data-dir "$TMP/d1" --blocks 1000000 --durable --acked "$TMP/acked2" \
+    2>"$TMP/engine2.log" &
+engine_pid=$!
+for _ in $(seq 300); do
+    [ "$(acked_height "$TMP/acked2")" -ge 45 ] && break
+    sleep 0.1
+done
+[ "$(acked_height "$TMP/acked2")" -ge 45 ] || fail "the engine acknowledged nothing on n1"
+kill -STOP "${node_pid[1]}"
+sleep 0.3 # the engine notes what it was told before the pause (nothing moves it while n1 is stopped)
+h_stop=$(acked_height "$TMP/acked2")
+read -r lead epoch2 <<<"$(wait_leader_not 1)"
+[ "$epoch2" -gt "$epoch" ] || fail "epoch $epoch2 after n1's pause, not above $epoch"
+kill -CONT "${node_pid[1]}"
+for _ in $(seq 300); do
+    kill -0 "$engine_pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill -0 "$engine_pid" 2>/dev/null && fail "the engine still runs on the woken n1"
+rc=0
+wait "$engine_pid" || rc=$?
+engine_pid=
+h_after=$(acked_height "$TMP/acked2")
+[ "$rc" -ne 0 ] || fail "the engine on the woken n1 ended well: it should have been fenced"
+grep -q 'the node stepped down' "$TMP/engine2.log" || fail "the engine was not told RK_EFENCED: $(tail -n 2 "$TMP/engine2.log")"
+[ "$h_after" -eq "$h_stop" ] ||
+    fail "n1 acknowledged blocks $h_stop..$h_after after it lost its lease (paused past the TTL)"
+wait_role n1 standby
+echo "ha_test: 2. n1 paused: n$lead leads in epoch $epoch2; woken, n1 acknowledged nothing after block $h_stop" \
+    "(its engine got RK_EFENCED) and rejoined as a standby"
+
+# ------------------------------------------------------------ 3. etcd stopped, then started again
+kill -KILL "$etcd_pid"
+wait "$etcd_pid" 2>/dev/null || true
+etcd_pid=
+for _ in $(seq 300); do
+    grep -q 'cannot renew the etcd lease before the deadline' "$TMP/n$lead.log" && break
+    sleep 0.1
+done
+grep -q 'cannot renew the etcd lease before the deadline' "$TMP/n$lead.log" ||
+    fail "n$lead did not fence itself with etcd gone"
+for _ in $(seq 300); do
+    s=$("$RK" status -c "$TMP/n$lead.ini" --json 2>/dev/null || true)
+    [ "$(field role "$s")" = standby ] && break
+    sleep 0.1
+done
+[ "$(field role "$s")" = standby ] || fail "n$lead, fenced, does not answer as a standby: $s"
+etcd_run "$etcd_port" || fail "etcd does not start again on 127.0.0.1:$etcd_port"
+for _ in $(seq 300); do
+    out=$(cluster)
+    l=$(leader_of "$out")
+    [ -n "$l" ] && [ "${l##* }" -gt "$epoch2" ] && break
+    sleep 0.1
+done
+[ -n "$l" ] && [ "${l##* }" -gt "$epoch2" ] || fail "no leader above epoch $epoch2 once etcd is back: $out"
+read -r lead3 epoch3 <<<"$l"
+wait_primary "$lead3"
+blocks3=$((h_after + 20))
+"$OB" --ring "ha-test.$$.$lead3" --data-dir "$TMP/d$lead3" --blocks "$blocks3" --replicated \
+    --acked "$TMP/acked3" --digest >"$TMP/after3" 2>"$TMP/engine3.log" ||
+    fail "the engine failed on n$lead3 after etcd came back"
+[ "$(acked_height "$TMP/acked3")" -eq "$blocks3" ] || fail "the engine did not write up to block $blocks3 on n$lead3"
+"$OB" --offline --blocks "$blocks3" --digest >"$TMP/offline3"
+cmp -s "$TMP/after3" "$TMP/offline3" || fail "books after etcd's restart differ from a run without it"
+echo "ha_test: 3. etcd stopped: n$lead fenced itself and went on as a standby; etcd back: n$lead3 leads in" \
+    "epoch $epoch3 and the engine finished there (books equal)"
+echo "ha_test: ok"
