@@ -33,8 +33,8 @@ static void cluster_usage(FILE *out)
 
 int cmd_cluster(int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     const char *file = NULL;
     struct node_config *c = NULL;
     etcd *e = NULL;
@@ -109,10 +109,12 @@ int cmd_cluster(int argc, char **argv)
         out = NULL;
         goto out;
     }
-    printf("cluster %s: leader %s (epoch %" JSON_INTEGER_FORMAT "), last epoch handed out %" JSON_INTEGER_FORMAT
-           "\n",
-           c->ha_cluster, json_is_object(leader) ? json_string_value(json_object_get(leader, "name")) : "none",
-           json_integer_value(json_object_get(leader, "epoch")), json_integer_value(json_object_get(out, "epoch")));
+    printf("cluster %s: leader %s (epoch %" JSON_INTEGER_FORMAT
+           "), last epoch handed out %" JSON_INTEGER_FORMAT "\n",
+           c->ha_cluster,
+           json_is_object(leader) ? json_string_value(json_object_get(leader, "name")) : "none",
+           json_integer_value(json_object_get(leader, "epoch")),
+           json_integer_value(json_object_get(out, "epoch")));
     printf("%-20s %-8s %8s %12s %8s %9s %10s\n", "member", "role", "epoch", "seq", "lag", "eligible",
            "lease_ttl_s");
     for (size_t i = 0; i < json_array_size(members); i++) {
@@ -120,8 +122,9 @@ int cmd_cluster(int argc, char **argv)
         printf("%-20s %-8s %8" JSON_INTEGER_FORMAT " %12" JSON_INTEGER_FORMAT " %8" JSON_INTEGER_FORMAT
                " %9s %10" JSON_INTEGER_FORMAT "\n",
                json_string_value(json_object_get(m, "name")) ?: "?",
-               json_string_value(json_object_get(m, "role")) ?: "?", json_integer_value(json_object_get(m, "epoch")),
-               json_integer_value(json_object_get(m, "seq")), json_integer_value(json_object_get(m, "lag")),
+               json_string_value(json_object_get(m, "role")) ?: "?",
+               json_integer_value(json_object_get(m, "epoch")), json_integer_value(json_object_get(m, "seq")),
+               json_integer_value(json_object_get(m, "lag")),
                json_is_true(json_object_get(m, "eligible")) ? "yes" : "no",
                json_integer_value(json_object_get(m, "lease_ttl_s")));
     }

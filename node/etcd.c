@@ -446,9 +446,9 @@ int etcd_txn(etcd *e, const struct etcd_compare *cmp, size_t n_cmp, const struct
     for (size_t i = 0; !bad && i < n_cmp; i++) {
         json_t *c = json_pack("{s:s, s:s}", "result", "EQUAL", "target", targets[cmp[i].target]);
         bad = !c || set_b64(c, "key", cmp[i].key, strlen(cmp[i].key)) ||
-              (cmp[i].target == ETCD_VALUE ? set_b64(c, fields[cmp[i].target], cmp[i].value, strlen(cmp[i].value))
-                                           : json_object_set_new(c, fields[cmp[i].target],
-                                                                 json_i64_string(cmp[i].revision)));
+              (cmp[i].target == ETCD_VALUE
+                   ? set_b64(c, fields[cmp[i].target], cmp[i].value, strlen(cmp[i].value))
+                   : json_object_set_new(c, fields[cmp[i].target], json_i64_string(cmp[i].revision)));
         if (json_array_append_new(compare, c))
             bad = 1;
     }
@@ -470,7 +470,8 @@ int etcd_txn(etcd *e, const struct etcd_compare *cmp, size_t n_cmp, const struct
         json_decref(success);
     }
     /* set_new takes its reference even when it fails */
-    if (bad || json_object_set_new(body, "compare", compare) || json_object_set_new(body, "success", success)) {
+    if (bad || json_object_set_new(body, "compare", compare) ||
+        json_object_set_new(body, "success", success)) {
         json_decref(body);
         snprintf(e->err, sizeof e->err, "out of memory");
         return ENOMEM;

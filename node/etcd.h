@@ -40,8 +40,8 @@ int etcd_lease_revoke(etcd *e, int64_t id); /* ENOENT: it was gone already */
 int etcd_lease_time_left(etcd *e, int64_t id, int64_t *ttl_s);
 
 struct etcd_kv {
-    char *key;        /* NUL-terminated */
-    char *value;      /* NUL-terminated (a value holding NUL bytes is refused: EPROTO) */
+    char *key;   /* NUL-terminated */
+    char *value; /* NUL-terminated (a value holding NUL bytes is refused: EPROTO) */
     int64_t create_revision, mod_revision, lease;
 };
 

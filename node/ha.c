@@ -78,24 +78,24 @@ struct ha {
     const char *name;
 
     pthread_mutex_t lock;
-    pthread_cond_t cond; /* a tick ends early: stop */
-    enum ha_role role;   /* under lock: who is attached */
-    struct node *n;      /* under lock: the attached role's node */
-    uint64_t sb_seq;     /* under lock: a standby's last entry held durably */
-    uint64_t sb_epoch;   /* under lock: the epoch it follows */
-    int sb_ready;        /* under lock: not bootstrapping (it could be promoted) */
+    pthread_cond_t cond;        /* a tick ends early: stop */
+    enum ha_role role;          /* under lock: who is attached */
+    struct node *n;             /* under lock: the attached role's node */
+    uint64_t sb_seq;            /* under lock: a standby's last entry held durably */
+    uint64_t sb_epoch;          /* under lock: the epoch it follows */
+    int sb_ready;               /* under lock: not bootstrapping (it could be promoted) */
     _Atomic uint64_t won_epoch; /* the epoch of the election this node won (0: none) */
 
     /* the rk-ha thread's own */
-    int64_t lease, stale_lease;  /* our lease (0: none); a lease to revoke once etcd answers */
-    uint64_t ttl_ns;             /* the lease's TTL as granted */
-    uint64_t ack_deadline;       /* boottime: acknowledgements allowed before it */
-    int leading;                 /* we hold the leader key ... */
-    int64_t leader_rev;          /* ... created at this revision */
-    uint64_t leader_seq_seen;    /* the leader's seq in its last member record */
-    uint64_t absent_since;       /* boottime the leader key was first seen gone (0: present) */
-    int last_unreachable;        /* etcd did not answer the last tick (logged once) */
-    char last_wait[160];         /* why a candidate waits (logged when it changes) */
+    int64_t lease, stale_lease; /* our lease (0: none); a lease to revoke once etcd answers */
+    uint64_t ttl_ns;            /* the lease's TTL as granted */
+    uint64_t ack_deadline;      /* boottime: acknowledgements allowed before it */
+    int leading;                /* we hold the leader key ... */
+    int64_t leader_rev;         /* ... created at this revision */
+    uint64_t leader_seq_seen;   /* the leader's seq in its last member record */
+    uint64_t absent_since;      /* boottime the leader key was first seen gone (0: present) */
+    int last_unreachable;       /* etcd did not answer the last tick (logged once) */
+    char last_wait[160];        /* why a candidate waits (logged when it changes) */
 };
 
 /* The leader key's value, and a member's. */
@@ -117,8 +117,8 @@ struct member_view {
 
 struct cluster_view {
     struct leader_view leader;
-    uint64_t counter;     /* the epoch key's value (0: absent) */
-    int64_t counter_rev;  /* its mod revision (0: absent) */
+    uint64_t counter;    /* the epoch key's value (0: absent) */
+    int64_t counter_rev; /* its mod revision (0: absent) */
     struct member_view members[HA_MAX_MEMBERS];
     size_t n_members;
 };
@@ -185,7 +185,8 @@ static int renew_lease(struct ha *h)
         if (rc)
             return rc;
         h->ttl_ns = (uint64_t)ttl_s * 1000000000u;
-        log_msg(LOG_INFO, "etcd lease granted", "lease=%" PRIx64 " ttl_s=%" PRId64, (uint64_t)h->lease, ttl_s);
+        log_msg(LOG_INFO, "etcd lease granted", "lease=%" PRIx64 " ttl_s=%" PRId64, (uint64_t)h->lease,
+                ttl_s);
     } else {
         rc = etcd_lease_keepalive(h->e, h->lease, &ttl_s);
         if (rc == ENOENT) {
@@ -264,8 +265,9 @@ static char *leader_value(struct ha *h, uint64_t epoch)
 static int take_leader_key(struct ha *h, const struct cluster_view *v, uint64_t epoch, uint64_t counter)
 {
     char *value = leader_value(h, epoch), counter_text[24];
-    struct etcd_compare cmp[2] = {{.key = h->key_leader, .target = ETCD_CREATE_REVISION, .revision = 0},
-                                  {.key = h->key_epoch, .target = ETCD_MOD_REVISION, .revision = v->counter_rev}};
+    struct etcd_compare cmp[2] = {
+        {.key = h->key_leader, .target = ETCD_CREATE_REVISION, .revision = 0},
+        {.key = h->key_epoch, .target = ETCD_MOD_REVISION, .revision = v->counter_rev}};
     struct etcd_op ops[2] = {{.key = h->key_leader, .value = value, .lease = h->lease},
                              {.key = h->key_epoch, .value = counter_text}};
     int won = 0, rc;
@@ -322,8 +324,8 @@ static void primary_tick(struct ha *h, const struct cluster_view *v)
              * data directory had seen it): etcd is told, under the key we
              * hold */
             char *value = leader_value(h, n->epoch), text[24];
-            struct etcd_compare cmp = {.key = h->key_leader, .target = ETCD_CREATE_REVISION,
-                                       .revision = h->leader_rev};
+            struct etcd_compare cmp = {
+                .key = h->key_leader, .target = ETCD_CREATE_REVISION, .revision = h->leader_rev};
             struct etcd_op ops[2] = {{.key = h->key_leader, .value = value, .lease = h->lease},
                                      {.key = h->key_epoch, .value = text}};
             int ok = 0;
@@ -346,8 +348,8 @@ static void primary_tick(struct ha *h, const struct cluster_view *v)
             /* ours, from this node's run before a restart (its lease still
              * alive): taken over with our lease */
             char *value = leader_value(h, n->epoch);
-            struct etcd_compare cmp = {.key = h->key_leader, .target = ETCD_MOD_REVISION,
-                                       .revision = v->leader.mod_rev};
+            struct etcd_compare cmp = {
+                .key = h->key_leader, .target = ETCD_MOD_REVISION, .revision = v->leader.mod_rev};
             struct etcd_op op = {.key = h->key_leader, .value = value, .lease = h->lease};
             int ok = 0;
             int64_t rev = 0;
@@ -362,8 +364,9 @@ static void primary_tick(struct ha *h, const struct cluster_view *v)
             primary_fence(h, v->leader.epoch, "etcd: a node of a higher epoch holds the leader key");
             return;
         } else {
-            snprintf(h->last_wait, sizeof h->last_wait, "waiting for the leader key (held by %s, epoch %" PRIu64 ")",
-                     v->leader.name, v->leader.epoch);
+            snprintf(h->last_wait, sizeof h->last_wait,
+                     "waiting for the leader key (held by %s, epoch %" PRIu64 ")", v->leader.name,
+                     v->leader.epoch);
             return;
         }
     } else if (take_leader_key(h, v, n->epoch, n->epoch) == 1) {
@@ -414,13 +417,13 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
         if (strcmp(v->leader.name, h->name) == 0 && !h->leading) {
             /* ours from an earlier run of this node: let it go, so that
              * the cluster elects */
-            struct etcd_compare cmp = {.key = h->key_leader, .target = ETCD_MOD_REVISION,
-                                       .revision = v->leader.mod_rev};
+            struct etcd_compare cmp = {
+                .key = h->key_leader, .target = ETCD_MOD_REVISION, .revision = v->leader.mod_rev};
             struct etcd_op op = {.key = h->key_leader};
             int ok = 0;
             if (etcd_txn(h->e, &cmp, 1, &op, 1, &ok, NULL) == 0 && ok)
-                log_msg(LOG_WARN, "etcd: this node's leader key from an earlier run deleted", "epoch=%" PRIu64,
-                        v->leader.epoch);
+                log_msg(LOG_WARN, "etcd: this node's leader key from an earlier run deleted",
+                        "epoch=%" PRIu64, v->leader.epoch);
         }
         return;
     }
@@ -443,7 +446,8 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
     /* the most advanced live standby should win: defer to one ahead (and
      * to a live primary about to take the key), for at most two TTLs */
     if ((better || primary_alive) && now - h->absent_since < 2 * h->ttl_ns) {
-        say_wait(h, better ? "another live standby holds more entries" : "a primary is alive and takes the key");
+        say_wait(h,
+                 better ? "another live standby holds more entries" : "a primary is alive and takes the key");
         return;
     }
     uint64_t base = v->counter > h->sb_epoch ? v->counter : h->sb_epoch;
