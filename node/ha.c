@@ -94,6 +94,7 @@ struct ha {
     int64_t leader_rev;         /* ... created at this revision */
     uint64_t leader_seq_seen;   /* the leader's seq in its last member record */
     uint64_t absent_since;      /* boottime the leader key was first seen gone (0: present) */
+    int seen_leader;            /* a leader key was seen since this process started */
     int last_unreachable;       /* etcd did not answer the last tick (logged once) */
     char last_wait[160];        /* why a candidate waits (logged when it changes) */
 };
@@ -413,6 +414,7 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
     publish_member(h, "standby", h->sb_epoch, seq, lag, eligible);
     if (v->leader.present) {
         h->absent_since = 0;
+        h->seen_leader = 1;
         h->last_wait[0] = '\0';
         if (strcmp(v->leader.name, h->name) == 0 && !h->leading) {
             /* ours from an earlier run of this node: let it go, so that
@@ -438,10 +440,12 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
         return;
     }
     if (!h->absent_since) {
-        /* not at once: one tick for the members of a cluster starting to
-         * publish themselves (a primary still opening its store) */
         h->absent_since = now;
-        return;
+        /* a node that never saw a leader (a cluster starting) leaves one
+         * tick for the others to publish themselves (a primary still
+         * opening its store); after a leader's loss it runs at once */
+        if (!h->seen_leader)
+            return;
     }
     /* the most advanced live standby should win: defer to one ahead (and
      * to a live primary about to take the key), for at most two TTLs */
