@@ -18,6 +18,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 packages=(build-essential cmake ninja-build pkg-config
           libzmq3-dev libdb5.3-dev libmsgpack-dev libzstd-dev libxxhash-dev check libinih-dev libjansson-dev
+          libmicrohttpd-dev
           clang libclang-rt-14-dev
           # examples/monitor.py and its test (run with /usr/bin/python3): ZeroMQ, msgpack, zstd and
           # xxHash bindings, the same libraries the C code uses, rather than a decoder of our own

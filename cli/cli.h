@@ -15,5 +15,6 @@ int cmd_monitor(int argc, char **argv);
 int cmd_drill(int argc, char **argv);
 int cmd_set_aside(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 #endif

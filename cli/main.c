@@ -28,6 +28,9 @@ static void usage(FILE *out)
             "                       print a primary's checkpoint notices and heartbeats as they come\n"
             "  status (-c FILE | -d DATA_DIR) [--json]\n"
             "                       ask a running node for its status (exit 3: no node running)\n"
+            "  top (-c FILE | -d DATA_DIR) [--count N] [--interval SECONDS]\n"
+            "                       a running node's key figures, refreshed every second (rates,\n"
+            "                       lags, ring fill, standbys, checkpoints), as redis-cli --stat\n"
             "  promote (-c FILE | -d DATA_DIR) [--force] [--no-wait] [--timeout SECONDS]\n"
             "                       make a running standby the primary, in the same process\n"
             "  drill [--standbys N] [--rounds R] [--kill sigkill|sigstop|sigterm[,...]] [--records N]\n"
@@ -80,6 +83,8 @@ int main(int argc, char **argv)
         return cmd_node(argc - 1, argv + 1);
     if (strcmp(argv[1], "status") == 0)
         return cmd_status(argc - 1, argv + 1);
+    if (strcmp(argv[1], "top") == 0)
+        return cmd_top(argc - 1, argv + 1);
     if (strcmp(argv[1], "promote") == 0)
         return cmd_promote(argc - 1, argv + 1);
     if (strcmp(argv[1], "checkpoint") == 0)

@@ -239,11 +239,19 @@ static void *ckpt_main(void *arg)
             fatal("checkpoint write failed: a failed write or fsync is never retried",
                   err[0] ? err : store_strerror(rc));
         if (!rc) {
+            uint64_t took_ns = now_ns() - t0;
+            struct stat st;
+            uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+            /* relaxed: figures on their own (node/metrics.h) */
+            atomic_store_explicit(&n->m.ckpt_last_ns, took_ns, memory_order_relaxed);
+            atomic_store_explicit(&n->m.ckpt_last_bytes, size, memory_order_relaxed);
+            atomic_fetch_add_explicit(&n->m.ckpt_ns_total, took_ns, memory_order_relaxed);
+            atomic_fetch_add_explicit(&n->m.ckpt_bytes_total, size, memory_order_relaxed);
             log_msg(LOG_INFO, "checkpoint taken",
                     "file=\"%s\" journal_seq=%" PRIu64 " lsn=%" PRIu64 " entries=%" PRIu64 " digest=%016" PRIx64
                     " ms=%.1f",
                     path, written.journal_seq, written.lsn, written.n_entries, written.digest,
-                    (double)(now_ns() - t0) / 1e6);
+                    (double)took_ns / 1e6);
             if (retain_apply(dir, &policy, seg_now_ns(CLOCK_REALTIME), &floor, &removed) != 0)
                 floor = UINT64_MAX; /* cannot list: trim nothing */
             if (removed)

@@ -20,6 +20,7 @@
 #include "persist/log.h"
 #include "persist/store.h"
 #include "node/ha.h"
+#include "node/metrics.h"
 #include "node/node.h"
 #include "replicator/replicator.h"
 #include "shm/ring.h"
@@ -77,6 +78,8 @@ struct node {
     _Atomic uint64_t start_ns;
     _Atomic uint64_t n_checkpoints, journal_floor;
     _Atomic uint64_t drained_pos; /* ring position the journal covers */
+    struct node_metrics m;        /* figures only the metrics show (node/metrics.h) */
+    struct metrics_server *metrics; /* [metrics] listen's server, NULL: none (the main thread's) */
     _Atomic int stop;
     _Atomic int promote;       /* a standby was asked to become the primary (control thread sets it) */
     _Atomic uint64_t stepped_down; /* a primary's: the higher epoch it stepped down for, 0: none (step_down) */

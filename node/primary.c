@@ -330,7 +330,7 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
                                 .n_frames = b->n_frames};
     uint8_t *entry = NULL;
     size_t entry_len = 0;
-    uint64_t records = 0;
+    uint64_t records = 0, record_bytes = 0;
     int rc;
 
     rc = journal_encode(&jh, b->buf, b->len, n->c->zstd_level, &entry, &entry_len);
@@ -356,11 +356,18 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     for (size_t off = 0; off < b->len;) {
         struct frame_header fh;
         memcpy(&fh, b->buf + off, sizeof fh);
-        records += fh.type == FRAME_PUT || fh.type == FRAME_DEL || fh.type == FRAME_MARK;
+        if (fh.type == FRAME_PUT || fh.type == FRAME_DEL || fh.type == FRAME_MARK) {
+            records++;
+            record_bytes += frame_align(fh.length);
+        }
         off += frame_align(fh.length);
     }
     atomic_fetch_add(&n->n_batches, 1);
     atomic_fetch_add(&n->n_records, records);
+    /* relaxed: figures on their own (node/metrics.h) */
+    atomic_fetch_add_explicit(&n->m.record_bytes, record_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&n->m.journal_bytes, entry_len, memory_order_relaxed);
+    atomic_store_explicit(&n->m.journal_seq, seq, memory_order_relaxed);
     if (b->last_ring_lsn)
         atomic_store(&n->durable_lsn, b->last_ring_lsn);
     pthread_mutex_lock(&n->lock);
@@ -524,6 +531,7 @@ void apply_primary(struct node *n)
         crossed = applier_height_crossed(n->a);
         if (checkpoint_due(n, &ck, &am))
             due = 1;
+        atomic_store_explicit(&n->m.applied_seq, upto, memory_order_relaxed); /* a figure (metrics.h) */
         pthread_mutex_lock(&n->lock);
         n->applied_seq = upto;
         n->digest_at = am.digest;
@@ -767,8 +775,15 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
         goto out;
     t_ring = now_ns();
     atomic_store(&n.drained_pos, atomic_load(&ring_header_of(n.ring)->head));
+    atomic_store_explicit(&n.m.journal_seq, n.journal_seq, memory_order_relaxed); /* figures (metrics.h) */
+    atomic_store_explicit(&n.m.applied_seq, n.applied_seq, memory_order_relaxed);
     checkpoint_find_newest(&n);
     checkpoint_dirs_prepare(&n);
+    /* [metrics] listen: before the threads, so that a port another
+     * process holds stops the start cleanly */
+    rc = metrics_start(&n, &n.metrics);
+    if (rc)
+        goto out;
 
     /* threads do not take the signals; the drain loop sees them */
     have_ckpt = checkpoint_threads_start(&n) == 0;
@@ -812,6 +827,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     rc = 0;
 out:
     ha_detach(node_ha);
+    metrics_stop(n.metrics);
     applier_close(n.a);
     ring_close(n.ring, 0);
     store_close(n.s);

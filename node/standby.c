@@ -285,6 +285,8 @@ static void standby_status(struct node *n)
     json_t *st = status_object(n);
     char *text = st ? json_dumps(st, JSON_COMPACT) : NULL, *old = NULL;
 
+    if (st)
+        metrics_standby_publish(&n->m, st);
     json_decref(st);
     if (!text)
         return;
@@ -362,7 +364,7 @@ int run_standby(const struct node_config *c, struct node_handover *out)
     ha_attach_standby(node_ha, &n);
     standby_status(&n);
     have_control = control_start(&n, &control_thread) == 0;
-    if (!have_control)
+    if (!have_control || metrics_start(&n, &n.metrics) != 0)
         goto out;
     repl_standby_start(n.standby);
     while (!node_signal && !atomic_load(&n.apply_failed) &&
@@ -393,6 +395,7 @@ int run_standby(const struct node_config *c, struct node_handover *out)
     }
 out:
     ha_detach(node_ha);
+    metrics_stop(n.metrics);
     if (n.standby)
         apply_stop(&n, 0);
     atomic_store(&n.stop, 1);

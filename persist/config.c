@@ -28,6 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <zmq.h>
 
@@ -45,6 +48,7 @@ enum key_kind {
     KEY_ENDPOINTS, /* char[CONFIG_ENDPOINT_MAX + 1]: 1..CONFIG_NODES_MAX endpoints, comma-separated, or empty
                     */
     KEY_Z85,       /* char[CONFIG_Z85_KEY + 1]: a CURVE key, 40 characters of Z85, or empty */
+    KEY_LISTEN,    /* char[CONFIG_LISTEN_MAX + 1]: node_config_listen_addr() rules, or empty */
     KEY_FILE,      /* char[PATH_MAX]: a file's path, or empty */
     KEY_DIR,       /* char[PATH_MAX]: a path, checked by node_config_check */
     KEY_RING_NAME, /* char[RK_NAME_MAX + 1]: seg_check_name() rules */
@@ -111,6 +115,7 @@ static const struct key_spec keys[] = {
     {"ha", "name", KEY_HA_NAME, FIELD(ha_name), 0, 0, false, ""},
     {"ha", "ttl_ms", KEY_U32, FIELD(ha_ttl_ms), 1000, 600000, false, "5000"},
     {"ha", "max_lag_entries", KEY_U32, FIELD(ha_max_lag_entries), 0, 1000000000, false, "100"},
+    {"metrics", "listen", KEY_LISTEN, FIELD(metrics_listen), 0, 0, false, ""},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -381,6 +386,68 @@ uint32_t node_config_endpoints(const char *list, char (*out)[CONFIG_ENDPOINT_MAX
     return n;
 }
 
+/* ------------------------------------------------------------ listen */
+
+int node_config_listen_addr(const char *text, struct sockaddr_storage *out, char *why, size_t why_size)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *colon = NULL, *port_text = NULL;
+    size_t host_len = 0;
+    uint64_t port = 0;
+    struct sockaddr_storage sa;
+
+    memset(&sa, 0, sizeof sa);
+    if (text[0] == '[') { /* [IPV6]:PORT */
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':') {
+            snprintf(why, why_size, "not ADDRESS:PORT (an IPv6 address is bracketed: [::1]:9187)");
+            return RK_EINVAL;
+        }
+        host_len = (size_t)(close - text - 1);
+        if (host_len >= sizeof host)
+            host_len = sizeof host - 1; /* too long: inet_pton refuses what is left */
+        memcpy(host, text + 1, host_len);
+        port_text = close + 2;
+    } else {
+        colon = strrchr(text, ':');
+        if (!colon || colon == text || memchr(text, ':', (size_t)(colon - text))) {
+            snprintf(why, why_size, "not ADDRESS:PORT (e.g. 127.0.0.1:9187, or [::1]:9187 for IPv6)");
+            return RK_EINVAL;
+        }
+        host_len = (size_t)(colon - text);
+        if (host_len >= sizeof host)
+            host_len = sizeof host - 1;
+        memcpy(host, text, host_len);
+        port_text = colon + 1;
+    }
+    host[host_len] = '\0';
+    if (parse_number(port_text, false, &port) != NUMBER_OK || port_text[0] == '-' || port < 1 || port > 65535) {
+        snprintf(why, why_size, "port '%s' is not a number from 1 to 65535", port_text);
+        return RK_EINVAL;
+    }
+    if (text[0] == '[') {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sa;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) {
+            snprintf(why, why_size, "'%s' is not an IPv6 address", host);
+            return RK_EINVAL;
+        }
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&sa;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) {
+            snprintf(why, why_size, "'%s' is not an IPv4 address (no host names: write 127.0.0.1, not localhost)",
+                     host);
+            return RK_EINVAL;
+        }
+    }
+    if (out)
+        *out = sa;
+    return 0;
+}
+
 /* Checks value for k and stores it in c; origin is kept for data_dir.
  * Returns 0, or RK_EINVAL with the reason in why and c unchanged. */
 static int key_set(struct node_config *c, const struct key_spec *k, const char *value, const char *origin,
@@ -444,6 +511,15 @@ static int key_set(struct node_config *c, const struct key_spec *k, const char *
         memcpy(field(c, k), value, len + 1);
         return 0;
     }
+    case KEY_LISTEN:
+        if (len >= k->size) {
+            snprintf(why, why_size, "longer than %zu bytes", k->size - 1);
+            return RK_EINVAL;
+        }
+        if (len && node_config_listen_addr(value, NULL, why, why_size))
+            return RK_EINVAL;
+        memcpy(field(c, k), value, len + 1);
+        return 0;
     case KEY_FILE:
         if (len >= k->size) {
             snprintf(why, why_size, "path longer than %zu bytes", k->size - 1);

@@ -20,6 +20,7 @@ enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 #define CONFIG_ENDPOINT_MAX 255 /* a ZeroMQ endpoint in [replication], or a list of them */
 #define CONFIG_NODES_MAX 16     /* endpoints in primary_publish and primary_serve */
 #define CONFIG_Z85_KEY 40       /* a CURVE key in Z85 text */
+#define CONFIG_LISTEN_MAX 63    /* [metrics] listen: "ADDRESS:PORT" */
 
 struct node_config {
     char file[PATH_MAX]; /* the INI file read, "" if none */
@@ -75,6 +76,9 @@ struct node_config {
     char ha_name[RK_NAME_MAX + 1];          /* name: this node's member name ("": node_id) */
     uint32_t ha_ttl_ms;                     /* ttl_ms: the leader lease */
     uint32_t ha_max_lag_entries;            /* max_lag_entries: a standby further behind is not eligible */
+    /* [metrics] */
+    char metrics_listen[CONFIG_LISTEN_MAX + 1]; /* listen: "IPV4:PORT" or "[IPV6]:PORT" of the Prometheus
+                                                   endpoint; "" (the default): nothing listens */
 };
 
 /* [ha] name, or node_id when it is not set. */
@@ -111,6 +115,15 @@ int node_config_set(struct node_config *c, const char *section, const char *key,
  * removed, into out[0..] and returns how many the list holds (0 when
  * empty).  out may be NULL when max is 0. */
 uint32_t node_config_endpoints(const char *list, char (*out)[CONFIG_ENDPOINT_MAX + 1], uint32_t max);
+
+struct sockaddr_storage;
+
+/* Parses a [metrics] listen value: a literal IPv4 address and a port
+ * ("127.0.0.1:9187") or a bracketed IPv6 one ("[::1]:9187"), port 1 to
+ * 65535; no host names (the node resolves none).  Fills *out (AF_INET or
+ * AF_INET6) when out is not NULL.  0, or RK_EINVAL with the reason in
+ * why. */
+int node_config_listen_addr(const char *text, struct sockaddr_storage *out, char *why, size_t why_size);
 
 /* Checks what only makes sense once everything is set: data_dir exists and
  * is a directory, ring name valid (a primary's), role supported (and every

@@ -352,6 +352,21 @@ int sys_fault_arm(const char *spec);
  * acknowledged (store_journal_append_many). */
 int sys_io_failed(void);
 int sys_fsync(int fd);
+
+/* How long the fsyncs through the seam took, all files and threads of the
+ * process, failed ones included: counts per bucket (an fsync of d
+ * microseconds counts in the first bucket whose bound is >= d, or in the
+ * last, unbounded one) and the sum.  For the node's metrics (the
+ * Prometheus histogram ringkeep_fsync_duration_seconds). */
+#define SYS_FSYNC_BUCKETS 14 /* bounded buckets; n[SYS_FSYNC_BUCKETS] counts the rest */
+extern const uint32_t sys_fsync_bucket_us[SYS_FSYNC_BUCKETS];
+struct sys_fsync_stats {
+    uint64_t n[SYS_FSYNC_BUCKETS + 1]; /* per bucket, not cumulative */
+    uint64_t sum_ns;
+};
+/* A copy of the counts; any thread.  Each count is read on its own: the
+ * copy may hold an fsync in its bucket and not yet in sum_ns. */
+void sys_fsync_stats(struct sys_fsync_stats *out);
 /* fsyncs directory path (through sys_open and sys_fsync), so that the
  * entries created or renamed in it are durable: 0 or an errno value. */
 int sys_fsync_dir(const char *path);

@@ -56,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "persist/crashsim.h"
@@ -241,15 +242,54 @@ invalid:
     return RK_EINVAL;
 }
 
+/* fsync latency: bucket bounds (us), roughly 1-2.5-5 per decade from the
+ * 100 us a rewrite takes on a fast disk to a second */
+const uint32_t sys_fsync_bucket_us[SYS_FSYNC_BUCKETS] = {50,    100,   250,    500,    1000,   2500,   5000,
+                                                          10000, 25000, 50000, 100000, 250000, 500000, 1000000};
+/* counts per bucket and the sum: relaxed, each is a statistic on its own
+ * and orders nothing (sys_fsync_stats reads them one by one) */
+static _Atomic uint64_t fsync_counts[SYS_FSYNC_BUCKETS + 1], fsync_sum_ns;
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void fsync_count(uint64_t ns)
+{
+    size_t b = 0;
+
+    while (b < SYS_FSYNC_BUCKETS && ns > (uint64_t)sys_fsync_bucket_us[b] * 1000u)
+        b++;
+    atomic_fetch_add_explicit(&fsync_counts[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&fsync_sum_ns, ns, memory_order_relaxed);
+}
+
+void sys_fsync_stats(struct sys_fsync_stats *out)
+{
+    for (size_t b = 0; b <= SYS_FSYNC_BUCKETS; b++)
+        out->n[b] = atomic_load_explicit(&fsync_counts[b], memory_order_relaxed);
+    out->sum_ns = atomic_load_explicit(&fsync_sum_ns, memory_order_relaxed);
+}
+
 int sys_fsync(int fd)
 {
     int err = fault_check(OP_FSYNC, fd, NULL, NULL);
+    uint64_t t0;
+    int rc;
 
     if (err) {
         errno = err;
         return (int)io_result(-1);
     }
-    return (int)io_result(crashsim_active() ? crashsim_fsync(fd) : fsync(fd));
+    t0 = monotonic_ns();
+    rc = crashsim_active() ? crashsim_fsync(fd) : fsync(fd);
+    err = errno;
+    fsync_count(monotonic_ns() - t0);
+    errno = err; /* fsync's, for io_result */
+    return (int)io_result(rc);
 }
 
 int sys_fsync_dir(const char *path)

@@ -319,6 +319,7 @@ static void expect_defaults_except_required(const struct node_config *c)
     ck_assert_uint_eq(c->ckpt_every_heights, 0);
     ck_assert_str_eq(c->ckpt_height_producer, "");
     ck_assert(c->trim_journal);
+    ck_assert_str_eq(c->metrics_listen, ""); /* nothing listens */
 }
 
 START_TEST(defaults_are_documented_values)
@@ -368,7 +369,7 @@ static const char *const all_keys[][2] = {
     {"replication", "heartbeat_ms"}, {"replication", "curve"}, {"replication", "curve_secret_key"},
     {"replication", "curve_public_key"}, {"replication", "curve_server_key"}, {"replication", "authorized_keys"},
     {"replication", "on_higher_epoch"},
-    {"ha", "etcd"}, {"ha", "cluster"}, {"ha", "name"}, {"ha", "ttl_ms"}, {"ha", "max_lag_entries"},
+    {"ha", "etcd"}, {"ha", "cluster"}, {"ha", "name"}, {"ha", "ttl_ms"}, {"ha", "max_lag_entries"}, {"metrics", "listen"},
 };
 #define N_ALL_KEYS (sizeof all_keys / sizeof all_keys[0])
 
@@ -474,7 +475,7 @@ END_TEST
 #define NAME_48 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuv"
 #define R_NAME_LEN(n) "ring name '" n "' must be 1 to 47 characters and not start with '.'"
 #define R_NAME_CHAR(n, c) "ring name '" n "' has '" c "': use letters, digits, '_', '-', '.'"
-#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage], [checkpoint], [replication], [ha])"
+#define R_SECTIONS "unknown section (sections are [node], [ring], [drain], [apply], [storage], [checkpoint], [replication], [ha], [metrics])"
 
 static const struct bad_value {
     const char *section, *key, *value, *reason;
@@ -568,6 +569,21 @@ static const struct bad_value {
     {"checkpoint", "height_producer", NAME_48, "not a producer name (at most 47 bytes)"},
     {"checkpoint", "trim_journal", "maybe", "not yes or no"},
     {"checkpoint", "trim_journal", "", "not yes or no"},
+    {"metrics", "listen", "9187", "not ADDRESS:PORT (e.g. 127.0.0.1:9187, or [::1]:9187 for IPv6)"},
+    {"metrics", "listen", ":9187", "not ADDRESS:PORT (e.g. 127.0.0.1:9187, or [::1]:9187 for IPv6)"},
+    {"metrics", "listen", "::1:9187", "not ADDRESS:PORT (e.g. 127.0.0.1:9187, or [::1]:9187 for IPv6)"},
+    {"metrics", "listen", "[::1]9187", "not ADDRESS:PORT (an IPv6 address is bracketed: [::1]:9187)"},
+    {"metrics", "listen", "localhost:9187",
+     "'localhost' is not an IPv4 address (no host names: write 127.0.0.1, not localhost)"},
+    {"metrics", "listen", "127.0.0.256:9187",
+     "'127.0.0.256' is not an IPv4 address (no host names: write 127.0.0.1, not localhost)"},
+    {"metrics", "listen", "[::g]:9187", "'::g' is not an IPv6 address"},
+    {"metrics", "listen", "127.0.0.1:0", "port '0' is not a number from 1 to 65535"},
+    {"metrics", "listen", "127.0.0.1:65536", "port '65536' is not a number from 1 to 65535"},
+    {"metrics", "listen", "127.0.0.1:-1", "port '-1' is not a number from 1 to 65535"},
+    {"metrics", "listen", "127.0.0.1:91a", "port '91a' is not a number from 1 to 65535"},
+    {"metrics", "listen", "127.0.0.1:", "port '' is not a number from 1 to 65535"},
+    {"metrics", "port", "9187", "unknown key (keys in [metrics] are listen)"},
     {"Drain", "batch_records", "100", R_SECTIONS},
     {"replica", "port", "7000", R_SECTIONS},
 };
@@ -703,6 +719,15 @@ START_TEST(edge_values_are_accepted)
     ck_assert_uint_eq(c.ring_capacity, 1u << 30);
     ck_assert_uint_eq(c.batch_bytes, 4096);
     ck_assert_uint_eq(c.batch_records, 7);
+
+    /* [metrics] listen: IPv4 or bracketed IPv6, ports 1 and 65535 */
+    static const char *const listens[] = {"127.0.0.1:9187", "0.0.0.0:1", "[::1]:65535", "[::]:9187", ""};
+    for (size_t i = 0; i < sizeof listens / sizeof listens[0]; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[metrics]\nlisten = %s\n", listens[i]);
+        ck_assert_msg(load_text(text, &c) == 0, "%s: %s", listens[i], err);
+        ck_assert_str_eq(c.metrics_listen, listens[i]);
+    }
 }
 END_TEST
 
