@@ -21,8 +21,9 @@
  * reads what it publishes back from the journal.
  *
  * Drain never waits on apply except when apply is more than
- * max_lag_entries behind: then it stops taking frames from the ring, and the
- * ring's back-pressure reaches the engines.  A failed journal write (fsync
+ * max_lag_entries or max_lag_bytes behind (apply_behind): then it stops
+ * taking frames from the ring, and the ring's back-pressure reaches the
+ * engines.  A failed journal write (fsync
  * included) or apply is fatal: logged, then _exit(1) at once, so that
  * nothing after it is acknowledged; the next start recovers (DB_RECOVER)
  * and carries on from the journal.
@@ -384,14 +385,30 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     b->last_ring_lsn = 0;
 }
 
-/* Waits while apply is more than max_lag_entries behind.  Returns 1 if it
+/* Whether apply is too far behind the journal for the drain to go on
+ * (under lock): more than max_lag_entries entries, or more than
+ * max_lag_bytes of ring records journaled and not yet read by apply.  The
+ * entries alone let apply fall millions of records behind (an entry holds
+ * up to batch_records frames), and a state or checkpoint request waits for
+ * apply to reach its point (issue 9.5).  Apply reads every entry whatever
+ * groups are open, so its position always reaches the drain's: the pause
+ * ends. */
+static int apply_behind(const struct node *n)
+{
+    uint64_t drained = atomic_load(&n->drained_pos); /* this thread's own (journal_batch, drain) */
+
+    return n->journal_seq - n->applied_seq > n->c->max_lag_entries ||
+           (n->c->max_lag_bytes && drained > n->applied_pos && drained - n->applied_pos > n->c->max_lag_bytes);
+}
+
+/* Waits while apply is too far behind (apply_behind).  Returns 1 if it
  * had to wait. */
 static int wait_for_apply(struct node *n)
 {
     int waited = 0;
 
     pthread_mutex_lock(&n->lock);
-    while (n->journal_seq - n->applied_seq > n->c->max_lag_entries && !node_signal) {
+    while (apply_behind(n) && !node_signal) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000000;
@@ -534,6 +551,8 @@ void apply_primary(struct node *n)
         atomic_store_explicit(&n->m.applied_seq, upto, memory_order_relaxed); /* a figure (metrics.h) */
         pthread_mutex_lock(&n->lock);
         n->applied_seq = upto;
+        if (applier_read_lsn(n->a)) /* 0: nothing read in this run yet */
+            n->applied_pos = applier_read_lsn(n->a);
         n->digest_at = am.digest;
         /* due from the moment apply's progress shows: the status never
          * says "caught up, no checkpoint running" while one is about to
@@ -548,7 +567,7 @@ void apply_primary(struct node *n)
              * which the producer crossed a multiple of it.  That point is
              * checkpointed even if the one before is still being written:
              * apply waits for it (engines wait only if apply then falls
-             * max_lag_entries behind) */
+             * too far behind: apply_behind) */
             wait_checkpoint_idle(n);
             due = 1;
         }
@@ -591,13 +610,14 @@ json_t *primary_status(struct node *n)
     uint64_t durable = atomic_load(&h->durable_lsn), applied = atomic_load(&n->applied_lsn);
     double secs = (double)(now_ns() - atomic_load(&n->start_ns)) / 1e9;
     uint64_t n_records = atomic_load(&n->n_records);
-    uint64_t journal_seq, applied_seq;
+    uint64_t journal_seq, applied_seq, applied_pos, drained = atomic_load(&n->drained_pos);
     char digest[17];
     json_t *last_error = NULL, *st = NULL;
 
     pthread_mutex_lock(&n->lock);
     journal_seq = n->journal_seq;
     applied_seq = n->applied_seq;
+    applied_pos = n->applied_pos;
     /* the only kind of error a running node survives */
     last_error = n->last_error[0] ? json_cstr(n->last_error) : json_null();
     pthread_mutex_unlock(&n->lock);
@@ -605,12 +625,13 @@ json_t *primary_status(struct node *n)
     /* "o" steals its reference, even when json_pack fails */
     st = json_pack(
         "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-        " s:s, s:o}",
+        " s:o, s:s, s:o}",
         "ring", json_cstr(n->c->ring_name), "ring_capacity",
         json_uint(h->capacity), "ring_fill", json_uint(tail - head), "written_lsn", json_uint(tail),
         "durable_lsn", json_uint(durable), "applied_lsn", json_uint(applied), "durable_lag_bytes",
         json_uint(tail - atomic_load(&n->drained_pos)), "journal_seq", json_uint(journal_seq), "applied_seq",
-        json_uint(applied_seq), "apply_lag_entries", json_uint(journal_seq - applied_seq), "batches",
+        json_uint(applied_seq), "apply_lag_entries", json_uint(journal_seq - applied_seq), "apply_lag_bytes",
+        json_uint(drained > applied_pos ? drained - applied_pos : 0), "batches",
         json_uint(atomic_load(&n->n_batches)), "records", json_uint(n_records), "records_per_s",
         json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
         json_uint(atomic_load(&n->n_groups)), "groups_discarded", json_uint(atomic_load(&n->n_discarded)),
@@ -777,6 +798,9 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     atomic_store(&n.drained_pos, atomic_load(&ring_header_of(n.ring)->head));
     atomic_store_explicit(&n.m.journal_seq, n.journal_seq, memory_order_relaxed); /* figures (metrics.h) */
     atomic_store_explicit(&n.m.applied_seq, n.applied_seq, memory_order_relaxed);
+    /* apply has read the whole journal, or it reads on from an entry whose
+     * position it learns then (0 until: the drain waits for that read) */
+    n.applied_pos = n.applied_seq == n.journal_seq ? (last.seq ? last.next_lsn : atomic_load(&n.drained_pos)) : 0;
     checkpoint_find_newest(&n);
     checkpoint_dirs_prepare(&n);
     /* [metrics] listen: before the threads, so that a port another

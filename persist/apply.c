@@ -554,6 +554,8 @@ int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size
             if (!rc)
                 rc = apply_frame(a, &f, a->next_seq, err, err_size);
         }
+        if (!rc)
+            a->read_next_lsn = e.h.next_lsn;
         journal_entry_free(&e);
         if (rc)
             break;
@@ -663,6 +665,11 @@ void applier_close(applier *a)
 uint64_t applier_read_upto(const applier *a)
 {
     return a->next_seq - 1;
+}
+
+uint64_t applier_read_lsn(const applier *a)
+{
+    return a->read_next_lsn;
 }
 
 void applier_watch_height(applier *a, const char *name, uint64_t every)

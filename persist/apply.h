@@ -110,6 +110,13 @@ struct apply_meta applier_meta(const applier *a);
  * `upto` it was given: applier_watch_height). */
 uint64_t applier_read_upto(const applier *a);
 
+/* The ring position just past the frames of the last journal entry
+ * applier_run has read (its header's next_lsn): every frame below it is
+ * applied, held in an open group or skipped; 0 before the first entry
+ * read since applier_open.  A primary bounds apply's lag with it
+ * ([apply] max_lag_bytes). */
+uint64_t applier_read_lsn(const applier *a);
+
 /* Makes applier_run stop (after committing) at the end of the journal
  * entry in which producer name's height crosses a multiple of every (0:
  * never), so that a checkpoint can be taken right there;

@@ -73,6 +73,7 @@ struct applier {
     struct pending pending; /* those records, written at commit */
     struct apply_meta am;
     uint64_t next_seq; /* next journal entry to read */
+    uint64_t read_next_lsn; /* the next_lsn of the last entry read (0: none read yet) */
     /* ring ids of the current ring, from TABLE and ATTACH frames; changed
      * only through apply_map_table and apply_map_slot */
     char table_map[RING_MAX_TABLES][RK_NAME_MAX + 1];

@@ -310,6 +310,7 @@ static void expect_defaults_except_required(const struct node_config *c)
     ck_assert_uint_eq(c->batch_time_us, 1000);
     ck_assert_int_eq(c->zstd_level, 1);
     ck_assert_uint_eq(c->max_lag_entries, 4096);
+    ck_assert_uint_eq(c->max_lag_bytes, 64u << 20);
     ck_assert_uint_eq(c->cache_mb, 256);
     ck_assert_uint_eq(c->ckpt_every_seconds, 60);
     ck_assert_uint_eq(c->ckpt_every_records, 0);
@@ -360,7 +361,7 @@ static const char *const all_keys[][2] = {
     {"node", "role"},           {"node", "data_dir"},         {"node", "log_level"},
     {"ring", "name"},           {"ring", "capacity"},         {"ring", "unblock_timeout_ms"},
     {"drain", "batch_records"}, {"drain", "batch_bytes"},     {"drain", "batch_time_us"},
-    {"drain", "zstd_level"},    {"apply", "max_lag_entries"}, {"storage", "cache_mb"},
+    {"drain", "zstd_level"},    {"apply", "max_lag_entries"}, {"apply", "max_lag_bytes"}, {"storage", "cache_mb"},
     {"checkpoint", "every_seconds"}, {"checkpoint", "every_records"}, {"checkpoint", "keep"},
     {"checkpoint", "keep_hourly"},   {"checkpoint", "keep_daily"},    {"checkpoint", "every_heights"},
     {"checkpoint", "height_producer"}, {"checkpoint", "trim_journal"},
@@ -553,6 +554,8 @@ static const struct bad_value {
     {"apply", "max_lag_entries", "0", "out of range (1..1000000)"},
     {"apply", "max_lag_entries", "1000001", "out of range (1..1000000)"},
     {"apply", "max_lag_entries", "lots", R_NUMBER},
+    {"apply", "max_lag_bytes", "65G", "out of range (0..64G)"},
+    {"apply", "max_lag_bytes", "16MB", R_SUFFIX},
     {"storage", "cache_mb", "15", "out of range (16..65536)"},
     {"storage", "cache_mb", "65537", "out of range (16..65536)"},
     {"storage", "cache_mb", "1G", R_NUMBER},
@@ -560,7 +563,7 @@ static const struct bad_value {
     {"ring", "size", "64M", "unknown key (keys in [ring] are name, capacity, unblock_timeout_ms)"},
     {"drain", "batch_size", "100",
      "unknown key (keys in [drain] are batch_records, batch_bytes, batch_time_us, zstd_level)"},
-    {"apply", "lag", "1", "unknown key (keys in [apply] are max_lag_entries)"},
+    {"apply", "lag", "1", "unknown key (keys in [apply] are max_lag_entries, max_lag_bytes)"},
     {"storage", "cache", "1", "unknown key (keys in [storage] are cache_mb)"},
     {"checkpoint", "keep_hourly", "8785", "out of range (0..8784)"},
     {"checkpoint", "keep_daily", "3661", "out of range (0..3660)"},

@@ -1367,6 +1367,61 @@ START_TEST(snapshot_under_steady_writes_is_served_at_the_request_point)
 }
 END_TEST
 
+/* Apply's lag is bounded in ring bytes ([apply] max_lag_bytes), not only in
+ * journal entries: with apply slowed (RK_TEST_APPLY_SLOW_MS) and an engine
+ * writing without pause, the records journaled but not yet applied never
+ * exceed the bound plus one batch and one open group, sampled all along
+ * from the node's status (durable_lsn - applied_lsn: what was journaled
+ * past the last group applied); the drain pauses, the ring's back-pressure
+ * reaches the engine, and everything is applied once, whole.  Before the
+ * bound the lag grew to what max_lag_entries (4096 entries of up to
+ * batch_records frames) allows, and a state request waited for apply to
+ * work through all of it (issue 9.5). */
+START_TEST(apply_lag_is_bounded_in_bytes)
+{
+    static const char *const extra[] = {"apply", "max_lag_bytes", "32K", NULL};
+    const uint64_t n_groups = 1500, bound = 32 * 1024;
+    /* one batch (batch_records 64 frames) and one open group past the
+     * bound, each record far below 256 bytes */
+    const uint64_t slack = (64 + RECORDS_PER_GROUP + 1) * 256;
+    uint64_t heights[N_PRODUCERS], worst = 0, n_samples = 0;
+    int status = 0;
+    pid_t node, e;
+
+    node_extra = extra;
+    setenv("RK_TEST_APPLY_SLOW_MS", "20", 1);
+    node = start_node(NULL);
+    unsetenv("RK_TEST_APPLY_SLOW_MS");
+    e = start_engine(0, n_groups, 0);
+    for (int i = 0; i < BOUND_S * 200 && waitpid(e, &status, WNOHANG) == 0; i++) {
+        char *reply = NULL;
+        json_t *st = node_request(data_dir, "status", 5000, &reply) == 0 ? json_loads(reply, 0, NULL) : NULL;
+        json_t *durable = json_object_get(st, "durable_lsn"), *applied = json_object_get(st, "applied_lsn");
+        if (json_is_integer(durable) && json_is_integer(applied) && json_integer_value(applied) > 0) {
+            /* durable is read before applied (primary_status): never more than the true lag */
+            uint64_t lag = (uint64_t)json_integer_value(durable) - (uint64_t)json_integer_value(applied);
+            if ((uint64_t)json_integer_value(durable) > (uint64_t)json_integer_value(applied) && lag > worst)
+                worst = lag;
+            n_samples++;
+        }
+        json_decref(st);
+        free(reply);
+        usleep(5000);
+    }
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "engine failed: status %d", status);
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("groups_applied"), n_groups);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    check_state(heights); /* whole groups, equal to the model */
+    ck_assert_uint_eq(heights[0], n_groups);
+    ck_assert_uint_gt(n_samples, 0);
+    ck_assert_msg(worst <= bound + slack,
+                  "apply fell %llu bytes behind the journal (bound %llu + %llu), worst of %llu samples",
+                  (unsigned long long)worst, (unsigned long long)bound, (unsigned long long)slack,
+                  (unsigned long long)n_samples);
+}
+END_TEST
+
 /* Engines write without pause while several engines open the state at
  * the same time, again and again: the node begins each snapshot on its
  * apply thread at a group boundary and writes it while apply goes on.
@@ -1574,6 +1629,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, state_open_with_no_node_refuses_while_the_ring_holds_records);
     tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
+    tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
     suite_add_tcase(s, tc);
     tc = tcase_create("fsync_once"); /* CK_RUN_CASE=fsync_once runs only these */
     tcase_set_timeout(tc, 0);
