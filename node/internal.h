@@ -22,6 +22,7 @@
 #include "node/ha.h"
 #include "node/metrics.h"
 #include "node/node.h"
+#include "node/notify.h"
 #include "replicator/replicator.h"
 #include "shm/ring.h"
 
@@ -99,6 +100,7 @@ struct node {
     _Atomic int apply_failed; /* apply failed: the node stops (exit 1) */
     const char *apply_gate;   /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): apply_gate_limit */
     char *status_text;        /* a standby's status JSON, malloc'd by Jansson (under lock; replaced whole) */
+    struct node_notify notify; /* systemd: READY, STATUS, STOPPING, watchdog (main thread's; notify.h) */
 };
 
 /* Automatic failover ([ha]): the process's, started by repl_node_run and

@@ -267,6 +267,7 @@ void node_begin(struct node *n)
     pthread_cond_init(&n->apply_cond, NULL);
     pthread_cond_init(&n->ckpt_cond, NULL);
     atomic_store(&n->start_ns, now_ns());
+    notify_init(&n->notify);
 }
 
 int node_run(const struct node_config *c)

@@ -423,6 +423,22 @@ static int wait_for_apply(struct node *n)
     return waited;
 }
 
+/* The drain loop's tick for systemd (notify.h): the watchdog, fed while
+ * apply keeps up, and the STATUS line. */
+static void primary_notify_tick(struct node *n)
+{
+    uint64_t journal_seq, applied_seq;
+
+    pthread_mutex_lock(&n->lock);
+    journal_seq = n->journal_seq;
+    applied_seq = n->applied_seq;
+    pthread_mutex_unlock(&n->lock);
+    notify_tick(&n->notify, journal_seq, applied_seq,
+                "primary: epoch %" PRIu64 ", ring %s, journal seq %" PRIu64 ", applied seq %" PRIu64
+                ", %" PRIu64 " records journaled",
+                n->epoch, n->c->ring_name, journal_seq, applied_seq, atomic_load(&n->n_records));
+}
+
 static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
 {
     const struct node_config *c = n->c;
@@ -437,6 +453,8 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
     while (!node_signal && !atomic_load(&n->stepped_down)) {
         int empty = 0;
 
+        if (notify_due(&n->notify))
+            primary_notify_tick(n);
         if (wait_for_apply(n))
             log_msg(LOG_DEBUG, "drain paused for apply", "journal_seq=%" PRIu64, seq);
         /* a batch ends at batch_records frames, batch_bytes, batch_time_us
@@ -828,8 +846,13 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
             (double)(now_ns() - atomic_load(&n.start_ns)) / 1e6, (double)(t_store - atomic_load(&n.start_ns)) / 1e6,
             (double)(t_applier - t_store) / 1e6, (double)(t_ring - t_applier) / 1e6);
     crashsim_serving(); /* a simulated power cut with option "serving" counts from here */
+    notify_ready(&n.notify, "primary: epoch %" PRIu64 ", ring %s, journal seq %" PRIu64 ", applied seq %" PRIu64,
+                 n.epoch, c->ring_name, n.journal_seq, n.applied_seq);
 
     drain(&n, last.seq, last.next_lsn);
+    if (node_signal)
+        notify_stopping(&n.notify, "stopping: applying what is journaled (journal seq %" PRIu64 ")",
+                        n.journal_seq);
 
     log_msg(LOG_INFO, "stopping: applying what is journaled", "signal=%d journal_seq=%" PRIu64,
             (int)node_signal, n.journal_seq);

@@ -344,6 +344,23 @@ void standby_promote_answer(struct node *n, int force, char *reply, size_t reply
     free(pc);
 }
 
+/* The follow loop's tick for systemd (notify.h): the watchdog, fed while
+ * apply keeps up (a bootstrap stops apply on purpose), and the STATUS
+ * line. */
+static void standby_notify_tick(struct node *n)
+{
+    uint64_t journal_seq = repl_standby_journal_seq(n->standby), applied_seq;
+    int bootstrapping = repl_standby_bootstrapping(n->standby);
+
+    pthread_mutex_lock(&n->lock);
+    applied_seq = n->applied_seq;
+    pthread_mutex_unlock(&n->lock);
+    notify_tick(&n->notify, journal_seq, bootstrapping ? journal_seq : applied_seq,
+                "standby: epoch %" PRIu64 ", following %s, %sjournal seq %" PRIu64 ", applied seq %" PRIu64,
+                repl_standby_epoch(n->standby), n->c->repl_primary_serve,
+                bootstrapping ? "bootstrapping from a checkpoint, " : "", journal_seq, applied_seq);
+}
+
 /* A standby: the main thread follows the primary (repl_standby_step), the
  * apply thread applies what is durable; a bootstrap stops apply and the
  * loop starts it again on the new store.  Asked to promote, it stops
@@ -367,6 +384,7 @@ int run_standby(const struct node_config *c, struct node_handover *out)
     if (!have_control || metrics_start(&n, &n.metrics) != 0)
         goto out;
     repl_standby_start(n.standby);
+    notify_ready(&n.notify, "standby: following %s", c->repl_primary_serve);
     while (!node_signal && !atomic_load(&n.apply_failed) &&
            !(atomic_load(&n.promote) && !repl_standby_bootstrapping(n.standby))) {
         if (!repl_standby_bootstrapping(n.standby) && !n.apply_running && apply_start(&n) != 0) {
@@ -381,7 +399,12 @@ int run_standby(const struct node_config *c, struct node_handover *out)
         ha_standby_progress(node_ha, repl_standby_journal_seq(n.standby), repl_standby_epoch(n.standby),
                             !atomic_load(&n.bootstrapping));
         standby_status(&n);
+        if (notify_due(&n.notify))
+            standby_notify_tick(&n);
     }
+    if (node_signal)
+        notify_stopping(&n.notify, "stopping: applying what is journaled (journal seq %" PRIu64 ")",
+                        repl_standby_journal_seq(n.standby));
     if ((node_signal || atomic_load(&n.promote)) && !stopped && !atomic_load(&n.apply_failed)) {
         if (!node_signal)
             log_msg(LOG_INFO, "promoting: applying what is journaled", "journal_seq=%" PRIu64,
