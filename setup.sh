@@ -8,9 +8,11 @@
 #                      every test; then the same suite under ASan+UBSan; then
 #                      the fuzz targets briefly (this is what CI runs)
 #   ./setup.sh build   install what is missing and build only
+#   ./setup.sh package install what is missing, build for /usr and make the
+#                      .deb with CPack (build-package/ringkeep_VERSION_ARCH.deb)
 #
 # Debian packages are installed only when missing (with sudo when not root).
-# Builds go to build/ (release), build-asan/ and build-fuzz/.
+# Builds go to build/ (release), build-asan/, build-fuzz/ and build-package/.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -24,7 +26,9 @@ packages=(build-essential cmake ninja-build pkg-config
           # xxHash bindings, the same libraries the C code uses, rather than a decoder of our own
           python3-zmq python3-msgpack python3-zstandard python3-xxhash
           # automatic failover ([ha]): etcd, the coordinator, and libcurl for its v3 JSON gateway
-          libcurl4-openssl-dev etcd-server)
+          libcurl4-openssl-dev etcd-server
+          # the man page (scdoc), sd_notify (libsystemd-dev), systemd-analyze for the unit test (systemd)
+          scdoc libsystemd-dev systemd)
 
 install_missing() {
     local missing=()
@@ -95,8 +99,17 @@ build)
     install_missing
     build build -DRK_WERROR=ON
     ;;
+package)
+    install_missing
+    rm -f build-package/*.deb
+    build build-package -DRK_WERROR=ON -DRK_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr
+    (cd build-package && cpack -G DEB >/dev/null)
+    deb=$(ls build-package/*.deb)
+    dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Architecture\|Depends\):/setup: \1:/p'
+    echo "setup: $deb (install: apt-get install ./$deb)"
+    ;;
 *)
-    echo "usage: ./setup.sh demo|test|build" >&2
+    echo "usage: ./setup.sh demo|test|build|package" >&2
     exit 2
     ;;
 esac

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -36,6 +37,7 @@ struct notify_test {
     char dir[64], sock_path[96], ring[64];
     int sock;
     pid_t node;
+    uint64_t until; /* the hang guard: every wait of the test ends by then */
 };
 
 static uint64_t mono_ms(void)
@@ -52,6 +54,7 @@ static void start(struct notify_test *t, const char *watchdog_usec, const char *
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct timeval tv = {.tv_usec = 100 * 1000};
 
+    t->until = mono_ms() + BOUND_MS;
     snprintf(t->dir, sizeof t->dir, "/tmp/rk-notify-test.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(t->dir));
     snprintf(t->sock_path, sizeof t->sock_path, "%s/notify.sock", t->dir);
@@ -65,6 +68,7 @@ static void start(struct notify_test *t, const char *watchdog_usec, const char *
     t->node = fork();
     ck_assert_int_ge(t->node, 0);
     if (t->node == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test (its process exits) leaves no node behind */
         setenv("NOTIFY_SOCKET", t->sock_path, 1);
         setenv("WATCHDOG_USEC", watchdog_usec, 1);
         if (env_extra)
@@ -76,11 +80,9 @@ static void start(struct notify_test *t, const char *watchdog_usec, const char *
 }
 
 /* The next message (NUL-terminated in buf); fails the test when none comes
- * within the bound or the node exits. */
+ * before t->until (the test's hang guard) or the node exits. */
 static void next_msg(struct notify_test *t, char *buf)
 {
-    uint64_t until = mono_ms() + BOUND_MS;
-
     for (;;) {
         ssize_t len = recv(t->sock, buf, MSG_MAX - 1, 0);
         if (len >= 0) {
@@ -88,7 +90,7 @@ static void next_msg(struct notify_test *t, char *buf)
             return;
         }
         ck_assert_msg(waitpid(t->node, NULL, WNOHANG) == 0, "the node exited");
-        ck_assert_msg(mono_ms() < until, "no message from the node");
+        ck_assert_msg(mono_ms() < t->until, "no message (or not the one awaited) from the node");
     }
 }
 
@@ -111,8 +113,8 @@ static void write_records(struct notify_test *t, int n)
     char key[32], val[64];
 
     /* the node creates the ring as it starts: bounded polling until it is there */
-    for (uint64_t until = mono_ms() + BOUND_MS; rk_ring_attach(t->ring, &(rk_ring_opts){.producer = "eng"}, &r);) {
-        ck_assert_msg(mono_ms() < until, "the node never created ring %s", t->ring);
+    while (rk_ring_attach(t->ring, &(rk_ring_opts){.producer = "eng"}, &r)) {
+        ck_assert_msg(mono_ms() < t->until, "the node never created ring %s", t->ring);
         ck_assert_msg(waitpid(t->node, NULL, WNOHANG) == 0, "the node exited");
         usleep(20 * 1000);
     }
@@ -125,6 +127,18 @@ static void write_records(struct notify_test *t, int n)
     }
     ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_MS), 0);
     rk_ring_detach(r);
+}
+
+/* Removes what start() made, the ring the node left included. */
+static void cleanup(struct notify_test *t)
+{
+    char path[128], cmd[128];
+
+    close(t->sock);
+    snprintf(path, sizeof path, "/dev/shm/ringkeep.%s", t->ring);
+    unlink(path);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->dir);
+    ck_assert_int_eq(system(cmd), 0);
 }
 
 /* SIGTERM: STOPPING=1 comes with a STATUS saying the node stops, then the
@@ -146,10 +160,7 @@ static void stop_node(struct notify_test *t, int *n_watchdog)
     ck_assert_msg(strstr(status, "stopping: applying what is journaled"), "STOPPING with STATUS=%s", status);
     ck_assert_int_eq(waitpid(t->node, &ws, 0), t->node);
     ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "the node's wait status %d", ws);
-    close(t->sock);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->dir);
-    ck_assert_int_eq(system(cmd), 0);
+    cleanup(t);
 }
 
 /* READY with the role, epoch and ring; STATUS following journal and apply
@@ -196,7 +207,7 @@ START_TEST(test_notify_ready_status_stopping)
 }
 END_TEST
 
-/* Apply held back (the test hook sleeps 1.5 s before each step) while the
+/* Apply held back (the test hook sleeps 600 ms before each step) while the
  * journal is ahead: past the watchdog interval (200 ms) the ticks say
  * "unhealthy" and carry no WATCHDOG=1; once apply catches up they feed it
  * again. */
@@ -241,10 +252,7 @@ START_TEST(test_notify_silent_without_socket)
     ck_assert_int_eq(waitpid(t.node, &ws, 0), t.node);
     ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "the node's wait status %d", ws);
     ck_assert_int_lt(recv(t.sock, msg, sizeof msg, MSG_DONTWAIT), 0);
-    close(t.sock);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t.dir);
-    ck_assert_int_eq(system(cmd), 0);
+    cleanup(&t);
 }
 END_TEST
 
