@@ -27,8 +27,9 @@ packages=(build-essential cmake ninja-build pkg-config
           python3-zmq python3-msgpack python3-zstandard python3-xxhash
           # automatic failover ([ha]): etcd, the coordinator, and libcurl for its v3 JSON gateway
           libcurl4-openssl-dev etcd-server
-          # the man page (scdoc), sd_notify (libsystemd-dev), systemd-analyze for the unit test (systemd)
-          scdoc libsystemd-dev systemd)
+          # the man page (scdoc), sd_notify (libsystemd-dev), systemd-analyze for the unit test (systemd;
+          # it looks the unit's Documentation= man page up with man-db's man)
+          scdoc libsystemd-dev systemd man-db)
 
 install_missing() {
     local missing=()
