@@ -97,7 +97,8 @@ for ((k = 1; k <= rounds; k++)); do
     rings+=("$ring" "$sring")
     common=(--set ring.capacity=16M --set replication.heartbeat_ms=100 --log-level info)
     primary_args=(--data-dir "$d/p" --ring "$ring" "${common[@]}" --set replication.publish="ipc://$d/publish"
-        --set replication.serve="ipc://$d/serve" --set replication.min_replicas=1)
+        --set replication.serve="ipc://$d/serve" --set replication.min_replicas=1
+        --set replication.insecure_acks=yes) # ipc in this run's own directory
     "$rk" node "${primary_args[@]}" 2>>"$d/p.log" &
     primary=$!
     pids+=("$primary")

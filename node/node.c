@@ -408,6 +408,12 @@ int repl_node_run(const struct node_config *c)
     struct node_handover open = {0};
     int rc = ha_begin(c);
 
+    if (c->repl_min_replicas && !c->curve && c->insecure_acks)
+        log_msg(LOG_WARN,
+                "acknowledgements are not authenticated (insecure_acks = yes without curve): any peer that "
+                "reaches the serve endpoint can ack under a standby's name and make RK_REPLICATED return "
+                "for records no standby holds",
+                "min_replicas=%" PRIu32, c->repl_min_replicas);
     if (rc)
         return 1;
     if (strcmp(c->role, "standby") != 0) {

@@ -110,6 +110,7 @@ static const struct key_spec keys[] = {
     {"replication", "curve_public_key", KEY_Z85, FIELD(curve_public_key), 0, 0, false, ""},
     {"replication", "curve_server_key", KEY_Z85, FIELD(curve_server_key), 0, 0, false, ""},
     {"replication", "authorized_keys", KEY_FILE, FIELD(curve_authorized_keys), 0, 0, false, ""},
+    {"replication", "insecure_acks", KEY_BOOL, FIELD(insecure_acks), 0, 0, false, "no"},
     {"replication", "on_higher_epoch", KEY_ON_HIGHER, FIELD(rejoin_on_higher_epoch), 0, 0, false, "exit"},
     {"ha", "etcd", KEY_URLS, FIELD(ha_etcd), 0, 0, false, ""},
     {"ha", "cluster", KEY_HA_NAME, FIELD(ha_cluster), 0, 0, false, ""},
@@ -893,6 +894,17 @@ int node_config_check(const struct node_config *c, char *err, size_t err_size)
     if (!standby && c->repl_min_replicas && !c->repl_serve[0]) {
         put_error(err, err_size,
                   "%s: [replication] min_replicas = %" PRIu32 ": needs publish and serve (standbys to ack)",
+                  where, c->repl_min_replicas);
+        return RK_EINVAL;
+    }
+    if (c->repl_min_replicas && !c->curve && !c->insecure_acks) {
+        /* without CURVE any peer may say HELLO under a standby's name and
+         * acknowledge what it does not hold (RK_REPLICATED would lie) */
+        put_error(err, err_size,
+                  "%s: [replication] min_replicas = %" PRIu32 " without curve: acknowledgements would not be "
+                  "authenticated (any peer could ack under a standby's name); set curve = yes with each "
+                  "standby's key bound to its node_id in authorized_keys, or insecure_acks = yes on a "
+                  "network only trusted peers reach",
                   where, c->repl_min_replicas);
         return RK_EINVAL;
     }

@@ -71,6 +71,8 @@ struct node_config {
     char curve_public_key[CONFIG_Z85_KEY + 1];          /* curve_public_key: this node's (Z85) */
     char curve_server_key[CONFIG_Z85_KEY + 1];          /* curve_server_key: a standby: the primary's public key */
     char curve_authorized_keys[PATH_MAX];               /* authorized_keys: a primary: file of client public keys */
+    bool insecure_acks;                                 /* insecure_acks: min_replicas > 0 without curve allowed
+                                                           (acks unauthenticated; warned at every start) */
     /* [ha] (automatic failover through etcd; ha_etcd "": off, nothing changes) */
     char ha_etcd[CONFIG_ENDPOINT_MAX + 1];  /* etcd: etcd client URLs, comma-separated */
     char ha_cluster[RK_NAME_MAX + 1];       /* cluster: keys live under /ringkeep/<cluster>/ */
@@ -131,7 +133,8 @@ int node_config_listen_addr(const char *text, struct sockaddr_storage *out, char
  * number in its range, for a struct filled by code), [replication] keys
  * consistent with the role (a standby needs primary_publish, primary_serve
  * and node_id; primary_publish and primary_serve list as many endpoints;
- * publish and serve go together; min_replicas > 0 needs them;
+ * publish and serve go together; min_replicas > 0 needs them, and curve =
+ * yes or insecure_acks = yes;
  * curve = yes needs the role's whole key set, and keys need curve = yes;
  * on_higher_epoch = rejoin needs what a standby needs; [ha] needs cluster,
  * a name, and what both a primary and a standby need, ring name included).  Returns 0 or RK_EINVAL with a

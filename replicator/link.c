@@ -102,6 +102,16 @@ int link_recv(void *sock, int with_route, struct link_in *in, char *why, size_t 
         }
         n_parts++;
     }
+    if (with_route && in->n_frames) {
+        /* what the connection's handshake set (the routing id frame is
+         * the ROUTER's own and carries none) */
+        const char *user = zmq_msg_gets(&in->frames[0], "User-Id");
+        const char *address = zmq_msg_gets(&in->frames[0], "Peer-Address");
+        if (user && strlen(user) <= WIRE_NAME_MAX)
+            snprintf(in->user_id, sizeof in->user_id, "%s", user);
+        if (address)
+            snprintf(in->peer_address, sizeof in->peer_address, "%s", address);
+    }
     if (bad || in->n_frames != 2) {
         snprintf(why, why_size, "%d frames where a message has %d", n_parts, with_route ? 3 : 2);
         return RK_ECORRUPT;

@@ -36,10 +36,15 @@ struct link_in {
     int n_frames;        /* initialised frames to close */
     struct wire_msg m;
     int decoded;
+    /* CURVE: the node_id the primary's ZAP handler bound to the sender's
+     * key (ZeroMQ's "User-Id" property of the message), "" when none */
+    char user_id[WIRE_NAME_MAX + 1];
+    char peer_address[64]; /* its "Peer-Address" (IP for tcp), "" when unknown */
 };
 
 /* Receives one whole multipart message without blocking.  with_route: a
- * ROUTER's, whose first frame is the sender's routing id.  Returns 0 (m
+ * ROUTER's, whose first frame is the sender's routing id; user_id is set
+ * from the message's "User-Id" property (ZAP's answer for that peer).  Returns 0 (m
  * decoded), EAGAIN (nothing waiting), RK_ECORRUPT / RK_EVERSION (a message
  * was read and is malformed: why says what; route is set when known), or
  * another errno.  link_in_free in every case. */

@@ -71,6 +71,10 @@
 #define SEQ_CACHE 8192          /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
 #define RECV_BURST 256          /* requests served before looking at the eventfd again */
 #define PEER_SILENT_BEATS 20    /* a standby silent this many heartbeats is forgotten (it acks each one) */
+#define PEER_LIVE_BEATS 3       /* a standby heard within this many heartbeats ... */
+#define PEER_LIVE_MIN_NS 1000000000ull /* ... and this long keeps its node_id from other connections */
+#define PEER_LOG_SLOTS 64       /* peers whose refusals are counted for rate-limited log lines */
+#define PEER_LOG_INTERVAL_S 10u /* at most one line per peer per this many seconds (with a count) */
 
 struct peer {
     int used;
@@ -80,6 +84,22 @@ struct peer {
     uint64_t acked_seq; /* highest durable_seq it acknowledged */
     uint64_t acked_lsn; /* the LSN that covers */
     uint64_t heard_ns;  /* monotonic: its last message */
+};
+
+/* A line of authorized_keys: a client key and the node_id bound to it. */
+struct authorized_key {
+    uint8_t key[32];
+    char id[WIRE_NAME_MAX + 1]; /* "": none (the key may monitor, not act as a standby) */
+};
+
+/* Refusals of one peer (a routing id: one connection), logged at most
+ * once per PEER_LOG_INTERVAL_S with how many there were. */
+struct peer_log {
+    uint8_t route[LINK_ROUTE_MAX + 1];
+    size_t route_len;
+    uint64_t n_since;   /* refusals since its last line */
+    uint64_t logged_ns; /* monotonic: its last line (0: none yet) */
+    uint64_t used;      /* log_clock when last used: the least recently used slot is reused */
 };
 
 struct seq_info {
@@ -98,7 +118,7 @@ struct repl_primary {
     ring_owner *ring;
     void *ctx, *pub, *router;
     void *zap;                 /* CURVE: the ZAP handler (inproc://zeromq.zap.01), NULL without CURVE */
-    uint8_t (*authorized)[32]; /* CURVE: client public keys allowed */
+    struct authorized_key *authorized; /* CURVE: client public keys allowed */
     size_t n_authorized;
     uint64_t n_refused_keys;
     int efd;
@@ -116,6 +136,11 @@ struct repl_primary {
     uint64_t replicated_lsn;
     uint64_t start_ns;
     uint64_t n_dropped_peers;
+    uint64_t n_hellos_refused;    /* HELLO under a node_id not the peer's (WIRE_ERR_IDENTITY) */
+    uint64_t n_lower_epoch;       /* requests of a lower epoch refused */
+    uint64_t n_higher_epoch;      /* requests of a higher epoch (this primary steps down) */
+    struct peer_log peer_logs[PEER_LOG_SLOTS];
+    uint64_t log_clock;
     _Atomic uint64_t needed_from; /* lowest acked_seq + 1 of the known standbys (UINT64_MAX: none) */
     int has_newest;
     struct wire_checkpoint newest; /* producers owned */
@@ -281,12 +306,50 @@ static void update_needed(struct repl_primary *p)
     atomic_store(&p->needed_from, needed);
 }
 
+/* A refusal of peer in: counted, and logged unless this peer had a line
+ * less than PEER_LOG_INTERVAL_S ago (its next line then says how many
+ * there were: a flood neither fills the log nor goes unseen). */
+static void peer_event(struct repl_primary *p, const struct link_in *in, int level, const char *msg,
+                       const char *detail)
+{
+    struct peer_log *slot = &p->peer_logs[0];
+    uint64_t now = link_monotonic_ns();
+    char route[2 * 32 + 1] = "";
+    int found = 0;
+
+    for (size_t i = 0; i < PEER_LOG_SLOTS && !found; i++) {
+        struct peer_log *l = &p->peer_logs[i];
+        if (l->used && l->route_len == in->route_len && memcmp(l->route, in->route, in->route_len) == 0) {
+            slot = l;
+            found = 1;
+        } else if (l->used < slot->used) {
+            slot = l;
+        }
+    }
+    if (!found) {
+        memset(slot, 0, sizeof *slot);
+        memcpy(slot->route, in->route, in->route_len);
+        slot->route_len = in->route_len;
+    }
+    slot->used = ++p->log_clock;
+    slot->n_since++;
+    if (slot->logged_ns && now - slot->logged_ns < (uint64_t)PEER_LOG_INTERVAL_S * 1000000000u)
+        return;
+    for (size_t i = 0; i < in->route_len && i < 32; i++)
+        snprintf(route + 2 * i, 3, "%02x", in->route[i]);
+    log_msg(level, msg, "peer=%s address=\"%s\" count=%" PRIu64 " interval_s=%u %s", route, in->peer_address,
+            slot->n_since, PEER_LOG_INTERVAL_S, detail);
+    slot->n_since = 0;
+    slot->logged_ns = now;
+}
+
 static void drop_peer(struct repl_primary *p, const struct link_in *in, const char *why)
 {
     struct peer *peer = peer_by_route(p, in->route, in->route_len);
+    char detail[WIRE_NAME_MAX + 600];
 
-    log_msg(LOG_WARN, "bad message from a peer: dropped", "standby=\"%s\" error=\"%s\"",
-            peer ? peer->id : "(unknown)", why);
+    snprintf(detail, sizeof detail, "standby=\"%s\" error=\"%s\"", peer ? peer->id : "(unknown)", why);
+    peer_event(p, in, LOG_WARN, "bad message from a peer: dropped", detail);
     if (peer)
         memset(peer, 0, sizeof *peer);
     if (in->route_len) {
@@ -402,19 +465,93 @@ static int hello_matches(struct repl_primary *p, const struct wire_hello *h, uin
     return same;
 }
 
+/* Whether a standby was heard lately enough to keep its node_id from
+ * another connection (it acks every heartbeat). */
+static int peer_live(const struct repl_primary *p, const struct peer *peer, uint64_t now)
+{
+    uint64_t live = (uint64_t)p->c->repl_heartbeat_ms * 1000000u * PEER_LIVE_BEATS;
+    return now - peer->heard_ns < (live > PEER_LIVE_MIN_NS ? live : PEER_LIVE_MIN_NS);
+}
+
+/* The slot a HELLO from connection in takes, or NULL with the refusal's
+ * code and reason.  A node_id is one standby's:
+ *   - with CURVE, only the connection whose key authorized_keys binds to it
+ *     may use it (a key acks only for its own id); a new connection of
+ *     that key takes the slot over at once (the standby, reconnected);
+ *   - without CURVE, a connection takes over an id held by another only
+ *     once the holder has been silent PEER_LIVE_BEATS heartbeats (and
+ *     PEER_LIVE_MIN_NS), so another peer's HELLO under a live standby's
+ *     name neither resets its acks nor takes its route.
+ * A full table gives up its least recently heard silent slot; with CURVE
+ * ids are bound keys' (at most WIRE_MAX_STANDBYS), so it never fills with
+ * names no key holds. */
+static struct peer *hello_slot(struct repl_primary *p, const struct link_in *in, uint32_t *code, char *why,
+                               size_t why_size)
+{
+    const char *id = in->m.u.hello.node_id;
+    uint64_t now = link_monotonic_ns();
+    struct peer *peer = peer_by_route(p, in->route, in->route_len), *holder = NULL, *slot = NULL, *oldest = NULL;
+
+    *code = WIRE_ERR_IDENTITY;
+    if (p->zap && strcmp(in->user_id, id) != 0) {
+        if (in->user_id[0])
+            snprintf(why, why_size, "node_id \"%s\" is not the one authorized_keys binds to this CURVE key", id);
+        else
+            snprintf(why, why_size,
+                     "node_id \"%s\": this CURVE key is bound to no node_id in authorized_keys (it may monitor, "
+                     "not act as a standby)",
+                     id);
+        return NULL;
+    }
+    if (peer && strcmp(peer->id, id) != 0) {
+        memset(peer, 0, sizeof *peer); /* the connection takes another name: its old one is free */
+        update_needed(p);
+        peer = NULL;
+    }
+    if (peer)
+        return peer;
+    for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++) {
+        struct peer *q = &p->peers[i];
+        if (q->used && strcmp(q->id, id) == 0)
+            holder = q;
+        else if (!q->used && !slot)
+            slot = q; /* a free one */
+    }
+    if (holder) {
+        if (p->zap || !peer_live(p, holder, now))
+            return holder;
+        snprintf(why, why_size, "node_id \"%s\" is held by a live connection; say HELLO again later", id);
+        return NULL;
+    }
+    for (size_t i = 0; !slot && i < WIRE_MAX_STANDBYS; i++) /* full: the least recently heard silent one */
+        if (!peer_live(p, &p->peers[i], now) && (!oldest || p->peers[i].heard_ns < oldest->heard_ns))
+            oldest = &p->peers[i];
+    if (!slot && oldest) {
+        slot = oldest;
+        log_msg(LOG_INFO, "silent standby forgotten for a new one", "standby=\"%s\" acked_seq=%" PRIu64,
+                slot->id, slot->acked_seq);
+        memset(slot, 0, sizeof *slot);
+        update_needed(p);
+    }
+    if (!slot) {
+        *code = WIRE_ERR_BAD_REQUEST;
+        snprintf(why, why_size, "too many standbys (%u, every one live)", WIRE_MAX_STANDBYS);
+    }
+    return slot;
+}
+
 static void on_hello(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
 {
     const struct wire_hello *h = &in->m.u.hello;
-    struct peer *peer = peer_by_route(p, in->route, in->route_len);
+    char why[WIRE_TEXT_MAX + 1], detail[WIRE_TEXT_MAX + 32];
+    uint32_t code = 0;
+    struct peer *peer = hello_slot(p, in, &code, why, sizeof why);
 
-    for (size_t i = 0; !peer && i < WIRE_MAX_STANDBYS; i++)
-        if (p->peers[i].used && strcmp(p->peers[i].id, h->node_id) == 0)
-            peer = &p->peers[i]; /* the same standby, reconnected */
-    for (size_t i = 0; !peer && i < WIRE_MAX_STANDBYS; i++)
-        if (!p->peers[i].used)
-            peer = &p->peers[i];
     if (!peer) {
-        reply_error(p, in, WIRE_ERR_BAD_REQUEST, "too many standbys");
+        p->n_hellos_refused++;
+        snprintf(detail, sizeof detail, "error=\"%s\"", why);
+        peer_event(p, in, LOG_WARN, "HELLO refused", detail);
+        reply_error(p, in, code, why);
         return;
     }
     if (!peer->used || strcmp(peer->id, h->node_id) != 0) {
@@ -607,13 +744,18 @@ static void serve(struct repl_primary *p)
         } else if (is_dropped(p, &in, in.m.type == WIRE_HELLO)) {
             log_msg(LOG_DEBUG, "message from a dropped peer ignored", "type=%s", wire_type_name(in.m.type));
         } else if (wire_check_epoch(p->epoch, in.m.epoch, &newer, why, sizeof why) != 0) {
-            log_msg(LOG_WARN, "request from a lower epoch refused", "error=\"%s\"", why);
+            char detail[600];
+            p->n_lower_epoch++;
+            snprintf(detail, sizeof detail, "error=\"%s\"", why);
+            peer_event(p, &in, LOG_WARN, "request from a lower epoch refused", detail);
             reply_error(p, &in, WIRE_ERR_EPOCH, "your epoch is lower than mine");
         } else if (newer) {
             /* another node was promoted: this one steps down (the node
              * fences its ring); the request is not served */
-            log_msg(LOG_ERROR, "request from a higher epoch: another node was promoted",
-                    "epoch=%" PRIu64 " theirs=%" PRIu64, p->epoch, in.m.epoch);
+            char detail[96];
+            p->n_higher_epoch++;
+            snprintf(detail, sizeof detail, "epoch=%" PRIu64 " theirs=%" PRIu64, p->epoch, in.m.epoch);
+            peer_event(p, &in, LOG_ERROR, "request from a higher epoch: another node was promoted", detail);
             if (p->higher_epoch)
                 p->higher_epoch(p->higher_epoch_arg, in.m.epoch);
         } else if (in.m.type == WIRE_HELLO) {
@@ -638,20 +780,26 @@ static void serve(struct repl_primary *p)
 
 /* ------------------------------------------------------------ CURVE */
 
-/* Reads the authorized_keys file: one Z85 key per line, '#' comments. */
+/* Reads the authorized_keys file: one Z85 key per line, optionally followed
+ * by blanks and the node_id the key is bound to; '#' comments.  A key
+ * listed twice is refused (which id would it have?); at most
+ * WIRE_MAX_STANDBYS distinct ids, so that the standbys' table always has a
+ * slot for each bound id. */
 static int load_authorized(struct repl_primary *p)
 {
     FILE *f = fopen(p->c->curve_authorized_keys, "re");
     char line[256];
     unsigned lineno = 0;
+    int rc = 0;
 
     if (!f) {
+        rc = errno;
         log_msg(LOG_ERROR, "cannot read authorized_keys", "file=\"%s\" error=\"%s\"",
-                p->c->curve_authorized_keys, strerror(errno));
-        return errno;
+                p->c->curve_authorized_keys, strerror(rc));
+        return rc;
     }
     while (fgets(line, sizeof line, f)) {
-        size_t len = strcspn(line, "\r\n");
+        size_t len = strcspn(line, "\r\n"), n_ids = 0;
         lineno++;
         line[len] = '\0';
         while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
@@ -660,24 +808,64 @@ static int load_authorized(struct repl_primary *p)
             continue;
         void *grown = realloc(p->authorized, (p->n_authorized + 1) * sizeof *p->authorized);
         if (!grown) {
-            fclose(f);
-            return ENOMEM;
+            rc = ENOMEM;
+            goto out;
         }
         p->authorized = grown;
-        if (len != CONFIG_Z85_KEY || !zmq_z85_decode(p->authorized[p->n_authorized], line)) {
+        struct authorized_key *k = &p->authorized[p->n_authorized];
+        const char *id = line + CONFIG_Z85_KEY;
+        memset(k, 0, sizeof *k);
+        if (len < CONFIG_Z85_KEY || (len > CONFIG_Z85_KEY && *id != ' ' && *id != '\t')) {
             log_msg(LOG_ERROR, "authorized_keys: not a CURVE public key (40 characters of Z85)",
                     "file=\"%s\" line=%u", p->c->curve_authorized_keys, lineno);
-            fclose(f);
-            return RK_EINVAL;
+            rc = RK_EINVAL;
+            goto out;
+        }
+        id += len > CONFIG_Z85_KEY; /* past the blank the key is cut at */
+        line[CONFIG_Z85_KEY] = '\0';
+        if (!zmq_z85_decode(k->key, line)) {
+            log_msg(LOG_ERROR, "authorized_keys: not a CURVE public key (40 characters of Z85)",
+                    "file=\"%s\" line=%u", p->c->curve_authorized_keys, lineno);
+            rc = RK_EINVAL;
+            goto out;
+        }
+        id += strspn(id, " \t");
+        if (strlen(id) > WIRE_NAME_MAX || strcspn(id, " \t") != strlen(id)) {
+            log_msg(LOG_ERROR, "authorized_keys: a node_id after the key is 1 to 47 bytes without blanks",
+                    "file=\"%s\" line=%u", p->c->curve_authorized_keys, lineno);
+            rc = RK_EINVAL;
+            goto out;
+        }
+        snprintf(k->id, sizeof k->id, "%s", id);
+        for (size_t i = 0; i < p->n_authorized; i++) {
+            if (memcmp(p->authorized[i].key, k->key, sizeof k->key) == 0) {
+                log_msg(LOG_ERROR, "authorized_keys: a key is listed twice (one line per key)",
+                        "file=\"%s\" line=%u", p->c->curve_authorized_keys, lineno);
+                rc = RK_EINVAL;
+                goto out;
+            }
         }
         p->n_authorized++;
+        for (size_t i = 0; i < p->n_authorized; i++) {
+            int first = p->authorized[i].id[0] != '\0';
+            for (size_t j = 0; first && j < i; j++)
+                first = strcmp(p->authorized[j].id, p->authorized[i].id) != 0;
+            n_ids += first;
+        }
+        if (n_ids > WIRE_MAX_STANDBYS) {
+            log_msg(LOG_ERROR, "authorized_keys: more node_ids than a primary has standby slots",
+                    "file=\"%s\" line=%u max=%u", p->c->curve_authorized_keys, lineno, WIRE_MAX_STANDBYS);
+            rc = RK_EINVAL;
+            goto out;
+        }
     }
-    fclose(f);
     if (!p->n_authorized) {
         log_msg(LOG_ERROR, "authorized_keys holds no key", "file=\"%s\"", p->c->curve_authorized_keys);
-        return RK_EINVAL;
+        rc = RK_EINVAL;
     }
-    return 0;
+out:
+    fclose(f);
+    return rc;
 }
 
 /* One ZAP request (RFC 27): frames version, request id, domain, address,
@@ -705,11 +893,12 @@ static void serve_zap(struct repl_primary *p)
     }
     if (n < 2)
         goto out;
-    int ok = 0;
+    const struct authorized_key *ok = NULL;
     if (n >= 7 && zmq_msg_size(&frames[5]) == 5 && memcmp(zmq_msg_data(&frames[5]), "CURVE", 5) == 0 &&
         zmq_msg_size(&frames[6]) == 32)
         for (size_t i = 0; i < p->n_authorized && !ok; i++)
-            ok = memcmp(p->authorized[i], zmq_msg_data(&frames[6]), 32) == 0;
+            if (memcmp(p->authorized[i].key, zmq_msg_data(&frames[6]), 32) == 0)
+                ok = &p->authorized[i];
     if (!ok) {
         p->n_refused_keys++;
         log_msg(LOG_WARN, "CURVE peer refused: key not in authorized_keys", NULL);
@@ -718,7 +907,9 @@ static void serve_zap(struct repl_primary *p)
     zmq_send(p->zap, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), ZMQ_SNDMORE);
     zmq_send(p->zap, ok ? "200" : "400", 3, ZMQ_SNDMORE);
     zmq_send(p->zap, ok ? "OK" : "not authorized", ok ? 2 : 14, ZMQ_SNDMORE);
-    zmq_send(p->zap, "", 0, ZMQ_SNDMORE);
+    /* the user id: the node_id the key is bound to, which every message
+     * of that connection then carries ("User-Id", link_in.user_id) */
+    zmq_send(p->zap, ok ? ok->id : "", ok ? strlen(ok->id) : 0, ZMQ_SNDMORE);
     zmq_send(p->zap, "", 0, 0);
 out:
     for (int i = 0; i < n; i++)
@@ -796,10 +987,12 @@ static void heartbeat(struct repl_primary *p)
             list = NULL;
         }
     extra =
-        list ? json_pack("{s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
+        list ? json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
                          json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)), "n_standbys",
-                         json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "curve",
-                         p->zap != NULL, "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
+                         json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "hellos_refused",
+                         json_uint(p->n_hellos_refused), "lower_epoch_refused", json_uint(p->n_lower_epoch),
+                         "higher_epoch_requests", json_uint(p->n_higher_epoch), "curve", p->zap != NULL,
+                         "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
              : NULL; /* "o" steals list, even when json_pack fails */
     members = status_members(p->c);
     if (!members || !extra || json_object_update(members, extra) != 0) {
@@ -925,15 +1118,14 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
         return rc;
     }
     {
-        /* requests are small: a peer sending more is cut by ZeroMQ; a
-         * standby that reconnects with its id takes over the old
-         * connection (a half-open one from a crashed host would otherwise
-         * shadow it: libzmq ignores a second peer with the same id);
-         * ZMTP heartbeats find dead connections */
+        /* requests are small: a peer sending more is cut by ZeroMQ;
+         * routing ids are the ROUTER's own (standbys set none, and no
+         * ZMQ_ROUTER_HANDOVER: a peer choosing a standby's routing id
+         * would take its connection over), node_ids are HELLO's
+         * (hello_slot); ZMTP heartbeats find dead connections */
         int64_t max_req = ROUTER_MAX_REQUEST;
-        int one = 1, ivl = 1000, timeout = 5000;
+        int ivl = 1000, timeout = 5000;
         if (zmq_setsockopt(p->router, ZMQ_MAXMSGSIZE, &max_req, sizeof max_req) ||
-            zmq_setsockopt(p->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one) ||
             zmq_setsockopt(p->router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
             zmq_setsockopt(p->router, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout) ||
             zmq_setsockopt(p->pub, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||

@@ -127,6 +127,7 @@ struct repl_standby {
     size_t pend_len, pend_cap, n_pend;
     size_t pend_off[PEND_MAX_ENTRIES], pend_lens[PEND_MAX_ENTRIES];
     uint64_t acked_seq;               /* last ACK sent */
+    uint64_t hb_acks[2];              /* the ACKs sent at the last two heartbeats, older first */
     uint64_t primary_seq;             /* highest entry we know the primary holds */
     uint64_t behind_ns;               /* since when last_seq < primary_seq (0: caught up) */
     int welcomed;                     /* WELCOME received since the last HELLO */
@@ -274,6 +275,7 @@ static void send_hello(struct repl_standby *sb)
     sb->following = 0;
     sb->fetching = 0;
     sb->hello_ns = link_monotonic_ns();
+    sb->hb_acks[0] = sb->hb_acks[1] = 0; /* what HELLO says replaces them */
 }
 
 static void standby_fetch(struct repl_standby *sb)
@@ -915,8 +917,12 @@ static void on_heartbeat(struct repl_standby *sb, const struct wire_heartbeat *h
     compare_digest(sb);
     for (uint32_t i = 0; i < hb->n_standbys; i++) {
         const struct wire_standby *w = &hb->standbys[i];
+        /* listed, but short of what we acked two heartbeats ago: our
+         * acks no longer reach our slot (this connection was replaced,
+         * e.g. a reconnect: its new routing id is not the one our HELLO
+         * came from); HELLO again */
         if (strcmp(w->id, sb->c->repl_node_id) == 0)
-            listed = 1;
+            listed = w->acked_seq >= sb->hb_acks[0] || w->acked_seq >= hb->journal_seq ? 1 : -1;
         else if (!other || w->acked_seq > other->acked_seq)
             other = w;
     }
@@ -926,10 +932,14 @@ static void on_heartbeat(struct repl_standby *sb, const struct wire_heartbeat *h
     sb->other_acked = other ? other->acked_seq : 0;
     sb->other_hb_epoch = epoch;
     pthread_mutex_unlock(&sb->lock);
-    if (sb->welcomed && !sb->bootstrapping)
+    sb->hb_acks[0] = sb->hb_acks[1];
+    sb->hb_acks[1] = 0;
+    if (sb->welcomed && !sb->bootstrapping) {
         send_ack(sb, 1); /* also tells the primary we are alive */
+        sb->hb_acks[1] = sb->acked_seq;
+    }
     /* a primary that restarted has forgotten us: say HELLO again */
-    if (!listed && sb->welcomed && link_monotonic_ns() - sb->hello_ns > HELLO_RETRY_NS)
+    if (listed != 1 && sb->welcomed && link_monotonic_ns() - sb->hello_ns > HELLO_RETRY_NS)
         send_hello(sb);
 }
 
@@ -1219,8 +1229,10 @@ static int open_sockets(struct repl_standby *sb)
                              (rc = link_curve_client(pe->dealer, sb->c->curve_server_key,
                                                      sb->c->curve_public_key, sb->c->curve_secret_key))))
             return rc;
-        if (zmq_setsockopt(pe->dealer, ZMQ_ROUTING_ID, sb->c->repl_node_id, strlen(sb->c->repl_node_id)) ||
-            zmq_setsockopt(pe->sub, ZMQ_SUBSCRIBE, "rk.h", 4) || zmq_connect(pe->sub, pe->publish) ||
+        /* no ZMQ_ROUTING_ID: the primary's ROUTER picks one per
+         * connection (a routing id a peer chooses could be chosen by
+         * another); HELLO names us */
+        if (zmq_setsockopt(pe->sub, ZMQ_SUBSCRIBE, "rk.h", 4) || zmq_connect(pe->sub, pe->publish) ||
             zmq_connect(pe->dealer, pe->serve))
             return zmq_errno();
     }

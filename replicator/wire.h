@@ -82,6 +82,8 @@ enum wire_error_code {
     WIRE_ERR_NOT_PRIMARY = 4, /* this node is not the primary */
     WIRE_ERR_BAD_REQUEST = 5, /* the request decoded but cannot be served (from_seq > to_seq, ...) */
     WIRE_ERR_VERSION = 6,     /* your protocol version is not mine (mine is the message's) */
+    WIRE_ERR_IDENTITY = 7,    /* HELLO: that node_id is not yours (held by a live connection, or not
+                                 bound to your CURVE key); not counted, say HELLO again later */
 };
 
 struct wire_producer {

@@ -369,7 +369,7 @@ static const char *const all_keys[][2] = {
     {"replication", "primary_serve"}, {"replication", "node_id"}, {"replication", "min_replicas"},
     {"replication", "heartbeat_ms"}, {"replication", "curve"}, {"replication", "curve_secret_key"},
     {"replication", "curve_public_key"}, {"replication", "curve_server_key"}, {"replication", "authorized_keys"},
-    {"replication", "on_higher_epoch"},
+    {"replication", "insecure_acks"},  {"replication", "on_higher_epoch"},
     {"ha", "etcd"}, {"ha", "cluster"}, {"ha", "name"}, {"ha", "ttl_ms"}, {"ha", "max_lag_entries"}, {"metrics", "listen"},
 };
 #define N_ALL_KEYS (sizeof all_keys / sizeof all_keys[0])
@@ -832,7 +832,7 @@ START_TEST(unknown_section_and_key_in_a_longer_file)
     ck_assert_str_eq(err, expect("%s:5: [replication] peer = b:7000: unknown key (keys in [replication] are "
                                  "publish, serve, primary_publish, primary_serve, node_id, min_replicas, "
                                  "heartbeat_ms, curve, curve_secret_key, curve_public_key, curve_server_key, "
-                                 "authorized_keys, on_higher_epoch)",
+                                 "authorized_keys, insecure_acks, on_higher_epoch)",
                                  ini_path));
     ck_assert_int_eq(load_text("[node]\nrole = primary\n[replica]\npeer = b:7000\n", &c), RK_EINVAL);
     ck_assert_str_eq(err, expect("%s:4: [replica] peer = b:7000: " R_SECTIONS, ini_path));
@@ -1106,6 +1106,18 @@ START_TEST(check_wants_a_ring_name_and_role_primary)
     c.repl_min_replicas = 1;
     ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
     ck_assert_str_eq(err, "configuration: [replication] min_replicas = 1: needs publish and serve (standbys to ack)");
+    /* acks must be authenticated: curve = yes, or insecure_acks = yes said outright */
+    strcpy(c.repl_publish, "tcp://127.0.0.1:7701");
+    strcpy(c.repl_serve, "tcp://127.0.0.1:7702");
+    ck_assert_int_eq(node_config_check(&c, err, sizeof err), RK_EINVAL);
+    ck_assert_str_eq(err, "configuration: [replication] min_replicas = 1 without curve: acknowledgements would not be "
+                          "authenticated (any peer could ack under a standby's name); set curve = yes with each "
+                          "standby's key bound to its node_id in authorized_keys, or insecure_acks = yes on a "
+                          "network only trusted peers reach");
+    c.insecure_acks = true;
+    ck_assert_msg(node_config_check(&c, err, sizeof err) == 0, "%s", err);
+    c.insecure_acks = false;
+    c.repl_publish[0] = c.repl_serve[0] = '\0';
     c.repl_min_replicas = 0;
     /* CURVE half configured */
     c.curve = true;

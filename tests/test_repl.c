@@ -267,7 +267,9 @@ static pid_t spawn(const char *dir, const char *standby_id, const char *const *e
         node_config_defaults(&c);
         int rc = node_config_set(&c, "node", "data_dir", dir, "test", err, sizeof err) ||
                  node_config_set(&c, "node", "log_level", "warn", "test", err, sizeof err) ||
-                 node_config_set(&c, "replication", "heartbeat_ms", "50", "test", err, sizeof err);
+                 node_config_set(&c, "replication", "heartbeat_ms", "50", "test", err, sizeof err) ||
+                 /* loopback only; the CURVE cases authenticate acks anyway */
+                 node_config_set(&c, "replication", "insecure_acks", "yes", "test", err, sizeof err);
         if (standby_id)
             rc = rc || node_config_set(&c, "node", "role", "standby", "test", err, sizeof err) ||
                  node_config_set(&c, "replication", "node_id", standby_id, "test", err, sizeof err) ||
@@ -1334,7 +1336,7 @@ START_TEST(curve_only_authorized_peers_receive_anything)
     snprintf(keys_file, sizeof keys_file, "%s/authorized_keys", primary_dir);
     FILE *f = fopen(keys_file, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "# standby-a\n%s\n", ap);
+    fprintf(f, "# standby-a, bound to its node_id\n%s standby-a\n", ap);
     fclose(f);
     const char *const pextra[] = {
         "replication",      "curve", "yes",         "replication",     "curve_secret_key", ps,  "replication",
@@ -1413,6 +1415,273 @@ START_TEST(curve_only_authorized_peers_receive_anything)
     zmq_close(psub);
     zmq_close(rdealer);
     zmq_ctx_term(ctx);
+    stop_and_check(sb, primary, e.height);
+}
+END_TEST
+
+/* ------------------------------------------------------------ identities */
+
+/* A DEALER (or SUB subscribed to "rk.h") to the primary; with keys (Z85:
+ * the primary's public key, then the client's pair) a CURVE client. */
+static void *peer_socket(void *ctx, int type, const char *server_key, const char *public_key,
+                         const char *secret_key)
+{
+    void *sock = zmq_socket(ctx, type);
+    int linger = 0;
+
+    ck_assert_ptr_nonnull(sock);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (server_key) {
+        ck_assert_int_eq(zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_key, 40), 0);
+        ck_assert_int_eq(zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, public_key, 40), 0);
+        ck_assert_int_eq(zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret_key, 40), 0);
+    }
+    if (type == ZMQ_SUB)
+        ck_assert_int_eq(zmq_setsockopt(sock, ZMQ_SUBSCRIBE, "rk.h", 4), 0);
+    ck_assert_int_eq(zmq_connect(sock, type == ZMQ_SUB ? publish_ep : serve_ep), 0);
+    return sock;
+}
+
+static void send_wire(void *sock, const struct wire_msg *m)
+{
+    uint8_t *body = NULL;
+    size_t body_len = 0;
+    char why[256];
+    const char *name = wire_type_name(m->type);
+
+    ck_assert_msg(wire_encode(m, &body, &body_len, why, sizeof why) == 0, "%s", why);
+    send_frames(sock, name, strlen(name), body, body_len);
+    free(body);
+}
+
+/* Sends HELLO as id (holding nothing) at epoch and returns the reply's
+ * type, with the ERROR code in *code. */
+static enum wire_type hello_as(void *dealer, const char *id, uint64_t epoch, uint32_t *code)
+{
+    struct wire_msg m = {.type = WIRE_HELLO, .epoch = epoch}, got;
+    static uint8_t body[1 << 16];
+
+    snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "%s", id);
+    send_wire(dealer, &m);
+    recv_reply(dealer, &got, body, sizeof body);
+    *code = got.type == WIRE_ERROR ? got.u.error.code : 0;
+    wire_msg_free(&got);
+    return got.type;
+}
+
+/* ACK of seq, then a FETCH answered after it: when this returns, the
+ * primary has handled the ACK (one connection's requests are served in
+ * order). */
+static void ack_and_sync(void *dealer, uint64_t epoch, uint64_t seq)
+{
+    struct wire_msg ack = {.type = WIRE_ACK, .epoch = epoch}, fetch = {.type = WIRE_FETCH, .epoch = epoch}, got;
+    static uint8_t body[16 << 20];
+
+    ack.u.ack.durable_seq = seq;
+    fetch.u.fetch.from_seq = fetch.u.fetch.to_seq = 1;
+    send_wire(dealer, &ack);
+    send_wire(dealer, &fetch);
+    recv_reply(dealer, &got, body, sizeof body);
+    wire_msg_free(&got);
+}
+
+/* The next heartbeat on sub (bounded); *m owns its arrays (wire_msg_free). */
+static void next_heartbeat(void *sub, struct wire_msg *m)
+{
+    static uint8_t body[1 << 20];
+    recv_reply(sub, m, body, sizeof body);
+    ck_assert_int_eq(m->type, WIRE_HEARTBEAT);
+}
+
+/* The acked_seq a heartbeat lists for id; -1 when not listed. */
+static int64_t hb_acked(const struct wire_msg *m, const char *id)
+{
+    for (uint32_t i = 0; i < m->u.heartbeat.n_standbys; i++)
+        if (strcmp(m->u.heartbeat.standbys[i].id, id) == 0)
+            return (int64_t)m->u.heartbeat.standbys[i].acked_seq;
+    return -1;
+}
+
+/* Issue 14, point 9: with CURVE a key acknowledges only for the node_id
+ * authorized_keys binds to it.  Another standby's key (bound to standby-b)
+ * saying HELLO as standby-a, and a monitor's key (bound to none) saying
+ * HELLO at all, are refused with ERROR 7; the first one's ACK of
+ * everything then counts for nothing (RK_REPLICATED does not return).
+ * The key bound to standby-a makes it replicated. */
+START_TEST(curve_key_acks_only_for_its_own_node_id)
+{
+    char pp[41], ps[41], ap[41], as[41], bp[41], bs[41], mp[41], ms[41], keys_file[300];
+    ck_assert_int_eq(zmq_curve_keypair(pp, ps), 0);
+    ck_assert_int_eq(zmq_curve_keypair(ap, as), 0);
+    ck_assert_int_eq(zmq_curve_keypair(bp, bs), 0);
+    ck_assert_int_eq(zmq_curve_keypair(mp, ms), 0);
+    snprintf(keys_file, sizeof keys_file, "%s/authorized_keys", primary_dir);
+    FILE *f = fopen(keys_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s standby-a\n%s\tstandby-b\n# a monitor\n%s\n", ap, bp, mp);
+    fclose(f);
+    const char *const pextra[] = {"replication",      "curve",     "yes",         "replication",
+                                  "curve_secret_key", ps,          "replication", "curve_public_key",
+                                  pp,                 "replication", "authorized_keys", keys_file,
+                                  "replication",      "min_replicas", "1",        NULL};
+    const char *const sextra[] = {"replication", "curve", "yes", "replication", "curve_secret_key", as,
+                                  "replication", "curve_public_key", ap, "replication", "curve_server_key",
+                                  pp, NULL};
+    struct engine e;
+    uint32_t code = 0;
+    pid_t primary = start(primary_dir, NULL, pextra, NULL);
+    char *st = status_of(primary_dir);
+    uint64_t epoch = json_u64(st, "epoch");
+    free(st);
+
+    engine_attach(&e);
+    engine_write(&e, 10);
+    void *ctx = zmq_ctx_new(), *b = peer_socket(ctx, ZMQ_DEALER, pp, bp, bs),
+         *mon = peer_socket(ctx, ZMQ_DEALER, pp, mp, ms);
+    ck_assert_int_eq(hello_as(b, "standby-a", epoch, &code), WIRE_ERROR);
+    ck_assert_uint_eq(code, WIRE_ERR_IDENTITY);
+    ck_assert_int_eq(hello_as(mon, "monitor", epoch, &code), WIRE_ERROR);
+    ck_assert_uint_eq(code, WIRE_ERR_IDENTITY);
+    ack_and_sync(b, epoch, UINT32_MAX); /* everything, and more */
+    ack_and_sync(mon, epoch, UINT32_MAX);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, 0), RK_ETIMEDOUT);
+    wait_status(primary_dir, "\"hellos_refused\":2,"); /* the status as of a heartbeat after them */
+    st = status_of(primary_dir);
+    ck_assert_msg(json_u64(st, "replicated_lsn") < e.lsn && !standby_listed(st, "standby-a"), "primary: %s", st);
+    free(st);
+
+    /* its own id: listed (it holds nothing, so nothing is replicated) */
+    ck_assert_int_eq(hello_as(b, "standby-b", epoch, &code), WIRE_WELCOME);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, 0), RK_ETIMEDOUT);
+    zmq_close(b);
+    zmq_close(mon);
+    zmq_ctx_term(ctx);
+
+    /* the key bound to standby-a */
+    pid_t sb = start(standby_dir[0], "standby-a", sextra, NULL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    rk_ring_detach(e.r);
+    stop_and_check(sb, primary, e.height);
+}
+END_TEST
+
+/* Issue 14, point 10: a HELLO from another connection under a live
+ * standby's name (here without CURVE, and with the standby's name as its
+ * routing id too) is refused with ERROR 7: the standby keeps its slot and
+ * acknowledgements (every later heartbeat lists at least what it had
+ * acked) and records keep becoming replicated. */
+START_TEST(hello_under_a_live_standbys_name_does_not_reset_its_acks)
+{
+    static const char *const one_replica[] = {"replication", "min_replicas", "1", NULL};
+    struct engine e;
+    uint32_t code = 0;
+    pid_t primary = start(primary_dir, NULL, one_replica, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    char *st = status_of(primary_dir);
+    uint64_t epoch = json_u64(st, "epoch");
+    free(st);
+
+    engine_attach(&e);
+    engine_write(&e, 20);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    void *ctx = zmq_ctx_new(), *sub = peer_socket(ctx, ZMQ_SUB, NULL, NULL, NULL),
+         *fake = peer_socket(ctx, ZMQ_DEALER, NULL, NULL, NULL), *fake_route = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(fake_route, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(fake_route, ZMQ_ROUTING_ID, "standby-a", 9);
+    ck_assert_int_eq(zmq_connect(fake_route, serve_ep), 0);
+
+    struct wire_msg hb;
+    int64_t before = -1;
+    for (int i = 0; i < BOUND_S * 20 && before < 1; i++) {
+        next_heartbeat(sub, &hb);
+        before = hb_acked(&hb, "standby-a");
+        wire_msg_free(&hb);
+    }
+    ck_assert_int_ge(before, 1);
+    ck_assert_int_eq(hello_as(fake, "standby-a", epoch, &code), WIRE_ERROR);
+    ck_assert_uint_eq(code, WIRE_ERR_IDENTITY);
+    ck_assert_int_eq(hello_as(fake_route, "standby-a", epoch, &code), WIRE_ERROR);
+    ck_assert_uint_eq(code, WIRE_ERR_IDENTITY);
+    for (int i = 0; i < 10; i++) {
+        next_heartbeat(sub, &hb);
+        int64_t now = hb_acked(&hb, "standby-a");
+        wire_msg_free(&hb);
+        ck_assert_msg(now >= before, "heartbeat %d after the impostor: standby-a acked %lld, %lld before", i,
+                      (long long)now, (long long)before);
+        before = now;
+    }
+    engine_write(&e, 5);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    wait_status(primary_dir, "\"hellos_refused\":2,");
+    zmq_close(sub);
+    zmq_close(fake);
+    zmq_close(fake_route);
+    zmq_ctx_term(ctx);
+    rk_ring_detach(e.r);
+    stop_and_check(sb, primary, e.height);
+}
+END_TEST
+
+/* Issue 14, point 12: an authorized key opening 64 connections under 64
+ * names, all kept alive (each acks every heartbeat), holds one slot at
+ * most (its own id's); a new real standby is listed while they go on. */
+START_TEST(fake_identities_do_not_lock_a_real_standby_out)
+{
+    enum { N_FAKES = 64 };
+    char pp[41], ps[41], ap[41], as[41], fp[41], fs[41], keys_file[300];
+    ck_assert_int_eq(zmq_curve_keypair(pp, ps), 0);
+    ck_assert_int_eq(zmq_curve_keypair(ap, as), 0);
+    ck_assert_int_eq(zmq_curve_keypair(fp, fs), 0);
+    snprintf(keys_file, sizeof keys_file, "%s/authorized_keys", primary_dir);
+    FILE *f = fopen(keys_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s standby-a\n%s fake-0\n", ap, fp);
+    fclose(f);
+    const char *const pextra[] = {"replication",      "curve",     "yes",         "replication",
+                                  "curve_secret_key", ps,          "replication", "curve_public_key",
+                                  pp,                 "replication", "authorized_keys", keys_file, NULL};
+    const char *const sextra[] = {"replication", "curve", "yes", "replication", "curve_secret_key", as,
+                                  "replication", "curve_public_key", ap, "replication", "curve_server_key",
+                                  pp, NULL};
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, pextra, NULL);
+    char *st = status_of(primary_dir);
+    uint64_t epoch = json_u64(st, "epoch");
+    uint32_t code = 0;
+    void *ctx = zmq_ctx_new(), *fakes[N_FAKES], *sub = peer_socket(ctx, ZMQ_SUB, pp, fp, fs);
+    free(st);
+
+    engine_attach(&e);
+    engine_write(&e, 5);
+    rk_ring_detach(e.r);
+
+    for (int i = 0; i < N_FAKES; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "fake-%d", i);
+        fakes[i] = peer_socket(ctx, ZMQ_DEALER, pp, fp, fs);
+        enum wire_type t = hello_as(fakes[i], id, epoch, &code);
+        ck_assert_msg(t == (i == 0 ? WIRE_WELCOME : WIRE_ERROR), "%s: reply %s", id, wire_type_name(t));
+    }
+    pid_t sb = spawn(standby_dir[0], "standby-a", sextra, NULL, NULL);
+    int listed = 0;
+    for (int beat = 0; beat < BOUND_S * 20 && !listed; beat++) {
+        struct wire_msg hb;
+        next_heartbeat(sub, &hb);
+        listed = hb_acked(&hb, "standby-a") >= 0;
+        ck_assert_uint_le(hb.u.heartbeat.n_standbys, 2);
+        wire_msg_free(&hb);
+        for (int i = 0; i < N_FAKES; i++) { /* alive: an ACK per heartbeat, as a standby does */
+            struct wire_msg ack = {.type = WIRE_ACK, .epoch = epoch};
+            send_wire(fakes[i], &ack);
+        }
+    }
+    ck_assert(listed);
+    for (int i = 0; i < N_FAKES; i++)
+        zmq_close(fakes[i]);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    free(wait_caught_up(standby_dir[0]));
     stop_and_check(sb, primary, e.height);
 }
 END_TEST
@@ -2513,6 +2782,12 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, promote_a_stopped_standby_at_start);
     tcase_add_test(tc, a_primary_told_of_a_higher_epoch_steps_down);
     tcase_add_test(tc, a_primary_steps_down_on_a_standbys_higher_epoch);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("identities"); /* issue 14 points 9, 10, 12: CK_RUN_CASE=identities */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, curve_key_acks_only_for_its_own_node_id);
+    tcase_add_test(tc, hello_under_a_live_standbys_name_does_not_reset_its_acks);
+    tcase_add_test(tc, fake_identities_do_not_lock_a_real_standby_out);
     suite_add_tcase(s, tc);
     tc = tcase_create("cluster"); /* several nodes' endpoints: CK_RUN_CASE=cluster */
     tcase_add_checked_fixture(tc, setup, teardown);
