@@ -6,8 +6,9 @@ its state digest against the primary's heartbeats.
   1. waits for a heartbeat (rk.h) and takes the primary's epoch from it
      (a request of a higher epoch would make the primary step down);
   2. FETCHes entry 1; when the primary no longer holds it (trim_journal =
-     yes: ERROR code 2), says HELLO (last_seq 0) from a routing id of its
-     own, closed at once, to learn the newest checkpoint from WELCOME,
+     yes: ERROR code 2), says HELLO as a monitor (last_seq 0, monitor
+     true) from a routing id of its own, closed at once, to learn the
+     newest checkpoint from WELCOME,
      downloads it with SNAPSHOT, verifies and loads it (FORMAT.md,
      "Checkpoint files") and goes on from its replay record's restart_seq;
   3. everything else goes out on a DEALER that never says HELLO (FETCH
@@ -335,11 +336,10 @@ class Link:
 
     FETCH and SNAPSHOT go out on a DEALER that never says HELLO: the
     primary serves them without one and does not list it as a standby.
-    HELLO, needed only for WELCOME's newest checkpoint, goes out on a
-    DEALER of its own, closed at once: the primary lists that routing id
-    as a standby until it forgets it (20 heartbeat intervals without a
-    message), and keeps its journal for it meanwhile (PROTOCOL.md, "Who
-    may ask what")."""
+    HELLO, needed only for WELCOME's newest checkpoint, goes out as a
+    monitor's (never listed, no standby place, the journal not kept for
+    it) on a DEALER of its own, closed at once (PROTOCOL.md, "Who may ask
+    what")."""
 
     def __init__(self, args):
         self.ctx = zmq.Context()
@@ -364,7 +364,8 @@ class Link:
         s.connect(self.args.serve)
         try:
             while True:
-                w = self.request("HELLO", self.args.id, 0, 0, None, reply="WELCOME", sock=s)
+                # the 7th element, monitor = true: not a standby (PROTOCOL.md, "Who may ask what")
+                w = self.request("HELLO", self.args.id, 0, 0, None, True, reply="WELCOME", sock=s)
                 if w[0] != "ERROR":
                     return w
                 if w[1] != ERR_EPOCH:

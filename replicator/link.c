@@ -76,6 +76,7 @@ int link_recv(void *sock, int with_route, struct link_in *in, char *why, size_t 
     size_t more_size = sizeof more;
 
     memset(in, 0, sizeof *in);
+    in->src_fd = -1;
     while (more) {
         zmq_msg_t part;
         zmq_msg_init(&part);
@@ -111,6 +112,7 @@ int link_recv(void *sock, int with_route, struct link_in *in, char *why, size_t 
             snprintf(in->user_id, sizeof in->user_id, "%s", user);
         if (address)
             snprintf(in->peer_address, sizeof in->peer_address, "%s", address);
+        in->src_fd = zmq_msg_get(&in->frames[0], ZMQ_SRCFD);
     }
     if (bad || in->n_frames != 2) {
         snprintf(why, why_size, "%d frames where a message has %d", n_parts, with_route ? 3 : 2);

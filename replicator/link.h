@@ -40,6 +40,7 @@ struct link_in {
      * key (ZeroMQ's "User-Id" property of the message), "" when none */
     char user_id[WIRE_NAME_MAX + 1];
     char peer_address[64]; /* its "Peer-Address" (IP for tcp), "" when unknown */
+    int src_fd;            /* the connection's file descriptor (ZMQ_SRCFD), -1 when unknown */
 };
 
 /* Receives one whole multipart message without blocking.  with_route: a

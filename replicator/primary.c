@@ -84,6 +84,8 @@ struct peer {
     uint64_t acked_seq; /* highest durable_seq it acknowledged */
     uint64_t acked_lsn; /* the LSN that covers */
     uint64_t heard_ns;  /* monotonic: its last message */
+    int fd;             /* its connection's file descriptor (ZMQ_SRCFD of its HELLO), -1: unknown */
+    int disconnected;   /* the ROUTER reported that connection closed: its id is free to take */
 };
 
 /* A line of authorized_keys: a client key and the node_id bound to it. */
@@ -92,11 +94,13 @@ struct authorized_key {
     char id[WIRE_NAME_MAX + 1]; /* "": none (the key may monitor, not act as a standby) */
 };
 
-/* Refusals of one peer (a routing id: one connection), logged at most
- * once per PEER_LOG_INTERVAL_S with how many there were. */
+/* Refusals of one kind (msg) from one peer (a routing id: one
+ * connection), logged at most once per PEER_LOG_INTERVAL_S with how many
+ * there were. */
 struct peer_log {
     uint8_t route[LINK_ROUTE_MAX + 1];
     size_t route_len;
+    const char *msg;    /* the log line's message (a string constant): the kind */
     uint64_t n_since;   /* refusals since its last line */
     uint64_t logged_ns; /* monotonic: its last line (0: none yet) */
     uint64_t used;      /* log_clock when last used: the least recently used slot is reused */
@@ -117,6 +121,7 @@ struct repl_primary {
     store *s;
     ring_owner *ring;
     void *ctx, *pub, *router;
+    void *router_events;       /* PAIR: the ROUTER's monitor (ZMQ_EVENT_DISCONNECTED: a standby's id freed) */
     void *zap;                 /* CURVE: the ZAP handler (inproc://zeromq.zap.01), NULL without CURVE */
     struct authorized_key *authorized; /* CURVE: client public keys allowed */
     size_t n_authorized;
@@ -137,6 +142,7 @@ struct repl_primary {
     uint64_t start_ns;
     uint64_t n_dropped_peers;
     uint64_t n_hellos_refused;    /* HELLO under a node_id not the peer's (WIRE_ERR_IDENTITY) */
+    uint64_t n_monitor_hellos;    /* monitors' HELLOs welcomed */
     uint64_t n_lower_epoch;       /* requests of a lower epoch refused */
     uint64_t n_higher_epoch;      /* requests of a higher epoch (this primary steps down) */
     struct peer_log peer_logs[PEER_LOG_SLOTS];
@@ -306,9 +312,10 @@ static void update_needed(struct repl_primary *p)
     atomic_store(&p->needed_from, needed);
 }
 
-/* A refusal of peer in: counted, and logged unless this peer had a line
- * less than PEER_LOG_INTERVAL_S ago (its next line then says how many
- * there were: a flood neither fills the log nor goes unseen). */
+/* A refusal (msg, a string constant) of peer in: logged unless this peer
+ * had a line of that kind less than PEER_LOG_INTERVAL_S ago (its next one
+ * then says how many there were: a flood neither fills the log nor goes
+ * unseen; the status counts every one). */
 static void peer_event(struct repl_primary *p, const struct link_in *in, int level, const char *msg,
                        const char *detail)
 {
@@ -319,7 +326,8 @@ static void peer_event(struct repl_primary *p, const struct link_in *in, int lev
 
     for (size_t i = 0; i < PEER_LOG_SLOTS && !found; i++) {
         struct peer_log *l = &p->peer_logs[i];
-        if (l->used && l->route_len == in->route_len && memcmp(l->route, in->route, in->route_len) == 0) {
+        if (l->used && l->msg == msg && l->route_len == in->route_len &&
+            memcmp(l->route, in->route, in->route_len) == 0) {
             slot = l;
             found = 1;
         } else if (l->used < slot->used) {
@@ -330,6 +338,7 @@ static void peer_event(struct repl_primary *p, const struct link_in *in, int lev
         memset(slot, 0, sizeof *slot);
         memcpy(slot->route, in->route, in->route_len);
         slot->route_len = in->route_len;
+        slot->msg = msg;
     }
     slot->used = ++p->log_clock;
     slot->n_since++;
@@ -470,7 +479,7 @@ static int hello_matches(struct repl_primary *p, const struct wire_hello *h, uin
 static int peer_live(const struct repl_primary *p, const struct peer *peer, uint64_t now)
 {
     uint64_t live = (uint64_t)p->c->repl_heartbeat_ms * 1000000u * PEER_LIVE_BEATS;
-    return now - peer->heard_ns < (live > PEER_LIVE_MIN_NS ? live : PEER_LIVE_MIN_NS);
+    return !peer->disconnected && now - peer->heard_ns < (live > PEER_LIVE_MIN_NS ? live : PEER_LIVE_MIN_NS);
 }
 
 /* The slot a HELLO from connection in takes, or NULL with the refusal's
@@ -540,13 +549,56 @@ static struct peer *hello_slot(struct repl_primary *p, const struct link_in *in,
     return slot;
 }
 
+/* WELCOME for a HELLO whose last entry matched or not. */
+static void welcome(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np,
+                    int matched)
+{
+    struct wire_msg m = {.type = WIRE_WELCOME, .epoch = p->epoch};
+    if (store_history(p->s, &m.u.welcome.history, &m.u.welcome.n_history) != 0)
+        return; /* out of memory: it says HELLO again */
+    m.u.welcome.matched = matched;
+    m.u.welcome.first_seq = first_seq(p, np->journal_seq);
+    m.u.welcome.last_seq = np->journal_seq;
+    if (m.u.welcome.first_seq > m.u.welcome.last_seq + 1)
+        m.u.welcome.first_seq = m.u.welcome.last_seq + 1;
+    if (p->has_newest && p->newest.journal_seq <= np->journal_seq) {
+        m.u.welcome.has_checkpoint = 1;
+        m.u.welcome.checkpoint = p->newest;
+    }
+    reply(p, in, &m);
+    free(m.u.welcome.history);
+}
+
+/* A monitor's HELLO: WELCOME, and nothing else.  It takes no standby slot
+ * (a standby slot this connection held is given up), is never listed in
+ * heartbeats nor counted for min_replicas, does not hold the journal back,
+ * and its ACKs are ignored; FETCH and SNAPSHOT serve it as anyone.  Any
+ * authorized CURVE key may monitor. */
+static void on_monitor_hello(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
+{
+    struct peer *peer = peer_by_route(p, in->route, in->route_len);
+
+    if (peer) {
+        memset(peer, 0, sizeof *peer);
+        update_needed(p);
+    }
+    p->n_monitor_hellos++;
+    log_msg(LOG_DEBUG, "monitor said hello", "monitor=\"%s\"", in->m.u.hello.node_id);
+    welcome(p, in, np, hello_matches(p, &in->m.u.hello, np->journal_seq));
+}
+
 static void on_hello(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
 {
     const struct wire_hello *h = &in->m.u.hello;
     char why[WIRE_TEXT_MAX + 1], detail[WIRE_TEXT_MAX + 32];
     uint32_t code = 0;
-    struct peer *peer = hello_slot(p, in, &code, why, sizeof why);
+    struct peer *peer = NULL;
 
+    if (h->monitor) {
+        on_monitor_hello(p, in, np);
+        return;
+    }
+    peer = hello_slot(p, in, &code, why, sizeof why);
     if (!peer) {
         p->n_hellos_refused++;
         snprintf(detail, sizeof detail, "error=\"%s\"", why);
@@ -576,6 +628,8 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         peer->acked_lsn = 0;
         peer->used = 1;
         peer->heard_ns = link_monotonic_ns();
+        peer->fd = in->src_fd;
+        peer->disconnected = 0;
         update_needed(p);
         memcpy(peer->route, in->route, in->route_len);
         peer->route_len = in->route_len;
@@ -584,20 +638,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         acked(p, peer, h->last_seq, np->journal_seq);
     }
 
-    struct wire_msg m = {.type = WIRE_WELCOME, .epoch = p->epoch};
-    if (store_history(p->s, &m.u.welcome.history, &m.u.welcome.n_history) != 0)
-        return; /* out of memory: it says HELLO again */
-    m.u.welcome.matched = matched;
-    m.u.welcome.first_seq = first_seq(p, np->journal_seq);
-    m.u.welcome.last_seq = np->journal_seq;
-    if (m.u.welcome.first_seq > m.u.welcome.last_seq + 1)
-        m.u.welcome.first_seq = m.u.welcome.last_seq + 1;
-    if (p->has_newest && p->newest.journal_seq <= np->journal_seq) {
-        m.u.welcome.has_checkpoint = 1;
-        m.u.welcome.checkpoint = p->newest;
-    }
-    reply(p, in, &m);
-    free(m.u.welcome.history);
+    welcome(p, in, np, matched);
 }
 
 static void on_fetch(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
@@ -987,9 +1028,10 @@ static void heartbeat(struct repl_primary *p)
             list = NULL;
         }
     extra =
-        list ? json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
+        list ? json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
                          json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)), "n_standbys",
-                         json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "hellos_refused",
+                         json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "monitor_hellos",
+                         json_uint(p->n_monitor_hellos), "hellos_refused",
                          json_uint(p->n_hellos_refused), "lower_epoch_refused", json_uint(p->n_lower_epoch),
                          "higher_epoch_requests", json_uint(p->n_higher_epoch), "curve", p->zap != NULL,
                          "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
@@ -1011,6 +1053,38 @@ static void heartbeat(struct repl_primary *p)
 
 /* ------------------------------------------------------------ the thread */
 
+/* The ROUTER's monitor events: a connection closed (a standby killed, its
+ * host gone) frees its node id at once for the standby's next connection,
+ * instead of after PEER_LIVE_BEATS heartbeats.  An event is two frames:
+ * 2 bytes event, 4 bytes value (the fd), then the endpoint. */
+static void router_events(struct repl_primary *p)
+{
+    for (int i = 0; i < RECV_BURST; i++) {
+        zmq_msg_t ev, endpoint;
+        uint16_t event = 0;
+        uint32_t fd = 0;
+
+        zmq_msg_init(&ev);
+        zmq_msg_init(&endpoint);
+        if (zmq_msg_recv(&ev, p->router_events, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            zmq_msg_close(&endpoint);
+            return;
+        }
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&endpoint, p->router_events, 0);
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&fd, (const uint8_t *)zmq_msg_data(&ev) + 2, 4);
+        }
+        for (size_t k = 0; event == ZMQ_EVENT_DISCONNECTED && k < WIRE_MAX_STANDBYS; k++)
+            if (p->peers[k].used && p->peers[k].fd == (int)fd)
+                p->peers[k].disconnected = 1;
+        zmq_msg_close(&ev);
+        zmq_msg_close(&endpoint);
+    }
+}
+
 static void *replicator_main(void *arg)
 {
     struct repl_primary *p = arg;
@@ -1021,14 +1095,17 @@ static void *replicator_main(void *arg)
     while (!atomic_load(&p->stop)) {
         uint64_t now = link_monotonic_ns();
         long timeout_ms = now >= next_hb ? 0 : (long)((next_hb - now) / 1000000u) + 1;
-        zmq_pollitem_t items[3] = {{.socket = p->router, .events = ZMQ_POLLIN},
+        zmq_pollitem_t items[4] = {{.socket = p->router, .events = ZMQ_POLLIN},
                                    {.fd = p->efd, .events = ZMQ_POLLIN},
+                                   {.socket = p->router_events, .events = ZMQ_POLLIN},
                                    {.socket = p->zap, .events = ZMQ_POLLIN}};
         char path[PATH_MAX] = "";
 
-        if (zmq_poll(items, p->zap ? 3 : 2, timeout_ms) < 0 && zmq_errno() != EINTR)
+        if (zmq_poll(items, p->zap ? 4 : 3, timeout_ms) < 0 && zmq_errno() != EINTR)
             break;
-        if (p->zap && (items[2].revents & ZMQ_POLLIN))
+        if (items[2].revents & ZMQ_POLLIN)
+            router_events(p);
+        if (p->zap && (items[3].revents & ZMQ_POLLIN))
             for (int i = 0; i < RECV_BURST; i++) {
                 int ev = 0;
                 size_t ev_size = sizeof ev;
@@ -1135,6 +1212,17 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
             return rc;
         }
     }
+    {
+        int linger = 0;
+        p->router_events = zmq_socket(p->ctx, ZMQ_PAIR);
+        if (zmq_socket_monitor(p->router, "inproc://rk-router-events", ZMQ_EVENT_DISCONNECTED) ||
+            !p->router_events || zmq_setsockopt(p->router_events, ZMQ_LINGER, &linger, sizeof linger) ||
+            zmq_connect(p->router_events, "inproc://rk-router-events")) {
+            rc = zmq_errno();
+            log_msg(LOG_ERROR, "cannot monitor the serve socket", "error=\"%s\"", zmq_strerror(rc));
+            return rc;
+        }
+    }
     if (p->c->curve) {
         /* the ZAP handler first: CURVE handshakes wait for its answers */
         int linger = 0;
@@ -1232,10 +1320,15 @@ void repl_primary_close(struct repl_primary *p)
     repl_primary_stop(p);
     if (p->pub)
         zmq_close(p->pub);
-    if (p->router)
+    if (p->router) {
+        if (p->router_events)
+            zmq_socket_monitor(p->router, NULL, 0); /* stops the monitor before its socket goes */
         zmq_close(p->router);
+    }
     if (p->zap)
         zmq_close(p->zap);
+    if (p->router_events)
+        zmq_close(p->router_events);
     free(p->authorized);
     if (p->ctx)
         zmq_ctx_term(p->ctx);

@@ -10,7 +10,8 @@
  *   rk.h      [v, e, journal_seq, applied_seq, durable_lsn, applied_lsn,
  *              digest, digest_seq,
  *              standbys: [[id, acked_seq, lag_entries, lag_ms]...], time_ns]
- *   HELLO     [v, e, node_id, last_seq]
+ *   HELLO     [v, e, node_id, last_seq, last_epoch, last_xxh (nil: not held)
+ *              (, monitor (bool): only when true, a later element of version 2)]
  *   FETCH     [v, e, from_seq, to_seq]
  *   SNAPSHOT  [v, e, file name, offset, max_len]
  *   ACK       [v, e, durable_seq]
@@ -384,7 +385,7 @@ static int pack_checkpoint(msgpack_packer *pk, const struct wire_checkpoint *c)
 
 static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
 {
-    int rc = msgpack_pack_array(pk, body_fields[m->type]);
+    int rc = msgpack_pack_array(pk, body_fields[m->type] + (m->type == WIRE_HELLO && m->u.hello.monitor));
 
     rc |= msgpack_pack_uint32(pk, WIRE_VERSION);
     rc |= msgpack_pack_uint64(pk, m->epoch);
@@ -420,6 +421,8 @@ static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
         rc |= msgpack_pack_uint64(pk, m->u.hello.last_seq);
         rc |= msgpack_pack_uint64(pk, m->u.hello.last_epoch);
         rc |= m->u.hello.has_last_xxh ? msgpack_pack_uint64(pk, m->u.hello.last_xxh) : msgpack_pack_nil(pk);
+        if (m->u.hello.monitor)
+            rc |= msgpack_pack_true(pk);
         break;
     case WIRE_FETCH:
         rc |= msgpack_pack_uint64(pk, m->u.fetch.from_seq);
@@ -832,7 +835,17 @@ int wire_decode(const void *name, size_t name_len, const uint8_t *body, size_t b
         goto fail;
     }
     extra = n - body_fields[m->type];
-    if ((rc = rd_fields(&d, m)) || (rc = skip_extra(&d, "body", extra)))
+    if ((rc = rd_fields(&d, m)))
+        goto fail;
+    if (m->type == WIRE_HELLO && extra) {
+        /* the element appended in version 2 (issue 14): a monitor's HELLO */
+        if ((s = mp_read_bool(&d.r, &m->u.hello.monitor)) != MP_OK) {
+            rc = bad(&d, "monitor", s);
+            goto fail;
+        }
+        extra--;
+    }
+    if ((rc = skip_extra(&d, "body", extra)))
         goto fail;
     if (d.r.left != 0) {
         rc = seg_fail(why, why_size, RK_ECORRUPT, "%s: %zu bytes after the body", d.type, d.r.left);

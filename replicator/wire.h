@@ -138,6 +138,8 @@ struct wire_hello {
     int has_last_xxh;    /* 0: nil on the wire: the standby does not hold entry last_seq
                             itself (its journal starts after a checkpoint), or last_seq is 0 */
     uint64_t last_xxh;   /* the entry's XXH64 trailer (of its header and body) as a uint64 */
+    int monitor;         /* 1: a monitor, not a standby (HELLO's optional 7th element, true; absent
+                            means false): welcomed, never listed, counted or given a standby slot */
 };
 
 struct wire_welcome {

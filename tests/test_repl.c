@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -246,6 +247,8 @@ static int some_line_lists(const char *text, const char *id)
 /* Forks a node on dir (primary when standby_id is NULL). extra:
  * "section", "key", "value" triples, NULL-ended; env: "NAME=value" put in
  * its environment; fault: armed in it (sys_fault_arm), NULL: none. */
+static const char *spawn_stderr; /* a file the next spawned node's stderr goes to (NULL: the test's) */
+
 static pid_t spawn(const char *dir, const char *standby_id, const char *const *extra, const char *env,
                    const char *fault)
 {
@@ -255,6 +258,12 @@ static pid_t spawn(const char *dir, const char *standby_id, const char *const *e
     if (pid == 0) {
         struct node_config c;
         char err[512];
+        if (spawn_stderr) {
+            int fd = open(spawn_stderr, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (fd < 0 || dup2(fd, 2) < 0)
+                _exit(97);
+            close(fd);
+        }
         if (env)
             putenv((char *)env);
         /* RK_FAULT is read once per process, and this one may have read
@@ -1686,6 +1695,155 @@ START_TEST(fake_identities_do_not_lock_a_real_standby_out)
 }
 END_TEST
 
+/* Issue 14, point 7: a monitor's HELLO (its 7th element true) is
+ * welcomed, and the monitor follows the journal (FETCH, byte for byte the
+ * primary's entries), but it is neither listed in heartbeats nor counted:
+ * its ACK of everything leaves RK_REPLICATED waiting for a standby. */
+START_TEST(monitor_follows_without_taking_a_standby_slot)
+{
+    /* the journal kept whole: what the monitor fetched is compared with it at the end */
+    static const char *const one_replica[] = {"replication", "min_replicas", "1", "checkpoint",
+                                              "trim_journal", "no", NULL};
+    static uint8_t body[16 << 20];
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, one_replica, NULL);
+    char *st = status_of(primary_dir);
+    uint64_t epoch = json_u64(st, "epoch"), last = 0, n_fetched = 0;
+    uint8_t **fetched = NULL;
+    size_t *fetched_len = NULL;
+    free(st);
+
+    engine_attach(&e);
+    engine_write(&e, 20);
+    void *ctx = zmq_ctx_new(), *mon = peer_socket(ctx, ZMQ_DEALER, NULL, NULL, NULL),
+         *sub = peer_socket(ctx, ZMQ_SUB, NULL, NULL, NULL);
+    struct wire_msg m = {.type = WIRE_HELLO, .epoch = epoch}, got;
+    snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "mon");
+    m.u.hello.monitor = 1;
+    send_wire(mon, &m);
+    recv_reply(mon, &got, body, sizeof body);
+    ck_assert_int_eq(got.type, WIRE_WELCOME);
+    last = got.u.welcome.last_seq;
+    ck_assert_uint_ge(last, 1);
+    ck_assert_uint_eq(got.u.welcome.first_seq, 1);
+    wire_msg_free(&got);
+    fetched = calloc(last, sizeof *fetched);
+    fetched_len = calloc(last, sizeof *fetched_len);
+    ck_assert(fetched && fetched_len);
+    while (n_fetched < last) {
+        struct wire_msg f = {.type = WIRE_FETCH, .epoch = epoch};
+        f.u.fetch.from_seq = n_fetched + 1;
+        f.u.fetch.to_seq = last;
+        send_wire(mon, &f);
+        recv_reply(mon, &got, body, sizeof body);
+        ck_assert_int_eq(got.type, WIRE_ENTRIES);
+        ck_assert_uint_ge(got.u.entries.n_entries, 1);
+        for (uint32_t i = 0; i < got.u.entries.n_entries; i++, n_fetched++) {
+            ck_assert_uint_eq(got.u.entries.entries[i].seq, n_fetched + 1);
+            fetched_len[n_fetched] = got.u.entries.entries[i].len;
+            fetched[n_fetched] = malloc(fetched_len[n_fetched]);
+            ck_assert_ptr_nonnull(fetched[n_fetched]);
+            memcpy(fetched[n_fetched], got.u.entries.entries[i].bytes, fetched_len[n_fetched]);
+        }
+        wire_msg_free(&got);
+    }
+    /* its ACK of everything counts for nothing; no heartbeat lists it */
+    ack_and_sync(mon, epoch, last);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, 0), RK_ETIMEDOUT);
+    wait_status(primary_dir, "\"monitor_hellos\":1,");
+    for (int i = 0; i < 3; i++) {
+        struct wire_msg hb;
+        next_heartbeat(sub, &hb);
+        ck_assert_uint_eq(hb.u.heartbeat.n_standbys, 0);
+        wire_msg_free(&hb);
+    }
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, 0), RK_ETIMEDOUT);
+    zmq_close(mon);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    rk_ring_detach(e.r);
+    stop_and_check(sb, primary, e.height);
+    for (uint64_t seq = 1; seq <= last; seq++) {
+        ck_assert_msg(journal_entry_is(primary_dir, seq, fetched[seq - 1], fetched_len[seq - 1]),
+                      "entry %llu the monitor fetched differs from the primary's", (unsigned long long)seq);
+        free(fetched[seq - 1]);
+    }
+    free(fetched);
+    free(fetched_len);
+}
+END_TEST
+
+/* Lines of file holding every one of the strings (NULL-ended). */
+static int lines_with(const char *file, const char *const *needles)
+{
+    FILE *f = fopen(file, "r");
+    char line[4096];
+    int n = 0;
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f)) {
+        int all = 1;
+        for (const char *const *s = needles; *s && all; s++)
+            all = strstr(line, *s) != NULL;
+        n += all;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Issue 14, point 11: a peer flooding bad messages, and lower-epoch
+ * requests, is counted exactly (status) and logged once per peer per
+ * interval (10 s), the first line at once: not one line per message. */
+START_TEST(refusals_are_counted_and_logged_once_per_peer_per_interval)
+{
+    char log_file[300];
+    snprintf(log_file, sizeof log_file, "%s/primary-stderr.log", primary_dir);
+    set_epoch(primary_dir, 2);
+    spawn_stderr = log_file;
+    pid_t primary = start(primary_dir, NULL, NULL, NULL);
+    spawn_stderr = NULL;
+    void *ctx = zmq_ctx_new(), *rogue = zmq_socket(ctx, ZMQ_DEALER), *other = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(rogue, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(other, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(rogue, ZMQ_ROUTING_ID, "rogue-11", 8);
+    zmq_setsockopt(other, ZMQ_ROUTING_ID, "rogue-22", 8);
+    ck_assert_int_eq(zmq_connect(rogue, serve_ep), 0);
+    ck_assert_int_eq(zmq_connect(other, serve_ep), 0);
+
+    for (int i = 0; i < 50; i++)
+        send_frames(rogue, "junk", 4, "xx", 2);
+    for (int i = 0; i < 5; i++)
+        send_frames(other, "junk", 4, "yy", 2);
+    for (int i = 0; i < 30; i++) { /* HELLO at epoch 1: ERROR 1 each, in order after the junk */
+        uint32_t code = 0;
+        ck_assert_int_eq(hello_as(rogue, "rogue", 1, &code), WIRE_ERROR);
+        ck_assert_uint_eq(code, WIRE_ERR_EPOCH);
+    }
+    wait_status(primary_dir, "\"peers_dropped\":55,");
+    wait_status(primary_dir, "\"lower_epoch_refused\":30,");
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+    zmq_close(rogue);
+    zmq_close(other);
+    zmq_ctx_term(ctx);
+
+    /* peer= is the routing id in hex: "rogue-11", "rogue-22" */
+    ck_assert_int_eq(lines_with(log_file, (const char *const[]){"bad message from a peer", NULL}), 2);
+    ck_assert_int_eq(lines_with(log_file, (const char *const[]){"bad message from a peer",
+                                                                 "peer=726f6775652d3131 ", "count=1 ", NULL}),
+                     1);
+    ck_assert_int_eq(lines_with(log_file, (const char *const[]){"bad message from a peer",
+                                                                 "peer=726f6775652d3232 ", "count=1 ", NULL}),
+                     1);
+    ck_assert_int_eq(lines_with(log_file, (const char *const[]){"request from a lower epoch refused",
+                                                                 "peer=726f6775652d3131 ", NULL}),
+                     1);
+}
+END_TEST
+
 /* ------------------------------------------------------------ promotion */
 
 /* What a standby needs to be promoted: the ring it will own. */
@@ -2788,6 +2946,8 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, curve_key_acks_only_for_its_own_node_id);
     tcase_add_test(tc, hello_under_a_live_standbys_name_does_not_reset_its_acks);
     tcase_add_test(tc, fake_identities_do_not_lock_a_real_standby_out);
+    tcase_add_test(tc, monitor_follows_without_taking_a_standby_slot);
+    tcase_add_test(tc, refusals_are_counted_and_logged_once_per_peer_per_interval);
     suite_add_tcase(s, tc);
     tc = tcase_create("cluster"); /* several nodes' endpoints: CK_RUN_CASE=cluster */
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -657,13 +657,14 @@ START_TEST(test_extra_elements_skipped)
     int rc;
 
     raw_init(&r);
-    msgpack_pack_array(&r.pk, 7); /* HELLO + one extra element: a map */
+    msgpack_pack_array(&r.pk, 8); /* HELLO, its monitor flag, and one extra element: a map */
     msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 4);
     raw_str(&r, "sb-1");
     msgpack_pack_uint8(&r.pk, 9);
     msgpack_pack_uint8(&r.pk, 3);
     msgpack_pack_nil(&r.pk);
+    msgpack_pack_true(&r.pk);
     msgpack_pack_map(&r.pk, 1);
     raw_str(&r, "zone");
     msgpack_pack_array(&r.pk, 2);
@@ -673,6 +674,7 @@ START_TEST(test_extra_elements_skipped)
     ck_assert_msg(rc == 0, "%s", why);
     ck_assert_str_eq(m.u.hello.node_id, "sb-1");
     ck_assert_uint_eq(m.u.hello.last_seq, 9);
+    ck_assert_int_eq(m.u.hello.monitor, 1);
     msgpack_sbuffer_destroy(&r.sb);
 
     raw_init(&r); /* rk.h with a standby record of 5 elements */

@@ -59,6 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     REQUIRE(enc_len <= body_len); /* shortest forms, extra elements dropped */
     rc = wire_decode(name, strlen(name), enc, enc_len, &back, why, sizeof why);
     REQUIRE(rc == 0);
+    /* HELLO's optional monitor flag (issue 14) is a bool and survives the round trip */
+    REQUIRE(type != WIRE_HELLO || ((m.u.hello.monitor == 0 || m.u.hello.monitor == 1) &&
+                                   back.u.hello.monitor == m.u.hello.monitor));
     REQUIRE(wire_encode(&back, &enc2, &enc2_len, why, sizeof why) == 0);
     REQUIRE(enc2_len == enc_len && memcmp(enc, enc2, enc_len) == 0);
     wire_msg_free(&back);

@@ -137,6 +137,9 @@ int main(int argc, char **argv)
     valid("valid-hello", &m);
     m.u.hello.has_last_xxh = 0; /* after a bootstrap: the entry is not held */
     valid("valid-hello-no-xxh", &m);
+    m.u.hello.monitor = 1; /* a monitor's HELLO: the 7th element */
+    valid("valid-hello-monitor", &m);
+    m.u.hello.monitor = 0;
     m = (struct wire_msg){.type = WIRE_FETCH, .epoch = 3, .u.fetch = {1001, 1042}};
     valid("valid-fetch", &m);
     m = (struct wire_msg){.type = WIRE_SNAPSHOT, .epoch = 3};
@@ -206,9 +209,11 @@ int main(int argc, char **argv)
         static const uint8_t snapshot_slash[] = {0x95, 0x02, 0x03, 0xa3, '.', '.', '/', 0x00, 0x01};
         static const uint8_t welcome_first_past[] = {0x97, 0x02, 0x03, 0x09, 0x05, 0xc0,
                                                      0x91, 0x93, 0x01, 0x01, 0x00, 0xc3};
-        /* HELLO + a map a later revision appended */
-        static const uint8_t hello_extra[] = {0x97, 0x02, 0x03, 0xa2, 's', 'b', 0x09,
-                                              0x02, 0xc0, 0x81, 0xa1, 'z', 0xc3};
+        /* HELLO + its monitor flag (false) + a map a later revision appended */
+        static const uint8_t hello_extra[] = {0x98, 0x02, 0x03, 0xa2, 's', 'b', 0x09,
+                                              0x02, 0xc0, 0xc2, 0x81, 0xa1, 'z', 0xc3};
+        /* a monitor flag that is not a bool */
+        static const uint8_t hello_monitor_int[] = {0x97, 0x02, 0x03, 0xa2, 's', 'b', 0x00, 0x00, 0xc0, 0x01};
         static const uint8_t chunk_past_end[] = {0x97, 0x02, 0x03, 0xa1, 'f', 0x0a,
                                                  0x0b, 0x00, 0xc4, 0x02, 'x', 'y'};
         raw("bad-entries-array32-huge", WIRE_ENTRIES, entries_array32, sizeof entries_array32);
@@ -223,6 +228,7 @@ int main(int argc, char **argv)
         raw("bad-snapshot-slash", WIRE_SNAPSHOT, snapshot_slash, sizeof snapshot_slash);
         raw("bad-welcome-first-past-last", WIRE_WELCOME, welcome_first_past, sizeof welcome_first_past);
         raw("valid-hello-extra-element", WIRE_HELLO, hello_extra, sizeof hello_extra);
+        raw("bad-hello-monitor-int", WIRE_HELLO, hello_monitor_int, sizeof hello_monitor_int);
         raw("bad-chunk-past-end", WIRE_CHUNK, chunk_past_end, sizeof chunk_past_end);
     }
     /* an ENTRIES reply whose seqs skip one */
