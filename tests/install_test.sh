@@ -71,12 +71,16 @@ export PKG_CONFIG_PATH=$libdir/pkgconfig
 cc -std=c11 -Wall -Wextra -Werror $cflags -o "$tmp/engine_pc" "$src/tests/install_engine/engine.c" \
     $(pkg-config --cflags --libs ringkeep) -Wl,-rpath,"$libdir" 2>"$tmp/cc.log" ||
     fail "cc with pkg-config: $(cat "$tmp/cc.log")"
-ldd "$tmp/engine_pc" | grep -q "libringkeep.so.* => $libdir/" || fail "engine_pc does not load the installed library"
+# (ldd's output kept first: grep -q stops reading at a match, and under
+# pipefail ldd's SIGPIPE would fail the pipeline)
+libs=$(ldd "$tmp/engine_pc")
+grep -q "libringkeep.so.* => $libdir/" <<<"$libs" || fail "engine_pc does not load the installed library: $libs"
 cmake -S "$src/tests/install_engine" -B "$tmp/engine" -G Ninja -Wno-dev -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_C_FLAGS="-Wall -Wextra -Werror $cflags" -DCMAKE_EXE_LINKER_FLAGS="$cflags" \
     -DCMAKE_BUILD_RPATH="$libdir" >"$tmp/cmake.log" 2>&1 || fail "find_package(ringkeep): $(cat "$tmp/cmake.log")"
 ninja -C "$tmp/engine" >"$tmp/ninja.log" 2>&1 || fail "build with find_package: $(cat "$tmp/ninja.log")"
-ldd "$tmp/engine/engine_static" | grep -q libringkeep && fail "engine_static loads libringkeep.so"
+libs=$(ldd "$tmp/engine/engine_static")
+grep -q libringkeep <<<"$libs" && fail "engine_static loads libringkeep.so: $libs"
 
 # ------------------------------------------- run against the installed node
 "$prefix/bin/ringkeep" node --data-dir "$tmp" --ring "$ring" --log-level warn 2>"$tmp/node.log" &

@@ -27,4 +27,4 @@ mkdir "$tmp/bad"
 sed 's/^WatchdogSec=.*/WatchdogSec=soon/' "$unit" >"$tmp/bad/ringkeep@.service"
 systemd-analyze verify "$tmp/bad/ringkeep@.service" >"$tmp/out" 2>&1 || true
 grep -q "WatchdogSec\|sec value" "$tmp/out" || fail "a bad WatchdogSec drew no message: $(cat "$tmp/out")"
-echo "systemd_unit: ringkeep@.service verifies clean ($(systemd-analyze --version | head -1))"
+echo "systemd_unit: ringkeep@.service verifies clean ($(systemd-analyze --version | sed -n 1p))"
