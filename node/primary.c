@@ -816,9 +816,17 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     atomic_store(&n.drained_pos, atomic_load(&ring_header_of(n.ring)->head));
     atomic_store_explicit(&n.m.journal_seq, n.journal_seq, memory_order_relaxed); /* figures (metrics.h) */
     atomic_store_explicit(&n.m.applied_seq, n.applied_seq, memory_order_relaxed);
-    /* apply has read the whole journal, or it reads on from an entry whose
-     * position it learns then (0 until: the drain waits for that read) */
-    n.applied_pos = n.applied_seq == n.journal_seq ? (last.seq ? last.next_lsn : atomic_load(&n.drained_pos)) : 0;
+    /* where apply has read to: the end of the last entry it applied (the
+     * whole journal, or an earlier entry if it lags); 0 if that entry
+     * cannot be read: the drain then waits for apply's first step */
+    if (n.applied_seq == n.journal_seq) {
+        n.applied_pos = last.seq ? last.next_lsn : atomic_load(&n.drained_pos);
+    } else if (n.applied_seq) {
+        journal_entry e = {0};
+        if (store_journal_get(n.s, n.applied_seq, &e, err, sizeof err) == 0)
+            n.applied_pos = e.h.next_lsn;
+        journal_entry_free(&e);
+    }
     checkpoint_find_newest(&n);
     checkpoint_dirs_prepare(&n);
     /* [metrics] listen: before the threads, so that a port another
