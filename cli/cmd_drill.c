@@ -569,7 +569,7 @@ static int engine_wait(struct drill *d, struct engine *e, uint64_t n, int want_w
 
 /* The standby holding most (journal_seq), ties to the lowest slot after
  * the old primary so that failover goes round.  -1 when none answers. */
-static int most_advanced(struct drill *d, int old)
+static int most_advanced_once(struct drill *d, int old, uint64_t seqs[])
 {
     int best = -1;
     uint64_t best_seq = 0;
@@ -577,12 +577,37 @@ static int most_advanced(struct drill *d, int old)
     for (int k = 1; k < d->n_slots; k++) {
         int i = (old + k) % d->n_slots;
         json_t *st = node_json(d->slots[i].dir, "status", 2000);
+        seqs[i] = st ? json_u64_of(st, "journal_seq") : UINT64_MAX;
         if (st && strcmp(json_str_of(st, "role"), "standby") == 0 &&
             (best < 0 || json_u64_of(st, "journal_seq") > best_seq)) {
             best = i;
             best_seq = json_u64_of(st, "journal_seq");
         }
         json_decref(st);
+    }
+    return best;
+}
+
+/* The standby holding the most, read once every standby has stopped
+ * receiving: entries the old primary sent before it stopped can still be
+ * in a standby's socket buffers, and a standby that journals (and
+ * acknowledges) one after a first look would then hold more than the one
+ * chosen; it sets that entry aside when it re-points, and an old primary
+ * woken from SIGSTOP passes its acknowledgement on to its engine.  So the
+ * journal seqs are read until two reads 20 polls apart agree (bounded
+ * by DRILL_STEP_S; the last read counts then). */
+static int most_advanced(struct drill *d, int old)
+{
+    uint64_t a[DRILL_MAX_STANDBYS + 1] = {0}, b[DRILL_MAX_STANDBYS + 1] = {0};
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+    int best = most_advanced_once(d, old, a);
+
+    while (now_ns() < deadline) {
+        usleep(DRILL_POLL_US * 20);
+        best = most_advanced_once(d, old, b);
+        if (memcmp(a, b, sizeof a) == 0)
+            break;
+        memcpy(a, b, sizeof a);
     }
     return best;
 }
