@@ -155,8 +155,14 @@ static void setup(void)
     snprintf(primary_dir, sizeof primary_dir, "/tmp/rk-test-repl.%d.p", pid);
     for (int i = 0; i < 2; i++) {
         snprintf(standby_dir[i], sizeof standby_dir[i], "/tmp/rk-test-repl.%d.s%d", pid, i);
-        ck_assert_int_eq(mkdir(standby_dir[i], 0700), 0);
     }
+    /* a run that failed keeps its folders for a look; a later run that
+     * gets the same pid starts from empty ones */
+    char cmd[3 * sizeof primary_dir + 32];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s'", primary_dir, standby_dir[0], standby_dir[1]);
+    ck_assert_int_eq(system(cmd), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(mkdir(standby_dir[i], 0700), 0);
     ck_assert_int_eq(mkdir(primary_dir, 0700), 0);
     snprintf(ring_name, sizeof ring_name, "test_repl.%d", pid);
     snprintf(ring_b, sizeof ring_b, "test_repl_b.%d", pid);
