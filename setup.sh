@@ -29,7 +29,9 @@ packages=(build-essential cmake ninja-build pkg-config
           libcurl4-openssl-dev etcd-server
           # the man page (scdoc), sd_notify (libsystemd-dev), systemd-analyze for the unit test (systemd;
           # it looks the unit's Documentation= man page up with man-db's man)
-          scdoc libsystemd-dev systemd man-db)
+          scdoc libsystemd-dev systemd man-db
+          # bench/bench_vs_redis (the README's headline benchmark) runs the real Redis beside ringkeep
+          redis-server)
 
 install_missing() {
     local missing=()

@@ -15,6 +15,7 @@
  *      records per second until it holds the primary's last entry, and
  *      until it has applied it; then its state digest must equal the
  *      primary's (exit 1 otherwise).
+ * TCP: two free ports on 127.0.0.1 from bench_free_ports (14000..15999).
  * Targets (issue 5): lag p99 <= 5 ms at 100k records/s, catch-up >= 1M
  * records/s: printed as met / not met.  Prints figures; never fails on
  * time; every wait is bounded (BOUND_MS).  --quick: shorter runs. */
@@ -250,8 +251,14 @@ int main(int argc, char **argv)
     snprintf(pdir, sizeof pdir, "/tmp/rk-bench-repl.%d.p", pid);
     snprintf(sdir, sizeof sdir, "/tmp/rk-bench-repl.%d.s", pid);
     snprintf(ring, sizeof ring, "bench_repl.%d", pid);
-    snprintf(pub_ep, sizeof pub_ep, "tcp://127.0.0.1:%d", 12000 + pid % 4000 * 2);
-    snprintf(serve_ep, sizeof serve_ep, "tcp://127.0.0.1:%d", 12001 + pid % 4000 * 2);
+    int port;
+    if (bench_free_ports(2, &port) != 0) {
+        fprintf(stderr, "bench_repl: no two free TCP ports on 127.0.0.1 in %d..%d\n", BENCH_PORT_FIRST,
+                BENCH_PORT_LAST);
+        return 1;
+    }
+    snprintf(pub_ep, sizeof pub_ep, "tcp://127.0.0.1:%d", port);
+    snprintf(serve_ep, sizeof serve_ep, "tcp://127.0.0.1:%d", port + 1);
     mkdir(pdir, 0700);
     mkdir(sdir, 0700);
     samples = calloc(MAX_SAMPLES, sizeof *samples);

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -201,6 +204,37 @@ int bench_json_field(const char *json, const char *key, int hex, uint64_t *out)
         rc = RK_ENOTFOUND;
     json_decref(obj);
     return rc;
+}
+
+/* 1 if nothing listens on or is bound to 127.0.0.1:port now. */
+static int port_free(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+    if (fd < 0)
+        return 0;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+int bench_free_ports(int n, int *first)
+{
+    int span = BENCH_PORT_LAST - BENCH_PORT_FIRST + 1, n_blocks = span / n;
+    int start = (int)(getpid() % n_blocks);
+
+    for (int i = 0; i < n_blocks; i++) {
+        int base = BENCH_PORT_FIRST + (start + i) % n_blocks * n, ok = 1;
+        for (int p = base; ok && p < base + n; p++)
+            ok = port_free(p);
+        if (ok) {
+            *first = base;
+            return 0;
+        }
+    }
+    return RK_EBUSY;
 }
 
 int bench_attach(const char *prog, const char *ring_name, const char *producer, int full_timeout_ms,

@@ -65,6 +65,17 @@ pid_t bench_spawn(bench_child_fn fn, const void *arg);
  * with hex a string of hex digits.  RK_ENOTFOUND when it is not there. */
 int bench_json_field(const char *json, const char *key, int hex, uint64_t *out);
 
+/* TCP ports the benchmarks listen on (ZeroMQ endpoints, redis-server):
+ * 127.0.0.1, in [BENCH_PORT_FIRST, BENCH_PORT_LAST], below Linux's
+ * ephemeral range (32768..) and apart from the tests' 20000..31999. */
+#define BENCH_PORT_FIRST 14000
+#define BENCH_PORT_LAST 15999
+/* Finds n consecutive ports in that range that are free now (each one
+ * bound on 127.0.0.1 and closed again), starting the search at a place
+ * derived from the pid so that benches started together look apart.
+ * 0 and *first, or RK_EBUSY when no n free ports are there. */
+int bench_free_ports(int n, int *first);
+
 /* Attaches to ring_name as producer (RK_FULL_WAIT, full_timeout_ms); on
  * failure prints "prog: producer: rk_ring_attach(...)" to stderr. */
 int bench_attach(const char *prog, const char *ring_name, const char *producer, int full_timeout_ms,
