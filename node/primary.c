@@ -445,6 +445,10 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
     struct batch b = {.cap = (size_t)c->batch_bytes * 2 + (1u << 20)};
     ring_frame f;
     uint64_t last_sweep = 0, pos = 0;
+    /* producers whose group is open (a PUT or DEL since their last MARK,
+     * ATTACH or ABORT), in frames the drain has taken */
+    uint8_t group_open[RING_MAX_PRODUCERS] = {0};
+    unsigned n_open = 0;
     int rc = 0;
 
     b.buf = malloc(b.cap);
@@ -458,11 +462,23 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
         if (wait_for_apply(n))
             log_msg(LOG_DEBUG, "drain paused for apply", "journal_seq=%" PRIu64, seq);
         /* a batch ends at batch_records frames, batch_bytes, batch_time_us
-         * after its first frame, or when the ring runs empty */
+         * after its first frame, or when the ring runs empty with every
+         * group in it closed */
         rc = 0;
         while (b.n_frames < c->batch_records && b.len < c->batch_bytes) {
             pos = ring_read_pos(n->ring); /* before f: the journal's next_lsn if f cannot be added */
             rc = ring_next(n->ring, &f);
+            if (rc == 0 && n_open && b.n_frames && c->batch_time_us && !node_signal &&
+                now_ns() - b.first_ns < (uint64_t)c->batch_time_us * 1000u) {
+                /* empty while a producer is in the middle of a group: its
+                 * MARK is on the way and would otherwise wait behind this
+                 * entry's commit and then its own (issue 13.5); wait for
+                 * it, up to batch_time_us after the batch's first frame.
+                 * With every group closed (an idle ring) the batch goes at
+                 * once: no latency added */
+                ring_wait_ready(n->ring, 1);
+                continue;
+            }
             if (rc != 1) {
                 empty = rc == 0;
                 break;
@@ -473,6 +489,13 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
             rc = batch_frame(n, &b, &f);
             if (rc)
                 break;
+            if (f.producer < RING_MAX_PRODUCERS) {
+                int open = f.type == FRAME_PUT || f.type == FRAME_DEL;
+                if (open || f.type == FRAME_MARK || f.type == FRAME_ATTACH || f.type == FRAME_ABORT) {
+                    n_open += (unsigned)open - group_open[f.producer];
+                    group_open[f.producer] = (uint8_t)open;
+                }
+            }
             if (b.n_frames == 1)
                 b.first_ns = now_ns();
             else if (c->batch_time_us && (b.n_frames & 63) == 0 && /* the clock costs: look now and then */

@@ -1602,6 +1602,68 @@ START_TEST(stale_abort_after_a_restart_keeps_the_reattached_group)
 }
 END_TEST
 
+/* Issue 13.5: a producer's group lands in one journal entry even when the
+ * drain finds the ring empty in the middle of it.  The producer writes
+ * five PUTs and waits until the node has read them (n_consumed), then
+ * writes the MARK: before the fix the drain journaled the five PUTs as
+ * soon as the ring ran empty and the MARK in a second entry (batches + 2),
+ * so the MARK waited behind two synced commits.  batch_time_us is the
+ * longest the drain waits for an open group: 1 s here, far longer than
+ * the test takes between the two steps. */
+START_TEST(open_group_waits_for_its_mark_in_one_entry)
+{
+    static const char *const extra[] = {"drain", "batch_time_us", "1000000", NULL};
+    rk_ring_opts ro = {.producer = "one"};
+    rk_ring *r = NULL;
+    rk_state *s = NULL;
+    ring_info *info = malloc(sizeof *info);
+    char err[256], key[8], val[8];
+    uint64_t lsn = 0, height = 0, consumed0, batches0;
+    uint16_t t;
+    pid_t node;
+
+    ck_assert_ptr_nonnull(info);
+    node_extra = extra;
+    node = start_node(NULL);
+    node_extra = NULL;
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &r), 0);
+    ck_assert_int_eq(rk_table(r, "t0", &t), 0);
+    ck_assert_int_eq(rk_mark(r, 1, &lsn), 0); /* the ATTACH and an empty group: durable, all read */
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    consumed0 = info->n_consumed;
+    batches0 = status_field("batches");
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        ck_assert_int_eq(rk_put(r, t, key, (uint32_t)strlen(key), val, (uint32_t)strlen(val), NULL), 0);
+    }
+    for (int i = 0; i < BOUND_S * 1000; i++) { /* until the drain has read the five */
+        ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+        if (info->n_consumed >= consumed0 + 5)
+            break;
+        usleep(1000);
+    }
+    ck_assert_uint_eq(info->n_consumed, consumed0 + 5);
+    ck_assert_int_eq(rk_mark(r, 2, &lsn), 0);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    ck_assert_msg(status_field("batches") == batches0 + 1, "the group took %llu journal entries, want 1",
+                  (unsigned long long)(status_field("batches") - batches0));
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    ck_assert_int_eq(rk_state_height(s, "one", &height), 0);
+    ck_assert_uint_eq(height, 2);
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        expect_value(s, key, val);
+    }
+    rk_state_close(s);
+    rk_ring_detach(r);
+    free(info);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -1626,6 +1688,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, frame_the_drain_could_not_add_is_not_skipped);
     tcase_add_test(tc, bad_table_id_is_refused_and_the_node_goes_on);
     tcase_add_test(tc, stale_abort_after_a_restart_keeps_the_reattached_group);
+    tcase_add_test(tc, open_group_waits_for_its_mark_in_one_entry);
     tcase_add_test(tc, state_open_with_no_node_refuses_while_the_ring_holds_records);
     tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
