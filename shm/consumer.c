@@ -47,7 +47,11 @@
 
 #define ABORT_FRAME_SIZE (FRAME_HEADER_SIZE + 8)
 #define SLEEP_SLICE_MS 1     /* bounds a wake lost to the producer's fence-free check */
-#define SPIN_BEFORE_SLEEP 64 /* polls before sleeping (~1 ms) */
+/* polls for this long before sleeping: a frame being written shows up
+ * within it, and an idle consumer does not burn a core that producers and
+ * the node's other threads need (a ~1 ms spin after every batch was half
+ * of a primary's CPU per record at batches of 100: issue 13) */
+#define SPIN_BEFORE_SLEEP_NS 50000
 #define SPIN_PAUSES                                                                                          \
     128 /* pauses before the first poll, doubling up to 8                                                    \
            times that (a pause is 20-140 cycles) */
@@ -706,7 +710,8 @@ static int ready(ring_owner *o)
 int ring_wait_ready(ring_owner *o, int timeout_ms)
 {
     struct ring_header *h = o->hdr;
-    uint64_t deadline = seg_now_ns(CLOCK_MONOTONIC) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+    uint64_t start = seg_now_ns(CLOCK_MONOTONIC), now;
+    uint64_t deadline = start + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
 
     /* relaxed: head is ours.  Nothing can be read before a release. */
     if (o->read_pos - atomic_load_explicit(&h->head, memory_order_relaxed) >= o->capacity)
@@ -717,11 +722,12 @@ int ring_wait_ready(ring_owner *o, int timeout_ms)
         /* the caller has just found nothing: look again only after a pause */
         if (spin > 0 && ready(o))
             return 1;
-        if (timeout_ms <= 0 || (spin % 64 == 0 && seg_now_ns(CLOCK_MONOTONIC) >= deadline)) {
+        now = seg_now_ns(CLOCK_MONOTONIC); /* vDSO; polls are >= SPIN_PAUSES pauses apart */
+        if (timeout_ms <= 0 || now >= deadline) {
             /* a claim that is not moving needs ring_next() to time it */
             return atomic_load_explicit(&h->tail, memory_order_acquire) != o->read_pos;
         }
-        if (spin < SPIN_BEFORE_SLEEP) {
+        if (now - start < SPIN_BEFORE_SLEEP_NS) {
             /* poll the frame being written only now and then, less and
              * less often: each look takes its cache line away from the
              * producer writing it, and a later look finds more to read */
