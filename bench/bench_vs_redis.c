@@ -61,8 +61,8 @@
 #define KEY_SPACE 1000000u
 #define MAX_PRODUCERS 4
 #define MAX_PAIRS 50
-#define BOUND_MS 600000             /* no wait here takes this long unless something is broken */
-#define MAX_THREADS 64              /* threads of one server process we account */
+#define BOUND_MS 600000 /* no wait here takes this long unless something is broken */
+#define MAX_THREADS 64  /* threads of one server process we account */
 
 enum { RINGKEEP, REDIS };
 static const char *const system_name[] = {"ringkeep", "redis"};
@@ -83,7 +83,7 @@ static const struct workload workloads[] = {
 /* ------------------------------------------------------------ servers */
 
 static char base_dir[128], rk_dir[2][160], redis_dir[2][160], ring_name[64];
-static int port_base; /* 4 ports: ringkeep publish, serve; redis primary, replica */
+static int port_base;          /* 4 ports: ringkeep publish, serve; redis primary, replica */
 static pid_t server_pid[2][2]; /* [system][0 primary, 1 standby/replica] */
 
 static void kill_servers(void)
@@ -319,7 +319,8 @@ static void redis_start(int replica)
         }
         argv[n] = NULL;
         execvp("redis-server", (char *const *)argv);
-        fprintf(stderr, PROG ": cannot run redis-server: %s (install Debian's redis-server: ./setup.sh does)\n",
+        fprintf(stderr,
+                PROG ": cannot run redis-server: %s (install Debian's redis-server: ./setup.sh does)\n",
                 strerror(errno));
         _exit(127);
     }
@@ -453,7 +454,7 @@ static double account_total(const struct cpu_account *acc)
 struct producer {
     int system, index, batch, replicated;
     uint64_t deadline_ns, max_batches; /* a run ends at the first */
-    uint64_t *latency; /* ns per batch */
+    uint64_t *latency;                 /* ns per batch */
     uint64_t n_batches, n_records;
     uint64_t next_key; /* position in the key permutation */
     uint64_t rng;
@@ -481,7 +482,8 @@ static uint64_t xorshift(uint64_t *s)
 static void make_record(struct producer *p, char key[KEY_LEN + 1], uint8_t val[VALUE_LEN])
 {
     /* 999983 is prime and coprime with the key space: a permutation */
-    snprintf(key, KEY_LEN + 1, "k%08" PRIu64, (p->next_key++ * 999983u + (uint64_t)p->index * 250000u) % KEY_SPACE);
+    snprintf(key, KEY_LEN + 1, "k%08" PRIu64,
+             (p->next_key++ * 999983u + (uint64_t)p->index * 250000u) % KEY_SPACE);
     for (int i = 0; i < VALUE_LEN; i += 8) {
         uint64_t x = xorshift(&p->rng);
         memcpy(val + i, &x, 8);
@@ -515,7 +517,8 @@ static int redis_batch(struct producer *p)
 
     for (int i = 0; i < p->batch; i++) {
         make_record(p, key, val);
-        len += (size_t)sprintf(p->cmd + len, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n", KEY_LEN, key, VALUE_LEN);
+        len +=
+            (size_t)sprintf(p->cmd + len, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n", KEY_LEN, key, VALUE_LEN);
         memcpy(p->cmd + len, val, VALUE_LEN);
         memcpy(p->cmd + len + VALUE_LEN, "\r\n", 2);
         len += VALUE_LEN + 2;
@@ -524,13 +527,15 @@ static int redis_batch(struct producer *p)
         memcpy(p->cmd + len, wait_cmd, sizeof wait_cmd - 1);
         len += sizeof wait_cmd - 1;
     }
-    if (write_all(p->fd, p->cmd, len) != 0 || read_replies(p->fd, p->reply, p->reply_cap, n_replies, &got) != 0)
+    if (write_all(p->fd, p->cmd, len) != 0 ||
+        read_replies(p->fd, p->reply, p->reply_cap, n_replies, &got) != 0)
         return EIO;
     /* every SET answered +OK, the WAIT :1 (one replica acknowledged) */
     for (int i = 0; i < p->batch; i++)
         if (memcmp(p->reply + (size_t)i * 5, "+OK\r\n", 5) != 0)
             return RK_ECORRUPT;
-    if (p->replicated && (got != (size_t)p->batch * 5 + 4 || memcmp(p->reply + (size_t)p->batch * 5, ":1\r\n", 4)))
+    if (p->replicated &&
+        (got != (size_t)p->batch * 5 + 4 || memcmp(p->reply + (size_t)p->batch * 5, ":1\r\n", 4)))
         return RK_ECORRUPT;
     return 0;
 }
@@ -569,7 +574,8 @@ static void rk_wait_idle(int replicated)
         uint64_t lag = 1, pj = 0, sj = 0, sa = 0;
         int idle = rk_status(rk_dir[0], "apply_lag_entries", &lag) == 0 && lag == 0;
         if (idle && replicated)
-            idle = rk_status(rk_dir[0], "journal_seq", &pj) == 0 && rk_status(rk_dir[1], "journal_seq", &sj) == 0 &&
+            idle = rk_status(rk_dir[0], "journal_seq", &pj) == 0 &&
+                   rk_status(rk_dir[1], "journal_seq", &sj) == 0 &&
                    rk_status(rk_dir[1], "applied_seq", &sa) == 0 && sj == pj && sa == sj;
         if (idle)
             return;
@@ -745,8 +751,8 @@ static void run_workload(int wi, int n_pairs, double seconds, double medians[N_W
             total_records[s] += res[s].n_records;
         }
         printf("| %d | %.0f | %.0f / %.0f | %.3f | %.0f | %.0f / %.0f | %.2f | %.2f | %.2f |\n", pair + 1,
-               res[0].records_per_s, res[0].p50_us, res[0].p99_us, entries_per_batch[pair], res[1].records_per_s,
-               res[1].p50_us, res[1].p99_us, r_tput[pair], r_p50[pair], r_p99[pair]);
+               res[0].records_per_s, res[0].p50_us, res[0].p99_us, entries_per_batch[pair],
+               res[1].records_per_s, res[1].p50_us, res[1].p99_us, r_tput[pair], r_p50[pair], r_p99[pair]);
         fflush(stdout);
     }
     medians[wi][0] = median(r_tput, n_pairs);
@@ -754,13 +760,16 @@ static void run_workload(int wi, int n_pairs, double seconds, double medians[N_W
     medians[wi][2] = median(r_p99, n_pairs);
     medians[wi][3] = median(entries_per_batch, n_pairs);
     double cpu_rk = median(cpu_rec[0], n_pairs), cpu_redis = median(cpu_rec[1], n_pairs);
-    printf("\nmedians: throughput %.2fx, p50 %.2fx, p99 %.2fx (ringkeep / Redis); ringkeep journal entries per "
-           "acknowledged batch %.3f\n",
-           medians[wi][0], medians[wi][1], medians[wi][2], medians[wi][3]);
-    printf("server CPU per record (both nodes, median of the runs): ringkeep %.2f us, Redis %.2f us (%.2fx)\n",
-           cpu_rk, cpu_redis, cpu_rk / cpu_redis);
-    printf("  per thread (us per record, all runs; ringkeep's main thread is the drain on the primary and the "
-           "receiver on the standby):\n");
+    printf(
+        "\nmedians: throughput %.2fx, p50 %.2fx, p99 %.2fx (ringkeep / Redis); ringkeep journal entries per "
+        "acknowledged batch %.3f\n",
+        medians[wi][0], medians[wi][1], medians[wi][2], medians[wi][3]);
+    printf(
+        "server CPU per record (both nodes, median of the runs): ringkeep %.2f us, Redis %.2f us (%.2fx)\n",
+        cpu_rk, cpu_redis, cpu_rk / cpu_redis);
+    printf(
+        "  per thread (us per record, all runs; ringkeep's main thread is the drain on the primary and the "
+        "receiver on the standby):\n");
     print_cpu("ringkeep primary", &acc[0][0], total_records[0]);
     if (w->replicated)
         print_cpu("ringkeep standby", &acc[0][1], total_records[0]);
@@ -771,8 +780,8 @@ static void run_workload(int wi, int n_pairs, double seconds, double medians[N_W
     if (w->replicated) {
         uint64_t pd = 0, sd = 1;
         rk_wait_idle(1);
-        if (rk_status_hex(rk_dir[0], "state_digest", &pd) != 0 || rk_status_hex(rk_dir[1], "state_digest", &sd) != 0 ||
-            pd != sd)
+        if (rk_status_hex(rk_dir[0], "state_digest", &pd) != 0 ||
+            rk_status_hex(rk_dir[1], "state_digest", &sd) != 0 || pd != sd)
             die("%s", "ringkeep's standby's state digest differs from the primary's");
         printf("check: ringkeep's standby's state digest equals the primary's (%016" PRIx64 ")\n", pd);
     }
@@ -826,8 +835,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc || n_pairs < 1 || n_pairs > MAX_PAIRS || !(seconds > 0 && seconds <= 600) || only < 0 ||
-        only > N_WORKLOADS) {
+    if (optind != argc || n_pairs < 1 || n_pairs > MAX_PAIRS || !(seconds > 0 && seconds <= 600) ||
+        only < 0 || only > N_WORKLOADS) {
         usage(stderr);
         return 2;
     }
@@ -849,10 +858,11 @@ int main(int argc, char **argv)
     bench_set_fatal_handlers(on_signal);
     signal(SIGPIPE, SIG_IGN);
     bench_read_host(&nproc, cpu, sizeof cpu, kernel, sizeof kernel);
-    printf("# ringkeep vs Redis 7 (same machine, same run: %ld CPUs, %s, Linux %s; ports %d..%d)\n", nproc, cpu,
-           kernel, port_base, port_base + 3);
+    printf("# ringkeep vs Redis 7 (same machine, same run: %ld CPUs, %s, Linux %s; ports %d..%d)\n", nproc,
+           cpu, kernel, port_base, port_base + 3);
     printf("ringkeep: primary%s, batches of 64-byte puts, MARK, rk_wait(RK_REPLICATED or RK_DURABLE).\n"
-           "Redis: redis-server primary + replica, appendonly yes, appendfsync always; pipelined SETs, WAIT 1.\n",
+           "Redis: redis-server primary + replica, appendonly yes, appendfsync always; pipelined SETs, WAIT "
+           "1.\n",
            " + one standby (min_replicas 1)");
     for (int wi = 0; wi < N_WORKLOADS; wi++)
         if (!only || only == wi + 1)
@@ -862,8 +872,8 @@ int main(int argc, char **argv)
            n_pairs);
     for (int wi = 0; wi < N_WORKLOADS; wi++)
         if (!only || only == wi + 1)
-            printf("| %s | %.2fx | %.2fx | %.2fx | %.3f |\n", workloads[wi].name, medians[wi][0], medians[wi][1],
-                   medians[wi][2], medians[wi][3]);
+            printf("| %s | %.2fx | %.2fx | %.2fx | %.3f |\n", workloads[wi].name, medians[wi][0],
+                   medians[wi][1], medians[wi][2], medians[wi][3]);
     remove_tree(base_dir);
     return 0;
 }

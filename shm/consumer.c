@@ -46,7 +46,7 @@
 #include "shm/segment.h"
 
 #define ABORT_FRAME_SIZE (FRAME_HEADER_SIZE + 8)
-#define SLEEP_SLICE_MS 1     /* bounds a wake lost to the producer's fence-free check */
+#define SLEEP_SLICE_MS 1 /* bounds a wake lost to the producer's fence-free check */
 /* polls for this long before sleeping: a frame being written shows up
  * within it, and an idle consumer does not burn a core that producers and
  * the node's other threads need (a ~1 ms spin after every batch was half
