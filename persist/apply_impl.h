@@ -41,6 +41,10 @@ struct producer {
 struct table {
     char name[RK_NAME_MAX + 1];
     DB *db;
+    /* apply: whether this table's recent PUTs found their key (up) or
+     * made a new one (down), in [-KEY_SEEN_LIMIT, KEY_SEEN_LIMIT]; picks
+     * which of apply_record's ways takes one B-tree descent (apply.c) */
+    int key_seen;
 };
 
 /* One PUT or DEL of a group applied in the open transaction, waiting in

@@ -2383,6 +2383,85 @@ START_TEST(sorted_transaction_ends_as_journal_order_says)
 }
 END_TEST
 
+/* Apply looks a key up before it writes it, or puts it with
+ * DB_NOOVERWRITE first, as the table's recent PUTs were found or new
+ * (apply.c, apply_record): both ways, and the switch between them, must
+ * leave the state and the digest that journal order gives.  Entry 1 makes
+ * 200 new keys (the lookup-first way turns to put-first); entry 2
+ * overwrites them, deletes every fourth and makes 100 new ones (put-first
+ * refused, then looked up); entry 3 makes the deleted keys again.  One
+ * transaction per entry: the choice carries over commits. */
+START_TEST(new_and_existing_keys_both_ways_keep_state_and_digest)
+{
+    struct batch b[3];
+    applier *a = NULL;
+    store *s;
+    struct apply_meta am;
+    char key[8], val[8], *text = malloc(16384), *want = malloc(16384);
+    size_t n = 0;
+    int rc;
+
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(want);
+    new_data_dir("apply-new-and-existing");
+    s = open_store(STORE_CREATE);
+    batch_init(&b[0], 1, 4096);
+    add_attach(&b[0], 0, "eng", 1);
+    batch_add(&b[0], FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "a%d", i);
+        batch_add(&b[0], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
+    }
+    add_le64(&b[0], FRAME_MARK, 0, 1, 0);
+    batch_init(&b[1], 2, b[0].h.next_lsn);
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "b%d", i);
+        if (i % 4 == 0)
+            batch_add(&b[1], FRAME_DEL, 0, 0, key, 4, NULL, 0);
+        else
+            batch_add(&b[1], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
+        if (i % 2 == 0) {
+            snprintf(key, sizeof key, "n%03d", i / 2);
+            snprintf(val, sizeof val, "n%d", i / 2);
+            batch_add(&b[1], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
+        }
+    }
+    add_le64(&b[1], FRAME_MARK, 0, 2, 0);
+    batch_init(&b[2], 3, b[1].h.next_lsn);
+    for (int i = 0; i < 200; i += 4) {
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "c%d", i);
+        batch_add(&b[2], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
+    }
+    add_le64(&b[2], FRAME_MARK, 0, 3, 0);
+    for (int i = 0; i < 3; i++)
+        append_batch(s, &b[i]);
+
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    rc = applier_run(a, UINT64_MAX, 1, err, sizeof err);
+    ck_assert_msg(rc == 0, "applier_run: %s", err);
+    am = applier_meta(a);
+    ck_assert_uint_eq(am.applied_seq, 3);
+    ck_assert_uint_eq(am.n_records, 200 + 300 + 50);
+    applier_close(a);
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(want + n, 16384 - n, "k%03d=%c%d;", i, i % 4 ? 'b' : 'c', i);
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(want + n, 16384 - n, "n%03d=n%d;", i, i);
+    state_text(s, "t", text, 16384);
+    ck_assert_str_eq(text, want);
+    ck_assert_uint_eq(am.digest, state_digest(s, "t"));
+    for (int i = 0; i < 3; i++)
+        batch_free(&b[i]);
+    free(text);
+    free(want);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2431,6 +2510,7 @@ Suite *store_suite(void)
     tcase_add_loop_test(tc, stale_abort_does_not_discard_a_reattached_producers_group, 0, 2);
     tcase_add_loop_test(tc, renamed_table_ids_and_slots_apply_to_their_new_names, 0, 2);
     tcase_add_loop_test(tc, sorted_transaction_ends_as_journal_order_says, 0, 3);
+    tcase_add_test(tc, new_and_existing_keys_both_ways_keep_state_and_digest);
     return s;
 }
 
