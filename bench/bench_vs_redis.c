@@ -79,6 +79,9 @@ static const struct workload workloads[] = {
     {"4 producers x batches of 100, replicated", 4, 100, 1},
 };
 #define N_WORKLOADS (int)(sizeof workloads / sizeof workloads[0])
+/* per workload: medians of the ratios of throughput, p50, p99; entries per
+ * batch; server CPU per record of ringkeep, of Redis */
+#define N_FIGURES 6
 
 /* ------------------------------------------------------------ servers */
 
@@ -706,7 +709,7 @@ static void print_cpu(const char *label, const struct cpu_account *acc, uint64_t
 }
 
 /* Runs workload w: both systems started, pairs of runs, the medians. */
-static void run_workload(int wi, int n_pairs, double seconds, double medians[N_WORKLOADS][4])
+static void run_workload(int wi, int n_pairs, double seconds, double medians[N_WORKLOADS][N_FIGURES])
 {
     const struct workload *w = &workloads[wi];
     struct cpu_account acc[2][2];
@@ -760,6 +763,8 @@ static void run_workload(int wi, int n_pairs, double seconds, double medians[N_W
     medians[wi][2] = median(r_p99, n_pairs);
     medians[wi][3] = median(entries_per_batch, n_pairs);
     double cpu_rk = median(cpu_rec[0], n_pairs), cpu_redis = median(cpu_rec[1], n_pairs);
+    medians[wi][4] = cpu_rk;
+    medians[wi][5] = cpu_redis;
     printf(
         "\nmedians: throughput %.2fx, p50 %.2fx, p99 %.2fx (ringkeep / Redis); ringkeep journal entries per "
         "acknowledged batch %.3f\n",
@@ -793,6 +798,30 @@ static void run_workload(int wi, int n_pairs, double seconds, double medians[N_W
     }
 }
 
+/* Issue 13's targets, met or not, with this run's figures. */
+static void print_targets(double m[N_WORKLOADS][N_FIGURES], int only)
+{
+    static const double min_tput[N_WORKLOADS] = {5, 2, 8, 3}, max_p50[N_WORKLOADS] = {0.5, 0.5, 0, 0};
+
+    printf("\ntargets (issue 13; this run's medians):\n");
+    for (int wi = 0; wi < N_WORKLOADS; wi++) {
+        if (only && only != wi + 1)
+            continue;
+        int ok = m[wi][0] >= min_tput[wi] && (!max_p50[wi] || m[wi][1] <= max_p50[wi]);
+        printf("  %s: throughput %.2fx >= %.0fx", workloads[wi].name, m[wi][0], min_tput[wi]);
+        if (max_p50[wi])
+            printf(", p50 %.2fx <= %.1fx", m[wi][1], max_p50[wi]);
+        printf(": %s\n", met(ok));
+    }
+    if (!only || only == 2)
+        printf("  server CPU per record at batches of 100, ringkeep %.2f us <= Redis %.2f us: %s\n", m[1][4],
+               m[1][5], met(m[1][4] <= m[1][5]));
+    for (int wi = 0; wi < 2; wi++)
+        if (!only || only == wi + 1)
+            printf("  journal entries per acknowledged batch (%s) %.3f <= 1.05: %s\n", workloads[wi].name,
+                   m[wi][3], met(m[wi][3] <= 1.05));
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -812,7 +841,7 @@ int main(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int n_pairs = 5, only = 0, c;
-    double seconds = 2, medians[N_WORKLOADS][4];
+    double seconds = 2, medians[N_WORKLOADS][N_FIGURES];
     long nproc;
     char cpu[128], kernel[128];
 
@@ -860,10 +889,10 @@ int main(int argc, char **argv)
     bench_read_host(&nproc, cpu, sizeof cpu, kernel, sizeof kernel);
     printf("# ringkeep vs Redis 7 (same machine, same run: %ld CPUs, %s, Linux %s; ports %d..%d)\n", nproc,
            cpu, kernel, port_base, port_base + 3);
-    printf("ringkeep: primary%s, batches of 64-byte puts, MARK, rk_wait(RK_REPLICATED or RK_DURABLE).\n"
-           "Redis: redis-server primary + replica, appendonly yes, appendfsync always; pipelined SETs, WAIT "
-           "1.\n",
-           " + one standby (min_replicas 1)");
+    printf("ringkeep: primary + one standby (min_replicas 1), batches of 64-byte puts, MARK,\n"
+           "  rk_wait(RK_REPLICATED); durable only: the primary alone, rk_wait(RK_DURABLE).\n"
+           "Redis: redis-server primary + replica, appendonly yes, appendfsync always; pipelined SETs,\n"
+           "  WAIT 1 0; durable only: the primary alone, no WAIT.\n");
     for (int wi = 0; wi < N_WORKLOADS; wi++)
         if (!only || only == wi + 1)
             run_workload(wi, n_pairs, seconds, medians);
@@ -874,6 +903,7 @@ int main(int argc, char **argv)
         if (!only || only == wi + 1)
             printf("| %s | %.2fx | %.2fx | %.2fx | %.3f |\n", workloads[wi].name, medians[wi][0],
                    medians[wi][1], medians[wi][2], medians[wi][3]);
+    print_targets(medians, only);
     remove_tree(base_dir);
     return 0;
 }
