@@ -25,7 +25,14 @@
  * CURVE (curve = yes): both sockets are CURVE servers, and this thread
  * also answers ZeroMQ's authentication requests (ZAP, on
  * inproc://zeromq.zap.01 of its context): a client key not in
- * authorized_keys fails the handshake and receives nothing.
+ * authorized_keys fails the handshake and receives nothing; a key's bound
+ * node_id is the ZAP user id, and only it may be said in that
+ * connection's HELLO (hello_slot).
+ *
+ * Identities (issue 14): a node_id is one connection's at a time; without
+ * CURVE another connection gets it only once the holder's connection
+ * closed (the ROUTER's monitor, router_events) or went silent.  A HELLO
+ * whose monitor flag is set is welcomed and takes no standby slot.
  *
  * SNAPSHOT serves a checkpoint file of checkpoints/ in chunks, with the
  * XXH64 of the whole file (computed once per file).  A standby acks every
@@ -35,7 +42,9 @@
  * a standby does not send, or breaks a rule is logged and its peer is
  * dropped (forgotten until it says HELLO again); the others are served as
  * before.  ZMQ_MAXMSGSIZE makes ZeroMQ cut a peer sending an oversized
- * frame.
+ * frame (in its I/O thread: this thread never sees it, nor counts it).
+ * Refusals are counted in the status and logged at most once per peer and
+ * kind per PEER_LOG_INTERVAL_S (peer_event).
  *
  * Threads: the replicator thread owns the sockets, peers and caches;
  * `lock` guards the pending checkpoint path and the status members (a

@@ -1850,6 +1850,70 @@ START_TEST(refusals_are_counted_and_logged_once_per_peer_per_interval)
 }
 END_TEST
 
+/* Waits (bounded) until a line of file holds every one of the strings. */
+static void wait_line_with(const char *file, const char *const *needles)
+{
+    for (int i = 0;; i++) {
+        FILE *f = fopen(file, "r");
+        if (f) {
+            fclose(f);
+            if (lines_with(file, needles) > 0)
+                return;
+        }
+        ck_assert_msg(i < BOUND_S * 100, "%s never had a line with \"%s\"", file, needles[0]);
+        usleep(10000);
+    }
+}
+
+/* Issue 14, point 8: `ringkeep monitor --live` (what a terminal gets)
+ * redraws one line a second with the cursors, each standby's health or
+ * lag and the last checkpoint notice, and says when heartbeats stop (the
+ * primary frozen with SIGSTOP) and when they come back. */
+START_TEST(monitor_live_line_shows_health_checkpoints_and_stopped_heartbeats)
+{
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, NULL, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    pid_t mon = fork();
+
+    ck_assert_int_ge(mon, 0);
+    if (mon == 0) {
+        FILE *out = freopen(monitor_out, "w", stdout);
+        if (!out)
+            _exit(98);
+        execl(ringkeep_bin, ringkeep_bin, "monitor", publish_ep, "--live", (char *)NULL);
+        _exit(97);
+    }
+    engine_attach(&e);
+    engine_write(&e, 20);
+    rk_ring_detach(e.r);
+    char *st = wait_caught_up(standby_dir[0]), want_seq[64];
+    snprintf(want_seq, sizeof want_seq, " journal_seq=%llu ", (unsigned long long)json_u64(st, "journal_seq"));
+    free(st);
+    wait_line_with(monitor_out, (const char *const[]){"epoch=1", want_seq, " standby-a:ok", NULL});
+    checkpoint_now();
+    wait_line_with(monitor_out, (const char *const[]){" checkpoint=", ".rkcp@", "s ago", NULL});
+    /* the primary frozen: no heartbeats; then thawed */
+    ck_assert_int_eq(kill(primary, SIGSTOP), 0);
+    wait_line_with(monitor_out, (const char *const[]){"NO HEARTBEAT for ", want_seq, NULL});
+    ck_assert_int_eq(kill(primary, SIGCONT), 0);
+    for (int i = 0;; i++) { /* the last line, after the thaw: heartbeats again */
+        FILE *f = fopen(monitor_out, "r");
+        char line[4096], last[4096] = "";
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof line, f))
+            memcpy(last, line, sizeof last);
+        fclose(f);
+        if (strstr(last, "epoch=") && !strstr(last, "NO HEARTBEAT"))
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the monitor never showed heartbeats again: %s", last);
+        usleep(10000);
+    }
+    ck_assert_int_eq(stop(mon, SIGTERM), 0); /* exit status 0 */
+    stop_and_check(sb, primary, e.height);
+}
+END_TEST
+
 /* ------------------------------------------------------------ promotion */
 
 /* What a standby needs to be promoted: the ring it will own. */
@@ -2954,6 +3018,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, fake_identities_do_not_lock_a_real_standby_out);
     tcase_add_test(tc, monitor_follows_without_taking_a_standby_slot);
     tcase_add_test(tc, refusals_are_counted_and_logged_once_per_peer_per_interval);
+    tcase_add_test(tc, monitor_live_line_shows_health_checkpoints_and_stopped_heartbeats);
     suite_add_tcase(s, tc);
     tc = tcase_create("cluster"); /* several nodes' endpoints: CK_RUN_CASE=cluster */
     tcase_add_checked_fixture(tc, setup, teardown);
