@@ -112,6 +112,7 @@ struct member_view {
     char role[16];
     uint64_t seq, epoch;
     int eligible;
+    int preferred; /* configured as the primary: first among equals */
 };
 
 #define HA_MAX_MEMBERS 64
@@ -163,6 +164,7 @@ static int read_cluster(struct ha *h, struct cluster_view *v)
             m->seq = json_u64(val, "seq");
             m->epoch = json_u64(val, "epoch");
             m->eligible = json_is_true(json_object_get(val, "eligible"));
+            m->preferred = json_is_true(json_object_get(val, "preferred"));
         }
         json_decref(val);
     }
@@ -239,9 +241,10 @@ static void stop_leading(struct ha *h)
 static void publish_member(struct ha *h, const char *role, uint64_t epoch, uint64_t seq, uint64_t lag,
                            int eligible)
 {
-    json_t *val = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:i}", "name", h->name, "role", role, "epoch",
-                            (json_int_t)epoch, "seq", (json_int_t)seq, "lag", (json_int_t)lag, "eligible",
-                            eligible, "pid", (int)getpid());
+    json_t *val =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:b, s:i}", "name", h->name, "role", role, "epoch",
+                  (json_int_t)epoch, "seq", (json_int_t)seq, "lag", (json_int_t)lag, "eligible", eligible,
+                  "preferred", strcmp(h->c->role, "primary") == 0, "pid", (int)getpid());
     char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
 
     if (text && h->lease && etcd_put(h->e, h->key_me, text, h->lease) != 0)
@@ -393,7 +396,7 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
 {
     struct node *n = h->n;
     uint64_t seq = h->sb_seq, highest = h->leader_seq_seen, now = ring_boottime_ns();
-    int better = 0, primary_alive = 0, eligible;
+    int better = 0, primary_alive = 0, eligible, me_preferred = strcmp(h->c->role, "primary") == 0;
     char why[160];
 
     for (size_t i = 0; i < v->n_members; i++) {
@@ -404,7 +407,7 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
             highest = m->seq;
         if (strcmp(m->role, "primary") == 0)
             primary_alive = 1;
-        else if (m->eligible && m->seq > seq)
+        else if (m->eligible && (m->seq > seq || (m->seq == seq && m->preferred && !me_preferred)))
             better = 1;
         if (v->leader.present && strcmp(m->name, v->leader.name) == 0)
             h->leader_seq_seen = m->seq;
@@ -450,8 +453,9 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
     /* the most advanced live standby should win: defer to one ahead (and
      * to a live primary about to take the key), for at most two TTLs */
     if ((better || primary_alive) && now - h->absent_since < 2 * h->ttl_ns) {
-        say_wait(h,
-                 better ? "another live standby holds more entries" : "a primary is alive and takes the key");
+        say_wait(
+            h, better ? "another live standby holds more entries (or as many, and is the configured primary)"
+                      : "a primary is alive and takes the key");
         return;
     }
     uint64_t base = v->counter > h->sb_epoch ? v->counter : h->sb_epoch;
@@ -491,8 +495,7 @@ static void tick(struct ha *h)
         /* starting, or between roles: a node about to run as a primary (its
          * configuration's role, or an election won) says so at once, so
          * that standbys leave it the key */
-        publish_member(h, h->leading || strcmp(h->c->role, "primary") == 0 ? "primary" : "standby",
-                       atomic_load(&h->won_epoch), 0, 0, 0);
+        publish_member(h, h->leading ? "primary" : "standby", atomic_load(&h->won_epoch), 0, 0, 0);
     if (h->role == HA_PRIMARY && h->leading && ring_boottime_ns() >= h->ack_deadline) {
         /* self-fencing: the lease was not renewed in time; etcd may let
          * another node lead once it expires */

@@ -280,7 +280,7 @@ int node_run(const struct node_config *c)
     return run_primary(c, NULL, 0, NULL);
 }
 
-static int node_rejoin(const struct node_config *c);
+static int node_rejoin(const struct node_config *c, int at_start);
 static int promote_role(const struct node_config *c, struct node_handover *open);
 
 /* Closes what a handover still holds. */
@@ -308,14 +308,15 @@ static int primary_role(const struct node_config *c, int promote, struct node_ha
     /* with [ha], a primary that stepped down always rejoins: etcd decides
      * who leads, and this node may be elected again */
     return rc == NODE_EXIT_FENCED && (c->rejoin_on_higher_epoch || c->ha_etcd[0]) && !node_signal
-               ? node_rejoin(c)
+               ? node_rejoin(c, 0)
                : rc;
 }
 
 /* The standby a stepped-down primary becomes: its own configuration with
- * role = standby (node_config_check refused on_higher_epoch = rejoin
- * without primary_publish, primary_serve and node_id). */
-static int node_rejoin(const struct node_config *c)
+ * role = standby (node_config_check refused on_higher_epoch = rejoin and
+ * [ha] without primary_publish, primary_serve and node_id); with [ha],
+ * also a configured primary at start (at_start), until it is elected. */
+static int node_rejoin(const struct node_config *c, int at_start)
 {
     struct node_config *sc = malloc(sizeof *sc);
     struct node_handover open = {0};
@@ -332,8 +333,11 @@ static int node_rejoin(const struct node_config *c)
         free(sc);
         return NODE_EXIT_FENCED;
     }
-    log_msg(LOG_WARN, "rejoining as a standby of the new primary (on_higher_epoch = rejoin)",
-            "primary_serve=%s", sc->repl_primary_serve);
+    if (at_start)
+        log_msg(LOG_INFO, "starting as a standby: etcd elects the primary ([ha])", "primary_serve=%s",
+                sc->repl_primary_serve);
+    else
+        log_msg(LOG_WARN, "rejoining as a standby of the new primary", "primary_serve=%s", sc->repl_primary_serve);
     rc = run_standby(sc, &open);
     /* promoted again: the primary's role, in a new epoch, on the open store */
     if (rc == NODE_PROMOTE)
@@ -416,8 +420,18 @@ int repl_node_run(const struct node_config *c)
                 "min_replicas=%" PRIu32, c->repl_min_replicas);
     if (rc)
         return 1;
-    if (strcmp(c->role, "standby") != 0) {
+    if (strcmp(c->role, "standby") != 0 && !c->ha_etcd[0]) {
         rc = primary_role(c, 0, &open);
+        ha_end();
+        return rc;
+    }
+    if (strcmp(c->role, "standby") != 0) {
+        /* [ha]: etcd decides who leads and hands out the epochs.  A node
+         * configured as the primary starts as a standby too (it follows
+         * whoever leads, or waits) and is elected like any other, first
+         * among equals; it never begins an epoch of its own, which would
+         * depose the leader through the replication protocol */
+        rc = node_rejoin(c, 1);
         ha_end();
         return rc;
     }

@@ -534,6 +534,15 @@ int store_ring_record(store *s, struct store_ring_record *rec)
     return rc == 0 && v.size != sizeof *rec ? RK_ECORRUPT : rc;
 }
 
+int store_ring_record_put(store *s, const struct store_ring_record *rec)
+{
+    DBT k = {.data = STORE_RING_KEY, .size = (u_int32_t)strlen(STORE_RING_KEY)};
+    DBT v = {.data = (void *)rec, .size = sizeof *rec};
+
+    /* DB_AUTO_COMMIT with the environment's default: a synced commit */
+    return s->meta->put(s->meta, NULL, &k, &v, DB_AUTO_COMMIT);
+}
+
 int store_ring_undrained(store *s, char *err, size_t err_size)
 {
     struct store_ring_record rec;

@@ -236,6 +236,8 @@ struct store_ring_record {
 /* The data directory's ring record in *rec; RK_ENOTFOUND when no node
  * ever made a ring for it (a standby's, a restored one). */
 int store_ring_record(store *s, struct store_ring_record *rec);
+/* Writes it (synced): a rebuild of the state keeps the directory's ring. */
+int store_ring_record_put(store *s, const struct store_ring_record *rec);
 
 /* For a reader holding the data directory's lock with no node running
  * (rk_state_open): RK_EUNDRAINED, with the figures in err, when the

@@ -823,6 +823,11 @@ static int diverged(struct repl_standby *sb, const struct wire_welcome *w, uint6
     if (n_ckpts)
         log_msg(LOG_WARN, "checkpoints past the fork point set aside", "checkpoints=%zu to=\"%s\"", n_ckpts,
                 aside);
+    /* the ring this directory made (a former primary's) stays its own:
+     * the rebuilt meta.db gets its record back, so that a promotion fences
+     * and replaces it instead of refusing it */
+    struct store_ring_record ring_rec;
+    int have_ring = store_ring_record(sb->s, &ring_rec) == 0;
     applier_close(sb->a);
     sb->a = NULL;
     store_close(sb->s);
@@ -838,6 +843,11 @@ static int diverged(struct repl_standby *sb, const struct wire_welcome *w, uint6
         return w->has_checkpoint ? standby_bootstrap(sb, &w->checkpoint) : 1;
     if (adopt_primary_history(sb) != 0)
         return 1;
+    if (have_ring && (rc = store_ring_record_put(sb->s, &ring_rec)) != 0) {
+        log_msg(LOG_ERROR, "cannot keep the ring's record in the rebuilt meta.db", "error=\"%s\" action=exit",
+                store_strerror(rc));
+        return 1;
+    }
     log_msg(LOG_INFO, "state rebuilt to the fork point", "fork_seq=%" PRIu64 " old_db=\"%s\"", fork, aside);
     sb->n_set_aside++;
     sb->last_seq = sb->recv_seq = sb->acked_seq = fork;
