@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # ha_test.sh -- automatic failover with a real etcd (issue 12): one etcd
 # (the Debian etcd-server's binary, loopback, a temporary data directory)
-# and three nodes with [ha] (ttl_ms 2000, max_lag_entries 0 but 1000000 on
-# n2, min_replicas 1,
-# endpoints on ipc:// in the temporary directory), then in turn:
-#   1. a lagging standby never wins: n2 is down while the engine writes
-#      blocks acknowledged RK_REPLICATED, n0 (the primary) is paused and
-#      n2 started again behind (it cannot catch up from n0), n0 is
-#      SIGKILLed: n1 must lead (n2 is eligible, but defers to the live
-#      standby that holds more); every acknowledged block is in
-#      n1's state (the engine restores there and finishes; its books equal
-#      an uninterrupted run's) and n2 ends with n1's digest;
-#   2. a paused primary: n1 is SIGSTOPped past the TTL under an engine
+# and three nodes with [ha] (ttl_ms 2000, max_lag_entries 1000000: every
+# standby is eligible however far behind, min_replicas 1, endpoints on
+# ipc:// in the temporary directory), all started as standbys; etcd elects
+# nP (n0, the preferred, unless a loaded host delays it), then in turn:
+#   1. a lagging standby never wins: nB is down while the engine writes
+#      blocks acknowledged RK_REPLICATED (nG acknowledges), nP is paused
+#      and nB started again behind (it cannot catch up from nP), nP is
+#      SIGKILLed: nG must lead (nB must defer to the live standby that
+#      holds more); every acknowledged block is in nG's state (the engine
+#      restores there and finishes; its books equal an uninterrupted
+#      run's) and nB ends with nG's digest;
+#   2. a paused primary: nG is SIGSTOPped past the TTL under an engine
 #      acknowledging each block RK_DURABLE; a new primary is elected; woken,
-#      n1 acknowledges nothing more (the engine's acknowledged height does
+#      nG acknowledges nothing more (the engine's acknowledged height does
 #      not move, it gets RK_EFENCED) and rejoins as a standby;
 #   3. etcd stopped: the primary fences itself (it steps down and goes on as
 #      a standby, which still answers status and state reads); etcd
@@ -117,12 +118,9 @@ on_higher_epoch = rejoin
 etcd = http://127.0.0.1:$etcd_port
 cluster = ha-test-$$
 ttl_ms = 2000
-max_lag_entries = 0
+max_lag_entries = 1000000
 INI
 done
-# n2 is eligible however far behind: only deferring to a live standby that
-# holds more keeps it from winning (test 1)
-sed -i 's/^max_lag_entries = 0$/max_lag_entries = 1000000/' "$TMP/n2.ini"
 start_node() { "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" & node_pid[$1]=$!; }
 
 cluster() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null || true; }
@@ -168,92 +166,96 @@ for i in 0 1 2; do start_node $i; done
 for _ in $(seq 300); do
     out=$(cluster)
     l=$(leader_of "$out")
-    [ "${l%% *}" = 0 ] && [ "$(member_role "$out" n1)" = standby ] &&
-        [ "$(member_role "$out" n2)" = standby ] && break
+    [ -n "$l" ] && [ "$(printf '%s' "$out" | grep -o '"role":"standby"' | wc -l)" -eq 2 ] && break
     sleep 0.1
 done
-[ "${l%% *}" = 0 ] || fail "n0 (the configured primary, preferred) was not elected at start: $out"
+[ -n "$l" ] || fail "no node was elected at start: $out"
+# P leads (n0, configured primary and preferred, unless a loaded host
+# delayed its first word with etcd), G and B follow
+P=${l%% *}
 epoch0=${l##* }
-wait_primary 0
-echo "ha_test: etcd on 127.0.0.1:$etcd_port, n0 elected (epoch $epoch0), n1 and n2 follow"
+G=$(( (P + 1) % 3 ))
+B=$(( (P + 2) % 3 ))
+wait_primary "$P"
+echo "ha_test: etcd on 127.0.0.1:$etcd_port, n$P elected (epoch $epoch0), n$G and n$B follow"
 
 # ------------------------------------------------------------ 1. SIGKILL, a lagging standby
-# n2 is down while the engine writes (n1 acknowledges); n0 is paused, so
-# that n2, started again, cannot catch up from it, then killed: n1 and n2
-# are both alive when n0's lease expires, n2 behind
-kill -KILL "${node_pid[2]}"
-wait "${node_pid[2]}" 2>/dev/null || true
-"$OB" --ring "ha-test.$$.0" --data-dir "$TMP/d0" --blocks 30 --replicated --acked "$TMP/acked1" \
-    2>"$TMP/engine1.log" || fail "the engine failed on n0"
+# n$B is down while the engine writes (n$G acknowledges); n$P is paused, so
+# that n$B, started again, cannot catch up from it, then killed: n$G and n$B
+# are both alive when n$P's lease expires, n$B behind
+kill -KILL "${node_pid[$B]}"
+wait "${node_pid[$B]}" 2>/dev/null || true
+"$OB" --ring "ha-test.$$.$P" --data-dir "$TMP/d$P" --blocks 30 --replicated --acked "$TMP/acked1" \
+    2>"$TMP/engine1.log" || fail "the engine failed on n$P"
 acked1=$(acked_height "$TMP/acked1")
 [ "$acked1" -eq 30 ] || fail "30 blocks written, $acked1 acknowledged"
 t_kill=$(now_ms)
-kill -STOP "${node_pid[0]}"
-start_node 2
-read -r lead epoch <<<"$(wait_leader_not 0)"
+kill -STOP "${node_pid[$P]}"
+start_node "$B"
+read -r lead epoch <<<"$(wait_leader_not "$P")"
 t_led=$(now_ms)
-kill -KILL "${node_pid[0]}"
-wait "${node_pid[0]}" 2>/dev/null || true
-[ "$lead" -eq 1 ] || fail "n$lead leads after n0's loss: the caught-up standby is n1 (n2 lagged)"
+kill -KILL "${node_pid[$P]}"
+wait "${node_pid[$P]}" 2>/dev/null || true
+[ "$lead" -eq "$G" ] || fail "n$lead leads after n$P's loss: the caught-up standby is n$G (n$B lagged)"
 [ "$epoch" -gt "$epoch0" ] || fail "epoch $epoch after the election, not above $epoch0"
 competed=no
-grep -q 'this standby waits" why="another live standby holds more entries' "$TMP/n2.log" &&
-    competed="yes (it deferred to n1, which holds more)"
-wait_primary 1
-echo "ha_test: 1. n0 lost: n1 leads in epoch $epoch after $((t_led - t_kill)) ms (ttl 2000); n2, behind, saw the" \
+grep -q 'this standby waits" why="another live standby holds more entries' "$TMP/n$B.log" &&
+    competed="yes (it deferred to n$G, which holds more)"
+wait_primary "$G"
+echo "ha_test: 1. n$P lost: n$G leads in epoch $epoch after $((t_led - t_kill)) ms (ttl 2000); n$B, behind, saw the" \
     "key free: $competed"
-# every acknowledged block is on n1: the engine restores there (its height
-# is the last block n1 applied) and finishes; the books equal a run with
+# every acknowledged block is on n$G: the engine restores there (its height
+# is the last block n$G applied) and finishes; the books equal a run with
 # no failover
-"$OB" --ring "ha-test.$$.1" --data-dir "$TMP/d1" --blocks 40 --replicated --acked "$TMP/acked1b" --digest \
-    >"$TMP/after1" 2>"$TMP/engine1b.log" || fail "the engine failed on n1"
+"$OB" --ring "ha-test.$$.$G" --data-dir "$TMP/d$G" --blocks 40 --replicated --acked "$TMP/acked1b" --digest \
+    >"$TMP/after1" 2>"$TMP/engine1b.log" || fail "the engine failed on n$G"
 restored=$(sed -n 's/^orderbook: restored at height \([0-9]*\) .*/\1/p' "$TMP/engine1b.log")
 [ -n "$restored" ] && [ "$restored" -ge "$acked1" ] ||
-    fail "n1 restored the engine at height '${restored}', below the $acked1 blocks acknowledged RK_REPLICATED"
+    fail "n$G restored the engine at height '${restored}', below the $acked1 blocks acknowledged RK_REPLICATED"
 "$OB" --offline --blocks 40 --digest >"$TMP/offline1"
 cmp -s "$TMP/after1" "$TMP/offline1" || fail "books after the failover differ from a run without it"
-# n2 re-pointed to n1 and holds the same state
-d1=$(field state_digest "$("$RK" status -c "$TMP/n1.ini" --json)")
+# n$B re-pointed to n$G and holds the same state
+d1=$(field state_digest "$("$RK" status -c "$TMP/n$G.ini" --json)")
 for _ in $(seq 300); do
-    s2=$("$RK" status -c "$TMP/n2.ini" --json 2>/dev/null || true)
+    s2=$("$RK" status -c "$TMP/n$B.ini" --json 2>/dev/null || true)
     [ "$(field state_digest "$s2")" = "$d1" ] && break
     sleep 0.1
 done
-[ "$(field state_digest "$s2")" = "$d1" ] || fail "n2's digest $(field state_digest "$s2") is not n1's $d1"
-echo "ha_test:    restored at height $restored >= $acked1 acknowledged; books equal; n2's digest = n1's ($d1)"
+[ "$(field state_digest "$s2")" = "$d1" ] || fail "n$B's digest $(field state_digest "$s2") is not n$G's $d1"
+echo "ha_test:    restored at height $restored >= $acked1 acknowledged; books equal; n$B's digest = n$G's ($d1)"
 
 # ------------------------------------------------------------ 2. SIGSTOP past the TTL
-start_node 0 # with [ha] it starts as a standby, follows the leader and stays one
-wait_role n0 standby
-"$OB" --ring "ha-test.$$.1" --data-dir "$TMP/d1" --blocks 1000000 --durable --acked "$TMP/acked2" \
+start_node "$P" # with [ha] it starts as a standby, follows the leader and stays one
+wait_role n$P standby
+"$OB" --ring "ha-test.$$.$G" --data-dir "$TMP/d$G" --blocks 1000000 --durable --acked "$TMP/acked2" \
     2>"$TMP/engine2.log" &
 engine_pid=$!
 for _ in $(seq 300); do
     [ "$(acked_height "$TMP/acked2")" -ge 45 ] && break
     sleep 0.1
 done
-[ "$(acked_height "$TMP/acked2")" -ge 45 ] || fail "the engine acknowledged nothing on n1"
-kill -STOP "${node_pid[1]}"
-sleep 0.3 # the engine notes what it was told before the pause (nothing moves it while n1 is stopped)
+[ "$(acked_height "$TMP/acked2")" -ge 45 ] || fail "the engine acknowledged nothing on n$G"
+kill -STOP "${node_pid[$G]}"
+sleep 0.3 # the engine notes what it was told before the pause (nothing moves it while n$G is stopped)
 h_stop=$(acked_height "$TMP/acked2")
-read -r lead epoch2 <<<"$(wait_leader_not 1)"
-[ "$epoch2" -gt "$epoch" ] || fail "epoch $epoch2 after n1's pause, not above $epoch"
-kill -CONT "${node_pid[1]}"
+read -r lead epoch2 <<<"$(wait_leader_not "$G")"
+[ "$epoch2" -gt "$epoch" ] || fail "epoch $epoch2 after n$G's pause, not above $epoch"
+kill -CONT "${node_pid[$G]}"
 for _ in $(seq 300); do
     kill -0 "$engine_pid" 2>/dev/null || break
     sleep 0.1
 done
-kill -0 "$engine_pid" 2>/dev/null && fail "the engine still runs on the woken n1"
+kill -0 "$engine_pid" 2>/dev/null && fail "the engine still runs on the woken n$G"
 rc=0
 wait "$engine_pid" || rc=$?
 engine_pid=
 h_after=$(acked_height "$TMP/acked2")
-[ "$rc" -ne 0 ] || fail "the engine on the woken n1 ended well: it should have been fenced"
+[ "$rc" -ne 0 ] || fail "the engine on the woken n$G ended well: it should have been fenced"
 grep -q 'the node stepped down' "$TMP/engine2.log" || fail "the engine was not told RK_EFENCED: $(tail -n 2 "$TMP/engine2.log")"
 [ "$h_after" -eq "$h_stop" ] ||
-    fail "n1 acknowledged blocks $h_stop..$h_after after it lost its lease (paused past the TTL)"
-wait_role n1 standby
-echo "ha_test: 2. n1 paused: n$lead leads in epoch $epoch2; woken, n1 acknowledged nothing after block $h_stop" \
+    fail "n$G acknowledged blocks $h_stop..$h_after after it lost its lease (paused past the TTL)"
+wait_role n$G standby
+echo "ha_test: 2. n$G paused: n$lead leads in epoch $epoch2; woken, n$G acknowledged nothing after block $h_stop" \
     "(its engine got RK_EFENCED) and rejoined as a standby"
 
 # ------------------------------------------------------------ 3. etcd stopped, then started again
