@@ -138,12 +138,12 @@ static void print_checkpoint(const struct wire_msg *m)
 /* What the live line shows: the last heartbeat and checkpoint notice, and
  * when they came (monotonic ns; 0: none yet). */
 struct live {
-    int tty;                    /* redraw one line (\r) rather than print a line a second */
-    struct wire_msg hb;         /* the last heartbeat (its standbys array owned) */
+    int tty;                     /* redraw one line (\r) rather than print a line a second */
+    struct wire_msg hb;          /* the last heartbeat (its standbys array owned) */
     uint64_t hb_ns, interval_ns; /* when it came; the interval between the last two */
     struct wire_checkpoint ckpt; /* the last notice (producers not kept) */
     uint64_t ckpt_ns;
-    int stopped_said;           /* lines mode: the "stopped" line was printed for this gap */
+    int stopped_said; /* lines mode: the "stopped" line was printed for this gap */
 };
 
 /* Heartbeats are late enough to call them stopped: how long since the last
@@ -220,12 +220,13 @@ static void live_line(const struct live *lv, uint64_t now)
 
 static void monitor_usage(FILE *out)
 {
-    fprintf(out, "usage: ringkeep monitor ENDPOINT [--json | --live | --lines] [--count N]\n"
-                 "       [--curve-server-key Z85 --curve-public-key Z85 --curve-secret-key Z85]\n"
-                 "  shows a primary's heartbeats and checkpoint notices (ENDPOINT: its publish endpoint):\n"
-                 "  on a terminal (--live) one live line a second: lag, standby health, the last checkpoint,\n"
-                 "  and how long heartbeats have been missing when they stop; otherwise (--lines) one line\n"
-                 "  per message (--json: one JSON object each); --count N exits after N (live: N lines)\n");
+    fprintf(out,
+            "usage: ringkeep monitor ENDPOINT [--json | --live | --lines] [--count N]\n"
+            "       [--curve-server-key Z85 --curve-public-key Z85 --curve-secret-key Z85]\n"
+            "  shows a primary's heartbeats and checkpoint notices (ENDPOINT: its publish endpoint):\n"
+            "  on a terminal (--live) one live line a second: lag, standby health, the last checkpoint,\n"
+            "  and how long heartbeats have been missing when they stop; otherwise (--lines) one line\n"
+            "  per message (--json: one JSON object each); --count N exits after N (live: N lines)\n");
 }
 
 int cmd_monitor(int argc, char **argv)
@@ -298,7 +299,8 @@ int cmd_monitor(int argc, char **argv)
             continue;
         }
         if (!live_mode && !json && heartbeat_gap(&lv, now) && !lv.stopped_said) {
-            printf("heartbeats stopped: none for %.1f s (the last: epoch=%" PRIu64 " journal_seq=%" PRIu64 ")\n",
+            printf("heartbeats stopped: none for %.1f s (the last: epoch=%" PRIu64 " journal_seq=%" PRIu64
+                   ")\n",
                    (double)heartbeat_gap(&lv, now) / 1e9, lv.hb.epoch, lv.hb.u.heartbeat.journal_seq);
             fflush(stdout);
             lv.stopped_said = 1;

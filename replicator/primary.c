@@ -82,8 +82,8 @@
 #define PEER_SILENT_BEATS 20    /* a standby silent this many heartbeats is forgotten (it acks each one) */
 #define PEER_LIVE_BEATS 3       /* a standby heard within this many heartbeats ... */
 #define PEER_LIVE_MIN_NS 1000000000ull /* ... and this long keeps its node_id from other connections */
-#define PEER_LOG_SLOTS 64       /* peers whose refusals are counted for rate-limited log lines */
-#define PEER_LOG_INTERVAL_S 10u /* at most one line per peer per this many seconds (with a count) */
+#define PEER_LOG_SLOTS 64              /* peers whose refusals are counted for rate-limited log lines */
+#define PEER_LOG_INTERVAL_S 10u        /* at most one line per peer per this many seconds (with a count) */
 
 struct peer {
     int used;
@@ -123,15 +123,15 @@ struct seq_info {
 
 struct repl_primary {
     const struct node_config *c;
-    repl_progress_fn *progress; /* the node's cursors (repl_primary_start) */
+    repl_progress_fn *progress;                      /* the node's cursors (repl_primary_start) */
     void (*higher_epoch)(void *arg, uint64_t epoch); /* repl_primary_on_higher_epoch, NULL: none */
     void *higher_epoch_arg;
     void *progress_arg;
     store *s;
     ring_owner *ring;
     void *ctx, *pub, *router;
-    void *router_events;       /* PAIR: the ROUTER's monitor (ZMQ_EVENT_DISCONNECTED: a standby's id freed) */
-    void *zap;                 /* CURVE: the ZAP handler (inproc://zeromq.zap.01), NULL without CURVE */
+    void *router_events; /* PAIR: the ROUTER's monitor (ZMQ_EVENT_DISCONNECTED: a standby's id freed) */
+    void *zap;           /* CURVE: the ZAP handler (inproc://zeromq.zap.01), NULL without CURVE */
     struct authorized_key *authorized; /* CURVE: client public keys allowed */
     size_t n_authorized;
     uint64_t n_refused_keys;
@@ -150,10 +150,10 @@ struct repl_primary {
     uint64_t replicated_lsn;
     uint64_t start_ns;
     uint64_t n_dropped_peers;
-    uint64_t n_hellos_refused;    /* HELLO under a node_id not the peer's (WIRE_ERR_IDENTITY) */
-    uint64_t n_monitor_hellos;    /* monitors' HELLOs welcomed */
-    uint64_t n_lower_epoch;       /* requests of a lower epoch refused */
-    uint64_t n_higher_epoch;      /* requests of a higher epoch (this primary steps down) */
+    uint64_t n_hellos_refused; /* HELLO under a node_id not the peer's (WIRE_ERR_IDENTITY) */
+    uint64_t n_monitor_hellos; /* monitors' HELLOs welcomed */
+    uint64_t n_lower_epoch;    /* requests of a lower epoch refused */
+    uint64_t n_higher_epoch;   /* requests of a higher epoch (this primary steps down) */
     struct peer_log peer_logs[PEER_LOG_SLOTS];
     uint64_t log_clock;
     _Atomic uint64_t needed_from; /* lowest acked_seq + 1 of the known standbys (UINT64_MAX: none) */
@@ -508,17 +508,20 @@ static struct peer *hello_slot(struct repl_primary *p, const struct link_in *in,
 {
     const char *id = in->m.u.hello.node_id;
     uint64_t now = link_monotonic_ns();
-    struct peer *peer = peer_by_route(p, in->route, in->route_len), *holder = NULL, *slot = NULL, *oldest = NULL;
+    struct peer *peer = peer_by_route(p, in->route, in->route_len), *holder = NULL, *slot = NULL,
+                *oldest = NULL;
 
     *code = WIRE_ERR_IDENTITY;
     if (p->zap && strcmp(in->user_id, id) != 0) {
         if (in->user_id[0])
-            snprintf(why, why_size, "node_id \"%s\" is not the one authorized_keys binds to this CURVE key", id);
-        else
-            snprintf(why, why_size,
-                     "node_id \"%s\": this CURVE key is bound to no node_id in authorized_keys (it may monitor, "
-                     "not act as a standby)",
+            snprintf(why, why_size, "node_id \"%s\" is not the one authorized_keys binds to this CURVE key",
                      id);
+        else
+            snprintf(
+                why, why_size,
+                "node_id \"%s\": this CURVE key is bound to no node_id in authorized_keys (it may monitor, "
+                "not act as a standby)",
+                id);
         return NULL;
     }
     if (peer && strcmp(peer->id, id) != 0) {
@@ -1036,15 +1039,14 @@ static void heartbeat(struct repl_primary *p)
             json_decref(list);
             list = NULL;
         }
-    extra =
-        list ? json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
-                         json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)), "n_standbys",
-                         json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "monitor_hellos",
-                         json_uint(p->n_monitor_hellos), "hellos_refused",
-                         json_uint(p->n_hellos_refused), "lower_epoch_refused", json_uint(p->n_lower_epoch),
-                         "higher_epoch_requests", json_uint(p->n_higher_epoch), "curve", p->zap != NULL,
-                         "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
-             : NULL; /* "o" steals list, even when json_pack fails */
+    extra = list ? json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
+                             json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)), "n_standbys",
+                             json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "monitor_hellos",
+                             json_uint(p->n_monitor_hellos), "hellos_refused", json_uint(p->n_hellos_refused),
+                             "lower_epoch_refused", json_uint(p->n_lower_epoch), "higher_epoch_requests",
+                             json_uint(p->n_higher_epoch), "curve", p->zap != NULL, "curve_keys_refused",
+                             json_uint(p->n_refused_keys), "standbys", list)
+                 : NULL; /* "o" steals list, even when json_pack fails */
     members = status_members(p->c);
     if (!members || !extra || json_object_update(members, extra) != 0) {
         /* out of memory: the status keeps the previous members */
