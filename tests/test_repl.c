@@ -1436,6 +1436,8 @@ END_TEST
 
 /* ------------------------------------------------------------ identities */
 
+static int lines_with(const char *file, const char *const *needles);
+
 /* A DEALER (or SUB subscribed to "rk.h") to the primary; with keys (Z85:
  * the primary's public key, then the client's pair) a CURVE client. */
 static void *peer_socket(void *ctx, int type, const char *server_key, const char *public_key,
@@ -1590,7 +1592,15 @@ START_TEST(hello_under_a_live_standbys_name_does_not_reset_its_acks)
     static const char *const one_replica[] = {"replication", "min_replicas", "1", NULL};
     struct engine e;
     uint32_t code = 0;
+    char log_file[300];
+    snprintf(log_file, sizeof log_file, "%s/primary-stderr.log", primary_dir);
+    spawn_stderr = log_file;
     pid_t primary = start(primary_dir, NULL, one_replica, NULL);
+    spawn_stderr = NULL;
+    /* min_replicas 1 without CURVE (insecure_acks = yes): said at start */
+    ck_assert_int_eq(lines_with(log_file, (const char *const[]){"level=warn",
+                                                                 "acknowledgements are not authenticated", NULL}),
+                     1);
     pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
     char *st = status_of(primary_dir);
     uint64_t epoch = json_u64(st, "epoch");
