@@ -407,6 +407,7 @@ class Monitor:
         self.digests = {}  # seq -> our digest after it, the last 65536
         self.theirs = []  # (seq, digest, what) from heartbeats and notices, not reached yet
         self.held = {}  # rk.j entries past a gap: seq -> (epoch, entry bytes)
+        self.announced = 0  # journal_seq of the last heartbeat
         self.last_match = 0
         self.n_published = self.n_fetched = 0  # entries applied from rk.j, from FETCH
         self.deadline = time.monotonic() + args.timeout
@@ -543,8 +544,12 @@ class Monitor:
             if self.args.verbose:
                 say(f"heartbeat: epoch {hb[1]} journal_seq {journal_seq} applied_seq {hb[3]} "
                     f"digest {digest:016x}@{digest_seq} standbys {hb[8]}")
-            if journal_seq >= self.state.next_seq:
-                self.fetch(journal_seq)
+            # the last entry an rk.j reveals no gap before: fetched when a
+            # heartbeat announced it and the next heartbeat finds it still
+            # missing (a heartbeat may be sent just before its rk.j)
+            if self.announced >= self.state.next_seq:
+                self.fetch(self.announced)
+            self.announced = journal_seq
         elif topic == b"rk.c":
             c = self.link.body("rk.c", frames, (b"rk.c",))
             say(f"checkpoint notice: {c[7]} journal_seq {c[2]} digest {c[6]:016x} size {c[5]}")

@@ -146,9 +146,8 @@ same_state "$dir/full" "$dir/full.dump"
 import sys, msgpack, zmq
 serve, epoch = sys.argv[1], int(sys.argv[2])
 ctx = zmq.Context()
-def dealer(name):
+def dealer(name):  # name: for reading only; the routing id is ZeroMQ's
     s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.ROUTING_ID, name)
     s.setsockopt(zmq.LINGER, 0)
     s.connect(serve)
     return s
