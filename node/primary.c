@@ -455,15 +455,16 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
     if (!b.buf)
         fatal("out of memory", "batch buffer");
     while (!node_signal && !atomic_load(&n->stepped_down)) {
-        int empty = 0;
+        int empty = 0, time_up = 0;
 
         if (notify_due(&n->notify))
             primary_notify_tick(n);
         if (wait_for_apply(n))
             log_msg(LOG_DEBUG, "drain paused for apply", "journal_seq=%" PRIu64, seq);
-        /* a batch ends at batch_records frames, batch_bytes, batch_time_us
-         * after its first frame, or when the ring runs empty with every
-         * group in it closed */
+        /* a batch ends at batch_records frames, batch_bytes, at the first
+         * group end (a MARK, or no group open) once batch_time_us has
+         * passed since its first frame, or when the ring runs empty with
+         * every group in it closed */
         rc = 0;
         while (b.n_frames < c->batch_records && b.len < c->batch_bytes) {
             pos = ring_read_pos(n->ring); /* before f: the journal's next_lsn if f cannot be added */
@@ -498,8 +499,13 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
             }
             if (b.n_frames == 1)
                 b.first_ns = now_ns();
-            else if (c->batch_time_us && (b.n_frames & 63) == 0 && /* the clock costs: look now and then */
+            else if (c->batch_time_us && !time_up && (b.n_frames & 63) == 0 && /* the clock: now and then */
                      now_ns() - b.first_ns >= (uint64_t)c->batch_time_us * 1000u)
+                time_up = 1;
+            /* time is up: end at a group's end, not in the middle of one,
+             * so that a producer's group lands in one synced commit while
+             * its records keep coming (issue 13.5) */
+            if (time_up && (f.type == FRAME_MARK || n_open == 0))
                 break;
         }
         /* on a failure, f was read but is not in the batch: the journal's

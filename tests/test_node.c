@@ -1664,6 +1664,60 @@ START_TEST(open_group_waits_for_its_mark_in_one_entry)
 }
 END_TEST
 
+/* Issue 13.5, while records keep coming: once batch_time_us has passed,
+ * the drain ends the entry at the next group end, not in the middle of a
+ * group.  The node is stopped (SIGSTOP) while one producer writes 200
+ * PUTs and a MARK, so that the drain finds them all at once when it goes
+ * on; with batch_time_us 1 the time is up at its first look at the clock
+ * (64 frames).  Before the fix the group took 4 journal entries (cut every
+ * 64 frames); now 1. */
+START_TEST(time_up_ends_the_entry_at_a_group_end)
+{
+    static const char *const extra[] = {"drain", "batch_time_us", "1", "drain", "batch_records", "8192", NULL};
+    rk_ring_opts ro = {.producer = "one"};
+    rk_ring *r = NULL;
+    rk_state *s = NULL;
+    char key[8], val[8];
+    uint64_t lsn = 0, height = 0, batches0;
+    uint16_t t;
+    int status;
+    pid_t node;
+
+    node_extra = extra;
+    node = start_node(NULL);
+    node_extra = NULL;
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &r), 0);
+    ck_assert_int_eq(rk_table(r, "t0", &t), 0);
+    ck_assert_int_eq(rk_mark(r, 1, &lsn), 0);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    batches0 = status_field("batches");
+    ck_assert_int_eq(kill(node, SIGSTOP), 0);
+    ck_assert_int_eq(waitpid(node, &status, WUNTRACED), node);
+    ck_assert(WIFSTOPPED(status));
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        ck_assert_int_eq(rk_put(r, t, key, (uint32_t)strlen(key), val, (uint32_t)strlen(val), NULL), 0);
+    }
+    ck_assert_int_eq(rk_mark(r, 2, &lsn), 0);
+    ck_assert_int_eq(kill(node, SIGCONT), 0);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    ck_assert_msg(status_field("batches") == batches0 + 1, "the group took %llu journal entries, want 1",
+                  (unsigned long long)(status_field("batches") - batches0));
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    ck_assert_int_eq(rk_state_height(s, "one", &height), 0);
+    ck_assert_uint_eq(height, 2);
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        expect_value(s, key, val);
+    }
+    rk_state_close(s);
+    rk_ring_detach(r);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -1689,6 +1743,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, bad_table_id_is_refused_and_the_node_goes_on);
     tcase_add_test(tc, stale_abort_after_a_restart_keeps_the_reattached_group);
     tcase_add_test(tc, open_group_waits_for_its_mark_in_one_entry);
+    tcase_add_test(tc, time_up_ends_the_entry_at_a_group_end);
     tcase_add_test(tc, state_open_with_no_node_refuses_while_the_ring_holds_records);
     tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
