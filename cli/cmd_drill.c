@@ -56,6 +56,7 @@
 #include "cli/cli.h"
 #include "cli/util.h"
 #include "node/client.h"
+#include "node/etcd.h"
 #include "node/node.h"
 #include "persist/config.h"
 #include "shm/ring.h"
@@ -87,6 +88,32 @@ struct drill_opts {
     int n_sets;
     const char *configs[DRILL_MAX_STANDBYS + 1]; /* the nodes' files; none: made up */
     int n_configs;
+    int ha;          /* --ha: etcd fails over, the drill only makes faults */
+    uint32_t ttl_ms; /* --ttl-ms: [ha] ttl_ms of every node */
+    int faults[8];   /* --faults, cycled; HA_FAULT_RANDOM: drawn per round */
+    int n_faults;
+};
+
+/* --ha: the faults of a round. */
+enum ha_fault { HA_KILL_PRIMARY, HA_STOP_PRIMARY, HA_KILL_STANDBY, HA_ETCD, HA_KILL_BOTH, HA_N_FAULTS,
+                HA_FAULT_RANDOM = HA_N_FAULTS };
+static const char *const fault_names[] = {"kill-primary", "stop-primary", "kill-standby", "etcd-restart",
+                                          "kill-primary+standby", "random"};
+
+struct ha_round {
+    int round, fault;
+    int old_primary, new_primary, victim; /* victim: the standby killed (-1: none) */
+    uint64_t old_epoch, new_epoch;
+    double detect_ms, elect_ms, engine_ms; /* from the fault; elect_ms < 0: no election */
+    uint64_t restored_height, lost_at_restore, acked_after_loss;
+    char note[256];
+    char error[448];
+};
+
+/* Which node, in which epoch, acknowledged an engine incarnation's heights. */
+struct incarnation {
+    int slot;
+    uint64_t epoch;
 };
 
 /* One node: the same data directory, ring and ports for the whole drill;
@@ -152,6 +179,13 @@ struct drill {
     struct round_report *rounds;
     int n_rounds_done;
     FILE *progress;
+    /* --ha */
+    pid_t etcd_pid;
+    int etcd_port;
+    char etcd_url[64], cluster[64];
+    etcd *ec;
+    struct ha_round *ha_rounds;
+    struct incarnation incs[DRILL_MAX_ROUNDS + 1];
 };
 
 static uint64_t now_ns(void)
@@ -223,6 +257,9 @@ static int engine_run(const char *dir, const char *ring, const char *acks_path, 
     uint64_t h = 0, lsn = 0, first = 0;
     uint8_t key[8], val[24];
     int fd = open(acks_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), rc;
+    /* test hook: acknowledgements noted before the RK_REPLICATED wait (a
+     * weakened drill, which must report loss) */
+    int early = getenv("RK_TEST_DRILL_ACK_EARLY") != NULL;
 
     sigaction(SIGTERM, &sa, NULL);
     if (fd < 0)
@@ -256,11 +293,13 @@ static int engine_run(const char *dir, const char *ring, const char *acks_path, 
             rc = rk_mark(r, g, &lsn);
         if (!rc && g == first)
             rc = engine_note(fd, "W %" PRIu64 "\n", now_ns()) ? EIO : 0;
+        if (!rc && early)
+            rc = engine_note(fd, "A %" PRIu64 " %" PRIu64 "\n", g, now_ns()) ? EIO : 0;
         if (rc || (g - first + 1) % DRILL_GROUPS_PER_WAIT != 0)
             continue;
         rc = rk_wait(r, lsn, RK_REPLICATED, DRILL_ENGINE_WAIT_MS);
         uint64_t at = now_ns();
-        for (uint64_t a = g + 1 - DRILL_GROUPS_PER_WAIT; !rc && a <= g; a++)
+        for (uint64_t a = g + 1 - DRILL_GROUPS_PER_WAIT; !rc && !early && a <= g; a++)
             rc = engine_note(fd, "A %" PRIu64 " %" PRIu64 "\n", a, at) ? EIO : 0;
     }
     if (rc == RK_EFENCED)
@@ -280,7 +319,7 @@ static int engine_run(const char *dir, const char *ring, const char *acks_path, 
  * promoted.  Its output goes to DIR/<id>.log. */
 static pid_t node_spawn(struct drill *d, struct slot *s, int standby)
 {
-    char log[PATH_MAX + 8], sets[8][32 + (DRILL_MAX_STANDBYS + 1) * (CONFIG_ENDPOINT_MAX + 1)];
+    char log[PATH_MAX + 8], sets[12][32 + (DRILL_MAX_STANDBYS + 1) * (CONFIG_ENDPOINT_MAX + 1)];
     const char *argv[64];
     int n = 0, k = 0;
     pid_t pid;
@@ -292,7 +331,13 @@ static pid_t node_spawn(struct drill *d, struct slot *s, int standby)
         snprintf(sets[k++], sizeof sets[0], "replication.serve=%s", s->serve);
         snprintf(sets[k++], sizeof sets[0], "replication.node_id=%s", s->id);
     }
-    if (standby) {
+    if (d->o.ha) { /* every node may lead or follow: all of them need every endpoint */
+        snprintf(sets[k++], sizeof sets[0], "ha.etcd=%s", d->etcd_url);
+        snprintf(sets[k++], sizeof sets[0], "ha.cluster=%s", d->cluster);
+        snprintf(sets[k++], sizeof sets[0], "ha.ttl_ms=%u", d->o.ttl_ms);
+        snprintf(sets[k++], sizeof sets[0], "replication.on_higher_epoch=rejoin");
+    }
+    if (standby || d->o.ha) {
         size_t pub = (size_t)snprintf(sets[k], sizeof sets[0], "replication.primary_publish=");
         size_t serve = (size_t)snprintf(sets[k + 1], sizeof sets[0], "replication.primary_serve=");
         for (int i = 0; i < d->n_slots; i++) {
@@ -1036,6 +1081,515 @@ static int report(struct drill *d, uint64_t lost, int equal, const char *digest,
     return failed;
 }
 
+
+/* ------------------------------------------------------------ --ha */
+
+/* etcd on the drill's two loopback ports, data in DIR/etcd (kept across a
+ * restart), its output in DIR/etcd.log; 0 once it answers a range. */
+static int etcd_spawn(struct drill *d, char *err, size_t err_size)
+{
+    char data[PATH_MAX], log[PATH_MAX], peer[64], initial[96];
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+    int status = 0;
+
+    snprintf(data, sizeof data, "%.3000s/etcd", d->dir);
+    snprintf(log, sizeof log, "%.3000s/etcd.log", d->dir);
+    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", d->etcd_port + 1);
+    snprintf(initial, sizeof initial, "drill=%s", peer);
+    fflush(NULL);
+    d->etcd_pid = fork();
+    if (d->etcd_pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        /* etcd's minimum lease TTL is 1.5 election timeouts: 500 ms lets
+         * [ha] ttl_ms go down to 1000 */
+        execlp("etcd", "etcd", "--name", "drill", "--data-dir", data, "--listen-client-urls", d->etcd_url,
+               "--advertise-client-urls", d->etcd_url, "--listen-peer-urls", peer, "--initial-advertise-peer-urls",
+               peer, "--initial-cluster", initial, "--heartbeat-interval", "100", "--election-timeout", "500",
+               (char *)NULL);
+        _exit(97);
+    }
+    if (d->etcd_pid < 0) {
+        d->etcd_pid = 0;
+        snprintf(err, err_size, "cannot fork etcd: %s", strerror(errno));
+        return -1;
+    }
+    while (now_ns() < deadline) {
+        struct etcd_kv *kvs = NULL;
+        size_t n = 0;
+        int64_t rev = 0;
+        if (etcd_range(d->ec, "/ringkeep/", 1, &kvs, &n, &rev) == 0) {
+            etcd_kvs_free(kvs, n);
+            return 0;
+        }
+        if (exited(d->etcd_pid, &status)) {
+            d->etcd_pid = 0;
+            snprintf(err, err_size,
+                     "etcd exited (status %d) before answering on %s; see %.200s (`etcd` is Debian's etcd-server, "
+                     "./setup.sh installs it)",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), d->etcd_url, log);
+            return -1;
+        }
+        usleep(DRILL_POLL_US * 10);
+    }
+    snprintf(err, err_size, "etcd does not answer on %s within %d s; see %.200s", d->etcd_url, DRILL_STEP_S, log);
+    return -1;
+}
+
+/* The leader key: 1 (its slot in *slot, -1 a name not the drill's, and
+ * *epoch), 0 absent, -1 etcd did not answer. */
+static int ha_leader(struct drill *d, int *slot, uint64_t *epoch)
+{
+    char key[128];
+    struct etcd_kv *kvs = NULL;
+    size_t n = 0;
+    int64_t rev = 0;
+
+    snprintf(key, sizeof key, "/ringkeep/%s/leader", d->cluster);
+    if (etcd_range(d->ec, key, 0, &kvs, &n, &rev) != 0)
+        return -1;
+    *slot = -1;
+    *epoch = 0;
+    if (n) {
+        json_t *v = json_loads(kvs[0].value, 0, NULL);
+        for (int i = 0; i < d->n_slots; i++)
+            if (strcmp(json_str_of(v, "name"), d->slots[i].id) == 0)
+                *slot = i;
+        *epoch = json_u64_of(v, "epoch");
+        json_decref(v);
+    }
+    etcd_kvs_free(kvs, n);
+    return n ? 1 : 0;
+}
+
+/* 1 when the member record of slot i is in etcd, 0 not, -1 no answer. */
+static int ha_member(struct drill *d, int i)
+{
+    char key[128];
+    struct etcd_kv *kvs = NULL;
+    size_t n = 0;
+    int64_t rev = 0;
+
+    snprintf(key, sizeof key, "/ringkeep/%s/members/%s", d->cluster, d->slots[i].id);
+    if (etcd_range(d->ec, key, 0, &kvs, &n, &rev) != 0)
+        return -1;
+    etcd_kvs_free(kvs, n);
+    return n ? 1 : 0;
+}
+
+/* Waits until etcd names a leader of an epoch above was that answers its
+ * status as the primary of that epoch; its slot, epoch, and when etcd
+ * first named it (*elected_ns).  detect_ns, if not NULL and 0, gets the
+ * first moment the leader key was seen gone or held by another epoch. */
+static int ha_wait_leader(struct drill *d, uint64_t was, int *slot, uint64_t *epoch, uint64_t *detect_ns,
+                          uint64_t *elected_ns, char *err, size_t err_size)
+{
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+
+    *elected_ns = 0;
+    while (now_ns() < deadline) {
+        int s = -1, got = ha_leader(d, &s, epoch);
+        uint64_t t = now_ns();
+        if (detect_ns && !*detect_ns && (got == 0 || (got == 1 && *epoch > was)))
+            *detect_ns = t;
+        if (got == 1 && *epoch > was && s >= 0) {
+            if (!*elected_ns)
+                *elected_ns = t;
+            json_t *st = node_json(d->slots[s].dir, "status", 1000);
+            int ok = st && strcmp(json_str_of(st, "role"), "primary") == 0 && json_u64_of(st, "epoch") == *epoch;
+            json_decref(st);
+            if (ok) {
+                *slot = s;
+                for (int i = 0; i < d->n_slots; i++)
+                    d->slots[i].primary = i == s;
+                return 0;
+            }
+        }
+        usleep(DRILL_POLL_US);
+    }
+    snprintf(err, err_size, "no node leads above epoch %" PRIu64 " and answers as its primary within %d s", was,
+             DRILL_STEP_S);
+    return -1;
+}
+
+/* Starts engine incarnation inc on slot p, the primary of epoch, and waits
+ * for its first write. */
+static int ha_engine(struct drill *d, struct engine *e, int p, uint64_t epoch, int inc, char *err, size_t err_size)
+{
+    d->incs[inc] = (struct incarnation){.slot = p, .epoch = epoch};
+    if (engine_start(d, e, &d->slots[p], inc) != 0 || engine_wait(d, e, 0, 1) != 0) {
+        snprintf(err, err_size, "the engine did not write on %s within %d s", d->slots[p].id, DRILL_STEP_S);
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits (bounded) until engine e has exited; 4 fenced, its exit code, -1. */
+static int engine_exit(struct drill *d, struct engine *e)
+{
+    uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+    int status = 0;
+
+    while (!exited(e->pid, &status)) {
+        if (now_ns() > deadline) {
+            stop_child(e->pid, SIGKILL);
+            status = -1;
+            break;
+        }
+        usleep(DRILL_POLL_US);
+    }
+    engine_read(d, e);
+    engine_close(e);
+    return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int ha_round(struct drill *d, int round, struct ha_round *r)
+{
+    struct engine *cur = &d->engines[0], *old = &d->engines[1];
+    int p = primary_slot(d), np = p, f;
+    uint64_t target, fault_ns, detect_ns = 0, elected_ns = 0;
+    json_t *st = node_json(d->slots[p].dir, "status", 2000);
+
+    r->old_epoch = json_u64_of(st, "epoch");
+    json_decref(st);
+    f = d->o.faults[(round - 1) % d->o.n_faults];
+    if (f == HA_FAULT_RANDOM)
+        f = rand() % HA_N_FAULTS;
+    r->round = round;
+    r->fault = f;
+    r->old_primary = p;
+    r->new_primary = -1;
+    r->victim = -1;
+    r->elect_ms = -1;
+    target = cur->n_acks + 1 + (uint64_t)rand() % d->o.records;
+    if (engine_wait(d, cur, target, 0) != 0) {
+        snprintf(r->error, sizeof r->error, "the engine did not get %" PRIu64 " acknowledgements in %d s", target,
+                 DRILL_STEP_S);
+        return -1;
+    }
+    usleep((useconds_t)(rand() % 3000)); /* a moment inside the engine's next groups */
+    if (f == HA_KILL_STANDBY || f == HA_KILL_BOTH)
+        r->victim = (p + 1 + rand() % (d->n_slots - 1)) % d->n_slots;
+    engine_read(d, cur);
+    size_t acks_at_fault = d->n_acks;
+
+    fault_ns = now_ns();
+    if (f == HA_STOP_PRIMARY) {
+        kill(d->slots[p].pid, SIGSTOP);
+    } else if (f == HA_ETCD) {
+        stop_child(d->etcd_pid, SIGKILL);
+        d->etcd_pid = 0;
+    } else {
+        if (f != HA_KILL_STANDBY) {
+            stop_child(d->slots[p].pid, SIGKILL);
+            d->slots[p].pid = 0;
+        }
+        if (r->victim >= 0) {
+            stop_child(d->slots[r->victim].pid, SIGKILL);
+            d->slots[r->victim].pid = 0;
+        }
+    }
+
+    if (f == HA_KILL_STANDBY) {
+        /* the engine goes on (the other standby acknowledges); detection:
+         * the victim's member record gone with its lease */
+        uint64_t deadline = fault_ns + (uint64_t)DRILL_STEP_S * 1000000000u;
+        if (engine_wait(d, cur, acks_at_fault + 1, 0) != 0) {
+            snprintf(r->error, sizeof r->error, "the engine acknowledged nothing after %s was killed",
+                     d->slots[r->victim].id);
+            return -1;
+        }
+        r->engine_ms = ms_between(fault_ns, d->acks[acks_at_fault].ns);
+        while (ha_member(d, r->victim) != 0 && now_ns() < deadline)
+            usleep(DRILL_POLL_US);
+        if (now_ns() >= deadline) {
+            snprintf(r->error, sizeof r->error, "%s's member record outlived its lease", d->slots[r->victim].id);
+            return -1;
+        }
+        r->detect_ms = ms_between(fault_ns, now_ns());
+        r->new_epoch = r->old_epoch;
+        r->new_primary = p;
+    } else {
+        if (f == HA_ETCD) {
+            /* the primary must fence itself: it steps down, its engine is
+             * told RK_EFENCED; then etcd comes back */
+            int code = engine_exit(d, cur);
+            uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+            for (;;) {
+                st = node_json(d->slots[p].dir, "status", 1000);
+                int down = st && strcmp(json_str_of(st, "role"), "primary") != 0;
+                json_decref(st);
+                if (down || now_ns() > deadline)
+                    break;
+                usleep(DRILL_POLL_US);
+            }
+            detect_ns = now_ns();
+            if (code != 4 || detect_ns > deadline) {
+                snprintf(r->error, sizeof r->error,
+                         "with etcd gone, %s did not fence itself (its engine exited %d, not fenced)",
+                         d->slots[p].id, code);
+                return -1;
+            }
+            if (etcd_spawn(d, r->error, sizeof r->error) != 0)
+                return -1;
+        } else if (f == HA_STOP_PRIMARY) {
+            *old = *cur; /* watched until the woken primary fences it */
+            memset(cur, 0, sizeof *cur);
+            cur->fd = -1;
+        } else {
+            stop_child(cur->pid, SIGKILL); /* the engine dies with its host */
+            engine_read(d, cur);
+            engine_close(cur);
+        }
+        if (ha_wait_leader(d, r->old_epoch, &np, &r->new_epoch, f == HA_ETCD ? NULL : &detect_ns, &elected_ns,
+                           r->error, sizeof r->error) != 0)
+            return -1;
+        r->new_primary = np;
+        r->detect_ms = ms_between(fault_ns, detect_ns);
+        r->elect_ms = ms_between(fault_ns, elected_ns);
+        size_t n_acked = d->n_acks;
+        if (ha_engine(d, cur, np, r->new_epoch, round, r->error, sizeof r->error) != 0)
+            return -1;
+        r->engine_ms = ms_between(fault_ns, cur->first_write_ns);
+        r->restored_height = cur->restored_height;
+        for (size_t a = 0; a < n_acked; a++)
+            r->lost_at_restore += d->acks[a].height > cur->restored_height;
+    }
+    if (f == HA_STOP_PRIMARY) {
+        /* woken, it must acknowledge nothing the new primary does not hold
+         * (its engine told RK_EFENCED) and rejoin as a standby by itself */
+        uint64_t deadline;
+        kill(d->slots[p].pid, SIGCONT);
+        int code = engine_exit(d, old);
+        for (size_t a = 0; a < d->n_acks; a++)
+            r->acked_after_loss += d->acks[a].incarnation == old->incarnation && d->acks[a].ns >= elected_ns &&
+                                   d->acks[a].height > r->restored_height;
+        deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
+        int role_ok = 0;
+        while (!role_ok && now_ns() < deadline) {
+            st = node_json(d->slots[p].dir, "status", 1000);
+            role_ok = st && strcmp(json_str_of(st, "role"), "standby") == 0;
+            json_decref(st);
+            usleep(DRILL_POLL_US * 5);
+        }
+        snprintf(r->note, sizeof r->note, "woken: engine %s, %s, %" PRIu64 " acknowledged after it lost the lease",
+                 code == 4 ? "told RK_EFENCED" : "NOT fenced", role_ok ? "rejoined as a standby" : "NOT a standby",
+                 r->acked_after_loss);
+        if (code != 4 || !role_ok || r->acked_after_loss) {
+            snprintf(r->error, sizeof r->error, "the woken primary %s: %s", d->slots[p].id, r->note);
+            return -1;
+        }
+    }
+    /* the dead come back as standbys; every standby follows the primary */
+    for (int i = 0; i < d->n_slots; i++) {
+        if (d->slots[i].pid)
+            continue;
+        ring_unlink(d->slots[i].ring); /* a killed primary's stale ring */
+        if (node_spawn(d, &d->slots[i], 1) <= 0 || node_wait_up(&d->slots[i], r->error, sizeof r->error) != 0)
+            return -1;
+    }
+    for (int i = 0; i < d->n_slots; i++)
+        if (i != np && follow(d, i, np, r->new_epoch, 0, r->error, sizeof r->error) != 0)
+            return -1;
+    return 0;
+}
+
+/* Pairs of engine incarnations on different nodes that had heights
+ * acknowledged in the same epoch (must be none). */
+static int same_epoch_pairs(const struct drill *d, int n_incs)
+{
+    int pairs = 0;
+    int acked[DRILL_MAX_ROUNDS + 1] = {0};
+
+    for (size_t a = 0; a < d->n_acks; a++)
+        acked[d->acks[a].incarnation] = 1;
+    for (int i = 0; i < n_incs; i++)
+        for (int j = i + 1; j < n_incs; j++)
+            pairs += acked[i] && acked[j] && d->incs[i].slot != d->incs[j].slot &&
+                     d->incs[i].epoch == d->incs[j].epoch;
+    return pairs;
+}
+
+static int ha_report(struct drill *d, uint64_t lost, int equal, const char *digest, const char *final_error,
+                     int pairs)
+{
+    int n = d->n_rounds_done, failed = 0;
+    uint64_t lost_restore = 0, after = 0;
+    json_t *kinds = json_object(), *rounds = json_array();
+
+    for (int i = 0; i < n; i++) {
+        const struct ha_round *r = &d->ha_rounds[i];
+        lost_restore += r->lost_at_restore;
+        after += r->acked_after_loss;
+        failed |= r->error[0] != 0;
+    }
+    failed |= n < d->o.n_rounds || lost || lost_restore || after || !equal || final_error[0] || pairs;
+    if (!d->o.json) {
+        printf("\nround fault                 old -> new  epoch  detect ms  elect ms  engine ms  restored  lost\n");
+        for (int i = 0; i < n; i++) {
+            const struct ha_round *r = &d->ha_rounds[i];
+            char elect[32] = "-";
+            if (r->elect_ms >= 0)
+                snprintf(elect, sizeof elect, "%.1f", r->elect_ms);
+            printf("%5d %-20s  %3s -> %-3s %6" PRIu64 " %10.1f %9s %10.1f %9" PRIu64 " %5" PRIu64 "%s%s%s%s\n",
+                   r->round, fault_names[r->fault], d->slots[r->old_primary].id,
+                   r->new_primary >= 0 ? d->slots[r->new_primary].id : "-", r->new_epoch, r->detect_ms, elect,
+                   r->engine_ms, r->restored_height, r->lost_at_restore, r->note[0] ? "  " : "", r->note,
+                   r->error[0] ? "  FAILED: " : "", r->error);
+        }
+        printf("\ntotal: %d of %d rounds, %d standbys, ttl_ms %u, seed %u\n", n, d->o.n_rounds, d->o.n_standbys,
+               d->o.ttl_ms, d->o.seed);
+        printf("  per fault (ms from the fault)  rounds  detect p50/p99   elect p50/p99    engine writing p50/p99\n");
+    }
+    for (int f = 0; f < HA_N_FAULTS; f++) {
+        double det[DRILL_MAX_ROUNDS], el[DRILL_MAX_ROUNDS], en[DRILL_MAX_ROUNDS];
+        int k = 0, ke = 0;
+        for (int i = 0; i < n; i++) {
+            const struct ha_round *r = &d->ha_rounds[i];
+            if (r->fault != f || r->error[0])
+                continue;
+            det[k] = r->detect_ms;
+            en[k++] = r->engine_ms;
+            if (r->elect_ms >= 0)
+                el[ke++] = r->elect_ms;
+        }
+        if (!k)
+            continue;
+        double d50 = percentile(det, k, 0.5), d99 = percentile(det, k, 0.99), e50 = percentile(el, ke, 0.5),
+               e99 = percentile(el, ke, 0.99), w50 = percentile(en, k, 0.5), w99 = percentile(en, k, 0.99);
+        json_object_set_new(kinds, fault_names[f],
+                            json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f}", "rounds", k, "detect_p50_ms", d50,
+                                      "detect_p99_ms", d99, "elect_p50_ms", e50, "elect_p99_ms", e99,
+                                      "engine_p50_ms", w50, "engine_p99_ms", w99));
+        if (!d->o.json) {
+            char el_s[48] = "         -";
+            if (ke)
+                snprintf(el_s, sizeof el_s, "%7.1f %7.1f", e50, e99);
+            printf("  %-29s %6d  %7.1f %7.1f  %-15s  %7.1f %7.1f\n", fault_names[f], k, d50, d99, el_s, w50, w99);
+        }
+    }
+    if (d->o.json) {
+        for (int i = 0; i < n; i++) {
+            const struct ha_round *r = &d->ha_rounds[i];
+            json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:I}", "round", r->round,
+                                  "fault", fault_names[r->fault], "old_primary", d->slots[r->old_primary].id,
+                                  "new_primary", r->new_primary >= 0 ? d->slots[r->new_primary].id : "",
+                                  "old_epoch", (json_int_t)r->old_epoch, "epoch", (json_int_t)r->new_epoch,
+                                  "detect_ms", r->detect_ms, "engine_ms", r->engine_ms, "restored_height",
+                                  (json_int_t)r->restored_height, "lost_at_restore", (json_int_t)r->lost_at_restore,
+                                  "acked_after_lease_lost", (json_int_t)r->acked_after_loss);
+            if (o && r->elect_ms >= 0)
+                json_object_set_new(o, "elect_ms", json_real(r->elect_ms));
+            if (o && r->victim >= 0)
+                json_object_set_new(o, "standby_killed", json_string(d->slots[r->victim].id));
+            if (o && r->note[0])
+                json_object_set_new(o, "note", json_string(r->note));
+            if (o && r->error[0])
+                json_object_set_new(o, "error", json_string(r->error));
+            json_array_append_new(rounds, o);
+        }
+        json_t *o = json_pack("{s:b, s:o, s:o, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:i, s:b, s:s, s:b}", "ha", 1,
+                              "rounds", rounds, "faults", kinds, "rounds_done", n, "standbys", d->o.n_standbys,
+                              "ttl_ms", (json_int_t)d->o.ttl_ms, "seed", (json_int_t)d->o.seed, "acknowledged",
+                              (json_int_t)d->n_acks, "lost", (json_int_t)lost, "lost_at_restore",
+                              (json_int_t)lost_restore, "same_epoch_pairs", pairs, "digests_equal", equal, "digest",
+                              digest, "ok", !failed);
+        if (o)
+            json_object_set_new(o, "acked_after_lease_lost", json_integer((json_int_t)after));
+        if (o && final_error[0])
+            json_object_set_new(o, "error", json_string(final_error));
+        cli_print_json(o);
+        return failed;
+    }
+    json_decref(kinds);
+    json_decref(rounds);
+    printf("  acknowledged RK_REPLICATED     %zu heights\n", d->n_acks);
+    printf("  lost                           %" PRIu64 " on the final primary, %" PRIu64 " above a restored height\n",
+           lost, lost_restore);
+    printf("  acknowledged after a lease was lost  %" PRIu64 "\n", after);
+    printf("  nodes acknowledging in one epoch     %d pairs\n", pairs);
+    printf("  digests of all %d nodes        %s (%s)\n", d->n_slots, equal ? "equal" : "DIFFER",
+           digest[0] ? digest : "-");
+    if (final_error[0])
+        printf("  error: %s\n", final_error);
+    printf("\ndrill %s\n", failed ? "FAILED" : "ok");
+    return failed;
+}
+
+/* `ringkeep drill --ha`. */
+static int ha_drill(struct drill *d)
+{
+    char err[512] = "", digest[17] = "", final_error[sizeof err + 64] = "";
+    uint64_t lost = 0, elected_ns = 0;
+    int rc, equal = 0, p = 0, pairs = 0;
+
+    d->ha_rounds = calloc((size_t)d->o.n_rounds, sizeof *d->ha_rounds);
+    snprintf(d->cluster, sizeof d->cluster, "drill-%d", (int)getpid());
+    snprintf(d->etcd_url, sizeof d->etcd_url, "http://127.0.0.1:%d", d->etcd_port);
+    rc = !d->ha_rounds || etcd_open(d->etcd_url, 500, &d->ec) != 0 ? -1 : 0;
+    if (rc)
+        snprintf(err, sizeof err, "out of memory");
+    progress(d,
+             "drill --ha: etcd on %s, %d nodes, ttl_ms %u, %d rounds, faults %s%s, 1..%" PRIu64
+             " acknowledged groups per round, seed %u, in %s",
+             d->etcd_url, d->n_slots, d->o.ttl_ms, d->o.n_rounds, fault_names[d->o.faults[0]],
+             d->o.n_faults > 1 ? ",..." : "", d->o.records, d->o.seed, d->dir);
+    if (!rc)
+        rc = etcd_spawn(d, err, sizeof err);
+    rc = rc ? rc : node_spawn(d, &d->slots[0], 0) > 0 ? node_wait_up(&d->slots[0], err, sizeof err) : -1;
+    for (int i = 1; !rc && i < d->n_slots; i++)
+        rc = node_spawn(d, &d->slots[i], 1) > 0 ? node_wait_up(&d->slots[i], err, sizeof err) : -1;
+    uint64_t epoch = 0;
+    if (!rc)
+        rc = ha_wait_leader(d, 0, &p, &epoch, NULL, &elected_ns, err, sizeof err);
+    if (!rc)
+        rc = ha_engine(d, &d->engines[0], p, epoch, 0, err, sizeof err);
+    if (rc)
+        snprintf(final_error, sizeof final_error, "could not start: %s", err[0] ? err : "fork failed");
+    for (int round = 1; !rc && round <= d->o.n_rounds; round++) {
+        struct ha_round *r = &d->ha_rounds[round - 1];
+        rc = ha_round(d, round, r);
+        d->n_rounds_done = round;
+        char elect[32] = "no election";
+        if (r->elect_ms >= 0)
+            snprintf(elect, sizeof elect, "elected %.1f ms", r->elect_ms);
+        progress(d,
+                 "round %d/%d: %s (%s -> %s, epoch %" PRIu64 "): detected %.1f ms, %s, engine writing %.1f ms "
+                 "after the fault, restored height %" PRIu64 "%s%s%s%s",
+                 round, d->o.n_rounds, fault_names[r->fault], d->slots[r->old_primary].id,
+                 r->new_primary >= 0 ? d->slots[r->new_primary].id : "-", r->new_epoch, r->detect_ms, elect,
+                 r->engine_ms, r->restored_height, r->note[0] ? "; " : "", r->note, r->error[0] ? ": FAILED: " : "",
+                 r->error);
+    }
+    if (!rc) {
+        stop_child(d->engines[0].pid, SIGTERM);
+        engine_read(d, &d->engines[0]);
+        engine_close(&d->engines[0]);
+        equal = digests_equal(d, digest);
+        lost = lost_on(d, d->slots[primary_slot(d)].dir, final_error, sizeof final_error);
+    }
+    pairs = same_epoch_pairs(d, d->n_rounds_done + 1);
+    int made = d->made_dir; /* the nodes stop (revoking their leases) before etcd, etcd before its files go */
+    d->made_dir = 0;
+    cleanup(d);
+    if (d->etcd_pid)
+        stop_child(d->etcd_pid, SIGTERM);
+    d->etcd_pid = 0;
+    etcd_close(d->ec);
+    d->made_dir = made;
+    if (made && !d->o.keep)
+        nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    rc = ha_report(d, lost, equal, digest, final_error, pairs);
+    if (!d->made_dir || d->o.keep)
+        progress(d, "drill: node, etcd logs and engine files kept in %s", d->dir);
+    free(d->ha_rounds);
+    return rc;
+}
+
 /* ------------------------------------------------------------ options */
 
 static void drill_usage(FILE *out)
@@ -1056,7 +1610,17 @@ static void drill_usage(FILE *out)
             "  directory for logs (and, without files, the data) instead of a temporary one (kept);\n"
             "  --keep keeps the temporary one; --set applies to every node.  Prints progress, a table\n"
             "  per round and the totals (--json: one JSON object).  Exit 0 when every round finished,\n"
-            "  no acknowledged height was lost and all digests are equal; else 1.\n",
+            "  no acknowledged height was lost and all digests are equal; else 1.\n"
+            "usage: ringkeep drill --ha [--standbys N] [--rounds R] [--faults FAULT[,FAULT...]] [--ttl-ms T]\n"
+            "                      [--records N] [--seed S] [--dir DIR] [--keep] [--set SECTION.KEY=VALUE]... [--json]\n"
+            "  the same with etcd doing the failover: the drill starts its own etcd (`etcd` on PATH,\n"
+            "  loopback) and N+1 nodes with [ha] (ttl_ms T, default 2000), and per round makes one fault:\n"
+            "  kill-primary (SIGKILL), stop-primary (SIGSTOP until another node leads, then SIGCONT: it must\n"
+            "  be fenced and rejoin), kill-standby, etcd-restart (etcd SIGKILLed: the primary must fence\n"
+            "  itself; then started again), kill-primary+standby, or random (default: drawn per round from\n"
+            "  the seed; --seed replays).  Reports per fault the time to detection, to election and until\n"
+            "  the engine writes again, acknowledged heights lost, and pairs of nodes that acknowledged in\n"
+            "  one epoch; exit 1 on any loss, such pair, digest mismatch or unfinished round.\n",
             DRILL_MAX_STANDBYS);
 }
 
@@ -1078,6 +1642,24 @@ static int parse_kills(struct drill_opts *o, const char *arg)
     return o->n_kills ? 0 : -1;
 }
 
+static int parse_faults(struct drill_opts *o, const char *arg)
+{
+    char copy[256], *save = NULL;
+
+    snprintf(copy, sizeof copy, "%s", arg);
+    o->n_faults = 0;
+    for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+        int k = -1;
+        for (int i = 0; i <= HA_FAULT_RANDOM; i++)
+            if (strcmp(m, fault_names[i]) == 0)
+                k = i;
+        if (k < 0 || o->n_faults == (int)(sizeof o->faults / sizeof o->faults[0]))
+            return -1;
+        o->faults[o->n_faults++] = k;
+    }
+    return o->n_faults ? 0 : -1;
+}
+
 /* 0, 1 after --help, or 2 (usage error, said). */
 static int parse_opts(int argc, char **argv, struct drill_opts *o)
 {
@@ -1090,6 +1672,9 @@ static int parse_opts(int argc, char **argv, struct drill_opts *o)
                                          {"keep", no_argument, NULL, 'K'},
                                          {"set", required_argument, NULL, 's'},
                                          {"json", no_argument, NULL, 'j'},
+                                         {"ha", no_argument, NULL, 'H'},
+                                         {"ttl-ms", required_argument, NULL, 'T'},
+                                         {"faults", required_argument, NULL, 'F'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int ch, index = 0;
@@ -1128,6 +1713,16 @@ static int parse_opts(int argc, char **argv, struct drill_opts *o)
         case 'K':
             o->keep = 1;
             break;
+        case 'H':
+            o->ha = 1;
+            break;
+        case 'T':
+            ok = cli_parse_size(optarg, &v) == 0 && v >= 1000 && v <= 600000;
+            o->ttl_ms = (uint32_t)v;
+            break;
+        case 'F':
+            ok = parse_faults(o, optarg) == 0;
+            break;
         case 's':
             ok = o->n_sets < DRILL_MAX_SETS && strchr(optarg, '.') && strchr(optarg, '=');
             if (ok)
@@ -1140,7 +1735,8 @@ static int parse_opts(int argc, char **argv, struct drill_opts *o)
         if (!ok) {
             fprintf(stderr,
                     "ringkeep drill: bad option --%s %s (standbys 1-%d, rounds 1-%d, kill "
-                    "sigkill|sigstop|sigterm, "
+                    "sigkill|sigstop|sigterm, faults kill-primary|stop-primary|kill-standby|etcd-restart|"
+                    "kill-primary+standby|random, ttl-ms 1000-600000, "
                     "records 1-10000000, at most %d --set SECTION.KEY=VALUE)\n",
                     opts[index].name, optarg ? optarg : "", DRILL_MAX_STANDBYS, DRILL_MAX_ROUNDS,
                     DRILL_MAX_SETS);
@@ -1160,6 +1756,11 @@ static int parse_opts(int argc, char **argv, struct drill_opts *o)
     }
     if (o->n_configs)
         o->n_standbys = o->n_configs - 1;
+    if (o->ha && (o->n_configs || o->n_standbys < 2)) {
+        fprintf(stderr, "ringkeep drill: --ha makes its own nodes (no configuration files), with 2 or more "
+                        "standbys (a standby is killed while the primary is)\n");
+        return 2;
+    }
     return 0;
 }
 
@@ -1182,7 +1783,7 @@ static int port_free(int port)
  * pid picks. */
 static int make_slots(struct drill *d)
 {
-    int n_ports = 2 * d->n_slots, base = 0;
+    int n_ports = 2 * d->n_slots + (d->o.ha ? 2 : 0), base = 0; /* --ha: etcd's client and peer ports last */
     int pid = (int)getpid();
 
     for (int attempt = 0; attempt < 200 && !base; attempt++) {
@@ -1195,6 +1796,7 @@ static int make_slots(struct drill *d)
         fprintf(stderr, "ringkeep drill: no %d free loopback ports found\n", n_ports);
         return -1;
     }
+    d->etcd_port = base + 2 * d->n_slots;
     for (int i = 0; i < d->n_slots; i++) {
         struct slot *s = &d->slots[i];
         snprintf(s->id, sizeof s->id, "n%d", i);
@@ -1278,7 +1880,8 @@ static int slots_from_configs(struct drill *d)
 
 int cmd_drill(int argc, char **argv)
 {
-    struct drill d = {.o = {.n_standbys = 2, .n_rounds = 5, .n_kills = 1, .records = 200, .seed = 0}};
+    struct drill d = {.o = {.n_standbys = 2, .n_rounds = 5, .n_kills = 1, .records = 200, .seed = 0,
+                            .ttl_ms = 2000, .n_faults = 1, .faults = {HA_FAULT_RANDOM}}};
     char err[512] = "", digest[17] = "", final_error[sizeof err + 64] = "";
     uint64_t lost = 0;
     int rc, equal = 0;
@@ -1311,6 +1914,12 @@ int cmd_drill(int argc, char **argv)
         cleanup(&d);
         free(d.rounds);
         return 1;
+    }
+    if (d.o.ha) {
+        rc = ha_drill(&d);
+        free(d.rounds);
+        free(d.acks);
+        return rc ? 1 : 0;
     }
     progress(&d,
              "drill: %d standbys, %d rounds, kill %s%s, 1..%" PRIu64
