@@ -92,6 +92,8 @@ struct drill_opts {
     uint32_t ttl_ms; /* --ttl-ms: [ha] ttl_ms of every node */
     int faults[8];   /* --faults, cycled; HA_FAULT_RANDOM: drawn per round */
     int n_faults;
+    int random_from[8]; /* --random-faults: what random draws from (none: every kind) */
+    int n_random_from;
 };
 
 /* --ha: the faults of a round. */
@@ -1258,7 +1260,7 @@ static int ha_round(struct drill *d, int round, struct ha_round *r)
     json_decref(st);
     f = d->o.faults[(round - 1) % d->o.n_faults];
     if (f == HA_FAULT_RANDOM)
-        f = rand() % HA_N_FAULTS;
+        f = d->o.n_random_from ? d->o.random_from[rand() % d->o.n_random_from] : rand() % HA_N_FAULTS;
     r->round = round;
     r->fault = f;
     r->old_primary = p;
@@ -1612,15 +1614,17 @@ static void drill_usage(FILE *out)
             "  per round and the totals (--json: one JSON object).  Exit 0 when every round finished,\n"
             "  no acknowledged height was lost and all digests are equal; else 1.\n"
             "usage: ringkeep drill --ha [--standbys N] [--rounds R] [--faults FAULT[,FAULT...]] [--ttl-ms T]\n"
+            "                      [--random-faults FAULT[,FAULT...]]\n"
             "                      [--records N] [--seed S] [--dir DIR] [--keep] [--set SECTION.KEY=VALUE]... [--json]\n"
             "  the same with etcd doing the failover: the drill starts its own etcd (`etcd` on PATH,\n"
             "  loopback) and N+1 nodes with [ha] (ttl_ms T, default 2000), and per round makes one fault:\n"
             "  kill-primary (SIGKILL), stop-primary (SIGSTOP until another node leads, then SIGCONT: it must\n"
             "  be fenced and rejoin), kill-standby, etcd-restart (etcd SIGKILLed: the primary must fence\n"
             "  itself; then started again), kill-primary+standby, or random (default: drawn per round from\n"
-            "  the seed; --seed replays).  Reports per fault the time to detection, to election and until\n"
-            "  the engine writes again, acknowledged heights lost, and pairs of nodes that acknowledged in\n"
-            "  one epoch; exit 1 on any loss, such pair, digest mismatch or unfinished round.\n",
+            "  the seed, among --random-faults if given; --seed replays).  Reports per fault the time to\n"
+            "  detection, to election and until the engine writes again, acknowledged heights lost, and\n"
+            "  pairs of nodes that acknowledged in one epoch; exit 1 on any loss, such pair, digest\n"
+            "  mismatch or unfinished round.\n",
             DRILL_MAX_STANDBYS);
 }
 
@@ -1642,22 +1646,23 @@ static int parse_kills(struct drill_opts *o, const char *arg)
     return o->n_kills ? 0 : -1;
 }
 
-static int parse_faults(struct drill_opts *o, const char *arg)
+/* A comma-separated list of fault names into out[8]; random allowed or not. */
+static int parse_faults(int *out, int *n_out, const char *arg, int random_ok)
 {
     char copy[256], *save = NULL;
 
     snprintf(copy, sizeof copy, "%s", arg);
-    o->n_faults = 0;
+    *n_out = 0;
     for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
         int k = -1;
-        for (int i = 0; i <= HA_FAULT_RANDOM; i++)
+        for (int i = 0; i <= (random_ok ? HA_FAULT_RANDOM : HA_N_FAULTS - 1); i++)
             if (strcmp(m, fault_names[i]) == 0)
                 k = i;
-        if (k < 0 || o->n_faults == (int)(sizeof o->faults / sizeof o->faults[0]))
+        if (k < 0 || *n_out == 8)
             return -1;
-        o->faults[o->n_faults++] = k;
+        out[(*n_out)++] = k;
     }
-    return o->n_faults ? 0 : -1;
+    return *n_out ? 0 : -1;
 }
 
 /* 0, 1 after --help, or 2 (usage error, said). */
@@ -1675,6 +1680,7 @@ static int parse_opts(int argc, char **argv, struct drill_opts *o)
                                          {"ha", no_argument, NULL, 'H'},
                                          {"ttl-ms", required_argument, NULL, 'T'},
                                          {"faults", required_argument, NULL, 'F'},
+                                         {"random-faults", required_argument, NULL, 'A'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int ch, index = 0;
@@ -1721,7 +1727,10 @@ static int parse_opts(int argc, char **argv, struct drill_opts *o)
             o->ttl_ms = (uint32_t)v;
             break;
         case 'F':
-            ok = parse_faults(o, optarg) == 0;
+            ok = parse_faults(o->faults, &o->n_faults, optarg, 1) == 0;
+            break;
+        case 'A':
+            ok = parse_faults(o->random_from, &o->n_random_from, optarg, 0) == 0;
             break;
         case 's':
             ok = o->n_sets < DRILL_MAX_SETS && strchr(optarg, '.') && strchr(optarg, '=');
