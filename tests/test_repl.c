@@ -70,15 +70,23 @@ struct op {
     uint32_t vlen;
 };
 
-static void make_op(uint64_t g, int i, struct op *o)
+/* Record i of group g of stream `stream`: 0 is the stream the model
+ * holds; another is what an engine wrote and lost (never acknowledged),
+ * other bytes at the same heights. */
+static void make_op_of(uint64_t stream, uint64_t g, int i, struct op *o)
 {
-    uint64_t r = mix((g << 8) ^ (uint64_t)i ^ 0x5151);
+    uint64_t r = mix((g << 8) ^ (uint64_t)i ^ 0x5151 ^ (stream << 48));
     o->del = (r >> 20) % 7 == 0;
     o->table = (int)((r >> 24) % 3);
     o->klen = (uint32_t)snprintf(o->key, sizeof o->key, "k%05u", (unsigned)(r % KEYS));
     o->vlen = (uint32_t)((r >> 32) % 200);
     for (uint32_t j = 0; j < o->vlen; j++)
         o->val[j] = (uint8_t)mix(r + j);
+}
+
+static void make_op(uint64_t g, int i, struct op *o)
+{
+    make_op_of(0, g, i, o);
 }
 
 struct model_entry {
@@ -337,12 +345,14 @@ static void engine_attach(struct engine *e)
     engine_attach_to(e, ring_name);
 }
 
-static void engine_write(struct engine *e, uint64_t n_groups)
+/* Writes groups height + 1 .. height + n_groups of stream `stream`
+ * (make_op_of) into the ring, waiting for nothing. */
+static void engine_put_groups(struct engine *e, uint64_t stream, uint64_t n_groups)
 {
     struct op o;
     for (uint64_t g = e->height + 1; g <= e->height + n_groups; g++) {
         for (int i = 0; i < RECORDS_PER_GROUP; i++) {
-            make_op(g, i, &o);
+            make_op_of(stream, g, i, &o);
             uint16_t t = e->tables[o.table];
             int rc = o.del ? rk_del(e->r, t, o.key, o.klen, NULL)
                            : rk_put(e->r, t, o.key, o.klen, o.val, o.vlen, NULL);
@@ -353,6 +363,11 @@ static void engine_write(struct engine *e, uint64_t n_groups)
             usleep(2000); /* a steady stream, not one burst */
     }
     e->height += n_groups;
+}
+
+static void engine_write(struct engine *e, uint64_t n_groups)
+{
+    engine_put_groups(e, 0, n_groups);
     ck_assert_int_eq(rk_wait(e->r, e->lsn, RK_DURABLE, BOUND_S * 1000), 0);
 }
 
@@ -2008,7 +2023,7 @@ static void check_journal_epochs(const char *dir, uint64_t last_old)
  * (running), finds a height at least acked (every group it wrote that was
  * acknowledged RK_REPLICATED) with the model's state, attaches to the
  * promoted node's ring and carries on from height + 1. */
-static void engine_resume(struct engine *e, const char *dir, uint64_t acked)
+static uint64_t restored_height(const char *dir, uint64_t acked)
 {
     rk_state *st = NULL;
     uint64_t h = 0;
@@ -2018,6 +2033,13 @@ static void engine_resume(struct engine *e, const char *dir, uint64_t acked)
     rk_state_close(st);
     ck_assert_msg(h >= acked, "restored height %llu, but %llu groups were acknowledged replicated",
                   (unsigned long long)h, (unsigned long long)acked);
+    return h;
+}
+
+static void engine_resume(struct engine *e, const char *dir, uint64_t acked)
+{
+    uint64_t h = restored_height(dir, acked);
+
     engine_attach_to(e, ring_b);
     e->height = h;
 }
@@ -3001,6 +3023,206 @@ START_TEST(a_primary_reached_by_a_higher_epoch_rejoins_as_a_standby)
 }
 END_TEST
 
+/* ------------------------------------------------------------ promoted again */
+
+/* The model's state digest at the height model_build was last given: the
+ * sum of ckpt_entry_digest() over its entries (persist/apply.h, A5). */
+static uint64_t model_digest(void)
+{
+    uint64_t d = 0;
+    char table[4], key[32];
+
+    for (int t = 0; t < 3; t++)
+        for (int k = 0; k < KEYS; k++)
+            if (model[t][k].present) {
+                snprintf(table, sizeof table, "t%d", t);
+                uint32_t klen = (uint32_t)snprintf(key, sizeof key, "k%05u", (unsigned)k);
+                d += ckpt_entry_digest(table, key, klen, model[t][k].val, model[t][k].vlen);
+            }
+    return d;
+}
+
+/* The journal of dir (no node running there), read in order from its
+ * first entry: every group of producer "eng" it holds is the model's
+ * stream at its height, record for record (table, key, value), and
+ * heights follow one another up to last_height (journal entries before
+ * the first MARK, a group cut by a trim, are not judged). */
+static void check_journal_stream(const char *dir, uint64_t last_height)
+{
+    char err[512], names[RING_MAX_TABLES][RK_NAME_MAX + 1];
+    store *s = NULL;
+    struct journal_header last = {0};
+    uint64_t first = 0, height = 0, n_groups = 0;
+    struct op want;
+    int pending = 0, started = 0;
+
+    memset(names, 0, sizeof names);
+    ck_assert_msg(store_open(dir, 0, 16, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_first(s, &first), 0);
+    ck_assert_int_eq(store_journal_last(s, &last), 0);
+    for (uint64_t seq = first; seq <= last.seq; seq++) {
+        journal_entry je = {0};
+        uint8_t *raw = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(store_journal_get_raw(s, seq, &raw, &n), 0);
+        ck_assert_msg(journal_decode(raw, n, &je, err, sizeof err) == 0, "entry %llu: %s",
+                      (unsigned long long)seq, err);
+        for (uint32_t off = 0; off < je.h.raw_len;) {
+            ring_frame f;
+            ck_assert_int_eq(frame_decode(je.frames + off, je.h.raw_len - off, &f, NULL, 0), 0);
+            off += frame_align(f.raw_len);
+            if (f.type == FRAME_TABLE) {
+                ck_assert_uint_le(f.klen, RK_NAME_MAX);
+                memcpy(names[f.table], f.key, f.klen);
+                names[f.table][f.klen] = '\0';
+            } else if (f.type == FRAME_ATTACH || f.type == FRAME_ABORT) {
+                pending = 0; /* an open group is discarded */
+            } else if ((f.type == FRAME_PUT || f.type == FRAME_DEL) && started) {
+                char table[4];
+                ck_assert_msg(pending < RECORDS_PER_GROUP,
+                              "entry %llu (epoch %llu): more than %d records after height %llu",
+                              (unsigned long long)seq, (unsigned long long)je.h.epoch, RECORDS_PER_GROUP,
+                              (unsigned long long)height);
+                make_op(height + 1, pending, &want);
+                snprintf(table, sizeof table, "t%d", want.table);
+                ck_assert_msg((f.type == FRAME_DEL) == want.del && strcmp(names[f.table], table) == 0 &&
+                                  f.klen == want.klen && memcmp(f.key, want.key, f.klen) == 0 &&
+                                  (want.del || (f.vlen == want.vlen && memcmp(f.val, want.val, f.vlen) == 0)),
+                              "entry %llu (epoch %llu, LSN %llu): record %d of height %llu is not the one "
+                              "acknowledged at that height",
+                              (unsigned long long)seq, (unsigned long long)je.h.epoch,
+                              (unsigned long long)f.lsn, pending, (unsigned long long)height + 1);
+                pending++;
+            } else if (f.type == FRAME_MARK) {
+                uint64_t h = 0;
+                ck_assert_uint_eq(f.vlen, 8);
+                for (int b = 7; b >= 0; b--)
+                    h = h << 8 | f.val[b];
+                if (started) {
+                    ck_assert_msg(
+                        h == height + 1 && pending == RECORDS_PER_GROUP,
+                        "entry %llu (epoch %llu, LSN %llu): MARK %llu with %d records, after height "
+                        "%llu",
+                        (unsigned long long)seq, (unsigned long long)je.h.epoch, (unsigned long long)f.lsn,
+                        (unsigned long long)h, pending, (unsigned long long)height);
+                    n_groups++;
+                }
+                started = 1;
+                height = h;
+                pending = 0;
+            }
+        }
+        journal_entry_free(&je);
+        free(raw);
+    }
+    store_close(s);
+    ck_assert_uint_eq(height, last_height);
+    ck_assert_uint_gt(n_groups, 0);
+}
+
+/* Waits until the node on dir has applied all it journaled; returns its
+ * state digest then. */
+static uint64_t applied_digest(const char *dir)
+{
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        char *st = status_of(dir);
+        uint64_t seq = json_u64(st, "journal_seq"), d = json_u64(st, "state_digest");
+        int done = st && seq && json_u64(st, "applied_seq") == seq;
+        free(st);
+        if (done)
+            return d;
+        usleep(10000);
+    }
+    ck_abort_msg("%s did not apply what it journaled", dir);
+    return 0;
+}
+
+/* A directory that was primary, followed the node promoted in its place
+ * and is promoted again takes nothing from the ring it left (d4eedf9):
+ * P (ring_name) and S hold 30 groups acknowledged RK_REPLICATED; P hangs
+ * (SIGSTOP) and the engine writes 100 groups of another stream into P's
+ * ring that P never journals, then P is SIGKILLed; S is promoted (epoch
+ * 2) and the restarted engine writes 20 groups there (fewer bytes of LSN
+ * than those 100); P starts again as S's standby (its journal is a prefix
+ * of S's: no rebuild, its meta.db keeps its ring record) and acknowledges
+ * them; S is SIGKILLed and P promoted (epoch 3): a producer still attached
+ * to P's old ring gets RK_EFENCED, the engine restores exactly the height
+ * acknowledged and writes 20 groups on P.  P's journal then holds every
+ * acknowledged height with the model's bytes, its state is the model's,
+ * and its state digest the model's.  With the old ring taken over, the
+ * lost stream's frames past the journal's next LSN are drained into
+ * epoch 3. */
+START_TEST(promoted_again_takes_nothing_from_the_ring_it_left)
+{
+    struct engine e;
+    rk_ring *watch = NULL;
+    rk_ring_opts wo = {.producer = "watch"};
+    char out[4096], *st = NULL;
+    uint64_t acked, lost_lsn, digest;
+    const char *const s_cfg[] = {"ring",        "name",         ring_b,    "ring",        "capacity", "1M",
+                                 "replication", "publish",      publish_b, "replication", "serve",    serve_b,
+                                 "replication", "min_replicas", "1",       NULL};
+    const char *const p_cfg[] = {
+        "ring",    "name",        ring_name,       "ring",  "capacity", "1M",          "replication",
+        "publish", publish_ep,    "replication",   "serve", serve_ep,   "replication", "primary_publish",
+        publish_b, "replication", "primary_serve", serve_b, NULL};
+    pid_t p = start(primary_dir, NULL, min_one, NULL);
+    pid_t s = start(standby_dir[0], "standby-a", s_cfg, NULL);
+
+    engine_attach(&e);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &wo, &watch), 0); /* an engine that writes no more */
+    engine_write(&e, 30);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    acked = e.height;
+    free(wait_caught_up(standby_dir[0]));
+    ck_assert_int_eq(kill(p, SIGSTOP), 0);
+    engine_put_groups(&e, 1, 100); /* never journaled: P hangs */
+    lost_lsn = e.lsn;
+    ck_assert_int_eq(WTERMSIG(stop(p, SIGKILL)), SIGKILL);
+    rk_ring_detach(e.r); /* the engine restarts */
+
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
+                     0);
+    ck_assert_msg(strstr(out, "is the primary, epoch 2"), "ringkeep promote printed: %s", out);
+    engine_resume(&e, standby_dir[0], acked);
+    ck_assert_uint_eq(e.height, acked);
+    engine_write(&e, 20);
+    ck_assert_uint_lt(e.lsn, lost_lsn); /* the lost frames reach past what epoch 2 wrote */
+
+    p = start(primary_dir, "old-primary", p_cfg, NULL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0); /* P holds it */
+    acked = e.height;
+    rk_ring_detach(e.r);
+    st = wait_caught_up_with(standby_dir[0], primary_dir);
+    ck_assert_msg(json_u64(st, "set_aside_runs") == 0, "P was rebuilt: %s", st);
+    free(st);
+    ck_assert_int_eq(WTERMSIG(stop(s, SIGKILL)), SIGKILL);
+
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", primary_dir, NULL}), 0);
+    ck_assert_msg(strstr(out, "is the primary, epoch 3"), "ringkeep promote printed: %s", out);
+    e.height = restored_height(primary_dir, acked);
+    ck_assert_msg(e.height == acked,
+                  "P restored height %llu; %llu were acknowledged and nothing more written",
+                  (unsigned long long)e.height, (unsigned long long)acked);
+    {
+        uint64_t h = e.height;
+        engine_attach(&e);
+        e.height = h;
+    }
+    engine_write(&e, 20);
+    rk_ring_detach(e.r);
+    digest = applied_digest(primary_dir);
+    model_build(e.height);
+    ck_assert_msg(digest == model_digest(), "P's state digest %016llx, the model's %016llx",
+                  (unsigned long long)digest, (unsigned long long)model_digest());
+    ck_assert_int_eq(WTERMSIG(stop(p, SIGKILL)), SIGKILL); /* no last checkpoint trims the journal */
+    check_journal_stream(primary_dir, e.height);
+    check_state(primary_dir, e.height);
+    ck_assert_int_eq(rk_mark(watch, 1, NULL), RK_EFENCED); /* the ring P left was fenced */
+    rk_ring_detach(watch);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -3047,6 +3269,10 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, a_former_primary_rejoins_with_a_divergent_tail);
     tcase_add_test(tc, a_primary_told_of_a_higher_epoch_rejoins_as_a_standby);
     tcase_add_test(tc, a_primary_reached_by_a_higher_epoch_rejoins_as_a_standby);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("promote_again"); /* CK_RUN_CASE=promote_again runs only these */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, promoted_again_takes_nothing_from_the_ring_it_left);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
