@@ -129,14 +129,26 @@ static void higher_epoch_seen(void *arg, uint64_t epoch)
 
 /* Creates the ring, or takes over the one an earlier run of this data
  * directory left, refusing a ring this data directory did not make; a
- * promotion never takes one over (it is fenced and replaced). */
+ * promotion never takes one over (it is fenced and replaced).  The ring's
+ * identity is kept twice: in meta.db (what a restart takes over by) and
+ * in STORE_RING_MADE_FILE beside db/, which a standby's rebuild or
+ * bootstrap leaves, so that a promotion after one still knows the ring
+ * this directory left as its own and replaces it. */
 static int open_ring(struct node *n, uint64_t next_lsn)
 {
     const struct node_config *c = n->c;
-    struct store_ring_record rec = {0}, mine = {0};
+    struct store_ring_record rec = {0}, mine = {0}, made = {0};
     char err[512] = "";
-    int rc, have = store_ring_record(n->s, &mine) == 0;
+    int rc, have = store_ring_record(n->s, &mine) == 0, have_made;
 
+    rc = store_ring_made_read(n->s, &made, err, sizeof err);
+    if (rc && rc != RK_ENOTFOUND)
+        log_msg(LOG_WARN, "the ring identity beside db/ is not used",
+                "error=\"%s\" hint=\"it is written again "
+                "when this node makes a ring or takes one over\"",
+                err[0] ? err : strerror(rc));
+    have_made = rc == 0;
+    err[0] = '\0';
     rc = ring_reopen(c->ring_name, n->epoch, &n->ring, err, sizeof err);
 create:
     if (rc == ENOENT) {
@@ -157,6 +169,12 @@ create:
         rc = meta_write(n->s, STORE_RING_KEY, &rec, sizeof rec);
         if (rc)
             return rc;
+        rc = store_ring_made_write(n->s, &rec);
+        if (rc) {
+            log_msg(LOG_ERROR, "cannot record the ring's identity in the data directory",
+                    "file=\"%s/%s\" error=\"%s\"", c->data_dir, STORE_RING_MADE_FILE, strerror(rc));
+            return rc;
+        }
         log_msg(LOG_INFO, "ring created", "ring=%s capacity=%" PRIu64 " start_lsn=%" PRIu64, c->ring_name,
                 c->ring_capacity, ring_header_of(n->ring)->start_lsn);
         return 0;
@@ -166,7 +184,12 @@ create:
         return rc;
     }
     struct ring_header *h = ring_header_of(n->ring);
-    if (!have || mine.created_ns != h->created_ns || strcmp(mine.name, c->ring_name) != 0) {
+    int ours = have && mine.created_ns == h->created_ns && strcmp(mine.name, c->ring_name) == 0;
+    int left_here = have_made && made.created_ns == h->created_ns && strcmp(made.name, c->ring_name) == 0;
+    /* a restart takes over only the ring meta.db names; a promotion also
+     * knows (to replace it) one this directory made before a rebuild or a
+     * bootstrap replaced db/ */
+    if (!ours && !(n->promoted && left_here)) {
         log_msg(LOG_ERROR, "ring was not made by this data directory's node",
                 "ring=%s data_dir=\"%s\" hint=\"if it is stale, remove it: ringkeep ring rm %s\"",
                 c->ring_name, c->data_dir, c->ring_name);
@@ -184,9 +207,10 @@ create:
          * engines get RK_EFENCED, restore from the state and write again)
          * and removed, and a new one is made. */
         log_msg(LOG_WARN, "a ring of an earlier epoch is fenced and removed",
-                "ring=%s head=%" PRIu64 " tail=%" PRIu64 " journal_next_lsn=%" PRIu64
+                "ring=%s head=%" PRIu64 " tail=%" PRIu64 " journal_next_lsn=%" PRIu64 " known_by=%s"
                 " hint=\"frames past its head were never journaled: engines restore with rk_state_open\"",
-                c->ring_name, atomic_load(&h->head), atomic_load(&h->tail), next_lsn);
+                c->ring_name, atomic_load(&h->head), atomic_load(&h->tail), next_lsn,
+                ours ? "meta.db" : STORE_RING_MADE_FILE);
         ring_fence(n->ring);
         ring_close(n->ring, 1);
         n->ring = NULL;
@@ -226,6 +250,15 @@ create:
         ring_set_durable(n->ring, next_lsn - 1);
         if (c->repl_min_replicas == 0)
             ring_set_replicated(n->ring, next_lsn - 1);
+    }
+    if (!left_here) {
+        /* a directory of a version before the file, or a write that failed */
+        rc = store_ring_made_write(n->s, &mine);
+        if (rc)
+            log_msg(LOG_WARN, "cannot record the ring's identity in the data directory",
+                    "file=\"%s/%s\" error=\"%s\" hint=\"a promotion after a rebuild will refuse this ring: "
+                    "ringkeep ring rm %s\"",
+                    c->data_dir, STORE_RING_MADE_FILE, strerror(rc), c->ring_name);
     }
     log_msg(LOG_INFO, "ring taken over", "ring=%s head=%" PRIu64 " tail=%" PRIu64, c->ring_name,
             atomic_load(&h->head), atomic_load(&h->tail));

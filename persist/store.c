@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -541,6 +542,90 @@ int store_ring_record_put(store *s, const struct store_ring_record *rec)
 
     /* DB_AUTO_COMMIT with the environment's default: a synced commit */
     return s->meta->put(s->meta, NULL, &k, &v, DB_AUTO_COMMIT);
+}
+
+int store_ring_made_write(store *s, const struct store_ring_record *rec)
+{
+    json_t *j = json_pack("{s:s, s:I, s:I}", "name", rec->name, "created_ns", (json_int_t)rec->created_ns,
+                          "capacity", (json_int_t)rec->capacity);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL, *path = path_join(s->dir, STORE_RING_MADE_FILE),
+         *tmp = path_join(s->dir, "." STORE_RING_MADE_FILE ".tmp");
+    int rc = 0, fd = -1;
+
+    json_decref(j);
+    if (!text || !path || !tmp) {
+        rc = ENOMEM;
+        goto out;
+    }
+    fd = sys_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = errno;
+        goto out;
+    }
+    for (size_t done = 0, len = strlen(text); done < len && !rc;) {
+        ssize_t w = sys_write(fd, text + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            rc = w < 0 ? errno : EIO;
+        else
+            done += (size_t)w;
+    }
+    if (!rc && sys_fsync(fd) != 0)
+        rc = errno;
+    close(fd);
+    if (!rc && sys_rename(tmp, path) != 0)
+        rc = errno;
+    if (!rc)
+        rc = sys_fsync_dir(s->dir);
+    if (rc && rc != ENOMEM)
+        sys_unlink(tmp);
+out:
+    free(text);
+    free(path);
+    free(tmp);
+    return rc;
+}
+
+int store_ring_made_read(store *s, struct store_ring_record *rec, char *err, size_t err_size)
+{
+    char *path = path_join(s->dir, STORE_RING_MADE_FILE);
+    json_t *j = NULL;
+    json_error_t je;
+    const char *name = NULL;
+    json_int_t created = 0, capacity = 0;
+    int rc = 0;
+
+    if (!path)
+        return ENOMEM;
+    if (access(path, F_OK) != 0) {
+        rc = errno == ENOENT ? RK_ENOTFOUND : errno;
+        if (rc != RK_ENOTFOUND)
+            snprintf(err, err_size, "%s: %s", path, strerror(rc));
+        goto out;
+    }
+    j = json_load_file(path, 0, &je);
+    if (!j || json_unpack_ex(j, &je, JSON_STRICT, "{s:s, s:I, s:I}", "name", &name, "created_ns", &created,
+                             "capacity", &capacity) != 0) {
+        snprintf(err, err_size, "%s: not a ring identity: %s", path, je.text);
+        rc = RK_ECORRUPT;
+        goto out;
+    }
+    if (strlen(name) > RK_NAME_MAX || created <= 0 || capacity <= 0) {
+        snprintf(err, err_size,
+                 "%s: not a ring identity: a name longer than %d bytes, or a value not above 0", path,
+                 RK_NAME_MAX);
+        rc = RK_ECORRUPT;
+        goto out;
+    }
+    memset(rec, 0, sizeof *rec);
+    snprintf(rec->name, sizeof rec->name, "%s", name);
+    rec->created_ns = (uint64_t)created;
+    rec->capacity = (uint64_t)capacity;
+out:
+    json_decref(j);
+    free(path);
+    return rc;
 }
 
 int store_ring_undrained(store *s, char *err, size_t err_size)

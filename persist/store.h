@@ -239,6 +239,19 @@ int store_ring_record(store *s, struct store_ring_record *rec);
 /* Writes it (synced): a rebuild of the state keeps the directory's ring. */
 int store_ring_record_put(store *s, const struct store_ring_record *rec);
 
+/* The same identity kept beside db/ in the data directory, in
+ * STORE_RING_MADE_FILE (JSON: "name", "created_ns", "capacity"), which
+ * what replaces db/ (a standby's rebuild to its fork point, a bootstrap)
+ * leaves in place: a promotion recognises by it the ring an earlier run
+ * of this directory made, and fences and replaces it, after meta.db lost
+ * the record.  store_ring_made_write writes it durably (a temporary file,
+ * fsynced, renamed, the directory fsynced): 0 or an errno value.
+ * store_ring_made_read: 0, RK_ENOTFOUND when there is none, RK_ECORRUPT
+ * with a reason in err when it cannot be understood, or an errno value. */
+#define STORE_RING_MADE_FILE "ring.json"
+int store_ring_made_write(store *s, const struct store_ring_record *rec);
+int store_ring_made_read(store *s, struct store_ring_record *rec, char *err, size_t err_size);
+
 /* For a reader holding the data directory's lock with no node running
  * (rk_state_open): RK_EUNDRAINED, with the figures in err, when the
  * directory's ring holds records past the journal's next_lsn (the node

@@ -609,10 +609,39 @@ START_TEST(second_node_and_foreign_ring_are_refused)
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "second node started");
     ck_assert_int_eq(stop(node, SIGTERM), 0);
 
-    /* a ring this data directory did not make */
+    /* the ring's identity beside db/ names the ring made; a restart that
+     * takes the ring over writes it again when it is missing (a directory
+     * of an earlier version) */
+    struct store_ring_record rec, meta;
+    store *st = NULL;
+    char made[300];
+    snprintf(made, sizeof made, "%s/" STORE_RING_MADE_FILE, data_dir);
+    for (int round = 0; round < 2; round++) {
+        ck_assert_msg(store_open(data_dir, 0, 16, &st, err, sizeof err) == 0, "%s", err);
+        ck_assert_int_eq(store_ring_record(st, &meta), 0);
+        ck_assert_int_eq(store_ring_made_read(st, &rec, err, sizeof err), 0);
+        store_close(st);
+        ck_assert_str_eq(rec.name, ring_name);
+        ck_assert_uint_eq(rec.created_ns, meta.created_ns);
+        ck_assert_uint_eq(rec.capacity, meta.capacity);
+        if (round == 0) {
+            ck_assert_int_eq(unlink(made), 0);
+            ck_assert_int_eq(stop(start_node(NULL), SIGTERM), 0);
+        }
+    }
+
+    /* a ring this data directory did not make, even when the identity
+     * beside db/ names it: only a promotion goes by that one (to replace
+     * the ring), never a restart */
     snprintf(other_ring, sizeof other_ring, "%s.f", ring_name);
     ck_assert_int_eq(ring_create(other_ring, &co, &o, err, sizeof err), 0);
+    rec.created_ns = ring_header_of(o)->created_ns;
+    ck_assert_uint_lt(strlen(other_ring), sizeof rec.name);
+    memcpy(rec.name, other_ring, strlen(other_ring) + 1);
     ring_close(o, 0);
+    ck_assert_msg(store_open(data_dir, 0, 16, &st, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_ring_made_write(st, &rec), 0);
+    store_close(st);
     other = fork();
     if (other == 0) {
         struct node_config c;

@@ -3042,6 +3042,14 @@ static uint64_t model_digest(void)
     return d;
 }
 
+/* The table id open_tables gives table t%d on a ring (ids in the order
+ * registered): what a frame's id names when the TABLE frame that named it
+ * was trimmed from the journal. */
+static uint16_t e_tables_of(int t)
+{
+    return (uint16_t)t;
+}
+
 /* The journal of dir (no node running there), read in order from its
  * first entry: every group of producer "eng" it holds is the model's
  * stream at its height, record for record (table, key, value), and
@@ -3085,7 +3093,9 @@ static void check_journal_stream(const char *dir, uint64_t last_height)
                               (unsigned long long)height);
                 make_op(height + 1, pending, &want);
                 snprintf(table, sizeof table, "t%d", want.table);
-                ck_assert_msg((f.type == FRAME_DEL) == want.del && strcmp(names[f.table], table) == 0 &&
+                ck_assert_msg((f.type == FRAME_DEL) == want.del &&
+                                  (names[f.table][0] ? strcmp(names[f.table], table) == 0
+                                                     : f.table == e_tables_of(want.table)) &&
                                   f.klen == want.klen && memcmp(f.key, want.key, f.klen) == 0 &&
                                   (want.del || (f.vlen == want.vlen && memcmp(f.val, want.val, f.vlen) == 0)),
                               "entry %llu (epoch %llu, LSN %llu): record %d of height %llu is not the one "
@@ -3120,21 +3130,71 @@ static void check_journal_stream(const char *dir, uint64_t last_height)
     ck_assert_uint_gt(n_groups, 0);
 }
 
-/* Waits until the node on dir has applied all it journaled; returns its
- * state digest then. */
-static uint64_t applied_digest(const char *dir)
+/* Waits until the primary on dir has applied the group whose MARK is at
+ * lsn and all it journaled; returns its state digest then, from a status
+ * asked for after that one (the apply thread stores the digest just after
+ * applied_lsn, so the status that shows the MARK applied may hold the
+ * digest before it). */
+static uint64_t applied_digest(const char *dir, uint64_t lsn)
 {
     for (int i = 0; i < BOUND_S * 100; i++) {
         char *st = status_of(dir);
-        uint64_t seq = json_u64(st, "journal_seq"), d = json_u64(st, "state_digest");
-        int done = st && seq && json_u64(st, "applied_seq") == seq;
+        uint64_t seq = json_u64(st, "journal_seq");
+        int done = st && seq && json_u64(st, "applied_seq") == seq && json_u64(st, "applied_lsn") >= lsn;
         free(st);
-        if (done)
+        if (done) {
+            st = status_of(dir);
+            uint64_t d = json_u64(st, "state_digest");
+            ck_assert_msg(st && json_u64(st, "applied_lsn") >= lsn, "%s", st ? st : "");
+            free(st);
             return d;
+        }
         usleep(10000);
     }
     ck_abort_msg("%s did not apply what it journaled", dir);
     return 0;
+}
+
+/* P's configuration as S's standby: its own ring and endpoints (once
+ * promoted again), S's as its primary's. */
+#define P_AS_STANDBY                                                                                         \
+    {                                                                                                        \
+        "ring", "name", ring_name, "ring", "capacity", "1M", "replication", "publish", publish_ep,           \
+            "replication", "serve", serve_ep, "replication", "primary_publish", publish_b, "replication",    \
+            "primary_serve", serve_b, NULL                                                                   \
+    }
+
+/* The end of both: P (pid p, on primary_dir, S's standby holding the
+ * acked groups) is promoted after S (pid s) is SIGKILLed; the engine
+ * restores exactly height acked and writes 20 groups on P's new ring; P's
+ * state digest, journal (every height the model's bytes) and state are
+ * the model's; watch, left attached to the ring P made as a primary, gets
+ * RK_EFENCED. */
+static void promote_p_again(struct engine *e, pid_t s, pid_t p, rk_ring *watch, uint64_t acked)
+{
+    char out[4096];
+    uint64_t digest;
+
+    ck_assert_int_eq(WTERMSIG(stop(s, SIGKILL)), SIGKILL);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", primary_dir, NULL}), 0);
+    ck_assert_msg(strstr(out, "is the primary, epoch 3"), "ringkeep promote printed: %s", out);
+    e->height = restored_height(primary_dir, acked);
+    ck_assert_msg(e->height == acked,
+                  "P restored height %llu; %llu were acknowledged and nothing more written",
+                  (unsigned long long)e->height, (unsigned long long)acked);
+    engine_attach(e);
+    e->height = acked;
+    engine_write(e, 20);
+    rk_ring_detach(e->r);
+    digest = applied_digest(primary_dir, e->lsn);
+    model_build(e->height);
+    ck_assert_msg(digest == model_digest(), "P's state digest %016llx, the model's %016llx",
+                  (unsigned long long)digest, (unsigned long long)model_digest());
+    ck_assert_int_eq(WTERMSIG(stop(p, SIGKILL)), SIGKILL); /* no last checkpoint trims the journal */
+    check_journal_stream(primary_dir, e->height);
+    check_state(primary_dir, e->height);
+    ck_assert_int_eq(rk_mark(watch, 1, NULL), RK_EFENCED); /* the ring P left was fenced */
+    rk_ring_detach(watch);
 }
 
 /* A directory that was primary, followed the node promoted in its place
@@ -3158,14 +3218,11 @@ START_TEST(promoted_again_takes_nothing_from_the_ring_it_left)
     rk_ring *watch = NULL;
     rk_ring_opts wo = {.producer = "watch"};
     char out[4096], *st = NULL;
-    uint64_t acked, lost_lsn, digest;
+    uint64_t acked, lost_lsn;
     const char *const s_cfg[] = {"ring",        "name",         ring_b,    "ring",        "capacity", "1M",
                                  "replication", "publish",      publish_b, "replication", "serve",    serve_b,
                                  "replication", "min_replicas", "1",       NULL};
-    const char *const p_cfg[] = {
-        "ring",    "name",        ring_name,       "ring",  "capacity", "1M",          "replication",
-        "publish", publish_ep,    "replication",   "serve", serve_ep,   "replication", "primary_publish",
-        publish_b, "replication", "primary_serve", serve_b, NULL};
+    const char *const p_cfg[] = P_AS_STANDBY;
     pid_t p = start(primary_dir, NULL, min_one, NULL);
     pid_t s = start(standby_dir[0], "standby-a", s_cfg, NULL);
 
@@ -3196,30 +3253,80 @@ START_TEST(promoted_again_takes_nothing_from_the_ring_it_left)
     st = wait_caught_up_with(standby_dir[0], primary_dir);
     ck_assert_msg(json_u64(st, "set_aside_runs") == 0, "P was rebuilt: %s", st);
     free(st);
-    ck_assert_int_eq(WTERMSIG(stop(s, SIGKILL)), SIGKILL);
+    promote_p_again(&e, s, p, watch, acked);
+}
+END_TEST
 
-    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", primary_dir, NULL}), 0);
-    ck_assert_msg(strstr(out, "is the primary, epoch 3"), "ringkeep promote printed: %s", out);
-    e.height = restored_height(primary_dir, acked);
-    ck_assert_msg(e.height == acked,
-                  "P restored height %llu; %llu were acknowledged and nothing more written",
-                  (unsigned long long)e.height, (unsigned long long)acked);
-    {
-        uint64_t h = e.height;
-        engine_attach(&e);
-        e.height = h;
-    }
-    engine_write(&e, 20);
+/* The same after P's rebuild: P journals 25 groups (RK_DURABLE) that S,
+ * stopped, never gets (diverge), hangs while the engine writes 100 more
+ * into its ring, and is SIGKILLed; S is promoted and takes 20 groups; P,
+ * started as S's standby, sets aside its entries past the fork point and
+ * rebuilds its state to it (the new meta.db keeps its ring record, and
+ * STORE_RING_MADE_FILE stays: checked while P is stopped once), then
+ * acknowledges them.  Promoted, P fences and replaces the ring it left,
+ * as promote_p_again checks.  (Before, the promotion was refused: "ring
+ * was not made by this data directory's node".) */
+START_TEST(rebuilt_former_primary_promoted_again_replaces_the_ring_it_left)
+{
+    struct engine e;
+    rk_ring *watch = NULL;
+    rk_ring_opts wo = {.producer = "watch"};
+    char out[4096], err[512], *st = NULL;
+    uint64_t fork = 0, acked = 0, acked_seq = 0;
+    store *ps = NULL;
+    struct store_ring_record rec;
+    const char *const p_cfg[] = P_AS_STANDBY;
+    const char *const s_cfg[] = {
+        "ring",        "name",          ring_b,    "ring",        "capacity",        "1M",
+        "replication", "publish",       publish_b, "replication", "serve",           serve_b,
+        "replication", "min_replicas",  "1",       "replication", "primary_publish", publish_b,
+        "replication", "primary_serve", serve_b,   NULL};
+    pid_t p = start(primary_dir, NULL, min_one, NULL);
+    pid_t s = start(standby_dir[0], "standby-a", serving_b, NULL);
+
+    diverge(&e, s, &fork, &acked);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &wo, &watch), 0);
+    ck_assert_int_eq(kill(p, SIGSTOP), 0);
+    engine_put_groups(&e, 1, 100); /* never journaled: P hangs */
+    ck_assert_int_eq(WTERMSIG(stop(p, SIGKILL)), SIGKILL);
     rk_ring_detach(e.r);
-    digest = applied_digest(primary_dir);
-    model_build(e.height);
-    ck_assert_msg(digest == model_digest(), "P's state digest %016llx, the model's %016llx",
-                  (unsigned long long)digest, (unsigned long long)model_digest());
-    ck_assert_int_eq(WTERMSIG(stop(p, SIGKILL)), SIGKILL); /* no last checkpoint trims the journal */
-    check_journal_stream(primary_dir, e.height);
-    check_state(primary_dir, e.height);
-    ck_assert_int_eq(rk_mark(watch, 1, NULL), RK_EFENCED); /* the ring P left was fenced */
-    rk_ring_detach(watch);
+
+    s = start(standby_dir[0], "standby-a", s_cfg, NULL); /* finds no primary */
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
+                     0);
+    ck_assert_msg(strstr(out, "is the primary, epoch 2"), "ringkeep promote printed: %s", out);
+    engine_resume(&e, standby_dir[0], acked);
+    ck_assert_uint_eq(e.height, acked);
+    engine_write(&e, 20);
+
+    p = start(primary_dir, "old-primary", p_cfg, NULL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0); /* P holds it */
+    acked = e.height;
+    rk_ring_detach(e.r);
+    st = wait_caught_up_with(standby_dir[0], primary_dir);
+    ck_assert_msg(json_u64(st, "set_aside_runs") == 1, "P was not rebuilt: %s", st);
+    acked_seq = json_u64(st, "journal_seq");
+    free(st);
+    ck_assert_int_eq(stop(p, SIGTERM), 0);
+    ck_assert_msg(store_open(primary_dir, 0, 16, &ps, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_ring_record(ps, &rec), 0); /* the rebuild keeps it (b35a61f) */
+    ck_assert_str_eq(rec.name, ring_name);
+    ck_assert_int_eq(store_ring_made_read(ps, &rec, err, sizeof err), 0); /* and ring.json stays */
+    ck_assert_str_eq(rec.name, ring_name);
+    store_close(ps);
+    p = start(primary_dir, "old-primary", p_cfg, NULL);
+    for (int i = 0;; i++) { /* it holds all again and follows (no digest compared before S writes) */
+        st = status_of(primary_dir);
+        if (st && status_true(st, "connected") && json_u64(st, "applied_seq") == acked_seq &&
+            json_u64(st, "acked_seq") == acked_seq)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "P does not follow S again: %s", st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+    free(st);
+
+    promote_p_again(&e, s, p, watch, acked);
 }
 END_TEST
 
@@ -3273,6 +3380,7 @@ static Suite *repl_suite(void)
     tc = tcase_create("promote_again"); /* CK_RUN_CASE=promote_again runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, promoted_again_takes_nothing_from_the_ring_it_left);
+    tcase_add_test(tc, rebuilt_former_primary_promoted_again_replaces_the_ring_it_left);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);

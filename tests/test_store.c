@@ -1391,6 +1391,59 @@ START_TEST(append_last_get_round_trip_across_reopen)
 }
 END_TEST
 
+/* STORE_RING_MADE_FILE: absent, written and read back (across a reopen
+ * and a replaced db/), and refused with a reason when it is not a ring
+ * identity, the file left as it was. */
+START_TEST(ring_identity_beside_db_round_trips_and_bad_files_are_refused)
+{
+    struct store_ring_record rec = {.created_ns = 1796526768339307209ull, .capacity = 1u << 20}, got;
+    char path[300], aside[300], body[64];
+    const char *bad[] = {"",
+                         "{",
+                         "[]",
+                         "{\"name\":\"r\",\"created_ns\":1}",
+                         "{\"name\":\"r\",\"created_ns\":1,\"capacity\":1,\"extra\":1}",
+                         "{\"name\":\"r\",\"created_ns\":-1,\"capacity\":1}",
+                         "{\"name\":\"0123456789012345678901234567890123456789012345678\",\"created_ns\":1,"
+                         "\"capacity\":1}"};
+    store *s;
+    FILE *f;
+
+    new_data_dir("ring-made");
+    snprintf(rec.name, sizeof rec.name, "ring-%d", (int)getpid());
+    s = open_store(STORE_CREATE);
+    ck_assert_int_eq(store_ring_made_read(s, &got, why, sizeof why), RK_ENOTFOUND);
+    ck_assert_int_eq(store_ring_made_write(s, &rec), 0);
+    store_close(s);
+    /* db/ replaced (as a rebuild or a bootstrap does): the file stays */
+    snprintf(path, sizeof path, "%s/db", data_dir);
+    snprintf(aside, sizeof aside, "%s/db-aside", data_dir);
+    ck_assert_int_eq(rename(path, aside), 0);
+    s = open_store(STORE_CREATE);
+    ck_assert_int_eq(store_ring_record(s, &got), RK_ENOTFOUND);
+    memset(&got, 0xa5, sizeof got);
+    ck_assert_int_eq(store_ring_made_read(s, &got, why, sizeof why), 0);
+    ck_assert_str_eq(got.name, rec.name);
+    ck_assert_uint_eq(got.created_ns, rec.created_ns);
+    ck_assert_uint_eq(got.capacity, rec.capacity);
+    snprintf(path, sizeof path, "%s/" STORE_RING_MADE_FILE, data_dir);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_ptr_nonnull(f = fopen(path, "w"));
+        ck_assert_int_ge(fputs(bad[i], f), 0);
+        ck_assert_int_eq(fclose(f), 0);
+        why[0] = '\0';
+        ck_assert_msg(store_ring_made_read(s, &got, why, sizeof why) == RK_ECORRUPT, "accepted: %s", bad[i]);
+        ck_assert_msg(strstr(why, path) && strstr(why, "not a ring identity"), "%s", why);
+        ck_assert_ptr_nonnull(f = fopen(path, "r")); /* left as it was */
+        size_t n = fread(body, 1, sizeof body - 1, f);
+        body[n] = '\0';
+        fclose(f);
+        ck_assert_int_eq(strncmp(body, bad[i], sizeof body - 1), 0);
+    }
+    store_close(s);
+}
+END_TEST
+
 START_TEST(duplicate_seq_is_refused)
 {
     struct batch b;
@@ -2489,6 +2542,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, open_makes_db_and_checkpoints_and_writes_the_pid);
     tcase_add_test(tc, second_open_is_busy_and_names_the_pid);
     tcase_add_test(tc, append_last_get_round_trip_across_reopen);
+    tcase_add_test(tc, ring_identity_beside_db_round_trips_and_bad_files_are_refused);
     tcase_add_test(tc, duplicate_seq_is_refused);
     tcase_add_test(tc, append_many_is_all_or_none);
     tcase_add_test(tc, trim_removes_entries_below_seq);
