@@ -3155,6 +3155,19 @@ static uint64_t applied_digest(const char *dir, uint64_t lsn)
     return 0;
 }
 
+/* rk_wait(RK_REPLICATED) for the engine's last record on the primary on
+ * dir, which its standby on sb_dir is to acknowledge; on failure both
+ * statuses are in the message. */
+static void wait_replicated_on(struct engine *e, const char *dir, const char *sb_dir)
+{
+    int rc = rk_wait(e->r, e->lsn, RK_REPLICATED, BOUND_S * 1000);
+    if (rc) {
+        char *a = status_of(dir), *b = status_of(sb_dir);
+        ck_abort_msg("rk_wait(RK_REPLICATED, LSN %llu): %s; primary: %s; standby: %s", (unsigned long long)e->lsn,
+                     rk_strerror(rc), a ? a : "(no answer)", b ? b : "(no answer)");
+    }
+}
+
 /* P's configuration as S's standby: its own ring and endpoints (once
  * promoted again), S's as its primary's. */
 #define P_AS_STANDBY                                                                                         \
@@ -3247,7 +3260,7 @@ START_TEST(promoted_again_takes_nothing_from_the_ring_it_left)
     ck_assert_uint_lt(e.lsn, lost_lsn); /* the lost frames reach past what epoch 2 wrote */
 
     p = start(primary_dir, "old-primary", p_cfg, NULL);
-    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0); /* P holds it */
+    wait_replicated_on(&e, standby_dir[0], primary_dir); /* P holds it */
     acked = e.height;
     rk_ring_detach(e.r);
     st = wait_caught_up_with(standby_dir[0], primary_dir);
@@ -3300,7 +3313,7 @@ START_TEST(rebuilt_former_primary_promoted_again_replaces_the_ring_it_left)
     engine_write(&e, 20);
 
     p = start(primary_dir, "old-primary", p_cfg, NULL);
-    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0); /* P holds it */
+    wait_replicated_on(&e, standby_dir[0], primary_dir); /* P holds it */
     acked = e.height;
     rk_ring_detach(e.r);
     st = wait_caught_up_with(standby_dir[0], primary_dir);
