@@ -3365,6 +3365,113 @@ START_TEST(rebuilt_former_primary_promoted_again_replaces_the_ring_it_left)
 }
 END_TEST
 
+/* ------------------------------------------------------------ kills around a promotion */
+
+/* The standby being promoted is SIGKILLed: round 0 as soon as it has
+ * accepted `promote` (the promotion under way), round 1 once it answers
+ * as the primary and the engine wrote there (10 groups acknowledged, 5
+ * more not waited for).  Started again as a standby and promoted, it
+ * holds every group acknowledged (on the old primary, RK_REPLICATED; on
+ * it, RK_DURABLE with min_replicas 0): the engine restores at least that
+ * height and carries on; the journal holds every height with the model's
+ * bytes; state and digest are the model's. */
+START_TEST(standby_killed_while_promoted_keeps_every_acknowledged_group)
+{
+    struct engine e;
+    char out[4096], *reply = NULL;
+    uint64_t acked, h, digest;
+    pid_t p = start(primary_dir, NULL, min_one, NULL);
+    pid_t s = start(standby_dir[0], "standby-a", serving_b, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 30);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    acked = e.height;
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(WTERMSIG(stop(p, SIGKILL)), SIGKILL);
+
+    if (_i == 0) {
+        ck_assert_int_eq(node_request(standby_dir[0], "promote", 5000, &reply), 0);
+        ck_assert_msg(strncmp(reply, "ok promoting", 12) == 0, "%s", reply);
+        free(reply);
+        ck_assert_int_eq(WTERMSIG(stop(s, SIGKILL)), SIGKILL);
+    } else {
+        ck_assert_int_eq(
+            run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}), 0);
+        engine_resume(&e, standby_dir[0], acked);
+        engine_write(&e, 10);
+        acked = e.height; /* durable: min_replicas 0 on it */
+        engine_put_groups(&e, 0, 5);
+        ck_assert_int_eq(WTERMSIG(stop(s, SIGKILL)), SIGKILL);
+        rk_ring_detach(e.r);
+    }
+
+    s = start(standby_dir[0], "standby-a", unreachable_b, NULL);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
+                     0);
+    ck_assert_msg(strstr(out, "is the primary, epoch"), "ringkeep promote printed: %s", out);
+    h = restored_height(standby_dir[0], acked);
+    engine_attach_to(&e, ring_b);
+    e.height = h;
+    engine_write(&e, 10);
+    rk_ring_detach(e.r);
+    digest = applied_digest(standby_dir[0], e.lsn);
+    model_build(e.height);
+    ck_assert_msg(digest == model_digest(), "the state digest %016llx, the model's %016llx",
+                  (unsigned long long)digest, (unsigned long long)model_digest());
+    ck_assert_int_eq(WTERMSIG(stop(s, SIGKILL)), SIGKILL);
+    check_journal_stream(standby_dir[0], e.height);
+    check_state(standby_dir[0], e.height);
+}
+END_TEST
+
+/* Two standbys, the primary SIGKILLed; standby-b is SIGKILLed as soon as
+ * standby-a has accepted `promote`.  Started again (given both nodes'
+ * endpoints), standby-b follows standby-a by itself and acknowledges what
+ * the engine writes there (RK_REPLICATED, min_replicas 1); both journals
+ * end byte-identical and hold every acknowledged group with the model's
+ * bytes; standby-b's state is the model's. */
+START_TEST(other_standby_killed_during_a_promotion_follows_the_new_primary)
+{
+    struct engine e;
+    struct cluster_eps c;
+    char *reply = NULL;
+    uint64_t acked;
+
+    cluster_eps(&c, "1");
+    pid_t p = start(primary_dir, NULL, min_one, NULL);
+    pid_t a = start(standby_dir[0], "standby-a", c.a_cfg, NULL);
+    pid_t b = start(standby_dir[1], "standby-b", c.b_cfg, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 30);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    acked = e.height;
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    free(wait_caught_up(standby_dir[1]));
+    ck_assert_int_eq(WTERMSIG(stop(p, SIGKILL)), SIGKILL);
+
+    ck_assert_int_eq(node_request(standby_dir[0], "promote", 5000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok promoting", 12) == 0, "%s", reply);
+    free(reply);
+    ck_assert_int_eq(WTERMSIG(stop(b, SIGKILL)), SIGKILL);
+    wait_status(standby_dir[0], "\"role\":\"primary\"");
+
+    engine_resume(&e, standby_dir[0], acked);
+    engine_write(&e, 20);
+    b = start(standby_dir[1], "standby-b", c.b_cfg, NULL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0); /* standby-b holds it */
+    rk_ring_detach(e.r);
+    free(wait_caught_up_with(standby_dir[0], standby_dir[1]));
+    ck_assert_int_eq(WTERMSIG(stop(a, SIGKILL)), SIGKILL); /* no last checkpoint trims its journal */
+    ck_assert_int_eq(stop(b, SIGTERM), 0);
+    check_journal_of(standby_dir[0], standby_dir[1]);
+    check_journal_stream(standby_dir[0], e.height);
+    check_state(standby_dir[1], e.height);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -3424,6 +3531,8 @@ static Suite *repl_suite(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, promoted_again_takes_nothing_from_the_ring_it_left);
         tcase_add_test(tc, rebuilt_former_primary_promoted_again_replaces_the_ring_it_left);
+        tcase_add_loop_test(tc, standby_killed_while_promoted_keeps_every_acknowledged_group, 0, 2);
+        tcase_add_test(tc, other_standby_killed_during_a_promotion_follows_the_new_primary);
         suite_add_tcase(s, tc);
     }
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
