@@ -31,7 +31,9 @@ packages=(build-essential cmake ninja-build pkg-config
           # it looks the unit's Documentation= man page up with man-db's man)
           scdoc libsystemd-dev systemd man-db
           # bench/bench_vs_redis (the README's headline benchmark) runs the real Redis beside ringkeep
-          redis-server)
+          redis-server
+          # examples/finality signs and verifies checkpoints with Ed25519 (libsodium, already under ZeroMQ)
+          libsodium-dev)
 
 install_missing() {
     local missing=()
