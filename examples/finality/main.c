@@ -421,9 +421,11 @@ struct ring_sink {
     uint64_t kill_step, step, n_records;
 };
 
-static void maybe_die(struct ring_sink *rs)
+/* The --kill-at-step hook: after a record of the step, or before its MARK
+ * when the step has none (count 0: called before the MARK). */
+static void maybe_die(struct ring_sink *rs, int count)
 {
-    if (++rs->n_records >= 1 && rs->step == rs->kill_step) {
+    if ((rs->n_records += (uint64_t)count, rs->step == rs->kill_step)) {
         fprintf(stderr, "finality: --kill-at-step %" PRIu64 ": SIGKILL after %" PRIu64 " records of it\n",
                 rs->kill_step, rs->n_records);
         raise(SIGKILL);
@@ -435,7 +437,7 @@ static int ring_put(void *arg, int table, const void *key, uint32_t klen, const 
     struct ring_sink *rs = arg;
     int rc = rk_put(rs->ring, rs->table_id[table], key, klen, val, vlen, NULL);
     if (!rc)
-        maybe_die(rs);
+        maybe_die(rs, 1);
     return rc;
 }
 
@@ -444,7 +446,7 @@ static int ring_del(void *arg, int table, const void *key, uint32_t klen)
     struct ring_sink *rs = arg;
     int rc = rk_del(rs->ring, rs->table_id[table], key, klen, NULL);
     if (!rc)
-        maybe_die(rs);
+        maybe_die(rs, 1);
     return rc;
 }
 
@@ -486,6 +488,8 @@ static int run_on_ring(struct engine *e, const struct options *o)
         rs.step = e->step + 1;
         rs.n_records = 0;
         rc = engine_step(e, &sink);
+        if (!rc)
+            maybe_die(&rs, 0);
         if (!rc)
             rc = rk_mark(rs.ring, e->step, &mark_lsn);
         if (rc)
