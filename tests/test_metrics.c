@@ -664,8 +664,8 @@ START_TEST(exposition_parser_refuses_invalid_texts)
         "# HELP a x\n# TYPE a gauge\n# TYPE a gauge\na 1\n",                 /* second TYPE */
         "# HELP a x\n# TYPE a meter\na 1\n",                                 /* unknown type */
         "# HELP a x\n# TYPE a gauge\na{__x=\"1\"} 1\n",                      /* reserved label */
-        "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"0.5\"} 2\n"
-        "h_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n", /* le not increasing */
+        ("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"0.5\"} 2\n"
+         "h_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n"), /* le not increasing */
         "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n",
         "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 3\n",
         "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n", /* no +Inf */

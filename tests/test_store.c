@@ -1404,8 +1404,8 @@ START_TEST(ring_identity_beside_db_round_trips_and_bad_files_are_refused)
                          "{\"name\":\"r\",\"created_ns\":1}",
                          "{\"name\":\"r\",\"created_ns\":1,\"capacity\":1,\"extra\":1}",
                          "{\"name\":\"r\",\"created_ns\":-1,\"capacity\":1}",
-                         "{\"name\":\"0123456789012345678901234567890123456789012345678\",\"created_ns\":1,"
-                         "\"capacity\":1}"};
+                         ("{\"name\":\"0123456789012345678901234567890123456789012345678\",\"created_ns\":1,"
+                          "\"capacity\":1}")};
     store *s;
     FILE *f;
 
