@@ -62,6 +62,7 @@ struct options {
     uint64_t n_blocks; /* run up to this block, counting restored ones */
     uint32_t orders_per_block;
     uint64_t kill_block; /* test hook: die in the middle of this block's group */
+    uint64_t stop_block; /* test hook: SIGSTOP itself once this block is acknowledged */
     const char *acked;   /* --acked: the file that notes acknowledged blocks */
     int offline, digest, dump, self_test, replicated, durable;
 };
@@ -77,6 +78,8 @@ static const char usage[] =
     "  --digest               print a digest line of the books and positions\n"
     "  --dump                 print the books and positions\n"
     "  --kill-after-block B   test hook: SIGKILL itself in the middle of block B's group\n"
+    "  --stop-after-block B   test hook: SIGSTOP itself once block B is acknowledged (a host\n"
+    "                         frozen at a known point, for a script to kill)\n"
     "                         (restart without it: the restart goes on from the node's state)\n"
     "  --replicated           wait for each block's MARK to be RK_REPLICATED before the next\n"
     "  --durable              the same with RK_DURABLE (journaled on the primary), noted likewise\n"
@@ -253,6 +256,10 @@ static int run_blocks(book_engine *e, const struct options *opt, struct ring_sin
             snprintf(line, sizeof line, "acked %" PRIu64 " %u\n", block, rs->n_records);
             if (!rc)
                 note(rs, line);
+            if (!rc && opt->stop_block == block) {
+                fprintf(stderr, "orderbook: --stop-after-block %" PRIu64 ": SIGSTOP\n", block);
+                raise(SIGSTOP);
+            }
         }
     }
     free(orders);
@@ -361,6 +368,8 @@ static int parse_options(int argc, char **argv, struct options *o)
             ok = parse_u64(v, BOOK_MAX_BLOCK, &o->n_blocks) == 0, i++;
         else if (strcmp(a, "--kill-after-block") == 0)
             ok = parse_u64(v, BOOK_MAX_BLOCK, &o->kill_block) == 0 && o->kill_block > 0, i++;
+        else if (strcmp(a, "--stop-after-block") == 0)
+            ok = parse_u64(v, BOOK_MAX_BLOCK, &o->stop_block) == 0 && o->stop_block > 0, i++;
         else if (strcmp(a, "--orders-per-block") == 0) {
             ok = parse_u64(v, BOOK_MAX_ORDERS_PER_BLOCK, &n) == 0, i++;
             o->orders_per_block = (uint32_t)n;
@@ -375,8 +384,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "orderbook: --ring and --data-dir are needed (or --offline)\n%s", usage);
         return -1;
     }
-    if (o->offline && o->kill_block) {
-        fprintf(stderr, "orderbook: --kill-after-block kills a run on a ring, not an --offline one\n");
+    if (o->offline && (o->kill_block || o->stop_block)) {
+        fprintf(stderr, "orderbook: --kill-after-block and --stop-after-block are for a run on a ring, not an --offline one\n");
         return -1;
     }
     return 0;
