@@ -49,6 +49,31 @@ install_missing() {
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# promtool (Prometheus's checker, from Debian's prometheus package) for the
+# metrics test: the one binary is taken out of the package into .tools/,
+# without installing the package (which would start a Prometheus server).
+fetch_promtool() {
+    [ -x .tools/promtool ] && return 0
+    local tmp
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+        local sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        "${sudo[@]}" apt-get update -qq
+        (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) || {
+            rm -rf "$tmp"
+            echo "setup: cannot download Debian's prometheus package for promtool" >&2
+            return 1
+        }
+    fi
+    mkdir -p .tools
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -xO ./usr/bin/promtool >.tools/promtool.part
+    chmod 755 .tools/promtool.part
+    mv .tools/promtool.part .tools/promtool
+    rm -rf "$tmp"
+    echo "setup: promtool taken from Debian's prometheus package into .tools/"
+}
+
 build() { # build DIR [cmake options...]
     local dir=$1; shift
     cmake -S . -B "$dir" -G Ninja -Wno-dev "$@" >/dev/null
@@ -90,6 +115,7 @@ demo)
     ;;
 test)
     install_missing
+    fetch_promtool
     echo "setup: release build (-Werror) and tests"
     build build -DRK_WERROR=ON
     run_tests build

@@ -456,6 +456,41 @@ static uint64_t u(const struct expo *e, const char *name)
     return (uint64_t)value_of(e, name, "");
 }
 
+/* Prometheus's own check, beside the parser above: Debian's promtool
+ * (`promtool check metrics`, from the prometheus package; setup.sh takes
+ * the one binary out of the package into .tools/ without installing the
+ * server) when RK_PROMTOOL names it; on the first few scrapes of each test
+ * (every scrape would start a 48 MB program each time). */
+static void promtool_check(const char *body)
+{
+    static int runs;
+    const char *tool = getenv("RK_PROMTOOL");
+    char path[64], out_path[80], cmd[1024], out[2048] = "";
+    FILE *f;
+    int rc;
+
+    if (!tool || !*tool || runs >= 3)
+        return;
+    runs++;
+    snprintf(path, sizeof path, "/tmp/rk-test-metrics.%d.prom", (int)getpid());
+    snprintf(out_path, sizeof out_path, "%s.out", path);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(body, f);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(cmd, sizeof cmd, "'%s' check metrics <'%s' >'%s' 2>&1", tool, path, out_path);
+    rc = system(cmd);
+    f = fopen(out_path, "r");
+    if (f) {
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = 0;
+        fclose(f);
+    }
+    unlink(path);
+    unlink(out_path);
+    ck_assert_msg(rc == 0 && out[0] == 0, "promtool check metrics (exit %d): %s", rc, out);
+}
+
 /* Scrapes port, checks the answer and the format, parses into e. */
 static void scrape(int port, struct expo *e)
 {
@@ -468,6 +503,7 @@ static void scrape(int port, struct expo *e)
     ck_assert_int_eq(status, 200);
     ck_assert_str_eq(ctype, "text/plain; version=0.0.4; charset=utf-8");
     ck_assert_msg(expo_parse(body, e, why, sizeof why) == 0, "the exposition is not valid: %s\n%s", why, body);
+    promtool_check(body);
     free(body);
 }
 
