@@ -45,7 +45,16 @@
 /* ------------------------------------------------------------ the directory's */
 
 struct history {
+    /* lock guards the fields below and is never held while waiting for a
+     * Berkeley DB lock: the apply thread takes it (history_entry_ok) inside
+     * its open transaction, so a thread that held it across a meta.db
+     * read or write waiting for that transaction's page locks deadlocked
+     * both, unseen by the deadlock detector (a standby adopting its
+     * primary's history while it applied its journal: never welcomed
+     * again, its apply stuck).  write_lock serializes the writers of the
+     * stored history instead; apply never takes it. */
     pthread_mutex_t lock;
+    pthread_mutex_t write_lock;
     struct epoch_start *e; /* H1-H3; NULL when n == 0 */
     uint32_t n;
     int stored;     /* meta.db holds it; 0: implied by the journal (history_derive) */
@@ -123,6 +132,7 @@ int history_open(store *s, struct history **out, char *err, size_t err_size)
     if (!h)
         return seg_fail(err, err_size, ENOMEM, "out of memory");
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->write_lock, NULL);
     rc = meta->get(meta, NULL, &k, &v, 0);
     if (rc == 0) {
         h->stored = 1;
@@ -148,6 +158,7 @@ void history_close(struct history *h)
     if (!h)
         return;
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->write_lock);
     free(h->e);
     free(h);
 }
@@ -193,7 +204,7 @@ void history_entry_appended(struct history *h, uint64_t seq, uint64_t epoch, uin
 
 /* Writes list[0..n), the highest epoch seen (raised to list's last) and,
  * when began != 0, STORE_BEGAN_KEY, in one transaction committed with
- * sync.  Under h->lock. */
+ * sync.  Under h->write_lock, not h->lock. */
 static int write_history(store *s, const struct epoch_start *list, uint32_t n, uint64_t began)
 {
     DB_ENV *env = store_env(s);
@@ -296,32 +307,39 @@ uint64_t store_epoch_began(store *s)
 }
 
 /* Appends (epoch, first_seq, first_lsn) and writes it all (write_history).
- * Under hs->lock. */
+ * Under hs->write_lock; takes hs->lock only to copy and to install. */
 static int begin_locked(store *s, struct history *hs, uint64_t epoch, uint64_t first_seq, uint64_t first_lsn)
 {
-    struct epoch_start *list;
-    int rc;
+    struct epoch_start *list = NULL;
+    uint32_t n;
+    int rc = 0;
 
-    if (first_seq == 0 || hs->n == HISTORY_MAX || (hs->n && epoch <= hs->e[hs->n - 1].epoch))
-        return RK_EINVAL; /* H1 */
-    if (hs->n && (first_seq < hs->e[hs->n - 1].first_seq || first_lsn < hs->e[hs->n - 1].first_lsn))
-        return RK_EINVAL; /* H2 */
-    list = malloc((hs->n + 1) * sizeof *list);
-    if (!list)
-        return ENOMEM;
-    if (hs->n)
-        memcpy(list, hs->e, hs->n * sizeof *list);
-    list[hs->n] = (struct epoch_start){epoch, first_seq, first_lsn};
-    rc = write_history(s, list, hs->n + 1, epoch);
+    pthread_mutex_lock(&hs->lock);
+    n = hs->n;
+    if (first_seq == 0 || n == HISTORY_MAX || (n && epoch <= hs->e[n - 1].epoch))
+        rc = RK_EINVAL; /* H1 */
+    else if (n && (first_seq < hs->e[n - 1].first_seq || first_lsn < hs->e[n - 1].first_lsn))
+        rc = RK_EINVAL; /* H2 */
+    else if (!(list = malloc((n + 1) * sizeof *list)))
+        rc = ENOMEM;
+    if (!rc && n)
+        memcpy(list, hs->e, n * sizeof *list);
+    pthread_mutex_unlock(&hs->lock);
+    if (rc)
+        return rc;
+    list[n] = (struct epoch_start){epoch, first_seq, first_lsn};
+    rc = write_history(s, list, n + 1, epoch);
     if (rc) {
         free(list);
         return rc;
     }
+    pthread_mutex_lock(&hs->lock);
     free(hs->e);
     hs->e = list;
-    hs->n++;
+    hs->n = n + 1;
     hs->stored = 1;
     hs->began = epoch;
+    pthread_mutex_unlock(&hs->lock);
     return 0;
 }
 
@@ -330,9 +348,9 @@ uint64_t store_epoch_seen(store *s)
     struct history *hs = store_history_state(s);
     uint64_t seen = 0;
 
-    pthread_mutex_lock(&hs->lock);
-    if (meta_get_u64(s, STORE_EPOCH_KEY, &seen) != 0)
+    if (meta_get_u64(s, STORE_EPOCH_KEY, &seen) != 0) /* not under hs->lock (see struct history) */
         seen = 0;
+    pthread_mutex_lock(&hs->lock);
     if (hs->n && hs->e[hs->n - 1].epoch > seen)
         seen = hs->e[hs->n - 1].epoch;
     pthread_mutex_unlock(&hs->lock);
@@ -347,10 +365,12 @@ int store_epoch_begin(store *s, uint64_t epoch_min, uint64_t first_seq, uint64_t
 
     if (rc)
         return rc; /* nothing is begun after a failed write (J3) */
-    pthread_mutex_lock(&hs->lock);
+    pthread_mutex_lock(&hs->write_lock);
     rc = meta_get_u64(s, STORE_EPOCH_KEY, &seen);
     /* higher than every epoch known: the history's and any seen */
+    pthread_mutex_lock(&hs->lock);
     next = hs->n ? hs->e[hs->n - 1].epoch + 1 : 1;
+    pthread_mutex_unlock(&hs->lock);
     if (next <= seen)
         next = seen + 1;
     if (next < epoch_min)
@@ -359,22 +379,25 @@ int store_epoch_begin(store *s, uint64_t epoch_min, uint64_t first_seq, uint64_t
         rc = begin_locked(s, hs, next, first_seq, first_lsn);
     if (!rc)
         *epoch = next;
-    pthread_mutex_unlock(&hs->lock);
+    pthread_mutex_unlock(&hs->write_lock);
     return rc;
 }
 
 int store_epoch_resume(store *s, uint64_t next_seq, uint64_t next_lsn, uint64_t *epoch)
 {
     struct history *hs = store_history_state(s);
-    uint64_t seen = 0, newest;
+    uint64_t seen = 0, newest, began;
     int rc = store_failed(s);
 
     if (rc)
         return rc;
+    pthread_mutex_lock(&hs->write_lock);
     pthread_mutex_lock(&hs->lock);
     newest = hs->n ? hs->e[hs->n - 1].epoch : 0;
+    began = hs->began;
+    pthread_mutex_unlock(&hs->lock);
     rc = meta_get_u64(s, STORE_EPOCH_KEY, &seen);
-    if (!rc && newest && hs->began == newest && seen <= newest) {
+    if (!rc && newest && began == newest && seen <= newest) {
         *epoch = newest; /* this directory wrote the newest epoch: a restart goes on in it */
     } else if (!rc && !newest) {
         /* no history yet (a new directory, or one whose journal is
@@ -385,7 +408,7 @@ int store_epoch_resume(store *s, uint64_t next_seq, uint64_t next_lsn, uint64_t 
         *epoch = (seen > newest ? seen : newest) + 1;
         rc = begin_locked(s, hs, *epoch, next_seq, next_lsn);
     }
-    pthread_mutex_unlock(&hs->lock);
+    pthread_mutex_unlock(&hs->write_lock);
     return rc;
 }
 
@@ -409,6 +432,7 @@ int store_history_adopt(store *s, const struct epoch_start *list, uint32_t n, ch
         return ENOMEM;
     if (n)
         memcpy(copy, list, n * sizeof *copy);
+    pthread_mutex_lock(&hs->write_lock);
     pthread_mutex_lock(&hs->lock);
     /* J4 stays true for every entry held: the new history gives each the
      * epoch the old one did */
@@ -417,16 +441,19 @@ int store_history_adopt(store *s, const struct epoch_start *list, uint32_t n, ch
                       "the history adopted gives other epochs to entries this journal holds (up to %" PRIu64
                       ")",
                       last.seq);
+    pthread_mutex_unlock(&hs->lock);
     if (!rc)
-        rc = write_history(s, list, n, 0);
+        rc = write_history(s, list, n, 0); /* not under hs->lock (see struct history) */
     if (!rc) {
+        pthread_mutex_lock(&hs->lock);
         free(hs->e);
         hs->e = copy;
         copy = NULL;
         hs->n = n;
         hs->stored = 1;
+        pthread_mutex_unlock(&hs->lock);
     }
-    pthread_mutex_unlock(&hs->lock);
+    pthread_mutex_unlock(&hs->write_lock);
     free(copy);
     return rc;
 }
