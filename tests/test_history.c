@@ -14,11 +14,14 @@
 #include <check.h>
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <db.h>
 
 #include "persist/history.h"
 #include "persist/store.h"
@@ -258,6 +261,94 @@ START_TEST(old_directory_gets_the_history_its_journal_implies)
 }
 END_TEST
 
+/* history_entry_ok's mutex is never held while waiting for a Berkeley DB
+ * lock.  A standby's main thread adopting its primary's history waited
+ * for meta.db page locks held by the apply thread's open transaction while
+ * holding the history's mutex; the apply thread, in that transaction,
+ * then waited for the mutex (store_journal_get checks each entry's epoch):
+ * both hung for ever, unseen by the deadlock detector.  Here the test's
+ * transaction on meta.db is the apply thread's: the adopt waits for it
+ * (seen in the lock statistics), and store_epoch_of, as apply's check,
+ * must still return before it commits. */
+struct adopt_job {
+    store *s;
+    int rc, done;
+};
+
+static void *adopt_main(void *arg)
+{
+    struct adopt_job *j = arg;
+    const struct epoch_start theirs[2] = {{1, 1, 64}, {2, 2, 128}};
+    char why[256];
+
+    j->rc = store_history_adopt(j->s, theirs, 2, why, sizeof why);
+    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE); /* pairs with the acquire loads below */
+    return NULL;
+}
+
+static void *epoch_of_main(void *arg)
+{
+    struct adopt_job *j = arg;
+
+    j->rc = (int)store_epoch_of(j->s, 1);
+    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE); /* pairs with the acquire load below */
+    return NULL;
+}
+
+static uint32_t lock_waits(store *s)
+{
+    DB_LOCK_STAT *st = NULL;
+    uint32_t n;
+
+    ck_assert_int_eq(store_env(s)->lock_stat(store_env(s), &st, 0), 0);
+    n = (uint32_t)st->st_lock_wait;
+    free(st);
+    return n;
+}
+
+START_TEST(adopting_a_history_does_not_block_apply_while_it_waits)
+{
+    const struct epoch_start ours[1] = {{1, 1, 64}};
+    struct adopt_job adopt = {0}, check = {0};
+    pthread_t ta, tc;
+    DB_ENV *env;
+    DB *meta;
+    DB_TXN *txn = NULL;
+    DBT k = {.data = "test-apply-key", .size = 14}, v = {.data = "x", .size = 1};
+    uint32_t waits;
+    int i;
+
+    new_data_dir("adopt_vs_apply");
+    adopt.s = check.s = open_store();
+    env = store_env(adopt.s);
+    meta = store_meta(adopt.s);
+    ck_assert_int_eq(store_history_adopt(adopt.s, ours, 1, err, sizeof err), 0);
+    ck_assert_int_eq(append(adopt.s, 1, 1), 0);
+    ck_assert_int_eq(env->txn_begin(env, NULL, &txn, 0), 0); /* apply's open transaction */
+    ck_assert_int_eq(meta->put(meta, txn, &k, &v, 0), 0);
+    waits = lock_waits(adopt.s);
+    ck_assert_int_eq(pthread_create(&ta, NULL, adopt_main, &adopt), 0);
+    for (i = 0; i < 30000 && lock_waits(adopt.s) == waits && !__atomic_load_n(&adopt.done, __ATOMIC_ACQUIRE);
+         i++)
+        usleep(1000); /* hang guard only: until the adopt waits for our page lock */
+    ck_assert_msg(!__atomic_load_n(&adopt.done, __ATOMIC_ACQUIRE),
+                  "the adopt did not wait for the open transaction");
+    ck_assert_msg(lock_waits(adopt.s) != waits, "the adopt never waited for a lock");
+    ck_assert_int_eq(pthread_create(&tc, NULL, epoch_of_main, &check), 0);
+    for (i = 0; i < 30000 && !__atomic_load_n(&check.done, __ATOMIC_ACQUIRE); i++)
+        usleep(1000); /* hang guard only */
+    ck_assert_msg(__atomic_load_n(&check.done, __ATOMIC_ACQUIRE),
+                  "store_epoch_of blocked while the adopt waited for the open transaction (deadlock)");
+    ck_assert_int_eq(check.rc, 1);
+    ck_assert_int_eq(pthread_join(tc, NULL), 0);
+    ck_assert_int_eq(txn->commit(txn, 0), 0);
+    ck_assert_int_eq(pthread_join(ta, NULL), 0);
+    ck_assert_int_eq(adopt.rc, 0);
+    assert_history(adopt.s, (struct epoch_start[]){{1, 1, 64}, {2, 2, 128}}, 2);
+    store_close(adopt.s);
+}
+END_TEST
+
 START_TEST(entry_of_a_wrong_epoch_is_refused_on_append_and_found_on_read)
 {
     const struct epoch_start relabel[1] = {{9, 1, 8}};
@@ -310,6 +401,7 @@ static Suite *history_suite(void)
     tcase_add_test(tc, a_followed_history_is_not_written_in);
     tcase_add_test(tc, old_directory_gets_the_history_its_journal_implies);
     tcase_add_test(tc, entry_of_a_wrong_epoch_is_refused_on_append_and_found_on_read);
+    tcase_add_test(tc, adopting_a_history_does_not_block_apply_while_it_waits);
     suite_add_tcase(s, tc);
     return s;
 }
