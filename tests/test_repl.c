@@ -3519,12 +3519,13 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, a_primary_told_of_a_higher_epoch_rejoins_as_a_standby);
     tcase_add_test(tc, a_primary_reached_by_a_higher_epoch_rejoins_as_a_standby);
     suite_add_tcase(s, tc);
-    /* CK_RUN_CASE=promote_again runs only these.  Not in the default run
-     * until the stall it found is fixed: in 3 of 6 full ctest runs (never
-     * in 40 runs alone or three at a time) the old primary, started again
-     * as a standby, was refused once for its lower epoch and then never
-     * welcomed, its apply stuck (applied_seq 1 of 7), so the RK_REPLICATED
-     * wait ran out; RK_TEST_PROMOTE_AGAIN=1 adds them to the default run. */
+    /* CK_RUN_CASE=promote_again runs only these; RK_TEST_PROMOTE_AGAIN=1
+     * adds them to the default run (about 12 s more).  The stall they found
+     * under load (the old primary, started again as a standby, never
+     * welcomed, its apply stuck at applied_seq 1 of 7) was a deadlock of
+     * its main thread adopting the primary's history with its apply
+     * thread (persist/history.c, struct history); test_history's
+     * adopting_a_history_does_not_block_apply_while_it_waits covers it. */
     if (getenv("RK_TEST_PROMOTE_AGAIN") ||
         (getenv("CK_RUN_CASE") && strcmp(getenv("CK_RUN_CASE"), "promote_again") == 0)) {
         tc = tcase_create("promote_again");
