@@ -147,9 +147,12 @@ struct repl_standby {
     char other_id[WIRE_NAME_MAX + 1];
     uint64_t other_acked, other_hb_epoch, held_seq;
     /* recent heartbeats' digests: apply may reach their sequence only
-     * later, when it lags */
+     * later, when it lags; a heartbeat repeating the newest one recorded
+     * is not recorded again, so that an idle primary's heartbeats do not
+     * push out the sequences a lagging apply has yet to reach */
     struct digest_at hb_history[HB_HISTORY];
     uint32_t hb_history_n; /* heartbeats recorded (the newest at (n - 1) % HB_HISTORY) */
+    uint64_t n_heartbeats; /* heartbeats heard, for status */
     int digest_match;      /* -1 not compared yet, 0 differs, 1 equal */
     uint64_t digest_compared_seq;
     struct digest_at history[DIGEST_HISTORY];
@@ -922,7 +925,10 @@ static void on_heartbeat(struct repl_standby *sb, const struct wire_heartbeat *h
     sb->hb_journal_seq = hb->journal_seq;
     sb->hb_digest = hb->digest;
     sb->hb_digest_seq = hb->digest_seq;
-    if (hb->digest_seq)
+    sb->n_heartbeats++;
+    const struct digest_at *newest =
+        sb->hb_history_n ? &sb->hb_history[(sb->hb_history_n - 1) % HB_HISTORY] : NULL;
+    if (hb->digest_seq && !(newest && newest->seq == hb->digest_seq && newest->digest == hb->digest))
         sb->hb_history[sb->hb_history_n++ % HB_HISTORY] = (struct digest_at){hb->digest_seq, hb->digest};
     compare_digest(sb);
     for (uint32_t i = 0; i < hb->n_standbys; i++) {
@@ -1181,6 +1187,7 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
         (json_object_set_new(st, "primary_epoch", json_uint(sb->cur >= 0 ? sb->peers[sb->cur].epoch : 0)) ||
          json_object_set_new(st, "nodes", json_uint(sb->n_peers)) ||
          json_object_set_new(st, "repoints", json_uint(sb->n_repoints)) ||
+         json_object_set_new(st, "heartbeats", json_uint(sb->n_heartbeats)) ||
          json_object_set_new(st, "other_acked_id", json_cstr(v.other_id)) ||
          json_object_set_new(st, "other_acked_seq", json_uint(v.other_acked)))) {
         json_decref(st);

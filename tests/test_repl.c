@@ -661,6 +661,81 @@ START_TEST(digest_compared_while_apply_lags)
 }
 END_TEST
 
+/* Waits until the standby in dir heard a heartbeat of sequence seq or
+ * later; returns that heartbeat's sequence. */
+static uint64_t wait_heard(const char *dir, uint64_t seq)
+{
+    char *st = NULL;
+    uint64_t heard;
+
+    for (int i = 0; (heard = json_u64(st, "primary_digest_seq")) < seq; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "no heartbeat of seq %llu reached the standby: %s",
+                      (unsigned long long)seq, st ? st : "");
+        usleep(10000);
+        free(st);
+        st = status_of(dir);
+    }
+    free(st);
+    return heard;
+}
+
+/* An idle primary's heartbeats, all alike, do not push out of the
+ * standby's heartbeat history (256) the sequences its held apply has yet
+ * to reach: they did, and the digest was then compared only once apply
+ * reached the newest heartbeat's sequence.  Apply is held at 0 while more
+ * than 256 heartbeats go by (counted by the standby's status), then let
+ * through to the first round's heartbeat. */
+START_TEST(idle_heartbeats_keep_the_sequences_a_held_apply_needs)
+{
+    static const char *const fast_beats[] = {"replication", "heartbeat_ms", "10", NULL};
+    struct engine e;
+    char gate[300], env[320], limit[32], *st = NULL;
+    uint64_t first, beats;
+
+    snprintf(gate, sizeof gate, "%s.gate", standby_dir[0]);
+    snprintf(env, sizeof env, "RK_TEST_APPLY_GATE=%s", gate);
+    set_gate(gate, NULL);
+    pid_t primary = start(primary_dir, NULL, fast_beats, NULL);
+    pid_t s0 = start(standby_dir[0], "standby-a", NULL, env);
+
+    engine_attach(&e);
+    engine_write(&e, 20);
+    char *p = status_of(primary_dir);
+    first = wait_heard(standby_dir[0], json_u64(p, "journal_seq"));
+    free(p);
+    engine_write(&e, 20);
+    p = status_of(primary_dir);
+    ck_assert_uint_gt(wait_heard(standby_dir[0], json_u64(p, "journal_seq")), first);
+    free(p);
+    rk_ring_detach(e.r);
+    st = status_of(standby_dir[0]);
+    beats = json_u64(st, "heartbeats") + 300;
+    for (int i = 0; json_u64(st, "heartbeats") < beats; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "fewer than %llu heartbeats heard: %s", (unsigned long long)beats,
+                      st);
+        usleep(10000);
+        free(st);
+        st = status_of(standby_dir[0]);
+    }
+    ck_assert_msg(json_u64(st, "applied_seq") == 0, "apply was not held: %s", st);
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)first);
+    set_gate(gate, limit);
+    for (int i = 0; !(json_u64(st, "applied_seq") == first && status_true(st, "digest_match") &&
+                      json_u64(st, "digest_compared_seq") == first);
+         i++) {
+        ck_assert_msg(!(st && strstr(st, "\"digest_match\":false")), "digest differs: %s", st);
+        ck_assert_msg(i < BOUND_S * 100, "no digest compared at seq %llu: %s", (unsigned long long)first, st);
+        usleep(10000);
+        free(st);
+        st = status_of(standby_dir[0]);
+    }
+    free(st);
+    set_gate(gate, "");
+    free(wait_caught_up(standby_dir[0]));
+    stop_and_check(s0, primary, e.height);
+}
+END_TEST
+
 /* Reads dir's journal for a frame with LSN lsn. */
 static int journal_holds_lsn(const char *dir, uint64_t lsn)
 {
@@ -3485,6 +3560,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, replicated_wait_returns_once_a_standby_holds_the_record);
     tcase_add_test(tc, standby_acks_while_apply_lags_and_a_clean_stop_applies_all);
     tcase_add_test(tc, digest_compared_while_apply_lags);
+    tcase_add_test(tc, idle_heartbeats_keep_the_sequences_a_held_apply_needs);
     tcase_add_test(tc, bad_input_is_refused_and_others_unaffected);
     tcase_add_test(tc, standby_survives_a_primary_restart_and_monitor_prints);
     tcase_add_test(tc, standby_away_past_retention_bootstraps_from_a_checkpoint);
