@@ -98,10 +98,12 @@ set +e
 st=$?
 set -e
 [ "$st" -eq 137 ] || fail "the engine did not die at step $kill_step (exit $st): $(cat "$dir/b.err")"
+# the last step whose group is whole is kill_step - 1 (as in backtest_test.sh)
+last_mult=$(((kill_step - 1) / 50 * 50))
 for i in $(seq 1000); do # bounded: a checkpoint at a multiple of 50 steps below the kill
     n=$(newest_height)
-    [ -n "$n" ] && [ "$n" -ge $((kill_step / 50 * 50)) ] && break
-    [ "$i" -lt 1000 ] || fail "no checkpoint at or past step $((kill_step / 50 * 50)): $("$rk" checkpoint list -d "$dir/b")"
+    [ -n "$n" ] && [ "$n" -ge "$last_mult" ] && break
+    [ "$i" -lt 1000 ] || fail "no checkpoint at or past step $last_mult: $("$rk" checkpoint list -d "$dir/b")"
     sleep 0.05
 done
 kill -9 "$node"
