@@ -40,7 +40,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <time.h>
 
 #include "shm/ring.h"
 #include "shm/segment.h"
@@ -773,27 +772,19 @@ void ring_release(ring_owner *o)
 }
 
 /* R6: the caller passes an LSN the journal holds (J1 in persist/store.h) */
+/* Under cursor_lock: 1 if a cursor may move now (the lease deadline,
+ * read on the acknowledgement path itself: a process paused past it
+ * acknowledges nothing when it wakes, whatever its other threads saw).
+ * CLOCK_BOOTTIME goes on counting while the machine or the VM is
+ * suspended, where CLOCK_MONOTONIC may stop. */
+static int ack_allowed(const ring_owner *o)
+{
+    return !o->ack_limited || seg_now_ns(CLOCK_BOOTTIME) < o->ack_deadline_ns;
+}
+
 /* The cursors move under cursor_lock and only while the ring is not
  * fenced (R9): the drain moves durable_lsn, the replicator
  * replicated_lsn, a step-down sets the fence, each on its own thread. */
-/* CLOCK_BOOTTIME in ns: it goes on counting while the machine or the VM
- * is suspended, where CLOCK_MONOTONIC may stop. */
-static uint64_t boottime_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_BOOTTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Under cursor_lock: 1 if a cursor may move now (the lease deadline,
- * read on the acknowledgement path itself: a process paused past it
- * acknowledges nothing when it wakes, whatever its other threads saw). */
-static int ack_allowed(const ring_owner *o)
-{
-    return !o->ack_limited || boottime_ns() < o->ack_deadline_ns;
-}
-
 void ring_set_durable(ring_owner *o, uint64_t lsn)
 {
     struct ring_header *h = o->hdr;
@@ -844,7 +835,7 @@ void ring_set_ack_deadline(ring_owner *o, uint64_t deadline_ns)
 
 uint64_t ring_boottime_ns(void)
 {
-    return boottime_ns();
+    return seg_now_ns(CLOCK_BOOTTIME);
 }
 
 void ring_fence(ring_owner *o)
