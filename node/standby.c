@@ -330,6 +330,10 @@ void standby_promote_answer(struct node *n, int force, char *reply, size_t reply
     else if (atomic_load(&n->bootstrapping)) /* the main thread's, seen here through the atomic */
         snprintf(reply, reply_size, "error cannot promote: the standby is bootstrapping from a checkpoint "
                                     "(no whole state yet); try again once it follows");
+    else if (!force && n->c->ha_etcd[0])
+        snprintf(reply, reply_size,
+                 "error cannot promote: [ha] is set, etcd elects the primary (a promotion outside etcd may "
+                 "begin the epoch another node is elected in); stop the primary or use --force");
     else if (!force && v.other_acked > v.held_seq)
         snprintf(reply, reply_size,
                  "error cannot promote: another standby acknowledged more than this one holds: %s; promote "

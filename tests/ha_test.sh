@@ -227,6 +227,12 @@ echo "ha_test:    restored at height $restored >= $acked1 acknowledged; books eq
 # ------------------------------------------------------------ 2. SIGSTOP past the TTL
 start_node "$P" # with [ha] it starts as a standby, follows the leader and stays one
 wait_role n$P standby
+# under [ha] etcd elects: a promotion by hand is refused (without --force),
+# since it could begin the epoch etcd hands another node
+rc=0; out=$("$RK" promote -d "$TMP/d$P" 2>&1) || rc=$?
+[ "$rc" -ne 0 ] && printf '%s' "$out" | grep -q '\[ha\] is set, etcd elects the primary' ||
+    fail "ringkeep promote under [ha]: exit $rc: $out"
+wait_role n$P standby
 "$OB" --ring "ha-test.$$.$G" --data-dir "$TMP/d$G" --blocks 1000000 --durable --acked "$TMP/acked2" \
     2>"$TMP/engine2.log" &
 engine_pid=$!
