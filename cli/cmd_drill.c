@@ -174,6 +174,7 @@ struct drill {
     char dir[3072]; /* room left in a PATH_MAX for what goes under it */
     int made_dir;
     struct slot slots[DRILL_MAX_STANDBYS + 1];
+    int acks_lost; /* out of memory for an acknowledgement: the run cannot say nothing was lost */
     int n_slots;
     struct engine engines[2]; /* the current one, and a fenced one being watched */
     struct ack *acks;
@@ -322,7 +323,7 @@ static int engine_run(const char *dir, const char *ring, const char *acks_path, 
 static pid_t node_spawn(struct drill *d, struct slot *s, int standby)
 {
     char log[PATH_MAX + 8], sets[12][32 + (DRILL_MAX_STANDBYS + 1) * (CONFIG_ENDPOINT_MAX + 1)];
-    const char *argv[64];
+    const char *argv[16 + 2 * (12 + DRILL_MAX_SETS) + 1]; /* fixed ones, --set per sets[] and -o.sets */
     int n = 0, k = 0;
     pid_t pid;
 
@@ -526,8 +527,10 @@ static void engine_read(struct drill *d, struct engine *e)
                 if (d->n_acks == d->acks_cap) {
                     size_t cap = d->acks_cap ? d->acks_cap * 2 : 4096;
                     struct ack *more = realloc(d->acks, cap * sizeof *more);
-                    if (!more)
-                        continue; /* counted as acknowledged below; the check then finds it absent */
+                    if (!more) { /* an acknowledgement not recorded could not be checked */
+                        d->acks_lost = 1;
+                        continue;
+                    }
                     d->acks = more;
                     d->acks_cap = cap;
                 }
@@ -1028,7 +1031,9 @@ static int report(struct drill *d, uint64_t lost, int equal, const char *digest,
         after += r->acked_after_promotion;
         failed |= r->error[0] != 0;
     }
-    failed |= n < d->o.n_rounds || lost || lost_restore || after || !equal || final_error[0];
+    failed |= n < d->o.n_rounds || lost || lost_restore || after || !equal || final_error[0] || d->acks_lost;
+    if (d->acks_lost)
+        fprintf(stderr, "ringkeep drill: out of memory recording acknowledgements: loss cannot be ruled out\n");
     if (d->o.json) {
         json_t *rounds = json_array();
         for (int i = 0; i < n; i++)
@@ -1278,6 +1283,7 @@ static int ha_round(struct drill *d, int round, struct ha_round *r)
         r->victim = (p + 1 + rand() % (d->n_slots - 1)) % d->n_slots;
     engine_read(d, cur);
     size_t acks_at_fault = d->n_acks;
+    uint64_t engine_acks_at_fault = cur->n_acks; /* this engine's own count (engine_wait compares it) */
 
     fault_ns = now_ns();
     if (f == HA_STOP_PRIMARY) {
@@ -1300,7 +1306,7 @@ static int ha_round(struct drill *d, int round, struct ha_round *r)
         /* the engine goes on (the other standby acknowledges); detection:
          * the victim's member record gone with its lease */
         uint64_t deadline = fault_ns + (uint64_t)DRILL_STEP_S * 1000000000u;
-        if (engine_wait(d, cur, acks_at_fault + 1, 0) != 0) {
+        if (engine_wait(d, cur, engine_acks_at_fault + 1, 0) != 0) {
             snprintf(r->error, sizeof r->error, "the engine acknowledged nothing after %s was killed",
                      d->slots[r->victim].id);
             return -1;
@@ -1429,7 +1435,9 @@ static int ha_report(struct drill *d, uint64_t lost, int equal, const char *dige
         after += r->acked_after_loss;
         failed |= r->error[0] != 0;
     }
-    failed |= n < d->o.n_rounds || lost || lost_restore || after || !equal || final_error[0] || pairs;
+    failed |= n < d->o.n_rounds || lost || lost_restore || after || !equal || final_error[0] || pairs || d->acks_lost;
+    if (d->acks_lost)
+        fprintf(stderr, "ringkeep drill: out of memory recording acknowledgements: loss cannot be ruled out\n");
     if (!d->o.json) {
         printf("\nround fault                 old -> new  epoch  detect ms  elect ms  engine ms  restored  lost\n");
         for (int i = 0; i < n; i++) {

@@ -166,7 +166,7 @@ create:
         rec.created_ns = ring_header_of(n->ring)->created_ns;
         rec.capacity = c->ring_capacity;
         snprintf(rec.name, sizeof rec.name, "%s", c->ring_name);
-        rc = meta_write(n->s, STORE_RING_KEY, &rec, sizeof rec);
+        rc = store_ring_record_put(n->s, &rec);
         if (rc)
             return rc;
         rc = store_ring_made_write(n->s, &rec);

@@ -178,9 +178,20 @@ int set_aside_checkpoints(const char *data_dir, uint64_t after_seq, size_t *n_mo
         ckpt_info_free(&info);
         if (!past)
             continue;
-        if (!made && ((sys_mkdir(aside, 0700) != 0 && errno != EEXIST) || sys_mkdir(to, 0700) != 0)) {
-            rc = seg_fail(err, err_size, errno, "cannot create %s: %s", to, strerror(errno));
-            break;
+        if (!made) {
+            /* the new folders durable before anything moves into them:
+             * set-aside/ in the data directory (when made now), the run's
+             * folder in set-aside/ (a power cut must not lose the moved
+             * checkpoints with a folder entry never synced) */
+            int made_aside = sys_mkdir(aside, 0700) == 0;
+            if ((!made_aside && errno != EEXIST) || sys_mkdir(to, 0700) != 0) {
+                rc = seg_fail(err, err_size, errno, "cannot create %s: %s", to, strerror(errno));
+                break;
+            }
+            if ((made_aside && (rc = sys_fsync_dir(data_dir)) != 0) || (rc = sys_fsync_dir(aside)) != 0) {
+                seg_error(err, err_size, "cannot fsync %s or %s: %s", data_dir, aside, strerror(rc));
+                break;
+            }
         }
         made = 1;
         snprintf(dest, sizeof dest, "%s/%s", to, base ? base + 1 : paths[i]);
@@ -190,9 +201,8 @@ int set_aside_checkpoints(const char *data_dir, uint64_t after_seq, size_t *n_mo
             (*n_moved)++;
     }
     ckpt_list_free(paths, n);
-    /* the moves durable: both folders, and set-aside/ that holds the new one */
-    if (!rc && made && ((rc = sys_fsync_dir(to)) != 0 || (rc = sys_fsync_dir(dir)) != 0 ||
-                        (rc = sys_fsync_dir(aside)) != 0))
+    /* the moves durable: the new folder first, then the one they left */
+    if (!rc && made && ((rc = sys_fsync_dir(to)) != 0 || (rc = sys_fsync_dir(dir)) != 0))
         seg_error(err, err_size, "cannot fsync %s or %s: %s", to, dir, strerror(rc));
     return rc;
 }

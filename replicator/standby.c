@@ -471,25 +471,25 @@ static int set_aside(struct repl_standby *sb)
     snprintf(from, sizeof from, "%s/db", sb->c->data_dir);
     snprintf(dir, sizeof dir, "%s/set-aside", sb->c->data_dir);
     snprintf(to, sizeof to, "%s/db-%" PRIu64, dir, link_realtime_ns());
-    rc = (sys_mkdir(dir, 0700) != 0 && errno != EEXIST) || sys_rename(from, to) != 0 ? errno : 0;
+    /* its checkpoints go first (durably): one of another history would
+     * pass for the newest (a standby takes checkpoints too), and a crash
+     * or a failure between the two moves must not leave them beside an
+     * empty db/; db/ without its checkpoints is only a standby to follow */
+    size_t n_ckpts = 0;
+    char ckpts[PATH_MAX + 64], cerr[512];
+    rc = set_aside_checkpoints(sb->c->data_dir, 0, &n_ckpts, ckpts, sizeof ckpts, cerr, sizeof cerr);
+    if (rc)
+        log_msg(LOG_ERROR, "bootstrap failed: cannot set the checkpoints aside", "error=\"%s\"", cerr);
+    else if (n_ckpts)
+        log_msg(LOG_WARN, "checkpoints set aside for a bootstrap", "checkpoints=%zu to=\"%s\"", n_ckpts, ckpts);
+    if (rc == 0)
+        rc = (sys_mkdir(dir, 0700) != 0 && errno != EEXIST) || sys_rename(from, to) != 0 ? errno : 0;
     /* durable before the new db/ is made: after a crash the old data is
      * in set-aside/, never in db/ beside a new store's files */
     if (rc == 0)
         rc = sys_fsync_dir(dir);
     if (rc == 0)
         rc = sys_fsync_dir(sb->c->data_dir);
-    if (rc == 0) {
-        /* its checkpoints go with it: one of another history would pass
-         * for the newest (a standby takes checkpoints too) */
-        size_t n_ckpts = 0;
-        char ckpts[PATH_MAX + 64], cerr[512];
-        rc = set_aside_checkpoints(sb->c->data_dir, 0, &n_ckpts, ckpts, sizeof ckpts, cerr, sizeof cerr);
-        if (rc)
-            log_msg(LOG_ERROR, "bootstrap failed: cannot set the checkpoints aside", "error=\"%s\"", cerr);
-        else if (n_ckpts)
-            log_msg(LOG_WARN, "checkpoints set aside for a bootstrap", "checkpoints=%zu to=\"%s\"", n_ckpts,
-                    ckpts);
-    }
     if (rc) {
         log_msg(LOG_ERROR, "bootstrap failed: cannot set the data aside",
                 "to=\"%s\" error=\"%s\" action=exit", to, strerror(rc));
@@ -750,8 +750,13 @@ static int set_aside_entries(struct repl_standby *sb, uint64_t from, uint64_t to
     entry = NULL;
     snprintf(path, size, "%s/entries-%" PRIu64 "-%" PRIu64 "-lsn-%" PRIu64 "-%" PRIu64 "-%" PRIu64 ".rkj",
              dir, from, to, first.first_lsn, last.last_lsn, link_realtime_ns());
-    if (sys_mkdir(dir, 0700) != 0 && errno != EEXIST)
+    if (sys_mkdir(dir, 0700) == 0) {
+        int frc = sys_fsync_dir(sb->c->data_dir); /* set-aside/ itself durable */
+        if (frc)
+            return frc;
+    } else if (errno != EEXIST) {
         return errno;
+    }
     fd = sys_open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno;

@@ -104,14 +104,18 @@ struct ring_sink {
 };
 
 /* Appends line to the --acked file with one write(2): the kernel holds it
- * once write returns, so it survives this process's SIGKILL. */
+ * once write returns, so it survives this process's SIGKILL.  The file is
+ * what a harness counts lost acknowledgements from: an acknowledgement it
+ * lacks would hide a loss, so a failed note stops the engine (exit 1). */
 static void note(struct ring_sink *rs, const char *line)
 {
     size_t len = strlen(line);
 
-    if (rs->acked_fd >= 0 && write(rs->acked_fd, line, len) != (ssize_t)len)
+    if (rs->acked_fd >= 0 && write(rs->acked_fd, line, len) != (ssize_t)len) {
         fprintf(stderr, "orderbook: cannot note \"%.*s\" in the --acked file: %s\n", (int)len - 1, line,
                 strerror(errno));
+        exit(1);
+    }
 }
 
 /* After a record went to the ring: the first one is noted with the time
