@@ -29,14 +29,14 @@
 static void print_checkpoint_usage(FILE *out)
 {
     fprintf(out,
-            "usage: ringkeep checkpoint create [-d DATA_DIR | -c FILE]\n"
+            "usage: ringkeep checkpoint create [-d|--data-dir DATA_DIR | -c|--config FILE]\n"
             "           ask the node running on DATA_DIR for a checkpoint now; prints its file (when\n"
             "           nothing was applied since the newest checkpoint, that one, and says so on stderr)\n"
-            "       ringkeep checkpoint list [-d DATA_DIR | -c FILE] [--json]\n"
+            "       ringkeep checkpoint list [-d|--data-dir DATA_DIR | -c|--config FILE] [--json]\n"
             "           every checkpoint of DATA_DIR/checkpoints, newest first, each verified in full:\n"
             "           journal seq, LSN, epoch, creation time, size, entries, digest, producer heights,\n"
             "           verified yes/no (exit 1 if any file fails); --json adds the epoch history\n"
-            "       ringkeep checkpoint verify (FILE... | --all [-d DATA_DIR | -c FILE])\n"
+            "       ringkeep checkpoint verify (FILE... | --all [-d|--data-dir DATA_DIR | -c|--config FILE])\n"
             "           verify offline; one line per file: 'PATH: ok ...' (with its epoch and the epoch\n"
             "           history it carries) or 'PATH: BAD: reason'\n"
             "           exit 0 when every file is good, 1 otherwise\n"

@@ -23,7 +23,7 @@
 
 static void node_usage(FILE *out)
 {
-    fprintf(out, "usage: ringkeep node [-c FILE] [--data-dir DIR] [--ring NAME] [--log-level LEVEL]\n"
+    fprintf(out, "usage: ringkeep node [-c|--config FILE] [--data-dir DIR] [--ring NAME] [--log-level LEVEL]\n"
                  "                     [--set SECTION.KEY=VALUE]... [--promote]\n"
                  "  runs a node until SIGTERM: a primary drains the ring into its journal, applies it to\n"
                  "  state and serves standbys; a standby ([node] role = standby) follows its primary.\n"
@@ -203,7 +203,7 @@ static int no_answer(const char *prog, const char *dir, int rc)
 
 static void status_usage(FILE *out)
 {
-    fprintf(out, "usage: ringkeep status (-c FILE | -d DATA_DIR) [--json]\n"
+    fprintf(out, "usage: ringkeep status (-c|--config FILE | -d|--data-dir DATA_DIR) [--json]\n"
                  "  asks the node running on DATA_DIR (or the one FILE configures) for its status: one\n"
                  "  \"key value\" line each, or with --json the node's JSON object.  Exit 3 when no node\n"
                  "  runs there.\n");
@@ -258,7 +258,7 @@ int cmd_status(int argc, char **argv)
 static void promote_usage(FILE *out)
 {
     fprintf(out,
-            "usage: ringkeep promote (-c FILE | -d DATA_DIR) [--force] [--no-wait] [--timeout SECONDS]\n"
+            "usage: ringkeep promote (-c|--config FILE | -d|--data-dir DATA_DIR) [--force] [--no-wait] [--timeout SECONDS]\n"
             "  asks the standby running on DATA_DIR to become the primary, in the same process: it\n"
             "  stops following, journals and applies all it holds, starts a new epoch (committed\n"
             "  first) and creates the ring its configuration names at its next LSN.  Engines then\n"

@@ -23,7 +23,7 @@
 static void print_restore_usage(FILE *out)
 {
     fprintf(out,
-            "usage: ringkeep restore --to DIR (-d DATA_DIR | -c FILE) [--checkpoint FILE]\n"
+            "usage: ringkeep restore --to DIR (-d|--data-dir DATA_DIR | -c|--config FILE) [--checkpoint FILE]\n"
             "                        [--height PRODUCER:N | --seq S]\n"
             "  builds the new data directory DIR (it must not exist, or be empty) from the stopped\n"
             "  node's data directory DATA_DIR (or the one FILE configures): a checkpoint, then its\n"

@@ -23,13 +23,13 @@
 static void set_aside_usage(FILE *out)
 {
     fprintf(out,
-            "usage: ringkeep set-aside list (-d DATA_DIR | -c FILE) [--json]\n"
+            "usage: ringkeep set-aside list (-d|--data-dir DATA_DIR | -c|--config FILE) [--json]\n"
             "           the runs of journal entries DATA_DIR set aside past a fork point (a former\n"
             "           primary, or a standby, that held entries no newer primary has), oldest first:\n"
             "           file, journal seq range, entries, LSN range, when; --json: one object\n"
             "           {\"set_aside\":[{file,first_seq,last_seq,entries,first_lsn,last_lsn}],\n"
             "           \"set_aside_entries\":N}, as `ringkeep status` shows them\n"
-            "       ringkeep set-aside export (-d DATA_DIR | -c FILE) [RUN]\n"
+            "       ringkeep set-aside export (-d|--data-dir DATA_DIR | -c|--config FILE) [RUN]\n"
             "           every record of RUN (a file name `list` prints; default: every run, oldest\n"
             "           first) as JSON lines, in journal order:\n"
             "             {\"seq\":S,\"epoch\":E,\"lsn\":L,\"type\":T,\"producer_id\":P,...}\n"

@@ -47,7 +47,7 @@ static void on_sigint(int sig)
 static void top_usage(FILE *out)
 {
     fprintf(out,
-            "usage: ringkeep top (-c FILE | -d DATA_DIR) [--count N] [--interval SECONDS]\n"
+            "usage: ringkeep top (-c|--config FILE | -d|--data-dir DATA_DIR) [--count N] [--interval SECONDS]\n"
             "  the key figures of the node running on DATA_DIR (or the one FILE configures),\n"
             "  refreshed every interval (default 1 s, at least 0.01): in place on a terminal, one\n"
             "  line per interval otherwise.  Rates are over the last interval.  --count N stops\n"

@@ -36,7 +36,7 @@ for cmd in "" demo node status monitor checkpoint "checkpoint create" "checkpoin
     [ ! -s "$dir/out" ] || fail "ringkeep $cmd --no-such-option wrote on stdout: $(cat "$dir/out")"
     grep -q "^usage: ringkeep" "$dir/err" || fail "ringkeep $cmd --no-such-option: no usage on stderr"
 done
-"$rk" node --help | grep -q "^usage: ringkeep node \[-c FILE\]" || fail "node usage: -c FILE not optional"
+"$rk" node --help | grep -q "^usage: ringkeep node \[-c|--config FILE\]" || fail "node usage: -c FILE not optional"
 
 # set-aside: nothing set aside lists nothing; a run that is not journal
 # entries is listed from its name, and export writes none of it (exit 1)
@@ -55,7 +55,7 @@ rc=0
 rc=0
 "$rk" set-aside export -d "$dir/sa" entries-9-9-lsn-1-1-1.rkj >"$dir/out" 2>"$dir/err" || rc=$?
 [ $rc -eq 1 ] && grep -q "no such run" "$dir/err" || fail "set-aside export of no such run: exit $rc"
-"$rk" help | grep -q "^  node \[-c FILE\]" || fail "ringkeep help: node's -c FILE not optional"
+"$rk" help | grep -q "^  node \[-c|--config FILE\]" || fail "ringkeep help: node's -c FILE not optional"
 
 out=$("$rk" demo --records 200000 --producers 2 --capacity 256K)
 grep -q "^demo ok$" <<<"$out" || fail "demo did not finish ok: $out"
