@@ -569,6 +569,8 @@ static void welcome(struct repl_primary *p, const struct link_in *in, const stru
     if (store_history(p->s, &m.u.welcome.history, &m.u.welcome.n_history) != 0)
         return; /* out of memory: it says HELLO again */
     m.u.welcome.matched = matched;
+    m.u.welcome.has_hello_last_seq = 1; /* which HELLO this answers: a standby may have sent another */
+    m.u.welcome.hello_last_seq = in->m.u.hello.last_seq;
     m.u.welcome.first_seq = first_seq(p, np->journal_seq);
     m.u.welcome.last_seq = np->journal_seq;
     if (m.u.welcome.first_seq > m.u.welcome.last_seq + 1)

@@ -7,6 +7,11 @@
  *     └── a heartbeat that does not list us (the          │   checksum, heartbeat ahead:
  *         primary restarted), ERROR 1 (adopt its epoch) ──┘   FETCH last+1.. (standby_fetch)
  *
+ *   HELLO may be said more than once before an answer comes (the retry,
+ *   ERROR 1): only the WELCOME naming the last HELLO's last_seq is taken
+ *   (on_welcome); ERROR 1 says HELLO again only when the last one went
+ *   out at an epoch since left.
+ *
  *   WELCOME with first_seq > last+1, or ERROR 2 (trimmed) ──> BOOTSTRAP (standby_bootstrap):
  *     set our data aside (db/ -> set-aside/db-<ns>/, never deleted; both folders fsynced),
  *     SNAPSHOT the newest checkpoint in chunks into checkpoints/.<name>.part (resumable),
@@ -137,6 +142,8 @@ struct repl_standby {
     uint64_t n_set_aside;                              /* runs of entries set aside past a fork point */
     uint64_t hello_ns;                                 /* when HELLO was sent */
     uint64_t hello_last_seq;                           /* the last_seq it said */
+    uint64_t hello_epoch;                              /* the epoch it was sent at */
+    uint64_t n_hellos;                                 /* HELLOs sent, for status */
     uint64_t fetch_from;                               /* from_seq of the FETCH outstanding */
     int fetching;                                      /* a FETCH is outstanding */
     uint64_t fetch_ns;                                 /* when it was sent */
@@ -274,6 +281,8 @@ static void send_hello(struct repl_standby *sb)
     hello_msg(sb, &m);
     sb->hello_last_seq = sb->last_seq;
     send_msg(sb, &m);
+    sb->hello_epoch = m.epoch;
+    sb->n_hellos++;
     sb->welcomed = 0;
     sb->following = 0;
     sb->fetching = 0;
@@ -869,6 +878,16 @@ static int on_welcome(struct repl_standby *sb, const struct wire_welcome *w)
 {
     uint64_t fork;
 
+    if (w->has_hello_last_seq && w->hello_last_seq != sb->hello_last_seq) {
+        /* the answer to a HELLO sent before the last one (said twice:
+         * ERROR 1, the retry), about a last entry we may no longer hold
+         * (set aside since): its `matched` is not about what we hold now
+         * (taken after a rebuild to the fork point, "not matched" made
+         * the standby stop: "share no entry it can rebuild to") */
+        log_msg(LOG_INFO, "WELCOME to an earlier HELLO ignored",
+                "its_last_seq=%" PRIu64 " hello_last_seq=%" PRIu64, w->hello_last_seq, sb->hello_last_seq);
+        return 0;
+    }
     sb->welcomed = 1;
     knows_primary_holds(sb, w->last_seq);
     if (keep_primary_history(sb, w) != 0)
@@ -1133,7 +1152,13 @@ static int on_message(struct repl_standby *sb, void *sock, int from_dealer)
                     in.m.u.error.code, in.m.u.error.text);
             sb->fetching = 0;
             if (in.m.u.error.code == WIRE_ERR_EPOCH) {
-                send_hello(sb);
+                /* our last HELLO was refused only if it went out at an
+                 * epoch we have left since; otherwise what was refused is
+                 * older (a HELLO queued for this node while it was down,
+                 * delivered once it bound again): a HELLO more would get
+                 * a second WELCOME */
+                if (sb->hello_epoch < sb->epoch)
+                    send_hello(sb);
             } else if (in.m.u.error.code == WIRE_ERR_TRIMMED || in.m.u.error.code == WIRE_ERR_NO_FILE) {
                 if (sb->bootstrapping)
                     bootstrap_abandon(sb); /* the checkpoint was removed meanwhile: the newest one instead */
@@ -1193,6 +1218,7 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
          json_object_set_new(st, "nodes", json_uint(sb->n_peers)) ||
          json_object_set_new(st, "repoints", json_uint(sb->n_repoints)) ||
          json_object_set_new(st, "heartbeats", json_uint(sb->n_heartbeats)) ||
+         json_object_set_new(st, "hellos", json_uint(sb->n_hellos)) ||
          json_object_set_new(st, "other_acked_id", json_cstr(v.other_id)) ||
          json_object_set_new(st, "other_acked_seq", json_uint(v.other_acked)))) {
         json_decref(st);

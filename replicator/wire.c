@@ -16,7 +16,8 @@
  *   SNAPSHOT  [v, e, file name, offset, max_len]
  *   ACK       [v, e, durable_seq]
  *   WELCOME   [v, e, first_seq, last_seq, nil | checkpoint record
- *              [journal_seq, lsn, producers, size, digest, name, created_ns]]
+ *              [journal_seq, lsn, producers, size, digest, name, created_ns],
+ *              history, matched (, hello_last_seq: a later element of version 2)]
  *   ENTRIES   [v, e, [[seq, entry (bin)]...], more (bool)]
  *   CHUNK     [v, e, file name, offset, total_size, file_xxh64, data (bin)]
  *   ERROR     [v, e, code, text]
@@ -385,7 +386,8 @@ static int pack_checkpoint(msgpack_packer *pk, const struct wire_checkpoint *c)
 
 static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
 {
-    int rc = msgpack_pack_array(pk, body_fields[m->type] + (m->type == WIRE_HELLO && m->u.hello.monitor));
+    int rc = msgpack_pack_array(pk, body_fields[m->type] + (m->type == WIRE_HELLO && m->u.hello.monitor) +
+                                        (m->type == WIRE_WELCOME && m->u.welcome.has_hello_last_seq));
 
     rc |= msgpack_pack_uint32(pk, WIRE_VERSION);
     rc |= msgpack_pack_uint64(pk, m->epoch);
@@ -454,6 +456,8 @@ static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
             rc |= msgpack_pack_uint64(pk, e->first_lsn);
         }
         rc |= m->u.welcome.matched ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+        if (m->u.welcome.has_hello_last_seq)
+            rc |= msgpack_pack_uint64(pk, m->u.welcome.hello_last_seq);
         break;
     case WIRE_ENTRIES:
         rc |= msgpack_pack_array(pk, m->u.entries.n_entries);
@@ -843,6 +847,13 @@ int wire_decode(const void *name, size_t name_len, const uint8_t *body, size_t b
             rc = bad(&d, "monitor", s);
             goto fail;
         }
+        extra--;
+    }
+    if (m->type == WIRE_WELCOME && extra) {
+        /* appended within version 2: the HELLO it answers */
+        if ((rc = rd_uint(&d, "hello_last_seq", &m->u.welcome.hello_last_seq)))
+            goto fail;
+        m->u.welcome.has_hello_last_seq = 1;
         extra--;
     }
     if ((rc = skip_extra(&d, "body", extra)))

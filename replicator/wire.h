@@ -152,6 +152,9 @@ struct wire_welcome {
     int matched;                       /* the HELLO's last entry is on this history: the primary
                                           counts it; 0: nothing of this standby is counted until a
                                           HELLO whose last entry is */
+    int has_hello_last_seq;            /* 0: absent on the wire (a primary before it) */
+    uint64_t hello_last_seq;           /* the last_seq of the HELLO this answers: a standby that
+                                          said HELLO again meanwhile tells the answers apart */
 };
 
 struct wire_fetch {

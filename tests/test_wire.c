@@ -164,6 +164,8 @@ static struct wire_msg sample(enum wire_type t, int i)
         m.u.welcome.n_history = i ? 1 : 2;
         m.u.welcome.history = (struct epoch_start *)sample_history;
         m.u.welcome.matched = !i;
+        m.u.welcome.has_hello_last_seq = !i; /* the element appended within version 2, or absent */
+        m.u.welcome.hello_last_seq = i ? 0 : 1041;
         break;
     case WIRE_ENTRIES:
         m.u.entries.n_entries = i ? 0 : 3;
@@ -270,6 +272,8 @@ static void assert_msg_eq(const struct wire_msg *a, const struct wire_msg *b)
         ck_assert(memcmp(a->u.welcome.history, b->u.welcome.history,
                          a->u.welcome.n_history * sizeof *a->u.welcome.history) == 0);
         ck_assert_int_eq(a->u.welcome.matched, b->u.welcome.matched);
+        ck_assert_int_eq(a->u.welcome.has_hello_last_seq, b->u.welcome.has_hello_last_seq);
+        ck_assert_uint_eq(a->u.welcome.hello_last_seq, b->u.welcome.hello_last_seq);
         break;
     case WIRE_ENTRIES:
         ck_assert_uint_eq(a->u.entries.n_entries, b->u.entries.n_entries);

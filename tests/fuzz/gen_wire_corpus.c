@@ -155,6 +155,8 @@ int main(int argc, char **argv)
     valid("valid-welcome", &m);
     m.u.welcome = (struct wire_welcome){1, 0, 0, {0}, 1, (struct epoch_start *)history, 0};
     valid("valid-welcome-empty", &m);
+    m.u.welcome = (struct wire_welcome){900, 1042, 0, {0}, 2, (struct epoch_start *)history, 0, 1, 1100};
+    valid("valid-welcome-hello-last-seq", &m); /* the 8th element, appended within version 2 */
     m = (struct wire_msg){.type = WIRE_ENTRIES, .epoch = 2};
     m.u.entries = (struct wire_entries){3, entries, 1};
     valid("valid-entries", &m);
