@@ -368,10 +368,8 @@ int cmd_checkpoint(int argc, char **argv)
         dir[strlen(dir) - strlen("/checkpoints")] = '\0'; /* the data directory */
         rc = node_request(dir, "checkpoint", 600000, &reply);
         if (rc) {
-            fprintf(stderr, "ringkeep checkpoint: %s: %s\n", dir,
-                    rc == ENOENT ? "no node is running on this data directory" : rk_strerror(rc));
             free(before);
-            return rc == ENOENT ? 3 : 1;
+            return cli_no_answer("checkpoint", dir, rc);
         }
         if (strncmp(reply, "ok ", 3) == 0) {
             if (existed(reply + 3, before, n_before))

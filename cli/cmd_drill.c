@@ -398,28 +398,6 @@ static pid_t node_spawn(struct drill *d, struct slot *s, int standby)
     return pid;
 }
 
-/* The reply to request from the node on dir parsed as JSON, or NULL. */
-static json_t *node_json(const char *dir, const char *request, int timeout_ms)
-{
-    char *reply = NULL;
-    json_t *v = node_request(dir, request, timeout_ms, &reply) == 0 ? json_loads(reply, 0, NULL) : NULL;
-
-    free(reply);
-    return v;
-}
-
-static uint64_t json_u64_of(const json_t *o, const char *key)
-{
-    json_t *v = json_object_get(o, key);
-    return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
-}
-
-static const char *json_str_of(const json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : "";
-}
-
 /* The child pid has exited (reaped here, status in *status if not NULL;
  * a pid not ours any more counts as exited). */
 static int exited(pid_t pid, int *status)
@@ -446,8 +424,8 @@ static int node_wait_up(struct slot *s, char *err, size_t err_size)
     int status = 0;
 
     while (now_ns() < deadline) {
-        json_t *st = node_json(s->dir, "status", 1000);
-        int mine = st && json_u64_of(st, "pid") == (uint64_t)s->pid;
+        json_t *st = cli_node_json(s->dir, "status", 1000, NULL);
+        int mine = st && cli_json_u64(st, "pid") == (uint64_t)s->pid;
         json_decref(st);
         if (mine)
             return 0;
@@ -626,12 +604,12 @@ static int most_advanced_once(struct drill *d, int old, uint64_t seqs[])
 
     for (int k = 1; k < d->n_slots; k++) {
         int i = (old + k) % d->n_slots;
-        json_t *st = node_json(d->slots[i].dir, "status", 2000);
-        seqs[i] = st ? json_u64_of(st, "journal_seq") : UINT64_MAX;
-        if (st && strcmp(json_str_of(st, "role"), "standby") == 0 &&
-            (best < 0 || json_u64_of(st, "journal_seq") > best_seq)) {
+        json_t *st = cli_node_json(d->slots[i].dir, "status", 2000, NULL);
+        seqs[i] = st ? cli_json_u64(st, "journal_seq") : UINT64_MAX;
+        if (st && strcmp(cli_json_str(st, "role"), "standby") == 0 &&
+            (best < 0 || cli_json_u64(st, "journal_seq") > best_seq)) {
             best = i;
-            best_seq = json_u64_of(st, "journal_seq");
+            best_seq = cli_json_u64(st, "journal_seq");
         }
         json_decref(st);
     }
@@ -667,8 +645,8 @@ static int most_advanced(struct drill *d, int old)
 static int promote(struct drill *d, int i, uint64_t was, uint64_t *epoch, double *took_ms, char *err,
                    size_t err_size)
 {
-    uint64_t asked = now_ns(), deadline = asked + (uint64_t)DRILL_STEP_S * 1000000000u;
-    char *reply = NULL;
+    uint64_t asked = now_ns();
+    char *reply = NULL, role[16];
     int rc = node_request(d->slots[i].dir, "promote", 5000, &reply);
 
     if (rc || strncmp(reply, "ok", 2) != 0) {
@@ -677,17 +655,11 @@ static int promote(struct drill *d, int i, uint64_t was, uint64_t *epoch, double
         return -1;
     }
     free(reply);
-    while (now_ns() < deadline) {
-        json_t *st = node_json(d->slots[i].dir, "status", 1000);
-        int done = st && strcmp(json_str_of(st, "role"), "primary") == 0 && json_u64_of(st, "epoch") > was;
-        *epoch = json_u64_of(st, "epoch");
-        json_decref(st);
-        if (done) {
-            *took_ms = ms_between(asked, now_ns());
-            d->slots[i].primary = 1;
-            return 0;
-        }
-        usleep(DRILL_POLL_US);
+    if (cli_wait_primary(d->slots[i].dir, was, DRILL_STEP_S * 1000, DRILL_POLL_US, role, sizeof role,
+                         epoch) == 0) {
+        *took_ms = ms_between(asked, now_ns());
+        d->slots[i].primary = 1;
+        return 0;
     }
     snprintf(err, err_size, "%s not a primary %d s after the promote request", d->slots[i].id, DRILL_STEP_S);
     return -1;
@@ -716,15 +688,15 @@ static int follow(struct drill *d, int i, int p, uint64_t epoch, int rejoin, cha
         if (node_spawn(d, s, 1) <= 0 || node_wait_up(s, err, err_size) != 0)
             return -1;
     }
-    st = node_json(d->slots[p].dir, "status", 2000);
-    target = json_u64_of(st, "journal_seq");
+    st = cli_node_json(d->slots[p].dir, "status", 2000, NULL);
+    target = cli_json_u64(st, "journal_seq");
     json_decref(st);
     deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
     while (now_ns() < deadline) {
         int ok;
-        st = node_json(s->dir, "status", 1000);
+        st = cli_node_json(s->dir, "status", 1000, NULL);
         ok = st && json_is_true(json_object_get(st, "connected")) &&
-             json_u64_of(st, "primary_epoch") == epoch && json_u64_of(st, "journal_seq") >= target;
+             cli_json_u64(st, "primary_epoch") == epoch && cli_json_u64(st, "journal_seq") >= target;
         json_decref(st);
         if (ok)
             return 0;
@@ -759,11 +731,11 @@ static int wake_and_fence(struct drill *d, int i, struct engine *old, uint64_t e
 
     kill(s->pid, SIGCONT);
     while (!(gone = exited(s->pid, &status)) && now_ns() < deadline) {
-        json_t *st = answered ? NULL : node_json(s->dir, "status", 500);
+        json_t *st = answered ? NULL : cli_node_json(s->dir, "status", 500, NULL);
         if (st) {
             answered = 1;
-            snprintf(role, sizeof role, "%s", json_str_of(st, "role"));
-            was_epoch = json_u64_of(st, "epoch");
+            snprintf(role, sizeof role, "%s", cli_json_str(st, "role"));
+            was_epoch = cli_json_u64(st, "epoch");
         }
         json_decref(st);
         if (answered && !told_by_peer && !req[0]) {
@@ -819,9 +791,9 @@ static int run_round(struct drill *d, int round, struct round_report *r)
     struct engine *cur = &d->engines[0], *old = &d->engines[1];
     int p = primary_slot(d), np;
     uint64_t target, kill_ns, promoted_ns, old_epoch;
-    json_t *st = node_json(d->slots[p].dir, "status", 2000);
+    json_t *st = cli_node_json(d->slots[p].dir, "status", 2000, NULL);
 
-    old_epoch = json_u64_of(st, "epoch");
+    old_epoch = cli_json_u64(st, "epoch");
     json_decref(st);
     r->round = round;
     r->kill = d->o.kills[(round - 1) % d->o.n_kills];
@@ -908,15 +880,15 @@ static int digests_equal(struct drill *d, char digest[17])
 
     digest[0] = '\0';
     while (now_ns() < deadline) {
-        json_t *pst = node_json(d->slots[p].dir, "status", 2000);
-        uint64_t seq = json_u64_of(pst, "journal_seq");
+        json_t *pst = cli_node_json(d->slots[p].dir, "status", 2000, NULL);
+        uint64_t seq = cli_json_u64(pst, "journal_seq");
         int all = pst != NULL;
-        snprintf(digest, 17, "%s", json_str_of(pst, "state_digest"));
+        snprintf(digest, 17, "%s", cli_json_str(pst, "state_digest"));
         for (int i = 0; all && i < d->n_slots; i++) {
-            json_t *st = i == p ? NULL : node_json(d->slots[i].dir, "status", 2000);
+            json_t *st = i == p ? NULL : cli_node_json(d->slots[i].dir, "status", 2000, NULL);
             all = i == p ||
-                  (st && json_u64_of(st, "journal_seq") == seq && json_u64_of(st, "applied_seq") == seq &&
-                   strcmp(json_str_of(st, "state_digest"), digest) == 0);
+                  (st && cli_json_u64(st, "journal_seq") == seq && cli_json_u64(st, "applied_seq") == seq &&
+                   strcmp(cli_json_str(st, "state_digest"), digest) == 0);
             json_decref(st);
         }
         json_decref(pst);
@@ -1164,9 +1136,9 @@ static int ha_leader(struct drill *d, int *slot, uint64_t *epoch)
     if (n) {
         json_t *v = json_loads(kvs[0].value, 0, NULL);
         for (int i = 0; i < d->n_slots; i++)
-            if (strcmp(json_str_of(v, "name"), d->slots[i].id) == 0)
+            if (strcmp(cli_json_str(v, "name"), d->slots[i].id) == 0)
                 *slot = i;
-        *epoch = json_u64_of(v, "epoch");
+        *epoch = cli_json_u64(v, "epoch");
         json_decref(v);
     }
     etcd_kvs_free(kvs, n);
@@ -1206,8 +1178,9 @@ static int ha_wait_leader(struct drill *d, uint64_t was, int *slot, uint64_t *ep
         if (got == 1 && *epoch > was && s >= 0) {
             if (!*elected_ns)
                 *elected_ns = t;
-            json_t *st = node_json(d->slots[s].dir, "status", 1000);
-            int ok = st && strcmp(json_str_of(st, "role"), "primary") == 0 && json_u64_of(st, "epoch") == *epoch;
+            json_t *st = cli_node_json(d->slots[s].dir, "status", 1000, NULL);
+            int ok =
+                st && strcmp(cli_json_str(st, "role"), "primary") == 0 && cli_json_u64(st, "epoch") == *epoch;
             json_decref(st);
             if (ok) {
                 *slot = s;
@@ -1259,9 +1232,9 @@ static int ha_round(struct drill *d, int round, struct ha_round *r)
     struct engine *cur = &d->engines[0], *old = &d->engines[1];
     int p = primary_slot(d), np = p, f;
     uint64_t target, fault_ns, detect_ns = 0, elected_ns = 0;
-    json_t *st = node_json(d->slots[p].dir, "status", 2000);
+    json_t *st = cli_node_json(d->slots[p].dir, "status", 2000, NULL);
 
-    r->old_epoch = json_u64_of(st, "epoch");
+    r->old_epoch = cli_json_u64(st, "epoch");
     json_decref(st);
     f = d->o.faults[(round - 1) % d->o.n_faults];
     if (f == HA_FAULT_RANDOM)
@@ -1328,8 +1301,8 @@ static int ha_round(struct drill *d, int round, struct ha_round *r)
             int code = engine_exit(d, cur);
             uint64_t deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
             for (;;) {
-                st = node_json(d->slots[p].dir, "status", 1000);
-                int down = st && strcmp(json_str_of(st, "role"), "primary") != 0;
+                st = cli_node_json(d->slots[p].dir, "status", 1000, NULL);
+                int down = st && strcmp(cli_json_str(st, "role"), "primary") != 0;
                 json_decref(st);
                 if (down || now_ns() > deadline)
                     break;
@@ -1379,8 +1352,8 @@ static int ha_round(struct drill *d, int round, struct ha_round *r)
         deadline = now_ns() + (uint64_t)DRILL_STEP_S * 1000000000u;
         int role_ok = 0;
         while (!role_ok && now_ns() < deadline) {
-            st = node_json(d->slots[p].dir, "status", 1000);
-            role_ok = st && strcmp(json_str_of(st, "role"), "standby") == 0;
+            st = cli_node_json(d->slots[p].dir, "status", 1000, NULL);
+            role_ok = st && strcmp(cli_json_str(st, "role"), "standby") == 0;
             json_decref(st);
             usleep(DRILL_POLL_US * 5);
         }

@@ -174,33 +174,6 @@ static int print_status(const char *reply)
     return 0;
 }
 
-/* The data directory of -c FILE (loaded into *c, which the caller frees)
- * or -d DIR (*dir already).  0, or the exit status after saying why. */
-static int node_dir(const char *prog, const char *file, const char **dir, struct node_config **c,
-                    void (*usage)(FILE *out))
-{
-    if (file) {
-        if (!(*c = cli_load_config(prog, file)))
-            return 2;
-        *dir = (*c)->data_dir;
-    }
-    if (!(*dir)[0]) {
-        free(*c);
-        *c = NULL;
-        return cli_usage(usage, 0);
-    }
-    return 0;
-}
-
-/* A node that did not answer: exit 3 when none runs on dir (as pg_ctl
- * status does when no server runs), else 1. */
-static int no_answer(const char *prog, const char *dir, int rc)
-{
-    fprintf(stderr, "ringkeep %s: %s: %s\n", prog, dir,
-            rc == ENOENT ? "no node is running on this data directory" : rk_strerror(rc));
-    return rc == ENOENT ? 3 : 1;
-}
-
 static void status_usage(FILE *out)
 {
     fprintf(out, "usage: ringkeep status (-c|--config FILE | -d|--data-dir DATA_DIR) [--json]\n"
@@ -234,12 +207,12 @@ int cmd_status(int argc, char **argv)
     }
     if (optind < argc || !dir == !file)
         return cli_usage(status_usage, 0);
-    if ((rc = node_dir("status", file, &dir, &c, status_usage)) != 0)
+    if ((rc = cli_node_dir("status", file, &dir, &c, status_usage)) != 0)
         return rc;
     rc = node_request(dir, "status", 5000, &reply);
     if (rc) {
         free(c);
-        return no_answer("status", dir, rc);
+        return cli_no_answer("status", dir, rc);
     }
     if (json)
         printf("%s\n", reply);
@@ -271,38 +244,17 @@ static void promote_usage(FILE *out)
             PROMOTE_WAIT_S);
 }
 
-/* The role and epoch of a status reply; 0 when they are not there. */
-static int role_of(const char *reply, char *role, size_t role_size, uint64_t *epoch)
-{
-    json_t *st = json_loads(reply, 0, NULL);
-    json_t *r = json_object_get(st, "role"), *e = json_object_get(st, "epoch");
-    int ok = json_is_string(r) && json_is_integer(e);
-
-    if (ok) {
-        snprintf(role, role_size, "%s", json_string_value(r));
-        *epoch = (uint64_t)json_integer_value(e);
-    }
-    json_decref(st);
-    return ok;
-}
-
-/* Polls the node on dir until it answers as a primary of an epoch above
- * was (its control endpoint is down a moment while the roles change). */
+/* Waits until the node on dir answers as a primary of an epoch above
+ * was, and says so. */
 static int promote_wait(const char *dir, uint64_t was, unsigned timeout_s)
 {
-    char role[16] = "", *reply = NULL;
-    uint64_t epoch = 0;
+    char role[16];
+    uint64_t epoch;
+    int rc = cli_wait_primary(dir, was, timeout_s * 1000u, PROMOTE_POLL_MS * 1000, role, sizeof role, &epoch);
 
-    for (uint64_t waited_ms = 0; waited_ms <= (uint64_t)timeout_s * 1000; waited_ms += PROMOTE_POLL_MS) {
-        if (node_request(dir, "status", 1000, &reply) == 0 && role_of(reply, role, sizeof role, &epoch) &&
-            strcmp(role, "primary") == 0 && epoch > was) {
-            free(reply);
-            printf("promoted: %s is the primary, epoch %llu\n", dir, (unsigned long long)epoch);
-            return 0;
-        }
-        free(reply);
-        reply = NULL;
-        usleep(PROMOTE_POLL_MS * 1000);
+    if (rc == 0) {
+        printf("promoted: %s is the primary, epoch %llu\n", dir, (unsigned long long)epoch);
+        return 0;
     }
     fprintf(stderr, "ringkeep promote: %s: not a primary after %u s (last seen: %s, epoch %llu); see the node's log\n",
             dir, timeout_s, role[0] ? role : "no answer", (unsigned long long)epoch);
@@ -320,7 +272,8 @@ int cmd_promote(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     struct node_config *c = NULL;
     const char *dir = NULL, *file = NULL;
-    char *reply = NULL, role[16] = "", *end = NULL;
+    char *reply = NULL, *end = NULL;
+    json_t *st = NULL;
     uint64_t epoch = 0;
     unsigned long timeout_s = PROMOTE_WAIT_S;
     int wait = 1, force = 0, rc = 0, ch;
@@ -344,19 +297,19 @@ int cmd_promote(int argc, char **argv)
     }
     if (optind < argc || !dir == !file)
         return cli_usage(promote_usage, 0);
-    if ((rc = node_dir("promote", file, &dir, &c, promote_usage)) != 0)
+    if ((rc = cli_node_dir("promote", file, &dir, &c, promote_usage)) != 0)
         return rc;
     /* the epoch before: the promotion is done when the node is a primary
      * of a higher one */
-    rc = node_request(dir, "status", 5000, &reply);
-    if (!rc && !role_of(reply, role, sizeof role, &epoch))
+    st = cli_node_json(dir, "status", 5000, &rc);
+    if (st && !(json_is_string(json_object_get(st, "role")) && json_is_integer(json_object_get(st, "epoch"))))
         rc = RK_ECORRUPT;
-    free(reply);
-    reply = NULL;
+    epoch = cli_json_u64(st, "epoch");
+    json_decref(st);
     if (!rc)
         rc = node_request(dir, force ? "promote force" : "promote", 5000, &reply);
     if (rc) {
-        rc = no_answer("promote", dir, rc);
+        rc = cli_no_answer("promote", dir, rc);
     } else if (strncmp(reply, "ok", 2) != 0) {
         fprintf(stderr, "ringkeep promote: %s: %s\n", dir, strncmp(reply, "error ", 6) == 0 ? reply + 6 : reply);
         rc = 1;

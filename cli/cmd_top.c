@@ -73,20 +73,11 @@ static double monotonic_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t u64(const json_t *st, const char *name)
-{
-    const json_t *v = json_object_get(st, name);
-
-    if (json_is_boolean(v))
-        return json_is_true(v);
-    return json_is_integer(v) && json_integer_value(v) >= 0 ? (uint64_t)json_integer_value(v) : 0;
-}
-
 /* The rate of member name between two samples, per second ("-" when
  * there is no earlier one, or the counter went back: a restart). */
 static void rate(char *buf, size_t size, const struct sample *was, const struct sample *now, const char *name)
 {
-    uint64_t a = was->st ? u64(was->st, name) : 0, b = u64(now->st, name);
+    uint64_t a = was->st ? cli_json_u64(was->st, name) : 0, b = cli_json_u64(now->st, name);
     double dt = now->t - was->t;
 
     if (!was->st || b < a || dt <= 0)
@@ -121,51 +112,45 @@ static void figures(char *line, size_t size, const struct sample *was, const str
 
     if (standby) {
         rate(r, sizeof r, was, now, "records");
-        snprintf(line, size, "%-8s %5" PRIu64 " %12" PRIu64 " %12" PRIu64 " %8s %8" PRIu64 " %8" PRIu64 " %10s %6" PRIu64,
-                 "standby", u64(st, "epoch"), u64(st, "journal_seq"), u64(st, "applied_seq"), r,
-                 u64(st, "lag_entries"), u64(st, "lag_ms"), u64(st, "connected") ? "yes" : "no",
-                 u64(st, "checkpoints_taken"));
+        snprintf(line, size,
+                 "%-8s %5" PRIu64 " %12" PRIu64 " %12" PRIu64 " %8s %8" PRIu64 " %8" PRIu64 " %10s %6" PRIu64,
+                 "standby", cli_json_u64(st, "epoch"), cli_json_u64(st, "journal_seq"),
+                 cli_json_u64(st, "applied_seq"), r, cli_json_u64(st, "lag_entries"),
+                 cli_json_u64(st, "lag_ms"), cli_json_u64(st, "connected") ? "yes" : "no",
+                 cli_json_u64(st, "checkpoints_taken"));
         return;
     }
     rate(r, sizeof r, was, now, "records");
     rate(b, sizeof b, was, now, "batches");
-    uint64_t capacity = u64(st, "ring_capacity");
-    snprintf(fill, sizeof fill, "%.1f%%", capacity ? 100.0 * (double)u64(st, "ring_fill") / (double)capacity : 0);
-    bytes(lag, sizeof lag, u64(st, "durable_lag_bytes"));
+    uint64_t capacity = cli_json_u64(st, "ring_capacity");
+    snprintf(fill, sizeof fill, "%.1f%%",
+             capacity ? 100.0 * (double)cli_json_u64(st, "ring_fill") / (double)capacity : 0);
+    bytes(lag, sizeof lag, cli_json_u64(st, "durable_lag_bytes"));
     const json_t *list = json_object_get(st, "standbys"), *s;
     uint64_t max_lag = 0;
     size_t i;
     json_array_foreach(list, i, s)
     {
-        if (u64(s, "lag_entries") > max_lag)
-            max_lag = u64(s, "lag_entries");
+        if (cli_json_u64(s, "lag_entries") > max_lag)
+            max_lag = cli_json_u64(s, "lag_entries");
     }
     if (json_array_size(list))
         snprintf(sb_lag, sizeof sb_lag, "%" PRIu64, max_lag);
     else
         snprintf(sb_lag, sizeof sb_lag, "-");
-    snprintf(line, size,
-             "%-8s %5" PRIu64 " %12" PRIu64 " %8s %8s %10s %12s %10" PRIu64 " %9zu %7s %6" PRIu64,
-             "primary", u64(st, "epoch"), u64(st, "records"), r, b, fill, lag, u64(st, "apply_lag_entries"),
-             json_array_size(list), sb_lag, u64(st, "checkpoints_taken"));
+    snprintf(line, size, "%-8s %5" PRIu64 " %12" PRIu64 " %8s %8s %10s %12s %10" PRIu64 " %9zu %7s %6" PRIu64,
+             "primary", cli_json_u64(st, "epoch"), cli_json_u64(st, "records"), r, b, fill, lag,
+             cli_json_u64(st, "apply_lag_entries"), json_array_size(list), sb_lag,
+             cli_json_u64(st, "checkpoints_taken"));
 }
 
 /* Asks the node on dir for its status into *s; 0, or the error. */
 static int take_sample(const char *dir, struct sample *s)
 {
-    char *reply = NULL;
-    int rc = node_request(dir, "status", TOP_REQUEST_MS, &reply);
+    int rc;
 
-    s->st = NULL;
+    s->st = cli_node_json(dir, "status", TOP_REQUEST_MS, &rc);
     s->t = monotonic_s();
-    if (rc == 0)
-        s->st = json_loads(reply, 0, NULL);
-    if (rc == 0 && !json_is_object(s->st)) { /* a macro: its argument is evaluated twice */
-        json_decref(s->st);
-        s->st = NULL;
-        rc = RK_ECORRUPT;
-    }
-    free(reply);
     return rc;
 }
 
@@ -221,16 +206,11 @@ int cmd_top(int argc, char **argv)
     }
     if (optind < argc || !dir == !file)
         return cli_usage(top_usage, 0);
-    if (file) {
-        if (!(c = cli_load_config("top", file)))
-            return 2;
-        dir = c->data_dir;
-    }
+    if ((rc = cli_node_dir("top", file, &dir, &c, top_usage)) != 0)
+        return rc;
     if ((rc = take_sample(dir, &was)) != 0) {
-        fprintf(stderr, "ringkeep top: %s: %s\n", dir,
-                rc == ENOENT ? "no node is running on this data directory" : rk_strerror(rc));
         free(c);
-        return rc == ENOENT ? 3 : 1;
+        return cli_no_answer("top", dir, rc);
     }
     sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: the pause ends at once */
     rc = 0;
@@ -240,8 +220,7 @@ int cmd_top(int argc, char **argv)
             break;
         int err = take_sample(dir, &now);
         if (err) {
-            snprintf(line, sizeof line, "no answer from the node: %s",
-                     err == ENOENT ? "no node is running on this data directory" : rk_strerror(err));
+            snprintf(line, sizeof line, "no answer from the node: %s", cli_no_answer_why(err));
         } else {
             const char *role = json_string_value(json_object_get(now.st, "role"));
             int standby = role && strcmp(role, "standby") == 0;

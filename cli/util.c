@@ -1,16 +1,21 @@
 /* util.c -- what every `ringkeep` subcommand shares: the configuration
- * loader, JSON and byte printing, the usage/exit-status rule and the size
- * parser.  main.c dispatches to the cmd_*.c files; they call in here, never
+ * loader, JSON and byte printing, the usage/exit-status rule, the size
+ * parser, and asking a running node (its status as JSON, waiting for it
+ * to lead).  main.c dispatches to the cmd_*.c files; they call in here, never
  * back into main.c.  Single-threaded, like the whole command. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/util.h"
+#include "node/client.h"
 #include "persist/config.h"
 #include "persist/json_bytes.h"
+#include "ringkeep.h"
 
 struct node_config *cli_load_config(const char *prog, const char *file)
 {
@@ -151,4 +156,96 @@ void cli_format_time(uint64_t ns, char *buf, size_t size)
 
     if (!gmtime_r(&secs, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(buf, size, "?");
+}
+
+/* ------------------------------------------------------------ a running node */
+
+int cli_node_dir(const char *prog, const char *file, const char **dir, struct node_config **c,
+                 void (*usage)(FILE *out))
+{
+    if (file) {
+        if (!(*c = cli_load_config(prog, file)))
+            return 2;
+        *dir = (*c)->data_dir;
+    }
+    if (!(*dir)[0]) {
+        free(*c);
+        *c = NULL;
+        return cli_usage(usage, 0);
+    }
+    return 0;
+}
+
+const char *cli_no_answer_why(int rc)
+{
+    return rc == ENOENT ? "no node is running on this data directory" : rk_strerror(rc);
+}
+
+int cli_no_answer(const char *prog, const char *dir, int rc)
+{
+    fprintf(stderr, "ringkeep %s: %s: %s\n", prog, dir, cli_no_answer_why(rc));
+    return rc == ENOENT ? 3 : 1;
+}
+
+json_t *cli_node_json(const char *dir, const char *request, int timeout_ms, int *rc)
+{
+    char *reply = NULL;
+    int err = node_request(dir, request, timeout_ms, &reply);
+    json_t *v = err ? NULL : json_loads(reply, 0, NULL);
+
+    if (!err && !json_is_object(v)) { /* a macro: its argument is evaluated twice */
+        json_decref(v);
+        v = NULL;
+        err = RK_ECORRUPT;
+    }
+    free(reply);
+    if (rc)
+        *rc = err;
+    return v;
+}
+
+uint64_t cli_json_u64(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (json_is_boolean(v))
+        return json_is_true(v);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+const char *cli_json_str(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+
+    return s ? s : "";
+}
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int cli_wait_primary(const char *dir, uint64_t was, unsigned timeout_ms, unsigned poll_us, char *role,
+                     size_t role_size, uint64_t *epoch)
+{
+    uint64_t deadline = monotonic_ms() + timeout_ms;
+
+    snprintf(role, role_size, "%s", "");
+    *epoch = 0;
+    for (;;) {
+        json_t *st = cli_node_json(dir, "status", 1000, NULL);
+        if (st) {
+            snprintf(role, role_size, "%s", cli_json_str(st, "role"));
+            *epoch = cli_json_u64(st, "epoch");
+            json_decref(st);
+            if (strcmp(role, "primary") == 0 && *epoch > was)
+                return 0;
+        }
+        if (monotonic_ms() >= deadline)
+            return -1;
+        usleep(poll_us);
+    }
 }

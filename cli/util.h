@@ -33,6 +33,42 @@ struct node_config;
  * or when out of memory. */
 struct node_config *cli_load_config(const char *prog, const char *file);
 
+/* The data directory of a command's -c FILE (loaded into *c, which the
+ * caller frees) or -d DIR (*dir already).  0, or the exit status after
+ * saying why (2: the file does not load, or names no data directory). */
+int cli_node_dir(const char *prog, const char *file, const char **dir, struct node_config **c,
+                 void (*usage)(FILE *out));
+
+/* Why the node on a data directory did not answer a control request
+ * (rc from node_request). */
+const char *cli_no_answer_why(int rc);
+
+/* Says that the node on dir did not answer (rc from node_request) and
+ * returns the exit status: 3 when none runs there (as pg_ctl status does
+ * when no server runs), else 1. */
+int cli_no_answer(const char *prog, const char *dir, int rc);
+
+/* The node on dir's reply to request (a status) as a JSON object, a new
+ * reference; NULL when it does not answer in timeout_ms or the reply is
+ * not a JSON object, with node_request's error (RK_ECORRUPT: not an
+ * object) in *rc when rc is not NULL. */
+json_t *cli_node_json(const char *dir, const char *request, int timeout_ms, int *rc);
+
+/* The unsigned integer member key of o (a boolean as 0 or 1); 0 when it
+ * is absent, negative or another type. */
+uint64_t cli_json_u64(const json_t *o, const char *key);
+
+/* The string member key of o; "" when it is absent or not a string. */
+const char *cli_json_str(const json_t *o, const char *key);
+
+/* Polls the node on dir (every poll_us) until it answers as a primary of
+ * an epoch above was, at most timeout_ms (its control endpoint is down a
+ * moment while the roles change).  0 when it does; -1 when not in time.
+ * Either way the last role and epoch it answered with ("" and 0: none) are
+ * in role[role_size] and *epoch. */
+int cli_wait_primary(const char *dir, uint64_t was, unsigned timeout_ms, unsigned poll_us, char *role,
+                     size_t role_size, uint64_t *epoch);
+
 /* How every command answers --help and a bad option (getopt_long has
  * named it already): help prints usage on stdout and returns 0; otherwise
  * usage goes to stderr and the exit status is 2. */

@@ -5,8 +5,8 @@
  * answer ends the call.  The gateway writes 64-bit numbers as strings and
  * keys and values in base64 (RFC 4648, with padding); an error comes back
  * as {"error": ..., "message": ..., "code": N}.  libcurl has no public
- * base64, and pulling in a crypto library for 40 lines would cost more
- * than it saves: b64_encode and b64_decode are here.
+ * base64: persist/json_bytes.h's (the one `checkpoint export` writes) does
+ * it, the decoder strict (canonical padding; etcd writes no other).
  *
  * Threads: one thread per client at a time (a curl easy handle is not
  * shared); curl_global_init runs once (pthread_once) before any handle.
@@ -23,6 +23,7 @@
 
 #include "node/etcd.h"
 #include "persist/config.h"
+#include "persist/json_bytes.h"
 
 #define ETCD_MAX_ANSWER (8u << 20) /* an answer larger than this is refused (EPROTO) */
 
@@ -40,68 +41,22 @@ struct etcd {
 
 /* ------------------------------------------------------------ base64 */
 
-static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* A malloc'd NUL-terminated base64 text of data[0..len); NULL: ENOMEM. */
-static char *b64_encode(const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
-
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < len ? (uint32_t)p[i + 2] : 0);
-        *o++ = b64_alphabet[v >> 18 & 63];
-        *o++ = b64_alphabet[v >> 12 & 63];
-        *o++ = i + 1 < len ? b64_alphabet[v >> 6 & 63] : '=';
-        *o++ = i + 2 < len ? b64_alphabet[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-static int b64_value(char ch)
-{
-    const char *at = ch ? strchr(b64_alphabet, ch) : NULL;
-    return at ? (int)(at - b64_alphabet) : -1;
-}
-
 /* Decodes text into a malloc'd NUL-terminated string (*out); EPROTO when
  * text is not base64 or the bytes hold a NUL, ENOMEM. */
 static int b64_decode(const char *text, char **out)
 {
-    size_t len = strlen(text), n = 0;
-    char *buf = NULL;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int rc = base64_decode(text, strlen(text), &buf, &n);
 
     *out = NULL;
-    if (len % 4)
-        return EPROTO;
-    buf = malloc(len / 4 * 3 + 1);
-    if (!buf)
-        return ENOMEM;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4];
-        for (int j = 0; j < 4; j++)
-            v[j] = text[i + j] == '=' && i + 4 == len && j >= 2 ? 0 : b64_value(text[i + j]);
-        if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0 || (text[i + 2] == '=' && text[i + 3] != '=')) {
-            free(buf);
-            return EPROTO;
-        }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        buf[n++] = (char)(w >> 16);
-        if (text[i + 2] != '=')
-            buf[n++] = (char)(w >> 8 & 255);
-        if (text[i + 3] != '=')
-            buf[n++] = (char)(w & 255);
-    }
-    buf[n] = '\0';
-    if (strlen(buf) != n) {
+    if (rc == 0 && memchr(buf, '\0', n))
+        rc = EPROTO;
+    if (rc) {
         free(buf);
-        return EPROTO;
+        return rc == ENOMEM ? ENOMEM : EPROTO;
     }
-    *out = buf;
+    *out = (char *)buf;
     return 0;
 }
 
@@ -271,7 +226,7 @@ static json_t *json_i64_string(int64_t v)
 /* "key": base64 of text, added to obj; -1 when out of memory. */
 static int set_b64(json_t *obj, const char *name, const char *text, size_t len)
 {
-    char *b = obj ? b64_encode(text, len) : NULL;
+    char *b = obj ? base64_encode(text, len) : NULL;
     int rc = b ? json_object_set_new(obj, name, json_string(b)) : -1;
 
     free(b);

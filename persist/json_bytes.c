@@ -8,13 +8,12 @@
 #include "persist/json_bytes.h"
 #include "ringkeep.h"
 
-json_t *json_base64(const void *s, size_t n)
+char *base64_encode(const void *s, size_t n)
 {
     static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const uint8_t *b = s;
     char *text = malloc((n + 2) / 3 * 4 + 1);
     size_t len = 0;
-    json_t *obj = NULL;
 
     if (!text)
         return NULL;
@@ -27,7 +26,14 @@ json_t *json_base64(const void *s, size_t n)
         text[len++] = i + 2 < n ? digits[v & 63] : '=';
     }
     text[len] = '\0';
-    obj = json_pack("{s:s#}", "base64", text, len);
+    return text;
+}
+
+json_t *json_base64(const void *s, size_t n)
+{
+    char *text = base64_encode(s, n);
+    json_t *obj = text ? json_pack("{s:s}", "base64", text) : NULL;
+
     free(text);
     return obj;
 }
@@ -45,9 +51,7 @@ json_t *json_cstr(const char *s)
     return json_bytes(s, strlen(s));
 }
 
-/* Decodes canonical standard base64 (RFC 4648, padded) s[0..n) into a
- * malloc'd *out of *out_len bytes; RK_ECORRUPT when s is not, ENOMEM. */
-static int base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len)
+int base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len)
 {
     uint8_t *buf;
     size_t len = 0, pad = 0;
@@ -89,6 +93,7 @@ static int base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len
         if (i + 4 == n && ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff))))
             goto bad;
     }
+    buf[len] = '\0';
     *out = buf;
     *out_len = len;
     return 0;

@@ -25,6 +25,16 @@ json_t *json_bytes(const void *s, size_t n);
 /* json_bytes(s, strlen(s)). */
 json_t *json_cstr(const char *s);
 
+/* Standard base64 (RFC 4648, with padding) of s[0..n): a malloc'd
+ * NUL-terminated text the caller frees; NULL when out of memory.  (Also
+ * what etcd's JSON gateway wants for keys and values, node/etcd.c.) */
+char *base64_encode(const void *s, size_t n);
+
+/* Decodes canonical padded standard base64 s[0..n) into *out, malloc'd
+ * (one NUL after the bytes), of *out_len bytes.  0; RK_ECORRUPT when s is
+ * not canonical base64, ENOMEM. */
+int base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len);
+
 /* The object {"base64":"..."} for s[0..n) (new reference, NULL when out of
  * memory). */
 json_t *json_base64(const void *s, size_t n);

@@ -45,6 +45,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -61,6 +62,7 @@
 #include <zstd.h>
 
 #include "persist/apply.h"
+#include "persist/json_bytes.h"
 #include "shm/ring.h"
 #include "persist/store.h"
 
@@ -2515,6 +2517,57 @@ START_TEST(new_and_existing_keys_both_ways_keep_state_and_digest)
 }
 END_TEST
 
+/* base64 (persist/json_bytes.h, shared with node/etcd.c): every length
+ * round-trips byte for byte with a NUL after the bytes (json_bytes_of's
+ * promise: a table name or etcd key is used as a C string; the decoder
+ * once left that byte unwritten), RFC 4648's vectors, and non-canonical
+ * text refused. */
+START_TEST(base64_round_trips_nul_terminated)
+{
+    static const char *const vectors[][2] = {{"", ""},
+                                             {"f", "Zg=="},
+                                             {"fo", "Zm8="},
+                                             {"foo", "Zm9v"},
+                                             {"foob", "Zm9vYg=="},
+                                             {"fooba", "Zm9vYmE="},
+                                             {"foobar", "Zm9vYmFy"}};
+    static const char *const bad[] = {"Zg", "Zh==", "Zm9=", "Z===", "Zg=a", "Z=g=", "Zm9v!A==", "Zm8=Zm8="};
+    uint8_t in[64], *out = NULL;
+    size_t n = 0;
+
+    /* glibc fills each new allocation with 0x5a (ASan with its own
+     * pattern): an unwritten terminator is not NUL by chance */
+    mallopt(M_PERTURB, 0xa5);
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        char *text = base64_encode(vectors[i][0], strlen(vectors[i][0]));
+        ck_assert_str_eq(text, vectors[i][1]);
+        ck_assert_int_eq(base64_decode(text, strlen(text), &out, &n), 0);
+        ck_assert_uint_eq(n, strlen(vectors[i][0]));
+        ck_assert_mem_eq(out, vectors[i][0], n + 1); /* the bytes and the NUL after them */
+        free(out);
+        free(text);
+    }
+    for (size_t len = 0; len <= sizeof in; len++) {
+        for (size_t i = 0; i < len; i++)
+            in[i] = (uint8_t)(i * 37 + len);
+        char *text = base64_encode(in, len);
+        ck_assert_ptr_nonnull(text);
+        ck_assert_uint_eq(strlen(text), (len + 2) / 3 * 4);
+        ck_assert_int_eq(base64_decode(text, strlen(text), &out, &n), 0);
+        ck_assert_uint_eq(n, len);
+        ck_assert_mem_eq(out, in, len);
+        ck_assert_int_eq(out[len], 0);
+        free(out);
+        free(text);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(base64_decode(bad[i], strlen(bad[i]), &out, &n) == RK_ECORRUPT, "'%s' accepted",
+                      bad[i]);
+    }
+    mallopt(M_PERTURB, 0);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2522,6 +2575,7 @@ Suite *store_suite(void)
 
     tc = new_tcase(s, "journal");
     tcase_add_test(tc, round_trip_every_frame_type);
+    tcase_add_test(tc, base64_round_trips_nul_terminated);
     tcase_add_test(tc, incompressible_batch_is_stored_plain);
     tcase_add_test(tc, header_is_little_endian_at_fixed_offsets);
     tcase_add_test(tc, batch_at_the_size_limit_round_trips);
