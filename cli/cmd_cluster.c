@@ -18,6 +18,18 @@
 
 #define CLUSTER_TIMEOUT_MS 2000 /* each request to etcd */
 
+/* The string member key of o escaped for a terminal (cli_escape: a name
+ * from etcd is anyone's bytes, and a newline or an escape sequence in it
+ * must not forge a line or recolour the screen) in buf; absent: "?". */
+static const char *text_of(const json_t *o, const char *key, char *buf, size_t size)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (!json_is_string(v))
+        return "?";
+    return cli_escape(json_string_value(v), json_string_length(v), buf, size);
+}
+
 static void cluster_usage(FILE *out)
 {
     fprintf(out,
@@ -42,7 +54,7 @@ int cmd_cluster(int argc, char **argv)
     size_t n_kvs = 0;
     int64_t rev = 0;
     int json = 0, rc = 1, ch;
-    char prefix[RK_NAME_MAX + 16];
+    char prefix[RK_NAME_MAX + 16], cluster_text[4 * sizeof c->ha_cluster], name_text[256], role_text[64];
     json_t *out = NULL, *members = NULL, *leader = json_null();
 
     if (argc < 2)
@@ -111,8 +123,8 @@ int cmd_cluster(int argc, char **argv)
     }
     printf("cluster %s: leader %s (epoch %" JSON_INTEGER_FORMAT
            "), last epoch handed out %" JSON_INTEGER_FORMAT "\n",
-           c->ha_cluster,
-           json_is_object(leader) ? json_string_value(json_object_get(leader, "name")) : "none",
+           cli_escape(c->ha_cluster, strlen(c->ha_cluster), cluster_text, sizeof cluster_text),
+           json_is_object(leader) ? text_of(leader, "name", name_text, sizeof name_text) : "none",
            json_integer_value(json_object_get(leader, "epoch")),
            json_integer_value(json_object_get(out, "epoch")));
     printf("%-20s %-8s %8s %12s %8s %9s %10s\n", "member", "role", "epoch", "seq", "lag", "eligible",
@@ -121,8 +133,8 @@ int cmd_cluster(int argc, char **argv)
         json_t *m = json_array_get(members, i);
         printf("%-20s %-8s %8" JSON_INTEGER_FORMAT " %12" JSON_INTEGER_FORMAT " %8" JSON_INTEGER_FORMAT
                " %9s %10" JSON_INTEGER_FORMAT "\n",
-               json_string_value(json_object_get(m, "name")) ?: "?",
-               json_string_value(json_object_get(m, "role")) ?: "?",
+               text_of(m, "name", name_text, sizeof name_text),
+               text_of(m, "role", role_text, sizeof role_text),
                json_integer_value(json_object_get(m, "epoch")), json_integer_value(json_object_get(m, "seq")),
                json_integer_value(json_object_get(m, "lag")),
                json_is_true(json_object_get(m, "eligible")) ? "yes" : "no",

@@ -61,6 +61,25 @@ void cli_print_bytes(FILE *out, const void *s, size_t n)
     }
 }
 
+char *cli_escape(const void *s, size_t n, char *buf, size_t size)
+{
+    const unsigned char *c = s;
+    size_t len = 0;
+
+    for (size_t i = 0; i < n && size; i++) {
+        int esc = c[i] < 0x20 || c[i] == 0x7f || c[i] == '\\';
+        if (len + (esc ? 4 : 1) >= size)
+            break;
+        if (esc)
+            len += (size_t)snprintf(buf + len, size - len, "\\x%02x", c[i]);
+        else
+            buf[len++] = (char)c[i];
+    }
+    if (size)
+        buf[len] = '\0';
+    return buf;
+}
+
 int cli_usage(void (*print_usage)(FILE *out), int help)
 {
     print_usage(help ? stdout : stderr);

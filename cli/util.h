@@ -16,6 +16,10 @@ int cli_print_json(json_t *v);
  * '\\' as \xHH (a newline in a name cannot forge a line), the rest as is. */
 void cli_print_bytes(FILE *out, const void *s, size_t n);
 
+/* s[0..n) escaped as cli_print_bytes writes it, NUL-terminated in
+ * buf[size] (cut short, at a whole escape, when it does not fit); buf. */
+char *cli_escape(const void *s, size_t n, char *buf, size_t size);
+
 /* The export encoding of s[0..n) (`checkpoint export`, `set-aside
  * export`): a JSON string when printable UTF-8, else {"base64":"..."}
  * (json_bytes.h); a new reference, NULL when out of memory. */
