@@ -350,6 +350,16 @@ static int open_env(store *s, uint32_t cache_mb, char *err, size_t err_size)
         rc = s->env->set_lk_max_objects(s->env, STORE_MAX_LOCKS);
     if (rc == 0)
         rc = s->env->set_lk_max_lockers(s->env, 4096);
+    /* A directory being built (restore, import) logs nothing: its
+     * transactions write no log records, so loading 1M keys costs the
+     * B-tree work alone.  Safe because nothing reads it unfinished: the
+     * BUILDING marker makes every other opener refuse the directory until
+     * store_built has written every page (a checkpoint) and synced db/,
+     * and a builder killed before that leaves a directory that is thrown
+     * away, never recovered.  The flag is the handle's, not the files':
+     * the node opens the built directory again with logging. */
+    if (rc == 0 && s->building)
+        rc = s->env->set_flags(s->env, DB_TXN_NOT_DURABLE, 1);
     if (rc == 0 && (rc = remove_region_files(home)) != 0) {
         rc = fail_msg(err, err_size, rc, "cannot remove the old region files in %s: %s", home, strerror(rc));
         goto out;
@@ -1060,6 +1070,15 @@ int store_built(store *s)
         rc = env_checkpoint(s, 0, DB_FORCE);
     if (!rc)
         rc = sys_io_failed(); /* one that failed earlier is not reported again */
+    if (rc)
+        return rc;
+    /* the files the build created in db/ (it logged nothing recovery could
+     * recreate them from), before the marker that vouches for them goes */
+    char *db_dir = path_join(s->dir, DB_DIR);
+    if (!db_dir)
+        return ENOMEM;
+    rc = sys_fsync_dir(db_dir);
+    free(db_dir);
     if (rc)
         return rc;
     marker = path_join(s->dir, STORE_BUILDING_FILE);

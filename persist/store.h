@@ -217,10 +217,11 @@ int store_log_trim(store *s, uint32_t *n_removed);
  * error (a failed write or fsync: the caller treats it as fatal). */
 int store_log_checkpoint(store *s, uint32_t kbytes);
 
-/* For a store opened with STORE_BUILDING, whose journal appends are not
- * synced one by one: flushes the log, checkpoints the environment (every
- * page on disk), then removes the BUILDING marker.  0 or an error (the
- * marker stays). */
+/* For a store opened with STORE_BUILDING, whose transactions are neither
+ * synced nor logged (DB_TXN_NOT_DURABLE): flushes the log, checkpoints the
+ * environment (every page on disk), fsyncs db/, then removes the BUILDING
+ * marker.  0 or an error (the marker stays).  The handle's databases stay
+ * unlogged: close it and open the directory again to write to it. */
 int store_built(store *s);
 
 /* The identity of the ring a data directory drains, in meta.db under

@@ -485,6 +485,23 @@ START_TEST(restore_latest_equals_the_stopped_source)
     dump_compare(&got, &want, "restored folder after a node went on");
     dump_free(&got);
     dump_free(&want);
+
+    /* the restore wrote its pages unlogged (DB_TXN_NOT_DURABLE): a node
+     * killed while it writes over them must recover to everything it
+     * acknowledged, the restored keys included */
+    node = start_node(to, ring2);
+    e = start_engine(ring2, 0, 3 * PHASE_GROUPS + 51, 3 * PHASE_GROUPS + 120);
+    wait_engine(e);
+    stop(node, SIGKILL);
+    node = start_node(to, ring2);
+    stop_node(node);
+    ring_unlink(ring2);
+    h[0] = 3 * PHASE_GROUPS + 120;
+    model_add(&want, h);
+    dump_dir(to, &got);
+    dump_compare(&got, &want, "restored folder after a node was killed writing on it");
+    dump_free(&got);
+    dump_free(&want);
     dump_free(&src);
 }
 END_TEST
