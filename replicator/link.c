@@ -90,6 +90,8 @@ int link_recv(void *sock, int with_route, struct link_in *in, char *why, size_t 
         }
         if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_size))
             more = 0;
+        if (!(with_route && n_parts == 0) && zmq_msg_size(&part) > in->max_part_len)
+            in->max_part_len = zmq_msg_size(&part);
         if (with_route && n_parts == 0) {
             size_t len = zmq_msg_size(&part);
             in->route_len = len <= LINK_ROUTE_MAX ? len : LINK_ROUTE_MAX;

@@ -41,6 +41,8 @@ struct link_in {
     char user_id[WIRE_NAME_MAX + 1];
     char peer_address[64]; /* its "Peer-Address" (IP for tcp), "" when unknown */
     int src_fd;            /* the connection's file descriptor (ZMQ_SRCFD), -1 when unknown */
+    size_t max_part_len;   /* the largest part received, the ROUTER's routing id aside (also when
+                              malformed: a ROUTER checks its request cap with it) */
 };
 
 /* Receives one whole multipart message without blocking.  with_route: a

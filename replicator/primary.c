@@ -32,7 +32,11 @@
  * Identities (issue 14): a node_id is one connection's at a time; without
  * CURVE another connection gets it only once the holder's connection
  * closed (the ROUTER's monitor, router_events) or went silent.  A HELLO
- * whose monitor flag is set is welcomed and takes no standby slot.
+ * whose monitor flag is set is welcomed and takes no standby slot.  A full
+ * table (WIRE_MAX_STANDBYS) makes room for a new standby by forgetting a
+ * silent one, else a live one that has replicated nothing since its HELLO
+ * (hello_slot): peers that only keep a name alive cannot lock a standby
+ * out, and one that takes in entries is never forgotten for a newcomer.
  *
  * SNAPSHOT serves a checkpoint file of checkpoints/ in chunks, with the
  * XXH64 of the whole file (computed once per file).  A standby acks every
@@ -41,10 +45,17 @@
  * Bad input: a message that does not decode, has the wrong frames, a type
  * a standby does not send, or breaks a rule is logged and its peer is
  * dropped (forgotten until it says HELLO again); the others are served as
- * before.  ZMQ_MAXMSGSIZE makes ZeroMQ cut a peer sending an oversized
- * frame (in its I/O thread: this thread never sees it, nor counts it).
- * Refusals are counted in the status and logged at most once per peer and
- * kind per PEER_LOG_INTERVAL_S (peer_event).
+ * before.  A request with a frame over ROUTER_MAX_REQUEST is refused
+ * here likewise (ERROR 5, then dropped).  ZMQ_MAXMSGSIZE on the ROUTER is
+ * ROUTER_CUT_SIZE, above the cap, so that this thread sees and counts
+ * oversized requests; a frame over ROUTER_CUT_SIZE is cut by ZeroMQ in its
+ * I/O thread, which raises only ZMQ_EVENT_DISCONNECTED for it (libzmq
+ * 4.3.4: stream_engine_base_t::error(protocol_error), the same event as a
+ * peer leaving): counted, with every closed connection, in
+ * serve_connections_closed.  Refusals are counted in the status and logged
+ * at most once per peer and kind per PEER_LOG_INTERVAL_S (peer_event);
+ * closed connections and evictions, whose peers cannot be told apart, at
+ * most once per interval in all (rate_log).
  *
  * Threads: the replicator thread owns the sockets, peers and caches;
  * `lock` guards the pending checkpoint path and the status members (a
@@ -77,6 +88,7 @@
 #define ROUTER_HWM 16           /* replies queued per standby on the ROUTER (ENTRIES are up to 8 MiB) */
 #define XXH_CACHE 4             /* checkpoint files whose XXH64 is kept */
 #define ROUTER_MAX_REQUEST 4096 /* every request (HELLO, FETCH, SNAPSHOT, ACK) is far smaller */
+#define ROUTER_CUT_SIZE 16384   /* the ROUTER's ZMQ_MAXMSGSIZE: ZeroMQ cuts a frame over it */
 #define SEQ_CACHE 8192          /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
 #define RECV_BURST 256          /* requests served before looking at the eventfd again */
 #define PEER_SILENT_BEATS 20    /* a standby silent this many heartbeats is forgotten (it acks each one) */
@@ -95,6 +107,8 @@ struct peer {
     uint64_t heard_ns;  /* monotonic: its last message */
     int fd;             /* its connection's file descriptor (ZMQ_SRCFD of its HELLO), -1: unknown */
     int disconnected;   /* the ROUTER reported that connection closed: its id is free to take */
+    uint64_t hello_seq; /* the last_seq its HELLO said it held: acked_seq above it, it replicates */
+    uint64_t hello_ns;  /* monotonic: when its HELLO took this slot under this id */
 };
 
 /* A line of authorized_keys: a client key and the node_id bound to it. */
@@ -113,6 +127,13 @@ struct peer_log {
     uint64_t n_since;   /* refusals since its last line */
     uint64_t logged_ns; /* monotonic: its last line (0: none yet) */
     uint64_t used;      /* log_clock when last used: the least recently used slot is reused */
+};
+
+/* Lines of one kind whoever the peer (closed connections, evictions):
+ * at most one per PEER_LOG_INTERVAL_S, with how many there were. */
+struct rate_log {
+    uint64_t n_since;   /* events since its last line */
+    uint64_t logged_ns; /* monotonic: its last line (0: none yet) */
 };
 
 struct seq_info {
@@ -154,6 +175,10 @@ struct repl_primary {
     uint64_t n_monitor_hellos; /* monitors' HELLOs welcomed */
     uint64_t n_lower_epoch;    /* requests of a lower epoch refused */
     uint64_t n_higher_epoch;   /* requests of a higher epoch (this primary steps down) */
+    uint64_t n_oversized;      /* requests with a frame over ROUTER_MAX_REQUEST (refused here) */
+    uint64_t n_closed;         /* serve connections closed (peers leaving, frames over ROUTER_CUT_SIZE) */
+    uint64_t n_evicted;        /* live standbys that replicated nothing, forgotten for a new one */
+    struct rate_log closed_log, silent_log, evicted_log;
     struct peer_log peer_logs[PEER_LOG_SLOTS];
     uint64_t log_clock;
     _Atomic uint64_t needed_from; /* lowest acked_seq + 1 of the known standbys (UINT64_MAX: none) */
@@ -361,13 +386,29 @@ static void peer_event(struct repl_primary *p, const struct link_in *in, int lev
     slot->logged_ns = now;
 }
 
-static void drop_peer(struct repl_primary *p, const struct link_in *in, const char *why)
+/* A line of r's kind (msg, detail): logged unless r had one less than
+ * PEER_LOG_INTERVAL_S ago (the next one then says how many there were). */
+static void rate_log(struct rate_log *r, int level, const char *msg, const char *detail)
+{
+    uint64_t now = link_monotonic_ns();
+
+    r->n_since++;
+    if (r->logged_ns && now - r->logged_ns < (uint64_t)PEER_LOG_INTERVAL_S * 1000000000u)
+        return;
+    log_msg(level, msg, "count=%" PRIu64 " interval_s=%u %s", r->n_since, PEER_LOG_INTERVAL_S, detail);
+    r->n_since = 0;
+    r->logged_ns = now;
+}
+
+/* Drops the peer of a refused message (msg: the log line, a string
+ * constant per kind; why: the reason). */
+static void drop_peer(struct repl_primary *p, const struct link_in *in, const char *msg, const char *why)
 {
     struct peer *peer = peer_by_route(p, in->route, in->route_len);
     char detail[WIRE_NAME_MAX + 600];
 
     snprintf(detail, sizeof detail, "standby=\"%s\" error=\"%s\"", peer ? peer->id : "(unknown)", why);
-    peer_event(p, in, LOG_WARN, "bad message from a peer: dropped", detail);
+    peer_event(p, in, LOG_WARN, msg, detail);
     if (peer)
         memset(peer, 0, sizeof *peer);
     if (in->route_len) {
@@ -500,16 +541,24 @@ static int peer_live(const struct repl_primary *p, const struct peer *peer, uint
  *     once the holder has been silent PEER_LIVE_BEATS heartbeats (and
  *     PEER_LIVE_MIN_NS), so another peer's HELLO under a live standby's
  *     name neither resets its acks nor takes its route.
- * A full table gives up its least recently heard silent slot; with CURVE
- * ids are bound keys' (at most WIRE_MAX_STANDBYS), so it never fills with
- * names no key holds. */
-static struct peer *hello_slot(struct repl_primary *p, const struct link_in *in, uint32_t *code, char *why,
-                               size_t why_size)
+ * A full table gives up, for a HELLO that matched (may_evict), its least
+ * recently heard silent slot, else the live one that has replicated
+ * nothing since its HELLO (acked_seq <= hello_seq: it took in no entry
+ * from here), the earliest to say HELLO: a peer that only keeps a name
+ * alive (ACKs of what it said it held) cannot lock a standby out, and a
+ * standby that replicates is never forgotten for a newcomer.  Without
+ * CURVE a peer can also ACK entries it never took (the heartbeats say how
+ * many there are): that is a standby as far as this side can tell (only
+ * CURVE tells them apart).  With CURVE ids are bound keys' (at most
+ * WIRE_MAX_STANDBYS), so the table never fills with names no key holds. */
+static struct peer *hello_slot(struct repl_primary *p, const struct link_in *in, int may_evict,
+                               uint32_t *code, char *why, size_t why_size)
 {
     const char *id = in->m.u.hello.node_id;
     uint64_t now = link_monotonic_ns();
     struct peer *peer = peer_by_route(p, in->route, in->route_len), *holder = NULL, *slot = NULL,
-                *oldest = NULL;
+                *oldest = NULL, *idle = NULL;
+    char detail[2 * WIRE_NAME_MAX + 128];
 
     *code = WIRE_ERR_IDENTITY;
     if (p->zap && strcmp(in->user_id, id) != 0) {
@@ -544,19 +593,32 @@ static struct peer *hello_slot(struct repl_primary *p, const struct link_in *in,
         snprintf(why, why_size, "node_id \"%s\" is held by a live connection; say HELLO again later", id);
         return NULL;
     }
-    for (size_t i = 0; !slot && i < WIRE_MAX_STANDBYS; i++) /* full: the least recently heard silent one */
-        if (!peer_live(p, &p->peers[i], now) && (!oldest || p->peers[i].heard_ns < oldest->heard_ns))
-            oldest = &p->peers[i];
-    if (!slot && oldest) {
-        slot = oldest;
-        log_msg(LOG_INFO, "silent standby forgotten for a new one", "standby=\"%s\" acked_seq=%" PRIu64,
-                slot->id, slot->acked_seq);
+    for (size_t i = 0; !slot && may_evict && i < WIRE_MAX_STANDBYS; i++) {
+        /* full: the least recently heard silent one, else the earliest
+         * HELLO of those live that replicated nothing since */
+        struct peer *q = &p->peers[i];
+        if (!peer_live(p, q, now) && (!oldest || q->heard_ns < oldest->heard_ns))
+            oldest = q;
+        else if (q->acked_seq <= q->hello_seq && (!idle || q->hello_ns < idle->hello_ns))
+            idle = q;
+    }
+    if (!slot && (oldest || idle)) {
+        slot = oldest ? oldest : idle;
+        snprintf(detail, sizeof detail,
+                 "standby=\"%s\" acked_seq=%" PRIu64 " hello_seq=%" PRIu64 " new=\"%s\"", slot->id,
+                 slot->acked_seq, slot->hello_seq, id);
+        if (oldest)
+            rate_log(&p->silent_log, LOG_INFO, "silent standby forgotten for a new one", detail);
+        else
+            rate_log(&p->evicted_log, LOG_WARN,
+                     "live standby that replicated nothing forgotten for a new one", detail);
+        p->n_evicted++;
         memset(slot, 0, sizeof *slot);
         update_needed(p);
     }
     if (!slot) {
         *code = WIRE_ERR_BAD_REQUEST;
-        snprintf(why, why_size, "too many standbys (%u, every one live)", WIRE_MAX_STANDBYS);
+        snprintf(why, why_size, "too many standbys (%u, every one live and replicating)", WIRE_MAX_STANDBYS);
     }
     return slot;
 }
@@ -612,7 +674,8 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         on_monitor_hello(p, in, np);
         return;
     }
-    peer = hello_slot(p, in, &code, why, sizeof why);
+    int matched = hello_matches(p, h, np->journal_seq);
+    peer = hello_slot(p, in, matched, &code, why, sizeof why);
     if (!peer) {
         p->n_hellos_refused++;
         snprintf(detail, sizeof detail, "error=\"%s\"", why);
@@ -622,9 +685,9 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
     }
     if (!peer->used || strcmp(peer->id, h->node_id) != 0) {
         memset(peer, 0, sizeof *peer);
+        peer->hello_ns = link_monotonic_ns();
         log_msg(LOG_INFO, "standby said hello", "standby=\"%s\" last_seq=%" PRIu64, h->node_id, h->last_seq);
     }
-    int matched = hello_matches(p, h, np->journal_seq);
     if (!matched) {
         log_msg(LOG_WARN, "standby not counted: its last entry is not on this primary's history",
                 "standby=\"%s\" last_seq=%" PRIu64 " last_epoch=%" PRIu64 " journal_seq=%" PRIu64
@@ -640,6 +703,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
          * (before it lost its data, say) no longer counts */
         peer->acked_seq = 0;
         peer->acked_lsn = 0;
+        peer->hello_seq = h->last_seq; /* it replicates once it acks past this */
         peer->used = 1;
         peer->heard_ns = link_monotonic_ns();
         peer->fd = in->src_fd;
@@ -770,6 +834,9 @@ out:
         close(fd);
 }
 
+static const char BAD_MESSAGE[] =
+    "bad message from a peer: dropped"; /* drop_peer's line, peer_event's kind */
+
 static void serve(struct repl_primary *p)
 {
     struct repl_progress np;
@@ -784,18 +851,27 @@ static void serve(struct repl_primary *p)
             link_in_free(&in);
             break;
         }
-        if (rc == RK_EVERSION && in.route_len) {
+        if (in.max_part_len > ROUTER_MAX_REQUEST) {
+            /* under ROUTER_CUT_SIZE, so ZeroMQ let it through: refused
+             * here, answered, its peer dropped (whatever it decoded to) */
+            char text[WIRE_TEXT_MAX + 1];
+            p->n_oversized++;
+            snprintf(text, sizeof text, "a request frame of %zu bytes: requests are at most %u bytes",
+                     in.max_part_len, ROUTER_MAX_REQUEST);
+            reply_error(p, &in, WIRE_ERR_BAD_REQUEST, text);
+            drop_peer(p, &in, "oversized request from a peer: dropped", text);
+        } else if (rc == RK_EVERSION && in.route_len) {
             /* an older (or newer) peer: told so in our version, then dropped */
             char text[WIRE_TEXT_MAX + 1];
             snprintf(text, sizeof text, "this primary speaks protocol version %u: %.200s", WIRE_VERSION, why);
             reply_error(p, &in, WIRE_ERR_VERSION, text);
-            drop_peer(p, &in, why);
+            drop_peer(p, &in, BAD_MESSAGE, why);
         } else if (rc) {
-            drop_peer(p, &in, why);
+            drop_peer(p, &in, BAD_MESSAGE, why);
         } else if (in.m.type != WIRE_HELLO && in.m.type != WIRE_FETCH && in.m.type != WIRE_ACK &&
                    in.m.type != WIRE_SNAPSHOT) {
             snprintf(why, sizeof why, "%s is not a request", wire_type_name(in.m.type));
-            drop_peer(p, &in, why);
+            drop_peer(p, &in, BAD_MESSAGE, why);
         } else if (is_dropped(p, &in, in.m.type == WIRE_HELLO)) {
             log_msg(LOG_DEBUG, "message from a dropped peer ignored", "type=%s", wire_type_name(in.m.type));
         } else if (wire_check_epoch(p->epoch, in.m.epoch, &newer, why, sizeof why) != 0) {
@@ -1041,14 +1117,17 @@ static void heartbeat(struct repl_primary *p)
             json_decref(list);
             list = NULL;
         }
-    extra = list ? json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "replicated_lsn",
-                             json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)), "n_standbys",
-                             json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers), "monitor_hellos",
-                             json_uint(p->n_monitor_hellos), "hellos_refused", json_uint(p->n_hellos_refused),
-                             "lower_epoch_refused", json_uint(p->n_lower_epoch), "higher_epoch_requests",
-                             json_uint(p->n_higher_epoch), "curve", p->zap != NULL, "curve_keys_refused",
-                             json_uint(p->n_refused_keys), "standbys", list)
-                 : NULL; /* "o" steals list, even when json_pack fails */
+    extra =
+        list ? json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
+                         "replicated_lsn", json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)),
+                         "n_standbys", json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers),
+                         "monitor_hellos", json_uint(p->n_monitor_hellos), "hellos_refused",
+                         json_uint(p->n_hellos_refused), "lower_epoch_refused", json_uint(p->n_lower_epoch),
+                         "higher_epoch_requests", json_uint(p->n_higher_epoch), "requests_oversized",
+                         json_uint(p->n_oversized), "serve_connections_closed", json_uint(p->n_closed),
+                         "standbys_evicted", json_uint(p->n_evicted), "curve", p->zap != NULL,
+                         "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
+             : NULL; /* "o" steals list, even when json_pack fails */
     members = status_members(p->c);
     if (!members || !extra || json_object_update(members, extra) != 0) {
         /* out of memory: the status keeps the previous members */
@@ -1090,9 +1169,22 @@ static void router_events(struct repl_primary *p)
             memcpy(&event, zmq_msg_data(&ev), 2);
             memcpy(&fd, (const uint8_t *)zmq_msg_data(&ev) + 2, 4);
         }
-        for (size_t k = 0; event == ZMQ_EVENT_DISCONNECTED && k < WIRE_MAX_STANDBYS; k++)
-            if (p->peers[k].used && p->peers[k].fd == (int)fd)
-                p->peers[k].disconnected = 1;
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            const char *standby = "(none)";
+            char detail[WIRE_NAME_MAX + 160];
+            for (size_t k = 0; k < WIRE_MAX_STANDBYS; k++)
+                if (p->peers[k].used && p->peers[k].fd == (int)fd) {
+                    p->peers[k].disconnected = 1;
+                    standby = p->peers[k].id;
+                }
+            /* a peer leaving, or ZeroMQ cutting a frame over
+             * ROUTER_CUT_SIZE: the one event for both */
+            p->n_closed++;
+            snprintf(detail, sizeof detail,
+                     "standby=\"%s\" note=\"a peer left, or sent a frame over %u bytes\"", standby,
+                     ROUTER_CUT_SIZE);
+            rate_log(&p->closed_log, LOG_INFO, "serve connections closed", detail);
+        }
         zmq_msg_close(&ev);
         zmq_msg_close(&endpoint);
     }
@@ -1208,12 +1300,13 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
         return rc;
     }
     {
-        /* requests are small: a peer sending more is cut by ZeroMQ;
+        /* requests are small: a peer sending a frame over
+         * ROUTER_CUT_SIZE is cut by ZeroMQ, one up to it refused here;
          * routing ids are the ROUTER's own (standbys set none, and no
          * ZMQ_ROUTER_HANDOVER: a peer choosing a standby's routing id
          * would take its connection over), node_ids are HELLO's
          * (hello_slot); ZMTP heartbeats find dead connections */
-        int64_t max_req = ROUTER_MAX_REQUEST;
+        int64_t max_req = ROUTER_CUT_SIZE;
         int ivl = 1000, timeout = 5000;
         if (zmq_setsockopt(p->router, ZMQ_MAXMSGSIZE, &max_req, sizeof max_req) ||
             zmq_setsockopt(p->router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||

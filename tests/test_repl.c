@@ -1531,6 +1531,7 @@ END_TEST
 /* ------------------------------------------------------------ identities */
 
 static int lines_with(const char *file, const char *const *needles);
+static int exit_status_of(pid_t pid);
 
 /* A DEALER (or SUB subscribed to "rk.h") to the primary; with keys (Z85:
  * the primary's public key, then the client's pair) a CURVE client. */
@@ -1805,6 +1806,86 @@ START_TEST(fake_identities_do_not_lock_a_real_standby_out)
 }
 END_TEST
 
+/* Issue 14, point 12, without CURVE (min_replicas 1, insecure_acks =
+ * yes): 64 peers under made-up names fill the standbys' table and keep it
+ * full, each ACKing every heartbeat (what it said it held: nothing) and
+ * saying HELLO again whenever a heartbeat does not list it, as a standby
+ * does.  A real standby still gets in (one of them, which replicated
+ * nothing, is forgotten for it), replicates (RK_REPLICATED returns: no
+ * fake acked a record) and stays listed while the fakes go on; its state
+ * is the primary's.  On the code before it was refused ("too many
+ * standbys (64, every one live)") and never listed. */
+START_TEST(fake_identities_without_curve_do_not_lock_a_real_standby_out)
+{
+    enum { N_FAKES = 64 };
+    static const char *const one_replica[] = {"replication", "min_replicas", "1", NULL};
+    static uint8_t body[1 << 20];
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, one_replica, NULL), sb = -1;
+    char *st = status_of(primary_dir);
+    uint64_t epoch = json_u64(st, "epoch");
+    uint32_t code = 0;
+    void *ctx = zmq_ctx_new(), *fakes[N_FAKES], *sub = peer_socket(ctx, ZMQ_SUB, NULL, NULL, NULL);
+    int listed_beats = 0, written = 0, replicated = 0;
+    free(st);
+
+    engine_attach(&e);
+    engine_write(&e, 5);
+    for (int i = 0; i < N_FAKES; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "fake-%d", i);
+        fakes[i] = peer_socket(ctx, ZMQ_DEALER, NULL, NULL, NULL);
+        ck_assert_int_eq(hello_as(fakes[i], id, epoch, &code), WIRE_WELCOME);
+    }
+    sb = spawn(standby_dir[0], "standby-a", NULL, NULL, NULL);
+    /* until it replicated and was listed in 20 heartbeats more */
+    for (int beat = 0; beat < BOUND_S * 20 && !(replicated && listed_beats >= 20); beat++) {
+        struct wire_msg hb;
+        next_heartbeat(sub, &hb);
+        ck_assert_uint_le(hb.u.heartbeat.n_standbys, WIRE_MAX_STANDBYS);
+        int listed = hb_acked(&hb, "standby-a") >= 0;
+        ck_assert_msg(listed || !replicated, "standby-a, replicating, was forgotten (heartbeat %d)", beat);
+        listed_beats += listed && replicated;
+        for (int i = 0; i < N_FAKES; i++) { /* as a standby: an ACK per heartbeat, HELLO when not listed */
+            char id[32];
+            struct wire_msg ack = {.type = WIRE_ACK, .epoch = epoch},
+                            hello = {.type = WIRE_HELLO, .epoch = epoch};
+            snprintf(id, sizeof id, "fake-%d", i);
+            send_wire(fakes[i], &ack);
+            if (hb_acked(&hb, id) < 0) {
+                snprintf(hello.u.hello.node_id, sizeof hello.u.hello.node_id, "%s", id);
+                send_wire(fakes[i], &hello);
+            }
+            for (;;) { /* its replies (WELCOME, or ERROR when no slot is free), not kept */
+                zmq_pollitem_t it = {.socket = fakes[i], .events = ZMQ_POLLIN};
+                if (zmq_poll(&it, 1, 0) != 1)
+                    break;
+                ck_assert_int_ge(zmq_recv(fakes[i], body, sizeof body, 0), 0);
+            }
+        }
+        wire_msg_free(&hb);
+        if (listed && !written) {
+            engine_write(&e, 5);
+            written = 1;
+        }
+        replicated = written && rk_wait(e.r, e.lsn, RK_REPLICATED, 0) == 0;
+    }
+    ck_assert_msg(replicated && listed_beats >= 20, "standby-a: replicated %d, listed in %d heartbeats since",
+                  replicated, listed_beats);
+    st = status_of(primary_dir);
+    ck_assert_msg(json_u64(st, "standbys_evicted") >= 1 && standby_listed(st, "standby-a"), "primary: %s",
+                  st);
+    free(st);
+    for (int i = 0; i < N_FAKES; i++)
+        zmq_close(fakes[i]);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    stop_and_check(sb, primary, e.height);
+}
+END_TEST
+
 /* Issue 14, point 7: a monitor's HELLO (its 7th element true) is
  * welcomed, and the monitor follows the journal (FETCH, byte for byte the
  * primary's entries), but it is neither listed in heartbeats nor counted:
@@ -1950,6 +2031,82 @@ START_TEST(refusals_are_counted_and_logged_once_per_peer_per_interval)
                      1);
     ck_assert_int_eq(lines_with(log_file, (const char *const[]){"request from a lower epoch refused",
                                                                  "peer=726f6775652d3131 ", NULL}),
+                     1);
+}
+END_TEST
+
+/* Issue 14, point 11, oversized requests: 20 requests whose body frame is
+ * 5000 bytes (over the 4096-byte cap, under ZMQ_MAXMSGSIZE) each get ERROR
+ * 5 naming the size, are counted (requests_oversized) and logged once for
+ * that peer (count=1: the interval is 10 s), and the connection carries on
+ * (its HELLO next is welcomed).  A frame over ZMQ_MAXMSGSIZE (20000 bytes)
+ * is cut by ZeroMQ: counted in serve_connections_closed, one line.  Then
+ * 20 requests of a higher epoch: the primary steps down, with one line for
+ * them.  On the code before, ZeroMQ cut the first 5000-byte request: no
+ * reply, nothing counted, nothing logged. */
+START_TEST(oversized_requests_are_counted_and_logged_once_per_peer)
+{
+    static const char *const info[] = {"node", "log_level", "info", NULL};
+    static uint8_t big[20000], reply_body[4096];
+    char log_file[300];
+    snprintf(log_file, sizeof log_file, "%s/primary-stderr.log", primary_dir);
+    spawn_stderr = log_file;
+    pid_t primary = start(primary_dir, NULL, info, NULL);
+    spawn_stderr = NULL;
+    char *st = status_of(primary_dir);
+    uint64_t epoch = json_u64(st, "epoch");
+    free(st);
+    void *ctx = zmq_ctx_new(), *rogue = zmq_socket(ctx, ZMQ_DEALER), *cut = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    uint32_t code = 0;
+    zmq_setsockopt(rogue, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(cut, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(rogue, ZMQ_ROUTING_ID, "big-11", 6);
+    ck_assert_int_eq(zmq_connect(rogue, serve_ep), 0);
+    ck_assert_int_eq(zmq_connect(cut, serve_ep), 0);
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)mix(i);
+
+    for (int i = 0; i < 20; i++) {
+        struct wire_msg got;
+        send_frames(rogue, "HELLO", 5, big, 5000);
+        recv_reply(rogue, &got, reply_body, sizeof reply_body);
+        ck_assert_int_eq(got.type, WIRE_ERROR);
+        ck_assert_uint_eq(got.u.error.code, WIRE_ERR_BAD_REQUEST);
+        ck_assert_msg(strstr(got.u.error.text, "5000 bytes") != NULL, "%s", got.u.error.text);
+        wire_msg_free(&got);
+    }
+    ck_assert_int_eq(hello_as(rogue, "big", epoch, &code), WIRE_WELCOME); /* forgiven by HELLO */
+    wait_status(primary_dir, "\"requests_oversized\":20,");
+    st = status_of(primary_dir);
+    ck_assert_msg(json_u64(st, "peers_dropped") == 20 && json_u64(st, "serve_connections_closed") == 0, "%s",
+                  st);
+    free(st);
+    send_frames(cut, "FETCH", 5, big, sizeof big);
+    wait_status(primary_dir, "\"serve_connections_closed\":1,");
+    wait_status(primary_dir, "\"requests_oversized\":20,"); /* the cut one is not seen as a request */
+
+    for (int i = 0; i < 20; i++) {
+        struct wire_msg m = {.type = WIRE_HELLO, .epoch = epoch + 1};
+        snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "big");
+        send_wire(rogue, &m);
+    }
+    ck_assert_int_eq(exit_status_of(primary), NODE_EXIT_FENCED);
+    zmq_close(rogue);
+    zmq_close(cut);
+    zmq_ctx_term(ctx);
+
+    /* peer= is the routing id in hex: "big-11" */
+    ck_assert_int_eq(lines_with(log_file, (const char *const[]){"oversized request from a peer", NULL}), 1);
+    ck_assert_int_eq(
+        lines_with(log_file, (const char *const[]){"oversized request from a peer", "peer=6269672d3131 ",
+                                                   "count=1 ", "5000 bytes", NULL}),
+        1);
+    ck_assert_int_eq(
+        lines_with(log_file, (const char *const[]){"serve connections closed", "count=1 ", NULL}), 1);
+    ck_assert_int_eq(lines_with(log_file, (const char *const[]){"request from a higher epoch", NULL}), 1);
+    ck_assert_int_eq(lines_with(log_file, (const char *const[]){"request from a higher epoch",
+                                                                 "peer=6269672d3131 ", "count=1 ", NULL}),
                      1);
 }
 END_TEST
@@ -3697,8 +3854,10 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, curve_key_acks_only_for_its_own_node_id);
     tcase_add_test(tc, hello_under_a_live_standbys_name_does_not_reset_its_acks);
     tcase_add_test(tc, fake_identities_do_not_lock_a_real_standby_out);
+    tcase_add_test(tc, fake_identities_without_curve_do_not_lock_a_real_standby_out);
     tcase_add_test(tc, monitor_follows_without_taking_a_standby_slot);
     tcase_add_test(tc, refusals_are_counted_and_logged_once_per_peer_per_interval);
+    tcase_add_test(tc, oversized_requests_are_counted_and_logged_once_per_peer);
     tcase_add_test(tc, monitor_live_line_shows_health_checkpoints_and_stopped_heartbeats);
     suite_add_tcase(s, tc);
     tc = tcase_create("cluster"); /* several nodes' endpoints: CK_RUN_CASE=cluster */
