@@ -1326,6 +1326,16 @@ static int ha_round(struct drill *d, int round, struct ha_round *r)
             engine_read(d, cur);
             engine_close(cur);
         }
+        if (f == HA_KILL_BOTH) {
+            /* with min_replicas 1 the killed standby may hold the only
+             * copy of an acknowledged record: the sync key lets no one
+             * lead without its report (docs/HA.md), so it comes back now,
+             * as a host restarting would, and the election waits for it */
+            struct slot *v = &d->slots[r->victim];
+            ring_unlink(v->ring);
+            if (node_spawn(d, v, 1) <= 0 || node_wait_up(v, r->error, sizeof r->error) != 0)
+                return -1;
+        }
         if (ha_wait_leader(d, r->old_epoch, &np, &r->new_epoch, f == HA_ETCD ? NULL : &detect_ns, &elected_ns,
                            r->error, sizeof r->error) != 0)
             return -1;

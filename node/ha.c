@@ -8,7 +8,43 @@
  *                   election's transaction moves it, so epochs are ordered
  *                   by etcd
  *   members/<name>  {"name", "role", "epoch", "seq", "lag", "eligible",
- *                   "pid"}, attached to that node's lease
+ *                   "preferred", "pid", "node_id", "seq_known"}, attached to that
+ *                   node's lease
+ *   sync            {"leader", "epoch", "voters", "quorum", "min_replicas"}
+ *                   (min_replicas > 0; no lease): who may hold entries
+ *                   acknowledged RK_REPLICATED, as Patroni's /sync key in
+ *                   its quorum mode.  voters (node_ids) are the leader and
+ *                   the standbys whose acks it counts; every acknowledged
+ *                   entry is durable on at least voters - quorum + 1 of
+ *                   them, so any quorum of them holds it.
+ *
+ * Sync rules (numbered, cited where relied on):
+ *   Q1  a primary counts a standby's acks only once that standby is in
+ *       the sync key (repl_primary_sync_published after the put); a
+ *       standby it no longer knows stops counting before the smaller set
+ *       is put (repl_primary_sync_plan);
+ *   Q2  quorum = voters - copies + 1, copies = the leader (1) plus the
+ *       standbys holding every entry acknowledged so far (at most
+ *       min_replicas: what each later acknowledgement adds);
+ *   Q3  a standby runs for the leader key only with reports (member
+ *       records) from at least quorum voters, and only if it holds as
+ *       many entries as each of them: it then holds every acknowledged
+ *       entry.  Nobody leads otherwise, until enough voters come back;
+ *   Q4  the election's transaction puts the winner's own sync key
+ *       (voters: itself, quorum 1: it holds everything), compared with
+ *       the one the candidate read, and a leader puts its key only while
+ *       it holds the leader key (compared on its create revision).
+ *   Q5  a sync key written when the leader key was taken (Q4, or a primary
+ *       taking it at start) holds the floor: floor_seq, what that node
+ *       held, and floor_epoch, the epoch it knew.  Until that leader puts
+ *       a set with a standby in it, it has acknowledged nothing
+ *       RK_REPLICATED (min_replicas > 0 and no standby counted, Q1), so
+ *       every acknowledged entry is at or below floor_seq, on the history
+ *       of floor_epoch: a standby of epoch >= floor_epoch holding at least
+ *       floor_seq entries may run without the leader's report (a leader
+ *       killed before any standby followed it does not stall the cluster).
+ *   `ringkeep promote --force` breaks Q3 on purpose (the operator's
+ *   override, docs/HA.md): that node takes the key and puts its own sync.
  *
  * One thread (rk-ha) per process, for the life of the process: a node
  * changes role (standby -> primary on a won election, primary -> standby
@@ -25,9 +61,12 @@
  *             (ha_acquire), step down if etcd knows a higher epoch;
  *             leading -> the key must still be ours, and the lease
  *             renewed before the deadline, else step down (self-fence)
- *   standby:  leader key gone -> eligible (lag <= max_lag_entries) and no
- *             live member ahead of it -> create-if-absent transaction with
- *             the next epoch (ha_elect); won -> n->promote, and the
+ *             leading, min_replicas > 0 -> the standbys it knows now are
+ *             put in the sync key (Q1, Q2) when they changed
+ *   standby:  leader key gone -> eligible (lag <= max_lag_entries), enough
+ *             voters report and none holds more (Q3), and no live member
+ *             ahead of it -> create-if-absent transaction with the next
+ *             epoch and its own sync key (Q4); won -> n->promote, and the
  *             standby's loop hands over to the primary's role
  *
  *          grant/keepalive ok            ha_acquire / ha_elect won
@@ -61,6 +100,7 @@
 #include "node/ha.h"
 #include "node/internal.h"
 #include "persist/log.h"
+#include "replicator/replicator.h"
 #include "shm/ring.h"
 
 #define HA_KEY_MAX (RK_NAME_MAX * 2 + 64)
@@ -74,7 +114,7 @@ struct ha {
     _Atomic int stop;
     uint32_t tick_ms;
     char key_prefix[RK_NAME_MAX + 16]; /* /ringkeep/<cluster>/ */
-    char key_leader[HA_KEY_MAX], key_epoch[HA_KEY_MAX], key_me[HA_KEY_MAX];
+    char key_leader[HA_KEY_MAX], key_epoch[HA_KEY_MAX], key_me[HA_KEY_MAX], key_sync[HA_KEY_MAX];
     const char *name;
 
     pthread_mutex_t lock;
@@ -84,6 +124,7 @@ struct ha {
     uint64_t sb_seq;            /* under lock: a standby's last entry held durably */
     uint64_t sb_epoch;          /* under lock: the epoch it follows */
     int sb_ready;               /* under lock: not bootstrapping (it could be promoted) */
+    int sb_known;               /* under lock: sb_seq is this standby's (ha_standby_progress since attach) */
     _Atomic uint64_t won_epoch; /* the epoch of the election this node won (0: none) */
 
     /* the rk-ha thread's own */
@@ -109,16 +150,34 @@ struct leader_view {
 
 struct member_view {
     char name[RK_NAME_MAX + 1];
+    char node_id[RK_NAME_MAX + 1]; /* its [replication] node_id: the sync key's voters are these */
     char role[16];
     uint64_t seq, epoch;
+    int seq_known; /* seq is what it holds durably (not a starting node's 0): a report (Q3) */
     int eligible;
     int preferred; /* configured as the primary: first among equals */
 };
 
 #define HA_MAX_MEMBERS 64
+#define HA_MAX_VOTERS (WIRE_MAX_STANDBYS + 1) /* the leader and the standbys it counts */
+
+/* The sync key's value. */
+struct sync_view {
+    int present;
+    char leader[RK_NAME_MAX + 1];
+    uint64_t epoch;
+    uint32_t quorum;
+    int has_floor;                  /* Q5: written when the key was taken, no standby counted since */
+    uint64_t floor_seq, floor_epoch;
+    char voters[HA_MAX_VOTERS][RK_NAME_MAX + 1];
+    uint32_t n_voters;
+    char *text;      /* the value as etcd holds it (malloc'd; NULL: absent) */
+    int64_t mod_rev; /* 0: absent */
+};
 
 struct cluster_view {
     struct leader_view leader;
+    struct sync_view sync;
     uint64_t counter;    /* the epoch key's value (0: absent) */
     int64_t counter_rev; /* its mod revision (0: absent) */
     struct member_view members[HA_MAX_MEMBERS];
@@ -153,6 +212,28 @@ static int read_cluster(struct ha *h, struct cluster_view *v)
             v->leader.epoch = json_u64(val, "epoch");
             v->leader.create_rev = kvs[i].create_revision;
             v->leader.mod_rev = kvs[i].mod_revision;
+        } else if (strcmp(kvs[i].key, h->key_sync) == 0) {
+            struct sync_view *sy = &v->sync;
+            json_t *voters = json_object_get(val, "voters"), *voter;
+            size_t j;
+            sy->present = 1; /* whatever it holds: a value not understood lets no one run (Q3) */
+            snprintf(sy->leader, sizeof sy->leader, "%s",
+                     json_string_value(json_object_get(val, "leader")) ?: "");
+            sy->epoch = json_u64(val, "epoch");
+            sy->quorum = (uint32_t)json_u64(val, "quorum");
+            sy->has_floor = json_is_integer(json_object_get(val, "floor_seq")) &&
+                            json_is_integer(json_object_get(val, "floor_epoch"));
+            sy->floor_seq = json_u64(val, "floor_seq");
+            sy->floor_epoch = json_u64(val, "floor_epoch");
+            json_array_foreach(voters, j, voter)
+            {
+                if (json_is_string(voter) && sy->n_voters < HA_MAX_VOTERS)
+                    snprintf(sy->voters[sy->n_voters++], sizeof sy->voters[0], "%s", json_string_value(voter));
+            }
+            sy->text = strdup(kvs[i].value);
+            sy->mod_rev = kvs[i].mod_revision;
+            if (sy->quorum == 0 || !sy->text)
+                sy->quorum = UINT32_MAX; /* unreadable: no election can meet it (an operator's --force can) */
         } else if (strcmp(kvs[i].key, h->key_epoch) == 0) {
             v->counter = strtoull(kvs[i].value, NULL, 10);
             v->counter_rev = kvs[i].mod_revision;
@@ -161,7 +242,10 @@ static int read_cluster(struct ha *h, struct cluster_view *v)
             struct member_view *m = &v->members[v->n_members++];
             snprintf(m->name, sizeof m->name, "%s", json_string_value(json_object_get(val, "name")) ?: "");
             snprintf(m->role, sizeof m->role, "%s", json_string_value(json_object_get(val, "role")) ?: "");
+            snprintf(m->node_id, sizeof m->node_id, "%s",
+                     json_string_value(json_object_get(val, "node_id")) ?: "");
             m->seq = json_u64(val, "seq");
+            m->seq_known = json_is_true(json_object_get(val, "seq_known"));
             m->epoch = json_u64(val, "epoch");
             m->eligible = json_is_true(json_object_get(val, "eligible"));
             m->preferred = json_is_true(json_object_get(val, "preferred"));
@@ -170,6 +254,13 @@ static int read_cluster(struct ha *h, struct cluster_view *v)
     }
     etcd_kvs_free(kvs, n_kvs);
     return 0;
+}
+
+static void cluster_view_free(struct cluster_view *v)
+{
+    if (v)
+        free(v->sync.text);
+    free(v);
 }
 
 /* ------------------------------------------------------------ lease */
@@ -238,13 +329,16 @@ static void stop_leading(struct ha *h)
 /* ------------------------------------------------------------ members */
 
 /* Our member record, with our lease. */
-static void publish_member(struct ha *h, const char *role, uint64_t epoch, uint64_t seq, uint64_t lag,
-                           int eligible)
+/* seq_known: seq is what this node holds durably, so the record is a
+ * report an election may count (Q3); a node starting or between roles
+ * publishes 0 without it. */
+static void publish_member(struct ha *h, const char *role, uint64_t epoch, uint64_t seq, int seq_known,
+                           uint64_t lag, int eligible)
 {
-    json_t *val =
-        json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:b, s:i}", "name", h->name, "role", role, "epoch",
-                  (json_int_t)epoch, "seq", (json_int_t)seq, "lag", (json_int_t)lag, "eligible", eligible,
-                  "preferred", strcmp(h->c->role, "primary") == 0, "pid", (int)getpid());
+    json_t *val = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:b, s:i, s:s, s:b}", "name", h->name, "role", role,
+                            "epoch", (json_int_t)epoch, "seq", (json_int_t)seq, "lag", (json_int_t)lag, "eligible",
+                            eligible, "preferred", strcmp(h->c->role, "primary") == 0, "pid", (int)getpid(),
+                            "node_id", h->c->repl_node_id, "seq_known", seq_known);
     char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
 
     if (text && h->lease && etcd_put(h->e, h->key_me, text, h->lease) != 0)
@@ -263,25 +357,67 @@ static char *leader_value(struct ha *h, uint64_t epoch)
     return text;
 }
 
-/* Takes the leader key if it is free and the epoch key still holds what
- * v read: leader {name, epoch}, epoch key = counter, in one transaction.
- * 1 won, 0 lost (someone else moved first), -1 etcd did not answer. */
-static int take_leader_key(struct ha *h, const struct cluster_view *v, uint64_t epoch, uint64_t counter)
+/* The sync key's value for a leader of epoch counting plan's standbys
+ * (NULL: none yet, the leader key just taken): voters this node and them,
+ * quorum by Q2.  With no plan it also carries the floor (Q5): floor_seq,
+ * what this node held when it took the key, and floor_epoch, the epoch it
+ * knew then.  malloc'd text, NULL when out of memory. */
+static char *sync_value(struct ha *h, uint64_t epoch, const struct repl_sync_plan *plan, uint64_t floor_seq,
+                        uint64_t floor_epoch)
+{
+    json_t *voters = json_array(), *val = NULL;
+    uint32_t n_standbys = plan ? plan->n_standbys : 0, copies = plan ? plan->copies : 0;
+    char *text = NULL;
+
+    if (voters && json_array_append_new(voters, json_string(h->c->repl_node_id)) == 0)
+        for (uint32_t i = 0; i < n_standbys; i++)
+            json_array_append_new(voters, json_string(plan->standbys[i]));
+    if (voters && json_array_size(voters) == 1u + n_standbys)
+        val = json_pack("{s:s, s:I, s:O, s:I, s:I}", "leader", h->c->repl_node_id, "epoch", (json_int_t)epoch,
+                        "voters", voters, "quorum", (json_int_t)(1 + n_standbys - copies), "min_replicas",
+                        (json_int_t)h->c->repl_min_replicas);
+    if (val && !plan &&
+        (json_object_set_new(val, "floor_seq", json_integer((json_int_t)floor_seq)) != 0 ||
+         json_object_set_new(val, "floor_epoch", json_integer((json_int_t)floor_epoch)) != 0)) {
+        json_decref(val);
+        val = NULL;
+    }
+    text = val ? json_dumps(val, JSON_COMPACT) : NULL;
+    json_decref(val);
+    json_decref(voters);
+    return text;
+}
+
+/* Takes the leader key if it is free and the epoch and sync keys still
+ * hold what v read: leader {name, epoch}, epoch key = counter and (with
+ * min_replicas > 0) this node's own sync key (Q4; with min_replicas 0 one
+ * left by another configuration is deleted), in one transaction.  1 won,
+ * 0 lost (someone else moved first), -1 etcd did not answer. */
+static int take_leader_key(struct ha *h, const struct cluster_view *v, uint64_t epoch, uint64_t counter,
+                           uint64_t seq, uint64_t seq_epoch)
 {
     char *value = leader_value(h, epoch), counter_text[24];
-    struct etcd_compare cmp[2] = {
+    char *sync = h->c->repl_min_replicas ? sync_value(h, epoch, NULL, seq, seq_epoch) : NULL;
+    struct etcd_compare cmp[3] = {
         {.key = h->key_leader, .target = ETCD_CREATE_REVISION, .revision = 0},
-        {.key = h->key_epoch, .target = ETCD_MOD_REVISION, .revision = v->counter_rev}};
-    struct etcd_op ops[2] = {{.key = h->key_leader, .value = value, .lease = h->lease},
-                             {.key = h->key_epoch, .value = counter_text}};
+        {.key = h->key_epoch, .target = ETCD_MOD_REVISION, .revision = v->counter_rev},
+        {.key = h->key_sync, .target = ETCD_MOD_REVISION, .revision = v->sync.mod_rev}};
+    struct etcd_op ops[3] = {{.key = h->key_leader, .value = value, .lease = h->lease},
+                             {.key = h->key_epoch, .value = counter_text},
+                             {.key = h->key_sync, .value = sync}};
+    size_t n_ops = sync || v->sync.present ? 3 : 2; /* NULL value: delete */
     int won = 0, rc;
     int64_t rev = 0;
 
-    if (!value)
+    if (!value || (h->c->repl_min_replicas && !sync)) {
+        free(value);
+        free(sync);
         return -1;
+    }
     snprintf(counter_text, sizeof counter_text, "%" PRIu64, counter);
-    rc = etcd_txn(h->e, cmp, 2, ops, 2, &won, &rev);
+    rc = etcd_txn(h->e, cmp, 3, ops, n_ops, &won, &rev);
     free(value);
+    free(sync);
     if (rc) {
         log_msg(LOG_WARN, "etcd: the leader key's transaction failed", "error=\"%s\"", etcd_error(h->e));
         return -1;
@@ -305,6 +441,38 @@ static void primary_fence(struct ha *h, uint64_t epoch, const char *why)
     stop_leading(h);
 }
 
+/* Under lock, a leading primary (min_replicas > 0): the standbys it
+ * knows now go into the sync key, under the leader key we hold (Q4), and
+ * count from then on (Q1).  Nothing is put while the key already says it. */
+static void publish_sync(struct ha *h, const struct cluster_view *v)
+{
+    struct node *n = h->n;
+    struct repl_sync_plan *plan = malloc(sizeof *plan);
+    char *text = NULL;
+
+    if (!plan || !n->repl || !repl_primary_sync_plan(n->repl, plan))
+        goto out;
+    text = sync_value(h, n->epoch, plan, 0, 0);
+    if (!text)
+        goto out;
+    if (!v->sync.text || strcmp(v->sync.text, text) != 0) {
+        struct etcd_compare cmp = {.key = h->key_leader, .target = ETCD_CREATE_REVISION, .revision = h->leader_rev};
+        struct etcd_op op = {.key = h->key_sync, .value = text};
+        int ok = 0;
+        if (etcd_txn(h->e, &cmp, 1, &op, 1, &ok, NULL) != 0 || !ok) {
+            /* not put: the set etcd holds still covers the standbys that
+             * count (a removal took effect in the plan already) */
+            log_msg(LOG_WARN, "etcd: the sync key was not put", "ok=%d error=\"%s\"", ok, etcd_error(h->e));
+            goto out;
+        }
+        log_msg(LOG_INFO, "etcd: sync key put: these standbys count", "sync=%s", text);
+    }
+    repl_primary_sync_published(n->repl, plan);
+out:
+    free(text);
+    free(plan);
+}
+
 static void primary_tick(struct ha *h, const struct cluster_view *v)
 {
     struct node *n = h->n;
@@ -313,7 +481,7 @@ static void primary_tick(struct ha *h, const struct cluster_view *v)
     pthread_mutex_lock(&n->lock);
     seq = n->journal_seq;
     pthread_mutex_unlock(&n->lock);
-    publish_member(h, "primary", n->epoch, seq, 0, 1);
+    publish_member(h, "primary", n->epoch, seq, 1, 0, 1);
     if (atomic_load(&n->stepped_down))
         return;
     if (h->leading) {
@@ -339,6 +507,7 @@ static void primary_tick(struct ha *h, const struct cluster_view *v)
             free(value);
         }
         ring_set_ack_deadline(n->ring, h->ack_deadline);
+        publish_sync(h, v);
         return;
     }
     /* not leading yet: a primary started by its configuration (or one
@@ -373,7 +542,7 @@ static void primary_tick(struct ha *h, const struct cluster_view *v)
                      v->leader.epoch);
             return;
         }
-    } else if (take_leader_key(h, v, n->epoch, n->epoch) == 1) {
+    } else if (take_leader_key(h, v, n->epoch, n->epoch, n->journal_seq, n->epoch) == 1) {
         log_msg(LOG_INFO, "etcd: leader key taken", "epoch=%" PRIu64, n->epoch);
     }
     if (h->leading) {
@@ -390,6 +559,55 @@ static void say_wait(struct ha *h, const char *why)
         snprintf(h->last_wait, sizeof h->last_wait, "%s", why);
         log_msg(LOG_INFO, "etcd: the leader key is free; this standby waits", "why=\"%s\"", why);
     }
+}
+
+/* Q3: whether the sync key lets this standby (holding seq) run: reports
+ * from at least quorum voters, none holding more.  0 with why set. */
+static int sync_allows(struct ha *h, const struct cluster_view *v, uint64_t seq, char *why, size_t why_size)
+{
+    const struct sync_view *sy = &v->sync;
+    uint32_t n_reports = 0;
+    uint64_t most = 0;
+    const char *most_id = "";
+
+    if (!sy->present)
+        return 1; /* no primary counted a standby yet: nothing was acknowledged RK_REPLICATED */
+    for (uint32_t i = 0; i < sy->n_voters; i++) {
+        const char *id = sy->voters[i];
+        uint64_t their = 0;
+        int heard = 0;
+        if (strcmp(id, h->c->repl_node_id) == 0) {
+            heard = 1; /* this node: what it holds now */
+            their = seq;
+        } else {
+            for (size_t j = 0; j < v->n_members && !heard; j++)
+                if (v->members[j].seq_known && strcmp(v->members[j].node_id, id) == 0) {
+                    heard = 1;
+                    their = v->members[j].seq;
+                }
+        }
+        n_reports += heard;
+        if (heard && their > most) {
+            most = their;
+            most_id = id;
+        }
+    }
+    if (n_reports < sy->quorum && sy->has_floor && sy->n_voters == 1 && seq >= sy->floor_seq &&
+        h->sb_epoch >= sy->floor_epoch)
+        return 1; /* Q5 */
+    if (n_reports < sy->quorum) {
+        snprintf(why, why_size,
+                 "%" PRIu32 " of the %" PRIu32 " counted members of epoch %" PRIu64
+                 " report (the sync key needs %" PRIu32 "): an entry acknowledged RK_REPLICATED may be on the others",
+                 n_reports, sy->n_voters, sy->epoch, sy->quorum);
+        return 0;
+    }
+    if (most > seq) {
+        snprintf(why, why_size, "counted member %s holds more entries (%" PRIu64 " > %" PRIu64 ")", most_id, most,
+                 seq);
+        return 0;
+    }
+    return 1;
 }
 
 static void standby_tick(struct ha *h, const struct cluster_view *v)
@@ -414,7 +632,7 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
     }
     uint64_t lag = highest > seq ? highest - seq : 0;
     eligible = h->sb_ready && lag <= h->c->ha_max_lag_entries && !atomic_load(&n->promote);
-    publish_member(h, "standby", h->sb_epoch, seq, lag, eligible);
+    publish_member(h, "standby", h->sb_epoch, seq, h->sb_known, lag, eligible);
     if (v->leader.present) {
         h->absent_since = 0;
         h->seen_leader = 1;
@@ -442,6 +660,10 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
         say_wait(h, why);
         return;
     }
+    if (!sync_allows(h, v, seq, why, sizeof why)) {
+        say_wait(h, why); /* without a time limit: a time limit would lose what the others hold */
+        return;
+    }
     if (!h->absent_since) {
         h->absent_since = now;
         /* a node that never saw a leader (a cluster starting) leaves one
@@ -459,7 +681,7 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
         return;
     }
     uint64_t base = v->counter > h->sb_epoch ? v->counter : h->sb_epoch;
-    int won = take_leader_key(h, v, base + 1, base + 1);
+    int won = take_leader_key(h, v, base + 1, base + 1, seq, h->sb_epoch);
     if (won == 1) {
         atomic_store(&h->won_epoch, base + 1);
         log_msg(LOG_WARN, "etcd: election won: promoting", "epoch=%" PRIu64 " seq=%" PRIu64 " lag=%" PRIu64,
@@ -472,7 +694,7 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
 
 static void tick(struct ha *h)
 {
-    struct cluster_view *v = malloc(sizeof *v);
+    struct cluster_view *v = calloc(1, sizeof *v);
     int rc;
 
     if (!v)
@@ -495,7 +717,7 @@ static void tick(struct ha *h)
         /* starting, or between roles: a node about to run as a primary (its
          * configuration's role, or an election won) says so at once, so
          * that standbys leave it the key */
-        publish_member(h, h->leading ? "primary" : "standby", atomic_load(&h->won_epoch), 0, 0, 0);
+        publish_member(h, h->leading ? "primary" : "standby", atomic_load(&h->won_epoch), 0, 0, 0, 0);
     if (h->role == HA_PRIMARY && h->leading && ring_boottime_ns() >= h->ack_deadline) {
         /* self-fencing: the lease was not renewed in time; etcd may let
          * another node lead once it expires */
@@ -510,7 +732,7 @@ static void tick(struct ha *h)
     if (rc == ENOENT)
         stop_leading(h);
     pthread_mutex_unlock(&h->lock);
-    free(v);
+    cluster_view_free(v);
 }
 
 static void *ha_main(void *arg)
@@ -548,6 +770,7 @@ int ha_start(const struct node_config *c, struct ha **out)
     snprintf(h->key_leader, sizeof h->key_leader, "%sleader", h->key_prefix);
     snprintf(h->key_epoch, sizeof h->key_epoch, "%sepoch", h->key_prefix);
     snprintf(h->key_me, sizeof h->key_me, "%smembers/%s", h->key_prefix, h->name);
+    snprintf(h->key_sync, sizeof h->key_sync, "%ssync", h->key_prefix);
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
     rc = etcd_open(c->ha_etcd, h->tick_ms, &h->e);
@@ -610,6 +833,7 @@ void ha_attach_standby(struct ha *h, struct node *n)
     h->role = HA_STANDBY;
     h->n = n;
     h->sb_ready = 0;
+    h->sb_known = 0;
     h->last_wait[0] = '\0';
     pthread_mutex_unlock(&h->lock);
 }
@@ -622,6 +846,7 @@ void ha_standby_progress(struct ha *h, uint64_t seq, uint64_t epoch, int ready)
     h->sb_seq = seq;
     h->sb_epoch = epoch;
     h->sb_ready = ready;
+    h->sb_known = 1;
     pthread_mutex_unlock(&h->lock);
 }
 

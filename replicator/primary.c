@@ -18,7 +18,18 @@
  * never beyond the durable cursor), and the cursor moves to the
  * min_replicas-th highest LSN the standbys acknowledged.  With
  * min_replicas = 0 the node moves the replicated cursor with the durable
- * one and acks only feed status and heartbeats.  The journal is not
+ * one and acks only feed status and heartbeats.
+ *
+ * Under [ha] (min_replicas > 0) only the acks of the standbys the node has
+ * published in etcd as counted (node/ha.c, the sync key) move the cursor:
+ * an election then needs reports from enough of them to find every
+ * acknowledged entry.  The node's rk-ha thread asks for a plan
+ * (repl_primary_sync_plan: the standbys known now, and how many of them
+ * hold everything acknowledged so far; a counted standby no longer known
+ * stops counting there and then), publishes it, and only then lets the
+ * new ones count (repl_primary_sync_published).  `lock` guards that set
+ * and a copy of the peers' ids and acked sequences (sync_mirror), which
+ * the replicator thread refreshes whenever they change.  The journal is not
  * trimmed past what a standby this primary knows (one that said HELLO
  * since it started) still needs.
  *
@@ -182,6 +193,24 @@ struct repl_primary {
     struct peer_log peer_logs[PEER_LOG_SLOTS];
     uint64_t log_clock;
     _Atomic uint64_t needed_from; /* lowest acked_seq + 1 of the known standbys (UINT64_MAX: none) */
+    /* [ha] with min_replicas > 0 (gated): whose acks count, under lock.
+     *   S1: every id in counted is in etcd's sync key (ha.c publishes
+     *       before repl_primary_sync_published adds; a removal takes
+     *       effect here first, in repl_primary_sync_plan);
+     *   S2: replicated_seq >= every entry acknowledged RK_REPLICATED here. */
+    int gated;
+    _Atomic int sync_changed; /* the counted set grew: the replicator thread looks at the acks again */
+    struct {
+        char counted[WIRE_MAX_STANDBYS][WIRE_NAME_MAX + 1];
+        uint32_t n_counted;
+        struct {
+            char id[WIRE_NAME_MAX + 1];
+            uint64_t acked_seq;
+        } known[WIRE_MAX_STANDBYS]; /* the used peers, as the replicator thread last saw them */
+        uint32_t n_known;
+        uint64_t replicated_seq; /* S2 */
+        uint64_t base_seq;       /* the journal when this primary started: earlier epochs' entries */
+    } sync;
     int has_newest;
     struct wire_checkpoint newest; /* producers owned */
     struct peer peers[WIRE_MAX_STANDBYS];
@@ -336,7 +365,34 @@ static struct peer *peer_by_route(struct repl_primary *p, const uint8_t *route, 
     return NULL;
 }
 
-/* What the known standbys still need: the journal is not trimmed past it. */
+/* Under lock: whether standby id's acks count (S1). */
+static int sync_counted(const struct repl_primary *p, const char *id)
+{
+    for (uint32_t i = 0; i < p->sync.n_counted; i++)
+        if (strcmp(p->sync.counted[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+/* The copy of the peers the rk-ha thread plans from (gated only). */
+static void sync_mirror(struct repl_primary *p)
+{
+    uint32_t n = 0;
+
+    if (!p->gated)
+        return;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
+        if (p->peers[i].used && p->peers[i].id[0]) {
+            snprintf(p->sync.known[n].id, sizeof p->sync.known[n].id, "%s", p->peers[i].id);
+            p->sync.known[n++].acked_seq = p->peers[i].acked_seq;
+        }
+    p->sync.n_known = n;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* What the known standbys still need: the journal is not trimmed past it.
+ * Called whenever a peer comes, goes or acks: the sync copy follows. */
 static void update_needed(struct repl_primary *p)
 {
     uint64_t needed = UINT64_MAX;
@@ -344,6 +400,7 @@ static void update_needed(struct repl_primary *p)
         if (p->peers[i].used && p->peers[i].acked_seq + 1 < needed)
             needed = p->peers[i].acked_seq + 1;
     atomic_store(&p->needed_from, needed);
+    sync_mirror(p);
 }
 
 /* A refusal (msg, a string constant) of peer in: logged unless this peer
@@ -433,29 +490,47 @@ static int is_dropped(struct repl_primary *p, const struct link_in *in, int forg
     return 0;
 }
 
+/* Sorts v[0..n) descending (n <= 64). */
+static void sort_descending(uint64_t *v, uint32_t n)
+{
+    for (uint32_t i = 1; i < n; i++)
+        for (uint32_t j = i; j > 0 && v[j] > v[j - 1]; j--) {
+            uint64_t t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+}
+
 static void update_replicated(struct repl_primary *p)
 {
-    uint64_t lsns[WIRE_MAX_STANDBYS];
+    uint64_t lsns[WIRE_MAX_STANDBYS], seqs[WIRE_MAX_STANDBYS];
     uint32_t k = p->c->repl_min_replicas, n = 0;
 
     if (k == 0)
         return; /* the node moves it with the durable cursor */
+    /* gated: the counted set is read and the cursor moved under one hold
+     * of lock, so a plan (repl_primary_sync_plan) sees every move made
+     * with a standby it removes, and none after */
+    if (p->gated)
+        pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
-        if (p->peers[i].used)
+        if (p->peers[i].used && (!p->gated || sync_counted(p, p->peers[i].id))) {
+            seqs[n] = p->peers[i].acked_seq;
             lsns[n++] = p->peers[i].acked_lsn;
-    if (n < k)
-        return;
-    /* the k-th highest: sort descending (n <= 64) */
-    for (uint32_t i = 1; i < n; i++)
-        for (uint32_t j = i; j > 0 && lsns[j] > lsns[j - 1]; j--) {
-            uint64_t t = lsns[j];
-            lsns[j] = lsns[j - 1];
-            lsns[j - 1] = t;
         }
-    if (lsns[k - 1] > p->replicated_lsn) {
-        p->replicated_lsn = lsns[k - 1];
-        ring_set_replicated(p->ring, p->replicated_lsn);
+    if (n >= k) {
+        /* the k-th highest */
+        sort_descending(lsns, n);
+        sort_descending(seqs, n);
+        if (lsns[k - 1] > p->replicated_lsn) {
+            p->replicated_lsn = lsns[k - 1];
+            if (seqs[k - 1] > p->sync.replicated_seq)
+                p->sync.replicated_seq = seqs[k - 1]; /* S2: k counted standbys hold up to it */
+            ring_set_replicated(p->ring, p->replicated_lsn);
+        }
     }
+    if (p->gated)
+        pthread_mutex_unlock(&p->lock);
 }
 
 static void acked(struct repl_primary *p, struct peer *peer, uint64_t seq, uint64_t journal_seq)
@@ -712,6 +787,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         memcpy(peer->route, in->route, in->route_len);
         peer->route_len = in->route_len;
         snprintf(peer->id, sizeof peer->id, "%s", h->node_id);
+        sync_mirror(p); /* update_needed above ran before the id was set */
         /* what its journal holds is fsynced: as good as an ACK */
         acked(p, peer, h->last_seq, np->journal_seq);
     }
@@ -1057,6 +1133,19 @@ static json_t *status_members(const struct node_config *c)
                      json_cstr(c->repl_serve), "min_replicas", json_uint(c->repl_min_replicas));
 }
 
+/* Whether standby id's acks count now (status). */
+static int counted_now(struct repl_primary *p, const char *id)
+{
+    int counted = 1;
+
+    if (p->gated) {
+        pthread_mutex_lock(&p->lock);
+        counted = sync_counted(p, id);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return counted;
+}
+
 static void heartbeat(struct repl_primary *p)
 {
     struct repl_progress np;
@@ -1110,10 +1199,11 @@ static void heartbeat(struct repl_primary *p)
      * object; ids are bytes a peer chose (json_bytes.h) */
     list = json_array();
     for (uint32_t i = 0; list && i < n; i++)
-        if (json_array_append_new(list, json_pack("{s:o, s:o, s:o, s:o}", "id", json_cstr(standbys[i].id),
+        if (json_array_append_new(list, json_pack("{s:o, s:o, s:o, s:o, s:b}", "id", json_cstr(standbys[i].id),
                                                   "acked_seq", json_uint(standbys[i].acked_seq),
                                                   "lag_entries", json_uint(standbys[i].lag_entries), "lag_ms",
-                                                  json_uint(standbys[i].lag_ms))) != 0) {
+                                                  json_uint(standbys[i].lag_ms), "counted",
+                                                  counted_now(p, standbys[i].id))) != 0) {
             json_decref(list);
             list = NULL;
         }
@@ -1234,6 +1324,8 @@ static void *replicator_main(void *arg)
         pthread_mutex_unlock(&p->lock);
         if (path[0])
             announce_checkpoint(p, path);
+        if (atomic_exchange(&p->sync_changed, 0))
+            update_replicated(p); /* acks already in may count now */
         if (items[0].revents & ZMQ_POLLIN)
             serve(p);
         if (link_monotonic_ns() >= next_hb) {
@@ -1274,6 +1366,7 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
     progress(progress_arg, &np);
     p->epoch = np.epoch;
     p->published_seq = np.journal_seq; /* older entries: standbys fetch them */
+    p->sync.base_seq = np.journal_seq;  /* before the replicator thread runs: no lock needed */
     p->start_ns = link_monotonic_ns();
     snprintf(dir, sizeof dir, "%s/checkpoints", p->c->data_dir);
     if (ckpt_list(dir, &paths, &n_paths) == 0 && n_paths) {
@@ -1393,6 +1486,62 @@ void repl_primary_status(struct repl_primary *p, json_t *status)
     pthread_mutex_unlock(&p->lock);
 }
 
+static int compare_ids(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+int repl_primary_sync_plan(struct repl_primary *p, struct repl_sync_plan *plan)
+{
+    uint32_t kept = 0, copies = 0;
+    uint64_t floor;
+
+    memset(plan, 0, sizeof *plan);
+    if (!p->gated)
+        return 0;
+    pthread_mutex_lock(&p->lock);
+    /* a counted standby no longer known stops counting now (before the
+     * smaller set is published: S1 holds through a failed publication) */
+    for (uint32_t i = 0; i < p->sync.n_counted; i++) {
+        int known = 0;
+        for (uint32_t j = 0; j < p->sync.n_known && !known; j++)
+            known = strcmp(p->sync.known[j].id, p->sync.counted[i]) == 0;
+        if (known && kept != i)
+            memcpy(p->sync.counted[kept], p->sync.counted[i], sizeof p->sync.counted[kept]);
+        kept += known;
+    }
+    p->sync.n_counted = kept;
+    /* what each known standby holds durably is on it whether it counts or
+     * not: those holding every acknowledged entry (S2), and every entry of
+     * the epochs before this primary's, are copies of all of it */
+    floor = p->sync.replicated_seq > p->sync.base_seq ? p->sync.replicated_seq : p->sync.base_seq;
+    for (uint32_t j = 0; j < p->sync.n_known; j++) {
+        snprintf(plan->standbys[j], sizeof plan->standbys[j], "%s", p->sync.known[j].id);
+        copies += p->sync.known[j].acked_seq >= floor;
+    }
+    plan->n_standbys = p->sync.n_known;
+    pthread_mutex_unlock(&p->lock);
+    /* entries acknowledged from now on are on min_replicas counted
+     * standbys: more copies than that are not promised */
+    plan->copies = copies < p->c->repl_min_replicas ? copies : p->c->repl_min_replicas;
+    /* sorted by id: the same set gives the same plan */
+    qsort(plan->standbys, plan->n_standbys, sizeof plan->standbys[0], compare_ids);
+    return 1;
+}
+
+void repl_primary_sync_published(struct repl_primary *p, const struct repl_sync_plan *plan)
+{
+    if (!p->gated)
+        return;
+    pthread_mutex_lock(&p->lock);
+    for (uint32_t i = 0; i < plan->n_standbys && i < WIRE_MAX_STANDBYS; i++)
+        snprintf(p->sync.counted[i], sizeof p->sync.counted[i], "%s", plan->standbys[i]);
+    p->sync.n_counted = plan->n_standbys < WIRE_MAX_STANDBYS ? plan->n_standbys : WIRE_MAX_STANDBYS;
+    pthread_mutex_unlock(&p->lock);
+    atomic_store(&p->sync_changed, 1);
+    wake(p);
+}
+
 void repl_primary_stop(struct repl_primary *p)
 {
     if (p->running) {
@@ -1413,6 +1562,7 @@ int repl_primary_open(const struct node_config *c, struct repl_primary **out)
     p->c = c;
     p->efd = -1;
     atomic_store(&p->needed_from, UINT64_MAX);
+    p->gated = c->ha_etcd[0] && c->repl_min_replicas > 0;
     pthread_mutex_init(&p->lock, NULL);
     p->status = status_members(c);
     *out = p;

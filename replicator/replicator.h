@@ -13,6 +13,7 @@
 #include "persist/apply.h"
 #include "persist/config.h"
 #include "persist/store.h"
+#include "replicator/wire.h"
 #include "shm/ring.h"
 
 /* ------------------------------------------------------------ primary */
@@ -66,6 +67,24 @@ uint64_t repl_primary_trim_floor(struct repl_primary *p);
 /* Control thread: adds the replicator's members to the status object
  * (the object stays the caller's). */
 void repl_primary_status(struct repl_primary *p, json_t *status);
+
+/* Under [ha] with min_replicas > 0, only the standbys etcd was told of
+ * count toward min_replicas (node/ha.c publishes them in the sync key).
+ * A plan: the standbys this primary knows now (node_ids, sorted), and how
+ * many of them hold every entry acknowledged so far (at most
+ * min_replicas).  Making it stops the counting of standbys no longer
+ * known.  1 with a plan, 0 when nothing is gated (no [ha], or
+ * min_replicas 0).  rk-ha thread. */
+struct repl_sync_plan {
+    char standbys[WIRE_MAX_STANDBYS][WIRE_NAME_MAX + 1];
+    uint32_t n_standbys;
+    uint32_t copies;
+};
+int repl_primary_sync_plan(struct repl_primary *p, struct repl_sync_plan *plan);
+
+/* Once plan is in etcd: its standbys' acknowledgements count.  rk-ha
+ * thread. */
+void repl_primary_sync_published(struct repl_primary *p, const struct repl_sync_plan *plan);
 
 /* Node's main thread, at stop, after drain and apply finished: stops the
  * replicator's thread (a no-op if it does not run). */

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# ha_quorum_test.sh -- an election that cannot lose an acknowledged record
+# (issue 12; docs/HA.md, "The sync key"): one etcd and three nodes with
+# [ha] (ttl_ms 2000, min_replicas 1, max_lag_entries 1000000: every
+# standby is eligible however far behind), as in ha_test.sh.
+#   1. nP leads; nS is killed (SIGKILL) and the engine writes 30 blocks,
+#      each acknowledged RK_REPLICATED: only nB, counted, acknowledges them.
+#      (A SIGSTOPped nS would not do: on waking it reads what the primary
+#      had already sent into its socket buffers, and then holds it all.)
+#   2. nP and nB are killed together (SIGKILL), nS started again: it holds
+#      none of those blocks, and no sync-key quorum reports (nP and nB are
+#      gone): nobody may lead, however long it waits (4 TTLs here); nS
+#      says why.
+#   3. nB started again: it reports what it holds durably, and it leads
+#      (the most advanced of the counted members); every acknowledged
+#      block is on it: the engine restores there at height >= 30 and
+#      finishes, its books equal to an uninterrupted run's, and nS ends
+#      with nB's digest.
+#   4. the operator's override: nB and nS are killed, the cluster has no
+#      quorum again; `ringkeep promote --force` on nP (started again,
+#      behind neither: it holds what it journaled) makes it lead.
+# On the code before the sync key, step 2 fails: nS leads, and the 30
+# blocks are gone from the new history.
+# usage: ha_quorum_test.sh PATH/TO/ringkeep PATH/TO/orderbook
+set -euo pipefail
+RK=$1
+OB=$2
+ETCD=$(command -v etcd || true)
+[ -n "$ETCD" ] || { echo "ha_quorum_test: FAIL: no etcd binary (./setup.sh installs etcd-server)" >&2; exit 1; }
+TMP=$(mktemp -d /tmp/rk-test-haq.XXXXXX)
+declare -A node_pid=()
+etcd_pid=
+cleanup() {
+    local p
+    for p in "${node_pid[@]}" $etcd_pid; do
+        kill -CONT "$p" 2>/dev/null || true
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    for i in 0 1 2; do "$RK" ring rm "haq-test.$$.$i" >/dev/null 2>&1 || true; done
+    [ -n "${HA_TEST_KEEP:-}" ] && echo "ha_quorum_test: kept $TMP" >&2 || rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+fail() {
+    echo "ha_quorum_test: FAIL: $*" >&2
+    for f in "$TMP"/n*.log "$TMP"/engine*.log; do
+        [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 15 "$f" >&2; }
+    done
+    exit 1
+}
+
+. "$(dirname "$0")/etcd_lib.sh" # etcd_run, start_etcd
+start_etcd
+
+pubs="ipc://$TMP/pub0,ipc://$TMP/pub1,ipc://$TMP/pub2"
+srvs="ipc://$TMP/srv0,ipc://$TMP/srv1,ipc://$TMP/srv2"
+for i in 0 1 2; do
+    mkdir "$TMP/d$i"
+    role=standby
+    [ $i -eq 0 ] && role=primary
+    cat >"$TMP/n$i.ini" <<INI
+[node]
+role = $role
+data_dir = $TMP/d$i
+[ring]
+name = haq-test.$$.$i
+capacity = 1M
+[checkpoint]
+every_seconds = 0
+[replication]
+publish = ipc://$TMP/pub$i
+serve = ipc://$TMP/srv$i
+primary_publish = $pubs
+primary_serve = $srvs
+node_id = n$i
+min_replicas = 1
+# acks unauthenticated: ipc endpoints in this test's own directory
+insecure_acks = yes
+heartbeat_ms = 100
+on_higher_epoch = rejoin
+[ha]
+etcd = http://127.0.0.1:$etcd_port
+cluster = haq-test-$$
+ttl_ms = 2000
+max_lag_entries = 1000000
+INI
+done
+start_node() { "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" & node_pid[$1]=$!; }
+kill_node() {
+    kill -KILL "${node_pid[$1]}"
+    wait "${node_pid[$1]}" 2>/dev/null || true
+    unset "node_pid[$1]"
+}
+cluster() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null || true; }
+leader_of() { printf '%s' "$1" | sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
+field() { printf '%s' "$2" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
+status() { "$RK" status -c "$TMP/n$1.ini" --json 2>/dev/null || true; }
+wait_primary() { # wait_primary N: until nN answers its status as a primary
+    local s
+    for _ in $(seq 300); do
+        s=$(status "$1")
+        [ "$(field role "$s")" = primary ] && return 0
+        sleep 0.1
+    done
+    fail "n$1 does not answer as a primary: $s"
+}
+acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }
+
+# ------------------------------------------------------------ 1. only nB acknowledges
+for i in 0 1 2; do start_node $i; done
+for _ in $(seq 300); do
+    out=$(cluster)
+    l=$(leader_of "$out")
+    [ -n "$l" ] && [ "$(printf '%s' "$out" | grep -o '"role":"standby"' | wc -l)" -eq 2 ] && break
+    sleep 0.1
+done
+[ -n "$l" ] || fail "no node was elected at start: $out"
+P=${l%% *}
+epoch0=${l##* }
+B=$(((P + 1) % 3))
+S=$(((P + 2) % 3))
+wait_primary "$P"
+for _ in $(seq 300); do # both standbys known to the primary
+    [ "$(field n_standbys "$(status "$P")")" = 2 ] && break
+    sleep 0.1
+done
+[ "$(field n_standbys "$(status "$P")")" = 2 ] || fail "n$P does not know both standbys: $(status "$P")"
+kill_node "$S"
+"$OB" --ring "haq-test.$$.$P" --data-dir "$TMP/d$P" --blocks 30 --replicated --acked "$TMP/acked1" \
+    2>"$TMP/engine1.log" || fail "the engine failed on n$P"
+acked1=$(acked_height "$TMP/acked1")
+[ "$acked1" -eq 30 ] || fail "30 blocks written, $acked1 acknowledged"
+echo "ha_quorum_test: n$P leads (epoch $epoch0); n$S killed; 30 blocks acknowledged RK_REPLICATED (by n$B alone)"
+
+# ------------------------------------------------------------ 2. nP and nB lost: nobody may lead
+kill_node "$P"
+kill_node "$B"
+start_node "$S"
+for _ in $(seq 80); do # 8 s: 4 TTLs
+    out=$(cluster)
+    l=$(leader_of "$out")
+    [ -n "$l" ] && [ "${l##* }" -gt "$epoch0" ] &&
+        fail "n${l%% *} leads in epoch ${l##* } with n$P and n$B gone: it holds none of the blocks only n$B acknowledged"
+    sleep 0.1
+done
+grep -q 'this standby waits" why="[0-9]* of the [0-9]* counted members of epoch' "$TMP/n$S.log" ||
+    fail "n$S does not say it waits for the counted members"
+why=$(grep -o 'why="[0-9]* of the [0-9]* counted members[^"]*' "$TMP/n$S.log" | tail -n 1)
+echo "ha_quorum_test: n$P and n$B killed: no leader in 8 s; n$S: ${why#why=\"}"
+
+# ------------------------------------------------------------ 3. nB back: it leads, with every block
+start_node "$B"
+for _ in $(seq 300); do
+    out=$(cluster)
+    l=$(leader_of "$out")
+    [ -n "$l" ] && [ "${l##* }" -gt "$epoch0" ] && break
+    sleep 0.1
+done
+[ -n "$l" ] && [ "${l##* }" -gt "$epoch0" ] || fail "no leader once n$B is back: $out"
+[ "${l%% *}" -eq "$B" ] || fail "n${l%% *} leads once n$B is back: n$B holds more"
+epoch1=${l##* }
+wait_primary "$B"
+"$OB" --ring "haq-test.$$.$B" --data-dir "$TMP/d$B" --blocks 40 --replicated --acked "$TMP/acked2" --digest \
+    >"$TMP/after" 2>"$TMP/engine2.log" || fail "the engine failed on n$B"
+restored=$(sed -n 's/^orderbook: restored at height \([0-9]*\) .*/\1/p' "$TMP/engine2.log")
+[ -n "$restored" ] && [ "$restored" -ge "$acked1" ] ||
+    fail "n$B restored the engine at height '$restored', below the $acked1 blocks acknowledged RK_REPLICATED"
+"$OB" --offline --blocks 40 --digest >"$TMP/offline"
+cmp -s "$TMP/after" "$TMP/offline" || fail "books on n$B differ from a run without the failure"
+d1=$(field state_digest "$(status "$B")")
+for _ in $(seq 300); do
+    [ "$(field state_digest "$(status "$S")")" = "$d1" ] && break
+    sleep 0.1
+done
+[ "$(field state_digest "$(status "$S")")" = "$d1" ] || fail "n$S's digest is not n$B's $d1"
+echo "ha_quorum_test: n$B back: it leads in epoch $epoch1; the engine restored at height $restored >= $acked1," \
+    "books equal; n$S's digest = n$B's ($d1)"
+
+# ------------------------------------------------------------ 4. the operator's override
+start_node "$P"
+for _ in $(seq 300); do # n$P follows n$B, and both standbys count
+    out=$(status "$B")
+    [ "$(printf '%s' "$out" | grep -o '"counted":true' | wc -l)" -eq 2 ] && break
+    sleep 0.1
+done
+[ "$(printf '%s' "$out" | grep -o '"counted":true' | wc -l)" -eq 2 ] || fail "n$B does not count both standbys: $out"
+kill_node "$B"
+kill_node "$S"
+for _ in $(seq 50); do
+    l=$(leader_of "$(cluster)")
+    [ -n "$l" ] && [ "${l##* }" -gt "$epoch1" ] && fail "n${l%% *} leads with n$B and n$S gone"
+    sleep 0.1
+done
+rc=0
+out=$("$RK" promote --force -d "$TMP/d$P" 2>&1) || rc=$?
+[ "$rc" -eq 0 ] || fail "ringkeep promote --force on n$P: exit $rc: $out"
+for _ in $(seq 300); do
+    l=$(leader_of "$(cluster)")
+    [ -n "$l" ] && [ "${l##* }" -gt "$epoch1" ] && break
+    sleep 0.1
+done
+[ -n "$l" ] && [ "${l%% *}" -eq "$P" ] || fail "n$P does not lead after ringkeep promote --force: $(cluster)"
+wait_primary "$P"
+echo "ha_quorum_test: n$B and n$S killed: no leader; ringkeep promote --force on n$P: it leads in epoch ${l##* }"
+kill -TERM "${node_pid[$P]}"
+rc=0
+wait "${node_pid[$P]}" || rc=$?
+unset "node_pid[$P]"
+[ "$rc" -eq 0 ] || fail "n$P exited $rc at SIGTERM"
+grep -l 'Sanitizer' "$TMP"/n*.log && fail "a sanitizer reported in a node's log"
+echo "ha_quorum_test: ok"
