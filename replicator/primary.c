@@ -188,7 +188,7 @@ struct repl_primary {
     uint64_t n_higher_epoch;   /* requests of a higher epoch (this primary steps down) */
     uint64_t n_oversized;      /* requests with a frame over ROUTER_MAX_REQUEST (refused here) */
     uint64_t n_closed;         /* serve connections closed (peers leaving, frames over ROUTER_CUT_SIZE) */
-    uint64_t n_evicted;        /* live standbys that replicated nothing, forgotten for a new one */
+    uint64_t n_evicted;        /* standbys forgotten for a new one (silent, or live, replicating nothing) */
     struct rate_log closed_log, silent_log, evicted_log;
     struct peer_log peer_logs[PEER_LOG_SLOTS];
     uint64_t log_clock;
