@@ -15,8 +15,8 @@
 # writes at the end (read by monitor.py --checkpoint).  Also: the golden
 # checkpoint files read with their pinned digest, FORMAT.md's worked entry
 # decodes to its documented state, and requests get what PROTOCOL.md says
-# (a malformed one no reply, another version ERROR 6, an oversized one a
-# cut connection).
+# (a malformed one no reply, another version ERROR 6, a frame over 4096
+# bytes ERROR 5, one over 16384 a cut connection).
 # usage: monitor_test.sh PATH/TO/ringkeep PATH/TO/orderbook SOURCE_DIR
 set -euo pipefail
 rk=$1
@@ -173,10 +173,16 @@ s = dealer(b"probe-version")
 send(s, b"FETCH", [1, epoch, 1, 1])
 name, body = reply(s)
 assert name == b"ERROR" and body[0] == 2 and body[2] == 6, (name, body)
-# a frame over 4096 bytes: the connection is cut, no reply; the DEALER
-# reconnects and a later request is served (sent until one is answered)
+# a frame over 4096 bytes (up to 16384): ERROR code 5 naming its size, the
+# peer dropped
 s = dealer(b"probe-oversized")
 send(s, b"SNAPSHOT", [2, epoch, "x" * 5000, 0, 1])
+name, body = reply(s)
+assert name == b"ERROR" and body[2] == 5 and "requests are at most 4096 bytes" in str(body[3]), (name, body)
+# a frame over 16384 bytes: the connection is cut, no reply; the DEALER
+# reconnects and a later request is served (sent until one is answered)
+s = dealer(b"probe-cut")
+send(s, b"SNAPSHOT", [2, epoch, "x" * 20000, 0, 1])
 for attempt in range(600):  # hang guard
     send(s, b"FETCH", [2, epoch, 1, 1])
     if s.poll(100):
