@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,9 @@
 
 struct etcd {
     CURL *curl;
+    CURLM *multi;         /* etcd_watch's (made by it, on first use) */
+    _Atomic int cancel;   /* etcd_watch_cancel was called */
+    pthread_mutex_t lock; /* multi, between etcd_watch making it and etcd_watch_cancel waking it */
     char urls[CONFIG_NODES_MAX][CONFIG_ENDPOINT_MAX + 1];
     uint32_t n_urls;
     uint32_t current; /* the endpoint that answered last */
@@ -102,6 +106,7 @@ int etcd_open(const char *urls, uint32_t timeout_ms, etcd **out)
     if (e->n_urls > CONFIG_NODES_MAX)
         e->n_urls = CONFIG_NODES_MAX;
     e->timeout_ms = timeout_ms;
+    pthread_mutex_init(&e->lock, NULL);
     e->curl = curl_init_rc == CURLE_OK ? curl_easy_init() : NULL;
     if (!e->curl || e->n_urls == 0) {
         int rc = e->n_urls == 0 ? EINVAL : ENOMEM;
@@ -116,8 +121,11 @@ void etcd_close(etcd *e)
 {
     if (!e)
         return;
+    if (e->multi)
+        curl_multi_cleanup(e->multi);
     if (e->curl)
         curl_easy_cleanup(e->curl);
+    pthread_mutex_destroy(&e->lock);
     free(e->answer);
     free(e);
 }
@@ -439,4 +447,155 @@ int etcd_txn(etcd *e, const struct etcd_compare *cmp, size_t n_cmp, const struct
         *revision = json_i64(json_object_get(ans, "header"), "revision");
     json_decref(ans);
     return 0;
+}
+
+/* ------------------------------------------------------------ watch */
+
+/* A watch stream's state, between its body callback and etcd_watch. */
+struct watch_stream {
+    etcd *e;
+    void (*on_change)(void *arg);
+    void *arg;
+    char *line; /* the answer's line not yet ended by '\n' */
+    size_t len;
+    int created;  /* etcd said the watch is in place */
+    int canceled; /* etcd ended the watch (or answered with an error) */
+};
+
+/* One line of the stream: {"result": {"created": true | "events": [...] |
+ * "canceled": true, ...}} or {"error": ...}. */
+static void watch_line(struct watch_stream *w, const char *text, size_t len)
+{
+    json_t *got = json_loadb(text, len, 0, NULL);
+    json_t *result = json_object_get(got, "result");
+
+    if (!result || json_is_true(json_object_get(result, "canceled"))) {
+        const char *why = json_string_value(json_object_get(result ? result : got, "cancel_reason"));
+        if (!why)
+            why = json_string_value(json_object_get(got, "message"));
+        snprintf(w->e->err, sizeof w->e->err, "etcd ended the watch: %.200s",
+                 why ? why : "(no reason given)");
+        w->canceled = 1;
+    } else if (json_is_true(json_object_get(result, "created"))) {
+        w->created = 1;
+        w->on_change(w->arg); /* in place: what changed before it is read by the caller */
+    } else if (json_array_size(json_object_get(result, "events")) > 0) {
+        w->on_change(w->arg);
+    }
+    json_decref(got);
+}
+
+static size_t on_watch_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct watch_stream *w = arg;
+    size_t n = size * nmemb;
+
+    for (size_t i = 0; i < n; i++) {
+        if (data[i] == '\n') {
+            if (w->len)
+                watch_line(w, w->line, w->len);
+            w->len = 0;
+            continue;
+        }
+        if (w->len == ETCD_MAX_ANSWER)
+            return 0; /* a line this long is not the gateway's: curl stops */
+        if ((w->len & (w->len - 1)) == 0 && w->len >= 256) {
+            char *grown = realloc(w->line, w->len * 2);
+            if (!grown)
+                return 0;
+            w->line = grown;
+        }
+        w->line[w->len++] = data[i];
+    }
+    return w->canceled ? 0 : n;
+}
+
+int etcd_watch(etcd *e, const char *key, int64_t max_s, void (*on_change)(void *arg), void *arg)
+{
+    struct watch_stream w = {.e = e, .on_change = on_change, .arg = arg, .line = malloc(256)};
+    json_t *req = json_object(), *body = NULL;
+    char *text = NULL, url[CONFIG_ENDPOINT_MAX + 64];
+    int rc = EHOSTUNREACH;
+
+    e->err[0] = '\0';
+    if (req && set_b64(req, "key", key, strlen(key)) == 0)
+        body = json_pack("{s:O}", "create_request", req);
+    text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(req);
+    json_decref(body);
+    pthread_mutex_lock(&e->lock);
+    if (!e->multi)
+        e->multi = curl_multi_init();
+    pthread_mutex_unlock(&e->lock);
+    if (!text || !w.line || !e->multi) {
+        free(text);
+        free(w.line);
+        snprintf(e->err, sizeof e->err, "out of memory");
+        return ENOMEM;
+    }
+    for (uint32_t tried = 0; tried < e->n_urls && !atomic_load(&e->cancel); tried++) {
+        uint32_t i = (e->current + tried) % e->n_urls;
+        CURLcode cc = CURLE_OK;
+        int running = 1;
+
+        snprintf(url, sizeof url, "%s/v3/watch", e->urls[i]);
+        w.len = 0;
+        w.created = w.canceled = 0;
+        curl_easy_reset(e->curl);
+        curl_easy_setopt(e->curl, CURLOPT_URL, url);
+        curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, text);
+        curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, on_watch_body);
+        curl_easy_setopt(e->curl, CURLOPT_WRITEDATA, &w);
+        curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)e->timeout_ms);
+        /* a stream lives at most max_s: one to an etcd that went silent
+         * (its host lost, the connection left open) ends, and the caller
+         * watches again */
+        curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS, (long)max_s * 1000);
+        curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (curl_multi_add_handle(e->multi, e->curl) != CURLM_OK) {
+            rc = ENOMEM;
+            break;
+        }
+        while (running && !atomic_load(&e->cancel)) {
+            if (curl_multi_perform(e->multi, &running) != CURLM_OK)
+                break;
+            /* etcd_watch_cancel wakes this poll (curl_multi_wakeup) */
+            if (running && curl_multi_poll(e->multi, NULL, 0, 1000, NULL) != CURLM_OK)
+                break;
+        }
+        CURLMsg *m;
+        int left = 0;
+        while ((m = curl_multi_info_read(e->multi, &left)))
+            if (m->msg == CURLMSG_DONE)
+                cc = m->data.result;
+        curl_multi_remove_handle(e->multi, e->curl);
+        if (atomic_load(&e->cancel))
+            break;
+        if (w.created) { /* it was in place: the stream ended (etcd stopped, or max_s) */
+            e->current = i;
+            if (!w.canceled)
+                snprintf(e->err, sizeof e->err, "etcd at %s: the watch ended: %s", e->urls[i],
+                         cc == CURLE_OK ? "the answer ended" : curl_easy_strerror(cc));
+            rc = w.canceled ? EPROTO : EHOSTUNREACH;
+            break;
+        }
+        if (!w.canceled)
+            snprintf(e->err, sizeof e->err, "etcd at %s: cannot watch: %s", e->urls[i],
+                     cc == CURLE_OK ? "the answer ended before the watch was in place"
+                                    : curl_easy_strerror(cc));
+        rc = w.canceled ? EPROTO : EHOSTUNREACH; /* the next endpoint */
+    }
+    free(text);
+    free(w.line);
+    return atomic_load(&e->cancel) ? 0 : rc;
+}
+
+void etcd_watch_cancel(etcd *e)
+{
+    atomic_store(&e->cancel, 1);
+    pthread_mutex_lock(&e->lock);
+    if (e->multi)
+        curl_multi_wakeup(e->multi);
+    pthread_mutex_unlock(&e->lock);
 }

@@ -1,7 +1,7 @@
 /* etcd.h -- a small client of etcd's v3 JSON gateway (etcd 3.4: POST
  * /v3/lease/grant, /v3/lease/keepalive, /v3/lease/revoke,
  * /v3/lease/timetolive, /v3/kv/range, /v3/kv/put, /v3/kv/deleterange,
- * /v3/kv/txn; keys and values travel in base64), over libcurl, JSON with
+ * /v3/kv/txn, /v3/watch; keys and values travel in base64), over libcurl, JSON with
  * Jansson.  Only what automatic failover needs (node/ha.c) and `ringkeep
  * cluster status` reads.  Private to ringkeep.
  *
@@ -72,5 +72,18 @@ struct etcd_op {
  * created or modified at it); NULL when not wanted. */
 int etcd_txn(etcd *e, const struct etcd_compare *cmp, size_t n_cmp, const struct etcd_op *ops, size_t n_ops,
              int *succeeded, int64_t *revision);
+
+/* Watches key (one key) from now on, and blocks: on_change(arg) is called
+ * (on this thread) once the watch is in place, and after each answer that
+ * carries changes of the key; what changed before the watch was in place
+ * is not told, the caller reads the key after the first call.  A stream
+ * lasts at most max_s seconds.  Returns 0 once etcd_watch_cancel was
+ * called (at once if it was called before), else when the stream ends:
+ * EHOSTUNREACH (no endpoint answered, the connection ended, or max_s),
+ * EPROTO (etcd ended the watch), ENOMEM; the caller watches again.  The
+ * client is the watching thread's alone (but for etcd_watch_cancel). */
+int etcd_watch(etcd *e, const char *key, int64_t max_s, void (*on_change)(void *arg), void *arg);
+/* From any thread: etcd_watch returns 0 soon, and every later call at once. */
+void etcd_watch_cancel(etcd *e);
 
 #endif

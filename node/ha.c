@@ -75,6 +75,12 @@
  *      | lease expired            |   +--- stepped down: lease ------+
  *      +--------------------------+        revoked (stale_lease), new one
  *
+ * A second thread (rk-ha-watch) watches the leader key (/v3/watch) and
+ * kicks rk-ha into a tick at once when it changes: a standby runs for the
+ * key as soon as etcd deletes it, not up to a tick later.  It only
+ * hastens: without it (etcd down, the stream ended) the ticks decide the
+ * same.
+ *
  * The deadline is checked where acknowledgements happen (the ring's
  * cursor moves, shm/consumer.c), not only here: a process paused past it
  * (SIGSTOP, a hung VM) acknowledges nothing when it wakes, before this
@@ -110,7 +116,9 @@ enum ha_role { HA_NONE, HA_PRIMARY, HA_STANDBY };
 struct ha {
     const struct node_config *c;
     etcd *e;
-    pthread_t thread;
+    etcd *we; /* the watch's client (rk-ha-watch) */
+    pthread_t thread, watch_thread;
+    int have_watch;
     _Atomic int stop;
     uint32_t tick_ms;
     char key_prefix[RK_NAME_MAX + 16]; /* /ringkeep/<cluster>/ */
@@ -118,7 +126,8 @@ struct ha {
     const char *name;
 
     pthread_mutex_t lock;
-    pthread_cond_t cond;        /* a tick ends early: stop */
+    pthread_cond_t cond;        /* a tick ends early: stop, or kicked */
+    int kicked;                 /* under lock: the leader key changed, tick now */
     enum ha_role role;          /* under lock: who is attached */
     struct node *n;             /* under lock: the attached role's node */
     uint64_t sb_seq;            /* under lock: a standby's last entry held durably */
@@ -664,14 +673,13 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
         say_wait(h, why); /* without a time limit: a time limit would lose what the others hold */
         return;
     }
-    if (!h->absent_since) {
+    if (!h->absent_since)
         h->absent_since = now;
-        /* a node that never saw a leader (a cluster starting) leaves one
-         * tick for the others to publish themselves (a primary still
-         * opening its store); after a leader's loss it runs at once */
-        if (!h->seen_leader)
-            return;
-    }
+    /* a node that never saw a leader (a cluster starting) leaves one tick
+     * for the others to publish themselves (a primary still opening its
+     * store); after a leader's loss it runs at once */
+    if (!h->seen_leader && now - h->absent_since < (uint64_t)h->tick_ms * 1000000u)
+        return;
     /* the most advanced live standby should win: defer to one ahead (and
      * to a live primary about to take the key), for at most two TTLs */
     if ((better || primary_alive) && now - h->absent_since < 2 * h->ttl_ns) {
@@ -687,6 +695,7 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
         log_msg(LOG_WARN, "etcd: election won: promoting", "epoch=%" PRIu64 " seq=%" PRIu64 " lag=%" PRIu64,
                 base + 1, seq, lag);
         atomic_store(&n->promote, 1);
+        repl_standby_wake(n->standby); /* the standby's loop sees it now, not after its step's wait */
     }
 }
 
@@ -735,6 +744,20 @@ static void tick(struct ha *h)
     cluster_view_free(v);
 }
 
+/* Waits (under lock) until ms have passed, stop, or (kick) a kick. */
+static void wait_ms(struct ha *h, uint32_t ms, int kick)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)ms * 1000000;
+    ts.tv_sec += ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    while (!atomic_load(&h->stop) && !(kick && h->kicked))
+        if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) == ETIMEDOUT)
+            break;
+}
+
 static void *ha_main(void *arg)
 {
     struct ha *h = arg;
@@ -742,14 +765,46 @@ static void *ha_main(void *arg)
     pthread_setname_np(pthread_self(), "rk-ha");
     while (!atomic_load(&h->stop)) {
         tick(h);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)h->tick_ms * 1000000;
-        ts.tv_sec += ts.tv_nsec / 1000000000;
-        ts.tv_nsec %= 1000000000;
         pthread_mutex_lock(&h->lock);
-        if (!atomic_load(&h->stop))
-            pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+        wait_ms(h, h->tick_ms, 1);
+        h->kicked = 0; /* a kick during the next tick ticks again after it */
+        pthread_mutex_unlock(&h->lock);
+    }
+    return NULL;
+}
+
+/* The leader key changed, or the watch is (again) in place: rk-ha ticks
+ * now rather than at its next tick, so that a standby runs for the key as
+ * soon as etcd deletes it (the leader's lease expired) and a primary sees
+ * it lost.  Called on rk-ha-watch. */
+static void on_leader_change(void *arg)
+{
+    struct ha *h = arg;
+
+    pthread_mutex_lock(&h->lock);
+    h->kicked = 1;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* rk-ha-watch: watches the leader key (/v3/watch), again and again.  Only
+ * a hastener: the ticks alone are right, a watch that cannot be made
+ * (etcd down) or that ends is made again a tick later. */
+static void *ha_watch_main(void *arg)
+{
+    struct ha *h = arg;
+    int said = 0;
+
+    pthread_setname_np(pthread_self(), "rk-ha-watch");
+    while (!atomic_load(&h->stop)) {
+        int rc = etcd_watch(h->we, h->key_leader, 60, on_leader_change, h);
+        if (rc == 0)
+            break; /* cancelled: the process stops */
+        if (!said)
+            log_msg(LOG_DEBUG, "etcd: watching the leader key again", "error=\"%s\"", etcd_error(h->we));
+        said = 1;
+        pthread_mutex_lock(&h->lock);
+        wait_ms(h, h->tick_ms, 0);
         pthread_mutex_unlock(&h->lock);
     }
     return NULL;
@@ -775,9 +830,22 @@ int ha_start(const struct node_config *c, struct ha **out)
     pthread_cond_init(&h->cond, NULL);
     rc = etcd_open(c->ha_etcd, h->tick_ms, &h->e);
     if (!rc)
+        rc = etcd_open(c->ha_etcd, h->tick_ms, &h->we);
+    if (!rc)
         rc = start_thread(&h->thread, ha_main, h);
+    if (!rc) {
+        rc = start_thread(&h->watch_thread, ha_watch_main, h);
+        h->have_watch = rc == 0;
+        if (rc) {
+            ha_stop(h);
+            h = NULL;
+        }
+    }
     if (rc) {
         log_msg(LOG_ERROR, "cannot start automatic failover", "error=\"%s\"", strerror(rc));
+        if (!h)
+            return rc;
+        etcd_close(h->we);
         etcd_close(h->e);
         free(h);
         return rc;
@@ -796,6 +864,9 @@ void ha_stop(struct ha *h)
     atomic_store(&h->stop, 1);
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
+    etcd_watch_cancel(h->we);
+    if (h->have_watch)
+        pthread_join(h->watch_thread, NULL);
     pthread_join(h->thread, NULL);
     /* a clean stop lets go at once: the leader key (and our member
      * record) go with the lease, and the others elect without waiting for
@@ -805,6 +876,7 @@ void ha_stop(struct ha *h)
     if (h->stale_lease)
         etcd_lease_revoke(h->e, h->stale_lease);
     etcd_close(h->e);
+    etcd_close(h->we);
     pthread_cond_destroy(&h->cond);
     pthread_mutex_destroy(&h->lock);
     free(h);

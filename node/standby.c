@@ -149,6 +149,7 @@ void apply_standby(struct node *n)
         pthread_cond_broadcast(&n->apply_cond);
     }
     n->apply_done = 1;
+    pthread_cond_broadcast(&n->apply_cond); /* apply_finish waits for it */
     pthread_mutex_unlock(&n->lock);
 }
 
@@ -235,9 +236,14 @@ static void apply_finish(struct node *n)
                         n->am.applied_seq, n->journal_seq);
             last_log = now;
         }
-        pthread_mutex_unlock(&n->lock);
-        usleep(20000);
-        pthread_mutex_lock(&n->lock);
+        /* woken when apply ends (a promotion waits for that, not for a
+         * poll's interval); every 20 ms for a second signal */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20000000;
+        ts.tv_sec += ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        pthread_cond_timedwait(&n->apply_cond, &n->lock, &ts);
     }
     pthread_mutex_unlock(&n->lock);
     apply_stop(n, 1); /* joins */
@@ -342,9 +348,11 @@ void standby_promote_answer(struct node *n, int force, char *reply, size_t reply
                  held, v.held_seq);
     else if (atomic_exchange(&n->promote, 1))
         snprintf(reply, reply_size, "ok promotion under way (%s)", held);
-    else
+    else {
         snprintf(reply, reply_size, "ok promoting from epoch %" PRIu64 " (%s)",
                  repl_standby_epoch(n->standby), held);
+        repl_standby_wake(n->standby); /* the main loop sees the flag now, not after its step's wait */
+    }
     free(pc);
 }
 

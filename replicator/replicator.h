@@ -147,6 +147,10 @@ void repl_standby_start(struct repl_standby *sb);
  * 0 to go on; non-zero: the standby cannot go on (logged; exit 1). */
 int repl_standby_step(struct repl_standby *sb, int timeout_ms);
 
+/* From any thread: a repl_standby_step waiting now (or the next one)
+ * returns without waiting out its timeout (a promotion is asked). */
+void repl_standby_wake(struct repl_standby *sb);
+
 /* Commits the entries verified but not yet stored (at a clean stop). */
 void repl_standby_flush(struct repl_standby *sb);
 

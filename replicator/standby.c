@@ -72,6 +72,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,6 +123,7 @@ struct repl_standby {
     uint32_t n_peers;
     int cur;             /* the peer followed (-1: none yet: no heartbeat seen) */
     void *sub, *dealer;  /* its sockets (NULL while none) */
+    int wake_fd;         /* eventfd: repl_standby_wake ends a step's wait (-1: none) */
     uint64_t n_repoints; /* times it moved to a primary of a higher epoch */
     uint64_t epoch;
     uint64_t last_seq; /* last entry in our journal (durable) */
@@ -1311,6 +1313,7 @@ int repl_standby_open(const struct node_config *c, const struct repl_standby_hos
     sb->digest_match = -1;
     sb->snap_fd = -1;
     sb->cur = -1;
+    sb->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); /* without it, a step waits its timeout */
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
     sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
     pthread_mutex_init(&sb->lock, NULL);
@@ -1394,14 +1397,22 @@ void repl_standby_start(struct repl_standby *sb)
 
 int repl_standby_step(struct repl_standby *sb, int timeout_ms)
 {
-    zmq_pollitem_t items[2 * CONFIG_NODES_MAX];
+    zmq_pollitem_t items[2 * CONFIG_NODES_MAX + 1];
+    int n_items = (int)(2 * sb->n_peers);
 
     for (uint32_t p = 0; p < sb->n_peers; p++) {
         items[2 * p] = (zmq_pollitem_t){.socket = sb->peers[p].sub, .events = ZMQ_POLLIN};
         items[2 * p + 1] = (zmq_pollitem_t){.socket = sb->peers[p].dealer, .events = ZMQ_POLLIN};
     }
-    if (zmq_poll(items, (int)(2 * sb->n_peers), timeout_ms) < 0 && zmq_errno() != EINTR)
+    if (sb->wake_fd >= 0)
+        items[n_items++] = (zmq_pollitem_t){.fd = sb->wake_fd, .events = ZMQ_POLLIN};
+    if (zmq_poll(items, n_items, timeout_ms) < 0 && zmq_errno() != EINTR)
         return 1;
+    if (sb->wake_fd >= 0 && (items[n_items - 1].revents & ZMQ_POLLIN)) {
+        uint64_t v;
+        if (read(sb->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+            log_msg(LOG_DEBUG, "cannot read the standby's wake eventfd", "error=\"%s\"", strerror(errno));
+    }
     for (int i = 0; i < RECV_BURST && !sb->stop_error; i++) {
         int more = 0;
         /* cur may change on the way (repoint): each socket is read as what it is then */
@@ -1433,6 +1444,16 @@ int repl_standby_step(struct repl_standby *sb, int timeout_ms)
     return 0;
 }
 
+void repl_standby_wake(struct repl_standby *sb)
+{
+    uint64_t one = 1;
+
+    /* an eventfd's counter: a write never blocks (EFD_NONBLOCK) and one
+     * read clears any number of them */
+    if (sb && sb->wake_fd >= 0 && write(sb->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_msg(LOG_DEBUG, "cannot wake the standby", "error=\"%s\"", strerror(errno));
+}
+
 void repl_standby_flush(struct repl_standby *sb)
 {
     flush_pending(sb);
@@ -1460,6 +1481,8 @@ void repl_standby_close(struct repl_standby *sb)
         zmq_ctx_term(sb->ctx);
     if (sb->snap_fd >= 0)
         close(sb->snap_fd);
+    if (sb->wake_fd >= 0)
+        close(sb->wake_fd);
     applier_close(sb->a);
     store_close(sb->s);
     pthread_mutex_destroy(&sb->lock);
