@@ -464,7 +464,13 @@ static void publish_sync(struct ha *h, const struct cluster_view *v)
     text = sync_value(h, n->epoch, plan, 0, 0);
     if (!text)
         goto out;
-    if (!v->sync.text || strcmp(v->sync.text, text) != 0) {
+    /* no standby to list, and the key still is the one written with our
+     * leader key (Q5): it stays, floor and all -- without the floor, a
+     * leader killed before any standby followed it would leave a key only
+     * its own report can meet, and nobody would lead */
+    int keep = plan->n_standbys == 0 && v->sync.has_floor && v->sync.epoch == n->epoch &&
+               strcmp(v->sync.leader, h->c->repl_node_id) == 0;
+    if (!keep && (!v->sync.text || strcmp(v->sync.text, text) != 0)) {
         struct etcd_compare cmp = {.key = h->key_leader, .target = ETCD_CREATE_REVISION, .revision = h->leader_rev};
         struct etcd_op op = {.key = h->key_sync, .value = text};
         int ok = 0;

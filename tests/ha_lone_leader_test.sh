@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# ha_lone_leader_test.sh -- a leader killed before any standby followed it
+# must not stall the cluster (issue 12; docs/HA.md, the sync key's floor).
+# One etcd; n0 alone ([ha], min_replicas 1) is elected and runs for some
+# ticks with no standby: its sync key must keep the floor it was written
+# with (it acknowledged nothing RK_REPLICATED: no standby counted).  n0 is
+# killed (SIGKILL), n1 and n2 start: one of them must lead.  On the code
+# before, n0's first ticks put a sync key of itself alone without the
+# floor, which only n0's report could meet: nobody led.
+# usage: ha_lone_leader_test.sh PATH/TO/ringkeep
+set -euo pipefail
+RK=$1
+ETCD=$(command -v etcd || true)
+[ -n "$ETCD" ] || { echo "ha_lone_leader_test: FAIL: no etcd binary (./setup.sh installs etcd-server)" >&2; exit 1; }
+TMP=$(mktemp -d /tmp/rk-test-hal.XXXXXX)
+declare -A node_pid=()
+etcd_pid=
+cleanup() {
+    local p
+    for p in "${node_pid[@]}" $etcd_pid; do kill -KILL "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    for i in 0 1 2; do "$RK" ring rm "hal-test.$$.$i" >/dev/null 2>&1 || true; done
+    [ -n "${HA_TEST_KEEP:-}" ] && echo "ha_lone_leader_test: kept $TMP" >&2 || rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+fail() {
+    echo "ha_lone_leader_test: FAIL: $*" >&2
+    for f in "$TMP"/n*.log; do [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 8 "$f" >&2; }; done
+    exit 1
+}
+. "$(dirname "$0")/etcd_lib.sh" # start_etcd
+start_etcd
+for i in 0 1 2; do
+    mkdir "$TMP/d$i"
+    cat >"$TMP/n$i.ini" <<INI
+[node]
+role = $([ $i -eq 0 ] && echo primary || echo standby)
+data_dir = $TMP/d$i
+log_level = info
+[ring]
+name = hal-test.$$.$i
+capacity = 1M
+[replication]
+publish = ipc://$TMP/pub$i
+serve = ipc://$TMP/srv$i
+primary_publish = ipc://$TMP/pub0,ipc://$TMP/pub1,ipc://$TMP/pub2
+primary_serve = ipc://$TMP/srv0,ipc://$TMP/srv1,ipc://$TMP/srv2
+node_id = n$i
+min_replicas = 1
+# acks unauthenticated: ipc endpoints in this test's own directory
+insecure_acks = yes
+heartbeat_ms = 100
+[ha]
+etcd = http://127.0.0.1:$etcd_port
+cluster = hal-test-$$
+ttl_ms = 1000
+INI
+done
+start_node() { "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" & node_pid[$1]=$!; }
+leader() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null |
+    sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
+
+start_node 0
+l=
+for _ in $(seq 300); do l=$(leader); [ -n "$l" ] && break; sleep 0.1; done
+[ "${l%% *}" = 0 ] || fail "n0 alone was not elected: '$l'"
+# some ticks (ttl/6 each) as a leader with no standby
+for _ in $(seq 100); do grep -q "sync key put\|node started" "$TMP/n0.log" && break; sleep 0.1; done
+sleep 1
+kill -KILL "${node_pid[0]}"
+wait "${node_pid[0]}" 2>/dev/null || true
+unset "node_pid[0]"
+start_node 1
+start_node 2
+new=
+for _ in $(seq 300); do # 30 s: 30 TTLs
+    new=$(leader)
+    [ -n "$new" ] && [ "${new##* }" -gt "${l##* }" ] && break
+    sleep 0.1
+done
+[ -n "$new" ] && [ "${new##* }" -gt "${l##* }" ] ||
+    fail "nobody leads after n0, which no standby followed, was killed: $(grep -ho 'why="[^"]*' "$TMP"/n[12].log | tail -n 1)"
+echo "ha_lone_leader_test: n0 led alone (epoch ${l##* }), killed; n${new%% *} leads in epoch ${new##* }"
+grep -l 'Sanitizer' "$TMP"/n*.log && fail "a sanitizer reported in a node's log"
+echo "ha_lone_leader_test: ok"
