@@ -30,6 +30,16 @@
  *       records) from at least quorum voters, and only if it holds as
  *       many entries as each of them: it then holds every acknowledged
  *       entry.  Nobody leads otherwise, until enough voters come back;
+ *   Q3a a report is a member record whose seq the member read after a
+ *       read of the cluster at revision absent_rev found the leader key
+ *       gone, absent_rev later than the sync key's mod revision: the
+ *       leader that put that sync key had lost its key by then, and it
+ *       acknowledged nothing after (it fences before its lease ends), so
+ *       seq covers all the member acknowledged to it.  A record put while
+ *       the leader key was there may be a tick old: a member killed with
+ *       the leader leaves it until its own lease ends (up to a sweep of
+ *       etcd's lessor after the leader key), and it may miss entries the
+ *       member acknowledged after it, which the leader acknowledged too;
  *   Q4  the election's transaction puts the winner's own sync key
  *       (voters: itself, quorum 1: it holds everything), compared with
  *       the one the candidate read, and a leader puts its key only while
@@ -162,7 +172,8 @@ struct member_view {
     char node_id[RK_NAME_MAX + 1]; /* its [replication] node_id: the sync key's voters are these */
     char role[16];
     uint64_t seq, epoch;
-    int seq_known; /* seq is what it holds durably (not a starting node's 0): a report (Q3) */
+    int seq_known;      /* seq is what it holds durably (not a starting node's 0) */
+    int64_t absent_rev; /* Q3a: it read seq after seeing the leader key gone at this revision (0: not) */
     int eligible;
     int preferred; /* configured as the primary: first among equals */
 };
@@ -176,7 +187,7 @@ struct sync_view {
     char leader[RK_NAME_MAX + 1];
     uint64_t epoch;
     uint32_t quorum;
-    int has_floor;                  /* Q5: written when the key was taken, no standby counted since */
+    int has_floor; /* Q5: written when the key was taken, no standby counted since */
     uint64_t floor_seq, floor_epoch;
     char voters[HA_MAX_VOTERS][RK_NAME_MAX + 1];
     uint32_t n_voters;
@@ -185,6 +196,7 @@ struct sync_view {
 };
 
 struct cluster_view {
+    int64_t rev; /* etcd's revision when it was read */
     struct leader_view leader;
     struct sync_view sync;
     uint64_t counter;    /* the epoch key's value (0: absent) */
@@ -212,6 +224,7 @@ static int read_cluster(struct ha *h, struct cluster_view *v)
     memset(v, 0, sizeof *v);
     if (rc)
         return rc;
+    v->rev = rev;
     for (size_t i = 0; i < n_kvs; i++) {
         json_t *val = json_loads(kvs[i].value, 0, NULL);
         if (strcmp(kvs[i].key, h->key_leader) == 0 && json_is_object(val)) {
@@ -237,7 +250,8 @@ static int read_cluster(struct ha *h, struct cluster_view *v)
             json_array_foreach(voters, j, voter)
             {
                 if (json_is_string(voter) && sy->n_voters < HA_MAX_VOTERS)
-                    snprintf(sy->voters[sy->n_voters++], sizeof sy->voters[0], "%s", json_string_value(voter));
+                    snprintf(sy->voters[sy->n_voters++], sizeof sy->voters[0], "%s",
+                             json_string_value(voter));
             }
             sy->text = strdup(kvs[i].value);
             sy->mod_rev = kvs[i].mod_revision;
@@ -255,6 +269,7 @@ static int read_cluster(struct ha *h, struct cluster_view *v)
                      json_string_value(json_object_get(val, "node_id")) ?: "");
             m->seq = json_u64(val, "seq");
             m->seq_known = json_is_true(json_object_get(val, "seq_known"));
+            m->absent_rev = (int64_t)json_u64(val, "absent_rev");
             m->epoch = json_u64(val, "epoch");
             m->eligible = json_is_true(json_object_get(val, "eligible"));
             m->preferred = json_is_true(json_object_get(val, "preferred"));
@@ -338,16 +353,18 @@ static void stop_leading(struct ha *h)
 /* ------------------------------------------------------------ members */
 
 /* Our member record, with our lease. */
-/* seq_known: seq is what this node holds durably, so the record is a
- * report an election may count (Q3); a node starting or between roles
- * publishes 0 without it. */
+/* seq_known: seq is what this node holds durably; a node starting or
+ * between roles publishes 0 without it.  absent_rev: seq was read after
+ * a read of the cluster, at that revision, found the leader key gone (0:
+ * not): only such a record is a report an election may count (Q3a). */
 static void publish_member(struct ha *h, const char *role, uint64_t epoch, uint64_t seq, int seq_known,
-                           uint64_t lag, int eligible)
+                           int64_t absent_rev, uint64_t lag, int eligible)
 {
-    json_t *val = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:b, s:i, s:s, s:b}", "name", h->name, "role", role,
-                            "epoch", (json_int_t)epoch, "seq", (json_int_t)seq, "lag", (json_int_t)lag, "eligible",
-                            eligible, "preferred", strcmp(h->c->role, "primary") == 0, "pid", (int)getpid(),
-                            "node_id", h->c->repl_node_id, "seq_known", seq_known);
+    json_t *val =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:b, s:i, s:s, s:b, s:I}", "name", h->name, "role", role,
+                  "epoch", (json_int_t)epoch, "seq", (json_int_t)seq, "lag", (json_int_t)lag, "eligible",
+                  eligible, "preferred", strcmp(h->c->role, "primary") == 0, "pid", (int)getpid(), "node_id",
+                  h->c->repl_node_id, "seq_known", seq_known, "absent_rev", (json_int_t)absent_rev);
     char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
 
     if (text && h->lease && etcd_put(h->e, h->key_me, text, h->lease) != 0)
@@ -496,7 +513,7 @@ static void primary_tick(struct ha *h, const struct cluster_view *v)
     pthread_mutex_lock(&n->lock);
     seq = n->journal_seq;
     pthread_mutex_unlock(&n->lock);
-    publish_member(h, "primary", n->epoch, seq, 1, 0, 1);
+    publish_member(h, "primary", n->epoch, seq, 1, 0, 0, 1);
     if (atomic_load(&n->stepped_down))
         return;
     if (h->leading) {
@@ -596,7 +613,8 @@ static int sync_allows(struct ha *h, const struct cluster_view *v, uint64_t seq,
             their = seq;
         } else {
             for (size_t j = 0; j < v->n_members && !heard; j++)
-                if (v->members[j].seq_known && strcmp(v->members[j].node_id, id) == 0) {
+                if (v->members[j].seq_known && v->members[j].absent_rev > sy->mod_rev &&
+                    strcmp(v->members[j].node_id, id) == 0) { /* Q3a */
                     heard = 1;
                     their = v->members[j].seq;
                 }
@@ -613,13 +631,14 @@ static int sync_allows(struct ha *h, const struct cluster_view *v, uint64_t seq,
     if (n_reports < sy->quorum) {
         snprintf(why, why_size,
                  "%" PRIu32 " of the %" PRIu32 " counted members of epoch %" PRIu64
-                 " report (the sync key needs %" PRIu32 "): an entry acknowledged RK_REPLICATED may be on the others",
+                 " report (the sync key needs %" PRIu32
+                 "): an entry acknowledged RK_REPLICATED may be on the others",
                  n_reports, sy->n_voters, sy->epoch, sy->quorum);
         return 0;
     }
     if (most > seq) {
-        snprintf(why, why_size, "counted member %s holds more entries (%" PRIu64 " > %" PRIu64 ")", most_id, most,
-                 seq);
+        snprintf(why, why_size, "counted member %s holds more entries (%" PRIu64 " > %" PRIu64 ")", most_id,
+                 most, seq);
         return 0;
     }
     return 1;
@@ -647,7 +666,10 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
     }
     uint64_t lag = highest > seq ? highest - seq : 0;
     eligible = h->sb_ready && lag <= h->c->ha_max_lag_entries && !atomic_load(&n->promote);
-    publish_member(h, "standby", h->sb_epoch, seq, h->sb_known, lag, eligible);
+    /* seq was read after v (tick): with the leader key gone in v, this
+     * record reports it (Q3a) */
+    publish_member(h, "standby", h->sb_epoch, seq, h->sb_known, v->leader.present ? 0 : v->rev, lag,
+                   eligible);
     if (v->leader.present) {
         h->absent_since = 0;
         h->seen_leader = 1;
@@ -732,7 +754,7 @@ static void tick(struct ha *h)
         /* starting, or between roles: a node about to run as a primary (its
          * configuration's role, or an election won) says so at once, so
          * that standbys leave it the key */
-        publish_member(h, h->leading ? "primary" : "standby", atomic_load(&h->won_epoch), 0, 0, 0, 0);
+        publish_member(h, h->leading ? "primary" : "standby", atomic_load(&h->won_epoch), 0, 0, 0, 0, 0);
     if (h->role == HA_PRIMARY && h->leading && ring_boottime_ns() >= h->ack_deadline) {
         /* self-fencing: the lease was not renewed in time; etcd may let
          * another node lead once it expires */

@@ -10,7 +10,13 @@
 #   2. nP and nB are killed together (SIGKILL), nS started again: it holds
 #      none of those blocks, and no sync-key quorum reports (nP and nB are
 #      gone): nobody may lead, however long it waits (4 TTLs here); nS
-#      says why.
+#      says why.  nB's member record stays in etcd after the kill until
+#      nB's own lease ends, which may be after the leader key's (up to a
+#      sweep of etcd's lessor, 500 ms): put while nP led, it may be a tick
+#      (ttl/6) older than what nB acknowledged.  The test puts back, under
+#      a lease of 10 s, the record nB published before the 30 blocks
+#      (its seq then = nS's): such a record is no report (docs/HA.md, Q3a),
+#      nS must not lead on it.
 #   3. nB started again: it reports what it holds durably, and it leads
 #      (the most advanced of the counted members); every acknowledged
 #      block is on it: the engine restores there at height >= 30 and
@@ -20,7 +26,8 @@
 #      quorum again; `ringkeep promote --force` on nP (started again,
 #      behind neither: it holds what it journaled) makes it lead.
 # On the code before the sync key, step 2 fails: nS leads, and the 30
-# blocks are gone from the new history.
+# blocks are gone from the new history; on the code before Q3a too (nS
+# takes nB's stale record for a report).
 # usage: ha_quorum_test.sh PATH/TO/ringkeep PATH/TO/orderbook
 set -euo pipefail
 RK=$1
@@ -104,6 +111,16 @@ wait_primary() { # wait_primary N: until nN answers its status as a primary
     done
     fail "n$1 does not answer as a primary: $s"
 }
+etcd_post() { # etcd_post PATH JSON: etcd's v3 JSON gateway; prints its answer
+    curl -sf -X POST "http://127.0.0.1:$etcd_port$1" -d "$2" || fail "etcd $1"
+}
+b64() { printf '%s' "$1" | base64 -w0; }
+member_record() { # member_record N: nN's record in etcd, as it is ("" if none)
+    etcd_post /v3/kv/range "{\"key\":\"$(b64 "/ringkeep/haq-test-$$/members/n$1")\"}" |
+        python3 -c 'import sys, json, base64
+kvs = json.load(sys.stdin).get("kvs", [])
+print(base64.b64decode(kvs[0]["value"]).decode() if kvs else "")'
+}
 acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }
 
 # ------------------------------------------------------------ 1. only nB acknowledges
@@ -125,6 +142,14 @@ for _ in $(seq 300); do # both standbys known to the primary
     sleep 0.1
 done
 [ "$(field n_standbys "$(status "$P")")" = 2 ] || fail "n$P does not know both standbys: $(status "$P")"
+for _ in $(seq 300); do # nB's record as it publishes it while nP leads, with nS's seq
+    rec_b=$(member_record "$B")
+    seq_b=$(field seq "$rec_b")
+    [ -n "$seq_b" ] && [ "$seq_b" -gt 0 ] && [ "$seq_b" = "$(field seq "$(member_record "$S")")" ] && break
+    sleep 0.1
+done
+[ -n "$seq_b" ] && [ "$seq_b" = "$(field seq "$(member_record "$S")")" ] ||
+    fail "n$B's record ($rec_b) does not say n$S's seq: $(member_record "$S")"
 kill_node "$S"
 "$OB" --ring "haq-test.$$.$P" --data-dir "$TMP/d$P" --blocks 30 --replicated --acked "$TMP/acked1" \
     2>"$TMP/engine1.log" || fail "the engine failed on n$P"
@@ -135,6 +160,9 @@ echo "ha_quorum_test: n$P leads (epoch $epoch0); n$S killed; 30 blocks acknowled
 # ------------------------------------------------------------ 2. nP and nB lost: nobody may lead
 kill_node "$P"
 kill_node "$B"
+lease=$(etcd_post /v3/lease/grant '{"TTL":10}' | sed -n 's/.*"ID":"\{0,1\}\([0-9]*\).*/\1/p')
+[ -n "$lease" ] || fail "etcd granted no lease"
+etcd_post /v3/kv/put "{\"key\":\"$(b64 "/ringkeep/haq-test-$$/members/n$B")\",\"value\":\"$(b64 "$rec_b")\",\"lease\":\"$lease\"}" >/dev/null
 start_node "$S"
 for _ in $(seq 80); do # 8 s: 4 TTLs
     out=$(cluster)
