@@ -40,67 +40,11 @@ struct ckpt_job {
     DB_ENV *env;
     DB *meta;
     DB_TXN *txn; /* DB_TXN_SNAPSHOT: the state as of applier_checkpoint_begin */
-    /* a DB_MULTIVERSION handle on state.db, open from before txn began to
-     * after it ended (snapshot_pin); NULL with no_tables */
-    DB *pin;
-    int no_tables; /* state.db did not exist at begin: the snapshot has no table */
     uint64_t epoch;
     struct ckpt_info info; /* header and replay record, read in begin */
 };
 
 static int checkpoint_meta(ckpt_job *j, struct ckpt_info *info);
-
-/* Makes apply's writes to state.db copy the pages they change for as long
- * as job j's snapshot may read them.  The applier's table handles are not
- * DB_MULTIVERSION (apply.c, table_at: the copies cost 20-30% of its CPU);
- * Berkeley DB copies on write while any handle on the file is
- * (mfp->multiversion, read by every page get).  Opened on the applier's
- * thread between applier_run calls (no apply transaction open, A2: every
- * page written in place so far is committed, which a snapshot sees as the
- * page's oldest version), before the snapshot's first read, and closed
- * once its transaction has ended (snapshot_end): every page the snapshot
- * can read is either unchanged since it began or has the version it
- * needs.  No state.db yet: no table in the snapshot (walk_tables). */
-static int snapshot_pin(applier *a, ckpt_job *j)
-{
-    int rc;
-
-    /* Berkeley DB opens a DB_MULTIVERSION handle only on a file that has
-     * no handle open without it ("BDB3041 DB_MULTIVERSION cannot be
-     * specified on a database file which is already open"): the
-     * applier's go first (opened again, without, on their next use; while
-     * this one is open they copy on write all the same) */
-    apply_close_tables(a);
-    rc = db_create(&j->pin, j->env, 0);
-
-    if (rc) {
-        j->pin = NULL;
-        return rc;
-    }
-    rc = j->pin->open(j->pin, NULL, STATE_FILE, NULL, DB_BTREE,
-                      DB_RDONLY | DB_THREAD | DB_MULTIVERSION | DB_AUTO_COMMIT, 0);
-    if (rc) {
-        j->pin->close(j->pin, 0);
-        j->pin = NULL;
-    }
-    if (rc == ENOENT) {
-        j->no_tables = 1;
-        rc = 0;
-    }
-    return rc;
-}
-
-/* Ends j's snapshot (read only: its commit writes nothing), then lets
- * apply write in place again once no other job pins state.db. */
-static void snapshot_end(ckpt_job *j)
-{
-    if (j->txn)
-        j->txn->commit(j->txn, 0);
-    j->txn = NULL;
-    if (j->pin)
-        j->pin->close(j->pin, 0);
-    j->pin = NULL;
-}
 
 int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
 {
@@ -117,22 +61,15 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
     j->env = a->env;
     j->meta = a->meta;
     j->epoch = epoch;
-    rc = snapshot_pin(a, j);
-    if (rc) {
-        free(j);
-        return rc;
-    }
-    /* A snapshot (MVCC: meta.db is opened DB_MULTIVERSION, state.db is
-     * while snapshot_pin's handle is open; the journal is not, so the
-     * drain's appends never copy pages for a reader that does not read
-     * them): it sees what
+    /* A snapshot (MVCC: meta.db and the state tables are opened
+     * DB_MULTIVERSION; the journal is not, so the drain's appends never
+     * copy pages for a reader that does not read them): it sees what
      * was committed before it began -- every group applier_run applied,
      * with the meta records of the same transactions -- takes no read
      * locks and never blocks apply, whose writes copy the pages it holds. */
     rc = a->env->txn_begin(a->env, NULL, &j->txn, DB_TXN_SNAPSHOT);
     if (rc) {
-        j->txn = NULL;
-        ckpt_job_free(j);
+        free(j);
         return rc;
     }
     /* read meta.db in the snapshot now, on the applier's thread: Berkeley
@@ -163,7 +100,8 @@ void ckpt_job_free(ckpt_job *j)
 {
     if (!j)
         return;
-    snapshot_end(j);
+    if (j->txn)
+        j->txn->commit(j->txn, 0); /* read only */
     ckpt_info_free(&j->info);
     free(j);
 }
@@ -333,13 +271,9 @@ static int walk_tables(ckpt_job *j, const struct table_visitor *v)
     DBC *cur = NULL;
     DBT k = {0}, d = {0};
     uint32_t buf_size = BULK_BUFFER;
-    uint8_t *buf;
-    int rc;
+    uint8_t *buf = malloc(buf_size);
+    int rc = buf ? db_create(&master, j->env, 0) : ENOMEM;
 
-    if (j->no_tables)
-        return 0;
-    buf = malloc(buf_size);
-    rc = buf ? db_create(&master, j->env, 0) : ENOMEM;
     if (!rc)
         rc = master->open(master, j->txn, STATE_FILE, NULL, DB_BTREE, DB_RDONLY | DB_THREAD | DB_MULTIVERSION, 0);
     if (rc == ENOENT) {
@@ -396,7 +330,8 @@ int ckpt_job_write(ckpt_job *j, const char *dir, int zstd_level, char *path_out,
         struct table_visitor v = {.entry = checkpoint_entry, .arg = w};
         rc = walk_tables(j, &v);
     }
-    snapshot_end(j); /* the page versions it held are free */
+    j->txn->commit(j->txn, 0); /* read only; the pages it held are free */
+    j->txn = NULL;
     if (rc) {
         ckpt_writer_abort(w);
         goto out;
@@ -454,7 +389,8 @@ int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *
         struct table_visitor v = {.table = snapshot_table, .entry = snapshot_entry, .arg = w};
         rc = walk_tables(j, &v);
     }
-    snapshot_end(j); /* the page versions it held are free */
+    j->txn->commit(j->txn, 0); /* read only; the pages it held are free */
+    j->txn = NULL;
     if (rc) {
         snap_writer_abort(w);
         if (!err[0])

@@ -2517,114 +2517,6 @@ START_TEST(new_and_existing_keys_both_ways_keep_state_and_digest)
 }
 END_TEST
 
-/* ckpt_verify's callback: appends "table/key=value;" (text values). */
-static int checkpoint_text(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
-                           uint32_t vlen)
-{
-    char *out = arg;
-    size_t n = strlen(out);
-    int w = snprintf(out + n, 65536 - n, "%s/%.*s=%.*s;", table, (int)klen, (const char *)key, (int)vlen,
-                     (const char *)val);
-
-    ck_assert(w > 0 && (size_t)w < 65536 - n);
-    return 0;
-}
-
-/* A checkpoint holds the state as of applier_checkpoint_begin while apply
- * goes on before it is written.  The applier's table handles are not
- * multiversion (apply.c, table_at); the job's own handle on state.db
- * (export.c, snapshot_pin) makes apply copy the pages it changes until the
- * job ends.  Entry 1 PUTs 300 keys; the job begins; entry 2 overwrites
- * them, deletes every third, adds 300 keys and a second table, in
- * transactions of one entry (_i 0) or of records one by one (_i 1); the
- * checkpoint written then must hold entry 1's state byte for byte and its
- * digest (ckpt_job_write also checks the digest of what it read against
- * the one apply kept then).  _i 2: the job begins before any table exists
- * (no state.db): the checkpoint has no entry although entry 1 is applied
- * before it is written.  Without the pin, entry 2's writes went in place
- * and the job read them (digest mismatch: RK_ECORRUPT). */
-START_TEST(checkpoint_holds_the_state_at_its_begin_while_apply_goes_on)
-{
-    struct batch b[2];
-    applier *a = NULL;
-    ckpt_job *job = NULL;
-    struct ckpt_info written = {0}, verified = {0};
-    struct apply_meta at_begin;
-    store *s;
-    char key[8], val[8], path[512], dir[300], *text = calloc(1, 65536), *want = calloc(1, 65536);
-    size_t n = 0;
-    int rc;
-
-    ck_assert_ptr_nonnull(text);
-    ck_assert_ptr_nonnull(want);
-    new_data_dir("apply-checkpoint-snapshot");
-    snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
-    s = open_store(STORE_CREATE);
-    batch_init(&b[0], 1, 4096);
-    add_attach(&b[0], 0, "eng", 1);
-    batch_add(&b[0], FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
-    for (int i = 0; i < 300; i++) {
-        snprintf(key, sizeof key, "k%03d", i);
-        snprintf(val, sizeof val, "a%d", i);
-        batch_add(&b[0], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
-    }
-    add_le64(&b[0], FRAME_MARK, 0, 1, 0);
-    batch_init(&b[1], 2, b[0].h.next_lsn);
-    batch_add(&b[1], FRAME_TABLE, 1, 0, "u", 1, NULL, 0);
-    for (int i = 0; i < 300; i++) {
-        snprintf(key, sizeof key, "k%03d", i);
-        snprintf(val, sizeof val, "b%d", i);
-        if (i % 3 == 0)
-            batch_add(&b[1], FRAME_DEL, 0, 0, key, 4, NULL, 0);
-        else
-            batch_add(&b[1], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
-        snprintf(key, sizeof key, "n%03d", i);
-        batch_add(&b[1], FRAME_PUT, i % 2, 0, key, 4, val, (uint32_t)strlen(val));
-    }
-    add_le64(&b[1], FRAME_MARK, 0, 2, 0);
-    append_batch(s, &b[0]);
-    append_batch(s, &b[1]);
-
-    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
-    if (_i != 2) {
-        rc = applier_run(a, 1, STORE_TXN_RECORDS, err, sizeof err);
-        ck_assert_msg(rc == 0, "applier_run: %s", err);
-        for (int i = 0; i < 300; i++)
-            n += (size_t)snprintf(want + n, 65536 - n, "t/k%03d=a%d;", i, i);
-    }
-    at_begin = applier_meta(a);
-    rc = applier_checkpoint_begin(a, 1, &job);
-    store_last_error(s, why, sizeof why);
-    ck_assert_msg(rc == 0, "applier_checkpoint_begin: %s: %s", store_strerror(rc), why);
-    rc = applier_run(a, _i == 2 ? 1 : 2, _i == 1 ? 1 : STORE_TXN_RECORDS, err, sizeof err);
-    ck_assert_msg(rc == 0, "applier_run: %s", err);
-    ck_assert_uint_ne(applier_meta(a).digest, at_begin.digest);
-    rc = ckpt_job_write(job, dir, 1, path, sizeof path, &written, err, sizeof err);
-    ck_assert_msg(rc == 0, "ckpt_job_write: %s: %s", store_strerror(rc), err);
-    ckpt_job_free(job);
-    ck_assert_uint_eq(written.journal_seq, at_begin.applied_seq);
-    ck_assert_uint_eq(written.digest, at_begin.digest);
-    ck_assert_uint_eq(written.n_entries, _i == 2 ? 0 : 300);
-    rc = ckpt_verify(path, &verified, checkpoint_text, text, err, sizeof err);
-    ck_assert_msg(rc == 0, "ckpt_verify: %s", err);
-    ck_assert_str_eq(text, want);
-    /* apply goes on after the job as before: the rest applies whole */
-    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
-    ck_assert_msg(rc == 0, "applier_run: %s", err);
-    ck_assert_uint_eq(applier_meta(a).applied_seq, 2);
-    ck_assert_uint_eq(applier_meta(a).digest, state_digest(s, "t") + state_digest(s, "u"));
-    applier_close(a);
-    ckpt_info_free(&written);
-    ckpt_info_free(&verified);
-    for (int i = 0; i < 2; i++)
-        batch_free(&b[i]);
-    free(text);
-    free(want);
-    store_close(s);
-    remove_tree(data_dir);
-}
-END_TEST
-
 /* base64 (persist/json_bytes.h, shared with node/etcd.c): every length
  * round-trips byte for byte with a NUL after the bytes (json_bytes_of's
  * promise: a table name or etcd key is used as a C string; the decoder
@@ -2727,7 +2619,6 @@ Suite *store_suite(void)
     tcase_add_loop_test(tc, renamed_table_ids_and_slots_apply_to_their_new_names, 0, 2);
     tcase_add_loop_test(tc, sorted_transaction_ends_as_journal_order_says, 0, 3);
     tcase_add_test(tc, new_and_existing_keys_both_ways_keep_state_and_digest);
-    tcase_add_loop_test(tc, checkpoint_holds_the_state_at_its_begin_while_apply_goes_on, 0, 3);
     return s;
 }
 
