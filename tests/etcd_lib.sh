@@ -37,3 +37,45 @@ start_etcd() {
     done
     fail "etcd would not start on any of 20 port pairs: $(tail -n 5 "$TMP/etcd.log")"
 }
+
+# ha_configs NAME TTL_MS: TMP/n0.ini .. n2.ini for three nodes with [ha]
+# on that etcd (n0 configured as the primary; ring NAME.$$.i, cluster
+# NAME-$$; data in TMP/d0..d2, made here; ipc endpoints in TMP;
+# min_replicas 1, every standby eligible however far behind).  The caller
+# sets RK and declares node_pid (an associative array): start_node N runs
+# node N in the background, its stderr in TMP/nN.log.
+ha_configs() {
+    local name=$1 ttl=$2 i role
+    for i in 0 1 2; do
+        mkdir "$TMP/d$i"
+        role=standby
+        [ "$i" -eq 0 ] && role=primary
+        cat >"$TMP/n$i.ini" <<INI
+[node]
+role = $role
+data_dir = $TMP/d$i
+[ring]
+name = $name.$$.$i
+capacity = 1M
+[checkpoint]
+every_seconds = 0
+[replication]
+publish = ipc://$TMP/pub$i
+serve = ipc://$TMP/srv$i
+primary_publish = ipc://$TMP/pub0,ipc://$TMP/pub1,ipc://$TMP/pub2
+primary_serve = ipc://$TMP/srv0,ipc://$TMP/srv1,ipc://$TMP/srv2
+node_id = n$i
+min_replicas = 1
+# acks unauthenticated: ipc endpoints in this test's own directory
+insecure_acks = yes
+heartbeat_ms = 100
+on_higher_epoch = rejoin
+[ha]
+etcd = http://127.0.0.1:$etcd_port
+cluster = $name-$$
+ttl_ms = $ttl
+max_lag_entries = 1000000
+INI
+    done
+}
+start_node() { "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" & node_pid[$1]=$!; }

@@ -30,33 +30,7 @@ fail() {
 }
 . "$(dirname "$0")/etcd_lib.sh" # start_etcd
 start_etcd
-for i in 0 1 2; do
-    mkdir "$TMP/d$i"
-    cat >"$TMP/n$i.ini" <<INI
-[node]
-role = $([ $i -eq 0 ] && echo primary || echo standby)
-data_dir = $TMP/d$i
-log_level = info
-[ring]
-name = hal-test.$$.$i
-capacity = 1M
-[replication]
-publish = ipc://$TMP/pub$i
-serve = ipc://$TMP/srv$i
-primary_publish = ipc://$TMP/pub0,ipc://$TMP/pub1,ipc://$TMP/pub2
-primary_serve = ipc://$TMP/srv0,ipc://$TMP/srv1,ipc://$TMP/srv2
-node_id = n$i
-min_replicas = 1
-# acks unauthenticated: ipc endpoints in this test's own directory
-insecure_acks = yes
-heartbeat_ms = 100
-[ha]
-etcd = http://127.0.0.1:$etcd_port
-cluster = hal-test-$$
-ttl_ms = 1000
-INI
-done
-start_node() { "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" & node_pid[$1]=$!; }
+ha_configs hal-test 1000
 leader() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null |
     sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
 

@@ -56,40 +56,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 start_etcd
 
 # ------------------------------------------------------------ nodes
-pubs="ipc://$TMP/pub0,ipc://$TMP/pub1,ipc://$TMP/pub2"
-srvs="ipc://$TMP/srv0,ipc://$TMP/srv1,ipc://$TMP/srv2"
-for i in 0 1 2; do
-    mkdir "$TMP/d$i"
-    role=standby
-    [ $i -eq 0 ] && role=primary
-    cat >"$TMP/n$i.ini" <<INI
-[node]
-role = $role
-data_dir = $TMP/d$i
-[ring]
-name = ha-test.$$.$i
-capacity = 1M
-[checkpoint]
-every_seconds = 0
-[replication]
-publish = ipc://$TMP/pub$i
-serve = ipc://$TMP/srv$i
-primary_publish = $pubs
-primary_serve = $srvs
-node_id = n$i
-min_replicas = 1
-# acks unauthenticated: ipc endpoints in this test's own directory
-insecure_acks = yes
-heartbeat_ms = 100
-on_higher_epoch = rejoin
-[ha]
-etcd = http://127.0.0.1:$etcd_port
-cluster = ha-test-$$
-ttl_ms = 2000
-max_lag_entries = 1000000
-INI
-done
-start_node() { "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" & node_pid[$1]=$!; }
+ha_configs ha-test 2000
 
 cluster() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null || true; }
 leader_of() { printf '%s' "$1" | sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
