@@ -64,6 +64,7 @@ struct node {
     int n_snap_jobs;             /* snapshots begun and not yet written: they read the store
                                     (under lock; write_snapshot) */
     uint64_t snap_begun_ns;      /* when it was begun (under lock) */
+    uint64_t snap_made;          /* snapshot files named so far: the next one's number (under lock) */
     uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
     pthread_cond_t ckpt_cond;    /* a job for the checkpoint thread, or stop */
     ckpt_job *job;               /* handed to the checkpoint thread (under lock) */
@@ -129,6 +130,7 @@ __attribute__((noreturn)) static inline void fatal(const char *msg, const char *
 void node_begin(struct node *n);
 int start_thread(pthread_t *t, void *(*fn)(void *), void *arg);
 void *apply_main(void *arg);
+uint64_t apply_gate_limit(const char *path);
 int control_start(struct node *n, pthread_t *t);
 json_t *status_object(struct node *n);
 

@@ -55,24 +55,6 @@ static void node_thread_nice(int delta)
         setpriority(PRIO_PROCESS, (id_t)gettid(), now + delta); /* Linux: per thread */
 }
 
-/* Test hook RK_TEST_APPLY_GATE=FILE, so that tests hold a standby's apply
- * where they want it instead of slowing it and hoping: the last entry
- * apply may take now is the number FILE holds, every entry when FILE is
- * empty, none when there is no FILE (tests replace it with a rename). */
-static uint64_t apply_gate_limit(const char *path)
-{
-    char text[32];
-    size_t len = 0;
-    FILE *f = fopen(path, "r");
-
-    if (!f)
-        return 0;
-    len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = '\0';
-    return len ? strtoull(text, NULL, 10) : UINT64_MAX;
-}
-
 /* A standby's apply: one entry at a time up to what is durable
  * (journal_seq, which the standby moves: standby_durable), the digest
  * after each handed to the standby for its comparison with the primary's;

@@ -79,7 +79,9 @@ struct producer *apply_producer(applier *a, const char *name)
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     snprintf(key, sizeof key, "p:%s", name);
-    if (meta_get(a, a->txn, key, &p->m, sizeof p->m) != 0)
+    /* a fold is given its snapshot's records (export.c): a producer it
+     * was not given had none there, whatever meta.db holds by now */
+    if (a->fold || meta_get(a, a->txn, key, &p->m, sizeof p->m) != 0)
         memset(&p->m, 0, sizeof p->m);
     return p;
 }
@@ -143,13 +145,16 @@ static int table_at(applier *a, const char *name, int create, size_t *at)
         return ENOMEM;
     a->tables = t;
     snprintf(subname, sizeof subname, "t:%s", name);
-    rc = db_create(&db, a->env, 0);
+    /* a fold's tables are names only: it never writes to state.db */
+    rc = a->fold ? 0 : db_create(&db, a->env, 0);
     if (rc)
         return rc;
     /* opened in a transaction (the open one, or its own), so that the
      * handle can be used in transactions */
-    rc = db->open(db, a->txn, STATE_FILE, subname, DB_BTREE,
-                  (create ? DB_CREATE : 0) | (a->txn ? 0 : DB_AUTO_COMMIT) | DB_THREAD | DB_MULTIVERSION, 0600);
+    if (db)
+        rc = db->open(db, a->txn, STATE_FILE, subname, DB_BTREE,
+                      (create ? DB_CREATE : 0) | (a->txn ? 0 : DB_AUTO_COMMIT) | DB_THREAD | DB_MULTIVERSION,
+                      0600);
     if (rc) {
         db->close(db, 0);
         return rc == ENOENT ? RK_ENOTFOUND : rc;
@@ -223,7 +228,8 @@ static void discard_group(applier *a, struct producer *p, const ring_frame *why)
 {
     if (p->open.n_frames && why->lsn > p->m.discard_lsn) {
         a->am.n_discarded++;
-        log_msg(LOG_WARN, "open group discarded",
+        if (!a->fold) /* apply logs it when it gets there */
+            log_msg(LOG_WARN, "open group discarded",
                 "producer=%s records=%u first_seq=%" PRIu64 " reason=%s lsn=%" PRIu64, p->name,
                 p->open.n_frames, p->open.start_seq, why->type == FRAME_ABORT ? "died" : "re-attached",
                 why->lsn);
@@ -238,7 +244,7 @@ static void discard_group(applier *a, struct producer *p, const ring_frame *why)
 
 int apply_txn_begin(applier *a)
 {
-    if (a->txn)
+    if (a->txn || a->fold) /* a fold keeps its groups in pending, never commits */
         return 0;
     a->txn_records = 0;
     return a->env->txn_begin(a->env, NULL, &a->txn, 0);
@@ -344,6 +350,15 @@ static int pending_cmp(const void *x, const void *y)
     return p->order < q->order ? -1 : p->order > q->order;
 }
 
+void pending_sort(struct pending *pd)
+{
+    if (pd->n_records == 0) /* records may be NULL: qsort is not given it */
+        return;
+    for (size_t i = 0; i < pd->n_records; i++)
+        pd->records[i].key = pd->buf + pd->records[i].off + FRAME_HEADER_SIZE;
+    qsort(pd->records, pd->n_records, sizeof *pd->records, pending_cmp);
+}
+
 /* Writes the open transaction's pending records to the tables, in key
  * order: a B-tree walked in order touches each page once, in cache, where
  * journal order (random keys) descends from the root into a different
@@ -360,13 +375,7 @@ static int apply_pending(applier *a)
     uint32_t cur_table = UINT32_MAX;
     int rc = 0;
 
-    if (pd->n_records == 0) { /* records may be NULL: qsort is not given it */
-        pd->len = 0;
-        return 0;
-    }
-    for (size_t i = 0; i < pd->n_records; i++)
-        pd->records[i].key = pd->buf + pd->records[i].off + FRAME_HEADER_SIZE;
-    qsort(pd->records, pd->n_records, sizeof *pd->records, pending_cmp);
+    pending_sort(pd);
     for (size_t i = 0; !rc && i < pd->n_records; i++) {
         const struct pending_record *r = &pd->records[i], *next = i + 1 < pd->n_records ? r + 1 : NULL;
         struct frame_header h;
@@ -404,7 +413,7 @@ static int apply_group(applier *a, struct producer *p, const ring_frame *mark)
     uint32_t n_applied = 0;
     int rc = 0;
 
-    assert(a->txn && mark->lsn > p->m.applied_lsn); /* A2, A3 */
+    assert((a->txn || a->fold) && mark->lsn > p->m.applied_lsn); /* A2, A3 */
     for (size_t off = 0; off < p->open.len;) {
         const uint8_t *raw = p->open.buf + off;
         struct frame_header h;
@@ -495,14 +504,26 @@ bad:
     return RK_ECORRUPT;
 }
 
-int apply_txn_commit(applier *a)
+uint64_t apply_restart_seq(const applier *a)
 {
-    char key[RK_NAME_MAX + 3];
     /* every entry before next_seq has been read; a group still open began
      * at its start_seq.  (Not applied_seq + 1: while entries are read
      * again after a restart, next_seq is below it, and a group that began
      * in an entry not yet re-read must not lose its start.) */
     uint64_t restart = a->next_seq;
+
+    for (size_t i = 0; i < a->n_producers; i++) {
+        const struct producer *p = &a->producers[i];
+        if (p->open.n_frames && p->open.start_seq < restart)
+            restart = p->open.start_seq;
+    }
+    return restart;
+}
+
+int apply_txn_commit(applier *a)
+{
+    char key[RK_NAME_MAX + 3];
+    uint64_t restart = apply_restart_seq(a);
     int rc;
 
     if (!a->txn)
@@ -512,8 +533,6 @@ int apply_txn_commit(applier *a)
         return rc;
     for (size_t i = 0; i < a->n_producers; i++) {
         struct producer *p = &a->producers[i];
-        if (p->open.n_frames && p->open.start_seq < restart)
-            restart = p->open.start_seq;
         if (!p->dirty)
             continue;
         snprintf(key, sizeof key, "p:%s", p->name);
@@ -676,7 +695,8 @@ void applier_close(applier *a)
     if (a->txn)
         a->txn->abort(a->txn);
     for (size_t i = 0; i < a->n_tables; i++)
-        a->tables[i].db->close(a->tables[i].db, 0);
+        if (a->tables[i].db) /* a fold's have none */
+            a->tables[i].db->close(a->tables[i].db, 0);
     for (size_t i = 0; i < a->n_producers; i++)
         free(a->producers[i].open.buf);
     free(a->tables);

@@ -148,6 +148,24 @@ uint64_t ckpt_job_applied_seq(const ckpt_job *j);
  * transaction; ckpt_job_free(j) still follows. */
 int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *err, size_t err_size);
 
+/* A snapshot of what apply has committed on store s, begun on any thread
+ * (applier_checkpoint_begin's, without the applier): apply commits only
+ * after whole journal entries, so it is at a group boundary. */
+int ckpt_job_begin(store *s, uint64_t epoch, ckpt_job **out);
+
+/* ckpt_job_snapshot at journal entry upto (<= what s's journal holds),
+ * whether apply has reached it or not: the state apply has once it has
+ * applied every entry up to upto, byte for byte -- tables, digest, what
+ * was applied, every producer's record -- and nothing after.  When job
+ * j's snapshot is behind upto, the entries from its restart point to
+ * upto are taken through apply's rules in memory (a fold, export.c) and
+ * merged into the file; at or past upto, the file is j's snapshot as it
+ * is (the first group boundary at or after upto).  RK_ENOTFOUND when the
+ * journal no longer holds an entry it needs (trimmed meanwhile: begin a
+ * new job).  Ends the snapshot transaction; ckpt_job_free(j) follows. */
+int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path, uint64_t *n_entries,
+                         char *err, size_t err_size);
+
 /* Loads checkpoint file path into a's store, which must hold no state
  * yet (a new data directory): verified whole first (nothing is loaded
  * from a file that fails), then every entry, the state digest, the

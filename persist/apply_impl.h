@@ -100,6 +100,11 @@ struct applier {
     size_t watch_producer; /* its index in producers (SIZE_MAX: not found yet) */
     uint64_t watch_every, watch_last;
     int watch_hit;
+    /* a fold (export.c, snapshot_fold): journal entries past a snapshot
+     * taken through the same rules, but its groups stay in pending (never
+     * committed) and its tables are names only (db NULL): nothing is
+     * written to the store */
+    int fold;
 };
 
 /* meta.db's "maps" value: the two maps as they are in struct applier. */
@@ -122,6 +127,15 @@ int apply_table_db(applier *a, const char *name, int create, DB **out);
  * written with the next commit and what the id resolved to is forgotten. */
 void apply_map_table(applier *a, uint32_t id, const char *name);
 void apply_map_slot(applier *a, uint32_t slot, const char *name);
+
+/* Sorts pd's records by table (index in applier.tables), key (Berkeley
+ * DB's default btree order), then journal order, and points their key
+ * fields into pd->buf. */
+void pending_sort(struct pending *pd);
+
+/* Where applying must start again to find every open group whole (A4):
+ * the first entry of the oldest group still open, else next_seq. */
+uint64_t apply_restart_seq(const applier *a);
 
 /* Opens a transaction unless one is open. */
 int apply_txn_begin(applier *a);

@@ -46,7 +46,9 @@ struct ckpt_job {
 
 static int checkpoint_meta(ckpt_job *j, struct ckpt_info *info);
 
-int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
+/* A job on store s: the snapshot transaction begun and meta.db read in it
+ * (applier_checkpoint_begin, ckpt_job_begin). */
+static int job_begin(store *s, uint64_t epoch, ckpt_job **out)
 {
     ckpt_job *j = calloc(1, sizeof *j);
     int rc;
@@ -54,12 +56,8 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
     *out = NULL;
     if (!j)
         return ENOMEM;
-    if (a->txn) {
-        free(j);
-        return RK_EINVAL; /* only between applier_run calls: at a group boundary (A2) */
-    }
-    j->env = a->env;
-    j->meta = a->meta;
+    j->env = store_env(s);
+    j->meta = store_meta(s);
     j->epoch = epoch;
     /* A snapshot (MVCC: meta.db and the state tables are opened
      * DB_MULTIVERSION; the journal is not, so the drain's appends never
@@ -67,20 +65,21 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
      * was committed before it began -- every group applier_run applied,
      * with the meta records of the same transactions -- takes no read
      * locks and never blocks apply, whose writes copy the pages it holds. */
-    rc = a->env->txn_begin(a->env, NULL, &j->txn, DB_TXN_SNAPSHOT);
+    rc = j->env->txn_begin(j->env, NULL, &j->txn, DB_TXN_SNAPSHOT);
     if (rc) {
         free(j);
         return rc;
     }
-    /* read meta.db in the snapshot now, on the applier's thread: Berkeley
-     * DB fixes a snapshot's view at its first read, not at txn_begin (a
-     * checkpoint thread that read first, later, saw groups applied after
-     * this point: test_node caught a checkpoint 79 heights late) */
+    /* read meta.db in the snapshot now, on the thread that begins it:
+     * Berkeley DB fixes a snapshot's view at its first read, not at
+     * txn_begin (a checkpoint thread that read first, later, saw groups
+     * applied after this point: test_node caught a checkpoint 79 heights
+     * late) */
     rc = checkpoint_meta(j, &j->info);
     /* the epochs its state went through and the one the next entry is in
      * (only the history's end changes while apply runs) */
     if (!rc)
-        rc = store_history(a->s, &j->info.history, &j->info.n_history);
+        rc = store_history(s, &j->info.history, &j->info.n_history);
     if (!rc)
         j->info.n_history = history_cut(j->info.history, j->info.n_history, j->info.journal_seq + 1);
     if (rc) {
@@ -89,6 +88,21 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
     }
     *out = j;
     return 0;
+}
+
+int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
+{
+    *out = NULL;
+    if (a->txn)
+        return RK_EINVAL; /* only between applier_run calls: at a group boundary (A2) */
+    return job_begin(a->s, epoch, out);
+}
+
+int ckpt_job_begin(store *s, uint64_t epoch, ckpt_job **out)
+{
+    /* apply commits only after whole journal entries (A2): whatever it
+     * has committed when the snapshot begins is a group boundary */
+    return job_begin(s, epoch, out);
 }
 
 uint64_t ckpt_job_applied_seq(const ckpt_job *j)
@@ -369,17 +383,26 @@ static int snapshot_entry(void *arg, const char *name, const void *key, uint32_t
     return snap_writer_add(arg, key, klen, val, vlen);
 }
 
+/* What was applied as job j's snapshot sees it (meta.db's "applied"). */
+static struct apply_meta job_applied(const ckpt_job *j)
+{
+    const struct ckpt_info *info = &j->info;
+    const struct ckpt_replay *rp = &info->replay;
+
+    return (struct apply_meta){.restart_seq = rp->restart_seq,
+                               .applied_seq = info->journal_seq,
+                               .applied_lsn = info->lsn,
+                               .n_groups = rp->n_groups,
+                               .n_records = rp->n_records,
+                               .n_discarded = rp->n_discarded,
+                               .digest = info->digest};
+}
+
 int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *err, size_t err_size)
 {
     const struct ckpt_info *info = &j->info;
     const struct ckpt_replay *rp = &info->replay;
-    struct apply_meta am = {.restart_seq = rp->restart_seq,
-                            .applied_seq = info->journal_seq,
-                            .applied_lsn = info->lsn,
-                            .n_groups = rp->n_groups,
-                            .n_records = rp->n_records,
-                            .n_discarded = rp->n_discarded,
-                            .digest = info->digest};
+    struct apply_meta am = job_applied(j);
     struct snap_producer *producers = calloc(rp->n_producers ? rp->n_producers : 1, sizeof *producers);
     snap_writer *w = NULL;
     int rc = producers ? snap_writer_open(path, &w, err, err_size) : ENOMEM;
@@ -408,5 +431,272 @@ int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *
     rc = snap_writer_finish(w, &am, producers, rp->n_producers, err, err_size);
 out:
     free(producers);
+    return rc;
+}
+
+/* ------------------------------------------------------------ snapshots past apply */
+
+/* A fold: the journal entries after job j's snapshot, up to the one a
+ * request must be served at, taken through apply's own rules
+ * (applier_run, apply_frame: groups held until their MARK, voided by an
+ * ATTACH or ABORT, frames at or below their producer's mark skipped) by an
+ * applier of its own in fold mode (apply_impl.h), which starts from the
+ * snapshot's "applied", producers and maps exactly as apply does after a
+ * restart (A3, A4) and keeps the records of the groups it completes in
+ * its pending list instead of writing them.  The snapshot file is then
+ * the snapshot's tables with those records merged in (fold_merge): what
+ * apply's tables hold once it has applied the same entries. */
+static int fold_open(ckpt_job *j, store *s, applier **out)
+{
+    const struct ckpt_replay *rp = &j->info.replay;
+    applier *a = calloc(1, sizeof *a);
+
+    *out = NULL;
+    if (!a)
+        return ENOMEM;
+    a->s = s;
+    a->env = j->env;
+    a->meta = j->meta;
+    a->fold = 1;
+    a->watch_producer = SIZE_MAX;
+    a->am = job_applied(j);
+    a->next_seq = a->am.restart_seq ? a->am.restart_seq : 1; /* A4, as applier_open */
+    for (uint32_t i = 0; i < rp->n_table_ids; i++)
+        apply_map_table(a, rp->table_ids[i].id, rp->table_ids[i].name);
+    for (uint32_t i = 0; i < rp->n_slots; i++)
+        apply_map_slot(a, rp->slots[i].id, rp->slots[i].name);
+    for (uint32_t i = 0; i < rp->n_producers; i++) {
+        struct producer *p = apply_producer(a, rp->producers[i].name);
+        if (!p) {
+            applier_close(a);
+            return ENOMEM;
+        }
+        p->m = (struct producer_meta){.applied_lsn = rp->producers[i].applied_lsn,
+                                      .height = rp->producers[i].height,
+                                      .n_groups = rp->producers[i].n_groups,
+                                      .discard_lsn = rp->producers[i].discard_lsn};
+        p->dirty = 1; /* here: the producer has a record in meta.db */
+    }
+    *out = a;
+    return 0;
+}
+
+/* The snapshot's tables (walk_tables) and a fold's records, merged into a
+ * snapshot file: both in table name order, keys in Berkeley DB's order;
+ * of a key's records in the fold only the last counts (pending_sort keeps
+ * journal order among them), a PUT replacing or adding the entry, a DEL
+ * removing it; the state digest follows (A5). */
+struct fold_merge {
+    snap_writer *w;
+    const applier *a;        /* the fold: its tables' names */
+    const struct pending *pd; /* its records, sorted (pending_sort) */
+    const size_t *by_name;   /* the fold's tables (indexes in a->tables) in name order */
+    const size_t *first;     /* table t's records are [first[t], first[t + 1]) */
+    size_t next;             /* by_name[next]: the first fold table not yet reached */
+    size_t at, end;          /* the current table's fold records not yet written */
+    char name[RK_NAME_MAX + 1]; /* the current table */
+    uint64_t digest;
+};
+
+/* The last record of the key of record i in the current table. */
+static size_t fold_last_of_key(const struct fold_merge *m, size_t i)
+{
+    const struct pending_record *r = m->pd->records;
+
+    while (i + 1 < m->end && ckpt_key_cmp(r[i].key, r[i].klen, r[i + 1].key, r[i + 1].klen) == 0)
+        i++;
+    return i;
+}
+
+/* Writes fold record i (the last of its key) if it is a PUT. */
+static int fold_write(struct fold_merge *m, size_t i)
+{
+    const struct pending_record *r = &m->pd->records[i];
+    struct frame_header h;
+    const uint8_t *val = r->key + r->klen;
+    uint32_t vlen;
+
+    memcpy(&h, m->pd->buf + r->off, sizeof h);
+    if (h.type != FRAME_PUT)
+        return 0; /* a DEL: the key is not in the state */
+    vlen = h.length - FRAME_HEADER_SIZE - r->klen;
+    m->digest += ckpt_entry_digest(m->name, r->key, r->klen, val, vlen);
+    return snap_writer_add(m->w, r->key, r->klen, val, vlen);
+}
+
+/* Writes what is left of the current table's fold records. */
+static int fold_flush(struct fold_merge *m)
+{
+    int rc = 0;
+
+    while (!rc && m->at < m->end) {
+        size_t i = fold_last_of_key(m, m->at);
+        m->at = i + 1;
+        rc = fold_write(m, i);
+    }
+    return rc;
+}
+
+/* Begins table name in the file; its fold records (if the fold has the
+ * table: it is next in name order) become the current ones. */
+static int fold_table_begin(struct fold_merge *m, const char *name)
+{
+    const struct table *tables = m->a->tables;
+
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->at = m->end = 0;
+    if (m->next < m->a->n_tables && strcmp(tables[m->by_name[m->next]].name, name) == 0) {
+        size_t t = m->by_name[m->next++];
+        m->at = m->first[t];
+        m->end = m->first[t + 1];
+    }
+    return snap_writer_table(m->w, name);
+}
+
+/* Ends the current table, then writes the fold's tables the snapshot does
+ * not have whose names come before name (every one left: name NULL). */
+static int fold_tables_before(struct fold_merge *m, const char *name)
+{
+    int rc = fold_flush(m);
+
+    while (!rc && m->next < m->a->n_tables &&
+           (!name || strcmp(m->a->tables[m->by_name[m->next]].name, name) < 0)) {
+        rc = fold_table_begin(m, m->a->tables[m->by_name[m->next]].name);
+        if (!rc)
+            rc = fold_flush(m);
+    }
+    return rc;
+}
+
+static int merge_table(void *arg, const char *name)
+{
+    struct fold_merge *m = arg;
+    int rc = fold_tables_before(m, name);
+
+    return rc ? rc : fold_table_begin(m, name);
+}
+
+static int merge_entry(void *arg, const char *name, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct fold_merge *m = arg;
+    const struct pending_record *r = m->pd->records;
+
+    (void)name;
+    while (m->at < m->end) {
+        int c = ckpt_key_cmp(r[m->at].key, r[m->at].klen, key, klen);
+        size_t i;
+        if (c > 0)
+            break;
+        i = fold_last_of_key(m, m->at);
+        m->at = i + 1;
+        if (c < 0) {
+            int rc = fold_write(m, i);
+            if (rc)
+                return rc;
+            continue;
+        }
+        /* the fold's last record of this key replaces the entry */
+        m->digest -= ckpt_entry_digest(m->name, key, klen, val, vlen);
+        return fold_write(m, i);
+    }
+    return snap_writer_add(m->w, key, klen, val, vlen);
+}
+
+static int name_order(const void *x, const void *y, void *tables)
+{
+    const struct table *t = tables;
+
+    return strcmp(t[*(const size_t *)x].name, t[*(const size_t *)y].name);
+}
+
+static int producer_order(const void *x, const void *y)
+{
+    return strcmp(((const struct snap_producer *)x)->name, ((const struct snap_producer *)y)->name);
+}
+
+/* Writes the snapshot file of job j with fold a's records merged in;
+ * am: what was applied at the fold's end, its digest brought up to date
+ * here. */
+static int fold_write_snapshot(ckpt_job *j, applier *a, struct apply_meta *am, const char *path,
+                               uint64_t *n_entries, char *err, size_t err_size)
+{
+    struct pending *pd = &a->pending;
+    size_t *by_name = calloc(a->n_tables + 1, sizeof *by_name);
+    size_t *first = calloc(a->n_tables + 1, sizeof *first);
+    struct snap_producer *producers = calloc(a->n_producers + 1, sizeof *producers);
+    size_t n_producers = 0;
+    struct fold_merge m = {.a = a, .pd = pd, .by_name = by_name, .first = first, .digest = am->digest};
+    int rc = by_name && first && producers ? snap_writer_open(path, &m.w, err, err_size) : ENOMEM;
+
+    *n_entries = 0;
+    if (!rc) {
+        struct table_visitor v = {.table = merge_table, .entry = merge_entry, .arg = &m};
+        pending_sort(pd); /* by table index, then key */
+        for (size_t i = 0; i < pd->n_records; i++)
+            first[pd->records[i].table + 1]++;
+        for (size_t t = 0; t < a->n_tables; t++) {
+            first[t + 1] += first[t];
+            by_name[t] = t;
+        }
+        qsort_r(by_name, a->n_tables, sizeof *by_name, name_order, a->tables);
+        rc = walk_tables(j, &v);
+        if (!rc)
+            rc = fold_tables_before(&m, NULL);
+    }
+    if (j->txn) {
+        j->txn->commit(j->txn, 0); /* read only; the pages it held are free */
+        j->txn = NULL;
+    }
+    if (rc) {
+        snap_writer_abort(m.w);
+        if (!err[0])
+            seg_error(err, err_size, "snapshot %s: %s", path, store_strerror(rc));
+        goto out;
+    }
+    /* the producers with a record in meta.db: the snapshot's and those the
+     * fold gave one (dirty), in meta.db's key order */
+    for (size_t i = 0; i < a->n_producers; i++) {
+        if (!a->producers[i].dirty)
+            continue;
+        memcpy(producers[n_producers].name, a->producers[i].name, sizeof producers[n_producers].name);
+        producers[n_producers++].m = a->producers[i].m;
+    }
+    qsort(producers, n_producers, sizeof *producers, producer_order);
+    am->digest = m.digest;
+    *n_entries = snap_writer_entries(m.w);
+    rc = snap_writer_finish(m.w, am, producers, n_producers, err, err_size);
+out:
+    free(by_name);
+    free(first);
+    free(producers);
+    return rc;
+}
+
+int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path, uint64_t *n_entries,
+                         char *err, size_t err_size)
+{
+    struct apply_meta am;
+    applier *a = NULL;
+    int rc;
+
+    *n_entries = 0;
+    if (upto <= j->info.journal_seq)
+        return ckpt_job_snapshot(j, path, n_entries, err, err_size); /* apply is there already */
+    rc = fold_open(j, s, &a);
+    if (!rc)
+        rc = applier_run(a, upto, UINT32_MAX, err, err_size);
+    if (!rc && applier_read_upto(a) < upto) {
+        /* trimmed away since the snapshot began (a newer checkpoint's
+         * restart point is past the snapshot's): the caller begins again */
+        seg_error(err, err_size, "snapshot: journal entry %" PRIu64 " is no longer in the journal",
+                  applier_read_upto(a) + 1);
+        rc = RK_ENOTFOUND;
+    }
+    if (!rc) {
+        am = a->am;
+        am.restart_seq = apply_restart_seq(a); /* A4: as apply's commit at upto writes it */
+        rc = fold_write_snapshot(j, a, &am, path, n_entries, err, err_size);
+    }
+    applier_close(a);
     return rc;
 }

@@ -2,6 +2,7 @@
  * (test_node, test_restore, test_repl): see node_harness.h. */
 #define _GNU_SOURCE
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,4 +82,20 @@ int open_tables(rk_ring *r, int n, uint16_t *tables)
             return rc;
     }
     return 0;
+}
+
+void set_gate(const char *gate, const char *limit)
+{
+    char tmp[4200];
+    FILE *f;
+
+    if (!limit) {
+        ck_assert_msg(unlink(gate) == 0 || errno == ENOENT, "unlink %s: %s", gate, strerror(errno));
+        return;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", gate);
+    ck_assert_ptr_nonnull(f = fopen(tmp, "w"));
+    ck_assert_int_ge(fputs(limit, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(rename(tmp, gate), 0);
 }

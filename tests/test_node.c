@@ -30,6 +30,7 @@
 #include "persist/checkpoint.h"
 #include "persist/config.h"
 #include "persist/json_bytes.h"
+#include "persist/snapshot.h"
 #include "node/client.h"
 #include "node/node.h"
 #include "node_harness.h"
@@ -1396,6 +1397,169 @@ START_TEST(snapshot_under_steady_writes_is_served_at_the_request_point)
 }
 END_TEST
 
+/* The node's snapshot file for a "snapshot" request, read whole into *buf
+ * (free) and removed, its header in *h. */
+static size_t take_snapshot(uint8_t **buf, struct snap_header *h)
+{
+    char *reply = NULL, err[256] = "";
+    struct snap_info info;
+    struct stat st;
+    FILE *f;
+
+    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
+    ck_assert_int_eq(stat(reply + 3, &st), 0);
+    ck_assert_ptr_nonnull(*buf = malloc((size_t)st.st_size + 1));
+    ck_assert_ptr_nonnull(f = fopen(reply + 3, "rb"));
+    ck_assert_uint_eq(fread(*buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+    fclose(f);
+    unlink(reply + 3);
+    free(reply);
+    ck_assert_msg(snap_verify(*buf, (size_t)st.st_size, &info, NULL, NULL, NULL, err, sizeof err) == 0, "%s",
+                  err);
+    *h = info.h;
+    return (size_t)st.st_size;
+}
+
+/* Journal sequence the node reached once everything written before it is
+ * durable: lsn (a record's) is waited for on r. */
+static uint64_t journaled(rk_ring *r, uint64_t lsn)
+{
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    return status_field("journal_seq");
+}
+
+/* A snapshot served while apply is held many groups behind the request's
+ * point (RK_TEST_APPLY_GATE) equals, byte for byte, the one served once
+ * apply has applied up to the same point: the entries past what apply
+ * committed go through apply's group rules in memory and are merged into
+ * the file.  The tail holds a group that began before apply's point and
+ * ends after it (eng0's group 41, read again from the restart point), a
+ * group voided by its producer's re-attach (eng1), a table and a
+ * producer new since apply's point (eng2: a PUT, a PUT then DEL of one
+ * key), and two groups still open at the request's point (eng1's group
+ * 11, eng2's second): none of those records is in the state, the heights
+ * are the last MARKs, and the digest, counters and restart point are
+ * apply's.  Before, the request waited for apply to reach its point: with
+ * apply held it was not answered at all. */
+START_TEST(snapshot_past_apply_equals_apply_at_the_request_point)
+{
+    rk_ring_opts o0 = {.producer = "eng0"}, o1 = {.producer = "eng1"}, o2 = {.producer = "eng2"};
+    rk_ring *r0 = NULL, *r1 = NULL, *r2 = NULL;
+    uint16_t t0[3], t1[3], tail;
+    uint64_t lsn = 0, held, asked, heights[N_PRODUCERS];
+    char gate[300], limit[32];
+    struct snap_header folded_h, applied_h;
+    uint8_t *folded = NULL, *applied = NULL;
+    size_t folded_len, applied_len;
+    struct op o;
+    rk_state *s = NULL;
+    void *v = NULL;
+    uint32_t vlen = 0;
+    pid_t node;
+
+    snprintf(gate, sizeof gate, "%s.gate", data_dir);
+    set_gate(gate, "");
+    setenv("RK_TEST_APPLY_GATE", gate, 1);
+    node = start_node(NULL);
+    unsetenv("RK_TEST_APPLY_GATE");
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
+    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
+    write_groups(r0, t0, 0, 0, 40, 0, &lsn);
+    journaled(r0, lsn);
+    wait_node_idle();
+
+    /* group 41's first half, applied (held open) before apply is held */
+    for (int i = 0; i < RECORDS_PER_GROUP / 2; i++) {
+        make_op(0, 41, i, &o);
+        ck_assert_int_eq(o.del ? rk_del(r0, t0[o.table[1] - '0'], o.key, o.klen, &lsn)
+                               : rk_put(r0, t0[o.table[1] - '0'], o.key, o.klen, o.val, o.vlen, &lsn),
+                         0);
+    }
+    held = journaled(r0, lsn);
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)held);
+    set_gate(gate, limit);
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("applied_seq"), held);
+
+    /* the tail, past apply: group 41's second half and MARK, groups 42..60 */
+    for (int i = RECORDS_PER_GROUP / 2; i < RECORDS_PER_GROUP; i++) {
+        make_op(0, 41, i, &o);
+        ck_assert_int_eq(o.del ? rk_del(r0, t0[o.table[1] - '0'], o.key, o.klen, NULL)
+                               : rk_put(r0, t0[o.table[1] - '0'], o.key, o.klen, o.val, o.vlen, NULL),
+                         0);
+    }
+    ck_assert_int_eq(rk_mark(r0, 41, &lsn), 0);
+    write_groups(r0, t0, 0, 41, 60, 0, &lsn);
+    /* eng1: a group voided by a re-attach (keys the model has not: a
+     * record of it in the state fails the model's check), then groups
+     * 1..10 and an open group 11 */
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o1, &r1), 0);
+    ck_assert_int_eq(open_tables(r1, 3, t1), 0);
+    ck_assert_int_eq(rk_put(r1, t1[0], "p1/void", 7, "v", 1, NULL), 0);
+    ck_assert_int_eq(rk_put(r1, t1[1], "p1/void", 7, "v", 1, &lsn), 0);
+    journaled(r1, lsn);
+    rk_ring_detach(r1);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o1, &r1), 0);
+    ck_assert_int_eq(open_tables(r1, 3, t1), 0);
+    write_groups(r1, t1, 1, 0, 10, 0, &lsn);
+    for (int i = 0; i < RECORDS_PER_GROUP / 2; i++) {
+        make_op(1, 11, i, &o);
+        ck_assert_int_eq(rk_put(r1, t1[o.table[1] - '0'], o.key, o.klen, o.val, o.vlen, &lsn), 0);
+    }
+    /* eng2, new: table "tail", group 1 (k1 put and deleted, k2 put), and
+     * an open group (k3) */
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o2, &r2), 0);
+    ck_assert_int_eq(rk_table(r2, "tail", &tail), 0);
+    ck_assert_int_eq(rk_put(r2, tail, "k1", 2, "one", 3, NULL), 0);
+    ck_assert_int_eq(rk_put(r2, tail, "k2", 2, "two", 3, NULL), 0);
+    ck_assert_int_eq(rk_del(r2, tail, "k1", 2, NULL), 0);
+    ck_assert_int_eq(rk_mark(r2, 1, NULL), 0);
+    ck_assert_int_eq(rk_put(r2, tail, "k3", 2, "three", 5, &lsn), 0);
+    asked = journaled(r2, lsn);
+    ck_assert_uint_eq(status_field("applied_seq"), held);
+    ck_assert_uint_gt(asked, held + 4);
+
+    /* served with apply held at `held` */
+    folded_len = take_snapshot(&folded, &folded_h);
+    ck_assert_uint_eq(status_field("applied_seq"), held);
+    ck_assert_uint_eq(folded_h.am.applied_seq, asked);
+    ck_assert_uint_eq(folded_h.am.n_discarded, 1);
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    ck_assert_int_eq(rk_state_height(s, "eng2", &lsn), 0);
+    ck_assert_uint_eq(lsn, 1);
+    ck_assert_int_eq(rk_state_get(s, "tail", "k2", 2, &v, &vlen), 0);
+    ck_assert_msg(vlen == 3 && memcmp(v, "two", 3) == 0, "tail k2");
+    free(v);
+    ck_assert_int_eq(rk_state_get(s, "tail", "k1", 2, &v, &vlen), RK_ENOTFOUND);
+    ck_assert_int_eq(rk_state_get(s, "tail", "k3", 2, &v, &vlen), RK_ENOTFOUND);
+    rk_state_close(s);
+    check_state(heights); /* eng0, eng1: whole groups, equal to the model */
+    ck_assert_uint_eq(heights[0], 60);
+    ck_assert_uint_eq(heights[1], 10);
+
+    /* apply let through to the same point: its own snapshot, no fold */
+    set_gate(gate, "");
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("applied_seq"), asked);
+    applied_len = take_snapshot(&applied, &applied_h);
+    ck_assert_uint_eq(applied_h.am.applied_seq, asked);
+    ck_assert_msg(folded_len == applied_len && memcmp(folded, applied, folded_len) == 0,
+                  "the snapshot past apply (%zu bytes, digest %016llx, restart %llu, %llu entries) differs "
+                  "from apply's at the same point (%zu bytes, digest %016llx, restart %llu, %llu entries)",
+                  folded_len, (unsigned long long)folded_h.am.digest, (unsigned long long)folded_h.am.restart_seq,
+                  (unsigned long long)folded_h.n_entries, applied_len, (unsigned long long)applied_h.am.digest,
+                  (unsigned long long)applied_h.am.restart_seq, (unsigned long long)applied_h.n_entries);
+    ck_assert_uint_le(applied_h.am.restart_seq, asked); /* the open groups: read again from there */
+    free(folded);
+    free(applied);
+    rk_ring_detach(r0);
+    rk_ring_detach(r1);
+    rk_ring_detach(r2);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
 /* Apply's lag is bounded in ring bytes ([apply] max_lag_bytes), not only in
  * journal entries: with apply slowed (RK_TEST_APPLY_SLOW_MS) and an engine
  * writing without pause, the records journaled but not yet applied never
@@ -1790,6 +1954,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, time_up_ends_the_entry_at_a_group_end);
     tcase_add_test(tc, state_open_with_no_node_refuses_while_the_ring_holds_records);
     tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
+    tcase_add_test(tc, snapshot_past_apply_equals_apply_at_the_request_point);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
     suite_add_tcase(s, tc);

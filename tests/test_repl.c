@@ -523,26 +523,6 @@ static void applied_of(const char *dir, uint64_t *applied, uint64_t *last)
     store_close(s);
 }
 
-/* The apply gate of a standby started with RK_TEST_APPLY_GATE=<gate>
- * (replicator/standby.c): limit NULL holds apply, "" lets every entry
- * through, a number the entries up to it.  Replaced by a rename: apply
- * never reads a half-written gate. */
-static void set_gate(const char *gate, const char *limit)
-{
-    char tmp[320];
-    FILE *f;
-
-    if (!limit) {
-        ck_assert_msg(unlink(gate) == 0 || errno == ENOENT, "unlink %s: %s", gate, strerror(errno));
-        return;
-    }
-    snprintf(tmp, sizeof tmp, "%s.tmp", gate);
-    ck_assert_ptr_nonnull(f = fopen(tmp, "w"));
-    ck_assert_int_ge(fputs(limit, f), 0);
-    ck_assert_int_eq(fclose(f), 0);
-    ck_assert_int_eq(rename(tmp, gate), 0);
-}
-
 /* A standby acknowledges what it holds durably however far its apply lags
  * (RK_TEST_APPLY_GATE holds its apply); a SIGTERM applies everything before exit 0; a second
  * SIGTERM stops at once (exit 0, the rest applied at the next start).
