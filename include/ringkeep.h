@@ -120,6 +120,32 @@ int rk_put(rk_ring *r, uint16_t table, const void *key, uint32_t klen, const voi
 /* Writes DEL(table, key); table as for rk_put(). */
 int rk_del(rk_ring *r, uint16_t table, const void *key, uint32_t klen, uint64_t *lsn_out);
 
+enum { RK_OP_PUT = 1, RK_OP_DEL = 2 };
+
+/* One record of rk_write(). */
+typedef struct rk_record {
+    const void *key;
+    const void *val; /* may be NULL when vlen is 0; a DEL has none */
+    uint32_t klen;
+    uint32_t vlen;  /* 0 for RK_OP_DEL */
+    uint16_t table; /* as for rk_put() */
+    uint16_t op;    /* RK_OP_PUT or RK_OP_DEL */
+} rk_record;
+
+/* Writes recs[0..n) in order, as that many rk_put()/rk_del() calls would,
+ * each its own record with its own LSN; it claims ring room for many
+ * records at once (one atomic operation per claim of up to 16 KiB, not one
+ * per record), so that a batch costs less per record.  Every record is
+ * checked first: an unregistered table, a bad op or a NULL pointer is
+ * RK_EINVAL, a record too large RK_ETOOBIG, and then nothing is written.
+ * *n_written (if not NULL) is the number of records written, all n on
+ * success; fewer only when the ring is full (RK_EFULL, RK_ETIMEDOUT, as for
+ * rk_put) or fenced (RK_EFENCED).  *lsn_out (if not NULL) is the LSN of
+ * the last record written.  While a claim is being filled the node waits
+ * at it, as for rk_claim_record(); a producer that dies in the middle is
+ * unblocked by the node like one that dies holding a claim. */
+int rk_write(rk_ring *r, const rk_record *recs, size_t n, size_t *n_written, uint64_t *lsn_out);
+
 /* Writes MARK(height): ends this producer's atomic group.  Heights are the
  * engine's own numbering (block, tick); the node records the last one. */
 int rk_mark(rk_ring *r, uint64_t height, uint64_t *lsn_out);

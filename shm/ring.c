@@ -17,6 +17,14 @@
  *        |
  *   wake the consumer only if it sleeps (a load that stays in our cache)
  *
+ * rk_write claims once for many frames (up to WRITE_CLAIM_MAX bytes): the
+ * fetch-add, a locked instruction that waits for every earlier store to
+ * land (stores to lines the consumer zeroed wait for those lines to come
+ * back), is most of a put's cost.  The claim's first frame gets the claim
+ * marker for the whole claim; each frame marks the next one (CLAIMED | the
+ * rest of the claim) before it commits, so a consumer that finds the
+ * producer dead pads the rest of the claim as it pads a claim of one frame.
+ *
  * The pre-check makes a claim only when there is room for it, so tail never
  * runs ahead of head by more than the capacity plus what producers racing
  * for the last room claim at the same instant; such a producer waits for
@@ -43,6 +51,7 @@
 #include "shm/segment.h"
 
 #define PREFETCH_DISTANCE 1024 /* bytes ahead of the frame being written */
+#define WRITE_CLAIM_MAX (16u * 1024) /* rk_write: bytes of one claim, at most */
 
 struct rk_ring {
     struct ring_header *hdr;
@@ -279,37 +288,48 @@ static inline struct frame_header *frame_at(rk_ring *r, uint64_t pos)
     return (struct frame_header *)(r->data + (pos & r->mask));
 }
 
-/* Writes the claim marker over the commit word, 0 until now (R4, R5).
- * The consumer reads lsn, producer and session (kept in the checksum field
- * until the commit) from a claimed frame whose producer dies before
- * committing it. */
-static inline void mark_claimed(rk_ring *r, struct frame_header *f, uint64_t pos, uint32_t size)
+/* Writes a claim marker over the commit word at pos, 0 until now (R4, R5):
+ * the claim's rest from pos is `rest` bytes.  The consumer reads lsn,
+ * producer and session (kept in the checksum field until the commit) from
+ * a claimed frame whose producer dies before committing it, and pads the
+ * rest of the claim. */
+static inline void mark_rest(rk_ring *r, struct frame_header *f, uint64_t pos, uint32_t rest)
 {
     f->lsn = pos;
     f->producer = r->producer;
     f->checksum = r->session;
     /* release: lsn, producer and session are visible before the marker */
-    atomic_store_explicit((_Atomic uint32_t *)&f->length, FRAME_CLAIMED | size, memory_order_release);
+    atomic_store_explicit((_Atomic uint32_t *)&f->length, FRAME_CLAIMED | rest, memory_order_release);
+}
+
+/* Marks a new claim of `size` bytes at pos (its first frame), then ends
+ * its announcement in the slot (R7). */
+static inline void mark_claimed(rk_ring *r, struct frame_header *f, uint64_t pos, uint32_t size)
+{
+    mark_rest(r, f, pos, size);
     /* release: the marker is visible before the claim is over */
     atomic_store_explicit(&r->slot->claim_pos, CLAIM_NONE, memory_order_release);
 }
 
-static inline void publish(rk_ring *r, struct frame_header *f, uint64_t lsn, uint32_t length, uint8_t type,
-                           uint16_t table)
+/* Commits a frame whose every byte but the commit word is written. */
+static inline void commit_frame(rk_ring *r, struct frame_header *f, uint64_t lsn, uint32_t length)
 {
-    struct ring_header *h = r->hdr;
-
-    f->type = type;
-    f->table = table;
-    f->checksum = XXH3_64bits_withSeed((uint8_t *)f + 16, length - 16, frame_seed(length, type, 0, table));
-    /* release: every byte of the frame is visible before its length (R5).
-     * From here on the consumer may release and zero the frame: not read it. */
+    /* release: every byte of the frame, and the marker of the claim's next
+     * frame (rk_write), are visible before its length (R5).  From here on
+     * the consumer may release and zero the frame: not read it. */
     atomic_store_explicit((_Atomic uint32_t *)&f->length, length, memory_order_release);
     /* relaxed: statistics for `ring inspect`, on our own cache line */
     atomic_store_explicit(&r->slot->last_lsn, lsn, memory_order_relaxed);
     atomic_store_explicit(&r->slot->n_records,
                           atomic_load_explicit(&r->slot->n_records, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+}
+
+/* Wakes the consumer if it sleeps. */
+static inline void wake_consumer(rk_ring *r)
+{
+    struct ring_header *h = r->hdr;
+
     /* relaxed load: this line changes only when the consumer goes to sleep,
      * so the load hits our cache.  The exchange makes one producer, not
      * every one, pay the wake.  Without a fence a wake can be missed when
@@ -362,6 +382,25 @@ static inline int table_registered(rk_ring *r, uint16_t table)
     return 1;
 }
 
+/* Writes every byte of the frame at f but its commit word, which holds a
+ * claim marker (with lsn and producer already set) until commit_frame.
+ * (Building a small frame in a local buffer, hashing it there and copying
+ * it in once cost as much or more: bench_ring, issue 13.) */
+static inline void write_frame(struct frame_header *f, uint8_t type, uint16_t table, const void *key,
+                               uint32_t klen, const void *val, uint32_t vlen)
+{
+    uint32_t length = FRAME_HEADER_SIZE + klen + vlen;
+
+    f->klen = klen;
+    if (klen)
+        memcpy(f + 1, key, klen);
+    if (vlen)
+        memcpy((uint8_t *)(f + 1) + klen, val, vlen);
+    f->type = type;
+    f->table = table;
+    f->checksum = XXH3_64bits_withSeed((uint8_t *)f + 16, length - 16, frame_seed(length, type, 0, table));
+}
+
 static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key, uint32_t klen,
                       const void *val, uint32_t vlen, uint64_t *lsn_out)
 {
@@ -385,15 +424,109 @@ static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key,
     f = frame_at(r, pos);
     mark_claimed(r, f, pos, size);
     prefetch_ahead(r, pos);
-    f->klen = klen;
-    if (klen)
-        memcpy(f + 1, key, klen);
-    if (vlen)
-        memcpy((uint8_t *)(f + 1) + klen, val, vlen);
-    publish(r, f, pos, FRAME_HEADER_SIZE + klen + vlen, type, table);
+    write_frame(f, type, table, key, klen, val, vlen);
+    commit_frame(r, f, pos, FRAME_HEADER_SIZE + klen + vlen);
+    wake_consumer(r);
     if (lsn_out)
         *lsn_out = pos;
     return 0;
+}
+
+/* The aligned frame size of rec, or an error (RK_EINVAL, RK_ETOOBIG). */
+static int record_size(rk_ring *r, const rk_record *rec, uint32_t *size)
+{
+    if ((rec->op != RK_OP_PUT && rec->op != RK_OP_DEL) || (rec->op == RK_OP_DEL && rec->vlen) ||
+        (rec->klen && !rec->key) || (rec->vlen && !rec->val) || !table_registered(r, rec->table))
+        return RK_EINVAL;
+    return check_size(r, rec->klen, rec->vlen, size);
+}
+
+/* Writes recs[0..n), which fill exactly `total` aligned bytes, in one
+ * claim, and commits the first n_commit of them (n but for a test, which
+ * stops where a producer killed there would; *next_pos is where it
+ * stopped).  Before a frame is
+ * committed, the next one's position gets a marker for the rest of the
+ * claim: at any instant the first uncommitted position of the claim is
+ * marked, so a consumer that finds it stuck (the producer died) pads the
+ * rest and reports it, as for a claim of one frame (R5, R7). */
+static int write_claim(rk_ring *r, const rk_record *recs, size_t n, size_t n_commit, uint32_t total,
+                       uint64_t *lsn_out, uint64_t *next_pos)
+{
+    struct frame_header *f;
+    uint64_t pos, end;
+    int rc;
+
+    rc = claim(r, total, &pos);
+    if (rc)
+        return rc;
+    /* R5: inside the data area; R2: within a capacity of (our view of) head */
+    assert((pos & r->mask) + total <= r->capacity && pos + total - r->cached_head <= r->capacity);
+    end = pos + total;
+    f = frame_at(r, pos);
+    mark_claimed(r, f, pos, total);
+    for (size_t i = 0; i < n_commit; i++) {
+        const rk_record *rec = &recs[i];
+        uint32_t length = FRAME_HEADER_SIZE + rec->klen + rec->vlen, size = frame_align(length);
+        uint8_t type = rec->op == RK_OP_PUT ? FRAME_PUT : FRAME_DEL;
+
+        prefetch_ahead(r, pos);
+        write_frame(f, type, rec->table, rec->key, rec->klen, rec->val, rec->vlen);
+        if (i + 1 < n) /* R5: the rest of the claim is marked before this frame commits */
+            mark_rest(r, frame_at(r, pos + size), pos + size, (uint32_t)(end - pos - size));
+        commit_frame(r, f, pos, length);
+        *lsn_out = pos;
+        pos += size;
+        f = frame_at(r, pos);
+    }
+    assert(n_commit < n || pos == end);
+    wake_consumer(r);
+    if (next_pos)
+        *next_pos = pos;
+    return 0;
+}
+
+int rk_write(rk_ring *r, const rk_record *recs, size_t n, size_t *n_written, uint64_t *lsn_out)
+{
+    uint64_t lsn = 0;
+    size_t done = 0;
+    int rc = 0;
+
+    if (n_written)
+        *n_written = 0;
+    if (!r || (n && !recs))
+        return RK_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t size;
+        rc = record_size(r, &recs[i], &size);
+        if (rc)
+            return rc;
+    }
+    while (done < n) {
+        /* as many records as fit one claim of at most write_claim_max */
+        uint32_t limit = r->max_frame < WRITE_CLAIM_MAX ? r->max_frame : WRITE_CLAIM_MAX, total = 0;
+        size_t k = done;
+
+        while (k < n) {
+            uint32_t size = frame_align((uint64_t)FRAME_HEADER_SIZE + recs[k].klen + recs[k].vlen);
+            if (k > done && total + size > limit)
+                break;
+            total += size; /* a first record alone is at most max_frame (record_size) */
+            k++;
+        }
+        if (ring_is_fenced(r)) {
+            rc = RK_EFENCED;
+            break;
+        }
+        rc = write_claim(r, recs + done, k - done, k - done, total, &lsn, NULL);
+        if (rc)
+            break;
+        done = k;
+    }
+    if (n_written)
+        *n_written = done;
+    if (lsn_out && done)
+        *lsn_out = lsn;
+    return rc;
 }
 
 int rk_put(rk_ring *r, uint16_t table, const void *key, uint32_t klen, const void *val, uint32_t vlen,
@@ -459,7 +592,11 @@ int rk_commit(rk_ring *r, rk_claim *c, uint64_t *lsn_out)
         return RK_EINVAL;
     f = c->frame_;
     lsn = f->lsn; /* read before the commit: after it the frame is not ours */
-    publish(r, f, lsn, c->len_, FRAME_PUT, f->table);
+    f->type = FRAME_PUT; /* the key and value are in place: hash them there */
+    f->checksum =
+        XXH3_64bits_withSeed((uint8_t *)f + 16, c->len_ - 16, frame_seed(c->len_, FRAME_PUT, 0, f->table));
+    commit_frame(r, f, lsn, c->len_);
+    wake_consumer(r);
     if (lsn_out)
         *lsn_out = lsn;
     c->frame_ = NULL;
@@ -469,6 +606,30 @@ int rk_commit(rk_ring *r, rk_claim *c, uint64_t *lsn_out)
 uint32_t rk_ring_max_record(const rk_ring *r)
 {
     return r ? r->max_frame - FRAME_HEADER_SIZE : 0;
+}
+
+int ring_test_write_partial(rk_ring *r, const rk_record *recs, size_t n, size_t n_commit, uint64_t *stuck_pos,
+                            uint32_t *stuck_size)
+{
+    uint32_t total = 0, size;
+    uint64_t lsn = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        rc = record_size(r, &recs[i], &size);
+        if (rc)
+            return rc;
+        total += size;
+    }
+    if (n_commit >= n || total > r->max_frame || total > WRITE_CLAIM_MAX)
+        return RK_EINVAL; /* one claim, not all of it committed */
+    rc = write_claim(r, recs, n, n_commit, total, &lsn, stuck_pos);
+    if (rc)
+        return rc;
+    /* relaxed: our own store; the marker there holds the rest's size */
+    *stuck_size = atomic_load_explicit((_Atomic uint32_t *)frame_at(r, *stuck_pos), memory_order_relaxed) &
+                  ~FRAME_CLAIMED;
+    return 0;
 }
 
 uint64_t ring_test_claim_without_marker(rk_ring *r, uint32_t size)

@@ -191,4 +191,12 @@ void ring_futex_wake(_Atomic uint32_t *word);
  * claim marker, as a producer killed right after its fetch-add would. */
 uint64_t ring_test_claim_without_marker(rk_ring *r, uint32_t size);
 
+/* For tests: writes recs[0..n) as rk_write() does in one claim, but
+ * commits only the first n_commit (< n) and returns, as a producer killed
+ * in the middle of an rk_write would leave the ring: *stuck_pos is the
+ * first position not committed, which holds a claim marker for the rest of
+ * the claim, *stuck_size bytes. */
+int ring_test_write_partial(rk_ring *r, const rk_record *recs, size_t n, size_t n_commit, uint64_t *stuck_pos,
+                            uint32_t *stuck_size);
+
 #endif

@@ -35,12 +35,21 @@
  * end of the data area.  Its first word is the commit word:
  *   0                      nothing claimed here yet (or claimed, no marker);
  *   FRAME_CLAIMED | size   claimed by a producer that is writing it; size is
- *                          the aligned size it occupies; lsn, producer and
- *                          (in the checksum field) the producer's session
- *                          are already set;
+ *                          the aligned size of the rest of the claim from
+ *                          here: this frame's, or (a claim of several
+ *                          frames, rk_write) this frame's and those after it
+ *                          in the claim, at most max_frame; lsn, producer
+ *                          and (in the checksum field) the producer's
+ *                          session are already set;
  *   length                 committed; length is the exact byte count of
  *                          header + key + value, it occupies align8(length).
- * The producer stores the committed length last, with release order.
+ * The producer stores the committed length last, with release order.  In a
+ * claim of several frames it marks the next frame (FRAME_CLAIMED | rest)
+ * before it commits the one in front of it, so the first uncommitted frame
+ * of a claim is always marked.  A consumer handles such a marker as any
+ * other (it pads `size` bytes of a dead producer's claim): format 1 rings
+ * written by rk_write read the same with an older consumer, so RING_FORMAT
+ * stays 1.
  *
  * A data frame (PUT, DEL, MARK, ATTACH) has the 32-byte header below.  A PAD
  * frame is only the first 8 bytes (length, type) and may be 8 bytes long.
@@ -155,7 +164,11 @@ _Static_assert(sizeof(struct ring_producer_slot) == 192, "producer slot is three
  *     a release cut short).  A claim's commit word starts at 0.
  * R5  A frame starts at a multiple of FRAME_ALIGN, never straddles the end
  *     of the data area, and its lsn is its position.  Its commit word goes
- *     0 -> FRAME_CLAIMED | size -> length, the length stored last (release).
+ *     0 -> FRAME_CLAIMED | rest -> length, the length stored last (release);
+ *     rest is the claim's aligned bytes from this frame on (a claim, of one
+ *     frame or of several, never straddles the end and is at most
+ *     max_frame).  A frame of a claim is marked before the one in front of
+ *     it commits.
  * R6  Every frame at or below durable_lsn is in the journal (J1 in
  *     persist/store.h), every one at or below replicated_lsn also on
  *     min_replicas standbys; head passes a frame only once the journal

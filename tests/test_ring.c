@@ -1,7 +1,8 @@
 /* test_ring.c -- unit tests of the ring in one process: every frame type
  * round trip, zero-length and maximum sizes, oversize refused, wrap-around
  * and padding over many laps, LSNs from a start position, tables, the
- * producer registry, full policies, rk_wait, and error strings.  Every test
+ * producer registry, full policies, rk_wait, batches (rk_write), and error
+ * strings.  Every test
  * compares the bytes that come out of the consumer with the bytes that
  * went in. */
 #define _GNU_SOURCE
@@ -259,6 +260,180 @@ START_TEST(wrap_around_with_padding)
     struct ring_header *h = ring_header_of(owner);
     ck_assert_msg(atomic_load(&h->tail) - h->start_lsn > 100 * cap, "only %llu laps",
                   (unsigned long long)((atomic_load(&h->tail) - h->start_lsn) / cap));
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+/* The record j of write_batches_round_trip_over_many_laps: its op, table,
+ * sizes and bytes follow from j. */
+struct batch_rec {
+    uint8_t key[64], val[3000];
+    rk_record rec;
+};
+
+static void batch_rec_make(struct batch_rec *b, uint32_t j)
+{
+    memset(&b->rec, 0, sizeof b->rec);
+    b->rec.op = j % 7 == 3 ? RK_OP_DEL : RK_OP_PUT;
+    b->rec.table = (uint16_t)(j % 5);
+    b->rec.klen = j % 61;
+    b->rec.vlen = b->rec.op == RK_OP_DEL ? 0 : j % 13 == 0 ? (j * 7919) % 2900 : (j * 31) % 97;
+    fill(b->key, b->rec.klen, j);
+    fill(b->val, b->rec.vlen, ~j);
+    b->rec.key = b->rec.klen ? b->key : NULL;
+    b->rec.val = b->rec.vlen ? b->val : NULL;
+}
+
+/* rk_write of batches of 1..300 records (PUT and DEL, keys and values of
+ * many sizes, several claims per call) over many laps of the smallest
+ * ring, with RK_FULL_FAIL: a call cut short by a full ring has written
+ * exactly *n_written records and the caller goes on from there.  Every
+ * record arrives once, in order, byte for byte, at strictly increasing
+ * LSNs, the last of a call at the LSN it returned, and no frame straddles
+ * the end of the data area. */
+START_TEST(write_batches_round_trip_over_many_laps)
+{
+    const uint64_t cap = RING_MIN_CAPACITY;
+    make_ring(cap, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 5);
+    enum { MAX_BATCH = 300 };
+    struct batch_rec *in = malloc(MAX_BATCH * sizeof *in), expect;
+    rk_record recs[MAX_BATCH];
+    uint64_t prev = 0, n_in = 0, n_out = 0, n_short = 0;
+    uint32_t seed = 1;
+    ring_frame f;
+
+    while (n_in < 200000) {
+        uint32_t n, done = 0;
+        seed = seed * 1103515245u + 12345u;
+        n = 1 + (seed >> 16) % MAX_BATCH;
+        for (uint32_t i = 0; i < n; i++) {
+            batch_rec_make(&in[i], (uint32_t)(n_in + i));
+            recs[i] = in[i].rec;
+        }
+        while (done < n) {
+            size_t written = SIZE_MAX;
+            uint64_t lsn = 0;
+            int rc = rk_write(r, recs + done, n - done, &written, &lsn), got;
+            ck_assert_msg(rc == 0 || rc == RK_EFULL, "rk_write: %s", rk_strerror(rc));
+            ck_assert_uint_le(written, n - done);
+            ck_assert(rc == RK_EFULL || written == n - done);
+            n_short += rc == RK_EFULL;
+            done += (uint32_t)written;
+            n_in += written;
+            while ((got = ring_next(owner, &f)) == 1) {
+                if (f.type == FRAME_ATTACH)
+                    continue;
+                batch_rec_make(&expect, (uint32_t)n_out);
+                ck_assert_int_eq(f.type, expect.rec.op == RK_OP_PUT ? FRAME_PUT : FRAME_DEL);
+                ck_assert_int_eq(f.table, expect.rec.table);
+                ck_assert_uint_eq(f.klen, expect.rec.klen);
+                ck_assert_uint_eq(f.vlen, expect.rec.vlen);
+                ck_assert(memcmp(f.key, expect.key, f.klen) == 0 && memcmp(f.val, expect.val, f.vlen) == 0);
+                ck_assert((f.lsn & (cap - 1)) + f.raw_len <= cap);
+                ck_assert(f.lsn > prev || n_out == 0);
+                prev = f.lsn;
+                n_out++;
+            }
+            ck_assert_int_eq(got, 0);
+            ck_assert_uint_eq(n_out, n_in);
+            if (written)
+                ck_assert_uint_eq(lsn, prev); /* the last record written */
+            if (rc == RK_EFULL || seed % 3 == 0)
+                ring_release(owner);
+        }
+    }
+    ring_release(owner);
+    ck_assert_msg(n_short > 0, "no call was cut short by a full ring");
+    struct ring_header *h = ring_header_of(owner);
+    ck_assert_msg(atomic_load(&h->tail) - h->start_lsn > 100 * cap, "only %llu laps",
+                  (unsigned long long)((atomic_load(&h->tail) - h->start_lsn) / cap));
+    ck_assert_uint_eq(atomic_load(&h->n_unblocked), 0);
+    free(in);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
+/* rk_write checks every record before it claims anything: a bad record
+ * anywhere in the batch leaves the ring and the producer's slot as they
+ * were, and n_written at 0. */
+START_TEST(write_batch_with_a_bad_record_writes_nothing)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    struct ring_header *h = ring_header_of(owner);
+    size_t cap = h->capacity;
+    uint8_t *before = malloc(cap), *big = calloc(1, cap);
+    uint32_t max = 0;
+    struct ring_producer_slot slot;
+    rk_record recs[4];
+    size_t written;
+    uint64_t tail, lsn = 77;
+    ring_frame f;
+    struct {
+        rk_record bad;
+        int rc;
+    } cases[8];
+
+    register_tables(r, 1);
+    max = rk_ring_max_record(r);
+    for (int i = 0; i < 4; i++)
+        recs[i] = (rk_record){.key = "k", .klen = 1, .val = "v", .vlen = 1, .table = 0, .op = RK_OP_PUT};
+    cases[0].bad = (rk_record){.key = "k", .klen = 1, .table = 1, .op = RK_OP_PUT};
+    cases[0].rc = RK_EINVAL; /* table not registered */
+    cases[1].bad = (rk_record){.key = "k", .klen = 1, .table = 0, .op = 3};
+    cases[1].rc = RK_EINVAL; /* not an op */
+    cases[2].bad = (rk_record){.key = "k", .klen = 1, .val = "v", .vlen = 1, .table = 0, .op = RK_OP_DEL};
+    cases[2].rc = RK_EINVAL; /* a DEL with a value */
+    cases[3].bad = (rk_record){.key = NULL, .klen = 3, .table = 0, .op = RK_OP_PUT};
+    cases[3].rc = RK_EINVAL;
+    cases[4].bad = (rk_record){.key = "k", .klen = 1, .val = NULL, .vlen = 2, .table = 0, .op = RK_OP_PUT};
+    cases[4].rc = RK_EINVAL;
+    cases[5].bad = (rk_record){.key = big, .klen = 1, .val = big, .vlen = max, .table = 0, .op = RK_OP_PUT};
+    cases[5].rc = RK_ETOOBIG;
+    cases[6].bad = (rk_record){.key = big, .klen = RK_KEY_MAX + 1, .table = 0, .op = RK_OP_DEL};
+    cases[6].rc = RK_ETOOBIG;
+    cases[7].bad = (rk_record){.val = big, .vlen = UINT32_MAX, .table = 0, .op = RK_OP_PUT};
+    cases[7].rc = RK_ETOOBIG;
+    ck_assert_int_eq(rk_put(r, 0, "k0", 2, "v0", 2, NULL), 0);
+    tail = atomic_load(&h->tail);
+    memcpy(before, ring_data_of(owner), cap);
+    memcpy(&slot, &h->producers[0], sizeof slot);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int at = 0; at < 4; at++) {
+            rk_record saved = recs[at];
+            recs[at] = cases[c].bad;
+            written = 99;
+            ck_assert_int_eq(rk_write(r, recs, 4, &written, &lsn), cases[c].rc);
+            ck_assert_uint_eq(written, 0);
+            recs[at] = saved;
+        }
+    }
+    ck_assert_int_eq(rk_write(r, NULL, 1, &written, &lsn), RK_EINVAL);
+    ck_assert_int_eq(rk_write(NULL, recs, 1, &written, &lsn), RK_EINVAL);
+    ck_assert_uint_eq(lsn, 77);
+    ck_assert_uint_eq(atomic_load(&h->tail), tail);
+    ck_assert(memcmp(before, ring_data_of(owner), cap) == 0);
+    ck_assert(memcmp(&slot, &h->producers[0], sizeof slot) == 0);
+    /* nothing to write is no error; then the same batch, all good, goes in */
+    ck_assert_int_eq(rk_write(r, recs, 0, &written, &lsn), 0);
+    ck_assert_uint_eq(written, 0);
+    ck_assert_uint_eq(atomic_load(&h->tail), tail);
+    ck_assert_int_eq(rk_write(r, recs, 4, &written, &lsn), 0);
+    ck_assert_uint_eq(written, 4);
+    f = next_data();
+    ck_assert(f.klen == 2 && memcmp(f.key, "k0", 2) == 0);
+    for (int i = 0; i < 4; i++) {
+        f = next_data();
+        ck_assert(f.type == FRAME_PUT && f.klen == 1 && f.key[0] == 'k' && f.vlen == 1 && f.val[0] == 'v');
+    }
+    ck_assert_uint_eq(f.lsn, lsn);
+    ck_assert_int_eq(ring_next(owner, &f), 0);
+    free(before);
+    free(big);
     rk_ring_detach(r);
     teardown();
 }
@@ -643,6 +818,8 @@ static Suite *ring_suite(void)
     tcase_add_test(tc, zero_length_and_maximum_sizes);
     tcase_add_test(tc, oversize_is_refused_and_nothing_is_written);
     tcase_add_test(tc, wrap_around_with_padding);
+    tcase_add_test(tc, write_batches_round_trip_over_many_laps);
+    tcase_add_test(tc, write_batch_with_a_bad_record_writes_nothing);
     tcase_add_test(tc, lsns_continue_from_the_start_position);
     tcase_add_test(tc, tables_are_shared_by_name);
     tcase_add_test(tc, producer_names_are_exclusive_while_alive);

@@ -514,7 +514,50 @@ struct producer_args {
     uint64_t pause_at; /* before this record, wait until a doomed producer holds its claim */
     int linger;        /* after its last record, stay attached until the consumer is done */
     int check_too_big; /* also offer records one byte over the limit */
+    uint32_t batch;    /* > 0: runs of up to this many records between MARKs
+                          go through rk_write (a claim as a PUT) */
 };
+
+/* rec as an rk_write record (a claim becomes a PUT); not a MARK. */
+static rk_record rec_as_record(const struct rec *rec, const uint16_t *tids)
+{
+    rk_record out = {.key = rec->key,
+                     .val = rec->val,
+                     .klen = rec->klen,
+                     .vlen = rec->vlen,
+                     .table = tids[rec->table],
+                     .op = rec->op == OP_DEL ? RK_OP_DEL : RK_OP_PUT};
+    return out;
+}
+
+#define MAX_TEST_BATCH 64
+
+/* Writes records seq.. of producer index through rk_write, as many as
+ * follow before the next MARK, at most want (<= MAX_TEST_BATCH) and not
+ * past n_records.  Returns how many it wrote (0 if record seq is a MARK);
+ * *lsn is the last one's LSN. */
+static uint64_t batch_write(rk_ring *r, const char *name, int index, uint64_t seq, uint64_t n_records,
+                            uint32_t want, const uint16_t *tids, uint64_t *lsn)
+{
+    uint32_t max_record = rk_ring_max_record(r);
+    rk_record recs[MAX_TEST_BATCH];
+    size_t n = 0, written = 0;
+    struct rec rec;
+    int rc;
+
+    while (n < want && seq + n < n_records) {
+        rec_make(&rec, index, seq + n, max_record);
+        if (rec.op == OP_MARK)
+            break;
+        recs[n++] = rec_as_record(&rec, tids);
+    }
+    if (n == 0)
+        return 0;
+    rc = rk_write(r, recs, n, &written, lsn);
+    CCHECK(rc == 0 && written == n, "%s: rk_write of records %" PRIu64 "..%" PRIu64 ": %s, %zu written", name,
+           seq, seq + n - 1, rk_strerror(rc), written);
+    return n;
+}
 
 /* Writes records 0 .. n_records - 1 of its producer number. */
 static void producer_main(struct procs *p, const void *arg)
@@ -537,6 +580,17 @@ static void producer_main(struct procs *p, const void *arg)
     for (uint64_t seq = 0; seq < a->n_records; seq++) {
         if (seq == a->pause_at)
             child_await(&child_shared->claimed, "the doomed producer's claim");
+        if (a->batch) {
+            uint32_t want = 1 + (uint32_t)(mix64(seq) % a->batch);
+            uint64_t n = batch_write(r, a->name, a->index, seq, a->n_records, want, tids, &lsn);
+            if (n) {
+                CCHECK(lsn > last_lsn, "%s: records from %" PRIu64 " got LSN %" PRIu64 " after %" PRIu64,
+                       a->name, seq, lsn, last_lsn);
+                last_lsn = lsn;
+                seq += n - 1;
+                continue;
+            }
+        }
         rec_make(&rec, a->index, seq, max_record);
         rc = rec_write(r, &rec, tids, &lsn);
         CCHECK(rc == 0, "%s: record %" PRIu64 ": %s", a->name, seq, rk_strerror(rc));
@@ -556,13 +610,17 @@ struct doomed_args {
     const char *name;
     int index;          /* its producer number in rec_make() */
     uint64_t n_records; /* complete records before the claim it never finishes */
-    int marker;         /* 1: rk_claim_record, half filled; 0: fetch-add only (test hook) */
+    int marker;         /* 1: rk_claim_record, half filled; 0: fetch-add only (test hook);
+                           2: an rk_write claim of DOOMED_BATCH records, the first
+                           DOOMED_BATCH_COMMITTED committed (test hook) */
     int parent_kills;   /* 1: wait for the test process's SIGKILL; 0: raise it */
 };
 
 #define DOOMED_KLEN 40u
 #define DOOMED_VLEN 1500u
 #define DOOMED_HOOK_SIZE 1000u
+#define DOOMED_BATCH 12u
+#define DOOMED_BATCH_COMMITTED 5u
 
 /* Writes n_records records, claims one more, and dies holding the claim. */
 static void doomed_main(struct procs *p, const void *arg)
@@ -581,7 +639,7 @@ static void doomed_main(struct procs *p, const void *arg)
         rc = rec_write(r, &rec, tids, &lsn);
         CCHECK(rc == 0, "%s: record %" PRIu64 ": %s", a->name, seq, rk_strerror(rc));
     }
-    if (a->marker) {
+    if (a->marker == 1) {
         rc = rk_claim_record(r, tids[0], DOOMED_KLEN, DOOMED_VLEN, &c);
         CCHECK(rc == 0, "rk_claim_record: %s", rk_strerror(rc));
         memcpy(c.key, pool, DOOMED_KLEN / 2);
@@ -589,6 +647,19 @@ static void doomed_main(struct procs *p, const void *arg)
         /* the claim marker holds the frame's position */
         atomic_store(&child_shared->claim_lsn, ((const struct frame_header *)c.key - 1)->lsn);
         atomic_store(&child_shared->claim_size, frame_align(FRAME_HEADER_SIZE + DOOMED_KLEN + DOOMED_VLEN));
+    } else if (a->marker == 2) {
+        rk_record recs[DOOMED_BATCH];
+        uint64_t stuck_pos;
+        uint32_t stuck_size;
+        for (uint32_t j = 0; j < DOOMED_BATCH; j++) {
+            rec_make(&rec, a->index, a->n_records + j, max_record);
+            CCHECK(rec.op != OP_MARK, "record %" PRIu64 " of the doomed batch is a MARK", a->n_records + j);
+            recs[j] = rec_as_record(&rec, tids);
+        }
+        rc = ring_test_write_partial(r, recs, DOOMED_BATCH, DOOMED_BATCH_COMMITTED, &stuck_pos, &stuck_size);
+        CCHECK(rc == 0, "ring_test_write_partial: %s", rk_strerror(rc));
+        atomic_store(&child_shared->claim_lsn, stuck_pos);
+        atomic_store(&child_shared->claim_size, stuck_size);
     } else {
         atomic_store(&child_shared->claim_lsn, ring_test_claim_without_marker(r, DOOMED_HOOK_SIZE));
         atomic_store(&child_shared->claim_size, frame_align(DOOMED_HOOK_SIZE));
@@ -823,7 +894,9 @@ static uint64_t stream_records(void)
     return errno || *end || n < 2 ? DEFAULT_RECORDS : n;
 }
 
-START_TEST(two_producers_one_consumer_deliver_every_record_once_in_order)
+/* Two producers (batch > 0: writing runs of records with rk_write) and a
+ * consumer over many laps of the ring. */
+static void run_stream(uint32_t batch)
 {
     struct procs p;
     uint64_t total = stream_records();
@@ -833,12 +906,14 @@ START_TEST(two_producers_one_consumer_deliver_every_record_once_in_order)
          .n_records = total - total / 2,
          .full_timeout_ms = LONG_DEADLINE_MS,
          .pause_at = UINT64_MAX,
-         .check_too_big = 1},
+         .check_too_big = 1,
+         .batch = batch},
         {.name = "p1",
          .index = 1,
          .n_records = total / 2,
          .full_timeout_ms = LONG_DEADLINE_MS,
-         .pause_at = UINT64_MAX},
+         .pause_at = UINT64_MAX,
+         .batch = batch},
     };
     struct consume_args ca = {
         .n_producers = 2,
@@ -867,6 +942,17 @@ START_TEST(two_producers_one_consumer_deliver_every_record_once_in_order)
            atomic_load(&p.sh->last_lsn));
     procs_end(&p);
 }
+
+START_TEST(two_producers_one_consumer_deliver_every_record_once_in_order)
+{
+    run_stream(0);
+}
+END_TEST
+
+START_TEST(two_producers_writing_batches_deliver_every_record_once_in_order)
+{
+    run_stream(MAX_TEST_BATCH);
+}
 END_TEST
 
 /* ------------------------------------------------------------ dead producers */
@@ -876,10 +962,29 @@ END_TEST
 
 /* A live producer writes while "doomed" writes complete groups, claims one
  * more record and is SIGKILLed holding it. */
+/* The smallest n >= at_least such that record n - 1 of producer is a MARK
+ * and records n .. n + k - 1 are not: a batch of k records can follow n. */
+static uint64_t group_end_before_batch(int producer, uint64_t at_least, uint32_t k)
+{
+    for (uint64_t n = group_end(producer, at_least);; n = group_end(producer, n + 1)) {
+        struct rec r;
+        uint32_t j = 0;
+        for (; j < k; j++) {
+            rec_make(&r, producer, n + j, UINT32_MAX / 2);
+            if (r.op == OP_MARK)
+                break;
+        }
+        if (j == k)
+            return n;
+    }
+}
+
 static void run_dead_producer(int marker)
 {
     struct procs p;
-    uint64_t n_doomed = group_end(1, 1000);
+    uint64_t n_doomed = marker == 2 ? group_end_before_batch(1, 1000, DOOMED_BATCH) : group_end(1, 1000);
+    /* records the consumer gets from it: a batch's committed ones too */
+    uint64_t n_delivered = n_doomed + (marker == 2 ? DOOMED_BATCH_COMMITTED : 0);
     struct producer_args live = {.name = "live",
                                  .index = 0,
                                  .n_records = LIVE_RECORDS,
@@ -889,12 +994,12 @@ static void run_dead_producer(int marker)
         .name = "doomed", .index = 1, .n_records = n_doomed, .marker = marker, .parent_kills = marker};
     struct consume_args ca = {
         .n_producers = 2,
-        .prod = {{"live", 1, 0, LIVE_RECORDS, 0}, {"doomed", 1, 1, n_doomed, 1}},
+        .prod = {{"live", 1, 0, LIVE_RECORDS, 0}, {"doomed", 1, 1, n_delivered, 1}},
         .advance_cursors = 1,
     };
     int slot;
 
-    procs_start(&p, marker ? "dead-claim" : "dead-nomark", 256u << 10, 50, 0);
+    procs_start(&p, marker == 2 ? "dead-batch" : marker ? "dead-claim" : "dead-nomark", 256u << 10, 50, 0);
     procs_spawn(&p, "consumer", consumer_main, &ca, 0);
     procs_spawn(&p, "live producer", producer_main, &live, 0);
     procs_spawn(&p, "doomed producer", doomed_main, &doomed, SIGKILL);
@@ -924,6 +1029,15 @@ END_TEST
 START_TEST(producer_killed_after_fetch_add_without_marker_is_aborted)
 {
     run_dead_producer(0);
+}
+END_TEST
+
+/* Killed in the middle of an rk_write claim: the frames it committed are
+ * delivered, the rest of the claim (marked at the first frame not
+ * committed) is padded and the producer aborted. */
+START_TEST(producer_killed_in_the_middle_of_a_batch_claim_is_aborted)
+{
+    run_dead_producer(2);
 }
 END_TEST
 
@@ -1545,8 +1659,10 @@ Suite *ring_procs_suite(void)
     tcase_set_timeout(wait, 0);
     tcase_set_timeout(regressions, 0);
     tcase_add_test(stream, two_producers_one_consumer_deliver_every_record_once_in_order);
+    tcase_add_test(stream, two_producers_writing_batches_deliver_every_record_once_in_order);
     tcase_add_test(dead, producer_killed_between_claim_and_commit_is_aborted);
     tcase_add_test(dead, producer_killed_after_fetch_add_without_marker_is_aborted);
+    tcase_add_test(dead, producer_killed_in_the_middle_of_a_batch_claim_is_aborted);
     tcase_add_test(full, full_fail_returns_efull_and_keeps_what_was_written);
     tcase_add_test(full, full_wait_with_timeout_returns_etimedout_and_keeps_what_was_written);
     tcase_add_test(full, full_wait_blocks_until_a_consumer_drains);
