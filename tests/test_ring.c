@@ -359,7 +359,7 @@ END_TEST
 
 /* rk_write checks every record before it claims anything: a bad record
  * anywhere in the batch leaves the ring and the producer's slot as they
- * were, and n_written at 0. */
+ * were, and n_written at 0.  A fenced ring takes none of a batch. */
 START_TEST(write_batch_with_a_bad_record_writes_nothing)
 {
     make_ring(1 << 16, 0);
@@ -432,6 +432,14 @@ START_TEST(write_batch_with_a_bad_record_writes_nothing)
     }
     ck_assert_uint_eq(f.lsn, lsn);
     ck_assert_int_eq(ring_next(owner, &f), 0);
+    /* a fenced ring takes none of a batch (R9) */
+    tail = atomic_load(&h->tail);
+    ring_fence(owner);
+    written = 99;
+    ck_assert_int_eq(rk_write(r, recs, 4, &written, &lsn), RK_EFENCED);
+    ck_assert_uint_eq(written, 0);
+    ck_assert_uint_eq(atomic_load(&h->tail), tail);
+    ring_unfence(owner);
     free(before);
     free(big);
     rk_ring_detach(r);
