@@ -480,11 +480,11 @@ static int record_size(rk_ring *r, const rk_record *rec, uint32_t *size)
 /* Writes recs[0..n), which fill exactly `total` aligned bytes, in one
  * claim, and commits the first n_commit of them (n but for a test, which
  * stops where a producer killed there would; *next_pos is where it
- * stopped).  Before a frame is
- * committed, the next one's position gets a marker for the rest of the
- * claim: at any instant the first uncommitted position of the claim is
- * marked, so a consumer that finds it stuck (the producer died) pads the
- * rest and reports it, as for a claim of one frame (R5, R7). */
+ * stopped).  Before a frame is committed, the next one's position gets a
+ * marker for the rest of the claim: at any instant the first uncommitted
+ * position of the claim is marked, so a consumer that finds it stuck (the
+ * producer died) pads the rest and reports it, as for a claim of one frame
+ * (R5, R7). */
 static int write_claim(rk_ring *r, const rk_record *recs, size_t n, size_t n_commit, uint32_t total,
                        uint64_t *lsn_out, uint64_t *next_pos)
 {
@@ -538,7 +538,7 @@ int rk_write(rk_ring *r, const rk_record *recs, size_t n, size_t *n_written, uin
             return rc;
     }
     while (done < n) {
-        /* as many records as fit one claim of at most write_claim_max */
+        /* as many records as fit one claim of at most WRITE_CLAIM_MAX */
         uint32_t limit = r->max_frame < WRITE_CLAIM_MAX ? r->max_frame : WRITE_CLAIM_MAX, total = 0;
         size_t k = done;
 
