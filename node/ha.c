@@ -26,6 +26,13 @@
  *   Q2  quorum = voters - copies + 1, copies = the leader (1) plus the
  *       standbys holding every entry acknowledged so far (at most
  *       min_replicas: what each later acknowledgement adds);
+ *   Q2a a standby becomes a voter only holding every entry acknowledged
+ *       so far and every entry the leader held when it started (its
+ *       promotion point), or while it already counts (S3 in
+ *       replicator/primary.c): one still catching up waits outside the
+ *       key, so it never makes the quorum all the voters -- a leader
+ *       killed then would leave an election that needs its own report.
+ *       Until a standby is in, the key keeps its floor (Q5);
  *   Q3  a standby runs for the leader key only with reports (member
  *       records) from at least quorum voters, and only if it holds as
  *       many entries as each of them: it then holds every acknowledged
@@ -71,8 +78,9 @@
  *             (ha_acquire), step down if etcd knows a higher epoch;
  *             leading -> the key must still be ours, and the lease
  *             renewed before the deadline, else step down (self-fence)
- *             leading, min_replicas > 0 -> the standbys it knows now are
- *             put in the sync key (Q1, Q2) when they changed
+ *             leading, min_replicas > 0 -> the standbys it knows now
+ *             that count already or hold what it counts on are put in
+ *             the sync key (Q1, Q2, Q2a) when they changed
  *   standby:  leader key gone -> eligible (lag <= max_lag_entries), enough
  *             voters report and none holds more (Q3), and no live member
  *             ahead of it -> create-if-absent transaction with the next
@@ -157,6 +165,7 @@ struct ha {
     int seen_leader;            /* a leader key was seen since this process started */
     int last_unreachable;       /* etcd did not answer the last tick (logged once) */
     char last_wait[160];        /* why a candidate waits (logged when it changes) */
+    char last_waiting[256];     /* the ids of the standbys left out of the count (Q2a), as last logged */
 };
 
 /* The leader key's value, and a member's. */
@@ -467,6 +476,31 @@ static void primary_fence(struct ha *h, uint64_t epoch, const char *why)
     stop_leading(h);
 }
 
+/* Logs the standbys plan leaves out of the count until they catch up
+ * (Q2a), with what each holds, when the set of them changes. */
+static void say_waiting(struct ha *h, const struct repl_sync_plan *plan)
+{
+    char ids[sizeof h->last_waiting] = "", held[sizeof h->last_waiting] = "";
+    size_t ids_off = 0, held_off = 0;
+
+    for (uint32_t i = 0; i < plan->n_waiting; i++) {
+        int len;
+        if (ids_off < sizeof ids &&
+            (len = snprintf(ids + ids_off, sizeof ids - ids_off, "%s%s", i ? "," : "", plan->waiting[i])) > 0)
+            ids_off += (size_t)len;
+        if (held_off < sizeof held &&
+            (len = snprintf(held + held_off, sizeof held - held_off, "%s%s:%" PRIu64, i ? "," : "",
+                            plan->waiting[i], plan->waiting_seq[i])) > 0)
+            held_off += (size_t)len;
+    }
+    if (strcmp(ids, h->last_waiting) == 0)
+        return;
+    snprintf(h->last_waiting, sizeof h->last_waiting, "%s", ids);
+    if (ids[0])
+        log_msg(LOG_INFO, "etcd: standbys not counted until they hold every entry this primary counts on",
+                "waiting=\"%s\" floor_seq=%" PRIu64, held, plan->floor_seq);
+}
+
 /* Under lock, a leading primary (min_replicas > 0): the standbys it
  * knows now go into the sync key, under the leader key we hold (Q4), and
  * count from then on (Q1).  Nothing is put while the key already says it. */
@@ -481,10 +515,12 @@ static void publish_sync(struct ha *h, const struct cluster_view *v)
     text = sync_value(h, n->epoch, plan, 0, 0);
     if (!text)
         goto out;
-    /* no standby to list, and the key still is the one written with our
-     * leader key (Q5): it stays, floor and all -- without the floor, a
-     * leader killed before any standby followed it would leave a key only
-     * its own report can meet, and nobody would lead */
+    say_waiting(h, plan);
+    /* no standby to count (none known, or each still catching up: Q2a),
+     * and the key still is the one written with our leader key (Q5): it
+     * stays, floor and all -- without the floor, a leader killed before
+     * any standby caught up would leave a key only its own report can
+     * meet, and nobody would lead */
     int keep = plan->n_standbys == 0 && v->sync.has_floor && v->sync.epoch == n->epoch &&
                strcmp(v->sync.leader, h->c->repl_node_id) == 0;
     if (!keep && (!v->sync.text || strcmp(v->sync.text, text) != 0)) {
@@ -920,6 +956,7 @@ void ha_attach_primary(struct ha *h, struct node *n)
     h->role = HA_PRIMARY;
     h->n = n;
     h->last_wait[0] = '\0';
+    h->last_waiting[0] = '\0';
     if (h->leading && atomic_load(&h->won_epoch) && ring_boottime_ns() < h->ack_deadline)
         ring_set_ack_deadline(n->ring, h->ack_deadline);
     pthread_mutex_unlock(&h->lock);

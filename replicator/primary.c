@@ -24,10 +24,12 @@
  * published in etcd as counted (node/ha.c, the sync key) move the cursor:
  * an election then needs reports from enough of them to find every
  * acknowledged entry.  The node's rk-ha thread asks for a plan
- * (repl_primary_sync_plan: the standbys known now, and how many of them
- * hold everything acknowledged so far; a counted standby no longer known
- * stops counting there and then), publishes it, and only then lets the
- * new ones count (repl_primary_sync_published).  `lock` guards that set
+ * (repl_primary_sync_plan: the standbys known now that count already or
+ * hold everything acknowledged so far and the journal this primary
+ * started with -- one still catching up waits outside the plan -- and
+ * how many hold it; a counted standby no longer known stops counting
+ * there and then), publishes it, and only then lets the new ones count
+ * (repl_primary_sync_published).  `lock` guards that set
  * and a copy of the peers' ids and acked sequences (sync_mirror), which
  * the replicator thread refreshes whenever they change.  The journal is not
  * trimmed past what a standby this primary knows (one that said HELLO
@@ -197,7 +199,10 @@ struct repl_primary {
      *   S1: every id in counted is in etcd's sync key (ha.c publishes
      *       before repl_primary_sync_published adds; a removal takes
      *       effect here first, in repl_primary_sync_plan);
-     *   S2: replicated_seq >= every entry acknowledged RK_REPLICATED here. */
+     *   S2: replicated_seq >= every entry acknowledged RK_REPLICATED here;
+     *   S3: a standby is counted only if, when the plan that added it was
+     *       made, it held every entry acknowledged so far and the journal
+     *       this primary started with (repl_primary_sync_plan). */
     int gated;
     _Atomic int sync_changed; /* the counted set grew: the replicator thread looks at the acks again */
     struct {
@@ -1513,13 +1518,22 @@ int repl_primary_sync_plan(struct repl_primary *p, struct repl_sync_plan *plan)
     p->sync.n_counted = kept;
     /* what each known standby holds durably is on it whether it counts or
      * not: those holding every acknowledged entry (S2), and every entry of
-     * the epochs before this primary's, are copies of all of it */
+     * the epochs before this primary's, are copies of all of it.  S3: a
+     * standby joins the plan only as such a copy, or while it already
+     * counts; one still catching up waits outside, so that it never makes
+     * the quorum all the voters (docs/HA.md, the sync key) */
     floor = p->sync.replicated_seq > p->sync.base_seq ? p->sync.replicated_seq : p->sync.base_seq;
+    plan->floor_seq = floor;
     for (uint32_t j = 0; j < p->sync.n_known; j++) {
-        snprintf(plan->standbys[j], sizeof plan->standbys[j], "%s", p->sync.known[j].id);
-        copies += p->sync.known[j].acked_seq >= floor;
+        int copy = p->sync.known[j].acked_seq >= floor;
+        if (copy || sync_counted(p, p->sync.known[j].id)) {
+            snprintf(plan->standbys[plan->n_standbys++], sizeof plan->standbys[0], "%s", p->sync.known[j].id);
+            copies += copy;
+        } else {
+            snprintf(plan->waiting[plan->n_waiting], sizeof plan->waiting[0], "%s", p->sync.known[j].id);
+            plan->waiting_seq[plan->n_waiting++] = p->sync.known[j].acked_seq;
+        }
     }
-    plan->n_standbys = p->sync.n_known;
     pthread_mutex_unlock(&p->lock);
     /* entries acknowledged from now on are on min_replicas counted
      * standbys: more copies than that are not promised */

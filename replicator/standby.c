@@ -166,6 +166,7 @@ struct repl_standby {
     uint64_t digest_compared_seq;
     struct digest_at history[DIGEST_HISTORY];
     uint32_t drop_every, corrupt_every; /* test hooks (RK_TEST_DROP_JOURNAL, RK_TEST_CORRUPT_JOURNAL) */
+    const char *journal_gate;           /* test hook RK_TEST_JOURNAL_GATE=FILE (NULL: none) */
     uint64_t n_journal_msgs;
     uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
@@ -292,14 +293,41 @@ static void send_hello(struct repl_standby *sb)
     sb->hb_acks[0] = sb->hb_acks[1] = 0; /* what HELLO says replaces them */
 }
 
+/* Test hook RK_TEST_JOURNAL_GATE=FILE (tests only: tests/ha_catch_up_test.sh
+ * holds a standby behind a primary's promotion point with it, instead of
+ * pausing it and hoping), as node/standby.c's RK_TEST_APPLY_GATE: the last
+ * entry this standby may journal is the number FILE holds, every entry
+ * when FILE is empty, none when there is no FILE (tests replace it with a
+ * rename).  Entries past it are neither kept nor fetched; the standby
+ * says HELLO, acknowledges and reports what it holds as ever. */
+static uint64_t journal_gate_limit(const struct repl_standby *sb)
+{
+    char text[32];
+    size_t len = 0;
+    FILE *f;
+
+    if (!sb->journal_gate)
+        return UINT64_MAX;
+    f = fopen(sb->journal_gate, "r");
+    if (!f)
+        return 0;
+    len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    return len ? strtoull(text, NULL, 10) : UINT64_MAX;
+}
+
 static void standby_fetch(struct repl_standby *sb)
 {
-    if (!sb->welcomed || sb->fetching || sb->bootstrapping || sb->primary_seq <= sb->last_seq)
+    uint64_t gate = journal_gate_limit(sb);
+
+    if (!sb->welcomed || sb->fetching || sb->bootstrapping || sb->primary_seq <= sb->last_seq ||
+        gate <= sb->last_seq)
         return;
     struct wire_msg m = {.type = WIRE_FETCH};
     m.u.fetch.from_seq = sb->last_seq + 1;
     sb->fetch_from = m.u.fetch.from_seq;
-    m.u.fetch.to_seq = sb->primary_seq;
+    m.u.fetch.to_seq = sb->primary_seq < gate ? sb->primary_seq : gate;
     send_msg(sb, &m);
     sb->fetching = 1;
     sb->fetch_ns = link_monotonic_ns();
@@ -374,6 +402,8 @@ static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *byte
         sb->n_gaps++;
         return 0; /* fetched: standby_fetch asks from last_seq + 1 */
     }
+    if (seq > journal_gate_limit(sb))
+        return 0; /* test hook: held back */
     rc = journal_decode(bytes, len, &e, why, sizeof why);
     journal_entry_free(&e);
     if (rc == 0 && e.h.seq != seq) {
@@ -1316,6 +1346,7 @@ int repl_standby_open(const struct node_config *c, const struct repl_standby_hos
     sb->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); /* without it, a step waits its timeout */
     sb->drop_every = env_u32("RK_TEST_DROP_JOURNAL");
     sb->corrupt_every = env_u32("RK_TEST_CORRUPT_JOURNAL");
+    sb->journal_gate = getenv("RK_TEST_JOURNAL_GATE");
     pthread_mutex_init(&sb->lock, NULL);
     rc = store_open(c->data_dir, STORE_CREATE, c->cache_mb, &sb->s, err, sizeof err);
     if (rc) {

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# ha_catch_up_test.sh -- a leader killed while a standby it knows is still
+# behind its promotion point must not stall the election (issue 12;
+# docs/HA.md, the sync key, Q2a).  One etcd and three nodes with [ha]
+# (ttl_ms 2000, min_replicas 1, max_lag_entries 1000000: every standby is
+# eligible however far behind).  n2 runs with the test hook
+# RK_TEST_JOURNAL_GATE (replicator/standby.c): it journals no entry past
+# the number the gate file holds, and reports and acknowledges what it
+# holds as ever.
+#   1. n0 leads (started alone), n1 and n2 follow and count; the engine
+#      writes 10 blocks, each acknowledged RK_REPLICATED.
+#   2. n2's gate is set at what it holds: 20 more blocks, acknowledged by
+#      n1 alone; n2 stays behind.
+#   3. n0 is killed (SIGKILL): n1 and n2 report, n1 (ahead) is elected.
+#      n2 follows it and says HELLO, still behind n1's promotion point.
+#      The test waits until n1 has planned its sync key knowing n2.
+#   4. n1 is killed (SIGKILL) and n0 started again: n0 holds every
+#      acknowledged block (the 30 of epoch 1; n1 acknowledged nothing
+#      RK_REPLICATED: no standby it counted held its promotion point).  A
+#      leader must be elected among n0 and n2, and it must be n0 (n2
+#      holds less than the floor).  On the code before, n1 listed n2 in
+#      its sync key at once (voters n1, n2; quorum 2, both), and nobody
+#      led: n0 was no voter, n1 dead.
+#   5. n2's gate opened: the engine restores on n0 at height >= 30 and
+#      writes on to 40, its books equal to an uninterrupted run's, and n2
+#      ends with n0's digest.
+# usage: ha_catch_up_test.sh PATH/TO/ringkeep PATH/TO/orderbook
+set -euo pipefail
+RK=$1
+OB=$2
+ETCD=$(command -v etcd || true)
+[ -n "$ETCD" ] || { echo "ha_catch_up_test: FAIL: no etcd binary (./setup.sh installs etcd-server)" >&2; exit 1; }
+TMP=$(mktemp -d /tmp/rk-test-hcu.XXXXXX)
+declare -A node_pid=()
+etcd_pid=
+cleanup() {
+    local p
+    for p in "${node_pid[@]}" $etcd_pid; do kill -KILL "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    for i in 0 1 2; do "$RK" ring rm "hcu-test.$$.$i" >/dev/null 2>&1 || true; done
+    [ -n "${HA_TEST_KEEP:-}" ] && echo "ha_catch_up_test: kept $TMP" >&2 || rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+fail() {
+    echo "ha_catch_up_test: FAIL: $*" >&2
+    for f in "$TMP"/n*.log "$TMP"/engine*.log; do
+        [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 12 "$f" >&2; }
+    done
+    exit 1
+}
+
+. "$(dirname "$0")/etcd_lib.sh" # start_etcd
+start_etcd
+
+pubs="ipc://$TMP/pub0,ipc://$TMP/pub1,ipc://$TMP/pub2"
+srvs="ipc://$TMP/srv0,ipc://$TMP/srv1,ipc://$TMP/srv2"
+for i in 0 1 2; do
+    mkdir "$TMP/d$i"
+    cat >"$TMP/n$i.ini" <<INI
+[node]
+role = $([ $i -eq 0 ] && echo primary || echo standby)
+data_dir = $TMP/d$i
+log_level = info
+[ring]
+name = hcu-test.$$.$i
+capacity = 1M
+[checkpoint]
+every_seconds = 0
+[replication]
+publish = ipc://$TMP/pub$i
+serve = ipc://$TMP/srv$i
+primary_publish = $pubs
+primary_serve = $srvs
+node_id = n$i
+min_replicas = 1
+# acks unauthenticated: ipc endpoints in this test's own directory
+insecure_acks = yes
+heartbeat_ms = 100
+on_higher_epoch = rejoin
+[ha]
+etcd = http://127.0.0.1:$etcd_port
+cluster = hcu-test-$$
+ttl_ms = 2000
+max_lag_entries = 1000000
+INI
+done
+: >"$TMP/gate" # empty: n2 journals every entry
+start_node() {
+    if [ "$1" = 2 ]; then
+        RK_TEST_JOURNAL_GATE="$TMP/gate" "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" &
+    else
+        "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" &
+    fi
+    node_pid[$1]=$!
+}
+kill_node() {
+    kill -KILL "${node_pid[$1]}"
+    wait "${node_pid[$1]}" 2>/dev/null || true
+    unset "node_pid[$1]"
+}
+set_gate() { printf '%s' "$1" >"$TMP/gate.new" && mv "$TMP/gate.new" "$TMP/gate"; }
+cluster() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null || true; }
+leader_of() { printf '%s' "$1" | sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
+field() { printf '%s' "$2" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
+status() { "$RK" status -c "$TMP/n$1.ini" --json 2>/dev/null || true; }
+seq_of() { field journal_seq "$(status "$1")"; }
+wait_leader_after() { # wait_leader_after EPOCH: until etcd names a leader of a higher epoch (30 s: 15 TTLs)
+    local l=
+    for _ in $(seq 300); do
+        l=$(leader_of "$(cluster)")
+        [ -n "$l" ] && [ "${l##* }" -gt "$1" ] && break
+        sleep 0.1
+    done
+    printf '%s' "$l"
+}
+wait_primary() { # wait_primary N: until nN answers its status as a primary
+    local s
+    for _ in $(seq 300); do
+        s=$(status "$1")
+        [ "$(field role "$s")" = primary ] && return 0
+        sleep 0.1
+    done
+    fail "n$1 does not answer as a primary: $s"
+}
+sync_key() {
+    curl -sf -X POST "http://127.0.0.1:$etcd_port/v3/kv/range" \
+        -d "{\"key\":\"$(printf '%s' "/ringkeep/hcu-test-$$/sync" | base64 -w0)\"}" |
+        python3 -c 'import sys, json, base64
+kvs = json.load(sys.stdin).get("kvs", [])
+print(base64.b64decode(kvs[0]["value"]).decode() if kvs else "")' || fail "etcd: cannot read the sync key"
+}
+acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }
+
+# ------------------------------------------------------------ 1. n0 leads, both standbys count
+start_node 0
+l=$(wait_leader_after 0)
+[ "${l%% *}" = 0 ] || fail "n0 alone was not elected: '$l'"
+epoch1=${l##* }
+wait_primary 0
+start_node 1
+start_node 2
+for _ in $(seq 300); do
+    out=$(status 0)
+    [ "$(printf '%s' "$out" | grep -o '"counted":true' | wc -l)" -eq 2 ] && break
+    sleep 0.1
+done
+[ "$(printf '%s' "$out" | grep -o '"counted":true' | wc -l)" -eq 2 ] || fail "n0 does not count both standbys: $out"
+"$OB" --ring "hcu-test.$$.0" --data-dir "$TMP/d0" --blocks 10 --replicated --acked "$TMP/acked1" \
+    2>"$TMP/engine1.log" || fail "the engine failed on n0"
+[ "$(acked_height "$TMP/acked1")" -eq 10 ] || fail "10 blocks written, $(acked_height "$TMP/acked1") acknowledged"
+
+# ------------------------------------------------------------ 2. n2 held; 20 blocks acknowledged by n1
+x=$(seq_of 2)
+[ -n "$x" ] || fail "n2 does not say what it holds: $(status 2)"
+set_gate "$x"
+"$OB" --ring "hcu-test.$$.0" --data-dir "$TMP/d0" --blocks 30 --replicated --acked "$TMP/acked2" \
+    2>"$TMP/engine2.log" || fail "the engine failed on n0"
+acked=$(acked_height "$TMP/acked2")
+[ "$acked" -eq 30 ] || fail "30 blocks written, $acked acknowledged"
+s0=$(seq_of 0)
+s1=$(seq_of 1)
+x=$(seq_of 2) # what it took in before the gate was set is kept; nothing since the 20 blocks began
+[ "$s1" -gt "$x" ] || fail "n1 holds $s1 entries, no more than n2's $x: the blocks were acknowledged by n1"
+echo "ha_catch_up_test: n0 leads (epoch $epoch1); 30 blocks acknowledged RK_REPLICATED; n0 holds $s0 entries," \
+    "n1 $s1, n2 $x (held by its gate)"
+
+# ------------------------------------------------------------ 3. n0 killed: n1 leads, n2 behind follows it
+kill_node 0
+l=$(wait_leader_after "$epoch1")
+[ -n "$l" ] || fail "nobody leads after n0 was killed: $(cluster)"
+[ "${l%% *}" = 1 ] || fail "n${l%% *} leads after n0 was killed; n1 holds more"
+epoch2=${l##* }
+wait_primary 1
+for _ in $(seq 300); do # n1 planned its sync key knowing n2
+    grep -q 'sync key put.*"n2"\|not counted until they hold.*n2:' "$TMP/n1.log" && break
+    sleep 0.1
+done
+grep -q 'sync key put.*"n2"\|not counted until they hold.*n2:' "$TMP/n1.log" ||
+    fail "n1 never planned a sync key knowing n2"
+sk=$(sync_key)
+[ "$(seq_of 2)" = "$x" ] || fail "n2 journaled past its gate: $(seq_of 2) > $x"
+b1=$(sed -n 's/.*"floor_seq":\([0-9]*\).*/\1/p' <<<"$sk")
+echo "ha_catch_up_test: n1 leads (epoch $epoch2); n2 follows, behind at $x; the sync key: $sk"
+
+# ------------------------------------------------------------ 4. n1 killed, n0 back: a leader, n0
+kill_node 1
+start_node 0
+l=$(wait_leader_after "$epoch2")
+[ -n "$l" ] || fail "nobody leads after n1 (its sync key: $sk) was killed, with n0 back:" \
+    "$(grep -ho 'why="[^"]*' "$TMP/n0.log" "$TMP/n2.log" | tail -n 2 | sed 's/$/"/' | tr '\n' ' ')"
+[ "${l%% *}" = 0 ] || fail "n${l%% *} leads in epoch ${l##* }: it holds $(seq_of "${l%% *}") entries, below the floor $b1"
+epoch3=${l##* }
+wait_primary 0
+echo "ha_catch_up_test: n1 killed, n0 back: n0 leads (epoch $epoch3)"
+
+# ------------------------------------------------------------ 5. every acknowledged block on n0
+set_gate ""
+"$OB" --ring "hcu-test.$$.0" --data-dir "$TMP/d0" --blocks 40 --replicated --acked "$TMP/acked3" --digest \
+    >"$TMP/after" 2>"$TMP/engine3.log" || fail "the engine failed on n0"
+restored=$(sed -n 's/^orderbook: restored at height \([0-9]*\) .*/\1/p' "$TMP/engine3.log")
+[ -n "$restored" ] && [ "$restored" -ge "$acked" ] ||
+    fail "n0 restored the engine at height '$restored', below the $acked blocks acknowledged RK_REPLICATED"
+"$OB" --offline --blocks 40 --digest >"$TMP/offline"
+cmp -s "$TMP/after" "$TMP/offline" || fail "books on n0 differ from a run without the failures"
+d0=$(field state_digest "$(status 0)")
+for _ in $(seq 300); do
+    [ "$(field state_digest "$(status 2)")" = "$d0" ] && break
+    sleep 0.1
+done
+[ "$(field state_digest "$(status 2)")" = "$d0" ] || fail "n2's digest is not n0's $d0"
+echo "ha_catch_up_test: the engine restored on n0 at height $restored >= $acked, books equal at 40;" \
+    "n2's digest = n0's ($d0)"
+kill -TERM "${node_pid[0]}"
+rc=0
+wait "${node_pid[0]}" || rc=$?
+unset "node_pid[0]"
+[ "$rc" -eq 0 ] || fail "n0 exited $rc at SIGTERM"
+grep -l 'Sanitizer' "$TMP"/n*.log && fail "a sanitizer reported in a node's log"
+echo "ha_catch_up_test: ok"
