@@ -26,13 +26,17 @@
  *   Q2  quorum = voters - copies + 1, copies = the leader (1) plus the
  *       standbys holding every entry acknowledged so far (at most
  *       min_replicas: what each later acknowledgement adds);
- *   Q2a a standby becomes a voter only holding every entry acknowledged
- *       so far and every entry the leader held when it started (its
- *       promotion point), or while it already counts (S3 in
- *       replicator/primary.c): one still catching up waits outside the
- *       key, so it never makes the quorum all the voters -- a leader
- *       killed then would leave an election that needs its own report.
- *       Until a standby is in, the key keeps its floor (Q5);
+ *   Q2a a standby becomes a voter only once it holds every entry the
+ *       leader held when it started (its promotion point: everything
+ *       acknowledged before it too), or while it already counts (S3 in
+ *       replicator/primary.c).  One still catching up to it waits
+ *       outside the key: listed, it would be no copy, and with no other
+ *       standby listed the quorum would be all the voters -- a leader
+ *       killed then would leave an election that needs its own report,
+ *       for entries it never acknowledged RK_REPLICATED.  Until a standby
+ *       is in, the key keeps its floor (Q5).  A key whose standbys are
+ *       all behind the newest acknowledged entry now comes only from the
+ *       loss of those that acknowledged it: that report is needed;
  *   Q3  a standby runs for the leader key only with reports (member
  *       records) from at least quorum voters, and only if it holds as
  *       many entries as each of them: it then holds every acknowledged
@@ -79,7 +83,7 @@
  *             leading -> the key must still be ours, and the lease
  *             renewed before the deadline, else step down (self-fence)
  *             leading, min_replicas > 0 -> the standbys it knows now
- *             that count already or hold what it counts on are put in
+ *             that count already or hold its promotion point are put in
  *             the sync key (Q1, Q2, Q2a) when they changed
  *   standby:  leader key gone -> eligible (lag <= max_lag_entries), enough
  *             voters report and none holds more (Q3), and no live member
@@ -497,8 +501,8 @@ static void say_waiting(struct ha *h, const struct repl_sync_plan *plan)
         return;
     snprintf(h->last_waiting, sizeof h->last_waiting, "%s", ids);
     if (ids[0])
-        log_msg(LOG_INFO, "etcd: standbys not counted until they hold every entry this primary counts on",
-                "waiting=\"%s\" floor_seq=%" PRIu64, held, plan->floor_seq);
+        log_msg(LOG_INFO, "etcd: standbys not counted until they hold this primary's promotion point",
+                "waiting=\"%s\" promotion_seq=%" PRIu64, held, plan->promotion_seq);
 }
 
 /* Under lock, a leading primary (min_replicas > 0): the standbys it

@@ -25,9 +25,9 @@
  * an election then needs reports from enough of them to find every
  * acknowledged entry.  The node's rk-ha thread asks for a plan
  * (repl_primary_sync_plan: the standbys known now that count already or
- * hold everything acknowledged so far and the journal this primary
- * started with -- one still catching up waits outside the plan -- and
- * how many hold it; a counted standby no longer known stops counting
+ * hold the journal this primary started with -- one still catching up to
+ * it waits outside the plan -- and how many of them hold everything
+ * acknowledged so far; a counted standby no longer known stops counting
  * there and then), publishes it, and only then lets the new ones count
  * (repl_primary_sync_published).  `lock` guards that set
  * and a copy of the peers' ids and acked sequences (sync_mirror), which
@@ -201,8 +201,8 @@ struct repl_primary {
      *       effect here first, in repl_primary_sync_plan);
      *   S2: replicated_seq >= every entry acknowledged RK_REPLICATED here;
      *   S3: a standby is counted only if, when the plan that added it was
-     *       made, it held every entry acknowledged so far and the journal
-     *       this primary started with (repl_primary_sync_plan). */
+     *       made, it held the journal this primary started with (its
+     *       promotion point; repl_primary_sync_plan). */
     int gated;
     _Atomic int sync_changed; /* the counted set grew: the replicator thread looks at the acks again */
     struct {
@@ -1519,14 +1519,17 @@ int repl_primary_sync_plan(struct repl_primary *p, struct repl_sync_plan *plan)
     /* what each known standby holds durably is on it whether it counts or
      * not: those holding every acknowledged entry (S2), and every entry of
      * the epochs before this primary's, are copies of all of it.  S3: a
-     * standby joins the plan only as such a copy, or while it already
-     * counts; one still catching up waits outside, so that it never makes
-     * the quorum all the voters (docs/HA.md, the sync key) */
+     * standby joins the plan only once it holds this primary's promotion
+     * point (base_seq), or while it already counts; one still catching up
+     * to it waits outside.  Then a plan with standbys and no copy among
+     * them (quorum: all the voters) comes only from the loss of every
+     * standby that acknowledged the newest entries, whose report an
+     * election does need (docs/HA.md, the sync key) */
     floor = p->sync.replicated_seq > p->sync.base_seq ? p->sync.replicated_seq : p->sync.base_seq;
-    plan->floor_seq = floor;
+    plan->promotion_seq = p->sync.base_seq;
     for (uint32_t j = 0; j < p->sync.n_known; j++) {
         int copy = p->sync.known[j].acked_seq >= floor;
-        if (copy || sync_counted(p, p->sync.known[j].id)) {
+        if (p->sync.known[j].acked_seq >= p->sync.base_seq || sync_counted(p, p->sync.known[j].id)) {
             snprintf(plan->standbys[plan->n_standbys++], sizeof plan->standbys[0], "%s", p->sync.known[j].id);
             copies += copy;
         } else {

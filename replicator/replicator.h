@@ -71,17 +71,18 @@ void repl_primary_status(struct repl_primary *p, json_t *status);
 /* Under [ha] with min_replicas > 0, only the standbys etcd was told of
  * count toward min_replicas (node/ha.c publishes them in the sync key).
  * A plan: the standbys to count (node_ids, sorted): those this primary
- * knows now that count already or hold every entry acknowledged so far
- * and the journal it started with (floor_seq); how many of them hold it
- * (copies, at most min_replicas); and the known standbys left out until
- * they hold it (waiting, with what each holds).  Making it stops the
- * counting of standbys no longer known.  1 with a plan, 0 when nothing
- * is gated (no [ha], or min_replicas 0).  rk-ha thread. */
+ * knows now that count already or hold the journal it started with (its
+ * promotion point, promotion_seq); how many of them hold every entry
+ * acknowledged so far too (copies, at most min_replicas); and the known
+ * standbys left out until they hold the promotion point (waiting, with
+ * what each holds).  Making it stops the counting of standbys no longer
+ * known.  1 with a plan, 0 when nothing is gated (no [ha], or
+ * min_replicas 0).  rk-ha thread. */
 struct repl_sync_plan {
     char standbys[WIRE_MAX_STANDBYS][WIRE_NAME_MAX + 1];
     uint32_t n_standbys;
     uint32_t copies;
-    uint64_t floor_seq;
+    uint64_t promotion_seq;
     char waiting[WIRE_MAX_STANDBYS][WIRE_NAME_MAX + 1];
     uint64_t waiting_seq[WIRE_MAX_STANDBYS];
     uint32_t n_waiting;

@@ -186,8 +186,9 @@ echo "ha_catch_up_test: n1 leads (epoch $epoch2); n2 follows, behind at $x; the 
 kill_node 1
 start_node 0
 l=$(wait_leader_after "$epoch2")
-[ -n "$l" ] || fail "nobody leads after n1 (its sync key: $sk) was killed, with n0 back:" \
-    "$(grep -ho 'why="[^"]*' "$TMP/n0.log" "$TMP/n2.log" | tail -n 2 | sed 's/$/"/' | tr '\n' ' ')"
+last_wait() { grep -o 'this standby waits" why="[^"]*' "$TMP/n$1.log" | tail -n 1 | sed 's/.*why="//'; }
+[ -n "$l" ] || fail "nobody leads after n1 (its sync key: $sk) was killed, with n0 back;" \
+    "n0 waits: '$(last_wait 0)'; n2 waits: '$(last_wait 2)'"
 [ "${l%% *}" = 0 ] || fail "n${l%% *} leads in epoch ${l##* }: it holds $(seq_of "${l%% *}") entries, below the floor $b1"
 epoch3=${l##* }
 wait_primary 0
