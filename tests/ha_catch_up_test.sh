@@ -49,50 +49,12 @@ fail() {
     exit 1
 }
 
-. "$(dirname "$0")/etcd_lib.sh" # start_etcd
+. "$(dirname "$0")/etcd_lib.sh" # start_etcd, ha_configs, start_node
 start_etcd
 
-pubs="ipc://$TMP/pub0,ipc://$TMP/pub1,ipc://$TMP/pub2"
-srvs="ipc://$TMP/srv0,ipc://$TMP/srv1,ipc://$TMP/srv2"
-for i in 0 1 2; do
-    mkdir "$TMP/d$i"
-    cat >"$TMP/n$i.ini" <<INI
-[node]
-role = $([ $i -eq 0 ] && echo primary || echo standby)
-data_dir = $TMP/d$i
-log_level = info
-[ring]
-name = hcu-test.$$.$i
-capacity = 1M
-[checkpoint]
-every_seconds = 0
-[replication]
-publish = ipc://$TMP/pub$i
-serve = ipc://$TMP/srv$i
-primary_publish = $pubs
-primary_serve = $srvs
-node_id = n$i
-min_replicas = 1
-# acks unauthenticated: ipc endpoints in this test's own directory
-insecure_acks = yes
-heartbeat_ms = 100
-on_higher_epoch = rejoin
-[ha]
-etcd = http://127.0.0.1:$etcd_port
-cluster = hcu-test-$$
-ttl_ms = 2000
-max_lag_entries = 1000000
-INI
-done
-: >"$TMP/gate" # empty: n2 journals every entry
-start_node() {
-    if [ "$1" = 2 ]; then
-        RK_TEST_JOURNAL_GATE="$TMP/gate" "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" &
-    else
-        "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" &
-    fi
-    node_pid[$1]=$!
-}
+ha_configs hcu-test 2000 # n0..n2, tests/etcd_lib.sh; start_node N
+: >"$TMP/gate"           # empty: n2 journals every entry
+start_gated() { RK_TEST_JOURNAL_GATE="$TMP/gate" start_node "$1"; }
 kill_node() {
     kill -KILL "${node_pid[$1]}"
     wait "${node_pid[$1]}" 2>/dev/null || true
@@ -138,7 +100,7 @@ l=$(wait_leader_after 0)
 epoch1=${l##* }
 wait_primary 0
 start_node 1
-start_node 2
+start_gated 2
 for _ in $(seq 300); do
     out=$(status 0)
     [ "$(printf '%s' "$out" | grep -o '"counted":true' | wc -l)" -eq 2 ] && break
