@@ -112,11 +112,16 @@ done
 for _ in $(seq 300); do # nB's record as it publishes it while nP leads, with nS's seq
     rec_b=$(member_record "$B")
     seq_b=$(field seq "$rec_b")
-    [ -n "$seq_b" ] && [ "$seq_b" -gt 0 ] && [ "$seq_b" = "$(field seq "$(member_record "$S")")" ] && break
+    # seq_known, not seq > 0: nothing is written yet, so every seq may be
+    # 0 (with "-gt 0" this loop ran to its bound, 300 tries, ~75 s, and
+    # took the record then, unchanged since)
+    [ -n "$seq_b" ] && [ "$(field seq_known "$rec_b")" = true ] &&
+        [ "$seq_b" = "$(field seq "$(member_record "$S")")" ] && break
     sleep 0.1
 done
 [ -n "$seq_b" ] && [ "$seq_b" = "$(field seq "$(member_record "$S")")" ] ||
     fail "n$B's record ($rec_b) does not say n$S's seq: $(member_record "$S")"
+echo "ha_quorum_test: n$B's record while n$P leads: $rec_b"
 kill_node "$S"
 "$OB" --ring "haq-test.$$.$P" --data-dir "$TMP/d$P" --blocks 30 --replicated --acked "$TMP/acked1" \
     2>"$TMP/engine1.log" || fail "the engine failed on n$P"
