@@ -132,6 +132,7 @@
 #include "shm/ring.h"
 
 #define HA_KEY_MAX (RK_NAME_MAX * 2 + 64)
+#define HURRY_MS 20 /* a candidate lacking reports reads again after this (standby_tick) */
 
 enum ha_role { HA_NONE, HA_PRIMARY, HA_STANDBY };
 
@@ -166,6 +167,8 @@ struct ha {
     int64_t leader_rev;         /* ... created at this revision */
     uint64_t leader_seq_seen;   /* the leader's seq in its last member record */
     uint64_t absent_since;      /* boottime the leader key was first seen gone (0: present) */
+    uint64_t gone_since;        /* boottime a standby first read the leader key gone (0: present) */
+    int hurry;                  /* under lock: the next tick after HURRY_MS, not tick_ms */
     int seen_leader;            /* a leader key was seen since this process started */
     int last_unreachable;       /* etcd did not answer the last tick (logged once) */
     char last_wait[160];        /* why a candidate waits (logged when it changes) */
@@ -710,8 +713,11 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
      * record reports it (Q3a) */
     publish_member(h, "standby", h->sb_epoch, seq, h->sb_known, v->leader.present ? 0 : v->rev, lag,
                    eligible);
+    if (!v->leader.present && !h->gone_since)
+        h->gone_since = now;
     if (v->leader.present) {
         h->absent_since = 0;
+        h->gone_since = 0;
         h->seen_leader = 1;
         h->last_wait[0] = '\0';
         if (strcmp(v->leader.name, h->name) == 0 && !h->leading) {
@@ -739,6 +745,14 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
     }
     if (!sync_allows(h, v, seq, why, sizeof why)) {
         say_wait(h, why); /* without a time limit: a time limit would lose what the others hold */
+        /* the reports it lacks are usually on their way: every standby
+         * ticks when the watch sees the key go, and puts its record then,
+         * a few ms apart; read again soon rather than a tick later (the
+         * election took a tick, ttl/6, more than it needed: 333 ms at ttl
+         * 2000).  Only for two ticks after the key went: a voter that is
+         * dead is waited for at the tick's pace */
+        if (now - h->gone_since < 2ull * h->tick_ms * 1000000u)
+            h->hurry = 1;
         return;
     }
     if (!h->absent_since)
@@ -834,7 +848,8 @@ static void *ha_main(void *arg)
     while (!atomic_load(&h->stop)) {
         tick(h);
         pthread_mutex_lock(&h->lock);
-        wait_ms(h, h->tick_ms, 1);
+        wait_ms(h, h->hurry ? HURRY_MS : h->tick_ms, 1);
+        h->hurry = 0;
         h->kicked = 0; /* a kick during the next tick ticks again after it */
         pthread_mutex_unlock(&h->lock);
     }
