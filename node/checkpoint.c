@@ -73,11 +73,12 @@ static void answer_locked(struct node *n, int rc, const char *path, const char *
 }
 
 /* On the apply thread, between applier_run calls (a group boundary at or
- * after the request's point): begins the snapshot the request being
+ * after the request's wanted_seq): begins the snapshot the request being
  * served gets -- an MVCC snapshot transaction, with what was applied and
- * the producers' marks read in it now (applier_checkpoint_begin) -- and
- * hands it to the control thread waiting in serve_request, which writes
- * the file from it (write_snapshot) while apply goes on.  Copying the
+ * the producers' marks read in it now, state.db multiversion until it
+ * ends (applier_checkpoint_begin) -- and hands it to the control thread
+ * waiting in take_snapshot_job, which writes the file from it
+ * (write_snapshot, with a primary's fold) while apply goes on.  Copying the
  * state here instead stalled apply for the whole copy: under steady
  * writes apply then lagged, and each open waited longer than the last
  * (issue 9.5). */
@@ -380,11 +381,50 @@ int checkpoint_threads_start(struct node *n)
 
 /* ------------------------------------------------------------ requests */
 
+/* On the control thread: asks the apply thread for a snapshot job begun at
+ * its first group boundary at or after journal entry wanted_seq
+ * (begin_snapshot) and takes it, counted in n_snap_jobs until
+ * write_snapshot ends it.  A job is begun on the apply thread only: state
+ * tables are written in place outside snapshots, and only there, between
+ * applier_run calls, can a job make state.db multiversion before its
+ * snapshot's first read (export.c, snapshot_pin).  Waiting for that is
+ * waiting for apply's current step, not for apply to reach the request's
+ * point (the fold takes the rest: write_snapshot).  Returns 0 and *job, or
+ * non-zero with err filled. */
+static int take_snapshot_job(struct node *n, uint64_t wanted_seq, ckpt_job **job, uint64_t *t_begun,
+                             char *err, size_t err_size)
+{
+    uint64_t id;
+    int rc = 0;
+
+    *job = NULL;
+    pthread_mutex_lock(&n->lock);
+    id = n->request_id;
+    n->wanted = REQ_SNAPSHOT;
+    n->wanted_seq = wanted_seq;
+    pthread_cond_broadcast(&n->journal_cond);
+    while (n->request_id == id && !atomic_load(&n->stop))
+        pthread_cond_wait(&n->apply_cond, &n->lock);
+    if (n->request_id == id) {
+        snprintf(err, err_size, "node is stopping");
+        rc = RK_EINVAL;
+    } else if (n->request_err[0]) {
+        snprintf(err, err_size, "%s", n->request_err);
+        rc = RK_EINVAL;
+    } else {
+        *job = n->snap_job; /* begin_snapshot's, for this thread to write */
+        n->snap_job = NULL;
+        *t_begun = n->snap_begun_ns;
+    }
+    pthread_mutex_unlock(&n->lock);
+    return rc;
+}
+
 /* On the control thread: writes the snapshot file for the request it
- * answers from job (begun by begin_snapshot, or by serve_snapshot), at
- * journal entry upto (0: at job's), then the reply.  A job whose entries
- * past it the journal no longer holds (trimmed since it began: RK_ENOTFOUND
- * from ckpt_job_snapshot_at) is begun again, a few times. */
+ * answers from job (begun by begin_snapshot), at journal entry upto (0: at
+ * job's), then the reply.  A job whose entries past it the journal no
+ * longer holds (trimmed since it began: RK_ENOTFOUND from
+ * ckpt_job_snapshot_at) is begun again, a few times. */
 static void write_snapshot(struct node *n, ckpt_job *job, uint64_t upto, uint64_t t_request, uint64_t t_begun,
                            char *out, size_t out_size)
 {
@@ -403,16 +443,17 @@ static void write_snapshot(struct node *n, ckpt_job *job, uint64_t upto, uint64_
         rc = ckpt_job_snapshot_at(job, n->s, upto, path, &n_entries, err, sizeof err);
         ckpt_job_free(job);
         job = NULL;
+        pthread_mutex_lock(&n->lock);
+        n->n_snap_jobs--; /* the store may go now (a standby's bootstrap: apply_stop) */
+        pthread_cond_broadcast(&n->apply_cond);
+        pthread_mutex_unlock(&n->lock);
         if (rc != RK_ENOTFOUND || tries == 3)
             break;
-        rc = ckpt_job_begin(n->s, checkpoint_epoch(n), &job);
+        err[0] = '\0';
+        rc = take_snapshot_job(n, 0, &job, &t_begun, err, sizeof err);
         if (rc)
             break;
     }
-    pthread_mutex_lock(&n->lock);
-    n->n_snap_jobs--; /* the store may go now (a standby's bootstrap: apply_stop) */
-    pthread_cond_broadcast(&n->apply_cond);
-    pthread_mutex_unlock(&n->lock);
     if (rc && sys_io_failed())
         fatal("snapshot failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
     if (rc) {
@@ -436,16 +477,17 @@ static void write_snapshot(struct node *n, ckpt_job *job, uint64_t upto, uint64_
 /* On the control thread, a primary's snapshot request: served at the
  * journal entry that held everything written before the request
  * (answer_request saw the drain there) whether apply has reached it or
- * not -- what apply has committed, with the entries from there to the
- * request's point taken through apply's rules and merged in
- * (ckpt_job_snapshot_at).  Served by the apply thread instead, an open
- * waited for apply's lag: seconds under a load apply barely keeps up with
- * (issue 9.5). */
+ * not -- a job the apply thread begins at its next group boundary
+ * (take_snapshot_job), with the entries from there to the request's point
+ * taken through apply's rules and merged in (ckpt_job_snapshot_at).
+ * Waiting for apply to reach the request's point instead, an open waited
+ * for apply's lag: seconds under a load apply barely keeps up with (issue
+ * 9.5). */
 static void serve_snapshot(struct node *n, uint64_t t_request, char *out, size_t out_size)
 {
     ckpt_job *job = NULL;
-    uint64_t upto, drained = atomic_load(&n->drained_pos);
-    int rc;
+    char err[512] = "";
+    uint64_t upto, t_begun = 0, drained = atomic_load(&n->drained_pos);
 
     pthread_mutex_lock(&n->lock);
     upto = n->journal_seq;
@@ -459,26 +501,32 @@ static void serve_snapshot(struct node *n, uint64_t t_request, char *out, size_t
     while (n->applied_seq < upto && n->applied_pos + SNAPSHOT_FOLD_MAX_BYTES < drained && !atomic_load(&n->stop))
         pthread_cond_wait(&n->apply_cond, &n->lock);
     pthread_mutex_unlock(&n->lock);
-    rc = ckpt_job_begin(n->s, checkpoint_epoch(n), &job);
-    if (rc) {
-        log_msg(LOG_ERROR, "snapshot failed", "error=\"cannot begin a snapshot transaction: %s\"",
-                store_strerror(rc));
-        snprintf(out, out_size, "error snapshot: cannot begin a snapshot transaction: %s", store_strerror(rc));
+    if (take_snapshot_job(n, 0, &job, &t_begun, err, sizeof err) != 0) {
+        snprintf(out, out_size, "error %s", err);
         return;
     }
-    pthread_mutex_lock(&n->lock);
-    n->n_snap_jobs++; /* until write_snapshot ends it */
-    pthread_mutex_unlock(&n->lock);
-    write_snapshot(n, job, upto, t_request, now_ns(), out, out_size);
+    write_snapshot(n, job, upto, t_request, t_begun, out, out_size);
 }
 
 void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_t out_size)
 {
     uint64_t id, t_begun = 0;
     ckpt_job *job = NULL;
+    char err[512] = "";
 
     if (n->role == ROLE_PRIMARY && ask == REQ_SNAPSHOT) {
         serve_snapshot(n, t_request, out, out_size);
+        return;
+    }
+    if (ask == REQ_SNAPSHOT) {
+        /* a standby's: at what it had applied when asked */
+        pthread_mutex_lock(&n->lock);
+        id = n->applied_seq;
+        pthread_mutex_unlock(&n->lock);
+        if (take_snapshot_job(n, id, &job, &t_begun, err, sizeof err) != 0)
+            snprintf(out, out_size, "error %s", err);
+        else
+            write_snapshot(n, job, 0, t_request, t_begun, out, out_size);
         return;
     }
     pthread_mutex_lock(&n->lock);
@@ -490,20 +538,13 @@ void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_
     pthread_cond_broadcast(&n->journal_cond);
     while (n->request_id == id && !atomic_load(&n->stop))
         pthread_cond_wait(&n->apply_cond, &n->lock);
-    if (n->request_id == id) {
+    if (n->request_id == id)
         snprintf(out, out_size, "error node is stopping");
-    } else if (n->request_err[0]) {
+    else if (n->request_err[0])
         snprintf(out, out_size, "error %s", n->request_err);
-    } else if (ask == REQ_SNAPSHOT) {
-        job = n->snap_job; /* begin_snapshot's, for this thread to write */
-        n->snap_job = NULL;
-        t_begun = n->snap_begun_ns;
-    } else {
+    else
         snprintf(out, out_size, "ok %s", n->request_path);
-    }
     pthread_mutex_unlock(&n->lock);
-    if (job)
-        write_snapshot(n, job, 0, t_request, t_begun, out, out_size);
 }
 
 /* ------------------------------------------------------------ start */

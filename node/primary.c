@@ -614,6 +614,14 @@ void apply_primary(struct node *n)
         due = n->ckpt_pending;
         applied_seq = n->applied_seq;
         pthread_mutex_unlock(&n->lock);
+        if (wanted == REQ_SNAPSHOT && applied_seq >= wanted_seq) {
+            /* a state open (serve_snapshot, wanted_seq 0): its job is
+             * begun here, before the step, so that it waits for no apply
+             * work; the control thread folds the entries up to the
+             * request's point */
+            begin_snapshot(n);
+            continue;
+        }
         if (slow_ms)
             usleep(slow_ms * 1000u);
         if (gate) {

@@ -150,11 +150,17 @@ static int table_at(applier *a, const char *name, int create, size_t *at)
     if (rc)
         return rc;
     /* opened in a transaction (the open one, or its own), so that the
-     * handle can be used in transactions */
+     * handle can be used in transactions.  Not DB_MULTIVERSION: Berkeley
+     * DB copies a page at the first write of every transaction to it
+     * while any handle on the file is multiversion (the count is the
+     * file's, in the cache), a copy per record for random keys (issue
+     * 13.3: 20-30% of apply's CPU).  Snapshot readers need those copies
+     * only while they read: each checkpoint job opens a multiversion
+     * handle of its own on state.db before its snapshot begins, at a
+     * group boundary, and closes it after (export.c, snapshot_pin). */
     if (db)
         rc = db->open(db, a->txn, STATE_FILE, subname, DB_BTREE,
-                      (create ? DB_CREATE : 0) | (a->txn ? 0 : DB_AUTO_COMMIT) | DB_THREAD | DB_MULTIVERSION,
-                      0600);
+                      (create ? DB_CREATE : 0) | (a->txn ? 0 : DB_AUTO_COMMIT) | DB_THREAD, 0600);
     if (rc) {
         db->close(db, 0);
         return rc == ENOENT ? RK_ENOTFOUND : rc;
@@ -175,6 +181,15 @@ int apply_table_db(applier *a, const char *name, int create, DB **out)
     if (!rc)
         *out = a->tables[at].db;
     return rc;
+}
+
+void apply_close_tables(applier *a)
+{
+    assert(!a->txn && a->pending.n_records == 0); /* A2: between transactions */
+    for (size_t i = 0; i < a->n_tables; i++)
+        a->tables[i].db->close(a->tables[i].db, DB_NOSYNC); /* the log holds what they wrote */
+    a->n_tables = 0;
+    memset(a->table_index, 0, sizeof a->table_index);
 }
 
 /* The table ring table id `id` names now (A6): by the id's index, looked

@@ -127,7 +127,9 @@ int applier_height_crossed(applier *a);
 /* Checkpoints, in two steps so that apply stalls only for the first.
  * applier_checkpoint_begin, on the applier's thread between applier_run
  * calls (a group boundary), opens a snapshot transaction (MVCC) on what
- * has been committed.  ckpt_job_write, on any thread while apply goes on,
+ * has been committed, and makes state.db multiversion until the job ends
+ * (apply writes it in place otherwise: export.c, snapshot_pin); it is
+ * the only way to begin a job.  ckpt_job_write, on any thread while apply goes on,
  * writes every state table as that snapshot sees it into folder dir
  * (checkpoint.h, with the replay record: the restart point, counters,
  * producers and maps of the same snapshot), reads it back, checks that
@@ -147,11 +149,6 @@ uint64_t ckpt_job_applied_seq(const ckpt_job *j);
  * goes on; *n_entries: how many entries it holds.  Ends the snapshot
  * transaction; ckpt_job_free(j) still follows. */
 int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *err, size_t err_size);
-
-/* A snapshot of what apply has committed on store s, begun on any thread
- * (applier_checkpoint_begin's, without the applier): apply commits only
- * after whole journal entries, so it is at a group boundary. */
-int ckpt_job_begin(store *s, uint64_t epoch, ckpt_job **out);
 
 /* ckpt_job_snapshot at journal entry upto (<= what s's journal holds),
  * whether apply has reached it or not: the state apply has once it has

@@ -122,6 +122,12 @@ struct producer *apply_producer(applier *a, const char *name);
  * and create is 0. */
 int apply_table_db(applier *a, const char *name, int create, DB **out);
 
+/* Closes every table handle of the applier (between transactions: no
+ * transaction open, nothing pending); they are opened again when next
+ * used.  Berkeley DB refuses a DB_MULTIVERSION handle on a file that has
+ * other handles open without it (export.c, snapshot_pin). */
+void apply_close_tables(applier *a);
+
 /* Sets the name of ring table id `id` (< RING_MAX_TABLES) or of producer
  * slot `slot` (< RING_MAX_PRODUCERS); when it changes, the maps are
  * written with the next commit and what the id resolved to is forgotten. */

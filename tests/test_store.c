@@ -47,6 +47,7 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -2517,6 +2518,221 @@ START_TEST(new_and_existing_keys_both_ways_keep_state_and_digest)
 }
 END_TEST
 
+/* ckpt_verify's callback: appends "table/key=value;" (text values). */
+static int checkpoint_text(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
+                           uint32_t vlen)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    int w = snprintf(out + n, 65536 - n, "%s/%.*s=%.*s;", table, (int)klen, (const char *)key, (int)vlen,
+                     (const char *)val);
+
+    ck_assert(w > 0 && (size_t)w < 65536 - n);
+    return 0;
+}
+
+/* A checkpoint holds the state as of applier_checkpoint_begin while apply
+ * goes on before it is written.  The applier's table handles are not
+ * multiversion (apply.c, table_at); the job's own handle on state.db
+ * (export.c, snapshot_pin) makes apply copy the pages it changes until the
+ * job ends.  Entry 1 PUTs 300 keys; the job begins; entry 2 overwrites
+ * them, deletes every third, adds 300 keys and a second table, in
+ * transactions of one entry (_i 0) or of records one by one (_i 1); the
+ * checkpoint written then must hold entry 1's state byte for byte and its
+ * digest (ckpt_job_write also checks the digest of what it read against
+ * the one apply kept then).  _i 2: the job begins before any table exists
+ * (no state.db): the checkpoint has no entry although entry 1 is applied
+ * before it is written.  Without the pin, entry 2's writes went in place
+ * and the job read them (digest mismatch: RK_ECORRUPT). */
+START_TEST(checkpoint_holds_the_state_at_its_begin_while_apply_goes_on)
+{
+    struct batch b[2];
+    applier *a = NULL;
+    ckpt_job *job = NULL;
+    struct ckpt_info written = {0}, verified = {0};
+    struct apply_meta at_begin;
+    store *s;
+    char key[8], val[8], path[512], dir[300], *text = calloc(1, 65536), *want = calloc(1, 65536);
+    size_t n = 0;
+    int rc;
+
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(want);
+    new_data_dir("apply-checkpoint-snapshot");
+    snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
+    s = open_store(STORE_CREATE);
+    batch_init(&b[0], 1, 4096);
+    add_attach(&b[0], 0, "eng", 1);
+    batch_add(&b[0], FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "a%d", i);
+        batch_add(&b[0], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
+    }
+    add_le64(&b[0], FRAME_MARK, 0, 1, 0);
+    batch_init(&b[1], 2, b[0].h.next_lsn);
+    batch_add(&b[1], FRAME_TABLE, 1, 0, "u", 1, NULL, 0);
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "b%d", i);
+        if (i % 3 == 0)
+            batch_add(&b[1], FRAME_DEL, 0, 0, key, 4, NULL, 0);
+        else
+            batch_add(&b[1], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
+        snprintf(key, sizeof key, "n%03d", i);
+        batch_add(&b[1], FRAME_PUT, i % 2, 0, key, 4, val, (uint32_t)strlen(val));
+    }
+    add_le64(&b[1], FRAME_MARK, 0, 2, 0);
+    append_batch(s, &b[0]);
+    append_batch(s, &b[1]);
+
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    if (_i != 2) {
+        rc = applier_run(a, 1, STORE_TXN_RECORDS, err, sizeof err);
+        ck_assert_msg(rc == 0, "applier_run: %s", err);
+        for (int i = 0; i < 300; i++)
+            n += (size_t)snprintf(want + n, 65536 - n, "t/k%03d=a%d;", i, i);
+    }
+    at_begin = applier_meta(a);
+    rc = applier_checkpoint_begin(a, 1, &job);
+    store_last_error(s, why, sizeof why);
+    ck_assert_msg(rc == 0, "applier_checkpoint_begin: %s: %s", store_strerror(rc), why);
+    rc = applier_run(a, _i == 2 ? 1 : 2, _i == 1 ? 1 : STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == 0, "applier_run: %s", err);
+    ck_assert_uint_ne(applier_meta(a).digest, at_begin.digest);
+    rc = ckpt_job_write(job, dir, 1, path, sizeof path, &written, err, sizeof err);
+    ck_assert_msg(rc == 0, "ckpt_job_write: %s: %s", store_strerror(rc), err);
+    ckpt_job_free(job);
+    ck_assert_uint_eq(written.journal_seq, at_begin.applied_seq);
+    ck_assert_uint_eq(written.digest, at_begin.digest);
+    ck_assert_uint_eq(written.n_entries, _i == 2 ? 0 : 300);
+    rc = ckpt_verify(path, &verified, checkpoint_text, text, err, sizeof err);
+    ck_assert_msg(rc == 0, "ckpt_verify: %s", err);
+    ck_assert_str_eq(text, want);
+    /* apply goes on after the job as before: the rest applies whole */
+    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == 0, "applier_run: %s", err);
+    ck_assert_uint_eq(applier_meta(a).applied_seq, 2);
+    ck_assert_uint_eq(applier_meta(a).digest, state_digest(s, "t") + state_digest(s, "u"));
+    applier_close(a);
+    ckpt_info_free(&written);
+    ckpt_info_free(&verified);
+    for (int i = 0; i < 2; i++)
+        batch_free(&b[i]);
+    free(text);
+    free(want);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
+/* A thread that writes the cache's dirty pages to disk until told to stop,
+ * as the node's log checkpoint thread does (store_log_checkpoint). */
+struct page_writer {
+    store *s;
+    atomic_int stop;
+    uint64_t n_syncs;
+};
+
+static void *write_pages(void *arg)
+{
+    struct page_writer *w = arg;
+    DB_ENV *env = store_env(w->s);
+
+    while (!atomic_load(&w->stop)) {
+        ck_assert_int_eq(env->memp_sync(env, NULL), 0);
+        w->n_syncs++;
+    }
+    return NULL;
+}
+
+/* A checkpoint job is begun (its pin on state.db opened) while another
+ * thread writes dirty pages of state.db: such a write borrows the
+ * applier's own table handle (Berkeley DB's __memp_bhwrite takes the
+ * process's first writable handle on the file), so the applier's close
+ * before the pin leaves it open, counted as a writable handle, until the
+ * write ends; a multiversion open then got BDB3041 (EINVAL).  That was
+ * 92679fa's CI failure: rk_state_open -> EIO while the node's log
+ * checkpoint thread was in memp_sync.  400 entries of 200 random PUTs,
+ * each applied and then a job begun and ended, while a thread runs
+ * memp_sync in a loop: every begin must succeed (snapshot_pin waits the
+ * write out), and the state at the end is the model's. */
+START_TEST(checkpoint_begins_while_another_thread_writes_pages)
+{
+    enum { ENTRIES = 400, PUTS = 200, KEYS = 20000, WANT_SIZE = 2 << 20 };
+    struct page_writer w = {0};
+    pthread_t t;
+    applier *a = NULL;
+    store *s;
+    char key[16], val[64], last[KEYS];
+    char *want, *text;
+    uint64_t pos = 1, rng = 42;
+    size_t n = 0;
+    int rc;
+
+    memset(last, 0, sizeof last);
+    new_data_dir("apply-checkpoint-begin-race");
+    s = open_store(STORE_CREATE);
+    for (uint64_t seq = 1; seq <= ENTRIES; seq++) {
+        struct batch b;
+        batch_init(&b, seq, pos);
+        if (seq == 1) {
+            add_attach(&b, 0, "eng", 1);
+            batch_add(&b, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+        }
+        for (int i = 0; i < PUTS; i++) {
+            uint32_t k = (uint32_t)(next_rand(&rng) % KEYS);
+            snprintf(key, sizeof key, "k%05u", k);
+            memset(val, 'a' + (int)(seq % 26), sizeof val);
+            batch_add(&b, FRAME_PUT, 0, 0, key, 6, val, sizeof val);
+            last[k] = (char)('a' + (int)(seq % 26));
+        }
+        add_le64(&b, FRAME_MARK, 0, seq, 0);
+        append_batch(s, &b);
+        pos = b.h.next_lsn;
+        batch_free(&b);
+    }
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    w.s = s;
+    ck_assert_int_eq(pthread_create(&t, NULL, write_pages, &w), 0);
+    for (uint64_t seq = 1; seq <= ENTRIES; seq++) {
+        ckpt_job *job = NULL;
+        rc = applier_run(a, seq, STORE_TXN_RECORDS, err, sizeof err);
+        ck_assert_msg(rc == 0, "applier_run: %s", err);
+        rc = applier_checkpoint_begin(a, 1, &job);
+        store_last_error(s, why, sizeof why);
+        ck_assert_msg(rc == 0, "applier_checkpoint_begin after entry %llu: %s: %s", (unsigned long long)seq,
+                      store_strerror(rc), why);
+        ck_assert_uint_eq(ckpt_job_applied_seq(job), seq);
+        ckpt_job_free(job);
+    }
+    atomic_store(&w.stop, 1);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_uint_gt(w.n_syncs, 0);
+    ck_assert_uint_eq(applier_meta(a).applied_seq, ENTRIES);
+    ck_assert_uint_eq(applier_meta(a).digest, state_digest(s, "t"));
+    ck_assert_uint_eq(applier_meta(a).n_records, (uint64_t)ENTRIES * PUTS);
+    /* every key holds the value of the last entry that put it */
+    want = malloc(WANT_SIZE);
+    text = malloc(WANT_SIZE);
+    ck_assert(want && text);
+    for (int k = 0; k < KEYS; k++) {
+        if (!last[k])
+            continue;
+        memset(val, last[k], sizeof val);
+        n += (size_t)snprintf(want + n, WANT_SIZE - n, "k%05d=%.*s;", k, (int)sizeof val, val);
+        ck_assert_uint_lt(n, WANT_SIZE);
+    }
+    state_text(s, "t", text, WANT_SIZE);
+    ck_assert(strcmp(text, want) == 0);
+    free(want);
+    free(text);
+    applier_close(a);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 /* base64 (persist/json_bytes.h, shared with node/etcd.c): every length
  * round-trips byte for byte with a NUL after the bytes (json_bytes_of's
  * promise: a table name or etcd key is used as a C string; the decoder
@@ -2619,6 +2835,8 @@ Suite *store_suite(void)
     tcase_add_loop_test(tc, renamed_table_ids_and_slots_apply_to_their_new_names, 0, 2);
     tcase_add_loop_test(tc, sorted_transaction_ends_as_journal_order_says, 0, 3);
     tcase_add_test(tc, new_and_existing_keys_both_ways_keep_state_and_digest);
+    tcase_add_loop_test(tc, checkpoint_holds_the_state_at_its_begin_while_apply_goes_on, 0, 3);
+    tcase_add_test(tc, checkpoint_begins_while_another_thread_writes_pages);
     return s;
 }
 
