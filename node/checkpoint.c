@@ -96,6 +96,7 @@ void begin_snapshot(struct node *n)
     if (rc)
         snprintf(n->last_error, sizeof n->last_error, "%s", err);
     n->wanted = 0;
+    atomic_store(&n->snap_wanted, 0);
     n->snap_job = job;
     n->n_snap_jobs += job != NULL; /* until write_snapshot ends it */
     n->snap_begun_ns = now_ns();
@@ -402,6 +403,7 @@ static int take_snapshot_job(struct node *n, uint64_t wanted_seq, ckpt_job **job
     id = n->request_id;
     n->wanted = REQ_SNAPSHOT;
     n->wanted_seq = wanted_seq;
+    atomic_store(&n->snap_wanted, 1); /* apply's run stops after its current entry */
     pthread_cond_broadcast(&n->journal_cond);
     while (n->request_id == id && !atomic_load(&n->stop))
         pthread_cond_wait(&n->apply_cond, &n->lock);

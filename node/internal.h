@@ -61,6 +61,8 @@ struct node {
     char request_err[512];       /* why it could not be */
     ckpt_job *snap_job;          /* a snapshot request's answer: begun by the apply thread, written
                                     by the control thread that asked (under lock) */
+    atomic_int snap_wanted;      /* a snapshot job is asked of the apply thread: its run stops
+                                  * after the entry it is in (applier_stop_when) */
     int n_snap_jobs;             /* snapshots begun and not yet written: they read the store
                                     (under lock; write_snapshot) */
     uint64_t snap_begun_ns;      /* when it was begun (under lock) */

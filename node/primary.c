@@ -588,6 +588,7 @@ void apply_primary(struct node *n)
     const char *gate = getenv("RK_TEST_APPLY_GATE");
 
     checkpoint_clock_start(n, &ck);
+    applier_stop_when(n->a, &n->snap_wanted); /* a state open waits for one entry, not a step */
     for (;;) {
         uint64_t upto, journal_seq, wanted_seq, applied_seq;
         int done, wanted, due, crossed;

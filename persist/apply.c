@@ -629,6 +629,10 @@ int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size
                 break; /* committed below: a group boundary right after the crossing */
             }
         }
+        /* relaxed: a hint only; what it asks for is handed over under
+         * the caller's lock */
+        if (a->stop_flag && atomic_load_explicit(a->stop_flag, memory_order_relaxed))
+            break; /* committed below */
         if (a->txn_records >= max_records) {
             /* A2: after a whole entry, so no group is in part in it */
             rc = apply_txn_commit(a);
@@ -719,6 +723,11 @@ void applier_close(applier *a)
     free(a->pending.buf);
     free(a->pending.records);
     free(a);
+}
+
+void applier_stop_when(applier *a, const atomic_int *flag)
+{
+    a->stop_flag = flag;
 }
 
 uint64_t applier_read_upto(const applier *a)

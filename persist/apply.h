@@ -27,6 +27,7 @@
 #ifndef RK_APPLY_H
 #define RK_APPLY_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "persist/checkpoint.h"
@@ -122,6 +123,11 @@ uint64_t applier_read_lsn(const applier *a);
  * never), so that a checkpoint can be taken right there;
  * applier_height_crossed() then says so once. */
 void applier_watch_height(applier *a, const char *name, uint64_t every);
+/* Makes applier_run stop (after committing) at the end of the journal
+ * entry after which it sees *flag set (NULL: never): another thread's
+ * request for a group boundary (node/checkpoint.c, take_snapshot_job)
+ * then waits for one entry, not a whole run. */
+void applier_stop_when(applier *a, const atomic_int *flag);
 int applier_height_crossed(applier *a);
 
 /* Checkpoints, in two steps so that apply stalls only for the first.

@@ -15,6 +15,7 @@
 #ifndef RK_APPLY_IMPL_H
 #define RK_APPLY_IMPL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,6 +101,9 @@ struct applier {
     size_t watch_producer; /* its index in producers (SIZE_MAX: not found yet) */
     uint64_t watch_every, watch_last;
     int watch_hit;
+    /* applier_stop_when: applier_run stops after the entry in which this
+     * is seen set (NULL: never) */
+    const atomic_int *stop_flag;
     /* a fold (export.c, snapshot_fold): journal entries past a snapshot
      * taken through the same rules, but its groups stay in pending (never
      * committed) and its tables are names only (db NULL): nothing is
