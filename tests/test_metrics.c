@@ -12,7 +12,7 @@
  * `ringkeep top --count N` (stdout a pipe: one line per interval) is run
  * against the node and its printed figures checked the same way.
  *
- * Ports: 12000 + (pid % 2000) * 4 .. + 3 (test_repl takes 20000 and up).
+ * Ports: 12000 + (pid % 2000) * 4 .. + 3 (test_repl takes 8000..11999).
  * No time limits: every wait is bounded polling that fails the test
  * instead of hanging.
  */
@@ -517,7 +517,7 @@ static void setup(void)
     snprintf(data_dir, sizeof data_dir, "/tmp/rk-test-metrics.%d", pid);
     snprintf(standby_dir, sizeof standby_dir, "/tmp/rk-test-metrics.%d.sb", pid);
     snprintf(ring_name, sizeof ring_name, "test_metrics.%d", pid);
-    port_base = 12000 + (pid % 2000) * 4; /* below test_repl's 20000.. and the ephemeral range */
+    port_base = 12000 + (pid % 2000) * 4; /* above test_repl's, below the ephemeral range */
     snprintf(publish_ep, sizeof publish_ep, "tcp://127.0.0.1:%d", port_base + 2);
     snprintf(serve_ep, sizeof serve_ep, "tcp://127.0.0.1:%d", port_base + 3);
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", data_dir, standby_dir);

@@ -16,7 +16,7 @@
  *     messages, a peer of an old epoch: refused, the standby unaffected.
  *
  * No time limits: every wait is a bounded loop that fails the test.
- * Endpoints are tcp://127.0.0.1 ports derived from the pid. */
+ * Endpoints are tcp://127.0.0.1 ports derived from the pid (8000..11999). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <check.h>
@@ -176,7 +176,13 @@ static void setup(void)
     snprintf(ring_b, sizeof ring_b, "test_repl_b.%d", pid);
     ring_unlink(ring_b);
     snprintf(monitor_out, sizeof monitor_out, "/tmp/rk-test-repl.%d.monitor", pid);
-    port_base = 20000 + (pid % 3000) * 4; /* below the ephemeral range (32768..) */
+    /* 8000..11999: a range no other test takes.  It was 20000..31999,
+     * where tests/etcd_lib.sh's etcd (20001..32001) and `ringkeep drill`
+     * (23000..31999, in ctest drill_ha) pick ports that are free when
+     * they look -- and this test's are free between its cases -- so a
+     * case running beside them under ctest -j 2 could not bind ("Address
+     * already in use": CI at 2a8f45e, two cases) */
+    port_base = 8000 + (pid % 1000) * 4;
     snprintf(publish_ep, sizeof publish_ep, "tcp://127.0.0.1:%d", port_base);
     snprintf(serve_ep, sizeof serve_ep, "tcp://127.0.0.1:%d", port_base + 1);
     snprintf(publish_b, sizeof publish_b, "tcp://127.0.0.1:%d", port_base + 2);
