@@ -101,7 +101,7 @@ struct node {
     int apply_done;           /* under lock: the apply thread has ended */
     struct apply_meta am;     /* under lock: the applier's meta after its last entry */
     _Atomic int apply_failed; /* apply failed: the node stops (exit 1) */
-    const char *apply_gate;   /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): apply_gate_limit */
+    const char *apply_gate;   /* test hook (RK_TEST_APPLY_GATE=FILE, NULL: none): sys_test_gate (persist/store.h) */
     char *status_text;        /* a standby's status JSON, malloc'd by Jansson (under lock; replaced whole) */
     struct node_notify notify; /* systemd: READY, STATUS, STOPPING, watchdog (main thread's; notify.h) */
 };
@@ -132,7 +132,6 @@ __attribute__((noreturn)) static inline void fatal(const char *msg, const char *
 void node_begin(struct node *n);
 int start_thread(pthread_t *t, void *(*fn)(void *), void *arg);
 void *apply_main(void *arg);
-uint64_t apply_gate_limit(const char *path);
 int control_start(struct node *n, pthread_t *t);
 json_t *status_object(struct node *n);
 

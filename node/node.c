@@ -62,25 +62,6 @@ static void catch_signals(void)
     sigaction(SIGINT, &sa, NULL);
 }
 
-/* Test hook RK_TEST_APPLY_GATE=FILE, so that tests hold apply (a standby's
- * or a primary's)
- * where they want it instead of slowing it and hoping: the last entry
- * apply may take now is the number FILE holds, every entry when FILE is
- * empty, none when there is no FILE (tests replace it with a rename). */
-uint64_t apply_gate_limit(const char *path)
-{
-    char text[32];
-    size_t len = 0;
-    FILE *f = fopen(path, "r");
-
-    if (!f)
-        return 0;
-    len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = '\0';
-    return len ? strtoull(text, NULL, 10) : UINT64_MAX;
-}
-
 /* Starts a thread that does not take the signals (the main thread sees
  * them).  0 or an errno value. */
 int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)

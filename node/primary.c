@@ -584,7 +584,7 @@ void apply_primary(struct node *n)
      * runs behind the journal under any load (test_node) */
     const char *slow = getenv("RK_TEST_APPLY_SLOW_MS");
     unsigned slow_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0;
-    /* and this one holds it at the entry a file names (apply_gate_limit) */
+    /* and this one holds it at the entry a file names (sys_test_gate) */
     const char *gate = getenv("RK_TEST_APPLY_GATE");
 
     checkpoint_clock_start(n, &ck);
@@ -626,7 +626,7 @@ void apply_primary(struct node *n)
         if (slow_ms)
             usleep(slow_ms * 1000u);
         if (gate) {
-            uint64_t limit = apply_gate_limit(gate);
+            uint64_t limit = sys_test_gate(gate);
             if (upto > limit)
                 upto = limit > applied_seq ? limit : applied_seq;
             if (upto == applied_seq)

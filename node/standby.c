@@ -99,7 +99,7 @@ void apply_standby(struct node *n)
             continue;
         }
         pthread_mutex_unlock(&n->lock);
-        if (n->apply_gate && applied + 1 > apply_gate_limit(n->apply_gate)) {
+        if (n->apply_gate && applied + 1 > sys_test_gate(n->apply_gate)) {
             /* test hook: held until the gate lets the entry through or a
              * stop at once (both looked at again every millisecond) */
             usleep(1000);

@@ -394,4 +394,13 @@ int sys_unlink(const char *path);
 int sys_ftruncate(int fd, off_t len);
 int sys_mkdir(const char *path, mode_t mode);
 
+/* For test hooks that hold a thread at an entry a file names
+ * (RK_TEST_APPLY_GATE: apply, node/; RK_TEST_JOURNAL_GATE: a standby's
+ * journal, replicator/standby.c), so that tests put it where they want it
+ * instead of slowing it and hoping: the number FILE holds, UINT64_MAX
+ * (every entry) when FILE is empty, 0 (none) when there is no FILE (tests
+ * replace it with a rename).  Not through the I/O seam: not the node's
+ * data. */
+uint64_t sys_test_gate(const char *path);
+
 #endif

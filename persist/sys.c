@@ -547,3 +547,17 @@ void sys_install(void)
 {
     pthread_once(&install_once, install);
 }
+
+uint64_t sys_test_gate(const char *path)
+{
+    char text[32];
+    size_t len = 0;
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return 0;
+    len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    return len ? strtoull(text, NULL, 10) : UINT64_MAX;
+}

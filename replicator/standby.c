@@ -295,26 +295,14 @@ static void send_hello(struct repl_standby *sb)
 
 /* Test hook RK_TEST_JOURNAL_GATE=FILE (tests only: tests/ha_catch_up_test.sh
  * holds a standby behind a primary's promotion point with it, instead of
- * pausing it and hoping), as node/standby.c's RK_TEST_APPLY_GATE: the last
+ * pausing it and hoping), as RK_TEST_APPLY_GATE holds apply (sys_test_gate): the last
  * entry this standby may journal is the number FILE holds, every entry
  * when FILE is empty, none when there is no FILE (tests replace it with a
  * rename).  Entries past it are neither kept nor fetched; the standby
  * says HELLO, acknowledges and reports what it holds as ever. */
 static uint64_t journal_gate_limit(const struct repl_standby *sb)
 {
-    char text[32];
-    size_t len = 0;
-    FILE *f;
-
-    if (!sb->journal_gate)
-        return UINT64_MAX;
-    f = fopen(sb->journal_gate, "r");
-    if (!f)
-        return 0;
-    len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = '\0';
-    return len ? strtoull(text, NULL, 10) : UINT64_MAX;
+    return sb->journal_gate ? sys_test_gate(sb->journal_gate) : UINT64_MAX;
 }
 
 static void standby_fetch(struct repl_standby *sb)

@@ -2,7 +2,8 @@
 # etcd-server's binary, on loopback, with a temporary data directory).
 # The caller sets ETCD (the binary), TMP (its temporary directory; etcd
 # keeps TMP/etcd and logs to TMP/etcd.log) and etcd_pid (empty), and
-# defines fail; it kills $etcd_pid when it ends.  start_etcd sets
+# defines fail; it kills $etcd_pid when it ends (ha_test_setup, below, does
+# all that for the [ha] tests).  start_etcd sets
 # etcd_port (the client port; the peer port is the next one).
 # ports: tried from a pid-derived start; etcd that cannot bind exits, and
 # the next pair is tried
@@ -79,3 +80,60 @@ INI
     done
 }
 start_node() { "$RK" node -c "$TMP/n$1.ini" 2>>"$TMP/n$1.log" & node_pid[$1]=$!; }
+
+# ha_test_setup NAME PREFIX: what every [ha] test script does first.  NAME
+# (the script's, for its messages); PREFIX names TMP (/tmp/rk-test-PREFIX.*)
+# and the rings (PREFIX-test.$$.0..2, as ha_configs PREFIX-test makes
+# them).  Checks for the etcd binary (ETCD), makes TMP, declares node_pid,
+# etcd_pid and engine_pid, and on exit kills them all (SIGCONT first: a
+# test may have stopped one), removes the rings and TMP (kept with
+# HA_TEST_KEEP set).  fail says why with the logs' last lines and exits 1.
+ha_test_setup() {
+    HA_TEST_NAME=$1
+    HA_TEST_PREFIX=$2
+    ETCD=$(command -v etcd || true)
+    [ -n "$ETCD" ] || { echo "$HA_TEST_NAME: FAIL: no etcd binary (./setup.sh installs etcd-server)" >&2; exit 1; }
+    TMP=$(mktemp -d "/tmp/rk-test-$HA_TEST_PREFIX.XXXXXX")
+    declare -gA node_pid=()
+    etcd_pid=
+    engine_pid=
+    trap ha_test_cleanup EXIT INT TERM
+    # defined here, not when sourced: cluster_cli_test.sh has its own
+    fail() {
+        local f
+        echo "$HA_TEST_NAME: FAIL: $*" >&2
+        for f in "$TMP"/n*.log "$TMP"/etcd.log "$TMP"/engine*.log; do
+            [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 15 "$f" >&2; }
+        done
+        exit 1
+    }
+}
+ha_test_cleanup() {
+    local p i
+    for p in "${node_pid[@]}" $etcd_pid $engine_pid; do
+        kill -CONT "$p" 2>/dev/null || true
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    for i in 0 1 2; do "$RK" ring rm "$HA_TEST_PREFIX-test.$$.$i" >/dev/null 2>&1 || true; done
+    [ -n "${HA_TEST_KEEP:-}" ] && echo "$HA_TEST_NAME: kept $TMP" >&2 || rm -rf "$TMP"
+}
+kill_node() { # kill_node N: SIGKILL of node N, reaped
+    kill -KILL "${node_pid[$1]}"
+    wait "${node_pid[$1]}" 2>/dev/null || true
+    unset "node_pid[$1]"
+}
+cluster() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null || true; }
+leader_of() { printf '%s' "$1" | sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
+field() { printf '%s' "$2" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
+status() { "$RK" status -c "$TMP/n$1.ini" --json 2>/dev/null || true; }
+wait_primary() { # wait_primary N: until nN answers its status as a primary
+    local s
+    for _ in $(seq 300); do
+        s=$(status "$1")
+        [ "$(field role "$s")" = primary ] && return 0
+        sleep 0.1
+    done
+    fail "n$1 does not answer as a primary: $s"
+}
+acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }

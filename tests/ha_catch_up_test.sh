@@ -28,43 +28,15 @@
 set -euo pipefail
 RK=$1
 OB=$2
-ETCD=$(command -v etcd || true)
-[ -n "$ETCD" ] || { echo "ha_catch_up_test: FAIL: no etcd binary (./setup.sh installs etcd-server)" >&2; exit 1; }
-TMP=$(mktemp -d /tmp/rk-test-hcu.XXXXXX)
-declare -A node_pid=()
-etcd_pid=
-cleanup() {
-    local p
-    for p in "${node_pid[@]}" $etcd_pid; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    for i in 0 1 2; do "$RK" ring rm "hcu-test.$$.$i" >/dev/null 2>&1 || true; done
-    [ -n "${HA_TEST_KEEP:-}" ] && echo "ha_catch_up_test: kept $TMP" >&2 || rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-fail() {
-    echo "ha_catch_up_test: FAIL: $*" >&2
-    for f in "$TMP"/n*.log "$TMP"/engine*.log; do
-        [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 12 "$f" >&2; }
-    done
-    exit 1
-}
+. "$(dirname "$0")/etcd_lib.sh" # ha_test_setup, start_etcd, ha_configs, start_node, helpers
+ha_test_setup ha_catch_up_test hcu
 
-. "$(dirname "$0")/etcd_lib.sh" # start_etcd, ha_configs, start_node
 start_etcd
 
 ha_configs hcu-test 2000 # n0..n2, tests/etcd_lib.sh; start_node N
 : >"$TMP/gate"           # empty: n2 journals every entry
 start_gated() { RK_TEST_JOURNAL_GATE="$TMP/gate" start_node "$1"; }
-kill_node() {
-    kill -KILL "${node_pid[$1]}"
-    wait "${node_pid[$1]}" 2>/dev/null || true
-    unset "node_pid[$1]"
-}
 set_gate() { printf '%s' "$1" >"$TMP/gate.new" && mv "$TMP/gate.new" "$TMP/gate"; }
-cluster() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null || true; }
-leader_of() { printf '%s' "$1" | sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
-field() { printf '%s' "$2" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
-status() { "$RK" status -c "$TMP/n$1.ini" --json 2>/dev/null || true; }
 seq_of() { field journal_seq "$(status "$1")"; }
 wait_leader_after() { # wait_leader_after EPOCH: until etcd names a leader of a higher epoch (30 s: 15 TTLs)
     local l=
@@ -75,15 +47,6 @@ wait_leader_after() { # wait_leader_after EPOCH: until etcd names a leader of a 
     done
     printf '%s' "$l"
 }
-wait_primary() { # wait_primary N: until nN answers its status as a primary
-    local s
-    for _ in $(seq 300); do
-        s=$(status "$1")
-        [ "$(field role "$s")" = primary ] && return 0
-        sleep 0.1
-    done
-    fail "n$1 does not answer as a primary: $s"
-}
 sync_key() {
     curl -sf -X POST "http://127.0.0.1:$etcd_port/v3/kv/range" \
         -d "{\"key\":\"$(printf '%s' "/ringkeep/hcu-test-$$/sync" | base64 -w0)\"}" |
@@ -91,7 +54,6 @@ sync_key() {
 kvs = json.load(sys.stdin).get("kvs", [])
 print(base64.b64decode(kvs[0]["value"]).decode() if kvs else "")' || fail "etcd: cannot read the sync key"
 }
-acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }
 
 # ------------------------------------------------------------ 1. n0 leads, both standbys count
 start_node 0

@@ -10,25 +10,8 @@
 # usage: ha_lone_leader_test.sh PATH/TO/ringkeep
 set -euo pipefail
 RK=$1
-ETCD=$(command -v etcd || true)
-[ -n "$ETCD" ] || { echo "ha_lone_leader_test: FAIL: no etcd binary (./setup.sh installs etcd-server)" >&2; exit 1; }
-TMP=$(mktemp -d /tmp/rk-test-hal.XXXXXX)
-declare -A node_pid=()
-etcd_pid=
-cleanup() {
-    local p
-    for p in "${node_pid[@]}" $etcd_pid; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    for i in 0 1 2; do "$RK" ring rm "hal-test.$$.$i" >/dev/null 2>&1 || true; done
-    [ -n "${HA_TEST_KEEP:-}" ] && echo "ha_lone_leader_test: kept $TMP" >&2 || rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-fail() {
-    echo "ha_lone_leader_test: FAIL: $*" >&2
-    for f in "$TMP"/n*.log; do [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 8 "$f" >&2; }; done
-    exit 1
-}
-. "$(dirname "$0")/etcd_lib.sh" # start_etcd
+. "$(dirname "$0")/etcd_lib.sh" # ha_test_setup, start_etcd, ha_configs, start_node, helpers
+ha_test_setup ha_lone_leader_test hal
 start_etcd
 ha_configs hal-test 1000
 leader() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null |

@@ -32,52 +32,12 @@
 set -euo pipefail
 RK=$1
 OB=$2
-ETCD=$(command -v etcd || true)
-[ -n "$ETCD" ] || { echo "ha_quorum_test: FAIL: no etcd binary (./setup.sh installs etcd-server)" >&2; exit 1; }
-TMP=$(mktemp -d /tmp/rk-test-haq.XXXXXX)
-declare -A node_pid=()
-etcd_pid=
-cleanup() {
-    local p
-    for p in "${node_pid[@]}" $etcd_pid; do
-        kill -CONT "$p" 2>/dev/null || true
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    for i in 0 1 2; do "$RK" ring rm "haq-test.$$.$i" >/dev/null 2>&1 || true; done
-    [ -n "${HA_TEST_KEEP:-}" ] && echo "ha_quorum_test: kept $TMP" >&2 || rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-fail() {
-    echo "ha_quorum_test: FAIL: $*" >&2
-    for f in "$TMP"/n*.log "$TMP"/engine*.log; do
-        [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 15 "$f" >&2; }
-    done
-    exit 1
-}
+. "$(dirname "$0")/etcd_lib.sh" # ha_test_setup, start_etcd, ha_configs, start_node, helpers
+ha_test_setup ha_quorum_test haq
 
-. "$(dirname "$0")/etcd_lib.sh" # etcd_run, start_etcd
 start_etcd
 
 ha_configs haq-test 2000
-kill_node() {
-    kill -KILL "${node_pid[$1]}"
-    wait "${node_pid[$1]}" 2>/dev/null || true
-    unset "node_pid[$1]"
-}
-cluster() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null || true; }
-leader_of() { printf '%s' "$1" | sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
-field() { printf '%s' "$2" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
-status() { "$RK" status -c "$TMP/n$1.ini" --json 2>/dev/null || true; }
-wait_primary() { # wait_primary N: until nN answers its status as a primary
-    local s
-    for _ in $(seq 300); do
-        s=$(status "$1")
-        [ "$(field role "$s")" = primary ] && return 0
-        sleep 0.1
-    done
-    fail "n$1 does not answer as a primary: $s"
-}
 etcd_post() { # etcd_post PATH JSON: etcd's v3 JSON gateway; prints its answer
     curl -sf -X POST "http://127.0.0.1:$etcd_port$1" -d "$2" || fail "etcd $1"
 }
@@ -88,7 +48,6 @@ member_record() { # member_record N: nN's record in etcd, as it is ("" if none)
 kvs = json.load(sys.stdin).get("kvs", [])
 print(base64.b64decode(kvs[0]["value"]).decode() if kvs else "")'
 }
-acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }
 
 # ------------------------------------------------------------ 1. only nB acknowledges
 for i in 0 1 2; do start_node $i; done

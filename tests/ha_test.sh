@@ -24,42 +24,16 @@
 set -euo pipefail
 RK=$1
 OB=$2
-ETCD=$(command -v etcd || true)
-[ -n "$ETCD" ] || { echo "ha_test: FAIL: no etcd binary (./setup.sh installs etcd-server)" >&2; exit 1; }
-TMP=$(mktemp -d /tmp/rk-test-ha.XXXXXX)
-declare -A node_pid=()
-etcd_pid=
-engine_pid=
-
-cleanup() {
-    local p
-    for p in "${node_pid[@]}" $etcd_pid $engine_pid; do
-        kill -CONT "$p" 2>/dev/null || true
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    for i in 0 1 2; do "$RK" ring rm "ha-test.$$.$i" >/dev/null 2>&1 || true; done
-    [ -n "${HA_TEST_KEEP:-}" ] && echo "ha_test: kept $TMP" >&2 || rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-fail() {
-    echo "ha_test: FAIL: $*" >&2
-    for f in "$TMP"/n*.log "$TMP"/etcd.log "$TMP"/engine*.log; do
-        [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 15 "$f" >&2; }
-    done
-    exit 1
-}
+. "$(dirname "$0")/etcd_lib.sh" # ha_test_setup, start_etcd, ha_configs, start_node, helpers
+ha_test_setup ha_test ha
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # ------------------------------------------------------------ etcd
-. "$(dirname "$0")/etcd_lib.sh" # etcd_run, start_etcd
 start_etcd
 
 # ------------------------------------------------------------ nodes
 ha_configs ha-test 2000
 
-cluster() { "$RK" cluster status -c "$TMP/n0.ini" --json 2>/dev/null || true; }
-leader_of() { printf '%s' "$1" | sed -n 's/.*"leader":{"name":"n\([0-9]\)","epoch":\([0-9]*\)}.*/\1 \2/p'; }
 member_role() { # member_role JSON NAME
     printf '%s' "$1" | grep -o "{\"name\":\"$2\",\"role\":\"[a-z]*\"" | sed 's/.*"role":"\([a-z]*\)"/\1/'
 }
@@ -76,15 +50,6 @@ wait_leader_not() { # wait_leader_not N: prints "INDEX EPOCH" once a node other 
     done
     fail "no node other than n$1 leads: $out"
 }
-wait_primary() { # wait_primary N: until nN answers its status as a primary
-    local s
-    for _ in $(seq 300); do
-        s=$("$RK" status -c "$TMP/n$1.ini" --json 2>/dev/null || true)
-        [ "$(field role "$s")" = primary ] && return 0
-        sleep 0.1
-    done
-    fail "n$1 leads in etcd but does not answer as a primary: $s"
-}
 wait_role() { # wait_role NAME ROLE
     local out
     for _ in $(seq 300); do
@@ -94,8 +59,6 @@ wait_role() { # wait_role NAME ROLE
     done
     fail "$1 is not $2 in etcd: $out"
 }
-acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }
-field() { printf '%s' "$2" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
 for i in 0 1 2; do start_node $i; done
 for _ in $(seq 300); do

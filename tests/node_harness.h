@@ -33,7 +33,7 @@ int stop(pid_t pid, int sig);
 int open_tables(rk_ring *r, int n, uint16_t *tables);
 
 /* The apply gate of a node started with RK_TEST_APPLY_GATE=<gate> (a
- * standby's or a primary's apply, node/node.c: apply_gate_limit): limit
+ * standby's or a primary's apply, persist/sys.c: sys_test_gate): limit
  * NULL holds apply, "" lets every entry through, a number the entries up
  * to it.  Replaced by a rename: apply never reads a half-written gate. */
 void set_gate(const char *gate, const char *limit);
