@@ -77,7 +77,7 @@ static void answer_locked(struct node *n, int rc, const char *path, const char *
  * served gets -- an MVCC snapshot transaction, with what was applied and
  * the producers' marks read in it now, state.db multiversion until it
  * ends (applier_checkpoint_begin) -- and hands it to the control thread
- * waiting in take_snapshot_job, which writes the file from it
+ * waiting in ask_apply, which writes the file from it
  * (write_snapshot, with a primary's fold) while apply goes on.  Copying the
  * state here instead stalled apply for the whole copy: under steady
  * writes apply then lagged, and each open waited longer than the last
@@ -382,18 +382,24 @@ int checkpoint_threads_start(struct node *n)
 
 /* ------------------------------------------------------------ requests */
 
-/* On the control thread: asks the apply thread for a snapshot job begun at
- * its first group boundary at or after journal entry wanted_seq
- * (begin_snapshot) and takes it, counted in n_snap_jobs until
- * write_snapshot ends it.  A job is begun on the apply thread only: state
- * tables are written in place outside snapshots, and only there, between
- * applier_run calls, can a job make state.db multiversion before its
- * snapshot's first read (export.c, snapshot_pin).  Waiting for that is
- * waiting for apply's current step, not for apply to reach the request's
- * point (the fold takes the rest: write_snapshot).  Returns 0 and *job, or
- * non-zero with err filled. */
-static int take_snapshot_job(struct node *n, uint64_t wanted_seq, ckpt_job **job, uint64_t *t_begun,
-                             char *err, size_t err_size)
+#define WANT_ROLE_SEQ UINT64_MAX /* ask_apply: the request's point by the node's role */
+
+/* On the control thread: asks the apply thread for request ask at its
+ * first group boundary at or after journal entry wanted_seq (WANT_ROLE_SEQ:
+ * for a primary the journal's end, which holds the request's point
+ * (journal_batch); for a standby what it had applied when asked) and waits
+ * for the answer.  REQ_SNAPSHOT: *job, begun there (begin_snapshot) and
+ * counted in n_snap_jobs until write_snapshot ends it.  A job is begun on
+ * the apply thread only: state tables are written in place outside
+ * snapshots, and only there, between applier_run calls, can a job make
+ * state.db multiversion before its snapshot's first read (export.c,
+ * snapshot_pin); apply's run stops after its current entry for it
+ * (snap_wanted), so that a primary's open waits for that step, not for
+ * apply to reach the request's point (the fold takes the rest:
+ * write_snapshot).  Other requests: the file made, in res.  Returns 0, or
+ * non-zero with the reason in res. */
+static int ask_apply(struct node *n, int ask, uint64_t wanted_seq, ckpt_job **job, uint64_t *t_begun,
+                     char *res, size_t res_size)
 {
     uint64_t id;
     int rc = 0;
@@ -401,22 +407,27 @@ static int take_snapshot_job(struct node *n, uint64_t wanted_seq, ckpt_job **job
     *job = NULL;
     pthread_mutex_lock(&n->lock);
     id = n->request_id;
-    n->wanted = REQ_SNAPSHOT;
-    n->wanted_seq = wanted_seq;
-    atomic_store(&n->snap_wanted, 1); /* apply's run stops after its current entry */
+    n->wanted = ask;
+    n->wanted_seq = wanted_seq != WANT_ROLE_SEQ ? wanted_seq
+                    : n->role == ROLE_PRIMARY   ? n->journal_seq
+                                                : n->applied_seq;
+    if (ask == REQ_SNAPSHOT)
+        atomic_store(&n->snap_wanted, 1); /* apply's run stops after its current entry */
     pthread_cond_broadcast(&n->journal_cond);
     while (n->request_id == id && !atomic_load(&n->stop))
         pthread_cond_wait(&n->apply_cond, &n->lock);
     if (n->request_id == id) {
-        snprintf(err, err_size, "node is stopping");
+        snprintf(res, res_size, "node is stopping");
         rc = RK_EINVAL;
     } else if (n->request_err[0]) {
-        snprintf(err, err_size, "%s", n->request_err);
+        snprintf(res, res_size, "%s", n->request_err);
         rc = RK_EINVAL;
-    } else {
+    } else if (ask == REQ_SNAPSHOT) {
         *job = n->snap_job; /* begin_snapshot's, for this thread to write */
         n->snap_job = NULL;
         *t_begun = n->snap_begun_ns;
+    } else {
+        snprintf(res, res_size, "%s", n->request_path);
     }
     pthread_mutex_unlock(&n->lock);
     return rc;
@@ -452,7 +463,7 @@ static void write_snapshot(struct node *n, ckpt_job *job, uint64_t upto, uint64_
         if (rc != RK_ENOTFOUND || tries == 3)
             break;
         err[0] = '\0';
-        rc = take_snapshot_job(n, 0, &job, &t_begun, err, sizeof err);
+        rc = ask_apply(n, REQ_SNAPSHOT, 0, &job, &t_begun, err, sizeof err);
         if (rc)
             break;
     }
@@ -480,7 +491,7 @@ static void write_snapshot(struct node *n, ckpt_job *job, uint64_t upto, uint64_
  * journal entry that held everything written before the request
  * (answer_request saw the drain there) whether apply has reached it or
  * not -- a job the apply thread begins at its next group boundary
- * (take_snapshot_job), with the entries from there to the request's point
+ * (ask_apply), with the entries from there to the request's point
  * taken through apply's rules and merged in (ckpt_job_snapshot_at).
  * Waiting for apply to reach the request's point instead, an open waited
  * for apply's lag: seconds under a load apply barely keeps up with (issue
@@ -503,7 +514,7 @@ static void serve_snapshot(struct node *n, uint64_t t_request, char *out, size_t
     while (n->applied_seq < upto && n->applied_pos + SNAPSHOT_FOLD_MAX_BYTES < drained && !atomic_load(&n->stop))
         pthread_cond_wait(&n->apply_cond, &n->lock);
     pthread_mutex_unlock(&n->lock);
-    if (take_snapshot_job(n, 0, &job, &t_begun, err, sizeof err) != 0) {
+    if (ask_apply(n, REQ_SNAPSHOT, 0, &job, &t_begun, err, sizeof err) != 0) {
         snprintf(out, out_size, "error %s", err);
         return;
     }
@@ -512,41 +523,20 @@ static void serve_snapshot(struct node *n, uint64_t t_request, char *out, size_t
 
 void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_t out_size)
 {
-    uint64_t id, t_begun = 0;
+    uint64_t t_begun = 0;
     ckpt_job *job = NULL;
-    char err[512] = "";
+    char res[PATH_MAX];
 
     if (n->role == ROLE_PRIMARY && ask == REQ_SNAPSHOT) {
         serve_snapshot(n, t_request, out, out_size);
         return;
     }
-    if (ask == REQ_SNAPSHOT) {
-        /* a standby's: at what it had applied when asked */
-        pthread_mutex_lock(&n->lock);
-        id = n->applied_seq;
-        pthread_mutex_unlock(&n->lock);
-        if (take_snapshot_job(n, id, &job, &t_begun, err, sizeof err) != 0)
-            snprintf(out, out_size, "error %s", err);
-        else
-            write_snapshot(n, job, 0, t_request, t_begun, out, out_size);
-        return;
-    }
-    pthread_mutex_lock(&n->lock);
-    id = n->request_id;
-    n->wanted = ask;
-    /* a primary's: the journal holds the request's point (journal_batch);
-     * a standby's: what it had applied when asked */
-    n->wanted_seq = n->role == ROLE_PRIMARY ? n->journal_seq : n->applied_seq;
-    pthread_cond_broadcast(&n->journal_cond);
-    while (n->request_id == id && !atomic_load(&n->stop))
-        pthread_cond_wait(&n->apply_cond, &n->lock);
-    if (n->request_id == id)
-        snprintf(out, out_size, "error node is stopping");
-    else if (n->request_err[0])
-        snprintf(out, out_size, "error %s", n->request_err);
+    if (ask_apply(n, ask, WANT_ROLE_SEQ, &job, &t_begun, res, sizeof res) != 0)
+        snprintf(out, out_size, "error %s", res);
+    else if (job)
+        write_snapshot(n, job, 0, t_request, t_begun, out, out_size);
     else
-        snprintf(out, out_size, "ok %s", n->request_path);
-    pthread_mutex_unlock(&n->lock);
+        snprintf(out, out_size, "ok %s", res);
 }
 
 /* ------------------------------------------------------------ start */
