@@ -137,3 +137,17 @@ wait_primary() { # wait_primary N: until nN answers its status as a primary
     fail "n$1 does not answer as a primary: $s"
 }
 acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }
+engine_resumes() { # engine_resumes N ACKED TAG: the order book engine on nN
+    # restores at a height >= ACKED (every block acknowledged RK_REPLICATED
+    # before), writes on to block 40, and its books equal a run without
+    # failures; its files are TMP/{acked,after,offline}TAG, TMP/engineTAG.log;
+    # sets restored (the height it restored at)
+    local n=$1 acked=$2 tag=$3
+    "$OB" --ring "$HA_TEST_PREFIX-test.$$.$n" --data-dir "$TMP/d$n" --blocks 40 --replicated --acked "$TMP/acked$tag" \
+        --digest >"$TMP/after$tag" 2>"$TMP/engine$tag.log" || fail "the engine failed on n$n"
+    restored=$(sed -n 's/^orderbook: restored at height \([0-9]*\) .*/\1/p' "$TMP/engine$tag.log")
+    [ -n "$restored" ] && [ "$restored" -ge "$acked" ] ||
+        fail "n$n restored the engine at height '$restored', below the $acked blocks acknowledged RK_REPLICATED"
+    "$OB" --offline --blocks 40 --digest >"$TMP/offline$tag"
+    cmp -s "$TMP/after$tag" "$TMP/offline$tag" || fail "books on n$n differ from a run without the failures"
+}

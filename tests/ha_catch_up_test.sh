@@ -120,13 +120,7 @@ echo "ha_catch_up_test: n1 killed, n0 back: n0 leads (epoch $epoch3)"
 
 # ------------------------------------------------------------ 5. every acknowledged block on n0
 set_gate ""
-"$OB" --ring "hcu-test.$$.0" --data-dir "$TMP/d0" --blocks 40 --replicated --acked "$TMP/acked3" --digest \
-    >"$TMP/after" 2>"$TMP/engine3.log" || fail "the engine failed on n0"
-restored=$(sed -n 's/^orderbook: restored at height \([0-9]*\) .*/\1/p' "$TMP/engine3.log")
-[ -n "$restored" ] && [ "$restored" -ge "$acked" ] ||
-    fail "n0 restored the engine at height '$restored', below the $acked blocks acknowledged RK_REPLICATED"
-"$OB" --offline --blocks 40 --digest >"$TMP/offline"
-cmp -s "$TMP/after" "$TMP/offline" || fail "books on n0 differ from a run without the failures"
+engine_resumes 0 "$acked" 3
 d0=$(field state_digest "$(status 0)")
 for _ in $(seq 300); do
     [ "$(field state_digest "$(status 2)")" = "$d0" ] && break

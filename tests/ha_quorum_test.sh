@@ -119,13 +119,7 @@ done
 [ "${l%% *}" -eq "$B" ] || fail "n${l%% *} leads once n$B is back: n$B holds more"
 epoch1=${l##* }
 wait_primary "$B"
-"$OB" --ring "haq-test.$$.$B" --data-dir "$TMP/d$B" --blocks 40 --replicated --acked "$TMP/acked2" --digest \
-    >"$TMP/after" 2>"$TMP/engine2.log" || fail "the engine failed on n$B"
-restored=$(sed -n 's/^orderbook: restored at height \([0-9]*\) .*/\1/p' "$TMP/engine2.log")
-[ -n "$restored" ] && [ "$restored" -ge "$acked1" ] ||
-    fail "n$B restored the engine at height '$restored', below the $acked1 blocks acknowledged RK_REPLICATED"
-"$OB" --offline --blocks 40 --digest >"$TMP/offline"
-cmp -s "$TMP/after" "$TMP/offline" || fail "books on n$B differ from a run without the failure"
+engine_resumes "$B" "$acked1" 2
 d1=$(field state_digest "$(status "$B")")
 for _ in $(seq 300); do
     [ "$(field state_digest "$(status "$S")")" = "$d1" ] && break

@@ -105,13 +105,7 @@ echo "ha_test: 1. n$P lost: n$G leads in epoch $epoch after $((t_led - t_kill)) 
 # every acknowledged block is on n$G: the engine restores there (its height
 # is the last block n$G applied) and finishes; the books equal a run with
 # no failover
-"$OB" --ring "ha-test.$$.$G" --data-dir "$TMP/d$G" --blocks 40 --replicated --acked "$TMP/acked1b" --digest \
-    >"$TMP/after1" 2>"$TMP/engine1b.log" || fail "the engine failed on n$G"
-restored=$(sed -n 's/^orderbook: restored at height \([0-9]*\) .*/\1/p' "$TMP/engine1b.log")
-[ -n "$restored" ] && [ "$restored" -ge "$acked1" ] ||
-    fail "n$G restored the engine at height '${restored}', below the $acked1 blocks acknowledged RK_REPLICATED"
-"$OB" --offline --blocks 40 --digest >"$TMP/offline1"
-cmp -s "$TMP/after1" "$TMP/offline1" || fail "books after the failover differ from a run without it"
+engine_resumes "$G" "$acked1" 1b
 # n$B re-pointed to n$G and holds the same state
 d1=$(field state_digest "$("$RK" status -c "$TMP/n$G.ini" --json)")
 for _ in $(seq 300); do
