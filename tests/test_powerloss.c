@@ -305,8 +305,17 @@ static void check_after_cut(const char *when)
     char **paths = NULL;
     size_t n_paths = 0;
     rk_state *s = NULL;
-    int rc = rk_state_open(data_dir, &s);
+    int rc = rk_state_open(data_dir, &s), any_acked = 0;
 
+    for (int p = 0; p < N_PRODUCERS; p++)
+        any_acked |= acked[p] != 0;
+    /* a cut in the node's first start, before its store was made durable
+     * (seed 1796586404: the cut at LOCK's first write, its creation
+     * undone): the directory is not initialised, as after a node that
+     * never started -- right only while nothing was acknowledged; the
+     * next round's node makes it */
+    if (rc == ENOENT && !any_acked)
+        return;
     ck_assert_msg(rc == 0, "%s: the data directory does not open: %s", when, rk_strerror(rc));
     check_state(s, when, heights);
     rk_state_close(s);
