@@ -67,6 +67,10 @@ struct node {
                                     (under lock; write_snapshot) */
     uint64_t snap_begun_ns;      /* when it was begun (under lock) */
     uint64_t snap_made;          /* snapshot files named so far: the next one's number (under lock) */
+    ckpt_job *snap_base;         /* a primary's last snapshot file, kept for the next request
+                                    (ckpt_job_snapshot_at's next; the control thread's only) */
+    uint64_t snap_base_pos;      /* the drain's position when it was asked for */
+    uint64_t snap_base_epoch;    /* the epoch it was served in */
     uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
     pthread_cond_t ckpt_cond;    /* a job for the checkpoint thread, or stop */
     ckpt_job *job;               /* handed to the checkpoint thread (under lock) */

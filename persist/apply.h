@@ -165,9 +165,22 @@ int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *
  * merged into the file; at or past upto, the file is j's snapshot as it
  * is (the first group boundary at or after upto).  RK_ENOTFOUND when the
  * journal no longer holds an entry it needs (trimmed meanwhile: begin a
- * new job).  Ends the snapshot transaction; ckpt_job_free(j) follows. */
+ * new job).  Ends the snapshot transaction; ckpt_job_free(j) follows.
+ *
+ * next (may be NULL): on success, a base for the next request, or NULL
+ * when none could be made (out of memory): a job whose tables are the
+ * file just written, mapped, with what was applied at upto and the
+ * records a fold from there starts from, so that the next snapshot is
+ * this file with the entries since merged in -- a sequential copy -- and
+ * not a read of every table of the store.  A base begins no transaction
+ * and pins nothing: it serves ckpt_job_snapshot_at only (ckpt_job_write
+ * refuses it, RK_EINVAL), on one thread at a time, while the journal
+ * still holds the entries from its restart point (RK_ENOTFOUND
+ * otherwise) and its file still verifies (RK_ECORRUPT otherwise: it is on
+ * disk, where an engine could change it); either way the caller drops it
+ * and reads the store.  ckpt_job_free unmaps it. */
 int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path, uint64_t *n_entries,
-                         char *err, size_t err_size);
+                         ckpt_job **next, char *err, size_t err_size);
 
 /* Loads checkpoint file path into a's store, which must hold no state
  * yet (a new data directory): verified whole first (nothing is loaded

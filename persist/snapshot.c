@@ -165,6 +165,20 @@ int snap_writer_add(snap_writer *w, const void *key, uint32_t klen, const void *
     return 0;
 }
 
+int snap_writer_add_encoded(snap_writer *w, const void *entries, size_t len, uint64_t n_entries)
+{
+    int rc;
+
+    if (!w->n_tables)
+        return RK_EINVAL;
+    rc = writer_put(w, entries, len);
+    if (rc)
+        return rc;
+    w->tables[w->n_tables - 1].n_entries += n_entries;
+    w->n_entries += n_entries;
+    return 0;
+}
+
 uint64_t snap_writer_entries(const snap_writer *w)
 {
     return w->n_entries;
@@ -240,13 +254,11 @@ static int name_ok(const char *name)
     return memchr(name, '\0', RK_NAME_MAX + 1) != NULL && name[0] != '\0';
 }
 
-int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_table_fn table_fn,
-                snap_entry_fn entry_fn, void *arg, char *err, size_t err_size)
+int snap_check_layout(const uint8_t *buf, size_t len, struct snap_info *info, char *err, size_t err_size)
 {
     struct snap_header *h = &info->h;
-    uint64_t next = SNAP_HEADER_SIZE, n_entries = 0;
+    uint64_t next = SNAP_HEADER_SIZE;
     char prev_name[RK_NAME_MAX + 1] = "";
-    int rc;
 
     memset(info, 0, sizeof *info);
     if (len >= sizeof SNAP_MAGIC - 1 && memcmp(buf, SNAP_MAGIC, sizeof SNAP_MAGIC - 1) != 0)
@@ -290,9 +302,6 @@ int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_tab
     }
     for (uint64_t i = 0; i < h->n_tables; i++) {
         struct snap_table t;
-        const uint8_t *at, *end;
-        const uint8_t *prev_key = NULL;
-        uint32_t prev_klen = 0;
 
         memcpy(&t, info->tables + i * sizeof t, sizeof t);
         if (!name_ok(t.name) || (i && strcmp(prev_name, t.name) >= 0))
@@ -305,6 +314,29 @@ int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_tab
         if (t.n_entries > t.size / (2 * sizeof(uint32_t)))
             return corrupt(err, err_size, "table %" PRIu64 " claims %" PRIu64 " entries, more than its bytes hold",
                            i, t.n_entries);
+    }
+    if (next != h->producers_offset)
+        return corrupt(err, err_size, "the tables end at %" PRIu64 ", the producers begin at %" PRIu64, next,
+                       h->producers_offset);
+    return 0;
+}
+
+int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_table_fn table_fn,
+                snap_entry_fn entry_fn, void *arg, char *err, size_t err_size)
+{
+    const struct snap_header *h = &info->h;
+    uint64_t n_entries = 0;
+    int rc = snap_check_layout(buf, len, info, err, err_size);
+
+    if (rc)
+        return rc;
+    for (uint64_t i = 0; i < h->n_tables; i++) {
+        struct snap_table t;
+        const uint8_t *at, *end;
+        const uint8_t *prev_key = NULL;
+        uint32_t prev_klen = 0;
+
+        memcpy(&t, info->tables + i * sizeof t, sizeof t);
         if (table_fn && (rc = table_fn(arg, (uint32_t)i, t.name, t.n_entries)) != 0)
             return rc;
         at = buf + t.offset;
@@ -331,7 +363,7 @@ int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_tab
                            t.n_entries);
         n_entries += t.n_entries;
     }
-    if (next != h->producers_offset || n_entries != h->n_entries)
+    if (n_entries != h->n_entries)
         return corrupt(err, err_size, "the tables hold %" PRIu64 " entries, the header says %" PRIu64, n_entries,
                        h->n_entries);
     return 0;

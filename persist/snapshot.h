@@ -80,6 +80,11 @@ int snap_writer_open(const char *path, snap_writer **out, char *err, size_t err_
 int snap_writer_table(snap_writer *w, const char *name);
 int snap_writer_add(snap_writer *w, const void *key, uint32_t klen, const void *val, uint32_t vlen);
 
+/* Adds n_entries entries already in the file's encoding (u32 klen, u32
+ * vlen, key, value: a run of another snapshot file's entries, in key order
+ * after those added before), len bytes, as one copy. */
+int snap_writer_add_encoded(snap_writer *w, const void *entries, size_t len, uint64_t n_entries);
+
 /* Entries added so far. */
 uint64_t snap_writer_entries(const snap_writer *w);
 
@@ -116,6 +121,13 @@ typedef int (*snap_entry_fn)(void *arg, const void *key, uint32_t klen, const vo
  * caller drops what it built. */
 int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_table_fn table_fn,
                 snap_entry_fn entry_fn, void *arg, char *err, size_t err_size);
+
+/* snap_verify's checks but the entries': magic, version, sizes, both
+ * hashes, the producers' names and the table directory (names in order,
+ * each table's bytes following the one before).  For a reader that bounds
+ * every length it reads itself and trusts the key order to the hashes (a
+ * file this process wrote: export.c's base). */
+int snap_check_layout(const uint8_t *buf, size_t len, struct snap_info *info, char *err, size_t err_size);
 
 /* One producer's record of a verified file (index i < h.n_producers). */
 void snap_producer_at(const struct snap_info *info, uint64_t i, struct snap_producer *out);

@@ -16,6 +16,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@
 static char data_dir[256], ring_name[64];
 /* extra "section", "key", "value" triples for the next start_node(), NULL-ended */
 static const char *const *node_extra;
+static const char *node_log; /* the node's stderr goes to this file (NULL: the test's) */
 static pid_t node_pid; /* the node start_node() started last */
 
 /* ------------------------------------------------------------ the stream
@@ -200,6 +202,7 @@ static void check_state(uint64_t heights[N_PRODUCERS])
 static void setup(void)
 {
     node_extra = NULL;
+    node_log = NULL;
     memset(model, 0, sizeof model);
     memset(model_height, 0, sizeof model_height);
     snprintf(data_dir, sizeof data_dir, "/tmp/rk-test-node.%d", (int)getpid());
@@ -235,6 +238,12 @@ static pid_t fork_node(const char *fault)
         /* RK_FAULT is read once per process, and this one may have read
          * it before the fork (a test's store_open): armed here instead */
         sys_install();
+        if (node_log) {
+            int fd = open(node_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+                _exit(97);
+            close(fd);
+        }
         if (sys_fault_arm(fault) != 0) {
             fprintf(stderr, "test fault not understood: %s\n", fault);
             _exit(98);
@@ -1476,8 +1485,12 @@ START_TEST(snapshot_past_apply_equals_apply_at_the_request_point)
     snprintf(gate, sizeof gate, "%s.gate", data_dir);
     set_gate(gate, "");
     setenv("RK_TEST_APPLY_GATE", gate, 1);
+    /* no base (a file that names none): each snapshot reads the store, the
+     * second one apply's own */
+    setenv("RK_TEST_SNAPSHOT_BASE", "/nonexistent", 1);
     node = start_node(NULL);
     unsetenv("RK_TEST_APPLY_GATE");
+    unsetenv("RK_TEST_SNAPSHOT_BASE");
     ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
     ck_assert_int_eq(open_tables(r0, 3, t0), 0);
     write_groups(r0, t0, 0, 0, 40, 0, &lsn);
@@ -1572,6 +1585,150 @@ START_TEST(snapshot_past_apply_equals_apply_at_the_request_point)
     rk_ring_detach(r1);
     rk_ring_detach(r2);
     ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
+/* Lines of file path holding text. */
+static int lines_with(const char *path, const char *text)
+{
+    char line[2048];
+    int n = 0;
+    FILE *f = fopen(path, "r");
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* A primary's snapshot served from the one it served before (the kept
+ * file, its base: the entries since taken through apply's rules and
+ * merged into a copy of it, no read of the store) equals, byte for byte,
+ * the one apply serves at the same point with no base.  Apply is held
+ * behind both, so neither is apply's own; between the two requests: a
+ * group open at the base's point and ended after it (eng0's group 51,
+ * read again from the base's restart point), a group voided by its
+ * producer's re-attach (eng1), a table and a producer new since the base
+ * (eng2: a PUT, a PUT then DEL of one key), DELs of keys the base holds
+ * (eng0's groups), and two groups still open at the request (eng1's 11,
+ * eng2's second).  The node's log says where each came from (from=store,
+ * from=last): before the base, every snapshot read the store (fails on
+ * that code: no from=last). */
+START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    rk_ring_opts o0 = {.producer = "eng0"}, o1 = {.producer = "eng1"}, o2 = {.producer = "eng2"};
+    rk_ring *r0 = NULL, *r1 = NULL, *r2 = NULL;
+    uint16_t t0[3], t1[3], tail;
+    uint64_t lsn = 0, held, first, asked, heights[N_PRODUCERS];
+    char gate[300], base_gate[300], log_path[300], limit[32];
+    struct snap_header first_h, based_h, applied_h;
+    uint8_t *first_buf = NULL, *based = NULL, *applied = NULL;
+    size_t based_len, applied_len;
+    struct op o;
+    pid_t node;
+
+    snprintf(gate, sizeof gate, "%s.gate", data_dir);
+    snprintf(base_gate, sizeof base_gate, "%s.base", data_dir);
+    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
+    set_gate(gate, "");
+    set_gate(base_gate, ""); /* bases allowed */
+    node_extra = extra;
+    node_log = log_path;
+    setenv("RK_TEST_APPLY_GATE", gate, 1);
+    setenv("RK_TEST_SNAPSHOT_BASE", base_gate, 1);
+    node = start_node(NULL);
+    unsetenv("RK_TEST_APPLY_GATE");
+    unsetenv("RK_TEST_SNAPSHOT_BASE");
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
+    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
+    write_groups(r0, t0, 0, 0, 40, 0, &lsn);
+    held = journaled(r0, lsn);
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)held);
+    set_gate(gate, limit);
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("applied_seq"), held);
+
+    /* the first snapshot, past apply (from the store): groups 41..50 and
+     * half of group 51, open at its point */
+    write_groups(r0, t0, 0, 40, 50, 0, &lsn);
+    for (int i = 0; i < RECORDS_PER_GROUP / 2; i++) {
+        make_op(0, 51, i, &o);
+        ck_assert_int_eq(o.del ? rk_del(r0, t0[o.table[1] - '0'], o.key, o.klen, &lsn)
+                               : rk_put(r0, t0[o.table[1] - '0'], o.key, o.klen, o.val, o.vlen, &lsn),
+                         0);
+    }
+    first = journaled(r0, lsn);
+    ck_assert_uint_gt(first, held);
+    take_snapshot(&first_buf, &first_h);
+    free(first_buf);
+    ck_assert_uint_eq(first_h.am.applied_seq, first);
+    ck_assert_int_eq(lines_with(log_path, "from=store"), 1);
+
+    /* past the base */
+    for (int i = RECORDS_PER_GROUP / 2; i < RECORDS_PER_GROUP; i++) {
+        make_op(0, 51, i, &o);
+        ck_assert_int_eq(o.del ? rk_del(r0, t0[o.table[1] - '0'], o.key, o.klen, NULL)
+                               : rk_put(r0, t0[o.table[1] - '0'], o.key, o.klen, o.val, o.vlen, NULL),
+                         0);
+    }
+    ck_assert_int_eq(rk_mark(r0, 51, &lsn), 0);
+    write_groups(r0, t0, 0, 51, 60, 0, &lsn);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o1, &r1), 0);
+    ck_assert_int_eq(open_tables(r1, 3, t1), 0);
+    ck_assert_int_eq(rk_put(r1, t1[0], "p1/void", 7, "v", 1, NULL), 0);
+    ck_assert_int_eq(rk_put(r1, t1[1], "p1/void", 7, "v", 1, &lsn), 0);
+    journaled(r1, lsn);
+    rk_ring_detach(r1);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o1, &r1), 0);
+    ck_assert_int_eq(open_tables(r1, 3, t1), 0);
+    write_groups(r1, t1, 1, 0, 10, 0, &lsn);
+    for (int i = 0; i < RECORDS_PER_GROUP / 2; i++) {
+        make_op(1, 11, i, &o);
+        ck_assert_int_eq(rk_put(r1, t1[o.table[1] - '0'], o.key, o.klen, o.val, o.vlen, &lsn), 0);
+    }
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o2, &r2), 0);
+    ck_assert_int_eq(rk_table(r2, "tail", &tail), 0);
+    ck_assert_int_eq(rk_put(r2, tail, "k1", 2, "one", 3, NULL), 0);
+    ck_assert_int_eq(rk_put(r2, tail, "k2", 2, "two", 3, NULL), 0);
+    ck_assert_int_eq(rk_del(r2, tail, "k1", 2, NULL), 0);
+    ck_assert_int_eq(rk_mark(r2, 1, NULL), 0);
+    ck_assert_int_eq(rk_put(r2, tail, "k3", 2, "three", 5, &lsn), 0);
+    asked = journaled(r2, lsn);
+    ck_assert_uint_gt(asked, first + 4);
+
+    /* from the base, apply still held */
+    based_len = take_snapshot(&based, &based_h);
+    ck_assert_uint_eq(status_field("applied_seq"), held);
+    ck_assert_uint_eq(based_h.am.applied_seq, asked);
+    ck_assert_uint_eq(based_h.am.n_discarded, 1);
+    ck_assert_int_eq(lines_with(log_path, "from=last"), 1);
+    check_state(heights); /* eng0, eng1: whole groups, equal to the model */
+    ck_assert_uint_eq(heights[0], 60);
+    ck_assert_uint_eq(heights[1], 10);
+
+    /* apply let through to the same point, no base: apply's own */
+    set_gate(base_gate, "0");
+    set_gate(gate, "");
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("applied_seq"), asked);
+    applied_len = take_snapshot(&applied, &applied_h);
+    ck_assert_uint_eq(applied_h.am.applied_seq, asked);
+    ck_assert_int_eq(lines_with(log_path, "from=store"), 2);
+    ck_assert_msg(based_len == applied_len && memcmp(based, applied, based_len) == 0,
+                  "the snapshot from the last one served (%zu bytes, digest %016llx, restart %llu, %llu entries) "
+                  "differs from apply's at the same point (%zu bytes, digest %016llx, restart %llu, %llu entries)",
+                  based_len, (unsigned long long)based_h.am.digest, (unsigned long long)based_h.am.restart_seq,
+                  (unsigned long long)based_h.n_entries, applied_len, (unsigned long long)applied_h.am.digest,
+                  (unsigned long long)applied_h.am.restart_seq, (unsigned long long)applied_h.n_entries);
+    free(based);
+    free(applied);
+    rk_ring_detach(r0);
+    rk_ring_detach(r1);
+    rk_ring_detach(r2);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    unlink(log_path);
 }
 END_TEST
 
@@ -1970,6 +2127,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, state_open_with_no_node_refuses_while_the_ring_holds_records);
     tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
     tcase_add_test(tc, snapshot_past_apply_equals_apply_at_the_request_point);
+    tcase_add_test(tc, snapshot_from_the_last_one_served_equals_apply_at_the_request_point);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
     suite_add_tcase(s, tc);
