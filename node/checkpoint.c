@@ -551,7 +551,8 @@ static void serve_snapshot(struct node *n, uint64_t t_request, char *out, size_t
         job = NULL;
     }
     if (job) {
-        write_snapshot(n, job, 1, upto, t_request, t_begun, &drained, out, out_size);
+        /* wait_ms: the drain reaching the request's point (answer_request) */
+        write_snapshot(n, job, 1, upto, t_request, now_ns(), &drained, out, out_size);
         return;
     }
     pthread_mutex_lock(&n->lock);
