@@ -34,6 +34,7 @@
 
 #include "persist/apply.h"
 #include "persist/apply_impl.h"
+#include "persist/bytes.h"
 #include "persist/checkpoint.h"
 #include "persist/log.h"
 #include "shm/ring.h"
@@ -341,8 +342,10 @@ static int pend(applier *a, uint32_t table, const uint8_t *raw, const struct fra
         pd->cap_records = cap;
     }
     memcpy(pd->buf + pd->len, raw, h->length);
+    uint8_t head[8] = {0};
+    memcpy(head, pd->buf + pd->len + FRAME_HEADER_SIZE, h->klen < 8 ? h->klen : 8);
     pd->records[pd->n_records] = (struct pending_record){
-        .off = pd->len, .klen = h->klen, .table = table, .order = pd->n_records};
+        .off = pd->len, .prefix = get_be64(head), .klen = h->klen, .table = table};
     pd->n_records++;
     pd->len += need;
     return 0;
@@ -353,16 +356,23 @@ static int pend(applier *a, uint32_t table, const uint8_t *raw, const struct fra
 static int pending_cmp(const void *x, const void *y)
 {
     const struct pending_record *p = x, *q = y;
+    uint32_t n = p->klen < q->klen ? p->klen : q->klen;
     int c;
 
     if (p->table != q->table)
         return p->table < q->table ? -1 : 1;
-    c = memcmp(p->key, q->key, p->klen < q->klen ? p->klen : q->klen);
+    /* the first 8 bytes as one number (zeros past a shorter key's end
+     * order it first, as the bytes would: it is then a prefix of the
+     * other, or they differ where both have bytes): most keys differ
+     * there, and a call to memcmp a comparison was most of the sort */
+    if (p->prefix != q->prefix)
+        return p->prefix < q->prefix ? -1 : 1;
+    c = n > 8 ? memcmp(p->key + 8, q->key + 8, n - 8) : 0;
     if (c)
         return c;
     if (p->klen != q->klen)
         return p->klen < q->klen ? -1 : 1;
-    return p->order < q->order ? -1 : p->order > q->order;
+    return p->off < q->off ? -1 : p->off > q->off;
 }
 
 void pending_sort(struct pending *pd)

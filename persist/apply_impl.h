@@ -53,10 +53,11 @@ struct table {
  * commits. */
 struct pending_record {
     const uint8_t *key; /* into pending.buf; set when the records are sorted */
-    uint64_t off;       /* the frame's offset in pending.buf */
+    uint64_t off;       /* the frame's offset in pending.buf, which grows in journal order:
+                           equal keys keep it */
+    uint64_t prefix;    /* the key's first 8 bytes big-endian, zeros past its end (pending_cmp) */
     uint32_t klen;
     uint32_t table; /* index in applier.tables */
-    uint64_t order; /* its place in the journal: equal keys keep it */
 };
 
 /* The records of the groups applied in the open transaction (A2: whole
