@@ -48,6 +48,8 @@ struct node {
     pthread_cond_t apply_cond;   /* applied_seq moved, or a snapshot finished */
     uint64_t journal_seq;        /* last entry journaled (under lock) */
     uint64_t applied_seq;        /* last entry applied (under lock) */
+    uint64_t apply_rate;         /* a primary's: ring bytes apply reads per second of its steps
+                                    (a moving average; 0: not measured yet; under lock) */
     uint64_t applied_pos;        /* a primary's: ring position apply has read to, the next_lsn
                                     of entry applied_seq (applier_read_lsn; under lock) */
     uint64_t digest_at;          /* state digest after applied_seq (under lock) */

@@ -67,6 +67,7 @@
 
 #define FENCED_KEY "fenced_by" /* the epoch this node stepped down for (step_down) */
 #define APPLY_STEP_ENTRIES 16  /* apply publishes its progress at least this often */
+#define APPLY_LAG_MIN_BYTES (64u << 10) /* max_lag_ms never holds apply closer than this (apply_behind) */
 
 /* ------------------------------------------------------------ meta */
 
@@ -429,9 +430,29 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
 static int apply_behind(const struct node *n)
 {
     uint64_t drained = atomic_load(&n->drained_pos); /* this thread's own (journal_batch, drain) */
+    uint64_t lag = drained > n->applied_pos ? drained - n->applied_pos : 0;
 
-    return n->journal_seq - n->applied_seq > n->c->max_lag_entries ||
-           (n->c->max_lag_bytes && drained > n->applied_pos && drained - n->applied_pos > n->c->max_lag_bytes);
+    if (n->journal_seq - n->applied_seq > n->c->max_lag_entries || (n->c->max_lag_bytes && lag > n->c->max_lag_bytes))
+        return 1;
+    /* and in time: more than max_lag_ms of apply's work at the rate it
+     * has been reading (issue 13.7: with the bytes alone, a lag of 64 MiB
+     * was minutes of apply work once the state outgrew the cache, and a
+     * clean stop or a checkpoint waited for all of it) */
+    return n->c->max_lag_ms && n->apply_rate && lag > APPLY_LAG_MIN_BYTES &&
+           lag > n->apply_rate / 1000 * n->c->max_lag_ms;
+}
+
+/* Apply read bytes of ring records in a step of ns (under lock): the
+ * moving average of apply_rate, which the time bound of apply_behind
+ * uses.  A step's time runs from its start to its commit, so what slows
+ * apply down (a cold cache, a slow disk, the CPU others take) shows. */
+static void apply_rate_update(struct node *n, uint64_t bytes, uint64_t ns)
+{
+    uint64_t rate = ns ? (uint64_t)((double)bytes * 1e9 / (double)ns) : 0;
+
+    if (!rate)
+        return;
+    n->apply_rate = n->apply_rate ? n->apply_rate - n->apply_rate / 8 + rate / 8 : rate;
 }
 
 /* Waits while apply is too far behind (apply_behind).  Returns 1 if it
@@ -623,6 +644,7 @@ void apply_primary(struct node *n)
             begin_snapshot(n);
             continue;
         }
+        uint64_t t_step = now_ns();
         if (slow_ms)
             usleep(slow_ms * 1000u);
         if (gate) {
@@ -650,8 +672,10 @@ void apply_primary(struct node *n)
         atomic_store_explicit(&n->m.applied_seq, upto, memory_order_relaxed); /* a figure (metrics.h) */
         pthread_mutex_lock(&n->lock);
         n->applied_seq = upto;
-        if (applier_read_lsn(n->a)) /* 0: nothing read in this run yet */
+        if (applier_read_lsn(n->a) > n->applied_pos) { /* 0: nothing read in this run yet */
+            apply_rate_update(n, applier_read_lsn(n->a) - n->applied_pos, now_ns() - t_step);
             n->applied_pos = applier_read_lsn(n->a);
+        }
         n->digest_at = am.digest;
         /* due from the moment apply's progress shows: the status never
          * says "caught up, no checkpoint running" while one is about to
@@ -709,7 +733,7 @@ json_t *primary_status(struct node *n)
     uint64_t durable = atomic_load(&h->durable_lsn), applied = atomic_load(&n->applied_lsn);
     double secs = (double)(now_ns() - atomic_load(&n->start_ns)) / 1e9;
     uint64_t n_records = atomic_load(&n->n_records);
-    uint64_t journal_seq, applied_seq, applied_pos, drained = atomic_load(&n->drained_pos);
+    uint64_t journal_seq, applied_seq, applied_pos, apply_rate, drained = atomic_load(&n->drained_pos);
     char digest[17];
     json_t *last_error = NULL, *st = NULL;
 
@@ -717,6 +741,7 @@ json_t *primary_status(struct node *n)
     journal_seq = n->journal_seq;
     applied_seq = n->applied_seq;
     applied_pos = n->applied_pos;
+    apply_rate = n->apply_rate;
     /* the only kind of error a running node survives */
     last_error = n->last_error[0] ? json_cstr(n->last_error) : json_null();
     pthread_mutex_unlock(&n->lock);
@@ -735,6 +760,15 @@ json_t *primary_status(struct node *n)
         json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
         json_uint(atomic_load(&n->n_groups)), "groups_discarded", json_uint(atomic_load(&n->n_discarded)),
         "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "last_error", last_error);
+    /* apply's rate, and what its lag is in time at that rate (max_lag_ms) */
+    if (st && (json_object_set_new(st, "apply_bytes_per_s", json_uint(apply_rate)) != 0 ||
+               json_object_set_new(st, "apply_lag_ms",
+                                   json_uint(apply_rate && drained > applied_pos
+                                                 ? (uint64_t)((double)(drained - applied_pos) * 1e3 / (double)apply_rate)
+                                                 : 0)) != 0)) {
+        json_decref(st);
+        st = NULL;
+    }
     if (st && (checkpoint_status(n, st) != 0 ||
                json_object_set_new(st, "epoch_history", json_uint(store_history_length(n->s))) != 0)) {
         json_decref(st);

@@ -2174,6 +2174,67 @@ START_TEST(time_up_ends_the_entry_at_a_group_end)
 }
 END_TEST
 
+/* Apply's lag is bounded in time too ([apply] max_lag_ms): with apply
+ * slowed (RK_TEST_APPLY_SLOW_MS) and an engine writing without pause, the
+ * records journaled but not yet applied, sampled all along from the
+ * node's status, never exceed what apply reads in max_lag_ms at the rate
+ * the same status reports (twice that: the rate moves between the drain's
+ * look and the sample), plus one batch and one open group; everything is
+ * applied once, whole.  Bounded in bytes only (max_lag_ms 0, as before),
+ * the lag here grew to the whole backlog the engine wrote (issue 13.7). */
+START_TEST(apply_lag_is_bounded_in_time)
+{
+    static const char *const extra[] = {"apply", "max_lag_ms", "100", NULL};
+    const uint64_t n_groups = 4000, max_lag_ms = 100, floor = 64 * 1024;
+    const uint64_t slack = (64 + RECORDS_PER_GROUP + 1) * 256;
+    uint64_t heights[N_PRODUCERS], worst = 0, worst_bound = 0, n_samples = 0, n_over = 0;
+    int status = 0;
+    pid_t node, e;
+
+    node_extra = extra;
+    setenv("RK_TEST_APPLY_SLOW_MS", "20", 1);
+    node = start_node(NULL);
+    unsetenv("RK_TEST_APPLY_SLOW_MS");
+    e = start_engine(0, n_groups, 0);
+    for (int i = 0; i < BOUND_S * 200 && waitpid(e, &status, WNOHANG) == 0; i++) {
+        char *reply = NULL;
+        json_t *st = node_request(data_dir, "status", 5000, &reply) == 0 ? json_loads(reply, 0, NULL) : NULL;
+        json_t *durable = json_object_get(st, "durable_lsn"), *applied = json_object_get(st, "applied_lsn");
+        json_t *rate = json_object_get(st, "apply_bytes_per_s");
+        if (json_is_integer(durable) && json_is_integer(applied) && json_is_integer(rate) &&
+            json_integer_value(applied) > 0 && json_integer_value(rate) > 0) {
+            /* durable is read before applied (primary_status): never more than the true lag */
+            uint64_t lag = (uint64_t)json_integer_value(durable) > (uint64_t)json_integer_value(applied)
+                               ? (uint64_t)json_integer_value(durable) - (uint64_t)json_integer_value(applied)
+                               : 0;
+            uint64_t in_time = (uint64_t)json_integer_value(rate) / 1000 * max_lag_ms;
+            uint64_t bound = 2 * (in_time > floor ? in_time : floor) + slack;
+            if (lag > bound)
+                n_over++;
+            if (lag > worst) {
+                worst = lag;
+                worst_bound = bound;
+            }
+            n_samples++;
+        }
+        json_decref(st);
+        free(reply);
+        usleep(5000);
+    }
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "engine failed: status %d", status);
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("groups_applied"), n_groups);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    check_state(heights); /* whole groups, equal to the model */
+    ck_assert_uint_eq(heights[0], n_groups);
+    ck_assert_uint_gt(n_samples, 0);
+    ck_assert_msg(n_over == 0,
+                  "apply fell more than max_lag_ms behind in %llu of %llu samples (worst: %llu bytes, bound %llu)",
+                  (unsigned long long)n_over, (unsigned long long)n_samples, (unsigned long long)worst,
+                  (unsigned long long)worst_bound);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -2207,6 +2268,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, a_changed_last_snapshot_is_not_used);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
+    tcase_add_test(tc, apply_lag_is_bounded_in_time);
     suite_add_tcase(s, tc);
     tc = tcase_create("fsync_once"); /* CK_RUN_CASE=fsync_once runs only these */
     tcase_set_timeout(tc, 0);
