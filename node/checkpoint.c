@@ -469,7 +469,8 @@ static void write_snapshot(struct node *n, ckpt_job *job, int from_base, uint64_
     for (int tries = 1;; tries++) {
         err[0] = '\0';
         applied_seq = ckpt_job_applied_seq(job);
-        rc = ckpt_job_snapshot_at(job, n->s, upto, path, &n_entries, base_pos ? &next : NULL, err, sizeof err);
+        rc =
+            ckpt_job_snapshot_at(job, n->s, upto, path, &n_entries, base_pos ? &next : NULL, err, sizeof err);
         ckpt_job_free(job);
         job = NULL;
         if (!from_base) {
@@ -545,8 +546,9 @@ static void serve_snapshot(struct node *n, uint64_t t_request, char *out, size_t
      * base holds neither; at 4 MiB, opens that took longer than the ring
      * took to fill that much (0.4 s at 100k records/s) lost their base and
      * waited for apply.  Further, or of another epoch, it goes */
-    if (job && (n->snap_base_epoch != checkpoint_epoch(n) || n->snap_base_pos + SNAPSHOT_BASE_FOLD_MAX_BYTES < drained ||
-                ckpt_job_applied_seq(job) > upto || !base_allowed())) {
+    if (job && (n->snap_base_epoch != checkpoint_epoch(n) ||
+                n->snap_base_pos + SNAPSHOT_BASE_FOLD_MAX_BYTES < drained || ckpt_job_applied_seq(job) > upto ||
+                !base_allowed())) {
         ckpt_job_free(job);
         job = NULL;
     }

@@ -432,7 +432,8 @@ static int apply_behind(const struct node *n)
     uint64_t drained = atomic_load(&n->drained_pos); /* this thread's own (journal_batch, drain) */
     uint64_t lag = drained > n->applied_pos ? drained - n->applied_pos : 0;
 
-    if (n->journal_seq - n->applied_seq > n->c->max_lag_entries || (n->c->max_lag_bytes && lag > n->c->max_lag_bytes))
+    if (n->journal_seq - n->applied_seq > n->c->max_lag_entries ||
+        (n->c->max_lag_bytes && lag > n->c->max_lag_bytes))
         return 1;
     /* and in time: more than max_lag_ms of apply's work at the rate it
      * has been reading (issue 13.7: with the bytes alone, a lag of 64 MiB
@@ -762,10 +763,11 @@ json_t *primary_status(struct node *n)
         "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "last_error", last_error);
     /* apply's rate, and what its lag is in time at that rate (max_lag_ms) */
     if (st && (json_object_set_new(st, "apply_bytes_per_s", json_uint(apply_rate)) != 0 ||
-               json_object_set_new(st, "apply_lag_ms",
-                                   json_uint(apply_rate && drained > applied_pos
-                                                 ? (uint64_t)((double)(drained - applied_pos) * 1e3 / (double)apply_rate)
-                                                 : 0)) != 0)) {
+               json_object_set_new(
+                   st, "apply_lag_ms",
+                   json_uint(apply_rate && drained > applied_pos
+                                 ? (uint64_t)((double)(drained - applied_pos) * 1e3 / (double)apply_rate)
+                                 : 0)) != 0)) {
         json_decref(st);
         st = NULL;
     }
