@@ -438,9 +438,10 @@ static int apply_behind(const struct node *n)
     /* and in time: more than max_lag_ms of apply's work at the rate it
      * has been reading (issue 13.7: with the bytes alone, a lag of 64 MiB
      * was minutes of apply work once the state outgrew the cache, and a
-     * clean stop or a checkpoint waited for all of it) */
-    return n->c->max_lag_ms && n->apply_rate && lag > APPLY_LAG_MIN_BYTES &&
-           lag > n->apply_rate / 1000 * n->c->max_lag_ms;
+     * clean stop or a checkpoint waited for all of it); until apply's
+     * first step has given a rate, APPLY_LAG_MIN_BYTES (apply has work,
+     * so the rate comes) */
+    return n->c->max_lag_ms && lag > APPLY_LAG_MIN_BYTES && lag > n->apply_rate / 1000 * n->c->max_lag_ms;
 }
 
 /* Apply read bytes of ring records in a step of ns (under lock): the
