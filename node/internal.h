@@ -73,6 +73,7 @@ struct node {
                                     (ckpt_job_snapshot_at's next; the control thread's only) */
     uint64_t snap_base_pos;      /* the drain's position when it was asked for */
     uint64_t snap_base_epoch;    /* the epoch it was served in */
+    ckpt_job *snap_retired;      /* a base to free after the reply (the control thread's) */
     uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
     pthread_cond_t ckpt_cond;    /* a job for the checkpoint thread, or stop */
     ckpt_job *job;               /* handed to the checkpoint thread (under lock) */
@@ -180,6 +181,13 @@ void checkpoint_threads_stop(struct node *n);
  * for it, writes a snapshot's file, and puts the reply in out ("ok PATH"
  * or "error ..."). */
 void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_t out_size);
+
+/* Control thread, after each reply is sent: frees what the snapshot just
+ * served no longer needs. */
+void snapshot_after_reply(struct node *n);
+
+/* At a primary's stop, its control thread stopped: frees its bases. */
+void snapshot_bases_drop(struct node *n);
 
 /* At start (main thread): snapshots/ made and emptied of old files,
  * unfinished checkpoints removed; the newest checkpoint found (ckpt_seq,

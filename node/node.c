@@ -154,7 +154,7 @@ static void status_json(struct node *n, char *out, size_t out_size)
  * reply_size bytes).  For the primary's and a standby's control threads. */
 static void node_control_serve(const char *endpoint, _Atomic int *stop,
                                void (*answer)(void *arg, const char *request, char *reply, size_t reply_size),
-                               void *arg)
+                               void (*after)(void *arg), void *arg)
 {
     void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
     int64_t max_msg = NODE_CONTROL_MAX_REQUEST;
@@ -177,6 +177,8 @@ static void node_control_serve(const char *endpoint, _Atomic int *stop,
         reply[0] = '\0';
         answer(arg, req, reply, NODE_CONTROL_MAX_REPLY);
         zmq_send(sock, reply, strlen(reply), 0);
+        if (after)
+            after(arg);
     }
 out:
     if (sock)
@@ -234,11 +236,18 @@ static void control_answer(void *arg, const char *req, char *reply, size_t reply
         primary_answer(n, req, reply, reply_size);
 }
 
+/* After a reply has gone: what a primary's snapshot no longer needs (a
+ * standby's: nothing). */
+static void control_after(void *arg)
+{
+    snapshot_after_reply(arg);
+}
+
 static void *control_main(void *arg)
 {
     struct node *n = arg;
 
-    node_control_serve(n->endpoint, &n->stop, control_answer, n);
+    node_control_serve(n->endpoint, &n->stop, control_answer, control_after, n);
     return NULL;
 }
 

@@ -1010,7 +1010,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
 out:
     ha_detach(node_ha);
     metrics_stop(n.metrics);
-    ckpt_job_free(n.snap_base); /* the control thread's, which has stopped */
+    snapshot_bases_drop(&n); /* the control thread's, which has stopped */
     applier_close(n.a);
     ring_close(n.ring, 0);
     store_close(n.s);
