@@ -1103,6 +1103,16 @@ START_TEST(random_data_areas_end_in_zero_or_corrupt)
                 ck_assert(f.raw + f.raw_len <= data + CAPACITY);
                 ck_assert(f.key == f.raw + FRAME_HEADER_SIZE && f.val == f.key + f.klen);
                 ck_assert_uint_eq(FRAME_HEADER_SIZE + f.klen + f.vlen, f.raw_len);
+                { /* what ring_next delivers (its one-pass check of the header words, decode_fast,
+                   * or the general path) the general decoder accepts, with the same fields */
+                    ring_frame g;
+                    uint64_t at = f.lsn & (CAPACITY - 1);
+                    ck_assert_int_eq(frame_decode(data + at, CAPACITY - at, &g, NULL, 0), 0);
+                    ck_assert(g.type == f.type && g.flags == f.flags && g.table == f.table &&
+                              g.producer == f.producer && g.lsn == f.lsn && g.key == f.key &&
+                              g.klen == f.klen && g.val == f.val && g.vlen == f.vlen && g.raw == f.raw &&
+                              g.raw_len == f.raw_len);
+                }
                 if (mode == 2) { /* only what was written, as it was written */
                     uint32_t k = f.lsn >= head && f.lsn - head < CAPACITY ? ok[(f.lsn - head) / 8] : 0;
                     ck_assert_msg(k != 0, "seed %llu: delivered a frame at %llu that was never written",
