@@ -50,7 +50,7 @@
 #include "shm/ring.h"
 #include "shm/segment.h"
 
-#define PREFETCH_DISTANCE 1024 /* bytes ahead of the frame being written */
+#define PREFETCH_DISTANCE 1024       /* bytes ahead of the frame being written */
 #define WRITE_CLAIM_MAX (16u * 1024) /* rk_write: bytes of one claim, at most */
 #define WORD_COPY_MAX 256            /* key + value bytes copied in words (write_frame) */
 
@@ -398,9 +398,9 @@ static inline void copy_words(uint8_t *dst, const uint8_t *src, uint32_t n)
         memcpy(dst, &w, 8);
     }
     if (n) {
-        w = 0;
-        memcpy(&w, src, n);
-        memcpy(dst, &w, 8);
+        uint64_t last = 0; /* not w: taking w's address would keep it in memory in the loop above */
+        memcpy(&last, src, n);
+        memcpy(dst, &last, 8);
     }
 }
 
@@ -469,7 +469,7 @@ static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key,
 }
 
 /* The aligned frame size of rec, or an error (RK_EINVAL, RK_ETOOBIG). */
-static int record_size(rk_ring *r, const rk_record *rec, uint32_t *size)
+static inline int record_size(rk_ring *r, const rk_record *rec, uint32_t *size)
 {
     if ((rec->op != RK_OP_PUT && rec->op != RK_OP_DEL) || (rec->op == RK_OP_DEL && rec->vlen) ||
         (rec->klen && !rec->key) || (rec->vlen && !rec->val) || !table_registered(r, rec->table))
@@ -627,7 +627,7 @@ int rk_commit(rk_ring *r, rk_claim *c, uint64_t *lsn_out)
     if (!r || !c || !c->frame_)
         return RK_EINVAL;
     f = c->frame_;
-    lsn = f->lsn; /* read before the commit: after it the frame is not ours */
+    lsn = f->lsn;        /* read before the commit: after it the frame is not ours */
     f->type = FRAME_PUT; /* the key and value are in place: hash them there */
     f->checksum =
         XXH3_64bits_withSeed((uint8_t *)f + 16, c->len_ - 16, frame_seed(c->len_, FRAME_PUT, 0, f->table));
