@@ -51,8 +51,9 @@
 #include "shm/segment.h"
 
 #define ABORT_FRAME_SIZE (FRAME_HEADER_SIZE + 8)
-#define CONSUMER_PREFETCH 1024 /* bytes past read_pos asked for after each frame (taken) */
-#define SLEEP_SLICE_MS 1       /* bounds a wake lost to the producer's fence-free check */
+#define WAKE_ROOM (256u * 1024) /* room that wakes producers waiting for it (worth_a_wake) */
+#define CONSUMER_PREFETCH 1024  /* bytes past read_pos asked for after each frame (taken) */
+#define SLEEP_SLICE_MS 1        /* bounds a wake lost to the producer's fence-free check */
 /* polls for this long before sleeping: a frame being written shows up
  * within it, and an idle consumer does not burn a core that producers and
  * the node's other threads need (a ~1 ms spin after every batch was half
@@ -858,6 +859,25 @@ int ring_wait_ready(ring_owner *o, int timeout_ms)
     }
 }
 
+/* Whether the release about to move head to read_pos should wake the
+ * producers waiting for room (a system call, and in a VM an interrupt to
+ * the other CPU: made at every release of a full ring, it was a quarter of
+ * the consumer's CPU in bench_ring with two producers, which woke for a
+ * sliver of room, filled it and slept again).  It does when the ring will have
+ * WAKE_ROOM bytes free (capacity / 8 in a small ring), or when nothing
+ * committed waits at read_pos: then the consumer may release nothing more
+ * until producers write, so it must not leave them asleep.  Otherwise
+ * frames are there to read, and a later release wakes them.  Relaxed
+ * loads: a guess either way; a waiter also wakes at its sleep slice. */
+static int worth_a_wake(ring_owner *o)
+{
+    uint64_t room = o->capacity / 8 < WAKE_ROOM ? o->capacity / 8 : WAKE_ROOM;
+    uint64_t tail = atomic_load_explicit(&o->hdr->tail, memory_order_relaxed);
+    uint32_t word = atomic_load_explicit(word_at(o, o->read_pos), memory_order_relaxed);
+
+    return o->read_pos + o->capacity - tail >= room || word == 0 || (word & FRAME_CLAIMED);
+}
+
 void ring_release(ring_owner *o)
 {
     struct ring_header *h = o->hdr;
@@ -874,7 +894,7 @@ void ring_release(ring_owner *o)
          * reuse them; the caller journaled every frame below read_pos (R6) */
         memset(o->data + idx, 0, first);
         memset(o->data, 0, len - first);
-        seg_cursor_advance(&h->head, &h->head_seq, &h->n_head_waiters, o->read_pos);
+        seg_cursor_move(&h->head, &h->head_seq, &h->n_head_waiters, o->read_pos, worth_a_wake(o));
     }
     /* ABORT frames already delivered are released too (their producers
      * marked dead now: the caller made them durable, R8); keep the rest */

@@ -151,6 +151,12 @@ void ring_futex_wake(_Atomic uint32_t *word)
 void seg_cursor_advance(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
                         uint64_t value)
 {
+    seg_cursor_move(cursor, seq, n_waiters, value, 1);
+}
+
+void seg_cursor_move(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
+                     uint64_t value, int wake)
+{
     uint64_t cur = atomic_load_explicit(cursor, memory_order_relaxed);
 
     if (value <= cur)
@@ -161,7 +167,7 @@ void seg_cursor_advance(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic
      * against the waiter's count increment before its cursor load
      * (seg_cursor_wait), so one of the two sides always sees the other. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(n_waiters, memory_order_relaxed)) {
+    if (wake && atomic_load_explicit(n_waiters, memory_order_relaxed)) {
         atomic_fetch_add_explicit(seq, 1, memory_order_release);
         ring_futex_wake(seq);
     }

@@ -23,6 +23,12 @@ uint64_t seg_now_ns(clockid_t clock);
 void seg_cursor_advance(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
                         uint64_t value);
 
+/* seg_cursor_advance(), waking the waiters only when wake is set: the
+ * caller judged the new value worth a system call to them.  A waiter not
+ * woken sees the value at a later wake or at the end of its sleep slice. */
+void seg_cursor_move(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
+                     uint64_t value, int wake);
+
 /* Sleeps until *cursor >= target or timeout_ms (< 0: no limit) passes,
  * or *fenced is set first (R9).  Returns 0, RK_ETIMEDOUT or RK_EFENCED. */
 int seg_cursor_wait(_Atomic uint64_t *cursor, _Atomic uint32_t *seq, _Atomic uint32_t *n_waiters,
