@@ -372,7 +372,6 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     if (rc)
         fatal("cannot encode a journal entry", rk_strerror(rc));
     rc = store_journal_append(n->s, seq, entry, entry_len);
-    free(entry);
     if (rc)
         fatal("journal write failed: nothing after it is acknowledged", store_strerror(rc));
     /* test hook: the node killed between journaling a dead producer's
@@ -386,6 +385,17 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
         if (n->c->repl_min_replicas == 0)
             ring_set_replicated(n->ring, b->last_ring_lsn);
     }
+    /* the standbys next, before the bookkeeping below and before apply
+     * is woken (on a busy host the woken thread runs first): the
+     * replicator counts an ACK only for an entry journal_seq holds and
+     * only up to the durable cursor (issue 13.6) */
+    pthread_mutex_lock(&n->lock);
+    n->journal_seq = seq;
+    pthread_mutex_unlock(&n->lock);
+    if (n->repl)
+        repl_primary_journaled(n->repl, seq, entry, entry_len);
+    free(entry);
+    pthread_cond_broadcast(&n->journal_cond); /* apply re-reads journal_seq under lock */
     if (next_lsn == ring_read_pos(n->ring))
         ring_release(n->ring);
     for (size_t off = 0; off < b->len;) {
@@ -405,15 +415,9 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     atomic_store_explicit(&n->m.journal_seq, seq, memory_order_relaxed);
     if (b->last_ring_lsn)
         atomic_store(&n->durable_lsn, b->last_ring_lsn);
-    pthread_mutex_lock(&n->lock);
-    n->journal_seq = seq;
-    pthread_cond_broadcast(&n->journal_cond);
-    pthread_mutex_unlock(&n->lock);
     /* after journal_seq: a request that sees drained_pos past its point
      * then reads a journal_seq that holds it (answer_request) */
     atomic_store(&n->drained_pos, jh.next_lsn);
-    if (n->repl)
-        repl_primary_journaled(n->repl, seq);
     b->len = 0;
     b->n_frames = 0;
     b->last_ring_lsn = 0;

@@ -2,18 +2,24 @@
  * and checkpoints, answers standbys, and moves the ring's replicated cursor
  * by their acknowledgements.
  *
- *   drain thread ---- journaled(seq) ----> eventfd ---+
+ *   drain thread ---- journaled(seq, entry): PUB rk.j (under pub_lock; else eventfd) -+
  *   checkpoint thread - checkpointed(path) -> eventfd -+--> replicator thread
  *                                                      |    PUB  (bind publish): rk.j rk.c rk.h
  *   standbys (DEALER) <------------------------------> |    ROUTER (bind serve): HELLO FETCH ACK
  *                                                      |    ring_set_replicated()
  *
- * Design: ZeroMQ sockets are not thread safe, so one thread owns both; the
- * node's threads only write to an eventfd (and, for a checkpoint, a path
- * under `lock`).  The replicator reads each new entry back from the store
- * (store_journal_get_raw: the bytes exactly as stored) and publishes it; a
- * standby that misses one (PUB drops at its high-water mark, or it
- * connected late) FETCHes it over the ROUTER.  An ACK names the standby's
+ * Design: ZeroMQ sockets are not thread safe, so one thread owns the
+ * ROUTER and the PUB is used under pub_lock (a socket may pass between
+ * threads across a full barrier).  The drain publishes each entry it
+ * journals itself, with the bytes it stored, as soon as its commit
+ * returned: a hand-over to the replicator thread put a wake-up, a
+ * scheduling delay on a busy host and a read back from the store on every
+ * entry's way to the standbys (issue 13.6).  An entry the drain could not
+ * publish in order, the replicator thread reads back from the store
+ * (store_journal_get_raw: the bytes exactly as stored) and publishes; the
+ * node's other threads only write to an eventfd (and, for a checkpoint, a
+ * path under `lock`).  A standby that misses an entry (PUB drops at its
+ * high-water mark, or it connected late) FETCHes it over the ROUTER.  An ACK names the standby's
  * durable journal sequence; that entry's LSNs are covered (next_lsn - 1,
  * never beyond the durable cursor), and the cursor moves to the
  * min_replicas-th highest LSN the standbys acknowledged.  With
@@ -70,9 +76,10 @@
  * closed connections and evictions, whose peers cannot be told apart, at
  * most once per interval in all (rate_log).
  *
- * Threads: the replicator thread owns the sockets, peers and caches;
- * `lock` guards the pending checkpoint path and the status members (a
- * Jansson object) the control thread reads.
+ * Threads: the replicator thread owns the ROUTER, peers and checkpoint
+ * caches; `pub_lock` guards the PUB, published_seq and the seq cache (the
+ * drain publishes); `lock` guards the pending checkpoint path and the
+ * status members (a Jansson object) the control thread reads.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -178,9 +185,16 @@ struct repl_primary {
     char ckpt_pending[PATH_MAX]; /* a checkpoint to announce (under lock) */
     json_t *status;              /* status members, an object (under lock; replaced whole) */
 
+    /* the drain publishes each entry it journals from its own thread
+     * (repl_primary_journaled), the replicator thread what the drain did
+     * not, and its notices and heartbeats; ZeroMQ lets a socket pass
+     * between threads across a full barrier, which the mutex is */
+    pthread_mutex_t pub_lock;
+    uint64_t published_seq; /* under pub_lock: every entry up to it was published */
+    struct seq_info *cache; /* under pub_lock: by seq % SEQ_CACHE */
+
     /* the replicator thread's own */
-    uint64_t epoch;
-    uint64_t published_seq;
+    uint64_t epoch; /* set before the threads run */
     uint64_t replicated_lsn;
     uint64_t start_ns;
     uint64_t n_dropped_peers;
@@ -219,7 +233,6 @@ struct repl_primary {
     int has_newest;
     struct wire_checkpoint newest; /* producers owned */
     struct peer peers[WIRE_MAX_STANDBYS];
-    struct seq_info *cache;
     /* routing ids dropped for a bad message: ignored until they say HELLO */
     struct {
         uint8_t route[LINK_ROUTE_MAX + 1];
@@ -248,6 +261,7 @@ static uint64_t header_next_lsn(const uint8_t *entry, size_t len)
     return v;
 }
 
+/* Under pub_lock. */
 static void cache_put(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len)
 {
     struct seq_info *si = &p->cache[seq % SEQ_CACHE];
@@ -261,24 +275,46 @@ static void cache_put(struct repl_primary *p, uint64_t seq, const uint8_t *entry
 /* The LSN that entry seq's acknowledgement covers (0 if unknown). */
 static uint64_t covered_lsn(struct repl_primary *p, uint64_t seq)
 {
-    struct seq_info *si = &p->cache[seq % SEQ_CACHE];
     uint8_t *entry = NULL;
     size_t len = 0;
+    uint64_t covered = 0;
+    int cached;
 
-    if (si->seq != seq) {
+    pthread_mutex_lock(&p->pub_lock);
+    cached = p->cache[seq % SEQ_CACHE].seq == seq;
+    if (cached)
+        covered = p->cache[seq % SEQ_CACHE].covered_lsn;
+    pthread_mutex_unlock(&p->pub_lock);
+    if (!cached) {
         if (store_journal_get_raw(p->s, seq, &entry, &len) != 0)
             return 0;
         uint64_t next = header_next_lsn(entry, len);
         free(entry);
-        return next ? next - 1 : 0;
+        covered = next ? next - 1 : 0;
     }
-    return si->covered_lsn;
+    return covered;
 }
 
-static void publish_entries(struct repl_primary *p, uint64_t upto)
+/* Publishes entry seq, the bytes as stored (under pub_lock). */
+static void publish_one(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len)
 {
+    struct wire_msg m = {.type = WIRE_JOURNAL, .epoch = p->epoch};
     char why[256];
 
+    cache_put(p, seq, entry, len);
+    m.u.journal.seq = seq;
+    m.u.journal.bytes = entry;
+    m.u.journal.len = len;
+    int rc = link_send(p->pub, NULL, 0, &m, why, sizeof why);
+    if (rc && rc != EAGAIN)
+        log_msg(LOG_WARN, "cannot publish a journal entry", "seq=%" PRIu64 " error=\"%s\"", seq, why);
+}
+
+/* Publishes, read back from the store, the entries up to upto that the
+ * drain did not (repl_primary_journaled). */
+static void publish_entries(struct repl_primary *p, uint64_t upto)
+{
+    pthread_mutex_lock(&p->pub_lock);
     for (uint64_t seq = p->published_seq + 1; seq <= upto; seq++) {
         uint8_t *entry = NULL;
         size_t len = 0;
@@ -288,18 +324,12 @@ static void publish_entries(struct repl_primary *p, uint64_t upto)
                     store_strerror(rc));
             continue; /* standbys fetch it, or learn it was trimmed */
         }
-        cache_put(p, seq, entry, len);
-        struct wire_msg m = {.type = WIRE_JOURNAL, .epoch = p->epoch};
-        m.u.journal.seq = seq;
-        m.u.journal.bytes = entry;
-        m.u.journal.len = len;
-        rc = link_send(p->pub, NULL, 0, &m, why, sizeof why);
-        if (rc && rc != EAGAIN)
-            log_msg(LOG_WARN, "cannot publish a journal entry", "seq=%" PRIu64 " error=\"%s\"", seq, why);
+        publish_one(p, seq, entry, len);
         free(entry);
     }
     if (upto > p->published_seq)
         p->published_seq = upto;
+    pthread_mutex_unlock(&p->pub_lock);
 }
 
 /* ------------------------------------------------------------ checkpoints */
@@ -355,7 +385,9 @@ static void announce_checkpoint(struct repl_primary *p, const char *path)
     p->has_newest = 1;
     struct wire_msg m = {.type = WIRE_CHECKPOINT, .epoch = p->epoch};
     m.u.checkpoint = rec;
+    pthread_mutex_lock(&p->pub_lock);
     int rc = link_send(p->pub, NULL, 0, &m, why, sizeof why);
+    pthread_mutex_unlock(&p->pub_lock);
     if (rc && rc != EAGAIN)
         log_msg(LOG_WARN, "cannot publish a checkpoint notice", "error=\"%s\"", why);
 }
@@ -1180,8 +1212,10 @@ static void heartbeat(struct repl_primary *p)
         s->acked_seq = peer->acked_seq < np.journal_seq ? peer->acked_seq : np.journal_seq;
         s->lag_entries = np.journal_seq - s->acked_seq;
         if (s->lag_entries) {
+            pthread_mutex_lock(&p->pub_lock);
             struct seq_info *si = &p->cache[(s->acked_seq + 1) % SEQ_CACHE];
             uint64_t since = si->seq == s->acked_seq + 1 ? si->journaled_ns : p->start_ns;
+            pthread_mutex_unlock(&p->pub_lock);
             s->lag_ms = now > since ? (now - since) / 1000000u : 0;
         }
     }
@@ -1196,7 +1230,9 @@ static void heartbeat(struct repl_primary *p)
     hb->n_standbys = n;
     hb->standbys = standbys;
     hb->time_ns = link_realtime_ns();
+    pthread_mutex_lock(&p->pub_lock);
     int rc = link_send(p->pub, NULL, 0, &m, why, sizeof why);
+    pthread_mutex_unlock(&p->pub_lock);
     if (rc && rc != EAGAIN)
         log_msg(LOG_WARN, "cannot publish a heartbeat", "error=\"%s\"", why);
 
@@ -1321,8 +1357,7 @@ static void *replicator_main(void *arg)
         /* every loop: cheap, and nothing journaled is left unpublished */
         struct repl_progress np;
         p->progress(p->progress_arg, &np);
-        if (np.journal_seq > p->published_seq)
-            publish_entries(p, np.journal_seq);
+        publish_entries(p, np.journal_seq);
         pthread_mutex_lock(&p->lock);
         snprintf(path, sizeof path, "%s", p->ckpt_pending);
         p->ckpt_pending[0] = '\0';
@@ -1464,10 +1499,21 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
     return 0;
 }
 
-void repl_primary_journaled(struct repl_primary *p, uint64_t seq)
+void repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len)
 {
-    (void)seq;
-    wake(p);
+    int published = 0;
+
+    /* from this thread (see the head of this file); running is set and
+     * cleared by this thread too (repl_primary_start, _stop) */
+    pthread_mutex_lock(&p->pub_lock);
+    if (p->running && seq == p->published_seq + 1) {
+        publish_one(p, seq, entry, len);
+        p->published_seq = seq;
+        published = 1;
+    }
+    pthread_mutex_unlock(&p->pub_lock);
+    if (!published)
+        wake(p); /* the replicator thread publishes it, read back */
 }
 
 void repl_primary_checkpointed(struct repl_primary *p, const char *path)
@@ -1581,6 +1627,7 @@ int repl_primary_open(const struct node_config *c, struct repl_primary **out)
     atomic_store(&p->needed_from, UINT64_MAX);
     p->gated = c->ha_etcd[0] && c->repl_min_replicas > 0;
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->pub_lock, NULL);
     p->status = status_members(c);
     *out = p;
     return 0;
@@ -1611,5 +1658,6 @@ void repl_primary_close(struct repl_primary *p)
     free(p->newest.producers);
     json_decref(p->status);
     pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->pub_lock);
     free(p);
 }

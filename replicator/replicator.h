@@ -53,8 +53,10 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
                        void *progress_arg);
 
 /* Drain thread, after entry seq was appended (and the durable cursor
- * moved). */
-void repl_primary_journaled(struct repl_primary *p, uint64_t seq);
+ * moved): publishes entry (len bytes, as stored; the caller keeps it)
+ * from the calling thread when every entry before it was published, else
+ * wakes the replicator thread, which reads it back from the store. */
+void repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len);
 
 /* Checkpoint thread, after checkpoint file path was written and verified. */
 void repl_primary_checkpointed(struct repl_primary *p, const char *path);
