@@ -183,7 +183,9 @@ int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path,
                          ckpt_job **next, char *err, size_t err_size);
 
 /* Loads checkpoint file path into a's store, which must hold no state
- * yet (a new data directory): verified whole first (nothing is loaded
+ * yet and be being built (store_open with STORE_BUILDING: the entries go
+ * into state.db unlogged, import.c; RK_EINVAL otherwise; store_built makes
+ * them durable): verified whole first (nothing is loaded
  * from a file that fails), then every entry, the state digest, the
  * producers' marks and, from a format 1.1 file, the replay record, so
  * that applier_run goes on from the checkpoint's restart point exactly as

@@ -4,30 +4,59 @@
  *
  * The file is verified whole first (ckpt_verify calls back only once every
  * byte has passed); its entries then arrive in table-name and key order,
- * so each lands at the end of its tree and goes in with DB_MULTIPLE_KEY
- * puts of up to LOAD_BULK_BYTES, committed without sync; the meta records
- * (state digest, producers' marks, maps, restart point) go in last, in the
- * applier's own commit (apply_txn_commit).
+ * so each lands at the end of its tree.  They are written to state.db
+ * through a Berkeley DB handle of their own, outside the store's
+ * environment: no transaction, no log record, no lock, with DB_MULTIPLE_KEY
+ * puts of up to LOAD_BULK_BYTES.  Inside the environment every put was
+ * logged (split records carry whole pages: 370 MB of log for 1M x 100 B
+ * entries, a third of the load's CPU), and Berkeley DB 5.3 has no way to
+ * turn that off for a whole environment (DB_TXN_NOT_DURABLE is a database
+ * flag: given to DB_ENV->set_flags, its value means DB_TXN_SNAPSHOT).
+ *
+ * Why that is safe: the store is being built (STORE_BUILDING) and the
+ * environment has not opened state.db, so nothing else reads or writes the
+ * file meanwhile; the handle writes every page and the file is fsynced
+ * before anything is written in the environment; pages written outside a
+ * log carry the "not logged" LSN, which the environment accepts as any
+ * page's.  A builder killed before store_built leaves the BUILDING marker:
+ * the directory is refused, never recovered, whatever state.db holds.  The
+ * meta records (state digest, producers' marks, maps, restart point) then
+ * go in through the applier, in its own commit (apply_txn_commit), and
+ * later writes to the tables (the journal replay, the node) are logged as
+ * always.
  *
  * Threads: on the applier's thread, before the first applier_run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "persist/apply.h"
 #include "persist/apply_impl.h"
 #include "persist/checkpoint.h"
+#include "persist/store.h"
 #include "shm/segment.h"
+
+#define LOAD_BULK_BYTES (8u << 20)
+/* The load handle's own cache.  Keys arrive in order, so only the right
+ * edge of the tree is touched: a page, once left behind, is written out
+ * and never read again; the cache needs to hold the edge and let the
+ * writes go out in page order. */
+#define LOAD_CACHE_BYTES (64u << 20)
 
 struct load {
     applier *a;
+    char path[PATH_MAX]; /* state.db in the environment's home */
     uint64_t n, digest;
+    size_t n_tables;
     char table[RK_NAME_MAX + 1];
-    DB *db;
+    DB *db; /* the current table's load handle (outside the environment) */
     int (*progress)(void *arg, uint64_t done, uint64_t total);
     void *progress_arg;
     uint64_t total;
@@ -38,32 +67,65 @@ struct load {
     uint32_t bulk_n;
 };
 
-#define LOAD_BULK_BYTES (8u << 20)
-
-/* Puts what the bulk buffer holds and commits (without sync: the load is
- * synced when the applier commits its meta; a new data directory that a
- * crash cut short is not used: restore and import remove it or refuse). */
+/* Puts what the bulk buffer holds. */
 static int load_flush(struct load *l)
 {
-    applier *a = l->a;
     int rc = 0;
 
     if (l->bulk_n) {
         DBT none = {0};
-        rc = l->db->put(l->db, a->txn, &l->bulk, &none, DB_MULTIPLE_KEY);
+        rc = l->db->put(l->db, NULL, &l->bulk, &none, DB_MULTIPLE_KEY);
         l->n += l->bulk_n;
         l->bulk_n = 0;
     }
     DB_MULTIPLE_WRITE_INIT(l->bulk_at, &l->bulk);
-    if (!rc) {
-        rc = a->txn->commit(a->txn, DB_TXN_NOSYNC);
-        a->txn = NULL;
-    }
-    if (!rc)
-        rc = apply_txn_begin(a);
     if (!rc && l->progress)
         rc = l->progress(l->progress_arg, l->n, l->total);
     return rc;
+}
+
+/* Puts the rest of the current table, writes every page of it (DB->sync)
+ * and closes its handle.  0 when there is none. */
+static int load_close_table(struct load *l)
+{
+    int rc = 0, rc2;
+
+    if (!l->db)
+        return 0;
+    rc = load_flush(l);
+    if (!rc)
+        rc = l->db->sync(l->db, 0);
+    /* after a failure the directory is thrown away: nothing to write */
+    rc2 = l->db->close(l->db, rc ? DB_NOSYNC : 0);
+    l->db = NULL;
+    return rc ? rc : rc2;
+}
+
+/* The load handle of table `name`: the subdatabase apply.c's table_at
+ * names "t:<name>" in state.db, made here (it must not exist yet). */
+static int load_open_table(struct load *l, const char *name)
+{
+    char subname[RK_NAME_MAX + 3];
+    DB *db = NULL;
+    int rc;
+
+    if (l->n_tables >= MAX_TABLES)
+        return RK_ETABLES;
+    snprintf(subname, sizeof subname, "t:%s", name);
+    rc = db_create(&db, NULL, 0);
+    if (rc)
+        return rc;
+    rc = db->set_cachesize(db, 0, LOAD_CACHE_BYTES, 1);
+    if (!rc)
+        rc = db->open(db, NULL, l->path, subname, DB_BTREE, DB_CREATE | DB_EXCL, 0600);
+    if (rc) {
+        db->close(db, DB_NOSYNC);
+        return rc;
+    }
+    l->db = db;
+    l->n_tables++;
+    snprintf(l->table, sizeof l->table, "%s", name);
+    return 0;
 }
 
 static int load_entry(void *arg, const char *table, const void *key, uint32_t klen, const void *val,
@@ -72,13 +134,12 @@ static int load_entry(void *arg, const char *table, const void *key, uint32_t kl
     struct load *l = arg;
     int rc;
 
-    if (strcmp(table, l->table) != 0) {
-        rc = l->db ? load_flush(l) : 0;
+    if (!l->db || strcmp(table, l->table) != 0) {
+        rc = load_close_table(l);
         if (!rc)
-            rc = apply_table_db(l->a, table, 1, &l->db);
+            rc = load_open_table(l, table);
         if (rc)
             return rc;
-        snprintf(l->table, sizeof l->table, "%s", table);
     }
     l->digest += ckpt_entry_digest(table, key, klen, val, vlen);
     /* keys arrive in order: each one lands at the end of its tree */
@@ -92,11 +153,25 @@ static int load_entry(void *arg, const char *table, const void *key, uint32_t kl
             DBT k = {.data = (void *)key, .size = klen}, v = {.data = (void *)val, .size = vlen};
             DB_MULTIPLE_WRITE_INIT(l->bulk_at, &l->bulk);
             l->n++;
-            return l->db->put(l->db, l->a->txn, &k, &v, 0);
+            return l->db->put(l->db, NULL, &k, &v, 0);
         }
     }
     l->bulk_n++;
     return 0;
+}
+
+/* fsyncs the file the load wrote (through the I/O seam: a failure is
+ * reported, and sys_io_failed remembers it). */
+static int load_fsync(const struct load *l)
+{
+    int fd = sys_open(l->path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return errno;
+    if (sys_fsync(fd) != 0)
+        rc = errno;
+    close(fd);
+    return rc;
 }
 
 int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info,
@@ -105,12 +180,24 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
 {
     struct load l = {.a = a, .progress = progress, .progress_arg = progress_arg};
     struct ckpt_info hdr = {0};
+    const char *home = NULL;
     int rc;
 
     memset(info, 0, sizeof *info);
-    if (a->am.applied_seq != 0 || a->am.n_groups != 0 || a->n_tables != 0 || a->txn) {
+    if (a->am.applied_seq != 0 || a->am.n_groups != 0 || a->n_tables != 0 || a->txn || a->fold) {
         seg_error(err, err_size, "cannot load a checkpoint into a data directory that holds state already");
         return RK_EINVAL;
+    }
+    if (!store_building(a->s)) { /* the load is not logged: see the top of this file */
+        seg_error(err, err_size, "a checkpoint is loaded only into a data directory being built");
+        return RK_EINVAL;
+    }
+    rc = a->env->get_home(a->env, &home);
+    if (rc)
+        return rc;
+    if ((size_t)snprintf(l.path, sizeof l.path, "%s/%s", home, STATE_FILE) >= sizeof l.path) {
+        seg_error(err, err_size, "the path of %s in %s is too long", STATE_FILE, home);
+        return ENAMETOOLONG;
     }
     rc = ckpt_read_info(path, &hdr, err, err_size);
     l.total = hdr.n_entries;
@@ -125,13 +212,13 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
         goto out;
     }
     DB_MULTIPLE_WRITE_INIT(l.bulk_at, &l.bulk);
-    rc = apply_txn_begin(a);
-    if (rc)
-        goto out;
     /* verified whole before the first entry is handed out */
     rc = ckpt_verify(path, info, load_entry, &l, err, err_size);
-    if (!rc && l.db)
-        rc = load_flush(&l);
+    if (!rc)
+        rc = load_close_table(&l);
+    /* on disk before the environment writes anything that counts on it */
+    if (!rc && l.n_tables)
+        rc = load_fsync(&l);
     if (rc)
         goto out;
     if (l.digest != info->digest) { /* ckpt_verify checked it too; belt and braces */
@@ -140,6 +227,11 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
         rc = RK_ECORRUPT;
         goto out;
     }
+    /* the meta records in the applier's transaction (apply_producer reads
+     * meta.db in it) */
+    rc = apply_txn_begin(a);
+    if (rc)
+        goto out;
     a->am.digest = info->digest; /* A5: the entries just loaded add up to it */
     a->am.applied_seq = info->journal_seq;
     a->am.applied_lsn = info->lsn;
@@ -193,6 +285,8 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
     if (!rc && progress)
         rc = progress(progress_arg, l.n, l.total);
 out:
+    if (l.db) /* a failure in the middle of a table: the directory is thrown away */
+        l.db->close(l.db, DB_NOSYNC);
     free(l.bulk.data);
     if (rc && a->txn) {
         a->txn->abort(a->txn);

@@ -350,16 +350,6 @@ static int open_env(store *s, uint32_t cache_mb, char *err, size_t err_size)
         rc = s->env->set_lk_max_objects(s->env, STORE_MAX_LOCKS);
     if (rc == 0)
         rc = s->env->set_lk_max_lockers(s->env, 4096);
-    /* A directory being built (restore, import) logs nothing: its
-     * transactions write no log records, so loading 1M keys costs the
-     * B-tree work alone.  Safe because nothing reads it unfinished: the
-     * BUILDING marker makes every other opener refuse the directory until
-     * store_built has written every page (a checkpoint) and synced db/,
-     * and a builder killed before that leaves a directory that is thrown
-     * away, never recovered.  The flag is the handle's, not the files':
-     * the node opens the built directory again with logging. */
-    if (rc == 0 && s->building)
-        rc = s->env->set_flags(s->env, DB_TXN_NOT_DURABLE, 1);
     if (rc == 0 && (rc = remove_region_files(home)) != 0) {
         rc = fail_msg(err, err_size, rc, "cannot remove the old region files in %s: %s", home, strerror(rc));
         goto out;
@@ -1055,6 +1045,11 @@ int store_log_trim(store *s, uint32_t *n_removed)
     }
     free(list); /* one allocation, BDB's own (log_archive) */
     return rc;
+}
+
+int store_building(const store *s)
+{
+    return s->building;
 }
 
 int store_built(store *s)

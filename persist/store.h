@@ -217,11 +217,18 @@ int store_log_trim(store *s, uint32_t *n_removed);
  * error (a failed write or fsync: the caller treats it as fatal). */
 int store_log_checkpoint(store *s, uint32_t kbytes);
 
-/* For a store opened with STORE_BUILDING, whose transactions are neither
- * synced nor logged (DB_TXN_NOT_DURABLE): flushes the log, checkpoints the
- * environment (every page on disk), fsyncs db/, then removes the BUILDING
- * marker.  0 or an error (the marker stays).  The handle's databases stay
- * unlogged: close it and open the directory again to write to it. */
+/* Whether s was opened with STORE_BUILDING and store_built has not yet
+ * succeeded: nothing else opens the directory, and a builder killed now
+ * leaves it refused (the BUILDING marker), never recovered.  The
+ * checkpoint load writes state.db outside the log on that ground
+ * (import.c). */
+int store_building(const store *s);
+
+/* For a store opened with STORE_BUILDING, whose transactions commit
+ * without sync (and whose checkpoint load wrote state.db unlogged):
+ * flushes the log, checkpoints the environment (every page on disk),
+ * fsyncs db/ (files the build created, which no log record may recreate),
+ * then removes the BUILDING marker.  0 or an error (the marker stays). */
 int store_built(store *s);
 
 /* The identity of the ring a data directory drains, in meta.db under

@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -487,7 +488,7 @@ START_TEST(restore_latest_equals_the_stopped_source)
     dump_free(&got);
     dump_free(&want);
 
-    /* the restore wrote its pages unlogged (DB_TXN_NOT_DURABLE): a node
+    /* the restore wrote its table pages outside the log (import.c): a node
      * killed while it writes over them must recover to everything it
      * acknowledged, the restored keys included */
     node = start_node(to, ring2);
@@ -820,6 +821,197 @@ START_TEST(restore_refusals)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the load */
+
+#define LOAD_ENTRIES 20000u
+#define LOAD_VLEN 100u
+
+static void load_key(uint32_t i, char key[16])
+{
+    snprintf(key, 16, "k%08u", i);
+}
+
+static void load_val(uint32_t i, uint8_t *val)
+{
+    for (uint32_t b = 0; b < LOAD_VLEN; b++)
+        val[b] = (uint8_t)(i * 31u + b);
+}
+
+/* Bytes of Berkeley DB log that data directory dir holds: where its log
+ * ends (its files are made at full size at once, so their sizes do not
+ * tell). */
+static uint64_t log_bytes_of(const char *dir)
+{
+    DB_LOG_STAT *st = NULL;
+    char err[512];
+    store *s = NULL;
+    uint64_t n;
+
+    ck_assert_msg(store_open(dir, 0, 0, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_env(s)->log_stat(store_env(s), &st, 0), 0);
+    n = (uint64_t)(st->st_cur_file - 1) * st->st_lg_size + st->st_cur_offset;
+    free(st);
+    store_close(s);
+    return n;
+}
+
+static uint64_t file_bytes(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    snprintf(path, sizeof path, "%s/db/%s", dir, name);
+    ck_assert_int_eq(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+struct load_check {
+    uint32_t n;
+    int bad;
+};
+
+static int load_check_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct load_check *c = arg;
+    char want_key[16];
+    uint8_t want_val[LOAD_VLEN];
+
+    load_key(c->n, want_key);
+    load_val(c->n, want_val);
+    if (klen != strlen(want_key) || memcmp(key, want_key, klen) != 0 || vlen != LOAD_VLEN ||
+        memcmp(val, want_val, vlen) != 0)
+        c->bad++;
+    c->n++;
+    return 0;
+}
+
+/* Every entry of table "big", byte for byte, through the public reader. */
+static void check_loaded(const char *dir)
+{
+    struct load_check c = {0};
+    rk_state *st = NULL;
+
+    ck_assert_int_eq(rk_state_open(dir, &st), 0);
+    ck_assert_int_eq(rk_state_scan(st, "big", NULL, 0, load_check_entry, &c), 0);
+    rk_state_close(st);
+    ck_assert_uint_eq(c.n, LOAD_ENTRIES);
+    ck_assert_int_eq(c.bad, 0);
+}
+
+/* A checkpoint's entries go into state.db without a Berkeley DB log record
+ * (import.c): the environment's log holds the meta records and the
+ * checkpoint, a small part of what the table takes.  Before, the store
+ * asked for that with DB_ENV->set_flags(DB_TXN_NOT_DURABLE), which Berkeley
+ * DB 5.3 reads as DB_TXN_SNAPSHOT, and every put was logged: more log than
+ * table.  Both `checkpoint import` and restore from the imported folder;
+ * each result read back whole, and restore's digest is the checkpoint's. */
+START_TEST(checkpoint_load_writes_no_log)
+{
+    struct restore_entry *e = calloc(LOAD_ENTRIES, sizeof *e);
+    uint8_t *bytes = malloc(LOAD_ENTRIES * (16 + LOAD_VLEN));
+    char imported[400], restored[400], ckpt[PATH_MAX], err[2048] = "";
+    struct restore_opts o = {.src_dir = imported, .to_dir = restored};
+    struct restore_result res;
+    struct ckpt_info info;
+    uint64_t log_bytes, state_bytes;
+
+    ck_assert_ptr_nonnull(e);
+    ck_assert_ptr_nonnull(bytes);
+    for (uint32_t i = 0; i < LOAD_ENTRIES; i++) {
+        char *key = (char *)bytes + (size_t)i * (16 + LOAD_VLEN);
+        load_key(i, key);
+        load_val(i, (uint8_t *)key + 16);
+        e[i] = (struct restore_entry){.table = "big",
+                                      .key = (uint8_t *)key,
+                                      .klen = (uint32_t)strlen(key),
+                                      .val = (uint8_t *)key + 16,
+                                      .vlen = LOAD_VLEN,
+                                      .line = i + 1};
+    }
+    snprintf(imported, sizeof imported, "%s/load-imported", root);
+    ck_assert_msg(restore_import(imported, e, LOAD_ENTRIES, ckpt, sizeof ckpt, &info, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_uint_eq(info.n_entries, LOAD_ENTRIES);
+    log_bytes = log_bytes_of(imported);
+    state_bytes = file_bytes(imported, "state.db");
+    ck_assert_uint_gt(state_bytes, (uint64_t)LOAD_ENTRIES * LOAD_VLEN);
+    ck_assert_msg(log_bytes < state_bytes / 4, "import: %" PRIu64 " bytes of log for a %" PRIu64 "-byte table",
+                  log_bytes, state_bytes);
+    check_loaded(imported);
+
+    snprintf(restored, sizeof restored, "%s/load-restored", root);
+    ck_assert_msg(restore_run(&o, &res, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(res.n_loaded, LOAD_ENTRIES);
+    ck_assert_uint_eq(res.applied.digest, info.digest);
+    restore_result_free(&res);
+    log_bytes = log_bytes_of(restored);
+    state_bytes = file_bytes(restored, "state.db");
+    ck_assert_msg(log_bytes < state_bytes / 4, "restore: %" PRIu64 " bytes of log for a %" PRIu64 "-byte table",
+                  log_bytes, state_bytes);
+    check_loaded(restored);
+    ckpt_info_free(&info);
+    free(e);
+    free(bytes);
+}
+END_TEST
+
+/* The load's own fsync of state.db (import.c) failing: restore reports it
+ * and leaves no folder behind; nothing is retried as if it had worked. */
+START_TEST(failed_fsync_of_the_loaded_table_fails_the_restore)
+{
+    char to[400], err[2048] = "";
+    struct restore_result res;
+    struct notices ns = {0};
+    int rc;
+
+    snprintf(to, sizeof to, "%s/fsync-fails", root);
+    ck_assert_int_eq(sys_fault_arm("fsync:EIO:once@1:*/fsync-fails/db/state.db"), 0);
+    rc = restore_to(to, RESTORE_LATEST, 0, NULL, 0, NULL, &res, &ns, err, sizeof err);
+    sys_fault_arm("");
+    ck_assert_msg(rc != 0, "a restore whose fsync failed returned 0");
+    ck_assert_int_eq(sys_io_failed(), EIO);
+    ck_assert_int_eq(access(to, F_OK), -1);
+}
+END_TEST
+
+static int kill_while_loading(void *arg, enum restore_phase phase, uint64_t done, uint64_t total)
+{
+    (void)arg;
+    (void)total;
+    if (phase == RESTORE_LOADING && done > 0)
+        raise(SIGKILL); /* entries put, state.db neither synced nor vouched for */
+    return 0;
+}
+
+/* A restore killed while it loads the checkpoint (its pages not logged,
+ * not all written): the folder it leaves is refused by name when a store
+ * opens it (a node, a restore from it), and a restore into it is refused
+ * too (not empty); nothing reads part of a state. */
+START_TEST(restore_killed_while_loading_leaves_a_refused_folder)
+{
+    char to[400], err[2048] = "";
+    struct restore_result res;
+    struct notices ns = {0};
+    store *s = NULL;
+    int status;
+    pid_t pid;
+
+    snprintf(to, sizeof to, "%s/killed", root);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct restore_opts o = {.src_dir = src_dir, .to_dir = to, .progress = kill_while_loading};
+        restore_run(&o, &res, err, sizeof err);
+        _exit(0); /* not reached: the load reports progress */
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the restore was not killed: %d", status);
+    ck_assert_int_eq(store_open(to, 0, 0, &s, err, sizeof err), RK_EBUSY);
+    ck_assert_msg(strstr(err, "unfinished restore or import"), "%s", err);
+    ck_assert_int_eq(restore_to(to, RESTORE_LATEST, 0, NULL, 0, NULL, &res, &ns, err, sizeof err), RK_EEXIST);
+}
+END_TEST
+
 /* `ringkeep restore`: the summary line, progress and fallback on stderr,
  * exit statuses. */
 START_TEST(restore_command_line)
@@ -866,6 +1058,9 @@ static Suite *restore_suite(void)
     tcase_add_test(tc, restore_to_heights_of_one_producer);
     tcase_add_test(tc, restore_refusals);
     tcase_add_test(tc, restore_command_line);
+    tcase_add_test(tc, checkpoint_load_writes_no_log);
+    tcase_add_test(tc, failed_fsync_of_the_loaded_table_fails_the_restore);
+    tcase_add_test(tc, restore_killed_while_loading_leaves_a_refused_folder);
     suite_add_tcase(s, tc);
     return s;
 }
