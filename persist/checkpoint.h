@@ -167,6 +167,17 @@ int ckpt_read_info(const char *path, struct ckpt_info *info, char *err, size_t e
 int ckpt_verify(const char *path, struct ckpt_info *info, ckpt_entry_fn fn, void *arg, char *err,
                 size_t err_size);
 
+/* ckpt_verify walking the body once instead of twice: fn has each entry
+ * as soon as that entry has passed its own checks, so it may have had
+ * entries of a file that fails further on (an order, a count, the digest
+ * at the end); the failure is returned all the same.  The header and the
+ * trailer checksum over the whole file are checked before the first
+ * entry, as in ckpt_verify.  Only for a caller that throws away all fn
+ * did when this fails: the checkpoint load into a data directory being
+ * built (import.c), which a failure removes or leaves refused. */
+int ckpt_verify_once(const char *path, struct ckpt_info *info, ckpt_entry_fn fn, void *arg, char *err,
+                     size_t err_size);
+
 /* ckpt_verify on the bytes buf[0..len) of a whole file, in memory (the
  * fuzz target's entry point; ckpt_verify maps the file and calls it).
  * name, when not NULL, is the file's base name: if it has the pattern

@@ -17,7 +17,10 @@
  * header map, the name against journal_seq, and every frame and entry.
  * It holds one frame's raw bytes (<= CKPT_FRAME_MAX) and the previous key.
  * With a callback it walks the body twice: the callback sees entries only
- * once the whole file has passed, so a corrupt file is never half used.
+ * once the whole file has passed, so a corrupt file is never half used;
+ * ckpt_verify_once walks it once, for the one caller that throws away what
+ * the callback did when the file fails (the load into a directory being
+ * built).
  *
  * Threads: the reading functions are pure and any thread may call them
  * (each makes its own zstd context).
@@ -632,8 +635,9 @@ out:
     return rc;
 }
 
-int ckpt_verify_buffer(const uint8_t *buf, size_t len, const char *name, struct ckpt_info *info,
-                       ckpt_entry_fn fn, void *arg, char *err, size_t err_size)
+/* ckpt_verify_buffer; with once, fn is called in the one checking pass. */
+static int verify_buffer(const uint8_t *buf, size_t len, const char *name, struct ckpt_info *info,
+                         ckpt_entry_fn fn, void *arg, int once, char *err, size_t err_size)
 {
     struct ckpt_info got;
     struct body_check b;
@@ -669,13 +673,15 @@ int ckpt_verify_buffer(const uint8_t *buf, size_t len, const char *name, struct 
     if (rc)
         return rc;
     /* pass 1 checks everything; only a body that passed is handed to fn,
-     * in pass 2, so that no entry of a corrupt file is ever used */
-    for (int pass = 1; pass <= (fn ? 2 : 1) && rc == 0; pass++) {
+     * in pass 2, so that no entry of a corrupt file is ever used (once:
+     * pass 1 hands them out as they pass) */
+    int n_passes = fn && !once ? 2 : 1;
+    for (int pass = 1; pass <= n_passes && rc == 0; pass++) {
         free(b.prev_key);
         memset(&b, 0, sizeof b);
         b.info = &got;
         b.table = got.n_tables;
-        b.fn = pass == 2 ? fn : NULL;
+        b.fn = pass == n_passes ? fn : NULL;
         b.arg = arg;
         rc = check_body(&b, buf + PREFIX_SIZE + header_len, body_len, n_frames, err, err_size);
     }
@@ -685,6 +691,12 @@ int ckpt_verify_buffer(const uint8_t *buf, size_t len, const char *name, struct 
     else
         ckpt_info_free(&got);
     return rc;
+}
+
+int ckpt_verify_buffer(const uint8_t *buf, size_t len, const char *name, struct ckpt_info *info,
+                       ckpt_entry_fn fn, void *arg, char *err, size_t err_size)
+{
+    return verify_buffer(buf, len, name, info, fn, arg, 0, err, err_size);
 }
 
 /* ------------------------------------------------------------ reading files */
@@ -772,8 +784,9 @@ out:
     return with_path(path, rc, err, err_size);
 }
 
-int ckpt_verify(const char *path, struct ckpt_info *info, ckpt_entry_fn fn, void *arg, char *err,
-                size_t err_size)
+/* ckpt_verify, or ckpt_verify_once with once. */
+static int verify_file(const char *path, struct ckpt_info *info, ckpt_entry_fn fn, void *arg, int once,
+                       char *err, size_t err_size)
 {
     void *map = MAP_FAILED;
     uint64_t size = 0;
@@ -801,12 +814,24 @@ int ckpt_verify(const char *path, struct ckpt_info *info, ckpt_entry_fn fn, void
         }
         madvise(map, (size_t)size, MADV_SEQUENTIAL);
     }
-    rc = ckpt_verify_buffer(map == MAP_FAILED ? NULL : map, (size_t)size, base_name(path), info, fn, arg, err,
-                            err_size);
+    rc = verify_buffer(map == MAP_FAILED ? NULL : map, (size_t)size, base_name(path), info, fn, arg, once, err,
+                       err_size);
     with_path(path, rc, err, err_size);
 out:
     if (map != MAP_FAILED)
         munmap(map, (size_t)size);
     close(fd);
     return rc;
+}
+
+int ckpt_verify(const char *path, struct ckpt_info *info, ckpt_entry_fn fn, void *arg, char *err,
+                size_t err_size)
+{
+    return verify_file(path, info, fn, arg, 0, err, err_size);
+}
+
+int ckpt_verify_once(const char *path, struct ckpt_info *info, ckpt_entry_fn fn, void *arg, char *err,
+                     size_t err_size)
+{
+    return verify_file(path, info, fn, arg, 1, err, err_size);
 }

@@ -2,9 +2,14 @@
  * new data directory (applier_load_checkpoint; the contract is in
  * apply.h).  Used by restore and by `ringkeep checkpoint import`.
  *
- * The file is verified whole first (ckpt_verify calls back only once every
- * byte has passed); its entries then arrive in table-name and key order,
- * so each lands at the end of its tree.  They are written to state.db
+ * The file's header and its checksum over every byte are checked first;
+ * then its entries are checked and loaded in one walk (ckpt_verify_once:
+ * decompressing and parsing 1M entries twice cost 0.1 s more).  A file
+ * that fails further on fails the load, and what it put is thrown away
+ * with the directory being built (restore removes it; a kill leaves the
+ * BUILDING marker); restore has verified the file whole before it made the
+ * directory.  Entries arrive in table-name and key order, so each lands
+ * at the end of its tree.  They are written to state.db
  * through a Berkeley DB handle of their own, outside the store's
  * environment: no transaction, no log record, no lock, with DB_MULTIPLE_KEY
  * puts of up to LOAD_BULK_BYTES.  Inside the environment every put was
@@ -212,8 +217,8 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
         goto out;
     }
     DB_MULTIPLE_WRITE_INIT(l.bulk_at, &l.bulk);
-    /* verified whole before the first entry is handed out */
-    rc = ckpt_verify(path, info, load_entry, &l, err, err_size);
+    /* checked as they come: a failure anywhere fails the load (above) */
+    rc = ckpt_verify_once(path, info, load_entry, &l, err, err_size);
     if (!rc)
         rc = load_close_table(&l);
     /* on disk before the environment writes anything that counts on it */

@@ -389,6 +389,20 @@ static void round_trip(const struct entries *es)
     ck_assert_uint_eq(info.digest, digest);
     ckpt_info_free(&info);
 
+    /* one walk (ckpt_verify_once) hands out the same entries */
+    struct entries once = {0};
+    ck_assert_msg(ckpt_verify_once(path, &info, collect, &once, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(once.n, back.n);
+    for (size_t i = 0; i < back.n; i++) {
+        const struct entry *x = &back.v[i], *y = &once.v[i];
+        ck_assert_str_eq(x->table, y->table);
+        ck_assert(x->klen == y->klen && memcmp(x->key, y->key, x->klen) == 0);
+        ck_assert(x->vlen == y->vlen && memcmp(x->val, y->val, x->vlen) == 0);
+    }
+    ck_assert_uint_eq(info.digest, digest);
+    ckpt_info_free(&info);
+    entries_free(&once);
+
     write_entries(dir2, 7, &back, path2, sizeof path2);
     a = read_file(path, &alen);
     b = read_file(path2, &blen);
@@ -540,6 +554,10 @@ static int expect_refused(const char *dir, const char *name, const uint8_t *buf,
     ck_assert_msg(rc == RK_ECORRUPT || rc == RK_EVERSION, "%s: verify returned %d (%s)", what, rc, err);
     ck_assert_msg(calls == 0, "%s: %zu entries handed out of a corrupt file", what, calls);
     ck_assert_msg(err[0] != '\0', "%s: no reason given", what);
+    ck_assert_ptr_null(info.tables);
+    /* one walk refuses it the same (it may have handed entries out) */
+    size_t once_calls = 0;
+    ck_assert_int_eq(ckpt_verify_once(path, &info, count_calls, &once_calls, err, sizeof err), rc);
     ck_assert_ptr_null(info.tables);
     /* the buffer entry point agrees */
     ck_assert_int_eq(ckpt_verify_buffer(buf, len, name, NULL, count_calls, &calls, err, sizeof err), rc);
