@@ -183,12 +183,13 @@ int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path,
                          ckpt_job **next, char *err, size_t err_size);
 
 /* Loads checkpoint file path into a's store, which must hold no state
- * yet and be being built (store_open with STORE_BUILDING: the entries go
- * into state.db unlogged, import.c; RK_EINVAL otherwise; store_built makes
- * them durable).  The file is checked as it is loaded (header and
- * whole-file checksum first, then each entry: ckpt_verify_once); a file
- * that fails fails the load, and the directory, which may then hold part
- * of it, must be thrown away (restore and import do).  Loaded: every
+ * yet.  A store being built (store_open with STORE_BUILDING) gets the
+ * entries into state.db outside the Berkeley DB log (import.c; store_built
+ * makes them durable), the file checked as it is loaded (ckpt_verify_once):
+ * when the load fails, the directory may hold part of the file and must be
+ * thrown away (restore and import do).  Any other store gets them in the
+ * applier's transactions, committed without sync, the file verified whole
+ * first (nothing is loaded from a file that fails).  Loaded: every
  * entry, the state digest, the
  * producers' marks and, from a format 1.1 file, the replay record, so
  * that applier_run goes on from the checkpoint's restart point exactly as

@@ -1,34 +1,41 @@
 /* import.c -- what enters the applier: a checkpoint file loaded into a
- * new data directory (applier_load_checkpoint; the contract is in
- * apply.h).  Used by restore and by `ringkeep checkpoint import`.
+ * data directory that holds no state yet (applier_load_checkpoint; the
+ * contract is in apply.h).  Used by restore, by `ringkeep checkpoint
+ * import` (a directory being built) and by a standby's bootstrap (its own
+ * store, in use by the node).
  *
- * The file's header and its checksum over every byte are checked first;
- * then its entries are checked and loaded in one walk (ckpt_verify_once:
- * decompressing and parsing 1M entries twice cost 0.1 s more).  A file
- * that fails further on fails the load, and what it put is thrown away
- * with the directory being built (restore removes it; a kill leaves the
- * BUILDING marker); restore has verified the file whole before it made the
- * directory.  Entries arrive in table-name and key order, so each lands
- * at the end of its tree.  They are written to state.db
- * through a Berkeley DB handle of their own, outside the store's
- * environment: no transaction, no log record, no lock, with DB_MULTIPLE_KEY
- * puts of up to LOAD_BULK_BYTES.  Inside the environment every put was
- * logged (split records carry whole pages: 370 MB of log for 1M x 100 B
- * entries, a third of the load's CPU), and Berkeley DB 5.3 has no way to
- * turn that off for a whole environment (DB_TXN_NOT_DURABLE is a database
- * flag: given to DB_ENV->set_flags, its value means DB_TXN_SNAPSHOT).
+ * Entries arrive in table-name and key order, so each lands at the end of
+ * its tree; they go in with DB_MULTIPLE_KEY puts of up to LOAD_BULK_BYTES.
+ * Two ways:
  *
- * Why that is safe: the store is being built (STORE_BUILDING) and the
- * environment has not opened state.db, so nothing else reads or writes the
- * file meanwhile; the handle writes every page and the file is fsynced
- * before anything is written in the environment; pages written outside a
- * log carry the "not logged" LSN, which the environment accepts as any
- * page's.  A builder killed before store_built leaves the BUILDING marker:
- * the directory is refused, never recovered, whatever state.db holds.  The
- * meta records (state digest, producers' marks, maps, restart point) then
- * go in through the applier, in its own commit (apply_txn_commit), and
- * later writes to the tables (the journal replay, the node) are logged as
- * always.
+ *   being built (STORE_BUILDING: restore, import): state.db is written
+ *     through a Berkeley DB handle of the load's own, outside the store's
+ *     environment: no transaction, no log record, no lock.  Inside it
+ *     every put is logged (split records carry whole pages: 370 MB of log
+ *     for 1M x 100 B entries, a third of the load's CPU), and Berkeley DB
+ *     5.3 cannot turn that off for a whole environment (DB_TXN_NOT_DURABLE
+ *     is a database flag: given to DB_ENV->set_flags, its value means
+ *     DB_TXN_SNAPSHOT).  Safe because the environment has not opened
+ *     state.db, so nothing else reads or writes the file meanwhile; the
+ *     handle writes every page and the file is fsynced before anything is
+ *     written in the environment; pages written outside a log carry the
+ *     "not logged" LSN, which the environment takes as any page's; and a
+ *     builder killed before store_built leaves the BUILDING marker: the
+ *     directory is refused, never recovered, whatever state.db holds.  The
+ *     file is checked as it is loaded, in one walk (ckpt_verify_once:
+ *     decompressing and parsing 1M entries twice cost 0.1 s more): a file
+ *     that fails further on fails the load, and what it put goes with the
+ *     directory (restore has verified the file whole before making it).
+ *
+ *   in use (a standby's bootstrap): the applier's own handles, in its
+ *     transactions, committed without sync every buffer (the caller makes
+ *     them durable), so that recovery after a crash holds what was
+ *     committed; the file is verified whole before the first entry is
+ *     handed out (ckpt_verify).
+ *
+ * Either way the meta records (state digest, producers' marks, maps,
+ * restart point) go in last through the applier, in its own commit
+ * (apply_txn_commit), and later writes to the tables are logged as always.
  *
  * Threads: on the applier's thread, before the first applier_run.
  */
@@ -61,7 +68,8 @@ struct load {
     uint64_t n, digest;
     size_t n_tables;
     char table[RK_NAME_MAX + 1];
-    DB *db; /* the current table's load handle (outside the environment) */
+    int outside; /* the store is being built: state.db written outside the environment */
+    DB *db;      /* the current table's handle (outside: the load's own, else the applier's) */
     int (*progress)(void *arg, uint64_t done, uint64_t total);
     void *progress_arg;
     uint64_t total;
@@ -72,25 +80,35 @@ struct load {
     uint32_t bulk_n;
 };
 
-/* Puts what the bulk buffer holds. */
+/* Puts what the bulk buffer holds; inside the environment, commits it
+ * (without sync: the load is synced when the applier commits its meta and
+ * the caller makes the store durable). */
 static int load_flush(struct load *l)
 {
+    applier *a = l->a;
     int rc = 0;
 
     if (l->bulk_n) {
         DBT none = {0};
-        rc = l->db->put(l->db, NULL, &l->bulk, &none, DB_MULTIPLE_KEY);
+        rc = l->db->put(l->db, l->outside ? NULL : a->txn, &l->bulk, &none, DB_MULTIPLE_KEY);
         l->n += l->bulk_n;
         l->bulk_n = 0;
     }
     DB_MULTIPLE_WRITE_INIT(l->bulk_at, &l->bulk);
+    if (!rc && !l->outside) {
+        rc = a->txn->commit(a->txn, DB_TXN_NOSYNC);
+        a->txn = NULL;
+        if (!rc)
+            rc = apply_txn_begin(a);
+    }
     if (!rc && l->progress)
         rc = l->progress(l->progress_arg, l->n, l->total);
     return rc;
 }
 
-/* Puts the rest of the current table, writes every page of it (DB->sync)
- * and closes its handle.  0 when there is none. */
+/* Puts the rest of the current table; outside the environment, writes
+ * every page of it (DB->sync) and closes its handle (the applier keeps
+ * its own).  0 when there is none. */
 static int load_close_table(struct load *l)
 {
     int rc = 0, rc2;
@@ -98,6 +116,10 @@ static int load_close_table(struct load *l)
     if (!l->db)
         return 0;
     rc = load_flush(l);
+    if (!l->outside) {
+        l->db = NULL;
+        return rc;
+    }
     if (!rc)
         rc = l->db->sync(l->db, 0);
     /* after a failure the directory is thrown away: nothing to write */
@@ -106,14 +128,21 @@ static int load_close_table(struct load *l)
     return rc ? rc : rc2;
 }
 
-/* The load handle of table `name`: the subdatabase apply.c's table_at
- * names "t:<name>" in state.db, made here (it must not exist yet). */
+/* The handle of table `name`: inside the environment the applier's;
+ * outside, the load's own on the subdatabase apply.c's table_at names
+ * "t:<name>" in state.db, made here (it must not exist yet). */
 static int load_open_table(struct load *l, const char *name)
 {
     char subname[RK_NAME_MAX + 3];
     DB *db = NULL;
     int rc;
 
+    if (!l->outside) {
+        rc = apply_table_db(l->a, name, 1, &l->db);
+        if (!rc)
+            snprintf(l->table, sizeof l->table, "%s", name);
+        return rc;
+    }
     if (l->n_tables >= MAX_TABLES)
         return RK_ETABLES;
     snprintf(subname, sizeof subname, "t:%s", name);
@@ -158,7 +187,7 @@ static int load_entry(void *arg, const char *table, const void *key, uint32_t kl
             DBT k = {.data = (void *)key, .size = klen}, v = {.data = (void *)val, .size = vlen};
             DB_MULTIPLE_WRITE_INIT(l->bulk_at, &l->bulk);
             l->n++;
-            return l->db->put(l->db, NULL, &k, &v, 0);
+            return l->db->put(l->db, l->outside ? NULL : l->a->txn, &k, &v, 0);
         }
     }
     l->bulk_n++;
@@ -193,10 +222,7 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
         seg_error(err, err_size, "cannot load a checkpoint into a data directory that holds state already");
         return RK_EINVAL;
     }
-    if (!store_building(a->s)) { /* the load is not logged: see the top of this file */
-        seg_error(err, err_size, "a checkpoint is loaded only into a data directory being built");
-        return RK_EINVAL;
-    }
+    l.outside = store_building(a->s); /* see the top of this file */
     rc = a->env->get_home(a->env, &home);
     if (rc)
         return rc;
@@ -217,8 +243,15 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
         goto out;
     }
     DB_MULTIPLE_WRITE_INIT(l.bulk_at, &l.bulk);
-    /* checked as they come: a failure anywhere fails the load (above) */
-    rc = ckpt_verify_once(path, info, load_entry, &l, err, err_size);
+    if (l.outside) {
+        /* checked as they come: a failure anywhere fails the load (above) */
+        rc = ckpt_verify_once(path, info, load_entry, &l, err, err_size);
+    } else {
+        /* a store in use: verified whole before the first entry is handed out */
+        rc = apply_txn_begin(a);
+        if (!rc)
+            rc = ckpt_verify(path, info, load_entry, &l, err, err_size);
+    }
     if (!rc)
         rc = load_close_table(&l);
     /* on disk before the environment writes anything that counts on it */
@@ -290,7 +323,7 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
     if (!rc && progress)
         rc = progress(progress_arg, l.n, l.total);
 out:
-    if (l.db) /* a failure in the middle of a table: the directory is thrown away */
+    if (l.outside && l.db) /* a failure in the middle of a table: the directory is thrown away */
         l.db->close(l.db, DB_NOSYNC);
     free(l.bulk.data);
     if (rc && a->txn) {
