@@ -342,26 +342,31 @@ int rk_state_open(const char *source, rk_state **out)
     if (!S_ISDIR(st.st_mode))
         return RK_EINVAL;
     /* a node that dies or restarts while asked is asked again (or, gone,
-     * replaced by this process); bounded */
-    for (int tries = 0;
-         (rc = node_request(source, "snapshot", SNAPSHOT_WAIT_MS, &reply)) == EAGAIN && tries < 600; tries++)
-        usleep(100000);
-    if (rc == 0) {
+     * replaced by this process); bounded.  No node: the snapshot is made
+     * here; RK_EBUSY then is a node that started meanwhile (asked next),
+     * or a directory no process may open (an unfinished restore's
+     * BUILDING marker: said after a few tries -- asked again without a
+     * bound, this recursed until the stack overflowed) */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        for (int tries = 0;
+             (rc = node_request(source, "snapshot", SNAPSHOT_WAIT_MS, &reply)) == EAGAIN && tries < 600; tries++)
+            usleep(100000);
+        if (rc != ENOENT)
+            break;
+        rc = snapshot_here(source, path, sizeof path);
+        if (rc != RK_EBUSY)
+            break;
+    }
+    if (rc == 0 && reply) {
         if (strncmp(reply, "ok ", 3) != 0) {
             free(reply); /* the node could not write the snapshot; it logged why */
             return EIO;
         }
         snprintf(path, sizeof path, "%s", reply + 3);
         free(reply);
-    } else if (rc == ENOENT) {
-        rc = snapshot_here(source, path, sizeof path);
-        if (rc == RK_EBUSY) /* a node started meanwhile */
-            return rk_state_open(source, out);
-        if (rc)
-            return rc;
-    } else {
-        return rc;
     }
+    if (rc)
+        return rc;
     s = calloc(1, sizeof *s);
     if (!s)
         return ENOMEM;

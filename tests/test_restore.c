@@ -992,6 +992,7 @@ START_TEST(restore_killed_while_loading_leaves_a_refused_folder)
     char to[400], err[2048] = "";
     struct restore_result res;
     struct notices ns = {0};
+    rk_state *st = NULL;
     store *s = NULL;
     int status;
     pid_t pid;
@@ -1008,6 +1009,10 @@ START_TEST(restore_killed_while_loading_leaves_a_refused_folder)
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the restore was not killed: %d", status);
     ck_assert_int_eq(store_open(to, 0, 0, &s, err, sizeof err), RK_EBUSY);
     ck_assert_msg(strstr(err, "unfinished restore or import"), "%s", err);
+    /* an engine opening it is told so too (it recursed until the stack
+     * overflowed: SIGSEGV) */
+    ck_assert_int_eq(rk_state_open(to, &st), RK_EBUSY);
+    ck_assert_ptr_null(st);
     ck_assert_int_eq(restore_to(to, RESTORE_LATEST, 0, NULL, 0, NULL, &res, &ns, err, sizeof err), RK_EEXIST);
 }
 END_TEST
