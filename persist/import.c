@@ -198,14 +198,7 @@ static int load_entry(void *arg, const char *table, const void *key, uint32_t kl
  * reported, and sys_io_failed remembers it). */
 static int load_fsync(const struct load *l)
 {
-    int fd = sys_open(l->path, O_RDONLY | O_CLOEXEC), rc = 0;
-
-    if (fd < 0)
-        return errno;
-    if (sys_fsync(fd) != 0)
-        rc = errno;
-    close(fd);
-    return rc;
+    return sys_fsync_path(l->path);
 }
 
 int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info,

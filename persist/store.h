@@ -393,6 +393,8 @@ void sys_fsync_stats(struct sys_fsync_stats *out);
 /* fsyncs directory path (through sys_open and sys_fsync), so that the
  * entries created or renamed in it are durable: 0 or an errno value. */
 int sys_fsync_dir(const char *path);
+/* fsyncs the file at path (opened read-only for it) through the seam. */
+int sys_fsync_path(const char *path);
 ssize_t sys_write(int fd, const void *buf, size_t n);
 ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off);
 int sys_open(const char *path, int flags, ...);

@@ -292,9 +292,10 @@ int sys_fsync(int fd)
     return (int)io_result(rc);
 }
 
-int sys_fsync_dir(const char *path)
+/* fsyncs path, opened read-only with the extra open flags. */
+static int fsync_at(const char *path, int flags)
 {
-    int fd = sys_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+    int fd = sys_open(path, O_RDONLY | O_CLOEXEC | flags), rc = 0;
 
     if (fd < 0)
         return errno;
@@ -302,6 +303,16 @@ int sys_fsync_dir(const char *path)
         rc = errno;
     close(fd);
     return rc;
+}
+
+int sys_fsync_path(const char *path)
+{
+    return fsync_at(path, 0);
+}
+
+int sys_fsync_dir(const char *path)
+{
+    return fsync_at(path, O_DIRECTORY);
 }
 
 ssize_t sys_write(int fd, const void *buf, size_t n)
