@@ -2115,6 +2115,35 @@ static void add_le64(struct batch *b, uint8_t type, uint16_t slot, uint64_t v, u
     batch_add_gap(b, type, 0, slot, NULL, 0, le, 8, gap);
 }
 
+/* The end of an apply test: its batches, text buffers, store and data
+ * directory go. */
+static void apply_test_end(store *s, struct batch *b, int n_batches, char *text, char *want)
+{
+    for (int i = 0; i < n_batches; i++)
+        batch_free(&b[i]);
+    free(text);
+    free(want);
+    store_close(s);
+    remove_tree(data_dir);
+}
+
+/* Journal entry 1 for the apply tests: producer "eng" attached in slot 0,
+ * table "t" as id 0, n PUTs k000.. = a0.., and MARK 1. */
+static void first_group(struct batch *b, int n)
+{
+    char key[8], val[8];
+
+    batch_init(b, 1, 4096);
+    add_attach(b, 0, "eng", 1);
+    batch_add(b, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "a%d", i);
+        batch_add(b, FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
+    }
+    add_le64(b, FRAME_MARK, 0, 1, 0);
+}
+
 /* Every key and value of state table `table` as "key=value;" in key order
  * (the test's values are text). */
 static void state_text(store *s, const char *table, char *out, size_t out_size)
@@ -2461,15 +2490,7 @@ START_TEST(new_and_existing_keys_both_ways_keep_state_and_digest)
     ck_assert_ptr_nonnull(want);
     new_data_dir("apply-new-and-existing");
     s = open_store(STORE_CREATE);
-    batch_init(&b[0], 1, 4096);
-    add_attach(&b[0], 0, "eng", 1);
-    batch_add(&b[0], FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
-    for (int i = 0; i < 200; i++) {
-        snprintf(key, sizeof key, "k%03d", i);
-        snprintf(val, sizeof val, "a%d", i);
-        batch_add(&b[0], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
-    }
-    add_le64(&b[0], FRAME_MARK, 0, 1, 0);
+    first_group(&b[0], 200);
     batch_init(&b[1], 2, b[0].h.next_lsn);
     for (int i = 0; i < 200; i++) {
         snprintf(key, sizeof key, "k%03d", i);
@@ -2509,12 +2530,7 @@ START_TEST(new_and_existing_keys_both_ways_keep_state_and_digest)
     state_text(s, "t", text, 16384);
     ck_assert_str_eq(text, want);
     ck_assert_uint_eq(am.digest, state_digest(s, "t"));
-    for (int i = 0; i < 3; i++)
-        batch_free(&b[i]);
-    free(text);
-    free(want);
-    store_close(s);
-    remove_tree(data_dir);
+    apply_test_end(s, b, 3, text, want);
 }
 END_TEST
 
@@ -2561,15 +2577,7 @@ START_TEST(checkpoint_holds_the_state_at_its_begin_while_apply_goes_on)
     new_data_dir("apply-checkpoint-snapshot");
     snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
     s = open_store(STORE_CREATE);
-    batch_init(&b[0], 1, 4096);
-    add_attach(&b[0], 0, "eng", 1);
-    batch_add(&b[0], FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
-    for (int i = 0; i < 300; i++) {
-        snprintf(key, sizeof key, "k%03d", i);
-        snprintf(val, sizeof val, "a%d", i);
-        batch_add(&b[0], FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
-    }
-    add_le64(&b[0], FRAME_MARK, 0, 1, 0);
+    first_group(&b[0], 300);
     batch_init(&b[1], 2, b[0].h.next_lsn);
     batch_add(&b[1], FRAME_TABLE, 1, 0, "u", 1, NULL, 0);
     for (int i = 0; i < 300; i++) {
@@ -2617,12 +2625,7 @@ START_TEST(checkpoint_holds_the_state_at_its_begin_while_apply_goes_on)
     applier_close(a);
     ckpt_info_free(&written);
     ckpt_info_free(&verified);
-    for (int i = 0; i < 2; i++)
-        batch_free(&b[i]);
-    free(text);
-    free(want);
-    store_close(s);
-    remove_tree(data_dir);
+    apply_test_end(s, b, 2, text, want);
 }
 END_TEST
 
