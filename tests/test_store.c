@@ -2131,7 +2131,7 @@ static void apply_test_end(store *s, struct batch *b, int n_batches, char *text,
  * table "t" as id 0, n PUTs k000.. = a0.., and MARK 1. */
 static void first_group(struct batch *b, int n)
 {
-    char key[8], val[8];
+    char key[16], val[16]; /* n < 1000: "k%03d" is 4 bytes */
 
     batch_init(b, 1, 4096);
     add_attach(b, 0, "eng", 1);
