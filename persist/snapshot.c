@@ -7,8 +7,9 @@
  *     the header written at offset 0 with both hashes
  *
  * The reader maps the file and calls snap_verify, which checks the header
- * and the body hash before it reads any length from the body, then walks
- * every table's entries with their lengths bounded by the table's extent.
+ * and the table directory, then walks every table's entries with their
+ * lengths bounded by the table's extent, hashing the body a chunk ahead of
+ * the walk; the file is accepted only once the whole body's hash matches.
  *
  * Threads: a writer belongs to one thread; snap_verify touches only its
  * arguments.
@@ -254,11 +255,73 @@ static int name_ok(const char *name)
     return memchr(name, '\0', RK_NAME_MAX + 1) != NULL && name[0] != '\0';
 }
 
+/* ------------------------------------------------------------ the body's hash */
+
+/* How far ahead of a walk the body is hashed: a chunk the walk then reads
+ * from the cache (a few of them fit in L2). */
+#define SNAP_HASH_AHEAD (64u << 10)
+
+struct snap_body_hash {
+    XXH3_state_t *state;         /* XXH3_createState: aligned as XXH3 wants it */
+    const uint8_t *hashed, *end; /* the body is hashed up to hashed */
+};
+
+snap_body_hash *snap_body_hash_begin(const uint8_t *buf, size_t len)
+{
+    snap_body_hash *bh = malloc(sizeof *bh);
+
+    if (bh && !(bh->state = XXH3_createState())) {
+        free(bh);
+        bh = NULL;
+    }
+    if (!bh)
+        return NULL;
+    XXH3_64bits_reset(bh->state);
+    bh->hashed = buf + (len < SNAP_HEADER_SIZE ? len : SNAP_HEADER_SIZE);
+    bh->end = buf + len;
+    return bh;
+}
+
+const uint8_t *snap_body_hash_to(snap_body_hash *bh, const uint8_t *at)
+{
+    const uint8_t *to = at > bh->hashed ? at : bh->hashed;
+
+    to = (size_t)(bh->end - to) > SNAP_HASH_AHEAD ? to + SNAP_HASH_AHEAD : bh->end;
+    XXH3_64bits_update(bh->state, bh->hashed, (size_t)(to - bh->hashed));
+    bh->hashed = to;
+    return to;
+}
+
+int snap_body_hash_end(snap_body_hash *bh, uint64_t body_hash)
+{
+    int ok;
+
+    XXH3_64bits_update(bh->state, bh->hashed, (size_t)(bh->end - bh->hashed));
+    ok = XXH3_64bits_digest(bh->state) == body_hash;
+    XXH3_freeState(bh->state);
+    free(bh);
+    return ok;
+}
+
+/* rc, or the body's checksum failure when the body does not match its
+ * hash: a file that fails a check of its body for any reason is first a
+ * file whose bytes changed, as when the hash was checked before the walk */
+static int body_failure(int rc, const uint8_t *buf, size_t len, const struct snap_header *h, char *err,
+                        size_t err_size)
+{
+    if (h->body_hash != XXH3_64bits(buf + SNAP_HEADER_SIZE, len - SNAP_HEADER_SIZE))
+        return corrupt(err, err_size, "the body's checksum does not match");
+    return rc;
+}
+
+/* ------------------------------------------------------------ layout */
+
+static int body_layout(const uint8_t *buf, size_t len, struct snap_info *info, char *err, size_t err_size);
+
 int snap_check_layout(const uint8_t *buf, size_t len, struct snap_info *info, char *err, size_t err_size)
 {
     struct snap_header *h = &info->h;
-    uint64_t next = SNAP_HEADER_SIZE;
-    char prev_name[RK_NAME_MAX + 1] = "";
+    int rc;
 
     memset(info, 0, sizeof *info);
     if (len >= sizeof SNAP_MAGIC - 1 && memcmp(buf, SNAP_MAGIC, sizeof SNAP_MAGIC - 1) != 0)
@@ -281,10 +344,19 @@ int snap_check_layout(const uint8_t *buf, size_t len, struct snap_info *info, ch
     if (h->file_size != len)
         return corrupt(err, err_size, "%zu bytes, the header says %" PRIu64 " (truncated or extended)", len,
                        h->file_size);
-    if (h->body_hash != XXH3_64bits(buf + SNAP_HEADER_SIZE, len - SNAP_HEADER_SIZE))
-        return corrupt(err, err_size, "the body's checksum does not match");
-    /* the body is what the writer wrote; its structure is checked still
-     * (a writer of another build, or a file made by hand) */
+    /* the body's structure, then (snap_body_hash_*) its hash as the caller
+     * walks it */
+    rc = body_layout(buf, len, info, err, err_size);
+    return rc ? body_failure(rc, buf, len, h, err, err_size) : 0;
+}
+
+/* snap_check_layout's checks of the producers and the table directory. */
+static int body_layout(const uint8_t *buf, size_t len, struct snap_info *info, char *err, size_t err_size)
+{
+    struct snap_header *h = &info->h;
+    uint64_t next = SNAP_HEADER_SIZE;
+    char prev_name[RK_NAME_MAX + 1] = "";
+
     if (h->producers_offset < SNAP_HEADER_SIZE || h->producers_offset > len ||
         h->n_producers > (len - h->producers_offset) / sizeof(struct snap_producer) ||
         h->tables_offset != h->producers_offset + h->n_producers * sizeof(struct snap_producer) ||
@@ -321,50 +393,74 @@ int snap_check_layout(const uint8_t *buf, size_t len, struct snap_info *info, ch
     return 0;
 }
 
+/* The walk of snap_verify over table i's entries, the body hashed ahead of
+ * it (*hashed: how far). */
+static int verify_table(const uint8_t *buf, const struct snap_info *info, uint64_t i, snap_body_hash *bh,
+                        const uint8_t **hashed, snap_table_fn table_fn, snap_entry_fn entry_fn, void *arg,
+                        char *err, size_t err_size)
+{
+    struct snap_table t;
+    const uint8_t *at, *end, *prev_key = NULL;
+    uint32_t prev_klen = 0;
+    int rc;
+
+    memcpy(&t, info->tables + i * sizeof t, sizeof t);
+    if (table_fn && (rc = table_fn(arg, (uint32_t)i, t.name, t.n_entries)) != 0)
+        return rc;
+    at = buf + t.offset;
+    end = at + t.size;
+    for (uint64_t e = 0; e < t.n_entries; e++) {
+        uint32_t lens[2];
+        if (at + sizeof lens > *hashed)
+            *hashed = snap_body_hash_to(bh, at);
+        if ((size_t)(end - at) < sizeof lens)
+            return corrupt(err, err_size, "table %" PRIu64 " ends within entry %" PRIu64, i, e);
+        memcpy(lens, at, sizeof lens);
+        at += sizeof lens;
+        if ((uint64_t)lens[0] + lens[1] > (uint64_t)(end - at))
+            return corrupt(err, err_size, "table %" PRIu64 ": entry %" PRIu64 " runs past the table's end", i, e);
+        if (prev_key && ckpt_key_cmp(prev_key, prev_klen, at, lens[0]) >= 0)
+            return corrupt(err, err_size, "table %" PRIu64 ": entry %" PRIu64 " is out of key order", i, e);
+        if (entry_fn && (rc = entry_fn(arg, at, lens[0], at + lens[0], lens[1])) != 0)
+            return rc;
+        prev_key = at;
+        prev_klen = lens[0];
+        at += lens[0] + lens[1];
+    }
+    if (at != end)
+        return corrupt(err, err_size, "table %" PRIu64 " has bytes past its %" PRIu64 " entries", i, t.n_entries);
+    return 0;
+}
+
 int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_table_fn table_fn,
                 snap_entry_fn entry_fn, void *arg, char *err, size_t err_size)
 {
     const struct snap_header *h = &info->h;
     uint64_t n_entries = 0;
     int rc = snap_check_layout(buf, len, info, err, err_size);
+    snap_body_hash *bh;
+    const uint8_t *hashed = buf;
 
     if (rc)
         return rc;
-    for (uint64_t i = 0; i < h->n_tables; i++) {
+    /* one pass over the body: hashed a chunk ahead of the walk, which then
+     * reads it from the cache (a pass of its own took the engine 8-10 ms
+     * of a 50 MB snapshot from memory, issue 9.5) */
+    if (!(bh = snap_body_hash_begin(buf, len)))
+        return ENOMEM;
+    for (uint64_t i = 0; !rc && i < h->n_tables; i++) {
         struct snap_table t;
-        const uint8_t *at, *end;
-        const uint8_t *prev_key = NULL;
-        uint32_t prev_klen = 0;
-
         memcpy(&t, info->tables + i * sizeof t, sizeof t);
-        if (table_fn && (rc = table_fn(arg, (uint32_t)i, t.name, t.n_entries)) != 0)
-            return rc;
-        at = buf + t.offset;
-        end = at + t.size;
-        for (uint64_t e = 0; e < t.n_entries; e++) {
-            uint32_t lens[2];
-            if ((size_t)(end - at) < sizeof lens)
-                return corrupt(err, err_size, "table %" PRIu64 " ends within entry %" PRIu64, i, e);
-            memcpy(lens, at, sizeof lens);
-            at += sizeof lens;
-            if ((uint64_t)lens[0] + lens[1] > (uint64_t)(end - at))
-                return corrupt(err, err_size, "table %" PRIu64 ": entry %" PRIu64 " runs past the table's end", i,
-                               e);
-            if (prev_key && ckpt_key_cmp(prev_key, prev_klen, at, lens[0]) >= 0)
-                return corrupt(err, err_size, "table %" PRIu64 ": entry %" PRIu64 " is out of key order", i, e);
-            if (entry_fn && (rc = entry_fn(arg, at, lens[0], at + lens[0], lens[1])) != 0)
-                return rc;
-            prev_key = at;
-            prev_klen = lens[0];
-            at += lens[0] + lens[1];
-        }
-        if (at != end)
-            return corrupt(err, err_size, "table %" PRIu64 " has bytes past its %" PRIu64 " entries", i,
-                           t.n_entries);
+        rc = verify_table(buf, info, i, bh, &hashed, table_fn, entry_fn, arg, err, err_size);
         n_entries += t.n_entries;
     }
-    if (n_entries != h->n_entries)
-        return corrupt(err, err_size, "the tables hold %" PRIu64 " entries, the header says %" PRIu64, n_entries,
-                       h->n_entries);
-    return 0;
+    if (!rc && n_entries != h->n_entries)
+        rc = corrupt(err, err_size, "the tables hold %" PRIu64 " entries, the header says %" PRIu64, n_entries,
+                     h->n_entries);
+    /* a failure of the walk's own checks is said as the checksum's when the
+     * bytes changed (as when the hash was checked first); one of a
+     * callback's (out of memory) as it is */
+    if (!snap_body_hash_end(bh, h->body_hash) && (!rc || rc == RK_ECORRUPT))
+        rc = corrupt(err, err_size, "the body's checksum does not match");
+    return rc;
 }

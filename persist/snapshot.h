@@ -122,12 +122,27 @@ typedef int (*snap_entry_fn)(void *arg, const void *key, uint32_t klen, const vo
 int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_table_fn table_fn,
                 snap_entry_fn entry_fn, void *arg, char *err, size_t err_size);
 
-/* snap_verify's checks but the entries': magic, version, sizes, both
- * hashes, the producers' names and the table directory (names in order,
- * each table's bytes following the one before).  For a reader that bounds
- * every length it reads itself and trusts the key order to the hashes (a
- * file this process wrote: export.c's base). */
+/* snap_verify's checks but the entries' and the body's hash: magic,
+ * version, sizes, the header's hash, the producers' names and the table
+ * directory (names in order, each table's bytes following the one before;
+ * a failure there is said as the body's checksum when that does not match
+ * either).  For a reader that bounds every length it reads itself, trusts
+ * the key order to the hash (a file this process wrote: export.c's base)
+ * and hashes the body as it walks it (snap_body_hash_*): nothing it did
+ * counts until snap_body_hash_end says the body is what the header says. */
 int snap_check_layout(const uint8_t *buf, size_t len, struct snap_info *info, char *err, size_t err_size);
+
+/* The body's hash, taken as a walk over the file in buf[0..len) reads it:
+ * snap_body_hash_to(bh, at) hashes from where it is to a chunk past at (or
+ * to the end) and returns how far the body is now hashed -- the walk calls
+ * it again when it reaches that point, and reads each chunk from the cache
+ * just after it was hashed instead of from memory a second time.
+ * snap_body_hash_end hashes the rest, frees bh and is 1 when the body's
+ * hash is body_hash.  begin: NULL when out of memory. */
+typedef struct snap_body_hash snap_body_hash;
+snap_body_hash *snap_body_hash_begin(const uint8_t *buf, size_t len);
+const uint8_t *snap_body_hash_to(snap_body_hash *bh, const uint8_t *at);
+int snap_body_hash_end(snap_body_hash *bh, uint64_t body_hash);
 
 /* One producer's record of a verified file (index i < h.n_producers). */
 void snap_producer_at(const struct snap_info *info, uint64_t i, struct snap_producer *out);
