@@ -481,6 +481,7 @@ static void write_snapshot(struct node *n, ckpt_job *job, int from_base, uint64_
 {
     char path[PATH_MAX + 64], err[512] = "";
     uint64_t n_entries = 0, applied_seq = ckpt_job_applied_seq(job), t0 = now_ns(), id;
+    uint64_t cpu0 = seg_now_ns(CLOCK_THREAD_CPUTIME_ID);
     ckpt_job *next = NULL;
     int rc;
 
@@ -533,13 +534,15 @@ static void write_snapshot(struct node *n, ckpt_job *job, int from_base, uint64_
         n->snap_base_epoch = checkpoint_epoch(n);
     }
     /* where an rk_state_open's time goes: drain and apply reaching its
-     * point (wait), the copy (export); the engine's load is its own */
+     * point (wait), the copy (export; cpu: of it, this thread's CPU time,
+     * the rest waiting for a CPU or the disk); the engine's load is its
+     * own */
     log_msg(LOG_INFO, "state snapshot served",
             "seq=%" PRIu64 " applied_seq=%" PRIu64 " folded=%" PRIu64 " entries=%" PRIu64
-            " from=%s wait_ms=%.1f export_ms=%.1f",
+            " from=%s wait_ms=%.1f export_ms=%.1f cpu_ms=%.1f",
             upto > applied_seq ? upto : applied_seq, applied_seq, upto > applied_seq ? upto - applied_seq : 0,
             n_entries, from_base ? "last" : "store", (double)(t_begun - t_request) / 1e6,
-            (double)(now_ns() - t0) / 1e6);
+            (double)(now_ns() - t0) / 1e6, (double)(seg_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6);
     snprintf(out, out_size, "ok %s", path);
 }
 

@@ -31,6 +31,7 @@
 
 #include "persist/apply.h"
 #include "persist/apply_impl.h"
+#include "persist/bytes.h"
 #include "persist/checkpoint.h"
 #include "persist/snapshot.h"
 #include "shm/segment.h"
@@ -696,6 +697,26 @@ static int merge_entry(void *arg, const char *name, const void *key, uint32_t kl
     return snap_writer_add(m->w, key, klen, val, vlen);
 }
 
+/* Whether fold record r's key is at or before key (ckpt_key_cmp <= 0):
+ * by the keys' first 8 bytes as numbers first, as pending_cmp (r's
+ * prefix); a call to memcmp for each of a base's entries was a tenth of
+ * the merge. */
+static inline int fold_at_or_before(const struct pending_record *r, const uint8_t *key, uint32_t klen)
+{
+    uint8_t head[8] = {0};
+    uint64_t prefix;
+
+    if (klen >= sizeof head) {
+        prefix = get_be64(key);
+    } else {
+        memcpy(head, key, klen);
+        prefix = get_be64(head);
+    }
+    if (r->prefix != prefix)
+        return r->prefix < prefix;
+    return ckpt_key_cmp(r->key, r->klen, key, klen) <= 0;
+}
+
 /* The merge of a base's file (job j's) with the fold's records: the
  * file's layout is checked first and its body hashed as the merge reads
  * it (snap_check_layout, snap_body_hash_*: it is on disk, where the engine
@@ -745,7 +766,7 @@ static int merge_base(const ckpt_job *j, struct fold_merge *m)
                 rc = RK_ECORRUPT;
                 break;
             }
-            if (m->at < m->end && ckpt_key_cmp(r[m->at].key, r[m->at].klen, key, lens[0]) <= 0) {
+            if (m->at < m->end && fold_at_or_before(&r[m->at], key, lens[0])) {
                 /* the fold has a record at or before this key: the run so
                  * far goes as it is, this entry through merge_entry */
                 if (run_n)
