@@ -340,6 +340,10 @@ static int pend(applier *a, uint32_t table, const uint8_t *raw, const struct fra
             return ENOMEM;
         pd->records = r;
         pd->cap_records = cap;
+        /* pending_sort's other half; without it (out of memory) the sort
+         * is qsort's */
+        free(pd->spare);
+        pd->spare = malloc(cap * sizeof *pd->spare);
     }
     memcpy(pd->buf + pd->len, raw, h->length);
     uint8_t head[8] = {0};
@@ -375,13 +379,72 @@ static int pending_cmp(const void *x, const void *y)
     return p->off < q->off ? -1 : p->off > q->off;
 }
 
+/* Byte d of a record's sort number (table, then the key's first 8 bytes):
+ * d 0-7 the prefix's, least significant first; 8-11 the table's. */
+static inline unsigned sort_digit(const struct pending_record *r, unsigned d)
+{
+    return d < 8 ? (unsigned)(r->prefix >> (8 * d)) & 0xff : (r->table >> (8 * (d - 8))) & 0xff;
+}
+
+/* LSD radix sort of n records by (table, prefix), stable: records of one
+ * sort number stay in journal order.  A digit every record shares (the
+ * tables' high bytes, a prefix's leading bytes) costs its count only.
+ * Returns where the sorted records are: records or spare. */
+static struct pending_record *radix_sort(struct pending_record *records, struct pending_record *spare, size_t n)
+{
+    struct pending_record *from = records, *to = spare;
+
+    for (unsigned d = 0; d < 12; d++) {
+        size_t count[256] = {0}, at = 0;
+        for (size_t i = 0; i < n; i++)
+            count[sort_digit(&from[i], d)]++;
+        if (count[sort_digit(&from[0], d)] == n)
+            continue; /* one value: the order stays */
+        for (unsigned v = 0; v < 256; v++) {
+            size_t c = count[v];
+            count[v] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            to[count[sort_digit(&from[i], d)]++] = from[i];
+        struct pending_record *t = from;
+        from = to;
+        to = t;
+    }
+    return from;
+}
+
+/* Sorts the records by pending_cmp: a radix sort by table and the keys'
+ * first 8 bytes, then each run of records that share them (keys longer
+ * than 8 bytes that differ further on, or one key's records, already in
+ * journal order) by pending_cmp itself.  qsort's calls to pending_cmp
+ * were 8-10% of apply's CPU (bench_node). */
 void pending_sort(struct pending *pd)
 {
-    if (pd->n_records == 0) /* records may be NULL: qsort is not given it */
+    struct pending_record *sorted;
+    size_t n = pd->n_records;
+
+    if (n == 0) /* records may be NULL */
         return;
-    for (size_t i = 0; i < pd->n_records; i++)
+    for (size_t i = 0; i < n; i++)
         pd->records[i].key = pd->buf + pd->records[i].off + FRAME_HEADER_SIZE;
-    qsort(pd->records, pd->n_records, sizeof *pd->records, pending_cmp);
+    if (!pd->spare || n < 64) {
+        qsort(pd->records, n, sizeof *pd->records, pending_cmp); /* few, or no room for the radix sort */
+        return;
+    }
+    sorted = radix_sort(pd->records, pd->spare, n);
+    if (sorted != pd->records) { /* the records array stays the one pending_add grows */
+        pd->spare = pd->records;
+        pd->records = sorted;
+    }
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && pd->records[j].table == pd->records[i].table &&
+                        pd->records[j].prefix == pd->records[i].prefix;
+             j++)
+            ;
+        if (j - i > 1)
+            qsort(pd->records + i, j - i, sizeof *pd->records, pending_cmp);
+    }
 }
 
 /* Writes the open transaction's pending records to the tables, in key
@@ -732,6 +795,7 @@ void applier_close(applier *a)
     free(a->producers);
     free(a->pending.buf);
     free(a->pending.records);
+    free(a->pending.spare);
     free(a);
 }
 

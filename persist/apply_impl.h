@@ -68,6 +68,7 @@ struct pending {
     size_t len, cap;
     struct pending_record *records;
     size_t n_records, cap_records;
+    struct pending_record *spare; /* cap_records of them: pending_sort's other half */
 };
 
 struct applier {

@@ -63,6 +63,8 @@
 #include <zstd.h>
 
 #include "persist/apply.h"
+#include "persist/apply_impl.h" /* pending_sort */
+#include "persist/bytes.h"
 #include "persist/json_bytes.h"
 #include "shm/ring.h"
 #include "persist/store.h"
@@ -2468,6 +2470,137 @@ START_TEST(sorted_transaction_ends_as_journal_order_says)
 }
 END_TEST
 
+/* Keys in Berkeley DB's order: bytes, then the shorter first. */
+static int model_key_cmp(const void *x, const void *y)
+{
+    const char *a = *(const char *const *)x, *b = *(const char *const *)y;
+    size_t la = strlen(a), lb = strlen(b);
+    int c = memcmp(a, b, la < lb ? la : lb);
+
+    return c ? c : (la > lb) - (la < lb);
+}
+
+/* pending_sort orders a transaction's records by table, then key in
+ * Berkeley DB's order (bytes, then the shorter first), then journal
+ * order -- the order apply's cursor walks the tables in and the one a
+ * snapshot's merge with its base needs (export.c).  Random keys of 0-12
+ * bytes from a small alphabet (many share their first 8 bytes, some are
+ * a prefix of others, some repeat), in three tables, 5000 records (the
+ * radix sort) and 40 (qsort alone): every neighbour must be in order. */
+START_TEST(pending_sort_orders_by_table_key_and_journal_order)
+{
+    for (size_t n = 40; n <= 5000; n += 4960) {
+        struct pending pd = {0};
+        uint32_t seed = 777;
+
+        pd.cap = n * 64;
+        pd.buf = calloc(1, pd.cap);
+        pd.records = calloc(n, sizeof *pd.records);
+        pd.spare = calloc(n, sizeof *pd.spare);
+        ck_assert(pd.buf && pd.records && pd.spare);
+        pd.cap_records = n;
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *key = pd.buf + i * 64 + FRAME_HEADER_SIZE, head[8] = {0};
+            seed = seed * 1103515245u + 12345u;
+            uint32_t klen = (seed >> 16) % 13;
+            for (uint32_t j = 0; j < klen; j++) {
+                seed = seed * 1103515245u + 12345u;
+                key[j] = (uint8_t)("ab\0\xff"[(seed >> 16) & 3]);
+            }
+            memcpy(head, key, klen < 8 ? klen : 8);
+            pd.records[i] = (struct pending_record){
+                .off = i * 64, .prefix = get_be64(head), .klen = klen, .table = (seed >> 8) % 3};
+        }
+        pd.n_records = n;
+        pending_sort(&pd);
+        for (size_t i = 1; i < n; i++) {
+            const struct pending_record *p = &pd.records[i - 1], *q = &pd.records[i];
+            int c = memcmp(p->key, q->key, p->klen < q->klen ? p->klen : q->klen);
+            ck_assert_ptr_eq(q->key, pd.buf + q->off + FRAME_HEADER_SIZE);
+            ck_assert_msg(p->table < q->table ||
+                              (p->table == q->table &&
+                               (c < 0 || (c == 0 && (p->klen < q->klen || (p->klen == q->klen && p->off < q->off))))),
+                          "records %zu and %zu of %zu out of order", i - 1, i, n);
+        }
+        free(pd.buf);
+        free(pd.records);
+        free(pd.spare);
+    }
+}
+END_TEST
+
+/* Apply sorts a transaction's records by table and key (pending_sort: a
+ * radix sort by the keys' first 8 bytes, then runs that share them), and
+ * writes the last record of each key only.  Enough records for the radix
+ * sort, in two tables, with keys shorter than 8 bytes, of exactly 8, and
+ * longer ones sharing their first 8 bytes, each key written and deleted
+ * many times in one transaction: each table must end as the last write of
+ * every key in journal order says (a model), whatever the sort did. */
+START_TEST(sorted_transaction_of_many_records_keeps_the_last_write_of_each_key)
+{
+    static const char *keys[] = {"a",          "b",          "ab",         "a\x7f",      "k",
+                                 "12345678",   "12345679",   "1234567",    "prefix00",   "prefix00-A",
+                                 "prefix00-B", "prefix00-AA", "prefix01-A", "prefix0",   "zzzzzzzzzz"};
+    enum { N_KEYS = sizeof keys / sizeof *keys, N_OPS = 3000 };
+    const char *value[2][N_KEYS] = {{0}}; /* the model: the last write, NULL when deleted or never put */
+    static char vals[N_OPS][16];
+    const char *sorted[N_KEYS];
+    struct batch b;
+    applier *a = NULL;
+    store *s;
+    char text[2048], want[2048];
+    uint32_t seed = 12345;
+    int rc;
+
+    new_data_dir("apply-sorted-many");
+    s = open_store(STORE_CREATE);
+    batch_init(&b, 1, 4096);
+    add_attach(&b, 0, "eng", 1);
+    batch_add(&b, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    batch_add(&b, FRAME_PUT, 0, 0, "a", 1, "first", 5);
+    value[0][0] = "first";
+    batch_add(&b, FRAME_TABLE, 1, 0, "u", 1, NULL, 0);
+    for (int i = 0; i < N_OPS; i++) {
+        seed = seed * 1103515245u + 12345u;
+        int k = (int)((seed >> 16) % N_KEYS), t = (int)((seed >> 8) & 1), del = ((seed >> 4) & 7) == 0;
+        if (del) {
+            batch_add(&b, FRAME_DEL, (uint16_t)t, 0, keys[k], (uint32_t)strlen(keys[k]), NULL, 0);
+            value[t][k] = NULL;
+        } else {
+            snprintf(vals[i], sizeof vals[i], "v%d", i);
+            batch_add(&b, FRAME_PUT, (uint16_t)t, 0, keys[k], (uint32_t)strlen(keys[k]), vals[i],
+                      (uint32_t)strlen(vals[i]));
+            value[t][k] = vals[i];
+        }
+    }
+    add_le64(&b, FRAME_MARK, 0, 1, 0);
+    append_batch(s, &b);
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err); /* one transaction */
+    ck_assert_msg(rc == 0, "applier_run: %s", err);
+    ck_assert_uint_eq(applier_meta(a).n_records, N_OPS + 1);
+    applier_close(a);
+    memcpy(sorted, keys, sizeof sorted);
+    qsort(sorted, N_KEYS, sizeof *sorted, model_key_cmp);
+    for (int t = 0; t < 2; t++) {
+        size_t n = 0;
+        want[0] = '\0';
+        for (int i = 0; i < N_KEYS; i++) {
+            int k = 0;
+            while (keys[k] != sorted[i])
+                k++;
+            if (value[t][k])
+                n += (size_t)snprintf(want + n, sizeof want - n, "%s=%s;", keys[k], value[t][k]);
+        }
+        state_text(s, t ? "u" : "t", text, sizeof text);
+        ck_assert_str_eq(text, want);
+    }
+    batch_free(&b);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 /* Apply looks a key up before it writes it, or puts it with
  * DB_NOOVERWRITE first, as the table's recent PUTs were found or new
  * (apply.c, apply_record): both ways, and the switch between them, must
@@ -2838,6 +2971,8 @@ Suite *store_suite(void)
     tcase_add_loop_test(tc, renamed_table_ids_and_slots_apply_to_their_new_names, 0, 2);
     tcase_add_loop_test(tc, sorted_transaction_ends_as_journal_order_says, 0, 3);
     tcase_add_test(tc, new_and_existing_keys_both_ways_keep_state_and_digest);
+    tcase_add_test(tc, sorted_transaction_of_many_records_keeps_the_last_write_of_each_key);
+    tcase_add_test(tc, pending_sort_orders_by_table_key_and_journal_order);
     tcase_add_loop_test(tc, checkpoint_holds_the_state_at_its_begin_while_apply_goes_on, 0, 3);
     tcase_add_test(tc, checkpoint_begins_while_another_thread_writes_pages);
     return s;
