@@ -346,10 +346,9 @@ static int pend(applier *a, uint32_t table, const uint8_t *raw, const struct fra
         pd->spare = malloc(cap * sizeof *pd->spare);
     }
     memcpy(pd->buf + pd->len, raw, h->length);
-    uint8_t head[8] = {0};
-    memcpy(head, pd->buf + pd->len + FRAME_HEADER_SIZE, h->klen < 8 ? h->klen : 8);
     pd->records[pd->n_records] = (struct pending_record){
-        .off = pd->len, .prefix = get_be64(head), .klen = h->klen, .table = table};
+        .off = pd->len, .prefix = key_prefix(pd->buf + pd->len + FRAME_HEADER_SIZE, h->klen), .klen = h->klen,
+        .table = table};
     pd->n_records++;
     pd->len += need;
     return 0;
@@ -365,9 +364,7 @@ static int pending_cmp(const void *x, const void *y)
 
     if (p->table != q->table)
         return p->table < q->table ? -1 : 1;
-    /* the first 8 bytes as one number (zeros past a shorter key's end
-     * order it first, as the bytes would: it is then a prefix of the
-     * other, or they differ where both have bytes): most keys differ
+    /* the first 8 bytes as one number (key_prefix): most keys differ
      * there, and a call to memcmp a comparison was most of the sort */
     if (p->prefix != q->prefix)
         return p->prefix < q->prefix ? -1 : 1;

@@ -56,4 +56,21 @@ static inline uint64_t get_be64(const uint8_t *p)
     return v;
 }
 
+/* A key's first 8 bytes as a big-endian number, zeros past a shorter
+ * key's end: keys whose prefixes differ are in Berkeley DB's default
+ * order (bytes, then the shorter first) as their prefixes are -- where
+ * both have bytes they differ there, or the shorter is a prefix of the
+ * other -- so one comparison of numbers orders most pairs, and only
+ * equal prefixes need the bytes (ckpt_key_cmp). */
+static inline uint64_t key_prefix(const uint8_t *key, uint32_t klen)
+{
+    uint8_t head[8] = {0};
+
+    if (klen >= sizeof head)
+        return get_be64(key);
+    for (uint32_t i = 0; i < klen; i++)
+        head[i] = key[i];
+    return get_be64(head);
+}
+
 #endif

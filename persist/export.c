@@ -698,20 +698,13 @@ static int merge_entry(void *arg, const char *name, const void *key, uint32_t kl
 }
 
 /* Whether fold record r's key is at or before key (ckpt_key_cmp <= 0):
- * by the keys' first 8 bytes as numbers first, as pending_cmp (r's
- * prefix); a call to memcmp for each of a base's entries was a tenth of
- * the merge. */
+ * by the keys' first 8 bytes as numbers first (key_prefix; r's prefix);
+ * a call to memcmp for each of a base's entries was a tenth of the
+ * merge. */
 static inline int fold_at_or_before(const struct pending_record *r, const uint8_t *key, uint32_t klen)
 {
-    uint8_t head[8] = {0};
-    uint64_t prefix;
+    uint64_t prefix = key_prefix(key, klen);
 
-    if (klen >= sizeof head) {
-        prefix = get_be64(key);
-    } else {
-        memcpy(head, key, klen);
-        prefix = get_be64(head);
-    }
     if (r->prefix != prefix)
         return r->prefix < prefix;
     return ckpt_key_cmp(r->key, r->klen, key, klen) <= 0;

@@ -220,6 +220,45 @@ START_TEST(damaged_snapshot_is_refused)
 }
 END_TEST
 
+/* A file whose checksums pass but whose keys are not in Berkeley DB's
+ * order (bytes, then the shorter first; a writer of another build, or a
+ * file made by hand) is refused, whether the two keys differ in their
+ * first 8 bytes or only after them, or one is a prefix of the other;
+ * the same keys in order are accepted. */
+START_TEST(snapshot_with_keys_out_of_order_is_refused)
+{
+    static const char *pairs[][2] = {{"b", "a"},           {"ab", "a"},         {"prefix00-B", "prefix00-A"},
+                                     {"prefix00x", "prefix00"}, {"12345678", "1234567"}, {"k", "k"}};
+    struct snap_info info;
+    char err[512];
+    size_t len;
+    uint8_t *buf;
+
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        for (int swap = 0; swap < 2; swap++) {
+            const char *first = pairs[i][swap], *second = pairs[i][!swap];
+            snap_writer *w = NULL;
+            ck_assert_int_eq(snap_writer_open(path, &w, err, sizeof err), 0);
+            ck_assert_int_eq(snap_writer_table(w, "t"), 0);
+            ck_assert_int_eq(snap_writer_add(w, "0", 1, "v", 1), 0);
+            ck_assert_int_eq(snap_writer_add(w, first, (uint32_t)strlen(first), "v", 1), 0);
+            ck_assert_int_eq(snap_writer_add(w, second, (uint32_t)strlen(second), "v", 1), 0);
+            ck_assert_msg(snap_writer_finish(w, &test_am, NULL, 0, err, sizeof err) == 0, "%s", err);
+            buf = read_file(&len);
+            err[0] = '\0';
+            int rc = snap_verify(buf, len, &info, NULL, NULL, NULL, err, sizeof err);
+            if (swap == 1 && strcmp(first, second) != 0) {
+                ck_assert_msg(rc == 0, "%s then %s: %s", first, second, err);
+            } else {
+                ck_assert_msg(rc == RK_ECORRUPT && strstr(err, "entry 2 is out of key order"), "%s then %s: %d %s",
+                              first, second, rc, err);
+            }
+            free(buf);
+        }
+    }
+}
+END_TEST
+
 /* A file of another major version (a node of another ringkeep), with
  * checksums that pass, is refused by version, naming both. */
 static void set_major(uint8_t *buf, uint32_t major)
@@ -359,6 +398,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, snapshot_file_round_trips);
     tcase_add_test(tc, truncated_snapshot_is_refused);
     tcase_add_test(tc, damaged_snapshot_is_refused);
+    tcase_add_test(tc, snapshot_with_keys_out_of_order_is_refused);
     tcase_add_test(tc, snapshot_of_another_major_version_is_refused);
     tcase_add_test(tc, state_open_refuses_a_bad_snapshot_from_the_node);
     suite_add_tcase(s, tc);
