@@ -340,13 +340,38 @@ static int pack_header(const struct ckpt_info *info, msgpack_sbuffer *sb)
     return bad ? ENOMEM : 0;
 }
 
+#define WRITEBACK_CHUNK (4u << 20) /* pace_writeback's step */
+
+/* Paces the file's way to disk as it is written (written: bytes so far;
+ * *paced: how far writeback was started): each WRITEBACK_CHUNK is sent to
+ * the disk once written, and the one before it is waited for, so at most
+ * two are in flight and the final fsync finds at most that much to write.
+ * Left to the fsync, the whole file (37 MiB for 1M entries of 100 B) went
+ * to the disk at once in the middle of the journal's fsyncs: its fsync
+ * took 42-55 ms (perf trace of the node in bench_checkpoint); paced, under
+ * 15 ms.  Nothing here makes the file durable; the fsync in
+ * ckpt_writer_finish still does. */
+static int pace_writeback(int fd, uint64_t written, uint64_t *paced)
+{
+    /* each round moves *paced on by one chunk: bounded by written */
+    while (written - *paced >= WRITEBACK_CHUNK) {
+        if (sys_writeback(fd, (off_t)*paced, WRITEBACK_CHUNK, 0) != 0)
+            return errno;
+        if (*paced >= WRITEBACK_CHUNK &&
+            sys_writeback(fd, (off_t)(*paced - WRITEBACK_CHUNK), WRITEBACK_CHUNK, 1) != 0)
+            return errno;
+        *paced += WRITEBACK_CHUNK;
+    }
+    return 0;
+}
+
 /* Writes prefix, map, the spooled body and the trailer to fd. */
 static int write_file(ckpt_writer *w, int fd, const msgpack_sbuffer *map, char *err, size_t err_size)
 {
     uint8_t prefix[PREFIX_SIZE], trailer[TRAILER_SIZE];
     XXH64_state_t st;
     uint8_t *chunk = NULL;
-    uint64_t done = 0, hash;
+    uint64_t done = 0, hash, prefix_len, paced = 0;
     int rc;
 
     memcpy(prefix + OFF_MAGIC, CKPT_MAGIC, 4);
@@ -361,6 +386,7 @@ static int write_file(ckpt_writer *w, int fd, const msgpack_sbuffer *map, char *
     XXH64_reset(&st, 0);
     XXH64_update(&st, prefix, sizeof prefix);
     XXH64_update(&st, map->data, map->size);
+    prefix_len = sizeof prefix + map->size;
     rc = write_all(fd, prefix, sizeof prefix);
     if (rc == 0)
         rc = write_all(fd, map->data, map->size);
@@ -392,6 +418,11 @@ static int write_file(ckpt_writer *w, int fd, const msgpack_sbuffer *map, char *
             goto out;
         }
         done += (uint64_t)n;
+        rc = pace_writeback(fd, prefix_len + done, &paced);
+        if (rc) {
+            seg_error(err, err_size, "writeback of the checkpoint body failed: %s", strerror(rc));
+            goto out;
+        }
     }
     XXH64_canonicalFromHash((XXH64_canonical_t *)trailer, XXH64_digest(&st));
     rc = write_all(fd, trailer, sizeof trailer);

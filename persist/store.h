@@ -396,6 +396,11 @@ int sys_fsync_dir(const char *path);
 /* fsyncs the file at path (opened read-only for it) through the seam. */
 int sys_fsync_path(const char *path);
 ssize_t sys_write(int fd, const void *buf, size_t n);
+/* Starts the writeback of [off, off + len) of fd (sync_file_range), and
+ * with wait also waits for it: pacing, so that a large file's fsync finds
+ * little left to write; it makes nothing durable (only an fsync does).  A
+ * failure counts as a failed write (sys_io_failed).  0 or -1 and errno. */
+int sys_writeback(int fd, off_t off, off_t len, int wait);
 ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off);
 int sys_open(const char *path, int flags, ...);
 int sys_rename(const char *from, const char *to);

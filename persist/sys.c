@@ -326,6 +326,17 @@ ssize_t sys_write(int fd, const void *buf, size_t n)
     return io_result(crashsim_active() ? crashsim_write(fd, buf, n) : write(fd, buf, n));
 }
 
+int sys_writeback(int fd, off_t off, off_t len, int wait)
+{
+    unsigned flags = SYNC_FILE_RANGE_WRITE;
+
+    if (wait)
+        flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
+    /* no fault of its own and no crashsim twin: it changes nothing a power
+     * cut keeps (crashsim counts what the fsyncs made durable) */
+    return (int)io_result(sync_file_range(fd, off, len, flags));
+}
+
 ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
     int err = fault_check(OP_WRITE, fd, NULL, NULL);
