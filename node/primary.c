@@ -589,7 +589,12 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
                 if (ring_sweep_dead(n->ring) > 0)
                     continue;
             }
-            ring_wait_ready(n->ring, 100);
+            /* every group closed: the next frame may be far off (a
+             * producer waiting for its batch to be acknowledged) */
+            if (n_open)
+                ring_wait_ready(n->ring, 100);
+            else
+                ring_wait_idle(n->ring, 100);
         }
     }
     /* SIGTERM/SIGINT, or a step-down: the batch in hand is journaled above

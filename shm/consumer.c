@@ -53,12 +53,21 @@
 #define ABORT_FRAME_SIZE (FRAME_HEADER_SIZE + 8)
 #define WAKE_ROOM (256u * 1024) /* room that wakes producers waiting for it (worth_a_wake) */
 #define CONSUMER_PREFETCH 1024  /* bytes past read_pos asked for after each frame (taken) */
-#define SLEEP_SLICE_MS 1        /* bounds a wake lost to the producer's fence-free check */
+/* bounds a wake lost to a producer's fence-free check (wake_consumer in
+ * ring.c); a producer that waits for its records (rk_wait) checks with a
+ * fence and loses no wake, so the slice delays only records nobody waits
+ * for.  It was 1 ms: an idle primary then woke 1000 times a second, 3-4%
+ * of a core here (issue 13) */
+#define SLEEP_SLICE_MS 10
 /* polls for this long before sleeping: a frame being written shows up
  * within it, and an idle consumer does not burn a core that producers and
  * the node's other threads need (a ~1 ms spin after every batch was half
  * of a primary's CPU per record at batches of 100: issue 13) */
 #define SPIN_BEFORE_SLEEP_NS 50000
+/* ring_wait_idle stops spinning after this many idle waits in a row that
+ * a spin did not end (the next frame came later than SPIN_BEFORE_SLEEP_NS),
+ * and spins again after one that a spin would have ended */
+#define IDLE_SPIN_MISSES 8
 #define SPIN_PAUSES                                                                                          \
     128 /* pauses before the first poll, doubling up to 8                                                    \
            times that (a pause is 20-140 cycles) */
@@ -77,6 +86,7 @@ struct ring_owner {
     int corrupt;          /* ring_next() found corruption at read_pos */
     uint32_t n_aborts;    /* ABORT frames made since the last release */
     uint32_t n_pending;   /* of them, not yet delivered */
+    uint32_t idle_misses; /* idle waits in a row a spin did not end (ring_wait_idle) */
     uint8_t aborts[RING_MAX_PRODUCERS][ABORT_FRAME_SIZE];
     char name[RK_NAME_MAX + 1];
     char err[512];
@@ -819,27 +829,36 @@ static int ready(ring_owner *o)
     return o->n_pending || o->corrupt || (word != 0 && !(word & FRAME_CLAIMED));
 }
 
-int ring_wait_ready(ring_owner *o, int timeout_ms)
+/* ring_wait_ready, spinning for up to spin_ns before it sleeps; *waited_ns:
+ * how long it took. */
+static int wait_ready(ring_owner *o, int timeout_ms, uint64_t spin_ns, uint64_t *waited_ns)
 {
     struct ring_header *h = o->hdr;
     uint64_t start = seg_now_ns(CLOCK_MONOTONIC), now;
     uint64_t deadline = start + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+    int rc;
 
     /* relaxed: head is ours.  Nothing can be read before a release. */
-    if (o->read_pos - atomic_load_explicit(&h->head, memory_order_relaxed) >= o->capacity)
-        return 0;
+    if (o->read_pos - atomic_load_explicit(&h->head, memory_order_relaxed) >= o->capacity) {
+        rc = 0;
+        goto out;
+    }
     for (int spin = 0;; spin++) {
         uint32_t seq;
+        int slice_ms;
 
         /* the caller has just found nothing: look again only after a pause */
-        if (spin > 0 && ready(o))
-            return 1;
+        if (spin > 0 && ready(o)) {
+            rc = 1;
+            goto out;
+        }
         now = seg_now_ns(CLOCK_MONOTONIC); /* vDSO; polls are >= SPIN_PAUSES pauses apart */
         if (timeout_ms <= 0 || now >= deadline) {
             /* a claim that is not moving needs ring_next() to time it */
-            return atomic_load_explicit(&h->tail, memory_order_acquire) != o->read_pos;
+            rc = atomic_load_explicit(&h->tail, memory_order_acquire) != o->read_pos;
+            goto out;
         }
-        if (now - start < SPIN_BEFORE_SLEEP_NS) {
+        if (now - start < spin_ns) {
             /* poll the frame being written only now and then, less and
              * less often: each look takes its cache line away from the
              * producer writing it, and a later look finds more to read */
@@ -848,15 +867,45 @@ int ring_wait_ready(ring_owner *o, int timeout_ms)
                 __builtin_ia32_pause();
             continue;
         }
+        /* never past the deadline: a short wait stays short */
+        slice_ms = (int)((deadline - now + 999999u) / 1000000u);
+        if (slice_ms > SLEEP_SLICE_MS)
+            slice_ms = SLEEP_SLICE_MS;
         atomic_store_explicit(&h->consumer_sleeping, 1, memory_order_relaxed);
         /* seq_cst fence: the sleeping flag is visible before we re-check
-         * the commit word (see publish() in ring.c for the other side) */
+         * the commit word (see wake_consumer() in ring.c for the other side) */
         atomic_thread_fence(memory_order_seq_cst);
         seq = atomic_load_explicit(&h->consumer_seq, memory_order_acquire);
         if (!ready(o))
-            ring_futex_wait(&h->consumer_seq, seq, SLEEP_SLICE_MS);
+            ring_futex_wait(&h->consumer_seq, seq, slice_ms);
         atomic_store_explicit(&h->consumer_sleeping, 0, memory_order_relaxed);
     }
+out:
+    /* now again: after a sleep, the last reading is from before it */
+    *waited_ns = seg_now_ns(CLOCK_MONOTONIC) - start;
+    return rc;
+}
+
+int ring_wait_ready(ring_owner *o, int timeout_ms)
+{
+    uint64_t waited_ns;
+
+    return wait_ready(o, timeout_ms, SPIN_BEFORE_SLEEP_NS, &waited_ns);
+}
+
+int ring_wait_idle(ring_owner *o, int timeout_ms)
+{
+    uint64_t waited_ns;
+    int spin = o->idle_misses < IDLE_SPIN_MISSES;
+    int rc = wait_ready(o, timeout_ms, spin ? SPIN_BEFORE_SLEEP_NS : 0, &waited_ns);
+
+    /* waited_ns is measured when the wait ends: a frame found at once
+     * after a sleep counts as one a spin would have found */
+    if (rc && waited_ns < SPIN_BEFORE_SLEEP_NS)
+        o->idle_misses = 0;
+    else if (o->idle_misses < IDLE_SPIN_MISSES)
+        o->idle_misses++;
+    return rc;
 }
 
 /* Whether the release about to move head to read_pos should wake the

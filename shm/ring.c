@@ -134,6 +134,8 @@ static void set_err(rk_ring *r, const char *msg)
 
 /* -------------------------------------------------------------- writing */
 
+static void wake_consumer_fenced(rk_ring *r);
+
 /* Waits until head >= target.  With RK_FULL_FAIL (and bounded) returns
  * RK_EFULL; with RK_FULL_WAIT, RK_ETIMEDOUT after full_timeout_ms. */
 static int wait_for_room(rk_ring *r, uint64_t target, int bounded)
@@ -143,6 +145,7 @@ static int wait_for_room(rk_ring *r, uint64_t target, int bounded)
 
     if (bounded && r->full_policy == RK_FULL_FAIL)
         return RK_EFULL;
+    wake_consumer_fenced(r); /* the room comes from the consumer: it must not sleep out a slice */
     rc = seg_cursor_wait(&h->head, &h->head_seq, &h->n_head_waiters, &h->fenced, target,
                          bounded && r->full_timeout_ms > 0 ? r->full_timeout_ms : -1);
     r->cached_head = atomic_load_explicit(&h->head, memory_order_acquire);
@@ -341,6 +344,19 @@ static inline void wake_consumer(rk_ring *r)
         atomic_fetch_add_explicit(&h->consumer_seq, 1, memory_order_release);
         ring_futex_wake(&h->consumer_seq);
     }
+}
+
+/* wake_consumer for a producer about to wait for its records (rk_wait):
+ * the seq_cst fence orders its commits (the release stores of their
+ * lengths) before the load of consumer_sleeping, against the consumer's
+ * store of that flag before its fence and its look at the commit word
+ * (wait_ready in consumer.c): one side sees the other, so the wake this
+ * waiter depends on is never lost to the consumer's sleep slice.  A
+ * fence per wait, not per record: the wait is about to sleep anyway. */
+static void wake_consumer_fenced(rk_ring *r)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    wake_consumer(r);
 }
 
 /* R9: a fenced ring takes no more records.  Relaxed: the check only
@@ -690,9 +706,14 @@ int rk_wait(rk_ring *r, uint64_t lsn, rk_level level, int timeout_ms)
     case RK_WRITTEN:
         return 0;
     case RK_DURABLE:
+        /* acquire: as in seg_cursor_wait; met already, nobody needs waking */
+        if (atomic_load_explicit(&h->durable_lsn, memory_order_acquire) < lsn)
+            wake_consumer_fenced(r);
         return seg_cursor_wait(&h->durable_lsn, &h->durable_seq, &h->n_durable_waiters, &h->fenced, lsn,
                                timeout_ms);
     case RK_REPLICATED:
+        if (atomic_load_explicit(&h->replicated_lsn, memory_order_acquire) < lsn)
+            wake_consumer_fenced(r);
         return seg_cursor_wait(&h->replicated_lsn, &h->replicated_seq, &h->n_replicated_waiters, &h->fenced,
                                lsn, timeout_ms);
     }

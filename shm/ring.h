@@ -96,6 +96,14 @@ int ring_sweep_dead(ring_owner *o);
  * whole capacity has been read since the last ring_release(). */
 int ring_wait_ready(ring_owner *o, int timeout_ms);
 
+/* ring_wait_ready for a consumer that has nothing in hand (every group it
+ * read is closed), where the next frame may be far off: it spins before it
+ * sleeps only while recent idle waits show that a spin pays.  A producer
+ * that writes a batch and then waits for it to be durable or replicated
+ * leaves the ring idle for a round trip at least; a 50 us spin after every
+ * batch was then CPU spent for nothing (issue 13). */
+int ring_wait_idle(ring_owner *o, int timeout_ms);
+
 /* Gives back the space of every frame returned so far (zeroes it and moves
  * head), and wakes producers waiting for space.  The producers of the ABORT
  * frames returned so far are marked dead here (nobody reports them again):

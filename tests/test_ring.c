@@ -688,6 +688,42 @@ START_TEST(consumer_waits_and_wakes)
 }
 END_TEST
 
+/* The wake a producer's fence-free check can miss: the consumer went to
+ * sleep (consumer_sleeping set) after the record committed, and the
+ * commit's own check saw it awake.  A producer that then waits for the
+ * record (rk_wait) wakes it, so the consumer does not sleep out its slice
+ * while the waiter waits; a wait already met wakes nobody. */
+START_TEST(waiter_wakes_a_consumer_that_missed_the_commit)
+{
+    make_ring(1 << 16, 0);
+    rk_ring *r = attach("p", RK_FULL_FAIL, 0);
+    register_tables(r, 1);
+    struct ring_header *h = ring_header_of(owner);
+    uint64_t lsn;
+    uint32_t seq;
+
+    ck_assert_int_eq(rk_put(r, 0, "k", 1, "v", 1, &lsn), 0);
+    atomic_store(&h->consumer_sleeping, 1); /* asleep after the commit: its wake was missed */
+    seq = atomic_load(&h->consumer_seq);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, 0), RK_ETIMEDOUT);
+    ck_assert_uint_eq(atomic_load(&h->consumer_sleeping), 0);
+    ck_assert_uint_eq(atomic_load(&h->consumer_seq), seq + 1);
+    atomic_store(&h->consumer_sleeping, 1);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_REPLICATED, 0), RK_ETIMEDOUT);
+    ck_assert_uint_eq(atomic_load(&h->consumer_sleeping), 0);
+    ck_assert_uint_eq(atomic_load(&h->consumer_seq), seq + 2);
+    /* durable already: nothing to wake the consumer for */
+    ring_set_durable(owner, lsn);
+    atomic_store(&h->consumer_sleeping, 1);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, 0), 0);
+    ck_assert_uint_eq(atomic_load(&h->consumer_sleeping), 1);
+    ck_assert_uint_eq(atomic_load(&h->consumer_seq), seq + 2);
+    atomic_store(&h->consumer_sleeping, 0);
+    rk_ring_detach(r);
+    teardown();
+}
+END_TEST
+
 /* A consumer that dies after zeroing released space but before moving head
  * leaves half-zeroed frames at head: the next owner finishes the release
  * and resumes at the first frame not consumed. */
@@ -836,6 +872,7 @@ static Suite *ring_suite(void)
     tcase_add_test(tc, wait_levels_follow_the_cursors);
     tcase_add_test(tc, cursors_freeze_past_the_lease_deadline);
     tcase_add_test(tc, consumer_waits_and_wakes);
+    tcase_add_test(tc, waiter_wakes_a_consumer_that_missed_the_commit);
     tcase_add_test(tc, consumer_killed_mid_release_is_finished_by_the_next);
     tcase_add_test(tc, unregistered_table_id_is_refused_and_nothing_is_written);
     tcase_add_test(tc, frame_with_an_out_of_range_table_id_is_corrupt);
