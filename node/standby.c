@@ -45,6 +45,13 @@
  * past max_lag_entries stalls drain). */
 #define NODE_APPLY_NICE 5
 
+/* The main loop rebuilds the status at most this often while entries
+ * stream in, and within about this long after the last change.  It was
+ * rebuilt after every step, i.e. after every journal entry: a listing of
+ * set-aside/ and a few dozen JSON allocations each time (issue 13: server
+ * CPU per record at batches of 100). */
+#define STATUS_EVERY_MS 10
+
 /* Makes the calling thread delta nicer than the process (best effort: a
  * refusal leaves it at the process's priority). */
 static void node_thread_nice(int delta)
@@ -365,7 +372,8 @@ int run_standby(const struct node_config *c, struct node_handover *out)
     struct node n = {.c = c, .role = ROLE_STANDBY};
     struct repl_standby_host host = {.arg = &n, .durable = standby_durable, .apply_stop = standby_apply_stop};
     pthread_t control_thread;
-    int have_control = 0, stopped = 0, status = 1;
+    int have_control = 0, stopped = 0, status = 1, status_owed = 0;
+    uint64_t status_ns = 0;
 
     node_begin(&n);
     n.apply_gate = getenv("RK_TEST_APPLY_GATE");
@@ -385,14 +393,20 @@ int run_standby(const struct node_config *c, struct node_handover *out)
             stopped = 1;
             break;
         }
-        if (repl_standby_step(n.standby, 50) != 0) {
+        /* a status owed is built after this step's wait at the latest */
+        if (repl_standby_step(n.standby, status_owed ? STATUS_EVERY_MS : 50) != 0) {
             stopped = 1;
             break;
         }
         atomic_store(&n.bootstrapping, repl_standby_bootstrapping(n.standby));
         ha_standby_progress(node_ha, repl_standby_journal_seq(n.standby), repl_standby_epoch(n.standby),
                             !atomic_load(&n.bootstrapping));
-        standby_status(&n);
+        status_owed = 1;
+        if (now_ns() - status_ns >= STATUS_EVERY_MS * 1000000ull) {
+            standby_status(&n);
+            status_ns = now_ns();
+            status_owed = 0;
+        }
         if (notify_due(&n.notify))
             standby_notify_tick(&n);
     }
