@@ -194,13 +194,6 @@ static int load_entry(void *arg, const char *table, const void *key, uint32_t kl
     return 0;
 }
 
-/* fsyncs the file the load wrote (through the I/O seam: a failure is
- * reported, and sys_io_failed remembers it). */
-static int load_fsync(const struct load *l)
-{
-    return sys_fsync_path(l->path);
-}
-
 int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info,
                             int (*progress)(void *arg, uint64_t done, uint64_t total), void *progress_arg,
                             char *err, size_t err_size)
@@ -247,9 +240,11 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
     }
     if (!rc)
         rc = load_close_table(&l);
-    /* on disk before the environment writes anything that counts on it */
+    /* on disk before the environment writes anything that counts on it
+     * (through the I/O seam: a failure is reported, and sys_io_failed
+     * remembers it) */
     if (!rc && l.n_tables)
-        rc = load_fsync(&l);
+        rc = sys_fsync_path(l.path);
     if (rc)
         goto out;
     if (l.digest != info->digest) { /* ckpt_verify checked it too; belt and braces */

@@ -2129,15 +2129,22 @@ static void apply_test_end(store *s, struct batch *b, int n_batches, char *text,
     remove_tree(data_dir);
 }
 
+/* Begins journal entry 1 for the apply tests: producer `producer`
+ * attached in slot 0 (session 1), table "t" as id 0. */
+static void entry_one_begin(struct batch *b, const char *producer)
+{
+    batch_init(b, 1, 4096);
+    add_attach(b, 0, producer, 1);
+    batch_add(b, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+}
+
 /* Journal entry 1 for the apply tests: producer "eng" attached in slot 0,
  * table "t" as id 0, n PUTs k000.. = a0.., and MARK 1. */
 static void first_group(struct batch *b, int n)
 {
     char key[16], val[16]; /* n < 1000: "k%03d" is 4 bytes */
 
-    batch_init(b, 1, 4096);
-    add_attach(b, 0, "eng", 1);
-    batch_add(b, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    entry_one_begin(b, "eng");
     for (int i = 0; i < n; i++) {
         snprintf(key, sizeof key, "k%03d", i);
         snprintf(val, sizeof val, "a%d", i);
@@ -2192,9 +2199,7 @@ START_TEST(apply_refuses_a_frame_with_an_out_of_range_table_id)
 
     new_data_dir("apply-bad-table");
     s = open_store(STORE_CREATE);
-    batch_init(&b, 1, 4096);
-    add_attach(&b, 0, "engine-1", 1);
-    batch_add(&b, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    entry_one_begin(&b, "engine-1");
     batch_add(&b, FRAME_PUT, 0, 0, "good", 4, "1", 1);
     batch_add(&b, FRAME_PUT, 256, 0, "bad", 3, "2", 1);
     add_le64(&b, FRAME_MARK, 0, 1, 0);
@@ -2239,9 +2244,7 @@ START_TEST(stale_abort_does_not_discard_a_reattached_producers_group)
 
     new_data_dir(_i ? "apply-stale-abort-reopen" : "apply-stale-abort");
     s = open_store(STORE_CREATE);
-    batch_init(&b1, 1, 4096);
-    add_attach(&b1, 0, "eng", 1);
-    batch_add(&b1, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    entry_one_begin(&b1, "eng");
     batch_add(&b1, FRAME_PUT, 0, 0, "k0", 2, "v0", 2);
     add_le64(&b1, FRAME_MARK, 0, 1, 0);
     batch_add(&b1, FRAME_PUT, 0, 0, "x", 1, "lost", 4);
@@ -2304,9 +2307,7 @@ START_TEST(renamed_table_ids_and_slots_apply_to_their_new_names)
 
     new_data_dir(_i ? "apply-renamed-ids-reopen" : "apply-renamed-ids");
     s = open_store(STORE_CREATE);
-    batch_init(&b1, 1, 4096);
-    add_attach(&b1, 0, "eng", 1);
-    batch_add(&b1, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    entry_one_begin(&b1, "eng");
     batch_add(&b1, FRAME_PUT, 0, 0, "k", 1, "1", 1);
     add_le64(&b1, FRAME_MARK, 0, 1, 0);
     batch_init(&b2, 2, b1.h.next_lsn);
@@ -2554,9 +2555,7 @@ START_TEST(sorted_transaction_of_many_records_keeps_the_last_write_of_each_key)
 
     new_data_dir("apply-sorted-many");
     s = open_store(STORE_CREATE);
-    batch_init(&b, 1, 4096);
-    add_attach(&b, 0, "eng", 1);
-    batch_add(&b, FRAME_TABLE, 0, 0, "t", 1, NULL, 0);
+    entry_one_begin(&b, "eng");
     batch_add(&b, FRAME_PUT, 0, 0, "a", 1, "first", 5);
     value[0][0] = "first";
     batch_add(&b, FRAME_TABLE, 1, 0, "u", 1, NULL, 0);
