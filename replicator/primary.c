@@ -204,6 +204,7 @@ struct repl_primary {
     uint64_t n_higher_epoch;   /* requests of a higher epoch (this primary steps down) */
     uint64_t n_oversized;      /* requests with a frame over ROUTER_MAX_REQUEST (refused here) */
     uint64_t n_closed;         /* serve connections closed (peers leaving, frames over ROUTER_CUT_SIZE) */
+    uint64_t n_reply_drops;    /* replies the ROUTER could not queue (reply) */
     uint64_t n_evicted;        /* standbys forgotten for a new one (silent, or live, replicating nothing) */
     struct rate_log closed_log, silent_log, evicted_log;
     struct peer_log peer_logs[PEER_LOG_SLOTS];
@@ -591,13 +592,42 @@ static void acked(struct repl_primary *p, struct peer *peer, uint64_t seq, uint6
     update_replicated(p);
 }
 
+/* A reply to the peer of in.  The ROUTER is ZMQ_ROUTER_MANDATORY, so a
+ * reply it cannot queue fails here instead of vanishing: EHOSTUNREACH, the
+ * peer is gone; EAGAIN, its pipe is at ROUTER_HWM as this thread last saw
+ * it.  That view is what the socket last learnt from its commands (libzmq
+ * tells the writer how far the I/O thread has read a pipe with a command
+ * every ROUTER_HWM / 2 messages, taken in only when the socket processes
+ * its commands), and it can be stale: on fresh connections of a primary
+ * just started, under load, the 17th of 20 request/reply round trips found
+ * the pipe "full" (16 unread) although the peer had read every reply, in 4
+ * of 100 runs -- and, the ROUTER not being mandatory then, the reply was
+ * dropped without a word and the peer waited for it forever (test_repl's
+ * identities cases, under load).  So on EAGAIN the commands are processed
+ * (ZMQ_EVENTS) and the send tried once more: it went through in each of
+ * those cases.  Still full, the peer has not read ROUTER_HWM replies: the
+ * reply is dropped, counted (replies_dropped) and logged. */
 static void reply(struct repl_primary *p, const struct link_in *in, const struct wire_msg *m)
 {
     char why[256];
     int rc = link_send(p->router, in->route, in->route_len, m, why, sizeof why);
 
-    if (rc && rc != EAGAIN && rc != EHOSTUNREACH)
+    if (rc == EAGAIN) {
+        int events = 0;
+        size_t size = sizeof events;
+        zmq_getsockopt(p->router, ZMQ_EVENTS, &events, &size);
+        rc = link_send(p->router, in->route, in->route_len, m, why, sizeof why);
+    }
+    if (rc == EAGAIN || rc == EHOSTUNREACH) {
+        char detail[300];
+        p->n_reply_drops++;
+        snprintf(detail, sizeof detail, "reply=%s error=\"%s\"", wire_type_name(m->type),
+                 rc == EAGAIN ? "the peer has not read the replies queued before (high-water mark)"
+                              : "the peer is gone");
+        peer_event(p, in, LOG_WARN, "reply to a peer dropped", detail);
+    } else if (rc) {
         log_msg(LOG_WARN, "cannot answer a standby", "error=\"%s\"", why);
+    }
 }
 
 static void reply_error(struct repl_primary *p, const struct link_in *in, uint32_t code, const char *text)
@@ -1249,13 +1279,14 @@ static void heartbeat(struct repl_primary *p)
             list = NULL;
         }
     extra =
-        list ? json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
+        list ? json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
                          "replicated_lsn", json_uint(atomic_load(&ring_header_of(p->ring)->replicated_lsn)),
                          "n_standbys", json_uint(n), "peers_dropped", json_uint(p->n_dropped_peers),
                          "monitor_hellos", json_uint(p->n_monitor_hellos), "hellos_refused",
                          json_uint(p->n_hellos_refused), "lower_epoch_refused", json_uint(p->n_lower_epoch),
                          "higher_epoch_requests", json_uint(p->n_higher_epoch), "requests_oversized",
                          json_uint(p->n_oversized), "serve_connections_closed", json_uint(p->n_closed),
+                         "replies_dropped", json_uint(p->n_reply_drops),
                          "standbys_evicted", json_uint(p->n_evicted), "curve", p->zap != NULL,
                          "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
              : NULL; /* "o" steals list, even when json_pack fails */
@@ -1440,8 +1471,9 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
          * would take its connection over), node_ids are HELLO's
          * (hello_slot); ZMTP heartbeats find dead connections */
         int64_t max_req = ROUTER_CUT_SIZE;
-        int ivl = 1000, timeout = 5000;
+        int ivl = 1000, timeout = 5000, mandatory = 1; /* mandatory: reply */
         if (zmq_setsockopt(p->router, ZMQ_MAXMSGSIZE, &max_req, sizeof max_req) ||
+            zmq_setsockopt(p->router, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory) ||
             zmq_setsockopt(p->router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
             zmq_setsockopt(p->router, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout) ||
             zmq_setsockopt(p->pub, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
