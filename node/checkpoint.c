@@ -434,20 +434,74 @@ static int ask_apply(struct node *n, int ask, uint64_t wanted_seq, ckpt_job **jo
     return rc;
 }
 
-/* A primary's base that served its last request, or that may not serve
- * it: freed after the reply (snapshot_after_reply), since unmapping it and
- * letting its file go -- the engine unlinked its name -- frees every page
- * of it, a few milliseconds of an open at 0.5 M entries. */
-static void retire_base(struct node *n, ckpt_job *base)
+/* A primary's base that may no longer serve: freed after the reply
+ * (snapshot_after_reply), since unmapping it and letting its file go --
+ * the engines unlinked their links -- frees every page of it, a few
+ * milliseconds of an open at 0.5 M entries. */
+static void retire_base(struct node *n)
 {
     ckpt_job_free(n->snap_retired);
-    n->snap_retired = base;
+    n->snap_retired = n->snap_base;
+    n->snap_base = NULL;
+    n->snap_rebase_due = 0;
+}
+
+/* When a base's overlays are too large to go on: their fold holds more
+ * records than an eighth of the base's entries (an engine reads the base
+ * whole each open; past that, an overlay's writing and reading cost more
+ * than the base's) and at least REBASE_MIN_RECORDS. */
+#define REBASE_MIN_RECORDS 4096
+
+/* The name of the next snapshot file of this node: state-PID-N (given to
+ * an engine) or base-PID-N (a base the node keeps, linked to engines'
+ * names). */
+static void snapshot_path(struct node *n, const char *kind, char *path, size_t path_size)
+{
+    uint64_t id;
+
+    pthread_mutex_lock(&n->lock);
+    id = ++n->snap_made;
+    pthread_mutex_unlock(&n->lock);
+    snprintf(path, path_size, "%s/snapshots/%s-%" PRIu64 "-%" PRIu64 SNAP_SUFFIX, n->c->data_dir, kind,
+             (uint64_t)getpid(), id);
+}
+
+/* A new base from the current one and its overlays' fold (ckpt_job_rebase),
+ * on the control thread after a reply: the whole-file merge an open used
+ * to do, now once per many opens and while no request waits for it. */
+static void rebase(struct node *n)
+{
+    char path[PATH_MAX + 64], err[512] = "";
+    uint64_t n_entries = 0, t0 = now_ns(), cpu0 = seg_now_ns(CLOCK_THREAD_CPUTIME_ID);
+    uint64_t folded = ckpt_job_fold_records(n->snap_base);
+    ckpt_job *next = NULL;
+    int rc;
+
+    n->snap_rebase_due = 0;
+    snapshot_path(n, "base", path, sizeof path);
+    rc = ckpt_job_rebase(n->snap_base, n->s, path, &n_entries, &next, err, sizeof err);
+    if (rc && sys_io_failed())
+        fatal("snapshot base failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
+    ckpt_job_free(n->snap_base);
+    n->snap_base = next; /* NULL (failed, or no base made): the next request reads the store */
+    if (rc) {
+        log_msg(LOG_INFO, "snapshot: the base cannot be rebased, the next one reads the store", "error=\"%s\"",
+                err[0] ? err : store_strerror(rc));
+        return;
+    }
+    if (!next)
+        unlink(path);
+    log_msg(LOG_INFO, "state snapshot rebased",
+            "folded_records=%" PRIu64 " entries=%" PRIu64 " ms=%.1f cpu_ms=%.1f", folded, n_entries,
+            (double)(now_ns() - t0) / 1e6, (double)(seg_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6);
 }
 
 void snapshot_after_reply(struct node *n)
 {
     ckpt_job_free(n->snap_retired);
     n->snap_retired = NULL;
+    if (n->snap_base && n->snap_rebase_due)
+        rebase(n);
 }
 
 void snapshot_bases_drop(struct node *n)
@@ -457,7 +511,7 @@ void snapshot_bases_drop(struct node *n)
     n->snap_base = NULL;
 }
 
-/* Whether a primary's snapshot may start from the one it served last
+/* Whether a primary's snapshot may be an overlay of its base
  * (serve_snapshot): always, unless the test hook RK_TEST_SNAPSHOT_BASE
  * names a file (sys_test_gate) that holds 0 or is missing -- so that a
  * test can compare what a base gives with what the store gives. */
@@ -468,70 +522,78 @@ static int base_allowed(void)
     return !gate || sys_test_gate(gate) != 0;
 }
 
-/* On the control thread: writes the snapshot file for the request it
- * answers from job (begun by begin_snapshot, or a primary's base:
- * from_base), at journal entry upto (0: at job's), then the reply.  A job
- * whose entries past it the journal no longer holds (trimmed since it
- * began: RK_ENOTFOUND from ckpt_job_snapshot_at), or a base whose file no
- * longer verifies (RK_ECORRUPT), is replaced by a job begun again, a few
- * times.  base_pos (NULL: a standby's) is where the drain was when the
- * request came: the file is then kept as the next request's base. */
-static void write_snapshot(struct node *n, ckpt_job *job, int from_base, uint64_t upto, uint64_t t_request,
-                           uint64_t t_begun, const uint64_t *base_pos, char *out, size_t out_size)
+/* The snapshot failed: logged, kept as the last error, the reply says why. */
+static void snapshot_failed(struct node *n, int rc, const char *err, char *out, size_t out_size)
 {
-    char path[PATH_MAX + 64], err[512] = "";
-    uint64_t n_entries = 0, applied_seq = ckpt_job_applied_seq(job), t0 = now_ns(), id;
+    log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
+    pthread_mutex_lock(&n->lock);
+    snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
+    pthread_mutex_unlock(&n->lock);
+    snprintf(out, out_size, "error %s", err[0] ? err : store_strerror(rc));
+}
+
+/* On the control thread: writes the snapshot file for the request it
+ * answers from job (begun by begin_snapshot), at journal entry upto (0:
+ * at job's), then the reply.  A job whose entries past it the journal no
+ * longer holds (trimmed since it began: RK_ENOTFOUND from
+ * ckpt_job_snapshot_at) is replaced by a job begun again, a few times.
+ * base_pos (NULL: a standby's) is where the drain was when the request
+ * came: the file is then written as a base the node keeps (base-PID-N),
+ * which the engine gets a link to, and the next requests get overlays of
+ * it (serve_snapshot). */
+static void write_snapshot(struct node *n, ckpt_job *job, uint64_t upto, uint64_t t_request, uint64_t t_begun,
+                           const uint64_t *base_pos, char *out, size_t out_size)
+{
+    char path[PATH_MAX + 64], base_path[PATH_MAX + 64], err[512] = "";
+    uint64_t n_entries = 0, applied_seq = ckpt_job_applied_seq(job), t0 = now_ns();
     uint64_t cpu0 = seg_now_ns(CLOCK_THREAD_CPUTIME_ID);
     ckpt_job *next = NULL;
     int rc;
 
-    pthread_mutex_lock(&n->lock);
-    id = ++n->snap_made;
-    pthread_mutex_unlock(&n->lock);
-    snprintf(path, sizeof path, "%s/snapshots/state-%" PRIu64 "-%" PRIu64 SNAP_SUFFIX, n->c->data_dir,
-             (uint64_t)getpid(), id);
+    snapshot_path(n, "state", path, sizeof path);
+    if (base_pos)
+        snapshot_path(n, "base", base_path, sizeof base_path);
     for (int tries = 1;; tries++) {
         err[0] = '\0';
         applied_seq = ckpt_job_applied_seq(job);
-        rc =
-            ckpt_job_snapshot_at(job, n->s, upto, path, &n_entries, base_pos ? &next : NULL, err, sizeof err);
-        if (from_base)
-            retire_base(n, job);
-        else
-            ckpt_job_free(job);
+        rc = ckpt_job_snapshot_at(job, n->s, upto, base_pos ? base_path : path, &n_entries, base_pos ? &next : NULL,
+                                  err, sizeof err);
+        ckpt_job_free(job);
         job = NULL;
-        if (!from_base) {
-            pthread_mutex_lock(&n->lock);
-            n->n_snap_jobs--; /* the store may go now (a standby's bootstrap: apply_stop) */
-            pthread_cond_broadcast(&n->apply_cond);
-            pthread_mutex_unlock(&n->lock);
-        } else if (rc == RK_ENOTFOUND || rc == RK_ECORRUPT) {
-            log_msg(LOG_INFO, "snapshot: the last one served cannot be the base", "error=\"%s\"",
-                    err[0] ? err : store_strerror(rc));
-            rc = RK_ENOTFOUND;
-        }
+        pthread_mutex_lock(&n->lock);
+        n->n_snap_jobs--; /* the store may go now (a standby's bootstrap: apply_stop) */
+        pthread_cond_broadcast(&n->apply_cond);
+        pthread_mutex_unlock(&n->lock);
         if (rc != RK_ENOTFOUND || tries == 3)
             break;
         err[0] = '\0';
-        from_base = 0;
         rc = ask_apply(n, REQ_SNAPSHOT, 0, &job, &t_begun, err, sizeof err);
         if (rc)
             break;
     }
+    if (!rc && base_pos) {
+        /* the engine's name for the file: a link to the base kept (the
+         * engine unlinks it; the base's own name stays), or the file
+         * itself when no base could be made */
+        if ((next ? link(base_path, path) : rename(base_path, path)) != 0) {
+            rc = errno;
+            snprintf(err, sizeof err, "snapshot %.400s: %s", path, strerror(rc));
+            ckpt_job_free(next);
+            next = NULL;
+            unlink(base_path);
+        }
+    }
     if (rc && sys_io_failed())
         fatal("snapshot failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
     if (rc) {
-        log_msg(LOG_ERROR, "snapshot failed", "error=\"%s\"", err[0] ? err : store_strerror(rc));
-        pthread_mutex_lock(&n->lock);
-        snprintf(n->last_error, sizeof n->last_error, "%s", err[0] ? err : store_strerror(rc));
-        pthread_mutex_unlock(&n->lock);
-        snprintf(out, out_size, "error %s", err[0] ? err : store_strerror(rc));
+        snapshot_failed(n, rc, err, out, out_size);
         return;
     }
     if (next) {
         n->snap_base = next;
         n->snap_base_pos = *base_pos;
         n->snap_base_epoch = checkpoint_epoch(n);
+        n->snap_rebase_due = 0;
     }
     /* where an rk_state_open's time goes: drain and apply reaching its
      * point (wait), the copy (export; cpu: of it, this thread's CPU time,
@@ -539,53 +601,99 @@ static void write_snapshot(struct node *n, ckpt_job *job, int from_base, uint64_
      * own */
     log_msg(LOG_INFO, "state snapshot served",
             "seq=%" PRIu64 " applied_seq=%" PRIu64 " folded=%" PRIu64 " entries=%" PRIu64
-            " from=%s wait_ms=%.1f export_ms=%.1f cpu_ms=%.1f",
+            " from=store wait_ms=%.1f export_ms=%.1f cpu_ms=%.1f",
             upto > applied_seq ? upto : applied_seq, applied_seq, upto > applied_seq ? upto - applied_seq : 0,
-            n_entries, from_base ? "last" : "store", (double)(t_begun - t_request) / 1e6,
-            (double)(now_ns() - t0) / 1e6, (double)(seg_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6);
+            n_entries, (double)(t_begun - t_request) / 1e6, (double)(now_ns() - t0) / 1e6,
+            (double)(seg_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6);
     snprintf(out, out_size, "ok %s", path);
+}
+
+/* On the control thread: the overlay of the primary's base at journal
+ * entry upto (ckpt_job_overlay_at), and a link to the base's file, named
+ * in the overlay, for the engine (link(2): the engine opens and unlinks it
+ * as it does the overlay; the base's own name stays the node's).  0 and
+ * the reply in out, or non-zero: the base goes (the caller reads the
+ * store). */
+static int write_overlay(struct node *n, uint64_t upto, const uint64_t *drained, char *out, size_t out_size)
+{
+    ckpt_job *base = n->snap_base;
+    char path[PATH_MAX + 64], link_path[PATH_MAX + 80], err[512] = "";
+    const char *link_name;
+    uint64_t n_records = 0, t0 = now_ns(), cpu0 = seg_now_ns(CLOCK_THREAD_CPUTIME_ID);
+    int rc;
+
+    snapshot_path(n, "state", path, sizeof path);
+    snprintf(link_path, sizeof link_path, "%.*s-base" SNAP_SUFFIX, (int)(strlen(path) - strlen(SNAP_SUFFIX)), path);
+    link_name = strrchr(link_path, '/') + 1;
+    rc = ckpt_job_overlay_at(base, n->s, upto, path, link_name, &n_records, err, sizeof err);
+    if (rc && sys_io_failed())
+        fatal("snapshot failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
+    if (!rc && link(ckpt_job_base_path(base), link_path) != 0) {
+        rc = errno;
+        snprintf(err, sizeof err, "snapshot base link %.400s: %s", link_path, strerror(rc));
+        unlink(path);
+    }
+    if (rc) {
+        log_msg(LOG_INFO, "snapshot: the base cannot serve, the store does", "error=\"%s\"",
+                err[0] ? err : store_strerror(rc));
+        retire_base(n);
+        return rc;
+    }
+    n->snap_base_pos = *drained;
+    if (ckpt_job_fold_records(base) > ckpt_job_base_entries(base) / 8 &&
+        ckpt_job_fold_records(base) >= REBASE_MIN_RECORDS)
+        n->snap_rebase_due = 1; /* after the reply: snapshot_after_reply */
+    log_msg(LOG_INFO, "state snapshot served",
+            "seq=%" PRIu64 " applied_seq=%" PRIu64 " folded=%" PRIu64 " entries=%" PRIu64
+            " from=overlay base_entries=%" PRIu64 " fold_records=%" PRIu64
+            " wait_ms=0.0 export_ms=%.1f cpu_ms=%.1f",
+            upto, ckpt_job_applied_seq(base), upto - ckpt_job_applied_seq(base), n_records,
+            ckpt_job_base_entries(base), ckpt_job_fold_records(base), (double)(now_ns() - t0) / 1e6,
+            (double)(seg_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6);
+    snprintf(out, out_size, "ok %s", path);
+    return 0;
 }
 
 /* On the control thread, a primary's snapshot request: served at the
  * journal entry that held everything written before the request
  * (answer_request saw the drain there) whether apply has reached it or
- * not.  From the snapshot served last (its file, kept mapped: the base),
- * when there is one of this epoch and the entries since are few: that
- * file with those entries taken through apply's rules and merged in, a
- * sequential copy with no wait for apply.  Otherwise from a job the apply
- * thread begins at its next group boundary (ask_apply), with the entries
- * from there to the request's point merged in the same way; reading every
- * table of the store that way took 80-250 ms at 0.5-0.85 M entries, most
- * of an open's time (issue 9.5).  Waiting for apply to reach the request's
- * point instead, an open waited for apply's lag: seconds under a load
- * apply barely keeps up with. */
-static void serve_snapshot(struct node *n, uint64_t t_request, char *out, size_t out_size)
+ * not.  As an overlay of the base the node keeps (the whole snapshot it
+ * served first), when there is one of this epoch and the entries since
+ * the last request are few: the entries since the base taken through
+ * apply's rules (its fold, run on from the last request's point), a
+ * file of what changed, no copy of the state (issue 9.5: rewriting the
+ * whole state, 50 MB at 0.55 M entries, was most of the node's cost of
+ * an open).  Otherwise (whole: asked for one) a whole snapshot from a job
+ * the apply thread begins at its next group boundary (ask_apply), with
+ * the entries from there to the request's point merged in the same way,
+ * kept as the next base; reading every table of the store that way took
+ * 80-250 ms at 0.5-0.85 M entries.  Waiting for apply to reach the
+ * request's point instead, an open waited for apply's lag: seconds under
+ * a load apply barely keeps up with. */
+static void serve_snapshot(struct node *n, int whole, uint64_t t_request, char *out, size_t out_size)
 {
-    ckpt_job *job = n->snap_base;
+    ckpt_job *job = NULL;
     char err[512] = "";
     uint64_t upto, t_begun = t_request, drained = atomic_load(&n->drained_pos);
 
-    n->snap_base = NULL;
     pthread_mutex_lock(&n->lock);
     upto = n->journal_seq;
     pthread_mutex_unlock(&n->lock);
-    /* a base is folded forward by up to SNAPSHOT_BASE_FOLD_MAX_BYTES of
-     * ring frames: more than a job from apply (below), which holds a
-     * snapshot transaction and the pages apply changes meanwhile, since a
-     * base holds neither; at 4 MiB, opens that took longer than the ring
-     * took to fill that much (0.4 s at 100k records/s) lost their base and
-     * waited for apply.  Further, or of another epoch, it goes */
-    if (job && (n->snap_base_epoch != checkpoint_epoch(n) ||
-                n->snap_base_pos + SNAPSHOT_BASE_FOLD_MAX_BYTES < drained || ckpt_job_applied_seq(job) > upto ||
-                !base_allowed())) {
-        retire_base(n, job);
-        job = NULL;
-    }
-    if (job) {
-        /* wait_ms: the drain reaching the request's point (answer_request) */
-        write_snapshot(n, job, 1, upto, t_request, now_ns(), &drained, out, out_size);
+    /* a base's fold is run on by up to SNAPSHOT_BASE_FOLD_MAX_BYTES of
+     * ring frames a request: more than a job from apply (below), which
+     * holds a snapshot transaction and the pages apply changes meanwhile,
+     * since a base holds neither; at 4 MiB, opens that took longer than
+     * the ring took to fill that much (0.4 s at 100k records/s) lost their
+     * base and waited for apply.  Further, or of another epoch, it goes */
+    if (n->snap_base && whole)
+        log_msg(LOG_INFO, "snapshot: a whole one asked for, the base goes",
+                "reason=\"an engine found it changed or gone\"");
+    if (n->snap_base && (whole || n->snap_base_epoch != checkpoint_epoch(n) ||
+                         n->snap_base_pos + SNAPSHOT_BASE_FOLD_MAX_BYTES < drained ||
+                         ckpt_job_applied_seq(n->snap_base) > upto || !base_allowed()))
+        retire_base(n);
+    if (n->snap_base && write_overlay(n, upto, &drained, out, out_size) == 0)
         return;
-    }
     pthread_mutex_lock(&n->lock);
     /* what is folded is bounded (SNAPSHOT_FOLD_MAX_BYTES of ring frames
      * past apply): further behind, apply is waited for until it is that
@@ -601,7 +709,7 @@ static void serve_snapshot(struct node *n, uint64_t t_request, char *out, size_t
         snprintf(out, out_size, "error %s", err);
         return;
     }
-    write_snapshot(n, job, 0, upto, t_request, t_begun, &drained, out, out_size);
+    write_snapshot(n, job, upto, t_request, t_begun, &drained, out, out_size);
 }
 
 void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_t out_size)
@@ -610,14 +718,16 @@ void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_
     ckpt_job *job = NULL;
     char res[PATH_MAX];
 
-    if (n->role == ROLE_PRIMARY && ask == REQ_SNAPSHOT) {
-        serve_snapshot(n, t_request, out, out_size);
+    if (n->role == ROLE_PRIMARY && (ask == REQ_SNAPSHOT || ask == REQ_SNAPSHOT_WHOLE)) {
+        serve_snapshot(n, ask == REQ_SNAPSHOT_WHOLE, t_request, out, out_size);
         return;
     }
+    if (ask == REQ_SNAPSHOT_WHOLE)
+        ask = REQ_SNAPSHOT; /* a standby's snapshots are whole */
     if (ask_apply(n, ask, WANT_ROLE_SEQ, &job, &t_begun, res, sizeof res) != 0)
         snprintf(out, out_size, "error %s", res);
     else if (job)
-        write_snapshot(n, job, 0, 0, t_request, t_begun, NULL, out, out_size);
+        write_snapshot(n, job, 0, t_request, t_begun, NULL, out, out_size);
     else
         snprintf(out, out_size, "ok %s", res);
 }
@@ -626,7 +736,8 @@ void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_
 
 /* Snapshots are unlinked by the engine that opens them; one whose engine
  * died before that, or that an earlier run was writing, is removed here
- * once it is a minute old. */
+ * once it is a minute old.  An earlier run's bases (base-*: no engine
+ * opens them by that name, they get links) are removed at any age. */
 static void remove_old_snapshots(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -639,7 +750,8 @@ static void remove_old_snapshots(const char *dir)
         if (de->d_name[0] == '.')
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 60)
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+            (now - st.st_mtime > 60 || strncmp(de->d_name, "base-", 5) == 0))
             unlink(path);
     }
     if (d)

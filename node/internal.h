@@ -69,10 +69,12 @@ struct node {
                                     (under lock; write_snapshot) */
     uint64_t snap_begun_ns;      /* when it was begun (under lock) */
     uint64_t snap_made;          /* snapshot files named so far: the next one's number (under lock) */
-    ckpt_job *snap_base;         /* a primary's last snapshot file, kept for the next request
-                                    (ckpt_job_snapshot_at's next; the control thread's only) */
-    uint64_t snap_base_pos;      /* the drain's position when it was asked for */
-    uint64_t snap_base_epoch;    /* the epoch it was served in */
+    ckpt_job *snap_base;         /* a primary's base: a whole snapshot file it keeps, that the
+                                    next requests get overlays of (ckpt_job_snapshot_at's next;
+                                    the control thread's only) */
+    uint64_t snap_base_pos;      /* the drain's position at the last request it served */
+    uint64_t snap_base_epoch;    /* the epoch it was made in */
+    int snap_rebase_due;         /* its overlays grew too large: a new base after the reply */
     ckpt_job *snap_retired;      /* a base to free after the reply (the control thread's) */
     uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
     pthread_cond_t ckpt_cond;    /* a job for the checkpoint thread, or stop */
@@ -150,6 +152,10 @@ json_t *status_object(struct node *n);
 
 /* What the apply thread asks of itself (wanted). */
 enum { REQ_SNAPSHOT = 1, REQ_CHECKPOINT = 2 };
+/* serve_request only: a snapshot request that wants a whole snapshot file,
+ * not an overlay ("snapshot whole": an engine whose base failed its
+ * checks asks again) */
+enum { REQ_SNAPSHOT_WHOLE = 3 };
 
 /* checkpoint.c: checkpoints and snapshots, for every role (see there).
  * On the apply thread, between applier_run calls: */
@@ -183,7 +189,8 @@ void checkpoint_threads_stop(struct node *n);
 void serve_request(struct node *n, int ask, uint64_t t_request, char *out, size_t out_size);
 
 /* Control thread, after each reply is sent: frees what the snapshot just
- * served no longer needs. */
+ * served no longer needs, and makes a primary's new base when its
+ * overlays grew too large (off the request's path). */
 void snapshot_after_reply(struct node *n);
 
 /* At a primary's stop, its control thread stopped: frees its bases. */

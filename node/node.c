@@ -201,7 +201,9 @@ static void standby_status_reply(struct node *n, char *reply, size_t reply_size)
  * applied), refused while a bootstrap replaces its store. */
 static void standby_answer(struct node *n, const char *req, char *reply, size_t reply_size)
 {
-    int ask = strcmp(req, "snapshot") == 0 ? REQ_SNAPSHOT : strcmp(req, "checkpoint") == 0 ? REQ_CHECKPOINT : 0;
+    int ask = strcmp(req, "snapshot") == 0 || strcmp(req, "snapshot whole") == 0 ? REQ_SNAPSHOT
+              : strcmp(req, "checkpoint") == 0                                   ? REQ_CHECKPOINT
+                                                                                 : 0;
 
     if (!ask)
         snprintf(reply, reply_size, "error %.200s is not served by a standby", req);
@@ -214,7 +216,7 @@ static void standby_answer(struct node *n, const char *req, char *reply, size_t 
 
 /* The control loop's answers, for every role: "status" (and its old name
  * "status-json"), "promote" and "promote force" (a standby's),
- * "snapshot" and "checkpoint"; a primary's other requests through
+ * "snapshot", "snapshot whole" and "checkpoint"; a primary's other requests through
  * primary_answer. */
 static void control_answer(void *arg, const char *req, char *reply, size_t reply_size)
 {

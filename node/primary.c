@@ -859,6 +859,8 @@ void primary_answer(struct node *n, const char *req, char *reply, size_t reply_s
                  (uint64_t)atomic_load(&n->stepped_down));
     } else if (strcmp(req, "snapshot") == 0)
         answer_request(n, REQ_SNAPSHOT, reply, reply_size);
+    else if (strcmp(req, "snapshot whole") == 0)
+        answer_request(n, REQ_SNAPSHOT_WHOLE, reply, reply_size);
     else if (strcmp(req, "checkpoint") == 0)
         answer_request(n, REQ_CHECKPOINT, reply, reply_size);
     else

@@ -71,8 +71,10 @@ struct rk_state {
     struct mem_table *mt;  /* tables by name */
     size_t n_mt;
     struct mem_block *blocks; /* a checkpoint file's entries */
-    uint8_t *map;             /* a snapshot file's mapping */
+    uint8_t *map;             /* a snapshot file's mapping (an overlay's, or a whole one's) */
     size_t map_len;
+    uint8_t *base_map; /* an overlay's base's */
+    size_t base_map_len;
 };
 
 /* No node on dir: make the snapshot in this process, unless the ring holds
@@ -214,59 +216,60 @@ static int snap_entry_add(void *arg, const void *key, uint32_t klen, const void 
     return 0;
 }
 
-/* Maps the state snapshot file at path, unlinks it, and verifies it whole
- * while holding its entries in s (err: why it was refused). */
-static int open_snapshot(const char *path, rk_state *s, char *err, size_t err_size)
+/* Maps the file at path (read only, private) and unlinks it: the copy is
+ * this engine's, and nothing is left behind if it dies.  0 or errno. */
+static int map_file(const char *path, uint8_t **map, size_t *len)
 {
-    struct snap_info info;
     struct stat st;
     int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
 
+    *map = NULL;
+    *len = 0;
     if (fd < 0)
         return errno;
     if (fstat(fd, &st) != 0)
         rc = errno;
-    s->map_len = rc ? 0 : (size_t)st.st_size;
-    if (s->map_len) {
+    if (!rc && st.st_size > 0) {
         /* MAP_POPULATE: the pages are in the page cache (the node just
          * wrote them); one call maps them all instead of a fault each */
-        void *map = mmap(NULL, s->map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-        if (map == MAP_FAILED)
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        if (m == MAP_FAILED) {
             rc = errno;
-        else
-            s->map = map;
-    }
-    close(fd);
-    unlink(path); /* private to this engine: gone with it */
-    if (rc) {
-        s->map_len = 0;
-        return rc;
-    }
-    /* the table array first, its size from the header (verified below
-     * before any entry is used) */
-    if (s->map_len >= SNAP_HEADER_SIZE) {
-        struct snap_header h;
-        memcpy(&h, s->map, sizeof h);
-        if (h.n_tables <= s->map_len / sizeof(struct snap_table)) {
-            s->mt = calloc(h.n_tables ? h.n_tables : 1, sizeof *s->mt);
-            if (!s->mt)
-                return ENOMEM;
+        } else {
+            *map = m;
+            *len = (size_t)st.st_size;
         }
     }
-    if (!s->mt) /* too short or too many tables: snap_verify says which */
-        return snap_verify(s->map, s->map_len, &info, NULL, NULL, NULL, err, err_size);
-    rc = snap_verify(s->map, s->map_len, &info, snap_table_add, snap_entry_add, s, err, err_size);
-    if (rc)
-        return rc;
-    s->info.lsn = info.h.am.applied_lsn;
-    s->info.journal_seq = info.h.am.applied_seq;
-    s->info.digest = info.h.am.digest;
-    s->info.producers = calloc(info.h.n_producers ? info.h.n_producers : 1, sizeof *s->info.producers);
+    close(fd);
+    unlink(path);
+    return rc;
+}
+
+/* The header of the file in map[0..len), or zeros when it is too short (the
+ * verifier says so); read before the file is verified, to size arrays or
+ * find a base: every use is checked again by snap_verify. */
+static struct snap_header peek_header(const uint8_t *map, size_t len)
+{
+    struct snap_header h;
+
+    memset(&h, 0, sizeof h);
+    if (len >= SNAP_HEADER_SIZE)
+        memcpy(&h, map, sizeof h);
+    return h;
+}
+
+/* What was applied and the producers' heights, from verified file info. */
+static int state_info(rk_state *s, const struct snap_info *info)
+{
+    s->info.lsn = info->h.am.applied_lsn;
+    s->info.journal_seq = info->h.am.applied_seq;
+    s->info.digest = info->h.am.digest;
+    s->info.producers = calloc(info->h.n_producers ? info->h.n_producers : 1, sizeof *s->info.producers);
     if (!s->info.producers)
         return ENOMEM;
-    for (uint64_t i = 0; i < info.h.n_producers; i++) {
+    for (uint64_t i = 0; i < info->h.n_producers; i++) {
         struct snap_producer p;
-        snap_producer_at(&info, i, &p);
+        snap_producer_at(info, i, &p);
         if (p.m.n_groups == 0)
             continue; /* no group applied: no height */
         struct ckpt_producer *cp = &s->info.producers[s->info.n_producers++];
@@ -275,6 +278,217 @@ static int open_snapshot(const char *path, rk_state *s, char *err, size_t err_si
         cp->applied_lsn = p.m.applied_lsn;
     }
     return 0;
+}
+
+/* An overlay's tables, as its walk gives them: entries pointing into its
+ * mapping, a tombstone's vlen SNAP_TOMBSTONE. */
+struct overlay {
+    struct mem_table *t;
+    size_t n_t;
+};
+
+static int overlay_table(void *arg, uint32_t i, const char *name, uint64_t n_entries)
+{
+    struct overlay *o = arg;
+    struct mem_table *t = &o->t[i];
+
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->e = malloc((n_entries ? n_entries : 1) * sizeof *t->e);
+    if (!t->e)
+        return ENOMEM;
+    t->cap = n_entries;
+    o->n_t = i + 1;
+    return 0;
+}
+
+static int overlay_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct overlay *o = arg;
+    struct mem_table *t = &o->t[o->n_t - 1];
+
+    if (t->n == t->cap)
+        return RK_ECORRUPT; /* not reached: snap_verify counts */
+    t->e[t->n++] = (struct mem_entry){.key = key, .val = val, .klen = klen, .vlen = vlen};
+    return 0;
+}
+
+/* The base's walk with the overlay put over it: each table of the state
+ * is the base's entries and the overlay's table of that name merged by
+ * key (the overlay's entry replacing the base's of its key, a tombstone
+ * dropping it), and the overlay's tables the base has not are added in
+ * name order. */
+struct overlay_merge {
+    rk_state *s;
+    const struct overlay *o;
+    size_t next;                 /* o->t[next]: the first overlay table not yet reached */
+    const struct mem_table *cur; /* the current table's overlay table, or NULL */
+    size_t at;                   /* its entries not yet merged */
+};
+
+static void merged_add(struct mem_table *t, const struct mem_entry *e)
+{
+    if (e->vlen != SNAP_TOMBSTONE)
+        t->e[t->n++] = *e; /* room: the table's array holds both */
+}
+
+/* Ends the current table: the rest of its overlay entries. */
+static void merge_table_end(struct overlay_merge *m)
+{
+    for (; m->cur && m->at < m->cur->n; m->at++)
+        merged_add(&m->s->mt[m->s->n_mt - 1], &m->cur->e[m->at]);
+    m->cur = NULL;
+}
+
+/* Begins table name of the state, with base_n entries from the base and
+ * ov (NULL: none) the overlay's. */
+static int merge_table_begin(struct overlay_merge *m, const char *name, uint64_t base_n, const struct mem_table *ov)
+{
+    struct mem_table *t = &m->s->mt[m->s->n_mt];
+    size_t n = base_n + (ov ? ov->n : 0);
+
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->e = malloc((n ? n : 1) * sizeof *t->e);
+    if (!t->e)
+        return ENOMEM;
+    t->cap = n;
+    m->s->n_mt++;
+    m->cur = ov;
+    m->at = 0;
+    return 0;
+}
+
+/* Ends the current table, then adds the overlay's tables before name
+ * (every one left: NULL) that the base has not. */
+static int merge_tables_before(struct overlay_merge *m, const char *name)
+{
+    int rc = 0;
+
+    merge_table_end(m);
+    while (!rc && m->next < m->o->n_t && (!name || strcmp(m->o->t[m->next].name, name) < 0)) {
+        rc = merge_table_begin(m, m->o->t[m->next].name, 0, &m->o->t[m->next]);
+        m->next++;
+        merge_table_end(m);
+    }
+    return rc;
+}
+
+static int merge_base_table(void *arg, uint32_t i, const char *name, uint64_t n_entries)
+{
+    struct overlay_merge *m = arg;
+    const struct mem_table *ov = NULL;
+    int rc = merge_tables_before(m, name);
+
+    (void)i;
+    if (!rc && m->next < m->o->n_t && strcmp(m->o->t[m->next].name, name) == 0)
+        ov = &m->o->t[m->next++];
+    return rc ? rc : merge_table_begin(m, name, n_entries, ov);
+}
+
+static int merge_base_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct overlay_merge *m = arg;
+    struct mem_table *t = &m->s->mt[m->s->n_mt - 1];
+    const struct mem_table *ov = m->cur;
+
+    while (ov && m->at < ov->n) {
+        const struct mem_entry *e = &ov->e[m->at];
+        int c = ckpt_key_cmp(e->key, e->klen, key, klen);
+        if (c > 0)
+            break;
+        m->at++;
+        merged_add(t, e);
+        if (c == 0)
+            return 0; /* the base's entry of this key is replaced or deleted */
+    }
+    if (t->n == t->cap)
+        return RK_ECORRUPT; /* not reached: snap_verify counts */
+    t->e[t->n++] = (struct mem_entry){.key = key, .val = val, .klen = klen, .vlen = vlen};
+    return 0;
+}
+
+/* The overlay verified in s->map: its base (named in its header, in the
+ * overlay's directory) mapped, unlinked, checked to be the one the
+ * overlay names and verified whole as it is merged into s's tables.
+ * *base_failed: the base is missing or refused (an engine may ask for a
+ * whole snapshot then). */
+static int open_overlay(const char *path, rk_state *s, const struct snap_info *oinfo, struct overlay *o,
+                        int *base_failed, char *err, size_t err_size)
+{
+    const struct snap_base *ref = &oinfo->h.base;
+    char base_path[PATH_MAX + SNAP_BASE_NAME_MAX + 2];
+    const char *slash = strrchr(path, '/');
+    struct overlay_merge m = {.s = s, .o = o};
+    struct snap_info info;
+    struct snap_header bh;
+    int rc;
+
+    if (slash)
+        snprintf(base_path, sizeof base_path, "%.*s/%s", (int)(slash - path), path, ref->name);
+    else
+        snprintf(base_path, sizeof base_path, "%s", ref->name);
+    *base_failed = 1;
+    rc = map_file(base_path, &s->base_map, &s->base_map_len);
+    if (rc) {
+        snprintf(err, err_size, "state snapshot overlay: its base %s: %s", ref->name, strerror(rc));
+        return rc;
+    }
+    bh = peek_header(s->base_map, s->base_map_len);
+    if (bh.base.file_size || bh.file_size != ref->file_size || bh.body_hash != ref->body_hash ||
+        bh.am.applied_seq != ref->applied_seq) {
+        snprintf(err, err_size, "state snapshot overlay: its base %s is not the snapshot it names", ref->name);
+        return RK_ECORRUPT;
+    }
+    if (bh.n_tables > s->base_map_len / sizeof(struct snap_table))
+        return snap_verify(s->base_map, s->base_map_len, &info, NULL, NULL, NULL, err, err_size);
+    s->mt = calloc(bh.n_tables + o->n_t + 1, sizeof *s->mt);
+    if (!s->mt)
+        return ENOMEM;
+    rc = snap_verify(s->base_map, s->base_map_len, &info, merge_base_table, merge_base_entry, &m, err, err_size);
+    if (rc)
+        return rc;
+    *base_failed = 0;
+    rc = merge_tables_before(&m, NULL);
+    return rc ? rc : state_info(s, oinfo);
+}
+
+/* Maps the state snapshot file at path, unlinks it, and verifies it whole
+ * while holding its entries in s (err: why it was refused); an overlay
+ * with its base (open_overlay: *base_failed when that is what failed). */
+static int open_snapshot(const char *path, rk_state *s, int *base_failed, char *err, size_t err_size)
+{
+    struct snap_info info;
+    struct snap_header h;
+    struct overlay o = {0};
+    int rc = map_file(path, &s->map, &s->map_len);
+
+    *base_failed = 0;
+    if (rc)
+        return rc;
+    h = peek_header(s->map, s->map_len);
+    /* the tables array first, its size from the header (verified below
+     * before any entry is used); too short or too many tables: snap_verify
+     * says which */
+    if (h.n_tables > s->map_len / sizeof(struct snap_table))
+        return snap_verify(s->map, s->map_len, &info, NULL, NULL, NULL, err, err_size);
+    if (h.major == SNAP_MAJOR && h.base.file_size) {
+        o.t = calloc(h.n_tables ? h.n_tables : 1, sizeof *o.t);
+        rc = o.t ? snap_verify(s->map, s->map_len, &info, overlay_table, overlay_entry, &o, err, err_size) : ENOMEM;
+        if (!rc && !info.h.base.file_size) /* not reached: the header's hash covers it */
+            rc = RK_ECORRUPT;
+        if (!rc)
+            rc = open_overlay(path, s, &info, &o, base_failed, err, err_size);
+        for (size_t i = 0; o.t && i < h.n_tables; i++)
+            free(o.t[i].e);
+        free(o.t);
+        return rc;
+    }
+    s->mt = calloc(h.n_tables ? h.n_tables : 1, sizeof *s->mt);
+    if (!s->mt)
+        return ENOMEM;
+    rc = snap_verify(s->map, s->map_len, &info, snap_table_add, snap_entry_add, s, err, err_size);
+    if (!rc && info.h.base.file_size) /* peeked as whole, verified as an overlay: a header that changed */
+        rc = RK_ECORRUPT;
+    return rc ? rc : state_info(s, &info);
 }
 
 static void mem_free(rk_state *s)
@@ -289,6 +503,8 @@ static void mem_free(rk_state *s)
     }
     if (s->map)
         munmap(s->map, s->map_len);
+    if (s->base_map)
+        munmap(s->base_map, s->base_map_len);
     ckpt_info_free(&s->info);
 }
 
@@ -316,12 +532,24 @@ static size_t mem_lower_bound(const struct mem_table *t, const void *key, uint32
     return lo;
 }
 
+/* The file a node's "snapshot" reply names ("ok PATH"); the reply is
+ * freed.  EIO: the node could not write it (it logged why). */
+static int reply_path(char *reply, char *path, size_t path_size)
+{
+    int ok = strncmp(reply, "ok ", 3) == 0;
+
+    if (ok)
+        snprintf(path, path_size, "%s", reply + 3);
+    free(reply);
+    return ok ? 0 : EIO;
+}
+
 int rk_state_open(const char *source, rk_state **out)
 {
     rk_state *s = NULL;
     char path[PATH_MAX + 64], err[512] = "", *reply = NULL;
     struct stat st;
-    int rc;
+    int rc, from_node, base_failed = 0;
 
     if (!source || !out)
         return RK_EINVAL;
@@ -357,14 +585,9 @@ int rk_state_open(const char *source, rk_state **out)
         if (rc != RK_EBUSY)
             break;
     }
-    if (rc == 0 && reply) {
-        if (strncmp(reply, "ok ", 3) != 0) {
-            free(reply); /* the node could not write the snapshot; it logged why */
-            return EIO;
-        }
-        snprintf(path, sizeof path, "%s", reply + 3);
-        free(reply);
-    }
+    from_node = rc == 0 && reply;
+    if (from_node)
+        rc = reply_path(reply, path, sizeof path);
     if (rc)
         return rc;
     s = calloc(1, sizeof *s);
@@ -373,7 +596,27 @@ int rk_state_open(const char *source, rk_state **out)
     /* a file this libringkeep cannot read says RK_EVERSION (node and
      * library of different ringkeep versions) or RK_ECORRUPT; err has
      * the reason */
-    rc = open_snapshot(path, s, err, sizeof err);
+    rc = open_snapshot(path, s, &base_failed, err, sizeof err);
+    if (rc && base_failed && from_node) {
+        /* the node's base (an overlay's) is gone or fails its checks --
+         * an engine's stray write to its link, say: refused, and the node
+         * asked once for a whole snapshot instead, which drops that base */
+        int again = EAGAIN;
+        rk_state_close(s);
+        s = calloc(1, sizeof *s);
+        if (!s)
+            return ENOMEM;
+        for (int tries = 0; again == EAGAIN && tries < 600; tries++) {
+            reply = NULL;
+            again = node_request(source, "snapshot whole", SNAPSHOT_WAIT_MS, &reply);
+            if (again == EAGAIN)
+                usleep(100000);
+        }
+        if (again == 0)
+            again = reply_path(reply, path, sizeof path);
+        if (again == 0)
+            rc = open_snapshot(path, s, &base_failed, err, sizeof err);
+    }
     if (rc) {
         rk_state_close(s);
         return rc;

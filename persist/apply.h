@@ -178,9 +178,40 @@ int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *
  * still holds the entries from its restart point (RK_ENOTFOUND
  * otherwise) and its file still verifies (RK_ECORRUPT otherwise: it is on
  * disk, where an engine could change it); either way the caller drops it
- * and reads the store.  ckpt_job_free unmaps it. */
+ * and reads the store.  The base owns its file from then on:
+ * ckpt_job_free unmaps it and removes it (engines get links to it). */
 int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path, uint64_t *n_entries,
                          ckpt_job **next, char *err, size_t err_size);
+
+/* Writes at path an overlay (persist/snapshot.h) of base j -- a *next of
+ * ckpt_job_snapshot_at -- at journal entry upto: the state at upto, byte
+ * for byte what ckpt_job_snapshot_at would write, as base j's file with
+ * the overlay's entries put over it, the overlay naming the base's file
+ * as base_name (a link to ckpt_job_base_path(j) the caller makes in
+ * path's directory).  Its entries are the base's fold (the entries past
+ * it taken through apply's rules), kept in j and run on from where the
+ * last overlay left it, so that a call reads only the journal entries
+ * since the last one; upto never goes back.  What an overlay writes grows
+ * with what changed since the base: ckpt_job_rebase makes a new base when
+ * it is too much.  *n_records: its entries, tombstones included.
+ * RK_ENOTFOUND: the journal no longer holds an entry the fold needs.
+ * After any failure j's fold is in an unknown state: the caller drops j. */
+int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, const char *base_name,
+                        uint64_t *n_records, char *err, size_t err_size);
+
+/* A new base (*next, NULL when none could be made) at the point base j's
+ * last overlay was at: j's file with its fold merged in, written at path
+ * (a whole snapshot, as ckpt_job_snapshot_at's).  RK_EINVAL: j has no
+ * overlay yet.  RK_ECORRUPT: j's file changed (its hash is checked as it
+ * is read); the caller drops j. */
+int ckpt_job_rebase(ckpt_job *j, store *s, const char *path, uint64_t *n_entries, ckpt_job **next, char *err,
+                    size_t err_size);
+
+/* A base's file (NULL: j is not a base), its entries, and its fold's
+ * records (what its overlays hold, before the last of each key is taken). */
+const char *ckpt_job_base_path(const ckpt_job *j);
+uint64_t ckpt_job_base_entries(const ckpt_job *j);
+uint64_t ckpt_job_fold_records(const ckpt_job *j);
 
 /* Loads checkpoint file path into a's store, which must hold no state
  * yet.  A store being built (store_open with STORE_BUILDING) gets the

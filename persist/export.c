@@ -51,6 +51,14 @@ struct ckpt_job {
      * of state.db (txn and pin NULL) */
     const uint8_t *base;
     size_t base_len;
+    /* a base's file, this job's own (unlinked by ckpt_job_free); engines
+     * get links to it (ckpt_job_overlay_at) */
+    char base_path[PATH_MAX];
+    struct snap_info base_info; /* its header, producers and tables (snap_check_layout) */
+    uint64_t *base_index;       /* the offset of each of its entries, tables in order */
+    /* a base's fold, run on by each ckpt_job_overlay_at from where the
+     * last one left it (NULL until the first) */
+    applier *fold;
     uint64_t epoch;
     struct ckpt_info info; /* header and replay record, read in begin */
 };
@@ -204,8 +212,12 @@ void ckpt_job_free(ckpt_job *j)
     if (!j)
         return;
     snapshot_end(j);
+    applier_close(j->fold);
     if (j->base)
         munmap((void *)j->base, j->base_len);
+    if (j->base_path[0])
+        unlink(j->base_path);
+    free(j->base_index);
     ckpt_info_free(&j->info);
     free(j);
 }
@@ -523,7 +535,7 @@ int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *
         producers[i].m.discard_lsn = rp->producers[i].discard_lsn;
     }
     *n_entries = snap_writer_entries(w);
-    rc = snap_writer_finish(w, &am, producers, rp->n_producers, err, err_size);
+    rc = snap_writer_finish(w, &am, NULL, producers, rp->n_producers, err, err_size);
 out:
     free(producers);
     return rc;
@@ -795,31 +807,64 @@ static int producer_order(const void *x, const void *y)
     return strcmp(((const struct snap_producer *)x)->name, ((const struct snap_producer *)y)->name);
 }
 
+/* Sorts fold a's records (pending_sort: by table index, then key) and
+ * says where each table's are -- [first[t], first[t + 1]) -- and the
+ * tables in name order (by_name: indexes in a->tables); both the
+ * caller's to free.  ENOMEM. */
+static int fold_order(applier *a, size_t **by_name, size_t **first)
+{
+    struct pending *pd = &a->pending;
+
+    *by_name = calloc(a->n_tables + 1, sizeof **by_name);
+    *first = calloc(a->n_tables + 1, sizeof **first);
+    if (!*by_name || !*first)
+        return ENOMEM;
+    pending_sort(pd);
+    for (size_t i = 0; i < pd->n_records; i++)
+        (*first)[pd->records[i].table + 1]++;
+    for (size_t t = 0; t < a->n_tables; t++) {
+        (*first)[t + 1] += (*first)[t];
+        (*by_name)[t] = t;
+    }
+    qsort_r(*by_name, a->n_tables, sizeof **by_name, name_order, a->tables);
+    return 0;
+}
+
+/* The producers with a record in meta.db at fold a's end: the snapshot's
+ * it began from and those the fold gave one (dirty), in meta.db's key
+ * order, into producers (a->n_producers of them at most); how many. */
+static size_t fold_producers(const applier *a, struct snap_producer *producers)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < a->n_producers; i++) {
+        if (!a->producers[i].dirty)
+            continue;
+        memcpy(producers[n].name, a->producers[i].name, sizeof producers[n].name);
+        producers[n++].m = a->producers[i].m;
+    }
+    qsort(producers, n, sizeof *producers, producer_order);
+    return n;
+}
+
 /* Writes the snapshot file of job j with fold a's records merged in;
  * am: what was applied at the fold's end, its digest brought up to date
  * here. */
 static int fold_write_snapshot(ckpt_job *j, applier *a, struct apply_meta *am, const char *path,
                                uint64_t *n_entries, char *err, size_t err_size)
 {
-    struct pending *pd = &a->pending;
-    size_t *by_name = calloc(a->n_tables + 1, sizeof *by_name);
-    size_t *first = calloc(a->n_tables + 1, sizeof *first);
+    size_t *by_name = NULL, *first = NULL;
     struct snap_producer *producers = calloc(a->n_producers + 1, sizeof *producers);
-    size_t n_producers = 0;
-    struct fold_merge m = {.a = a, .pd = pd, .by_name = by_name, .first = first, .digest = am->digest};
-    int rc = by_name && first && producers ? snap_writer_open(path, &m.w, err, err_size) : ENOMEM;
+    struct fold_merge m = {.a = a, .pd = &a->pending, .digest = am->digest};
+    int rc = producers ? fold_order(a, &by_name, &first) : ENOMEM;
 
     *n_entries = 0;
+    m.by_name = by_name;
+    m.first = first;
+    if (!rc)
+        rc = snap_writer_open(path, &m.w, err, err_size);
     if (!rc) {
         struct table_visitor v = {.table = merge_table, .entry = merge_entry, .arg = &m};
-        pending_sort(pd); /* by table index, then key */
-        for (size_t i = 0; i < pd->n_records; i++)
-            first[pd->records[i].table + 1]++;
-        for (size_t t = 0; t < a->n_tables; t++) {
-            first[t + 1] += first[t];
-            by_name[t] = t;
-        }
-        qsort_r(by_name, a->n_tables, sizeof *by_name, name_order, a->tables);
         rc = j->base ? merge_base(j, &m) : walk_tables(j, &v);
         if (!rc)
             rc = fold_tables_before(&m, NULL);
@@ -834,23 +879,98 @@ static int fold_write_snapshot(ckpt_job *j, applier *a, struct apply_meta *am, c
             seg_error(err, err_size, "snapshot %s: %s", path, store_strerror(rc));
         goto out;
     }
-    /* the producers with a record in meta.db: the snapshot's and those the
-     * fold gave one (dirty), in meta.db's key order */
-    for (size_t i = 0; i < a->n_producers; i++) {
-        if (!a->producers[i].dirty)
-            continue;
-        memcpy(producers[n_producers].name, a->producers[i].name, sizeof producers[n_producers].name);
-        producers[n_producers++].m = a->producers[i].m;
-    }
-    qsort(producers, n_producers, sizeof *producers, producer_order);
     am->digest = m.digest;
     *n_entries = snap_writer_entries(m.w);
-    rc = snap_writer_finish(m.w, am, producers, n_producers, err, err_size);
+    rc = snap_writer_finish(m.w, am, NULL, producers, fold_producers(a, producers), err, err_size);
 out:
     free(by_name);
     free(first);
     free(producers);
     return rc;
+}
+
+/* Base b's index: where each of its entries is, so that an overlay finds
+ * the entries its keys replace (base_find).  Its file was just written by
+ * this process, but it is on disk, where an engine could change it (it
+ * gets links to it): its layout is checked and every length bounded by
+ * its table; a change that keeps them is the engine's to see (its hashes,
+ * snap_verify) -- the overlay names the base's hash. */
+static int base_index(ckpt_job *b)
+{
+    struct snap_info *info = &b->base_info;
+    char why[256];
+    uint64_t n = 0;
+
+    if (snap_check_layout(b->base, b->base_len, info, why, sizeof why) != 0)
+        return RK_ECORRUPT;
+    b->base_index = malloc((info->h.n_entries ? info->h.n_entries : 1) * sizeof *b->base_index);
+    if (!b->base_index)
+        return ENOMEM;
+    for (uint64_t i = 0; i < info->h.n_tables; i++) {
+        struct snap_table t;
+        const uint8_t *at, *end;
+        memcpy(&t, info->tables + i * sizeof t, sizeof t);
+        at = b->base + t.offset;
+        end = at + t.size;
+        for (uint64_t e = 0; e < t.n_entries; e++) {
+            uint32_t lens[2];
+            if ((size_t)(end - at) < sizeof lens || n == info->h.n_entries)
+                return RK_ECORRUPT;
+            memcpy(lens, at, sizeof lens);
+            if ((uint64_t)lens[0] + lens[1] > (uint64_t)(end - at) - sizeof lens)
+                return RK_ECORRUPT;
+            b->base_index[n++] = (uint64_t)(at - b->base);
+            at += sizeof lens + lens[0] + lens[1];
+        }
+    }
+    return n == info->h.n_entries ? 0 : RK_ECORRUPT;
+}
+
+/* Base b's entry i (an index in base_index): its key and value. */
+static void base_entry(const ckpt_job *b, uint64_t i, const uint8_t **key, uint32_t *klen, const uint8_t **val,
+                       uint32_t *vlen)
+{
+    const uint8_t *at = b->base + b->base_index[i];
+    uint32_t lens[2];
+
+    memcpy(lens, at, sizeof lens);
+    *key = at + sizeof lens;
+    *klen = lens[0];
+    *val = *key + lens[0];
+    *vlen = lens[1];
+}
+
+/* The first entry of base b in [*at, end) whose key is >= key: galloping
+ * from *at (an overlay looks its keys up in ascending order, so each
+ * search starts where the last one ended: a few steps a key when they are
+ * many, a bisection's when few), which it moves there. */
+static uint64_t base_find(const ckpt_job *b, uint64_t *at, uint64_t end, const uint8_t *key, uint32_t klen)
+{
+    uint64_t lo = *at, hi, step = 1;
+    const uint8_t *k, *v;
+    uint32_t kl, vl;
+
+    /* [lo, hi): the answer is in (lo - 1, hi]; every entry before lo is < key */
+    for (;;) {
+        hi = end - lo > step ? lo + step : end;
+        if (hi == end)
+            break;
+        base_entry(b, hi - 1, &k, &kl, &v, &vl);
+        if (ckpt_key_cmp(k, kl, key, klen) >= 0)
+            break;
+        lo = hi;
+        step *= 2;
+    }
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        base_entry(b, mid, &k, &kl, &v, &vl);
+        if (ckpt_key_cmp(k, kl, key, klen) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *at = lo;
+    return lo;
 }
 
 /* The base a next snapshot can start from (*out): the file at path just
@@ -929,10 +1049,13 @@ static int base_job(const ckpt_job *j, const applier *a, const struct apply_meta
     }
     if (fd >= 0)
         close(fd);
+    if (!rc)
+        rc = base_index(b);
     if (rc) {
         ckpt_job_free(b);
         return rc;
     }
+    snprintf(b->base_path, sizeof b->base_path, "%s", path); /* b's from now on */
     *out = b;
     return 0;
 }
@@ -950,8 +1073,12 @@ int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path,
     if (upto <= j->info.journal_seq && !next)
         return ckpt_job_snapshot(j, path, n_entries, err, err_size); /* apply is there already */
     /* the fold: started from j's records, run when j is behind upto; not
-     * run, it is j's records (the base the file is, for *next) */
-    rc = fold_open(j, s, &a);
+     * run, it is j's records (the base the file is, for *next).  A base's
+     * own, when its overlays have run one (ckpt_job_rebase): on from
+     * there */
+    rc = j->fold ? 0 : fold_open(j, s, &a);
+    if (j->fold)
+        a = j->fold;
     if (!rc && upto <= j->info.journal_seq && !j->base) {
         am = job_applied(j);
         rc = ckpt_job_snapshot(j, path, n_entries, err, err_size);
@@ -974,6 +1101,147 @@ int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path,
      * store, as without one */
     if (!rc && next && base_job(j, a, &am, path, next) != 0)
         *next = NULL;
-    applier_close(a);
+    if (a != j->fold)
+        applier_close(a);
+    return rc;
+}
+
+int ckpt_job_rebase(ckpt_job *j, store *s, const char *path, uint64_t *n_entries, ckpt_job **next, char *err,
+                    size_t err_size)
+{
+    if (!j->base || !j->fold)
+        return RK_EINVAL;
+    return ckpt_job_snapshot_at(j, s, applier_read_upto(j->fold), path, n_entries, next, err, err_size);
+}
+
+const char *ckpt_job_base_path(const ckpt_job *j)
+{
+    return j->base_path[0] ? j->base_path : NULL;
+}
+
+uint64_t ckpt_job_base_entries(const ckpt_job *j)
+{
+    return j->base ? j->base_info.h.n_entries : 0;
+}
+
+uint64_t ckpt_job_fold_records(const ckpt_job *j)
+{
+    return j->fold ? j->fold->pending.n_records : 0;
+}
+
+/* Writes the overlay of base j (its fold's records, fold_order'd: the
+ * last of each key) at path; am: what was applied at the fold's end, its
+ * digest brought up to date here from the base's entries the overlay's
+ * keys replace or delete. */
+static int write_overlay(ckpt_job *j, applier *a, struct apply_meta *am, const char *path, const char *base_name,
+                         uint64_t *n_records, char *err, size_t err_size)
+{
+    const struct pending *pd = &a->pending;
+    const struct snap_info *bi = &j->base_info;
+    size_t *by_name = NULL, *first = NULL;
+    struct snap_producer *producers = calloc(a->n_producers + 1, sizeof *producers);
+    struct snap_base base = {.file_size = j->base_len,
+                             .body_hash = bi->h.body_hash,
+                             .applied_seq = bi->h.am.applied_seq};
+    uint64_t digest = am->digest, bt = 0, bt_first = 0;
+    snap_writer *w = NULL;
+    int rc = producers ? fold_order(a, &by_name, &first) : ENOMEM;
+
+    *n_records = 0;
+    if (!rc && strlen(base_name) >= sizeof base.name)
+        rc = RK_EINVAL;
+    if (!rc) {
+        memcpy(base.name, base_name, strlen(base_name));
+        rc = snap_writer_open(path, &w, err, err_size);
+    }
+    for (size_t n = 0; !rc && n < a->n_tables; n++) {
+        size_t t = by_name[n];
+        const char *name = a->tables[t].name;
+        uint64_t at, end = 0;
+        struct snap_table st;
+
+        if (first[t] == first[t + 1])
+            continue;
+        /* the base's table of that name, if any: both in name order */
+        for (; bt < bi->h.n_tables; bt++) {
+            memcpy(&st, bi->tables + bt * sizeof st, sizeof st);
+            int c = strcmp(st.name, name);
+            if (c >= 0) {
+                if (c == 0)
+                    end = bt_first + st.n_entries;
+                break;
+            }
+            bt_first += st.n_entries;
+        }
+        at = end ? bt_first : 0;
+        rc = snap_writer_table(w, name);
+        for (size_t i = first[t]; !rc && i < first[t + 1]; i++) {
+            const struct pending_record *r = &pd->records[i];
+            struct frame_header h;
+            uint64_t found;
+            int in_base = 0;
+            if (i + 1 < first[t + 1] && ckpt_key_cmp(r->key, r->klen, r[1].key, r[1].klen) == 0)
+                continue; /* a later record of this key counts instead */
+            if (end) {
+                const uint8_t *k, *v;
+                uint32_t kl, vl;
+                found = base_find(j, &at, end, r->key, r->klen);
+                if (found < end) {
+                    base_entry(j, found, &k, &kl, &v, &vl);
+                    if (ckpt_key_cmp(k, kl, r->key, r->klen) == 0) {
+                        in_base = 1;
+                        digest -= ckpt_entry_digest(name, k, kl, v, vl);
+                    }
+                }
+            }
+            memcpy(&h, pd->buf + r->off, sizeof h);
+            if (h.type == FRAME_PUT) {
+                const uint8_t *val = r->key + r->klen;
+                uint32_t vlen = h.length - FRAME_HEADER_SIZE - r->klen;
+                digest += ckpt_entry_digest(name, r->key, r->klen, val, vlen);
+                rc = snap_writer_add(w, r->key, r->klen, val, vlen);
+            } else if (in_base) {
+                rc = snap_writer_add_tombstone(w, r->key, r->klen);
+            } /* a DEL of a key the base has not: nothing to say */
+        }
+    }
+    if (rc) {
+        snap_writer_abort(w);
+        if (!err[0])
+            seg_error(err, err_size, "snapshot overlay %s: %s", path, store_strerror(rc));
+    } else {
+        am->digest = digest;
+        *n_records = snap_writer_entries(w);
+        rc = snap_writer_finish(w, am, &base, producers, fold_producers(a, producers), err, err_size);
+    }
+    free(by_name);
+    free(first);
+    free(producers);
+    return rc;
+}
+
+int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, const char *base_name,
+                        uint64_t *n_records, char *err, size_t err_size)
+{
+    struct apply_meta am;
+    int rc = 0;
+
+    *n_records = 0;
+    if (!j->base || !j->base_index)
+        return RK_EINVAL;
+    if (!j->fold)
+        rc = fold_open(j, s, &j->fold);
+    if (!rc)
+        rc = applier_run(j->fold, upto, UINT32_MAX, err, err_size);
+    if (!rc && applier_read_upto(j->fold) < upto) {
+        seg_error(err, err_size, "snapshot: journal entry %" PRIu64 " is no longer in the journal",
+                  applier_read_upto(j->fold) + 1);
+        rc = RK_ENOTFOUND;
+    }
+    if (!rc) {
+        am = j->fold->am;
+        am.restart_seq = apply_restart_seq(j->fold); /* A4: as apply's commit at upto writes it */
+        rc = write_overlay(j, j->fold, &am, path, base_name, n_records, err, err_size);
+    }
     return rc;
 }

@@ -180,6 +180,20 @@ int snap_writer_add_encoded(snap_writer *w, const void *entries, size_t len, uin
     return 0;
 }
 
+int snap_writer_add_tombstone(snap_writer *w, const void *key, uint32_t klen)
+{
+    uint32_t lens[2] = {klen, SNAP_TOMBSTONE};
+    int rc;
+
+    if (!w->n_tables)
+        return RK_EINVAL;
+    if ((rc = writer_put(w, lens, sizeof lens)) != 0 || (rc = writer_put(w, key, klen)) != 0)
+        return rc;
+    w->tables[w->n_tables - 1].n_entries++;
+    w->n_entries++;
+    return 0;
+}
+
 uint64_t snap_writer_entries(const snap_writer *w)
 {
     return w->n_entries;
@@ -198,8 +212,8 @@ void snap_writer_abort(snap_writer *w)
     free(w);
 }
 
-int snap_writer_finish(snap_writer *w, const struct apply_meta *am, const struct snap_producer *producers,
-                       size_t n_producers, char *err, size_t err_size)
+int snap_writer_finish(snap_writer *w, const struct apply_meta *am, const struct snap_base *base,
+                       const struct snap_producer *producers, size_t n_producers, char *err, size_t err_size)
 {
     struct snap_header h;
     uint8_t slot[SNAP_HEADER_SIZE] = {0};
@@ -216,6 +230,8 @@ int snap_writer_finish(snap_writer *w, const struct apply_meta *am, const struct
     h.n_tables = w->n_tables;
     h.n_entries = w->n_entries;
     h.am = *am;
+    if (base)
+        h.base = *base;
     if (!rc)
         rc = writer_put(w, producers, n_producers * sizeof *producers);
     if (!rc)
@@ -253,6 +269,21 @@ void snap_producer_at(const struct snap_info *info, uint64_t i, struct snap_prod
 static int name_ok(const char *name)
 {
     return memchr(name, '\0', RK_NAME_MAX + 1) != NULL && name[0] != '\0';
+}
+
+/* An overlay's base name: a file name in its directory (no '/', not "."
+ * or ".."), NUL-terminated and NUL-padded in its field. */
+static int base_name_ok(const char *name)
+{
+    const char *end = memchr(name, '\0', SNAP_BASE_NAME_MAX);
+
+    if (!end || end == name || memchr(name, '/', (size_t)(end - name)) || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0)
+        return 0;
+    for (const char *c = end; c < name + SNAP_BASE_NAME_MAX; c++)
+        if (*c)
+            return 0;
+    return 1;
 }
 
 /* ------------------------------------------------------------ the body's hash */
@@ -344,6 +375,9 @@ int snap_check_layout(const uint8_t *buf, size_t len, struct snap_info *info, ch
     if (h->file_size != len)
         return corrupt(err, err_size, "%zu bytes, the header says %" PRIu64 " (truncated or extended)", len,
                        h->file_size);
+    if (h->base.file_size ? !base_name_ok(h->base.name) || h->base.file_size < SNAP_HEADER_SIZE
+                          : h->base.body_hash || h->base.applied_seq || h->base.name[0])
+        return corrupt(err, err_size, "the header's base is not a valid reference");
     /* the body's structure, then (snap_body_hash_*) its hash as the caller
      * walks it */
     rc = body_layout(buf, len, info, err, err_size);
@@ -417,15 +451,17 @@ static int verify_table(const uint8_t *buf, const struct snap_info *info, uint64
             return corrupt(err, err_size, "table %" PRIu64 " ends within entry %" PRIu64, i, e);
         memcpy(lens, at, sizeof lens);
         at += sizeof lens;
-        if ((uint64_t)lens[0] + lens[1] > (uint64_t)(end - at))
+        /* a tombstone: an overlay's only, no value bytes */
+        uint32_t vbytes = lens[1] == SNAP_TOMBSTONE && info->h.base.file_size ? 0 : lens[1];
+        if ((uint64_t)lens[0] + vbytes > (uint64_t)(end - at))
             return corrupt(err, err_size, "table %" PRIu64 ": entry %" PRIu64 " runs past the table's end", i, e);
         if (prev_key && ckpt_key_cmp(prev_key, prev_klen, at, lens[0]) >= 0)
             return corrupt(err, err_size, "table %" PRIu64 ": entry %" PRIu64 " is out of key order", i, e);
-        if (entry_fn && (rc = entry_fn(arg, at, lens[0], at + lens[0], lens[1])) != 0)
+        if (entry_fn && (rc = entry_fn(arg, at, lens[0], vbytes == lens[1] ? at + lens[0] : NULL, lens[1])) != 0)
             return rc;
         prev_key = at;
         prev_klen = lens[0];
-        at += lens[0] + lens[1];
+        at += lens[0] + vbytes;
     }
     if (at != end)
         return corrupt(err, err_size, "table %" PRIu64 " has bytes past its %" PRIu64 " entries", i, t.n_entries);

@@ -25,6 +25,19 @@
  * The header carries an XXH3-64 of itself (header_hash) and one of
  * everything after it (body_hash); file_size must be the file's size, so
  * a truncated file is told apart from a damaged one.
+ *
+ * Two kinds of file share the layout (format 2):
+ *   - a whole snapshot (base.file_size 0): every entry of the state;
+ *   - an overlay (base.file_size != 0): the state is the whole snapshot
+ *     it names (base: its file's name in the overlay's directory, and its
+ *     size, body hash and applied_seq, which must all match) with the
+ *     overlay's entries put over it: an entry replaces the base's of the
+ *     same table and key or adds it; an entry whose vlen is SNAP_TOMBSTONE
+ *     (no value bytes follow its key) removes the base's.  Its header says
+ *     the state the two make (applied, producers); n_entries and the
+ *     tables count its own entries, tombstones included.  A node serves
+ *     an overlay per request over a base it keeps (node/checkpoint.c), so
+ *     that a request writes what changed since the base, not the state.
  */
 #ifndef RK_SNAPSHOT_H
 #define RK_SNAPSHOT_H
@@ -36,10 +49,21 @@
 #include "ringkeep.h"
 
 #define SNAP_MAGIC "RKSNAP\r\n" /* 8 bytes, no NUL */
-#define SNAP_MAJOR 1u
+#define SNAP_MAJOR 2u /* 2: overlays (base, SNAP_TOMBSTONE) */
 #define SNAP_MINOR 0u
 #define SNAP_HEADER_SIZE 256u
 #define SNAP_SUFFIX ".rksnap"
+#define SNAP_TOMBSTONE UINT32_MAX /* an overlay entry's vlen: the key is deleted */
+#define SNAP_BASE_NAME_MAX 64u    /* struct snap_base.name, its NUL included */
+
+/* What an overlay applies to: a whole snapshot file, named and identified
+ * (all zeros in a whole snapshot). */
+struct snap_base {
+    uint64_t file_size;            /* its file_size; 0: no base, this is a whole snapshot */
+    uint64_t body_hash;            /* its body_hash */
+    uint64_t applied_seq;          /* its am.applied_seq */
+    char name[SNAP_BASE_NAME_MAX]; /* its file's name in this file's directory, NUL-padded */
+};
 
 struct snap_header {
     char magic[8];              /* SNAP_MAGIC */
@@ -51,6 +75,7 @@ struct snap_header {
     uint64_t n_tables;          /* state tables */
     uint64_t n_entries;         /* entries of every table */
     struct apply_meta am;       /* what was applied at the group boundary the state is at */
+    struct snap_base base;      /* an overlay's base; zeros in a whole snapshot */
     uint64_t body_hash;         /* XXH3_64bits of bytes [SNAP_HEADER_SIZE, file_size) */
     uint64_t header_hash;       /* XXH3_64bits of the header before this field */
 };
@@ -85,14 +110,18 @@ int snap_writer_add(snap_writer *w, const void *key, uint32_t klen, const void *
  * after those added before), len bytes, as one copy. */
 int snap_writer_add_encoded(snap_writer *w, const void *entries, size_t len, uint64_t n_entries);
 
+/* Adds a tombstone (an overlay's: the base's entry of key is deleted), in
+ * key order like snap_writer_add. */
+int snap_writer_add_tombstone(snap_writer *w, const void *key, uint32_t klen);
+
 /* Entries added so far. */
 uint64_t snap_writer_entries(const snap_writer *w);
 
 /* Writes the producers and the table directory, then the header with
- * am, and closes the file.  Frees w in every case (the file is removed on
- * a failure). */
-int snap_writer_finish(snap_writer *w, const struct apply_meta *am, const struct snap_producer *producers,
-                       size_t n_producers, char *err, size_t err_size);
+ * am and base (NULL: a whole snapshot), and closes the file.  Frees w in
+ * every case (the file is removed on a failure). */
+int snap_writer_finish(snap_writer *w, const struct apply_meta *am, const struct snap_base *base,
+                       const struct snap_producer *producers, size_t n_producers, char *err, size_t err_size);
 
 /* Drops an unfinished snapshot: closes and removes its file.  NULL is a
  * no-op. */
@@ -109,14 +138,15 @@ struct snap_info {
 
 /* Called for every table before its entries (index i, its entry count),
  * then for each of its entries in order; key and val point into the
- * file's bytes.  Non-zero stops and is returned. */
+ * file's bytes (an overlay's tombstone: val NULL, vlen SNAP_TOMBSTONE).
+ * Non-zero stops and is returned. */
 typedef int (*snap_table_fn)(void *arg, uint32_t i, const char *name, uint64_t n_entries);
 typedef int (*snap_entry_fn)(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen);
 
 /* Checks the file in buf[0..len) whole -- magic, version, sizes, both
  * hashes, then every table and entry (every length before it is read, key
- * order, counts) -- calling table_fn and entry_fn (either may be NULL) as
- * it walks the entries.  0, or RK_EVERSION / RK_ECORRUPT with a reason in
+ * order, counts; a tombstone only in an overlay) -- calling table_fn and
+ * entry_fn (either may be NULL) as it walks the entries.  0, or RK_EVERSION / RK_ECORRUPT with a reason in
  * err; on a failure the callbacks may have seen part of the file: the
  * caller drops what it built. */
 int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_table_fn table_fn,

@@ -1411,28 +1411,167 @@ START_TEST(snapshot_under_steady_writes_is_served_at_the_request_point)
 }
 END_TEST
 
-/* The node's snapshot file for a "snapshot" request, read whole into *buf
- * (free) and removed, its header in *h. */
-static size_t take_snapshot(uint8_t **buf, struct snap_header *h)
+/* A file read whole into *buf (free), then removed (as an engine does). */
+static size_t read_and_remove(const char *path, uint8_t **buf)
 {
-    char *reply = NULL, err[256] = "";
-    struct snap_info info;
     struct stat st;
     FILE *f;
 
-    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
-    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
-    ck_assert_int_eq(stat(reply + 3, &st), 0);
+    ck_assert_msg(stat(path, &st) == 0, "%s: %s", path, strerror(errno));
     ck_assert_ptr_nonnull(*buf = malloc((size_t)st.st_size + 1));
-    ck_assert_ptr_nonnull(f = fopen(reply + 3, "rb"));
+    ck_assert_ptr_nonnull(f = fopen(path, "rb"));
     ck_assert_uint_eq(fread(*buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
     fclose(f);
-    unlink(reply + 3);
-    free(reply);
-    ck_assert_msg(snap_verify(*buf, (size_t)st.st_size, &info, NULL, NULL, NULL, err, sizeof err) == 0, "%s",
-                  err);
-    *h = info.h;
+    unlink(path);
     return (size_t)st.st_size;
+}
+
+/* The entries of an overlay and its base, as this test's own merge sees
+ * them (not the engine's): every table and entry of both, the overlay's
+ * first for a key both hold, sorted by table and key. */
+struct flat_entry {
+    char table[RK_NAME_MAX + 1];
+    const uint8_t *key, *val;
+    uint32_t klen, vlen;
+    int from_overlay;
+};
+
+struct flat {
+    struct flat_entry *e;
+    size_t n, cap;
+    char tables[64][RK_NAME_MAX + 1];
+    int n_tables;
+    const char *table; /* being walked */
+    int from_overlay;
+};
+
+static int flat_table(void *arg, uint32_t i, const char *name, uint64_t n_entries)
+{
+    struct flat *f = arg;
+    int known = 0;
+
+    (void)i;
+    (void)n_entries;
+    for (int t = 0; t < f->n_tables; t++)
+        known |= strcmp(f->tables[t], name) == 0;
+    if (!known) {
+        ck_assert_int_lt(f->n_tables, 64);
+        snprintf(f->tables[f->n_tables++], sizeof f->tables[0], "%s", name);
+    }
+    f->table = name;
+    return 0;
+}
+
+static int flat_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct flat *f = arg;
+
+    if (f->n == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 1024;
+        ck_assert_ptr_nonnull(f->e = realloc(f->e, f->cap * sizeof *f->e));
+    }
+    f->e[f->n] = (struct flat_entry){.key = key, .val = val, .klen = klen, .vlen = vlen,
+                                     .from_overlay = f->from_overlay};
+    snprintf(f->e[f->n++].table, sizeof f->e[0].table, "%s", f->table);
+    return 0;
+}
+
+static int flat_cmp(const void *x, const void *y)
+{
+    const struct flat_entry *a = x, *b = y;
+    int c = strcmp(a->table, b->table);
+
+    if (!c)
+        c = ckpt_key_cmp(a->key, a->klen, b->key, b->klen);
+    return c ? c : b->from_overlay - a->from_overlay; /* the overlay's first */
+}
+
+static int name_cmp(const void *x, const void *y)
+{
+    return strcmp(x, y);
+}
+
+/* The whole snapshot overlay ov makes with its base (both verified),
+ * written with the node's own writer into *buf (free): what the node
+ * would have served as one file, byte for byte. */
+static size_t merge_overlay(const uint8_t *ov, size_t ov_len, const uint8_t *base, size_t base_len, uint8_t **buf)
+{
+    struct flat f = {0};
+    struct snap_info oi, bi;
+    struct snap_producer *producers;
+    char err[256] = "", path[300];
+    snap_writer *w = NULL;
+    size_t e = 0, len;
+
+    f.from_overlay = 1;
+    ck_assert_msg(snap_verify(ov, ov_len, &oi, flat_table, flat_entry, &f, err, sizeof err) == 0, "%s", err);
+    f.from_overlay = 0;
+    ck_assert_msg(snap_verify(base, base_len, &bi, flat_table, flat_entry, &f, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(bi.h.base.file_size, 0);
+    ck_assert_uint_eq(oi.h.base.file_size, base_len);
+    ck_assert_uint_eq(oi.h.base.body_hash, bi.h.body_hash);
+    qsort(f.e, f.n, sizeof *f.e, flat_cmp);
+    qsort(f.tables, (size_t)f.n_tables, sizeof f.tables[0], name_cmp);
+    snprintf(path, sizeof path, "%s.merged", data_dir);
+    ck_assert_int_eq(snap_writer_open(path, &w, err, sizeof err), 0);
+    for (int t = 0; t < f.n_tables; t++) {
+        ck_assert_int_eq(snap_writer_table(w, f.tables[t]), 0);
+        for (; e < f.n && strcmp(f.e[e].table, f.tables[t]) == 0; e++) {
+            if (e && strcmp(f.e[e - 1].table, f.e[e].table) == 0 &&
+                ckpt_key_cmp(f.e[e - 1].key, f.e[e - 1].klen, f.e[e].key, f.e[e].klen) == 0)
+                continue; /* the overlay's came first */
+            if (f.e[e].vlen != SNAP_TOMBSTONE)
+                ck_assert_int_eq(snap_writer_add(w, f.e[e].key, f.e[e].klen, f.e[e].val, f.e[e].vlen), 0);
+        }
+    }
+    ck_assert_ptr_nonnull(producers = calloc(oi.h.n_producers + 1, sizeof *producers));
+    for (uint64_t i = 0; i < oi.h.n_producers; i++)
+        snap_producer_at(&oi, i, &producers[i]);
+    ck_assert_msg(snap_writer_finish(w, &oi.h.am, NULL, producers, oi.h.n_producers, err, sizeof err) == 0, "%s",
+                  err);
+    free(producers);
+    free(f.e);
+    len = read_and_remove(path, buf);
+    return len;
+}
+
+/* The node's snapshot for a "snapshot" request, read whole into *buf
+ * (free) and removed, its header in *h: an overlay is merged with its
+ * base here (merge_overlay) into the whole file it stands for;
+ * *overlay: whether it was one. */
+static size_t take_snapshot_of(uint8_t **buf, struct snap_header *h, int *overlay)
+{
+    char *reply = NULL, err[256] = "";
+    struct snap_info info;
+    size_t len;
+
+    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
+    len = read_and_remove(reply + 3, buf);
+    ck_assert_msg(snap_verify(*buf, len, &info, NULL, NULL, NULL, err, sizeof err) == 0, "%s", err);
+    *overlay = info.h.base.file_size != 0;
+    if (*overlay) {
+        char base_path[PATH_MAX];
+        uint8_t *base = NULL, *merged = NULL;
+        size_t base_len;
+        snprintf(base_path, sizeof base_path, "%s/snapshots/%s", data_dir, info.h.base.name);
+        base_len = read_and_remove(base_path, &base);
+        len = merge_overlay(*buf, len, base, base_len, &merged);
+        free(base);
+        free(*buf);
+        *buf = merged;
+        ck_assert_msg(snap_verify(*buf, len, &info, NULL, NULL, NULL, err, sizeof err) == 0, "%s", err);
+    }
+    free(reply);
+    *h = info.h;
+    return len;
+}
+
+static size_t take_snapshot(uint8_t **buf, struct snap_header *h)
+{
+    int overlay;
+
+    return take_snapshot_of(buf, h, &overlay);
 }
 
 /* Journal sequence the node reached once everything written before it is
@@ -1636,10 +1775,11 @@ static int lines_with(const char *path, const char *text)
     return n;
 }
 
-/* A primary's snapshot served from the one it served before (the kept
- * file, its base: the entries since taken through apply's rules and
- * merged into a copy of it, no read of the store) equals, byte for byte,
- * the one apply serves at the same point with no base.  Apply is held
+/* A primary's snapshot served as an overlay of the one it served before
+ * (the kept file, its base: the entries since taken through apply's
+ * rules, no read of the store) stands, with its base, for the file apply
+ * serves at the same point with no base, byte for byte (the test merges
+ * the two itself: take_snapshot).  Apply is held
  * behind both, so neither is apply's own; between the two requests: a
  * group open at the base's point and ended after it (eng0's group 51,
  * read again from the base's restart point), a group voided by its
@@ -1648,7 +1788,7 @@ static int lines_with(const char *path, const char *text)
  * (eng0's groups), and two groups still open at the request (eng1's 11,
  * eng2's second).  The node's log says where each came from (from=store,
  * from=last): before the base, every snapshot read the store (fails on
- * that code: no from=last). */
+ * that code: no from=overlay). */
 START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
 {
     static const char *const extra[] = {"node", "log_level", "info", NULL};
@@ -1698,7 +1838,7 @@ START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
     ck_assert_uint_eq(status_field("applied_seq"), held);
     ck_assert_uint_eq(based_h.am.applied_seq, asked);
     ck_assert_uint_eq(based_h.am.n_discarded, 1);
-    ck_assert_int_eq(lines_with(log_path, "from=last"), 1);
+    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 1);
     check_state(heights); /* eng0, eng1: whole groups, equal to the model */
     ck_assert_uint_eq(heights[0], 60);
     ck_assert_uint_eq(heights[1], 10);
@@ -1722,6 +1862,86 @@ START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
 }
 END_TEST
 
+/* A primary's base is replaced once its overlays hold more records than
+ * an eighth of its entries (and REBASE_MIN_RECORDS, 4096): after the
+ * reply, by the merge of the base and its fold (a new base), and the
+ * next overlay, of the new base, still stands for the file apply serves
+ * at the same point, byte for byte; every open in between holds every
+ * group written, equal to the model.  Apply is held behind all of them.
+ * Between the rebase and the last request: the tail of the snapshot
+ * tests (deletes, a voided group, a new table and producer, open groups).
+ * Fails with the rebase's merge taking the fold from the wrong point
+ * (the tail's records missing, or the first base's fold counted twice). */
+START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    rk_ring *r0 = NULL, *r1 = NULL, *r2 = NULL;
+    uint16_t t0[3], t1[3];
+    uint64_t lsn = 0, held, asked, heights[N_PRODUCERS];
+    char gate[300], base_gate[300], log_path[300], limit[32];
+    struct snap_header first_h, big_h, based_h, applied_h;
+    uint8_t *first_buf = NULL, *big = NULL, *based = NULL, *applied = NULL;
+    size_t based_len, applied_len;
+    int overlay = 0;
+    pid_t node;
+
+    snprintf(gate, sizeof gate, "%s.gate", data_dir);
+    snprintf(base_gate, sizeof base_gate, "%s.base", data_dir);
+    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
+    set_gate(gate, "");
+    set_gate(base_gate, ""); /* bases allowed */
+    node_extra = extra;
+    node_log = log_path;
+    node = start_gated_node(gate, base_gate, &r0, t0, &lsn);
+    held = journaled(r0, lsn);
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)held);
+    set_gate(gate, limit);
+    wait_node_idle();
+
+    /* the first base (from the store), then 400 groups (4800 records)
+     * over it: an overlay, after which the base is rebased */
+    take_snapshot_of(&first_buf, &first_h, &overlay);
+    free(first_buf);
+    ck_assert_int_eq(overlay, 0);
+    write_groups(r0, t0, 0, 40, 440, 0, &lsn);
+    journaled(r0, lsn);
+    take_snapshot_of(&big, &big_h, &overlay);
+    free(big);
+    ck_assert_int_eq(overlay, 1);
+    check_state(heights); /* served after the rebase: an overlay of the new base */
+    ck_assert_uint_eq(heights[0], 440);
+    ck_assert_int_eq(lines_with(log_path, "state snapshot rebased"), 1);
+
+    /* past the new base */
+    asked = write_tail(&r1, &r2, t1);
+    based_len = take_snapshot_of(&based, &based_h, &overlay);
+    ck_assert_int_eq(overlay, 1);
+    ck_assert_uint_eq(status_field("applied_seq"), held);
+    ck_assert_uint_eq(based_h.am.applied_seq, asked);
+    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 3);
+    ck_assert_int_eq(lines_with(log_path, "state snapshot rebased"), 1);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 440);
+    ck_assert_uint_eq(heights[1], 10);
+
+    /* apply let through to the same point, no base: apply's own */
+    set_gate(base_gate, "0");
+    set_gate(gate, "");
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("applied_seq"), asked);
+    applied_len = take_snapshot(&applied, &applied_h);
+    ck_assert_uint_eq(applied_h.am.applied_seq, asked);
+    assert_same_snapshot("after a rebase", based, based_len, &based_h, applied, applied_len, &applied_h);
+    free(based);
+    free(applied);
+    rk_ring_detach(r0);
+    rk_ring_detach(r1);
+    rk_ring_detach(r2);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    unlink(log_path);
+}
+END_TEST
+
 /* snap_verify's entry callback: the offset of the first value of at least
  * 8 bytes (*(size_t *)arg is the buffer's address going in). */
 static int first_value(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
@@ -1735,15 +1955,17 @@ static int first_value(void *arg, const void *key, uint32_t klen, const void *va
     return 0;
 }
 
-/* The file a primary keeps from the snapshot it served last is on disk,
- * where the engine it was written for (or anyone) can change it: changed,
- * it is not used -- the next snapshot reads the store (the node logs why)
- * and holds every group written, equal to the model.  A value's bytes in
- * the served file are overwritten before the engine's unlink, as a stray
- * write would (every length stays good), and one group more is written,
- * so that most keys keep the file's values: without the node's check of
- * the kept file's hashes, the changed value went into the next state
- * (seen: "key p0/k00000 in t0 has a value the model does not"). */
+/* The file a primary keeps from the snapshot it served last (its base)
+ * is on disk, where the engine it was written for (or anyone) can change
+ * it: changed, it is not used -- the next open gets an overlay of it,
+ * refuses it (its hash), asks for a whole snapshot, which drops the base
+ * (the node logs it) and reads the store, and holds every group written,
+ * equal to the model.  A value's bytes in the served file (a link to the
+ * base) are overwritten before the engine's unlink, as a stray write
+ * would (every length stays good), and one group more is written, so
+ * that most keys keep the file's values: without a check of the base's
+ * hashes, the changed value went into the next state (seen: "key
+ * p0/k00000 in t0 has a value the model does not"). */
 START_TEST(a_changed_last_snapshot_is_not_used)
 {
     static const char *const extra[] = {"node", "log_level", "info", NULL};
@@ -1789,8 +2011,8 @@ START_TEST(a_changed_last_snapshot_is_not_used)
     journaled(r0, lsn);
     check_state(heights); /* whole groups, equal to the model */
     ck_assert_uint_eq(heights[0], 31);
-    ck_assert_int_eq(lines_with(log_path, "cannot be the base"), 1);
-    ck_assert_int_eq(lines_with(log_path, "from=last"), 0);
+    ck_assert_int_eq(lines_with(log_path, "the base goes"), 1);
+    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 1);
     ck_assert_int_eq(lines_with(log_path, "from=store"), 2);
     rk_ring_detach(r0);
     ck_assert_int_eq(stop(node, SIGTERM), 0);
@@ -2267,6 +2489,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
     tcase_add_test(tc, snapshot_past_apply_equals_apply_at_the_request_point);
     tcase_add_test(tc, snapshot_from_the_last_one_served_equals_apply_at_the_request_point);
+    tcase_add_test(tc, snapshot_after_a_rebase_equals_apply_at_the_request_point);
     tcase_add_test(tc, a_changed_last_snapshot_is_not_used);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);

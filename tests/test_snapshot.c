@@ -66,7 +66,7 @@ static void write_file(void)
         }
     }
     ck_assert_uint_eq(snap_writer_entries(w), 2 * N_ENTRIES);
-    ck_assert_msg(snap_writer_finish(w, &test_am, p, 2, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(snap_writer_finish(w, &test_am, NULL, p, 2, err, sizeof err) == 0, "%s", err);
 }
 
 static uint8_t *read_file(size_t *len)
@@ -243,7 +243,7 @@ START_TEST(snapshot_with_keys_out_of_order_is_refused)
             ck_assert_int_eq(snap_writer_add(w, "0", 1, "v", 1), 0);
             ck_assert_int_eq(snap_writer_add(w, first, (uint32_t)strlen(first), "v", 1), 0);
             ck_assert_int_eq(snap_writer_add(w, second, (uint32_t)strlen(second), "v", 1), 0);
-            ck_assert_msg(snap_writer_finish(w, &test_am, NULL, 0, err, sizeof err) == 0, "%s", err);
+            ck_assert_msg(snap_writer_finish(w, &test_am, NULL, NULL, 0, err, sizeof err) == 0, "%s", err);
             buf = read_file(&len);
             err[0] = '\0';
             int rc = snap_verify(buf, len, &info, NULL, NULL, NULL, err, sizeof err);
@@ -282,42 +282,65 @@ START_TEST(snapshot_of_another_major_version_is_refused)
     buf = read_file(&len);
     set_major(buf, SNAP_MAJOR + 1);
     ck_assert_int_eq(snap_verify(buf, len, &info, NULL, NULL, NULL, err, sizeof err), RK_EVERSION);
-    ck_assert_msg(strstr(err, "format 2.0, this libringkeep reads 1.x") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "format 3.0, this libringkeep reads 2.x") != NULL, "%s", err);
+    /* a node from before overlays (format 1: no base in its header) */
+    set_major(buf, 1);
+    ck_assert_int_eq(snap_verify(buf, len, &info, NULL, NULL, NULL, err, sizeof err), RK_EVERSION);
+    ck_assert_msg(strstr(err, "format 1.0, this libringkeep reads 2.x") != NULL, "%s", err);
     free(buf);
 }
 END_TEST
 
 /* ------------------------------------------------------------ through rk_state_open */
 
-/* A stand-in node on dir: answers one "snapshot" request with "ok <file>". */
+/* A stand-in node on dir: answers the i-th request with "ok <files[i]>",
+ * n_files requests (an engine asks again, "snapshot whole", when an
+ * overlay's base fails). */
 struct fake_node {
     void *ctx, *sock;
-    const char *file;
-    char request[64];
+    const char *const *files;
+    int n_files, n_requests;
+    char request[2][64];
 };
 
 static void *fake_node_serve(void *arg)
 {
     struct fake_node *f = arg;
-    char reply[512];
-    int n = zmq_recv(f->sock, f->request, sizeof f->request - 1, 0);
+    char reply[512], request[64];
 
-    if (n >= 0)
-        f->request[n < (int)sizeof f->request - 1 ? n : (int)sizeof f->request - 1] = '\0';
-    snprintf(reply, sizeof reply, "ok %s", f->file);
-    zmq_send(f->sock, reply, strlen(reply), 0);
+    for (;;) {
+        int n = zmq_recv(f->sock, request, sizeof request - 1, 0);
+        if (n < 0)
+            break;
+        request[n < (int)sizeof request - 1 ? n : (int)sizeof request - 1] = '\0';
+        if (strcmp(request, "done") == 0) { /* the test's own: rk_state_open has returned */
+            zmq_send(f->sock, "ok", 2, 0);
+            break;
+        }
+        if (f->n_requests < f->n_files)
+            snprintf(reply, sizeof reply, "ok %s", f->files[f->n_requests]);
+        else
+            snprintf(reply, sizeof reply, "error no more answers");
+        if (f->n_requests < 2)
+            snprintf(f->request[f->n_requests], sizeof f->request[0], "%s", request);
+        f->n_requests++;
+        zmq_send(f->sock, reply, strlen(reply), 0);
+    }
     return NULL;
 }
 
-/* rk_state_open(dir) while a stand-in node answers with file; returns its
- * result (*out: the handle, or NULL). */
-static int open_served(const char *file, rk_state **out)
+/* rk_state_open(dir) while a stand-in node answers its requests with
+ * files in turn (n_files: the requests it must make, at most 2:
+ * "snapshot", then "snapshot whole"); returns its result (*out: the
+ * handle, or NULL). */
+static int open_served_n(const char *const *files, int n_files, rk_state **out)
 {
-    struct fake_node f = {.file = file};
-    char lock_path[300], endpoint[400], pid[32];
+    struct fake_node f = {.files = files, .n_files = n_files};
+    char lock_path[300], endpoint[400], pid[32], *done = NULL;
     pthread_t t;
     int fd, rc, linger = 0;
 
+    ck_assert_int_le(n_files, 2);
     snprintf(lock_path, sizeof lock_path, "%s/LOCK", dir);
     fd = open(lock_path, O_RDWR | O_CREAT, 0600);
     ck_assert_int_ge(fd, 0);
@@ -332,12 +355,22 @@ static int open_served(const char *file, rk_state **out)
     ck_assert_int_eq(zmq_bind(f.sock, endpoint), 0);
     ck_assert_int_eq(pthread_create(&t, NULL, fake_node_serve, &f), 0);
     rc = rk_state_open(dir, out);
+    ck_assert_int_eq(node_request(dir, "done", 60000, &done), 0);
+    free(done);
     pthread_join(t, NULL);
-    ck_assert_str_eq(f.request, "snapshot");
+    ck_assert_int_eq(f.n_requests, n_files);
+    ck_assert_str_eq(f.request[0], "snapshot");
+    if (n_files > 1)
+        ck_assert_str_eq(f.request[1], "snapshot whole");
     zmq_close(f.sock);
     zmq_ctx_term(f.ctx);
     close(fd); /* the lock goes with it */
     return rc;
+}
+
+static int open_served(const char *file, rk_state **out)
+{
+    return open_served_n(&file, 1, out);
 }
 
 START_TEST(state_open_refuses_a_bad_snapshot_from_the_node)
@@ -388,6 +421,306 @@ START_TEST(state_open_refuses_a_bad_snapshot_from_the_node)
 }
 END_TEST
 
+/* ------------------------------------------------------------ overlays */
+
+/* A model state for the overlay tests: tables of keys 0..M_KEYS-1
+ * ("k%05d", a longer "k%05dx" for odd ones: a prefix and its extension),
+ * each present with a value version (0: absent). */
+#define M_TABLES 6
+#define M_KEYS 600
+static const char *const m_names[M_TABLES] = {"0new", "a", "ab", "b", "c", "z"}; /* name order */
+
+struct model {
+    int v[M_TABLES][M_KEYS]; /* value version, 0: no entry */
+    int has_table[M_TABLES];
+};
+
+static uint32_t m_key(int k, char *key)
+{
+    return (uint32_t)sprintf(key, "k%05d%s", k / 2, (k % 2) ? "x" : "");
+}
+
+static uint32_t m_val(int t, int k, int version, uint8_t *val)
+{
+    uint32_t n = (uint32_t)((k + version + t) % 24); /* some empty */
+    for (uint32_t j = 0; j < n; j++)
+        val[j] = (uint8_t)(version * 31 + k + j + t);
+    return n;
+}
+
+/* Writes model m as a whole snapshot at file, or (base: the whole
+ * snapshot it applies to, as on disk, named base_name) as an overlay of
+ * the entries of m that differ from base_m: a PUT where the value
+ * differs, a tombstone where the base has the key and m has not (and, to
+ * show that one is harmless, for key 1 of table "c" where neither has it). */
+static void m_write(const struct model *m, const char *file, const struct model *base_m, const char *base_file,
+                    const char *base_name, uint64_t applied_seq)
+{
+    struct snap_producer p = {0};
+    struct apply_meta am = test_am;
+    struct snap_base base = {0};
+    snap_writer *w = NULL;
+    char err[512] = "", key[32];
+    uint8_t val[64];
+
+    am.applied_seq = applied_seq;
+    snprintf(p.name, sizeof p.name, "eng0");
+    p.m = (struct producer_meta){.applied_lsn = 4242, .height = applied_seq, .n_groups = 9};
+    ck_assert_int_eq(snap_writer_open(file, &w, err, sizeof err), 0);
+    for (int t = 0; t < M_TABLES; t++) {
+        int opened = 0;
+        if (!m->has_table[t] && !(base_m && base_m->has_table[t]))
+            continue;
+        if (!base_m && m->has_table[t]) {
+            ck_assert_int_eq(snap_writer_table(w, m_names[t]), 0);
+            opened = 1;
+        }
+        for (int k = 0; k < M_KEYS; k++) {
+            uint32_t klen = m_key(k, key);
+            int was = base_m ? base_m->v[t][k] : 0, now = m->v[t][k];
+            int tomb = base_m && ((was && !now) || (t == 4 && k == 1 && !was && !now));
+            if ((base_m && now == was && !tomb) || (!base_m && !now) || (base_m && !now && !tomb))
+                continue;
+            if (!opened) {
+                ck_assert_int_eq(snap_writer_table(w, m_names[t]), 0);
+                opened = 1;
+            }
+            if (now)
+                ck_assert_int_eq(snap_writer_add(w, key, klen, val, m_val(t, k, now, val)), 0);
+            else
+                ck_assert_int_eq(snap_writer_add_tombstone(w, key, klen), 0);
+        }
+    }
+    if (base_m) {
+        int fd = open(base_file, O_RDONLY);
+        struct snap_header h;
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pread(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+        close(fd);
+        base = (struct snap_base){.file_size = h.file_size, .body_hash = h.body_hash, .applied_seq = h.am.applied_seq};
+        snprintf(base.name, sizeof base.name, "%s", base_name);
+    }
+    ck_assert_msg(snap_writer_finish(w, &am, base_m ? &base : NULL, &p, 1, err, sizeof err) == 0, "%s", err);
+}
+
+/* The base model: tables "a", "b", "c" with random keys. */
+static void m_base(struct model *m, unsigned *seed)
+{
+    memset(m, 0, sizeof *m);
+    for (int t = 1; t < M_TABLES - 1; t++) {
+        if (t == 2)
+            continue; /* "ab": new in the overlay */
+        m->has_table[t] = 1;
+        for (int k = 0; k < M_KEYS; k++)
+            m->v[t][k] = rand_r(seed) % 3 ? 1 : 0;
+    }
+}
+
+/* Changes to m: overwrites, new keys, deletes of keys there and not
+ * there, table "b" emptied, new tables "0new", "ab" and "z". */
+static void m_change(struct model *m, unsigned *seed, int version)
+{
+    for (int t = 0; t < M_TABLES; t++)
+        for (int k = 0; k < M_KEYS; k++) {
+            int r = rand_r(seed) % 10;
+            if (t == 3)
+                m->v[t][k] = 0; /* "b": every key deleted */
+            else if ((t == 0 || t == 2 || t == 5) && r < 3)
+                m->v[t][k] = version; /* new tables */
+            else if (t != 0 && t != 2 && t != 5 && r == 0)
+                m->v[t][k] = version; /* overwritten or new */
+            else if (t != 0 && t != 2 && t != 5 && r == 1)
+                m->v[t][k] = 0; /* deleted (or absent already) */
+        }
+    m->has_table[0] = m->has_table[2] = m->has_table[5] = 1;
+}
+
+struct scan_out {
+    char buf[1 << 16];
+    size_t len;
+};
+
+static int scan_append(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct scan_out *o = arg;
+
+    ck_assert_uint_lt(o->len + 8 + klen + vlen, sizeof o->buf);
+    memcpy(o->buf + o->len, &klen, 4);
+    memcpy(o->buf + o->len + 4, &vlen, 4);
+    memcpy(o->buf + o->len + 8, key, klen);
+    memcpy(o->buf + o->len + 8 + klen, val, vlen);
+    o->len += 8 + klen + vlen;
+    return 0;
+}
+
+/* s and w hold the same state for rk_state_get and rk_state_scan: every
+ * key of every table (and of a table neither has), whole scans and
+ * scans by prefix; heights and lsn. */
+static void assert_same_state(rk_state *s, rk_state *w)
+{
+    static const char *const extra[] = {"nosuch", "", NULL};
+    static struct scan_out a, b;
+    const char *prefixes[] = {"", "k", "k001", "k00100", "k00100x", "q"};
+    uint64_t ha = 0, hb = 0;
+    char key[32];
+
+    ck_assert_uint_eq(rk_state_lsn(s), rk_state_lsn(w));
+    ck_assert_int_eq(rk_state_height(s, "eng0", &ha), 0);
+    ck_assert_int_eq(rk_state_height(w, "eng0", &hb), 0);
+    ck_assert_uint_eq(ha, hb);
+    for (int t = 0; t < M_TABLES + 2; t++) {
+        const char *name = t < M_TABLES ? m_names[t] : extra[t - M_TABLES];
+        for (int k = 0; k < M_KEYS + 2; k++) {
+            uint32_t klen = m_key(k, key), la = 0, lb = 0;
+            void *va = NULL, *vb = NULL;
+            int ra = rk_state_get(s, name, key, klen, &va, &la), rb = rk_state_get(w, name, key, klen, &vb, &lb);
+            ck_assert_msg(ra == rb && la == lb && (la == 0 || memcmp(va, vb, la) == 0),
+                          "table %s key %s: %d (%u bytes) against the whole snapshot's %d (%u bytes)", name, key,
+                          ra, la, rb, lb);
+            free(va);
+            free(vb);
+        }
+        for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
+            a.len = b.len = 0;
+            ck_assert_int_eq(rk_state_scan(s, name, prefixes[i], (uint32_t)strlen(prefixes[i]), scan_append, &a), 0);
+            ck_assert_int_eq(rk_state_scan(w, name, prefixes[i], (uint32_t)strlen(prefixes[i]), scan_append, &b), 0);
+            ck_assert_msg(a.len == b.len && memcmp(a.buf, b.buf, a.len) == 0,
+                          "table %s, scan of \"%s\": %zu bytes against the whole snapshot's %zu", name, prefixes[i],
+                          a.len, b.len);
+        }
+    }
+}
+
+/* An overlay -- overwrites, new keys, deletes (tombstones, one of a key
+ * the base has not), a table it empties, tables the base has not before,
+ * between and after the base's -- over its base reads exactly as the
+ * whole snapshot of the same state: every get and scan (a prefix, an
+ * extension of it), heights and lsn; both files are gone after the open
+ * (the engine unlinks them). */
+START_TEST(overlay_over_its_base_reads_as_the_whole_snapshot)
+{
+    struct model base_m, m;
+    unsigned seed = 12345;
+    char base_file[320], overlay[320], whole[320];
+    rk_state *s = NULL, *w = NULL;
+
+    snprintf(base_file, sizeof base_file, "%s/b-base" SNAP_SUFFIX, dir);
+    snprintf(overlay, sizeof overlay, "%s/b" SNAP_SUFFIX, dir);
+    snprintf(whole, sizeof whole, "%s/w" SNAP_SUFFIX, dir);
+    for (int round = 0; round < 3; round++) {
+        m_base(&base_m, &seed);
+        m = base_m;
+        m_change(&m, &seed, 2 + round);
+        m_write(&base_m, base_file, NULL, NULL, NULL, 5);
+        m_write(&m, overlay, &base_m, base_file, "b-base" SNAP_SUFFIX, 9);
+        m_write(&m, whole, NULL, NULL, NULL, 9);
+        ck_assert_int_eq(open_served(overlay, &s), 0);
+        ck_assert_int_eq(access(overlay, F_OK), -1);
+        ck_assert_int_eq(access(base_file, F_OK), -1);
+        ck_assert_int_eq(open_served(whole, &w), 0);
+        assert_same_state(s, w);
+        rk_state_close(s);
+        rk_state_close(w);
+    }
+}
+END_TEST
+
+/* An overlay that fails its checks is refused (RK_ECORRUPT); so is one
+ * over a base that is not the one it names, damaged, or missing -- and
+ * then the engine asks the node once more, for a whole snapshot
+ * ("snapshot whole", which drops the node's base): served a good one, the
+ * open holds it; served the same fault again, it is refused.  A whole
+ * snapshot holding a tombstone (only an overlay may) is refused too. */
+START_TEST(overlay_that_fails_or_whose_base_fails_is_refused)
+{
+    struct model base_m, m, other_m;
+    unsigned seed = 777;
+    char base_file[320], overlay[320], overlay2[320], whole[320], err[512] = "";
+    const char *files[2];
+    rk_state *s = NULL, *w = NULL;
+    struct snap_info info;
+    snap_writer *sw = NULL;
+    uint8_t *buf;
+    size_t len;
+
+    snprintf(base_file, sizeof base_file, "%s/o-base" SNAP_SUFFIX, dir);
+    snprintf(overlay, sizeof overlay, "%s/o" SNAP_SUFFIX, dir);
+    snprintf(overlay2, sizeof overlay2, "%s/o2" SNAP_SUFFIX, dir);
+    snprintf(whole, sizeof whole, "%s/w" SNAP_SUFFIX, dir);
+    m_base(&base_m, &seed);
+    m = base_m;
+    m_change(&m, &seed, 2);
+    other_m = base_m;
+    other_m.v[1][0] = 7; /* another base: one value differs */
+
+    /* the overlay damaged: refused, no second request (its base is not at fault) */
+    m_write(&base_m, base_file, NULL, NULL, NULL, 5);
+    m_write(&m, overlay, &base_m, base_file, "o-base" SNAP_SUFFIX, 9);
+    snprintf(path, sizeof path, "%s", overlay);
+    buf = read_file(&len);
+    buf[len / 2] ^= 1;
+    write_bytes(overlay, buf, len);
+    free(buf);
+    ck_assert_int_eq(open_served(overlay, &s), RK_ECORRUPT);
+    ck_assert_ptr_null(s);
+
+    /* over another base than the one it names, twice: refused */
+    {
+        char base2[320];
+        snprintf(base2, sizeof base2, "%s/o2-base" SNAP_SUFFIX, dir);
+        m_write(&m, overlay, &base_m, base_file, "o-base" SNAP_SUFFIX, 9);
+        m_write(&m, overlay2, &base_m, base_file, "o2-base" SNAP_SUFFIX, 9);
+        m_write(&other_m, base_file, NULL, NULL, NULL, 5);
+        m_write(&other_m, base2, NULL, NULL, NULL, 5);
+        files[0] = overlay;
+        files[1] = overlay2;
+        ck_assert_int_eq(open_served_n(files, 2, &s), RK_ECORRUPT);
+        ck_assert_ptr_null(s);
+        ck_assert_int_eq(access(base2, F_OK), -1);
+    }
+
+    /* a damaged base, then a good whole snapshot: the open holds that one */
+    m_write(&base_m, base_file, NULL, NULL, NULL, 5);
+    m_write(&m, overlay, &base_m, base_file, "o-base" SNAP_SUFFIX, 9);
+    snprintf(path, sizeof path, "%s", base_file);
+    buf = read_file(&len);
+    buf[len - 100] ^= 1;
+    write_bytes(base_file, buf, len);
+    free(buf);
+    m_write(&m, whole, NULL, NULL, NULL, 9);
+    files[1] = whole;
+    ck_assert_int_eq(open_served_n(files, 2, &s), 0);
+    m_write(&m, whole, NULL, NULL, NULL, 9);
+    ck_assert_int_eq(open_served(whole, &w), 0);
+    assert_same_state(s, w);
+    rk_state_close(s);
+    rk_state_close(w);
+    s = w = NULL;
+
+    /* a missing base, then a good whole snapshot */
+    m_write(&base_m, base_file, NULL, NULL, NULL, 5);
+    m_write(&m, overlay, &base_m, base_file, "o-base" SNAP_SUFFIX, 9);
+    unlink(base_file);
+    m_write(&m, whole, NULL, NULL, NULL, 9);
+    ck_assert_int_eq(open_served_n(files, 2, &s), 0);
+    rk_state_close(s);
+    s = NULL;
+
+    /* a whole snapshot with a tombstone */
+    ck_assert_int_eq(snap_writer_open(whole, &sw, err, sizeof err), 0);
+    ck_assert_int_eq(snap_writer_table(sw, "a"), 0);
+    ck_assert_int_eq(snap_writer_add(sw, "k1", 2, "v", 1), 0);
+    ck_assert_int_eq(snap_writer_add_tombstone(sw, "k2", 2), 0);
+    ck_assert_msg(snap_writer_finish(sw, &test_am, NULL, NULL, 0, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s", whole);
+    buf = read_file(&len);
+    ck_assert_int_eq(snap_verify(buf, len, &info, NULL, NULL, NULL, err, sizeof err), RK_ECORRUPT);
+    free(buf);
+    ck_assert_int_eq(open_served(whole, &s), RK_ECORRUPT);
+    ck_assert_ptr_null(s);
+}
+END_TEST
+
 static Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -401,6 +734,8 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, snapshot_with_keys_out_of_order_is_refused);
     tcase_add_test(tc, snapshot_of_another_major_version_is_refused);
     tcase_add_test(tc, state_open_refuses_a_bad_snapshot_from_the_node);
+    tcase_add_test(tc, overlay_over_its_base_reads_as_the_whole_snapshot);
+    tcase_add_test(tc, overlay_that_fails_or_whose_base_fails_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }
