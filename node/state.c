@@ -7,11 +7,17 @@
  *     endpoint (node_request, client.c: this file is in libringkeep, the
  *     node process is not); it applies up to the first group boundary that
  *     holds everything written before the request, writes a state snapshot
- *     file (persist/snapshot.h) from an MVCC snapshot taken there, and
- *     answers with its path.  The file is mapped, unlinked at once (the
- *     copy is private to the engine, and nothing is left behind if the
- *     engine dies), verified whole (magic, version, both checksums, every
- *     length and the key order), and its entries are used in place;
+ *     file (persist/snapshot.h) of the state there, and answers with its
+ *     path: a whole snapshot, or (a primary's, mostly) an overlay of a
+ *     whole one it keeps, its base, named in the overlay, which the node
+ *     links for this request.  The file (and its base) is mapped,
+ *     unlinked at once (the copy is private to the engine, and nothing is
+ *     left behind if the engine dies), verified whole (magic, version,
+ *     both checksums, every length and the key order; that the base is
+ *     the one the overlay names), and its entries are used in place: an
+ *     overlay's merged with its base's as the base is walked.  A base
+ *     that is missing or fails is refused, and the node asked once more,
+ *     for a whole snapshot;
  *   - no node runs: this process takes the data directory's lock itself,
  *     recovers the environment, applies the journal, writes the snapshot
  *     file the same way and lets the lock go; it refuses (RK_EUNDRAINED)

@@ -11,6 +11,15 @@
  * Both read every table through cursor reads of many entries at a time
  * (walk_tables, DB_MULTIPLE_KEY).
  *
+ * A primary's snapshots past apply (a fold: the journal entries since
+ * through apply's rules, in memory) go on from a base, a whole snapshot
+ * file kept mapped:
+ *
+ *   ckpt_job_snapshot_at --> file + base (*next, owns its file)
+ *     --ckpt_job_overlay_at--> an overlay per request: the base's fold,
+ *                              run on from the last request's point
+ *     --ckpt_job_rebase--> base + fold merged: a new base (*next)
+ *
  * Threads: applier_checkpoint_begin runs on the applier's thread between
  * applier_run calls (a group boundary).  A job then belongs to one thread
  * at a time, any thread: ckpt_job_write and ckpt_job_snapshot read through

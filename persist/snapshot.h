@@ -2,8 +2,9 @@
  * that opens it (rk_state_open), private to ringkeep.
  *
  * An internal contract between the node that writes the file
- * (ckpt_job_snapshot, export.c) and the libringkeep that reads it
- * (node/state.c), which may come from different builds: the file starts
+ * (ckpt_job_snapshot*, ckpt_job_overlay_at, export.c) and the libringkeep
+ * that reads it (node/state.c), which may come from different builds
+ * (docs/FORMAT.md, "State snapshot files"): the file starts
  * with a magic and a format version, and a reader refuses a major version
  * it does not know (RK_EVERSION, naming both) and anything that fails its
  * checks (RK_ECORRUPT, with the reason).  Made to be cheap at both ends:
