@@ -443,6 +443,7 @@ static void retire_base(struct node *n)
     ckpt_job_free(n->snap_retired);
     n->snap_retired = n->snap_base;
     n->snap_base = NULL;
+    n->snap_base_gen++;
     n->snap_rebase_due = 0;
 }
 
@@ -466,34 +467,91 @@ static void snapshot_path(struct node *n, const char *kind, char *path, size_t p
              (uint64_t)getpid(), id);
 }
 
-/* A new base from the current one and its overlays' fold (ckpt_job_rebase),
- * on the control thread after a reply: the whole-file merge an open used
- * to do, now once per many opens and while no request waits for it. */
-static void rebase(struct node *n)
+/* The rebase thread: the whole snapshot the base and its last overlay make
+ * (ckpt_rebase_run), the new base.  Its own thread, so that no request
+ * waits for it: on the control thread after a reply, the next open (80 ms
+ * later in bench_node) often came while it ran, and waited.  A failed
+ * write is fatal, as a snapshot's. */
+static void *rebase_main(void *arg)
 {
-    char path[PATH_MAX + 64], err[512] = "";
-    uint64_t n_entries = 0, t0 = now_ns(), cpu0 = seg_now_ns(CLOCK_THREAD_CPUTIME_ID);
-    uint64_t folded = ckpt_job_fold_records(n->snap_base);
-    ckpt_job *next = NULL;
+    struct node *n = arg;
+    uint64_t t0 = now_ns(), cpu0 = seg_now_ns(CLOCK_THREAD_CPUTIME_ID);
+
+    pthread_setname_np(pthread_self(), "rk-rebase"); /* top -H, perf, gdb */
+    n->rebase_err[0] = '\0';
+    n->rebase_rc = ckpt_rebase_run(n->rebase, n->rebase_path, &n->rebase_entries, &n->rebase_next, n->rebase_err,
+                                   sizeof n->rebase_err);
+    if (n->rebase_rc && sys_io_failed())
+        fatal("snapshot base failed: a failed write or fsync is never retried",
+              n->rebase_err[0] ? n->rebase_err : store_strerror(n->rebase_rc));
+    double ms = (double)(now_ns() - t0) / 1e6, cpu_ms = (double)(seg_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6;
+    int rc = n->rebase_rc;
+    /* release: the result above, for the control thread's acquire; the
+     * line below is logged after it, so that whoever reads the line (a
+     * test) knows the next request takes the new base */
+    atomic_store_explicit(&n->rebase_done, 1, memory_order_release);
+    if (!rc)
+        log_msg(LOG_INFO, "state snapshot rebased",
+                "folded_records=%" PRIu64 " entries=%" PRIu64 " ms=%.1f cpu_ms=%.1f", n->rebase_folded,
+                n->rebase_entries, ms, cpu_ms);
+    return NULL;
+}
+
+/* Control thread: takes a finished rebase's result (wait: waits for one
+ * still running): the new base replaces the one it was made from, if that
+ * one still serves; a base whose file failed (RK_ECORRUPT) goes. */
+static void rebase_collect(struct node *n, int wait)
+{
+    /* acquire: the thread's result */
+    if (!n->rebase_running || (!wait && !atomic_load_explicit(&n->rebase_done, memory_order_acquire)))
+        return;
+    pthread_join(n->rebase_thread, NULL);
+    n->rebase_running = 0;
+    ckpt_rebase_free(n->rebase);
+    n->rebase = NULL;
+    if (n->rebase_rc) {
+        log_msg(LOG_INFO, "snapshot: the base cannot be rebased", "error=\"%s\"",
+                n->rebase_err[0] ? n->rebase_err : store_strerror(n->rebase_rc));
+        if (n->rebase_gen == n->snap_base_gen && n->rebase_rc == RK_ECORRUPT && n->snap_base)
+            retire_base(n); /* its file changed: the next request reads the store */
+        return;
+    }
+    if (n->rebase_next && n->rebase_gen == n->snap_base_gen && n->snap_base) {
+        retire_base(n);
+        n->snap_base = n->rebase_next; /* at the point of the overlay it was made from: its fold goes on there */
+        n->snap_base_gen++;
+    } else {
+        ckpt_job_free(n->rebase_next); /* the base it was made from went meanwhile */
+    }
+    n->rebase_next = NULL;
+}
+
+/* Control thread, after a reply whose overlay made the base due: the
+ * rebase begun (ckpt_rebase_begin: the fold's records at that overlay's
+ * point) and handed to its thread. */
+static void rebase_start(struct node *n)
+{
     int rc;
 
     n->snap_rebase_due = 0;
-    snapshot_path(n, "base", path, sizeof path);
-    rc = ckpt_job_rebase(n->snap_base, n->s, path, &n_entries, &next, err, sizeof err);
-    if (rc && sys_io_failed())
-        fatal("snapshot base failed: a failed write or fsync is never retried", err[0] ? err : store_strerror(rc));
-    ckpt_job_free(n->snap_base);
-    n->snap_base = next; /* NULL (failed, or no base made): the next request reads the store */
+    if (n->rebase_running)
+        return; /* one at a time: the next overlay asks again */
+    rc = ckpt_rebase_begin(n->snap_base, &n->rebase);
     if (rc) {
-        log_msg(LOG_INFO, "snapshot: the base cannot be rebased, the next one reads the store", "error=\"%s\"",
-                err[0] ? err : store_strerror(rc));
+        log_msg(LOG_INFO, "snapshot: the base cannot be rebased", "error=\"%s\"", store_strerror(rc));
         return;
     }
-    if (!next)
-        unlink(path);
-    log_msg(LOG_INFO, "state snapshot rebased",
-            "folded_records=%" PRIu64 " entries=%" PRIu64 " ms=%.1f cpu_ms=%.1f", folded, n_entries,
-            (double)(now_ns() - t0) / 1e6, (double)(seg_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6);
+    n->rebase_folded = ckpt_job_fold_records(n->snap_base);
+    n->rebase_gen = n->snap_base_gen;
+    n->rebase_next = NULL;
+    atomic_store_explicit(&n->rebase_done, 0, memory_order_relaxed); /* the thread is not started yet */
+    snapshot_path(n, "base", n->rebase_path, sizeof n->rebase_path);
+    if (start_thread(&n->rebase_thread, rebase_main, n) != 0) {
+        ckpt_rebase_free(n->rebase);
+        n->rebase = NULL;
+        return;
+    }
+    n->rebase_running = 1;
 }
 
 void snapshot_after_reply(struct node *n)
@@ -501,12 +559,15 @@ void snapshot_after_reply(struct node *n)
     ckpt_job_free(n->snap_retired);
     n->snap_retired = NULL;
     if (n->snap_base && n->snap_rebase_due)
-        rebase(n);
+        rebase_start(n);
 }
 
 void snapshot_bases_drop(struct node *n)
 {
+    rebase_collect(n, 1);
     snapshot_after_reply(n);
+    ckpt_job_free(n->snap_retired);
+    n->snap_retired = NULL;
     ckpt_job_free(n->snap_base);
     n->snap_base = NULL;
 }
@@ -590,7 +651,10 @@ static void write_snapshot(struct node *n, ckpt_job *job, uint64_t upto, uint64_
         return;
     }
     if (next) {
+        if (n->snap_base)
+            retire_base(n);
         n->snap_base = next;
+        n->snap_base_gen++;
         n->snap_base_pos = *base_pos;
         n->snap_base_epoch = checkpoint_epoch(n);
         n->snap_rebase_due = 0;
@@ -676,6 +740,7 @@ static void serve_snapshot(struct node *n, int whole, uint64_t t_request, char *
     char err[512] = "";
     uint64_t upto, t_begun = t_request, drained = atomic_load(&n->drained_pos);
 
+    rebase_collect(n, 0); /* a new base made meanwhile serves from now on */
     pthread_mutex_lock(&n->lock);
     upto = n->journal_seq;
     pthread_mutex_unlock(&n->lock);

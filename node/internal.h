@@ -75,6 +75,20 @@ struct node {
     uint64_t snap_base_pos;      /* the drain's position at the last request it served */
     uint64_t snap_base_epoch;    /* the epoch it was made in */
     int snap_rebase_due;         /* its overlays grew too large: a new base after the reply */
+    uint64_t snap_base_gen;      /* +1 each time snap_base changes (the control thread's) */
+    /* a rebase being made on its own thread (rebase_main) from the base
+     * of generation rebase_gen; the control thread starts it, and takes
+     * its result (rebase_next, rebase_rc) once rebase_done is set */
+    pthread_t rebase_thread;
+    int rebase_running;          /* the control thread's */
+    uint64_t rebase_gen;         /* the control thread's */
+    ckpt_rebase *rebase;         /* the thread's while it runs */
+    atomic_int rebase_done;      /* release by the thread: its result is written */
+    ckpt_job *rebase_next;       /* the new base, or NULL (the thread's, then the control thread's) */
+    int rebase_rc;
+    char rebase_path[PATH_MAX + 64];
+    char rebase_err[512];
+    uint64_t rebase_entries, rebase_folded;
     ckpt_job *snap_retired;      /* a base to free after the reply (the control thread's) */
     uint64_t ckpt_seq;           /* journal seq of the newest checkpoint */
     pthread_cond_t ckpt_cond;    /* a job for the checkpoint thread, or stop */

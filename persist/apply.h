@@ -167,19 +167,19 @@ int ckpt_job_snapshot(ckpt_job *j, const char *path, uint64_t *n_entries, char *
  * journal no longer holds an entry it needs (trimmed meanwhile: begin a
  * new job).  Ends the snapshot transaction; ckpt_job_free(j) follows.
  *
- * next (may be NULL): on success, a base for the next request, or NULL
+ * next (may be NULL): on success, a base for the next requests, or NULL
  * when none could be made (out of memory): a job whose tables are the
- * file just written, mapped, with what was applied at upto and the
- * records a fold from there starts from, so that the next snapshot is
- * this file with the entries since merged in -- a sequential copy -- and
- * not a read of every table of the store.  A base begins no transaction
- * and pins nothing: it serves ckpt_job_snapshot_at only (ckpt_job_write
- * refuses it, RK_EINVAL), on one thread at a time, while the journal
+ * file just written, mapped (and indexed), with what was applied at upto
+ * and the records a fold from there starts from, so that the next
+ * snapshots are overlays of this file (ckpt_job_overlay_at) -- what
+ * changed since -- and not a read of every table of the store.  A base
+ * begins no transaction and pins nothing: it serves ckpt_job_overlay_at
+ * and ckpt_rebase_begin only (ckpt_job_write and ckpt_job_snapshot_at
+ * refuse it, RK_EINVAL), on one thread at a time, while the journal
  * still holds the entries from its restart point (RK_ENOTFOUND
- * otherwise) and its file still verifies (RK_ECORRUPT otherwise: it is on
- * disk, where an engine could change it); either way the caller drops it
- * and reads the store.  The base owns its file from then on:
- * ckpt_job_free unmaps it and removes it (engines get links to it). */
+ * otherwise: the caller drops it and reads the store).  The base owns its
+ * file from then on: ckpt_job_free unmaps it and removes it (engines get
+ * links to it). */
 int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path, uint64_t *n_entries,
                          ckpt_job **next, char *err, size_t err_size);
 
@@ -199,13 +199,22 @@ int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path,
 int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, const char *base_name,
                         uint64_t *n_records, char *err, size_t err_size);
 
-/* A new base (*next, NULL when none could be made) at the point base j's
- * last overlay was at: j's file with its fold merged in, written at path
- * (a whole snapshot, as ckpt_job_snapshot_at's).  RK_EINVAL: j has no
- * overlay yet.  RK_ECORRUPT: j's file changed (its hash is checked as it
- * is read); the caller drops j. */
-int ckpt_job_rebase(ckpt_job *j, store *s, const char *path, uint64_t *n_entries, ckpt_job **next, char *err,
+/* A new base from base j and its last overlay, made off the requests'
+ * path: ckpt_rebase_begin, on the thread that owns j, right after
+ * ckpt_job_overlay_at (its fold still at that overlay's point), takes
+ * what the new base needs -- the fold's records at that point, mappings
+ * of j's file and of the overlay -- so that j goes on serving overlays
+ * meanwhile; ckpt_rebase_run, on any thread, writes at path the whole
+ * snapshot the two make (snap_merge: a changed base is RK_ECORRUPT) and
+ * gives the base it is (*next: a job as ckpt_job_snapshot_at's *next,
+ * at the overlay's point; NULL when none could be made).
+ * ckpt_rebase_free frees what is left (NULL: no-op).  begin: RK_EINVAL
+ * when j has no overlay yet. */
+typedef struct ckpt_rebase ckpt_rebase;
+int ckpt_rebase_begin(ckpt_job *j, ckpt_rebase **out);
+int ckpt_rebase_run(ckpt_rebase *r, const char *path, uint64_t *n_entries, ckpt_job **next, char *err,
                     size_t err_size);
+void ckpt_rebase_free(ckpt_rebase *r);
 
 /* A base's file (NULL: j is not a base), its entries, and its fold's
  * records (what its overlays hold, before the last of each key is taken). */

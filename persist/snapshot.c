@@ -25,6 +25,7 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t inside the writer */
 #include <xxhash.h>
 
+#include "persist/bytes.h"
 #include "persist/checkpoint.h"
 #include "persist/snapshot.h"
 #include "persist/store.h"
@@ -498,5 +499,176 @@ int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_tab
      * callback's (out of memory) as it is */
     if (!snap_body_hash_end(bh, h->body_hash) && (!rc || rc == RK_ECORRUPT))
         rc = corrupt(err, err_size, "the body's checksum does not match");
+    return rc;
+}
+
+/* ------------------------------------------------------------ merging an overlay */
+
+/* An overlay table's entries being merged: the next one at `at` (its key
+ * and value, a tombstone's val NULL), up to end. */
+struct overlay_cursor {
+    const uint8_t *at, *end;
+    const uint8_t *key, *val;
+    uint32_t klen, vlen;
+    uint64_t prefix; /* key_prefix of key */
+};
+
+/* Reads the cursor's entry at `at` (the overlay verified: lengths hold);
+ * 0 at the end. */
+static int cursor_load(struct overlay_cursor *c)
+{
+    uint32_t lens[2];
+
+    if (c->at >= c->end)
+        return 0;
+    memcpy(lens, c->at, sizeof lens);
+    c->key = c->at + sizeof lens;
+    c->klen = lens[0];
+    c->val = lens[1] == SNAP_TOMBSTONE ? NULL : c->key + lens[0];
+    c->vlen = lens[1];
+    c->prefix = key_prefix(c->key, c->klen);
+    return 1;
+}
+
+static void cursor_next(struct overlay_cursor *c)
+{
+    c->at = c->key + c->klen + (c->val ? c->vlen : 0);
+}
+
+/* Writes the overlay's entries from the cursor on with keys below key
+ * (every one left: key NULL); a tombstone writes nothing. */
+static int cursor_flush(snap_writer *w, struct overlay_cursor *c, const uint8_t *key, uint32_t klen, uint64_t prefix)
+{
+    int rc = 0;
+
+    while (!rc && cursor_load(c) &&
+           (!key || c->prefix < prefix || (c->prefix == prefix && ckpt_key_cmp(c->key, c->klen, key, klen) < 0))) {
+        if (c->val)
+            rc = snap_writer_add(w, c->key, c->klen, c->val, c->vlen);
+        cursor_next(c);
+    }
+    return rc;
+}
+
+int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, size_t overlay_len, const char *path,
+               uint64_t *n_entries, char *err, size_t err_size)
+{
+    struct snap_info bi, oi;
+    struct snap_producer *producers = NULL;
+    snap_body_hash *bh = NULL;
+    snap_writer *w = NULL;
+    const uint8_t *hashed = base;
+    uint64_t ot = 0;
+    int rc;
+
+    *n_entries = 0;
+    rc = snap_verify(overlay, overlay_len, &oi, NULL, NULL, NULL, err, err_size);
+    if (!rc)
+        rc = snap_check_layout(base, base_len, &bi, err, err_size);
+    if (!rc && (!oi.h.base.file_size || bi.h.base.file_size || oi.h.base.file_size != base_len ||
+                oi.h.base.body_hash != bi.h.body_hash || oi.h.base.applied_seq != bi.h.am.applied_seq))
+        rc = corrupt(err, err_size, "the overlay's base is not this snapshot");
+    if (!rc && !(bh = snap_body_hash_begin(base, base_len)))
+        rc = ENOMEM;
+    if (!rc)
+        rc = snap_writer_open(path, &w, err, err_size);
+    for (uint64_t i = 0; !rc && i <= bi.h.n_tables; i++) {
+        struct snap_table bt, t;
+        struct overlay_cursor c = {0};
+        const uint8_t *at, *end, *run;
+        uint64_t run_n = 0;
+
+        if (i < bi.h.n_tables)
+            memcpy(&bt, bi.tables + i * sizeof bt, sizeof bt);
+        /* the overlay's tables before this one (every one left after the
+         * last), which the base has not */
+        for (; !rc && ot < oi.h.n_tables; ot++) {
+            memcpy(&t, oi.tables + ot * sizeof t, sizeof t);
+            if (i < bi.h.n_tables && strcmp(t.name, bt.name) >= 0)
+                break;
+            c = (struct overlay_cursor){.at = overlay + t.offset, .end = overlay + t.offset + t.size};
+            rc = snap_writer_table(w, t.name);
+            if (!rc)
+                rc = cursor_flush(w, &c, NULL, 0, 0);
+        }
+        if (rc || i == bi.h.n_tables)
+            break;
+        c = (struct overlay_cursor){0};
+        if (ot < oi.h.n_tables) {
+            memcpy(&t, oi.tables + ot * sizeof t, sizeof t);
+            if (strcmp(t.name, bt.name) == 0) {
+                c = (struct overlay_cursor){.at = overlay + t.offset, .end = overlay + t.offset + t.size};
+                ot++;
+            }
+        }
+        rc = snap_writer_table(w, bt.name);
+        at = run = base + bt.offset;
+        end = at + bt.size;
+        /* the base's entries in runs the overlay does not touch, each
+         * copied as it is (snap_writer_add_encoded), its body hashed a
+         * chunk ahead of the reads (a changed base is refused) */
+        for (uint64_t e = 0; !rc && e < bt.n_entries; e++) {
+            uint32_t lens[2];
+            const uint8_t *key;
+            uint64_t prefix;
+            if (at + sizeof lens > hashed)
+                hashed = snap_body_hash_to(bh, at);
+            if ((size_t)(end - at) < sizeof lens) {
+                rc = RK_ECORRUPT;
+                break;
+            }
+            memcpy(lens, at, sizeof lens);
+            key = at + sizeof lens;
+            if ((uint64_t)lens[0] + lens[1] > (uint64_t)(end - key)) {
+                rc = RK_ECORRUPT;
+                break;
+            }
+            prefix = key_prefix(key, lens[0]);
+            if (cursor_load(&c) &&
+                (c.prefix < prefix || (c.prefix == prefix && ckpt_key_cmp(c.key, c.klen, key, lens[0]) <= 0))) {
+                /* the overlay has an entry at or before this key: the run
+                 * so far goes as it is, then the overlay's before it, then
+                 * the overlay's of this key or this one */
+                if (run_n)
+                    rc = snap_writer_add_encoded(w, run, (size_t)(at - run), run_n);
+                if (!rc)
+                    rc = cursor_flush(w, &c, key, lens[0], prefix);
+                if (!rc && cursor_load(&c) && ckpt_key_cmp(c.key, c.klen, key, lens[0]) == 0) {
+                    if (c.val)
+                        rc = snap_writer_add(w, c.key, c.klen, c.val, c.vlen);
+                    cursor_next(&c);
+                } else if (!rc) {
+                    rc = snap_writer_add(w, key, lens[0], key + lens[0], lens[1]);
+                }
+                at = run = key + lens[0] + lens[1];
+                run_n = 0;
+                continue;
+            }
+            at = key + lens[0] + lens[1];
+            run_n++;
+        }
+        if (!rc && at != end)
+            rc = RK_ECORRUPT;
+        if (!rc && run_n)
+            rc = snap_writer_add_encoded(w, run, (size_t)(at - run), run_n);
+        if (!rc)
+            rc = cursor_flush(w, &c, NULL, 0, 0);
+    }
+    if (bh && !snap_body_hash_end(bh, bi.h.body_hash) && (!rc || rc == RK_ECORRUPT))
+        rc = corrupt(err, err_size, "the base's body's checksum does not match");
+    else if (rc == RK_ECORRUPT && !err[0])
+        corrupt(err, err_size, "the base's entries do not fit its tables");
+    if (!rc && !(producers = calloc(oi.h.n_producers + 1, sizeof *producers)))
+        rc = ENOMEM;
+    if (rc) {
+        snap_writer_abort(w);
+        free(producers);
+        return rc;
+    }
+    for (uint64_t i = 0; i < oi.h.n_producers; i++)
+        snap_producer_at(&oi, i, &producers[i]);
+    *n_entries = snap_writer_entries(w);
+    rc = snap_writer_finish(w, &oi.h.am, NULL, producers, oi.h.n_producers, err, err_size);
+    free(producers);
     return rc;
 }

@@ -175,6 +175,18 @@ snap_body_hash *snap_body_hash_begin(const uint8_t *buf, size_t len);
 const uint8_t *snap_body_hash_to(snap_body_hash *bh, const uint8_t *at);
 int snap_body_hash_end(snap_body_hash *bh, uint64_t body_hash);
 
+/* Writes at path the whole snapshot that the overlay in overlay[0..
+ * overlay_len) makes with its base in base[0..base_len): the base's
+ * entries, each replaced, deleted or joined by the overlay's as the
+ * engine's reader does, with the overlay's header (applied, producers).
+ * The overlay is verified whole first, the base's layout and its being
+ * the one the overlay names, then its body's hash as the merge reads it
+ * (snap_body_hash_*): RK_ECORRUPT when either fails, the file removed.
+ * Runs of base entries the overlay does not touch are copied as they are.
+ * *n_entries: the entries written. */
+int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, size_t overlay_len, const char *path,
+               uint64_t *n_entries, char *err, size_t err_size);
+
 /* One producer's record of a verified file (index i < h.n_producers). */
 void snap_producer_at(const struct snap_info *info, uint64_t i, struct snap_producer *out);
 

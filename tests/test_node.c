@@ -1538,8 +1538,8 @@ static size_t merge_overlay(const uint8_t *ov, size_t ov_len, const uint8_t *bas
 /* The node's snapshot for a "snapshot" request, read whole into *buf
  * (free) and removed, its header in *h: an overlay is merged with its
  * base here (merge_overlay) into the whole file it stands for;
- * *overlay: whether it was one. */
-static size_t take_snapshot_of(uint8_t **buf, struct snap_header *h, int *overlay)
+ * *overlay: whether it was one, *base_seq its base's applied_seq. */
+static size_t take_snapshot_of(uint8_t **buf, struct snap_header *h, int *overlay, uint64_t *base_seq)
 {
     char *reply = NULL, err[256] = "";
     struct snap_info info;
@@ -1550,6 +1550,7 @@ static size_t take_snapshot_of(uint8_t **buf, struct snap_header *h, int *overla
     len = read_and_remove(reply + 3, buf);
     ck_assert_msg(snap_verify(*buf, len, &info, NULL, NULL, NULL, err, sizeof err) == 0, "%s", err);
     *overlay = info.h.base.file_size != 0;
+    *base_seq = info.h.base.applied_seq;
     if (*overlay) {
         char base_path[PATH_MAX];
         uint8_t *base = NULL, *merged = NULL;
@@ -1569,9 +1570,10 @@ static size_t take_snapshot_of(uint8_t **buf, struct snap_header *h, int *overla
 
 static size_t take_snapshot(uint8_t **buf, struct snap_header *h)
 {
+    uint64_t base_seq;
     int overlay;
 
-    return take_snapshot_of(buf, h, &overlay);
+    return take_snapshot_of(buf, h, &overlay, &base_seq);
 }
 
 /* Journal sequence the node reached once everything written before it is
@@ -1871,7 +1873,9 @@ END_TEST
  * Between the rebase and the last request: the tail of the snapshot
  * tests (deletes, a voided group, a new table and producer, open groups).
  * Fails with the rebase's merge taking the fold from the wrong point
- * (the tail's records missing, or the first base's fold counted twice). */
+ * (the tail's records missing, or the first base's fold counted twice),
+ * or with an overlay's digest not taking out the term of a key an earlier
+ * overlay of the same base held. */
 START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
 {
     static const char *const extra[] = {"node", "log_level", "info", NULL};
@@ -1882,6 +1886,7 @@ START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
     struct snap_header first_h, big_h, based_h, applied_h;
     uint8_t *first_buf = NULL, *big = NULL, *based = NULL, *applied = NULL;
     size_t based_len, applied_len;
+    uint64_t base_seq = 0;
     int overlay = 0;
     pid_t node;
 
@@ -1900,28 +1905,43 @@ START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
 
     /* the first base (from the store), then 400 groups (4800 records)
      * over it: an overlay, after which the base is rebased */
-    take_snapshot_of(&first_buf, &first_h, &overlay);
+    take_snapshot_of(&first_buf, &first_h, &overlay, &base_seq);
     free(first_buf);
     ck_assert_int_eq(overlay, 0);
     write_groups(r0, t0, 0, 40, 440, 0, &lsn);
     journaled(r0, lsn);
-    take_snapshot_of(&big, &big_h, &overlay);
+    take_snapshot_of(&big, &big_h, &overlay, &base_seq);
     free(big);
     ck_assert_int_eq(overlay, 1);
-    check_state(heights); /* served after the rebase: an overlay of the new base */
+    ck_assert_uint_eq(base_seq, first_h.am.applied_seq);
+    /* the rebase, on its own thread: done once logged (the next request
+     * takes the new base) */
+    for (int i = 0; lines_with(log_path, "state snapshot rebased") == 0; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "no rebase");
+        usleep(10000);
+    }
+    check_state(heights); /* an overlay of the new base */
     ck_assert_uint_eq(heights[0], 440);
     ck_assert_int_eq(lines_with(log_path, "state snapshot rebased"), 1);
 
-    /* past the new base */
+    /* past the new base, in two overlays of it: the second's records
+     * replace and delete keys the first one's hold (its fold goes on from
+     * where the first left it, the digest with it) */
+    write_groups(r0, t0, 0, 440, 465, 0, &lsn);
+    journaled(r0, lsn);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 465);
+    write_groups(r0, t0, 0, 465, 470, 0, &lsn);
     asked = write_tail(&r1, &r2, t1);
-    based_len = take_snapshot_of(&based, &based_h, &overlay);
+    based_len = take_snapshot_of(&based, &based_h, &overlay, &base_seq);
     ck_assert_int_eq(overlay, 1);
+    ck_assert_uint_eq(base_seq, big_h.am.applied_seq); /* of the new base, made at the big overlay's point */
     ck_assert_uint_eq(status_field("applied_seq"), held);
     ck_assert_uint_eq(based_h.am.applied_seq, asked);
-    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 3);
+    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 4);
     ck_assert_int_eq(lines_with(log_path, "state snapshot rebased"), 1);
     check_state(heights);
-    ck_assert_uint_eq(heights[0], 440);
+    ck_assert_uint_eq(heights[0], 470);
     ck_assert_uint_eq(heights[1], 10);
 
     /* apply let through to the same point, no base: apply's own */
