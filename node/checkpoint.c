@@ -478,6 +478,11 @@ static void *rebase_main(void *arg)
     uint64_t t0 = now_ns(), cpu0 = seg_now_ns(CLOCK_THREAD_CPUTIME_ID);
 
     pthread_setname_np(pthread_self(), "rk-rebase"); /* top -H, perf, gdb */
+    /* test hook: a file RK_TEST_REBASE_GATE names holds the rebase back
+     * until it holds a number other than 0, so that a test can serve
+     * overlays of the old base while a rebase runs */
+    for (const char *gate = getenv("RK_TEST_REBASE_GATE"); gate && !sys_test_gate(gate);)
+        usleep(1000);
     n->rebase_err[0] = '\0';
     n->rebase_rc = ckpt_rebase_run(n->rebase, n->rebase_path, &n->rebase_entries, &n->rebase_next, n->rebase_err,
                                    sizeof n->rebase_err);
@@ -507,9 +512,9 @@ static void rebase_collect(struct node *n, int wait)
         return;
     pthread_join(n->rebase_thread, NULL);
     n->rebase_running = 0;
-    ckpt_rebase_free(n->rebase);
-    n->rebase = NULL;
     if (n->rebase_rc) {
+        ckpt_rebase_free(n->rebase);
+        n->rebase = NULL;
         log_msg(LOG_INFO, "snapshot: the base cannot be rebased", "error=\"%s\"",
                 n->rebase_err[0] ? n->rebase_err : store_strerror(n->rebase_rc));
         if (n->rebase_gen == n->snap_base_gen && n->rebase_rc == RK_ECORRUPT && n->snap_base)
@@ -517,13 +522,18 @@ static void rebase_collect(struct node *n, int wait)
         return;
     }
     if (n->rebase_next && n->rebase_gen == n->snap_base_gen && n->snap_base) {
+        /* at the point of the overlay it was made from: the old base's
+         * fold, run on since, goes on from there with it */
+        ckpt_rebase_adopt_fold(n->rebase, n->rebase_next, n->snap_base);
         retire_base(n);
-        n->snap_base = n->rebase_next; /* at the point of the overlay it was made from: its fold goes on there */
+        n->snap_base = n->rebase_next;
         n->snap_base_gen++;
     } else {
         ckpt_job_free(n->rebase_next); /* the base it was made from went meanwhile */
     }
     n->rebase_next = NULL;
+    ckpt_rebase_free(n->rebase);
+    n->rebase = NULL;
 }
 
 /* Control thread, after a reply whose overlay made the base due: the

@@ -216,6 +216,14 @@ int ckpt_rebase_run(ckpt_rebase *r, const char *path, uint64_t *n_entries, ckpt_
                     size_t err_size);
 void ckpt_rebase_free(ckpt_rebase *r);
 
+/* Base j's fold, run on since rebase r began, goes to next -- the base r
+ * made, at that point -- with the records it held then dropped: it is
+ * what a fold from next run to the same entry would be (the same rules
+ * from the same state: its producers, maps, open groups and counters are
+ * at that entry), without reading the entries again.  On the thread that
+ * owns both. */
+void ckpt_rebase_adopt_fold(ckpt_rebase *r, ckpt_job *next, ckpt_job *j);
+
 /* A base's file (NULL: j is not a base), its entries, and its fold's
  * records (what its overlays hold, before the last of each key is taken). */
 const char *ckpt_job_base_path(const ckpt_job *j);

@@ -1106,6 +1106,7 @@ struct ckpt_rebase {
     ckpt_job *next;                  /* the new base, but its file: at the overlay's point */
     const uint8_t *base, *overlay;   /* the old base's file and the overlay, mapped for the rebase */
     size_t base_len, overlay_len;
+    size_t fold_records;             /* the old base's fold's records at the overlay's point */
 };
 
 int ckpt_rebase_begin(ckpt_job *j, ckpt_rebase **out)
@@ -1128,6 +1129,7 @@ int ckpt_rebase_begin(ckpt_job *j, ckpt_rebase **out)
     }
     r->overlay = j->ov_map;
     r->overlay_len = j->ov_map_len;
+    r->fold_records = j->fold->pending.n_records;
     j->ov_map = NULL;
     *out = r;
     return 0;
@@ -1148,6 +1150,26 @@ int ckpt_rebase_run(ckpt_rebase *r, const char *path, uint64_t *n_entries, ckpt_
     *next = r->next;
     r->next = NULL;
     return 0;
+}
+
+void ckpt_rebase_adopt_fold(ckpt_rebase *r, ckpt_job *next, ckpt_job *j)
+{
+    applier *a = j->fold;
+    struct pending *pd = &a->pending;
+    size_t keep = pd->n_records - r->fold_records;
+    uint64_t from = keep ? pd->records[r->fold_records].off : pd->len;
+
+    /* pending only grows, in journal order (pend): the records since the
+     * overlay's point are its tail, in one run of the buffer */
+    memmove(pd->buf, pd->buf + from, pd->len - from);
+    pd->len -= from;
+    memmove(pd->records, pd->records + r->fold_records, keep * sizeof *pd->records);
+    for (size_t i = 0; i < keep; i++)
+        pd->records[i].off -= from;
+    pd->n_records = keep;
+    next->fold = a;
+    next->ov_digest = next->info.digest; /* the overlay's: the new base's */
+    j->fold = NULL;
 }
 
 void ckpt_rebase_free(ckpt_rebase *r)

@@ -1872,8 +1872,12 @@ END_TEST
  * group written, equal to the model.  Apply is held behind all of them.
  * Between the rebase and the last request: the tail of the snapshot
  * tests (deletes, a voided group, a new table and producer, open groups).
- * Fails with the rebase's merge taking the fold from the wrong point
- * (the tail's records missing, or the first base's fold counted twice),
+ * The rebase is held (RK_TEST_REBASE_GATE) while an overlay of the old
+ * base runs its fold on, so that the new base takes that fold over with
+ * records past its point.  Fails with the rebase's merge taking the fold
+ * from the wrong point (the tail's records missing, or the first base's
+ * fold counted twice), with the fold taken over keeping the records the
+ * new base holds, or dropping those past it,
  * or with an overlay's digest not taking out the term of a key an earlier
  * overlay of the same base held. */
 START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
@@ -1882,7 +1886,7 @@ START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
     rk_ring *r0 = NULL, *r1 = NULL, *r2 = NULL;
     uint16_t t0[3], t1[3];
     uint64_t lsn = 0, held, asked, heights[N_PRODUCERS];
-    char gate[300], base_gate[300], log_path[300], limit[32];
+    char gate[300], base_gate[300], rebase_gate[300], log_path[300], limit[32];
     struct snap_header first_h, big_h, based_h, applied_h;
     uint8_t *first_buf = NULL, *big = NULL, *based = NULL, *applied = NULL;
     size_t based_len, applied_len;
@@ -1893,11 +1897,15 @@ START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
     snprintf(gate, sizeof gate, "%s.gate", data_dir);
     snprintf(base_gate, sizeof base_gate, "%s.base", data_dir);
     snprintf(log_path, sizeof log_path, "%s.log", data_dir);
+    snprintf(rebase_gate, sizeof rebase_gate, "%s.rebase", data_dir);
     set_gate(gate, "");
     set_gate(base_gate, ""); /* bases allowed */
+    set_gate(rebase_gate, "0"); /* rebases held */
     node_extra = extra;
     node_log = log_path;
+    setenv("RK_TEST_REBASE_GATE", rebase_gate, 1);
     node = start_gated_node(gate, base_gate, &r0, t0, &lsn);
+    unsetenv("RK_TEST_REBASE_GATE");
     held = journaled(r0, lsn);
     snprintf(limit, sizeof limit, "%llu", (unsigned long long)held);
     set_gate(gate, limit);
@@ -1914,20 +1922,29 @@ START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
     free(big);
     ck_assert_int_eq(overlay, 1);
     ck_assert_uint_eq(base_seq, first_h.am.applied_seq);
+    /* while the rebase is held: an overlay of the old base, its fold run
+     * on past the rebase's point */
+    write_groups(r0, t0, 0, 440, 445, 0, &lsn);
+    journaled(r0, lsn);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 445);
+    ck_assert_int_eq(lines_with(log_path, "state snapshot rebased"), 0);
     /* the rebase, on its own thread: done once logged (the next request
-     * takes the new base) */
+     * takes the new base, and the old one's fold without the records the
+     * new one holds) */
+    set_gate(rebase_gate, "1");
     for (int i = 0; lines_with(log_path, "state snapshot rebased") == 0; i++) {
         ck_assert_msg(i < BOUND_S * 100, "no rebase");
         usleep(10000);
     }
     check_state(heights); /* an overlay of the new base */
-    ck_assert_uint_eq(heights[0], 440);
+    ck_assert_uint_eq(heights[0], 445);
     ck_assert_int_eq(lines_with(log_path, "state snapshot rebased"), 1);
 
     /* past the new base, in two overlays of it: the second's records
      * replace and delete keys the first one's hold (its fold goes on from
      * where the first left it, the digest with it) */
-    write_groups(r0, t0, 0, 440, 465, 0, &lsn);
+    write_groups(r0, t0, 0, 445, 465, 0, &lsn);
     journaled(r0, lsn);
     check_state(heights);
     ck_assert_uint_eq(heights[0], 465);
@@ -1938,7 +1955,7 @@ START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
     ck_assert_uint_eq(base_seq, big_h.am.applied_seq); /* of the new base, made at the big overlay's point */
     ck_assert_uint_eq(status_field("applied_seq"), held);
     ck_assert_uint_eq(based_h.am.applied_seq, asked);
-    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 4);
+    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 5);
     ck_assert_int_eq(lines_with(log_path, "state snapshot rebased"), 1);
     check_state(heights);
     ck_assert_uint_eq(heights[0], 470);
@@ -1959,6 +1976,7 @@ START_TEST(snapshot_after_a_rebase_equals_apply_at_the_request_point)
     rk_ring_detach(r2);
     ck_assert_int_eq(stop(node, SIGTERM), 0);
     unlink(log_path);
+    unlink(rebase_gate);
 }
 END_TEST
 
