@@ -46,6 +46,7 @@
 
 #include "node/client.h"
 #include "persist/apply.h"
+#include "persist/bytes.h"
 #include "persist/checkpoint.h"
 #include "persist/snapshot.h"
 #include "persist/store.h"
@@ -329,7 +330,16 @@ struct overlay_merge {
     size_t next;                 /* o->t[next]: the first overlay table not yet reached */
     const struct mem_table *cur; /* the current table's overlay table, or NULL */
     size_t at;                   /* its entries not yet merged */
+    uint64_t at_prefix;          /* key_prefix of entry at: most base keys are told from it by this alone */
 };
+
+/* The overlay's entries of the current table from at on: at_prefix. */
+static void merge_seek(struct overlay_merge *m, size_t at)
+{
+    m->at = at;
+    if (m->cur && at < m->cur->n)
+        m->at_prefix = key_prefix(m->cur->e[at].key, m->cur->e[at].klen);
+}
 
 static void merged_add(struct mem_table *t, const struct mem_entry *e)
 {
@@ -359,7 +369,7 @@ static int merge_table_begin(struct overlay_merge *m, const char *name, uint64_t
     t->cap = n;
     m->s->n_mt++;
     m->cur = ov;
-    m->at = 0;
+    merge_seek(m, 0);
     return 0;
 }
 
@@ -396,15 +406,18 @@ static int merge_base_entry(void *arg, const void *key, uint32_t klen, const voi
     struct mem_table *t = &m->s->mt[m->s->n_mt - 1];
     const struct mem_table *ov = m->cur;
 
-    while (ov && m->at < ov->n) {
-        const struct mem_entry *e = &ov->e[m->at];
-        int c = ckpt_key_cmp(e->key, e->klen, key, klen);
-        if (c > 0)
-            break;
-        m->at++;
-        merged_add(t, e);
-        if (c == 0)
-            return 0; /* the base's entry of this key is replaced or deleted */
+    if (ov && m->at < ov->n) {
+        uint64_t prefix = key_prefix(key, klen);
+        while (m->at < ov->n && m->at_prefix <= prefix) {
+            const struct mem_entry *e = &ov->e[m->at];
+            int c = m->at_prefix < prefix ? -1 : ckpt_key_cmp(e->key, e->klen, key, klen);
+            if (c > 0)
+                break;
+            merged_add(t, e);
+            merge_seek(m, m->at + 1);
+            if (c == 0)
+                return 0; /* the base's entry of this key is replaced or deleted */
+        }
     }
     if (t->n == t->cap)
         return RK_ECORRUPT; /* not reached: snap_verify counts */

@@ -424,7 +424,8 @@ END_TEST
 /* ------------------------------------------------------------ overlays */
 
 /* A model state for the overlay tests: tables of keys 0..M_KEYS-1
- * ("k%05d", a longer "k%05dx" for odd ones: a prefix and its extension),
+ * ("key-%05d", a longer "key-%05dx" for odd ones: a prefix and its
+ * extension),
  * each present with a value version (0: absent). */
 #define M_TABLES 6
 #define M_KEYS 600
@@ -437,7 +438,8 @@ struct model {
 
 static uint32_t m_key(int k, char *key)
 {
-    return (uint32_t)sprintf(key, "k%05d%s", k / 2, (k % 2) ? "x" : "");
+    /* 9 or 10 bytes: keys that share their first 8 (key_prefix) are many */
+    return (uint32_t)sprintf(key, "key-%05d%s", k / 2, (k % 2) ? "x" : "");
 }
 
 static uint32_t m_val(int t, int k, int version, uint8_t *val)
@@ -560,7 +562,7 @@ static void assert_same_state(rk_state *s, rk_state *w)
 {
     static const char *const extra[] = {"nosuch", "", NULL};
     static struct scan_out a, b;
-    const char *prefixes[] = {"", "k", "k001", "k00100", "k00100x", "q"};
+    const char *prefixes[] = {"", "k", "key-001", "key-0010", "key-00100", "key-00100x", "q"};
     uint64_t ha = 0, hb = 0;
     char key[32];
 
