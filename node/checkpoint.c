@@ -20,8 +20,20 @@
  * (checkpoint_threads_start, checkpoint_threads_stop) and waits for the
  * snapshots being written (n_snap_jobs) before the store goes.
  *
- * Threads: apply, checkpoint, log checkpoint, control; the hand-offs are
- * under `lock` (internal.h).
+ * A primary's state opens (serve_snapshot, on the control thread):
+ *
+ *   no base --ask_apply, write_snapshot--> a whole snapshot, kept as the
+ *     base (base-PID-N; the engine gets a link to it)
+ *   base --write_overlay--> an overlay of it per request (what changed
+ *     since), the base linked for the engine
+ *   overlays too large --rebase_start (after the reply)--> rebase thread
+ *     (rebase_main): base + last overlay merged, a new base
+ *   --rebase_collect (next request)--> the new base serves, with the old
+ *     one's fold
+ *
+ * Threads: apply, checkpoint, log checkpoint, control, rebase; the
+ * hand-offs are under `lock` (internal.h), the rebase's by its thread's
+ * start and join (rebase_done says when to join).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
