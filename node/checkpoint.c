@@ -586,10 +586,9 @@ void snapshot_after_reply(struct node *n)
 
 void snapshot_bases_drop(struct node *n)
 {
-    rebase_collect(n, 1);
+    rebase_collect(n, 1); /* the rebase thread, if one runs, joined */
+    n->snap_rebase_due = 0; /* and none started now */
     snapshot_after_reply(n);
-    ckpt_job_free(n->snap_retired);
-    n->snap_retired = NULL;
     ckpt_job_free(n->snap_base);
     n->snap_base = NULL;
 }

@@ -192,8 +192,8 @@ int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path,
  * it taken through apply's rules), kept in j and run on from where the
  * last overlay left it, so that a call reads only the journal entries
  * since the last one; upto never goes back.  What an overlay writes grows
- * with what changed since the base: ckpt_job_rebase makes a new base when
- * it is too much.  *n_records: its entries, tombstones included.
+ * with what changed since the base: ckpt_rebase_* make a new base when it
+ * is too much.  *n_records: its entries, tombstones included.
  * RK_ENOTFOUND: the journal no longer holds an entry the fold needs.
  * After any failure j's fold is in an unknown state: the caller drops j. */
 int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, const char *base_name,

@@ -18,7 +18,9 @@
  *   ckpt_job_snapshot_at --> file + base (*next, owns its file)
  *     --ckpt_job_overlay_at--> an overlay per request: the base's fold,
  *                              run on from the last request's point
- *     --ckpt_job_rebase--> base + fold merged: a new base (*next)
+ *     --ckpt_rebase_begin, ckpt_rebase_run (any thread)--> base + last
+ *        overlay merged: a new base, which takes the fold over
+ *        (ckpt_rebase_adopt_fold)
  *
  * Threads: applier_checkpoint_begin runs on the applier's thread between
  * applier_run calls (a group boundary).  A job then belongs to one thread
@@ -55,9 +57,9 @@ struct ckpt_job {
      * after it ended (snapshot_pin); NULL with no_tables */
     DB *pin;
     int no_tables; /* state.db did not exist at begin: the snapshot has no table */
-    /* a base (ckpt_job_snapshot_at's *next): its tables are a snapshot
-     * file written before, mapped read-only, instead of an MVCC snapshot
-     * of state.db (txn and pin NULL) */
+    /* a base (ckpt_job_snapshot_at's *next): a whole snapshot file
+     * written before, mapped read-only, that overlays are written over
+     * (txn and pin NULL) */
     const uint8_t *base;
     size_t base_len;
     /* a base's file, this job's own (unlinked by ckpt_job_free); engines

@@ -1789,7 +1789,7 @@ static int lines_with(const char *path, const char *text)
  * (eng2: a PUT, a PUT then DEL of one key), DELs of keys the base holds
  * (eng0's groups), and two groups still open at the request (eng1's 11,
  * eng2's second).  The node's log says where each came from (from=store,
- * from=last): before the base, every snapshot read the store (fails on
+ * from=overlay): before the base, every snapshot read the store (fails on
  * that code: no from=overlay). */
 START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
 {
