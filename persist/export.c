@@ -66,7 +66,7 @@ struct ckpt_job {
      * get links to it (ckpt_job_overlay_at) */
     char base_path[PATH_MAX];
     struct snap_info base_info; /* its header, producers and tables (snap_check_layout) */
-    struct base_slot *base_index; /* each of its entries, tables in order */
+    struct snap_slot *base_index; /* its entries' index, tables in order (key prefixes: base_find) */
     /* a base's fold, run on by each ckpt_job_overlay_at from where the
      * last one left it (NULL until the first) */
     applier *fold;
@@ -99,11 +99,6 @@ struct overlay_key {
     uint32_t in_base; /* the base holds the key: a DEL is a tombstone */
 };
 
-/* An entry of a base: where it is, and its key's first 8 bytes
- * (key_prefix), so that a search reads the file only where prefixes tie. */
-struct base_slot {
-    uint64_t off, prefix;
-};
 
 /* A fold table's entries in the base: [first, end) of base_index; end 0
  * when the base has not the table; looked up (1) or not yet (0). */
@@ -884,7 +879,7 @@ static int base_index(ckpt_job *b)
             memcpy(lens, at, sizeof lens);
             if ((uint64_t)lens[0] + lens[1] > (uint64_t)(end - at) - sizeof lens)
                 return RK_ECORRUPT;
-            b->base_index[n++] = (struct base_slot){.off = (uint64_t)(at - b->base),
+            b->base_index[n++] = (struct snap_slot){.off = (uint64_t)(at - b->base),
                                                     .prefix = key_prefix(at + sizeof lens, lens[0])};
             at += sizeof lens + lens[0] + lens[1];
         }
@@ -1009,8 +1004,10 @@ static int base_job_info(const ckpt_job *j, const applier *a, const struct apply
 }
 
 /* Maps the file at path read-only and shared: the page cache's pages the
- * file was just written to, not a copy.  0 or errno (RK_ECORRUPT: shorter
- * than a header). */
+ * file was just written to, not a copy; every page mapped now
+ * (MAP_POPULATE), on the thread that makes a base, so that the control
+ * thread's lookups in it (base_find, random pages) do not fault a page
+ * in each.  0 or errno (RK_ECORRUPT: shorter than a header). */
 static int map_shared(const char *path, const uint8_t **map, size_t *len)
 {
     struct stat st;
@@ -1023,7 +1020,7 @@ static int map_shared(const char *path, const uint8_t **map, size_t *len)
     if (!rc && st.st_size < (off_t)SNAP_HEADER_SIZE)
         rc = RK_ECORRUPT;
     if (!rc) {
-        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
         if (m == MAP_FAILED) {
             rc = errno;
         } else {
@@ -1035,14 +1032,19 @@ static int map_shared(const char *path, const uint8_t **map, size_t *len)
     return rc;
 }
 
-/* Base b (base_job_info's) gets its file at path, mapped and indexed; b
+/* Base b (base_job_info's) gets its file at path, mapped and indexed (by
+ * index, which it takes, when not NULL; else by a walk of the file); b
  * owns the file from then on.  On a failure the caller frees b (the file
  * stays). */
-static int base_job_map(ckpt_job *b, const char *path)
+static int base_job_map(ckpt_job *b, const char *path, struct snap_slot *index)
 {
     int rc = map_shared(path, &b->base, &b->base_len);
+    char why[256];
 
-    if (!rc)
+    b->base_index = index;
+    if (!rc && index)
+        rc = snap_check_layout(b->base, b->base_len, &b->base_info, why, sizeof why) ? RK_ECORRUPT : 0;
+    else if (!rc)
         rc = base_index(b);
     if (!rc)
         snprintf(b->base_path, sizeof b->base_path, "%s", path);
@@ -1054,7 +1056,7 @@ static int base_job(const ckpt_job *j, const applier *a, const struct apply_meta
 {
     int rc = base_job_info(j, a, am, out);
 
-    if (!rc && (rc = base_job_map(*out, path)) != 0) {
+    if (!rc && (rc = base_job_map(*out, path, NULL)) != 0) {
         ckpt_job_free(*out);
         *out = NULL;
     }
@@ -1140,12 +1142,13 @@ int ckpt_rebase_begin(ckpt_job *j, ckpt_rebase **out)
 int ckpt_rebase_run(ckpt_rebase *r, const char *path, uint64_t *n_entries, ckpt_job **next, char *err,
                     size_t err_size)
 {
-    int rc = snap_merge(r->base, r->base_len, r->overlay, r->overlay_len, path, n_entries, err, err_size);
+    struct snap_slot *index = NULL;
+    int rc = snap_merge(r->base, r->base_len, r->overlay, r->overlay_len, path, n_entries, &index, err, err_size);
 
     *next = NULL;
     if (rc)
         return rc;
-    if (base_job_map(r->next, path) != 0) {
+    if (base_job_map(r->next, path, index) != 0) {
         sys_unlink(path); /* no base (out of memory, no mapping): the next request reads the store */
         return 0;
     }

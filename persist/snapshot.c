@@ -200,6 +200,11 @@ uint64_t snap_writer_entries(const snap_writer *w)
     return w->n_entries;
 }
 
+uint64_t snap_writer_offset(const snap_writer *w)
+{
+    return w->offset + w->used;
+}
+
 void snap_writer_abort(snap_writer *w)
 {
     if (!w)
@@ -535,33 +540,51 @@ static void cursor_next(struct overlay_cursor *c)
     c->at = c->key + c->klen + (c->val ? c->vlen : 0);
 }
 
+/* The merge's output: the writer and the index it builds (NULL: none). */
+struct merge_out {
+    snap_writer *w;
+    struct snap_slot *index;
+    uint64_t n, cap;
+};
+
+/* Writes an entry (an overlay's) through the writer, indexed. */
+static int out_add(struct merge_out *o, const uint8_t *key, uint32_t klen, const uint8_t *val, uint32_t vlen,
+                   uint64_t prefix)
+{
+    if (o->index && o->n < o->cap)
+        o->index[o->n++] = (struct snap_slot){.off = snap_writer_offset(o->w), .prefix = prefix};
+    return snap_writer_add(o->w, key, klen, val, vlen);
+}
+
 /* Writes the overlay's entries from the cursor on with keys below key
  * (every one left: key NULL); a tombstone writes nothing. */
-static int cursor_flush(snap_writer *w, struct overlay_cursor *c, const uint8_t *key, uint32_t klen, uint64_t prefix)
+static int cursor_flush(struct merge_out *o, struct overlay_cursor *c, const uint8_t *key, uint32_t klen,
+                        uint64_t prefix)
 {
     int rc = 0;
 
     while (!rc && cursor_load(c) &&
            (!key || c->prefix < prefix || (c->prefix == prefix && ckpt_key_cmp(c->key, c->klen, key, klen) < 0))) {
         if (c->val)
-            rc = snap_writer_add(w, c->key, c->klen, c->val, c->vlen);
+            rc = out_add(o, c->key, c->klen, c->val, c->vlen, c->prefix);
         cursor_next(c);
     }
     return rc;
 }
 
 int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, size_t overlay_len, const char *path,
-               uint64_t *n_entries, char *err, size_t err_size)
+               uint64_t *n_entries, struct snap_slot **index, char *err, size_t err_size)
 {
     struct snap_info bi, oi;
     struct snap_producer *producers = NULL;
     snap_body_hash *bh = NULL;
-    snap_writer *w = NULL;
+    struct merge_out o = {0};
     const uint8_t *hashed = base;
     uint64_t ot = 0;
     int rc;
 
     *n_entries = 0;
+    *index = NULL;
     rc = snap_verify(overlay, overlay_len, &oi, NULL, NULL, NULL, err, err_size);
     if (!rc)
         rc = snap_check_layout(base, base_len, &bi, err, err_size);
@@ -571,12 +594,17 @@ int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, siz
     if (!rc && !(bh = snap_body_hash_begin(base, base_len)))
         rc = ENOMEM;
     if (!rc)
-        rc = snap_writer_open(path, &w, err, err_size);
+        rc = snap_writer_open(path, &o.w, err, err_size);
+    if (!rc) {
+        /* at most every entry of both (out of memory: no index) */
+        o.cap = bi.h.n_entries + oi.h.n_entries;
+        o.index = malloc((o.cap ? o.cap : 1) * sizeof *o.index);
+    }
     for (uint64_t i = 0; !rc && i <= bi.h.n_tables; i++) {
         struct snap_table bt, t;
         struct overlay_cursor c = {0};
         const uint8_t *at, *end, *run;
-        uint64_t run_n = 0;
+        uint64_t run_n = 0, run_at = 0; /* run_at: where the run goes in the new file */
 
         if (i < bi.h.n_tables)
             memcpy(&bt, bi.tables + i * sizeof bt, sizeof bt);
@@ -587,9 +615,9 @@ int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, siz
             if (i < bi.h.n_tables && strcmp(t.name, bt.name) >= 0)
                 break;
             c = (struct overlay_cursor){.at = overlay + t.offset, .end = overlay + t.offset + t.size};
-            rc = snap_writer_table(w, t.name);
+            rc = snap_writer_table(o.w, t.name);
             if (!rc)
-                rc = cursor_flush(w, &c, NULL, 0, 0);
+                rc = cursor_flush(&o, &c, NULL, 0, 0);
         }
         if (rc || i == bi.h.n_tables)
             break;
@@ -601,9 +629,10 @@ int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, siz
                 ot++;
             }
         }
-        rc = snap_writer_table(w, bt.name);
+        rc = snap_writer_table(o.w, bt.name);
         at = run = base + bt.offset;
         end = at + bt.size;
+        run_at = snap_writer_offset(o.w);
         /* the base's entries in runs the overlay does not touch, each
          * copied as it is (snap_writer_add_encoded), its body hashed a
          * chunk ahead of the reads (a changed base is refused) */
@@ -630,29 +659,34 @@ int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, siz
                  * so far goes as it is, then the overlay's before it, then
                  * the overlay's of this key or this one */
                 if (run_n)
-                    rc = snap_writer_add_encoded(w, run, (size_t)(at - run), run_n);
+                    rc = snap_writer_add_encoded(o.w, run, (size_t)(at - run), run_n);
                 if (!rc)
-                    rc = cursor_flush(w, &c, key, lens[0], prefix);
+                    rc = cursor_flush(&o, &c, key, lens[0], prefix);
                 if (!rc && cursor_load(&c) && ckpt_key_cmp(c.key, c.klen, key, lens[0]) == 0) {
                     if (c.val)
-                        rc = snap_writer_add(w, c.key, c.klen, c.val, c.vlen);
+                        rc = out_add(&o, c.key, c.klen, c.val, c.vlen, c.prefix);
                     cursor_next(&c);
                 } else if (!rc) {
-                    rc = snap_writer_add(w, key, lens[0], key + lens[0], lens[1]);
+                    rc = out_add(&o, key, lens[0], key + lens[0], lens[1], prefix);
                 }
                 at = run = key + lens[0] + lens[1];
                 run_n = 0;
+                run_at = snap_writer_offset(o.w);
                 continue;
             }
+            /* in the run: it goes where the run begins, as far in as here
+             * (nothing is written between the two) */
+            if (o.index && o.n < o.cap)
+                o.index[o.n++] = (struct snap_slot){.off = run_at + (uint64_t)(at - run), .prefix = prefix};
             at = key + lens[0] + lens[1];
             run_n++;
         }
         if (!rc && at != end)
             rc = RK_ECORRUPT;
         if (!rc && run_n)
-            rc = snap_writer_add_encoded(w, run, (size_t)(at - run), run_n);
+            rc = snap_writer_add_encoded(o.w, run, (size_t)(at - run), run_n);
         if (!rc)
-            rc = cursor_flush(w, &c, NULL, 0, 0);
+            rc = cursor_flush(&o, &c, NULL, 0, 0);
     }
     if (bh && !snap_body_hash_end(bh, bi.h.body_hash) && (!rc || rc == RK_ECORRUPT))
         rc = corrupt(err, err_size, "the base's body's checksum does not match");
@@ -660,15 +694,24 @@ int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, siz
         corrupt(err, err_size, "the base's entries do not fit its tables");
     if (!rc && !(producers = calloc(oi.h.n_producers + 1, sizeof *producers)))
         rc = ENOMEM;
+    if (!rc && o.index && o.n != snap_writer_entries(o.w)) { /* not reached: every entry written is indexed */
+        free(o.index);
+        o.index = NULL;
+    }
     if (rc) {
-        snap_writer_abort(w);
+        snap_writer_abort(o.w);
         free(producers);
+        free(o.index);
         return rc;
     }
     for (uint64_t i = 0; i < oi.h.n_producers; i++)
         snap_producer_at(&oi, i, &producers[i]);
-    *n_entries = snap_writer_entries(w);
-    rc = snap_writer_finish(w, &oi.h.am, NULL, producers, oi.h.n_producers, err, err_size);
+    *n_entries = snap_writer_entries(o.w);
+    rc = snap_writer_finish(o.w, &oi.h.am, NULL, producers, oi.h.n_producers, err, err_size);
     free(producers);
+    if (rc)
+        free(o.index);
+    else
+        *index = o.index;
     return rc;
 }

@@ -115,8 +115,16 @@ int snap_writer_add_encoded(snap_writer *w, const void *entries, size_t len, uin
  * key order like snap_writer_add. */
 int snap_writer_add_tombstone(snap_writer *w, const void *key, uint32_t klen);
 
-/* Entries added so far. */
+/* Entries added so far, and the file offset the next one goes to. */
 uint64_t snap_writer_entries(const snap_writer *w);
+uint64_t snap_writer_offset(const snap_writer *w);
+
+/* Where an entry of a file is, and its key's first 8 bytes (key_prefix):
+ * an index of a file's entries, tables in order, lets a reader bisect
+ * them, reading the file only where prefixes tie. */
+struct snap_slot {
+    uint64_t off, prefix;
+};
 
 /* Writes the producers and the table directory, then the header with
  * am and base (NULL: a whole snapshot), and closes the file.  Frees w in
@@ -183,9 +191,11 @@ int snap_body_hash_end(snap_body_hash *bh, uint64_t body_hash);
  * the one the overlay names, then its body's hash as the merge reads it
  * (snap_body_hash_*): RK_ECORRUPT when either fails, the file removed.
  * Runs of base entries the overlay does not touch are copied as they are.
- * *n_entries: the entries written. */
+ * *n_entries: the entries written; *index (malloc'd, the caller's; NULL
+ * when out of memory): the new file's index (struct snap_slot), built as
+ * the merge goes, so that nobody walks the new file again for it. */
 int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, size_t overlay_len, const char *path,
-               uint64_t *n_entries, char *err, size_t err_size);
+               uint64_t *n_entries, struct snap_slot **index, char *err, size_t err_size);
 
 /* One producer's record of a verified file (index i < h.n_producers). */
 void snap_producer_at(const struct snap_info *info, uint64_t i, struct snap_producer *out);
