@@ -6,7 +6,8 @@
  *
  * Every --interval seconds it prints, for each node: journal entries/s
  * (ingest) and applied entries/s, apply lag (entries, and the seconds of
- * apply work they are at the interval's apply rate), RSS, open fds and the
+ * apply work they are at the interval's apply rate, and as the node says
+ * in its status: apply_lag_ms, by its own measure of apply's rate), RSS, open fds and the
  * size of its data directory; and the producers' records/s.  At the end
  * the producers wait RK_REPLICATED for their last MARK, and each node is
  * stopped with SIGTERM: the clean-stop time of each is printed, and the
@@ -159,6 +160,8 @@ static int producer(const void *argp)
 
 struct node_sample {
     uint64_t journal_seq, applied_seq, records;
+    uint64_t apply_lag_ms; /* the node's own measure ("apply_lag_ms" in its status) ... */
+    int has_apply_lag_ms;  /* ... when it gives one (a standby before issue 13.7 does not) */
     uint64_t rss_kb, fds, dir_bytes;
     int ok;
 };
@@ -216,8 +219,10 @@ static void sample_node(int i, struct node_sample *s)
         bench_json_field(reply, "journal_seq", 0, &s->journal_seq) == 0 &&
         bench_json_field(reply, "applied_seq", 0, &s->applied_seq) == 0)
         s->ok = 1;
-    if (reply)
+    if (reply) {
         bench_json_field(reply, "records", 0, &s->records);
+        s->has_apply_lag_ms = bench_json_field(reply, "apply_lag_ms", 0, &s->apply_lag_ms) == 0;
+    }
     free(reply);
     s->rss_kb = rss_kb((pid_t)g_node_pid[i]);
     s->fds = open_fds((pid_t)g_node_pid[i]);
@@ -241,17 +246,20 @@ static void print_interval(double t, double dt, const struct node_sample now[2],
         double lag_s = apply > 0 ? (double)lag / apply : (lag ? -1 : 0);
         if (o->json) {
             json_array_append_new(
-                nodes, json_pack("{s:s, s:b, s:o, s:o, s:I, s:o, s:I, s:I, s:I}", "node", role[i], "answered",
+                nodes, json_pack("{s:s, s:b, s:o, s:o, s:I, s:o, s:o, s:I, s:I, s:I}", "node", role[i], "answered",
                                  a->ok, "journal_entries_per_s", bench_real(ingest, 1), "applied_entries_per_s",
                                  bench_real(apply, 1), "apply_lag_entries", (json_int_t)lag, "apply_lag_s",
-                                 bench_real(lag_s, 2), "rss_kb", (json_int_t)a->rss_kb, "fds",
-                                 (json_int_t)a->fds, "data_dir_bytes", (json_int_t)a->dir_bytes));
+                                 bench_real(lag_s, 2), "node_apply_lag_ms",
+                                 a->has_apply_lag_ms ? json_integer((json_int_t)a->apply_lag_ms) : json_null(),
+                                 "rss_kb", (json_int_t)a->rss_kb, "fds", (json_int_t)a->fds, "data_dir_bytes",
+                                 (json_int_t)a->dir_bytes));
         } else {
-            char lag_txt[32];
-            if (lag_s < 0)
-                snprintf(lag_txt, sizeof lag_txt, "apply stalled");
-            else
-                snprintf(lag_txt, sizeof lag_txt, "%.2f s of apply", lag_s);
+            char lag_txt[64];
+            int len = lag_s < 0 ? snprintf(lag_txt, sizeof lag_txt, "apply stalled")
+                                : snprintf(lag_txt, sizeof lag_txt, "%.2f s of apply", lag_s);
+            if (a->has_apply_lag_ms) /* and as the node measures it (its apply's rate over its work) */
+                snprintf(lag_txt + len, sizeof lag_txt - (size_t)len, "; node: %.2f s",
+                         (double)a->apply_lag_ms / 1e3);
             printf("  %s: journal %6.1f entries/s, applied %6.1f/s, apply lag %6" PRIu64
                    " entries (%s), RSS %5.0f MiB, %3" PRIu64 " fds, data dir %7.1f MiB%s\n",
                    role[i], ingest, apply, lag, lag_txt, (double)a->rss_kb / 1024, a->fds,

@@ -48,8 +48,9 @@ struct node {
     pthread_cond_t apply_cond;   /* applied_seq moved, or a snapshot finished */
     uint64_t journal_seq;        /* last entry journaled (under lock) */
     uint64_t applied_seq;        /* last entry applied (under lock) */
-    uint64_t apply_rate;         /* a primary's: ring bytes apply reads per second of its steps
-                                    (a moving average; 0: not measured yet; under lock) */
+    uint64_t apply_rate;         /* ring bytes apply reads per second of its steps (a moving
+                                    average; 0: not measured yet; under lock): a primary's bounds
+                                    its apply's lag, a standby's ACK reports its lag with it */
     uint64_t applied_pos;        /* a primary's: ring position apply has read to, the next_lsn
                                     of entry applied_seq (applier_read_lsn; under lock) */
     uint64_t digest_at;          /* state digest after applied_seq (under lock) */
@@ -142,6 +143,20 @@ static inline uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Apply read bytes of ring records in a step of ns (under lock): the
+ * moving average of apply_rate, which bounds apply's lag in time (a
+ * primary's apply_behind; a standby's ACK reports its lag at that rate).
+ * A step's time runs from its start to its commit, so what slows apply
+ * down (a cold cache, a slow disk, the CPU others take) shows. */
+static inline void apply_rate_update(struct node *n, uint64_t bytes, uint64_t ns)
+{
+    uint64_t rate = ns ? (uint64_t)((double)bytes * 1e9 / (double)ns) : 0;
+
+    if (!rate)
+        return;
+    n->apply_rate = n->apply_rate ? n->apply_rate - n->apply_rate / 8 + rate / 8 : rate;
 }
 
 /* A failure nothing may be acknowledged after: logged, then _exit(1). */

@@ -234,6 +234,20 @@ static void render_standbys(struct text *t, struct node *n)
         put_label_value(t, json_object_get(s, "id"));
         put(t, "\"} %.3f\n", (double)json_integer_value(json_object_get(s, "lag_ms")) / 1e3);
     }
+    family(t, "ringkeep_standby_apply_lag_seconds", "gauge",
+           "How much apply work each standby's journal holds past its apply, at its apply's rate, as its last "
+           "ACK said (none: it says nothing of it).");
+    json_array_foreach(list, i, s)
+    {
+        if (!json_is_integer(json_object_get(s, "apply_lag_ms")))
+            continue;
+        put(t, "ringkeep_standby_apply_lag_seconds{standby=\"");
+        put_label_value(t, json_object_get(s, "id"));
+        put(t, "\"} %.3f\n", (double)json_integer_value(json_object_get(s, "apply_lag_ms")) / 1e3);
+    }
+    one(t, "ringkeep_drain_holds_for_standby_apply_total", "counter",
+        "Times the drain waited for the counted standbys' apply (min_replicas > 0, [apply] max_lag_ms).",
+        (uint64_t)json_integer_value(json_object_get(st, "drain_holds_for_standby_apply")));
     json_decref(st);
 }
 
@@ -305,6 +319,9 @@ static void render_standby(struct text *t, struct node *n)
     one(t, "ringkeep_applied_seq", "gauge", "The last journal entry applied to the state tables.", applied_seq);
     one(t, "ringkeep_apply_lag_entries", "gauge", "Journal entries held and not applied yet.",
         journal_seq > applied_seq ? journal_seq - applied_seq : 0);
+    one_seconds(t, "ringkeep_apply_lag_seconds", "gauge",
+                "The apply work the journal holds past apply, at apply's rate (what the ACK reports).",
+                load(&m->sb_apply_lag_ms) * 1000000u);
     one(t, "ringkeep_acked_seq", "gauge", "The last journal entry this standby acknowledged to the primary.",
         load(&m->sb_acked_seq));
     one(t, "ringkeep_primary_journal_seq", "gauge", "The primary's last journal entry, as last heard.",
@@ -359,6 +376,7 @@ void metrics_standby_publish(struct node_metrics *m, const json_t *st)
         {"primary_journal_seq", offsetof(struct node_metrics, sb_primary_seq)},
         {"lag_entries", offsetof(struct node_metrics, sb_lag_entries)},
         {"lag_ms", offsetof(struct node_metrics, sb_lag_ms)},
+        {"apply_lag_ms", offsetof(struct node_metrics, sb_apply_lag_ms)},
         {"connected", offsetof(struct node_metrics, sb_connected)},
         {"records", offsetof(struct node_metrics, sb_records)},
         {"groups_applied", offsetof(struct node_metrics, sb_groups)},

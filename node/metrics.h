@@ -37,7 +37,7 @@ struct node_metrics {
     _Atomic uint64_t sb_epoch, sb_journal_seq, sb_applied_seq, sb_acked_seq, sb_primary_seq;
     _Atomic uint64_t sb_lag_entries, sb_lag_ms, sb_connected, sb_records, sb_groups;
     _Atomic uint64_t sb_fetched, sb_gaps, sb_duplicates, sb_bad_entries, sb_refused_epoch, sb_malformed;
-    _Atomic uint64_t sb_bootstraps, sb_bootstrapping;
+    _Atomic uint64_t sb_bootstraps, sb_bootstrapping, sb_apply_lag_ms;
 };
 
 struct node;

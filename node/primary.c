@@ -21,9 +21,10 @@
  * reads what it publishes back from the journal.
  *
  * Drain never waits on apply except when apply is more than
- * max_lag_entries or max_lag_bytes behind (apply_behind): then it stops
- * taking frames from the ring, and the ring's back-pressure reaches the
- * engines.  A failed journal write (fsync
+ * max_lag_entries, max_lag_bytes or max_lag_ms behind, or, with
+ * min_replicas > 0, the standbys' apply more than max_lag_ms
+ * (apply_behind): then it stops taking frames from the ring, and the
+ * ring's back-pressure reaches the engines.  A failed journal write (fsync
  * included) or apply is fatal: logged, then _exit(1) at once, so that
  * nothing after it is acknowledged; the next start recovers (DB_RECOVER)
  * and carries on from the journal.
@@ -124,6 +125,17 @@ static void higher_epoch_seen(void *arg, uint64_t epoch)
 
     if (epoch > n->epoch)
         primary_step_down(n, epoch, "a node of a higher epoch is the primary (a peer's message)");
+}
+
+/* The replicator: the standbys' apply no longer holds the drain back
+ * (replicator thread); wait_for_apply looks again now. */
+static void standby_apply_caught_up(void *arg)
+{
+    struct node *n = arg;
+
+    pthread_mutex_lock(&n->lock);
+    pthread_cond_broadcast(&n->apply_cond);
+    pthread_mutex_unlock(&n->lock);
 }
 
 /* ------------------------------------------------------------ the ring */
@@ -445,20 +457,14 @@ static int apply_behind(const struct node *n)
      * clean stop or a checkpoint waited for all of it); until apply's
      * first step has given a rate, APPLY_LAG_MIN_BYTES (apply has work,
      * so the rate comes) */
-    return n->c->max_lag_ms && lag > APPLY_LAG_MIN_BYTES && lag > n->apply_rate / 1000 * n->c->max_lag_ms;
-}
-
-/* Apply read bytes of ring records in a step of ns (under lock): the
- * moving average of apply_rate, which the time bound of apply_behind
- * uses.  A step's time runs from its start to its commit, so what slows
- * apply down (a cold cache, a slow disk, the CPU others take) shows. */
-static void apply_rate_update(struct node *n, uint64_t bytes, uint64_t ns)
-{
-    uint64_t rate = ns ? (uint64_t)((double)bytes * 1e9 / (double)ns) : 0;
-
-    if (!rate)
-        return;
-    n->apply_rate = n->apply_rate ? n->apply_rate - n->apply_rate / 8 + rate / 8 : rate;
+    if (n->c->max_lag_ms && lag > APPLY_LAG_MIN_BYTES && lag > n->apply_rate / 1000 * n->c->max_lag_ms)
+        return 1;
+    /* and the standbys' apply, bounded in time the same way: with
+     * min_replicas > 0, while fewer than min_replicas counted standbys are
+     * within max_lag_ms of apply work (repl_primary_apply_held), so that a
+     * promotion or a clean stop there is not minutes of apply work (issue
+     * 13.7); the engines see it as the ring's back-pressure */
+    return n->repl && repl_primary_apply_held(n->repl);
 }
 
 /* Waits while apply is too far behind (apply_behind).  Returns 1 if it
@@ -468,7 +474,7 @@ static int wait_for_apply(struct node *n)
     int waited = 0;
 
     pthread_mutex_lock(&n->lock);
-    while (apply_behind(n) && !node_signal) {
+    while (apply_behind(n) && !node_signal && !atomic_load(&n->stepped_down)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000000;
@@ -982,6 +988,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     ha_attach_primary(node_ha, &n);
     if (r) {
         repl_primary_on_higher_epoch(r, higher_epoch_seen, &n);
+        repl_primary_on_standby_apply(r, standby_apply_caught_up, &n);
         if (repl_primary_start(r, n.s, n.ring, node_progress, &n) != 0)
             fatal("cannot start the replicator", "see the lines above");
     }

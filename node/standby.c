@@ -8,7 +8,9 @@
  *
  *   main thread                              apply thread
  *   repl_standby_step: store, ACK  ------->  applier_run (one entry)
- *     standby_durable(seq)                   repl_standby_applied(seq, digest)
+ *     standby_durable(seq)                   repl_standby_applied(seq, digest,
+ *   ACK: durable_seq, applied_seq,             read_lsn, rate): its rate, for
+ *     apply_lag_ms <-----------------------    the lag in time the ACK reports
  *   bootstrap: standby_apply_stop (joins)    ends; apply_start makes a new one
  *   SIGTERM: apply_finish (waits; a second   ends once all durable is applied
  *     signal: ends after the entry in hand)
@@ -40,9 +42,10 @@
 #include "replicator/replicator.h"
 
 /* A standby's apply thread runs this much nicer than the process: on a
- * busy host storing and acknowledging come first, and its apply lag holds
- * nothing up (the primary's apply runs at the node's priority: its lag
- * past max_lag_entries stalls drain). */
+ * busy host storing and acknowledging come first.  Its apply lag holds
+ * the primary up only with min_replicas > 0, past [apply] max_lag_ms of
+ * work, as the primary's own apply lag does (issue 13.7: its ACKs report
+ * it; replicator/primary.c update_apply_hold). */
 #define NODE_APPLY_NICE 5
 
 /* The main loop rebuilds the status at most this often while entries
@@ -77,6 +80,14 @@ void apply_standby(struct node *n)
 {
     struct checkpoint_clock ck;
     char err[512] = "";
+    /* when the last entry applied ended, while apply has had entries to
+     * apply since (0: it waited for one, or was held) */
+    uint64_t busy_end_ns = 0;
+
+    /* a test hook, as on a primary: apply sleeps this long before each
+     * entry, so that it runs behind the journal under any load (test_repl) */
+    const char *slow = getenv("RK_TEST_APPLY_SLOW_MS");
+    unsigned slow_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0;
 
     node_thread_nice(NODE_APPLY_NICE);
     checkpoint_clock_start(n, &ck);
@@ -99,6 +110,7 @@ void apply_standby(struct node *n)
             continue;
         }
         if (applied >= n->journal_seq) {
+            busy_end_ns = 0;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1; /* look at the checkpoint timer now and then */
@@ -109,14 +121,33 @@ void apply_standby(struct node *n)
         if (n->apply_gate && applied + 1 > sys_test_gate(n->apply_gate)) {
             /* test hook: held until the gate lets the entry through or a
              * stop at once (both looked at again every millisecond) */
+            busy_end_ns = 0;
             usleep(1000);
             pthread_mutex_lock(&n->lock);
             continue;
         }
+        /* the entry's time, from the end of the one before while apply
+         * had work since (what it does between entries -- checkpoints
+         * begun, requests -- is apply's work too: a clean stop or a
+         * promotion waits for it), else from its start, to its commit, and
+         * the ring bytes it covered give apply's rate (as a primary's
+         * apply_rate): the ACK reports the standby's apply lag in time at
+         * that rate */
+        uint64_t t_step = busy_end_ns ? busy_end_ns : now_ns(), read_before = applier_read_lsn(n->a);
+        if (slow_ms)
+            usleep(slow_ms * 1000u);
         int rc = applier_run(n->a, applied + 1, STORE_TXN_RECORDS, err, sizeof err);
         struct apply_meta am = applier_meta(n->a);
-        if (rc == 0)
-            repl_standby_applied(n->standby, am.applied_seq, am.digest);
+        uint64_t read_after = applier_read_lsn(n->a), rate = 0;
+        if (rc == 0) {
+            pthread_mutex_lock(&n->lock);
+            busy_end_ns = now_ns();
+            if (read_before && read_after > read_before) /* 0: no entry read since the applier opened */
+                apply_rate_update(n, read_after - read_before, busy_end_ns - t_step);
+            rate = n->apply_rate;
+            pthread_mutex_unlock(&n->lock);
+            repl_standby_applied(n->standby, am.applied_seq, am.digest, read_after, rate);
+        }
         if (rc == 0 && applier_height_crossed(n->a)) {
             /* every_heights: this entry, as on the primary, even if the
              * one before is still being written */

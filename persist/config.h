@@ -43,7 +43,8 @@ struct node_config {
     /* [apply] */
     uint32_t max_lag_entries; /* max_lag_entries: drain pauses when apply is this far behind */
     uint64_t max_lag_bytes;   /* max_lag_bytes: ... or this many ring bytes behind (0: no bound) */
-    uint32_t max_lag_ms;      /* max_lag_ms: ... or more than this much of apply's work behind (0: no bound) */
+    uint32_t max_lag_ms;      /* max_lag_ms: ... or more than this much of apply's work behind (0: no bound);
+                                 with min_replicas > 0, the counted standbys' apply too */
     /* [checkpoint] */
     uint32_t ckpt_every_seconds; /* every_seconds: take one this often (0: never by time) */
     uint64_t ckpt_every_records; /* every_records: ... and after this many records (0: never) */

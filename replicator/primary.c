@@ -129,6 +129,11 @@ struct peer {
     int disconnected;   /* the ROUTER reported that connection closed: its id is free to take */
     uint64_t hello_seq; /* the last_seq its HELLO said it held: acked_seq above it, it replicates */
     uint64_t hello_ns;  /* monotonic: when its HELLO took this slot under this id */
+    /* its apply, as its last ACK reported it (issue 13.7; apply_reported 0:
+     * none since its HELLO, or a standby before those elements) */
+    int apply_reported;
+    uint64_t applied_seq;  /* the last entry its apply committed */
+    uint64_t apply_lag_ms; /* its journal not applied yet, in ms of its apply's work */
 };
 
 /* A line of authorized_keys: a client key and the node_id bound to it. */
@@ -167,6 +172,8 @@ struct repl_primary {
     repl_progress_fn *progress;                      /* the node's cursors (repl_primary_start) */
     void (*higher_epoch)(void *arg, uint64_t epoch); /* repl_primary_on_higher_epoch, NULL: none */
     void *higher_epoch_arg;
+    void (*apply_caught_up)(void *arg); /* repl_primary_on_standby_apply, NULL: none */
+    void *apply_caught_up_arg;
     void *progress_arg;
     store *s;
     ring_owner *ring;
@@ -210,6 +217,10 @@ struct repl_primary {
     struct peer_log peer_logs[PEER_LOG_SLOTS];
     uint64_t log_clock;
     _Atomic uint64_t needed_from; /* lowest acked_seq + 1 of the known standbys (UINT64_MAX: none) */
+    /* 1 while the drain waits for the counted standbys' apply (update_apply_hold;
+     * the replicator thread writes it, the drain reads it: repl_primary_apply_held) */
+    _Atomic int apply_held;
+    uint64_t n_apply_holds; /* times it went to 1 */
     /* [ha] with min_replicas > 0 (gated): whose acks count, under lock.
      *   S1: every id in counted is in etcd's sync key (ha.c publishes
      *       before repl_primary_sync_published adds; a removal takes
@@ -674,6 +685,50 @@ static int peer_live(const struct repl_primary *p, const struct peer *peer, uint
     return !peer->disconnected && now - peer->heard_ns < (live > PEER_LIVE_MIN_NS ? live : PEER_LIVE_MIN_NS);
 }
 
+/* Whether the drain must wait for the standbys' apply (issue 13.7): with
+ * min_replicas = k > 0 and [apply] max_lag_ms set, while fewer than k of
+ * the standbys that count (counted under [ha], heard lately: peer_live)
+ * have their apply within max_lag_ms of work behind and at least one of
+ * them reports more.  k standbys must keep up with the journal for a
+ * record to be replicated; these k must keep up with applying it too, so
+ * that a promotion, a clean stop or a state open on one of them finds at
+ * most about max_lag_ms of apply work, as on the primary (apply_behind,
+ * node/primary.c).  A standby that reports nothing (one before the ACK's
+ * apply elements) is taken as keeping up; with min_replicas = 0 the
+ * standbys' apply is reported, never waited for: no standby is needed
+ * for the primary to go on.  Replicator thread. */
+static void update_apply_hold(struct repl_primary *p)
+{
+    uint32_t k = p->c->repl_min_replicas, within = 0, over = 0;
+    uint64_t now = link_monotonic_ns();
+
+    if (k && p->c->max_lag_ms) {
+        if (p->gated)
+            pthread_mutex_lock(&p->lock);
+        for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++) {
+            const struct peer *peer = &p->peers[i];
+            if (!peer->used || !peer_live(p, peer, now) || (p->gated && !sync_counted(p, peer->id)))
+                continue;
+            if (peer->apply_reported && peer->apply_lag_ms > p->c->max_lag_ms)
+                over++;
+            else
+                within++;
+        }
+        if (p->gated)
+            pthread_mutex_unlock(&p->lock);
+    }
+    int hold = over > 0 && within < k;
+    if (atomic_exchange(&p->apply_held, hold) == hold)
+        return;
+    if (hold)
+        p->n_apply_holds++;
+    else if (p->apply_caught_up)
+        p->apply_caught_up(p->apply_caught_up_arg); /* the drain waits on it: at once, not at its next look */
+    log_msg(LOG_DEBUG, hold ? "drain held: a counted standby's apply lags" : "drain released: standbys' apply caught up",
+            "standbys_within=%" PRIu32 " standbys_over=%" PRIu32 " max_lag_ms=%" PRIu32, within, over,
+            p->c->max_lag_ms);
+}
+
 /* The slot a HELLO from connection in takes, or NULL with the refusal's
  * code and reason.  A node_id is one standby's:
  *   - with CURVE, only the connection whose key authorized_keys binds to it
@@ -845,6 +900,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
          * (before it lost its data, say) no longer counts */
         peer->acked_seq = 0;
         peer->acked_lsn = 0;
+        peer->apply_reported = 0; /* its apply too: until its next ACK says */
         peer->hello_seq = h->last_seq; /* it replicates once it acks past this */
         peer->used = 1;
         peer->heard_ns = link_monotonic_ns();
@@ -1040,8 +1096,12 @@ static void serve(struct repl_primary *p)
             on_snapshot(p, &in);
         } else {
             struct peer *peer = peer_by_route(p, in.route, in.route_len);
-            if (peer)
+            if (peer) {
                 acked(p, peer, in.m.u.ack.durable_seq, np.journal_seq);
+                peer->apply_reported = in.m.u.ack.has_apply;
+                peer->applied_seq = in.m.u.ack.applied_seq;
+                peer->apply_lag_ms = in.m.u.ack.apply_lag_ms;
+            }
         }
         if (rc == 0) {
             struct peer *peer = peer_by_route(p, in.route, in.route_len);
@@ -1217,6 +1277,7 @@ static void heartbeat(struct repl_primary *p)
 {
     struct repl_progress np;
     struct wire_standby standbys[WIRE_MAX_STANDBYS];
+    const struct peer *listed[WIRE_MAX_STANDBYS];
     uint64_t now = link_monotonic_ns();
     uint64_t silent_ns = (uint64_t)p->c->repl_heartbeat_ms * 1000000u * PEER_SILENT_BEATS;
     uint32_t n = 0;
@@ -1237,6 +1298,7 @@ static void heartbeat(struct repl_primary *p)
         }
         if (!peer->used)
             continue;
+        listed[n] = peer;
         struct wire_standby *s = &standbys[n++];
         snprintf(s->id, sizeof s->id, "%s", peer->id);
         s->acked_seq = peer->acked_seq < np.journal_seq ? peer->acked_seq : np.journal_seq;
@@ -1270,11 +1332,16 @@ static void heartbeat(struct repl_primary *p)
      * object; ids are bytes a peer chose (json_bytes.h) */
     list = json_array();
     for (uint32_t i = 0; list && i < n; i++)
-        if (json_array_append_new(list, json_pack("{s:o, s:o, s:o, s:o, s:b}", "id", json_cstr(standbys[i].id),
-                                                  "acked_seq", json_uint(standbys[i].acked_seq),
-                                                  "lag_entries", json_uint(standbys[i].lag_entries), "lag_ms",
-                                                  json_uint(standbys[i].lag_ms), "counted",
-                                                  counted_now(p, standbys[i].id))) != 0) {
+        if (json_array_append_new(
+                list, json_pack("{s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "id", json_cstr(standbys[i].id), "acked_seq",
+                                json_uint(standbys[i].acked_seq), "lag_entries", json_uint(standbys[i].lag_entries),
+                                "lag_ms", json_uint(standbys[i].lag_ms), "counted", counted_now(p, standbys[i].id),
+                                /* its apply as its last ACK said (null: it says nothing of it) */
+                                "applied_seq",
+                                listed[i]->apply_reported ? json_uint(listed[i]->applied_seq) : json_null(),
+                                "apply_lag_ms",
+                                listed[i]->apply_reported ? json_uint(listed[i]->apply_lag_ms) : json_null())) !=
+            0) {
             json_decref(list);
             list = NULL;
         }
@@ -1290,6 +1357,13 @@ static void heartbeat(struct repl_primary *p)
                          "standbys_evicted", json_uint(p->n_evicted), "curve", p->zap != NULL,
                          "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
              : NULL; /* "o" steals list, even when json_pack fails */
+    /* the drain waiting for the counted standbys' apply (update_apply_hold) */
+    if (extra && (json_object_set_new(extra, "drain_held_for_standby_apply",
+                                      json_boolean(atomic_load(&p->apply_held))) != 0 ||
+                  json_object_set_new(extra, "drain_holds_for_standby_apply", json_uint(p->n_apply_holds)) != 0)) {
+        json_decref(extra);
+        extra = NULL;
+    }
     members = status_members(p->c);
     if (!members || !extra || json_object_update(members, extra) != 0) {
         /* out of memory: the status keeps the previous members */
@@ -1403,7 +1477,10 @@ static void *replicator_main(void *arg)
             heartbeat(p);
             next_hb = link_monotonic_ns() + interval;
         }
+        update_apply_hold(p); /* after acks, peers come and gone, or a silence: at least every heartbeat */
     }
+    if (atomic_exchange(&p->apply_held, 0) && p->apply_caught_up)
+        p->apply_caught_up(p->apply_caught_up_arg); /* stopping: nothing holds the drain */
     return NULL;
 }
 
@@ -1420,6 +1497,17 @@ void repl_primary_on_higher_epoch(struct repl_primary *p, void (*fn)(void *arg, 
 {
     p->higher_epoch = fn;
     p->higher_epoch_arg = arg;
+}
+
+void repl_primary_on_standby_apply(struct repl_primary *p, void (*fn)(void *arg), void *arg)
+{
+    p->apply_caught_up = fn;
+    p->apply_caught_up_arg = arg;
+}
+
+int repl_primary_apply_held(struct repl_primary *p)
+{
+    return atomic_load(&p->apply_held);
 }
 
 int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_progress_fn *progress,

@@ -49,6 +49,18 @@ int repl_primary_open(const struct node_config *c, struct repl_primary **out);
  * steps down.  Set before repl_primary_start. */
 void repl_primary_on_higher_epoch(struct repl_primary *p, void (*fn)(void *arg, uint64_t epoch), void *arg);
 
+/* Called (on the replicator's thread) when the drain may go on after
+ * waiting for the standbys' apply (repl_primary_apply_held went to 0): the
+ * node wakes its drain.  Set before repl_primary_start. */
+void repl_primary_on_standby_apply(struct repl_primary *p, void (*fn)(void *arg), void *arg);
+
+/* 1 while the drain must wait for the standbys' apply (issue 13.7): with
+ * min_replicas = k > 0 and [apply] max_lag_ms set, fewer than k of the
+ * standbys that count have their apply within max_lag_ms of work behind
+ * (as their ACKs report it) and one at least is further behind.  With
+ * min_replicas = 0, never.  Any thread. */
+int repl_primary_apply_held(struct repl_primary *p);
+
 int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_progress_fn *progress,
                        void *progress_arg);
 
@@ -164,8 +176,12 @@ void repl_standby_wake(struct repl_standby *sb);
 void repl_standby_flush(struct repl_standby *sb);
 
 /* Apply thread, after entry seq was applied: the state digest then, for
- * the comparison with the primary's heartbeats. */
-void repl_standby_applied(struct repl_standby *sb, uint64_t seq, uint64_t digest);
+ * the comparison with the primary's heartbeats; the ring position apply
+ * has read to (applier_read_lsn) and its rate in ring bytes per second of
+ * its work (0: not measured yet), with which the ACK reports how far, in
+ * time, apply is behind what is durable (issue 13.7). */
+void repl_standby_applied(struct repl_standby *sb, uint64_t seq, uint64_t digest, uint64_t read_lsn,
+                          uint64_t bytes_per_s);
 
 /* The standby's status members (a new object; NULL when out of memory),
  * with what apply has done (am); the node puts role, epoch, pid and data

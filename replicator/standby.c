@@ -68,6 +68,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@
 #include <unistd.h>
 
 #include "persist/apply.h"
+#include "persist/bytes.h"
 #include "persist/json_bytes.h"
 #include "replicator/link.h"
 #include "persist/log.h"
@@ -96,6 +98,7 @@
 #define RECV_BURST 256
 #define PEND_MAX_ENTRIES 1024      /* entries kept for one commit, at most */
 #define PEND_MAX_BYTES (16u << 20) /* ... and bytes */
+#define ACK_APPLY_NS 20000000ull   /* apply moved: an ACK says so within this (send_ack) */
 
 struct digest_at {
     uint64_t seq, digest;
@@ -134,6 +137,11 @@ struct repl_standby {
     size_t pend_len, pend_cap, n_pend;
     size_t pend_off[PEND_MAX_ENTRIES], pend_lens[PEND_MAX_ENTRIES];
     uint64_t acked_seq;               /* last ACK sent */
+    uint64_t ack_ns;                  /* monotonic: when it was sent */
+    uint64_t ack_applied_seq;         /* the applied_seq it reported */
+    uint64_t durable_lsn;             /* next_lsn of entry last_seq (0: not held: after a bootstrap) */
+    uint64_t backlog_ns;              /* monotonic: since when apply has had entries to apply, as far
+                                         as the last flush that found it caught up knows */
     uint64_t hb_acks[2];              /* the ACKs sent at the last two heartbeats, older first */
     uint64_t primary_seq;             /* highest entry we know the primary holds */
     uint64_t behind_ns;               /* since when last_seq < primary_seq (0: caught up) */
@@ -181,7 +189,12 @@ struct repl_standby {
     uint64_t snap_ns;              /* when the last SNAPSHOT was sent */
     uint64_t n_bootstraps;
 
-    pthread_mutex_t lock; /* the digest history, other_* and held_seq */
+    /* what the apply thread reported after its last entry (repl_standby_applied):
+     * its position, the ring position it read to (0: no entry read since the
+     * applier opened) and its rate in ring bytes per second (0: not measured) */
+    uint64_t apply_seq, apply_lsn, apply_rate;
+
+    pthread_mutex_t lock; /* the digest history, other_*, held_seq and apply_* */
 };
 
 /* ------------------------------------------------------------ meta */
@@ -219,11 +232,68 @@ static int epoch_adopt(struct repl_standby *sb, uint64_t epoch)
 
 /* ------------------------------------------------------------ apply */
 
-void repl_standby_applied(struct repl_standby *sb, uint64_t seq, uint64_t digest)
+void repl_standby_applied(struct repl_standby *sb, uint64_t seq, uint64_t digest, uint64_t read_lsn,
+                          uint64_t bytes_per_s)
 {
     pthread_mutex_lock(&sb->lock);
     sb->history[seq % DIGEST_HISTORY] = (struct digest_at){seq, digest};
+    sb->apply_seq = seq;
+    sb->apply_lsn = read_lsn;
+    sb->apply_rate = bytes_per_s;
     pthread_mutex_unlock(&sb->lock);
+}
+
+static uint64_t apply_seq_now(struct repl_standby *sb)
+{
+    pthread_mutex_lock(&sb->lock);
+    uint64_t seq = sb->apply_seq;
+    pthread_mutex_unlock(&sb->lock);
+    return seq;
+}
+
+/* The ring position just past entry's frames (its header's next_lsn). */
+static uint64_t entry_next_lsn(const uint8_t *entry, size_t len)
+{
+    return len >= JOURNAL_HEADER_SIZE ? get_le64(entry + offsetof(struct journal_header, next_lsn)) : 0;
+}
+
+/* Apply starts on the store and applier as they are now (at open, after a
+ * bootstrap or a rebuild to a fork point; apply stopped): what it has
+ * applied, the position the journal ends at, and no position read yet. */
+static void apply_reset(struct repl_standby *sb)
+{
+    uint8_t *entry = NULL;
+    size_t len = 0;
+
+    sb->durable_lsn = 0;
+    if (sb->last_seq && store_journal_get_raw(sb->s, sb->last_seq, &entry, &len) == 0)
+        sb->durable_lsn = entry_next_lsn(entry, len);
+    free(entry);
+    pthread_mutex_lock(&sb->lock);
+    sb->apply_seq = sb->a ? applier_meta(sb->a).applied_seq : 0;
+    sb->apply_lsn = 0;
+    pthread_mutex_unlock(&sb->lock);
+    sb->backlog_ns = link_monotonic_ns();
+}
+
+/* How far apply is behind what is durable, in ms of its work (issue 13.7):
+ * the ring bytes journaled past its position at its measured rate, as a
+ * primary bounds its own apply ([apply] max_lag_ms); until it has applied
+ * an entry since it started (no position or rate yet), as long as the
+ * oldest entry it has to apply has waited, at least.  0 when caught up.
+ * Its position in *applied_seq. */
+static uint64_t apply_lag_ms(struct repl_standby *sb, uint64_t *applied_seq)
+{
+    pthread_mutex_lock(&sb->lock);
+    uint64_t seq = sb->apply_seq, lsn = sb->apply_lsn, rate = sb->apply_rate;
+    pthread_mutex_unlock(&sb->lock);
+
+    *applied_seq = seq;
+    if (seq >= sb->last_seq)
+        return 0;
+    if (lsn && rate)
+        return sb->durable_lsn > lsn ? (uint64_t)((double)(sb->durable_lsn - lsn) * 1e3 / (double)rate) : 0;
+    return (link_monotonic_ns() - sb->backlog_ns) / 1000000u;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -321,14 +391,23 @@ static void standby_fetch(struct repl_standby *sb)
     sb->fetch_ns = link_monotonic_ns();
 }
 
+/* ACK: what is durable, and where apply is and how far behind in time
+ * (the primary bounds that for the standbys it counts).  Sent after each
+ * commit of entries, at each heartbeat (keepalive), and when apply moved
+ * ACK_APPLY_NS after the last one (repl_standby_step): a primary holding
+ * its drain for our apply learns within that that it may go on. */
 static void send_ack(struct repl_standby *sb, int keepalive)
 {
     if (sb->last_seq <= sb->acked_seq && !keepalive)
         return;
     struct wire_msg m = {.type = WIRE_ACK};
     m.u.ack.durable_seq = sb->last_seq;
+    m.u.ack.has_apply = 1;
+    m.u.ack.apply_lag_ms = apply_lag_ms(sb, &m.u.ack.applied_seq);
     send_msg(sb, &m);
     sb->acked_seq = sb->last_seq;
+    sb->ack_ns = link_monotonic_ns();
+    sb->ack_applied_seq = m.u.ack.applied_seq;
 }
 
 static void knows_primary_holds(struct repl_standby *sb, uint64_t seq)
@@ -363,6 +442,10 @@ static void flush_pending(struct repl_standby *sb)
                 store_strerror(rc));
         _exit(1);
     }
+    /* apply had nothing left: its backlog begins with these entries */
+    if (apply_seq_now(sb) >= sb->last_seq)
+        sb->backlog_ns = link_monotonic_ns();
+    sb->durable_lsn = entry_next_lsn(ptrs[sb->n_pend - 1], sb->pend_lens[sb->n_pend - 1]);
     sb->n_pend = 0;
     sb->pend_len = 0;
     sb->last_seq = sb->recv_seq;
@@ -665,6 +748,7 @@ static int snapshot_finish(struct repl_standby *sb)
     sb->last_seq = sb->recv_seq = restart - 1; /* our journal starts at the checkpoint's restart point */
     sb->acked_seq = 0;
     sb->bootstrapping = 0;
+    apply_reset(sb);
     if (adopt_primary_history(sb) != 0) {
         ckpt_info_free(&info);
         return 1;
@@ -889,6 +973,7 @@ static int diverged(struct repl_standby *sb, const struct wire_welcome *w, uint6
     sb->n_set_aside++;
     sb->last_seq = sb->recv_seq = sb->acked_seq = fork;
     memset(sb->history, 0, sizeof sb->history); /* apply is stopped */
+    apply_reset(sb);
     sb->host.durable(sb->host.arg, fork);
     send_hello(sb); /* the primary counts us from the fork point on */
     return 0;
@@ -1232,7 +1317,11 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
         json_uint(am.n_groups), "records", json_uint(am.n_records), "epoch_history",
         json_uint(store_history_length(sb->s)), "set_aside_runs", json_uint(sb->n_set_aside));
     struct repl_promote_view v;
+    uint64_t apply_seq, apply_lag = apply_lag_ms(sb, &apply_seq), apply_rate;
     repl_standby_promote_view(sb, &v);
+    pthread_mutex_lock(&sb->lock);
+    apply_rate = sb->apply_rate;
+    pthread_mutex_unlock(&sb->lock);
     if (st &&
         (json_object_set_new(st, "primary_epoch", json_uint(sb->cur >= 0 ? sb->peers[sb->cur].epoch : 0)) ||
          json_object_set_new(st, "nodes", json_uint(sb->n_peers)) ||
@@ -1240,7 +1329,10 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
          json_object_set_new(st, "heartbeats", json_uint(sb->n_heartbeats)) ||
          json_object_set_new(st, "hellos", json_uint(sb->n_hellos)) ||
          json_object_set_new(st, "other_acked_id", json_cstr(v.other_id)) ||
-         json_object_set_new(st, "other_acked_seq", json_uint(v.other_acked)))) {
+         json_object_set_new(st, "other_acked_seq", json_uint(v.other_acked)) ||
+         /* what the ACK reports of apply (issue 13.7) */
+         json_object_set_new(st, "apply_lag_ms", json_uint(apply_lag)) ||
+         json_object_set_new(st, "apply_bytes_per_s", json_uint(apply_rate)))) {
         json_decref(st);
         st = NULL;
     }
@@ -1366,6 +1458,7 @@ int repl_standby_open(const struct node_config *c, const struct repl_standby_hos
             sb->last_seq = sb->recv_seq = sb->acked_seq = restart - 1;
     }
     sb->held_seq = sb->last_seq;
+    apply_reset(sb);
     if ((rc = open_sockets(sb)) != 0) {
         log_msg(LOG_ERROR, "cannot connect to the primary", "primary=%s error=\"%s\"", c->repl_primary_serve,
                 rc == EINVAL ? "primary_publish and primary_serve list different numbers of endpoints"
@@ -1450,8 +1543,11 @@ int repl_standby_step(struct repl_standby *sb, int timeout_ms)
     send_ack(sb, 0); /* after the appends' commit (synced) */
     pthread_mutex_lock(&sb->lock);
     sb->held_seq = sb->last_seq;
+    uint64_t applied = sb->apply_seq;
     pthread_mutex_unlock(&sb->lock);
     uint64_t now = link_monotonic_ns();
+    if (sb->welcomed && !sb->bootstrapping && applied != sb->ack_applied_seq && now - sb->ack_ns >= ACK_APPLY_NS)
+        send_ack(sb, 1); /* apply moved (a primary may hold its drain for it) */
     if (!sb->welcomed && now - sb->hello_ns > HELLO_RETRY_NS)
         send_hello(sb);
     if (sb->fetching && now - sb->fetch_ns > FETCH_RETRY_NS)

@@ -14,7 +14,8 @@
  *              (, monitor (bool): only when true, a later element of version 2)]
  *   FETCH     [v, e, from_seq, to_seq]
  *   SNAPSHOT  [v, e, file name, offset, max_len]
- *   ACK       [v, e, durable_seq]
+ *   ACK       [v, e, durable_seq (, applied_seq, apply_lag_ms: later elements of
+ *              version 2, the two together)]
  *   WELCOME   [v, e, first_seq, last_seq, nil | checkpoint record
  *              [journal_seq, lsn, producers, size, digest, name, created_ns],
  *              history, matched (, hello_last_seq: a later element of version 2)]
@@ -387,7 +388,8 @@ static int pack_checkpoint(msgpack_packer *pk, const struct wire_checkpoint *c)
 static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
 {
     int rc = msgpack_pack_array(pk, body_fields[m->type] + (m->type == WIRE_HELLO && m->u.hello.monitor) +
-                                        (m->type == WIRE_WELCOME && m->u.welcome.has_hello_last_seq));
+                                        (m->type == WIRE_WELCOME && m->u.welcome.has_hello_last_seq) +
+                                        (m->type == WIRE_ACK && m->u.ack.has_apply ? 2u : 0u));
 
     rc |= msgpack_pack_uint32(pk, WIRE_VERSION);
     rc |= msgpack_pack_uint64(pk, m->epoch);
@@ -437,6 +439,10 @@ static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
         break;
     case WIRE_ACK:
         rc |= msgpack_pack_uint64(pk, m->u.ack.durable_seq);
+        if (m->u.ack.has_apply) {
+            rc |= msgpack_pack_uint64(pk, m->u.ack.applied_seq);
+            rc |= msgpack_pack_uint64(pk, m->u.ack.apply_lag_ms);
+        }
         break;
     case WIRE_WELCOME:
         rc |= msgpack_pack_uint64(pk, m->u.welcome.first_seq);
@@ -848,6 +854,19 @@ int wire_decode(const void *name, size_t name_len, const uint8_t *body, size_t b
             goto fail;
         }
         extra--;
+    }
+    if (m->type == WIRE_ACK && extra) {
+        /* appended within version 2 (issue 13.7), the two together: the
+         * standby's apply, which a primary bounds in time as its own */
+        if (extra < 2) {
+            rc = seg_fail(why, why_size, RK_ECORRUPT, "%s: applied_seq without apply_lag_ms", d.type);
+            goto fail;
+        }
+        if ((rc = rd_uint(&d, "applied_seq", &m->u.ack.applied_seq)) ||
+            (rc = rd_uint(&d, "apply_lag_ms", &m->u.ack.apply_lag_ms)))
+            goto fail;
+        m->u.ack.has_apply = 1;
+        extra -= 2;
     }
     if (m->type == WIRE_WELCOME && extra) {
         /* appended within version 2: the HELLO it answers */

@@ -64,7 +64,8 @@ enum wire_type {
     WIRE_HELLO,    /* "HELLO": who I am, what I hold; replied WELCOME */
     WIRE_FETCH,    /* "FETCH": journal entries [from_seq, to_seq]; ENTRIES */
     WIRE_SNAPSHOT, /* "SNAPSHOT": a piece of a checkpoint file; CHUNK */
-    WIRE_ACK,      /* "ACK": my journal is durable up to durable_seq; no reply */
+    WIRE_ACK,      /* "ACK": my journal is durable up to durable_seq (, my apply's position
+                      and lag); no reply */
     /* ROUTER -> DEALER, primary -> standby */
     WIRE_WELCOME, /* "WELCOME": what the primary holds */
     WIRE_ENTRIES, /* "ENTRIES": consecutive journal entries */
@@ -186,7 +187,11 @@ struct wire_chunk {
 };
 
 struct wire_ack {
-    uint64_t durable_seq; /* the last entry the standby holds, fsynced */
+    uint64_t durable_seq;  /* the last entry the standby holds, fsynced */
+    int has_apply;         /* 0: the two below absent on the wire (a standby before them) */
+    uint64_t applied_seq;  /* the last entry its apply committed */
+    uint64_t apply_lag_ms; /* its journal not applied yet, in ms of apply work at its measured
+                              rate (0: caught up); issue 13.7 */
 };
 
 struct wire_error {

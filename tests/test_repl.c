@@ -537,7 +537,10 @@ static void applied_of(const char *dir, uint64_t *applied, uint64_t *last)
  * the two could merge on a loaded machine: issue 9, point 10). */
 START_TEST(standby_acks_while_apply_lags_and_a_clean_stop_applies_all)
 {
-    static const char *const one_replica[] = {"replication", "min_replicas", "1", NULL};
+    /* max_lag_ms 0: the primary does not bound the standby's apply lag
+     * (with it, it would hold its drain for the held apply: issue 13.7,
+     * standby_apply_lag_stays_within_max_lag_ms) */
+    static const char *const one_replica[] = {"replication", "min_replicas", "1", "apply", "max_lag_ms", "0", NULL};
     struct engine e;
     char gate[300], env[320];
     uint64_t applied, last, applied_before;
@@ -3820,6 +3823,149 @@ START_TEST(other_standby_killed_during_a_promotion_follows_the_new_primary)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the standbys' apply lag */
+
+/* Member key of the object for standby id in json's "standbys" (a
+ * primary's status); *present 0 when the standby is not listed or the
+ * member is not an integer (null: its ACKs say nothing of its apply). */
+static uint64_t standby_member(const char *json, const char *id, const char *key, int *present)
+{
+    json_t *st = json ? json_loads(json, 0, NULL) : NULL, *sb;
+    size_t i;
+    uint64_t v = 0;
+
+    *present = 0;
+    json_array_foreach(json_object_get(st, "standbys"), i, sb)
+    {
+        json_t *m = json_object_get(sb, key);
+        if (json_is_string(json_object_get(sb, "id")) && strcmp(json_string_value(json_object_get(sb, "id")), id) == 0 &&
+            json_is_integer(m)) {
+            v = (uint64_t)json_integer_value(m);
+            *present = 1;
+        }
+    }
+    json_decref(st);
+    return v;
+}
+
+#define LAG_GROUPS 800      /* 9600 records: 700 or so entries of at most 16 frames */
+#define LAG_SLOW_MS "10"    /* the standby's apply: 10 ms more per entry (100 entries/s at most) */
+#define LAG_BOUND_ENTRIES 120 /* max_lag_ms 200 is 20 entries of that apply: 6 times it, with the
+                                 entries journaled before an ACK tells the primary */
+
+/* Issue 13.7: with min_replicas = 1, a standby whose apply is slow
+ * (RK_TEST_APPLY_SLOW_MS: 10 ms per entry) while the engine writes
+ * unpaced: the standby reports its apply lag in its ACKs, and the primary
+ * holds its drain (the ring's back-pressure) while it is more than
+ * max_lag_ms of apply work, so the standby's journal never runs more than
+ * about that far ahead of its apply.  Before, the primary journaled at
+ * its own pace and the standby's apply fell hundreds of entries behind
+ * (its lag grew as long as the writes went on).  Every record written is
+ * replicated and on both nodes afterwards.  Asserted on entries seen in
+ * the standby's status, never on time. */
+START_TEST(standby_apply_lag_stays_within_max_lag_ms)
+{
+    static const char *const extra[] = {"replication", "min_replicas", "1",  "apply",         "max_lag_ms",
+                                        "200",         "drain",        "batch_records", "16", NULL};
+    struct engine e;
+    uint64_t max_lag = 0, samples = 0, final_seq = 0;
+    int present = 0, held_seen = 0;
+    pid_t primary = start(primary_dir, NULL, extra, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, "RK_TEST_APPLY_SLOW_MS=" LAG_SLOW_MS);
+
+    engine_attach(&e);
+    for (uint64_t written = 0; written < LAG_GROUPS; written += 20) {
+        engine_put_groups(&e, 0, 20); /* waits only for ring space */
+        char *st = status_of(standby_dir[0]), *stp = status_of(primary_dir);
+        uint64_t journal = json_u64(st, "journal_seq"), applied = json_u64(st, "applied_seq");
+        if (journal > applied && journal - applied > max_lag)
+            max_lag = journal - applied;
+        held_seen |= status_true(stp, "drain_held_for_standby_apply");
+        samples++;
+        free(st);
+        free(stp);
+    }
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    /* then until the standby's apply has caught up with everything */
+    for (int i = 0; i < BOUND_S * 100; i++) {
+        char *st = status_of(standby_dir[0]), *stp = status_of(primary_dir);
+        uint64_t journal = json_u64(st, "journal_seq"), applied = json_u64(st, "applied_seq");
+        if (journal > applied && journal - applied > max_lag)
+            max_lag = journal - applied;
+        held_seen |= status_true(stp, "drain_held_for_standby_apply");
+        final_seq = json_u64(stp, "journal_seq");
+        samples++;
+        int done = final_seq && applied == final_seq;
+        free(st);
+        free(stp);
+        if (done)
+            break;
+        usleep(10000);
+    }
+    char *stp = status_of(primary_dir);
+    ck_assert_msg(max_lag <= LAG_BOUND_ENTRIES,
+                  "the standby's apply fell %llu entries behind its journal (bound %d; %llu samples): %s",
+                  (unsigned long long)max_lag, LAG_BOUND_ENTRIES, (unsigned long long)samples, stp ? stp : "");
+    /* the mechanism was what bounded it: the drain was held for it, and
+     * the primary lists the standby's apply as its ACKs report it */
+    ck_assert_msg(held_seen || json_u64(stp, "drain_holds_for_standby_apply") > 0, "%s", stp ? stp : "");
+    ck_assert_msg(standby_member(stp, "standby-a", "applied_seq", &present) <= final_seq && present, "%s",
+                  stp ? stp : "");
+    standby_member(stp, "standby-a", "apply_lag_ms", &present);
+    ck_assert_msg(present, "%s", stp ? stp : "");
+    free(stp);
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    stop_and_check(sb, primary, e.height);
+    check_state(primary_dir, e.height);
+}
+END_TEST
+
+/* With min_replicas = 0 no standby is needed for the primary to go on:
+ * a standby whose apply is held (RK_TEST_APPLY_GATE) far past max_lag_ms
+ * is reported (its ACKs' apply_lag_ms, in the primary's status), never
+ * waited for: everything written becomes durable on the primary. */
+START_TEST(standby_apply_lag_only_reported_without_min_replicas)
+{
+    static const char *const extra[] = {"apply", "max_lag_ms", "200", NULL};
+    struct engine e;
+    char gate[300], env[320], *stp = NULL;
+    int present = 0;
+    uint64_t lag_ms = 0;
+
+    snprintf(gate, sizeof gate, "%s.gate", standby_dir[0]);
+    snprintf(env, sizeof env, "RK_TEST_APPLY_GATE=%s", gate);
+    set_gate(gate, NULL);
+    pid_t primary = start(primary_dir, NULL, extra, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, env);
+
+    engine_attach(&e);
+    engine_write(&e, 100);
+    /* until the primary hears of an apply lag past max_lag_ms */
+    for (int i = 0; i < BOUND_S * 100 && lag_ms <= 200; i++) {
+        free(stp);
+        stp = status_of(primary_dir);
+        lag_ms = standby_member(stp, "standby-a", "apply_lag_ms", &present);
+        if (lag_ms <= 200) {
+            engine_write(&e, 1); /* an entry more: an ACK more */
+            usleep(10000);
+        }
+    }
+    ck_assert_msg(lag_ms > 200, "%s", stp ? stp : "");
+    free(stp);
+    engine_write(&e, 100); /* RK_DURABLE: the drain goes on */
+    stp = status_of(primary_dir);
+    ck_assert_msg(!status_true(stp, "drain_held_for_standby_apply") &&
+                      json_u64(stp, "drain_holds_for_standby_apply") == 0,
+                  "%s", stp ? stp : "");
+    free(stp);
+    set_gate(gate, "");
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    stop_and_check(sb, primary, e.height);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -3858,6 +4004,11 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, promote_refused_when_another_standby_acknowledged_more);
     tcase_add_test(tc, repointed_standby_sets_aside_what_the_new_primary_lacks);
     tcase_add_loop_test(tc, a_welcome_to_an_earlier_hello_is_not_taken_after_a_rebuild, 0, 2);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("apply_lag"); /* issue 13.7: CK_RUN_CASE=apply_lag runs only these */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, standby_apply_lag_stays_within_max_lag_ms);
+    tcase_add_test(tc, standby_apply_lag_only_reported_without_min_replicas);
     suite_add_tcase(s, tc);
     tc = tcase_create("standby_checkpoints"); /* CK_RUN_CASE=standby_checkpoints runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);

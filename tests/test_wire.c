@@ -154,6 +154,10 @@ static struct wire_msg sample(enum wire_type t, int i)
         break;
     case WIRE_ACK:
         m.u.ack.durable_seq = i ? 0 : 1u << 31;
+        /* with its apply (issue 13.7), or as a standby before it sends them */
+        m.u.ack.has_apply = !i;
+        m.u.ack.applied_seq = i ? 0 : (1u << 31) - 70000;
+        m.u.ack.apply_lag_ms = i ? 0 : UINT64_MAX;
         break;
     case WIRE_WELCOME:
         m.u.welcome.first_seq = i ? 1 : 900;
@@ -261,6 +265,9 @@ static void assert_msg_eq(const struct wire_msg *a, const struct wire_msg *b)
         break;
     case WIRE_ACK:
         ck_assert_uint_eq(a->u.ack.durable_seq, b->u.ack.durable_seq);
+        ck_assert_int_eq(a->u.ack.has_apply, b->u.ack.has_apply);
+        ck_assert_uint_eq(a->u.ack.applied_seq, b->u.ack.applied_seq);
+        ck_assert_uint_eq(a->u.ack.apply_lag_ms, b->u.ack.apply_lag_ms);
         break;
     case WIRE_WELCOME:
         ck_assert_uint_eq(a->u.welcome.first_seq, b->u.welcome.first_seq);
@@ -449,10 +456,10 @@ START_TEST(test_wrong_name_refused)
             expect_refused((enum wire_type)t, body, len, RK_ECORRUPT, NULL);
     /* HELLO has 6 elements in version 2: a FETCH body is too short for it */
     expect_refused(WIRE_HELLO, body, len, RK_ECORRUPT, "body has 4 elements (want 6)");
-    /* ACK is [v, e, durable_seq]: the name decides, and a FETCH body under
-     * it reads as an ACK with one element a later revision appended */
-    ck_assert_int_eq(wire_decode("ACK", 3, body, len, &out, why, sizeof why), 0);
-    ck_assert_uint_eq(out.u.ack.durable_seq, 70000);
+    /* ACK is [v, e, durable_seq (, applied_seq, apply_lag_ms)]: the name
+     * decides, and a FETCH body under it reads as an ACK whose applied_seq
+     * comes without its apply_lag_ms: refused */
+    expect_refused(WIRE_ACK, body, len, RK_ECORRUPT, "applied_seq without apply_lag_ms");
     free(body);
 }
 END_TEST
@@ -623,6 +630,45 @@ START_TEST(test_wrong_types_refused)
     expect_refused(WIRE_ERROR, error_code_too_big, sizeof error_code_too_big, RK_ECORRUPT, "code");
     expect_refused(WIRE_SNAPSHOT, snapshot_max_len_u64, sizeof snapshot_max_len_u64, RK_ECORRUPT,
                    "max_len 4294967296 is out of range");
+}
+END_TEST
+
+/* ACK's apply elements (issue 13.7): absent (a standby before them: read
+ * as none), both (read), both and more (the rest skipped); applied_seq
+ * without apply_lag_ms, or either of another msgpack type, is refused as
+ * any malformed message is. */
+START_TEST(test_ack_apply_elements)
+{
+    static const uint8_t old[] = {0x93, 0x02, 0x03, 0x05};
+    static const uint8_t both[] = {0x95, 0x02, 0x03, 0x05, 0x04, 0xcd, 0x04, 0xd2};
+    static const uint8_t more[] = {0x96, 0x02, 0x03, 0x05, 0x04, 0x00, 0xa1, 'x'};
+    static const uint8_t lag_missing[] = {0x94, 0x02, 0x03, 0x05, 0x04};
+    static const uint8_t applied_str[] = {0x95, 0x02, 0x03, 0x05, 0xa1, '4', 0x00};
+    static const uint8_t applied_nil[] = {0x95, 0x02, 0x03, 0x05, 0xc0, 0x00};
+    static const uint8_t lag_negative[] = {0x95, 0x02, 0x03, 0x05, 0x04, 0xff};
+    static const uint8_t lag_float[] = {0x95, 0x02, 0x03, 0x05, 0x04, 0xca, 0x3f, 0x80, 0x00, 0x00};
+    static const uint8_t lag_bool[] = {0x95, 0x02, 0x03, 0x05, 0x04, 0xc3};
+    struct wire_msg m;
+    char why[256];
+
+    ck_assert_int_eq(wire_decode("ACK", 3, old, sizeof old, &m, why, sizeof why), 0);
+    ck_assert_uint_eq(m.u.ack.durable_seq, 5);
+    ck_assert_int_eq(m.u.ack.has_apply, 0);
+    ck_assert_int_eq(wire_decode("ACK", 3, both, sizeof both, &m, why, sizeof why), 0);
+    ck_assert_uint_eq(m.u.ack.durable_seq, 5);
+    ck_assert_int_eq(m.u.ack.has_apply, 1);
+    ck_assert_uint_eq(m.u.ack.applied_seq, 4);
+    ck_assert_uint_eq(m.u.ack.apply_lag_ms, 1234);
+    ck_assert_int_eq(wire_decode("ACK", 3, more, sizeof more, &m, why, sizeof why), 0);
+    ck_assert_int_eq(m.u.ack.has_apply, 1);
+    ck_assert_uint_eq(m.u.ack.applied_seq, 4);
+    ck_assert_uint_eq(m.u.ack.apply_lag_ms, 0);
+    expect_refused(WIRE_ACK, lag_missing, sizeof lag_missing, RK_ECORRUPT, "applied_seq without apply_lag_ms");
+    expect_refused(WIRE_ACK, applied_str, sizeof applied_str, RK_ECORRUPT, "applied_seq has the wrong");
+    expect_refused(WIRE_ACK, applied_nil, sizeof applied_nil, RK_ECORRUPT, "applied_seq has the wrong");
+    expect_refused(WIRE_ACK, lag_negative, sizeof lag_negative, RK_ECORRUPT, "apply_lag_ms has the wrong");
+    expect_refused(WIRE_ACK, lag_float, sizeof lag_float, RK_ECORRUPT, "apply_lag_ms has the wrong");
+    expect_refused(WIRE_ACK, lag_bool, sizeof lag_bool, RK_ECORRUPT, "apply_lag_ms has the wrong");
 }
 END_TEST
 
@@ -1184,6 +1230,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_every_byte_corruption);
     tcase_add_test(tc, test_huge_claims_refused);
     tcase_add_test(tc, test_wrong_types_refused);
+    tcase_add_test(tc, test_ack_apply_elements);
     tcase_add_test(tc, test_wrong_version_refused);
     tcase_add_test(tc, test_extra_elements_skipped);
     tcase_add_test(tc, test_epoch_rule);

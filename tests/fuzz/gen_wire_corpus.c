@@ -149,6 +149,8 @@ int main(int argc, char **argv)
     valid("valid-snapshot", &m);
     m = (struct wire_msg){.type = WIRE_ACK, .epoch = 3, .u.ack = {1041}};
     valid("valid-ack", &m);
+    m.u.ack = (struct wire_ack){1041, 1, 1000, 250}; /* with its apply: elements of issue 13.7 */
+    valid("valid-ack-apply", &m);
     m = (struct wire_msg){.type = WIRE_WELCOME, .epoch = 3};
     static const struct epoch_start history[2] = {{1, 1, 8}, {3, 950, 4000000}};
     m.u.welcome = (struct wire_welcome){900, 1042, 1, ckpt, 2, (struct epoch_start *)history, 1};
@@ -216,6 +218,9 @@ int main(int argc, char **argv)
                                               0x02, 0xc0, 0xc2, 0x81, 0xa1, 'z', 0xc3};
         /* a monitor flag that is not a bool */
         static const uint8_t hello_monitor_int[] = {0x97, 0x02, 0x03, 0xa2, 's', 'b', 0x00, 0x00, 0xc0, 0x01};
+        /* ACK's applied_seq without apply_lag_ms, and an apply_lag_ms that is a str */
+        static const uint8_t ack_lag_missing[] = {0x94, 0x02, 0x03, 0x05, 0x04};
+        static const uint8_t ack_lag_str[] = {0x95, 0x02, 0x03, 0x05, 0x04, 0xa1, '1'};
         static const uint8_t chunk_past_end[] = {0x97, 0x02, 0x03, 0xa1, 'f', 0x0a,
                                                  0x0b, 0x00, 0xc4, 0x02, 'x', 'y'};
         raw("bad-entries-array32-huge", WIRE_ENTRIES, entries_array32, sizeof entries_array32);
@@ -232,6 +237,8 @@ int main(int argc, char **argv)
         raw("valid-hello-extra-element", WIRE_HELLO, hello_extra, sizeof hello_extra);
         raw("bad-hello-monitor-int", WIRE_HELLO, hello_monitor_int, sizeof hello_monitor_int);
         raw("bad-chunk-past-end", WIRE_CHUNK, chunk_past_end, sizeof chunk_past_end);
+        raw("bad-ack-lag-missing", WIRE_ACK, ack_lag_missing, sizeof ack_lag_missing);
+        raw("bad-ack-lag-str", WIRE_ACK, ack_lag_str, sizeof ack_lag_str);
     }
     /* an ENTRIES reply whose seqs skip one */
     m = (struct wire_msg){.type = WIRE_ENTRIES, .epoch = 2};
