@@ -246,13 +246,14 @@ static void print_interval(double t, double dt, const struct node_sample now[2],
         double lag_s = apply > 0 ? (double)lag / apply : (lag ? -1 : 0);
         if (o->json) {
             json_array_append_new(
-                nodes, json_pack("{s:s, s:b, s:o, s:o, s:I, s:o, s:o, s:I, s:I, s:I}", "node", role[i], "answered",
-                                 a->ok, "journal_entries_per_s", bench_real(ingest, 1), "applied_entries_per_s",
-                                 bench_real(apply, 1), "apply_lag_entries", (json_int_t)lag, "apply_lag_s",
-                                 bench_real(lag_s, 2), "node_apply_lag_ms",
-                                 a->has_apply_lag_ms ? json_integer((json_int_t)a->apply_lag_ms) : json_null(),
-                                 "rss_kb", (json_int_t)a->rss_kb, "fds", (json_int_t)a->fds, "data_dir_bytes",
-                                 (json_int_t)a->dir_bytes));
+                nodes,
+                json_pack("{s:s, s:b, s:o, s:o, s:I, s:o, s:o, s:I, s:I, s:I}", "node", role[i], "answered",
+                          a->ok, "journal_entries_per_s", bench_real(ingest, 1), "applied_entries_per_s",
+                          bench_real(apply, 1), "apply_lag_entries", (json_int_t)lag, "apply_lag_s",
+                          bench_real(lag_s, 2), "node_apply_lag_ms",
+                          a->has_apply_lag_ms ? json_integer((json_int_t)a->apply_lag_ms) : json_null(),
+                          "rss_kb", (json_int_t)a->rss_kb, "fds", (json_int_t)a->fds, "data_dir_bytes",
+                          (json_int_t)a->dir_bytes));
         } else {
             char lag_txt[64];
             int len = lag_s < 0 ? snprintf(lag_txt, sizeof lag_txt, "apply stalled")

@@ -234,9 +234,10 @@ static void render_standbys(struct text *t, struct node *n)
         put_label_value(t, json_object_get(s, "id"));
         put(t, "\"} %.3f\n", (double)json_integer_value(json_object_get(s, "lag_ms")) / 1e3);
     }
-    family(t, "ringkeep_standby_apply_lag_seconds", "gauge",
-           "How much apply work each standby's journal holds past its apply, at its apply's rate, as its last "
-           "ACK said (none: it says nothing of it).");
+    family(
+        t, "ringkeep_standby_apply_lag_seconds", "gauge",
+        "How much apply work each standby's journal holds past its apply, at its apply's rate, as its last "
+        "ACK said (none: it says nothing of it).");
     json_array_foreach(list, i, s)
     {
         if (!json_is_integer(json_object_get(s, "apply_lag_ms")))

@@ -724,7 +724,8 @@ static void update_apply_hold(struct repl_primary *p)
         p->n_apply_holds++;
     else if (p->apply_caught_up)
         p->apply_caught_up(p->apply_caught_up_arg); /* the drain waits on it: at once, not at its next look */
-    log_msg(LOG_DEBUG, hold ? "drain held: a counted standby's apply lags" : "drain released: standbys' apply caught up",
+    log_msg(LOG_DEBUG,
+            hold ? "drain held: a counted standby's apply lags" : "drain released: standbys' apply caught up",
             "standbys_within=%" PRIu32 " standbys_over=%" PRIu32 " max_lag_ms=%" PRIu32, within, over,
             p->c->max_lag_ms);
 }
@@ -900,7 +901,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
          * (before it lost its data, say) no longer counts */
         peer->acked_seq = 0;
         peer->acked_lsn = 0;
-        peer->apply_reported = 0; /* its apply too: until its next ACK says */
+        peer->apply_reported = 0;      /* its apply too: until its next ACK says */
         peer->hello_seq = h->last_seq; /* it replicates once it acks past this */
         peer->used = 1;
         peer->heard_ns = link_monotonic_ns();
@@ -1333,14 +1334,15 @@ static void heartbeat(struct repl_primary *p)
     list = json_array();
     for (uint32_t i = 0; list && i < n; i++)
         if (json_array_append_new(
-                list, json_pack("{s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "id", json_cstr(standbys[i].id), "acked_seq",
-                                json_uint(standbys[i].acked_seq), "lag_entries", json_uint(standbys[i].lag_entries),
-                                "lag_ms", json_uint(standbys[i].lag_ms), "counted", counted_now(p, standbys[i].id),
-                                /* its apply as its last ACK said (null: it says nothing of it) */
-                                "applied_seq",
-                                listed[i]->apply_reported ? json_uint(listed[i]->applied_seq) : json_null(),
-                                "apply_lag_ms",
-                                listed[i]->apply_reported ? json_uint(listed[i]->apply_lag_ms) : json_null())) !=
+                list,
+                json_pack("{s:o, s:o, s:o, s:o, s:b, s:o, s:o}", "id", json_cstr(standbys[i].id), "acked_seq",
+                          json_uint(standbys[i].acked_seq), "lag_entries", json_uint(standbys[i].lag_entries),
+                          "lag_ms", json_uint(standbys[i].lag_ms), "counted", counted_now(p, standbys[i].id),
+                          /* its apply as its last ACK said (null: it says nothing of it) */
+                          "applied_seq",
+                          listed[i]->apply_reported ? json_uint(listed[i]->applied_seq) : json_null(),
+                          "apply_lag_ms",
+                          listed[i]->apply_reported ? json_uint(listed[i]->apply_lag_ms) : json_null())) !=
             0) {
             json_decref(list);
             list = NULL;
@@ -1358,9 +1360,10 @@ static void heartbeat(struct repl_primary *p)
                          "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
              : NULL; /* "o" steals list, even when json_pack fails */
     /* the drain waiting for the counted standbys' apply (update_apply_hold) */
-    if (extra && (json_object_set_new(extra, "drain_held_for_standby_apply",
-                                      json_boolean(atomic_load(&p->apply_held))) != 0 ||
-                  json_object_set_new(extra, "drain_holds_for_standby_apply", json_uint(p->n_apply_holds)) != 0)) {
+    if (extra &&
+        (json_object_set_new(extra, "drain_held_for_standby_apply",
+                             json_boolean(atomic_load(&p->apply_held))) != 0 ||
+         json_object_set_new(extra, "drain_holds_for_standby_apply", json_uint(p->n_apply_holds)) != 0)) {
         json_decref(extra);
         extra = NULL;
     }

@@ -1546,7 +1546,8 @@ int repl_standby_step(struct repl_standby *sb, int timeout_ms)
     uint64_t applied = sb->apply_seq;
     pthread_mutex_unlock(&sb->lock);
     uint64_t now = link_monotonic_ns();
-    if (sb->welcomed && !sb->bootstrapping && applied != sb->ack_applied_seq && now - sb->ack_ns >= ACK_APPLY_NS)
+    if (sb->welcomed && !sb->bootstrapping && applied != sb->ack_applied_seq &&
+        now - sb->ack_ns >= ACK_APPLY_NS)
         send_ack(sb, 1); /* apply moved (a primary may hold its drain for it) */
     if (!sb->welcomed && now - sb->hello_ns > HELLO_RETRY_NS)
         send_hello(sb);

@@ -540,7 +540,8 @@ START_TEST(standby_acks_while_apply_lags_and_a_clean_stop_applies_all)
     /* max_lag_ms 0: the primary does not bound the standby's apply lag
      * (with it, it would hold its drain for the held apply: issue 13.7,
      * standby_apply_lag_stays_within_max_lag_ms) */
-    static const char *const one_replica[] = {"replication", "min_replicas", "1", "apply", "max_lag_ms", "0", NULL};
+    static const char *const one_replica[] = {"replication", "min_replicas", "1", "apply", "max_lag_ms", "0",
+                                              NULL};
     struct engine e;
     char gate[300], env[320];
     uint64_t applied, last, applied_before;
@@ -3838,8 +3839,8 @@ static uint64_t standby_member(const char *json, const char *id, const char *key
     json_array_foreach(json_object_get(st, "standbys"), i, sb)
     {
         json_t *m = json_object_get(sb, key);
-        if (json_is_string(json_object_get(sb, "id")) && strcmp(json_string_value(json_object_get(sb, "id")), id) == 0 &&
-            json_is_integer(m)) {
+        if (json_is_string(json_object_get(sb, "id")) &&
+            strcmp(json_string_value(json_object_get(sb, "id")), id) == 0 && json_is_integer(m)) {
             v = (uint64_t)json_integer_value(m);
             *present = 1;
         }
@@ -3848,10 +3849,11 @@ static uint64_t standby_member(const char *json, const char *id, const char *key
     return v;
 }
 
-#define LAG_GROUPS 800      /* 9600 records: 700 or so entries of at most 16 frames */
-#define LAG_SLOW_MS "10"    /* the standby's apply: 10 ms more per entry (100 entries/s at most) */
-#define LAG_BOUND_ENTRIES 120 /* max_lag_ms 200 is 20 entries of that apply: 6 times it, with the
-                                 entries journaled before an ACK tells the primary */
+#define LAG_GROUPS 800   /* 9600 records: 700 or so entries of at most 16 frames */
+#define LAG_SLOW_MS "10" /* the standby's apply: 10 ms more per entry (100 entries/s at most) */
+#define LAG_BOUND_ENTRIES                                                                                    \
+    120 /* max_lag_ms 200 is 20 entries of that apply: 6 times it, with the                                  \
+           entries journaled before an ACK tells the primary */
 
 /* Issue 13.7: with min_replicas = 1, a standby whose apply is slow
  * (RK_TEST_APPLY_SLOW_MS: 10 ms per entry) while the engine writes
@@ -3865,8 +3867,8 @@ static uint64_t standby_member(const char *json, const char *id, const char *key
  * the standby's status, never on time. */
 START_TEST(standby_apply_lag_stays_within_max_lag_ms)
 {
-    static const char *const extra[] = {"replication", "min_replicas", "1",  "apply",         "max_lag_ms",
-                                        "200",         "drain",        "batch_records", "16", NULL};
+    static const char *const extra[] = {"replication", "min_replicas",  "1",  "apply", "max_lag_ms", "200",
+                                        "drain",       "batch_records", "16", NULL};
     struct engine e;
     uint64_t max_lag = 0, samples = 0, final_seq = 0;
     int present = 0, held_seen = 0;
@@ -3905,7 +3907,8 @@ START_TEST(standby_apply_lag_stays_within_max_lag_ms)
     char *stp = status_of(primary_dir);
     ck_assert_msg(max_lag <= LAG_BOUND_ENTRIES,
                   "the standby's apply fell %llu entries behind its journal (bound %d; %llu samples): %s",
-                  (unsigned long long)max_lag, LAG_BOUND_ENTRIES, (unsigned long long)samples, stp ? stp : "");
+                  (unsigned long long)max_lag, LAG_BOUND_ENTRIES, (unsigned long long)samples,
+                  stp ? stp : "");
     /* the mechanism was what bounded it: the drain was held for it, and
      * the primary lists the standby's apply as its ACKs report it */
     ck_assert_msg(held_seen || json_u64(stp, "drain_holds_for_standby_apply") > 0, "%s", stp ? stp : "");

@@ -663,7 +663,8 @@ START_TEST(test_ack_apply_elements)
     ck_assert_int_eq(m.u.ack.has_apply, 1);
     ck_assert_uint_eq(m.u.ack.applied_seq, 4);
     ck_assert_uint_eq(m.u.ack.apply_lag_ms, 0);
-    expect_refused(WIRE_ACK, lag_missing, sizeof lag_missing, RK_ECORRUPT, "applied_seq without apply_lag_ms");
+    expect_refused(WIRE_ACK, lag_missing, sizeof lag_missing, RK_ECORRUPT,
+                   "applied_seq without apply_lag_ms");
     expect_refused(WIRE_ACK, applied_str, sizeof applied_str, RK_ECORRUPT, "applied_seq has the wrong");
     expect_refused(WIRE_ACK, applied_nil, sizeof applied_nil, RK_ECORRUPT, "applied_seq has the wrong");
     expect_refused(WIRE_ACK, lag_negative, sizeof lag_negative, RK_ECORRUPT, "apply_lag_ms has the wrong");
