@@ -3924,6 +3924,54 @@ START_TEST(standby_apply_lag_stays_within_max_lag_ms)
 }
 END_TEST
 
+/* A counted standby whose apply is held (RK_TEST_APPLY_GATE, from its
+ * start: its lag is then the age of its oldest entry not applied) holds the
+ * primary's drain once that is past max_lag_ms: records written after stay
+ * in the ring, not durable.  Once that standby is gone (SIGKILL: its
+ * connection closes) nothing holds the drain: they become durable.  The
+ * standby started again without the gate catches up: every record on
+ * both. */
+START_TEST(a_gone_standby_no_longer_holds_the_drain)
+{
+    static const char *const extra[] = {"replication", "min_replicas", "1", "apply", "max_lag_ms", "200", NULL};
+    struct engine e;
+    char gate[300], env[320], *stp = NULL;
+    int held = 0;
+
+    snprintf(gate, sizeof gate, "%s.gate", standby_dir[0]);
+    snprintf(env, sizeof env, "RK_TEST_APPLY_GATE=%s", gate);
+    set_gate(gate, NULL);
+    pid_t primary = start(primary_dir, NULL, extra, NULL);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, env);
+
+    engine_attach(&e);
+    for (int i = 0; i < BOUND_S * 100 && !held; i++) {
+        engine_put_groups(&e, 0, 1);
+        usleep(10000);
+        free(stp);
+        stp = status_of(primary_dir);
+        held = status_true(stp, "drain_held_for_standby_apply");
+    }
+    ck_assert_msg(held, "%s", stp ? stp : "");
+    free(stp);
+    /* held: 50 groups more stay in the ring (the drain takes at most the
+     * batch in hand, 64 frames, before it waits) */
+    engine_put_groups(&e, 0, 50);
+    stp = status_of(primary_dir);
+    ck_assert_msg(json_u64(stp, "durable_lsn") <= e.lsn && status_true(stp, "drain_held_for_standby_apply"),
+                  "last MARK at %llu: %s", (unsigned long long)e.lsn, stp ? stp : "");
+    free(stp);
+    ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
+    rk_ring_detach(e.r);
+    free(wait_caught_up(standby_dir[0]));
+    stop_and_check(sb, primary, e.height);
+    check_state(primary_dir, e.height);
+}
+END_TEST
+
 /* With min_replicas = 0 no standby is needed for the primary to go on:
  * a standby whose apply is held (RK_TEST_APPLY_GATE) far past max_lag_ms
  * is reported (its ACKs' apply_lag_ms, in the primary's status), never
@@ -4012,6 +4060,7 @@ static Suite *repl_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, standby_apply_lag_stays_within_max_lag_ms);
     tcase_add_test(tc, standby_apply_lag_only_reported_without_min_replicas);
+    tcase_add_test(tc, a_gone_standby_no_longer_holds_the_drain);
     suite_add_tcase(s, tc);
     tc = tcase_create("standby_checkpoints"); /* CK_RUN_CASE=standby_checkpoints runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
