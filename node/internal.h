@@ -113,6 +113,7 @@ struct node {
     _Atomic int stop;
     _Atomic int promote;       /* a standby was asked to become the primary (control thread sets it) */
     _Atomic uint64_t stepped_down; /* a primary's: the higher epoch it stepped down for, 0: none (step_down) */
+    _Atomic int drain_waiting;     /* a primary's: 1 while its drain waits for apply (wait_for_apply) */
     int promoted;                  /* a primary's: it began a new epoch at this start (a promotion) */
     _Atomic int bootstrapping; /* a standby is replacing its store: it cannot be promoted (main thread's) */
     int test_kill_after_abort; /* RK_TEST_KILL_AFTER_ABORT set: a test hook (journal_batch) */

@@ -482,10 +482,14 @@ static int wait_for_apply(struct node *n)
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000;
         }
+        if (!waited)
+            atomic_store(&n->drain_waiting, 1); /* a figure for the status, on its own */
         waited = 1;
         pthread_cond_timedwait(&n->apply_cond, &n->lock, &ts);
     }
     pthread_mutex_unlock(&n->lock);
+    if (waited)
+        atomic_store(&n->drain_waiting, 0);
     return waited;
 }
 
@@ -777,8 +781,10 @@ json_t *primary_status(struct node *n)
         json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
         json_uint(atomic_load(&n->n_groups)), "groups_discarded", json_uint(atomic_load(&n->n_discarded)),
         "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "last_error", last_error);
-    /* apply's rate, and what its lag is in time at that rate (max_lag_ms) */
-    if (st && (json_object_set_new(st, "apply_bytes_per_s", json_uint(apply_rate)) != 0 ||
+    /* apply's rate, and what its lag is in time at that rate (max_lag_ms);
+     * whether the drain waits for apply now (its own, or the standbys') */
+    if (st && (json_object_set_new(st, "drain_waiting", json_boolean(atomic_load(&n->drain_waiting))) != 0 ||
+               json_object_set_new(st, "apply_bytes_per_s", json_uint(apply_rate)) != 0 ||
                json_object_set_new(
                    st, "apply_lag_ms",
                    json_uint(apply_rate && drained > applied_pos
