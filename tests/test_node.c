@@ -220,8 +220,13 @@ static void teardown(void)
 {
     char cmd[512];
     ring_unlink(ring_name);
-    /* as setup named it: a test may have moved data_dir below it */
-    snprintf(cmd, sizeof cmd, "rm -rf '/tmp/rk-test-node.%d'", (int)getpid());
+    /* as setup named it: a test may have moved data_dir below it; and
+     * the test gates beside it (DIR.gate, DIR.base, DIR.rebase), which
+     * were left in /tmp after every run */
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '/tmp/rk-test-node.%d' /tmp/rk-test-node.%d.gate /tmp/rk-test-node.%d.base "
+             "/tmp/rk-test-node.%d.rebase",
+             (int)getpid(), (int)getpid(), (int)getpid(), (int)getpid());
     ck_assert_int_eq(system(cmd), 0);
 }
 
