@@ -101,9 +101,12 @@ struct overlay_key {
 
 
 /* A fold table's entries in the base: [first, end) of base_index; end 0
- * when the base has not the table; looked up (1) or not yet (0). */
+ * when the base has not the table; looked up (1) or not yet (0).  limit:
+ * the file offset where the table's bytes end, which bounds every length
+ * read from its entries (base_entry). */
 struct base_range {
     uint64_t first, end;
+    uint64_t limit;
     int looked_up;
 };
 
@@ -853,7 +856,8 @@ out:
  * the entries its keys replace (base_find).  Its file was just written by
  * this process, but it is on disk, where an engine could change it (it
  * gets links to it): its layout is checked and every length bounded by
- * its table; a change that keeps them is the engine's to see (its hashes,
+ * its table (and again at each lookup, base_entry: the file may change
+ * after); a change that keeps them is the engine's to see (its hashes,
  * snap_verify) -- the overlay names the base's hash. */
 static int base_index(ckpt_job *b)
 {
@@ -887,57 +891,81 @@ static int base_index(ckpt_job *b)
     return n == info->h.n_entries ? 0 : RK_ECORRUPT;
 }
 
-/* Base b's entry i (an index in base_index): its key and value. */
-static void base_entry(const ckpt_job *b, uint64_t i, const uint8_t **key, uint32_t *klen, const uint8_t **val,
-                       uint32_t *vlen)
+/* Base b's entry i (an index in base_index, of the table of range br):
+ * its key and value.  The file is mapped shared and engines get links to
+ * it: its lengths are read again here, long after base_index bounded
+ * them, and may have changed since -- each is bounded by its table's end
+ * again (RK_ECORRUPT: the base goes, the store serves), so that a stray
+ * write to a length cannot send a read past the mapping. */
+static int base_entry(const ckpt_job *b, const struct base_range *br, uint64_t i, const uint8_t **key,
+                      uint32_t *klen, const uint8_t **val, uint32_t *vlen)
 {
-    const uint8_t *at = b->base + b->base_index[i].off;
+    uint64_t off = b->base_index[i].off;
+    const uint8_t *at = b->base + off;
     uint32_t lens[2];
 
+    if (off > br->limit || br->limit - off < sizeof lens)
+        return RK_ECORRUPT;
     memcpy(lens, at, sizeof lens);
+    if ((uint64_t)lens[0] + lens[1] > br->limit - off - sizeof lens)
+        return RK_ECORRUPT;
     *key = at + sizeof lens;
     *klen = lens[0];
     *val = *key + lens[0];
     *vlen = lens[1];
+    return 0;
 }
 
-/* Order of base b's entry i and key (prefix: key_prefix(key, klen)). */
-static int base_cmp(const ckpt_job *b, uint64_t i, const uint8_t *key, uint32_t klen, uint64_t prefix)
+/* Order of base b's entry i (of range br) and key (prefix: key_prefix(key,
+ * klen)) in *order; 0 or RK_ECORRUPT (base_entry). */
+static int base_cmp(const ckpt_job *b, const struct base_range *br, uint64_t i, const uint8_t *key, uint32_t klen,
+                    uint64_t prefix, int *order)
 {
     const uint8_t *k, *v;
     uint32_t kl, vl;
+    int rc;
 
-    if (b->base_index[i].prefix != prefix)
-        return b->base_index[i].prefix < prefix ? -1 : 1;
-    base_entry(b, i, &k, &kl, &v, &vl);
-    return ckpt_key_cmp(k, kl, key, klen);
+    if (b->base_index[i].prefix != prefix) {
+        *order = b->base_index[i].prefix < prefix ? -1 : 1;
+        return 0;
+    }
+    if ((rc = base_entry(b, br, i, &k, &kl, &v, &vl)) != 0)
+        return rc;
+    *order = ckpt_key_cmp(k, kl, key, klen);
+    return 0;
 }
 
-/* The first entry of base b in [*at, end) whose key is >= key: galloping
- * from *at (an overlay looks its keys up in ascending order, so each
- * search starts where the last one ended: a few steps a key when they are
- * many, a bisection's when few), which it moves there. */
-static uint64_t base_find(const ckpt_job *b, uint64_t *at, uint64_t end, const uint8_t *key, uint32_t klen)
+/* The first entry of base b in [*at, br->end) whose key is >= key (in
+ * *found): galloping from *at (an overlay looks its keys up in ascending
+ * order, so each search starts where the last one ended: a few steps a
+ * key when they are many, a bisection's when few), which it moves there.
+ * 0 or RK_ECORRUPT (base_entry). */
+static int base_find(const ckpt_job *b, const struct base_range *br, uint64_t *at, const uint8_t *key,
+                     uint32_t klen, uint64_t *found)
 {
-    uint64_t lo = *at, hi, step = 1, prefix = key_prefix(key, klen);
+    uint64_t lo = *at, hi, step = 1, end = br->end, prefix = key_prefix(key, klen);
+    int order = 0, rc = 0;
 
     /* every entry before lo is < key */
     for (;;) {
         hi = end - lo > step ? lo + step : end;
-        if (hi == end || base_cmp(b, hi - 1, key, klen, prefix) >= 0)
+        if (hi == end || (rc = base_cmp(b, br, hi - 1, key, klen, prefix, &order)) != 0 || order >= 0)
             break;
         lo = hi;
         step *= 2;
     }
-    while (lo < hi) {
+    while (!rc && lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if (base_cmp(b, mid, key, klen, prefix) < 0)
+        if ((rc = base_cmp(b, br, mid, key, klen, prefix, &order)) != 0)
+            break;
+        if (order < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
     *at = lo;
-    return lo;
+    *found = lo;
+    return rc;
 }
 
 /* The base a next snapshot can start from (*out), but its file
@@ -1243,12 +1271,20 @@ static int base_range_of(ckpt_job *j, uint32_t t, struct base_range **out)
     *out = &j->ranges[t];
     if (!(*out)->looked_up) {
         uint64_t first = 0;
+        /* the table directory is read from the mapping, as base_index
+         * checked it then: what changed since is bounded here (the file's
+         * size, base_index's entries) before anything is read by it */
         for (uint64_t i = 0; i < bi->h.n_tables; i++) {
             struct snap_table st;
             memcpy(&st, bi->tables + i * sizeof st, sizeof st);
-            if (strcmp(st.name, j->fold->tables[t].name) == 0) {
+            if (st.n_entries > bi->h.n_entries - first)
+                return RK_ECORRUPT;
+            if (strncmp(st.name, j->fold->tables[t].name, sizeof st.name) == 0) {
+                if (st.offset > j->base_len || st.size > j->base_len - st.offset)
+                    return RK_ECORRUPT;
                 (*out)->first = first;
                 (*out)->end = first + st.n_entries;
+                (*out)->limit = st.offset + st.size;
                 break;
             }
             first += st.n_entries;
@@ -1333,15 +1369,17 @@ static int overlay_catch_up(ckpt_job *j)
                 at = br->first;
             }
             if (br->end) {
-                const uint8_t *bk, *bv;
-                uint32_t bkl, bvl;
-                uint64_t found = base_find(j, &at, br->end, r->key, r->klen);
-                if (found < br->end) {
-                    base_entry(j, found, &bk, &bkl, &bv, &bvl);
-                    if (ckpt_key_cmp(bk, bkl, r->key, r->klen) == 0) {
-                        e.in_base = 1;
-                        j->ov_digest -= ckpt_entry_digest(a->tables[r->table].name, bk, bkl, bv, bvl);
-                    }
+                const uint8_t *bk = NULL, *bv = NULL;
+                uint32_t bkl = 0, bvl = 0;
+                uint64_t found;
+                rc = base_find(j, br, &at, r->key, r->klen, &found);
+                if (!rc && found < br->end)
+                    rc = base_entry(j, br, found, &bk, &bkl, &bv, &bvl);
+                if (rc)
+                    break; /* a length changed: the base goes (the caller) */
+                if (found < br->end && ckpt_key_cmp(bk, bkl, r->key, r->klen) == 0) {
+                    e.in_base = 1;
+                    j->ov_digest -= ckpt_entry_digest(a->tables[r->table].name, bk, bkl, bv, bvl);
                 }
             }
         }

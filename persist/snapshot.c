@@ -510,23 +510,37 @@ int snap_verify(const uint8_t *buf, size_t len, struct snap_info *info, snap_tab
 /* ------------------------------------------------------------ merging an overlay */
 
 /* An overlay table's entries being merged: the next one at `at` (its key
- * and value, a tombstone's val NULL), up to end. */
+ * and value, a tombstone's val NULL), up to end.  corrupt: an entry ran
+ * past end (cursor_load). */
 struct overlay_cursor {
     const uint8_t *at, *end;
     const uint8_t *key, *val;
     uint32_t klen, vlen;
     uint64_t prefix; /* key_prefix of key */
+    int corrupt;
 };
 
-/* Reads the cursor's entry at `at` (the overlay verified: lengths hold);
- * 0 at the end. */
+/* Reads the cursor's entry at `at`; 0 at the end or when the entry runs
+ * past the table's end (corrupt set: the merge is RK_ECORRUPT).  The
+ * overlay was verified, but it is mapped shared and its engine can write
+ * to it until it unlinks it, after the check: every length is bounded
+ * again as it is read. */
 static int cursor_load(struct overlay_cursor *c)
 {
-    uint32_t lens[2];
+    uint32_t lens[2], vbytes;
 
-    if (c->at >= c->end)
+    if (c->corrupt || c->at >= c->end)
         return 0;
+    if ((size_t)(c->end - c->at) < sizeof lens) {
+        c->corrupt = 1;
+        return 0;
+    }
     memcpy(lens, c->at, sizeof lens);
+    vbytes = lens[1] == SNAP_TOMBSTONE ? 0 : lens[1];
+    if ((uint64_t)lens[0] + vbytes > (uint64_t)(c->end - c->at) - sizeof lens) {
+        c->corrupt = 1;
+        return 0;
+    }
     c->key = c->at + sizeof lens;
     c->klen = lens[0];
     c->val = lens[1] == SNAP_TOMBSTONE ? NULL : c->key + lens[0];
@@ -535,6 +549,7 @@ static int cursor_load(struct overlay_cursor *c)
     return 1;
 }
 
+/* Past the entry cursor_load read (within end: it bounded it). */
 static void cursor_next(struct overlay_cursor *c)
 {
     c->at = c->key + c->klen + (c->val ? c->vlen : 0);
@@ -569,7 +584,7 @@ static int cursor_flush(struct merge_out *o, struct overlay_cursor *c, const uin
             rc = out_add(o, c->key, c->klen, c->val, c->vlen, c->prefix);
         cursor_next(c);
     }
-    return rc;
+    return !rc && c->corrupt ? RK_ECORRUPT : rc;
 }
 
 int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, size_t overlay_len, const char *path,
@@ -681,7 +696,7 @@ int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, siz
             at = key + lens[0] + lens[1];
             run_n++;
         }
-        if (!rc && at != end)
+        if (!rc && (at != end || c.corrupt))
             rc = RK_ECORRUPT;
         if (!rc && run_n)
             rc = snap_writer_add_encoded(o.w, run, (size_t)(at - run), run_n);
@@ -691,7 +706,7 @@ int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, siz
     if (bh && !snap_body_hash_end(bh, bi.h.body_hash) && (!rc || rc == RK_ECORRUPT))
         rc = corrupt(err, err_size, "the base's body's checksum does not match");
     else if (rc == RK_ECORRUPT && !err[0])
-        corrupt(err, err_size, "the base's entries do not fit its tables");
+        corrupt(err, err_size, "the base's or the overlay's entries do not fit their tables");
     if (!rc && !(producers = calloc(oi.h.n_producers + 1, sizeof *producers)))
         rc = ENOMEM;
     if (!rc && o.index && o.n != snap_writer_entries(o.w)) { /* not reached: every entry written is indexed */

@@ -2063,6 +2063,87 @@ START_TEST(a_changed_last_snapshot_is_not_used)
 }
 END_TEST
 
+/* The same with a length changed instead of a value: every entry's vlen
+ * in the served file (a link to the base, which the primary maps shared)
+ * set to 0x7ffffff0, then one group more.  The primary's next overlay
+ * looks the group's keys up in the base and reads their entries: it
+ * bounds each length by its table's end again (base_entry), finds the
+ * base changed, drops it and serves the store; the node lives and the
+ * state is every group, equal to the model.  Before, the lookup trusted
+ * the lengths base_index had checked when the base was made and read
+ * past the mapping: the node died of SIGBUS. */
+struct entry_offsets {
+    const uint8_t *buf;
+    size_t n, off[4096]; /* each entry's vlen field */
+};
+
+static int vlen_offset(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct entry_offsets *e = arg;
+
+    (void)klen, (void)val, (void)vlen;
+    if (e->n < sizeof e->off / sizeof e->off[0])
+        e->off[e->n++] = (size_t)((const uint8_t *)key - e->buf) - sizeof(uint32_t);
+    return 0;
+}
+
+START_TEST(a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    static struct entry_offsets offs;
+    const uint32_t big = 0x7ffffff0u;
+    rk_ring_opts o0 = {.producer = "eng0"};
+    rk_ring *r0 = NULL;
+    uint16_t t0[3];
+    uint64_t lsn = 0, heights[N_PRODUCERS];
+    char log_path[300], *reply = NULL, err[256] = "";
+    struct snap_info info;
+    uint8_t *buf;
+    struct stat st;
+    int fd, status = 0;
+    pid_t node;
+
+    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
+    node_extra = extra;
+    node_log = log_path;
+    node = start_node(NULL);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
+    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
+    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
+    journaled(r0, lsn);
+    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
+    ck_assert_int_ge(fd = open(reply + 3, O_RDWR | O_CLOEXEC), 0);
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
+    ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    offs.buf = buf;
+    offs.n = 0;
+    ck_assert_msg(snap_verify(buf, (size_t)st.st_size, &info, NULL, vlen_offset, &offs, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_uint_gt(offs.n, 0);
+    ck_assert_uint_lt(offs.n, sizeof offs.off / sizeof offs.off[0]); /* every entry */
+    for (size_t i = 0; i < offs.n; i++)
+        ck_assert_int_eq(pwrite(fd, &big, sizeof big, (off_t)offs.off[i]), (ssize_t)sizeof big);
+    free(buf);
+    close(fd);
+    unlink(reply + 3);
+    free(reply);
+
+    write_groups(r0, t0, 0, 30, 31, 0, &lsn);
+    journaled(r0, lsn);
+    check_state(heights); /* whole groups, equal to the model */
+    ck_assert_msg(waitpid(node, &status, WNOHANG) == 0, "the node died (signal %d)",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    ck_assert_uint_eq(heights[0], 31);
+    ck_assert_int_eq(lines_with(log_path, "the base cannot serve, the store does"), 1);
+    ck_assert_int_eq(lines_with(log_path, "from=store"), 2);
+    rk_ring_detach(r0);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    unlink(log_path);
+}
+END_TEST
+
 /* One look at a primary's status: the bytes of records journaled and not
  * yet applied (durable_lsn - applied_lsn; durable is read before applied,
  * primary_status: never more than the true lag) and apply's rate
@@ -2534,6 +2615,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, snapshot_from_the_last_one_served_equals_apply_at_the_request_point);
     tcase_add_test(tc, snapshot_after_a_rebase_equals_apply_at_the_request_point);
     tcase_add_test(tc, a_changed_last_snapshot_is_not_used);
+    tcase_add_test(tc, a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
     tcase_add_test(tc, apply_lag_is_bounded_in_time);
