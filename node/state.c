@@ -470,11 +470,32 @@ static int open_overlay(const char *path, rk_state *s, const struct snap_info *o
     return rc ? rc : state_info(s, oinfo);
 }
 
+/* The link to the base of the overlay whose peeked header is h, at path
+ * (in base_path), or "" when h is not an overlay of this format with a
+ * valid base name. */
+static void base_link_path(const char *path, const struct snap_header *h, char *base_path, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+
+    base_path[0] = '\0';
+    if (h->major != SNAP_MAJOR || !h->base.file_size || !snap_base_name_ok(h->base.name))
+        return;
+    if (slash)
+        snprintf(base_path, size, "%.*s/%s", (int)(slash - path), path, h->base.name);
+    else
+        snprintf(base_path, size, "%s", h->base.name);
+}
+
 /* Maps the state snapshot file at path, unlinks it, and verifies it whole
  * while holding its entries in s (err: why it was refused); an overlay
- * with its base (open_overlay: *base_failed when that is what failed). */
+ * with its base (open_overlay: *base_failed when that is what failed).
+ * An overlay's base link, named in its peeked header, is unlinked
+ * whatever the outcome (open_overlay maps and unlinks it when it gets
+ * that far): the node made it for this request alone, and a refused
+ * overlay left it (the base's whole size) until the node's next start. */
 static int open_snapshot(const char *path, rk_state *s, int *base_failed, char *err, size_t err_size)
 {
+    char base_path[PATH_MAX + SNAP_BASE_NAME_MAX + 2] = "";
     struct snap_info info;
     struct snap_header h;
     struct overlay o = {0};
@@ -484,11 +505,14 @@ static int open_snapshot(const char *path, rk_state *s, int *base_failed, char *
     if (rc)
         return rc;
     h = peek_header(s->map, s->map_len);
+    base_link_path(path, &h, base_path, sizeof base_path);
     /* the tables array first, its size from the header (verified below
      * before any entry is used); too short or too many tables: snap_verify
      * says which */
-    if (h.n_tables > s->map_len / sizeof(struct snap_table))
-        return snap_verify(s->map, s->map_len, &info, NULL, NULL, NULL, err, err_size);
+    if (h.n_tables > s->map_len / sizeof(struct snap_table)) {
+        rc = snap_verify(s->map, s->map_len, &info, NULL, NULL, NULL, err, err_size);
+        goto out;
+    }
     if (h.major == SNAP_MAJOR && h.base.file_size) {
         o.t = calloc(h.n_tables ? h.n_tables : 1, sizeof *o.t);
         rc = o.t ? snap_verify(s->map, s->map_len, &info, overlay_table, overlay_entry, &o, err, err_size) : ENOMEM;
@@ -499,15 +523,22 @@ static int open_snapshot(const char *path, rk_state *s, int *base_failed, char *
         for (size_t i = 0; o.t && i < h.n_tables; i++)
             free(o.t[i].e);
         free(o.t);
-        return rc;
+        goto out;
     }
     s->mt = calloc(h.n_tables ? h.n_tables : 1, sizeof *s->mt);
-    if (!s->mt)
-        return ENOMEM;
+    if (!s->mt) {
+        rc = ENOMEM;
+        goto out;
+    }
     rc = snap_verify(s->map, s->map_len, &info, snap_table_add, snap_entry_add, s, err, err_size);
     if (!rc && info.h.base.file_size) /* peeked as whole, verified as an overlay: a header that changed */
         rc = RK_ECORRUPT;
-    return rc ? rc : state_info(s, &info);
+    if (!rc)
+        rc = state_info(s, &info);
+out:
+    if (base_path[0])
+        unlink(base_path); /* ENOENT when open_overlay did */
+    return rc;
 }
 
 static void mem_free(rk_state *s)

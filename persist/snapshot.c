@@ -277,9 +277,7 @@ static int name_ok(const char *name)
     return memchr(name, '\0', RK_NAME_MAX + 1) != NULL && name[0] != '\0';
 }
 
-/* An overlay's base name: a file name in its directory (no '/', not "."
- * or ".."), NUL-terminated and NUL-padded in its field. */
-static int base_name_ok(const char *name)
+int snap_base_name_ok(const char *name)
 {
     const char *end = memchr(name, '\0', SNAP_BASE_NAME_MAX);
 
@@ -381,7 +379,7 @@ int snap_check_layout(const uint8_t *buf, size_t len, struct snap_info *info, ch
     if (h->file_size != len)
         return corrupt(err, err_size, "%zu bytes, the header says %" PRIu64 " (truncated or extended)", len,
                        h->file_size);
-    if (h->base.file_size ? !base_name_ok(h->base.name) || h->base.file_size < SNAP_HEADER_SIZE
+    if (h->base.file_size ? !snap_base_name_ok(h->base.name) || h->base.file_size < SNAP_HEADER_SIZE
                           : h->base.body_hash || h->base.applied_seq || h->base.name[0])
         return corrupt(err, err_size, "the header's base is not a valid reference");
     /* the body's structure, then (snap_body_hash_*) its hash as the caller

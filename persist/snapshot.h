@@ -197,6 +197,11 @@ int snap_body_hash_end(snap_body_hash *bh, uint64_t body_hash);
 int snap_merge(const uint8_t *base, size_t base_len, const uint8_t *overlay, size_t overlay_len, const char *path,
                uint64_t *n_entries, struct snap_slot **index, char *err, size_t err_size);
 
+/* An overlay's base name (struct snap_base.name, SNAP_BASE_NAME_MAX
+ * bytes): a file name in its directory (no '/', not "." or ".."),
+ * NUL-terminated and NUL-padded in its field.  1 if so. */
+int snap_base_name_ok(const char *name);
+
 /* One producer's record of a verified file (index i < h.n_producers). */
 void snap_producer_at(const struct snap_info *info, uint64_t i, struct snap_producer *out);
 

@@ -627,7 +627,8 @@ START_TEST(overlay_over_its_base_reads_as_the_whole_snapshot)
 }
 END_TEST
 
-/* An overlay that fails its checks is refused (RK_ECORRUPT); so is one
+/* An overlay that fails its checks is refused (RK_ECORRUPT), and the link
+ * to its base is removed all the same; so is one
  * over a base that is not the one it names, damaged, or missing -- and
  * then the engine asks the node once more, for a whole snapshot
  * ("snapshot whole", which drops the node's base): served a good one, the
@@ -665,11 +666,13 @@ START_TEST(overlay_that_fails_or_whose_base_fails_is_refused)
     free(buf);
     ck_assert_int_eq(open_served(overlay, &s), RK_ECORRUPT);
     ck_assert_ptr_null(s);
+    ck_assert_int_eq(access(base_file, F_OK), -1); /* its base's link is not left behind either */
 
     /* over another base than the one it names, twice: refused */
     {
         char base2[320];
         snprintf(base2, sizeof base2, "%s/o2-base" SNAP_SUFFIX, dir);
+        m_write(&base_m, base_file, NULL, NULL, NULL, 5);
         m_write(&m, overlay, &base_m, base_file, "o-base" SNAP_SUFFIX, 9);
         m_write(&m, overlay2, &base_m, base_file, "o2-base" SNAP_SUFFIX, 9);
         m_write(&other_m, base_file, NULL, NULL, NULL, 5);
