@@ -76,7 +76,7 @@ struct mem_block {
 struct rk_state {
     struct ckpt_info info; /* lsn and the producers' heights */
     struct mem_table *mt;  /* tables by name */
-    size_t n_mt;
+    size_t n_mt, cap_mt;   /* n_mt <= cap_mt, mt's room (sized from a peeked header: checked) */
     struct mem_block *blocks; /* a checkpoint file's entries */
     uint8_t *map;             /* a snapshot file's mapping (an overlay's, or a whole one's) */
     size_t map_len;
@@ -201,8 +201,11 @@ static int open_checkpoint(const char *path, rk_state *s)
 static int snap_table_add(void *arg, uint32_t i, const char *name, uint64_t n_entries)
 {
     rk_state *s = arg;
-    struct mem_table *t = &s->mt[i];
+    struct mem_table *t;
 
+    if (i >= s->cap_mt)
+        return RK_ECORRUPT; /* more tables than the peeked header said: the file changed */
+    t = &s->mt[i];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->e = malloc((n_entries ? n_entries : 1) * sizeof *t->e);
     if (!t->e)
@@ -291,14 +294,17 @@ static int state_info(rk_state *s, const struct snap_info *info)
  * mapping, a tombstone's vlen SNAP_TOMBSTONE. */
 struct overlay {
     struct mem_table *t;
-    size_t n_t;
+    size_t n_t, cap_t; /* n_t <= cap_t, t's room */
 };
 
 static int overlay_table(void *arg, uint32_t i, const char *name, uint64_t n_entries)
 {
     struct overlay *o = arg;
-    struct mem_table *t = &o->t[i];
+    struct mem_table *t;
 
+    if (i >= o->cap_t)
+        return RK_ECORRUPT; /* more tables than the peeked header said: the file changed */
+    t = &o->t[i];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->e = malloc((n_entries ? n_entries : 1) * sizeof *t->e);
     if (!t->e)
@@ -359,9 +365,16 @@ static void merge_table_end(struct overlay_merge *m)
  * ov (NULL: none) the overlay's. */
 static int merge_table_begin(struct overlay_merge *m, const char *name, uint64_t base_n, const struct mem_table *ov)
 {
-    struct mem_table *t = &m->s->mt[m->s->n_mt];
+    struct mem_table *t;
     size_t n = base_n + (ov ? ov->n : 0);
 
+    /* mt was sized from the base's peeked header: the file is mapped
+     * private but its pages are the page cache's until written, and
+     * other engines hold links to the same base, so the walk may find
+     * more tables than were peeked */
+    if (m->s->n_mt == m->s->cap_mt)
+        return RK_ECORRUPT;
+    t = &m->s->mt[m->s->n_mt];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->e = malloc((n ? n : 1) * sizeof *t->e);
     if (!t->e)
@@ -462,6 +475,7 @@ static int open_overlay(const char *path, rk_state *s, const struct snap_info *o
     s->mt = calloc(bh.n_tables + o->n_t + 1, sizeof *s->mt);
     if (!s->mt)
         return ENOMEM;
+    s->cap_mt = bh.n_tables + o->n_t + 1;
     rc = snap_verify(s->base_map, s->base_map_len, &info, merge_base_table, merge_base_entry, &m, err, err_size);
     if (rc)
         return rc;
@@ -515,6 +529,7 @@ static int open_snapshot(const char *path, rk_state *s, int *base_failed, char *
     }
     if (h.major == SNAP_MAJOR && h.base.file_size) {
         o.t = calloc(h.n_tables ? h.n_tables : 1, sizeof *o.t);
+        o.cap_t = o.t ? h.n_tables : 0;
         rc = o.t ? snap_verify(s->map, s->map_len, &info, overlay_table, overlay_entry, &o, err, err_size) : ENOMEM;
         if (!rc && !info.h.base.file_size) /* not reached: the header's hash covers it */
             rc = RK_ECORRUPT;
@@ -530,6 +545,7 @@ static int open_snapshot(const char *path, rk_state *s, int *base_failed, char *
         rc = ENOMEM;
         goto out;
     }
+    s->cap_mt = h.n_tables;
     rc = snap_verify(s->map, s->map_len, &info, snap_table_add, snap_entry_add, s, err, err_size);
     if (!rc && info.h.base.file_size) /* peeked as whole, verified as an overlay: a header that changed */
         rc = RK_ECORRUPT;
