@@ -10,6 +10,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,7 +426,7 @@ END_TEST
 
 /* A model state for the overlay tests: tables of keys 0..M_KEYS-1
  * ("key-%05d", a longer "key-%05dx" for odd ones: a prefix and its
- * extension),
+ * extension; the first four "ab" and "ab" with NULs after it),
  * each present with a value version (0: absent). */
 #define M_TABLES 6
 #define M_KEYS 600
@@ -438,6 +439,15 @@ struct model {
 
 static uint32_t m_key(int k, char *key)
 {
+    /* the first four: "ab" and itself followed by 1, 2 and 7 NULs, which
+     * key_prefix pads to the same 8 bytes (only their lengths tell them
+     * apart), in key order before the rest */
+    static const uint32_t zero_tails[] = {0, 1, 2, 7};
+    if (k < 4) {
+        memset(key, 0, 2 + zero_tails[3] + 1);
+        memcpy(key, "ab", 2);
+        return 2 + zero_tails[k];
+    }
     /* 9 or 10 bytes: keys that share their first 8 (key_prefix) are many */
     return (uint32_t)sprintf(key, "key-%05d%s", k / 2, (k % 2) ? "x" : "");
 }
@@ -562,7 +572,7 @@ static void assert_same_state(rk_state *s, rk_state *w)
 {
     static const char *const extra[] = {"nosuch", "", NULL};
     static struct scan_out a, b;
-    const char *prefixes[] = {"", "k", "key-001", "key-0010", "key-00100", "key-00100x", "q"};
+    const char *prefixes[] = {"", "a", "ab", "k", "key-001", "key-0010", "key-00100", "key-00100x", "q"};
     uint64_t ha = 0, hb = 0;
     char key[32];
 
@@ -623,6 +633,86 @@ START_TEST(overlay_over_its_base_reads_as_the_whole_snapshot)
         assert_same_state(s, w);
         rk_state_close(s);
         rk_state_close(w);
+    }
+}
+END_TEST
+
+/* The file at f, whole (malloc'd, the caller's). */
+static uint8_t *read_named(const char *f, size_t *len)
+{
+    snprintf(path, sizeof path, "%s", f);
+    return read_file(len);
+}
+
+/* snap_merge (a primary's rebase) of an overlay with its base writes the
+ * whole snapshot of the same state, byte for byte, and its index is
+ * every entry's offset in the new file, in order -- over 20 rounds of
+ * the model: overwrites, new keys, deletes, tombstones of keys the base
+ * has not, a table emptied, tables the overlay has and the base not
+ * before, between and after the base's, keys that tie on their first 8
+ * bytes (key_prefix); a base without table "a" (every fourth round from
+ * the second) and an empty base (every fourth from the third). */
+START_TEST(merge_of_an_overlay_with_its_base_is_the_whole_snapshot)
+{
+    struct model base_m, m;
+    unsigned seed = 777;
+    char base_file[320], overlay[320], whole[320], merged[320], err[512] = "";
+
+    snprintf(base_file, sizeof base_file, "%s/r-base" SNAP_SUFFIX, dir);
+    snprintf(overlay, sizeof overlay, "%s/r" SNAP_SUFFIX, dir);
+    snprintf(whole, sizeof whole, "%s/w" SNAP_SUFFIX, dir);
+    snprintf(merged, sizeof merged, "%s/m" SNAP_SUFFIX, dir);
+    for (int round = 0; round < 20; round++) {
+        struct snap_slot *index = NULL;
+        struct snap_info info;
+        uint8_t *b, *o, *w, *mm;
+        size_t b_len, o_len, w_len, m_len;
+        uint64_t n = 0, e = 0;
+
+        m_base(&base_m, &seed);
+        if (round % 4 == 1)
+            base_m.has_table[1] = 0;
+        if (round % 4 == 2)
+            memset(&base_m, 0, sizeof base_m);
+        m = base_m;
+        m_change(&m, &seed, 2 + round);
+        m_write(&base_m, base_file, NULL, NULL, NULL, 5);
+        m_write(&m, overlay, &base_m, base_file, "r-base" SNAP_SUFFIX, 9);
+        m_write(&m, whole, NULL, NULL, NULL, 9);
+        b = read_named(base_file, &b_len);
+        o = read_named(overlay, &o_len);
+        w = read_named(whole, &w_len);
+        ck_assert_msg(snap_merge(b, b_len, o, o_len, merged, &n, &index, err, sizeof err) == 0, "round %d: %s",
+                      round, err);
+        mm = read_named(merged, &m_len);
+        ck_assert_uint_eq(m_len, w_len);
+        ck_assert_msg(memcmp(mm, w, w_len) == 0, "round %d: the merge is not the whole snapshot", round);
+        ck_assert_int_eq(snap_verify(mm, m_len, &info, NULL, NULL, NULL, err, sizeof err), 0);
+        ck_assert_uint_eq(n, info.h.n_entries);
+        ck_assert_ptr_nonnull(index);
+        for (uint64_t t = 0; t < info.h.n_tables; t++) {
+            struct snap_table st;
+            const uint8_t *at;
+            memcpy(&st, info.tables + t * sizeof st, sizeof st);
+            at = mm + st.offset;
+            for (uint64_t i = 0; i < st.n_entries; i++, e++) {
+                uint32_t lens[2];
+                memcpy(lens, at, sizeof lens);
+                ck_assert_msg(index[e].off == (uint64_t)(at - mm), "round %d: entry %" PRIu64 " indexed at %" PRIu64
+                              ", it is at %td", round, e, index[e].off, at - mm);
+                at += sizeof lens + lens[0] + lens[1];
+            }
+        }
+        ck_assert_uint_eq(e, n);
+        free(index);
+        free(b);
+        free(o);
+        free(w);
+        free(mm);
+        unlink(base_file);
+        unlink(overlay);
+        unlink(whole);
+        unlink(merged);
     }
 }
 END_TEST
@@ -741,6 +831,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, state_open_refuses_a_bad_snapshot_from_the_node);
     tcase_add_test(tc, overlay_over_its_base_reads_as_the_whole_snapshot);
     tcase_add_test(tc, overlay_that_fails_or_whose_base_fails_is_refused);
+    tcase_add_test(tc, merge_of_an_overlay_with_its_base_is_the_whole_snapshot);
     suite_add_tcase(s, tc);
     return s;
 }
