@@ -2144,6 +2144,106 @@ START_TEST(a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives)
 }
 END_TEST
 
+/* The overlay a primary keeps mapped for its rebase (shared) can be
+ * written by its engine until it unlinks it, after the node checked it:
+ * every value's vlen in a served overlay set to 0x7ffffff0 while the
+ * rebase it made due is held (RK_TEST_REBASE_GATE), then let go.  The
+ * rebase refuses it (RK_ECORRUPT: snap_merge verifies the overlay before
+ * it merges), the node logs it and drops the base: the request that
+ * takes the result is served from the store, the node lives, and every
+ * open holds every group, equal to the model.  This passed before
+ * snap_merge's cursor bounded each entry again (the hash catches a change
+ * made before the merge begins; the bound is for one made while it runs,
+ * which a test cannot time): it covers the rebase's failure path. */
+START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    static struct entry_offsets offs;
+    const uint32_t big = 0x7ffffff0u;
+    rk_ring_opts o0 = {.producer = "eng0"};
+    rk_ring *r0 = NULL;
+    uint16_t t0[3];
+    uint64_t lsn = 0, heights[N_PRODUCERS];
+    char log_path[300], rebase_gate[300], base_link[PATH_MAX], *reply = NULL, err[256] = "";
+    struct snap_info info;
+    uint8_t *buf;
+    struct stat st;
+    int fd, status = 0, changed = 0;
+    pid_t node;
+
+    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
+    snprintf(rebase_gate, sizeof rebase_gate, "%s.rebase", data_dir);
+    set_gate(rebase_gate, "0"); /* rebases held */
+    node_extra = extra;
+    node_log = log_path;
+    setenv("RK_TEST_REBASE_GATE", rebase_gate, 1);
+    node = start_node(NULL);
+    unsetenv("RK_TEST_REBASE_GATE");
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
+    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
+    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
+    journaled(r0, lsn);
+    check_state(heights); /* the base, from the store */
+    ck_assert_uint_eq(heights[0], 30);
+
+    /* 410 groups (4920 records, more than REBASE_MIN_RECORDS and an
+     * eighth of the base): the overlay that makes the base due */
+    write_groups(r0, t0, 0, 30, 440, 0, &lsn);
+    journaled(r0, lsn);
+    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
+    ck_assert_int_ge(fd = open(reply + 3, O_RDWR | O_CLOEXEC), 0);
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
+    ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    offs.buf = buf;
+    offs.n = 0;
+    ck_assert_msg(snap_verify(buf, (size_t)st.st_size, &info, NULL, vlen_offset, &offs, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_uint_ne(info.h.base.file_size, 0); /* an overlay */
+    ck_assert_uint_gt(offs.n, 0);
+    for (size_t i = 0; i < offs.n; i++) {
+        uint32_t vlen;
+        memcpy(&vlen, buf + offs.off[i], sizeof vlen);
+        if (vlen == SNAP_TOMBSTONE)
+            continue; /* no value to read past */
+        ck_assert_int_eq(pwrite(fd, &big, sizeof big, (off_t)offs.off[i]), (ssize_t)sizeof big);
+        changed++;
+    }
+    ck_assert_int_gt(changed, 0);
+    free(buf);
+    close(fd);
+    snprintf(base_link, sizeof base_link, "%s/snapshots/%s", data_dir, info.h.base.name);
+    unlink(base_link);
+    unlink(reply + 3);
+    free(reply);
+
+    set_gate(rebase_gate, "1");
+    /* the rebase's result is taken at the next request: opens until one
+     * logged it (or the node is gone) */
+    for (int i = 0; lines_with(log_path, "the base cannot be rebased") == 0; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "the rebase's failure was not logged");
+        ck_assert_msg(waitpid(node, &status, WNOHANG) == 0, "the node died (signal %d)",
+                      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        check_state(heights);
+        ck_assert_uint_eq(heights[0], 440);
+        usleep(10000);
+    }
+    ck_assert_int_eq(lines_with(log_path, "state snapshot rebased"), 0);
+    ck_assert_int_eq(lines_with(log_path, "from=store"), 2); /* the first, and the one that took the failure */
+    write_groups(r0, t0, 0, 440, 441, 0, &lsn);
+    journaled(r0, lsn);
+    check_state(heights); /* from the store: the base went */
+    ck_assert_msg(waitpid(node, &status, WNOHANG) == 0, "the node died (signal %d)",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    ck_assert_uint_eq(heights[0], 441);
+    rk_ring_detach(r0);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    unlink(log_path);
+    unlink(rebase_gate);
+}
+END_TEST
+
 /* One look at a primary's status: the bytes of records journaled and not
  * yet applied (durable_lsn - applied_lsn; durable is read before applied,
  * primary_status: never more than the true lag) and apply's rate
@@ -2616,6 +2716,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, snapshot_after_a_rebase_equals_apply_at_the_request_point);
     tcase_add_test(tc, a_changed_last_snapshot_is_not_used);
     tcase_add_test(tc, a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives);
+    tcase_add_test(tc, an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
     tcase_add_test(tc, apply_lag_is_bounded_in_time);
