@@ -698,8 +698,10 @@ static void write_snapshot(struct node *n, ckpt_job *job, uint64_t upto, uint64_
  * in the overlay, for the engine (link(2): the engine opens and unlinks it
  * as it does the overlay; the base's own name stays the node's).  0 and
  * the reply in out, or non-zero: the base goes (the caller reads the
- * store). */
-static int write_overlay(struct node *n, uint64_t upto, const uint64_t *drained, char *out, size_t out_size)
+ * store).  t_request: when the request came (wait_ms: the drain reaching
+ * its point, answer_request, and what ran before this). */
+static int write_overlay(struct node *n, uint64_t upto, const uint64_t *drained, uint64_t t_request, char *out,
+                         size_t out_size)
 {
     ckpt_job *base = n->snap_base;
     char path[PATH_MAX + 64], link_path[PATH_MAX + 80], err[512] = "";
@@ -731,9 +733,10 @@ static int write_overlay(struct node *n, uint64_t upto, const uint64_t *drained,
     log_msg(LOG_INFO, "state snapshot served",
             "seq=%" PRIu64 " applied_seq=%" PRIu64 " folded=%" PRIu64 " entries=%" PRIu64
             " from=overlay base_entries=%" PRIu64 " fold_records=%" PRIu64
-            " wait_ms=0.0 export_ms=%.1f cpu_ms=%.1f",
+            " wait_ms=%.1f export_ms=%.1f cpu_ms=%.1f",
             upto, ckpt_job_applied_seq(base), upto - ckpt_job_applied_seq(base), n_records,
-            ckpt_job_base_entries(base), ckpt_job_fold_records(base), (double)(now_ns() - t0) / 1e6,
+            ckpt_job_base_entries(base), ckpt_job_fold_records(base), (double)(t0 - t_request) / 1e6,
+            (double)(now_ns() - t0) / 1e6,
             (double)(seg_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6);
     snprintf(out, out_size, "ok %s", path);
     return 0;
@@ -778,7 +781,7 @@ static void serve_snapshot(struct node *n, int whole, uint64_t t_request, char *
                          n->snap_base_pos + SNAPSHOT_BASE_FOLD_MAX_BYTES < drained ||
                          ckpt_job_applied_seq(n->snap_base) > upto || !base_allowed()))
         retire_base(n);
-    if (n->snap_base && write_overlay(n, upto, &drained, out, out_size) == 0)
+    if (n->snap_base && write_overlay(n, upto, &drained, t_request, out, out_size) == 0)
         return;
     pthread_mutex_lock(&n->lock);
     /* what is folded is bounded (SNAPSHOT_FOLD_MAX_BYTES of ring frames
