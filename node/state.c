@@ -74,9 +74,9 @@ struct mem_block {
 };
 
 struct rk_state {
-    struct ckpt_info info; /* lsn and the producers' heights */
-    struct mem_table *mt;  /* tables by name */
-    size_t n_mt, cap_mt;   /* n_mt <= cap_mt, mt's room (sized from a peeked header: checked) */
+    struct ckpt_info info;    /* lsn and the producers' heights */
+    struct mem_table *mt;     /* tables by name */
+    size_t n_mt, cap_mt;      /* n_mt <= cap_mt, mt's room (sized from a peeked header: checked) */
     struct mem_block *blocks; /* a checkpoint file's entries */
     uint8_t *map;             /* a snapshot file's mapping (an overlay's, or a whole one's) */
     size_t map_len;
@@ -198,32 +198,42 @@ static int open_checkpoint(const char *path, rk_state *s)
 /* snap_verify's callbacks: a table's array is sized from its count (the
  * file's checksums have passed; the count is bounded by its bytes), and
  * its entries point into the mapping. */
-static int snap_table_add(void *arg, uint32_t i, const char *name, uint64_t n_entries)
+static int tables_add(struct mem_table *tables, size_t cap, size_t *n, uint32_t i, const char *name,
+                      uint64_t n_entries)
 {
-    rk_state *s = arg;
     struct mem_table *t;
 
-    if (i >= s->cap_mt)
+    if (i >= cap)
         return RK_ECORRUPT; /* more tables than the peeked header said: the file changed */
-    t = &s->mt[i];
+    t = &tables[i];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->e = malloc((n_entries ? n_entries : 1) * sizeof *t->e);
     if (!t->e)
         return ENOMEM;
     t->cap = n_entries;
-    s->n_mt = i + 1;
+    *n = i + 1;
     return 0;
+}
+
+/* An entry of the table tables_add began last. */
+static int tables_entry(struct mem_table *t, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    if (t->n == t->cap)
+        return RK_ECORRUPT; /* not reached: snap_verify counts */
+    t->e[t->n++] = (struct mem_entry){.key = key, .val = val, .klen = klen, .vlen = vlen};
+    return 0;
+}
+
+static int snap_table_add(void *arg, uint32_t i, const char *name, uint64_t n_entries)
+{
+    rk_state *s = arg;
+    return tables_add(s->mt, s->cap_mt, &s->n_mt, i, name, n_entries);
 }
 
 static int snap_entry_add(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
 {
     rk_state *s = arg;
-    struct mem_table *t = &s->mt[s->n_mt - 1];
-
-    if (t->n == t->cap)
-        return RK_ECORRUPT; /* not reached: snap_verify counts */
-    t->e[t->n++] = (struct mem_entry){.key = key, .val = val, .klen = klen, .vlen = vlen};
-    return 0;
+    return tables_entry(&s->mt[s->n_mt - 1], key, klen, val, vlen);
 }
 
 /* Maps the file at path (read only, private) and unlinks it: the copy is
@@ -300,29 +310,13 @@ struct overlay {
 static int overlay_table(void *arg, uint32_t i, const char *name, uint64_t n_entries)
 {
     struct overlay *o = arg;
-    struct mem_table *t;
-
-    if (i >= o->cap_t)
-        return RK_ECORRUPT; /* more tables than the peeked header said: the file changed */
-    t = &o->t[i];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->e = malloc((n_entries ? n_entries : 1) * sizeof *t->e);
-    if (!t->e)
-        return ENOMEM;
-    t->cap = n_entries;
-    o->n_t = i + 1;
-    return 0;
+    return tables_add(o->t, o->cap_t, &o->n_t, i, name, n_entries);
 }
 
 static int overlay_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
 {
     struct overlay *o = arg;
-    struct mem_table *t = &o->t[o->n_t - 1];
-
-    if (t->n == t->cap)
-        return RK_ECORRUPT; /* not reached: snap_verify counts */
-    t->e[t->n++] = (struct mem_entry){.key = key, .val = val, .klen = klen, .vlen = vlen};
-    return 0;
+    return tables_entry(&o->t[o->n_t - 1], key, klen, val, vlen);
 }
 
 /* The base's walk with the overlay put over it: each table of the state
@@ -363,7 +357,8 @@ static void merge_table_end(struct overlay_merge *m)
 
 /* Begins table name of the state, with base_n entries from the base and
  * ov (NULL: none) the overlay's. */
-static int merge_table_begin(struct overlay_merge *m, const char *name, uint64_t base_n, const struct mem_table *ov)
+static int merge_table_begin(struct overlay_merge *m, const char *name, uint64_t base_n,
+                             const struct mem_table *ov)
 {
     struct mem_table *t;
     size_t n = base_n + (ov ? ov->n : 0);
@@ -467,7 +462,8 @@ static int open_overlay(const char *path, rk_state *s, const struct snap_info *o
     bh = peek_header(s->base_map, s->base_map_len);
     if (bh.base.file_size || bh.file_size != ref->file_size || bh.body_hash != ref->body_hash ||
         bh.am.applied_seq != ref->applied_seq) {
-        snprintf(err, err_size, "state snapshot overlay: its base %s is not the snapshot it names", ref->name);
+        snprintf(err, err_size, "state snapshot overlay: its base %s is not the snapshot it names",
+                 ref->name);
         return RK_ECORRUPT;
     }
     if (bh.n_tables > s->base_map_len / sizeof(struct snap_table))
@@ -476,7 +472,8 @@ static int open_overlay(const char *path, rk_state *s, const struct snap_info *o
     if (!s->mt)
         return ENOMEM;
     s->cap_mt = bh.n_tables + o->n_t + 1;
-    rc = snap_verify(s->base_map, s->base_map_len, &info, merge_base_table, merge_base_entry, &m, err, err_size);
+    rc = snap_verify(s->base_map, s->base_map_len, &info, merge_base_table, merge_base_entry, &m, err,
+                     err_size);
     if (rc)
         return rc;
     *base_failed = 0;
@@ -530,7 +527,8 @@ static int open_snapshot(const char *path, rk_state *s, int *base_failed, char *
     if (h.major == SNAP_MAJOR && h.base.file_size) {
         o.t = calloc(h.n_tables ? h.n_tables : 1, sizeof *o.t);
         o.cap_t = o.t ? h.n_tables : 0;
-        rc = o.t ? snap_verify(s->map, s->map_len, &info, overlay_table, overlay_entry, &o, err, err_size) : ENOMEM;
+        rc = o.t ? snap_verify(s->map, s->map_len, &info, overlay_table, overlay_entry, &o, err, err_size)
+                 : ENOMEM;
         if (!rc && !info.h.base.file_size) /* not reached: the header's hash covers it */
             rc = RK_ECORRUPT;
         if (!rc)
@@ -581,7 +579,6 @@ static const struct mem_table *mem_find_table(const rk_state *s, const char *tab
             return &s->mt[i];
     return NULL;
 }
-
 
 /* The first entry of t whose key is >= key. */
 static size_t mem_lower_bound(const struct mem_table *t, const void *key, uint32_t klen)
@@ -643,7 +640,8 @@ int rk_state_open(const char *source, rk_state **out)
      * bound, this recursed until the stack overflowed) */
     for (int attempt = 0; attempt < 4; attempt++) {
         for (int tries = 0;
-             (rc = node_request(source, "snapshot", SNAPSHOT_WAIT_MS, &reply)) == EAGAIN && tries < 600; tries++)
+             (rc = node_request(source, "snapshot", SNAPSHOT_WAIT_MS, &reply)) == EAGAIN && tries < 600;
+             tries++)
             usleep(100000);
         if (rc != ENOENT)
             break;
