@@ -212,6 +212,9 @@ static void render_standbys(struct text *t, struct node *n)
     one(t, "ringkeep_standbys_forgotten_total", "counter",
         "Standbys dropped after falling silent (they say HELLO again when they come back).",
         (uint64_t)json_integer_value(json_object_get(st, "peers_dropped")));
+    one(t, "ringkeep_replies_dropped_total", "counter",
+        "Replies to a standby that could not be queued (it had not read the 16 before, or was gone).",
+        (uint64_t)json_integer_value(json_object_get(st, "replies_dropped")));
     family(t, "ringkeep_standby_acked_seq", "gauge", "The last journal entry each standby acknowledged.");
     json_array_foreach(list, i, s)
     {

@@ -835,6 +835,8 @@ START_TEST(standby_metrics_and_the_primarys_standby_lags)
     ck_assert(value_of(&p, "ringkeep_standby_lag_entries", "standby=\"sb-1\",") == 0);
     ck_assert(value_of(&p, "ringkeep_standby_lag_seconds", "standby=\"sb-1\",") == 0);
     ck_assert_uint_eq(u(&p, "ringkeep_standbys_forgotten_total"), 0);
+    ck_assert(has_series(&p, "ringkeep_replies_dropped_total", "") &&
+              u(&p, "ringkeep_replies_dropped_total") == 0);
     /* its apply as its ACKs report it (issue 13.7): listed, and nothing held the drain */
     ck_assert(has_series(&p, "ringkeep_standby_apply_lag_seconds", "standby=\"sb-1\","));
     ck_assert_uint_eq(u(&p, "ringkeep_drain_holds_for_standby_apply_total"), 0);
