@@ -2072,9 +2072,10 @@ END_TEST
  * state is every group, equal to the model.  Before, the lookup trusted
  * the lengths base_index had checked when the base was made and read
  * past the mapping: the node died of SIGBUS. */
+#define ENTRY_OFFSETS_MAX 4096
 struct entry_offsets {
     const uint8_t *buf;
-    size_t n, off[4096]; /* each entry's vlen field */
+    size_t n, off[ENTRY_OFFSETS_MAX]; /* each entry's vlen field */
 };
 
 static int vlen_offset(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
@@ -2087,20 +2088,55 @@ static int vlen_offset(void *arg, const void *key, uint32_t klen, const void *va
     return 0;
 }
 
+/* Asks the node for a snapshot and, through the name its reply gives (as a
+ * stray engine would write), sets every entry's vlen but a tombstone's to
+ * big; the file is then unlinked.  Its header in *info; returns how many
+ * entries were changed. */
+static size_t served_file_with_vlens_set(uint32_t big, struct snap_info *info)
+{
+    static struct entry_offsets offs;
+    char *reply = NULL, err[256] = "";
+    uint8_t *buf;
+    struct stat st;
+    size_t changed = 0;
+    int fd;
+
+    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
+    ck_assert_int_ge(fd = open(reply + 3, O_RDWR | O_CLOEXEC), 0);
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
+    ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    offs.buf = buf;
+    offs.n = 0;
+    ck_assert_msg(snap_verify(buf, (size_t)st.st_size, info, NULL, vlen_offset, &offs, err, sizeof err) == 0, "%s",
+                  err);
+    for (size_t i = 0; i < offs.n; i++) {
+        uint32_t vlen;
+        memcpy(&vlen, buf + offs.off[i], sizeof vlen);
+        if (vlen == SNAP_TOMBSTONE)
+            continue; /* no value to read past */
+        ck_assert_int_eq(pwrite(fd, &big, sizeof big, (off_t)offs.off[i]), (ssize_t)sizeof big);
+        changed++;
+    }
+    free(buf);
+    close(fd);
+    unlink(reply + 3);
+    free(reply);
+    return changed;
+}
+
 START_TEST(a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives)
 {
     static const char *const extra[] = {"node", "log_level", "info", NULL};
-    static struct entry_offsets offs;
-    const uint32_t big = 0x7ffffff0u;
     rk_ring_opts o0 = {.producer = "eng0"};
     rk_ring *r0 = NULL;
     uint16_t t0[3];
     uint64_t lsn = 0, heights[N_PRODUCERS];
-    char log_path[300], *reply = NULL, err[256] = "";
+    char log_path[300];
     struct snap_info info;
-    uint8_t *buf;
-    struct stat st;
-    int fd, status = 0;
+    size_t changed;
+    int status = 0;
     pid_t node;
 
     snprintf(log_path, sizeof log_path, "%s.log", data_dir);
@@ -2111,24 +2147,9 @@ START_TEST(a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives)
     ck_assert_int_eq(open_tables(r0, 3, t0), 0);
     write_groups(r0, t0, 0, 0, 30, 0, &lsn);
     journaled(r0, lsn);
-    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
-    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
-    ck_assert_int_ge(fd = open(reply + 3, O_RDWR | O_CLOEXEC), 0);
-    ck_assert_int_eq(fstat(fd, &st), 0);
-    ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
-    ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
-    offs.buf = buf;
-    offs.n = 0;
-    ck_assert_msg(snap_verify(buf, (size_t)st.st_size, &info, NULL, vlen_offset, &offs, err, sizeof err) == 0, "%s",
-                  err);
-    ck_assert_uint_gt(offs.n, 0);
-    ck_assert_uint_lt(offs.n, sizeof offs.off / sizeof offs.off[0]); /* every entry */
-    for (size_t i = 0; i < offs.n; i++)
-        ck_assert_int_eq(pwrite(fd, &big, sizeof big, (off_t)offs.off[i]), (ssize_t)sizeof big);
-    free(buf);
-    close(fd);
-    unlink(reply + 3);
-    free(reply);
+    changed = served_file_with_vlens_set(0x7ffffff0u, &info); /* a whole file: no tombstone */
+    ck_assert_uint_gt(changed, 0);
+    ck_assert_uint_lt(changed, ENTRY_OFFSETS_MAX); /* every entry */
 
     write_groups(r0, t0, 0, 30, 31, 0, &lsn);
     journaled(r0, lsn);
@@ -2158,17 +2179,14 @@ END_TEST
 START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
 {
     static const char *const extra[] = {"node", "log_level", "info", NULL};
-    static struct entry_offsets offs;
-    const uint32_t big = 0x7ffffff0u;
     rk_ring_opts o0 = {.producer = "eng0"};
     rk_ring *r0 = NULL;
     uint16_t t0[3];
     uint64_t lsn = 0, heights[N_PRODUCERS];
-    char log_path[300], rebase_gate[300], base_link[PATH_MAX], *reply = NULL, err[256] = "";
+    char log_path[300], rebase_gate[300], base_link[PATH_MAX];
     struct snap_info info;
-    uint8_t *buf;
-    struct stat st;
-    int fd, status = 0, changed = 0;
+    size_t changed;
+    int status = 0;
     pid_t node;
 
     snprintf(log_path, sizeof log_path, "%s.log", data_dir);
@@ -2190,33 +2208,11 @@ START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
      * eighth of the base): the overlay that makes the base due */
     write_groups(r0, t0, 0, 30, 440, 0, &lsn);
     journaled(r0, lsn);
-    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
-    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
-    ck_assert_int_ge(fd = open(reply + 3, O_RDWR | O_CLOEXEC), 0);
-    ck_assert_int_eq(fstat(fd, &st), 0);
-    ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
-    ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
-    offs.buf = buf;
-    offs.n = 0;
-    ck_assert_msg(snap_verify(buf, (size_t)st.st_size, &info, NULL, vlen_offset, &offs, err, sizeof err) == 0, "%s",
-                  err);
+    changed = served_file_with_vlens_set(0x7ffffff0u, &info);
     ck_assert_uint_ne(info.h.base.file_size, 0); /* an overlay */
-    ck_assert_uint_gt(offs.n, 0);
-    for (size_t i = 0; i < offs.n; i++) {
-        uint32_t vlen;
-        memcpy(&vlen, buf + offs.off[i], sizeof vlen);
-        if (vlen == SNAP_TOMBSTONE)
-            continue; /* no value to read past */
-        ck_assert_int_eq(pwrite(fd, &big, sizeof big, (off_t)offs.off[i]), (ssize_t)sizeof big);
-        changed++;
-    }
-    ck_assert_int_gt(changed, 0);
-    free(buf);
-    close(fd);
+    ck_assert_uint_gt(changed, 0);
     snprintf(base_link, sizeof base_link, "%s/snapshots/%s", data_dir, info.h.base.name);
     unlink(base_link);
-    unlink(reply + 3);
-    free(reply);
 
     set_gate(rebase_gate, "1");
     /* the rebase's result is taken at the next request: opens until one

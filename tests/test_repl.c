@@ -463,6 +463,15 @@ static void stop_and_check(pid_t standby, pid_t primary, uint64_t height)
     stop_all_and_check(&standby, 1, primary, height);
 }
 
+/* The end of a test with one standby on standby_dir[0]: the engine
+ * detaches, the standby catches up, both stop and are checked. */
+static void detach_catch_up_and_check(struct engine *e, pid_t standby, pid_t primary)
+{
+    rk_ring_detach(e->r);
+    free(wait_caught_up(standby_dir[0]));
+    stop_and_check(standby, primary, e->height);
+}
+
 static const char *digest_of(const char *json, char out[17])
 {
     const char *p = json ? strstr(json, "\"state_digest\":\"") : NULL;
@@ -585,9 +594,7 @@ START_TEST(standby_acks_while_apply_lags_and_a_clean_stop_applies_all)
     ck_assert_msg(applied == applied_before && applied < last, "applied %llu of %llu (%llu before)",
                   (unsigned long long)applied, (unsigned long long)last, (unsigned long long)applied_before);
     s0 = start(standby_dir[0], "standby-a", NULL, NULL); /* applies the rest */
-    rk_ring_detach(e.r);
-    free(wait_caught_up(standby_dir[0]));
-    stop_and_check(s0, primary, e.height);
+    detach_catch_up_and_check(&e, s0, primary);
 }
 END_TEST
 
@@ -1870,9 +1877,7 @@ START_TEST(fake_identities_without_curve_do_not_lock_a_real_standby_out)
         zmq_close(fakes[i]);
     zmq_close(sub);
     zmq_ctx_term(ctx);
-    rk_ring_detach(e.r);
-    free(wait_caught_up(standby_dir[0]));
-    stop_and_check(sb, primary, e.height);
+    detach_catch_up_and_check(&e, sb, primary);
 }
 END_TEST
 
@@ -3917,9 +3922,7 @@ START_TEST(standby_apply_lag_stays_within_max_lag_ms)
     standby_member(stp, "standby-a", "apply_lag_ms", &present);
     ck_assert_msg(present, "%s", stp ? stp : "");
     free(stp);
-    rk_ring_detach(e.r);
-    free(wait_caught_up(standby_dir[0]));
-    stop_and_check(sb, primary, e.height);
+    detach_catch_up_and_check(&e, sb, primary);
     check_state(primary_dir, e.height);
 }
 END_TEST
@@ -3972,9 +3975,7 @@ START_TEST(a_gone_standby_no_longer_holds_the_drain)
     ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_DURABLE, BOUND_S * 1000), 0);
     sb = start(standby_dir[0], "standby-a", NULL, NULL);
     ck_assert_int_eq(rk_wait(e.r, e.lsn, RK_REPLICATED, BOUND_S * 1000), 0);
-    rk_ring_detach(e.r);
-    free(wait_caught_up(standby_dir[0]));
-    stop_and_check(sb, primary, e.height);
+    detach_catch_up_and_check(&e, sb, primary);
     check_state(primary_dir, e.height);
 }
 END_TEST
@@ -4018,9 +4019,7 @@ START_TEST(standby_apply_lag_only_reported_without_min_replicas)
                   "%s", stp ? stp : "");
     free(stp);
     set_gate(gate, "");
-    rk_ring_detach(e.r);
-    free(wait_caught_up(standby_dir[0]));
-    stop_and_check(sb, primary, e.height);
+    detach_catch_up_and_check(&e, sb, primary);
 }
 END_TEST
 
