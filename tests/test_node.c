@@ -2240,6 +2240,70 @@ START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
 }
 END_TEST
 
+/* How many files of the data directory's snapshots/ begin with prefix. */
+static int snapshot_files(const char *prefix)
+{
+    char dir[400];
+    DIR *d;
+    struct dirent *de;
+    int n = 0;
+
+    snprintf(dir, sizeof dir, "%s/snapshots", data_dir);
+    ck_assert_ptr_nonnull(d = opendir(dir));
+    while ((de = readdir(d)) != NULL)
+        n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+/* A primary SIGKILLed while it keeps a base (and has served overlays of
+ * it): its next start removes that base (base-*: an earlier run's, no
+ * engine opens it by that name), and the first open after it, from the
+ * store, holds every group journaled before the kill, equal to the model;
+ * the next one is an overlay of the new run's base. */
+START_TEST(a_primary_killed_with_a_base_leaves_none_after_its_restart)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    rk_ring_opts o0 = {.producer = "eng0"};
+    rk_ring *r0 = NULL;
+    uint16_t t0[3];
+    uint64_t lsn = 0, heights[N_PRODUCERS];
+    char log_path[300];
+    pid_t node;
+
+    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
+    node_extra = extra;
+    node_log = log_path;
+    node = start_node(NULL);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
+    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
+    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
+    journaled(r0, lsn);
+    check_state(heights); /* the base, from the store */
+    write_groups(r0, t0, 0, 30, 40, 0, &lsn);
+    journaled(r0, lsn);
+    check_state(heights); /* an overlay of it */
+    ck_assert_uint_eq(heights[0], 40);
+    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 1);
+    ck_assert_int_eq(snapshot_files("base-"), 1);
+    rk_ring_detach(r0);
+    stop(node, SIGKILL);
+    node_pid = 0;
+
+    node = start_node(NULL);
+    ck_assert_int_eq(snapshot_files("base-"), 0);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 40);
+    ck_assert_int_eq(lines_with(log_path, "from=store"), 2);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 40);
+    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 2);
+    ck_assert_int_eq(snapshot_files("base-"), 1);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    unlink(log_path);
+}
+END_TEST
+
 /* One look at a primary's status: the bytes of records journaled and not
  * yet applied (durable_lsn - applied_lsn; durable is read before applied,
  * primary_status: never more than the true lag) and apply's rate
@@ -2713,6 +2777,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, a_changed_last_snapshot_is_not_used);
     tcase_add_test(tc, a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives);
     tcase_add_test(tc, an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes);
+    tcase_add_test(tc, a_primary_killed_with_a_base_leaves_none_after_its_restart);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
     tcase_add_test(tc, apply_lag_is_bounded_in_time);
