@@ -77,6 +77,7 @@ struct node {
     uint64_t snap_base_epoch;    /* the epoch it was made in */
     int snap_rebase_due;         /* its overlays grew too large: a new base after the reply */
     uint64_t snap_base_gen;      /* +1 each time snap_base changes (the control thread's) */
+    _Atomic uint64_t snap_fold_seq; /* the journal entry the base's fold is at (0: none; status) */
     /* a rebase being made on its own thread (rebase_main) from the base
      * of generation rebase_gen; the control thread starts it, and takes
      * its result (rebase_next, rebase_rc) once rebase_done is set */
@@ -225,6 +226,11 @@ void snapshot_after_reply(struct node *n);
 
 /* At a primary's stop, its control thread stopped: frees its bases. */
 void snapshot_bases_drop(struct node *n);
+/* Control thread, between requests: a primary's base's fold run on to the
+ * journal's end while the base may serve (the next open's fold is then a
+ * step, not everything since the last); the milliseconds until it wants
+ * to run again, or -1 when it has nothing to do. */
+int snapshot_fold_ahead(struct node *n);
 
 /* At start (main thread): snapshots/ made and emptied of old files,
  * unfinished checkpoints removed; the newest checkpoint found (ckpt_seq,

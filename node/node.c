@@ -148,13 +148,25 @@ static void status_json(struct node *n, char *out, size_t out_size)
 
 /* ------------------------------------------------------------ control */
 
+/* What node_control_serve's idle() has to do between requests, and the
+ * receive timeout until its next step (nothing: 100 ms, to look at the
+ * stop flag). */
+static void idle_step(void *sock, int (*idle)(void *arg), void *arg, int *timeout)
+{
+    int want = idle ? idle(arg) : -1;
+
+    want = want < 0 ? 100 : want;
+    if (want != *timeout && zmq_setsockopt(sock, ZMQ_RCVTIMEO, &want, sizeof want) == 0)
+        *timeout = want;
+}
+
 /* Serves the control endpoint (ZeroMQ REP, requests up to
  * NODE_CONTROL_MAX_REQUEST bytes) on the calling thread until *stop:
  * answer() writes the reply to each request (NUL-terminated, at most
  * reply_size bytes).  For the primary's and a standby's control threads. */
 static void node_control_serve(const char *endpoint, _Atomic int *stop,
                                void (*answer)(void *arg, const char *request, char *reply, size_t reply_size),
-                               void (*after)(void *arg), void *arg)
+                               void (*after)(void *arg), int (*idle)(void *arg), void *arg)
 {
     void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
     int64_t max_msg = NODE_CONTROL_MAX_REQUEST;
@@ -171,14 +183,17 @@ static void node_control_serve(const char *endpoint, _Atomic int *stop,
     }
     while (!atomic_load(stop)) {
         int len = zmq_recv(sock, req, NODE_CONTROL_MAX_REQUEST, 0);
-        if (len < 0)
-            continue; /* timeout: look at stop again */
+        if (len < 0) {
+            idle_step(sock, idle, arg, &timeout); /* timeout: look at stop again */
+            continue;
+        }
         req[len < NODE_CONTROL_MAX_REQUEST ? len : NODE_CONTROL_MAX_REQUEST] = '\0';
         reply[0] = '\0';
         answer(arg, req, reply, NODE_CONTROL_MAX_REPLY);
         zmq_send(sock, reply, strlen(reply), 0);
         if (after)
             after(arg);
+        idle_step(sock, idle, arg, &timeout); /* when its next step is due */
     }
 out:
     if (sock)
@@ -245,11 +260,16 @@ static void control_after(void *arg)
     snapshot_after_reply(arg);
 }
 
+static int control_idle(void *arg)
+{
+    return snapshot_fold_ahead(arg);
+}
+
 static void *control_main(void *arg)
 {
     struct node *n = arg;
 
-    node_control_serve(n->endpoint, &n->stop, control_answer, control_after, n);
+    node_control_serve(n->endpoint, &n->stop, control_answer, control_after, control_idle, n);
     return NULL;
 }
 

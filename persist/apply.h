@@ -199,6 +199,18 @@ int ckpt_job_snapshot_at(ckpt_job *j, store *s, uint64_t upto, const char *path,
 int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, const char *base_name,
                         uint64_t *n_records, char *err, size_t err_size);
 
+/* The first half of ckpt_job_overlay_at, ahead of a request: base j's
+ * fold run on to journal entry upto and the keys its overlays hold caught
+ * up, so that the next overlay (at an upto at least this one) reads and
+ * sorts only what came after -- off the request's path (the control
+ * thread between requests: snapshot_fold_ahead in node/checkpoint.c).
+ * Not between ckpt_job_overlay_at and ckpt_rebase_begin (the rebase takes
+ * the fold at the overlay's point).  Failures as ckpt_job_overlay_at's:
+ * the caller drops j.  ckpt_job_fold_upto: the journal entry the fold has
+ * reached (0: none run yet). */
+int ckpt_job_fold_ahead(ckpt_job *j, store *s, uint64_t upto, char *err, size_t err_size);
+uint64_t ckpt_job_fold_upto(const ckpt_job *j);
+
 /* A new base from base j and its last overlay, made off the requests'
  * path: ckpt_rebase_begin, on the thread that owns j, right after
  * ckpt_job_overlay_at (its fold still at that overlay's point), takes

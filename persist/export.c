@@ -1464,13 +1464,10 @@ static int write_overlay(ckpt_job *j, struct apply_meta *am, const char *path, c
     return rc;
 }
 
-int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, const char *base_name,
-                        uint64_t *n_records, char *err, size_t err_size)
+int ckpt_job_fold_ahead(ckpt_job *j, store *s, uint64_t upto, char *err, size_t err_size)
 {
-    struct apply_meta am;
     int rc = 0;
 
-    *n_records = 0;
     if (!j->base || !j->base_index)
         return RK_EINVAL;
     if (!j->fold) {
@@ -1484,10 +1481,24 @@ int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, 
                   applier_read_upto(j->fold) + 1);
         rc = RK_ENOTFOUND;
     }
+    return rc ? rc : overlay_catch_up(j);
+}
+
+uint64_t ckpt_job_fold_upto(const ckpt_job *j)
+{
+    return j->fold ? applier_read_upto(j->fold) : 0;
+}
+
+int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, const char *base_name,
+                        uint64_t *n_records, char *err, size_t err_size)
+{
+    struct apply_meta am;
+    int rc = ckpt_job_fold_ahead(j, s, upto, err, err_size);
+
+    *n_records = 0;
     if (!rc) {
         am = j->fold->am;
         am.restart_seq = apply_restart_seq(j->fold); /* A4: as apply's commit at upto writes it */
-        rc = overlay_catch_up(j);
     }
     if (!rc)
         rc = write_overlay(j, &am, path, base_name, n_records, err, err_size);

@@ -1869,6 +1869,104 @@ START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
 }
 END_TEST
 
+/* Between requests, a primary's control thread runs its base's fold on
+ * to the journal's end (snapshot_fold_ahead: status snapshot_fold_seq),
+ * so that an open reads only what came after; the overlay served after
+ * two such steps -- the second over keys the first took (overwrites,
+ * deletes, a group open across both) -- and after the tail (a voided
+ * group, a new table and producer, open groups) equals byte for byte the
+ * file apply serves at the same point, and every group written is in it,
+ * equal to the model.  Apply is held behind all of it.  Fails with a
+ * fold that does not run ahead (the status never reaches the entry), one
+ * that runs ahead of the journal's end (its base goes: the next open is
+ * from the store), or an overlay that takes a key's term out of the
+ * digest twice. */
+START_TEST(snapshot_after_its_fold_ran_ahead_equals_apply_at_the_request_point)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    rk_ring *r0 = NULL, *r1 = NULL, *r2 = NULL;
+    uint16_t t0[3], t1[3];
+    uint64_t lsn = 0, held, first, mid, asked, heights[N_PRODUCERS];
+    char gate[300], base_gate[300], log_path[300], limit[32];
+    struct snap_header first_h, based_h, applied_h;
+    uint8_t *first_buf = NULL, *based = NULL, *applied = NULL;
+    size_t based_len, applied_len;
+    pid_t node;
+
+    snprintf(gate, sizeof gate, "%s.gate", data_dir);
+    snprintf(base_gate, sizeof base_gate, "%s.base", data_dir);
+    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
+    set_gate(gate, "");
+    set_gate(base_gate, ""); /* bases allowed */
+    node_extra = extra;
+    node_log = log_path;
+    node = start_gated_node(gate, base_gate, &r0, t0, &lsn);
+    held = journaled(r0, lsn);
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)held);
+    set_gate(gate, limit);
+    wait_node_idle();
+
+    /* the base: the first snapshot, from the store */
+    write_groups(r0, t0, 0, 40, 50, 0, &lsn);
+    first = journaled(r0, lsn);
+    take_snapshot(&first_buf, &first_h);
+    free(first_buf);
+    ck_assert_uint_eq(first_h.am.applied_seq, first);
+    ck_assert_int_eq(lines_with(log_path, "from=store"), 1);
+
+    /* two steps of the fold ahead of any request, the second with group
+     * 71 open across it */
+    write_groups(r0, t0, 0, 50, 60, 0, &lsn);
+    mid = journaled(r0, lsn);
+    ck_assert_uint_gt(mid, first);
+    for (int i = 0; status_field("snapshot_fold_seq") < mid; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "the fold did not run ahead to entry %llu (at %llu)",
+                      (unsigned long long)mid, (unsigned long long)status_field("snapshot_fold_seq"));
+        usleep(10000);
+    }
+    ck_assert_uint_eq(status_field("snapshot_fold_seq"), mid); /* never past the journal's end */
+    write_groups(r0, t0, 0, 60, 70, 0, &lsn);
+    write_records(r0, t0, 0, 71, 0, RECORDS_PER_GROUP / 2, &lsn);
+    mid = journaled(r0, lsn);
+    for (int i = 0; status_field("snapshot_fold_seq") < mid; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "the fold did not run ahead to entry %llu", (unsigned long long)mid);
+        usleep(10000);
+    }
+    write_records(r0, t0, 0, 71, RECORDS_PER_GROUP / 2, RECORDS_PER_GROUP, NULL);
+    ck_assert_int_eq(rk_mark(r0, 71, &lsn), 0);
+    write_groups(r0, t0, 0, 71, 80, 0, &lsn);
+    asked = write_tail(&r1, &r2, t1);
+    ck_assert_uint_gt(asked, mid);
+
+    /* the overlay, apply still held */
+    based_len = take_snapshot(&based, &based_h);
+    ck_assert_uint_eq(status_field("applied_seq"), held);
+    ck_assert_uint_eq(based_h.am.applied_seq, asked);
+    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 1);
+    check_state(heights);
+    ck_assert_uint_eq(heights[0], 80);
+    ck_assert_uint_eq(heights[1], 10);
+
+    /* apply let through to the same point, no base: apply's own */
+    set_gate(base_gate, "0");
+    set_gate(gate, "");
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("applied_seq"), asked);
+    applied_len = take_snapshot(&applied, &applied_h);
+    ck_assert_uint_eq(applied_h.am.applied_seq, asked);
+    ck_assert_int_eq(lines_with(log_path, "from=store"), 2);
+    assert_same_snapshot("after its fold ran ahead", based, based_len, &based_h, applied, applied_len,
+                         &applied_h);
+    free(based);
+    free(applied);
+    rk_ring_detach(r0);
+    rk_ring_detach(r1);
+    rk_ring_detach(r2);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    unlink(log_path);
+}
+END_TEST
+
 /* A primary's base is replaced once its overlays hold more records than
  * an eighth of its entries (and REBASE_MIN_RECORDS, 4096): after the
  * reply, by the merge of the base and its fold (a new base), and the
@@ -2773,6 +2871,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, snapshot_under_steady_writes_is_served_at_the_request_point);
     tcase_add_test(tc, snapshot_past_apply_equals_apply_at_the_request_point);
     tcase_add_test(tc, snapshot_from_the_last_one_served_equals_apply_at_the_request_point);
+    tcase_add_test(tc, snapshot_after_its_fold_ran_ahead_equals_apply_at_the_request_point);
     tcase_add_test(tc, snapshot_after_a_rebase_equals_apply_at_the_request_point);
     tcase_add_test(tc, a_changed_last_snapshot_is_not_used);
     tcase_add_test(tc, a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives);
