@@ -2268,8 +2268,8 @@ END_TEST
  * every value's vlen in a served overlay set to 0x7ffffff0 while the
  * rebase it made due is held (RK_TEST_REBASE_GATE), then let go.  The
  * rebase refuses it (RK_ECORRUPT: snap_merge verifies the overlay before
- * it merges), the node logs it and drops the base: the request that
- * takes the result is served from the store, the node lives, and every
+ * it merges), the node logs it and drops the base: the next request is
+ * served from the store, the node lives, and every
  * open holds every group, equal to the model.  This passed before
  * snap_merge's cursor bounded each entry again (the hash catches a change
  * made before the merge begins; the bound is for one made while it runs,
@@ -2313,8 +2313,8 @@ START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
     unlink(base_link);
 
     set_gate(rebase_gate, "1");
-    /* the rebase's result is taken at the next request: opens until one
-     * logged it (or the node is gone) */
+    /* the rebase's result is taken at the next request or between
+     * requests: opens until it is logged (or the node is gone) */
     for (int i = 0; lines_with(log_path, "the base cannot be rebased") == 0; i++) {
         ck_assert_msg(i < BOUND_S * 100, "the rebase's failure was not logged");
         ck_assert_msg(waitpid(node, &status, WNOHANG) == 0, "the node died (signal %d)",
@@ -2324,10 +2324,13 @@ START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
         usleep(10000);
     }
     ck_assert_int_eq(lines_with(log_path, "state snapshot rebased"), 0);
-    ck_assert_int_eq(lines_with(log_path, "from=store"), 2); /* the first, and the one that took the failure */
     write_groups(r0, t0, 0, 440, 441, 0, &lsn);
     journaled(r0, lsn);
-    check_state(heights); /* from the store: the base went */
+    check_state(heights);
+    /* the base went: the first open after the failure was from the store
+     * -- the request that took it, or (the control thread takes it
+     * between requests too: snapshot_fold_ahead) this one */
+    ck_assert_int_eq(lines_with(log_path, "from=store"), 2);
     ck_assert_msg(waitpid(node, &status, WNOHANG) == 0, "the node died (signal %d)",
                   WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     ck_assert_uint_eq(heights[0], 441);
