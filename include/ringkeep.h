@@ -207,7 +207,9 @@ int rk_state_height(const rk_state *s, const char *producer, uint64_t *height);
 
 /* Looks key up in table.  On success *val is a malloc'd copy of the value
  * (the caller frees it; NULL when vlen is 0) and *vlen its length;
- * RK_ENOTFOUND if there is no such key or table. */
+ * RK_ENOTFOUND if there is no such key or table.  A state from a live
+ * node is read in place from files verified at rk_state_open: RK_ECORRUPT
+ * if their bytes were changed since (a stray write to a link of them). */
 int rk_state_get(rk_state *s, const char *table, const void *key, uint32_t klen, void **val,
                  uint32_t *vlen);
 
@@ -216,7 +218,8 @@ typedef int (*rk_scan_fn)(void *arg, const void *key, uint32_t klen, const void 
 /* Calls fn for every key of table that starts with prefix (plen 0: all),
  * in key order (bytewise).  fn returning non-zero stops the scan, and that
  * value is returned.  The pointers passed to fn are valid during the call
- * only.  A table that does not exist scans as empty. */
+ * only.  A table that does not exist scans as empty.  RK_ECORRUPT (after
+ * the entries before it) as rk_state_get says. */
 int rk_state_scan(rk_state *s, const char *table, const void *prefix, uint32_t plen, rk_scan_fn fn,
                   void *arg);
 

@@ -1,8 +1,8 @@
 /* state.c -- the engine's restore API: rk_state_*.
  *
- * A state handle holds one view of the state tables in memory: each table
- * an array of entries sorted by key, searched by bisection.  Where it comes
- * from:
+ * A state handle holds one view of the state tables: each table's entries
+ * sorted by key, in a mapped file, an array, or both, searched by
+ * bisection.  Where it comes from:
  *   - a node runs on the data directory: the node is asked over its control
  *     endpoint (node_request, client.c: this file is in libringkeep, the
  *     node process is not); it applies up to the first group boundary that
@@ -14,10 +14,13 @@
  *     unlinked at once (the copy is private to the engine, and nothing is
  *     left behind if the engine dies), verified whole (magic, version,
  *     both checksums, every length and the key order; that the base is
- *     the one the overlay names), and its entries are used in place: an
- *     overlay's merged with its base's as the base is walked.  A base
- *     that is missing or fails is refused, and the node asked once more,
- *     for a whole snapshot;
+ *     the one the overlay names), and its entries are used in place: a
+ *     whole snapshot's (or a base's) tables are bisected through a sparse
+ *     index of their entries built as the verifier walks them; an
+ *     overlay's tables are arrays of its entries, looked up first (a
+ *     tombstone hides the base's entry) and merged with the base's as a
+ *     scan goes.  A base that is missing or fails is refused, and the
+ *     node asked once more, for a whole snapshot;
  *   - no node runs: this process takes the data directory's lock itself,
  *     recovers the environment, applies the journal, writes the snapshot
  *     file the same way and lets the lock go; it refuses (RK_EUNDRAINED)
@@ -54,17 +57,30 @@
 
 #define SNAPSHOT_WAIT_MS 600000 /* a node applying a long backlog first */
 
-/* An entry: its bytes are in the mapped snapshot file, or copied into
- * blocks (a checkpoint file's). */
+/* An entry: its bytes are in a mapped snapshot file (an overlay's; a
+ * tombstone's val NULL, vlen SNAP_TOMBSTONE), or copied into blocks (a
+ * checkpoint file's). */
 struct mem_entry {
     const uint8_t *key, *val;
     uint32_t klen, vlen;
 };
 
+/* A table's entries read in place in a mapped snapshot file: a whole
+ * snapshot's, or an overlay's base's (FILE_SLOT_STRIDE below). */
+struct file_table {
+    const uint8_t *at, *end;   /* the table's bytes, as snap_verify walked them */
+    uint64_t n;                /* its entries */
+    struct snap_slot *slots;   /* entry j * FILE_SLOT_STRIDE: offset from at, key_prefix */
+    size_t n_slots, cap_slots; /* n_slots <= cap_slots, slots' room (from the table's count) */
+};
+
+/* A table of the state: its array of entries (a checkpoint file's, or an
+ * overlay's, which go over the file's), its file's entries, or both. */
 struct mem_table {
     char name[RK_NAME_MAX + 1];
     struct mem_entry *e; /* sorted by key (bytewise, a prefix first) */
     size_t n, cap;
+    struct file_table f; /* none: n 0 */
 };
 
 struct mem_block {
@@ -195,45 +211,56 @@ static int open_checkpoint(const char *path, rk_state *s)
 
 /* ------------------------------------------------------------ snapshot files */
 
-/* snap_verify's callbacks: a table's array is sized from its count (the
- * file's checksums have passed; the count is bounded by its bytes), and
- * its entries point into the mapping. */
-static int tables_add(struct mem_table *tables, size_t cap, size_t *n, uint32_t i, const char *name,
-                      uint64_t n_entries)
-{
-    struct mem_table *t;
-
-    if (i >= cap)
-        return RK_ECORRUPT; /* more tables than the peeked header said: the file changed */
-    t = &tables[i];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->e = malloc((n_entries ? n_entries : 1) * sizeof *t->e);
-    if (!t->e)
-        return ENOMEM;
-    t->cap = n_entries;
-    *n = i + 1;
-    return 0;
-}
-
-/* An entry of the table tables_add began last. */
-static int tables_entry(struct mem_table *t, const void *key, uint32_t klen, const void *val, uint32_t vlen)
-{
-    if (t->n == t->cap)
-        return RK_ECORRUPT; /* not reached: snap_verify counts */
-    t->e[t->n++] = (struct mem_entry){.key = key, .val = val, .klen = klen, .vlen = vlen};
-    return 0;
-}
+/* A table's entries read in place from a snapshot file (a whole one, or an
+ * overlay's base): slots[j] is entry j * FILE_SLOT_STRIDE's offset from at
+ * and its key_prefix, so a look-up bisects the slots and walks at most a
+ * stride of entries; no array of every entry is built (a 50 MB base has
+ * 0.55 M of them: 13 MB to allocate and fill per open, issue 9.5).  [at,
+ * end) is the table's extent as snap_verify walked it.  The bytes are
+ * mapped private from a file other engines hold links to, and can change
+ * after the check: every length read in them is bounded by end again
+ * (file_load). */
+#define FILE_SLOT_STRIDE 16
 
 static int snap_table_add(void *arg, uint32_t i, const char *name, uint64_t n_entries)
 {
     rk_state *s = arg;
-    return tables_add(s->mt, s->cap_mt, &s->n_mt, i, name, n_entries);
+    struct mem_table *t;
+
+    if (i >= s->cap_mt)
+        return RK_ECORRUPT; /* more tables than the peeked header said: the file changed */
+    t = &s->mt[i];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->f.slots = malloc((n_entries / FILE_SLOT_STRIDE + 1) * sizeof *t->f.slots);
+    if (!t->f.slots)
+        return ENOMEM;
+    t->f.cap_slots = n_entries / FILE_SLOT_STRIDE + 1;
+    s->n_mt = i + 1;
+    return 0;
 }
 
+/* An entry of a whole snapshot (snap_verify refuses a tombstone there):
+ * its bytes begin with the two lengths before key (snapshot.h). */
 static int snap_entry_add(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
 {
     rk_state *s = arg;
-    return tables_entry(&s->mt[s->n_mt - 1], key, klen, val, vlen);
+    struct file_table *f = &s->mt[s->n_mt - 1].f;
+    const uint8_t *entry = (const uint8_t *)key - 2 * sizeof(uint32_t);
+
+    if (!f->n)
+        f->at = entry;
+    if (f->n % FILE_SLOT_STRIDE == 0) {
+        if (f->n_slots == f->cap_slots)
+            return RK_ECORRUPT; /* not reached: snap_verify counts */
+        f->slots[f->n_slots++] =
+            (struct snap_slot){.off = (uint64_t)(entry - f->at), .prefix = key_prefix(key, klen)};
+    }
+    f->n++;
+    /* the table's end once its last entry is walked (snap_verify checks
+     * that is the end in its directory); a tombstone (val NULL) is refused
+     * after the walk */
+    f->end = val ? (const uint8_t *)val + vlen : (const uint8_t *)key + klen;
+    return 0;
 }
 
 /* Maps the file at path (read only, private) and unlinks it: the copy is
@@ -300,151 +327,83 @@ static int state_info(rk_state *s, const struct snap_info *info)
     return 0;
 }
 
-/* An overlay's tables, as its walk gives them: entries pointing into its
- * mapping, a tombstone's vlen SNAP_TOMBSTONE. */
+/* An overlay's tables, as its walk gives them: arrays of entries pointing
+ * into its mapping (it is small: what changed since its base), a
+ * tombstone's val NULL and vlen SNAP_TOMBSTONE. */
 struct overlay {
     struct mem_table *t;
     size_t n_t, cap_t; /* n_t <= cap_t, t's room */
 };
 
+/* snap_verify's callbacks for an overlay: a table's array is sized from
+ * its count (the file's checksums have passed; the count is bounded by
+ * its bytes). */
 static int overlay_table(void *arg, uint32_t i, const char *name, uint64_t n_entries)
 {
     struct overlay *o = arg;
-    return tables_add(o->t, o->cap_t, &o->n_t, i, name, n_entries);
+    struct mem_table *t;
+
+    if (i >= o->cap_t)
+        return RK_ECORRUPT; /* more tables than the peeked header said: the file changed */
+    t = &o->t[i];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->e = malloc((n_entries ? n_entries : 1) * sizeof *t->e);
+    if (!t->e)
+        return ENOMEM;
+    t->cap = n_entries;
+    o->n_t = i + 1;
+    return 0;
 }
 
 static int overlay_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
 {
     struct overlay *o = arg;
-    return tables_entry(&o->t[o->n_t - 1], key, klen, val, vlen);
-}
+    struct mem_table *t = &o->t[o->n_t - 1];
 
-/* The base's walk with the overlay put over it: each table of the state
- * is the base's entries and the overlay's table of that name merged by
- * key (the overlay's entry replacing the base's of its key, a tombstone
- * dropping it), and the overlay's tables the base has not are added in
- * name order. */
-struct overlay_merge {
-    rk_state *s;
-    const struct overlay *o;
-    size_t next;                 /* o->t[next]: the first overlay table not yet reached */
-    const struct mem_table *cur; /* the current table's overlay table, or NULL */
-    size_t at;                   /* its entries not yet merged */
-    uint64_t at_prefix;          /* key_prefix of entry at: most base keys are told from it by this alone */
-};
-
-/* The overlay's entries of the current table from at on: at_prefix. */
-static void merge_seek(struct overlay_merge *m, size_t at)
-{
-    m->at = at;
-    if (m->cur && at < m->cur->n)
-        m->at_prefix = key_prefix(m->cur->e[at].key, m->cur->e[at].klen);
-}
-
-static void merged_add(struct mem_table *t, const struct mem_entry *e)
-{
-    if (e->vlen != SNAP_TOMBSTONE)
-        t->e[t->n++] = *e; /* room: the table's array holds both */
-}
-
-/* Ends the current table: the rest of its overlay entries. */
-static void merge_table_end(struct overlay_merge *m)
-{
-    for (; m->cur && m->at < m->cur->n; m->at++)
-        merged_add(&m->s->mt[m->s->n_mt - 1], &m->cur->e[m->at]);
-    m->cur = NULL;
-}
-
-/* Begins table name of the state, with base_n entries from the base and
- * ov (NULL: none) the overlay's. */
-static int merge_table_begin(struct overlay_merge *m, const char *name, uint64_t base_n,
-                             const struct mem_table *ov)
-{
-    struct mem_table *t;
-    size_t n = base_n + (ov ? ov->n : 0);
-
-    /* mt was sized from the base's peeked header: the file is mapped
-     * private but its pages are the page cache's until written, and
-     * other engines hold links to the same base, so the walk may find
-     * more tables than were peeked */
-    if (m->s->n_mt == m->s->cap_mt)
-        return RK_ECORRUPT;
-    t = &m->s->mt[m->s->n_mt];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->e = malloc((n ? n : 1) * sizeof *t->e);
-    if (!t->e)
-        return ENOMEM;
-    t->cap = n;
-    m->s->n_mt++;
-    m->cur = ov;
-    merge_seek(m, 0);
-    return 0;
-}
-
-/* Ends the current table, then adds the overlay's tables before name
- * (every one left: NULL) that the base has not. */
-static int merge_tables_before(struct overlay_merge *m, const char *name)
-{
-    int rc = 0;
-
-    merge_table_end(m);
-    while (!rc && m->next < m->o->n_t && (!name || strcmp(m->o->t[m->next].name, name) < 0)) {
-        rc = merge_table_begin(m, m->o->t[m->next].name, 0, &m->o->t[m->next]);
-        m->next++;
-        merge_table_end(m);
-    }
-    return rc;
-}
-
-static int merge_base_table(void *arg, uint32_t i, const char *name, uint64_t n_entries)
-{
-    struct overlay_merge *m = arg;
-    const struct mem_table *ov = NULL;
-    int rc = merge_tables_before(m, name);
-
-    (void)i;
-    if (!rc && m->next < m->o->n_t && strcmp(m->o->t[m->next].name, name) == 0)
-        ov = &m->o->t[m->next++];
-    return rc ? rc : merge_table_begin(m, name, n_entries, ov);
-}
-
-static int merge_base_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
-{
-    struct overlay_merge *m = arg;
-    struct mem_table *t = &m->s->mt[m->s->n_mt - 1];
-    const struct mem_table *ov = m->cur;
-
-    if (ov && m->at < ov->n) {
-        uint64_t prefix = key_prefix(key, klen);
-        while (m->at < ov->n && m->at_prefix <= prefix) {
-            const struct mem_entry *e = &ov->e[m->at];
-            int c = m->at_prefix < prefix ? -1 : ckpt_key_cmp(e->key, e->klen, key, klen);
-            if (c > 0)
-                break;
-            merged_add(t, e);
-            merge_seek(m, m->at + 1);
-            if (c == 0)
-                return 0; /* the base's entry of this key is replaced or deleted */
-        }
-    }
     if (t->n == t->cap)
         return RK_ECORRUPT; /* not reached: snap_verify counts */
     t->e[t->n++] = (struct mem_entry){.key = key, .val = val, .klen = klen, .vlen = vlen};
     return 0;
 }
 
-/* The overlay verified in s->map: its base (named in its header, in the
- * overlay's directory) mapped, unlinked, checked to be the one the
- * overlay names and verified whole as it is merged into s's tables.
- * *base_failed: the base is missing or refused (an engine may ask for a
- * whole snapshot then). */
+static struct mem_table *mem_find_table(const rk_state *s, const char *table)
+{
+    for (size_t i = 0; table && i < s->n_mt; i++)
+        if (strcmp(s->mt[i].name, table) == 0)
+            return &s->mt[i];
+    return NULL;
+}
+
+/* Puts the overlay's tables over its base's in s (their arrays move to
+ * s): each goes with the base's table of its name, or is added when the
+ * base has none.  s->mt has room for every table of both. */
+static void overlay_put(rk_state *s, struct overlay *o)
+{
+    for (size_t i = 0; i < o->n_t; i++) {
+        struct mem_table *t = mem_find_table(s, o->t[i].name);
+        if (!t) {
+            t = &s->mt[s->n_mt++];
+            memcpy(t->name, o->t[i].name, sizeof t->name);
+        }
+        t->e = o->t[i].e;
+        t->n = o->t[i].n;
+        t->cap = o->t[i].cap;
+        o->t[i].e = NULL;
+    }
+}
+
+/* The overlay verified in s->map (its tables in o): its base (named in
+ * its header, in the overlay's directory) mapped, unlinked, checked to be
+ * the one the overlay names and verified whole, its tables read in place
+ * (snap_table_add), then the overlay's put over them.  *base_failed: the
+ * base is missing or refused (an engine may ask for a whole snapshot
+ * then). */
 static int open_overlay(const char *path, rk_state *s, const struct snap_info *oinfo, struct overlay *o,
                         int *base_failed, char *err, size_t err_size)
 {
     const struct snap_base *ref = &oinfo->h.base;
     char base_path[PATH_MAX + SNAP_BASE_NAME_MAX + 2];
     const char *slash = strrchr(path, '/');
-    struct overlay_merge m = {.s = s, .o = o};
     struct snap_info info;
     struct snap_header bh;
     int rc;
@@ -471,14 +430,20 @@ static int open_overlay(const char *path, rk_state *s, const struct snap_info *o
     s->mt = calloc(bh.n_tables + o->n_t + 1, sizeof *s->mt);
     if (!s->mt)
         return ENOMEM;
-    s->cap_mt = bh.n_tables + o->n_t + 1;
-    rc = snap_verify(s->base_map, s->base_map_len, &info, merge_base_table, merge_base_entry, &m, err,
-                     err_size);
+    /* the base's walk may add its peeked count of tables (the file is
+     * mapped private but its pages are the page cache's until written,
+     * and other engines hold links to the same base, so the walk may find
+     * more); the overlay's are added after it */
+    s->cap_mt = bh.n_tables;
+    rc = snap_verify(s->base_map, s->base_map_len, &info, snap_table_add, snap_entry_add, s, err, err_size);
+    if (!rc && info.h.base.file_size) /* peeked as whole, verified as an overlay: a header that changed */
+        rc = RK_ECORRUPT;
     if (rc)
         return rc;
     *base_failed = 0;
-    rc = merge_tables_before(&m, NULL);
-    return rc ? rc : state_info(s, oinfo);
+    s->cap_mt = bh.n_tables + o->n_t + 1;
+    overlay_put(s, o);
+    return state_info(s, oinfo);
 }
 
 /* The link to the base of the overlay whose peeked header is h, at path
@@ -557,8 +522,10 @@ out:
 
 static void mem_free(rk_state *s)
 {
-    for (size_t i = 0; i < s->n_mt; i++)
+    for (size_t i = 0; i < s->n_mt; i++) {
         free(s->mt[i].e);
+        free(s->mt[i].f.slots);
+    }
     free(s->mt);
     while (s->blocks) {
         struct mem_block *next = s->blocks->next;
@@ -572,15 +539,7 @@ static void mem_free(rk_state *s)
     ckpt_info_free(&s->info);
 }
 
-static const struct mem_table *mem_find_table(const rk_state *s, const char *table)
-{
-    for (size_t i = 0; table && i < s->n_mt; i++)
-        if (strcmp(s->mt[i].name, table) == 0)
-            return &s->mt[i];
-    return NULL;
-}
-
-/* The first entry of t whose key is >= key. */
+/* The first entry of t's array whose key is >= key. */
 static size_t mem_lower_bound(const struct mem_table *t, const void *key, uint32_t klen)
 {
     size_t lo = 0, hi = t->n;
@@ -593,6 +552,76 @@ static size_t mem_lower_bound(const struct mem_table *t, const void *key, uint32
             hi = mid;
     }
     return lo;
+}
+
+/* A walk over a file table's entries: the next at `at`, up to end; e is
+ * the one file_load read there. */
+struct file_cursor {
+    const uint8_t *at, *end;
+    struct mem_entry e;
+};
+
+/* Reads the entry at c->at into c->e: 1, 0 at the table's end, or
+ * RK_ECORRUPT when its lengths run past the end -- the file was verified,
+ * but its bytes can change after that (struct file_table). */
+static int file_load(struct file_cursor *c)
+{
+    uint32_t lens[2];
+
+    if (c->at >= c->end)
+        return 0;
+    if ((size_t)(c->end - c->at) < sizeof lens)
+        return RK_ECORRUPT;
+    memcpy(lens, c->at, sizeof lens);
+    if ((uint64_t)lens[0] + lens[1] > (uint64_t)(c->end - c->at) - sizeof lens)
+        return RK_ECORRUPT;
+    c->e.key = c->at + sizeof lens;
+    c->e.klen = lens[0];
+    c->e.val = c->e.key + lens[0];
+    c->e.vlen = lens[1];
+    return 1;
+}
+
+/* Past the entry file_load read (within end: it bounded it). */
+static void file_next(struct file_cursor *c)
+{
+    c->at = c->e.val + c->e.vlen;
+}
+
+/* Positions c at f's first entry whose key is >= key: the slots bisected
+ * (by their prefixes, the key's bytes read only where they tie), then at
+ * most a stride of entries walked.  As file_load: 1 (c->e that entry), 0
+ * (past the last), RK_ECORRUPT. */
+static int file_lower_bound(const struct file_table *f, const void *key, uint32_t klen, struct file_cursor *c)
+{
+    uint64_t prefix = key_prefix(key, klen);
+    size_t lo = 0, hi = f->n_slots;
+    int rc;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct snap_slot *slot = &f->slots[mid];
+        int cmp = slot->prefix < prefix ? -1 : slot->prefix > prefix;
+        if (cmp == 0) {
+            *c = (struct file_cursor){.at = f->at + slot->off, .end = f->end};
+            if ((rc = file_load(c)) <= 0)
+                return RK_ECORRUPT; /* 0: not reached, a slot is an entry before end */
+            cmp = ckpt_key_cmp(c->e.key, c->e.klen, key, klen);
+        }
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* slot lo is the first at or past key: the entry is after slot lo - 1 */
+    *c = (struct file_cursor){.at = lo ? f->at + f->slots[lo - 1].off : f->at, .end = f->end};
+    while ((rc = file_load(c)) > 0) {
+        uint64_t p = key_prefix(c->e.key, c->e.klen);
+        if (p > prefix || (p == prefix && ckpt_key_cmp(c->e.key, c->e.klen, key, klen) >= 0))
+            break;
+        file_next(c);
+    }
+    return rc;
 }
 
 /* The file a node's "snapshot" reply names ("ok PATH"); the reply is
@@ -717,39 +746,77 @@ int rk_state_height(const rk_state *s, const char *producer, uint64_t *height)
 int rk_state_get(rk_state *s, const char *table, const void *key, uint32_t klen, void **val, uint32_t *vlen)
 {
     const struct mem_table *t;
+    struct file_cursor c;
+    const struct mem_entry *e;
     size_t i;
 
     if (!s || !val || !vlen || (klen && !key))
         return RK_EINVAL;
     *val = NULL;
     *vlen = 0;
-    t = mem_find_table(s, table);
-    i = t ? mem_lower_bound(t, key, klen) : 0;
-    if (!t || i == t->n || ckpt_key_cmp(t->e[i].key, t->e[i].klen, key, klen) != 0)
+    if (!(t = mem_find_table(s, table)))
         return RK_ENOTFOUND;
-    if (t->e[i].vlen) { /* the caller's copy (NULL when empty) */
-        *val = malloc(t->e[i].vlen);
+    /* the array first (an overlay's: its entry replaces or deletes the
+     * base's), then the file's */
+    i = mem_lower_bound(t, key, klen);
+    if (i < t->n && ckpt_key_cmp(t->e[i].key, t->e[i].klen, key, klen) == 0) {
+        e = &t->e[i];
+        if (e->vlen == SNAP_TOMBSTONE)
+            return RK_ENOTFOUND;
+    } else {
+        int rc = file_lower_bound(&t->f, key, klen, &c);
+        if (rc < 0)
+            return rc;
+        if (rc == 0 || ckpt_key_cmp(c.e.key, c.e.klen, key, klen) != 0)
+            return RK_ENOTFOUND;
+        e = &c.e;
+    }
+    if (e->vlen) { /* the caller's copy (NULL when empty) */
+        *val = malloc(e->vlen);
         if (!*val)
             return ENOMEM;
-        memcpy(*val, t->e[i].val, t->e[i].vlen);
+        memcpy(*val, e->val, e->vlen);
     }
-    *vlen = t->e[i].vlen;
+    *vlen = e->vlen;
     return 0;
 }
 
 int rk_state_scan(rk_state *s, const char *table, const void *prefix, uint32_t plen, rk_scan_fn fn, void *arg)
 {
     const struct mem_table *t;
+    struct file_cursor c;
+    size_t i;
+    int in_file;
 
     if (!s || !fn || (plen && !prefix))
         return RK_EINVAL;
-    t = mem_find_table(s, table);
-    for (size_t i = t ? mem_lower_bound(t, prefix, plen) : 0; t && i < t->n; i++) {
-        const struct mem_entry *e = &t->e[i];
-        int stop;
-        if (plen && (e->klen < plen || memcmp(e->key, prefix, plen) != 0))
+    if (!(t = mem_find_table(s, table)))
+        return 0;
+    /* the array's entries and the file's merged by key, from the first
+     * at or past prefix: on a key both have, the array's (an overlay's
+     * over its base) is the one, and a tombstone there hides the file's */
+    i = mem_lower_bound(t, prefix, plen);
+    in_file = file_lower_bound(&t->f, prefix, plen, &c);
+    for (;;) {
+        struct mem_entry e;
+        int cmp, stop;
+        if (in_file < 0)
+            return in_file; /* RK_ECORRUPT */
+        if (i == t->n && !in_file)
             break;
-        stop = fn(arg, e->key, e->klen, e->val, e->vlen);
+        cmp = i == t->n ? 1 : !in_file ? -1 : ckpt_key_cmp(t->e[i].key, t->e[i].klen, c.e.key, c.e.klen);
+        e = cmp <= 0 ? t->e[i] : c.e;
+        if (plen && (e.klen < plen || memcmp(e.key, prefix, plen) != 0))
+            break;
+        if (cmp <= 0)
+            i++;
+        if (cmp >= 0) {
+            file_next(&c);
+            in_file = file_load(&c);
+        }
+        if (e.vlen == SNAP_TOMBSTONE && cmp <= 0)
+            continue;
+        stop = fn(arg, e.key, e.klen, e.val, e.vlen);
         if (stop)
             return stop;
     }

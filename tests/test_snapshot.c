@@ -816,6 +816,258 @@ START_TEST(overlay_that_fails_or_whose_base_fails_is_refused)
 }
 END_TEST
 
+/* ------------------------------------------------------------ against the model */
+
+/* Table t's (m_names index; -1: a table the model has not) value of key k
+ * in m: 1 with it in val, *vlen; 0 when m has no such entry. */
+static int m_get(const struct model *m, int t, int k, uint8_t *val, uint32_t *vlen)
+{
+    if (t < 0 || k >= M_KEYS || !m->has_table[t] || !m->v[t][k])
+        return 0;
+    *vlen = m_val(t, k, m->v[t][k], val);
+    return 1;
+}
+
+struct scan_stop {
+    int n, stop_at;
+    struct scan_out *out;
+};
+
+static int scan_stopping(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct scan_stop *st = arg;
+
+    scan_append(st->out, key, klen, val, vlen);
+    return ++st->n == st->stop_at ? 7 : 0;
+}
+
+/* s holds model m: every get (every key of every table, keys past the
+ * last, before the first, between two, the empty key; tables neither
+ * has), scans by prefix (ties on key_prefix, a prefix with a NUL, one of
+ * a single key, none) in key order (m_key's order is k's), and a scan
+ * stopped by its callback.  corrupt_ok: an answer may be RK_ECORRUPT (a
+ * base changed under s) instead of the model's, never another; returns
+ * how many were. */
+static int assert_model_state(rk_state *s, const struct model *m, int corrupt_ok)
+{
+    static const struct {
+        const char *p;
+        uint32_t len;
+    } prefixes[] = {{"", 0},          {"a", 1},           {"ab", 2},
+                    {"ab\0", 3},      {"ab\0\0\0", 5},    {"k", 1},
+                    {"key-", 4},      {"key-001", 7},     {"key-0010", 8},
+                    {"key-00100", 9}, {"key-00100x", 10}, {"key-00299x", 10},
+                    {"key-00300", 9}, {"key-0015y", 9},   {"q", 1}};
+    static const struct {
+        const char *k;
+        uint32_t len;
+    } absent[] = {{"", 0}, {"a", 1}, {"ab\0\0\0", 5}, {"key-00100y", 10}, {"key-0010", 8}, {"zzz", 3}};
+    static struct scan_out got, want;
+    int n_corrupt = 0;
+    char key[32];
+    uint8_t val[64];
+
+    for (int t = -2; t < M_TABLES; t++) {
+        const char *name = t >= 0 ? m_names[t] : t == -1 ? "nosuch" : "";
+        int mt = t >= 0 ? t : -1;
+        for (int k = 0; k < M_KEYS + 2; k++) {
+            uint32_t klen = m_key(k, key), vlen = 0, want_len = 0;
+            void *v = NULL;
+            int rc = rk_state_get(s, name, key, klen, &v, &vlen), has = m_get(m, mt, k, val, &want_len);
+            if (!(corrupt_ok && rc == RK_ECORRUPT))
+                ck_assert_msg(has ? rc == 0 && vlen == want_len && (!vlen || memcmp(v, val, vlen) == 0)
+                                  : rc == RK_ENOTFOUND && !v && !vlen,
+                              "table \"%s\" key %d: %d (%u bytes), the model %s (%u bytes)", name, k, rc,
+                              vlen, has ? "has it" : "has not", want_len);
+            n_corrupt += rc == RK_ECORRUPT;
+            free(v);
+        }
+        for (size_t i = 0; i < sizeof absent / sizeof *absent; i++) {
+            void *v = NULL;
+            uint32_t vlen = 0;
+            int rc = rk_state_get(s, name, absent[i].k, absent[i].len, &v, &vlen);
+            ck_assert_msg(rc == RK_ENOTFOUND || (corrupt_ok && rc == RK_ECORRUPT),
+                          "table \"%s\" absent key %zu: %d", name, i, rc);
+            n_corrupt += rc == RK_ECORRUPT;
+        }
+        for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
+            int rc;
+            got.len = want.len = 0;
+            for (int k = 0; k < M_KEYS; k++) {
+                uint32_t klen = m_key(k, key), vlen = 0;
+                if (klen >= prefixes[i].len && memcmp(key, prefixes[i].p, prefixes[i].len) == 0 &&
+                    m_get(m, mt, k, val, &vlen))
+                    scan_append(&want, key, klen, val, vlen);
+            }
+            rc = rk_state_scan(s, name, prefixes[i].p, prefixes[i].len, scan_append, &got);
+            if (corrupt_ok && rc == RK_ECORRUPT) {
+                /* what came before the damage is the model's */
+                ck_assert_msg(got.len <= want.len && memcmp(got.buf, want.buf, got.len) == 0,
+                              "table \"%s\", scan of prefix %zu before RK_ECORRUPT", name, i);
+                n_corrupt++;
+                continue;
+            }
+            ck_assert_msg(rc == 0 && got.len == want.len && memcmp(got.buf, want.buf, got.len) == 0,
+                          "table \"%s\", scan of prefix %zu: %d, %zu bytes, the model's %zu", name, i, rc,
+                          got.len, want.len);
+        }
+        {
+            /* stopped at its third entry: that value returned, the first three seen */
+            struct scan_stop st = {.stop_at = 3, .out = &got};
+            size_t n_want = 0, at = 0;
+            int rc;
+            got.len = 0;
+            rc = rk_state_scan(s, name, NULL, 0, scan_stopping, &st);
+            for (int k = 0; k < M_KEYS && n_want < 3; k++) {
+                uint32_t klen = m_key(k, key), vlen = 0;
+                if (m_get(m, mt, k, val, &vlen)) {
+                    n_want++;
+                    at += 8 + klen + vlen;
+                }
+            }
+            if (corrupt_ok && rc == RK_ECORRUPT) {
+                n_corrupt++;
+                continue;
+            }
+            ck_assert_int_eq(rc, n_want == 3 ? 7 : 0);
+            ck_assert_uint_eq(got.len, at);
+        }
+    }
+    return n_corrupt;
+}
+
+/* An overlay over its base, and the whole snapshot of the same state,
+ * read as the model says, get by get and scan by scan, over 12 rounds:
+ * overwrites, new keys, deletes (tombstones, of keys the base has and has
+ * not), a table emptied, tables the base has not before, between and
+ * after the base's, keys that tie on their first 8 bytes (key_prefix,
+ * runs of them longer than the reader's index stride), a base without
+ * table "a" and an empty base; also the base alone (a whole snapshot). */
+START_TEST(overlay_and_whole_snapshot_read_as_the_model)
+{
+    struct model base_m, m;
+    unsigned seed = 4242;
+    char base_file[320], overlay[320], whole[320];
+
+    snprintf(base_file, sizeof base_file, "%s/g-base" SNAP_SUFFIX, dir);
+    snprintf(overlay, sizeof overlay, "%s/g" SNAP_SUFFIX, dir);
+    snprintf(whole, sizeof whole, "%s/w" SNAP_SUFFIX, dir);
+    for (int round = 0; round < 12; round++) {
+        rk_state *s = NULL;
+        m_base(&base_m, &seed);
+        if (round % 4 == 1)
+            base_m.has_table[1] = 0;
+        if (round % 4 == 2)
+            memset(&base_m, 0, sizeof base_m);
+        m = base_m;
+        m_change(&m, &seed, 2 + round);
+        m_write(&base_m, base_file, NULL, NULL, NULL, 5);
+        m_write(&m, overlay, &base_m, base_file, "g-base" SNAP_SUFFIX, 9);
+        ck_assert_int_eq(open_served(overlay, &s), 0);
+        ck_assert_int_eq(assert_model_state(s, &m, 0), 0);
+        rk_state_close(s);
+        m_write(&m, whole, NULL, NULL, NULL, 9);
+        ck_assert_int_eq(open_served(whole, &s), 0);
+        ck_assert_int_eq(assert_model_state(s, &m, 0), 0);
+        rk_state_close(s);
+        m_write(&base_m, whole, NULL, NULL, NULL, 5);
+        ck_assert_int_eq(open_served(whole, &s), 0);
+        ck_assert_int_eq(assert_model_state(s, &base_m, 0), 0);
+        rk_state_close(s);
+    }
+}
+END_TEST
+
+struct len_offsets {
+    const uint8_t *buf;
+    size_t n, off[M_TABLES * M_KEYS]; /* each entry's klen field */
+    size_t last[M_TABLES];            /* each table's last entry (index into off) */
+    int n_tables;
+};
+
+static int len_offsets_table(void *arg, uint32_t i, const char *name, uint64_t n_entries)
+{
+    struct len_offsets *o = arg;
+
+    (void)name, (void)n_entries;
+    o->n_tables = (int)i + 1;
+    return 0;
+}
+
+static int len_offsets_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct len_offsets *o = arg;
+
+    (void)klen, (void)val, (void)vlen;
+    o->last[o->n_tables - 1] = o->n;
+    o->off[o->n++] = (size_t)((const uint8_t *)key - o->buf) - 2 * sizeof(uint32_t);
+    return 0;
+}
+
+/* A snapshot's entries are read in place, from a file other engines hold
+ * links to: a stray write through one changes the bytes under an open
+ * handle after they were verified.  Changed lengths -- every vlen set
+ * huge, each table's last entry's vlen one past its table's end, every
+ * klen set huge -- under an open overlay's base and under an open whole
+ * snapshot: every get and scan gives the model's answer or RK_ECORRUPT
+ * (some do), never a read past a table (the value would differ: a
+ * reader that bounds its reads by the file, not the table, fails here)
+ * nor a crash. */
+START_TEST(lengths_changed_under_an_open_handle_are_corrupt_not_a_crash)
+{
+    static struct len_offsets offs;
+    struct model base_m, m;
+    unsigned seed = 99;
+    char base_file[320], overlay[320], keep[320], err[512] = "";
+
+    snprintf(base_file, sizeof base_file, "%s/c-base" SNAP_SUFFIX, dir);
+    snprintf(overlay, sizeof overlay, "%s/c" SNAP_SUFFIX, dir);
+    snprintf(keep, sizeof keep, "%s/keep" SNAP_SUFFIX, dir);
+    for (int round = 0; round < 6; round++) {
+        int as_overlay = round % 2 == 0, how = round / 2, fd;
+        struct snap_info info;
+        rk_state *s = NULL;
+        uint8_t *buf;
+        size_t len;
+
+        m_base(&base_m, &seed);
+        m = base_m;
+        m_change(&m, &seed, 2 + round);
+        m_write(&base_m, base_file, NULL, NULL, NULL, 5);
+        m_write(&m, overlay, &base_m, base_file, "c-base" SNAP_SUFFIX, 9);
+        ck_assert_int_eq(link(base_file, keep), 0); /* as another engine's link */
+        buf = read_named(base_file, &len);
+        offs.buf = buf;
+        offs.n = 0;
+        offs.n_tables = 0;
+        ck_assert_msg(
+            snap_verify(buf, len, &info, len_offsets_table, len_offsets_entry, &offs, err, sizeof err) == 0,
+            "%s", err);
+        ck_assert_int_eq(open_served(as_overlay ? overlay : base_file, &s), 0);
+        ck_assert_int_eq(assert_model_state(s, as_overlay ? &m : &base_m, 0), 0);
+        ck_assert_int_ge(fd = open(keep, O_RDWR), 0);
+        if (how == 1) {
+            for (int t = 0; t < offs.n_tables; t++) {
+                uint32_t lens[2];
+                memcpy(lens, buf + offs.off[offs.last[t]], sizeof lens);
+                lens[1]++;
+                ck_assert_int_eq(pwrite(fd, &lens[1], 4, (off_t)offs.off[offs.last[t]] + 4), 4);
+            }
+        } else {
+            uint32_t big = 0x7ffffff0u;
+            for (size_t i = 0; i < offs.n; i++)
+                ck_assert_int_eq(pwrite(fd, &big, 4, (off_t)offs.off[i] + (how == 0 ? 4 : 0)), 4);
+        }
+        close(fd);
+        ck_assert_int_gt(assert_model_state(s, as_overlay ? &m : &base_m, 1), 0);
+        rk_state_close(s);
+        free(buf);
+        unlink(keep);
+        unlink(overlay);
+    }
+}
+END_TEST
+
 static Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -832,6 +1084,8 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, overlay_over_its_base_reads_as_the_whole_snapshot);
     tcase_add_test(tc, overlay_that_fails_or_whose_base_fails_is_refused);
     tcase_add_test(tc, merge_of_an_overlay_with_its_base_is_the_whole_snapshot);
+    tcase_add_test(tc, overlay_and_whole_snapshot_read_as_the_model);
+    tcase_add_test(tc, lengths_changed_under_an_open_handle_are_corrupt_not_a_crash);
     suite_add_tcase(s, tc);
     return s;
 }
