@@ -610,8 +610,7 @@ static int base_allowed(void)
  * upto with the drain at drained (serve_snapshot says why). */
 static int base_stale(struct node *n, uint64_t upto, uint64_t drained)
 {
-    return n->snap_base_epoch != checkpoint_epoch(n) ||
-           n->snap_base_pos + SNAPSHOT_BASE_FOLD_MAX_BYTES < drained ||
+    return n->snap_base_epoch != checkpoint_epoch(n) || n->snap_base_pos + SNAPSHOT_BASE_FOLD_MAX_BYTES < drained ||
            ckpt_job_applied_seq(n->snap_base) > upto || !base_allowed();
 }
 
