@@ -620,39 +620,59 @@ static int base_stale(struct node *n, uint64_t upto, uint64_t drained)
  * for). */
 #define SNAPSHOT_FOLD_STEP_MS 20
 
-/* The base's fold run on ahead of the next request for as long as the
- * base may serve it: no further than SNAPSHOT_BASE_FOLD_MAX_BYTES past
- * the last request (base_stale), which bounds what it holds, and what it
- * costs when no request comes, to what that request would have had to
- * read itself. */
+/* How far past the last request the fold runs ahead: twice the ring
+ * bytes between the last two requests, at least
+ * SNAPSHOT_FOLD_AHEAD_MIN_BYTES (0.4 s at 100k records/s), at most what
+ * the base may serve.  Requests that come about as often as the last two
+ * find the fold ready; the work for one that comes much later is wasted,
+ * and this bounds it to about twice the last gap (folding on to the
+ * stale bound cost 0.85 s of the control thread's CPU against 0.06 s
+ * without folding ahead, with opens 4 s apart at 100k records/s). */
+#define SNAPSHOT_FOLD_AHEAD_MIN_BYTES (4u << 20)
+
+static uint64_t fold_ahead_max(const struct node *n)
+{
+    uint64_t gap2 = 2 * n->snap_req_gap;
+
+    return gap2 < SNAPSHOT_FOLD_AHEAD_MIN_BYTES  ? SNAPSHOT_FOLD_AHEAD_MIN_BYTES
+           : gap2 > SNAPSHOT_BASE_FOLD_MAX_BYTES ? SNAPSHOT_BASE_FOLD_MAX_BYTES
+                                                 : gap2;
+}
+
+/* The base's fold run on ahead of the next request, for as long as the
+ * base may serve it and no further than fold_ahead_max past the last
+ * request.  A base that may no longer serve goes here, as does the one a
+ * rebase replaced: neither waits for the next request to free its file
+ * and memory. */
 int snapshot_fold_ahead(struct node *n)
 {
     char err[512] = "";
-    uint64_t upto;
+    uint64_t upto, drained = atomic_load(&n->drained_pos);
     int rc;
 
-    if (getenv("XBUG1") || n->role != ROLE_PRIMARY || n->snap_rebase_due)
+    if (n->role != ROLE_PRIMARY || n->snap_rebase_due)
         return -1;
     rebase_collect(n, 0); /* a new base made meanwhile: its fold is the one to run on */
-    if (!n->snap_base)
-        return -1;
     pthread_mutex_lock(&n->lock);
     upto = n->journal_seq;
     pthread_mutex_unlock(&n->lock);
-    if (base_stale(n, upto, atomic_load(&n->drained_pos)))
-        return -1; /* the next request drops it: nothing to run on */
-    if (upto > ckpt_job_fold_upto(n->snap_base)) {
-        rc = ckpt_job_fold_ahead(n->snap_base, n->s, upto + (getenv("XBUG2") ? 1 : 0), err, sizeof err);
-        if (rc) {
-            /* as a failed overlay: the next request reads the store */
-            log_msg(LOG_INFO, "snapshot: the base cannot serve, the store does", "error=\"%s\"",
-                    err[0] ? err : store_strerror(rc));
-            retire_base(n);
-            snapshot_after_reply(n); /* frees it */
-            return -1;
-        }
-        atomic_store(&n->snap_fold_seq, ckpt_job_fold_upto(n->snap_base));
+    if (n->snap_base && base_stale(n, upto, drained))
+        retire_base(n);      /* as the next request would */
+    snapshot_after_reply(n); /* frees what rebase_collect or that retired (no rebase is due) */
+    if (!n->snap_base || n->snap_base_pos + fold_ahead_max(n) < drained)
+        return -1;
+    if (upto <= ckpt_job_fold_upto(n->snap_base))
+        return -1; /* nothing new: looked at again in 100 ms */
+    rc = ckpt_job_fold_ahead(n->snap_base, n->s, upto, err, sizeof err);
+    if (rc) {
+        /* as a failed overlay: the next request reads the store */
+        log_msg(LOG_INFO, "snapshot: the base cannot serve, the store does", "error=\"%s\"",
+                err[0] ? err : store_strerror(rc));
+        retire_base(n);
+        snapshot_after_reply(n); /* frees it */
+        return -1;
     }
+    atomic_store(&n->snap_fold_seq, ckpt_job_fold_upto(n->snap_base));
     return SNAPSHOT_FOLD_STEP_MS;
 }
 
@@ -816,6 +836,11 @@ static void serve_snapshot(struct node *n, int whole, uint64_t t_request, char *
     ckpt_job *job = NULL;
     char err[512] = "";
     uint64_t upto, t_begun = t_request, drained = atomic_load(&n->drained_pos);
+
+    /* how far the drain went since the last request: how far the fold
+     * runs ahead of the next (fold_ahead_max) */
+    n->snap_req_gap = n->snap_req_pos ? drained - n->snap_req_pos : 0;
+    n->snap_req_pos = drained;
 
     rebase_collect(n, 0); /* a new base made meanwhile serves from now on */
     pthread_mutex_lock(&n->lock);

@@ -78,6 +78,8 @@ struct node {
     int snap_rebase_due;         /* its overlays grew too large: a new base after the reply */
     uint64_t snap_base_gen;      /* +1 each time snap_base changes (the control thread's) */
     _Atomic uint64_t snap_fold_seq; /* the journal entry the base's fold is at (0: none; status) */
+    uint64_t snap_req_pos, snap_req_gap; /* the drain at the last snapshot request, and how far it went
+                                            since the one before (the control thread's) */
     /* a rebase being made on its own thread (rebase_main) from the base
      * of generation rebase_gen; the control thread starts it, and takes
      * its result (rebase_next, rebase_rc) once rebase_done is set */

@@ -425,8 +425,11 @@ static int open_overlay(const char *path, rk_state *s, const struct snap_info *o
                  ref->name);
         return RK_ECORRUPT;
     }
-    if (bh.n_tables > s->base_map_len / sizeof(struct snap_table))
-        return snap_verify(s->base_map, s->base_map_len, &info, NULL, NULL, NULL, err, err_size);
+    if (bh.n_tables > s->base_map_len / sizeof(struct snap_table)) {
+        /* says why; a file that passes has changed since the peek */
+        int vrc = snap_verify(s->base_map, s->base_map_len, &info, NULL, NULL, NULL, err, err_size);
+        return vrc ? vrc : RK_ECORRUPT;
+    }
     s->mt = calloc(bh.n_tables + o->n_t + 1, sizeof *s->mt);
     if (!s->mt)
         return ENOMEM;
@@ -486,7 +489,9 @@ static int open_snapshot(const char *path, rk_state *s, int *base_failed, char *
      * before any entry is used); too short or too many tables: snap_verify
      * says which */
     if (h.n_tables > s->map_len / sizeof(struct snap_table)) {
+        /* says why; a file that passes has changed since the peek */
         rc = snap_verify(s->map, s->map_len, &info, NULL, NULL, NULL, err, err_size);
+        rc = rc ? rc : RK_ECORRUPT;
         goto out;
     }
     if (h.major == SNAP_MAJOR && h.base.file_size) {

@@ -201,9 +201,10 @@ int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, 
 
 /* The first half of ckpt_job_overlay_at, ahead of a request: base j's
  * fold run on to journal entry upto and the keys its overlays hold caught
- * up, so that the next overlay (at an upto at least this one) reads and
- * sorts only what came after -- off the request's path (the control
- * thread between requests: snapshot_fold_ahead in node/checkpoint.c).
+ * up (once the records not yet taken are an eighth of them, or 2048), so
+ * that the next overlay (at an upto at least this one) reads and sorts
+ * only what came after -- off the request's path (the control thread
+ * between requests: snapshot_fold_ahead in node/checkpoint.c).
  * Not between ckpt_job_overlay_at and ckpt_rebase_begin (the rebase takes
  * the fold at the overlay's point).  Failures as ckpt_job_overlay_at's:
  * the caller drops j.  ckpt_job_fold_upto: the journal entry the fold has

@@ -1464,7 +1464,12 @@ static int write_overlay(ckpt_job *j, struct apply_meta *am, const char *path, c
     return rc;
 }
 
-int ckpt_job_fold_ahead(ckpt_job *j, store *s, uint64_t upto, char *err, size_t err_size)
+#define FOLD_AHEAD_MIN_BATCH 2048 /* records: a fold ahead's catch-up waits for this many */
+
+/* ckpt_job_fold_ahead's, and an overlay's with min_batch 0: the fold run
+ * on to upto, then its overlay keys caught up if at least min_batch
+ * records are not yet taken. */
+static int fold_to(ckpt_job *j, store *s, uint64_t upto, size_t min_batch, char *err, size_t err_size)
 {
     int rc = 0;
 
@@ -1481,7 +1486,20 @@ int ckpt_job_fold_ahead(ckpt_job *j, store *s, uint64_t upto, char *err, size_t 
                   applier_read_upto(j->fold) + 1);
         rc = RK_ENOTFOUND;
     }
-    return rc ? rc : overlay_catch_up(j);
+    if (rc || j->fold->pending.n_records - j->ov_done < min_batch)
+        return rc;
+    return overlay_catch_up(j);
+}
+
+int ckpt_job_fold_ahead(ckpt_job *j, store *s, uint64_t upto, char *err, size_t err_size)
+{
+    /* each catch-up merges the batch into every key the overlays hold: a
+     * batch of at least an eighth of them (and FOLD_AHEAD_MIN_BATCH), so
+     * that steps every few milliseconds do not cost the square of the
+     * records between two requests; the request takes the rest */
+    size_t min_batch = j->n_ov / 8 > FOLD_AHEAD_MIN_BATCH ? j->n_ov / 8 : FOLD_AHEAD_MIN_BATCH;
+
+    return fold_to(j, s, upto, min_batch, err, err_size);
 }
 
 uint64_t ckpt_job_fold_upto(const ckpt_job *j)
@@ -1493,7 +1511,7 @@ int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, 
                         uint64_t *n_records, char *err, size_t err_size)
 {
     struct apply_meta am;
-    int rc = ckpt_job_fold_ahead(j, s, upto, err, err_size);
+    int rc = fold_to(j, s, upto, 0, err, err_size);
 
     *n_records = 0;
     if (!rc) {
