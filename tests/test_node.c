@@ -1782,6 +1782,62 @@ static int lines_with(const char *path, const char *text)
     return n;
 }
 
+/* The overlay tests' node: bases allowed (base_gate) and apply held
+ * (gate) at what eng0's first 40 groups journaled (*held); info log at
+ * log_path. */
+struct held_node {
+    char gate[300], base_gate[300], log_path[300];
+};
+
+static pid_t start_held_node(struct held_node *g, rk_ring **r0, uint16_t t0[3], uint64_t *lsn, uint64_t *held)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    char limit[32];
+    pid_t node;
+
+    snprintf(g->gate, sizeof g->gate, "%s.gate", data_dir);
+    snprintf(g->base_gate, sizeof g->base_gate, "%s.base", data_dir);
+    snprintf(g->log_path, sizeof g->log_path, "%s.log", data_dir);
+    set_gate(g->gate, "");
+    set_gate(g->base_gate, ""); /* bases allowed */
+    node_extra = extra;
+    node_log = g->log_path;
+    node = start_gated_node(g->gate, g->base_gate, r0, t0, lsn);
+    *held = journaled(*r0, *lsn);
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)*held);
+    set_gate(g->gate, limit);
+    wait_node_idle();
+    return node;
+}
+
+/* Their end: apply let through to the request's point asked, with no
+ * base, serves its own file (the second from=store), which must be
+ * `based` (what, header based_h; freed) byte for byte. */
+static void end_equal_to_apply(const struct held_node *g, const char *what, uint64_t asked, uint8_t *based,
+                               size_t based_len, const struct snap_header *based_h)
+{
+    struct snap_header applied_h;
+    uint8_t *applied = NULL;
+    size_t applied_len;
+
+    set_gate(g->base_gate, "0");
+    set_gate(g->gate, "");
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("applied_seq"), asked);
+    applied_len = take_snapshot(&applied, &applied_h);
+    ck_assert_uint_eq(applied_h.am.applied_seq, asked);
+    ck_assert_int_eq(lines_with(g->log_path, "from=store"), 2);
+    assert_same_snapshot(what, based, based_len, based_h, applied, applied_len, &applied_h);
+    free(based);
+    free(applied);
+}
+
+static void stop_held_node(const struct held_node *g, pid_t node)
+{
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    unlink(g->log_path);
+}
+
 /* A primary's snapshot served as an overlay of the one it served before
  * (the kept file, its base: the entries since taken through apply's
  * rules, no read of the store) stands, with its base, for the file apply
@@ -1798,28 +1854,16 @@ static int lines_with(const char *path, const char *text)
  * that code: no from=overlay). */
 START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
 {
-    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    struct held_node g;
     rk_ring *r0 = NULL, *r1 = NULL, *r2 = NULL;
     uint16_t t0[3], t1[3];
     uint64_t lsn = 0, held, first, asked, heights[N_PRODUCERS];
-    char gate[300], base_gate[300], log_path[300], limit[32];
-    struct snap_header first_h, based_h, applied_h;
-    uint8_t *first_buf = NULL, *based = NULL, *applied = NULL;
-    size_t based_len, applied_len;
+    struct snap_header first_h, based_h;
+    uint8_t *first_buf = NULL, *based = NULL;
+    size_t based_len;
     pid_t node;
 
-    snprintf(gate, sizeof gate, "%s.gate", data_dir);
-    snprintf(base_gate, sizeof base_gate, "%s.base", data_dir);
-    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
-    set_gate(gate, "");
-    set_gate(base_gate, ""); /* bases allowed */
-    node_extra = extra;
-    node_log = log_path;
-    node = start_gated_node(gate, base_gate, &r0, t0, &lsn);
-    held = journaled(r0, lsn);
-    snprintf(limit, sizeof limit, "%llu", (unsigned long long)held);
-    set_gate(gate, limit);
-    wait_node_idle();
+    node = start_held_node(&g, &r0, t0, &lsn, &held);
     ck_assert_uint_eq(status_field("applied_seq"), held);
 
     /* the first snapshot, past apply (from the store): groups 41..50 and
@@ -1831,7 +1875,7 @@ START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
     take_snapshot(&first_buf, &first_h);
     free(first_buf);
     ck_assert_uint_eq(first_h.am.applied_seq, first);
-    ck_assert_int_eq(lines_with(log_path, "from=store"), 1);
+    ck_assert_int_eq(lines_with(g.log_path, "from=store"), 1);
 
     /* past the base */
     write_records(r0, t0, 0, 51, RECORDS_PER_GROUP / 2, RECORDS_PER_GROUP, NULL);
@@ -1845,29 +1889,30 @@ START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
     ck_assert_uint_eq(status_field("applied_seq"), held);
     ck_assert_uint_eq(based_h.am.applied_seq, asked);
     ck_assert_uint_eq(based_h.am.n_discarded, 1);
-    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 1);
+    ck_assert_int_eq(lines_with(g.log_path, "from=overlay"), 1);
     check_state(heights); /* eng0, eng1: whole groups, equal to the model */
     ck_assert_uint_eq(heights[0], 60);
     ck_assert_uint_eq(heights[1], 10);
 
-    /* apply let through to the same point, no base: apply's own */
-    set_gate(base_gate, "0");
-    set_gate(gate, "");
-    wait_node_idle();
-    ck_assert_uint_eq(status_field("applied_seq"), asked);
-    applied_len = take_snapshot(&applied, &applied_h);
-    ck_assert_uint_eq(applied_h.am.applied_seq, asked);
-    ck_assert_int_eq(lines_with(log_path, "from=store"), 2);
-    assert_same_snapshot("from the last one served", based, based_len, &based_h, applied, applied_len, &applied_h);
-    free(based);
-    free(applied);
+    end_equal_to_apply(&g, "from the last one served", asked, based, based_len, &based_h);
     rk_ring_detach(r0);
     rk_ring_detach(r1);
     rk_ring_detach(r2);
-    ck_assert_int_eq(stop(node, SIGTERM), 0);
-    unlink(log_path);
+    stop_held_node(&g, node);
 }
 END_TEST
+
+/* Waits until the node's base's fold has run ahead to journal entry seq
+ * (status snapshot_fold_seq), and not past it: nothing else is written. */
+static void wait_fold_at(uint64_t seq)
+{
+    for (int i = 0; status_field("snapshot_fold_seq") < seq; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "the fold did not run ahead to entry %llu (at %llu)",
+                      (unsigned long long)seq, (unsigned long long)status_field("snapshot_fold_seq"));
+        usleep(10000);
+    }
+    ck_assert_uint_eq(status_field("snapshot_fold_seq"), seq); /* never past the journal's end */
+}
 
 /* Between requests, a primary's control thread runs its base's fold on
  * to the journal's end (snapshot_fold_ahead: status snapshot_fold_seq),
@@ -1883,28 +1928,16 @@ END_TEST
  * digest twice. */
 START_TEST(snapshot_after_its_fold_ran_ahead_equals_apply_at_the_request_point)
 {
-    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    struct held_node g;
     rk_ring *r0 = NULL, *r1 = NULL, *r2 = NULL;
     uint16_t t0[3], t1[3];
     uint64_t lsn = 0, held, first, mid, asked, heights[N_PRODUCERS];
-    char gate[300], base_gate[300], log_path[300], limit[32];
-    struct snap_header first_h, based_h, applied_h;
-    uint8_t *first_buf = NULL, *based = NULL, *applied = NULL;
-    size_t based_len, applied_len;
+    struct snap_header first_h, based_h;
+    uint8_t *first_buf = NULL, *based = NULL;
+    size_t based_len;
     pid_t node;
 
-    snprintf(gate, sizeof gate, "%s.gate", data_dir);
-    snprintf(base_gate, sizeof base_gate, "%s.base", data_dir);
-    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
-    set_gate(gate, "");
-    set_gate(base_gate, ""); /* bases allowed */
-    node_extra = extra;
-    node_log = log_path;
-    node = start_gated_node(gate, base_gate, &r0, t0, &lsn);
-    held = journaled(r0, lsn);
-    snprintf(limit, sizeof limit, "%llu", (unsigned long long)held);
-    set_gate(gate, limit);
-    wait_node_idle();
+    node = start_held_node(&g, &r0, t0, &lsn, &held);
 
     /* the base: the first snapshot, from the store */
     write_groups(r0, t0, 0, 40, 50, 0, &lsn);
@@ -1912,26 +1945,18 @@ START_TEST(snapshot_after_its_fold_ran_ahead_equals_apply_at_the_request_point)
     take_snapshot(&first_buf, &first_h);
     free(first_buf);
     ck_assert_uint_eq(first_h.am.applied_seq, first);
-    ck_assert_int_eq(lines_with(log_path, "from=store"), 1);
+    ck_assert_int_eq(lines_with(g.log_path, "from=store"), 1);
 
     /* two steps of the fold ahead of any request, the second with group
      * 71 open across it */
     write_groups(r0, t0, 0, 50, 60, 0, &lsn);
     mid = journaled(r0, lsn);
     ck_assert_uint_gt(mid, first);
-    for (int i = 0; status_field("snapshot_fold_seq") < mid; i++) {
-        ck_assert_msg(i < BOUND_S * 100, "the fold did not run ahead to entry %llu (at %llu)",
-                      (unsigned long long)mid, (unsigned long long)status_field("snapshot_fold_seq"));
-        usleep(10000);
-    }
-    ck_assert_uint_eq(status_field("snapshot_fold_seq"), mid); /* never past the journal's end */
+    wait_fold_at(mid);
     write_groups(r0, t0, 0, 60, 70, 0, &lsn);
     write_records(r0, t0, 0, 71, 0, RECORDS_PER_GROUP / 2, &lsn);
     mid = journaled(r0, lsn);
-    for (int i = 0; status_field("snapshot_fold_seq") < mid; i++) {
-        ck_assert_msg(i < BOUND_S * 100, "the fold did not run ahead to entry %llu", (unsigned long long)mid);
-        usleep(10000);
-    }
+    wait_fold_at(mid);
     write_records(r0, t0, 0, 71, RECORDS_PER_GROUP / 2, RECORDS_PER_GROUP, NULL);
     ck_assert_int_eq(rk_mark(r0, 71, &lsn), 0);
     write_groups(r0, t0, 0, 71, 80, 0, &lsn);
@@ -1942,28 +1967,16 @@ START_TEST(snapshot_after_its_fold_ran_ahead_equals_apply_at_the_request_point)
     based_len = take_snapshot(&based, &based_h);
     ck_assert_uint_eq(status_field("applied_seq"), held);
     ck_assert_uint_eq(based_h.am.applied_seq, asked);
-    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 1);
+    ck_assert_int_eq(lines_with(g.log_path, "from=overlay"), 1);
     check_state(heights);
     ck_assert_uint_eq(heights[0], 80);
     ck_assert_uint_eq(heights[1], 10);
 
-    /* apply let through to the same point, no base: apply's own */
-    set_gate(base_gate, "0");
-    set_gate(gate, "");
-    wait_node_idle();
-    ck_assert_uint_eq(status_field("applied_seq"), asked);
-    applied_len = take_snapshot(&applied, &applied_h);
-    ck_assert_uint_eq(applied_h.am.applied_seq, asked);
-    ck_assert_int_eq(lines_with(log_path, "from=store"), 2);
-    assert_same_snapshot("after its fold ran ahead", based, based_len, &based_h, applied, applied_len,
-                         &applied_h);
-    free(based);
-    free(applied);
+    end_equal_to_apply(&g, "after its fold ran ahead", asked, based, based_len, &based_h);
     rk_ring_detach(r0);
     rk_ring_detach(r1);
     rk_ring_detach(r2);
-    ck_assert_int_eq(stop(node, SIGTERM), 0);
-    unlink(log_path);
+    stop_held_node(&g, node);
 }
 END_TEST
 
@@ -2263,6 +2276,35 @@ START_TEST(a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives)
 }
 END_TEST
 
+/* A node whose rebases are held (RK_TEST_REBASE_GATE: the file
+ * rebase_gate, DIR.rebase, holds 0), its info log at log_path (DIR.log),
+ * eng0's groups 1..30 written (*r0, tables t0) and a base made of them
+ * by an open (from the store). */
+static pid_t start_rebase_held_node(char log_path[300], char rebase_gate[300], rk_ring **r0, uint16_t t0[3],
+                                    uint64_t *lsn)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    rk_ring_opts o0 = {.producer = "eng0"};
+    uint64_t heights[N_PRODUCERS];
+    pid_t node;
+
+    snprintf(log_path, 300, "%s.log", data_dir);
+    snprintf(rebase_gate, 300, "%s.rebase", data_dir);
+    set_gate(rebase_gate, "0"); /* rebases held */
+    node_extra = extra;
+    node_log = log_path;
+    setenv("RK_TEST_REBASE_GATE", rebase_gate, 1);
+    node = start_node(NULL);
+    unsetenv("RK_TEST_REBASE_GATE");
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, r0), 0);
+    ck_assert_int_eq(open_tables(*r0, 3, t0), 0);
+    write_groups(*r0, t0, 0, 0, 30, 0, lsn);
+    journaled(*r0, *lsn);
+    check_state(heights); /* the base, from the store */
+    ck_assert_uint_eq(heights[0], 30);
+    return node;
+}
+
 /* The overlay a primary keeps mapped for its rebase (shared) can be
  * written by its engine until it unlinks it, after the node checked it:
  * every value's vlen in a served overlay set to 0x7ffffff0 while the
@@ -2276,8 +2318,6 @@ END_TEST
  * which a test cannot time): it covers the rebase's failure path. */
 START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
 {
-    static const char *const extra[] = {"node", "log_level", "info", NULL};
-    rk_ring_opts o0 = {.producer = "eng0"};
     rk_ring *r0 = NULL;
     uint16_t t0[3];
     uint64_t lsn = 0, heights[N_PRODUCERS];
@@ -2287,20 +2327,7 @@ START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
     int status = 0;
     pid_t node;
 
-    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
-    snprintf(rebase_gate, sizeof rebase_gate, "%s.rebase", data_dir);
-    set_gate(rebase_gate, "0"); /* rebases held */
-    node_extra = extra;
-    node_log = log_path;
-    setenv("RK_TEST_REBASE_GATE", rebase_gate, 1);
-    node = start_node(NULL);
-    unsetenv("RK_TEST_REBASE_GATE");
-    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
-    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
-    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
-    journaled(r0, lsn);
-    check_state(heights); /* the base, from the store */
-    ck_assert_uint_eq(heights[0], 30);
+    node = start_rebase_held_node(log_path, rebase_gate, &r0, t0, &lsn);
 
     /* 410 groups (4920 records, more than REBASE_MIN_RECORDS and an
      * eighth of the base): the overlay that makes the base due */
@@ -2365,27 +2392,13 @@ static int snapshot_files(const char *prefix)
  * for one until its bound (found by review). */
 START_TEST(a_base_replaced_between_requests_is_freed_without_one)
 {
-    static const char *const extra[] = {"node", "log_level", "info", NULL};
-    rk_ring_opts o0 = {.producer = "eng0"};
     rk_ring *r0 = NULL;
     uint16_t t0[3];
     uint64_t lsn = 0, heights[N_PRODUCERS];
     char log_path[300], rebase_gate[300];
     pid_t node;
 
-    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
-    snprintf(rebase_gate, sizeof rebase_gate, "%s.rebase", data_dir);
-    set_gate(rebase_gate, "0"); /* rebases held */
-    node_extra = extra;
-    node_log = log_path;
-    setenv("RK_TEST_REBASE_GATE", rebase_gate, 1);
-    node = start_node(NULL);
-    unsetenv("RK_TEST_REBASE_GATE");
-    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
-    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
-    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
-    journaled(r0, lsn);
-    check_state(heights); /* the base, from the store */
+    node = start_rebase_held_node(log_path, rebase_gate, &r0, t0, &lsn);
     write_groups(r0, t0, 0, 30, 440, 0, &lsn);
     journaled(r0, lsn);
     check_state(heights); /* the overlay that makes the base due */

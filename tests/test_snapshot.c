@@ -547,6 +547,19 @@ static void m_change(struct model *m, unsigned *seed, int version)
     m->has_table[0] = m->has_table[2] = m->has_table[5] = 1;
 }
 
+/* Round r's base (every fourth from the second without table "a", every
+ * fourth from the third empty) and its changed state m. */
+static void m_round(struct model *base_m, struct model *m, unsigned *seed, int round)
+{
+    m_base(base_m, seed);
+    if (round % 4 == 1)
+        base_m->has_table[1] = 0;
+    if (round % 4 == 2)
+        memset(base_m, 0, sizeof *base_m);
+    *m = *base_m;
+    m_change(m, seed, 2 + round);
+}
+
 struct scan_out {
     char buf[1 << 16];
     size_t len;
@@ -669,13 +682,7 @@ START_TEST(merge_of_an_overlay_with_its_base_is_the_whole_snapshot)
         size_t b_len, o_len, w_len, m_len;
         uint64_t n = 0, e = 0;
 
-        m_base(&base_m, &seed);
-        if (round % 4 == 1)
-            base_m.has_table[1] = 0;
-        if (round % 4 == 2)
-            memset(&base_m, 0, sizeof base_m);
-        m = base_m;
-        m_change(&m, &seed, 2 + round);
+        m_round(&base_m, &m, &seed, round);
         m_write(&base_m, base_file, NULL, NULL, NULL, 5);
         m_write(&m, overlay, &base_m, base_file, "r-base" SNAP_SUFFIX, 9);
         m_write(&m, whole, NULL, NULL, NULL, 9);
@@ -954,13 +961,7 @@ START_TEST(overlay_and_whole_snapshot_read_as_the_model)
     snprintf(whole, sizeof whole, "%s/w" SNAP_SUFFIX, dir);
     for (int round = 0; round < 12; round++) {
         rk_state *s = NULL;
-        m_base(&base_m, &seed);
-        if (round % 4 == 1)
-            base_m.has_table[1] = 0;
-        if (round % 4 == 2)
-            memset(&base_m, 0, sizeof base_m);
-        m = base_m;
-        m_change(&m, &seed, 2 + round);
+        m_round(&base_m, &m, &seed, round);
         m_write(&base_m, base_file, NULL, NULL, NULL, 5);
         m_write(&m, overlay, &base_m, base_file, "g-base" SNAP_SUFFIX, 9);
         ck_assert_int_eq(open_served(overlay, &s), 0);
