@@ -355,6 +355,8 @@ static void build_source(void)
     mark_lsn =
         mmap(NULL, N_ENGINES * sizeof *mark_lsn, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(mark_lsn, MAP_FAILED);
+    /* a folder of this name is a dead run's (this pid is ours) */
+    sh("rm -rf '%s'", root);
     ck_assert_int_eq(mkdir(root, 0700), 0);
     ck_assert_int_eq(mkdir(src_dir, 0700), 0);
     ring_unlink(ring_name);

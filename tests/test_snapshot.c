@@ -133,8 +133,10 @@ static int seen_entry(void *arg, const void *key, uint32_t klen, const void *val
 
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/rk-test-snapshot.%d", (int)getpid());
-    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    /* a name of its own: a folder named by the pid alone may be a dead
+     * run's (CI on a reused machine failed on one, EEXIST) */
+    snprintf(dir, sizeof dir, "/tmp/rk-test-snapshot.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/s" SNAP_SUFFIX, dir);
 }
 
