@@ -31,6 +31,11 @@
  *   --rebase_collect (next request)--> the new base serves, with the old
  *     one's fold
  *
+ * Every file kept mapped (the base, the last overlay, a rebase's) is
+ * leased (ckpt_leases_enable): an engine, which gets a hard link to it,
+ * that truncates it waits, and the node lets go of all of them
+ * (snapshot_leases_broken) instead of dying of SIGBUS at its next read.
+ *
  * Threads: apply, checkpoint, log checkpoint, control, rebase; the
  * hand-offs are under `lock` (internal.h), the rebase's by its thread's
  * start and join (rebase_done says when to join).
@@ -595,6 +600,32 @@ void snapshot_bases_drop(struct node *n)
     n->snap_base = NULL;
 }
 
+/* Control thread, first in each idle step and request: a lease on a file
+ * kept mapped is breaking (node.c: on_lease_break) -- something, an
+ * engine through its link, opens it for writing or truncates it, and
+ * waits until the lease goes (fs.lease-break-time, 45 s by default; the
+ * idle step comes every 100 ms at most).  Every file kept goes, whichever
+ * the break is for: a running rebase joined first (it reads the base and
+ * the overlay through its own mappings and leases), then the bases freed
+ * (ckpt_job_free unmaps, lets go of the lease, closes), and the
+ * truncation goes on without a mapping left to fault.  The next request
+ * reads the store and makes a new base; a request served meanwhile (the
+ * signal came while write_overlay ran) got a good overlay, and its engine
+ * asks for a whole snapshot if its base link then changed. */
+static void snapshot_leases_broken(struct node *n)
+{
+    /* relaxed: the flag carries no data; a break that comes after the
+     * exchange sets it again and is seen at the next step */
+    if (!atomic_exchange_explicit(&node_lease_broken, 0, memory_order_relaxed))
+        return;
+    log_msg(LOG_INFO, "snapshot: a file kept is opened for writing or truncated, every base goes",
+            "had_base=%d rebase_running=%d", n->snap_base != NULL, n->rebase_running);
+    rebase_collect(n, 1); /* joined: its mappings go with it (ckpt_rebase_free) */
+    if (n->snap_base)
+        retire_base(n);
+    snapshot_after_reply(n); /* frees the retired base (retire_base: no rebase is due) */
+}
+
 /* Whether a primary's snapshot may be an overlay of its base
  * (serve_snapshot): always, unless the test hook RK_TEST_SNAPSHOT_BASE
  * names a file (sys_test_gate) that holds 0 or is missing -- so that a
@@ -650,6 +681,7 @@ int snapshot_fold_ahead(struct node *n)
     uint64_t upto, drained = atomic_load(&n->drained_pos);
     int rc;
 
+    snapshot_leases_broken(n);
     if (n->role != ROLE_PRIMARY || n->snap_rebase_due)
         return -1;
     rebase_collect(n, 0); /* a new base made meanwhile: its fold is the one to run on */
@@ -842,7 +874,8 @@ static void serve_snapshot(struct node *n, int whole, uint64_t t_request, char *
     n->snap_req_gap = n->snap_req_pos ? drained - n->snap_req_pos : 0;
     n->snap_req_pos = drained;
 
-    rebase_collect(n, 0); /* a new base made meanwhile serves from now on */
+    snapshot_leases_broken(n); /* none linked for this engine if one is going */
+    rebase_collect(n, 0);      /* a new base made meanwhile serves from now on */
     pthread_mutex_lock(&n->lock);
     upto = n->journal_seq;
     pthread_mutex_unlock(&n->lock);

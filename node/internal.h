@@ -141,6 +141,10 @@ extern struct ha *node_ha;
 /* SIGTERM/SIGINT, for every role (node.c: on_signal): the last signal
  * caught (0: none) and how many. */
 extern volatile sig_atomic_t node_signal, node_n_signals;
+/* Set by the lease signal's handler (node.c: on_lease_break), taken by
+ * the control thread (snapshot_leases_broken in checkpoint.c). */
+#define NODE_LEASE_SIGNAL SIGIO
+extern atomic_int node_lease_broken;
 
 static inline uint64_t now_ns(void)
 {

@@ -4,7 +4,8 @@
  * (run_primary in primary.c, run_standby in standby.c), and these process
  * parts are the same for both:
  *   - signals: catch_signals (the first SIGTERM/SIGINT stops the node
- *     cleanly, a second stops a standby's apply early), start_thread
+ *     cleanly, a second stops a standby's apply early; SIGIO: a lease
+ *     on a snapshot file kept mapped is breaking), start_thread
  *     (threads never take them);
  *   - the apply thread (apply_main), whose steps are the role's;
  *   - the control loop (control_start, control_answer: "status" for every
@@ -51,15 +52,39 @@ static void on_signal(int sig)
     node_n_signals++;
 }
 
+/* NODE_LEASE_SIGNAL: a file the node keeps mapped (a primary's snapshot
+ * base, the overlay a rebase merges: ckpt_leases_enable) is being opened
+ * for writing or truncated, most likely by an engine through its hard
+ * link; the truncation waits until the node lets go of the file
+ * (snapshot_leases_broken, on the control thread at its next idle step or
+ * request).  Any break drops every file kept: one flag, no si_fd. */
+atomic_int node_lease_broken;
+
+static void on_lease_break(int sig)
+{
+    (void)sig;
+    /* relaxed: the flag carries no data; the control thread only lets go
+     * of files, whatever it reads alongside */
+    atomic_store_explicit(&node_lease_broken, 1, memory_order_relaxed);
+}
+
 /* First of all in every role: a SIGTERM during start-up stops the node
  * cleanly once it is up, and never runs a handler inherited from a
  * parent. */
 static void catch_signals(void)
 {
     struct sigaction sa = {.sa_handler = on_signal};
+    /* SA_RESTART: the main thread, which takes it (start_thread), is
+     * mostly in the drain's reads and writes; a break never stops it */
+    struct sigaction lease = {.sa_handler = on_lease_break, .sa_flags = SA_RESTART};
 
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* before any base is mapped: SIGIO's default action would kill the
+     * node.  Test hook: RK_TEST_NO_LEASES set, none taken, so that a test
+     * can change a base in place, as where leases are unavailable */
+    if (sigaction(NODE_LEASE_SIGNAL, &lease, NULL) == 0 && !getenv("RK_TEST_NO_LEASES"))
+        ckpt_leases_enable(NODE_LEASE_SIGNAL);
 }
 
 /* Starts a thread that does not take the signals (the main thread sees
@@ -72,6 +97,7 @@ int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
+    sigaddset(&block, NODE_LEASE_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     rc = pthread_create(t, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

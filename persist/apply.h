@@ -229,6 +229,20 @@ int ckpt_rebase_run(ckpt_rebase *r, const char *path, uint64_t *n_entries, ckpt_
                     size_t err_size);
 void ckpt_rebase_free(ckpt_rebase *r);
 
+/* Every file a base or a rebase keeps mapped (the base's, the last
+ * overlay's), which engines get hard links to, is held with a read lease
+ * from then on (fcntl(2) "Leases"), so that an engine truncating it --
+ * an access past the new end would raise SIGBUS -- waits until its job is
+ * freed, and sig is raised in the process (it needs a handler: SIGIO's
+ * default kills).  The caller then frees every base and rebase it keeps
+ * (ckpt_job_free, ckpt_rebase_free, after the rebase's thread is joined),
+ * which lets go of the leases.  0 (the default): no leases.  Call once,
+ * before any base is made.  Where a lease cannot be taken (leases
+ * disabled, a filesystem without them) the file is mapped without one,
+ * logged once; a file open for writing elsewhere is not mapped (EAGAIN:
+ * no base, the store serves). */
+void ckpt_leases_enable(int sig);
+
 /* Base j's fold, run on since rebase r began, goes to next -- the base r
  * made, at that point -- with the records it held then dropped: it is
  * what a fold from next run to the same entry would be (the same rules

@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@
 #include "persist/apply_impl.h"
 #include "persist/bytes.h"
 #include "persist/checkpoint.h"
+#include "persist/log.h"
 #include "persist/snapshot.h"
 #include "shm/segment.h"
 
@@ -62,6 +64,7 @@ struct ckpt_job {
      * (txn and pin NULL) */
     const uint8_t *base;
     size_t base_len;
+    int base_fd; /* base's file, read-only, holding a read lease while mapped (map_shared); -1: none */
     /* a base's file, this job's own (unlinked by ckpt_job_free); engines
      * get links to it (ckpt_job_overlay_at) */
     char base_path[PATH_MAX];
@@ -82,6 +85,7 @@ struct ckpt_job {
      * and what was applied at its point: a rebase merges it with the base */
     const uint8_t *ov_map;
     size_t ov_map_len;
+    int ov_fd; /* its lease (map_shared); -1: none */
     struct apply_meta ov_am;
     struct base_range *ranges; /* the base's entries of each fold table (by index), once looked up */
     size_t n_ranges;
@@ -90,6 +94,7 @@ struct ckpt_job {
 };
 
 static int checkpoint_meta(ckpt_job *j, struct ckpt_info *info);
+static void unmap_shared(const uint8_t *map, size_t len, int fd);
 
 /* A key an overlay of a base holds: its last record in the fold. */
 struct overlay_key {
@@ -206,6 +211,7 @@ int applier_checkpoint_begin(applier *a, uint64_t epoch, ckpt_job **out)
     j = calloc(1, sizeof *j);
     if (!j)
         return ENOMEM;
+    j->base_fd = j->ov_fd = -1;
     j->env = a->env;
     j->meta = a->meta;
     j->epoch = epoch;
@@ -260,10 +266,8 @@ void ckpt_job_free(ckpt_job *j)
     applier_close(j->fold);
     free(j->ov);
     free(j->ranges);
-    if (j->ov_map)
-        munmap((void *)j->ov_map, j->ov_map_len);
-    if (j->base)
-        munmap((void *)j->base, j->base_len);
+    unmap_shared(j->ov_map, j->ov_map_len, j->ov_fd);
+    unmap_shared(j->base, j->base_len, j->base_fd);
     if (j->base_path[0])
         unlink(j->base_path);
     free(j->base_index);
@@ -984,6 +988,7 @@ static int base_job_info(const ckpt_job *j, const applier *a, const struct apply
     *out = NULL;
     if (!b)
         return ENOMEM;
+    b->base_fd = b->ov_fd = -1;
     b->env = j->env;
     b->meta = j->meta;
     b->epoch = j->epoch;
@@ -1031,19 +1036,68 @@ static int base_job_info(const ckpt_job *j, const applier *a, const struct apply
     return 0;
 }
 
+/* The signal a lease break raises (ckpt_leases_enable); 0: no leases.
+ * Relaxed: set once before any file is mapped, by the thread that starts
+ * the others (pthread_create orders it before their loads). */
+static atomic_int lease_signal;
+static atomic_int lease_logged; /* a failed lease logged (once a process) */
+
+void ckpt_leases_enable(int sig)
+{
+    atomic_store_explicit(&lease_signal, sig, memory_order_relaxed);
+}
+
+/* A read lease (fcntl(2) "Leases") on fd, a read-only open of a file
+ * mapped for as long as fd stays open: engines, which get hard links to
+ * the bases and overlays the node keeps mapped, can truncate the file
+ * through their link, and an access past its new end raises SIGBUS -- a
+ * dead node.  With the lease, whoever opens it for writing or truncates
+ * it waits (fs.lease-break-time, 45 s by default) until the node lets go
+ * of it, and the node gets lease_signal: the node's handler says so, its
+ * control thread drops every file kept (snapshot_leases_broken in
+ * node/checkpoint.c), which closes fd and lets the truncation go on.
+ * 1: leased; 0: no lease (leases off, disabled, not on this filesystem:
+ * mapped as without one, logged once); EAGAIN: the file is open for
+ * writing or its lease is being broken -- an engine is truncating it --
+ * so it is not mapped. */
+static int lease_take(int fd)
+{
+    int sig = atomic_load_explicit(&lease_signal, memory_order_relaxed), rc;
+
+    if (!sig)
+        return 0;
+    if (fcntl(fd, F_SETSIG, sig) == 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0)
+        return 1;
+    rc = errno;
+    if (rc == EAGAIN)
+        return EAGAIN;
+    if (!atomic_exchange_explicit(&lease_logged, 1, memory_order_relaxed))
+        log_msg(LOG_INFO, "snapshot: no lease on the files kept mapped",
+                "error=\"%s\" effect=\"an engine that truncates one kills the node\"", strerror(rc));
+    return 0;
+}
+
 /* Maps the file at path read-only and shared: the page cache's pages the
  * file was just written to, not a copy; every page mapped now
  * (MAP_POPULATE), on the thread that makes a base, so that the control
  * thread's lookups in it (base_find, random pages) do not fault a page
- * in each.  0 or errno (RK_ECORRUPT: shorter than a header). */
-static int map_shared(const char *path, const uint8_t **map, size_t *len)
+ * in each.  The file is leased first (lease_take): *fd, the lease's
+ * descriptor, stays open for unmap_shared to close (-1: no lease); the
+ * size mapped is the size once leased, which no one can shrink until the
+ * lease is let go.  0 or errno (RK_ECORRUPT: shorter than a header;
+ * EAGAIN: an engine has the file open for writing). */
+static int map_shared(const char *path, const uint8_t **map, size_t *len, int *lease_fd)
 {
     struct stat st;
-    int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc = 0, leased = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
 
+    *lease_fd = -1;
     if (fd < 0)
         return errno;
-    if (fstat(fd, &st) != 0)
+    leased = lease_take(fd);
+    if (leased == EAGAIN)
+        rc = EAGAIN;
+    if (!rc && fstat(fd, &st) != 0)
         rc = errno;
     if (!rc && st.st_size < (off_t)SNAP_HEADER_SIZE)
         rc = RK_ECORRUPT;
@@ -1056,8 +1110,24 @@ static int map_shared(const char *path, const uint8_t **map, size_t *len)
             *len = (size_t)st.st_size;
         }
     }
-    close(fd);
+    if (!rc && leased == 1)
+        *lease_fd = fd;
+    else
+        unmap_shared(NULL, 0, fd);
     return rc;
+}
+
+/* Undoes map_shared: the mapping first, then the lease (let go before the
+ * close, so that a descriptor some other process may share cannot keep
+ * it), which lets an engine's truncation go on.  map NULL, fd -1: no-op. */
+static void unmap_shared(const uint8_t *map, size_t len, int fd)
+{
+    if (map)
+        munmap((void *)map, len);
+    if (fd >= 0) {
+        fcntl(fd, F_SETLEASE, F_UNLCK); /* fails harmlessly when fd has no lease */
+        close(fd);
+    }
 }
 
 /* Base b (base_job_info's) gets its file at path, mapped and indexed (by
@@ -1066,7 +1136,7 @@ static int map_shared(const char *path, const uint8_t **map, size_t *len)
  * stays). */
 static int base_job_map(ckpt_job *b, const char *path, struct snap_slot *index)
 {
-    int rc = map_shared(path, &b->base, &b->base_len);
+    int rc = map_shared(path, &b->base, &b->base_len, &b->base_fd);
     char why[256];
 
     b->base_index = index;
@@ -1138,6 +1208,7 @@ struct ckpt_rebase {
     ckpt_job *next;                  /* the new base, but its file: at the overlay's point */
     const uint8_t *base, *overlay;   /* the old base's file and the overlay, mapped for the rebase */
     size_t base_len, overlay_len;
+    int base_fd, overlay_fd;         /* their leases (map_shared), so that the base's job may go first */
     size_t fold_records;             /* the old base's fold's records at the overlay's point */
 };
 
@@ -1151,18 +1222,21 @@ int ckpt_rebase_begin(ckpt_job *j, ckpt_rebase **out)
         return RK_EINVAL;
     if (!(r = calloc(1, sizeof *r)))
         return ENOMEM;
+    r->base_fd = r->overlay_fd = -1;
     /* the fold is at the overlay's point still: nothing ran it since */
     rc = base_job_info(j, j->fold, &j->ov_am, &r->next);
     if (!rc)
-        rc = map_shared(j->base_path, &r->base, &r->base_len);
+        rc = map_shared(j->base_path, &r->base, &r->base_len, &r->base_fd);
     if (rc) {
         ckpt_rebase_free(r);
         return rc;
     }
     r->overlay = j->ov_map;
     r->overlay_len = j->ov_map_len;
+    r->overlay_fd = j->ov_fd;
     r->fold_records = j->fold->pending.n_records;
     j->ov_map = NULL;
+    j->ov_fd = -1;
     *out = r;
     return 0;
 }
@@ -1210,10 +1284,8 @@ void ckpt_rebase_free(ckpt_rebase *r)
     if (!r)
         return;
     ckpt_job_free(r->next);
-    if (r->base)
-        munmap((void *)r->base, r->base_len);
-    if (r->overlay)
-        munmap((void *)r->overlay, r->overlay_len);
+    unmap_shared(r->base, r->base_len, r->base_fd);
+    unmap_shared(r->overlay, r->overlay_len, r->overlay_fd);
     free(r);
 }
 
@@ -1524,12 +1596,13 @@ int ckpt_job_overlay_at(ckpt_job *j, store *s, uint64_t upto, const char *path, 
         /* kept for a rebase: mapped now, before the engine can unlink it */
         const uint8_t *map = NULL;
         size_t len = 0;
-        rc = map_shared(path, &map, &len);
+        int fd = -1;
+        rc = map_shared(path, &map, &len, &fd);
         if (!rc) {
-            if (j->ov_map)
-                munmap((void *)j->ov_map, j->ov_map_len);
+            unmap_shared(j->ov_map, j->ov_map_len, j->ov_fd);
             j->ov_map = map;
             j->ov_map_len = len;
+            j->ov_fd = fd;
             j->ov_am = am;
         } else {
             sys_unlink(path);

@@ -2119,7 +2119,11 @@ static int first_value(void *arg, const void *key, uint32_t klen, const void *va
  * would (every length stays good), and one group more is written, so
  * that most keys keep the file's values: without a check of the base's
  * hashes, the changed value went into the next state (seen: "key
- * p0/k00000 in t0 has a value the model does not"). */
+ * p0/k00000 in t0 has a value the model does not").  The node holds no
+ * lease here (RK_TEST_NO_LEASES), as where leases are unavailable: with
+ * one, the open for writing would make it let go of the base first
+ * (a_base_truncated_by_an_engine_is_let_go_and_the_node_lives), and the
+ * check this covers would not run.  The two tests below do the same. */
 START_TEST(a_changed_last_snapshot_is_not_used)
 {
     static const char *const extra[] = {"node", "log_level", "info", NULL};
@@ -2138,7 +2142,9 @@ START_TEST(a_changed_last_snapshot_is_not_used)
     snprintf(log_path, sizeof log_path, "%s.log", data_dir);
     node_extra = extra;
     node_log = log_path;
+    setenv("RK_TEST_NO_LEASES", "1", 1); /* the checks without leases (see below) */
     node = start_node(NULL);
+    unsetenv("RK_TEST_NO_LEASES");
     ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
     ck_assert_int_eq(open_tables(r0, 3, t0), 0);
     write_groups(r0, t0, 0, 0, 30, 0, &lsn);
@@ -2253,7 +2259,9 @@ START_TEST(a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives)
     snprintf(log_path, sizeof log_path, "%s.log", data_dir);
     node_extra = extra;
     node_log = log_path;
+    setenv("RK_TEST_NO_LEASES", "1", 1); /* the checks without leases (see below) */
     node = start_node(NULL);
+    unsetenv("RK_TEST_NO_LEASES");
     ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
     ck_assert_int_eq(open_tables(r0, 3, t0), 0);
     write_groups(r0, t0, 0, 0, 30, 0, &lsn);
@@ -2279,9 +2287,10 @@ END_TEST
 /* A node whose rebases are held (RK_TEST_REBASE_GATE: the file
  * rebase_gate, DIR.rebase, holds 0), its info log at log_path (DIR.log),
  * eng0's groups 1..30 written (*r0, tables t0) and a base made of them
- * by an open (from the store). */
-static pid_t start_rebase_held_node(char log_path[300], char rebase_gate[300], rk_ring **r0, uint16_t t0[3],
-                                    uint64_t *lsn)
+ * by an open (from the store); leases 0: the node takes none
+ * (RK_TEST_NO_LEASES, for a test that writes a file the node keeps). */
+static pid_t start_rebase_held_node(char log_path[300], char rebase_gate[300], int leases, rk_ring **r0,
+                                    uint16_t t0[3], uint64_t *lsn)
 {
     static const char *const extra[] = {"node", "log_level", "info", NULL};
     rk_ring_opts o0 = {.producer = "eng0"};
@@ -2294,7 +2303,10 @@ static pid_t start_rebase_held_node(char log_path[300], char rebase_gate[300], r
     node_extra = extra;
     node_log = log_path;
     setenv("RK_TEST_REBASE_GATE", rebase_gate, 1);
+    if (!leases)
+        setenv("RK_TEST_NO_LEASES", "1", 1);
     node = start_node(NULL);
+    unsetenv("RK_TEST_NO_LEASES");
     unsetenv("RK_TEST_REBASE_GATE");
     ck_assert_int_eq(rk_ring_attach(ring_name, &o0, r0), 0);
     ck_assert_int_eq(open_tables(*r0, 3, t0), 0);
@@ -2327,7 +2339,7 @@ START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
     int status = 0;
     pid_t node;
 
-    node = start_rebase_held_node(log_path, rebase_gate, &r0, t0, &lsn);
+    node = start_rebase_held_node(log_path, rebase_gate, 0, &r0, t0, &lsn);
 
     /* 410 groups (4920 records, more than REBASE_MIN_RECORDS and an
      * eighth of the base): the overlay that makes the base due */
@@ -2368,6 +2380,110 @@ START_TEST(an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes)
 }
 END_TEST
 
+/* An engine gets a hard link to the base the primary keeps mapped (and
+ * the overlay it keeps for a rebase is the engine's file): one that
+ * truncates it through that link, before it unlinks it, would make the
+ * node's next read of the mapping past the new end raise SIGBUS.  Here
+ * the base named in a served overlay is truncated to 0 and 200 groups are
+ * written (2400 records: the fold ahead's catch-up, at the node's next
+ * idle step, reads the base, base_find); the truncate(2) waits while the
+ * node holds its lease and returns once the node let go of every file it
+ * keeps.  The node lives, the old base's file is gone (no base-* name of
+ * its inode left), the next open is served from the store and the one
+ * after from the new base, every group, equal to the model.  Before the
+ * leases the truncation went through at once and the node died of
+ * SIGBUS (signal 7) at its next idle step. */
+START_TEST(a_base_truncated_by_an_engine_is_let_go_and_the_node_lives)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    rk_ring_opts o0 = {.producer = "eng0"};
+    rk_ring *r0 = NULL;
+    uint16_t t0[3];
+    uint64_t lsn = 0, heights[N_PRODUCERS];
+    char log_path[300], base_link[PATH_MAX], err[256] = "", *reply = NULL;
+    struct snap_info info;
+    struct stat st;
+    uint8_t *buf;
+    int status = 0, fd, base_fd;
+    pid_t node, cut;
+
+    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
+    node_extra = extra;
+    node_log = log_path;
+    node = start_node(NULL);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
+    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
+    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
+    journaled(r0, lsn);
+    check_state(heights); /* the base, from the store */
+    write_groups(r0, t0, 0, 30, 40, 0, &lsn);
+    journaled(r0, lsn);
+
+    /* an overlay, and the name of its link to the base */
+    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
+    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
+    ck_assert_int_ge(fd = open(reply + 3, O_RDONLY | O_CLOEXEC), 0);
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
+    ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    ck_assert_msg(snap_check_layout(buf, (size_t)st.st_size, &info, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_ne(info.h.base.file_size, 0); /* an overlay */
+    snprintf(base_link, sizeof base_link, "%s/snapshots/%s", data_dir, info.h.base.name);
+    free(buf);
+    close(fd);
+    unlink(reply + 3);
+    free(reply);
+    /* read-only: breaks no lease; holds the inode, whose links are counted below */
+    ck_assert_int_ge(base_fd = open(base_link, O_RDONLY | O_CLOEXEC), 0);
+    ck_assert_int_eq(fstat(base_fd, &st), 0);
+    ck_assert_uint_eq(st.st_nlink, 2); /* the node's base-* name and the engine's link */
+
+    /* the truncation, in a child: it waits until the node lets go */
+    cut = fork();
+    ck_assert_int_ge(cut, 0);
+    if (cut == 0)
+        _exit(truncate(base_link, 0) == 0 ? 0 : 1);
+    for (int i = 0; waitpid(cut, &status, WNOHANG) == 0; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "the truncation still waits");
+        usleep(10000);
+    }
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "truncate failed");
+    unlink(base_link); /* as the engine would */
+
+    /* more groups than FOLD_AHEAD_MIN_BATCH records: the node's next idle
+     * step folds them ahead and looks their keys up in the base, if it
+     * still has it; 0.5 s for it to run a few times */
+    write_groups(r0, t0, 0, 40, 240, 0, &lsn);
+    for (int i = 0, alive = 1; rk_wait(r0, lsn, RK_DURABLE, 10) != 0 && alive; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "the groups were not journaled");
+        alive = waitpid(node, &status, WNOHANG) == 0;
+    }
+    for (int i = 0; i < 50 && waitpid(node, &status, WNOHANG) == 0; i++)
+        usleep(10000);
+    ck_assert_msg(waitpid(node, &status, WNOHANG) == 0, "the node died (signal %d)",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    journaled(r0, lsn);
+    ck_assert_int_eq(fstat(base_fd, &st), 0);
+    ck_assert_uint_eq(st.st_nlink, 0); /* the node's name for the old base is gone */
+    close(base_fd);
+    ck_assert_int_eq(lines_with(log_path, "every base goes"), 1);
+
+    check_state(heights); /* from the store: a new base */
+    ck_assert_uint_eq(heights[0], 240);
+    write_groups(r0, t0, 0, 240, 250, 0, &lsn);
+    journaled(r0, lsn);
+    check_state(heights); /* an overlay of the new base */
+    ck_assert_uint_eq(heights[0], 250);
+    ck_assert_int_eq(lines_with(log_path, "from=store"), 2);
+    ck_assert_int_eq(lines_with(log_path, "from=overlay"), 2);
+    ck_assert_msg(waitpid(node, &status, WNOHANG) == 0, "the node died (signal %d)",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    rk_ring_detach(r0);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    unlink(log_path);
+}
+END_TEST
+
 /* How many files of the data directory's snapshots/ begin with prefix. */
 static int snapshot_files(const char *prefix)
 {
@@ -2398,7 +2514,7 @@ START_TEST(a_base_replaced_between_requests_is_freed_without_one)
     char log_path[300], rebase_gate[300];
     pid_t node;
 
-    node = start_rebase_held_node(log_path, rebase_gate, &r0, t0, &lsn);
+    node = start_rebase_held_node(log_path, rebase_gate, 1, &r0, t0, &lsn);
     write_groups(r0, t0, 0, 30, 440, 0, &lsn);
     journaled(r0, lsn);
     check_state(heights); /* the overlay that makes the base due */
@@ -2949,6 +3065,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, a_changed_last_snapshot_is_not_used);
     tcase_add_test(tc, a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives);
     tcase_add_test(tc, an_overlay_changed_before_its_rebase_is_refused_and_its_base_goes);
+    tcase_add_test(tc, a_base_truncated_by_an_engine_is_let_go_and_the_node_lives);
     tcase_add_test(tc, a_base_replaced_between_requests_is_freed_without_one);
     tcase_add_test(tc, a_primary_killed_with_a_base_leaves_none_after_its_restart);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
