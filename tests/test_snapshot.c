@@ -981,6 +981,413 @@ START_TEST(overlay_and_whole_snapshot_read_as_the_model)
 }
 END_TEST
 
+/* ------------------------------------------------------------ against a brute-force model */
+
+/* Random tables for random_keys_read_as_a_brute_force_model: keys of 0 to
+ * R_KEY_MAX bytes over four letters, NUL among them, so that many keys are
+ * prefixes of others and many tie on their first 8 bytes (key_prefix pads
+ * a short key with NULs: "a" and "a\0" tie too).  Each round's seed is the
+ * run's (R_SEED, or RK_SNAPSHOT_SEED to try others) plus the round. */
+#define R_SEED 20261207u
+#define R_ROUNDS 12
+#define R_KEY_MAX 11
+#define R_KEYS_MAX 300 /* per table */
+#define R_TABLES 4
+
+static const uint8_t r_letters[] = {0x00, 0x01, 'a', 0xff};
+
+/* The tables, in name order (the writer's), by what they are: the base's
+ * alone (the overlay has no such table), the base's with the overlay's
+ * changes, the base's with every key deleted, the overlay's alone. */
+enum r_kind { R_BASE_ONLY, R_BOTH, R_EMPTIED, R_OVERLAY_ONLY };
+static const char *const r_names[R_TABLES] = {"base-only", "both", "emptied", "overlay-only"};
+
+/* A key of a table: the version of its value in the base and in the
+ * overlay's state (0: no entry), and whether the overlay has a tombstone
+ * of it (of a key the base has: a delete; of one it has not: harmless).
+ * key has room for a probe one byte longer than any key. */
+struct r_key {
+    uint8_t key[R_KEY_MAX + 1];
+    uint32_t klen;
+    int was, now, tomb;
+};
+
+struct r_table {
+    struct r_key k[R_KEYS_MAX]; /* distinct, in key order once drawn */
+    size_t n;
+};
+
+/* Berkeley DB's default order, written here rather than taken from the
+ * code under test: bytes, then the shorter first. */
+static int r_cmp(const void *a, const void *b)
+{
+    const struct r_key *x = a, *y = b;
+    uint32_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = n ? memcmp(x->key, y->key, n) : 0;
+
+    if (c)
+        return c;
+    return (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+/* Version `version`'s value of k: 0 to 12 bytes, from a hash of the key,
+ * so a value read under another key, or another version, differs. */
+static uint32_t r_val(const struct r_key *k, int version, uint8_t *val)
+{
+    uint32_t h = 2166136261u, n;
+
+    for (uint32_t i = 0; i < k->klen; i++)
+        h = (h ^ k->key[i]) * 16777619u;
+    h = (h ^ k->klen) * 16777619u;
+    n = (h + (uint32_t)version) % 13;
+    for (uint32_t j = 0; j < n; j++)
+        val[j] = (uint8_t)((h >> (j % 4 * 8)) + (uint32_t)version * 31 + j);
+    return n;
+}
+
+/* k as hex for a failure message ("(empty)" for the empty key). */
+static const char *r_hex(const uint8_t *key, uint32_t klen, char *buf)
+{
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < klen; i++)
+        sprintf(buf + 3 * i, "%02x%s", key[i], i + 1 < klen ? " " : "");
+    return klen ? buf : "(empty)";
+}
+
+/* Draws a key for t into k: any length and letters; or one of the round's
+ * two 8-byte stems (one ends in NULs), cut or extended (runs of keys that
+ * tie on key_prefix, longer than the reader's index stride); or one of t's
+ * keys with a letter added, removed or changed.  0 when t has it already. */
+static int r_draw_key(const struct r_table *t, const uint8_t stems[2][8], unsigned *seed, struct r_key *k)
+{
+    uint8_t letter = r_letters[rand_r(seed) % 4];
+
+    memset(k, 0, sizeof *k);
+    switch (rand_r(seed) % 4) {
+    case 0:
+        k->klen = (uint32_t)(rand_r(seed) % (R_KEY_MAX + 1));
+        for (uint32_t i = 0; i < k->klen; i++)
+            k->key[i] = r_letters[rand_r(seed) % 4];
+        break;
+    case 1:
+        memcpy(k->key, stems[rand_r(seed) % 2], 8);
+        k->klen = 3 + (uint32_t)(rand_r(seed) % (R_KEY_MAX - 2));
+        for (uint32_t i = 8; i < k->klen; i++)
+            k->key[i] = r_letters[rand_r(seed) % 4];
+        break;
+    default:
+        if (!t->n)
+            return 0;
+        *k = t->k[rand_r(seed) % t->n];
+        if (k->klen < R_KEY_MAX && rand_r(seed) % 3 == 0)
+            k->key[k->klen++] = letter;
+        else if (k->klen && rand_r(seed) % 2 == 0)
+            k->klen--;
+        else if (k->klen)
+            k->key[rand_r(seed) % k->klen] = letter;
+        break;
+    }
+    for (size_t i = 0; i < t->n; i++)
+        if (r_cmp(&t->k[i], k) == 0)
+            return 0;
+    return 1;
+}
+
+/* What the base and the overlay hold of key k of a table of that kind.
+ * A key neither has stays in the model: gets and scans probe it. */
+static void r_draw_state(struct r_key *k, enum r_kind kind, unsigned *seed)
+{
+    int r = rand_r(seed) % 10;
+
+    k->was = k->now = k->tomb = 0;
+    switch (kind) {
+    case R_BASE_ONLY:
+        k->was = k->now = r < 9;
+        break;
+    case R_BOTH:
+        if (r < 4) { /* unchanged */
+            k->was = k->now = 1;
+        } else if (r < 6) { /* overwritten */
+            k->was = 1;
+            k->now = 2;
+        } else if (r < 7) { /* deleted */
+            k->was = 1;
+            k->tomb = 1;
+        } else if (r < 8) { /* new */
+            k->now = 2;
+        } else if (r < 9) { /* a tombstone of a key the base has not */
+            k->tomb = 1;
+        }
+        break;
+    case R_EMPTIED:
+        k->was = r < 8;
+        k->tomb = 1;
+        break;
+    case R_OVERLAY_ONLY:
+        k->now = r < 8 ? 2 : 0;
+        k->tomb = r == 8;
+        break;
+    }
+}
+
+/* Draws the round's tables: up to R_KEYS_MAX keys each (up to 20 in
+ * every fourth round: tables shorter than a stride or empty), sorted. */
+static void r_draw(struct r_table *tabs, unsigned *seed, int round)
+{
+    uint8_t stems[2][8] = {{0}};
+
+    for (int i = 0; i < 8; i++)
+        stems[0][i] = r_letters[rand_r(seed) % 4];
+    for (int i = 0; i < 3; i++)
+        stems[1][i] = r_letters[rand_r(seed) % 4];
+    for (int t = 0; t < R_TABLES; t++) {
+        struct r_table *tab = &tabs[t];
+        size_t want = (size_t)rand_r(seed) % (round % 4 == 3 ? 21 : R_KEYS_MAX + 1);
+        tab->n = 0;
+        /* a bounded number of draws: a short alphabet runs out of new
+         * keys of some shapes */
+        for (int draws = 0; tab->n < want && draws < 8 * R_KEYS_MAX; draws++) {
+            struct r_key k;
+            if (!r_draw_key(tab, stems, seed, &k))
+                continue;
+            r_draw_state(&k, (enum r_kind)t, seed);
+            tab->k[tab->n++] = k;
+        }
+        qsort(tab->k, tab->n, sizeof *tab->k, r_cmp);
+    }
+}
+
+/* Writes the round's base (a whole snapshot of every key's `was`) at
+ * base_file, or, overlay not NULL, its overlay there, over base_file
+ * (named base_name in it): a PUT for every key whose version changes, a
+ * tombstone for every key marked so.  A table is written when it has an
+ * entry. */
+static void r_write(const struct r_table *tabs, const char *base_file, const char *overlay,
+                    const char *base_name)
+{
+    struct snap_producer p = {0};
+    struct apply_meta am = test_am;
+    struct snap_base base = {0};
+    snap_writer *w = NULL;
+    char err[512] = "";
+    uint8_t val[16];
+
+    am.applied_seq = overlay ? 9 : 5;
+    snprintf(p.name, sizeof p.name, "eng0");
+    p.m = (struct producer_meta){.applied_lsn = 4242, .height = am.applied_seq, .n_groups = 9};
+    ck_assert_int_eq(snap_writer_open(overlay ? overlay : base_file, &w, err, sizeof err), 0);
+    for (int t = 0; t < R_TABLES; t++) {
+        int opened = 0;
+        for (size_t i = 0; i < tabs[t].n; i++) {
+            const struct r_key *k = &tabs[t].k[i];
+            int version = overlay ? k->now : k->was;
+            if (overlay ? k->now == k->was && !k->tomb : !k->was)
+                continue;
+            if (!opened) {
+                ck_assert_int_eq(snap_writer_table(w, r_names[t]), 0);
+                opened = 1;
+            }
+            if (version)
+                ck_assert_int_eq(snap_writer_add(w, k->key, k->klen, val, r_val(k, version, val)), 0);
+            else
+                ck_assert_int_eq(snap_writer_add_tombstone(w, k->key, k->klen), 0);
+        }
+    }
+    if (overlay) {
+        struct snap_header h;
+        int fd = open(base_file, O_RDONLY);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pread(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+        close(fd);
+        base.file_size = h.file_size;
+        base.body_hash = h.body_hash;
+        base.applied_seq = h.am.applied_seq;
+        snprintf(base.name, sizeof base.name, "%s", base_name);
+    }
+    ck_assert_msg(snap_writer_finish(w, &am, overlay ? &base : NULL, &p, 1, err, sizeof err) == 0, "%s", err);
+}
+
+/* rk_state_get of q in table t of s answers as the model: the value of
+ * the version the view has (over_base: the overlay's state, else the
+ * base's), byte for byte, or RK_ENOTFOUND when it has none. */
+static void r_assert_get(rk_state *s, const struct r_table *tabs, int t, int over_base, const struct r_key *q,
+                         const char *where)
+{
+    const struct r_key *m = bsearch(q, tabs[t].k, tabs[t].n, sizeof *q, r_cmp);
+    int version = !m ? 0 : over_base ? m->now : m->was;
+    uint8_t want[16];
+    uint32_t want_len = version ? r_val(m, version, want) : 0, vlen = 0;
+    char hex[3 * (R_KEY_MAX + 1) + 1];
+    void *v = NULL;
+    int rc = rk_state_get(s, r_names[t], q->key, q->klen, &v, &vlen);
+
+    if (version)
+        ck_assert_msg(rc == 0 && vlen == want_len && (!vlen || memcmp(v, want, vlen) == 0),
+                      "%s, table %s, get of %s: %d, %u bytes; the model's %u bytes", where, r_names[t],
+                      r_hex(q->key, q->klen, hex), rc, vlen, want_len);
+    else
+        ck_assert_msg(rc == RK_ENOTFOUND && !v && !vlen,
+                      "%s, table %s, get of %s: %d, %u bytes; the model has none", where, r_names[t],
+                      r_hex(q->key, q->klen, hex), rc, vlen);
+    free(v);
+}
+
+/* The model's scan of prefix[0..plen) in table t, as scan_append writes
+ * it, stopping after stop_at entries (0: all); how many it wrote. */
+static size_t r_model_scan(const struct r_table *tabs, int t, int over_base, const uint8_t *prefix,
+                           uint32_t plen, size_t stop_at, struct scan_out *out)
+{
+    uint8_t val[16];
+    size_t n = 0;
+
+    out->len = 0;
+    for (size_t i = 0; i < tabs[t].n && (!stop_at || n < stop_at); i++) {
+        const struct r_key *k = &tabs[t].k[i];
+        int version = over_base ? k->now : k->was;
+        if (version && k->klen >= plen && (!plen || memcmp(k->key, prefix, plen) == 0)) {
+            scan_append(out, k->key, k->klen, val, r_val(k, version, val));
+            n++;
+        }
+    }
+    return n;
+}
+
+/* rk_state_scan's callback for r_assert_view: appends each entry to out
+ * (scan_append), and returns 7 at entry stop_at (0: none).  where and
+ * table name the state in a failure (an entry no model entry can be: a
+ * tombstone's, say). */
+struct r_scan {
+    struct scan_out *out;
+    size_t n, stop_at;
+    const char *where, *table;
+};
+
+static int r_scan_entry(void *arg, const void *key, uint32_t klen, const void *val, uint32_t vlen)
+{
+    struct r_scan *sc = arg;
+
+    ck_assert_msg(klen <= R_KEY_MAX && vlen <= 12, "%s, table %s, a scan gave an entry of %u, %u bytes",
+                  sc->where, sc->table, klen, vlen);
+    scan_append(sc->out, key, klen, val, vlen);
+    return ++sc->n == sc->stop_at ? 7 : 0;
+}
+
+/* s holds tabs as the view over_base says: every key, and every key with
+ * one letter added and with its first or last byte removed, read by
+ * rk_state_get; a scan of every prefix of every key (each once) and of
+ * the empty prefix, byte for byte in key order; scans of the whole table
+ * stopped by their callback at the first entry, the middle one and past
+ * the last, which return its value (r_scan_entry's 7) or 0 when never
+ * stopped. */
+static void r_assert_view(rk_state *s, const struct r_table *tabs, int over_base, const char *where)
+{
+    static struct scan_out got, want;
+    char hex[3 * (R_KEY_MAX + 1) + 1];
+
+    for (int t = 0; t < R_TABLES; t++) {
+        const struct r_table *tab = &tabs[t];
+        size_t n_entries = r_model_scan(tabs, t, over_base, NULL, 0, 0, &want);
+        size_t stops[3] = {1, n_entries / 2 + 1, n_entries + 1};
+
+        for (size_t i = 0; i < tab->n; i++) {
+            struct r_key q = tab->k[i];
+            r_assert_get(s, tabs, t, over_base, &q, where);
+            for (int l = 0; l < 4; l++) {
+                q.key[q.klen] = r_letters[l];
+                q.klen++;
+                r_assert_get(s, tabs, t, over_base, &q, where);
+                q.klen--;
+            }
+            if (q.klen) {
+                q.klen--;
+                r_assert_get(s, tabs, t, over_base, &q, where);
+                memcpy(q.key, tab->k[i].key + 1, q.klen);
+                r_assert_get(s, tabs, t, over_base, &q, where);
+            }
+        }
+        /* i == tab->n: the empty prefix; otherwise the prefixes of key i
+         * that key i - 1 does not share (the others were scanned with it) */
+        for (size_t i = 0; i <= tab->n; i++) {
+            const struct r_key *k = i < tab->n ? &tab->k[i] : NULL;
+            uint32_t shared = 0;
+            if (k && i > 0)
+                while (shared < k->klen && shared < tab->k[i - 1].klen &&
+                       k->key[shared] == tab->k[i - 1].key[shared])
+                    shared++;
+            for (uint32_t plen = k ? shared + 1 : 0; plen <= (k ? k->klen : 0); plen++) {
+                const uint8_t *prefix = k ? k->key : NULL;
+                struct r_scan sc = {.out = &got, .where = where, .table = r_names[t]};
+                int rc;
+                r_model_scan(tabs, t, over_base, prefix, plen, 0, &want);
+                got.len = 0;
+                rc = rk_state_scan(s, r_names[t], prefix, plen, r_scan_entry, &sc);
+                ck_assert_msg(rc == 0 && got.len == want.len && memcmp(got.buf, want.buf, got.len) == 0,
+                              "%s, table %s, scan of prefix %s: %d, %zu bytes; the model's %zu", where,
+                              r_names[t], r_hex(prefix, plen, hex), rc, got.len, want.len);
+            }
+        }
+        for (int j = 0; j < 3; j++) {
+            struct r_scan sc = {.out = &got, .stop_at = stops[j], .where = where, .table = r_names[t]};
+            int rc;
+            r_model_scan(tabs, t, over_base, NULL, 0, stops[j], &want);
+            got.len = 0;
+            rc = rk_state_scan(s, r_names[t], NULL, 0, r_scan_entry, &sc);
+            ck_assert_msg(rc == (stops[j] <= n_entries ? 7 : 0) && got.len == want.len &&
+                              memcmp(got.buf, want.buf, got.len) == 0,
+                          "%s, table %s, scan stopped at entry %zu of %zu: %d, %zu bytes; the model's %zu",
+                          where, r_names[t], stops[j], n_entries, rc, got.len, want.len);
+        }
+    }
+}
+
+/* rk_state_get and rk_state_scan read a random state as a brute-force
+ * model of it does, over R_ROUNDS rounds: an overlay over its base, and
+ * the base alone (a whole snapshot).  Keys of 0 to 11 bytes over {0x00,
+ * 0x01, 'a', 0xff} (the empty key, keys that are prefixes of others,
+ * long runs that tie on their first 8 bytes, some only by key_prefix's
+ * NUL padding); a table only in the base, one only in the overlay, one in
+ * both (overwrites, new keys, deletes, tombstones of keys the base has
+ * not), one every key of which the overlay deletes.  Gets of every key
+ * and of each with a byte added or removed; scans of every prefix of
+ * every key and the empty one; scans stopped by their callback.  Fails on
+ * a reader that misplaces a look-up in a table's index (the stride walk
+ * started from the wrong slot, keys that tie on key_prefix compared
+ * wrongly), lets a tombstone or an overwritten entry of the base show
+ * through, ends a scan early or late, or drops its callback's value.  A
+ * failure names its seed and round: RK_SNAPSHOT_SEED=seed replays it (and
+ * other seeds try other states). */
+START_TEST(random_keys_read_as_a_brute_force_model_over_a_base_and_alone)
+{
+    static struct r_table tabs[R_TABLES];
+    const char *env = getenv("RK_SNAPSHOT_SEED");
+    unsigned run_seed = env ? (unsigned)strtoul(env, NULL, 10) : R_SEED;
+    char base_file[320], overlay[320], keep[320], where[128];
+
+    snprintf(base_file, sizeof base_file, "%s/q-base" SNAP_SUFFIX, dir);
+    snprintf(overlay, sizeof overlay, "%s/q" SNAP_SUFFIX, dir);
+    snprintf(keep, sizeof keep, "%s/q-keep" SNAP_SUFFIX, dir);
+    for (int round = 0; round < R_ROUNDS; round++) {
+        unsigned seed = run_seed + (unsigned)round;
+        rk_state *s = NULL;
+
+        r_draw(tabs, &seed, round);
+        r_write(tabs, base_file, NULL, NULL);
+        r_write(tabs, base_file, overlay, "q-base" SNAP_SUFFIX);
+        /* the open unlinks the base's link: keep it for the base's own open */
+        ck_assert_int_eq(link(base_file, keep), 0);
+        ck_assert_int_eq(open_served(overlay, &s), 0);
+        ck_assert_int_eq(rename(keep, base_file), 0);
+        snprintf(where, sizeof where, "seed %u, round %d, the overlay over its base", run_seed, round);
+        r_assert_view(s, tabs, 1, where);
+        rk_state_close(s);
+        ck_assert_int_eq(open_served(base_file, &s), 0);
+        snprintf(where, sizeof where, "seed %u, round %d, the base alone", run_seed, round);
+        r_assert_view(s, tabs, 0, where);
+        rk_state_close(s);
+    }
+}
+END_TEST
+
 struct len_offsets {
     const uint8_t *buf;
     size_t n, off[M_TABLES * M_KEYS]; /* each entry's klen field */
@@ -1088,6 +1495,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, overlay_that_fails_or_whose_base_fails_is_refused);
     tcase_add_test(tc, merge_of_an_overlay_with_its_base_is_the_whole_snapshot);
     tcase_add_test(tc, overlay_and_whole_snapshot_read_as_the_model);
+    tcase_add_test(tc, random_keys_read_as_a_brute_force_model_over_a_base_and_alone);
     tcase_add_test(tc, lengths_changed_under_an_open_handle_are_corrupt_not_a_crash);
     suite_add_tcase(s, tc);
     return s;
