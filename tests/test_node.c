@@ -2109,6 +2109,35 @@ static int first_value(void *arg, const void *key, uint32_t klen, const void *va
     return 0;
 }
 
+/* The snapshot tests' node: its info log at log_path (DIR.log), its
+ * rebases held when rebase_gate is not NULL (RK_TEST_REBASE_GATE), no
+ * leases when leases is 0 (RK_TEST_NO_LEASES, for a test that writes a
+ * file the node keeps); eng0 attached (*r0, tables t0) and its groups
+ * 1..30 journaled. */
+static pid_t start_eng0_node(char log_path[300], const char *rebase_gate, int leases, rk_ring **r0, uint16_t t0[3],
+                             uint64_t *lsn)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    rk_ring_opts o0 = {.producer = "eng0"};
+    pid_t node;
+
+    snprintf(log_path, 300, "%s.log", data_dir);
+    node_extra = extra;
+    node_log = log_path;
+    if (rebase_gate)
+        setenv("RK_TEST_REBASE_GATE", rebase_gate, 1);
+    if (!leases)
+        setenv("RK_TEST_NO_LEASES", "1", 1);
+    node = start_node(NULL);
+    unsetenv("RK_TEST_NO_LEASES");
+    unsetenv("RK_TEST_REBASE_GATE");
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, r0), 0);
+    ck_assert_int_eq(open_tables(*r0, 3, t0), 0);
+    write_groups(*r0, t0, 0, 0, 30, 0, lsn);
+    journaled(*r0, *lsn);
+    return node;
+}
+
 /* The file a primary keeps from the snapshot it served last (its base)
  * is on disk, where the engine it was written for (or anyone) can change
  * it: changed, it is not used -- the next open gets an overlay of it,
@@ -2126,8 +2155,6 @@ static int first_value(void *arg, const void *key, uint32_t klen, const void *va
  * check this covers would not run.  The two tests below do the same. */
 START_TEST(a_changed_last_snapshot_is_not_used)
 {
-    static const char *const extra[] = {"node", "log_level", "info", NULL};
-    rk_ring_opts o0 = {.producer = "eng0"};
     rk_ring *r0 = NULL;
     uint16_t t0[3];
     uint64_t lsn = 0, heights[N_PRODUCERS];
@@ -2139,16 +2166,7 @@ START_TEST(a_changed_last_snapshot_is_not_used)
     int fd;
     pid_t node;
 
-    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
-    node_extra = extra;
-    node_log = log_path;
-    setenv("RK_TEST_NO_LEASES", "1", 1); /* the checks without leases (see below) */
-    node = start_node(NULL);
-    unsetenv("RK_TEST_NO_LEASES");
-    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
-    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
-    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
-    journaled(r0, lsn);
+    node = start_eng0_node(log_path, NULL, 0, &r0, t0, &lsn); /* no leases (above) */
     ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
     ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
     ck_assert_int_ge(fd = open(reply + 3, O_RDWR | O_CLOEXEC), 0);
@@ -2245,8 +2263,6 @@ static size_t served_file_with_vlens_set(uint32_t big, struct snap_info *info)
 
 START_TEST(a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives)
 {
-    static const char *const extra[] = {"node", "log_level", "info", NULL};
-    rk_ring_opts o0 = {.producer = "eng0"};
     rk_ring *r0 = NULL;
     uint16_t t0[3];
     uint64_t lsn = 0, heights[N_PRODUCERS];
@@ -2256,16 +2272,7 @@ START_TEST(a_last_snapshot_with_changed_lengths_is_not_used_and_the_node_lives)
     int status = 0;
     pid_t node;
 
-    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
-    node_extra = extra;
-    node_log = log_path;
-    setenv("RK_TEST_NO_LEASES", "1", 1); /* the checks without leases (see below) */
-    node = start_node(NULL);
-    unsetenv("RK_TEST_NO_LEASES");
-    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
-    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
-    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
-    journaled(r0, lsn);
+    node = start_eng0_node(log_path, NULL, 0, &r0, t0, &lsn); /* no leases (above) */
     changed = served_file_with_vlens_set(0x7ffffff0u, &info); /* a whole file: no tombstone */
     ck_assert_uint_gt(changed, 0);
     ck_assert_uint_lt(changed, ENTRY_OFFSETS_MAX); /* every entry */
@@ -2292,26 +2299,12 @@ END_TEST
 static pid_t start_rebase_held_node(char log_path[300], char rebase_gate[300], int leases, rk_ring **r0,
                                     uint16_t t0[3], uint64_t *lsn)
 {
-    static const char *const extra[] = {"node", "log_level", "info", NULL};
-    rk_ring_opts o0 = {.producer = "eng0"};
     uint64_t heights[N_PRODUCERS];
     pid_t node;
 
-    snprintf(log_path, 300, "%s.log", data_dir);
     snprintf(rebase_gate, 300, "%s.rebase", data_dir);
     set_gate(rebase_gate, "0"); /* rebases held */
-    node_extra = extra;
-    node_log = log_path;
-    setenv("RK_TEST_REBASE_GATE", rebase_gate, 1);
-    if (!leases)
-        setenv("RK_TEST_NO_LEASES", "1", 1);
-    node = start_node(NULL);
-    unsetenv("RK_TEST_NO_LEASES");
-    unsetenv("RK_TEST_REBASE_GATE");
-    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, r0), 0);
-    ck_assert_int_eq(open_tables(*r0, 3, t0), 0);
-    write_groups(*r0, t0, 0, 0, 30, 0, lsn);
-    journaled(*r0, *lsn);
+    node = start_eng0_node(log_path, rebase_gate, leases, r0, t0, lsn);
     check_state(heights); /* the base, from the store */
     ck_assert_uint_eq(heights[0], 30);
     return node;
@@ -2395,8 +2388,6 @@ END_TEST
  * SIGBUS (signal 7) at its next idle step. */
 START_TEST(a_base_truncated_by_an_engine_is_let_go_and_the_node_lives)
 {
-    static const char *const extra[] = {"node", "log_level", "info", NULL};
-    rk_ring_opts o0 = {.producer = "eng0"};
     rk_ring *r0 = NULL;
     uint16_t t0[3];
     uint64_t lsn = 0, heights[N_PRODUCERS];
@@ -2407,14 +2398,7 @@ START_TEST(a_base_truncated_by_an_engine_is_let_go_and_the_node_lives)
     int status = 0, fd, base_fd;
     pid_t node, cut;
 
-    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
-    node_extra = extra;
-    node_log = log_path;
-    node = start_node(NULL);
-    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
-    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
-    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
-    journaled(r0, lsn);
+    node = start_eng0_node(log_path, NULL, 1, &r0, t0, &lsn);
     check_state(heights); /* the base, from the store */
     write_groups(r0, t0, 0, 30, 40, 0, &lsn);
     journaled(r0, lsn);
@@ -2550,22 +2534,13 @@ END_TEST
  * the next one is an overlay of the new run's base. */
 START_TEST(a_primary_killed_with_a_base_leaves_none_after_its_restart)
 {
-    static const char *const extra[] = {"node", "log_level", "info", NULL};
-    rk_ring_opts o0 = {.producer = "eng0"};
     rk_ring *r0 = NULL;
     uint16_t t0[3];
     uint64_t lsn = 0, heights[N_PRODUCERS];
     char log_path[300];
     pid_t node;
 
-    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
-    node_extra = extra;
-    node_log = log_path;
-    node = start_node(NULL);
-    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, &r0), 0);
-    ck_assert_int_eq(open_tables(r0, 3, t0), 0);
-    write_groups(r0, t0, 0, 0, 30, 0, &lsn);
-    journaled(r0, lsn);
+    node = start_eng0_node(log_path, NULL, 1, &r0, t0, &lsn);
     check_state(heights); /* the base, from the store */
     write_groups(r0, t0, 0, 30, 40, 0, &lsn);
     journaled(r0, lsn);
