@@ -44,7 +44,7 @@
 #define BOUND_MS 600000 /* no wait here takes this long unless something is broken */
 
 struct options {
-    unsigned seconds, interval, producers, checkpoint_seconds;
+    unsigned seconds, interval, producers, checkpoint_seconds, cache_mb; /* cache_mb 0: the node's default */
     uint64_t keys;
     int json;
 };
@@ -75,13 +75,15 @@ static pid_t start_node(int standby, const struct options *o)
     pid_t pid = fork();
     if (pid == 0) {
         struct node_config c;
-        char err[512], every[16];
+        char err[512], every[16], cache[16];
         snprintf(every, sizeof every, "%u", o->checkpoint_seconds);
+        snprintf(cache, sizeof cache, "%u", o->cache_mb);
         node_config_defaults(&c);
         int rc = node_config_set(&c, "node", "data_dir", g_dir[standby], "bench", err, sizeof err) ||
                  node_config_set(&c, "node", "log_level", "warn", "bench", err, sizeof err) ||
                  node_config_set(&c, "checkpoint", "every_seconds", every, "bench", err, sizeof err) ||
-                 node_config_set(&c, "replication", "heartbeat_ms", "100", "bench", err, sizeof err);
+                 node_config_set(&c, "replication", "heartbeat_ms", "100", "bench", err, sizeof err) ||
+                 (o->cache_mb && node_config_set(&c, "storage", "cache_mb", cache, "bench", err, sizeof err));
         if (standby)
             rc = rc || node_config_set(&c, "node", "role", "standby", "bench", err, sizeof err) ||
                  node_config_set(&c, "replication", "node_id", "soak-standby", "bench", err, sizeof err) ||
@@ -320,12 +322,13 @@ static double stop_node(int i)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bench_soak [--seconds S] [--interval S] [--producers N] [--keys N]\n"
-               "                  [--checkpoint-seconds S] [--json]\n"
+               "                  [--checkpoint-seconds S] [--cache-mb N] [--json]\n"
                "  --seconds S             how long the producers write (default 600)\n"
                "  --interval S            seconds between two lines (default 30)\n"
                "  --producers N           producer processes, unpaced (default 2, at most %d)\n"
                "  --keys N                distinct keys each producer writes over (default 1000000)\n"
                "  --checkpoint-seconds S  [checkpoint] every_seconds of both nodes (default 20)\n"
+               "  --cache-mb N            [storage] cache_mb of both nodes (default: the node's)\n"
                "  --json                  one JSON object per line\n",
                MAX_PRODUCERS);
 }
@@ -353,6 +356,8 @@ int main(int argc, char **argv)
             o.keys = strtoull(v, NULL, 10), i++;
         else if (v && strcmp(argv[i], "--checkpoint-seconds") == 0)
             o.checkpoint_seconds = (unsigned)strtoul(v, NULL, 10), i++;
+        else if (v && strcmp(argv[i], "--cache-mb") == 0)
+            o.cache_mb = (unsigned)strtoul(v, NULL, 10), i++;
         else
             return usage(stderr), 2;
     }
@@ -388,12 +393,18 @@ int main(int argc, char **argv)
         double la[3] = {0};
         bench_read_host(&nproc, cpu, sizeof cpu, kernel, sizeof kernel);
         getloadavg(la, 3);
-        if (!o.json)
+        if (!o.json) {
+            struct node_config defaults;
+            char cache[32];
+            node_config_defaults(&defaults);
+            snprintf(cache, sizeof cache, "%u MiB", o.cache_mb ? o.cache_mb : defaults.cache_mb);
             printf("bench_soak: %u producers unpaced (%d-byte values over %" PRIu64 " keys each, a MARK every %d),\n"
-                   "a primary (min_replicas 1) and a standby on loopback, checkpoints every %u s, for %u s\n"
+                   "a primary (min_replicas 1) and a standby on loopback, checkpoints every %u s, cache %s,\n"
+                   "for %u s\n"
                    "machine: %ld CPUs, %s, %s; load average at start %.2f %.2f %.2f; data under %s\n\n",
-                   o.producers, VALUE_SIZE, o.keys, MARK_EVERY, o.checkpoint_seconds, o.seconds, nproc, cpu,
-                   kernel, la[0], la[1], la[2], g_base);
+                   o.producers, VALUE_SIZE, o.keys, MARK_EVERY, o.checkpoint_seconds, cache, o.seconds, nproc,
+                   cpu, kernel, la[0], la[1], la[2], g_base);
+        }
     }
     if ((g_node_pid[0] = start_node(0, &o)) <= 0 || (g_node_pid[1] = start_node(1, &o)) <= 0) {
         on_fatal(SIGTERM);
