@@ -90,7 +90,7 @@ static const struct key_spec keys[] = {
     {"apply", "max_lag_entries", KEY_U32, FIELD(max_lag_entries), 1, 1000000, false, "4096"},
     {"apply", "max_lag_bytes", KEY_SIZE, FIELD(max_lag_bytes), 0, 64 * GIB, false, "64M"},
     {"apply", "max_lag_ms", KEY_U32, FIELD(max_lag_ms), 0, 3600000, false, "1000"},
-    {"storage", "cache_mb", KEY_U32, FIELD(cache_mb), 16, 65536, false, "256"},
+    {"storage", "cache_mb", KEY_U32, FIELD(cache_mb), 16, 65536, false, "1024"},
     {"checkpoint", "every_seconds", KEY_U32, FIELD(ckpt_every_seconds), 0, 86400, false, "60"},
     {"checkpoint", "every_records", KEY_SIZE, FIELD(ckpt_every_records), 0, 1000000000000ull, false, "0"},
     {"checkpoint", "keep", KEY_U32, FIELD(ckpt_keep), 1, 10000, false, "5"},

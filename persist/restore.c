@@ -56,7 +56,7 @@
 static uint32_t default_cache_mb(void)
 {
     struct node_config *c = malloc(sizeof *c);
-    uint32_t mb = 256;
+    uint32_t mb = 1024;
 
     if (c) {
         node_config_defaults(c);

@@ -311,7 +311,7 @@ static void expect_defaults_except_required(const struct node_config *c)
     ck_assert_int_eq(c->zstd_level, 1);
     ck_assert_uint_eq(c->max_lag_entries, 4096);
     ck_assert_uint_eq(c->max_lag_bytes, 64u << 20);
-    ck_assert_uint_eq(c->cache_mb, 256);
+    ck_assert_uint_eq(c->cache_mb, 1024);
     ck_assert_uint_eq(c->ckpt_every_seconds, 60);
     ck_assert_uint_eq(c->ckpt_every_records, 0);
     ck_assert_uint_eq(c->ckpt_keep, 5);
