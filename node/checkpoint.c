@@ -65,6 +65,7 @@
 
 #define LOG_CHECKPOINT_KB 4096 /* the BDB environment is checkpointed after this much log */
 #define LOG_CHECKPOINT_MS 50   /* how often the log checkpoint thread looks at the log */
+#define CACHE_CHECK_STEPS 200  /* and every this many looks (10 s), at the state's size (cache_check) */
 #define SNAPSHOT_FOLD_MAX_BYTES (4u << 20) /* ring bytes a snapshot folds past apply at most (serve_snapshot) */
 #define SNAPSHOT_BASE_FOLD_MAX_BYTES (32u << 20) /* ... past the last one served (its base) */
 
@@ -326,6 +327,25 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
+/* Whether the state tables' file has outgrown half the Berkeley DB cache
+ * ([storage] cache_mb), said once in the log when it has: once the state
+ * and the page versions a checkpoint being written keeps no longer fit,
+ * apply and the checkpoint writer spend their time evicting pages, apply
+ * falls behind and the back-pressure slows the engines (bench_soak: 256
+ * MiB of cache held 124-141k records/s over 2M keys for the first 30 s,
+ * 2.4-67k after, the state file about 240 MiB).  1: said. */
+static int cache_check(const struct node *n)
+{
+    uint64_t bytes = 0, cache = (uint64_t)n->c->cache_mb << 20;
+
+    if (store_state_bytes(n->s, &bytes) != 0 || bytes <= cache / 2)
+        return 0;
+    log_msg(LOG_WARN, "the state is more than half the Berkeley DB cache: apply slows down once it no longer fits",
+            "state_db_mb=%" PRIu64 " cache_mb=%" PRIu32 " hint=\"raise [storage] cache_mb\"", bytes >> 20,
+            n->c->cache_mb);
+    return 1;
+}
+
 /* The log checkpoint thread: a restart after a crash (DB_RECOVER) redoes
  * the Berkeley DB log from the last checkpoint, so every LOG_CHECKPOINT_MS
  * it checkpoints the environment if LOG_CHECKPOINT_KB of log were written
@@ -335,16 +355,24 @@ static void *ckpt_main(void *arg)
  * redid up to 70 MiB (1-1.5 s; bench/restart_time.sh).  A checkpoint
  * waits for no writer (BDB's txn_checkpoint runs beside them) and stops
  * none: the drain and apply go on while it flushes.  A failure is fatal,
- * as any failed write.  Exits when ckpt_stop is set. */
+ * as any failed write.  Every CACHE_CHECK_STEPS looks, until it has said
+ * so, it also checks the state's size against the cache (cache_check).
+ * Exits when ckpt_stop is set. */
 static void *log_ckpt_main(void *arg)
 {
     struct node *n = arg;
+    int warned = 0;
 
     pthread_setname_np(pthread_self(), "rk-log-ckpt"); /* top -H, perf, gdb */
     pthread_mutex_lock(&n->lock);
-    while (!n->ckpt_stop) {
+    for (unsigned step = 0; !n->ckpt_stop; step++) {
         struct timespec ts;
         int rc;
+        if (step % CACHE_CHECK_STEPS == 0 && !warned) {
+            pthread_mutex_unlock(&n->lock);
+            warned = cache_check(n);
+            pthread_mutex_lock(&n->lock);
+        }
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += LOG_CHECKPOINT_MS * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {

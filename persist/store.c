@@ -512,6 +512,22 @@ const char *store_dir(const store *s)
     return s ? s->dir : NULL;
 }
 
+int store_state_bytes(const store *s, uint64_t *bytes)
+{
+    char *path = path_join(s->dir, DB_DIR "/state.db");
+    struct stat st;
+    int rc = 0;
+
+    if (!path)
+        return ENOMEM;
+    if (stat(path, &st) != 0)
+        rc = errno;
+    else
+        *bytes = (uint64_t)st.st_size;
+    free(path);
+    return rc;
+}
+
 struct history *store_history_state(store *s)
 {
     return s->history;

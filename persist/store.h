@@ -168,6 +168,9 @@ void store_close(store *s);
 DB_ENV *store_env(store *s);
 DB *store_meta(store *s);
 const char *store_dir(const store *s);
+/* The size of DIR/db/state.db, the state tables' file, in bytes
+ * (st_size: Berkeley DB never shrinks it).  0 or errno. */
+int store_state_bytes(const store *s, uint64_t *bytes);
 
 /* Appends entry (already encoded) under key seq (J2) in its own
  * transaction, committed with sync (J3).  Any failure is returned as is (BDB codes or errno):
