@@ -1875,8 +1875,12 @@ static void end_equal_to_apply(const struct held_node *g, const char *what, uint
     free(applied);
 }
 
-static void stop_held_node(const struct held_node *g, pid_t node)
+/* Then the engines' rings detached and the node stopped. */
+static void stop_held_node(const struct held_node *g, pid_t node, rk_ring *r0, rk_ring *r1, rk_ring *r2)
 {
+    rk_ring_detach(r0);
+    rk_ring_detach(r1);
+    rk_ring_detach(r2);
     ck_assert_int_eq(stop(node, SIGTERM), 0);
     unlink(g->log_path);
 }
@@ -1938,10 +1942,7 @@ START_TEST(snapshot_from_the_last_one_served_equals_apply_at_the_request_point)
     ck_assert_uint_eq(heights[1], 10);
 
     end_equal_to_apply(&g, "from the last one served", asked, based, based_len, &based_h);
-    rk_ring_detach(r0);
-    rk_ring_detach(r1);
-    rk_ring_detach(r2);
-    stop_held_node(&g, node);
+    stop_held_node(&g, node, r0, r1, r2);
 }
 END_TEST
 
@@ -2016,10 +2017,7 @@ START_TEST(snapshot_after_its_fold_ran_ahead_equals_apply_at_the_request_point)
     ck_assert_uint_eq(heights[1], 10);
 
     end_equal_to_apply(&g, "after its fold ran ahead", asked, based, based_len, &based_h);
-    rk_ring_detach(r0);
-    rk_ring_detach(r1);
-    rk_ring_detach(r2);
-    stop_held_node(&g, node);
+    stop_held_node(&g, node, r0, r1, r2);
 }
 END_TEST
 
