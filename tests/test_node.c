@@ -1662,13 +1662,23 @@ static void assert_same_snapshot(const char *what, const uint8_t *a, size_t a_le
                   (unsigned long long)bh->am.restart_seq, (unsigned long long)bh->n_entries);
 }
 
+/* eng0 attached to the test's ring (*r0, tables t0) and its groups
+ * 1..groups written (*lsn: the last MARK's). */
+static void eng0_writes(rk_ring **r0, uint16_t t0[3], uint64_t groups, uint64_t *lsn)
+{
+    rk_ring_opts o0 = {.producer = "eng0"};
+
+    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, r0), 0);
+    ck_assert_int_eq(open_tables(*r0, 3, t0), 0);
+    write_groups(*r0, t0, 0, 0, groups, 0, lsn);
+}
+
 /* A node with apply held by the gate file apply_gate (RK_TEST_APPLY_GATE)
  * and bases by base_gate (RK_TEST_SNAPSHOT_BASE), and eng0 (*r0, tables
  * t0) that wrote groups 1..40, *lsn the last MARK's. */
 static pid_t start_gated_node(const char *apply_gate, const char *base_gate, rk_ring **r0, uint16_t t0[3],
                               uint64_t *lsn)
 {
-    rk_ring_opts o0 = {.producer = "eng0"};
     pid_t node;
 
     setenv("RK_TEST_APPLY_GATE", apply_gate, 1);
@@ -1676,9 +1686,7 @@ static pid_t start_gated_node(const char *apply_gate, const char *base_gate, rk_
     node = start_node(NULL);
     unsetenv("RK_TEST_APPLY_GATE");
     unsetenv("RK_TEST_SNAPSHOT_BASE");
-    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, r0), 0);
-    ck_assert_int_eq(open_tables(*r0, 3, t0), 0);
-    write_groups(*r0, t0, 0, 0, 40, 0, lsn);
+    eng0_writes(r0, t0, 40, lsn);
     return node;
 }
 
@@ -2150,6 +2158,22 @@ static int first_value(void *arg, const void *key, uint32_t klen, const void *va
     return 0;
 }
 
+/* A snapshot asked of the node (*reply: "ok PATH", the caller frees it),
+ * its file opened with oflags (*fd, *st) and read whole into the buffer
+ * returned (the caller frees it). */
+static uint8_t *ask_and_read(int oflags, char **reply, int *fd, struct stat *st)
+{
+    uint8_t *buf;
+
+    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, reply), 0);
+    ck_assert_msg(strncmp(*reply, "ok ", 3) == 0, "snapshot request: %s", *reply);
+    ck_assert_int_ge(*fd = open(*reply + 3, oflags | O_CLOEXEC), 0);
+    ck_assert_int_eq(fstat(*fd, st), 0);
+    ck_assert_ptr_nonnull(buf = malloc((size_t)st->st_size));
+    ck_assert_int_eq(pread(*fd, buf, (size_t)st->st_size, 0), st->st_size);
+    return buf;
+}
+
 /* The snapshot tests' node: its info log at log_path (DIR.log), its
  * rebases held when rebase_gate is not NULL (RK_TEST_REBASE_GATE), no
  * leases when leases is 0 (RK_TEST_NO_LEASES, for a test that writes a
@@ -2159,7 +2183,6 @@ static pid_t start_eng0_node(char log_path[300], const char *rebase_gate, int le
                              uint64_t *lsn)
 {
     static const char *const extra[] = {"node", "log_level", "info", NULL};
-    rk_ring_opts o0 = {.producer = "eng0"};
     pid_t node;
 
     snprintf(log_path, 300, "%s.log", data_dir);
@@ -2172,9 +2195,7 @@ static pid_t start_eng0_node(char log_path[300], const char *rebase_gate, int le
     node = start_node(NULL);
     unsetenv("RK_TEST_NO_LEASES");
     unsetenv("RK_TEST_REBASE_GATE");
-    ck_assert_int_eq(rk_ring_attach(ring_name, &o0, r0), 0);
-    ck_assert_int_eq(open_tables(*r0, 3, t0), 0);
-    write_groups(*r0, t0, 0, 0, 30, 0, lsn);
+    eng0_writes(r0, t0, 30, lsn);
     journaled(*r0, *lsn);
     return node;
 }
@@ -2208,12 +2229,7 @@ START_TEST(a_changed_last_snapshot_is_not_used)
     pid_t node;
 
     node = start_eng0_node(log_path, NULL, 0, &r0, t0, &lsn); /* no leases (above) */
-    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
-    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
-    ck_assert_int_ge(fd = open(reply + 3, O_RDWR | O_CLOEXEC), 0);
-    ck_assert_int_eq(fstat(fd, &st), 0);
-    ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
-    ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    buf = ask_and_read(O_RDWR, &reply, &fd, &st);
     at[0] = (size_t)buf;
     at[1] = 0;
     ck_assert_msg(snap_verify(buf, (size_t)st.st_size, &info, NULL, first_value, at, err, sizeof err) == 0, "%s",
@@ -2277,12 +2293,7 @@ static size_t served_file_with_vlens_set(uint32_t big, struct snap_info *info)
     size_t changed = 0;
     int fd;
 
-    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
-    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
-    ck_assert_int_ge(fd = open(reply + 3, O_RDWR | O_CLOEXEC), 0);
-    ck_assert_int_eq(fstat(fd, &st), 0);
-    ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
-    ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    buf = ask_and_read(O_RDWR, &reply, &fd, &st);
     offs.buf = buf;
     offs.n = 0;
     ck_assert_msg(snap_verify(buf, (size_t)st.st_size, info, NULL, vlen_offset, &offs, err, sizeof err) == 0, "%s",
@@ -2445,12 +2456,7 @@ START_TEST(a_base_truncated_by_an_engine_is_let_go_and_the_node_lives)
     journaled(r0, lsn);
 
     /* an overlay, and the name of its link to the base */
-    ck_assert_int_eq(node_request(data_dir, "snapshot", BOUND_S * 1000, &reply), 0);
-    ck_assert_msg(strncmp(reply, "ok ", 3) == 0, "snapshot request: %s", reply);
-    ck_assert_int_ge(fd = open(reply + 3, O_RDONLY | O_CLOEXEC), 0);
-    ck_assert_int_eq(fstat(fd, &st), 0);
-    ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
-    ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    buf = ask_and_read(O_RDONLY, &reply, &fd, &st);
     ck_assert_msg(snap_check_layout(buf, (size_t)st.st_size, &info, err, sizeof err) == 0, "%s", err);
     ck_assert_uint_ne(info.h.base.file_size, 0); /* an overlay */
     snprintf(base_link, sizeof base_link, "%s/snapshots/%s", data_dir, info.h.base.name);
