@@ -46,6 +46,7 @@
 #include "ringkeep.h"
 #include "shm/segment.h"
 #include "persist/store.h"
+#include "persist/apply_impl.h" /* STATE_FILE */
 #include "persist/store_impl.h"
 
 #define LOCK_FILE "LOCK"
@@ -514,7 +515,7 @@ const char *store_dir(const store *s)
 
 int store_state_bytes(const store *s, uint64_t *bytes)
 {
-    char *path = path_join(s->dir, DB_DIR "/state.db");
+    char *path = path_join(s->dir, DB_DIR "/" STATE_FILE);
     struct stat st;
     int rc = 0;
 
