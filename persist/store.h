@@ -203,8 +203,9 @@ int store_journal_first(store *s, uint64_t *seq);
 int store_journal_get_raw(store *s, uint64_t seq, uint8_t **entry, size_t *len);
 
 /* Removes journal entries with sequence < seq (retention, issue 4): from
- * the front only, so the rest stays one run (J2).  Deletes in transactions
- * of a bounded number of entries each. */
+ * the front only, so the rest stays one run (J2).  Deletes in short
+ * transactions (at most 1000 entries or about 2 ms each, committed without
+ * a sync of their own), so that an append never waits long for one. */
 int store_journal_trim(store *s, uint64_t seq);
 
 /* Checkpoints the Berkeley DB environment and removes the log files that

@@ -1576,6 +1576,69 @@ START_TEST(trim_removes_entries_below_seq)
 }
 END_TEST
 
+/* A trim of many large entries ends its transaction every few
+ * milliseconds, so that an append (which takes its pages from the free
+ * list the trim's transaction holds) waits for one short transaction, not
+ * for the whole trim: 400 entries of 128 KiB (16 overflow pages each)
+ * cannot all be freed within the 2 ms bound of one transaction (it took
+ * one transaction before the bound: the drain's append then waited 447 ms
+ * in bench_checkpoint).  The entries below the point are gone, those from
+ * it on are whole. */
+START_TEST(trim_of_large_entries_takes_short_transactions)
+{
+    const uint64_t n = 400, below = 390;
+    const uint32_t vlen = 128u << 10;
+    uint8_t *val = malloc(vlen);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    DB_TXN_STAT *st;
+    uint32_t commits0;
+    struct batch b;
+    uint8_t *entry;
+    size_t len;
+    store *s;
+
+    ck_assert_ptr_nonnull(val);
+    new_data_dir("trim-large");
+    s = open_store(STORE_CREATE);
+    for (uint64_t seq = 1; seq <= n; seq++) {
+        for (uint32_t i = 0; i < vlen; i += 8) { /* incompressible: zstd keeps it 128 KiB */
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            memcpy(val + i, &x, 8);
+        }
+        batch_init(&b, seq, seq * (vlen + 256));
+        batch_add(&b, FRAME_PUT, 0, 0, "k", 1, val, vlen);
+        encode_batch(&b, 1, &entry, &len);
+        ck_assert_uint_ge(len, vlen);
+        ck_assert_int_eq(store_journal_append(s, seq, entry, len), 0);
+        free(entry);
+        batch_free(&b);
+    }
+    ck_assert_int_eq(store_env(s)->txn_stat(store_env(s), &st, 0), 0);
+    commits0 = st->st_ncommits;
+    free(st);
+    ck_assert_int_eq(store_journal_trim(s, below), 0);
+    ck_assert_int_eq(store_env(s)->txn_stat(store_env(s), &st, 0), 0);
+    uint32_t n_txns = st->st_ncommits - commits0;
+    ck_assert_msg(n_txns >= 2, "the trim of %" PRIu64 " entries of %" PRIu32 " bytes took %" PRIu32 " transaction(s)",
+                  below - 1, vlen, n_txns);
+    free(st);
+    store_close(s);
+
+    s = open_store(0);
+    uint64_t first = 0;
+    ck_assert_int_eq(store_journal_first(s, &first), 0);
+    ck_assert_uint_eq(first, below);
+    for (uint64_t seq = below; seq <= n; seq++) {
+        journal_entry e;
+        ck_assert_int_eq(store_journal_get(s, seq, &e, why, sizeof why), 0);
+        ck_assert_uint_eq(e.h.seq, seq);
+        journal_entry_free(&e);
+    }
+    store_close(s);
+    free(val);
+}
+END_TEST
+
 START_TEST(corrupt_entry_in_the_database_is_reported)
 {
     struct journal_header h;
@@ -2951,6 +3014,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, duplicate_seq_is_refused);
     tcase_add_test(tc, append_many_is_all_or_none);
     tcase_add_test(tc, trim_removes_entries_below_seq);
+    tcase_add_test(tc, trim_of_large_entries_takes_short_transactions);
     tcase_add_test(tc, corrupt_entry_in_the_database_is_reported);
     tcase_add_loop_test(tc, acknowledged_entries_survive_sigkill, 0, 2);
 
