@@ -421,8 +421,45 @@ int sys_mkdir(const char *path, mode_t mode)
 
 #define EINTR_RETRIES 100 /* as BDB's own DB_RETRY */
 
+/* Paced fsyncs (sys_pace_fsyncs): before Berkeley DB's fsync of a file,
+ * its writeback is started and waited for PACE_STEP bytes at a time, so
+ * that at most one step is on its way to the disk at any moment and the
+ * fsync finds little left.  A checkpoint of the environment writes every
+ * dirty page of state.db and then fsyncs it: under random updates that is
+ * tens of MiB at once, and the journal's fsyncs (the drain's and the
+ * standby's commits, each waiting for an acknowledgement) queued behind
+ * it.  bench_node at 200k records/s: durable-ack p99 25-27 ms unpaced,
+ * 6.6-8.9 ms paced (steps of 1 MiB or 256 KiB alike).  A larger file takes
+ * larger steps: at most PACE_MAX_STEPS calls per fsync. */
+#define PACE_STEP ((off_t)1 << 20)
+#define PACE_MAX_STEPS 1024
+static _Thread_local int pace_fsyncs;
+
+void sys_pace_fsyncs(int on)
+{
+    pace_fsyncs = on;
+}
+
+/* 0, or -1 and errno (a failed writeback counts as a failed write). */
+static int pace_writeback(int fd)
+{
+    struct stat st;
+    off_t step = PACE_STEP;
+
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0; /* the fsync itself tells */
+    if (st.st_size / PACE_MAX_STEPS > step)
+        step = st.st_size / PACE_MAX_STEPS;
+    for (off_t off = 0; off < st.st_size; off += step)
+        if (sys_writeback(fd, off, step, 1) != 0)
+            return -1;
+    return 0;
+}
+
 static int bdb_fsync(int fd)
 {
+    if (pace_fsyncs && pace_writeback(fd) != 0)
+        return errno;
     return sys_fsync(fd) == 0 ? 0 : errno;
 }
 
