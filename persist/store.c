@@ -225,12 +225,10 @@ out:
  * checkpoint took 1-2 s, its checkpoint LSN (where a recovery starts) was
  * taken at its start, and a restart after a crash redid the 40-70 MiB of
  * log the drain wrote meanwhile (bench/restart_time.sh: p99 1.3 s).  In a
- * thread inside a checkpoint (in_checkpoint), a yield sleeps at most
+ * thread inside a checkpoint (sys_checkpointing), a yield sleeps at most
  * CHECKPOINT_YIELD_US: the checkpoint looks at the page again sooner; what
  * it writes and when it is complete are unchanged.  Every other yield is
  * BDB's own (os/os_yield.c: a sched_yield for 0, else a sleep). */
-static _Thread_local int in_checkpoint;
-
 static int bdb_yield(u_long secs, u_long usecs)
 {
     uint64_t us = (uint64_t)secs * 1000000u + usecs;
@@ -240,7 +238,7 @@ static int bdb_yield(u_long secs, u_long usecs)
         sched_yield();
         return 0;
     }
-    if (in_checkpoint && us > CHECKPOINT_YIELD_US)
+    if (sys_checkpointing() && us > CHECKPOINT_YIELD_US)
         us = CHECKPOINT_YIELD_US;
     ts.tv_sec = (time_t)(us / 1000000u);
     ts.tv_nsec = (long)(us % 1000000u) * 1000;
@@ -255,17 +253,15 @@ static void install_yield(void)
 }
 
 /* txn_checkpoint(kbytes, 0, flags) with the short yield and paced fsyncs
- * (sys_pace_fsyncs: the checkpoint's fsync of state.db no longer puts tens
+ * (sys_in_checkpoint: the checkpoint's fsync of state.db no longer puts tens
  * of MiB before the journal's fsyncs); BDB's code */
 static int env_checkpoint(store *s, uint32_t kbytes, uint32_t flags)
 {
     int rc;
 
-    in_checkpoint = 1;
-    sys_pace_fsyncs(1);
+    sys_in_checkpoint(1);
     rc = s->env->txn_checkpoint(s->env, kbytes, 0, flags);
-    sys_pace_fsyncs(0);
-    in_checkpoint = 0;
+    sys_in_checkpoint(0);
     return rc;
 }
 

@@ -405,11 +405,13 @@ ssize_t sys_write(int fd, const void *buf, size_t n);
  * little left to write; it makes nothing durable (only an fsync does).  A
  * failure counts as a failed write (sys_io_failed).  0 or -1 and errno. */
 int sys_writeback(int fd, off_t off, off_t len, int wait);
-/* While on (per thread), Berkeley DB's fsyncs of a file in this thread
- * are paced: its writeback goes in steps (sys_writeback, waited for), then
- * the fsync.  The environment's checkpoints turn it on (env_checkpoint in
- * store.c). */
-void sys_pace_fsyncs(int on);
+/* Whether this thread is inside a Berkeley DB checkpoint of the
+ * environment (env_checkpoint in store.c sets it around txn_checkpoint).
+ * Then BDB's fsyncs of a file in this thread are paced: its writeback goes
+ * in steps (sys_writeback, waited for), then the fsync; and BDB's yields
+ * are short (bdb_yield in store.c). */
+void sys_in_checkpoint(int on);
+int sys_checkpointing(void);
 ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off);
 int sys_open(const char *path, int flags, ...);
 int sys_rename(const char *from, const char *to);

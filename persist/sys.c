@@ -421,7 +421,7 @@ int sys_mkdir(const char *path, mode_t mode)
 
 #define EINTR_RETRIES 100 /* as BDB's own DB_RETRY */
 
-/* Paced fsyncs (sys_pace_fsyncs): before Berkeley DB's fsync of a file,
+/* Paced fsyncs (in a checkpoint: sys_in_checkpoint): before Berkeley DB's fsync of a file,
  * its writeback is started and waited for PACE_STEP bytes at a time, so
  * that at most one step is on its way to the disk at any moment and the
  * fsync finds little left.  A checkpoint of the environment writes every
@@ -433,18 +433,23 @@ int sys_mkdir(const char *path, mode_t mode)
  * larger steps: at most PACE_MAX_STEPS calls per fsync. */
 #define PACE_STEP ((off_t)1 << 20)
 #define PACE_MAX_STEPS 1024
-static _Thread_local int pace_fsyncs;
+static _Thread_local int in_checkpoint;
 
-void sys_pace_fsyncs(int on)
+void sys_in_checkpoint(int on)
 {
-    pace_fsyncs = on;
+    in_checkpoint = on;
+}
+
+int sys_checkpointing(void)
+{
+    return in_checkpoint;
 }
 
 /* 0, or -1 and errno (a failed writeback counts as a failed write).
  * Not Berkeley DB's log files (log.NNNNNNNNNN): appended in order, only
  * their tail is unsynced, and the checkpoint flushes them (write-ahead)
  * holding the log's flush lock, which a commit waits for. */
-static int pace_writeback(int fd)
+static int writeback_in_steps(int fd)
 {
     char path[PATH_MAX];
     const char *base;
@@ -467,7 +472,7 @@ static int pace_writeback(int fd)
 
 static int bdb_fsync(int fd)
 {
-    if (pace_fsyncs && pace_writeback(fd) != 0)
+    if (in_checkpoint && writeback_in_steps(fd) != 0)
         return errno;
     return sys_fsync(fd) == 0 ? 0 : errno;
 }
