@@ -383,9 +383,22 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     rc = journal_encode(&jh, b->buf, b->len, n->c->zstd_level, &entry, &entry_len);
     if (rc)
         fatal("cannot encode a journal entry", rk_strerror(rc));
-    rc = store_journal_append(n->s, seq, entry, entry_len);
+    /* written (a kill no longer loses it; a power cut still may), then
+     * published, then fsynced: the standbys' round trip runs beside our
+     * fsync instead of after it (issue 13.6).  Nothing is acknowledged
+     * before the fsync returned: the replicated cursor never passes the
+     * durable one (update_replicated).  The next entry is written only
+     * after this fsync, so a power cut loses at most this entry, which a
+     * standby may hold: it learns so from the entry that follows (its
+     * prev_xxh) or its HELLO, and sets its copy aside. */
+    rc = store_journal_write(n->s, seq, entry, entry_len);
     if (rc)
         fatal("journal write failed: nothing after it is acknowledged", store_strerror(rc));
+    if (n->repl)
+        repl_primary_journaled(n->repl, seq, entry, entry_len);
+    rc = store_journal_sync(n->s);
+    if (rc)
+        fatal("journal fsync failed: nothing after it is acknowledged", store_strerror(rc));
     /* test hook: the node killed between journaling a dead producer's
      * ABORT and releasing its claim (tests/test_node.c) */
     if (n->test_kill_after_abort && batch_has_abort(b))
@@ -397,15 +410,11 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
         if (n->c->repl_min_replicas == 0)
             ring_set_replicated(n->ring, b->last_ring_lsn);
     }
-    /* the standbys next, before the bookkeeping below and before apply
-     * is woken (on a busy host the woken thread runs first): the
-     * replicator counts an ACK only for an entry journal_seq holds and
-     * only up to the durable cursor (issue 13.6) */
     pthread_mutex_lock(&n->lock);
     n->journal_seq = seq;
     pthread_mutex_unlock(&n->lock);
     if (n->repl)
-        repl_primary_journaled(n->repl, seq, entry, entry_len);
+        repl_primary_durable(n->repl); /* acks that came before the fsync count now */
     free(entry);
     pthread_cond_broadcast(&n->journal_cond); /* apply re-reads journal_seq under lock */
     if (next_lsn == ring_read_pos(n->ring))

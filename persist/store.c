@@ -728,13 +728,52 @@ static uint64_t entry_seq(const uint8_t *entry)
     return entry_le64(entry, offsetof(struct journal_header, seq));
 }
 
+static int journal_put(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens, size_t n,
+                       uint32_t commit_flags);
+
 int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t len)
 {
-    return store_journal_append_many(s, seq, &entry, &len, 1);
+    return journal_put(s, seq, &entry, &len, 1, DB_TXN_SYNC);
 }
 
 int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens,
                               size_t n)
+{
+    return journal_put(s, first_seq, entries, lens, n, DB_TXN_SYNC);
+}
+
+int store_journal_write(store *s, uint64_t seq, const uint8_t *entry, size_t len)
+{
+    return journal_put(s, seq, &entry, &len, 1, DB_TXN_WRITE_NOSYNC);
+}
+
+/* A failed append or sync: the store's first error, kept (J3). */
+static void journal_failed(store *s, int rc)
+{
+    int expected = 0;
+    atomic_compare_exchange_strong(&s->failed, &expected, rc);
+}
+
+int store_journal_sync(store *s)
+{
+    int rc;
+
+    if (!s)
+        return RK_EINVAL;
+    if ((rc = atomic_load(&s->failed)) != 0)
+        return rc; /* J3 */
+    rc = s->building ? 0 : s->env->log_flush(s->env, NULL); /* everything written: group commit */
+    /* as after an append's commit: a write or fsync that failed anywhere
+     * before this flush returned may have cost pages it no longer reports */
+    if (rc == 0 && sys_io_failed())
+        rc = sys_io_failed();
+    if (rc)
+        journal_failed(s, rc);
+    return rc;
+}
+
+static int journal_put(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens, size_t n,
+                       uint32_t commit_flags)
 {
     uint8_t key_bytes[8];
     DBT key = {0}, data = {0};
@@ -775,7 +814,7 @@ int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const
         if (rc == 0) {
             /* the handle is gone whatever it returns; while a data
              * directory is built, store_built() syncs it all at the end */
-            rc = txn->commit(txn, s->building ? DB_TXN_NOSYNC : DB_TXN_SYNC);
+            rc = txn->commit(txn, s->building ? DB_TXN_NOSYNC : commit_flags);
         } else {
             int abort_rc = txn->abort(txn);
             if (abort_rc && rc == DB_KEYEXIST)
@@ -790,10 +829,8 @@ int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const
      * later fsync, ours, no longer reports: not acknowledged */
     if (rc == 0 && sys_io_failed())
         rc = sys_io_failed();
-    if (rc && rc != DB_KEYEXIST) {
-        int expected = 0;
-        atomic_compare_exchange_strong(&s->failed, &expected, rc);
-    }
+    if (rc && rc != DB_KEYEXIST)
+        journal_failed(s, rc);
     for (size_t i = 0; rc == 0 && i < n; i++)
         history_entry_appended(s->history, first_seq + i, entry_le64(entries[i], EPOCH_OFFSET),
                                entry_le64(entries[i], FIRST_LSN_OFFSET));

@@ -185,6 +185,18 @@ int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t le
 int store_journal_append_many(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens,
                               size_t n);
 
+/* store_journal_append in two steps, for a primary that publishes an
+ * entry to its standbys while its own fsync runs (issue 13.6):
+ * store_journal_write commits entry seq with its log records handed to
+ * the kernel (DB_TXN_WRITE_NOSYNC: it survives the process being killed,
+ * not a power cut), and readers see it; store_journal_sync then makes
+ * every entry written so far durable (one log flush, fsync).  Nothing is
+ * durable -- or acknowledged -- before store_journal_sync returned 0.
+ * Errors as store_journal_append; a failed sync puts the store in its
+ * failed state too. */
+int store_journal_write(store *s, uint64_t seq, const uint8_t *entry, size_t len);
+int store_journal_sync(store *s);
+
 /* The header of the last journal entry in *h (decoded and verified);
  * RK_ENOTFOUND when the journal is empty. */
 int store_journal_last(store *s, struct journal_header *h);

@@ -198,6 +198,12 @@ struct repl_primary {
      * between threads across a full barrier, which the mutex is */
     pthread_mutex_t pub_lock;
     uint64_t published_seq; /* under pub_lock: every entry up to it was published */
+    uint64_t last_pub_seq, last_pub_xxh; /* under pub_lock: the last entry published and its XXH64 */
+    const char *test_forge; /* test hook RK_TEST_FORGE_ENTRY=FILE (publish_one); NULL: none */
+    /* 1: the standbys' acks reach past the durable cursor, so the
+     * replicated cursor waits for the drain's fsync, which then wakes the
+     * replicator thread (repl_primary_durable) */
+    _Atomic int acks_ahead;
     struct seq_info *cache; /* under pub_lock: by seq % SEQ_CACHE */
 
     /* the replicator thread's own */
@@ -307,19 +313,86 @@ static uint64_t covered_lsn(struct repl_primary *p, uint64_t seq)
     return covered;
 }
 
-/* Publishes entry seq, the bytes as stored (under pub_lock). */
+/* The XXH64 of entry seq as this primary holds it, in *xxh: 1, or 0 when
+ * it holds none (trimmed, or before its journal starts). */
+static int held_xxh(struct repl_primary *p, uint64_t seq, uint64_t *xxh)
+{
+    uint8_t *entry = NULL;
+    size_t len = 0;
+
+    if (seq == 0 || store_journal_get_raw(p->s, seq, &entry, &len) != 0)
+        return 0;
+    *xxh = wire_entry_xxh(entry, len);
+    free(entry);
+    return 1;
+}
+
+/* Test hook RK_TEST_FORGE_ENTRY=FILE (tests only: test_repl's
+ * standby_never_appends_to_an_entry_the_primary_does_not_hold): once FILE
+ * exists, the next entry is published as another valid encoding of the
+ * same frames (another zstd level), as a standby would hold an entry its
+ * primary lost in a power cut and wrote again; FILE is removed.  The
+ * entries after it say, as ever, that they follow the primary's own.
+ * Returns the forged entry (malloc'd) or NULL. */
+static uint8_t *forge(struct repl_primary *p, const uint8_t *entry, size_t len, size_t *forged_len)
+{
+    journal_entry e = {0};
+    uint8_t *out = NULL;
+    char why[256];
+
+    if (!p->test_forge || access(p->test_forge, F_OK) != 0 || journal_decode(entry, len, &e, why, sizeof why))
+        return NULL;
+    for (int level = 19; level >= 1 && !out; level -= 6) {
+        if (journal_encode(&e.h, e.frames, e.h.raw_len, level, &out, forged_len) == 0 &&
+            *forged_len == len && memcmp(out, entry, len) == 0) {
+            free(out);
+            out = NULL;
+        }
+    }
+    journal_entry_free(&e);
+    if (out)
+        unlink(p->test_forge);
+    return out;
+}
+
+/* Publishes entry seq, the bytes as stored (under pub_lock), saying which
+ * entry it follows (prev_xxh: the standbys take it only after that one). */
 static void publish_one(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len)
 {
     struct wire_msg m = {.type = WIRE_JOURNAL, .epoch = p->epoch};
+    size_t forged_len = 0;
+    uint8_t *forged = forge(p, entry, len, &forged_len);
     char why[256];
 
     cache_put(p, seq, entry, len);
     m.u.journal.seq = seq;
-    m.u.journal.bytes = entry;
-    m.u.journal.len = len;
+    m.u.journal.bytes = forged ? forged : entry;
+    m.u.journal.len = forged ? forged_len : len;
+    if (p->last_pub_seq && p->last_pub_seq == seq - 1) {
+        m.u.journal.has_prev_xxh = 1;
+        m.u.journal.prev_xxh = p->last_pub_xxh;
+    } else {
+        m.u.journal.has_prev_xxh = held_xxh(p, seq - 1, &m.u.journal.prev_xxh);
+    }
+    p->last_pub_seq = seq;
+    p->last_pub_xxh = wire_entry_xxh(entry, len);
     int rc = link_send(p->pub, NULL, 0, &m, why, sizeof why);
     if (rc && rc != EAGAIN)
         log_msg(LOG_WARN, "cannot publish a journal entry", "seq=%" PRIu64 " error=\"%s\"", seq, why);
+    free(forged);
+}
+
+/* The last entry this primary holds: journal_seq (durable), or one the
+ * drain wrote and published ahead of its fsync (repl_primary_journaled).
+ * A standby may hold it already, and say so.  Any thread. */
+static uint64_t held_seq(struct repl_primary *p, uint64_t journal_seq)
+{
+    uint64_t published;
+
+    pthread_mutex_lock(&p->pub_lock);
+    published = p->published_seq;
+    pthread_mutex_unlock(&p->pub_lock);
+    return published > journal_seq ? published : journal_seq;
 }
 
 /* Publishes, read back from the store, the entries up to upto that the
@@ -568,11 +641,25 @@ static void update_replicated(struct repl_primary *p)
             lsns[n++] = p->peers[i].acked_lsn;
         }
     if (n >= k) {
-        /* the k-th highest */
+        /* the k-th highest, and never past what is durable here: the
+         * standbys may hold an entry before the drain's fsync of it
+         * returned.  Then the drain wakes this thread once it has
+         * (repl_primary_durable).  seq_cst: acks_ahead is set before
+         * durable_lsn is read here, and the drain moves durable_lsn
+         * before it reads acks_ahead, so one of the two sees the other
+         * (the drain's fence is in repl_primary_durable). */
         sort_descending(lsns, n);
         sort_descending(seqs, n);
-        if (lsns[k - 1] > p->replicated_lsn) {
-            p->replicated_lsn = lsns[k - 1];
+        uint64_t lsn = lsns[k - 1];
+        atomic_store(&p->acks_ahead, 1);
+        atomic_thread_fence(memory_order_seq_cst);
+        uint64_t durable = atomic_load(&ring_header_of(p->ring)->durable_lsn);
+        if (lsn <= durable)
+            atomic_store(&p->acks_ahead, 0);
+        else
+            lsn = durable;
+        if (lsn > p->replicated_lsn) {
+            p->replicated_lsn = lsn;
             if (seqs[k - 1] > p->sync.replicated_seq)
                 p->sync.replicated_seq = seqs[k - 1]; /* S2: k counted standbys hold up to it */
             ring_set_replicated(p->ring, p->replicated_lsn);
@@ -587,16 +674,15 @@ static void acked(struct repl_primary *p, struct peer *peer, uint64_t seq, uint6
     /* More than this primary holds: that journal is another history (a
      * primary restored to an earlier point, or a wiped one); counting it,
      * even lowered to journal_seq, would tell engines that records are
-     * replicated which no standby holds.  on_hello refuses such a peer. */
-    if (seq > journal_seq)
+     * replicated which no standby holds.  on_hello refuses such a peer.
+     * What it holds includes the entry the drain published ahead of its
+     * fsync (held_seq); the cursor waits for that fsync (update_replicated). */
+    if (seq > held_seq(p, journal_seq))
         return;
     if (seq <= peer->acked_seq)
         return;
     uint64_t lsn = covered_lsn(p, seq);
-    uint64_t durable = atomic_load(&ring_header_of(p->ring)->durable_lsn);
     peer->acked_seq = seq;
-    if (lsn > durable)
-        lsn = durable;
     if (lsn > peer->acked_lsn)
         peer->acked_lsn = lsn;
     update_needed(p);
@@ -962,6 +1048,7 @@ static void on_fetch(struct repl_primary *p, const struct link_in *in, const str
     m.u.entries.n_entries = n;
     m.u.entries.entries = entries;
     m.u.entries.more = more;
+    m.u.entries.has_prev_xxh = n > 0 && held_xxh(p, f->from_seq - 1, &m.u.entries.prev_xxh);
     reply(p, in, &m);
 out:
     for (uint32_t i = 0; bufs && i < n; i++)
@@ -1042,6 +1129,10 @@ static void serve(struct repl_primary *p)
     struct repl_progress np;
 
     p->progress(p->progress_arg, &np);
+    /* HELLO, FETCH and ACK are answered on what this primary holds,
+     * the entry published ahead of its fsync included: a standby that
+     * holds it is on this history */
+    np.journal_seq = held_seq(p, np.journal_seq);
     for (int i = 0; i < RECV_BURST; i++) {
         struct link_in in;
         char why[512] = "";
@@ -1466,6 +1557,7 @@ static void *replicator_main(void *arg)
         struct repl_progress np;
         p->progress(p->progress_arg, &np);
         publish_entries(p, np.journal_seq);
+        update_replicated(p); /* the drain's fsync may have caught up with the acks */
         pthread_mutex_lock(&p->lock);
         snprintf(path, sizeof path, "%s", p->ckpt_pending);
         p->ckpt_pending[0] = '\0';
@@ -1542,6 +1634,10 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
     }
     ckpt_list_free(paths, n_paths);
     p->cache = calloc(SEQ_CACHE, sizeof *p->cache);
+    {
+        const char *forge_file = getenv("RK_TEST_FORGE_ENTRY");
+        p->test_forge = forge_file && *forge_file ? forge_file : NULL;
+    }
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     p->ctx = zmq_ctx_new();
     p->pub = p->ctx ? zmq_socket(p->ctx, ZMQ_PUB) : NULL;
@@ -1637,6 +1733,16 @@ void repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t 
     pthread_mutex_unlock(&p->pub_lock);
     if (!published)
         wake(p); /* the replicator thread publishes it, read back */
+}
+
+void repl_primary_durable(struct repl_primary *p)
+{
+    /* seq_cst, against update_replicated: the durable cursor was moved
+     * before this; acks that reached past it were recorded before it read
+     * the cursor */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_exchange(&p->acks_ahead, 0))
+        wake(p);
 }
 
 void repl_primary_checkpointed(struct repl_primary *p, const char *path)

@@ -64,11 +64,22 @@ int repl_primary_apply_held(struct repl_primary *p);
 int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_progress_fn *progress,
                        void *progress_arg);
 
-/* Drain thread, after entry seq was appended (and the durable cursor
- * moved): publishes entry (len bytes, as stored; the caller keeps it)
- * from the calling thread when every entry before it was published, else
- * wakes the replicator thread, which reads it back from the store. */
+/* Drain thread, once entry seq is written to the store, before its fsync
+ * (store_journal_write; issue 13.6: the standbys' round trip overlaps
+ * it): publishes entry (len bytes, as stored; the caller keeps it) from
+ * the calling thread when every entry before it was published, else wakes
+ * the replicator thread, which reads it back from the store once it is
+ * durable.  Each entry published says which entry it follows, so that a
+ * standby holding an entry this primary lost in a power cut before its
+ * fsync takes nothing after it (docs/PROTOCOL.md, prev_xxh).  The drain
+ * writes the next entry only after this one's fsync: a power cut loses
+ * at most the last entry published. */
 void repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len);
+
+/* Drain thread, after the fsync of the entries it published and the move
+ * of the durable cursor: acks that reached past the cursor count now
+ * (the replicator thread is woken to move the replicated cursor). */
+void repl_primary_durable(struct repl_primary *p);
 
 /* Checkpoint thread, after checkpoint file path was written and verified. */
 void repl_primary_checkpointed(struct repl_primary *p, const char *path);

@@ -131,6 +131,9 @@ struct repl_standby {
     uint64_t epoch;
     uint64_t last_seq; /* last entry in our journal (durable) */
     uint64_t recv_seq; /* last entry verified: in the journal or pending (>= last_seq) */
+    int recv_xxh_known; /* entry recv_seq is held (not after a bootstrap, nor with none) */
+    uint64_t recv_xxh;  /* ... and its XXH64 trailer: an entry that says it follows another is not taken */
+    int tail_rollbacks; /* own last entries set aside since the last WELCOME that matched (at most 1) */
     /* verified entries recv_seq - n_pend + 1 .. recv_seq, waiting for
      * their commit (flush_pending): copies in pend_buf at pend_off */
     uint8_t *pend_buf;
@@ -178,6 +181,7 @@ struct repl_standby {
     uint64_t n_journal_msgs;
     uint64_t first_fetched; /* lowest entry fetched since start (0: none) */
     uint64_t n_fetched, n_gaps, n_duplicates, n_bad, n_refused, n_malformed;
+    uint64_t n_not_following; /* entries refused: they follow another entry than our last */
     int stop_error;   /* cannot go on: the main loop ends, exit 1 */
     int version_told; /* a message of another protocol version was logged as an error */
     /* bootstrap from a checkpoint (standby_bootstrap) */
@@ -420,6 +424,17 @@ static void knows_primary_holds(struct repl_standby *sb, uint64_t seq)
 
 /* ------------------------------------------------------------ entries */
 
+/* recv_xxh from the journal's entry recv_seq (unknown when not held). */
+static void recv_tail_reset(struct repl_standby *sb)
+{
+    uint8_t *entry = NULL;
+    size_t len = 0;
+
+    sb->recv_xxh_known = sb->recv_seq && store_journal_get_raw(sb->s, sb->recv_seq, &entry, &len) == 0;
+    sb->recv_xxh = sb->recv_xxh_known ? wire_entry_xxh(entry, len) : 0;
+    free(entry);
+}
+
 /* Appends the pending entries in one transaction committed with sync;
  * then they are durable (last_seq), may be acknowledged, and apply is told.
  * A failed write or fsync ends the process: nothing after it is
@@ -455,8 +470,19 @@ static void flush_pending(struct repl_standby *sb)
 }
 
 /* Verifies entry seq if it is the next one and keeps it for the next
- * commit; 1 kept, 0 not. */
-static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *bytes, size_t len)
+ * commit; 1 kept, 0 not.  has_prev: the primary said which entry it
+ * follows (prev_xxh, the XXH64 of its entry seq - 1).
+ *
+ * A primary publishes an entry while its own fsync of it runs (issue
+ * 13.6), so a power cut there can leave us holding an entry seq that it
+ * lost, and it then writes another entry seq.  Its entry seq + 1 then
+ * follows an entry we do not hold: it is not taken, what is pending is
+ * committed, and HELLO finds the fork point (on_welcome: our last entry
+ * is set aside, the state rebuilt before it).  Without that check the
+ * entries after it would be appended to a history the primary does not
+ * have. */
+static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *bytes, size_t len, int has_prev,
+                      uint64_t prev_xxh)
 {
     journal_entry e = {0};
     char why[256];
@@ -492,6 +518,17 @@ static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *byte
                 "seq=%" PRIu64 " error=\"%s\"", seq, why);
         return 0;
     }
+    if (has_prev && sb->recv_xxh_known && prev_xxh != sb->recv_xxh) {
+        sb->n_not_following++;
+        log_msg(LOG_WARN,
+                "the primary's entry follows another entry than our last: the primary does not hold ours "
+                "(lost in a power cut?); saying HELLO to find the fork point",
+                "seq=%" PRIu64 " our_last_xxh=%016" PRIx64 " primary_prev_xxh=%016" PRIx64, seq, sb->recv_xxh,
+                prev_xxh);
+        flush_pending(sb);
+        send_hello(sb);
+        return 0;
+    }
     if (sb->n_pend == PEND_MAX_ENTRIES || sb->pend_len + len > PEND_MAX_BYTES)
         flush_pending(sb);
     if (sb->pend_len + len > sb->pend_cap) {
@@ -509,6 +546,8 @@ static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *byte
     sb->pend_lens[sb->n_pend++] = len;
     sb->pend_len += len;
     sb->recv_seq = seq;
+    sb->recv_xxh = wire_entry_xxh(bytes, len);
+    sb->recv_xxh_known = 1;
     return 1;
 }
 
@@ -531,7 +570,7 @@ static void on_journal(struct repl_standby *sb, const struct wire_entry *j)
         copy[j->len - 1] ^= 0x5a; /* the trailer's last byte */
         bytes = copy;
     }
-    take_entry(sb, j->seq, bytes, j->len);
+    take_entry(sb, j->seq, bytes, j->len, j->has_prev_xxh, j->prev_xxh);
     free(copy);
 }
 
@@ -543,8 +582,11 @@ static void on_entries(struct repl_standby *sb, const struct wire_entries *es)
         sb->fetching = 0;
     if (sb->bootstrapping)
         return;
-    for (uint32_t i = 0; i < es->n_entries; i++) {
-        if (take_entry(sb, es->entries[i].seq, es->entries[i].bytes, es->entries[i].len)) {
+    for (uint32_t i = 0; i < es->n_entries && sb->following; i++) {
+        /* the first follows what the primary said; the others, the one before them in the reply */
+        int has_prev = i ? 1 : es->has_prev_xxh;
+        uint64_t prev = i ? wire_entry_xxh(es->entries[i - 1].bytes, es->entries[i - 1].len) : es->prev_xxh;
+        if (take_entry(sb, es->entries[i].seq, es->entries[i].bytes, es->entries[i].len, has_prev, prev)) {
             if (!sb->first_fetched)
                 sb->first_fetched = es->entries[i].seq;
             sb->n_fetched++;
@@ -616,6 +658,7 @@ static int set_aside(struct repl_standby *sb)
         return rc ? rc : EIO;
     }
     sb->last_seq = sb->recv_seq = sb->acked_seq = 0;
+    sb->recv_xxh_known = 0;
     memset(sb->history, 0, sizeof sb->history); /* apply is stopped */
     return 0;
 }
@@ -746,6 +789,7 @@ static int snapshot_finish(struct repl_standby *sb)
     uint64_t restart = info.has_replay ? info.replay.restart_seq : info.journal_seq + 1;
     sb->history[info.journal_seq % DIGEST_HISTORY] = (struct digest_at){info.journal_seq, info.digest};
     sb->last_seq = sb->recv_seq = restart - 1; /* our journal starts at the checkpoint's restart point */
+    recv_tail_reset(sb);
     sb->acked_seq = 0;
     sb->bootstrapping = 0;
     apply_reset(sb);
@@ -916,6 +960,20 @@ static int diverged(struct repl_standby *sb, const struct wire_welcome *w, uint6
     size_t n_ckpts = 0;
     int rc;
 
+    if (fork == sb->hello_last_seq && !w->matched && fork > 0 && sb->tail_rollbacks == 0 &&
+        store_epoch_of(sb->s, fork) == history_epoch_of(w->history, w->n_history, fork)) {
+        /* the same epoch for our last entry, other bytes: the primary
+         * published it ahead of its fsync and lost it in a power cut,
+         * then wrote another entry there (take_entry).  Only the last one
+         * can be lost so (the primary writes an entry only once the one
+         * before is durable): ours is set aside and the state rebuilt to
+         * the entry before; the HELLO that follows checks that one, and a
+         * mismatch there too bootstraps (tail_rollbacks). */
+        fork--;
+        sb->tail_rollbacks++;
+        log_msg(LOG_WARN, "our last entry is not the primary's: setting it aside",
+                "seq=%" PRIu64 " epoch=%" PRIu64, fork + 1, store_epoch_of(sb->s, fork + 1));
+    }
     if (fork == sb->hello_last_seq || store_journal_first(sb->s, &first) != 0 || first > fork + 1) {
         /* the same epochs but other bytes (a primary that reused them),
          * or entries past the fork point we do not hold */
@@ -972,6 +1030,7 @@ static int diverged(struct repl_standby *sb, const struct wire_welcome *w, uint6
     log_msg(LOG_INFO, "state rebuilt to the fork point", "fork_seq=%" PRIu64 " old_db=\"%s\"", fork, aside);
     sb->n_set_aside++;
     sb->last_seq = sb->recv_seq = sb->acked_seq = fork;
+    recv_tail_reset(sb);
     memset(sb->history, 0, sizeof sb->history); /* apply is stopped */
     apply_reset(sb);
     sb->host.durable(sb->host.arg, fork);
@@ -1011,6 +1070,7 @@ static int on_welcome(struct repl_standby *sb, const struct wire_welcome *w)
     if (adopt_primary_history(sb) != 0)
         return 1;
     sb->following = 1;
+    sb->tail_rollbacks = 0;
     log_msg(LOG_INFO, "following the primary",
             "primary=%s last_seq=%" PRIu64 " primary_first_seq=%" PRIu64 " primary_last_seq=%" PRIu64,
             primary_name(sb), sb->last_seq, w->first_seq, w->last_seq);
@@ -1328,6 +1388,7 @@ json_t *repl_standby_status(struct repl_standby *sb, const struct apply_meta *ap
          json_object_set_new(st, "repoints", json_uint(sb->n_repoints)) ||
          json_object_set_new(st, "heartbeats", json_uint(sb->n_heartbeats)) ||
          json_object_set_new(st, "hellos", json_uint(sb->n_hellos)) ||
+         json_object_set_new(st, "entries_not_following", json_uint(sb->n_not_following)) ||
          json_object_set_new(st, "other_acked_id", json_cstr(v.other_id)) ||
          json_object_set_new(st, "other_acked_seq", json_uint(v.other_acked)) ||
          /* what the ACK reports of apply (issue 13.7) */
@@ -1458,6 +1519,7 @@ int repl_standby_open(const struct node_config *c, const struct repl_standby_hos
             sb->last_seq = sb->recv_seq = sb->acked_seq = restart - 1;
     }
     sb->held_seq = sb->last_seq;
+    recv_tail_reset(sb);
     apply_reset(sb);
     if ((rc = open_sockets(sb)) != 0) {
         log_msg(LOG_ERROR, "cannot connect to the primary", "primary=%s error=\"%s\"", c->repl_primary_serve,

@@ -4,7 +4,7 @@
  * Every body is one msgpack array; elements in this order (v = protocol
  * version, e = the sender's epoch; "record" = a nested array):
  *
- *   rk.j      [v, e, seq, entry (bin)]
+ *   rk.j      [v, e, seq, entry (bin) (, prev_xxh: a later element of version 2)]
  *   rk.c      [v, e, journal_seq, lsn, producers: [[name, height]...],
  *              size, digest, file name, created_ns]
  *   rk.h      [v, e, journal_seq, applied_seq, durable_lsn, applied_lsn,
@@ -19,7 +19,8 @@
  *   WELCOME   [v, e, first_seq, last_seq, nil | checkpoint record
  *              [journal_seq, lsn, producers, size, digest, name, created_ns],
  *              history, matched (, hello_last_seq: a later element of version 2)]
- *   ENTRIES   [v, e, [[seq, entry (bin)]...], more (bool)]
+ *   ENTRIES   [v, e, [[seq, entry (bin)]...], more (bool) (, prev_xxh: a later
+ *              element of version 2)]
  *   CHUNK     [v, e, file name, offset, total_size, file_xxh64, data (bin)]
  *   ERROR     [v, e, code, text]
  *
@@ -389,6 +390,8 @@ static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
 {
     int rc = msgpack_pack_array(pk, body_fields[m->type] + (m->type == WIRE_HELLO && m->u.hello.monitor) +
                                         (m->type == WIRE_WELCOME && m->u.welcome.has_hello_last_seq) +
+                                        (m->type == WIRE_JOURNAL && m->u.journal.has_prev_xxh) +
+                                        (m->type == WIRE_ENTRIES && m->u.entries.has_prev_xxh) +
                                         (m->type == WIRE_ACK && m->u.ack.has_apply ? 2u : 0u));
 
     rc |= msgpack_pack_uint32(pk, WIRE_VERSION);
@@ -397,6 +400,8 @@ static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
     case WIRE_JOURNAL:
         rc |= msgpack_pack_uint64(pk, m->u.journal.seq);
         rc |= msgpack_pack_bin_with_body(pk, m->u.journal.bytes, m->u.journal.len);
+        if (m->u.journal.has_prev_xxh)
+            rc |= msgpack_pack_uint64(pk, m->u.journal.prev_xxh);
         break;
     case WIRE_CHECKPOINT:
         rc |= pack_checkpoint(pk, &m->u.checkpoint);
@@ -474,6 +479,8 @@ static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
             rc |= msgpack_pack_bin_with_body(pk, e->bytes, e->len);
         }
         rc |= m->u.entries.more ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+        if (m->u.entries.has_prev_xxh)
+            rc |= msgpack_pack_uint64(pk, m->u.entries.prev_xxh);
         break;
     case WIRE_CHUNK:
         rc |= pack_str(pk, m->u.chunk.name);
@@ -873,6 +880,18 @@ int wire_decode(const void *name, size_t name_len, const uint8_t *body, size_t b
         if ((rc = rd_uint(&d, "hello_last_seq", &m->u.welcome.hello_last_seq)))
             goto fail;
         m->u.welcome.has_hello_last_seq = 1;
+        extra--;
+    }
+    if ((m->type == WIRE_JOURNAL || m->type == WIRE_ENTRIES) && extra) {
+        /* appended within version 2 (issue 13.6): the XXH64 of the entry
+         * the (first) entry follows, with which a standby finds an entry
+         * of its own that the primary no longer holds (published before
+         * its fsync, then lost in a power cut) */
+        int *has = m->type == WIRE_JOURNAL ? &m->u.journal.has_prev_xxh : &m->u.entries.has_prev_xxh;
+        if ((rc = rd_uint(&d, "prev_xxh", m->type == WIRE_JOURNAL ? &m->u.journal.prev_xxh
+                                                                  : &m->u.entries.prev_xxh)))
+            goto fail;
+        *has = 1;
         extra--;
     }
     if ((rc = skip_extra(&d, "body", extra)))

@@ -4023,6 +4023,98 @@ START_TEST(standby_apply_lag_only_reported_without_min_replicas)
 }
 END_TEST
 
+/* Issue 13.6: a primary publishes an entry while its own fsync of it
+ * runs, so a power cut there leaves a standby holding an entry seq that
+ * the primary lost and then writes anew.  RK_TEST_FORGE_ENTRY makes the
+ * primary publish one entry as another valid encoding of the same
+ * frames, which is what such a standby holds; the entries after it say
+ * they follow the primary's own.  The standby must take none of them on
+ * top of its copy: it sets its copy aside (set-aside/, the bytes it
+ * held), rebuilds its state to the entry before, fetches the primary's,
+ * and its journal ends byte for byte the primary's. */
+START_TEST(standby_never_appends_to_an_entry_the_primary_does_not_hold)
+{
+    char forge_file[300], env[360], path[700] = "", dir[300];
+    struct engine e;
+    struct dirent *de;
+    DIR *d;
+    int n_files = 0;
+
+    snprintf(forge_file, sizeof forge_file, "%s.forge", primary_dir);
+    snprintf(env, sizeof env, "RK_TEST_FORGE_ENTRY=%s", forge_file);
+    pid_t primary = start(primary_dir, NULL, NULL, env);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 40);
+    free(wait_caught_up(standby_dir[0]));
+    FILE *f = fopen(forge_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    for (int i = 0; access(forge_file, F_OK) == 0; i++) {
+        ck_assert_msg(i < BOUND_S * 100, "the primary never published a forged entry");
+        engine_put_groups(&e, 0, 1);
+        usleep(10000);
+    }
+    engine_write(&e, 40);
+    char *st = wait_caught_up(standby_dir[0]);
+    ck_assert_msg(json_u64(st, "entries_not_following") >= 1, "%s", st);
+    ck_assert_msg(json_u64(st, "set_aside_runs") == 1, "%s", st);
+    free(st);
+    rk_ring_detach(e.r);
+    /* both killed: a clean stop would trim the journals after a
+     * checkpoint.  The standby's journal is the primary's, byte for byte,
+     * its state the model's */
+    ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
+    ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
+    check_same_journal(standby_dir[0]);
+    check_state(standby_dir[0], e.height);
+
+    /* what it held is in set-aside/: one entry, not the bytes its journal
+     * holds there now (the primary's, fetched), the same frames */
+    snprintf(dir, sizeof dir, "%s/set-aside", standby_dir[0]);
+    d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, "entries-", 8) == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            n_files++;
+        }
+    closedir(d);
+    ck_assert_int_eq(n_files, 1);
+    unsigned long long from = 0, to = 0;
+    ck_assert_int_eq(sscanf(strrchr(path, '/') + 1, "entries-%llu-%llu-", &from, &to), 2);
+    ck_assert_uint_eq(from, to);
+    uint8_t prefix[4], *held, **ours = NULL;
+    size_t *ours_len = NULL;
+    f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fread(prefix, 1, 4, f), 4);
+    size_t len = (size_t)prefix[0] | (size_t)prefix[1] << 8 | (size_t)prefix[2] << 16 | (size_t)prefix[3] << 24;
+    held = malloc(len);
+    ck_assert_ptr_nonnull(held);
+    ck_assert_int_eq(fread(held, 1, len, f), len);
+    ck_assert_int_eq(fgetc(f), EOF);
+    fclose(f);
+    journal_raw(standby_dir[0], from, from, &ours, &ours_len);
+    ck_assert_msg(ours_len[0] != len || memcmp(ours[0], held, len) != 0,
+                  "the entry set aside is the primary's own");
+    journal_entry a = {0}, b = {0};
+    char why[256];
+    ck_assert_msg(journal_decode(held, len, &a, why, sizeof why) == 0, "%s", why);
+    ck_assert_msg(journal_decode(ours[0], ours_len[0], &b, why, sizeof why) == 0, "%s", why);
+    ck_assert_uint_eq(a.h.raw_len, b.h.raw_len);
+    ck_assert_int_eq(memcmp(a.frames, b.frames, a.h.raw_len), 0);
+    journal_entry_free(&a);
+    journal_entry_free(&b);
+    free(held);
+    free(ours[0]);
+    free(ours);
+    free(ours_len);
+    unlink(forge_file);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -4073,6 +4165,11 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, standby_checkpoints_equal_the_primarys_and_trim_its_journal);
     tcase_add_test(tc, state_open_on_a_running_standby_is_the_primarys_state);
     tcase_add_test(tc, bootstrap_from_a_promoted_node);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("early_publish"); /* issue 13.6: CK_RUN_CASE=early_publish runs only these */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, standby_never_appends_to_an_entry_the_primary_does_not_hold);
     suite_add_tcase(s, tc);
     tc = tcase_create("rejoin"); /* CK_RUN_CASE=rejoin runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -59,7 +59,8 @@ static void samples_setup(void)
 {
     for (int i = 0; i < 3; i++) {
         sample_entry_bytes[i] = make_entry(7 + (uint64_t)i, 2, 3 + (unsigned)i, &sample_entry_len[i]);
-        sample_entries[i] = (struct wire_entry){7 + (uint64_t)i, sample_entry_bytes[i], sample_entry_len[i]};
+        sample_entries[i] = (struct wire_entry){
+            .seq = 7 + (uint64_t)i, .bytes = sample_entry_bytes[i], .len = sample_entry_len[i]};
     }
     for (size_t i = 0; i < sizeof sample_chunk; i++)
         sample_chunk[i] = (uint8_t)(i * 7 + 3);
@@ -124,6 +125,8 @@ static struct wire_msg sample(enum wire_type t, int i)
     switch (t) {
     case WIRE_JOURNAL:
         m.u.journal = sample_entries[i];
+        m.u.journal.has_prev_xxh = !i; /* the element appended within version 2, or absent */
+        m.u.journal.prev_xxh = i ? 0 : 0xfedcba9876543210ull;
         break;
     case WIRE_CHECKPOINT:
         m.u.checkpoint = sample_checkpoint();
@@ -175,6 +178,8 @@ static struct wire_msg sample(enum wire_type t, int i)
         m.u.entries.n_entries = i ? 0 : 3;
         m.u.entries.entries = sample_entries;
         m.u.entries.more = !i;
+        m.u.entries.has_prev_xxh = !i;
+        m.u.entries.prev_xxh = i ? 0 : 0x0123456789abcdefull;
         break;
     case WIRE_CHUNK:
         snprintf(m.u.chunk.name, sizeof m.u.chunk.name, "%s", "00000000000000001000.rkcp");
@@ -225,6 +230,8 @@ static void assert_msg_eq(const struct wire_msg *a, const struct wire_msg *b)
     switch (a->type) {
     case WIRE_JOURNAL:
         assert_entry_eq(&a->u.journal, &b->u.journal);
+        ck_assert_int_eq(a->u.journal.has_prev_xxh, b->u.journal.has_prev_xxh);
+        ck_assert_uint_eq(a->u.journal.prev_xxh, b->u.journal.prev_xxh);
         break;
     case WIRE_CHECKPOINT:
         assert_checkpoint_eq(&a->u.checkpoint, &b->u.checkpoint);
@@ -285,6 +292,8 @@ static void assert_msg_eq(const struct wire_msg *a, const struct wire_msg *b)
     case WIRE_ENTRIES:
         ck_assert_uint_eq(a->u.entries.n_entries, b->u.entries.n_entries);
         ck_assert_int_eq(a->u.entries.more, b->u.entries.more);
+        ck_assert_int_eq(a->u.entries.has_prev_xxh, b->u.entries.has_prev_xxh);
+        ck_assert_uint_eq(a->u.entries.prev_xxh, b->u.entries.prev_xxh);
         for (uint32_t i = 0; i < a->u.entries.n_entries; i++)
             assert_entry_eq(&a->u.entries.entries[i], &b->u.entries.entries[i]);
         break;
@@ -670,6 +679,60 @@ START_TEST(test_ack_apply_elements)
     expect_refused(WIRE_ACK, lag_negative, sizeof lag_negative, RK_ECORRUPT, "apply_lag_ms has the wrong");
     expect_refused(WIRE_ACK, lag_float, sizeof lag_float, RK_ECORRUPT, "apply_lag_ms has the wrong");
     expect_refused(WIRE_ACK, lag_bool, sizeof lag_bool, RK_ECORRUPT, "apply_lag_ms has the wrong");
+}
+END_TEST
+
+/* rk.j's and ENTRIES' prev_xxh, appended within version 2 (issue 13.6):
+ * absent (a primary before it) decodes as before; a uint is taken, with
+ * any element after it skipped; anything else is refused, naming it. */
+START_TEST(test_prev_xxh_element)
+{
+    static const char *const names[2] = {"rk.j", "ENTRIES"};
+    struct wire_msg m;
+    char why[256];
+
+    for (int t = 0; t < 2; t++) {
+        enum wire_type type = t ? WIRE_ENTRIES : WIRE_JOURNAL;
+        for (int shape = 0; shape < 4; shape++) { /* absent, a uint, a uint then more, a str */
+            struct raw r;
+            raw_init(&r);
+            msgpack_pack_array(&r.pk, 4 + (shape > 0) + (shape == 2));
+            msgpack_pack_uint8(&r.pk, WIRE_VERSION);
+            msgpack_pack_uint8(&r.pk, 2);
+            if (type == WIRE_JOURNAL) {
+                msgpack_pack_uint64(&r.pk, sample_entries[0].seq);
+                msgpack_pack_bin_with_body(&r.pk, sample_entries[0].bytes, sample_entries[0].len);
+            } else {
+                msgpack_pack_array(&r.pk, 1);
+                msgpack_pack_array(&r.pk, 2);
+                msgpack_pack_uint64(&r.pk, sample_entries[0].seq);
+                msgpack_pack_bin_with_body(&r.pk, sample_entries[0].bytes, sample_entries[0].len);
+                msgpack_pack_false(&r.pk);
+            }
+            if (shape == 1 || shape == 2)
+                msgpack_pack_uint64(&r.pk, 0x8877665544332211ull);
+            if (shape == 2)
+                raw_str(&r, "later");
+            if (shape == 3)
+                raw_str(&r, "not a checksum");
+            int rc = wire_decode(names[t], strlen(names[t]), (const uint8_t *)r.sb.data, r.sb.size, &m, why,
+                                 sizeof why);
+            if (shape == 3) {
+                ck_assert_int_eq(rc, RK_ECORRUPT);
+                ck_assert_msg(strstr(why, "prev_xxh") != NULL, "%s", why);
+            } else {
+                ck_assert_msg(rc == 0, "%s shape %d: %s", names[t], shape, why);
+                int has = t ? m.u.entries.has_prev_xxh : m.u.journal.has_prev_xxh;
+                uint64_t prev = t ? m.u.entries.prev_xxh : m.u.journal.prev_xxh;
+                ck_assert_int_eq(has, shape != 0);
+                ck_assert_uint_eq(prev, shape ? 0x8877665544332211ull : 0);
+                const struct wire_entry *e = t ? &m.u.entries.entries[0] : &m.u.journal;
+                assert_entry_eq(e, &sample_entries[0]);
+                wire_msg_free(&m);
+            }
+            msgpack_sbuffer_destroy(&r.sb);
+        }
+    }
 }
 END_TEST
 
@@ -1232,6 +1295,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_huge_claims_refused);
     tcase_add_test(tc, test_wrong_types_refused);
     tcase_add_test(tc, test_ack_apply_elements);
+    tcase_add_test(tc, test_prev_xxh_element);
     tcase_add_test(tc, test_wrong_version_refused);
     tcase_add_test(tc, test_extra_elements_skipped);
     tcase_add_test(tc, test_epoch_rule);
