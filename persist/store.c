@@ -728,8 +728,8 @@ static uint64_t entry_seq(const uint8_t *entry)
     return entry_le64(entry, offsetof(struct journal_header, seq));
 }
 
-static int journal_put(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens, size_t n,
-                       uint32_t commit_flags);
+static int journal_put(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens,
+                       size_t n, uint32_t commit_flags);
 
 int store_journal_append(store *s, uint64_t seq, const uint8_t *entry, size_t len)
 {
@@ -761,7 +761,7 @@ int store_journal_sync(store *s)
     if (!s)
         return RK_EINVAL;
     if ((rc = atomic_load(&s->failed)) != 0)
-        return rc; /* J3 */
+        return rc;                                          /* J3 */
     rc = s->building ? 0 : s->env->log_flush(s->env, NULL); /* everything written: group commit */
     /* as after an append's commit: a write or fsync that failed anywhere
      * before this flush returned may have cost pages it no longer reports */
@@ -772,8 +772,8 @@ int store_journal_sync(store *s)
     return rc;
 }
 
-static int journal_put(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens, size_t n,
-                       uint32_t commit_flags)
+static int journal_put(store *s, uint64_t first_seq, const uint8_t *const *entries, const size_t *lens,
+                       size_t n, uint32_t commit_flags)
 {
     uint8_t key_bytes[8];
     DBT key = {0}, data = {0};

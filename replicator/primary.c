@@ -12,7 +12,9 @@
  * ROUTER and the PUB is used under pub_lock (a socket may pass between
  * threads across a full barrier).  The drain publishes each entry it
  * journals itself, with the bytes it stored, as soon as its commit
- * returned: a hand-over to the replicator thread put a wake-up, a
+ * wrote it and before its fsync (store_journal_write, then _sync: the
+ * standbys' round trip runs beside that fsync), saying which entry it
+ * follows (prev_xxh; publish_one): a hand-over to the replicator thread put a wake-up, a
  * scheduling delay on a busy host and a read back from the store on every
  * entry's way to the standbys (issue 13.6).  An entry the drain could not
  * publish in order, the replicator thread reads back from the store
@@ -20,9 +22,9 @@
  * node's other threads only write to an eventfd (and, for a checkpoint, a
  * path under `lock`).  A standby that misses an entry (PUB drops at its
  * high-water mark, or it connected late) FETCHes it over the ROUTER.  An ACK names the standby's
- * durable journal sequence; that entry's LSNs are covered (next_lsn - 1,
- * never beyond the durable cursor), and the cursor moves to the
- * min_replicas-th highest LSN the standbys acknowledged.  With
+ * durable journal sequence; that entry's LSNs are covered (next_lsn - 1),
+ * and the cursor moves to the min_replicas-th highest LSN the standbys
+ * acknowledged, never past the durable cursor (update_replicated).  With
  * min_replicas = 0 the node moves the replicated cursor with the durable
  * one and acks only feed status and heartbeats.
  *
@@ -199,7 +201,7 @@ struct repl_primary {
     pthread_mutex_t pub_lock;
     uint64_t published_seq; /* under pub_lock: every entry up to it was published */
     uint64_t last_pub_seq, last_pub_xxh; /* under pub_lock: the last entry published and its XXH64 */
-    const char *test_forge; /* test hook RK_TEST_FORGE_ENTRY=FILE (publish_one); NULL: none */
+    const char *test_forge;              /* test hook RK_TEST_FORGE_ENTRY=FILE (publish_one); NULL: none */
     /* 1: the standbys' acks reach past the durable cursor, so the
      * replicated cursor waits for the drain's fsync, which then wakes the
      * replicator thread (repl_primary_durable) */
@@ -343,8 +345,8 @@ static uint8_t *forge(struct repl_primary *p, const uint8_t *entry, size_t len, 
     if (!p->test_forge || access(p->test_forge, F_OK) != 0 || journal_decode(entry, len, &e, why, sizeof why))
         return NULL;
     for (int level = 19; level >= 1 && !out; level -= 6) {
-        if (journal_encode(&e.h, e.frames, e.h.raw_len, level, &out, forged_len) == 0 &&
-            *forged_len == len && memcmp(out, entry, len) == 0) {
+        if (journal_encode(&e.h, e.frames, e.h.raw_len, level, &out, forged_len) == 0 && *forged_len == len &&
+            memcmp(out, entry, len) == 0) {
             free(out);
             out = NULL;
         }

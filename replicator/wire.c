@@ -888,8 +888,8 @@ int wire_decode(const void *name, size_t name_len, const uint8_t *body, size_t b
          * of its own that the primary no longer holds (published before
          * its fsync, then lost in a power cut) */
         int *has = m->type == WIRE_JOURNAL ? &m->u.journal.has_prev_xxh : &m->u.entries.has_prev_xxh;
-        if ((rc = rd_uint(&d, "prev_xxh", m->type == WIRE_JOURNAL ? &m->u.journal.prev_xxh
-                                                                  : &m->u.entries.prev_xxh)))
+        if ((rc = rd_uint(&d, "prev_xxh",
+                          m->type == WIRE_JOURNAL ? &m->u.journal.prev_xxh : &m->u.entries.prev_xxh)))
             goto fail;
         *has = 1;
         extra--;

@@ -129,9 +129,9 @@ struct wire_heartbeat {
 struct wire_entry {
     uint64_t seq; /* = the entry's own header seq */
     const uint8_t *bytes;
-    size_t len;       /* WIRE_ENTRY_MIN..WIRE_ENTRY_MAX */
-    int has_prev_xxh; /* rk.j only: 0 when absent on the wire (a primary before it, or one
-                         that does not hold entry seq - 1) */
+    size_t len;        /* WIRE_ENTRY_MIN..WIRE_ENTRY_MAX */
+    int has_prev_xxh;  /* rk.j only: 0 when absent on the wire (a primary before it, or one
+                          that does not hold entry seq - 1) */
     uint64_t prev_xxh; /* rk.j only: the XXH64 trailer of the primary's entry seq - 1, the one
                           this entry follows (wire_entry_xxh): a standby holding another
                           entry seq - 1 does not take it */

@@ -4090,7 +4090,8 @@ START_TEST(standby_never_appends_to_an_entry_the_primary_does_not_hold)
     f = fopen(path, "rb");
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(fread(prefix, 1, 4, f), 4);
-    size_t len = (size_t)prefix[0] | (size_t)prefix[1] << 8 | (size_t)prefix[2] << 16 | (size_t)prefix[3] << 24;
+    size_t len =
+        (size_t)prefix[0] | (size_t)prefix[1] << 8 | (size_t)prefix[2] << 16 | (size_t)prefix[3] << 24;
     held = malloc(len);
     ck_assert_ptr_nonnull(held);
     ck_assert_int_eq(fread(held, 1, len, f), len);
