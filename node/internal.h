@@ -120,6 +120,7 @@ struct node {
     int promoted;                  /* a primary's: it began a new epoch at this start (a promotion) */
     _Atomic int bootstrapping; /* a standby is replacing its store: it cannot be promoted (main thread's) */
     int test_kill_after_abort; /* RK_TEST_KILL_AFTER_ABORT set: a test hook (journal_batch) */
+    const char *test_cut_after_publish; /* RK_TEST_CUT_AFTER_PUBLISH=FILE: a test hook (journal_batch) */
 
     /* a standby's apply thread, which a bootstrap stops and the main
      * thread starts again (apply_start, apply_stop, apply_finish) */

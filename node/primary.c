@@ -396,6 +396,14 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
         fatal("journal write failed: nothing after it is acknowledged", store_strerror(rc));
     if (n->repl)
         repl_primary_journaled(n->repl, seq, entry, entry_len);
+    /* test hook (test_repl's early_publish case): once FILE exists, the
+     * power is cut here, before the fsync, when a standby holds the entry
+     * (or after 10 s); needs RK_CRASHSIM armed */
+    if (n->test_cut_after_publish && n->repl && access(n->test_cut_after_publish, F_OK) == 0) {
+        for (int i = 0; i < 10000 && repl_primary_max_acked(n->repl) < seq; i++)
+            usleep(1000);
+        crashsim_cut();
+    }
     rc = store_journal_sync(n->s);
     if (rc)
         fatal("journal fsync failed: nothing after it is acknowledged", store_strerror(rc));
@@ -925,7 +933,10 @@ static int epoch_begin(struct node *n, int promote, const struct journal_header 
 
 int run_primary(const struct node_config *c, struct repl_primary *r, int promote, struct node_handover *open)
 {
-    struct node n = {.c = c, .repl = r, .test_kill_after_abort = getenv("RK_TEST_KILL_AFTER_ABORT") != NULL};
+    struct node n = {.c = c,
+                     .repl = r,
+                     .test_kill_after_abort = getenv("RK_TEST_KILL_AFTER_ABORT") != NULL,
+                     .test_cut_after_publish = getenv("RK_TEST_CUT_AFTER_PUBLISH")};
     struct journal_header last = {0};
     pthread_t apply_thread, control_thread;
     int rc, have_apply = 0, have_control = 0, have_ckpt = 0;

@@ -206,6 +206,7 @@ struct repl_primary {
      * replicated cursor waits for the drain's fsync, which then wakes the
      * replicator thread (repl_primary_durable) */
     _Atomic int acks_ahead;
+    _Atomic uint64_t max_acked; /* repl_primary_max_acked */
     struct seq_info *cache; /* under pub_lock: by seq % SEQ_CACHE */
 
     /* the replicator thread's own */
@@ -685,6 +686,8 @@ static void acked(struct repl_primary *p, struct peer *peer, uint64_t seq, uint6
         return;
     uint64_t lsn = covered_lsn(p, seq);
     peer->acked_seq = seq;
+    if (seq > atomic_load(&p->max_acked))
+        atomic_store(&p->max_acked, seq); /* only this thread writes it */
     if (lsn > peer->acked_lsn)
         peer->acked_lsn = lsn;
     update_needed(p);
@@ -1745,6 +1748,11 @@ void repl_primary_durable(struct repl_primary *p)
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_exchange(&p->acks_ahead, 0))
         wake(p);
+}
+
+uint64_t repl_primary_max_acked(struct repl_primary *p)
+{
+    return atomic_load(&p->max_acked);
 }
 
 void repl_primary_checkpointed(struct repl_primary *p, const char *path)

@@ -81,6 +81,10 @@ void repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t 
  * (the replicator thread is woken to move the replicated cursor). */
 void repl_primary_durable(struct repl_primary *p);
 
+/* The highest journal sequence a standby acknowledged since this
+ * replicator started (for a test hook).  Any thread. */
+uint64_t repl_primary_max_acked(struct repl_primary *p);
+
 /* Checkpoint thread, after checkpoint file path was written and verified. */
 void repl_primary_checkpointed(struct repl_primary *p, const char *path);
 
