@@ -258,7 +258,13 @@ create:
     /* what the journal holds is durable: a node killed between its
      * journal commit and moving the durable cursor leaves engines waiting
      * on frames that are already in the journal (and that the drain now
-     * skips), so the cursor covers them at once, not at the next batch */
+     * skips), so the cursor covers them at once, not at the next batch.
+     * A node killed between writing an entry and its fsync
+     * (journal_batch) left it in the kernel only, where recovery found
+     * it: fsynced here first, not left to recovery's own checkpoint */
+    rc = store_journal_sync(n->s);
+    if (rc)
+        fatal("journal fsync failed: nothing after it is acknowledged", store_strerror(rc));
     if (next_lsn > h->start_lsn) {
         ring_set_durable(n->ring, next_lsn - 1);
         if (c->repl_min_replicas == 0)
@@ -422,7 +428,7 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     n->journal_seq = seq;
     pthread_mutex_unlock(&n->lock);
     if (n->repl)
-        repl_primary_durable(n->repl); /* acks that came before the fsync count now */
+        repl_primary_durable(n->repl, seq); /* acks that came before the fsync count now */
     free(entry);
     pthread_cond_broadcast(&n->journal_cond); /* apply re-reads journal_seq under lock */
     if (next_lsn == ring_read_pos(n->ring))

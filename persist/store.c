@@ -1065,12 +1065,72 @@ static int trim_some(store *s, uint64_t seq, int *more)
     return rc;
 }
 
+#define TRIMMED_TAIL_KEY "journal_trimmed_tail"
+
+int store_journal_trimmed_tail(store *s, uint64_t *seq, uint64_t *xxh)
+{
+    uint8_t buf[16];
+    DBT k = {.data = TRIMMED_TAIL_KEY, .size = (u_int32_t)strlen(TRIMMED_TAIL_KEY)};
+    DBT v = {.data = buf, .ulen = sizeof buf, .flags = DB_DBT_USERMEM};
+    int rc = s->meta->get(s->meta, NULL, &k, &v, 0);
+
+    if (rc == DB_NOTFOUND)
+        return RK_ENOTFOUND;
+    if (rc == 0 && v.size != sizeof buf)
+        return RK_ECORRUPT;
+    if (rc == 0) {
+        *seq = entry_le64(buf, 0);
+        *xxh = entry_le64(buf, 8);
+    }
+    return rc;
+}
+
+/* Records entry seq's XXH64 trailer as the trimmed tail (a synced commit),
+ * when the journal holds it. */
+static int record_trimmed_tail(store *s, uint64_t seq)
+{
+    uint8_t *entry = NULL, buf[16];
+    size_t len = 0;
+    uint64_t xxh = 0;
+    int rc = store_journal_get_raw(s, seq, &entry, &len);
+
+    if (rc == RK_ENOTFOUND)
+        return 0; /* trimmed already: recorded then */
+    if (rc)
+        return rc;
+    for (int i = 0; i < 8; i++) /* canonical: big-endian */
+        xxh = xxh << 8 | entry[len - 8 + (size_t)i];
+    free(entry);
+    for (int i = 0; i < 8; i++) {
+        buf[i] = (uint8_t)(seq >> (8 * i));
+        buf[8 + i] = (uint8_t)(xxh >> (8 * i));
+    }
+    DBT k = {.data = TRIMMED_TAIL_KEY, .size = (u_int32_t)strlen(TRIMMED_TAIL_KEY)};
+    DBT v = {.data = buf, .size = sizeof buf};
+    return s->meta->put(s->meta, NULL, &k, &v, DB_AUTO_COMMIT);
+}
+
 int store_journal_trim(store *s, uint64_t seq)
 {
     int more = 1, rc = 0;
+    uint64_t last = 0;
+    void *data = NULL;
+    size_t len = 0;
 
     if (!s)
         return RK_EINVAL;
+    rc = read_entry(s, DB_LAST, 0, &last, &data, &len);
+    free(data);
+    if (rc == RK_ENOTFOUND)
+        return 0; /* nothing to trim */
+    if (rc)
+        return rc;
+    if (seq > last)
+        seq = last; /* the last entry stays: its XXH64 is what a peer's is compared with */
+    if (seq <= 1)
+        return 0;
+    if ((rc = record_trimmed_tail(s, seq - 1)) != 0)
+        return rc;
     /* each round deletes at least one entry or ends the loop: bounded by
      * the journal's size */
     for (int deadlocks = 0; (rc == 0 || (rc == DB_LOCK_DEADLOCK && deadlocks++ < 100)) && more;) {

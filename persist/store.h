@@ -217,8 +217,17 @@ int store_journal_get_raw(store *s, uint64_t seq, uint8_t **entry, size_t *len);
 /* Removes journal entries with sequence < seq (retention, issue 4): from
  * the front only, so the rest stays one run (J2).  Deletes in short
  * transactions (at most 1000 entries or about 2 ms each, committed without
- * a sync of their own), so that an append never waits long for one. */
+ * a sync of their own), so that an append never waits long for one.  The
+ * journal's last entry is never removed, and before anything is, the
+ * XXH64 of the entry just before seq is recorded (synced) for
+ * store_journal_trimmed_tail: a primary publishes an entry before its
+ * fsync, so a peer's last entry of the same seq and epoch may still be
+ * another one, and it must be comparable (issue 13.6). */
 int store_journal_trim(store *s, uint64_t seq);
+
+/* The last entry trimmed, as store_journal_trim recorded it: its seq and
+ * XXH64 trailer (wire_entry_xxh).  0, or RK_ENOTFOUND when none was. */
+int store_journal_trimmed_tail(store *s, uint64_t *seq, uint64_t *xxh);
 
 /* Checkpoints the Berkeley DB environment and removes the log files that
  * recovery no longer needs (DB_ENV->log_archive; the DB_LOG_AUTO_REMOVE

@@ -202,10 +202,12 @@ struct repl_primary {
     uint64_t published_seq; /* under pub_lock: every entry up to it was published */
     uint64_t last_pub_seq, last_pub_xxh; /* under pub_lock: the last entry published and its XXH64 */
     const char *test_forge;              /* test hook RK_TEST_FORGE_ENTRY=FILE (publish_one); NULL: none */
-    /* 1: the standbys' acks reach past the durable cursor, so the
+    /* 1: the standbys' acks reach past the last durable entry, so the
      * replicated cursor waits for the drain's fsync, which then wakes the
-     * replicator thread (repl_primary_durable) */
+     * replicator thread (repl_primary_durable); durable_seq is that entry,
+     * stored by the drain after it moved the durable cursor */
     _Atomic int acks_ahead;
+    _Atomic uint64_t durable_seq;
     _Atomic uint64_t max_acked; /* repl_primary_max_acked */
     struct seq_info *cache; /* under pub_lock: by seq % SEQ_CACHE */
 
@@ -648,18 +650,18 @@ static void update_replicated(struct repl_primary *p)
          * standbys may hold an entry before the drain's fsync of it
          * returned.  Then the drain wakes this thread once it has
          * (repl_primary_durable).  seq_cst: acks_ahead is set before
-         * durable_lsn is read here, and the drain moves durable_lsn
+         * durable_seq is read here, and the drain stores durable_seq
          * before it reads acks_ahead, so one of the two sees the other
-         * (the drain's fence is in repl_primary_durable). */
+         * (the drain's fence is in repl_primary_durable); the durable
+         * cursor, moved before durable_seq, is read after it. */
         sort_descending(lsns, n);
         sort_descending(seqs, n);
-        uint64_t lsn = lsns[k - 1];
         atomic_store(&p->acks_ahead, 1);
         atomic_thread_fence(memory_order_seq_cst);
-        uint64_t durable = atomic_load(&ring_header_of(p->ring)->durable_lsn);
-        if (lsn <= durable)
+        if (seqs[k - 1] <= atomic_load(&p->durable_seq))
             atomic_store(&p->acks_ahead, 0);
-        else
+        uint64_t lsn = lsns[k - 1], durable = atomic_load(&ring_header_of(p->ring)->durable_lsn);
+        if (lsn > durable)
             lsn = durable;
         if (lsn > p->replicated_lsn) {
             p->replicated_lsn = lsn;
@@ -761,8 +763,17 @@ static int hello_matches(struct repl_primary *p, const struct wire_hello *h, uin
     if (h->last_seq > journal_seq || store_epoch_of(p->s, h->last_seq) != h->last_epoch)
         return 0;
     rc = h->has_last_xxh ? store_journal_get_raw(p->s, h->last_seq, &entry, &len) : RK_ENOTFOUND;
+    if (rc == RK_ENOTFOUND && h->has_last_xxh && h->last_seq + 1 == first_seq(p, journal_seq)) {
+        /* trimmed here, and the standby would go on from our first entry:
+         * its last one may be one a primary published before its fsync
+         * and lost (issue 13.6), so the epoch does not tell; the trim
+         * recorded what it was */
+        uint64_t tail_seq = 0, tail_xxh = 0;
+        return store_journal_trimmed_tail(p->s, &tail_seq, &tail_xxh) == 0 && tail_seq == h->last_seq &&
+               tail_xxh == h->last_xxh;
+    }
     if (rc == RK_ENOTFOUND)
-        return 1; /* trimmed here, or not held there: the epoch tells */
+        return 1; /* trimmed here (it bootstraps), or not held there: the epoch tells */
     same = rc == 0 && wire_entry_xxh(entry, len) == h->last_xxh;
     free(entry);
     return same;
@@ -1625,6 +1636,7 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
     progress(progress_arg, &np);
     p->epoch = np.epoch;
     p->published_seq = np.journal_seq; /* older entries: standbys fetch them */
+    atomic_store(&p->durable_seq, np.journal_seq);
     p->sync.base_seq = np.journal_seq;  /* before the replicator thread runs: no lock needed */
     p->start_ns = link_monotonic_ns();
     snprintf(dir, sizeof dir, "%s/checkpoints", p->c->data_dir);
@@ -1740,11 +1752,12 @@ void repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t 
         wake(p); /* the replicator thread publishes it, read back */
 }
 
-void repl_primary_durable(struct repl_primary *p)
+void repl_primary_durable(struct repl_primary *p, uint64_t seq)
 {
     /* seq_cst, against update_replicated: the durable cursor was moved
-     * before this; acks that reached past it were recorded before it read
-     * the cursor */
+     * before this; acks that reached past seq were recorded before it
+     * read durable_seq */
+    atomic_store(&p->durable_seq, seq);
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_exchange(&p->acks_ahead, 0))
         wake(p);

@@ -76,10 +76,11 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
  * at most the last entry published. */
 void repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len);
 
-/* Drain thread, after the fsync of the entries it published and the move
- * of the durable cursor: acks that reached past the cursor count now
- * (the replicator thread is woken to move the replicated cursor). */
-void repl_primary_durable(struct repl_primary *p);
+/* Drain thread, after the fsync of the entries it published up to seq and
+ * the move of the durable cursor: acks that reached past the last durable
+ * entry count now (the replicator thread is woken to move the replicated
+ * cursor). */
+void repl_primary_durable(struct repl_primary *p, uint64_t seq);
 
 /* The highest journal sequence a standby acknowledged since this
  * replicator started (for a test hook).  Any thread. */

@@ -469,6 +469,20 @@ static void flush_pending(struct repl_standby *sb)
     sb->host.durable(sb->host.arg, sb->last_seq);
 }
 
+/* The primary sent what shows it does not hold our last entry (seq, the
+ * XXH64 it gave): what is pending is committed, and HELLO finds the fork
+ * point. */
+static void not_following(struct repl_standby *sb, uint64_t seq, uint64_t xxh, const char *what)
+{
+    sb->n_not_following++;
+    log_msg(LOG_WARN,
+            "the primary does not hold our last entry (lost in a power cut?): saying HELLO to find the fork point",
+            "got=\"%s\" seq=%" PRIu64 " last_seq=%" PRIu64 " our_last_xxh=%016" PRIx64 " primary_xxh=%016" PRIx64,
+            what, seq, sb->recv_seq, sb->recv_xxh, xxh);
+    flush_pending(sb);
+    send_hello(sb);
+}
+
 /* Verifies entry seq if it is the next one and keeps it for the next
  * commit; 1 kept, 0 not.  has_prev: the primary said which entry it
  * follows (prev_xxh, the XXH64 of its entry seq - 1).
@@ -492,6 +506,11 @@ static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *byte
         return 0; /* not yet known to be on the primary's history: fetched once it is */
     if (seq <= sb->recv_seq) {
         sb->n_duplicates++;
+        /* our last entry again, other bytes: the primary wrote it anew
+         * after it lost ours (take_entry's head comment), and counts our
+         * acks as acks of its own until our next HELLO */
+        if (seq == sb->recv_seq && sb->recv_xxh_known && wire_entry_xxh(bytes, len) != sb->recv_xxh)
+            not_following(sb, seq, wire_entry_xxh(bytes, len), "our last entry, with other bytes");
         return 0;
     }
     knows_primary_holds(sb, seq);
@@ -519,14 +538,7 @@ static int take_entry(struct repl_standby *sb, uint64_t seq, const uint8_t *byte
         return 0;
     }
     if (has_prev && sb->recv_xxh_known && prev_xxh != sb->recv_xxh) {
-        sb->n_not_following++;
-        log_msg(LOG_WARN,
-                "the primary's entry follows another entry than our last: the primary does not hold ours "
-                "(lost in a power cut?); saying HELLO to find the fork point",
-                "seq=%" PRIu64 " our_last_xxh=%016" PRIx64 " primary_prev_xxh=%016" PRIx64, seq, sb->recv_xxh,
-                prev_xxh);
-        flush_pending(sb);
-        send_hello(sb);
+        not_following(sb, seq, prev_xxh, "an entry that follows another entry than our last");
         return 0;
     }
     if (sb->n_pend == PEND_MAX_ENTRIES || sb->pend_len + len > PEND_MAX_BYTES)
@@ -961,7 +973,7 @@ static int diverged(struct repl_standby *sb, const struct wire_welcome *w, uint6
     int rc;
 
     if (fork == sb->hello_last_seq && !w->matched && fork > 0 && sb->tail_rollbacks == 0 &&
-        store_epoch_of(sb->s, fork) == history_epoch_of(w->history, w->n_history, fork)) {
+        w->first_seq <= fork && store_epoch_of(sb->s, fork) == history_epoch_of(w->history, w->n_history, fork)) {
         /* the same epoch for our last entry, other bytes: the primary
          * published it ahead of its fsync and lost it in a power cut,
          * then wrote another entry there (take_entry).  Only the last one

@@ -4215,6 +4215,98 @@ START_TEST(standby_holding_an_entry_its_primary_lost_in_a_power_cut_sets_it_asid
 }
 END_TEST
 
+/* The primary no longer holds the standby's last entry, but holds the one
+ * after it: HELLO cannot compare the entries, and an epoch no longer
+ * tells (an entry published before the fsync and lost has the epoch of
+ * the one written anew).  The journal trim recorded the XXH64 of the last
+ * entry it removed; a standby whose last entry is another is not counted
+ * and bootstraps instead of following on from it.  The standby holds a
+ * forged copy of entry L+1 (RK_TEST_FORGE_ENTRY), is held there
+ * (RK_TEST_JOURNAL_GATE) while the primary goes on and trims below L+2
+ * (what the standby still needs), then restarts. */
+START_TEST(standby_whose_last_entry_was_trimmed_is_compared_with_the_trim_record)
+{
+    static const char *const extra[] = {"checkpoint", "every_seconds", "0", NULL};
+    char forge_file[300], env[360], gate[300], genv[360], limit[32];
+    struct engine e;
+    uint8_t **forged = NULL;
+    size_t *forged_len = NULL;
+
+    snprintf(forge_file, sizeof forge_file, "%s.forge", primary_dir);
+    snprintf(env, sizeof env, "RK_TEST_FORGE_ENTRY=%s", forge_file);
+    snprintf(gate, sizeof gate, "%s.gate", standby_dir[0]);
+    snprintf(genv, sizeof genv, "RK_TEST_JOURNAL_GATE=%s", gate);
+    set_gate(gate, "");
+    pid_t primary = start(primary_dir, NULL, extra, env);
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, genv);
+
+    engine_attach(&e);
+    engine_write(&e, 40);
+    char *st = wait_caught_up(standby_dir[0]);
+    uint64_t last = json_u64(st, "journal_seq");
+    free(st);
+    /* the next entry, L+1, is forged; the standby may hold no more */
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)(last + 1));
+    set_gate(gate, limit);
+    FILE *f = fopen(forge_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    engine_write(&e, 1);
+    ck_assert_int_ne(access(forge_file, F_OK), 0);
+    for (int i = 0;; i++) {
+        st = status_of(standby_dir[0]);
+        uint64_t held = st ? json_u64(st, "acked_seq") : 0;
+        free(st);
+        if (held == last + 1)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the standby never held entry %llu", (unsigned long long)(last + 1));
+        usleep(10000);
+    }
+    /* the primary goes on and trims below L+2, which the standby needs */
+    engine_write(&e, 40);
+    checkpoint_now();
+    for (int i = 0;; i++) {
+        char *p = status_of(primary_dir);
+        uint64_t below = p ? json_u64(p, "journal_trimmed_below") : 0;
+        free(p);
+        if (below == last + 2)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the primary did not trim below %llu", (unsigned long long)(last + 2));
+        usleep(10000);
+    }
+    ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
+    journal_raw(standby_dir[0], last + 1, last + 1, &forged, &forged_len);
+
+    /* back without the gate: not counted on its last entry, it bootstraps */
+    sb = start(standby_dir[0], "standby-a", NULL, NULL);
+    engine_write(&e, 20);
+    rk_ring_detach(e.r);
+    st = wait_caught_up(standby_dir[0]);
+    ck_assert_msg(json_u64(st, "bootstraps") == 1, "%s", st);
+    free(st);
+    ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
+    ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
+    check_same_journal(standby_dir[0]);
+    check_state(standby_dir[0], e.height);
+    /* and the forged entry is no longer in its journal */
+    char err[512];
+    store *s = NULL;
+    uint8_t *now = NULL;
+    size_t now_len = 0;
+    ck_assert_msg(store_open(standby_dir[0], 0, 16, &s, err, sizeof err) == 0, "%s", err);
+    int rc = store_journal_get_raw(s, last + 1, &now, &now_len);
+    store_close(s);
+    ck_assert_msg(rc == RK_ENOTFOUND || now_len != forged_len[0] || memcmp(now, forged[0], now_len) != 0,
+                  "the standby still holds the entry the primary never had");
+    free(now);
+    free(forged[0]);
+    free(forged);
+    free(forged_len);
+    set_gate(gate, NULL);
+    unlink(forge_file);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -4271,6 +4363,7 @@ static Suite *repl_suite(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, standby_never_appends_to_an_entry_the_primary_does_not_hold);
     tcase_add_test(tc, standby_holding_an_entry_its_primary_lost_in_a_power_cut_sets_it_aside);
+    tcase_add_test(tc, standby_whose_last_entry_was_trimmed_is_compared_with_the_trim_record);
     suite_add_tcase(s, tc);
     tc = tcase_create("rejoin"); /* CK_RUN_CASE=rejoin runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);

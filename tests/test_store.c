@@ -1547,6 +1547,8 @@ START_TEST(trim_removes_entries_below_seq)
     size_t len;
     store *s;
 
+    uint64_t xxh[2] = {0, 0}, tail_seq = 0, tail_xxh = 0, first = 0;
+
     new_data_dir("trim");
     s = open_store(STORE_CREATE);
     for (uint64_t seq = 1; seq <= n; seq++) {
@@ -1554,10 +1556,14 @@ START_TEST(trim_removes_entries_below_seq)
         batch_add(&b, FRAME_MARK, 0, 0, NULL, 0, &seq, 8);
         encode_batch(&b, 1, &entry, &len);
         ck_assert_int_eq(store_journal_append(s, seq, entry, len), 0);
+        if (seq == 1049 || seq == n - 1) /* the trailer: XXH64, big-endian */
+            for (int i = 0; i < 8; i++)
+                xxh[seq != 1049] = xxh[seq != 1049] << 8 | entry[len - 8 + (size_t)i];
         free(entry);
         batch_free(&b);
     }
     ck_assert_int_eq(store_journal_trim(s, 1), 0); /* nothing below 1 */
+    ck_assert_int_eq(store_journal_trimmed_tail(s, &tail_seq, &tail_xxh), RK_ENOTFOUND);
     ck_assert_int_eq(store_journal_trim(s, 1050), 0);
     store_close(s);
 
@@ -1570,8 +1576,19 @@ START_TEST(trim_removes_entries_below_seq)
     }
     ck_assert_int_eq(store_journal_last(s, &h), 0);
     ck_assert_uint_eq(h.seq, n);
+    /* the last entry removed is recorded, with its XXH64 */
+    ck_assert_int_eq(store_journal_trimmed_tail(s, &tail_seq, &tail_xxh), 0);
+    ck_assert_uint_eq(tail_seq, 1049);
+    ck_assert_uint_eq(tail_xxh, xxh[0]);
+    /* a trim past the end keeps the last entry (issue 13.6) */
     ck_assert_int_eq(store_journal_trim(s, n + 10), 0);
-    ck_assert_int_eq(store_journal_last(s, &h), RK_ENOTFOUND);
+    ck_assert_int_eq(store_journal_last(s, &h), 0);
+    ck_assert_uint_eq(h.seq, n);
+    ck_assert_int_eq(store_journal_first(s, &first), 0);
+    ck_assert_uint_eq(first, n);
+    ck_assert_int_eq(store_journal_trimmed_tail(s, &tail_seq, &tail_xxh), 0);
+    ck_assert_uint_eq(tail_seq, n - 1);
+    ck_assert_uint_eq(tail_xxh, xxh[1]);
     store_close(s);
 }
 END_TEST
