@@ -400,12 +400,11 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     rc = store_journal_write(n->s, seq, entry, entry_len);
     if (rc)
         fatal("journal write failed: nothing after it is acknowledged", store_strerror(rc));
-    if (n->repl)
-        repl_primary_journaled(n->repl, seq, entry, entry_len);
+    int published = n->repl && repl_primary_journaled(n->repl, seq, entry, entry_len, 0);
     /* test hook (test_repl's early_publish case): once FILE exists, the
      * power is cut here, before the fsync, when a standby holds the entry
      * (or after 10 s); needs RK_CRASHSIM armed */
-    if (n->test_cut_after_publish && n->repl && access(n->test_cut_after_publish, F_OK) == 0) {
+    if (n->test_cut_after_publish && published && access(n->test_cut_after_publish, F_OK) == 0) {
         for (int i = 0; i < 10000 && repl_primary_max_acked(n->repl) < seq; i++)
             usleep(1000);
         crashsim_cut();
@@ -427,6 +426,8 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     pthread_mutex_lock(&n->lock);
     n->journal_seq = seq;
     pthread_mutex_unlock(&n->lock);
+    if (n->repl && !published)
+        repl_primary_journaled(n->repl, seq, entry, entry_len, 1); /* as before issue 13.6 */
     if (n->repl)
         repl_primary_durable(n->repl, seq); /* acks that came before the fsync count now */
     free(entry);

@@ -131,6 +131,7 @@ struct peer {
     int disconnected;   /* the ROUTER reported that connection closed: its id is free to take */
     uint64_t hello_seq; /* the last_seq its HELLO said it held: acked_seq above it, it replicates */
     uint64_t hello_ns;  /* monotonic: when its HELLO took this slot under this id */
+    int checks_prev;    /* its HELLO said it checks prev_xxh (the drain may publish early) */
     /* its apply, as its last ACK reported it (issue 13.7; apply_reported 0:
      * none since its HELLO, or a standby before those elements) */
     int apply_reported;
@@ -201,6 +202,7 @@ struct repl_primary {
     pthread_mutex_t pub_lock;
     uint64_t published_seq; /* under pub_lock: every entry up to it was published */
     uint64_t last_pub_seq, last_pub_xxh; /* under pub_lock: the last entry published and its XXH64 */
+    int early; /* under pub_lock: every standby known checks prev_xxh: entries go out before the fsync */
     const char *test_forge;              /* test hook RK_TEST_FORGE_ENTRY=FILE (publish_one); NULL: none */
     /* 1: the standbys' acks reach past the last durable entry, so the
      * replicated cursor waits for the drain's fsync, which then wakes the
@@ -523,10 +525,25 @@ static void sync_mirror(struct repl_primary *p)
 static void update_needed(struct repl_primary *p)
 {
     uint64_t needed = UINT64_MAX;
+    int early = 0, others = 0;
     for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
-        if (p->peers[i].used && p->peers[i].acked_seq + 1 < needed)
-            needed = p->peers[i].acked_seq + 1;
+        if (p->peers[i].used) {
+            if (p->peers[i].acked_seq + 1 < needed)
+                needed = p->peers[i].acked_seq + 1;
+            early |= p->peers[i].checks_prev;
+            others |= !p->peers[i].checks_prev;
+        }
     atomic_store(&p->needed_from, needed);
+    /* a standby of a build before prev_xxh would take an entry after one
+     * this primary published and then lost in a power cut: while one is
+     * known, or none is (one may still follow the stream it had before
+     * this primary started), entries go out after the fsync
+     * (repl_primary_journaled).  Set before WELCOME answers a HELLO
+     * (on_hello calls this first) */
+    early = early && !others;
+    pthread_mutex_lock(&p->pub_lock);
+    p->early = early;
+    pthread_mutex_unlock(&p->pub_lock);
     sync_mirror(p);
 }
 
@@ -1005,6 +1022,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         peer->acked_lsn = 0;
         peer->apply_reported = 0;      /* its apply too: until its next ACK says */
         peer->hello_seq = h->last_seq; /* it replicates once it acks past this */
+        peer->checks_prev = h->checks_prev;
         peer->used = 1;
         peer->heard_ns = link_monotonic_ns();
         peer->fd = in->src_fd;
@@ -1466,6 +1484,13 @@ static void heartbeat(struct repl_primary *p)
                          "standbys_evicted", json_uint(p->n_evicted), "curve", p->zap != NULL,
                          "curve_keys_refused", json_uint(p->n_refused_keys), "standbys", list)
              : NULL; /* "o" steals list, even when json_pack fails */
+    pthread_mutex_lock(&p->pub_lock);
+    int early = p->early;
+    pthread_mutex_unlock(&p->pub_lock);
+    if (extra && json_object_set_new(extra, "publish_before_fsync", json_boolean(early)) != 0) {
+        json_decref(extra);
+        extra = NULL;
+    }
     /* the drain waiting for the counted standbys' apply (update_apply_hold) */
     if (extra &&
         (json_object_set_new(extra, "drain_held_for_standby_apply",
@@ -1735,21 +1760,22 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
     return 0;
 }
 
-void repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len)
+int repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len, int durable)
 {
     int published = 0;
 
     /* from this thread (see the head of this file); running is set and
      * cleared by this thread too (repl_primary_start, _stop) */
     pthread_mutex_lock(&p->pub_lock);
-    if (p->running && seq == p->published_seq + 1) {
+    if (p->running && seq == p->published_seq + 1 && (durable || p->early)) {
         publish_one(p, seq, entry, len);
         p->published_seq = seq;
         published = 1;
     }
     pthread_mutex_unlock(&p->pub_lock);
-    if (!published)
+    if (!published && durable)
         wake(p); /* the replicator thread publishes it, read back */
+    return published;
 }
 
 void repl_primary_durable(struct repl_primary *p, uint64_t seq)

@@ -65,16 +65,18 @@ int repl_primary_start(struct repl_primary *p, store *s, ring_owner *ring, repl_
                        void *progress_arg);
 
 /* Drain thread, once entry seq is written to the store, before its fsync
- * (store_journal_write; issue 13.6: the standbys' round trip overlaps
- * it): publishes entry (len bytes, as stored; the caller keeps it) from
- * the calling thread when every entry before it was published, else wakes
- * the replicator thread, which reads it back from the store once it is
- * durable.  Each entry published says which entry it follows, so that a
+ * (store_journal_write; durable 0; issue 13.6: the standbys' round trip
+ * overlaps it), and again after the fsync (durable 1) when that returned
+ * 0: publishes entry (len bytes, as stored; the caller keeps it) from the
+ * calling thread when every entry before it was published -- before the
+ * fsync only while every standby known checks prev_xxh (HELLO's
+ * checks_prev) -- and returns 1; after the fsync, when it cannot, wakes
+ * the replicator thread, which reads it back from the store.  Each entry published says which entry it follows, so that a
  * standby holding an entry this primary lost in a power cut before its
  * fsync takes nothing after it (docs/PROTOCOL.md, prev_xxh).  The drain
  * writes the next entry only after this one's fsync: a power cut loses
  * at most the last entry published. */
-void repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len);
+int repl_primary_journaled(struct repl_primary *p, uint64_t seq, const uint8_t *entry, size_t len, int durable);
 
 /* Drain thread, after the fsync of the entries it published up to seq and
  * the move of the durable cursor: acks that reached past the last durable

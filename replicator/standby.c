@@ -349,6 +349,7 @@ static void hello_msg(struct repl_standby *sb, struct wire_msg *m)
 {
     *m = (struct wire_msg){.type = WIRE_HELLO};
     snprintf(m->u.hello.node_id, sizeof m->u.hello.node_id, "%s", sb->c->repl_node_id);
+    m->u.hello.checks_prev = 1; /* take_entry */
     describe_last(sb, &m->u.hello);
 }
 

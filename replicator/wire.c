@@ -11,7 +11,8 @@
  *              digest, digest_seq,
  *              standbys: [[id, acked_seq, lag_entries, lag_ms]...], time_ns]
  *   HELLO     [v, e, node_id, last_seq, last_epoch, last_xxh (nil: not held)
- *              (, monitor (bool): only when true, a later element of version 2)]
+ *              (, monitor (bool): only when true or checks_prev is, a later element of
+ *              version 2) (, checks_prev (bool): only when true, a later element)]
  *   FETCH     [v, e, from_seq, to_seq]
  *   SNAPSHOT  [v, e, file name, offset, max_len]
  *   ACK       [v, e, durable_seq (, applied_seq, apply_lag_ms: later elements of
@@ -388,7 +389,9 @@ static int pack_checkpoint(msgpack_packer *pk, const struct wire_checkpoint *c)
 
 static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
 {
-    int rc = msgpack_pack_array(pk, body_fields[m->type] + (m->type == WIRE_HELLO && m->u.hello.monitor) +
+    int hello_monitor = m->type == WIRE_HELLO && (m->u.hello.monitor || m->u.hello.checks_prev),
+        hello_checks = m->type == WIRE_HELLO && m->u.hello.checks_prev;
+    int rc = msgpack_pack_array(pk, body_fields[m->type] + hello_monitor + hello_checks +
                                         (m->type == WIRE_WELCOME && m->u.welcome.has_hello_last_seq) +
                                         (m->type == WIRE_JOURNAL && m->u.journal.has_prev_xxh) +
                                         (m->type == WIRE_ENTRIES && m->u.entries.has_prev_xxh) +
@@ -430,7 +433,9 @@ static int pack_body(msgpack_packer *pk, const struct wire_msg *m)
         rc |= msgpack_pack_uint64(pk, m->u.hello.last_seq);
         rc |= msgpack_pack_uint64(pk, m->u.hello.last_epoch);
         rc |= m->u.hello.has_last_xxh ? msgpack_pack_uint64(pk, m->u.hello.last_xxh) : msgpack_pack_nil(pk);
-        if (m->u.hello.monitor)
+        if (hello_monitor)
+            rc |= m->u.hello.monitor ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+        if (hello_checks)
             rc |= msgpack_pack_true(pk);
         break;
     case WIRE_FETCH:
@@ -861,6 +866,13 @@ int wire_decode(const void *name, size_t name_len, const uint8_t *body, size_t b
             goto fail;
         }
         extra--;
+        /* appended within version 2 (issue 13.6): it checks prev_xxh */
+        if (extra && (s = mp_read_bool(&d.r, &m->u.hello.checks_prev)) != MP_OK) {
+            rc = bad(&d, "checks_prev", s);
+            goto fail;
+        }
+        if (extra)
+            extra--;
     }
     if (m->type == WIRE_ACK && extra) {
         /* appended within version 2 (issue 13.7), the two together: the

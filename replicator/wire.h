@@ -146,6 +146,10 @@ struct wire_hello {
     uint64_t last_xxh;   /* the entry's XXH64 trailer (of its header and body) as a uint64 */
     int monitor;         /* 1: a monitor, not a standby (HELLO's optional 7th element, true; absent
                             means false): welcomed, never listed, counted or given a standby slot */
+    int checks_prev;     /* 1: it takes no rk.j or ENTRIES entry whose prev_xxh is not its last
+                            entry's (HELLO's optional 8th element, within version 2, issue 13.6;
+                            absent means false, and the 7th is then sent too): a primary publishes
+                            ahead of its fsync only while every standby it knows says so */
 };
 
 struct wire_welcome {

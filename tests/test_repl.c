@@ -4307,6 +4307,57 @@ START_TEST(standby_whose_last_entry_was_trimmed_is_compared_with_the_trim_record
 }
 END_TEST
 
+/* The primary's status says whether it publishes before its fsync. */
+static int publishes_early(void)
+{
+    char *st = status_of(primary_dir);
+    int early = st && status_true(st, "publish_before_fsync");
+    free(st);
+    return early;
+}
+
+/* Entries go out before the primary's fsync only while every standby it
+ * knows says it checks prev_xxh (HELLO's checks_prev): a standby of an
+ * earlier build (a HELLO without it) turns that off (before it is
+ * welcomed: update_needed), and the stream is then as before; it comes
+ * back on once that standby is forgotten.  A real standby follows
+ * throughout. */
+START_TEST(early_publish_only_while_every_standby_checks_prev)
+{
+    struct engine e;
+    uint32_t code = 0;
+    pid_t primary = start(primary_dir, NULL, NULL, NULL);
+    char *st = status_of(primary_dir);
+    uint64_t epoch = json_u64(st, "epoch");
+    free(st);
+    ck_assert_msg(!publishes_early(), "early with no standby known");
+    pid_t sb = start(standby_dir[0], "standby-a", NULL, NULL);
+
+    engine_attach(&e);
+    engine_write(&e, 10);
+    free(wait_caught_up(standby_dir[0]));
+    ck_assert_msg(publishes_early(), "not early with one standby of this build");
+
+    void *ctx = zmq_ctx_new(), *old = peer_socket(ctx, ZMQ_DEALER, NULL, NULL, NULL);
+    ck_assert_int_eq(hello_as(old, "old-standby", epoch, &code), WIRE_WELCOME);
+    /* (the status is rebuilt at each heartbeat) */
+    for (int i = 0; publishes_early(); i++) {
+        ck_assert_msg(i < BOUND_S * 100, "still early with a standby that does not check prev_xxh");
+        usleep(10000);
+    }
+    engine_write(&e, 20);
+    free(wait_caught_up(standby_dir[0]));
+
+    zmq_close(old);
+    zmq_ctx_term(ctx);
+    for (int i = 0; !publishes_early(); i++) {
+        ck_assert_msg(i < BOUND_S * 100, "never early again once the old standby was gone");
+        usleep(10000);
+    }
+    detach_catch_up_and_check(&e, sb, primary);
+}
+END_TEST
+
 static Suite *repl_suite(void)
 {
     Suite *s = suite_create("repl");
@@ -4364,6 +4415,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, standby_never_appends_to_an_entry_the_primary_does_not_hold);
     tcase_add_test(tc, standby_holding_an_entry_its_primary_lost_in_a_power_cut_sets_it_aside);
     tcase_add_test(tc, standby_whose_last_entry_was_trimmed_is_compared_with_the_trim_record);
+    tcase_add_test(tc, early_publish_only_while_every_standby_checks_prev);
     suite_add_tcase(s, tc);
     tc = tcase_create("rejoin"); /* CK_RUN_CASE=rejoin runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -146,6 +146,7 @@ static struct wire_msg sample(enum wire_type t, int i)
         m.u.hello.last_epoch = i ? 0 : 7;
         m.u.hello.has_last_xxh = !i;
         m.u.hello.last_xxh = i ? 0 : 0x9e3779b97f4a7c15ull;
+        m.u.hello.checks_prev = !i; /* the 8th element (and the 7th, false), or neither */
         break;
     case WIRE_FETCH:
         m.u.fetch = (struct wire_fetch){i ? 1 : 70000, i ? 1 : UINT64_MAX};
@@ -260,6 +261,8 @@ static void assert_msg_eq(const struct wire_msg *a, const struct wire_msg *b)
         ck_assert_uint_eq(a->u.hello.last_epoch, b->u.hello.last_epoch);
         ck_assert_int_eq(a->u.hello.has_last_xxh, b->u.hello.has_last_xxh);
         ck_assert_uint_eq(a->u.hello.last_xxh, b->u.hello.last_xxh);
+        ck_assert_int_eq(a->u.hello.monitor, b->u.hello.monitor);
+        ck_assert_int_eq(a->u.hello.checks_prev, b->u.hello.checks_prev);
         break;
     case WIRE_FETCH:
         ck_assert_uint_eq(a->u.fetch.from_seq, b->u.fetch.from_seq);
@@ -771,7 +774,7 @@ START_TEST(test_extra_elements_skipped)
     int rc;
 
     raw_init(&r);
-    msgpack_pack_array(&r.pk, 8); /* HELLO, its monitor flag, and one extra element: a map */
+    msgpack_pack_array(&r.pk, 9); /* HELLO, its monitor and checks_prev flags, and one extra element: a map */
     msgpack_pack_uint8(&r.pk, WIRE_VERSION);
     msgpack_pack_uint8(&r.pk, 4);
     raw_str(&r, "sb-1");
@@ -779,6 +782,7 @@ START_TEST(test_extra_elements_skipped)
     msgpack_pack_uint8(&r.pk, 3);
     msgpack_pack_nil(&r.pk);
     msgpack_pack_true(&r.pk);
+    msgpack_pack_false(&r.pk);
     msgpack_pack_map(&r.pk, 1);
     raw_str(&r, "zone");
     msgpack_pack_array(&r.pk, 2);
@@ -789,6 +793,7 @@ START_TEST(test_extra_elements_skipped)
     ck_assert_str_eq(m.u.hello.node_id, "sb-1");
     ck_assert_uint_eq(m.u.hello.last_seq, 9);
     ck_assert_int_eq(m.u.hello.monitor, 1);
+    ck_assert_int_eq(m.u.hello.checks_prev, 0);
     msgpack_sbuffer_destroy(&r.sb);
 
     raw_init(&r); /* rk.h with a standby record of 5 elements */
