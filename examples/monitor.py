@@ -16,7 +16,9 @@ its state digest against the primary's heartbeats.
      the monitor as a standby or keep its journal for it;
   4. FETCHes the entries it lacks and applies them with the group rules
      (FORMAT.md, "Rebuilding the state"), then follows rk.j, fetching any
-     gap;
+     gap; an entry whose prev_xxh is not its last entry's XXH64 (the
+     primary lost that one in a power cut: PROTOCOL.md, rk.j) makes it
+     start again;
   5. compares its digest with every heartbeat's (digest_seq, digest) and
      checkpoint notice's (journal_seq, digest) once it has applied that far.
 
@@ -406,7 +408,8 @@ class Monitor:
         self.state = State()
         self.digests = {}  # seq -> our digest after it, the last 65536
         self.theirs = []  # (seq, digest, what) from heartbeats and notices, not reached yet
-        self.held = {}  # rk.j entries past a gap: seq -> (epoch, entry bytes)
+        self.held = {}  # rk.j entries past a gap: seq -> (epoch, entry bytes, prev_xxh or None)
+        self.last_xxh = None  # the XXH64 trailer of the last entry applied (None: none)
         self.announced = 0  # journal_seq of the last heartbeat
         self.last_match = 0
         self.n_published = self.n_fetched = 0  # entries applied from rk.j, from FETCH
@@ -437,6 +440,7 @@ class Monitor:
         self.state = State()
         self.digests.clear()
         self.held.clear()
+        self.last_xxh = None
         while True:
             r = self.link.request("FETCH", 1, 1, reply="ENTRIES")
             if r[0] != "ERROR" or r[1] != ERR_EPOCH:
@@ -493,9 +497,19 @@ class Monitor:
         for f in frames:
             self.state.apply_frame(f)
         self.state.next_seq = seq + 1
+        self.last_xxh = int.from_bytes(entry[-8:], "big")
         if seq >= self.state.base_seq:  # before it: not the state at seq
             self.digests[seq] = self.state.digest
         self.digests.pop(seq - 65536, None)
+
+    def follows(self, seq, prev):
+        """Whether entry seq, said to follow an entry of XXH64 prev (None:
+        not said), follows our last one; if not, we start again."""
+        if prev is None or self.last_xxh is None or prev == self.last_xxh:
+            return True
+        say(f"entry {seq} follows another entry than ours (the primary lost our last one): starting again")
+        self.start()
+        return False
 
     def fetch(self, to_seq):
         """Entries next_seq..to_seq (or as many as the primary holds)."""
@@ -510,6 +524,8 @@ class Monitor:
                     continue  # asked at a lower epoch: the primary's is adopted
                 raise BadInput(f"FETCH refused: code {r[1]}: {r[2]}")
             entries, more = r[2], r[3]
+            if entries and not self.follows(entries[0][0], r[4] if len(r) > 4 else None):
+                continue
             for seq, entry in entries:
                 if seq != self.state.next_seq:
                     raise BadInput(f"ENTRIES gave seq {seq}, expected {self.state.next_seq}")
@@ -556,16 +572,18 @@ class Monitor:
             self.theirs.append((c[2], c[6], "checkpoint"))
         elif topic == b"rk.j":
             j = self.link.body("rk.j", frames, (b"rk.j",))
-            seq = j[2]
+            seq, prev = j[2], j[4] if len(j) > 4 else None
             if seq > self.state.next_seq:
                 if len(self.held) < 1024:
-                    self.held[seq] = (j[1], j[3])
+                    self.held[seq] = (j[1], j[3], prev)
                 self.fetch(seq - 1)  # the gap
-            if seq == self.state.next_seq:
+            if seq == self.state.next_seq and self.follows(seq, prev):
                 self.apply(seq, j[1], j[3])
                 self.n_published += 1
             while self.state.next_seq in self.held:
-                epoch, entry = self.held.pop(self.state.next_seq)
+                epoch, entry, prev = self.held.pop(self.state.next_seq)
+                if not self.follows(self.state.next_seq, prev):
+                    break
                 self.apply(self.state.next_seq, epoch, entry)
                 self.n_published += 1
             for s in [s for s in self.held if s < self.state.next_seq]:
