@@ -154,6 +154,13 @@ static int open_ring(struct node *n, uint64_t next_lsn)
     char err[512] = "";
     int rc, have = store_ring_record(n->s, &mine) == 0, have_made;
 
+    /* A node killed between writing an entry and its fsync
+     * (journal_batch) left it in the kernel only, where recovery found
+     * it: fsynced here, before any cursor covers it or a ring is made
+     * past it, not left to recovery's own checkpoint */
+    rc = store_journal_sync(n->s);
+    if (rc)
+        fatal("journal fsync failed: nothing after it is acknowledged", store_strerror(rc));
     rc = store_ring_made_read(n->s, &made, err, sizeof err);
     if (rc && rc != RK_ENOTFOUND)
         log_msg(LOG_WARN, "the ring identity beside db/ is not used",
@@ -258,13 +265,8 @@ create:
     /* what the journal holds is durable: a node killed between its
      * journal commit and moving the durable cursor leaves engines waiting
      * on frames that are already in the journal (and that the drain now
-     * skips), so the cursor covers them at once, not at the next batch.
-     * A node killed between writing an entry and its fsync
-     * (journal_batch) left it in the kernel only, where recovery found
-     * it: fsynced here first, not left to recovery's own checkpoint */
-    rc = store_journal_sync(n->s);
-    if (rc)
-        fatal("journal fsync failed: nothing after it is acknowledged", store_strerror(rc));
+     * skips), so the cursor covers them at once, not at the next batch
+     * (the journal was fsynced at the top) */
     if (next_lsn > h->start_lsn) {
         ring_set_durable(n->ring, next_lsn - 1);
         if (c->repl_min_replicas == 0)
@@ -426,10 +428,14 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     pthread_mutex_lock(&n->lock);
     n->journal_seq = seq;
     pthread_mutex_unlock(&n->lock);
-    if (n->repl && !published)
-        repl_primary_journaled(n->repl, seq, entry, entry_len, 1); /* as before issue 13.6 */
+    /* acks that came before the fsync count now; then, if it was not
+     * published before the fsync, the entry goes out (as before issue
+     * 13.6): durable first, so that nothing published is ever past it
+     * but an entry out ahead of the fsync (on_hello) */
     if (n->repl)
-        repl_primary_durable(n->repl, seq); /* acks that came before the fsync count now */
+        repl_primary_durable(n->repl, seq);
+    if (n->repl && !published)
+        repl_primary_journaled(n->repl, seq, entry, entry_len, 1);
     free(entry);
     pthread_cond_broadcast(&n->journal_cond); /* apply re-reads journal_seq under lock */
     if (next_lsn == ring_read_pos(n->ring))

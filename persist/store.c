@@ -1107,7 +1107,26 @@ static int record_trimmed_tail(store *s, uint64_t seq)
     }
     DBT k = {.data = TRIMMED_TAIL_KEY, .size = (u_int32_t)strlen(TRIMMED_TAIL_KEY)};
     DBT v = {.data = buf, .size = sizeof buf};
-    return s->meta->put(s->meta, NULL, &k, &v, DB_AUTO_COMMIT);
+    /* its own transaction at the lowest priority, as the trim's: in a
+     * deadlock with apply (which writes meta.db too) the detector picks
+     * this one, never apply, whose failure would stop the node; a commit
+     * without a sync of its own: the log is written in order, so the
+     * record is durable before any deletion after it is */
+    for (int attempt = 0;; attempt++) {
+        DB_TXN *txn = NULL;
+        rc = s->env->txn_begin(s->env, NULL, &txn, 0);
+        if (rc)
+            return rc;
+        rc = txn->set_priority(txn, 0);
+        if (rc == 0)
+            rc = s->meta->put(s->meta, txn, &k, &v, 0);
+        if (rc == 0)
+            rc = txn->commit(txn, DB_TXN_NOSYNC);
+        else
+            txn->abort(txn);
+        if (rc != DB_LOCK_DEADLOCK || attempt + 1 >= MAX_DEADLOCK_RETRIES)
+            return rc;
+    }
 }
 
 int store_journal_trim(store *s, uint64_t seq)

@@ -114,6 +114,13 @@
 #define SEQ_CACHE 8192          /* recent entries' next_lsn and journal time, by seq % SEQ_CACHE */
 #define RECV_BURST 256          /* requests served before looking at the eventfd again */
 #define PEER_SILENT_BEATS 20    /* a standby silent this many heartbeats is forgotten (it acks each one) */
+/* no entry goes out before the fsync for this long after the start (plus
+ * EARLY_GRACE_BEATS heartbeats): a standby that followed this node's
+ * previous run takes its stream until a heartbeat that does not list it
+ * makes it say HELLO (at most a second after its last one), and one of an
+ * earlier build must be heard first (update_needed) */
+#define EARLY_GRACE_NS 2000000000ull
+#define EARLY_GRACE_BEATS 3
 #define PEER_LIVE_BEATS 3       /* a standby heard within this many heartbeats ... */
 #define PEER_LIVE_MIN_NS 1000000000ull /* ... and this long keeps its node_id from other connections */
 #define PEER_LOG_SLOTS 64              /* peers whose refusals are counted for rate-limited log lines */
@@ -203,6 +210,7 @@ struct repl_primary {
     uint64_t published_seq; /* under pub_lock: every entry up to it was published */
     uint64_t last_pub_seq, last_pub_xxh; /* under pub_lock: the last entry published and its XXH64 */
     int early; /* under pub_lock: every standby known checks prev_xxh: entries go out before the fsync */
+    int old_seen; /* replicator thread: a standby's HELLO without checks_prev was heard since the start */
     const char *test_forge;              /* test hook RK_TEST_FORGE_ENTRY=FILE (publish_one); NULL: none */
     /* 1: the standbys' acks reach past the last durable entry, so the
      * replicated cursor waits for the drain's fsync, which then wakes the
@@ -535,12 +543,15 @@ static void update_needed(struct repl_primary *p)
         }
     atomic_store(&p->needed_from, needed);
     /* a standby of a build before prev_xxh would take an entry after one
-     * this primary published and then lost in a power cut: while one is
-     * known, or none is (one may still follow the stream it had before
-     * this primary started), entries go out after the fsync
+     * this primary published and then lost in a power cut: once one was
+     * heard in this run (forgotten, evicted or dropped, it may still take
+     * the stream until it says HELLO again), while none is known, and for
+     * a grace after the start (one may still follow the stream of this
+     * node's previous run), entries go out after the fsync
      * (repl_primary_journaled).  Set before WELCOME answers a HELLO
-     * (on_hello calls this first) */
-    early = early && !others;
+     * (on_hello calls this first); heartbeat() looks again */
+    uint64_t grace = EARLY_GRACE_NS + (uint64_t)p->c->repl_heartbeat_ms * 1000000u * EARLY_GRACE_BEATS;
+    early = early && !others && !p->old_seen && link_monotonic_ns() - p->start_ns >= grace;
     pthread_mutex_lock(&p->pub_lock);
     p->early = early;
     pthread_mutex_unlock(&p->pub_lock);
@@ -991,6 +1002,8 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         on_monitor_hello(p, in, np);
         return;
     }
+    if (!h->checks_prev)
+        p->old_seen = 1; /* no entry before the fsync from now on (update_needed) */
     int matched = hello_matches(p, h, np->journal_seq);
     peer = hello_slot(p, in, matched, &code, why, sizeof why);
     if (!peer) {
@@ -1036,6 +1049,15 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         acked(p, peer, h->last_seq, np->journal_seq);
     }
 
+    /* a standby that does not check prev_xxh is welcomed only once no
+     * entry is out ahead of the fsync (early is off now): it would take
+     * that entry from its SUB queue or a FETCH; its HELLO comes again
+     * within a second */
+    if (!h->checks_prev && held_seq(p, 0) > atomic_load(&p->durable_seq)) {
+        log_msg(LOG_DEBUG, "HELLO answered later: an entry is out ahead of the fsync",
+                "standby=\"%s\"", h->node_id);
+        return;
+    }
     welcome(p, in, np, matched);
 }
 
@@ -1046,7 +1068,13 @@ static void on_fetch(struct repl_primary *p, const struct link_in *in, const str
     uint8_t **bufs = NULL;
     uint32_t n = 0;
     size_t bytes = 0;
-    uint64_t to = f->to_seq < np->journal_seq ? f->to_seq : np->journal_seq;
+    /* up to what is durable, or written and published ahead of the fsync
+     * for a standby that checks prev_xxh (a monitor, or a standby of an
+     * earlier build, would take it without that check) */
+    struct peer *asker = peer_by_route(p, in->route, in->route_len);
+    uint64_t durable = atomic_load(&p->durable_seq);
+    uint64_t held = asker && asker->checks_prev ? np->journal_seq : durable < np->journal_seq ? durable : np->journal_seq;
+    uint64_t to = f->to_seq < held ? f->to_seq : held;
     int more = 0;
 
     if (f->from_seq < first_seq(p, np->journal_seq) && f->from_seq <= np->journal_seq) {
@@ -1411,6 +1439,7 @@ static void heartbeat(struct repl_primary *p)
     json_t *members = NULL, *list = NULL, *extra = NULL, *old = NULL;
 
     p->progress(p->progress_arg, &np);
+    update_needed(p); /* early publishing, once the start's grace has passed */
     memset(standbys, 0, sizeof standbys);
     for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++) {
         struct peer *peer = &p->peers[i];
