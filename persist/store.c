@@ -1085,8 +1085,8 @@ int store_journal_trimmed_tail(store *s, uint64_t *seq, uint64_t *xxh)
     return rc;
 }
 
-/* Records entry seq's XXH64 trailer as the trimmed tail (a synced commit),
- * when the journal holds it. */
+/* Records entry seq's XXH64 trailer as the trimmed tail, when the journal
+ * holds it. */
 static int record_trimmed_tail(store *s, uint64_t seq)
 {
     uint8_t *entry = NULL, buf[16];

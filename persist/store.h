@@ -219,7 +219,8 @@ int store_journal_get_raw(store *s, uint64_t seq, uint8_t **entry, size_t *len);
  * transactions (at most 1000 entries or about 2 ms each, committed without
  * a sync of their own), so that an append never waits long for one.  The
  * journal's last entry is never removed, and before anything is, the
- * XXH64 of the entry just before seq is recorded (synced) for
+ * XXH64 of the entry just before seq is recorded (in the log before the
+ * deletions, so durable before any of them is) for
  * store_journal_trimmed_tail: a primary publishes an entry before its
  * fsync, so a peer's last entry of the same seq and epoch may still be
  * another one, and it must be comparable (issue 13.6). */

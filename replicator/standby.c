@@ -5,7 +5,9 @@
  *     |   without an answer)                              │   (one fsync a burst), ACK
  *     |                                                   │ rk.j seq > last+1 (a gap), bad
  *     └── a heartbeat that does not list us (the          │   checksum, heartbeat ahead:
- *         primary restarted), ERROR 1 (adopt its epoch) ──┘   FETCH last+1.. (standby_fetch)
+ *         primary restarted), ERROR 1 (adopt its epoch),  │   FETCH last+1.. (standby_fetch)
+ *         an entry whose prev_xxh is not our last     ────┘
+ *         entry's (take_entry: the primary lost ours)
  *
  *   HELLO may be said more than once before an answer comes (the retry,
  *   ERROR 1): only the WELCOME naming the last HELLO's last_seq is taken
