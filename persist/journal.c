@@ -60,6 +60,16 @@ static_assert(sizeof(XXH64_canonical_t) == JOURNAL_TRAILER_SIZE, "trailer is 8 b
 
 /* ------------------------------------------------------------ helpers */
 
+uint64_t journal_entry_xxh(const uint8_t *buf, size_t len)
+{
+    XXH64_canonical_t trailer;
+
+    if (len < JOURNAL_HEADER_SIZE + JOURNAL_TRAILER_SIZE)
+        return 0;
+    memcpy(&trailer, buf + len - JOURNAL_TRAILER_SIZE, sizeof trailer);
+    return XXH64_hashFromCanonical(&trailer);
+}
+
 #define corrupt(why, why_size, ...) seg_fail(why, why_size, RK_ECORRUPT, __VA_ARGS__)
 
 static void write_header(uint8_t *p, const struct journal_header *h)

@@ -1091,15 +1091,13 @@ static int record_trimmed_tail(store *s, uint64_t seq)
 {
     uint8_t *entry = NULL, buf[16];
     size_t len = 0;
-    uint64_t xxh = 0;
     int rc = store_journal_get_raw(s, seq, &entry, &len);
 
     if (rc == RK_ENOTFOUND)
         return 0; /* trimmed already: recorded then */
     if (rc)
         return rc;
-    for (int i = 0; i < 8; i++) /* canonical: big-endian */
-        xxh = xxh << 8 | entry[len - 8 + (size_t)i];
+    uint64_t xxh = journal_entry_xxh(entry, len);
     free(entry);
     for (int i = 0; i < 8; i++) {
         buf[i] = (uint8_t)(seq >> (8 * i));

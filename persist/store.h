@@ -107,6 +107,11 @@ void journal_entry_free(journal_entry *e);
  * and the magic (the trailer covers the whole entry): 0 or RK_ECORRUPT.
  * For walking a journal's headers (the epochs it carries). */
 int journal_read_header(const uint8_t *buf, size_t len, struct journal_header *h);
+/* The entry's XXH64 trailer (over its header and body), read from its
+ * canonical big-endian form, nothing verified; 0 for a buffer shorter than
+ * a header and trailer.  What identifies an entry's bytes (HELLO,
+ * prev_xxh, the journal trim's record). */
+uint64_t journal_entry_xxh(const uint8_t *buf, size_t len);
 /* (On failure e holds no frames, so journal_entry_free(e) is a no-op;
  * journal_entry_free sets e->frames to NULL.  journal_encode returns
  * RK_EINVAL for frames that break the rules below, ENOMEM, and leaves *out

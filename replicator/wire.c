@@ -122,13 +122,7 @@ void wire_msg_free(struct wire_msg *m)
 
 uint64_t wire_entry_xxh(const uint8_t *entry, size_t len)
 {
-    uint64_t v = 0;
-
-    if (len < WIRE_ENTRY_MIN)
-        return 0;
-    for (size_t i = len - JOURNAL_TRAILER_SIZE; i < len; i++) /* canonical: big-endian */
-        v = v << 8 | entry[i];
-    return v;
+    return journal_entry_xxh(entry, len);
 }
 
 int wire_check_epoch(uint64_t current, uint64_t got, int *newer, char *why, size_t why_size)
