@@ -40,12 +40,14 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "persist/crashsim.h"
@@ -406,7 +408,32 @@ struct cut_stats {
     uint64_t n_files, bytes_dropped, sectors_reverted, sectors_torn, entries_undone;
 };
 
-static void roll_back_file(struct tracked_file *f, FILE *detail, struct cut_stats *st)
+/* The cut's report details, built without malloc (see cut). */
+#define DETAIL_MAX (256u << 10)
+static char detail_buf[DETAIL_MAX];
+static size_t detail_len;
+
+__attribute__((format(printf, 1, 2))) static void detail_add(const char *fmt, ...)
+{
+    static const char more[] = "  (more not shown)\n";
+    size_t room = DETAIL_MAX - sizeof more - detail_len;
+    va_list ap;
+    int n;
+
+    if (detail_len >= DETAIL_MAX - sizeof more)
+        return; /* full: "more not shown" is there */
+    va_start(ap, fmt);
+    n = vsnprintf(detail_buf + detail_len, room, fmt, ap); /* plain conversions: no allocation */
+    va_end(ap);
+    if (n >= 0 && (size_t)n < room) {
+        detail_len += (size_t)n;
+    } else {
+        memcpy(detail_buf + detail_len, more, sizeof more - 1);
+        detail_len = DETAIL_MAX - sizeof more;
+    }
+}
+
+static void roll_back_file(struct tracked_file *f, struct cut_stats *st)
 {
     uint64_t reverted = 0, torn = 0;
     struct stat now;
@@ -443,13 +470,12 @@ static void roll_back_file(struct tracked_file *f, FILE *detail, struct cut_stat
     st->bytes_dropped += size > keep ? (uint64_t)(size - keep) : 0;
     st->sectors_reverted += reverted;
     st->sectors_torn += torn;
-    fprintf(detail,
-            "  file %s synced_size=%lld size=%lld kept_size=%lld sectors_reverted=%" PRIu64
-            " sectors_torn=%" PRIu64 "\n",
-            f->path, (long long)f->synced_size, (long long)size, (long long)keep, reverted, torn);
+    detail_add("  file %s synced_size=%lld size=%lld kept_size=%lld sectors_reverted=%" PRIu64
+               " sectors_torn=%" PRIu64 "\n",
+               f->path, (long long)f->synced_size, (long long)size, (long long)keep, reverted, torn);
 }
 
-static void undo_entry(const struct entry_op *e, FILE *detail, struct cut_stats *st)
+static void undo_entry(const struct entry_op *e, struct cut_stats *st)
 {
     switch (e->kind) {
     case ENTRY_CREATE:
@@ -473,58 +499,73 @@ static void undo_entry(const struct entry_op *e, FILE *detail, struct cut_stats 
         break;
     }
     st->entries_undone++;
-    fprintf(detail, "  undo %s %s%s%s\n", entry_names[e->kind], e->path, e->from ? " from " : "",
-            e->from ? e->from : "");
+    detail_add("  undo %s %s%s%s\n", entry_names[e->kind], e->path, e->from ? " from " : "",
+               e->from ? e->from : "");
+}
+
+/* Whether every thread of process pid is stopped: 1, 0, or -1 when its
+ * threads cannot be listed.  System calls only (see cut). */
+static int all_stopped(pid_t pid)
+{
+    char path[64], buf[4096];
+    int dfd, all = 1;
+    ssize_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    while (all && (n = getdents64(dfd, buf, sizeof buf)) > 0) {
+        for (ssize_t at = 0; all && at < n;) {
+            struct dirent64 *de = (struct dirent64 *)(buf + at);
+            char stat_path[384], text[512], *close_paren;
+            ssize_t got;
+            int fd;
+            at += de->d_reclen;
+            if (de->d_name[0] == '.')
+                continue;
+            snprintf(stat_path, sizeof stat_path, "%s/%s/stat", path, de->d_name);
+            fd = open(stat_path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue; /* the thread is gone */
+            got = read(fd, text, sizeof text - 1);
+            close(fd);
+            text[got > 0 ? got : 0] = '\0';
+            close_paren = strrchr(text, ')'); /* "tid (name) S ...": the name may hold anything */
+            if (close_paren && close_paren[1] == ' ' && !strchr("TtZX", close_paren[2]))
+                all = 0;
+        }
+    }
+    close(dfd);
+    return all;
 }
 
 /* Waits (bounded) until every thread of process pid is stopped. */
 static void wait_stopped(pid_t pid)
 {
-    char path[64];
-
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    for (int tries = 0; tries < STOP_POLLS; tries++) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        int all_stopped = 1;
-        if (!d)
-            return;
-        while (all_stopped && (de = readdir(d)) != NULL) {
-            char stat_path[384], text[512], *close_paren;
-            FILE *f;
-            size_t n;
-            if (de->d_name[0] == '.')
-                continue;
-            snprintf(stat_path, sizeof stat_path, "%s/%s/stat", path, de->d_name);
-            f = fopen(stat_path, "r");
-            if (!f)
-                continue; /* the thread is gone */
-            n = fread(text, 1, sizeof text - 1, f);
-            fclose(f);
-            text[n] = '\0';
-            close_paren = strrchr(text, ')'); /* "tid (name) S ...": the name may hold anything */
-            if (close_paren && close_paren[1] == ' ' && !strchr("TtZX", close_paren[2]))
-                all_stopped = 0;
-        }
-        closedir(d);
-        if (all_stopped)
-            return;
+    for (int tries = 0; tries < STOP_POLLS && all_stopped(pid) == 0; tries++)
         usleep(100);
-    }
 }
 
 /* The power goes.  Other threads of the process must not see the files
  * change under them (a region file that Berkeley DB has mapped, cut
  * short, raises SIGBUS; a page rolled back, read by another thread, can
  * make it exit on its own): so a child process does the rollback while
- * this whole process is stopped, then kills it. */
+ * this whole process is stopped, then kills it.  The child of a
+ * multi-threaded process must not allocate: a lock of the allocator that
+ * another thread held at the fork stays held in the child, and it waits
+ * for it forever (seen under ASan, whose allocator GCC 12's runtime does
+ * not lock around fork: the process stayed stopped and test_powerloss's
+ * engines waited 300 s for durability).  So from the fork on, only system
+ * calls and snprintf into static buffers: the details in detail_buf, the
+ * report written with write(2). */
 static _Noreturn void cut(enum cs_op op, const char *path, int fd)
 {
+    static char line[PATH_MAX + 512];
     struct cut_stats st = {0};
-    char target[PATH_MAX] = "", proc[64], *details = NULL;
-    size_t details_len = 0;
+    char target[PATH_MAX] = "", proc[64];
     pid_t victim = getpid(), pid;
-    FILE *detail;
+    int n;
 
     if (path) {
         snprintf(target, sizeof target, "%s", path);
@@ -533,8 +574,6 @@ static _Noreturn void cut(enum cs_op op, const char *path, int fd)
         ssize_t len = readlink(proc, target, sizeof target - 1);
         target[len > 0 ? len : 0] = '\0';
     }
-    /* the child of a multi-threaded process may use malloc and stdio:
-     * glibc (and ASan's allocator) take their locks around fork */
     pid = fork();
     if (pid > 0)
         for (;;)
@@ -543,26 +582,25 @@ static _Noreturn void cut(enum cs_op op, const char *path, int fd)
         kill(victim, SIGSTOP);
         wait_stopped(victim);
     } /* else no child: roll back from here, other threads running */
-    detail = open_memstream(&details, &details_len);
-    if (!detail)
-        detail = fopen("/dev/null", "w");
+    detail_len = 0;
     for (size_t i = 0; i < cs.n_files; i++)
-        roll_back_file(cs.files[i], detail, &st);
+        roll_back_file(cs.files[i], &st);
     for (size_t i = cs.n_entries; i-- > 0;)
-        undo_entry(&cs.entries[i], detail, &st);
-    if (detail)
-        fclose(detail);
-    if (cs.report) {
-        FILE *out = fopen(cs.report, "a");
-        if (out) {
-            fprintf(out,
-                    "crash call=%" PRIu64 " op=%s target=%s files=%" PRIu64 " bytes_dropped=%" PRIu64
-                    " sectors_reverted=%" PRIu64 " sectors_torn=%" PRIu64 " entries_undone=%" PRIu64
-                    " untracked=%" PRIu64 "\n%s",
-                    cs.n_calls, op_names[op], target[0] ? target : "-", st.n_files, st.bytes_dropped,
-                    st.sectors_reverted, st.sectors_torn, st.entries_undone, cs.n_untracked,
-                    details ? details : "");
-            fclose(out);
+        undo_entry(&cs.entries[i], &st);
+    n = snprintf(line, sizeof line,
+                 "crash call=%" PRIu64 " op=%s target=%s files=%" PRIu64 " bytes_dropped=%" PRIu64
+                 " sectors_reverted=%" PRIu64 " sectors_torn=%" PRIu64 " entries_undone=%" PRIu64
+                 " untracked=%" PRIu64 "\n",
+                 cs.n_calls, op_names[op], target[0] ? target : "-", st.n_files, st.bytes_dropped,
+                 st.sectors_reverted, st.sectors_torn, st.entries_undone, cs.n_untracked);
+    if (cs.report && n > 0) {
+        int out = open(cs.report, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (out >= 0) {
+            /* one write: the line and its details stay together */
+            size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+            struct iovec iov[2] = {{line, len}, {detail_buf, detail_len}};
+            (void)!writev(out, iov, 2);
+            close(out);
         }
     }
     kill(victim, SIGKILL);
