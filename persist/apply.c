@@ -662,6 +662,33 @@ static struct producer *watched(applier *a)
     return p;
 }
 
+/* store_journal_get found no entry a->next_seq: the journal's end, or
+ * RK_ECORRUPT (with err) when entries after it are there, so that it is
+ * gone: trimmed past what apply had read, or lost.  Apply would otherwise
+ * wait for it without a word, and the drain for apply. */
+static int entry_missing(applier *a, char *err, size_t err_size)
+{
+    struct journal_header last;
+    uint64_t first = 0;
+
+    if (store_journal_first(a->s, &first) == 0 && first > a->next_seq) {
+        if (err)
+            snprintf(err, err_size,
+                     "journal entry %" PRIu64 " is missing: the journal starts at %" PRIu64
+                     " (trimmed past what apply had read)",
+                     a->next_seq, first);
+        return RK_ECORRUPT;
+    }
+    if (store_journal_last(a->s, &last) == 0 && last.seq > a->next_seq) {
+        if (err)
+            snprintf(err, err_size,
+                     "journal entry %" PRIu64 " is missing: the journal holds entries up to %" PRIu64,
+                     a->next_seq, last.seq);
+        return RK_ECORRUPT;
+    }
+    return 0;
+}
+
 int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size_t err_size)
 {
     journal_entry e = {0};
@@ -671,7 +698,7 @@ int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size
         ring_frame f;
         rc = store_journal_get(a->s, a->next_seq, &e, err, err_size);
         if (rc == RK_ENOTFOUND) {
-            rc = 0;
+            rc = entry_missing(a, err, err_size);
             break;
         }
         if (rc)

@@ -2265,6 +2265,32 @@ static void state_text(store *s, const char *table, char *out, size_t out_size)
     db->close(db, 0);
 }
 
+/* Entries trimmed past what apply had read: applier_run says which entry
+ * is missing.  It took a missing entry for the journal's end and returned
+ * 0, so that apply waited for it without a word (and a node's drain for
+ * apply). */
+START_TEST(apply_reports_an_entry_trimmed_past_it)
+{
+    applier *a = NULL;
+    store *s;
+    int rc;
+
+    new_data_dir("apply-trimmed-past");
+    s = open_store(STORE_CREATE);
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        ck_assert_int_eq(append_seq(s, seq), 0);
+    ck_assert_int_eq(store_journal_trim(s, 4), 0); /* 1..3 gone */
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    err[0] = '\0';
+    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == RK_ECORRUPT, "applier_run returned %d (%s)", rc, err);
+    assert_has(err, "journal entry 1 is missing: the journal starts at 4");
+    ck_assert_uint_eq(applier_meta(a).applied_seq, 0);
+    applier_close(a);
+    store_close(s);
+}
+END_TEST
+
 /* A PUT naming table 256 (one past the last id a ring has), in a journal
  * entry with a valid checksum: apply refuses the entry and applies nothing
  * from it.  Unchecked, table_map[256] is the first slot of the map after
@@ -3047,6 +3073,7 @@ Suite *store_suite(void)
 
     tc = new_tcase(s, "apply");
     tcase_add_test(tc, apply_refuses_a_frame_with_an_out_of_range_table_id);
+    tcase_add_test(tc, apply_reports_an_entry_trimmed_past_it);
     tcase_add_loop_test(tc, stale_abort_does_not_discard_a_reattached_producers_group, 0, 2);
     tcase_add_loop_test(tc, renamed_table_ids_and_slots_apply_to_their_new_names, 0, 2);
     tcase_add_loop_test(tc, sorted_transaction_ends_as_journal_order_says, 0, 3);
