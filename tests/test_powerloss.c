@@ -459,11 +459,23 @@ START_TEST(power_cuts_at_random_points_lose_nothing_durable)
                 ack_fds[p] = fds[0];
             }
             /* until the cut, or the engines are done without one */
-            for (int i = 0;; i++) {
+            for (int i = 0, stopped_at = -1;; i++) {
                 int n_done = 0;
                 ck_assert_msg(i < BOUND_S * 1000, "no cut and no end");
-                if (waitpid(node, &status, WNOHANG) == node)
-                    break;
+                /* WUNTRACED: the cut stops the node (SIGSTOP) while a
+                 * child of it rolls the files back, then kills it.  A
+                 * child that dies or hangs leaves it stopped: say so,
+                 * before the engines' waits run out (seen once under
+                 * ASan: crashsim.c cut) */
+                if (waitpid(node, &status, WNOHANG | WUNTRACED) == node) {
+                    if (!WIFSTOPPED(status))
+                        break;
+                    stopped_at = i;
+                }
+                ck_assert_msg(stopped_at < 0 || i - stopped_at < BOUND_S * 1000 / 2,
+                              "the simulated power cut stopped the node %d s ago and never killed it: the "
+                              "simulation's child died or hangs; node log:\n%s",
+                              (i - stopped_at) / 1000, log_tail());
                 for (int p = 0; p < N_PRODUCERS; p++) {
                     int est;
                     if (engines[p] > 0 && waitpid(engines[p], &est, WNOHANG) == engines[p]) {
