@@ -662,10 +662,12 @@ static struct producer *watched(applier *a)
     return p;
 }
 
-/* store_journal_get found no entry a->next_seq: the journal's end, or
- * RK_ECORRUPT (with err) when entries after it are there, so that it is
- * gone: trimmed past what apply had read, or lost.  Apply would otherwise
- * wait for it without a word, and the drain for apply. */
+/* store_journal_get found no entry a->next_seq: 0 at the journal's end;
+ * else it is gone, and err says so: RK_ENOTFOUND when the journal now
+ * starts past it (trimmed past what apply had read: a fold of a snapshot
+ * job begins again, ckpt_job_snapshot_at's callers; a node's own apply
+ * stops), RK_ECORRUPT when entries before and after it are there.  Apply
+ * used to wait for it without a word, and the drain for apply. */
 static int entry_missing(applier *a, char *err, size_t err_size)
 {
     struct journal_header last;
@@ -677,7 +679,7 @@ static int entry_missing(applier *a, char *err, size_t err_size)
                      "journal entry %" PRIu64 " is missing: the journal starts at %" PRIu64
                      " (trimmed past what apply had read)",
                      a->next_seq, first);
-        return RK_ECORRUPT;
+        return RK_ENOTFOUND;
     }
     if (store_journal_last(a->s, &last) == 0 && last.seq > a->next_seq) {
         if (err)

@@ -408,29 +408,33 @@ struct cut_stats {
     uint64_t n_files, bytes_dropped, sectors_reverted, sectors_torn, entries_undone;
 };
 
-/* The cut's report details, built without malloc (see cut). */
+/* The cut's report details, built without malloc (see cut); past
+ * DETAIL_MAX, a last line says that more was not shown. */
 #define DETAIL_MAX (256u << 10)
+static const char detail_more[] = "  (more not shown)\n";
 static char detail_buf[DETAIL_MAX];
 static size_t detail_len;
+static int detail_full;
 
 __attribute__((format(printf, 1, 2))) static void detail_add(const char *fmt, ...)
 {
-    static const char more[] = "  (more not shown)\n";
-    size_t room = DETAIL_MAX - sizeof more - detail_len;
+    /* room for the line, keeping room for detail_more after it */
+    size_t room = DETAIL_MAX - (sizeof detail_more - 1) - detail_len;
     va_list ap;
     int n;
 
-    if (detail_len >= DETAIL_MAX - sizeof more)
-        return; /* full: "more not shown" is there */
+    if (detail_full)
+        return;
     va_start(ap, fmt);
     n = vsnprintf(detail_buf + detail_len, room, fmt, ap); /* plain conversions: no allocation */
     va_end(ap);
     if (n >= 0 && (size_t)n < room) {
         detail_len += (size_t)n;
-    } else {
-        memcpy(detail_buf + detail_len, more, sizeof more - 1);
-        detail_len = DETAIL_MAX - sizeof more;
+        return;
     }
+    memcpy(detail_buf + detail_len, detail_more, sizeof detail_more - 1); /* over the cut-off line */
+    detail_len += sizeof detail_more - 1;
+    detail_full = 1;
 }
 
 static void roll_back_file(struct tracked_file *f, struct cut_stats *st)
@@ -507,7 +511,8 @@ static void undo_entry(const struct entry_op *e, struct cut_stats *st)
  * threads cannot be listed.  System calls only (see cut). */
 static int all_stopped(pid_t pid)
 {
-    char path[64], buf[4096];
+    _Alignas(struct dirent64) char buf[4096]; /* getdents64's records, 8-aligned within it */
+    char path[64];
     int dfd, all = 1;
     ssize_t n;
 
@@ -583,6 +588,7 @@ static _Noreturn void cut(enum cs_op op, const char *path, int fd)
         wait_stopped(victim);
     } /* else no child: roll back from here, other threads running */
     detail_len = 0;
+    detail_full = 0;
     for (size_t i = 0; i < cs.n_files; i++)
         roll_back_file(cs.files[i], &st);
     for (size_t i = cs.n_entries; i-- > 0;)

@@ -495,13 +495,15 @@ END_TEST
  * process (the node): a lock of the allocator that another thread held at
  * the fork stays held in the child, which then waits for it forever and
  * leaves the node stopped (once in CI under ASan: test_powerloss's engines
- * waited 300 s for durability).  This process's malloc, calloc and realloc
- * are wrapped: after a fork in the armed child they write a byte to a
- * marker file.  Not under ASan, which owns those symbols. */
+ * waited 300 s for durability).  This process's malloc, calloc, realloc
+ * and free are wrapped: after a fork in the armed child they write a byte
+ * to a marker file.  Not under ASan, which owns those symbols (the build
+ * where the hang was seen: there this test is not run). */
 #ifndef __SANITIZE_ADDRESS__
 extern void *__libc_malloc(size_t n);
 extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t n);
+extern void __libc_free(void *p);
 static volatile sig_atomic_t watch_forks, in_fork_child;
 static int alloc_marker = -1;
 
@@ -527,6 +529,13 @@ void *realloc(void *p, size_t n)
 {
     note_alloc();
     return __libc_realloc(p, n);
+}
+
+void free(void *p)
+{
+    if (p) /* takes the allocator's locks too */
+        note_alloc();
+    __libc_free(p);
 }
 
 static void after_fork_in_child(void)
