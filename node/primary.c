@@ -465,6 +465,19 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
     b->last_ring_lsn = 0;
 }
 
+/* Ring bytes journaled and not yet read by apply: from apply's position
+ * to the drain's.  None once apply has read every entry (applied_seq at
+ * journal_seq): the drain's position may then be past the last entry's
+ * end by what it read without journaling (padding before a record still
+ * being written, frames journaled before a restart), which is no work for
+ * apply.  Counted, that padding held the drain for ever once it was past
+ * max_lag_bytes: apply had nothing left to read, so the lag never fell. */
+static uint64_t apply_lag_bytes(uint64_t journal_seq, uint64_t applied_seq, uint64_t drained,
+                                uint64_t applied_pos)
+{
+    return applied_seq < journal_seq && drained > applied_pos ? drained - applied_pos : 0;
+}
+
 /* Whether apply is too far behind the journal for the drain to go on
  * (under lock): more than max_lag_entries entries, or more than
  * max_lag_bytes of ring records journaled and not yet read by apply.  The
@@ -476,7 +489,7 @@ static void journal_batch(struct node *n, struct batch *b, uint64_t seq, uint64_
 static int apply_behind(const struct node *n)
 {
     uint64_t drained = atomic_load(&n->drained_pos); /* this thread's own (journal_batch, drain) */
-    uint64_t lag = drained > n->applied_pos ? drained - n->applied_pos : 0;
+    uint64_t lag = apply_lag_bytes(n->journal_seq, n->applied_seq, drained, n->applied_pos);
 
     if (n->journal_seq - n->applied_seq > n->c->max_lag_entries ||
         (n->c->max_lag_bytes && lag > n->c->max_lag_bytes))
@@ -784,42 +797,41 @@ json_t *primary_status(struct node *n)
     uint64_t durable = atomic_load(&h->durable_lsn), applied = atomic_load(&n->applied_lsn);
     double secs = (double)(now_ns() - atomic_load(&n->start_ns)) / 1e9;
     uint64_t n_records = atomic_load(&n->n_records);
-    uint64_t journal_seq, applied_seq, applied_pos, apply_rate, drained = atomic_load(&n->drained_pos);
+    uint64_t journal_seq, applied_seq, apply_lag, apply_rate, drained = atomic_load(&n->drained_pos);
     char digest[17];
     json_t *last_error = NULL, *st = NULL;
 
     pthread_mutex_lock(&n->lock);
     journal_seq = n->journal_seq;
     applied_seq = n->applied_seq;
-    applied_pos = n->applied_pos;
+    apply_lag = apply_lag_bytes(journal_seq, applied_seq, drained, n->applied_pos);
     apply_rate = n->apply_rate;
     /* the only kind of error a running node survives */
     last_error = n->last_error[0] ? json_cstr(n->last_error) : json_null();
     pthread_mutex_unlock(&n->lock);
     snprintf(digest, sizeof digest, "%016" PRIx64, atomic_load(&n->digest));
     /* "o" steals its reference, even when json_pack fails */
-    st = json_pack(
-        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-        " s:o, s:s, s:o}",
-        "ring", json_cstr(n->c->ring_name), "ring_capacity",
-        json_uint(h->capacity), "ring_fill", json_uint(tail - head), "written_lsn", json_uint(tail),
-        "durable_lsn", json_uint(durable), "applied_lsn", json_uint(applied), "durable_lag_bytes",
-        json_uint(tail - atomic_load(&n->drained_pos)), "journal_seq", json_uint(journal_seq), "applied_seq",
-        json_uint(applied_seq), "apply_lag_entries", json_uint(journal_seq - applied_seq), "apply_lag_bytes",
-        json_uint(drained > applied_pos ? drained - applied_pos : 0), "batches",
-        json_uint(atomic_load(&n->n_batches)), "records", json_uint(n_records), "records_per_s",
-        json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
-        json_uint(atomic_load(&n->n_groups)), "groups_discarded", json_uint(atomic_load(&n->n_discarded)),
-        "uptime_s", json_uint((uint64_t)(secs + 0.5)), "state_digest", digest, "last_error", last_error);
+    st = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+                   " s:o, s:s, s:o}",
+                   "ring", json_cstr(n->c->ring_name), "ring_capacity", json_uint(h->capacity), "ring_fill",
+                   json_uint(tail - head), "written_lsn", json_uint(tail), "durable_lsn", json_uint(durable),
+                   "applied_lsn", json_uint(applied), "durable_lag_bytes",
+                   json_uint(tail - atomic_load(&n->drained_pos)), "journal_seq", json_uint(journal_seq),
+                   "applied_seq", json_uint(applied_seq), "apply_lag_entries",
+                   json_uint(journal_seq - applied_seq), "apply_lag_bytes", json_uint(apply_lag), "batches",
+                   json_uint(atomic_load(&n->n_batches)), "records", json_uint(n_records), "records_per_s",
+                   json_uint(secs > 0 ? (uint64_t)((double)n_records / secs + 0.5) : 0), "groups_applied",
+                   json_uint(atomic_load(&n->n_groups)), "groups_discarded",
+                   json_uint(atomic_load(&n->n_discarded)), "uptime_s", json_uint((uint64_t)(secs + 0.5)),
+                   "state_digest", digest, "last_error", last_error);
     /* apply's rate, and what its lag is in time at that rate (max_lag_ms);
      * whether the drain waits for apply now (its own, or the standbys') */
-    if (st && (json_object_set_new(st, "drain_waiting", json_boolean(atomic_load(&n->drain_waiting))) != 0 ||
-               json_object_set_new(st, "apply_bytes_per_s", json_uint(apply_rate)) != 0 ||
-               json_object_set_new(
-                   st, "apply_lag_ms",
-                   json_uint(apply_rate && drained > applied_pos
-                                 ? (uint64_t)((double)(drained - applied_pos) * 1e3 / (double)apply_rate)
-                                 : 0)) != 0)) {
+    if (st &&
+        (json_object_set_new(st, "drain_waiting", json_boolean(atomic_load(&n->drain_waiting))) != 0 ||
+         json_object_set_new(st, "apply_bytes_per_s", json_uint(apply_rate)) != 0 ||
+         json_object_set_new(
+             st, "apply_lag_ms",
+             json_uint(apply_rate ? (uint64_t)((double)apply_lag * 1e3 / (double)apply_rate) : 0)) != 0)) {
         json_decref(st);
         st = NULL;
     }

@@ -36,6 +36,7 @@
 #include "node/node.h"
 #include "node_harness.h"
 #include "shm/ring.h"
+#include "shm/ring_format.h"
 #include "ringkeep.h"
 #include "persist/store.h"
 
@@ -2713,6 +2714,101 @@ START_TEST(apply_lag_is_bounded_in_bytes)
 }
 END_TEST
 
+/* Padding the drain reads on its own is no work for apply.  A record
+ * that does not fit before the end of the ring's data area is placed at
+ * its start, and the rest of the area is padded at the claim.  When the
+ * drain reads that padding and then finds the record claimed and not yet
+ * committed, its batch is empty, but its position moves past the padding.
+ * Before the fix apply_behind counted that padding as apply's lag in bytes,
+ * although apply had read every entry and had nothing left to read: with
+ * padding past max_lag_bytes (32K here, padding 40K) the drain waited for
+ * apply for ever, and the record, its MARK and everything after were
+ * never made durable. */
+START_TEST(padding_alone_is_not_apply_lag)
+{
+    static const char *const extra[] = {"apply", "max_lag_bytes", "32K", NULL};
+    enum { PAD = 40 * 1024, BIG = 48 * 1024, FILL = 16 * 1024 };
+    rk_ring_opts ro = {.producer = "one"};
+    rk_ring *r = NULL;
+    rk_state *s = NULL;
+    rk_claim c;
+    ring_info *info = malloc(sizeof *info);
+    uint8_t *val = malloc(BIG);
+    void *got = NULL;
+    uint32_t got_len = 0;
+    char err[256];
+    uint64_t lsn = 0, height = 0;
+    uint16_t t;
+    pid_t node;
+
+    ck_assert_ptr_nonnull(info);
+    ck_assert_ptr_nonnull(val);
+    node_extra = extra;
+    node = start_node(NULL);
+    node_extra = NULL;
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &r), 0);
+    ck_assert_int_eq(rk_table(r, "t0", &t), 0);
+    ck_assert_uint_ge(rk_ring_max_record(r), 8 + BIG);
+    /* a MARK's size in the ring, then fill until the data area's end is
+     * PAD bytes past the tail once the next MARK is written */
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    uint64_t before = info->tail, mark_size;
+    ck_assert_int_eq(rk_mark(r, 1, &lsn), 0);
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    mark_size = info->tail - before;
+    for (int i = 0;; i++) {
+        ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+        uint64_t left = info->capacity - info->tail % info->capacity, want = PAD + mark_size;
+        if (left == want)
+            break;
+        /* one frame of FILL, or the exact rest; a frame that does not
+         * fit before the end pads it, and the loop goes on from the start */
+        uint64_t frame = left > want ? left - want : left + info->capacity - want;
+        if (frame > 2 * (FILL + FRAME_HEADER_SIZE + 8))
+            frame = FILL + FRAME_HEADER_SIZE + 8;
+        ck_assert_uint_ge(frame, FRAME_HEADER_SIZE + 8);
+        char key[16];
+        snprintf(key, sizeof key, "f%07d", i % 10000000);
+        memset(val, 'f', frame - FRAME_HEADER_SIZE - 8);
+        ck_assert_int_eq(rk_put(r, t, key, 8, val, (uint32_t)(frame - FRAME_HEADER_SIZE - 8), NULL), 0);
+    }
+    ck_assert_int_eq(rk_mark(r, 2, &lsn), 0);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    wait_node_idle(); /* apply has read every entry */
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    ck_assert_uint_eq(info->capacity - info->tail % info->capacity, PAD);
+    /* the claim pads the end; the drain reads the padding while the
+     * record is claimed (it looks at least every 100 ms) */
+    ck_assert_int_eq(rk_claim_record(r, t, 8, BIG, &c), 0);
+    usleep(500 * 1000);
+    memcpy(c.key, "big00000", 8);
+    for (uint32_t i = 0; i < BIG; i++)
+        ((uint8_t *)c.val)[i] = (uint8_t)(i * 7 + 3);
+    ck_assert_int_eq(rk_commit(r, &c, NULL), 0);
+    ck_assert_int_eq(rk_mark(r, 3, &lsn), 0);
+    ck_assert_msg(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000) == 0,
+                  "the record after the padding was not made durable (apply_lag_bytes %llu, "
+                  "apply_lag_entries %llu)",
+                  (unsigned long long)status_field("apply_lag_bytes"),
+                  (unsigned long long)status_field("apply_lag_entries"));
+    wait_node_idle();
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    ck_assert_int_eq(rk_state_height(s, "one", &height), 0);
+    ck_assert_uint_eq(height, 3);
+    ck_assert_int_eq(rk_state_get(s, "t0", "big00000", 8, &got, &got_len), 0);
+    ck_assert_uint_eq(got_len, BIG);
+    for (uint32_t i = 0; i < BIG; i++)
+        val[i] = (uint8_t)(i * 7 + 3);
+    ck_assert_int_eq(memcmp(got, val, BIG), 0);
+    free(got);
+    rk_state_close(s);
+    rk_ring_detach(r);
+    free(val);
+    free(info);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
 /* Engines write without pause while several engines open the state at
  * the same time, again and again: the node begins each snapshot on its
  * apply thread at a group boundary and writes it while apply goes on.
@@ -3092,6 +3188,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, a_primary_killed_with_a_base_leaves_none_after_its_restart);
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
+    tcase_add_test(tc, padding_alone_is_not_apply_lag);
     tcase_add_test(tc, apply_lag_is_bounded_in_time);
     suite_add_tcase(s, tc);
     tc = tcase_create("fsync_once"); /* CK_RUN_CASE=fsync_once runs only these */
