@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_node_util.h"
 #include "bench_util.h"
 #include "persist/config.h"
 #include "node/client.h"
@@ -277,24 +278,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "attach failed\n");
         return 1;
     }
-    /* as a node that has run a few seconds with its standby: publishing
-     * entries before its fsync (a grace after the start:
-     * replicator/primary.c, update_needed) */
-    int early = 0;
-    uint64_t t_early = now_ns();
-    for (int i = 0; i < 3000 && !early; i++) {
-        char *reply = NULL;
-        early = node_request(pdir, "status", 5000, &reply) == 0 && reply &&
-                strstr(reply, "\"publish_before_fsync\":true") != NULL;
-        free(reply);
-        if (!early)
-            usleep(10000);
-    }
+    /* as a node that has run a few seconds with its standby */
+    double waited = bench_wait_publish_early(pdir);
     printf("replication lag (a MARK every %d records, 64-byte values, one standby on loopback TCP)\n",
            MARK_EVERY);
-    if (early)
-        printf("the primary publishes entries before its fsync (waited %.1f s after the start)\n\n",
-               (double)(now_ns() - t_early) / 1e9);
+    if (waited >= 0)
+        printf("the primary publishes entries before its fsync (waited %.1f s after the start)\n\n", waited);
     else
         printf("the primary did not publish before its fsync within 30 s: measured without\n\n");
     printf("| offered | achieved | mark -> durable p50 / p99 / p99.9 | mark -> replicated p50 / p99 / p99.9 "

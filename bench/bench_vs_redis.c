@@ -48,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_node_util.h"
 #include "bench_util.h"
 #include "node/client.h"
 #include "node/node.h"
@@ -187,25 +188,6 @@ static int rk_status_hex(const char *dir, const char *key, uint64_t *out)
         rc = bench_json_field(reply, key, 1, out);
     free(reply);
     return rc;
-}
-
-/* Waits (at most 30 s) until the primary publishes entries before its
- * fsync, as a node that has run for a few seconds with its standby does
- * (a grace after the start: replicator/primary.c, update_needed).  The
- * time it took, or -1 if it did not. */
-static double rk_wait_early(void)
-{
-    uint64_t t0 = now_ns();
-    for (int i = 0; i < 3000; i++) {
-        char *reply = NULL;
-        int early = node_request(rk_dir[0], "status", 5000, &reply) == 0 && reply &&
-                    strstr(reply, "\"publish_before_fsync\":true") != NULL;
-        free(reply);
-        if (early)
-            return (double)(now_ns() - t0) / 1e9;
-        usleep(10000);
-    }
-    return -1;
 }
 
 static void rk_start_node(int standby, int replicated)
@@ -755,7 +737,7 @@ static void run_workload(int wi, int n_pairs, double seconds, double medians[N_W
     printf("\n## %s (%d producer%s, %d x 64-byte puts per batch, %.1f s runs)\n\n", w->name, w->n_producers,
            w->n_producers > 1 ? "s" : "", w->batch, seconds);
     if (w->replicated) {
-        double waited = rk_wait_early();
+        double waited = bench_wait_publish_early(rk_dir[0]);
         if (waited < 0)
             printf("(ringkeep's primary did not publish before its fsync within 30 s: measured without)\n\n");
         else
