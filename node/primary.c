@@ -557,7 +557,7 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
     const struct node_config *c = n->c;
     struct batch b = {.cap = (size_t)c->batch_bytes * 2 + (1u << 20)};
     ring_frame f;
-    uint64_t last_sweep = 0, pos = 0;
+    uint64_t last_sweep = 0, pos = 0, journaled = next_lsn; /* the journal's next_lsn */
     /* producers whose group is open (a PUT or DEL since their last MARK,
      * ATTACH or ABORT), in frames the drain has taken */
     uint8_t group_open[RING_MAX_PRODUCERS] = {0};
@@ -624,9 +624,17 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
         /* on a failure, f was read but is not in the batch: the journal's
          * next_lsn stops before it and the ring keeps it (issue 9.2) */
         if (b.n_frames) {
-            journal_batch(n, &b, ++seq, rc ? pos : ring_read_pos(n->ring));
+            journaled = rc ? pos : ring_read_pos(n->ring);
+            journal_batch(n, &b, ++seq, journaled);
         } else if (!rc) {
-            ring_release(n->ring); /* frames skipped as already journaled */
+            /* frames skipped as already journaled are released; padding
+             * read on its own (before a record still being written, or
+             * over a dead producer's claim) waits for the next entry,
+             * which covers it: released past the journal's end, the next
+             * start refused the ring (open_ring: the ring's head past the
+             * journal's next_lsn) */
+            if (ring_read_pos(n->ring) <= journaled)
+                ring_release(n->ring);
             atomic_store(&n->drained_pos, ring_read_pos(n->ring));
         }
         if (rc == RK_ECORRUPT)

@@ -2714,58 +2714,46 @@ START_TEST(apply_lag_is_bounded_in_bytes)
 }
 END_TEST
 
-/* Padding the drain reads on its own is no work for apply.  A record
- * that does not fit before the end of the ring's data area is placed at
- * its start, and the rest of the area is padded at the claim.  When the
- * drain reads that padding and then finds the record claimed and not yet
- * committed, its batch is empty, but its position moves past the padding.
- * Before the fix apply_behind counted that padding as apply's lag in bytes,
- * although apply had read every entry and had nothing left to read: with
- * padding past max_lag_bytes (32K here, padding 40K) the drain waited for
- * apply for ever, and the record, its MARK and everything after were
- * never made durable. */
-START_TEST(padding_alone_is_not_apply_lag)
+/* Padding the drain reads on its own (padding_alone_*): a record that
+ * does not fit before the end of the ring's data area is placed at its
+ * start, and the rest of the area is padded at the claim.  These tests
+ * hold such a claim (rk_claim_record) while the drain reads the padding
+ * and finds the record not yet committed: its batch is empty, but its
+ * position moves past the padding. */
+enum { PAD_LEFT = 40 * 1024, PAD_BIG = 48 * 1024, PAD_FILL = 16 * 1024 };
+
+/* Writes records and MARKs 1 and 2 of producer r (table t) until the data
+ * area's end is exactly PAD_LEFT bytes past the ring's tail, waits until
+ * they are durable and the node is idle, then claims a PAD_BIG record
+ * (padding PAD_LEFT bytes) into *c and holds it 500 ms: the drain looks at
+ * least every 100 ms. */
+static void hold_claim_after_padding(rk_ring *r, uint16_t t, rk_claim *c)
 {
-    static const char *const extra[] = {"apply", "max_lag_bytes", "32K", NULL};
-    enum { PAD = 40 * 1024, BIG = 48 * 1024, FILL = 16 * 1024 };
-    rk_ring_opts ro = {.producer = "one"};
-    rk_ring *r = NULL;
-    rk_state *s = NULL;
-    rk_claim c;
     ring_info *info = malloc(sizeof *info);
-    uint8_t *val = malloc(BIG);
-    void *got = NULL;
-    uint32_t got_len = 0;
+    uint8_t *val = malloc(2 * (PAD_FILL + FRAME_HEADER_SIZE + 8));
     char err[256];
-    uint64_t lsn = 0, height = 0;
-    uint16_t t;
-    pid_t node;
+    uint64_t lsn = 0, before, mark_size;
 
     ck_assert_ptr_nonnull(info);
     ck_assert_ptr_nonnull(val);
-    node_extra = extra;
-    node = start_node(NULL);
-    node_extra = NULL;
-    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &r), 0);
-    ck_assert_int_eq(rk_table(r, "t0", &t), 0);
-    ck_assert_uint_ge(rk_ring_max_record(r), 8 + BIG);
-    /* a MARK's size in the ring, then fill until the data area's end is
-     * PAD bytes past the tail once the next MARK is written */
+    ck_assert_uint_ge(rk_ring_max_record(r), 8 + PAD_BIG);
+    /* a MARK's size in the ring, then fill until the end is PAD_LEFT
+     * bytes away once the next MARK is written */
     ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
-    uint64_t before = info->tail, mark_size;
+    before = info->tail;
     ck_assert_int_eq(rk_mark(r, 1, &lsn), 0);
     ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
     mark_size = info->tail - before;
     for (int i = 0;; i++) {
         ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
-        uint64_t left = info->capacity - info->tail % info->capacity, want = PAD + mark_size;
+        uint64_t left = info->capacity - info->tail % info->capacity, want = PAD_LEFT + mark_size;
         if (left == want)
             break;
-        /* one frame of FILL, or the exact rest; a frame that does not
+        /* one frame of PAD_FILL, or the exact rest; a frame that does not
          * fit before the end pads it, and the loop goes on from the start */
         uint64_t frame = left > want ? left - want : left + info->capacity - want;
-        if (frame > 2 * (FILL + FRAME_HEADER_SIZE + 8))
-            frame = FILL + FRAME_HEADER_SIZE + 8;
+        if (frame > 2 * (PAD_FILL + FRAME_HEADER_SIZE + 8))
+            frame = PAD_FILL + FRAME_HEADER_SIZE + 8;
         ck_assert_uint_ge(frame, FRAME_HEADER_SIZE + 8);
         char key[16];
         snprintf(key, sizeof key, "f%07d", i % 10000000);
@@ -2776,15 +2764,30 @@ START_TEST(padding_alone_is_not_apply_lag)
     ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
     wait_node_idle(); /* apply has read every entry */
     ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
-    ck_assert_uint_eq(info->capacity - info->tail % info->capacity, PAD);
-    /* the claim pads the end; the drain reads the padding while the
-     * record is claimed (it looks at least every 100 ms) */
-    ck_assert_int_eq(rk_claim_record(r, t, 8, BIG, &c), 0);
+    ck_assert_uint_eq(info->capacity - info->tail % info->capacity, PAD_LEFT);
+    ck_assert_int_eq(rk_claim_record(r, t, 8, PAD_BIG, c), 0);
     usleep(500 * 1000);
-    memcpy(c.key, "big00000", 8);
-    for (uint32_t i = 0; i < BIG; i++)
-        ((uint8_t *)c.val)[i] = (uint8_t)(i * 7 + 3);
-    ck_assert_int_eq(rk_commit(r, &c, NULL), 0);
+    free(val);
+    free(info);
+}
+
+/* Commits the record claimed by hold_claim_after_padding, writes MARK 3,
+ * waits until it is durable (failing with the node's apply lag), and
+ * checks the state: height 3 and the record byte for byte. */
+static void commit_claim_and_check(rk_ring *r, rk_claim *c)
+{
+    uint8_t *want = malloc(PAD_BIG);
+    rk_state *s = NULL;
+    void *got = NULL;
+    uint32_t got_len = 0;
+    uint64_t lsn = 0, height = 0;
+
+    ck_assert_ptr_nonnull(want);
+    for (uint32_t i = 0; i < PAD_BIG; i++)
+        want[i] = (uint8_t)(i * 7 + 3);
+    memcpy(c->key, "big00000", 8);
+    memcpy(c->val, want, PAD_BIG);
+    ck_assert_int_eq(rk_commit(r, c, NULL), 0);
     ck_assert_int_eq(rk_mark(r, 3, &lsn), 0);
     ck_assert_msg(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000) == 0,
                   "the record after the padding was not made durable (apply_lag_bytes %llu, "
@@ -2796,15 +2799,61 @@ START_TEST(padding_alone_is_not_apply_lag)
     ck_assert_int_eq(rk_state_height(s, "one", &height), 0);
     ck_assert_uint_eq(height, 3);
     ck_assert_int_eq(rk_state_get(s, "t0", "big00000", 8, &got, &got_len), 0);
-    ck_assert_uint_eq(got_len, BIG);
-    for (uint32_t i = 0; i < BIG; i++)
-        val[i] = (uint8_t)(i * 7 + 3);
-    ck_assert_int_eq(memcmp(got, val, BIG), 0);
+    ck_assert_uint_eq(got_len, PAD_BIG);
+    ck_assert_int_eq(memcmp(got, want, PAD_BIG), 0);
     free(got);
     rk_state_close(s);
+    free(want);
+}
+
+/* Padding alone is no work for apply.  Before the fix apply_behind counted
+ * it as apply's lag in bytes, although apply had read every entry and had
+ * nothing left to read: with padding past max_lag_bytes (32K here,
+ * padding 40K) the drain waited for apply for ever, and the record, its
+ * MARK and everything after were never made durable. */
+START_TEST(padding_alone_is_not_apply_lag)
+{
+    static const char *const extra[] = {"apply", "max_lag_bytes", "32K", NULL};
+    rk_ring_opts ro = {.producer = "one"};
+    rk_ring *r = NULL;
+    rk_claim c;
+    uint16_t t;
+    pid_t node;
+
+    node_extra = extra;
+    node = start_node(NULL);
+    node_extra = NULL;
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &r), 0);
+    ck_assert_int_eq(rk_table(r, "t0", &t), 0);
+    hold_claim_after_padding(r, t, &c);
+    commit_claim_and_check(r, &c);
     rk_ring_detach(r);
-    free(val);
-    free(info);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+}
+END_TEST
+
+/* Padding alone is not released before a journal entry covers it.  Before
+ * the fix the drain released the ring past the padding on an empty batch;
+ * a node stopped then (SIGTERM here, while the engine still held its
+ * claim) refused to start again: "ring released frames the journal does
+ * not hold", the ring's head past the journal's last entry, and the engine
+ * could write nothing more until the ring was removed. */
+START_TEST(padding_alone_then_a_restart_loses_nothing)
+{
+    rk_ring_opts ro = {.producer = "one"};
+    rk_ring *r = NULL;
+    rk_claim c;
+    uint16_t t;
+    pid_t node;
+
+    node = start_node(NULL);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &r), 0);
+    ck_assert_int_eq(rk_table(r, "t0", &t), 0);
+    hold_claim_after_padding(r, t, &c);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    node = start_node(NULL);
+    commit_claim_and_check(r, &c);
+    rk_ring_detach(r);
     ck_assert_int_eq(stop(node, SIGTERM), 0);
 }
 END_TEST
@@ -3189,6 +3238,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, concurrent_opens_under_writes_hold_a_group_boundary_after_each_request);
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
     tcase_add_test(tc, padding_alone_is_not_apply_lag);
+    tcase_add_test(tc, padding_alone_then_a_restart_loses_nothing);
     tcase_add_test(tc, apply_lag_is_bounded_in_time);
     suite_add_tcase(s, tc);
     tc = tcase_create("fsync_once"); /* CK_RUN_CASE=fsync_once runs only these */
