@@ -172,7 +172,10 @@ static void write_pad(rk_ring *r, uint64_t pos, uint64_t len)
 /* The claim [pos, pos + need) is ours (claim_pos announces it).  Waits
  * until it has room, then places the frame of `size` bytes in it where it
  * does not straddle the end, padding the rest.  Returns 0 with the frame's
- * position, or 1 when the frame did not fit (all padding: claim again). */
+ * position, 1 when the frame did not fit (all padding: claim again), or
+ * the wait's error: RK_EFENCED once the ring is fenced (R9), whose head
+ * never moves again; the claim is then given up unwritten, as a producer
+ * killed after its fetch-add leaves it. */
 __attribute__((noinline)) static int claim_raced(rk_ring *r, uint64_t pos, uint64_t need, uint32_t size,
                                                  uint64_t *pos_out)
 {
@@ -183,8 +186,14 @@ __attribute__((noinline)) static int claim_raced(rk_ring *r, uint64_t pos, uint6
         /* another producer took the room between our check and our
          * fetch-add: this space is ours and must be filled, so wait (R2) */
         r->cached_head = atomic_load_explicit(&h->head, memory_order_acquire);
-        if (end - r->cached_head > r->capacity)
-            wait_for_room(r, end - r->capacity, 0);
+        if (end - r->cached_head > r->capacity) {
+            int rc = wait_for_room(r, end - r->capacity, 0);
+            if (rc) {
+                /* release: as the other stores of claim_pos */
+                atomic_store_explicit(&r->slot->claim_pos, CLAIM_NONE, memory_order_release);
+                return rc;
+            }
+        }
     }
     idx = pos & r->mask;
     first = idx + size <= r->capacity ? 0 : r->capacity - idx;
@@ -234,8 +243,9 @@ __attribute__((noinline)) static int claim_slow(rk_ring *r, uint32_t size, uint6
         atomic_store_explicit(&r->slot->claim_len, need, memory_order_relaxed);
         /* release: claim_len is visible before claim_pos */
         atomic_store_explicit(&r->slot->claim_pos, pos, memory_order_release);
-        if (claim_raced(r, pos, need, size, pos_out) == 0)
-            return 0;
+        rc = claim_raced(r, pos, need, size, pos_out);
+        if (rc != 1)
+            return rc;
     }
 }
 
@@ -279,9 +289,8 @@ static inline int claim(rk_ring *r, uint32_t size, uint64_t *pos_out)
         /* another producer moved tail since our look: handle this claim
          * as claim_slow() handles a claim that raced, and claim again if
          * it ended up as padding */
-        if (claim_raced(r, pos, size, size, pos_out) == 0)
-            return 0;
-        return claim_slow(r, size, pos_out);
+        int rc = claim_raced(r, pos, size, size, pos_out);
+        return rc != 1 ? rc : claim_slow(r, size, pos_out);
     }
     *pos_out = pos;
     return 0;
@@ -689,6 +698,18 @@ uint64_t ring_test_claim_without_marker(rk_ring *r, uint32_t size)
     /* as claim() does up to its fetch-add */
     atomic_store_explicit(&r->slot->claim_pos, CLAIM_UNKNOWN, memory_order_relaxed);
     return atomic_fetch_add_explicit(&r->hdr->tail, frame_align(size), memory_order_release);
+}
+
+int ring_test_claim_raced(rk_ring *r, uint32_t size)
+{
+    uint64_t pos, at;
+    size = frame_align(size);
+    /* as claim() does, without its room check */
+    atomic_store_explicit(&r->slot->claim_pos, CLAIM_UNKNOWN, memory_order_relaxed);
+    pos = atomic_fetch_add_explicit(&r->hdr->tail, size, memory_order_release);
+    atomic_store_explicit(&r->slot->claim_len, size, memory_order_relaxed);
+    atomic_store_explicit(&r->slot->claim_pos, pos, memory_order_release);
+    return claim_raced(r, pos, size, size, &at);
 }
 
 /* -------------------------------------------------------------- waiting */

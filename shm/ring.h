@@ -199,6 +199,13 @@ void ring_futex_wake(_Atomic uint32_t *word);
  * claim marker, as a producer killed right after its fetch-add would. */
 uint64_t ring_test_claim_without_marker(rk_ring *r, uint32_t size);
 
+/* For tests: claims size bytes by fetch-add without looking for room
+ * first, as a producer that raced another for the last room does, then
+ * waits for room as that producer does (claim_raced).  Returns 0 (a frame's
+ * room, left unwritten: for a ring about to be thrown away), 1 (it became
+ * padding) or the wait's error (RK_EFENCED). */
+int ring_test_claim_raced(rk_ring *r, uint32_t size);
+
 /* For tests: writes recs[0..n) as rk_write() does in one claim, but
  * commits only the first n_commit (< n) and returns, as a producer killed
  * in the middle of an rk_write would leave the ring: *stuck_pos is the

@@ -8,9 +8,11 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shm/ring.h"
@@ -586,6 +588,51 @@ START_TEST(full_policies_in_one_process)
 }
 END_TEST
 
+/* A producer whose claim raced another's for the last room waits for
+ * room inside its claim (claim_raced).  On a fenced ring (R9) the head
+ * never moves again: before the fix that wait ignored RK_EFENCED and
+ * spun for ever at full CPU; now the claim is given up and the call
+ * returns RK_EFENCED.  Run in a child, so that a spin is a failure (the
+ * child killed after 60 s), not a hang of the suite. */
+START_TEST(a_raced_claim_on_a_fenced_ring_returns_fenced)
+{
+    make_ring(RING_MIN_CAPACITY, 0);
+    rk_ring *f = attach("fill", RK_FULL_FAIL, 0), *raced = attach("raced", RK_FULL_WAIT, 0);
+    register_tables(f, 1);
+    uint8_t val[1000];
+    uint64_t n = 0;
+    int status = 0;
+    pid_t pid, done = 0;
+
+    fill(val, sizeof val, 1);
+    while (rk_put(f, 0, &n, sizeof n, val, sizeof val, NULL) == 0)
+        n++;
+    ring_fence(owner);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(ring_test_claim_raced(raced, 1000) == RK_EFENCED ? 0 : 1);
+    for (int i = 0; i < 6000 && done == 0; i++) {
+        done = waitpid(pid, &status, WNOHANG);
+        if (done == 0)
+            usleep(10000);
+    }
+    if (done == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ck_abort_msg("a claim that raced for room on a fenced ring still waited after 60 s");
+    }
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the raced claim returned %s (status %d)",
+                  "not RK_EFENCED", status);
+    /* the fenced ring refuses the next write at once, as before */
+    ck_assert_int_eq(rk_put(raced, 0, &n, sizeof n, val, sizeof val, NULL), RK_EFENCED);
+    ring_unfence(owner);
+    rk_ring_detach(f);
+    rk_ring_detach(raced);
+    teardown();
+}
+END_TEST
+
 START_TEST(wait_levels_follow_the_cursors)
 {
     make_ring(1 << 16, 0);
@@ -869,6 +916,7 @@ static Suite *ring_suite(void)
     tcase_add_test(tc, producer_names_are_exclusive_while_alive);
     tcase_add_test(tc, producer_registry_full);
     tcase_add_test(tc, full_policies_in_one_process);
+    tcase_add_test(tc, a_raced_claim_on_a_fenced_ring_returns_fenced);
     tcase_add_test(tc, wait_levels_follow_the_cursors);
     tcase_add_test(tc, cursors_freeze_past_the_lease_deadline);
     tcase_add_test(tc, consumer_waits_and_wakes);
