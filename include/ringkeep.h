@@ -100,7 +100,10 @@ typedef struct rk_claim {
 int rk_ring_attach(const char *ring_name, const rk_ring_opts *opts, rk_ring **out);
 
 /* Detaches and frees r.  A group left open (records after the last MARK) is
- * discarded by the node.  NULL is a no-op. */
+ * discarded by the node: the detach then writes one record saying so (an
+ * ATTACH flagged as the session's end), waiting at most a second for room;
+ * with no room (the node not draining) the group is discarded when the
+ * name attaches again.  NULL is a no-op. */
 void rk_ring_detach(rk_ring *r);
 
 /* Registers the table "name" in the ring's table directory, or looks it up,

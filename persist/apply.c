@@ -239,6 +239,21 @@ static int hold(struct held_group *g, const ring_frame *f, uint64_t seq)
     return 0;
 }
 
+/* Why an ATTACH or ABORT voided a group, for the log. */
+static const char *discard_reason(const ring_frame *why)
+{
+    struct frame_attach at;
+
+    if (why->type == FRAME_ABORT)
+        return "died";
+    if (why->vlen == sizeof at) {
+        memcpy(&at, why->val, sizeof at);
+        if (at.flags & RING_ATTACH_DETACH)
+            return "detached";
+    }
+    return "re-attached";
+}
+
 /* An ATTACH or ABORT voids p's open group (A2). */
 static void discard_group(applier *a, struct producer *p, const ring_frame *why)
 {
@@ -246,9 +261,8 @@ static void discard_group(applier *a, struct producer *p, const ring_frame *why)
         a->am.n_discarded++;
         if (!a->fold) /* apply logs it when it gets there */
             log_msg(LOG_WARN, "open group discarded",
-                "producer=%s records=%u first_seq=%" PRIu64 " reason=%s lsn=%" PRIu64, p->name,
-                p->open.n_frames, p->open.start_seq, why->type == FRAME_ABORT ? "died" : "re-attached",
-                why->lsn);
+                    "producer=%s records=%u first_seq=%" PRIu64 " reason=%s lsn=%" PRIu64, p->name,
+                    p->open.n_frames, p->open.start_seq, discard_reason(why), why->lsn);
     }
     if (why->lsn > p->m.discard_lsn) {
         p->m.discard_lsn = why->lsn;

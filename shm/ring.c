@@ -65,6 +65,7 @@ struct rk_ring {
     uint32_t max_frame;
     uint16_t producer; /* our slot id */
     uint64_t session;  /* our session in that slot */
+    int group_open;    /* a PUT or DEL written since our last MARK (or ATTACH) */
     int full_policy;
     int full_timeout_ms;
     struct ring_producer_slot *slot;
@@ -488,6 +489,7 @@ static int ring_write(rk_ring *r, uint8_t type, uint16_t table, const void *key,
     write_frame(f, type, table, key, klen, val, vlen);
     commit_frame(r, f, pos, FRAME_HEADER_SIZE + klen + vlen);
     wake_consumer(r);
+    r->group_open = type == FRAME_PUT || type == FRAME_DEL; /* a MARK or ATTACH closes it */
     if (lsn_out)
         *lsn_out = pos;
     return 0;
@@ -541,6 +543,7 @@ static int write_claim(rk_ring *r, const rk_record *recs, size_t n, size_t n_com
     }
     assert(n_commit < n || pos == end);
     wake_consumer(r);
+    r->group_open |= n_commit > 0;
     if (next_pos)
         *next_pos = pos;
     return 0;
@@ -658,6 +661,7 @@ int rk_commit(rk_ring *r, rk_claim *c, uint64_t *lsn_out)
         XXH3_64bits_withSeed((uint8_t *)f + 16, c->len_ - 16, frame_seed(c->len_, FRAME_PUT, 0, f->table));
     commit_frame(r, f, lsn, c->len_);
     wake_consumer(r);
+    r->group_open = 1;
     if (lsn_out)
         *lsn_out = lsn;
     c->frame_ = NULL;
@@ -914,6 +918,25 @@ void rk_ring_detach(rk_ring *r)
 {
     if (!r)
         return;
+    if (r->slot && r->group_open && r->slot->pid == (uint32_t)getpid()) {
+        /* A group left open is void (rk_ring_detach's contract): an
+         * ATTACH frame of this session with RING_ATTACH_DETACH says so in
+         * stream order, as a re-attach would.  Without it the node held
+         * the group until the name attached again: apply's restart point
+         * and the journal's trim floor stayed before it, and the drain
+         * took this producer for one in the middle of a group, so every
+         * entry waited batch_time_us for its MARK.  At most a second's
+         * wait for room; without room (the node not draining) the group
+         * stays open until the name attaches again, as before. */
+        struct frame_attach attach = {
+            .session = r->session, .pid = (uint32_t)getpid(), .flags = RING_ATTACH_DETACH};
+        char name[RK_NAME_MAX + 1];
+        memcpy(name, r->slot->name, RK_NAME_MAX);
+        name[RK_NAME_MAX] = '\0';
+        r->full_policy = RK_FULL_WAIT;
+        r->full_timeout_ms = 1000;
+        (void)ring_write(r, FRAME_ATTACH, 0, name, (uint32_t)strlen(name), &attach, sizeof attach, NULL);
+    }
     if (r->slot && ring_dir_lock(r->hdr) == 0) {
         if (r->slot->pid == (uint32_t)getpid())
             atomic_store(&r->slot->state, SLOT_DETACHED);

@@ -96,8 +96,13 @@ _Static_assert(sizeof(struct frame_header) == FRAME_HEADER_SIZE, "frame header i
 struct frame_attach {
     uint64_t session; /* the producer slot's session after this attach */
     uint32_t pid;     /* the attaching process */
-    uint32_t flags;   /* 0 */
+    uint32_t flags;   /* 0, or RING_ATTACH_DETACH */
 };
+
+/* frame_attach.flags: the session ends (rk_ring_detach with a group
+ * open); session is the ending one.  Read as any ATTACH: what the
+ * producer left open is void. */
+#define RING_ATTACH_DETACH 1u
 
 static inline uint32_t frame_align(uint64_t n)
 {

@@ -2858,6 +2858,77 @@ START_TEST(padding_alone_then_a_restart_loses_nothing)
 }
 END_TEST
 
+/* A group left open at rk_ring_detach is discarded by the node, as the
+ * header says.  Before the fix rk_ring_detach wrote nothing: the node
+ * held the group until the name attached again (groups_discarded stayed
+ * 0, apply's restart point and the journal's trim floor stayed before
+ * the group), and the drain took the producer for one in the middle of a
+ * group, so every later entry waited batch_time_us for its MARK.  Now the
+ * detach writes an ATTACH of its session flagged RING_ATTACH_DETACH, and
+ * only when a group is open: a clean detach writes nothing. */
+START_TEST(a_group_left_open_at_detach_is_discarded)
+{
+    static const char *const extra[] = {"node", "log_level", "info", NULL};
+    rk_ring_opts gone_o = {.producer = "gone"}, clean_o = {.producer = "clean"};
+    rk_ring *gone = NULL, *clean = NULL;
+    rk_state *s = NULL;
+    ring_info *info = malloc(sizeof *info);
+    void *got = NULL;
+    uint32_t got_len = 0;
+    uint64_t lsn = 0, height = 0, tail;
+    char err[256], log_path[300];
+    uint16_t t;
+    pid_t node;
+
+    ck_assert_ptr_nonnull(info);
+    snprintf(log_path, sizeof log_path, "%s.log", data_dir);
+    node_extra = extra;
+    node_log = log_path;
+    node = start_node(NULL);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &gone_o, &gone), 0);
+    ck_assert_int_eq(rk_table(gone, "t0", &t), 0);
+    ck_assert_int_eq(rk_put(gone, t, "k0", 2, "v0", 2, NULL), 0);
+    ck_assert_int_eq(rk_mark(gone, 1, &lsn), 0);
+    ck_assert_int_eq(rk_wait(gone, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    ck_assert_int_eq(rk_put(gone, t, "k1", 2, "v1", 2, NULL), 0); /* left open */
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    tail = info->tail;
+    rk_ring_detach(gone);
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    ck_assert_msg(info->tail > tail, "the detach of a producer with a group open wrote nothing to the ring");
+    /* a clean detach (after a MARK) writes nothing */
+    ck_assert_int_eq(rk_ring_attach(ring_name, &clean_o, &clean), 0);
+    ck_assert_int_eq(rk_put(clean, t, "k2", 2, "v2", 2, NULL), 0);
+    ck_assert_int_eq(rk_mark(clean, 1, &lsn), 0);
+    ck_assert_int_eq(rk_wait(clean, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    tail = info->tail;
+    rk_ring_detach(clean);
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    ck_assert_uint_eq(info->tail, tail);
+    wait_node_idle();
+    ck_assert_uint_eq(status_field("groups_discarded"), 1);
+    ck_assert_int_eq(lines_with(log_path, "reason=detached"), 1);
+    /* the state: k0 and k2, not k1 */
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    ck_assert_int_eq(rk_state_height(s, "gone", &height), 0);
+    ck_assert_uint_eq(height, 1);
+    ck_assert_int_eq(rk_state_height(s, "clean", &height), 0);
+    ck_assert_uint_eq(height, 1);
+    ck_assert_int_eq(rk_state_get(s, "t0", "k0", 2, &got, &got_len), 0);
+    ck_assert(got_len == 2 && memcmp(got, "v0", 2) == 0);
+    free(got);
+    ck_assert_int_eq(rk_state_get(s, "t0", "k1", 2, &got, &got_len), RK_ENOTFOUND);
+    ck_assert_int_eq(rk_state_get(s, "t0", "k2", 2, &got, &got_len), 0);
+    ck_assert(got_len == 2 && memcmp(got, "v2", 2) == 0);
+    free(got);
+    rk_state_close(s);
+    free(info);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    unlink(log_path);
+}
+END_TEST
+
 /* Engines write without pause while several engines open the state at
  * the same time, again and again: the node begins each snapshot on its
  * apply thread at a group boundary and writes it while apply goes on.
@@ -3239,6 +3310,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
     tcase_add_test(tc, padding_alone_is_not_apply_lag);
     tcase_add_test(tc, padding_alone_then_a_restart_loses_nothing);
+    tcase_add_test(tc, a_group_left_open_at_detach_is_discarded);
     tcase_add_test(tc, apply_lag_is_bounded_in_time);
     suite_add_tcase(s, tc);
     tc = tcase_create("fsync_once"); /* CK_RUN_CASE=fsync_once runs only these */

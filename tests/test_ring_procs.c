@@ -696,6 +696,7 @@ struct consume_args {
 struct seen {
     uint64_t n; /* records delivered, so the next one's sequence */
     int attached, aborted;
+    int ended; /* its detach with a group open: an ATTACH flagged RING_ATTACH_DETACH */
 };
 
 struct consumer {
@@ -774,6 +775,17 @@ static void consumer_check(struct consumer *c, const ring_frame *f)
         e = expect_find(a, f->key, f->klen, attach.session);
         CCHECK(e >= 0, "ATTACH of unexpected producer '%.*s' session %" PRIu64, (int)f->klen,
                (const char *)f->key, attach.session);
+        if (attach.flags == RING_ATTACH_DETACH) {
+            /* a producer that detached with a group open: after all of
+             * its records, once */
+            CCHECK(c->seen[e].attached && !c->seen[e].ended && !a->prod[e].dies &&
+                       c->seen[e].n == a->prod[e].n_records && f->producer < RING_MAX_PRODUCERS &&
+                       c->expect_of[f->producer] == e,
+                   "detach of %s after %" PRIu64 " of its %" PRIu64 " records (ended %d)", a->prod[e].name,
+                   c->seen[e].n, a->prod[e].n_records, c->seen[e].ended);
+            c->seen[e].ended = 1;
+            return;
+        }
         CCHECK(!c->seen[e].attached, "second ATTACH of %s session %" PRIu64, a->prod[e].name, attach.session);
         CCHECK(attach.pid != 0 && attach.flags == 0 && f->table == 0,
                "ATTACH of %s: pid %u, flags %u, table %u", a->prod[e].name, attach.pid, attach.flags,
@@ -808,6 +820,20 @@ static void consumer_check(struct consumer *c, const ring_frame *f)
                diff);
         c->seen[e].n++;
     }
+}
+
+/* Whether a producer the consumer expects (and that does not die) is
+ * still attached in its session: its detach may yet write a frame. */
+static int expected_still_attached(const struct consumer *c)
+{
+    for (int i = 0; i < RING_MAX_PRODUCERS; i++) {
+        int e = c->expect_of[i];
+        const struct ring_producer_slot *s = &c->h->producers[i];
+        if (e >= 0 && !c->a->prod[e].dies && !c->seen[e].ended && atomic_load(&s->state) == SLOT_ATTACHED &&
+            atomic_load(&s->session) == c->a->prod[e].session)
+            return 1;
+    }
+    return 0;
 }
 
 static int consumer_finished(const struct consumer *c)
@@ -863,20 +889,41 @@ static void consumer_main(struct procs *p, const void *arg)
         if (++c.n_batch >= batch_frames || f.lsn + f.raw_len - c.released >= release_bytes)
             consumer_flush(&c);
     }
+    if (a->advance_cursors) {
+        ring_set_durable(c.o, c.last_lsn);
+        ring_set_replicated(c.o, c.last_lsn);
+    }
+    atomic_store(&child_shared->last_lsn, c.last_lsn); /* the last expected frame's */
+    /* release: producers that linger may go */
+    atomic_store_explicit(&child_shared->done, 1, memory_order_release);
+    /* a producer that detaches with a group open writes one ATTACH that
+     * ends its session (rk_ring_detach): read on until every expected
+     * producer has detached, and then to the tail */
+    for (;;) {
+        int attached = expected_still_attached(&c);
+        rc = ring_next(c.o, &f);
+        CCHECK(rc >= 0, "ring_next: %s (%s)", rk_strerror(rc), ring_error(c.o));
+        if (rc == 1) {
+            CCHECK(f.lsn > c.last_lsn && f.type == FRAME_ATTACH,
+                   "frame of type %u at LSN %" PRIu64 " after everything expected", f.type, f.lsn);
+            c.last_lsn = f.lsn;
+            c.n_frames++;
+            consumer_check(&c, &f);
+            continue;
+        }
+        if (!attached)
+            break;
+        CCHECK(now_ms() < deadline, "an expected producer still attached after %d ms",
+               a->deadline_ms ? a->deadline_ms : DEADLINE_MS);
+        ring_wait_ready(c.o, 5);
+    }
     consumer_flush(&c);
     CCHECK(atomic_load(&c.h->head) == atomic_load(&c.h->tail),
            "everything expected arrived, but head %" PRIu64 " != tail %" PRIu64, atomic_load(&c.h->head),
            atomic_load(&c.h->tail));
     CCHECK(atomic_load(&c.h->n_consumed) == c.n_frames, "n_consumed %" PRIu64 ", frames delivered %" PRIu64,
            atomic_load(&c.h->n_consumed), c.n_frames);
-    if (a->advance_cursors) {
-        ring_set_durable(c.o, c.last_lsn);
-        ring_set_replicated(c.o, c.last_lsn);
-    }
     atomic_store(&child_shared->n_gaps, c.n_gaps);
-    atomic_store(&child_shared->last_lsn, c.last_lsn);
-    /* release: producers that linger may go */
-    atomic_store_explicit(&child_shared->done, 1, memory_order_release);
 }
 
 /* ------------------------------------------------------------ stream */
@@ -899,18 +946,21 @@ static uint64_t stream_records(void)
 static void run_stream(uint32_t batch)
 {
     struct procs p;
-    uint64_t total = stream_records();
+    /* each producer ends on a group boundary: its detach writes nothing
+     * (with a group open it writes an ATTACH that ends the session) */
+    uint64_t want = stream_records(), n0 = group_end(0, want - want / 2), n1 = group_end(1, want / 2);
+    uint64_t total = n0 + n1;
     struct producer_args pa[2] = {
         {.name = "p0",
          .index = 0,
-         .n_records = total - total / 2,
+         .n_records = n0,
          .full_timeout_ms = LONG_DEADLINE_MS,
          .pause_at = UINT64_MAX,
          .check_too_big = 1,
          .batch = batch},
         {.name = "p1",
          .index = 1,
-         .n_records = total / 2,
+         .n_records = n1,
          .full_timeout_ms = LONG_DEADLINE_MS,
          .pause_at = UINT64_MAX,
          .batch = batch},
@@ -1301,8 +1351,10 @@ static void lockstep_producer_main(struct procs *p, const void *arg)
     CCHECK(atomic_load(&h->replicated_lsn) >= lsn,
            "rk_wait(RK_REPLICATED) returned with replicated_lsn %" PRIu64 " < %" PRIu64,
            atomic_load(&h->replicated_lsn), lsn);
-    pipe_send(ls->to_consumer[1], MSG_DONE);
+    /* detached first: with its group open the detach writes an ATTACH
+     * that ends the session, which the consumer reads and releases */
     rk_ring_detach(r);
+    pipe_send(ls->to_consumer[1], MSG_DONE);
 }
 
 static void lockstep_consumer_main(struct procs *p, const void *arg)
@@ -1347,6 +1399,16 @@ static void lockstep_consumer_main(struct procs *p, const void *arg)
     child_await(&p->hdr->n_replicated_waiters, "the producer's rk_wait(RK_REPLICATED)");
     ring_set_replicated(o, lsn);
     CCHECK(pipe_recv(ls->to_consumer[0]) == MSG_DONE, "expected MSG_DONE");
+    for (;;) { /* what the producer's detach wrote, if anything: only an ATTACH ending its session */
+        rc = ring_next(o, &f);
+        CCHECK(rc >= 0, "ring_next: %s", ring_error(o));
+        if (rc == 0)
+            break;
+        CCHECK(f.type == FRAME_ATTACH && f.vlen == sizeof(struct frame_attach) &&
+                   ((const struct frame_attach *)f.val)->flags == RING_ATTACH_DETACH,
+               "frame of type %u after the producer was done", f.type);
+    }
+    ring_release(o);
 }
 
 START_TEST(rk_wait_times_out_until_the_cursor_reaches_the_lsn)
@@ -1611,18 +1673,21 @@ END_TEST
 START_TEST(restarted_producer_does_not_wedge_the_ring_behind_its_dead_claim)
 {
     struct procs p;
-    uint64_t n_first = group_end(0, 200);
+    /* the restarted session ends on a group boundary: its detach, after
+     * the consumer finished, writes nothing (with a group open it would
+     * write an ATTACH that ends the session) */
+    uint64_t n_first = group_end(0, 200), n_second = group_end(1, 300);
     struct doomed_args first = {
         .name = "engine", .index = 0, .n_records = n_first, .marker = 1, .parent_kills = 0};
     struct producer_args second = {.name = "engine",
                                    .index = 1,
-                                   .n_records = 300,
+                                   .n_records = n_second,
                                    .full_timeout_ms = DEADLINE_MS,
                                    .pause_at = UINT64_MAX,
                                    .linger = 1};
     struct consume_args ca = {
         .n_producers = 2,
-        .prod = {{"engine", 1, 0, n_first, 1}, {"engine", 2, 1, 300, 0}},
+        .prod = {{"engine", 1, 0, n_first, 1}, {"engine", 2, 1, n_second, 0}},
         /* a consumer that works needs about one unblock timeout (50 ms) */
         .deadline_ms = 20000,
     };
