@@ -328,7 +328,9 @@ static void standby_status(struct node *n)
  * primary's; it is not in the middle of a bootstrap, which leaves no whole
  * state) and, unless force, no other standby acknowledged more than it
  * holds according to the primary's last heartbeat (promoting it would
- * drop what that one holds, acknowledged RK_REPLICATED maybe); the main
+ * drop what that one holds, acknowledged RK_REPLICATED maybe; with no
+ * heartbeat heard since the standby started or changed primaries, the
+ * reply says that this is unknown); the main
  * loop then ends and run_standby returns NODE_PROMOTE.  Either reply
  * gives what it holds against what was last acknowledged.  The reply
  * comes at once: `ringkeep promote` waits for the status to say primary. */
@@ -339,7 +341,13 @@ void standby_promote_answer(struct node *n, int force, char *reply, size_t reply
     char err[1024] = "", held[256];
 
     repl_standby_promote_view(n->standby, &v);
-    if (v.other_id[0])
+    if (v.heartbeat_epoch == 0)
+        snprintf(held, sizeof held,
+                 "this standby holds journal_seq %" PRIu64
+                 "; no heartbeat from a primary since it started or changed primaries: what other standbys "
+                 "acknowledged is unknown",
+                 v.held_seq);
+    else if (v.other_id[0])
         snprintf(held, sizeof held,
                  "this standby holds journal_seq %" PRIu64 "; %s acknowledged %" PRIu64
                  " (the primary's last heartbeat, epoch %" PRIu64 ")",

@@ -137,6 +137,8 @@ struct peer {
     int fd;             /* its connection's file descriptor (ZMQ_SRCFD of its HELLO), -1: unknown */
     int disconnected;   /* the ROUTER reported that connection closed: its id is free to take */
     uint64_t hello_seq; /* the last_seq its HELLO said it held: acked_seq above it, it replicates */
+    int hello_unverified; /* its last entry at HELLO matched by epoch alone: acks up to hello_seq are
+                             listed (heartbeats, the trim floor) but not counted (counted_seq) */
     uint64_t hello_ns;  /* monotonic: when its HELLO took this slot under this id */
     int checks_prev;    /* its HELLO said it checks prev_xxh (the drain may publish early) */
     /* its apply, as its last ACK reported it (issue 13.7; apply_reported 0:
@@ -227,6 +229,7 @@ struct repl_primary {
     uint64_t start_ns;
     uint64_t n_dropped_peers;
     uint64_t n_hellos_refused; /* HELLO under a node_id not the peer's (WIRE_ERR_IDENTITY) */
+    int heartbeat_now;         /* a standby was welcomed: the next heartbeat goes at once (on_hello) */
     uint64_t n_monitor_hellos; /* monitors' HELLOs welcomed */
     uint64_t n_lower_epoch;    /* requests of a lower epoch refused */
     uint64_t n_higher_epoch;   /* requests of a higher epoch (this primary steps down) */
@@ -511,6 +514,14 @@ static int sync_counted(const struct repl_primary *p, const char *id)
     return 0;
 }
 
+/* What a standby holds that counts for RK_REPLICATED and the sync plan:
+ * its acknowledged seq, or 0 while that is not past an unverified HELLO's
+ * last entry (hello_matches). */
+static uint64_t counted_seq(const struct peer *peer)
+{
+    return peer->hello_unverified && peer->acked_seq <= peer->hello_seq ? 0 : peer->acked_seq;
+}
+
 /* The copy of the peers the rk-ha thread plans from (gated only). */
 static void sync_mirror(struct repl_primary *p)
 {
@@ -522,7 +533,7 @@ static void sync_mirror(struct repl_primary *p)
     for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
         if (p->peers[i].used && p->peers[i].id[0]) {
             snprintf(p->sync.known[n].id, sizeof p->sync.known[n].id, "%s", p->peers[i].id);
-            p->sync.known[n++].acked_seq = p->peers[i].acked_seq;
+            p->sync.known[n++].acked_seq = counted_seq(&p->peers[i]);
         }
     p->sync.n_known = n;
     pthread_mutex_unlock(&p->lock);
@@ -670,7 +681,7 @@ static void update_replicated(struct repl_primary *p)
         pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < WIRE_MAX_STANDBYS; i++)
         if (p->peers[i].used && (!p->gated || sync_counted(p, p->peers[i].id))) {
-            seqs[n] = p->peers[i].acked_seq;
+            seqs[n] = counted_seq(&p->peers[i]);
             lsns[n++] = p->peers[i].acked_lsn;
         }
     if (n >= k) {
@@ -714,7 +725,9 @@ static void acked(struct repl_primary *p, struct peer *peer, uint64_t seq, uint6
         return;
     if (seq <= peer->acked_seq)
         return;
-    uint64_t lsn = covered_lsn(p, seq);
+    /* up to an unverified HELLO's last entry: listed, never counted (that
+     * entry may be another than ours under the same seq: hello_matches) */
+    uint64_t lsn = peer->hello_unverified && seq <= peer->hello_seq ? 0 : covered_lsn(p, seq);
     peer->acked_seq = seq;
     if (seq > atomic_load(&p->max_acked))
         atomic_store(&p->max_acked, seq); /* only this thread writes it */
@@ -779,13 +792,23 @@ static uint64_t first_seq(struct repl_primary *p, uint64_t journal_seq)
 /* Whether the standby's last entry, as its HELLO describes it, is on this
  * primary's history: the same epoch for its seq (log matching: an epoch
  * has one writer), and the same bytes (XXH64) when both hold it.  Only
- * then is what it holds counted; a standby ahead of this journal never is. */
-static int hello_matches(struct repl_primary *p, const struct wire_hello *h, uint64_t journal_seq)
+ * then is what it holds counted; a standby ahead of this journal never is.
+ * *verified is 0 when it matches by the epoch alone although it sent its
+ * entry's hash, because the entry is trimmed here (it then bootstraps).
+ * The epoch alone does not tell for a last entry: a primary that lost an
+ * entry it published before its fsync (a power cut) writes another under
+ * the same seq and epoch after its restart, and trims past it; what such
+ * a standby says it holds is listed, not counted (counted_seq).  (A
+ * standby that sends no hash, after a bootstrap, is taken on the epoch as
+ * before.) */
+static int hello_matches(struct repl_primary *p, const struct wire_hello *h, uint64_t journal_seq,
+                         int *verified)
 {
     uint8_t *entry = NULL;
     size_t len = 0;
     int rc, same;
 
+    *verified = 1;
     if (h->last_seq == 0)
         return 1;
     if (h->last_seq > journal_seq || store_epoch_of(p->s, h->last_seq) != h->last_epoch)
@@ -800,8 +823,10 @@ static int hello_matches(struct repl_primary *p, const struct wire_hello *h, uin
         return store_journal_trimmed_tail(p->s, &tail_seq, &tail_xxh) == 0 && tail_seq == h->last_seq &&
                tail_xxh == h->last_xxh;
     }
-    if (rc == RK_ENOTFOUND)
+    if (rc == RK_ENOTFOUND) {
+        *verified = !h->has_last_xxh;
         return 1; /* trimmed here (it bootstraps), or not held there: the epoch tells */
+    }
     same = rc == 0 && wire_entry_xxh(entry, len) == h->last_xxh;
     free(entry);
     return same;
@@ -988,7 +1013,8 @@ static void on_monitor_hello(struct repl_primary *p, const struct link_in *in, c
     }
     p->n_monitor_hellos++;
     log_msg(LOG_DEBUG, "monitor said hello", "monitor=\"%s\"", in->m.u.hello.node_id);
-    welcome(p, in, np, hello_matches(p, &in->m.u.hello, np->journal_seq));
+    int verified;
+    welcome(p, in, np, hello_matches(p, &in->m.u.hello, np->journal_seq, &verified));
 }
 
 static void on_hello(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
@@ -1004,7 +1030,8 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
     }
     if (!h->checks_prev)
         p->old_seen = 1; /* no entry before the fsync from now on (update_needed) */
-    int matched = hello_matches(p, h, np->journal_seq);
+    int verified = 0;
+    int matched = hello_matches(p, h, np->journal_seq, &verified);
     peer = hello_slot(p, in, matched, &code, why, sizeof why);
     if (!peer) {
         p->n_hellos_refused++;
@@ -1035,6 +1062,7 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         peer->acked_lsn = 0;
         peer->apply_reported = 0;      /* its apply too: until its next ACK says */
         peer->hello_seq = h->last_seq; /* it replicates once it acks past this */
+        peer->hello_unverified = !verified; /* then acks up to hello_seq do not count (acked) */
         peer->checks_prev = h->checks_prev;
         peer->used = 1;
         peer->heard_ns = link_monotonic_ns();
@@ -1045,7 +1073,8 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         peer->route_len = in->route_len;
         snprintf(peer->id, sizeof peer->id, "%s", h->node_id);
         sync_mirror(p); /* update_needed above ran before the id was set */
-        /* what its journal holds is fsynced: as good as an ACK */
+        /* what its journal holds is fsynced: as good as an ACK, once its
+         * last entry was compared with ours */
         acked(p, peer, h->last_seq, np->journal_seq);
     }
 
@@ -1059,6 +1088,11 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         return;
     }
     welcome(p, in, np, matched);
+    /* a heartbeat at once, not up to heartbeat_ms later: a standby that
+     * heard none since it started refuses to promote without --force
+     * (what the others acknowledged is unknown to it: node/standby.c,
+     * standby_promote_answer), and the others learn of it sooner */
+    p->heartbeat_now = 1;
 }
 
 static void on_fetch(struct repl_primary *p, const struct link_in *in, const struct repl_progress *np)
@@ -1638,8 +1672,9 @@ static void *replicator_main(void *arg)
             update_replicated(p); /* acks already in may count now */
         if (items[0].revents & ZMQ_POLLIN)
             serve(p);
-        if (link_monotonic_ns() >= next_hb) {
+        if (p->heartbeat_now || link_monotonic_ns() >= next_hb) {
             heartbeat(p);
+            p->heartbeat_now = 0;
             next_hb = link_monotonic_ns() + interval;
         }
         update_apply_hold(p); /* after acks, peers come and gone, or a silence: at least every heartbeat */

@@ -1909,6 +1909,67 @@ START_TEST(fake_identities_without_curve_do_not_lock_a_real_standby_out)
 }
 END_TEST
 
+/* A HELLO whose last entry the primary trimmed is taken on the epoch (the
+ * standby bootstraps), but that entry's bytes were not compared: a
+ * primary that lost an entry it published before its fsync (a power cut)
+ * writes another under the same seq and epoch after its restart, and a
+ * standby holding the lost one must not count for RK_REPLICATED.  Before
+ * the fix the HELLO of last_seq 3 with a foreign hash moved the
+ * replicated cursor to entry 3's records; now the standby is listed with
+ * what it says, and the cursor does not move until it acks past it. */
+START_TEST(an_unverified_hello_is_listed_not_counted)
+{
+    static const char *const extra[] = {"replication", "min_replicas",  "1", "checkpoint", "keep", "1",
+                                        "checkpoint",  "every_seconds", "0", NULL};
+    static uint8_t body[1 << 16];
+    struct engine e;
+    ring_info *info = malloc(sizeof *info);
+    char err[256], *st = NULL;
+    pid_t primary = start(primary_dir, NULL, extra, NULL);
+    uint64_t epoch, before;
+
+    ck_assert_ptr_nonnull(info);
+    st = status_of(primary_dir);
+    epoch = json_u64(st, "epoch");
+    free(st);
+    engine_attach(&e);
+    for (int i = 0; i < 8; i++)
+        engine_write(&e, 2); /* one entry at least each */
+    checkpoint_now();
+    engine_write(&e, 2);
+    checkpoint_now(); /* keep 1: the journal trimmed to the second */
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    before = info->replicated_lsn;
+    ck_assert_uint_lt(before, e.lsn);
+
+    void *ctx = zmq_ctx_new(), *x = peer_socket(ctx, ZMQ_DEALER, NULL, NULL, NULL);
+    struct wire_msg m = {.type = WIRE_HELLO, .epoch = epoch}, got;
+    snprintf(m.u.hello.node_id, sizeof m.u.hello.node_id, "x");
+    m.u.hello.last_seq = 3;
+    m.u.hello.last_epoch = epoch;
+    m.u.hello.has_last_xxh = 1;
+    m.u.hello.last_xxh = 0xdead;
+    m.u.hello.checks_prev = 1;
+    send_wire(x, &m);
+    recv_reply(x, &got, body, sizeof body);
+    ck_assert_int_eq(got.type, WIRE_WELCOME);
+    ck_assert_msg(got.u.welcome.first_seq > 4, "the journal starts at %llu: entry 4 is not trimmed",
+                  (unsigned long long)got.u.welcome.first_seq);
+    wire_msg_free(&got);
+    ack_and_sync(x, epoch, 3);
+    wait_status(primary_dir, "\"id\":\"x\",\"acked_seq\":3,"); /* listed with what it says */
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    ck_assert_msg(info->replicated_lsn == before,
+                  "a standby whose last entry was never compared moved the replicated cursor %llu -> %llu",
+                  (unsigned long long)before, (unsigned long long)info->replicated_lsn);
+    zmq_close(x);
+    zmq_ctx_term(ctx);
+    rk_ring_detach(e.r);
+    free(info);
+    ck_assert_int_eq(stop(primary, SIGTERM), 0);
+}
+END_TEST
+
 /* Issue 14, point 7: a monitor's HELLO (its 7th element true) is
  * welcomed, and the monitor follows the journal (FETCH, byte for byte the
  * primary's entries), but it is neither listed in heartbeats nor counted:
@@ -3003,8 +3064,12 @@ START_TEST(a_welcome_to_an_earlier_hello_is_not_taken_after_a_rebuild)
     a_last = json_u64(st, "journal_seq");
     free(st);
     ck_assert_uint_lt(a_last, b_last);
+    /* standby-a heard no heartbeat since its start: it says it cannot know
+     * what standby-b holds */
     ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
                      0);
+    ck_assert_msg(strstr(out, "no heartbeat from a primary since it started or changed primaries"),
+                  "ringkeep promote printed: %s", out);
     ck_assert_msg(strstr(out, "is the primary, epoch 2"), "ringkeep promote printed: %s", out);
     if (_i == 1) { /* standby-b heard of epoch 2 before it stopped */
         store *s = NULL;
@@ -4403,6 +4468,7 @@ static Suite *repl_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, other_standby_repoints_to_the_promoted_one_and_the_old_primary_steps_down);
     tcase_add_test(tc, promote_refused_when_another_standby_acknowledged_more);
+    tcase_add_test(tc, an_unverified_hello_is_listed_not_counted);
     tcase_add_test(tc, repointed_standby_sets_aside_what_the_new_primary_lacks);
     tcase_add_loop_test(tc, a_welcome_to_an_earlier_hello_is_not_taken_after_a_rebuild, 0, 2);
     suite_add_tcase(s, tc);
