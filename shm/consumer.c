@@ -510,7 +510,8 @@ static int forget_claim(ring_owner *o, uint16_t id, uint64_t *session)
  * its fetch-add until after its marker (R7).  If no live producer's claim
  * covers read_pos, the claim is a dead process's: it ends where the next
  * frame starts, which is the next non-zero word (unclaimed bytes are zero,
- * R4) or the start of a live producer's claim, whichever comes first.  It is padded in
+ * R4), the start of a live producer's claim, or tail, whichever comes
+ * first.  It is padded in
  * place, and dead producers that were claiming are reported.  Returns 1, 0
  * or RK_ECORRUPT as above. */
 static int unblock_unmarked(ring_owner *o, uint64_t tail)
@@ -547,8 +548,13 @@ static int unblock_unmarked(ring_owner *o, uint64_t tail)
         if (atomic_load_explicit(word_at(o, end), memory_order_acquire) != 0)
             break;
     }
-    if (end >= tail)
-        return 0; /* nothing after it yet: where it ends is unknown, wait */
+    /* end <= limit <= tail.  Reaching tail, the span [pos, tail) is dead
+     * claims alone: a live claim in it would be announced (R7; tail was
+     * read with acquire before the slots), and a claim made since starts
+     * at tail or later.  (It was left waiting until a frame followed it:
+     * a producer killed right after its fetch-add, with nothing written
+     * after it, held the drain there, and its group open, for as long as
+     * no other producer wrote.) */
     if (end - pos > o->hdr->max_frame * 2u)
         return corrupt_at(o, pos, "zeroed span longer than any claim");
     for (int i = 0; i < n_dead; i++)

@@ -1604,6 +1604,63 @@ static rk_ring *test_attach(struct procs *p, const char *name)
     return r;
 }
 
+/* A producer killed right after its fetch-add (no claim marker) with
+ * nothing written after its claim: the consumer pads the claim once the
+ * unblock timeout has passed and reports the producer (ABORT), with no
+ * other frame to follow it.  Before the fix it waited at the claim for as
+ * long as no other producer wrote ("where it ends is unknown"): the
+ * drain stood still there, a state request waited its whole bound, and
+ * the dead producer's group stayed open. */
+START_TEST(a_dead_claim_at_the_tail_is_unblocked)
+{
+    struct procs p;
+    struct doomed_args doomed = {
+        .name = "doomed", .index = 1, .n_records = 5, .marker = 0, .parent_kills = 0};
+    uint64_t deadline, n = 0, claim_lsn;
+    struct rec rec;
+    ring_frame f;
+    int rc, aborted = 0, doomed_slot;
+
+    procs_start(&p, "tail-claim", 64u << 10, 50, 0);
+    procs_spawn(&p, "doomed producer", doomed_main, &doomed, SIGKILL);
+    procs_wait(&p, DEADLINE_MS, __LINE__);
+    claim_lsn = atomic_load(&p.sh->claim_lsn);
+    PCHECK(&p, atomic_load(&p.hdr->tail) == claim_lsn + frame_align(DOOMED_HOOK_SIZE),
+           "the dead claim is not the last thing in the ring");
+    doomed_slot = slot_of_name(p.hdr, "doomed");
+    deadline = now_ms() + DEADLINE_MS;
+    while (!aborted) {
+        rc = ring_next(p.owner, &f);
+        PCHECK(&p, rc >= 0, "ring_next: %s", ring_error(p.owner));
+        if (rc == 0) {
+            PCHECK(&p, now_ms() < deadline,
+                   "still waiting at the dead claim at LSN %" PRIu64 " after %d ms (read %" PRIu64
+                   " of its 5 records; n_unblocked %" PRIu64 ")",
+                   claim_lsn, DEADLINE_MS, n, atomic_load(&p.hdr->n_unblocked));
+            ring_wait_ready(p.owner, 10);
+            continue;
+        }
+        if (f.type == FRAME_ATTACH)
+            continue;
+        if (f.type == FRAME_ABORT) {
+            PCHECK(&p, f.producer == doomed_slot && n == 5, "ABORT for slot %u after %" PRIu64 " records",
+                   f.producer, n);
+            aborted = 1;
+            continue;
+        }
+        rec_make(&rec, 1, n, p.hdr->max_frame - FRAME_HEADER_SIZE);
+        const char *diff = rec_diff(&rec, &f, p.hdr);
+        PCHECK(&p, !diff, "record %" PRIu64 ": %s", n, diff);
+        n++;
+    }
+    ring_release(p.owner);
+    PCHECK(&p, atomic_load(&p.hdr->n_unblocked) == 1, "n_unblocked %" PRIu64,
+           atomic_load(&p.hdr->n_unblocked));
+    check_drained(&p, __LINE__);
+    procs_end(&p);
+}
+END_TEST
+
 #define SLOW_CLAIM_SIZE 64u
 
 /* Bug: unblock() (shm/consumer.c), for a stuck position with no claim
@@ -1736,6 +1793,7 @@ Suite *ring_procs_suite(void)
     tcase_add_test(regressions, rk_commit_reports_its_records_lsn_while_the_consumer_releases_it);
     tcase_add_test(regressions, ring_next_returns_0_when_an_exactly_full_ring_is_consumed);
     tcase_add_test(regressions, unblock_does_not_skip_a_live_producers_claim_after_a_dead_one);
+    tcase_add_test(regressions, a_dead_claim_at_the_tail_is_unblocked);
     tcase_add_test(regressions, restarted_producer_does_not_wedge_the_ring_behind_its_dead_claim);
     suite_add_tcase(s, stream);
     suite_add_tcase(s, dead);
