@@ -1400,12 +1400,14 @@ static void lockstep_consumer_main(struct procs *p, const void *arg)
     ring_set_replicated(o, lsn);
     CCHECK(pipe_recv(ls->to_consumer[0]) == MSG_DONE, "expected MSG_DONE");
     for (;;) { /* what the producer's detach wrote, if anything: only an ATTACH ending its session */
+        struct frame_attach at = {0};
         rc = ring_next(o, &f);
         CCHECK(rc >= 0, "ring_next: %s", ring_error(o));
         if (rc == 0)
             break;
-        CCHECK(f.type == FRAME_ATTACH && f.vlen == sizeof(struct frame_attach) &&
-                   ((const struct frame_attach *)f.val)->flags == RING_ATTACH_DETACH,
+        if (f.type == FRAME_ATTACH && f.vlen == sizeof at)
+            memcpy(&at, f.val, sizeof at); /* the value is not 8-aligned in the frame */
+        CCHECK(f.type == FRAME_ATTACH && at.flags == RING_ATTACH_DETACH,
                "frame of type %u after the producer was done", f.type);
     }
     ring_release(o);
