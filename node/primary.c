@@ -628,13 +628,13 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
             journal_batch(n, &b, ++seq, journaled);
         } else if (!rc) {
             /* frames skipped as already journaled are released; padding
-             * read on its own (before a record still being written, or
-             * over a dead producer's claim) waits for the next entry,
-             * which covers it: released past the journal's end, the next
-             * start refused the ring (open_ring: the ring's head past the
-             * journal's next_lsn) */
-            if (ring_read_pos(n->ring) <= journaled)
-                ring_release(n->ring);
+             * read on its own past them (before a record still being
+             * written, or over a dead producer's claim) waits for the
+             * next entry, which covers it: released past the journal's
+             * end, the next start refused the ring (open_ring: the ring's
+             * head past the journal's next_lsn).  An offline state open
+             * sees that padding for what it is (store_ring_undrained) */
+            ring_release_to(n->ring, journaled);
             atomic_store(&n->drained_pos, ring_read_pos(n->ring));
         }
         if (rc == RK_ECORRUPT)

@@ -680,6 +680,9 @@ int store_ring_undrained(store *s, char *err, size_t err_size)
     journaled = last.next_lsn > info->head ? last.next_lsn : info->head;
     if (journaled < info->start_lsn)
         journaled = info->start_lsn;
+    /* and padding the node read past the journal's end, which it releases
+     * only with its next entry (node/primary.c, drain): no record */
+    journaled = ring_padding_end(rec.name, journaled);
     if (info->tail > journaled) {
         snprintf(err, err_size,
                  "ring %s holds %" PRIu64 " bytes of records past the journal (tail %" PRIu64

@@ -229,7 +229,7 @@ struct repl_primary {
     uint64_t start_ns;
     uint64_t n_dropped_peers;
     uint64_t n_hellos_refused; /* HELLO under a node_id not the peer's (WIRE_ERR_IDENTITY) */
-    int heartbeat_now;         /* a standby was welcomed: the next heartbeat goes at once (on_hello) */
+    int heartbeat_now;         /* a standby was welcomed: the next heartbeat comes sooner (on_hello) */
     uint64_t n_monitor_hellos; /* monitors' HELLOs welcomed */
     uint64_t n_lower_epoch;    /* requests of a lower epoch refused */
     uint64_t n_higher_epoch;   /* requests of a higher epoch (this primary steps down) */
@@ -1088,10 +1088,14 @@ static void on_hello(struct repl_primary *p, const struct link_in *in, const str
         return;
     }
     welcome(p, in, np, matched);
-    /* a heartbeat at once, not up to heartbeat_ms later: a standby that
-     * heard none since it started refuses to promote without --force
-     * (what the others acknowledged is unknown to it: node/standby.c,
-     * standby_promote_answer), and the others learn of it sooner */
+    /* the next heartbeat half an interval after the last at most, not up
+     * to heartbeat_ms later: a standby learns sooner what the others
+     * acknowledged (until it hears one, its promotion says that is
+     * unknown: node/standby.c, standby_promote_answer), and the others
+     * learn of it.  Not at once: a standby compares each heartbeat's list
+     * with its ACK of two heartbeats before (replicator/standby.c), and
+     * heartbeats in quick succession, one per welcome, would make it take
+     * an ACK still on its way for one lost, and say HELLO again */
     p->heartbeat_now = 1;
 }
 
@@ -1627,7 +1631,8 @@ static void router_events(struct repl_primary *p)
 static void *replicator_main(void *arg)
 {
     struct repl_primary *p = arg;
-    uint64_t interval = (uint64_t)p->c->repl_heartbeat_ms * 1000000u, next_hb = link_monotonic_ns();
+    uint64_t interval = (uint64_t)p->c->repl_heartbeat_ms * 1000000u, next_hb = link_monotonic_ns(),
+             last_hb = 0;
 
     pthread_setname_np(pthread_self(), "rk-replicator"); /* top -H, perf, gdb */
 
@@ -1672,10 +1677,15 @@ static void *replicator_main(void *arg)
             update_replicated(p); /* acks already in may count now */
         if (items[0].revents & ZMQ_POLLIN)
             serve(p);
-        if (p->heartbeat_now || link_monotonic_ns() >= next_hb) {
-            heartbeat(p);
+        if (p->heartbeat_now) {
             p->heartbeat_now = 0;
-            next_hb = link_monotonic_ns() + interval;
+            if (last_hb + interval / 2 < next_hb)
+                next_hb = last_hb + interval / 2;
+        }
+        if (link_monotonic_ns() >= next_hb) {
+            heartbeat(p);
+            last_hb = link_monotonic_ns();
+            next_hb = last_hb + interval;
         }
         update_apply_hold(p); /* after acks, peers come and gone, or a silence: at least every heartbeat */
     }

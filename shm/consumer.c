@@ -958,6 +958,22 @@ void ring_release(ring_owner *o)
     o->n_aborts = o->n_pending;
 }
 
+void ring_release_to(ring_owner *o, uint64_t upto)
+{
+    uint64_t read = o->read_pos;
+
+    if (upto >= read) {
+        ring_release(o);
+        return;
+    }
+    if (upto <= atomic_load_explicit(&o->hdr->head, memory_order_relaxed)) /* relaxed: head is ours */
+        return;
+    assert(upto % FRAME_ALIGN == 0);
+    o->read_pos = upto; /* a frame boundary: the caller's journal ends there */
+    ring_release(o);
+    o->read_pos = read;
+}
+
 /* R6: the caller passes an LSN the journal holds (J1 in persist/store.h) */
 /* Under cursor_lock: 1 if a cursor may move now (the lease deadline,
  * read on the acknowledgement path itself: a process paused past it

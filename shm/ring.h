@@ -110,6 +110,12 @@ int ring_wait_idle(ring_owner *o, int timeout_ms);
  * call it only once those frames are durable. */
 void ring_release(ring_owner *o);
 
+/* ring_release() of what lies below upto only (everything read, if upto is
+ * at or past it); what was read past upto stays for a later release.  For
+ * a batch that returned no frame: padding the consumer read past the
+ * journal's end is released with the next entry (node/primary.c, drain). */
+void ring_release_to(ring_owner *o, uint64_t upto);
+
 /* Moves the durable / replicated cursor to lsn (never backwards) and wakes
  * engines waiting in rk_wait(); not once the ring is fenced (R9). */
 void ring_set_durable(ring_owner *o, uint64_t lsn);
@@ -175,6 +181,13 @@ typedef struct ring_info {
 /* Reads the header of ring `name` without changing anything, after the same
  * checks as rk_ring_attach(). */
 int ring_inspect(const char *name, ring_info *info, char *err, size_t err_size);
+
+/* Where the committed PAD frames from `from` on end in ring `name` (from
+ * itself when there are none, or on any error): what lies between is no
+ * record.  from is a frame boundary at or past head, such as the
+ * journal's next_lsn (a node releases padding it read past the journal's
+ * end only with its next entry: ring_release_to). */
+uint64_t ring_padding_end(const char *name, uint64_t from);
 
 /* ------------------------------------------------------------ internals
  * shared by ring.c and consumer.c */

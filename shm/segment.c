@@ -377,6 +377,38 @@ int ring_unlink(const char *name)
     return unlink(path) == 0 ? 0 : errno;
 }
 
+uint64_t ring_padding_end(const char *name, uint64_t from)
+{
+    struct ring_header *h = NULL;
+    size_t map_size = 0;
+    int fd = -1;
+    char err[256];
+    uint64_t pos = from;
+
+    if (ring_map_existing(name, 0, &fd, &h, &map_size, err, sizeof err) != 0)
+        return from;
+    const uint8_t *data = (const uint8_t *)h + h->header_size;
+    uint64_t cap = h->capacity, mask = cap - 1;
+    /* acquire: the frames below tail were committed before it was read
+     * (each commit word below is read with acquire too) */
+    uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+    if (pos >= head && pos % FRAME_ALIGN == 0) {
+        while (pos < tail && pos - head < cap) {
+            uint64_t idx = pos & mask;
+            uint32_t word =
+                atomic_load_explicit((const _Atomic uint32_t *)(data + idx), memory_order_acquire);
+            if (word < FRAME_PAD_MIN || (word & FRAME_CLAIMED) || word % FRAME_ALIGN || idx + word > cap ||
+                data[idx + 4] != FRAME_PAD || pos + word > tail)
+                break;
+            pos += word;
+        }
+    }
+    munmap(h, map_size);
+    close(fd);
+    return pos;
+}
+
 int ring_inspect(const char *name, ring_info *info, char *err, size_t err_size)
 {
     struct ring_header *h = NULL;

@@ -2858,6 +2858,77 @@ START_TEST(padding_alone_then_a_restart_loses_nothing)
 }
 END_TEST
 
+/* An engine dies holding a zero-copy claim (its marker written) after its
+ * MARK; the drain's sweep reports it first (the node's unblock timeout, 50
+ * ms, is far below the ring's, 5 s, set when the ring was made), so when
+ * the claim is padded later no ABORT comes with it and the batch is
+ * empty: that padding stays in the ring until the next entry.  With the
+ * node stopped, an offline rk_state_open must see the padding for what it
+ * is.  On the change that stopped releasing padding read alone (bf919cb)
+ * it refused, "records past the journal: start the node", and starting
+ * the node did not help (no entry came to release it). */
+START_TEST(padding_alone_left_in_the_ring_does_not_refuse_an_offline_open)
+{
+    static const char *const slow_unblock[] = {"ring", "unblock_timeout_ms", "5000", NULL};
+    ring_info *info = malloc(sizeof *info);
+    rk_state *s = NULL;
+    void *got = NULL;
+    uint32_t got_len = 0;
+    uint64_t height = 0;
+    char err[256];
+    int status = 0;
+    pid_t node, e;
+
+    ck_assert_ptr_nonnull(info);
+    node_extra = slow_unblock; /* the ring is made with it */
+    node = start_node(NULL);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    node_extra = NULL;
+    node = start_node(NULL);
+    e = fork();
+    ck_assert_int_ge(e, 0);
+    if (e == 0) {
+        rk_ring_opts ro = {.producer = "doomed"};
+        rk_ring *r = NULL;
+        rk_claim c;
+        uint64_t lsn = 0;
+        uint16_t t;
+        if (rk_ring_attach(ring_name, &ro, &r) || rk_table(r, "t0", &t) ||
+            rk_put(r, t, "k0", 2, "v0", 2, NULL) || rk_mark(r, 1, &lsn) ||
+            rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000) || rk_claim_record(r, t, 2, 100, &c))
+            _exit(1);
+        _exit(0); /* dies holding the claim */
+    }
+    ck_assert_int_eq(waitpid(e, &status, 0), e);
+    ck_assert_int_eq(status, 0);
+    for (int i = 0;; i++) { /* until the claim is padded (the ring's 5 s) */
+        ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+        if (info->n_unblocked == 1)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the dead claim was not unblocked");
+        usleep(10000);
+    }
+    wait_node_idle();
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+    ck_assert_msg(info->head < info->tail,
+                  "the padding was released (head %llu, tail %llu): the sweep came second",
+                  (unsigned long long)info->head, (unsigned long long)info->tail);
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    ck_assert_int_eq(rk_state_height(s, "doomed", &height), 0);
+    ck_assert_uint_eq(height, 1);
+    ck_assert_int_eq(rk_state_get(s, "t0", "k0", 2, &got, &got_len), 0);
+    ck_assert(got_len == 2 && memcmp(got, "v0", 2) == 0);
+    free(got);
+    rk_state_close(s);
+    /* and the node starts on it */
+    node = start_node(NULL);
+    wait_node_idle();
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    free(info);
+}
+END_TEST
+
 /* A group left open at rk_ring_detach is discarded by the node, as the
  * header says.  Before the fix rk_ring_detach wrote nothing: the node
  * held the group until the name attached again (groups_discarded stayed
@@ -3310,6 +3381,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, apply_lag_is_bounded_in_bytes);
     tcase_add_test(tc, padding_alone_is_not_apply_lag);
     tcase_add_test(tc, padding_alone_then_a_restart_loses_nothing);
+    tcase_add_test(tc, padding_alone_left_in_the_ring_does_not_refuse_an_offline_open);
     tcase_add_test(tc, a_group_left_open_at_detach_is_discarded);
     tcase_add_test(tc, apply_lag_is_bounded_in_time);
     suite_add_tcase(s, tc);
