@@ -633,8 +633,19 @@ static void drain(struct node *n, uint64_t seq, uint64_t next_lsn)
              * next entry, which covers it: released past the journal's
              * end, the next start refused the ring (open_ring: the ring's
              * head past the journal's next_lsn).  An offline state open
-             * sees that padding for what it is (store_ring_undrained) */
-            ring_release_to(n->ring, journaled);
+             * sees that padding for what it is (store_ring_undrained).
+             * Unless producers wait for room, or it holds half the ring:
+             * the next entry may need that room, and waiting for it would
+             * block for good (several dead producers' claims padded with
+             * their ABORTs journaled before); it is released then, and a
+             * restart before the next entry refuses the ring as before */
+            struct ring_header *rh = ring_header_of(n->ring);
+            uint64_t upto = journaled, read = ring_read_pos(n->ring);
+            if (read > journaled &&
+                (atomic_load(&rh->n_head_waiters) > 0 ||
+                 read - atomic_load_explicit(&rh->head, memory_order_relaxed) >= rh->capacity / 2))
+                upto = read; /* relaxed: head is ours */
+            ring_release_to(n->ring, upto);
             atomic_store(&n->drained_pos, ring_read_pos(n->ring));
         }
         if (rc == RK_ECORRUPT)

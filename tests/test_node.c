@@ -2929,6 +2929,109 @@ START_TEST(padding_alone_left_in_the_ring_does_not_refuse_an_offline_open)
 }
 END_TEST
 
+/* Padding kept in the ring must not block for good: four engines die
+ * holding claims of nearly a quarter of the ring each, back to back, and
+ * the sweep reports them (ABORTs journaled) before their claims are
+ * padded (the ring made with a 2 s unblock timeout, the node run with 50
+ * ms), so each padding comes in an empty batch.  Kept until the next
+ * entry, they held 240000 of the ring's 262144 bytes, and the next
+ * record, which needs more than the rest, could never be written: on
+ * 9150934 the engine's rk_put timed out (the writer attached before the
+ * claims, so no other entry came).  Released once producers wait for room or it holds
+ * half the ring, the record goes in and is applied. */
+START_TEST(padding_alone_kept_in_the_ring_does_not_block_a_writer)
+{
+    static const char *const slow_unblock[] = {"ring", "unblock_timeout_ms", "2000", NULL};
+    enum { N_DEAD = 4, KLEN = 2, DEAD_VLEN = 60000, VLEN = 65000 };
+    int ready[N_DEAD][2], go[N_DEAD][2];
+    pid_t dead[N_DEAD], node;
+    rk_ring_opts ro = {.producer = "writer", .full_policy = RK_FULL_WAIT, .full_timeout_ms = 60000};
+    rk_ring *r = NULL;
+    rk_state *s = NULL;
+    ring_info *info = malloc(sizeof *info);
+    uint8_t *val = malloc(VLEN);
+    void *got = NULL;
+    uint32_t got_len = 0;
+    uint64_t lsn = 0, height = 0;
+    char err[256];
+    uint16_t t;
+
+    ck_assert(info && val);
+    node_extra = slow_unblock; /* the ring is made with it */
+    node = start_node(NULL);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    node_extra = NULL;
+    node = start_node(NULL);
+    for (int i = 0; i < N_DEAD; i++) {
+        ck_assert_int_eq(pipe(ready[i]), 0);
+        ck_assert_int_eq(pipe(go[i]), 0);
+        dead[i] = fork();
+        ck_assert_int_ge(dead[i], 0);
+        if (dead[i] == 0) {
+            char name[16], c;
+            rk_ring_opts dro = {.producer = name};
+            rk_ring *dr = NULL;
+            rk_claim cl;
+            uint16_t dt;
+            snprintf(name, sizeof name, "dead%d", i);
+            if (rk_ring_attach(ring_name, &dro, &dr) || rk_table(dr, "t0", &dt) ||
+                rk_put(dr, dt, "d", 1, "v", 1, NULL) || rk_mark(dr, 1, &lsn) ||
+                rk_wait(dr, lsn, RK_DURABLE, BOUND_S * 1000))
+                _exit(1);
+            if (write(ready[i][1], "r", 1) != 1 || read(go[i][0], &c, 1) != 1) /* ready; then go */
+                _exit(2);
+            if (rk_claim_record(dr, dt, KLEN, DEAD_VLEN, &cl))
+                _exit(3);
+            _exit(0); /* dies holding the claim */
+        }
+        char c;
+        ck_assert_int_eq(read(ready[i][0], &c, 1), 1); /* attached and durable */
+    }
+    /* the writer attached before the claims: its ATTACH is journaled, so
+     * no entry comes until its record */
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &r), 0);
+    ck_assert_int_eq(rk_table(r, "t0", &t), 0);
+    ck_assert_int_eq(rk_mark(r, 0, &lsn), 0);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    for (int i = 0; i < N_DEAD; i++) { /* the claims, back to back */
+        int status = 0;
+        ck_assert_int_eq(write(go[i][1], "g", 1), 1);
+        ck_assert_int_eq(waitpid(dead[i], &status, 0), dead[i]);
+        ck_assert_int_eq(status, 0);
+        close(go[i][0]);
+        close(go[i][1]);
+        close(ready[i][0]);
+        close(ready[i][1]);
+    }
+    for (int i = 0;; i++) { /* until the four are padded (2 s each) */
+        ck_assert_int_eq(ring_inspect(ring_name, info, err, sizeof err), 0);
+        if (info->n_unblocked == N_DEAD)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the dead claims were not unblocked (%llu)",
+                      (unsigned long long)info->n_unblocked);
+        usleep(10000);
+    }
+    for (uint32_t i = 0; i < VLEN; i++)
+        val[i] = (uint8_t)(i * 13 + 1);
+    ck_assert_msg(rk_put(r, t, "big", 3, val, VLEN, NULL) == 0,
+                  "the record after the padding was not written");
+    ck_assert_int_eq(rk_mark(r, 1, &lsn), 0);
+    ck_assert_int_eq(rk_wait(r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    wait_node_idle();
+    ck_assert_int_eq(rk_state_open(data_dir, &s), 0);
+    ck_assert_int_eq(rk_state_height(s, "writer", &height), 0);
+    ck_assert_uint_eq(height, 1);
+    ck_assert_int_eq(rk_state_get(s, "t0", "big", 3, &got, &got_len), 0);
+    ck_assert(got_len == VLEN && memcmp(got, val, VLEN) == 0);
+    free(got);
+    rk_state_close(s);
+    rk_ring_detach(r);
+    ck_assert_int_eq(stop(node, SIGTERM), 0);
+    free(val);
+    free(info);
+}
+END_TEST
+
 /* A group left open at rk_ring_detach is discarded by the node, as the
  * header says.  Before the fix rk_ring_detach wrote nothing: the node
  * held the group until the name attached again (groups_discarded stayed
@@ -3382,6 +3485,7 @@ static Suite *node_suite(void)
     tcase_add_test(tc, padding_alone_is_not_apply_lag);
     tcase_add_test(tc, padding_alone_then_a_restart_loses_nothing);
     tcase_add_test(tc, padding_alone_left_in_the_ring_does_not_refuse_an_offline_open);
+    tcase_add_test(tc, padding_alone_kept_in_the_ring_does_not_block_a_writer);
     tcase_add_test(tc, a_group_left_open_at_detach_is_discarded);
     tcase_add_test(tc, apply_lag_is_bounded_in_time);
     suite_add_tcase(s, tc);
