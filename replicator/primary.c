@@ -514,12 +514,18 @@ static int sync_counted(const struct repl_primary *p, const char *id)
     return 0;
 }
 
-/* What a standby holds that counts for RK_REPLICATED and the sync plan:
- * its acknowledged seq, or 0 while that is not past an unverified HELLO's
- * last entry (hello_matches). */
+/* Whether a standby's acknowledgement of seq counts for RK_REPLICATED and
+ * the sync plan: not up to an unverified HELLO's last entry
+ * (hello_matches); and what it holds that counts: its acknowledged seq,
+ * or 0. */
+static int counts(const struct peer *peer, uint64_t seq)
+{
+    return !peer->hello_unverified || seq > peer->hello_seq;
+}
+
 static uint64_t counted_seq(const struct peer *peer)
 {
-    return peer->hello_unverified && peer->acked_seq <= peer->hello_seq ? 0 : peer->acked_seq;
+    return counts(peer, peer->acked_seq) ? peer->acked_seq : 0;
 }
 
 /* The copy of the peers the rk-ha thread plans from (gated only). */
@@ -727,7 +733,7 @@ static void acked(struct repl_primary *p, struct peer *peer, uint64_t seq, uint6
         return;
     /* up to an unverified HELLO's last entry: listed, never counted (that
      * entry may be another than ours under the same seq: hello_matches) */
-    uint64_t lsn = peer->hello_unverified && seq <= peer->hello_seq ? 0 : covered_lsn(p, seq);
+    uint64_t lsn = counts(peer, seq) ? covered_lsn(p, seq) : 0;
     peer->acked_seq = seq;
     if (seq > atomic_load(&p->max_acked))
         atomic_store(&p->max_acked, seq); /* only this thread writes it */

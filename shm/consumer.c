@@ -771,12 +771,7 @@ __attribute__((noinline)) static int next_general(ring_owner *o, ring_frame *f)
             return 1;
         }
         if (o->data[idx + 4] == FRAME_PAD) {
-            /* a PAD is only its 8-byte header over zeroed space: a flipped
-             * type byte of a real frame would have non-zero bytes here */
-            static const uint8_t zero[FRAME_HEADER_SIZE];
-            uint32_t check = word < FRAME_HEADER_SIZE ? word : FRAME_HEADER_SIZE;
-            if (word < FRAME_PAD_MIN || word % FRAME_ALIGN || idx + word > o->capacity ||
-                !within_tail(o, pos + word) || memcmp(o->data + idx + 5, zero, check - 5) != 0)
+            if (!ring_pad_ok(o->data, o->capacity, idx, word) || !within_tail(o, pos + word))
                 return corrupt_at(o, pos, "padding with an impossible length or contents");
             if (pos + word - head > o->capacity) /* R2: no claim ends past head + capacity */
                 return corrupt_at(o, pos, "padding ends more than one capacity past the released head");

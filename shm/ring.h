@@ -192,6 +192,13 @@ uint64_t ring_padding_end(const char *name, uint64_t from);
 /* ------------------------------------------------------------ internals
  * shared by ring.c and consumer.c */
 
+/* Whether the committed word `word` at data[idx] (a ring's data area of
+ * `capacity` bytes) is a well-formed PAD frame: its length 8-aligned, at
+ * least FRAME_PAD_MIN and inside the data area, its type PAD, and the rest
+ * of its header zero (a PAD is only its 8-byte header over zeroed space: a
+ * real frame's type byte flipped to PAD has non-zero bytes there). */
+int ring_pad_ok(const uint8_t *data, uint64_t capacity, uint64_t idx, uint32_t word);
+
 /* Maps and checks an existing segment (magic, format, size, owner uid,
  * permissions).  Writes a reason to err on failure. */
 int ring_map_existing(const char *name, int writable, int *fd_out, struct ring_header **hdr_out,

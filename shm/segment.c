@@ -377,6 +377,15 @@ int ring_unlink(const char *name)
     return unlink(path) == 0 ? 0 : errno;
 }
 
+int ring_pad_ok(const uint8_t *data, uint64_t capacity, uint64_t idx, uint32_t word)
+{
+    static const uint8_t zero[FRAME_HEADER_SIZE];
+    uint32_t check = word < FRAME_HEADER_SIZE ? word : FRAME_HEADER_SIZE;
+
+    return word >= FRAME_PAD_MIN && word % FRAME_ALIGN == 0 && idx + word <= capacity &&
+           data[idx + 4] == FRAME_PAD && memcmp(data + idx + 5, zero, check - 5) == 0;
+}
+
 uint64_t ring_padding_end(const char *name, uint64_t from)
 {
     struct ring_header *h = NULL;
@@ -398,8 +407,7 @@ uint64_t ring_padding_end(const char *name, uint64_t from)
             uint64_t idx = pos & mask;
             uint32_t word =
                 atomic_load_explicit((const _Atomic uint32_t *)(data + idx), memory_order_acquire);
-            if (word < FRAME_PAD_MIN || (word & FRAME_CLAIMED) || word % FRAME_ALIGN || idx + word > cap ||
-                data[idx + 4] != FRAME_PAD || pos + word > tail)
+            if (!ring_pad_ok(data, cap, idx, word) || pos + word > tail)
                 break;
             pos += word;
         }
