@@ -124,6 +124,45 @@ void apply_map_slot(applier *a, uint32_t slot, const char *name)
     a->maps_dirty = 1;
 }
 
+/* Names table id (is_slot 0) or producer slot (1) `id` `name` for a frame
+ * of journal entry seq, noting what it replaces in a->changes. */
+static int map_from_journal(applier *a, uint64_t seq, int is_slot, uint32_t id, const char *name)
+{
+    const char *old = is_slot ? a->slot_map[id] : a->table_map[id];
+    struct map_change *c;
+
+    if (strcmp(old, name) == 0)
+        return 0;
+    if (a->n_changes == a->cap_changes) {
+        size_t cap = a->cap_changes ? a->cap_changes * 2 : 16;
+        c = realloc(a->changes, cap * sizeof *c);
+        if (!c)
+            return ENOMEM;
+        a->changes = c;
+        a->cap_changes = cap;
+    }
+    c = &a->changes[a->n_changes++];
+    c->seq = seq;
+    c->id = (uint16_t)id;
+    c->is_slot = (uint8_t)is_slot;
+    memcpy(c->old, old, sizeof c->old);
+    if (is_slot)
+        apply_map_slot(a, id, name);
+    else
+        apply_map_table(a, id, name);
+    return 0;
+}
+
+void apply_maps_at(const applier *a, uint64_t seq, struct maps_record *out)
+{
+    memcpy(out->table_map, a->table_map, sizeof out->table_map);
+    memcpy(out->slot_map, a->slot_map, sizeof out->slot_map);
+    for (size_t i = a->n_changes; i-- > 0 && a->changes[i].seq >= seq;) {
+        const struct map_change *c = &a->changes[i];
+        memcpy(c->is_slot ? out->slot_map[c->id] : out->table_map[c->id], c->old, sizeof c->old);
+    }
+}
+
 /* Table `name`'s index in a->tables, the table opened (and, with create,
  * created) the first time. */
 static int table_at(applier *a, const char *name, int create, size_t *at)
@@ -557,8 +596,7 @@ static int apply_frame(applier *a, const ring_frame *f, uint64_t seq, char *err,
             goto bad;
         memcpy(name, f->key, f->klen);
         name[f->klen] = '\0';
-        apply_map_table(a, f->table, name); /* A6 */
-        return 0;
+        return map_from_journal(a, seq, 0, f->table, name); /* A6 */
     case FRAME_ATTACH:
         if (f->klen == 0 || f->klen > RK_NAME_MAX || f->producer >= RING_MAX_PRODUCERS)
             goto bad;
@@ -568,8 +606,7 @@ static int apply_frame(applier *a, const ring_frame *f, uint64_t seq, char *err,
         if (!p)
             return ENOMEM;
         discard_group(a, p, f); /* A2 */
-        apply_map_slot(a, f->producer, name); /* A6 */
-        return 0;
+        return map_from_journal(a, seq, 1, f->producer, name); /* A6 */
     default:
         break;
     }
@@ -645,15 +682,22 @@ int apply_txn_commit(applier *a)
     assert(restart <= a->next_seq && a->next_seq <= a->am.applied_seq + 1);
     a->am.restart_seq = restart;
     rc = meta_put(a, "applied", &a->am, sizeof a->am);
-    if (!rc && a->maps_dirty) {
+    /* A6: the maps at the restart point, where a restart reads again (a
+     * change at or past it is read again too); written again while any
+     * change is noted, since the maps at the restart point move with it */
+    if (!rc && (a->maps_dirty || a->n_changes)) {
         struct maps_record *m = malloc(sizeof *m);
+        size_t kept = 0;
         if (!m)
             return ENOMEM;
-        memcpy(m->table_map, a->table_map, sizeof m->table_map);
-        memcpy(m->slot_map, a->slot_map, sizeof m->slot_map);
+        apply_maps_at(a, restart, m);
         rc = meta_put(a, "maps", m, sizeof *m);
         free(m);
         a->maps_dirty = 0;
+        while (kept < a->n_changes && a->changes[kept].seq < restart)
+            kept++;
+        memmove(a->changes, a->changes + kept, (a->n_changes - kept) * sizeof *a->changes);
+        a->n_changes -= kept;
     }
     if (rc)
         return rc;
@@ -836,6 +880,7 @@ void applier_close(applier *a)
     free(a->pending.buf);
     free(a->pending.records);
     free(a->pending.spare);
+    free(a->changes);
     free(a);
 }
 

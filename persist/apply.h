@@ -66,7 +66,9 @@
  *     publish a file that disagrees (ckpt_job_write).
  * A6  A frame's table id and producer slot mean what the latest TABLE and
  *     ATTACH frame before it in the journal set (the maps, persisted with
- *     the transaction); what an id resolved to (the applier's table and
+ *     the transaction as they are at restart_seq, so that a frame read
+ *     again after a restart means what it meant the first time, whatever a
+ *     later ATTACH of a new ring renamed); what an id resolved to (the applier's table and
  *     producer indexes) always names the table or producer its map names
  *     now: a changed name clears it.
  */

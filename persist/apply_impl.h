@@ -86,6 +86,17 @@ struct applier {
     char table_map[RING_MAX_TABLES][RK_NAME_MAX + 1];
     char slot_map[RING_MAX_PRODUCERS][RK_NAME_MAX + 1];
     int maps_dirty;
+    /* what the journal's TABLE and ATTACH frames changed in the maps, in
+     * the order read, each with the entry it was read in and the name it
+     * replaced: the maps at the start of entry S are the maps now with the
+     * changes of entries >= S undone (apply_maps_at).  The maps a commit
+     * writes are those at its restart point, where apply reads again
+     * after a restart: with the maps of the commit point, a frame read
+     * again from before a new ring's ATTACH went to the producer that
+     * took its slot later.  Changes below the restart point are dropped
+     * at each commit. */
+    struct map_change *changes;
+    size_t n_changes, cap_changes;
     /* the same ids resolved, so that a record costs no search by name
      * (A6): table_index[id] is 1 + the index in tables of table_map[id]'s
      * table, slot_producer[slot] 1 + the index in producers of
@@ -113,11 +124,26 @@ struct applier {
     int fold;
 };
 
-/* meta.db's "maps" value: the two maps as they are in struct applier. */
+/* meta.db's "maps" value: the two maps as they are in struct applier at
+ * the start of entry "applied".restart_seq (apply_maps_at). */
 struct maps_record {
     char table_map[RING_MAX_TABLES][RK_NAME_MAX + 1];
     char slot_map[RING_MAX_PRODUCERS][RK_NAME_MAX + 1];
 };
+
+/* One change of applier.changes: table id or producer slot `id` was named
+ * `old` before a frame of entry `seq` renamed it. */
+struct map_change {
+    uint64_t seq;
+    uint16_t id;
+    uint8_t is_slot;
+    char old[RK_NAME_MAX + 1];
+};
+
+/* The maps as they were at the start of journal entry seq (at or below
+ * the entry being read) into *out: a's maps with the changes read since
+ * undone. */
+void apply_maps_at(const applier *a, uint64_t seq, struct maps_record *out);
 
 /* Producer `name`, its record read from meta.db the first time; NULL when
  * out of memory. */

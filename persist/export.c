@@ -974,14 +974,15 @@ static int base_find(const ckpt_job *b, const struct base_range *br, uint64_t *a
 
 /* The base a next snapshot can start from (*out), but its file
  * (base_job_map): what was applied at am and what a fold from it needs --
- * fold a's producers with a record and its maps, as they are at
- * its end, which is what apply's commit at am.applied_seq writes in
+ * fold a's producers with a record and its maps at am's restart point,
+ * which is what apply's commit at am.applied_seq writes in
  * meta.db (apply_txn_commit).  A fold from a base then starts where apply
  * would after a restart at that point (A3, A4): the same rules, from the
  * same records. */
 static int base_job_info(const ckpt_job *j, const applier *a, const struct apply_meta *am, ckpt_job **out)
 {
     ckpt_job *b = calloc(1, sizeof *b);
+    struct maps_record *maps;
     struct ckpt_replay *rp;
     int rc = 0;
 
@@ -1018,16 +1019,22 @@ static int base_job_info(const ckpt_job *j, const applier *a, const struct apply
         rpp->n_groups = p->m.n_groups;
         rpp->discard_lsn = p->m.discard_lsn;
     }
+    maps = rc ? NULL : malloc(sizeof *maps);
+    if (!rc && !maps)
+        rc = ENOMEM;
+    if (!rc)
+        apply_maps_at(a, am->restart_seq, maps); /* A6: as apply's commit writes them */
     for (uint32_t i = 0; !rc && i < RING_MAX_TABLES; i++)
-        if (a->table_map[i][0]) {
+        if (maps->table_map[i][0]) {
             rp->table_ids[rp->n_table_ids].id = i;
-            memcpy(rp->table_ids[rp->n_table_ids++].name, a->table_map[i], RK_NAME_MAX + 1);
+            memcpy(rp->table_ids[rp->n_table_ids++].name, maps->table_map[i], RK_NAME_MAX + 1);
         }
     for (uint32_t i = 0; !rc && i < RING_MAX_PRODUCERS; i++)
-        if (a->slot_map[i][0]) {
+        if (maps->slot_map[i][0]) {
             rp->slots[rp->n_slots].id = i;
-            memcpy(rp->slots[rp->n_slots++].name, a->slot_map[i], RK_NAME_MAX + 1);
+            memcpy(rp->slots[rp->n_slots++].name, maps->slot_map[i], RK_NAME_MAX + 1);
         }
+    free(maps);
     if (rc) {
         ckpt_job_free(b);
         return rc;

@@ -2468,6 +2468,104 @@ START_TEST(renamed_table_ids_and_slots_apply_to_their_new_names)
 }
 END_TEST
 
+/* Producer "hold" opens a group in entry 2 and never closes it, so apply
+ * restarts at entry 2 however far it gets; "eng" writes k=old there.  In
+ * entry 3 a new ring names table id 0 "u" and gives slot 0 to "feed",
+ * which writes nothing, and "dd" writes u/k=new.  Read again from entry 2
+ * after a restart, eng's frames must still be eng's (skipped: applied),
+ * not feed's: with the maps of the commit point in meta.db they became
+ * feed's group, applied at eng's MARK into "u" over dd's k=new (issue
+ * found in review; the bug before the fix).  _i 0: the applier is
+ * reopened and reads again; _i 1: a checkpoint taken at the end must
+ * carry the maps of its restart point, which a load follows from. */
+START_TEST(frames_read_again_after_a_new_ring_keep_their_producer)
+{
+    struct batch b[3];
+    applier *a = NULL;
+    store *s;
+    struct apply_meta am;
+    struct producer_meta pm;
+    char text[256], dir[300], path[512];
+    const char *names[] = {"eng", "dd", "feed"};
+    const uint64_t heights[] = {2, 5, 0}, n_groups[] = {2, 1, 0};
+    int rc;
+
+    new_data_dir(_i ? "apply-new-ring-checkpoint" : "apply-new-ring-reopen");
+    s = open_store(STORE_CREATE);
+    entry_one_begin(&b[0], "eng");
+    add_attach(&b[0], 1, "hold", 1);
+    batch_add(&b[0], FRAME_PUT, 0, 0, "k", 1, "a", 1);
+    add_le64(&b[0], FRAME_MARK, 0, 1, 0);
+    batch_init(&b[1], 2, b[0].h.next_lsn);
+    batch_add(&b[1], FRAME_PUT, 0, 1, "h", 1, "1", 1);
+    batch_add(&b[1], FRAME_PUT, 0, 0, "k", 1, "old", 3);
+    add_le64(&b[1], FRAME_MARK, 0, 2, 0);
+    batch_init(&b[2], 3, b[1].h.next_lsn);
+    batch_add(&b[2], FRAME_TABLE, 0, 0, "u", 1, NULL, 0);
+    add_attach(&b[2], 0, "feed", 1);
+    add_attach(&b[2], 2, "dd", 1);
+    batch_add(&b[2], FRAME_PUT, 0, 2, "k", 1, "new", 3);
+    add_le64(&b[2], FRAME_MARK, 2, 5, 0);
+    for (int i = 0; i < 3; i++)
+        append_batch(s, &b[i]);
+
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == 0, "applier_run: %s", err);
+    ck_assert_uint_eq(applier_meta(a).restart_seq, 2); /* hold's group */
+    if (_i == 0) {
+        applier_close(a);
+        ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+        rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
+        ck_assert_msg(rc == 0, "applier_run: %s", err);
+    } else {
+        ckpt_job *job = NULL;
+        struct ckpt_info written = {0};
+        const struct ckpt_replay *rp = &written.replay;
+        char maps[256] = "";
+        size_t n = 0;
+        snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
+        rc = applier_checkpoint_begin(a, 1, &job);
+        ck_assert_msg(rc == 0, "applier_checkpoint_begin: %s", store_strerror(rc));
+        rc = ckpt_job_write(job, dir, 1, path, sizeof path, &written, err, sizeof err);
+        ck_assert_msg(rc == 0, "ckpt_job_write: %s: %s", store_strerror(rc), err);
+        ckpt_job_free(job);
+        ck_assert_uint_eq(written.journal_seq, 3);
+        ck_assert_uint_eq(rp->restart_seq, 2);
+        for (uint32_t i = 0; i < rp->n_table_ids; i++)
+            n += (size_t)snprintf(maps + n, sizeof maps - n, "t%u=%s;", rp->table_ids[i].id,
+                                  rp->table_ids[i].name);
+        for (uint32_t i = 0; i < rp->n_slots; i++)
+            n += (size_t)snprintf(maps + n, sizeof maps - n, "s%u=%s;", rp->slots[i].id, rp->slots[i].name);
+        ck_assert_str_eq(maps, "t0=t;s0=eng;s1=hold;"); /* as at the start of entry 2 */
+        ckpt_info_free(&written);
+    }
+    am = applier_meta(a);
+    ck_assert_uint_eq(am.applied_seq, 3);
+    ck_assert_uint_eq(am.n_groups, 3);
+    ck_assert_uint_eq(am.n_records, 3);
+    applier_close(a);
+    state_text(s, "t", text, sizeof text);
+    ck_assert_str_eq(text, "k=old;");
+    state_text(s, "u", text, sizeof text);
+    ck_assert_str_eq(text, "k=new;");
+    for (int i = 0; i < 3; i++) {
+        char key[RK_NAME_MAX + 3];
+        DB *meta = store_meta(s);
+        DBT k = {.data = key}, v = {.data = &pm, .ulen = sizeof pm, .flags = DB_DBT_USERMEM};
+        snprintf(key, sizeof key, "p:%s", names[i]);
+        k.size = (u_int32_t)strlen(key);
+        ck_assert_int_eq(meta->get(meta, NULL, &k, &v, 0), 0);
+        ck_assert_uint_eq(pm.height, heights[i]);
+        ck_assert_uint_eq(pm.n_groups, n_groups[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        batch_free(&b[i]);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 /* The sum of ckpt_entry_digest() over state table `table` (0 if it does
  * not exist): the digest apply keeps must equal it summed over the tables
  * (apply.h A5). */
@@ -3076,6 +3174,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, apply_reports_an_entry_trimmed_past_it);
     tcase_add_loop_test(tc, stale_abort_does_not_discard_a_reattached_producers_group, 0, 2);
     tcase_add_loop_test(tc, renamed_table_ids_and_slots_apply_to_their_new_names, 0, 2);
+    tcase_add_loop_test(tc, frames_read_again_after_a_new_ring_keep_their_producer, 0, 2);
     tcase_add_loop_test(tc, sorted_transaction_ends_as_journal_order_says, 0, 3);
     tcase_add_test(tc, new_and_existing_keys_both_ways_keep_state_and_digest);
     tcase_add_test(tc, sorted_transaction_of_many_records_keeps_the_last_write_of_each_key);
