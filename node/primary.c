@@ -66,7 +66,7 @@
 #include "replicator/replicator.h"
 #include "shm/ring.h"
 
-#define FENCED_KEY "fenced_by" /* the epoch this node stepped down for (step_down) */
+#define FENCED_KEY "fenced_by" /* where a node before 2026-12-08 kept the epoch it stepped down for */
 #define APPLY_STEP_ENTRIES 16  /* apply publishes its progress at least this often */
 #define APPLY_LAG_MIN_BYTES (64u << 10) /* max_lag_ms never holds apply closer than this (apply_behind) */
 
@@ -108,9 +108,14 @@ void primary_step_down(struct node *n, uint64_t epoch, const char *seen)
     if (atomic_exchange(&n->stepped_down, epoch))
         return;
     ring_fence(n->ring);
+    /* the fence first, beside db/ (a rebuild or bootstrap of a rejoin
+     * replaces db/ and kept no fence in meta.db): a crash between the two
+     * writes leaves it fenced, never an epoch seen without the fence, from
+     * which a start as primary began a new epoch above the new primary's */
+    rc = store_fence_write(n->s, epoch);
+    if (rc)
+        fatal("stepped down (the ring is fenced), but cannot record it in " STORE_FENCED_FILE, strerror(rc));
     rc = meta_write(n->s, STORE_EPOCH_KEY, &epoch, sizeof epoch); /* the highest seen */
-    if (!rc)
-        rc = meta_write(n->s, FENCED_KEY, &epoch, sizeof epoch);
     if (rc)
         fatal("stepped down (the ring is fenced), but cannot record it in meta.db", store_strerror(rc));
     log_msg(LOG_ERROR, "stepped down: nothing more is acknowledged",
@@ -955,11 +960,20 @@ void primary_answer(struct node *n, const char *req, char *reply, size_t reply_s
  * committed (synced) with the history before anything is written in it. */
 static int epoch_begin(struct node *n, int promote, const struct journal_header *last)
 {
-    uint64_t was = store_epoch_seen(n->s), fenced_by = 0;
+    uint64_t was = store_epoch_seen(n->s), fenced_by = 0, in_file = 0;
+    char err[512] = "";
+    /* FENCED_KEY: where a node before 2026-12-08 kept it */
     int rc = meta_read(n->s, FENCED_KEY, &fenced_by, sizeof fenced_by);
 
     if (rc && rc != RK_ENOTFOUND)
         return rc;
+    rc = store_fence_read(n->s, &in_file, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, "cannot read the fence record", "error=\"%s\"", err[0] ? err : store_strerror(rc));
+        return RK_EFENCED; /* refused as fenced: it may well be */
+    }
+    if (in_file > fenced_by)
+        fenced_by = in_file;
     if (fenced_by && !promote) {
         /* a stepped-down primary never begins an epoch by itself: it
          * would outrank the node it stepped down for */
@@ -976,6 +990,8 @@ static int epoch_begin(struct node *n, int promote, const struct journal_header 
     rc = store_epoch_begin(n->s, min, last->seq + 1, last->next_lsn, &n->epoch);
     if (!rc && fenced_by)
         rc = meta_write(n->s, FENCED_KEY, &(uint64_t){0}, sizeof(uint64_t));
+    if (!rc && in_file)
+        rc = store_fence_write(n->s, 0); /* after the epoch: a crash between leaves it fenced */
     if (!rc)
         log_msg(LOG_INFO, "promoted: a new epoch begins", "epoch=%" PRIu64 " previous=%" PRIu64, n->epoch, was);
     return rc;

@@ -562,15 +562,15 @@ int store_ring_record_put(store *s, const struct store_ring_record *rec)
     return s->meta->put(s->meta, NULL, &k, &v, DB_AUTO_COMMIT);
 }
 
-int store_ring_made_write(store *s, const struct store_ring_record *rec)
+/* Writes text as file `name` in the data directory durably: a temporary
+ * file, fsynced, renamed, the directory fsynced.  0 or an errno value. */
+static int write_beside_db(store *s, const char *name, const char *text)
 {
-    json_t *j = json_pack("{s:s, s:I, s:I}", "name", rec->name, "created_ns", (json_int_t)rec->created_ns,
-                          "capacity", (json_int_t)rec->capacity);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL, *path = path_join(s->dir, STORE_RING_MADE_FILE),
-         *tmp = path_join(s->dir, "." STORE_RING_MADE_FILE ".tmp");
+    char *path = path_join(s->dir, name), *tmp = NULL;
     int rc = 0, fd = -1;
 
-    json_decref(j);
+    if (path && asprintf(&tmp, "%s/.%s.tmp", s->dir, name) < 0)
+        tmp = NULL;
     if (!text || !path || !tmp) {
         rc = ENOMEM;
         goto out;
@@ -599,9 +599,71 @@ int store_ring_made_write(store *s, const struct store_ring_record *rec)
     if (rc && rc != ENOMEM)
         sys_unlink(tmp);
 out:
-    free(text);
     free(path);
     free(tmp);
+    return rc;
+}
+
+int store_ring_made_write(store *s, const struct store_ring_record *rec)
+{
+    json_t *j = json_pack("{s:s, s:I, s:I}", "name", rec->name, "created_ns", (json_int_t)rec->created_ns,
+                          "capacity", (json_int_t)rec->capacity);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    int rc = write_beside_db(s, STORE_RING_MADE_FILE, text);
+
+    json_decref(j);
+    free(text);
+    return rc;
+}
+
+int store_fence_write(store *s, uint64_t epoch)
+{
+    char text[64], *path;
+    int rc = 0;
+
+    if (epoch) {
+        snprintf(text, sizeof text, "{\"fenced_by\":%" PRIu64 "}", epoch);
+        return write_beside_db(s, STORE_FENCED_FILE, text);
+    }
+    path = path_join(s->dir, STORE_FENCED_FILE);
+    if (!path)
+        return ENOMEM;
+    if (sys_unlink(path) != 0)
+        rc = errno == ENOENT ? 0 : errno;
+    else
+        rc = sys_fsync_dir(s->dir);
+    free(path);
+    return rc;
+}
+
+int store_fence_read(store *s, uint64_t *epoch, char *err, size_t err_size)
+{
+    char *path = path_join(s->dir, STORE_FENCED_FILE);
+    json_t *j = NULL;
+    json_error_t je;
+    json_int_t by = 0;
+    int rc = 0;
+
+    *epoch = 0;
+    if (!path)
+        return ENOMEM;
+    if (access(path, F_OK) != 0) {
+        rc = errno == ENOENT ? 0 : errno;
+        if (rc)
+            snprintf(err, err_size, "%s: %s", path, strerror(rc));
+        goto out;
+    }
+    j = json_load_file(path, 0, &je);
+    if (!j || json_unpack_ex(j, &je, JSON_STRICT, "{s:I}", "fenced_by", &by) != 0 || by <= 0) {
+        snprintf(err, err_size, "%s: not a fence record (\"fenced_by\", an epoch above 0): %s", path,
+                 je.text);
+        rc = RK_ECORRUPT;
+        goto out;
+    }
+    *epoch = (uint64_t)by;
+out:
+    json_decref(j);
+    free(path);
     return rc;
 }
 

@@ -291,6 +291,19 @@ int store_ring_record_put(store *s, const struct store_ring_record *rec);
 int store_ring_made_write(store *s, const struct store_ring_record *rec);
 int store_ring_made_read(store *s, struct store_ring_record *rec, char *err, size_t err_size);
 
+/* The epoch a primary on this data directory stepped down for (a node of
+ * that epoch is the primary elsewhere), kept beside db/ in
+ * STORE_FENCED_FILE (JSON: "fenced_by") so that what replaces db/ (a
+ * rebuild to the fork point, a bootstrap) leaves it: such a directory
+ * never begins an epoch by itself, only by a promotion, which removes it.
+ * store_fence_write writes it durably as store_ring_made_write does
+ * (epoch 0: removes it, the directory fsynced): 0 or an errno value.
+ * store_fence_read: 0 with *epoch (0 when there is none), RK_ECORRUPT with
+ * a reason in err when it cannot be understood, or an errno value. */
+#define STORE_FENCED_FILE "fenced.json"
+int store_fence_write(store *s, uint64_t epoch);
+int store_fence_read(store *s, uint64_t *epoch, char *err, size_t err_size);
+
 /* For a reader holding the data directory's lock with no node running
  * (rk_state_open): RK_EUNDRAINED, with the figures in err, when the
  * directory's ring holds records past the journal's next_lsn (the node

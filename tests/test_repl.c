@@ -3451,6 +3451,18 @@ START_TEST(a_primary_told_of_a_higher_epoch_rejoins_as_a_standby)
     /* it rejoined in the same process: what it set aside is the engine's
      * stream past the fork point (check_rejoined), and it follows */
     check_rejoined(&e, primary, sb, fork, last_seq, acked, NULL, NULL);
+    /* started again as a primary after a reboot (its ring gone): refused,
+     * although the rebuild to the fork point replaced db/, where the
+     * fence used to be kept; it began epoch 3 above the new primary's */
+    ring_unlink(ring_name);
+    ck_assert_int_eq(exit_status_within(spawn(primary_dir, NULL, min_one, NULL, NULL)), NODE_EXIT_FENCED);
+    {
+        char err[512];
+        store *s = NULL;
+        ck_assert_msg(store_open(primary_dir, 0, 16, &s, err, sizeof err) == 0, "%s", err);
+        ck_assert_uint_eq(store_epoch_seen(s), 2); /* no epoch begun */
+        store_close(s);
+    }
 }
 END_TEST
 
