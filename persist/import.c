@@ -288,7 +288,11 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
         a->maps_dirty = 1;
     } else {
         /* format 1.0: the marks, but no replay point; what follows the
-         * checkpoint in a journal cannot be applied after it */
+         * checkpoint in a journal cannot be applied after it.  The file
+         * has no group counts; a producer it lists had a MARK applied (the
+         * writer lists only those), and a producer with no group counts as
+         * one without a height (the state reader, the next checkpoint's
+         * header): one group each, the least that is true. */
         for (uint32_t i = 0; i < info->n_producers; i++) {
             struct producer *p = apply_producer(a, info->producers[i].name);
             if (!p) {
@@ -297,7 +301,9 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
             }
             p->m.applied_lsn = info->producers[i].applied_lsn;
             p->m.height = info->producers[i].height;
+            p->m.n_groups = 1;
             p->dirty = 1;
+            a->am.n_groups++;
         }
     }
     /* A1, A4: applied up to the checkpoint's journal_seq, reading goes on

@@ -823,6 +823,74 @@ START_TEST(restore_refusals)
 }
 END_TEST
 
+/* A format 1.0 checkpoint (no replay record) loaded, as a restore or an
+ * import builds a data directory from it (STORE_BUILDING) and as a
+ * standby bootstraps from it (a store in use): every producer its header
+ * lists keeps its height, for the engines (rk_state_height) and in the
+ * next checkpoint's header.  The load left their group counts at 0, and
+ * both the state reader and the checkpoint writer take a producer without
+ * a group for one without a height: rk_state_height said not found and
+ * later checkpoints listed nobody. */
+START_TEST(format_1_0_checkpoint_loaded_keeps_its_heights)
+{
+    static const struct {
+        const char *name;
+        uint64_t height, applied_lsn;
+    } want[] = {{"matcher", 1000, 123450}, {"risk", 77, 123456}}; /* tests/golden/golden_content.h */
+    char to[400], golden[PATH_MAX], ckdir[450], path[PATH_MAX], err[2048] = "";
+    struct ckpt_info info, written;
+    rk_state *st = NULL;
+    store *s = NULL;
+    applier *a = NULL;
+    ckpt_job *job = NULL;
+    uint64_t digest;
+    int rc, building = _i == 0;
+
+    snprintf(golden, sizeof golden, "%s/checkpoint-v1.0.rkcp", RK_GOLDEN_DIR);
+    snprintf(to, sizeof to, "%s/from-1.0-%s", root, building ? "built" : "in-use");
+    ck_assert_int_eq(mkdir(to, 0700), 0);
+    ck_assert_msg(store_open(to, STORE_CREATE | (building ? STORE_BUILDING : 0), 0, &s, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    rc = applier_load_checkpoint(a, golden, &info, NULL, NULL, err, sizeof err);
+    ck_assert_msg(rc == 0, "load of the 1.0 golden file: %s", err);
+    digest = info.digest;
+    ckpt_info_free(&info);
+    applier_close(a);
+    ck_assert_int_eq(building ? store_built(s) : 0, 0);
+    store_close(s);
+
+    ck_assert_int_eq(rk_state_open(to, &st), 0);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        uint64_t h = 0;
+        rc = rk_state_height(st, want[i].name, &h);
+        ck_assert_msg(rc == 0, "rk_state_height(%s): %s", want[i].name, rk_strerror(rc));
+        ck_assert_uint_eq(h, want[i].height);
+    }
+    rk_state_close(st);
+
+    /* a checkpoint of the loaded state lists them as the file did */
+    snprintf(ckdir, sizeof ckdir, "%s-ckpt", to);
+    ck_assert_int_eq(mkdir(ckdir, 0700), 0);
+    ck_assert_msg(store_open(to, 0, 0, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(applier_checkpoint_begin(a, 1, &job), 0);
+    rc = ckpt_job_write(job, ckdir, 1, path, sizeof path, &written, err, sizeof err);
+    ck_assert_msg(rc == 0, "checkpoint of the loaded state: %s", err);
+    ckpt_job_free(job);
+    ck_assert_uint_eq(written.n_producers, 2);
+    for (size_t i = 0; i < written.n_producers; i++) {
+        ck_assert_str_eq(written.producers[i].name, want[i].name);
+        ck_assert_uint_eq(written.producers[i].height, want[i].height);
+        ck_assert_uint_eq(written.producers[i].applied_lsn, want[i].applied_lsn);
+    }
+    ck_assert_uint_eq(written.digest, digest);
+    ckpt_info_free(&written);
+    applier_close(a);
+    store_close(s);
+}
+END_TEST
+
 /* ------------------------------------------------------------ the load */
 
 #define LOAD_ENTRIES 20000u
@@ -1064,6 +1132,7 @@ static Suite *restore_suite(void)
     tcase_add_test(tc, damaged_newest_checkpoint_falls_back_to_the_previous);
     tcase_add_test(tc, restore_to_heights_of_one_producer);
     tcase_add_test(tc, restore_refusals);
+    tcase_add_loop_test(tc, format_1_0_checkpoint_loaded_keeps_its_heights, 0, 2);
     tcase_add_test(tc, restore_command_line);
     tcase_add_test(tc, checkpoint_load_writes_no_log);
     tcase_add_test(tc, failed_fsync_of_the_loaded_table_fails_the_restore);
