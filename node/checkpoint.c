@@ -274,7 +274,10 @@ static void *ckpt_main(void *arg)
                     " ms=%.1f",
                     path, written.journal_seq, written.lsn, written.n_entries, written.digest,
                     (double)took_ns / 1e6);
-            if (retain_apply(dir, &policy, seg_now_ns(CLOCK_REALTIME), &floor, &removed) != 0)
+            /* the floor never passes what this store's apply needs: the
+             * file just written is at its state, durable (ckpt_job_write) */
+            if (retain_apply(dir, &policy, seg_now_ns(CLOCK_REALTIME), retain_needs(&written), &floor,
+                             &removed) != 0)
                 floor = UINT64_MAX; /* cannot list: trim nothing */
             if (removed)
                 log_msg(LOG_INFO, "old checkpoints removed", "count=%" PRIu32, removed);

@@ -49,8 +49,17 @@ void retain_select(const uint64_t *created_ns, size_t n, uint64_t now_ns, const 
     keep_per_bucket(created_ns, n, now_ns, NS_PER_DAY, p->keep_daily, keep);
 }
 
-int retain_apply(const char *dir, const struct retain_policy *p, uint64_t now_ns, uint64_t *journal_floor,
-                 uint32_t *n_removed)
+uint64_t retain_needs(const struct ckpt_info *info)
+{
+    /* a restore from it replays from its restart point, and reads its
+     * own last entry (the journal position it continues from) */
+    return !info->has_replay                              ? UINT64_MAX
+           : info->replay.restart_seq < info->journal_seq ? info->replay.restart_seq
+                                                          : info->journal_seq;
+}
+
+int retain_apply(const char *dir, const struct retain_policy *p, uint64_t now_ns, uint64_t apply_needs,
+                 uint64_t *journal_floor, uint32_t *n_removed)
 {
     char **paths = NULL, err[512];
     size_t n_paths = 0, n = 0;
@@ -79,11 +88,7 @@ int retain_apply(const char *dir, const struct retain_policy *p, uint64_t now_ns
             continue;
         }
         created[n] = info.created_ns;
-        /* a restore from it replays from its restart point, and reads its
-         * own last entry (the journal position it continues from) */
-        restart[n] = !info.has_replay ? UINT64_MAX
-                     : info.replay.restart_seq < info.journal_seq ? info.replay.restart_seq
-                                                                  : info.journal_seq;
+        restart[n] = retain_needs(&info);
         index[n++] = i;
         ckpt_info_free(&info);
     }
@@ -99,6 +104,8 @@ int retain_apply(const char *dir, const struct retain_policy *p, uint64_t now_ns
                     strerror(errno));
         }
     }
+    if (apply_needs < *journal_floor)
+        *journal_floor = apply_needs;
 out:
     free(created);
     free(restart);

@@ -32,15 +32,27 @@ struct retain_policy {
 void retain_select(const uint64_t *created_ns, size_t n, uint64_t now_ns, const struct retain_policy *p,
                    uint8_t *keep);
 
+struct ckpt_info;
+
+/* The lowest journal sequence checkpoint info needs: its replay record's
+ * restart point, or its journal_seq if lower; UINT64_MAX for a checkpoint
+ * of format 1.0, which needs none. */
+uint64_t retain_needs(const struct ckpt_info *info);
+
 /* Applies the policy to the checkpoints of folder dir: removes those not
  * kept (files that fail to read their header are neither counted nor
  * removed: they are left for an operator, and logged).  *journal_floor
- * gets the lowest journal sequence a kept checkpoint needs (its replay
- * record's restart point, or its journal_seq if lower; a checkpoint of
- * format 1.0 needs none), or
- * UINT64_MAX when no kept checkpoint needs one.  *n_removed: files
- * removed.  0, or an errno value (the folder cannot be listed). */
-int retain_apply(const char *dir, const struct retain_policy *p, uint64_t now_ns, uint64_t *journal_floor,
-                 uint32_t *n_removed);
+ * gets the lowest journal sequence a kept checkpoint needs
+ * (retain_needs), or UINT64_MAX when no kept checkpoint needs one, and
+ * never above apply_needs: what the store's own apply needs after a
+ * restart, the retain_needs of the checkpoint just taken of its state
+ * (UINT64_MAX: no bound).  That one is not always kept: a checkpoint
+ * newer than the state (a file copied in, or one an older ringkeep
+ * published before flushing the log of its state, which a power cut then
+ * took back) is the newest, and its restart point is past where apply
+ * restarts.  *n_removed: files removed.  0, or an errno value (the folder
+ * cannot be listed). */
+int retain_apply(const char *dir, const struct retain_policy *p, uint64_t now_ns, uint64_t apply_needs,
+                 uint64_t *journal_floor, uint32_t *n_removed);
 
 #endif

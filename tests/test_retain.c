@@ -124,19 +124,48 @@ START_TEST(apply_removes_and_reports_the_journal_floor)
     ck_assert_ptr_nonnull(f);
     fputs("not a checkpoint", f);
     fclose(f);
-    ck_assert_int_eq(retain_apply(dir, &(struct retain_policy){2, 0, 0}, now, &floor, &removed), 0);
+    ck_assert_int_eq(retain_apply(dir, &(struct retain_policy){2, 0, 0}, now, UINT64_MAX, &floor, &removed),
+                     0);
     ck_assert_uint_eq(removed, 4);
     ck_assert(exists(dir, 60) && exists(dir, 50) && !exists(dir, 40) && !exists(dir, 10) && exists(dir, 5));
     ck_assert_uint_eq(floor, 47); /* the restart point of seq 50 */
     /* a checkpoint whose restart point is past its own entry needs its entry */
     write_ckpt(dir, 70, now, 1, 71);
-    ck_assert_int_eq(retain_apply(dir, &(struct retain_policy){1, 0, 0}, now, &floor, &removed), 0);
+    ck_assert_int_eq(retain_apply(dir, &(struct retain_policy){1, 0, 0}, now, UINT64_MAX, &floor, &removed),
+                     0);
     ck_assert_uint_eq(floor, 70);
     ck_assert(exists(dir, 70) && !exists(dir, 60));
     /* format 1.0 (no replay record) needs no journal */
     write_ckpt(dir, 80, now, 0, 0);
-    ck_assert_int_eq(retain_apply(dir, &(struct retain_policy){1, 0, 0}, now, &floor, &removed), 0);
+    ck_assert_int_eq(retain_apply(dir, &(struct retain_policy){1, 0, 0}, now, UINT64_MAX, &floor, &removed),
+                     0);
     ck_assert_uint_eq(floor, UINT64_MAX);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* The floor never passes what the store's own apply needs, the
+ * checkpoint just taken of its state, even when that one is not kept: a
+ * newer file (a copy put there, or one whose state a power cut took back
+ * before the log flush came first) is the newest, and with keep = 1 the
+ * floor was its restart point, past where apply restarts. */
+START_TEST(floor_never_passes_what_apply_needs)
+{
+    char dir[] = "/tmp/rk-retain-XXXXXX", cmd[4300];
+    uint64_t floor = 0, now = day0 + 10 * H;
+    uint32_t removed = 0;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    write_ckpt(dir, 70, now - H, 1, 67); /* ahead of the state */
+    write_ckpt(dir, 40, now, 1, 37);     /* just taken, as apply catches up */
+    ck_assert_int_eq(retain_apply(dir, &(struct retain_policy){1, 0, 0}, now, 37, &floor, &removed), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert(exists(dir, 70) && !exists(dir, 40)); /* the newest by sequence is kept */
+    ck_assert_uint_eq(floor, 37);
+    /* below the kept ones' needs it changes nothing */
+    ck_assert_int_eq(retain_apply(dir, &(struct retain_policy){1, 0, 0}, now, 80, &floor, &removed), 0);
+    ck_assert_uint_eq(floor, 67);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     ck_assert_int_eq(system(cmd), 0);
 }
@@ -154,6 +183,7 @@ int main(void)
     tcase_add_test(tc, one_per_day_for_the_last_days);
     tcase_add_test(tc, clock_gone_back_counts_as_now);
     tcase_add_test(tc, apply_removes_and_reports_the_journal_floor);
+    tcase_add_test(tc, floor_never_passes_what_apply_needs);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

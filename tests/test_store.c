@@ -65,7 +65,9 @@
 #include "persist/apply.h"
 #include "persist/apply_impl.h" /* pending_sort */
 #include "persist/bytes.h"
+#include "persist/crashsim.h"
 #include "persist/json_bytes.h"
+#include "persist/retain.h"
 #include "shm/ring.h"
 #include "persist/store.h"
 
@@ -2965,6 +2967,142 @@ START_TEST(checkpoint_holds_the_state_at_its_begin_while_apply_goes_on)
 }
 END_TEST
 
+/* Journal entry seq (1..3) of the power-cut test: entry 1 attaches "eng"
+ * and names table "t"; each puts k000..k099 = "v<seq>-<i>", entry 3 also
+ * deletes k000..k009; one group each (MARK seq). */
+static void cut_entry(struct batch *b, uint64_t seq, uint64_t pos)
+{
+    char key[8], val[16];
+
+    if (seq == 1)
+        entry_one_begin(b, "eng");
+    else
+        batch_init(b, seq, pos);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "v%d-%d", (int)seq, i);
+        if (seq == 3 && i < 10)
+            batch_add(b, FRAME_DEL, 0, 0, key, 4, NULL, 0);
+        else
+            batch_add(b, FRAME_PUT, 0, 0, key, 4, val, (uint32_t)strlen(val));
+    }
+    add_le64(b, FRAME_MARK, 0, seq, 0);
+}
+
+/* The child of the power-cut test: entries 1..3 journaled (each commit
+ * synced), applied (apply commits without sync), a checkpoint of the
+ * applied state written and published, then the power goes. */
+static void child_checkpoint_then_power_cut(void *arg)
+{
+    char dir[300], path[512];
+    struct ckpt_info written = {0};
+    struct batch b;
+    uint64_t pos = 4096;
+    applier *a = NULL;
+    ckpt_job *job = NULL;
+    store *s = NULL;
+    uint8_t *entry;
+    size_t len;
+    int rc;
+
+    (void)arg;
+    sys_install();
+    CHILD_REQUIRE(crashsim_configure("at:1000000000") == 0, "crashsim_configure");
+    rc = store_open(data_dir, STORE_CREATE, CACHE_MB, &s, err, sizeof err);
+    CHILD_REQUIRE(rc == 0, "store_open: %s", err);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        cut_entry(&b, seq, pos);
+        pos = b.h.next_lsn;
+        CHILD_REQUIRE(journal_encode(&b.h, b.buf, b.len, 1, &entry, &len) == 0, "journal_encode");
+        CHILD_REQUIRE(store_journal_append(s, seq, entry, len) == 0, "append %d", (int)seq);
+        free(entry);
+        batch_free(&b);
+    }
+    rc = applier_open(s, &a, err, sizeof err);
+    CHILD_REQUIRE(rc == 0, "applier_open: %s", err);
+    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
+    CHILD_REQUIRE(rc == 0 && applier_meta(a).applied_seq == 3, "applier_run: %s", err);
+    CHILD_REQUIRE(applier_checkpoint_begin(a, 1, &job) == 0, "applier_checkpoint_begin");
+    snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
+    rc = ckpt_job_write(job, dir, 1, path, sizeof path, &written, err, sizeof err);
+    CHILD_REQUIRE(rc == 0 && written.journal_seq == 3, "ckpt_job_write: %s", err);
+    crashsim_cut();
+}
+
+/* A checkpoint is never durable before the applied state it describes.
+ * Apply commits without sync; the checkpoint file was fsynced and renamed
+ * into place while the Berkeley DB log holding those commits was not yet
+ * flushed, so a power cut while the journal was idle left the newest
+ * checkpoint ahead of state.db.  The node's next steps then went wrong:
+ * the checkpoint taken as apply caught up (here at seq 1) was removed as
+ * not the newest (keep = 1), the journal was trimmed to the newer file's
+ * restart point, past where apply stood, and apply stopped at the missing
+ * entry at every start.  Here: the cut, then those steps as the node's
+ * checkpoint thread takes them, then apply to the end. */
+START_TEST(checkpoint_is_never_durable_before_the_state_it_describes)
+{
+    struct retain_policy keep_one = {1, 0, 0};
+    struct ckpt_info newest = {0}, written = {0};
+    char dir[300], path[512], **paths = NULL, *text = calloc(1, 65536), *want = calloc(1, 65536);
+    uint64_t floor = UINT64_MAX, recovered;
+    uint32_t removed = 0;
+    size_t n_paths = 0, n = 0;
+    applier *a = NULL;
+    ckpt_job *job = NULL;
+    store *s;
+    int status, rc;
+
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(want);
+    map_report();
+    new_data_dir("checkpoint-power-cut");
+    status = wait_child(start_child(child_checkpoint_then_power_cut, NULL));
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child not cut (status 0x%x): %s",
+                  status, report->reason);
+    snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
+    ck_assert_int_eq(ckpt_list(dir, &paths, &n_paths), 0);
+    ck_assert_uint_eq(n_paths, 1); /* published before the cut: fsynced, renamed, folder fsynced */
+    ck_assert_msg(ckpt_read_info(paths[0], &newest, err, sizeof err) == 0, "%s", err);
+    ckpt_list_free(paths, n_paths);
+    ck_assert_uint_eq(newest.journal_seq, 3);
+
+    s = open_store(0); /* recovery */
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    recovered = applier_meta(a).applied_seq;
+    /* apply catches up one entry, a checkpoint is taken there, retention
+     * and the journal trim follow (node/checkpoint.c, ckpt_main) */
+    rc = applier_run(a, 1, STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == 0, "applier_run: %s", err);
+    ck_assert_int_eq(applier_checkpoint_begin(a, 1, &job), 0);
+    rc = ckpt_job_write(job, dir, 1, path, sizeof path, &written, err, sizeof err);
+    ck_assert_msg(rc == 0, "ckpt_job_write: %s", err);
+    ckpt_job_free(job);
+    ck_assert_int_eq(
+        retain_apply(dir, &keep_one, newest.created_ns + 1, retain_needs(&written), &floor, &removed), 0);
+    if (floor != UINT64_MAX)
+        ck_assert_int_eq(store_journal_trim(s, floor), 0);
+    err[0] = '\0';
+    rc = applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err);
+    ck_assert_msg(rc == 0, "apply after the trim (below %llu; recovered at seq %llu, checkpoint at 3): %s",
+                  (unsigned long long)floor, (unsigned long long)recovered, err);
+    ck_assert_msg(recovered >= newest.journal_seq,
+                  "checkpoint at seq %llu published, the state recovered at seq %llu",
+                  (unsigned long long)newest.journal_seq, (unsigned long long)recovered);
+    /* the state: entry 3's values, k000..k009 deleted, and its digest */
+    ck_assert_uint_eq(applier_meta(a).applied_seq, 3);
+    for (int i = 10; i < 100; i++)
+        n += (size_t)snprintf(want + n, 65536 - n, "k%03d=v3-%d;", i, i);
+    state_text(s, "t", text, 65536);
+    ck_assert_str_eq(text, want);
+    ck_assert_uint_eq(applier_meta(a).digest, newest.digest);
+    ck_assert_uint_eq(state_digest(s, "t"), newest.digest);
+    applier_close(a);
+    ckpt_info_free(&newest);
+    ckpt_info_free(&written);
+    apply_test_end(s, NULL, 0, text, want);
+}
+END_TEST
+
 /* A thread that writes the cache's dirty pages to disk until told to stop,
  * as the node's log checkpoint thread does (store_log_checkpoint). */
 struct page_writer {
@@ -3180,6 +3318,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, sorted_transaction_of_many_records_keeps_the_last_write_of_each_key);
     tcase_add_test(tc, pending_sort_orders_by_table_key_and_journal_order);
     tcase_add_loop_test(tc, checkpoint_holds_the_state_at_its_begin_while_apply_goes_on, 0, 3);
+    tcase_add_test(tc, checkpoint_is_never_durable_before_the_state_it_describes);
     tcase_add_test(tc, checkpoint_begins_while_another_thread_writes_pages);
     return s;
 }
