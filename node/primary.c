@@ -1029,16 +1029,29 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
         log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));
         goto out;
     }
-    rc = epoch_begin(&n, promote, &last);
-    if (rc == RK_EFENCED)
-        goto out;
-    if (rc)
-        fatal("cannot read or write the epoch history in meta.db", store_strerror(rc));
     rc = n.a ? 0 : applier_open(n.s, &n.a, err, sizeof err);
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
         goto out;
     }
+    /* before an epoch begins: a promotion that cannot serve must not
+     * leave a higher epoch behind (a standby started here again would
+     * depose the primary with it) */
+    uint64_t loading_seq = 0;
+    if (applier_load_interrupted(n.a, &loading_seq)) {
+        log_msg(LOG_ERROR,
+                "this data directory holds part of an interrupted checkpoint load: no state to serve",
+                "checkpoint_seq=%" PRIu64 " data_dir=\"%s\" hint=\"start it as a standby: it sets the load "
+                "aside and bootstraps again\"",
+                loading_seq, c->data_dir);
+        rc = RK_EBUSY;
+        goto out;
+    }
+    rc = epoch_begin(&n, promote, &last);
+    if (rc == RK_EFENCED)
+        goto out;
+    if (rc)
+        fatal("cannot read or write the epoch history in meta.db", store_strerror(rc));
     t_applier = now_ns();
     n.journal_seq = last.seq;
     n.applied_seq = applier_meta(n.a).applied_seq;

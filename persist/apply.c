@@ -62,6 +62,28 @@ static int meta_put(applier *a, const char *key, const void *val, size_t len)
     return a->meta->put(a->meta, a->txn, &k, &v, 0);
 }
 
+#define LOADING_KEY "loading"
+
+int apply_loading_put(applier *a, uint64_t journal_seq)
+{
+    return meta_put(a, LOADING_KEY, &journal_seq, sizeof journal_seq);
+}
+
+int apply_loading_del(applier *a)
+{
+    DBT k = {.data = (void *)LOADING_KEY, .size = sizeof LOADING_KEY - 1};
+    int rc = a->meta->del(a->meta, a->txn, &k, 0);
+
+    return rc == DB_NOTFOUND ? 0 : rc;
+}
+
+int applier_load_interrupted(const applier *a, uint64_t *journal_seq)
+{
+    if (journal_seq)
+        *journal_seq = a->loading_seq;
+    return a->load_interrupted;
+}
+
 /* ------------------------------------------------------------ lookups */
 
 struct producer *apply_producer(applier *a, const char *name)
@@ -754,6 +776,14 @@ int applier_run(applier *a, uint64_t upto, uint32_t max_records, char *err, size
     journal_entry e = {0};
     int rc = 0;
 
+    if (a->load_interrupted) { /* tables of part of a checkpoint and no "applied": nothing to go on from */
+        snprintf(err, err_size,
+                 "this data directory holds part of a checkpoint load that was interrupted (the checkpoint "
+                 "at journal seq %" PRIu64 "): it is no state to apply to; a standby started on it sets it "
+                 "aside and bootstraps again",
+                 a->loading_seq);
+        return RK_EBUSY;
+    }
     while (a->next_seq <= upto) {
         ring_frame f;
         rc = store_journal_get(a->s, a->next_seq, &e, err, err_size);
@@ -835,6 +865,12 @@ int applier_open(store *s, applier **out, char *err, size_t err_size)
         a->am.restart_seq = 1;
         rc = 0;
     }
+    if (rc)
+        goto fail;
+    rc = meta_get(a, NULL, LOADING_KEY, &a->loading_seq, sizeof a->loading_seq);
+    a->load_interrupted = rc == 0;
+    if (rc == RK_ENOTFOUND)
+        rc = 0;
     if (rc)
         goto fail;
     m = malloc(sizeof *m);

@@ -13,7 +13,9 @@
  *                  sequence and LSN applied, counters;
  *   "p:<name>"     struct producer_meta: the producer's last applied MARK
  *                  (LSN and height);
- *   "maps"         the table id -> name and ring slot -> producer name maps.
+ *   "maps"         the table id -> name and ring slot -> producer name maps;
+ *   "loading"      only while a checkpoint is loaded into a store in use
+ *                  (import.c): the checkpoint's journal_seq.
  * So after a crash the state, the restart point and the producers' marks
  * agree.  Applying re-reads the journal from the restart point (the oldest
  * open group's first entry) and skips every frame at or below its
@@ -260,7 +262,8 @@ uint64_t ckpt_job_base_entries(const ckpt_job *j);
 uint64_t ckpt_job_fold_records(const ckpt_job *j);
 
 /* Loads checkpoint file path into a's store, which must hold no state
- * yet.  A store being built (store_open with STORE_BUILDING) gets the
+ * yet (nor part of a load that never ended: RK_EBUSY,
+ * applier_load_interrupted).  A store being built (store_open with STORE_BUILDING) gets the
  * entries into state.db outside the Berkeley DB log (import.c; store_built
  * makes them durable), the file checked as it is loaded (ckpt_verify_once):
  * when the load fails, the directory may hold part of the file and must be
@@ -277,5 +280,16 @@ uint64_t ckpt_job_fold_records(const ckpt_job *j);
 int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info,
                             int (*progress)(void *arg, uint64_t done, uint64_t total), void *progress_arg,
                             char *err, size_t err_size);
+
+/* Whether a's store holds part of a checkpoint load that never ended: a
+ * load into a store in use (a standby's bootstrap) commits its entries a
+ * buffer at a time and "applied" last, and one killed or failed in
+ * between leaves some of the file's tables and no "applied" record --
+ * not a state, though it looks like an empty one.  meta.db's "loading"
+ * says so: committed with the load's first entries, removed with its
+ * last commit.  *journal_seq (may be NULL): that checkpoint's.
+ * applier_load_checkpoint and applier_run refuse such a store
+ * (RK_EBUSY); a standby sets it aside and bootstraps again. */
+int applier_load_interrupted(const applier *a, uint64_t *journal_seq);
 
 #endif

@@ -79,7 +79,11 @@ struct applier {
     uint32_t txn_records; /* records applied in it */
     struct pending pending; /* those records, written at commit */
     struct apply_meta am;
-    uint64_t next_seq; /* next journal entry to read */
+    /* meta.db's "loading" as applier_open found it: a load into this
+     * store in use never ended (applier_load_interrupted) */
+    int load_interrupted;
+    uint64_t loading_seq;   /* that checkpoint's journal_seq */
+    uint64_t next_seq;      /* next journal entry to read */
     uint64_t read_next_lsn; /* the next_lsn of the last entry read (0: none read yet) */
     /* ring ids of the current ring, from TABLE and ATTACH frames; changed
      * only through apply_map_table and apply_map_slot */
@@ -159,6 +163,12 @@ int apply_table_db(applier *a, const char *name, int create, DB **out);
  * used.  Berkeley DB refuses a DB_MULTIVERSION handle on a file that has
  * other handles open without it (export.c, snapshot_pin). */
 void apply_close_tables(applier *a);
+
+/* meta.db's "loading" record (apply.h, applier_load_interrupted): put
+ * in the open transaction, with the checkpoint's journal_seq; removed
+ * in it (none there is no error). */
+int apply_loading_put(applier *a, uint64_t journal_seq);
+int apply_loading_del(applier *a);
 
 /* Sets the name of ring table id `id` (< RING_MAX_TABLES) or of producer
  * slot `slot` (< RING_MAX_PRODUCERS); when it changes, the maps are

@@ -31,7 +31,13 @@
  *     transactions, committed without sync every buffer (the caller makes
  *     them durable), so that recovery after a crash holds what was
  *     committed; the file is verified whole before the first entry is
- *     handed out (ckpt_verify).
+ *     handed out (ckpt_verify).  What a load killed part-way leaves --
+ *     some tables, no "applied" -- looks like an empty store, and a load
+ *     laid over it kept what the newer file no longer has; so meta.db's
+ *     "loading" goes in the transaction of the first buffer and out in
+ *     the last commit (applier_load_interrupted).  In the same
+ *     transaction as the first entries it needs no sync of its own: any
+ *     later commit recovery finds comes after it in the log.
  *
  * Either way the meta records (state digest, producers' marks, maps,
  * restart point) go in last through the applier, in its own commit
@@ -201,9 +207,18 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
     struct load l = {.a = a, .progress = progress, .progress_arg = progress_arg};
     struct ckpt_info hdr = {0};
     const char *home = NULL;
+    uint64_t loading_seq;
     int rc;
 
     memset(info, 0, sizeof *info);
+    if (a->load_interrupted) {
+        seg_error(
+            err, err_size,
+            "cannot load a checkpoint into a data directory that holds part of an interrupted load (the "
+            "checkpoint at journal seq %" PRIu64 "): set it aside and load into an empty one",
+            a->loading_seq);
+        return RK_EBUSY;
+    }
     if (a->am.applied_seq != 0 || a->am.n_groups != 0 || a->n_tables != 0 || a->txn || a->fold) {
         seg_error(err, err_size, "cannot load a checkpoint into a data directory that holds state already");
         return RK_EINVAL;
@@ -218,6 +233,7 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
     }
     rc = ckpt_read_info(path, &hdr, err, err_size);
     l.total = hdr.n_entries;
+    loading_seq = hdr.journal_seq;
     ckpt_info_free(&hdr);
     if (rc)
         return rc;
@@ -233,8 +249,11 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
         /* checked as they come: a failure anywhere fails the load (above) */
         rc = ckpt_verify_once(path, info, load_entry, &l, err, err_size);
     } else {
-        /* a store in use: verified whole before the first entry is handed out */
+        /* a store in use: verified whole before the first entry is handed
+         * out; "loading" commits with the first buffer (top of this file) */
         rc = apply_txn_begin(a);
+        if (!rc)
+            rc = apply_loading_put(a, loading_seq);
         if (!rc)
             rc = ckpt_verify(path, info, load_entry, &l, err, err_size);
     }
@@ -312,8 +331,11 @@ int applier_load_checkpoint(applier *a, const char *path, struct ckpt_info *info
                                                                                   : a->am.restart_seq;
     a->am.restart_seq = a->next_seq;
     /* apply_txn_commit() writes "applied" (restart point: no group is
-     * open), the producers and the maps with the last entries */
-    rc = apply_txn_commit(a);
+     * open), the producers and the maps with the last entries, and
+     * "loading" goes in the same commit */
+    rc = l.outside ? 0 : apply_loading_del(a);
+    if (!rc)
+        rc = apply_txn_commit(a);
     if (!rc && progress)
         rc = progress(progress_arg, l.n, l.total);
 out:

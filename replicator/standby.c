@@ -20,7 +20,9 @@
  *     fsync it, check its XXH64, rename, fsync checkpoints/, applier_load_checkpoint, then
  *     FETCH from its restart point ──> FOLLOWING.  All of it through the I/O seam (sys_*);
  *     a failed write, fsync or rename removes the copy and stops the standby (exit 1,
- *     bootstrap_fail): the next start downloads again.
+ *     bootstrap_fail): the next start downloads again.  A load that never ended (killed,
+ *     or failed: exit 1) is set aside at the next start (repl_standby_open,
+ *     applier_load_interrupted), which then bootstraps again from scratch.
  *
  * Design: one thread (the main one) owns the SUB and DEALER sockets and
  * the journal: entries are stored strictly in sequence order, each
@@ -1524,6 +1526,17 @@ int repl_standby_open(const struct node_config *c, const struct repl_standby_hos
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
         return rc;
+    }
+    uint64_t loading_seq = 0;
+    if (applier_load_interrupted(sb->a, &loading_seq)) {
+        /* a bootstrap killed in its load: some of the checkpoint's tables
+         * and no "applied" record.  Nothing of it is trusted (the next
+         * checkpoint may no longer hold keys it has): the bootstrap starts
+         * over on an empty store, and what it left is kept in set-aside/ */
+        log_msg(LOG_WARN, "interrupted checkpoint load found: set aside, the bootstrap starts over",
+                "checkpoint_seq=%" PRIu64 " data_dir=\"%s\"", loading_seq, c->data_dir);
+        if ((rc = set_aside(sb)) != 0)
+            return rc;
     }
     {
         /* after a bootstrap the journal may hold nothing yet: what the

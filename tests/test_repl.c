@@ -1162,6 +1162,128 @@ START_TEST(standby_failing_during_bootstrap_leaves_no_untrusted_checkpoint)
 }
 END_TEST
 
+static int lines_with(const char *file, const char *const *needles);
+
+/* The child's progress callback: after the second table's buffer was
+ * committed, the Berkeley DB log (arg, the environment) is flushed, as a
+ * load larger than the log buffer has it written by then, and the
+ * standby dies. */
+static int die_after_two_tables(void *arg, uint64_t done, uint64_t total)
+{
+    static int calls;
+    DB_ENV *env = arg;
+
+    (void)done, (void)total;
+    if (++calls == 2) {
+        env->log_flush(env, NULL);
+        raise(SIGKILL);
+    }
+    return 0;
+}
+
+/* A standby killed while it loaded a checkpoint (bootstrap) and started
+ * again after the primary took a newer one: the interrupted load is set
+ * aside and the bootstrap starts over on an empty store; nothing of the
+ * first file survives.  The load commits each buffer on its own and
+ * writes the "applied" record last, so the store it left looked empty
+ * (applied_seq 0): no set-aside, and the newer file was loaded over the
+ * tables of the older one -- keys deleted between the two survived, and
+ * the state no longer added up to its digest. */
+START_TEST(standby_killed_while_loading_a_checkpoint_bootstraps_again_from_scratch)
+{
+    struct engine e;
+    pid_t primary = start(primary_dir, NULL, keep_one, NULL), s0, child;
+    char older[300], dir[300], log_file[300], cmd[1024], **paths = NULL, *st;
+    struct model_entry at_older[3][KEYS];
+    size_t n_paths = 0;
+    int status, n_stale = 0;
+
+    engine_attach(&e);
+    engine_write(&e, 60);
+    checkpoint_now();
+    uint64_t older_height = e.height;
+    snprintf(dir, sizeof dir, "%s/checkpoints", primary_dir);
+    ck_assert_int_eq(ckpt_list(dir, &paths, &n_paths), 0);
+    ck_assert_uint_ge(n_paths, 1);
+    snprintf(older, sizeof older, "%s/older.rkcp", standby_dir[1]);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", paths[0], older);
+    ck_assert_int_eq(system(cmd), 0);
+    ckpt_list_free(paths, n_paths);
+    /* the primary goes on, takes a newer checkpoint and trims its journal
+     * (keep = 1): a standby must bootstrap from the newer one */
+    engine_write(&e, 60);
+    checkpoint_now();
+    engine_write(&e, 10); /* and entries after it, which the standby fetches */
+    rk_ring_detach(e.r);
+    st = status_of(primary_dir);
+    ck_assert_msg(json_u64(st, "journal_trimmed_below") > 1, "primary: %s", st);
+    free(st);
+    /* some keys of the older checkpoint were deleted since */
+    model_build(older_height);
+    memcpy(at_older, model, sizeof model);
+    model_build(e.height);
+    for (int t = 0; t < 2; t++) /* the tables the child loads */
+        for (int k = 0; k < KEYS; k++)
+            n_stale += at_older[t][k].present && !model[t][k].present;
+    ck_assert_int_gt(n_stale, 0);
+
+    /* the standby's data directory as a bootstrap killed in its load
+     * leaves it: the older file installed, two of its three tables
+     * committed */
+    child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        struct ckpt_info info;
+        char err[512];
+        store *s = NULL;
+        applier *a = NULL;
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s/checkpoints' && cp '%s' '%s/checkpoints/'", standby_dir[0],
+                 older, standby_dir[0]);
+        if (system(cmd) != 0 || store_open(standby_dir[0], STORE_CREATE, 16, &s, err, sizeof err) != 0 ||
+            applier_open(s, &a, err, sizeof err) != 0)
+            _exit(2);
+        applier_load_checkpoint(a, older, &info, die_after_two_tables, store_env(s), err, sizeof err);
+        _exit(3); /* not reached */
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the load was not killed: status %d",
+                  status);
+
+    snprintf(log_file, sizeof log_file, "%s/standby-stderr.log", standby_dir[1]);
+    spawn_stderr = log_file;
+    s0 = start(standby_dir[0], "standby-a", NULL, NULL);
+    spawn_stderr = NULL;
+    /* caught up and compared with the primary's digest (equal or not:
+     * the state is checked first) */
+    int caught_up = 0, digest_match = 0;
+    for (int i = 0; i < BOUND_S * 100 && !caught_up; i++) {
+        char *p = status_of(primary_dir);
+        uint64_t seq = json_u64(p, "journal_seq");
+        free(p);
+        st = status_of(standby_dir[0]);
+        caught_up = seq && json_u64(st, "applied_seq") == seq && json_u64(st, "digest_compared_seq") == seq;
+        if (caught_up) {
+            ck_assert_msg(json_u64(st, "bootstraps") == 1, "%s", st);
+            digest_match = status_true(st, "digest_match");
+        } else {
+            usleep(10000);
+        }
+        free(st);
+    }
+    ck_assert_msg(caught_up, "the standby did not catch up");
+    /* the state is the primary's: every key deleted since the older file
+     * absent; and so is its digest */
+    stop_and_check(s0, primary, e.height);
+    ck_assert(digest_match);
+    /* said, and the partial load kept for a look, not deleted */
+    ck_assert_int_eq(lines_with(log_file, (const char *const[]){"level=warn", "interrupted checkpoint load",
+                                                                "set aside", NULL}),
+                     1);
+    snprintf(dir, sizeof dir, "%s/set-aside", standby_dir[0]);
+    ck_assert_int_eq(access(dir, F_OK), 0);
+}
+END_TEST
+
 /* A primary that lost its data (wiped, or restored to an earlier point)
  * and a standby that still holds the old, longer history: the standby's
  * HELLO and ACKs above the primary's journal are not counted (with
@@ -1555,7 +1677,6 @@ END_TEST
 
 /* ------------------------------------------------------------ identities */
 
-static int lines_with(const char *file, const char *const *needles);
 static int exit_status_of(pid_t pid);
 
 /* A DEALER (or SUB subscribed to "rk.h") to the primary; with keys (Z85:
@@ -4536,6 +4657,7 @@ static Suite *repl_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, standby_failing_during_bootstrap_leaves_no_untrusted_checkpoint, 0,
                         N_BOOTSTRAP_FAULTS);
+    tcase_add_test(tc, standby_killed_while_loading_a_checkpoint_bootstraps_again_from_scratch);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1087,6 +1087,92 @@ START_TEST(restore_killed_while_loading_leaves_a_refused_folder)
 }
 END_TEST
 
+/* The progress callback of a load into a store in use (a standby's
+ * bootstrap): after the second table's buffer is committed the log (arg,
+ * the environment) is flushed, as a load larger than the log buffer has
+ * it written by then, and the process dies. */
+static int kill_after_two_tables(void *arg, uint64_t done, uint64_t total)
+{
+    static int calls;
+    DB_ENV *env = arg;
+
+    (void)done, (void)total;
+    if (++calls == 2) {
+        env->log_flush(env, NULL);
+        raise(SIGKILL);
+    }
+    return 0;
+}
+
+/* A load into a store in use killed part-way leaves some of the file's
+ * tables and no "applied" record.  That store is not taken for an empty
+ * one: a second load is refused (it was laid over the first's tables),
+ * and so are apply and an engine's rk_state_open, until it is set aside
+ * (a standby does: test_repl). */
+START_TEST(load_killed_in_a_store_in_use_is_refused_not_taken_for_empty)
+{
+    char to[400], golden[PATH_MAX], err[2048] = "";
+    struct ckpt_info info;
+    rk_state *st = NULL;
+    store *s = NULL;
+    applier *a = NULL;
+    uint64_t seq = 0;
+    int status, rc;
+    pid_t pid;
+
+    snprintf(golden, sizeof golden, "%s/checkpoint-v1.2.rkcp", RK_GOLDEN_DIR);
+    snprintf(to, sizeof to, "%s/load-killed", root);
+    ck_assert_int_eq(mkdir(to, 0700), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (store_open(to, STORE_CREATE, 0, &s, err, sizeof err) != 0 ||
+            applier_open(s, &a, err, sizeof err) != 0)
+            _exit(2);
+        applier_load_checkpoint(a, golden, &info, kill_after_two_tables, store_env(s), err, sizeof err);
+        _exit(3); /* not reached: three tables */
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the load was not killed: %d", status);
+
+    ck_assert_int_eq(rk_state_open(to, &st), RK_EBUSY);
+    ck_assert_ptr_null(st);
+    ck_assert_msg(store_open(to, 0, 0, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(applier_meta(a).applied_seq, 0); /* what made it look empty */
+    ck_assert_int_eq(applier_load_interrupted(a, &seq), 1);
+    ck_assert_uint_eq(seq, 42); /* the golden file's journal_seq */
+    rc = applier_load_checkpoint(a, golden, &info, NULL, NULL, err, sizeof err);
+    ck_assert_int_eq(rc, RK_EBUSY);
+    ck_assert_msg(strstr(err, "part of an interrupted load"), "%s", err);
+    err[0] = '\0';
+    ck_assert_int_eq(applier_run(a, UINT64_MAX, 1000, err, sizeof err), RK_EBUSY);
+    ck_assert_msg(strstr(err, "part of a checkpoint load that was interrupted"), "%s", err);
+    applier_close(a);
+    store_close(s);
+
+    /* a node started on it as a primary exits before it serves (no ring) */
+    char ring[80], shm[128];
+    snprintf(ring, sizeof ring, "%s.partial", ring_name);
+    snprintf(shm, sizeof shm, "/dev/shm/ringkeep.%s", ring);
+    ring_unlink(ring);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct node_config c;
+        node_config_defaults(&c);
+        if (node_config_set(&c, "node", "data_dir", to, "test", err, sizeof err) ||
+            node_config_set(&c, "ring", "name", ring, "test", err, sizeof err) ||
+            node_config_set(&c, "node", "log_level", "error", "test", err, sizeof err))
+            _exit(99);
+        _exit(node_run(&c));
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "the node ended with status %d", status);
+    ck_assert_int_eq(access(shm, F_OK), -1);
+}
+END_TEST
+
 /* `ringkeep restore`: the summary line, progress and fallback on stderr,
  * exit statuses. */
 START_TEST(restore_command_line)
@@ -1137,6 +1223,7 @@ static Suite *restore_suite(void)
     tcase_add_test(tc, checkpoint_load_writes_no_log);
     tcase_add_test(tc, failed_fsync_of_the_loaded_table_fails_the_restore);
     tcase_add_test(tc, restore_killed_while_loading_leaves_a_refused_folder);
+    tcase_add_test(tc, load_killed_in_a_store_in_use_is_refused_not_taken_for_empty);
     suite_add_tcase(s, tc);
     return s;
 }
