@@ -1005,7 +1005,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
                      .test_cut_after_publish = getenv("RK_TEST_CUT_AFTER_PUBLISH")};
     struct journal_header last = {0};
     pthread_t apply_thread, control_thread;
-    int rc, have_apply = 0, have_control = 0, have_ckpt = 0;
+    int rc, empty, have_apply = 0, have_control = 0, have_ckpt = 0;
     char err[512] = "";
     uint64_t t_store = 0, t_applier = 0, t_ring = 0; /* where a start's time goes ("node started") */
 
@@ -1029,6 +1029,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
         log_msg(LOG_ERROR, "cannot read the journal", "error=\"%s\"", store_strerror(rc));
         goto out;
     }
+    empty = rc == RK_ENOTFOUND;
     rc = n.a ? 0 : applier_open(n.s, &n.a, err, sizeof err);
     if (rc) {
         log_msg(LOG_ERROR, "cannot open the applier", "error=\"%s\"", err);
@@ -1047,12 +1048,29 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
         rc = RK_EBUSY;
         goto out;
     }
+    t_applier = now_ns();
+    /* an empty journal after a bootstrap: it goes on after the checkpoint
+     * loaded, not at seq 1 and LSN 0, where apply would take the new
+     * entries for applied ones (A1, A3) */
+    if (empty && (rc = applier_journal_point(n.a, &last.seq, &last.next_lsn)) != 0) {
+        log_msg(LOG_ERROR, "cannot read the producers' records in meta.db", "error=\"%s\"",
+                store_strerror(rc));
+        goto out;
+    }
+    if (empty && last.seq)
+        log_msg(LOG_INFO, "the journal is empty: it goes on after the checkpoint loaded",
+                "journal_seq=%" PRIu64 " next_lsn=%" PRIu64 " restart_seq=%" PRIu64, last.seq, last.next_lsn,
+                applier_meta(n.a).restart_seq);
     rc = epoch_begin(&n, promote, &last);
     if (rc == RK_EFENCED)
         goto out;
     if (rc)
         fatal("cannot read or write the epoch history in meta.db", store_strerror(rc));
-    t_applier = now_ns();
+    /* groups open at that checkpoint: given up only now that this node
+     * writes the journal (one fenced above stays a standby, which fetches
+     * the entries they began in) */
+    if (empty && (rc = applier_restart_at(n.a, last.seq + 1)) != 0)
+        fatal("cannot write the applier's restart point in meta.db", store_strerror(rc));
     n.journal_seq = last.seq;
     n.applied_seq = applier_meta(n.a).applied_seq;
     if (n.applied_seq > n.journal_seq)

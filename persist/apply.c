@@ -847,6 +847,66 @@ struct apply_meta applier_meta(const applier *a)
     return a->am;
 }
 
+/* A MARK's frame: its header and the 8-byte height (rk_mark). */
+#define MARK_FRAME_SIZE frame_align(FRAME_HEADER_SIZE + 8u)
+
+int applier_journal_point(applier *a, uint64_t *seq, uint64_t *next_lsn)
+{
+    char prefix[] = "p:";
+    DBT k = {.data = prefix, .size = 2}, v = {0};
+    DBC *cur = NULL;
+    /* the entry that held the last MARK applied ended at least where the
+     * MARK did (J1) */
+    uint64_t next = a->am.applied_lsn ? a->am.applied_lsn + MARK_FRAME_SIZE : 0;
+    int rc = a->meta->cursor(a->meta, NULL, &cur, 0);
+
+    /* the producers' records ("p:<name>", in key order from "p:"): an
+     * ATTACH or ABORT after a producer's last MARK lies past it, and a
+     * frame of the new session at or below it would be taken for one of
+     * an earlier session (apply_frame) */
+    for (int flag = DB_SET_RANGE; !rc && (rc = cur->get(cur, &k, &v, flag)) == 0; flag = DB_NEXT) {
+        struct producer_meta m;
+        if (k.size < 2 || memcmp(k.data, "p:", 2) != 0)
+            break;
+        if (v.size != sizeof m)
+            continue;
+        memcpy(&m, v.data, sizeof m);
+        if (m.discard_lsn >= next)
+            next = m.discard_lsn + FRAME_ALIGN;
+    }
+    if (cur)
+        cur->close(cur);
+    if (rc && rc != DB_NOTFOUND)
+        return rc;
+    *seq = a->am.applied_seq;
+    *next_lsn = next;
+    return 0;
+}
+
+int applier_restart_at(applier *a, uint64_t seq)
+{
+    int rc;
+
+    if (apply_restart_seq(a) >= seq)
+        return 0;
+    assert(seq == a->am.applied_seq + 1 && !a->txn); /* A4 */
+    log_msg(LOG_WARN, "groups open at the checkpoint are given up",
+            "restart_seq=%" PRIu64 " new_restart_seq=%" PRIu64
+            " reason=\"the journal goes on after the checkpoint without the entries they began in\"",
+            apply_restart_seq(a), seq);
+    for (size_t i = 0; i < a->n_producers; i++)
+        a->producers[i].open.len = a->producers[i].open.n_frames = 0;
+    a->next_seq = seq;
+    rc = apply_txn_begin(a);
+    if (!rc)
+        rc = apply_txn_commit(a); /* restart_seq = next_seq: no group is open (A4) */
+    if (rc && a->txn) {
+        a->txn->abort(a->txn);
+        a->txn = NULL;
+    }
+    return rc;
+}
+
 int applier_open(store *s, applier **out, char *err, size_t err_size)
 {
     applier *a = calloc(1, sizeof *a);

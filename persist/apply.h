@@ -122,6 +122,27 @@ uint64_t applier_read_upto(const applier *a);
  * ([apply] max_lag_bytes). */
 uint64_t applier_read_lsn(const applier *a);
 
+/* Where the journal goes on while it holds no entry: *seq, the last entry
+ * applied (a loaded checkpoint's journal_seq, A1), and *next_lsn, a ring
+ * position past every frame the state names: just past the last MARK
+ * applied and past every producer's last ATTACH or ABORT.  That is where
+ * the checkpoint's last entry ended (its next_lsn) unless frames of a
+ * group left open followed there, which this journal never held.  A
+ * standby's bootstrap leaves its journal so until the entry after the
+ * checkpoint comes (J2); a node that begins writing there (a promotion, a
+ * start as primary) goes on from this point, or its entries would start
+ * again at seq 1 and LSN 0, at or below what is applied (A1, A3), and
+ * never reach the state.  0 and 0 for a new store.  0 or a BDB error. */
+int applier_journal_point(applier *a, uint64_t *seq, uint64_t *next_lsn);
+
+/* For such a node once it writes as primary, its journal going on at seq
+ * (the point's seq + 1): a group the checkpoint held open began in an
+ * entry before seq, which this journal will never hold, and its MARK (if
+ * any) went to another node only; it is given up, as a dead producer's is
+ * (A2), logged, and the restart point moves to seq (A4), committed.  A
+ * no-op when apply restarts at seq already.  0 or a BDB error. */
+int applier_restart_at(applier *a, uint64_t seq);
+
 /* Makes applier_run stop (after committing) at the end of the journal
  * entry in which producer name's height crosses a multiple of every (0:
  * never), so that a checkpoint can be taken right there;

@@ -2599,6 +2599,164 @@ START_TEST(promote_a_stopped_standby_at_start)
 }
 END_TEST
 
+/* Half of group height + 1 of stream 1 (never acknowledged as applied),
+ * durable, its MARK never written: open at the next checkpoint. */
+static void engine_half_group(struct engine *e)
+{
+    uint64_t lsn = 0;
+    struct op o;
+
+    for (int i = 0; i < RECORDS_PER_GROUP / 2; i++) {
+        make_op_of(1, e->height + 1, i, &o);
+        uint16_t t = e->tables[o.table];
+        int rc = o.del ? rk_del(e->r, t, o.key, o.klen, &lsn)
+                       : rk_put(e->r, t, o.key, o.klen, o.val, o.vlen, &lsn);
+        ck_assert_int_eq(rc, 0);
+    }
+    ck_assert_int_eq(rk_wait(e->r, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+}
+
+/* The newest checkpoint of dir's, its header in *info (ckpt_info_free). */
+static void newest_checkpoint(const char *dir, struct ckpt_info *info)
+{
+    char folder[300], why[512] = "", **paths = NULL;
+    size_t n_paths = 0;
+
+    snprintf(folder, sizeof folder, "%s/checkpoints", dir);
+    ck_assert_int_eq(ckpt_list(folder, &paths, &n_paths), 0);
+    ck_assert_uint_ge(n_paths, 1);
+    ck_assert_msg(ckpt_read_info(paths[0], info, why, sizeof why) == 0, "%s: %s", paths[0], why);
+    ck_assert_msg(info->has_replay, "%s has no replay record", paths[0]);
+    ckpt_list_free(paths, n_paths);
+}
+
+/* A standby bootstrapped from the primary's checkpoint at journal seq J,
+ * its journal still empty (the entry after J never came), made the
+ * primary: by `ringkeep promote` (_i 0), the same with a group open at
+ * the checkpoint (_i 1: given up, its entries are not here), or stopped
+ * and started with role = primary (_i 2).  Its journal used to begin
+ * again at seq 1 and LSN 0 (and its history at (2, 1, 0)): apply,
+ * waiting for entry J + 1 and taking every frame at or below the
+ * producer's last MARK for applied, never applied the first J entries
+ * of the new epoch, groups every one of them acknowledged RK_DURABLE.
+ * Now the epoch begins at J + 1, at the LSN where the old journal went
+ * on, and every acknowledged group is in the state, byte for byte. */
+START_TEST(promoted_with_an_empty_journal_after_a_bootstrap_keeps_every_acknowledged_group)
+{
+    const int open_group = _i == 1, plain_start = _i == 2;
+    char out[4096], gate_env[300], err[512], *st = NULL;
+    struct engine e;
+    struct ckpt_info ck = {0};
+    struct journal_header old_last = {0}, last = {0};
+    journal_entry je = {0};
+    struct epoch_start *h = NULL;
+    uint32_t n_h = 0;
+    store *s = NULL;
+    uint64_t acked, first = 0, next_lsn = 0;
+    pid_t primary = start(primary_dir, NULL, keep_one, NULL), sb;
+
+    engine_attach(&e);
+    engine_write(&e, 40);
+    if (open_group)
+        engine_half_group(&e);
+    acked = e.height;
+    /* everything journaled is applied, so the checkpoint holds it all
+     * (and the half group open) */
+    for (int i = 0;; i++) {
+        st = status_of(primary_dir);
+        if (st && json_u64(st, "applied_seq") == json_u64(st, "journal_seq"))
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the primary's apply did not catch up: %s", st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+    free(st);
+    checkpoint_now(); /* keep_one: the journal is trimmed to what it needs */
+    newest_checkpoint(primary_dir, &ck);
+    if (open_group)
+        ck_assert_msg(ck.replay.restart_seq <= ck.journal_seq, "no group open at the checkpoint (%llu, %llu)",
+                      (unsigned long long)ck.replay.restart_seq, (unsigned long long)ck.journal_seq);
+    else
+        ck_assert_uint_eq(ck.replay.restart_seq, ck.journal_seq + 1);
+
+    /* the gate names no file: the standby keeps no journal entry */
+    snprintf(gate_env, sizeof gate_env, "RK_TEST_JOURNAL_GATE=%s.gate", standby_dir[0]);
+    sb = start(standby_dir[0], "standby-a", own_ring_b, gate_env);
+    for (int i = 0;; i++) {
+        st = status_of(standby_dir[0]);
+        if (st && json_u64(st, "bootstraps") == 1 && !status_true(st, "bootstrapping") &&
+            json_u64(st, "applied_seq") == ck.journal_seq)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the standby did not bootstrap: %s", st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+    ck_assert_msg(json_u64(st, "journal_seq") == ck.replay.restart_seq - 1, "%s", st);
+    free(st);
+    ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
+    rk_ring_detach(e.r);
+    ck_assert_msg(store_open(primary_dir, 0, 16, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_last(s, &old_last), 0);
+    ck_assert_uint_eq(old_last.seq, ck.journal_seq);
+    store_close(s);
+
+    if (plain_start) {
+        ck_assert_int_eq(stop(sb, SIGTERM), 0);
+        sb = start(standby_dir[0], NULL, own_ring_b, NULL);
+    } else {
+        ck_assert_int_eq(
+            run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}), 0);
+    }
+    st = status_of(standby_dir[0]);
+    ck_assert_msg(
+        st && strstr(st, "\"role\":\"primary\"") && json_u64(st, "epoch") == 2 &&
+            json_u64(st, "journal_seq") == ck.journal_seq && json_u64(st, "applied_seq") == ck.journal_seq,
+        "promoted after a bootstrap at seq %llu: %s", (unsigned long long)ck.journal_seq, st ? st : "");
+    free(st);
+    engine_resume(&e, standby_dir[0], acked);
+    ck_assert_uint_eq(e.height, acked);
+    engine_write(&e, 30);
+    check_state(standby_dir[0], e.height); /* the running node's */
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL); /* no last checkpoint: the journal stays */
+    check_state(standby_dir[0], e.height);
+
+    /* the journal: the new epoch from J + 1 on, its LSNs consecutive from
+     * where the old journal went on (with a group open there: past
+     * every frame the state holds) */
+    ck_assert_msg(store_open(standby_dir[0], 0, 16, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(store_journal_first(s, &first), 0);
+    ck_assert_uint_eq(first, ck.journal_seq + 1);
+    ck_assert_int_eq(store_journal_get(s, first, &je, err, sizeof err), 0);
+    next_lsn = (je.h.first_lsn + 7) / 8 * 8; /* a TABLE frame first takes the LSN below its frame */
+    journal_entry_free(&je);
+    if (open_group)
+        ck_assert_uint_gt(next_lsn, ck.lsn);
+    else
+        ck_assert_uint_eq(next_lsn, old_last.next_lsn);
+    ck_assert_int_eq(store_history(s, &h, &n_h), 0);
+    ck_assert_uint_ge(n_h, 2);
+    ck_assert_uint_eq(h[n_h - 2].epoch, 1);
+    ck_assert_uint_eq(h[n_h - 1].epoch, 2);
+    ck_assert_uint_eq(h[n_h - 1].first_seq, ck.journal_seq + 1);
+    ck_assert_uint_eq(h[n_h - 1].first_lsn, next_lsn);
+    free(h);
+    ck_assert_int_eq(store_journal_last(s, &last), 0);
+    for (uint64_t seq = first; seq <= last.seq; seq++) {
+        ck_assert_msg(store_journal_get(s, seq, &je, err, sizeof err) == 0, "entry %llu: %s",
+                      (unsigned long long)seq, err);
+        ck_assert_uint_eq(je.h.epoch, 2);
+        ck_assert_msg((je.h.first_lsn + 7) / 8 * 8 == next_lsn, "entry %llu: first LSN %llu, want %llu",
+                      (unsigned long long)seq, (unsigned long long)je.h.first_lsn,
+                      (unsigned long long)next_lsn);
+        next_lsn = je.h.next_lsn;
+        journal_entry_free(&je);
+    }
+    store_close(s);
+    ckpt_info_free(&ck);
+}
+END_TEST
+
 /* ------------------------------------------------------------ a standby's checkpoints */
 
 /* Checkpoints at every 20th height of the engine, three kept: for the
@@ -4653,6 +4811,11 @@ static Suite *repl_suite(void)
         tcase_add_test(tc, other_standby_killed_during_a_promotion_follows_the_new_primary);
         suite_add_tcase(s, tc);
     }
+    tc = tcase_create("bootstrap_promote"); /* CK_RUN_CASE=bootstrap_promote runs only these */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_loop_test(tc, promoted_with_an_empty_journal_after_a_bootstrap_keeps_every_acknowledged_group,
+                        0, 3);
+    suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, standby_failing_during_bootstrap_leaves_no_untrusted_checkpoint, 0,
