@@ -131,9 +131,14 @@ int ckpt_writer_open(const char *dir, const struct ckpt_info *info, int zstd_lev
 int ckpt_writer_add(ckpt_writer *w, const char *table, const void *key, uint32_t klen, const void *val,
                     uint32_t vlen);
 
+/* The digest the entries added must sum to (ckpt_entry_digest): finish
+ * refuses to write a file whose entries do not (RK_ECORRUPT). */
+void ckpt_writer_expect_digest(ckpt_writer *w, uint64_t digest);
+
 /* Finishes: writes header, body and trailer to a temp file, fsyncs,
- * renames to dir/<journal_seq>.rkcp, fsyncs dir, reads it back with
- * ckpt_verify and returns its path in path_out.  Frees w in every case. */
+ * reads it back with ckpt_verify, renames it to dir/<journal_seq>.rkcp
+ * (replacing a file of that name only once the new one verified), fsyncs
+ * dir and returns its path in path_out.  Frees w in every case. */
 int ckpt_writer_finish(ckpt_writer *w, char *path_out, size_t path_size, char *err, size_t err_size);
 
 /* Whether a base name in a checkpoints folder is one of a writer's temp

@@ -53,7 +53,15 @@ struct ckpt_writer {
     uint8_t *prev_key;
     size_t prev_klen, prev_key_size;
     int failed; /* sticky: the first error of add (I/O, memory) */
+    int expect_digest_set; /* ckpt_writer_expect_digest */
+    uint64_t expect_digest;
 };
+
+void ckpt_writer_expect_digest(ckpt_writer *w, uint64_t digest)
+{
+    w->expect_digest_set = 1;
+    w->expect_digest = digest;
+}
 
 static int write_all(int fd, const void *buf, size_t n)
 {
@@ -460,6 +468,13 @@ int ckpt_writer_finish(ckpt_writer *w, char *path_out, size_t path_size, char *e
         goto out;
     }
     rc = flush_frame(w);
+    if (rc == 0 && w->expect_digest_set && w->info.digest != w->expect_digest) {
+        rc = seg_fail(err, err_size, RK_ECORRUPT,
+                      "checkpoint %s: the tables' digest %016" PRIx64
+                      " differs from the one apply keeps (%016" PRIx64 "): state and apply disagree",
+                      final, w->info.digest, w->expect_digest);
+        goto out;
+    }
     if (rc == 0)
         rc = pack_header(&w->info, &map);
     if (rc == 0 && map.size > CKPT_MAX_HEADER)
@@ -491,6 +506,14 @@ int ckpt_writer_finish(ckpt_writer *w, char *path_out, size_t path_size, char *e
         goto out;
     }
     fd = -1;
+    /* read back before it replaces anything: a checkpoint at the same seq
+     * (a standby's, after the one it bootstrapped from) stays if this one
+     * does not verify */
+    rc = ckpt_verify(tmp, NULL, NULL, NULL, verify_err, sizeof verify_err);
+    if (rc) {
+        seg_error(err, err_size, "checkpoint %s written but does not verify: %s", final, verify_err);
+        goto out;
+    }
     if (sys_rename(tmp, final) != 0) {
         rc = errno;
         seg_error(err, err_size, "cannot rename %s to %s: %s", tmp, final, strerror(rc));
@@ -500,11 +523,6 @@ int ckpt_writer_finish(ckpt_writer *w, char *path_out, size_t path_size, char *e
     rc = sys_fsync_dir(w->dir);
     if (rc) {
         seg_error(err, err_size, "fsync of folder %s failed: %s", w->dir, strerror(rc));
-        goto out;
-    }
-    rc = ckpt_verify(final, NULL, NULL, NULL, verify_err, sizeof verify_err);
-    if (rc) {
-        seg_error(err, err_size, "checkpoint written but does not verify: %s", verify_err);
         goto out;
     }
     if (path_out && path_size)

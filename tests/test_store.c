@@ -3103,6 +3103,93 @@ START_TEST(checkpoint_is_never_durable_before_the_state_it_describes)
 }
 END_TEST
 
+/* The whole of file path (malloc'd) and its length in *len. */
+static uint8_t *whole_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf;
+    long n;
+
+    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    ck_assert_int_ge(n, 0);
+    rewind(f);
+    buf = xmalloc((size_t)n + 1);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* A checkpoint whose tables do not add up to apply's digest (A5) is
+ * refused before it is published: the file already there at its seq (a
+ * standby's bootstrap checkpoint, or an earlier take) stays byte for byte.
+ * It used to be renamed over that file, found wrong, and unlinked,
+ * leaving no checkpoint at that seq. */
+START_TEST(a_checkpoint_refused_for_its_digest_leaves_the_one_of_its_seq)
+{
+    struct batch b;
+    applier *a = NULL;
+    ckpt_job *job = NULL;
+    struct ckpt_info written = {0};
+    struct apply_meta am;
+    store *s;
+    char dir[300], path[512], again[512];
+    uint8_t *before, *after;
+    size_t before_len, after_len;
+    int rc;
+
+    new_data_dir("checkpoint-digest-refused");
+    snprintf(dir, sizeof dir, "%s/checkpoints", data_dir);
+    s = open_store(STORE_CREATE);
+    first_group(&b, 50);
+    append_batch(s, &b);
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(applier_run(a, UINT64_MAX, STORE_TXN_RECORDS, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(applier_checkpoint_begin(a, 1, &job), 0);
+    rc = ckpt_job_write(job, dir, 1, path, sizeof path, &written, err, sizeof err);
+    ck_assert_msg(rc == 0, "ckpt_job_write: %s", err);
+    ckpt_job_free(job);
+    ckpt_info_free(&written);
+    applier_close(a);
+    before = whole_file(path, &before_len);
+
+    /* apply's digest made wrong in meta.db, as a bug in apply would */
+    {
+        DB *meta = store_meta(s);
+        DBT k = {.data = "applied", .size = 7}, v = {.data = &am, .ulen = sizeof am, .flags = DB_DBT_USERMEM};
+        ck_assert_int_eq(meta->get(meta, NULL, &k, &v, 0), 0);
+        am.digest ^= 1;
+        v.size = sizeof am;
+        ck_assert_int_eq(meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT), 0);
+    }
+    ck_assert_msg(applier_open(s, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(applier_checkpoint_begin(a, 1, &job), 0);
+    err[0] = '\0';
+    rc = ckpt_job_write(job, dir, 1, again, sizeof again, &written, err, sizeof err);
+    ckpt_job_free(job);
+    ck_assert_msg(rc == RK_ECORRUPT, "ckpt_job_write returned %d: %s", rc, err);
+    ck_assert_msg(strstr(err, "state and apply disagree"), "%s", err);
+    after = whole_file(path, &after_len);
+    ck_assert_uint_eq(after_len, before_len);
+    ck_assert(memcmp(after, before, before_len) == 0);
+    {
+        char **paths = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(ckpt_list(dir, &paths, &n), 0);
+        ck_assert_uint_eq(n, 1); /* and no temporary file listed */
+        ckpt_list_free(paths, n);
+    }
+    free(before);
+    free(after);
+    applier_close(a);
+    batch_free(&b);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 /* A thread that writes the cache's dirty pages to disk until told to stop,
  * as the node's log checkpoint thread does (store_log_checkpoint). */
 struct page_writer {
@@ -3313,6 +3400,7 @@ Suite *store_suite(void)
     tcase_add_loop_test(tc, stale_abort_does_not_discard_a_reattached_producers_group, 0, 2);
     tcase_add_loop_test(tc, renamed_table_ids_and_slots_apply_to_their_new_names, 0, 2);
     tcase_add_loop_test(tc, frames_read_again_after_a_new_ring_keep_their_producer, 0, 2);
+    tcase_add_test(tc, a_checkpoint_refused_for_its_digest_leaves_the_one_of_its_seq);
     tcase_add_loop_test(tc, sorted_transaction_ends_as_journal_order_says, 0, 3);
     tcase_add_test(tc, new_and_existing_keys_both_ways_keep_state_and_digest);
     tcase_add_test(tc, sorted_transaction_of_many_records_keeps_the_last_write_of_each_key);
