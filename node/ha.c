@@ -7,9 +7,11 @@
  *   epoch           the last epoch etcd handed out (decimal): every
  *                   election's transaction moves it, so epochs are ordered
  *                   by etcd
- *   members/<name>  {"name", "role", "epoch", "seq", "lag", "eligible",
- *                   "preferred", "pid", "node_id", "seq_known"}, attached to that
- *                   node's lease
+ *   members/<name>  {"name", "role", "epoch", "seq", "last_epoch", "lag",
+ *                   "eligible", "preferred", "pid", "node_id", "seq_known",
+ *                   "absent_rev"}, attached to that node's lease; last_epoch
+ *                   is the epoch its entry seq was written in (its epoch
+ *                   history), "epoch" only the highest it has seen
  *   sync            {"leader", "epoch", "voters", "quorum", "min_replicas"}
  *                   (min_replicas > 0; no lease): who may hold entries
  *                   acknowledged RK_REPLICATED, as Patroni's /sync key in
@@ -38,9 +40,17 @@
  *       all behind the newest acknowledged entry now comes only from the
  *       loss of those that acknowledged it: that report is needed;
  *   Q3  a standby runs for the leader key only with reports (member
- *       records) from at least quorum voters, and only if it holds as
- *       many entries as each of them: it then holds every acknowledged
- *       entry.  Nobody leads otherwise, until enough voters come back;
+ *       records) from at least quorum voters, and only if its journal is
+ *       at least as up to date as each of theirs: (last_epoch, seq)
+ *       compared in that order, Raft's up-to-date rule.  One of them
+ *       holds every acknowledged entry, and a journal whose last entry is
+ *       of a later epoch, or of the same epoch and no shorter, holds all
+ *       that one holds (an epoch has one writer, and a leader was elected
+ *       holding everything acknowledged before it: by induction); a seq
+ *       alone says nothing of which history it counts (a fenced leader's
+ *       entries never replicated count as many as acknowledged ones of a
+ *       later epoch).  Nobody leads otherwise, until enough voters come
+ *       back;
  *   Q3a a report is a member record whose seq the member read after a
  *       read of the cluster at revision absent_rev found the leader key
  *       gone, absent_rev later than the sync key's mod revision: the
@@ -57,13 +67,17 @@
  *       it holds the leader key (compared on its create revision).
  *   Q5  a sync key written when the leader key was taken (Q4, or a primary
  *       taking it at start) holds the floor: floor_seq, what that node
- *       held, and floor_epoch, the epoch it knew.  Until that leader puts
- *       a set with a standby in it, it has acknowledged nothing
- *       RK_REPLICATED (min_replicas > 0 and no standby counted, Q1), so
- *       every acknowledged entry is at or below floor_seq, on the history
- *       of floor_epoch: a standby of epoch >= floor_epoch holding at least
- *       floor_seq entries may run without the leader's report (a leader
- *       killed before any standby followed it does not stall the cluster).
+ *       held, and floor_epoch, the epoch its entry floor_seq was written
+ *       in.  Until that leader puts a set with a standby in it, it has
+ *       acknowledged nothing RK_REPLICATED (min_replicas > 0 and no
+ *       standby counted, Q1), so every acknowledged entry is at or below
+ *       floor_seq, on that node's history: a standby whose own
+ *       epoch history gives floor_epoch for floor_seq holds that same
+ *       entry and every one before it, and may run without the leader's
+ *       report (a leader killed before any standby followed it does not
+ *       stall the cluster).  The epoch a standby has merely seen says
+ *       nothing of its entries: it adopts a new primary's epoch before
+ *       their fork point is found.
  *   `ringkeep promote --force` breaks Q3 on purpose (the operator's
  *   override, docs/HA.md): that node takes the key and puts its own sync.
  *
@@ -86,8 +100,8 @@
  *             that count already or hold its promotion point are put in
  *             the sync key (Q1, Q2, Q2a) when they changed
  *   standby:  leader key gone -> eligible (lag <= max_lag_entries), enough
- *             voters report and none holds more (Q3), and no live member
- *             ahead of it -> create-if-absent transaction with the next
+ *             voters report and none is more up to date (Q3), and no live
+ *             member ahead of it -> create-if-absent transaction with the next
  *             epoch and its own sync key (Q4); won -> n->promote, and the
  *             standby's loop hands over to the primary's role
  *
@@ -109,9 +123,10 @@
  * thread has run again.  Clock: CLOCK_BOOTTIME (ring_boottime_ns).
  *
  * Threads: the rk-ha thread owns the etcd client and its state; the role's
- * attachment (role, n, the standby's progress) is under `lock`, and the
- * thread calls into the role (step down, promote, the ring's deadline)
- * only under it, so a role that detached is never touched.
+ * attachment (role, n) is under `lock`, and the thread calls into the
+ * role (step down, promote, the ring's deadline) only under it, so a role
+ * that detached is never touched.  The standby's progress is under
+ * `progress_lock` (taken after `lock`, held only to copy it).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -127,7 +142,9 @@
 #include "node/etcd.h"
 #include "node/ha.h"
 #include "node/internal.h"
+#include "persist/history.h"
 #include "persist/log.h"
+#include "persist/store.h"
 #include "replicator/replicator.h"
 #include "shm/ring.h"
 
@@ -153,10 +170,18 @@ struct ha {
     int kicked;                 /* under lock: the leader key changed, tick now */
     enum ha_role role;          /* under lock: who is attached */
     struct node *n;             /* under lock: the attached role's node */
-    uint64_t sb_seq;            /* under lock: a standby's last entry held durably */
-    uint64_t sb_epoch;          /* under lock: the epoch it follows */
-    int sb_ready;               /* under lock: not bootstrapping (it could be promoted) */
-    int sb_known;               /* under lock: sb_seq is this standby's (ha_standby_progress since attach) */
+    /* A standby's progress, under progress_lock: a leaf lock, held only to
+     * copy these, so that the standby's main thread (ha_standby_progress)
+     * never waits for a tick's etcd requests (made under lock; lock is
+     * taken before progress_lock) */
+    pthread_mutex_t progress_lock;
+    uint64_t sb_seq;             /* its last entry held durably */
+    uint64_t sb_last_epoch;      /* the epoch entry sb_seq was written in (0: no entry) */
+    struct epoch_start *sb_hist; /* its epoch history as of sb_seq (malloc'd; Q5) */
+    uint32_t sb_n_hist;
+    uint64_t sb_epoch;          /* the epoch it follows */
+    int sb_ready;               /* not bootstrapping (it could be promoted) */
+    int sb_known;               /* sb_seq is this standby's (ha_standby_progress since attach) */
     _Atomic uint64_t won_epoch; /* the epoch of the election this node won (0: none) */
 
     /* the rk-ha thread's own */
@@ -165,13 +190,14 @@ struct ha {
     uint64_t ack_deadline;      /* boottime: acknowledgements allowed before it */
     int leading;                /* we hold the leader key ... */
     int64_t leader_rev;         /* ... created at this revision */
-    uint64_t leader_seq_seen;   /* the leader's seq in its last member record */
+    uint64_t leader_seq_seen;   /* the leader's seq in its last member record ... */
+    uint64_t leader_last_epoch_seen; /* ... and the epoch of that entry */
     uint64_t absent_since;      /* boottime the leader key was first seen gone (0: present) */
     uint64_t gone_since;        /* boottime a standby first read the leader key gone (0: present) */
     int hurry;                  /* under lock: the next tick after HURRY_MS, not tick_ms */
     int seen_leader;            /* a leader key was seen since this process started */
     int last_unreachable;       /* etcd did not answer the last tick (logged once) */
-    char last_wait[160];        /* why a candidate waits (logged when it changes) */
+    char last_wait[192];        /* why a candidate waits (logged when it changes) */
     char last_waiting[256];     /* the ids of the standbys left out of the count (Q2a), as last logged */
 };
 
@@ -188,7 +214,8 @@ struct member_view {
     char node_id[RK_NAME_MAX + 1]; /* its [replication] node_id: the sync key's voters are these */
     char role[16];
     uint64_t seq, epoch;
-    int seq_known;      /* seq is what it holds durably (not a starting node's 0) */
+    uint64_t last_epoch; /* the epoch its entry seq was written in */
+    int seq_known;       /* seq and last_epoch are what it holds durably (not a starting node's 0) */
     int64_t absent_rev; /* Q3a: it read seq after seeing the leader key gone at this revision (0: not) */
     int eligible;
     int preferred; /* configured as the primary: first among equals */
@@ -284,7 +311,11 @@ static int read_cluster(struct ha *h, struct cluster_view *v)
             snprintf(m->node_id, sizeof m->node_id, "%s",
                      json_string_value(json_object_get(val, "node_id")) ?: "");
             m->seq = json_u64(val, "seq");
-            m->seq_known = json_is_true(json_object_get(val, "seq_known"));
+            /* a record without last_epoch says nothing of which history
+             * seq counts: no report (Q3) */
+            m->seq_known = json_is_true(json_object_get(val, "seq_known")) &&
+                           json_is_integer(json_object_get(val, "last_epoch"));
+            m->last_epoch = json_u64(val, "last_epoch");
             m->absent_rev = (int64_t)json_u64(val, "absent_rev");
             m->epoch = json_u64(val, "epoch");
             m->eligible = json_is_true(json_object_get(val, "eligible"));
@@ -369,18 +400,19 @@ static void stop_leading(struct ha *h)
 /* ------------------------------------------------------------ members */
 
 /* Our member record, with our lease. */
-/* seq_known: seq is what this node holds durably; a node starting or
- * between roles publishes 0 without it.  absent_rev: seq was read after
- * a read of the cluster, at that revision, found the leader key gone (0:
- * not): only such a record is a report an election may count (Q3a). */
-static void publish_member(struct ha *h, const char *role, uint64_t epoch, uint64_t seq, int seq_known,
-                           int64_t absent_rev, uint64_t lag, int eligible)
+/* seq_known: seq is what this node holds durably, last_epoch the epoch
+ * its entry seq was written in (Q3); a node starting or between roles
+ * publishes 0 without it.  absent_rev: seq was read after a read of the
+ * cluster, at that revision, found the leader key gone (0: not): only
+ * such a record is a report an election may count (Q3a). */
+static void publish_member(struct ha *h, const char *role, uint64_t epoch, uint64_t seq, uint64_t last_epoch,
+                           int seq_known, int64_t absent_rev, uint64_t lag, int eligible)
 {
-    json_t *val =
-        json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:b, s:i, s:s, s:b, s:I}", "name", h->name, "role", role,
-                  "epoch", (json_int_t)epoch, "seq", (json_int_t)seq, "lag", (json_int_t)lag, "eligible",
-                  eligible, "preferred", strcmp(h->c->role, "primary") == 0, "pid", (int)getpid(), "node_id",
-                  h->c->repl_node_id, "seq_known", seq_known, "absent_rev", (json_int_t)absent_rev);
+    json_t *val = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:i, s:s, s:b, s:I}", "name", h->name,
+                            "role", role, "epoch", (json_int_t)epoch, "seq", (json_int_t)seq, "last_epoch",
+                            (json_int_t)last_epoch, "lag", (json_int_t)lag, "eligible", eligible, "preferred",
+                            strcmp(h->c->role, "primary") == 0, "pid", (int)getpid(), "node_id",
+                            h->c->repl_node_id, "seq_known", seq_known, "absent_rev", (json_int_t)absent_rev);
     char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
 
     if (text && h->lease && etcd_put(h->e, h->key_me, text, h->lease) != 0)
@@ -402,8 +434,9 @@ static char *leader_value(struct ha *h, uint64_t epoch)
 /* The sync key's value for a leader of epoch counting plan's standbys
  * (NULL: none yet, the leader key just taken): voters this node and them,
  * quorum by Q2.  With no plan it also carries the floor (Q5): floor_seq,
- * what this node held when it took the key, and floor_epoch, the epoch it
- * knew then.  malloc'd text, NULL when out of memory. */
+ * what this node held when it took the key, and floor_epoch, the epoch
+ * its entry floor_seq was written in.  malloc'd text, NULL when out of
+ * memory. */
 static char *sync_value(struct ha *h, uint64_t epoch, const struct repl_sync_plan *plan, uint64_t floor_seq,
                         uint64_t floor_epoch)
 {
@@ -433,13 +466,15 @@ static char *sync_value(struct ha *h, uint64_t epoch, const struct repl_sync_pla
 /* Takes the leader key if it is free and the epoch and sync keys still
  * hold what v read: leader {name, epoch}, epoch key = counter and (with
  * min_replicas > 0) this node's own sync key (Q4; with min_replicas 0 one
- * left by another configuration is deleted), in one transaction.  1 won,
- * 0 lost (someone else moved first), -1 etcd did not answer. */
+ * left by another configuration is deleted), in one transaction; seq,
+ * this node's last entry, and last_epoch, the epoch it was written in,
+ * are the sync key's floor (Q5).  1 won, 0 lost (someone else moved
+ * first), -1 etcd did not answer. */
 static int take_leader_key(struct ha *h, const struct cluster_view *v, uint64_t epoch, uint64_t counter,
-                           uint64_t seq, uint64_t seq_epoch)
+                           uint64_t seq, uint64_t last_epoch)
 {
     char *value = leader_value(h, epoch), counter_text[24];
-    char *sync = h->c->repl_min_replicas ? sync_value(h, epoch, NULL, seq, seq_epoch) : NULL;
+    char *sync = h->c->repl_min_replicas ? sync_value(h, epoch, NULL, seq, last_epoch) : NULL;
     struct etcd_compare cmp[3] = {
         {.key = h->key_leader, .target = ETCD_CREATE_REVISION, .revision = 0},
         {.key = h->key_epoch, .target = ETCD_MOD_REVISION, .revision = v->counter_rev},
@@ -551,12 +586,13 @@ out:
 static void primary_tick(struct ha *h, const struct cluster_view *v)
 {
     struct node *n = h->n;
-    uint64_t seq;
+    uint64_t seq, last_epoch;
 
     pthread_mutex_lock(&n->lock);
     seq = n->journal_seq;
     pthread_mutex_unlock(&n->lock);
-    publish_member(h, "primary", n->epoch, seq, 1, 0, 0, 1);
+    last_epoch = seq ? store_epoch_of(n->s, seq) : 0;
+    publish_member(h, "primary", n->epoch, seq, last_epoch, 1, 0, 0, 1);
     if (atomic_load(&n->stepped_down))
         return;
     if (h->leading) {
@@ -617,7 +653,7 @@ static void primary_tick(struct ha *h, const struct cluster_view *v)
                      v->leader.epoch);
             return;
         }
-    } else if (take_leader_key(h, v, n->epoch, n->epoch, n->journal_seq, n->epoch) == 1) {
+    } else if (take_leader_key(h, v, n->epoch, n->epoch, seq, last_epoch) == 1) {
         log_msg(LOG_INFO, "etcd: leader key taken", "epoch=%" PRIu64, n->epoch);
     }
     if (h->leading) {
@@ -636,40 +672,63 @@ static void say_wait(struct ha *h, const char *why)
     }
 }
 
-/* Q3: whether the sync key lets this standby (holding seq) run: reports
- * from at least quorum voters, none holding more.  0 with why set. */
-static int sync_allows(struct ha *h, const struct cluster_view *v, uint64_t seq, char *why, size_t why_size)
+/* Whether a journal whose last entry is seq_a, written in epoch epoch_a,
+ * is more up to date than one whose last is seq_b of epoch_b (Q3): a
+ * later epoch first, then more entries (Raft's up-to-date rule). */
+static int more_up_to_date(uint64_t epoch_a, uint64_t seq_a, uint64_t epoch_b, uint64_t seq_b)
+{
+    return epoch_a > epoch_b || (epoch_a == epoch_b && seq_a > seq_b);
+}
+
+/* Q5: whether this standby holds the floor of sy: floor_seq entries, the
+ * last of them written in floor_epoch by its own history (and then every
+ * entry before it as the floor's node holds them).  Under progress_lock. */
+static int holds_floor(const struct ha *h, const struct sync_view *sy, uint64_t seq)
+{
+    if (sy->floor_seq == 0)
+        return 1; /* the winner held no entry: nothing was acknowledged */
+    return seq >= sy->floor_seq &&
+           history_epoch_of(h->sb_hist, h->sb_n_hist, sy->floor_seq) == sy->floor_epoch;
+}
+
+/* Q3: whether the sync key lets this standby (holding seq, the last
+ * entry written in last_epoch; floor_ok: holds_floor) run: reports from
+ * at least quorum voters, none more up to date.  0 with why set. */
+static int sync_allows(struct ha *h, const struct cluster_view *v, uint64_t seq, uint64_t last_epoch,
+                       int floor_ok, char *why, size_t why_size)
 {
     const struct sync_view *sy = &v->sync;
     uint32_t n_reports = 0;
-    uint64_t most = 0;
+    uint64_t most_seq = 0, most_epoch = 0;
     const char *most_id = "";
 
     if (!sy->present)
         return 1; /* no primary counted a standby yet: nothing was acknowledged RK_REPLICATED */
     for (uint32_t i = 0; i < sy->n_voters; i++) {
         const char *id = sy->voters[i];
-        uint64_t their = 0;
+        uint64_t their = 0, their_epoch = 0;
         int heard = 0;
         if (strcmp(id, h->c->repl_node_id) == 0) {
             heard = 1; /* this node: what it holds now */
             their = seq;
+            their_epoch = last_epoch;
         } else {
             for (size_t j = 0; j < v->n_members && !heard; j++)
                 if (v->members[j].seq_known && v->members[j].absent_rev > sy->mod_rev &&
                     strcmp(v->members[j].node_id, id) == 0) { /* Q3a */
                     heard = 1;
                     their = v->members[j].seq;
+                    their_epoch = v->members[j].last_epoch;
                 }
         }
         n_reports += heard;
-        if (heard && their > most) {
-            most = their;
+        if (heard && more_up_to_date(their_epoch, their, most_epoch, most_seq)) {
+            most_seq = their;
+            most_epoch = their_epoch;
             most_id = id;
         }
     }
-    if (n_reports < sy->quorum && sy->has_floor && sy->n_voters == 1 && seq >= sy->floor_seq &&
-        h->sb_epoch >= sy->floor_epoch)
+    if (n_reports < sy->quorum && sy->has_floor && sy->n_voters == 1 && floor_ok)
         return 1; /* Q5 */
     if (n_reports < sy->quorum) {
         snprintf(why, why_size,
@@ -679,9 +738,11 @@ static int sync_allows(struct ha *h, const struct cluster_view *v, uint64_t seq,
                  n_reports, sy->n_voters, sy->epoch, sy->quorum);
         return 0;
     }
-    if (most > seq) {
-        snprintf(why, why_size, "counted member %s holds more entries (%" PRIu64 " > %" PRIu64 ")", most_id,
-                 most, seq);
+    if (more_up_to_date(most_epoch, most_seq, last_epoch, seq)) {
+        snprintf(why, why_size,
+                 "counted member %s is more up to date (last entry %" PRIu64 " of epoch %" PRIu64
+                 "; this node's: %" PRIu64 " of epoch %" PRIu64 ")",
+                 most_id, most_seq, most_epoch, seq, last_epoch);
         return 0;
     }
     return 1;
@@ -690,28 +751,52 @@ static int sync_allows(struct ha *h, const struct cluster_view *v, uint64_t seq,
 static void standby_tick(struct ha *h, const struct cluster_view *v)
 {
     struct node *n = h->n;
-    uint64_t seq = h->sb_seq, highest = h->leader_seq_seen, now = ring_boottime_ns();
+    uint64_t seq, last_epoch, sb_epoch, now = ring_boottime_ns();
+    int ready, known, floor_ok;
+    /* the most up to date journal known (Q3's order): the leader's last
+     * record, or a live member's */
+    uint64_t top_seq = h->leader_seq_seen, top_epoch = h->leader_last_epoch_seen, lag = 0;
     int better = 0, primary_alive = 0, eligible, me_preferred = strcmp(h->c->role, "primary") == 0;
-    char why[160];
+    char why[192];
 
+    pthread_mutex_lock(&h->progress_lock);
+    seq = h->sb_seq;
+    last_epoch = h->sb_last_epoch;
+    sb_epoch = h->sb_epoch;
+    ready = h->sb_ready;
+    known = h->sb_known;
+    floor_ok = v->sync.has_floor && holds_floor(h, &v->sync, seq);
+    pthread_mutex_unlock(&h->progress_lock);
     for (size_t i = 0; i < v->n_members; i++) {
         const struct member_view *m = &v->members[i];
         if (strcmp(m->name, h->name) == 0)
             continue;
-        if (m->seq > highest)
-            highest = m->seq;
+        if (more_up_to_date(m->last_epoch, m->seq, top_epoch, top_seq)) {
+            top_seq = m->seq;
+            top_epoch = m->last_epoch;
+        }
         if (strcmp(m->role, "primary") == 0)
             primary_alive = 1;
-        else if (m->eligible && (m->seq > seq || (m->seq == seq && m->preferred && !me_preferred)))
+        else if (m->eligible &&
+                 (more_up_to_date(m->last_epoch, m->seq, last_epoch, seq) ||
+                  (m->last_epoch == last_epoch && m->seq == seq && m->preferred && !me_preferred)))
             better = 1;
-        if (v->leader.present && strcmp(m->name, v->leader.name) == 0)
+        if (v->leader.present && strcmp(m->name, v->leader.name) == 0) {
             h->leader_seq_seen = m->seq;
+            h->leader_last_epoch_seen = m->last_epoch;
+        }
     }
-    uint64_t lag = highest > seq ? highest - seq : 0;
-    eligible = h->sb_ready && lag <= h->c->ha_max_lag_entries && !atomic_load(&n->promote);
+    /* entries behind the most up to date journal: with the same last
+     * epoch, the difference; with a later one, it holds entries of that
+     * epoch this node lacks, and this node's entries past the fork point
+     * (unknown here) are not on it: at least the difference, and at
+     * least one */
+    if (more_up_to_date(top_epoch, top_seq, last_epoch, seq))
+        lag = top_seq > seq ? top_seq - seq : 1;
+    eligible = ready && lag <= h->c->ha_max_lag_entries && !atomic_load(&n->promote);
     /* seq was read after v (tick): with the leader key gone in v, this
      * record reports it (Q3a) */
-    publish_member(h, "standby", h->sb_epoch, seq, h->sb_known, v->leader.present ? 0 : v->rev, lag,
+    publish_member(h, "standby", sb_epoch, seq, last_epoch, known, v->leader.present ? 0 : v->rev, lag,
                    eligible);
     if (!v->leader.present && !h->gone_since)
         h->gone_since = now;
@@ -737,13 +822,13 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
         return; /* won: the promotion is under way */
     if (!eligible) {
         snprintf(why, sizeof why,
-                 h->sb_ready ? "not eligible: %" PRIu64 " entries behind, max_lag_entries %" PRIu32
-                             : "not eligible: bootstrapping",
+                 ready ? "not eligible: %" PRIu64 " entries behind, max_lag_entries %" PRIu32
+                       : "not eligible: bootstrapping",
                  lag, h->c->ha_max_lag_entries);
         say_wait(h, why);
         return;
     }
-    if (!sync_allows(h, v, seq, why, sizeof why)) {
+    if (!sync_allows(h, v, seq, last_epoch, floor_ok, why, sizeof why)) {
         say_wait(h, why); /* without a time limit: a time limit would lose what the others hold */
         /* the reports it lacks are usually on their way: every standby
          * ticks when the watch sees the key go, and puts its record then,
@@ -766,16 +851,17 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
      * to a live primary about to take the key), for at most two TTLs */
     if ((better || primary_alive) && now - h->absent_since < 2 * h->ttl_ns) {
         say_wait(
-            h, better ? "another live standby holds more entries (or as many, and is the configured primary)"
+            h, better ? "another live standby is more up to date (or as much, and is the configured primary)"
                       : "a primary is alive and takes the key");
         return;
     }
-    uint64_t base = v->counter > h->sb_epoch ? v->counter : h->sb_epoch;
-    int won = take_leader_key(h, v, base + 1, base + 1, seq, h->sb_epoch);
+    uint64_t base = v->counter > sb_epoch ? v->counter : sb_epoch;
+    int won = take_leader_key(h, v, base + 1, base + 1, seq, last_epoch);
     if (won == 1) {
         atomic_store(&h->won_epoch, base + 1);
-        log_msg(LOG_WARN, "etcd: election won: promoting", "epoch=%" PRIu64 " seq=%" PRIu64 " lag=%" PRIu64,
-                base + 1, seq, lag);
+        log_msg(LOG_WARN, "etcd: election won: promoting",
+                "epoch=%" PRIu64 " seq=%" PRIu64 " last_epoch=%" PRIu64 " lag=%" PRIu64, base + 1, seq,
+                last_epoch, lag);
         atomic_store(&n->promote, 1);
         repl_standby_wake(n->standby); /* the standby's loop sees it now, not after its step's wait */
     }
@@ -808,7 +894,7 @@ static void tick(struct ha *h)
         /* starting, or between roles: a node about to run as a primary (its
          * configuration's role, or an election won) says so at once, so
          * that standbys leave it the key */
-        publish_member(h, h->leading ? "primary" : "standby", atomic_load(&h->won_epoch), 0, 0, 0, 0, 0);
+        publish_member(h, h->leading ? "primary" : "standby", atomic_load(&h->won_epoch), 0, 0, 0, 0, 0, 0);
     if (h->role == HA_PRIMARY && h->leading && ring_boottime_ns() >= h->ack_deadline) {
         /* self-fencing: the lease was not renewed in time; etcd may let
          * another node lead once it expires */
@@ -910,6 +996,7 @@ int ha_start(const struct node_config *c, struct ha **out)
     snprintf(h->key_me, sizeof h->key_me, "%smembers/%s", h->key_prefix, h->name);
     snprintf(h->key_sync, sizeof h->key_sync, "%ssync", h->key_prefix);
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->progress_lock, NULL);
     pthread_cond_init(&h->cond, NULL);
     rc = etcd_open(c->ha_etcd, h->tick_ms, &h->e);
     if (!rc)
@@ -962,6 +1049,8 @@ void ha_stop(struct ha *h)
     etcd_close(h->we);
     pthread_cond_destroy(&h->cond);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->progress_lock);
+    free(h->sb_hist);
     free(h);
 }
 
@@ -988,22 +1077,35 @@ void ha_attach_standby(struct ha *h, struct node *n)
     pthread_mutex_lock(&h->lock);
     h->role = HA_STANDBY;
     h->n = n;
+    pthread_mutex_lock(&h->progress_lock);
     h->sb_ready = 0;
     h->sb_known = 0;
+    pthread_mutex_unlock(&h->progress_lock);
     h->last_wait[0] = '\0';
     pthread_mutex_unlock(&h->lock);
 }
 
-void ha_standby_progress(struct ha *h, uint64_t seq, uint64_t epoch, int ready)
+void ha_standby_progress(struct ha *h, store *s, uint64_t seq, uint64_t epoch, int ready)
 {
+    struct epoch_start *hist = NULL;
+    uint32_t n_hist = 0;
+    int known;
+
     if (!h)
         return;
-    pthread_mutex_lock(&h->lock);
+    /* the history read with seq, on this (the journal's writing) thread:
+     * the two agree; out of memory, the record says nothing (no report) */
+    known = store_history(s, &hist, &n_hist) == 0;
+    pthread_mutex_lock(&h->progress_lock);
+    free(h->sb_hist);
+    h->sb_hist = hist;
+    h->sb_n_hist = n_hist;
     h->sb_seq = seq;
+    h->sb_last_epoch = seq ? history_epoch_of(hist, n_hist, seq) : 0;
     h->sb_epoch = epoch;
     h->sb_ready = ready;
-    h->sb_known = 1;
-    pthread_mutex_unlock(&h->lock);
+    h->sb_known = known;
+    pthread_mutex_unlock(&h->progress_lock);
 }
 
 void ha_detach(struct ha *h)

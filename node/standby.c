@@ -285,6 +285,15 @@ struct apply_meta standby_applied(struct node *n)
 
 /* ------------------------------------------------------------ standby */
 
+/* What the standby holds, for its member record in etcd ([ha]; main
+ * thread). */
+static void standby_progress(struct node *n)
+{
+    if (n->standby && repl_standby_store(n->standby))
+        ha_standby_progress(node_ha, repl_standby_store(n->standby), repl_standby_journal_seq(n->standby),
+                            repl_standby_epoch(n->standby), !repl_standby_bootstrapping(n->standby));
+}
+
 /* The standby's entries up to seq are durable: apply may take them
  * (repl_standby_host, main thread). */
 static void standby_durable(void *arg, uint64_t seq)
@@ -438,8 +447,7 @@ int run_standby(const struct node_config *c, struct node_handover *out)
             break;
         }
         atomic_store(&n.bootstrapping, repl_standby_bootstrapping(n.standby));
-        ha_standby_progress(node_ha, repl_standby_journal_seq(n.standby), repl_standby_epoch(n.standby),
-                            !atomic_load(&n.bootstrapping));
+        standby_progress(&n);
         status_owed = 1;
         if (now_ns() - status_ns >= STATUS_EVERY_MS * 1000000ull) {
             standby_status(&n);
