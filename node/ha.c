@@ -126,7 +126,8 @@
  * attachment (role, n) is under `lock`, and the thread calls into the
  * role (step down, promote, the ring's deadline) only under it, so a role
  * that detached is never touched.  The standby's progress is under
- * `progress_lock` (taken after `lock`, held only to copy it).
+ * `progress_lock` (taken after `lock`, held only to copy it): the
+ * standby's main thread puts it there before each ACK.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -171,9 +172,9 @@ struct ha {
     enum ha_role role;          /* under lock: who is attached */
     struct node *n;             /* under lock: the attached role's node */
     /* A standby's progress, under progress_lock: a leaf lock, held only to
-     * copy these, so that the standby's main thread (ha_standby_progress)
-     * never waits for a tick's etcd requests (made under lock; lock is
-     * taken before progress_lock) */
+     * copy these, so that the standby's ACK, which waits for its progress
+     * to be here (ha_standby_progress), never waits for a tick's etcd
+     * requests (made under lock; lock is taken before progress_lock) */
     pthread_mutex_t progress_lock;
     uint64_t sb_seq;             /* its last entry held durably */
     uint64_t sb_last_epoch;      /* the epoch entry sb_seq was written in (0: no entry) */

@@ -29,10 +29,12 @@ void ha_attach_primary(struct ha *h, struct node *n);
 void ha_attach_standby(struct ha *h, struct node *n);
 void ha_detach(struct ha *h);
 
-/* A standby's main thread, after each step: its last entry held
- * durably, seq, with its store s (the epoch history: the epoch seq was
- * written in, and Q5's floor, node/ha.c), the epoch it follows, and 0
- * while it bootstraps (no whole state: it cannot be promoted). */
+/* A standby's main thread, after each step, and before an ACK says it
+ * holds other than it said (repl_standby_host.acking: what it
+ * acknowledged is in what its member record reports): its last entry
+ * held durably, seq, with its store s (the epoch history: the epoch seq
+ * was written in, and Q5's floor, node/ha.c), the epoch it follows, and
+ * 0 while it bootstraps (no whole state: it cannot be promoted). */
 void ha_standby_progress(struct ha *h, store *s, uint64_t seq, uint64_t epoch, int ready);
 
 /* The epoch of the election this node won and leads in (0: none); a

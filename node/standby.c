@@ -306,6 +306,17 @@ static void standby_durable(void *arg, uint64_t seq)
     pthread_mutex_unlock(&n->lock);
 }
 
+/* An ACK is about to say what the standby holds (repl_standby_host, main
+ * thread): its member record reports it first, so a record read after
+ * the leader key went covers every entry this standby acknowledged (Q3a,
+ * node/ha.c).  Told after the step, as it was, a record put between the
+ * ACK and the step's end could miss entries the primary acknowledged
+ * RK_REPLICATED on this standby's word. */
+static void standby_acking(void *arg)
+{
+    standby_progress(arg);
+}
+
 /* A bootstrap replaces the store: apply stops first (repl_standby_host,
  * main thread); the main loop starts it again. */
 static void standby_apply_stop(void *arg)
@@ -418,7 +429,8 @@ static void standby_notify_tick(struct node *n)
 int run_standby(const struct node_config *c, struct node_handover *out)
 {
     struct node n = {.c = c, .role = ROLE_STANDBY};
-    struct repl_standby_host host = {.arg = &n, .durable = standby_durable, .apply_stop = standby_apply_stop};
+    struct repl_standby_host host = {
+        .arg = &n, .durable = standby_durable, .apply_stop = standby_apply_stop, .acking = standby_acking};
     pthread_t control_thread;
     int have_control = 0, stopped = 0, status = 1, status_owed = 0;
     uint64_t status_ns = 0;
@@ -447,7 +459,7 @@ int run_standby(const struct node_config *c, struct node_handover *out)
             break;
         }
         atomic_store(&n.bootstrapping, repl_standby_bootstrapping(n.standby));
-        standby_progress(&n);
+        standby_progress(&n); /* what a step changed without an ACK (a bootstrap begun, an epoch) */
         status_owed = 1;
         if (now_ns() - status_ns >= STATUS_EVERY_MS * 1000000ull) {
             standby_status(&n);

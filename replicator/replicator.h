@@ -156,6 +156,11 @@ struct repl_standby_host {
      * applier (the node starts apply again, on repl_standby_store and
      * repl_standby_applier, once repl_standby_bootstrapping is 0) */
     void (*apply_stop)(void *arg);
+    /* main thread, NULL: none: an ACK is about to say the standby holds
+     * repl_standby_journal_seq, which it did not say before; whatever
+     * reports what the standby holds (its member record in etcd) must say
+     * it first */
+    void (*acking)(void *arg);
 };
 
 /* Opens the data directory (store, epoch, journal, applier) and connects

@@ -30,7 +30,9 @@
  * primary's).  The entries of one burst of messages (a FETCH answer, or
  * what the PUB stream brought meanwhile) are appended in one transaction
  * committed with sync (store_journal_append_many: one fsync for the
- * burst), and the ACK for the last one goes out after that commit.  A gap
+ * burst), and the ACK for the last one goes out after that commit, and
+ * after host->acking has told the node (its [ha] member record reports
+ * what is acknowledged before the primary can count it).  A gap
  * is fetched, never skipped; a duplicate is ignored; an entry that fails
  * verification is not stored and is fetched again; a message from a lower
  * epoch is refused.  Any other message is handled only once the entries
@@ -144,6 +146,7 @@ struct repl_standby {
     size_t pend_len, pend_cap, n_pend;
     size_t pend_off[PEND_MAX_ENTRIES], pend_lens[PEND_MAX_ENTRIES];
     uint64_t acked_seq;               /* last ACK sent */
+    uint64_t acking_seq;              /* last_seq when host.acking was last called (send_ack) */
     uint64_t ack_ns;                  /* monotonic: when it was sent */
     uint64_t ack_applied_seq;         /* the applied_seq it reported */
     uint64_t durable_lsn;             /* next_lsn of entry last_seq (0: not held: after a bootstrap) */
@@ -409,6 +412,10 @@ static void send_ack(struct repl_standby *sb, int keepalive)
 {
     if (sb->last_seq <= sb->acked_seq && !keepalive)
         return;
+    if (sb->host.acking && sb->last_seq != sb->acking_seq) {
+        sb->host.acking(sb->host.arg); /* reported before it is acknowledged */
+        sb->acking_seq = sb->last_seq;
+    }
     struct wire_msg m = {.type = WIRE_ACK};
     m.u.ack.durable_seq = sb->last_seq;
     m.u.ack.has_apply = 1;
