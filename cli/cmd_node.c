@@ -23,14 +23,18 @@
 
 static void node_usage(FILE *out)
 {
-    fprintf(out, "usage: ringkeep node [-c|--config FILE] [--data-dir DIR] [--ring NAME] [--log-level LEVEL]\n"
-                 "                     [--set SECTION.KEY=VALUE]... [--promote]\n"
-                 "  runs a node until SIGTERM: a primary drains the ring into its journal, applies it to\n"
-                 "  state and serves standbys; a standby ([node] role = standby) follows its primary.\n"
-                 "  FILE (INI, see config/primary.ini) is optional: the flags, applied over the file in\n"
-                 "  order, and the defaults can configure a node alone (--data-dir and --ring at least).\n"
-                 "  --promote: a standby's configuration, its standby stopped: start it as the primary, in\n"
-                 "  a new epoch, owning the ring its configuration names (see ringkeep promote).\n");
+    fprintf(out,
+            "usage: ringkeep node [-c|--config FILE] [--data-dir DIR] [--ring NAME] [--log-level LEVEL]\n"
+            "                     [--set SECTION.KEY=VALUE]... [--promote [--force]]\n"
+            "  runs a node until SIGTERM: a primary drains the ring into its journal, applies it to\n"
+            "  state and serves standbys; a standby ([node] role = standby) follows its primary.\n"
+            "  FILE (INI, see config/primary.ini) is optional: the flags, applied over the file in\n"
+            "  order, and the defaults can configure a node alone (--data-dir and --ring at least).\n"
+            "  --promote: a standby's configuration, its standby stopped: start it as the primary, in\n"
+            "  a new epoch, owning the ring its configuration names (see ringkeep promote).  Under\n"
+            "  [ha] it is refused unless --force: etcd elects the primary; with --force the node takes\n"
+            "  an epoch from etcd first, then the leader key when it is free, without the sync key's\n"
+            "  quorum (what other standbys acknowledged may be lost).\n");
 }
 
 static const struct option node_opts[] = {{"config", required_argument, NULL, 'c'},
@@ -39,6 +43,7 @@ static const struct option node_opts[] = {{"config", required_argument, NULL, 'c
                                           {"log-level", required_argument, NULL, 'l'},
                                           {"set", required_argument, NULL, 's'},
                                           {"promote", no_argument, NULL, 'P'},
+                                          {"force", no_argument, NULL, 'F'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
 
@@ -74,7 +79,7 @@ int cmd_node(int argc, char **argv)
     struct node_config *c = NULL;
     char err[1024] = "";
     const char *file = NULL;
-    int rc = 0, ch, index, promote = 0;
+    int rc = 0, ch, index, promote = 0, force = 0;
 
     /* first pass: -c, --promote, --help and bad options; the second
      * applies the flags over the file, in their order */
@@ -85,6 +90,7 @@ int cmd_node(int argc, char **argv)
         if (ch == 'c')
             file = optarg;
         promote |= ch == 'P';
+        force |= ch == 'F';
     }
     if (optind < argc) {
         fprintf(stderr, "ringkeep node: unexpected argument '%s'\n", argv[optind]);
@@ -97,7 +103,7 @@ int cmd_node(int argc, char **argv)
         rc = node_config_load(file, c, err, sizeof err);
     optind = 0;
     while (!rc && (ch = getopt_long(argc, argv, "c:d:", node_opts, &index)) != -1)
-        if (ch != 'c' && ch != 'P')
+        if (ch != 'c' && ch != 'P' && ch != 'F')
             rc = node_flag(c, ch, ch == 'd' ? "--data-dir" : node_opts[index].name, optarg, err, sizeof err);
     if (!rc)
         rc = node_config_check(c, err, sizeof err);
@@ -108,6 +114,23 @@ int cmd_node(int argc, char **argv)
     }
     if (promote && strcmp(c->role, "standby") != 0) {
         fprintf(stderr, "ringkeep node: --promote is for a standby's configuration ([node] role = standby)\n");
+        free(c);
+        return 2;
+    }
+    if (force && !promote) {
+        fprintf(stderr, "ringkeep node: --force is for --promote\n");
+        free(c);
+        return 2;
+    }
+    /* as `ringkeep promote` refuses it: a node promoted by hand begins an
+     * epoch and takes the leader key without the sync key's quorum, so it
+     * may lead without what the standbys of the last leader acknowledged */
+    if (promote && !force && c->ha_etcd[0]) {
+        fprintf(stderr,
+                "ringkeep node: --promote: [ha] is set, etcd elects the primary: start the node without "
+                "--promote and it is elected when it holds what was acknowledged; --force promotes it "
+                "anyway (it leads once the leader key is free, without the sync key's quorum: what "
+                "the other nodes acknowledged may be lost)\n");
         free(c);
         return 2;
     }

@@ -78,8 +78,10 @@
  *       stall the cluster).  The epoch a standby has merely seen says
  *       nothing of its entries: it adopts a new primary's epoch before
  *       their fork point is found.
- *   `ringkeep promote --force` breaks Q3 on purpose (the operator's
- *   override, docs/HA.md): that node takes the key and puts its own sync.
+ *   `ringkeep promote --force` (or `node --promote --force`) breaks Q3 on
+ *   purpose (the operator's override, docs/HA.md): that node takes the key
+ *   and puts its own sync.  Not the epochs' order: it begins an epoch etcd
+ *   handed it (ha_reserve_epoch), and takes the key in that one only.
  *
  * One thread (rk-ha) per process, for the life of the process: a node
  * changes role (standby -> primary on a won election, primary -> standby
@@ -92,8 +94,9 @@
  *                              lease until at least t0 + ttl)
  *   range /ringkeep/<cluster>/
  *   put members/<name>
- *   primary:  not leading -> take the leader key if it is free
- *             (ha_acquire), step down if etcd knows a higher epoch;
+ *   primary:  not leading -> take the leader key if it is free, in an
+ *             epoch etcd handed no one else (above its counter, or the
+ *             one reserved for this node), else step down;
  *             leading -> the key must still be ours, and the lease
  *             renewed before the deadline, else step down (self-fence)
  *             leading, min_replicas > 0 -> the standbys it knows now
@@ -184,6 +187,12 @@ struct ha {
     int sb_ready;               /* not bootstrapping (it could be promoted) */
     int sb_known;               /* sb_seq is this standby's (ha_standby_progress since attach) */
     _Atomic uint64_t won_epoch; /* the epoch of the election this node won (0: none) */
+    /* the epoch of an election won whose promotion has not begun (0: none):
+     * with won_epoch gone (the lease lost first), the promotion is not
+     * taken for one by hand (ha_reserve_epoch) */
+    _Atomic uint64_t elected_epoch;
+    /* the epoch etcd handed this node's promotion by hand (ha_reserve_epoch; 0: none) */
+    _Atomic uint64_t reserved_epoch;
 
     /* the rk-ha thread's own */
     int64_t lease, stale_lease; /* our lease (0: none); a lease to revoke once etcd answers */
@@ -623,13 +632,24 @@ static void primary_tick(struct ha *h, const struct cluster_view *v)
         return;
     }
     /* not leading yet: a primary started by its configuration (or one
-     * promoted by hand) acknowledges nothing until it holds the key */
+     * promoted by hand) acknowledges nothing until it holds the key, and
+     * takes it only in an epoch etcd handed no one else: above the
+     * counter, or the one it reserved (ha_reserve_epoch); etcd's counter
+     * at our epoch without our reservation is another node's election in
+     * it (two leaders in one epoch, their entries alike in the epoch
+     * history and different in bytes) */
+    int ours = v->leader.present && strcmp(v->leader.name, h->name) == 0 && v->leader.epoch == n->epoch;
     if (v->counter > n->epoch) {
         primary_fence(h, v->counter, "etcd: a node of a higher epoch led after this one");
         return;
     }
+    if (v->counter == n->epoch && !ours && atomic_load(&h->reserved_epoch) != n->epoch) {
+        primary_fence(h, v->counter,
+                      "etcd handed this node's epoch to another node (this one began it without etcd)");
+        return;
+    }
     if (v->leader.present) {
-        if (strcmp(v->leader.name, h->name) == 0 && v->leader.epoch == n->epoch) {
+        if (ours) {
             /* ours, from this node's run before a restart (its lease still
              * alive): taken over with our lease */
             char *value = leader_value(h, n->epoch);
@@ -860,6 +880,7 @@ static void standby_tick(struct ha *h, const struct cluster_view *v)
     int won = take_leader_key(h, v, base + 1, base + 1, seq, last_epoch);
     if (won == 1) {
         atomic_store(&h->won_epoch, base + 1);
+        atomic_store(&h->elected_epoch, base + 1);
         log_msg(LOG_WARN, "etcd: election won: promoting",
                 "epoch=%" PRIu64 " seq=%" PRIu64 " last_epoch=%" PRIu64 " lag=%" PRIu64, base + 1, seq,
                 last_epoch, lag);
@@ -1064,6 +1085,7 @@ void ha_attach_primary(struct ha *h, struct node *n)
     pthread_mutex_lock(&h->lock);
     h->role = HA_PRIMARY;
     h->n = n;
+    atomic_store(&h->elected_epoch, 0); /* the promotion began (epoch_begin) */
     h->last_wait[0] = '\0';
     h->last_waiting[0] = '\0';
     if (h->leading && atomic_load(&h->won_epoch) && ring_boottime_ns() < h->ack_deadline)
@@ -1124,4 +1146,60 @@ void ha_detach(struct ha *h)
 uint64_t ha_won_epoch(struct ha *h)
 {
     return h ? atomic_load(&h->won_epoch) : 0;
+}
+
+#define RESERVE_TRIES 20 /* the epoch key moved between the read and the transaction, each time */
+
+int ha_reserve_epoch(struct ha *h, uint64_t min, uint64_t *epoch, char *err, size_t err_size)
+{
+    etcd *e = NULL; /* its own client: h->e is the rk-ha thread's */
+    uint64_t elected = atomic_exchange(&h->elected_epoch, 0);
+    int rc;
+
+    if (elected) {
+        /* an election's promotion whose lease (and leader key) went first:
+         * as a promotion by hand it would lead without the sync key's
+         * quorum */
+        snprintf(err, err_size,
+                 "this node won the election of epoch %" PRIu64 " and lost its lease before it promoted",
+                 elected);
+        return ESTALE;
+    }
+    rc = etcd_open(h->c->ha_etcd, h->tick_ms, &e);
+
+    for (int i = 0; rc == 0 && i < RESERVE_TRIES; i++) {
+        struct etcd_kv *kvs = NULL;
+        size_t n_kvs = 0;
+        uint64_t counter = 0, want;
+        int64_t counter_rev = 0, rev = 0;
+        int ok = 0;
+        char text[24];
+        rc = etcd_range(e, h->key_epoch, 0, &kvs, &n_kvs, &rev);
+        if (rc)
+            break;
+        if (n_kvs) {
+            counter = strtoull(kvs[0].value, NULL, 10);
+            counter_rev = kvs[0].mod_revision;
+        }
+        etcd_kvs_free(kvs, n_kvs);
+        /* above every epoch etcd handed out and every one this node knows:
+         * no election hands it out after this (they take the counter + 1) */
+        want = counter + 1 > min ? counter + 1 : min;
+        snprintf(text, sizeof text, "%" PRIu64, want);
+        struct etcd_compare cmp = {.key = h->key_epoch, .target = ETCD_MOD_REVISION, .revision = counter_rev};
+        struct etcd_op op = {.key = h->key_epoch, .value = text};
+        rc = etcd_txn(e, &cmp, 1, &op, 1, &ok, NULL);
+        if (rc == 0 && ok) {
+            atomic_store(&h->reserved_epoch, want);
+            log_msg(LOG_WARN, "etcd: epoch reserved for a promotion by hand",
+                    "epoch=%" PRIu64 " counter_was=%" PRIu64, want, counter);
+            *epoch = want;
+            etcd_close(e);
+            return 0;
+        }
+    }
+    snprintf(err, err_size, "cannot reserve an epoch in etcd: %s",
+             rc ? (e ? etcd_error(e) : strerror(rc)) : "the epoch key kept moving");
+    etcd_close(e);
+    return rc ? rc : EAGAIN;
 }

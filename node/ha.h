@@ -3,6 +3,7 @@
 #ifndef RK_NODE_HA_H
 #define RK_NODE_HA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "persist/config.h"
@@ -40,5 +41,15 @@ void ha_standby_progress(struct ha *h, store *s, uint64_t seq, uint64_t epoch, i
 /* The epoch of the election this node won and leads in (0: none); a
  * promotion begins at least this epoch. */
 uint64_t ha_won_epoch(struct ha *h);
+
+/* A promotion by hand (no election won): etcd's epoch counter is moved to
+ * *epoch = max(counter + 1, min) in one transaction, before the node
+ * begins that epoch, so that no election hands it out (they take the
+ * counter + 1) and the node takes the leader key in it only (node/ha.c,
+ * primary_tick).  Its own etcd client, bounded by the tick; any thread.
+ * 0, or an errno value with the reason in err: etcd unreachable (the
+ * promotion cannot lead under [ha] anyway), or ESTALE: the promotion is
+ * an election's whose lease was lost first, not one by hand. */
+int ha_reserve_epoch(struct ha *h, uint64_t min, uint64_t *epoch, char *err, size_t err_size);
 
 #endif

@@ -987,7 +987,28 @@ static int epoch_begin(struct node *n, int promote, const struct journal_header 
         return store_epoch_resume(n->s, last->seq + 1, last->next_lsn, &n->epoch);
     /* automatic failover: the epoch etcd handed this node's election */
     uint64_t min = ha_won_epoch(node_ha) > fenced_by + 1 ? ha_won_epoch(node_ha) : fenced_by + 1;
+    if (node_ha && !ha_won_epoch(node_ha)) {
+        /* [ha], promoted by hand: etcd hands the epoch out first, as to
+         * an election; an epoch only this directory knows of may be the
+         * one etcd hands another node next, and two nodes would write
+         * different entries in it */
+        char err[512] = "";
+        if (min <= was)
+            min = was + 1;
+        rc = ha_reserve_epoch(node_ha, min, &min, err, sizeof err);
+        if (rc) {
+            log_msg(LOG_ERROR, "cannot promote", "error=\"%s\" action=rejoin", err);
+            return RK_EFENCED;
+        }
+    }
     rc = store_epoch_begin(n->s, min, last->seq + 1, last->next_lsn, &n->epoch);
+    if (!rc && node_ha && !ha_won_epoch(node_ha) && n->epoch != min) {
+        /* store_epoch_begin goes above every epoch the directory saw; it
+         * saw none above `was` */
+        log_msg(LOG_ERROR, "cannot promote: the epoch begun is not the one etcd reserved",
+                "epoch=%" PRIu64 " reserved=%" PRIu64 " action=rejoin", n->epoch, min);
+        return RK_EFENCED;
+    }
     if (!rc && fenced_by)
         rc = meta_write(n->s, FENCED_KEY, &(uint64_t){0}, sizeof(uint64_t));
     if (!rc && in_file)
