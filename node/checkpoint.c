@@ -376,12 +376,7 @@ static void *log_ckpt_main(void *arg)
             warned = cache_check(n);
             pthread_mutex_lock(&n->lock);
         }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += LOG_CHECKPOINT_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        ts = node_deadline_ms(LOG_CHECKPOINT_MS);
         pthread_cond_timedwait(&n->ckpt_cond, &n->lock, &ts); /* ckpt_cond: also the stop */
         if (n->ckpt_stop)
             break;

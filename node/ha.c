@@ -937,12 +937,8 @@ static void tick(struct ha *h)
 /* Waits (under lock) until ms have passed, stop, or (kick) a kick. */
 static void wait_ms(struct ha *h, uint32_t ms, int kick)
 {
-    struct timespec ts;
+    struct timespec ts = node_deadline_ms(ms); /* h->cond waits on CLOCK_MONOTONIC */
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += (long)ms * 1000000;
-    ts.tv_sec += ts.tv_nsec / 1000000000;
-    ts.tv_nsec %= 1000000000;
     while (!atomic_load(&h->stop) && !(kick && h->kicked))
         if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) == ETIMEDOUT)
             break;
@@ -1019,7 +1015,7 @@ int ha_start(const struct node_config *c, struct ha **out)
     snprintf(h->key_sync, sizeof h->key_sync, "%ssync", h->key_prefix);
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->progress_lock, NULL);
-    pthread_cond_init(&h->cond, NULL);
+    node_cond_init(&h->cond); /* CLOCK_MONOTONIC: wait_ms */
     rc = etcd_open(c->ha_etcd, h->tick_ms, &h->e);
     if (!rc)
         rc = etcd_open(c->ha_etcd, h->tick_ms, &h->we);

@@ -154,6 +154,39 @@ static inline uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The node's condition variables (struct node's, rk-ha's) wait on
+ * CLOCK_MONOTONIC: with the default clock, the wall clock, a step back of
+ * it (NTP, an operator) by X lengthened every timed wait by X -- an rk-ha
+ * tick, so a leader stopped renewing its lease and fenced itself, and a
+ * standby stopped publishing its record; apply's and the checkpoint
+ * threads' looks at their timers.  Their deadlines come from
+ * node_deadline_ms. */
+static inline void node_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* Linux: cannot fail for this clock */
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+/* The deadline ms from now, for pthread_cond_timedwait on a condition
+ * made by node_cond_init. */
+static inline struct timespec node_deadline_ms(uint64_t ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 /* Apply read bytes of ring records in a step of ns (under lock): the
  * moving average of apply_rate, which bounds apply's lag in time (a
  * primary's apply_behind; a standby's ACK reports its lag at that rate).

@@ -320,9 +320,9 @@ void node_begin(struct node *n)
     catch_signals();
     log_set_level(n->c->log_level);
     pthread_mutex_init(&n->lock, NULL);
-    pthread_cond_init(&n->journal_cond, NULL);
-    pthread_cond_init(&n->apply_cond, NULL);
-    pthread_cond_init(&n->ckpt_cond, NULL);
+    node_cond_init(&n->journal_cond);
+    node_cond_init(&n->apply_cond);
+    node_cond_init(&n->ckpt_cond);
     atomic_store(&n->start_ns, now_ns());
     notify_init(&n->notify);
 }

@@ -523,13 +523,7 @@ static int wait_for_apply(struct node *n)
 
     pthread_mutex_lock(&n->lock);
     while (apply_behind(n) && !node_signal && !atomic_load(&n->stepped_down)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = node_deadline_ms(100);
         if (!waited)
             atomic_store(&n->drain_waiting, 1); /* a figure for the status, on its own */
         waited = 1;
@@ -712,9 +706,7 @@ void apply_primary(struct node *n)
         while (n->applied_seq == n->journal_seq && !n->drain_done &&
                !(n->wanted == REQ_SNAPSHOT || (n->wanted && !n->ckpt_busy)) &&
                !(n->ckpt_pending && !n->ckpt_busy)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1; /* look at the checkpoint timer now and then */
+            struct timespec ts = node_deadline_ms(1000); /* look at the checkpoint timer now and then */
             pthread_cond_timedwait(&n->journal_cond, &n->lock, &ts);
             if (checkpoint_time_due(n, &ck) && n->applied_seq != n->ckpt_seq && !n->ckpt_busy)
                 break;

@@ -111,9 +111,7 @@ void apply_standby(struct node *n)
         }
         if (applied >= n->journal_seq) {
             busy_end_ns = 0;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1; /* look at the checkpoint timer now and then */
+            struct timespec ts = node_deadline_ms(1000); /* look at the checkpoint timer now and then */
             pthread_cond_timedwait(&n->journal_cond, &n->lock, &ts);
             continue;
         }
@@ -258,11 +256,7 @@ static void apply_finish(struct node *n)
         }
         /* woken when apply ends (a promotion waits for that, not for a
          * poll's interval); every 20 ms for a second signal */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20000000;
-        ts.tv_sec += ts.tv_nsec / 1000000000;
-        ts.tv_nsec %= 1000000000;
+        struct timespec ts = node_deadline_ms(20);
         pthread_cond_timedwait(&n->apply_cond, &n->lock, &ts);
     }
     pthread_mutex_unlock(&n->lock);

@@ -33,6 +33,7 @@
 #include "persist/json_bytes.h"
 #include "persist/snapshot.h"
 #include "node/client.h"
+#include "node/internal.h"
 #include "node/node.h"
 #include "node_harness.h"
 #include "shm/ring.h"
@@ -3442,6 +3443,54 @@ START_TEST(apply_lag_is_bounded_in_time)
 }
 END_TEST
 
+/* ------------------------------------------------------------ clock
+ * The node's timed waits follow CLOCK_MONOTONIC (node_cond_init,
+ * node_deadline_ms): a wall clock stepped back does not stretch them.  A
+ * monotonic deadline an hour away is, on the wall clock, decades past: a
+ * condition on the wall clock (the default) times out at once, one on
+ * the monotonic clock waits for the signal.  No time is measured. */
+
+struct clock_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int waiting, signalled, rc;
+};
+
+static void *clock_waiter(void *arg)
+{
+    struct clock_wait *w = arg;
+    struct timespec ts = node_deadline_ms(3600 * 1000);
+
+    pthread_mutex_lock(&w->lock);
+    w->waiting = 1;
+    pthread_cond_broadcast(&w->cond);
+    while (!w->signalled && w->rc == 0)
+        w->rc = pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+START_TEST(node_timed_waits_follow_the_monotonic_clock)
+{
+    struct clock_wait w = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    pthread_t t;
+
+    node_cond_init(&w.cond);
+    ck_assert_int_eq(pthread_create(&t, NULL, clock_waiter, &w), 0);
+    pthread_mutex_lock(&w.lock);
+    while (!w.waiting)
+        pthread_cond_wait(&w.cond, &w.lock);
+    /* the waiter is in its timed wait (or timed out already: rc set) */
+    w.signalled = 1;
+    pthread_cond_broadcast(&w.cond);
+    pthread_mutex_unlock(&w.lock);
+    pthread_join(t, NULL);
+    ck_assert_msg(w.rc == 0, "the wait for a deadline an hour away ended with %s, not the signal",
+                  strerror(w.rc));
+    pthread_cond_destroy(&w.cond);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
     Suite *s = suite_create("node");
@@ -3500,6 +3549,9 @@ static Suite *node_suite(void)
     tcase_add_test(tc, a_state_over_half_the_cache_is_said_in_the_log);
     tcase_add_test(tc, status_json_keeps_the_bytes_of_a_strange_data_dir);
     tcase_add_test(tc, status_json_of_a_data_dir_that_is_not_utf8);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("clock"); /* CK_RUN_CASE=clock runs only these */
+    tcase_add_test(tc, node_timed_waits_follow_the_monotonic_clock);
     suite_add_tcase(s, tc);
     return s;
 }
