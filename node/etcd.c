@@ -143,7 +143,8 @@ const char *etcd_error(const etcd *e)
 /* POSTs body (stolen) to path at each endpoint in turn until one answers
  * with JSON: *answer (a new reference).  An answer holding "error" is
  * EPROTO with etcd's message (and *answer NULL), unless it is "lease not
- * found": ENOENT. */
+ * found": ENOENT.  Any other answer that is not HTTP 2xx is not etcd's:
+ * the next endpoint is tried. */
 static int post(etcd *e, const char *path, json_t *body, json_t **answer)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -192,9 +193,9 @@ static int post(etcd *e, const char *path, json_t *body, json_t **answer)
             /* a proxy or another server: try the next one */
             continue;
         }
-        e->current = i;
         json_t *error = json_object_get(got, "error");
         if (error) {
+            e->current = i;
             const char *msg = json_string_value(json_object_get(got, "message"));
             if (!msg)
                 msg = json_string_value(error);
@@ -203,6 +204,17 @@ static int post(etcd *e, const char *path, json_t *body, json_t **answer)
             json_decref(got);
             break;
         }
+        if (status < 200 || status > 299) {
+            /* JSON, no "error", not a success: not the gateway's answer (a
+             * proxy's); its missing fields would read as zeros -- an empty
+             * range, a leader key gone.  Tried as a server that is not etcd */
+            snprintf(e->err, sizeof e->err, "etcd at %s%s: HTTP %ld without an error: %.120s", e->urls[i],
+                     path, status, e->answer ? e->answer : "");
+            json_decref(got);
+            rc = EHOSTUNREACH;
+            continue;
+        }
+        e->current = i;
         *answer = got;
         rc = 0;
     }
