@@ -984,7 +984,7 @@ static int epoch_begin(struct node *n, int promote, const struct journal_header 
          * an election; an epoch only this directory knows of may be the
          * one etcd hands another node next, and two nodes would write
          * different entries in it */
-        char err[512] = "";
+        err[0] = '\0';
         if (min <= was)
             min = was + 1;
         rc = ha_reserve_epoch(node_ha, min, &min, err, sizeof err);
