@@ -718,7 +718,8 @@ int apply_txn_commit(applier *a)
         a->maps_dirty = 0;
         while (kept < a->n_changes && a->changes[kept].seq < restart)
             kept++;
-        memmove(a->changes, a->changes + kept, (a->n_changes - kept) * sizeof *a->changes);
+        if (kept) /* (changes is NULL while none was ever noted) */
+            memmove(a->changes, a->changes + kept, (a->n_changes - kept) * sizeof *a->changes);
         a->n_changes -= kept;
     }
     if (rc)
