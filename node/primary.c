@@ -66,7 +66,7 @@
 #include "replicator/replicator.h"
 #include "shm/ring.h"
 
-#define FENCED_KEY "fenced_by" /* where a node before 2026-12-08 kept the epoch it stepped down for */
+#define FENCED_KEY STORE_OLD_FENCED_KEY /* read and cleared as well (store_open copies it beside db/) */
 #define APPLY_STEP_ENTRIES 16  /* apply publishes its progress at least this often */
 #define APPLY_LAG_MIN_BYTES (64u << 10) /* max_lag_ms never holds apply closer than this (apply_behind) */
 
@@ -961,7 +961,11 @@ static int epoch_begin(struct node *n, int promote, const struct journal_header 
         return rc;
     rc = store_fence_read(n->s, &in_file, err, sizeof err);
     if (rc) {
-        log_msg(LOG_ERROR, "cannot read the fence record", "error=\"%s\"", err[0] ? err : store_strerror(rc));
+        log_msg(LOG_ERROR, "cannot read the fence record: refused as fenced",
+                "error=\"%s\" hint=\"%s holds the epoch "
+                "a primary on this directory stepped down for; fix or remove it by hand only if no primary "
+                "of that epoch exists\"",
+                err[0] ? err : store_strerror(rc), STORE_FENCED_FILE);
         return RK_EFENCED; /* refused as fenced: it may well be */
     }
     if (in_file > fenced_by)
@@ -1018,7 +1022,7 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
                      .test_cut_after_publish = getenv("RK_TEST_CUT_AFTER_PUBLISH")};
     struct journal_header last = {0};
     pthread_t apply_thread, control_thread;
-    int rc, empty, have_apply = 0, have_control = 0, have_ckpt = 0;
+    int rc, empty, short_journal, have_apply = 0, have_control = 0, have_ckpt = 0;
     char err[512] = "";
     uint64_t t_store = 0, t_applier = 0, t_ring = 0; /* where a start's time goes ("node started") */
 
@@ -1062,10 +1066,22 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
         goto out;
     }
     t_applier = now_ns();
+    /* a journal that ends below the state (a standby bootstrapped from a
+     * checkpoint at J fetches again from its restart point R < J, the
+     * first entry of a group open there, and was promoted while it held
+     * R..K, K < J): its entries go once the epoch has begun (all at or
+     * below what the state holds; the open groups they held are given
+     * up below), and it goes on after the checkpoint as an empty one.
+     * Begun at K + 1 and K's next LSN, the epoch's LSNs were below the
+     * marks applied, and apply took the new groups for applied ones. */
+    short_journal = !empty && last.seq < applier_meta(n.a).applied_seq;
+    if (short_journal)
+        log_msg(LOG_WARN, "the journal ends before the checkpoint loaded: it goes on after the checkpoint",
+                "journal_seq=%" PRIu64 " applied_seq=%" PRIu64, last.seq, applier_meta(n.a).applied_seq);
     /* an empty journal after a bootstrap: it goes on after the checkpoint
      * loaded, not at seq 1 and LSN 0, where apply would take the new
      * entries for applied ones (A1, A3) */
-    if (empty && (rc = applier_journal_point(n.a, &last.seq, &last.next_lsn)) != 0) {
+    if ((empty || short_journal) && (rc = applier_journal_point(n.a, &last.seq, &last.next_lsn)) != 0) {
         log_msg(LOG_ERROR, "cannot read the producers' records in meta.db", "error=\"%s\"",
                 store_strerror(rc));
         goto out;
@@ -1082,7 +1098,9 @@ int run_primary(const struct node_config *c, struct repl_primary *r, int promote
     /* groups open at that checkpoint: given up only now that this node
      * writes the journal (one fenced above stays a standby, which fetches
      * the entries they began in) */
-    if (empty && (rc = applier_restart_at(n.a, last.seq + 1)) != 0)
+    if (short_journal && (rc = store_journal_clear(n.s)) != 0)
+        fatal("cannot remove the journal's entries below the checkpoint", store_strerror(rc));
+    if ((empty || short_journal) && (rc = applier_restart_at(n.a, last.seq + 1)) != 0)
         fatal("cannot write the applier's restart point in meta.db", store_strerror(rc));
     n.journal_seq = last.seq;
     n.applied_seq = applier_meta(n.a).applied_seq;

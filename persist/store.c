@@ -466,6 +466,22 @@ int store_open(const char *dir, int flags, uint32_t cache_mb, store **out, char 
         rc = fail_msg(err, err_size, rc, "cannot fsync %s: %s", db_dir, strerror(rc));
         goto fail;
     }
+    /* a fence an earlier build kept in meta.db goes beside db/ (what
+     * replaces db/ would lose it: store_fence_write) */
+    {
+        uint64_t fenced_by = 0;
+        DBT k = {.data = STORE_OLD_FENCED_KEY, .size = (u_int32_t)strlen(STORE_OLD_FENCED_KEY)};
+        DBT v = {.data = &fenced_by, .ulen = sizeof fenced_by, .flags = DB_DBT_USERMEM};
+        char fence_err[300];
+        uint64_t in_file = 0;
+        if (!(flags & STORE_BUILDING) && s->meta->get(s->meta, NULL, &k, &v, 0) == 0 &&
+            v.size == sizeof fenced_by && fenced_by &&
+            store_fence_read(s, &in_file, fence_err, sizeof fence_err) == 0 && in_file < fenced_by &&
+            (rc = store_fence_write(s, fenced_by)) != 0) {
+            rc = fail_msg(err, err_size, rc, "cannot write %s/%s: %s", dir, STORE_FENCED_FILE, strerror(rc));
+            goto fail;
+        }
+    }
     set_message(s, "");
     free(db_dir);
     *out = s;
@@ -1219,6 +1235,29 @@ int store_journal_trim(store *s, uint64_t seq)
         rc = trim_some(s, seq, &more);
         if (rc == DB_LOCK_DEADLOCK)
             more = 1; /* chosen as the victim: that round again */
+    }
+    return rc;
+}
+
+int store_journal_clear(store *s)
+{
+    int more = 1, rc;
+    uint64_t last = 0;
+    void *data = NULL;
+    size_t len = 0;
+
+    rc = read_entry(s, DB_LAST, 0, &last, &data, &len);
+    free(data);
+    if (rc == RK_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if ((rc = record_trimmed_tail(s, last)) != 0)
+        return rc;
+    for (int deadlocks = 0; (rc == 0 || (rc == DB_LOCK_DEADLOCK && deadlocks++ < 100)) && more;) {
+        rc = trim_some(s, last + 1, &more);
+        if (rc == DB_LOCK_DEADLOCK)
+            more = 1;
     }
     return rc;
 }

@@ -231,6 +231,15 @@ int store_journal_get_raw(store *s, uint64_t seq, uint8_t **entry, size_t *len);
  * another one, and it must be comparable (issue 13.6). */
 int store_journal_trim(store *s, uint64_t seq);
 
+/* Removes every entry, the last one too (its XXH64 recorded as
+ * store_journal_trim records the one before its seq): for a journal that
+ * ends below the state it holds (a standby promoted after a bootstrap
+ * before it fetched up to the checkpoint), which then goes on after the
+ * checkpoint as an empty one does (node/primary.c).  Short transactions
+ * without a sync of their own: the next synced commit makes them durable.
+ * 0 or a BDB error. */
+int store_journal_clear(store *s);
+
 /* The last entry trimmed, as store_journal_trim recorded it: its seq and
  * XXH64 trailer (wire_entry_xxh).  0, or RK_ENOTFOUND when none was. */
 int store_journal_trimmed_tail(store *s, uint64_t *seq, uint64_t *xxh);
@@ -301,6 +310,10 @@ int store_ring_made_read(store *s, struct store_ring_record *rec, char *err, siz
  * store_fence_read: 0 with *epoch (0 when there is none), RK_ECORRUPT with
  * a reason in err when it cannot be understood, or an errno value. */
 #define STORE_FENCED_FILE "fenced.json"
+/* meta.db's key where a node before 2026-12-08 kept that epoch: a store
+ * opened with it (not 0) and no higher one in STORE_FENCED_FILE writes it
+ * there (store_open) */
+#define STORE_OLD_FENCED_KEY "fenced_by"
 int store_fence_write(store *s, uint64_t epoch);
 int store_fence_read(store *s, uint64_t *epoch, char *err, size_t err_size);
 

@@ -2757,6 +2757,95 @@ START_TEST(promoted_with_an_empty_journal_after_a_bootstrap_keeps_every_acknowle
 }
 END_TEST
 
+/* The same with a journal that holds some entries, ending below the
+ * checkpoint: producer eng2 leaves half a group open, so the checkpoint
+ * (J) restarts at R < J and the bootstrapped standby fetches again from
+ * R; it holds entry R only (the gate) when the primary is SIGKILLed and
+ * it is promoted.  Its epoch used to begin at R + 1 and R's next LSN,
+ * below the marks applied up to J: apply took the new groups for applied
+ * ones and the engine's 30 durable groups never reached the state
+ * ("height 50, wrote 80"; found in review).  Now the entries R..R go, the
+ * journal goes on at J + 1, eng2's open group is given up, and every
+ * acknowledged group is in the state, equal to the model. */
+START_TEST(promoted_with_a_journal_short_of_its_checkpoint_keeps_every_acknowledged_group)
+{
+    char out[4096], gate_env[340], gate[300], *st = NULL;
+    struct engine e;
+    struct ckpt_info ck = {0};
+    rk_ring *r2 = NULL;
+    uint16_t t2[3];
+    rk_ring_opts ro = {.producer = "eng2", .full_timeout_ms = 0};
+    uint64_t acked, lsn = 0;
+    pid_t primary = start(primary_dir, NULL, keep_one, NULL), sb;
+    struct op o;
+    FILE *f;
+
+    engine_attach(&e);
+    engine_write(&e, 10);
+    ck_assert_int_eq(rk_ring_attach(ring_name, &ro, &r2), 0);
+    ck_assert_int_eq(open_tables(r2, 3, t2), 0);
+    for (int i = 0; i < RECORDS_PER_GROUP / 2; i++) {
+        make_op_of(1, 1, i, &o);
+        ck_assert_int_eq(rk_put(r2, t2[o.table], o.key, o.klen, o.val, o.vlen, &lsn), 0);
+    }
+    ck_assert_int_eq(rk_wait(r2, lsn, RK_DURABLE, BOUND_S * 1000), 0);
+    for (int k = 0; k < 8; k++) {
+        engine_write(&e, 5); /* entries after eng2's half group */
+        usleep(20000);
+    }
+    acked = e.height;
+    for (int i = 0;; i++) {
+        st = status_of(primary_dir);
+        if (st && json_u64(st, "applied_seq") == json_u64(st, "journal_seq"))
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the primary's apply did not catch up: %s", st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+    free(st);
+    checkpoint_now();
+    newest_checkpoint(primary_dir, &ck);
+    ck_assert_msg(ck.replay.restart_seq < ck.journal_seq, "R %llu not below J %llu",
+                  (unsigned long long)ck.replay.restart_seq, (unsigned long long)ck.journal_seq);
+    snprintf(gate, sizeof gate, "%s.gate", standby_dir[0]);
+    f = fopen(gate, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%llu", (unsigned long long)ck.replay.restart_seq);
+    fclose(f);
+    snprintf(gate_env, sizeof gate_env, "RK_TEST_JOURNAL_GATE=%s", gate);
+    sb = start(standby_dir[0], "standby-a", own_ring_b, gate_env);
+    for (int i = 0;; i++) {
+        st = status_of(standby_dir[0]);
+        if (st && json_u64(st, "bootstraps") == 1 && !status_true(st, "bootstrapping") &&
+            json_u64(st, "applied_seq") == ck.journal_seq &&
+            json_u64(st, "journal_seq") == ck.replay.restart_seq)
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the standby did not bootstrap and fetch entry R: %s", st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+    free(st);
+    rk_ring_detach(r2);
+    ck_assert_int_eq(WTERMSIG(stop(primary, SIGKILL)), SIGKILL);
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(run_cli(out, sizeof out, (const char *const[]){"promote", "-d", standby_dir[0], NULL}),
+                     0);
+    st = status_of(standby_dir[0]);
+    ck_assert_msg(st && json_u64(st, "journal_seq") == ck.journal_seq &&
+                      json_u64(st, "applied_seq") == ck.journal_seq,
+                  "promoted with a journal short of its checkpoint at seq %llu: %s",
+                  (unsigned long long)ck.journal_seq, st ? st : "");
+    free(st);
+    engine_resume(&e, standby_dir[0], acked);
+    ck_assert_uint_eq(e.height, acked);
+    engine_write(&e, 30); /* each acknowledged RK_DURABLE */
+    rk_ring_detach(e.r);
+    ck_assert_int_eq(WTERMSIG(stop(sb, SIGKILL)), SIGKILL);
+    check_state(standby_dir[0], e.height);
+    ckpt_info_free(&ck);
+}
+END_TEST
+
 /* ------------------------------------------------------------ a standby's checkpoints */
 
 /* Checkpoints at every 20th height of the engine, three kept: for the
@@ -4815,6 +4904,7 @@ static Suite *repl_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, promoted_with_an_empty_journal_after_a_bootstrap_keeps_every_acknowledged_group,
                         0, 3);
+    tcase_add_test(tc, promoted_with_a_journal_short_of_its_checkpoint_keeps_every_acknowledged_group);
     suite_add_tcase(s, tc);
     tc = tcase_create("bootstrap_fault"); /* CK_RUN_CASE=bootstrap_fault runs only these */
     tcase_add_checked_fixture(tc, setup, teardown);

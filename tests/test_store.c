@@ -1451,6 +1451,57 @@ START_TEST(ring_identity_beside_db_round_trips_and_bad_files_are_refused)
 }
 END_TEST
 
+/* A fence an earlier build kept in meta.db ("fenced_by") is written
+ * beside db/ (fenced.json) when the store opens, so that a rejoin's
+ * rebuild, which replaces db/, cannot lose it (found in review); a
+ * promotion's 0 there copies nothing, and store_fence_write(0) removes the
+ * file. */
+START_TEST(a_fence_in_meta_db_is_kept_beside_db)
+{
+    uint64_t epoch = 7, got = 1;
+    char path[400];
+    store *s;
+
+    new_data_dir("fence");
+    s = open_store(STORE_CREATE);
+    ck_assert_int_eq(store_fence_read(s, &got, err, sizeof err), 0);
+    ck_assert_uint_eq(got, 0);
+    {
+        DB *meta = store_meta(s);
+        DBT k = {.data = STORE_OLD_FENCED_KEY, .size = (u_int32_t)strlen(STORE_OLD_FENCED_KEY)};
+        DBT v = {.data = &epoch, .size = sizeof epoch};
+        ck_assert_int_eq(meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT), 0);
+    }
+    store_close(s);
+    snprintf(path, sizeof path, "%s/" STORE_FENCED_FILE, data_dir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    s = open_store(0);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    ck_assert_int_eq(store_fence_read(s, &got, err, sizeof err), 0);
+    ck_assert_uint_eq(got, 7);
+    ck_assert_int_eq(store_fence_write(s, 0), 0);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    {
+        DB *meta = store_meta(s);
+        DBT k = {.data = STORE_OLD_FENCED_KEY, .size = (u_int32_t)strlen(STORE_OLD_FENCED_KEY)};
+        DBT v = {.data = &(uint64_t){0}, .size = sizeof(uint64_t)};
+        ck_assert_int_eq(meta->put(meta, NULL, &k, &v, DB_AUTO_COMMIT), 0);
+    }
+    store_close(s);
+    s = open_store(0);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    /* a file that is not a fence record is refused, with its name */
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"fenced_by\":\"x\"}", f);
+    fclose(f);
+    ck_assert_int_eq(store_fence_read(s, &got, err, sizeof err), RK_ECORRUPT);
+    assert_has(err, STORE_FENCED_FILE);
+    store_close(s);
+    remove_tree(data_dir);
+}
+END_TEST
+
 START_TEST(duplicate_seq_is_refused)
 {
     struct batch b;
@@ -3377,6 +3428,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, second_open_is_busy_and_names_the_pid);
     tcase_add_test(tc, append_last_get_round_trip_across_reopen);
     tcase_add_test(tc, ring_identity_beside_db_round_trips_and_bad_files_are_refused);
+    tcase_add_test(tc, a_fence_in_meta_db_is_kept_beside_db);
     tcase_add_test(tc, duplicate_seq_is_refused);
     tcase_add_test(tc, append_many_is_all_or_none);
     tcase_add_test(tc, trim_removes_entries_below_seq);
