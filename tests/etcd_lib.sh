@@ -136,6 +136,24 @@ wait_primary() { # wait_primary N: until nN answers its status as a primary
     done
     fail "n$1 does not answer as a primary: $s"
 }
+wait_leader_after() { # wait_leader_after EPOCH: until etcd names a leader of a higher epoch (30 s: 15 TTLs)
+    local l=
+    for _ in $(seq 300); do
+        l=$(leader_of "$(cluster)")
+        [ -n "$l" ] && [ "${l##* }" -gt "$1" ] && break
+        sleep 0.1
+    done
+    printf '%s' "$l"
+}
+wait_counted() { # wait_counted N K: until nN (a primary) counts K standbys
+    local out=
+    for _ in $(seq 300); do
+        out=$(status "$1")
+        [ "$(grep -o '"counted":true' <<<"$out" | wc -l)" -eq "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "n$1 does not count $2 standbys: $out"
+}
 acked_height() { awk '$1 == "acked" { h = $2 } END { print h + 0 }' "$1" 2>/dev/null || echo 0; }
 engine_resumes() { # engine_resumes N ACKED TAG: the order book engine on nN
     # restores at a height >= ACKED (every block acknowledged RK_REPLICATED

@@ -38,15 +38,6 @@ ha_configs hcu-test 2000 # n0..n2, tests/etcd_lib.sh; start_node N
 start_gated() { RK_TEST_JOURNAL_GATE="$TMP/gate" start_node "$1"; }
 set_gate() { printf '%s' "$1" >"$TMP/gate.new" && mv "$TMP/gate.new" "$TMP/gate"; }
 seq_of() { field journal_seq "$(status "$1")"; }
-wait_leader_after() { # wait_leader_after EPOCH: until etcd names a leader of a higher epoch (30 s: 15 TTLs)
-    local l=
-    for _ in $(seq 300); do
-        l=$(leader_of "$(cluster)")
-        [ -n "$l" ] && [ "${l##* }" -gt "$1" ] && break
-        sleep 0.1
-    done
-    printf '%s' "$l"
-}
 sync_key() {
     curl -sf -X POST "http://127.0.0.1:$etcd_port/v3/kv/range" \
         -d "{\"key\":\"$(printf '%s' "/ringkeep/hcu-test-$$/sync" | base64 -w0)\"}" |

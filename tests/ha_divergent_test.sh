@@ -39,24 +39,6 @@ for i in 0 1 2; do : >"$TMP/gate$i"; done # empty: every entry journaled
 start_gated() { RK_TEST_JOURNAL_GATE="$TMP/gate$1" start_node "$1"; }
 set_gate() { printf '%s' "$2" >"$TMP/gate$1.new" && mv "$TMP/gate$1.new" "$TMP/gate$1"; }
 seq_of() { field journal_seq "$(status "$1")"; }
-wait_leader_after() { # wait_leader_after EPOCH: until etcd names a leader of a higher epoch (30 s: 15 TTLs)
-    local l=
-    for _ in $(seq 300); do
-        l=$(leader_of "$(cluster)")
-        [ -n "$l" ] && [ "${l##* }" -gt "$1" ] && break
-        sleep 0.1
-    done
-    printf '%s' "$l"
-}
-wait_counted() { # wait_counted N K: until nN (a primary) counts K standbys
-    local out=
-    for _ in $(seq 300); do
-        out=$(status "$1")
-        [ "$(grep -o '"counted":true' <<<"$out" | wc -l)" -eq "$2" ] && return 0
-        sleep 0.1
-    done
-    fail "n$1 does not count $2 standbys: $out"
-}
 
 # ------------------------------------------------------------ 1. n0 leads, 5 blocks everywhere
 start_gated 0

@@ -32,24 +32,6 @@ ha_test_setup ha_promote_epoch_test hpe
 
 start_etcd
 ha_configs hpe-test 2000
-wait_leader_after() { # wait_leader_after EPOCH: until etcd names a leader of a higher epoch (30 s: 15 TTLs)
-    local l=
-    for _ in $(seq 300); do
-        l=$(leader_of "$(cluster)")
-        [ -n "$l" ] && [ "${l##* }" -gt "$1" ] && break
-        sleep 0.1
-    done
-    printf '%s' "$l"
-}
-wait_counted() { # wait_counted N K: until nN (a primary) counts K standbys
-    local out=
-    for _ in $(seq 300); do
-        out=$(status "$1")
-        [ "$(grep -o '"counted":true' <<<"$out" | wc -l)" -eq "$2" ] && return 0
-        sleep 0.1
-    done
-    fail "n$1 does not count $2 standbys: $out"
-}
 sync_key() {
     curl -sf -X POST "http://127.0.0.1:$etcd_port/v3/kv/range" \
         -d "{\"key\":\"$(printf '%s' "/ringkeep/hpe-test-$$/sync" | base64 -w0)\"}" |
