@@ -2630,6 +2630,26 @@ static void newest_checkpoint(const char *dir, struct ckpt_info *info)
     ckpt_list_free(paths, n_paths);
 }
 
+/* Once the primary on primary_dir has applied everything it journaled, a
+ * checkpoint of it (checkpoint_now), whose header goes to *ck: it holds
+ * every group acknowledged so far, and the groups open then. */
+static void checkpoint_of_everything(struct ckpt_info *ck)
+{
+    char *st = NULL;
+
+    for (int i = 0;; i++) {
+        st = status_of(primary_dir);
+        if (st && json_u64(st, "applied_seq") == json_u64(st, "journal_seq"))
+            break;
+        ck_assert_msg(i < BOUND_S * 100, "the primary's apply did not catch up: %s", st ? st : "");
+        free(st);
+        usleep(10000);
+    }
+    free(st);
+    checkpoint_now();
+    newest_checkpoint(primary_dir, ck);
+}
+
 /* A standby bootstrapped from the primary's checkpoint at journal seq J,
  * its journal still empty (the entry after J never came), made the
  * primary: by `ringkeep promote` (_i 0), the same with a group open at
@@ -2660,19 +2680,7 @@ START_TEST(promoted_with_an_empty_journal_after_a_bootstrap_keeps_every_acknowle
     if (open_group)
         engine_half_group(&e);
     acked = e.height;
-    /* everything journaled is applied, so the checkpoint holds it all
-     * (and the half group open) */
-    for (int i = 0;; i++) {
-        st = status_of(primary_dir);
-        if (st && json_u64(st, "applied_seq") == json_u64(st, "journal_seq"))
-            break;
-        ck_assert_msg(i < BOUND_S * 100, "the primary's apply did not catch up: %s", st ? st : "");
-        free(st);
-        usleep(10000);
-    }
-    free(st);
-    checkpoint_now(); /* keep_one: the journal is trimmed to what it needs */
-    newest_checkpoint(primary_dir, &ck);
+    checkpoint_of_everything(&ck); /* keep_one: the journal is trimmed to what it needs */
     if (open_group)
         ck_assert_msg(ck.replay.restart_seq <= ck.journal_seq, "no group open at the checkpoint (%llu, %llu)",
                       (unsigned long long)ck.replay.restart_seq, (unsigned long long)ck.journal_seq);
@@ -2794,17 +2802,7 @@ START_TEST(promoted_with_a_journal_short_of_its_checkpoint_keeps_every_acknowled
         usleep(20000);
     }
     acked = e.height;
-    for (int i = 0;; i++) {
-        st = status_of(primary_dir);
-        if (st && json_u64(st, "applied_seq") == json_u64(st, "journal_seq"))
-            break;
-        ck_assert_msg(i < BOUND_S * 100, "the primary's apply did not catch up: %s", st ? st : "");
-        free(st);
-        usleep(10000);
-    }
-    free(st);
-    checkpoint_now();
-    newest_checkpoint(primary_dir, &ck);
+    checkpoint_of_everything(&ck);
     ck_assert_msg(ck.replay.restart_seq < ck.journal_seq, "R %llu not below J %llu",
                   (unsigned long long)ck.replay.restart_seq, (unsigned long long)ck.journal_seq);
     snprintf(gate, sizeof gate, "%s.gate", standby_dir[0]);
